@@ -1208,10 +1208,10 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\vtotal_count\x18\x02 \x01(\x05R\n" +
 	"totalCount\x12&\n" +
 	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken2\xeb\x15\n" +
-	"\rSecretService\x12\xe0\x02\n" +
-	"\fGetPublicKey\x12$.secretbroker.v1.GetPublicKeyRequest\x1a\x1a.secretbroker.v1.PublicKey\"\x8d\x02\x82\xd3\xe4\x93\x02\x86\x02Z/\x12-/v1/{parent=orgs/*/agents}/secrets/public-keyZ3\x121/v1/{parent=repos/*/*/actions}/secrets/public-keyZ2\x120/v1/{parent=repos/*/*/agents}/secrets/public-keyZ:\x128/v1/{parent=repos/*/*/environments/*}/secrets/public-key\x12./v1/{parent=orgs/*/actions}/secrets/public-key\x12\xb1\x02\n" +
+	"\rSecretService\x12\xb1\x02\n" +
 	"\vListSecrets\x12#.secretbroker.v1.ListSecretsRequest\x1a$.secretbroker.v1.ListSecretsResponse\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$\x12\"/v1/{parent=orgs/*/agents}/secretsZ(\x12&/v1/{parent=repos/*/*/actions}/secretsZ'\x12%/v1/{parent=repos/*/*/agents}/secretsZ/\x12-/v1/{parent=repos/*/*/environments/*}/secrets\x12#/v1/{parent=orgs/*/actions}/secrets\x12\xa0\x02\n" +
-	"\tGetSecret\x12!.secretbroker.v1.GetSecretRequest\x1a\x17.secretbroker.v1.Secret\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$\x12\"/v1/{name=orgs/*/agents/secrets/*}Z(\x12&/v1/{name=repos/*/*/actions/secrets/*}Z'\x12%/v1/{name=repos/*/*/agents/secrets/*}Z/\x12-/v1/{name=repos/*/*/environments/*/secrets/*}\x12#/v1/{name=orgs/*/actions/secrets/*}\x12\xba\x02\n" +
+	"\tGetSecret\x12!.secretbroker.v1.GetSecretRequest\x1a\x17.secretbroker.v1.Secret\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$\x12\"/v1/{name=orgs/*/agents/secrets/*}Z(\x12&/v1/{name=repos/*/*/actions/secrets/*}Z'\x12%/v1/{name=repos/*/*/agents/secrets/*}Z/\x12-/v1/{name=repos/*/*/environments/*/secrets/*}\x12#/v1/{name=orgs/*/actions/secrets/*}\x12\xe0\x02\n" +
+	"\fGetPublicKey\x12$.secretbroker.v1.GetPublicKeyRequest\x1a\x1a.secretbroker.v1.PublicKey\"\x8d\x02\x82\xd3\xe4\x93\x02\x86\x02Z/\x12-/v1/{parent=orgs/*/agents}/secrets/public-keyZ3\x121/v1/{parent=repos/*/*/actions}/secrets/public-keyZ2\x120/v1/{parent=repos/*/*/agents}/secrets/public-keyZ:\x128/v1/{parent=repos/*/*/environments/*}/secrets/public-key\x12./v1/{parent=orgs/*/actions}/secrets/public-key\x12\xba\x02\n" +
 	"\tPutSecret\x12!.secretbroker.v1.PutSecretRequest\x1a\".secretbroker.v1.PutSecretResponse\"\xe5\x01\x82\xd3\xe4\x93\x02\xde\x01:\x01*Z':\x01*\x1a\"/v1/{name=orgs/*/agents/secrets/*}Z+:\x01*\x1a&/v1/{name=repos/*/*/actions/secrets/*}Z*:\x01*\x1a%/v1/{name=repos/*/*/agents/secrets/*}Z2:\x01*\x1a-/v1/{name=repos/*/*/environments/*/secrets/*}\x1a#/v1/{name=orgs/*/actions/secrets/*}\x12\xa5\x02\n" +
 	"\fDeleteSecret\x12$.secretbroker.v1.DeleteSecretRequest\x1a\x16.google.protobuf.Empty\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$*\"/v1/{name=orgs/*/agents/secrets/*}Z(*&/v1/{name=repos/*/*/actions/secrets/*}Z'*%/v1/{name=repos/*/*/agents/secrets/*}Z/*-/v1/{name=repos/*/*/environments/*/secrets/*}*#/v1/{name=orgs/*/actions/secrets/*}\x12\xec\x01\n" +
 	"\x18ListSelectedRepositories\x120.secretbroker.v1.ListSelectedRepositoriesRequest\x1a1.secretbroker.v1.ListSelectedRepositoriesResponse\"k\x82\xd3\xe4\x93\x02eZ1\x12//v1/{name=orgs/*/agents/secrets/*}/repositories\x120/v1/{name=orgs/*/actions/secrets/*}/repositories\x12\xd5\x01\n" +
@@ -1260,9 +1260,9 @@ var file_secretbroker_v1_secret_service_proto_depIdxs = []int32{
 	1,  // 2: secretbroker.v1.ListSecretsResponse.secrets:type_name -> secretbroker.v1.Secret
 	2,  // 3: secretbroker.v1.ListSelectedRepositoriesResponse.repositories:type_name -> secretbroker.v1.Repository
 	1,  // 4: secretbroker.v1.ListRepositoryOrganizationSecretsResponse.secrets:type_name -> secretbroker.v1.Secret
-	3,  // 5: secretbroker.v1.SecretService.GetPublicKey:input_type -> secretbroker.v1.GetPublicKeyRequest
-	4,  // 6: secretbroker.v1.SecretService.ListSecrets:input_type -> secretbroker.v1.ListSecretsRequest
-	6,  // 7: secretbroker.v1.SecretService.GetSecret:input_type -> secretbroker.v1.GetSecretRequest
+	4,  // 5: secretbroker.v1.SecretService.ListSecrets:input_type -> secretbroker.v1.ListSecretsRequest
+	6,  // 6: secretbroker.v1.SecretService.GetSecret:input_type -> secretbroker.v1.GetSecretRequest
+	3,  // 7: secretbroker.v1.SecretService.GetPublicKey:input_type -> secretbroker.v1.GetPublicKeyRequest
 	7,  // 8: secretbroker.v1.SecretService.PutSecret:input_type -> secretbroker.v1.PutSecretRequest
 	9,  // 9: secretbroker.v1.SecretService.DeleteSecret:input_type -> secretbroker.v1.DeleteSecretRequest
 	10, // 10: secretbroker.v1.SecretService.ListSelectedRepositories:input_type -> secretbroker.v1.ListSelectedRepositoriesRequest
@@ -1270,9 +1270,9 @@ var file_secretbroker_v1_secret_service_proto_depIdxs = []int32{
 	13, // 12: secretbroker.v1.SecretService.AddSelectedRepository:input_type -> secretbroker.v1.AddSelectedRepositoryRequest
 	14, // 13: secretbroker.v1.SecretService.RemoveSelectedRepository:input_type -> secretbroker.v1.RemoveSelectedRepositoryRequest
 	15, // 14: secretbroker.v1.SecretService.ListRepositoryOrganizationSecrets:input_type -> secretbroker.v1.ListRepositoryOrganizationSecretsRequest
-	0,  // 15: secretbroker.v1.SecretService.GetPublicKey:output_type -> secretbroker.v1.PublicKey
-	5,  // 16: secretbroker.v1.SecretService.ListSecrets:output_type -> secretbroker.v1.ListSecretsResponse
-	1,  // 17: secretbroker.v1.SecretService.GetSecret:output_type -> secretbroker.v1.Secret
+	5,  // 15: secretbroker.v1.SecretService.ListSecrets:output_type -> secretbroker.v1.ListSecretsResponse
+	1,  // 16: secretbroker.v1.SecretService.GetSecret:output_type -> secretbroker.v1.Secret
+	0,  // 17: secretbroker.v1.SecretService.GetPublicKey:output_type -> secretbroker.v1.PublicKey
 	8,  // 18: secretbroker.v1.SecretService.PutSecret:output_type -> secretbroker.v1.PutSecretResponse
 	18, // 19: secretbroker.v1.SecretService.DeleteSecret:output_type -> google.protobuf.Empty
 	11, // 20: secretbroker.v1.SecretService.ListSelectedRepositories:output_type -> secretbroker.v1.ListSelectedRepositoriesResponse

@@ -20,9 +20,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SecretService_GetPublicKey_FullMethodName                      = "/secretbroker.v1.SecretService/GetPublicKey"
 	SecretService_ListSecrets_FullMethodName                       = "/secretbroker.v1.SecretService/ListSecrets"
 	SecretService_GetSecret_FullMethodName                         = "/secretbroker.v1.SecretService/GetSecret"
+	SecretService_GetPublicKey_FullMethodName                      = "/secretbroker.v1.SecretService/GetPublicKey"
 	SecretService_PutSecret_FullMethodName                         = "/secretbroker.v1.SecretService/PutSecret"
 	SecretService_DeleteSecret_FullMethodName                      = "/secretbroker.v1.SecretService/DeleteSecret"
 	SecretService_ListSelectedRepositories_FullMethodName          = "/secretbroker.v1.SecretService/ListSelectedRepositories"
@@ -51,12 +51,15 @@ const (
 // URL-escaped exactly once inside a resource name: environment "prod/eu" is
 // "repos/octo-org/hello-world/environments/prod%2Feu".
 type SecretServiceClient interface {
-	// Returns the scope's public key, for callers that seal values themselves.
-	GetPublicKey(ctx context.Context, in *GetPublicKeyRequest, opts ...grpc.CallOption) (*PublicKey, error)
 	// Lists a scope's secrets (metadata only, never values).
 	ListSecrets(ctx context.Context, in *ListSecretsRequest, opts ...grpc.CallOption) (*ListSecretsResponse, error)
 	// Returns one secret's metadata (never its value).
 	GetSecret(ctx context.Context, in *GetSecretRequest, opts ...grpc.CallOption) (*Secret, error)
+	// Returns the scope's public key, for callers that seal values themselves.
+	// Declared after GetSecret on purpose: the gateway tries the routes of
+	// later methods first, so "secrets/public-key" is matched here rather
+	// than taken as a secret named "public-key".
+	GetPublicKey(ctx context.Context, in *GetPublicKeyRequest, opts ...grpc.CallOption) (*PublicKey, error)
 	// Creates or updates a secret. The broker seals a plaintext value with the
 	// scope's public key; a value the caller sealed itself is checked and passed
 	// through.
@@ -85,16 +88,6 @@ func NewSecretServiceClient(cc grpc.ClientConnInterface) SecretServiceClient {
 	return &secretServiceClient{cc}
 }
 
-func (c *secretServiceClient) GetPublicKey(ctx context.Context, in *GetPublicKeyRequest, opts ...grpc.CallOption) (*PublicKey, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(PublicKey)
-	err := c.cc.Invoke(ctx, SecretService_GetPublicKey_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 func (c *secretServiceClient) ListSecrets(ctx context.Context, in *ListSecretsRequest, opts ...grpc.CallOption) (*ListSecretsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListSecretsResponse)
@@ -109,6 +102,16 @@ func (c *secretServiceClient) GetSecret(ctx context.Context, in *GetSecretReques
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Secret)
 	err := c.cc.Invoke(ctx, SecretService_GetSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretServiceClient) GetPublicKey(ctx context.Context, in *GetPublicKeyRequest, opts ...grpc.CallOption) (*PublicKey, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PublicKey)
+	err := c.cc.Invoke(ctx, SecretService_GetPublicKey_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -204,12 +207,15 @@ func (c *secretServiceClient) ListRepositoryOrganizationSecrets(ctx context.Cont
 // URL-escaped exactly once inside a resource name: environment "prod/eu" is
 // "repos/octo-org/hello-world/environments/prod%2Feu".
 type SecretServiceServer interface {
-	// Returns the scope's public key, for callers that seal values themselves.
-	GetPublicKey(context.Context, *GetPublicKeyRequest) (*PublicKey, error)
 	// Lists a scope's secrets (metadata only, never values).
 	ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error)
 	// Returns one secret's metadata (never its value).
 	GetSecret(context.Context, *GetSecretRequest) (*Secret, error)
+	// Returns the scope's public key, for callers that seal values themselves.
+	// Declared after GetSecret on purpose: the gateway tries the routes of
+	// later methods first, so "secrets/public-key" is matched here rather
+	// than taken as a secret named "public-key".
+	GetPublicKey(context.Context, *GetPublicKeyRequest) (*PublicKey, error)
 	// Creates or updates a secret. The broker seals a plaintext value with the
 	// scope's public key; a value the caller sealed itself is checked and passed
 	// through.
@@ -238,14 +244,14 @@ type SecretServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedSecretServiceServer struct{}
 
-func (UnimplementedSecretServiceServer) GetPublicKey(context.Context, *GetPublicKeyRequest) (*PublicKey, error) {
-	return nil, status.Error(codes.Unimplemented, "method GetPublicKey not implemented")
-}
 func (UnimplementedSecretServiceServer) ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSecrets not implemented")
 }
 func (UnimplementedSecretServiceServer) GetSecret(context.Context, *GetSecretRequest) (*Secret, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSecret not implemented")
+}
+func (UnimplementedSecretServiceServer) GetPublicKey(context.Context, *GetPublicKeyRequest) (*PublicKey, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPublicKey not implemented")
 }
 func (UnimplementedSecretServiceServer) PutSecret(context.Context, *PutSecretRequest) (*PutSecretResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PutSecret not implemented")
@@ -289,24 +295,6 @@ func RegisterSecretServiceServer(s grpc.ServiceRegistrar, srv SecretServiceServe
 	s.RegisterService(&SecretService_ServiceDesc, srv)
 }
 
-func _SecretService_GetPublicKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(GetPublicKeyRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(SecretServiceServer).GetPublicKey(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: SecretService_GetPublicKey_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(SecretServiceServer).GetPublicKey(ctx, req.(*GetPublicKeyRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
 func _SecretService_ListSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListSecretsRequest)
 	if err := dec(in); err != nil {
@@ -339,6 +327,24 @@ func _SecretService_GetSecret_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SecretServiceServer).GetSecret(ctx, req.(*GetSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SecretService_GetPublicKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPublicKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretServiceServer).GetPublicKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SecretService_GetPublicKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretServiceServer).GetPublicKey(ctx, req.(*GetPublicKeyRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -477,16 +483,16 @@ var SecretService_ServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*SecretServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
-			MethodName: "GetPublicKey",
-			Handler:    _SecretService_GetPublicKey_Handler,
-		},
-		{
 			MethodName: "ListSecrets",
 			Handler:    _SecretService_ListSecrets_Handler,
 		},
 		{
 			MethodName: "GetSecret",
 			Handler:    _SecretService_GetSecret_Handler,
+		},
+		{
+			MethodName: "GetPublicKey",
+			Handler:    _SecretService_GetPublicKey_Handler,
 		},
 		{
 			MethodName: "PutSecret",
