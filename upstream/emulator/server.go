@@ -1,0 +1,416 @@
+package emulator
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/nacl/box"
+)
+
+// Limits GitHub applies.
+const (
+	maxBodyBytes   = 1 << 20 // request bodies larger than this get 413
+	maxSecretBytes = 48 << 10
+	firstRepoID    = 1296269
+	apiV3Prefix    = "/api/v3"
+	docsURL        = "https://docs.github.com/rest/actions/secrets"
+	versionHeader  = "X-GitHub-Api-Version"
+	versionActions = "2022-11-28"
+	versionCurrent = "2026-03-10"
+)
+
+// Options configures a Server.
+type Options struct {
+	// Token, when non-empty, is the bearer token every request must carry
+	// ("Authorization: Bearer <Token>"); other requests get 401
+	// {"message":"Bad credentials"}.
+	Token string
+	// LegacyRoutes makes the server behave like an old GitHub Enterprise
+	// Server: environment secrets are served only at
+	// /repositories/{repository_id}/environments/{environment_name}/secrets...
+	// and the /repos/{owner}/{repo}/environments/... secret routes answer
+	// 404. Without it, it is the other way round.
+	LegacyRoutes bool
+	// Now is the clock for created_at and updated_at; default time.Now.
+	Now func() time.Time
+	// Logger receives one debug line per request (never a secret value);
+	// default discards.
+	Logger *slog.Logger
+}
+
+// Server is the emulated GitHub secrets API. It is an http.Handler; create
+// it with New. All methods are safe for concurrent use.
+type Server struct {
+	opts Options
+	now  func() time.Time
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	orgs    map[string]*org  // by lower-cased login
+	repos   map[int64]*repo  // by id
+	nextID  int64            // next repository id
+	keySeq  uint64           // last key_id handed out
+	keys    map[string]*keys // by scope key
+	secrets map[string]map[string]*secret
+	counts  map[string]int
+	total   int
+	headers map[string]http.Header
+	faults  []*Fault
+}
+
+type org struct {
+	login string
+	repos map[string]*repo // by lower-cased name
+}
+
+type repo struct {
+	id      int64
+	org     *org
+	name    string
+	private bool
+	envs    map[string]string // lower-cased name -> name
+}
+
+func (r *repo) fullName() string { return r.org.login + "/" + r.name }
+
+type keyPair struct {
+	id        string
+	pub, priv *[32]byte
+}
+
+// keys are a scope's key pairs: the current one, and every one it ever
+// had, so that values accepted under an older key can still be opened.
+type keys struct {
+	current *keyPair
+	byID    map[string]*keyPair
+}
+
+type secret struct {
+	name       string // upper-cased
+	created    time.Time
+	updated    time.Time
+	sealed     []byte // the decoded encrypted_value
+	keyID      string // the key it was accepted under
+	visibility string // org secrets only
+	selected   map[int64]bool
+}
+
+// New returns an empty server: no organizations, no repositories.
+func New(opts Options) *Server {
+	s := &Server{
+		opts:    opts,
+		now:     opts.Now,
+		log:     opts.Logger,
+		orgs:    map[string]*org{},
+		repos:   map[int64]*repo{},
+		nextID:  firstRepoID,
+		keys:    map[string]*keys{},
+		secrets: map[string]map[string]*secret{},
+		counts:  map[string]int{},
+		headers: map[string]http.Header{},
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	// Key ids are decimal strings like GitHub's ("012345678912345678");
+	// start each server somewhere random so that ids differ between runs.
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	s.keySeq = 100_000_000_000_000_000 + binary.BigEndian.Uint64(b[:])%800_000_000_000_000_000
+	return s
+}
+
+// Fault is a canned answer that InjectFault queues: requests matching Route
+// get Status, Header and Body instead of normal handling, Times times.
+type Fault struct {
+	// Route is a route template such as RoutePutOrgSecret; "" matches every
+	// request.
+	Route string
+	// Status is the response status; 0 means 500.
+	Status int
+	// Body is the response body. When empty, a JSON body with the status
+	// text as "message" is sent.
+	Body string
+	// Header is added to the response.
+	Header http.Header
+	// Times is how many requests get the fault; 0 (or less) means 1.
+	Times int
+}
+
+// InjectFault queues f. Faults are tried in the order they were queued, and
+// a fault is dropped once it has answered Times requests. Faults take
+// effect before authentication and all other checks.
+func (s *Server) InjectFault(f Fault) {
+	if f.Times <= 0 {
+		f.Times = 1
+	}
+	f.Header = f.Header.Clone()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, &f)
+}
+
+// takeFault returns the first queued fault matching route, using it up.
+// Callers hold s.mu.
+func (s *Server) takeFault(route string, matched bool) *Fault {
+	for i, f := range s.faults {
+		if f.Route != "" && (!matched || f.Route != route) {
+			continue
+		}
+		f.Times--
+		if f.Times <= 0 {
+			s.faults = slices.Delete(s.faults, i, i+1)
+		}
+		c := *f
+		return &c
+	}
+	return nil
+}
+
+// Count returns how many requests matched route (a template such as
+// RouteGetOrgPublicKey) since the server started or ResetCounts was called,
+// whatever the answer was: faults, 401, 404 and disabled routes included.
+func (s *Server) Count(route string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts[route]
+}
+
+// TotalRequests returns how many requests the server received since it
+// started or ResetCounts was called, matched or not.
+func (s *Server) TotalRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
+}
+
+// ResetCounts sets every request counter back to zero. Faults, headers
+// seen and data are kept.
+func (s *Server) ResetCounts() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.counts)
+	s.total = 0
+}
+
+// LastRequestHeader returns a copy of the headers of the most recent request
+// that matched route, without Authorization, or nil if there was none.
+func (s *Server) LastRequestHeader(route string) http.Header {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.headers[route].Clone()
+}
+
+// RotateKey gives the scope a new key pair and returns its key_id. The
+// scope is a REST path prefix such as "orgs/octo-org/actions",
+// "repos/octo-org/hello-world/agents" or
+// "repos/octo-org/hello-world/environments/prod%2Feu". Values stored under
+// the old key can still be opened with Open, but PUTs must use the new
+// key_id from now on. It returns "" when scope is not a scope path.
+func (s *Server) RotateKey(scope string) string {
+	key, ok := parseScope(scope)
+	if !ok {
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rotate(key).id
+}
+
+// Open decrypts the value stored for the secret name in scope with the
+// private key it was accepted under. It is a test hook: the server never
+// returns or logs a value otherwise.
+func (s *Server) Open(scope, name string) ([]byte, error) {
+	key, ok := parseScope(scope)
+	if !ok {
+		return nil, fmt.Errorf("emulator: %q is not a scope path", scope)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sec := s.secrets[key][strings.ToUpper(name)]
+	if sec == nil {
+		return nil, fmt.Errorf("emulator: no secret %q in %s", name, key)
+	}
+	var kp *keyPair
+	if k := s.keys[key]; k != nil {
+		kp = k.byID[sec.keyID]
+	}
+	if kp == nil {
+		return nil, fmt.Errorf("emulator: key %s of %s is gone", sec.keyID, key)
+	}
+	plain, ok := box.OpenAnonymous(nil, sec.sealed, kp.pub, kp.priv)
+	if !ok {
+		return nil, errors.New("emulator: stored value does not open")
+	}
+	return plain, nil
+}
+
+// SelectedRepositoryIDs returns the ids of the repositories selected for
+// the organization secret name in scope, in increasing order; it is empty
+// when the secret's visibility is not "selected".
+func (s *Server) SelectedRepositoryIDs(scope, name string) ([]int64, error) {
+	key, ok := parseScope(scope)
+	if !ok {
+		return nil, fmt.Errorf("emulator: %q is not a scope path", scope)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sec := s.secrets[key][strings.ToUpper(name)]
+	if sec == nil {
+		return nil, fmt.Errorf("emulator: no secret %q in %s", name, key)
+	}
+	return sec.selectedIDs(), nil
+}
+
+func (sec *secret) selectedIDs() []int64 {
+	ids := make([]int64, 0, len(sec.selected))
+	for id := range sec.selected {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// keysFor returns the scope's keys, creating the first pair on first use.
+// Callers hold s.mu.
+func (s *Server) keysFor(scopeKey string) *keys {
+	k := s.keys[scopeKey]
+	if k == nil {
+		s.rotate(scopeKey)
+		k = s.keys[scopeKey]
+	}
+	return k
+}
+
+// rotate adds a new current key pair to the scope. Callers hold s.mu.
+func (s *Server) rotate(scopeKey string) *keyPair {
+	pub, priv, err := box.GenerateKey(rand.Reader)
+	if err != nil {
+		// crypto/rand does not fail on supported platforms.
+		panic("emulator: generating a key pair: " + err.Error())
+	}
+	s.keySeq++
+	kp := &keyPair{id: strconv.FormatUint(s.keySeq, 10), pub: pub, priv: priv}
+	k := s.keys[scopeKey]
+	if k == nil {
+		k = &keys{byID: map[string]*keyPair{}}
+		s.keys[scopeKey] = k
+	}
+	k.current = kp
+	k.byID[kp.id] = kp
+	return kp
+}
+
+// ServeHTTP serves the emulated API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	esc := r.URL.EscapedPath()
+	apiPrefix := ""
+	if strings.HasPrefix(esc, apiV3Prefix+"/") {
+		apiPrefix, esc = apiV3Prefix, esc[len(apiV3Prefix):]
+	}
+	m, matched := parsePath(r.Method, esc)
+
+	s.mu.Lock()
+	s.total++
+	if matched {
+		s.counts[m.Route]++
+		h := r.Header.Clone()
+		h.Del("Authorization")
+		s.headers[m.Route] = h
+	}
+	fault := s.takeFault(m.Route, matched)
+	s.mu.Unlock()
+
+	resp := s.answer(r, m, matched, fault, esc, apiPrefix)
+	resp.write(w)
+	s.log.LogAttrs(r.Context(), slog.LevelDebug, "emulator request",
+		slog.String("method", r.Method), slog.String("path", esc),
+		slog.String("route", m.Route), slog.Int("status", resp.status),
+		slog.Bool("fault", fault != nil))
+}
+
+// answer works out the response to one request.
+func (s *Server) answer(r *http.Request, m match, matched bool, fault *Fault, esc, apiPrefix string) *response {
+	if fault != nil {
+		return faultResponse(fault)
+	}
+	if !s.authorized(r) {
+		return errorResponse(http.StatusUnauthorized, "Bad credentials")
+	}
+	if !matched {
+		return notFound()
+	}
+	if !versionOK(m, r.Header.Get(versionHeader)) {
+		return errorResponse(http.StatusBadRequest, "Unsupported API version")
+	}
+	if m.isEnv() && m.isLegacy() != s.opts.LegacyRoutes {
+		return notFound()
+	}
+	var body []byte
+	if r.Method == http.MethodPut && r.Body != nil {
+		var err error
+		body, err = io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
+		if err != nil {
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				return errorResponse(http.StatusRequestEntityTooLarge, "Request body too large: the limit is 1 MiB")
+			}
+			return errorResponse(http.StatusBadRequest, "Problems reading the request body")
+		}
+	}
+	req := &request{m: m, r: r, body: body, base: baseURL(r, apiPrefix), path: esc}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.handle(req)
+}
+
+// authorized checks the bearer token.
+func (s *Server) authorized(r *http.Request) bool {
+	if s.opts.Token == "" {
+		return true
+	}
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.opts.Token)) == 1
+}
+
+// versionOK applies GitHub's API version rule: Agents routes need
+// 2026-03-10; everything else takes no version, 2022-11-28 or 2026-03-10.
+func versionOK(m match, v string) bool {
+	if m.App == appAgents {
+		return v == versionCurrent
+	}
+	return v == "" || v == versionActions || v == versionCurrent
+}
+
+// baseURL is the absolute URL of the API root as the client addressed it:
+// scheme, Host, any prefix a wrapping handler stripped, and /api/v3 when
+// the request used it.
+func baseURL(r *http.Request, apiPrefix string) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	mount := ""
+	uri, _, _ := strings.Cut(r.RequestURI, "?")
+	esc := r.URL.EscapedPath()
+	if strings.HasPrefix(uri, "/") && strings.HasSuffix(uri, esc) {
+		mount = uri[:len(uri)-len(esc)]
+	}
+	return scheme + "://" + r.Host + mount + apiPrefix
+}
