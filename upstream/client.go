@@ -1,0 +1,844 @@
+package upstream
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults for the fields of Config left empty.
+const (
+	DefaultBaseURL           = "https://api.github.com"
+	DefaultUserAgent         = "secretbroker"
+	DefaultAPIVersionActions = "2022-11-28"
+	DefaultAPIVersionAgents  = "2026-03-10"
+	DefaultTimeout           = 30 * time.Second
+)
+
+const (
+	// maxBody bounds how much of a response body the client reads.
+	maxBody = 1 << 20
+	// lookupTimeout bounds one repository id lookup for legacy routes,
+	// which outlives the callers waiting for it.
+	lookupTimeout = 30 * time.Second
+)
+
+// Config configures a Client. Only Token is usually needed; the zero value
+// of every other field selects the default documented on it.
+type Config struct {
+	// BaseURL is the REST API's root: "https://api.github.com" (the
+	// default) or, for GitHub Enterprise Server, "https://HOST/api/v3". A
+	// trailing slash is tolerated. It must be an absolute http or https URL
+	// without credentials, query or fragment.
+	BaseURL string
+	// Token is sent as "Authorization: Bearer <token>"; no Authorization
+	// header is sent when it is empty.
+	Token Token
+	// UserAgent is the User-Agent header; default "secretbroker".
+	UserAgent string
+	// APIVersionActions is the X-GitHub-Api-Version header for Actions
+	// scopes and for repository lookups; default "2022-11-28".
+	APIVersionActions string
+	// APIVersionAgents is the X-GitHub-Api-Version header for Agents
+	// scopes; default "2026-03-10".
+	APIVersionAgents string
+	// LegacyRoutes selects the routes of older GitHub Enterprise Server
+	// releases, where environment secrets live under
+	// /repositories/{repository_id}/environments/{environment_name}/secrets.
+	// The client looks each repository's id up once and caches it. Other
+	// scopes are unaffected.
+	LegacyRoutes bool
+	// HTTPClient sends the requests. The default has a 30 s timeout and an
+	// OpenTelemetry-instrumented clone of http.DefaultTransport.
+	HTTPClient *http.Client
+}
+
+// Client is a GitHub REST client for the secrets API. It is safe for
+// concurrent use. Create one with New.
+type Client struct {
+	base      *url.URL
+	token     *Token // a pointer, so that %v of a Client never shows it
+	userAgent string
+	vActions  string
+	vAgents   string
+	legacy    bool
+	hc        *http.Client
+	now       func() time.Time
+
+	repoIDs sync.Map // lower-cased "owner/repo" -> int64, for legacy routes
+	lookups singleflight.Group
+}
+
+// New returns a Client for cfg. It fails when BaseURL is not an absolute
+// http or https URL.
+func New(cfg Config) (*Client, error) {
+	raw := cfg.BaseURL
+	if raw == "" {
+		raw = DefaultBaseURL
+	}
+	base, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: base URL: %w", err)
+	}
+	switch {
+	case base.Scheme != "http" && base.Scheme != "https":
+		return nil, fmt.Errorf("upstream: base URL %q: scheme must be http or https", base.Redacted())
+	case base.Host == "" || base.Opaque != "":
+		return nil, fmt.Errorf("upstream: base URL %q: not an absolute URL with a host", base.Redacted())
+	case base.User != nil:
+		return nil, fmt.Errorf("upstream: base URL %q: must not hold credentials; use Config.Token", base.Redacted())
+	case base.RawQuery != "" || base.ForceQuery || base.Fragment != "":
+		return nil, fmt.Errorf("upstream: base URL %q: must not have a query or fragment", base.Redacted())
+	}
+	esc := strings.TrimRight(base.EscapedPath(), "/")
+	if base.Path, err = url.PathUnescape(esc); err != nil {
+		return nil, fmt.Errorf("upstream: base URL path: %w", err)
+	}
+	base.RawPath = esc
+
+	token := cfg.Token
+	c := &Client{
+		base:      base,
+		token:     &token,
+		userAgent: cmp.Or(cfg.UserAgent, DefaultUserAgent),
+		vActions:  cmp.Or(cfg.APIVersionActions, DefaultAPIVersionActions),
+		vAgents:   cmp.Or(cfg.APIVersionAgents, DefaultAPIVersionAgents),
+		legacy:    cfg.LegacyRoutes,
+		hc:        cfg.HTTPClient,
+		now:       time.Now,
+	}
+	if c.hc == nil {
+		c.hc = defaultHTTPClient()
+	}
+	return c, nil
+}
+
+// routeKey carries a request's route template to the span name formatter.
+type routeKey struct{}
+
+func defaultHTTPClient() *http.Client {
+	var rt http.RoundTripper = http.DefaultTransport
+	if t, ok := rt.(*http.Transport); ok {
+		rt = t.Clone()
+	}
+	return &http.Client{
+		Timeout:   DefaultTimeout,
+		Transport: otelhttp.NewTransport(rt, otelhttp.WithSpanNameFormatter(spanName)),
+	}
+}
+
+// spanName names a client span by the request's route template, never by
+// its path: paths hold names, and templates keep span names few.
+func spanName(_ string, r *http.Request) string {
+	if route, ok := r.Context().Value(routeKey{}).(string); ok {
+		return "github " + r.Method + " " + route
+	}
+	return "github " + r.Method
+}
+
+// GetPublicKey returns the scope's public key, with the response's ETag.
+func (c *Client) GetPublicKey(ctx context.Context, s Scope) (PublicKey, error) {
+	sp, err := c.scopePath(ctx, s)
+	if err != nil {
+		return PublicKey{}, err
+	}
+	var pk PublicKey
+	res, err := c.do(ctx, request{
+		method:  http.MethodGet,
+		route:   sp.route + "/secrets/public-key",
+		path:    sp.path + "/secrets/public-key",
+		version: c.version(s),
+		out:     &pk,
+	})
+	if err != nil {
+		c.legacyFailed(s, err)
+		return PublicKey{}, err
+	}
+	pk.ETag = res.header.Get("ETag")
+	return pk, nil
+}
+
+// ListSecrets returns one page of the scope's secrets.
+func (c *Client) ListSecrets(ctx context.Context, s Scope, p Page) (SecretList, error) {
+	sp, err := c.scopePath(ctx, s)
+	if err != nil {
+		return SecretList{}, err
+	}
+	q, err := pageQuery(p)
+	if err != nil {
+		return SecretList{}, err
+	}
+	var list SecretList
+	res, err := c.do(ctx, request{
+		method:  http.MethodGet,
+		route:   sp.route + "/secrets",
+		path:    sp.path + "/secrets",
+		query:   q,
+		version: c.version(s),
+		out:     &list,
+	})
+	if err != nil {
+		c.legacyFailed(s, err)
+		return SecretList{}, err
+	}
+	list.HasNext = hasNext(res.header)
+	return list, nil
+}
+
+// GetSecret returns a secret's metadata; GitHub never returns its value.
+func (c *Client) GetSecret(ctx context.Context, s Scope, name string) (Secret, error) {
+	sp, err := c.secretPath(ctx, s, name)
+	if err != nil {
+		return Secret{}, err
+	}
+	var sec Secret
+	if _, err := c.do(ctx, request{
+		method:  http.MethodGet,
+		route:   sp.route,
+		path:    sp.path,
+		version: c.version(s),
+		out:     &sec,
+	}); err != nil {
+		return Secret{}, err
+	}
+	return sec, nil
+}
+
+// PutSecret creates or updates a secret with a value sealed to the scope's
+// public key. created reports whether GitHub created the secret (201)
+// rather than updating it (204).
+func (c *Client) PutSecret(ctx context.Context, s Scope, name string, body PutSecretBody) (created bool, err error) {
+	sp, err := c.secretPath(ctx, s, name)
+	if err != nil {
+		return false, err
+	}
+	res, err := c.do(ctx, request{
+		method:  http.MethodPut,
+		route:   sp.route,
+		path:    sp.path,
+		version: c.version(s),
+		body:    body,
+		secrets: []string{body.EncryptedValue},
+	})
+	if err != nil {
+		c.legacyFailed(s, err)
+		return false, err
+	}
+	return res.status == http.StatusCreated, nil
+}
+
+// DeleteSecret deletes a secret.
+func (c *Client) DeleteSecret(ctx context.Context, s Scope, name string) error {
+	sp, err := c.secretPath(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	_, err = c.do(ctx, request{
+		method:  http.MethodDelete,
+		route:   sp.route,
+		path:    sp.path,
+		version: c.version(s),
+	})
+	return err
+}
+
+// ListSelectedRepositories returns one page of the repositories selected
+// for an organization secret. s must be an organization scope.
+func (c *Client) ListSelectedRepositories(ctx context.Context, s Scope, name string, p Page) (RepositoryList, error) {
+	sp, err := c.orgSecretPath(s, name)
+	if err != nil {
+		return RepositoryList{}, err
+	}
+	q, err := pageQuery(p)
+	if err != nil {
+		return RepositoryList{}, err
+	}
+	var list RepositoryList
+	res, err := c.do(ctx, request{
+		method:  http.MethodGet,
+		route:   sp.route + "/repositories",
+		path:    sp.path + "/repositories",
+		query:   q,
+		version: c.version(s),
+		out:     &list,
+	})
+	if err != nil {
+		return RepositoryList{}, err
+	}
+	list.HasNext = hasNext(res.header)
+	return list, nil
+}
+
+// SetSelectedRepositories replaces the repositories selected for an
+// organization secret with ids; an empty ids clears the selection. s must
+// be an organization scope.
+func (c *Client) SetSelectedRepositories(ctx context.Context, s Scope, name string, ids []int64) error {
+	sp, err := c.orgSecretPath(s, name)
+	if err != nil {
+		return err
+	}
+	if ids == nil {
+		ids = []int64{} // GitHub wants [], not null
+	}
+	_, err = c.do(ctx, request{
+		method:  http.MethodPut,
+		route:   sp.route + "/repositories",
+		path:    sp.path + "/repositories",
+		version: c.version(s),
+		body: struct {
+			IDs []int64 `json:"selected_repository_ids"`
+		}{ids},
+	})
+	return err
+}
+
+// AddSelectedRepository adds a repository to those selected for an
+// organization secret. s must be an organization scope.
+func (c *Client) AddSelectedRepository(ctx context.Context, s Scope, name string, id int64) error {
+	return c.selectedRepository(ctx, http.MethodPut, s, name, id)
+}
+
+// RemoveSelectedRepository removes a repository from those selected for an
+// organization secret. s must be an organization scope.
+func (c *Client) RemoveSelectedRepository(ctx context.Context, s Scope, name string, id int64) error {
+	return c.selectedRepository(ctx, http.MethodDelete, s, name, id)
+}
+
+func (c *Client) selectedRepository(ctx context.Context, method string, s Scope, name string, id int64) error {
+	sp, err := c.orgSecretPath(s, name)
+	if err != nil {
+		return err
+	}
+	if id <= 0 {
+		return fmt.Errorf("upstream: repository id %d is not positive", id)
+	}
+	_, err = c.do(ctx, request{
+		method:  method,
+		route:   sp.route + "/repositories/{repository_id}",
+		path:    sp.path + "/repositories/" + strconv.FormatInt(id, 10),
+		version: c.version(s),
+	})
+	return err
+}
+
+// ListRepositoryOrganizationSecrets returns one page of the organization
+// secrets shared with a repository. s must be a repository scope.
+func (c *Client) ListRepositoryOrganizationSecrets(ctx context.Context, s Scope, p Page) (SecretList, error) {
+	if err := validateScope(s); err != nil {
+		return SecretList{}, err
+	}
+	if s.IsOrg() || s.IsEnvironment() {
+		return SecretList{}, fmt.Errorf("upstream: scope %s: organization secrets are listed for repository scopes only", s)
+	}
+	q, err := pageQuery(p)
+	if err != nil {
+		return SecretList{}, err
+	}
+	var list SecretList
+	res, err := c.do(ctx, request{
+		method:  http.MethodGet,
+		route:   "/repos/{owner}/{repo}/{app}/organization-secrets",
+		path:    "/" + s.Path() + "/organization-secrets",
+		query:   q,
+		version: c.version(s),
+		out:     &list,
+	})
+	if err != nil {
+		return SecretList{}, err
+	}
+	list.HasNext = hasNext(res.header)
+	return list, nil
+}
+
+// GetRepository returns a repository; its ID is what legacy routes need.
+func (c *Client) GetRepository(ctx context.Context, owner, repo string) (Repository, error) {
+	if err := validSegment("owner", owner); err != nil {
+		return Repository{}, err
+	}
+	if err := validSegment("repo", repo); err != nil {
+		return Repository{}, err
+	}
+	var r Repository
+	if _, err := c.do(ctx, request{
+		method:  http.MethodGet,
+		route:   "/repos/{owner}/{repo}",
+		path:    "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(repo),
+		version: c.vActions,
+		out:     &r,
+	}); err != nil {
+		return Repository{}, err
+	}
+	return r, nil
+}
+
+// version returns the X-GitHub-Api-Version for the scope's app.
+func (c *Client) version(s Scope) string {
+	if s.App == Agents {
+		return c.vAgents
+	}
+	return c.vActions
+}
+
+// A routePath is a route template and the matching escaped path, both
+// relative to the base URL and starting with "/".
+type routePath struct {
+	route, path string
+}
+
+// scopePath returns the scope's prefix, resolving the repository id for a
+// legacy environment route.
+func (c *Client) scopePath(ctx context.Context, s Scope) (routePath, error) {
+	if err := validateScope(s); err != nil {
+		return routePath{}, err
+	}
+	switch {
+	case s.IsOrg():
+		return routePath{"/orgs/{org}/{app}", "/" + s.Path()}, nil
+	case s.IsEnvironment() && c.legacy:
+		id, err := c.repositoryID(ctx, s.Owner, s.Repo)
+		if err != nil {
+			return routePath{}, err
+		}
+		return routePath{
+			"/repositories/{repository_id}/environments/{environment_name}",
+			"/repositories/" + strconv.FormatInt(id, 10) + "/environments/" + url.PathEscape(s.Environment),
+		}, nil
+	case s.IsEnvironment():
+		return routePath{"/repos/{owner}/{repo}/environments/{environment_name}", "/" + s.Path()}, nil
+	default:
+		return routePath{"/repos/{owner}/{repo}/{app}", "/" + s.Path()}, nil
+	}
+}
+
+// secretPath returns the route and path of one secret of the scope.
+func (c *Client) secretPath(ctx context.Context, s Scope, name string) (routePath, error) {
+	if err := validSegment("secret name", name); err != nil {
+		return routePath{}, err
+	}
+	sp, err := c.scopePath(ctx, s)
+	if err != nil {
+		return routePath{}, err
+	}
+	return routePath{sp.route + "/secrets/{secret_name}", sp.path + "/secrets/" + url.PathEscape(name)}, nil
+}
+
+// orgSecretPath is secretPath for the organization-only endpoints.
+func (c *Client) orgSecretPath(s Scope, name string) (routePath, error) {
+	if err := validateScope(s); err != nil {
+		return routePath{}, err
+	}
+	if !s.IsOrg() {
+		return routePath{}, fmt.Errorf("upstream: scope %s: selected repositories exist for organization secrets only", s)
+	}
+	if err := validSegment("secret name", name); err != nil {
+		return routePath{}, err
+	}
+	return routePath{"/orgs/{org}/{app}/secrets/{secret_name}", "/" + s.Path() + "/secrets/" + url.PathEscape(name)}, nil
+}
+
+// validateScope checks that s has one of the three shapes Scope documents.
+func validateScope(s Scope) error {
+	if s.App != Actions && s.App != Agents {
+		return fmt.Errorf("upstream: scope %s: unknown app %q", s, s.App)
+	}
+	if s.IsOrg() {
+		if s.Owner != "" || s.Repo != "" || s.Environment != "" {
+			return fmt.Errorf("upstream: scope %s: an organization scope has no owner, repository or environment", s)
+		}
+		return validSegment("org", s.Org)
+	}
+	if err := validSegment("owner", s.Owner); err != nil {
+		return err
+	}
+	if err := validSegment("repo", s.Repo); err != nil {
+		return err
+	}
+	if s.IsEnvironment() {
+		if s.App != Actions {
+			return fmt.Errorf("upstream: scope %s: environments have %s secrets only", s, Actions)
+		}
+		return validSegment("environment", s.Environment)
+	}
+	return nil
+}
+
+// validSegment rejects values that cannot be one path segment: empty, or a
+// dot segment that a server would resolve away.
+func validSegment(what, v string) error {
+	if v == "" || v == "." || v == ".." {
+		return fmt.Errorf("upstream: %s %q is not a valid path segment", what, v)
+	}
+	return nil
+}
+
+// pageQuery encodes p's non-zero fields.
+func pageQuery(p Page) (url.Values, error) {
+	if p.Page < 0 || p.PerPage < 0 {
+		return nil, fmt.Errorf("upstream: page %d, per_page %d: must not be negative", p.Page, p.PerPage)
+	}
+	q := url.Values{}
+	if p.Page > 0 {
+		q.Set("page", strconv.Itoa(p.Page))
+	}
+	if p.PerPage > 0 {
+		q.Set("per_page", strconv.Itoa(p.PerPage))
+	}
+	return q, nil
+}
+
+// repositoryID returns the id of owner/repo, from the cache or from one
+// lookup shared by every concurrent caller. A waiter whose context ends
+// stops waiting; the lookup itself runs on, bounded by lookupTimeout, and
+// keeps the first caller's trace.
+func (c *Client) repositoryID(ctx context.Context, owner, repo string) (int64, error) {
+	key := strings.ToLower(owner + "/" + repo)
+	if id, ok := c.repoIDs.Load(key); ok {
+		return id.(int64), nil
+	}
+	ch := c.lookups.DoChan(key, func() (any, error) {
+		// A lookup that finished between our cache miss and this flight
+		// has already stored the id.
+		if id, ok := c.repoIDs.Load(key); ok {
+			return id, nil
+		}
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+		defer cancel()
+		r, err := c.GetRepository(lctx, owner, repo)
+		if err != nil {
+			return nil, err
+		}
+		if r.ID <= 0 {
+			return nil, fmt.Errorf("github: GET /repos/{owner}/{repo}: the answer has no repository id")
+		}
+		c.repoIDs.Store(key, r.ID)
+		return r.ID, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return 0, fmt.Errorf("resolving the repository id for a legacy route: %w", res.Err)
+		}
+		return res.Val.(int64), nil
+	case <-ctx.Done():
+		c.lookups.Forget(key)
+		return 0, fmt.Errorf("waiting for the repository id for a legacy route: %w", ctx.Err())
+	}
+}
+
+// legacyFailed forgets the cached repository id of a legacy environment
+// scope after a 404 from an endpoint that answers 404 only for a missing
+// repository or environment (not for a missing secret): the repository
+// may have been deleted and created again under a new id.
+func (c *Client) legacyFailed(s Scope, err error) {
+	if err == nil || !c.legacy || !s.IsEnvironment() {
+		return
+	}
+	var e *Error
+	if errors.As(err, &e) && e.StatusCode == http.StatusNotFound {
+		c.repoIDs.Delete(strings.ToLower(s.Owner + "/" + s.Repo))
+	}
+}
+
+// A request is one call to GitHub.
+type request struct {
+	method  string
+	route   string     // template, for errors and span names
+	path    string     // escaped, relative to the base URL, with a leading "/"
+	query   url.Values // may be nil
+	version string     // X-GitHub-Api-Version
+	body    any        // JSON-encoded when non-nil
+	out     any        // decoded from a 2xx answer's body when non-nil
+	secrets []string   // values of the body that must not appear in errors
+}
+
+// A response is what callers need of a 2xx answer.
+type response struct {
+	status int
+	header http.Header
+}
+
+// do sends r and decodes the answer. A non-2xx answer is an *Error; other
+// failures are wrapped with the route template. No error holds the token or
+// the request body.
+func (c *Client) do(ctx context.Context, r request) (response, error) {
+	fail := func(what string, err error) error {
+		return fmt.Errorf("github: %s %s: %s: %w", r.method, r.route, what, c.redact(err, r.secrets))
+	}
+
+	u := *c.base
+	esc := c.base.RawPath + r.path
+	p, err := url.PathUnescape(esc)
+	if err != nil {
+		return response{}, fail("building the URL", err)
+	}
+	u.Path, u.RawPath = p, esc
+	if len(r.query) > 0 {
+		u.RawQuery = r.query.Encode()
+	}
+
+	var body io.Reader
+	if r.body != nil {
+		b, err := json.Marshal(r.body)
+		if err != nil {
+			return response{}, fail("encoding the request body", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	ctx = context.WithValue(ctx, routeKey{}, r.route)
+	req, err := http.NewRequestWithContext(ctx, r.method, u.String(), body)
+	if err != nil {
+		return response{}, fail("building the request", err)
+	}
+	req.Header.Set("Accept", "application/vnd.github+json")
+	req.Header.Set("User-Agent", c.userAgent)
+	req.Header.Set("X-GitHub-Api-Version", r.version)
+	if tok := string(*c.token); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return response{}, fail("sending the request", err)
+	}
+	defer func() {
+		// Drain a little so the connection can be reused.
+		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+		resp.Body.Close()
+	}()
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+		return response{}, newError(r.method, r.route, resp, b, c.now(), c.secretsOf(r.secrets))
+	}
+	res := response{status: resp.StatusCode, header: resp.Header}
+	if r.out == nil {
+		return res, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return response{}, fail("reading the response", err)
+	}
+	if len(b) > maxBody {
+		return response{}, fail("reading the response", fmt.Errorf("body exceeds %d bytes", maxBody))
+	}
+	if err := json.Unmarshal(b, r.out); err != nil {
+		return response{}, fail("decoding the response", err)
+	}
+	return res, nil
+}
+
+// secretsOf returns the token and extra, the strings to keep out of errors.
+func (c *Client) secretsOf(extra []string) []string {
+	return append([]string{string(*c.token)}, extra...)
+}
+
+// redact wraps err so that its message never holds the token or any of
+// extra, whatever a transport put into it; errors.Is and errors.As still
+// see err.
+func (c *Client) redact(err error, extra []string) error {
+	return &redactedError{err: err, secrets: c.secretsOf(extra)}
+}
+
+type redactedError struct {
+	err     error
+	secrets []string
+}
+
+func (e *redactedError) Error() string {
+	msg := e.err.Error()
+	for _, s := range e.secrets {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, redacted)
+		}
+	}
+	return msg
+}
+
+func (e *redactedError) Unwrap() error { return e.err }
+
+// hasNext reports whether the Link headers name a next page.
+func hasNext(h http.Header) bool {
+	for _, v := range h.Values("Link") {
+		for _, l := range parseLink(v) {
+			if l.hasRel("next") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// A link is one link-value of a Link header (RFC 8288).
+type link struct {
+	url    string
+	params []linkParam // in order; names lower-cased
+}
+
+type linkParam struct {
+	name, value string
+}
+
+// hasRel reports whether l's first rel parameter holds rel, which must be
+// lower case.
+func (l link) hasRel(rel string) bool {
+	for _, p := range l.params {
+		if p.name == "rel" {
+			for _, r := range strings.Fields(p.value) {
+				if strings.ToLower(r) == rel {
+					return true
+				}
+			}
+			return false // RFC 8288: only the first rel counts
+		}
+	}
+	return false
+}
+
+// parseLink parses a Link header field value:
+//
+//	Link       = #link-value
+//	link-value = "<" URI-Reference ">" *( OWS ";" OWS link-param )
+//	link-param = token BWS [ "=" BWS ( token / quoted-string ) ]
+//
+// A malformed link-value is skipped up to the next comma outside quotes;
+// parsing resumes there.
+func parseLink(s string) []link {
+	var links []link
+	i := 0
+	for i < len(s) {
+		// Skip separators between link-values.
+		for i < len(s) && (s[i] == ',' || isOWS(s[i])) {
+			i++
+		}
+		if i >= len(s) {
+			break
+		}
+		l, next, ok := parseLinkValue(s, i)
+		if ok {
+			links = append(links, l)
+			i = next
+			continue
+		}
+		i = skipToComma(s, next)
+	}
+	return links
+}
+
+// parseLinkValue parses one link-value at s[i:]. It returns the index just
+// past it (at a comma or the end) or, on failure, where it stopped.
+func parseLinkValue(s string, i int) (link, int, bool) {
+	if s[i] != '<' {
+		return link{}, i, false
+	}
+	end := strings.IndexByte(s[i+1:], '>')
+	if end < 0 {
+		return link{}, len(s), false
+	}
+	l := link{url: s[i+1 : i+1+end]}
+	i += end + 2
+	for {
+		i = skipOWS(s, i)
+		if i >= len(s) || s[i] == ',' {
+			return l, i, true
+		}
+		if s[i] != ';' {
+			return link{}, i, false
+		}
+		i = skipOWS(s, i+1)
+		j := i
+		for j < len(s) && isTchar(s[j]) {
+			j++
+		}
+		if j == i {
+			return link{}, i, false
+		}
+		p := linkParam{name: strings.ToLower(s[i:j])}
+		i = skipOWS(s, j)
+		if i < len(s) && s[i] == '=' {
+			i = skipOWS(s, i+1)
+			if i < len(s) && s[i] == '"' {
+				v, next, ok := parseQuoted(s, i)
+				if !ok {
+					return link{}, next, false
+				}
+				p.value, i = v, next
+			} else {
+				j := i
+				for j < len(s) && isTchar(s[j]) {
+					j++
+				}
+				p.value, i = s[i:j], j
+			}
+		}
+		l.params = append(l.params, p)
+	}
+}
+
+// parseQuoted parses the quoted-string at s[i:] (s[i] == '"').
+func parseQuoted(s string, i int) (string, int, bool) {
+	var b strings.Builder
+	for i++; i < len(s); i++ {
+		switch s[i] {
+		case '"':
+			return b.String(), i + 1, true
+		case '\\':
+			i++
+			if i >= len(s) {
+				return "", i, false
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return "", i, false
+}
+
+// skipToComma returns the index of the next comma at or after i that is
+// outside a quoted-string, or len(s).
+func skipToComma(s string, i int) int {
+	quoted := false
+	for ; i < len(s); i++ {
+		switch {
+		case quoted && s[i] == '\\':
+			i++
+		case s[i] == '"':
+			quoted = !quoted
+		case !quoted && s[i] == ',':
+			return i
+		}
+	}
+	return len(s)
+}
+
+func skipOWS(s string, i int) int {
+	for i < len(s) && isOWS(s[i]) {
+		i++
+	}
+	return i
+}
+
+func isOWS(c byte) bool { return c == ' ' || c == '\t' }
+
+// isTchar reports whether c is a token character (RFC 9110).
+func isTchar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}

@@ -1,0 +1,997 @@
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+)
+
+const testToken = "ghp_TESTtokenTESTtokenTESTtoken0123456789"
+
+// hit is one request as the test server saw it.
+type hit struct {
+	Method      string
+	EscapedPath string
+	RequestURI  string
+	Query       url.Values
+	Header      http.Header
+	Body        string
+}
+
+// reply is what the test server answers.
+type reply struct {
+	Status int
+	Header map[string]string
+	Body   string
+}
+
+// fakeGitHub is a loopback server that records every request and answers
+// with respond.
+type fakeGitHub struct {
+	*httptest.Server
+	mu      sync.Mutex
+	hits    []hit
+	respond func(r *http.Request) reply
+}
+
+func newFake(t *testing.T, respond func(r *http.Request) reply) *fakeGitHub {
+	t.Helper()
+	f := &fakeGitHub{respond: respond}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		f.mu.Lock()
+		f.hits = append(f.hits, hit{
+			Method:      r.Method,
+			EscapedPath: r.URL.EscapedPath(),
+			RequestURI:  r.RequestURI,
+			Query:       r.URL.Query(),
+			Header:      r.Header.Clone(),
+			Body:        string(b),
+		})
+		f.mu.Unlock()
+		rep := f.respond(r)
+		for k, v := range rep.Header {
+			w.Header().Set(k, v)
+		}
+		if rep.Body != "" && w.Header().Get("Content-Type") == "" {
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		}
+		if rep.Status == 0 {
+			rep.Status = http.StatusOK
+		}
+		w.WriteHeader(rep.Status)
+		_, _ = io.WriteString(w, rep.Body)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeGitHub) Hits() []hit {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]hit(nil), f.hits...)
+}
+
+// count returns how many requests had the escaped path p.
+func (f *fakeGitHub) count(p string) int {
+	n := 0
+	for _, h := range f.Hits() {
+		if h.EscapedPath == p {
+			n++
+		}
+	}
+	return n
+}
+
+func fixed(rep reply) func(*http.Request) reply {
+	return func(*http.Request) reply { return rep }
+}
+
+func newClient(t *testing.T, cfg Config) *Client {
+	t.Helper()
+	if cfg.Token == "" {
+		cfg.Token = testToken
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return c
+}
+
+var (
+	orgActions = Scope{App: Actions, Org: "acme"}
+	orgAgents  = Scope{App: Agents, Org: "acme"}
+	repActions = Scope{App: Actions, Owner: "acme", Repo: "api"}
+	repAgents  = Scope{App: Agents, Owner: "acme", Repo: "api"}
+	envActions = Scope{App: Actions, Owner: "acme", Repo: "api", Environment: "prod/eu"}
+)
+
+const (
+	secretJSON     = `{"name":"GH_TOKEN","created_at":"2019-08-10T14:59:22Z","updated_at":"2020-01-10T14:59:22Z","visibility":"selected","selected_repositories_url":"https://api.github.com/orgs/octo-org/actions/secrets/SUPER_SECRET/repositories"}`
+	secretListJSON = `{"total_count":2,"secrets":[{"name":"GH_TOKEN","created_at":"2019-08-10T14:59:22Z","updated_at":"2020-01-10T14:59:22Z"},{"name":"GIST_ID","created_at":"2020-01-10T10:59:22Z","updated_at":"2020-01-11T11:59:22Z"}]}`
+	repoListJSON   = `{"total_count":1,"repositories":[{"id":1296269,"name":"Hello-World","full_name":"octocat/Hello-World","private":false}]}`
+	nextLink       = `<https://api.github.com/orgs/acme/actions/secrets?page=3&per_page=50>; rel="next", <https://api.github.com/orgs/acme/actions/secrets?page=9&per_page=50>; rel="last"`
+)
+
+func mustTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+var wantSecret = Secret{
+	Name:                    "GH_TOKEN",
+	CreatedAt:               mustTime("2019-08-10T14:59:22Z"),
+	UpdatedAt:               mustTime("2020-01-10T14:59:22Z"),
+	Visibility:              "selected",
+	SelectedRepositoriesURL: "https://api.github.com/orgs/octo-org/actions/secrets/SUPER_SECRET/repositories",
+}
+
+var wantSecretList = SecretList{TotalCount: 2, Secrets: []Secret{
+	{Name: "GH_TOKEN", CreatedAt: mustTime("2019-08-10T14:59:22Z"), UpdatedAt: mustTime("2020-01-10T14:59:22Z")},
+	{Name: "GIST_ID", CreatedAt: mustTime("2020-01-10T10:59:22Z"), UpdatedAt: mustTime("2020-01-11T11:59:22Z")},
+}}
+
+// methodCase is one client call and the request it must make.
+type methodCase struct {
+	name   string
+	invoke func(ctx context.Context, c *Client) (any, error)
+	// The request GitHub must see; path is escaped and relative to the
+	// API root.
+	method, path, query, version, body string
+	reply                              reply
+	want                               any
+}
+
+// scopeCases returns the calls every scope supports, at the escaped
+// prefix p ("/orgs/acme/actions", ...).
+func scopeCases(s Scope, p, version string) []methodCase {
+	put := PutSecretBody{EncryptedValue: "c2VjcmV0", KeyID: "012345678912345678"}
+	putJSON := `{"encrypted_value":"c2VjcmV0","key_id":"012345678912345678"}`
+	if s.IsOrg() {
+		put.Visibility = "selected"
+		put.SelectedRepositoryIDs = []int64{1296269, 1296280}
+		putJSON = `{"encrypted_value":"c2VjcmV0","key_id":"012345678912345678","visibility":"selected","selected_repository_ids":[1296269,1296280]}`
+	}
+	withNext := wantSecretList
+	withNext.HasNext = true
+	return []methodCase{{
+		name:   "GetPublicKey",
+		invoke: func(ctx context.Context, c *Client) (any, error) { return c.GetPublicKey(ctx, s) },
+		method: "GET", path: p + "/secrets/public-key", version: version,
+		reply: reply{Body: `{"key_id":"012345678912345678","key":"2Sg8iYjAxxmI2LvUXpJjkYrMxURPc8r+dB7TJyvv1234"}`, Header: map[string]string{"ETag": `W/"abc"`}},
+		want:  PublicKey{KeyID: "012345678912345678", Key: "2Sg8iYjAxxmI2LvUXpJjkYrMxURPc8r+dB7TJyvv1234", ETag: `W/"abc"`},
+	}, {
+		name:   "GetPublicKey/numeric key_id",
+		invoke: func(ctx context.Context, c *Client) (any, error) { return c.GetPublicKey(ctx, s) },
+		method: "GET", path: p + "/secrets/public-key", version: version,
+		reply: reply{Body: `{"key_id":568250167242549743,"key":"a2V5"}`},
+		want:  PublicKey{KeyID: "568250167242549743", Key: "a2V5"},
+	}, {
+		name:   "ListSecrets",
+		invoke: func(ctx context.Context, c *Client) (any, error) { return c.ListSecrets(ctx, s, Page{}) },
+		method: "GET", path: p + "/secrets", version: version,
+		reply: reply{Body: secretListJSON},
+		want:  wantSecretList,
+	}, {
+		name: "ListSecrets/page",
+		invoke: func(ctx context.Context, c *Client) (any, error) {
+			return c.ListSecrets(ctx, s, Page{Page: 2, PerPage: 50})
+		},
+		method: "GET", path: p + "/secrets", query: "page=2&per_page=50", version: version,
+		reply: reply{Body: secretListJSON, Header: map[string]string{"Link": nextLink}},
+		want:  withNext,
+	}, {
+		name:   "GetSecret",
+		invoke: func(ctx context.Context, c *Client) (any, error) { return c.GetSecret(ctx, s, "GH_TOKEN") },
+		method: "GET", path: p + "/secrets/GH_TOKEN", version: version,
+		reply: reply{Body: secretJSON},
+		want:  wantSecret,
+	}, {
+		name:   "GetSecret/escaped name",
+		invoke: func(ctx context.Context, c *Client) (any, error) { return c.GetSecret(ctx, s, "A B/C?") },
+		method: "GET", path: p + "/secrets/A%20B%2FC%3F", version: version,
+		reply: reply{Body: secretJSON},
+		want:  wantSecret,
+	}, {
+		name:   "PutSecret/created",
+		invoke: func(ctx context.Context, c *Client) (any, error) { return c.PutSecret(ctx, s, "GH_TOKEN", put) },
+		method: "PUT", path: p + "/secrets/GH_TOKEN", version: version, body: putJSON,
+		reply: reply{Status: 201, Body: `{}`},
+		want:  true,
+	}, {
+		name:   "PutSecret/updated",
+		invoke: func(ctx context.Context, c *Client) (any, error) { return c.PutSecret(ctx, s, "GH_TOKEN", put) },
+		method: "PUT", path: p + "/secrets/GH_TOKEN", version: version, body: putJSON,
+		reply: reply{Status: 204},
+		want:  false,
+	}, {
+		name: "DeleteSecret",
+		invoke: func(ctx context.Context, c *Client) (any, error) {
+			return nil, c.DeleteSecret(ctx, s, "GH_TOKEN")
+		},
+		method: "DELETE", path: p + "/secrets/GH_TOKEN", version: version,
+		reply: reply{Status: 204},
+	}}
+}
+
+// orgCases are the calls only organization scopes support.
+func orgCases(s Scope, p, version string) []methodCase {
+	return []methodCase{{
+		name: "ListSelectedRepositories",
+		invoke: func(ctx context.Context, c *Client) (any, error) {
+			return c.ListSelectedRepositories(ctx, s, "GH_TOKEN", Page{PerPage: 100})
+		},
+		method: "GET", path: p + "/secrets/GH_TOKEN/repositories", query: "per_page=100", version: version,
+		reply: reply{Body: repoListJSON, Header: map[string]string{"Link": nextLink}},
+		want: RepositoryList{TotalCount: 1, HasNext: true, Repositories: []Repository{
+			{ID: 1296269, Name: "Hello-World", FullName: "octocat/Hello-World"},
+		}},
+	}, {
+		name: "SetSelectedRepositories",
+		invoke: func(ctx context.Context, c *Client) (any, error) {
+			return nil, c.SetSelectedRepositories(ctx, s, "GH_TOKEN", []int64{64780797, 1296269})
+		},
+		method: "PUT", path: p + "/secrets/GH_TOKEN/repositories", version: version,
+		body:  `{"selected_repository_ids":[64780797,1296269]}`,
+		reply: reply{Status: 204},
+	}, {
+		name: "SetSelectedRepositories/empty",
+		invoke: func(ctx context.Context, c *Client) (any, error) {
+			return nil, c.SetSelectedRepositories(ctx, s, "GH_TOKEN", nil)
+		},
+		method: "PUT", path: p + "/secrets/GH_TOKEN/repositories", version: version,
+		body:  `{"selected_repository_ids":[]}`,
+		reply: reply{Status: 204},
+	}, {
+		name: "AddSelectedRepository",
+		invoke: func(ctx context.Context, c *Client) (any, error) {
+			return nil, c.AddSelectedRepository(ctx, s, "GH_TOKEN", 1296269)
+		},
+		method: "PUT", path: p + "/secrets/GH_TOKEN/repositories/1296269", version: version,
+		reply: reply{Status: 204},
+	}, {
+		name: "RemoveSelectedRepository",
+		invoke: func(ctx context.Context, c *Client) (any, error) {
+			return nil, c.RemoveSelectedRepository(ctx, s, "GH_TOKEN", 1296269)
+		},
+		method: "DELETE", path: p + "/secrets/GH_TOKEN/repositories/1296269", version: version,
+		reply: reply{Status: 204},
+	}}
+}
+
+// repoCases are the calls only repository scopes support.
+func repoCases(s Scope, p, version string) []methodCase {
+	withNext := wantSecretList
+	withNext.HasNext = true
+	return []methodCase{{
+		name: "ListRepositoryOrganizationSecrets",
+		invoke: func(ctx context.Context, c *Client) (any, error) {
+			return c.ListRepositoryOrganizationSecrets(ctx, s, Page{Page: 3})
+		},
+		method: "GET", path: p + "/organization-secrets", query: "page=3", version: version,
+		reply: reply{Body: secretListJSON, Header: map[string]string{"Link": nextLink}},
+		want:  withNext,
+	}}
+}
+
+func allCases() map[string][]methodCase {
+	cases := map[string][]methodCase{}
+	add := func(scope string, cs ...[]methodCase) {
+		for _, c := range cs {
+			cases[scope] = append(cases[scope], c...)
+		}
+	}
+	add("org/actions", scopeCases(orgActions, "/orgs/acme/actions", "2022-11-28"), orgCases(orgActions, "/orgs/acme/actions", "2022-11-28"))
+	add("org/agents", scopeCases(orgAgents, "/orgs/acme/agents", "2026-03-10"), orgCases(orgAgents, "/orgs/acme/agents", "2026-03-10"))
+	add("repo/actions", scopeCases(repActions, "/repos/acme/api/actions", "2022-11-28"), repoCases(repActions, "/repos/acme/api/actions", "2022-11-28"))
+	add("repo/agents", scopeCases(repAgents, "/repos/acme/api/agents", "2026-03-10"), repoCases(repAgents, "/repos/acme/api/agents", "2026-03-10"))
+	add("environment", scopeCases(envActions, "/repos/acme/api/environments/prod%2Feu", "2022-11-28"))
+	add("repository", []methodCase{{
+		name:   "GetRepository",
+		invoke: func(ctx context.Context, c *Client) (any, error) { return c.GetRepository(ctx, "acme", "api") },
+		method: "GET", path: "/repos/acme/api", version: "2022-11-28",
+		reply: reply{Body: `{"id":42,"name":"api","full_name":"acme/api","private":true,"owner":{"login":"acme"}}`},
+		want:  Repository{ID: 42, Name: "api", FullName: "acme/api", Private: true},
+	}})
+	return cases
+}
+
+// checkRequest compares a recorded request with what tc wants; prefix is
+// the base URL's escaped path ("" or "/api/v3").
+func checkRequest(t *testing.T, h hit, tc methodCase, prefix string) {
+	t.Helper()
+	if h.Method != tc.method {
+		t.Errorf("method = %s, want %s", h.Method, tc.method)
+	}
+	if want := prefix + tc.path; h.EscapedPath != want {
+		t.Errorf("escaped path = %s, want %s", h.EscapedPath, want)
+	}
+	wantURI := prefix + tc.path
+	if tc.query != "" {
+		wantURI += "?" + tc.query
+	}
+	if h.RequestURI != wantURI {
+		t.Errorf("request URI = %s, want %s", h.RequestURI, wantURI)
+	}
+	wantHeaders := map[string]string{
+		"Accept":               "application/vnd.github+json",
+		"Authorization":        "Bearer " + testToken,
+		"User-Agent":           "secretbroker",
+		"X-Github-Api-Version": tc.version,
+		"Content-Type":         "",
+	}
+	if tc.body != "" {
+		wantHeaders["Content-Type"] = "application/json"
+	}
+	for k, want := range wantHeaders {
+		if got := h.Header.Get(k); got != want {
+			t.Errorf("header %s = %q, want %q", k, got, want)
+		}
+	}
+	if tc.body == "" {
+		if h.Body != "" {
+			t.Errorf("body = %s, want none", h.Body)
+		}
+	} else if !jsonEqual(h.Body, tc.body) {
+		t.Errorf("body = %s, want %s", h.Body, tc.body)
+	}
+}
+
+func jsonEqual(a, b string) bool {
+	var x, y any
+	if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal([]byte(b), &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+func TestMethods(t *testing.T) {
+	for _, base := range []struct{ name, suffix, prefix string }{
+		{"github.com", "", ""},
+		{"GHES", "/api/v3/", "/api/v3"}, // trailing slash tolerated
+	} {
+		for scope, cases := range allCases() {
+			for _, tc := range cases {
+				t.Run(base.name+"/"+scope+"/"+tc.name, func(t *testing.T) {
+					t.Parallel()
+					f := newFake(t, fixed(tc.reply))
+					c := newClient(t, Config{BaseURL: f.URL + base.suffix})
+					got, err := tc.invoke(t.Context(), c)
+					if err != nil {
+						t.Fatalf("error: %v", err)
+					}
+					if tc.want != nil && !reflect.DeepEqual(got, tc.want) {
+						t.Errorf("got %#v\nwant %#v", got, tc.want)
+					}
+					hits := f.Hits()
+					if len(hits) != 1 {
+						t.Fatalf("%d requests, want 1", len(hits))
+					}
+					checkRequest(t, hits[0], tc, base.prefix)
+				})
+			}
+		}
+	}
+}
+
+func TestHeadersConfigured(t *testing.T) {
+	f := newFake(t, fixed(reply{Status: 204}))
+	c, err := New(Config{
+		BaseURL:           f.URL,
+		UserAgent:         "broker-test/1.0",
+		APIVersionActions: "2099-01-01",
+		APIVersionAgents:  "2099-02-02",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := c.DeleteSecret(ctx, orgActions, "X"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteSecret(ctx, orgAgents, "X"); err != nil {
+		t.Fatal(err)
+	}
+	hits := f.Hits()
+	for i, want := range []string{"2099-01-01", "2099-02-02"} {
+		h := hits[i]
+		if got := h.Header.Get("X-GitHub-Api-Version"); got != want {
+			t.Errorf("request %d: version %q, want %q", i, got, want)
+		}
+		if got := h.Header.Get("User-Agent"); got != "broker-test/1.0" {
+			t.Errorf("request %d: User-Agent %q", i, got)
+		}
+		if _, ok := h.Header["Authorization"]; ok {
+			t.Errorf("request %d: Authorization sent without a token", i)
+		}
+	}
+}
+
+func TestNew(t *testing.T) {
+	c, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.base.String(); got != "https://api.github.com" {
+		t.Errorf("default base URL %q", got)
+	}
+	if c.hc.Timeout != 30*time.Second {
+		t.Errorf("default timeout %v", c.hc.Timeout)
+	}
+	if _, ok := c.hc.Transport.(*otelhttp.Transport); !ok {
+		t.Errorf("default transport is %T, want *otelhttp.Transport", c.hc.Transport)
+	}
+	if c.userAgent != "secretbroker" || c.vActions != "2022-11-28" || c.vAgents != "2026-03-10" {
+		t.Errorf("defaults: %q %q %q", c.userAgent, c.vActions, c.vAgents)
+	}
+	own := &http.Client{}
+	if c, _ := New(Config{HTTPClient: own}); c.hc != own {
+		t.Error("Config.HTTPClient not used")
+	}
+
+	for _, bad := range []string{
+		"api.github.com",
+		"/api/v3",
+		"ftp://github.example/api/v3",
+		"https://",
+		"https://user:pass@github.example/api/v3",
+		"https://github.example/api/v3?x=1",
+		"https://github.example/api/v3#frag",
+		"https://github.example/%zz",
+		"mailto:octocat@github.com",
+	} {
+		if _, err := New(Config{BaseURL: bad}); err == nil {
+			t.Errorf("New(%q) accepted it", bad)
+		} else if strings.Contains(err.Error(), "pass") {
+			t.Errorf("New(%q): error shows the password: %v", bad, err)
+		}
+	}
+	for _, good := range []string{"http://127.0.0.1:8080", "https://ghe.example/api/v3/", "https://ghe.example/api/v3//"} {
+		if _, err := New(Config{BaseURL: good}); err != nil {
+			t.Errorf("New(%q): %v", good, err)
+		}
+	}
+}
+
+func TestInvalidArguments(t *testing.T) {
+	f := newFake(t, fixed(reply{Status: 204}))
+	c := newClient(t, Config{BaseURL: f.URL})
+	ctx := t.Context()
+	for name, call := range map[string]func() error{
+		"no app":      func() error { _, err := c.GetPublicKey(ctx, Scope{Org: "acme"}); return err },
+		"unknown app": func() error { _, err := c.GetPublicKey(ctx, Scope{App: "pages", Org: "acme"}); return err },
+		"empty scope": func() error { _, err := c.GetPublicKey(ctx, Scope{App: Actions}); return err },
+		"org and repo": func() error {
+			_, err := c.GetPublicKey(ctx, Scope{App: Actions, Org: "a", Owner: "b", Repo: "c"})
+			return err
+		},
+		"agents environment": func() error {
+			_, err := c.GetPublicKey(ctx, Scope{App: Agents, Owner: "a", Repo: "b", Environment: "e"})
+			return err
+		},
+		"dot-dot repo": func() error {
+			_, err := c.ListSecrets(ctx, Scope{App: Actions, Owner: "a", Repo: ".."}, Page{})
+			return err
+		},
+		"empty secret name":   func() error { _, err := c.GetSecret(ctx, orgActions, ""); return err },
+		"dot secret name":     func() error { return c.DeleteSecret(ctx, orgActions, ".") },
+		"negative page":       func() error { _, err := c.ListSecrets(ctx, orgActions, Page{Page: -1}); return err },
+		"selected on repo":    func() error { return c.AddSelectedRepository(ctx, repActions, "X", 1) },
+		"set on environment":  func() error { return c.SetSelectedRepositories(ctx, envActions, "X", nil) },
+		"list selected repo":  func() error { _, err := c.ListSelectedRepositories(ctx, repAgents, "X", Page{}); return err },
+		"zero repository id":  func() error { return c.RemoveSelectedRepository(ctx, orgActions, "X", 0) },
+		"org-secrets on org":  func() error { _, err := c.ListRepositoryOrganizationSecrets(ctx, orgActions, Page{}); return err },
+		"org-secrets on env":  func() error { _, err := c.ListRepositoryOrganizationSecrets(ctx, envActions, Page{}); return err },
+		"repository no owner": func() error { _, err := c.GetRepository(ctx, "", "api"); return err },
+	} {
+		if err := call(); err == nil {
+			t.Errorf("%s: no error", name)
+		} else if errors.As(err, new(*Error)) {
+			t.Errorf("%s: %v is an *Error, want a local error", name, err)
+		}
+	}
+	if n := len(f.Hits()); n != 0 {
+		t.Errorf("%d requests sent for invalid arguments", n)
+	}
+}
+
+// legacyFake answers the legacy routes for repository acme/api (id 4242)
+// and counts the id lookups.
+func legacyFake(t *testing.T, lookupDelay time.Duration) (*fakeGitHub, *atomic.Int32) {
+	var lookups atomic.Int32
+	f := newFake(t, func(r *http.Request) reply {
+		p := r.URL.EscapedPath()
+		switch {
+		case p == "/api/v3/repos/acme/api":
+			lookups.Add(1)
+			time.Sleep(lookupDelay)
+			return reply{Body: `{"id":4242,"name":"api","full_name":"acme/api"}`}
+		case strings.HasPrefix(p, "/api/v3/repositories/4242/environments/prod%2Feu/secrets"):
+			switch {
+			case strings.HasSuffix(p, "/public-key"):
+				return reply{Body: `{"key_id":"k1","key":"a2V5"}`}
+			case strings.HasSuffix(p, "/secrets"):
+				return reply{Body: secretListJSON}
+			case r.Method == http.MethodPut:
+				return reply{Status: 201}
+			case r.Method == http.MethodDelete:
+				return reply{Status: 204}
+			}
+			return reply{Body: secretJSON}
+		}
+		return reply{Status: 404, Body: `{"message":"Not Found","documentation_url":"https://docs.github.com/rest"}`}
+	})
+	return f, &lookups
+}
+
+func TestLegacyRoutes(t *testing.T) {
+	f, lookups := legacyFake(t, 0)
+	c := newClient(t, Config{BaseURL: f.URL + "/api/v3", LegacyRoutes: true})
+	ctx := t.Context()
+
+	for _, tc := range scopeCases(envActions, "/repositories/4242/environments/prod%2Feu", "2022-11-28") {
+		if strings.Contains(tc.name, "numeric") {
+			continue
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(f.Hits())
+			if _, err := tc.invoke(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			hits := f.Hits()[before:]
+			last := hits[len(hits)-1]
+			checkRequest(t, last, methodCase{method: tc.method, path: tc.path, query: tc.query, version: tc.version, body: tc.body}, "/api/v3")
+		})
+	}
+	// Owner and repository names are case-insensitive: the same cache entry.
+	upper := envActions
+	upper.Owner, upper.Repo = "ACME", "Api"
+	if _, err := c.GetPublicKey(ctx, upper); err != nil {
+		t.Errorf("upper-case owner and repo did not use the cached id: %v", err)
+	}
+	if n := lookups.Load(); n != 1 {
+		t.Errorf("%d repository lookups, want 1", n)
+	}
+	if n := f.count("/api/v3/repos/acme/api"); n != 1 {
+		t.Errorf("GET /repos/acme/api %d times, want 1", n)
+	}
+
+	// Other scopes keep their routes under LegacyRoutes.
+	for _, s := range []Scope{orgActions, repActions, repAgents} {
+		before := len(f.Hits())
+		_, _ = c.GetPublicKey(ctx, s)
+		if got, want := f.Hits()[before].EscapedPath, "/api/v3/"+s.Path()+"/secrets/public-key"; got != want {
+			t.Errorf("%s under legacy routes: %s, want %s", s, got, want)
+		}
+	}
+	if n := lookups.Load(); n != 1 {
+		t.Errorf("%d repository lookups after non-environment calls, want 1", n)
+	}
+}
+
+func TestLegacyRoutesConcurrent(t *testing.T) {
+	f, lookups := legacyFake(t, 50*time.Millisecond)
+	c := newClient(t, Config{BaseURL: f.URL + "/api/v3", LegacyRoutes: true})
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		wg.Go(func() {
+			var err error
+			switch i % 3 {
+			case 0:
+				_, err = c.GetPublicKey(ctx, envActions)
+			case 1:
+				_, err = c.ListSecrets(ctx, envActions, Page{})
+			default:
+				_, err = c.PutSecret(ctx, envActions, "S", PutSecretBody{EncryptedValue: "eA==", KeyID: "k1"})
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if n := lookups.Load(); n != 1 {
+		t.Errorf("%d repository lookups for 64 concurrent calls, want 1", n)
+	}
+}
+
+func TestLegacyLookupFailure(t *testing.T) {
+	var fail atomic.Bool
+	fail.Store(true)
+	var lookups atomic.Int32
+	f := newFake(t, func(r *http.Request) reply {
+		if r.URL.Path == "/repos/acme/api" {
+			lookups.Add(1)
+			if fail.Load() {
+				return reply{Status: 404, Body: `{"message":"Not Found"}`}
+			}
+			return reply{Body: `{"id":7}`}
+		}
+		if r.URL.EscapedPath() == "/repositories/7/environments/prod%2Feu/secrets/public-key" {
+			return reply{Body: `{"key_id":"k","key":"a2V5"}`}
+		}
+		return reply{Status: 404, Body: `{"message":"Not Found"}`}
+	})
+	c := newClient(t, Config{BaseURL: f.URL, LegacyRoutes: true})
+	ctx := t.Context()
+
+	_, err := c.GetPublicKey(ctx, envActions)
+	var e *Error
+	if !errors.As(err, &e) || e.StatusCode != 404 || e.Route != "/repos/{owner}/{repo}" {
+		t.Fatalf("lookup failure: %v, want a 404 *Error for /repos/{owner}/{repo}", err)
+	}
+	// A failed lookup is not cached.
+	fail.Store(false)
+	if _, err := c.GetPublicKey(ctx, envActions); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetPublicKey(ctx, envActions); err != nil {
+		t.Fatal(err)
+	}
+	if n := lookups.Load(); n != 2 {
+		t.Errorf("%d lookups, want 2 (one failed, one cached)", n)
+	}
+	// A missing secret does not drop the cached id ...
+	if _, err := c.GetSecret(ctx, envActions, "NOPE"); err == nil {
+		t.Fatal("GetSecret of a missing secret: no error")
+	}
+	if _, err := c.GetPublicKey(ctx, envActions); err != nil {
+		t.Fatal(err)
+	}
+	if n := lookups.Load(); n != 2 {
+		t.Errorf("%d lookups after a missing secret, want 2", n)
+	}
+	// ... but a 404 for the environment's key does: the repository may be
+	// new under the old name.
+	if _, err := c.ListSecrets(ctx, envActions, Page{}); err == nil {
+		t.Fatal("ListSecrets: no error")
+	}
+	if _, err := c.GetPublicKey(ctx, envActions); err != nil {
+		t.Fatal(err)
+	}
+	if n := lookups.Load(); n != 3 {
+		t.Errorf("%d lookups after a 404 list, want 3", n)
+	}
+}
+
+func TestLegacyLookupWaiterCancelled(t *testing.T) {
+	release := make(chan struct{})
+	var lookups atomic.Int32
+	f := newFake(t, func(r *http.Request) reply {
+		if r.URL.Path == "/repos/acme/api" {
+			lookups.Add(1)
+			<-release
+			return reply{Body: `{"id":9}`}
+		}
+		return reply{Body: `{"key_id":"k","key":"a2V5"}`}
+	})
+	defer close(release)
+	c := newClient(t, Config{BaseURL: f.URL, LegacyRoutes: true})
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.GetPublicKey(ctx, envActions)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+	}
+}
+
+func TestPathEscaping(t *testing.T) {
+	f := newFake(t, fixed(reply{Status: 204}))
+	c := newClient(t, Config{BaseURL: f.URL + "/api%2Fv3"})
+	ctx := t.Context()
+	s := Scope{App: Actions, Owner: "my org", Repo: "a%b", Environment: "prod/eu%2F?#"}
+	if err := c.DeleteSecret(ctx, s, "S/1"); err != nil {
+		t.Fatal(err)
+	}
+	h := f.Hits()[0]
+	want := "/api%2Fv3/repos/my%20org/a%25b/environments/prod%2Feu%252F%3F%23/secrets/S%2F1"
+	if h.EscapedPath != want || h.RequestURI != want {
+		t.Errorf("escaped path %s, request URI %s\nwant %s", h.EscapedPath, h.RequestURI, want)
+	}
+}
+
+func TestTransportErrors(t *testing.T) {
+	f := newFake(t, fixed(reply{Status: 204}))
+	c := newClient(t, Config{BaseURL: f.URL})
+	f.Close()
+	err := c.DeleteSecret(t.Context(), orgActions, "S")
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		t.Fatalf("err = %v, want a wrapped *url.Error", err)
+	}
+	if !strings.Contains(err.Error(), "DELETE /orgs/{org}/{app}/secrets/{secret_name}") {
+		t.Errorf("err = %v, want the route template", err)
+	}
+	if errors.As(err, new(*Error)) {
+		t.Errorf("transport error is an *Error")
+	}
+
+	f2 := newFake(t, fixed(reply{Status: 204}))
+	c2 := newClient(t, Config{BaseURL: f2.URL})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := c2.GetPublicKey(ctx, orgActions); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: err = %v, want context.Canceled", err)
+	}
+}
+
+func TestResponseDecoding(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body string
+	}{
+		{"not JSON", "<html>"},
+		{"too large", `{"key_id":"k","key":"` + strings.Repeat("a", 1<<20) + `"}`},
+		{"wrong type", `{"key_id":{"x":1},"key":"a"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(t, fixed(reply{Body: tc.body}))
+			c := newClient(t, Config{BaseURL: f.URL})
+			_, err := c.GetPublicKey(t.Context(), orgActions)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), "GET /orgs/{org}/{app}/secrets/public-key") {
+				t.Errorf("err = %v, want the route template", err)
+			}
+		})
+	}
+}
+
+func TestOversizedErrorBody(t *testing.T) {
+	f := newFake(t, fixed(reply{Status: 500, Body: `{"message":"` + strings.Repeat("x", 2<<20) + `"}`}))
+	c := newClient(t, Config{BaseURL: f.URL})
+	_, err := c.GetSecret(t.Context(), orgActions, "S")
+	var e *Error
+	if !errors.As(err, &e) || e.Message != "Internal Server Error" {
+		t.Fatalf("err = %v, want a 500 *Error with the status text", err)
+	}
+}
+
+// TestTokenNeverInErrors plants a token, makes GitHub echo it (and the
+// sealed value) in every way it can, and checks that no error shows them.
+func TestTokenNeverInErrors(t *testing.T) {
+	const token = "ghp_PLANTEDplantedPLANTED0123456789abcdef"
+	const sealed = "U0VBTEVEc2VhbGVkU0VBTEVE"
+	echo := func(r *http.Request) string {
+		b, _ := io.ReadAll(r.Body)
+		return r.Header.Get("Authorization") + " " + string(b)
+	}
+	check := func(t *testing.T, err error) {
+		t.Helper()
+		if err == nil {
+			t.Fatal("no error")
+		}
+		for _, s := range []string{err.Error(), fmt.Sprintf("%v|%+v|%#v|%s|%q", err, err, err, err, err)} {
+			if strings.Contains(s, token) || strings.Contains(s, sealed) {
+				t.Errorf("error shows a secret: %s", s)
+			}
+		}
+		var e *Error
+		if errors.As(err, &e) {
+			if s := fmt.Sprintf("%#v", *e); strings.Contains(s, token) || strings.Contains(s, sealed) {
+				t.Errorf("*Error fields show a secret: %s", s)
+			}
+		}
+	}
+	put := func(ctx context.Context, c *Client, s Scope) error {
+		_, err := c.PutSecret(ctx, s, "S", PutSecretBody{EncryptedValue: sealed, KeyID: "k"})
+		return err
+	}
+
+	for _, status := range []int{400, 401, 403, 404, 409, 422, 429, 500, 503} {
+		t.Run(fmt.Sprint("echo ", status), func(t *testing.T) {
+			f := newFake(t, func(r *http.Request) reply {
+				msg, _ := json.Marshal(map[string]string{"message": "you sent " + echo(r)})
+				return reply{Status: status, Body: string(msg)}
+			})
+			c := newClient(t, Config{BaseURL: f.URL, Token: token})
+			check(t, put(t.Context(), c, orgActions))
+		})
+	}
+	t.Run("echo in a bad 2xx body", func(t *testing.T) {
+		f := newFake(t, func(r *http.Request) reply { return reply{Body: echo(r)} })
+		c := newClient(t, Config{BaseURL: f.URL, Token: token})
+		_, err := c.GetPublicKey(t.Context(), orgActions)
+		check(t, err)
+	})
+	t.Run("legacy lookup failure", func(t *testing.T) {
+		f := newFake(t, func(r *http.Request) reply {
+			msg, _ := json.Marshal(map[string]string{"message": echo(r)})
+			return reply{Status: 401, Body: string(msg)}
+		})
+		c := newClient(t, Config{BaseURL: f.URL, Token: token, LegacyRoutes: true})
+		check(t, put(t.Context(), c, envActions))
+	})
+	t.Run("closed server", func(t *testing.T) {
+		f := newFake(t, fixed(reply{}))
+		c := newClient(t, Config{BaseURL: f.URL, Token: token})
+		f.Close()
+		check(t, put(t.Context(), c, orgActions))
+	})
+	t.Run("transport that leaks", func(t *testing.T) {
+		leaky := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			return nil, fmt.Errorf("dump: %v", r.Header)
+		})
+		c := newClient(t, Config{BaseURL: "http://127.0.0.1:1", Token: token, HTTPClient: &http.Client{Transport: leaky}})
+		check(t, put(t.Context(), c, orgActions))
+	})
+	t.Run("token with a newline", func(t *testing.T) {
+		f := newFake(t, fixed(reply{}))
+		c := newClient(t, Config{BaseURL: f.URL, Token: token + "\n"})
+		check(t, put(t.Context(), c, orgActions))
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		f := newFake(t, fixed(reply{}))
+		c := newClient(t, Config{BaseURL: f.URL, Token: token})
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		check(t, put(ctx, c, orgActions))
+	})
+	t.Run("client and config printing", func(t *testing.T) {
+		cfg := Config{BaseURL: "https://ghe.example/api/v3", Token: token}
+		c := newClient(t, cfg)
+		for _, s := range []string{fmt.Sprintf("%v %+v %#v", cfg, cfg, cfg), fmt.Sprintf("%v %+v", c, c)} {
+			if strings.Contains(s, token) {
+				t.Errorf("printing shows the token: %s", s)
+			}
+		}
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestSpanName(t *testing.T) {
+	var got string
+	f := newFake(t, fixed(reply{Status: 204}))
+	c := newClient(t, Config{BaseURL: f.URL})
+	c.hc = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		got = spanName("ignored", r)
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	if err := c.DeleteSecret(t.Context(), envActions, "S"); err != nil {
+		t.Fatal(err)
+	}
+	if want := "github DELETE /repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}"; got != want {
+		t.Errorf("span name %q, want %q", got, want)
+	}
+	r := httptest.NewRequest("GET", "/x", nil)
+	if got := spanName("op", r); got != "github GET" {
+		t.Errorf("span name without a route %q", got)
+	}
+}
+
+func TestParseLink(t *testing.T) {
+	for _, tc := range []struct {
+		in       string
+		want     []link
+		wantNext bool
+	}{
+		{"", nil, false},
+		{
+			`<https://api.github.com/orgs/acme/actions/secrets?page=2>; rel="next", <https://api.github.com/orgs/acme/actions/secrets?page=5>; rel="last"`,
+			[]link{
+				{"https://api.github.com/orgs/acme/actions/secrets?page=2", []linkParam{{"rel", "next"}}},
+				{"https://api.github.com/orgs/acme/actions/secrets?page=5", []linkParam{{"rel", "last"}}},
+			},
+			true,
+		},
+		{
+			`<https://x/?page=1>; rel="prev", <https://x/?page=1>; rel="first"`,
+			[]link{{"https://x/?page=1", []linkParam{{"rel", "prev"}}}, {"https://x/?page=1", []linkParam{{"rel", "first"}}}},
+			false,
+		},
+		{`<https://x/?a=1,2>;rel=next`, []link{{"https://x/?a=1,2", []linkParam{{"rel", "next"}}}}, true},
+		{`<u>; REL = "Prev NEXT"`, []link{{"u", []linkParam{{"rel", "Prev NEXT"}}}}, true},
+		{`<u>; title="a, rel=\"next\""; rel=last`, []link{{"u", []linkParam{{"title", `a, rel="next"`}, {"rel", "last"}}}}, false},
+		{`<u>; rel=last; rel=next`, []link{{"u", []linkParam{{"rel", "last"}, {"rel", "next"}}}}, false}, // first rel wins
+		{`<u>; rel="nextpage"`, []link{{"u", []linkParam{{"rel", "nextpage"}}}}, false},
+		{`<u>; anchor; rel=next`, []link{{"u", []linkParam{{"anchor", ""}, {"rel", "next"}}}}, true},
+		{`rel="next"`, nil, false},
+		{`https://x; rel="next"`, nil, false},
+		{`<u; rel="next"`, nil, false},
+		{`<u>; rel="next`, nil, false},
+		{`<a> junk; rel=next, <b>; rel=next`, []link{{"b", []linkParam{{"rel", "next"}}}}, true},
+		{`<a>; ="x", <b>; rel=prev`, []link{{"b", []linkParam{{"rel", "prev"}}}}, false},
+		{` , ,<a>;rel=next ,`, []link{{"a", []linkParam{{"rel", "next"}}}}, true},
+		{"<a>;\trel\t=\tnext", []link{{"a", []linkParam{{"rel", "next"}}}}, true},
+	} {
+		got := parseLink(tc.in)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("parseLink(%q)\n got %#v\nwant %#v", tc.in, got, tc.want)
+		}
+		h := http.Header{}
+		if tc.in != "" {
+			h.Set("Link", tc.in)
+		}
+		if got := hasNext(h); got != tc.wantNext {
+			t.Errorf("hasNext(%q) = %v, want %v", tc.in, got, tc.wantNext)
+		}
+	}
+	// Several Link header lines.
+	h := http.Header{}
+	h.Add("Link", `<a>; rel="last"`)
+	h.Add("Link", `<b>; rel="next"`)
+	if !hasNext(h) {
+		t.Error("hasNext misses a next link in a second Link line")
+	}
+}
+
+// formatLink writes links back as a Link header value.
+func formatLink(links []link) string {
+	var b strings.Builder
+	for i, l := range links {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("<" + l.url + ">")
+		for _, p := range l.params {
+			b.WriteString("; " + p.name + `="`)
+			b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(p.value))
+			b.WriteString(`"`)
+		}
+	}
+	return b.String()
+}
+
+func FuzzParseLink(f *testing.F) {
+	for _, s := range []string{
+		`<https://api.github.com/orgs/acme/actions/secrets?page=2>; rel="next", <https://api.github.com/orgs/acme/actions/secrets?page=5>; rel="last"`,
+		`<u>; title="a, rel=\"next\""; rel=last`,
+		`<a> junk; rel=next, <b>; rel=next`,
+		`<u; rel="next"`,
+		`"<,>"`,
+		`<>;a=b;c;d="\`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		links := parseLink(s)
+		for _, l := range links {
+			if strings.ContainsRune(l.url, '>') {
+				t.Fatalf("url %q holds '>'", l.url)
+			}
+			for _, p := range l.params {
+				if p.name == "" || strings.ToLower(p.name) != p.name {
+					t.Fatalf("bad param name %q", p.name)
+				}
+			}
+		}
+		// What parses, formats and parses again to the same links.
+		again := parseLink(formatLink(links))
+		if len(links) == 0 && len(again) == 0 {
+			return
+		}
+		if !reflect.DeepEqual(links, again) {
+			t.Fatalf("round trip of %q:\n first %#v\nsecond %#v", s, links, again)
+		}
+		h := http.Header{}
+		h.Set("Link", s)
+		_ = hasNext(h)
+	})
+}

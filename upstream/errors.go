@@ -1,0 +1,156 @@
+package upstream
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// maxMessage bounds Error.Message, in bytes.
+const maxMessage = 300
+
+// Error is a non-2xx answer from GitHub. It holds no request values: Route
+// is the route template, not the request's path, and nothing of the
+// request's headers or body is kept, so an Error is safe to log. Find it
+// with errors.As.
+type Error struct {
+	// Method is the request's HTTP method, e.g. "PUT".
+	Method string
+	// Route is the route template, e.g. "/orgs/{org}/{app}/secrets/{secret_name}".
+	Route string
+	// StatusCode is the HTTP status code of GitHub's answer.
+	StatusCode int
+	// Message is the "message" field of GitHub's JSON error body,
+	// truncated to 300 bytes; http.StatusText(StatusCode) when the body has
+	// none.
+	Message string
+	// RequestID is the X-GitHub-Request-Id header, when GitHub sent one;
+	// GitHub support can trace a request by it.
+	RequestID string
+	// RateLimited reports whether GitHub refused the request because a
+	// primary or secondary rate limit is exhausted: a 429, a 403 with
+	// x-ratelimit-remaining: 0, or a 403 or 429 whose message mentions a
+	// rate limit.
+	RateLimited bool
+	// RetryAfter is how long GitHub asks the client to wait: the
+	// Retry-After header, else, for a rate limit, the time until
+	// x-ratelimit-reset; zero when GitHub gave no hint.
+	RetryAfter time.Duration
+	// RateLimitReset is when the primary rate limit window resets, from
+	// x-ratelimit-reset; the zero Time when GitHub did not say.
+	RateLimitReset time.Time
+}
+
+// Error returns, for example,
+// "github: PUT /orgs/{org}/{app}/secrets/{secret_name}: 422 Unprocessable Entity: <message>".
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("github: ")
+	b.WriteString(e.Method)
+	b.WriteByte(' ')
+	b.WriteString(e.Route)
+	b.WriteString(": ")
+	b.WriteString(strconv.Itoa(e.StatusCode))
+	text := http.StatusText(e.StatusCode)
+	if text != "" {
+		b.WriteByte(' ')
+		b.WriteString(text)
+	}
+	if e.Message != "" && e.Message != text {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	return b.String()
+}
+
+// newError decodes a non-2xx answer. body is at most the first MiB of the
+// response body; secrets are strings (the token) that must not survive into
+// the message even if a server echoed them.
+func newError(method, route string, resp *http.Response, body []byte, now time.Time, secrets []string) *Error {
+	e := &Error{
+		Method:     method,
+		Route:      route,
+		StatusCode: resp.StatusCode,
+		RequestID:  cleanMessage(resp.Header.Get("X-GitHub-Request-Id"), 100),
+	}
+	var gh struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &gh) == nil {
+		msg := gh.Message
+		for _, s := range secrets {
+			if s != "" {
+				msg = strings.ReplaceAll(msg, s, redacted)
+			}
+		}
+		e.Message = cleanMessage(msg, maxMessage)
+	}
+	if e.Message == "" {
+		e.Message = http.StatusText(resp.StatusCode)
+	}
+
+	h := resp.Header
+	if reset, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-Ratelimit-Reset")), 10, 64); err == nil && reset > 0 {
+		e.RateLimitReset = time.Unix(reset, 0)
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests:
+		e.RateLimited = true
+	case http.StatusForbidden:
+		e.RateLimited = strings.TrimSpace(h.Get("X-Ratelimit-Remaining")) == "0" ||
+			strings.Contains(strings.ToLower(e.Message), "rate limit")
+	}
+
+	if d, ok := parseRetryAfter(h.Get("Retry-After"), now); ok {
+		e.RetryAfter = d
+	} else if e.RateLimited && !e.RateLimitReset.IsZero() {
+		e.RetryAfter = max(e.RateLimitReset.Sub(now), 0)
+	}
+	return e
+}
+
+// parseRetryAfter reads a Retry-After header: delay-seconds, or, leniently,
+// an HTTP date.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		// Cap absurd values instead of overflowing time.Duration.
+		const maxSecs = int64(24 * time.Hour / time.Second)
+		return time.Duration(min(secs, maxSecs)) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// cleanMessage makes s fit for one log line: control characters become
+// spaces, surrounding space goes, and the result is at most n bytes, cut on
+// a rune boundary. Invalid UTF-8 becomes U+FFFD.
+func cleanMessage(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.TrimSpace(s)
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
