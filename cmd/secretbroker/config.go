@@ -1,0 +1,353 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+// envPrefix is the prefix of the environment variable that matches each
+// flag: --grpc-addr is SECRETBROKER_GRPC_ADDR.
+const envPrefix = "SECRETBROKER_"
+
+// Environment variables read besides the SECRETBROKER_* ones.
+const (
+	// envGitHubToken holds the GitHub token when --upstream-token-file is
+	// not given.
+	envGitHubToken = "GITHUB_TOKEN"
+	// envOTLPEndpoint turns on trace export with OTLP/gRPC. The exporter
+	// reads it (and the other OTEL_EXPORTER_OTLP_* variables) itself.
+	envOTLPEndpoint = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	// envOTLPTracesEndpoint is the traces-only form of envOTLPEndpoint.
+	envOTLPTracesEndpoint = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+)
+
+// Config is the broker's whole configuration. Every field but UpstreamToken
+// and OTLPEndpoint is set by a flag or, when the flag is absent, by the
+// matching SECRETBROKER_* environment variable; a flag wins over the
+// environment, the environment over the default.
+type Config struct {
+	// GRPCAddr is the gRPC listen address. Flag --grpc-addr. Default
+	// ":9090". In dev mode it binds loopback only: ":9090" becomes
+	// "127.0.0.1:9090".
+	GRPCAddr string
+
+	// HTTPAddr is the JSON gateway's listen address. Flag --http-addr.
+	// Default ":8080". Loopback only in dev mode, as GRPCAddr.
+	HTTPAddr string
+
+	// UpstreamURL is GitHub's REST API. Flag --upstream-url. Default
+	// "https://api.github.com"; GitHub Enterprise Server is
+	// "https://HOST/api/v3". Ignored in dev mode.
+	UpstreamURL string
+
+	// UpstreamTokenFile is the file that holds the GitHub token. Flag
+	// --upstream-token-file. Default: none, and the token is read from
+	// GITHUB_TOKEN.
+	UpstreamTokenFile string
+
+	// UpstreamToken is the GitHub token, read from UpstreamTokenFile
+	// (surrounding white space trimmed) or else from GITHUB_TOKEN. It is
+	// never a flag value, and its String() is "[redacted]". Required
+	// unless Dev. Default: none.
+	UpstreamToken upstream.Token
+
+	// UpstreamAPIVersionActions is the X-GitHub-Api-Version sent with
+	// Actions requests. Flag --upstream-api-version-actions. Default
+	// "2022-11-28".
+	UpstreamAPIVersionActions string
+
+	// UpstreamAPIVersionAgents is the X-GitHub-Api-Version sent with Agents
+	// requests. Flag --upstream-api-version-agents. Default "2026-03-10".
+	UpstreamAPIVersionAgents string
+
+	// UpstreamLegacyRoutes selects older GitHub Enterprise Server routes
+	// for environment secrets. Flag --upstream-legacy-routes. Default
+	// false.
+	UpstreamLegacyRoutes bool
+
+	// Dev runs the broker against the embedded GitHub emulator, seeded with
+	// demo data, with both listeners on loopback. Flag --dev. Default
+	// false.
+	Dev bool
+
+	// ShutdownTimeout is how long a shutdown waits for in-flight calls
+	// before it cuts them. Flag --shutdown-timeout. Default 15s.
+	ShutdownTimeout time.Duration
+
+	// LogLevel is the lowest level logged. Flag --log-level. Default info.
+	LogLevel slog.Level
+
+	// OTLPEndpoint is OTEL_EXPORTER_OTLP_ENDPOINT (or
+	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT); when set, spans are exported
+	// there with OTLP/gRPC. Not a flag. Default: none, no export.
+	OTLPEndpoint string
+}
+
+// Defaults, documented on Config.
+const (
+	defaultGRPCAddr                  = ":9090"
+	defaultHTTPAddr                  = ":8080"
+	defaultUpstreamURL               = "https://api.github.com"
+	defaultUpstreamAPIVersionActions = "2022-11-28"
+	defaultUpstreamAPIVersionAgents  = "2026-03-10"
+	defaultShutdownTimeout           = 15 * time.Second
+	defaultLogLevel                  = slog.LevelInfo
+)
+
+// loadConfig builds the configuration from the command-line arguments
+// (without the program name) and the environment, as seen through
+// lookupEnv (os.LookupEnv outside tests). Usage and flag errors are written
+// to output. It returns flag.ErrHelp when -h or --help was asked for.
+func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.Writer) (Config, error) {
+	var cfg Config
+	fs := flag.NewFlagSet("secretbroker", flag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: secretbroker [flags]
+
+secretbroker writes GitHub Actions and Agents secrets for internal callers,
+over gRPC and a JSON gateway. Every flag has a matching environment variable:
+--grpc-addr is %sGRPC_ADDR, and so on; a flag wins over the environment.
+The GitHub token is read from --upstream-token-file, else from %s.
+
+Flags:
+`, envPrefix, envGitHubToken)
+		fs.PrintDefaults()
+	}
+
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", defaultGRPCAddr,
+		"gRPC listen `address` (loopback only with --dev)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", defaultHTTPAddr,
+		"JSON gateway listen `address` (loopback only with --dev)")
+	fs.StringVar(&cfg.UpstreamURL, "upstream-url", defaultUpstreamURL,
+		"GitHub's REST API `URL`; https://HOST/api/v3 for GitHub Enterprise Server")
+	fs.StringVar(&cfg.UpstreamTokenFile, "upstream-token-file", "",
+		"`file` holding the GitHub token (default: the "+envGitHubToken+" environment variable)")
+	fs.StringVar(&cfg.UpstreamAPIVersionActions, "upstream-api-version-actions", defaultUpstreamAPIVersionActions,
+		"X-GitHub-Api-Version for Actions secrets")
+	fs.StringVar(&cfg.UpstreamAPIVersionAgents, "upstream-api-version-agents", defaultUpstreamAPIVersionAgents,
+		"X-GitHub-Api-Version for Agents secrets")
+	fs.BoolVar(&cfg.UpstreamLegacyRoutes, "upstream-legacy-routes", false,
+		"older GitHub Enterprise Server: environment secrets under /repositories/{id}/environments/...")
+	fs.BoolVar(&cfg.Dev, "dev", false,
+		"run against the embedded GitHub emulator with demo data; listen on loopback only")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout,
+		"how long a shutdown waits for in-flight calls before it cuts them")
+	fs.TextVar(&cfg.LogLevel, "log-level", defaultLogLevel,
+		"lowest `level` logged: debug, info, warn or error")
+
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments %q: secretbroker takes flags only", fs.Args())
+	}
+
+	// The environment fills in each flag that was not given.
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErrs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		name := envName(f.Name)
+		v, ok := lookupEnv(name)
+		if !ok {
+			return
+		}
+		if err := f.Value.Set(v); err != nil {
+			envErrs = append(envErrs, fmt.Errorf("environment variable %s: %w", name, err))
+		}
+	})
+	if err := errors.Join(envErrs...); err != nil {
+		return Config{}, err
+	}
+
+	if v, ok := lookupEnv(envOTLPEndpoint); ok && v != "" {
+		cfg.OTLPEndpoint = v
+	} else if v, ok := lookupEnv(envOTLPTracesEndpoint); ok && v != "" {
+		cfg.OTLPEndpoint = v
+	}
+
+	if err := cfg.readToken(lookupEnv); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// envName returns the environment variable matching a flag:
+// "grpc-addr" is "SECRETBROKER_GRPC_ADDR".
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// readToken sets UpstreamToken from UpstreamTokenFile, else from
+// GITHUB_TOKEN. Its errors never hold the token.
+func (c *Config) readToken(lookupEnv func(string) (string, bool)) error {
+	if c.UpstreamTokenFile != "" {
+		b, err := os.ReadFile(c.UpstreamTokenFile)
+		if err != nil {
+			// *fs.PathError names the file, never its content.
+			return fmt.Errorf("reading --upstream-token-file: %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return fmt.Errorf("--upstream-token-file %s is empty", c.UpstreamTokenFile)
+		}
+		if strings.ContainsAny(tok, " \t\r\n") {
+			return fmt.Errorf("--upstream-token-file %s holds more than one word; it must hold the token alone", c.UpstreamTokenFile)
+		}
+		c.UpstreamToken = upstream.Token(tok)
+		return nil
+	}
+	if v, ok := lookupEnv(envGitHubToken); ok {
+		c.UpstreamToken = upstream.Token(strings.TrimSpace(v))
+	}
+	return nil
+}
+
+// validate checks the configuration and, in dev mode, moves the listen
+// addresses to loopback. Its errors never hold the token.
+func (c *Config) validate() error {
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
+	}
+	if c.UpstreamAPIVersionActions == "" {
+		return errors.New("--upstream-api-version-actions must not be empty")
+	}
+	if c.UpstreamAPIVersionAgents == "" {
+		return errors.New("--upstream-api-version-agents must not be empty")
+	}
+	if c.Dev {
+		var err error
+		if c.GRPCAddr, err = devAddr("--grpc-addr", c.GRPCAddr); err != nil {
+			return err
+		}
+		if c.HTTPAddr, err = devAddr("--http-addr", c.HTTPAddr); err != nil {
+			return err
+		}
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
+		return fmt.Errorf("--grpc-addr: %w", err)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	if err := checkUpstreamURL(c.UpstreamURL); err != nil {
+		return err
+	}
+	if c.UpstreamToken == "" {
+		return fmt.Errorf("no GitHub token: set %s or --upstream-token-file (%sUPSTREAM_TOKEN_FILE) to a file that holds it, or run with --dev",
+			envGitHubToken, envPrefix)
+	}
+	return nil
+}
+
+// checkUpstreamURL accepts an absolute http or https URL without
+// credentials. Its errors do not repeat the URL, which might hold some.
+func checkUpstreamURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("--upstream-url is not a valid URL")
+	}
+	if u.User != nil {
+		return errors.New("--upstream-url must not hold credentials; give the token with --upstream-token-file or " + envGitHubToken)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("--upstream-url must be an absolute http or https URL, got %q", redactURL(raw))
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("--upstream-url must not have a query or fragment, got %q", redactURL(raw))
+	}
+	return nil
+}
+
+// devAddr moves a listen address to loopback for dev mode: an empty host
+// becomes 127.0.0.1, a loopback host is kept, any other host is an error.
+func devAddr(flagName, addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flagName, err)
+	}
+	switch {
+	case host == "":
+		host = "127.0.0.1"
+	case host == "localhost":
+	default:
+		ip := net.ParseIP(host)
+		if ip == nil || !ip.IsLoopback() {
+			return "", fmt.Errorf("%s %s: --dev listens on loopback only; use 127.0.0.1, ::1 or localhost, or leave the host out", flagName, addr)
+		}
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// LogValue logs the configuration with the token redacted.
+func (c Config) LogValue() slog.Value {
+	tok := "(none)"
+	if c.UpstreamToken != "" {
+		tok = "[redacted]"
+	}
+	upstreamURL := redactURL(c.UpstreamURL)
+	if c.Dev {
+		upstreamURL = "(embedded emulator)"
+	}
+	return slog.GroupValue(
+		slog.String("grpc_addr", c.GRPCAddr),
+		slog.String("http_addr", c.HTTPAddr),
+		slog.String("upstream_url", upstreamURL),
+		slog.String("upstream_token_file", c.UpstreamTokenFile),
+		slog.String("upstream_token", tok),
+		slog.String("upstream_api_version_actions", c.UpstreamAPIVersionActions),
+		slog.String("upstream_api_version_agents", c.UpstreamAPIVersionAgents),
+		slog.Bool("upstream_legacy_routes", c.UpstreamLegacyRoutes),
+		slog.Bool("dev", c.Dev),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.String("log_level", c.LogLevel.String()),
+		slog.Bool("otlp_export", c.OTLPEndpoint != ""),
+	)
+}
+
+// String formats the configuration with the token redacted, for %v and %s.
+func (c Config) String() string {
+	var b strings.Builder
+	b.WriteString("Config{")
+	for i, a := range c.LogValue().Group() {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%s:%s", a.Key, a.Value)
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// GoString formats the configuration with the token redacted, for %#v.
+func (c Config) GoString() string { return c.String() }
+
+// redactURL hides a URL's user information, if it has any.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	if u.User != nil {
+		u.User = url.User("redacted")
+	}
+	return u.String()
+}

@@ -1,0 +1,400 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+// testToken is a made-up GitHub token; tests check it never leaks.
+const testToken = "ghp_TESTTOKENdo_not_leak_0123456789abcdef"
+
+// envMap is a lookup function over a map, standing in for os.LookupEnv.
+func envMap(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+func writeTokenFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfig(t *testing.T) {
+	tokenFile := writeTokenFile(t, "\n  "+testToken+"  \n")
+	otherFile := writeTokenFile(t, "ghp_fromfile")
+
+	defaults := Config{
+		GRPCAddr:                  ":9090",
+		HTTPAddr:                  ":8080",
+		UpstreamURL:               "https://api.github.com",
+		UpstreamToken:             upstream.Token(testToken),
+		UpstreamAPIVersionActions: "2022-11-28",
+		UpstreamAPIVersionAgents:  "2026-03-10",
+		ShutdownTimeout:           15 * time.Second,
+		LogLevel:                  slog.LevelInfo,
+	}
+	with := func(f func(*Config)) Config {
+		c := defaults
+		f(&c)
+		return c
+	}
+
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want Config
+	}{
+		{
+			name: "defaults",
+			env:  map[string]string{"GITHUB_TOKEN": testToken},
+			want: defaults,
+		},
+		{
+			name: "GITHUB_TOKEN is trimmed",
+			env:  map[string]string{"GITHUB_TOKEN": " " + testToken + "\n"},
+			want: defaults,
+		},
+		{
+			name: "environment",
+			env: map[string]string{
+				"GITHUB_TOKEN":                              testToken,
+				"SECRETBROKER_GRPC_ADDR":                    "10.0.0.1:9999",
+				"SECRETBROKER_HTTP_ADDR":                    ":8888",
+				"SECRETBROKER_UPSTREAM_URL":                 "https://ghes.example.com/api/v3",
+				"SECRETBROKER_UPSTREAM_API_VERSION_ACTIONS": "2026-03-10",
+				"SECRETBROKER_UPSTREAM_API_VERSION_AGENTS":  "2027-01-01",
+				"SECRETBROKER_UPSTREAM_LEGACY_ROUTES":       "true",
+				"SECRETBROKER_SHUTDOWN_TIMEOUT":             "3s",
+				"SECRETBROKER_LOG_LEVEL":                    "debug",
+				"OTEL_EXPORTER_OTLP_ENDPOINT":               "http://collector:4317",
+			},
+			want: with(func(c *Config) {
+				c.GRPCAddr = "10.0.0.1:9999"
+				c.HTTPAddr = ":8888"
+				c.UpstreamURL = "https://ghes.example.com/api/v3"
+				c.UpstreamAPIVersionActions = "2026-03-10"
+				c.UpstreamAPIVersionAgents = "2027-01-01"
+				c.UpstreamLegacyRoutes = true
+				c.ShutdownTimeout = 3 * time.Second
+				c.LogLevel = slog.LevelDebug
+				c.OTLPEndpoint = "http://collector:4317"
+			}),
+		},
+		{
+			name: "flags",
+			args: []string{
+				"--grpc-addr=:1", "--http-addr", ":2", "--upstream-url=http://gh.internal",
+				"--upstream-api-version-actions=a", "--upstream-api-version-agents=b",
+				"--upstream-legacy-routes", "--shutdown-timeout=1m", "--log-level=WARN",
+			},
+			env: map[string]string{"GITHUB_TOKEN": testToken},
+			want: with(func(c *Config) {
+				c.GRPCAddr = ":1"
+				c.HTTPAddr = ":2"
+				c.UpstreamURL = "http://gh.internal"
+				c.UpstreamAPIVersionActions = "a"
+				c.UpstreamAPIVersionAgents = "b"
+				c.UpstreamLegacyRoutes = true
+				c.ShutdownTimeout = time.Minute
+				c.LogLevel = slog.LevelWarn
+			}),
+		},
+		{
+			name: "flag wins over environment",
+			args: []string{"--grpc-addr=:7000", "--upstream-legacy-routes=false", "--log-level=error"},
+			env: map[string]string{
+				"GITHUB_TOKEN":                        testToken,
+				"SECRETBROKER_GRPC_ADDR":              ":6000",
+				"SECRETBROKER_HTTP_ADDR":              ":6001",
+				"SECRETBROKER_UPSTREAM_LEGACY_ROUTES": "true",
+				"SECRETBROKER_LOG_LEVEL":              "debug",
+			},
+			want: with(func(c *Config) {
+				c.GRPCAddr = ":7000"
+				c.HTTPAddr = ":6001"
+				c.LogLevel = slog.LevelError
+			}),
+		},
+		{
+			name: "token file, trimmed, wins over GITHUB_TOKEN",
+			args: []string{"--upstream-token-file", tokenFile},
+			env:  map[string]string{"GITHUB_TOKEN": "ghp_fromenv"},
+			want: with(func(c *Config) { c.UpstreamTokenFile = tokenFile }),
+		},
+		{
+			name: "token file from the environment",
+			env:  map[string]string{"SECRETBROKER_UPSTREAM_TOKEN_FILE": otherFile},
+			want: with(func(c *Config) {
+				c.UpstreamTokenFile = otherFile
+				c.UpstreamToken = "ghp_fromfile"
+			}),
+		},
+		{
+			name: "dev needs no token and binds loopback",
+			args: []string{"--dev"},
+			want: with(func(c *Config) {
+				c.Dev = true
+				c.UpstreamToken = ""
+				c.GRPCAddr = "127.0.0.1:9090"
+				c.HTTPAddr = "127.0.0.1:8080"
+			}),
+		},
+		{
+			name: "dev from the environment keeps explicit loopback hosts",
+			env: map[string]string{
+				"SECRETBROKER_DEV":       "1",
+				"SECRETBROKER_GRPC_ADDR": "[::1]:0",
+				"SECRETBROKER_HTTP_ADDR": "localhost:0",
+			},
+			want: with(func(c *Config) {
+				c.Dev = true
+				c.UpstreamToken = ""
+				c.GRPCAddr = "[::1]:0"
+				c.HTTPAddr = "localhost:0"
+			}),
+		},
+		{
+			name: "dev with 127.0.0.2",
+			args: []string{"--dev", "--grpc-addr=127.0.0.2:0", "--http-addr=127.0.0.1:0"},
+			want: with(func(c *Config) {
+				c.Dev = true
+				c.UpstreamToken = ""
+				c.GRPCAddr = "127.0.0.2:0"
+				c.HTTPAddr = "127.0.0.1:0"
+			}),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := loadConfig(tt.args, envMap(tt.env), io.Discard)
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("loadConfig:\n got %v token %t\nwant %v token %t",
+					got, got.UpstreamToken == testToken, tt.want, tt.want.UpstreamToken == testToken)
+			}
+			if string(got.UpstreamToken) != string(tt.want.UpstreamToken) {
+				t.Errorf("token: got %d bytes, want %d bytes", len(got.UpstreamToken), len(tt.want.UpstreamToken))
+			}
+		})
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	emptyFile := writeTokenFile(t, " \n\t")
+	twoWords := writeTokenFile(t, testToken+"\n"+testToken)
+	withToken := map[string]string{"GITHUB_TOKEN": testToken}
+
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string // substrings of the error
+	}{
+		{
+			name: "no token",
+			want: []string{"GITHUB_TOKEN", "--upstream-token-file"},
+		},
+		{
+			name: "empty GITHUB_TOKEN",
+			env:  map[string]string{"GITHUB_TOKEN": "  "},
+			want: []string{"GITHUB_TOKEN", "--upstream-token-file"},
+		},
+		{
+			name: "missing token file",
+			args: []string{"--upstream-token-file=/nonexistent/token"},
+			env:  withToken,
+			want: []string{"--upstream-token-file", "/nonexistent/token"},
+		},
+		{
+			name: "empty token file",
+			args: []string{"--upstream-token-file=" + emptyFile},
+			env:  withToken,
+			want: []string{"is empty"},
+		},
+		{
+			name: "token file with two tokens",
+			args: []string{"--upstream-token-file=" + twoWords},
+			env:  withToken,
+			want: []string{"more than one word"},
+		},
+		{
+			name: "dev refuses a public address",
+			args: []string{"--dev", "--grpc-addr=0.0.0.0:9090"},
+			want: []string{"--grpc-addr", "loopback"},
+		},
+		{
+			name: "dev refuses a host name",
+			env:  map[string]string{"SECRETBROKER_DEV": "true", "SECRETBROKER_HTTP_ADDR": "example.com:80"},
+			want: []string{"--http-addr", "loopback"},
+		},
+		{
+			name: "bad address",
+			args: []string{"--grpc-addr=9090"},
+			env:  withToken,
+			want: []string{"--grpc-addr"},
+		},
+		{
+			name: "bad duration in the environment",
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_SHUTDOWN_TIMEOUT": "soon"},
+			want: []string{"SECRETBROKER_SHUTDOWN_TIMEOUT"},
+		},
+		{
+			name: "zero shutdown timeout",
+			args: []string{"--shutdown-timeout=0s"},
+			env:  withToken,
+			want: []string{"--shutdown-timeout"},
+		},
+		{
+			name: "bad log level",
+			args: []string{"--log-level=loud"},
+			env:  withToken,
+			want: []string{"log-level"},
+		},
+		{
+			name: "bad bool in the environment",
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_DEV": "yes please"},
+			want: []string{"SECRETBROKER_DEV"},
+		},
+		{
+			name: "upstream URL with credentials",
+			args: []string{"--upstream-url=https://x-access-token:" + testToken + "@github.example.com"},
+			env:  withToken,
+			want: []string{"--upstream-url", "credentials"},
+		},
+		{
+			name: "upstream URL not absolute",
+			args: []string{"--upstream-url=api.github.com"},
+			env:  withToken,
+			want: []string{"--upstream-url"},
+		},
+		{
+			name: "no token as a flag",
+			args: []string{"--upstream-token=" + testToken},
+			env:  withToken,
+			want: []string{"not defined"},
+		},
+		{
+			name: "stray argument",
+			args: []string{"serve"},
+			env:  withToken,
+			want: []string{"unexpected arguments"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			_, err := loadConfig(tt.args, envMap(tt.env), &out)
+			if err == nil {
+				t.Fatal("loadConfig: no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), testToken) {
+				t.Errorf("error holds the token: %q", err)
+			}
+			if strings.Contains(out.String(), testToken) {
+				t.Errorf("usage output holds the token: %q", out.String())
+			}
+		})
+	}
+}
+
+func TestLoadConfigHelp(t *testing.T) {
+	var out bytes.Buffer
+	_, err := loadConfig([]string{"-h"}, envMap(nil), &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("loadConfig -h: err = %v, want flag.ErrHelp", err)
+	}
+	for _, w := range []string{"-grpc-addr", "-upstream-token-file", "GITHUB_TOKEN", "SECRETBROKER_GRPC_ADDR", "2026-03-10"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("usage does not mention %q:\n%s", w, out.String())
+		}
+	}
+}
+
+// TestConfigNeverShowsToken formats a configuration every way a log line or
+// an error might, and looks for the token.
+func TestConfigNeverShowsToken(t *testing.T) {
+	cfg, err := loadConfig(nil, envMap(map[string]string{"GITHUB_TOKEN": testToken}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(cfg.UpstreamToken) != testToken {
+		t.Fatal("token not loaded")
+	}
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	logger.Info("config", slog.Any("config", cfg), slog.Any("token", cfg.UpstreamToken))
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("config", "config", cfg, "token", cfg.UpstreamToken)
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outputs := map[string]string{
+		"%v":       fmt.Sprintf("%v", cfg),
+		"%+v":      fmt.Sprintf("%+v", cfg),
+		"%#v":      fmt.Sprintf("%#v", cfg),
+		"%s":       fmt.Sprintf("%s", cfg), //lint:ignore S1025 the %s verb is what is tested
+		"token %v": fmt.Sprintf("%v %+v %#v %s %q", cfg.UpstreamToken, cfg.UpstreamToken, cfg.UpstreamToken, cfg.UpstreamToken, cfg.UpstreamToken),
+		"pointer":  fmt.Sprintf("%v %+v", &cfg, &cfg),
+		"error":    fmt.Errorf("wrapped: %v", cfg).Error(),
+		"slog":     logs.String(),
+		"json":     string(js),
+	}
+	for name, s := range outputs {
+		if strings.Contains(s, testToken) {
+			t.Errorf("%s output holds the token: %s", name, s)
+		}
+	}
+	if !strings.Contains(outputs["%v"], "[redacted]") {
+		t.Errorf("%%v output does not show the token as [redacted]: %s", outputs["%v"])
+	}
+}
+
+func TestDevAddr(t *testing.T) {
+	tests := []struct {
+		in, want string
+		ok       bool
+	}{
+		{":9090", "127.0.0.1:9090", true},
+		{":0", "127.0.0.1:0", true},
+		{"127.0.0.1:1", "127.0.0.1:1", true},
+		{"[::1]:1", "[::1]:1", true},
+		{"localhost:1", "localhost:1", true},
+		{"0.0.0.0:1", "", false},
+		{"[::]:1", "", false},
+		{"192.168.1.1:1", "", false},
+		{"myhost:1", "", false},
+		{"nohostport", "", false},
+	}
+	for _, tt := range tests {
+		got, err := devAddr("--grpc-addr", tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("devAddr(%q) = %q, %v; want %q, ok %t", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}

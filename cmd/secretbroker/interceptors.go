@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// The interceptors never see a message's content: they log the method, the
+// status code and the duration, and nothing a caller sent or received,
+// since requests carry secret values.
+
+// errInternal is what a caller gets when a handler panics.
+func errInternal() error { return status.Error(codes.Internal, "internal error") }
+
+// recoverUnary turns a handler's panic into codes.Internal "internal
+// error" and logs it without the request.
+func recoverUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				logPanic(ctx, logger, info.FullMethod, r)
+				resp, err = nil, errInternal()
+			}
+		}()
+		return handler(ctx, req)
+	}
+}
+
+// recoverStream is recoverUnary for streaming handlers.
+func recoverStream(logger *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				logPanic(ss.Context(), logger, info.FullMethod, r)
+				err = errInternal()
+			}
+		}()
+		return handler(srv, ss)
+	}
+}
+
+// logPanic logs a recovered panic with its stack. A panic's value may have
+// been built from a request, so only a runtime error's message (a nil
+// dereference, an index out of range) is logged; of any other value, only
+// its type.
+func logPanic(ctx context.Context, logger *slog.Logger, method string, r any) {
+	what := fmt.Sprintf("%T", r)
+	if re, ok := r.(runtime.Error); ok {
+		what = re.Error()
+	}
+	logger.ErrorContext(ctx, "panic in gRPC handler",
+		slog.String("method", method),
+		slog.String("panic", what),
+		slog.String("stack", string(debug.Stack())),
+	)
+}
+
+// logUnary logs one line per call: method, status code, duration and trace
+// id. Health checks, which probes make every few seconds, are logged at
+// debug level.
+func logUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		logCall(ctx, logger, info.FullMethod, err, time.Since(start))
+		return resp, err
+	}
+}
+
+// logStream is logUnary for streaming calls, logged when the stream ends.
+func logStream(logger *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		start := time.Now()
+		err := handler(srv, ss)
+		logCall(ss.Context(), logger, info.FullMethod, err, time.Since(start))
+		return err
+	}
+}
+
+func logCall(ctx context.Context, logger *slog.Logger, method string, err error, d time.Duration) {
+	code := status.Code(err)
+	level := slog.LevelInfo
+	switch {
+	case strings.HasPrefix(method, "/grpc.health.v1.Health/"),
+		strings.HasPrefix(method, "/grpc.reflection."):
+		level = slog.LevelDebug
+	case serverFault(code):
+		level = slog.LevelWarn
+	}
+	if !logger.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("method", method),
+		slog.String("code", code.String()),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
+	}
+	logger.LogAttrs(ctx, level, "gRPC call", attrs...)
+}
+
+// serverFault reports whether a code means the broker or GitHub failed,
+// rather than the caller.
+func serverFault(c codes.Code) bool {
+	switch c {
+	case codes.Unknown, codes.Internal, codes.Unavailable, codes.DataLoss, codes.DeadlineExceeded, codes.Unimplemented:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,62 @@
+// Command secretbroker serves secretbroker.v1.SecretService: it writes
+// GitHub Actions and Agents secrets for internal callers, which send a
+// plaintext value that the broker seals with the scope's public key before
+// it writes it to GitHub. The API is served over gRPC (with health checks
+// and server reflection) and as JSON through grpc-gateway, with the
+// OpenAPI document at /openapi.json.
+//
+// Every flag has a matching SECRETBROKER_* environment variable; run
+// "secretbroker -h" for the list. The GitHub token is read from
+// --upstream-token-file, else from GITHUB_TOKEN, and is never a flag value.
+//
+// With --dev the broker runs against an embedded GitHub emulator seeded
+// with demo data, listens on loopback only, and prints copy-paste grpcurl
+// and curl commands:
+//
+//	go run ./cmd/secretbroker --dev
+//
+// SIGINT or SIGTERM starts a graceful shutdown: health checks turn
+// NOT_SERVING, in-flight calls drain for up to --shutdown-timeout, and the
+// process exits 0. A second signal kills it at once.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal, restore the default handling so that a
+	// second one kills the process during a slow shutdown.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+
+	err := realMain(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "secretbroker: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// realMain reads the configuration from the command line and the
+// environment and serves until ctx is done.
+func realMain(ctx context.Context) error {
+	cfg, err := loadConfig(os.Args[1:], os.LookupEnv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, os.Stderr)
+	return run(ctx, cfg, logger, os.Stderr, nil)
+}
