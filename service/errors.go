@@ -1,0 +1,101 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+// maxUpstreamMessage bounds how much of GitHub's error message a caller sees.
+const maxUpstreamMessage = 200
+
+// toStatus is the one way an error leaves the service. It logs the real
+// cause and returns a fixed, safe message with the right code. Neither the
+// log line nor the message can hold a secret value: values never enter an
+// error in this package, and upstream errors carry route templates and
+// GitHub's message only (GitHub never sees a plaintext value).
+func (s *Server) toStatus(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var inv *invalidArgError
+	if errors.As(err, &inv) {
+		return status.Error(codes.InvalidArgument, inv.Error())
+	}
+	st := classify(err)
+	level := slog.LevelWarn
+	if st.Code() == codes.Internal || st.Code() == codes.Unavailable || st.Code() == codes.PermissionDenied {
+		level = slog.LevelError
+	}
+	s.log.Log(ctx, level, "request failed", "op", op, "code", st.Code().String(), "err", err)
+	return st.Err()
+}
+
+// classify maps an error to the status a caller sees.
+func classify(err error) *status.Status {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.New(codes.DeadlineExceeded, "deadline exceeded while talking to GitHub")
+	case errors.Is(err, context.Canceled):
+		return status.New(codes.Canceled, "request canceled")
+	}
+	var ue *upstream.Error
+	if !errors.As(err, &ue) {
+		if isTransport(err) {
+			return status.New(codes.Unavailable, "GitHub could not be reached; try again later")
+		}
+		return status.New(codes.Internal, "internal error")
+	}
+	msg := truncate(ue.Message, maxUpstreamMessage)
+	switch {
+	case ue.RateLimited:
+		st := status.New(codes.ResourceExhausted, "GitHub's rate limit for the broker's credentials is exhausted; try again later")
+		if ue.RetryAfter > 0 {
+			if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(ue.RetryAfter.Round(time.Second))}); err == nil {
+				return d
+			}
+		}
+		return st
+	case ue.StatusCode == http.StatusNotFound:
+		return status.New(codes.NotFound, "not found on GitHub (or the broker's credentials cannot see it)")
+	case ue.StatusCode == http.StatusConflict:
+		return status.New(codes.FailedPrecondition, "GitHub refused the change in the secret's current state: "+msg)
+	case ue.StatusCode == http.StatusUnprocessableEntity:
+		return status.New(codes.InvalidArgument, "GitHub rejected the request: "+msg)
+	case ue.StatusCode == http.StatusUnauthorized:
+		return status.New(codes.Unavailable, "GitHub rejected the broker's credentials (401); an operator must renew the broker's upstream token")
+	case ue.StatusCode == http.StatusForbidden:
+		return status.New(codes.PermissionDenied, "the broker's GitHub credentials are not allowed to do this (403)")
+	case ue.StatusCode >= 500:
+		return status.New(codes.Unavailable, "GitHub is unavailable; try again later")
+	}
+	return status.New(codes.Internal, "GitHub did not accept the broker's request")
+}
+
+// isTransport reports whether err is a network failure rather than an
+// answer: every transport error of net/http is a *url.Error, which has
+// Timeout, as have net.Error values.
+func isTransport(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	// Cut on a rune boundary.
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,211 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+// The visibilities of organization secrets, in GitHub's words.
+const (
+	visibilityAll      = "all"
+	visibilityPrivate  = "private"
+	visibilitySelected = "selected"
+)
+
+// putPlan is a validated PutSecret request. It holds the plaintext value,
+// so it is never logged or formatted.
+type putPlan struct {
+	scope      upstream.Scope
+	name       string
+	plaintext  []byte // broker seals; nil when the caller sealed
+	sealed     string // caller-sealed value, base64
+	keyID      upstream.KeyID
+	visibility string
+	repoIDs    []int64
+}
+
+// parsePut checks a PutSecret request against every rule that needs no
+// upstream call.
+func parsePut(req *secretbrokerv1.PutSecretRequest) (putPlan, error) {
+	scope, name, err := parseSecretName("name", req.GetName())
+	if err != nil {
+		return putPlan{}, err
+	}
+	p := putPlan{scope: scope, name: name, visibility: req.GetVisibility(), repoIDs: req.GetSelectedRepositoryIds()}
+	switch v := req.GetPayload().(type) {
+	case *secretbrokerv1.PutSecretRequest_Value:
+		if v.Value == "" {
+			return putPlan{}, invalidArg("value", "must not be empty")
+		}
+		if len(v.Value) > maxValueBytes {
+			return putPlan{}, invalidArg("value", "is %d bytes; GitHub's limit is %d bytes (48 KB)", len(v.Value), maxValueBytes)
+		}
+		if req.GetKeyId() != "" {
+			return putPlan{}, invalidArg("key_id", "goes with encrypted_value only; the broker picks the key for a plaintext value")
+		}
+		p.plaintext = []byte(v.Value)
+	case *secretbrokerv1.PutSecretRequest_EncryptedValue:
+		if err := checkSealed("encrypted_value", v.EncryptedValue); err != nil {
+			return putPlan{}, err
+		}
+		if req.GetKeyId() == "" {
+			return putPlan{}, invalidArg("key_id", "is required with encrypted_value: the key_id of the key from GetPublicKey")
+		}
+		p.sealed, p.keyID = v.EncryptedValue, upstream.KeyID(req.GetKeyId())
+	default:
+		return putPlan{}, invalidArg("value", "one of value or encrypted_value is required")
+	}
+	if !scope.IsOrg() {
+		if p.visibility != "" {
+			return putPlan{}, invalidArg("visibility", "applies to organization secrets only")
+		}
+		if len(p.repoIDs) > 0 {
+			return putPlan{}, invalidArg("selected_repository_ids", "apply to organization secrets only")
+		}
+		return p, nil
+	}
+	switch p.visibility {
+	case "", visibilityAll, visibilityPrivate, visibilitySelected:
+	default:
+		return putPlan{}, invalidArg("visibility", "%q is not one of \"all\", \"private\" or \"selected\"", p.visibility)
+	}
+	if len(p.repoIDs) > 0 && p.visibility != visibilitySelected {
+		return putPlan{}, invalidArg("selected_repository_ids", "may be given only with visibility \"selected\"")
+	}
+	if err := checkRepositoryIDs("selected_repository_ids", p.repoIDs); err != nil {
+		return putPlan{}, err
+	}
+	return p, nil
+}
+
+// PutSecret creates or updates a secret.
+func (s *Server) PutSecret(ctx context.Context, req *secretbrokerv1.PutSecretRequest) (*secretbrokerv1.PutSecretResponse, error) {
+	p, err := parsePut(req)
+	if err != nil {
+		return nil, s.toStatus(ctx, "PutSecret", err)
+	}
+	created, keyID, err := s.put(ctx, p)
+	if err != nil {
+		return nil, s.toStatus(ctx, "PutSecret", err)
+	}
+	return &secretbrokerv1.PutSecretResponse{
+		Name:    secretResourceName(p.scope, p.name),
+		Created: created,
+		KeyId:   string(keyID),
+	}, nil
+}
+
+func (s *Server) put(ctx context.Context, p putPlan) (created bool, keyID upstream.KeyID, err error) {
+	if p.scope.IsOrg() {
+		if err := s.completeOrgAccess(ctx, &p); err != nil {
+			return false, "", err
+		}
+	}
+	body := upstream.PutSecretBody{Visibility: p.visibility, SelectedRepositoryIDs: p.repoIDs}
+	if p.plaintext == nil {
+		return s.putSealed(ctx, p, body)
+	}
+	key, err := s.keys.get(ctx, p.scope)
+	if err != nil {
+		return false, "", err
+	}
+	for attempt := 0; ; attempt++ {
+		if body.EncryptedValue, err = seal(&key.key, p.plaintext); err != nil {
+			return false, "", err
+		}
+		body.KeyID = key.id
+		created, err = s.up.PutSecret(ctx, p.scope, p.name, body)
+		if err == nil || attempt > 0 || !isStatus(err, http.StatusUnprocessableEntity) {
+			return created, key.id, err
+		}
+		// GitHub rejects a value sealed with a key that is no longer the
+		// scope's: fetch the current key and, if it changed, seal again and
+		// retry once, so callers never see a rotation.
+		fresh, ferr := s.keys.refresh(ctx, p.scope, key.id)
+		if ferr != nil || fresh.id == key.id {
+			return false, "", err
+		}
+		key = fresh
+	}
+}
+
+// putSealed passes a caller-sealed value through after checking its key_id
+// against the scope's current key.
+func (s *Server) putSealed(ctx context.Context, p putPlan, body upstream.PutSecretBody) (bool, upstream.KeyID, error) {
+	key, err := s.keys.get(ctx, p.scope)
+	if err == nil && key.id != p.keyID {
+		// The caller may hold a newer key than the cache.
+		key, err = s.keys.refresh(ctx, p.scope, key.id)
+	}
+	if err != nil {
+		return false, "", err
+	}
+	if key.id != p.keyID {
+		return false, "", invalidArg("key_id", "%q is not the scope's current key (%q): call GetPublicKey and seal again", p.keyID, key.id)
+	}
+	body.EncryptedValue, body.KeyID = p.sealed, p.keyID
+	created, err := s.up.PutSecret(ctx, p.scope, p.name, body)
+	if isStatus(err, http.StatusUnprocessableEntity) {
+		// The key may have rotated under us; make the caller's next
+		// GetPublicKey fetch the current one.
+		s.keys.forget(p.scope, p.keyID)
+	}
+	return created, p.keyID, err
+}
+
+// completeOrgAccess fills in what GitHub would otherwise reset on update: a
+// PUT to an organization secret must carry visibility, and a PUT without
+// selected_repository_ids clears the selection. When the caller leaves
+// visibility out, the current one is kept; when the visibility is
+// "selected" and no ids are given, the current selection is kept.
+func (s *Server) completeOrgAccess(ctx context.Context, p *putPlan) error {
+	if p.visibility != "" && (p.visibility != visibilitySelected || len(p.repoIDs) > 0) {
+		return nil
+	}
+	cur, err := s.up.GetSecret(ctx, p.scope, p.name)
+	switch {
+	case isStatus(err, http.StatusNotFound):
+		if p.visibility == "" {
+			return invalidArg("visibility", "is required to create an organization secret: \"all\", \"private\" or \"selected\"")
+		}
+		return nil // a new "selected" secret with no repositories yet
+	case err != nil:
+		return err
+	}
+	if p.visibility == "" {
+		p.visibility = cur.Visibility
+	}
+	if p.visibility != visibilitySelected || cur.Visibility != visibilitySelected {
+		return nil
+	}
+	p.repoIDs, err = s.allSelectedRepositoryIDs(ctx, p.scope, p.name)
+	return err
+}
+
+// allSelectedRepositoryIDs reads every page of a secret's selection.
+func (s *Server) allSelectedRepositoryIDs(ctx context.Context, scope upstream.Scope, name string) ([]int64, error) {
+	var ids []int64
+	for page := 1; ; page++ {
+		list, err := s.up.ListSelectedRepositories(ctx, scope, name, upstream.Page{Page: page, PerPage: maxPageSize})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range list.Repositories {
+			ids = append(ids, r.ID)
+		}
+		if !list.HasNext || len(list.Repositories) == 0 {
+			return ids, nil
+		}
+		if page >= maxSelectionPages {
+			return nil, errors.New("the secret's selected repositories span more pages than the broker reads")
+		}
+	}
+}
+
+// maxSelectionPages bounds the pages of selected repositories read to
+// preserve a selection (100 pages of 100 repositories).
+const maxSelectionPages = 100

@@ -1,0 +1,39 @@
+package service
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+
+	"golang.org/x/crypto/nacl/box"
+)
+
+// maxValueBytes is GitHub's limit on a secret's value: 48 KB.
+const maxValueBytes = 48 * 1024
+
+// seal encrypts plaintext for the holder of key with a libsodium sealed box
+// (crypto_box_seal) and returns it base64 encoded, as GitHub expects.
+func seal(key *[32]byte, plaintext []byte) (string, error) {
+	sealed, err := box.SealAnonymous(nil, plaintext, key, rand.Reader)
+	if err != nil {
+		return "", fmt.Errorf("sealing a value: %w", err)
+	}
+	return base64.StdEncoding.EncodeToString(sealed), nil
+}
+
+// checkSealed checks a caller-sealed value: standard base64 (GitHub's
+// pattern), and long enough to be a sealed box yet no longer than a sealed
+// 48 KB value.
+func checkSealed(field, encoded string) error {
+	raw, err := base64.StdEncoding.Strict().DecodeString(encoded)
+	if err != nil {
+		return invalidArg(field, "must be standard base64 (RFC 4648, with padding)")
+	}
+	if len(raw) < box.AnonymousOverhead {
+		return invalidArg(field, "is %d bytes, shorter than a sealed box (%d bytes of overhead)", len(raw), box.AnonymousOverhead)
+	}
+	if len(raw) > maxValueBytes+box.AnonymousOverhead {
+		return invalidArg(field, "seals more than %d bytes, GitHub's limit on a secret value", maxValueBytes)
+	}
+	return nil
+}

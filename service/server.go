@@ -1,0 +1,269 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+// Upstream is what the service needs of GitHub. *upstream.Client
+// satisfies it; tests may wrap it.
+type Upstream interface {
+	GetPublicKey(ctx context.Context, s upstream.Scope) (upstream.PublicKey, error)
+	ListSecrets(ctx context.Context, s upstream.Scope, p upstream.Page) (upstream.SecretList, error)
+	GetSecret(ctx context.Context, s upstream.Scope, name string) (upstream.Secret, error)
+	PutSecret(ctx context.Context, s upstream.Scope, name string, body upstream.PutSecretBody) (created bool, err error)
+	DeleteSecret(ctx context.Context, s upstream.Scope, name string) error
+	ListSelectedRepositories(ctx context.Context, s upstream.Scope, name string, p upstream.Page) (upstream.RepositoryList, error)
+	SetSelectedRepositories(ctx context.Context, s upstream.Scope, name string, ids []int64) error
+	AddSelectedRepository(ctx context.Context, s upstream.Scope, name string, id int64) error
+	RemoveSelectedRepository(ctx context.Context, s upstream.Scope, name string, id int64) error
+	ListRepositoryOrganizationSecrets(ctx context.Context, s upstream.Scope, p upstream.Page) (upstream.SecretList, error)
+}
+
+// Options tune the service. The zero value is usable.
+type Options struct {
+	// Logger receives one line per failed request (never a value).
+	// Default: discard.
+	Logger *slog.Logger
+	// KeyTTL is how long a scope's public key is used before it is fetched
+	// again. A rotation GitHub reports (422) is picked up at once whatever
+	// the TTL. Default: 1 hour.
+	KeyTTL time.Duration
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// Server implements secretbroker.v1.SecretService.
+type Server struct {
+	secretbrokerv1.UnimplementedSecretServiceServer
+
+	up   Upstream
+	keys *keyCache
+	log  *slog.Logger
+}
+
+// New returns the service, talking to GitHub through up.
+func New(up Upstream, opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.KeyTTL == 0 {
+		opts.KeyTTL = time.Hour
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Server{
+		up:   up,
+		keys: newKeyCache(up, opts.KeyTTL, opts.Now),
+		log:  opts.Logger,
+	}
+}
+
+// GetPublicKey returns the scope's current public key.
+func (s *Server) GetPublicKey(ctx context.Context, req *secretbrokerv1.GetPublicKeyRequest) (*secretbrokerv1.PublicKey, error) {
+	scope, err := parseParent("parent", req.GetParent())
+	if err != nil {
+		return nil, s.toStatus(ctx, "GetPublicKey", err)
+	}
+	k, err := s.keys.get(ctx, scope)
+	if err != nil {
+		return nil, s.toStatus(ctx, "GetPublicKey", err)
+	}
+	return &secretbrokerv1.PublicKey{KeyId: string(k.id), Key: k.encoded}, nil
+}
+
+// ListSecrets lists one page of a scope's secrets.
+func (s *Server) ListSecrets(ctx context.Context, req *secretbrokerv1.ListSecretsRequest) (*secretbrokerv1.ListSecretsResponse, error) {
+	scope, err := parseParent("parent", req.GetParent())
+	if err != nil {
+		return nil, s.toStatus(ctx, "ListSecrets", err)
+	}
+	page, err := pageFor(req.GetParent(), req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, s.toStatus(ctx, "ListSecrets", err)
+	}
+	list, err := s.up.ListSecrets(ctx, scope, page)
+	if err != nil {
+		return nil, s.toStatus(ctx, "ListSecrets", err)
+	}
+	return &secretbrokerv1.ListSecretsResponse{
+		Secrets:       toSecrets(scope, list.Secrets),
+		TotalCount:    int32(list.TotalCount),
+		NextPageToken: nextPageToken(req.GetParent(), page, list.HasNext),
+	}, nil
+}
+
+// GetSecret returns one secret's metadata.
+func (s *Server) GetSecret(ctx context.Context, req *secretbrokerv1.GetSecretRequest) (*secretbrokerv1.Secret, error) {
+	scope, name, err := parseSecretName("name", req.GetName())
+	if err != nil {
+		return nil, s.toStatus(ctx, "GetSecret", err)
+	}
+	sec, err := s.up.GetSecret(ctx, scope, name)
+	if err != nil {
+		return nil, s.toStatus(ctx, "GetSecret", err)
+	}
+	return toSecret(scope, sec), nil
+}
+
+// DeleteSecret deletes a secret.
+func (s *Server) DeleteSecret(ctx context.Context, req *secretbrokerv1.DeleteSecretRequest) (*emptypb.Empty, error) {
+	scope, name, err := parseSecretName("name", req.GetName())
+	if err != nil {
+		return nil, s.toStatus(ctx, "DeleteSecret", err)
+	}
+	if err := s.up.DeleteSecret(ctx, scope, name); err != nil {
+		return nil, s.toStatus(ctx, "DeleteSecret", err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// ListSelectedRepositories lists one page of an organization secret's
+// selected repositories.
+func (s *Server) ListSelectedRepositories(ctx context.Context, req *secretbrokerv1.ListSelectedRepositoriesRequest) (*secretbrokerv1.ListSelectedRepositoriesResponse, error) {
+	scope, name, err := parseOrgSecretName("name", req.GetName())
+	if err != nil {
+		return nil, s.toStatus(ctx, "ListSelectedRepositories", err)
+	}
+	page, err := pageFor(req.GetName(), req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, s.toStatus(ctx, "ListSelectedRepositories", err)
+	}
+	list, err := s.up.ListSelectedRepositories(ctx, scope, name, page)
+	if err != nil {
+		return nil, s.toStatus(ctx, "ListSelectedRepositories", err)
+	}
+	resp := &secretbrokerv1.ListSelectedRepositoriesResponse{
+		TotalCount:    int32(list.TotalCount),
+		NextPageToken: nextPageToken(req.GetName(), page, list.HasNext),
+	}
+	for _, r := range list.Repositories {
+		resp.Repositories = append(resp.Repositories, &secretbrokerv1.Repository{
+			Id: r.ID, Name: r.Name, FullName: r.FullName, Private: r.Private,
+		})
+	}
+	return resp, nil
+}
+
+// SetSelectedRepositories replaces an organization secret's selected
+// repositories.
+func (s *Server) SetSelectedRepositories(ctx context.Context, req *secretbrokerv1.SetSelectedRepositoriesRequest) (*emptypb.Empty, error) {
+	scope, name, err := parseOrgSecretName("name", req.GetName())
+	if err == nil {
+		err = checkRepositoryIDs("selected_repository_ids", req.GetSelectedRepositoryIds())
+	}
+	if err != nil {
+		return nil, s.toStatus(ctx, "SetSelectedRepositories", err)
+	}
+	ids := req.GetSelectedRepositoryIds()
+	if ids == nil {
+		ids = []int64{} // an empty list clears the selection
+	}
+	if err := s.up.SetSelectedRepositories(ctx, scope, name, ids); err != nil {
+		return nil, s.toStatus(ctx, "SetSelectedRepositories", err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// AddSelectedRepository adds a repository to an organization secret.
+func (s *Server) AddSelectedRepository(ctx context.Context, req *secretbrokerv1.AddSelectedRepositoryRequest) (*emptypb.Empty, error) {
+	scope, name, err := parseOrgSecretName("name", req.GetName())
+	if err == nil {
+		err = checkRepositoryIDs("repository_id", []int64{req.GetRepositoryId()})
+	}
+	if err != nil {
+		return nil, s.toStatus(ctx, "AddSelectedRepository", err)
+	}
+	if err := s.up.AddSelectedRepository(ctx, scope, name, req.GetRepositoryId()); err != nil {
+		return nil, s.toStatus(ctx, "AddSelectedRepository", err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// RemoveSelectedRepository removes a repository from an organization secret.
+func (s *Server) RemoveSelectedRepository(ctx context.Context, req *secretbrokerv1.RemoveSelectedRepositoryRequest) (*emptypb.Empty, error) {
+	scope, name, err := parseOrgSecretName("name", req.GetName())
+	if err == nil {
+		err = checkRepositoryIDs("repository_id", []int64{req.GetRepositoryId()})
+	}
+	if err != nil {
+		return nil, s.toStatus(ctx, "RemoveSelectedRepository", err)
+	}
+	if err := s.up.RemoveSelectedRepository(ctx, scope, name, req.GetRepositoryId()); err != nil {
+		return nil, s.toStatus(ctx, "RemoveSelectedRepository", err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// ListRepositoryOrganizationSecrets lists the organization secrets shared
+// with a repository.
+func (s *Server) ListRepositoryOrganizationSecrets(ctx context.Context, req *secretbrokerv1.ListRepositoryOrganizationSecretsRequest) (*secretbrokerv1.ListRepositoryOrganizationSecretsResponse, error) {
+	scope, err := parseRepoParent("parent", req.GetParent())
+	if err != nil {
+		return nil, s.toStatus(ctx, "ListRepositoryOrganizationSecrets", err)
+	}
+	page, err := pageFor(req.GetParent()+"/organization-secrets", req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, s.toStatus(ctx, "ListRepositoryOrganizationSecrets", err)
+	}
+	list, err := s.up.ListRepositoryOrganizationSecrets(ctx, scope, page)
+	if err != nil {
+		return nil, s.toStatus(ctx, "ListRepositoryOrganizationSecrets", err)
+	}
+	// The repository's owner is the organization the secrets belong to.
+	org := upstream.Scope{App: scope.App, Org: scope.Owner}
+	return &secretbrokerv1.ListRepositoryOrganizationSecretsResponse{
+		Secrets:       toSecrets(org, list.Secrets),
+		TotalCount:    int32(list.TotalCount),
+		NextPageToken: nextPageToken(req.GetParent()+"/organization-secrets", page, list.HasNext),
+	}, nil
+}
+
+func checkRepositoryIDs(field string, ids []int64) error {
+	for _, id := range ids {
+		if id <= 0 {
+			return invalidArg(field, "repository id %d is not a positive GitHub repository id", id)
+		}
+	}
+	return nil
+}
+
+func toSecrets(scope upstream.Scope, in []upstream.Secret) []*secretbrokerv1.Secret {
+	out := make([]*secretbrokerv1.Secret, 0, len(in))
+	for _, sec := range in {
+		out = append(out, toSecret(scope, sec))
+	}
+	return out
+}
+
+func toSecret(scope upstream.Scope, sec upstream.Secret) *secretbrokerv1.Secret {
+	out := &secretbrokerv1.Secret{
+		Name:                    secretResourceName(scope, sec.Name),
+		SecretId:                sec.Name,
+		Visibility:              sec.Visibility,
+		SelectedRepositoriesUrl: sec.SelectedRepositoriesURL,
+	}
+	if !sec.CreatedAt.IsZero() {
+		out.CreatedAt = timestamppb.New(sec.CreatedAt)
+	}
+	if !sec.UpdatedAt.IsZero() {
+		out.UpdatedAt = timestamppb.New(sec.UpdatedAt)
+	}
+	return out
+}
+
+// isStatus reports whether err is an upstream answer with that HTTP status.
+func isStatus(err error, code int) bool {
+	var ue *upstream.Error
+	return errors.As(err, &ue) && ue.StatusCode == code
+}

@@ -1,0 +1,617 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/crypto/nacl/box"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/upstream"
+	"github.com/secretbroker/secretbroker/upstream/emulator"
+)
+
+// Planted values: tests prove they reach no log line or error message.
+const (
+	testToken     = "ghp_PLANTEDtoken0123456789abcdefghijklmn"
+	plantedSecret = "PLANTED-plaintext-Zebra-4711"
+)
+
+// syncBuffer is a bytes.Buffer safe for concurrent log writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type harness struct {
+	emu    *emulator.Server
+	demo   emulator.Demo
+	broker secretbrokerv1.SecretServiceClient
+	logs   *syncBuffer
+	upURL  string
+}
+
+type harnessOpts struct {
+	legacy bool
+}
+
+// newHarness runs the emulator and the broker on real loopback sockets:
+// gRPC client → gRPC server → service → upstream client → emulator.
+func newHarness(t *testing.T, o harnessOpts) *harness {
+	t.Helper()
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+
+	emu := emulator.New(emulator.Options{Token: testToken, LegacyRoutes: o.legacy, Logger: logger})
+	demo := emu.SeedDemo()
+	hs := httptest.NewServer(emu)
+	t.Cleanup(hs.Close)
+
+	up, err := upstream.New(upstream.Config{BaseURL: hs.URL, Token: upstream.Token(testToken), LegacyRoutes: o.legacy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newHarnessWith(t, emu, demo, up, logs, logger, hs.URL)
+}
+
+func newHarnessWith(t *testing.T, emu *emulator.Server, demo emulator.Demo, up Upstream, logs *syncBuffer, logger *slog.Logger, upURL string) *harness {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	secretbrokerv1.RegisterSecretServiceServer(gs, New(up, Options{Logger: logger}))
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	t.Cleanup(func() {
+		for _, planted := range []string{testToken, plantedSecret} {
+			if strings.Contains(logs.String(), planted) {
+				t.Errorf("a planted value reached the logs:\n%s", logs.String())
+			}
+		}
+	})
+	return &harness{emu: emu, demo: demo, broker: secretbrokerv1.NewSecretServiceClient(conn), logs: logs, upURL: upURL}
+}
+
+func (h *harness) repoID(t *testing.T, name string) int64 {
+	t.Helper()
+	for _, r := range h.demo.Repos {
+		if r.Name == name {
+			return r.ID
+		}
+	}
+	t.Fatalf("demo has no repository %q", name)
+	return 0
+}
+
+func wantCode(t *testing.T, err error, code codes.Code) {
+	t.Helper()
+	if got := status.Code(err); got != code {
+		t.Fatalf("code = %v (%v), want %v", got, err, code)
+	}
+}
+
+// noLeak fails when a planted value is in an error message.
+func noLeak(t *testing.T, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	for _, planted := range []string{testToken, plantedSecret} {
+		if strings.Contains(err.Error(), planted) {
+			t.Fatalf("error message leaks a planted value: %v", err)
+		}
+	}
+}
+
+var allScopes = []struct {
+	parent     string
+	visibility string
+}{
+	{parent: "orgs/octo-org/actions", visibility: "all"},
+	{parent: "orgs/octo-org/agents", visibility: "private"},
+	{parent: "repos/octo-org/hello-world/actions"},
+	{parent: "repos/octo-org/hello-world/agents"},
+	{parent: "repos/octo-org/hello-world/environments/prod%2Feu"},
+	{parent: "repos/octo-org/hello-world/environments/staging"},
+}
+
+func TestSecretLifecycleEveryScope(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := t.Context()
+	for _, sc := range allScopes {
+		t.Run(sc.parent, func(t *testing.T) {
+			name := sc.parent + "/secrets/deploy_token"
+			resp, err := h.broker.PutSecret(ctx, &secretbrokerv1.PutSecretRequest{
+				Name: name, Payload: &secretbrokerv1.PutSecretRequest_Value{Value: plantedSecret}, Visibility: sc.visibility,
+			})
+			if err != nil {
+				t.Fatalf("PutSecret: %v", err)
+			}
+			if !resp.GetCreated() || resp.GetName() != sc.parent+"/secrets/DEPLOY_TOKEN" || resp.GetKeyId() == "" {
+				t.Fatalf("PutSecret = %+v", resp)
+			}
+			got, err := h.emu.Open(sc.parent, "DEPLOY_TOKEN")
+			if err != nil || string(got) != plantedSecret {
+				t.Fatalf("stored value does not open to the plaintext sent (err %v)", err)
+			}
+
+			resp, err = h.broker.PutSecret(ctx, &secretbrokerv1.PutSecretRequest{
+				Name: name, Payload: &secretbrokerv1.PutSecretRequest_Value{Value: "second"},
+			})
+			if err != nil || resp.GetCreated() {
+				t.Fatalf("update: %+v, %v", resp, err)
+			}
+			if got, _ := h.emu.Open(sc.parent, "DEPLOY_TOKEN"); string(got) != "second" {
+				t.Fatalf("updated value opens to %q", got)
+			}
+
+			sec, err := h.broker.GetSecret(ctx, &secretbrokerv1.GetSecretRequest{Name: name})
+			if err != nil {
+				t.Fatalf("GetSecret: %v", err)
+			}
+			if sec.GetSecretId() != "DEPLOY_TOKEN" || sec.GetName() != sc.parent+"/secrets/DEPLOY_TOKEN" ||
+				sec.GetCreatedAt() == nil || sec.GetVisibility() != sc.visibility {
+				t.Fatalf("GetSecret = %+v", sec)
+			}
+
+			list, err := h.broker.ListSecrets(ctx, &secretbrokerv1.ListSecretsRequest{Parent: sc.parent})
+			if err != nil || list.GetTotalCount() != 1 || list.GetSecrets()[0].GetSecretId() != "DEPLOY_TOKEN" {
+				t.Fatalf("ListSecrets = %+v, %v", list, err)
+			}
+
+			if _, err := h.broker.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: name}); err != nil {
+				t.Fatalf("DeleteSecret: %v", err)
+			}
+			_, err = h.broker.GetSecret(ctx, &secretbrokerv1.GetSecretRequest{Name: name})
+			wantCode(t, err, codes.NotFound)
+		})
+	}
+}
+
+func TestThousandPutsOneKeyFetch(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := t.Context()
+	const n = 1000
+	var g errgroup.Group
+	g.SetLimit(32) // many concurrent cold misses, merged into one fetch
+	for i := range n {
+		g.Go(func() error {
+			_, err := h.broker.PutSecret(ctx, &secretbrokerv1.PutSecretRequest{
+				Name:    fmt.Sprintf("repos/octo-org/hello-world/actions/secrets/S%04d", i),
+				Payload: &secretbrokerv1.PutSecretRequest_Value{Value: fmt.Sprintf("value-%d", i)},
+			})
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.emu.Count(emulator.RouteGetRepoPublicKey); got != 1 {
+		t.Errorf("key fetches = %d, want 1", got)
+	}
+	if got := h.emu.Count(emulator.RoutePutRepoSecret); got != n {
+		t.Errorf("PUTs = %d, want %d", got, n)
+	}
+	for _, i := range []int{0, 499, 999} {
+		got, err := h.emu.Open("repos/octo-org/hello-world/actions", fmt.Sprintf("S%04d", i))
+		if err != nil || string(got) != fmt.Sprintf("value-%d", i) {
+			t.Errorf("secret %d opens to %q, %v", i, got, err)
+		}
+	}
+}
+
+func TestRotatedKeyIsPickedUp(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := t.Context()
+	const parent = "orgs/octo-org/actions"
+	put := func(v string) *secretbrokerv1.PutSecretResponse {
+		t.Helper()
+		resp, err := h.broker.PutSecret(ctx, &secretbrokerv1.PutSecretRequest{
+			Name: parent + "/secrets/ROTATING", Payload: &secretbrokerv1.PutSecretRequest_Value{Value: v}, Visibility: "all",
+		})
+		if err != nil {
+			t.Fatalf("PutSecret: %v", err)
+		}
+		return resp
+	}
+	first := put("before")
+	newID := h.emu.RotateKey(parent)
+	second := put("after")
+	if second.GetKeyId() != newID || first.GetKeyId() == newID {
+		t.Fatalf("key ids: first %q, second %q, rotated to %q", first.GetKeyId(), second.GetKeyId(), newID)
+	}
+	if got, err := h.emu.Open(parent, "ROTATING"); err != nil || string(got) != "after" {
+		t.Fatalf("after rotation the value opens to %q, %v", got, err)
+	}
+	if got := h.emu.Count(emulator.RouteGetOrgPublicKey); got != 2 {
+		t.Errorf("key fetches = %d, want 2 (one per key)", got)
+	}
+	if got := h.emu.Count(emulator.RoutePutOrgSecret); got != 3 {
+		t.Errorf("PUTs = %d, want 3 (ok, rejected by rotation, retried)", got)
+	}
+	// The public key the broker hands out is the new one.
+	pk, err := h.broker.GetPublicKey(ctx, &secretbrokerv1.GetPublicKeyRequest{Parent: parent})
+	if err != nil || pk.GetKeyId() != newID {
+		t.Fatalf("GetPublicKey = %+v, %v; want key %q", pk, err, newID)
+	}
+}
+
+func TestBadInputSendsNothingUpstream(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := t.Context()
+	val := func(v string) *secretbrokerv1.PutSecretRequest_Value {
+		return &secretbrokerv1.PutSecretRequest_Value{Value: v}
+	}
+	sealed := &secretbrokerv1.PutSecretRequest_EncryptedValue{EncryptedValue: base64.StdEncoding.EncodeToString(make([]byte, 64))}
+	tests := []struct {
+		name    string
+		call    func() error
+		wantMsg string
+	}{
+		{"digit first", putCall(h, &secretbrokerv1.PutSecretRequest{Name: "repos/octo-org/hello-world/actions/secrets/1X", Payload: val(plantedSecret)}), "name: "},
+		{"GITHUB_ prefix", putCall(h, &secretbrokerv1.PutSecretRequest{Name: "repos/octo-org/hello-world/actions/secrets/github_x", Payload: val(plantedSecret)}), "GITHUB_"},
+		{"hyphen", putCall(h, &secretbrokerv1.PutSecretRequest{Name: "repos/octo-org/hello-world/actions/secrets/A-B", Payload: val(plantedSecret)}), "letters, digits"},
+		{"too large", putCall(h, &secretbrokerv1.PutSecretRequest{Name: "repos/octo-org/hello-world/actions/secrets/BIG", Payload: val(strings.Repeat("x", 48*1024+1))}), "value: "},
+		{"no value", putCall(h, &secretbrokerv1.PutSecretRequest{Name: "repos/octo-org/hello-world/actions/secrets/X"}), "value: "},
+		{"empty value", putCall(h, &secretbrokerv1.PutSecretRequest{Name: "repos/octo-org/hello-world/actions/secrets/X", Payload: val("")}), "value: "},
+		{"bad visibility", putCall(h, &secretbrokerv1.PutSecretRequest{Name: "orgs/octo-org/actions/secrets/X", Payload: val(plantedSecret), Visibility: "public"}), "visibility: "},
+		{"ids without selected", putCall(h, &secretbrokerv1.PutSecretRequest{Name: "orgs/octo-org/actions/secrets/X", Payload: val(plantedSecret), Visibility: "all", SelectedRepositoryIds: []int64{1}}), "selected_repository_ids: "},
+		{"visibility on repo", putCall(h, &secretbrokerv1.PutSecretRequest{Name: "repos/octo-org/hello-world/actions/secrets/X", Payload: val(plantedSecret), Visibility: "all"}), "visibility: "},
+		{"negative repo id", putCall(h, &secretbrokerv1.PutSecretRequest{Name: "orgs/octo-org/actions/secrets/X", Payload: val(plantedSecret), Visibility: "selected", SelectedRepositoryIds: []int64{-4}}), "selected_repository_ids: "},
+		{"agents environment", putCall(h, &secretbrokerv1.PutSecretRequest{Name: "repos/octo-org/hello-world/environments/staging/agents/secrets/X", Payload: val(plantedSecret)}), "name: "},
+		{"unknown app", putCall(h, &secretbrokerv1.PutSecretRequest{Name: "orgs/octo-org/packages/secrets/X", Payload: val(plantedSecret)}), "app \"packages\""},
+		{"sealed without key_id", putCall(h, &secretbrokerv1.PutSecretRequest{Name: "orgs/octo-org/actions/secrets/X", Payload: sealed, Visibility: "all"}), "key_id: "},
+		{"sealed not base64", putCall(h, &secretbrokerv1.PutSecretRequest{Name: "orgs/octo-org/actions/secrets/X", Payload: &secretbrokerv1.PutSecretRequest_EncryptedValue{EncryptedValue: "%%%"}, KeyId: "1", Visibility: "all"}), "encrypted_value: "},
+		{"key_id with plaintext", putCall(h, &secretbrokerv1.PutSecretRequest{Name: "orgs/octo-org/actions/secrets/X", Payload: val(plantedSecret), KeyId: "1", Visibility: "all"}), "key_id: "},
+		{"get bad name", func() error {
+			_, err := h.broker.GetSecret(ctx, &secretbrokerv1.GetSecretRequest{Name: "orgs/octo-org/actions/secrets/GITHUB_TOKEN"})
+			return err
+		}, "GITHUB_"},
+		{"list bad parent", func() error {
+			_, err := h.broker.ListSecrets(ctx, &secretbrokerv1.ListSecretsRequest{Parent: "orgs/octo-org"})
+			return err
+		}, "parent: "},
+		{"list bad page token", func() error {
+			_, err := h.broker.ListSecrets(ctx, &secretbrokerv1.ListSecretsRequest{Parent: "orgs/octo-org/actions", PageToken: "nope"})
+			return err
+		}, "page_token: "},
+		{"public key bad parent", func() error {
+			_, err := h.broker.GetPublicKey(ctx, &secretbrokerv1.GetPublicKeyRequest{Parent: "repos/octo-org/hello-world/environments/a/agents"})
+			return err
+		}, "parent: "},
+		{"selected repos on repo secret", func() error {
+			_, err := h.broker.ListSelectedRepositories(ctx, &secretbrokerv1.ListSelectedRepositoriesRequest{Name: "repos/octo-org/hello-world/actions/secrets/X"})
+			return err
+		}, "organization secrets only"},
+		{"add repo id zero", func() error {
+			_, err := h.broker.AddSelectedRepository(ctx, &secretbrokerv1.AddSelectedRepositoryRequest{Name: "orgs/octo-org/actions/secrets/X"})
+			return err
+		}, "repository_id: "},
+		{"org secrets of an org", func() error {
+			_, err := h.broker.ListRepositoryOrganizationSecrets(ctx, &secretbrokerv1.ListRepositoryOrganizationSecretsRequest{Parent: "orgs/octo-org/actions"})
+			return err
+		}, "parent: "},
+		{"delete env with slash unescaped", func() error {
+			_, err := h.broker.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: "repos/octo-org/hello-world/environments/prod/eu/secrets/X"})
+			return err
+		}, "name: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h.emu.ResetCounts()
+			err := tt.call()
+			wantCode(t, err, codes.InvalidArgument)
+			noLeak(t, err)
+			if msg := status.Convert(err).Message(); !strings.Contains(msg, tt.wantMsg) {
+				t.Errorf("message %q does not contain %q", msg, tt.wantMsg)
+			}
+			if n := h.emu.TotalRequests(); n != 0 {
+				t.Errorf("%d requests reached GitHub", n)
+			}
+		})
+	}
+}
+
+func putCall(h *harness, req *secretbrokerv1.PutSecretRequest) func() error {
+	return func() error {
+		_, err := h.broker.PutSecret(context.Background(), req)
+		return err
+	}
+}
+
+func TestValueOnlyUpdateKeepsSelectedRepositories(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := t.Context()
+	const parent = "orgs/octo-org/actions"
+	ids := []int64{h.repoID(t, "hello-world"), h.repoID(t, "secret-sauce")}
+	slices.Sort(ids)
+	if _, err := h.broker.PutSecret(ctx, &secretbrokerv1.PutSecretRequest{
+		Name: parent + "/secrets/SHARED", Payload: &secretbrokerv1.PutSecretRequest_Value{Value: "v1"},
+		Visibility: "selected", SelectedRepositoryIds: ids,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []*secretbrokerv1.PutSecretRequest{
+		{Name: parent + "/secrets/SHARED", Payload: &secretbrokerv1.PutSecretRequest_Value{Value: "v2"}},
+		{Name: parent + "/secrets/SHARED", Payload: &secretbrokerv1.PutSecretRequest_Value{Value: "v3"}, Visibility: "selected"},
+	} {
+		if _, err := h.broker.PutSecret(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		got, err := h.emu.SelectedRepositoryIDs(parent, "SHARED")
+		slices.Sort(got)
+		if err != nil || !slices.Equal(got, ids) {
+			t.Fatalf("after a value-only update the selection is %v, %v; want %v", got, err, ids)
+		}
+		if v, _ := h.emu.Open(parent, "SHARED"); string(v) != req.GetValue() {
+			t.Fatalf("value opens to %q, want %q", v, req.GetValue())
+		}
+	}
+	sec, err := h.broker.GetSecret(ctx, &secretbrokerv1.GetSecretRequest{Name: parent + "/secrets/SHARED"})
+	if err != nil || sec.GetVisibility() != "selected" {
+		t.Fatalf("GetSecret = %+v, %v", sec, err)
+	}
+
+	// Creating an organization secret needs a visibility.
+	_, err = h.broker.PutSecret(ctx, &secretbrokerv1.PutSecretRequest{
+		Name: parent + "/secrets/NEW_ONE", Payload: &secretbrokerv1.PutSecretRequest_Value{Value: "v"},
+	})
+	wantCode(t, err, codes.InvalidArgument)
+	if h.emu.Count(emulator.RoutePutOrgSecret) != 3 {
+		t.Errorf("PUTs = %d, want 3: a create without visibility must not be sent", h.emu.Count(emulator.RoutePutOrgSecret))
+	}
+}
+
+func TestSelectedRepositoryOperations(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := t.Context()
+	for _, app := range []string{"actions", "agents"} {
+		t.Run(app, func(t *testing.T) {
+			name := "orgs/octo-org/" + app + "/secrets/SEL"
+			hello, sauce, docs := h.repoID(t, "hello-world"), h.repoID(t, "secret-sauce"), h.repoID(t, "docs")
+			if _, err := h.broker.PutSecret(ctx, &secretbrokerv1.PutSecretRequest{
+				Name: name, Payload: &secretbrokerv1.PutSecretRequest_Value{Value: "v"}, Visibility: "selected", SelectedRepositoryIds: []int64{hello},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.broker.SetSelectedRepositories(ctx, &secretbrokerv1.SetSelectedRepositoriesRequest{Name: name, SelectedRepositoryIds: []int64{hello, sauce}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.broker.AddSelectedRepository(ctx, &secretbrokerv1.AddSelectedRepositoryRequest{Name: name, RepositoryId: docs}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.broker.RemoveSelectedRepository(ctx, &secretbrokerv1.RemoveSelectedRepositoryRequest{Name: name, RepositoryId: hello}); err != nil {
+				t.Fatal(err)
+			}
+			// Page through the selection one repository at a time.
+			var got []int64
+			req := &secretbrokerv1.ListSelectedRepositoriesRequest{Name: name, PageSize: 1}
+			for range 5 {
+				resp, err := h.broker.ListSelectedRepositories(ctx, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.GetTotalCount() != 2 {
+					t.Fatalf("total_count = %d, want 2", resp.GetTotalCount())
+				}
+				for _, r := range resp.GetRepositories() {
+					got = append(got, r.GetId())
+				}
+				if resp.GetNextPageToken() == "" {
+					break
+				}
+				req.PageToken = resp.GetNextPageToken()
+			}
+			slices.Sort(got)
+			want := []int64{sauce, docs}
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("selection = %v, want %v", got, want)
+			}
+			// The private repository sees the secret among its org secrets.
+			shared, err := h.broker.ListRepositoryOrganizationSecrets(ctx, &secretbrokerv1.ListRepositoryOrganizationSecretsRequest{Parent: "repos/octo-org/secret-sauce/" + app})
+			if err != nil || shared.GetTotalCount() != 1 || shared.GetSecrets()[0].GetName() != name {
+				t.Fatalf("ListRepositoryOrganizationSecrets = %+v, %v", shared, err)
+			}
+
+			// Adding to a secret whose visibility is not "selected" is a conflict.
+			all := "orgs/octo-org/" + app + "/secrets/EVERYONE"
+			if _, err := h.broker.PutSecret(ctx, &secretbrokerv1.PutSecretRequest{
+				Name: all, Payload: &secretbrokerv1.PutSecretRequest_Value{Value: "v"}, Visibility: "all",
+			}); err != nil {
+				t.Fatal(err)
+			}
+			_, err = h.broker.AddSelectedRepository(ctx, &secretbrokerv1.AddSelectedRepositoryRequest{Name: all, RepositoryId: docs})
+			wantCode(t, err, codes.FailedPrecondition)
+		})
+	}
+}
+
+func TestListSecretsPages(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := t.Context()
+	const parent = "repos/octo-org/hello-world/environments/prod%2Feu"
+	for i := range 5 {
+		if _, err := h.broker.PutSecret(ctx, &secretbrokerv1.PutSecretRequest{
+			Name: fmt.Sprintf("%s/secrets/P%d", parent, i), Payload: &secretbrokerv1.PutSecretRequest_Value{Value: "v"},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var names []string
+	req := &secretbrokerv1.ListSecretsRequest{Parent: parent, PageSize: 2}
+	pages := 0
+	for {
+		resp, err := h.broker.ListSecrets(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, s := range resp.GetSecrets() {
+			names = append(names, s.GetSecretId())
+		}
+		if resp.GetNextPageToken() == "" || pages > 5 {
+			break
+		}
+		req.PageToken = resp.GetNextPageToken()
+	}
+	if pages != 3 || !slices.Equal(names, []string{"P0", "P1", "P2", "P3", "P4"}) {
+		t.Fatalf("%d pages, names %v", pages, names)
+	}
+}
+
+func TestCallerSealedValue(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := t.Context()
+	const parent = "repos/octo-org/hello-world/agents"
+	pk, err := h.broker.GetPublicKey(ctx, &secretbrokerv1.GetPublicKeyRequest{Parent: parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(pk.GetKey())
+	if err != nil || len(raw) != 32 {
+		t.Fatalf("public key %q: %v", pk.GetKey(), err)
+	}
+	sealed, err := box.SealAnonymous(nil, []byte(plantedSecret), (*[32]byte)(raw), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := base64.StdEncoding.EncodeToString(sealed)
+	resp, err := h.broker.PutSecret(ctx, &secretbrokerv1.PutSecretRequest{
+		Name: parent + "/secrets/SELF_SEALED", Payload: &secretbrokerv1.PutSecretRequest_EncryptedValue{EncryptedValue: enc}, KeyId: pk.GetKeyId(),
+	})
+	if err != nil || !resp.GetCreated() {
+		t.Fatalf("PutSecret = %+v, %v", resp, err)
+	}
+	if got, err := h.emu.Open(parent, "SELF_SEALED"); err != nil || string(got) != plantedSecret {
+		t.Fatalf("stored value does not open to what the caller sealed: %v", err)
+	}
+
+	// A key_id that is not the scope's current key is refused before the PUT.
+	h.emu.ResetCounts()
+	_, err = h.broker.PutSecret(ctx, &secretbrokerv1.PutSecretRequest{
+		Name: parent + "/secrets/SELF_SEALED", Payload: &secretbrokerv1.PutSecretRequest_EncryptedValue{EncryptedValue: enc}, KeyId: "999",
+	})
+	wantCode(t, err, codes.InvalidArgument)
+	if !strings.Contains(status.Convert(err).Message(), "key_id") {
+		t.Fatalf("message %q does not name key_id", status.Convert(err).Message())
+	}
+	if n := h.emu.Count(emulator.RoutePutRepoSecret); n != 0 {
+		t.Fatalf("%d PUTs sent with a stale key_id", n)
+	}
+}
+
+func TestLegacyEnvironmentRoutes(t *testing.T) {
+	h := newHarness(t, harnessOpts{legacy: true})
+	ctx := t.Context()
+	const parent = "repos/octo-org/hello-world/environments/prod%2Feu"
+	for i, v := range []string{"one", "two"} {
+		resp, err := h.broker.PutSecret(ctx, &secretbrokerv1.PutSecretRequest{
+			Name: parent + "/secrets/LEGACY", Payload: &secretbrokerv1.PutSecretRequest_Value{Value: v},
+		})
+		if err != nil || resp.GetCreated() != (i == 0) {
+			t.Fatalf("PutSecret %d = %+v, %v", i, resp, err)
+		}
+	}
+	if got, err := h.emu.Open(parent, "LEGACY"); err != nil || string(got) != "two" {
+		t.Fatalf("value opens to %q, %v", got, err)
+	}
+	sec, err := h.broker.GetSecret(ctx, &secretbrokerv1.GetSecretRequest{Name: parent + "/secrets/LEGACY"})
+	if err != nil || sec.GetName() != parent+"/secrets/LEGACY" {
+		t.Fatalf("GetSecret = %+v, %v", sec, err)
+	}
+	if n := h.emu.Count(emulator.RouteGetRepo); n != 1 {
+		t.Errorf("repository id lookups = %d, want 1 (cached)", n)
+	}
+	if n := h.emu.Count(emulator.RoutePutLegacyEnvSecret); n != 2 {
+		t.Errorf("legacy PUTs = %d, want 2", n)
+	}
+}
+
+func TestUpstreamErrorsMap(t *testing.T) {
+	tests := []struct {
+		name   string
+		fault  emulator.Fault
+		want   codes.Code
+		banned string // must not be in the message
+	}{
+		{"404", emulator.Fault{Status: http.StatusNotFound, Body: `{"message":"Not Found"}`}, codes.NotFound, ""},
+		{"409", emulator.Fault{Status: http.StatusConflict, Body: `{"message":"Conflict"}`}, codes.FailedPrecondition, ""},
+		{"422", emulator.Fault{Status: http.StatusUnprocessableEntity, Body: `{"message":"Validation Failed"}`}, codes.InvalidArgument, ""},
+		{"401", emulator.Fault{Status: http.StatusUnauthorized, Body: `{"message":"Bad credentials"}`}, codes.Unavailable, testToken},
+		{"403", emulator.Fault{Status: http.StatusForbidden, Body: `{"message":"Resource not accessible by integration"}`}, codes.PermissionDenied, testToken},
+		{"403 secondary limit", emulator.Fault{Status: http.StatusForbidden, Body: `{"message":"You have exceeded a secondary rate limit."}`, Header: http.Header{"Retry-After": {"30"}}}, codes.ResourceExhausted, ""},
+		{"403 primary limit", emulator.Fault{Status: http.StatusForbidden, Body: `{"message":"API rate limit exceeded"}`, Header: http.Header{"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {"4102444800"}}}, codes.ResourceExhausted, ""},
+		{"429", emulator.Fault{Status: http.StatusTooManyRequests, Body: `{"message":"slow down"}`, Header: http.Header{"Retry-After": {"5"}}}, codes.ResourceExhausted, ""},
+		{"500", emulator.Fault{Status: http.StatusInternalServerError, Body: `oops`}, codes.Unavailable, ""},
+		{"502", emulator.Fault{Status: http.StatusBadGateway}, codes.Unavailable, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{})
+			tt.fault.Times = 100 // every request of the call, whatever it needs
+			h.emu.InjectFault(tt.fault)
+			_, err := h.broker.PutSecret(t.Context(), &secretbrokerv1.PutSecretRequest{
+				Name: "repos/octo-org/hello-world/actions/secrets/FAULTY", Payload: &secretbrokerv1.PutSecretRequest_Value{Value: plantedSecret},
+			})
+			wantCode(t, err, tt.want)
+			noLeak(t, err)
+		})
+	}
+}
+
+func TestUnreachableUpstreamIsUnavailable(t *testing.T) {
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	hs := httptest.NewServer(http.NotFoundHandler())
+	url := hs.URL
+	hs.Close() // nothing listens there now
+	up, err := upstream.New(upstream.Config{BaseURL: url, Token: upstream.Token(testToken)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarnessWith(t, nil, emulator.Demo{}, up, logs, logger, url)
+	_, err = h.broker.PutSecret(t.Context(), &secretbrokerv1.PutSecretRequest{
+		Name: "orgs/octo-org/actions/secrets/X", Payload: &secretbrokerv1.PutSecretRequest_Value{Value: plantedSecret}, Visibility: "all",
+	})
+	wantCode(t, err, codes.Unavailable)
+	noLeak(t, err)
+	if !strings.Contains(logs.String(), "request failed") {
+		t.Fatalf("the cause was not logged: %s", logs.String())
+	}
+}
