@@ -254,6 +254,32 @@ func TestRunDev(t *testing.T) {
 
 	t.Run("gateway", func(t *testing.T) { testGateway(t, b) })
 
+	t.Run("trace context", func(t *testing.T) {
+		// A caller's W3C traceparent crosses the gateway and the gRPC
+		// connection: the server's access log carries its trace id.
+		const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+		req, err := http.NewRequest(http.MethodGet, "http://"+b.httpAddr+"/v1/orgs/octo-org/actions/secrets/TRACED", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+		resp, err := b.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		found := false
+		for line := range strings.Lines(b.logs.String()) {
+			if strings.Contains(line, `"msg":"gRPC call","method":"/secretbroker.v1.SecretService/GetSecret"`) &&
+				strings.Contains(line, `"trace_id":"`+traceID+`"`) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no GetSecret access log line with trace_id %s", traceID)
+		}
+	})
+
 	t.Run("grpc", func(t *testing.T) {
 		c := secretbrokerv1.NewSecretServiceClient(b.conn)
 		name := "repos/octo-org/hello-world/environments/prod%2Feu/secrets/GRPC_SECRET"

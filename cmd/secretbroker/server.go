@@ -78,6 +78,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		}()
 		upCfg.BaseURL = dev.url
 		upCfg.Token = dev.token
+		if cfg.UpstreamToken != "" {
+			logger.Info("--dev: the GitHub token is not used; the broker talks to the embedded emulator only")
+		}
 	}
 	client, err := upstream.New(upCfg)
 	if err != nil {
