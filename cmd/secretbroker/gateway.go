@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/secretbroker/secretbroker/gen/openapi"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
@@ -22,9 +23,11 @@ import (
 // GET /openapi.json and GET /healthz.
 func newGateway(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
 	mux := runtime.NewServeMux(
-		// snake_case JSON, as GitHub's own; unknown fields are an error.
+		// snake_case JSON, as GitHub's own, with every field present
+		// (total_count 0, created false) so scripts see a fixed shape;
+		// unknown fields are an error.
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: false},
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
 		// "prod%2Feu" stays one path segment when routes are matched.
@@ -32,6 +35,7 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error
 		// ... and reaches the service still escaped.
 		runtime.WithMiddlewares(keepEscapedSlashes),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
+		runtime.WithForwardResponseOption(createdStatus),
 	)
 	if err := secretbrokerv1.RegisterSecretServiceHandler(ctx, mux, conn); err != nil {
 		return nil, fmt.Errorf("registering the gateway: %w", err)
@@ -40,6 +44,15 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error
 		return nil, fmt.Errorf("registering /openapi.json: %w", err)
 	}
 	return mux, nil
+}
+
+// createdStatus answers a PutSecret that created the secret with 201
+// Created, as GitHub does; an update stays 200 OK.
+func createdStatus(_ context.Context, w http.ResponseWriter, m proto.Message) error {
+	if r, ok := m.(*secretbrokerv1.PutSecretResponse); ok && r.GetCreated() {
+		w.WriteHeader(http.StatusCreated)
+	}
+	return nil
 }
 
 // serveOpenAPI serves the gateway's OpenAPI document.

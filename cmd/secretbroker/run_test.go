@@ -365,16 +365,15 @@ func testGateway(t *testing.T, b *broker) {
 	for _, tt := range tests {
 		t.Run(tt.wantName, func(t *testing.T) {
 			code, put := b.do(t, http.MethodPut, "/v1/"+tt.name, tt.body)
-			if code != http.StatusOK {
+			if code != http.StatusCreated {
 				t.Fatalf("PUT = %d %v", code, put)
 			}
 			if put["name"] != tt.wantName || put["created"] != true || put["key_id"] == nil {
 				t.Errorf("PUT = %v, want name %s, created true, a key_id", put, tt.wantName)
 			}
 			code, put = b.do(t, http.MethodPut, "/v1/"+tt.name, tt.body)
-			if code != http.StatusOK || put["created"] != nil {
-				// EmitUnpopulated is off: false is left out.
-				t.Errorf("second PUT = %d %v, want created left out (false)", code, put)
+			if code != http.StatusOK || put["created"] != false {
+				t.Errorf("second PUT = %d %v, want 200 and created false", code, put)
 			}
 
 			code, got := b.do(t, http.MethodGet, "/v1/"+tt.wantName, "")
@@ -430,7 +429,7 @@ func testGateway(t *testing.T, b *broker) {
 			t.Errorf("GET environment public-key = %d %v", code, m)
 		}
 		code, m = b.do(t, http.MethodPut, "/v1/repos/octo-org/hello-world/environments/prod%2feu/secrets/lower_escape", `{"value":"gw-plaintext-lower"}`)
-		if want := "repos/octo-org/hello-world/environments/prod%2Feu/secrets/LOWER_ESCAPE"; code != http.StatusOK || m["name"] != want {
+		if want := "repos/octo-org/hello-world/environments/prod%2Feu/secrets/LOWER_ESCAPE"; code != http.StatusCreated || m["name"] != want {
 			t.Errorf("PUT with %%2f = %d %v, want name %s", code, m, want)
 		}
 		code, m = b.do(t, http.MethodGet, "/v1/repos/octo-org/hello-world/environments/prod/eu/secrets/LOWER_ESCAPE", "")
@@ -642,6 +641,51 @@ func TestDialTarget(t *testing.T) {
 		ln.Close()
 		if !strings.HasPrefix(got, tt.want) && !strings.HasPrefix(got, "[::1]:") {
 			t.Errorf("dialTarget(%s) = %s, want %s…", ln.Addr(), got, tt.want)
+		}
+	}
+}
+
+// TestGatewayRoutes drives every RPC once through the JSON gateway, in an
+// order where each step's effect is checked by a later one.
+func TestGatewayRoutes(t *testing.T) {
+	b := startBroker(t, devConfig(t))
+	const org = "/v1/orgs/octo-org/agents/secrets/ROUTES"
+	steps := []struct {
+		method, path, body string
+		wantCode           int
+		check              func(m map[string]any) bool
+	}{
+		{http.MethodGet, "/v1/orgs/octo-org/agents/secrets/public-key", "", http.StatusOK,
+			func(m map[string]any) bool { return m["key_id"] != nil && m["key"] != nil }},
+		{http.MethodGet, "/v1/repos/octo-org/docs/agents/secrets/public-key", "", http.StatusOK,
+			func(m map[string]any) bool { return m["key_id"] != nil }},
+		{http.MethodPut, org, `{"value":"gw-route-value","visibility":"selected","selected_repository_ids":[1296269]}`, http.StatusCreated,
+			func(m map[string]any) bool { return m["created"] == true }},
+		{http.MethodPut, org, `{"value":"gw-route-value-2"}`, http.StatusOK,
+			func(m map[string]any) bool { return m["created"] == false }},
+		{http.MethodPut, org + "/repositories", `{"selected_repository_ids":[1296269,1296270]}`, http.StatusOK, nil},
+		{http.MethodPut, org + "/repositories/1296271", "", http.StatusOK, nil},
+		{http.MethodDelete, org + "/repositories/1296269", "", http.StatusOK, nil},
+		{http.MethodGet, org + "/repositories?page_size=1", "", http.StatusOK,
+			func(m map[string]any) bool { return m["total_count"] == 2.0 && m["next_page_token"] != nil }},
+		{http.MethodGet, "/v1/repos/octo-org/docs/agents/organization-secrets", "", http.StatusOK,
+			func(m map[string]any) bool { return m["total_count"] == 1.0 }},
+		{http.MethodGet, "/v1/repos/octo-org/hello-world/agents/organization-secrets", "", http.StatusOK,
+			func(m map[string]any) bool { return m["total_count"] == 0.0 }}, // removed above
+		{http.MethodGet, "/v1/orgs/octo-org/agents/secrets", "", http.StatusOK,
+			func(m map[string]any) bool { return m["total_count"] == 1.0 }},
+		{http.MethodGet, org, "", http.StatusOK,
+			func(m map[string]any) bool { return m["visibility"] == "selected" && m["created_at"] != nil }},
+		{http.MethodPut, "/v1/orgs/octo-org/actions/secrets/EVERYONE", `{"value":"gw-route-value","visibility":"all"}`, http.StatusCreated, nil},
+		{http.MethodPut, "/v1/orgs/octo-org/actions/secrets/EVERYONE/repositories/1296271", "", http.StatusBadRequest, // FAILED_PRECONDITION
+			func(m map[string]any) bool { return m["code"] == 9.0 }},
+		{http.MethodDelete, org, "", http.StatusOK, nil},
+		{http.MethodGet, org, "", http.StatusNotFound, nil},
+	}
+	for _, s := range steps {
+		code, m := b.do(t, s.method, s.path, s.body)
+		if code != s.wantCode || (s.check != nil && !s.check(m)) {
+			t.Errorf("%s %s = %d %v, want %d and the expected body", s.method, s.path, code, m, s.wantCode)
 		}
 	}
 }
