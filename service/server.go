@@ -177,30 +177,28 @@ func (s *Server) SetSelectedRepositories(ctx context.Context, req *secretbrokerv
 
 // AddSelectedRepository adds a repository to an organization secret.
 func (s *Server) AddSelectedRepository(ctx context.Context, req *secretbrokerv1.AddSelectedRepositoryRequest) (*emptypb.Empty, error) {
-	scope, name, err := parseOrgSecretName("name", req.GetName())
-	if err == nil {
-		err = checkRepositoryIDs("repository_id", []int64{req.GetRepositoryId()})
-	}
-	if err != nil {
-		return nil, s.toStatus(ctx, "AddSelectedRepository", err)
-	}
-	if err := s.up.AddSelectedRepository(ctx, scope, name, req.GetRepositoryId()); err != nil {
-		return nil, s.toStatus(ctx, "AddSelectedRepository", err)
-	}
-	return &emptypb.Empty{}, nil
+	return s.changeSelection(ctx, "AddSelectedRepository", req.GetName(), req.GetRepositoryId(), s.up.AddSelectedRepository)
 }
 
 // RemoveSelectedRepository removes a repository from an organization secret.
 func (s *Server) RemoveSelectedRepository(ctx context.Context, req *secretbrokerv1.RemoveSelectedRepositoryRequest) (*emptypb.Empty, error) {
-	scope, name, err := parseOrgSecretName("name", req.GetName())
+	return s.changeSelection(ctx, "RemoveSelectedRepository", req.GetName(), req.GetRepositoryId(), s.up.RemoveSelectedRepository)
+}
+
+// changeSelection adds or removes one repository of an organization
+// secret's selection.
+func (s *Server) changeSelection(ctx context.Context, op, secret string, id int64,
+	change func(context.Context, upstream.Scope, string, int64) error,
+) (*emptypb.Empty, error) {
+	scope, name, err := parseOrgSecretName("name", secret)
 	if err == nil {
-		err = checkRepositoryIDs("repository_id", []int64{req.GetRepositoryId()})
+		err = checkRepositoryIDs("repository_id", []int64{id})
+	}
+	if err == nil {
+		err = change(ctx, scope, name, id)
 	}
 	if err != nil {
-		return nil, s.toStatus(ctx, "RemoveSelectedRepository", err)
-	}
-	if err := s.up.RemoveSelectedRepository(ctx, scope, name, req.GetRepositoryId()); err != nil {
-		return nil, s.toStatus(ctx, "RemoveSelectedRepository", err)
+		return nil, s.toStatus(ctx, op, err)
 	}
 	return &emptypb.Empty{}, nil
 }

@@ -177,25 +177,34 @@ func (c *Client) ListSecrets(ctx context.Context, s Scope, p Page) (SecretList, 
 	if err != nil {
 		return SecretList{}, err
 	}
-	q, err := pageQuery(p)
-	if err != nil {
-		return SecretList{}, err
-	}
 	var list SecretList
-	res, err := c.do(ctx, request{
-		method:  http.MethodGet,
-		route:   sp.route + "/secrets",
-		path:    sp.path + "/secrets",
-		query:   q,
-		version: c.version(s),
-		out:     &list,
-	})
+	list.HasNext, err = c.getPage(ctx, s, sp.route+"/secrets", sp.path+"/secrets", p, &list)
 	if err != nil {
 		c.legacyFailed(s, err)
 		return SecretList{}, err
 	}
-	list.HasNext = hasNext(res.header)
 	return list, nil
+}
+
+// getPage fetches one page of a list into out and reports whether GitHub's
+// Link header names a next page.
+func (c *Client) getPage(ctx context.Context, s Scope, route, path string, p Page, out any) (bool, error) {
+	q, err := pageQuery(p)
+	if err != nil {
+		return false, err
+	}
+	res, err := c.do(ctx, request{
+		method:  http.MethodGet,
+		route:   route,
+		path:    path,
+		query:   q,
+		version: c.version(s),
+		out:     out,
+	})
+	if err != nil {
+		return false, err
+	}
+	return hasNext(res.header), nil
 }
 
 // GetSecret returns a secret's metadata; GitHub never returns its value.
@@ -262,23 +271,10 @@ func (c *Client) ListSelectedRepositories(ctx context.Context, s Scope, name str
 	if err != nil {
 		return RepositoryList{}, err
 	}
-	q, err := pageQuery(p)
-	if err != nil {
-		return RepositoryList{}, err
-	}
 	var list RepositoryList
-	res, err := c.do(ctx, request{
-		method:  http.MethodGet,
-		route:   sp.route + "/repositories",
-		path:    sp.path + "/repositories",
-		query:   q,
-		version: c.version(s),
-		out:     &list,
-	})
-	if err != nil {
+	if list.HasNext, err = c.getPage(ctx, s, sp.route+"/repositories", sp.path+"/repositories", p, &list); err != nil {
 		return RepositoryList{}, err
 	}
-	list.HasNext = hasNext(res.header)
 	return list, nil
 }
 
@@ -343,23 +339,11 @@ func (c *Client) ListRepositoryOrganizationSecrets(ctx context.Context, s Scope,
 	if s.IsOrg() || s.IsEnvironment() {
 		return SecretList{}, fmt.Errorf("upstream: scope %s: organization secrets are listed for repository scopes only", s)
 	}
-	q, err := pageQuery(p)
-	if err != nil {
-		return SecretList{}, err
-	}
 	var list SecretList
-	res, err := c.do(ctx, request{
-		method:  http.MethodGet,
-		route:   "/repos/{owner}/{repo}/{app}/organization-secrets",
-		path:    "/" + s.Path() + "/organization-secrets",
-		query:   q,
-		version: c.version(s),
-		out:     &list,
-	})
-	if err != nil {
+	var err error
+	if list.HasNext, err = c.getPage(ctx, s, "/repos/{owner}/{repo}/{app}/organization-secrets", "/"+s.Path()+"/organization-secrets", p, &list); err != nil {
 		return SecretList{}, err
 	}
-	list.HasNext = hasNext(res.header)
 	return list, nil
 }
 
