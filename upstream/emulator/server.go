@@ -235,15 +235,11 @@ func (s *Server) RotateKey(scope string) string {
 // private key it was accepted under. It is a test hook: the server never
 // returns or logs a value otherwise.
 func (s *Server) Open(scope, name string) ([]byte, error) {
-	key, ok := parseScope(scope)
-	if !ok {
-		return nil, fmt.Errorf("emulator: %q is not a scope path", scope)
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sec := s.secrets[key][strings.ToUpper(name)]
-	if sec == nil {
-		return nil, fmt.Errorf("emulator: no secret %q in %s", name, key)
+	key, sec, err := s.lookupSecret(scope, name)
+	if err != nil {
+		return nil, err
 	}
 	var kp *keyPair
 	if k := s.keys[key]; k != nil {
@@ -263,17 +259,27 @@ func (s *Server) Open(scope, name string) ([]byte, error) {
 // the organization secret name in scope, in increasing order; it is empty
 // when the secret's visibility is not "selected".
 func (s *Server) SelectedRepositoryIDs(scope, name string) ([]int64, error) {
-	key, ok := parseScope(scope)
-	if !ok {
-		return nil, fmt.Errorf("emulator: %q is not a scope path", scope)
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sec := s.secrets[key][strings.ToUpper(name)]
-	if sec == nil {
-		return nil, fmt.Errorf("emulator: no secret %q in %s", name, key)
+	_, sec, err := s.lookupSecret(scope, name)
+	if err != nil {
+		return nil, err
 	}
 	return sec.selectedIDs(), nil
+}
+
+// lookupSecret finds the secret name in the scope path scope for a test
+// hook. s.mu must be held.
+func (s *Server) lookupSecret(scope, name string) (string, *secret, error) {
+	key, ok := parseScope(scope)
+	if !ok {
+		return "", nil, fmt.Errorf("emulator: %q is not a scope path", scope)
+	}
+	sec := s.secrets[key][strings.ToUpper(name)]
+	if sec == nil {
+		return "", nil, fmt.Errorf("emulator: no secret %q in %s", name, key)
+	}
+	return key, sec, nil
 }
 
 func (sec *secret) selectedIDs() []int64 {
