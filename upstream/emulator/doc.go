@@ -18,9 +18,44 @@
 // "repos/octo-org/hello-world/agents" or
 // "repos/octo-org/hello-world/environments/prod%2Feu" (the environment
 // escaped once). Test hooks (RotateKey, Open, SelectedRepositoryIDs, Count,
-// InjectFault, LastRequestHeader) are Go methods only and never reachable
-// over the network. The server never logs a decrypted value.
+// InjectFault, LastRequestHeader, Stats, ResetCounts, ResetLimits) are Go
+// methods only and never reachable over the network. The server never logs a decrypted value.
 //
 // Paths may carry GitHub Enterprise Server's "/api/v3" prefix; it is
 // stripped before routing and kept in the absolute URLs the server builds.
+//
+// # Rate limits
+//
+// Options.Limits makes the server enforce GitHub's published rate limits
+// for the REST API (see Limits); the zero value enforces none. Secondary
+// limits: points per sliding minute (1 for GET, HEAD and OPTIONS, 5 for
+// POST, PATCH, PUT and DELETE) and requests in flight at once; a
+// violation gets 403 (or Limits.SecondaryStatus) with GitHub's "You have
+// exceeded a secondary rate limit" body and, unless omitted on purpose, a
+// Retry-After header, and starts a penalty during which every request is
+// refused the same way. Primary limit: a quota of requests per hour, with
+// X-RateLimit-* headers on every answer; 304 answers do not use it, and a
+// used-up quota gets 403 "API rate limit exceeded" with
+// X-RateLimit-Remaining 0 until X-RateLimit-Reset. The server has one
+// quota for every caller and applies the limits before authentication.
+// Stats reports what happened (violations, points, peak concurrency,
+// dropped connections); ResetCounts resets those counters and ResetLimits
+// the limits' windows, penalty and quota.
+//
+// # Clock
+//
+// Options.Clock is the time of the limits' windows, penalties and
+// injected latency, and of created_at and updated_at unless Options.Now
+// is set. A clock from clock.Scaled lets tests and benchmarks live through
+// GitHub's minute and hour windows in milliseconds.
+//
+// # Faults
+//
+// InjectFault queues misbehaviours for matching requests (see Fault): a
+// canned answer, a delay on the server's clock, or a connection closed
+// without an answer, either before the request is handled or after it was
+// (the write landed, the client never hears of it). Faults apply only to
+// requests the rate limits let through, and take effect before
+// authentication. ServeHTTP's documentation lists the exact order of the
+// steps a request goes through.
 package emulator

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/nacl/box"
+
+	"github.com/secretbroker/secretbroker/upstream/clock"
 )
 
 // Limits GitHub applies.
@@ -42,8 +44,15 @@ type Options struct {
 	// and the /repos/{owner}/{repo}/environments/... secret routes answer
 	// 404. Without it, it is the other way round.
 	LegacyRoutes bool
-	// Now is the clock for created_at and updated_at; default time.Now.
+	// Now is the clock for created_at and updated_at; default Clock.Now
+	// when Clock is set, time.Now otherwise.
 	Now func() time.Time
+	// Clock is the clock of the rate limits' windows and penalties and of
+	// injected latency; default clock.Real().
+	Clock clock.Clock
+	// Limits are the rate limits the server enforces; the zero value
+	// enforces none.
+	Limits Limits
 	// Logger receives one debug line per request (never a secret value);
 	// default discards.
 	Logger *slog.Logger
@@ -52,9 +61,10 @@ type Options struct {
 // Server is the emulated GitHub secrets API. It is an http.Handler; create
 // it with New. All methods are safe for concurrent use.
 type Server struct {
-	opts Options
-	now  func() time.Time
-	log  *slog.Logger
+	opts  Options
+	now   func() time.Time
+	clock clock.Clock
+	log   *slog.Logger
 
 	mu      sync.Mutex
 	orgs    map[string]*org  // by lower-cased login
@@ -67,6 +77,9 @@ type Server struct {
 	total   int
 	headers map[string]http.Header
 	faults  []*Fault
+	stats   Stats      // Requests unused: total is the count
+	lim     limitState // the rate limits' windows
+	reqSeq  uint64     // last request id handed out
 }
 
 type org struct {
@@ -111,6 +124,7 @@ func New(opts Options) *Server {
 	s := &Server{
 		opts:    opts,
 		now:     opts.Now,
+		clock:   opts.Clock,
 		log:     opts.Logger,
 		orgs:    map[string]*org{},
 		repos:   map[int64]*repo{},
@@ -120,8 +134,14 @@ func New(opts Options) *Server {
 		counts:  map[string]int{},
 		headers: map[string]http.Header{},
 	}
+	if s.clock == nil {
+		s.clock = clock.Real()
+	}
 	if s.now == nil {
 		s.now = time.Now
+		if opts.Clock != nil {
+			s.now = opts.Clock.Now
+		}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -134,26 +154,63 @@ func New(opts Options) *Server {
 	return s
 }
 
-// Fault is a canned answer that InjectFault queues: requests matching Route
-// get Status, Header and Body instead of normal handling, Times times.
+// Fault is a misbehaviour that InjectFault queues for the next Times
+// requests matching Route. What a request that takes the fault gets:
+//
+//   - Drop: the connection is closed without an answer before the request
+//     is handled (nothing is stored or deleted). Status, Body, Header and
+//     DropAfter are ignored.
+//   - DropAfter: the request is handled as usual (a PUT stores its value,
+//     a DELETE deletes), and then the connection is closed without the
+//     answer. Status, Body and Header are ignored.
+//   - Status, or neither Status nor Latency: the canned answer Status
+//     (0 means 500), Header and Body instead of normal handling.
+//   - Latency alone (Status 0, no drop): normal handling.
+//
+// Latency is waited first in every case. The client sees a dropped
+// connection as a transport error (EOF or connection reset), never as an
+// HTTP answer. Beware that Go's http.Transport silently resends a GET,
+// HEAD or OPTIONS request (and any request with an Idempotency-Key
+// header) on another connection when a reused keep-alive connection is
+// closed before any answer; it goes on while it finds reused connections
+// (usually once). To make such a client see the drop, use a larger Times
+// or a client without keep-alives. PUT and DELETE are never resent.
 type Fault struct {
 	// Route is a route template such as RoutePutOrgSecret; "" matches every
 	// request.
 	Route string
-	// Status is the response status; 0 means 500.
+	// Status is the response status; 0 means 500, unless Latency is set.
 	Status int
 	// Body is the response body. When empty, a JSON body with the status
 	// text as "message" is sent.
 	Body string
-	// Header is added to the response.
+	// Header is added to the canned answer.
 	Header http.Header
 	// Times is how many requests get the fault; 0 (or less) means 1.
 	Times int
+	// Drop closes the connection without an answer, before handling.
+	Drop bool
+	// DropAfter handles the request, then closes the connection without
+	// the answer: the write landed but the client never hears of it.
+	DropAfter bool
+	// Latency is how long to wait, on Options.Clock, before answering (or
+	// dropping). The server's lock is not held meanwhile, and the request
+	// is in flight for Limits.MaxConcurrent. If the request's context ends
+	// during the wait (the client went away), the request is abandoned
+	// without being handled.
+	Latency time.Duration
+}
+
+// canned reports whether f answers with Status, Header and Body.
+func (f *Fault) canned() bool {
+	return !f.Drop && !f.DropAfter && (f.Status != 0 || f.Latency <= 0)
 }
 
 // InjectFault queues f. Faults are tried in the order they were queued, and
-// a fault is dropped once it has answered Times requests. Faults take
-// effect before authentication and all other checks.
+// a fault is dropped once it has been taken by Times requests. Faults take
+// effect after the rate limits (a request the limits refuse does not take
+// a fault, so a fault never hides a violation) and before authentication
+// and all other checks.
 func (s *Server) InjectFault(f Fault) {
 	if f.Times <= 0 {
 		f.Times = 1
@@ -198,13 +255,16 @@ func (s *Server) TotalRequests() int {
 	return s.total
 }
 
-// ResetCounts sets every request counter back to zero. Faults, headers
-// seen and data are kept.
+// ResetCounts sets every request counter back to zero, Stats included;
+// PeakInFlight starts again from the requests in flight now. Faults,
+// headers seen, data and the rate limits' state (see ResetLimits) are
+// kept.
 func (s *Server) ResetCounts() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.counts)
 	s.total = 0
+	s.stats = Stats{InFlight: s.stats.InFlight, PeakInFlight: s.stats.InFlight}
 }
 
 // LastRequestHeader returns a copy of the headers of the most recent request
@@ -321,7 +381,22 @@ func (s *Server) rotate(scopeKey string) *keyPair {
 	return kp
 }
 
-// ServeHTTP serves the emulated API.
+// ServeHTTP serves the emulated API. A request goes through these steps:
+//
+//  1. It is counted (TotalRequests, Count, Stats.Requests), its headers
+//     are kept for LastRequestHeader, and it is in flight from now on.
+//  2. The rate limits (see Limits) may refuse it: a running penalty,
+//     MaxConcurrent, PointsPerMinute, then PrimaryPerHour. A refused
+//     request goes straight to step 7.
+//  3. It takes the first queued fault that matches, if any.
+//  4. A PUT's body is read; then the fault's Latency is waited.
+//  5. A Drop fault closes the connection here.
+//  6. A canned fault answers; otherwise the request is handled:
+//     authentication, route, API version, legacy routes, body size, and
+//     the route's handler. A DropAfter fault then closes the connection.
+//  7. A 304 answer gives back its primary quota; the answer gets its
+//     X-GitHub-Request-Id and X-RateLimit-* headers and is written, and
+//     the request is no longer in flight.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	esc := r.URL.EscapedPath()
 	apiPrefix := ""
@@ -338,22 +413,93 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Del("Authorization")
 		s.headers[m.Route] = h
 	}
-	fault := s.takeFault(m.Route, matched)
+	s.enter()
+	adm := s.admit(s.clock.Now(), r.Method)
+	var fault *Fault
+	if adm.refusal == nil {
+		fault = s.takeFault(m.Route, matched)
+	}
 	s.mu.Unlock()
+	defer s.leave()
 
-	resp := s.answer(r, m, matched, fault, esc, apiPrefix)
+	resp := adm.refusal
+	if resp == nil {
+		resp = s.serve(r, m, matched, fault, esc, apiPrefix)
+	}
+	s.mu.Lock()
+	s.finish(resp, adm)
+	s.mu.Unlock()
 	resp.write(w)
-	s.log.LogAttrs(r.Context(), slog.LevelDebug, "emulator request",
-		slog.String("method", r.Method), slog.String("path", esc),
-		slog.String("route", m.Route), slog.Int("status", resp.status),
-		slog.Bool("fault", fault != nil))
+	s.logRequest(r, m, esc, resp.status, fault != nil, adm.refusal != nil, "")
 }
 
-// answer works out the response to one request.
-func (s *Server) answer(r *http.Request, m match, matched bool, fault *Fault, esc, apiPrefix string) *response {
-	if fault != nil {
+// serve answers a request the rate limits accepted, applying its fault.
+// When the fault drops the connection, it does not return.
+func (s *Server) serve(r *http.Request, m match, matched bool, fault *Fault, esc, apiPrefix string) *response {
+	body, bodyErr := readBody(r)
+	if fault != nil && fault.Latency > 0 && !s.sleep(r.Context(), fault.Latency) {
+		s.abort(r, m, esc, "client gone during injected latency", false)
+	}
+	switch {
+	case fault == nil:
+	case fault.Drop:
+		s.abort(r, m, esc, "fault: dropped before handling", true) // does not return
+	case fault.DropAfter:
+		resp := s.answer(r, m, matched, body, bodyErr, esc, apiPrefix)
+		s.abort(r, m, esc, "fault: dropped after handling, status "+strconv.Itoa(resp.status), true) // does not return
+	case fault.canned():
 		return faultResponse(fault)
 	}
+	// No fault, or a latency-only one.
+	return s.answer(r, m, matched, body, bodyErr, esc, apiPrefix)
+}
+
+// abort closes the connection without an answer and does not return;
+// dropped counts it in Stats.Dropped.
+func (s *Server) abort(r *http.Request, m match, esc, why string, dropped bool) {
+	if dropped {
+		s.mu.Lock()
+		s.stats.Dropped++
+		s.mu.Unlock()
+	}
+	s.logRequest(r, m, esc, 0, true, false, why)
+	panic(http.ErrAbortHandler)
+}
+
+// logRequest writes the debug line of one request; status 0 means no
+// answer was sent.
+func (s *Server) logRequest(r *http.Request, m match, esc string, status int, fault, limited bool, note string) {
+	attrs := []slog.Attr{
+		slog.String("method", r.Method), slog.String("path", esc),
+		slog.String("route", m.Route), slog.Int("status", status),
+		slog.Bool("fault", fault), slog.Bool("rate_limited", limited),
+	}
+	if note != "" {
+		attrs = append(attrs, slog.String("note", note))
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelDebug, "emulator request", attrs...)
+}
+
+// readBody reads a PUT's body. A body that is too large or cannot be read
+// gives the error answer to send once the request is otherwise valid.
+func readBody(r *http.Request) ([]byte, *response) {
+	if r.Method != http.MethodPut || r.Body == nil {
+		return nil, nil
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, errorResponse(http.StatusRequestEntityTooLarge, "Request body too large: the limit is 1 MiB")
+		}
+		return nil, errorResponse(http.StatusBadRequest, "Problems reading the request body")
+	}
+	return body, nil
+}
+
+// answer works out the response to one request: authentication, route,
+// API version and legacy routes are checked, then bodyErr (from readBody)
+// is answered, then the handler runs.
+func (s *Server) answer(r *http.Request, m match, matched bool, body []byte, bodyErr *response, esc, apiPrefix string) *response {
 	if !s.authorized(r) {
 		return errorResponse(http.StatusUnauthorized, "Bad credentials")
 	}
@@ -366,16 +512,8 @@ func (s *Server) answer(r *http.Request, m match, matched bool, fault *Fault, es
 	if m.isEnv() && m.isLegacy() != s.opts.LegacyRoutes {
 		return notFound()
 	}
-	var body []byte
-	if r.Method == http.MethodPut && r.Body != nil {
-		var err error
-		body, err = io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
-		if err != nil {
-			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-				return errorResponse(http.StatusRequestEntityTooLarge, "Request body too large: the limit is 1 MiB")
-			}
-			return errorResponse(http.StatusBadRequest, "Problems reading the request body")
-		}
+	if bodyErr != nil {
+		return bodyErr
 	}
 	req := &request{m: m, r: r, body: body, base: baseURL(r, apiPrefix), path: esc}
 	s.mu.Lock()
