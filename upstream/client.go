@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -17,6 +18,8 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/secretbroker/secretbroker/upstream/clock"
 )
 
 // Defaults for the fields of Config left empty.
@@ -64,6 +67,17 @@ type Config struct {
 	// HTTPClient sends the requests. The default has a 30 s timeout and an
 	// OpenTelemetry-instrumented clone of http.DefaultTransport.
 	HTTPClient *http.Client
+	// Pacing paces and retries the requests to stay within GitHub's rate
+	// limits for the credential; nil selects DefaultPacing(). New rejects
+	// a Pacing outside the ranges its fields document.
+	Pacing *Pacing
+	// Clock is the time of the pacer's spacing, windows, pauses and
+	// backoffs; nil selects clock.Real(). Tests use clock.Scaled.
+	Clock clock.Clock
+	// Logger receives one Warn line per retry, with the method, route
+	// template, status, attempt and wait: never a path, a value or the
+	// token. nil discards them.
+	Logger *slog.Logger
 }
 
 // Client is a GitHub REST client for the secrets API. It is safe for
@@ -76,14 +90,18 @@ type Client struct {
 	vAgents   string
 	legacy    bool
 	hc        *http.Client
-	now       func() time.Time
+	clk       clock.Clock
+	now       func() time.Time // the clock's Now; reads GitHub's time hints
+	pacing    Pacing
+	pacer     *pacer
+	log       *slog.Logger
 
 	repoIDs sync.Map // lower-cased "owner/repo" -> int64, for legacy routes
 	lookups singleflight.Group
 }
 
 // New returns a Client for cfg. It fails when BaseURL is not an absolute
-// http or https URL.
+// http or https URL, or when Pacing is out of range.
 func New(cfg Config) (*Client, error) {
 	raw := cfg.BaseURL
 	if raw == "" {
@@ -109,6 +127,22 @@ func New(cfg Config) (*Client, error) {
 	}
 	base.RawPath = esc
 
+	pacing := DefaultPacing()
+	if cfg.Pacing != nil {
+		pacing = *cfg.Pacing
+	}
+	if pacing, err = pacing.normalized(); err != nil {
+		return nil, err
+	}
+	clk := cfg.Clock
+	if clk == nil {
+		clk = clock.Real()
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+
 	token := cfg.Token
 	c := &Client{
 		base:      base,
@@ -118,7 +152,11 @@ func New(cfg Config) (*Client, error) {
 		vAgents:   cmp.Or(cfg.APIVersionAgents, DefaultAPIVersionAgents),
 		legacy:    cfg.LegacyRoutes,
 		hc:        cfg.HTTPClient,
-		now:       time.Now,
+		clk:       clk,
+		now:       clk.Now,
+		pacing:    pacing,
+		pacer:     newPacer(pacing, clk),
+		log:       logger,
 	}
 	if c.hc == nil {
 		c.hc = defaultHTTPClient()
@@ -151,24 +189,43 @@ func spanName(_ string, r *http.Request) string {
 
 // GetPublicKey returns the scope's public key, with the response's ETag.
 func (c *Client) GetPublicKey(ctx context.Context, s Scope) (PublicKey, error) {
+	pk, _, err := c.publicKey(ctx, s, "")
+	return pk, err
+}
+
+// RevalidatePublicKey asks whether the scope's public key is still the one
+// whose response had ETag etag, with a conditional request
+// (If-None-Match), which GitHub does not count against the primary rate
+// limit when it answers 304. On 304 notModified is true and pk is zero
+// but for pk.ETag, which is etag; otherwise pk is the current key with its
+// ETag. An empty etag makes it an unconditional GetPublicKey.
+func (c *Client) RevalidatePublicKey(ctx context.Context, s Scope, etag string) (pk PublicKey, notModified bool, err error) {
+	return c.publicKey(ctx, s, etag)
+}
+
+func (c *Client) publicKey(ctx context.Context, s Scope, etag string) (PublicKey, bool, error) {
 	sp, err := c.scopePath(ctx, s)
 	if err != nil {
-		return PublicKey{}, err
+		return PublicKey{}, false, err
 	}
 	var pk PublicKey
 	res, err := c.do(ctx, request{
-		method:  http.MethodGet,
-		route:   sp.route + "/secrets/public-key",
-		path:    sp.path + "/secrets/public-key",
-		version: c.version(s),
-		out:     &pk,
+		method:      http.MethodGet,
+		route:       sp.route + "/secrets/public-key",
+		path:        sp.path + "/secrets/public-key",
+		version:     c.version(s),
+		out:         &pk,
+		ifNoneMatch: etag,
 	})
 	if err != nil {
 		c.legacyFailed(s, err)
-		return PublicKey{}, err
+		return PublicKey{}, false, err
+	}
+	if res.status == http.StatusNotModified {
+		return PublicKey{ETag: etag}, true, nil
 	}
 	pk.ETag = res.header.Get("ETag")
-	return pk, nil
+	return pk, false, nil
 }
 
 // ListSecrets returns one page of the scope's secrets.
@@ -230,6 +287,23 @@ func (c *Client) GetSecret(ctx context.Context, s Scope, name string) (Secret, e
 // public key. created reports whether GitHub created the secret (201)
 // rather than updating it (204).
 func (c *Client) PutSecret(ctx context.Context, s Scope, name string, body PutSecretBody) (created bool, err error) {
+	return c.PutSecretFunc(ctx, s, name, func() (PutSecretBody, error) { return body, nil })
+}
+
+// PutSecretFunc is PutSecret with a body made at the last moment: body is
+// called once per attempt, right after the pacer admits the request and
+// right before it is sent, so that the caller can seal the value with the
+// newest key it knows of, however long the request waited for its turn.
+// An error from body aborts the call without sending anything; it is
+// returned wrapped. body must not call the Client: the request holds a
+// place in flight while body runs. The encrypted values body returns never
+// appear in errors. When a retry follows an attempt whose outcome is
+// unknown (a dropped connection), created may be false for a secret the
+// first attempt created.
+func (c *Client) PutSecretFunc(ctx context.Context, s Scope, name string, body func() (PutSecretBody, error)) (created bool, err error) {
+	if body == nil {
+		return false, fmt.Errorf("upstream: PutSecretFunc: nil body function")
+	}
 	sp, err := c.secretPath(ctx, s, name)
 	if err != nil {
 		return false, err
@@ -239,8 +313,13 @@ func (c *Client) PutSecret(ctx context.Context, s Scope, name string, body PutSe
 		route:   sp.route,
 		path:    sp.path,
 		version: c.version(s),
-		body:    body,
-		secrets: []string{body.EncryptedValue},
+		makeBody: func() (any, []string, error) {
+			b, err := body()
+			if err != nil {
+				return nil, nil, err
+			}
+			return b, []string{b.EncryptedValue}, nil
+		},
 	})
 	if err != nil {
 		c.legacyFailed(s, err)
@@ -544,47 +623,56 @@ type request struct {
 	query   url.Values // may be nil
 	version string     // X-GitHub-Api-Version
 	body    any        // JSON-encoded when non-nil
-	out     any        // decoded from a 2xx answer's body when non-nil
-	secrets []string   // values of the body that must not appear in errors
+	// makeBody, when set, makes the body once per attempt, after the pacer
+	// admitted it; it also returns values of the body that must not appear
+	// in errors.
+	makeBody func() (body any, secrets []string, err error)
+	out      any      // decoded from a 2xx answer's body when non-nil
+	secrets  []string // values of the body that must not appear in errors
+	// ifNoneMatch, when set, is sent as If-None-Match; a 304 answer is
+	// then a success.
+	ifNoneMatch string
 }
 
-// A response is what callers need of a 2xx answer.
+// A response is what callers need of a 2xx answer (or of a 304 to a
+// conditional request).
 type response struct {
 	status int
 	header http.Header
 }
 
-// do sends r and decodes the answer. A non-2xx answer is an *Error; other
-// failures are wrapped with the route template. No error holds the token or
-// the request body.
-func (c *Client) do(ctx context.Context, r request) (response, error) {
-	fail := func(what string, err error) error {
-		return fmt.Errorf("github: %s %s: %s: %w", r.method, r.route, what, c.redact(err, r.secrets))
-	}
-
+// url returns r's absolute URL.
+func (c *Client) url(r request) (string, error) {
 	u := *c.base
 	esc := c.base.RawPath + r.path
 	p, err := url.PathUnescape(esc)
 	if err != nil {
-		return response{}, fail("building the URL", err)
+		return "", err
 	}
 	u.Path, u.RawPath = p, esc
 	if len(r.query) > 0 {
 		u.RawQuery = r.query.Encode()
 	}
+	return u.String(), nil
+}
 
-	var body io.Reader
-	if r.body != nil {
-		b, err := json.Marshal(r.body)
-		if err != nil {
-			return response{}, fail("encoding the request body", err)
-		}
-		body = bytes.NewReader(b)
+// send makes one attempt at r: it sends body (nil for none) to u and
+// decodes the answer. A non-2xx answer is an *Error; other failures are
+// wrapped with the route template. The answer's header is returned
+// whenever there was an answer. No error holds the token or any of
+// secrets.
+func (c *Client) send(ctx context.Context, r request, u string, body []byte, secrets []string) (response, http.Header, error) {
+	fail := func(what string, err error) error {
+		return fmt.Errorf("github: %s %s: %s: %w", r.method, r.route, what, c.redact(err, secrets))
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
 	}
 	ctx = context.WithValue(ctx, routeKey{}, r.route)
-	req, err := http.NewRequestWithContext(ctx, r.method, u.String(), body)
+	req, err := http.NewRequestWithContext(ctx, r.method, u, rd)
 	if err != nil {
-		return response{}, fail("building the request", err)
+		return response{}, nil, fail("building the request", err)
 	}
 	req.Header.Set("Accept", "application/vnd.github+json")
 	req.Header.Set("User-Agent", c.userAgent)
@@ -595,10 +683,13 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if r.ifNoneMatch != "" {
+		req.Header.Set("If-None-Match", r.ifNoneMatch)
+	}
 
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return response{}, fail("sending the request", err)
+		return response{}, nil, fail("sending the request", err)
 	}
 	defer func() {
 		// Drain a little so the connection can be reused.
@@ -606,25 +697,28 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		resp.Body.Close()
 	}()
 
+	res := response{status: resp.StatusCode, header: resp.Header}
+	if resp.StatusCode == http.StatusNotModified && r.ifNoneMatch != "" {
+		return res, resp.Header, nil
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-		return response{}, newError(r.method, r.route, resp, b, c.now(), c.secretsOf(r.secrets))
+		return response{}, resp.Header, newError(r.method, r.route, resp, b, c.now(), c.secretsOf(secrets))
 	}
-	res := response{status: resp.StatusCode, header: resp.Header}
 	if r.out == nil {
-		return res, nil
+		return res, resp.Header, nil
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return response{}, fail("reading the response", err)
+		return response{}, resp.Header, fail("reading the response", err)
 	}
 	if len(b) > maxBody {
-		return response{}, fail("reading the response", fmt.Errorf("body exceeds %d bytes", maxBody))
+		return response{}, resp.Header, fail("reading the response", fmt.Errorf("body exceeds %d bytes", maxBody))
 	}
 	if err := json.Unmarshal(b, r.out); err != nil {
-		return response{}, fail("decoding the response", err)
+		return response{}, resp.Header, fail("decoding the response", err)
 	}
-	return res, nil
+	return res, resp.Header, nil
 }
 
 // secretsOf returns the token and extra, the strings to keep out of errors.

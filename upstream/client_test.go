@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/secretbroker/secretbroker/upstream/clock"
 )
 
 const testToken = "ghp_TESTtokenTESTtokenTESTtoken0123456789"
@@ -100,10 +102,31 @@ func fixed(rep reply) func(*http.Request) reply {
 	return func(*http.Request) reply { return rep }
 }
 
+// testScale is how much faster than the wall clock the tests' clocks run:
+// a 1 s write interval lasts 1 ms, a 60 s pause 60 ms.
+const testScale = 1000
+
+// scaledClock returns a clock running testScale times faster than the
+// wall clock.
+func scaledClock(t *testing.T) clock.Clock {
+	t.Helper()
+	clk, err := clock.Scaled(testScale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clk
+}
+
+// newClient returns a Client for cfg with the test token and, unless cfg
+// has its own, a scaled clock, so that default pacing (1 s between writes,
+// backoffs and pauses of seconds) costs milliseconds.
 func newClient(t *testing.T, cfg Config) *Client {
 	t.Helper()
 	if cfg.Token == "" {
 		cfg.Token = testToken
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = scaledClock(t)
 	}
 	c, err := New(cfg)
 	if err != nil {
@@ -382,6 +405,9 @@ func TestMethods(t *testing.T) {
 					}
 					hits := f.Hits()
 					if len(hits) != 1 {
+						for _, h := range hits {
+							t.Logf("%s %s %s", h.Method, h.RequestURI, h.Header.Get("User-Agent"))
+						}
 						t.Fatalf("%d requests, want 1", len(hits))
 					}
 					checkRequest(t, hits[0], tc, base.prefix)
@@ -398,6 +424,7 @@ func TestHeadersConfigured(t *testing.T) {
 		UserAgent:         "broker-test/1.0",
 		APIVersionActions: "2099-01-01",
 		APIVersionAgents:  "2099-02-02",
+		Clock:             scaledClock(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -715,7 +742,9 @@ func TestPathEscaping(t *testing.T) {
 
 func TestTransportErrors(t *testing.T) {
 	f := newFake(t, fixed(reply{Status: 204}))
-	c := newClient(t, Config{BaseURL: f.URL})
+	// One attempt: a retry could reach another test's server on the
+	// closed server's port.
+	c := newClient(t, Config{BaseURL: f.URL, Pacing: &Pacing{MaxAttempts: 1}})
 	f.Close()
 	err := c.DeleteSecret(t.Context(), orgActions, "S")
 	var ue *url.Error
@@ -828,7 +857,7 @@ func TestTokenNeverInErrors(t *testing.T) {
 	})
 	t.Run("closed server", func(t *testing.T) {
 		f := newFake(t, fixed(reply{}))
-		c := newClient(t, Config{BaseURL: f.URL, Token: token})
+		c := newClient(t, Config{BaseURL: f.URL, Token: token, Pacing: &Pacing{MaxAttempts: 1}})
 		f.Close()
 		check(t, put(t.Context(), c, orgActions))
 	})

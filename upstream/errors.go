@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -37,8 +38,11 @@ type Error struct {
 	// rate limit.
 	RateLimited bool
 	// RetryAfter is how long GitHub asks the client to wait: the
-	// Retry-After header, else, for a rate limit, the time until
-	// x-ratelimit-reset; zero when GitHub gave no hint.
+	// Retry-After header, else, for a rate limit with
+	// x-ratelimit-remaining 0, the time until x-ratelimit-reset. For a
+	// rate limit without either hint the Client sets it to the pause it
+	// imposed on the credential (Pacing.SecondaryPause); otherwise it is
+	// zero when GitHub gave no hint.
 	RetryAfter time.Duration
 	// RateLimitReset is when the primary rate limit window resets, from
 	// x-ratelimit-reset; the zero Time when GitHub did not say.
@@ -107,7 +111,7 @@ func newError(method, route string, resp *http.Response, body []byte, now time.T
 
 	if d, ok := parseRetryAfter(h.Get("Retry-After"), now); ok {
 		e.RetryAfter = d
-	} else if e.RateLimited && !e.RateLimitReset.IsZero() {
+	} else if e.RateLimited && !e.RateLimitReset.IsZero() && strings.TrimSpace(h.Get("X-Ratelimit-Remaining")) == "0" {
 		e.RetryAfter = max(e.RateLimitReset.Sub(now), 0)
 	}
 	return e
@@ -153,4 +157,40 @@ func cleanMessage(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// ThrottledError reports a request the Client did not send because its
+// pacer could tell that GitHub's limits would not let it go before the
+// caller's deadline: a pause GitHub imposed, the primary quota until its
+// reset, the write spacing times the writes ahead of it, the points
+// budget, or a retry's backoff. A request still waiting for its turn when
+// the deadline passes is refused the same way. It holds no request
+// values and is safe to log. Find it with errors.As.
+type ThrottledError struct {
+	// Method is the request's HTTP method, e.g. "PUT".
+	Method string
+	// Route is the route template, e.g. "/orgs/{org}/{app}/secrets/{secret_name}".
+	Route string
+	// RetryAfter is how long until the request could go, as far as the
+	// pacer can tell; always positive.
+	RetryAfter time.Duration
+	// Reason says what holds the request back.
+	Reason string
+}
+
+// Error returns, for example, "github: PUT
+// /repos/{owner}/{repo}/{app}/secrets/{secret_name}: not sent: <reason>;
+// the budget allows it in 12s, after the caller's deadline".
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("github: %s %s: not sent: %s; the budget allows it in %s, after the caller's deadline",
+		e.Method, e.Route, e.Reason, roundWait(e.RetryAfter))
+}
+
+// roundWait rounds d for a message: to the second from a second up, to
+// the millisecond below.
+func roundWait(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Second)
+	}
+	return max(d.Round(time.Millisecond), time.Millisecond)
 }

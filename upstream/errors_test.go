@@ -90,7 +90,9 @@ func TestErrors(t *testing.T) {
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake(t, fixed(tc.reply))
-			c := newClient(t, Config{BaseURL: f.URL})
+			// One attempt and no pause of its own: the decoded answer as
+			// GitHub sent it.
+			c := newClient(t, Config{BaseURL: f.URL, Pacing: &Pacing{MaxAttempts: 1}})
 			c.now = func() time.Time { return now }
 			_, err := c.PutSecret(t.Context(), orgAgents, "S", PutSecretBody{EncryptedValue: "eA==", KeyID: "k"})
 			var e *Error

@@ -5,6 +5,23 @@
 // API versions, legacy routes and the decoding of GitHub's errors. It knows
 // nothing of gRPC or of the broker's service layer.
 //
+// # Pacing and retries
+//
+// A Client paces every request to stay within GitHub's rate limits for its
+// credential (see Pacing; DefaultPacing follows GitHub's guidance): at
+// most MaxInFlight requests at once; writes one at a time, WriteInterval
+// apart; never more than PointsPerMinute points in any 60 s window at the
+// server; nothing while GitHub's primary quota is used up (until
+// x-ratelimit-reset) or while a rate-limit answer paused the credential.
+// Requests wait in one queue per caller (WithCaller), served in turn. A
+// request the pacer can tell would not start before its context's
+// deadline is not sent and fails at once with a *ThrottledError.
+//
+// Rate-limit answers, 500, 502, 503, 504 and dropped connections are
+// retried with exponential backoff and full jitter, up to MaxAttempts
+// attempts; each retry is paced like a new request. Every call the Client
+// makes is idempotent, so retries are safe.
+//
 // The embedded GitHub emulator lives in the sub-package emulator.
 package upstream
 

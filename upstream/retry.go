@@ -1,0 +1,205 @@
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"syscall"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/secretbroker/secretbroker/upstream/clock"
+)
+
+// do sends r through the pacer and retries it as Pacing says: on a
+// rate-limit answer (after pausing the whole credential), on 500, 502,
+// 503 and 504, and on a dropped connection; never on a context error or
+// another 4xx. Every broker operation is idempotent, so retries are safe.
+// Each attempt queues in the pacer again, so it is paced and charged like
+// any request. A DELETE whose earlier attempt had an unknown outcome and
+// whose retry gets 404 succeeded: the earlier attempt deleted it.
+//
+// A non-2xx answer is an *Error; a request the pacer can tell would not go
+// before ctx's deadline is a *ThrottledError; other failures are wrapped
+// with the route template. No error holds the token or a body's secrets.
+func (c *Client) do(ctx context.Context, r request) (response, error) {
+	secrets := append([]string(nil), r.secrets...)
+	fail := func(what string, err error) error {
+		return fmt.Errorf("github: %s %s: %s: %w", r.method, r.route, what, c.redact(err, secrets))
+	}
+	u, err := c.url(r)
+	if err != nil {
+		return response{}, fail("building the URL", err)
+	}
+	var body []byte // marshalled once; a new reader per attempt
+	if r.body != nil {
+		if body, err = json.Marshal(r.body); err != nil {
+			return response{}, fail("encoding the request body", err)
+		}
+	}
+
+	unknown := false // an earlier attempt may have taken effect
+	for attempt := 1; ; attempt++ {
+		t, err := c.pacer.acquire(ctx, r.method, r.route)
+		if err != nil {
+			return response{}, err
+		}
+		payload := body
+		if r.makeBody != nil {
+			v, extra, err := r.makeBody()
+			secrets = append(secrets, extra...)
+			if err == nil {
+				payload, err = json.Marshal(v)
+				if err != nil {
+					err = fmt.Errorf("encoding: %w", err)
+				}
+			}
+			if err != nil {
+				c.pacer.unsend(t)
+				return response{}, fail("preparing the request body", err)
+			}
+		}
+
+		res, h, err := c.send(ctx, r, u, payload, secrets)
+		var ge *Error
+		isGitHub := errors.As(err, &ge)
+		limited := isGitHub && ge.RateLimited
+		pause := c.pacer.finish(t, h, limited)
+		if err == nil {
+			return res, nil
+		}
+
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			// No retry for a caller that is gone. A failure the context
+			// caused says so.
+			if !isGitHub && !errors.Is(err, ctxErr) {
+				err = fmt.Errorf("%w: %w", err, ctxErr)
+			}
+			return response{}, err
+		}
+		status := 0
+		switch {
+		case limited:
+			status = ge.StatusCode
+			if ge.RetryAfter <= 0 {
+				ge.RetryAfter = pause // GitHub gave no hint; this is the pacer's
+			}
+		case isGitHub && retryableStatus(ge.StatusCode):
+			status = ge.StatusCode
+			unknown = true
+		case isGitHub && ge.StatusCode == http.StatusNotFound && r.method == http.MethodDelete && unknown:
+			return response{status: http.StatusNoContent, header: h}, nil
+		case isGitHub:
+			return response{}, err
+		case retryableTransport(err):
+			unknown = true
+		default:
+			return response{}, err
+		}
+		if attempt >= c.pacing.MaxAttempts {
+			return response{}, err
+		}
+
+		wait := max(c.backoff(attempt), c.pacer.pauseLeft())
+		if deadline, ok := clock.Deadline(c.clk, ctx); ok && c.clk.Now().Add(wait).After(deadline) {
+			c.pacer.throttled()
+			return response{}, &ThrottledError{
+				Method:     r.method,
+				Route:      r.route,
+				RetryAfter: max(wait, time.Millisecond),
+				Reason:     fmt.Sprintf("attempt %d failed (%s) and the retry must wait", attempt, failure(status)),
+			}
+		}
+		c.pacer.retried()
+		c.log.LogAttrs(ctx, slog.LevelWarn, "github request retried",
+			slog.String("method", r.method),
+			slog.String("route", r.route),
+			slog.Int("status", status),
+			slog.Int("attempt", attempt),
+			slog.Duration("wait", wait),
+		)
+		trace.SpanFromContext(ctx).AddEvent("github.retry", trace.WithAttributes(
+			attribute.Int("attempt", attempt),
+			attribute.Int("http.response.status_code", status),
+			attribute.Int64("wait_ms", wait.Milliseconds()),
+		))
+		if err := c.sleep(ctx, wait); err != nil {
+			return response{}, fmt.Errorf("github: %s %s: waiting to retry: %w", r.method, r.route, err)
+		}
+	}
+}
+
+// backoff returns the wait before the retry that follows attempt (from
+// 1): full jitter below BackoffBase doubled per attempt, capped at
+// BackoffMax.
+func (c *Client) backoff(attempt int) time.Duration {
+	ceiling := c.pacing.BackoffBase
+	for i := 1; i < attempt && ceiling < c.pacing.BackoffMax; i++ {
+		ceiling *= 2
+	}
+	ceiling = min(ceiling, c.pacing.BackoffMax)
+	if ceiling <= 0 {
+		return 0
+	}
+	return rand.N(ceiling + 1)
+}
+
+// sleep waits d on the client's clock, or until ctx ends.
+func (c *Client) sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	tm := c.clk.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// retryableStatus reports whether a status is a server error worth
+// retrying.
+func retryableStatus(code int) bool {
+	switch code {
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// retryableTransport reports whether err is a network failure worth
+// retrying: a dropped or refused connection, an unexpected EOF, a reset,
+// a timeout. TLS and certificate failures and errors of a custom
+// transport are not.
+func retryableTransport(err error) bool {
+	for _, target := range []error{io.EOF, io.ErrUnexpectedEOF, net.ErrClosed,
+		syscall.ECONNRESET, syscall.ECONNREFUSED, syscall.ECONNABORTED, syscall.EPIPE} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe)
+}
+
+// failure describes a failed attempt for a message, without values.
+func failure(status int) string {
+	if status == 0 {
+		return "connection failed"
+	}
+	return fmt.Sprintf("%d %s", status, http.StatusText(status))
+}

@@ -1,0 +1,508 @@
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+)
+
+// answer plays one step of a scripted server: "drop" closes the
+// connection without an answer, "429" and "403-secondary" are secondary
+// rate limits without hints, "403-retry-after" one with retry-after: 1,
+// "502 echo" a 502 whose message echoes the request, and a number is
+// that status.
+func answer(step string, a arrival, w http.ResponseWriter, r *http.Request) {
+	switch step {
+	case "drop":
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return
+	case "429", "403-secondary":
+		code, _ := strconv.Atoi(step[:3])
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, `{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}`)
+		return
+	case "403-retry-after":
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = io.WriteString(w, `{"message":"You have exceeded a secondary rate limit."}`)
+		return
+	case "502 echo":
+		msg, _ := json.Marshal(map[string]string{"message": "you sent " + a.Header.Get("Authorization") + " " + a.Path + " " + a.Body})
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = w.Write(msg)
+		return
+	}
+	code, err := strconv.Atoi(step)
+	if err != nil {
+		panic("bad step " + step)
+	}
+	w.WriteHeader(code)
+	if code == http.StatusOK {
+		_, _ = io.WriteString(w, `{}`)
+	}
+}
+
+// scripted returns a handler that answers the n-th request with
+// steps[n], and the last step from then on.
+func scripted(steps ...string) func(int, arrival, http.ResponseWriter, *http.Request) {
+	return func(n int, a arrival, w http.ResponseWriter, r *http.Request) {
+		answer(steps[min(n, len(steps)-1)], a, w, r)
+	}
+}
+
+// retryPacing retries fast on a test clock: backoffs of at most 4 s.
+func retryPacing() Pacing {
+	p := DefaultPacing()
+	p.BackoffMax = 4 * time.Second
+	return p
+}
+
+func TestRetries(t *testing.T) {
+	put := func(ctx context.Context, c *Client) error {
+		_, err := c.PutSecret(ctx, repActions, "S", testPut)
+		return err
+	}
+	del := func(ctx context.Context, c *Client) error { return c.DeleteSecret(ctx, repActions, "S") }
+	get := func(ctx context.Context, c *Client) error {
+		_, err := c.GetSecret(ctx, repActions, "S")
+		return err
+	}
+	for _, tc := range []struct {
+		name        string
+		call        func(context.Context, *Client) error
+		steps       []string
+		maxAttempts int // default 5
+		attempts    int
+		wantStatus  int // 0: success
+		wantErr     func(error) bool
+	}{
+		{name: "5xx storm then success", call: put, steps: []string{"502", "502", "502", "201"}, attempts: 4},
+		{name: "each retryable 5xx", call: put, steps: []string{"500", "503", "504", "204"}, attempts: 4},
+		{name: "5xx storm gives up", call: put, steps: []string{"502"}, attempts: 5, wantStatus: 502},
+		{name: "one attempt only", call: put, steps: []string{"503"}, maxAttempts: 1, attempts: 1, wantStatus: 503},
+		{name: "404 not retried", call: get, steps: []string{"404"}, attempts: 1, wantStatus: 404},
+		{name: "422 not retried", call: put, steps: []string{"422"}, attempts: 1, wantStatus: 422},
+		{name: "401 not retried", call: get, steps: []string{"401"}, attempts: 1, wantStatus: 401},
+		{name: "403 forbidden not retried", call: put, steps: []string{"403"}, attempts: 1, wantStatus: 403},
+		{name: "501 not retried", call: put, steps: []string{"501"}, attempts: 1, wantStatus: 501},
+		{name: "secondary limit then success", call: put, steps: []string{"429", "204"}, attempts: 2},
+		{name: "dropped connection", call: put, steps: []string{"drop", "drop", "201"}, attempts: 3},
+		{name: "dropped connections give up", call: put, steps: []string{"drop"}, maxAttempts: 3, attempts: 3,
+			wantErr: func(err error) bool { return retryableTransport(err) && !errors.As(err, new(*Error)) }},
+		{name: "DELETE 404 after a drop", call: del, steps: []string{"drop", "404"}, attempts: 2},
+		{name: "DELETE 404 after a 502", call: del, steps: []string{"502", "404"}, attempts: 2},
+		{name: "DELETE 404 alone", call: del, steps: []string{"404"}, attempts: 1, wantStatus: 404},
+		{name: "DELETE 404 after a rate limit", call: del, steps: []string{"403-retry-after", "404"}, attempts: 2, wantStatus: 404},
+		{name: "PUT 404 after a drop", call: put, steps: []string{"drop", "404"}, attempts: 2, wantStatus: 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newPaceServer(t, testClock(t, 1000), scripted(tc.steps...))
+			p := retryPacing()
+			if tc.maxAttempts > 0 {
+				p.MaxAttempts = tc.maxAttempts
+			}
+			c := pacedClient(t, s, p)
+			err := tc.call(t.Context(), c)
+			switch {
+			case tc.wantErr != nil:
+				if !tc.wantErr(err) {
+					t.Errorf("err = %v", err)
+				}
+			case tc.wantStatus == 0:
+				if err != nil {
+					t.Errorf("err = %v, want success", err)
+				}
+			default:
+				var e *Error
+				if !errors.As(err, &e) || e.StatusCode != tc.wantStatus {
+					t.Errorf("err = %v, want a %d *Error", err, tc.wantStatus)
+				}
+			}
+			if n := s.Count(); n != tc.attempts {
+				t.Errorf("%d attempts, want %d", n, tc.attempts)
+			}
+			st := c.PacerStats()
+			if st.Requests != tc.attempts || st.Retries != tc.attempts-1 || st.InFlight != 0 {
+				t.Errorf("stats %+v: want %d requests, %d retries", st, tc.attempts, tc.attempts-1)
+			}
+			for i, a := range s.Arrivals() {
+				if a.Method == http.MethodPut && a.Body != `{"encrypted_value":"c2VhbGVk","key_id":"k1"}` {
+					t.Errorf("attempt %d sent body %q", i+1, a.Body)
+				}
+			}
+		})
+	}
+}
+
+// recorder is a slog handler that keeps the records and signals the
+// first one.
+type recorder struct {
+	mu      sync.Mutex
+	records []slog.Record
+	first   chan struct{}
+	once    sync.Once
+}
+
+func newRecorder() *recorder { return &recorder{first: make(chan struct{})} }
+
+func (h *recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *recorder) WithGroup(string) slog.Handler            { return h }
+func (h *recorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.records = append(h.records, r.Clone())
+	h.mu.Unlock()
+	h.once.Do(func() { close(h.first) })
+	return nil
+}
+
+func (h *recorder) Records() []slog.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]slog.Record(nil), h.records...)
+}
+
+func attrs(r slog.Record) map[string]string {
+	m := map[string]string{}
+	r.Attrs(func(a slog.Attr) bool {
+		m[a.Key] = a.Value.String()
+		return true
+	})
+	return m
+}
+
+// A rate-limit answer pauses the whole credential as GitHub's guidance
+// says (retry-after; else until the reset when remaining is 0; else
+// SecondaryPause): the retry and every other request wait for it.
+func TestRateLimitPausesCredential(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+		header func(now time.Time) map[string]string
+		// pauseEnd is when, at the earliest, requests may go again.
+		pauseEnd func(first arrival, header map[string]string) time.Time
+	}{{
+		name:   "403 with retry-after",
+		status: http.StatusForbidden,
+		header: func(time.Time) map[string]string {
+			return map[string]string{"Retry-After": "30", "X-Ratelimit-Remaining": "4000"}
+		},
+		pauseEnd: func(first arrival, _ map[string]string) time.Time { return first.At.Add(30 * time.Second) },
+	}, {
+		name:     "429 without retry-after",
+		status:   http.StatusTooManyRequests,
+		header:   func(time.Time) map[string]string { return nil },
+		pauseEnd: func(first arrival, _ map[string]string) time.Time { return first.At.Add(45 * time.Second) },
+	}, {
+		name:   "403 secondary without retry-after, quota left",
+		status: http.StatusForbidden,
+		header: func(now time.Time) map[string]string {
+			return map[string]string{"X-Ratelimit-Remaining": "10", "X-Ratelimit-Reset": fmt.Sprint(now.Add(time.Hour).Unix())}
+		},
+		pauseEnd: func(first arrival, _ map[string]string) time.Time { return first.At.Add(45 * time.Second) },
+	}, {
+		name:   "403 primary limit until reset",
+		status: http.StatusForbidden,
+		header: func(now time.Time) map[string]string {
+			return map[string]string{"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": fmt.Sprint(now.Add(20 * time.Second).Unix())}
+		},
+		pauseEnd: func(_ arrival, h map[string]string) time.Time {
+			secs, _ := strconv.ParseInt(h["X-Ratelimit-Reset"], 10, 64)
+			return time.Unix(secs, 0)
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := testClock(t, 1000)
+			var sentHeader map[string]string
+			s := newPaceServer(t, clk, func(n int, a arrival, w http.ResponseWriter, r *http.Request) {
+				if n > 0 {
+					defaultAnswer(w, r)
+					return
+				}
+				for k, v := range sentHeader {
+					w.Header().Set(k, v)
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.status)
+				_, _ = io.WriteString(w, `{"message":"You have exceeded a secondary rate limit."}`)
+			})
+			sentHeader = tc.header(clk.Now())
+			log := newRecorder()
+			p := retryPacing()
+			p.SecondaryPause = 45 * time.Second
+			c, err := New(Config{BaseURL: s.URL, Token: testToken, Pacing: &p, Clock: clk, Logger: slog.New(log)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.PutSecret(WithCaller(t.Context(), "A"), repActions, "S", testPut)
+				done <- err
+			}()
+			<-log.first // the retry is scheduled: the pause has begun
+			if _, err := c.GetSecret(WithCaller(t.Context(), "B"), repActions, "R"); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			arr := s.Arrivals()
+			if len(arr) != 3 {
+				t.Fatalf("%d requests, want 3", len(arr))
+			}
+			end := tc.pauseEnd(arr[0], sentHeader)
+			for _, a := range arr[1:] {
+				if a.At.Before(end) {
+					t.Errorf("%s arrived %v before the pause ended", a.Method, end.Sub(a.At))
+				}
+			}
+			if st := c.PacerStats(); st.RateLimited != 1 || st.Retries != 1 || st.Requests != 3 {
+				t.Errorf("stats %+v: want 1 rate limited, 1 retry, 3 requests", st)
+			}
+		})
+	}
+}
+
+// A pause that begins while requests wait refuses those it makes miss
+// their deadline, and a retry whose wait outlasts the deadline is not
+// made; neither is sent.
+func TestPauseRefusesWhatItDelaysPastTheDeadline(t *testing.T) {
+	clk := testClock(t, 1000)
+	gate := make(chan struct{})
+	s := newPaceServer(t, clk, func(n int, a arrival, w http.ResponseWriter, r *http.Request) {
+		<-gate
+		w.Header().Set("Retry-After", "3600")
+		w.WriteHeader(http.StatusTooManyRequests)
+	})
+	p := retryPacing()
+	p.MaxInFlight = 1
+	c := pacedClient(t, s, p)
+	// Ten minutes on the test clock: 600 ms of wall time.
+	ctx, cancel := context.WithTimeout(t.Context(), 600*time.Millisecond)
+	defer cancel()
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.GetSecret(WithCaller(ctx, "A"), repActions, "A")
+		first <- err
+	}()
+	for s.Count() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	second := make(chan error, 1)
+	go func() {
+		_, err := c.GetSecret(WithCaller(ctx, "B"), repActions, "B")
+		second <- err
+	}()
+	waitQueued(t, c, 1)
+	close(gate)
+	for name, ch := range map[string]chan error{"queued request": second, "retry": first} {
+		err := <-ch
+		var te *ThrottledError
+		if !errors.As(err, &te) || te.RetryAfter < 59*time.Minute {
+			t.Errorf("%s: err = %v, want a *ThrottledError with RetryAfter near an hour", name, err)
+		}
+	}
+	if ctx.Err() != nil {
+		t.Error("the calls waited for their deadline instead of failing at once")
+	}
+	if n := s.Count(); n != 1 {
+		t.Errorf("%d requests sent, want 1", n)
+	}
+	if st := c.PacerStats(); st.Throttled != 2 || st.RateLimited != 1 {
+		t.Errorf("stats %+v: want 2 throttled, 1 rate limited", st)
+	}
+}
+
+// Retries exhausted on a rate limit return GitHub's answer with a
+// RetryAfter: GitHub's, or the pause the client imposed when GitHub gave
+// none.
+func TestRateLimitExhausted(t *testing.T) {
+	for _, tc := range []struct {
+		step string
+		want time.Duration
+	}{
+		{"403-retry-after", time.Second},
+		{"429", 10 * time.Second},
+	} {
+		t.Run(tc.step, func(t *testing.T) {
+			s := newPaceServer(t, testClock(t, 1000), scripted(tc.step))
+			p := retryPacing()
+			p.MaxAttempts, p.SecondaryPause = 3, 10*time.Second
+			c := pacedClient(t, s, p)
+			_, err := c.GetSecret(t.Context(), repActions, "S")
+			var e *Error
+			if !errors.As(err, &e) || !e.RateLimited {
+				t.Fatalf("err = %v, want a rate-limited *Error", err)
+			}
+			if e.RetryAfter <= 0 || e.RetryAfter > tc.want {
+				t.Errorf("RetryAfter %v, want in (0, %v]", e.RetryAfter, tc.want)
+			}
+			if n := s.Count(); n != 3 {
+				t.Errorf("%d attempts, want 3", n)
+			}
+			if st := c.PacerStats(); st.RateLimited != 3 {
+				t.Errorf("stats %+v: want 3 rate limited", st)
+			}
+		})
+	}
+}
+
+// Each retry logs one Warn line and adds a span event, with the method,
+// route template, status and attempt: never the token, the path or a
+// value.
+func TestRetryLogAndSpan(t *testing.T) {
+	const sealed = "U0VBTEVEc2VhbGVkU0VBTEVE"
+	clk := testClock(t, 1000)
+	s := newPaceServer(t, clk, scripted("502 echo", "drop", "201"))
+	log := newRecorder()
+	p := retryPacing()
+	c, err := New(Config{BaseURL: s.URL, Token: testToken, Pacing: &p, Clock: clk, Logger: slog.New(log)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	ctx, span := tp.Tracer("test").Start(t.Context(), "put")
+	if _, err := c.PutSecret(ctx, Scope{App: Actions, Owner: "planted-owner", Repo: "planted-repo"}, "PLANTED_NAME",
+		PutSecretBody{EncryptedValue: sealed, KeyID: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	span.End()
+
+	recs := log.Records()
+	if len(recs) != 2 {
+		t.Fatalf("%d log records, want 2 (one per retry)", len(recs))
+	}
+	for i, r := range recs {
+		a := attrs(r)
+		want := map[string]string{"method": "PUT", "route": "/repos/{owner}/{repo}/{app}/secrets/{secret_name}", "attempt": fmt.Sprint(i + 1)}
+		for k, v := range want {
+			if a[k] != v {
+				t.Errorf("record %d: %s = %q, want %q", i, k, a[k], v)
+			}
+		}
+		if r.Level != slog.LevelWarn || a["wait"] == "" || a["status"] == "" {
+			t.Errorf("record %d: level %v, attrs %v", i, r.Level, a)
+		}
+		line := r.Message + fmt.Sprint(a)
+		for _, secret := range []string{testToken, sealed, "planted", "PLANTED"} {
+			if strings.Contains(line, secret) {
+				t.Errorf("record %d shows %q: %s", i, secret, line)
+			}
+		}
+	}
+	if a := attrs(recs[0]); a["status"] != "502" {
+		t.Errorf("first retry status %s, want 502", a["status"])
+	}
+	if a := attrs(recs[1]); a["status"] != "0" {
+		t.Errorf("retry after a drop: status %s, want 0", a["status"])
+	}
+
+	var put sdktrace.ReadOnlySpan
+	for _, sp := range sr.Ended() {
+		if sp.Name() == "put" {
+			put = sp
+		}
+	}
+	if put == nil {
+		t.Fatal("the caller's span did not end")
+	}
+	var events int
+	for _, ev := range put.Events() {
+		if ev.Name != "github.retry" {
+			continue
+		}
+		events++
+		for _, kv := range ev.Attributes {
+			if v := kv.Value.String(); strings.Contains(v, "planted") || strings.Contains(v, sealed) {
+				t.Errorf("span event shows a value: %s=%s", kv.Key, v)
+			}
+		}
+	}
+	if events != 2 {
+		t.Errorf("%d retry events on the span, want 2", events)
+	}
+}
+
+// An encrypted value echoed by GitHub in any attempt never reaches the
+// error, whichever body that attempt sent.
+func TestBodyValuesNeverInErrors(t *testing.T) {
+	s := newPaceServer(t, testClock(t, 1000), scripted("502 echo"))
+	p := retryPacing()
+	p.MaxAttempts = 3
+	c := pacedClient(t, s, p)
+	n := 0
+	_, err := c.PutSecretFunc(t.Context(), repActions, "S", func() (PutSecretBody, error) {
+		n++
+		return PutSecretBody{EncryptedValue: fmt.Sprintf("U0VBTEVE-%d-c2VhbGVk", n), KeyID: "k"}, nil
+	})
+	var e *Error
+	if !errors.As(err, &e) || e.StatusCode != 502 {
+		t.Fatalf("err = %v, want a 502 *Error", err)
+	}
+	for i := 1; i <= n; i++ {
+		v := fmt.Sprintf("U0VBTEVE-%d-c2VhbGVk", i)
+		if msg := fmt.Sprintf("%v %+v %#v", err, err, *e); strings.Contains(msg, v) || strings.Contains(msg, testToken) {
+			t.Errorf("error shows a secret: %s", msg)
+		}
+	}
+	if !strings.Contains(e.Message, "[redacted]") {
+		t.Errorf("message %q: the echo was not redacted", e.Message)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	p := DefaultPacing()
+	p.BackoffBase, p.BackoffMax = time.Second, 10*time.Second
+	c, err := New(Config{Pacing: &p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for attempt, ceiling := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 8 * time.Second, 5: 10 * time.Second, 60: 10 * time.Second} {
+		for range 100 {
+			if d := c.backoff(attempt); d < 0 || d > ceiling {
+				t.Fatalf("backoff(%d) = %v, want in [0, %v]", attempt, d, ceiling)
+			}
+		}
+	}
+	p.BackoffBase, p.BackoffMax = 0, 0
+	c, _ = New(Config{Pacing: &p})
+	if d := c.backoff(3); d != 0 {
+		t.Errorf("zero backoff: %v", d)
+	}
+}
+
+func TestThrottledErrorMessage(t *testing.T) {
+	for _, tc := range []struct {
+		after time.Duration
+		want  string
+	}{
+		{12*time.Second + 300*time.Millisecond, "in 12s,"},
+		{1500 * time.Microsecond, "in 2ms,"},
+		{time.Nanosecond, "in 1ms,"},
+	} {
+		e := &ThrottledError{Method: "PUT", Route: "/repos/{owner}/{repo}/{app}/secrets/{secret_name}", RetryAfter: tc.after, Reason: "writes go one at a time"}
+		want := "github: PUT /repos/{owner}/{repo}/{app}/secrets/{secret_name}: not sent: writes go one at a time; the budget allows it " + tc.want + " after the caller's deadline"
+		if got := e.Error(); got != want {
+			t.Errorf("Error() = %q\nwant      %q", got, want)
+		}
+	}
+}
