@@ -48,6 +48,11 @@ func classify(err error) *status.Status {
 	case errors.Is(err, context.Canceled):
 		return status.New(codes.Canceled, "request canceled")
 	}
+	var te *upstream.ThrottledError
+	if errors.As(err, &te) {
+		return withRetryInfo(status.New(codes.ResourceExhausted,
+			"the broker's GitHub budget would not let this through before the call's deadline; try again later"), te.RetryAfter)
+	}
 	var ue *upstream.Error
 	if !errors.As(err, &ue) {
 		if isTransport(err) {
@@ -58,13 +63,8 @@ func classify(err error) *status.Status {
 	msg := truncate(ue.Message, maxUpstreamMessage)
 	switch {
 	case ue.RateLimited:
-		st := status.New(codes.ResourceExhausted, "GitHub's rate limit for the broker's credentials is exhausted; try again later")
-		if ue.RetryAfter > 0 {
-			if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(ue.RetryAfter.Round(time.Second))}); err == nil {
-				return d
-			}
-		}
-		return st
+		return withRetryInfo(status.New(codes.ResourceExhausted,
+			"GitHub's rate limit for the broker's credentials is exhausted; try again later"), ue.RetryAfter)
 	case ue.StatusCode == http.StatusNotFound:
 		return status.New(codes.NotFound, "not found on GitHub (or the broker's credentials cannot see it)")
 	case ue.StatusCode == http.StatusConflict:
@@ -79,6 +79,21 @@ func classify(err error) *status.Status {
 		return status.New(codes.Unavailable, "GitHub is unavailable; try again later")
 	}
 	return status.New(codes.Internal, "GitHub did not accept the broker's request")
+}
+
+// withRetryInfo adds a RetryInfo detail telling the caller to wait d,
+// rounded up to a whole second, when d is positive.
+func withRetryInfo(st *status.Status, d time.Duration) *status.Status {
+	if d <= 0 {
+		return st
+	}
+	if secs := d.Truncate(time.Second); secs < d {
+		d = secs + time.Second
+	}
+	if ds, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)}); err == nil {
+		return ds
+	}
+	return st
 }
 
 // isTransport reports whether err is a network failure rather than an

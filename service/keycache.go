@@ -12,9 +12,11 @@ import (
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
-// keyFetcher fetches a scope's current public key from GitHub.
+// keyFetcher fetches a scope's current public key from GitHub, outright or
+// conditionally on an ETag.
 type keyFetcher interface {
 	GetPublicKey(ctx context.Context, s upstream.Scope) (upstream.PublicKey, error)
+	RevalidatePublicKey(ctx context.Context, s upstream.Scope, etag string) (pk upstream.PublicKey, notModified bool, err error)
 }
 
 // sealingKey is a scope's public key, decoded and ready to seal with.
@@ -22,19 +24,19 @@ type sealingKey struct {
 	id      upstream.KeyID
 	encoded string // base64, as GitHub sent it
 	key     [32]byte
-	fetched time.Time
+	etag    string // of the answer that carried it; "" when GitHub sent none
+	checked time.Time
 }
 
-// keyCache caches each scope's public key. Concurrent misses for one scope
-// are merged into one upstream call (singleflight); no lock is held across
-// an upstream call. A waiter whose context ends stops waiting and forgets
-// the call, as net.Resolver does, so the next caller starts afresh rather
-// than joining a fetch that may be stuck.
+// keyCache caches each scope's public key. A key older than the TTL is
+// revalidated with a conditional request (If-None-Match), which GitHub
+// answers with 304 when the key is unchanged; a 304 does not count against
+// GitHub's primary rate limit. Concurrent fetches for one scope are merged
+// into one upstream call (share); no lock is held across an upstream call.
 type keyCache struct {
-	fetch   keyFetcher
-	ttl     time.Duration
-	now     func() time.Time
-	timeout time.Duration // bound on one fetch, which outlives its callers
+	fetch keyFetcher
+	ttl   time.Duration
+	now   func() time.Time
 
 	group singleflight.Group
 	mu    sync.RWMutex
@@ -43,36 +45,37 @@ type keyCache struct {
 
 func newKeyCache(fetch keyFetcher, ttl time.Duration, now func() time.Time) *keyCache {
 	return &keyCache{
-		fetch:   fetch,
-		ttl:     ttl,
-		now:     now,
-		timeout: 30 * time.Second,
-		keys:    make(map[string]sealingKey),
+		fetch: fetch,
+		ttl:   ttl,
+		now:   now,
+		keys:  make(map[string]sealingKey),
 	}
 }
 
-// get returns the scope's key, from the cache while it is fresh.
+// get returns the scope's key: from the cache while it is fresh, else
+// revalidated or fetched.
 func (c *keyCache) get(ctx context.Context, s upstream.Scope) (sealingKey, error) {
-	path := s.Path()
-	c.mu.RLock()
-	k, ok := c.keys[path]
-	c.mu.RUnlock()
-	if ok && (c.ttl <= 0 || c.now().Sub(k.fetched) < c.ttl) {
+	k, ok := c.cached(s)
+	if ok && (c.ttl <= 0 || c.now().Sub(k.checked) < c.ttl) {
 		return k, nil
 	}
-	return c.load(ctx, s, path)
+	return c.load(ctx, s)
+}
+
+// cached returns the scope's cached key, however old, without calling
+// GitHub.
+func (c *keyCache) cached(s upstream.Scope) (sealingKey, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	k, ok := c.keys[s.Path()]
+	return k, ok
 }
 
 // refresh drops the cached key when it is still the one named stale, then
 // returns the scope's current key. A key another caller has already
 // replaced is not dropped again, so one rotation costs one fetch.
 func (c *keyCache) refresh(ctx context.Context, s upstream.Scope, stale upstream.KeyID) (sealingKey, error) {
-	path := s.Path()
-	c.mu.Lock()
-	if k, ok := c.keys[path]; ok && k.id == stale {
-		delete(c.keys, path)
-	}
-	c.mu.Unlock()
+	c.forget(s, stale)
 	return c.get(ctx, s)
 }
 
@@ -86,36 +89,42 @@ func (c *keyCache) forget(s upstream.Scope, id upstream.KeyID) {
 	c.mu.Unlock()
 }
 
-func (c *keyCache) load(ctx context.Context, s upstream.Scope, path string) (sealingKey, error) {
-	ch := c.group.DoChan(path, func() (any, error) {
-		// The fetch serves every waiter, so it must not end with the
-		// first caller's context; it keeps the caller's trace.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
-		defer cancel()
-		pk, err := c.fetch.GetPublicKey(fctx, s)
+// load fetches the scope's key, or revalidates the cached one, once for
+// every concurrent caller.
+func (c *keyCache) load(ctx context.Context, s upstream.Scope) (sealingKey, error) {
+	path := s.Path()
+	return share(ctx, &c.group, path, func(ctx context.Context) (sealingKey, error) {
+		// A load that finished between our miss and this call has already
+		// stored a fresh key.
+		old, had := c.cached(s)
+		if had && (c.ttl <= 0 || c.now().Sub(old.checked) < c.ttl) {
+			return old, nil
+		}
+		var (
+			pk          upstream.PublicKey
+			notModified bool
+			err         error
+		)
+		if had && old.etag != "" {
+			pk, notModified, err = c.fetch.RevalidatePublicKey(ctx, s, old.etag)
+		} else {
+			pk, err = c.fetch.GetPublicKey(ctx, s)
+		}
 		if err != nil {
 			return sealingKey{}, err
 		}
-		k, err := decodeKey(pk)
-		if err != nil {
-			return sealingKey{}, err
+		k := old
+		if !notModified {
+			if k, err = decodeKey(pk); err != nil {
+				return sealingKey{}, err
+			}
 		}
-		k.fetched = c.now()
+		k.checked = c.now()
 		c.mu.Lock()
 		c.keys[path] = k
 		c.mu.Unlock()
 		return k, nil
 	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return sealingKey{}, r.Err
-		}
-		return r.Val.(sealingKey), nil
-	case <-ctx.Done():
-		c.group.Forget(path)
-		return sealingKey{}, fmt.Errorf("waiting for the public key of %s: %w", path, ctx.Err())
-	}
 }
 
 func decodeKey(pk upstream.PublicKey) (sealingKey, error) {
@@ -126,7 +135,7 @@ func decodeKey(pk upstream.PublicKey) (sealingKey, error) {
 	if err != nil || len(raw) != 32 {
 		return sealingKey{}, fmt.Errorf("GitHub sent public key %s that is not 32 base64-encoded bytes", pk.KeyID)
 	}
-	k := sealingKey{id: pk.KeyID, encoded: pk.Key}
+	k := sealingKey{id: pk.KeyID, encoded: pk.Key, etag: pk.ETag}
 	copy(k.key[:], raw)
 	return k, nil
 }

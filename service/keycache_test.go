@@ -16,12 +16,15 @@ import (
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
-// fakeKeys serves public keys; each call can be held on a gate.
+// fakeKeys serves public keys, with an ETag naming the key id; each call
+// can be held on a gate.
 type fakeKeys struct {
-	calls atomic.Int32
-	gate  chan struct{} // when non-nil, each fetch waits for a receive
-	id    atomic.Int32
-	key   string
+	calls       atomic.Int32  // every call, conditional or not
+	conditional atomic.Int32  // calls with an ETag
+	notModified atomic.Int32  // of those, answered "not modified"
+	gate        chan struct{} // when non-nil, each fetch waits for a receive
+	id          atomic.Int32
+	key         string
 }
 
 func newFakeKeys(t *testing.T) *fakeKeys {
@@ -43,7 +46,18 @@ func (f *fakeKeys) GetPublicKey(ctx context.Context, _ upstream.Scope) (upstream
 			return upstream.PublicKey{}, ctx.Err()
 		}
 	}
-	return upstream.PublicKey{KeyID: upstream.KeyID(strconv.Itoa(int(f.id.Load()))), Key: f.key}, nil
+	id := strconv.Itoa(int(f.id.Load()))
+	return upstream.PublicKey{KeyID: upstream.KeyID(id), Key: f.key, ETag: `"` + id + `"`}, nil
+}
+
+func (f *fakeKeys) RevalidatePublicKey(ctx context.Context, s upstream.Scope, etag string) (upstream.PublicKey, bool, error) {
+	f.conditional.Add(1)
+	pk, err := f.GetPublicKey(ctx, s)
+	if err != nil || pk.ETag != etag {
+		return pk, false, err
+	}
+	f.notModified.Add(1)
+	return upstream.PublicKey{ETag: etag}, true, nil
 }
 
 var testScope = upstream.Scope{App: upstream.Actions, Org: "acme"}
@@ -127,8 +141,16 @@ func TestKeyCacheTTLAndRefresh(t *testing.T) {
 	mu.Lock()
 	now = now.Add(2 * time.Minute)
 	mu.Unlock()
+	k, err := c.get(ctx, testScope)
+	if err != nil || k.id != "1" || f.calls.Load() != 2 || f.notModified.Load() != 1 {
+		t.Fatalf("an expired key was not revalidated (%+v, %d fetches, %d not modified, %v)", k, f.calls.Load(), f.notModified.Load(), err)
+	}
+	// Revalidated, the key is fresh again for a whole TTL.
+	mu.Lock()
+	now = now.Add(30 * time.Second)
+	mu.Unlock()
 	if _, err := c.get(ctx, testScope); err != nil || f.calls.Load() != 2 {
-		t.Fatalf("an expired key was not fetched again (%d fetches, %v)", f.calls.Load(), err)
+		t.Fatalf("a revalidated key was fetched again (%d fetches, %v)", f.calls.Load(), err)
 	}
 
 	// A rotation: refresh for the stale id fetches once; a second refresh
@@ -154,5 +176,27 @@ func TestDecodeKeyRejectsBadKeys(t *testing.T) {
 		if _, err := decodeKey(pk); err == nil {
 			t.Errorf("decodeKey(%+v) accepted a bad key", pk)
 		}
+	}
+}
+
+// A key that changed while cached comes back whole from the conditional
+// request, and the cache takes it.
+func TestKeyCacheRevalidationSeesNewKey(t *testing.T) {
+	f := newFakeKeys(t)
+	now := time.Unix(1_700_000_000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	c := newKeyCache(f, time.Minute, clock)
+	if _, err := c.get(t.Context(), testScope); err != nil {
+		t.Fatal(err)
+	}
+	f.id.Store(7)
+	mu.Lock()
+	now = now.Add(time.Hour)
+	mu.Unlock()
+	k, err := c.get(t.Context(), testScope)
+	if err != nil || k.id != "7" || f.conditional.Load() != 1 || f.notModified.Load() != 0 {
+		t.Fatalf("get = %+v, %v (%d conditional, %d not modified); want key 7 from one conditional request",
+			k, err, f.conditional.Load(), f.notModified.Load())
 	}
 }

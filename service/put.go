@@ -105,50 +105,89 @@ func (s *Server) put(ctx context.Context, p putPlan) (created bool, keyID upstre
 			return false, "", err
 		}
 	}
-	body := upstream.PutSecretBody{Visibility: p.visibility, SelectedRepositoryIDs: p.repoIDs}
-	if p.plaintext == nil {
-		return s.putSealed(ctx, p, body)
-	}
 	key, err := s.keys.get(ctx, p.scope)
 	if err != nil {
 		return false, "", err
 	}
-	for attempt := 0; ; attempt++ {
-		if body.EncryptedValue, err = seal(&key.key, p.plaintext); err != nil {
-			return false, "", err
-		}
-		body.KeyID = key.id
-		created, err = s.up.PutSecret(ctx, p.scope, p.name, body)
-		if err == nil || attempt > 0 || !isStatus(err, http.StatusUnprocessableEntity) {
-			return created, key.id, err
-		}
-		// GitHub rejects a value sealed with a key that is no longer the
-		// scope's: fetch the current key and, if it changed, seal again and
-		// retry once, so callers never see a rotation.
-		fresh, ferr := s.keys.refresh(ctx, p.scope, key.id)
-		if ferr != nil || fresh.id == key.id {
-			return false, "", err
-		}
-		key = fresh
+	if p.plaintext == nil {
+		return s.putSealed(ctx, p, key)
 	}
+	var v sealedValue
+	if err := v.seal(key, p.plaintext); err != nil {
+		return false, "", err
+	}
+	return s.putPlain(ctx, p, v)
+}
+
+// sealedValue is a plaintext value sealed with one of the scope's keys.
+type sealedValue struct {
+	keyID upstream.KeyID
+	value string // base64
+}
+
+func (v *sealedValue) seal(k sealingKey, plaintext []byte) error {
+	value, err := seal(&k.key, plaintext)
+	if err != nil {
+		return err
+	}
+	v.keyID, v.value = k.id, value
+	return nil
+}
+
+// putPlain writes a value the broker seals. v was sealed ahead of time
+// (in a batch, in parallel with the other items); when the pacer admits
+// the write and the cache by then holds another key for the scope, the
+// value is sealed again with that key, so that a rotation seen by one
+// write costs the writes queued behind it nothing. When GitHub rejects the
+// key (422) the scope's key is fetched again and the write retried once,
+// so callers never see a rotation.
+func (s *Server) putPlain(ctx context.Context, p putPlan, v sealedValue) (bool, upstream.KeyID, error) {
+	body := func() (upstream.PutSecretBody, error) {
+		if k, ok := s.keys.cached(p.scope); ok && k.id != v.keyID {
+			if err := v.seal(k, p.plaintext); err != nil {
+				return upstream.PutSecretBody{}, err
+			}
+		}
+		return upstream.PutSecretBody{
+			EncryptedValue:        v.value,
+			KeyID:                 v.keyID,
+			Visibility:            p.visibility,
+			SelectedRepositoryIDs: p.repoIDs,
+		}, nil
+	}
+	created, err := s.up.PutSecretFunc(ctx, p.scope, p.name, body)
+	if !isStatus(err, http.StatusUnprocessableEntity) {
+		return created, v.keyID, err
+	}
+	fresh, ferr := s.keys.refresh(ctx, p.scope, v.keyID)
+	if ferr != nil || fresh.id == v.keyID {
+		return false, "", err
+	}
+	// body seals with the fresh key, now in the cache.
+	created, err = s.up.PutSecretFunc(ctx, p.scope, p.name, body)
+	return created, v.keyID, err
 }
 
 // putSealed passes a caller-sealed value through after checking its key_id
 // against the scope's current key.
-func (s *Server) putSealed(ctx context.Context, p putPlan, body upstream.PutSecretBody) (bool, upstream.KeyID, error) {
-	key, err := s.keys.get(ctx, p.scope)
-	if err == nil && key.id != p.keyID {
+func (s *Server) putSealed(ctx context.Context, p putPlan, key sealingKey) (bool, upstream.KeyID, error) {
+	var err error
+	if key.id != p.keyID {
 		// The caller may hold a newer key than the cache.
-		key, err = s.keys.refresh(ctx, p.scope, key.id)
-	}
-	if err != nil {
-		return false, "", err
+		if key, err = s.keys.refresh(ctx, p.scope, key.id); err != nil {
+			return false, "", err
+		}
 	}
 	if key.id != p.keyID {
 		return false, "", invalidArg("key_id", "%q is not the scope's current key (%q): call GetPublicKey and seal again", p.keyID, key.id)
 	}
-	body.EncryptedValue, body.KeyID = p.sealed, p.keyID
-	created, err := s.up.PutSecret(ctx, p.scope, p.name, body)
+	body := upstream.PutSecretBody{
+		EncryptedValue:        p.sealed,
+		KeyID:                 p.keyID,
+		Visibility:            p.visibility,
+		SelectedRepositoryIDs: p.repoIDs,
+	}
+	created, err := s.up.PutSecretFunc(ctx, p.scope, p.name, func() (upstream.PutSecretBody, error) { return body, nil })
 	if isStatus(err, http.StatusUnprocessableEntity) {
 		// The key may have rotated under us; make the caller's next
 		// GetPublicKey fetch the current one.

@@ -15,12 +15,16 @@ import (
 )
 
 // Upstream is what the service needs of GitHub. *upstream.Client
-// satisfies it; tests may wrap it.
+// satisfies it, pacing and retrying every call; tests may wrap it. The
+// service coalesces identical reads in flight before they reach it.
 type Upstream interface {
 	GetPublicKey(ctx context.Context, s upstream.Scope) (upstream.PublicKey, error)
+	RevalidatePublicKey(ctx context.Context, s upstream.Scope, etag string) (pk upstream.PublicKey, notModified bool, err error)
 	ListSecrets(ctx context.Context, s upstream.Scope, p upstream.Page) (upstream.SecretList, error)
 	GetSecret(ctx context.Context, s upstream.Scope, name string) (upstream.Secret, error)
-	PutSecret(ctx context.Context, s upstream.Scope, name string, body upstream.PutSecretBody) (created bool, err error)
+	// PutSecretFunc calls body once per attempt, when the upstream pacer
+	// has admitted the write and just before it is sent.
+	PutSecretFunc(ctx context.Context, s upstream.Scope, name string, body func() (upstream.PutSecretBody, error)) (created bool, err error)
 	DeleteSecret(ctx context.Context, s upstream.Scope, name string) error
 	ListSelectedRepositories(ctx context.Context, s upstream.Scope, name string, p upstream.Page) (upstream.RepositoryList, error)
 	SetSelectedRepositories(ctx context.Context, s upstream.Scope, name string, ids []int64) error
@@ -29,14 +33,18 @@ type Upstream interface {
 	ListRepositoryOrganizationSecrets(ctx context.Context, s upstream.Scope, p upstream.Page) (upstream.SecretList, error)
 }
 
+// DefaultKeyTTL is Options.KeyTTL's default.
+const DefaultKeyTTL = 10 * time.Minute
+
 // Options tune the service. The zero value is usable.
 type Options struct {
 	// Logger receives one line per failed request (never a value).
 	// Default: discard.
 	Logger *slog.Logger
-	// KeyTTL is how long a scope's public key is used before it is fetched
-	// again. A rotation GitHub reports (422) is picked up at once whatever
-	// the TTL. Default: 1 hour.
+	// KeyTTL is how long a scope's public key is used before it is
+	// revalidated with a conditional request (If-None-Match; GitHub's 304
+	// costs no primary quota). A rotation GitHub reports (422) is picked up
+	// at once whatever the TTL. Default: 10 minutes.
 	KeyTTL time.Duration
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
@@ -57,13 +65,13 @@ func New(up Upstream, opts Options) *Server {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if opts.KeyTTL == 0 {
-		opts.KeyTTL = time.Hour
+		opts.KeyTTL = DefaultKeyTTL
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	return &Server{
-		up:   up,
+		up:   &sharedReads{Upstream: up},
 		keys: newKeyCache(up, opts.KeyTTL, opts.Now),
 		log:  opts.Logger,
 	}

@@ -20,10 +20,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/upstream"
+	"github.com/secretbroker/secretbroker/upstream/clock"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
 
@@ -57,10 +59,21 @@ type harness struct {
 	broker secretbrokerv1.SecretServiceClient
 	logs   *syncBuffer
 	upURL  string
+	client *upstream.Client // nil when a test built its own Upstream
 }
 
 type harnessOpts struct {
 	legacy bool
+	// limits are the emulator's rate limits; default none.
+	limits emulator.Limits
+	// pacing is the upstream client's; default upstream.DefaultPacing().
+	pacing *upstream.Pacing
+	// scale is how much faster than the wall clock the emulator's and the
+	// pacer's clock runs; default 1000, so that a 1 s write interval lasts
+	// 1 ms.
+	scale float64
+	// wrap, when set, wraps the upstream client the service talks to.
+	wrap func(Upstream) Upstream
 }
 
 // newHarness runs the emulator and the broker on real loopback sockets:
@@ -69,17 +82,56 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.scale == 0 {
+		o.scale = 1000
+	}
+	clk, err := clock.Scaled(o.scale)
+	if err != nil {
+		t.Fatal(err)
+	}
 
-	emu := emulator.New(emulator.Options{Token: testToken, LegacyRoutes: o.legacy, Logger: logger})
+	emu := emulator.New(emulator.Options{Token: testToken, LegacyRoutes: o.legacy, Logger: logger, Clock: clk, Limits: o.limits})
 	demo := emu.SeedDemo()
 	hs := httptest.NewServer(emu)
 	t.Cleanup(hs.Close)
 
-	up, err := upstream.New(upstream.Config{BaseURL: hs.URL, Token: upstream.Token(testToken), LegacyRoutes: o.legacy})
+	client, err := upstream.New(upstream.Config{
+		BaseURL:      hs.URL,
+		Token:        upstream.Token(testToken),
+		LegacyRoutes: o.legacy,
+		Pacing:       o.pacing,
+		Clock:        clk,
+		Logger:       logger,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newHarnessWith(t, emu, demo, up, logs, logger, hs.URL)
+	var up Upstream = client
+	if o.wrap != nil {
+		up = o.wrap(client)
+	}
+	h := newHarnessWith(t, emu, demo, up, logs, logger, hs.URL)
+	h.client = client
+	return h
+}
+
+// testCallerKey is the gRPC metadata key with which a test names its
+// caller; the harness's server hands it to the pacer (cmd does the same
+// with the caller's address).
+const testCallerKey = "test-caller"
+
+func callerFromMetadata(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if c := md.Get(testCallerKey); len(c) == 1 {
+			ctx = upstream.WithCaller(ctx, c[0])
+		}
+	}
+	return handler(ctx, req)
+}
+
+// as returns ctx carrying the caller's name for the harness's server.
+func as(ctx context.Context, caller string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, testCallerKey, caller)
 }
 
 func newHarnessWith(t *testing.T, emu *emulator.Server, demo emulator.Demo, up Upstream, logs *syncBuffer, logger *slog.Logger, upURL string) *harness {
@@ -88,7 +140,7 @@ func newHarnessWith(t *testing.T, emu *emulator.Server, demo emulator.Demo, up U
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(grpc.UnaryInterceptor(callerFromMetadata))
 	secretbrokerv1.RegisterSecretServiceServer(gs, New(up, Options{Logger: logger}))
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
@@ -601,7 +653,12 @@ func TestUnreachableUpstreamIsUnavailable(t *testing.T) {
 	hs := httptest.NewServer(http.NotFoundHandler())
 	url := hs.URL
 	hs.Close() // nothing listens there now
-	up, err := upstream.New(upstream.Config{BaseURL: url, Token: upstream.Token(testToken)})
+	// The retries' backoff lasts milliseconds on a clock 1000 times faster.
+	clk, err := clock.Scaled(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := upstream.New(upstream.Config{BaseURL: url, Token: upstream.Token(testToken), Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,6 +75,35 @@ type Config struct {
 	// false.
 	UpstreamLegacyRoutes bool
 
+	// UpstreamMaxInFlight is the most requests the broker has in flight to
+	// GitHub at once. Flag --upstream-max-in-flight. Default 10; between 1
+	// and 100 (GitHub's hard limit on concurrent requests).
+	UpstreamMaxInFlight int
+
+	// UpstreamWriteInterval is the least time between the starts of two
+	// mutating requests (PUT, DELETE), which are also sent one at a time,
+	// as GitHub's best practices ask. Flag --upstream-write-interval.
+	// Default 1s; 0 sends them concurrently and unspaced (for GitHub
+	// Enterprise Server with rate limits turned off).
+	UpstreamWriteInterval time.Duration
+
+	// UpstreamPointsPerMinute is the budget of GitHub's secondary rate
+	// limit in points per minute (GET 1 point, PUT and DELETE 5), never
+	// exceeded in any 60 s window. Flag --upstream-points-per-minute.
+	// Default 900, GitHub's limit; 0 turns the budget off.
+	UpstreamPointsPerMinute int
+
+	// UpstreamMaxAttempts is how many times one request is tried when
+	// GitHub answers with a rate limit or a 5xx, or the connection drops.
+	// Flag --upstream-max-attempts. Default 5; between 1 and 20.
+	UpstreamMaxAttempts int
+
+	// KeyTTL is how long a scope's public key is used before it is
+	// revalidated with a conditional request (If-None-Match), which costs
+	// no primary quota when the key is unchanged. Flag --key-ttl. Default
+	// 10m.
+	KeyTTL time.Duration
+
 	// Dev runs the broker against the embedded GitHub emulator, seeded with
 	// demo data, with both listeners on loopback. Flag --dev. Default
 	// false.
@@ -101,6 +130,11 @@ const (
 	defaultUpstreamAPIVersionActions = "2022-11-28"
 	defaultUpstreamAPIVersionAgents  = "2026-03-10"
 	defaultShutdownTimeout           = 15 * time.Second
+	defaultUpstreamMaxInFlight       = 10
+	defaultUpstreamWriteInterval     = time.Second
+	defaultUpstreamPointsPerMinute   = 900
+	defaultUpstreamMaxAttempts       = 5
+	defaultKeyTTL                    = 10 * time.Minute
 	defaultLogLevel                  = slog.LevelInfo
 )
 
@@ -139,6 +173,16 @@ Flags:
 		"X-GitHub-Api-Version for Agents secrets")
 	fs.BoolVar(&cfg.UpstreamLegacyRoutes, "upstream-legacy-routes", false,
 		"older GitHub Enterprise Server: environment secrets under /repositories/{id}/environments/...")
+	fs.IntVar(&cfg.UpstreamMaxInFlight, "upstream-max-in-flight", defaultUpstreamMaxInFlight,
+		"most requests in flight to GitHub at once (1 to 100)")
+	fs.DurationVar(&cfg.UpstreamWriteInterval, "upstream-write-interval", defaultUpstreamWriteInterval,
+		"least time between the starts of two PUT or DELETE requests, sent one at a time; 0 sends them unspaced and concurrently")
+	fs.IntVar(&cfg.UpstreamPointsPerMinute, "upstream-points-per-minute", defaultUpstreamPointsPerMinute,
+		"GitHub's secondary rate limit budget in any 60 s window (GET 1 point, PUT/DELETE 5); 0 turns it off")
+	fs.IntVar(&cfg.UpstreamMaxAttempts, "upstream-max-attempts", defaultUpstreamMaxAttempts,
+		"tries per GitHub request on a rate limit, a 5xx or a dropped connection (1 to 20)")
+	fs.DurationVar(&cfg.KeyTTL, "key-ttl", defaultKeyTTL,
+		"how long a public key is used before it is revalidated with If-None-Match")
 	fs.BoolVar(&cfg.Dev, "dev", false,
 		"run against the embedded GitHub emulator with demo data; listen on loopback only")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout,
@@ -225,6 +269,24 @@ func (c *Config) readToken(lookupEnv func(string) (string, bool)) error {
 func (c *Config) validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
+	}
+	if c.UpstreamMaxInFlight < 1 || c.UpstreamMaxInFlight > 100 {
+		return fmt.Errorf("--upstream-max-in-flight must be between 1 and 100 (GitHub's limit), got %d", c.UpstreamMaxInFlight)
+	}
+	if c.UpstreamWriteInterval < 0 {
+		return fmt.Errorf("--upstream-write-interval must not be negative, got %s", c.UpstreamWriteInterval)
+	}
+	if c.UpstreamPointsPerMinute < 0 {
+		return fmt.Errorf("--upstream-points-per-minute must not be negative, got %d", c.UpstreamPointsPerMinute)
+	}
+	if c.UpstreamPointsPerMinute > 0 && c.UpstreamPointsPerMinute < 5 {
+		return fmt.Errorf("--upstream-points-per-minute must be 0 (off) or at least 5, the cost of one write; got %d", c.UpstreamPointsPerMinute)
+	}
+	if c.UpstreamMaxAttempts < 1 || c.UpstreamMaxAttempts > 20 {
+		return fmt.Errorf("--upstream-max-attempts must be between 1 and 20, got %d", c.UpstreamMaxAttempts)
+	}
+	if c.KeyTTL <= 0 {
+		return fmt.Errorf("--key-ttl must be positive, got %s", c.KeyTTL)
 	}
 	if c.UpstreamAPIVersionActions == "" {
 		return errors.New("--upstream-api-version-actions must not be empty")
@@ -316,6 +378,11 @@ func (c Config) LogValue() slog.Value {
 		slog.String("upstream_api_version_actions", c.UpstreamAPIVersionActions),
 		slog.String("upstream_api_version_agents", c.UpstreamAPIVersionAgents),
 		slog.Bool("upstream_legacy_routes", c.UpstreamLegacyRoutes),
+		slog.Int("upstream_max_in_flight", c.UpstreamMaxInFlight),
+		slog.Duration("upstream_write_interval", c.UpstreamWriteInterval),
+		slog.Int("upstream_points_per_minute", c.UpstreamPointsPerMinute),
+		slog.Int("upstream_max_attempts", c.UpstreamMaxAttempts),
+		slog.Duration("key_ttl", c.KeyTTL),
 		slog.Bool("dev", c.Dev),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.String("log_level", c.LogLevel.String()),

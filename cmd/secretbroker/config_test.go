@@ -48,6 +48,11 @@ func TestLoadConfig(t *testing.T) {
 		UpstreamToken:             upstream.Token(testToken),
 		UpstreamAPIVersionActions: "2022-11-28",
 		UpstreamAPIVersionAgents:  "2026-03-10",
+		UpstreamMaxInFlight:       10,
+		UpstreamWriteInterval:     time.Second,
+		UpstreamPointsPerMinute:   900,
+		UpstreamMaxAttempts:       5,
+		KeyTTL:                    10 * time.Minute,
 		ShutdownTimeout:           15 * time.Second,
 		LogLevel:                  slog.LevelInfo,
 	}
@@ -83,6 +88,11 @@ func TestLoadConfig(t *testing.T) {
 				"SECRETBROKER_UPSTREAM_API_VERSION_ACTIONS": "2026-03-10",
 				"SECRETBROKER_UPSTREAM_API_VERSION_AGENTS":  "2027-01-01",
 				"SECRETBROKER_UPSTREAM_LEGACY_ROUTES":       "true",
+				"SECRETBROKER_UPSTREAM_MAX_IN_FLIGHT":       "100",
+				"SECRETBROKER_UPSTREAM_WRITE_INTERVAL":      "0s",
+				"SECRETBROKER_UPSTREAM_POINTS_PER_MINUTE":   "0",
+				"SECRETBROKER_UPSTREAM_MAX_ATTEMPTS":        "1",
+				"SECRETBROKER_KEY_TTL":                      "1h",
 				"SECRETBROKER_SHUTDOWN_TIMEOUT":             "3s",
 				"SECRETBROKER_LOG_LEVEL":                    "debug",
 				"OTEL_EXPORTER_OTLP_ENDPOINT":               "http://collector:4317",
@@ -94,6 +104,11 @@ func TestLoadConfig(t *testing.T) {
 				c.UpstreamAPIVersionActions = "2026-03-10"
 				c.UpstreamAPIVersionAgents = "2027-01-01"
 				c.UpstreamLegacyRoutes = true
+				c.UpstreamMaxInFlight = 100
+				c.UpstreamWriteInterval = 0
+				c.UpstreamPointsPerMinute = 0
+				c.UpstreamMaxAttempts = 1
+				c.KeyTTL = time.Hour
 				c.ShutdownTimeout = 3 * time.Second
 				c.LogLevel = slog.LevelDebug
 				c.OTLPEndpoint = "http://collector:4317"
@@ -265,6 +280,13 @@ func TestLoadConfigErrors(t *testing.T) {
 			env:  withToken,
 			want: []string{"--shutdown-timeout"},
 		},
+		{name: "no request in flight", args: []string{"--upstream-max-in-flight=0"}, env: withToken, want: []string{"--upstream-max-in-flight", "100"}},
+		{name: "more in flight than GitHub allows", args: []string{"--upstream-max-in-flight=101"}, env: withToken, want: []string{"--upstream-max-in-flight"}},
+		{name: "negative write interval", args: []string{"--upstream-write-interval=-1s"}, env: withToken, want: []string{"--upstream-write-interval"}},
+		{name: "negative points", args: []string{"--upstream-points-per-minute=-1"}, env: withToken, want: []string{"--upstream-points-per-minute"}},
+		{name: "points below one write", args: []string{"--upstream-points-per-minute=4"}, env: withToken, want: []string{"--upstream-points-per-minute", "at least 5"}},
+		{name: "no attempt", args: []string{"--upstream-max-attempts=0"}, env: withToken, want: []string{"--upstream-max-attempts"}},
+		{name: "zero key TTL", env: map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_KEY_TTL": "0s"}, want: []string{"--key-ttl"}},
 		{
 			name: "bad log level",
 			args: []string{"--log-level=loud"},

@@ -27,14 +27,21 @@ type devUpstream struct {
 	done  chan struct{}
 }
 
+// githubLimits are github.com's published rate limits, which the dev
+// emulator enforces so that --dev paces as production does.
+func githubLimits() emulator.Limits {
+	return emulator.Limits{PointsPerMinute: 900, MaxConcurrent: 100, PrimaryPerHour: 5000}
+}
+
 // startEmulator starts the GitHub emulator on 127.0.0.1 with a random
-// token, seeded with the demo data.
+// token and github.com's rate limits, seeded with the demo data.
 func startEmulator(ctx context.Context, cfg Config, logger *slog.Logger) (*devUpstream, error) {
 	token := rand.Text()
 	emu := emulator.New(emulator.Options{
 		Token:        token,
 		LegacyRoutes: cfg.UpstreamLegacyRoutes,
 		Logger:       logger,
+		Limits:       githubLimits(),
 	})
 	demo := emu.SeedDemo()
 
@@ -157,7 +164,10 @@ func writeDevBanner(w io.Writer, demo emulator.Demo, emulatorURL, grpcAddr, http
 	if env != "" {
 		lines = append(lines, grpcurl(`{"parent":"`+envScope+`"}`, "ListSecrets"))
 	}
-	lines = append(lines, grpcurl(`{"name":"`+repoScope+`/secrets/NPM_TOKEN"}`, "DeleteSecret"))
+	lines = append(lines,
+		grpcurl(`{"requests":[{"name":"`+repoScope+`/secrets/A","value":"s3cr3t"},{"name":"`+repoAgents+`/secrets/B","value":"s3cr3t"}]}`, "BatchPutSecrets"),
+		grpcurl(`{"name":"`+repoScope+`/secrets/NPM_TOKEN"}`, "DeleteSecret"),
+	)
 	for _, l := range lines {
 		b.WriteString("  " + l + "\n")
 	}
@@ -182,6 +192,8 @@ func writeDevBanner(w io.Writer, demo emulator.Demo, emulatorURL, grpcAddr, http
 		lines = append(lines, fmt.Sprintf("curl -s %s/v1/%s/secrets", h, envScope))
 	}
 	lines = append(lines,
+		fmt.Sprintf(`curl -s -X POST %s/v1/secrets:batchPut -d '{"requests":[{"name":"%s/secrets/A","value":"s3cr3t"},{"name":"%s/secrets/B","value":"s3cr3t","visibility":"private"}]}'`, h, repoScope, orgScope),
+		fmt.Sprintf(`curl -s -X POST %s/v1/secrets:batchDelete -d '{"names":["%s/secrets/A","%s/secrets/B"]}'`, h, repoScope, orgScope),
 		fmt.Sprintf("curl -s -X DELETE %s/v1/%s/secrets/NPM_TOKEN", h, repoScope),
 		fmt.Sprintf("curl -s %s/openapi.json", h),
 	)

@@ -21,7 +21,7 @@ import (
 // newGateway returns the JSON gateway's HTTP handler: the grpc-gateway mux
 // for SecretService, calling the gRPC server over conn, with
 // GET /openapi.json and GET /healthz.
-func newGateway(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
+func newGateway(ctx context.Context, conn *grpc.ClientConn, callers callerKeys) (http.Handler, error) {
 	mux := runtime.NewServeMux(
 		// snake_case JSON, as GitHub's own, with every field present
 		// (total_count 0, created false) so scripts see a fixed shape;
@@ -36,6 +36,8 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error
 		runtime.WithMiddlewares(keepEscapedSlashes),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
 		runtime.WithForwardResponseOption(createdStatus),
+		// The HTTP client is the caller the pacer queues for.
+		runtime.WithMetadata(callers.gatewayMetadata),
 	)
 	if err := secretbrokerv1.RegisterSecretServiceHandler(ctx, mux, conn); err != nil {
 		return nil, fmt.Errorf("registering the gateway: %w", err)

@@ -149,7 +149,9 @@ func (b *broker) do(t *testing.T, method, path, body string) (int, map[string]an
 
 func devConfig(t *testing.T) Config {
 	t.Helper()
-	cfg, err := loadConfig([]string{"--dev", "--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--shutdown-timeout=5s"},
+	// Writes are paced 10 ms apart rather than 1 s, to keep the tests short.
+	cfg, err := loadConfig([]string{"--dev", "--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--shutdown-timeout=5s",
+		"--upstream-write-interval=10ms"},
 		envMap(nil), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -681,6 +683,23 @@ func TestGatewayRoutes(t *testing.T) {
 			func(m map[string]any) bool { return m["code"] == 9.0 }},
 		{http.MethodDelete, org, "", http.StatusOK, nil},
 		{http.MethodGet, org, "", http.StatusNotFound, nil},
+		{http.MethodPost, "/v1/secrets:batchPut", `{"requests":[
+			{"name":"repos/octo-org/hello-world/actions/secrets/BATCH_A","value":"gw-route-value"},
+			{"name":"repos/octo-org/hello-world/environments/prod%2Feu/secrets/BATCH_B","value":"gw-route-value"},
+			{"name":"repos/octo-org/hello-world/actions/secrets/9BAD","value":"gw-route-value"}]}`, http.StatusOK,
+			func(m map[string]any) bool {
+				r, _ := m["results"].([]any)
+				return len(r) == 3 && field(r[0], "code") == "OK" && field(r[0], "created") == true &&
+					field(r[1], "code") == "OK" && field(r[1], "name") == "repos/octo-org/hello-world/environments/prod%2Feu/secrets/BATCH_B" &&
+					field(r[2], "code") == "INVALID_ARGUMENT" && field(r[2], "message") != ""
+			}},
+		{http.MethodPost, "/v1/secrets:batchDelete", `{"names":[
+			"repos/octo-org/hello-world/actions/secrets/BATCH_A",
+			"repos/octo-org/hello-world/actions/secrets/NEVER_WRITTEN"]}`, http.StatusOK,
+			func(m map[string]any) bool {
+				r, _ := m["results"].([]any)
+				return len(r) == 2 && field(r[0], "code") == "OK" && field(r[1], "code") == "NOT_FOUND"
+			}},
 	}
 	for _, s := range steps {
 		code, m := b.do(t, s.method, s.path, s.body)
@@ -688,4 +707,10 @@ func TestGatewayRoutes(t *testing.T) {
 			t.Errorf("%s %s = %d %v, want %d and the expected body", s.method, s.path, code, m, s.wantCode)
 		}
 	}
+}
+
+// field returns v's key when v is a JSON object.
+func field(v any, key string) any {
+	m, _ := v.(map[string]any)
+	return m[key]
 }

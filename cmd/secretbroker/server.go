@@ -56,6 +56,11 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		}
 	}()
 
+	pacing := upstream.DefaultPacing()
+	pacing.MaxInFlight = cfg.UpstreamMaxInFlight
+	pacing.WriteInterval = cfg.UpstreamWriteInterval
+	pacing.PointsPerMinute = cfg.UpstreamPointsPerMinute
+	pacing.MaxAttempts = cfg.UpstreamMaxAttempts
 	upCfg := upstream.Config{
 		BaseURL:           cfg.UpstreamURL,
 		Token:             cfg.UpstreamToken,
@@ -63,6 +68,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		APIVersionActions: cfg.UpstreamAPIVersionActions,
 		APIVersionAgents:  cfg.UpstreamAPIVersionAgents,
 		LegacyRoutes:      cfg.UpstreamLegacyRoutes,
+		Pacing:            &pacing,
+		Logger:            logger.With(slog.String("component", "upstream")),
 	}
 	var dev *devUpstream
 	if cfg.Dev {
@@ -86,7 +93,14 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	if err != nil {
 		return fmt.Errorf("upstream client: %w", err)
 	}
-	svc := service.New(client, service.Options{Logger: logger.With(slog.String("component", "service"))})
+	svc := service.New(client, service.Options{
+		Logger: logger.With(slog.String("component", "service")),
+		KeyTTL: cfg.KeyTTL,
+	})
+	callers, err := newCallerKeys()
+	if err != nil {
+		return err
+	}
 
 	var lc net.ListenConfig
 	grpcLn, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
@@ -104,7 +118,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	grpcSrv := grpc.NewServer(
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
-		grpc.ChainUnaryInterceptor(logUnary(logger), recoverUnary(logger)),
+		grpc.ChainUnaryInterceptor(logUnary(logger), recoverUnary(logger), callers.unary()),
 		grpc.ChainStreamInterceptor(logStream(logger), recoverStream(logger)),
 		grpc.MaxRecvMsgSize(maxMessageBytes),
 	)
@@ -127,7 +141,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		return fmt.Errorf("gateway connection: %w", err)
 	}
 	defer conn.Close()
-	gw, err := newGateway(ctx, conn)
+	gw, err := newGateway(ctx, conn, callers)
 	if err != nil {
 		return err
 	}

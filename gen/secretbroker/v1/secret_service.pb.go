@@ -8,8 +8,10 @@ package secretbrokerv1
 
 import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
+	code "google.golang.org/genproto/googleapis/rpc/code"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -657,6 +659,361 @@ func (x *PutSecretResponse) GetKeyId() string {
 	return ""
 }
 
+// Request for BatchPutSecrets.
+type BatchPutSecretsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The secrets to write, at most 1,000, each as a PutSecret request. No two
+	// may name the same secret.
+	Requests      []*PutSecretRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchPutSecretsRequest) Reset() {
+	*x = BatchPutSecretsRequest{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchPutSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchPutSecretsRequest) ProtoMessage() {}
+
+func (x *BatchPutSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchPutSecretsRequest.ProtoReflect.Descriptor instead.
+func (*BatchPutSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *BatchPutSecretsRequest) GetRequests() []*PutSecretRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// Response for BatchPutSecrets.
+type BatchPutSecretsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per request, in the order of the requests.
+	Results       []*BatchPutSecretsResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchPutSecretsResponse) Reset() {
+	*x = BatchPutSecretsResponse{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchPutSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchPutSecretsResponse) ProtoMessage() {}
+
+func (x *BatchPutSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchPutSecretsResponse.ProtoReflect.Descriptor instead.
+func (*BatchPutSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *BatchPutSecretsResponse) GetResults() []*BatchPutSecretsResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// The outcome of one item of a batch.
+type BatchPutSecretsResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The item's secret: as stored (name upper-cased) when written, as sent
+	// otherwise.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// OK when the secret was written; otherwise the code PutSecret would have
+	// returned for this item alone.
+	Code code.Code `protobuf:"varint,2,opt,name=code,proto3,enum=google.rpc.Code" json:"code,omitempty"`
+	// Why the item was not written; empty when code is OK.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// True when the secret was created, false when it was updated.
+	Created bool `protobuf:"varint,4,opt,name=created,proto3" json:"created,omitempty"`
+	// The key_id of the key the value was sealed with.
+	KeyId string `protobuf:"bytes,5,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// With RESOURCE_EXHAUSTED or UNAVAILABLE: how long to wait before trying
+	// this item again.
+	RetryAfter    *durationpb.Duration `protobuf:"bytes,6,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchPutSecretsResult) Reset() {
+	*x = BatchPutSecretsResult{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchPutSecretsResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchPutSecretsResult) ProtoMessage() {}
+
+func (x *BatchPutSecretsResult) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchPutSecretsResult.ProtoReflect.Descriptor instead.
+func (*BatchPutSecretsResult) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *BatchPutSecretsResult) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BatchPutSecretsResult) GetCode() code.Code {
+	if x != nil {
+		return x.Code
+	}
+	return code.Code(0)
+}
+
+func (x *BatchPutSecretsResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *BatchPutSecretsResult) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+func (x *BatchPutSecretsResult) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *BatchPutSecretsResult) GetRetryAfter() *durationpb.Duration {
+	if x != nil {
+		return x.RetryAfter
+	}
+	return nil
+}
+
+// Request for BatchDeleteSecrets.
+type BatchDeleteSecretsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The secrets to delete, at most 1,000, for example
+	// "repos/acme/api/actions/secrets/NPM_TOKEN". No name may repeat.
+	Names         []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchDeleteSecretsRequest) Reset() {
+	*x = BatchDeleteSecretsRequest{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchDeleteSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchDeleteSecretsRequest) ProtoMessage() {}
+
+func (x *BatchDeleteSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchDeleteSecretsRequest.ProtoReflect.Descriptor instead.
+func (*BatchDeleteSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *BatchDeleteSecretsRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+// Response for BatchDeleteSecrets.
+type BatchDeleteSecretsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per name, in the order of the names.
+	Results       []*BatchDeleteSecretsResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchDeleteSecretsResponse) Reset() {
+	*x = BatchDeleteSecretsResponse{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchDeleteSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchDeleteSecretsResponse) ProtoMessage() {}
+
+func (x *BatchDeleteSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchDeleteSecretsResponse.ProtoReflect.Descriptor instead.
+func (*BatchDeleteSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *BatchDeleteSecretsResponse) GetResults() []*BatchDeleteSecretsResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// The outcome of deleting one secret of a batch.
+type BatchDeleteSecretsResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The secret, as sent.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// OK when the secret was deleted; otherwise the code DeleteSecret would
+	// have returned for this name alone.
+	Code code.Code `protobuf:"varint,2,opt,name=code,proto3,enum=google.rpc.Code" json:"code,omitempty"`
+	// Why the secret was not deleted; empty when code is OK.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// With RESOURCE_EXHAUSTED or UNAVAILABLE: how long to wait before trying
+	// this name again.
+	RetryAfter    *durationpb.Duration `protobuf:"bytes,4,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchDeleteSecretsResult) Reset() {
+	*x = BatchDeleteSecretsResult{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchDeleteSecretsResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchDeleteSecretsResult) ProtoMessage() {}
+
+func (x *BatchDeleteSecretsResult) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchDeleteSecretsResult.ProtoReflect.Descriptor instead.
+func (*BatchDeleteSecretsResult) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *BatchDeleteSecretsResult) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BatchDeleteSecretsResult) GetCode() code.Code {
+	if x != nil {
+		return x.Code
+	}
+	return code.Code(0)
+}
+
+func (x *BatchDeleteSecretsResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *BatchDeleteSecretsResult) GetRetryAfter() *durationpb.Duration {
+	if x != nil {
+		return x.RetryAfter
+	}
+	return nil
+}
+
 // Request for DeleteSecret.
 type DeleteSecretRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -668,7 +1025,7 @@ type DeleteSecretRequest struct {
 
 func (x *DeleteSecretRequest) Reset() {
 	*x = DeleteSecretRequest{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[9]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +1037,7 @@ func (x *DeleteSecretRequest) String() string {
 func (*DeleteSecretRequest) ProtoMessage() {}
 
 func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[9]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +1050,7 @@ func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{9}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteSecretRequest) GetName() string {
@@ -718,7 +1075,7 @@ type ListSelectedRepositoriesRequest struct {
 
 func (x *ListSelectedRepositoriesRequest) Reset() {
 	*x = ListSelectedRepositoriesRequest{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[10]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +1087,7 @@ func (x *ListSelectedRepositoriesRequest) String() string {
 func (*ListSelectedRepositoriesRequest) ProtoMessage() {}
 
 func (x *ListSelectedRepositoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[10]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +1100,7 @@ func (x *ListSelectedRepositoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSelectedRepositoriesRequest.ProtoReflect.Descriptor instead.
 func (*ListSelectedRepositoriesRequest) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{10}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListSelectedRepositoriesRequest) GetName() string {
@@ -782,7 +1139,7 @@ type ListSelectedRepositoriesResponse struct {
 
 func (x *ListSelectedRepositoriesResponse) Reset() {
 	*x = ListSelectedRepositoriesResponse{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[11]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +1151,7 @@ func (x *ListSelectedRepositoriesResponse) String() string {
 func (*ListSelectedRepositoriesResponse) ProtoMessage() {}
 
 func (x *ListSelectedRepositoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[11]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +1164,7 @@ func (x *ListSelectedRepositoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSelectedRepositoriesResponse.ProtoReflect.Descriptor instead.
 func (*ListSelectedRepositoriesResponse) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{11}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListSelectedRepositoriesResponse) GetRepositories() []*Repository {
@@ -844,7 +1201,7 @@ type SetSelectedRepositoriesRequest struct {
 
 func (x *SetSelectedRepositoriesRequest) Reset() {
 	*x = SetSelectedRepositoriesRequest{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[12]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +1213,7 @@ func (x *SetSelectedRepositoriesRequest) String() string {
 func (*SetSelectedRepositoriesRequest) ProtoMessage() {}
 
 func (x *SetSelectedRepositoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[12]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1226,7 @@ func (x *SetSelectedRepositoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSelectedRepositoriesRequest.ProtoReflect.Descriptor instead.
 func (*SetSelectedRepositoriesRequest) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{12}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetSelectedRepositoriesRequest) GetName() string {
@@ -899,7 +1256,7 @@ type AddSelectedRepositoryRequest struct {
 
 func (x *AddSelectedRepositoryRequest) Reset() {
 	*x = AddSelectedRepositoryRequest{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[13]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1268,7 @@ func (x *AddSelectedRepositoryRequest) String() string {
 func (*AddSelectedRepositoryRequest) ProtoMessage() {}
 
 func (x *AddSelectedRepositoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[13]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1281,7 @@ func (x *AddSelectedRepositoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddSelectedRepositoryRequest.ProtoReflect.Descriptor instead.
 func (*AddSelectedRepositoryRequest) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{13}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AddSelectedRepositoryRequest) GetName() string {
@@ -954,7 +1311,7 @@ type RemoveSelectedRepositoryRequest struct {
 
 func (x *RemoveSelectedRepositoryRequest) Reset() {
 	*x = RemoveSelectedRepositoryRequest{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[14]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1323,7 @@ func (x *RemoveSelectedRepositoryRequest) String() string {
 func (*RemoveSelectedRepositoryRequest) ProtoMessage() {}
 
 func (x *RemoveSelectedRepositoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[14]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1336,7 @@ func (x *RemoveSelectedRepositoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSelectedRepositoryRequest.ProtoReflect.Descriptor instead.
 func (*RemoveSelectedRepositoryRequest) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{14}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RemoveSelectedRepositoryRequest) GetName() string {
@@ -1011,7 +1368,7 @@ type ListRepositoryOrganizationSecretsRequest struct {
 
 func (x *ListRepositoryOrganizationSecretsRequest) Reset() {
 	*x = ListRepositoryOrganizationSecretsRequest{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[15]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1380,7 @@ func (x *ListRepositoryOrganizationSecretsRequest) String() string {
 func (*ListRepositoryOrganizationSecretsRequest) ProtoMessage() {}
 
 func (x *ListRepositoryOrganizationSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[15]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1393,7 @@ func (x *ListRepositoryOrganizationSecretsRequest) ProtoReflect() protoreflect.M
 
 // Deprecated: Use ListRepositoryOrganizationSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListRepositoryOrganizationSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{15}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListRepositoryOrganizationSecretsRequest) GetParent() string {
@@ -1075,7 +1432,7 @@ type ListRepositoryOrganizationSecretsResponse struct {
 
 func (x *ListRepositoryOrganizationSecretsResponse) Reset() {
 	*x = ListRepositoryOrganizationSecretsResponse{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[16]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1444,7 @@ func (x *ListRepositoryOrganizationSecretsResponse) String() string {
 func (*ListRepositoryOrganizationSecretsResponse) ProtoMessage() {}
 
 func (x *ListRepositoryOrganizationSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[16]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1457,7 @@ func (x *ListRepositoryOrganizationSecretsResponse) ProtoReflect() protoreflect.
 
 // Deprecated: Use ListRepositoryOrganizationSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListRepositoryOrganizationSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{16}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListRepositoryOrganizationSecretsResponse) GetSecrets() []*Secret {
@@ -1128,7 +1485,7 @@ var File_secretbroker_v1_secret_service_proto protoreflect.FileDescriptor
 
 const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\n" +
-	"$secretbroker/v1/secret_service.proto\x12\x0fsecretbroker.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n" +
+	"$secretbroker/v1/secret_service.proto\x12\x0fsecretbroker.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15google/rpc/code.proto\"4\n" +
 	"\tPublicKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\"\x8b\x02\n" +
@@ -1176,7 +1533,29 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\x11PutSecretResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\bR\acreated\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\")\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"W\n" +
+	"\x16BatchPutSecretsRequest\x12=\n" +
+	"\brequests\x18\x01 \x03(\v2!.secretbroker.v1.PutSecretRequestR\brequests\"[\n" +
+	"\x17BatchPutSecretsResponse\x12@\n" +
+	"\aresults\x18\x01 \x03(\v2&.secretbroker.v1.BatchPutSecretsResultR\aresults\"\xd8\x01\n" +
+	"\x15BatchPutSecretsResult\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12$\n" +
+	"\x04code\x18\x02 \x01(\x0e2\x10.google.rpc.CodeR\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x18\n" +
+	"\acreated\x18\x04 \x01(\bR\acreated\x12\x15\n" +
+	"\x06key_id\x18\x05 \x01(\tR\x05keyId\x12:\n" +
+	"\vretry_after\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryAfter\"1\n" +
+	"\x19BatchDeleteSecretsRequest\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"a\n" +
+	"\x1aBatchDeleteSecretsResponse\x12C\n" +
+	"\aresults\x18\x01 \x03(\v2).secretbroker.v1.BatchDeleteSecretsResultR\aresults\"\xaa\x01\n" +
+	"\x18BatchDeleteSecretsResult\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12$\n" +
+	"\x04code\x18\x02 \x01(\x0e2\x10.google.rpc.CodeR\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12:\n" +
+	"\vretry_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryAfter\")\n" +
 	"\x13DeleteSecretRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"q\n" +
 	"\x1fListSelectedRepositoriesRequest\x12\x12\n" +
@@ -1207,12 +1586,14 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\asecrets\x18\x01 \x03(\v2\x17.secretbroker.v1.SecretR\asecrets\x12\x1f\n" +
 	"\vtotal_count\x18\x02 \x01(\x05R\n" +
 	"totalCount\x12&\n" +
-	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken2\xeb\x15\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken2\x87\x18\n" +
 	"\rSecretService\x12\xb1\x02\n" +
 	"\vListSecrets\x12#.secretbroker.v1.ListSecretsRequest\x1a$.secretbroker.v1.ListSecretsResponse\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$\x12\"/v1/{parent=orgs/*/agents}/secretsZ(\x12&/v1/{parent=repos/*/*/actions}/secretsZ'\x12%/v1/{parent=repos/*/*/agents}/secretsZ/\x12-/v1/{parent=repos/*/*/environments/*}/secrets\x12#/v1/{parent=orgs/*/actions}/secrets\x12\xa0\x02\n" +
 	"\tGetSecret\x12!.secretbroker.v1.GetSecretRequest\x1a\x17.secretbroker.v1.Secret\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$\x12\"/v1/{name=orgs/*/agents/secrets/*}Z(\x12&/v1/{name=repos/*/*/actions/secrets/*}Z'\x12%/v1/{name=repos/*/*/agents/secrets/*}Z/\x12-/v1/{name=repos/*/*/environments/*/secrets/*}\x12#/v1/{name=orgs/*/actions/secrets/*}\x12\xe0\x02\n" +
 	"\fGetPublicKey\x12$.secretbroker.v1.GetPublicKeyRequest\x1a\x1a.secretbroker.v1.PublicKey\"\x8d\x02\x82\xd3\xe4\x93\x02\x86\x02Z/\x12-/v1/{parent=orgs/*/agents}/secrets/public-keyZ3\x121/v1/{parent=repos/*/*/actions}/secrets/public-keyZ2\x120/v1/{parent=repos/*/*/agents}/secrets/public-keyZ:\x128/v1/{parent=repos/*/*/environments/*}/secrets/public-key\x12./v1/{parent=orgs/*/actions}/secrets/public-key\x12\xba\x02\n" +
-	"\tPutSecret\x12!.secretbroker.v1.PutSecretRequest\x1a\".secretbroker.v1.PutSecretResponse\"\xe5\x01\x82\xd3\xe4\x93\x02\xde\x01:\x01*Z':\x01*\x1a\"/v1/{name=orgs/*/agents/secrets/*}Z+:\x01*\x1a&/v1/{name=repos/*/*/actions/secrets/*}Z*:\x01*\x1a%/v1/{name=repos/*/*/agents/secrets/*}Z2:\x01*\x1a-/v1/{name=repos/*/*/environments/*/secrets/*}\x1a#/v1/{name=orgs/*/actions/secrets/*}\x12\xa5\x02\n" +
+	"\tPutSecret\x12!.secretbroker.v1.PutSecretRequest\x1a\".secretbroker.v1.PutSecretResponse\"\xe5\x01\x82\xd3\xe4\x93\x02\xde\x01:\x01*Z':\x01*\x1a\"/v1/{name=orgs/*/agents/secrets/*}Z+:\x01*\x1a&/v1/{name=repos/*/*/actions/secrets/*}Z*:\x01*\x1a%/v1/{name=repos/*/*/agents/secrets/*}Z2:\x01*\x1a-/v1/{name=repos/*/*/environments/*/secrets/*}\x1a#/v1/{name=orgs/*/actions/secrets/*}\x12\x85\x01\n" +
+	"\x0fBatchPutSecrets\x12'.secretbroker.v1.BatchPutSecretsRequest\x1a(.secretbroker.v1.BatchPutSecretsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/secrets:batchPut\x12\x91\x01\n" +
+	"\x12BatchDeleteSecrets\x12*.secretbroker.v1.BatchDeleteSecretsRequest\x1a+.secretbroker.v1.BatchDeleteSecretsResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/secrets:batchDelete\x12\xa5\x02\n" +
 	"\fDeleteSecret\x12$.secretbroker.v1.DeleteSecretRequest\x1a\x16.google.protobuf.Empty\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$*\"/v1/{name=orgs/*/agents/secrets/*}Z(*&/v1/{name=repos/*/*/actions/secrets/*}Z'*%/v1/{name=repos/*/*/agents/secrets/*}Z/*-/v1/{name=repos/*/*/environments/*/secrets/*}*#/v1/{name=orgs/*/actions/secrets/*}\x12\xec\x01\n" +
 	"\x18ListSelectedRepositories\x120.secretbroker.v1.ListSelectedRepositoriesRequest\x1a1.secretbroker.v1.ListSelectedRepositoriesResponse\"k\x82\xd3\xe4\x93\x02eZ1\x12//v1/{name=orgs/*/agents/secrets/*}/repositories\x120/v1/{name=orgs/*/actions/secrets/*}/repositories\x12\xd5\x01\n" +
 	"\x17SetSelectedRepositories\x12/.secretbroker.v1.SetSelectedRepositoriesRequest\x1a\x16.google.protobuf.Empty\"q\x82\xd3\xe4\x93\x02k:\x01*Z4:\x01*\x1a//v1/{name=orgs/*/agents/secrets/*}/repositories\x1a0/v1/{name=orgs/*/actions/secrets/*}/repositories\x12\xed\x01\n" +
@@ -1232,7 +1613,7 @@ func file_secretbroker_v1_secret_service_proto_rawDescGZIP() []byte {
 	return file_secretbroker_v1_secret_service_proto_rawDescData
 }
 
-var file_secretbroker_v1_secret_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_secretbroker_v1_secret_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_secretbroker_v1_secret_service_proto_goTypes = []any{
 	(*PublicKey)(nil),                                 // 0: secretbroker.v1.PublicKey
 	(*Secret)(nil),                                    // 1: secretbroker.v1.Secret
@@ -1243,48 +1624,67 @@ var file_secretbroker_v1_secret_service_proto_goTypes = []any{
 	(*GetSecretRequest)(nil),                          // 6: secretbroker.v1.GetSecretRequest
 	(*PutSecretRequest)(nil),                          // 7: secretbroker.v1.PutSecretRequest
 	(*PutSecretResponse)(nil),                         // 8: secretbroker.v1.PutSecretResponse
-	(*DeleteSecretRequest)(nil),                       // 9: secretbroker.v1.DeleteSecretRequest
-	(*ListSelectedRepositoriesRequest)(nil),           // 10: secretbroker.v1.ListSelectedRepositoriesRequest
-	(*ListSelectedRepositoriesResponse)(nil),          // 11: secretbroker.v1.ListSelectedRepositoriesResponse
-	(*SetSelectedRepositoriesRequest)(nil),            // 12: secretbroker.v1.SetSelectedRepositoriesRequest
-	(*AddSelectedRepositoryRequest)(nil),              // 13: secretbroker.v1.AddSelectedRepositoryRequest
-	(*RemoveSelectedRepositoryRequest)(nil),           // 14: secretbroker.v1.RemoveSelectedRepositoryRequest
-	(*ListRepositoryOrganizationSecretsRequest)(nil),  // 15: secretbroker.v1.ListRepositoryOrganizationSecretsRequest
-	(*ListRepositoryOrganizationSecretsResponse)(nil), // 16: secretbroker.v1.ListRepositoryOrganizationSecretsResponse
-	(*timestamppb.Timestamp)(nil),                     // 17: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),                             // 18: google.protobuf.Empty
+	(*BatchPutSecretsRequest)(nil),                    // 9: secretbroker.v1.BatchPutSecretsRequest
+	(*BatchPutSecretsResponse)(nil),                   // 10: secretbroker.v1.BatchPutSecretsResponse
+	(*BatchPutSecretsResult)(nil),                     // 11: secretbroker.v1.BatchPutSecretsResult
+	(*BatchDeleteSecretsRequest)(nil),                 // 12: secretbroker.v1.BatchDeleteSecretsRequest
+	(*BatchDeleteSecretsResponse)(nil),                // 13: secretbroker.v1.BatchDeleteSecretsResponse
+	(*BatchDeleteSecretsResult)(nil),                  // 14: secretbroker.v1.BatchDeleteSecretsResult
+	(*DeleteSecretRequest)(nil),                       // 15: secretbroker.v1.DeleteSecretRequest
+	(*ListSelectedRepositoriesRequest)(nil),           // 16: secretbroker.v1.ListSelectedRepositoriesRequest
+	(*ListSelectedRepositoriesResponse)(nil),          // 17: secretbroker.v1.ListSelectedRepositoriesResponse
+	(*SetSelectedRepositoriesRequest)(nil),            // 18: secretbroker.v1.SetSelectedRepositoriesRequest
+	(*AddSelectedRepositoryRequest)(nil),              // 19: secretbroker.v1.AddSelectedRepositoryRequest
+	(*RemoveSelectedRepositoryRequest)(nil),           // 20: secretbroker.v1.RemoveSelectedRepositoryRequest
+	(*ListRepositoryOrganizationSecretsRequest)(nil),  // 21: secretbroker.v1.ListRepositoryOrganizationSecretsRequest
+	(*ListRepositoryOrganizationSecretsResponse)(nil), // 22: secretbroker.v1.ListRepositoryOrganizationSecretsResponse
+	(*timestamppb.Timestamp)(nil),                     // 23: google.protobuf.Timestamp
+	(code.Code)(0),                                    // 24: google.rpc.Code
+	(*durationpb.Duration)(nil),                       // 25: google.protobuf.Duration
+	(*emptypb.Empty)(nil),                             // 26: google.protobuf.Empty
 }
 var file_secretbroker_v1_secret_service_proto_depIdxs = []int32{
-	17, // 0: secretbroker.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	17, // 1: secretbroker.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 0: secretbroker.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	23, // 1: secretbroker.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 2: secretbroker.v1.ListSecretsResponse.secrets:type_name -> secretbroker.v1.Secret
-	2,  // 3: secretbroker.v1.ListSelectedRepositoriesResponse.repositories:type_name -> secretbroker.v1.Repository
-	1,  // 4: secretbroker.v1.ListRepositoryOrganizationSecretsResponse.secrets:type_name -> secretbroker.v1.Secret
-	4,  // 5: secretbroker.v1.SecretService.ListSecrets:input_type -> secretbroker.v1.ListSecretsRequest
-	6,  // 6: secretbroker.v1.SecretService.GetSecret:input_type -> secretbroker.v1.GetSecretRequest
-	3,  // 7: secretbroker.v1.SecretService.GetPublicKey:input_type -> secretbroker.v1.GetPublicKeyRequest
-	7,  // 8: secretbroker.v1.SecretService.PutSecret:input_type -> secretbroker.v1.PutSecretRequest
-	9,  // 9: secretbroker.v1.SecretService.DeleteSecret:input_type -> secretbroker.v1.DeleteSecretRequest
-	10, // 10: secretbroker.v1.SecretService.ListSelectedRepositories:input_type -> secretbroker.v1.ListSelectedRepositoriesRequest
-	12, // 11: secretbroker.v1.SecretService.SetSelectedRepositories:input_type -> secretbroker.v1.SetSelectedRepositoriesRequest
-	13, // 12: secretbroker.v1.SecretService.AddSelectedRepository:input_type -> secretbroker.v1.AddSelectedRepositoryRequest
-	14, // 13: secretbroker.v1.SecretService.RemoveSelectedRepository:input_type -> secretbroker.v1.RemoveSelectedRepositoryRequest
-	15, // 14: secretbroker.v1.SecretService.ListRepositoryOrganizationSecrets:input_type -> secretbroker.v1.ListRepositoryOrganizationSecretsRequest
-	5,  // 15: secretbroker.v1.SecretService.ListSecrets:output_type -> secretbroker.v1.ListSecretsResponse
-	1,  // 16: secretbroker.v1.SecretService.GetSecret:output_type -> secretbroker.v1.Secret
-	0,  // 17: secretbroker.v1.SecretService.GetPublicKey:output_type -> secretbroker.v1.PublicKey
-	8,  // 18: secretbroker.v1.SecretService.PutSecret:output_type -> secretbroker.v1.PutSecretResponse
-	18, // 19: secretbroker.v1.SecretService.DeleteSecret:output_type -> google.protobuf.Empty
-	11, // 20: secretbroker.v1.SecretService.ListSelectedRepositories:output_type -> secretbroker.v1.ListSelectedRepositoriesResponse
-	18, // 21: secretbroker.v1.SecretService.SetSelectedRepositories:output_type -> google.protobuf.Empty
-	18, // 22: secretbroker.v1.SecretService.AddSelectedRepository:output_type -> google.protobuf.Empty
-	18, // 23: secretbroker.v1.SecretService.RemoveSelectedRepository:output_type -> google.protobuf.Empty
-	16, // 24: secretbroker.v1.SecretService.ListRepositoryOrganizationSecrets:output_type -> secretbroker.v1.ListRepositoryOrganizationSecretsResponse
-	15, // [15:25] is the sub-list for method output_type
-	5,  // [5:15] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	7,  // 3: secretbroker.v1.BatchPutSecretsRequest.requests:type_name -> secretbroker.v1.PutSecretRequest
+	11, // 4: secretbroker.v1.BatchPutSecretsResponse.results:type_name -> secretbroker.v1.BatchPutSecretsResult
+	24, // 5: secretbroker.v1.BatchPutSecretsResult.code:type_name -> google.rpc.Code
+	25, // 6: secretbroker.v1.BatchPutSecretsResult.retry_after:type_name -> google.protobuf.Duration
+	14, // 7: secretbroker.v1.BatchDeleteSecretsResponse.results:type_name -> secretbroker.v1.BatchDeleteSecretsResult
+	24, // 8: secretbroker.v1.BatchDeleteSecretsResult.code:type_name -> google.rpc.Code
+	25, // 9: secretbroker.v1.BatchDeleteSecretsResult.retry_after:type_name -> google.protobuf.Duration
+	2,  // 10: secretbroker.v1.ListSelectedRepositoriesResponse.repositories:type_name -> secretbroker.v1.Repository
+	1,  // 11: secretbroker.v1.ListRepositoryOrganizationSecretsResponse.secrets:type_name -> secretbroker.v1.Secret
+	4,  // 12: secretbroker.v1.SecretService.ListSecrets:input_type -> secretbroker.v1.ListSecretsRequest
+	6,  // 13: secretbroker.v1.SecretService.GetSecret:input_type -> secretbroker.v1.GetSecretRequest
+	3,  // 14: secretbroker.v1.SecretService.GetPublicKey:input_type -> secretbroker.v1.GetPublicKeyRequest
+	7,  // 15: secretbroker.v1.SecretService.PutSecret:input_type -> secretbroker.v1.PutSecretRequest
+	9,  // 16: secretbroker.v1.SecretService.BatchPutSecrets:input_type -> secretbroker.v1.BatchPutSecretsRequest
+	12, // 17: secretbroker.v1.SecretService.BatchDeleteSecrets:input_type -> secretbroker.v1.BatchDeleteSecretsRequest
+	15, // 18: secretbroker.v1.SecretService.DeleteSecret:input_type -> secretbroker.v1.DeleteSecretRequest
+	16, // 19: secretbroker.v1.SecretService.ListSelectedRepositories:input_type -> secretbroker.v1.ListSelectedRepositoriesRequest
+	18, // 20: secretbroker.v1.SecretService.SetSelectedRepositories:input_type -> secretbroker.v1.SetSelectedRepositoriesRequest
+	19, // 21: secretbroker.v1.SecretService.AddSelectedRepository:input_type -> secretbroker.v1.AddSelectedRepositoryRequest
+	20, // 22: secretbroker.v1.SecretService.RemoveSelectedRepository:input_type -> secretbroker.v1.RemoveSelectedRepositoryRequest
+	21, // 23: secretbroker.v1.SecretService.ListRepositoryOrganizationSecrets:input_type -> secretbroker.v1.ListRepositoryOrganizationSecretsRequest
+	5,  // 24: secretbroker.v1.SecretService.ListSecrets:output_type -> secretbroker.v1.ListSecretsResponse
+	1,  // 25: secretbroker.v1.SecretService.GetSecret:output_type -> secretbroker.v1.Secret
+	0,  // 26: secretbroker.v1.SecretService.GetPublicKey:output_type -> secretbroker.v1.PublicKey
+	8,  // 27: secretbroker.v1.SecretService.PutSecret:output_type -> secretbroker.v1.PutSecretResponse
+	10, // 28: secretbroker.v1.SecretService.BatchPutSecrets:output_type -> secretbroker.v1.BatchPutSecretsResponse
+	13, // 29: secretbroker.v1.SecretService.BatchDeleteSecrets:output_type -> secretbroker.v1.BatchDeleteSecretsResponse
+	26, // 30: secretbroker.v1.SecretService.DeleteSecret:output_type -> google.protobuf.Empty
+	17, // 31: secretbroker.v1.SecretService.ListSelectedRepositories:output_type -> secretbroker.v1.ListSelectedRepositoriesResponse
+	26, // 32: secretbroker.v1.SecretService.SetSelectedRepositories:output_type -> google.protobuf.Empty
+	26, // 33: secretbroker.v1.SecretService.AddSelectedRepository:output_type -> google.protobuf.Empty
+	26, // 34: secretbroker.v1.SecretService.RemoveSelectedRepository:output_type -> google.protobuf.Empty
+	22, // 35: secretbroker.v1.SecretService.ListRepositoryOrganizationSecrets:output_type -> secretbroker.v1.ListRepositoryOrganizationSecretsResponse
+	24, // [24:36] is the sub-list for method output_type
+	12, // [12:24] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_secretbroker_v1_secret_service_proto_init() }
@@ -1302,7 +1702,7 @@ func file_secretbroker_v1_secret_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_secretbroker_v1_secret_service_proto_rawDesc), len(file_secretbroker_v1_secret_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

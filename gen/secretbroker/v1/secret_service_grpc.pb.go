@@ -24,6 +24,8 @@ const (
 	SecretService_GetSecret_FullMethodName                         = "/secretbroker.v1.SecretService/GetSecret"
 	SecretService_GetPublicKey_FullMethodName                      = "/secretbroker.v1.SecretService/GetPublicKey"
 	SecretService_PutSecret_FullMethodName                         = "/secretbroker.v1.SecretService/PutSecret"
+	SecretService_BatchPutSecrets_FullMethodName                   = "/secretbroker.v1.SecretService/BatchPutSecrets"
+	SecretService_BatchDeleteSecrets_FullMethodName                = "/secretbroker.v1.SecretService/BatchDeleteSecrets"
 	SecretService_DeleteSecret_FullMethodName                      = "/secretbroker.v1.SecretService/DeleteSecret"
 	SecretService_ListSelectedRepositories_FullMethodName          = "/secretbroker.v1.SecretService/ListSelectedRepositories"
 	SecretService_SetSelectedRepositories_FullMethodName           = "/secretbroker.v1.SecretService/SetSelectedRepositories"
@@ -64,6 +66,18 @@ type SecretServiceClient interface {
 	// scope's public key; a value the caller sealed itself is checked and passed
 	// through.
 	PutSecret(ctx context.Context, in *PutSecretRequest, opts ...grpc.CallOption) (*PutSecretResponse, error)
+	// Creates or updates up to 1,000 secrets across any scopes in one call.
+	// Each request gets its own result, in the order sent: one failing item
+	// never fails the others, and an item that fails validation (or repeats
+	// another item's name) sends nothing to GitHub. Each scope's public key is
+	// fetched at most once per batch, values are sealed in parallel, and the
+	// writes go out through the broker's pacer, inside GitHub's rate limits.
+	// Items whose turn would come after the call's deadline end with
+	// RESOURCE_EXHAUSTED and a retry_after, without being sent.
+	BatchPutSecrets(ctx context.Context, in *BatchPutSecretsRequest, opts ...grpc.CallOption) (*BatchPutSecretsResponse, error)
+	// Deletes up to 1,000 secrets across any scopes in one call, with one
+	// result per name, in the order sent, as BatchPutSecrets.
+	BatchDeleteSecrets(ctx context.Context, in *BatchDeleteSecretsRequest, opts ...grpc.CallOption) (*BatchDeleteSecretsResponse, error)
 	// Deletes a secret.
 	DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// Lists the repositories selected for an organization secret.
@@ -122,6 +136,26 @@ func (c *secretServiceClient) PutSecret(ctx context.Context, in *PutSecretReques
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PutSecretResponse)
 	err := c.cc.Invoke(ctx, SecretService_PutSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretServiceClient) BatchPutSecrets(ctx context.Context, in *BatchPutSecretsRequest, opts ...grpc.CallOption) (*BatchPutSecretsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchPutSecretsResponse)
+	err := c.cc.Invoke(ctx, SecretService_BatchPutSecrets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretServiceClient) BatchDeleteSecrets(ctx context.Context, in *BatchDeleteSecretsRequest, opts ...grpc.CallOption) (*BatchDeleteSecretsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchDeleteSecretsResponse)
+	err := c.cc.Invoke(ctx, SecretService_BatchDeleteSecrets_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -220,6 +254,18 @@ type SecretServiceServer interface {
 	// scope's public key; a value the caller sealed itself is checked and passed
 	// through.
 	PutSecret(context.Context, *PutSecretRequest) (*PutSecretResponse, error)
+	// Creates or updates up to 1,000 secrets across any scopes in one call.
+	// Each request gets its own result, in the order sent: one failing item
+	// never fails the others, and an item that fails validation (or repeats
+	// another item's name) sends nothing to GitHub. Each scope's public key is
+	// fetched at most once per batch, values are sealed in parallel, and the
+	// writes go out through the broker's pacer, inside GitHub's rate limits.
+	// Items whose turn would come after the call's deadline end with
+	// RESOURCE_EXHAUSTED and a retry_after, without being sent.
+	BatchPutSecrets(context.Context, *BatchPutSecretsRequest) (*BatchPutSecretsResponse, error)
+	// Deletes up to 1,000 secrets across any scopes in one call, with one
+	// result per name, in the order sent, as BatchPutSecrets.
+	BatchDeleteSecrets(context.Context, *BatchDeleteSecretsRequest) (*BatchDeleteSecretsResponse, error)
 	// Deletes a secret.
 	DeleteSecret(context.Context, *DeleteSecretRequest) (*emptypb.Empty, error)
 	// Lists the repositories selected for an organization secret.
@@ -255,6 +301,12 @@ func (UnimplementedSecretServiceServer) GetPublicKey(context.Context, *GetPublic
 }
 func (UnimplementedSecretServiceServer) PutSecret(context.Context, *PutSecretRequest) (*PutSecretResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PutSecret not implemented")
+}
+func (UnimplementedSecretServiceServer) BatchPutSecrets(context.Context, *BatchPutSecretsRequest) (*BatchPutSecretsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BatchPutSecrets not implemented")
+}
+func (UnimplementedSecretServiceServer) BatchDeleteSecrets(context.Context, *BatchDeleteSecretsRequest) (*BatchDeleteSecretsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BatchDeleteSecrets not implemented")
 }
 func (UnimplementedSecretServiceServer) DeleteSecret(context.Context, *DeleteSecretRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteSecret not implemented")
@@ -363,6 +415,42 @@ func _SecretService_PutSecret_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SecretServiceServer).PutSecret(ctx, req.(*PutSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SecretService_BatchPutSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchPutSecretsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretServiceServer).BatchPutSecrets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SecretService_BatchPutSecrets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretServiceServer).BatchPutSecrets(ctx, req.(*BatchPutSecretsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SecretService_BatchDeleteSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchDeleteSecretsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretServiceServer).BatchDeleteSecrets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SecretService_BatchDeleteSecrets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretServiceServer).BatchDeleteSecrets(ctx, req.(*BatchDeleteSecretsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -497,6 +585,14 @@ var SecretService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PutSecret",
 			Handler:    _SecretService_PutSecret_Handler,
+		},
+		{
+			MethodName: "BatchPutSecrets",
+			Handler:    _SecretService_BatchPutSecrets_Handler,
+		},
+		{
+			MethodName: "BatchDeleteSecrets",
+			Handler:    _SecretService_BatchDeleteSecrets_Handler,
 		},
 		{
 			MethodName: "DeleteSecret",

@@ -1,0 +1,96 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+// sharedCallTimeout bounds a shared upstream call started by a caller
+// without a deadline.
+const sharedCallTimeout = 30 * time.Second
+
+// share runs fn once for every caller asking for key at the same time
+// (singleflight) and hands each caller the one result. The shared call
+// outlives the caller that started it, keeping its trace and its deadline
+// (or sharedCallTimeout), so that the pacer can still tell when a wait
+// would outlast it. Each waiter keeps its own deadline: one whose context
+// ends stops waiting and forgets the call, as net.Resolver does, so the
+// next caller starts afresh instead of joining a call that may be stuck.
+// A waiter with more time than the shared call had, whose call ran out of
+// time, tries once more on its own.
+func share[T any](ctx context.Context, g *singleflight.Group, key string, fn func(context.Context) (T, error)) (T, error) {
+	var zero T
+	ch := g.DoChan(key, func() (any, error) {
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			deadline = time.Now().Add(sharedCallTimeout)
+		}
+		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		defer cancel()
+		return fn(sctx)
+	})
+	select {
+	case r := <-ch:
+		if r.Err == nil {
+			return r.Val.(T), nil
+		}
+		if r.Shared && outOfTime(r.Err) && ctx.Err() == nil {
+			return fn(ctx)
+		}
+		return zero, r.Err
+	case <-ctx.Done():
+		g.Forget(key)
+		return zero, fmt.Errorf("waiting for a shared GitHub call: %w", ctx.Err())
+	}
+}
+
+// outOfTime reports whether err says a call ran out of time, by its
+// deadline or by the pacer's estimate against that deadline.
+func outOfTime(err error) bool {
+	var te *upstream.ThrottledError
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &te)
+}
+
+// sharedReads is an Upstream whose reads are coalesced: identical reads in
+// flight at the same time (one secret, one page of one list) become one
+// GitHub request. Writes pass through.
+type sharedReads struct {
+	Upstream
+	group singleflight.Group
+}
+
+func (r *sharedReads) GetSecret(ctx context.Context, s upstream.Scope, name string) (upstream.Secret, error) {
+	return share(ctx, &r.group, "secret "+s.Path()+"/"+strings.ToUpper(name), func(ctx context.Context) (upstream.Secret, error) {
+		return r.Upstream.GetSecret(ctx, s, name)
+	})
+}
+
+func (r *sharedReads) ListSecrets(ctx context.Context, s upstream.Scope, p upstream.Page) (upstream.SecretList, error) {
+	return share(ctx, &r.group, "secrets "+s.Path()+pageKey(p), func(ctx context.Context) (upstream.SecretList, error) {
+		return r.Upstream.ListSecrets(ctx, s, p)
+	})
+}
+
+func (r *sharedReads) ListSelectedRepositories(ctx context.Context, s upstream.Scope, name string, p upstream.Page) (upstream.RepositoryList, error) {
+	return share(ctx, &r.group, "selected "+s.Path()+"/"+strings.ToUpper(name)+pageKey(p), func(ctx context.Context) (upstream.RepositoryList, error) {
+		return r.Upstream.ListSelectedRepositories(ctx, s, name, p)
+	})
+}
+
+func (r *sharedReads) ListRepositoryOrganizationSecrets(ctx context.Context, s upstream.Scope, p upstream.Page) (upstream.SecretList, error) {
+	return share(ctx, &r.group, "org-secrets "+s.Path()+pageKey(p), func(ctx context.Context) (upstream.SecretList, error) {
+		return r.Upstream.ListRepositoryOrganizationSecrets(ctx, s, p)
+	})
+}
+
+func pageKey(p upstream.Page) string {
+	return "?page=" + strconv.Itoa(p.Page) + "&per_page=" + strconv.Itoa(p.PerPage)
+}
