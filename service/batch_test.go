@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -450,5 +451,42 @@ func TestIdenticalReadsAreCoalesced(t *testing.T) {
 	}
 	if got := h.emu.Count(emulator.RouteListRepoSecrets); got > 2 {
 		t.Errorf("%d list requests of one page for %d concurrent callers", got, callers)
+	}
+}
+
+// A key older than the TTL is revalidated with If-None-Match: GitHub's 304
+// costs no primary quota, and the cached key goes on being used.
+func TestKeyRevalidatedWithNotModified(t *testing.T) {
+	h := newHarness(t, harnessOpts{limits: githubLimits(), keyTTL: time.Nanosecond})
+	const scope = "repos/octo-org/hello-world/actions"
+	for i := range 3 {
+		if _, err := h.broker.PutSecret(t.Context(), plain(fmt.Sprintf("%s/secrets/REVAL%d", scope, i), plantedSecret)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := keyFetches(h); got != 3 {
+		t.Fatalf("%d key requests, want 3: one fetch, then a revalidation before each later put", got)
+	}
+	st := h.emu.Stats()
+	if st.NotModified != 2 {
+		t.Errorf("%d answers were 304, want 2", st.NotModified)
+	}
+	if h.emu.LastRequestHeader(emulator.RouteGetRepoPublicKey).Get("If-None-Match") == "" {
+		t.Error("the revalidation carried no If-None-Match")
+	}
+	// The primary quota counts the key fetch and the three PUTs, not the
+	// 304s: a request of our own is the 5th, as its x-ratelimit-used says.
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, h.upURL+"/"+scope+"/secrets/REVAL0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Ratelimit-Used"); got != "5" {
+		t.Errorf("x-ratelimit-used = %q, want 5: the 304s were counted", got)
 	}
 }

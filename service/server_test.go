@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/nacl/box"
 	"golang.org/x/sync/errgroup"
@@ -74,6 +75,8 @@ type harnessOpts struct {
 	scale float64
 	// wrap, when set, wraps the upstream client the service talks to.
 	wrap func(Upstream) Upstream
+	// keyTTL is the service's; default DefaultKeyTTL.
+	keyTTL time.Duration
 }
 
 // newHarness runs the emulator and the broker on real loopback sockets:
@@ -110,7 +113,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if o.wrap != nil {
 		up = o.wrap(client)
 	}
-	h := newHarnessWith(t, emu, demo, up, logs, logger, hs.URL)
+	h := newHarnessWith(t, emu, demo, up, logs, Options{Logger: logger, KeyTTL: o.keyTTL}, hs.URL)
 	h.client = client
 	return h
 }
@@ -134,14 +137,14 @@ func as(ctx context.Context, caller string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, testCallerKey, caller)
 }
 
-func newHarnessWith(t *testing.T, emu *emulator.Server, demo emulator.Demo, up Upstream, logs *syncBuffer, logger *slog.Logger, upURL string) *harness {
+func newHarnessWith(t *testing.T, emu *emulator.Server, demo emulator.Demo, up Upstream, logs *syncBuffer, opts Options, upURL string) *harness {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer(grpc.UnaryInterceptor(callerFromMetadata))
-	secretbrokerv1.RegisterSecretServiceServer(gs, New(up, Options{Logger: logger}))
+	secretbrokerv1.RegisterSecretServiceServer(gs, New(up, opts))
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -662,7 +665,7 @@ func TestUnreachableUpstreamIsUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarnessWith(t, nil, emulator.Demo{}, up, logs, logger, url)
+	h := newHarnessWith(t, nil, emulator.Demo{}, up, logs, Options{Logger: logger}, url)
 	_, err = h.broker.PutSecret(t.Context(), &secretbrokerv1.PutSecretRequest{
 		Name: "orgs/octo-org/actions/secrets/X", Payload: &secretbrokerv1.PutSecretRequest_Value{Value: plantedSecret}, Visibility: "all",
 	})

@@ -1,0 +1,118 @@
+// Command secretbroker-bench measures how the broker spends GitHub's rate
+// limit budget. It runs the broker (service, upstream client and pacer
+// behind a real gRPC server on loopback) and a naive client against the
+// embedded GitHub emulator with github.com's limits turned on, on a clock
+// that runs --scale times faster than the wall clock, and prints one
+// markdown table: upstream requests and points per logical write,
+// secondary-limit violations, retries, peak concurrency, and the time taken
+// against the least time the configured limits allow. Every write reported
+// as done is checked in the emulator, value and all.
+//
+// The naive client does per secret what gh, Terraform and External
+// Secrets do: fetch the scope's public key, seal, PUT, with
+// --naive-concurrency writes at a time, no pacing and no retries.
+//
+// Usage:
+//
+//	go run ./cmd/secretbroker-bench [flags]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "secretbroker-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// config is what one run measures.
+type config struct {
+	scale            float64
+	writes           []int
+	scopes           []int
+	naiveConcurrency int
+	pacing           upstream.Pacing
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	c := config{pacing: upstream.DefaultPacing()}
+	fs := flag.NewFlagSet("secretbroker-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Float64Var(&c.scale, "scale", 20, "how many times faster than the wall clock the emulator and the pacer run (a timer late by 1 ms of wall time is late by scale ms)")
+	writes := fs.String("writes", "1,100,1000", "comma-separated numbers of writes per run (each at most 1000: one batch)")
+	scopes := fs.String("scopes", "1,10", "comma-separated numbers of scopes the writes are spread over")
+	fs.IntVar(&c.naiveConcurrency, "naive-concurrency", 10, "writes the naive client has in flight at once (Terraform's default parallelism)")
+	fs.IntVar(&c.pacing.MaxInFlight, "upstream-max-in-flight", c.pacing.MaxInFlight, "the broker's --upstream-max-in-flight")
+	fs.DurationVar(&c.pacing.WriteInterval, "upstream-write-interval", c.pacing.WriteInterval, "the broker's --upstream-write-interval")
+	fs.IntVar(&c.pacing.PointsPerMinute, "upstream-points-per-minute", c.pacing.PointsPerMinute, "the broker's --upstream-points-per-minute")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	var err error
+	if c.writes, err = intList(*writes, 1, 1000); err != nil {
+		return config{}, fmt.Errorf("--writes: %w", err)
+	}
+	if c.scopes, err = intList(*scopes, 1, 100); err != nil {
+		return config{}, fmt.Errorf("--scopes: %w", err)
+	}
+	if c.naiveConcurrency < 1 || c.naiveConcurrency > 100 {
+		return config{}, fmt.Errorf("--naive-concurrency must be between 1 and 100, got %d", c.naiveConcurrency)
+	}
+	return c, nil
+}
+
+func intList(s string, lo, hi int) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < lo || n > hi {
+			return nil, fmt.Errorf("%q is not a number from %d to %d", f, lo, hi)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Emulator limits: %s. Broker pacing: %d in flight, writes %s apart, %d points a minute. Clock: %gx.\n\n",
+		describeLimits(), c.pacing.MaxInFlight, c.pacing.WriteInterval, c.pacing.PointsPerMinute, c.scale)
+	fmt.Fprintln(stdout, tableHeader)
+	for _, n := range c.writes {
+		for _, k := range c.scopes {
+			if k > n {
+				continue // fewer writes than scopes: some scopes get none
+			}
+			for _, client := range []string{"broker", "naive"} {
+				r, err := measure(ctx, c, client, n, k)
+				if err != nil {
+					return fmt.Errorf("%s, %d writes over %d scopes: %w", client, n, k, err)
+				}
+				fmt.Fprintln(stdout, r.row())
+			}
+		}
+	}
+	return nil
+}
