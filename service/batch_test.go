@@ -39,6 +39,31 @@ func plain(name, value string) *secretbrokerv1.PutSecretRequest {
 	return &secretbrokerv1.PutSecretRequest{Name: name, Payload: &secretbrokerv1.PutSecretRequest_Value{Value: value}}
 }
 
+// batchOf returns a batch of n plaintext puts to scope, named prefix0,
+// prefix1, ..., each with its own planted value.
+func batchOf(scope, prefix string, n int) *secretbrokerv1.BatchPutSecretsRequest {
+	req := &secretbrokerv1.BatchPutSecretsRequest{}
+	for i := range n {
+		req.Requests = append(req.Requests, plain(fmt.Sprintf("%s/secrets/%s%d", scope, prefix, i), fmt.Sprintf("%s-%d", plantedSecret, i)))
+	}
+	return req
+}
+
+// wantAllWritten checks that every item of req is reported written and is
+// in the emulator with its value.
+func wantAllWritten(t *testing.T, h *harness, req *secretbrokerv1.BatchPutSecretsRequest, resp *secretbrokerv1.BatchPutSecretsResponse) {
+	t.Helper()
+	if len(resp.GetResults()) != len(req.GetRequests()) {
+		t.Fatalf("%d results for %d items", len(resp.GetResults()), len(req.GetRequests()))
+	}
+	for i, r := range resp.GetResults() {
+		if r.GetCode() != code.Code_OK {
+			t.Fatalf("item %d: %v %q", i, r.GetCode(), r.GetMessage())
+		}
+		wantStored(t, h, req.Requests[i].GetName(), req.Requests[i].GetValue())
+	}
+}
+
 // wantStored checks that the emulator holds value for the secret.
 func wantStored(t *testing.T, h *harness, secret, value string) {
 	t.Helper()
@@ -145,10 +170,7 @@ func TestBatchPutAcrossScopes(t *testing.T) {
 
 func TestBatchRejectsOversizeBatch(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
-	req := &secretbrokerv1.BatchPutSecretsRequest{}
-	for i := range maxBatch + 1 {
-		req.Requests = append(req.Requests, plain(fmt.Sprintf("repos/octo-org/hello-world/actions/secrets/S%d", i), "v"))
-	}
+	req := batchOf("repos/octo-org/hello-world/actions", "S", maxBatch+1)
 	_, err := h.broker.BatchPutSecrets(t.Context(), req)
 	wantCode(t, err, codes.InvalidArgument)
 	if got := h.emu.TotalRequests(); got != 0 {
@@ -190,10 +212,7 @@ func TestBatchRotationMidBatch(t *testing.T) {
 		return rot
 	}})
 	rot.emu = h.emu
-	req := &secretbrokerv1.BatchPutSecretsRequest{}
-	for i := range n {
-		req.Requests = append(req.Requests, plain(fmt.Sprintf("%s/secrets/R%d", scope, i), fmt.Sprintf("%s-%d", plantedSecret, i)))
-	}
+	req := batchOf(scope, "R", n)
 	resp, err := h.broker.BatchPutSecrets(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -230,20 +249,12 @@ func TestBatchSecondaryLimitWithoutRetryAfter(t *testing.T) {
 	pacing.WriteInterval = 0 // unspaced, so the broker outruns the emulator
 	h := newHarness(t, harnessOpts{limits: limits, pacing: &pacing})
 	const scope = "repos/octo-org/hello-world/agents"
-	req := &secretbrokerv1.BatchPutSecretsRequest{}
-	for i := range 12 {
-		req.Requests = append(req.Requests, plain(fmt.Sprintf("%s/secrets/L%d", scope, i), fmt.Sprintf("%s-%d", plantedSecret, i)))
-	}
+	req := batchOf(scope, "L", 12)
 	resp, err := h.broker.BatchPutSecrets(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, r := range resp.GetResults() {
-		if r.GetCode() != code.Code_OK {
-			t.Fatalf("item %d: %v %q", i, r.GetCode(), r.GetMessage())
-		}
-		wantStored(t, h, req.Requests[i].GetName(), req.Requests[i].GetValue())
-	}
+	wantAllWritten(t, h, req, resp)
 	st := h.emu.Stats()
 	if st.SecondaryViolations == 0 {
 		t.Fatal("the emulator never refused a request: the test did not exercise the limit")
@@ -263,21 +274,13 @@ func TestBatch5xxStorm(t *testing.T) {
 	h.emu.InjectFault(emulator.Fault{Route: emulator.RoutePutRepoSecret, Status: 503, Times: 2})
 	h.emu.InjectFault(emulator.Fault{Route: emulator.RoutePutRepoSecret, Drop: true, Times: 1})
 	h.emu.InjectFault(emulator.Fault{Route: emulator.RoutePutRepoSecret, DropAfter: true, Times: 1})
-	req := &secretbrokerv1.BatchPutSecretsRequest{}
 	const n = 6
-	for i := range n {
-		req.Requests = append(req.Requests, plain(fmt.Sprintf("%s/secrets/F%d", scope, i), fmt.Sprintf("%s-%d", plantedSecret, i)))
-	}
+	req := batchOf(scope, "F", n)
 	resp, err := h.broker.BatchPutSecrets(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, r := range resp.GetResults() {
-		if r.GetCode() != code.Code_OK {
-			t.Fatalf("item %d: %v %q", i, r.GetCode(), r.GetMessage())
-		}
-		wantStored(t, h, req.Requests[i].GetName(), req.Requests[i].GetValue())
-	}
+	wantAllWritten(t, h, req, resp)
 	if got, want := puts(h), n+8; got != want {
 		t.Errorf("%d PUTs, want %d: each item once plus one retry per fault", got, want)
 	}
@@ -291,11 +294,8 @@ func TestBatchDeadlineFailsFast(t *testing.T) {
 	pacing.WriteInterval = 100 * time.Second // 100 ms of wall time at 1000x
 	h := newHarness(t, harnessOpts{pacing: &pacing})
 	const scope = "repos/octo-org/hello-world/actions"
-	req := &secretbrokerv1.BatchPutSecretsRequest{}
 	const n = 100 // 10,000 s of writes: 10 s of wall time, well past the deadline
-	for i := range n {
-		req.Requests = append(req.Requests, plain(fmt.Sprintf("%s/secrets/D%d", scope, i), fmt.Sprintf("%s-%d", plantedSecret, i)))
-	}
+	req := batchOf(scope, "D", n)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
 	resp, err := h.broker.BatchPutSecrets(ctx, req)
@@ -340,11 +340,8 @@ func TestBatchTwoCallersShareFairly(t *testing.T) {
 	// through gRPC to the pacer takes less than one slot.
 	h := newHarness(t, harnessOpts{limits: githubLimits(), scale: 100})
 	const scope = "repos/octo-org/hello-world/actions"
-	big := &secretbrokerv1.BatchPutSecretsRequest{}
 	const n = 60
-	for i := range n {
-		big.Requests = append(big.Requests, plain(fmt.Sprintf("%s/secrets/BIG%d", scope, i), fmt.Sprintf("%s-%d", plantedSecret, i)))
-	}
+	big := batchOf(scope, "BIG", n)
 	var wg sync.WaitGroup
 	var bigErr error
 	wg.Go(func() {

@@ -87,6 +87,19 @@ func (s *paceServer) serve(w http.ResponseWriter, r *http.Request) {
 	defaultAnswer(w, r)
 }
 
+// newGatedServer returns a server on a 1000x clock that holds its first
+// request in flight until gate is closed, and answers the others at once.
+func newGatedServer(t *testing.T) (*paceServer, chan struct{}) {
+	gate := make(chan struct{})
+	s := newPaceServer(t, testClock(t, 1000), func(n int, a arrival, w http.ResponseWriter, r *http.Request) {
+		if n == 0 {
+			<-gate
+		}
+		defaultAnswer(w, r)
+	})
+	return s, gate
+}
+
 func defaultAnswer(w http.ResponseWriter, r *http.Request) {
 	if isWrite(r.Method) {
 		w.WriteHeader(http.StatusNoContent)
@@ -515,14 +528,7 @@ func TestDeadlineFailFast(t *testing.T) {
 // with writes 100 s apart and a 350 s deadline, about three queued writes
 // make it and the rest are refused at once.
 func TestDeadlineCountsWritesAhead(t *testing.T) {
-	clk := testClock(t, 1000)
-	gate := make(chan struct{})
-	s := newPaceServer(t, clk, func(n int, a arrival, w http.ResponseWriter, r *http.Request) {
-		if n == 0 {
-			<-gate
-		}
-		defaultAnswer(w, r)
-	})
+	s, gate := newGatedServer(t)
 	p := DefaultPacing()
 	p.WriteInterval = 100 * time.Second
 	c := pacedClient(t, s, p)
@@ -578,14 +584,7 @@ func waitSettled(t *testing.T, c *Client, n int) {
 // Two callers share the budget in turn: caller B's single write does not
 // wait behind caller A's fifty.
 func TestFairnessBetweenCallers(t *testing.T) {
-	clk := testClock(t, 1000)
-	gate := make(chan struct{})
-	s := newPaceServer(t, clk, func(n int, a arrival, w http.ResponseWriter, r *http.Request) {
-		if n == 0 {
-			<-gate // A's first write stays in flight until everyone queued
-		}
-		defaultAnswer(w, r)
-	})
+	s, gate := newGatedServer(t)
 	c := pacedClient(t, s, DefaultPacing())
 	ctxA := WithCaller(t.Context(), "A")
 	ctxB := WithCaller(t.Context(), "B")
@@ -816,14 +815,7 @@ func TestRevalidatePublicKey(t *testing.T) {
 // in the next slot and is kept, while another write of the caller with a
 // long queue, with the same deadline, is refused at once.
 func TestDeadlineEstimateRoundRobin(t *testing.T) {
-	clk := testClock(t, 1000)
-	gate := make(chan struct{})
-	s := newPaceServer(t, clk, func(n int, a arrival, w http.ResponseWriter, r *http.Request) {
-		if n == 0 {
-			<-gate
-		}
-		defaultAnswer(w, r)
-	})
+	s, gate := newGatedServer(t)
 	p := DefaultPacing()
 	p.WriteInterval = 100 * time.Second // 100 ms of wall time
 	c := pacedClient(t, s, p)
