@@ -37,6 +37,7 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 	defer cancel()
 	results := make([]*secretbrokerv1.BatchPutSecretsResult, len(reqs))
 	plans := make([]*putPlan, len(reqs))
+	secrets := make([]string, len(reqs)) // each valid item's secret, to find repeats
 	for i, r := range reqs {
 		results[i] = &secretbrokerv1.BatchPutSecretsResult{Name: r.GetName()}
 		p, err := parsePut(r)
@@ -45,16 +46,12 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 			continue
 		}
 		plans[i] = &p
+		secrets[i] = secretKey(p.scope, p.name)
 	}
-	rejectRepeats(len(reqs), func(i int) (string, bool) {
-		if plans[i] == nil {
-			return "", false
-		}
-		return secretKey(plans[i].scope, plans[i].name), true
-	}, func(i int, err error) {
+	for _, i := range repeats(secrets) {
 		plans[i] = nil
-		s.putResult(ctx, results[i], err)
-	})
+		s.putResult(ctx, results[i], errRepeated())
+	}
 
 	keys := s.batchKeys(ctx, plans)
 	sealed := s.sealAll(plans, keys)
@@ -186,6 +183,7 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 	defer cancel()
 	results := make([]*secretbrokerv1.BatchDeleteSecretsResult, len(names))
 	targets := make([]*target, len(names))
+	secrets := make([]string, len(names)) // each valid name's secret, to find repeats
 	for i, n := range names {
 		results[i] = &secretbrokerv1.BatchDeleteSecretsResult{Name: n}
 		scope, name, err := parseSecretName("names", n)
@@ -194,16 +192,12 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 			continue
 		}
 		targets[i] = &target{scope, name}
+		secrets[i] = secretKey(scope, name)
 	}
-	rejectRepeats(len(names), func(i int) (string, bool) {
-		if targets[i] == nil {
-			return "", false
-		}
-		return secretKey(targets[i].scope, targets[i].name), true
-	}, func(i int, err error) {
+	for _, i := range repeats(secrets) {
 		targets[i] = nil
-		s.deleteResult(ctx, results[i], err)
-	})
+		s.deleteResult(ctx, results[i], errRepeated())
+	}
 	var wg sync.WaitGroup
 	for i, t := range targets {
 		if t == nil {
@@ -223,22 +217,27 @@ func secretKey(scope upstream.Scope, name string) string {
 	return scope.Path() + "/secrets/" + strings.ToUpper(name)
 }
 
-// rejectRepeats finds the items of a batch of n that name the same secret
-// (key reports an item's secret, false for items already answered) and
-// rejects every one of them: which of them should win is not for the
-// broker to guess.
-func rejectRepeats(n int, key func(int) (string, bool), reject func(int, error)) {
-	seen := make(map[string]int, n)
-	for i := range n {
-		if k, ok := key(i); ok {
+// repeats returns the indexes of the keys that stand more than once in
+// keys ("" is no key): every item naming a secret another item names is
+// refused, since which of them should win is not for the broker to guess.
+func repeats(keys []string) []int {
+	seen := make(map[string]int, len(keys))
+	for _, k := range keys {
+		if k != "" {
 			seen[k]++
 		}
 	}
-	for i := range n {
-		if k, ok := key(i); ok && seen[k] > 1 {
-			reject(i, invalidArg("name", "names the same secret as another item of the batch; send one item per secret"))
+	var out []int
+	for i, k := range keys {
+		if k != "" && seen[k] > 1 {
+			out = append(out, i)
 		}
 	}
+	return out
+}
+
+func errRepeated() error {
+	return invalidArg("name", "names the same secret as another item of the batch; send one item per secret")
 }
 
 // putResult records err (nil for success) in r.

@@ -60,6 +60,24 @@ func (f *fakeKeys) RevalidatePublicKey(ctx context.Context, s upstream.Scope, et
 	return upstream.PublicKey{ETag: etag}, true, nil
 }
 
+// manualClock is a clock that moves only when told to.
+type manualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *manualClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
 var testScope = upstream.Scope{App: upstream.Actions, Org: "acme"}
 
 func TestKeyCacheMergesConcurrentMisses(t *testing.T) {
@@ -128,27 +146,21 @@ func TestKeyCacheWaiterDeadline(t *testing.T) {
 
 func TestKeyCacheTTLAndRefresh(t *testing.T) {
 	f := newFakeKeys(t)
-	now := time.Unix(1_700_000_000, 0)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	c := newKeyCache(f, time.Minute, clock)
+	clk := &manualClock{now: time.Unix(1_700_000_000, 0)}
+	c := newKeyCache(f, time.Minute, clk.Now)
 	ctx := t.Context()
 
 	k1, err := c.get(ctx, testScope)
 	if err != nil || k1.id != "1" {
 		t.Fatalf("get = %+v, %v", k1, err)
 	}
-	mu.Lock()
-	now = now.Add(2 * time.Minute)
-	mu.Unlock()
+	clk.advance(2 * time.Minute)
 	k, err := c.get(ctx, testScope)
 	if err != nil || k.id != "1" || f.calls.Load() != 2 || f.notModified.Load() != 1 {
 		t.Fatalf("an expired key was not revalidated (%+v, %d fetches, %d not modified, %v)", k, f.calls.Load(), f.notModified.Load(), err)
 	}
 	// Revalidated, the key is fresh again for a whole TTL.
-	mu.Lock()
-	now = now.Add(30 * time.Second)
-	mu.Unlock()
+	clk.advance(30 * time.Second)
 	if _, err := c.get(ctx, testScope); err != nil || f.calls.Load() != 2 {
 		t.Fatalf("a revalidated key was fetched again (%d fetches, %v)", f.calls.Load(), err)
 	}
@@ -183,17 +195,13 @@ func TestDecodeKeyRejectsBadKeys(t *testing.T) {
 // request, and the cache takes it.
 func TestKeyCacheRevalidationSeesNewKey(t *testing.T) {
 	f := newFakeKeys(t)
-	now := time.Unix(1_700_000_000, 0)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	c := newKeyCache(f, time.Minute, clock)
+	clk := &manualClock{now: time.Unix(1_700_000_000, 0)}
+	c := newKeyCache(f, time.Minute, clk.Now)
 	if _, err := c.get(t.Context(), testScope); err != nil {
 		t.Fatal(err)
 	}
 	f.id.Store(7)
-	mu.Lock()
-	now = now.Add(time.Hour)
-	mu.Unlock()
+	clk.advance(time.Hour)
 	k, err := c.get(t.Context(), testScope)
 	if err != nil || k.id != "7" || f.conditional.Load() != 1 || f.notModified.Load() != 0 {
 		t.Fatalf("get = %+v, %v (%d conditional, %d not modified); want key 7 from one conditional request",

@@ -131,7 +131,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 			attribute.Int("http.response.status_code", status),
 			attribute.Int64("wait_ms", wait.Milliseconds()),
 		))
-		if err := c.sleep(ctx, wait); err != nil {
+		if err := clock.Sleep(ctx, c.clk, wait); err != nil {
 			return response{}, fmt.Errorf("github: %s %s: waiting to retry: %w", r.method, r.route, err)
 		}
 	}
@@ -150,21 +150,6 @@ func (c *Client) backoff(attempt int) time.Duration {
 		return 0
 	}
 	return rand.N(ceiling + 1)
-}
-
-// sleep waits d on the client's clock, or until ctx ends.
-func (c *Client) sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	tm := c.clk.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // retryableStatus reports whether a status is a server error worth

@@ -52,6 +52,22 @@ func (c *scaledClock) NewTimer(d time.Duration) *time.Timer {
 	return time.NewTimer(time.Duration(float64(d) / c.factor))
 }
 
+// Sleep waits d on c's time, or until ctx ends, and then returns
+// ctx.Err(): nil when the whole wait passed.
+func Sleep(ctx context.Context, c Clock, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := c.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Deadline returns ctx's deadline on c's time: how far away the deadline
 // is on the wall clock, as c counts it. For the wall clock that is the
 // deadline itself; on a clock running 100 times faster, a deadline 1 s

@@ -75,3 +75,22 @@ func TestDeadline(t *testing.T) {
 		t.Errorf("scaled clock: deadline %v away, want about 100h", away)
 	}
 }
+
+func TestSleep(t *testing.T) {
+	c, err := Scaled(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := c.Now()
+	if err := Sleep(t.Context(), c, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Now().Sub(start); got < 5*time.Second {
+		t.Errorf("slept %v of clock time, want at least 5s", got)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := Sleep(ctx, c, time.Hour); err != context.Canceled {
+		t.Errorf("Sleep with an ended context = %v, want context.Canceled", err)
+	}
+}

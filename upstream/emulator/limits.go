@@ -1,7 +1,6 @@
 package emulator
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -331,19 +330,6 @@ func (s *Server) finish(resp *response, a admission) {
 func setDefault(h http.Header, key, value string) {
 	if h.Get(key) == "" {
 		h.Set(key, value)
-	}
-}
-
-// sleep waits d on the server's clock. It returns false when ctx ends
-// first.
-func (s *Server) sleep(ctx context.Context, d time.Duration) bool {
-	t := s.clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

@@ -437,7 +437,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // When the fault drops the connection, it does not return.
 func (s *Server) serve(r *http.Request, m match, matched bool, fault *Fault, esc, apiPrefix string) *response {
 	body, bodyErr := readBody(r)
-	if fault != nil && fault.Latency > 0 && !s.sleep(r.Context(), fault.Latency) {
+	if fault != nil && fault.Latency > 0 && clock.Sleep(r.Context(), s.clock, fault.Latency) != nil {
 		s.abort(r, m, esc, "client gone during injected latency", false)
 	}
 	switch {
