@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -11,7 +12,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
@@ -22,11 +22,12 @@ import (
 const maxBatch = 1000
 
 // BatchPutSecrets creates or updates up to maxBatch secrets. Every item is
-// validated first; items that fail, or that name the same secret as
-// another item, are answered without any upstream call. Each scope's key is
-// then fetched at most once (none when cached), the values are sealed in
-// parallel, and every write goes to the pacer, which decides when it is
-// sent. Results keep the order of the requests.
+// validated and authorized first; items that fail, or that name the same
+// secret as another item, are answered without any upstream call. Each
+// allowed item's intent is then audited, each scope's key fetched at most
+// once (none when cached), the values sealed in parallel, and every write
+// goes to the pacer, which decides when it is sent. Results keep the order
+// of the requests; the batch logs one summary line.
 func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchPutSecretsRequest) (*secretbrokerv1.BatchPutSecretsResponse, error) {
 	const op = "BatchPutSecrets"
 	reqs := req.GetRequests()
@@ -35,50 +36,83 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 	}
 	ctx, cancel := keepTimeToReply(ctx)
 	defer cancel()
+	var tally batchTally
 	results := make([]*secretbrokerv1.BatchPutSecretsResult, len(reqs))
+	fail := func(i int, err error) {
+		r := results[i]
+		r.Code, r.Message, r.RetryAfter = tally.add(err)
+	}
 	plans := make([]*putPlan, len(reqs))
 	secrets := make([]string, len(reqs)) // each valid item's secret, to find repeats
 	for i, r := range reqs {
 		results[i] = &secretbrokerv1.BatchPutSecretsResult{Name: r.GetName()}
 		p, err := parsePut(r)
 		if err != nil {
-			s.putResult(ctx, results[i], err)
+			s.rejected(ctx, rpcBatchPut, indexOf(i), r.GetName(), err)
+			fail(i, err)
 			continue
 		}
 		plans[i] = &p
 		secrets[i] = secretKey(p.scope, p.name)
 	}
 	for _, i := range repeats(secrets) {
+		s.rejected(ctx, rpcBatchPut, indexOf(i), reqs[i].GetName(), errRepeated())
 		plans[i] = nil
-		s.putResult(ctx, results[i], errRepeated())
+		fail(i, errRepeated())
+	}
+	changes := make([]*change, len(reqs))
+	itemCtx := make([]context.Context, len(reqs))
+	for i, p := range plans {
+		if p == nil {
+			continue
+		}
+		res := secretResourceName(p.scope, p.name)
+		err := s.check(ctx, rpcBatchPut, indexOf(i), verbWrite, res, s.may(ctx, verbWrite, res))
+		if err == nil {
+			itemCtx[i], changes[i], err = s.begin(ctx, rpcBatchPut, indexOf(i), res, p.plaintext)
+		}
+		if err != nil {
+			plans[i] = nil
+			fail(i, err)
+		}
 	}
 
 	keys := s.batchKeys(ctx, plans)
-	sealed := s.sealAll(plans, keys)
+	sealed := s.sealAll(ctx, plans, keys)
 
 	var wg sync.WaitGroup
 	for i, p := range plans {
 		if p == nil {
 			continue
 		}
-		if k := keys[p.scope.Path()]; k.err != nil {
-			s.putResult(ctx, results[i], k.err)
-			continue
+		err := keys[p.scope.Path()].err
+		if err == nil {
+			err = sealed[i].err
 		}
-		if sealed[i].err != nil {
-			s.putResult(ctx, results[i], sealed[i].err)
+		if err != nil {
+			changes[i].end(itemCtx[i], err)
+			fail(i, err)
 			continue
 		}
 		wg.Go(func() {
-			created, keyID, err := s.batchPut(ctx, *p, keys[p.scope.Path()].key, sealed[i].value)
+			var (
+				created bool
+				keyID   upstream.KeyID
+			)
+			err := s.safely(ctx, op, func() (err error) {
+				created, keyID, err = s.batchPut(itemCtx[i], *p, keys[p.scope.Path()].key, sealed[i].value)
+				return err
+			})
+			changes[i].end(itemCtx[i], err)
 			r := results[i]
 			if err == nil {
 				r.Name, r.Created, r.KeyId = secretResourceName(p.scope, p.name), created, string(keyID)
 			}
-			s.putResult(ctx, r, err)
+			r.Code, r.Message, r.RetryAfter = tally.add(err)
 		})
 	}
 	wg.Wait()
+	s.logBatch(ctx, op, len(reqs), &tally)
 	return &secretbrokerv1.BatchPutSecretsResponse{Results: results}, nil
 }
 
@@ -86,6 +120,9 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 // whose value (when the broker seals it) was sealed ahead.
 func (s *Server) batchPut(ctx context.Context, p putPlan, key sealingKey, v sealedValue) (bool, upstream.KeyID, error) {
 	if p.scope.IsOrg() {
+		if err := s.checkAccessChange(ctx, p); err != nil {
+			return false, "", err
+		}
 		if err := s.completeOrgAccess(ctx, &p); err != nil {
 			return false, "", err
 		}
@@ -131,7 +168,11 @@ func (s *Server) batchKeys(ctx context.Context, plans []*putPlan) map[string]sco
 	)
 	for path, scope := range scopes {
 		wg.Go(func() {
-			k, err := s.keys.get(ctx, scope)
+			var k sealingKey
+			err := s.safely(ctx, "key fetch", func() (err error) {
+				k, err = s.keys.get(ctx, scope)
+				return err
+			})
 			mu.Lock()
 			keys[path] = scopeKey{k, err}
 			mu.Unlock()
@@ -149,7 +190,7 @@ type sealResult struct {
 
 // sealAll seals every plaintext value whose scope key is known, in
 // parallel across the machine's cores.
-func (s *Server) sealAll(plans []*putPlan, keys map[string]scopeKey) []sealResult {
+func (s *Server) sealAll(ctx context.Context, plans []*putPlan, keys map[string]scopeKey) []sealResult {
 	out := make([]sealResult, len(plans))
 	var g errgroup.Group
 	g.SetLimit(runtime.GOMAXPROCS(0))
@@ -158,7 +199,9 @@ func (s *Server) sealAll(plans []*putPlan, keys map[string]scopeKey) []sealResul
 			continue
 		}
 		g.Go(func() error {
-			out[i].err = out[i].value.seal(keys[p.scope.Path()].key, p.plaintext)
+			out[i].err = s.safely(ctx, "sealing", func() error {
+				return out[i].value.seal(keys[p.scope.Path()].key, p.plaintext)
+			})
 			return nil
 		})
 	}
@@ -167,8 +210,8 @@ func (s *Server) sealAll(plans []*putPlan, keys map[string]scopeKey) []sealResul
 }
 
 // BatchDeleteSecrets deletes up to maxBatch secrets, one result per name in
-// the order sent. Invalid or repeated names are answered without any
-// upstream call; the deletes go to the pacer together.
+// the order sent. Invalid, repeated or denied names are answered without
+// any upstream call; the deletes go to the pacer together.
 func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.BatchDeleteSecretsRequest) (*secretbrokerv1.BatchDeleteSecretsResponse, error) {
 	const op = "BatchDeleteSecrets"
 	names := req.GetNames()
@@ -178,25 +221,48 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 	type target struct {
 		scope upstream.Scope
 		name  string
+		ctx   context.Context
+		ch    *change
 	}
 	ctx, cancel := keepTimeToReply(ctx)
 	defer cancel()
+	var tally batchTally
 	results := make([]*secretbrokerv1.BatchDeleteSecretsResult, len(names))
+	fail := func(i int, err error) {
+		r := results[i]
+		r.Code, r.Message, r.RetryAfter = tally.add(err)
+	}
 	targets := make([]*target, len(names))
 	secrets := make([]string, len(names)) // each valid name's secret, to find repeats
 	for i, n := range names {
 		results[i] = &secretbrokerv1.BatchDeleteSecretsResult{Name: n}
 		scope, name, err := parseSecretName("names", n)
 		if err != nil {
-			s.deleteResult(ctx, results[i], err)
+			s.rejected(ctx, rpcBatchDelete, indexOf(i), n, err)
+			fail(i, err)
 			continue
 		}
-		targets[i] = &target{scope, name}
+		targets[i] = &target{scope: scope, name: name}
 		secrets[i] = secretKey(scope, name)
 	}
 	for _, i := range repeats(secrets) {
+		s.rejected(ctx, rpcBatchDelete, indexOf(i), names[i], errRepeated())
 		targets[i] = nil
-		s.deleteResult(ctx, results[i], errRepeated())
+		fail(i, errRepeated())
+	}
+	for i, t := range targets {
+		if t == nil {
+			continue
+		}
+		res := secretResourceName(t.scope, t.name)
+		err := s.check(ctx, rpcBatchDelete, indexOf(i), verbDelete, res, s.may(ctx, verbDelete, res))
+		if err == nil {
+			t.ctx, t.ch, err = s.begin(ctx, rpcBatchDelete, indexOf(i), res, nil)
+		}
+		if err != nil {
+			targets[i] = nil
+			fail(i, err)
+		}
 	}
 	var wg sync.WaitGroup
 	for i, t := range targets {
@@ -204,10 +270,15 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 			continue
 		}
 		wg.Go(func() {
-			s.deleteResult(ctx, results[i], s.up.DeleteSecret(ctx, t.scope, t.name))
+			err := s.safely(ctx, op, func() error {
+				return s.up.DeleteSecret(t.ctx, t.scope, t.name)
+			})
+			t.ch.end(t.ctx, err)
+			fail(i, err)
 		})
 	}
 	wg.Wait()
+	s.logBatch(ctx, op, len(names), &tally)
 	return &secretbrokerv1.BatchDeleteSecretsResponse{Results: results}, nil
 }
 
@@ -240,32 +311,60 @@ func errRepeated() error {
 	return invalidArg("name", "names the same secret as another item of the batch; send one item per secret")
 }
 
-// putResult records err (nil for success) in r.
-func (s *Server) putResult(ctx context.Context, r *secretbrokerv1.BatchPutSecretsResult, err error) {
-	r.Code, r.Message, r.RetryAfter = s.itemStatus(ctx, "BatchPutSecrets", err)
+// batchTally turns each item's error into its result fields, without a
+// log line per item, and counts the codes for the batch's one summary line.
+type batchTally struct {
+	mu     sync.Mutex
+	counts map[codes.Code]int
+	fault  error // one server-side failure, for the summary
 }
 
-// deleteResult records err (nil for success) in r.
-func (s *Server) deleteResult(ctx context.Context, r *secretbrokerv1.BatchDeleteSecretsResult, err error) {
-	r.Code, r.Message, r.RetryAfter = s.itemStatus(ctx, "BatchDeleteSecrets", err)
-}
-
-// itemStatus is toStatus for one item of a batch: the code, the safe
-// message and the retry delay a caller would have had from the single call.
-func (s *Server) itemStatus(ctx context.Context, op string, err error) (code.Code, string, *durationpb.Duration) {
-	if err == nil {
-		return code.Code_OK, "", nil
-	}
-	st, _ := status.FromError(s.toStatus(ctx, op, err))
+// add returns the code, the safe message and the retry delay a caller
+// would have had from the single call for err (nil for success).
+func (t *batchTally) add(err error) (code.Code, string, *durationpb.Duration) {
+	st := statusOf(err)
 	var retry *durationpb.Duration
 	for _, d := range st.Details() {
 		if ri, ok := d.(*errdetails.RetryInfo); ok {
 			retry = ri.GetRetryDelay()
 		}
 	}
-	c := st.Code()
-	if c == codes.OK { // toStatus never maps an error to OK; be safe
-		c = codes.Internal
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.counts == nil {
+		t.counts = make(map[codes.Code]int)
 	}
-	return code.Code(c), st.Message(), retry
+	t.counts[st.Code()]++
+	if err != nil && t.fault == nil && !callerFault(err) {
+		t.fault = err
+	}
+	return code.Code(st.Code()), st.Message(), retry
+}
+
+// logBatch writes a batch's one summary line: how many items ended with
+// each code, and one server-side cause when there was any. A batch with
+// failures the broker or GitHub caused logs at WARN, one with caller
+// mistakes only at INFO, a clean one at DEBUG.
+func (s *Server) logBatch(ctx context.Context, op string, n int, t *batchTally) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	level := slog.LevelDebug
+	if t.counts[codes.OK] != n {
+		level = slog.LevelInfo
+	}
+	if t.fault != nil {
+		level = slog.LevelWarn
+	}
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	byCode := make([]any, 0, len(t.counts))
+	for c, k := range t.counts {
+		byCode = append(byCode, slog.Int(c.String(), k))
+	}
+	attrs := []any{"op", op, "items", n, slog.Group("codes", byCode...)}
+	if t.fault != nil {
+		attrs = append(attrs, "first_fault", t.fault)
+	}
+	s.log.Log(ctx, level, "batch finished", attrs...)
 }

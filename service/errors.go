@@ -27,17 +27,54 @@ func (s *Server) toStatus(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var inv *invalidArgError
-	if errors.As(err, &inv) {
-		return status.Error(codes.InvalidArgument, inv.Error())
-	}
-	st := classify(err)
+	st := statusOf(err)
 	level := slog.LevelWarn
-	if st.Code() == codes.Internal || st.Code() == codes.Unavailable || st.Code() == codes.PermissionDenied {
+	switch {
+	case callerFault(err):
+		// The caller's mistake or the policy's answer (denials are in the
+		// audit trail): nothing for an operator to act on.
+		level = slog.LevelDebug
+	case st.Code() == codes.Internal || st.Code() == codes.Unavailable || st.Code() == codes.PermissionDenied:
 		level = slog.LevelError
 	}
-	s.log.Log(ctx, level, "request failed", "op", op, "code", st.Code().String(), "err", err)
+	if s.log.Enabled(ctx, level) {
+		s.log.Log(ctx, level, "request failed", "op", op, "code", st.Code().String(), "err", err)
+	}
 	return st.Err()
+}
+
+// callerFault reports whether err is the caller's own: a malformed request,
+// a denial or a missing identity.
+func callerFault(err error) bool {
+	var (
+		inv *invalidArgError
+		den *deniedError
+	)
+	return errors.As(err, &inv) || errors.As(err, &den) || errors.Is(err, errUnauthenticated)
+}
+
+// statusOf maps an error to the status a caller sees, with a fixed, safe
+// message.
+func statusOf(err error) *status.Status {
+	if err == nil {
+		return status.New(codes.OK, "")
+	}
+	var (
+		inv *invalidArgError
+		den *deniedError
+		aud *auditError
+	)
+	switch {
+	case errors.As(err, &inv):
+		return status.New(codes.InvalidArgument, inv.Error())
+	case errors.As(err, &den):
+		return status.New(codes.PermissionDenied, "permission denied: "+den.Error())
+	case errors.Is(err, errUnauthenticated):
+		return status.New(codes.Unauthenticated, "authentication required")
+	case errors.As(err, &aud):
+		return status.New(codes.Unavailable, "the audit log cannot be written, so the broker refuses changes until it can; reads still work")
+	}
+	return classify(err)
 }
 
 // classify maps an error to the status a caller sees.

@@ -82,18 +82,30 @@ func parsePut(req *secretbrokerv1.PutSecretRequest) (putPlan, error) {
 	return p, nil
 }
 
-// PutSecret creates or updates a secret.
+// PutSecret creates or updates a secret. It needs write on the secret, and
+// manage_repositories as well when it changes an existing organization
+// secret's visibility or selection.
 func (s *Server) PutSecret(ctx context.Context, req *secretbrokerv1.PutSecretRequest) (*secretbrokerv1.PutSecretResponse, error) {
 	p, err := parsePut(req)
+	if err != nil {
+		s.rejected(ctx, rpcPutSecret, nil, req.GetName(), err)
+		return nil, s.toStatus(ctx, "PutSecret", err)
+	}
+	res := secretResourceName(p.scope, p.name)
+	if err := s.check(ctx, rpcPutSecret, nil, verbWrite, res, s.may(ctx, verbWrite, res)); err != nil {
+		return nil, s.toStatus(ctx, "PutSecret", err)
+	}
+	ctx, ch, err := s.begin(ctx, rpcPutSecret, nil, res, p.plaintext)
 	if err != nil {
 		return nil, s.toStatus(ctx, "PutSecret", err)
 	}
 	created, keyID, err := s.put(ctx, p)
+	ch.end(ctx, err)
 	if err != nil {
 		return nil, s.toStatus(ctx, "PutSecret", err)
 	}
 	return &secretbrokerv1.PutSecretResponse{
-		Name:    secretResourceName(p.scope, p.name),
+		Name:    res,
 		Created: created,
 		KeyId:   string(keyID),
 	}, nil
@@ -101,6 +113,9 @@ func (s *Server) PutSecret(ctx context.Context, req *secretbrokerv1.PutSecretReq
 
 func (s *Server) put(ctx context.Context, p putPlan) (created bool, keyID upstream.KeyID, err error) {
 	if p.scope.IsOrg() {
+		if err := s.checkAccessChange(ctx, p); err != nil {
+			return false, "", err
+		}
 		if err := s.completeOrgAccess(ctx, &p); err != nil {
 			return false, "", err
 		}
@@ -117,6 +132,60 @@ func (s *Server) put(ctx context.Context, p putPlan) (created bool, keyID upstre
 		return false, "", err
 	}
 	return s.putPlain(ctx, p, v)
+}
+
+// checkAccessChange refuses a put that would change an existing
+// organization secret's visibility or selection when the caller may not
+// manage its repositories. Creating a secret with any visibility and
+// selection needs write only. It reads the secret from GitHub only for a
+// caller without manage_repositories whose put names a visibility or
+// repositories.
+func (s *Server) checkAccessChange(ctx context.Context, p putPlan) error {
+	if p.visibility == "" && len(p.repoIDs) == 0 {
+		return nil // the current visibility and selection are kept
+	}
+	res := secretResourceName(p.scope, p.name)
+	if s.may(ctx, verbManage, res) {
+		return nil
+	}
+	cur, err := s.up.GetSecret(ctx, p.scope, p.name)
+	switch {
+	case isStatus(err, http.StatusNotFound):
+		return nil // a new secret
+	case err != nil:
+		return err
+	}
+	if p.visibility != cur.Visibility {
+		return &deniedError{verb: verbManage, resource: res}
+	}
+	if p.visibility != visibilitySelected || len(p.repoIDs) == 0 {
+		return nil
+	}
+	ids, err := s.allSelectedRepositoryIDs(ctx, p.scope, p.name)
+	if err != nil {
+		return err
+	}
+	if !sameIDs(ids, p.repoIDs) {
+		return &deniedError{verb: verbManage, resource: res}
+	}
+	return nil
+}
+
+// sameIDs reports whether a and b hold the same repository ids, in any
+// order.
+func sameIDs(a, b []int64) bool {
+	set := make(map[int64]bool, len(a))
+	for _, id := range a {
+		set[id] = true
+	}
+	other := make(map[int64]bool, len(b))
+	for _, id := range b {
+		if !set[id] {
+			return false
+		}
+		other[id] = true
+	}
+	return len(set) == len(other)
 }
 
 // sealedValue is a plaintext value sealed with one of the scope's keys.

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"strings"
@@ -89,7 +90,7 @@ func BenchmarkSealBatch(b *testing.B) {
 	s := &Server{}
 	b.ReportAllocs()
 	for b.Loop() {
-		for _, r := range s.sealAll(plans, keys) {
+		for _, r := range s.sealAll(context.Background(), plans, keys) {
 			if r.err != nil {
 				b.Fatal(r.err)
 			}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/audit"
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -48,15 +49,28 @@ type Options struct {
 	KeyTTL time.Duration
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// Authorizer decides what each caller may do; every call then needs an
+	// authenticated caller (identity.WithCaller). Default: nil, every call
+	// is allowed (no authentication is configured).
+	Authorizer Authorizer
+	// Audit is the audit trail. Default: nil, no trail.
+	Audit *audit.Log
+	// AuditReads records successful reads in the audit trail too. Default
+	// false: changes and denials only.
+	AuditReads bool
 }
 
 // Server implements secretbroker.v1.SecretService.
 type Server struct {
 	secretbrokerv1.UnimplementedSecretServiceServer
 
-	up   Upstream
-	keys *keyCache
-	log  *slog.Logger
+	up    Upstream
+	keys  *keyCache
+	log   *slog.Logger
+	authz Authorizer
+	audit *audit.Log
+	// auditReads records successful reads too.
+	auditReads bool
 }
 
 // New returns the service, talking to GitHub through up.
@@ -71,15 +85,39 @@ func New(up Upstream, opts Options) *Server {
 		opts.Now = time.Now
 	}
 	return &Server{
-		up:   &sharedReads{Upstream: up},
-		keys: newKeyCache(up, opts.KeyTTL, opts.Now),
-		log:  opts.Logger,
+		up:    &sharedReads{Upstream: up},
+		keys:  newKeyCache(up, opts.KeyTTL, opts.Now),
+		log:   opts.Logger,
+		authz: opts.Authorizer,
+		audit: opts.Audit,
+
+		auditReads: opts.AuditReads,
 	}
 }
 
-// GetPublicKey returns the scope's current public key.
+// The full gRPC method names, for audit records.
+const (
+	rpcGetPublicKey       = secretbrokerv1.SecretService_GetPublicKey_FullMethodName
+	rpcListSecrets        = secretbrokerv1.SecretService_ListSecrets_FullMethodName
+	rpcGetSecret          = secretbrokerv1.SecretService_GetSecret_FullMethodName
+	rpcPutSecret          = secretbrokerv1.SecretService_PutSecret_FullMethodName
+	rpcDeleteSecret       = secretbrokerv1.SecretService_DeleteSecret_FullMethodName
+	rpcBatchPut           = secretbrokerv1.SecretService_BatchPutSecrets_FullMethodName
+	rpcBatchDelete        = secretbrokerv1.SecretService_BatchDeleteSecrets_FullMethodName
+	rpcListSelected       = secretbrokerv1.SecretService_ListSelectedRepositories_FullMethodName
+	rpcSetSelected        = secretbrokerv1.SecretService_SetSelectedRepositories_FullMethodName
+	rpcAddSelected        = secretbrokerv1.SecretService_AddSelectedRepository_FullMethodName
+	rpcRemoveSelected     = secretbrokerv1.SecretService_RemoveSelectedRepository_FullMethodName
+	rpcListRepoOrgSecrets = secretbrokerv1.SecretService_ListRepositoryOrganizationSecrets_FullMethodName
+)
+
+// GetPublicKey returns the scope's current public key. It exists to seal a
+// value, so it needs write on some secret of the scope.
 func (s *Server) GetPublicKey(ctx context.Context, req *secretbrokerv1.GetPublicKeyRequest) (*secretbrokerv1.PublicKey, error) {
 	scope, err := parseParent("parent", req.GetParent())
+	if err == nil {
+		err = s.check(ctx, rpcGetPublicKey, nil, verbWrite, scopeName(scope), s.maySome(ctx, verbWrite, scopeName(scope)))
+	}
 	if err != nil {
 		return nil, s.toStatus(ctx, "GetPublicKey", err)
 	}
@@ -87,23 +125,29 @@ func (s *Server) GetPublicKey(ctx context.Context, req *secretbrokerv1.GetPublic
 	if err != nil {
 		return nil, s.toStatus(ctx, "GetPublicKey", err)
 	}
+	s.readDone(ctx, rpcGetPublicKey, scopeName(scope))
 	return &secretbrokerv1.PublicKey{KeyId: string(k.id), Key: k.encoded}, nil
 }
 
-// ListSecrets lists one page of a scope's secrets.
+// ListSecrets lists one page of a scope's secrets: those the caller may
+// read.
 func (s *Server) ListSecrets(ctx context.Context, req *secretbrokerv1.ListSecretsRequest) (*secretbrokerv1.ListSecretsResponse, error) {
 	scope, err := parseParent("parent", req.GetParent())
 	if err != nil {
 		return nil, s.toStatus(ctx, "ListSecrets", err)
 	}
 	page, err := pageFor(req.GetParent(), req.GetPageSize(), req.GetPageToken())
+	if err == nil {
+		err = s.check(ctx, rpcListSecrets, nil, verbRead, scopeName(scope), s.maySome(ctx, verbRead, scopeName(scope)))
+	}
 	if err != nil {
 		return nil, s.toStatus(ctx, "ListSecrets", err)
 	}
-	list, err := s.up.ListSecrets(ctx, scope, page)
+	list, err := s.readableList(ctx, scope, scope, page, s.up.ListSecrets)
 	if err != nil {
 		return nil, s.toStatus(ctx, "ListSecrets", err)
 	}
+	s.readDone(ctx, rpcListSecrets, scopeName(scope))
 	return &secretbrokerv1.ListSecretsResponse{
 		Secrets:       toSecrets(scope, list.Secrets),
 		TotalCount:    int32(list.TotalCount),
@@ -114,6 +158,10 @@ func (s *Server) ListSecrets(ctx context.Context, req *secretbrokerv1.ListSecret
 // GetSecret returns one secret's metadata.
 func (s *Server) GetSecret(ctx context.Context, req *secretbrokerv1.GetSecretRequest) (*secretbrokerv1.Secret, error) {
 	scope, name, err := parseSecretName("name", req.GetName())
+	if err == nil {
+		res := secretResourceName(scope, name)
+		err = s.check(ctx, rpcGetSecret, nil, verbRead, res, s.may(ctx, verbRead, res))
+	}
 	if err != nil {
 		return nil, s.toStatus(ctx, "GetSecret", err)
 	}
@@ -121,19 +169,45 @@ func (s *Server) GetSecret(ctx context.Context, req *secretbrokerv1.GetSecretReq
 	if err != nil {
 		return nil, s.toStatus(ctx, "GetSecret", err)
 	}
+	s.readDone(ctx, rpcGetSecret, secretResourceName(scope, name))
 	return toSecret(scope, sec), nil
 }
 
 // DeleteSecret deletes a secret.
 func (s *Server) DeleteSecret(ctx context.Context, req *secretbrokerv1.DeleteSecretRequest) (*emptypb.Empty, error) {
-	scope, name, err := parseSecretName("name", req.GetName())
+	err := s.mutate(ctx, rpcDeleteSecret, req.GetName(), verbDelete, parseSecretName,
+		func(ctx context.Context, scope upstream.Scope, name string) error {
+			return s.up.DeleteSecret(ctx, scope, name)
+		})
 	if err != nil {
 		return nil, s.toStatus(ctx, "DeleteSecret", err)
 	}
-	if err := s.up.DeleteSecret(ctx, scope, name); err != nil {
-		return nil, s.toStatus(ctx, "DeleteSecret", err)
-	}
 	return &emptypb.Empty{}, nil
+}
+
+// mutate runs one audited, authorized change of the secret named raw:
+// parse it, check verb, write the intent record, apply do, write the
+// outcome record.
+func (s *Server) mutate(ctx context.Context, rpc, raw, verb string,
+	parse func(field, s string) (upstream.Scope, string, error),
+	do func(ctx context.Context, scope upstream.Scope, name string) error,
+) error {
+	scope, name, err := parse("name", raw)
+	if err != nil {
+		s.rejected(ctx, rpc, nil, raw, err)
+		return err
+	}
+	res := secretResourceName(scope, name)
+	if err := s.check(ctx, rpc, nil, verb, res, s.may(ctx, verb, res)); err != nil {
+		return err
+	}
+	ctx, ch, err := s.begin(ctx, rpc, nil, res, nil)
+	if err != nil {
+		return err
+	}
+	err = do(ctx, scope, name)
+	ch.end(ctx, err)
+	return err
 }
 
 // ListSelectedRepositories lists one page of an organization secret's
@@ -144,6 +218,10 @@ func (s *Server) ListSelectedRepositories(ctx context.Context, req *secretbroker
 		return nil, s.toStatus(ctx, "ListSelectedRepositories", err)
 	}
 	page, err := pageFor(req.GetName(), req.GetPageSize(), req.GetPageToken())
+	if err == nil {
+		res := secretResourceName(scope, name)
+		err = s.check(ctx, rpcListSelected, nil, verbRead, res, s.may(ctx, verbRead, res))
+	}
 	if err != nil {
 		return nil, s.toStatus(ctx, "ListSelectedRepositories", err)
 	}
@@ -151,6 +229,7 @@ func (s *Server) ListSelectedRepositories(ctx context.Context, req *secretbroker
 	if err != nil {
 		return nil, s.toStatus(ctx, "ListSelectedRepositories", err)
 	}
+	s.readDone(ctx, rpcListSelected, secretResourceName(scope, name))
 	resp := &secretbrokerv1.ListSelectedRepositoriesResponse{
 		TotalCount:    int32(list.TotalCount),
 		NextPageToken: nextPageToken(req.GetName(), page, list.HasNext),
@@ -166,18 +245,22 @@ func (s *Server) ListSelectedRepositories(ctx context.Context, req *secretbroker
 // SetSelectedRepositories replaces an organization secret's selected
 // repositories.
 func (s *Server) SetSelectedRepositories(ctx context.Context, req *secretbrokerv1.SetSelectedRepositoriesRequest) (*emptypb.Empty, error) {
-	scope, name, err := parseOrgSecretName("name", req.GetName())
-	if err == nil {
-		err = checkRepositoryIDs("selected_repository_ids", req.GetSelectedRepositoryIds())
-	}
-	if err != nil {
-		return nil, s.toStatus(ctx, "SetSelectedRepositories", err)
-	}
 	ids := req.GetSelectedRepositoryIds()
 	if ids == nil {
 		ids = []int64{} // an empty list clears the selection
 	}
-	if err := s.up.SetSelectedRepositories(ctx, scope, name, ids); err != nil {
+	parse := func(field, raw string) (upstream.Scope, string, error) {
+		scope, name, err := parseOrgSecretName(field, raw)
+		if err == nil {
+			err = checkRepositoryIDs("selected_repository_ids", ids)
+		}
+		return scope, name, err
+	}
+	err := s.mutate(ctx, rpcSetSelected, req.GetName(), verbManage, parse,
+		func(ctx context.Context, scope upstream.Scope, name string) error {
+			return s.up.SetSelectedRepositories(ctx, scope, name, ids)
+		})
+	if err != nil {
 		return nil, s.toStatus(ctx, "SetSelectedRepositories", err)
 	}
 	return &emptypb.Empty{}, nil
@@ -185,26 +268,30 @@ func (s *Server) SetSelectedRepositories(ctx context.Context, req *secretbrokerv
 
 // AddSelectedRepository adds a repository to an organization secret.
 func (s *Server) AddSelectedRepository(ctx context.Context, req *secretbrokerv1.AddSelectedRepositoryRequest) (*emptypb.Empty, error) {
-	return s.changeSelection(ctx, "AddSelectedRepository", req.GetName(), req.GetRepositoryId(), s.up.AddSelectedRepository)
+	return s.changeSelection(ctx, "AddSelectedRepository", rpcAddSelected, req.GetName(), req.GetRepositoryId(), s.up.AddSelectedRepository)
 }
 
 // RemoveSelectedRepository removes a repository from an organization secret.
 func (s *Server) RemoveSelectedRepository(ctx context.Context, req *secretbrokerv1.RemoveSelectedRepositoryRequest) (*emptypb.Empty, error) {
-	return s.changeSelection(ctx, "RemoveSelectedRepository", req.GetName(), req.GetRepositoryId(), s.up.RemoveSelectedRepository)
+	return s.changeSelection(ctx, "RemoveSelectedRepository", rpcRemoveSelected, req.GetName(), req.GetRepositoryId(), s.up.RemoveSelectedRepository)
 }
 
 // changeSelection adds or removes one repository of an organization
 // secret's selection.
-func (s *Server) changeSelection(ctx context.Context, op, secret string, id int64,
+func (s *Server) changeSelection(ctx context.Context, op, rpc, secret string, id int64,
 	change func(context.Context, upstream.Scope, string, int64) error,
 ) (*emptypb.Empty, error) {
-	scope, name, err := parseOrgSecretName("name", secret)
-	if err == nil {
-		err = checkRepositoryIDs("repository_id", []int64{id})
+	parse := func(field, raw string) (upstream.Scope, string, error) {
+		scope, name, err := parseOrgSecretName(field, raw)
+		if err == nil {
+			err = checkRepositoryIDs("repository_id", []int64{id})
+		}
+		return scope, name, err
 	}
-	if err == nil {
-		err = change(ctx, scope, name, id)
-	}
+	err := s.mutate(ctx, rpc, secret, verbManage, parse,
+		func(ctx context.Context, scope upstream.Scope, name string) error {
+			return change(ctx, scope, name, id)
+		})
 	if err != nil {
 		return nil, s.toStatus(ctx, op, err)
 	}
@@ -212,22 +299,29 @@ func (s *Server) changeSelection(ctx context.Context, op, secret string, id int6
 }
 
 // ListRepositoryOrganizationSecrets lists the organization secrets shared
-// with a repository.
+// with a repository: those the caller may read, by their organization
+// resource names. It needs read on some secret of the repository's scope or
+// of the organization's.
 func (s *Server) ListRepositoryOrganizationSecrets(ctx context.Context, req *secretbrokerv1.ListRepositoryOrganizationSecretsRequest) (*secretbrokerv1.ListRepositoryOrganizationSecretsResponse, error) {
 	scope, err := parseRepoParent("parent", req.GetParent())
 	if err != nil {
 		return nil, s.toStatus(ctx, "ListRepositoryOrganizationSecrets", err)
 	}
-	page, err := pageFor(req.GetParent()+"/organization-secrets", req.GetPageSize(), req.GetPageToken())
-	if err != nil {
-		return nil, s.toStatus(ctx, "ListRepositoryOrganizationSecrets", err)
-	}
-	list, err := s.up.ListRepositoryOrganizationSecrets(ctx, scope, page)
-	if err != nil {
-		return nil, s.toStatus(ctx, "ListRepositoryOrganizationSecrets", err)
-	}
 	// The repository's owner is the organization the secrets belong to.
 	org := upstream.Scope{App: scope.App, Org: scope.Owner}
+	page, err := pageFor(req.GetParent()+"/organization-secrets", req.GetPageSize(), req.GetPageToken())
+	if err == nil {
+		ok := s.maySome(ctx, verbRead, scopeName(scope)) || s.maySome(ctx, verbRead, scopeName(org))
+		err = s.check(ctx, rpcListRepoOrgSecrets, nil, verbRead, scopeName(scope), ok)
+	}
+	if err != nil {
+		return nil, s.toStatus(ctx, "ListRepositoryOrganizationSecrets", err)
+	}
+	list, err := s.readableList(ctx, scope, org, page, s.up.ListRepositoryOrganizationSecrets)
+	if err != nil {
+		return nil, s.toStatus(ctx, "ListRepositoryOrganizationSecrets", err)
+	}
+	s.readDone(ctx, rpcListRepoOrgSecrets, scopeName(scope))
 	return &secretbrokerv1.ListRepositoryOrganizationSecretsResponse{
 		Secrets:       toSecrets(org, list.Secrets),
 		TotalCount:    int32(list.TotalCount),

@@ -25,6 +25,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/audit"
+	"github.com/secretbroker/secretbroker/service/identity"
 	"github.com/secretbroker/secretbroker/upstream"
 	"github.com/secretbroker/secretbroker/upstream/clock"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
@@ -77,6 +79,9 @@ type harnessOpts struct {
 	wrap func(Upstream) Upstream
 	// keyTTL is the service's; default DefaultKeyTTL.
 	keyTTL time.Duration
+	// authz and audit are the service's Options.Authorizer and Audit.
+	authz Authorizer
+	audit *audit.Log
 }
 
 // newHarness runs the emulator and the broker on real loopback sockets:
@@ -113,7 +118,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if o.wrap != nil {
 		up = o.wrap(client)
 	}
-	h := newHarnessWith(t, emu, demo, up, logs, Options{Logger: logger, KeyTTL: o.keyTTL}, hs.URL)
+	h := newHarnessWith(t, emu, demo, up, logs, Options{Logger: logger, KeyTTL: o.keyTTL, Authorizer: o.authz, Audit: o.audit}, hs.URL)
 	h.client = client
 	return h
 }
@@ -126,7 +131,7 @@ const testCallerKey = "test-caller"
 func callerFromMetadata(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if c := md.Get(testCallerKey); len(c) == 1 {
-			ctx = upstream.WithCaller(ctx, c[0])
+			ctx = identity.WithCaller(upstream.WithCaller(ctx, c[0]), c[0])
 		}
 	}
 	return handler(ctx, req)

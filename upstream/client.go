@@ -691,6 +691,7 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 	if err != nil {
 		return response{}, nil, fail("sending the request", err)
 	}
+	recordStatus(ctx, r.method, resp.StatusCode)
 	defer func() {
 		// Drain a little so the connection can be reused.
 		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)

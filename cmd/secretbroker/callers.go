@@ -9,25 +9,26 @@ import (
 	"net"
 	"net/http"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 
-	"github.com/secretbroker/secretbroker/upstream"
+	"github.com/secretbroker/secretbroker/service/identity"
 )
 
-// Callers share the broker's GitHub budget fairly: the upstream pacer keeps
-// one queue per caller and serves the queues in turn. Until callers
-// authenticate, a caller is known by its IP address: the gRPC peer's, or,
-// for a JSON call, the HTTP client's, which the gateway passes on in
-// metadata that the gRPC server believes only alongside the gateway's
-// per-process secret.
+// The JSON gateway is a client of the gRPC server over an in-process
+// connection. It forwards the HTTP caller's credentials: the Authorization
+// header as "authorization" metadata (grpc-gateway's default), and what
+// only the gateway can see, the HTTP client's address and its verified
+// client certificate's identity, in metadata that the gRPC server believes
+// only alongside the gateway's per-process secret. The gateway drops any
+// x-secretbroker-* metadata an HTTP caller sends, so none of it can be
+// forged from outside.
 const (
-	mdCaller  = "x-secretbroker-caller"
+	mdCaller  = "x-secretbroker-caller" // the HTTP client's IP address
+	mdX509    = "x-secretbroker-x509"   // the HTTP client certificate's caller
 	mdGateway = "x-secretbroker-gateway"
 )
 
-// callerKeys tells callers apart for the pacer.
+// callerKeys holds the gateway's per-process secret.
 type callerKeys struct {
 	gatewaySecret string
 }
@@ -40,32 +41,24 @@ func newCallerKeys() (callerKeys, error) {
 	return callerKeys{gatewaySecret: hex.EncodeToString(b[:])}, nil
 }
 
-// unary tags each call's context with its caller, for the pacer's queues.
-func (k callerKeys) unary() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		return handler(upstream.WithCaller(ctx, k.of(ctx)), req)
-	}
-}
-
-// of returns the caller of the call whose context is ctx.
-func (k callerKeys) of(ctx context.Context) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if g := md.Get(mdGateway); len(g) == 1 && subtle.ConstantTimeCompare([]byte(g[0]), []byte(k.gatewaySecret)) == 1 {
-		if c := md.Get(mdCaller); len(c) == 1 && c[0] != "" {
-			return c[0]
-		}
-	}
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.Addr == nil {
-		return ""
-	}
-	return hostOf(p.Addr.String())
+// fromGateway reports whether md carries the gateway's secret, so that the
+// gateway's other metadata can be believed.
+func (k callerKeys) fromGateway(md metadata.MD) bool {
+	g := md.Get(mdGateway)
+	return len(g) == 1 && subtle.ConstantTimeCompare([]byte(g[0]), []byte(k.gatewaySecret)) == 1
 }
 
 // gatewayMetadata is the gateway's annotator: it passes the HTTP client's
-// IP address on to the gRPC server.
+// IP address, and the caller its verified client certificate names, on to
+// the gRPC server.
 func (k callerKeys) gatewayMetadata(_ context.Context, r *http.Request) metadata.MD {
-	return metadata.Pairs(mdGateway, k.gatewaySecret, mdCaller, hostOf(r.RemoteAddr))
+	md := metadata.Pairs(mdGateway, k.gatewaySecret, mdCaller, hostOf(r.RemoteAddr))
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+		if c, ok := identity.CertificateCaller(r.TLS.VerifiedChains[0][0]); ok {
+			md.Set(mdX509, c)
+		}
+	}
+	return md
 }
 
 // hostOf returns the host part of a "host:port" address, or addr itself.

@@ -116,6 +116,80 @@ type Config struct {
 	// LogLevel is the lowest level logged. Flag --log-level. Default info.
 	LogLevel slog.Level
 
+	// TLSCertFile and TLSKeyFile are the listeners' certificate and key
+	// (PEM); with them both listeners serve TLS only. Flags --tls-cert-file
+	// and --tls-key-file. Default: none, plaintext. The files are re-read
+	// when they change.
+	TLSCertFile string
+	TLSKeyFile  string
+
+	// TLSClientCAFile is the CA bundle (PEM) that client certificates must
+	// chain to; with it every connection needs a valid client certificate,
+	// which names the caller (x509:...). Flag --tls-client-ca-file; needs
+	// TLSCertFile. Default: none.
+	TLSClientCAFile string
+
+	// CallersFile lists the static bearer-token callers (YAML, each with the
+	// hex SHA-256 of its token; token:NAME). Flag --callers-file. Default:
+	// none.
+	CallersFile string
+
+	// JWTIssuer, JWTAudience and one of JWTJWKSURL or JWTJWKSFile turn on
+	// JWT bearer tokens (for example Kubernetes service-account tokens;
+	// jwt:SUB). Flags --jwt-issuer, --jwt-audience, --jwt-jwks-url,
+	// --jwt-jwks-file. Default: none.
+	JWTIssuer   string
+	JWTAudience string
+	JWTJWKSURL  string
+	JWTJWKSFile string
+
+	// AllowUnauthenticated lets the broker serve every call without
+	// authentication on a non-loopback address. Flag
+	// --allow-unauthenticated. Default false.
+	AllowUnauthenticated bool
+
+	// ReflectionUnauthenticated serves gRPC reflection to callers without
+	// credentials when authentication is configured. Flag
+	// --reflection-unauthenticated. Default false.
+	ReflectionUnauthenticated bool
+
+	// PolicyFile is the authorization policy (YAML), reloaded on SIGHUP and
+	// within 10 s of a change. Flag --policy-file. Default: none, and with
+	// authentication configured every call is denied.
+	PolicyFile string
+
+	// AuditLog is the audit trail's file, or "-" for standard error. Flag
+	// --audit-log. Default: none, no trail.
+	AuditLog string
+
+	// AuditHMACKeyFile holds the key (raw bytes, at least 32) under which
+	// plaintext values are HMAC'd in audit records. Flag
+	// --audit-hmac-key-file. Default: none, no value_hmac.
+	AuditHMACKeyFile string
+
+	// AuditReads records successful reads too. Flag --audit-reads. Default
+	// false.
+	AuditReads bool
+
+	// CallerRPS and CallerBurst are each caller's inbound rate limit, in
+	// calls per second and burst. Flags --caller-rps and --caller-burst.
+	// Defaults 50 and 100; 0 turns the limit off; off in dev mode.
+	CallerRPS   float64
+	CallerBurst int
+
+	// CallerMaxConcurrent is the most calls one caller may have in progress
+	// at once. Flag --caller-max-concurrent. Default 32; 0 turns it off.
+	CallerMaxConcurrent int
+
+	// MaxConcurrentCalls is the most calls in progress at once across all
+	// callers. Flag --max-concurrent-calls. Default 512; 0 turns it off.
+	MaxConcurrentCalls int
+
+	// MaxInflightBytes bounds the bytes of requests in progress at once
+	// across all callers, per listener. Flag --max-inflight-bytes. Default
+	// 64 MiB; at least maxRequestBytes.
+	MaxInflightBytes int64
+
 	// OTLPEndpoint is OTEL_EXPORTER_OTLP_ENDPOINT (or
 	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT); when set, spans are exported
 	// there with OTLP/gRPC. Not a flag. Default: none, no export.
@@ -136,6 +210,11 @@ const (
 	defaultUpstreamMaxAttempts       = 5
 	defaultKeyTTL                    = 10 * time.Minute
 	defaultLogLevel                  = slog.LevelInfo
+	defaultCallerRPS                 = 50
+	defaultCallerBurst               = 100
+	defaultCallerMaxConcurrent       = 32
+	defaultMaxConcurrentCalls        = 512
+	defaultMaxInflightBytes          = 64 << 20
 )
 
 // loadConfig builds the configuration from the command-line arguments
@@ -189,6 +268,45 @@ Flags:
 		"how long a shutdown waits for in-flight calls before it cuts them")
 	fs.TextVar(&cfg.LogLevel, "log-level", defaultLogLevel,
 		"lowest `level` logged: debug, info, warn or error")
+
+	fs.StringVar(&cfg.TLSCertFile, "tls-cert-file", "",
+		"`file` with the listeners' TLS certificate (PEM); both listeners then serve TLS only")
+	fs.StringVar(&cfg.TLSKeyFile, "tls-key-file", "",
+		"`file` with the TLS certificate's private key (PEM)")
+	fs.StringVar(&cfg.TLSClientCAFile, "tls-client-ca-file", "",
+		"`file` with the CA bundle client certificates must chain to; every connection then needs one (mTLS)")
+	fs.StringVar(&cfg.CallersFile, "callers-file", "",
+		"`file` (YAML) listing bearer-token callers by the SHA-256 of their token")
+	fs.StringVar(&cfg.JWTIssuer, "jwt-issuer", "",
+		"accept JWT bearer tokens from this `issuer` (with --jwt-audience and --jwt-jwks-url or --jwt-jwks-file)")
+	fs.StringVar(&cfg.JWTAudience, "jwt-audience", "",
+		"the `audience` JWT bearer tokens must name")
+	fs.StringVar(&cfg.JWTJWKSURL, "jwt-jwks-url", "",
+		"`URL` of the JWT issuer's JWKS")
+	fs.StringVar(&cfg.JWTJWKSFile, "jwt-jwks-file", "",
+		"`file` with the JWT issuer's JWKS, re-read when it changes")
+	fs.BoolVar(&cfg.AllowUnauthenticated, "allow-unauthenticated", false,
+		"serve every call without authentication even on a non-loopback address")
+	fs.BoolVar(&cfg.ReflectionUnauthenticated, "reflection-unauthenticated", false,
+		"serve gRPC reflection to callers without credentials")
+	fs.StringVar(&cfg.PolicyFile, "policy-file", "",
+		"`file` (YAML) with the authorization rules; reloaded on SIGHUP and when it changes")
+	fs.StringVar(&cfg.AuditLog, "audit-log", "",
+		"audit trail `file` (JSON lines), or - for standard error")
+	fs.StringVar(&cfg.AuditHMACKeyFile, "audit-hmac-key-file", "",
+		"`file` with the key (at least 32 bytes) plaintext values are HMAC'd under in audit records")
+	fs.BoolVar(&cfg.AuditReads, "audit-reads", false,
+		"record successful reads in the audit trail too")
+	fs.Float64Var(&cfg.CallerRPS, "caller-rps", defaultCallerRPS,
+		"each caller's calls per second; 0 turns the limit off (off with --dev)")
+	fs.IntVar(&cfg.CallerBurst, "caller-burst", defaultCallerBurst,
+		"each caller's burst of calls above --caller-rps")
+	fs.IntVar(&cfg.CallerMaxConcurrent, "caller-max-concurrent", defaultCallerMaxConcurrent,
+		"most calls one caller may have in progress; 0 turns the limit off")
+	fs.IntVar(&cfg.MaxConcurrentCalls, "max-concurrent-calls", defaultMaxConcurrentCalls,
+		"most calls in progress across all callers; 0 turns the limit off")
+	fs.Int64Var(&cfg.MaxInflightBytes, "max-inflight-bytes", defaultMaxInflightBytes,
+		"most `bytes` of requests in progress at once across all callers")
 
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -288,6 +406,9 @@ func (c *Config) validate() error {
 	if c.KeyTTL <= 0 {
 		return fmt.Errorf("--key-ttl must be positive, got %s", c.KeyTTL)
 	}
+	if err := c.validateFrontDoor(); err != nil {
+		return err
+	}
 	if c.UpstreamAPIVersionActions == "" {
 		return errors.New("--upstream-api-version-actions must not be empty")
 	}
@@ -302,6 +423,7 @@ func (c *Config) validate() error {
 		if c.HTTPAddr, err = devAddr("--http-addr", c.HTTPAddr); err != nil {
 			return err
 		}
+		c.CallerRPS = 0 // no inbound rate limit in dev mode
 		return nil
 	}
 	if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
@@ -317,7 +439,75 @@ func (c *Config) validate() error {
 		return fmt.Errorf("no GitHub token: set %s or --upstream-token-file (%sUPSTREAM_TOKEN_FILE) to a file that holds it, or run with --dev",
 			envGitHubToken, envPrefix)
 	}
+	if !c.Authenticates() && !c.AllowUnauthenticated {
+		for _, l := range []struct{ flag, addr string }{{"--grpc-addr", c.GRPCAddr}, {"--http-addr", c.HTTPAddr}} {
+			if !isLoopback(l.addr) {
+				return fmt.Errorf("%s %s is not a loopback address and no caller authentication is configured: "+
+					"set --tls-client-ca-file (mTLS), --callers-file (bearer tokens) or --jwt-issuer, --jwt-audience and "+
+					"--jwt-jwks-url or --jwt-jwks-file (JWTs); or --allow-unauthenticated to serve anyone who can reach it",
+					l.flag, l.addr)
+			}
+		}
+	}
 	return nil
+}
+
+// Authenticates reports whether callers must prove who they are: mTLS
+// client certificates, static bearer tokens or JWTs are configured. TLS
+// without a client CA is encryption, not authentication.
+func (c *Config) Authenticates() bool {
+	return c.TLSClientCAFile != "" || c.CallersFile != "" || c.JWTIssuer != ""
+}
+
+// validateFrontDoor checks the flags of TLS, caller identity, policy,
+// audit and inbound limits.
+func (c *Config) validateFrontDoor() error {
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
+		return errors.New("--tls-client-ca-file needs --tls-cert-file and --tls-key-file: client certificates are verified during TLS")
+	}
+	jwtSet := c.JWTIssuer != "" || c.JWTAudience != "" || c.JWTJWKSURL != "" || c.JWTJWKSFile != ""
+	if jwtSet {
+		if c.JWTIssuer == "" || c.JWTAudience == "" {
+			return errors.New("JWT bearer tokens need both --jwt-issuer and --jwt-audience")
+		}
+		if (c.JWTJWKSURL == "") == (c.JWTJWKSFile == "") {
+			return errors.New("JWT bearer tokens need exactly one of --jwt-jwks-url and --jwt-jwks-file")
+		}
+	}
+	if c.PolicyFile != "" && !c.Authenticates() {
+		return errors.New("--policy-file needs caller authentication (--tls-client-ca-file, --callers-file or --jwt-issuer): without it no caller has an identity a rule could name")
+	}
+	if c.AuditHMACKeyFile != "" && c.AuditLog == "" {
+		return errors.New("--audit-hmac-key-file needs --audit-log")
+	}
+	if c.CallerRPS < 0 || c.CallerBurst < 0 || c.CallerMaxConcurrent < 0 || c.MaxConcurrentCalls < 0 {
+		return errors.New("--caller-rps, --caller-burst, --caller-max-concurrent and --max-concurrent-calls must not be negative")
+	}
+	if c.CallerRPS > 0 && c.CallerBurst < 1 {
+		return errors.New("--caller-burst must be at least 1 when --caller-rps is set")
+	}
+	if c.MaxInflightBytes < maxRequestBytes {
+		return fmt.Errorf("--max-inflight-bytes must be at least %d, the largest request", maxRequestBytes)
+	}
+	return nil
+}
+
+// isLoopback reports whether a listen address binds loopback only. An empty
+// host binds every interface; a host name other than localhost is not
+// trusted to be loopback.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkUpstreamURL accepts an absolute http or https URL without
@@ -387,6 +577,24 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.Bool("otlp_export", c.OTLPEndpoint != ""),
+		slog.String("tls_cert_file", c.TLSCertFile),
+		slog.String("tls_client_ca_file", c.TLSClientCAFile),
+		slog.String("callers_file", c.CallersFile),
+		slog.String("jwt_issuer", c.JWTIssuer),
+		slog.String("jwt_audience", c.JWTAudience),
+		slog.String("jwt_jwks_url", redactURL(c.JWTJWKSURL)),
+		slog.String("jwt_jwks_file", c.JWTJWKSFile),
+		slog.Bool("allow_unauthenticated", c.AllowUnauthenticated),
+		slog.Bool("reflection_unauthenticated", c.ReflectionUnauthenticated),
+		slog.String("policy_file", c.PolicyFile),
+		slog.String("audit_log", c.AuditLog),
+		slog.Bool("audit_hmac", c.AuditHMACKeyFile != ""),
+		slog.Bool("audit_reads", c.AuditReads),
+		slog.Float64("caller_rps", c.CallerRPS),
+		slog.Int("caller_burst", c.CallerBurst),
+		slog.Int("caller_max_concurrent", c.CallerMaxConcurrent),
+		slog.Int("max_concurrent_calls", c.MaxConcurrentCalls),
+		slog.Int64("max_inflight_bytes", c.MaxInflightBytes),
 	)
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,6 +56,12 @@ func TestLoadConfig(t *testing.T) {
 		KeyTTL:                    10 * time.Minute,
 		ShutdownTimeout:           15 * time.Second,
 		LogLevel:                  slog.LevelInfo,
+		AllowUnauthenticated:      true,
+		CallerRPS:                 50,
+		CallerBurst:               100,
+		CallerMaxConcurrent:       32,
+		MaxConcurrentCalls:        512,
+		MaxInflightBytes:          64 << 20,
 	}
 	with := func(f func(*Config)) Config {
 		c := defaults
@@ -168,6 +175,7 @@ func TestLoadConfig(t *testing.T) {
 			args: []string{"--dev"},
 			want: with(func(c *Config) {
 				c.Dev = true
+				c.CallerRPS = 0
 				c.UpstreamToken = ""
 				c.GRPCAddr = "127.0.0.1:9090"
 				c.HTTPAddr = "127.0.0.1:8080"
@@ -182,6 +190,7 @@ func TestLoadConfig(t *testing.T) {
 			},
 			want: with(func(c *Config) {
 				c.Dev = true
+				c.CallerRPS = 0
 				c.UpstreamToken = ""
 				c.GRPCAddr = "[::1]:0"
 				c.HTTPAddr = "localhost:0"
@@ -192,6 +201,7 @@ func TestLoadConfig(t *testing.T) {
 			args: []string{"--dev", "--grpc-addr=127.0.0.2:0", "--http-addr=127.0.0.1:0"},
 			want: with(func(c *Config) {
 				c.Dev = true
+				c.CallerRPS = 0
 				c.UpstreamToken = ""
 				c.GRPCAddr = "127.0.0.2:0"
 				c.HTTPAddr = "127.0.0.1:0"
@@ -200,7 +210,13 @@ func TestLoadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := loadConfig(tt.args, envMap(tt.env), io.Discard)
+			// Every case may listen on all interfaces unauthenticated.
+			env := maps.Clone(tt.env)
+			if env == nil {
+				env = map[string]string{}
+			}
+			env["SECRETBROKER_ALLOW_UNAUTHENTICATED"] = "true"
+			got, err := loadConfig(tt.args, envMap(env), io.Discard)
 			if err != nil {
 				t.Fatalf("loadConfig: %v", err)
 			}
@@ -322,6 +338,71 @@ func TestLoadConfigErrors(t *testing.T) {
 			env:  withToken,
 			want: []string{"unexpected arguments"},
 		},
+		{
+			name: "unauthenticated on every interface (the default addresses)",
+			env:  withToken,
+			want: []string{"--grpc-addr :9090", "not a loopback address", "--tls-client-ca-file", "--callers-file", "--jwt-issuer", "--allow-unauthenticated"},
+		},
+		{
+			name: "unauthenticated gateway on a non-loopback address",
+			args: []string{"--grpc-addr=127.0.0.1:9090", "--http-addr=10.0.0.5:8080"},
+			env:  withToken,
+			want: []string{"--http-addr 10.0.0.5:8080", "not a loopback address"},
+		},
+		{
+			name: "TLS without a client CA is not authentication",
+			args: []string{"--tls-cert-file=/c.pem", "--tls-key-file=/k.pem"},
+			env:  withToken,
+			want: []string{"not a loopback address", "--tls-client-ca-file"},
+		},
+		{
+			name: "a host name is not trusted to be loopback",
+			args: []string{"--grpc-addr=broker.internal:9090", "--http-addr=127.0.0.1:8080"},
+			env:  withToken,
+			want: []string{"--grpc-addr broker.internal:9090"},
+		},
+		{
+			name: "client CA without a server certificate",
+			args: []string{"--tls-client-ca-file=/ca.pem"},
+			env:  withToken,
+			want: []string{"--tls-client-ca-file needs --tls-cert-file"},
+		},
+		{
+			name: "certificate without key",
+			args: []string{"--tls-cert-file=/c.pem", "--allow-unauthenticated"},
+			env:  withToken,
+			want: []string{"--tls-cert-file and --tls-key-file go together"},
+		},
+		{
+			name: "JWT without audience",
+			args: []string{"--jwt-issuer=https://issuer.example", "--jwt-jwks-file=/jwks.json"},
+			env:  withToken,
+			want: []string{"--jwt-audience"},
+		},
+		{
+			name: "JWT with two key sources",
+			args: []string{"--jwt-issuer=i", "--jwt-audience=a", "--jwt-jwks-file=/j", "--jwt-jwks-url=https://x/j"},
+			env:  withToken,
+			want: []string{"exactly one of --jwt-jwks-url and --jwt-jwks-file"},
+		},
+		{
+			name: "policy without authentication",
+			args: []string{"--policy-file=/policy.yaml", "--allow-unauthenticated"},
+			env:  withToken,
+			want: []string{"--policy-file needs caller authentication"},
+		},
+		{
+			name: "audit key without audit log",
+			args: []string{"--audit-hmac-key-file=/k", "--allow-unauthenticated"},
+			env:  withToken,
+			want: []string{"--audit-hmac-key-file needs --audit-log"},
+		},
+		{
+			name: "in-flight bytes below one request",
+			args: []string{"--max-inflight-bytes=1024", "--allow-unauthenticated"},
+			env:  withToken,
+			want: []string{"--max-inflight-bytes"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -361,7 +442,7 @@ func TestLoadConfigHelp(t *testing.T) {
 // TestConfigNeverShowsToken formats a configuration every way a log line or
 // an error might, and looks for the token.
 func TestConfigNeverShowsToken(t *testing.T) {
-	cfg, err := loadConfig(nil, envMap(map[string]string{"GITHUB_TOKEN": testToken}), io.Discard)
+	cfg, err := loadConfig([]string{"--allow-unauthenticated"}, envMap(map[string]string{"GITHUB_TOKEN": testToken}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

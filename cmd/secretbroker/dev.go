@@ -118,7 +118,8 @@ func writeDevBanner(w io.Writer, demo emulator.Demo, emulatorURL, grpcAddr, http
 	h := "http://" + httpAddr
 
 	var b strings.Builder
-	b.WriteString("\nsecretbroker --dev: serving against the embedded GitHub emulator (nothing leaves this machine)\n\n")
+	b.WriteString("\nsecretbroker --dev: serving against the embedded GitHub emulator (nothing leaves this machine)\n")
+	b.WriteString("No credentials needed: on loopback only, every call is served unauthenticated, as any local process may.\n\n")
 	fmt.Fprintf(&b, "  gRPC      %s   (reflection on)\n", grpcAddr)
 	fmt.Fprintf(&b, "  JSON      %s   (OpenAPI at %s/openapi.json)\n", h, h)
 	fmt.Fprintf(&b, "  emulator  %s   (random token, for the broker only)\n\n", emulatorURL)
@@ -175,13 +176,13 @@ func writeDevBanner(w io.Writer, demo emulator.Demo, emulatorURL, grpcAddr, http
 	b.WriteString("\nJSON gateway (curl):\n\n")
 	lines = []string{
 		fmt.Sprintf("curl -s %s/v1/%s/secrets/public-key", h, orgScope),
-		fmt.Sprintf(`curl -s -X PUT %s/v1/%s/secrets/DEPLOY_TOKEN -d '{"value":"s3cr3t","visibility":"selected","selected_repository_ids":[%d]}'`, h, orgScope, selectedID),
-		fmt.Sprintf(`curl -s -X PUT %s/v1/%s/secrets/MODEL_KEY -d '{"value":"s3cr3t","visibility":"all"}'`, h, orgAgents),
-		fmt.Sprintf(`curl -s -X PUT %s/v1/%s/secrets/NPM_TOKEN -d '{"value":"s3cr3t"}'`, h, repoScope),
-		fmt.Sprintf(`curl -s -X PUT %s/v1/%s/secrets/MODEL_KEY -d '{"value":"s3cr3t"}'`, h, repoAgents),
+		fmt.Sprintf(`curl -s -X PUT %s/v1/%s/secrets/DEPLOY_TOKEN -H 'Content-Type: application/json' -d '{"value":"s3cr3t","visibility":"selected","selected_repository_ids":[%d]}'`, h, orgScope, selectedID),
+		fmt.Sprintf(`curl -s -X PUT %s/v1/%s/secrets/MODEL_KEY -H 'Content-Type: application/json' -d '{"value":"s3cr3t","visibility":"all"}'`, h, orgAgents),
+		fmt.Sprintf(`curl -s -X PUT %s/v1/%s/secrets/NPM_TOKEN -H 'Content-Type: application/json' -d '{"value":"s3cr3t"}'`, h, repoScope),
+		fmt.Sprintf(`curl -s -X PUT %s/v1/%s/secrets/MODEL_KEY -H 'Content-Type: application/json' -d '{"value":"s3cr3t"}'`, h, repoAgents),
 	}
 	if env != "" {
-		lines = append(lines, fmt.Sprintf(`curl -s -X PUT %s/v1/%s/secrets/DB_PASSWORD -d '{"value":"s3cr3t"}'`, h, envScope))
+		lines = append(lines, fmt.Sprintf(`curl -s -X PUT %s/v1/%s/secrets/DB_PASSWORD -H 'Content-Type: application/json' -d '{"value":"s3cr3t"}'`, h, envScope))
 	}
 	lines = append(lines,
 		fmt.Sprintf("curl -s %s/v1/%s/secrets/DEPLOY_TOKEN", h, orgScope),
@@ -192,8 +193,8 @@ func writeDevBanner(w io.Writer, demo emulator.Demo, emulatorURL, grpcAddr, http
 		lines = append(lines, fmt.Sprintf("curl -s %s/v1/%s/secrets", h, envScope))
 	}
 	lines = append(lines,
-		fmt.Sprintf(`curl -s -X POST %s/v1/secrets:batchPut -d '{"requests":[{"name":"%s/secrets/A","value":"s3cr3t"},{"name":"%s/secrets/B","value":"s3cr3t","visibility":"private"}]}'`, h, repoScope, orgScope),
-		fmt.Sprintf(`curl -s -X POST %s/v1/secrets:batchDelete -d '{"names":["%s/secrets/A","%s/secrets/B"]}'`, h, repoScope, orgScope),
+		fmt.Sprintf(`curl -s -X POST %s/v1/secrets:batchPut -H 'Content-Type: application/json' -d '{"requests":[{"name":"%s/secrets/A","value":"s3cr3t"},{"name":"%s/secrets/B","value":"s3cr3t","visibility":"private"}]}'`, h, repoScope, orgScope),
+		fmt.Sprintf(`curl -s -X POST %s/v1/secrets:batchDelete -H 'Content-Type: application/json' -d '{"names":["%s/secrets/A","%s/secrets/B"]}'`, h, repoScope, orgScope),
 		fmt.Sprintf("curl -s -X DELETE %s/v1/%s/secrets/NPM_TOKEN", h, repoScope),
 		fmt.Sprintf("curl -s %s/openapi.json", h),
 	)

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/secretbroker/secretbroker/service/identity"
 )
 
 // The interceptors never see a message's content: they log the method, the
@@ -104,6 +106,9 @@ func logCall(ctx context.Context, logger *slog.Logger, method string, err error,
 		slog.String("method", method),
 		slog.String("code", code.String()),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+	}
+	if c, ok := identity.CallerFrom(ctx); ok {
+		attrs = append(attrs, slog.String("caller", c))
 	}
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))

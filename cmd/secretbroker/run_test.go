@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -629,26 +628,6 @@ func TestRunListenError(t *testing.T) {
 	}
 }
 
-func TestDialTarget(t *testing.T) {
-	for _, tt := range []struct{ listen, want string }{
-		{"127.0.0.1:0", "127.0.0.1:"},
-		{":0", "127.0.0.1:"}, // or [::1]: on a dual-stack host
-		{"0.0.0.0:0", "127.0.0.1:"},
-	} {
-		ln, err := net.Listen("tcp", tt.listen)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := dialTarget(ln.Addr())
-		ln.Close()
-		if !strings.HasPrefix(got, tt.want) && !strings.HasPrefix(got, "[::1]:") {
-			t.Errorf("dialTarget(%s) = %s, want %s…", ln.Addr(), got, tt.want)
-		}
-	}
-}
-
-// TestGatewayRoutes drives every RPC once through the JSON gateway, in an
-// order where each step's effect is checked by a later one.
 func TestGatewayRoutes(t *testing.T) {
 	b := startBroker(t, devConfig(t))
 	const org = "/v1/orgs/octo-org/agents/secrets/ROUTES"

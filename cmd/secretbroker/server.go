@@ -2,22 +2,27 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/test/bufconn"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service"
@@ -27,15 +32,30 @@ import (
 const (
 	// userAgent is the User-Agent sent to GitHub.
 	userAgent = "secretbroker"
-	// maxMessageBytes bounds a gRPC request and a gateway request body. A
-	// secret value is at most 48 KB; sealed and base64 encoded it stays
-	// well under this.
-	maxMessageBytes = 1 << 20
 	// readHeaderTimeout bounds how long the gateway waits for a request's
 	// headers.
 	readHeaderTimeout = 10 * time.Second
+	// readTimeout bounds how long the gateway waits for a whole request,
+	// body included (16 MiB at a slow client's pace).
+	readTimeout = 2 * time.Minute
+	// writeTimeout bounds a gateway response from the end of its request:
+	// a batch of 1,000 writes spaced 1 s apart takes about 17 minutes.
+	writeTimeout = 20 * time.Minute
 	// idleTimeout closes idle keep-alive connections to the gateway.
 	idleTimeout = 2 * time.Minute
+	// maxHeaderBytes bounds a request's headers, on both listeners.
+	maxHeaderBytes = 64 << 10
+	// maxConcurrentStreams bounds the calls in progress on one gRPC
+	// connection.
+	maxConcurrentStreams = 128
+	// streamWindow is the gRPC flow-control window per call (and, times
+	// four, per connection): a fixed window bounds how much of a request a
+	// client can push before the broker reads it.
+	streamWindow = 1 << 20
+	// policyPollInterval is how often the policy file is checked for a
+	// change (Kubernetes updates a mounted Secret within about a minute;
+	// the broker picks the change up within this).
+	policyPollInterval = 5 * time.Second
 )
 
 // run serves the broker until ctx is done, then shuts down gracefully
@@ -93,13 +113,29 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	if err != nil {
 		return fmt.Errorf("upstream client: %w", err)
 	}
-	svc := service.New(client, service.Options{
-		Logger: logger.With(slog.String("component", "service")),
-		KeyTTL: cfg.KeyTTL,
-	})
-	callers, err := newCallerKeys()
+
+	door, authz, err := newFrontDoor(ctx, cfg, logger)
 	if err != nil {
 		return err
+	}
+	trail, err := openAudit(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer trail.Close()
+	svc := service.New(client, service.Options{
+		Logger:     logger.With(slog.String("component", "service")),
+		KeyTTL:     cfg.KeyTTL,
+		Authorizer: authz,
+		Audit:      trail,
+		AuditReads: cfg.AuditReads,
+	})
+
+	var tlsCfg *tls.Config
+	if cfg.TLSCertFile != "" {
+		if tlsCfg, err = serverTLSConfig(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile); err != nil {
+			return err
+		}
 	}
 
 	var lc net.ListenConfig
@@ -114,55 +150,95 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	}
 	defer httpLn.Close()
 
-	// gRPC server.
-	grpcSrv := grpc.NewServer(
-		grpc.StatsHandler(otelgrpc.NewServerHandler(
-			otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
-		grpc.ChainUnaryInterceptor(logUnary(logger), recoverUnary(logger), callers.unary()),
-		grpc.ChainStreamInterceptor(logStream(logger), recoverStream(logger)),
-		grpc.MaxRecvMsgSize(maxMessageBytes),
-	)
-	secretbrokerv1.RegisterSecretServiceServer(grpcSrv, svc)
+	// Two gRPC servers share the service: the public one on --grpc-addr
+	// (with TLS when configured), and an in-process one that only the JSON
+	// gateway reaches, so that gateway calls need no client certificate of
+	// their own and pass the same front door with the HTTP caller's
+	// credentials.
 	healthSrv := health.NewServer()
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthSrv.SetServingStatus(secretbrokerv1.SecretService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
-	reflection.Register(grpcSrv)
+	newGRPCServer := func(extra ...grpc.ServerOption) *grpc.Server {
+		opts := append([]grpc.ServerOption{
+			grpc.StatsHandler(otelgrpc.NewServerHandler(
+				otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
+			grpc.ChainUnaryInterceptor(logUnary(logger), recoverUnary(logger)),
+			grpc.ChainStreamInterceptor(logStream(logger), recoverStream(logger), door.streamGuard()),
+			grpc.MaxRecvMsgSize(maxRequestBytes),
+			grpc.MaxHeaderListSize(maxHeaderBytes),
+			grpc.MaxConcurrentStreams(maxConcurrentStreams),
+			grpc.InitialWindowSize(streamWindow),
+			grpc.InitialConnWindowSize(4 * streamWindow),
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
+		}, extra...)
+		srv := grpc.NewServer(opts...)
+		srv.RegisterService(door.wrap(&secretbrokerv1.SecretService_ServiceDesc), svc)
+		healthpb.RegisterHealthServer(srv, healthSrv)
+		reflection.Register(srv)
+		return srv
+	}
+	var grpcSrv *grpc.Server
+	if tlsCfg != nil {
+		grpcSrv = newGRPCServer(grpc.Creds(credentials.NewTLS(tlsCfg.Clone())))
+	} else {
+		grpcSrv = newGRPCServer()
+	}
+	gwSrv := newGRPCServer()
+	gwLn := bufconn.Listen(256 << 10)
+	defer gwLn.Close()
 
-	// JSON gateway, a client of the gRPC server over a real connection so
-	// that JSON calls pass the same interceptors and stats handler.
-	conn, err := grpc.NewClient(dialTarget(grpcLn.Addr()),
+	// JSON gateway, a client of the in-process gRPC server over a real
+	// connection so that JSON calls pass the same front door, interceptors
+	// and stats handler.
+	conn, err := grpc.NewClient("passthrough:///secretbroker-gateway",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return gwLn.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler(
 			otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(maxMessageBytes)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(maxRequestBytes+(1<<20))),
 	)
 	if err != nil {
 		return fmt.Errorf("gateway connection: %w", err)
 	}
 	defer conn.Close()
-	gw, err := newGateway(ctx, conn, callers)
+	gw, err := newGateway(ctx, conn, door.keys)
 	if err != nil {
 		return err
 	}
 	httpSrv := &http.Server{
-		Handler: otelhttp.NewHandler(http.MaxBytesHandler(gw, maxMessageBytes), "gateway",
+		Handler: otelhttp.NewHandler(limitBodyBytes(gw, cfg.MaxInflightBytes), "gateway",
 			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 				return "HTTP " + r.Method
 			})),
 		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		TLSConfig:         tlsCfg,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 3)
 	go func() {
 		if err := grpcSrv.Serve(grpcLn); err != nil {
 			serveErr <- fmt.Errorf("gRPC server: %w", err)
 		}
 	}()
 	go func() {
-		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := gwSrv.Serve(gwLn); err != nil {
+			serveErr <- fmt.Errorf("gateway's gRPC server: %w", err)
+		}
+	}()
+	go func() {
+		var err error
+		if tlsCfg != nil {
+			err = httpSrv.ServeTLS(httpLn, "", "")
+		} else {
+			err = httpSrv.Serve(httpLn)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- fmt.Errorf("HTTP server: %w", err)
 		}
 	}()
@@ -170,7 +246,11 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	grpcAddr, httpAddr := grpcLn.Addr().String(), httpLn.Addr().String()
 	logger.Info("secretbroker serving",
 		slog.String("grpc_addr", grpcAddr), slog.String("http_addr", httpAddr),
+		slog.Bool("tls", tlsCfg != nil), slog.Bool("authentication", cfg.Authenticates()),
 		slog.Any("config", cfg))
+	if cfg.AllowUnauthenticated && !cfg.Authenticates() && !cfg.Dev {
+		logger.Warn("--allow-unauthenticated: every call is served without authentication, to anyone who can reach the listeners")
+	}
 	if dev != nil && banner != nil {
 		if err := writeDevBanner(banner, dev.demo, dev.url, grpcAddr, httpAddr); err != nil {
 			logger.Warn("dev banner", slog.Any("error", err))
@@ -187,7 +267,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	case failed = <-serveErr:
 		logger.Error("server failed; shutting down", slog.Any("error", failed))
 	}
-	shutdown(ctx, cfg.ShutdownTimeout, logger, healthSrv, httpSrv, grpcSrv)
+	shutdown(ctx, cfg.ShutdownTimeout, logger, healthSrv, httpSrv, grpcSrv, gwSrv)
 	if failed != nil {
 		return failed
 	}
@@ -200,7 +280,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 // server drains its calls; whatever is still running when the timeout
 // passes is cut.
 func shutdown(ctx context.Context, timeout time.Duration, logger *slog.Logger,
-	healthSrv *health.Server, httpSrv *http.Server, grpcSrv *grpc.Server,
+	healthSrv *health.Server, httpSrv *http.Server, grpcSrvs ...*grpc.Server,
 ) {
 	healthSrv.Shutdown() // every service NOT_SERVING from now on
 
@@ -216,28 +296,20 @@ func shutdown(ctx context.Context, timeout time.Duration, logger *slog.Logger,
 	// GracefulStop has no deadline of its own; Stop cuts it short.
 	stopped := make(chan struct{})
 	go func() {
-		grpcSrv.GracefulStop()
+		var wg sync.WaitGroup
+		for _, srv := range grpcSrvs {
+			wg.Go(srv.GracefulStop)
+		}
+		wg.Wait()
 		close(stopped)
 	}()
 	select {
 	case <-stopped:
 	case <-sctx.Done():
 		logger.Warn("gRPC calls cut at the shutdown timeout")
-		grpcSrv.Stop()
+		for _, srv := range grpcSrvs {
+			srv.Stop()
+		}
 		<-stopped
 	}
-}
-
-// dialTarget is the address the gateway dials to reach a listener: a
-// wildcard host (":9090" binds all interfaces) becomes loopback.
-func dialTarget(a net.Addr) string {
-	tcp, ok := a.(*net.TCPAddr)
-	if !ok || !tcp.IP.IsUnspecified() {
-		return a.String()
-	}
-	host := "127.0.0.1"
-	if tcp.IP.To4() == nil {
-		host = "::1"
-	}
-	return net.JoinHostPort(host, fmt.Sprint(tcp.Port))
 }

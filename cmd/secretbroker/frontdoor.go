@@ -1,0 +1,352 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/secretbroker/secretbroker/service"
+	"github.com/secretbroker/secretbroker/service/access"
+	"github.com/secretbroker/secretbroker/service/audit"
+	"github.com/secretbroker/secretbroker/service/identity"
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+// frontDoor admits every call to SecretService before its request is even
+// read: it authenticates the caller, applies the inbound limits, and tags
+// the call's context with the caller, for the service's policy and audit
+// (identity.WithCaller) and for the pacer's fair queues
+// (upstream.WithCaller). Then it reads the request within the bound on
+// bytes in flight.
+//
+// It wraps the service's method handlers rather than being an interceptor
+// because grpc-go decodes a unary request before the interceptors run: as
+// a wrapper it refuses an unauthenticated or over-limit call without
+// allocating its request, and it can answer an oversized request with
+// INVALID_ARGUMENT, where grpc-go's own answer, RESOURCE_EXHAUSTED, would
+// tell clients to retry what can never succeed.
+type frontDoor struct {
+	keys callerKeys
+	// required is whether every call needs credentials (authentication is
+	// configured); without it calls are served unauthenticated, known to
+	// the pacer by their IP address.
+	required       bool
+	tokens         *identity.Tokens      // nil: no static bearer tokens
+	jwt            *identity.JWTVerifier // nil: no JWTs
+	reflectionOpen bool                  // reflection without credentials
+	limits         *callLimits
+	inflight       *semaphore.Weighted // bytes of requests in progress
+	log            *slog.Logger
+}
+
+// errCredentials is the one answer to a call without valid credentials; it
+// never says which check failed, and never holds what the caller sent.
+func errCredentials() error {
+	return status.Error(codes.Unauthenticated, "valid credentials are required: a client certificate or an Authorization bearer token")
+}
+
+// authenticate returns the caller proven by the call's credentials ("" when
+// authentication is not configured and none was proven) and the key the
+// pacer queues the call under.
+func (f *frontDoor) authenticate(ctx context.Context) (caller, fairness string, err error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	viaGateway := f.keys.fromGateway(md)
+
+	var addr, certCaller string
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		addr = hostOf(p.Addr.String())
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.VerifiedChains[0]) > 0 {
+			certCaller, _ = identity.CertificateCaller(ti.State.VerifiedChains[0][0])
+		}
+	}
+	if viaGateway {
+		// The gateway sets each of these at most once; more than one value
+		// means someone else added one, and nothing is believed.
+		var ok1, ok2 bool
+		addr, ok1 = atMostOne(md, mdCaller)
+		certCaller, ok2 = atMostOne(md, mdX509)
+		if !ok1 || !ok2 {
+			return "", "", errCredentials()
+		}
+	}
+
+	if !f.required {
+		return "", addr, nil
+	}
+	switch auth := md.Get("authorization"); {
+	case len(auth) > 1:
+		return "", "", errCredentials()
+	case len(auth) == 1:
+		tok, ok := bearer(auth[0])
+		if !ok {
+			return "", "", errCredentials()
+		}
+		if caller, ok := f.tokenCaller(tok); ok {
+			return caller, caller, nil
+		}
+		if f.jwt != nil {
+			caller, err := f.jwt.Authenticate(ctx, tok)
+			if err == nil {
+				return caller, caller, nil
+			}
+			f.log.DebugContext(ctx, "bearer token refused", slog.Any("error", err))
+		}
+		return "", "", errCredentials()
+	case certCaller != "":
+		return certCaller, certCaller, nil
+	}
+	return "", "", errCredentials()
+}
+
+// tokenCaller returns the caller whose static token tok is, if any.
+func (f *frontDoor) tokenCaller(tok string) (string, bool) {
+	if f.tokens == nil {
+		return "", false
+	}
+	return f.tokens.Authenticate(tok)
+}
+
+// bearer returns the token of an "Authorization: Bearer TOKEN" value; the
+// scheme is case-insensitive.
+func bearer(v string) (string, bool) {
+	const scheme = "bearer "
+	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
+		return "", false
+	}
+	tok := strings.TrimSpace(v[len(scheme):])
+	return tok, tok != ""
+}
+
+// atMostOne returns md's value for key ("" when it has none), and false
+// when it has more than one.
+func atMostOne(md metadata.MD, key string) (string, bool) {
+	switch v := md.Get(key); len(v) {
+	case 0:
+		return "", true
+	case 1:
+		return v[0], true
+	}
+	return "", false
+}
+
+// admit authenticates a call and counts it in; release must be called when
+// it ends.
+func (f *frontDoor) admit(ctx context.Context, method string) (context.Context, func(), error) {
+	caller, fairness, err := f.authenticate(ctx)
+	if err != nil {
+		f.log.InfoContext(ctx, "call refused: no valid credentials", slog.String("method", method))
+		return nil, nil, err
+	}
+	release, refused := f.limits.admit(fairness)
+	if refused != nil {
+		f.log.DebugContext(ctx, "call refused by the inbound limits", slog.String("method", method),
+			slog.String("caller", caller), slog.String("reason", refused.reason))
+		return nil, nil, exhausted(refused.reason, refused.retryAfter)
+	}
+	if caller != "" {
+		ctx = identity.WithCaller(ctx, caller)
+	}
+	return upstream.WithCaller(ctx, fairness), release, nil
+}
+
+// exhausted is RESOURCE_EXHAUSTED with a RetryInfo of d, rounded up to a
+// whole second.
+func exhausted(msg string, d time.Duration) error {
+	st := status.New(codes.ResourceExhausted, msg+"; try again later")
+	if secs := d.Truncate(time.Second); secs < d {
+		d = secs + time.Second
+	}
+	if ds, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)}); err == nil {
+		st = ds
+	}
+	return st.Err()
+}
+
+// errTooLarge is the answer to a request over maxRequestBytes.
+func errTooLarge() error {
+	return status.Errorf(codes.InvalidArgument, "the request is larger than the %d MiB limit; split the batch", maxRequestBytes>>20)
+}
+
+// wrap returns desc with every method handler behind the front door.
+func (f *frontDoor) wrap(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
+	out := *desc
+	out.Methods = make([]grpc.MethodDesc, len(desc.Methods))
+	for i, m := range desc.Methods {
+		method := "/" + desc.ServiceName + "/" + m.MethodName
+		handler := m.Handler
+		out.Methods[i] = grpc.MethodDesc{
+			MethodName: m.MethodName,
+			Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+				ctx, release, err := f.admit(ctx, method)
+				if err != nil {
+					return nil, err
+				}
+				defer release()
+				var held int64
+				defer func() {
+					if held > 0 {
+						f.inflight.Release(held)
+					}
+				}()
+				read := func(v any) error {
+					if err := dec(v); err != nil {
+						if status.Code(err) == codes.ResourceExhausted {
+							return errTooLarge() // grpc-go's answer to a message over MaxRecvMsgSize
+						}
+						return err
+					}
+					if m, ok := v.(proto.Message); ok {
+						n := max(int64(proto.Size(m)), 1)
+						if !f.inflight.TryAcquire(n) {
+							return exhausted("the broker is at its limit of request bytes in progress", time.Second)
+						}
+						held = n
+					}
+					return nil
+				}
+				return handler(srv, ctx, read, interceptor)
+			},
+		}
+	}
+	return &out
+}
+
+// streamGuard authenticates reflection calls when authentication is
+// configured, unless reflection is open to everyone. The health service is
+// always open.
+func (f *frontDoor) streamGuard() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if f.required && !f.reflectionOpen && strings.HasPrefix(info.FullMethod, "/grpc.reflection.") {
+			if _, _, err := f.authenticate(ss.Context()); err != nil {
+				return err
+			}
+		}
+		return handler(srv, ss)
+	}
+}
+
+// newFrontDoor builds the front door from the configuration: the caller
+// authenticators, the inbound limits and, when callers authenticate, the
+// policy that authorizes them (nil when they do not: every call is then
+// allowed). The policy file is watched until ctx is done and reloaded on
+// SIGHUP.
+func newFrontDoor(ctx context.Context, cfg Config, logger *slog.Logger) (*frontDoor, service.Authorizer, error) {
+	keys, err := newCallerKeys()
+	if err != nil {
+		return nil, nil, err
+	}
+	f := &frontDoor{
+		keys:           keys,
+		required:       cfg.Authenticates(),
+		reflectionOpen: cfg.ReflectionUnauthenticated,
+		limits:         newCallLimits(cfg.CallerRPS, cfg.CallerBurst, cfg.CallerMaxConcurrent, cfg.MaxConcurrentCalls),
+		inflight:       semaphore.NewWeighted(cfg.MaxInflightBytes),
+		log:            logger.With(slog.String("component", "frontdoor")),
+	}
+	if cfg.CallersFile != "" {
+		if f.tokens, err = identity.LoadTokens(cfg.CallersFile); err != nil {
+			return nil, nil, fmt.Errorf("--callers-file: %w", err)
+		}
+		logger.Info("bearer-token callers loaded", slog.String("file", cfg.CallersFile), slog.Int("callers", f.tokens.Len()))
+	}
+	if cfg.JWTIssuer != "" {
+		f.jwt, err = identity.NewJWTVerifier(ctx, identity.JWTConfig{
+			Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, JWKSURL: cfg.JWTJWKSURL, JWKSFile: cfg.JWTJWKSFile,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("JWT bearer tokens: %w", err)
+		}
+	}
+	if !f.required {
+		return f, nil, nil
+	}
+	if cfg.PolicyFile == "" {
+		logger.Warn("no --policy-file: every authenticated call is denied until a policy allows it")
+		return f, access.DenyAll(), nil
+	}
+	w, err := access.NewWatcher(cfg.PolicyFile, logger.With(slog.String("component", "policy")))
+	if err != nil {
+		return nil, nil, fmt.Errorf("--policy-file: %w", err)
+	}
+	logger.Info("policy loaded", slog.String("file", cfg.PolicyFile), slog.Int("rules", w.Policy().Rules()))
+	go w.Run(ctx, policyPollInterval)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = w.Reload() // logs its own outcome
+			}
+		}
+	}()
+	return f, w, nil
+}
+
+// openAudit opens the audit trail of --audit-log, if any. A trail that
+// cannot be written does not stop the broker: it serves reads and refuses
+// every change until the trail works.
+func openAudit(cfg Config, logger *slog.Logger) (*audit.Log, error) {
+	if cfg.AuditLog == "" {
+		return nil, nil
+	}
+	var key []byte
+	if cfg.AuditHMACKeyFile != "" {
+		var err error
+		if key, err = audit.ReadKey(cfg.AuditHMACKeyFile); err != nil {
+			return nil, err
+		}
+	}
+	trail := audit.Open(cfg.AuditLog, key)
+	if err := trail.Err(); err != nil {
+		logger.Error("the audit log cannot be written: changes are refused until it can; reads are served", slog.Any("error", err))
+	}
+	return trail, nil
+}
+
+// limitBodyBytes bounds the bytes of gateway request bodies in progress at
+// once: a request is refused with 429 and Retry-After when its body (by
+// Content-Length, or the largest allowed when unknown) does not fit.
+func limitBodyBytes(next http.Handler, limit int64) http.Handler {
+	sem := semaphore.NewWeighted(limit)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := r.ContentLength
+		switch {
+		case n == 0 || r.Body == nil || r.Body == http.NoBody:
+			next.ServeHTTP(w, r)
+			return
+		case n < 0 || n > maxRequestBytes:
+			n = maxRequestBytes // the gateway refuses more than that itself
+		}
+		if !sem.TryAcquire(n) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = io.WriteString(w, `{"code":8,"message":"the broker is at its limit of request bytes in progress; try again later","details":[]}`)
+			return
+		}
+		defer sem.Release(n)
+		next.ServeHTTP(w, r)
+	})
+}

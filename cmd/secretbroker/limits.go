@@ -1,0 +1,105 @@
+package main
+
+import (
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// maxTrackedCallers is how many callers' limiter states are kept before
+// idle ones are dropped: a caller with no call in progress and a full
+// token bucket has nothing worth remembering.
+const maxTrackedCallers = 4096
+
+// callLimits are the inbound limits: each caller's rate (a token bucket,
+// golang.org/x/time/rate), each caller's calls in progress, and all
+// callers' calls in progress. A call over a limit is refused at once, not
+// queued, so that a flood from one caller costs others nothing.
+type callLimits struct {
+	rps       rate.Limit // 0: no rate limit
+	burst     int
+	perCaller int // 0: no per-caller cap
+	total     int // 0: no total cap
+	now       func() time.Time
+
+	mu      sync.Mutex
+	active  int
+	callers map[string]*callerState
+}
+
+type callerState struct {
+	lim    *rate.Limiter // nil without a rate limit
+	active int
+}
+
+func newCallLimits(rps float64, burst, perCaller, total int) *callLimits {
+	return &callLimits{
+		rps: rate.Limit(rps), burst: burst, perCaller: perCaller, total: total,
+		now:     time.Now,
+		callers: make(map[string]*callerState),
+	}
+}
+
+// refusal says why a call was refused and when to try again.
+type refusal struct {
+	reason     string
+	retryAfter time.Duration
+}
+
+// admit counts a call of caller in, or says why it may not start. release
+// must be called when an admitted call ends.
+func (l *callLimits) admit(caller string) (release func(), refused *refusal) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total > 0 && l.active >= l.total {
+		return nil, &refusal{reason: "the broker is at its limit of calls in progress", retryAfter: time.Second}
+	}
+	st := l.callers[caller]
+	if st == nil {
+		l.sweepLocked()
+		st = &callerState{}
+		if l.rps > 0 {
+			st.lim = rate.NewLimiter(l.rps, l.burst)
+		}
+		l.callers[caller] = st
+	}
+	if l.perCaller > 0 && st.active >= l.perCaller {
+		return nil, &refusal{reason: "the caller is at its limit of calls in progress", retryAfter: time.Second}
+	}
+	if st.lim != nil {
+		now := l.now()
+		r := st.lim.ReserveN(now, 1)
+		if d := r.DelayFrom(now); !r.OK() || d > 0 {
+			r.CancelAt(now)
+			if d <= 0 {
+				d = time.Second
+			}
+			return nil, &refusal{reason: "the caller is over its rate limit", retryAfter: d}
+		}
+	}
+	st.active++
+	l.active++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			st.active--
+			l.active--
+			l.mu.Unlock()
+		})
+	}, nil
+}
+
+// sweepLocked drops idle callers when too many are tracked.
+func (l *callLimits) sweepLocked() {
+	if len(l.callers) < maxTrackedCallers {
+		return
+	}
+	now := l.now()
+	for k, st := range l.callers {
+		if st.active == 0 && (st.lim == nil || st.lim.TokensAt(now) >= float64(l.burst)) {
+			delete(l.callers, k)
+		}
+	}
+}

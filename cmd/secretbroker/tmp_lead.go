@@ -1,0 +1,3 @@
+package main
+
+const maxRequestBytes = 16 << 20

@@ -1,0 +1,195 @@
+// Package audit owns the broker's audit trail: one JSON line for the intent
+// and one for the outcome of every mutating call and batch item, and one for
+// every denied call, each naming the caller, the RPC and the resource. A
+// plaintext value never enters a record; with an HMAC key, a record carries
+// the value's keyed HMAC-SHA256 so that an operator holding the key can
+// confirm which value was written.
+//
+// The trail fails closed, as HashiCorp Vault's audit devices do: Write
+// returns an error when the line could not be written, and the service then
+// refuses the mutating call before anything goes to GitHub.
+package audit
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Phases of a record.
+const (
+	// PhaseIntent is written before anything goes to GitHub.
+	PhaseIntent = "intent"
+	// PhaseOutcome is written when the call or item has its result.
+	PhaseOutcome = "outcome"
+)
+
+// MinKeyBytes is the least length of an HMAC key.
+const MinKeyBytes = 32
+
+// Record is one line of the trail. Field order is the JSON order.
+type Record struct {
+	Time   time.Time `json:"time"`
+	Phase  string    `json:"phase"`
+	Caller string    `json:"caller"`
+	// RPC is the full gRPC method, e.g. "/secretbroker.v1.SecretService/PutSecret".
+	RPC string `json:"rpc"`
+	// Item is a batch item's index in the request.
+	Item     *int   `json:"item,omitempty"`
+	Resource string `json:"resource"`
+	// Outcome is the gRPC code's name (OK, PERMISSION_DENIED, ...); outcome
+	// records only.
+	Outcome string `json:"outcome,omitempty"`
+	// UpstreamStatus is the HTTP status of GitHub's answer, when a request
+	// went upstream.
+	UpstreamStatus int    `json:"upstream_status,omitempty"`
+	TraceID        string `json:"trace_id,omitempty"`
+	// ValueHMAC is the hex HMAC-SHA256 of a plaintext value under the
+	// trail's key.
+	ValueHMAC string `json:"value_hmac,omitempty"`
+}
+
+// Log writes records as JSON lines. The zero value is not usable; a nil
+// *Log is a disabled trail whose methods do nothing.
+type Log struct {
+	key  []byte
+	now  func() time.Time
+	path string // "" when w was given
+
+	mu      sync.Mutex
+	w       io.Writer // nil while the file cannot be opened
+	f       *os.File  // the opened file, closed by Close
+	openErr error
+	closed  bool
+
+	failures atomic.Int64
+}
+
+// Open returns a trail appending to the file at path ("-" is standard
+// error). A file that cannot be opened does not stop the broker: Open still
+// returns a Log, every Write tries to open the file again and fails until
+// it can, and Err reports why.
+func Open(path string, hmacKey []byte) *Log {
+	if path == "-" {
+		return NewWriter(os.Stderr, hmacKey)
+	}
+	l := &Log{key: hmacKey, now: time.Now, path: path}
+	l.mu.Lock()
+	l.openLocked()
+	l.mu.Unlock()
+	return l
+}
+
+// NewWriter returns a trail writing to w, which receives one Write per
+// record.
+func NewWriter(w io.Writer, hmacKey []byte) *Log {
+	return &Log{key: hmacKey, now: time.Now, w: w}
+}
+
+func (l *Log) openLocked() {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		l.openErr = fmt.Errorf("opening the audit log: %w", err)
+		return
+	}
+	l.w, l.f, l.openErr = f, f, nil
+}
+
+// Err returns why the trail cannot be written at the moment, or nil.
+func (l *Log) Err() error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.openErr
+}
+
+// Failures returns how many records could not be written.
+func (l *Log) Failures() int64 {
+	if l == nil {
+		return 0
+	}
+	return l.failures.Load()
+}
+
+// Write appends r as one line, setting its time when it has none. It
+// returns an error when the line was not written whole; the caller must
+// then not go on with the change the record announces.
+func (l *Log) Write(r Record) error {
+	if l == nil {
+		return nil
+	}
+	if r.Time.IsZero() {
+		r.Time = l.now().UTC()
+	}
+	line, err := json.Marshal(r)
+	if err != nil {
+		l.failures.Add(1)
+		return fmt.Errorf("encoding an audit record: %w", err)
+	}
+	line = append(line, '\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.w == nil && l.path != "" && !l.closed {
+		l.openLocked()
+	}
+	if l.w == nil {
+		l.failures.Add(1)
+		return l.openErr
+	}
+	if _, err := l.w.Write(line); err != nil {
+		l.failures.Add(1)
+		return fmt.Errorf("writing the audit log: %w", err)
+	}
+	return nil
+}
+
+// ValueHMAC returns the hex HMAC-SHA256 of value under the trail's key, or
+// "" when the trail has no key.
+func (l *Log) ValueHMAC(value []byte) string {
+	if l == nil || len(l.key) == 0 {
+		return ""
+	}
+	m := hmac.New(sha256.New, l.key)
+	m.Write(value)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// Close closes the file the trail opened.
+func (l *Log) Close() error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.w, l.f = nil, nil
+	l.openErr = errors.New("the audit log is closed")
+	return err
+}
+
+// ReadKey reads an HMAC key file: its raw bytes, at least MinKeyBytes.
+// Errors name the file, never its content.
+func ReadKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the audit HMAC key: %w", err)
+	}
+	if len(b) < MinKeyBytes {
+		return nil, fmt.Errorf("audit HMAC key file %s holds %d bytes; it needs at least %d", path, len(b), MinKeyBytes)
+	}
+	return b, nil
+}

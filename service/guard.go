@@ -1,0 +1,210 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/grpc/codes"
+
+	"github.com/secretbroker/secretbroker/service/access"
+	"github.com/secretbroker/secretbroker/service/audit"
+	"github.com/secretbroker/secretbroker/service/identity"
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+// Authorizer decides what a caller may do with a resource; the verbs are
+// access.Read, access.Write, access.Delete and access.ManageRepositories.
+// *access.Watcher and *access.Policy satisfy it.
+type Authorizer interface {
+	// Allow reports whether caller may apply verb to the resource.
+	Allow(caller, verb, resource string) bool
+	// AllowSome reports whether caller may apply verb to some secret of
+	// the scope.
+	AllowSome(caller, verb, scope string) bool
+	// AllowEvery reports whether caller may apply verb to every secret of
+	// the scope.
+	AllowEvery(caller, verb, scope string) bool
+}
+
+// deniedError is a call or batch item the policy does not allow. Its
+// message names the verb and the resource, never the rules.
+type deniedError struct{ verb, resource string }
+
+func (e *deniedError) Error() string {
+	return fmt.Sprintf("the caller may not %s %s", e.verb, e.resource)
+}
+
+// errUnauthenticated is a call that reached an authorizing service without
+// an authenticated caller: the front door let it through by mistake.
+var errUnauthenticated = errors.New("the call carries no authenticated caller")
+
+// auditError is a mutating call refused because its intent record could
+// not be written.
+type auditError struct{ err error }
+
+func (e *auditError) Error() string { return "audit log: " + e.err.Error() }
+func (e *auditError) Unwrap() error { return e.err }
+
+// errPanic is what a caller gets for work that panicked.
+var errPanic = errors.New("internal error")
+
+// callerOf returns the authenticated caller of ctx's call, or "".
+func callerOf(ctx context.Context) string {
+	c, _ := identity.CallerFrom(ctx)
+	return c
+}
+
+// may reports whether the caller may apply verb to resource. Without an
+// Authorizer every call is allowed (no authentication is configured).
+func (s *Server) may(ctx context.Context, verb, resource string) bool {
+	if s.authz == nil {
+		return true
+	}
+	c := callerOf(ctx)
+	return c != "" && s.authz.Allow(c, verb, resource)
+}
+
+// maySome reports whether the caller may apply verb to some secret of scope.
+func (s *Server) maySome(ctx context.Context, verb, scope string) bool {
+	if s.authz == nil {
+		return true
+	}
+	c := callerOf(ctx)
+	return c != "" && s.authz.AllowSome(c, verb, scope)
+}
+
+// mayEvery reports whether the caller may apply verb to every secret of
+// scope.
+func (s *Server) mayEvery(ctx context.Context, verb, scope string) bool {
+	if s.authz == nil {
+		return true
+	}
+	c := callerOf(ctx)
+	return c != "" && s.authz.AllowEvery(c, verb, scope)
+}
+
+// deny records a denied call or item in the audit trail and returns its
+// error.
+func (s *Server) deny(ctx context.Context, rpc string, item *int, verb, resource string) error {
+	err := &deniedError{verb: verb, resource: resource}
+	if s.authz != nil && callerOf(ctx) == "" {
+		return errUnauthenticated
+	}
+	s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: rpc, Item: item, Resource: resource,
+		Outcome: codeName(codes.PermissionDenied)})
+	return err
+}
+
+// check returns nil when ok, else deny's error.
+func (s *Server) check(ctx context.Context, rpc string, item *int, verb, resource string, ok bool) error {
+	if ok {
+		return nil
+	}
+	return s.deny(ctx, rpc, item, verb, resource)
+}
+
+// change is one audited mutation: a mutating call or one batch item.
+type change struct {
+	s        *Server
+	rpc      string
+	item     *int
+	resource string
+	status   *upstream.StatusRecorder
+}
+
+// begin writes the intent record of a mutation of resource, with the
+// value's HMAC for a plaintext value, and returns a context that records
+// GitHub's answers for the outcome record. When the intent record cannot
+// be written the mutation must not go on: begin returns an *auditError,
+// which callers see as UNAVAILABLE, and nothing goes upstream.
+func (s *Server) begin(ctx context.Context, rpc string, item *int, resource string, plaintext []byte) (context.Context, *change, error) {
+	ch := &change{s: s, rpc: rpc, item: item, resource: resource}
+	if s.audit == nil {
+		return ctx, ch, nil
+	}
+	ctx, ch.status = upstream.WithStatusRecorder(ctx)
+	r := audit.Record{Phase: audit.PhaseIntent, RPC: rpc, Item: item, Resource: resource}
+	if plaintext != nil {
+		r.ValueHMAC = s.audit.ValueHMAC(plaintext)
+	}
+	if err := s.writeRecord(ctx, r); err != nil {
+		s.log.ErrorContext(ctx, "audit log cannot be written; refusing the change", "rpc", rpc, "err", err)
+		return ctx, nil, &auditError{err: err}
+	}
+	return ctx, ch, nil
+}
+
+// end writes the outcome record of the mutation, err being its result.
+func (c *change) end(ctx context.Context, err error) {
+	if c == nil || c.s.audit == nil {
+		return
+	}
+	c.s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: c.rpc, Item: c.item, Resource: c.resource,
+		Outcome: codeName(statusOf(err).Code()), UpstreamStatus: c.status.Status()})
+}
+
+// rejected writes the outcome record of a mutating call or item refused
+// before it began (a malformed request).
+func (s *Server) rejected(ctx context.Context, rpc string, item *int, resource string, err error) {
+	s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: rpc, Item: item, Resource: resource,
+		Outcome: codeName(statusOf(err).Code())})
+}
+
+// readDone records a successful read when reads are audited.
+func (s *Server) readDone(ctx context.Context, rpc, resource string) {
+	if s.auditReads {
+		s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: rpc, Resource: resource, Outcome: codeName(codes.OK)})
+	}
+}
+
+// record writes an outcome record; a record that cannot be written is
+// logged, since the change it reports has already happened.
+func (s *Server) record(ctx context.Context, r audit.Record) {
+	if s.audit == nil {
+		return
+	}
+	if err := s.writeRecord(ctx, r); err != nil {
+		s.log.ErrorContext(ctx, "audit record lost", "rpc", r.RPC, "resource", r.Resource, "outcome", r.Outcome, "err", err)
+	}
+}
+
+// writeRecord fills in the caller and the trace and writes r.
+func (s *Server) writeRecord(ctx context.Context, r audit.Record) error {
+	r.Caller = callerOf(ctx)
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		r.TraceID = sc.TraceID().String()
+	}
+	return s.audit.Write(r)
+}
+
+// safely runs fn, turning a panic into errPanic. The panic's value might
+// have been built from request data, so only its type and the stack are
+// logged.
+func (s *Server) safely(ctx context.Context, what string, fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.ErrorContext(ctx, "panic", "in", what, "panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+			err = errPanic
+		}
+	}()
+	return fn()
+}
+
+// codeName is a gRPC code's canonical name, as in google.rpc.Code:
+// "PERMISSION_DENIED" where codes.Code's String says "PermissionDenied".
+func codeName(c codes.Code) string { return code.Code(c).String() }
+
+// indexOf returns a pointer to a batch item's index for its audit records.
+func indexOf(i int) *int { return &i }
+
+// Verbs, re-exported for the service's own use.
+const (
+	verbRead   = access.Read
+	verbWrite  = access.Write
+	verbDelete = access.Delete
+	verbManage = access.ManageRepositories
+)
