@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -19,6 +20,9 @@ type keyFetcher interface {
 	RevalidatePublicKey(ctx context.Context, s upstream.Scope, etag string) (pk upstream.PublicKey, notModified bool, err error)
 }
 
+// maxQuotedKeyID bounds how much of a caller's key_id an error quotes.
+const maxQuotedKeyID = 64
+
 // sealingKey is a scope's public key, decoded and ready to seal with.
 type sealingKey struct {
 	id      upstream.KeyID
@@ -33,22 +37,31 @@ type sealingKey struct {
 // answers with 304 when the key is unchanged; a 304 does not count against
 // GitHub's primary rate limit. Concurrent fetches for one scope are merged
 // into one upstream call (share); no lock is held across an upstream call.
+//
+// A key is never dropped because of what a caller sent. When a caller's
+// request suggests the cached key is out of date (a key_id that is not the
+// cached one, or GitHub's 422 to a write), revalidate checks it early, at
+// most once per scope per TTL (the forced budget, kept apart from the
+// TTL's own revalidations), so that a caller cannot spend the broker's
+// GitHub quota by sending wrong key ids.
 type keyCache struct {
 	fetch keyFetcher
 	ttl   time.Duration
 	now   func() time.Time
 
-	group singleflight.Group
-	mu    sync.RWMutex
-	keys  map[string]sealingKey // by scope path
+	group  singleflight.Group
+	mu     sync.RWMutex
+	keys   map[string]sealingKey // by scope path
+	forced map[string]time.Time  // by scope path: when the last forced revalidation was sent
 }
 
 func newKeyCache(fetch keyFetcher, ttl time.Duration, now func() time.Time) *keyCache {
 	return &keyCache{
-		fetch: fetch,
-		ttl:   ttl,
-		now:   now,
-		keys:  make(map[string]sealingKey),
+		fetch:  fetch,
+		ttl:    ttl,
+		now:    now,
+		keys:   make(map[string]sealingKey),
+		forced: make(map[string]time.Time),
 	}
 }
 
@@ -56,10 +69,24 @@ func newKeyCache(fetch keyFetcher, ttl time.Duration, now func() time.Time) *key
 // revalidated or fetched.
 func (c *keyCache) get(ctx context.Context, s upstream.Scope) (sealingKey, error) {
 	k, ok := c.cached(s)
-	if ok && (c.ttl <= 0 || c.now().Sub(k.checked) < c.ttl) {
+	if ok && c.fresh(k) {
 		return k, nil
 	}
 	return c.load(ctx, s)
+}
+
+// fresh reports whether k was checked less than a TTL ago.
+func (c *keyCache) fresh(k sealingKey) bool {
+	return c.ttl <= 0 || c.now().Sub(k.checked) < c.ttl
+}
+
+// forcedInterval is how often a scope's key may be revalidated by force:
+// once per TTL, or per DefaultKeyTTL when keys never expire.
+func (c *keyCache) forcedInterval() time.Duration {
+	if c.ttl <= 0 {
+		return DefaultKeyTTL
+	}
+	return c.ttl
 }
 
 // cached returns the scope's cached key, however old, without calling
@@ -71,60 +98,108 @@ func (c *keyCache) cached(s upstream.Scope) (sealingKey, bool) {
 	return k, ok
 }
 
-// refresh drops the cached key when it is still the one named stale, then
-// returns the scope's current key. A key another caller has already
-// replaced is not dropped again, so one rotation costs one fetch.
-func (c *keyCache) refresh(ctx context.Context, s upstream.Scope, stale upstream.KeyID) (sealingKey, error) {
-	c.forget(s, stale)
-	return c.get(ctx, s)
-}
-
-// forget drops the scope's cached key if it is the one named.
-func (c *keyCache) forget(s upstream.Scope, id upstream.KeyID) {
-	path := s.Path()
-	c.mu.Lock()
-	if k, ok := c.keys[path]; ok && k.id == id {
-		delete(c.keys, path)
+// revalidate returns the scope's current key when a caller has reason to
+// think the key named stale is out of date. When the cache already holds
+// another key, that one is returned and GitHub is not asked. Otherwise the
+// cached key is revalidated before its TTL is out, with a conditional
+// request (If-None-Match) that GitHub answers 304 without charging primary
+// quota, but at most once per scope per forcedInterval: with the budget
+// spent, the cached key is returned as it is. Concurrent revalidations of
+// one scope are one request. The key is never dropped, so this never costs
+// an unconditional fetch (but when GitHub sent the cached key without an
+// ETag, the one budgeted revalidation cannot be conditional).
+func (c *keyCache) revalidate(ctx context.Context, s upstream.Scope, stale upstream.KeyID) (sealingKey, error) {
+	k, ok := c.cached(s)
+	if !ok {
+		return c.get(ctx, s) // nothing cached yet: the first fetch
 	}
-	c.mu.Unlock()
+	if k.id != stale {
+		return k, nil
+	}
+	path := s.Path()
+	return share(ctx, &c.group, "forced "+path, func(ctx context.Context) (sealingKey, error) {
+		c.mu.Lock()
+		old, had := c.keys[path]
+		switch {
+		case !had:
+			c.mu.Unlock()
+			return c.get(ctx, s)
+		case old.id != stale:
+			// Replaced while this call waited to start.
+			c.mu.Unlock()
+			return old, nil
+		}
+		if last, ok := c.forced[path]; ok && c.now().Sub(last) < c.forcedInterval() {
+			c.mu.Unlock()
+			return old, nil // budget spent
+		}
+		claimed := c.now()
+		c.forced[path] = claimed
+		c.mu.Unlock()
+
+		k, err := c.check(ctx, s, old, true)
+		var te *upstream.ThrottledError
+		if errors.As(err, &te) {
+			// The pacer sent nothing: give the budget back.
+			c.mu.Lock()
+			if c.forced[path].Equal(claimed) {
+				delete(c.forced, path)
+			}
+			c.mu.Unlock()
+		}
+		return k, err
+	})
 }
 
 // load fetches the scope's key, or revalidates the cached one, once for
 // every concurrent caller.
 func (c *keyCache) load(ctx context.Context, s upstream.Scope) (sealingKey, error) {
-	path := s.Path()
-	return share(ctx, &c.group, path, func(ctx context.Context) (sealingKey, error) {
+	return share(ctx, &c.group, s.Path(), func(ctx context.Context) (sealingKey, error) {
 		// A load that finished between our miss and this call has already
 		// stored a fresh key.
 		old, had := c.cached(s)
-		if had && (c.ttl <= 0 || c.now().Sub(old.checked) < c.ttl) {
+		if had && c.fresh(old) {
 			return old, nil
 		}
-		var (
-			pk          upstream.PublicKey
-			notModified bool
-			err         error
-		)
-		if had && old.etag != "" {
-			pk, notModified, err = c.fetch.RevalidatePublicKey(ctx, s, old.etag)
-		} else {
-			pk, err = c.fetch.GetPublicKey(ctx, s)
-		}
-		if err != nil {
+		return c.check(ctx, s, old, had)
+	})
+}
+
+// check asks GitHub for the scope's key: conditionally on old's ETag when
+// there is an old key with one, else outright. It stores and returns the
+// answer.
+func (c *keyCache) check(ctx context.Context, s upstream.Scope, old sealingKey, had bool) (sealingKey, error) {
+	var (
+		pk          upstream.PublicKey
+		notModified bool
+		err         error
+	)
+	if had && old.etag != "" {
+		pk, notModified, err = c.fetch.RevalidatePublicKey(ctx, s, old.etag)
+	} else {
+		pk, err = c.fetch.GetPublicKey(ctx, s)
+	}
+	if err != nil {
+		return sealingKey{}, err
+	}
+	k := old
+	if !notModified {
+		if k, err = decodeKey(pk); err != nil {
 			return sealingKey{}, err
 		}
-		k := old
-		if !notModified {
-			if k, err = decodeKey(pk); err != nil {
-				return sealingKey{}, err
-			}
-		}
-		k.checked = c.now()
-		c.mu.Lock()
-		c.keys[path] = k
-		c.mu.Unlock()
-		return k, nil
-	})
+	}
+	k.checked = c.now()
+	path := s.Path()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// A forced revalidation and a TTL one may run at once: a "not
+	// modified" about a key that another answer has since replaced must
+	// not put the old key back.
+	if cur, ok := c.keys[path]; ok && notModified && cur.id != old.id {
+		return cur, nil
+	}
+	c.keys[path] = k
+	return k, nil
 }
 
 func decodeKey(pk upstream.PublicKey) (sealingKey, error) {

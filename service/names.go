@@ -23,9 +23,53 @@ import (
 // maxEnvironmentLen is GitHub's limit on environment names.
 const maxEnvironmentLen = 255
 
+// maxSecretNameLen bounds a secret name. GitHub publishes no limit; 255
+// characters is far beyond any real name and keeps paths short.
+const maxSecretNameLen = 255
+
+// maxResourceNameLen bounds a resource name, as sent and as the broker
+// formats it back: a longer name is refused before any other parsing.
+const maxResourceNameLen = 1024
+
+// checkResourceName applies the rules every resource name meets before it
+// is split: at most maxResourceNameLen bytes, valid UTF-8, and no control
+// characters (NUL, C0, DEL, C1). The message does not quote the name: it
+// may be long, or not printable.
+func checkResourceName(field, s string) error {
+	if len(s) > maxResourceNameLen {
+		return invalidArg(field, "is %d bytes; a resource name is at most %d bytes", len(s), maxResourceNameLen)
+	}
+	if !utf8.ValidString(s) {
+		return invalidArg(field, "is not valid UTF-8")
+	}
+	if i := strings.IndexFunc(s, unicode.IsControl); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return invalidArg(field, "holds control character %U at byte %d; names may not hold control characters", r, i)
+	}
+	return nil
+}
+
+// checkFormattedLen refuses a secret name whose canonical form (the one
+// the broker hands back, with the environment escaped once) is longer than
+// maxResourceNameLen, so that the broker never returns a name it would
+// refuse.
+func checkFormattedLen(field, formatted string) error {
+	if len(formatted) > maxResourceNameLen {
+		return invalidArg(field, "formats to %d bytes (the environment escaped once); a resource name is at most %d bytes", len(formatted), maxResourceNameLen)
+	}
+	return nil
+}
+
 // parseParent parses a scope resource name. field names the request field
 // for error messages.
+//
+// A parent that parses formats back to at most 925 bytes ("repos/", a
+// 39-byte owner, a 100-byte repository, "/environments/" and 255 bytes
+// escaped to 765), so only secret names need checkFormattedLen.
 func parseParent(field, s string) (upstream.Scope, error) {
+	if err := checkResourceName(field, s); err != nil {
+		return upstream.Scope{}, err
+	}
 	segs := strings.Split(s, "/")
 	bad := func(format string, args ...any) (upstream.Scope, error) {
 		return upstream.Scope{}, invalidArg(field, format, args...)
@@ -71,6 +115,9 @@ func parseParent(field, s string) (upstream.Scope, error) {
 // parseSecretName parses "{parent}/secrets/{SECRET_NAME}" and returns the
 // scope and the secret name, upper-cased as GitHub stores it.
 func parseSecretName(field, s string) (upstream.Scope, string, error) {
+	if err := checkResourceName(field, s); err != nil {
+		return upstream.Scope{}, "", err
+	}
 	i := strings.LastIndex(s, "/secrets/")
 	if i < 0 {
 		return upstream.Scope{}, "", invalidArg(field, "%q is not a secret: want {parent}/secrets/{SECRET_NAME}, for example %q", s, "orgs/acme/actions/secrets/DEPLOY_TOKEN")
@@ -81,6 +128,9 @@ func parseSecretName(field, s string) (upstream.Scope, string, error) {
 	}
 	name, err := checkSecretName(field, s[i+len("/secrets/"):])
 	if err != nil {
+		return upstream.Scope{}, "", err
+	}
+	if err := checkFormattedLen(field, secretResourceName(scope, name)); err != nil {
 		return upstream.Scope{}, "", err
 	}
 	return scope, name, nil
@@ -160,8 +210,17 @@ func checkRepo(field, owner, repo string) error {
 	return nil
 }
 
-// parseEnvironment unescapes an environment segment exactly once.
+// parseEnvironment unescapes an environment segment exactly once and
+// checks the name it stands for: 1 to maxEnvironmentLen bytes of valid
+// UTF-8; not "." or "..", nor holding them as a "/"-separated component
+// ("a/../b"), which a server or proxy that decodes %2F would take for a
+// step up the path; and no control characters or Unicode format characters
+// (category Cf: bidi controls such as U+202E, zero-width characters such as
+// U+200B..U+200D, U+2060 and U+FEFF), which make a name read as another.
 func parseEnvironment(field, seg string) (string, error) {
+	if !utf8.ValidString(seg) {
+		return "", invalidArg(field, "environment segment is not valid UTF-8")
+	}
 	env, err := url.PathUnescape(seg)
 	if err != nil {
 		return "", invalidArg(field, "environment %q is not validly URL-escaped", seg)
@@ -169,8 +228,24 @@ func parseEnvironment(field, seg string) (string, error) {
 	if env == "" || len(env) > maxEnvironmentLen {
 		return "", invalidArg(field, "environment name must be 1 to %d characters", maxEnvironmentLen)
 	}
-	if !utf8.ValidString(env) || strings.IndexFunc(env, unicode.IsControl) >= 0 {
-		return "", invalidArg(field, "environment name %q must be valid UTF-8 without control characters", seg)
+	if !utf8.ValidString(env) {
+		return "", invalidArg(field, "environment name %q must be valid UTF-8 once unescaped", seg)
+	}
+	if env == "." || env == ".." {
+		return "", invalidArg(field, "environment name %q (unescaped %q) must not be \".\" or \"..\"", seg, env)
+	}
+	for _, part := range strings.Split(env, "/") {
+		if part == "." || part == ".." {
+			return "", invalidArg(field, "environment name %q (unescaped %q) must not hold \".\" or \"..\" between slashes", seg, env)
+		}
+	}
+	for _, r := range env {
+		switch {
+		case unicode.IsControl(r):
+			return "", invalidArg(field, "environment name %q must be valid UTF-8 without control characters (it holds %U)", seg, r)
+		case unicode.Is(unicode.Cf, r):
+			return "", invalidArg(field, "environment name %q must not hold Unicode format characters (category Cf, such as bidi controls and zero-width characters; it holds %U)", seg, r)
+		}
 	}
 	return env, nil
 }
@@ -180,6 +255,9 @@ func parseEnvironment(field, seg string) (string, error) {
 func checkSecretName(field, name string) (string, error) {
 	if name == "" {
 		return "", invalidArg(field, "secret name is required")
+	}
+	if n := utf8.RuneCountInString(name); n > maxSecretNameLen {
+		return "", invalidArg(field, "secret name is %d characters; the limit is %d", n, maxSecretNameLen)
 	}
 	for _, r := range name {
 		if !isASCIIAlnum(r) && r != '_' {

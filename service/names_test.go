@@ -1,8 +1,11 @@
 package service
 
 import (
+	"net/url"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/secretbroker/secretbroker/upstream"
 )
@@ -33,9 +36,61 @@ func TestParseParent(t *testing.T) {
 		{in: "repos/acme/api/environments/a%0Ab", wantErr: "control characters"},
 		{in: "users/acme/actions", wantErr: "is not a scope"},
 		{in: "orgs/acme/actions/", wantErr: "is not a scope"},
+		// Dot segments, raw and escaped, in every segment.
+		{in: "repos/o/r/environments/.", wantErr: `must not be "." or ".."`},
+		{in: "repos/o/r/environments/..", wantErr: `must not be "." or ".."`},
+		{in: "repos/o/r/environments/%2e%2e", wantErr: `must not be "." or ".."`},
+		{in: "repos/o/r/environments/%2E%2E", wantErr: `must not be "." or ".."`},
+		{in: "repos/o/r/environments/%2E", wantErr: `must not be "." or ".."`},
+		{in: "repos/o/r/environments/%2e", wantErr: `must not be "." or ".."`},
+		{in: "repos/o/r/environments/.%2e", wantErr: `must not be "." or ".."`},
+		{in: "repos/o/r/environments/a%2F..%2Fb", wantErr: `between slashes`},
+		{in: "repos/o/r/environments/..%2Fprod", wantErr: `between slashes`},
+		{in: "repos/o/r/environments/prod%2F.", wantErr: `between slashes`},
+		{in: "repos/o/r/environments/a/../b", wantErr: "is not a scope"},
+		{in: "repos/o/./actions", wantErr: "repository name must be"},
+		{in: "repos/o/%2e%2e/actions", wantErr: `repository name "%2e%2e"`},
+		{in: "repos/../r/actions", wantErr: "owner name"},
+		{in: "repos/%2e%2e/r/actions", wantErr: "owner name"},
+		{in: "orgs/../actions", wantErr: "organization name"},
+		{in: "orgs/./actions", wantErr: "organization name"},
+		{in: "orgs/acme/..", wantErr: `app ".."`},
+		{in: "orgs/a%2Fb/actions", wantErr: "organization name"},
+		{in: "repos/o/a%2Fb/actions", wantErr: "repository name"},
+		// Control and format characters, invalid UTF-8.
+		{in: "orgs/ac\x00me/actions", wantErr: "control character U+0000 at byte 7"},
+		{in: "repos/o/r/environments/a\x00b", wantErr: "control character U+0000"},
+		{in: "repos/o/r/environments/a%00b", wantErr: "control characters (it holds U+0000)"},
+		{in: "repos/o/r/environments/a%7Fb", wantErr: "control characters (it holds U+007F)"},
+		{in: "repos/o/r/environments/a%C2%85b", wantErr: "control characters (it holds U+0085)"},
+		{in: "repos/o/r/environments/prod%0D%0AX-Evil:%201", wantErr: "control characters"},
+		{in: "repos/o/r/environments/\x1b[31mprod", wantErr: "control character U+001B"},
+		{in: "repos/o/r/environments/%FF", wantErr: "must be valid UTF-8 once unescaped"},
+		{in: "repos/o/r/environments/%C0%AE%C0%AE", wantErr: "must be valid UTF-8 once unescaped"},
+		{in: "repos/o/r/environments/\xff", wantErr: "is not valid UTF-8"},
+		{in: "repos/o/r/environments/prod%E2%80%AE", wantErr: "Unicode format characters (category Cf"},
+		{in: "repos/o/r/environments/prod\u202e", wantErr: "it holds U+202E"},
+		{in: "repos/o/r/environments/pr\u200bod", wantErr: "it holds U+200B"},
+		{in: "repos/o/r/environments/pr%E2%80%8Cod", wantErr: "it holds U+200C"},
+		{in: "repos/o/r/environments/pr%E2%80%8Dod", wantErr: "it holds U+200D"},
+		{in: "repos/o/r/environments/pr%E2%81%A0od", wantErr: "it holds U+2060"},
+		{in: "repos/o/r/environments/%EF%BB%BFprod", wantErr: "it holds U+FEFF"},
+		{in: "repos/o/r/environments/%E2%81%A6prod", wantErr: "it holds U+2066"},
+		// Lengths.
+		{in: "repos/o/r/environments/" + strings.Repeat("e", 255), want: upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r", Environment: strings.Repeat("e", 255)}},
+		{in: "repos/o/r/environments/" + strings.Repeat("e", 256), wantErr: "environment name must be 1 to 255"},
+		{in: "orgs/" + strings.Repeat("a", 1100) + "/actions", wantErr: "is 1113 bytes; a resource name is at most 1024 bytes"},
+		// The longest parent formats to 925 bytes, under the limit.
+		{in: "repos/" + strings.Repeat("o", 39) + "/" + strings.Repeat("r", 100) + "/environments/" + strings.Repeat("!", 255), want: upstream.Scope{App: upstream.Actions, Owner: strings.Repeat("o", 39), Repo: strings.Repeat("r", 100), Environment: strings.Repeat("!", 255)}},
+		// Not dot segments: legitimate names.
+		{in: "repos/o/r/environments/...", want: upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r", Environment: "..."}},
+		{in: "repos/o/r/environments/%252e%252e", want: upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r", Environment: "%2e%2e"}},
+		{in: "repos/o/r/environments/%252F", want: upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r", Environment: "%2F"}},
+		{in: "repos/o/r/environments/caf%C3%A9", want: upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r", Environment: "café"}},
+		{in: "repos/o/r/environments/release..1", want: upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r", Environment: "release..1"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
+		t.Run(tt.in[:min(len(tt.in), 80)], func(t *testing.T) {
 			got, err := parseParent("parent", tt.in)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -84,9 +139,26 @@ func TestParseSecretName(t *testing.T) {
 		{in: "orgs/acme/actions/secrets/ÄB", wantErr: "may hold only letters"},
 		{in: "orgs/acme/actions/TOKEN", wantErr: "is not a secret"},
 		{in: "orgs/acme/actions/secrets/A/B", wantErr: "may hold only letters"},
+		{in: "orgs/acme/actions/secrets/..", wantErr: "may hold only letters"},
+		{in: "orgs/acme/actions/secrets/.", wantErr: "may hold only letters"},
+		{in: "orgs/acme/actions/secrets/%2e%2e", wantErr: "may hold only letters"},
+		{in: "orgs/acme/actions/secrets/a/../b", wantErr: "may hold only letters"},
+		{in: "orgs/acme/actions/secrets/A%2FB", wantErr: "may hold only letters"},
+		{in: "orgs/acme/actions/secrets/A\x00B", wantErr: "control character U+0000 at byte 27"},
+		{in: "orgs/acme/actions/secrets/A\tB", wantErr: "control character U+0009"},
+		{in: "orgs/acme/actions/secrets/A\x7fB", wantErr: "control character U+007F"},
+		{in: "orgs/acme/actions/secrets/A\xffB", wantErr: "is not valid UTF-8"},
+		{in: "orgs/acme/actions/secrets/" + strings.Repeat("S", 255), wantName: strings.Repeat("S", 255)},
+		{in: "orgs/acme/actions/secrets/" + strings.Repeat("S", 256), wantErr: "secret name is 256 characters; the limit is 255"},
+		{in: "orgs/acme/actions/secrets/" + strings.Repeat("S", 2000), wantErr: "a resource name is at most 1024 bytes"},
+		{in: "repos/o/r/environments/%2e%2e/secrets/X", wantErr: `must not be "." or ".."`},
+		{in: "repos/o/r/environments/%E2%80%AE/secrets/X", wantErr: "category Cf"},
+		// Under 1,024 bytes as sent, over it formatted back.
+		{in: "repos/" + strings.Repeat("o", 39) + "/" + strings.Repeat("r", 100) + "/environments/" + strings.Repeat("~", 200) + "/secrets/" + strings.Repeat("S", 255), wantName: strings.Repeat("S", 255)},
+		{in: "repos/" + strings.Repeat("o", 39) + "/" + strings.Repeat("r", 100) + "/environments/" + strings.Repeat("!", 201) + "/secrets/" + strings.Repeat("S", 255), wantErr: "formats to 1027 bytes"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
+		t.Run(tt.in[:min(len(tt.in), 80)], func(t *testing.T) {
 			_, name, err := parseSecretName("name", tt.in)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -111,21 +183,105 @@ func FuzzParseSecretName(f *testing.F) {
 		"repos/o/r/agents/secrets/A_1",
 		"repos/o/r/environments/%/secrets/X",
 		"orgs/a/actions/secrets/secrets/secrets/X",
+		"repos/o/r/environments/%2e%2e/secrets/X",
+		"repos/o/r/environments/%2E/secrets/X",
+		"repos/o/r/environments/a%2F..%2Fb/secrets/X",
+		"repos/o/r/environments/%252F/secrets/X",
+		"repos/o/r/environments/%E2%80%AE/secrets/X",
+		"repos/o/r/environments/\u200d/secrets/X",
+		"repos/o/r/environments/%00/secrets/X",
+		"repos/o/r/environments/\xff/secrets/X",
+		"repos/o/r/environments/%C3%A9t%C3%A9/secrets/X",
+		"repos/o/r/environments/a b!/secrets/X",
+		"orgs/acme/actions/secrets/" + strings.Repeat("S", 256),
+		"repos/" + strings.Repeat("o", 39) + "/" + strings.Repeat("r", 100) + "/environments/" + strings.Repeat("!", 201) + "/secrets/" + strings.Repeat("S", 255),
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
 		scope, name, err := parseSecretName("name", in)
 		if err != nil {
+			if len(in) > maxResourceNameLen && !strings.Contains(err.Error(), "at most 1024 bytes") {
+				t.Fatalf("%d bytes refused for another reason first: %v", len(in), err)
+			}
 			return
 		}
 		// Whatever parses formats back to a name that parses to the same.
-		scope2, name2, err := parseSecretName("name", secretResourceName(scope, name))
+		formatted := secretResourceName(scope, name)
+		scope2, name2, err := parseSecretName("name", formatted)
 		if err != nil || scope2 != scope || name2 != name {
 			t.Fatalf("%q parsed to %+v %q, which reparsed to %+v %q, %v", in, scope, name, scope2, name2, err)
 		}
-		if name != strings.ToUpper(name) {
-			t.Fatalf("name %q is not upper-cased", name)
+		// Formatting is canonical: a second round trip is the identity.
+		if again := secretResourceName(scope2, name2); again != formatted {
+			t.Fatalf("%q formats to %q, then to %q", in, formatted, again)
+		}
+		if name != strings.ToUpper(name) || len(name) > maxSecretNameLen {
+			t.Fatalf("name %q is not upper-cased or is too long", name)
+		}
+		if len(in) > maxResourceNameLen || len(formatted) > maxResourceNameLen {
+			t.Fatalf("accepted a name of %d bytes formatting to %d", len(in), len(formatted))
+		}
+		for _, seg := range []string{scope.Org, scope.Owner, scope.Repo, string(scope.App), name} {
+			if seg == "." || seg == ".." || strings.ContainsAny(seg, "/%") {
+				t.Fatalf("%q: segment %q is a dot segment or holds / or %%", in, seg)
+			}
+		}
+		if env := scope.Environment; env != "" {
+			if env == "." || env == ".." || !utf8.ValidString(env) {
+				t.Fatalf("%q: accepted environment %q", in, env)
+			}
+			for _, part := range strings.Split(env, "/") {
+				if part == "." || part == ".." {
+					t.Fatalf("%q: environment %q holds a dot segment", in, env)
+				}
+			}
+			for _, r := range env {
+				if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+					t.Fatalf("%q: environment %q holds %U", in, env, r)
+				}
+			}
 		}
 	})
+}
+
+// The characters the rules name are what Go's tables say they are: a
+// check that cannot fail for want of a table entry.
+func TestFormatCharactersAreCf(t *testing.T) {
+	for _, r := range []rune{0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069, 0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2060, 0xFEFF, 0x00AD} {
+		if !unicode.Is(unicode.Cf, r) {
+			t.Errorf("%U is not in category Cf", r)
+		}
+		if _, err := parseParent("parent", "repos/o/r/environments/a"+url.PathEscape(string(r))+"b"); err == nil || !strings.Contains(err.Error(), "category Cf") {
+			t.Errorf("environment with %U: %v", r, err)
+		}
+	}
+}
+
+// parseEnvironment holds its own rules whoever calls it, the whole-name
+// checks of parseParent aside.
+func TestParseEnvironmentDirect(t *testing.T) {
+	tests := []struct {
+		seg, want, wantErr string
+	}{
+		{seg: "prod%2Feu", want: "prod/eu"},
+		{seg: "%252F", want: "%2F"},
+		{seg: "\xff", wantErr: "environment segment is not valid UTF-8"},
+		{seg: "a\x00b", wantErr: "control characters (it holds U+0000)"},
+		{seg: "%2e%2E", wantErr: `must not be "." or ".."`},
+		{seg: "x%2F.", wantErr: "between slashes"},
+		{seg: "a\u2060b", wantErr: "it holds U+2060"},
+	}
+	for _, tt := range tests {
+		got, err := parseEnvironment("parent", tt.seg)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("parseEnvironment(%q) = %q, %v; want an error containing %q", tt.seg, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("parseEnvironment(%q) = %q, %v; want %q", tt.seg, got, err, tt.want)
+		}
+	}
 }

@@ -208,8 +208,11 @@ func (v *sealedValue) seal(k sealingKey, plaintext []byte) error {
 // the write and the cache by then holds another key for the scope, the
 // value is sealed again with that key, so that a rotation seen by one
 // write costs the writes queued behind it nothing. When GitHub rejects the
-// key (422) the scope's key is fetched again and the write retried once,
-// so callers never see a rotation.
+// key (422) the scope's key is revalidated (keyCache.revalidate: no
+// request when another write already saw the new key, else at most one
+// conditional request per scope per TTL) and, when that shows a new key,
+// the write is sealed again and retried once, so callers never see a
+// rotation. Otherwise the original error is returned.
 func (s *Server) putPlain(ctx context.Context, p putPlan, v sealedValue) (bool, upstream.KeyID, error) {
 	body := func() (upstream.PutSecretBody, error) {
 		if k, ok := s.keys.cached(p.scope); ok && k.id != v.keyID {
@@ -228,7 +231,7 @@ func (s *Server) putPlain(ctx context.Context, p putPlan, v sealedValue) (bool, 
 	if !isStatus(err, http.StatusUnprocessableEntity) {
 		return created, v.keyID, err
 	}
-	fresh, ferr := s.keys.refresh(ctx, p.scope, v.keyID)
+	fresh, ferr := s.keys.revalidate(ctx, p.scope, v.keyID)
 	if ferr != nil || fresh.id == v.keyID {
 		return false, "", err
 	}
@@ -238,17 +241,30 @@ func (s *Server) putPlain(ctx context.Context, p putPlan, v sealedValue) (bool, 
 }
 
 // putSealed passes a caller-sealed value through after checking its key_id
-// against the scope's current key.
+// against the scope's current key. A key_id that is not the cached key's
+// costs at most a revalidation of the cached key (keyCache.revalidate: one
+// conditional request per scope per TTL at most, whatever callers send),
+// since the caller may hold a key newer than the cache; when the key_id
+// still differs the request is refused. After GitHub's 422 the key is
+// revalidated the same way, so that the caller's next GetPublicKey sees a
+// rotation; the 422 is returned.
 func (s *Server) putSealed(ctx context.Context, p putPlan, key sealingKey) (bool, upstream.KeyID, error) {
+	// encoding/base64 skips CR and LF even when strict; GitHub's pattern
+	// for encrypted_value does not, so such a value would only cost a PUT
+	// (and a revalidation) that GitHub refuses.
+	for i := range len(p.sealed) {
+		if c := p.sealed[i]; c == '\r' || c == '\n' {
+			return false, "", invalidArg("encrypted_value", "must be standard base64 (RFC 4648, with padding) without line breaks")
+		}
+	}
 	var err error
 	if key.id != p.keyID {
-		// The caller may hold a newer key than the cache.
-		if key, err = s.keys.refresh(ctx, p.scope, key.id); err != nil {
+		if key, err = s.keys.revalidate(ctx, p.scope, key.id); err != nil {
 			return false, "", err
 		}
 	}
 	if key.id != p.keyID {
-		return false, "", invalidArg("key_id", "%q is not the scope's current key (%q): call GetPublicKey and seal again", p.keyID, key.id)
+		return false, "", invalidArg("key_id", "%q is not the scope's current key (%q): call GetPublicKey and seal again", truncate(string(p.keyID), maxQuotedKeyID), key.id)
 	}
 	body := upstream.PutSecretBody{
 		EncryptedValue:        p.sealed,
@@ -258,9 +274,10 @@ func (s *Server) putSealed(ctx context.Context, p putPlan, key sealingKey) (bool
 	}
 	created, err := s.up.PutSecretFunc(ctx, p.scope, p.name, func() (upstream.PutSecretBody, error) { return body, nil })
 	if isStatus(err, http.StatusUnprocessableEntity) {
-		// The key may have rotated under us; make the caller's next
-		// GetPublicKey fetch the current one.
-		s.keys.forget(p.scope, p.keyID)
+		// The key may have rotated under us; let the caller's next
+		// GetPublicKey see the current one. Its outcome does not change
+		// the answer.
+		_, _ = s.keys.revalidate(ctx, p.scope, p.keyID)
 	}
 	return created, p.keyID, err
 }

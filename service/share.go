@@ -26,6 +26,11 @@ const sharedCallTimeout = 30 * time.Second
 // next caller starts afresh instead of joining a call that may be stuck.
 // A waiter with more time than the shared call had, whose call ran out of
 // time, tries once more on its own.
+//
+// A panic in fn is recovered (singleflight would re-panic it in a fresh
+// goroutine, out of any caller's reach, and end the process): every
+// waiter gets a *sharedPanicError, which maps to codes.Internal, and the
+// key is free for the next caller.
 func share[T any](ctx context.Context, g *singleflight.Group, key string, fn func(context.Context) (T, error)) (T, error) {
 	var zero T
 	ch := g.DoChan(key, func() (any, error) {
@@ -35,7 +40,7 @@ func share[T any](ctx context.Context, g *singleflight.Group, key string, fn fun
 		}
 		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		defer cancel()
-		return fn(sctx)
+		return recovered(sctx, fn)
 	})
 	select {
 	case r := <-ch:
@@ -43,7 +48,7 @@ func share[T any](ctx context.Context, g *singleflight.Group, key string, fn fun
 			return r.Val.(T), nil
 		}
 		if r.Shared && outOfTime(r.Err) && ctx.Err() == nil {
-			return fn(ctx)
+			return recovered(ctx, fn)
 		}
 		return zero, r.Err
 	case <-ctx.Done():
@@ -51,6 +56,24 @@ func share[T any](ctx context.Context, g *singleflight.Group, key string, fn fun
 		return zero, fmt.Errorf("waiting for a shared GitHub call: %w", ctx.Err())
 	}
 }
+
+// recovered calls fn, turning a panic into a *sharedPanicError.
+func recovered[T any](ctx context.Context, fn func(context.Context) (T, error)) (v T, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			var zero T
+			v, err = zero, &sharedPanicError{typ: fmt.Sprintf("%T", p)}
+		}
+	}()
+	return fn(ctx)
+}
+
+// sharedPanicError is a panic recovered in a shared call. It names the
+// panic value's type only: the value might have been built from request
+// data. It wraps nothing, so that it always maps to codes.Internal.
+type sharedPanicError struct{ typ string }
+
+func (e *sharedPanicError) Error() string { return "panic in shared GitHub call: " + e.typ }
 
 // outOfTime reports whether err says a call ran out of time, by its
 // deadline or by the pacer's estimate against that deadline.
