@@ -191,8 +191,10 @@ func TestBearerTokensOnBothListeners(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("forged gateway metadata: %d, want 401", resp.StatusCode)
 	}
-	if code, _ := httpDo(t, b.http, http.MethodGet, base+prodSecret, adminToken, ""); code != http.StatusOK {
-		t.Fatalf("admin GET prod: %d, want 200", code)
+	// The admin may read prod; the secret is not there, since the
+	// deployer's put was denied.
+	if code, _ := httpDo(t, b.http, http.MethodGet, base+prodSecret, adminToken, ""); code != http.StatusNotFound {
+		t.Fatalf("admin GET prod: %d, want 404", code)
 	}
 
 	// The audit trail: the put's intent and outcome with the value's HMAC,
@@ -355,7 +357,7 @@ func TestJWTOnBothListeners(t *testing.T) {
 func TestInboundLimits(t *testing.T) {
 	gh := newFakeGitHub(t)
 	gh.unblock()
-	cfg := prodConfig(t, gh.srv.URL, 5*time.Second)
+	cfg := prodConfig(t, gh.URL, 5*time.Second)
 	cfg.CallerRPS, cfg.CallerBurst = 0.001, 2 // two calls, then one per 1,000 s
 	b := startBroker(t, cfg)
 	svc := secretbrokerv1.NewSecretServiceClient(b.conn)
@@ -381,7 +383,15 @@ func TestInboundLimits(t *testing.T) {
 		t.Fatalf("RetryInfo %v, want about 1,000 s", retry)
 	}
 
-	// An oversized request never gets a retryable code.
+}
+
+// TestOversizedRequestIsInvalid: a request over the 16 MiB limit is
+// INVALID_ARGUMENT naming the limit, never a code that invites a retry.
+func TestOversizedRequestIsInvalid(t *testing.T) {
+	gh := newFakeGitHub(t)
+	gh.unblock()
+	b := startBroker(t, prodConfig(t, gh.URL, 5*time.Second))
+	ctx := t.Context()
 	big := &secretbrokerv1.BatchPutSecretsRequest{}
 	for range 20 {
 		big.Requests = append(big.Requests, &secretbrokerv1.PutSecretRequest{Name: "repos/o/r/actions/secrets/X",

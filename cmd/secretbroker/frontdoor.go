@@ -40,9 +40,11 @@ import (
 // It wraps the service's method handlers rather than being an interceptor
 // because grpc-go decodes a unary request before the interceptors run: as
 // a wrapper it refuses an unauthenticated or over-limit call without
-// allocating its request, and it can answer an oversized request with
-// INVALID_ARGUMENT, where grpc-go's own answer, RESOURCE_EXHAUSTED, would
-// tell clients to retry what can never succeed.
+// reading its request. A request over maxRequestBytes is INVALID_ARGUMENT:
+// grpc-go's own answer to a message over its receive limit,
+// RESOURCE_EXHAUSTED, would tell clients to retry what can never succeed,
+// so the transport's limit (maxTransportBytes) sits well above ours and
+// only a request larger still gets grpc-go's answer.
 type frontDoor struct {
 	keys callerKeys
 	// required is whether every call needs credentials (authentication is
@@ -208,13 +210,13 @@ func (f *frontDoor) wrap(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 				}()
 				read := func(v any) error {
 					if err := dec(v); err != nil {
-						if status.Code(err) == codes.ResourceExhausted {
-							return errTooLarge() // grpc-go's answer to a message over MaxRecvMsgSize
-						}
 						return err
 					}
 					if m, ok := v.(proto.Message); ok {
 						n := max(int64(proto.Size(m)), 1)
+						if n > maxRequestBytes {
+							return errTooLarge()
+						}
 						if !f.inflight.TryAcquire(n) {
 							return exhausted("the broker is at its limit of request bytes in progress", time.Second)
 						}

@@ -45,6 +45,10 @@ const (
 	idleTimeout = 2 * time.Minute
 	// maxHeaderBytes bounds a request's headers, on both listeners.
 	maxHeaderBytes = 64 << 10
+	// maxTransportBytes is gRPC's own receive limit, above maxRequestBytes
+	// so that the front door answers requests between the two with
+	// INVALID_ARGUMENT (a batch of 1,000 values of 48 KB is 49 MB).
+	maxTransportBytes = 64 << 20
 	// maxConcurrentStreams bounds the calls in progress on one gRPC
 	// connection.
 	maxConcurrentStreams = 128
@@ -164,7 +168,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 				otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
 			grpc.ChainUnaryInterceptor(logUnary(logger), recoverUnary(logger)),
 			grpc.ChainStreamInterceptor(logStream(logger), recoverStream(logger), door.streamGuard()),
-			grpc.MaxRecvMsgSize(maxRequestBytes),
+			grpc.MaxRecvMsgSize(maxTransportBytes),
 			grpc.MaxHeaderListSize(maxHeaderBytes),
 			grpc.MaxConcurrentStreams(maxConcurrentStreams),
 			grpc.InitialWindowSize(streamWindow),
