@@ -243,9 +243,8 @@ func TestHostileInputSendsNothingUpstream(t *testing.T) {
 		tcase{"sealed not base64", put(&secretbrokerv1.PutSecretRequest{Name: repo + "/secrets/X", Payload: enc("not base64!"), KeyId: "1"}), "encrypted_value: must be standard base64"},
 		tcase{"sealed URL-safe base64", put(&secretbrokerv1.PutSecretRequest{Name: repo + "/secrets/X", Payload: enc(base64.URLEncoding.EncodeToString([]byte(strings.Repeat("\xfb\xff", 40)))), KeyId: "1"}), "encrypted_value: must be standard base64"},
 		tcase{"sealed without padding", put(&secretbrokerv1.PutSecretRequest{Name: repo + "/secrets/X", Payload: enc(strings.TrimRight(sealedOf(box.AnonymousOverhead+1), "=")), KeyId: "1"}), "encrypted_value: must be standard base64"},
-		// encoding/base64 skips line breaks even when strict, so parsePut
-		// lets this through; putSealed refuses it before the key_id check
-		// and any request (the scope's key is cached, see below).
+		// encoding/base64 skips line breaks even when strict; checkSealed
+		// refuses them itself.
 		tcase{"sealed with a newline", put(&secretbrokerv1.PutSecretRequest{Name: repo + "/secrets/X", Payload: enc(okSealed[:8] + "\n" + okSealed[8:]), KeyId: "1"}), "encrypted_value: must be standard base64"},
 		tcase{"sealed too short", put(&secretbrokerv1.PutSecretRequest{Name: repo + "/secrets/X", Payload: enc(sealedOf(box.AnonymousOverhead - 1)), KeyId: "1"}), "encrypted_value: is 47 bytes, shorter than a sealed box"},
 		tcase{"sealed empty", put(&secretbrokerv1.PutSecretRequest{Name: repo + "/secrets/X", Payload: enc(""), KeyId: "1"}), "encrypted_value: is 0 bytes"},

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"strings"
 
 	"golang.org/x/crypto/nacl/box"
 )
@@ -25,8 +26,10 @@ func seal(key *[32]byte, plaintext []byte) (string, error) {
 // pattern), and long enough to be a sealed box yet no longer than a sealed
 // 48 KB value.
 func checkSealed(field, encoded string) error {
+	// Go's decoder skips CR and LF even in strict mode; GitHub's pattern
+	// for encrypted_value does not.
 	raw, err := base64.StdEncoding.Strict().DecodeString(encoded)
-	if err != nil {
+	if err != nil || strings.ContainsAny(encoded, "\r\n") {
 		return invalidArg(field, "must be standard base64 (RFC 4648, with padding)")
 	}
 	if len(raw) < box.AnonymousOverhead {

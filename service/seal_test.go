@@ -45,6 +45,8 @@ func TestCheckSealed(t *testing.T) {
 		{in: "c2VjcmV0", wantErr: "shorter than a sealed box"},
 		{in: "not base64!", wantErr: "must be standard base64"},
 		{in: strings.TrimRight(valid, "="), wantErr: "must be standard base64"},
+		{in: valid[:40] + "\n" + valid[40:], wantErr: "must be standard base64"},
+		{in: valid[:40] + "\r\n" + valid[40:], wantErr: "must be standard base64"},
 		{in: base64.URLEncoding.EncodeToString([]byte{0xfb, 0xff, 0xfe}), wantErr: "must be standard base64"},
 		{in: base64.StdEncoding.EncodeToString(make([]byte, maxValueBytes+box.AnonymousOverhead+1)), wantErr: "seals more than"},
 	}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCallLimits(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	type step struct {
+		caller  string
+		advance time.Duration // before the call
+		release int           // releases of earlier admitted calls, by index, before the call; -1 none
+		want    string        // "" admitted, else a word of the reason
+	}
+	tests := []struct {
+		name                    string
+		rps                     float64
+		burst, perCaller, total int
+		steps                   []step
+	}{
+		{
+			name: "rate: burst then one per second", rps: 1, burst: 2,
+			steps: []step{
+				{caller: "a", release: -1}, {caller: "a", release: -1}, {caller: "a", release: -1, want: "rate"},
+				{caller: "b", release: -1}, // another caller has its own bucket
+				{caller: "a", advance: time.Second, release: -1},
+				{caller: "a", release: -1, want: "rate"},
+			},
+		},
+		{
+			name: "per caller in progress", perCaller: 2,
+			steps: []step{
+				{caller: "a", release: -1}, {caller: "a", release: -1}, {caller: "a", release: -1, want: "caller is at its limit"},
+				{caller: "b", release: -1},
+				{caller: "a", release: 0}, // one of a's calls ended
+			},
+		},
+		{
+			name: "total in progress", total: 2,
+			steps: []step{
+				{caller: "a", release: -1}, {caller: "b", release: -1}, {caller: "c", release: -1, want: "broker is at its limit"},
+				{caller: "c", release: 1},
+			},
+		},
+		{
+			name: "no limits", steps: []step{{caller: "a", release: -1}, {caller: "a", release: -1}, {caller: "a", release: -1}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newCallLimits(tt.rps, tt.burst, tt.perCaller, tt.total)
+			now := t0
+			l.now = func() time.Time { return now }
+			var releases []func()
+			for i, s := range tt.steps {
+				now = now.Add(s.advance)
+				if s.release >= 0 {
+					releases[s.release]()
+					releases[s.release]() // a second release is harmless
+				}
+				release, refused := l.admit(s.caller)
+				got := ""
+				if refused != nil {
+					got = refused.reason
+					if refused.retryAfter <= 0 {
+						t.Errorf("step %d: refused without a retry delay", i)
+					}
+				} else {
+					releases = append(releases, release)
+				}
+				if (s.want == "") != (got == "") || s.want != "" && !strings.Contains(got, s.want) {
+					t.Fatalf("step %d (%s): got %q, want %q", i, s.caller, got, s.want)
+				}
+			}
+		})
+	}
+}
+
+// TestCallLimitsForgetIdleCallers: the callers' states stay bounded.
+func TestCallLimitsForgetIdleCallers(t *testing.T) {
+	l := newCallLimits(10, 1, 4, 0)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l.now = func() time.Time { return now }
+	for i := range 3 * maxTrackedCallers {
+		release, refused := l.admit(fmt.Sprint("caller-", i))
+		if refused != nil {
+			t.Fatalf("caller %d refused: %s", i, refused.reason)
+		}
+		release()
+		now = now.Add(time.Second) // every bucket refills
+	}
+	if n := len(l.callers); n > maxTrackedCallers {
+		t.Fatalf("%d callers tracked, want at most %d", n, maxTrackedCallers)
+	}
+}
