@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -72,7 +73,12 @@ func writeFile(t *testing.T, name, content string) string {
 // must authenticate, with the access policy and args added.
 func securedConfig(t *testing.T, args ...string) Config {
 	t.Helper()
-	policy := writeFile(t, "policy.yaml", accessPolicy)
+	return securedConfigWith(t, writeFile(t, "policy.yaml", accessPolicy), args...)
+}
+
+// securedConfigWith is securedConfig with the policy file at policy.
+func securedConfigWith(t *testing.T, policy string, args ...string) Config {
+	t.Helper()
 	base := []string{"--dev", "--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--shutdown-timeout=5s",
 		"--upstream-write-interval=10ms", "--policy-file=" + policy}
 	cfg, err := loadConfig(append(base, args...), envMap(nil), io.Discard)
@@ -406,5 +412,46 @@ func TestOversizedRequestIsInvalid(t *testing.T) {
 	_, err = secretbrokerv1.NewSecretServiceClient(conn).BatchPutSecrets(ctx, big)
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "16 MiB") {
 		t.Fatalf("oversized request: %v, want InvalidArgument naming the 16 MiB limit", err)
+	}
+}
+
+// TestPolicyReloadsOnSIGHUP: a policy change takes effect on SIGHUP; a
+// broken file keeps the last good policy.
+func TestPolicyReloadsOnSIGHUP(t *testing.T) {
+	callers := writeFile(t, "callers.yaml", "callers:\n  - name: deployer\n    token_sha256: "+sha256Hex(deployerToken)+"\n")
+	policy := writeFile(t, "policy.yaml", accessPolicy)
+	b := startBroker(t, securedConfigWith(t, policy, "--callers-file="+callers))
+	svc := secretbrokerv1.NewSecretServiceClient(b.conn)
+	ctx := withBearer(t.Context(), deployerToken)
+	get := &secretbrokerv1.GetSecretRequest{Name: prodSecret}
+	if _, err := svc.GetSecret(ctx, get); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("before the change: %v, want PermissionDenied", err)
+	}
+	replace := func(content string) {
+		tmp := policy + ".new"
+		if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, policy); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loaded := "access policy loaded"
+	replace(strings.ReplaceAll(accessPolicy, "environments/staging/secrets/*", "environments/*/secrets/*"))
+	if !b.logs.waitFor(loaded, 1, 10*time.Second) {
+		t.Fatal("the policy was not reloaded on SIGHUP")
+	}
+	if _, err := svc.GetSecret(ctx, get); status.Code(err) != codes.NotFound {
+		t.Fatalf("after the reload: %v, want NotFound (allowed; the secret does not exist)", err)
+	}
+	replace("rules: [this is not a rule")
+	if !b.logs.waitFor("keeping the last good policy", 1, 10*time.Second) {
+		t.Fatal("a broken policy file was not reported")
+	}
+	if _, err := svc.GetSecret(ctx, get); status.Code(err) != codes.NotFound {
+		t.Fatalf("after a broken file: %v, want the last good policy (NotFound)", err)
 	}
 }

@@ -30,14 +30,42 @@ import (
 
 // syncBuffer is a bytes.Buffer safe for concurrent writes, for logs.
 type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	written chan struct{} // closed and replaced on every write
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.written != nil {
+		close(b.written)
+		b.written = nil
+	}
 	return b.buf.Write(p)
+}
+
+// waitFor waits until the buffer holds n occurrences of s, woken by each
+// write; it gives up after limit, a guard against a hung test only.
+func (b *syncBuffer) waitFor(s string, n int, limit time.Duration) bool {
+	timeout := time.After(limit)
+	for {
+		b.mu.Lock()
+		if strings.Count(b.buf.String(), s) >= n {
+			b.mu.Unlock()
+			return true
+		}
+		if b.written == nil {
+			b.written = make(chan struct{})
+		}
+		written := b.written
+		b.mu.Unlock()
+		select {
+		case <-written:
+		case <-timeout:
+			return false
+		}
+	}
 }
 
 func (b *syncBuffer) String() string {
