@@ -16,6 +16,7 @@ import (
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/access"
 	"github.com/secretbroker/secretbroker/service/audit"
+	"github.com/secretbroker/secretbroker/upstream"
 )
 
 // testPolicy confines token:staging to the staging environment of
@@ -457,4 +458,56 @@ func TestAuditRecords(t *testing.T) {
 			t.Errorf("record %d:\n got %+v\nwant %+v", i, g, w)
 		}
 	}
+}
+
+// panicOn panics, with a value built from the request, when a named secret
+// is written or deleted.
+type panicOn struct {
+	Upstream
+	name string
+}
+
+func (p *panicOn) PutSecretFunc(ctx context.Context, s upstream.Scope, name string, body func() (upstream.PutSecretBody, error)) (bool, error) {
+	if name == p.name {
+		b, _ := body()
+		panic("boom " + b.EncryptedValue + " " + plantedSecret)
+	}
+	return p.Upstream.PutSecretFunc(ctx, s, name, body)
+}
+
+func (p *panicOn) DeleteSecret(ctx context.Context, s upstream.Scope, name string) error {
+	if name == p.name {
+		panic(errors.New("boom " + plantedSecret))
+	}
+	return p.Upstream.DeleteSecret(ctx, s, name)
+}
+
+// TestBatchWorkerPanicIsContained: a panic in one batch item's goroutine
+// fails that item with INTERNAL, the others land, the process lives on,
+// and the panic's value (which may hold request data) is not logged.
+func TestBatchWorkerPanicIsContained(t *testing.T) {
+	h := newHarness(t, harnessOpts{wrap: func(up Upstream) Upstream { return &panicOn{Upstream: up, name: "B1"} }})
+	req := batchOf(repoScope, "B", 3)
+	resp, err := h.broker.BatchPutSecrets(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantItemCodes(t, batchPutCodes(resp), code.Code_OK, code.Code_INTERNAL, code.Code_OK)
+	wantStored(t, h, req.Requests[0].GetName(), req.Requests[0].GetValue())
+	wantStored(t, h, req.Requests[2].GetName(), req.Requests[2].GetValue())
+	if msg := resp.GetResults()[1].GetMessage(); msg != "internal error" {
+		t.Errorf("message %q, want \"internal error\"", msg)
+	}
+	del, err := h.broker.BatchDeleteSecrets(context.Background(), &secretbrokerv1.BatchDeleteSecretsRequest{
+		Names: []string{repoScope + "/secrets/B0", repoScope + "/secrets/B1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if del.GetResults()[0].GetCode() != code.Code_OK || del.GetResults()[1].GetCode() != code.Code_INTERNAL {
+		t.Fatalf("batch delete codes %v, %v", del.GetResults()[0].GetCode(), del.GetResults()[1].GetCode())
+	}
+	if !strings.Contains(h.logs.String(), `"panic_type":"string"`) {
+		t.Errorf("the panic was not logged with its type:\n%s", h.logs.String())
+	}
+	// The harness checks at cleanup that no planted value reached the logs.
 }

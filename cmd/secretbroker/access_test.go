@@ -455,3 +455,28 @@ func TestPolicyReloadsOnSIGHUP(t *testing.T) {
 		t.Fatalf("after a broken file: %v, want the last good policy (NotFound)", err)
 	}
 }
+
+// TestAuditUnwritableAtStart: a broker whose audit trail cannot be opened
+// still starts and serves reads, but refuses every change with
+// UNAVAILABLE (503 over JSON).
+func TestAuditUnwritableAtStart(t *testing.T) {
+	callers := writeFile(t, "callers.yaml", "callers:\n  - name: admin\n    token_sha256: "+sha256Hex(adminToken)+"\n")
+	b := startBroker(t, securedConfig(t, "--callers-file="+callers,
+		"--audit-log="+filepath.Join(t.TempDir(), "missing-dir", "audit.log")))
+	if !strings.Contains(b.logs.String(), "the audit log cannot be written") {
+		t.Fatalf("no error logged at start:\n%s", b.logs)
+	}
+	svc := secretbrokerv1.NewSecretServiceClient(b.conn)
+	ctx := withBearer(t.Context(), adminToken)
+	if _, err := svc.GetPublicKey(ctx, &secretbrokerv1.GetPublicKeyRequest{Parent: "repos/octo-org/hello-world/actions"}); err != nil {
+		t.Fatalf("a read with the audit trail down: %v", err)
+	}
+	put := &secretbrokerv1.PutSecretRequest{Name: stagingSecret, Payload: &secretbrokerv1.PutSecretRequest_Value{Value: accessValue}}
+	if _, err := svc.PutSecret(ctx, put); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a change with the audit trail down: %v, want Unavailable", err)
+	}
+	code, _ := httpDo(t, b.http, http.MethodDelete, "http://"+b.httpAddr+"/v1/"+stagingSecret, adminToken, "")
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("DELETE over JSON with the audit trail down: %d, want 503", code)
+	}
+}
