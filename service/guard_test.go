@@ -327,7 +327,10 @@ func TestAuditFailsClosed(t *testing.T) {
 		rpc  string
 		call func() error
 	}{
-		{"PutSecret", func() error { _, err := h.broker.PutSecret(ctx, plain(repoScope+"/secrets/X", plantedSecret)); return err }},
+		{"PutSecret", func() error {
+			_, err := h.broker.PutSecret(ctx, plain(repoScope+"/secrets/X", plantedSecret))
+			return err
+		}},
 		{"DeleteSecret", func() error {
 			_, err := h.broker.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: repoScope + "/secrets/X"})
 			return err
