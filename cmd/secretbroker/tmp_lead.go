@@ -1,3 +1,0 @@
-package main
-
-const maxRequestBytes = 16 << 20
