@@ -197,7 +197,8 @@ func readBody(w http.ResponseWriter, r *http.Request) (*http.Request, error) {
 	}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+		// MinRead more, or ReadFrom doubles the buffer to find the end.
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxRequestBytes)); err != nil {
 		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -224,11 +225,14 @@ func tooLarge(limit int64) error {
 // incomingHeader is runtime.DefaultHeaderMatcher without the metadata the
 // gateway sets itself: a caller's Grpc-Metadata-X-Secretbroker-Caller
 // header would otherwise reach the gRPC server beside the gateway's own.
-// Authorization still reaches it as "authorization" (grpc-gateway passes
-// that header on whatever the matcher says).
+// The Authorization header still reaches it as "authorization"
+// (grpc-gateway passes that header on whatever the matcher says), and is
+// the only source of it: Grpc-Metadata-Authorization would add a second
+// value.
 func incomingHeader(key string) (string, bool) {
 	md, ok := runtime.DefaultHeaderMatcher(key)
-	if !ok || strings.HasPrefix(strings.ToLower(md), reservedMetadataPrefix) {
+	lower := strings.ToLower(md)
+	if !ok || strings.HasPrefix(lower, reservedMetadataPrefix) || lower == "authorization" {
 		return "", false
 	}
 	return md, true
@@ -284,7 +288,7 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	msg := "the method is not allowed on this path"
 	if allow := g.routes.allowed(r); len(allow) > 0 {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		msg += "; use " + strings.Join(allow, " or ")
+		msg += " (allowed: " + strings.Join(allow, ", ") + ")"
 	}
 	runtime.HTTPError(ctx, mux, m, w, r, httpError(http.StatusMethodNotAllowed, status.Error(codes.Unimplemented, msg)))
 }

@@ -425,7 +425,6 @@ func TestGatewayHardening(t *testing.T) {
 				"Grpc-Metadata-X-Secretbroker-Caller":  "203.0.113.9",
 				"Grpc-Metadata-X-Secretbroker-Gateway": "forged",
 				"Grpc-Metadata-X-Secretbroker-Other":   "forged",
-				"Authorization":                        "Bearer hardening-token",
 			}
 			if a := send(t, b.http, b.httpAddr, req); a.code/100 != 2 {
 				t.Errorf("%s %s with planted headers = %d %s", req.method, req.path, a.code, a.raw)
@@ -584,6 +583,7 @@ func TestGatewayHardeningBackend(t *testing.T) {
 			"Grpc-Metadata-x-secretbroker-other":      "forged",
 			"Grpc-Metadata-X-Secretbroker-Caller-Bin": "AAEC",
 			"Grpc-Metadata-Request-Tag":               "kept",
+			"Grpc-Metadata-Authorization":             "Bearer second-token",
 			"Authorization":                           "Bearer hardening-token",
 		}})
 		calls := f.take()
@@ -663,7 +663,7 @@ func TestGatewayHardeningBackend(t *testing.T) {
 	})
 }
 
-func TestIncomingHeader(t *testing.T) {
+func TestGatewayIncomingHeader(t *testing.T) {
 	if !strings.HasPrefix(mdCaller, reservedMetadataPrefix) || !strings.HasPrefix(mdGateway, reservedMetadataPrefix) {
 		t.Fatalf("%s and %s must start with %s for the gateway to drop callers' copies", mdCaller, mdGateway, reservedMetadataPrefix)
 	}
@@ -676,6 +676,9 @@ func TestIncomingHeader(t *testing.T) {
 		{"grpc-metadata-x-secretbroker-gateway", ""},
 		{"Grpc-Metadata-X-SECRETBROKER-Anything", ""},
 		{"Grpc-Metadata-X-Secretbroker-Caller-Bin", ""},
+		{"Grpc-Metadata-Authorization", ""},
+		{"grpc-metadata-AUTHORIZATION", ""},
+		{"Grpc-Metadata-Authorization-Extra", "Authorization-Extra"},
 		{"X-Secretbroker-Caller", ""}, // not forwarded by the default matcher either
 		{"Grpc-Metadata-X-Secretbrokerage", "X-Secretbrokerage"},
 		{"Grpc-Metadata-Request-Tag", "Request-Tag"},
@@ -690,7 +693,7 @@ func TestIncomingHeader(t *testing.T) {
 	}
 }
 
-func TestErrorWithRetryAfter(t *testing.T) {
+func TestGatewayRetryAfter(t *testing.T) {
 	retry := func(c codes.Code, d time.Duration) error {
 		st, err := status.New(c, "slow down").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)})
 		if err != nil {
@@ -735,7 +738,7 @@ func TestErrorWithRetryAfter(t *testing.T) {
 	}
 }
 
-func TestCheckContentType(t *testing.T) {
+func TestGatewayContentType(t *testing.T) {
 	for _, tt := range []struct {
 		method, contentType string // "" for none
 		length              int64
@@ -777,7 +780,7 @@ func TestCheckContentType(t *testing.T) {
 	}
 }
 
-func TestServiceRoutes(t *testing.T) {
+func TestGatewayServiceRoutes(t *testing.T) {
 	routes := serviceRoutes()
 	for _, want := range []route{
 		{http.MethodGet, "/v1/{parent=orgs/*/actions}/secrets"},
@@ -818,7 +821,7 @@ func TestServiceRoutes(t *testing.T) {
 	}
 }
 
-func TestDecodeError(t *testing.T) {
+func TestGatewayDecodeError(t *testing.T) {
 	for _, tt := range []struct {
 		err        error
 		want       string
