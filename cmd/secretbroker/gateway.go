@@ -1,16 +1,30 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"mime"
 	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/api/annotations"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -18,34 +32,265 @@ import (
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 )
 
+// maxRequestBytes bounds a JSON gateway request's body (and, set by run,
+// a gRPC request). A batch of puts is the largest request there is.
+const maxRequestBytes = 16 << 20
+
+const (
+	// jsonMediaType is the one request body type the gateway accepts.
+	jsonMediaType = "application/json"
+	// reservedMetadataPrefix starts the metadata keys that only the
+	// gateway itself may set (mdCaller, mdGateway).
+	reservedMetadataPrefix = "x-secretbroker-"
+)
+
+// unescapingMode is how the gateway's mux, and the route probe, match and
+// decode paths: "prod%2Feu" stays one path segment.
+const unescapingMode = runtime.UnescapingModeAllExceptReserved
+
+// gateway is the JSON gateway's HTTP handler: it refuses what the
+// grpc-gateway mux should never see (a body that is not JSON or is too
+// large, a path or query that is not UTF-8) and hands the rest to the mux.
+type gateway struct {
+	mux *runtime.ServeMux
+	// marshaler is the mux's one marshaler, for every content type.
+	marshaler runtime.Marshaler
+	// routes matches a request's path against every route without calling
+	// anything, to say which methods a path allows.
+	routes *routeProbe
+}
+
 // newGateway returns the JSON gateway's HTTP handler: the grpc-gateway mux
 // for SecretService, calling the gRPC server over conn, with
 // GET /openapi.json and GET /healthz.
 func newGateway(ctx context.Context, conn *grpc.ClientConn, callers callerKeys) (http.Handler, error) {
-	mux := runtime.NewServeMux(
+	routes, err := newRouteProbe(append(serviceRoutes(),
+		route{http.MethodGet, "/openapi.json"}, route{http.MethodGet, "/healthz"}))
+	if err != nil {
+		return nil, err
+	}
+	g := &gateway{
+		routes: routes,
 		// snake_case JSON, as GitHub's own, with every field present
 		// (total_count 0, created false) so scripts see a fixed shape;
 		// unknown fields are an error.
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		marshaler: jsonMarshaler{&runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
-		// "prod%2Feu" stays one path segment when routes are matched.
-		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
-		// ... and reaches the service still escaped.
-		runtime.WithMiddlewares(keepEscapedSlashes),
+		}},
+	}
+	g.mux = runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, g.marshaler),
+		// "prod%2Feu" stays one path segment when routes are matched ...
+		runtime.WithUnescapingMode(unescapingMode),
+		// ... and reaches the service as the caller escaped it.
+		runtime.WithMiddlewares(g.rawPathVariables),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
 		runtime.WithForwardResponseOption(createdStatus),
-		// The HTTP client is the caller the pacer queues for.
+		// The HTTP client is the caller the pacer queues for; only the
+		// gateway says so.
 		runtime.WithMetadata(callers.gatewayMetadata),
+		runtime.WithIncomingHeaderMatcher(incomingHeader),
+		runtime.WithErrorHandler(errorWithRetryAfter),
+		runtime.WithRoutingErrorHandler(g.routingError),
+		// A form POST is not a GET in disguise.
+		runtime.WithDisablePathLengthFallback(),
 	)
-	if err := secretbrokerv1.RegisterSecretServiceHandler(ctx, mux, conn); err != nil {
+	if err := secretbrokerv1.RegisterSecretServiceHandler(ctx, g.mux, conn); err != nil {
 		return nil, fmt.Errorf("registering the gateway: %w", err)
 	}
-	if err := mux.HandlePath(http.MethodGet, "/openapi.json", serveOpenAPI); err != nil {
+	if err := g.mux.HandlePath(http.MethodGet, "/openapi.json", serveOpenAPI); err != nil {
 		return nil, fmt.Errorf("registering /openapi.json: %w", err)
 	}
-	return mux, nil
+	return g, nil
+}
+
+// ServeHTTP checks the request, reads its body whole and hands it to the
+// mux. A refused request never reaches the gRPC server.
+func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := checkRequestURL(r.URL); err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	if err := checkContentType(r); err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	r, err := readBody(w, r)
+	if err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	g.mux.ServeHTTP(w, r)
+}
+
+// fail answers r with err in the gateway's error shape, {"code": ...,
+// "message": ..., "details": [...]}, through the mux's error handler.
+// (runtime.MarshalerForRequest would find the same marshaler, but logs
+// each Content-Type it cannot parse.)
+func (g *gateway) fail(w http.ResponseWriter, r *http.Request, err error) {
+	runtime.HTTPError(r.Context(), g.mux, g.marshaler, w, r, err)
+}
+
+// httpError is err, a gRPC status error, answered with HTTP status code.
+func httpError(code int, err error) error {
+	return &runtime.HTTPStatusError{HTTPStatus: code, Err: err}
+}
+
+// checkRequestURL refuses a path or query that does not decode to valid
+// UTF-8: the gRPC client could not marshal it into a request (a 500).
+func checkRequestURL(u *url.URL) error {
+	if !utf8.ValidString(u.Path) || !utf8.ValidString(escapedPath(u)) {
+		return status.Error(codes.InvalidArgument, "the request path is not valid UTF-8")
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "the query string is malformed: %v", err)
+	}
+	for k, vs := range q {
+		if !utf8.ValidString(k) || slices.ContainsFunc(vs, func(v string) bool { return !utf8.ValidString(v) }) {
+			return status.Error(codes.InvalidArgument, "the query string is not valid UTF-8")
+		}
+	}
+	return nil
+}
+
+// checkContentType refuses a POST, PUT or PATCH whose body is not JSON: a
+// browser may send a text/plain or form POST to any origin without asking
+// first (a CORS "simple request"), and none of those may reach the API. A
+// request without a body needs no Content-Type, but one it sends must be
+// JSON's.
+func checkContentType(r *http.Request) error {
+	switch r.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+	default:
+		return nil
+	}
+	cts := r.Header.Values("Content-Type")
+	if len(cts) == 0 && r.ContentLength == 0 {
+		return nil
+	}
+	unsupported := httpError(http.StatusUnsupportedMediaType, status.Error(codes.InvalidArgument,
+		"the request body must be JSON, sent with Content-Type: "+jsonMediaType))
+	if len(cts) != 1 {
+		return unsupported
+	}
+	mt, params, err := mime.ParseMediaType(cts[0])
+	if err != nil || mt != jsonMediaType {
+		return unsupported
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return unsupported
+	}
+	return nil
+}
+
+// readBody reads r's body, at most maxRequestBytes of it, and returns r
+// with the body in memory: a body too large is refused whole, before the
+// mux decodes any of it. A request without a body is returned as it is.
+func readBody(w http.ResponseWriter, r *http.Request) (*http.Request, error) {
+	if r.ContentLength > maxRequestBytes {
+		return r, tooLarge(maxRequestBytes)
+	}
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return r, nil
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		// MinRead more, or ReadFrom doubles the buffer to find the end.
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxRequestBytes)); err != nil {
+		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return r, tooLarge(mbe.Limit)
+		}
+		return r, status.Errorf(codes.InvalidArgument, "reading the request body: %v", err)
+	}
+	r2 := *r
+	r2.Body = io.NopCloser(bytes.NewReader(buf.Bytes()))
+	r2.ContentLength = int64(buf.Len())
+	return &r2, nil
+}
+
+// tooLarge is the error for a body over limit bytes: HTTP 413.
+func tooLarge(limit int64) error {
+	size := strconv.FormatInt(limit, 10) + " bytes"
+	if limit%(1<<20) == 0 {
+		size = strconv.FormatInt(limit>>20, 10) + " MiB"
+	}
+	return httpError(http.StatusRequestEntityTooLarge,
+		status.Errorf(codes.InvalidArgument, "request body is larger than the %s limit", size))
+}
+
+// incomingHeader is runtime.DefaultHeaderMatcher without the metadata the
+// gateway sets itself: a caller's Grpc-Metadata-X-Secretbroker-Caller
+// header would otherwise reach the gRPC server beside the gateway's own.
+// The Authorization header still reaches it as "authorization"
+// (grpc-gateway passes that header on whatever the matcher says), and is
+// the only source of it: Grpc-Metadata-Authorization would add a second
+// value.
+func incomingHeader(key string) (string, bool) {
+	md, ok := runtime.DefaultHeaderMatcher(key)
+	lower := strings.ToLower(md)
+	if !ok || strings.HasPrefix(lower, reservedMetadataPrefix) || lower == "authorization" {
+		return "", false
+	}
+	return md, true
+}
+
+// errorWithRetryAfter is runtime.DefaultHTTPErrorHandler that also sends
+// the standard Retry-After header, in whole seconds rounded up, when the
+// status carries a google.rpc.RetryInfo detail (429 and 503 answers).
+func errorWithRetryAfter(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if d, ok := retryDelay(err); ok {
+		w.Header().Set("Retry-After", strconv.FormatInt(ceilSeconds(d), 10))
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// retryDelay returns the delay of err's RetryInfo detail, if it has one.
+func retryDelay(err error) (time.Duration, bool) {
+	if hse, ok := errors.AsType[*runtime.HTTPStatusError](err); ok {
+		err = hse.Err
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().IsValid() {
+			return ri.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 0, false
+}
+
+// ceilSeconds is d in whole seconds, rounded up; 0 for d <= 0.
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	s := int64(d / time.Second)
+	if d%time.Second != 0 {
+		s++
+	}
+	return s
+}
+
+// routingError answers a path no route matches with 404 and a path that a
+// route matches for other methods with 405 Method Not Allowed and an Allow
+// header (grpc-gateway's default is 501 Not Implemented).
+func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if httpStatus != http.StatusMethodNotAllowed && httpStatus != http.StatusNotImplemented {
+		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
+		return
+	}
+	msg := "the method is not allowed on this path"
+	if allow := g.routes.allowed(r); len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		msg += " (allowed: " + strings.Join(allow, ", ") + ")"
+	}
+	runtime.HTTPError(ctx, mux, m, w, r, httpError(http.StatusMethodNotAllowed, status.Error(codes.Unimplemented, msg)))
 }
 
 // createdStatus answers a PutSecret that created the secret with 201
@@ -63,56 +308,250 @@ func serveOpenAPI(w http.ResponseWriter, _ *http.Request, _ map[string]string) {
 	_, _ = io.WriteString(w, openapi.JSON)
 }
 
-// keepEscapedSlashes hands the service a multi-segment path variable
-// exactly as the caller escaped it.
+// jsonMarshaler is runtime.JSONPb whose decoding errors never quote the
+// body: protojson's say "invalid value for string field value: 12345",
+// and 12345 may be the secret.
+type jsonMarshaler struct {
+	*runtime.JSONPb
+}
+
+// NewDecoder returns JSONPb's decoder with its errors cleaned by
+// decodeError; io.EOF (an empty body) passes as it is.
+func (m jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
+	d := m.JSONPb.NewDecoder(r)
+	return runtime.DecoderFunc(func(v any) error {
+		err := d.Decode(v)
+		if err == nil || errors.Is(err, io.EOF) {
+			return err
+		}
+		return decodeError(err)
+	})
+}
+
+// protojsonError matches the part of a protojson error that quotes no
+// value: its position and what is wrong, up to the offending token. (The
+// space after "proto:" is at random a no-break space, U+00A0.)
+var protojsonError = regexp.MustCompile(`^proto:[\s\x{00a0}]+(?:syntax error )?\(line (\d+):(\d+)\): (unknown field "[A-Za-z0-9_]*"|duplicate field "[A-Za-z0-9_]*"|invalid value for [a-z0-9]+ field [A-Za-z0-9_]+)`)
+
+// decodeError describes a body that does not decode without quoting it:
+// what it keeps of protojson's error names a field, never a value, and
+// encoding/json's syntax errors quote one character at most. An error it
+// does not know becomes a generic one.
+func decodeError(err error) error {
+	if m := protojsonError.FindStringSubmatch(err.Error()); m != nil {
+		return fmt.Errorf("request body, line %s column %s: %s", m[1], m[2], m[3])
+	}
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return fmt.Errorf("request body is not valid JSON: %w", se)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("request body ends inside its JSON value")
+	}
+	return errors.New("request body is not a valid JSON request")
+}
+
+// rawPathVariables hands the service every multi-segment path variable
+// ({name}, {parent}) exactly as the caller escaped it in the path.
 //
 // google.api.http says that a variable spanning several segments
 // ({name=repos/*/*/environments/*/secrets/*}) keeps "%2F" escaped, and
-// resource names depend on it: environment "prod/eu" is "prod%2Feu". With
-// UnescapingModeAllExceptReserved, grpc-gateway (v2.32) matches routes on
-// the escaped path, so "prod%2Feu" is one segment, but then unescapes each
-// single "*" segment completely, so the service would get
-// ".../environments/prod/eu/secrets/X" and could not tell the slash from a
-// separator. When the request path holds an escaped slash, this middleware
-// matches the route's pattern once more against the raw path segments and
-// passes every multi-segment variable on as the caller sent it; the
-// service unescapes the environment segment once.
-func keepEscapedSlashes(next runtime.HandlerFunc) runtime.HandlerFunc {
+// resource names depend on it: environment "prod/eu" is "prod%2Feu", and
+// the service unescapes that segment once. grpc-gateway (v2.32) instead
+// unescapes each "*" segment of such a variable completely when the path
+// holds an escape it must keep (".../prod/eu/..."), and otherwise matches
+// the already-unescaped path (so "prod%252Feu" is "prod%2Feu", decoded
+// twice by the time the service is done). This middleware matches the
+// route's pattern once more against the escaped path and passes each
+// multi-segment variable on raw; single-segment variables (repository_id)
+// stay as grpc-gateway decoded them.
+func (g *gateway) rawPathVariables(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
-		esc := r.URL.EscapedPath()
-		if strings.Contains(esc, "%2F") || strings.Contains(esc, "%2f") {
-			params = rawPathParams(r, esc, params)
+		pat, ok := runtime.HTTPPattern(r.Context())
+		if !ok {
+			next(w, r, params)
+			return
 		}
-		next(w, r, params)
+		raw, err := rawPathParams(pat, escapedPath(r.URL), params)
+		if err != nil {
+			g.fail(w, r, status.Error(codes.InvalidArgument, "the request path does not match its route once escaped"))
+			return
+		}
+		next(w, r, raw)
 	}
 }
 
-// rawPathParams returns params with each multi-segment variable replaced
-// by its raw, still-escaped value in the escaped path esc.
-func rawPathParams(r *http.Request, esc string, params map[string]string) map[string]string {
-	pat, ok := runtime.HTTPPattern(r.Context())
-	if !ok || !strings.HasPrefix(esc, "/") {
-		return params
+// escapedPath is u's path as the request wrote it: RawPath, which net/url
+// keeps when the path is not in its default encoding (and which
+// grpc-gateway then matches), else Path in that default encoding.
+func escapedPath(u *url.URL) string {
+	if u.RawPath != "" {
+		return u.RawPath
+	}
+	return u.EscapedPath()
+}
+
+// rawPathParams returns params with each multi-segment variable of pat
+// replaced by its raw text in esc, the escaped path that pat matched.
+func rawPathParams(pat runtime.Pattern, esc string, params map[string]string) (map[string]string, error) {
+	multi := multiSegmentVars(pat)
+	if len(multi) == 0 {
+		return params, nil
+	}
+	if !strings.HasPrefix(esc, "/") {
+		return nil, runtime.ErrNotMatch
 	}
 	components := strings.Split(esc[1:], "/")
+	// The verb is split off as ServeMux does it.
 	var verb string
 	if v := pat.Verb(); v != "" {
 		last := components[len(components)-1]
-		if strings.HasSuffix(last, ":"+v) {
-			components[len(components)-1] = strings.TrimSuffix(last, ":"+v)
-			verb = v
+		if i := len(last) - len(v) - 1; i > 0 && strings.HasSuffix(last, ":"+v) {
+			components[len(components)-1], verb = last[:i], v
 		}
 	}
 	// UnescapingModeLegacy captures segments without unescaping them.
 	raw, err := pat.MatchAndEscape(components, verb, runtime.UnescapingModeLegacy)
 	if err != nil {
-		return params
+		return nil, fmt.Errorf("matching %s against the escaped path: %w", pat, err)
 	}
 	out := maps.Clone(params)
-	for k, v := range raw {
-		if strings.Contains(v, "/") {
-			out[k] = v
+	if out == nil {
+		out = make(map[string]string, len(multi))
+	}
+	for _, v := range multi {
+		out[v] = raw[v]
+	}
+	return out, nil
+}
+
+// patternVar matches a variable in a pattern's String form:
+// "{name=orgs/*/actions/secrets/*}".
+var patternVar = regexp.MustCompile(`\{([^{}=]+)=([^{}]*)\}`)
+
+// multiSegmentVars returns the variables of pat whose template spans more
+// than one segment, or any number of them ("**").
+func multiSegmentVars(pat runtime.Pattern) []string {
+	var vars []string
+	for _, m := range patternVar.FindAllStringSubmatch(pat.String(), -1) {
+		if strings.Contains(m[2], "/") || strings.Contains(m[2], "**") {
+			vars = append(vars, m[1])
+		}
+	}
+	return vars
+}
+
+// route is an HTTP method and a google.api.http path template.
+type route struct {
+	method, path string
+}
+
+// serviceRoutes returns SecretService's HTTP bindings, as its proto
+// declares them.
+func serviceRoutes() []route {
+	var out []route
+	svcs := secretbrokerv1.File_secretbroker_v1_secret_service_proto.Services()
+	for i := range svcs.Len() {
+		methods := svcs.Get(i).Methods()
+		for j := range methods.Len() {
+			rule, _ := proto.GetExtension(methods.Get(j).Options(), annotations.E_Http).(*annotations.HttpRule)
+			out = appendRule(out, rule)
 		}
 	}
 	return out
 }
+
+// appendRule appends rule's binding and its additional bindings to out.
+func appendRule(out []route, rule *annotations.HttpRule) []route {
+	if rule == nil {
+		return out
+	}
+	switch p := rule.GetPattern().(type) {
+	case *annotations.HttpRule_Get:
+		out = append(out, route{http.MethodGet, p.Get})
+	case *annotations.HttpRule_Put:
+		out = append(out, route{http.MethodPut, p.Put})
+	case *annotations.HttpRule_Post:
+		out = append(out, route{http.MethodPost, p.Post})
+	case *annotations.HttpRule_Delete:
+		out = append(out, route{http.MethodDelete, p.Delete})
+	case *annotations.HttpRule_Patch:
+		out = append(out, route{http.MethodPatch, p.Patch})
+	case *annotations.HttpRule_Custom:
+		out = append(out, route{p.Custom.GetKind(), p.Custom.GetPath()})
+	}
+	for _, b := range rule.GetAdditionalBindings() {
+		out = appendRule(out, b)
+	}
+	return out
+}
+
+// routeProbe is a grpc-gateway mux with the gateway's routes whose
+// handlers call nothing: they report the route a request matched.
+type routeProbe struct {
+	mux     *runtime.ServeMux
+	methods []string // sorted
+}
+
+// probeResult is what a probe's handler saw.
+type probeResult struct {
+	matched bool
+	pat     runtime.Pattern
+	params  map[string]string
+}
+
+type probeKey struct{}
+
+func newRouteProbe(routes []route) (*routeProbe, error) {
+	mux := runtime.NewServeMux(
+		runtime.WithUnescapingMode(unescapingMode),
+		runtime.WithDisablePathLengthFallback(),
+		runtime.WithErrorHandler(func(context.Context, *runtime.ServeMux, runtime.Marshaler, http.ResponseWriter, *http.Request, error) {
+		}),
+		runtime.WithRoutingErrorHandler(func(context.Context, *runtime.ServeMux, runtime.Marshaler, http.ResponseWriter, *http.Request, int) {}),
+	)
+	p := &routeProbe{mux: mux}
+	for _, rt := range routes {
+		err := mux.HandlePath(rt.method, rt.path, func(_ http.ResponseWriter, r *http.Request, params map[string]string) {
+			if res, ok := r.Context().Value(probeKey{}).(*probeResult); ok {
+				res.matched = true
+				res.pat, _ = runtime.HTTPPattern(r.Context())
+				res.params = params
+			}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("route %s %s: %w", rt.method, rt.path, err)
+		}
+		if !slices.Contains(p.methods, rt.method) {
+			p.methods = append(p.methods, rt.method)
+		}
+	}
+	slices.Sort(p.methods)
+	return p, nil
+}
+
+// match routes r as if its method were method.
+func (p *routeProbe) match(r *http.Request, method string) probeResult {
+	var res probeResult
+	r2 := r.WithContext(context.WithValue(r.Context(), probeKey{}, &res))
+	r2.Method = method
+	p.mux.ServeHTTP(discardResponse{}, r2)
+	return res
+}
+
+// allowed returns the methods that some route allows on r's path.
+func (p *routeProbe) allowed(r *http.Request) []string {
+	var allow []string
+	for _, m := range p.methods {
+		if p.match(r, m).matched {
+			allow = append(allow, m)
+		}
+	}
+	return allow
+}
+
+// discardResponse is a ResponseWriter that drops what is written to it.
+type discardResponse struct{}
+
+func (discardResponse) Header() http.Header         { return http.Header{} }
+func (discardResponse) Write(b []byte) (int, error) { return len(b), nil }
+func (discardResponse) WriteHeader(int)             {}
