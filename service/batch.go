@@ -2,13 +2,13 @@ package service
 
 import (
 	"context"
+	"errors"
 	"log/slog"
-	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -25,8 +25,9 @@ const maxBatch = 1000
 // validated and authorized first; items that fail, or that name the same
 // secret as another item, are answered without any upstream call. Each
 // allowed item's intent is then audited, each scope's key fetched at most
-// once (none when cached), the values sealed in parallel, and every write
-// goes to the pacer, which decides when it is sent. Results keep the order
+// once (none when cached), and every write goes to the pacer, which
+// decides when it is sent, batchWorkers items at a time; each value is
+// sealed when its write is admitted. Results keep the order
 // of the requests; the batch logs one summary line.
 func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchPutSecretsRequest) (*secretbrokerv1.BatchPutSecretsResponse, error) {
 	const op = "BatchPutSecrets"
@@ -78,47 +79,42 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 	}
 
 	keys := s.batchKeys(ctx, plans)
-	sealed := s.sealAll(ctx, plans, keys)
-
-	var wg sync.WaitGroup
+	var runnable []int
 	for i, p := range plans {
 		if p == nil {
 			continue
 		}
-		err := keys[p.scope.Path()].err
-		if err == nil {
-			err = sealed[i].err
-		}
-		if err != nil {
+		if err := keys[p.scope.Path()].err; err != nil {
 			changes[i].end(itemCtx[i], err)
 			fail(i, err)
 			continue
 		}
-		wg.Go(func() {
-			var (
-				created bool
-				keyID   upstream.KeyID
-			)
-			err := s.safely(ctx, op, func() (err error) {
-				created, keyID, err = s.batchPut(itemCtx[i], *p, keys[p.scope.Path()].key, sealed[i].value)
-				return err
-			})
-			changes[i].end(itemCtx[i], err)
-			r := results[i]
-			if err == nil {
-				r.Name, r.Created, r.KeyId = secretResourceName(p.scope, p.name), created, string(keyID)
-			}
-			r.Code, r.Message, r.RetryAfter = tally.add(err)
-		})
+		runnable = append(runnable, i)
 	}
-	wg.Wait()
+	eachItem(runnable, func(i int) {
+		p := plans[i]
+		var (
+			created bool
+			keyID   upstream.KeyID
+		)
+		err := s.safely(ctx, op, func() (err error) {
+			created, keyID, err = s.batchPut(itemCtx[i], *p, keys[p.scope.Path()].key)
+			return err
+		})
+		changes[i].end(itemCtx[i], err)
+		r := results[i]
+		if err == nil {
+			r.Name, r.Created, r.KeyId = secretResourceName(p.scope, p.name), created, string(keyID)
+		}
+		r.Code, r.Message, r.RetryAfter = tally.add(err)
+	})
 	s.logBatch(ctx, op, len(reqs), &tally)
 	return &secretbrokerv1.BatchPutSecretsResponse{Results: results}, nil
 }
 
-// batchPut writes one validated item of a batch whose key was fetched and
-// whose value (when the broker seals it) was sealed ahead.
-func (s *Server) batchPut(ctx context.Context, p putPlan, key sealingKey, v sealedValue) (bool, upstream.KeyID, error) {
+// batchPut writes one validated item of a batch whose scope's key was
+// fetched for the whole batch.
+func (s *Server) batchPut(ctx context.Context, p putPlan, key sealingKey) (bool, upstream.KeyID, error) {
 	if p.scope.IsOrg() {
 		if err := s.checkAccessChange(ctx, p); err != nil {
 			return false, "", err
@@ -130,7 +126,7 @@ func (s *Server) batchPut(ctx context.Context, p putPlan, key sealingKey, v seal
 	if p.plaintext == nil {
 		return s.putSealed(ctx, p, key)
 	}
-	return s.putPlain(ctx, p, v)
+	return s.putPlain(ctx, p, key)
 }
 
 // keepTimeToReply returns a context whose deadline comes a little before
@@ -182,31 +178,31 @@ func (s *Server) batchKeys(ctx context.Context, plans []*putPlan) map[string]sco
 	return keys
 }
 
-// sealResult is one item's value sealed ahead of its write.
-type sealResult struct {
-	value sealedValue
-	err   error
-}
+// batchWorkers is how many items of one batch are in progress at once:
+// enough to keep the pacer's write slot and in-flight requests busy, few
+// enough that a thousand-item batch costs dozens of goroutines, not
+// thousands. Items waiting their turn hold no goroutine and no sealed value.
+const batchWorkers = 32
 
-// sealAll seals every plaintext value whose scope key is known, in
-// parallel across the machine's cores.
-func (s *Server) sealAll(ctx context.Context, plans []*putPlan, keys map[string]scopeKey) []sealResult {
-	out := make([]sealResult, len(plans))
-	var g errgroup.Group
-	g.SetLimit(runtime.GOMAXPROCS(0))
-	for i, p := range plans {
-		if p == nil || p.plaintext == nil || keys[p.scope.Path()].err != nil {
-			continue
-		}
-		g.Go(func() error {
-			out[i].err = s.safely(ctx, "sealing", func() error {
-				return out[i].value.seal(keys[p.scope.Path()].key, p.plaintext)
-			})
-			return nil
+// eachItem calls fn for every index in items, batchWorkers at a time, and
+// returns when all calls have returned.
+func eachItem(items []int, fn func(i int)) {
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range min(batchWorkers, len(items)) {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(items) {
+					return
+				}
+				fn(items[k])
+			}
 		})
 	}
-	_ = g.Wait() // errors are per item, in out
-	return out
+	wg.Wait()
 }
 
 // BatchDeleteSecrets deletes up to maxBatch secrets, one result per name in
@@ -264,20 +260,20 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 			fail(i, err)
 		}
 	}
-	var wg sync.WaitGroup
+	var runnable []int
 	for i, t := range targets {
-		if t == nil {
-			continue
+		if t != nil {
+			runnable = append(runnable, i)
 		}
-		wg.Go(func() {
-			err := s.safely(ctx, op, func() error {
-				return s.up.DeleteSecret(t.ctx, t.scope, t.name)
-			})
-			t.ch.end(t.ctx, err)
-			fail(i, err)
-		})
 	}
-	wg.Wait()
+	eachItem(runnable, func(i int) {
+		t := targets[i]
+		err := s.safely(ctx, op, func() error {
+			return s.up.DeleteSecret(t.ctx, t.scope, t.name)
+		})
+		t.ch.end(t.ctx, err)
+		fail(i, err)
+	})
 	s.logBatch(ctx, op, len(names), &tally)
 	return &secretbrokerv1.BatchDeleteSecretsResponse{Results: results}, nil
 }
@@ -313,6 +309,7 @@ func errRepeated() error {
 
 // batchTally turns each item's error into its result fields, without a
 // log line per item, and counts the codes for the batch's one summary line.
+// A caller's cancellation is not a fault of the broker's.
 type batchTally struct {
 	mu     sync.Mutex
 	counts map[codes.Code]int
@@ -335,7 +332,7 @@ func (t *batchTally) add(err error) (code.Code, string, *durationpb.Duration) {
 		t.counts = make(map[codes.Code]int)
 	}
 	t.counts[st.Code()]++
-	if err != nil && t.fault == nil && !callerFault(err) {
+	if err != nil && t.fault == nil && !callerFault(err) && !errors.Is(err, context.Canceled) {
 		t.fault = err
 	}
 	return code.Code(st.Code()), st.Message(), retry

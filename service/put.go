@@ -127,11 +127,7 @@ func (s *Server) put(ctx context.Context, p putPlan) (created bool, keyID upstre
 	if p.plaintext == nil {
 		return s.putSealed(ctx, p, key)
 	}
-	var v sealedValue
-	if err := v.seal(key, p.plaintext); err != nil {
-		return false, "", err
-	}
-	return s.putPlain(ctx, p, v)
+	return s.putPlain(ctx, p, key)
 }
 
 // checkAccessChange refuses a put that would change an existing
@@ -203,19 +199,24 @@ func (v *sealedValue) seal(k sealingKey, plaintext []byte) error {
 	return nil
 }
 
-// putPlain writes a value the broker seals. v was sealed ahead of time
-// (in a batch, in parallel with the other items); when the pacer admits
-// the write and the cache by then holds another key for the scope, the
-// value is sealed again with that key, so that a rotation seen by one
-// write costs the writes queued behind it nothing. When GitHub rejects the
-// key (422) the scope's key is revalidated (keyCache.revalidate: no
-// request when another write already saw the new key, else at most one
-// conditional request per scope per TTL) and, when that shows a new key,
-// the write is sealed again and retried once, so callers never see a
-// rotation. Otherwise the original error is returned.
-func (s *Server) putPlain(ctx context.Context, p putPlan, v sealedValue) (bool, upstream.KeyID, error) {
+// putPlain writes a value the broker seals. The value is sealed when the
+// pacer admits the write, just before it is sent, with the scope's key as
+// the cache holds it then (key when the cache has none): a write the pacer
+// refuses costs no sealing, and a rotation seen by one write costs the
+// writes queued behind it nothing. When GitHub rejects the key (422) the
+// scope's key is revalidated (keyCache.revalidate: no request when another
+// write already saw the new key, else at most one conditional request per
+// scope per TTL) and, when that shows a new key, the write is sealed again
+// and retried once, so callers never see a rotation. Otherwise the original
+// error is returned.
+func (s *Server) putPlain(ctx context.Context, p putPlan, key sealingKey) (bool, upstream.KeyID, error) {
+	var v sealedValue // sealed by body, once per key
 	body := func() (upstream.PutSecretBody, error) {
-		if k, ok := s.keys.cached(p.scope); ok && k.id != v.keyID {
+		k := key
+		if c, ok := s.keys.cached(p.scope); ok {
+			k = c
+		}
+		if v.value == "" || v.keyID != k.id {
 			if err := v.seal(k, p.plaintext); err != nil {
 				return upstream.PutSecretBody{}, err
 			}

@@ -1,15 +1,12 @@
 package service
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"strings"
 	"testing"
 
 	"golang.org/x/crypto/nacl/box"
-
-	"github.com/secretbroker/secretbroker/upstream"
 )
 
 func TestSealOpens(t *testing.T) {
@@ -69,33 +66,6 @@ func BenchmarkSeal(b *testing.B) {
 	for b.Loop() {
 		if _, err := seal(pub, value); err != nil {
 			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkSealBatch is the cost of sealing a batch of 1,000 values over
-// 10 scopes, in parallel across GOMAXPROCS workers as BatchPutSecrets does.
-func BenchmarkSealBatch(b *testing.B) {
-	keys := map[string]scopeKey{}
-	plans := make([]*putPlan, maxBatch)
-	for i := range plans {
-		scope := upstream.Scope{App: upstream.Actions, Owner: "o", Repo: string(rune('a' + i%10))}
-		if _, ok := keys[scope.Path()]; !ok {
-			pub, _, err := box.GenerateKey(rand.Reader)
-			if err != nil {
-				b.Fatal(err)
-			}
-			keys[scope.Path()] = scopeKey{key: sealingKey{id: "1", key: *pub}}
-		}
-		plans[i] = &putPlan{scope: scope, name: "S", plaintext: []byte(strings.Repeat("v", 64))}
-	}
-	s := &Server{}
-	b.ReportAllocs()
-	for b.Loop() {
-		for _, r := range s.sealAll(context.Background(), plans, keys) {
-			if r.err != nil {
-				b.Fatal(r.err)
-			}
 		}
 	}
 }

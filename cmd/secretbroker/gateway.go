@@ -175,11 +175,10 @@ func checkContentType(r *http.Request) error {
 	if len(cts) != 1 {
 		return unsupported
 	}
-	mt, params, err := mime.ParseMediaType(cts[0])
+	// Any parameter, charset included, is accepted: the body is decoded as
+	// JSON (UTF-8) whatever it says, and invalid UTF-8 is refused there.
+	mt, _, err := mime.ParseMediaType(cts[0])
 	if err != nil || mt != jsonMediaType {
-		return unsupported
-	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
 		return unsupported
 	}
 	return nil

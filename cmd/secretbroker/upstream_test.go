@@ -44,6 +44,7 @@ func TestRunAgainstGitHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
 	resp, err := b.http.Do(req)
 	if err != nil {

@@ -70,8 +70,9 @@ type SecretServiceClient interface {
 	// Each request gets its own result, in the order sent: one failing item
 	// never fails the others, and an item that fails validation (or repeats
 	// another item's name) sends nothing to GitHub. Each scope's public key is
-	// fetched at most once per batch, values are sealed in parallel, and the
-	// writes go out through the broker's pacer, inside GitHub's rate limits.
+	// fetched at most once per batch, and the writes go out through the
+	// broker's pacer, inside GitHub's rate limits, each value sealed as its
+	// write is admitted.
 	// Items whose turn would come after the call's deadline end with
 	// RESOURCE_EXHAUSTED and a retry_after, without being sent.
 	BatchPutSecrets(ctx context.Context, in *BatchPutSecretsRequest, opts ...grpc.CallOption) (*BatchPutSecretsResponse, error)
@@ -258,8 +259,9 @@ type SecretServiceServer interface {
 	// Each request gets its own result, in the order sent: one failing item
 	// never fails the others, and an item that fails validation (or repeats
 	// another item's name) sends nothing to GitHub. Each scope's public key is
-	// fetched at most once per batch, values are sealed in parallel, and the
-	// writes go out through the broker's pacer, inside GitHub's rate limits.
+	// fetched at most once per batch, and the writes go out through the
+	// broker's pacer, inside GitHub's rate limits, each value sealed as its
+	// write is admitted.
 	// Items whose turn would come after the call's deadline end with
 	// RESOURCE_EXHAUSTED and a retry_after, without being sent.
 	BatchPutSecrets(context.Context, *BatchPutSecretsRequest) (*BatchPutSecretsResponse, error)
