@@ -1,0 +1,64 @@
+// Command secretbroker-load measures whether the broker's inbound limits
+// hold under load: whether a flood of concurrent large calls from one
+// caller keeps the broker's resident memory (RSS) under 300 MB and another
+// caller's cached GetPublicKey under 100 ms at the 99th percentile.
+//
+// It builds the broker (or takes --broker-bin) and runs it as a child
+// process, so that its memory is measured alone, with --dev (the embedded
+// GitHub emulator, loopback only), two bearer-token callers ("flooder" and
+// "prober", random tokens that are never printed) in a temporary
+// --callers-file, and a --policy-file that allows both everything. The
+// broker keeps its default inbound limits, except that --dev turns the
+// per-caller rate limit off: the per-caller and total caps on calls in
+// progress and the bound on request bytes in progress are what is tested.
+// Each scenario runs against a fresh broker, whose RSS is read from
+// /proc/PID/status (VmRSS) every 100 ms and whose peak (VmHWM) is read at
+// the end; every connection goes to 127.0.0.1.
+//
+// Scenarios (--scenario, default all):
+//
+//   - flood: --flood-concurrency goroutines (default 300) over
+//     --flood-conns connections send BatchPutSecrets of about --flood-bytes
+//     (default 1 MiB: 64 values of 16 KiB) back to back, each with a 2 s
+//     deadline, for --duration (default 20s), while the prober sends a
+//     cached GetPublicKey every 10 ms over its own connection.
+//   - metadata: 60 concurrent calls from the flooder, each with 15 MiB of
+//     metadata, sent as raw HTTP/2 frames (a gRPC client refuses to send
+//     more than the broker's advertised header limit): once as one 15 MiB
+//     header value, once as 1,920 values of 8 KiB.
+//   - cancel: 100 concurrent BatchPutSecrets of 1,000 values of 64 bytes
+//     with no deadline, cancelled after 2 s; then SIGTERM with
+//     --shutdown-timeout=15s, timing the broker's exit and counting its log
+//     lines at WARN and above.
+//
+// It prints one markdown table per scenario, and the command line, for
+// docs/BENCHMARKS.md. Flags after "--" are passed to the broker (they come
+// last, so they override this command's).
+//
+// Usage:
+//
+//	go run ./cmd/secretbroker-load [--scenario flood|metadata|cancel|all] [flags] [-- broker flags]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "secretbroker-load:", err)
+		os.Exit(1)
+	}
+}
