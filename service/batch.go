@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -309,7 +308,6 @@ func errRepeated() error {
 
 // batchTally turns each item's error into its result fields, without a
 // log line per item, and counts the codes for the batch's one summary line.
-// A caller's cancellation is not a fault of the broker's.
 type batchTally struct {
 	mu     sync.Mutex
 	counts map[codes.Code]int
@@ -332,16 +330,27 @@ func (t *batchTally) add(err error) (code.Code, string, *durationpb.Duration) {
 		t.counts = make(map[codes.Code]int)
 	}
 	t.counts[st.Code()]++
-	if err != nil && t.fault == nil && !callerFault(err) && !errors.Is(err, context.Canceled) {
+	if t.fault == nil && serverFault(st.Code()) {
 		t.fault = err
 	}
 	return code.Code(st.Code()), st.Message(), retry
 }
 
+// serverFault reports whether an item's code means the broker or GitHub
+// failed. A caller's mistake, a denial, a cancellation, a deadline or the
+// pacer's refusal to send past it are the ordinary outcomes of a batch.
+func serverFault(c codes.Code) bool {
+	switch c {
+	case codes.Internal, codes.Unknown, codes.Unavailable, codes.DataLoss:
+		return true
+	}
+	return false
+}
+
 // logBatch writes a batch's one summary line: how many items ended with
 // each code, and one server-side cause when there was any. A batch with
-// failures the broker or GitHub caused logs at WARN, one with caller
-// mistakes only at INFO, a clean one at DEBUG.
+// failures the broker or GitHub caused logs at WARN, one with other
+// failures at INFO, a clean one at DEBUG.
 func (s *Server) logBatch(ctx context.Context, op string, n int, t *batchTally) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
