@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,6 +51,9 @@ rules:
   - callers: ["token:deployer", "x509:spiffe://example.org/ns/ci/sa/deployer", "jwt:system:serviceaccount:ci:deployer"]
     verbs: [read, write, delete]
     resources: ["repos/octo-org/hello-world/environments/staging/secrets/*"]
+  - callers: ["token:deployer"]
+    verbs: [read]
+    resources: ["repos/octo-org/hello-world/actions/secrets/PAY_*"]
   - callers: ["token:admin"]
     verbs: [read, write, delete, manage_repositories]
     resources: ["**"]
@@ -246,7 +250,9 @@ func listServices(ctx context.Context, conn *grpc.ClientConn) error {
 	if err != nil {
 		return err
 	}
-	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+	// A stream the server has already ended makes Send return io.EOF; its
+	// status comes from Recv.
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil && err != io.EOF {
 		return err
 	}
 	_, err = stream.Recv()
@@ -388,7 +394,19 @@ func TestInboundLimits(t *testing.T) {
 	if retry < 900*time.Second {
 		t.Fatalf("RetryInfo %v, want about 1,000 s", retry)
 	}
-
+	// The JSON caller from the same address shares the bucket: 429 with
+	// the delay in a Retry-After header.
+	resp, err := b.http.Get("http://" + b.httpAddr + "/v1/repos/octo-org/hello-world/actions/secrets/X")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("JSON over the rate: %d, want 429", resp.StatusCode)
+	}
+	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 900 {
+		t.Fatalf("Retry-After %q, want about 1000", resp.Header.Get("Retry-After"))
+	}
 }
 
 // TestOversizedRequestIsInvalid: a request over the 16 MiB limit is
@@ -478,5 +496,140 @@ func TestAuditUnwritableAtStart(t *testing.T) {
 	code, _ := httpDo(t, b.http, http.MethodDelete, "http://"+b.httpAddr+"/v1/"+stagingSecret, adminToken, "")
 	if code != http.StatusServiceUnavailable {
 		t.Fatalf("DELETE over JSON with the audit trail down: %d, want 503", code)
+	}
+}
+
+// TestConfinedCallerOnBothListeners: a caller allowed one environment is
+// refused every RPC on another environment, and on the organization's and
+// repository's secrets, over gRPC and JSON alike; batch items are judged
+// one by one, and lists hold only what it may read.
+func TestConfinedCallerOnBothListeners(t *testing.T) {
+	callers := writeFile(t, "callers.yaml", "callers:\n  - name: deployer\n    token_sha256: "+sha256Hex(deployerToken)+
+		"\n  - name: admin\n    token_sha256: "+sha256Hex(adminToken)+"\n")
+	b := startBroker(t, securedConfig(t, "--callers-file="+callers))
+	svc := secretbrokerv1.NewSecretServiceClient(b.conn)
+	dep := withBearer(t.Context(), deployerToken)
+	admin := withBearer(t.Context(), adminToken)
+	const (
+		prodEnv  = "repos/octo-org/hello-world/environments/prod%2Feu"
+		stageEnv = "repos/octo-org/hello-world/environments/staging"
+		orgName  = "orgs/octo-org/actions/secrets/ORG_TOKEN"
+		repo     = "repos/octo-org/docs/actions"
+		payRepo  = "repos/octo-org/hello-world/actions"
+	)
+	value := &secretbrokerv1.PutSecretRequest_Value{Value: accessValue}
+	for _, n := range []string{prodEnv + "/secrets/A", stageEnv + "/secrets/MINE", stageEnv + "/secrets/ALSO_MINE",
+		payRepo + "/secrets/PAY_A", payRepo + "/secrets/OTHER", payRepo + "/secrets/PAY_B"} {
+		if _, err := svc.PutSecret(admin, &secretbrokerv1.PutSecretRequest{Name: n, Payload: value}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := svc.PutSecret(admin, &secretbrokerv1.PutSecretRequest{Name: orgName, Payload: value, Visibility: "selected"}); err != nil {
+		t.Fatal(err)
+	}
+
+	grpcCalls := map[string]func() error{
+		"GetPublicKey": func() error {
+			_, err := svc.GetPublicKey(dep, &secretbrokerv1.GetPublicKeyRequest{Parent: prodEnv})
+			return err
+		},
+		"ListSecrets": func() error {
+			_, err := svc.ListSecrets(dep, &secretbrokerv1.ListSecretsRequest{Parent: prodEnv})
+			return err
+		},
+		"GetSecret": func() error {
+			_, err := svc.GetSecret(dep, &secretbrokerv1.GetSecretRequest{Name: prodEnv + "/secrets/A"})
+			return err
+		},
+		"PutSecret": func() error {
+			_, err := svc.PutSecret(dep, &secretbrokerv1.PutSecretRequest{Name: prodEnv + "/secrets/A", Payload: value})
+			return err
+		},
+		"DeleteSecret": func() error {
+			_, err := svc.DeleteSecret(dep, &secretbrokerv1.DeleteSecretRequest{Name: prodEnv + "/secrets/A"})
+			return err
+		},
+		"ListSelectedRepositories": func() error {
+			_, err := svc.ListSelectedRepositories(dep, &secretbrokerv1.ListSelectedRepositoriesRequest{Name: orgName})
+			return err
+		},
+		"SetSelectedRepositories": func() error {
+			_, err := svc.SetSelectedRepositories(dep, &secretbrokerv1.SetSelectedRepositoriesRequest{Name: orgName, SelectedRepositoryIds: []int64{1296269}})
+			return err
+		},
+		"AddSelectedRepository": func() error {
+			_, err := svc.AddSelectedRepository(dep, &secretbrokerv1.AddSelectedRepositoryRequest{Name: orgName, RepositoryId: 1296269})
+			return err
+		},
+		"RemoveSelectedRepository": func() error {
+			_, err := svc.RemoveSelectedRepository(dep, &secretbrokerv1.RemoveSelectedRepositoryRequest{Name: orgName, RepositoryId: 1296269})
+			return err
+		},
+		"ListRepositoryOrganizationSecrets": func() error {
+			_, err := svc.ListRepositoryOrganizationSecrets(dep, &secretbrokerv1.ListRepositoryOrganizationSecretsRequest{Parent: repo})
+			return err
+		},
+	}
+	for rpc, call := range grpcCalls {
+		if err := call(); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("gRPC %s outside the caller's environment: %v, want PermissionDenied", rpc, err)
+		}
+	}
+
+	v1 := "http://" + b.httpAddr + "/v1/"
+	put := `{"value":"` + accessValue + `"}`
+	httpCalls := []struct{ method, path, body string }{
+		{http.MethodGet, prodEnv + "/secrets/public-key", ""},
+		{http.MethodGet, prodEnv + "/secrets", ""},
+		{http.MethodGet, prodEnv + "/secrets/A", ""},
+		{http.MethodPut, prodEnv + "/secrets/A", put},
+		{http.MethodDelete, prodEnv + "/secrets/A", ""},
+		{http.MethodGet, orgName + "/repositories", ""},
+		{http.MethodPut, orgName + "/repositories", `{"selected_repository_ids":[1296269]}`},
+		{http.MethodPut, orgName + "/repositories/1296269", ""},
+		{http.MethodDelete, orgName + "/repositories/1296269", ""},
+		{http.MethodGet, repo + "/organization-secrets", ""},
+	}
+	for _, c := range httpCalls {
+		if code, body := httpDo(t, b.http, c.method, v1+c.path, deployerToken, c.body); code != http.StatusForbidden {
+			t.Errorf("JSON %s %s: %d %s, want 403", c.method, c.path, code, body)
+		}
+	}
+
+	// Batches over both listeners: the prod item is denied, the staging one goes.
+	batch, err := svc.BatchPutSecrets(dep, &secretbrokerv1.BatchPutSecretsRequest{Requests: []*secretbrokerv1.PutSecretRequest{
+		{Name: prodEnv + "/secrets/A", Payload: value}, {Name: stageEnv + "/secrets/MINE", Payload: value},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c0, c1 := batch.GetResults()[0].GetCode().String(), batch.GetResults()[1].GetCode().String(); c0 != "PERMISSION_DENIED" || c1 != "OK" {
+		t.Fatalf("gRPC batch put codes %s, %s", c0, c1)
+	}
+	code, body := httpDo(t, b.http, http.MethodPost, v1+"secrets:batchDelete", deployerToken,
+		`{"names":["`+prodEnv+`/secrets/A","`+stageEnv+`/secrets/ALSO_MINE"]}`)
+	if code != http.StatusOK || !strings.Contains(body, `"PERMISSION_DENIED"`) || !strings.Contains(body, `"OK"`) {
+		t.Fatalf("JSON batch delete: %d %s", code, body)
+	}
+	if _, err := svc.GetSecret(admin, &secretbrokerv1.GetSecretRequest{Name: prodEnv + "/secrets/A"}); err != nil {
+		t.Fatalf("the denied items touched prod: %v", err)
+	}
+
+	// Lists hold only what the caller may read: PAY_* of the repository's
+	// Actions secrets, not OTHER.
+	resp, err := svc.ListSecrets(dep, &secretbrokerv1.ListSecretsRequest{Parent: payRepo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetSecrets() {
+		names = append(names, s.GetSecretId())
+	}
+	if resp.GetTotalCount() != 2 || strings.Join(names, ",") != "PAY_A,PAY_B" {
+		t.Fatalf("gRPC list: total_count %d, %v; want 2, PAY_A and PAY_B", resp.GetTotalCount(), names)
+	}
+	code, body = httpDo(t, b.http, http.MethodGet, v1+payRepo+"/secrets", deployerToken, "")
+	if code != http.StatusOK || !strings.Contains(body, `"total_count":2`) || strings.Contains(body, "OTHER") {
+		t.Fatalf("JSON list: %d %s; want PAY_A and PAY_B only", code, body)
 	}
 }
