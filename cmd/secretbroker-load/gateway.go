@@ -46,7 +46,7 @@ func runGateway(ctx context.Context, o options, env *runEnv) (floodResult, error
 		r.bodyBytes = max(r.bodyBytes, bodies[w].size)
 	}
 
-	b, grpcProbe, closeAll, err := startFlood(ctx, env, "gateway", "prober (gRPC)")
+	b, grpcProbe, closeAll, err := startFlood(ctx, env, "gateway", "prober (gRPC)", env.secret[2])
 	if err != nil {
 		return r, err
 	}

@@ -78,6 +78,9 @@ const (
 const (
 	flooderName = "flooder"
 	proberName  = "prober"
+	// grpcProberName is the gateway scenario's gRPC prober, a caller of
+	// its own so that its calls do not count against the prober's limits.
+	grpcProberName = "grpc-prober"
 )
 
 func allScenarios() []string { return []string{"flood", "gateway", "metadata", "cancel"} }
@@ -93,9 +96,9 @@ type options struct {
 	brokerArgs       []string // after "--", passed to the broker last
 	args             []string // as given, for the printed command line
 
-	// tokens are the flooder's and the prober's bearer tokens; random when
-	// empty (tests plant known ones).
-	flooderToken, proberToken string
+	// tokens are the flooder's, the prober's and the gRPC prober's bearer
+	// tokens; random when empty (tests plant known ones).
+	flooderToken, proberToken, grpcProberToken string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -243,10 +246,13 @@ func newRunEnv(ctx context.Context, o options, stderr io.Writer) (env *runEnv, c
 	if o.proberToken == "" {
 		o.proberToken = rand.Text()
 	}
+	if o.grpcProberToken == "" {
+		o.grpcProberToken = rand.Text()
+	}
 	env = &runEnv{
 		bin:    o.brokerBin,
 		extra:  o.brokerArgs,
-		secret: []string{o.flooderToken, o.proberToken},
+		secret: []string{o.flooderToken, o.proberToken, o.grpcProberToken},
 		stderr: stderr,
 	}
 	if env.bin == "" {
@@ -261,6 +267,7 @@ func newRunEnv(ctx context.Context, o options, stderr io.Writer) (env *runEnv, c
 	env.callersFile = filepath.Join(dir, "callers.yaml")
 	if err := os.WriteFile(env.callersFile, callersYAML([]caller{
 		{name: flooderName, token: o.flooderToken}, {name: proberName, token: o.proberToken},
+		{name: grpcProberName, token: o.grpcProberToken},
 	}), 0o600); err != nil {
 		return nil, nil, fmt.Errorf("callers file: %w", err)
 	}
@@ -309,10 +316,10 @@ func callersYAML(callers []caller) []byte {
 	return b.Bytes()
 }
 
-// policyYAML allows the flooder and the prober every verb on everything.
+// policyYAML allows the flooder and the probers every verb on everything.
 func policyYAML() string {
 	return `rules:
-  - callers: ["token:` + flooderName + `", "token:` + proberName + `"]
+  - callers: ["token:` + flooderName + `", "token:` + proberName + `", "token:` + grpcProberName + `"]
     verbs: [read, write, delete, manage_repositories]
     resources: ["**"]
 `
@@ -323,7 +330,7 @@ type runEnv struct {
 	bin                     string
 	callersFile, policyFile string
 	extra                   []string
-	secret                  []string // redacted from anything printed
+	secret                  []string // the flooder's, prober's and gRPC prober's tokens; redacted from anything printed
 	stderr                  io.Writer
 }
 
@@ -880,7 +887,7 @@ func runFlood(ctx context.Context, o options, env *runEnv) (floodResult, error) 
 	r.items, r.valueBytes = floodShape(o.floodBytes)
 	values := randomValues(r.items, r.valueBytes) // shared by every call: strings are immutable
 
-	b, probe, closeAll, err := startFlood(ctx, env, "flood", "prober")
+	b, probe, closeAll, err := startFlood(ctx, env, "flood", "prober", env.secret[1])
 	if err != nil {
 		return r, err
 	}
@@ -914,15 +921,15 @@ func runFlood(ctx context.Context, o options, env *runEnv) (floodResult, error) 
 }
 
 // startFlood starts a broker for a flood scenario and a gRPC prober named
-// name over its own connection, its public key cached. closeAll closes
-// the connection and kills the broker.
-func startFlood(ctx context.Context, env *runEnv, scenario, name string) (b *brokerProc, p prober, closeAll func(), err error) {
+// name, the caller with token, over its own connection, its public key
+// cached. closeAll closes the connection and kills the broker.
+func startFlood(ctx context.Context, env *runEnv, scenario, name, token string) (b *brokerProc, p prober, closeAll func(), err error) {
 	fmt.Fprintf(env.stderr, "%s: starting the broker ...\n", scenario)
 	b, err = env.start(ctx)
 	if err != nil {
 		return nil, prober{}, nil, err
 	}
-	conn, err := dial(b.grpcAddr, env.secret[1])
+	conn, err := dial(b.grpcAddr, token)
 	if err != nil {
 		b.kill()
 		return nil, prober{}, nil, err
@@ -1526,8 +1533,8 @@ func (r floodResult) table(o options) table {
 		t.title = fmt.Sprintf("gateway: %d concurrent JSON batchPut requests of %d values of %d bytes, for %s", o.floodConcurrency, r.items, r.valueBytes, o.duration)
 		t.note = fmt.Sprintf("One caller (flooder) POSTs %s (a JSON body of %d bytes) back to back from %d goroutines, "+
 			"each over its own keep-alive HTTP/1.1 connection, each request with a %s timeout and Grpc-Timeout: %s; "+
-			"another (prober) GETs the cached public key, %s, every %s over its own connections, and sends GetPublicKey "+
-			"over gRPC every %s. Requests are counted by HTTP status (or transport error); items by their result code in 200 answers.",
+			"another (prober) GETs the cached public key, %s, every %s over its own connections, and a third (grpc-prober) "+
+			"sends GetPublicKey over gRPC every %s. Requests are counted by HTTP status (or transport error); items by their result code in 200 answers.",
 			batchPutPath, r.bodyBytes, o.floodConcurrency, floodCallTimeout, timeoutHeader(floodCallTimeout),
 			publicKeyPath, probeInterval, probeInterval)
 	} else {

@@ -33,6 +33,7 @@ import (
 const (
 	plantedFlooder = "PLANTED-flooder-token-6f1e"
 	plantedProber  = "PLANTED-prober-token-90ab"
+	plantedGRPC    = "PLANTED-grpc-prober-token-c3d2"
 )
 
 func TestPercentile(t *testing.T) {
@@ -76,8 +77,9 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestCallersYAML(t *testing.T) {
-	data := callersYAML([]caller{{name: flooderName, token: plantedFlooder}, {name: proberName, token: plantedProber}})
-	for _, tok := range []string{plantedFlooder, plantedProber} {
+	data := callersYAML([]caller{{name: flooderName, token: plantedFlooder}, {name: proberName, token: plantedProber},
+		{name: grpcProberName, token: plantedGRPC}})
+	for _, tok := range []string{plantedFlooder, plantedProber, plantedGRPC} {
 		if bytes.Contains(data, []byte(tok)) {
 			t.Fatalf("callers file holds a token:\n%s", data)
 		}
@@ -96,6 +98,7 @@ func TestCallersYAML(t *testing.T) {
 	}{
 		{plantedFlooder, "token:flooder", true},
 		{plantedProber, "token:prober", true},
+		{plantedGRPC, "token:grpc-prober", true},
 		{"someone-else", "", false},
 	}
 	for _, tt := range tests {
@@ -112,7 +115,7 @@ func TestPolicyYAML(t *testing.T) {
 		t.Fatalf("the broker refuses the policy: %v", err)
 	}
 	const secret = repoScope + "/secrets/FLOOD_1"
-	for _, caller := range []string{"token:flooder", "token:prober"} {
+	for _, caller := range []string{"token:flooder", "token:prober", "token:grpc-prober"} {
 		for _, verb := range []string{access.Read, access.Write, access.Delete, access.ManageRepositories} {
 			if !p.Allow(caller, verb, secret) {
 				t.Errorf("policy denies %s %s on %s", caller, verb, secret)
@@ -553,7 +556,7 @@ func TestFloodSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.flooderToken, o.proberToken = plantedFlooder, plantedProber
+	o.flooderToken, o.proberToken, o.grpcProberToken = plantedFlooder, plantedProber, plantedGRPC
 	var progress bytes.Buffer
 	env, cleanup, err := newRunEnv(t.Context(), o, &progress)
 	if err != nil {
@@ -609,7 +612,7 @@ func TestFloodSmoke(t *testing.T) {
 				}
 			}
 			for _, out := range []string{tab, progress.String()} {
-				for _, tok := range []string{plantedFlooder, plantedProber} {
+				for _, tok := range []string{plantedFlooder, plantedProber, plantedGRPC} {
 					if strings.Contains(out, tok) {
 						t.Fatalf("output holds a token:\n%s", out)
 					}
