@@ -5,9 +5,10 @@
 //
 // It builds the broker (or takes --broker-bin) and runs it as a child
 // process, so that its memory is measured alone, with --dev (the embedded
-// GitHub emulator, loopback only), two bearer-token callers ("flooder" and
-// "prober", random tokens that are never printed) in a temporary
-// --callers-file, and a --policy-file that allows both everything. The
+// GitHub emulator, loopback only), three bearer-token callers ("flooder",
+// "prober" and "grpc-prober", random tokens that are never printed) in a
+// temporary --callers-file, and a --policy-file that allows them
+// everything. The
 // broker keeps its default inbound limits, except that --dev turns the
 // per-caller rate limit off: the per-caller and total caps on calls in
 // progress and the bound on request bytes in progress are what is tested.
@@ -22,6 +23,14 @@
 //     (default 1 MiB: 64 values of 16 KiB) back to back, each with a 2 s
 //     deadline, for --duration (default 20s), while the prober sends a
 //     cached GetPublicKey every 10 ms over its own connection.
+//   - gateway: the flood over the JSON gateway: each goroutine POSTs
+//     /v1/secrets:batchPut with a JSON body of the same values, back to
+//     back over its own keep-alive HTTP/1.1 connection, each request with
+//     a 2 s timeout and "Grpc-Timeout: 2S" (the broker's deadline); the
+//     prober GETs the cached public key through the gateway every 10 ms
+//     and another caller (grpc-prober) sends GetPublicKey over gRPC every
+//     10 ms, so that both kinds of caller are measured. Requests are
+//     counted by HTTP status.
 //   - metadata: 60 concurrent calls from the flooder, each with 15 MiB of
 //     metadata, sent as raw HTTP/2 frames (a gRPC client refuses to send
 //     more than the broker's advertised header limit): once as one 15 MiB
@@ -37,7 +46,7 @@
 //
 // Usage:
 //
-//	go run ./cmd/secretbroker-load [--scenario flood|metadata|cancel|all] [flags] [-- broker flags]
+//	go run ./cmd/secretbroker-load [--scenario flood|gateway|metadata|cancel|all] [flags] [-- broker flags]
 package main
 
 import (

@@ -78,9 +78,12 @@ const (
 const (
 	flooderName = "flooder"
 	proberName  = "prober"
+	// grpcProberName is the gateway scenario's gRPC prober, a caller of
+	// its own so that its calls do not count against the prober's limits.
+	grpcProberName = "grpc-prober"
 )
 
-func allScenarios() []string { return []string{"flood", "metadata", "cancel"} }
+func allScenarios() []string { return []string{"flood", "gateway", "metadata", "cancel"} }
 
 // options is what one run does.
 type options struct {
@@ -93,9 +96,9 @@ type options struct {
 	brokerArgs       []string // after "--", passed to the broker last
 	args             []string // as given, for the printed command line
 
-	// tokens are the flooder's and the prober's bearer tokens; random when
-	// empty (tests plant known ones).
-	flooderToken, proberToken string
+	// tokens are the flooder's, the prober's and the gRPC prober's bearer
+	// tokens; random when empty (tests plant known ones).
+	flooderToken, proberToken, grpcProberToken string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -112,16 +115,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 secretbroker-load runs the broker as a child process (--dev, bearer-token
 callers "flooder" and "prober", default inbound limits) and measures its RSS
 and the prober's latency under a flood, oversized metadata, and cancelled
-calls followed by SIGTERM. Flags after -- are passed to the broker.
+calls followed by SIGTERM; the flood runs over gRPC (flood) and over the
+JSON gateway (gateway). Flags after -- are passed to the broker.
 
 Flags:
 `)
 		fs.PrintDefaults()
 	}
-	scenario := fs.String("scenario", "all", "`scenario` to run: flood, metadata, cancel or all")
+	scenario := fs.String("scenario", "all", "`scenario` to run: "+strings.Join(allScenarios(), ", ")+" or all")
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "how long the flood lasts")
 	fs.IntVar(&o.floodConcurrency, "flood-concurrency", 300, "flood goroutines, each sending one call after another")
-	fs.IntVar(&o.floodConns, "flood-conns", 4, "connections the flood goroutines share (the broker allows 128 calls in progress on one)")
+	fs.IntVar(&o.floodConns, "flood-conns", 4, "gRPC connections the flood goroutines share (the broker allows 128 calls in progress on one); the gateway scenario opens an HTTP/1.1 connection per goroutine")
 	fs.IntVar(&o.floodBytes, "flood-bytes", 1<<20, "about how many `bytes` of values each flood call holds (values of 16 KiB)")
 	fs.StringVar(&o.brokerBin, "broker-bin", "", "broker `binary` to run (default: go build ./cmd/secretbroker into a temporary directory)")
 	if err := fs.Parse(own); err != nil {
@@ -130,13 +134,13 @@ Flags:
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("unexpected arguments %q: broker flags go after --", fs.Args())
 	}
-	switch *scenario {
-	case "all":
+	switch {
+	case *scenario == "all":
 		o.scenarios = allScenarios()
-	case "flood", "metadata", "cancel":
+	case slices.Contains(allScenarios(), *scenario):
 		o.scenarios = []string{*scenario}
 	default:
-		return options{}, fmt.Errorf("--scenario must be flood, metadata, cancel or all, got %q", *scenario)
+		return options{}, fmt.Errorf("--scenario must be one of %s or all, got %q", strings.Join(allScenarios(), ", "), *scenario)
 	}
 	switch {
 	case o.duration <= 0:
@@ -191,10 +195,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 		var t table
 		switch s {
-		case "flood":
-			r, err := runFlood(ctx, o, env)
+		case "flood", "gateway":
+			run := runFlood
+			if s == "gateway" {
+				run = runGateway
+			}
+			r, err := run(ctx, o, env)
 			if err != nil {
-				return fmt.Errorf("flood: %w", err)
+				return fmt.Errorf("%s: %w", s, err)
 			}
 			t = r.table(o)
 		case "metadata":
@@ -238,10 +246,13 @@ func newRunEnv(ctx context.Context, o options, stderr io.Writer) (env *runEnv, c
 	if o.proberToken == "" {
 		o.proberToken = rand.Text()
 	}
+	if o.grpcProberToken == "" {
+		o.grpcProberToken = rand.Text()
+	}
 	env = &runEnv{
 		bin:    o.brokerBin,
 		extra:  o.brokerArgs,
-		secret: []string{o.flooderToken, o.proberToken},
+		secret: []string{o.flooderToken, o.proberToken, o.grpcProberToken},
 		stderr: stderr,
 	}
 	if env.bin == "" {
@@ -256,6 +267,7 @@ func newRunEnv(ctx context.Context, o options, stderr io.Writer) (env *runEnv, c
 	env.callersFile = filepath.Join(dir, "callers.yaml")
 	if err := os.WriteFile(env.callersFile, callersYAML([]caller{
 		{name: flooderName, token: o.flooderToken}, {name: proberName, token: o.proberToken},
+		{name: grpcProberName, token: o.grpcProberToken},
 	}), 0o600); err != nil {
 		return nil, nil, fmt.Errorf("callers file: %w", err)
 	}
@@ -304,10 +316,10 @@ func callersYAML(callers []caller) []byte {
 	return b.Bytes()
 }
 
-// policyYAML allows the flooder and the prober every verb on everything.
+// policyYAML allows the flooder and the probers every verb on everything.
 func policyYAML() string {
 	return `rules:
-  - callers: ["token:` + flooderName + `", "token:` + proberName + `"]
+  - callers: ["token:` + flooderName + `", "token:` + proberName + `", "token:` + grpcProberName + `"]
     verbs: [read, write, delete, manage_repositories]
     resources: ["**"]
 `
@@ -318,7 +330,7 @@ type runEnv struct {
 	bin                     string
 	callersFile, policyFile string
 	extra                   []string
-	secret                  []string // redacted from anything printed
+	secret                  []string // the flooder's, prober's and gRPC prober's tokens; redacted from anything printed
 	stderr                  io.Writer
 }
 
@@ -354,6 +366,7 @@ type brokerProc struct {
 	cmd      *exec.Cmd
 	pid      int
 	grpcAddr string
+	httpAddr string // the JSON gateway's
 	log      *logScan
 	done     chan struct{} // closed when the process has exited
 	waitErr  error         // set before done is closed
@@ -387,6 +400,7 @@ func (e *runEnv) startOnce(ctx context.Context) (*brokerProc, error) {
 	}
 	b := &brokerProc{
 		grpcAddr: grpcAddr,
+		httpAddr: httpAddr,
 		log:      newLogScan(e.secret),
 		done:     make(chan struct{}),
 	}
@@ -812,11 +826,16 @@ func batchRequest(prefix string, first int, values []string) *secretbrokerv1.Bat
 	req := &secretbrokerv1.BatchPutSecretsRequest{Requests: make([]*secretbrokerv1.PutSecretRequest, len(values))}
 	for i, v := range values {
 		req.Requests[i] = &secretbrokerv1.PutSecretRequest{
-			Name:    fmt.Sprintf("%s/secrets/%s_%d", repoScope, prefix, first+i),
+			Name:    floodSecretName(prefix, first+i),
 			Payload: &secretbrokerv1.PutSecretRequest_Value{Value: v},
 		}
 	}
 	return req
+}
+
+// floodSecretName is the demo repository's secret prefix_i.
+func floodSecretName(prefix string, i int) string {
+	return fmt.Sprintf("%s/secrets/%s_%d", repoScope, prefix, i)
 }
 
 // codeName is a status code's canonical name, as in google.rpc.Code
@@ -844,15 +863,18 @@ func (t *tally) counts() map[string]int {
 	return maps.Clone(t.m)
 }
 
-// floodResult is what the flood scenario measured.
+// floodResult is what a flood scenario measured: the flood over gRPC, or
+// the gateway scenario's over the JSON gateway.
 type floodResult struct {
+	gateway           bool // the flood went through the JSON gateway
 	items, valueBytes int
+	bodyBytes         int64 // gateway: the largest JSON body sent
+	dials             int64 // gateway: TCP connections the flood opened
 	elapsed           time.Duration
 	selfCPU           time.Duration  // this process's CPU time during the flood
-	calls             map[string]int // whole calls by code
+	calls             map[string]int // whole calls by gRPC code, or requests by HTTP status
 	itemCodes         map[string]int // items of answered calls by code
-	probes            []time.Duration
-	probeCodes        map[string]int
+	probes            []probeResult  // one per prober
 	rss               rssSeries
 	exit              time.Duration
 	exitErr           error
@@ -861,17 +883,15 @@ type floodResult struct {
 
 // runFlood runs the flood scenario against a fresh broker.
 func runFlood(ctx context.Context, o options, env *runEnv) (floodResult, error) {
-	var r floodResult
+	r := floodResult{}
 	r.items, r.valueBytes = floodShape(o.floodBytes)
 	values := randomValues(r.items, r.valueBytes) // shared by every call: strings are immutable
 
-	fmt.Fprintf(env.stderr, "flood: starting the broker ...\n")
-	b, err := env.start(ctx)
+	b, probe, closeAll, err := startFlood(ctx, env, "flood", "prober", env.secret[1])
 	if err != nil {
 		return r, err
 	}
-	defer b.kill()
-
+	defer closeAll()
 	flood := make([]secretbrokerv1.SecretServiceClient, o.floodConns)
 	for i := range flood {
 		conn, err := dial(b.grpcAddr, env.secret[0])
@@ -881,88 +901,141 @@ func runFlood(ctx context.Context, o options, env *runEnv) (floodResult, error) 
 		defer conn.Close()
 		flood[i] = secretbrokerv1.NewSecretServiceClient(conn)
 	}
-	pconn, err := dial(b.grpcAddr, env.secret[1])
-	if err != nil {
-		return r, err
-	}
-	defer pconn.Close()
-	prober := secretbrokerv1.NewSecretServiceClient(pconn)
-	probeReq := &secretbrokerv1.GetPublicKeyRequest{Parent: repoScope}
-	if err := warm(ctx, prober, probeReq); err != nil {
-		return r, err
+	reqs := make([]*secretbrokerv1.BatchPutSecretsRequest, o.floodConcurrency)
+	for w := range reqs {
+		reqs[w] = batchRequest("FLOOD", w*r.items, values)
 	}
 
 	fmt.Fprintf(env.stderr, "flood: %d goroutines over %d connections, %d values of %d bytes a call, for %s ...\n",
 		o.floodConcurrency, o.floodConns, r.items, r.valueBytes, o.duration)
+	var calls, items tally
+	err = floodLoad(ctx, o, b, func(ctx context.Context, w int) {
+		resp, err := flood[w%len(flood)].BatchPutSecrets(ctx, reqs[w])
+		calls.add(codeName(status.Code(err)), 1)
+		for _, res := range resp.GetResults() {
+			items.add(res.GetCode().String(), 1)
+		}
+	}, []prober{probe}, &r)
+	r.calls, r.itemCodes = calls.counts(), items.counts()
+	return r, err
+}
+
+// startFlood starts a broker for a flood scenario and a gRPC prober named
+// name, the caller with token, over its own connection, its public key
+// cached. closeAll closes the connection and kills the broker.
+func startFlood(ctx context.Context, env *runEnv, scenario, name, token string) (b *brokerProc, p prober, closeAll func(), err error) {
+	fmt.Fprintf(env.stderr, "%s: starting the broker ...\n", scenario)
+	b, err = env.start(ctx)
+	if err != nil {
+		return nil, prober{}, nil, err
+	}
+	conn, err := dial(b.grpcAddr, token)
+	if err != nil {
+		b.kill()
+		return nil, prober{}, nil, err
+	}
+	closeAll = func() {
+		_ = conn.Close()
+		b.kill()
+	}
+	p = grpcProber(name, secretbrokerv1.NewSecretServiceClient(conn))
+	if err := warm(ctx, p); err != nil {
+		closeAll()
+		return nil, prober{}, nil, err
+	}
+	return b, p, closeAll, nil
+}
+
+// floodLoad runs call from o.floodConcurrency goroutines (w is the
+// goroutine's number), one call after another, each with a
+// floodCallTimeout deadline, for o.duration, while each prober probes
+// every probeInterval. It samples b's RSS meanwhile, stops b at the end
+// and records all that, but not the calls' outcomes, in r.
+func floodLoad(ctx context.Context, o options, b *brokerProc, call func(ctx context.Context, w int), probers []prober, r *floodResult) error {
 	stopRSS := sampleRSS(b.pid, rssInterval)
 	selfCPU := ownCPU()
 	start := time.Now()
 	end := start.Add(o.duration)
-	var calls, items tally
 	var wg sync.WaitGroup
 	for w := range o.floodConcurrency {
-		client := flood[w%len(flood)]
-		req := batchRequest("FLOOD", w*r.items, values)
 		wg.Go(func() {
 			for n := 0; n < maxCallsPerWorker && ctx.Err() == nil && time.Now().Before(end); n++ {
 				cctx, cancel := context.WithTimeout(ctx, floodCallTimeout)
-				resp, err := client.BatchPutSecrets(cctx, req)
+				call(cctx, w)
 				cancel()
-				calls.add(codeName(status.Code(err)), 1)
-				for _, res := range resp.GetResults() {
-					items.add(res.GetCode().String(), 1)
-				}
 			}
 		})
 	}
-	probes := probeLoop(ctx, prober, probeReq, int(o.duration/probeInterval))
+	waits := make([]func() probeResult, len(probers))
+	for i, p := range probers {
+		waits[i] = probeLoop(ctx, p, int(o.duration/probeInterval))
+	}
 	wg.Wait()
-	pr := probes()
+	for _, wait := range waits {
+		r.probes = append(r.probes, wait())
+	}
 	r.elapsed = time.Since(start)
 	r.selfCPU = ownCPU() - selfCPU
 	r.rss = stopRSS()
-	r.calls, r.itemCodes = calls.counts(), items.counts()
-	r.probes, r.probeCodes = pr.latencies, pr.codes
 	if err := ctx.Err(); err != nil {
-		return r, err
+		return err
 	}
 	r.exit, r.exitErr = b.stop()
 	r.log = b.log.snapshot()
-	return r, nil
+	return nil
 }
 
-// warm calls GetPublicKey until it succeeds, so that the key is cached.
-func warm(ctx context.Context, c secretbrokerv1.SecretServiceClient, req *secretbrokerv1.GetPublicKeyRequest) error {
-	var err error
+// prober is a named probe: probe makes one call, names its answer ("OK",
+// "HTTP 200") and says whether it succeeded.
+type prober struct {
+	name  string
+	probe func(ctx context.Context) (answer string, ok bool)
+}
+
+// grpcProber sends the demo repository's GetPublicKey through c.
+func grpcProber(name string, c secretbrokerv1.SecretServiceClient) prober {
+	req := &secretbrokerv1.GetPublicKeyRequest{Parent: repoScope}
+	return prober{name: name, probe: func(ctx context.Context) (string, bool) {
+		_, err := c.GetPublicKey(ctx, req)
+		return codeName(status.Code(err)), err == nil
+	}}
+}
+
+// warm probes until a probe succeeds, so that the key is cached.
+func warm(ctx context.Context, p prober) error {
+	var answer string
 	for range warmAttempts {
 		cctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		_, err = c.GetPublicKey(cctx, req)
+		a, ok := p.probe(cctx)
 		cancel()
-		if err == nil {
+		if ok {
 			return nil
 		}
+		answer = a
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("warming the key cache: GetPublicKey failed %d times, last: %w", warmAttempts, err)
+	return fmt.Errorf("warming the key cache: the %s failed %d times, last answer %s", p.name, warmAttempts, answer)
 }
 
-// probeResult is what the prober measured.
+// probeResult is what a prober measured.
 type probeResult struct {
+	name      string
 	latencies []time.Duration // every probe's, whatever its answer
-	codes     map[string]int
+	codes     map[string]int  // answers
+	ok        int             // probes that succeeded
 }
 
 // probeLoop starts n probes, one every probeInterval, each in its own
 // goroutine so that a slow answer does not delay the next probe (no
 // coordinated omission). wait waits for every probe's answer.
-func probeLoop(ctx context.Context, c secretbrokerv1.SecretServiceClient, req *secretbrokerv1.GetPublicKeyRequest, n int) (wait func() probeResult) {
+func probeLoop(ctx context.Context, p prober, n int) (wait func() probeResult) {
 	var (
 		mu  sync.Mutex
-		res = probeResult{codes: map[string]int{}}
+		res = probeResult{name: p.name, codes: map[string]int{}}
 		wg  sync.WaitGroup
 	)
 	done := make(chan struct{})
@@ -980,11 +1053,14 @@ func probeLoop(ctx context.Context, c secretbrokerv1.SecretServiceClient, req *s
 				cctx, cancel := context.WithTimeout(ctx, probeTimeout)
 				defer cancel()
 				start := time.Now()
-				_, err := c.GetPublicKey(cctx, req)
+				answer, ok := p.probe(cctx)
 				d := time.Since(start)
 				mu.Lock()
 				res.latencies = append(res.latencies, d)
-				res.codes[codeName(status.Code(err))]++
+				res.codes[answer]++
+				if ok {
+					res.ok++
+				}
 				mu.Unlock()
 			})
 		}
@@ -1450,41 +1526,65 @@ func exitRows(t *table, exit time.Duration, exitErr error, log logSnapshot) {
 }
 
 func (r floodResult) table(o options) table {
-	t := table{
-		title: fmt.Sprintf("flood: %d concurrent calls of %d values of %d bytes, for %s", o.floodConcurrency, r.items, r.valueBytes, o.duration),
-		note: fmt.Sprintf("One caller (flooder) sends BatchPutSecrets back to back from %d goroutines over %d connections, "+
+	var t table
+	calls := "calls"
+	if r.gateway {
+		calls = "requests"
+		t.title = fmt.Sprintf("gateway: %d concurrent JSON batchPut requests of %d values of %d bytes, for %s", o.floodConcurrency, r.items, r.valueBytes, o.duration)
+		t.note = fmt.Sprintf("One caller (flooder) POSTs %s (a JSON body of %d bytes) back to back from %d goroutines, "+
+			"each over its own keep-alive HTTP/1.1 connection, each request with a %s timeout and Grpc-Timeout: %s; "+
+			"another (prober) GETs the cached public key, %s, every %s over its own connections, and a third (grpc-prober) "+
+			"sends GetPublicKey over gRPC every %s. Requests are counted by HTTP status (or transport error); items by their result code in 200 answers.",
+			batchPutPath, r.bodyBytes, o.floodConcurrency, floodCallTimeout, timeoutHeader(floodCallTimeout),
+			publicKeyPath, probeInterval, probeInterval)
+	} else {
+		t.title = fmt.Sprintf("flood: %d concurrent calls of %d values of %d bytes, for %s", o.floodConcurrency, r.items, r.valueBytes, o.duration)
+		t.note = fmt.Sprintf("One caller (flooder) sends BatchPutSecrets back to back from %d goroutines over %d connections, "+
 			"each call with a %s deadline; another (prober) sends a cached GetPublicKey every %s over its own connection. "+
 			"Whole calls are counted by their gRPC code; items by their result code in answered calls.",
-			o.floodConcurrency, o.floodConns, floodCallTimeout, probeInterval),
+			o.floodConcurrency, o.floodConns, floodCallTimeout, probeInterval)
 	}
-	sorted := slices.Sorted(slices.Values(r.probes))
-	p99, ok := percentile(sorted, 99)
-	probesOK := r.probeCodes["OK"] == len(r.probes) && len(r.probes) > 0
 	t.add("target: peak RSS < 300 MB", yesNo(r.rss.hwm > 0 && r.rss.hwm < rssTarget))
-	t.add("target: prober p99 < 100 ms, every probe OK", yesNo(ok && p99 < p99Target && probesOK))
+	for _, p := range r.probes {
+		p99, ok := percentile(slices.Sorted(slices.Values(p.latencies)), 99)
+		t.add("target: "+p.name+" p99 < 100 ms, every probe OK", yesNo(ok && p99 < p99Target && p.ok == len(p.latencies)))
+	}
 	rssRows(&t, r.rss)
 	n := total(r.calls)
 	t.add("load generator CPU time during the flood (same machine)", secs(r.selfCPU))
-	t.add("flood calls", fmt.Sprintf("%d (%.0f/s)", n, float64(n)/r.elapsed.Seconds()))
-	t.add("flood calls by code", countsText(r.calls))
-	t.add("items in answered flood calls by code", countsText(r.itemCodes))
+	t.add("flood "+calls, fmt.Sprintf("%d (%.0f/s)", n, float64(n)/r.elapsed.Seconds()))
+	if r.gateway {
+		t.add("flood requests by HTTP status", countsText(r.calls))
+		t.add("TCP connections the flood opened", strconv.FormatInt(r.dials, 10))
+	} else {
+		t.add("flood calls by code", countsText(r.calls))
+	}
+	t.add("items in answered flood "+calls+" by code", countsText(r.itemCodes))
 	t.add("SecretService calls the broker logged, by code", countsText(r.log.callCodes))
-	t.add("probes", strconv.Itoa(len(r.probes)))
-	t.add("probes by code", countsText(r.probeCodes))
-	for _, p := range []float64{50, 90, 99, 100} {
-		v, ok := percentile(sorted, p)
-		name := fmt.Sprintf("prober latency p%g", p)
-		if p == 100 {
-			name = "prober latency max"
+	for _, p := range r.probes {
+		probeRows(&t, p)
+	}
+	exitRows(&t, r.exit, r.exitErr, r.log)
+	return t
+}
+
+// probeRows adds a prober's figures: its probes, their answers and their
+// latency percentiles.
+func probeRows(t *table, p probeResult) {
+	sorted := slices.Sorted(slices.Values(p.latencies))
+	t.add(p.name+": probes", strconv.Itoa(len(p.latencies)))
+	t.add(p.name+": probes by answer", countsText(p.codes))
+	for _, q := range []float64{50, 90, 99, 100} {
+		name := fmt.Sprintf("%s latency p%g", p.name, q)
+		if q == 100 {
+			name = p.name + " latency max"
 		}
-		if ok {
+		if v, ok := percentile(sorted, q); ok {
 			t.add(name, ms(v))
 		} else {
 			t.add(name, "n/a")
 		}
 	}
-	exitRows(&t, r.exit, r.exitErr, r.log)
-	return t
 }
 
 func (r metadataResult) table() table {

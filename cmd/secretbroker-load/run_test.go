@@ -7,13 +7,24 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/access"
 	"github.com/secretbroker/secretbroker/service/identity"
 )
@@ -22,6 +33,7 @@ import (
 const (
 	plantedFlooder = "PLANTED-flooder-token-6f1e"
 	plantedProber  = "PLANTED-prober-token-90ab"
+	plantedGRPC    = "PLANTED-grpc-prober-token-c3d2"
 )
 
 func TestPercentile(t *testing.T) {
@@ -65,8 +77,9 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestCallersYAML(t *testing.T) {
-	data := callersYAML([]caller{{name: flooderName, token: plantedFlooder}, {name: proberName, token: plantedProber}})
-	for _, tok := range []string{plantedFlooder, plantedProber} {
+	data := callersYAML([]caller{{name: flooderName, token: plantedFlooder}, {name: proberName, token: plantedProber},
+		{name: grpcProberName, token: plantedGRPC}})
+	for _, tok := range []string{plantedFlooder, plantedProber, plantedGRPC} {
 		if bytes.Contains(data, []byte(tok)) {
 			t.Fatalf("callers file holds a token:\n%s", data)
 		}
@@ -85,6 +98,7 @@ func TestCallersYAML(t *testing.T) {
 	}{
 		{plantedFlooder, "token:flooder", true},
 		{plantedProber, "token:prober", true},
+		{plantedGRPC, "token:grpc-prober", true},
 		{"someone-else", "", false},
 	}
 	for _, tt := range tests {
@@ -101,7 +115,7 @@ func TestPolicyYAML(t *testing.T) {
 		t.Fatalf("the broker refuses the policy: %v", err)
 	}
 	const secret = repoScope + "/secrets/FLOOD_1"
-	for _, caller := range []string{"token:flooder", "token:prober"} {
+	for _, caller := range []string{"token:flooder", "token:prober", "token:grpc-prober"} {
 		for _, verb := range []string{access.Read, access.Write, access.Delete, access.ManageRepositories} {
 			if !p.Allow(caller, verb, secret) {
 				t.Errorf("policy denies %s %s on %s", caller, verb, secret)
@@ -121,7 +135,7 @@ func TestParseFlags(t *testing.T) {
 		wantErr string
 	}{
 		{name: "defaults", args: nil, check: func(t *testing.T, o options) {
-			if !slices.Equal(o.scenarios, []string{"flood", "metadata", "cancel"}) || o.duration != 20*time.Second ||
+			if !slices.Equal(o.scenarios, []string{"flood", "gateway", "metadata", "cancel"}) || o.duration != 20*time.Second ||
 				o.floodConcurrency != 300 || o.floodConns != 4 || o.floodBytes != 1<<20 || o.brokerBin != "" || len(o.brokerArgs) != 0 {
 				t.Errorf("defaults: %+v", o)
 			}
@@ -133,6 +147,11 @@ func TestParseFlags(t *testing.T) {
 					t.Errorf("options: %+v", o)
 				}
 			}},
+		{name: "gateway", args: []string{"--scenario=gateway", "--flood-concurrency=50"}, check: func(t *testing.T, o options) {
+			if !slices.Equal(o.scenarios, []string{"gateway"}) || o.floodConcurrency != 50 {
+				t.Errorf("options: %+v", o)
+			}
+		}},
 		{name: "pass-through after --", args: []string{"--scenario=flood", "--", "--caller-max-concurrent=64", "--log-level=warn"},
 			check: func(t *testing.T, o options) {
 				if !slices.Equal(o.brokerArgs, []string{"--caller-max-concurrent=64", "--log-level=warn"}) {
@@ -280,66 +299,325 @@ func TestBearerTokenNotFormatted(t *testing.T) {
 	}
 }
 
-// TestFloodSmoke runs a tiny flood against a real broker child process and
-// checks the structure of what was measured, not its timing.
-func TestFloodSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the broker")
+func TestJSONBatchBody(t *testing.T) {
+	tests := []struct {
+		name   string
+		values []string
+		first  int
+	}{
+		{"none", nil, 0},
+		{"one", []string{"abc"}, 0},
+		{"three from 64", []string{"a1", "b2", "c3"}, 64},
+		{"characters JSON escapes", []string{`q"uote\back`, "tab\tnl\n", "é<>&"}, 7},
+		{"flood shape", randomValues(4, 16<<10), 128},
 	}
-	ctx := t.Context()
-	o, err := parseFlags([]string{"--scenario=flood", "--duration=1s", "--flood-concurrency=4", "--flood-conns=2", "--flood-bytes=8192"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			quoted, err := jsonStrings(tt.values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := jsonBatchBody("GATEWAY", tt.first, quoted)
+			data, err := io.ReadAll(b.reader())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if int64(len(data)) != b.size {
+				t.Errorf("size %d; the body has %d bytes", b.size, len(data))
+			}
+			var got secretbrokerv1.BatchPutSecretsRequest
+			if err := protojson.Unmarshal(data, &got); err != nil {
+				t.Fatalf("the body is not a BatchPutSecretsRequest: %v\n%.300s", err, data)
+			}
+			if want := batchRequest("GATEWAY", tt.first, tt.values); !proto.Equal(&got, want) {
+				t.Errorf("body %.300s\ndecodes to %v; want %v", data, &got, want)
+			}
+			// A second reader reads the same body: the pieces are not consumed.
+			again, _ := io.ReadAll(b.reader())
+			if !bytes.Equal(again, data) {
+				t.Error("a second reader read another body")
+			}
+			for i, q := range quoted { // the values are shared, not copied
+				if &b.pieces[2*i+1][0] != &q[0] {
+					t.Errorf("value %d was copied into the body", i)
+				}
+			}
+		})
 	}
-	o.flooderToken, o.proberToken = plantedFlooder, plantedProber
-	var progress bytes.Buffer
-	env, cleanup, err := newRunEnv(ctx, o, &progress)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cleanup()
+}
 
-	r, err := runFlood(ctx, o, env)
-	if err != nil {
-		t.Fatal(err)
+func TestTimeoutHeader(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{2 * time.Second, "2S"},
+		{time.Minute, "60S"},
+		{1500 * time.Millisecond, "1500m"},
+		{time.Millisecond, "1m"},
+		{time.Microsecond, "1m"},
+		{2*time.Second + time.Nanosecond, "2001m"},
 	}
-	if total(r.calls) == 0 {
-		t.Fatal("no flood call was answered")
-	}
-	known := []string{"OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"}
-	for c := range r.calls {
-		if !slices.Contains(known, c) {
-			t.Errorf("flood call answered with %s; want one of %v (all: %v)", c, known, r.calls)
+	for _, tt := range tests {
+		if got := timeoutHeader(tt.d); got != tt.want {
+			t.Errorf("timeoutHeader(%s) = %q; want %q", tt.d, got, tt.want)
 		}
 	}
-	if r.calls["OK"] > 0 && total(r.itemCodes) == 0 {
-		t.Errorf("answered calls without item results: %v", r.calls)
+}
+
+func TestTransportKind(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"deadline", &url.Error{Op: "Post", URL: "http://x/" + plantedFlooder, Err: context.DeadlineExceeded}, "timeout"},
+		{"net timeout", &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, "timeout"},
+		{"cancelled", fmt.Errorf("x: %w", context.Canceled), "cancelled"},
+		{"reset", &url.Error{Op: "Post", URL: "u", Err: &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}}, "connection reset"},
+		{"EOF", &url.Error{Op: "Post", URL: "u", Err: io.EOF}, "connection closed (EOF)"},
+		{"refused", &url.Error{Op: "Post", URL: "u", Err: &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}, syscall.ECONNREFUSED.Error()},
+		{"other", &url.Error{Op: "Post", URL: "u", Err: errors.New("boom " + plantedFlooder)}, "*errors.errorString"},
 	}
-	wantProbes := int(o.duration / probeInterval)
-	if len(r.probes) != wantProbes || total(r.probeCodes) != wantProbes {
-		t.Errorf("probes: %d latencies, %d codes; want %d of each", len(r.probes), total(r.probeCodes), wantProbes)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := transportKind(tt.err); got != tt.want {
+				t.Errorf("transportKind = %q; want %q", got, tt.want)
+			}
+		})
 	}
-	if len(r.rss.samples) == 0 || r.rss.hwm <= 0 || r.rss.cpu <= 0 {
-		t.Errorf("RSS not sampled: %d samples, peak %d, CPU %s", len(r.rss.samples), r.rss.hwm, r.rss.cpu)
+}
+
+// TestPostBatch sends batches and probes to a stand-in gateway and checks
+// what it received and how its answers are named and counted.
+func TestPostBatch(t *testing.T) {
+	type seen struct {
+		method, path, contentType, auth, timeout string
+		length                                   int64
+		body                                     []byte
 	}
-	if r.exitErr != nil {
-		t.Errorf("broker exit: %v", r.exitErr)
+	got := make(chan seen, 1)
+	var status int
+	var answer string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- seen{r.Method, r.URL.Path, r.Header.Get("Content-Type"), r.Header.Get("Authorization"), r.Header.Get("Grpc-Timeout"), r.ContentLength, body}
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, answer)
+	}))
+	defer srv.Close()
+	client, dials := newHTTPClient(2)
+	defer client.CloseIdleConnections()
+
+	quoted, _ := jsonStrings([]string{"v1", "v2"})
+	body := jsonBatchBody("GATEWAY", 0, quoted)
+	want, _ := io.ReadAll(body.reader())
+	tests := []struct {
+		name   string
+		status int
+		answer string
+		want   string
+		items  map[string]int
+	}{
+		{"served", 200, `{"results":[{"name":"A","code":"OK"},{"name":"B","code":"RESOURCE_EXHAUSTED"}]}`, "HTTP 200", map[string]int{"OK": 1, "RESOURCE_EXHAUSTED": 1}},
+		{"proto names and numbers", 200, `{"results":[{"name":"A","code":8,"retry_after":"1s"}]}`, "HTTP 200", map[string]int{"RESOURCE_EXHAUSTED": 1}},
+		{"not a response", 200, `{"nope":1}`, "HTTP 200", map[string]int{"undecodable answer": 1}},
+		{"refused", 429, `{"code":8}`, "HTTP 429", nil},
+		{"too large", 413, `{"code":3}`, "HTTP 413", nil},
+		{"deadline", 504, `{"code":4}`, "HTTP 504", nil},
 	}
-	if r.log.lines == 0 {
-		t.Error("no broker log line was read")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, answer = tt.status, tt.answer
+			var items tally
+			if a := postBatch(t.Context(), client, srv.URL+batchPutPath, plantedFlooder, body, &items); a != tt.want {
+				t.Errorf("answer %q; want %q", a, tt.want)
+			}
+			s := <-got
+			if s.method != http.MethodPost || s.path != batchPutPath || s.contentType != "application/json" ||
+				s.auth != "Bearer "+plantedFlooder || s.timeout != "2S" || s.length != body.size || !bytes.Equal(s.body, want) {
+				t.Errorf("the gateway saw %s %s, Content-Type %q, Grpc-Timeout %q, Content-Length %d, body %q",
+					s.method, s.path, s.contentType, s.timeout, s.length, s.body)
+			}
+			if !maps.Equal(items.counts(), tt.items) {
+				t.Errorf("items %v; want %v", items.counts(), tt.items)
+			}
+		})
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("%d connections for %d requests in a row; want 1, kept alive", n, len(tests))
 	}
 
+	p := gatewayProber("prober (JSON gateway)", client, srv.URL+publicKeyPath, plantedProber)
+	for _, tt := range []struct {
+		status int
+		want   string
+		ok     bool
+	}{{200, "HTTP 200", true}, {429, "HTTP 429", false}, {503, "HTTP 503", false}} {
+		status, answer = tt.status, `{"key_id":"1","key":"k"}`
+		a, ok := p.probe(t.Context())
+		s := <-got
+		if a != tt.want || ok != tt.ok || s.method != http.MethodGet || s.path != publicKeyPath || s.auth != "Bearer "+plantedProber {
+			t.Errorf("probe = %q, %v (saw %s %s); want %q, %v", a, ok, s.method, s.path, tt.want, tt.ok)
+		}
+	}
+
+	srv.Close()
+	var items tally
+	if a := postBatch(t.Context(), client, srv.URL+batchPutPath, plantedFlooder, body, &items); !strings.HasPrefix(a, "transport: ") || strings.Contains(a, plantedFlooder) {
+		t.Errorf("answer of a closed server %q", a)
+	}
+}
+
+// TestFloodTable checks the targets and rows of a gateway result built by
+// hand.
+func TestFloodTable(t *testing.T) {
+	latencies := func(ms ...int) []time.Duration {
+		out := make([]time.Duration, 0, 100*len(ms))
+		for _, m := range ms {
+			for range 100 {
+				out = append(out, time.Duration(m)*time.Millisecond)
+			}
+		}
+		return out
+	}
+	o, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := floodResult{
+		gateway: true, items: 64, valueBytes: 16 << 10, bodyBytes: 1_053_000, dials: 310,
+		elapsed: 20 * time.Second,
+		calls:   map[string]int{"HTTP 200": 100, "HTTP 429": 900},
+		probes: []probeResult{
+			{name: "prober (JSON gateway)", latencies: latencies(5, 20), codes: map[string]int{"HTTP 200": 200}, ok: 200},
+			{name: "prober (gRPC)", latencies: latencies(5, 150), codes: map[string]int{"OK": 200}, ok: 200},
+		},
+		rss: rssSeries{samples: []int64{100e6, 310e6}, hwm: 310_500_000},
+	}
 	tab := r.table(o).markdown()
-	for _, want := range []string{"| broker peak RSS (VmHWM) |", "| prober latency p99 |", "| flood calls by code |"} {
+	for _, want := range []string{
+		"### gateway: 300 concurrent JSON batchPut requests of 64 values of 16384 bytes, for 20s",
+		"a JSON body of 1053000 bytes", "Grpc-Timeout: 2S",
+		"| target: peak RSS < 300 MB | **no** |",
+		"| target: prober (JSON gateway) p99 < 100 ms, every probe OK | yes |",
+		"| target: prober (gRPC) p99 < 100 ms, every probe OK | **no** |",
+		"| broker peak RSS (VmHWM) | 310.5 MB |",
+		"| flood requests | 1000 (50/s) |",
+		"| flood requests by HTTP status | HTTP 429 900, HTTP 200 100 |",
+		"| TCP connections the flood opened | 310 |",
+		"| prober (JSON gateway) latency p50 | 5.0 ms |",
+		"| prober (JSON gateway) latency p99 | 20.0 ms |",
+		"| prober (gRPC) latency max | 150.0 ms |",
+		"| prober (gRPC): probes by answer | OK 200 |",
+	} {
 		if !strings.Contains(tab, want) {
 			t.Errorf("table lacks %q:\n%s", want, tab)
 		}
 	}
-	for _, out := range []string{tab, progress.String()} {
-		for _, tok := range []string{plantedFlooder, plantedProber} {
-			if strings.Contains(out, tok) {
-				t.Fatalf("output holds a token:\n%s", out)
+	// A probe that failed misses the target whatever its latency.
+	r.probes[0].ok--
+	if tab := r.table(o).markdown(); !strings.Contains(tab, "| target: prober (JSON gateway) p99 < 100 ms, every probe OK | **no** |") {
+		t.Errorf("a failed probe met the target:\n%s", tab)
+	}
+}
+
+// TestFloodSmoke runs a tiny flood, over gRPC and over the gateway,
+// against a real broker child process and checks the structure of what
+// was measured, not its timing.
+func TestFloodSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the broker")
+	}
+	tests := []struct {
+		scenario string
+		run      func(context.Context, options, *runEnv) (floodResult, error)
+		ok       string   // the answer of a call the broker served
+		known    []string // the answers a flood call may get
+		probers  []string
+		rows     []string
+	}{
+		{
+			scenario: "flood", run: runFlood, ok: "OK",
+			known:   []string{"OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"},
+			probers: []string{"prober"},
+			rows:    []string{"| prober latency p99 |", "| flood calls by code |", "| target: prober p99 < 100 ms, every probe OK |"},
+		},
+		{
+			scenario: "gateway", run: runGateway, ok: "HTTP 200",
+			known:   []string{"HTTP 200", "HTTP 429", "HTTP 504", "transport: timeout"},
+			probers: []string{"prober (JSON gateway)", "prober (gRPC)"},
+			rows: []string{"| prober (JSON gateway) latency p99 |", "| prober (gRPC) latency p99 |",
+				"| flood requests by HTTP status |", "| TCP connections the flood opened |"},
+		},
+	}
+	// Built once for both.
+	o, err := parseFlags([]string{"--duration=1s", "--flood-concurrency=4", "--flood-conns=2", "--flood-bytes=8192"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.flooderToken, o.proberToken, o.grpcProberToken = plantedFlooder, plantedProber, plantedGRPC
+	var progress bytes.Buffer
+	env, cleanup, err := newRunEnv(t.Context(), o, &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	for _, tt := range tests {
+		t.Run(tt.scenario, func(t *testing.T) {
+			r, err := tt.run(t.Context(), o, env)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
+			if total(r.calls) == 0 {
+				t.Fatal("no flood call was answered")
+			}
+			for c := range r.calls {
+				if !slices.Contains(tt.known, c) {
+					t.Errorf("flood call answered with %s; want one of %v (all: %v)", c, tt.known, r.calls)
+				}
+			}
+			if r.calls[tt.ok] > 0 && total(r.itemCodes) == 0 {
+				t.Errorf("answered calls without item results: %v", r.calls)
+			}
+			if r.itemCodes["undecodable answer"] > 0 {
+				t.Errorf("items: %v", r.itemCodes)
+			}
+			wantProbes := int(o.duration / probeInterval)
+			if len(r.probes) != len(tt.probers) {
+				t.Fatalf("%d probers; want %v", len(r.probes), tt.probers)
+			}
+			for i, p := range r.probes {
+				if p.name != tt.probers[i] || len(p.latencies) != wantProbes || total(p.codes) != wantProbes {
+					t.Errorf("prober %d: %s: %d latencies, %d answers; want %s with %d of each", i, p.name, len(p.latencies), total(p.codes), tt.probers[i], wantProbes)
+				}
+			}
+			if r.gateway != (tt.scenario == "gateway") || (r.gateway && (r.dials < 1 || r.bodyBytes < 8192)) {
+				t.Errorf("gateway %v, %d dials, bodies of %d bytes", r.gateway, r.dials, r.bodyBytes)
+			}
+			if len(r.rss.samples) == 0 || r.rss.hwm <= 0 || r.rss.cpu <= 0 {
+				t.Errorf("RSS not sampled: %d samples, peak %d, CPU %s", len(r.rss.samples), r.rss.hwm, r.rss.cpu)
+			}
+			if r.exitErr != nil {
+				t.Errorf("broker exit: %v", r.exitErr)
+			}
+			if r.log.lines == 0 || total(r.log.callCodes) == 0 {
+				t.Errorf("broker log: %d lines, calls %v", r.log.lines, r.log.callCodes)
+			}
+
+			tab := r.table(o).markdown()
+			for _, want := range append([]string{"| broker peak RSS (VmHWM) |"}, tt.rows...) {
+				if !strings.Contains(tab, want) {
+					t.Errorf("table lacks %q:\n%s", want, tab)
+				}
+			}
+			for _, out := range []string{tab, progress.String()} {
+				for _, tok := range []string{plantedFlooder, plantedProber, plantedGRPC} {
+					if strings.Contains(out, tok) {
+						t.Fatalf("output holds a token:\n%s", out)
+					}
+				}
+			}
+		})
 	}
 }
