@@ -173,9 +173,12 @@ type Config struct {
 
 	// CallerRPS and CallerBurst are each caller's inbound rate limit, in
 	// calls per second and burst. Flags --caller-rps and --caller-burst.
-	// Defaults 50 and 100; 0 turns the limit off; off in dev mode.
+	// Defaults 50 and 100; 0 turns the limit off; off in dev mode unless
+	// --caller-rps is given.
 	CallerRPS   float64
 	CallerBurst int
+	// callerRPSGiven records that --caller-rps (or its variable) was set.
+	callerRPSGiven bool
 
 	// CallerMaxConcurrent is the most calls one caller may have in progress
 	// at once. Flag --caller-max-concurrent. Default 32; 0 turns it off.
@@ -298,7 +301,7 @@ Flags:
 	fs.BoolVar(&cfg.AuditReads, "audit-reads", false,
 		"record successful reads in the audit trail too")
 	fs.Float64Var(&cfg.CallerRPS, "caller-rps", defaultCallerRPS,
-		"each caller's calls per second; 0 turns the limit off (off with --dev)")
+		"each caller's calls per second; 0 turns the limit off (off with --dev unless given)")
 	fs.IntVar(&cfg.CallerBurst, "caller-burst", defaultCallerBurst,
 		"each caller's burst of calls above --caller-rps")
 	fs.IntVar(&cfg.CallerMaxConcurrent, "caller-max-concurrent", defaultCallerMaxConcurrent,
@@ -335,6 +338,8 @@ Flags:
 	if err := errors.Join(envErrs...); err != nil {
 		return Config{}, err
 	}
+	_, rpsFromEnv := lookupEnv(envName("caller-rps"))
+	cfg.callerRPSGiven = given["caller-rps"] || rpsFromEnv
 
 	if v, ok := lookupEnv(envOTLPEndpoint); ok && v != "" {
 		cfg.OTLPEndpoint = v
@@ -423,7 +428,9 @@ func (c *Config) validate() error {
 		if c.HTTPAddr, err = devAddr("--http-addr", c.HTTPAddr); err != nil {
 			return err
 		}
-		c.CallerRPS = 0 // no inbound rate limit in dev mode
+		if !c.callerRPSGiven {
+			c.CallerRPS = 0 // no inbound rate limit in dev mode unless asked for
+		}
 		return nil
 	}
 	if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {

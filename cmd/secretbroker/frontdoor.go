@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -90,10 +91,18 @@ func (f *frontDoor) authenticate(ctx context.Context) (caller, fairness string, 
 		}
 	}
 
+	return f.identify(ctx, md.Get("authorization"), certCaller, addr)
+}
+
+// identify returns the caller proven by the authorization values (at most
+// one "Bearer TOKEN") or else the verified client certificate's caller, and
+// the pacer's key for the call; without authentication configured, no
+// caller and the client's address.
+func (f *frontDoor) identify(ctx context.Context, auth []string, certCaller, addr string) (caller, fairness string, err error) {
 	if !f.required {
 		return "", addr, nil
 	}
-	switch auth := md.Get("authorization"); {
+	switch {
 	case len(auth) > 1:
 		return "", "", errCredentials()
 	case len(auth) == 1:
@@ -327,28 +336,73 @@ func openAudit(cfg Config, logger *slog.Logger) (*audit.Log, error) {
 	return trail, nil
 }
 
-// limitBodyBytes bounds the bytes of gateway request bodies in progress at
-// once: a request is refused with 429 and Retry-After when its body (by
-// Content-Length, or the largest allowed when unknown) does not fit.
-func limitBodyBytes(next http.Handler, limit int64) http.Handler {
-	sem := semaphore.NewWeighted(limit)
+// bodyCostFactor is what a gateway request body costs against the bound on
+// bytes in progress, per byte: reading it, decoding its JSON and marshalling
+// the gRPC request keep about that many copies alive at once.
+const bodyCostFactor = 3
+
+// admitHTTP is the front door's HTTP side, in front of the JSON gateway:
+// before a body is read it authenticates the caller (401 without valid
+// credentials), counts the call against the caller's and all callers' calls
+// in progress (429 with Retry-After over a limit), and bounds the bytes of
+// request bodies in progress (by Content-Length, or the largest allowed
+// when unknown, times bodyCostFactor). A JSON flood is thus refused before
+// its bodies cost memory or CPU. The gRPC side checks the call again with
+// the credentials the gateway forwards; the per-caller rate applies there,
+// once.
+func (f *frontDoor) admitHTTP(next http.Handler, limits *callLimits, maxBytes int64) http.Handler {
+	sem := semaphore.NewWeighted(maxBytes)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/v1/") {
+			next.ServeHTTP(w, r) // /healthz and /openapi.json are open to everyone
+			return
+		}
+		var cert string
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+			cert, _ = identity.CertificateCaller(r.TLS.VerifiedChains[0][0])
+		}
+		_, fairness, err := f.identify(r.Context(), r.Header.Values("Authorization"), cert, hostOf(r.RemoteAddr))
+		if err != nil {
+			writeHTTPError(w, http.StatusUnauthorized, codes.Unauthenticated, status.Convert(err).Message(), 0)
+			return
+		}
+		release, refused := limits.admit(fairness)
+		if refused != nil {
+			writeHTTPError(w, http.StatusTooManyRequests, codes.ResourceExhausted, refused.reason+"; try again later", refused.retryAfter)
+			return
+		}
+		defer release()
 		n := r.ContentLength
-		switch {
-		case n == 0 || r.Body == nil || r.Body == http.NoBody:
+		if n == 0 || r.Body == nil || r.Body == http.NoBody {
 			next.ServeHTTP(w, r)
 			return
-		case n < 0 || n > maxRequestBytes:
+		}
+		if n < 0 || n > maxRequestBytes {
 			n = maxRequestBytes // the gateway refuses more than that itself
 		}
+		n = min(n*bodyCostFactor, maxBytes)
 		if !sem.TryAcquire(n) {
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(http.StatusTooManyRequests)
-			_, _ = io.WriteString(w, `{"code":8,"message":"the broker is at its limit of request bytes in progress; try again later","details":[]}`)
+			writeHTTPError(w, http.StatusTooManyRequests, codes.ResourceExhausted,
+				"the broker is at its limit of request bytes in progress; try again later", time.Second)
 			return
 		}
 		defer sem.Release(n)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// writeHTTPError writes the gateway's JSON error shape, with Retry-After
+// when retry is positive (rounded up to whole seconds).
+func writeHTTPError(w http.ResponseWriter, httpStatus int, c codes.Code, msg string, retry time.Duration) {
+	w.Header().Set("Content-Type", "application/json")
+	if retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
+	}
+	w.WriteHeader(httpStatus)
+	b, _ := json.Marshal(struct {
+		Code    int32    `json:"code"`
+		Message string   `json:"message"`
+		Details []string `json:"details"`
+	}{int32(c), msg, []string{}})
+	_, _ = w.Write(b)
 }

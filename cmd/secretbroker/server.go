@@ -211,7 +211,10 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		return err
 	}
 	httpSrv := &http.Server{
-		Handler: otelhttp.NewHandler(limitBodyBytes(gw, cfg.MaxInflightBytes), "gateway",
+		Handler: otelhttp.NewHandler(
+			door.admitHTTP(gw, newCallLimits(0, 0, cfg.CallerMaxConcurrent, cfg.MaxConcurrentCalls), cfg.MaxInflightBytes),
+			"gateway",
+			otelhttp.WithTracerProvider(tp),
 			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 				return "HTTP " + r.Method
 			})),
