@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -49,7 +47,7 @@ type keyCache struct {
 	ttl   time.Duration
 	now   func() time.Time
 
-	group  singleflight.Group
+	group  upstream.Group[any]
 	mu     sync.RWMutex
 	keys   map[string]sealingKey // by scope path
 	forced map[string]time.Time  // by scope path: when the last forced revalidation was sent

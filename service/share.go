@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -18,43 +16,59 @@ import (
 const sharedCallTimeout = 30 * time.Second
 
 // share runs fn once for every caller asking for key at the same time
-// (singleflight) and hands each caller the one result. The shared call
-// outlives the caller that started it, keeping its trace and its deadline
-// (or sharedCallTimeout), so that the pacer can still tell when a wait
-// would outlast it. Each waiter keeps its own deadline: one whose context
-// ends stops waiting and forgets the call, as net.Resolver does, so the
-// next caller starts afresh instead of joining a call that may be stuck.
-// A waiter with more time than the shared call had, whose call ran out of
-// time, tries once more on its own.
+// (an upstream.Group) and hands each caller the one result. The shared
+// call outlives the caller that started it, keeping its trace and its
+// deadline (or sharedCallTimeout when it had none), so that the pacer can
+// still tell when a wait would outlast it. Each waiter keeps its own
+// deadline: one whose context ends stops waiting. Later callers join the
+// running call while anyone still waits for it; once the last waiter has
+// left, the key is forgotten, so that the next caller starts afresh
+// instead of joining a call that may be stuck (the abandoned call runs on,
+// bounded by its own deadline). A waiter with more time than the shared
+// call had (no deadline, or a later one), whose call ran out of time and
+// was shared with others, tries once more on its own.
 //
-// A panic in fn is recovered (singleflight would re-panic it in a fresh
-// goroutine, out of any caller's reach, and end the process): every
-// waiter gets a *sharedPanicError, which maps to codes.Internal, and the
-// key is free for the next caller.
-func share[T any](ctx context.Context, g *singleflight.Group, key string, fn func(context.Context) (T, error)) (T, error) {
+// A panic in fn is recovered: every waiter gets a *sharedPanicError,
+// which maps to codes.Internal, and the key is free for the next caller.
+func share[T any](ctx context.Context, g *upstream.Group[any], key string, fn func(context.Context) (T, error)) (T, error) {
 	var zero T
-	ch := g.DoChan(key, func() (any, error) {
+	r, err := g.Do(ctx, key, func(dctx context.Context) (any, error) {
+		// dctx is ctx without its cancellation or deadline.
 		deadline, ok := ctx.Deadline()
 		if !ok {
 			deadline = time.Now().Add(sharedCallTimeout)
 		}
-		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		sctx, cancel := context.WithDeadline(dctx, deadline)
 		defer cancel()
-		return recovered(sctx, fn)
+		v, err := recovered(sctx, fn)
+		return sharedValue{val: v, deadline: deadline}, err
 	})
-	select {
-	case r := <-ch:
-		if r.Err == nil {
-			return r.Val.(T), nil
-		}
-		if r.Shared && outOfTime(r.Err) && ctx.Err() == nil {
-			return recovered(ctx, fn)
-		}
-		return zero, r.Err
-	case <-ctx.Done():
-		g.Forget(key)
-		return zero, fmt.Errorf("waiting for a shared GitHub call: %w", ctx.Err())
+	if err != nil {
+		return zero, fmt.Errorf("waiting for a shared GitHub call: %w", err)
 	}
+	sv, _ := r.Val.(sharedValue)
+	switch {
+	case r.Err == nil:
+		v, _ := sv.val.(T) // not ok only for a nil interface value
+		return v, nil
+	case r.Shared && outOfTime(r.Err) && ctx.Err() == nil && hasMoreTime(ctx, sv.deadline):
+		return recovered(ctx, fn)
+	default:
+		return zero, r.Err
+	}
+}
+
+// sharedValue is what a shared call hands its waiters: fn's value and
+// the deadline the call ran under.
+type sharedValue struct {
+	val      any
+	deadline time.Time
+}
+
+// hasMoreTime reports whether ctx's deadline, if any, is later than d.
+func hasMoreTime(ctx context.Context, d time.Time) bool {
+	mine, ok := ctx.Deadline()
+	return !ok || mine.After(d)
 }
 
 // recovered calls fn, turning a panic into a *sharedPanicError.
@@ -87,7 +101,7 @@ func outOfTime(err error) bool {
 // GitHub request. Writes pass through.
 type sharedReads struct {
 	Upstream
-	group singleflight.Group
+	group upstream.Group[any]
 }
 
 func (r *sharedReads) GetSecret(ctx context.Context, s upstream.Scope, name string) (upstream.Secret, error) {

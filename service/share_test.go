@@ -9,8 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 
-	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -36,7 +36,7 @@ func TestSharePanicReachesEveryWaiter(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var (
-					g     singleflight.Group
+					g     upstream.Group[any]
 					gate  = make(chan struct{})
 					calls atomic.Int32
 				)
@@ -78,6 +78,214 @@ func TestSharePanicReachesEveryWaiter(t *testing.T) {
 				v, err := share(t.Context(), &g, "k", func(context.Context) (int, error) { return 7, nil })
 				if err != nil || v != 7 {
 					t.Fatalf("share after a panic = %d, %v; want a fresh call", v, err)
+				}
+			})
+		})
+	}
+}
+
+// shareCallTime is how long the upstream takes in the share scenarios.
+const shareCallTime = 5 * time.Second
+
+// shareArrival is one caller in a share scenario. Times are fake (inside a
+// synctest bubble), from the scenario's start.
+type shareArrival struct {
+	at       time.Duration // when it calls share, after the caller before it has joined
+	deadline time.Duration // its context's deadline, from the start; 0: none
+	leaveAt  time.Duration // when its context is cancelled; 0: never
+	// wantCall is the upstream call (1, 2, ...) whose result it gets; 0
+	// for none: it gets wantErr.
+	wantCall int
+	wantErr  error
+	wantAt   time.Duration // when share returns
+}
+
+// share coalesces callers for as long as anyone waits: one waiter leaving
+// does not un-coalesce the call for later arrivals, as it did when share
+// forgot the key whenever any waiter left.
+func TestShareWaiters(t *testing.T) {
+	const s = time.Second
+	tests := []struct {
+		name      string
+		arrivals  []shareArrival
+		wantCalls int32
+	}{
+		{
+			name: "a short-deadline waiter leaving early leaves one upstream call",
+			arrivals: []shareArrival{
+				{at: 0, wantCall: 1, wantAt: 5 * s},                                        // B starts the call
+				{at: 0, deadline: 1 * s, wantErr: context.DeadlineExceeded, wantAt: 1 * s}, // A
+				{at: 2 * s, wantCall: 1, wantAt: 5 * s},                                    // C joins the same call
+			},
+			wantCalls: 1,
+		},
+		{
+			name: "the caller that started the call leaving early leaves one upstream call",
+			arrivals: []shareArrival{
+				{at: 0, leaveAt: 1 * s, wantErr: context.Canceled, wantAt: 1 * s},
+				{at: 0, wantCall: 1, wantAt: 5 * s},
+				{at: 2 * s, deadline: 10 * s, wantCall: 1, wantAt: 5 * s},
+			},
+			wantCalls: 1,
+		},
+		{
+			name: "once every waiter has left the next arrival starts a new call",
+			arrivals: []shareArrival{
+				{at: 0, leaveAt: 1 * s, wantErr: context.Canceled, wantAt: 1 * s},
+				{at: 0, deadline: 2 * s, wantErr: context.DeadlineExceeded, wantAt: 2 * s},
+				{at: 3 * s, wantCall: 2, wantAt: 8 * s},
+			},
+			wantCalls: 2,
+		},
+		{
+			name: "a lone waiter that left",
+			arrivals: []shareArrival{
+				{at: 0, leaveAt: 1 * s, wantErr: context.Canceled, wantAt: 1 * s},
+				{at: 2 * s, wantCall: 2, wantAt: 7 * s},
+			},
+			wantCalls: 2,
+		},
+		{
+			// The call keeps A's deadline; B had more time, so it tries
+			// once more on its own when the call runs out of it.
+			name: "a waiter with more time than the shared call tries once more",
+			arrivals: []shareArrival{
+				{at: 0, deadline: 1 * s, wantErr: context.DeadlineExceeded, wantAt: 1 * s},
+				{at: 0, wantCall: 2, wantAt: 6 * s},
+			},
+			wantCalls: 2,
+		},
+		{
+			name: "a waiter with as much time as the shared call does not retry",
+			arrivals: []shareArrival{
+				{at: 0, deadline: 1 * s, wantErr: context.DeadlineExceeded, wantAt: 1 * s},
+				{at: 0, deadline: 1 * s, wantErr: context.DeadlineExceeded, wantAt: 1 * s},
+			},
+			wantCalls: 1,
+		},
+		{
+			name: "a lone caller whose call ran out of time does not retry",
+			arrivals: []shareArrival{
+				{at: 0, deadline: 1 * s, wantErr: context.DeadlineExceeded, wantAt: 1 * s},
+			},
+			wantCalls: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var (
+					g     upstream.Group[any]
+					calls atomic.Int32
+				)
+				fn := func(ctx context.Context) (int, error) {
+					n := calls.Add(1)
+					select {
+					case <-time.After(shareCallTime):
+						return int(n), nil
+					case <-ctx.Done():
+						return 0, fmt.Errorf("upstream call %d: %w", n, ctx.Err())
+					}
+				}
+				start := time.Now()
+				var wg sync.WaitGroup
+				for i, a := range tt.arrivals {
+					time.Sleep(a.at - time.Since(start))
+					ctx, cancel := context.WithCancel(t.Context())
+					if a.deadline > 0 {
+						ctx, cancel = context.WithDeadline(t.Context(), start.Add(a.deadline))
+					}
+					if a.leaveAt > 0 {
+						time.AfterFunc(a.leaveAt-a.at, cancel)
+					}
+					wg.Go(func() {
+						defer cancel()
+						v, err := share(ctx, &g, "k", fn)
+						if at := time.Since(start); at != a.wantAt {
+							t.Errorf("caller %d: share returned at %v, want %v", i, at, a.wantAt)
+						}
+						if a.wantCall == 0 {
+							if !errors.Is(err, a.wantErr) {
+								t.Errorf("caller %d: share = %d, %v; want %v", i, v, err, a.wantErr)
+							}
+							return
+						}
+						if err != nil || v != a.wantCall {
+							t.Errorf("caller %d: share = %d, %v; want the result of call %d", i, v, err, a.wantCall)
+						}
+					})
+					synctest.Wait() // it has joined or started a call
+				}
+				wg.Wait()
+				if got := calls.Load(); got != tt.wantCalls {
+					t.Errorf("%d upstream calls, want %d", got, tt.wantCalls)
+				}
+			})
+		})
+	}
+}
+
+type shareTraceKey struct{}
+
+// A call every waiter has left runs on, with the first caller's values,
+// bounded by that caller's deadline, or by sharedCallTimeout when it had
+// none; never by a cancellation.
+func TestShareAbandonedCallBounded(t *testing.T) {
+	const s = time.Second
+	tests := []struct {
+		name        string
+		deadline    time.Duration // the first caller's; 0: none
+		joinerLeave time.Duration // when a second waiter leaves; 0: no second waiter
+		wantEnd     time.Duration
+	}{
+		{"no deadline", 0, 0, sharedCallTimeout},
+		{"no deadline, a second waiter left too", 0, 2 * s, sharedCallTimeout},
+		{"a deadline", 10 * s, 0, 10 * s},
+		{"a deadline, a second waiter left too", 10 * s, 3 * s, 10 * s},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var g upstream.Group[any]
+				type end struct {
+					at    time.Duration
+					err   error
+					trace any
+				}
+				ended := make(chan end, 1)
+				start := time.Now()
+				fn := func(ctx context.Context) (int, error) {
+					<-ctx.Done() // a stuck upstream
+					ended <- end{time.Since(start), ctx.Err(), ctx.Value(shareTraceKey{})}
+					return 0, ctx.Err()
+				}
+				var wg sync.WaitGroup
+				leave := func(ctx context.Context, cancel context.CancelFunc, at time.Duration) {
+					time.AfterFunc(at, cancel)
+					wg.Go(func() {
+						defer cancel()
+						if _, err := share(ctx, &g, "k", fn); !errors.Is(err, context.Canceled) {
+							t.Errorf("a waiter: err = %v, want context.Canceled", err)
+						}
+					})
+					synctest.Wait()
+				}
+				first := context.WithValue(t.Context(), shareTraceKey{}, "first")
+				if tt.deadline > 0 {
+					var cancel context.CancelFunc
+					first, cancel = context.WithTimeout(first, tt.deadline)
+					defer cancel()
+				}
+				ctx, cancel := context.WithCancel(first)
+				leave(ctx, cancel, 1*s)
+				if tt.joinerLeave > 0 {
+					ctx, cancel := context.WithCancel(context.WithValue(t.Context(), shareTraceKey{}, "joiner"))
+					leave(ctx, cancel, tt.joinerLeave)
+				}
+				wg.Wait()
+				got := <-ended
+				if got.at != tt.wantEnd || !errors.Is(got.err, context.DeadlineExceeded) || got.trace != "first" {
+					t.Errorf("the abandoned call ended at %v with %v, trace %v; want context.DeadlineExceeded at %v, trace first", got.at, got.err, got.trace, tt.wantEnd)
 				}
 			})
 		})

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/secretbroker/secretbroker/upstream/clock"
 )
@@ -97,7 +96,7 @@ type Client struct {
 	log       *slog.Logger
 
 	repoIDs sync.Map // lower-cased "owner/repo" -> int64, for legacy routes
-	lookups singleflight.Group
+	lookups Group[int64]
 }
 
 // New returns a Client for cfg. It fails when BaseURL is not an absolute
@@ -563,42 +562,41 @@ func pageQuery(p Page) (url.Values, error) {
 }
 
 // repositoryID returns the id of owner/repo, from the cache or from one
-// lookup shared by every concurrent caller. A waiter whose context ends
-// stops waiting; the lookup itself runs on, bounded by lookupTimeout, and
-// keeps the first caller's trace.
+// lookup shared by every concurrent caller (a Group). A waiter whose
+// context ends stops waiting; the lookup itself runs on, bounded by
+// lookupTimeout, and keeps the first caller's trace. Later callers join it
+// while anyone still waits for it; once the last waiter has left, the next
+// caller starts a new lookup.
 func (c *Client) repositoryID(ctx context.Context, owner, repo string) (int64, error) {
 	key := strings.ToLower(owner + "/" + repo)
 	if id, ok := c.repoIDs.Load(key); ok {
 		return id.(int64), nil
 	}
-	ch := c.lookups.DoChan(key, func() (any, error) {
-		// A lookup that finished between our cache miss and this flight
-		// has already stored the id.
+	res, err := c.lookups.Do(ctx, key, func(ctx context.Context) (int64, error) {
+		// A lookup that finished between our cache miss and this one has
+		// already stored the id.
 		if id, ok := c.repoIDs.Load(key); ok {
-			return id, nil
+			return id.(int64), nil
 		}
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 		defer cancel()
 		r, err := c.GetRepository(lctx, owner, repo)
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 		if r.ID <= 0 {
-			return nil, fmt.Errorf("github: GET /repos/{owner}/{repo}: the answer has no repository id")
+			return 0, fmt.Errorf("github: GET /repos/{owner}/{repo}: the answer has no repository id")
 		}
 		c.repoIDs.Store(key, r.ID)
 		return r.ID, nil
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return 0, fmt.Errorf("resolving the repository id for a legacy route: %w", res.Err)
-		}
-		return res.Val.(int64), nil
-	case <-ctx.Done():
-		c.lookups.Forget(key)
-		return 0, fmt.Errorf("waiting for the repository id for a legacy route: %w", ctx.Err())
+	if err != nil {
+		return 0, fmt.Errorf("waiting for the repository id for a legacy route: %w", err)
 	}
+	if res.Err != nil {
+		return 0, fmt.Errorf("resolving the repository id for a legacy route: %w", res.Err)
+	}
+	return res.Val, nil
 }
 
 // legacyFailed forgets the cached repository id of a legacy environment

@@ -1,0 +1,372 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// groupCallTime is how long a call takes in the Group scenarios.
+const groupCallTime = 5 * time.Second
+
+// groupArrival is one caller in a Group scenario. Times are fake (inside a
+// synctest bubble), from the scenario's start.
+type groupArrival struct {
+	at      time.Duration // when it calls Do, after the caller before it has joined
+	leaveAt time.Duration // when it stops waiting (its context is cancelled); 0: never
+	// wantCall is the call (1, 2, ...) whose result it gets; 0 for none:
+	// it left first and gets context.Canceled.
+	wantCall   int32
+	wantShared bool
+	wantAt     time.Duration // when Do returns
+}
+
+func TestGroupWaiters(t *testing.T) {
+	tests := []struct {
+		name      string
+		arrivals  []groupArrival
+		wantCalls int32
+	}{
+		{
+			name: "a waiter leaving early does not un-coalesce the call",
+			arrivals: []groupArrival{
+				{at: 0, wantCall: 1, wantShared: true, wantAt: 5 * time.Second},
+				{at: 0, leaveAt: time.Second, wantAt: time.Second},
+				{at: 2 * time.Second, wantCall: 1, wantShared: true, wantAt: 5 * time.Second},
+			},
+			wantCalls: 1,
+		},
+		{
+			name: "nor does the caller that started it",
+			arrivals: []groupArrival{
+				{at: 0, leaveAt: time.Second, wantAt: time.Second},
+				{at: 0, wantCall: 1, wantShared: true, wantAt: 5 * time.Second},
+				{at: 2 * time.Second, wantCall: 1, wantShared: true, wantAt: 5 * time.Second},
+			},
+			wantCalls: 1,
+		},
+		{
+			// net's ForgetUnshared would not forget here: two callers
+			// joined. The Group counts who is still waiting.
+			name: "once every waiter has left the next caller starts a new call",
+			arrivals: []groupArrival{
+				{at: 0, leaveAt: time.Second, wantAt: time.Second},
+				{at: 0, leaveAt: 2 * time.Second, wantAt: 2 * time.Second},
+				{at: 3 * time.Second, wantCall: 2, wantAt: 8 * time.Second},
+			},
+			wantCalls: 2,
+		},
+		{
+			name: "a lone caller that left",
+			arrivals: []groupArrival{
+				{at: 0, leaveAt: time.Second, wantAt: time.Second},
+				{at: 2 * time.Second, wantCall: 2, wantAt: 7 * time.Second},
+			},
+			wantCalls: 2,
+		},
+		{
+			name: "a caller after the call finished starts a new one",
+			arrivals: []groupArrival{
+				{at: 0, wantCall: 1, wantAt: 5 * time.Second},
+				{at: 6 * time.Second, wantCall: 2, wantAt: 11 * time.Second},
+			},
+			wantCalls: 2,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var (
+					g     Group[int32]
+					calls atomic.Int32
+				)
+				fn := func(context.Context) (int32, error) {
+					n := calls.Add(1)
+					time.Sleep(groupCallTime)
+					return n, nil
+				}
+				start := time.Now()
+				var wg sync.WaitGroup
+				for i, a := range tt.arrivals {
+					time.Sleep(a.at - time.Since(start))
+					ctx, cancel := context.WithCancel(t.Context())
+					if a.leaveAt > 0 {
+						time.AfterFunc(a.leaveAt-a.at, cancel)
+					}
+					wg.Go(func() {
+						defer cancel()
+						res, err := g.Do(ctx, "k", fn)
+						if at := time.Since(start); at != a.wantAt {
+							t.Errorf("caller %d: Do returned at %v, want %v", i, at, a.wantAt)
+						}
+						if a.wantCall == 0 {
+							if !errors.Is(err, context.Canceled) || res != (GroupResult[int32]{}) {
+								t.Errorf("caller %d: Do = %+v, %v; want context.Canceled and no result", i, res, err)
+							}
+							return
+						}
+						if want := (GroupResult[int32]{Val: a.wantCall, Shared: a.wantShared}); err != nil || res != want {
+							t.Errorf("caller %d: Do = %+v, %v; want %+v", i, res, err, want)
+						}
+					})
+					synctest.Wait() // it has joined or started a call
+				}
+				wg.Wait()
+				if got := calls.Load(); got != tt.wantCalls {
+					t.Errorf("%d calls, want %d", got, tt.wantCalls)
+				}
+			})
+		})
+	}
+}
+
+type traceKey struct{}
+
+// fn's context carries the first caller's values, but neither its
+// deadline nor its cancellation: the call outlives the caller.
+func TestGroupCallContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var g Group[string]
+		firstLeft := make(chan struct{})
+		type seen struct {
+			trace       any
+			hasDeadline bool
+			errAfter    error // ctx.Err() once the first caller has left
+		}
+		seenCh := make(chan seen, 1)
+		fn := func(ctx context.Context) (string, error) {
+			_, ok := ctx.Deadline()
+			<-firstLeft
+			seenCh <- seen{trace: ctx.Value(traceKey{}), hasDeadline: ok, errAfter: ctx.Err()}
+			return "v", nil
+		}
+		firstErr := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.WithValue(t.Context(), traceKey{}, "first"), time.Second)
+			defer cancel()
+			_, err := g.Do(ctx, "k", fn)
+			firstErr <- err
+		}()
+		synctest.Wait()
+		second := make(chan GroupResult[string], 1)
+		go func() {
+			res, _ := g.Do(context.WithValue(t.Context(), traceKey{}, "second"), "k", fn)
+			second <- res
+		}()
+		if err := <-firstErr; !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("first caller: err = %v, want context.DeadlineExceeded", err)
+		}
+		close(firstLeft)
+		got := <-seenCh
+		if got.trace != "first" || got.hasDeadline || got.errAfter != nil {
+			t.Errorf("fn's context: trace %v, deadline %v, err after the first caller left %v; want the first caller's trace, no deadline, no error", got.trace, got.hasDeadline, got.errAfter)
+		}
+		if res := <-second; res.Val != "v" || res.Err != nil || !res.Shared {
+			t.Errorf("second caller: %+v, want the shared result", res)
+		}
+	})
+}
+
+// Do's error is its caller's context's; fn's error is the result's.
+func TestGroupErrors(t *testing.T) {
+	errFn := errors.New("fn failed")
+	synctest.Test(t, func(t *testing.T) {
+		var g Group[int]
+		res, err := g.Do(t.Context(), "k", func(context.Context) (int, error) { return 0, errFn })
+		if err != nil || res.Err != errFn {
+			t.Errorf("a failing fn: Do = %+v, %v; want its error in the result", res, err)
+		}
+		gate := make(chan struct{})
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		res, err = g.Do(ctx, "k", func(context.Context) (int, error) { <-gate; return 1, nil })
+		if err != context.Canceled || res != (GroupResult[int]{}) {
+			t.Errorf("a cancelled caller: Do = %+v, %v; want context.Canceled and no result", res, err)
+		}
+		close(gate)
+	})
+}
+
+// A panic in fn becomes a *PanicError for every waiter, naming the panic
+// value's type only, and frees the key; so does runtime.Goexit.
+func TestGroupPanic(t *testing.T) {
+	const planted = "PLANTED-secret-Zebra-4711"
+	tests := []struct {
+		name    string
+		fn      func()
+		wantErr string
+	}{
+		{"string", func() { panic("built from " + planted) }, "upstream: panic in a shared call: string"},
+		{"error", func() { panic(fmt.Errorf("%s: %w", planted, context.DeadlineExceeded)) }, "upstream: panic in a shared call: *fmt.wrapError"},
+		{"nil", func() { panic(nil) }, "upstream: panic in a shared call: *runtime.PanicNilError"},
+		{"Goexit", runtime.Goexit, errGoexit.Error()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var (
+					g     Group[int]
+					gate  = make(chan struct{})
+					calls atomic.Int32
+				)
+				fn := func(context.Context) (int, error) {
+					calls.Add(1)
+					<-gate
+					tt.fn()
+					return 1, nil
+				}
+				const waiters = 5
+				errs := make([]error, waiters)
+				var wg sync.WaitGroup
+				for i := range waiters {
+					wg.Go(func() {
+						res, err := g.Do(t.Context(), "k", fn)
+						if err != nil {
+							t.Errorf("waiter %d: Do error %v", i, err)
+						}
+						errs[i] = res.Err
+					})
+				}
+				synctest.Wait()
+				close(gate)
+				wg.Wait()
+				if n := calls.Load(); n != 1 {
+					t.Fatalf("fn ran %d times, want 1", n)
+				}
+				for i, err := range errs {
+					if err == nil || err.Error() != tt.wantErr {
+						t.Fatalf("waiter %d: err = %v, want %q", i, err, tt.wantErr)
+					}
+					if strings.Contains(err.Error(), planted) || errors.Is(err, context.DeadlineExceeded) {
+						t.Fatalf("waiter %d: the panic value leaked into the error: %v", i, err)
+					}
+				}
+				res, err := g.Do(t.Context(), "k", func(context.Context) (int, error) { return 7, nil })
+				if err != nil || res.Val != 7 || res.Err != nil {
+					t.Fatalf("Do after the failed call = %+v, %v; want a fresh call", res, err)
+				}
+			})
+		})
+	}
+}
+
+// slowRepoLookups is a transport that answers GET /repos/acme/api with id
+// 9 after delay, or with the request's context error if that ends first.
+func slowRepoLookups(delay time.Duration, lookups *atomic.Int32, ended chan<- error) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if !strings.EqualFold(r.URL.Path, "/repos/acme/api") {
+			return nil, fmt.Errorf("unexpected request %s", r.URL.Path)
+		}
+		lookups.Add(1)
+		select {
+		case <-time.After(delay):
+			return &http.Response{
+				StatusCode: http.StatusOK,
+				Header:     http.Header{"Content-Type": {"application/json"}},
+				Body:       io.NopCloser(strings.NewReader(`{"id":9,"name":"api","full_name":"acme/api"}`)),
+				Request:    r,
+			}, nil
+		case <-r.Context().Done():
+			if ended != nil {
+				ended <- r.Context().Err()
+			}
+			return nil, r.Context().Err()
+		}
+	})
+}
+
+// repositoryID coalesces like a Group: a short-deadline waiter leaving
+// does not make the next caller start a second lookup.
+func TestRepositoryIDWaiters(t *testing.T) {
+	tests := []struct {
+		name        string
+		lateAt      time.Duration // when the late caller asks
+		keepWaiting bool          // whether a caller without a deadline waits all along
+		wantLookups int32
+		wantLateAt  time.Duration // when the late caller gets the id
+	}{
+		{"joins the running lookup while someone waits", 2 * time.Second, true, 1, 5 * time.Second},
+		{"starts a new lookup once every waiter has left", 2 * time.Second, false, 2, 7 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var lookups atomic.Int32
+				c, err := New(Config{
+					Token:        testToken,
+					LegacyRoutes: true,
+					HTTPClient:   &http.Client{Transport: slowRepoLookups(5*time.Second, &lookups, nil)},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				var wg sync.WaitGroup
+				wantID := func(name string, wantAt time.Duration) {
+					id, err := c.repositoryID(t.Context(), "acme", "api")
+					if at := time.Since(start); err != nil || id != 9 || at != wantAt {
+						t.Errorf("%s: id %d, %v at %v; want 9 at %v", name, id, err, at, wantAt)
+					}
+				}
+				if tt.keepWaiting {
+					wg.Go(func() { wantID("patient caller", 5*time.Second) })
+					synctest.Wait()
+				}
+				wg.Go(func() {
+					ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+					defer cancel()
+					_, err := c.repositoryID(ctx, "ACME", "api")
+					if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != time.Second {
+						t.Errorf("impatient caller: %v at %v, want context.DeadlineExceeded at 1s", err, time.Since(start))
+					}
+				})
+				synctest.Wait()
+				time.Sleep(tt.lateAt)
+				wg.Go(func() { wantID("late caller", tt.wantLateAt) })
+				wg.Wait()
+				if n := lookups.Load(); n != tt.wantLookups {
+					t.Errorf("%d lookups, want %d", n, tt.wantLookups)
+				}
+			})
+		})
+	}
+}
+
+// A lookup every waiter has left runs on, bounded by lookupTimeout.
+func TestRepositoryIDAbandonedLookupBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var lookups atomic.Int32
+		ended := make(chan error, 1)
+		c, err := New(Config{
+			Token:        testToken,
+			LegacyRoutes: true,
+			Pacing:       &Pacing{MaxAttempts: 1},
+			HTTPClient:   &http.Client{Transport: slowRepoLookups(time.Hour, &lookups, ended)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(time.Second, cancel)
+		if _, err := c.repositoryID(ctx, "acme", "api"); !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+		err = <-ended
+		if at := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || at != lookupTimeout {
+			t.Errorf("the abandoned lookup ended with %v at %v, want context.DeadlineExceeded at %v", err, at, lookupTimeout)
+		}
+		if n := lookups.Load(); n != 1 {
+			t.Errorf("%d lookups, want 1", n)
+		}
+	})
+}
