@@ -190,7 +190,7 @@ type Config struct {
 
 	// MaxInflightBytes bounds the bytes of requests in progress at once
 	// across all callers, per listener. Flag --max-inflight-bytes. Default
-	// 64 MiB; at least maxRequestBytes.
+	// 32 MiB; at least maxRequestBytes.
 	MaxInflightBytes int64
 
 	// OTLPEndpoint is OTEL_EXPORTER_OTLP_ENDPOINT (or
@@ -217,7 +217,7 @@ const (
 	defaultCallerBurst               = 100
 	defaultCallerMaxConcurrent       = 32
 	defaultMaxConcurrentCalls        = 512
-	defaultMaxInflightBytes          = 64 << 20
+	defaultMaxInflightBytes          = 32 << 20
 )
 
 // loadConfig builds the configuration from the command-line arguments

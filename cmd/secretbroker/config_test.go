@@ -61,7 +61,7 @@ func TestLoadConfig(t *testing.T) {
 		CallerBurst:               100,
 		CallerMaxConcurrent:       32,
 		MaxConcurrentCalls:        512,
-		MaxInflightBytes:          64 << 20,
+		MaxInflightBytes:          32 << 20,
 	}
 	with := func(f func(*Config)) Config {
 		c := defaults

@@ -211,13 +211,15 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		return err
 	}
 	httpSrv := &http.Server{
-		Handler: otelhttp.NewHandler(
-			door.admitHTTP(gw, newCallLimits(0, 0, cfg.CallerMaxConcurrent, cfg.MaxConcurrentCalls), cfg.MaxInflightBytes),
-			"gateway",
-			otelhttp.WithTracerProvider(tp),
-			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-				return "HTTP " + r.Method
-			})),
+		// The front door refuses before anything else runs, tracing
+		// included, so that a refused flood costs as little as it can.
+		Handler: door.admitHTTP(
+			otelhttp.NewHandler(gw, "gateway",
+				otelhttp.WithTracerProvider(tp),
+				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+					return "HTTP " + r.Method
+				})),
+			newCallLimits(0, 0, cfg.CallerMaxConcurrent, cfg.MaxConcurrentCalls), cfg.MaxInflightBytes),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
