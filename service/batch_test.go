@@ -18,11 +18,6 @@ import (
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
 
-// githubLimits are github.com's published limits, for the emulator.
-func githubLimits() emulator.Limits {
-	return emulator.Limits{PointsPerMinute: 900, MaxConcurrent: 100, PrimaryPerHour: 5000}
-}
-
 // keyFetches is how many public-key requests the emulator served.
 func keyFetches(h *harness) int {
 	return h.emu.Count(emulator.RouteGetOrgPublicKey) + h.emu.Count(emulator.RouteGetRepoPublicKey) +
@@ -78,7 +73,7 @@ func wantStored(t *testing.T, h *harness, secret, value string) {
 }
 
 func TestBatchPutAcrossScopes(t *testing.T) {
-	h := newHarness(t, harnessOpts{limits: githubLimits()})
+	h := newHarness(t, harnessOpts{limits: emulator.GitHubLimits()})
 	scopes := []string{
 		"orgs/octo-org/actions",
 		"repos/octo-org/hello-world/actions",
@@ -207,7 +202,7 @@ func TestBatchRotationMidBatch(t *testing.T) {
 	var rot *rotateAfter
 	// At 100x a write slot is 10 ms of wall time, ample for the refused
 	// write and the key fetch to finish before the next write is admitted.
-	h := newHarness(t, harnessOpts{limits: githubLimits(), scale: 100, wrap: func(up Upstream) Upstream {
+	h := newHarness(t, harnessOpts{limits: emulator.GitHubLimits(), scale: 100, wrap: func(up Upstream) Upstream {
 		rot = &rotateAfter{Upstream: up, scope: scope, n: 10}
 		return rot
 	}})
@@ -242,7 +237,7 @@ func TestBatchRotationMidBatch(t *testing.T) {
 // set above the emulator's, so it trips the limit; the credential pauses
 // for the default minute, then every write lands.
 func TestBatchSecondaryLimitWithoutRetryAfter(t *testing.T) {
-	limits := githubLimits()
+	limits := emulator.GitHubLimits()
 	limits.PointsPerMinute = 40 // eight writes a minute
 	limits.OmitRetryAfter = true
 	pacing := upstream.DefaultPacing()
@@ -268,7 +263,7 @@ func TestBatchSecondaryLimitWithoutRetryAfter(t *testing.T) {
 // A storm of 5xx answers and dropped connections: every write is retried
 // until it lands, and each lands once with its own value.
 func TestBatch5xxStorm(t *testing.T) {
-	h := newHarness(t, harnessOpts{limits: githubLimits()})
+	h := newHarness(t, harnessOpts{limits: emulator.GitHubLimits()})
 	const scope = "repos/octo-org/secret-sauce/actions"
 	h.emu.InjectFault(emulator.Fault{Route: emulator.RoutePutRepoSecret, Status: 502, Times: 4})
 	h.emu.InjectFault(emulator.Fault{Route: emulator.RoutePutRepoSecret, Status: 503, Times: 2})
@@ -338,7 +333,7 @@ func TestBatchDeadlineFailsFast(t *testing.T) {
 func TestBatchTwoCallersShareFairly(t *testing.T) {
 	// At 100x a write slot is 10 ms of wall time, so the single put's trip
 	// through gRPC to the pacer takes less than one slot.
-	h := newHarness(t, harnessOpts{limits: githubLimits(), scale: 100})
+	h := newHarness(t, harnessOpts{limits: emulator.GitHubLimits(), scale: 100})
 	const scope = "repos/octo-org/hello-world/actions"
 	const n = 60
 	big := batchOf(scope, "BIG", n)
@@ -369,7 +364,7 @@ func TestBatchTwoCallersShareFairly(t *testing.T) {
 }
 
 func TestBatchDelete(t *testing.T) {
-	h := newHarness(t, harnessOpts{limits: githubLimits()})
+	h := newHarness(t, harnessOpts{limits: emulator.GitHubLimits()})
 	const scope = "repos/octo-org/hello-world/actions"
 	put := &secretbrokerv1.BatchPutSecretsRequest{}
 	for i := range 3 {
@@ -454,7 +449,7 @@ func TestIdenticalReadsAreCoalesced(t *testing.T) {
 // A key older than the TTL is revalidated with If-None-Match: GitHub's 304
 // costs no primary quota, and the cached key goes on being used.
 func TestKeyRevalidatedWithNotModified(t *testing.T) {
-	h := newHarness(t, harnessOpts{limits: githubLimits(), keyTTL: time.Nanosecond})
+	h := newHarness(t, harnessOpts{limits: emulator.GitHubLimits(), keyTTL: time.Nanosecond})
 	const scope = "repos/octo-org/hello-world/actions"
 	for i := range 3 {
 		if _, err := h.broker.PutSecret(t.Context(), plain(fmt.Sprintf("%s/secrets/REVAL%d", scope, i), plantedSecret)); err != nil {

@@ -30,13 +30,8 @@ const (
 	benchToken = "bench-token"
 )
 
-// githubLimits are github.com's published limits.
-func githubLimits() emulator.Limits {
-	return emulator.Limits{PointsPerMinute: 900, MaxConcurrent: 100, PrimaryPerHour: 5000}
-}
-
 func describeLimits() string {
-	l := githubLimits()
+	l := emulator.GitHubLimits()
 	return fmt.Sprintf("%d points a minute, %d concurrent requests, %d requests an hour",
 		l.PointsPerMinute, l.MaxConcurrent, l.PrimaryPerHour)
 }
@@ -113,7 +108,7 @@ func newWorld(c config, n, k int) (*world, error) {
 	if err != nil {
 		return nil, err
 	}
-	emu := emulator.New(emulator.Options{Token: benchToken, Clock: clk, Limits: githubLimits()})
+	emu := emulator.New(emulator.Options{Token: benchToken, Clock: clk, Limits: emulator.GitHubLimits()})
 	emu.AddOrg(benchOrg)
 	for j := range k {
 		emu.AddRepo(benchOrg, fmt.Sprintf("repo-%02d", j), true)

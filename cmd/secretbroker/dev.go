@@ -27,12 +27,6 @@ type devUpstream struct {
 	done  chan struct{}
 }
 
-// githubLimits are github.com's published rate limits, which the dev
-// emulator enforces so that --dev paces as production does.
-func githubLimits() emulator.Limits {
-	return emulator.Limits{PointsPerMinute: 900, MaxConcurrent: 100, PrimaryPerHour: 5000}
-}
-
 // startEmulator starts the GitHub emulator on 127.0.0.1 with a random
 // token and github.com's rate limits, seeded with the demo data.
 func startEmulator(ctx context.Context, cfg Config, logger *slog.Logger) (*devUpstream, error) {
@@ -41,7 +35,7 @@ func startEmulator(ctx context.Context, cfg Config, logger *slog.Logger) (*devUp
 		Token:        token,
 		LegacyRoutes: cfg.UpstreamLegacyRoutes,
 		Logger:       logger,
-		Limits:       githubLimits(),
+		Limits:       emulator.GitHubLimits(),
 	})
 	demo := emu.SeedDemo()
 

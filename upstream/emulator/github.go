@@ -1,0 +1,17 @@
+package emulator
+
+// GitHubLimits returns github.com's published rate limits for the REST API
+// with one user token, per "Rate limits for the REST API": a secondary
+// budget of 900 points a minute, at most 100 requests in flight at once,
+// and a primary quota of 5,000 requests an hour. The other fields keep
+// their zero values: secondary answers are 403 with Retry-After, and a
+// violation is followed by a 60 s penalty.
+//
+// It is the one statement of those numbers for "secretbroker --dev", the
+// benchmark and the tests that run the broker against github.com's
+// limits. They are written here, independently of the broker's own pacing
+// defaults (package upstream), so that a test against the emulator checks
+// the client against GitHub's numbers rather than against itself.
+func GitHubLimits() Limits {
+	return Limits{PointsPerMinute: 900, MaxConcurrent: 100, PrimaryPerHour: 5000}
+}
