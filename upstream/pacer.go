@@ -52,8 +52,8 @@ type Pacing struct {
 	// it completed. 0 turns the budget off; otherwise at least 5.
 	PointsPerMinute int
 	// MaxAttempts is how many times one request is tried in all, the first
-	// try included: at least 1. Rate-limit answers, 500, 502, 503, 504 and
-	// dropped connections are retried; other answers are not.
+	// try included: 1 to MaxAttemptsLimit. Rate-limit answers, 500, 502,
+	// 503, 504 and dropped connections are retried; other answers are not.
 	MaxAttempts int
 	// BackoffBase is the first retry's backoff ceiling; it doubles with
 	// every further attempt up to BackoffMax. The wait is drawn uniformly
@@ -84,26 +84,74 @@ func DefaultPacing() Pacing {
 	}
 }
 
+// Bounds of Pacing's fields, checked by Validate.
+const (
+	// MaxInFlightLimit is the most MaxInFlight may be: GitHub allows 100
+	// concurrent requests.
+	MaxInFlightLimit = maxConcurrent
+	// MinPointsPerMinute is the least PointsPerMinute other than 0 (off):
+	// the cost of one write.
+	MinPointsPerMinute = writePoints
+	// MaxAttemptsLimit is the most MaxAttempts may be. It bounds how long
+	// one request keeps retrying: with the default backoff, the 19 waits
+	// between 20 tries are drawn below ceilings that add up to 14 minutes.
+	MaxAttemptsLimit = 20
+)
+
+// PacingError is why a Pacing is not usable: the first field, in the
+// order of Pacing's fields, that breaks its rule. Field and Rule let a
+// caller that sets the fields from elsewhere (flags, a file) name its own
+// setting: "--upstream-max-in-flight " + Rule.
+type PacingError struct {
+	// Field is the Pacing field's name, for example "MaxInFlight".
+	Field string
+	// Value is the field's value, an int or a time.Duration.
+	Value any
+	// Rule is what the field must be, phrased to follow the field's name:
+	// "must be between 1 and 100, GitHub's limit on concurrent requests".
+	Rule string
+}
+
+// Error is "upstream: pacing: FIELD RULE; got VALUE".
+func (e *PacingError) Error() string {
+	return fmt.Sprintf("upstream: pacing: %s %s; got %v", e.Field, e.Rule, e.Value)
+}
+
+// Validate reports whether p is usable as it is: nil, or a *PacingError.
+// It fills in no default, so a MaxInFlight of 0, which New replaces with
+// DefaultPacing's, is out of range here. This is the one statement of
+// Pacing's rules; New applies it after filling MaxInFlight in.
+func (p Pacing) Validate() error {
+	bad := func(field string, value any, rule string) error {
+		return &PacingError{Field: field, Value: value, Rule: rule}
+	}
+	switch {
+	case p.MaxInFlight < 1 || p.MaxInFlight > MaxInFlightLimit:
+		return bad("MaxInFlight", p.MaxInFlight,
+			fmt.Sprintf("must be between 1 and %d, GitHub's limit on concurrent requests", MaxInFlightLimit))
+	case p.WriteInterval < 0:
+		return bad("WriteInterval", p.WriteInterval, "must not be negative")
+	case p.PointsPerMinute < 0 || (p.PointsPerMinute > 0 && p.PointsPerMinute < MinPointsPerMinute):
+		return bad("PointsPerMinute", p.PointsPerMinute,
+			fmt.Sprintf("must be 0 (off) or at least %d, the cost of one write", MinPointsPerMinute))
+	case p.MaxAttempts < 1 || p.MaxAttempts > MaxAttemptsLimit:
+		return bad("MaxAttempts", p.MaxAttempts, fmt.Sprintf("must be between 1 and %d", MaxAttemptsLimit))
+	case p.BackoffBase < 0:
+		return bad("BackoffBase", p.BackoffBase, "must not be negative")
+	case p.BackoffMax < p.BackoffBase:
+		return bad("BackoffMax", p.BackoffMax, fmt.Sprintf("must be at least BackoffBase (%v)", p.BackoffBase))
+	case p.SecondaryPause < 0:
+		return bad("SecondaryPause", p.SecondaryPause, "must not be negative")
+	}
+	return nil
+}
+
 // normalized returns p with defaults filled in, or why p is not usable.
 func (p Pacing) normalized() (Pacing, error) {
 	if p.MaxInFlight == 0 {
 		p.MaxInFlight = DefaultPacing().MaxInFlight
 	}
-	switch {
-	case p.MaxInFlight < 1 || p.MaxInFlight > maxConcurrent:
-		return p, fmt.Errorf("upstream: pacing: MaxInFlight %d is not between 1 and %d", p.MaxInFlight, maxConcurrent)
-	case p.WriteInterval < 0:
-		return p, fmt.Errorf("upstream: pacing: WriteInterval %v is negative", p.WriteInterval)
-	case p.PointsPerMinute < 0 || (p.PointsPerMinute > 0 && p.PointsPerMinute < writePoints):
-		return p, fmt.Errorf("upstream: pacing: PointsPerMinute %d is neither 0 (off) nor at least %d, the cost of one write", p.PointsPerMinute, writePoints)
-	case p.MaxAttempts < 1:
-		return p, fmt.Errorf("upstream: pacing: MaxAttempts %d is less than 1", p.MaxAttempts)
-	case p.BackoffBase < 0 || p.BackoffMax < p.BackoffBase:
-		return p, fmt.Errorf("upstream: pacing: backoff from %v to %v is not a non-negative range", p.BackoffBase, p.BackoffMax)
-	case p.SecondaryPause < 0:
-		return p, fmt.Errorf("upstream: pacing: SecondaryPause %v is negative", p.SecondaryPause)
-	}
-	return p, nil
+	return p, p.Validate()
 }
 
 // PacerStats counts what a Client's pacer did since New.

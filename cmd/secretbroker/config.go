@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/secretbroker/secretbroker/service"
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -46,8 +47,8 @@ type Config struct {
 	HTTPAddr string
 
 	// UpstreamURL is GitHub's REST API. Flag --upstream-url. Default
-	// "https://api.github.com"; GitHub Enterprise Server is
-	// "https://HOST/api/v3". Ignored in dev mode.
+	// upstream.DefaultBaseURL, "https://api.github.com"; GitHub Enterprise
+	// Server is "https://HOST/api/v3". Ignored in dev mode.
 	UpstreamURL string
 
 	// UpstreamTokenFile is the file that holds the GitHub token. Flag
@@ -63,11 +64,12 @@ type Config struct {
 
 	// UpstreamAPIVersionActions is the X-GitHub-Api-Version sent with
 	// Actions requests. Flag --upstream-api-version-actions. Default
-	// "2022-11-28".
+	// upstream.DefaultAPIVersionActions, "2022-11-28".
 	UpstreamAPIVersionActions string
 
 	// UpstreamAPIVersionAgents is the X-GitHub-Api-Version sent with Agents
-	// requests. Flag --upstream-api-version-agents. Default "2026-03-10".
+	// requests. Flag --upstream-api-version-agents. Default
+	// upstream.DefaultAPIVersionAgents, "2026-03-10".
 	UpstreamAPIVersionAgents string
 
 	// UpstreamLegacyRoutes selects older GitHub Enterprise Server routes
@@ -78,6 +80,11 @@ type Config struct {
 	// UpstreamMaxInFlight is the most requests the broker has in flight to
 	// GitHub at once. Flag --upstream-max-in-flight. Default 10; between 1
 	// and 100 (GitHub's hard limit on concurrent requests).
+	//
+	// The four pacing settings (UpstreamMaxInFlight, UpstreamWriteInterval,
+	// UpstreamPointsPerMinute, UpstreamMaxAttempts) take their defaults
+	// from upstream.DefaultPacing() and their rules from
+	// upstream.Pacing.Validate; UpstreamPacing combines them.
 	UpstreamMaxInFlight int
 
 	// UpstreamWriteInterval is the least time between the starts of two
@@ -101,7 +108,7 @@ type Config struct {
 	// KeyTTL is how long a scope's public key is used before it is
 	// revalidated with a conditional request (If-None-Match), which costs
 	// no primary quota when the key is unchanged. Flag --key-ttl. Default
-	// 10m.
+	// service.DefaultKeyTTL, 10m.
 	KeyTTL time.Duration
 
 	// Dev runs the broker against the embedded GitHub emulator, seeded with
@@ -199,19 +206,16 @@ type Config struct {
 	OTLPEndpoint string
 }
 
-// Defaults, documented on Config.
+// Defaults, documented on Config. The upstream settings' defaults are
+// their packages' own: upstream.DefaultPacing() for the pacing flags.
 const (
 	defaultGRPCAddr                  = ":9090"
 	defaultHTTPAddr                  = ":8080"
-	defaultUpstreamURL               = "https://api.github.com"
-	defaultUpstreamAPIVersionActions = "2022-11-28"
-	defaultUpstreamAPIVersionAgents  = "2026-03-10"
+	defaultUpstreamURL               = upstream.DefaultBaseURL
+	defaultUpstreamAPIVersionActions = upstream.DefaultAPIVersionActions
+	defaultUpstreamAPIVersionAgents  = upstream.DefaultAPIVersionAgents
 	defaultShutdownTimeout           = 15 * time.Second
-	defaultUpstreamMaxInFlight       = 10
-	defaultUpstreamWriteInterval     = time.Second
-	defaultUpstreamPointsPerMinute   = 900
-	defaultUpstreamMaxAttempts       = 5
-	defaultKeyTTL                    = 10 * time.Minute
+	defaultKeyTTL                    = service.DefaultKeyTTL
 	defaultLogLevel                  = slog.LevelInfo
 	defaultCallerRPS                 = 50
 	defaultCallerBurst               = 100
@@ -226,6 +230,7 @@ const (
 // to output. It returns flag.ErrHelp when -h or --help was asked for.
 func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.Writer) (Config, error) {
 	var cfg Config
+	pacing := upstream.DefaultPacing()
 	fs := flag.NewFlagSet("secretbroker", flag.ContinueOnError)
 	fs.SetOutput(output)
 	fs.Usage = func() {
@@ -255,14 +260,15 @@ Flags:
 		"X-GitHub-Api-Version for Agents secrets")
 	fs.BoolVar(&cfg.UpstreamLegacyRoutes, "upstream-legacy-routes", false,
 		"older GitHub Enterprise Server: environment secrets under /repositories/{id}/environments/...")
-	fs.IntVar(&cfg.UpstreamMaxInFlight, "upstream-max-in-flight", defaultUpstreamMaxInFlight,
-		"most requests in flight to GitHub at once (1 to 100)")
-	fs.DurationVar(&cfg.UpstreamWriteInterval, "upstream-write-interval", defaultUpstreamWriteInterval,
+	fs.IntVar(&cfg.UpstreamMaxInFlight, "upstream-max-in-flight", pacing.MaxInFlight,
+		fmt.Sprintf("most requests in flight to GitHub at once (1 to %d)", upstream.MaxInFlightLimit))
+	fs.DurationVar(&cfg.UpstreamWriteInterval, "upstream-write-interval", pacing.WriteInterval,
 		"least time between the starts of two PUT or DELETE requests, sent one at a time; 0 sends them unspaced and concurrently")
-	fs.IntVar(&cfg.UpstreamPointsPerMinute, "upstream-points-per-minute", defaultUpstreamPointsPerMinute,
-		"GitHub's secondary rate limit budget in any 60 s window (GET 1 point, PUT/DELETE 5); 0 turns it off")
-	fs.IntVar(&cfg.UpstreamMaxAttempts, "upstream-max-attempts", defaultUpstreamMaxAttempts,
-		"tries per GitHub request on a rate limit, a 5xx or a dropped connection (1 to 20)")
+	fs.IntVar(&cfg.UpstreamPointsPerMinute, "upstream-points-per-minute", pacing.PointsPerMinute,
+		fmt.Sprintf("GitHub's secondary rate limit budget in any 60 s window (GET 1 point, PUT/DELETE 5); 0 turns it off, else at least %d",
+			upstream.MinPointsPerMinute))
+	fs.IntVar(&cfg.UpstreamMaxAttempts, "upstream-max-attempts", pacing.MaxAttempts,
+		fmt.Sprintf("tries per GitHub request on a rate limit, a 5xx or a dropped connection (1 to %d)", upstream.MaxAttemptsLimit))
 	fs.DurationVar(&cfg.KeyTTL, "key-ttl", defaultKeyTTL,
 		"how long a public key is used before it is revalidated with If-None-Match")
 	fs.BoolVar(&cfg.Dev, "dev", false,
@@ -393,20 +399,8 @@ func (c *Config) validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
 	}
-	if c.UpstreamMaxInFlight < 1 || c.UpstreamMaxInFlight > 100 {
-		return fmt.Errorf("--upstream-max-in-flight must be between 1 and 100 (GitHub's limit), got %d", c.UpstreamMaxInFlight)
-	}
-	if c.UpstreamWriteInterval < 0 {
-		return fmt.Errorf("--upstream-write-interval must not be negative, got %s", c.UpstreamWriteInterval)
-	}
-	if c.UpstreamPointsPerMinute < 0 {
-		return fmt.Errorf("--upstream-points-per-minute must not be negative, got %d", c.UpstreamPointsPerMinute)
-	}
-	if c.UpstreamPointsPerMinute > 0 && c.UpstreamPointsPerMinute < 5 {
-		return fmt.Errorf("--upstream-points-per-minute must be 0 (off) or at least 5, the cost of one write; got %d", c.UpstreamPointsPerMinute)
-	}
-	if c.UpstreamMaxAttempts < 1 || c.UpstreamMaxAttempts > 20 {
-		return fmt.Errorf("--upstream-max-attempts must be between 1 and 20, got %d", c.UpstreamMaxAttempts)
+	if err := c.validatePacing(); err != nil {
+		return err
 	}
 	if c.KeyTTL <= 0 {
 		return fmt.Errorf("--key-ttl must be positive, got %s", c.KeyTTL)
@@ -457,6 +451,52 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// UpstreamPacing is the upstream client's pacing: upstream.DefaultPacing()
+// with the fields the --upstream-* flags set.
+func (c *Config) UpstreamPacing() upstream.Pacing {
+	p := upstream.DefaultPacing()
+	p.MaxInFlight = c.UpstreamMaxInFlight
+	p.WriteInterval = c.UpstreamWriteInterval
+	p.PointsPerMinute = c.UpstreamPointsPerMinute
+	p.MaxAttempts = c.UpstreamMaxAttempts
+	return p
+}
+
+// validatePacing checks the --upstream-* pacing flags with the upstream
+// package's own rules (upstream.Pacing.Validate), naming the flag rather
+// than the field. A flag of 0 for --upstream-max-in-flight is an error, not
+// the default.
+func (c *Config) validatePacing() error {
+	err := c.UpstreamPacing().Validate()
+	if err == nil {
+		return nil
+	}
+	var pe *upstream.PacingError
+	if errors.As(err, &pe) {
+		if name := pacingFlag(pe.Field); name != "" {
+			return fmt.Errorf("%s %s; got %v", name, pe.Rule, pe.Value)
+		}
+	}
+	// A field no flag sets: DefaultPacing's own value is out of range.
+	return fmt.Errorf("upstream pacing: %w", err)
+}
+
+// pacingFlag returns the flag that sets an upstream.Pacing field, or "" for
+// a field no flag sets.
+func pacingFlag(field string) string {
+	switch field {
+	case "MaxInFlight":
+		return "--upstream-max-in-flight"
+	case "WriteInterval":
+		return "--upstream-write-interval"
+	case "PointsPerMinute":
+		return "--upstream-points-per-minute"
+	case "MaxAttempts":
+		return "--upstream-max-attempts"
+	}
+	return ""
 }
 
 // Authenticates reports whether callers must prove who they are: mTLS

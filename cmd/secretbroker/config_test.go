@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secretbroker/secretbroker/service"
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -296,12 +297,13 @@ func TestLoadConfigErrors(t *testing.T) {
 			env:  withToken,
 			want: []string{"--shutdown-timeout"},
 		},
-		{name: "no request in flight", args: []string{"--upstream-max-in-flight=0"}, env: withToken, want: []string{"--upstream-max-in-flight", "100"}},
+		{name: "no request in flight", args: []string{"--upstream-max-in-flight=0"}, env: withToken, want: []string{"--upstream-max-in-flight", "100", "got 0"}},
 		{name: "more in flight than GitHub allows", args: []string{"--upstream-max-in-flight=101"}, env: withToken, want: []string{"--upstream-max-in-flight"}},
 		{name: "negative write interval", args: []string{"--upstream-write-interval=-1s"}, env: withToken, want: []string{"--upstream-write-interval"}},
 		{name: "negative points", args: []string{"--upstream-points-per-minute=-1"}, env: withToken, want: []string{"--upstream-points-per-minute"}},
 		{name: "points below one write", args: []string{"--upstream-points-per-minute=4"}, env: withToken, want: []string{"--upstream-points-per-minute", "at least 5"}},
 		{name: "no attempt", args: []string{"--upstream-max-attempts=0"}, env: withToken, want: []string{"--upstream-max-attempts"}},
+		{name: "too many attempts", env: map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_UPSTREAM_MAX_ATTEMPTS": "21"}, want: []string{"--upstream-max-attempts", "between 1 and 20", "got 21"}},
 		{name: "zero key TTL", env: map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_KEY_TTL": "0s"}, want: []string{"--key-ttl"}},
 		{
 			name: "bad log level",
@@ -421,6 +423,66 @@ func TestLoadConfigErrors(t *testing.T) {
 			}
 			if strings.Contains(out.String(), testToken) {
 				t.Errorf("usage output holds the token: %q", out.String())
+			}
+		})
+	}
+}
+
+// The upstream settings' defaults are their packages' own.
+func TestLoadConfigDefaultsFromOwners(t *testing.T) {
+	cfg, err := loadConfig([]string{"--allow-unauthenticated"}, envMap(map[string]string{"GITHUB_TOKEN": testToken}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.UpstreamPacing(), upstream.DefaultPacing(); got != want {
+		t.Errorf("UpstreamPacing() = %+v, want upstream.DefaultPacing() %+v", got, want)
+	}
+	for _, c := range []struct{ name, got, want string }{
+		{"UpstreamURL", cfg.UpstreamURL, upstream.DefaultBaseURL},
+		{"UpstreamAPIVersionActions", cfg.UpstreamAPIVersionActions, upstream.DefaultAPIVersionActions},
+		{"UpstreamAPIVersionAgents", cfg.UpstreamAPIVersionAgents, upstream.DefaultAPIVersionAgents},
+		{"KeyTTL", cfg.KeyTTL.String(), service.DefaultKeyTTL.String()},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.name, c.got, c.want)
+		}
+	}
+}
+
+// The pacing flags are checked by upstream.Pacing.Validate, and their
+// errors are its rules phrased with the flag's name.
+func TestPacingFlagErrors(t *testing.T) {
+	withToken := envMap(map[string]string{"GITHUB_TOKEN": testToken})
+	for _, tt := range []struct {
+		arg   string
+		flag  string
+		bad   func(*upstream.Pacing)
+		value string
+	}{
+		{"--upstream-max-in-flight=101", "--upstream-max-in-flight", func(p *upstream.Pacing) { p.MaxInFlight = 101 }, "101"},
+		{"--upstream-max-in-flight=0", "--upstream-max-in-flight", func(p *upstream.Pacing) { p.MaxInFlight = 0 }, "0"},
+		{"--upstream-write-interval=-2s", "--upstream-write-interval", func(p *upstream.Pacing) { p.WriteInterval = -2 * time.Second }, "-2s"},
+		{"--upstream-points-per-minute=4", "--upstream-points-per-minute", func(p *upstream.Pacing) { p.PointsPerMinute = 4 }, "4"},
+		{"--upstream-points-per-minute=-1", "--upstream-points-per-minute", func(p *upstream.Pacing) { p.PointsPerMinute = -1 }, "-1"},
+		{"--upstream-max-attempts=0", "--upstream-max-attempts", func(p *upstream.Pacing) { p.MaxAttempts = 0 }, "0"},
+		{"--upstream-max-attempts=21", "--upstream-max-attempts", func(p *upstream.Pacing) { p.MaxAttempts = 21 }, "21"},
+	} {
+		t.Run(tt.arg, func(t *testing.T) {
+			p := upstream.DefaultPacing()
+			tt.bad(&p)
+			var pe *upstream.PacingError
+			if !errors.As(p.Validate(), &pe) {
+				t.Fatalf("upstream.Pacing.Validate accepts what %s sets", tt.arg)
+			}
+			_, err := loadConfig([]string{tt.arg, "--allow-unauthenticated"}, withToken, io.Discard)
+			if err == nil {
+				t.Fatal("loadConfig: no error")
+			}
+			if want := tt.flag + " " + pe.Rule + "; got " + tt.value; err.Error() != want {
+				t.Errorf("error %q, want %q", err, want)
+			}
+			if pacingFlag(pe.Field) != tt.flag {
+				t.Errorf("pacingFlag(%q) = %q, want %q", pe.Field, pacingFlag(pe.Field), tt.flag)
 			}
 		})
 	}

@@ -28,7 +28,8 @@ type devUpstream struct {
 }
 
 // startEmulator starts the GitHub emulator on 127.0.0.1 with a random
-// token and github.com's rate limits, seeded with the demo data.
+// token and github.com's rate limits (emulator.GitHubLimits), so that
+// --dev paces as production does, seeded with the demo data.
 func startEmulator(ctx context.Context, cfg Config, logger *slog.Logger) (*devUpstream, error) {
 	token := rand.Text()
 	emu := emulator.New(emulator.Options{
