@@ -108,17 +108,20 @@ func New(cfg Config) (*Client, error) {
 	}
 	base, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("upstream: base URL: %w", err)
+		// url.Error quotes the URL, which may hold credentials.
+		return nil, errors.New("upstream: base URL is not a valid URL")
 	}
+	shown := *base
+	shown.User = nil // never repeat user information, password or not
 	switch {
 	case base.Scheme != "http" && base.Scheme != "https":
-		return nil, fmt.Errorf("upstream: base URL %q: scheme must be http or https", base.Redacted())
+		return nil, fmt.Errorf("upstream: base URL %q: scheme must be http or https", shown.String())
 	case base.Host == "" || base.Opaque != "":
-		return nil, fmt.Errorf("upstream: base URL %q: not an absolute URL with a host", base.Redacted())
+		return nil, fmt.Errorf("upstream: base URL %q: not an absolute URL with a host", shown.String())
 	case base.User != nil:
-		return nil, fmt.Errorf("upstream: base URL %q: must not hold credentials; use Config.Token", base.Redacted())
+		return nil, fmt.Errorf("upstream: base URL %q: must not hold credentials; use Config.Token", shown.String())
 	case base.RawQuery != "" || base.ForceQuery || base.Fragment != "":
-		return nil, fmt.Errorf("upstream: base URL %q: must not have a query or fragment", base.Redacted())
+		return nil, fmt.Errorf("upstream: base URL %q: must not have a query or fragment", shown.String())
 	}
 	esc := strings.TrimRight(base.EscapedPath(), "/")
 	if base.Path, err = url.PathUnescape(esc); err != nil {

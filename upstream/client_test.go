@@ -479,6 +479,9 @@ func TestNew(t *testing.T) {
 		"ftp://github.example/api/v3",
 		"https://",
 		"https://user:pass@github.example/api/v3",
+		"https://ghp_TOKENasUSER@github.example/api/v3",
+		"ftp://ghp_TOKENasUSER@github.example/api/v3",
+		"https://ghp_TOKENasUSER@github.example/%zz",
 		"https://github.example/api/v3?x=1",
 		"https://github.example/api/v3#frag",
 		"https://github.example/%zz",
@@ -486,8 +489,8 @@ func TestNew(t *testing.T) {
 	} {
 		if _, err := New(Config{BaseURL: bad}); err == nil {
 			t.Errorf("New(%q) accepted it", bad)
-		} else if strings.Contains(err.Error(), "pass") {
-			t.Errorf("New(%q): error shows the password: %v", bad, err)
+		} else if strings.Contains(err.Error(), "pass") || strings.Contains(err.Error(), "TOKEN") {
+			t.Errorf("New(%q): error shows the credentials: %v", bad, err)
 		}
 	}
 	for _, good := range []string{"http://127.0.0.1:8080", "https://ghe.example/api/v3/", "https://ghe.example/api/v3//"} {

@@ -80,11 +80,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		}
 	}()
 
-	pacing := upstream.DefaultPacing()
-	pacing.MaxInFlight = cfg.UpstreamMaxInFlight
-	pacing.WriteInterval = cfg.UpstreamWriteInterval
-	pacing.PointsPerMinute = cfg.UpstreamPointsPerMinute
-	pacing.MaxAttempts = cfg.UpstreamMaxAttempts
+	pacing := cfg.UpstreamPacing()
 	upCfg := upstream.Config{
 		BaseURL:           cfg.UpstreamURL,
 		Token:             cfg.UpstreamToken,
