@@ -77,7 +77,11 @@ func statusOf(err error) *status.Status {
 	return classify(err)
 }
 
-// classify maps an error to the status a caller sees.
+// classify maps an error to the status a caller sees. A request whose
+// retry was given up because GitHub kept failing (an
+// *upstream.BackoffError) is UNAVAILABLE for its failure, with the
+// backoff as the retry hint; only waits that GitHub's limits impose are
+// RESOURCE_EXHAUSTED.
 func classify(err error) *status.Status {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
@@ -90,10 +94,14 @@ func classify(err error) *status.Status {
 		return withRetryInfo(status.New(codes.ResourceExhausted,
 			"the broker's GitHub budget would not let this through before the call's deadline; try again later"), te.RetryAfter)
 	}
+	var backoff time.Duration
+	if be, ok := errors.AsType[*upstream.BackoffError](err); ok {
+		backoff = be.RetryAfter
+	}
 	var ue *upstream.Error
 	if !errors.As(err, &ue) {
 		if isTransport(err) {
-			return status.New(codes.Unavailable, "GitHub could not be reached; try again later")
+			return withRetryInfo(status.New(codes.Unavailable, "GitHub could not be reached; try again later"), backoff)
 		}
 		return status.New(codes.Internal, "internal error")
 	}
@@ -113,7 +121,7 @@ func classify(err error) *status.Status {
 	case ue.StatusCode == http.StatusForbidden:
 		return status.New(codes.PermissionDenied, "the broker's GitHub credentials are not allowed to do this (403)")
 	case ue.StatusCode >= 500:
-		return status.New(codes.Unavailable, "GitHub is unavailable; try again later")
+		return withRetryInfo(status.New(codes.Unavailable, "GitHub is unavailable; try again later"), backoff)
 	}
 	return status.New(codes.Internal, "GitHub did not accept the broker's request")
 }

@@ -245,25 +245,43 @@ func (c *Client) ListSecrets(ctx context.Context, s Scope, p Page) (SecretList, 
 	return list, nil
 }
 
-// getPage fetches one page of a list into out and reports whether GitHub's
-// Link header names a next page.
-func (c *Client) getPage(ctx context.Context, s Scope, route, path string, p Page, out any) (bool, error) {
+// getPage fetches page p of a list into out and reports whether a next
+// page exists (see hasNext).
+func (c *Client) getPage(ctx context.Context, s Scope, route, path string, p Page, out listPage) (bool, error) {
 	q, err := pageQuery(p)
 	if err != nil {
 		return false, err
 	}
-	res, err := c.do(ctx, request{
+	if _, err := c.do(ctx, request{
 		method:  http.MethodGet,
 		route:   route,
 		path:    path,
 		query:   q,
 		version: c.version(s),
 		out:     out,
-	})
-	if err != nil {
+	}); err != nil {
 		return false, err
 	}
-	return hasNext(res.header), nil
+	return hasNext(p, out.totalCount()), nil
+}
+
+// listPage is one page of a GitHub list; every list GitHub's secrets API
+// returns carries total_count.
+type listPage interface{ totalCount() int }
+
+func (l *SecretList) totalCount() int     { return l.TotalCount }
+func (l *RepositoryList) totalCount() int { return l.TotalCount }
+
+// hasNext reports whether page p of a list of total items has a next page:
+// page × per_page < total_count, with GitHub's defaults (page 1, 30 per
+// page) and its cap of 100 per page.
+func hasNext(p Page, total int) bool {
+	page, per := max(p.Page, 1), p.PerPage
+	if per <= 0 {
+		per = 30
+	}
+	per = min(per, 100)
+	return page < (total+per-1)/per // page*per < total, without overflow
 }
 
 // GetSecret returns a secret's metadata; GitHub never returns its value.
@@ -751,174 +769,3 @@ func (e *redactedError) Error() string {
 }
 
 func (e *redactedError) Unwrap() error { return e.err }
-
-// hasNext reports whether the Link headers name a next page.
-func hasNext(h http.Header) bool {
-	for _, v := range h.Values("Link") {
-		for _, l := range parseLink(v) {
-			if l.hasRel("next") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// A link is one link-value of a Link header (RFC 8288).
-type link struct {
-	url    string
-	params []linkParam // in order; names lower-cased
-}
-
-type linkParam struct {
-	name, value string
-}
-
-// hasRel reports whether l's first rel parameter holds rel, which must be
-// lower case.
-func (l link) hasRel(rel string) bool {
-	for _, p := range l.params {
-		if p.name == "rel" {
-			for _, r := range strings.Fields(p.value) {
-				if strings.ToLower(r) == rel {
-					return true
-				}
-			}
-			return false // RFC 8288: only the first rel counts
-		}
-	}
-	return false
-}
-
-// parseLink parses a Link header field value:
-//
-//	Link       = #link-value
-//	link-value = "<" URI-Reference ">" *( OWS ";" OWS link-param )
-//	link-param = token BWS [ "=" BWS ( token / quoted-string ) ]
-//
-// A malformed link-value is skipped up to the next comma outside quotes;
-// parsing resumes there.
-func parseLink(s string) []link {
-	var links []link
-	i := 0
-	for i < len(s) {
-		// Skip separators between link-values.
-		for i < len(s) && (s[i] == ',' || isOWS(s[i])) {
-			i++
-		}
-		if i >= len(s) {
-			break
-		}
-		l, next, ok := parseLinkValue(s, i)
-		if ok {
-			links = append(links, l)
-			i = next
-			continue
-		}
-		i = skipToComma(s, next)
-	}
-	return links
-}
-
-// parseLinkValue parses one link-value at s[i:]. It returns the index just
-// past it (at a comma or the end) or, on failure, where it stopped.
-func parseLinkValue(s string, i int) (link, int, bool) {
-	if s[i] != '<' {
-		return link{}, i, false
-	}
-	end := strings.IndexByte(s[i+1:], '>')
-	if end < 0 {
-		return link{}, len(s), false
-	}
-	l := link{url: s[i+1 : i+1+end]}
-	i += end + 2
-	for {
-		i = skipOWS(s, i)
-		if i >= len(s) || s[i] == ',' {
-			return l, i, true
-		}
-		if s[i] != ';' {
-			return link{}, i, false
-		}
-		i = skipOWS(s, i+1)
-		j := i
-		for j < len(s) && isTchar(s[j]) {
-			j++
-		}
-		if j == i {
-			return link{}, i, false
-		}
-		p := linkParam{name: strings.ToLower(s[i:j])}
-		i = skipOWS(s, j)
-		if i < len(s) && s[i] == '=' {
-			i = skipOWS(s, i+1)
-			if i < len(s) && s[i] == '"' {
-				v, next, ok := parseQuoted(s, i)
-				if !ok {
-					return link{}, next, false
-				}
-				p.value, i = v, next
-			} else {
-				j := i
-				for j < len(s) && isTchar(s[j]) {
-					j++
-				}
-				p.value, i = s[i:j], j
-			}
-		}
-		l.params = append(l.params, p)
-	}
-}
-
-// parseQuoted parses the quoted-string at s[i:] (s[i] == '"').
-func parseQuoted(s string, i int) (string, int, bool) {
-	var b strings.Builder
-	for i++; i < len(s); i++ {
-		switch s[i] {
-		case '"':
-			return b.String(), i + 1, true
-		case '\\':
-			i++
-			if i >= len(s) {
-				return "", i, false
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return "", i, false
-}
-
-// skipToComma returns the index of the next comma at or after i that is
-// outside a quoted-string, or len(s).
-func skipToComma(s string, i int) int {
-	quoted := false
-	for ; i < len(s); i++ {
-		switch {
-		case quoted && s[i] == '\\':
-			i++
-		case s[i] == '"':
-			quoted = !quoted
-		case !quoted && s[i] == ',':
-			return i
-		}
-	}
-	return len(s)
-}
-
-func skipOWS(s string, i int) int {
-	for i < len(s) && isOWS(s[i]) {
-		i++
-	}
-	return i
-}
-
-func isOWS(c byte) bool { return c == ' ' || c == '\t' }
-
-// isTchar reports whether c is a token character (RFC 9110).
-func isTchar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}

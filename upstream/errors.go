@@ -163,9 +163,11 @@ func cleanMessage(s string, n int) string {
 // pacer could tell that GitHub's limits would not let it go before the
 // caller's deadline: a pause GitHub imposed, the primary quota until its
 // reset, the write spacing times the writes ahead of it, the points
-// budget, or a retry's backoff. A request still waiting for its turn when
-// the deadline passes is refused the same way. It holds no request
-// values and is safe to log. Find it with errors.As.
+// budget, or the backoff of a retry after a rate-limit answer. A request
+// still waiting for its turn when the deadline passes is refused the same
+// way. (A retry that a failure rather than a limit would make wait past
+// the deadline is a *BackoffError.) It holds no request values and is safe
+// to log. Find it with errors.As.
 type ThrottledError struct {
 	// Method is the request's HTTP method, e.g. "PUT".
 	Method string
@@ -194,3 +196,30 @@ func roundWait(d time.Duration) time.Duration {
 	}
 	return max(d.Round(time.Millisecond), time.Millisecond)
 }
+
+// BackoffError reports a request that failed, with 500, 502, 503 or 504
+// or because GitHub could not be reached, and that the Client did not
+// retry because the retry's backoff would end after the caller's
+// deadline: GitHub is failing, its limits are not the cause. It wraps the
+// last attempt's failure (a *Error, or the transport error), so errors.As
+// finds a *Error through it. It holds no request values and is safe to
+// log. Find it with errors.As.
+type BackoffError struct {
+	// Attempts is how many attempts failed.
+	Attempts int
+	// RetryAfter is how long the retry would have waited; always positive.
+	RetryAfter time.Duration
+	// Err is the last attempt's failure.
+	Err error
+}
+
+// Error returns, for example, "github: PUT
+// /repos/{owner}/{repo}/{app}/secrets/{secret_name}: 503 Service
+// Unavailable (attempt 2; not retried: the retry's backoff of 3s would end
+// after the caller's deadline)".
+func (e *BackoffError) Error() string {
+	return fmt.Sprintf("%v (attempt %d; not retried: the retry's backoff of %s would end after the caller's deadline)",
+		e.Err, e.Attempts, roundWait(e.RetryAfter))
+}
+
+func (e *BackoffError) Unwrap() error { return e.Err }

@@ -168,3 +168,23 @@ func TestCleanMessage(t *testing.T) {
 		}
 	}
 }
+
+func TestBackoffErrorMessage(t *testing.T) {
+	cause := &Error{Method: "PUT", Route: "/repos/{owner}/{repo}/{app}/secrets/{secret_name}", StatusCode: 503, Message: "Service Unavailable"}
+	for _, tc := range []struct {
+		after time.Duration
+		want  string
+	}{
+		{2*time.Second + 400*time.Millisecond, "of 2s would"},
+		{1500 * time.Microsecond, "of 2ms would"},
+	} {
+		e := &BackoffError{Attempts: 2, RetryAfter: tc.after, Err: cause}
+		want := "github: PUT /repos/{owner}/{repo}/{app}/secrets/{secret_name}: 503 Service Unavailable (attempt 2; not retried: the retry's backoff " + tc.want + " end after the caller's deadline)"
+		if got := e.Error(); got != want {
+			t.Errorf("Error() = %q\nwant      %q", got, want)
+		}
+		if got, ok := errors.AsType[*Error](e); !ok || got != cause {
+			t.Errorf("errors.As does not find the cause through %v", e)
+		}
+	}
+}

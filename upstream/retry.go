@@ -28,8 +28,12 @@ import (
 // whose retry gets 404 succeeded: the earlier attempt deleted it.
 //
 // A non-2xx answer is an *Error; a request the pacer can tell would not go
-// before ctx's deadline is a *ThrottledError; other failures are wrapped
-// with the route template. No error holds the token or a body's secrets.
+// before ctx's deadline is a *ThrottledError, and so is a retry after a
+// rate-limit answer that would wait past it; a failed attempt (500, 502,
+// 503, 504 or a dropped connection) whose retry's backoff would end past
+// the deadline is a *BackoffError wrapping the failure; other failures are
+// wrapped with the route template. No error holds the token or a body's
+// secrets.
 func (c *Client) do(ctx context.Context, r request) (response, error) {
 	secrets := append([]string(nil), r.secrets...)
 	fail := func(what string, err error) error {
@@ -108,8 +112,13 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 			return response{}, err
 		}
 
-		wait := max(c.backoff(attempt), c.pacer.pauseLeft())
+		backoff := c.backoff(attempt)
+		wait := max(backoff, c.pacer.pauseLeft())
 		if deadline, ok := clock.Deadline(c.clk, ctx); ok && c.clk.Now().Add(wait).After(deadline) {
+			if !limited && c.clk.Now().Add(backoff).After(deadline) {
+				// The wait comes from GitHub failing, not from its limits.
+				return response{}, &BackoffError{Attempts: attempt, RetryAfter: max(wait, time.Millisecond), Err: err}
+			}
 			c.pacer.throttled()
 			return response{}, &ThrottledError{
 				Method:     r.method,

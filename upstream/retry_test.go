@@ -7,11 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -504,5 +508,110 @@ func TestThrottledErrorMessage(t *testing.T) {
 		if got := e.Error(); got != want {
 			t.Errorf("Error() = %q\nwant      %q", got, want)
 		}
+	}
+}
+
+// handlerTransport serves requests in memory with a handler, so that a
+// client and its server share one synctest bubble (a loopback socket
+// never blocks durably).
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	if r.Body != nil {
+		_ = r.Body.Close()
+	}
+	return rec.Result(), nil
+}
+
+// closedPort returns the URL of a loopback port nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := "http://" + lis.Addr().String()
+	_ = lis.Close()
+	return u
+}
+
+// A failing GitHub whose retry's backoff would outlast a 2 s deadline
+// fails at once with a *BackoffError that carries the failure; only a
+// wait that GitHub's limits impose is a *ThrottledError.
+func TestBackoffPastTheDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc // nil: nothing listens
+		check   func(t *testing.T, err error)
+	}{{
+		name: "connection refused",
+		check: func(t *testing.T, err error) {
+			be, ok := errors.AsType[*BackoffError](err)
+			if !ok || !retryableTransport(be.Err) || !errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, new(*Error)) {
+				t.Fatalf("err = %v, want a *BackoffError wrapping a refused connection", err)
+			}
+		},
+	}, {
+		name:    "503 storm",
+		handler: func(w http.ResponseWriter, r *http.Request) { answer("503", arrival{}, w, r) },
+		check: func(t *testing.T, err error) {
+			_, ok := errors.AsType[*BackoffError](err)
+			if e, isErr := errors.AsType[*Error](err); !ok || !isErr || e.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("err = %v, want a *BackoffError wrapping a 503 *Error", err)
+			}
+		},
+	}, {
+		name: "secondary limit, retry-after 60",
+		handler: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "60")
+			answer("403-secondary", arrival{}, w, r)
+		},
+		check: func(t *testing.T, err error) {
+			te, ok := errors.AsType[*ThrottledError](err)
+			if !ok || te.RetryAfter < 59*time.Second || te.RetryAfter > time.Minute {
+				t.Fatalf("err = %v, want a *ThrottledError with RetryAfter near 60s", err)
+			}
+			if _, ok := errors.AsType[*BackoffError](err); ok {
+				t.Fatalf("err = %v: a rate limit is not a failure", err)
+			}
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				tr := &http.Transport{}
+				defer tr.CloseIdleConnections()
+				cfg := Config{BaseURL: closedPort(t), Token: testToken, HTTPClient: &http.Client{Transport: tr}}
+				if tc.handler != nil {
+					cfg = Config{BaseURL: "https://github.example", Token: testToken, HTTPClient: &http.Client{Transport: handlerTransport{tc.handler}}}
+				}
+				p := DefaultPacing()
+				p.MaxAttempts = 1000 // the deadline ends the retries, not their number
+				cfg.Pacing = &p
+				c, err := New(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+				defer cancel()
+				start := time.Now()
+				_, err = c.GetPublicKey(ctx, orgActions)
+				tc.check(t, err)
+				if ctx.Err() != nil || time.Since(start) >= 2*time.Second {
+					t.Errorf("the call waited %v, for its deadline, instead of failing at once", time.Since(start))
+				}
+				if msg := err.Error(); strings.Contains(msg, testToken) {
+					t.Errorf("error shows the token: %s", msg)
+				}
+				st := c.PacerStats()
+				if st.InFlight != 0 || st.Requests < 1 {
+					t.Errorf("stats %+v", st)
+				}
+				if _, throttled := errors.AsType[*ThrottledError](err); (st.Throttled == 1) != throttled {
+					t.Errorf("stats %+v count %d throttled for %v", st, st.Throttled, err)
+				}
+			})
+		})
 	}
 }

@@ -3,13 +3,17 @@ package emulator
 import (
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 )
 
-// Route templates, as Count, InjectFault and LastRequestHeader name them:
-// the method, a space and GitHub's path template. {app} stands for both
-// "actions" and "agents", so one template counts both apps.
+// Route templates, as Count, InjectFault and LastRequestHeader name them.
+// Each is the http.ServeMux pattern its route is registered under, so a
+// routed request's r.Pattern is its template: the method, a space and
+// GitHub's path template. {app} stands for both "actions" and "agents", so
+// one template counts both apps. As with any ServeMux pattern, a GET
+// template also serves HEAD.
 const (
 	// Organization secrets.
 	RouteListOrgSecrets     = "GET /orgs/{org}/{app}/secrets"
@@ -57,17 +61,74 @@ const (
 	appAgents  = "agents"
 )
 
-// match is a request path matched against a route template, with the path
-// parameters unescaped.
+// unrouted is the catch-all pattern of the requests no template matches.
+const unrouted = "/"
+
+// newRouter returns the handler that hands a request, its path below the
+// API root, to h with r.Pattern set to the route template it matched and
+// the template's wildcards in r.PathValue, each path segment unescaped
+// once: "prod%2Feu" is the environment "prod/eu", "prod/eu" is two
+// segments. A request no template matches reaches h too, with r.Pattern
+// unrouted or "". ServeMux's own answers (a redirect to the cleaned path,
+// 404, 405) never go out: a path with an empty segment, "." or ".." is
+// not cleaned but simply matches nothing.
+//
+// GET .../{app}/secrets/{secret_name} and GET
+// .../environments/{environment_name}/secrets overlap (both match
+// /repos/o/r/environments/secrets/secrets) and one ServeMux refuses to hold
+// both, so the environment routes have a mux of their own that is tried
+// first: "environments" is not an app.
+func newRouter(h http.HandlerFunc) http.Handler {
+	env, rest := http.NewServeMux(), http.NewServeMux()
+	for _, p := range []string{RouteListEnvSecrets, RouteGetEnvPublicKey, RouteGetEnvSecret, RoutePutEnvSecret, RouteDeleteEnvSecret} {
+		env.HandleFunc(p, h)
+	}
+	for _, p := range []string{
+		RouteListOrgSecrets, RouteGetOrgPublicKey, RouteGetOrgSecret, RoutePutOrgSecret, RouteDeleteOrgSecret,
+		RouteListSelectedRepos, RouteSetSelectedRepos, RouteAddSelectedRepo, RouteRemoveSelectedRepo,
+		RouteListRepoOrgSecrets, RouteListRepoSecrets, RouteGetRepoPublicKey, RouteGetRepoSecret, RoutePutRepoSecret, RouteDeleteRepoSecret,
+		RouteListLegacyEnvSecrets, RouteGetLegacyEnvPublicKey, RouteGetLegacyEnvSecret, RoutePutLegacyEnvSecret, RouteDeleteLegacyEnvSecret,
+		RouteGetRepo, unrouted,
+	} {
+		rest.HandleFunc(p, h)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case !isClean(r.URL.EscapedPath()):
+			h(w, r)
+		case hasRoute(env, r):
+			env.ServeHTTP(w, r)
+		default:
+			rest.ServeHTTP(w, r)
+		}
+	})
+}
+
+// isClean reports whether ServeMux routes the escaped path p as it is
+// rather than redirecting to a cleaned path.
+func isClean(p string) bool {
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return strings.HasPrefix(p, "/") && c == p
+}
+
+func hasRoute(mux *http.ServeMux, r *http.Request) bool {
+	_, p := mux.Handler(r)
+	return p != ""
+}
+
+// match is a routed request's template and wildcards, unescaped.
 type match struct {
-	Route      string
+	Route      string // the template; "" when none matched
 	App        string // "actions" or "agents"; "actions" for environments
 	Org        string // organization routes
 	Owner      string // repository and environment routes
 	Repo       string // repository and environment routes
 	RepoID     int64  // legacy environment routes: {repository_id}
 	Env        string // environment routes, unescaped ("prod/eu")
-	Secret     string // {secret_name}, as sent
+	Secret     string // {secret_name}
 	SelectedID int64  // .../repositories/{repository_id}
 }
 
@@ -77,168 +138,32 @@ func (m match) isEnv() bool { return m.Env != "" }
 // isLegacy reports whether m is a legacy environment route.
 func (m match) isLegacy() bool { return m.RepoID != 0 }
 
-// parsePath matches a request's method and escaped path (without any
-// /api/v3 prefix) against the route templates. Each path segment is
-// unescaped on its own, so an environment called "prod/eu" arrives as the
-// single segment "prod%2Feu". Empty segments, bad escapes and unknown
-// methods do not match.
-func parsePath(method, escapedPath string) (match, bool) {
-	var m match
-	if !strings.HasPrefix(escapedPath, "/") {
-		return m, false
+// matchOf reads what the router found for r. ok is false when no template
+// matched, and when a wildcard holds what GitHub does not route (which it
+// answers 404): an {app} other than actions and agents, or a
+// {repository_id} that is not a positive decimal id. m.Route is set
+// either way when a template matched.
+func matchOf(r *http.Request) (m match, ok bool) {
+	m = match{Route: r.Pattern, App: r.PathValue("app"), Org: r.PathValue("org"), Owner: r.PathValue("owner"),
+		Repo: r.PathValue("repo"), Env: r.PathValue("environment_name"), Secret: r.PathValue("secret_name")}
+	if m.Route == unrouted {
+		m.Route = ""
 	}
-	raw := strings.Split(escapedPath[1:], "/")
-	if len(raw) > 8 {
-		return m, false
+	if m.Env != "" {
+		m.App = appActions
 	}
-	segs := make([]string, len(raw))
-	for i, r := range raw {
-		s, err := url.PathUnescape(r)
-		if err != nil || s == "" {
-			return m, false
-		}
-		segs[i] = s
-	}
-	switch segs[0] {
-	case "orgs":
-		// orgs/{org}/{app}/secrets/...
-		if len(segs) < 4 || !isApp(segs[2]) || segs[3] != "secrets" {
-			return m, false
-		}
-		m.Org, m.App = segs[1], segs[2]
-		return m.orgRoute(method, segs[4:])
-	case "repos":
-		if len(segs) < 3 {
-			return m, false
-		}
-		m.Owner, m.Repo = segs[1], segs[2]
-		if len(segs) == 3 {
-			if method != http.MethodGet {
-				return m, false
-			}
-			m.Route = RouteGetRepo
-			return m, true
-		}
-		switch {
-		case segs[3] == "environments":
-			// repos/{owner}/{repo}/environments/{env}/secrets/...
-			if len(segs) < 6 || segs[5] != "secrets" {
-				return m, false
-			}
-			m.App, m.Env = appActions, segs[4]
-			return m.secretsRoute(method, segs[6:], routesOf("env"))
-		case isApp(segs[3]):
-			m.App = segs[3]
-			if len(segs) == 5 && segs[4] == "organization-secrets" {
-				if method != http.MethodGet {
-					return m, false
-				}
-				m.Route = RouteListRepoOrgSecrets
-				return m, true
-			}
-			if len(segs) < 5 || segs[4] != "secrets" {
-				return m, false
-			}
-			return m.secretsRoute(method, segs[5:], routesOf("repo"))
-		}
-		return m, false
-	case "repositories":
-		// repositories/{repository_id}/environments/{env}/secrets/...
-		if len(segs) < 5 || segs[2] != "environments" || segs[4] != "secrets" {
-			return m, false
-		}
-		id, ok := parseID(segs[1])
+	if raw := r.PathValue("repository_id"); raw != "" {
+		id, ok := parseID(raw)
 		if !ok {
 			return m, false
 		}
-		m.RepoID, m.App, m.Env = id, appActions, segs[3]
-		return m.secretsRoute(method, segs[5:], routesOf("legacy"))
-	}
-	return m, false
-}
-
-// secretRoutes are the five templates of a secrets collection: list,
-// public key, get, put, delete.
-type secretRoutes struct{ list, key, get, put, del string }
-
-func routesOf(kind string) secretRoutes {
-	switch kind {
-	case "org":
-		return secretRoutes{RouteListOrgSecrets, RouteGetOrgPublicKey, RouteGetOrgSecret, RoutePutOrgSecret, RouteDeleteOrgSecret}
-	case "repo":
-		return secretRoutes{RouteListRepoSecrets, RouteGetRepoPublicKey, RouteGetRepoSecret, RoutePutRepoSecret, RouteDeleteRepoSecret}
-	case "env":
-		return secretRoutes{RouteListEnvSecrets, RouteGetEnvPublicKey, RouteGetEnvSecret, RoutePutEnvSecret, RouteDeleteEnvSecret}
-	default:
-		return secretRoutes{RouteListLegacyEnvSecrets, RouteGetLegacyEnvPublicKey, RouteGetLegacyEnvSecret, RoutePutLegacyEnvSecret, RouteDeleteLegacyEnvSecret}
-	}
-}
-
-// secretsRoute matches what follows ".../secrets".
-func (m match) secretsRoute(method string, rest []string, rt secretRoutes) (match, bool) {
-	switch len(rest) {
-	case 0:
-		if method == http.MethodGet {
-			m.Route = rt.list
-			return m, true
-		}
-	case 1:
-		m.Secret = rest[0]
-		switch method {
-		case http.MethodGet:
-			if rest[0] == "public-key" {
-				m.Secret = ""
-				m.Route = rt.key
-			} else {
-				m.Route = rt.get
-			}
-			return m, true
-		case http.MethodPut:
-			m.Route = rt.put
-			return m, true
-		case http.MethodDelete:
-			m.Route = rt.del
-			return m, true
+		if m.Org != "" {
+			m.SelectedID = id
+		} else {
+			m.RepoID = id
 		}
 	}
-	return m, false
-}
-
-// orgRoute matches what follows "orgs/{org}/{app}/secrets".
-func (m match) orgRoute(method string, rest []string) (match, bool) {
-	if len(rest) <= 1 {
-		return m.secretsRoute(method, rest, routesOf("org"))
-	}
-	if rest[1] != "repositories" {
-		return m, false
-	}
-	m.Secret = rest[0]
-	switch len(rest) {
-	case 2:
-		switch method {
-		case http.MethodGet:
-			m.Route = RouteListSelectedRepos
-			return m, true
-		case http.MethodPut:
-			m.Route = RouteSetSelectedRepos
-			return m, true
-		}
-	case 3:
-		id, ok := parseID(rest[2])
-		if !ok {
-			return m, false
-		}
-		m.SelectedID = id
-		switch method {
-		case http.MethodPut:
-			m.Route = RouteAddSelectedRepo
-			return m, true
-		case http.MethodDelete:
-			m.Route = RouteRemoveSelectedRepo
-			return m, true
-		}
-	}
-	return m, false
+	return m, m.Route == RouteGetRepo || (m.Route != "" && isApp(m.App))
 }
 
 func isApp(s string) bool { return s == appActions || s == appAgents }

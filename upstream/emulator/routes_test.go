@@ -1,14 +1,41 @@
 package emulator
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 )
 
-// buildPath renders a match back into an escaped path, escaping each
-// parameter once.
+// capture is a ResponseWriter that keeps the request the router handed
+// over.
+type capture struct {
+	*httptest.ResponseRecorder
+	r *http.Request
+}
+
+// captureRouter is a router whose every route only records the request.
+func captureRouter() http.Handler {
+	return newRouter(func(w http.ResponseWriter, r *http.Request) { w.(*capture).r = r })
+}
+
+// route sends req through rt and returns the request the route got. It
+// fails when the router answered by itself.
+func route(t *testing.T, rt http.Handler, req *http.Request) *http.Request {
+	t.Helper()
+	c := &capture{ResponseRecorder: httptest.NewRecorder()}
+	rt.ServeHTTP(c, req)
+	if c.r == nil || c.Code != http.StatusOK || c.Body.Len() != 0 || len(c.Header()) != 0 {
+		t.Fatalf("%s %s: the router answered %d %v %q itself", req.Method, req.URL, c.Code, c.Header(), c.Body)
+	}
+	return c.r
+}
+
+// buildPath renders a valid match back into an escaped path, escaping
+// each parameter once.
 func buildPath(m match) string {
 	_, tmpl, _ := strings.Cut(m.Route, " ")
 	id := m.SelectedID
@@ -26,10 +53,10 @@ func buildPath(m match) string {
 	).Replace(tmpl)
 }
 
-func TestParsePath(t *testing.T) {
+func TestRoutes(t *testing.T) {
 	tests := []struct {
 		method, path string
-		want         match
+		want         match // Route "" when no template matches
 		ok           bool
 	}{
 		{"GET", "/orgs/octo-org/actions/secrets", match{Route: RouteListOrgSecrets, App: "actions", Org: "octo-org"}, true},
@@ -43,79 +70,130 @@ func TestParsePath(t *testing.T) {
 		{"DELETE", "/repos/o/r/actions/secrets/S", match{Route: RouteDeleteRepoSecret, App: "actions", Owner: "o", Repo: "r", Secret: "S"}, true},
 		{"GET", "/repos/o/r/environments/prod%2Feu/secrets/public-key", match{Route: RouteGetEnvPublicKey, App: "actions", Owner: "o", Repo: "r", Env: "prod/eu"}, true},
 		{"PUT", "/repos/o/r/environments/a%20b/secrets/X", match{Route: RoutePutEnvSecret, App: "actions", Owner: "o", Repo: "r", Env: "a b", Secret: "X"}, true},
+		{"GET", "/repos/o/r/environments/100%25/secrets/X", match{Route: RouteGetEnvSecret, App: "actions", Owner: "o", Repo: "r", Env: "100%", Secret: "X"}, true},
 		{"GET", "/repositories/7/environments/prod%2Feu/secrets", match{Route: RouteListLegacyEnvSecrets, App: "actions", RepoID: 7, Env: "prod/eu"}, true},
+		// The two overlapping templates: "environments" is not an app.
+		{"GET", "/repos/o/r/environments/secrets/secrets", match{Route: RouteListEnvSecrets, App: "actions", Owner: "o", Repo: "r", Env: "secrets"}, true},
+		{"GET", "/repos/o/r/actions/secrets/secrets", match{Route: RouteGetRepoSecret, App: "actions", Owner: "o", Repo: "r", Secret: "secrets"}, true},
+		// The literal segment wins over {secret_name}, escaped or not.
+		{"GET", "/orgs/o/actions/secrets/public%2Dkey", match{Route: RouteGetOrgPublicKey, App: "actions", Org: "o"}, true},
+		// A GET template serves HEAD.
+		{"HEAD", "/orgs/o/actions/secrets", match{Route: RouteListOrgSecrets, App: "actions", Org: "o"}, true},
 
+		// Routed and counted, but not found: {app} and {repository_id}
+		// hold what GitHub does not route.
+		{"GET", "/orgs/o/other/secrets", match{Route: RouteListOrgSecrets, App: "other", Org: "o"}, false},
+		{"GET", "/repos/o/r/environments/secrets/public-key", match{Route: RouteGetRepoPublicKey, App: "environments", Owner: "o", Repo: "r"}, false},
+		{"GET", "/repositories/-7/environments/e/secrets", match{Route: RouteListLegacyEnvSecrets, App: "actions", Env: "e"}, false},
+		{"GET", "/repositories/+7/environments/e/secrets", match{Route: RouteListLegacyEnvSecrets, App: "actions", Env: "e"}, false},
+		{"GET", "/repositories/0/environments/e/secrets", match{Route: RouteListLegacyEnvSecrets, App: "actions", Env: "e"}, false},
+		{"GET", "/repositories/99999999999999999999/environments/e/secrets", match{Route: RouteListLegacyEnvSecrets, App: "actions", Env: "e"}, false},
+		{"PUT", "/orgs/o/actions/secrets/S/repositories/1e3", match{Route: RouteAddSelectedRepo, App: "actions", Org: "o", Secret: "S"}, false},
+
+		// No template.
 		{"GET", "/repos/o/r/environments/prod/eu/secrets", match{}, false},
-		{"GET", "/repos/o/r/environments/%zz/secrets", match{}, false},
-		{"GET", "/repositories/-7/environments/e/secrets", match{}, false},
-		{"GET", "/repositories/+7/environments/e/secrets", match{}, false},
-		{"GET", "/repositories/0/environments/e/secrets", match{}, false},
-		{"GET", "/repositories/99999999999999999999/environments/e/secrets", match{}, false},
-		{"PUT", "/orgs/o/actions/secrets/S/repositories/1e3", match{}, false},
+		{"GET", "/repos/o/r/environments/%2F/secrets", match{}, false}, // a lone "/" is a trailing slash to ServeMux
 		{"GET", "/orgs/o/actions/secrets/S/repositories/1", match{}, false},
-		{"GET", "/orgs/o/other/secrets", match{}, false},
 		{"POST", "/orgs/o/actions/secrets", match{}, false},
 		{"PUT", "/orgs/o/actions/secrets", match{}, false},
 		{"GET", "/orgs/o/actions/secrets/", match{}, false},
 		{"GET", "//orgs/o/actions/secrets", match{}, false},
-		{"GET", "orgs/o/actions/secrets", match{}, false},
+		{"GET", "/orgs//actions/secrets", match{}, false},
+		{"GET", "/orgs/o/./actions/secrets", match{}, false},
+		{"PUT", "/orgs/o/x/../actions/secrets/X", match{}, false},
 		{"GET", "/repos/o/r/environments/e/secrets/a/b", match{}, false},
 		{"GET", "/repos/o/r/actions/organization-secrets/x", match{}, false},
 		{"PUT", "/repos/o/r/actions/organization-secrets", match{}, false},
-		{"GET", "", match{}, false},
+		{"GET", "/", match{}, false},
+		{"OPTIONS", "*", match{}, false},
 	}
+	rt := captureRouter()
 	for _, tt := range tests {
-		got, ok := parsePath(tt.method, tt.path)
-		if ok != tt.ok || (ok && got != tt.want) {
-			t.Errorf("parsePath(%s %s) = %+v, %v; want %+v, %v", tt.method, tt.path, got, ok, tt.want, tt.ok)
+		got, ok := matchOf(route(t, rt, httptest.NewRequest(tt.method, tt.path, nil)))
+		if ok != tt.ok || got != tt.want {
+			t.Errorf("%s %s = %+v, %v; want %+v, %v", tt.method, tt.path, got, ok, tt.want, tt.ok)
 		}
-		if ok {
-			if back := buildPath(got); back != tt.path {
-				t.Errorf("buildPath = %q, want %q", back, tt.path)
-			}
+		if back := buildPath(got); ok && !slices.Equal(unescapeSegments(back), unescapeSegments(tt.path)) {
+			t.Errorf("buildPath = %q, want %q", back, tt.path)
 		}
 	}
 }
 
-func FuzzParsePath(f *testing.F) {
+// unescapeSegments unescapes each segment of an escaped path as ServeMux
+// does, keeping a badly escaped one as it is.
+func unescapeSegments(esc string) []string {
+	segs := strings.Split(esc, "/")
+	for i, s := range segs {
+		if u, err := url.PathUnescape(s); err == nil {
+			segs[i] = u
+		}
+	}
+	return segs
+}
+
+// FuzzRoute checks the router: it never panics and never answers by
+// itself, and a routed request's template with its path values escaped
+// again gives back the path, segment for segment, which routes the same.
+func FuzzRoute(f *testing.F) {
 	for _, seed := range []struct{ method, path string }{
 		{"GET", "/orgs/octo-org/actions/secrets"},
 		{"GET", "/orgs/octo-org/agents/secrets/public-key"},
+		{"GET", "/orgs/octo-org/agents/secrets/public%2dkey"},
 		{"PUT", "/orgs/octo-org/actions/secrets/TOKEN"},
 		{"PUT", "/orgs/octo-org/actions/secrets/TOKEN/repositories"},
 		{"DELETE", "/orgs/octo-org/actions/secrets/TOKEN/repositories/1296269"},
 		{"GET", "/repos/octo-org/hello-world"},
-		{"GET", "/repos/octo-org/hello-world/agents/organization-secrets"},
+		{"HEAD", "/repos/octo-org/hello-world/agents/organization-secrets"},
 		{"DELETE", "/repos/octo-org/hello-world/actions/secrets/X"},
 		{"GET", "/repos/octo-org/hello-world/environments/prod%2Feu/secrets/public-key"},
+		{"GET", "/repos/o/r/environments/secrets/secrets"},
 		{"PUT", "/repos/o/r/environments/%E2%82%AC%25/secrets/X"},
 		{"GET", "/repositories/1296269/environments/prod%2Feu/secrets"},
 		{"GET", "/repositories/1296269/environments/prod%2/secrets"},
 		{"GET", "/repos/o/r/environments//secrets"},
+		{"GET", "/repos/o/r/environments/%2F/secrets"},
+		{"GET", "/repos/o/r/environments/../secrets"},
 		{"PATCH", "/orgs/o/actions/secrets/X"},
+		{"CONNECT", "/orgs/o/actions/secrets"},
 	} {
 		f.Add(seed.method, seed.path)
 	}
+	rt := captureRouter()
 	f.Fuzz(func(t *testing.T, method, path string) {
-		m, ok := parsePath(method, path)
-		if !ok {
-			if m.Route != "" {
-				t.Fatalf("no match but route %q", m.Route)
-			}
+		req, err := http.NewRequest(method, "http://github.example"+path, nil)
+		if err != nil {
 			return
 		}
-		if !strings.HasPrefix(m.Route, method+" /") {
-			t.Fatalf("%s %s matched %q", method, path, m.Route)
+		method = req.Method // "" is GET
+		got := route(t, rt, req)
+		if got.Pattern == "" || got.Pattern == unrouted {
+			return
 		}
-		if m.Org == "" && m.Owner == "" && m.RepoID == 0 {
-			t.Fatalf("%s %s: no owner in %+v", method, path, m)
+		pm, tmpl, _ := strings.Cut(got.Pattern, " ")
+		if pm != method && (pm != http.MethodGet || method != http.MethodHead) {
+			t.Fatalf("%s %s routed to %q", method, path, got.Pattern)
 		}
-		if m.Route != RouteGetRepo && !isApp(m.App) {
-			t.Fatalf("%s %s: app %q", method, path, m.App)
+		segs := strings.Split(tmpl, "/")
+		values := map[string]string{}
+		for i, seg := range segs {
+			if name, ok := strings.CutPrefix(seg, "{"); ok {
+				name = strings.TrimSuffix(name, "}")
+				values[name] = got.PathValue(name)
+				segs[i] = url.PathEscape(values[name])
+			}
 		}
-		again, ok := parsePath(method, buildPath(m))
-		if !ok || again != m {
-			t.Fatalf("%s %s: %+v; rebuilt as %s: %+v, %v", method, path, m, buildPath(m), again, ok)
+		esc, back := got.URL.EscapedPath(), strings.Join(segs, "/")
+		if !slices.Equal(unescapeSegments(esc), unescapeSegments(back)) {
+			t.Fatalf("%s %s: %q rebuilt as %q", method, path, esc, back)
+		}
+		again := route(t, rt, httptest.NewRequest(method, back, nil))
+		if again.Pattern != got.Pattern {
+			t.Fatalf("%s %s: %q rebuilt as %q routes to %q, not %q", method, path, esc, back, again.Pattern, got.Pattern)
+		}
+		for name, v := range values {
+			if again.PathValue(name) != v {
+				t.Fatalf("%s %s: {%s} is %q, and %q once rebuilt as %q", method, path, name, v, again.PathValue(name), back)
+			}
 		}
 	})
 }

@@ -61,10 +61,12 @@ type Options struct {
 // Server is the emulated GitHub secrets API. It is an http.Handler; create
 // it with New. All methods are safe for concurrent use.
 type Server struct {
-	opts  Options
-	now   func() time.Time
-	clock clock.Clock
-	log   *slog.Logger
+	opts   Options
+	now    func() time.Time
+	clock  clock.Clock
+	log    *slog.Logger
+	routes http.Handler // paths at the root
+	v3     http.Handler // paths under /api/v3
 
 	mu      sync.Mutex
 	orgs    map[string]*org  // by lower-cased login
@@ -146,6 +148,8 @@ func New(opts Options) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.routes = newRouter(func(w http.ResponseWriter, r *http.Request) { s.serveRoute(w, r, "") })
+	s.v3 = http.StripPrefix(apiV3Prefix, newRouter(func(w http.ResponseWriter, r *http.Request) { s.serveRoute(w, r, apiV3Prefix) }))
 	// Key ids are decimal strings like GitHub's ("012345678912345678");
 	// start each server somewhere random so that ids differ between runs.
 	var b [8]byte
@@ -221,11 +225,11 @@ func (s *Server) InjectFault(f Fault) {
 	s.faults = append(s.faults, &f)
 }
 
-// takeFault returns the first queued fault matching route, using it up.
-// Callers hold s.mu.
-func (s *Server) takeFault(route string, matched bool) *Fault {
+// takeFault returns the first queued fault matching route ("" when no
+// template matched), using it up. Callers hold s.mu.
+func (s *Server) takeFault(route string) *Fault {
 	for i, f := range s.faults {
-		if f.Route != "" && (!matched || f.Route != route) {
+		if f.Route != "" && f.Route != route {
 			continue
 		}
 		f.Times--
@@ -381,7 +385,8 @@ func (s *Server) rotate(scopeKey string) *keyPair {
 	return kp
 }
 
-// ServeHTTP serves the emulated API. A request goes through these steps:
+// ServeHTTP serves the emulated API. A request is routed (see the Route
+// constants) and goes through these steps:
 //
 //  1. It is counted (TotalRequests, Count, Stats.Requests), its headers
 //     are kept for LastRequestHeader, and it is in flight from now on.
@@ -392,22 +397,28 @@ func (s *Server) rotate(scopeKey string) *keyPair {
 //  4. A PUT's body is read; then the fault's Latency is waited.
 //  5. A Drop fault closes the connection here.
 //  6. A canned fault answers; otherwise the request is handled:
-//     authentication, route, API version, legacy routes, body size, and
-//     the route's handler. A DropAfter fault then closes the connection.
+//     authentication, route (an unknown path, an {app} other than actions
+//     and agents, or a {repository_id} that is not an id is not found),
+//     API version, legacy routes, body size, and the route's handler. A
+//     DropAfter fault then closes the connection.
 //  7. A 304 answer gives back its primary quota; the answer gets its
 //     X-GitHub-Request-Id and X-RateLimit-* headers and is written, and
 //     the request is no longer in flight.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	esc := r.URL.EscapedPath()
-	apiPrefix := ""
-	if strings.HasPrefix(esc, apiV3Prefix+"/") {
-		apiPrefix, esc = apiV3Prefix, esc[len(apiV3Prefix):]
+	if strings.HasPrefix(r.URL.EscapedPath(), apiV3Prefix+"/") {
+		s.v3.ServeHTTP(w, r)
+		return
 	}
-	m, matched := parsePath(r.Method, esc)
+	s.routes.ServeHTTP(w, r)
+}
 
+// serveRoute serves a routed request (see newRouter) whose path is below
+// apiPrefix, "" or "/api/v3".
+func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, apiPrefix string) {
+	m, ok := matchOf(r)
 	s.mu.Lock()
 	s.total++
-	if matched {
+	if m.Route != "" {
 		s.counts[m.Route]++
 		h := r.Header.Clone()
 		h.Del("Authorization")
@@ -417,14 +428,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	adm := s.admit(s.clock.Now(), r.Method)
 	var fault *Fault
 	if adm.refusal == nil {
-		fault = s.takeFault(m.Route, matched)
+		fault = s.takeFault(m.Route)
 	}
 	s.mu.Unlock()
 	defer s.leave()
 
+	esc := apiPrefix + r.URL.EscapedPath()
 	resp := adm.refusal
 	if resp == nil {
-		resp = s.serve(r, m, matched, fault, esc, apiPrefix)
+		resp = s.serve(r, m, ok, fault, esc)
 	}
 	s.mu.Lock()
 	s.finish(resp, adm)
@@ -433,9 +445,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.logRequest(r, m, esc, resp.status, fault != nil, adm.refusal != nil, "")
 }
 
-// serve answers a request the rate limits accepted, applying its fault.
-// When the fault drops the connection, it does not return.
-func (s *Server) serve(r *http.Request, m match, matched bool, fault *Fault, esc, apiPrefix string) *response {
+// serve answers a request the rate limits accepted, applying its fault;
+// esc is its escaped path, /api/v3 included. When the fault drops the
+// connection, it does not return.
+func (s *Server) serve(r *http.Request, m match, matched bool, fault *Fault, esc string) *response {
 	body, bodyErr := readBody(r)
 	if fault != nil && fault.Latency > 0 && clock.Sleep(r.Context(), s.clock, fault.Latency) != nil {
 		s.abort(r, m, esc, "client gone during injected latency", false)
@@ -445,13 +458,13 @@ func (s *Server) serve(r *http.Request, m match, matched bool, fault *Fault, esc
 	case fault.Drop:
 		s.abort(r, m, esc, "fault: dropped before handling", true) // does not return
 	case fault.DropAfter:
-		resp := s.answer(r, m, matched, body, bodyErr, esc, apiPrefix)
+		resp := s.answer(r, m, matched, body, bodyErr, esc)
 		s.abort(r, m, esc, "fault: dropped after handling, status "+strconv.Itoa(resp.status), true) // does not return
 	case fault.canned():
 		return faultResponse(fault)
 	}
 	// No fault, or a latency-only one.
-	return s.answer(r, m, matched, body, bodyErr, esc, apiPrefix)
+	return s.answer(r, m, matched, body, bodyErr, esc)
 }
 
 // abort closes the connection without an answer and does not return;
@@ -496,10 +509,11 @@ func readBody(r *http.Request) ([]byte, *response) {
 	return body, nil
 }
 
-// answer works out the response to one request: authentication, route,
-// API version and legacy routes are checked, then bodyErr (from readBody)
-// is answered, then the handler runs.
-func (s *Server) answer(r *http.Request, m match, matched bool, body []byte, bodyErr *response, esc, apiPrefix string) *response {
+// answer works out the response to one request: authentication, route
+// (matched says whether matchOf found a valid one), API version and
+// legacy routes are checked, then bodyErr (from readBody) is answered,
+// then the handler runs.
+func (s *Server) answer(r *http.Request, m match, matched bool, body []byte, bodyErr *response, esc string) *response {
 	if !s.authorized(r) {
 		return errorResponse(http.StatusUnauthorized, "Bad credentials")
 	}
@@ -515,7 +529,7 @@ func (s *Server) answer(r *http.Request, m match, matched bool, body []byte, bod
 	if bodyErr != nil {
 		return bodyErr
 	}
-	req := &request{m: m, r: r, body: body, base: baseURL(r, apiPrefix), path: esc}
+	req := &request{m: m, r: r, body: body, base: baseURL(r, esc), path: r.URL.EscapedPath()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.handle(req)
@@ -544,17 +558,17 @@ func versionOK(m match, v string) bool {
 
 // baseURL is the absolute URL of the API root as the client addressed it:
 // scheme, Host, any prefix a wrapping handler stripped, and /api/v3 when
-// the request used it.
-func baseURL(r *http.Request, apiPrefix string) string {
+// the request used it. esc is the request's escaped path with /api/v3
+// when it had it.
+func baseURL(r *http.Request, esc string) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
 	mount := ""
 	uri, _, _ := strings.Cut(r.RequestURI, "?")
-	esc := r.URL.EscapedPath()
 	if strings.HasPrefix(uri, "/") && strings.HasSuffix(uri, esc) {
 		mount = uri[:len(uri)-len(esc)]
 	}
-	return scheme + "://" + r.Host + mount + apiPrefix
+	return scheme + "://" + r.Host + mount + strings.TrimSuffix(esc, r.URL.EscapedPath())
 }

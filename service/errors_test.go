@@ -1,0 +1,107 @@
+package service
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+
+	"github.com/secretbroker/secretbroker/upstream"
+	"github.com/secretbroker/secretbroker/upstream/emulator"
+)
+
+// handlerTransport serves requests in memory with a handler, so that the
+// upstream client and the emulator share one synctest bubble (a loopback
+// socket never blocks durably).
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	if r.Body != nil {
+		_ = r.Body.Close()
+	}
+	return rec.Result(), nil
+}
+
+// With a 2 s deadline, a GitHub that cannot be reached or keeps failing is
+// UNAVAILABLE for what it is, with the backoff as the retry hint; only a
+// wait that GitHub's limits impose is RESOURCE_EXHAUSTED.
+func TestFailingUpstreamPastTheDeadline(t *testing.T) {
+	secondary := `{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}`
+	for _, tc := range []struct {
+		name    string
+		fault   *emulator.Fault // nil: nothing listens
+		code    codes.Code
+		message string
+		// retry bounds the RetryInfo delay.
+		minRetry, maxRetry time.Duration
+	}{
+		{"connection refused", nil, codes.Unavailable, "GitHub could not be reached", time.Second, time.Minute},
+		{"503 storm", &emulator.Fault{Status: http.StatusServiceUnavailable}, codes.Unavailable, "GitHub is unavailable", time.Second, time.Minute},
+		{"secondary limit, retry-after 60", &emulator.Fault{Status: http.StatusForbidden, Body: secondary, Header: http.Header{"Retry-After": {"60"}}},
+			codes.ResourceExhausted, "budget would not let this through", time.Minute, time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				tr := &http.Transport{}
+				defer tr.CloseIdleConnections()
+				cfg := upstream.Config{Token: testToken, HTTPClient: &http.Client{Transport: tr}}
+				if tc.fault == nil {
+					lis, err := net.Listen("tcp", "127.0.0.1:0")
+					if err != nil {
+						t.Fatal(err)
+					}
+					cfg.BaseURL = "http://" + lis.Addr().String()
+					_ = lis.Close() // nothing listens there now
+				} else {
+					emu := emulator.New(emulator.Options{Token: testToken})
+					emu.SeedDemo()
+					f := *tc.fault
+					f.Times = 1000
+					emu.InjectFault(f)
+					cfg.BaseURL, cfg.HTTPClient = "https://github.example", &http.Client{Transport: handlerTransport{emu}}
+				}
+				p := upstream.DefaultPacing()
+				p.MaxAttempts = 1000 // the deadline ends the retries, not their number
+				cfg.Pacing = &p
+				up, err := upstream.New(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+				defer cancel()
+				_, err = up.GetPublicKey(ctx, upstream.Scope{App: upstream.Actions, Org: "octo-org"})
+				if ctx.Err() != nil {
+					t.Errorf("the call waited for its deadline instead of failing at once: %v", err)
+				}
+				st := statusOf(err)
+				if st.Code() != tc.code || !strings.Contains(st.Message(), tc.message) {
+					t.Fatalf("status %v %q, want %v %q (err %v)", st.Code(), st.Message(), tc.code, tc.message, err)
+				}
+				if strings.Contains(st.Message(), testToken) || strings.Contains(err.Error(), testToken) {
+					t.Fatalf("the token leaks: %v; %v", st.Message(), err)
+				}
+				var retry *errdetails.RetryInfo
+				for _, d := range st.Details() {
+					if ri, ok := d.(*errdetails.RetryInfo); ok {
+						retry = ri
+					}
+				}
+				if retry == nil {
+					t.Fatalf("no RetryInfo in %v", st.Details())
+				}
+				if d := retry.GetRetryDelay().AsDuration(); d < tc.minRetry || d > tc.maxRetry {
+					t.Errorf("retry delay %v, want in [%v, %v]", d, tc.minRetry, tc.maxRetry)
+				}
+			})
+		})
+	}
+}
