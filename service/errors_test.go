@@ -70,7 +70,7 @@ func TestFailingUpstreamPastTheDeadline(t *testing.T) {
 					cfg.BaseURL, cfg.HTTPClient = "https://github.example", &http.Client{Transport: handlerTransport{emu}}
 				}
 				p := upstream.DefaultPacing()
-				p.MaxAttempts = 1000 // the deadline ends the retries, not their number
+				p.MaxAttempts = upstream.MaxAttemptsLimit // the deadline ends the retries, not their number
 				cfg.Pacing = &p
 				up, err := upstream.New(cfg)
 				if err != nil {

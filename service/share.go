@@ -90,10 +90,14 @@ type sharedPanicError struct{ typ string }
 func (e *sharedPanicError) Error() string { return "panic in shared GitHub call: " + e.typ }
 
 // outOfTime reports whether err says a call ran out of time, by its
-// deadline or by the pacer's estimate against that deadline.
+// deadline, by the pacer's estimate against that deadline, or by a retry
+// backoff that would have outlasted it.
 func outOfTime(err error) bool {
-	var te *upstream.ThrottledError
-	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &te)
+	var (
+		te *upstream.ThrottledError
+		be *upstream.BackoffError
+	)
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &te) || errors.As(err, &be)
 }
 
 // sharedReads is an Upstream whose reads are coalesced: identical reads in

@@ -587,7 +587,7 @@ func TestBackoffPastTheDeadline(t *testing.T) {
 					cfg = Config{BaseURL: "https://github.example", Token: testToken, HTTPClient: &http.Client{Transport: handlerTransport{tc.handler}}}
 				}
 				p := DefaultPacing()
-				p.MaxAttempts = 1000 // the deadline ends the retries, not their number
+				p.MaxAttempts = MaxAttemptsLimit // the deadline ends the retries, not their number
 				cfg.Pacing = &p
 				c, err := New(cfg)
 				if err != nil {

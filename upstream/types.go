@@ -130,7 +130,7 @@ type Secret struct {
 type SecretList struct {
 	TotalCount int      `json:"total_count"`
 	Secrets    []Secret `json:"secrets"`
-	// HasNext reports whether the response's Link header names a next page.
+	// HasNext reports whether a page follows: page × per_page < total_count.
 	HasNext bool `json:"-"`
 }
 
@@ -146,7 +146,7 @@ type Repository struct {
 type RepositoryList struct {
 	TotalCount   int          `json:"total_count"`
 	Repositories []Repository `json:"repositories"`
-	// HasNext reports whether the response's Link header names a next page.
+	// HasNext reports whether a page follows: page × per_page < total_count.
 	HasNext bool `json:"-"`
 }
 
