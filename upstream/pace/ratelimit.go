@@ -52,7 +52,7 @@ type RateLimit struct {
 func ParseRateLimit(h http.Header, status int, now time.Time) RateLimit {
 	rl := RateLimit{Status: status, Remaining: -1, Used: -1}
 	if h == nil {
-		return rl
+		h = http.Header{}
 	}
 	rl.Remaining = nonNegative(h.Get("X-Ratelimit-Remaining"))
 	rl.Used = nonNegative(h.Get("X-Ratelimit-Used"))
