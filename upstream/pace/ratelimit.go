@@ -50,14 +50,13 @@ type RateLimit struct {
 // status; now is when the answer arrived (it turns an HTTP-date
 // Retry-After into a delay). h may be nil (no answer).
 func ParseRateLimit(h http.Header, status int, now time.Time) RateLimit {
-	rl := RateLimit{Status: status, Remaining: -1, Used: -1}
-	if h == nil {
-		h = http.Header{}
-	}
+	rl := RateLimit{Status: status, Remaining: -1, Used: -1} // h may be nil: Get finds nothing
 	rl.Remaining = nonNegative(h.Get("X-Ratelimit-Remaining"))
 	rl.Used = nonNegative(h.Get("X-Ratelimit-Used"))
-	if secs, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-Ratelimit-Reset")), 10, 64); err == nil && secs > 0 {
-		rl.Reset = time.Unix(secs, 0)
+	if v := strings.TrimSpace(h.Get("X-Ratelimit-Reset")); v != "" {
+		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs > 0 {
+			rl.Reset = time.Unix(secs, 0)
+		}
 	}
 	rl.Resource = cut(strings.TrimSpace(h.Get("X-Ratelimit-Resource")), maxResource)
 	rl.RetryAfter, rl.HasRetryAfter = parseRetryAfter(h.Get("Retry-After"), now)
@@ -118,7 +117,10 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 // nonNegative parses a non-negative decimal integer header value; -1 when
 // it is not one.
 func nonNegative(v string) int {
-	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if v = strings.TrimSpace(v); v == "" {
+		return -1
+	}
+	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
 		return -1
 	}
