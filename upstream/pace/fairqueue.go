@@ -66,7 +66,7 @@ type FairQueue[T any] struct {
 	lanes      [2]lane[T] // reads, writes
 	callers    map[string]*callerState
 	seq        uint64 // items pushed
-	joins      uint64 // callers that joined
+	joins      uint64 // lanes that callers joined
 	served     uint64 // items popped: the callers' service clock
 	lastServed string // the caller of the last pop
 	rng        uint64 // treap priorities
@@ -83,7 +83,7 @@ type lane[T any] struct {
 
 // callerState is one caller's bookkeeping while it has items queued.
 type callerState struct {
-	join   uint64    // its place in every round
+	join   [2]uint64 // its place in every round, per kind, while count > 0
 	count  [2]int    // items queued, per kind
 	next   [2]uint64 // the round of its next item, per kind, while count > 0
 	round  [2]uint64 // 1 + the round it was served in last, per kind; 0: never
@@ -112,14 +112,10 @@ func (q *FairQueue[T]) Head(write bool) *Item[T] {
 // keyFor returns the key a new item of caller's, of kind k, would get.
 func (q *FairQueue[T]) keyFor(caller string, k int) itemKey {
 	l := &q.lanes[k]
-	key := itemKey{round: l.round, join: q.joins + 1, seq: q.seq + 1}
-	if c := q.callers[caller]; c != nil {
-		key.join = c.join
-		if c.count[k] > 0 {
-			key.round = max(l.round, c.next[k])
-			return key
-		}
+	if c := q.callers[caller]; c != nil && c.count[k] > 0 {
+		return itemKey{round: max(l.round, c.next[k]), join: c.join[k], seq: q.seq + 1}
 	}
+	key := itemKey{round: l.round, join: q.joins + 1, seq: q.seq + 1}
 	if _, ok := l.done[caller]; ok {
 		key.round++
 	}
@@ -150,8 +146,7 @@ func (q *FairQueue[T]) Push(it *Item[T]) {
 		if q.callers == nil {
 			q.callers = map[string]*callerState{}
 		}
-		q.joins++
-		c = &callerState{join: q.joins}
+		c = &callerState{}
 		// Ahead of the caller served last, behind the others.
 		switch {
 		case q.served == 0:
@@ -161,6 +156,10 @@ func (q *FairQueue[T]) Push(it *Item[T]) {
 			c.served = q.served - 1
 		}
 		q.callers[it.Caller] = c
+	}
+	if c.count[k] == 0 {
+		q.joins++
+		c.join[k] = q.joins
 	}
 	c.count[k]++
 	c.next[k] = it.key.round + 1

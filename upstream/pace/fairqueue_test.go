@@ -54,6 +54,8 @@ func TestFairQueueOrder(t *testing.T) {
 		// write is not held up by A's reads.
 		{"write of a caller not served yet", []string{"push A1 A2 A3", "pop 1", "push B1w"}, true, true, "B1w A2 A3"},
 		{"one caller, older first", []string{"push A1w A2 A3w"}, true, true, "A1w A2 A3w"},
+		// A's reads do not give its first write a place ahead of B's.
+		{"joining the write lane with reads queued", []string{"push A1 B1w B2w A2w"}, false, true, "B1w A2w B2w"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var q FairQueue[string]
