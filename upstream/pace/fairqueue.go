@@ -64,7 +64,7 @@ func (a itemKey) less(b itemKey) bool {
 // concurrent use.
 type FairQueue[T any] struct {
 	lanes      [2]lane[T] // reads, writes
-	callers    map[string]*callerState
+	callers    map[string]callerState
 	seq        uint64 // items pushed
 	joins      uint64 // lanes that callers joined
 	served     uint64 // items popped: the callers' service clock
@@ -112,7 +112,7 @@ func (q *FairQueue[T]) Head(write bool) *Item[T] {
 // keyFor returns the key a new item of caller's, of kind k, would get.
 func (q *FairQueue[T]) keyFor(caller string, k int) itemKey {
 	l := &q.lanes[k]
-	if c := q.callers[caller]; c != nil && c.count[k] > 0 {
+	if c, ok := q.callers[caller]; ok && c.count[k] > 0 {
 		return itemKey{round: max(l.round, c.next[k]), join: c.join[k], seq: q.seq + 1}
 	}
 	key := itemKey{round: l.round, join: q.joins + 1, seq: q.seq + 1}
@@ -141,12 +141,11 @@ func (q *FairQueue[T]) Push(it *Item[T]) {
 	l := &q.lanes[k]
 	it.key = q.keyFor(it.Caller, k)
 	q.seq++
-	c := q.callers[it.Caller]
-	if c == nil {
+	c, ok := q.callers[it.Caller]
+	if !ok {
 		if q.callers == nil {
-			q.callers = map[string]*callerState{}
+			q.callers = map[string]callerState{}
 		}
-		c = &callerState{}
 		// Ahead of the caller served last, behind the others.
 		switch {
 		case q.served == 0:
@@ -155,7 +154,6 @@ func (q *FairQueue[T]) Push(it *Item[T]) {
 		default:
 			c.served = q.served - 1
 		}
-		q.callers[it.Caller] = c
 	}
 	if c.count[k] == 0 {
 		q.joins++
@@ -163,6 +161,7 @@ func (q *FairQueue[T]) Push(it *Item[T]) {
 	}
 	c.count[k]++
 	c.next[k] = it.key.round + 1
+	q.callers[it.Caller] = c
 	q.rng += 0x9E3779B97F4A7C15 // splitmix64
 	z := q.rng
 	z = (z ^ z>>30) * 0xBF58476D1CE4E5B9
@@ -208,7 +207,7 @@ func (q *FairQueue[T]) Pop(readOK, writeOK bool) *Item[T] {
 	c.served = q.served
 	c.round[k] = l.round + 1
 	q.lastServed = it.Caller
-	q.forget(it)
+	q.forget(it, c)
 	return it
 }
 
@@ -220,18 +219,17 @@ func (q *FairQueue[T]) Remove(it *Item[T]) bool {
 	}
 	l := &q.lanes[kind(it.Write)]
 	l.root = l.root.remove(it)
-	q.forget(it)
+	q.forget(it, q.callers[it.Caller])
 	return true
 }
 
-// forget drops the bookkeeping of it, which has left its lane. A caller
-// whose lane empties after it was served in the current round is
-// remembered until the round ends.
-func (q *FairQueue[T]) forget(it *Item[T]) {
+// forget drops the bookkeeping of it, which has left its lane; c is its
+// caller's state. A caller whose lane empties after it was served in the
+// current round is remembered until the round ends.
+func (q *FairQueue[T]) forget(it *Item[T], c callerState) {
 	it.queued, it.left, it.right = false, nil, nil
 	k := kind(it.Write)
 	l := &q.lanes[k]
-	c := q.callers[it.Caller]
 	c.count[k]--
 	if c.count[k] == 0 && c.round[k] == l.round+1 {
 		if l.done == nil {
@@ -241,7 +239,9 @@ func (q *FairQueue[T]) forget(it *Item[T]) {
 	}
 	if c.count[0] == 0 && c.count[1] == 0 {
 		delete(q.callers, it.Caller)
+		return
 	}
+	q.callers[it.Caller] = c
 }
 
 // The treap: a binary search tree by key, a heap by prio, with subtree
