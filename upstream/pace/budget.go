@@ -1,0 +1,211 @@
+package pace
+
+import (
+	"net/http"
+	"time"
+)
+
+// GitHub's points for its secondary rate limit, over a sliding window.
+const (
+	// ReadPoints is what GET, HEAD and OPTIONS cost.
+	ReadPoints = 1
+	// WritePoints is what other methods (POST, PATCH, PUT, DELETE) cost.
+	WritePoints = 5
+	// Window is the span of the points budget.
+	Window = time.Minute
+)
+
+// IsWrite reports whether method is a mutating method: one that costs
+// WritePoints and goes through the WriteSlot.
+func IsWrite(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return true
+}
+
+// Points returns what a request with method costs against the budget.
+func Points(method string) int {
+	if IsWrite(method) {
+		return WritePoints
+	}
+	return ReadPoints
+}
+
+// Budget is what GitHub's limits allow one credential, as far as its
+// answers tell:
+//
+//   - the points budget of the secondary limit, a sliding-window log: a
+//     request's points count from its dispatch (Start) until Window after
+//     it completed (Done). A request may start only if the points in
+//     flight, plus those completed within the last Window, plus its own,
+//     fit PointsPerMinute; then no Window at GitHub ever sees more,
+//     whatever the network delay, since a request reaches GitHub between
+//     its dispatch and its completion. (A token bucket of burst b and
+//     rate r lets b + 60r through in some window; it would have to run
+//     below the budget.)
+//   - the primary quota: an answer with x-ratelimit-remaining 0 holds
+//     every request until x-ratelimit-reset. Answers may arrive out of
+//     order: within one window the lowest remaining wins, a later window
+//     replaces an earlier one.
+//   - pauses: a refusal (RateLimit.Refused) pauses the credential for
+//     Retry-After, else until the reset when remaining is 0, else
+//     SecondaryPause.
+//   - backoff: the caller's retry loop holds the credential after
+//     failures (Backoff).
+//
+// Times are passed in; a Budget reads no clock. It is not safe for
+// concurrent use.
+type Budget struct {
+	perMinute      int // 0: no points budget
+	secondaryPause time.Duration
+
+	inFlight int // points of requests started and not done
+	log      pointsLog
+
+	primaryKnown     bool
+	primaryRemaining int
+	primaryReset     time.Time
+
+	pauseUntil   time.Time
+	pauseReason  Reason
+	backoffUntil time.Time
+}
+
+// NewBudget returns a Budget of pointsPerMinute (0: no points budget) that
+// pauses for secondaryPause after a refusal without a hint.
+func NewBudget(pointsPerMinute int, secondaryPause time.Duration) *Budget {
+	return &Budget{perMinute: pointsPerMinute, secondaryPause: secondaryPause}
+}
+
+// Start charges a dispatched request's cost.
+func (b *Budget) Start(cost int) { b.inFlight += cost }
+
+// Unsent refunds a started request that was never sent.
+func (b *Budget) Unsent(cost int) { b.inFlight -= cost }
+
+// Done records a started request's completion at now, and what GitHub's
+// answer said of the limits (a zero RateLimit when there was no answer).
+func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
+	b.inFlight -= cost
+	if b.perMinute > 0 {
+		b.log.add(now, cost)
+	}
+	if rl.Remaining >= 0 && !rl.Reset.IsZero() {
+		switch {
+		case !rl.Reset.After(now):
+			// A window that is over says nothing of the current one.
+		case !b.primaryKnown || rl.Reset.After(b.primaryReset):
+			b.primaryKnown, b.primaryRemaining, b.primaryReset = true, rl.Remaining, rl.Reset
+		case rl.Reset.Equal(b.primaryReset):
+			b.primaryRemaining = min(b.primaryRemaining, rl.Remaining)
+		}
+	}
+	if rl.Refused {
+		d, why := rl.Pause(now, b.secondaryPause)
+		if until := now.Add(d); until.After(b.pauseUntil) {
+			b.pauseUntil, b.pauseReason = until, why
+		}
+	}
+}
+
+// Backoff holds the credential until until after failed requests; an
+// earlier until than a backoff in place changes nothing.
+func (b *Budget) Backoff(until time.Time) {
+	if until.After(b.backoffUntil) {
+		b.backoffUntil = until
+	}
+}
+
+// Hold returns until when nothing may start, and why; a zero until (or
+// one not after now) when nothing holds the credential.
+func (b *Budget) Hold(now time.Time) (until time.Time, why Reason) {
+	if b.pauseUntil.After(now) {
+		until, why = b.pauseUntil, b.pauseReason
+	}
+	if b.primaryKnown && b.primaryRemaining <= 0 && b.primaryReset.After(now) && b.primaryReset.After(until) {
+		until, why = b.primaryReset, ReasonPrimary
+	}
+	if b.backoffUntil.After(now) && b.backoffUntil.After(until) {
+		until, why = b.backoffUntil, ReasonBackoff
+	}
+	return until, why
+}
+
+// FreeAt returns when, as far as the points budget goes, cost more points
+// fit: now or later, when completed requests leave the window. ok is
+// false when they fit only after requests in flight complete (or never,
+// for a cost above the budget).
+func (b *Budget) FreeAt(now time.Time, cost int) (at time.Time, ok bool) {
+	if b.perMinute <= 0 {
+		return now, true
+	}
+	b.log.prune(now)
+	need := b.inFlight + b.log.sum + cost - b.perMinute
+	if need <= 0 {
+		return now, true
+	}
+	for _, e := range b.log.live() {
+		if need -= e.points; need <= 0 {
+			return e.at.Add(Window), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// Earliest returns a lower bound on when a request of cost may start, as
+// far as holds and the points budget go, and what holds it until then
+// (0 when nothing does). Points that wait for requests in flight are
+// taken to free a Window from now.
+func (b *Budget) Earliest(now time.Time, cost int) (time.Time, Reason) {
+	at, why := now, Reason(0)
+	if until, r := b.Hold(now); until.After(at) {
+		at, why = until, r
+	}
+	free, ok := b.FreeAt(now, cost)
+	if !ok {
+		free = now.Add(Window)
+	}
+	if free.After(at) {
+		at, why = free, ReasonBudget
+	}
+	return at, why
+}
+
+// PerMinute returns the points budget; 0 when off.
+func (b *Budget) PerMinute() int { return b.perMinute }
+
+// pointsLog is the points of completed requests, in completion order
+// (time order: events are added with the time of one lock-holding
+// reading, which never goes backwards).
+type pointsLog struct {
+	events []pointsEvent
+	head   int // events[:head] have left the window
+	sum    int // points of events[head:]
+}
+
+type pointsEvent struct {
+	at     time.Time
+	points int
+}
+
+func (l *pointsLog) add(at time.Time, points int) {
+	l.events = append(l.events, pointsEvent{at, points})
+	l.sum += points
+}
+
+// prune drops the events a Window or more before now.
+func (l *pointsLog) prune(now time.Time) {
+	for l.head < len(l.events) && now.Sub(l.events[l.head].at) >= Window {
+		l.sum -= l.events[l.head].points
+		l.head++
+	}
+	if l.head > 64 && l.head*2 > len(l.events) {
+		l.events = append(l.events[:0], l.events[l.head:]...)
+		l.head = 0
+	}
+}
+
+// live returns the events in the window, oldest first.
+func (l *pointsLog) live() []pointsEvent { return l.events[l.head:] }

@@ -1,0 +1,64 @@
+// Package pace owns the admission of one GitHub credential's requests:
+// when each may start so that the credential stays within GitHub's rate
+// limits, in what order callers are served, and which requests are
+// refused at once because they could not start before their deadline.
+// It sends nothing and knows nothing of bodies or tokens; the upstream
+// client asks it for a Permit before each attempt and reports the answer.
+//
+// The pieces, each usable and tested alone:
+//
+//   - FairQueue holds the waiting requests: one FIFO per caller and kind
+//     (a read lane and a write lane), callers served round robin. A read
+//     may pass its own caller's waiting writes; a write never passes an
+//     earlier write. Reads and writes are kept apart so that, while the
+//     write slot is busy, the next read of any caller is found at once.
+//     Push, Pop and Remove are O(log n); Ahead counts the items a new
+//     one would wait behind in O(log n).
+//   - Budget is what GitHub's limits allow: the sliding-window points log
+//     of the secondary limit (a request's points count from dispatch
+//     until a Window after it completed), the primary quota
+//     (x-ratelimit-remaining 0 holds everything until x-ratelimit-reset),
+//     pauses after rate-limit refusals, and the backoff the retry loop
+//     asks for after failures.
+//   - ParseRateLimit is the one reader of GitHub's rate-limit headers;
+//     RateLimit.WithMessage adds the refusals GitHub tells only in its
+//     message.
+//   - WriteSlot serializes and spaces writes (one at a time, starts
+//     WriteInterval apart).
+//   - Pacer composes them under one mutex, with at most MaxInFlight
+//     requests admitted at once. Acquire queues a request and returns a
+//     Permit when it may start; Permit.Done (or Report) reports the
+//     answer, Permit.Unsent a request never sent. Every event (a request
+//     queued, done, unsent or cancelled, a timer) costs O(log n): the
+//     pacer looks only at the head of each lane, and one timer wakes it
+//     for the earliest moment a head may go by the clock.
+//
+// Deadlines. A request's refusal for its deadline is decided when it is
+// queued, from its estimated start (the holds, the points budget's next
+// free moment and, for a write, the write slot's next start plus
+// WriteInterval for each write queued ahead of it in round-robin order)
+// plus a latency allowance, the 90th percentile of the last 64 latencies
+// reported (0 before any). Nothing re-estimates the queued requests
+// afterwards, with one exception that costs O(log n) per request it
+// refuses: when a hold begins or grows (a pause, the primary quota, a
+// backoff), the queued requests whose deadline falls inside it are
+// refused at once, from a heap ordered by deadline. A request whose
+// deadline passes while it waits its turn is refused as well. Refusals
+// are *ThrottledError; its Reason tells waits caused by GitHub's limits
+// (queue, spacing, budget, primary, pause) from waits caused by failures
+// (ReasonBackoff, see Pacer.Backoff), which a caller reports as
+// unavailable rather than exhausted.
+//
+// Late sealing. The service seals a secret with the scope's public key
+// at the moment its write is admitted, so that a refused write costs no
+// sealing and a key rotated while the write waited is the one used.
+// This keeps working with Permit: Acquire returns only once the request
+// is admitted, and the caller builds the body (calls back into the
+// service) after Acquire returns and before it sends; if building fails,
+// Unsent gives the place, the points and the write spacing back.
+//
+// Time. The pacer reads time directly (time.Now, time.AfterFunc) and
+// takes deadlines from the context; Budget and WriteSlot take the time
+// as an argument. Tests run in testing/synctest bubbles, where waits are
+// exact and instant.
+package pace

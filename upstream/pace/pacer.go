@@ -1,0 +1,521 @@
+package pace
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+)
+
+// MaxConcurrent is the most requests GitHub allows in flight at once.
+const MaxConcurrent = 100
+
+// Config is how a Pacer paces one credential's requests. Start from
+// DefaultConfig and change what differs.
+type Config struct {
+	// MaxInFlight is the most requests in flight at once, 1 to 100. 0
+	// selects 10.
+	MaxInFlight int
+	// WriteInterval, when positive, serializes mutating requests and
+	// starts each at least WriteInterval after the previous one started.
+	// 0 neither serializes nor spaces them.
+	WriteInterval time.Duration
+	// PointsPerMinute is the points budget of GitHub's secondary limit
+	// (ReadPoints for GET, HEAD and OPTIONS, WritePoints for others). 0
+	// turns it off; otherwise at least WritePoints.
+	PointsPerMinute int
+	// SecondaryPause is how long a refusal without Retry-After or an
+	// exhausted primary quota pauses the credential.
+	SecondaryPause time.Duration
+}
+
+// DefaultConfig returns GitHub's guidance for one credential: 10 requests
+// in flight, writes one at a time and 1 s apart, 900 points a minute, a
+// 60 s pause after a secondary limit without Retry-After.
+func DefaultConfig() Config {
+	return Config{MaxInFlight: 10, WriteInterval: time.Second, PointsPerMinute: 900, SecondaryPause: time.Minute}
+}
+
+// latencySamples is how many recent latencies the allowance is drawn from.
+const latencySamples = 64
+
+// Request is what the pacer needs to know of a request.
+type Request struct {
+	// Caller is the key of fairness: the calling service ("" is one
+	// anonymous caller).
+	Caller string
+	// Method is the HTTP method; it selects the cost and the write slot.
+	Method string
+	// Route is the route template, for errors; never a path with values.
+	Route string
+}
+
+// Stats counts what a Pacer did since New.
+type Stats struct {
+	// Queued is how many requests wait for admission now.
+	Queued int
+	// InFlight is how many admitted requests are not done now.
+	InFlight int
+	// PeakInFlight is the most that were in flight at once.
+	PeakInFlight int
+	// Requests is how many admitted requests were reported Done.
+	Requests int
+	// Points is what those cost against the points budget.
+	Points int
+	// Throttled is how many *ThrottledError Acquire returned.
+	Throttled int
+	// RateLimited is how many answers were rate-limit refusals.
+	RateLimited int
+}
+
+// Pacer admits one credential's requests within GitHub's limits. It is
+// safe for concurrent use.
+type Pacer struct {
+	maxInFlight int
+
+	mu        sync.Mutex
+	queue     FairQueue[*Permit]
+	budget    *Budget
+	slot      *WriteSlot
+	inFlight  int
+	deadlines deadlineHeap // queued permits with a deadline
+	lat       latencyWindow
+	timer     *time.Timer // wakes the pacer when a wait by the clock ends
+	wakeAt    time.Time   // when timer fires; zero when not armed
+	stats     Stats
+}
+
+// New returns a Pacer for cfg, or why cfg is out of range.
+func New(cfg Config) (*Pacer, error) {
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = DefaultConfig().MaxInFlight
+	}
+	switch {
+	case cfg.MaxInFlight < 1 || cfg.MaxInFlight > MaxConcurrent:
+		return nil, fmt.Errorf("pace: MaxInFlight %d is not between 1 and %d", cfg.MaxInFlight, MaxConcurrent)
+	case cfg.WriteInterval < 0:
+		return nil, fmt.Errorf("pace: WriteInterval %v is negative", cfg.WriteInterval)
+	case cfg.PointsPerMinute < 0 || (cfg.PointsPerMinute > 0 && cfg.PointsPerMinute < WritePoints):
+		return nil, fmt.Errorf("pace: PointsPerMinute %d is neither 0 (off) nor at least %d, the cost of one write", cfg.PointsPerMinute, WritePoints)
+	case cfg.SecondaryPause < 0:
+		return nil, fmt.Errorf("pace: SecondaryPause %v is negative", cfg.SecondaryPause)
+	}
+	return &Pacer{
+		maxInFlight: cfg.MaxInFlight,
+		budget:      NewBudget(cfg.PointsPerMinute, cfg.SecondaryPause),
+		slot:        NewWriteSlot(cfg.WriteInterval),
+	}, nil
+}
+
+type permitState int
+
+const (
+	queued permitState = iota
+	admitted
+	refused
+	finished
+)
+
+// A Permit is one admitted request. Report its outcome with Done (or
+// Report), or with Unsent when it was never sent; either frees its place.
+type Permit struct {
+	p        *Pacer
+	req      Request
+	write    bool
+	cost     int
+	deadline time.Time // zero when none
+	item     Item[*Permit]
+	dindex   int // in p.deadlines while queued with a deadline
+	ready    chan struct{}
+
+	// Guarded by p.mu.
+	state permitState
+	err   *ThrottledError
+}
+
+// Acquire queues r and waits until the pacer admits it. It returns a
+// *ThrottledError at once when the pacer can tell that r would not start
+// and complete before ctx's deadline, or later when a hold that begins
+// while r waits (a pause, the primary quota, a backoff) makes it miss the
+// deadline, or when the deadline passes while it waits its turn. It
+// returns an error wrapping ctx.Err() when ctx ends first. The returned
+// Permit must be given back with Done, Report or Unsent.
+func (p *Pacer) Acquire(ctx context.Context, r Request) (*Permit, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("pace: %s %s: not sent: %w", r.Method, r.Route, err)
+	}
+	t := &Permit{p: p, req: r, write: IsWrite(r.Method), cost: Points(r.Method), dindex: -1, ready: make(chan struct{})}
+	t.item = Item[*Permit]{Value: t, Caller: r.Caller, Write: t.write}
+	deadline, hasDeadline := ctx.Deadline()
+
+	p.mu.Lock()
+	now := time.Now()
+	if hasDeadline {
+		ahead := 0
+		if t.write {
+			ahead = p.queue.Ahead(r.Caller, true)
+		}
+		at, why := p.estimateLocked(now, t, ahead)
+		if at.After(now) && at.Add(p.lat.allowance()).After(deadline) {
+			err := p.throttledLocked(t, at.Sub(now), why, ahead)
+			p.mu.Unlock()
+			return nil, err
+		}
+		t.deadline = deadline
+		heap.Push(&p.deadlines, t)
+	}
+	p.queue.Push(&t.item)
+	p.pumpLocked(now)
+	p.mu.Unlock()
+
+	select {
+	case <-t.ready:
+	case <-ctx.Done():
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		now := time.Now()
+		switch t.state {
+		case refused:
+			return nil, t.err
+		case admitted:
+			t.state = finished
+			p.releaseLocked(t, now, false)
+		case queued:
+			p.dequeueLocked(t)
+			p.pumpLocked(now)
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				// Never sent: its turn did not come in time.
+				ahead := 0
+				if t.write {
+					ahead = p.queue.Before(&t.item)
+				}
+				at, why := p.estimateLocked(now, t, ahead)
+				retry := at.Sub(now)
+				if retry <= 0 {
+					retry, why = minRetryAfter, ReasonQueue
+				}
+				return nil, p.throttledLocked(t, retry, why, ahead)
+			}
+		}
+		return nil, fmt.Errorf("pace: %s %s: not sent: waiting for the pacer: %w", r.Method, r.Route, ctx.Err())
+	}
+	if t.state == refused {
+		return nil, t.err
+	}
+	return t, nil
+}
+
+// Done reports the answer to the permit's request: its status and header
+// (0 and nil when there was none, e.g. a dropped connection) and how long
+// it took. It is Report(ParseRateLimit(header, status, time.Now()),
+// latency).
+func (t *Permit) Done(status int, header http.Header, latency time.Duration) {
+	t.Report(ParseRateLimit(header, status, time.Now()), latency)
+}
+
+// Report reports the answer to the permit's request as rl (see
+// RateLimit.WithMessage for refusals told by GitHub's message) and how
+// long it took: it charges the points, takes in the limits, pauses the
+// credential on a refusal, and frees the permit's place. Only the first
+// Done, Report or Unsent of a permit counts.
+func (t *Permit) Report(rl RateLimit, latency time.Duration) {
+	p := t.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t.state != admitted {
+		return
+	}
+	t.state = finished
+	now := time.Now()
+	before, _ := p.budget.Hold(now)
+	p.budget.Done(now, t.cost, rl)
+	p.lat.add(latency)
+	p.stats.Requests++
+	p.stats.Points += t.cost
+	if rl.Refused {
+		p.stats.RateLimited++
+	}
+	if until, why := p.budget.Hold(now); until.After(now) && until.After(before) {
+		p.holdLocked(now, until, why)
+	}
+	p.releaseLocked(t, now, true)
+}
+
+// Unsent gives back a permit whose request was never sent (its body could
+// not be made): its place, its points and its place in the write spacing
+// go to the next request. Only the first Done, Report or Unsent of a
+// permit counts.
+func (t *Permit) Unsent() {
+	p := t.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t.state != admitted {
+		return
+	}
+	t.state = finished
+	p.releaseLocked(t, time.Now(), false)
+}
+
+// Backoff holds the credential until until because requests failed (5xx
+// answers, dropped connections): nothing is admitted before then, and
+// requests whose deadline that makes them miss are refused with
+// ReasonBackoff, which Reason.Failure reports. GitHub's own pauses come
+// from the answers given to Report.
+func (p *Pacer) Backoff(until time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	before, _ := p.budget.Hold(now)
+	p.budget.Backoff(until)
+	if u, why := p.budget.Hold(now); u.After(now) && u.After(before) {
+		p.holdLocked(now, u, why)
+	}
+	p.pumpLocked(now)
+}
+
+// Hold returns until when the credential is held (paused by GitHub, its
+// primary quota used up, or backing off after failures) and why; a zero
+// until when it is not held.
+func (p *Pacer) Hold() (until time.Time, why Reason) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if until, why = p.budget.Hold(now); !until.After(now) {
+		return time.Time{}, 0
+	}
+	return until, why
+}
+
+// Stats returns a snapshot of the pacer's counters.
+func (p *Pacer) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stats
+	s.Queued = p.queue.Len(false) + p.queue.Len(true)
+	s.InFlight = p.inFlight
+	return s
+}
+
+// estimateLocked returns a lower bound on when t, with ahead writes
+// queued before it, may start, and what holds it back until then: the
+// holds and the points budget, and for a write the slot's next start
+// then ahead write intervals. Capacity (MaxInFlight) is not counted.
+func (p *Pacer) estimateLocked(now time.Time, t *Permit, ahead int) (time.Time, Reason) {
+	at, why := p.budget.Earliest(now, t.cost)
+	if t.write {
+		if w := p.slot.Estimate(at, ahead); w.After(at) {
+			at, why = w, ReasonSpacing
+		}
+	}
+	return at, why
+}
+
+// throttledLocked returns (and counts) the refusal of t.
+func (p *Pacer) throttledLocked(t *Permit, retryAfter time.Duration, why Reason, ahead int) *ThrottledError {
+	p.stats.Throttled++
+	detail := why.String()
+	switch why {
+	case ReasonSpacing:
+		detail = fmt.Sprintf("writes go one at a time, %v apart, and %d go before it", p.slot.Interval(), ahead)
+	case ReasonBudget:
+		detail = fmt.Sprintf("the budget of %d points a minute is spent", p.budget.PerMinute())
+	}
+	return &ThrottledError{Method: t.req.Method, Route: t.req.Route, RetryAfter: retryAfter, Reason: why, Detail: detail}
+}
+
+// holdLocked refuses the queued requests that a hold until until, which
+// just began or grew, makes miss their deadline: those whose deadline
+// comes before until plus the latency allowance. Each request is refused
+// at most once, so this costs O(log n) per request refused.
+func (p *Pacer) holdLocked(now, until time.Time, why Reason) {
+	limit := until.Add(p.lat.allowance())
+	for len(p.deadlines) > 0 && p.deadlines[0].deadline.Before(limit) {
+		t := p.deadlines[0]
+		p.dequeueLocked(t)
+		t.err = p.throttledLocked(t, until.Sub(now), why, 0)
+		t.state = refused
+		close(t.ready)
+	}
+}
+
+// dequeueLocked takes a queued t out of the queue.
+func (p *Pacer) dequeueLocked(t *Permit) {
+	p.queue.Remove(&t.item)
+	if t.dindex >= 0 {
+		heap.Remove(&p.deadlines, t.dindex)
+	}
+}
+
+// releaseLocked frees the place of an admitted t, done (completed) or
+// unsent, and admits what may go.
+func (p *Pacer) releaseLocked(t *Permit, now time.Time, done bool) {
+	p.inFlight--
+	if !done {
+		p.budget.Unsent(t.cost)
+	}
+	if t.write {
+		if done {
+			p.slot.Done()
+		} else {
+			p.slot.Unsent()
+		}
+	}
+	p.pumpLocked(now)
+}
+
+// pumpLocked admits every queued request that may go now, in turn, and
+// arms the timer for the earliest moment by the clock another may. Each
+// admission costs O(log n).
+func (p *Pacer) pumpLocked(now time.Time) {
+	var wake time.Time
+	for p.inFlight < p.maxInFlight && p.queue.Len(false)+p.queue.Len(true) > 0 {
+		if until, _ := p.budget.Hold(now); until.After(now) {
+			wake = until
+			break
+		}
+		readOK, writeOK := false, false
+		var readAt, writeAt time.Time // when each may go by the clock; zero: unknown
+		reserve := 0
+		if p.queue.Len(true) > 0 {
+			slotAt, busy := p.slot.Next(now)
+			pointsAt, ok := p.budget.FreeAt(now, WritePoints)
+			if !ok || pointsAt.After(now) {
+				// The next write keeps its points: reads must leave them.
+				reserve = WritePoints
+			}
+			writeOK = !busy && ok && !slotAt.After(now) && !pointsAt.After(now)
+			if !writeOK && !busy && ok {
+				writeAt = later(slotAt, pointsAt)
+			}
+		}
+		if p.queue.Len(false) > 0 {
+			at, ok := p.budget.FreeAt(now, ReadPoints+reserve)
+			readOK = ok && !at.After(now)
+			if !readOK && ok {
+				readAt = at
+			}
+		}
+		it := p.queue.Pop(readOK, writeOK)
+		if it == nil {
+			wake = earliest(readAt, writeAt)
+			break
+		}
+		p.admitLocked(it.Value, now)
+	}
+	p.armLocked(now, wake)
+}
+
+func (p *Pacer) admitLocked(t *Permit, now time.Time) {
+	if t.dindex >= 0 {
+		heap.Remove(&p.deadlines, t.dindex)
+	}
+	p.inFlight++
+	p.stats.PeakInFlight = max(p.stats.PeakInFlight, p.inFlight)
+	p.budget.Start(t.cost)
+	if t.write {
+		p.slot.Start(now)
+	}
+	t.state = admitted
+	close(t.ready)
+}
+
+// armLocked makes sure the pacer wakes at wake (zero: no wake by the clock
+// is needed). One timer serves: a wake earlier than the armed one resets
+// it; a later one is armed when the timer fires and the pump finds it.
+func (p *Pacer) armLocked(now, wake time.Time) {
+	if wake.IsZero() || (!p.wakeAt.IsZero() && !wake.Before(p.wakeAt)) {
+		return
+	}
+	p.wakeAt = wake
+	if p.timer == nil {
+		p.timer = time.AfterFunc(wake.Sub(now), p.wake)
+		return
+	}
+	p.timer.Reset(wake.Sub(now))
+}
+
+func (p *Pacer) wake() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.wakeAt = time.Time{}
+	p.pumpLocked(time.Now())
+}
+
+// later returns the later of two times.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// earliest returns the earlier of two times, a zero time standing for
+// none.
+func earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero() || a.Before(b):
+		return a
+	}
+	return b
+}
+
+// latencyWindow keeps the latencies of the last latencySamples requests
+// and their 90th percentile, the allowance a request needs after its
+// start to complete before its deadline.
+type latencyWindow struct {
+	samples [latencySamples]time.Duration
+	n, next int
+	p90     time.Duration
+	stale   bool
+}
+
+func (w *latencyWindow) add(d time.Duration) {
+	w.samples[w.next] = max(d, 0)
+	w.next = (w.next + 1) % latencySamples
+	w.n = min(w.n+1, latencySamples)
+	w.stale = true
+}
+
+// allowance returns the 90th percentile of the recent latencies; 0
+// before any.
+func (w *latencyWindow) allowance() time.Duration {
+	if w.stale {
+		var s [latencySamples]time.Duration
+		sorted := s[:w.n]
+		copy(sorted, w.samples[:w.n])
+		slices.Sort(sorted)
+		w.p90 = sorted[(w.n*9+9)/10-1] // the ceil(0.9n)-th smallest
+		w.stale = false
+	}
+	return w.p90
+}
+
+// deadlineHeap orders queued permits by deadline.
+type deadlineHeap []*Permit
+
+func (h deadlineHeap) Len() int           { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h deadlineHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].dindex = i
+	h[j].dindex = j
+}
+func (h *deadlineHeap) Push(x any) {
+	t := x.(*Permit)
+	t.dindex = len(*h)
+	*h = append(*h, t)
+}
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	t.dindex = -1
+	*h = old[:len(old)-1]
+	return t
+}

@@ -1,0 +1,139 @@
+package pace
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxRetryAfter caps a Retry-After hint, so that an absurd value does not
+// overflow time.Duration.
+const maxRetryAfter = 24 * time.Hour
+
+// maxResource bounds RateLimit.Resource, in bytes.
+const maxResource = 64
+
+// RateLimit is what one GitHub answer says about the credential's rate
+// limits. ParseRateLimit reads it from the answer's header; it is the one
+// reader of GitHub's rate-limit headers.
+type RateLimit struct {
+	// Status is the answer's HTTP status code; 0 when there was no answer.
+	Status int
+	// Remaining is x-ratelimit-remaining, the requests left in the
+	// primary window; -1 when absent or not a non-negative integer.
+	Remaining int
+	// Used is x-ratelimit-used; -1 when absent or not a non-negative
+	// integer.
+	Used int
+	// Reset is x-ratelimit-reset, when the primary window resets; the
+	// zero Time when absent or not a positive integer of Unix seconds.
+	Reset time.Time
+	// Resource is x-ratelimit-resource ("core", "search", ...), trimmed
+	// and cut to 64 bytes.
+	Resource string
+	// RetryAfter is the Retry-After header, in delay-seconds or as an
+	// HTTP date (a date in the past is 0), capped at 24 h. It is
+	// meaningful only when HasRetryAfter.
+	RetryAfter time.Duration
+	// HasRetryAfter reports whether the answer carried a usable
+	// Retry-After header.
+	HasRetryAfter bool
+	// Refused reports that GitHub refused the request because a primary
+	// or secondary rate limit is exhausted: a 429, or a 403 with
+	// x-ratelimit-remaining 0, or (see WithMessage) a 403 or 429 whose
+	// message mentions a rate limit.
+	Refused bool
+}
+
+// ParseRateLimit reads GitHub's rate-limit headers from an answer with
+// status; now is when the answer arrived (it turns an HTTP-date
+// Retry-After into a delay). h may be nil (no answer).
+func ParseRateLimit(h http.Header, status int, now time.Time) RateLimit {
+	rl := RateLimit{Status: status, Remaining: -1, Used: -1} // h may be nil: Get finds nothing
+	rl.Remaining = nonNegative(h.Get("X-Ratelimit-Remaining"))
+	rl.Used = nonNegative(h.Get("X-Ratelimit-Used"))
+	if v := strings.TrimSpace(h.Get("X-Ratelimit-Reset")); v != "" {
+		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs > 0 {
+			rl.Reset = time.Unix(secs, 0)
+		}
+	}
+	rl.Resource = cut(strings.TrimSpace(h.Get("X-Ratelimit-Resource")), maxResource)
+	rl.RetryAfter, rl.HasRetryAfter = parseRetryAfter(h.Get("Retry-After"), now)
+	switch status {
+	case http.StatusTooManyRequests:
+		rl.Refused = true
+	case http.StatusForbidden:
+		rl.Refused = rl.Remaining == 0
+	}
+	return rl
+}
+
+// WithMessage returns rl with Refused set when the answer is a 403 or 429
+// whose message (the "message" field of GitHub's error body) mentions a
+// rate limit, as GitHub's secondary-limit answers do even when they carry
+// no header that says so.
+func (rl RateLimit) WithMessage(message string) RateLimit {
+	if (rl.Status == http.StatusForbidden || rl.Status == http.StatusTooManyRequests) &&
+		strings.Contains(strings.ToLower(message), "rate limit") {
+		rl.Refused = true
+	}
+	return rl
+}
+
+// Pause returns how long a refusal (Refused) pauses the credential,
+// following GitHub's guidance, and why: Retry-After when present; else,
+// when x-ratelimit-remaining is 0 and the reset is ahead, until the reset
+// (ReasonPrimary); else secondary (ReasonPause).
+func (rl RateLimit) Pause(now time.Time, secondary time.Duration) (time.Duration, Reason) {
+	switch {
+	case rl.HasRetryAfter:
+		return rl.RetryAfter, ReasonPause
+	case rl.Remaining == 0 && rl.Reset.After(now):
+		return rl.Reset.Sub(now), ReasonPrimary
+	}
+	return secondary, ReasonPause
+}
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or,
+// leniently, an HTTP date.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		return time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(t.Sub(now), 0), maxRetryAfter), true
+	}
+	return 0, false
+}
+
+// nonNegative parses a non-negative decimal integer header value; -1 when
+// it is not one.
+func nonNegative(v string) int {
+	if v = strings.TrimSpace(v); v == "" {
+		return -1
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
+// cut returns s cut to at most n bytes, on a rune boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}

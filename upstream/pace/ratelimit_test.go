@@ -1,0 +1,167 @@
+package pace
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+func header(kv ...string) http.Header {
+	h := http.Header{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h.Set(kv[i], kv[i+1])
+	}
+	return h
+}
+
+func TestParseRateLimit(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	reset := now.Add(90 * time.Second)
+	resetHeader := fmt.Sprint(reset.Unix())
+	for _, tc := range []struct {
+		name   string
+		h      http.Header
+		status int
+		msg    string // GitHub's message, for WithMessage
+		want   RateLimit
+	}{{
+		name: "no answer",
+		want: RateLimit{Remaining: -1, Used: -1},
+	}, {
+		name:   "200 with the primary quota",
+		h:      header("X-Ratelimit-Remaining", "4999", "X-Ratelimit-Used", "1", "X-Ratelimit-Reset", resetHeader, "X-Ratelimit-Resource", "core"),
+		status: 200,
+		want:   RateLimit{Status: 200, Remaining: 4999, Used: 1, Reset: reset, Resource: "core"},
+	}, {
+		name:   "200 with the quota used up is no refusal",
+		h:      header("X-Ratelimit-Remaining", "0", "X-Ratelimit-Reset", resetHeader),
+		status: 200,
+		want:   RateLimit{Status: 200, Remaining: 0, Used: -1, Reset: reset},
+	}, {
+		name:   "403 forbidden",
+		h:      header("X-Ratelimit-Remaining", "4999", "X-Ratelimit-Reset", resetHeader),
+		status: 403,
+		msg:    "Resource not accessible by integration",
+		want:   RateLimit{Status: 403, Remaining: 4999, Used: -1, Reset: reset},
+	}, {
+		name:   "403 primary rate limit",
+		h:      header("X-Ratelimit-Remaining", " 0 ", "X-Ratelimit-Reset", resetHeader),
+		status: 403,
+		msg:    "API rate limit exceeded for installation ID 1.",
+		want:   RateLimit{Status: 403, Remaining: 0, Used: -1, Reset: reset, Refused: true},
+	}, {
+		name:   "403 secondary rate limit, told by the message",
+		h:      header("X-Ratelimit-Remaining", "4000"),
+		status: 403,
+		msg:    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+		want:   RateLimit{Status: 403, Remaining: 4000, Used: -1, Refused: true},
+	}, {
+		name:   "403 with retry-after and no rate-limit message is not a refusal",
+		h:      header("Retry-After", "60"),
+		status: 403,
+		msg:    "Forbidden",
+		want:   RateLimit{Status: 403, Remaining: -1, Used: -1, RetryAfter: time.Minute, HasRetryAfter: true},
+	}, {
+		name:   "429 with Retry-After",
+		h:      header("Retry-After", "17", "X-Ratelimit-Reset", resetHeader),
+		status: 429,
+		msg:    "slow down",
+		want:   RateLimit{Status: 429, Remaining: -1, Used: -1, Reset: reset, RetryAfter: 17 * time.Second, HasRetryAfter: true, Refused: true},
+	}, {
+		name:   "429 with Retry-After 0",
+		h:      header("Retry-After", "0"),
+		status: 429,
+		want:   RateLimit{Status: 429, Remaining: -1, Used: -1, HasRetryAfter: true, Refused: true},
+	}, {
+		name:   "429 with a Retry-After date",
+		h:      header("Retry-After", now.Add(2*time.Minute).UTC().Format(http.TimeFormat)),
+		status: 429,
+		want:   RateLimit{Status: 429, Remaining: -1, Used: -1, RetryAfter: 2 * time.Minute, HasRetryAfter: true, Refused: true},
+	}, {
+		name:   "Retry-After date in the past",
+		h:      header("Retry-After", now.Add(-time.Minute).UTC().Format(http.TimeFormat)),
+		status: 429,
+		want:   RateLimit{Status: 429, Remaining: -1, Used: -1, HasRetryAfter: true, Refused: true},
+	}, {
+		name:   "absurd Retry-After is capped",
+		h:      header("Retry-After", "99999999999999"),
+		status: 429,
+		want:   RateLimit{Status: 429, Remaining: -1, Used: -1, RetryAfter: 24 * time.Hour, HasRetryAfter: true, Refused: true},
+	}, {
+		name:   "malformed values",
+		h:      header("Retry-After", "soon", "X-Ratelimit-Remaining", "-3", "X-Ratelimit-Used", "x", "X-Ratelimit-Reset", "0"),
+		status: 503,
+		want:   RateLimit{Status: 503, Remaining: -1, Used: -1},
+	}, {
+		name:   "503 with Retry-After is no refusal",
+		h:      header("Retry-After", "5"),
+		status: 503,
+		msg:    "rate limit",
+		want:   RateLimit{Status: 503, Remaining: -1, Used: -1, RetryAfter: 5 * time.Second, HasRetryAfter: true},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ParseRateLimit(tc.h, tc.status, now).WithMessage(tc.msg)
+			if got != tc.want {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRateLimitPause(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	const secondary = time.Minute
+	for _, tc := range []struct {
+		name string
+		rl   RateLimit
+		want time.Duration
+		why  Reason
+	}{
+		{"retry-after first", RateLimit{Remaining: 0, Reset: now.Add(time.Hour), RetryAfter: 7 * time.Second, HasRetryAfter: true}, 7 * time.Second, ReasonPause},
+		{"retry-after 0", RateLimit{Remaining: -1, HasRetryAfter: true}, 0, ReasonPause},
+		{"until the reset when remaining is 0", RateLimit{Remaining: 0, Reset: now.Add(90 * time.Second)}, 90 * time.Second, ReasonPrimary},
+		{"a reset in the past", RateLimit{Remaining: 0, Reset: now.Add(-time.Second)}, secondary, ReasonPause},
+		{"remaining not 0", RateLimit{Remaining: 10, Reset: now.Add(90 * time.Second)}, secondary, ReasonPause},
+		{"no hint", RateLimit{Remaining: -1}, secondary, ReasonPause},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, why := tc.rl.Pause(now, secondary)
+			if d != tc.want || why != tc.why {
+				t.Errorf("Pause = %v, %v; want %v, %v", d, why, tc.want, tc.why)
+			}
+		})
+	}
+}
+
+func FuzzParseRateLimit(f *testing.F) {
+	f.Add(429, "17", "0", "1700000090", "5000", "core", "slow down")
+	f.Add(403, "", " 0 ", "1700000090", "", "", "API rate limit exceeded")
+	f.Add(403, "Wed, 21 Oct 2015 07:28:00 GMT", "12", "-1", "x", "search", "You have exceeded a secondary rate limit")
+	f.Add(200, "-5", "abc", "99999999999999999999", "7", "\xff\xfe", "")
+	f.Fuzz(func(t *testing.T, status int, retryAfter, remaining, reset, used, resource, msg string) {
+		now := time.Unix(1_700_000_000, 0)
+		h := header("Retry-After", retryAfter, "X-Ratelimit-Remaining", remaining, "X-Ratelimit-Reset", reset,
+			"X-Ratelimit-Used", used, "X-Ratelimit-Resource", resource)
+		rl := ParseRateLimit(h, status, now).WithMessage(msg)
+		switch {
+		case rl.Status != status:
+			t.Errorf("Status %d, want %d", rl.Status, status)
+		case rl.Remaining < -1 || rl.Used < -1:
+			t.Errorf("Remaining %d, Used %d", rl.Remaining, rl.Used)
+		case rl.RetryAfter < 0 || rl.RetryAfter > maxRetryAfter || (!rl.HasRetryAfter && rl.RetryAfter != 0):
+			t.Errorf("RetryAfter %v (has %v)", rl.RetryAfter, rl.HasRetryAfter)
+		case rl.Refused && status != 403 && status != 429:
+			t.Errorf("a %d answer taken for a refusal", status)
+		case status == 429 && !rl.Refused:
+			t.Error("a 429 not taken for a refusal")
+		case len(rl.Resource) > maxResource:
+			t.Errorf("Resource of %d bytes", len(rl.Resource))
+		case !rl.Reset.IsZero() && rl.Reset.Unix() <= 0:
+			t.Errorf("Reset %v", rl.Reset)
+		}
+		if d, _ := rl.Pause(now, time.Minute); d < 0 {
+			t.Errorf("Pause %v", d)
+		}
+	})
+}
