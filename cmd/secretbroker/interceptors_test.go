@@ -3,16 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/identity"
 )
 
 const interceptorSecret = "plaintext-in-a-panic-9f8e7d"
@@ -80,8 +83,14 @@ func TestRecoverStream(t *testing.T) {
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	err := recoverStream(logger)(nil, fakeStream{ctx: context.Background()}, &grpc.StreamServerInfo{FullMethod: "/x.Y/Z"},
 		func(any, grpc.ServerStream) error { panic(interceptorSecret) })
-	if status.Code(err) != codes.Internal || strings.Contains(logs.String(), interceptorSecret) {
-		t.Errorf("err %v, log %s", err, logs.String())
+	out := logs.String()
+	if status.Code(err) != codes.Internal || strings.Contains(out, interceptorSecret) || strings.Contains(err.Error(), interceptorSecret) {
+		t.Errorf("err %v, log %s", err, out)
+	}
+	for _, w := range []string{`"method":"/x.Y/Z"`, `"panic":"string"`, `"stack"`} {
+		if !strings.Contains(out, w) {
+			t.Errorf("log lacks %s: %s", w, out)
+		}
 	}
 }
 
@@ -90,31 +99,93 @@ func TestLogUnary(t *testing.T) {
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	req := &secretbrokerv1.PutSecretRequest{Payload: &secretbrokerv1.PutSecretRequest_Value{Value: interceptorSecret}}
 	resp := &secretbrokerv1.PutSecretResponse{Name: interceptorSecret}
+	traceID := trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
+	ctx := trace.ContextWithSpanContext(identity.WithCaller(context.Background(), "token:deployer"),
+		trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: trace.SpanID{1}}))
 
-	_, _ = logUnary(logger)(context.Background(), req, &grpc.UnaryServerInfo{FullMethod: "/secretbroker.v1.SecretService/PutSecret"},
-		func(context.Context, any) (any, error) { return resp, nil })
-	_, _ = logUnary(logger)(context.Background(), req, &grpc.UnaryServerInfo{FullMethod: "/secretbroker.v1.SecretService/GetSecret"},
-		func(context.Context, any) (any, error) {
-			return nil, status.Error(codes.Unavailable, "GitHub is unavailable")
-		})
-	_, _ = logUnary(logger)(context.Background(), req, &grpc.UnaryServerInfo{FullMethod: "/grpc.health.v1.Health/Check"},
-		func(context.Context, any) (any, error) { return nil, nil })
+	tests := []struct {
+		method string
+		resp   any
+		err    error
+	}{
+		{"/secretbroker.v1.SecretService/PutSecret", resp, nil},
+		// The status message may carry what the caller sent: it is not logged.
+		{"/secretbroker.v1.SecretService/GetSecret", nil, status.Error(codes.Unavailable, "GitHub is unavailable "+interceptorSecret)},
+		{"/secretbroker.v1.SecretService/DeleteSecret", nil, status.Error(codes.NotFound, "no secret "+interceptorSecret)},
+		{"/grpc.health.v1.Health/Check", nil, nil},
+	}
+	for _, tt := range tests {
+		_, _ = logUnary(logger)(ctx, req, &grpc.UnaryServerInfo{FullMethod: tt.method},
+			func(context.Context, any) (any, error) { return tt.resp, tt.err })
+	}
 
 	out := logs.String()
 	if strings.Contains(out, interceptorSecret) {
 		t.Errorf("log holds a message's content: %s", out)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("want 2 lines (health checks at debug level), got %d: %s", len(lines), out)
+	if len(lines) != 3 {
+		t.Fatalf("want 3 lines (health checks at debug level), got %d: %s", len(lines), out)
 	}
 	for i, w := range [][]string{
-		{`"level":"INFO"`, `"method":"/secretbroker.v1.SecretService/PutSecret"`, `"code":"OK"`, `"duration_ms"`},
+		{`"level":"INFO"`, `"method":"/secretbroker.v1.SecretService/PutSecret"`, `"code":"OK"`},
 		{`"level":"WARN"`, `"method":"/secretbroker.v1.SecretService/GetSecret"`, `"code":"Unavailable"`},
+		{`"level":"INFO"`, `"method":"/secretbroker.v1.SecretService/DeleteSecret"`, `"code":"NotFound"`},
 	} {
+		w = append(w, `"msg":"gRPC call"`, `"duration_ms"`, `"caller":"token:deployer"`, `"trace_id":"`+traceID.String()+`"`)
 		for _, s := range w {
 			if !strings.Contains(lines[i], s) {
 				t.Errorf("line %d lacks %s: %s", i, s, lines[i])
+			}
+		}
+		// Only the fields above: none of what the middleware would add.
+		var fields map[string]any
+		if err := json.Unmarshal([]byte(lines[i]), &fields); err != nil {
+			t.Fatal(err)
+		}
+		if len(fields) != 8 {
+			t.Errorf("line %d has %d fields, want 8 (time, level, msg, method, code, duration_ms, caller, trace_id): %s", i, len(fields), lines[i])
+		}
+	}
+}
+
+// recvStream hands the planted value to every RecvMsg and accepts every
+// SendMsg.
+type recvStream struct{ fakeStream }
+
+func (recvStream) RecvMsg(m any) error {
+	m.(*secretbrokerv1.PutSecretRequest).Payload = &secretbrokerv1.PutSecretRequest_Value{Value: interceptorSecret}
+	return nil
+}
+func (recvStream) SendMsg(any) error { return nil }
+
+func TestLogStream(t *testing.T) {
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	tests := []struct {
+		method string
+		err    error
+		want   []string
+	}{
+		{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", nil, []string{`"level":"DEBUG"`, `"code":"OK"`}},
+		{"/x.Y/Z", status.Error(codes.Internal, interceptorSecret), []string{`"level":"WARN"`, `"code":"Internal"`}},
+	}
+	for _, tt := range tests {
+		logs.Reset()
+		err := logStream(logger)(nil, recvStream{fakeStream{ctx: context.Background()}}, &grpc.StreamServerInfo{FullMethod: tt.method},
+			func(_ any, ss grpc.ServerStream) error {
+				var req secretbrokerv1.PutSecretRequest
+				_ = ss.RecvMsg(&req)
+				_ = ss.SendMsg(&secretbrokerv1.PutSecretResponse{Name: req.GetValue()})
+				return tt.err
+			})
+		out := logs.String()
+		if err != tt.err || strings.Count(out, "\n") != 1 || strings.Contains(out, interceptorSecret) {
+			t.Errorf("%s: err %v, want one line without the planted value: %s", tt.method, err, out)
+		}
+		for _, w := range append(tt.want, `"method":"`+tt.method+`"`, `"msg":"gRPC call"`) {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: log lacks %s: %s", tt.method, w, out)
 			}
 		}
 	}
