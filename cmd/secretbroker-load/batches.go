@@ -135,7 +135,7 @@ func runBatches(ctx context.Context, o options, env *runEnv) (batchesResult, err
 		}
 	}
 
-	fmt.Fprintf(env.stderr, "batches: %d goroutines, each sending %d batches of %d values of %d bytes (deadline %s) ...\n",
+	fmt.Fprintf(env.stderr, "batches: %d goroutines, each sending %d batch(es) of %d values of %d bytes (deadline %s) ...\n",
 		o.batches, o.batchRounds, o.batchItems, batchValueBytes, batchCallTimeout)
 	stopRSS := sampleRSS(b.pid, rssInterval)
 	brokerCPU, _ := procCPU(b.pid) // 0 when unreadable: the figure is then the whole life's
@@ -249,7 +249,7 @@ func (r batchesResult) table(o options, env *runEnv) table {
 			"A GitHub emulator without rate limits runs in the load command's process; the broker runs without --dev against it, "+
 			"the token in its environment, with `%s`: pacing limits off (writes unspaced, no points budget, 100 requests in flight), "+
 			"and the per-caller limits off so that the front door refuses none of the flooder's calls. "+
-			"One caller (flooder) sends BatchPutSecrets from %d goroutines at once, each over its own connection and %d in turn, "+
+			"One caller (flooder) sends BatchPutSecrets from %d goroutines at once, each over its own connection (%d a goroutine, one after another), "+
 			"each with a %s deadline, spread over %s; "+
 			"another (prober) sends GetSecret of %s, which goes to GitHub through the pacer, every %s over its own connection "+
 			"while they run (at most %s); the broker coalesces identical reads in flight, so probes that overlap may share one GET. "+
