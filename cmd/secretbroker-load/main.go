@@ -1,15 +1,18 @@
 // Command secretbroker-load measures whether the broker's inbound limits
 // hold under load: whether a flood of concurrent large calls from one
 // caller keeps the broker's resident memory (RSS) under 300 MB and another
-// caller's cached GetPublicKey under 100 ms at the 99th percentile.
+// caller's cached GetPublicKey under 100 ms at the 99th percentile; and,
+// in the batches scenario, whether the broker's upstream pacer keeps
+// another caller's GetSecret under 50 ms at the 99th percentile while
+// large batches go through it.
 //
 // It builds the broker (or takes --broker-bin) and runs it as a child
 // process, so that its memory is measured alone, with --dev (the embedded
-// GitHub emulator, loopback only), three bearer-token callers ("flooder",
-// "prober" and "grpc-prober", random tokens that are never printed) in a
-// temporary --callers-file, and a --policy-file that allows them
-// everything. The
-// broker keeps its default inbound limits, except that --dev turns the
+// GitHub emulator, loopback only; batches excepted, see below), three
+// bearer-token callers ("flooder", "prober" and "grpc-prober", random
+// tokens that are never printed) in a temporary --callers-file, and a
+// --policy-file that allows them everything. The broker keeps its default
+// inbound limits, except that --dev turns the
 // per-caller rate limit off: the per-caller and total caps on calls in
 // progress and the bound on request bytes in progress are what is tested.
 // Each scenario runs against a fresh broker, whose RSS is read from
@@ -40,13 +43,29 @@
 //     --shutdown-timeout=15s, timing the broker's exit and counting its log
 //     lines at WARN and above.
 //
+// One more scenario, batches, is not part of all: it measures the
+// broker's upstream pacer rather than its front door. The GitHub emulator
+// (upstream/emulator, demo data, no rate limits, a random token) runs in
+// this process on a loopback port, and the broker runs without --dev
+// against it (--upstream-url, the token as GITHUB_TOKEN in its environment
+// only) with its pacing limits off (--upstream-write-interval=0
+// --upstream-points-per-minute=0 --upstream-max-in-flight=100) and its
+// per-caller limits off (--caller-max-concurrent=0 --caller-rps=0) so that
+// the front door refuses none of the flooder's calls. --batches goroutines
+// (default 50), each over its own connection, send --batch-rounds
+// (default 1) BatchPutSecrets of --batch-items (default 1,000) values of
+// 64 bytes, spread over three repositories' Actions scopes, each with a
+// 60 s deadline, while the prober reads one secret with GetSecret (which
+// goes to GitHub through the pacer) every 10 ms, for as long as they run
+// and at most 120 s. The target is the prober's p99 under 50 ms.
+//
 // It prints one markdown table per scenario, and the command line, for
 // docs/BENCHMARKS.md. Flags after "--" are passed to the broker (they come
 // last, so they override this command's).
 //
 // Usage:
 //
-//	go run ./cmd/secretbroker-load [--scenario flood|gateway|metadata|cancel|all] [flags] [-- broker flags]
+//	go run ./cmd/secretbroker-load [--scenario flood|gateway|metadata|cancel|batches|all] [flags] [-- broker flags]
 package main
 
 import (

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -83,7 +84,12 @@ const (
 	grpcProberName = "grpc-prober"
 )
 
+// allScenarios are the scenarios of --scenario all: the front door's.
 func allScenarios() []string { return []string{"flood", "gateway", "metadata", "cancel"} }
+
+// otherScenarios are the scenarios --scenario all leaves out: batches
+// measures the upstream pacer, not the front door.
+func otherScenarios() []string { return []string{"batches"} }
 
 // options is what one run does.
 type options struct {
@@ -92,13 +98,17 @@ type options struct {
 	floodConcurrency int
 	floodConns       int
 	floodBytes       int
+	batches          int // the batches scenario's concurrent batches
+	batchItems       int // ... values in each
+	batchRounds      int // ... batches each of its goroutines sends, one after another
 	brokerBin        string
 	brokerArgs       []string // after "--", passed to the broker last
 	args             []string // as given, for the printed command line
 
 	// tokens are the flooder's, the prober's and the gRPC prober's bearer
-	// tokens; random when empty (tests plant known ones).
-	flooderToken, proberToken, grpcProberToken string
+	// tokens, and the GitHub token of the batches scenario's emulator;
+	// random when empty (tests plant known ones).
+	flooderToken, proberToken, grpcProberToken, githubToken string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -116,17 +126,25 @@ secretbroker-load runs the broker as a child process (--dev, bearer-token
 callers "flooder" and "prober", default inbound limits) and measures its RSS
 and the prober's latency under a flood, oversized metadata, and cancelled
 calls followed by SIGTERM; the flood runs over gRPC (flood) and over the
-JSON gateway (gateway). Flags after -- are passed to the broker.
+JSON gateway (gateway). The batches scenario, which all leaves out,
+measures the upstream pacer instead: a broker without --dev, against a
+GitHub emulator in this process with its pacing limits off, takes
+concurrent 1,000-item batches while another caller's GetSecret is timed.
+Flags after -- are passed to the broker.
 
 Flags:
 `)
 		fs.PrintDefaults()
 	}
-	scenario := fs.String("scenario", "all", "`scenario` to run: "+strings.Join(allScenarios(), ", ")+" or all")
+	scenario := fs.String("scenario", "all", "`scenario` to run: "+strings.Join(scenarioNames(), ", ")+
+		" or all ("+strings.Join(allScenarios(), ", ")+")")
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "how long the flood lasts")
 	fs.IntVar(&o.floodConcurrency, "flood-concurrency", 300, "flood goroutines, each sending one call after another")
 	fs.IntVar(&o.floodConns, "flood-conns", 4, "gRPC connections the flood goroutines share (the broker allows 128 calls in progress on one); the gateway scenario opens an HTTP/1.1 connection per goroutine")
 	fs.IntVar(&o.floodBytes, "flood-bytes", 1<<20, "about how many `bytes` of values each flood call holds (values of 16 KiB)")
+	fs.IntVar(&o.batches, "batches", 50, "batches scenario: concurrent BatchPutSecrets, each from its own goroutine over its own connection")
+	fs.IntVar(&o.batchItems, "batch-items", maxBatchItems, "batches scenario: values of 64 bytes in each batch (at most 1,000)")
+	fs.IntVar(&o.batchRounds, "batch-rounds", 1, "batches scenario: batches each goroutine sends, one after another")
 	fs.StringVar(&o.brokerBin, "broker-bin", "", "broker `binary` to run (default: go build ./cmd/secretbroker into a temporary directory)")
 	if err := fs.Parse(own); err != nil {
 		return options{}, err
@@ -137,10 +155,10 @@ Flags:
 	switch {
 	case *scenario == "all":
 		o.scenarios = allScenarios()
-	case slices.Contains(allScenarios(), *scenario):
+	case slices.Contains(scenarioNames(), *scenario):
 		o.scenarios = []string{*scenario}
 	default:
-		return options{}, fmt.Errorf("--scenario must be one of %s or all, got %q", strings.Join(allScenarios(), ", "), *scenario)
+		return options{}, fmt.Errorf("--scenario must be one of %s or all, got %q", strings.Join(scenarioNames(), ", "), *scenario)
 	}
 	switch {
 	case o.duration <= 0:
@@ -151,9 +169,18 @@ Flags:
 		return options{}, fmt.Errorf("--flood-conns must be between 1 and --flood-concurrency (%d), got %d", o.floodConcurrency, o.floodConns)
 	case o.floodBytes < 1 || o.floodBytes > maxBatchItems*floodItemBytes:
 		return options{}, fmt.Errorf("--flood-bytes must be between 1 and %d (1,000 values of 16 KiB), got %d", maxBatchItems*floodItemBytes, o.floodBytes)
+	case o.batches < 1:
+		return options{}, fmt.Errorf("--batches must be at least 1, got %d", o.batches)
+	case o.batchItems < 1 || o.batchItems > maxBatchItems:
+		return options{}, fmt.Errorf("--batch-items must be between 1 and %d, got %d", maxBatchItems, o.batchItems)
+	case o.batchRounds < 1:
+		return options{}, fmt.Errorf("--batch-rounds must be at least 1, got %d", o.batchRounds)
 	}
 	return o, nil
 }
+
+// scenarioNames are every scenario --scenario names.
+func scenarioNames() []string { return append(allScenarios(), otherScenarios()...) }
 
 // floodShape returns how many values a flood call holds and how long each
 // is: values of 16 KiB, or one shorter value.
@@ -185,9 +212,13 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(stdout, "Command:\n\n```sh\n%s\n```\n\n", commandLine(o.args))
-	fmt.Fprintf(stdout, "Machine: %d CPUs, load average at start %s. Broker flags: `%s`. "+
+	flags := ""
+	if slices.ContainsFunc(o.scenarios, func(s string) bool { return slices.Contains(allScenarios(), s) }) {
+		flags = fmt.Sprintf(" Broker flags: `%s`.", strings.Join(env.brokerFlags(placeholderAddr, placeholderAddr), " "))
+	}
+	fmt.Fprintf(stdout, "Machine: %d CPUs, load average at start %s.%s "+
 		"MB are 10^6 bytes; RSS is VmRSS and peak RSS VmHWM from /proc/PID/status.\n\n",
-		runtime.NumCPU(), firstFields(string(load), 3), strings.Join(env.brokerFlags("127.0.0.1:PORT", "127.0.0.1:PORT"), " "))
+		runtime.NumCPU(), firstFields(string(load), 3), flags)
 
 	for _, s := range o.scenarios {
 		if err := ctx.Err(); err != nil {
@@ -217,6 +248,12 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				return fmt.Errorf("cancel: %w", err)
 			}
 			t = r.table()
+		case "batches":
+			r, err := runBatches(ctx, o, env)
+			if err != nil {
+				return fmt.Errorf("batches: %w", err)
+			}
+			t = r.table(o, env)
 		}
 		if _, err := io.WriteString(stdout, t.markdown()); err != nil {
 			return fmt.Errorf("writing the table: %w", err)
@@ -249,11 +286,15 @@ func newRunEnv(ctx context.Context, o options, stderr io.Writer) (env *runEnv, c
 	if o.grpcProberToken == "" {
 		o.grpcProberToken = rand.Text()
 	}
+	if o.githubToken == "" {
+		o.githubToken = rand.Text()
+	}
 	env = &runEnv{
-		bin:    o.brokerBin,
-		extra:  o.brokerArgs,
-		secret: []string{o.flooderToken, o.proberToken, o.grpcProberToken},
-		stderr: stderr,
+		bin:         o.brokerBin,
+		extra:       o.brokerArgs,
+		secret:      []string{o.flooderToken, o.proberToken, o.grpcProberToken, o.githubToken},
+		githubToken: o.githubToken,
+		stderr:      stderr,
 	}
 	if env.bin == "" {
 		env.bin = filepath.Join(dir, "secretbroker")
@@ -330,21 +371,33 @@ type runEnv struct {
 	bin                     string
 	callersFile, policyFile string
 	extra                   []string
-	secret                  []string // the flooder's, prober's and gRPC prober's tokens; redacted from anything printed
-	stderr                  io.Writer
+	// secret are the flooder's, prober's and gRPC prober's tokens and the
+	// GitHub token, in that order; redacted from anything printed.
+	secret      []string
+	githubToken string // the batches scenario's emulator's
+	stderr      io.Writer
 }
 
-// brokerFlags are the broker's flags: dev mode, the two callers, the
-// policy, the shutdown timeout, then the pass-through flags.
+// placeholderAddr stands for a listen address in printed flags.
+const placeholderAddr = "127.0.0.1:PORT"
+
+// brokerFlags are the broker's flags: dev mode, the callers, the policy,
+// the shutdown timeout, then the pass-through flags.
 func (e *runEnv) brokerFlags(grpcAddr, httpAddr string) []string {
-	return append([]string{
-		"--dev",
+	return e.flags([]string{"--dev"}, grpcAddr, httpAddr)
+}
+
+// flags are mode (the flags that say where GitHub is), the listen
+// addresses, the callers, the policy, the shutdown timeout, more, then
+// the pass-through flags.
+func (e *runEnv) flags(mode []string, grpcAddr, httpAddr string, more ...string) []string {
+	return slices.Concat(mode, []string{
 		"--grpc-addr=" + grpcAddr,
 		"--http-addr=" + httpAddr,
 		"--callers-file=" + e.callersFile,
 		"--policy-file=" + e.policyFile,
 		"--shutdown-timeout=" + shutdownTimeout.String(),
-	}, e.extra...)
+	}, more, e.extra)
 }
 
 // freePort returns a loopback address whose port was free a moment ago.
@@ -372,12 +425,26 @@ type brokerProc struct {
 	waitErr  error         // set before done is closed
 }
 
-// start starts a broker and waits until its gRPC health check answers
-// SERVING. The caller must call kill (harmless after stop).
+// launch is how a broker is started: its flags, given its listen
+// addresses, and what is added to its environment.
+type launch struct {
+	flags func(grpcAddr, httpAddr string) []string
+	env   []string
+}
+
+// start starts a --dev broker (brokerFlags) and waits until its gRPC
+// health check answers SERVING. The caller must call kill (harmless after
+// stop).
 func (e *runEnv) start(ctx context.Context) (*brokerProc, error) {
+	return e.startWith(ctx, launch{flags: e.brokerFlags})
+}
+
+// startWith starts a broker as l says and waits until its gRPC health
+// check answers SERVING. The caller must call kill (harmless after stop).
+func (e *runEnv) startWith(ctx context.Context, l launch) (*brokerProc, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // a port taken between freePort and the broker's bind
-		b, err := e.startOnce(ctx)
+		b, err := e.startOnce(ctx, l)
 		if err == nil {
 			return b, nil
 		}
@@ -389,7 +456,7 @@ func (e *runEnv) start(ctx context.Context) (*brokerProc, error) {
 	return nil, lastErr
 }
 
-func (e *runEnv) startOnce(ctx context.Context) (*brokerProc, error) {
+func (e *runEnv) startOnce(ctx context.Context, l launch) (*brokerProc, error) {
 	grpcAddr, err := freePort(ctx)
 	if err != nil {
 		return nil, err
@@ -404,8 +471,8 @@ func (e *runEnv) startOnce(ctx context.Context) (*brokerProc, error) {
 		log:      newLogScan(e.secret),
 		done:     make(chan struct{}),
 	}
-	b.cmd = exec.Command(e.bin, e.brokerFlags(grpcAddr, httpAddr)...)
-	b.cmd.Env = childEnv(os.Environ())
+	b.cmd = exec.Command(e.bin, l.flags(grpcAddr, httpAddr)...)
+	b.cmd.Env = append(childEnv(os.Environ()), l.env...)
 	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
 	if err := b.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting the broker: %w", err)
@@ -424,7 +491,7 @@ func (e *runEnv) startOnce(ctx context.Context) (*brokerProc, error) {
 
 // childEnv is the environment without SECRETBROKER_* variables (the broker
 // runs with its defaults and the flags given) and without GITHUB_TOKEN,
-// which --dev does not use.
+// which --dev does not use and the batches scenario sets itself.
 func childEnv(environ []string) []string {
 	var out []string
 	for _, kv := range environ {
@@ -658,8 +725,8 @@ func sampleRSS(pid int, interval time.Duration) (stop func() rssSeries) {
 	}
 }
 
-// logScan reads the broker's log (text lines, --dev) and counts what the
-// reports need. It is an io.Writer for the child's stdout and stderr.
+// logScan reads the broker's log (text lines with --dev, JSON lines
+// without) and counts what the reports need. It is an io.Writer for the child's stdout and stderr.
 type logScan struct {
 	secret []string
 
@@ -716,16 +783,20 @@ func (l *logScan) lineLocked(line string) {
 	if len(l.tail) > logTailLines {
 		l.tail = l.tail[1:]
 	}
-	level := logField(line, "level")
-	msg := logField(line, "msg")
-	if msg == "gRPC call" && strings.HasPrefix(logField(line, "method"), "/secretbroker.v1.SecretService/") {
-		l.callCodes[logField(line, "code")]++
+	field := func(key string) string { return logField(line, key) }
+	if strings.HasPrefix(line, "{") {
+		field = jsonLogFields(line)
+	}
+	level := field("level")
+	msg := field("msg")
+	if msg == "gRPC call" && strings.HasPrefix(field("method"), "/secretbroker.v1.SecretService/") {
+		l.callCodes[field("code")]++
 		l.lastCall = time.Now()
 	}
 	if level == "WARN" || level == "ERROR" {
 		l.warnPlus++
 		key := level + " " + strconv.Quote(msg)
-		if c := logField(line, "code"); c != "" {
+		if c := field("code"); c != "" {
 			key += " code=" + c
 		}
 		l.warnMsgs[key]++
@@ -757,6 +828,17 @@ func logField(line, key string) string {
 			v = v[:k]
 		}
 		return v
+	}
+}
+
+// jsonLogFields returns the top-level string fields of a slog JSON line
+// (other values and a line that is not JSON read as "").
+func jsonLogFields(line string) func(key string) string {
+	var m map[string]any
+	_ = json.Unmarshal([]byte(line), &m) // not JSON: no fields
+	return func(key string) string {
+		s, _ := m[key].(string)
+		return s
 	}
 }
 
@@ -823,10 +905,16 @@ func randomValues(n, size int) []string {
 // batchRequest is a BatchPutSecrets of values to prefix_<first+i> in the
 // demo repository.
 func batchRequest(prefix string, first int, values []string) *secretbrokerv1.BatchPutSecretsRequest {
+	return scopeBatchRequest(repoScope, prefix, first, values)
+}
+
+// scopeBatchRequest is a BatchPutSecrets of values to prefix_<first+i> in
+// scope.
+func scopeBatchRequest(scope, prefix string, first int, values []string) *secretbrokerv1.BatchPutSecretsRequest {
 	req := &secretbrokerv1.BatchPutSecretsRequest{Requests: make([]*secretbrokerv1.PutSecretRequest, len(values))}
 	for i, v := range values {
 		req.Requests[i] = &secretbrokerv1.PutSecretRequest{
-			Name:    floodSecretName(prefix, first+i),
+			Name:    secretName(scope, prefix, first+i),
 			Payload: &secretbrokerv1.PutSecretRequest_Value{Value: v},
 		}
 	}
@@ -834,8 +922,11 @@ func batchRequest(prefix string, first int, values []string) *secretbrokerv1.Bat
 }
 
 // floodSecretName is the demo repository's secret prefix_i.
-func floodSecretName(prefix string, i int) string {
-	return fmt.Sprintf("%s/secrets/%s_%d", repoScope, prefix, i)
+func floodSecretName(prefix string, i int) string { return secretName(repoScope, prefix, i) }
+
+// secretName is scope's secret prefix_i.
+func secretName(scope, prefix string, i int) string {
+	return fmt.Sprintf("%s/secrets/%s_%d", scope, prefix, i)
 }
 
 // codeName is a status code's canonical name, as in google.rpc.Code
@@ -968,7 +1059,7 @@ func floodLoad(ctx context.Context, o options, b *brokerProc, call func(ctx cont
 	}
 	waits := make([]func() probeResult, len(probers))
 	for i, p := range probers {
-		waits[i] = probeLoop(ctx, p, int(o.duration/probeInterval))
+		waits[i] = probeLoop(ctx, p, int(o.duration/probeInterval), nil)
 	}
 	wg.Wait()
 	for _, wait := range waits {
@@ -1001,7 +1092,8 @@ func grpcProber(name string, c secretbrokerv1.SecretServiceClient) prober {
 	}}
 }
 
-// warm probes until a probe succeeds, so that the key is cached.
+// warm probes until a probe succeeds: the key is cached, the secret
+// readable.
 func warm(ctx context.Context, p prober) error {
 	var answer string
 	for range warmAttempts {
@@ -1018,7 +1110,7 @@ func warm(ctx context.Context, p prober) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("warming the key cache: the %s failed %d times, last answer %s", p.name, warmAttempts, answer)
+	return fmt.Errorf("warming up: the %s failed %d times, last answer %s", p.name, warmAttempts, answer)
 }
 
 // probeResult is what a prober measured.
@@ -1031,8 +1123,9 @@ type probeResult struct {
 
 // probeLoop starts n probes, one every probeInterval, each in its own
 // goroutine so that a slow answer does not delay the next probe (no
-// coordinated omission). wait waits for every probe's answer.
-func probeLoop(ctx context.Context, p prober, n int) (wait func() probeResult) {
+// coordinated omission); it starts no more once stop is closed (nil: never
+// closed). wait waits for every probe's answer.
+func probeLoop(ctx context.Context, p prober, n int, stop <-chan struct{}) (wait func() probeResult) {
 	var (
 		mu  sync.Mutex
 		res = probeResult{name: p.name, codes: map[string]int{}}
@@ -1046,6 +1139,8 @@ func probeLoop(ctx context.Context, p prober, n int) (wait func() probeResult) {
 		for range n {
 			select {
 			case <-ctx.Done():
+				return
+			case <-stop:
 				return
 			case <-t.C:
 			}

@@ -27,6 +27,7 @@ import (
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/access"
 	"github.com/secretbroker/secretbroker/service/identity"
+	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
 
 // Planted bearer tokens: they must appear in no output.
@@ -34,6 +35,7 @@ const (
 	plantedFlooder = "PLANTED-flooder-token-6f1e"
 	plantedProber  = "PLANTED-prober-token-90ab"
 	plantedGRPC    = "PLANTED-grpc-prober-token-c3d2"
+	plantedGitHub  = "PLANTED-github-token-77e0"
 )
 
 func TestPercentile(t *testing.T) {
@@ -136,8 +138,19 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{name: "defaults", args: nil, check: func(t *testing.T, o options) {
 			if !slices.Equal(o.scenarios, []string{"flood", "gateway", "metadata", "cancel"}) || o.duration != 20*time.Second ||
-				o.floodConcurrency != 300 || o.floodConns != 4 || o.floodBytes != 1<<20 || o.brokerBin != "" || len(o.brokerArgs) != 0 {
+				o.floodConcurrency != 300 || o.floodConns != 4 || o.floodBytes != 1<<20 || o.brokerBin != "" || len(o.brokerArgs) != 0 ||
+				o.batches != 50 || o.batchItems != 1000 || o.batchRounds != 1 {
 				t.Errorf("defaults: %+v", o)
+			}
+		}},
+		{name: "all leaves batches out", args: []string{"--scenario=all"}, check: func(t *testing.T, o options) {
+			if slices.Contains(o.scenarios, "batches") || len(o.scenarios) != 4 {
+				t.Errorf("scenarios %q", o.scenarios)
+			}
+		}},
+		{name: "batches", args: []string{"--scenario=batches", "--batches=7", "--batch-items=1000", "--batch-rounds=3"}, check: func(t *testing.T, o options) {
+			if !slices.Equal(o.scenarios, []string{"batches"}) || o.batches != 7 || o.batchItems != 1000 || o.batchRounds != 3 {
+				t.Errorf("options: %+v", o)
 			}
 		}},
 		{name: "one scenario and sizes", args: []string{"--scenario", "cancel", "--duration=5s", "--flood-concurrency=8", "--flood-conns=2", "--flood-bytes=8192", "--broker-bin=/x/sb"},
@@ -171,6 +184,10 @@ func TestParseFlags(t *testing.T) {
 		{name: "no goroutines", args: []string{"--flood-concurrency=0"}, wantErr: "--flood-concurrency"},
 		{name: "more connections than goroutines", args: []string{"--flood-concurrency=2", "--flood-conns=3"}, wantErr: "--flood-conns"},
 		{name: "batch too large", args: []string{"--flood-bytes=20000000"}, wantErr: "--flood-bytes"},
+		{name: "no batches", args: []string{"--scenario=batches", "--batches=0"}, wantErr: "--batches"},
+		{name: "no batch items", args: []string{"--batch-items=0"}, wantErr: "--batch-items"},
+		{name: "too many batch items", args: []string{"--batch-items=1001"}, wantErr: "--batch-items"},
+		{name: "no rounds", args: []string{"--batch-rounds=0"}, wantErr: "--batch-rounds"},
 		{name: "broker flag before --", args: []string{"--caller-rps=1"}, wantErr: "not defined"},
 		{name: "stray argument", args: []string{"flood"}, wantErr: "unexpected arguments"},
 	}
@@ -250,6 +267,12 @@ func TestLogScan(t *testing.T) {
 		`time=2026-11-27T17:00:02Z level=WARN msg="batch finished" items=64 failed=64`,
 		`time=2026-11-27T17:00:03Z level=ERROR msg=boom error="token ` + plantedFlooder + `"`,
 		`level=INFO msg="not a call" xcode=Internal`,
+		// Without --dev the broker logs JSON lines.
+		`{"time":"2026-11-27T17:00:04Z","level":"INFO","msg":"gRPC call","method":"/secretbroker.v1.SecretService/GetSecret","code":"OK","duration_ms":3.2,"caller":"token:prober"}`,
+		`{"time":"2026-11-27T17:00:04Z","level":"WARN","msg":"gRPC call","method":"/secretbroker.v1.SecretService/BatchPutSecrets","code":"Unavailable","duration_ms":1}`,
+		`{"level":"INFO","msg":"quoted","note":"level=ERROR msg=boom method=/secretbroker.v1.SecretService/GetSecret code=Internal"}`,
+		`{"level":"ERROR","msg":"gRPC call","method":"/grpc.health.v1.Health/Check","code":42}`,
+		`{not JSON level=ERROR msg=boom`,
 	}
 	// Written in odd pieces, as a pipe delivers them.
 	all := strings.Join(lines, "\n") + "\n"
@@ -264,14 +287,15 @@ func TestLogScan(t *testing.T) {
 	if s.lines != len(lines) {
 		t.Errorf("lines = %d; want %d", s.lines, len(lines))
 	}
-	if s.warnPlus != 3 {
-		t.Errorf("WARN and above = %d; want 3", s.warnPlus)
+	if s.warnPlus != 5 {
+		t.Errorf("WARN and above = %d; want 5", s.warnPlus)
 	}
-	wantMsgs := map[string]int{`WARN "gRPC call" code=DeadlineExceeded`: 1, `WARN "batch finished"`: 1, `ERROR "boom"`: 1}
+	wantMsgs := map[string]int{`WARN "gRPC call" code=DeadlineExceeded`: 1, `WARN "batch finished"`: 1, `ERROR "boom"`: 1,
+		`WARN "gRPC call" code=Unavailable`: 1, `ERROR "gRPC call"`: 1}
 	if !maps.Equal(s.warnMsgs, wantMsgs) {
 		t.Errorf("warn messages = %v; want %v", s.warnMsgs, wantMsgs)
 	}
-	wantCalls := map[string]int{"OK": 1, "DeadlineExceeded": 1}
+	wantCalls := map[string]int{"OK": 2, "DeadlineExceeded": 1, "Unavailable": 1}
 	if !maps.Equal(s.callCodes, wantCalls) {
 		t.Errorf("call codes = %v; want %v", s.callCodes, wantCalls)
 	}
@@ -469,18 +493,30 @@ func TestPostBatch(t *testing.T) {
 	}
 }
 
+// tableHas fails t unless the markdown table tab holds every one of rows.
+func tableHas(t *testing.T, tab string, rows ...string) {
+	t.Helper()
+	for _, want := range rows {
+		if !strings.Contains(tab, want) {
+			t.Errorf("table lacks %q:\n%s", want, tab)
+		}
+	}
+}
+
+// latencies is 100 latencies of each of ms milliseconds.
+func latencies(ms ...int) []time.Duration {
+	out := make([]time.Duration, 0, 100*len(ms))
+	for _, m := range ms {
+		for range 100 {
+			out = append(out, time.Duration(m)*time.Millisecond)
+		}
+	}
+	return out
+}
+
 // TestFloodTable checks the targets and rows of a gateway result built by
 // hand.
 func TestFloodTable(t *testing.T) {
-	latencies := func(ms ...int) []time.Duration {
-		out := make([]time.Duration, 0, 100*len(ms))
-		for _, m := range ms {
-			for range 100 {
-				out = append(out, time.Duration(m)*time.Millisecond)
-			}
-		}
-		return out
-	}
 	o, err := parseFlags(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -496,7 +532,7 @@ func TestFloodTable(t *testing.T) {
 		rss: rssSeries{samples: []int64{100e6, 310e6}, hwm: 310_500_000},
 	}
 	tab := r.table(o).markdown()
-	for _, want := range []string{
+	tableHas(t, tab,
 		"### gateway: 300 concurrent JSON batchPut requests of 64 values of 16384 bytes, for 20s",
 		"a JSON body of 1053000 bytes", "Grpc-Timeout: 2S",
 		"| target: peak RSS < 300 MB | **no** |",
@@ -510,11 +546,7 @@ func TestFloodTable(t *testing.T) {
 		"| prober (JSON gateway) latency p99 | 20.0 ms |",
 		"| prober (gRPC) latency max | 150.0 ms |",
 		"| prober (gRPC): probes by answer | OK 200 |",
-	} {
-		if !strings.Contains(tab, want) {
-			t.Errorf("table lacks %q:\n%s", want, tab)
-		}
-	}
+	)
 	// A probe that failed misses the target whatever its latency.
 	r.probes[0].ok--
 	if tab := r.table(o).markdown(); !strings.Contains(tab, "| target: prober (JSON gateway) p99 < 100 ms, every probe OK | **no** |") {
@@ -552,17 +584,7 @@ func TestFloodSmoke(t *testing.T) {
 		},
 	}
 	// Built once for both.
-	o, err := parseFlags([]string{"--duration=1s", "--flood-concurrency=4", "--flood-conns=2", "--flood-bytes=8192"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.flooderToken, o.proberToken, o.grpcProberToken = plantedFlooder, plantedProber, plantedGRPC
-	var progress bytes.Buffer
-	env, cleanup, err := newRunEnv(t.Context(), o, &progress)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cleanup()
+	o, env, progress := smokeEnv(t, "--duration=1s", "--flood-concurrency=4", "--flood-conns=2", "--flood-bytes=8192")
 	for _, tt := range tests {
 		t.Run(tt.scenario, func(t *testing.T) {
 			r, err := tt.run(t.Context(), o, env)
@@ -606,17 +628,200 @@ func TestFloodSmoke(t *testing.T) {
 			}
 
 			tab := r.table(o).markdown()
-			for _, want := range append([]string{"| broker peak RSS (VmHWM) |"}, tt.rows...) {
-				if !strings.Contains(tab, want) {
-					t.Errorf("table lacks %q:\n%s", want, tab)
-				}
+			tableHas(t, tab, append([]string{"| broker peak RSS (VmHWM) |"}, tt.rows...)...)
+			noTokens(t, tab, progress.String())
+		})
+	}
+}
+
+// smokeEnv parses args, plants the tokens and prepares a run environment
+// (building the broker), removed when t ends; progress is what it writes.
+func smokeEnv(t *testing.T, args ...string) (options, *runEnv, *bytes.Buffer) {
+	t.Helper()
+	o, err := parseFlags(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.flooderToken, o.proberToken, o.grpcProberToken, o.githubToken = plantedFlooder, plantedProber, plantedGRPC, plantedGitHub
+	var progress bytes.Buffer
+	env, cleanup, err := newRunEnv(t.Context(), o, &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	return o, env, &progress
+}
+
+// noTokens fails t if any output holds a planted token.
+func noTokens(t *testing.T, outputs ...string) {
+	t.Helper()
+	for _, out := range outputs {
+		for _, tok := range []string{plantedFlooder, plantedProber, plantedGRPC, plantedGitHub} {
+			if strings.Contains(out, tok) {
+				t.Fatalf("output holds a token:\n%s", out)
 			}
-			for _, out := range []string{tab, progress.String()} {
-				for _, tok := range []string{plantedFlooder, plantedProber, plantedGRPC} {
-					if strings.Contains(out, tok) {
-						t.Fatalf("output holds a token:\n%s", out)
-					}
-				}
+		}
+	}
+}
+
+// TestBatchesSmoke runs a few small batches against a real broker child
+// process and the emulator in this process, and checks the structure of
+// what was measured, not its timing. The emulator accepts only the
+// planted GitHub token, so that every write succeeding shows the broker
+// got it from its environment.
+func TestBatchesSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the broker")
+	}
+	const batches, items = 3, 40
+	o, env, progress := smokeEnv(t, "--scenario=batches", "--batches=3", "--batch-items=40")
+	r, err := runBatches(t.Context(), o, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(r.calls, map[string]int{"OK": batches}) || !maps.Equal(r.itemCodes, map[string]int{"OK": batches * items}) {
+		t.Errorf("batches %v, items %v; want every one OK", r.calls, r.itemCodes)
+	}
+	probes := len(r.probe.latencies)
+	if r.probe.name != "prober" || total(r.probe.codes) != probes || r.probe.codes["OK"] != probes || r.probe.ok != probes {
+		t.Errorf("probes: %d latencies, answers %v, %d OK", probes, r.probe.codes, r.probe.ok)
+	}
+	// One PUT an item; a GET for every probe but those the broker
+	// coalesced with an identical read in flight; the keys of the scopes
+	// it had not cached (at most the three); nothing else.
+	puts, gets, keys := r.routes[emulator.RoutePutRepoSecret], r.routes[emulator.RouteGetRepoSecret], r.routes[emulator.RouteGetRepoPublicKey]
+	if puts != batches*items || gets < min(probes, 1) || gets > probes || keys > len(batchScopes()) || puts+gets+keys != r.requests {
+		t.Errorf("the emulator received %d requests while the batches ran, %v; want %d PUTs, 1 to %d GETs of the secret, at most 3 of keys, nothing else",
+			r.requests, r.routes, batches*items, probes)
+	}
+	if r.upstream.PeakInFlight < 1 || r.upstream.Requests < r.requests {
+		t.Errorf("emulator stats %+v", r.upstream)
+	}
+	if len(r.rss.samples) == 0 || r.rss.hwm <= 0 || r.elapsed <= 0 {
+		t.Errorf("not measured: %d RSS samples, peak %d, wall time %s", len(r.rss.samples), r.rss.hwm, r.elapsed)
+	}
+	if r.exitErr != nil {
+		t.Errorf("broker exit: %v", r.exitErr)
+	}
+	// The writes of PROBE and of the batches, the probes and the warm-up's.
+	if r.log.callCodes["OK"] < 1+batches+probes+1 || r.log.warnPlus != 0 {
+		t.Errorf("broker log (JSON): calls %v, %d lines at WARN or above: %v", r.log.callCodes, r.log.warnPlus, r.log.warnMsgs)
+	}
+	tab := r.table(o, env).markdown()
+	tableHas(t, tab, "| target: prober p99 < 50 ms, every probe OK |", "| items by code | OK 120 |", "| prober latency p99 |")
+	noTokens(t, tab, progress.String())
+}
+
+func TestBatchesFlags(t *testing.T) {
+	env := &runEnv{callersFile: "/tmp/c/callers.yaml", policyFile: "/tmp/c/policy.yaml", extra: []string{"--log-level=warn"},
+		githubToken: plantedGitHub, secret: []string{plantedFlooder, plantedProber, plantedGRPC, plantedGitHub}}
+	got := env.batchesFlags("http://127.0.0.1:4321", "127.0.0.1:1", "127.0.0.1:2")
+	want := []string{
+		"--upstream-url=http://127.0.0.1:4321", "--grpc-addr=127.0.0.1:1", "--http-addr=127.0.0.1:2",
+		"--callers-file=/tmp/c/callers.yaml", "--policy-file=/tmp/c/policy.yaml", "--shutdown-timeout=15s",
+		"--upstream-write-interval=0", "--upstream-points-per-minute=0", "--upstream-max-in-flight=100",
+		"--caller-max-concurrent=0", "--caller-rps=0",
+		"--log-level=warn", // the pass-through flags last, so that they override
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("batchesFlags =\n%q\nwant\n%q", got, want)
+	}
+	// The --dev scenarios' flags differ only in the mode and the limits.
+	dev := env.brokerFlags("127.0.0.1:1", "127.0.0.1:2")
+	if dev[0] != "--dev" || !slices.Equal(dev[1:6], got[1:6]) || dev[len(dev)-1] != "--log-level=warn" || slices.Contains(dev, "--caller-rps=0") {
+		t.Errorf("brokerFlags = %q", dev)
+	}
+}
+
+// TestBatchesTable checks the target and rows of a batches result built by
+// hand.
+func TestBatchesTable(t *testing.T) {
+	o, err := parseFlags([]string{"--scenario=batches"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &runEnv{callersFile: "/tmp/c/callers.yaml", policyFile: "/tmp/c/policy.yaml",
+		githubToken: plantedGitHub, secret: []string{plantedFlooder, plantedProber, plantedGRPC, plantedGitHub}}
+	base := batchesResult{
+		calls:     map[string]int{"OK": 50},
+		itemCodes: map[string]int{"OK": 49000, "DEADLINE_EXCEEDED": 1000},
+		elapsed:   12500 * time.Millisecond,
+		brokerCPU: 12 * time.Second, selfCPU: 7 * time.Second,
+		upstream: emulator.Stats{PeakInFlight: 100},
+		requests: 50003,
+		routes:   map[string]int{emulator.RoutePutRepoSecret: 50000, emulator.RouteGetRepoSecret: 1, emulator.RouteGetRepoPublicKey: 2},
+		probe:    probeResult{name: "prober", latencies: latencies(5, 20), codes: map[string]int{"OK": 200}, ok: 200},
+		rss:      rssSeries{samples: []int64{150e6, 155e6}, hwm: 155_600_000, cpu: 12 * time.Second},
+		log:      logSnapshot{callCodes: map[string]int{"OK": 1251}},
+	}
+	tab := base.table(o, env).markdown()
+	tableHas(t, tab,
+		"### batches: 50 concurrent batches of 1000 values of 64 bytes, pacing limits off",
+		"Not part of --scenario all",
+		"--upstream-url=http://127.0.0.1:PORT --grpc-addr=127.0.0.1:PORT",
+		"--upstream-write-interval=0 --upstream-points-per-minute=0 --upstream-max-in-flight=100 --caller-max-concurrent=0 --caller-rps=0",
+		"front door refuses none of the flooder's calls",
+		"GetSecret of repos/octo-org/hello-world/actions/secrets/PROBE",
+		"| target: prober p99 < 50 ms, every probe OK | yes |",
+		"| batches | 50 (50 goroutines × 1) |",
+		"| batches by code | OK 50 |",
+		"| items by code | OK 49000, DEADLINE_EXCEEDED 1000 |",
+		"| batches' wall time (first start to last return) | 12.500 s |",
+		"| items written (OK) per second | 3920 |",
+		"| emulator requests while the batches ran | 50003 (4000/s) |",
+		"| … by route | PUT /repos/{owner}/{repo}/{app}/secrets/{secret_name} 50000, GET /repos/{owner}/{repo}/{app}/secrets/public-key 2, GET /repos/{owner}/{repo}/{app}/secrets/{secret_name} 1 |",
+		"| emulator requests in flight at most | 100 |",
+		"| broker CPU time during the batches | 12.000 s |",
+		"| load command CPU time during the batches (emulator and clients, same machine) | 7.000 s |",
+		"| broker peak RSS (VmHWM) | 155.6 MB |",
+		"| SecretService calls the broker logged, by code | OK 1251 |",
+		"| prober: probes | 200 |",
+		"| prober latency p50 | 5.0 ms |",
+		"| prober latency p99 | 20.0 ms |",
+	)
+	if strings.Contains(tab, plantedGitHub) {
+		t.Errorf("table holds the GitHub token:\n%s", tab)
+	}
+
+	tests := []struct {
+		name   string
+		change func(r *batchesResult)
+		want   string
+	}{
+		{"p99 just under", func(r *batchesResult) { r.probe.latencies = latencies(5, 49) }, "yes"},
+		{"p99 at the target", func(r *batchesResult) { r.probe.latencies = latencies(5, 50) }, "**no**"},
+		{"p99 over", func(r *batchesResult) { r.probe.latencies = latencies(30, 108) }, "**no**"},
+		{"a probe failed", func(r *batchesResult) { r.probe.ok--; r.probe.codes = map[string]int{"OK": 199, "UNAVAILABLE": 1} }, "**no**"},
+		{"no probes", func(r *batchesResult) { r.probe = probeResult{name: "prober", codes: map[string]int{}} }, "**no**"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := base
+			r.probe.codes = maps.Clone(base.probe.codes)
+			tt.change(&r)
+			row := "| target: prober p99 < 50 ms, every probe OK | " + tt.want + " |"
+			if tab := r.table(o, env).markdown(); !strings.Contains(tab, row) {
+				t.Errorf("table lacks %q:\n%s", row, tab)
+			}
+		})
+	}
+}
+
+func TestChildEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		environ []string
+		want    []string
+	}{
+		{"nothing", nil, nil},
+		{"kept", []string{"PATH=/bin", "HOME=/root"}, []string{"PATH=/bin", "HOME=/root"}},
+		{"broker settings dropped", []string{"SECRETBROKER_CALLER_RPS=1", "PATH=/bin"}, []string{"PATH=/bin"}},
+		{"the parent's GitHub token dropped", []string{"GITHUB_TOKEN=" + plantedGitHub, "GITHUB_TOKEN_X=1"}, []string{"GITHUB_TOKEN_X=1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := childEnv(tt.environ); !slices.Equal(got, tt.want) {
+				t.Errorf("childEnv(%q) = %q; want %q", tt.environ, got, tt.want)
 			}
 		})
 	}
