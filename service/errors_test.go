@@ -2,9 +2,7 @@ package service
 
 import (
 	"context"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -17,20 +15,6 @@ import (
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
 
-// handlerTransport serves requests in memory with a handler, so that the
-// upstream client and the emulator share one synctest bubble (a loopback
-// socket never blocks durably).
-type handlerTransport struct{ h http.Handler }
-
-func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	rec := httptest.NewRecorder()
-	t.h.ServeHTTP(rec, r)
-	if r.Body != nil {
-		_ = r.Body.Close()
-	}
-	return rec.Result(), nil
-}
-
 // With a 2 s deadline, a GitHub that cannot be reached or keeps failing is
 // UNAVAILABLE for what it is, with the backoff as the retry hint; only a
 // wait that GitHub's limits impose is RESOURCE_EXHAUSTED.
@@ -38,7 +22,7 @@ func TestFailingUpstreamPastTheDeadline(t *testing.T) {
 	secondary := `{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}`
 	for _, tc := range []struct {
 		name    string
-		fault   *emulator.Fault // nil: nothing listens
+		fault   *emulator.Fault // nil: the connection is refused
 		code    codes.Code
 		message string
 		// retry bounds the RetryInfo delay.
@@ -51,23 +35,14 @@ func TestFailingUpstreamPastTheDeadline(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				tr := &http.Transport{}
-				defer tr.CloseIdleConnections()
-				cfg := upstream.Config{Token: testToken, HTTPClient: &http.Client{Transport: tr}}
-				if tc.fault == nil {
-					lis, err := net.Listen("tcp", "127.0.0.1:0")
-					if err != nil {
-						t.Fatal(err)
-					}
-					cfg.BaseURL = "http://" + lis.Addr().String()
-					_ = lis.Close() // nothing listens there now
-				} else {
+				cfg := upstream.Config{BaseURL: emulatorURL, Token: testToken, HTTPClient: &http.Client{Transport: refusingTransport{}}}
+				if tc.fault != nil {
 					emu := emulator.New(emulator.Options{Token: testToken})
 					emu.SeedDemo()
 					f := *tc.fault
 					f.Times = 1000
 					emu.InjectFault(f)
-					cfg.BaseURL, cfg.HTTPClient = "https://github.example", &http.Client{Transport: handlerTransport{emu}}
+					cfg.HTTPClient = &http.Client{Transport: newEmulatorTransport(emu)}
 				}
 				p := upstream.DefaultPacing()
 				p.MaxAttempts = upstream.MaxAttemptsLimit // the deadline ends the retries, not their number

@@ -5,7 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"log/slog"
-	"net/http/httptest"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +16,6 @@ import (
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/upstream"
-	"github.com/secretbroker/secretbroker/upstream/clock"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
 
@@ -25,12 +24,14 @@ func newTestLogger(w *syncBuffer) *slog.Logger {
 }
 
 // direct is a Server called directly (no gRPC in between, so that names
-// that are not valid UTF-8 reach it), talking to the emulator, with the
-// key cache on a manual clock.
+// that are not valid UTF-8 reach it), talking to the emulator through an
+// in-memory transport. It works inside a synctest bubble, where the
+// pacer, the emulator and the key cache run on the bubble's fake time (as
+// the tests of the key cache's TTL need), and outside one, for tests that
+// do not depend on time.
 type direct struct {
 	emu  *emulator.Server
 	srv  *Server
-	clk  *manualClock
 	logs *syncBuffer
 }
 
@@ -38,23 +39,20 @@ func newDirect(t *testing.T, keyTTL time.Duration) *direct {
 	t.Helper()
 	logs := &syncBuffer{}
 	logger := newTestLogger(logs)
-	clk, err := clock.Scaled(1000) // the pacer's and the emulator's
-	if err != nil {
-		t.Fatal(err)
-	}
-	emu := emulator.New(emulator.Options{Token: testToken, Logger: logger, Clock: clk})
+	emu := emulator.New(emulator.Options{Token: testToken, Logger: logger})
 	emu.SeedDemo()
-	hs := httptest.NewServer(emu)
-	t.Cleanup(hs.Close)
-	client, err := upstream.New(upstream.Config{BaseURL: hs.URL, Token: upstream.Token(testToken), Clock: clk, Logger: logger})
+	client, err := upstream.New(upstream.Config{
+		BaseURL:    emulatorURL,
+		Token:      upstream.Token(testToken),
+		HTTPClient: &http.Client{Transport: newEmulatorTransport(emu)},
+		Logger:     logger,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyClock := &manualClock{now: time.Unix(1_700_000_000, 0)}
 	d := &direct{
 		emu:  emu,
-		srv:  New(client, Options{Logger: logger, KeyTTL: keyTTL, Now: keyClock.Now}),
-		clk:  keyClock,
+		srv:  New(client, Options{Logger: logger, KeyTTL: keyTTL}),
 		logs: logs,
 	}
 	t.Cleanup(func() {

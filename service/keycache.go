@@ -42,10 +42,12 @@ type sealingKey struct {
 // most once per scope per TTL (the forced budget, kept apart from the
 // TTL's own revalidations), so that a caller cannot spend the broker's
 // GitHub quota by sending wrong key ids.
+//
+// The cache reads the time with time.Now; its tests run in synctest
+// bubbles, where that time is fake.
 type keyCache struct {
 	fetch keyFetcher
 	ttl   time.Duration
-	now   func() time.Time
 
 	group  upstream.Group[any]
 	mu     sync.RWMutex
@@ -53,11 +55,10 @@ type keyCache struct {
 	forced map[string]time.Time  // by scope path: when the last forced revalidation was sent
 }
 
-func newKeyCache(fetch keyFetcher, ttl time.Duration, now func() time.Time) *keyCache {
+func newKeyCache(fetch keyFetcher, ttl time.Duration) *keyCache {
 	return &keyCache{
 		fetch:  fetch,
 		ttl:    ttl,
-		now:    now,
 		keys:   make(map[string]sealingKey),
 		forced: make(map[string]time.Time),
 	}
@@ -75,7 +76,7 @@ func (c *keyCache) get(ctx context.Context, s upstream.Scope) (sealingKey, error
 
 // fresh reports whether k was checked less than a TTL ago.
 func (c *keyCache) fresh(k sealingKey) bool {
-	return c.ttl <= 0 || c.now().Sub(k.checked) < c.ttl
+	return c.ttl <= 0 || time.Since(k.checked) < c.ttl
 }
 
 // forcedInterval is how often a scope's key may be revalidated by force:
@@ -127,11 +128,11 @@ func (c *keyCache) revalidate(ctx context.Context, s upstream.Scope, stale upstr
 			c.mu.Unlock()
 			return old, nil
 		}
-		if last, ok := c.forced[path]; ok && c.now().Sub(last) < c.forcedInterval() {
+		if last, ok := c.forced[path]; ok && time.Since(last) < c.forcedInterval() {
 			c.mu.Unlock()
 			return old, nil // budget spent
 		}
-		claimed := c.now()
+		claimed := time.Now()
 		c.forced[path] = claimed
 		c.mu.Unlock()
 
@@ -186,7 +187,7 @@ func (c *keyCache) check(ctx context.Context, s upstream.Scope, old sealingKey, 
 			return sealingKey{}, err
 		}
 	}
-	k.checked = c.now()
+	k.checked = time.Now()
 	path := s.Path()
 	c.mu.Lock()
 	defer c.mu.Unlock()

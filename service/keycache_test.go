@@ -67,124 +67,111 @@ func (f *fakeKeys) RevalidatePublicKey(ctx context.Context, s upstream.Scope, et
 	return upstream.PublicKey{ETag: etag}, true, nil
 }
 
-// manualClock is a clock that moves only when told to.
-type manualClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *manualClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 var testScope = upstream.Scope{App: upstream.Actions, Org: "acme"}
 
 func TestKeyCacheMergesConcurrentMisses(t *testing.T) {
-	f := newFakeKeys(t)
-	f.gate = make(chan struct{})
-	c := newKeyCache(f, time.Hour, time.Now)
-	const n = 50
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := c.get(t.Context(), testScope)
-			errs <- err
-		}()
-	}
-	// Let the one fetch finish once every caller is waiting on it.
-	for f.calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	close(f.gate)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeKeys(t)
+		f.gate = make(chan struct{})
+		c := newKeyCache(f, time.Hour)
+		const n = 50
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := c.get(t.Context(), testScope)
+				errs <- err
+			}()
 		}
-	}
-	if got := f.calls.Load(); got != 1 {
-		t.Fatalf("fetches = %d, want 1", got)
-	}
-	if _, err := c.get(t.Context(), testScope); err != nil || f.calls.Load() != 1 {
-		t.Fatalf("a cached key was fetched again (%d fetches, %v)", f.calls.Load(), err)
-	}
+		// Let the one fetch finish once every caller is waiting on it.
+		synctest.Wait()
+		if got := f.calls.Load(); got != 1 {
+			t.Fatalf("%d fetches started for %d concurrent misses, want 1", got, n)
+		}
+		close(f.gate)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := f.calls.Load(); got != 1 {
+			t.Fatalf("fetches = %d, want 1", got)
+		}
+		if _, err := c.get(t.Context(), testScope); err != nil || f.calls.Load() != 1 {
+			t.Fatalf("a cached key was fetched again (%d fetches, %v)", f.calls.Load(), err)
+		}
+	})
 }
 
 func TestKeyCacheWaiterDeadline(t *testing.T) {
-	f := newFakeKeys(t)
-	f.gate = make(chan struct{})
-	c := newKeyCache(f, time.Hour, time.Now)
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if _, err := c.get(ctx, testScope); !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
-	}
-	// The forgotten call does not capture later callers: a new fetch starts.
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.get(t.Context(), testScope)
-		done <- err
-	}()
-	// Without Forget the new caller would join the stuck first fetch and
-	// no second fetch would start; bound the wait so that fails, not hangs.
-	for start := time.Now(); f.calls.Load() < 2; time.Sleep(time.Millisecond) {
-		if time.Since(start) > 10*time.Second {
-			close(f.gate)
-			t.Fatal("a caller after a forgotten fetch joined it instead of fetching afresh")
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeKeys(t)
+		f.gate = make(chan struct{})
+		c := newKeyCache(f, time.Hour)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if _, err := c.get(ctx, testScope); !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
 		}
-	}
-	close(f.gate)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+		// The forgotten call does not capture later callers: a new fetch starts.
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.get(t.Context(), testScope)
+			done <- err
+		}()
+		// Without Forget the new caller would join the stuck first fetch and
+		// no second fetch would start.
+		synctest.Wait()
+		got := f.calls.Load()
+		close(f.gate)
+		if got != 2 {
+			t.Fatalf("%d fetches; a caller after a forgotten fetch joined it instead of fetching afresh", got)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestKeyCacheTTLAndRefresh(t *testing.T) {
-	f := newFakeKeys(t)
-	clk := &manualClock{now: time.Unix(1_700_000_000, 0)}
-	c := newKeyCache(f, time.Minute, clk.Now)
-	ctx := t.Context()
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeKeys(t)
+		c := newKeyCache(f, time.Minute)
+		ctx := t.Context()
 
-	k1, err := c.get(ctx, testScope)
-	if err != nil || k1.id != "1" {
-		t.Fatalf("get = %+v, %v", k1, err)
-	}
-	clk.advance(2 * time.Minute)
-	k, err := c.get(ctx, testScope)
-	if err != nil || k.id != "1" || f.calls.Load() != 2 || f.notModified.Load() != 1 {
-		t.Fatalf("an expired key was not revalidated (%+v, %d fetches, %d not modified, %v)", k, f.calls.Load(), f.notModified.Load(), err)
-	}
-	// Revalidated, the key is fresh again for a whole TTL.
-	clk.advance(30 * time.Second)
-	if _, err := c.get(ctx, testScope); err != nil || f.calls.Load() != 2 {
-		t.Fatalf("a revalidated key was fetched again (%d fetches, %v)", f.calls.Load(), err)
-	}
-
-	// A rotation: revalidating for the stale id asks once, conditionally,
-	// and gets the new key; a second revalidation naming the same stale
-	// id finds the new key already in place and asks nothing.
-	f.id.Store(2)
-	for range 2 {
-		k, err := c.revalidate(ctx, testScope, "1")
-		if err != nil || k.id != "2" {
-			t.Fatalf("revalidate = %+v, %v", k, err)
+		k1, err := c.get(ctx, testScope)
+		if err != nil || k1.id != "1" {
+			t.Fatalf("get = %+v, %v", k1, err)
 		}
-	}
-	if got, cond := f.calls.Load(), f.conditional.Load(); got != 3 || cond != 2 {
-		t.Fatalf("fetches = %d (%d conditional), want 3 (2 conditional)", got, cond)
-	}
+		time.Sleep(2 * time.Minute)
+		k, err := c.get(ctx, testScope)
+		if err != nil || k.id != "1" || f.calls.Load() != 2 || f.notModified.Load() != 1 {
+			t.Fatalf("an expired key was not revalidated (%+v, %d fetches, %d not modified, %v)", k, f.calls.Load(), f.notModified.Load(), err)
+		}
+		// Revalidated, the key is fresh again for a whole TTL.
+		time.Sleep(30 * time.Second)
+		if _, err := c.get(ctx, testScope); err != nil || f.calls.Load() != 2 {
+			t.Fatalf("a revalidated key was fetched again (%d fetches, %v)", f.calls.Load(), err)
+		}
+
+		// A rotation: revalidating for the stale id asks once, conditionally,
+		// and gets the new key; a second revalidation naming the same stale
+		// id finds the new key already in place and asks nothing.
+		f.id.Store(2)
+		for range 2 {
+			k, err := c.revalidate(ctx, testScope, "1")
+			if err != nil || k.id != "2" {
+				t.Fatalf("revalidate = %+v, %v", k, err)
+			}
+		}
+		if got, cond := f.calls.Load(), f.conditional.Load(); got != 3 || cond != 2 {
+			t.Fatalf("fetches = %d (%d conditional), want 3 (2 conditional)", got, cond)
+		}
+	})
 }
 
 func TestDecodeKeyRejectsBadKeys(t *testing.T) {
@@ -202,71 +189,73 @@ func TestDecodeKeyRejectsBadKeys(t *testing.T) {
 // A key that changed while cached comes back whole from the conditional
 // request, and the cache takes it.
 func TestKeyCacheRevalidationSeesNewKey(t *testing.T) {
-	f := newFakeKeys(t)
-	clk := &manualClock{now: time.Unix(1_700_000_000, 0)}
-	c := newKeyCache(f, time.Minute, clk.Now)
-	if _, err := c.get(t.Context(), testScope); err != nil {
-		t.Fatal(err)
-	}
-	f.id.Store(7)
-	clk.advance(time.Hour)
-	k, err := c.get(t.Context(), testScope)
-	if err != nil || k.id != "7" || f.conditional.Load() != 1 || f.notModified.Load() != 0 {
-		t.Fatalf("get = %+v, %v (%d conditional, %d not modified); want key 7 from one conditional request",
-			k, err, f.conditional.Load(), f.notModified.Load())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeKeys(t)
+		c := newKeyCache(f, time.Minute)
+		if _, err := c.get(t.Context(), testScope); err != nil {
+			t.Fatal(err)
+		}
+		f.id.Store(7)
+		time.Sleep(time.Hour)
+		k, err := c.get(t.Context(), testScope)
+		if err != nil || k.id != "7" || f.conditional.Load() != 1 || f.notModified.Load() != 0 {
+			t.Fatalf("get = %+v, %v (%d conditional, %d not modified); want key 7 from one conditional request",
+				k, err, f.conditional.Load(), f.notModified.Load())
+		}
+	})
 }
 
 // A caller's evidence against the cached key buys at most one
 // conditional revalidation per scope per TTL, however often it is sent,
 // and never drops the key.
 func TestKeyCacheForcedRevalidationBudget(t *testing.T) {
-	f := newFakeKeys(t)
-	clk := &manualClock{now: time.Unix(1_700_000_000, 0)}
-	c := newKeyCache(f, time.Minute, clk.Now)
-	ctx := t.Context()
-	if _, err := c.get(ctx, testScope); err != nil {
-		t.Fatal(err)
-	}
-	other := upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r"}
-	if _, err := c.get(ctx, other); err != nil {
-		t.Fatal(err)
-	}
-	for range 50 {
-		k, err := c.revalidate(ctx, testScope, "1")
-		if err != nil || k.id != "1" {
-			t.Fatalf("revalidate = %+v, %v", k, err)
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeKeys(t)
+		c := newKeyCache(f, time.Minute)
+		ctx := t.Context()
+		if _, err := c.get(ctx, testScope); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if got, cond, nm := f.calls.Load(), f.conditional.Load(), f.notModified.Load(); got != 3 || cond != 1 || nm != 1 {
-		t.Fatalf("%d calls, %d conditional, %d not modified; want 3, 1, 1", got, cond, nm)
-	}
-	// The budget is per scope: another scope has its own.
-	if _, err := c.revalidate(ctx, other, "1"); err != nil || f.conditional.Load() != 2 {
-		t.Fatalf("another scope's revalidation: %v, %d conditional", err, f.conditional.Load())
-	}
-	// Within the TTL of the forced revalidation: nothing more, even for a
-	// key that really rotated meanwhile (the next TTL revalidation finds it).
-	clk.advance(59 * time.Second)
-	f.id.Store(2)
-	if k, err := c.revalidate(ctx, testScope, "1"); err != nil || k.id != "1" || f.conditional.Load() != 2 {
-		t.Fatalf("revalidate within the budget's TTL = %+v, %v, %d conditional", k, err, f.conditional.Load())
-	}
-	// A TTL later, one more, which sees the rotation.
-	clk.advance(time.Second)
-	if k, err := c.revalidate(ctx, testScope, "1"); err != nil || k.id != "2" || f.conditional.Load() != 3 {
-		t.Fatalf("revalidate after the TTL = %+v, %v, %d conditional", k, err, f.conditional.Load())
-	}
-	if f.calls.Load() != f.conditional.Load()+2 {
-		t.Fatalf("%d calls, %d conditional: a revalidation fetched unconditionally", f.calls.Load(), f.conditional.Load())
-	}
+		other := upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r"}
+		if _, err := c.get(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		for range 50 {
+			k, err := c.revalidate(ctx, testScope, "1")
+			if err != nil || k.id != "1" {
+				t.Fatalf("revalidate = %+v, %v", k, err)
+			}
+		}
+		if got, cond, nm := f.calls.Load(), f.conditional.Load(), f.notModified.Load(); got != 3 || cond != 1 || nm != 1 {
+			t.Fatalf("%d calls, %d conditional, %d not modified; want 3, 1, 1", got, cond, nm)
+		}
+		// The budget is per scope: another scope has its own.
+		if _, err := c.revalidate(ctx, other, "1"); err != nil || f.conditional.Load() != 2 {
+			t.Fatalf("another scope's revalidation: %v, %d conditional", err, f.conditional.Load())
+		}
+		// Within the TTL of the forced revalidation: nothing more, even for a
+		// key that really rotated meanwhile (the next TTL revalidation finds it).
+		time.Sleep(59 * time.Second)
+		f.id.Store(2)
+		if k, err := c.revalidate(ctx, testScope, "1"); err != nil || k.id != "1" || f.conditional.Load() != 2 {
+			t.Fatalf("revalidate within the budget's TTL = %+v, %v, %d conditional", k, err, f.conditional.Load())
+		}
+		// A TTL later, one more, which sees the rotation.
+		time.Sleep(time.Second)
+		if k, err := c.revalidate(ctx, testScope, "1"); err != nil || k.id != "2" || f.conditional.Load() != 3 {
+			t.Fatalf("revalidate after the TTL = %+v, %v, %d conditional", k, err, f.conditional.Load())
+		}
+		if f.calls.Load() != f.conditional.Load()+2 {
+			t.Fatalf("%d calls, %d conditional: a revalidation fetched unconditionally", f.calls.Load(), f.conditional.Load())
+		}
+	})
 }
 
 // Concurrent forced revalidations of one scope are one request.
 func TestKeyCacheForcedRevalidationsCoalesce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeKeys(t)
-		c := newKeyCache(f, time.Hour, time.Now)
+		c := newKeyCache(f, time.Hour)
 		if _, err := c.get(t.Context(), testScope); err != nil {
 			t.Fatal(err)
 		}
@@ -306,27 +295,28 @@ func (f *throttledKeys) RevalidatePublicKey(ctx context.Context, s upstream.Scop
 
 // A forced revalidation the pacer did not send does not spend the budget.
 func TestKeyCacheThrottledRevalidationKeepsBudget(t *testing.T) {
-	f := &throttledKeys{fakeKeys: newFakeKeys(t)}
-	clk := &manualClock{now: time.Unix(1_700_000_000, 0)}
-	c := newKeyCache(f, time.Minute, clk.Now)
-	if _, err := c.get(t.Context(), testScope); err != nil {
-		t.Fatal(err)
-	}
-	f.throttle.Store(true)
-	var te *upstream.ThrottledError
-	if _, err := c.revalidate(t.Context(), testScope, "1"); !errors.As(err, &te) {
-		t.Fatalf("err = %v, want the pacer's refusal", err)
-	}
-	f.throttle.Store(false)
-	f.id.Store(2)
-	if k, err := c.revalidate(t.Context(), testScope, "1"); err != nil || k.id != "2" {
-		t.Fatalf("revalidate after a refused one = %+v, %v; want key 2", k, err)
-	}
-	// That one was sent: the budget is spent now.
-	f.id.Store(3)
-	if k, err := c.revalidate(t.Context(), testScope, "2"); err != nil || k.id != "2" || f.conditional.Load() != 2 {
-		t.Fatalf("revalidate = %+v, %v, %d conditional; want key 2 from the cache after 2 requests", k, err, f.conditional.Load())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := &throttledKeys{fakeKeys: newFakeKeys(t)}
+		c := newKeyCache(f, time.Minute)
+		if _, err := c.get(t.Context(), testScope); err != nil {
+			t.Fatal(err)
+		}
+		f.throttle.Store(true)
+		var te *upstream.ThrottledError
+		if _, err := c.revalidate(t.Context(), testScope, "1"); !errors.As(err, &te) {
+			t.Fatalf("err = %v, want the pacer's refusal", err)
+		}
+		f.throttle.Store(false)
+		f.id.Store(2)
+		if k, err := c.revalidate(t.Context(), testScope, "1"); err != nil || k.id != "2" {
+			t.Fatalf("revalidate after a refused one = %+v, %v; want key 2", k, err)
+		}
+		// That one was sent: the budget is spent now.
+		f.id.Store(3)
+		if k, err := c.revalidate(t.Context(), testScope, "2"); err != nil || k.id != "2" || f.conditional.Load() != 2 {
+			t.Fatalf("revalidate = %+v, %v, %d conditional; want key 2 from the cache after 2 requests", k, err, f.conditional.Load())
+		}
+	})
 }
 
 // noETagKeys serves keys without an ETag, as a server that sends none.
@@ -341,46 +331,48 @@ func (f noETagKeys) GetPublicKey(ctx context.Context, s upstream.Scope) (upstrea
 // Without an ETag the one budgeted revalidation cannot be conditional;
 // it is still one per TTL.
 func TestKeyCacheForcedWithoutETag(t *testing.T) {
-	f := noETagKeys{newFakeKeys(t)}
-	clk := &manualClock{now: time.Unix(1_700_000_000, 0)}
-	c := newKeyCache(f, time.Minute, clk.Now)
-	if _, err := c.get(t.Context(), testScope); err != nil {
-		t.Fatal(err)
-	}
-	for range 10 {
-		if _, err := c.revalidate(t.Context(), testScope, "1"); err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		f := noETagKeys{newFakeKeys(t)}
+		c := newKeyCache(f, time.Minute)
+		if _, err := c.get(t.Context(), testScope); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if got := f.calls.Load(); got != 2 {
-		t.Fatalf("%d fetches, want 2: the first and one budgeted", got)
-	}
+		for range 10 {
+			if _, err := c.revalidate(t.Context(), testScope, "1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := f.calls.Load(); got != 2 {
+			t.Fatalf("%d fetches, want 2: the first and one budgeted", got)
+		}
+	})
 }
 
 // A "not modified" about a key another answer has replaced meanwhile does
 // not put the old key back.
 func TestKeyCacheNotModifiedKeepsNewerKey(t *testing.T) {
-	f := newFakeKeys(t)
-	clk := &manualClock{now: time.Unix(1_700_000_000, 0)}
-	c := newKeyCache(f, time.Minute, clk.Now)
-	old, err := c.get(t.Context(), testScope)
-	if err != nil {
-		t.Fatal(err)
-	}
-	newer := old
-	newer.id, newer.etag = "2", `"2"`
-	c.mu.Lock()
-	c.keys[testScope.Path()] = newer
-	c.mu.Unlock()
-	// The server still says key 1 is current (an answer from before the
-	// rotation), conditionally on key 1's ETag: 304.
-	k, err := c.check(t.Context(), testScope, old, true)
-	if err != nil || k.id != "2" || f.notModified.Load() != 1 {
-		t.Fatalf("check = %+v, %v (%d not modified); want the newer key 2 kept", k, err, f.notModified.Load())
-	}
-	if cur, _ := c.cached(testScope); cur.id != "2" {
-		t.Fatalf("cache holds key %q, want 2", cur.id)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeKeys(t)
+		c := newKeyCache(f, time.Minute)
+		old, err := c.get(t.Context(), testScope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		newer := old
+		newer.id, newer.etag = "2", `"2"`
+		c.mu.Lock()
+		c.keys[testScope.Path()] = newer
+		c.mu.Unlock()
+		// The server still says key 1 is current (an answer from before the
+		// rotation), conditionally on key 1's ETag: 304.
+		k, err := c.check(t.Context(), testScope, old, true)
+		if err != nil || k.id != "2" || f.notModified.Load() != 1 {
+			t.Fatalf("check = %+v, %v (%d not modified); want the newer key 2 kept", k, err, f.notModified.Load())
+		}
+		if cur, _ := c.cached(testScope); cur.id != "2" {
+			t.Fatalf("cache holds key %q, want 2", cur.id)
+		}
+	})
 }
 
 // A fetch that panics fails every waiter with codes.Internal and leaves
@@ -388,7 +380,7 @@ func TestKeyCacheNotModifiedKeepsNewerKey(t *testing.T) {
 func TestKeyCacheFetchPanics(t *testing.T) {
 	f := &panickyKeys{fakeKeys: newFakeKeys(t)}
 	f.panics.Store(true)
-	c := newKeyCache(f, time.Minute, time.Now)
+	c := newKeyCache(f, time.Minute)
 	_, err := c.get(t.Context(), testScope)
 	var pe *sharedPanicError
 	if !errors.As(err, &pe) {
@@ -426,71 +418,73 @@ func sealedPut(name, sealed, keyID string) *secretbrokerv1.PutSecretRequest {
 // revalidation of the scope's key (answered 304: no primary quota), not
 // fifty fetches; a key TTL later, one more.
 func TestWrongKeyIDCostsOneConditionalRevalidation(t *testing.T) {
-	const ttl = time.Minute
-	d := newDirect(t, ttl)
-	const scope = "repos/octo-org/hello-world/actions"
-	pk := d.publicKey(t, scope)
-	sealed := sealFor(t, pk, plantedSecret)
-	wrong := func(n int) {
-		t.Helper()
-		for range n {
-			_, err := d.srv.PutSecret(t.Context(), sealedPut(scope+"/secrets/WRONG", sealed, "999"))
-			wantCode(t, err, codes.InvalidArgument)
-			noLeak(t, err)
-			if msg := status.Convert(err).Message(); !strings.Contains(msg, "call GetPublicKey and seal again") {
-				t.Fatalf("message %q", msg)
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = time.Minute
+		d := newDirect(t, ttl)
+		const scope = "repos/octo-org/hello-world/actions"
+		pk := d.publicKey(t, scope)
+		sealed := sealFor(t, pk, plantedSecret)
+		wrong := func(n int) {
+			t.Helper()
+			for range n {
+				_, err := d.srv.PutSecret(t.Context(), sealedPut(scope+"/secrets/WRONG", sealed, "999"))
+				wantCode(t, err, codes.InvalidArgument)
+				noLeak(t, err)
+				if msg := status.Convert(err).Message(); !strings.Contains(msg, "call GetPublicKey and seal again") {
+					t.Fatalf("message %q", msg)
+				}
 			}
 		}
-	}
-	// want checks the key requests and 304s since the last reset, and
-	// that nothing else was sent.
-	want := func(keyRequests, notModified int) {
-		t.Helper()
-		if got := d.emu.Count(emulator.RouteGetRepoPublicKey); got != keyRequests {
-			t.Errorf("%d key requests, want %d", got, keyRequests)
+		// want checks the key requests and 304s since the last reset, and
+		// that nothing else was sent.
+		want := func(keyRequests, notModified int) {
+			t.Helper()
+			if got := d.emu.Count(emulator.RouteGetRepoPublicKey); got != keyRequests {
+				t.Errorf("%d key requests, want %d", got, keyRequests)
+			}
+			if got := d.emu.Stats().NotModified; got != notModified {
+				t.Errorf("%d answers were 304, want %d", got, notModified)
+			}
+			if got := d.emu.TotalRequests(); got != keyRequests {
+				t.Errorf("%d requests in all, want only the %d key requests", got, keyRequests)
+			}
+			if keyRequests > 0 && d.emu.LastRequestHeader(emulator.RouteGetRepoPublicKey).Get("If-None-Match") == "" {
+				t.Error("the last key request carried no If-None-Match")
+			}
 		}
-		if got := d.emu.Stats().NotModified; got != notModified {
-			t.Errorf("%d answers were 304, want %d", got, notModified)
+
+		d.emu.ResetCounts()
+		wrong(50)
+		want(1, 1)
+
+		// Within the TTL: nothing more.
+		time.Sleep(ttl - time.Second)
+		d.emu.ResetCounts()
+		wrong(20)
+		want(0, 0)
+
+		// A TTL after the forced revalidation: the key is due for its own
+		// revalidation, which every put would cause, and the wrong key_id
+		// buys one more, both conditional; then nothing again.
+		time.Sleep(time.Second)
+		d.emu.ResetCounts()
+		wrong(50)
+		want(2, 2)
+
+		// The same moment of the TTL with the right key_id costs just the
+		// TTL's own revalidation: the wrong key_id cost one request per TTL.
+		time.Sleep(ttl)
+		d.emu.ResetCounts()
+		if _, err := d.srv.PutSecret(t.Context(), sealedPut(scope+"/secrets/RIGHT", sealed, pk.GetKeyId())); err != nil {
+			t.Fatal(err)
 		}
-		if got := d.emu.TotalRequests(); got != keyRequests {
-			t.Errorf("%d requests in all, want only the %d key requests", got, keyRequests)
+		if got, puts := d.emu.Count(emulator.RouteGetRepoPublicKey), d.puts(); got != 1 || puts != 1 {
+			t.Errorf("a right put a TTL later: %d key requests, %d PUTs; want 1 and 1", got, puts)
 		}
-		if keyRequests > 0 && d.emu.LastRequestHeader(emulator.RouteGetRepoPublicKey).Get("If-None-Match") == "" {
-			t.Error("the last key request carried no If-None-Match")
+		if got, err := d.emu.Open(scope, "RIGHT"); err != nil || string(got) != plantedSecret {
+			t.Errorf("the right put does not open to its value: %v", err)
 		}
-	}
-
-	d.emu.ResetCounts()
-	wrong(50)
-	want(1, 1)
-
-	// Within the TTL: nothing more.
-	d.clk.advance(ttl - time.Second)
-	d.emu.ResetCounts()
-	wrong(20)
-	want(0, 0)
-
-	// A TTL after the forced revalidation: the key is due for its own
-	// revalidation, which every put would cause, and the wrong key_id
-	// buys one more, both conditional; then nothing again.
-	d.clk.advance(time.Second)
-	d.emu.ResetCounts()
-	wrong(50)
-	want(2, 2)
-
-	// The same moment of the TTL with the right key_id costs just the
-	// TTL's own revalidation: the wrong key_id cost one request per TTL.
-	d.clk.advance(ttl)
-	d.emu.ResetCounts()
-	if _, err := d.srv.PutSecret(t.Context(), sealedPut(scope+"/secrets/RIGHT", sealed, pk.GetKeyId())); err != nil {
-		t.Fatal(err)
-	}
-	if got, puts := d.emu.Count(emulator.RouteGetRepoPublicKey), d.puts(); got != 1 || puts != 1 {
-		t.Errorf("a right put a TTL later: %d key requests, %d PUTs; want 1 and 1", got, puts)
-	}
-	if got, err := d.emu.Open(scope, "RIGHT"); err != nil || string(got) != plantedSecret {
-		t.Errorf("the right put does not open to its value: %v", err)
-	}
+	})
 }
 
 // A rotation GitHub reports with 422 is still invisible to a plaintext
@@ -499,79 +493,83 @@ func TestWrongKeyIDCostsOneConditionalRevalidation(t *testing.T) {
 // that put fails with GitHub's refusal and costs no key request, and a TTL
 // later the key's own revalidation picks the rotation up.
 func TestRotationSeenByPlaintextPut(t *testing.T) {
-	const ttl = time.Minute
-	d := newDirect(t, ttl)
-	const scope = "orgs/octo-org/actions"
-	put := func(v string) (*secretbrokerv1.PutSecretResponse, error) {
-		return d.srv.PutSecret(t.Context(), &secretbrokerv1.PutSecretRequest{
-			Name: scope + "/secrets/ROTATING", Payload: &secretbrokerv1.PutSecretRequest_Value{Value: v}, Visibility: "all",
-		})
-	}
-	if _, err := put("first"); err != nil {
-		t.Fatal(err)
-	}
-	d.emu.ResetCounts()
-	newID := d.emu.RotateKey(scope)
-	resp, err := put(plantedSecret)
-	if err != nil || resp.GetKeyId() != newID {
-		t.Fatalf("put after the rotation = %+v, %v; want key %s", resp, err, newID)
-	}
-	if got, err := d.emu.Open(scope, "ROTATING"); err != nil || string(got) != plantedSecret {
-		t.Fatalf("the value does not open after the rotation: %v", err)
-	}
-	if got := d.emu.Count(emulator.RouteGetOrgPublicKey); got != 1 {
-		t.Errorf("%d key requests, want 1", got)
-	}
-	if d.emu.LastRequestHeader(emulator.RouteGetOrgPublicKey).Get("If-None-Match") == "" {
-		t.Error("the revalidation after the 422 carried no If-None-Match: the key was evicted and fetched outright")
-	}
-	if got := d.emu.Count(emulator.RoutePutOrgSecret); got != 2 {
-		t.Errorf("%d PUTs, want 2 (refused, retried)", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = time.Minute
+		d := newDirect(t, ttl)
+		const scope = "orgs/octo-org/actions"
+		put := func(v string) (*secretbrokerv1.PutSecretResponse, error) {
+			return d.srv.PutSecret(t.Context(), &secretbrokerv1.PutSecretRequest{
+				Name: scope + "/secrets/ROTATING", Payload: &secretbrokerv1.PutSecretRequest_Value{Value: v}, Visibility: "all",
+			})
+		}
+		if _, err := put("first"); err != nil {
+			t.Fatal(err)
+		}
+		d.emu.ResetCounts()
+		newID := d.emu.RotateKey(scope)
+		resp, err := put(plantedSecret)
+		if err != nil || resp.GetKeyId() != newID {
+			t.Fatalf("put after the rotation = %+v, %v; want key %s", resp, err, newID)
+		}
+		if got, err := d.emu.Open(scope, "ROTATING"); err != nil || string(got) != plantedSecret {
+			t.Fatalf("the value does not open after the rotation: %v", err)
+		}
+		if got := d.emu.Count(emulator.RouteGetOrgPublicKey); got != 1 {
+			t.Errorf("%d key requests, want 1", got)
+		}
+		if d.emu.LastRequestHeader(emulator.RouteGetOrgPublicKey).Get("If-None-Match") == "" {
+			t.Error("the revalidation after the 422 carried no If-None-Match: the key was evicted and fetched outright")
+		}
+		if got := d.emu.Count(emulator.RoutePutOrgSecret); got != 2 {
+			t.Errorf("%d PUTs, want 2 (refused, retried)", got)
+		}
 
-	d.emu.ResetCounts()
-	third := d.emu.RotateKey(scope)
-	_, err = put("refused")
-	wantCode(t, err, codes.InvalidArgument)
-	if got := d.emu.Count(emulator.RouteGetOrgPublicKey); got != 0 {
-		t.Errorf("%d key requests with the budget spent, want 0", got)
-	}
+		d.emu.ResetCounts()
+		third := d.emu.RotateKey(scope)
+		_, err = put("refused")
+		wantCode(t, err, codes.InvalidArgument)
+		if got := d.emu.Count(emulator.RouteGetOrgPublicKey); got != 0 {
+			t.Errorf("%d key requests with the budget spent, want 0", got)
+		}
 
-	d.clk.advance(ttl)
-	d.emu.ResetCounts()
-	resp, err = put("later")
-	if err != nil || resp.GetKeyId() != third {
-		t.Fatalf("put a TTL later = %+v, %v; want key %s", resp, err, third)
-	}
-	if got, puts := d.emu.Count(emulator.RouteGetOrgPublicKey), d.emu.Count(emulator.RoutePutOrgSecret); got != 1 || puts != 1 {
-		t.Errorf("a TTL later: %d key requests, %d PUTs; want 1 and 1", got, puts)
-	}
+		time.Sleep(ttl)
+		d.emu.ResetCounts()
+		resp, err = put("later")
+		if err != nil || resp.GetKeyId() != third {
+			t.Fatalf("put a TTL later = %+v, %v; want key %s", resp, err, third)
+		}
+		if got, puts := d.emu.Count(emulator.RouteGetOrgPublicKey), d.emu.Count(emulator.RoutePutOrgSecret); got != 1 || puts != 1 {
+			t.Errorf("a TTL later: %d key requests, %d PUTs; want 1 and 1", got, puts)
+		}
+	})
 }
 
 // After GitHub refuses a caller-sealed value (422), the key is
 // revalidated conditionally rather than dropped, so that the caller's next
 // GetPublicKey has the new key without another request.
 func TestSealedPut422RevalidatesInsteadOfEvicting(t *testing.T) {
-	d := newDirect(t, time.Hour)
-	const scope = "repos/octo-org/hello-world/agents"
-	pk := d.publicKey(t, scope)
-	newID := d.emu.RotateKey(scope) // the caller's key is stale now
-	d.emu.ResetCounts()
-	_, err := d.srv.PutSecret(t.Context(), sealedPut(scope+"/secrets/STALE", sealFor(t, pk, plantedSecret), pk.GetKeyId()))
-	wantCode(t, err, codes.InvalidArgument)
-	noLeak(t, err)
-	if got := d.emu.Count(emulator.RouteGetRepoPublicKey); got != 1 {
-		t.Fatalf("%d key requests after the 422, want 1", got)
-	}
-	if d.emu.LastRequestHeader(emulator.RouteGetRepoPublicKey).Get("If-None-Match") == "" {
-		t.Error("the key was fetched outright after the 422")
-	}
-	d.emu.ResetCounts()
-	fresh := d.publicKey(t, scope)
-	if fresh.GetKeyId() != newID || d.emu.TotalRequests() != 0 {
-		t.Fatalf("GetPublicKey = %s with %d requests; want %s from the cache", fresh.GetKeyId(), d.emu.TotalRequests(), newID)
-	}
-	if _, err := d.srv.PutSecret(t.Context(), sealedPut(scope+"/secrets/STALE", sealFor(t, fresh, plantedSecret), fresh.GetKeyId())); err != nil {
-		t.Fatal(err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		d := newDirect(t, time.Hour)
+		const scope = "repos/octo-org/hello-world/agents"
+		pk := d.publicKey(t, scope)
+		newID := d.emu.RotateKey(scope) // the caller's key is stale now
+		d.emu.ResetCounts()
+		_, err := d.srv.PutSecret(t.Context(), sealedPut(scope+"/secrets/STALE", sealFor(t, pk, plantedSecret), pk.GetKeyId()))
+		wantCode(t, err, codes.InvalidArgument)
+		noLeak(t, err)
+		if got := d.emu.Count(emulator.RouteGetRepoPublicKey); got != 1 {
+			t.Fatalf("%d key requests after the 422, want 1", got)
+		}
+		if d.emu.LastRequestHeader(emulator.RouteGetRepoPublicKey).Get("If-None-Match") == "" {
+			t.Error("the key was fetched outright after the 422")
+		}
+		d.emu.ResetCounts()
+		fresh := d.publicKey(t, scope)
+		if fresh.GetKeyId() != newID || d.emu.TotalRequests() != 0 {
+			t.Fatalf("GetPublicKey = %s with %d requests; want %s from the cache", fresh.GetKeyId(), d.emu.TotalRequests(), newID)
+		}
+		if _, err := d.srv.PutSecret(t.Context(), sealedPut(scope+"/secrets/STALE", sealFor(t, fresh, plantedSecret), fresh.GetKeyId())); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

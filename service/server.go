@@ -47,8 +47,6 @@ type Options struct {
 	// costs no primary quota). A rotation GitHub reports (422) is picked up
 	// at once whatever the TTL. Default: 10 minutes.
 	KeyTTL time.Duration
-	// Now is the clock. Default: time.Now.
-	Now func() time.Time
 	// Authorizer decides what each caller may do; every call then needs an
 	// authenticated caller (identity.WithCaller). Default: nil, every call
 	// is allowed (no authentication is configured).
@@ -81,12 +79,9 @@ func New(up Upstream, opts Options) *Server {
 	if opts.KeyTTL == 0 {
 		opts.KeyTTL = DefaultKeyTTL
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	return &Server{
 		up:    &sharedReads{Upstream: up},
-		keys:  newKeyCache(up, opts.KeyTTL, opts.Now),
+		keys:  newKeyCache(up, opts.KeyTTL),
 		log:   opts.Logger,
 		authz: opts.Authorizer,
 		audit: opts.Audit,
