@@ -36,8 +36,7 @@ func runTablesTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 	cmd := exec.CommandContext(ctx, "go", goArgs...)
 	cmd.Dir = root
 	cmd.Stderr = stderr
-	// On an interrupt, let the go tool stop the test binary.
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	stopWithGroup(cmd)
 	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -49,6 +48,9 @@ func runTablesTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var rest bytes.Buffer
 	copyErr := copyTables(out, stdout, &rest)
 	if err := cmd.Wait(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted: %w", ctx.Err())
+		}
 		_, _ = io.Copy(stderr, &rest)
 		return fmt.Errorf("go %s: %w", strings.Join(goArgs, " "), err)
 	}

@@ -40,6 +40,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/secretbroker/secretbroker/upstream"
 )
@@ -62,6 +63,7 @@ type config struct {
 	writes           []int
 	scopes           []int
 	naiveConcurrency int
+	latency          time.Duration // how long the emulator takes to answer a request it accepts
 	pacing           upstream.Pacing
 }
 
@@ -73,6 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	writes := fs.String("writes", "1,100,1000", "comma-separated numbers of writes per run (each at most 1000: one batch)")
 	scopes := fs.String("scopes", "1,10", "comma-separated numbers of scopes the writes are spread over")
 	fs.IntVar(&c.naiveConcurrency, "naive-concurrency", 10, "writes the naive client has in flight at once (Terraform's default parallelism)")
+	fs.DurationVar(&c.latency, "latency", 0, "how long the emulator takes to answer each request its limits accept (0: no time; refusals are always answered at once)")
 	fs.IntVar(&c.pacing.MaxInFlight, "upstream-max-in-flight", c.pacing.MaxInFlight, "the broker's --upstream-max-in-flight")
 	fs.DurationVar(&c.pacing.WriteInterval, "upstream-write-interval", c.pacing.WriteInterval, "the broker's --upstream-write-interval")
 	fs.IntVar(&c.pacing.PointsPerMinute, "upstream-points-per-minute", c.pacing.PointsPerMinute, "the broker's --upstream-points-per-minute")
@@ -91,6 +94,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.naiveConcurrency < 1 || c.naiveConcurrency > 100 {
 		return config{}, fmt.Errorf("--naive-concurrency must be between 1 and 100, got %d", c.naiveConcurrency)
+	}
+	if c.latency < 0 || c.latency > 10*time.Second {
+		return config{}, fmt.Errorf("--latency must be between 0 and 10s, got %v", c.latency)
 	}
 	return c, nil
 }
@@ -131,8 +137,8 @@ func writeTables(ctx context.Context, c config, stdout io.Writer, run measureFun
 	if c.realTime {
 		timeIs = "the wall clock"
 	}
-	fmt.Fprintf(stdout, "Emulator limits: %s. Broker pacing: %d in flight, writes %s apart, %d points a minute. Time: %s.\n\n",
-		describeLimits(), c.pacing.MaxInFlight, c.pacing.WriteInterval, c.pacing.PointsPerMinute, timeIs)
+	fmt.Fprintf(stdout, "Emulator limits: %s; answers in %v. Broker pacing: %d in flight, writes %s apart, %d points a minute. Time: %s.\n\n",
+		describeLimits(), c.latency, c.pacing.MaxInFlight, c.pacing.WriteInterval, c.pacing.PointsPerMinute, timeIs)
 	fmt.Fprintln(stdout, tableHeader)
 	for _, n := range c.writes {
 		for _, k := range c.scopes {

@@ -104,12 +104,23 @@ type item struct {
 // never block durably and fake time would stop.
 type handlerTransport struct{ h http.Handler }
 
-func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (t handlerTransport) RoundTrip(r *http.Request) (resp *http.Response, err error) {
+	defer func() {
+		if r.Body != nil {
+			_ = r.Body.Close()
+		}
+		// The emulator drops a connection, as net/http's server does, by
+		// panicking with http.ErrAbortHandler: here, when the request's
+		// context ends during an injected latency.
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler { //nolint:errorlint // the sentinel is panicked as is
+				panic(p)
+			}
+			resp, err = nil, fmt.Errorf("%s %s: the emulator dropped the connection", r.Method, r.URL.Path)
+		}
+	}()
 	rec := httptest.NewRecorder()
 	t.h.ServeHTTP(rec, r)
-	if r.Body != nil {
-		_ = r.Body.Close()
-	}
 	return rec.Result(), nil
 }
 
@@ -122,8 +133,13 @@ type world struct {
 	items []item
 }
 
-func newWorld(n, k int) *world {
+func newWorld(n, k int, latency time.Duration) *world {
 	emu := emulator.New(emulator.Options{Token: benchToken, Limits: emulator.GitHubLimits()})
+	if latency > 0 {
+		// Every request the limits accept is answered latency after it
+		// arrived, in flight meanwhile; refusals are answered at once.
+		emu.InjectFault(emulator.Fault{Latency: latency, Times: math.MaxInt})
+	}
 	emu.AddOrg(benchOrg)
 	for j := range k {
 		emu.AddRepo(benchOrg, fmt.Sprintf("repo-%02d", j), true)
@@ -166,7 +182,7 @@ func (w *world) check(r *result, done []bool) {
 // testing/synctest bubble, they are exact fake times, and the run takes
 // no longer than the computing does.
 func measure(ctx context.Context, c config, client string, n, k int) (result, error) {
-	w := newWorld(n, k)
+	w := newWorld(n, k, c.latency)
 	r := result{client: client, writes: n, scopes: k, minimum: leastTime(c.pacing, n, k)}
 	var done []bool
 	var err error

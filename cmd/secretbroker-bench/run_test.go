@@ -23,21 +23,32 @@ func TestMeasureTargets(t *testing.T) {
 	unspaced := spaced
 	unspaced.WriteInterval = 0
 	tests := []struct {
-		name   string
-		pacing upstream.Pacing
-		n, k   int
-		least  time.Duration
+		name    string
+		pacing  upstream.Pacing
+		latency time.Duration
+		n, k    int
+		least   time.Duration
+		// broker and naive are the runs' times; brokerPeak and naivePeak
+		// their peak in flight, checked only with a latency (without, it
+		// is how the goroutines happened to overlap).
+		broker, naive         time.Duration
+		brokerPeak, naivePeak int
 	}{
 		// Writes go 1 s apart: the 40th starts 39 s after the first.
-		{"spaced, 1 scope", spaced, 40, 1, 39 * time.Second},
-		{"spaced, 4 scopes", spaced, 40, 4, 39 * time.Second},
+		{name: "spaced, 1 scope", pacing: spaced, n: 40, k: 1, least: 39 * time.Second, broker: 39 * time.Second},
+		{name: "spaced, 4 scopes", pacing: spaced, n: 40, k: 4, least: 39 * time.Second, broker: 39 * time.Second},
 		// 5·200 + 1 = 1,001 points: the 180th PUT would make 901 points
 		// in the first minute, so it waits for the window to slide.
-		{"points budget", unspaced, 200, 1, time.Minute},
+		{name: "points budget", pacing: unspaced, n: 200, k: 1, least: time.Minute, broker: time.Minute},
+		// With 50 ms answers: the broker fetches the 4 keys at once, then
+		// writes from 50 ms on, the last done 39.1 s in; the naive client
+		// does 4 rounds of 10 writes, each a key fetch and a PUT.
+		{name: "latency", pacing: spaced, latency: 50 * time.Millisecond, n: 40, k: 4, least: 39 * time.Second,
+			broker: 39*time.Second + 100*time.Millisecond, naive: 400 * time.Millisecond, brokerPeak: 4, naivePeak: 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := config{naiveConcurrency: 10, pacing: tt.pacing}
+			c := config{naiveConcurrency: 10, latency: tt.latency, pacing: tt.pacing}
 			n, k := tt.n, tt.k
 			if got := leastTime(c.pacing, n, k); got != tt.least {
 				t.Fatalf("leastTime = %v, want %v", got, tt.least)
@@ -62,8 +73,11 @@ func TestMeasureTargets(t *testing.T) {
 				// The pacer upstream.Client ran before upstream/pace frees
 				// a minute's points 1 ns after the minute; pace frees them
 				// at the minute, as the emulator does.
-				if broker.minimum != tt.least || (broker.elapsed != tt.least && broker.elapsed != tt.least+time.Nanosecond) {
-					t.Errorf("broker: took %v, least time %v, want both %v", broker.elapsed, broker.minimum, tt.least)
+				if broker.minimum != tt.least || (broker.elapsed != tt.broker && broker.elapsed != tt.broker+time.Nanosecond) {
+					t.Errorf("broker: took %v, least time %v, want %v and %v", broker.elapsed, broker.minimum, tt.broker, tt.least)
+				}
+				if tt.latency > 0 && broker.peakInFlight != tt.brokerPeak {
+					t.Errorf("broker: peak in flight %d, want %d", broker.peakInFlight, tt.brokerPeak)
 				}
 			})
 			synctest.Test(t, func(t *testing.T) {
@@ -71,8 +85,11 @@ func TestMeasureTargets(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if naive.elapsed != 0 {
-					t.Errorf("naive: took %v of fake time, want 0", naive.elapsed)
+				if naive.elapsed != tt.naive {
+					t.Errorf("naive: took %v, want %v", naive.elapsed, tt.naive)
+				}
+				if tt.latency > 0 && naive.peakInFlight != tt.naivePeak {
+					t.Errorf("naive: peak in flight %d, want %d", naive.peakInFlight, tt.naivePeak)
 				}
 				if naive.lost != 0 || naive.written+naive.failed != n || naive.retries != 0 {
 					t.Errorf("naive: written %d, failed %d, lost %d, retries %d of %d", naive.written, naive.failed, naive.lost, naive.retries, n)
@@ -123,6 +140,7 @@ func TestFlags(t *testing.T) {
 		{"--writes", "1001"},
 		{"--scopes", "x"},
 		{"--naive-concurrency", "0"},
+		{"--latency", "-1ms"},
 		{"--scale", "20"}, // the scaled clock is gone
 		{"extra"},
 	} {
@@ -139,10 +157,10 @@ func TestFlags(t *testing.T) {
 	}
 }
 
-// The table TestTables writes: one row per client and run, with the
-// broker's rows exact in fake time, and no secret value in it.
+// The table TestTables writes: one row per client and run, exact in fake
+// time with 50 ms answers, and no secret value in it.
 func TestWriteTables(t *testing.T) {
-	c, err := parseFlags([]string{"--writes", "2", "--scopes", "1,2"}, io.Discard)
+	c, err := parseFlags([]string{"--writes", "2", "--scopes", "1,2", "--latency", "50ms"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,17 +170,21 @@ func TestWriteTables(t *testing.T) {
 	}
 	got := out.String()
 	for _, want := range []string{
+		"answers in 50ms.",
 		"Time: fake (testing/synctest), exact.",
 		tableHeader,
-		"| broker | 2 | 1 | 2 | 0 | 0 | 1.500 | 1.500 | 5.50 | 0 | 0 | 1 | 1s | 1s | 100.0% |\n",
-		"| broker | 2 | 2 | 2 | 0 | 0 | 2.000 | 2.000 | 6.00 | 0 | 0 | 1 | 1s | 1s | 100.0% |\n",
+		// A key fetch, a PUT, 1 s, a PUT: 1.1 s.
+		"| broker | 2 | 1 | 2 | 0 | 0 | 1.500 | 1.500 | 5.50 | 0 | 0 | 1 | 1.1s | 1s | 90.9% |\n",
+		"| naive | 2 | 1 | 2 | 0 | 0 | 2.000 | 1.500 | 6.00 | 0 | 0 | 2 | 100ms | 1s | not paced |\n",
+		"| broker | 2 | 2 | 2 | 0 | 0 | 2.000 | 2.000 | 6.00 | 0 | 0 | 2 | 1.1s | 1s | 90.9% |\n",
+		"| naive | 2 | 2 | 2 | 0 | 0 | 2.000 | 2.000 | 6.00 | 0 | 0 | 2 | 100ms | 1s | not paced |\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
 		}
 	}
-	if rows := strings.Count(got, "\n| naive | 2 |"); rows != 2 {
-		t.Errorf("%d naive rows, want 2:\n%s", rows, got)
+	if rows := strings.Count(got, "\n| "); rows != 6 {
+		t.Errorf("%d table lines, want a header, a separator and 4 rows:\n%s", rows, got)
 	}
 	// The values are rand.Text(): 26 characters of base32.
 	if v := regexp.MustCompile(`[A-Z2-7]{26}`).FindString(got); v != "" {
