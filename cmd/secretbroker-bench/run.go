@@ -113,7 +113,7 @@ func (t handlerTransport) RoundTrip(r *http.Request) (resp *http.Response, err e
 		// panicking with http.ErrAbortHandler: here, when the request's
 		// context ends during an injected latency.
 		if p := recover(); p != nil {
-			if p != http.ErrAbortHandler { //nolint:errorlint // the sentinel is panicked as is
+			if p != http.ErrAbortHandler {
 				panic(p)
 			}
 			resp, err = nil, fmt.Errorf("%s %s: the emulator dropped the connection", r.Method, r.URL.Path)

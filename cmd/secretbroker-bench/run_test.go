@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"regexp"
@@ -253,4 +254,26 @@ func TestCopyTables(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A client that gives up while the emulator waits out its latency gets an
+// error, as from a dropped connection, rather than the emulator's
+// http.ErrAbortHandler panic.
+func TestGivingUpDuringLatency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(1, 1, time.Minute)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		start := time.Now()
+		err := naivePut(ctx, w.hc, emulatorURL, w.items[0])
+		if err == nil || !strings.Contains(err.Error(), "the emulator dropped the connection") {
+			t.Errorf("naivePut = %v, want the emulator's drop", err)
+		}
+		if d := time.Since(start); d != time.Second {
+			t.Errorf("gave up after %v, want 1s", d)
+		}
+		if _, err := w.emu.Open(w.items[0].scope, w.items[0].name); err == nil {
+			t.Error("the secret was written")
+		}
+	})
 }
