@@ -1,16 +1,28 @@
 // Command secretbroker-bench measures how the broker spends GitHub's rate
 // limit budget. It runs the broker (service, upstream client and pacer
-// behind a real gRPC server on loopback) and a naive client against the
-// embedded GitHub emulator with github.com's limits turned on, on a clock
-// that runs --scale times faster than the wall clock, and prints one
-// markdown table: upstream requests and points per logical write,
-// secondary-limit violations, retries, peak concurrency, and the time taken
-// against the least time the configured limits allow. Every write reported
-// as done is checked in the emulator, value and all.
+// behind a gRPC server on an in-memory connection) and a naive client
+// against the embedded GitHub emulator with github.com's limits turned on,
+// and prints one markdown table: upstream requests and points per logical
+// write, secondary-limit violations, retries, peak concurrency, and the
+// time taken against the least time the configured limits allow. Every
+// write reported as done is checked in the emulator, value and all.
 //
 // The naive client does per secret what gh, Terraform and External
 // Secrets do: fetch the scope's public key, seal, PUT, with
 // --naive-concurrency writes at a time, no pacing and no retries.
+//
+// Nothing here is given a clock: the emulator, the pacer and the clients
+// read package time. By default the command runs its scenarios in fake
+// time: it runs this package's TestTables through the go tool ("go test
+// -json -run ^TestTables$ ... -args -tables -- FLAGS" from the module
+// root), which runs each scenario in a testing/synctest bubble and writes
+// the tables to its output, and the command copies the tables to standard
+// output. In a bubble time advances only when every goroutine waits, so
+// 1,000 writes 1 s apart take the 16m39s they take on GitHub in fake time
+// and a few seconds of wall time, and the times in the table are exact.
+// The go tool must therefore be on PATH and the command run from inside
+// the module. --real-time runs the same scenarios in this process on the
+// wall clock instead (as slow as GitHub would be: for checking).
 //
 // Usage:
 //
@@ -28,6 +40,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/secretbroker/secretbroker/upstream"
 )
@@ -46,10 +59,11 @@ func main() {
 
 // config is what one run measures.
 type config struct {
-	scale            float64
+	realTime         bool
 	writes           []int
 	scopes           []int
 	naiveConcurrency int
+	latency          time.Duration // how long the emulator takes to answer a request it accepts
 	pacing           upstream.Pacing
 }
 
@@ -57,15 +71,19 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	c := config{pacing: upstream.DefaultPacing()}
 	fs := flag.NewFlagSet("secretbroker-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Float64Var(&c.scale, "scale", 20, "how many times faster than the wall clock the emulator and the pacer run (a timer late by 1 ms of wall time is late by scale ms)")
+	fs.BoolVar(&c.realTime, "real-time", false, "run the scenarios in this process on the wall clock (as slow as GitHub: 1,000 writes 1 s apart take 17 minutes) instead of in fake time under go test")
 	writes := fs.String("writes", "1,100,1000", "comma-separated numbers of writes per run (each at most 1000: one batch)")
 	scopes := fs.String("scopes", "1,10", "comma-separated numbers of scopes the writes are spread over")
 	fs.IntVar(&c.naiveConcurrency, "naive-concurrency", 10, "writes the naive client has in flight at once (Terraform's default parallelism)")
+	fs.DurationVar(&c.latency, "latency", 0, "how long the emulator takes to answer each request its limits accept (0: no time; refusals are always answered at once)")
 	fs.IntVar(&c.pacing.MaxInFlight, "upstream-max-in-flight", c.pacing.MaxInFlight, "the broker's --upstream-max-in-flight")
 	fs.DurationVar(&c.pacing.WriteInterval, "upstream-write-interval", c.pacing.WriteInterval, "the broker's --upstream-write-interval")
 	fs.IntVar(&c.pacing.PointsPerMinute, "upstream-points-per-minute", c.pacing.PointsPerMinute, "the broker's --upstream-points-per-minute")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	var err error
 	if c.writes, err = intList(*writes, 1, 1000); err != nil {
@@ -76,6 +94,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.naiveConcurrency < 1 || c.naiveConcurrency > 100 {
 		return config{}, fmt.Errorf("--naive-concurrency must be between 1 and 100, got %d", c.naiveConcurrency)
+	}
+	if c.latency < 0 || c.latency > 10*time.Second {
+		return config{}, fmt.Errorf("--latency must be between 0 and 10s, got %v", c.latency)
 	}
 	return c, nil
 }
@@ -92,13 +113,32 @@ func intList(s string, lo, hi int) ([]int, error) {
 	return out, nil
 }
 
+// realMain checks the flags, then runs the scenarios on the wall clock
+// (--real-time) or in fake time under go test.
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Emulator limits: %s. Broker pacing: %d in flight, writes %s apart, %d points a minute. Clock: %gx.\n\n",
-		describeLimits(), c.pacing.MaxInFlight, c.pacing.WriteInterval, c.pacing.PointsPerMinute, c.scale)
+	if c.realTime {
+		return writeTables(ctx, c, stdout, measure)
+	}
+	return runTablesTest(ctx, args, stdout, stderr)
+}
+
+// measureFunc runs one client's n writes over k scopes: measure itself on
+// the wall clock, or measure in a synctest bubble.
+type measureFunc func(ctx context.Context, c config, client string, n, k int) (result, error)
+
+// writeTables runs every scenario c asks for with run and writes the
+// markdown table.
+func writeTables(ctx context.Context, c config, stdout io.Writer, run measureFunc) error {
+	timeIs := "fake (testing/synctest), exact"
+	if c.realTime {
+		timeIs = "the wall clock"
+	}
+	fmt.Fprintf(stdout, "Emulator limits: %s; answers in %v. Broker pacing: %d in flight, writes %s apart, %d points a minute. Time: %s.\n\n",
+		describeLimits(), c.latency, c.pacing.MaxInFlight, c.pacing.WriteInterval, c.pacing.PointsPerMinute, timeIs)
 	fmt.Fprintln(stdout, tableHeader)
 	for _, n := range c.writes {
 		for _, k := range c.scopes {
@@ -106,7 +146,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				continue // fewer writes than scopes: some scopes get none
 			}
 			for _, client := range []string{"broker", "naive"} {
-				r, err := measure(ctx, c, client, n, k)
+				r, err := run(ctx, c, client, n, k)
 				if err != nil {
 					return fmt.Errorf("%s, %d writes over %d scopes: %w", client, n, k, err)
 				}

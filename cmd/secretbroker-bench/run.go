@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"time"
 
@@ -17,17 +18,20 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service"
 	"github.com/secretbroker/secretbroker/upstream"
-	"github.com/secretbroker/secretbroker/upstream/clock"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
 
 const (
 	benchOrg   = "bench-org"
 	benchToken = "bench-token"
+	// emulatorURL is the emulator's base URL. It is never dialed: every
+	// request goes through handlerTransport.
+	emulatorURL = "http://emulator.invalid"
 )
 
 func describeLimits() string {
@@ -49,7 +53,7 @@ type result struct {
 	violations   int // secondary and primary rate-limit answers
 	retries      int
 	peakInFlight int
-	elapsed      time.Duration // on the emulator's clock
+	elapsed      time.Duration // read from package time: fake time in a synctest bubble
 	minimum      time.Duration // the least time the broker's limits allow
 }
 
@@ -94,32 +98,53 @@ type item struct {
 	value string
 }
 
-// world is a fresh emulator with n items to write over k repositories.
-type world struct {
-	clk   clock.Clock
-	emu   *emulator.Server
-	url   string
-	items []item
-	stop  func()
+// handlerTransport serves every request in memory with the emulator's
+// handler, in the caller's goroutine. Nothing touches a socket, so a run
+// fits in a testing/synctest bubble, where a loopback connection would
+// never block durably and fake time would stop.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (resp *http.Response, err error) {
+	defer func() {
+		if r.Body != nil {
+			_ = r.Body.Close()
+		}
+		// The emulator drops a connection, as net/http's server does, by
+		// panicking with http.ErrAbortHandler: here, when the request's
+		// context ends during an injected latency.
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				panic(p)
+			}
+			resp, err = nil, fmt.Errorf("%s %s: the emulator dropped the connection", r.Method, r.URL.Path)
+		}
+	}()
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	return rec.Result(), nil
 }
 
-func newWorld(c config, n, k int) (*world, error) {
-	clk, err := clock.Scaled(c.scale)
-	if err != nil {
-		return nil, err
+// world is a fresh emulator with n items to write over k repositories.
+// Neither the emulator nor the clients are given a clock: they read
+// package time, which is fake inside a synctest bubble.
+type world struct {
+	emu   *emulator.Server
+	hc    *http.Client // reaches the emulator in memory
+	items []item
+}
+
+func newWorld(n, k int, latency time.Duration) *world {
+	emu := emulator.New(emulator.Options{Token: benchToken, Limits: emulator.GitHubLimits()})
+	if latency > 0 {
+		// Every request the limits accept is answered latency after it
+		// arrived, in flight meanwhile; refusals are answered at once.
+		emu.InjectFault(emulator.Fault{Latency: latency, Times: math.MaxInt})
 	}
-	emu := emulator.New(emulator.Options{Token: benchToken, Clock: clk, Limits: emulator.GitHubLimits()})
 	emu.AddOrg(benchOrg)
 	for j := range k {
 		emu.AddRepo(benchOrg, fmt.Sprintf("repo-%02d", j), true)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	srv := &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	w := &world{clk: clk, emu: emu, url: "http://" + ln.Addr().String(), stop: func() { _ = srv.Close() }}
+	w := &world{emu: emu, hc: &http.Client{Transport: handlerTransport{emu}, Timeout: 30 * time.Second}}
 	for i := range n {
 		w.items = append(w.items, item{
 			scope: fmt.Sprintf("repos/%s/repo-%02d/actions", benchOrg, i%k),
@@ -127,7 +152,7 @@ func newWorld(c config, n, k int) (*world, error) {
 			value: rand.Text(),
 		})
 	}
-	return w, nil
+	return w
 }
 
 // check counts the items reported written that the emulator holds with
@@ -152,22 +177,23 @@ func (w *world) check(r *result, done []bool) {
 	r.peakInFlight = st.PeakInFlight
 }
 
+// measure runs one client's n writes over k scopes against a fresh
+// emulator. Its times are read from package time: run inside a
+// testing/synctest bubble, they are exact fake times, and the run takes
+// no longer than the computing does.
 func measure(ctx context.Context, c config, client string, n, k int) (result, error) {
-	w, err := newWorld(c, n, k)
-	if err != nil {
-		return result{}, err
-	}
-	defer w.stop()
+	w := newWorld(n, k, c.latency)
 	r := result{client: client, writes: n, scopes: k, minimum: leastTime(c.pacing, n, k)}
 	var done []bool
-	start := w.clk.Now()
+	var err error
+	start := time.Now()
 	switch client {
 	case "broker":
 		done, r.retries, err = runBroker(ctx, c, w)
 	default:
 		done, err = runNaive(ctx, c, w)
 	}
-	r.elapsed = w.clk.Now().Sub(start)
+	r.elapsed = time.Since(start)
 	if err != nil {
 		return result{}, err
 	}
@@ -175,22 +201,28 @@ func measure(ctx context.Context, c config, client string, n, k int) (result, er
 	return r, nil
 }
 
-// runBroker sends every item in one BatchPutSecrets call to a broker on
-// loopback.
+// runBroker sends every item in one BatchPutSecrets call to the broker's
+// gRPC server on an in-memory connection (bufconn).
 func runBroker(ctx context.Context, c config, w *world) ([]bool, int, error) {
-	up, err := upstream.New(upstream.Config{BaseURL: w.url, Token: benchToken, Pacing: &c.pacing, Clock: w.clk})
+	up, err := upstream.New(upstream.Config{BaseURL: emulatorURL, Token: benchToken, Pacing: &c.pacing, HTTPClient: w.hc})
 	if err != nil {
 		return nil, 0, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, 0, err
-	}
+	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
 	secretbrokerv1.RegisterSecretServiceServer(gs, service.New(up, service.Options{}))
-	go func() { _ = gs.Serve(ln) }()
-	defer gs.Stop()
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = gs.Serve(lis)
+	}()
+	defer func() {
+		gs.Stop()
+		<-served
+	}()
+	conn, err := grpc.NewClient("passthrough:///secretbroker-bench",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -218,7 +250,6 @@ func runBroker(ctx context.Context, c config, w *world) ([]bool, int, error) {
 // fetch the scope's key, seal, PUT, a few at a time, with plain HTTP
 // requests: no pacing, no pause after a refusal and no retries.
 func runNaive(ctx context.Context, c config, w *world) ([]bool, error) {
-	hc := &http.Client{Timeout: 30 * time.Second}
 	done := make([]bool, len(w.items))
 	sem := make(chan struct{}, c.naiveConcurrency)
 	var wg sync.WaitGroup
@@ -226,7 +257,7 @@ func runNaive(ctx context.Context, c config, w *world) ([]bool, error) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			done[i] = naivePut(ctx, hc, w.url, it) == nil
+			done[i] = naivePut(ctx, w.hc, emulatorURL, it) == nil
 		})
 	}
 	wg.Wait()
