@@ -42,7 +42,7 @@ func newDirect(t *testing.T, keyTTL time.Duration) *direct {
 	if err != nil {
 		t.Fatal(err)
 	}
-	emu := emulator.New(emulator.Options{Token: testToken, Logger: logger, Clock: clk})
+	emu := emulator.New(emulator.Options{Token: testToken, Logger: logger})
 	emu.SeedDemo()
 	hs := httptest.NewServer(emu)
 	t.Cleanup(hs.Close)

@@ -98,7 +98,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		t.Fatal(err)
 	}
 
-	emu := emulator.New(emulator.Options{Token: testToken, LegacyRoutes: o.legacy, Logger: logger, Clock: clk, Limits: o.limits})
+	emu := emulator.New(emulator.Options{Token: testToken, LegacyRoutes: o.legacy, Logger: logger, Limits: o.limits})
 	demo := emu.SeedDemo()
 	hs := httptest.NewServer(emu)
 	t.Cleanup(hs.Close)

@@ -108,7 +108,7 @@ func newWorld(c config, n, k int) (*world, error) {
 	if err != nil {
 		return nil, err
 	}
-	emu := emulator.New(emulator.Options{Token: benchToken, Clock: clk, Limits: emulator.GitHubLimits()})
+	emu := emulator.New(emulator.Options{Token: benchToken, Limits: emulator.GitHubLimits()})
 	emu.AddOrg(benchOrg)
 	for j := range k {
 		emu.AddRepo(benchOrg, fmt.Sprintf("repo-%02d", j), true)
