@@ -1,12 +1,16 @@
 package emulator_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
@@ -83,4 +87,75 @@ func TestMemTransport(t *testing.T) {
 	if _, err := e.send(e.client, "GET", listOrg, ""); !errors.Is(err, errDropped) {
 		t.Errorf("dropped request: %v, want %v", err, errDropped)
 	}
+}
+
+// pipeListener is a net.Listener whose connections are net.Pipe ends, so
+// that a real http.Server and http.Transport (keep-alives, connection
+// reuse and closed connections included) run inside a synctest bubble.
+type pipeListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+// dial connects to the listener; it is an http.Transport's DialContext.
+func (l *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case l.conns <- server:
+		return client, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
+
+// newPipeEnv is an emulator behind a real http.Server on in-memory pipes,
+// for use inside a synctest bubble, with a keep-alive client (e.client)
+// and one without keep-alives. Everything is shut down at cleanup.
+func newPipeEnv(t *testing.T, opts emulator.Options) (e *env, noKeepAlive *http.Client) {
+	t.Helper()
+	e = newMemEnv(t, opts)
+	l := newPipeListener()
+	srv := &http.Server{Handler: e.emu, ReadHeaderTimeout: time.Minute}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	keep := &http.Transport{DialContext: l.dial}
+	once := &http.Transport{DialContext: l.dial, DisableKeepAlives: true}
+	t.Cleanup(func() {
+		keep.CloseIdleConnections()
+		once.CloseIdleConnections()
+		_ = srv.Close()
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	e.client = &http.Client{Transport: keep}
+	return e, &http.Client{Transport: once}
 }
