@@ -1,6 +1,6 @@
 // Package emulator is an in-process, GitHub-compatible HTTP server for the
-// secrets REST API, used by "secretbroker --dev" and by tests over real
-// loopback sockets.
+// secrets REST API, used by "secretbroker --dev" and by tests, over real
+// loopback sockets or in memory.
 //
 // It owns GitHub's side of the conversation, written from GitHub's REST
 // reference pages and independently of the broker's client (package
@@ -42,17 +42,20 @@
 // dropped connections); ResetCounts resets those counters and ResetLimits
 // the limits' windows, penalty and quota.
 //
-// # Clock
+// # Time
 //
-// Options.Clock is the time of the limits' windows, penalties and
-// injected latency, and of created_at and updated_at unless Options.Now
-// is set. A clock from clock.Scaled lets tests and benchmarks live through
-// GitHub's minute and hour windows in milliseconds.
+// The limits' windows, penalties and injected latency read time directly
+// (time.Now and timers), and so do created_at and updated_at unless
+// Options.Now is set. Tests and benchmarks that must live through GitHub's
+// minute and hour windows run the server inside a testing/synctest bubble,
+// where time is fake and a wait passes at once, and reach it in memory
+// (an http.RoundTripper calling ServeHTTP) rather than over a socket,
+// which would not block durably.
 //
 // # Faults
 //
 // InjectFault queues misbehaviours for matching requests (see Fault): a
-// canned answer, a delay on the server's clock, or a connection closed
+// canned answer, a delay, or a connection closed
 // without an answer, either before the request is handled or after it was
 // (the write landed, the client never hears of it). Faults apply only to
 // requests the rate limits let through, and take effect before

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"golang.org/x/crypto/nacl/box"
@@ -33,14 +34,17 @@ const (
 	vActions = "2022-11-28"
 )
 
-// env is one emulator behind a real loopback listener.
+// env is one emulator behind a real loopback listener (newEnv) or served
+// in memory inside a synctest bubble (newMemEnv).
 type env struct {
-	t    *testing.T
-	emu  *emulator.Server
-	srv  *httptest.Server
-	demo emulator.Demo
-	now  time.Time
-	mu   sync.Mutex
+	t      *testing.T
+	emu    *emulator.Server
+	srv    *httptest.Server // nil in memory
+	url    string           // the server's root URL
+	client *http.Client     // reaches url
+	demo   emulator.Demo
+	now    time.Time
+	mu     sync.Mutex
 }
 
 func newEnv(t *testing.T, opts emulator.Options) *env {
@@ -53,6 +57,7 @@ func newEnv(t *testing.T, opts emulator.Options) *env {
 	e.demo = e.emu.SeedDemo()
 	e.srv = httptest.NewServer(e.emu)
 	t.Cleanup(e.srv.Close)
+	e.url, e.client = e.srv.URL, e.srv.Client()
 	return e
 }
 
@@ -127,7 +132,7 @@ func (e *env) do(method, path string, body any, headers ...string) result {
 		}
 		rd = bytes.NewReader(j)
 	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
+	req, err := http.NewRequest(method, e.url+path, rd)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -140,7 +145,7 @@ func (e *env) do(method, path string, body any, headers ...string) result {
 			req.Header.Set(headers[i], headers[i+1])
 		}
 	}
-	resp, err := e.srv.Client().Do(req)
+	resp, err := e.client.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -1258,25 +1263,28 @@ func TestConcurrentUse(t *testing.T) {
 	}
 }
 
+// Without Options.Now, created_at and updated_at come from time.Now: in a
+// bubble, exactly the fake time of the PUT.
 func TestNowDefaultsAndLogger(t *testing.T) {
-	var logs bytes.Buffer
-	emu := emulator.New(emulator.Options{Logger: newTestLogger(&logs)})
-	emu.SeedDemo()
-	srv := httptest.NewServer(emu)
-	defer srv.Close()
-	e := &env{t: t, emu: emu, srv: srv}
-	before := time.Now().UTC().Truncate(time.Second)
-	e.want(e.put(repoActs, "X", "do-not-log-me", nil), 201)
-	var s secretJSON
-	e.want(e.do("GET", "/"+repoActs+"/secrets/X", nil), 200).json(t, &s)
-	created, err := time.Parse(time.RFC3339, s.CreatedAt)
-	if err != nil || created.Before(before) || created.After(time.Now().Add(time.Second)) || !strings.HasSuffix(s.CreatedAt, "Z") {
-		t.Errorf("created_at %q (%v)", s.CreatedAt, err)
-	}
-	if !strings.Contains(logs.String(), "route") {
-		t.Errorf("nothing logged: %q", logs.String())
-	}
-	if strings.Contains(logs.String(), "do-not-log-me") {
-		t.Error("value logged")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var logs bytes.Buffer
+		e := newMemEnv(t, emulator.Options{Logger: newTestLogger(&logs)})
+		t0 := time.Now()
+		e.want(e.put(repoActs, "X", "do-not-log-me", nil), 201)
+		time.Sleep(90*time.Minute + 500*time.Millisecond)
+		e.want(e.put(repoActs, "X", "do-not-log-me-either", nil), 204)
+		var s secretJSON
+		e.want(e.do("GET", "/"+repoActs+"/secrets/X", nil), 200).json(t, &s)
+		wantCreated := t0.UTC().Format(time.RFC3339)
+		wantUpdated := t0.Add(90 * time.Minute).UTC().Format(time.RFC3339) // whole seconds
+		if s.CreatedAt != wantCreated || s.UpdatedAt != wantUpdated {
+			t.Errorf("created_at %s updated_at %s, want %s and %s", s.CreatedAt, s.UpdatedAt, wantCreated, wantUpdated)
+		}
+		if !strings.Contains(logs.String(), "route") {
+			t.Errorf("nothing logged: %q", logs.String())
+		}
+		if strings.Contains(logs.String(), "do-not-log-me") {
+			t.Error("value logged")
+		}
+	})
 }

@@ -13,28 +13,38 @@ func TestGitHubLimits(t *testing.T) {
 		t.Fatalf("GitHubLimits() = %+v, want github.com's %+v", got, want)
 	}
 
-	// Enforced as github.com does: the primary quota is announced, and on a
-	// clock that stands still 180 writes (5 points each) fill the 900-point
-	// budget, so the 181st gets the secondary answer with Retry-After.
-	e := newEnv(t, emulator.Options{
-		Clock:  fixedClock{time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
-		Limits: emulator.GitHubLimits(),
-	})
-	r := e.want(e.do("GET", listOrg, nil), 200)
-	if got := r.header.Get("X-RateLimit-Limit"); got != "5000" {
-		t.Errorf("X-RateLimit-Limit %q, want 5000", got)
-	}
-	budget := 900 - 1 // the GET above
-	for i := range budget / 5 {
-		if r := e.do("PUT", "/"+repoActs+"/secrets/X", "{"); r.status != 400 {
-			t.Fatalf("write %d: status %d within the budget; body %s", i+1, r.status, r.body)
+	// Enforced as github.com does: the primary quota is announced, and at
+	// one instant t0, 180 writes (5 points each) fill the 900-point
+	// budget, so the 181st gets the secondary answer with Retry-After 60
+	// and starts the 60 s penalty. At t0+60s exactly the penalty is over
+	// and the 180 writes have left the points window.
+	inBubble(t, emulator.Options{Limits: emulator.GitHubLimits()}, func(t *testing.T, e *env, t0 time.Time) {
+		const write = "/" + repoActs + "/secrets/X"
+		for i := range 180 {
+			r := e.do("PUT", write, "{")
+			if r.status != 400 {
+				t.Fatalf("write %d: status %d within the budget; body %s", i+1, r.status, r.body)
+			}
+			if got := r.header.Get("X-RateLimit-Limit"); i == 0 && got != "5000" {
+				t.Errorf("X-RateLimit-Limit %q, want 5000", got)
+			}
 		}
-	}
-	if st := e.emu.Stats(); st.Points != 1+(budget/5)*5 || st.SecondaryViolations != 0 {
-		t.Fatalf("stats %+v before the budget is spent", st)
-	}
-	// 4 points are left, fewer than a write costs.
-	if ra := e.wantSecondary(e.do("PUT", "/"+repoActs+"/secrets/X", "{"), 403); ra < 1 {
-		t.Errorf("secondary answer without Retry-After (%d)", ra)
-	}
+		if st := e.emu.Stats(); st.Points != 900 || st.SecondaryViolations != 0 {
+			t.Fatalf("stats %+v before the budget is spent", st)
+		}
+		if ra := e.wantSecondary(e.do("PUT", write, "{"), 403); ra != 60 {
+			t.Errorf("the 181st write at t0: Retry-After %d, want 60", ra)
+		}
+		// Even a GET, which the window would not fit either, meets the
+		// penalty until its last nanosecond.
+		sleepUntil(t, t0.Add(time.Minute-time.Nanosecond))
+		if ra := e.wantSecondary(e.do("GET", listOrg, nil), 403); ra != 1 {
+			t.Errorf("GET at t0+60s-1ns: Retry-After %d, want 1", ra)
+		}
+		sleepUntil(t, t0.Add(time.Minute))
+		e.want(e.do("PUT", write, "{"), 400)
+		if st := e.emu.Stats(); st.Points != 905 || st.SecondaryViolations != 2 {
+			t.Errorf("stats %+v, want 905 points and 2 violations", st)
+		}
+	})
 }

@@ -23,7 +23,8 @@ const (
 
 // Limits are the rate limits the server enforces, after GitHub's "Rate
 // limits for the REST API". The zero value enforces none. All windows and
-// durations are on Options.Clock. The server has one quota for everybody:
+// durations are on package time (time.Now, timers), which is fake inside a
+// testing/synctest bubble. The server has one quota for everybody:
 // it does not tell tokens apart, and it applies the limits before
 // authentication, so requests with a bad token use the quota too.
 //

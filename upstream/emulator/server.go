@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
@@ -16,8 +17,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/nacl/box"
-
-	"github.com/secretbroker/secretbroker/upstream/clock"
 )
 
 // Limits GitHub applies.
@@ -44,12 +43,11 @@ type Options struct {
 	// and the /repos/{owner}/{repo}/environments/... secret routes answer
 	// 404. Without it, it is the other way round.
 	LegacyRoutes bool
-	// Now is the clock for created_at and updated_at; default Clock.Now
-	// when Clock is set, time.Now otherwise.
+	// Now is the clock for created_at and updated_at; default time.Now.
+	// The rate limits' windows and penalties and injected latency always
+	// run on package time (time.Now and timers), which is fake inside a
+	// testing/synctest bubble.
 	Now func() time.Time
-	// Clock is the clock of the rate limits' windows and penalties and of
-	// injected latency; default clock.Real().
-	Clock clock.Clock
 	// Limits are the rate limits the server enforces; the zero value
 	// enforces none.
 	Limits Limits
@@ -63,7 +61,6 @@ type Options struct {
 type Server struct {
 	opts   Options
 	now    func() time.Time
-	clock  clock.Clock
 	log    *slog.Logger
 	routes http.Handler // paths at the root
 	v3     http.Handler // paths under /api/v3
@@ -126,7 +123,6 @@ func New(opts Options) *Server {
 	s := &Server{
 		opts:    opts,
 		now:     opts.Now,
-		clock:   opts.Clock,
 		log:     opts.Logger,
 		orgs:    map[string]*org{},
 		repos:   map[int64]*repo{},
@@ -136,14 +132,8 @@ func New(opts Options) *Server {
 		counts:  map[string]int{},
 		headers: map[string]http.Header{},
 	}
-	if s.clock == nil {
-		s.clock = clock.Real()
-	}
 	if s.now == nil {
 		s.now = time.Now
-		if opts.Clock != nil {
-			s.now = opts.Clock.Now
-		}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -179,6 +169,9 @@ func New(opts Options) *Server {
 // closed before any answer; it goes on while it finds reused connections
 // (usually once). To make such a client see the drop, use a larger Times
 // or a client without keep-alives. PUT and DELETE are never resent.
+// ServeHTTP closes the connection by panicking with http.ErrAbortHandler,
+// which net/http's server turns into a closed connection; a caller that
+// calls ServeHTTP itself (an in-memory transport) recovers that panic.
 type Fault struct {
 	// Route is a route template such as RoutePutOrgSecret; "" matches every
 	// request.
@@ -197,7 +190,7 @@ type Fault struct {
 	// DropAfter handles the request, then closes the connection without
 	// the answer: the write landed but the client never hears of it.
 	DropAfter bool
-	// Latency is how long to wait, on Options.Clock, before answering (or
+	// Latency is how long to wait (a timer) before answering (or
 	// dropping). The server's lock is not held meanwhile, and the request
 	// is in flight for Limits.MaxConcurrent. If the request's context ends
 	// during the wait (the client went away), the request is abandoned
@@ -425,7 +418,7 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, apiPrefix st
 		s.headers[m.Route] = h
 	}
 	s.enter()
-	adm := s.admit(s.clock.Now(), r.Method)
+	adm := s.admit(time.Now(), r.Method)
 	var fault *Fault
 	if adm.refusal == nil {
 		fault = s.takeFault(m.Route)
@@ -450,7 +443,7 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, apiPrefix st
 // connection, it does not return.
 func (s *Server) serve(r *http.Request, m match, matched bool, fault *Fault, esc string) *response {
 	body, bodyErr := readBody(r)
-	if fault != nil && fault.Latency > 0 && clock.Sleep(r.Context(), s.clock, fault.Latency) != nil {
+	if fault != nil && fault.Latency > 0 && sleep(r.Context(), fault.Latency) != nil {
 		s.abort(r, m, esc, "client gone during injected latency", false)
 	}
 	switch {
@@ -465,6 +458,19 @@ func (s *Server) serve(r *http.Request, m match, matched bool, fault *Fault, esc
 	}
 	// No fault, or a latency-only one.
 	return s.answer(r, m, matched, body, bodyErr, esc)
+}
+
+// sleep waits d (d > 0) on a timer, or until ctx ends, and then returns
+// ctx.Err(): nil when the whole wait passed.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // abort closes the connection without an answer and does not return;
