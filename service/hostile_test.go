@@ -46,7 +46,7 @@ func newDirect(t *testing.T, keyTTL time.Duration) *direct {
 	emu.SeedDemo()
 	hs := httptest.NewServer(emu)
 	t.Cleanup(hs.Close)
-	client, err := upstream.New(upstream.Config{BaseURL: hs.URL, Token: upstream.Token(testToken), Clock: clk, Logger: logger})
+	client, err := upstream.New(upstream.Config{BaseURL: hs.URL, Token: upstream.Token(testToken), Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,7 +108,6 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		Token:        upstream.Token(testToken),
 		LegacyRoutes: o.legacy,
 		Pacing:       o.pacing,
-		Clock:        clk,
 		Logger:       logger,
 	})
 	if err != nil {
@@ -661,12 +660,7 @@ func TestUnreachableUpstreamIsUnavailable(t *testing.T) {
 	hs := httptest.NewServer(http.NotFoundHandler())
 	url := hs.URL
 	hs.Close() // nothing listens there now
-	// The retries' backoff lasts milliseconds on a clock 1000 times faster.
-	clk, err := clock.Scaled(1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	up, err := upstream.New(upstream.Config{BaseURL: url, Token: upstream.Token(testToken), Clock: clk})
+	up, err := upstream.New(upstream.Config{BaseURL: url, Token: upstream.Token(testToken)})
 	if err != nil {
 		t.Fatal(err)
 	}

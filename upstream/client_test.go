@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-
-	"github.com/secretbroker/secretbroker/upstream/clock"
 )
 
 const testToken = "ghp_TESTtokenTESTtokenTESTtoken0123456789"
@@ -103,31 +101,27 @@ func fixed(rep reply) func(*http.Request) reply {
 	return func(*http.Request) reply { return rep }
 }
 
-// testScale is how much faster than the wall clock the tests' clocks run:
-// a 1 s write interval lasts 1 ms, a 60 s pause 60 ms.
-const testScale = 1000
-
-// scaledClock returns a clock running testScale times faster than the
-// wall clock.
-func scaledClock(t *testing.T) clock.Clock {
-	t.Helper()
-	clk, err := clock.Scaled(testScale)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return clk
+// quickPacing is pacing that never waits: no write spacing, no points
+// budget, no backoff, no pause. The tests of this file check what the
+// client sends and how it reads the answers, on loopback servers and the
+// wall clock; pacing and retries are tested in fake time (pacer_test.go,
+// retry_test.go).
+func quickPacing() *Pacing {
+	p := DefaultPacing()
+	p.WriteInterval, p.PointsPerMinute = 0, 0
+	p.BackoffBase, p.BackoffMax, p.SecondaryPause = 0, 0, 0
+	return &p
 }
 
 // newClient returns a Client for cfg with the test token and, unless cfg
-// has its own, a scaled clock, so that default pacing (1 s between writes,
-// backoffs and pauses of seconds) costs milliseconds.
+// has its own, quickPacing.
 func newClient(t *testing.T, cfg Config) *Client {
 	t.Helper()
 	if cfg.Token == "" {
 		cfg.Token = testToken
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = scaledClock(t)
+	if cfg.Pacing == nil {
+		cfg.Pacing = quickPacing()
 	}
 	c, err := New(cfg)
 	if err != nil {
@@ -436,7 +430,7 @@ func TestHeadersConfigured(t *testing.T) {
 		UserAgent:         "broker-test/1.0",
 		APIVersionActions: "2099-01-01",
 		APIVersionAgents:  "2099-02-02",
-		Clock:             scaledClock(t),
+		Pacing:            quickPacing(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -178,7 +178,7 @@ func measure(ctx context.Context, c config, client string, n, k int) (result, er
 // runBroker sends every item in one BatchPutSecrets call to a broker on
 // loopback.
 func runBroker(ctx context.Context, c config, w *world) ([]bool, int, error) {
-	up, err := upstream.New(upstream.Config{BaseURL: w.url, Token: benchToken, Pacing: &c.pacing, Clock: w.clk})
+	up, err := upstream.New(upstream.Config{BaseURL: w.url, Token: benchToken, Pacing: &c.pacing})
 	if err != nil {
 		return nil, 0, err
 	}
