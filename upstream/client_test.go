@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -550,9 +552,15 @@ func TestInvalidArguments(t *testing.T) {
 
 // legacyFake answers the legacy routes for repository acme/api (id 4242)
 // and counts the id lookups.
-func legacyFake(t *testing.T, lookupDelay time.Duration) (*fakeGitHub, *atomic.Int32) {
+func legacyFake(t *testing.T) (*fakeGitHub, *atomic.Int32) {
 	var lookups atomic.Int32
-	f := newFake(t, func(r *http.Request) reply {
+	return newFake(t, legacyAnswers(&lookups, 0)), &lookups
+}
+
+// legacyAnswers answers the legacy routes for repository acme/api (id
+// 4242), counting the id lookups, each of which takes lookupDelay.
+func legacyAnswers(lookups *atomic.Int32, lookupDelay time.Duration) func(r *http.Request) reply {
+	return func(r *http.Request) reply {
 		p := r.URL.EscapedPath()
 		switch {
 		case p == "/api/v3/repos/acme/api":
@@ -573,12 +581,11 @@ func legacyFake(t *testing.T, lookupDelay time.Duration) (*fakeGitHub, *atomic.I
 			return reply{Body: secretJSON}
 		}
 		return reply{Status: 404, Body: `{"message":"Not Found","documentation_url":"https://docs.github.com/rest"}`}
-	})
-	return f, &lookups
+	}
 }
 
 func TestLegacyRoutes(t *testing.T) {
-	f, lookups := legacyFake(t, 0)
+	f, lookups := legacyFake(t)
 	c := newClient(t, Config{BaseURL: f.URL + "/api/v3", LegacyRoutes: true})
 	ctx := t.Context()
 
@@ -622,14 +629,23 @@ func TestLegacyRoutes(t *testing.T) {
 	}
 }
 
+// 64 concurrent calls for one environment, the first arriving while the
+// repository id lookup takes a second, make one lookup; every call goes
+// once the lookup is done.
 func TestLegacyRoutesConcurrent(t *testing.T) {
-	f, lookups := legacyFake(t, 50*time.Millisecond)
-	c := newClient(t, Config{BaseURL: f.URL + "/api/v3", LegacyRoutes: true})
-	ctx := t.Context()
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for i := range 64 {
-		wg.Go(func() {
+	synctest.Test(t, func(t *testing.T) {
+		var lookups atomic.Int32
+		answers := legacyAnswers(&lookups, time.Second)
+		s := newMemServer(func(n int, a arrival, w *memWriter, r *http.Request) {
+			rep := answers(r)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(cmp.Or(rep.Status, http.StatusOK))
+			_, _ = io.WriteString(w, rep.Body)
+		})
+		c := memClientWith(t, s, Config{BaseURL: "https://github.example/api/v3", Pacing: quickPacing(), LegacyRoutes: true})
+		ctx := t.Context()
+		t0 := time.Now()
+		errs := runAll(64, func(i int) error {
 			var err error
 			switch i % 3 {
 			case 0:
@@ -639,19 +655,22 @@ func TestLegacyRoutesConcurrent(t *testing.T) {
 			default:
 				_, err = c.PutSecret(ctx, envActions, "S", PutSecretBody{EncryptedValue: "eA==", KeyID: "k1"})
 			}
-			errs <- err
+			return err
 		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Error(err)
+		noErrors(t, errs)
+		if n := lookups.Load(); n != 1 {
+			t.Errorf("%d repository lookups for 64 concurrent calls, want 1", n)
 		}
-	}
-	if n := lookups.Load(); n != 1 {
-		t.Errorf("%d repository lookups for 64 concurrent calls, want 1", n)
-	}
+		arr := s.Arrivals()
+		if len(arr) != 65 || arr[0].Path != "/api/v3/repos/acme/api" {
+			t.Fatalf("%d requests, the first %s: want the lookup and 64 calls", len(arr), arr[0].Path)
+		}
+		for _, a := range arr[1:] {
+			if got := a.At.Sub(t0); got != time.Second {
+				t.Errorf("%s %s went %v after the start, want when the lookup ended, 1s", a.Method, a.Path, got)
+			}
+		}
+	})
 }
 
 func TestLegacyLookupFailure(t *testing.T) {

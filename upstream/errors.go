@@ -42,9 +42,10 @@ type Error struct {
 	// RetryAfter is how long GitHub asks the client to wait: the
 	// Retry-After header, else, for a rate limit with
 	// x-ratelimit-remaining 0, the time until x-ratelimit-reset. For a
-	// rate limit without either hint the Client sets it to the pause it
-	// imposed on the credential (Pacing.SecondaryPause); otherwise it is
-	// zero when GitHub gave no hint.
+	// rate limit without either hint the Client sets it to how long its
+	// pacer still holds the credential after the answer (at least
+	// Pacing.SecondaryPause, unless that is 0); otherwise it is zero when
+	// GitHub gave no hint.
 	RetryAfter time.Duration
 	// RateLimitReset is when the primary rate limit window resets, from
 	// x-ratelimit-reset; the zero Time when GitHub did not say.
@@ -150,7 +151,8 @@ type ThrottledError struct {
 	// RetryAfter is how long until the request could go, as far as the
 	// pacer can tell; always positive.
 	RetryAfter time.Duration
-	// Reason says what holds the request back.
+	// Reason says what holds the request back: upstream/pace's
+	// ThrottledError.Detail, or the failed attempt a retry would follow.
 	Reason string
 }
 

@@ -11,6 +11,7 @@ package upstream
 // passes at once and arrives exactly an hour later.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -133,10 +134,12 @@ func memClient(t *testing.T, s *memServer, p Pacing) *Client {
 	return memClientWith(t, s, Config{Pacing: &p})
 }
 
-// memClientWith is memClient with more of the Config.
+// memClientWith is memClient with more of the Config; BaseURL defaults
+// to https://github.example.
 func memClientWith(t *testing.T, s *memServer, cfg Config) *Client {
 	t.Helper()
-	cfg.BaseURL, cfg.HTTPClient = "https://github.example", &http.Client{Transport: s}
+	cfg.BaseURL = cmp.Or(cfg.BaseURL, "https://github.example")
+	cfg.HTTPClient = &http.Client{Transport: s}
 	if cfg.Token == "" {
 		cfg.Token = testToken
 	}

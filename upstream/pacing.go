@@ -181,10 +181,11 @@ func (c *Client) PacerStats() PacerStats {
 type callerKey struct{}
 
 // WithCaller returns a context whose requests the pacer queues as
-// caller's: the key of the calling service, for fairness between callers
-// ("" is one anonymous caller). The pacer keeps one FIFO queue per caller
-// and serves the queues in turn, so that one caller's long batch does not
-// hold up another caller's single request.
+// caller's (pace.Request.Caller): the key of the calling service, for
+// fairness between callers ("" is one anonymous caller). The pacer keeps a
+// FIFO read lane and write lane per caller and serves the callers in
+// turn, so that one caller's long batch does not hold up another caller's
+// single request.
 func WithCaller(ctx context.Context, caller string) context.Context {
 	return context.WithValue(ctx, callerKey{}, caller)
 }
