@@ -14,11 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
-	"github.com/secretbroker/secretbroker/upstream/clock"
+	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
 // Defaults for the fields of Config left empty.
@@ -70,9 +71,6 @@ type Config struct {
 	// limits for the credential; nil selects DefaultPacing(). New rejects
 	// a Pacing outside the ranges its fields document.
 	Pacing *Pacing
-	// Clock is the time of the pacer's spacing, windows, pauses and
-	// backoffs; nil selects clock.Real(). Tests use clock.Scaled.
-	Clock clock.Clock
 	// Logger receives one Warn line per retry, with the method, route
 	// template, status, attempt and wait: never a path, a value or the
 	// token. nil discards them.
@@ -89,11 +87,12 @@ type Client struct {
 	vAgents   string
 	legacy    bool
 	hc        *http.Client
-	clk       clock.Clock
-	now       func() time.Time // the clock's Now; reads GitHub's time hints
 	pacing    Pacing
-	pacer     *pacer
+	pacer     *pace.Pacer
 	log       *slog.Logger
+
+	retries   atomic.Int64 // PacerStats.Retries
+	throttled atomic.Int64 // PacerStats.Throttled
 
 	repoIDs sync.Map // lower-cased "owner/repo" -> int64, for legacy routes
 	lookups Group[int64]
@@ -136,9 +135,10 @@ func New(cfg Config) (*Client, error) {
 	if pacing, err = pacing.normalized(); err != nil {
 		return nil, err
 	}
-	clk := cfg.Clock
-	if clk == nil {
-		clk = clock.Real()
+	pacer, err := pace.New(pacing.config())
+	if err != nil {
+		// Validate checked what pace checks; this is a bug.
+		return nil, fmt.Errorf("upstream: pacing: %w", err)
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -154,10 +154,8 @@ func New(cfg Config) (*Client, error) {
 		vAgents:   cmp.Or(cfg.APIVersionAgents, DefaultAPIVersionAgents),
 		legacy:    cfg.LegacyRoutes,
 		hc:        cfg.HTTPClient,
-		clk:       clk,
-		now:       clk.Now,
 		pacing:    pacing,
-		pacer:     newPacer(pacing, clk),
+		pacer:     pacer,
 		log:       logger,
 	}
 	if c.hc == nil {
@@ -675,15 +673,23 @@ func (c *Client) url(r request) (string, error) {
 	return u.String(), nil
 }
 
+// An outcome is what the pacer and the retry loop need of an attempt's
+// answer: its header (nil when there was none) and what it said of the
+// rate limits (with the refusals GitHub tells only in its message).
+type outcome struct {
+	header http.Header
+	rl     pace.RateLimit
+}
+
 // send makes one attempt at r: it sends body (nil for none) to u and
 // decodes the answer. A non-2xx answer is an *Error; other failures are
-// wrapped with the route template. The answer's header is returned
-// whenever there was an answer. No error holds the token or any of
-// secrets.
-func (c *Client) send(ctx context.Context, r request, u string, body []byte, secrets []string) (response, http.Header, error) {
+// wrapped with the route template. The outcome is returned whether or
+// not there was an answer. No error holds the token or any of secrets.
+func (c *Client) send(ctx context.Context, r request, u string, body []byte, secrets []string) (response, outcome, error) {
 	fail := func(what string, err error) error {
 		return fmt.Errorf("github: %s %s: %s: %w", r.method, r.route, what, c.redact(err, secrets))
 	}
+	none := outcome{rl: pace.ParseRateLimit(nil, 0, time.Time{})}
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -691,7 +697,7 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 	ctx = context.WithValue(ctx, routeKey{}, r.route)
 	req, err := http.NewRequestWithContext(ctx, r.method, u, rd)
 	if err != nil {
-		return response{}, nil, fail("building the request", err)
+		return response{}, none, fail("building the request", err)
 	}
 	req.Header.Set("Accept", "application/vnd.github+json")
 	req.Header.Set("User-Agent", c.userAgent)
@@ -708,8 +714,9 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return response{}, nil, fail("sending the request", err)
+		return response{}, none, fail("sending the request", err)
 	}
+	now := time.Now()
 	recordStatus(ctx, r.method, resp.StatusCode)
 	defer func() {
 		// Drain a little so the connection can be reused.
@@ -717,28 +724,31 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 		resp.Body.Close()
 	}()
 
+	out := outcome{header: resp.Header, rl: pace.ParseRateLimit(resp.Header, resp.StatusCode, now)}
 	res := response{status: resp.StatusCode, header: resp.Header}
 	if resp.StatusCode == http.StatusNotModified && r.ifNoneMatch != "" {
-		return res, resp.Header, nil
+		return res, out, nil
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-		return response{}, resp.Header, newError(r.method, r.route, resp, b, c.now(), c.secretsOf(secrets))
+		e := newError(r.method, r.route, resp, b, out.rl, now, c.secretsOf(secrets))
+		out.rl = out.rl.WithMessage(e.Message)
+		return response{}, out, e
 	}
 	if r.out == nil {
-		return res, resp.Header, nil
+		return res, out, nil
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return response{}, resp.Header, fail("reading the response", err)
+		return response{}, out, fail("reading the response", err)
 	}
 	if len(b) > maxBody {
-		return response{}, resp.Header, fail("reading the response", fmt.Errorf("body exceeds %d bytes", maxBody))
+		return response{}, out, fail("reading the response", fmt.Errorf("body exceeds %d bytes", maxBody))
 	}
 	if err := json.Unmarshal(b, r.out); err != nil {
-		return response{}, resp.Header, fail("decoding the response", err)
+		return response{}, out, fail("decoding the response", err)
 	}
-	return res, resp.Header, nil
+	return res, out, nil
 }
 
 // secretsOf returns the token and extra, the strings to keep out of errors.

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,11 +16,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-
-	"github.com/secretbroker/secretbroker/upstream/clock"
 )
 
 const testToken = "ghp_TESTtokenTESTtokenTESTtoken0123456789"
@@ -103,31 +103,27 @@ func fixed(rep reply) func(*http.Request) reply {
 	return func(*http.Request) reply { return rep }
 }
 
-// testScale is how much faster than the wall clock the tests' clocks run:
-// a 1 s write interval lasts 1 ms, a 60 s pause 60 ms.
-const testScale = 1000
-
-// scaledClock returns a clock running testScale times faster than the
-// wall clock.
-func scaledClock(t *testing.T) clock.Clock {
-	t.Helper()
-	clk, err := clock.Scaled(testScale)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return clk
+// quickPacing is pacing that never waits: no write spacing, no points
+// budget, no backoff, no pause. The tests of this file check what the
+// client sends and how it reads the answers, on loopback servers and the
+// wall clock; pacing and retries are tested in fake time (pacer_test.go,
+// retry_test.go).
+func quickPacing() *Pacing {
+	p := DefaultPacing()
+	p.WriteInterval, p.PointsPerMinute = 0, 0
+	p.BackoffBase, p.BackoffMax, p.SecondaryPause = 0, 0, 0
+	return &p
 }
 
 // newClient returns a Client for cfg with the test token and, unless cfg
-// has its own, a scaled clock, so that default pacing (1 s between writes,
-// backoffs and pauses of seconds) costs milliseconds.
+// has its own, quickPacing.
 func newClient(t *testing.T, cfg Config) *Client {
 	t.Helper()
 	if cfg.Token == "" {
 		cfg.Token = testToken
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = scaledClock(t)
+	if cfg.Pacing == nil {
+		cfg.Pacing = quickPacing()
 	}
 	c, err := New(cfg)
 	if err != nil {
@@ -436,7 +432,7 @@ func TestHeadersConfigured(t *testing.T) {
 		UserAgent:         "broker-test/1.0",
 		APIVersionActions: "2099-01-01",
 		APIVersionAgents:  "2099-02-02",
-		Clock:             scaledClock(t),
+		Pacing:            quickPacing(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -556,9 +552,15 @@ func TestInvalidArguments(t *testing.T) {
 
 // legacyFake answers the legacy routes for repository acme/api (id 4242)
 // and counts the id lookups.
-func legacyFake(t *testing.T, lookupDelay time.Duration) (*fakeGitHub, *atomic.Int32) {
+func legacyFake(t *testing.T) (*fakeGitHub, *atomic.Int32) {
 	var lookups atomic.Int32
-	f := newFake(t, func(r *http.Request) reply {
+	return newFake(t, legacyAnswers(&lookups, 0)), &lookups
+}
+
+// legacyAnswers answers the legacy routes for repository acme/api (id
+// 4242), counting the id lookups, each of which takes lookupDelay.
+func legacyAnswers(lookups *atomic.Int32, lookupDelay time.Duration) func(r *http.Request) reply {
+	return func(r *http.Request) reply {
 		p := r.URL.EscapedPath()
 		switch {
 		case p == "/api/v3/repos/acme/api":
@@ -579,12 +581,11 @@ func legacyFake(t *testing.T, lookupDelay time.Duration) (*fakeGitHub, *atomic.I
 			return reply{Body: secretJSON}
 		}
 		return reply{Status: 404, Body: `{"message":"Not Found","documentation_url":"https://docs.github.com/rest"}`}
-	})
-	return f, &lookups
+	}
 }
 
 func TestLegacyRoutes(t *testing.T) {
-	f, lookups := legacyFake(t, 0)
+	f, lookups := legacyFake(t)
 	c := newClient(t, Config{BaseURL: f.URL + "/api/v3", LegacyRoutes: true})
 	ctx := t.Context()
 
@@ -628,14 +629,23 @@ func TestLegacyRoutes(t *testing.T) {
 	}
 }
 
+// 64 concurrent calls for one environment, the first arriving while the
+// repository id lookup takes a second, make one lookup; every call goes
+// once the lookup is done.
 func TestLegacyRoutesConcurrent(t *testing.T) {
-	f, lookups := legacyFake(t, 50*time.Millisecond)
-	c := newClient(t, Config{BaseURL: f.URL + "/api/v3", LegacyRoutes: true})
-	ctx := t.Context()
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for i := range 64 {
-		wg.Go(func() {
+	synctest.Test(t, func(t *testing.T) {
+		var lookups atomic.Int32
+		answers := legacyAnswers(&lookups, time.Second)
+		s := newMemServer(func(n int, a arrival, w *memWriter, r *http.Request) {
+			rep := answers(r)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(cmp.Or(rep.Status, http.StatusOK))
+			_, _ = io.WriteString(w, rep.Body)
+		})
+		c := memClientWith(t, s, Config{BaseURL: "https://github.example/api/v3", Pacing: quickPacing(), LegacyRoutes: true})
+		ctx := t.Context()
+		t0 := time.Now()
+		errs := runAll(64, func(i int) error {
 			var err error
 			switch i % 3 {
 			case 0:
@@ -645,19 +655,22 @@ func TestLegacyRoutesConcurrent(t *testing.T) {
 			default:
 				_, err = c.PutSecret(ctx, envActions, "S", PutSecretBody{EncryptedValue: "eA==", KeyID: "k1"})
 			}
-			errs <- err
+			return err
 		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Error(err)
+		noErrors(t, errs)
+		if n := lookups.Load(); n != 1 {
+			t.Errorf("%d repository lookups for 64 concurrent calls, want 1", n)
 		}
-	}
-	if n := lookups.Load(); n != 1 {
-		t.Errorf("%d repository lookups for 64 concurrent calls, want 1", n)
-	}
+		arr := s.Arrivals()
+		if len(arr) != 65 || arr[0].Path != "/api/v3/repos/acme/api" {
+			t.Fatalf("%d requests, the first %s: want the lookup and 64 calls", len(arr), arr[0].Path)
+		}
+		for _, a := range arr[1:] {
+			if got := a.At.Sub(t0); got != time.Second {
+				t.Errorf("%s %s went %v after the start, want when the lookup ended, 1s", a.Method, a.Path, got)
+			}
+		}
+	})
 }
 
 func TestLegacyLookupFailure(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
 // maxMessage bounds Error.Message, in bytes.
@@ -40,9 +42,10 @@ type Error struct {
 	// RetryAfter is how long GitHub asks the client to wait: the
 	// Retry-After header, else, for a rate limit with
 	// x-ratelimit-remaining 0, the time until x-ratelimit-reset. For a
-	// rate limit without either hint the Client sets it to the pause it
-	// imposed on the credential (Pacing.SecondaryPause); otherwise it is
-	// zero when GitHub gave no hint.
+	// rate limit without either hint the Client sets it to how long its
+	// pacer still holds the credential after the answer (at least
+	// Pacing.SecondaryPause, unless that is 0); otherwise it is zero when
+	// GitHub gave no hint.
 	RetryAfter time.Duration
 	// RateLimitReset is when the primary rate limit window resets, from
 	// x-ratelimit-reset; the zero Time when GitHub did not say.
@@ -72,9 +75,10 @@ func (e *Error) Error() string {
 }
 
 // newError decodes a non-2xx answer. body is at most the first MiB of the
-// response body; secrets are strings (the token) that must not survive into
-// the message even if a server echoed them.
-func newError(method, route string, resp *http.Response, body []byte, now time.Time, secrets []string) *Error {
+// response body; rl is what pace.ParseRateLimit read from its header when
+// it arrived, at now; secrets are strings (the token) that must not
+// survive into the message even if a server echoed them.
+func newError(method, route string, resp *http.Response, body []byte, rl pace.RateLimit, now time.Time, secrets []string) *Error {
 	e := &Error{
 		Method:     method,
 		Route:      route,
@@ -97,45 +101,16 @@ func newError(method, route string, resp *http.Response, body []byte, now time.T
 		e.Message = http.StatusText(resp.StatusCode)
 	}
 
-	h := resp.Header
-	if reset, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-Ratelimit-Reset")), 10, 64); err == nil && reset > 0 {
-		e.RateLimitReset = time.Unix(reset, 0)
-	}
-	switch resp.StatusCode {
-	case http.StatusTooManyRequests:
-		e.RateLimited = true
-	case http.StatusForbidden:
-		e.RateLimited = strings.TrimSpace(h.Get("X-Ratelimit-Remaining")) == "0" ||
-			strings.Contains(strings.ToLower(e.Message), "rate limit")
-	}
-
-	if d, ok := parseRetryAfter(h.Get("Retry-After"), now); ok {
-		e.RetryAfter = d
-	} else if e.RateLimited && !e.RateLimitReset.IsZero() && strings.TrimSpace(h.Get("X-Ratelimit-Remaining")) == "0" {
-		e.RetryAfter = max(e.RateLimitReset.Sub(now), 0)
+	rl = rl.WithMessage(e.Message)
+	e.RateLimited = rl.Refused
+	e.RateLimitReset = rl.Reset
+	switch {
+	case rl.HasRetryAfter:
+		e.RetryAfter = rl.RetryAfter
+	case rl.Refused && rl.Remaining == 0 && !rl.Reset.IsZero():
+		e.RetryAfter = max(rl.Reset.Sub(now), 0)
 	}
 	return e
-}
-
-// parseRetryAfter reads a Retry-After header: delay-seconds, or, leniently,
-// an HTTP date.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 {
-			return 0, false
-		}
-		// Cap absurd values instead of overflowing time.Duration.
-		const maxSecs = int64(24 * time.Hour / time.Second)
-		return time.Duration(min(secs, maxSecs)) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }
 
 // cleanMessage makes s fit for one log line: control characters become
@@ -176,7 +151,8 @@ type ThrottledError struct {
 	// RetryAfter is how long until the request could go, as far as the
 	// pacer can tell; always positive.
 	RetryAfter time.Duration
-	// Reason says what holds the request back.
+	// Reason says what holds the request back: upstream/pace's
+	// ThrottledError.Detail, or the failed attempt a retry would follow.
 	Reason string
 }
 

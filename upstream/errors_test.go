@@ -3,15 +3,17 @@ package upstream
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
 func TestErrors(t *testing.T) {
-	now := time.Unix(1_700_000_000, 0)
+	now := time.Unix(946_684_800, 0) // 2000-01-01 00:00:00 UTC, when a synctest bubble starts
 	reset := now.Add(90 * time.Second)
 	resetHeader := fmt.Sprint(reset.Unix())
 	long := "a" + strings.Repeat("é", 400) // 801 bytes
@@ -89,21 +91,31 @@ func TestErrors(t *testing.T) {
 		want:  Error{StatusCode: 304, Message: "Not Modified"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFake(t, fixed(tc.reply))
-			// One attempt and no pause of its own: the decoded answer as
-			// GitHub sent it.
-			c := newClient(t, Config{BaseURL: f.URL, Pacing: &Pacing{MaxAttempts: 1}})
-			c.now = func() time.Time { return now }
-			_, err := c.PutSecret(t.Context(), orgAgents, "S", PutSecretBody{EncryptedValue: "eA==", KeyID: "k"})
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("err = %v (%T), want *Error", err, err)
-			}
-			want := tc.want
-			want.Method, want.Route = "PUT", "/orgs/{org}/{app}/secrets/{secret_name}"
-			if !reflect.DeepEqual(*e, want) {
-				t.Errorf("got  %#v\nwant %#v", *e, want)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				if !time.Now().Equal(now) {
+					t.Fatalf("the bubble starts at %v, not %v", time.Now(), now)
+				}
+				s := newMemServer(func(n int, a arrival, w *memWriter, r *http.Request) {
+					for k, v := range tc.reply.Header {
+						w.Header().Set(k, v)
+					}
+					w.WriteHeader(tc.reply.Status)
+					_, _ = io.WriteString(w, tc.reply.Body)
+				})
+				// One attempt and no pause of its own: the decoded answer
+				// as GitHub sent it.
+				c := memClient(t, s, Pacing{MaxAttempts: 1})
+				_, err := c.PutSecret(t.Context(), orgAgents, "S", PutSecretBody{EncryptedValue: "eA==", KeyID: "k"})
+				var e *Error
+				if !errors.As(err, &e) {
+					t.Fatalf("err = %v (%T), want *Error", err, err)
+				}
+				want := tc.want
+				want.Method, want.Route = "PUT", "/orgs/{org}/{app}/secrets/{secret_name}"
+				if !reflect.DeepEqual(*e, want) {
+					t.Errorf("got  %#v\nwant %#v", *e, want)
+				}
+			})
 		})
 	}
 }
@@ -122,30 +134,6 @@ func TestErrorString(t *testing.T) {
 	} {
 		if got := tc.e.Error(); got != tc.want {
 			t.Errorf("Error() = %q, want %q", got, tc.want)
-		}
-	}
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		in     string
-		want   time.Duration
-		wantOK bool
-	}{
-		{"", 0, false},
-		{"0", 0, true},
-		{" 30 ", 30 * time.Second, true},
-		{"-1", 0, false},
-		{"1.5", 0, false},
-		{"soon", 0, false},
-		{"99999999999999999", 24 * time.Hour, true},
-		{now.Add(time.Hour).Format(http.TimeFormat), time.Hour, true},
-		{now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
-	} {
-		got, ok := parseRetryAfter(tc.in, now)
-		if got != tc.want || ok != tc.wantOK {
-			t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.wantOK)
 		}
 	}
 }

@@ -16,16 +16,18 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/secretbroker/secretbroker/upstream/clock"
+	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
 // do sends r through the pacer and retries it as Pacing says: on a
-// rate-limit answer (after pausing the whole credential), on 500, 502,
+// rate-limit answer (which pauses the whole credential), on 500, 502,
 // 503 and 504, and on a dropped connection; never on a context error or
 // another 4xx. Every broker operation is idempotent, so retries are safe.
-// Each attempt queues in the pacer again, so it is paced and charged like
-// any request. A DELETE whose earlier attempt had an unknown outcome and
-// whose retry gets 404 succeeded: the earlier attempt deleted it.
+// Each attempt is admitted by the pacer again, so it is paced and charged
+// like any request; the backoff before a retry holds only the failing
+// request, not the credential. A DELETE whose earlier attempt had an
+// unknown outcome and whose retry gets 404 succeeded: the earlier attempt
+// deleted it.
 //
 // A non-2xx answer is an *Error; a request the pacer can tell would not go
 // before ctx's deadline is a *ThrottledError, and so is a retry after a
@@ -50,14 +52,17 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		}
 	}
 
+	pr := pace.Request{Caller: callerOf(ctx), Method: r.method, Route: r.route}
 	unknown := false // an earlier attempt may have taken effect
 	for attempt := 1; ; attempt++ {
-		t, err := c.pacer.acquire(ctx, r.method, r.route)
+		permit, err := c.pacer.Acquire(ctx, pr)
 		if err != nil {
-			return response{}, err
+			return response{}, c.notAdmitted(ctx, r, err)
 		}
 		payload := body
 		if r.makeBody != nil {
+			// The body is made now that the request is admitted, so that
+			// it uses what the caller knows at the last moment.
 			v, extra, err := r.makeBody()
 			secrets = append(secrets, extra...)
 			if err == nil {
@@ -67,18 +72,23 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 				}
 			}
 			if err != nil {
-				c.pacer.unsend(t)
+				permit.Unsent()
 				return response{}, fail("preparing the request body", err)
 			}
 		}
 
-		res, h, err := c.send(ctx, r, u, payload, secrets)
+		start := time.Now()
+		res, out, err := c.send(ctx, r, u, payload, secrets)
+		permit.Report(out.rl, time.Since(start))
+		if err == nil {
+			return res, nil
+		}
 		var ge *Error
 		isGitHub := errors.As(err, &ge)
 		limited := isGitHub && ge.RateLimited
-		pause := c.pacer.finish(t, h, limited)
-		if err == nil {
-			return res, nil
+		if limited && ge.RetryAfter <= 0 {
+			// GitHub gave no hint; the pause the pacer imposed is one.
+			ge.RetryAfter = c.holdLeft()
 		}
 
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -93,14 +103,11 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		switch {
 		case limited:
 			status = ge.StatusCode
-			if ge.RetryAfter <= 0 {
-				ge.RetryAfter = pause // GitHub gave no hint; this is the pacer's
-			}
 		case isGitHub && retryableStatus(ge.StatusCode):
 			status = ge.StatusCode
 			unknown = true
 		case isGitHub && ge.StatusCode == http.StatusNotFound && r.method == http.MethodDelete && unknown:
-			return response{status: http.StatusNoContent, header: h}, nil
+			return response{status: http.StatusNoContent, header: out.header}, nil
 		case isGitHub:
 			return response{}, err
 		case retryableTransport(err):
@@ -112,22 +119,24 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 			return response{}, err
 		}
 
+		// The retry waits its backoff here, then for the pacer, which
+		// holds every request of the credential while GitHub's pause or
+		// its primary quota lasts.
 		backoff := c.backoff(attempt)
-		wait := max(backoff, c.pacer.pauseLeft())
-		if deadline, ok := clock.Deadline(c.clk, ctx); ok && c.clk.Now().Add(wait).After(deadline) {
-			if !limited && c.clk.Now().Add(backoff).After(deadline) {
+		wait := max(backoff, c.holdLeft())
+		if deadline, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(deadline) {
+			if !limited && time.Now().Add(backoff).After(deadline) {
 				// The wait comes from GitHub failing, not from its limits.
 				return response{}, &BackoffError{Attempts: attempt, RetryAfter: max(wait, time.Millisecond), Err: err}
 			}
-			c.pacer.throttled()
-			return response{}, &ThrottledError{
+			return response{}, c.throttledError(&ThrottledError{
 				Method:     r.method,
 				Route:      r.route,
 				RetryAfter: max(wait, time.Millisecond),
 				Reason:     fmt.Sprintf("attempt %d failed (%s) and the retry must wait", attempt, failure(status)),
-			}
+			})
 		}
-		c.pacer.retried()
+		c.retries.Add(1)
 		c.log.LogAttrs(ctx, slog.LevelWarn, "github request retried",
 			slog.String("method", r.method),
 			slog.String("route", r.route),
@@ -140,9 +149,52 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 			attribute.Int("http.response.status_code", status),
 			attribute.Int64("wait_ms", wait.Milliseconds()),
 		))
-		if err := clock.Sleep(ctx, c.clk, wait); err != nil {
+		if err := sleep(ctx, backoff); err != nil {
 			return response{}, fmt.Errorf("github: %s %s: waiting to retry: %w", r.method, r.route, err)
 		}
+	}
+}
+
+// notAdmitted returns the error for a request the pacer did not admit: a
+// *ThrottledError for a refusal, else the context's error.
+func (c *Client) notAdmitted(ctx context.Context, r request, err error) error {
+	if pe, ok := errors.AsType[*pace.ThrottledError](err); ok {
+		return c.throttledError(&ThrottledError{Method: r.method, Route: r.route, RetryAfter: pe.RetryAfter, Reason: pe.Detail})
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+		return fmt.Errorf("github: %s %s: not sent: waiting for the pacer: %w", r.method, r.route, ctxErr)
+	}
+	return fmt.Errorf("github: %s %s: not sent: %w", r.method, r.route, err)
+}
+
+// throttledError counts e for PacerStats and returns it.
+func (c *Client) throttledError(e *ThrottledError) *ThrottledError {
+	c.throttled.Add(1)
+	return e
+}
+
+// holdLeft returns how long the pacer still holds the credential (a pause
+// GitHub imposed, its primary quota used up); 0 when it does not.
+func (c *Client) holdLeft() time.Duration {
+	until, _ := c.pacer.Hold()
+	if until.IsZero() {
+		return 0
+	}
+	return max(time.Until(until), 0)
+}
+
+// sleep waits d, or until ctx ends and returns its error.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

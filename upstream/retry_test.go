@@ -9,7 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,13 +27,10 @@ import (
 // rate limits without hints, "403-retry-after" one with retry-after: 1,
 // "502 echo" a 502 whose message echoes the request, and a number is
 // that status.
-func answer(step string, a arrival, w http.ResponseWriter, r *http.Request) {
+func answer(step string, a arrival, w *memWriter, r *http.Request) {
 	switch step {
 	case "drop":
-		conn, _, err := w.(http.Hijacker).Hijack()
-		if err == nil {
-			conn.Close()
-		}
+		w.Drop()
 		return
 	case "429", "403-secondary":
 		code, _ := strconv.Atoi(step[:3])
@@ -66,13 +63,13 @@ func answer(step string, a arrival, w http.ResponseWriter, r *http.Request) {
 
 // scripted returns a handler that answers the n-th request with
 // steps[n], and the last step from then on.
-func scripted(steps ...string) func(int, arrival, http.ResponseWriter, *http.Request) {
-	return func(n int, a arrival, w http.ResponseWriter, r *http.Request) {
+func scripted(steps ...string) func(int, arrival, *memWriter, *http.Request) {
+	return func(n int, a arrival, w *memWriter, r *http.Request) {
 		answer(steps[min(n, len(steps)-1)], a, w, r)
 	}
 }
 
-// retryPacing retries fast on a test clock: backoffs of at most 4 s.
+// retryPacing retries with backoffs of at most 4 s.
 func retryPacing() Pacing {
 	p := DefaultPacing()
 	p.BackoffMax = 4 * time.Second
@@ -108,6 +105,7 @@ func TestRetries(t *testing.T) {
 		{name: "403 forbidden not retried", call: put, steps: []string{"403"}, attempts: 1, wantStatus: 403},
 		{name: "501 not retried", call: put, steps: []string{"501"}, attempts: 1, wantStatus: 501},
 		{name: "secondary limit then success", call: put, steps: []string{"429", "204"}, attempts: 2},
+		{name: "403 secondary limit told by its message", call: put, steps: []string{"403-secondary", "204"}, attempts: 2},
 		{name: "dropped connection", call: put, steps: []string{"drop", "drop", "201"}, attempts: 3},
 		{name: "dropped connections give up", call: put, steps: []string{"drop"}, maxAttempts: 3, attempts: 3,
 			wantErr: func(err error) bool { return retryableTransport(err) && !errors.As(err, new(*Error)) }},
@@ -118,42 +116,86 @@ func TestRetries(t *testing.T) {
 		{name: "PUT 404 after a drop", call: put, steps: []string{"drop", "404"}, attempts: 2, wantStatus: 404},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newPaceServer(t, testClock(t, 1000), scripted(tc.steps...))
-			p := retryPacing()
-			if tc.maxAttempts > 0 {
-				p.MaxAttempts = tc.maxAttempts
-			}
-			c := pacedClient(t, s, p)
-			err := tc.call(t.Context(), c)
-			switch {
-			case tc.wantErr != nil:
-				if !tc.wantErr(err) {
-					t.Errorf("err = %v", err)
+			synctest.Test(t, func(t *testing.T) {
+				s := newMemServer(scripted(tc.steps...))
+				p := retryPacing()
+				if tc.maxAttempts > 0 {
+					p.MaxAttempts = tc.maxAttempts
 				}
-			case tc.wantStatus == 0:
-				if err != nil {
-					t.Errorf("err = %v, want success", err)
+				c := memClient(t, s, p)
+				err := tc.call(t.Context(), c)
+				switch {
+				case tc.wantErr != nil:
+					if !tc.wantErr(err) {
+						t.Errorf("err = %v", err)
+					}
+				case tc.wantStatus == 0:
+					if err != nil {
+						t.Errorf("err = %v, want success", err)
+					}
+				default:
+					var e *Error
+					if !errors.As(err, &e) || e.StatusCode != tc.wantStatus {
+						t.Errorf("err = %v, want a %d *Error", err, tc.wantStatus)
+					}
 				}
-			default:
-				var e *Error
-				if !errors.As(err, &e) || e.StatusCode != tc.wantStatus {
-					t.Errorf("err = %v, want a %d *Error", err, tc.wantStatus)
+				if n := s.Count(); n != tc.attempts {
+					t.Errorf("%d attempts, want %d", n, tc.attempts)
 				}
-			}
-			if n := s.Count(); n != tc.attempts {
-				t.Errorf("%d attempts, want %d", n, tc.attempts)
-			}
-			st := c.PacerStats()
-			if st.Requests != tc.attempts || st.Retries != tc.attempts-1 || st.InFlight != 0 {
-				t.Errorf("stats %+v: want %d requests, %d retries", st, tc.attempts, tc.attempts-1)
-			}
-			for i, a := range s.Arrivals() {
-				if a.Method == http.MethodPut && a.Body != `{"encrypted_value":"c2VhbGVk","key_id":"k1"}` {
-					t.Errorf("attempt %d sent body %q", i+1, a.Body)
+				st := c.PacerStats()
+				if st.Requests != tc.attempts || st.Retries != tc.attempts-1 || st.InFlight != 0 || st.Queued != 0 {
+					t.Errorf("stats %+v: want %d requests, %d retries", st, tc.attempts, tc.attempts-1)
 				}
-			}
+				for i, a := range s.Arrivals() {
+					if a.Method == http.MethodPut && a.Body != `{"encrypted_value":"c2VhbGVk","key_id":"k1"}` {
+						t.Errorf("attempt %d sent body %q", i+1, a.Body)
+					}
+				}
+			})
 		})
 	}
+}
+
+// A retry after a failure waits its own backoff, not the credential: a
+// request of another caller goes while it waits.
+func TestBackoffHoldsOnlyTheFailingRequest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newMemServer(func(n int, a arrival, w *memWriter, r *http.Request) {
+			if n == 0 {
+				answer("503", a, w, r)
+				return
+			}
+			defaultAnswer(w, r)
+		})
+		log := newRecorder()
+		p := DefaultPacing()
+		p.BackoffBase, p.BackoffMax = time.Hour, time.Hour // the retry waits up to an hour
+		c := memClientWith(t, s, Config{Pacing: &p, Logger: slog.New(log)})
+		t0 := time.Now()
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.GetSecret(WithCaller(t.Context(), "A"), repActions, "A")
+			done <- err
+		}()
+		<-log.first // the retry waits its backoff
+		if _, err := c.GetSecret(WithCaller(t.Context(), "B"), repActions, "B"); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		arr := s.Arrivals()
+		if len(arr) != 3 || !arr[1].At.Equal(t0) || !strings.HasSuffix(arr[1].Path, "/B") {
+			t.Fatalf("arrivals %+v: want B's request second, at once", arr)
+		}
+		wait, err := time.ParseDuration(attrs(log.Records()[0])["wait"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := arr[2].At.Sub(t0); got != wait {
+			t.Errorf("the retry arrived after %v, want after its backoff, %v", got, wait)
+		}
+	})
 }
 
 // recorder is a slog handler that keeps the records and signals the
@@ -195,92 +237,89 @@ func attrs(r slog.Record) map[string]string {
 
 // A rate-limit answer pauses the whole credential as GitHub's guidance
 // says (retry-after; else until the reset when remaining is 0; else
-// SecondaryPause): the retry and every other request wait for it.
+// SecondaryPause): the retry and every other request go exactly when the
+// pause ends.
 func TestRateLimitPausesCredential(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		status int
-		header func(now time.Time) map[string]string
-		// pauseEnd is when, at the earliest, requests may go again.
-		pauseEnd func(first arrival, header map[string]string) time.Time
+		header func(t0 time.Time) map[string]string
+		pause  time.Duration // from the first answer
 	}{{
 		name:   "403 with retry-after",
 		status: http.StatusForbidden,
 		header: func(time.Time) map[string]string {
 			return map[string]string{"Retry-After": "30", "X-Ratelimit-Remaining": "4000"}
 		},
-		pauseEnd: func(first arrival, _ map[string]string) time.Time { return first.At.Add(30 * time.Second) },
+		pause: 30 * time.Second,
 	}, {
-		name:     "429 without retry-after",
-		status:   http.StatusTooManyRequests,
-		header:   func(time.Time) map[string]string { return nil },
-		pauseEnd: func(first arrival, _ map[string]string) time.Time { return first.At.Add(45 * time.Second) },
+		name:   "429 without retry-after",
+		status: http.StatusTooManyRequests,
+		header: func(time.Time) map[string]string { return nil },
+		pause:  45 * time.Second,
 	}, {
 		name:   "403 secondary without retry-after, quota left",
 		status: http.StatusForbidden,
-		header: func(now time.Time) map[string]string {
-			return map[string]string{"X-Ratelimit-Remaining": "10", "X-Ratelimit-Reset": fmt.Sprint(now.Add(time.Hour).Unix())}
+		header: func(t0 time.Time) map[string]string {
+			return map[string]string{"X-Ratelimit-Remaining": "10", "X-Ratelimit-Reset": fmt.Sprint(t0.Add(time.Hour).Unix())}
 		},
-		pauseEnd: func(first arrival, _ map[string]string) time.Time { return first.At.Add(45 * time.Second) },
+		pause: 45 * time.Second,
 	}, {
 		name:   "403 primary limit until reset",
 		status: http.StatusForbidden,
-		header: func(now time.Time) map[string]string {
-			return map[string]string{"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": fmt.Sprint(now.Add(20 * time.Second).Unix())}
+		header: func(t0 time.Time) map[string]string {
+			return map[string]string{"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": fmt.Sprint(t0.Add(20 * time.Second).Unix())}
 		},
-		pauseEnd: func(_ arrival, h map[string]string) time.Time {
-			secs, _ := strconv.ParseInt(h["X-Ratelimit-Reset"], 10, 64)
-			return time.Unix(secs, 0)
-		},
+		pause: 20 * time.Second,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := testClock(t, 1000)
-			var sentHeader map[string]string
-			s := newPaceServer(t, clk, func(n int, a arrival, w http.ResponseWriter, r *http.Request) {
-				if n > 0 {
-					defaultAnswer(w, r)
-					return
+			synctest.Test(t, func(t *testing.T) {
+				t0 := time.Now()
+				sent := tc.header(t0)
+				s := newMemServer(func(n int, a arrival, w *memWriter, r *http.Request) {
+					if n > 0 {
+						defaultAnswer(w, r)
+						return
+					}
+					for k, v := range sent {
+						w.Header().Set(k, v)
+					}
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(tc.status)
+					_, _ = io.WriteString(w, `{"message":"You have exceeded a secondary rate limit."}`)
+				})
+				log := newRecorder()
+				p := retryPacing()
+				p.SecondaryPause = 45 * time.Second
+				c := memClientWith(t, s, Config{Pacing: &p, Logger: slog.New(log)})
+				done := make(chan error, 1)
+				go func() {
+					_, err := c.PutSecret(WithCaller(t.Context(), "A"), repActions, "S", testPut)
+					done <- err
+				}()
+				<-log.first // the retry is scheduled: the pause has begun
+				if _, err := c.GetSecret(WithCaller(t.Context(), "B"), repActions, "R"); err != nil {
+					t.Fatal(err)
 				}
-				for k, v := range sentHeader {
-					w.Header().Set(k, v)
+				if err := <-done; err != nil {
+					t.Fatal(err)
 				}
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(tc.status)
-				_, _ = io.WriteString(w, `{"message":"You have exceeded a secondary rate limit."}`)
+				arr := s.Arrivals()
+				if len(arr) != 3 {
+					t.Fatalf("%d requests, want 3", len(arr))
+				}
+				for _, a := range arr[1:] {
+					if got := a.At.Sub(t0); got != tc.pause {
+						t.Errorf("%s arrived %v after the rate limit, want %v", a.Method, got, tc.pause)
+					}
+				}
+				if wait := attrs(log.Records()[0])["wait"]; wait != tc.pause.String() {
+					t.Errorf("the retry's logged wait is %s, want the pause, %v", wait, tc.pause)
+				}
+				if st := c.PacerStats(); st.RateLimited != 1 || st.Retries != 1 || st.Requests != 3 {
+					t.Errorf("stats %+v: want 1 rate limited, 1 retry, 3 requests", st)
+				}
 			})
-			sentHeader = tc.header(clk.Now())
-			log := newRecorder()
-			p := retryPacing()
-			p.SecondaryPause = 45 * time.Second
-			c, err := New(Config{BaseURL: s.URL, Token: testToken, Pacing: &p, Clock: clk, Logger: slog.New(log)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() {
-				_, err := c.PutSecret(WithCaller(t.Context(), "A"), repActions, "S", testPut)
-				done <- err
-			}()
-			<-log.first // the retry is scheduled: the pause has begun
-			if _, err := c.GetSecret(WithCaller(t.Context(), "B"), repActions, "R"); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-			arr := s.Arrivals()
-			if len(arr) != 3 {
-				t.Fatalf("%d requests, want 3", len(arr))
-			}
-			end := tc.pauseEnd(arr[0], sentHeader)
-			for _, a := range arr[1:] {
-				if a.At.Before(end) {
-					t.Errorf("%s arrived %v before the pause ended", a.Method, end.Sub(a.At))
-				}
-			}
-			if st := c.PacerStats(); st.RateLimited != 1 || st.Retries != 1 || st.Requests != 3 {
-				t.Errorf("stats %+v: want 1 rate limited, 1 retry, 3 requests", st)
-			}
 		})
 	}
 }
@@ -289,50 +328,49 @@ func TestRateLimitPausesCredential(t *testing.T) {
 // their deadline, and a retry whose wait outlasts the deadline is not
 // made; neither is sent.
 func TestPauseRefusesWhatItDelaysPastTheDeadline(t *testing.T) {
-	clk := testClock(t, 1000)
-	gate := make(chan struct{})
-	s := newPaceServer(t, clk, func(n int, a arrival, w http.ResponseWriter, r *http.Request) {
-		<-gate
-		w.Header().Set("Retry-After", "3600")
-		w.WriteHeader(http.StatusTooManyRequests)
-	})
-	p := retryPacing()
-	p.MaxInFlight = 1
-	c := pacedClient(t, s, p)
-	// Ten minutes on the test clock: 600 ms of wall time.
-	ctx, cancel := context.WithTimeout(t.Context(), 600*time.Millisecond)
-	defer cancel()
-	first := make(chan error, 1)
-	go func() {
-		_, err := c.GetSecret(WithCaller(ctx, "A"), repActions, "A")
-		first <- err
-	}()
-	for s.Count() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	second := make(chan error, 1)
-	go func() {
-		_, err := c.GetSecret(WithCaller(ctx, "B"), repActions, "B")
-		second <- err
-	}()
-	waitQueued(t, c, 1)
-	close(gate)
-	for name, ch := range map[string]chan error{"queued request": second, "retry": first} {
-		err := <-ch
-		var te *ThrottledError
-		if !errors.As(err, &te) || te.RetryAfter < 59*time.Minute {
-			t.Errorf("%s: err = %v, want a *ThrottledError with RetryAfter near an hour", name, err)
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		s := newMemServer(func(n int, a arrival, w *memWriter, r *http.Request) {
+			<-gate
+			w.Header().Set("Retry-After", "3600")
+			w.WriteHeader(http.StatusTooManyRequests)
+		})
+		p := retryPacing()
+		p.MaxInFlight = 1
+		c := memClient(t, s, p)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+		defer cancel()
+		t0 := time.Now()
+		first := make(chan error, 1)
+		go func() {
+			_, err := c.GetSecret(WithCaller(ctx, "A"), repActions, "A")
+			first <- err
+		}()
+		synctest.Wait()
+		second := make(chan error, 1)
+		go func() {
+			_, err := c.GetSecret(WithCaller(ctx, "B"), repActions, "B")
+			second <- err
+		}()
+		waitQueued(t, c, 1)
+		close(gate)
+		for name, ch := range map[string]chan error{"queued request": second, "retry": first} {
+			err := <-ch
+			te, ok := errors.AsType[*ThrottledError](err)
+			if !ok || te.RetryAfter != time.Hour {
+				t.Errorf("%s: err = %v, want a *ThrottledError with RetryAfter 1h", name, err)
+			}
 		}
-	}
-	if ctx.Err() != nil {
-		t.Error("the calls waited for their deadline instead of failing at once")
-	}
-	if n := s.Count(); n != 1 {
-		t.Errorf("%d requests sent, want 1", n)
-	}
-	if st := c.PacerStats(); st.Throttled != 2 || st.RateLimited != 1 {
-		t.Errorf("stats %+v: want 2 throttled, 1 rate limited", st)
-	}
+		if time.Since(t0) != 0 {
+			t.Errorf("the calls waited %v instead of failing at once", time.Since(t0))
+		}
+		if n := s.Count(); n != 1 {
+			t.Errorf("%d requests sent, want 1", n)
+		}
+		if st := c.PacerStats(); st.Throttled != 2 || st.RateLimited != 1 || st.Retries != 0 {
+			t.Errorf("stats %+v: want 2 throttled, 1 rate limited, no retry", st)
+		}
+	})
 }
 
 // Retries exhausted on a rate limit return GitHub's answer with a
@@ -345,26 +383,29 @@ func TestRateLimitExhausted(t *testing.T) {
 	}{
 		{"403-retry-after", time.Second},
 		{"429", 10 * time.Second},
+		{"403-secondary", 10 * time.Second},
 	} {
 		t.Run(tc.step, func(t *testing.T) {
-			s := newPaceServer(t, testClock(t, 1000), scripted(tc.step))
-			p := retryPacing()
-			p.MaxAttempts, p.SecondaryPause = 3, 10*time.Second
-			c := pacedClient(t, s, p)
-			_, err := c.GetSecret(t.Context(), repActions, "S")
-			var e *Error
-			if !errors.As(err, &e) || !e.RateLimited {
-				t.Fatalf("err = %v, want a rate-limited *Error", err)
-			}
-			if e.RetryAfter <= 0 || e.RetryAfter > tc.want {
-				t.Errorf("RetryAfter %v, want in (0, %v]", e.RetryAfter, tc.want)
-			}
-			if n := s.Count(); n != 3 {
-				t.Errorf("%d attempts, want 3", n)
-			}
-			if st := c.PacerStats(); st.RateLimited != 3 {
-				t.Errorf("stats %+v: want 3 rate limited", st)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				s := newMemServer(scripted(tc.step))
+				p := retryPacing()
+				p.MaxAttempts, p.SecondaryPause = 3, 10*time.Second
+				c := memClient(t, s, p)
+				_, err := c.GetSecret(t.Context(), repActions, "S")
+				e, ok := errors.AsType[*Error](err)
+				if !ok || !e.RateLimited {
+					t.Fatalf("err = %v, want a rate-limited *Error", err)
+				}
+				if e.RetryAfter != tc.want {
+					t.Errorf("RetryAfter %v, want %v", e.RetryAfter, tc.want)
+				}
+				if n := s.Count(); n != 3 {
+					t.Errorf("%d attempts, want 3", n)
+				}
+				if st := c.PacerStats(); st.RateLimited != 3 || st.Retries != 2 {
+					t.Errorf("stats %+v: want 3 rate limited, 2 retries", st)
+				}
+			})
 		})
 	}
 }
@@ -373,104 +414,107 @@ func TestRateLimitExhausted(t *testing.T) {
 // route template, status and attempt: never the token, the path or a
 // value.
 func TestRetryLogAndSpan(t *testing.T) {
-	const sealed = "U0VBTEVEc2VhbGVkU0VBTEVE"
-	clk := testClock(t, 1000)
-	s := newPaceServer(t, clk, scripted("502 echo", "drop", "201"))
-	log := newRecorder()
-	p := retryPacing()
-	c, err := New(Config{BaseURL: s.URL, Token: testToken, Pacing: &p, Clock: clk, Logger: slog.New(log)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sr := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
-	ctx, span := tp.Tracer("test").Start(t.Context(), "put")
-	if _, err := c.PutSecret(ctx, Scope{App: Actions, Owner: "planted-owner", Repo: "planted-repo"}, "PLANTED_NAME",
-		PutSecretBody{EncryptedValue: sealed, KeyID: "k"}); err != nil {
-		t.Fatal(err)
-	}
-	span.End()
+	synctest.Test(t, func(t *testing.T) {
+		const sealed = "U0VBTEVEc2VhbGVkU0VBTEVE"
+		s := newMemServer(scripted("502 echo", "drop", "201"))
+		log := newRecorder()
+		p := retryPacing()
+		c := memClientWith(t, s, Config{Pacing: &p, Logger: slog.New(log)})
+		sr := tracetest.NewSpanRecorder()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+		ctx, span := tp.Tracer("test").Start(t.Context(), "put")
+		if _, err := c.PutSecret(ctx, Scope{App: Actions, Owner: "planted-owner", Repo: "planted-repo"}, "PLANTED_NAME",
+			PutSecretBody{EncryptedValue: sealed, KeyID: "k"}); err != nil {
+			t.Fatal(err)
+		}
+		span.End()
 
-	recs := log.Records()
-	if len(recs) != 2 {
-		t.Fatalf("%d log records, want 2 (one per retry)", len(recs))
-	}
-	for i, r := range recs {
-		a := attrs(r)
-		want := map[string]string{"method": "PUT", "route": "/repos/{owner}/{repo}/{app}/secrets/{secret_name}", "attempt": fmt.Sprint(i + 1)}
-		for k, v := range want {
-			if a[k] != v {
-				t.Errorf("record %d: %s = %q, want %q", i, k, a[k], v)
+		recs := log.Records()
+		if len(recs) != 2 {
+			t.Fatalf("%d log records, want 2 (one per retry)", len(recs))
+		}
+		for i, r := range recs {
+			a := attrs(r)
+			want := map[string]string{"method": "PUT", "route": "/repos/{owner}/{repo}/{app}/secrets/{secret_name}", "attempt": fmt.Sprint(i + 1)}
+			for k, v := range want {
+				if a[k] != v {
+					t.Errorf("record %d: %s = %q, want %q", i, k, a[k], v)
+				}
+			}
+			if r.Level != slog.LevelWarn || a["wait"] == "" || a["status"] == "" {
+				t.Errorf("record %d: level %v, attrs %v", i, r.Level, a)
+			}
+			line := r.Message + fmt.Sprint(a)
+			for _, secret := range []string{testToken, sealed, "planted", "PLANTED"} {
+				if strings.Contains(line, secret) {
+					t.Errorf("record %d shows %q: %s", i, secret, line)
+				}
 			}
 		}
-		if r.Level != slog.LevelWarn || a["wait"] == "" || a["status"] == "" {
-			t.Errorf("record %d: level %v, attrs %v", i, r.Level, a)
+		if a := attrs(recs[0]); a["status"] != "502" {
+			t.Errorf("first retry status %s, want 502", a["status"])
 		}
-		line := r.Message + fmt.Sprint(a)
-		for _, secret := range []string{testToken, sealed, "planted", "PLANTED"} {
-			if strings.Contains(line, secret) {
-				t.Errorf("record %d shows %q: %s", i, secret, line)
-			}
+		if a := attrs(recs[1]); a["status"] != "0" {
+			t.Errorf("retry after a drop: status %s, want 0", a["status"])
 		}
-	}
-	if a := attrs(recs[0]); a["status"] != "502" {
-		t.Errorf("first retry status %s, want 502", a["status"])
-	}
-	if a := attrs(recs[1]); a["status"] != "0" {
-		t.Errorf("retry after a drop: status %s, want 0", a["status"])
-	}
 
-	var put sdktrace.ReadOnlySpan
-	for _, sp := range sr.Ended() {
-		if sp.Name() == "put" {
-			put = sp
-		}
-	}
-	if put == nil {
-		t.Fatal("the caller's span did not end")
-	}
-	var events int
-	for _, ev := range put.Events() {
-		if ev.Name != "github.retry" {
-			continue
-		}
-		events++
-		for _, kv := range ev.Attributes {
-			if v := kv.Value.String(); strings.Contains(v, "planted") || strings.Contains(v, sealed) {
-				t.Errorf("span event shows a value: %s=%s", kv.Key, v)
+		var put sdktrace.ReadOnlySpan
+		for _, sp := range sr.Ended() {
+			if sp.Name() == "put" {
+				put = sp
 			}
 		}
-	}
-	if events != 2 {
-		t.Errorf("%d retry events on the span, want 2", events)
-	}
+		if put == nil {
+			t.Fatal("the caller's span did not end")
+		}
+		var events int
+		for _, ev := range put.Events() {
+			if ev.Name != "github.retry" {
+				continue
+			}
+			events++
+			for _, kv := range ev.Attributes {
+				if v := kv.Value.String(); strings.Contains(v, "planted") || strings.Contains(v, sealed) {
+					t.Errorf("span event shows a value: %s=%s", kv.Key, v)
+				}
+			}
+		}
+		if events != 2 {
+			t.Errorf("%d retry events on the span, want 2", events)
+		}
+	})
 }
 
 // An encrypted value echoed by GitHub in any attempt never reaches the
 // error, whichever body that attempt sent.
 func TestBodyValuesNeverInErrors(t *testing.T) {
-	s := newPaceServer(t, testClock(t, 1000), scripted("502 echo"))
-	p := retryPacing()
-	p.MaxAttempts = 3
-	c := pacedClient(t, s, p)
-	n := 0
-	_, err := c.PutSecretFunc(t.Context(), repActions, "S", func() (PutSecretBody, error) {
-		n++
-		return PutSecretBody{EncryptedValue: fmt.Sprintf("U0VBTEVE-%d-c2VhbGVk", n), KeyID: "k"}, nil
-	})
-	var e *Error
-	if !errors.As(err, &e) || e.StatusCode != 502 {
-		t.Fatalf("err = %v, want a 502 *Error", err)
-	}
-	for i := 1; i <= n; i++ {
-		v := fmt.Sprintf("U0VBTEVE-%d-c2VhbGVk", i)
-		if msg := fmt.Sprintf("%v %+v %#v", err, err, *e); strings.Contains(msg, v) || strings.Contains(msg, testToken) {
-			t.Errorf("error shows a secret: %s", msg)
+	synctest.Test(t, func(t *testing.T) {
+		s := newMemServer(scripted("502 echo"))
+		p := retryPacing()
+		p.MaxAttempts = 3
+		c := memClient(t, s, p)
+		n := 0
+		_, err := c.PutSecretFunc(t.Context(), repActions, "S", func() (PutSecretBody, error) {
+			n++
+			return PutSecretBody{EncryptedValue: fmt.Sprintf("U0VBTEVE-%d-c2VhbGVk", n), KeyID: "k"}, nil
+		})
+		e, ok := errors.AsType[*Error](err)
+		if !ok || e.StatusCode != 502 {
+			t.Fatalf("err = %v, want a 502 *Error", err)
 		}
-	}
-	if !strings.Contains(e.Message, "[redacted]") {
-		t.Errorf("message %q: the echo was not redacted", e.Message)
-	}
+		if n != 3 {
+			t.Errorf("%d bodies for 3 attempts", n)
+		}
+		for i := 1; i <= n; i++ {
+			v := fmt.Sprintf("U0VBTEVE-%d-c2VhbGVk", i)
+			if msg := fmt.Sprintf("%v %+v %#v", err, err, *e); strings.Contains(msg, v) || strings.Contains(msg, testToken) {
+				t.Errorf("error shows a secret: %s", msg)
+			}
+		}
+		if !strings.Contains(e.Message, "[redacted]") {
+			t.Errorf("message %q: the echo was not redacted", e.Message)
+		}
+	})
 }
 
 func TestBackoff(t *testing.T) {
@@ -511,31 +555,10 @@ func TestThrottledErrorMessage(t *testing.T) {
 	}
 }
 
-// handlerTransport serves requests in memory with a handler, so that a
-// client and its server share one synctest bubble (a loopback socket
-// never blocks durably).
-type handlerTransport struct{ h http.Handler }
-
-func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	rec := httptest.NewRecorder()
-	t.h.ServeHTTP(rec, r)
-	if r.Body != nil {
-		_ = r.Body.Close()
-	}
-	return rec.Result(), nil
-}
-
-// closedPort returns the URL of a loopback port nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := "http://" + lis.Addr().String()
-	_ = lis.Close()
-	return u
-}
+// refusedDial fails every request as a refused connection would.
+var refusedDial = roundTripFunc(func(*http.Request) (*http.Response, error) {
+	return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+})
 
 // A failing GitHub whose retry's backoff would outlast a 2 s deadline
 // fails at once with a *BackoffError that carries the failure; only a
@@ -543,7 +566,7 @@ func closedPort(t *testing.T) string {
 func TestBackoffPastTheDeadline(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		handler http.HandlerFunc // nil: nothing listens
+		handler func(n int, a arrival, w *memWriter, r *http.Request) // nil: connections are refused
 		check   func(t *testing.T, err error)
 	}{{
 		name: "connection refused",
@@ -555,7 +578,7 @@ func TestBackoffPastTheDeadline(t *testing.T) {
 		},
 	}, {
 		name:    "503 storm",
-		handler: func(w http.ResponseWriter, r *http.Request) { answer("503", arrival{}, w, r) },
+		handler: scripted("503"),
 		check: func(t *testing.T, err error) {
 			_, ok := errors.AsType[*BackoffError](err)
 			if e, isErr := errors.AsType[*Error](err); !ok || !isErr || e.StatusCode != http.StatusServiceUnavailable {
@@ -564,14 +587,14 @@ func TestBackoffPastTheDeadline(t *testing.T) {
 		},
 	}, {
 		name: "secondary limit, retry-after 60",
-		handler: func(w http.ResponseWriter, r *http.Request) {
+		handler: func(n int, a arrival, w *memWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "60")
-			answer("403-secondary", arrival{}, w, r)
+			answer("403-secondary", a, w, r)
 		},
 		check: func(t *testing.T, err error) {
 			te, ok := errors.AsType[*ThrottledError](err)
-			if !ok || te.RetryAfter < 59*time.Second || te.RetryAfter > time.Minute {
-				t.Fatalf("err = %v, want a *ThrottledError with RetryAfter near 60s", err)
+			if !ok || te.RetryAfter != time.Minute || !strings.Contains(te.Reason, "attempt 1 failed (403 Forbidden)") {
+				t.Fatalf("err = %v, want a *ThrottledError with RetryAfter 60s after attempt 1", err)
 			}
 			if _, ok := errors.AsType[*BackoffError](err); ok {
 				t.Fatalf("err = %v: a rate limit is not a failure", err)
@@ -580,15 +603,12 @@ func TestBackoffPastTheDeadline(t *testing.T) {
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				tr := &http.Transport{}
-				defer tr.CloseIdleConnections()
-				cfg := Config{BaseURL: closedPort(t), Token: testToken, HTTPClient: &http.Client{Transport: tr}}
-				if tc.handler != nil {
-					cfg = Config{BaseURL: "https://github.example", Token: testToken, HTTPClient: &http.Client{Transport: handlerTransport{tc.handler}}}
-				}
 				p := DefaultPacing()
 				p.MaxAttempts = MaxAttemptsLimit // the deadline ends the retries, not their number
-				cfg.Pacing = &p
+				cfg := Config{BaseURL: "https://github.example", Token: testToken, Pacing: &p, HTTPClient: &http.Client{Transport: refusedDial}}
+				if tc.handler != nil {
+					cfg.HTTPClient = &http.Client{Transport: newMemServer(tc.handler)}
+				}
 				c, err := New(cfg)
 				if err != nil {
 					t.Fatal(err)
@@ -605,7 +625,7 @@ func TestBackoffPastTheDeadline(t *testing.T) {
 					t.Errorf("error shows the token: %s", msg)
 				}
 				st := c.PacerStats()
-				if st.InFlight != 0 || st.Requests < 1 {
+				if st.InFlight != 0 || st.Requests < 1 || st.Retries != st.Requests-1 {
 					t.Errorf("stats %+v", st)
 				}
 				if _, throttled := errors.AsType[*ThrottledError](err); (st.Throttled == 1) != throttled {

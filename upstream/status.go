@@ -3,6 +3,8 @@ package upstream
 import (
 	"context"
 	"sync"
+
+	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
 // StatusRecorder collects the HTTP status codes of GitHub's answers to the
@@ -48,7 +50,7 @@ func recordStatus(ctx context.Context, method string, status int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.last = status
-	if isWrite(method) {
+	if pace.IsWrite(method) {
 		r.lastWrite = status
 	}
 }

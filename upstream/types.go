@@ -13,14 +13,22 @@
 // apart; never more than PointsPerMinute points in any 60 s window at the
 // server; nothing while GitHub's primary quota is used up (until
 // x-ratelimit-reset) or while a rate-limit answer paused the credential.
-// Requests wait in one queue per caller (WithCaller), served in turn. A
-// request the pacer can tell would not start before its context's
-// deadline is not sent and fails at once with a *ThrottledError.
+// The pacing itself is upstream/pace's: the Client asks its pace.Pacer to
+// admit each attempt and reports GitHub's answer to it. Requests wait in
+// a read and a write lane per caller (WithCaller), callers served in
+// turn. A request the pacer can tell would not start before its
+// context's deadline is not sent and fails at once with a
+// *ThrottledError.
 //
 // Rate-limit answers, 500, 502, 503, 504 and dropped connections are
 // retried with exponential backoff and full jitter, up to MaxAttempts
-// attempts; each retry is paced like a new request. Every call the Client
-// makes is idempotent, so retries are safe.
+// attempts. The backoff holds only the failing request; the pause after a
+// rate-limit answer holds the whole credential. Each retry is admitted by
+// the pacer like a new request. Every call the Client makes is
+// idempotent, so retries are safe.
+//
+// Time is read directly (time.Now, timers, the context's deadline); tests
+// run the Client in testing/synctest bubbles.
 //
 // The embedded GitHub emulator lives in the sub-package emulator.
 package upstream
