@@ -44,13 +44,14 @@
 //
 // # Time
 //
-// The limits' windows, penalties and injected latency read time directly
-// (time.Now and timers), and so do created_at and updated_at unless
-// Options.Now is set. Tests and benchmarks that must live through GitHub's
-// minute and hour windows run the server inside a testing/synctest bubble,
-// where time is fake and a wait passes at once, and reach it in memory
-// (an http.RoundTripper calling ServeHTTP) rather than over a socket,
-// which would not block durably.
+// The limits' windows, penalties and injected latency, and the created_at
+// and updated_at of secrets (UTC, truncated to whole seconds), read time
+// directly (time.Now and timers); there is no injected clock. Tests and
+// benchmarks that must live through GitHub's minute and hour windows, or
+// assert exact timestamps, run the server inside a testing/synctest
+// bubble, where time is fake and a wait passes at once, and reach it in
+// memory (an http.RoundTripper calling ServeHTTP) rather than over a
+// socket, which would not block durably.
 //
 // # Faults
 //

@@ -43,34 +43,17 @@ type env struct {
 	url    string           // the server's root URL
 	client *http.Client     // reaches url
 	demo   emulator.Demo
-	now    time.Time
-	mu     sync.Mutex
 }
 
 func newEnv(t *testing.T, opts emulator.Options) *env {
 	t.Helper()
-	e := &env{t: t, now: time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)}
-	if opts.Now == nil {
-		opts.Now = e.clock
-	}
+	e := &env{t: t}
 	e.emu = emulator.New(opts)
 	e.demo = e.emu.SeedDemo()
 	e.srv = httptest.NewServer(e.emu)
 	t.Cleanup(e.srv.Close)
 	e.url, e.client = e.srv.URL, e.srv.Client()
 	return e
-}
-
-func (e *env) clock() time.Time {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.now
-}
-
-func (e *env) advance(d time.Duration) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.now = e.now.Add(d)
 }
 
 func (e *env) repoID(name string) int64 {
@@ -308,15 +291,18 @@ func TestPublicKey(t *testing.T) {
 	}
 }
 
-// scopes are the secret scopes of the demo data, as paths and as the
-// hooks name them.
-var scopes = []struct {
+// scopeCase is a secret scope of the demo data, as a path and as the
+// hooks name it.
+type scopeCase struct {
 	name   string
 	path   string // request path prefix
 	hook   string // scope for Open
 	org    bool
 	legacy bool
-}{
+}
+
+// scopes are the secret scopes of the demo data.
+var scopes = []scopeCase{
 	{"org actions", orgActs, orgActs, true, false},
 	{"org agents", orgAgent, orgAgent, true, false},
 	{"repo actions", repoActs, repoActs, false, false},
@@ -332,64 +318,73 @@ var scopes = []struct {
 func TestSecretLifecycle(t *testing.T) {
 	for _, sc := range scopes {
 		t.Run(sc.name, func(t *testing.T) {
-			e := newEnv(t, emulator.Options{LegacyRoutes: sc.legacy})
-			var extra map[string]any
-			if sc.org {
-				extra = orgBody("all")
-			}
-			e.want(e.do("GET", "/"+sc.path+"/secrets/MY_TOKEN", nil), 404)
-			e.want(e.do("DELETE", "/"+sc.path+"/secrets/MY_TOKEN", nil), 404)
-
-			r := e.want(e.put(sc.path, "my_Token", "hunter2", extra), 201)
-			if strings.TrimSpace(string(r.body)) != "{}" {
-				t.Errorf("201 body %q, want {}", r.body)
-			}
-			if got, err := e.emu.Open(sc.hook, "MY_TOKEN"); err != nil || string(got) != "hunter2" {
-				t.Fatalf("Open = %q, %v", got, err)
-			}
-			created := "2026-01-02T03:04:05Z"
-			var s secretJSON
-			e.want(e.do("GET", "/"+sc.path+"/secrets/my_token", nil), 200).json(t, &s)
-			if s.Name != "MY_TOKEN" || s.CreatedAt != created || s.UpdatedAt != created {
-				t.Errorf("GET = %+v", s)
-			}
-			if sc.org && s.Visibility != "all" {
-				t.Errorf("visibility %q", s.Visibility)
-			}
-			if !sc.org && strings.Contains(string(e.do("GET", "/"+sc.path+"/secrets/MY_TOKEN", nil).body), "visibility") {
-				t.Errorf("visibility on a non-org secret")
-			}
-
-			e.advance(time.Hour)
-			r = e.want(e.put(sc.path, "MY_TOKEN", "hunter3", extra), 204)
-			if len(r.body) != 0 {
-				t.Errorf("204 body %q", r.body)
-			}
-			if got, _ := e.emu.Open(sc.hook, "my_token"); string(got) != "hunter3" {
-				t.Fatalf("Open after update = %q", got)
-			}
-			e.want(e.do("GET", "/"+sc.path+"/secrets/MY_TOKEN", nil), 200).json(t, &s)
-			if s.CreatedAt != created || s.UpdatedAt != "2026-01-02T04:04:05Z" {
-				t.Errorf("after update: %+v", s)
-			}
-
-			var l secretList
-			e.want(e.do("GET", "/"+sc.path+"/secrets", nil), 200).json(t, &l)
-			if l.TotalCount != 1 || len(l.Secrets) != 1 || l.Secrets[0].Name != "MY_TOKEN" {
-				t.Errorf("list = %+v", l)
-			}
-
-			e.want(e.do("DELETE", "/"+sc.path+"/secrets/my_token", nil), 204)
-			e.want(e.do("DELETE", "/"+sc.path+"/secrets/MY_TOKEN", nil), 404)
-			e.want(e.do("GET", "/"+sc.path+"/secrets/MY_TOKEN", nil), 404)
-			if _, err := e.emu.Open(sc.hook, "MY_TOKEN"); err == nil {
-				t.Error("Open after delete succeeded")
-			}
-			e.want(e.do("GET", "/"+sc.path+"/secrets", nil), 200).json(t, &l)
-			if l.TotalCount != 0 || l.Secrets == nil || len(l.Secrets) != 0 {
-				t.Errorf("list after delete = %+v (%s)", l, e.do("GET", "/"+sc.path+"/secrets", nil).body)
-			}
+			synctest.Test(t, func(t *testing.T) { testSecretLifecycle(t, sc) })
 		})
+	}
+}
+
+// testSecretLifecycle runs inside a synctest bubble: created_at and
+// updated_at are exactly the fake times of the PUTs, in whole seconds
+// (truncated, not rounded) and UTC.
+func testSecretLifecycle(t *testing.T, sc scopeCase) {
+	e := newMemEnv(t, emulator.Options{LegacyRoutes: sc.legacy})
+	t0 := time.Now()
+	var extra map[string]any
+	if sc.org {
+		extra = orgBody("all")
+	}
+	e.want(e.do("GET", "/"+sc.path+"/secrets/MY_TOKEN", nil), 404)
+	e.want(e.do("DELETE", "/"+sc.path+"/secrets/MY_TOKEN", nil), 404)
+
+	time.Sleep(4*time.Second + 600*time.Millisecond)
+	r := e.want(e.put(sc.path, "my_Token", "hunter2", extra), 201)
+	if strings.TrimSpace(string(r.body)) != "{}" {
+		t.Errorf("201 body %q, want {}", r.body)
+	}
+	if got, err := e.emu.Open(sc.hook, "MY_TOKEN"); err != nil || string(got) != "hunter2" {
+		t.Fatalf("Open = %q, %v", got, err)
+	}
+	created := t0.Add(4 * time.Second).UTC().Format(time.RFC3339)
+	var s secretJSON
+	e.want(e.do("GET", "/"+sc.path+"/secrets/my_token", nil), 200).json(t, &s)
+	if s.Name != "MY_TOKEN" || s.CreatedAt != created || s.UpdatedAt != created {
+		t.Errorf("GET = %+v, want created_at and updated_at %s", s, created)
+	}
+	if sc.org && s.Visibility != "all" {
+		t.Errorf("visibility %q", s.Visibility)
+	}
+	if !sc.org && strings.Contains(string(e.do("GET", "/"+sc.path+"/secrets/MY_TOKEN", nil).body), "visibility") {
+		t.Errorf("visibility on a non-org secret")
+	}
+
+	time.Sleep(time.Hour)
+	r = e.want(e.put(sc.path, "MY_TOKEN", "hunter3", extra), 204)
+	if len(r.body) != 0 {
+		t.Errorf("204 body %q", r.body)
+	}
+	if got, _ := e.emu.Open(sc.hook, "my_token"); string(got) != "hunter3" {
+		t.Fatalf("Open after update = %q", got)
+	}
+	e.want(e.do("GET", "/"+sc.path+"/secrets/MY_TOKEN", nil), 200).json(t, &s)
+	if updated := t0.Add(time.Hour + 4*time.Second).UTC().Format(time.RFC3339); s.CreatedAt != created || s.UpdatedAt != updated {
+		t.Errorf("after update: %+v, want created_at %s and updated_at %s", s, created, updated)
+	}
+
+	var l secretList
+	e.want(e.do("GET", "/"+sc.path+"/secrets", nil), 200).json(t, &l)
+	if l.TotalCount != 1 || len(l.Secrets) != 1 || l.Secrets[0].Name != "MY_TOKEN" {
+		t.Errorf("list = %+v", l)
+	}
+
+	e.want(e.do("DELETE", "/"+sc.path+"/secrets/my_token", nil), 204)
+	e.want(e.do("DELETE", "/"+sc.path+"/secrets/MY_TOKEN", nil), 404)
+	e.want(e.do("GET", "/"+sc.path+"/secrets/MY_TOKEN", nil), 404)
+	if _, err := e.emu.Open(sc.hook, "MY_TOKEN"); err == nil {
+		t.Error("Open after delete succeeded")
+	}
+	e.want(e.do("GET", "/"+sc.path+"/secrets", nil), 200).json(t, &l)
+	if l.TotalCount != 0 || l.Secrets == nil || len(l.Secrets) != 0 {
+		t.Errorf("list after delete = %+v (%s)", l, e.do("GET", "/"+sc.path+"/secrets", nil).body)
 	}
 }
 
@@ -1263,9 +1258,9 @@ func TestConcurrentUse(t *testing.T) {
 	}
 }
 
-// Without Options.Now, created_at and updated_at come from time.Now: in a
-// bubble, exactly the fake time of the PUT.
-func TestNowDefaultsAndLogger(t *testing.T) {
+// created_at and updated_at come from time.Now: in a bubble, exactly the
+// fake time of the PUT. The logger gets a line per request, never a value.
+func TestTimestampsAndLogger(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var logs bytes.Buffer
 		e := newMemEnv(t, emulator.Options{Logger: newTestLogger(&logs)})

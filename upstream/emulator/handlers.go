@@ -368,7 +368,7 @@ func (s *Server) putSecret(req *request, sc *scope) *response {
 		return invalid("the secret value is %d bytes; secrets can be at most 48 KB (%d bytes)", size, maxSecretBytes)
 	}
 
-	now := s.now().UTC().Truncate(time.Second)
+	now := time.Now().UTC().Truncate(time.Second)
 	if s.secrets[sc.key] == nil {
 		s.secrets[sc.key] = map[string]*secret{}
 	}

@@ -61,8 +61,8 @@ func (t memTransport) RoundTrip(r *http.Request) (resp *http.Response, err error
 }
 
 // newMemEnv is an emulator served in memory, for use inside a synctest
-// bubble: it has no Options.Now unless opts sets it, so that its limits,
-// latency and timestamps all run on the bubble's fake time.
+// bubble, where its limits, latency and timestamps all run on the bubble's
+// fake time.
 func newMemEnv(t *testing.T, opts emulator.Options) *env {
 	t.Helper()
 	e := &env{t: t, url: memURL}

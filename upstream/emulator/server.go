@@ -43,11 +43,6 @@ type Options struct {
 	// and the /repos/{owner}/{repo}/environments/... secret routes answer
 	// 404. Without it, it is the other way round.
 	LegacyRoutes bool
-	// Now is the clock for created_at and updated_at; default time.Now.
-	// The rate limits' windows and penalties and injected latency always
-	// run on package time (time.Now and timers), which is fake inside a
-	// testing/synctest bubble.
-	Now func() time.Time
 	// Limits are the rate limits the server enforces; the zero value
 	// enforces none.
 	Limits Limits
@@ -60,7 +55,6 @@ type Options struct {
 // it with New. All methods are safe for concurrent use.
 type Server struct {
 	opts   Options
-	now    func() time.Time
 	log    *slog.Logger
 	routes http.Handler // paths at the root
 	v3     http.Handler // paths under /api/v3
@@ -122,7 +116,6 @@ type secret struct {
 func New(opts Options) *Server {
 	s := &Server{
 		opts:    opts,
-		now:     opts.Now,
 		log:     opts.Logger,
 		orgs:    map[string]*org{},
 		repos:   map[int64]*repo{},
@@ -131,9 +124,6 @@ func New(opts Options) *Server {
 		secrets: map[string]map[string]*secret{},
 		counts:  map[string]int{},
 		headers: map[string]http.Header{},
-	}
-	if s.now == nil {
-		s.now = time.Now
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
