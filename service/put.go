@@ -217,7 +217,14 @@ func (s *Server) putPlain(ctx context.Context, p putPlan, key sealingKey) (bool,
 			k = c
 		}
 		if v.value == "" || v.keyID != k.id {
-			if err := v.seal(k, p.plaintext); err != nil {
+			select {
+			case s.sealers <- struct{}{}:
+			case <-ctx.Done():
+				return upstream.PutSecretBody{}, ctx.Err()
+			}
+			err := v.seal(k, p.plaintext)
+			<-s.sealers
+			if err != nil {
 				return upstream.PutSecretBody{}, err
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -69,7 +70,14 @@ type Server struct {
 	audit *audit.Log
 	// auditReads records successful reads too.
 	auditReads bool
+	// sealers bounds the values sealed at once (see sealSlots).
+	sealers chan struct{}
 }
+
+// sealSlots is how many values the broker seals at once: one core fewer
+// than it has (at least one), so that a flood of writes, whose sealing is
+// most of their CPU, always leaves a core for other callers' reads.
+func sealSlots() int { return max(1, runtime.GOMAXPROCS(0)-1) }
 
 // New returns the service, talking to GitHub through up.
 func New(up Upstream, opts Options) *Server {
@@ -87,6 +95,7 @@ func New(up Upstream, opts Options) *Server {
 		audit: opts.Audit,
 
 		auditReads: opts.AuditReads,
+		sealers:    make(chan struct{}, sealSlots()),
 	}
 }
 
