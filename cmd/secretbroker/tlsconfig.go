@@ -21,12 +21,7 @@ const tlsCertCheckInterval = 10 * time.Second
 // it (tls.RequireAndVerifyClientCert). TLS 1.2 minimum. ALPN "h2" and
 // "http/1.1".
 func serverTLSConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
-	return newServerTLSConfig(certFile, keyFile, clientCAFile, time.Now)
-}
-
-// newServerTLSConfig is serverTLSConfig with a clock.
-func newServerTLSConfig(certFile, keyFile, clientCAFile string, now func() time.Time) (*tls.Config, error) {
-	r, err := newTLSCertReloader(certFile, keyFile, now)
+	r, err := newTLSCertReloader(certFile, keyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +51,6 @@ func newServerTLSConfig(certFile, keyFile, clientCAFile string, now func() time.
 // keeps the current one in service until the next check.
 type tlsCertReloader struct {
 	certFile, keyFile string
-	now               func() time.Time
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
@@ -65,13 +59,13 @@ type tlsCertReloader struct {
 }
 
 // newTLSCertReloader loads the pair once; it fails if it cannot.
-func newTLSCertReloader(certFile, keyFile string, now func() time.Time) (*tlsCertReloader, error) {
-	r := &tlsCertReloader{certFile: certFile, keyFile: keyFile, now: now}
+func newTLSCertReloader(certFile, keyFile string) (*tlsCertReloader, error) {
+	r := &tlsCertReloader{certFile: certFile, keyFile: keyFile}
 	cert, digest, err := r.load(nil)
 	if err != nil {
 		return nil, err
 	}
-	r.cert, r.digest, r.checked = cert, digest, now()
+	r.cert, r.digest, r.checked = cert, digest, time.Now()
 	return r, nil
 }
 
@@ -110,7 +104,7 @@ func (r *tlsCertReloader) load(unchanged *[sha256.Size]byte) (*tls.Certificate, 
 func (r *tlsCertReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := r.now()
+	now := time.Now()
 	if now.Sub(r.checked) < tlsCertCheckInterval {
 		return r.cert, nil
 	}

@@ -10,31 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/secretbroker/secretbroker/service/identity"
 	"github.com/secretbroker/secretbroker/service/identity/identitytest"
 )
-
-// tlsTestClock is a manual clock for newServerTLSConfig.
-type tlsTestClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *tlsTestClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *tlsTestClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // tlsHandshakeResult is what the test server saw of one connection.
 type tlsHandshakeResult struct {
@@ -223,9 +205,13 @@ func TestServerTLSConfigErrors(t *testing.T) {
 	}
 }
 
-// TestServerTLSConfigReload: new files are served once the 10 s check is
-// due; a half-written pair or missing files keep the current certificate.
+// TestServerTLSConfigReload: new files are served exactly when the 10 s
+// check is due (in a synctest bubble, calling GetCertificate directly); a
+// half-written pair or missing files keep the current certificate; a real
+// handshake afterwards serves the reloaded certificate.
 func TestServerTLSConfigReload(t *testing.T) {
+	// The certificates are made outside the bubble: they must be valid at
+	// the real time of the handshake at the end.
 	ca := identitytest.NewCA(t)
 	certFile, keyFile := ca.ServerCert(t)
 	pairs := make([][2][]byte, 3) // PEM of three more certificates and keys
@@ -234,11 +220,6 @@ func TestServerTLSConfigReload(t *testing.T) {
 		pairs[i] = [2][]byte{mustRead(t, c), mustRead(t, k)}
 	}
 	original := mustRead(t, certFile)
-	clock := &tlsTestClock{now: time.Unix(1_800_000_000, 0)}
-	cfg, err := newServerTLSConfig(certFile, keyFile, "", clock.Now)
-	if err != nil {
-		t.Fatalf("newServerTLSConfig: %v", err)
-	}
 	write := func(path string, data []byte) func(t *testing.T) {
 		return func(t *testing.T) {
 			if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -275,30 +256,46 @@ func TestServerTLSConfigReload(t *testing.T) {
 		want    []byte // certificate PEM served
 	}{
 		{name: "initial", want: original},
-		{name: "replaced, 9 s later: not checked yet", do: both(0), advance: 9 * time.Second, want: original},
-		{name: "10 s after the last check", advance: time.Second, want: pairs[0][0]},
-		{name: "certificate replaced before its key", do: write(certFile, pairs[1][0]), advance: 10 * time.Second, want: pairs[0][0]},
+		{name: "replaced, 1 ns before the check", do: both(0), advance: tlsCertCheckInterval - time.Nanosecond, want: original},
+		{name: "exactly 10 s after the last check", advance: time.Nanosecond, want: pairs[0][0]},
+		{name: "certificate replaced before its key", do: write(certFile, pairs[1][0]), advance: tlsCertCheckInterval, want: pairs[0][0]},
+		// The failed check counts: the next one is 10 s after it.
 		{name: "key 5 s later: not checked yet", do: write(keyFile, pairs[1][1]), advance: 5 * time.Second, want: pairs[0][0]},
-		{name: "checked", advance: 5 * time.Second, want: pairs[1][0]},
-		{name: "symlink swap", do: swap(2), advance: 10 * time.Second, want: pairs[2][0]},
+		{name: "1 ns before the check", advance: 5*time.Second - time.Nanosecond, want: pairs[0][0]},
+		{name: "checked", advance: time.Nanosecond, want: pairs[1][0]},
+		{name: "symlink swap", do: swap(2), advance: tlsCertCheckInterval, want: pairs[2][0]},
 		{name: "files removed", do: func(t *testing.T) { _ = os.Remove(certFile); _ = os.Remove(keyFile) }, advance: time.Minute, want: pairs[2][0]},
 		{name: "files back", do: both(0), advance: time.Minute, want: pairs[0][0]},
 	}
-	for _, s := range steps {
-		if s.do != nil {
-			s.do(t)
-		}
-		clock.Advance(s.advance)
-		cert, err := cfg.GetCertificate(&tls.ClientHelloInfo{})
+	var cfg *tls.Config
+	synctest.Test(t, func(t *testing.T) {
+		var err error
+		cfg, err = serverTLSConfig(certFile, keyFile, "")
 		if err != nil {
-			t.Fatalf("%s: GetCertificate: %v", s.name, err)
+			t.Fatalf("serverTLSConfig: %v", err)
 		}
-		if want := leafOf(t, s.want); !cert.Leaf.Equal(want) {
-			t.Fatalf("%s: served serial %v, want %v", s.name, cert.Leaf.SerialNumber, want.SerialNumber)
+		for _, s := range steps {
+			if s.do != nil {
+				s.do(t)
+			}
+			time.Sleep(s.advance)
+			cert, err := cfg.GetCertificate(&tls.ClientHelloInfo{})
+			if err != nil {
+				t.Fatalf("%s: GetCertificate: %v", s.name, err)
+			}
+			if want := leafOf(t, s.want); !cert.Leaf.Equal(want) {
+				t.Fatalf("%s: served serial %v, want %v", s.name, cert.Leaf.SerialNumber, want.SerialNumber)
+			}
 		}
+	})
+	if t.Failed() {
+		return
 	}
 
-	// A real handshake sees the reloaded certificate too.
+	// Outside the bubble, a real handshake sees the reloaded certificate
+	// too. (cfg holds no channel or timer of the bubble; the files are
+	// unchanged since the last check, so whether this handshake checks them
+	// again or not, it serves the same pair.)
 	addr, result := serveTLSOnce(t, cfg)
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ca.CertPEM())

@@ -110,8 +110,6 @@ type JWTConfig struct {
 	// triggered by unknown kids, and between two checks of JWKSFile for
 	// changes; 0 means 10 s.
 	MinRefreshInterval time.Duration
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
 }
 
 // JWTVerifier authenticates JWT bearer tokens (for example Kubernetes
@@ -131,7 +129,6 @@ type JWTVerifier struct {
 	audience   string
 	leeway     time.Duration
 	minRefresh time.Duration
-	now        func() time.Time
 	// checkEvery is how often the verify path reloads unprompted:
 	// MinRefreshInterval for a file, jwksURLMaxAge for a URL.
 	checkEvery time.Duration
@@ -166,7 +163,6 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 		audience:   cfg.Audience,
 		leeway:     cfg.Leeway,
 		minRefresh: cfg.MinRefreshInterval,
-		now:        cfg.Now,
 		loading:    make(chan struct{}, 1),
 	}
 	if v.leeway == 0 {
@@ -174,9 +170,6 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 	}
 	if v.minRefresh == 0 {
 		v.minRefresh = defaultMinRefreshInterval
-	}
-	if v.now == nil {
-		v.now = time.Now
 	}
 	switch {
 	case cfg.JWKSURL != "" && cfg.JWKSFile != "":
@@ -202,7 +195,7 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 	default:
 		return nil, errors.New("jwt config: one of JWKS URL and JWKS file is required")
 	}
-	v.checked = v.now()
+	v.checked = time.Now()
 	if err := v.load(ctx); err != nil {
 		return nil, err
 	}
@@ -213,7 +206,7 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 // token must be signed with an allowed asymmetric algorithm by the JWKS key
 // its kid names (or, without a kid, by the JWKS's only key); its iss must
 // equal the issuer, its aud contain the audience, its exp (required), nbf
-// and iat hold at Now within the leeway, and its sub be non-empty. ctx
+// and iat hold now within the leeway, and its sub be non-empty. ctx
 // bounds a JWKS reload the token may trigger. Errors never contain any part
 // of the token.
 func (v *JWTVerifier) Authenticate(ctx context.Context, token string) (caller string, err error) {
@@ -270,7 +263,7 @@ func (v *JWTVerifier) Authenticate(ctx context.Context, token string) (caller st
 	err = claims.ValidateWithLeeway(jwt.Expected{
 		Issuer:      v.issuer,
 		AnyAudience: jwt.Audience{v.audience},
-		Time:        v.now(),
+		Time:        time.Now(),
 	}, v.leeway)
 	switch {
 	case err == nil:
@@ -340,7 +333,7 @@ func (v *JWTVerifier) candidates(kid, alg string) (candidates []jose.JSONWebKey,
 // another load is in flight it does not wait. A failed load keeps the
 // cached keys.
 func (v *JWTVerifier) reloadIfDue(ctx context.Context) {
-	now := v.now()
+	now := time.Now()
 	v.mu.RLock()
 	due := now.Sub(v.checked) >= v.checkEvery
 	v.mu.RUnlock()
@@ -373,7 +366,7 @@ func (v *JWTVerifier) refreshForUnknownKid(ctx context.Context) error {
 		return ctx.Err()
 	}
 	defer func() { <-v.loading }()
-	now := v.now()
+	now := time.Now()
 	v.mu.Lock()
 	if !v.kidRefreshed.IsZero() && now.Sub(v.kidRefreshed) < v.minRefresh {
 		v.mu.Unlock()

@@ -18,10 +18,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -36,58 +38,107 @@ const (
 	testSubject  = "system:serviceaccount:ci:deployer"
 	// plantedClaim is put in tokens' claims and kids; no error may show it.
 	plantedClaim = "PLANTED-jwt-claim-7f3a9c"
+	// memJWKSURL is the JWKS URL of an in-memory jwksServer: https, so
+	// that checkJWKSURL accepts it, and never dialed.
+	memJWKSURL = "https://jwks.test/openid/v1/jwks"
 )
 
-// t0 is the fake clock's start.
-var t0 = time.Unix(1_800_000_000, 0)
+// t0 is the fake time at which every synctest bubble starts (midnight UTC
+// 2000-01-01, as testing/synctest documents; inBubble checks it).
+var t0 = time.Date(2000, time.January, 1, 0, 0, 0, 0, time.UTC)
 
-// fakeClock is a manual clock for JWTConfig.Now.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
+// inBubble runs f in a synctest bubble (fake time, starting at t0). f must
+// not call t.Run.
+func inBubble(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	synctest.Test(t, func(t *testing.T) {
+		if now := time.Now(); !now.Equal(t0) {
+			t.Fatalf("bubble starts at %v, want %v", now, t0)
+		}
+		f(t)
+	})
 }
 
-func newFakeClock() *fakeClock { return &fakeClock{now: t0} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// jwksServer is a loopback JWKS endpoint that counts its requests.
+// jwksServer is a JWKS endpoint (an http.Handler) that counts its requests
+// and records the time of each. inMemory serves it without a socket, for
+// synctest bubbles; listen serves it on loopback.
 type jwksServer struct {
-	*httptest.Server
 	body     atomic.Pointer[[]byte]
 	status   atomic.Int32
 	requests atomic.Int64
+
+	mu        sync.Mutex
+	fetchedAt []time.Time
 }
 
-func newJWKSServer(t *testing.T, jwks []byte) *jwksServer {
-	t.Helper()
+func newJWKSServer(jwks []byte) *jwksServer {
 	s := &jwksServer{}
 	s.Set(jwks)
 	s.status.Store(http.StatusOK)
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		s.requests.Add(1)
-		if code := int(s.status.Load()); code != http.StatusOK {
-			http.Error(w, "unavailable", code)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(*s.body.Load())
-	}))
-	t.Cleanup(s.Close)
 	return s
 }
 
+func (s *jwksServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.requests.Add(1)
+	s.mu.Lock()
+	s.fetchedAt = append(s.fetchedAt, time.Now())
+	s.mu.Unlock()
+	if r.Method != http.MethodGet {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if code := int(s.status.Load()); code != http.StatusOK {
+		http.Error(w, "unavailable", code)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(*s.body.Load())
+}
+
 func (s *jwksServer) Set(jwks []byte) { s.body.Store(&jwks) }
+
+// assertFetchedAt fails unless the JWKS was requested exactly at want.
+func (s *jwksServer) assertFetchedAt(t *testing.T, step string, want ...time.Time) {
+	t.Helper()
+	s.mu.Lock()
+	got := slices.Clone(s.fetchedAt)
+	s.mu.Unlock()
+	if !slices.EqualFunc(got, want, time.Time.Equal) {
+		t.Errorf("%s: JWKS fetched at %v, want %v", step, got, want)
+	}
+}
+
+// inMemory returns cfg with s as its JWKS URL, served in memory through
+// cfg.HTTPClient (real sockets do not block durably in a synctest bubble).
+func (s *jwksServer) inMemory(cfg JWTConfig) JWTConfig {
+	cfg.JWKSURL = memJWKSURL
+	cfg.HTTPClient = &http.Client{Transport: handlerTransport{s}}
+	return cfg
+}
+
+// listen serves s on a loopback port until the test ends and returns its
+// URL.
+func (s *jwksServer) listen(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// handlerTransport is an http.RoundTripper that calls an http.Handler
+// directly.
+type handlerTransport struct{ h http.Handler }
+
+func (tr handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if err := r.Context().Err(); err != nil {
+		return nil, err
+	}
+	rec := httptest.NewRecorder()
+	tr.h.ServeHTTP(rec, r)
+	resp := rec.Result()
+	resp.Request = r
+	return resp, nil
+}
 
 // keyPair is a signing key and its public JWK.
 type keyPair struct {
@@ -244,10 +295,6 @@ func TestJWTVerifierAuthenticate(t *testing.T) {
 	ps.alg = jose.PS256
 	other := newRSAKey(t, "rsa-1", 2048) // an attacker's key under the trusted kid
 	jwks := mergeJWKS(t, issuer.JWKS(), jwksOf(t, ec.jwk(), ed.jwk(), ps.jwk()))
-	srv := newJWKSServer(t, jwks)
-	clock := newFakeClock()
-	v := newVerifier(t, JWTConfig{JWKSURL: srv.URL + "/openid/v1/jwks", Now: clock.Now})
-
 	// The RSA public key as PEM: the HMAC secret of the classic algorithm
 	// confusion attack.
 	var rsaPub jose.JSONWebKeySet
@@ -310,53 +357,78 @@ func TestJWTVerifierAuthenticate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := v.Authenticate(context.Background(), tt.token)
-			if tt.wantErr == nil {
-				if err != nil || got != tt.want {
-					t.Fatalf("Authenticate = %q, %v; want %q", got, err, tt.want)
+			inBubble(t, func(t *testing.T) {
+				srv := newJWKSServer(jwks)
+				v := newVerifier(t, srv.inMemory(JWTConfig{}))
+				got, err := v.Authenticate(context.Background(), tt.token)
+				// One fetch, at construction: no case above triggers a
+				// reload ("no kid" is not an unknown kid, and every kid
+				// above is in the JWKS).
+				srv.assertFetchedAt(t, tt.name, t0)
+				if tt.wantErr == nil {
+					if err != nil || got != tt.want {
+						t.Fatalf("Authenticate = %q, %v; want %q", got, err, tt.want)
+					}
+					return
 				}
-				return
-			}
-			if !errors.Is(err, tt.wantErr) {
-				t.Fatalf("Authenticate = %q, %v; want error %v", got, err, tt.wantErr)
-			}
-			if got != "" {
-				t.Errorf("Authenticate returned caller %q with an error", got)
-			}
-			assertNoTokenMaterial(t, err.Error(), tt.token)
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Authenticate = %q, %v; want error %v", got, err, tt.wantErr)
+				}
+				if got != "" {
+					t.Errorf("Authenticate returned caller %q with an error", got)
+				}
+				assertNoTokenMaterial(t, err.Error(), tt.token)
+			})
 		})
-	}
-	// One fetch at construction; the unknown-kid case above ("no kid") never
-	// triggers one, and every kid above is in the JWKS.
-	if n := srv.requests.Load(); n != 1 {
-		t.Errorf("JWKS fetched %d times, want 1", n)
 	}
 }
 
+// TestJWTVerifierLeeway: a token is valid from exactly nbf-leeway to
+// exactly exp+leeway, and not a nanosecond outside.
 func TestJWTVerifierLeeway(t *testing.T) {
 	issuer := identitytest.NewIssuer(t, "k1")
 	path := issuer.WriteJWKSFile(t)
-	token := issuer.Token(t, claimsAt(t0, nil)) // exp t0+10m, nbf t0
+	const (
+		nbf = 5 * time.Minute  // after t0
+		exp = 15 * time.Minute // after t0
+	)
+	token := issuer.Token(t, claimsAt(t0, func(c map[string]any) {
+		c["nbf"] = t0.Add(nbf).Unix()
+		c["exp"] = t0.Add(exp).Unix()
+	})) // iat t0
 	tests := []struct {
 		name    string
 		leeway  time.Duration
-		at      time.Time
+		at      time.Duration // after t0
 		wantErr error
 	}{
-		{name: "default leeway, 59 s after exp", at: t0.Add(10*time.Minute + 59*time.Second)},
-		{name: "default leeway, 61 s after exp", at: t0.Add(10*time.Minute + 61*time.Second), wantErr: errTokenExpired},
-		{name: "default leeway, 59 s before nbf", at: t0.Add(-59 * time.Second)},
-		{name: "default leeway, 61 s before nbf", at: t0.Add(-61 * time.Second), wantErr: errTokenNotYetValid},
-		{name: "5 s leeway, 4 s after exp", leeway: 5 * time.Second, at: t0.Add(10*time.Minute + 4*time.Second)},
-		{name: "5 s leeway, 6 s after exp", leeway: 5 * time.Second, at: t0.Add(10*time.Minute + 6*time.Second), wantErr: errTokenExpired},
+		{name: "default leeway, exactly 60 s before nbf", at: nbf - time.Minute},
+		{name: "default leeway, 1 ns earlier", at: nbf - time.Minute - time.Nanosecond, wantErr: errTokenNotYetValid},
+		{name: "default leeway, exactly 60 s after exp", at: exp + time.Minute},
+		{name: "default leeway, 1 ns later", at: exp + time.Minute + time.Nanosecond, wantErr: errTokenExpired},
+		{name: "5 s leeway, exactly 5 s before nbf", leeway: 5 * time.Second, at: nbf - 5*time.Second},
+		{name: "5 s leeway, 1 ns earlier", leeway: 5 * time.Second, at: nbf - 5*time.Second - time.Nanosecond, wantErr: errTokenNotYetValid},
+		{name: "5 s leeway, 59 s before nbf", leeway: 5 * time.Second, at: nbf - 59*time.Second, wantErr: errTokenNotYetValid},
+		{name: "5 s leeway, exactly 5 s after exp", leeway: 5 * time.Second, at: exp + 5*time.Second},
+		{name: "5 s leeway, 1 ns later", leeway: 5 * time.Second, at: exp + 5*time.Second + time.Nanosecond, wantErr: errTokenExpired},
+		{name: "5 s leeway, 59 s after exp", leeway: 5 * time.Second, at: exp + 59*time.Second, wantErr: errTokenExpired},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := newVerifier(t, JWTConfig{JWKSFile: path, Leeway: tt.leeway, Now: func() time.Time { return tt.at }})
-			_, err := v.Authenticate(context.Background(), token)
-			if !errors.Is(err, tt.wantErr) {
-				t.Errorf("Authenticate error = %v, want %v", err, tt.wantErr)
-			}
+			inBubble(t, func(t *testing.T) {
+				v := newVerifier(t, JWTConfig{JWKSFile: path, Leeway: tt.leeway})
+				time.Sleep(tt.at)
+				got, err := v.Authenticate(context.Background(), token)
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("at t0+%v: Authenticate = %q, %v; want error %v", tt.at, got, err, tt.wantErr)
+				}
+				if err == nil && got != "jwt:"+testSubject {
+					t.Errorf("caller = %q", got)
+				}
+				if err != nil {
+					assertNoTokenMaterial(t, err.Error(), token)
+				}
+			})
 		})
 	}
 }
@@ -368,7 +440,6 @@ func TestJWTVerifierNoKidSingleKey(t *testing.T) {
 	if err := os.WriteFile(path, jwksOf(t, key.jwk()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	v := newVerifier(t, JWTConfig{JWKSFile: path, Now: newFakeClock().Now})
 	tests := []struct {
 		name    string
 		token   string
@@ -380,13 +451,16 @@ func TestJWTVerifierNoKidSingleKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := v.Authenticate(context.Background(), tt.token)
-			if !errors.Is(err, tt.wantErr) {
-				t.Fatalf("Authenticate = %q, %v; want error %v", got, err, tt.wantErr)
-			}
-			if err == nil && got != "jwt:"+testSubject {
-				t.Errorf("caller = %q", got)
-			}
+			inBubble(t, func(t *testing.T) {
+				v := newVerifier(t, JWTConfig{JWKSFile: path})
+				got, err := v.Authenticate(context.Background(), tt.token)
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Authenticate = %q, %v; want error %v", got, err, tt.wantErr)
+				}
+				if err == nil && got != "jwt:"+testSubject {
+					t.Errorf("caller = %q", got)
+				}
+			})
 		})
 	}
 }
@@ -402,118 +476,116 @@ func mustEC(t testing.TB, c elliptic.Curve) *ecdsa.PrivateKey {
 
 // TestJWTVerifierUnknownKidRefresh: a kid not in the cache triggers one
 // fetch; once the JWKS URL serves the new key, the token verifies; fetches
-// are rate-limited by MinRefreshInterval.
+// are rate-limited to one per MinRefreshInterval, exactly.
 func TestJWTVerifierUnknownKidRefresh(t *testing.T) {
 	old := identitytest.NewIssuer(t, "k1")
 	rotated := identitytest.NewIssuer(t, "k2")
-	srv := newJWKSServer(t, old.JWKS())
-	clock := newFakeClock()
-	v := newVerifier(t, JWTConfig{JWKSURL: srv.URL, MinRefreshInterval: 30 * time.Second, Now: clock.Now})
-	ctx := context.Background()
-	newToken := rotated.Token(t, claimsAt(t0, func(c map[string]any) { c["exp"] = t0.Add(time.Hour).Unix() }))
+	const interval = 30 * time.Second
+	inBubble(t, func(t *testing.T) {
+		srv := newJWKSServer(old.JWKS())
+		v := newVerifier(t, srv.inMemory(JWTConfig{MinRefreshInterval: interval}))
+		ctx := context.Background()
+		newToken := rotated.Token(t, claimsAt(t0, func(c map[string]any) { c["exp"] = t0.Add(time.Hour).Unix() }))
 
-	steps := []struct {
-		name         string
-		advance      time.Duration
-		serve        []byte
-		wantErr      error
-		wantRequests int64 // in total, 1 being the constructor's
-	}{
-		{name: "before the rotation: one fetch, key still unknown", wantErr: errTokenUnknownKey, wantRequests: 2},
-		{name: "rotation served, but within the interval: no fetch", serve: mergeJWKS(t, old.JWKS(), rotated.JWKS()), advance: 29 * time.Second, wantErr: errTokenUnknownKey, wantRequests: 2},
-		{name: "interval passed: one fetch, verifies", advance: time.Second, wantRequests: 3},
-		{name: "cached: no fetch", advance: time.Second, wantRequests: 3},
-	}
-	for _, s := range steps {
-		if s.serve != nil {
-			srv.Set(s.serve)
+		steps := []struct {
+			name        string
+			advance     time.Duration
+			serve       []byte
+			wantErr     error
+			wantFetches []time.Time // all so far, the first being the constructor's
+		}{
+			{name: "before the rotation: one fetch, key still unknown", wantErr: errTokenUnknownKey, wantFetches: []time.Time{t0, t0}},
+			{name: "rotation served, 1 ns before the interval: no fetch", serve: mergeJWKS(t, old.JWKS(), rotated.JWKS()), advance: interval - time.Nanosecond, wantErr: errTokenUnknownKey, wantFetches: []time.Time{t0, t0}},
+			{name: "exactly the interval: one fetch, verifies", advance: time.Nanosecond, wantFetches: []time.Time{t0, t0, t0.Add(interval)}},
+			{name: "cached: no fetch", advance: time.Second, wantFetches: []time.Time{t0, t0, t0.Add(interval)}},
 		}
-		clock.Advance(s.advance)
-		got, err := v.Authenticate(ctx, newToken)
-		if !errors.Is(err, s.wantErr) {
-			t.Fatalf("%s: Authenticate = %q, %v; want error %v", s.name, got, err, s.wantErr)
+		for _, s := range steps {
+			if s.serve != nil {
+				srv.Set(s.serve)
+			}
+			time.Sleep(s.advance)
+			got, err := v.Authenticate(ctx, newToken)
+			if !errors.Is(err, s.wantErr) {
+				t.Fatalf("%s: Authenticate = %q, %v; want error %v", s.name, got, err, s.wantErr)
+			}
+			if err == nil && got != "jwt:"+testSubject {
+				t.Errorf("%s: caller = %q", s.name, got)
+			}
+			if err != nil {
+				assertNoTokenMaterial(t, err.Error(), newToken)
+			}
+			srv.assertFetchedAt(t, s.name, s.wantFetches...)
 		}
-		if err == nil && got != "jwt:"+testSubject {
-			t.Errorf("%s: caller = %q", s.name, got)
+		// The old key is still served and still verifies.
+		if _, err := v.Authenticate(ctx, old.Token(t, claimsAt(t0, nil))); err != nil {
+			t.Errorf("old key after rotation: %v", err)
 		}
-		if err != nil {
-			assertNoTokenMaterial(t, err.Error(), newToken)
-		}
-		if n := srv.requests.Load(); n != s.wantRequests {
-			t.Errorf("%s: %d JWKS requests, want %d", s.name, n, s.wantRequests)
-		}
-	}
-	// The old key is still served and still verifies.
-	if _, err := v.Authenticate(ctx, old.Token(t, claimsAt(t0, nil))); err != nil {
-		t.Errorf("old key after rotation: %v", err)
-	}
+	})
 }
 
 // TestJWTVerifierGarbageKidFlood: 100 concurrent tokens with random kids
-// cause at most one fetch per MinRefreshInterval.
+// cause exactly one fetch per MinRefreshInterval.
 func TestJWTVerifierGarbageKidFlood(t *testing.T) {
 	issuer := identitytest.NewIssuer(t, "k1")
-	srv := newJWKSServer(t, issuer.JWKS())
-	clock := newFakeClock()
-	const interval = 10 * time.Second
-	v := newVerifier(t, JWTConfig{JWKSURL: srv.URL, Now: clock.Now}) // default MinRefreshInterval
 	attacker := newECKey(t, "")
+	const interval = defaultMinRefreshInterval
+	inBubble(t, func(t *testing.T) {
+		srv := newJWKSServer(issuer.JWKS())
+		v := newVerifier(t, srv.inMemory(JWTConfig{})) // default MinRefreshInterval
 
-	flood := func() {
-		t.Helper()
-		tokens := make([]string, 100)
-		for i := range tokens {
-			var kid [12]byte
-			_, _ = rand.Read(kid[:])
-			tokens[i] = signToken(t, jose.ES256, attacker.priv, plantedClaim+hex.EncodeToString(kid[:]), claimsAt(t0, nil))
-		}
-		errs := make([]error, len(tokens))
-		var wg sync.WaitGroup
-		for i, tok := range tokens {
-			wg.Go(func() {
-				_, errs[i] = v.Authenticate(context.Background(), tok)
-			})
-		}
-		wg.Wait()
-		for i, err := range errs {
-			if !errors.Is(err, errTokenUnknownKey) {
-				t.Fatalf("token %d: error %v, want %v", i, err, errTokenUnknownKey)
+		flood := func() {
+			t.Helper()
+			tokens := make([]string, 100)
+			for i := range tokens {
+				var kid [12]byte
+				_, _ = rand.Read(kid[:])
+				tokens[i] = signToken(t, jose.ES256, attacker.priv, plantedClaim+hex.EncodeToString(kid[:]), claimsAt(t0, nil))
 			}
-			assertNoTokenMaterial(t, err.Error(), tokens[i])
+			errs := make([]error, len(tokens))
+			var wg sync.WaitGroup
+			for i, tok := range tokens {
+				wg.Go(func() {
+					_, errs[i] = v.Authenticate(context.Background(), tok)
+				})
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if !errors.Is(err, errTokenUnknownKey) {
+					t.Fatalf("token %d: error %v, want %v", i, err, errTokenUnknownKey)
+				}
+				assertNoTokenMaterial(t, err.Error(), tokens[i])
+			}
 		}
-	}
 
-	steps := []struct {
-		name         string
-		advance      time.Duration
-		wantRequests int64
-	}{
-		{name: "first flood: one refresh", wantRequests: 2},
-		{name: "just inside the interval: none", advance: interval - time.Nanosecond, wantRequests: 2},
-		{name: "interval passed: one more", advance: time.Nanosecond, wantRequests: 3},
-		{name: "right after: none", advance: time.Second, wantRequests: 3},
-	}
-	for _, s := range steps {
-		clock.Advance(s.advance)
-		flood()
-		if n := srv.requests.Load(); n != s.wantRequests {
-			t.Errorf("%s: %d JWKS requests, want %d", s.name, n, s.wantRequests)
+		steps := []struct {
+			name        string
+			advance     time.Duration
+			wantFetches []time.Time
+		}{
+			{name: "first flood: one refresh", wantFetches: []time.Time{t0, t0}},
+			{name: "1 ns before the interval: none", advance: interval - time.Nanosecond, wantFetches: []time.Time{t0, t0}},
+			{name: "exactly the interval: one more", advance: time.Nanosecond, wantFetches: []time.Time{t0, t0, t0.Add(interval)}},
+			{name: "right after: none", advance: time.Second, wantFetches: []time.Time{t0, t0, t0.Add(interval)}},
 		}
-	}
-	// The flood did not disturb the real key.
-	if _, err := v.Authenticate(context.Background(), issuer.Token(t, claimsAt(t0, nil))); err != nil {
-		t.Errorf("legitimate token after the flood: %v", err)
-	}
+		for _, s := range steps {
+			time.Sleep(s.advance)
+			flood()
+			srv.assertFetchedAt(t, s.name, s.wantFetches...)
+		}
+		// The flood did not disturb the real key.
+		if _, err := v.Authenticate(context.Background(), issuer.Token(t, claimsAt(t0, nil))); err != nil {
+			t.Errorf("legitimate token after the flood: %v", err)
+		}
+	})
 }
 
 // TestJWTVerifierFileRotation: a changed JWKS file is picked up on the
-// verify path once MinRefreshInterval has passed, without an unknown kid.
+// verify path exactly MinRefreshInterval after the last check, without an
+// unknown kid.
 func TestJWTVerifierFileRotation(t *testing.T) {
 	old := identitytest.NewIssuer(t, "k1")
 	rotated := identitytest.NewIssuer(t, "k2")
 	path := old.WriteJWKSFile(t)
-	clock := newFakeClock()
-	v := newVerifier(t, JWTConfig{JWKSFile: path, Now: clock.Now})
 	oldToken := old.Token(t, claimsAt(t0, func(c map[string]any) { c["exp"] = t0.Add(time.Hour).Unix() }))
 	newToken := rotated.Token(t, claimsAt(t0, func(c map[string]any) { c["exp"] = t0.Add(time.Hour).Unix() }))
 	write := func(data []byte) func(t *testing.T) {
@@ -525,104 +597,117 @@ func TestJWTVerifierFileRotation(t *testing.T) {
 	}
 
 	steps := []struct {
-		name       string
-		do         func(t *testing.T)
-		advance    time.Duration
-		oldErr     error
-		checkNew   bool
-		newErr     error
-		newChecked bool
+		name     string
+		do       func(t *testing.T)
+		advance  time.Duration
+		oldErr   error
+		checkNew bool
+		newErr   error
 	}{
 		{name: "initial", oldErr: nil},
 		// The cached key stays until the file is checked: the old token
 		// still verifies although the file no longer has its key.
-		{name: "rotated, not checked yet", do: write(rotated.JWKS()), advance: 9 * time.Second, oldErr: nil},
+		{name: "rotated, 1 ns before the check", do: write(rotated.JWKS()), advance: defaultMinRefreshInterval - time.Nanosecond, oldErr: nil},
 		// Checked: the old key is gone (its kid is now unknown; an
 		// unknown-kid reload reads the same file).
-		{name: "checked after the interval", advance: time.Second, oldErr: errTokenUnknownKey, checkNew: true},
+		{name: "checked exactly at the interval", advance: time.Nanosecond, oldErr: errTokenUnknownKey, checkNew: true},
 		// A broken file keeps the cached keys.
 		{name: "broken file", do: write([]byte(`{"keys": [`)), advance: time.Minute, oldErr: errTokenUnknownKey, checkNew: true},
 		{name: "file removed", do: func(t *testing.T) { _ = os.Remove(path) }, advance: time.Minute, oldErr: errTokenUnknownKey, checkNew: true},
 		{name: "rolled back", do: write(old.JWKS()), advance: time.Minute, oldErr: nil, checkNew: true, newErr: errTokenUnknownKey},
 	}
-	for _, s := range steps {
-		if s.do != nil {
-			s.do(t)
-		}
-		clock.Advance(s.advance)
-		if _, err := v.Authenticate(context.Background(), oldToken); !errors.Is(err, s.oldErr) {
-			t.Fatalf("%s: old token: error %v, want %v", s.name, err, s.oldErr)
-		}
-		if s.checkNew {
-			if _, err := v.Authenticate(context.Background(), newToken); !errors.Is(err, s.newErr) {
-				t.Fatalf("%s: new token: error %v, want %v", s.name, err, s.newErr)
+	inBubble(t, func(t *testing.T) {
+		v := newVerifier(t, JWTConfig{JWKSFile: path}) // default MinRefreshInterval
+		for _, s := range steps {
+			if s.do != nil {
+				s.do(t)
+			}
+			time.Sleep(s.advance)
+			if _, err := v.Authenticate(context.Background(), oldToken); !errors.Is(err, s.oldErr) {
+				t.Fatalf("%s: old token: error %v, want %v", s.name, err, s.oldErr)
+			} else if err != nil {
+				assertNoTokenMaterial(t, err.Error(), oldToken)
+			}
+			if s.checkNew {
+				if _, err := v.Authenticate(context.Background(), newToken); !errors.Is(err, s.newErr) {
+					t.Fatalf("%s: new token: error %v, want %v", s.name, err, s.newErr)
+				} else if err != nil {
+					assertNoTokenMaterial(t, err.Error(), newToken)
+				}
 			}
 		}
-	}
+	})
 }
 
-// TestJWTVerifierURLMaxAge: a JWKS from a URL is fetched again once an
-// hour old, so a key the issuer removed stops verifying.
+// TestJWTVerifierURLMaxAge: a JWKS from a URL is fetched again exactly an
+// hour after the last fetch, so a key the issuer removed stops verifying.
 func TestJWTVerifierURLMaxAge(t *testing.T) {
 	old := identitytest.NewIssuer(t, "k1")
 	rotated := identitytest.NewIssuer(t, "k2")
-	srv := newJWKSServer(t, old.JWKS())
-	clock := newFakeClock()
-	v := newVerifier(t, JWTConfig{JWKSURL: srv.URL, Leeway: 24 * time.Hour, Now: clock.Now})
-	token := old.Token(t, claimsAt(t0, nil))
+	inBubble(t, func(t *testing.T) {
+		srv := newJWKSServer(old.JWKS())
+		v := newVerifier(t, srv.inMemory(JWTConfig{Leeway: 24 * time.Hour}))
+		token := old.Token(t, claimsAt(t0, nil))
 
-	srv.Set(rotated.JWKS())
-	clock.Advance(jwksURLMaxAge - time.Second)
-	if _, err := v.Authenticate(context.Background(), token); err != nil {
-		t.Fatalf("before max age: %v", err)
-	}
-	if n := srv.requests.Load(); n != 1 {
-		t.Errorf("before max age: %d requests, want 1", n)
-	}
-	clock.Advance(time.Second)
-	if _, err := v.Authenticate(context.Background(), token); !errors.Is(err, errTokenUnknownKey) {
-		t.Fatalf("after max age: error %v, want %v", err, errTokenUnknownKey)
-	}
-	// One age refetch and one unknown-kid refetch.
-	if n := srv.requests.Load(); n != 3 {
-		t.Errorf("after max age: %d requests, want 3", n)
-	}
+		srv.Set(rotated.JWKS())
+		time.Sleep(jwksURLMaxAge - time.Nanosecond)
+		if _, err := v.Authenticate(context.Background(), token); err != nil {
+			t.Fatalf("1 ns before max age: %v", err)
+		}
+		srv.assertFetchedAt(t, "1 ns before max age", t0)
+		time.Sleep(time.Nanosecond)
+		_, err := v.Authenticate(context.Background(), token)
+		if !errors.Is(err, errTokenUnknownKey) {
+			t.Fatalf("at max age: error %v, want %v", err, errTokenUnknownKey)
+		}
+		assertNoTokenMaterial(t, err.Error(), token)
+		// One age refetch and one unknown-kid refetch, both exactly at the
+		// max age.
+		at := t0.Add(jwksURLMaxAge)
+		srv.assertFetchedAt(t, "at max age", t0, at, at)
+	})
 }
 
 // TestJWTVerifierRefreshFailure: a failing JWKS endpoint keeps the cached
 // keys, and the error says why the kid stayed unknown without the token.
 func TestJWTVerifierRefreshFailure(t *testing.T) {
 	issuer := identitytest.NewIssuer(t, "k1")
-	srv := newJWKSServer(t, issuer.JWKS())
-	v := newVerifier(t, JWTConfig{JWKSURL: srv.URL, Now: newFakeClock().Now})
-	srv.status.Store(http.StatusServiceUnavailable)
+	inBubble(t, func(t *testing.T) {
+		srv := newJWKSServer(issuer.JWKS())
+		v := newVerifier(t, srv.inMemory(JWTConfig{}))
+		srv.status.Store(http.StatusServiceUnavailable)
 
-	unknown := signToken(t, jose.ES256, newECKey(t, "").priv, "kid-"+plantedClaim, claimsAt(t0, nil))
-	_, err := v.Authenticate(context.Background(), unknown)
-	if !errors.Is(err, errTokenUnknownKey) || !strings.Contains(err.Error(), "HTTP status 503") {
-		t.Fatalf("error %v, want %v with the refresh's cause", err, errTokenUnknownKey)
-	}
-	assertNoTokenMaterial(t, err.Error(), unknown)
-	if got, err := v.Authenticate(context.Background(), issuer.Token(t, claimsAt(t0, nil))); err != nil {
-		t.Errorf("cached key after a failed refresh: %q, %v", got, err)
-	}
+		unknown := signToken(t, jose.ES256, newECKey(t, "").priv, "kid-"+plantedClaim, claimsAt(t0, nil))
+		_, err := v.Authenticate(context.Background(), unknown)
+		if !errors.Is(err, errTokenUnknownKey) || !strings.Contains(err.Error(), "HTTP status 503") {
+			t.Fatalf("error %v, want %v with the refresh's cause", err, errTokenUnknownKey)
+		}
+		assertNoTokenMaterial(t, err.Error(), unknown)
+		if got, err := v.Authenticate(context.Background(), issuer.Token(t, claimsAt(t0, nil))); err != nil || got != "jwt:"+testSubject {
+			t.Errorf("cached key after a failed refresh: %q, %v", got, err)
+		}
+		srv.assertFetchedAt(t, "after the failed refresh", t0, t0)
+	})
 }
 
 func TestNewJWTVerifierConfig(t *testing.T) {
 	issuer := identitytest.NewIssuer(t, "k1")
-	good := newJWKSServer(t, issuer.JWKS())
-	missing := newJWKSServer(t, issuer.JWKS())
-	missing.status.Store(http.StatusNotFound)
-	weak := newJWKSServer(t, jwksOf(t, newRSAKey(t, "weak", 1024).jwk()))
-	symmetric := newJWKSServer(t, jwksOf(t, jose.JSONWebKey{Key: []byte("0123456789abcdef0123456789abcdef"), KeyID: "hmac", Algorithm: "HS256"}))
-	encryption := newJWKSServer(t, func() []byte {
+	// Real loopback servers (no bubble here): the default client's path.
+	serve := func(jwks []byte) string { return newJWKSServer(jwks).listen(t) }
+	good := serve(issuer.JWKS())
+	notFound := newJWKSServer(issuer.JWKS())
+	notFound.status.Store(http.StatusNotFound)
+	missing := notFound.listen(t)
+	weak := serve(jwksOf(t, newRSAKey(t, "weak", 1024).jwk()))
+	symmetric := serve(jwksOf(t, jose.JSONWebKey{Key: []byte("0123456789abcdef0123456789abcdef"), KeyID: "hmac", Algorithm: "HS256"}))
+	encryption := serve(func() []byte {
 		k := newECKey(t, "enc").jwk()
 		k.Use = "enc"
 		return jwksOf(t, k)
 	}())
-	garbage := newJWKSServer(t, []byte("<html>"))
+	garbage := serve([]byte("<html>"))
 	// An unknown key type next to a good key: skipped, not fatal.
-	mixed := newJWKSServer(t, mergeJWKS(t, []byte(`{"keys":[{"kty":"XYZ","kid":"future"}]}`), issuer.JWKS()))
+	mixed := serve(mergeJWKS(t, []byte(`{"keys":[{"kty":"XYZ","kid":"future"}]}`), issuer.JWKS()))
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(issuer.JWKS()) }))
 	t.Cleanup(tlsSrv.Close)
 	file := issuer.WriteJWKSFile(t)
@@ -632,22 +717,22 @@ func TestNewJWTVerifierConfig(t *testing.T) {
 		cfg     JWTConfig
 		wantErr string
 	}{
-		{name: "http loopback URL", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: good.URL}},
+		{name: "http loopback URL", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: good}},
 		{name: "https URL", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: tlsSrv.URL, HTTPClient: tlsSrv.Client()}},
 		{name: "file", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSFile: file}},
-		{name: "unknown key type skipped", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: mixed.URL}},
+		{name: "unknown key type skipped", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: mixed}},
 		{name: "no issuer", cfg: JWTConfig{Audience: "a", JWKSFile: file}, wantErr: "issuer is required"},
 		{name: "no audience", cfg: JWTConfig{Issuer: "i", JWKSFile: file}, wantErr: "audience is required"},
 		{name: "no JWKS", cfg: JWTConfig{Issuer: "i", Audience: "a"}, wantErr: "one of JWKS URL and JWKS file is required"},
-		{name: "both JWKS sources", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: good.URL, JWKSFile: file}, wantErr: "only one"},
+		{name: "both JWKS sources", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: good, JWKSFile: file}, wantErr: "only one"},
 		{name: "negative leeway", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSFile: file, Leeway: -time.Second}, wantErr: "must not be negative"},
 		{name: "http on a remote host", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: "http://kubernetes.example/openid/v1/jwks"}, wantErr: "must be https"},
 		{name: "missing file", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSFile: filepath.Join(t.TempDir(), "none.json")}, wantErr: "read JWKS file"},
-		{name: "HTTP 404", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: missing.URL}, wantErr: "HTTP status 404"},
-		{name: "RSA 1024 only", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: weak.URL}, wantErr: "no usable signing key"},
-		{name: "symmetric key only", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: symmetric.URL}, wantErr: "no usable signing key"},
-		{name: "encryption key only", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: encryption.URL}, wantErr: "no usable signing key"},
-		{name: "not JSON", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: garbage.URL}, wantErr: "JWKS:"},
+		{name: "HTTP 404", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: missing}, wantErr: "HTTP status 404"},
+		{name: "RSA 1024 only", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: weak}, wantErr: "no usable signing key"},
+		{name: "symmetric key only", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: symmetric}, wantErr: "no usable signing key"},
+		{name: "encryption key only", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: encryption}, wantErr: "no usable signing key"},
+		{name: "not JSON", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: garbage}, wantErr: "JWKS:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
