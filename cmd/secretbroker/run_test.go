@@ -582,19 +582,22 @@ func TestShutdownDrains(t *testing.T) {
 		t.Errorf("Authorization sent to GitHub: %d bytes, want the bearer token", len(got))
 	}
 
-	b.cancel()
-	hc := healthpb.NewHealthClient(b.conn)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		resp, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: "secretbroker.v1.SecretService"})
-		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("health never turned NOT_SERVING during shutdown: %v %v", resp, err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// Watch the service's health: the stream reports each change, so the
+	// test waits for NOT_SERVING without polling.
+	wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer wcancel()
+	watch, err := healthpb.NewHealthClient(b.conn).Watch(wctx, &healthpb.HealthCheckRequest{Service: "secretbroker.v1.SecretService"})
+	if err != nil {
+		t.Fatal(err)
 	}
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health before shutdown: %v %v", resp, err)
+	}
+	b.cancel()
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health during shutdown: %v %v, want NOT_SERVING", resp, err)
+	}
+	wcancel() // an open Watch would hold the graceful stop
 	select {
 	case err := <-b.done:
 		t.Fatalf("run returned (%v) with a request in flight", err)
