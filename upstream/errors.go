@@ -161,16 +161,7 @@ type ThrottledError struct {
 // the budget allows it in 12s, after the caller's deadline".
 func (e *ThrottledError) Error() string {
 	return fmt.Sprintf("github: %s %s: not sent: %s; the budget allows it in %s, after the caller's deadline",
-		e.Method, e.Route, e.Reason, roundWait(e.RetryAfter))
-}
-
-// roundWait rounds d for a message: to the second from a second up, to
-// the millisecond below.
-func roundWait(d time.Duration) time.Duration {
-	if d >= time.Second {
-		return d.Round(time.Second)
-	}
-	return max(d.Round(time.Millisecond), time.Millisecond)
+		e.Method, e.Route, e.Reason, pace.RoundWait(e.RetryAfter))
 }
 
 // BackoffError reports a request that failed, with 500, 502, 503 or 504
@@ -195,7 +186,7 @@ type BackoffError struct {
 // after the caller's deadline)".
 func (e *BackoffError) Error() string {
 	return fmt.Sprintf("%v (attempt %d; not retried: the retry's backoff of %s would end after the caller's deadline)",
-		e.Err, e.Attempts, roundWait(e.RetryAfter))
+		e.Err, e.Attempts, pace.RoundWait(e.RetryAfter))
 }
 
 func (e *BackoffError) Unwrap() error { return e.Err }

@@ -204,55 +204,6 @@ func TestDefaultPacing(t *testing.T) {
 	}
 }
 
-func TestPacingValidation(t *testing.T) {
-	mod := func(f func(*Pacing)) Pacing {
-		p := DefaultPacing()
-		f(&p)
-		return p
-	}
-	for _, tc := range []struct {
-		name string
-		p    Pacing
-		ok   bool
-		want int // MaxInFlight after New, when ok
-	}{
-		{"default", DefaultPacing(), true, 10},
-		{"MaxInFlight 0 is 10", mod(func(p *Pacing) { p.MaxInFlight = 0 }), true, 10},
-		{"MaxInFlight 1", mod(func(p *Pacing) { p.MaxInFlight = 1 }), true, 1},
-		{"MaxInFlight 100", mod(func(p *Pacing) { p.MaxInFlight = 100 }), true, 100},
-		{"MaxInFlight 101", mod(func(p *Pacing) { p.MaxInFlight = 101 }), false, 0},
-		{"MaxInFlight -1", mod(func(p *Pacing) { p.MaxInFlight = -1 }), false, 0},
-		{"WriteInterval 0", mod(func(p *Pacing) { p.WriteInterval = 0 }), true, 10},
-		{"WriteInterval negative", mod(func(p *Pacing) { p.WriteInterval = -time.Second }), false, 0},
-		{"points off", mod(func(p *Pacing) { p.PointsPerMinute = 0 }), true, 10},
-		{"points 4", mod(func(p *Pacing) { p.PointsPerMinute = 4 }), false, 0},
-		{"points 5", mod(func(p *Pacing) { p.PointsPerMinute = 5 }), true, 10},
-		{"points negative", mod(func(p *Pacing) { p.PointsPerMinute = -1 }), false, 0},
-		{"MaxAttempts 0", mod(func(p *Pacing) { p.MaxAttempts = 0 }), false, 0},
-		{"MaxAttempts 1", mod(func(p *Pacing) { p.MaxAttempts = 1 }), true, 10},
-		{"backoff max below base", mod(func(p *Pacing) { p.BackoffMax = time.Millisecond }), false, 0},
-		{"backoff negative", mod(func(p *Pacing) { p.BackoffBase = -1 }), false, 0},
-		{"backoff zero", mod(func(p *Pacing) { p.BackoffBase, p.BackoffMax = 0, 0 }), true, 10},
-		{"secondary pause negative", mod(func(p *Pacing) { p.SecondaryPause = -1 }), false, 0},
-		{"secondary pause zero", mod(func(p *Pacing) { p.SecondaryPause = 0 }), true, 10},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := New(Config{Pacing: &tc.p})
-			if tc.ok != (err == nil) {
-				t.Fatalf("New: err = %v, want ok %v", err, tc.ok)
-			}
-			if tc.ok && c.pacing.MaxInFlight != tc.want {
-				t.Errorf("MaxInFlight %d, want %d", c.pacing.MaxInFlight, tc.want)
-			}
-			if !tc.ok {
-				if _, ok := errors.AsType[*PacingError](err); !ok {
-					t.Errorf("New: %v, want a *PacingError", err)
-				}
-			}
-		})
-	}
-}
-
 // Each of Pacing's pacing fields reaches the pacer: the requests arrive
 // at the server exactly when the pacing lets them.
 func TestPacingReachesThePacer(t *testing.T) {

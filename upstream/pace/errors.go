@@ -81,12 +81,12 @@ type ThrottledError struct {
 // could start in 7s, after the caller's deadline".
 func (e *ThrottledError) Error() string {
 	return fmt.Sprintf("pace: %s %s: not sent: %s; it could start in %s, after the caller's deadline",
-		e.Method, e.Route, e.Detail, roundWait(e.RetryAfter))
+		e.Method, e.Route, e.Detail, RoundWait(e.RetryAfter))
 }
 
-// roundWait rounds d for a message: to the second from a second up, to
-// the millisecond below.
-func roundWait(d time.Duration) time.Duration {
+// RoundWait rounds a wait for a message: to the second from a second up,
+// to the millisecond below.
+func RoundWait(d time.Duration) time.Duration {
 	if d >= time.Second {
 		return d.Round(time.Second)
 	}
