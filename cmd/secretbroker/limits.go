@@ -21,7 +21,6 @@ type callLimits struct {
 	burst     int
 	perCaller int // 0: no per-caller cap
 	total     int // 0: no total cap
-	now       func() time.Time
 
 	mu      sync.Mutex
 	active  int
@@ -36,7 +35,6 @@ type callerState struct {
 func newCallLimits(rps float64, burst, perCaller, total int) *callLimits {
 	return &callLimits{
 		rps: rate.Limit(rps), burst: burst, perCaller: perCaller, total: total,
-		now:     time.Now,
 		callers: make(map[string]*callerState),
 	}
 }
@@ -68,7 +66,7 @@ func (l *callLimits) admit(caller string) (release func(), refused *refusal) {
 		return nil, &refusal{reason: "the caller is at its limit of calls in progress", retryAfter: time.Second}
 	}
 	if st.lim != nil {
-		now := l.now()
+		now := time.Now()
 		r := st.lim.ReserveN(now, 1)
 		if d := r.DelayFrom(now); !r.OK() || d > 0 {
 			r.CancelAt(now)
@@ -96,7 +94,7 @@ func (l *callLimits) sweepLocked() {
 	if len(l.callers) < maxTrackedCallers {
 		return
 	}
-	now := l.now()
+	now := time.Now()
 	for k, st := range l.callers {
 		if st.active == 0 && (st.lim == nil || st.lim.TokensAt(now) >= float64(l.burst)) {
 			delete(l.callers, k)

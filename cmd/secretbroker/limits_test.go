@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
 func TestCallLimits(t *testing.T) {
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	type step struct {
 		caller  string
 		advance time.Duration // before the call
@@ -50,49 +50,51 @@ func TestCallLimits(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
+		// Each case runs in a synctest bubble: time.Sleep moves its fake
+		// clock exactly.
 		t.Run(tt.name, func(t *testing.T) {
-			l := newCallLimits(tt.rps, tt.burst, tt.perCaller, tt.total)
-			now := t0
-			l.now = func() time.Time { return now }
-			var releases []func()
-			for i, s := range tt.steps {
-				now = now.Add(s.advance)
-				if s.release >= 0 {
-					releases[s.release]()
-					releases[s.release]() // a second release is harmless
-				}
-				release, refused := l.admit(s.caller)
-				got := ""
-				if refused != nil {
-					got = refused.reason
-					if refused.retryAfter <= 0 {
-						t.Errorf("step %d: refused without a retry delay", i)
+			synctest.Test(t, func(t *testing.T) {
+				l := newCallLimits(tt.rps, tt.burst, tt.perCaller, tt.total)
+				var releases []func()
+				for i, s := range tt.steps {
+					time.Sleep(s.advance)
+					if s.release >= 0 {
+						releases[s.release]()
+						releases[s.release]() // a second release is harmless
 					}
-				} else {
-					releases = append(releases, release)
+					release, refused := l.admit(s.caller)
+					got := ""
+					if refused != nil {
+						got = refused.reason
+						if refused.retryAfter <= 0 {
+							t.Errorf("step %d: refused without a retry delay", i)
+						}
+					} else {
+						releases = append(releases, release)
+					}
+					if (s.want == "") != (got == "") || s.want != "" && !strings.Contains(got, s.want) {
+						t.Fatalf("step %d (%s): got %q, want %q", i, s.caller, got, s.want)
+					}
 				}
-				if (s.want == "") != (got == "") || s.want != "" && !strings.Contains(got, s.want) {
-					t.Fatalf("step %d (%s): got %q, want %q", i, s.caller, got, s.want)
-				}
-			}
+			})
 		})
 	}
 }
 
 // TestCallLimitsForgetIdleCallers: the callers' states stay bounded.
 func TestCallLimitsForgetIdleCallers(t *testing.T) {
-	l := newCallLimits(10, 1, 4, 0)
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l.now = func() time.Time { return now }
-	for i := range 3 * maxTrackedCallers {
-		release, refused := l.admit(fmt.Sprint("caller-", i))
-		if refused != nil {
-			t.Fatalf("caller %d refused: %s", i, refused.reason)
+	synctest.Test(t, func(t *testing.T) {
+		l := newCallLimits(10, 1, 4, 0)
+		for i := range 3 * maxTrackedCallers {
+			release, refused := l.admit(fmt.Sprint("caller-", i))
+			if refused != nil {
+				t.Fatalf("caller %d refused: %s", i, refused.reason)
+			}
+			release()
+			time.Sleep(time.Second) // every bucket refills
 		}
-		release()
-		now = now.Add(time.Second) // every bucket refills
-	}
-	if n := len(l.callers); n > maxTrackedCallers {
-		t.Fatalf("%d callers tracked, want at most %d", n, maxTrackedCallers)
-	}
+		if n := len(l.callers); n > maxTrackedCallers {
+			t.Fatalf("%d callers tracked, want at most %d", n, maxTrackedCallers)
+		}
+	})
 }

@@ -61,7 +61,6 @@ type Record struct {
 // *Log is a disabled trail whose methods do nothing.
 type Log struct {
 	key  []byte
-	now  func() time.Time
 	path string // "" when w was given
 
 	mu      sync.Mutex
@@ -81,7 +80,7 @@ func Open(path string, hmacKey []byte) *Log {
 	if path == "-" {
 		return NewWriter(os.Stderr, hmacKey)
 	}
-	l := &Log{key: hmacKey, now: time.Now, path: path}
+	l := &Log{key: hmacKey, path: path}
 	l.mu.Lock()
 	l.openLocked()
 	l.mu.Unlock()
@@ -91,7 +90,7 @@ func Open(path string, hmacKey []byte) *Log {
 // NewWriter returns a trail writing to w, which receives one Write per
 // record.
 func NewWriter(w io.Writer, hmacKey []byte) *Log {
-	return &Log{key: hmacKey, now: time.Now, w: w}
+	return &Log{key: hmacKey, w: w}
 }
 
 func (l *Log) openLocked() {
@@ -129,7 +128,7 @@ func (l *Log) Write(r Record) error {
 		return nil
 	}
 	if r.Time.IsZero() {
-		r.Time = l.now().UTC()
+		r.Time = time.Now().UTC()
 	}
 	line, err := json.Marshal(r)
 	if err != nil {

@@ -10,14 +10,21 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
+// TestWriteOneLinePerRecord runs in a synctest bubble, whose clock starts
+// at midnight UTC on 2000-01-01: the record's time is exact.
 func TestWriteOneLinePerRecord(t *testing.T) {
+	synctest.Test(t, testWriteOneLinePerRecord)
+}
+
+func testWriteOneLinePerRecord(t *testing.T) {
+	time.Sleep(10 * time.Hour)
 	var buf bytes.Buffer
 	key := bytes.Repeat([]byte{7}, MinKeyBytes)
 	l := NewWriter(&buf, key)
-	l.now = func() time.Time { return time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC) }
 	const planted = "planted-value-6b1f"
 	item := 3
 	recs := []Record{
@@ -45,7 +52,7 @@ func TestWriteOneLinePerRecord(t *testing.T) {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(planted))
 	want := map[string]any{
-		"time": "2026-11-27T10:00:00Z", "phase": "intent", "caller": "token:ci",
+		"time": "2000-01-01T10:00:00Z", "phase": "intent", "caller": "token:ci",
 		"rpc": "/secretbroker.v1.SecretService/BatchPutSecrets", "item": float64(3),
 		"resource": "orgs/acme/actions/secrets/X", "value_hmac": hex.EncodeToString(m.Sum(nil)),
 	}
