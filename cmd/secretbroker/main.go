@@ -2,8 +2,9 @@
 // GitHub Actions and Agents secrets for internal callers, which send a
 // plaintext value that the broker seals with the scope's public key before
 // it writes it to GitHub. The API is served over gRPC (with health checks
-// and server reflection) and as JSON through grpc-gateway, with the
-// OpenAPI document at /openapi.json.
+// and server reflection, whose descriptors keep the proto's comments for
+// grpcurl describe) and as JSON through grpc-gateway, with the OpenAPI
+// document at /openapi.json.
 //
 // Every flag has a matching SECRETBROKER_* environment variable; run
 // "secretbroker -h" for the list. The GitHub token is read from
@@ -18,6 +19,10 @@
 // SIGINT or SIGTERM starts a graceful shutdown: health checks turn
 // NOT_SERVING, in-flight calls drain for up to --shutdown-timeout, and the
 // process exits 0. A second signal kills it at once.
+//
+// "secretbroker --version" prints the version, from the binary's build
+// information (module version, VCS revision, Go version), and exits 0; the
+// start-up log line carries the same string as its version attribute.
 package main
 
 import (
@@ -25,6 +30,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -39,7 +45,7 @@ func main() {
 		stop()
 	}()
 
-	err := realMain(ctx)
+	err := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "secretbroker: %v\n", err)
@@ -47,16 +53,23 @@ func main() {
 	}
 }
 
-// realMain reads the configuration from the command line and the
-// environment and serves until ctx is done.
-func realMain(ctx context.Context) error {
-	cfg, err := loadConfig(os.Args[1:], os.LookupEnv, os.Stderr)
+// realMain prints the version if args ask for it; otherwise it reads the
+// configuration from args and the environment and serves until ctx is
+// done, logging (and writing the --dev banner) to stderr.
+func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if wantsVersion(args) {
+		if _, err := fmt.Fprintf(stdout, "secretbroker %s\n", buildVersion()); err != nil {
+			return fmt.Errorf("write version: %w", err)
+		}
+		return nil
+	}
+	cfg, err := loadConfig(args, os.LookupEnv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg, os.Stderr)
-	return run(ctx, cfg, logger, os.Stderr, nil)
+	logger := newLogger(cfg, stderr)
+	return run(ctx, cfg, logger, stderr, nil)
 }

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/test/bufconn"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
@@ -175,7 +174,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		srv := grpc.NewServer(opts...)
 		srv.RegisterService(door.wrap(&secretbrokerv1.SecretService_ServiceDesc), svc)
 		healthpb.RegisterHealthServer(srv, healthSrv)
-		reflection.Register(srv)
+		registerReflection(srv)
 		return srv
 	}
 	var grpcSrv *grpc.Server
@@ -249,7 +248,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	}()
 
 	grpcAddr, httpAddr := grpcLn.Addr().String(), httpLn.Addr().String()
-	logger.Info("secretbroker serving",
+	logger.Info("secretbroker serving", slog.String("version", buildVersion()),
 		slog.String("grpc_addr", grpcAddr), slog.String("http_addr", httpAddr),
 		slog.Bool("tls", tlsCfg != nil), slog.Bool("authentication", cfg.Authenticates()),
 		slog.Any("config", cfg))
