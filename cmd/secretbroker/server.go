@@ -67,8 +67,9 @@ const (
 // and admin listeners before serving and then calls ready, if not nil,
 // with their addresses (so port 0 works). Unless in dev mode it verifies
 // the GitHub credential in the background; /readyz on the admin listener
-// says when the broker is ready (admin.go). In dev mode it first starts the embedded GitHub
-// emulator and writes a banner with copy-paste commands to banner.
+// says when the broker is ready (admin.go). In dev mode it first starts
+// the embedded GitHub emulator and writes a banner with copy-paste
+// commands to banner.
 func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer, ready func(grpcAddr, httpAddr, adminAddr string)) (err error) {
 	tp, err := setupTracing(ctx, cfg)
 	if err != nil {
