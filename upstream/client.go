@@ -779,3 +779,42 @@ func (e *redactedError) Error() string {
 }
 
 func (e *redactedError) Unwrap() error { return e.err }
+
+// VerifyCredential proves the token with GitHub's cheapest call, GET
+// /rate_limit, which GitHub does not count against the primary rate limit;
+// it goes through the pacer and is retried like any read. It returns nil
+// when GitHub accepts the token, and also on a 404, which GitHub
+// Enterprise Server answers when its rate limits are turned off: the
+// request was authenticated before it was found missing. GitHub refusing
+// the token is an *Error with StatusCode 401 or 403 (see
+// CredentialRefused); any other error (GitHub unreachable, a 5xx, a rate
+// limit) says nothing of the token.
+func (c *Client) VerifyCredential(ctx context.Context) error {
+	_, err := c.do(ctx, request{
+		method:  http.MethodGet,
+		route:   "/rate_limit",
+		path:    "/rate_limit",
+		version: c.vActions,
+	})
+	if e, ok := errors.AsType[*Error](err); ok && e.StatusCode == http.StatusNotFound {
+		return nil
+	}
+	return err
+}
+
+// CredentialRefused reports whether err, from VerifyCredential or any
+// other call, is GitHub refusing the token: a 401, or a 403 that is not a
+// rate limit. It returns the status code when it is.
+func CredentialRefused(err error) (status int, refused bool) {
+	e, ok := errors.AsType[*Error](err)
+	if !ok {
+		return 0, false
+	}
+	switch {
+	case e.StatusCode == http.StatusUnauthorized:
+		return e.StatusCode, true
+	case e.StatusCode == http.StatusForbidden && !e.RateLimited:
+		return e.StatusCode, true
+	}
+	return 0, false
+}

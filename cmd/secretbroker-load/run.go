@@ -378,6 +378,9 @@ type runEnv struct {
 	stderr      io.Writer
 }
 
+// adminAddr is the child brokers' admin listen address.
+const adminAddr = "127.0.0.1:0"
+
 // placeholderAddr stands for a listen address in printed flags.
 const placeholderAddr = "127.0.0.1:PORT"
 
@@ -471,7 +474,10 @@ func (e *runEnv) startOnce(ctx context.Context, l launch) (*brokerProc, error) {
 		log:      newLogScan(e.secret),
 		done:     make(chan struct{}),
 	}
-	b.cmd = exec.Command(e.bin, l.flags(grpcAddr, httpAddr)...)
+	// The admin listener on a port of the kernel's choosing, so that two
+	// brokers never collide on the default :9091; nothing here reads it.
+	// First, so that a pass-through --admin-addr wins.
+	b.cmd = exec.Command(e.bin, slices.Concat([]string{"--admin-addr=" + adminAddr}, l.flags(grpcAddr, httpAddr))...)
 	b.cmd.Env = append(childEnv(os.Environ()), l.env...)
 	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
 	if err := b.cmd.Start(); err != nil {

@@ -83,7 +83,7 @@ func securedConfig(t *testing.T, args ...string) Config {
 // securedConfigWith is securedConfig with the policy file at policy.
 func securedConfigWith(t *testing.T, policy string, args ...string) Config {
 	t.Helper()
-	base := []string{"--dev", "--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--shutdown-timeout=5s",
+	base := []string{"--dev", "--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", "--shutdown-timeout=5s",
 		"--upstream-write-interval=10ms", "--policy-file=" + policy}
 	cfg, err := loadConfig(append(base, args...), envMap(nil), io.Discard)
 	if err != nil {

@@ -46,6 +46,17 @@ type Config struct {
 	// Default ":8080". Loopback only in dev mode, as GRPCAddr.
 	HTTPAddr string
 
+	// AdminAddr is the admin listener's address: plain HTTP serving
+	// /healthz, /readyz and, with AdminPprof, /debug/pprof/. Flag
+	// --admin-addr. Default ":9091". Loopback only in dev mode, as
+	// GRPCAddr. It serves no secret data, so it may listen on any address
+	// without caller authentication.
+	AdminAddr string
+
+	// AdminPprof serves Go's profiler under /debug/pprof/ on the admin
+	// listener. Flag --admin-pprof. Default false.
+	AdminPprof bool
+
 	// UpstreamURL is GitHub's REST API. Flag --upstream-url. Default
 	// upstream.DefaultBaseURL, "https://api.github.com"; GitHub Enterprise
 	// Server is "https://HOST/api/v3". Ignored in dev mode.
@@ -211,6 +222,7 @@ type Config struct {
 const (
 	defaultGRPCAddr                  = ":9090"
 	defaultHTTPAddr                  = ":8080"
+	defaultAdminAddr                 = ":9091"
 	defaultUpstreamURL               = upstream.DefaultBaseURL
 	defaultUpstreamAPIVersionActions = upstream.DefaultAPIVersionActions
 	defaultUpstreamAPIVersionAgents  = upstream.DefaultAPIVersionAgents
@@ -250,6 +262,10 @@ Flags:
 		"gRPC listen `address` (loopback only with --dev)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", defaultHTTPAddr,
 		"JSON gateway listen `address` (loopback only with --dev)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", defaultAdminAddr,
+		"admin listen `address`, plain HTTP: /healthz, /readyz, /debug/pprof/ with --admin-pprof (loopback only with --dev)")
+	fs.BoolVar(&cfg.AdminPprof, "admin-pprof", false,
+		"serve Go's profiler under /debug/pprof/ on the admin listener")
 	fs.StringVar(&cfg.UpstreamURL, "upstream-url", defaultUpstreamURL,
 		"GitHub's REST API `URL`; https://HOST/api/v3 for GitHub Enterprise Server")
 	fs.StringVar(&cfg.UpstreamTokenFile, "upstream-token-file", "",
@@ -422,6 +438,9 @@ func (c *Config) validate() error {
 		if c.HTTPAddr, err = devAddr("--http-addr", c.HTTPAddr); err != nil {
 			return err
 		}
+		if c.AdminAddr, err = devAddr("--admin-addr", c.AdminAddr); err != nil {
+			return err
+		}
 		if !c.callerRPSGiven {
 			c.CallerRPS = 0 // no inbound rate limit in dev mode unless asked for
 		}
@@ -432,6 +451,11 @@ func (c *Config) validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return fmt.Errorf("--http-addr: %w", err)
+	}
+	// The admin listener serves no secret data: it may be on any address
+	// without caller authentication, unlike the two above.
+	if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+		return fmt.Errorf("--admin-addr: %w", err)
 	}
 	if err := checkUpstreamURL(c.UpstreamURL); err != nil {
 		return err
@@ -609,6 +633,8 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("grpc_addr", c.GRPCAddr),
 		slog.String("http_addr", c.HTTPAddr),
+		slog.String("admin_addr", c.AdminAddr),
+		slog.Bool("admin_pprof", c.AdminPprof),
 		slog.String("upstream_url", upstreamURL),
 		slog.String("upstream_token_file", c.UpstreamTokenFile),
 		slog.String("upstream_token", tok),

@@ -46,6 +46,7 @@ func TestLoadConfig(t *testing.T) {
 	defaults := Config{
 		GRPCAddr:                  ":9090",
 		HTTPAddr:                  ":8080",
+		AdminAddr:                 ":9091",
 		UpstreamURL:               "https://api.github.com",
 		UpstreamToken:             upstream.Token(testToken),
 		UpstreamAPIVersionActions: "2022-11-28",
@@ -176,6 +177,7 @@ func TestLoadConfig(t *testing.T) {
 			args: []string{"--dev"},
 			want: with(func(c *Config) {
 				c.Dev = true
+				c.AdminAddr = "127.0.0.1:9091"
 				c.CallerRPS = 0
 				c.UpstreamToken = ""
 				c.GRPCAddr = "127.0.0.1:9090"
@@ -191,6 +193,7 @@ func TestLoadConfig(t *testing.T) {
 			},
 			want: with(func(c *Config) {
 				c.Dev = true
+				c.AdminAddr = "127.0.0.1:9091"
 				c.CallerRPS = 0
 				c.UpstreamToken = ""
 				c.GRPCAddr = "[::1]:0"
@@ -202,6 +205,7 @@ func TestLoadConfig(t *testing.T) {
 			args: []string{"--dev", "--grpc-addr=127.0.0.2:0", "--http-addr=127.0.0.1:0"},
 			want: with(func(c *Config) {
 				c.Dev = true
+				c.AdminAddr = "127.0.0.1:9091"
 				c.CallerRPS = 0
 				c.UpstreamToken = ""
 				c.GRPCAddr = "127.0.0.2:0"

@@ -77,6 +77,7 @@ func (b *syncBuffer) String() string {
 // broker is a running run() for a test.
 type broker struct {
 	grpcAddr, httpAddr string
+	adminAddr          string
 	banner             string
 	logs               *syncBuffer
 	cancel             context.CancelFunc
@@ -94,13 +95,13 @@ func startBroker(t *testing.T, cfg Config) *broker {
 	b := &broker{logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1), http: &http.Client{Timeout: 30 * time.Second}}
 	logger := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var banner bytes.Buffer
-	ready := make(chan [2]string, 1)
+	ready := make(chan [3]string, 1)
 	go func() {
-		b.done <- run(ctx, cfg, logger, &banner, func(g, h string) { ready <- [2]string{g, h} })
+		b.done <- run(ctx, cfg, logger, &banner, func(g, h, a string) { ready <- [3]string{g, h, a} })
 	}()
 	select {
 	case addrs := <-ready:
-		b.grpcAddr, b.httpAddr = addrs[0], addrs[1]
+		b.grpcAddr, b.httpAddr, b.adminAddr = addrs[0], addrs[1], addrs[2]
 		b.banner = banner.String() // written before ready was called
 	case err := <-b.done:
 		cancel()
@@ -177,7 +178,7 @@ func (b *broker) do(t *testing.T, method, path, body string) (int, map[string]an
 func devConfig(t *testing.T) Config {
 	t.Helper()
 	// Writes are paced 10 ms apart rather than 1 s, to keep the tests short.
-	cfg, err := loadConfig([]string{"--dev", "--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--shutdown-timeout=5s",
+	cfg, err := loadConfig([]string{"--dev", "--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", "--shutdown-timeout=5s",
 		"--upstream-write-interval=10ms"},
 		envMap(nil), io.Discard)
 	if err != nil {
@@ -505,7 +506,8 @@ func testGateway(t *testing.T, b *broker) {
 }
 
 // fakeGitHub serves one route, an organization's public key, and holds
-// each request until release is closed or the request ends.
+// each request until release is closed or the request ends; GET
+// /rate_limit, the broker's credential check, it answers at once.
 type fakeGitHub struct {
 	*httptest.Server
 	arrived chan struct{} // one send per request
@@ -525,6 +527,13 @@ func newFakeGitHub(t *testing.T) *fakeGitHub {
 	}
 	f := &fakeGitHub{arrived: make(chan struct{}, 16), release: make(chan struct{}), auth: make(chan string, 16)}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/rate_limit" {
+			// The broker's credential check at start: answered at once,
+			// neither held nor recorded.
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"resources":{"core":{"limit":5000,"used":0,"remaining":5000,"reset":0}},"rate":{"limit":5000,"used":0,"remaining":5000,"reset":0}}`)
+			return
+		}
 		f.auth <- r.Header.Get("Authorization")
 		f.arrived <- struct{}{}
 		select {
@@ -549,7 +558,7 @@ func newFakeGitHub(t *testing.T) *fakeGitHub {
 func prodConfig(t *testing.T, upstreamURL string, shutdown time.Duration) Config {
 	t.Helper()
 	cfg, err := loadConfig([]string{
-		"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0",
+		"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0",
 		"--upstream-url=" + upstreamURL, "--shutdown-timeout=" + shutdown.String(), "--log-level=debug",
 	}, envMap(map[string]string{"GITHUB_TOKEN": testToken}), io.Discard)
 	if err != nil {

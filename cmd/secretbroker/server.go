@@ -62,11 +62,14 @@ const (
 )
 
 // run serves the broker until ctx is done, then shuts down gracefully
-// within cfg.ShutdownTimeout and returns nil. It binds both listeners
-// before serving and then calls ready, if not nil, with their addresses
-// (so port 0 works). In dev mode it first starts the embedded GitHub
-// emulator and writes a banner with copy-paste commands to banner.
-func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer, ready func(grpcAddr, httpAddr string)) (err error) {
+// within cfg.ShutdownTimeout and returns nil. It binds the gRPC, gateway
+// and admin listeners before serving and then calls ready, if not nil,
+// with their addresses (so port 0 works). Unless in dev mode it verifies
+// the GitHub credential in the background; /readyz on the admin listener
+// says when the broker is ready (admin.go). In dev mode it first starts
+// the embedded GitHub emulator and writes a banner with copy-paste
+// commands to banner.
+func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer, ready func(grpcAddr, httpAddr, adminAddr string)) (err error) {
 	tp, err := setupTracing(ctx, cfg)
 	if err != nil {
 		return err
@@ -148,6 +151,16 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
 	defer httpLn.Close()
+	adminLn, err := lc.Listen(ctx, "tcp", cfg.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	defer adminLn.Close()
+	// The admin listener serves until run returns: /readyz answers 503
+	// for the whole shutdown.
+	readyState := newReadiness(!cfg.Dev)
+	adminSrv := newAdminServer(readyState, cfg.AdminPprof, logger)
+	defer adminSrv.Close()
 
 	// Two gRPC servers share the service: the public one on --grpc-addr
 	// (with TLS when configured), and an in-process one that only the JSON
@@ -224,7 +237,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
-	serveErr := make(chan error, 3)
+	serveErr := make(chan error, 4)
 	go func() {
 		if err := grpcSrv.Serve(grpcLn); err != nil {
 			serveErr <- fmt.Errorf("gRPC server: %w", err)
@@ -247,9 +260,27 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		}
 	}()
 
-	grpcAddr, httpAddr := grpcLn.Addr().String(), httpLn.Addr().String()
+	go func() {
+		if err := adminSrv.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- fmt.Errorf("admin server: %w", err)
+		}
+	}()
+	readyState.setServing()
+	if !cfg.Dev {
+		vctx, stopVerify := context.WithCancel(ctx)
+		var verifying sync.WaitGroup
+		verifying.Go(func() {
+			readyState.verifyCredential(vctx, client.VerifyCredential, credentialRetryInterval, logger)
+		})
+		defer func() {
+			stopVerify()
+			verifying.Wait()
+		}()
+	}
+
+	grpcAddr, httpAddr, adminAddr := grpcLn.Addr().String(), httpLn.Addr().String(), adminLn.Addr().String()
 	logger.Info("secretbroker serving", slog.String("version", buildVersion()),
-		slog.String("grpc_addr", grpcAddr), slog.String("http_addr", httpAddr),
+		slog.String("grpc_addr", grpcAddr), slog.String("http_addr", httpAddr), slog.String("admin_addr", adminAddr),
 		slog.Bool("tls", tlsCfg != nil), slog.Bool("authentication", cfg.Authenticates()),
 		slog.Any("config", cfg))
 	if cfg.AllowUnauthenticated && !cfg.Authenticates() && !cfg.Dev {
@@ -261,7 +292,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		}
 	}
 	if ready != nil {
-		ready(grpcAddr, httpAddr)
+		ready(grpcAddr, httpAddr, adminAddr)
 	}
 
 	var failed error
@@ -271,6 +302,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	case failed = <-serveErr:
 		logger.Error("server failed; shutting down", slog.Any("error", failed))
 	}
+	readyState.setShuttingDown()
 	shutdown(ctx, cfg.ShutdownTimeout, logger, healthSrv, httpSrv, grpcSrv, gwSrv)
 	if failed != nil {
 		return failed

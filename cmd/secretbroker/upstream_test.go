@@ -31,7 +31,7 @@ func TestRunAgainstGitHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg, err := loadConfig([]string{
-		"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--shutdown-timeout=5s",
+		"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", "--shutdown-timeout=5s",
 		"--upstream-url=" + hs.URL, "--upstream-token-file=" + tokenFile, "--log-level=debug",
 	}, envMap(nil), io.Discard)
 	if err != nil {

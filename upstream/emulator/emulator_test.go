@@ -1064,6 +1064,47 @@ func TestAuth(t *testing.T) {
 	open.want(open.do("GET", "/"+orgActs+"/secrets", nil, "Authorization", "Bearer whatever"), 200)
 }
 
+// TestRateLimitRoute: GET /rate_limit answers GitHub's shape to the right
+// token only, also under /api/v3, and does not use the primary quota.
+func TestRateLimitRoute(t *testing.T) {
+	e := newEnv(t, emulator.Options{Token: "tok", Limits: emulator.Limits{PrimaryPerHour: 10}})
+	e.want(e.do("GET", "/rate_limit", nil), 401)
+	if r := e.do("GET", "/rate_limit", nil, "Authorization", "Bearer wrong"); r.status != 401 || r.message(t) != "Bad credentials" {
+		t.Errorf("wrong token: %d %q, want 401 Bad credentials", r.status, r.message(t))
+	}
+	// The public key read uses one request of the quota; /rate_limit none.
+	e.want(e.do("GET", "/"+orgActs+"/secrets/public-key", nil, "Authorization", "Bearer tok"), 200)
+	for _, path := range []string{"/rate_limit", "/api/v3/rate_limit"} {
+		var got struct {
+			Resources map[string]struct {
+				Limit, Used, Remaining int
+				Reset                  int64
+			} `json:"resources"`
+			Rate struct {
+				Limit, Used, Remaining int
+				Reset                  int64
+			} `json:"rate"`
+		}
+		e.want(e.do("GET", path, nil, "Authorization", "Bearer tok"), 200).json(t, &got)
+		core, ok := got.Resources["core"]
+		if !ok || core.Limit != 10 || core.Used != 1 || core.Remaining != 9 || core.Reset == 0 {
+			t.Errorf("GET %s: resources.core = %+v (present %v), want limit 10, used 1, remaining 9, a reset", path, core, ok)
+		}
+		if got.Rate != core {
+			t.Errorf("GET %s: rate = %+v, want the core resource %+v", path, got.Rate, core)
+		}
+	}
+	// Without limits it shows github.com's quota, unused.
+	open := newEnv(t, emulator.Options{})
+	var got struct {
+		Rate struct{ Limit, Remaining int } `json:"rate"`
+	}
+	open.want(open.do("GET", "/rate_limit", nil), 200).json(t, &got)
+	if got.Rate.Limit != 5000 || got.Rate.Remaining != 5000 {
+		t.Errorf("without limits: rate = %+v, want 5000 of 5000", got.Rate)
+	}
+}
+
 func TestCountsAndHeaders(t *testing.T) {
 	e := newEnv(t, emulator.Options{Token: "tok"})
 	auth := []string{"Authorization", "Bearer tok", "User-Agent", "secretbroker-test/1"}
@@ -1157,6 +1198,7 @@ func TestRouteConstants(t *testing.T) {
 		{legacy, emulator.RoutePutLegacyEnvSecret, "PUT", "/repositories/1296269/environments/staging/secrets/X", 400},
 		{legacy, emulator.RouteDeleteLegacyEnvSecret, "DELETE", "/repositories/1296269/environments/staging/secrets/X", 404},
 		{e, emulator.RouteGetRepo, "GET", "/repos/octo-org/docs", 200},
+		{e, emulator.RouteGetRateLimit, "GET", "/rate_limit", 200},
 	}
 	for _, tt := range tests {
 		t.Run(tt.route, func(t *testing.T) {

@@ -147,6 +147,9 @@ func (s *Server) handle(req *request) *response {
 		}
 		return jsonResponse(http.StatusOK, repoObject(r))
 	}
+	if m.Route == RouteGetRateLimit {
+		return s.rateLimit()
+	}
 	if m.Route == RouteListRepoOrgSecrets {
 		return s.listRepoOrgSecrets(req)
 	}
@@ -620,4 +623,28 @@ func parseIDs(raw json.RawMessage) ([]int64, error) {
 		ids = append(ids, id)
 	}
 	return ids, nil
+}
+
+// rateLimitJSON is one resource's quota as GET /rate_limit shows it.
+type rateLimitJSON struct {
+	Limit     int   `json:"limit"`
+	Used      int   `json:"used"`
+	Remaining int   `json:"remaining"`
+	Reset     int64 `json:"reset"`
+}
+
+// rateLimit answers GET /rate_limit in GitHub's shape, reduced to the core
+// resource: {"resources":{"core":{...}},"rate":{...}}, where rate repeats
+// core. With Limits.PrimaryPerHour it shows the primary quota; without it
+// github.com's 5,000 requests an hour, unused. Callers hold s.mu.
+func (s *Server) rateLimit() *response {
+	core := rateLimitJSON{Limit: defaultRateLimitShown, Remaining: defaultRateLimitShown, Reset: time.Now().Add(primaryWindow).Unix()}
+	if limit := s.opts.Limits.PrimaryPerHour; limit > 0 {
+		remaining := max(limit-s.lim.primaryUsed, 0)
+		core = rateLimitJSON{Limit: limit, Used: limit - remaining, Remaining: remaining, Reset: s.lim.primaryEnd.Unix()}
+	}
+	return jsonResponse(http.StatusOK, map[string]any{
+		"resources": map[string]rateLimitJSON{rateLimitResource: core},
+		"rate":      core,
+	})
 }

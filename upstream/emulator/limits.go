@@ -19,6 +19,9 @@ const (
 	readPoints        = 1 // GET, HEAD, OPTIONS and anything not listed below
 	writePoints       = 5 // POST, PATCH, PUT, DELETE
 	rateLimitResource = "core"
+	// defaultRateLimitShown is the core quota GET /rate_limit shows when
+	// Limits.PrimaryPerHour is 0: github.com's for a user token.
+	defaultRateLimitShown = 5000
 )
 
 // Limits are the rate limits the server enforces, after GitHub's "Rate

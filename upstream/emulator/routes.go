@@ -53,6 +53,11 @@ const (
 
 	// RouteGetRepo is "Get a repository".
 	RouteGetRepo = "GET /repos/{owner}/{repo}"
+
+	// RouteGetRateLimit is "Get rate limit status for the authenticated
+	// user", the cheap call that proves a credential. It does not use the
+	// primary quota.
+	RouteGetRateLimit = "GET /rate_limit"
 )
 
 // The apps GitHub keeps secrets for, as they appear in paths.
@@ -88,7 +93,7 @@ func newRouter(h http.HandlerFunc) http.Handler {
 		RouteListSelectedRepos, RouteSetSelectedRepos, RouteAddSelectedRepo, RouteRemoveSelectedRepo,
 		RouteListRepoOrgSecrets, RouteListRepoSecrets, RouteGetRepoPublicKey, RouteGetRepoSecret, RoutePutRepoSecret, RouteDeleteRepoSecret,
 		RouteListLegacyEnvSecrets, RouteGetLegacyEnvPublicKey, RouteGetLegacyEnvSecret, RoutePutLegacyEnvSecret, RouteDeleteLegacyEnvSecret,
-		RouteGetRepo, unrouted,
+		RouteGetRepo, RouteGetRateLimit, unrouted,
 	} {
 		rest.HandleFunc(p, h)
 	}
@@ -163,7 +168,7 @@ func matchOf(r *http.Request) (m match, ok bool) {
 			m.RepoID = id
 		}
 	}
-	return m, m.Route == RouteGetRepo || (m.Route != "" && isApp(m.App))
+	return m, m.Route == RouteGetRepo || m.Route == RouteGetRateLimit || (m.Route != "" && isApp(m.App))
 }
 
 func isApp(s string) bool { return s == appActions || s == appAgents }

@@ -409,6 +409,11 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, apiPrefix st
 	}
 	s.enter()
 	adm := s.admit(time.Now(), r.Method)
+	if m.Route == RouteGetRateLimit && adm.primary && s.lim.primaryUsed > 0 {
+		// GitHub does not count GET /rate_limit against the primary quota.
+		s.lim.primaryUsed--
+		adm.primary = false
+	}
 	var fault *Fault
 	if adm.refusal == nil {
 		fault = s.takeFault(m.Route)
