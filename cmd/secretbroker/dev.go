@@ -75,7 +75,7 @@ func (d *devUpstream) stop(ctx context.Context) {
 
 // writeDevBanner prints what --dev seeded and copy-paste grpcurl and curl
 // commands for it, addressed to the bound listeners.
-func writeDevBanner(w io.Writer, demo emulator.Demo, emulatorURL, grpcAddr, httpAddr string) error {
+func writeDevBanner(w io.Writer, demo emulator.Demo, emulatorURL, grpcAddr, httpAddr, adminAddr string) error {
 	org := demo.Org
 	// The repository, and the environment, to use in the examples: prefer
 	// an environment whose name needs escaping ("prod/eu").
@@ -117,6 +117,7 @@ func writeDevBanner(w io.Writer, demo emulator.Demo, emulatorURL, grpcAddr, http
 	b.WriteString("No credentials needed: on loopback only, every call is served unauthenticated, as any local process may.\n\n")
 	fmt.Fprintf(&b, "  gRPC      %s   (reflection on)\n", grpcAddr)
 	fmt.Fprintf(&b, "  JSON      %s   (OpenAPI at %s/openapi.json)\n", h, h)
+	fmt.Fprintf(&b, "  admin     http://%s   (/healthz, /readyz)\n", adminAddr)
 	fmt.Fprintf(&b, "  emulator  %s   (random token, for the broker only)\n\n", emulatorURL)
 	fmt.Fprintf(&b, "Demo organization %q:\n", org)
 	for _, r := range demo.Repos {

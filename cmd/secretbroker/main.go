@@ -16,9 +16,13 @@
 //
 //	go run ./cmd/secretbroker --dev
 //
-// SIGINT or SIGTERM starts a graceful shutdown: health checks turn
-// NOT_SERVING, in-flight calls drain for up to --shutdown-timeout, and the
-// process exits 0. A second signal kills it at once.
+// An admin listener (--admin-addr, plain HTTP) serves /healthz and
+// /readyz, and /debug/pprof/ with --admin-pprof.
+//
+// SIGINT or SIGTERM starts a graceful shutdown: /readyz turns 503 and
+// health checks NOT_SERVING, in-flight calls drain for up to
+// --shutdown-timeout, and the process exits 0. A second signal kills it at
+// once.
 //
 // "secretbroker --version" prints the version, from the binary's build
 // information (module version, VCS revision, Go version), and exits 0; the

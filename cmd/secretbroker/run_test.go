@@ -272,6 +272,9 @@ func TestRunDev(t *testing.T) {
 			"curl -s http://" + b.httpAddr + "/v1/orgs/octo-org/actions/secrets/public-key",
 			"curl -s -X PUT http://" + b.httpAddr + "/v1/repos/octo-org/hello-world/environments/prod%2Feu/secrets/DB_PASSWORD",
 			"curl -s -X DELETE http://" + b.httpAddr + "/v1/",
+			"admin     http://" + b.adminAddr + "   (/healthz, /readyz)",
+			"No credentials needed",
+			"-H 'Content-Type: application/json'",
 		} {
 			if !strings.Contains(b.banner, want) {
 				t.Errorf("banner lacks %q", want)
