@@ -354,6 +354,7 @@ func serverFault(c codes.Code) bool {
 func (s *Server) logBatch(ctx context.Context, op string, n int, t *batchTally) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	s.metrics.batch(ctx, op, n, t.counts)
 	level := slog.LevelDebug
 	if t.counts[codes.OK] != n {
 		level = slog.LevelInfo

@@ -65,7 +65,9 @@ func (s *Server) may(ctx context.Context, verb, resource string) bool {
 		return true
 	}
 	c := callerOf(ctx)
-	return c != "" && s.authz.Allow(c, verb, resource)
+	ok := c != "" && s.authz.Allow(c, verb, resource)
+	s.metrics.decision(ctx, verb, ok, c != "")
+	return ok
 }
 
 // maySome reports whether the caller may apply verb to some secret of scope.
@@ -74,7 +76,9 @@ func (s *Server) maySome(ctx context.Context, verb, scope string) bool {
 		return true
 	}
 	c := callerOf(ctx)
-	return c != "" && s.authz.AllowSome(c, verb, scope)
+	ok := c != "" && s.authz.AllowSome(c, verb, scope)
+	s.metrics.decision(ctx, verb, ok, c != "")
+	return ok
 }
 
 // mayEvery reports whether the caller may apply verb to every secret of
@@ -84,7 +88,9 @@ func (s *Server) mayEvery(ctx context.Context, verb, scope string) bool {
 		return true
 	}
 	c := callerOf(ctx)
-	return c != "" && s.authz.AllowEvery(c, verb, scope)
+	ok := c != "" && s.authz.AllowEvery(c, verb, scope)
+	s.metrics.decision(ctx, verb, ok, c != "")
+	return ok
 }
 
 // deny records a denied call or item in the audit trail and returns its

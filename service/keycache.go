@@ -53,6 +53,8 @@ type keyCache struct {
 	mu     sync.RWMutex
 	keys   map[string]sealingKey // by scope path
 	forced map[string]time.Time  // by scope path: when the last forced revalidation was sent
+
+	metrics *metrics // nil counts nothing
 }
 
 func newKeyCache(fetch keyFetcher, ttl time.Duration) *keyCache {
@@ -69,9 +71,17 @@ func newKeyCache(fetch keyFetcher, ttl time.Duration) *keyCache {
 func (c *keyCache) get(ctx context.Context, s upstream.Scope) (sealingKey, error) {
 	k, ok := c.cached(s)
 	if ok && c.fresh(k) {
+		c.metrics.keyLookup(ctx, keyHit)
 		return k, nil
 	}
 	return c.load(ctx, s)
+}
+
+// len returns how many scopes have a cached key.
+func (c *keyCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.keys)
 }
 
 // fresh reports whether k was checked less than a TTL ago.
@@ -113,6 +123,7 @@ func (c *keyCache) revalidate(ctx context.Context, s upstream.Scope, stale upstr
 		return c.get(ctx, s) // nothing cached yet: the first fetch
 	}
 	if k.id != stale {
+		c.metrics.keyLookup(ctx, keyHit)
 		return k, nil
 	}
 	path := s.Path()
@@ -126,10 +137,12 @@ func (c *keyCache) revalidate(ctx context.Context, s upstream.Scope, stale upstr
 		case old.id != stale:
 			// Replaced while this call waited to start.
 			c.mu.Unlock()
+			c.metrics.keyLookup(ctx, keyHit)
 			return old, nil
 		}
 		if last, ok := c.forced[path]; ok && time.Since(last) < c.forcedInterval() {
 			c.mu.Unlock()
+			c.metrics.keyLookup(ctx, keyHit)
 			return old, nil // budget spent
 		}
 		claimed := time.Now()
@@ -158,6 +171,7 @@ func (c *keyCache) load(ctx context.Context, s upstream.Scope) (sealingKey, erro
 		// stored a fresh key.
 		old, had := c.cached(s)
 		if had && c.fresh(old) {
+			c.metrics.keyLookup(ctx, keyHit)
 			return old, nil
 		}
 		return c.check(ctx, s, old, had)
@@ -186,6 +200,16 @@ func (c *keyCache) check(ctx context.Context, s upstream.Scope, old sealingKey, 
 		if k, err = decodeKey(pk); err != nil {
 			return sealingKey{}, err
 		}
+	}
+	switch {
+	case !had:
+		c.metrics.keyLookup(ctx, keyMiss)
+	case notModified:
+		c.metrics.keyLookup(ctx, keyRevalidated)
+	case k.id != old.id:
+		c.metrics.keyLookup(ctx, keyRotation)
+	default:
+		c.metrics.keyLookup(ctx, keyRefreshed)
 	}
 	k.checked = time.Now()
 	path := s.Path()

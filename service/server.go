@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -57,6 +58,10 @@ type Options struct {
 	// AuditReads records successful reads in the audit trail too. Default
 	// false: changes and denials only.
 	AuditReads bool
+	// MeterProvider receives the service's metrics (metrics.go): the key
+	// cache's lookups and entries, batch items and sizes, authorization
+	// decisions. Default: nil, a no-op provider.
+	MeterProvider metric.MeterProvider
 }
 
 // Server implements secretbroker.v1.SecretService.
@@ -72,6 +77,7 @@ type Server struct {
 	auditReads bool
 	// sealers bounds the values sealed at once (see sealSlots).
 	sealers chan struct{}
+	metrics *metrics
 }
 
 // sealSlots is how many values the broker seals at once: one core fewer
@@ -87,12 +93,22 @@ func New(up Upstream, opts Options) *Server {
 	if opts.KeyTTL == 0 {
 		opts.KeyTTL = DefaultKeyTTL
 	}
+	keys := newKeyCache(up, opts.KeyTTL)
+	m, err := newMetrics(opts.MeterProvider, keys)
+	if err != nil {
+		// The instruments' names and options are fixed; only a provider
+		// that refuses everything fails here. Count nothing then.
+		opts.Logger.Warn("service metrics disabled", slog.Any("error", err))
+		m = nil
+	}
+	keys.metrics = m
 	return &Server{
-		up:    &sharedReads{Upstream: up},
-		keys:  newKeyCache(up, opts.KeyTTL),
-		log:   opts.Logger,
-		authz: opts.Authorizer,
-		audit: opts.Audit,
+		metrics: m,
+		up:      &sharedReads{Upstream: up},
+		keys:    keys,
+		log:     opts.Logger,
+		authz:   opts.Authorizer,
+		audit:   opts.Audit,
 
 		auditReads: opts.AuditReads,
 		sealers:    make(chan struct{}, sealSlots()),

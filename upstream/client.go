@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/secretbroker/secretbroker/upstream/pace"
 )
@@ -75,6 +76,10 @@ type Config struct {
 	// template, status, attempt and wait: never a path, a value or the
 	// token. nil discards them.
 	Logger *slog.Logger
+	// MeterProvider receives the client's metrics (metrics.go): requests
+	// and their durations per attempt, retries, the rate limits GitHub
+	// reported and the pacer's queue. nil selects a no-op provider.
+	MeterProvider metric.MeterProvider
 }
 
 // Client is a GitHub REST client for the secrets API. It is safe for
@@ -90,6 +95,7 @@ type Client struct {
 	pacing    Pacing
 	pacer     *pace.Pacer
 	log       *slog.Logger
+	metrics   *metrics
 
 	retries   atomic.Int64 // PacerStats.Retries
 	throttled atomic.Int64 // PacerStats.Throttled
@@ -145,6 +151,11 @@ func New(cfg Config) (*Client, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 
+	m, err := newMetrics(cfg.MeterProvider, pacer)
+	if err != nil {
+		return nil, err
+	}
+
 	token := cfg.Token
 	c := &Client{
 		base:      base,
@@ -157,6 +168,7 @@ func New(cfg Config) (*Client, error) {
 		pacing:    pacing,
 		pacer:     pacer,
 		log:       logger,
+		metrics:   m,
 	}
 	if c.hc == nil {
 		c.hc = defaultHTTPClient()

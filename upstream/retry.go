@@ -79,7 +79,9 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 
 		start := time.Now()
 		res, out, err := c.send(ctx, r, u, payload, secrets)
-		permit.Report(out.rl, time.Since(start))
+		took := time.Since(start)
+		permit.Report(out.rl, took)
+		c.metrics.attempt(ctx, r, out.rl, err, took)
 		if err == nil {
 			return res, nil
 		}
@@ -100,11 +102,14 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 			return response{}, err
 		}
 		status := 0
+		cause := causeTransport
 		switch {
 		case limited:
 			status = ge.StatusCode
+			cause = causeRateLimit
 		case isGitHub && retryableStatus(ge.StatusCode):
 			status = ge.StatusCode
+			cause = causeServerError
 			unknown = true
 		case isGitHub && ge.StatusCode == http.StatusNotFound && r.method == http.MethodDelete && unknown:
 			return response{status: http.StatusNoContent, header: out.header}, nil
@@ -137,6 +142,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 			})
 		}
 		c.retries.Add(1)
+		c.metrics.retry(ctx, r, cause)
 		c.log.LogAttrs(ctx, slog.LevelWarn, "github request retried",
 			slog.String("method", r.method),
 			slog.String("route", r.route),

@@ -147,12 +147,14 @@ func oneLine(s string) string {
 //
 //   - GET /healthz: 200 "ok" while the process serves (liveness).
 //   - GET /readyz: 200 "ok" when ready, else 503 with the reason, one line.
+//   - GET /metrics: the broker's metrics in Prometheus' text format, when
+//     metrics is not nil.
 //   - /debug/pprof/...: Go's profiler, only with pprof; registered on this
 //     mux explicitly, never on http.DefaultServeMux, which the broker does
 //     not serve.
 //
 // Nothing else is served (404).
-func newAdminHandler(ready *readiness, pprofOn bool) http.Handler {
+func newAdminHandler(ready *readiness, pprofOn bool, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "ok")
@@ -164,8 +166,11 @@ func newAdminHandler(ready *readiness, pprofOn bool) http.Handler {
 		}
 		writeText(w, http.StatusOK, "ok")
 	})
-	// /metrics (Prometheus) goes here, on this mux: it is the operator's
-	// listener, not the gateway.
+	// /metrics is on this mux: it is the operator's listener, not the
+	// gateway.
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
 	if pprofOn {
 		mux.HandleFunc("/debug/pprof/", pprof.Index) // the named profiles too: heap, goroutine, ...
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -187,9 +192,9 @@ func writeText(w http.ResponseWriter, code int, line string) {
 // newAdminServer returns the admin listener's server. Its answers are
 // short, so its timeouts are too, but for the profiler, which may stream
 // for as long as it is asked to.
-func newAdminServer(ready *readiness, pprofOn bool, logger *slog.Logger) *http.Server {
+func newAdminServer(ready *readiness, pprofOn bool, metrics http.Handler, logger *slog.Logger) *http.Server {
 	srv := &http.Server{
-		Handler:           newAdminHandler(ready, pprofOn),
+		Handler:           newAdminHandler(ready, pprofOn, metrics),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readHeaderTimeout,
 		IdleTimeout:       idleTimeout,

@@ -82,6 +82,18 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		}
 	}()
 
+	mp, metricsHandler, err := setupMetrics(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if serr := mp.Shutdown(sctx); serr != nil {
+			logger.Warn("meter provider shutdown", slog.Any("error", serr))
+		}
+	}()
+
 	pacing := cfg.UpstreamPacing()
 	upCfg := upstream.Config{
 		BaseURL:           cfg.UpstreamURL,
@@ -92,6 +104,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		LegacyRoutes:      cfg.UpstreamLegacyRoutes,
 		Pacing:            &pacing,
 		Logger:            logger.With(slog.String("component", "upstream")),
+		MeterProvider:     mp,
 	}
 	var dev *devUpstream
 	if cfg.Dev {
@@ -125,12 +138,17 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		return err
 	}
 	defer trail.Close()
+	if err := registerBrokerMetrics(mp, trail); err != nil {
+		return err
+	}
 	svc := service.New(client, service.Options{
 		Logger:     logger.With(slog.String("component", "service")),
 		KeyTTL:     cfg.KeyTTL,
 		Authorizer: authz,
 		Audit:      trail,
 		AuditReads: cfg.AuditReads,
+
+		MeterProvider: mp,
 	})
 
 	var tlsCfg *tls.Config
@@ -159,7 +177,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	// The admin listener serves until run returns: /readyz answers 503
 	// for the whole shutdown.
 	readyState := newReadiness(!cfg.Dev)
-	adminSrv := newAdminServer(readyState, cfg.AdminPprof, logger)
+	adminSrv := newAdminServer(readyState, cfg.AdminPprof, metricsHandler, logger)
 	defer adminSrv.Close()
 
 	// Two gRPC servers share the service: the public one on --grpc-addr
@@ -173,6 +191,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	newGRPCServer := func(extra ...grpc.ServerOption) *grpc.Server {
 		opts := append([]grpc.ServerOption{
 			grpc.StatsHandler(otelgrpc.NewServerHandler(
+				otelgrpc.WithMeterProvider(mp),
 				otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
 			grpc.ChainUnaryInterceptor(logUnary(logger), recoverUnary(logger)),
 			grpc.ChainStreamInterceptor(logStream(logger), recoverStream(logger), door.streamGuard()),
@@ -224,6 +243,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		Handler: door.admitHTTP(
 			otelhttp.NewHandler(gw, "gateway",
 				otelhttp.WithTracerProvider(tp),
+				otelhttp.WithMeterProvider(mp),
 				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 					return "HTTP " + r.Method
 				})),

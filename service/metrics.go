@@ -1,0 +1,124 @@
+package service
+
+import (
+	"context"
+	"fmt"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	"google.golang.org/grpc/codes"
+)
+
+// Results of a key cache lookup, the result label of
+// secretbroker_key_cache_lookups_total:
+//
+//   - hit: a lookup served from the cache without asking GitHub (a fresh
+//     key, or a forced revalidation whose budget is spent or whose key was
+//     already replaced).
+//   - miss: no key was cached for the scope; it was fetched outright.
+//   - revalidated_304: a cached key was revalidated with If-None-Match and
+//     GitHub answered 304 (unchanged, no primary quota spent).
+//   - refreshed: a cached key was revalidated and GitHub answered with the
+//     same key id (an ETag change, or no ETag to be conditional on).
+//   - rotation: a cached key was revalidated and GitHub answered with a
+//     new key id: the scope's key was rotated.
+//
+// Concurrent lookups of one scope share one GitHub request; the four
+// results other than hit count those requests, not the callers that
+// waited for them.
+const (
+	keyHit          = "hit"
+	keyMiss         = "miss"
+	keyRevalidated  = "revalidated_304"
+	keyRefreshed    = "refreshed"
+	keyRotation     = "rotation"
+	decisionAllow   = "allow"
+	decisionDeny    = "deny"
+	decisionNoCallr = "unauthenticated"
+)
+
+// metrics are the service's instruments. Labels hold fixed strings (RPC
+// names, gRPC codes, verbs, results): never a caller, a secret name or a
+// value.
+type metrics struct {
+	keyLookups metric.Int64Counter
+	batchItems metric.Int64Counter
+	batchSize  metric.Int64Histogram
+	decisions  metric.Int64Counter
+}
+
+// newMetrics creates the service's instruments on mp (a no-op provider
+// when nil); the key cache's entry count is observed from keys.
+func newMetrics(mp metric.MeterProvider, keys *keyCache) (*metrics, error) {
+	if mp == nil {
+		mp = noop.NewMeterProvider()
+	}
+	meter := mp.Meter("github.com/secretbroker/secretbroker/service")
+	m := &metrics{}
+	var err error
+	if m.keyLookups, err = meter.Int64Counter("secretbroker_key_cache_lookups_total",
+		metric.WithDescription("Public key cache lookups by result: hit, miss, revalidated_304, refreshed, rotation.")); err != nil {
+		return nil, fmt.Errorf("service: metrics: %w", err)
+	}
+	if m.batchItems, err = meter.Int64Counter("secretbroker_batch_items_total",
+		metric.WithDescription("Items of batch calls by RPC and the item's gRPC code.")); err != nil {
+		return nil, fmt.Errorf("service: metrics: %w", err)
+	}
+	if m.batchSize, err = meter.Int64Histogram("secretbroker_batch_size",
+		metric.WithDescription("Items per batch call, by RPC."),
+		metric.WithExplicitBucketBoundaries(1, 5, 10, 25, 50, 100, 250, 500, 1000)); err != nil {
+		return nil, fmt.Errorf("service: metrics: %w", err)
+	}
+	if m.decisions, err = meter.Int64Counter("secretbroker_authz_decisions_total",
+		metric.WithDescription("Authorization decisions by verb and decision (allow, deny, unauthenticated); none without an authorizer.")); err != nil {
+		return nil, fmt.Errorf("service: metrics: %w", err)
+	}
+	entries, err := meter.Int64ObservableGauge("secretbroker_key_cache_entries",
+		metric.WithDescription("Scopes whose public key is cached."))
+	if err != nil {
+		return nil, fmt.Errorf("service: metrics: %w", err)
+	}
+	if _, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(entries, int64(keys.len()))
+		return nil
+	}, entries); err != nil {
+		return nil, fmt.Errorf("service: metrics: %w", err)
+	}
+	return m, nil
+}
+
+// keyLookup counts a key cache lookup's result.
+func (m *metrics) keyLookup(ctx context.Context, result string) {
+	if m == nil {
+		return
+	}
+	m.keyLookups.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
+}
+
+// batch counts a finished batch: its size and its items by code.
+func (m *metrics) batch(ctx context.Context, rpc string, n int, counts map[codes.Code]int) {
+	if m == nil {
+		return
+	}
+	op := attribute.String("rpc", rpc)
+	m.batchSize.Record(ctx, int64(n), metric.WithAttributes(op))
+	for c, k := range counts {
+		m.batchItems.Add(ctx, int64(k), metric.WithAttributes(op, attribute.String("code", codeName(c))))
+	}
+}
+
+// decision counts an authorization decision.
+func (m *metrics) decision(ctx context.Context, verb string, allowed, authenticated bool) {
+	if m == nil {
+		return
+	}
+	d := decisionDeny
+	switch {
+	case !authenticated:
+		d = decisionNoCallr
+	case allowed:
+		d = decisionAllow
+	}
+	m.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("verb", verb), attribute.String("decision", d)))
+}

@@ -1,0 +1,162 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+
+	"github.com/secretbroker/secretbroker/upstream/pace"
+)
+
+// Credential is the credential label of the client's metrics: the broker
+// has one GitHub token today.
+const Credential = "default"
+
+// Causes of a retry, the cause label of secretbroker_upstream_retries_total.
+const (
+	causeRateLimit   = "rate_limit"
+	causeServerError = "server_error"
+	causeTransport   = "transport"
+)
+
+// statusTransport is the status label of an attempt that got no answer.
+const statusTransport = "transport_error"
+
+// maxResources bounds how many distinct x-ratelimit-resource values the
+// rate-limit gauges keep; later ones are reported as "other".
+const maxResources = 16
+
+// metrics are the client's instruments. Labels hold route templates,
+// methods, status codes, GitHub's rate-limit resource names and the fixed
+// credential label: never a path, a name, a value or the token.
+type metrics struct {
+	requests metric.Int64Counter
+	duration metric.Float64Histogram
+	retries  metric.Int64Counter
+
+	mu     sync.Mutex
+	limits map[string]rateLimitSeen // by resource
+}
+
+// rateLimitSeen is the last rate-limit state GitHub reported for a
+// resource.
+type rateLimitSeen struct {
+	remaining int
+	reset     time.Time
+}
+
+// newMetrics creates the client's instruments on mp (a no-op provider
+// when nil) and registers the observable ones, which read pacer.
+func newMetrics(mp metric.MeterProvider, pacer *pace.Pacer) (*metrics, error) {
+	if mp == nil {
+		mp = noop.NewMeterProvider()
+	}
+	m := &metrics{limits: make(map[string]rateLimitSeen)}
+	meter := mp.Meter("github.com/secretbroker/secretbroker/upstream")
+	var err error
+	if m.requests, err = meter.Int64Counter("secretbroker_upstream_requests_total",
+		metric.WithDescription("Requests sent to GitHub, one per attempt, by route template, method and status (transport_error when there was no answer).")); err != nil {
+		return nil, fmt.Errorf("upstream: metrics: %w", err)
+	}
+	if m.duration, err = meter.Float64Histogram("secretbroker_upstream_request_duration_seconds",
+		metric.WithUnit("s"),
+		metric.WithDescription("Duration of one attempt at a GitHub request, by route template and method."),
+		metric.WithExplicitBucketBoundaries(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)); err != nil {
+		return nil, fmt.Errorf("upstream: metrics: %w", err)
+	}
+	if m.retries, err = meter.Int64Counter("secretbroker_upstream_retries_total",
+		metric.WithDescription("Retries of GitHub requests, by route template and cause (rate_limit, server_error, transport).")); err != nil {
+		return nil, fmt.Errorf("upstream: metrics: %w", err)
+	}
+	remaining, err := meter.Int64ObservableGauge("secretbroker_upstream_ratelimit_remaining",
+		metric.WithDescription("Requests left in GitHub's primary rate-limit window, as GitHub last reported it, by credential and resource."))
+	if err != nil {
+		return nil, fmt.Errorf("upstream: metrics: %w", err)
+	}
+	reset, err := meter.Int64ObservableGauge("secretbroker_upstream_ratelimit_reset_timestamp_seconds",
+		metric.WithDescription("When GitHub's primary rate-limit window resets, in Unix seconds, as GitHub last reported it, by credential and resource."))
+	if err != nil {
+		return nil, fmt.Errorf("upstream: metrics: %w", err)
+	}
+	queue, err := meter.Int64ObservableGauge("secretbroker_pacer_queue_depth",
+		metric.WithDescription("Requests waiting for the pacer to admit them, by credential."))
+	if err != nil {
+		return nil, fmt.Errorf("upstream: metrics: %w", err)
+	}
+	cred := attribute.String("credential", Credential)
+	if _, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(queue, int64(pacer.Stats().Queued), metric.WithAttributes(cred))
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for res, l := range m.limits {
+			attrs := metric.WithAttributes(cred, attribute.String("resource", res))
+			o.ObserveInt64(remaining, int64(l.remaining), attrs)
+			if !l.reset.IsZero() {
+				o.ObserveInt64(reset, l.reset.Unix(), attrs)
+			}
+		}
+		return nil
+	}, remaining, reset, queue); err != nil {
+		return nil, fmt.Errorf("upstream: metrics: %w", err)
+	}
+	return m, nil
+}
+
+// attempt records one attempt at r: its status (transport_error when
+// err is not an answer), its duration and the rate limits it reported.
+func (m *metrics) attempt(ctx context.Context, r request, rl pace.RateLimit, err error, d time.Duration) {
+	status := statusTransport
+	if rl.Status != 0 {
+		status = strconv.Itoa(rl.Status)
+	} else if e, ok := errors.AsType[*Error](err); ok {
+		status = strconv.Itoa(e.StatusCode)
+	}
+	route, method := attribute.String("route", r.route), attribute.String("method", r.method)
+	m.requests.Add(ctx, 1, metric.WithAttributes(route, method, attribute.String("status", status)))
+	m.duration.Record(ctx, d.Seconds(), metric.WithAttributes(route, method))
+	m.rateLimit(rl)
+}
+
+// rateLimit keeps what rl says of the primary rate limit.
+func (m *metrics) rateLimit(rl pace.RateLimit) {
+	if rl.Remaining < 0 {
+		return
+	}
+	res := resourceLabel(rl.Resource)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.limits[res]; !ok && len(m.limits) >= maxResources {
+		res = "other"
+	}
+	m.limits[res] = rateLimitSeen{remaining: rl.Remaining, reset: rl.Reset}
+}
+
+// resourceLabel is GitHub's x-ratelimit-resource as a label: "unknown"
+// when absent, "other" when it is not a short lower-case identifier (the
+// header is GitHub's, but a label must stay bounded).
+func resourceLabel(res string) string {
+	if res == "" {
+		return "unknown"
+	}
+	if len(res) > 40 {
+		return "other"
+	}
+	for _, c := range res {
+		if (c < 'a' || c > 'z') && c != '_' && (c < '0' || c > '9') {
+			return "other"
+		}
+	}
+	return res
+}
+
+// retry records a retry of r for cause.
+func (m *metrics) retry(ctx context.Context, r request, cause string) {
+	m.retries.Add(ctx, 1, metric.WithAttributes(attribute.String("route", r.route), attribute.String("cause", cause)))
+}
