@@ -117,7 +117,7 @@ func writeDevBanner(w io.Writer, demo emulator.Demo, emulatorURL, grpcAddr, http
 	b.WriteString("No credentials needed: on loopback only, every call is served unauthenticated, as any local process may.\n\n")
 	fmt.Fprintf(&b, "  gRPC      %s   (reflection on)\n", grpcAddr)
 	fmt.Fprintf(&b, "  JSON      %s   (OpenAPI at %s/openapi.json)\n", h, h)
-	fmt.Fprintf(&b, "  admin     http://%s   (/healthz, /readyz)\n", adminAddr)
+	fmt.Fprintf(&b, "  admin     http://%s   (/healthz, /readyz, /metrics)\n", adminAddr)
 	fmt.Fprintf(&b, "  emulator  %s   (random token, for the broker only)\n\n", emulatorURL)
 	fmt.Fprintf(&b, "Demo organization %q:\n", org)
 	for _, r := range demo.Repos {

@@ -16,8 +16,9 @@
 //
 //	go run ./cmd/secretbroker --dev
 //
-// An admin listener (--admin-addr, plain HTTP) serves /healthz and
-// /readyz, and /debug/pprof/ with --admin-pprof.
+// An admin listener (--admin-addr, plain HTTP) serves /healthz, /readyz
+// and /metrics (Prometheus' text format), and /debug/pprof/ with
+// --admin-pprof.
 //
 // SIGINT or SIGTERM starts a graceful shutdown: /readyz turns 503 and
 // health checks NOT_SERVING, in-flight calls drain for up to

@@ -272,7 +272,7 @@ func TestRunDev(t *testing.T) {
 			"curl -s http://" + b.httpAddr + "/v1/orgs/octo-org/actions/secrets/public-key",
 			"curl -s -X PUT http://" + b.httpAddr + "/v1/repos/octo-org/hello-world/environments/prod%2Feu/secrets/DB_PASSWORD",
 			"curl -s -X DELETE http://" + b.httpAddr + "/v1/",
-			"admin     http://" + b.adminAddr + "   (/healthz, /readyz)",
+			"admin     http://" + b.adminAddr + "   (/healthz, /readyz, /metrics)",
 			"No credentials needed",
 			"-H 'Content-Type: application/json'",
 		} {
