@@ -77,6 +77,7 @@ type Server struct {
 	auditReads bool
 	// sealers bounds the values sealed at once (see sealSlots).
 	sealers chan struct{}
+	// metrics records the service's series; nil records nothing.
 	metrics *metrics
 }
 
