@@ -61,35 +61,32 @@ func callerOf(ctx context.Context) string {
 // may reports whether the caller may apply verb to resource. Without an
 // Authorizer every call is allowed (no authentication is configured).
 func (s *Server) may(ctx context.Context, verb, resource string) bool {
-	if s.authz == nil {
-		return true
-	}
-	c := callerOf(ctx)
-	ok := c != "" && s.authz.Allow(c, verb, resource)
-	s.metrics.decision(ctx, verb, ok, c != "")
-	return ok
+	return s.decide(ctx, verb, true, func(c string) bool { return s.authz.Allow(c, verb, resource) })
 }
 
 // maySome reports whether the caller may apply verb to some secret of scope.
 func (s *Server) maySome(ctx context.Context, verb, scope string) bool {
-	if s.authz == nil {
-		return true
-	}
-	c := callerOf(ctx)
-	ok := c != "" && s.authz.AllowSome(c, verb, scope)
-	s.metrics.decision(ctx, verb, ok, c != "")
-	return ok
+	return s.decide(ctx, verb, true, func(c string) bool { return s.authz.AllowSome(c, verb, scope) })
 }
 
 // mayEvery reports whether the caller may apply verb to every secret of
-// scope.
+// scope. It only picks a list's fast path, so it is not counted as a
+// decision.
 func (s *Server) mayEvery(ctx context.Context, verb, scope string) bool {
+	return s.decide(ctx, verb, false, func(c string) bool { return s.authz.AllowEvery(c, verb, scope) })
+}
+
+// decide applies allow to the call's caller; a call without one is never
+// allowed when an Authorizer is set. counted decisions go to the metrics.
+func (s *Server) decide(ctx context.Context, verb string, counted bool, allow func(caller string) bool) bool {
 	if s.authz == nil {
 		return true
 	}
 	c := callerOf(ctx)
-	ok := c != "" && s.authz.AllowEvery(c, verb, scope)
-	s.metrics.decision(ctx, verb, ok, c != "")
+	ok := c != "" && allow(c)
+	if counted {
+		s.metrics.decision(ctx, verb, ok, c != "")
+	}
 	return ok
 }
 
@@ -156,7 +153,9 @@ func (c *change) end(ctx context.Context, err error) {
 // rejected writes the outcome record of a mutating call or item refused
 // before it began (a malformed request).
 func (s *Server) rejected(ctx context.Context, rpc string, item *int, resource string, err error) {
-	s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: rpc, Item: item, Resource: resource,
+	// The name is as the caller sent it, which may be megabytes: the trail
+	// keeps no more of it than a valid name can hold.
+	s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: rpc, Item: item, Resource: truncate(resource, maxResourceNameLen),
 		Outcome: codeName(statusOf(err).Code())})
 }
 

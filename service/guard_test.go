@@ -562,3 +562,20 @@ func TestBatchWorkerPanicIsContained(t *testing.T) {
 		// The harness checks at cleanup that no planted value reached the logs.
 	})
 }
+
+// TestRejectedNameIsBoundedInTheTrail: a malformed name is recorded as
+// sent, but never more of it than a valid name can hold.
+func TestRejectedNameIsBoundedInTheTrail(t *testing.T) {
+	var trail syncBuffer
+	s := New(nil, Options{Audit: audit.NewWriter(&trail, nil)})
+	_, err := s.DeleteSecret(context.Background(), &secretbrokerv1.DeleteSecretRequest{Name: strings.Repeat("x", 1<<20)})
+	wantCode(t, err, codes.InvalidArgument)
+	var r map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(trail.String())), &r); err != nil {
+		t.Fatalf("trail %q: %v", trail.String(), err)
+	}
+	res, _ := r["resource"].(string)
+	if r["outcome"] != "INVALID_ARGUMENT" || len(res) > maxResourceNameLen+len("…") {
+		t.Fatalf("record outcome %v, resource of %d bytes; want INVALID_ARGUMENT and at most %d", r["outcome"], len(res), maxResourceNameLen)
+	}
+}

@@ -1,58 +1,16 @@
 package service
 
 import (
-	"context"
-	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc/codes"
 
 	"github.com/secretbroker/secretbroker/upstream"
+	"github.com/secretbroker/secretbroker/upstream/metricstest"
 )
-
-// readMetrics collects reader's metrics as "name{k=v,...}" -> value:
-// counter and gauge values, histogram counts.
-func readMetrics(t *testing.T, reader *sdkmetric.ManualReader) map[string]float64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	key := func(name string, set attribute.Set) string {
-		var kv []string
-		for _, a := range set.ToSlice() {
-			kv = append(kv, string(a.Key)+"="+a.Value.String())
-		}
-		return name + "{" + strings.Join(kv, ",") + "}"
-	}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			switch d := m.Data.(type) {
-			case metricdata.Sum[int64]:
-				for _, p := range d.DataPoints {
-					out[key(m.Name, p.Attributes)] += float64(p.Value)
-				}
-			case metricdata.Gauge[int64]:
-				for _, p := range d.DataPoints {
-					out[key(m.Name, p.Attributes)] = float64(p.Value)
-				}
-			case metricdata.Histogram[int64]:
-				for _, p := range d.DataPoints {
-					out[key(m.Name, p.Attributes)] += float64(p.Count)
-				}
-			default:
-				t.Fatalf("%s: unexpected data %T", m.Name, m.Data)
-			}
-		}
-	}
-	return out
-}
 
 // newMeteredKeyCache returns a key cache over fetch whose metrics go to
 // the returned reader.
@@ -122,7 +80,7 @@ func TestKeyCacheMetrics(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				got := readMetrics(t, reader)
+				got := metricstest.Read(t, reader)
 				for k, v := range tc.want {
 					if got[k] != v {
 						t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
@@ -141,7 +99,7 @@ func TestKeyCacheMetrics(t *testing.T) {
 // TestKeyCacheEntries: the gauge counts the scopes with a cached key.
 func TestKeyCacheEntries(t *testing.T) {
 	c, reader := newMeteredKeyCache(t, newFakeKeys(t), time.Hour)
-	if got := readMetrics(t, reader)[entries]; got != 0 {
+	if got := metricstest.Read(t, reader)[entries]; got != 0 {
 		t.Errorf("entries = %v before any lookup, want 0", got)
 	}
 	for _, s := range []upstream.Scope{testScope, {App: upstream.Agents, Org: "acme"}, {App: upstream.Actions, Owner: "acme", Repo: "api"}} {
@@ -149,7 +107,7 @@ func TestKeyCacheEntries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := readMetrics(t, reader)[entries]; got != 3 {
+	if got := metricstest.Read(t, reader)[entries]; got != 3 {
 		t.Errorf("entries = %v, want 3", got)
 	}
 }
@@ -168,7 +126,7 @@ func TestBatchAndDecisionMetrics(t *testing.T) {
 	m.decision(ctx, verbWrite, true, true)
 	m.decision(ctx, verbWrite, false, true)
 	m.decision(ctx, verbRead, false, false)
-	got := readMetrics(t, reader)
+	got := metricstest.Read(t, reader)
 	for k, v := range map[string]float64{
 		"secretbroker_batch_items_total{code=OK,rpc=BatchPutSecrets}":                3,
 		"secretbroker_batch_items_total{code=PERMISSION_DENIED,rpc=BatchPutSecrets}": 2,

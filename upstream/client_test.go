@@ -565,7 +565,9 @@ func legacyAnswers(lookups *atomic.Int32, lookupDelay time.Duration) func(r *htt
 		switch {
 		case p == "/api/v3/repos/acme/api":
 			lookups.Add(1)
-			time.Sleep(lookupDelay)
+			if lookupDelay > 0 {
+				time.Sleep(lookupDelay) // fake time: the caller runs in a synctest bubble
+			}
 			return reply{Body: `{"id":4242,"name":"api","full_name":"acme/api"}`}
 		case strings.HasPrefix(p, "/api/v3/repositories/4242/environments/prod%2Feu/secrets"):
 			switch {

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -9,51 +8,11 @@ import (
 	"testing"
 	"testing/synctest"
 
-	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/secretbroker/secretbroker/upstream/metricstest"
 	"github.com/secretbroker/secretbroker/upstream/pace"
 )
-
-// readMetrics collects reader's metrics as "name{k=v,...}" -> value:
-// counter and gauge values, histogram counts. Attributes are sorted.
-func readMetrics(t *testing.T, reader *sdkmetric.ManualReader) map[string]float64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	key := func(name string, set attribute.Set) string {
-		var kv []string
-		for _, a := range set.ToSlice() {
-			kv = append(kv, string(a.Key)+"="+a.Value.String())
-		}
-		return name + "{" + strings.Join(kv, ",") + "}"
-	}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			switch d := m.Data.(type) {
-			case metricdata.Sum[int64]:
-				for _, p := range d.DataPoints {
-					out[key(m.Name, p.Attributes)] += float64(p.Value)
-				}
-			case metricdata.Gauge[int64]:
-				for _, p := range d.DataPoints {
-					out[key(m.Name, p.Attributes)] = float64(p.Value)
-				}
-			case metricdata.Histogram[float64]:
-				for _, p := range d.DataPoints {
-					out[key(m.Name, p.Attributes)] += float64(p.Count)
-				}
-			default:
-				t.Fatalf("%s: unexpected data %T", m.Name, m.Data)
-			}
-		}
-	}
-	return out
-}
 
 // TestAttemptMetrics: one requests_total and one duration sample per
 // attempt, by route template, method and status; one retries_total per
@@ -89,7 +48,7 @@ func TestAttemptMetrics(t *testing.T) {
 				p := retryPacing()
 				c := memClientWith(t, newMemServer(scripted(tc.steps...)), Config{Pacing: &p, MeterProvider: mp})
 				_, _ = c.PutSecret(t.Context(), repActions, "PLANTED_NAME", testPut)
-				got := readMetrics(t, reader)
+				got := metricstest.Read(t, reader)
 				for k, v := range tc.want {
 					if got[k] != v {
 						t.Errorf("%s = %v, want %v", k, got[k], v)
@@ -128,7 +87,7 @@ func TestRateLimitMetrics(t *testing.T) {
 	if _, err := c.GetSecret(t.Context(), orgActions, "S"); err != nil {
 		t.Fatal(err)
 	}
-	got := readMetrics(t, reader)
+	got := metricstest.Read(t, reader)
 	for k, v := range map[string]float64{
 		"secretbroker_upstream_ratelimit_remaining{credential=default,resource=core}":                               4321,
 		"secretbroker_upstream_ratelimit_reset_timestamp_seconds{credential=default,resource=core}":                 1700000000,
@@ -201,13 +160,13 @@ func TestPacerQueueDepthMetric(t *testing.T) {
 			wg.Go(func() { _, errs[i] = c.PutSecret(t.Context(), repActions, fmt.Sprint("S", i), testPut) })
 		}
 		waitQueued(t, c, 3) // one in flight
-		if got := readMetrics(t, reader)[queue]; got != 3 {
+		if got := metricstest.Read(t, reader)[queue]; got != 3 {
 			t.Errorf("%s = %v with 3 queued, want 3", queue, got)
 		}
 		close(gate)
 		wg.Wait()
 		noErrors(t, errs)
-		if got := readMetrics(t, reader)[queue]; got != 0 {
+		if got := metricstest.Read(t, reader)[queue]; got != 0 {
 			t.Errorf("%s = %v once drained, want 0", queue, got)
 		}
 	})

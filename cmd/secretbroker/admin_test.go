@@ -13,7 +13,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/secretbroker/secretbroker/upstream"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
@@ -174,22 +173,9 @@ func TestReadyzShutdown(t *testing.T) {
 		t.Fatal("request never reached GitHub")
 	}
 
-	wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer wcancel()
-	watch, err := healthpb.NewHealthClient(b.conn).Watch(wctx, &healthpb.HealthCheckRequest{Service: "secretbroker.v1.SecretService"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("health before shutdown: %v %v", resp, err)
-	}
-	b.cancel()
 	// Readiness turns before gRPC health does, so NOT_SERVING means
 	// /readyz says 503 already.
-	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
-		t.Fatalf("health during shutdown: %v %v, want NOT_SERVING", resp, err)
-	}
-	wcancel()
+	b.cancelUntilNotServing(t)
 
 	code, body := b.adminGet(t, "/readyz")
 	if code != http.StatusServiceUnavailable || body != "shutting down\n" {

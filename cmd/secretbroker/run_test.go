@@ -125,6 +125,26 @@ func startBroker(t *testing.T, cfg Config) *broker {
 	return b
 }
 
+// cancelUntilNotServing cancels run's context and returns once the
+// service's gRPC health has turned NOT_SERVING. It watches the health
+// stream, which reports each change, so nothing polls.
+func (b *broker) cancelUntilNotServing(t *testing.T) {
+	t.Helper()
+	wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer wcancel() // an open Watch would hold the graceful stop
+	watch, err := healthpb.NewHealthClient(b.conn).Watch(wctx, &healthpb.HealthCheckRequest{Service: "secretbroker.v1.SecretService"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health before shutdown: %v %v", resp, err)
+	}
+	b.cancel()
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health during shutdown: %v %v, want NOT_SERVING", resp, err)
+	}
+}
+
 // stop cancels run's context and checks that run returns nil within max.
 // Calling it again is harmless.
 func (b *broker) stop(t *testing.T, max time.Duration) {
@@ -594,22 +614,7 @@ func TestShutdownDrains(t *testing.T) {
 		t.Errorf("Authorization sent to GitHub: %d bytes, want the bearer token", len(got))
 	}
 
-	// Watch the service's health: the stream reports each change, so the
-	// test waits for NOT_SERVING without polling.
-	wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer wcancel()
-	watch, err := healthpb.NewHealthClient(b.conn).Watch(wctx, &healthpb.HealthCheckRequest{Service: "secretbroker.v1.SecretService"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("health before shutdown: %v %v", resp, err)
-	}
-	b.cancel()
-	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
-		t.Fatalf("health during shutdown: %v %v, want NOT_SERVING", resp, err)
-	}
-	wcancel() // an open Watch would hold the graceful stop
+	b.cancelUntilNotServing(t)
 	select {
 	case err := <-b.done:
 		t.Fatalf("run returned (%v) with a request in flight", err)
