@@ -13,7 +13,6 @@ import (
 	"testing/synctest"
 	"time"
 
-
 	"github.com/secretbroker/secretbroker/upstream"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
