@@ -141,19 +141,23 @@ func New(cfg Config) (*Client, error) {
 	if pacing, err = pacing.normalized(); err != nil {
 		return nil, err
 	}
-	pacer, err := pace.New(pacing.config())
+	m, err := newMetrics(cfg.MeterProvider)
+	if err != nil {
+		return nil, err
+	}
+	pc := pacing.config()
+	pc.Observer = m // the pacer's waits and pauses (pacer_metrics.go)
+	pacer, err := pace.New(pc)
 	if err != nil {
 		// Validate checked what pace checks; this is a bug.
 		return nil, fmt.Errorf("upstream: pacing: %w", err)
 	}
+	if err := m.watch(pacer); err != nil {
+		return nil, err
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
-	}
-
-	m, err := newMetrics(cfg.MeterProvider, pacer)
-	if err != nil {
-		return nil, err
 	}
 
 	token := cfg.Token

@@ -37,9 +37,11 @@ const maxResources = 16
 // methods, status codes, GitHub's rate-limit resource names and the fixed
 // credential label: never a path, a name, a value or the token.
 type metrics struct {
+	meter    metric.Meter
 	requests metric.Int64Counter
 	duration metric.Float64Histogram
 	retries  metric.Int64Counter
+	pacer    pacerInstruments // pacer_metrics.go
 
 	mu     sync.Mutex
 	limits map[string]rateLimitSeen // by resource
@@ -53,13 +55,16 @@ type rateLimitSeen struct {
 }
 
 // newMetrics creates the client's instruments on mp (a no-op provider
-// when nil) and registers the observable ones, which read pacer.
-func newMetrics(mp metric.MeterProvider, pacer *pace.Pacer) (*metrics, error) {
+// when nil); watch registers the observable ones, which read the pacer.
+// The metrics are the pacer's Observer (pacer_metrics.go), so they exist
+// before it.
+func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	if mp == nil {
 		mp = noop.NewMeterProvider()
 	}
 	m := &metrics{limits: make(map[string]rateLimitSeen)}
 	meter := mp.Meter("github.com/secretbroker/secretbroker/upstream")
+	m.meter = meter
 	var err error
 	if m.requests, err = meter.Int64Counter("secretbroker_upstream_requests_total",
 		metric.WithDescription("Requests sent to GitHub, one per attempt, by route template, method and status (transport_error when there was no answer).")); err != nil {
@@ -75,24 +80,38 @@ func newMetrics(mp metric.MeterProvider, pacer *pace.Pacer) (*metrics, error) {
 		metric.WithDescription("Retries of GitHub requests, by route template and cause (rate_limit, server_error, transport).")); err != nil {
 		return nil, fmt.Errorf("upstream: metrics: %w", err)
 	}
+	if m.pacer, err = newPacerInstruments(meter); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// watch registers the observable instruments, which read pacer (nil: the
+// pacer's gauges are not observed) and the rate limits m keeps.
+func (m *metrics) watch(pacer *pace.Pacer) error {
+	meter := m.meter
 	remaining, err := meter.Int64ObservableGauge("secretbroker_upstream_ratelimit_remaining",
 		metric.WithDescription("Requests left in GitHub's primary rate-limit window, as GitHub last reported it, by credential and resource."))
 	if err != nil {
-		return nil, fmt.Errorf("upstream: metrics: %w", err)
+		return fmt.Errorf("upstream: metrics: %w", err)
 	}
 	reset, err := meter.Int64ObservableGauge("secretbroker_upstream_ratelimit_reset_timestamp_seconds",
 		metric.WithDescription("When GitHub's primary rate-limit window resets, in Unix seconds, as GitHub last reported it, by credential and resource."))
 	if err != nil {
-		return nil, fmt.Errorf("upstream: metrics: %w", err)
+		return fmt.Errorf("upstream: metrics: %w", err)
 	}
 	queue, err := meter.Int64ObservableGauge("secretbroker_pacer_queue_depth",
 		metric.WithDescription("Requests waiting for the pacer to admit them, by credential."))
 	if err != nil {
-		return nil, fmt.Errorf("upstream: metrics: %w", err)
+		return fmt.Errorf("upstream: metrics: %w", err)
 	}
 	cred := attribute.String("credential", Credential)
 	if _, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(queue, int64(pacer.Stats().Queued), metric.WithAttributes(cred))
+		if pacer != nil {
+			st := pacer.Stats()
+			o.ObserveInt64(queue, int64(st.Queued), metric.WithAttributes(cred))
+			o.ObserveInt64(m.pacer.pointsUsed, int64(st.PointsUsed), metric.WithAttributes(cred))
+		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		for res, l := range m.limits {
@@ -103,10 +122,10 @@ func newMetrics(mp metric.MeterProvider, pacer *pace.Pacer) (*metrics, error) {
 			}
 		}
 		return nil
-	}, remaining, reset, queue); err != nil {
-		return nil, fmt.Errorf("upstream: metrics: %w", err)
+	}, remaining, reset, queue, m.pacer.pointsUsed); err != nil {
+		return fmt.Errorf("upstream: metrics: %w", err)
 	}
-	return m, nil
+	return nil
 }
 
 // attempt records one attempt at r: its status (transport_error when

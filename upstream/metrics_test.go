@@ -16,7 +16,10 @@ import (
 
 // TestAttemptMetrics: one requests_total and one duration sample per
 // attempt, by route template, method and status; one retries_total per
-// retry, by cause; the pacer's queue depth.
+// retry, by cause; the pacer's queue depth, points used, waits (one per
+// attempt: the first goes at once, a retry after a rate limit waits for
+// the pause; other retries wait for the write spacing or not, as their
+// random backoff falls) and pauses.
 func TestAttemptMetrics(t *testing.T) {
 	const route = "/repos/{owner}/{repo}/{app}/secrets/{secret_name}"
 	req := func(status string) string {
@@ -27,19 +30,28 @@ func TestAttemptMetrics(t *testing.T) {
 	}
 	dur := "secretbroker_upstream_request_duration_seconds{method=PUT,route=" + route + "}"
 	queue := "secretbroker_pacer_queue_depth{credential=default}"
+	points := "secretbroker_pacer_points_used{credential=default}"
+	wait := func(reason string) string {
+		return "secretbroker_pacer_wait_seconds{credential=default,reason=" + reason + "}"
+	}
+	const waitPrefix = "secretbroker_pacer_wait_seconds{"
+	pauses := "secretbroker_pacer_pauses_total{credential=default,kind=secondary}"
 	for _, tc := range []struct {
 		name  string
 		steps []string
 		want  map[string]float64
+		waits float64 // samples of secretbroker_pacer_wait_seconds, all reasons
 	}{
-		{"success", []string{"201"}, map[string]float64{req("201"): 1, dur: 1, queue: 0}},
+		{"success", []string{"201"}, map[string]float64{req("201"): 1, dur: 1, queue: 0, points: 5, wait("none"): 1}, 1},
 		{"server errors", []string{"502", "503", "201"}, map[string]float64{
-			req("502"): 1, req("503"): 1, req("201"): 1, dur: 3, retry("server_error"): 2, queue: 0}},
+			req("502"): 1, req("503"): 1, req("201"): 1, dur: 3, retry("server_error"): 2, queue: 0, points: 15}, 3},
 		{"secondary rate limit", []string{"429", "204"}, map[string]float64{
-			req("429"): 1, req("204"): 1, dur: 2, retry("rate_limit"): 1, queue: 0}},
+			req("429"): 1, req("204"): 1, dur: 2, retry("rate_limit"): 1, queue: 0,
+			points: 5, // the 429's points left the window during the 60 s pause
+			wait("none"): 1, wait("secondary_pause"): 1, pauses: 1}, 2},
 		{"dropped connection", []string{"drop", "201"}, map[string]float64{
-			req("transport_error"): 1, req("201"): 1, dur: 2, retry("transport"): 1, queue: 0}},
-		{"not retried", []string{"422"}, map[string]float64{req("422"): 1, dur: 1, queue: 0}},
+			req("transport_error"): 1, req("201"): 1, dur: 2, retry("transport"): 1, queue: 0, points: 10}, 2},
+		{"not retried", []string{"422"}, map[string]float64{req("422"): 1, dur: 1, queue: 0, points: 5, wait("none"): 1}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -54,8 +66,11 @@ func TestAttemptMetrics(t *testing.T) {
 						t.Errorf("%s = %v, want %v", k, got[k], v)
 					}
 				}
+				waits := 0.0
 				for k := range got {
-					if _, ok := tc.want[k]; !ok {
+					if strings.HasPrefix(k, waitPrefix) {
+						waits += got[k]
+					} else if _, ok := tc.want[k]; !ok {
 						t.Errorf("unexpected series %s = %v", k, got[k])
 					}
 					for _, leak := range []string{"PLANTED_NAME", "acme", string(testToken), testPut.EncryptedValue} {
@@ -63,6 +78,9 @@ func TestAttemptMetrics(t *testing.T) {
 							t.Errorf("series %s holds %q", k, leak)
 						}
 					}
+				}
+				if waits != tc.waits {
+					t.Errorf("%d pacer waits recorded, want %v, one per attempt", int(waits), tc.waits)
 				}
 			})
 		})
@@ -120,7 +138,7 @@ func TestResourceLabel(t *testing.T) {
 // TestResourceLabelsBounded: past maxResources distinct resources, new
 // ones are kept as "other".
 func TestResourceLabelsBounded(t *testing.T) {
-	m, err := newMetrics(nil, nil)
+	m, err := newMetrics(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

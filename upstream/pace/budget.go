@@ -209,3 +209,14 @@ func (l *pointsLog) prune(now time.Time) {
 
 // live returns the events in the window, oldest first.
 func (l *pointsLog) live() []pointsEvent { return l.events[l.head:] }
+
+// Used returns the points that count against the budget at now: those of
+// the requests in flight and of those completed within the last Window; 0
+// when the budget is off.
+func (b *Budget) Used(now time.Time) int {
+	if b.perMinute <= 0 {
+		return 0
+	}
+	b.log.prune(now)
+	return b.inFlight + b.log.sum
+}

@@ -31,6 +31,9 @@ type Config struct {
 	// SecondaryPause is how long a refusal without Retry-After or an
 	// exhausted primary quota pauses the credential.
 	SecondaryPause time.Duration
+	// Observer, when not nil, is told of each admission and hold, for
+	// metrics (see Observer).
+	Observer Observer
 }
 
 // DefaultConfig returns GitHub's guidance for one credential: 10 requests
@@ -70,6 +73,10 @@ type Stats struct {
 	Throttled int
 	// RateLimited is how many answers were rate-limit refusals.
 	RateLimited int
+	// PointsUsed is what counts against the points budget now: the
+	// points of the requests in flight and of those completed within the
+	// last Window (0 when the budget is off).
+	PointsUsed int
 }
 
 // Pacer admits one credential's requests within GitHub's limits. It is
@@ -87,6 +94,8 @@ type Pacer struct {
 	timer     *time.Timer // wakes the pacer when a wait by the clock ends
 	wakeAt    time.Time   // when timer fires; zero when not armed
 	stats     Stats
+	obs       Observer  // nil: none
+	clock     waitClock // how long each lane was held back, by reason
 }
 
 // New returns a Pacer for cfg, or why cfg is out of range.
@@ -108,6 +117,7 @@ func New(cfg Config) (*Pacer, error) {
 		maxInFlight: cfg.MaxInFlight,
 		budget:      NewBudget(cfg.PointsPerMinute, cfg.SecondaryPause),
 		slot:        NewWriteSlot(cfg.WriteInterval),
+		obs:         cfg.Observer,
 	}, nil
 }
 
@@ -131,6 +141,8 @@ type Permit struct {
 	item     Item[*Permit]
 	dindex   int // in p.deadlines while queued with a deadline
 	ready    chan struct{}
+	queuedAt time.Time                // when Acquire queued it
+	waitFrom [numReasons]time.Duration // its lane's waitClock totals then
 
 	// Guarded by p.mu.
 	state permitState
@@ -168,6 +180,7 @@ func (p *Pacer) Acquire(ctx context.Context, r Request) (*Permit, error) {
 		t.deadline = deadline
 		heap.Push(&p.deadlines, t)
 	}
+	p.queuedLocked(t, now)
 	p.queue.Push(&t.item)
 	p.pumpLocked(now)
 	p.mu.Unlock()
@@ -231,7 +244,7 @@ func (t *Permit) Report(rl RateLimit, latency time.Duration) {
 	}
 	t.state = finished
 	now := time.Now()
-	before, _ := p.budget.Hold(now)
+	before, beforeWhy := p.budget.Hold(now)
 	p.budget.Done(now, t.cost, rl)
 	p.lat.add(latency)
 	p.stats.Requests++
@@ -241,6 +254,7 @@ func (t *Permit) Report(rl RateLimit, latency time.Duration) {
 	}
 	if until, why := p.budget.Hold(now); until.After(now) && until.After(before) {
 		p.holdLocked(now, until, why)
+		p.heldLocked(now, before, beforeWhy, until, why)
 	}
 	p.releaseLocked(t, now, true)
 }
@@ -269,10 +283,11 @@ func (p *Pacer) Backoff(until time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
-	before, _ := p.budget.Hold(now)
+	before, beforeWhy := p.budget.Hold(now)
 	p.budget.Backoff(until)
 	if u, why := p.budget.Hold(now); u.After(now) && u.After(before) {
 		p.holdLocked(now, u, why)
+		p.heldLocked(now, before, beforeWhy, u, why)
 	}
 	p.pumpLocked(now)
 }
@@ -297,6 +312,7 @@ func (p *Pacer) Stats() Stats {
 	s := p.stats
 	s.Queued = p.queue.Len(false) + p.queue.Len(true)
 	s.InFlight = p.inFlight
+	s.PointsUsed = p.budget.Used(time.Now())
 	return s
 }
 
@@ -371,10 +387,14 @@ func (p *Pacer) releaseLocked(t *Permit, now time.Time, done bool) {
 // arms the timer for the earliest moment by the clock another may. Each
 // admission costs O(log n).
 func (p *Pacer) pumpLocked(now time.Time) {
+	p.clock.accrue(now)
 	var wake time.Time
+	var readWhy, writeWhy Reason // what holds each lane back when the loop ends
 	for p.inFlight < p.maxInFlight && p.queue.Len(false)+p.queue.Len(true) > 0 {
-		if until, _ := p.budget.Hold(now); until.After(now) {
+		readWhy, writeWhy = 0, 0
+		if until, why := p.budget.Hold(now); until.After(now) {
 			wake = until
+			readWhy, writeWhy = why, why
 			break
 		}
 		readOK, writeOK := false, false
@@ -391,12 +411,21 @@ func (p *Pacer) pumpLocked(now time.Time) {
 			if !writeOK && !busy && ok {
 				writeAt = later(slotAt, pointsAt)
 			}
+			if !writeOK {
+				writeWhy = ReasonBudget
+				if busy || (ok && slotAt.After(now) && !slotAt.Before(pointsAt)) {
+					writeWhy = ReasonSpacing
+				}
+			}
 		}
 		if p.queue.Len(false) > 0 {
 			at, ok := p.budget.FreeAt(now, ReadPoints+reserve)
 			readOK = ok && !at.After(now)
 			if !readOK && ok {
 				readAt = at
+			}
+			if !readOK {
+				readWhy = ReasonBudget
 			}
 		}
 		it := p.queue.Pop(readOK, writeOK)
@@ -406,6 +435,7 @@ func (p *Pacer) pumpLocked(now time.Time) {
 		}
 		p.admitLocked(it.Value, now)
 	}
+	p.blockedLocked(readWhy, writeWhy)
 	p.armLocked(now, wake)
 }
 
@@ -420,6 +450,7 @@ func (p *Pacer) admitLocked(t *Permit, now time.Time) {
 		p.slot.Start(now)
 	}
 	t.state = admitted
+	p.admittedLocked(t, now)
 	close(t.ready)
 }
 

@@ -1,0 +1,117 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/secretbroker/secretbroker/upstream/pace"
+)
+
+// Reasons of a pacer wait, the reason label of
+// secretbroker_pacer_wait_seconds: what held the request's lane (reads or
+// writes) back the longest while it waited.
+const (
+	waitNone           = "none"            // admitted at once; the wait is 0
+	waitInFlight       = "in_flight"       // every MaxInFlight place was taken
+	waitSpacing        = "spacing"         // writes go one at a time, WriteInterval apart
+	waitPoints         = "points"          // the secondary limit's points budget was spent
+	waitPrimary        = "primary"         // GitHub's primary quota was used up until its reset
+	waitSecondaryPause = "secondary_pause" // a rate-limit answer paused the credential
+	waitBackoff        = "backoff"         // the credential backed off after failures
+)
+
+// Kinds of a pause, the kind label of secretbroker_pacer_pauses_total.
+const (
+	pausePrimary   = "primary"   // x-ratelimit-remaining 0: held until x-ratelimit-reset
+	pauseSecondary = "secondary" // a rate-limit refusal (429, or 403 "rate limit"): Retry-After or the secondary pause
+	pauseBackoff   = "backoff"   // a backoff asked of the pacer after failures
+)
+
+// waitReason is pace.Reason as the reason label; 0 is "none".
+func waitReason(why pace.Reason) string {
+	switch why {
+	case pace.ReasonQueue:
+		return waitInFlight
+	case pace.ReasonSpacing:
+		return waitSpacing
+	case pace.ReasonBudget:
+		return waitPoints
+	case pace.ReasonPrimary:
+		return waitPrimary
+	case pace.ReasonPause:
+		return waitSecondaryPause
+	case pace.ReasonBackoff:
+		return waitBackoff
+	}
+	return waitNone
+}
+
+// pauseKind is a hold's pace.Reason as the kind label; "" for a reason
+// that is not a hold.
+func pauseKind(why pace.Reason) string {
+	switch why {
+	case pace.ReasonPrimary:
+		return pausePrimary
+	case pace.ReasonPause:
+		return pauseSecondary
+	case pace.ReasonBackoff:
+		return pauseBackoff
+	}
+	return ""
+}
+
+// pacerInstruments are the pacer's series other than the queue depth:
+// the waits of admitted requests, the points used in the window, the
+// pauses.
+type pacerInstruments struct {
+	wait       metric.Float64Histogram
+	pointsUsed metric.Int64ObservableGauge // observed in watch
+	pauses     metric.Int64Counter
+}
+
+func newPacerInstruments(meter metric.Meter) (pacerInstruments, error) {
+	var (
+		in  pacerInstruments
+		err error
+	)
+	if in.wait, err = meter.Float64Histogram("secretbroker_pacer_wait_seconds",
+		metric.WithUnit("s"),
+		metric.WithDescription("How long each admitted request waited in the pacer, by credential and the reason that held it back longest: "+
+			"in_flight, spacing, points, primary, secondary_pause, backoff; none (0 s) for a request admitted at once."),
+		metric.WithExplicitBucketBoundaries(0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)); err != nil {
+		return in, fmt.Errorf("upstream: metrics: %w", err)
+	}
+	if in.pointsUsed, err = meter.Int64ObservableGauge("secretbroker_pacer_points_used",
+		metric.WithDescription("Points of GitHub's secondary rate limit counted against the budget now, by credential: "+
+			"requests in flight and those completed within the last 60 s (GET 1, PUT and DELETE 5); 0 with the budget off.")); err != nil {
+		return in, fmt.Errorf("upstream: metrics: %w", err)
+	}
+	if in.pauses, err = meter.Int64Counter("secretbroker_pacer_pauses_total",
+		metric.WithDescription("Pauses of the credential that began, by credential and kind: primary (quota used up until its reset), "+
+			"secondary (a rate-limit refusal), backoff. A pause that only grows is not counted again.")); err != nil {
+		return in, fmt.Errorf("upstream: metrics: %w", err)
+	}
+	return in, nil
+}
+
+// Admitted records a request's wait in the pacer (pace.Observer). It runs
+// under the pacer's lock, and records only.
+func (m *metrics) Admitted(_ pace.Request, wait time.Duration, why pace.Reason) {
+	m.pacer.wait.Record(context.Background(), wait.Seconds(), metric.WithAttributes(
+		attribute.String("credential", Credential), attribute.String("reason", waitReason(why))))
+}
+
+// Held counts a pause that began (pace.Observer); a pause that only grows
+// is not a new one.
+func (m *metrics) Held(why pace.Reason, _ time.Time, began bool) {
+	kind := pauseKind(why)
+	if !began || kind == "" {
+		return
+	}
+	m.pacer.pauses.Add(context.Background(), 1, metric.WithAttributes(
+		attribute.String("credential", Credential), attribute.String("kind", kind)))
+}
