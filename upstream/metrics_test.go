@@ -47,7 +47,7 @@ func TestAttemptMetrics(t *testing.T) {
 			req("502"): 1, req("503"): 1, req("201"): 1, dur: 3, retry("server_error"): 2, queue: 0, points: 15}, 3},
 		{"secondary rate limit", []string{"429", "204"}, map[string]float64{
 			req("429"): 1, req("204"): 1, dur: 2, retry("rate_limit"): 1, queue: 0,
-			points: 5, // the 429's points left the window during the 60 s pause
+			points:       5, // the 429's points left the window during the 60 s pause
 			wait("none"): 1, wait("secondary_pause"): 1, pauses: 1}, 2},
 		{"dropped connection", []string{"drop", "201"}, map[string]float64{
 			req("transport_error"): 1, req("201"): 1, dur: 2, retry("transport"): 1, queue: 0, points: 10}, 2},

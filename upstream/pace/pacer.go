@@ -141,7 +141,7 @@ type Permit struct {
 	item     Item[*Permit]
 	dindex   int // in p.deadlines while queued with a deadline
 	ready    chan struct{}
-	queuedAt time.Time                // when Acquire queued it
+	queuedAt time.Time                 // when Acquire queued it
 	waitFrom [numReasons]time.Duration // its lane's waitClock totals then
 
 	// Guarded by p.mu.
