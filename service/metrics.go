@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -39,13 +40,45 @@ const (
 )
 
 // metrics are the service's instruments. Labels hold fixed strings (RPC
-// names, gRPC codes, verbs, results): never a caller, a secret name or a
-// value.
+// names, gRPC codes, verbs, results): never a secret name or a value, and
+// a caller only when callerLabel is set (see callerAttr).
 type metrics struct {
 	keyLookups metric.Int64Counter
 	batchItems metric.Int64Counter
 	batchSize  metric.Int64Histogram
 	decisions  metric.Int64Counter
+
+	// callerLabel adds the caller label to batch_items_total and
+	// authz_decisions_total (Options.MetricsCallerLabel).
+	callerLabel bool
+}
+
+// maxCallerLabel bounds the caller label, in bytes; a longer identity is
+// cut (on a rune boundary).
+const maxCallerLabel = 128
+
+// noCaller is the caller label of a call without an authenticated caller.
+const noCaller = "none"
+
+// callerAttr returns attrs with the caller label appended when the
+// operator opted in: ctx's authenticated caller ("token:deployer",
+// "jwt:SUB", "x509:URI"), cut to maxCallerLabel bytes, or "none".
+func (m *metrics) callerAttr(ctx context.Context, attrs ...attribute.KeyValue) []attribute.KeyValue {
+	if !m.callerLabel {
+		return attrs
+	}
+	c := callerOf(ctx)
+	if c == "" {
+		c = noCaller
+	}
+	if len(c) > maxCallerLabel {
+		n := maxCallerLabel
+		for n > 0 && !utf8.RuneStart(c[n]) {
+			n--
+		}
+		c = c[:n]
+	}
+	return append(attrs, attribute.String("caller", c))
 }
 
 // newMetrics creates the service's instruments on mp (a no-op provider
@@ -104,7 +137,7 @@ func (m *metrics) batch(ctx context.Context, rpc string, n int, counts map[codes
 	op := attribute.String("rpc", rpc)
 	m.batchSize.Record(ctx, int64(n), metric.WithAttributes(op))
 	for c, k := range counts {
-		m.batchItems.Add(ctx, int64(k), metric.WithAttributes(op, attribute.String("code", codeName(c))))
+		m.batchItems.Add(ctx, int64(k), metric.WithAttributes(m.callerAttr(ctx, op, attribute.String("code", codeName(c)))...))
 	}
 }
 
@@ -120,5 +153,5 @@ func (m *metrics) decision(ctx context.Context, verb string, allowed, authentica
 	case allowed:
 		d = decisionAllow
 	}
-	m.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("verb", verb), attribute.String("decision", d)))
+	m.decisions.Add(ctx, 1, metric.WithAttributes(m.callerAttr(ctx, attribute.String("verb", verb), attribute.String("decision", d))...))
 }

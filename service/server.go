@@ -62,6 +62,11 @@ type Options struct {
 	// cache's lookups and entries, batch items and sizes, authorization
 	// decisions. Default: nil, a no-op provider.
 	MeterProvider metric.MeterProvider
+	// MetricsCallerLabel adds the authenticated caller's identity as a
+	// caller label to secretbroker_authz_decisions_total and
+	// secretbroker_batch_items_total ("none" for a call without one). Off
+	// by default: callers are unbounded, and each multiplies the series.
+	MetricsCallerLabel bool
 }
 
 // Server implements secretbroker.v1.SecretService.
@@ -101,6 +106,9 @@ func New(up Upstream, opts Options) *Server {
 		// that refuses everything fails here. Count nothing then.
 		opts.Logger.Warn("service metrics disabled", slog.Any("error", err))
 		m = nil
+	}
+	if m != nil {
+		m.callerLabel = opts.MetricsCallerLabel
 	}
 	keys.metrics = m
 	return &Server{

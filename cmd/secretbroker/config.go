@@ -57,6 +57,12 @@ type Config struct {
 	// listener. Flag --admin-pprof. Default false.
 	AdminPprof bool
 
+	// MetricsCallerLabel adds the caller's identity as a caller label to
+	// secretbroker_authz_decisions_total and
+	// secretbroker_batch_items_total. Flag --metrics-caller-label. Default
+	// false: callers are unbounded, and each one multiplies those series.
+	MetricsCallerLabel bool
+
 	// UpstreamURL is GitHub's REST API. Flag --upstream-url. Default
 	// upstream.DefaultBaseURL, "https://api.github.com"; GitHub Enterprise
 	// Server is "https://HOST/api/v3". Ignored in dev mode.
@@ -266,6 +272,8 @@ Flags:
 		"admin listen `address`, plain HTTP: /healthz, /readyz, /debug/pprof/ with --admin-pprof (loopback only with --dev)")
 	fs.BoolVar(&cfg.AdminPprof, "admin-pprof", false,
 		"serve Go's profiler under /debug/pprof/ on the admin listener")
+	fs.BoolVar(&cfg.MetricsCallerLabel, "metrics-caller-label", false,
+		"label secretbroker_authz_decisions_total and secretbroker_batch_items_total with the caller's identity (unbounded: one set of series per caller)")
 	fs.StringVar(&cfg.UpstreamURL, "upstream-url", defaultUpstreamURL,
 		"GitHub's REST API `URL`; https://HOST/api/v3 for GitHub Enterprise Server")
 	fs.StringVar(&cfg.UpstreamTokenFile, "upstream-token-file", "",

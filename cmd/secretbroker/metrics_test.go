@@ -170,6 +170,16 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("the scrape holds %q", planted)
 		}
 	}
+	// Without --metrics-caller-label no series names a caller.
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "caller" {
+					t.Errorf("%s has a caller label without --metrics-caller-label", name)
+				}
+			}
+		}
+	}
 	// Routes are templates: no concrete path of the calls above.
 	if strings.Contains(raw, "octo-org") || strings.Contains(raw, "hello-world") {
 		t.Errorf("the scrape holds a concrete path:\n%s", raw)

@@ -149,6 +149,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		AuditReads: cfg.AuditReads,
 
 		MeterProvider: mp,
+
+		MetricsCallerLabel: cfg.MetricsCallerLabel,
 	})
 
 	var tlsCfg *tls.Config
