@@ -202,7 +202,7 @@ func TestStatsPointsUsed(t *testing.T) {
 		}
 		t0 := time.Now()
 		for _, s := range steps {
-			time.Sleep(t0.Add(s.at).Sub(time.Now()))
+			time.Sleep(time.Until(t0.Add(s.at)))
 			if s.do != nil {
 				s.do()
 			}
