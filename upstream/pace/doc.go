@@ -57,6 +57,16 @@
 // service) after Acquire returns and before it sends; if building fails,
 // Unsent gives the place, the points and the write spacing back.
 //
+// Observation. Config.Observer, when set, is told of every admission
+// with its wait and the reason that held the request's lane (reads or
+// writes) back longest, and of every hold that begins or grows; it is
+// called under the pacer's lock and must only record. Each lane keeps a
+// running total of the time it was held back per reason; a request
+// snapshots its lane's totals when queued and compares at admission, so
+// this costs O(1) per event. Stats.PointsUsed is the points that count
+// against the budget now. The package imports no metrics library: the
+// upstream client turns these into its series.
+//
 // Time. The pacer reads time directly (time.Now, time.AfterFunc) and
 // takes deadlines from the context; Budget and WriteSlot take the time
 // as an argument. Tests run in testing/synctest bubbles, where waits are
