@@ -211,9 +211,7 @@ func TestMetricsAfterBatch(t *testing.T) {
 		t.Errorf("%d PUTs, want %d: one per item, the 502's and the 429's retries, one per 422", puts, want)
 	}
 
-	// The batch has writes queued behind the write slot and a pause: waits
-	// for spacing and none at all are certain; every reason is one of the
-	// contract's.
+	// Every wait reason is one of the contract's.
 	reasons := map[string]bool{"none": true, "in_flight": true, "spacing": true, "points": true,
 		"primary": true, "secondary_pause": true, "backoff": true}
 	waits := map[string]uint64{}
@@ -228,10 +226,15 @@ func TestMetricsAfterBatch(t *testing.T) {
 		}
 	}
 	t.Logf("pacer waits by reason: %v", waits)
-	for _, reason := range []string{"none", "spacing"} {
-		if v, _ := metricValue(fams, "secretbroker_pacer_wait_seconds", l("reason", reason)); v < 1 {
-			t.Errorf("no pacer wait for %s", reason)
-		}
+	// The credential check went at once; the batch's writes, started
+	// together, queue behind the write slot (and the pause). Which reason
+	// held each longest depends on when its goroutine ran; the pacer's
+	// tests pin the reasons down with a fake clock.
+	if waits["none"] < 1 {
+		t.Errorf("no request admitted at once: %v", waits)
+	}
+	if waited := float64(requests) - float64(waits["none"]); waited < 1 {
+		t.Errorf("no request waited in the pacer: %v", waits)
 	}
 	if f := fams["secretbroker_pacer_wait_seconds"]; f.GetType() != dto.MetricType_HISTOGRAM {
 		t.Errorf("secretbroker_pacer_wait_seconds is a %v, want a histogram", f.GetType())
