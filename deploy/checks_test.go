@@ -871,7 +871,7 @@ func checkPrometheus(r *rendered, d brokerDefaults) error {
 // when the render carries that Secret, its URL is redis:// or rediss://
 // and, for a Service in the render, that Service exists.
 func checkRedis(r *rendered, _ brokerDefaults) error {
-	_, c, err := r.broker()
+	w, c, err := r.broker()
 	if err != nil {
 		return err
 	}
@@ -881,10 +881,6 @@ func checkRedis(r *rendered, _ brokerDefaults) error {
 	file, ok := r.setting(c, "redis-url-file")
 	if !ok {
 		return errors.New("several replicas without --redis-url-file: each would spend the whole GitHub budget")
-	}
-	w, _, err := r.broker()
-	if err != nil {
-		return err
 	}
 	dir, base := path.Split(file)
 	for _, m := range c.VolumeMounts {
