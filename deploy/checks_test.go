@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net/url"
 	"path"
 	"regexp"
 	"slices"
@@ -866,21 +867,22 @@ func checkPrometheus(r *rendered, d brokerDefaults) error {
 	return nil
 }
 
-// checkRedis: several replicas share one budget, so the broker reads a
-// Redis URL from a mounted file (checkMountedFiles checks the mount);
-// when the render carries that Secret, its URL is redis:// or rediss://
-// and, for a Service in the render, that Service exists.
+// checkRedis: several replicas share one budget, so the broker is given
+// Redis: a URL from a mounted file (checkMountedFiles checks the mount),
+// or a --redis-url value without a password. A URL the render carries is
+// redis:// or rediss://, and names a Service of the render when it names
+// a bare host. Its errors never hold the URL, which may hold a password.
 func checkRedis(r *rendered, _ brokerDefaults) error {
 	w, c, err := r.broker()
 	if err != nil {
 		return err
 	}
-	if _, ok := r.setting(c, "redis-url"); ok {
-		return errors.New("--redis-url is given as a value; read it from a file with --redis-url-file")
+	if raw, ok := r.setting(c, "redis-url"); ok {
+		return checkRedisURL(r, raw, false)
 	}
 	file, ok := r.setting(c, "redis-url-file")
 	if !ok {
-		return errors.New("several replicas without --redis-url-file: each would spend the whole GitHub budget")
+		return errors.New("several replicas without --redis-url-file or --redis-url: each would spend the whole GitHub budget")
 	}
 	dir, base := path.Split(file)
 	for _, m := range c.VolumeMounts {
@@ -905,31 +907,39 @@ func checkRedis(r *rendered, _ brokerDefaults) error {
 					key = it.Key
 				}
 			}
-			return checkRedisURL(r, s, key)
+			raw, ok := s.StringData[key]
+			if !ok {
+				enc, ok := s.Data[key]
+				if !ok {
+					return fmt.Errorf("Secret %s has no key %s", o.Metadata.Name, key)
+				}
+				if raw, err = decodeBase64(enc); err != nil {
+					return fmt.Errorf("Secret %s, key %s: %w", o.Metadata.Name, key, err)
+				}
+			}
+			return checkRedisURL(r, strings.TrimSpace(raw), true)
 		}
 	}
 	return nil
 }
 
-// checkRedisURL checks a rendered Redis URL Secret's key.
-func checkRedisURL(r *rendered, s secret, key string) error {
-	url, ok := s.StringData[key]
-	if !ok {
-		enc, ok := s.Data[key]
-		if !ok {
-			return fmt.Errorf("the Redis URL Secret has no key %s", key)
-		}
-		dec, err := decodeBase64(enc)
-		if err != nil {
-			return fmt.Errorf("the Redis URL Secret's %s: %w", key, err)
-		}
-		url = dec
+// checkRedisURL checks a Redis URL from the render; passwordAllowed says
+// whether it may hold a password (read from a file, not a flag value).
+func checkRedisURL(r *rendered, raw string, passwordAllowed bool) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("the Redis URL does not parse") // url.Error would quote it
 	}
-	m := regexp.MustCompile(`^rediss?://(?:[^@/]*@)?([^:/]+)(?::\d+)?(?:/\d+)?$`).FindStringSubmatch(url)
-	if m == nil {
-		return fmt.Errorf("the rendered Redis URL %q is not redis://HOST[:PORT][/DB] or rediss://...", url)
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return errors.New("the Redis URL's scheme is not redis or rediss")
 	}
-	host := m[1]
+	if _, has := u.User.Password(); has && !passwordAllowed {
+		return errors.New("--redis-url holds a password, which would show in the pod spec; use REDIS_PASSWORD from a Secret or --redis-url-file")
+	}
+	host := u.Hostname()
+	if host == "" {
+		return errors.New("the Redis URL names no host")
+	}
 	if !strings.Contains(host, ".") && r.find("Service", host) == nil {
 		return fmt.Errorf("the Redis URL names Service %s, which is not in the render", host)
 	}

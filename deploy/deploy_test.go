@@ -135,6 +135,10 @@ func TestRenderedOverlays(t *testing.T) {
 	}
 }
 
+// plantedPassword is a password a broken render carries, which no
+// check's error may repeat.
+const plantedPassword = "planted-Redis-passw0rd"
+
 // TestChecksCatch breaks the rendered production overlay one way at a
 // time and checks that the check meant for it fails, so that no check is
 // one that cannot fail.
@@ -183,6 +187,8 @@ func TestChecksCatch(t *testing.T) {
 		{"no scrape", `prometheus.io/scrape: "true"`, `prometheus.io/scrape: "false"`, "Prometheus scrape"},
 		{"scrape elsewhere", `prometheus.io/port: "9091"`, `prometheus.io/port: "9090"`, "Prometheus scrape"},
 		{"no Redis", "name: SECRETBROKER_REDIS_URL_FILE", "name: SECRETBROKER_REDIS_FILE", "Redis"},
+		{"a password in --redis-url", "- name: SECRETBROKER_REDIS_URL_FILE\n          value: /var/run/secrets/redis/url\n",
+			"- name: SECRETBROKER_REDIS_URL\n          value: redis://:" + plantedPassword + "@secretbroker-redis:6379/0\n", "Redis"},
 		{"Redis Service missing", "kind: Service\nmetadata:\n  labels:\n    app.kubernetes.io/component: redis",
 			"kind: ServiceX\nmetadata:\n  labels:\n    app.kubernetes.io/component: redis", "Redis"},
 	}
@@ -199,11 +205,14 @@ func TestChecksCatch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := c.run(r, d); err == nil {
-				t.Errorf("check %q passed on a render with %q replaced by %q", tt.check, tt.old, tt.new)
-			} else {
-				t.Logf("caught: %v", err)
+			err = c.run(r, d)
+			if err == nil {
+				t.Fatalf("check %q passed on a render with %q replaced by %q", tt.check, tt.old, tt.new)
 			}
+			if strings.Contains(err.Error(), plantedPassword) {
+				t.Errorf("the error holds the planted password: %v", err)
+			}
+			t.Logf("caught: %v", err)
 		})
 	}
 }
