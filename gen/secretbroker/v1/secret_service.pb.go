@@ -7,6 +7,7 @@
 package secretbrokerv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	code "google.golang.org/genproto/googleapis/rpc/code"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -92,7 +93,8 @@ type Secret struct {
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// When the secret was last updated.
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	// Organization secrets only: "all", "private" or "selected".
+	// Organization secrets only: "all", "private" or "selected"; empty for
+	// repository and environment secrets.
 	Visibility string `protobuf:"bytes,5,opt,name=visibility,proto3" json:"visibility,omitempty"`
 	// Organization secrets with visibility "selected": GitHub's URL of the
 	// selected repositories list.
@@ -1485,19 +1487,19 @@ var File_secretbroker_v1_secret_service_proto protoreflect.FileDescriptor
 
 const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\n" +
-	"$secretbroker/v1/secret_service.proto\x12\x0fsecretbroker.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15google/rpc/code.proto\"4\n" +
+	"$secretbroker/v1/secret_service.proto\x12\x0fsecretbroker.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15google/rpc/code.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"4\n" +
 	"\tPublicKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\tR\x03key\"\x8b\x02\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"\xae\x02\n" +
 	"\x06Secret\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tsecret_id\x18\x02 \x01(\tR\bsecretId\x129\n" +
 	"\n" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1e\n" +
+	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12A\n" +
 	"\n" +
-	"visibility\x18\x05 \x01(\tR\n" +
+	"visibility\x18\x05 \x01(\tB!\x92A\x1e\xf2\x02\x00\xf2\x02\x03all\xf2\x02\aprivate\xf2\x02\bselectedR\n" +
 	"visibility\x12:\n" +
 	"\x19selected_repositories_url\x18\x06 \x01(\tR\x17selectedRepositoriesUrl\"g\n" +
 	"\n" +
@@ -1519,14 +1521,14 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"totalCount\x12&\n" +
 	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"&\n" +
 	"\x10GetSecretRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xe3\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x83\x02\n" +
 	"\x10PutSecretRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x05value\x18\x02 \x01(\tH\x00R\x05value\x12)\n" +
 	"\x0fencrypted_value\x18\x03 \x01(\tH\x00R\x0eencryptedValue\x12\x15\n" +
-	"\x06key_id\x18\x04 \x01(\tR\x05keyId\x12\x1e\n" +
+	"\x06key_id\x18\x04 \x01(\tR\x05keyId\x12>\n" +
 	"\n" +
-	"visibility\x18\x05 \x01(\tR\n" +
+	"visibility\x18\x05 \x01(\tB\x1e\x92A\x1b\xf2\x02\x03all\xf2\x02\aprivate\xf2\x02\bselectedR\n" +
 	"visibility\x126\n" +
 	"\x17selected_repository_ids\x18\x06 \x03(\x03R\x15selectedRepositoryIdsB\t\n" +
 	"\apayload\"X\n" +
@@ -1586,12 +1588,17 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\asecrets\x18\x01 \x03(\v2\x17.secretbroker.v1.SecretR\asecrets\x12\x1f\n" +
 	"\vtotal_count\x18\x02 \x01(\x05R\n" +
 	"totalCount\x12&\n" +
-	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken2\x87\x18\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken2\x82\x19\n" +
 	"\rSecretService\x12\xb1\x02\n" +
 	"\vListSecrets\x12#.secretbroker.v1.ListSecretsRequest\x1a$.secretbroker.v1.ListSecretsResponse\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$\x12\"/v1/{parent=orgs/*/agents}/secretsZ(\x12&/v1/{parent=repos/*/*/actions}/secretsZ'\x12%/v1/{parent=repos/*/*/agents}/secretsZ/\x12-/v1/{parent=repos/*/*/environments/*}/secrets\x12#/v1/{parent=orgs/*/actions}/secrets\x12\xa0\x02\n" +
 	"\tGetSecret\x12!.secretbroker.v1.GetSecretRequest\x1a\x17.secretbroker.v1.Secret\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$\x12\"/v1/{name=orgs/*/agents/secrets/*}Z(\x12&/v1/{name=repos/*/*/actions/secrets/*}Z'\x12%/v1/{name=repos/*/*/agents/secrets/*}Z/\x12-/v1/{name=repos/*/*/environments/*/secrets/*}\x12#/v1/{name=orgs/*/actions/secrets/*}\x12\xe0\x02\n" +
-	"\fGetPublicKey\x12$.secretbroker.v1.GetPublicKeyRequest\x1a\x1a.secretbroker.v1.PublicKey\"\x8d\x02\x82\xd3\xe4\x93\x02\x86\x02Z/\x12-/v1/{parent=orgs/*/agents}/secrets/public-keyZ3\x121/v1/{parent=repos/*/*/actions}/secrets/public-keyZ2\x120/v1/{parent=repos/*/*/agents}/secrets/public-keyZ:\x128/v1/{parent=repos/*/*/environments/*}/secrets/public-key\x12./v1/{parent=orgs/*/actions}/secrets/public-key\x12\xba\x02\n" +
-	"\tPutSecret\x12!.secretbroker.v1.PutSecretRequest\x1a\".secretbroker.v1.PutSecretResponse\"\xe5\x01\x82\xd3\xe4\x93\x02\xde\x01:\x01*Z':\x01*\x1a\"/v1/{name=orgs/*/agents/secrets/*}Z+:\x01*\x1a&/v1/{name=repos/*/*/actions/secrets/*}Z*:\x01*\x1a%/v1/{name=repos/*/*/agents/secrets/*}Z2:\x01*\x1a-/v1/{name=repos/*/*/environments/*/secrets/*}\x1a#/v1/{name=orgs/*/actions/secrets/*}\x12\x85\x01\n" +
+	"\fGetPublicKey\x12$.secretbroker.v1.GetPublicKeyRequest\x1a\x1a.secretbroker.v1.PublicKey\"\x8d\x02\x82\xd3\xe4\x93\x02\x86\x02Z/\x12-/v1/{parent=orgs/*/agents}/secrets/public-keyZ3\x121/v1/{parent=repos/*/*/actions}/secrets/public-keyZ2\x120/v1/{parent=repos/*/*/agents}/secrets/public-keyZ:\x128/v1/{parent=repos/*/*/environments/*}/secrets/public-key\x12./v1/{parent=orgs/*/actions}/secrets/public-key\x12\xb5\x03\n" +
+	"\tPutSecret\x12!.secretbroker.v1.PutSecretRequest\x1a\".secretbroker.v1.PutSecretResponse\"\xe0\x02\x92AxJ,\n" +
+	"\x03200\x12%\n" +
+	"#The secret existed and was updated.JH\n" +
+	"\x03201\x12A\n" +
+	"\x17The secret was created.\x12&\n" +
+	"$\x1a\".secretbroker.v1.PutSecretResponse\x82\xd3\xe4\x93\x02\xde\x01:\x01*Z':\x01*\x1a\"/v1/{name=orgs/*/agents/secrets/*}Z+:\x01*\x1a&/v1/{name=repos/*/*/actions/secrets/*}Z*:\x01*\x1a%/v1/{name=repos/*/*/agents/secrets/*}Z2:\x01*\x1a-/v1/{name=repos/*/*/environments/*/secrets/*}\x1a#/v1/{name=orgs/*/actions/secrets/*}\x12\x85\x01\n" +
 	"\x0fBatchPutSecrets\x12'.secretbroker.v1.BatchPutSecretsRequest\x1a(.secretbroker.v1.BatchPutSecretsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/secrets:batchPut\x12\x91\x01\n" +
 	"\x12BatchDeleteSecrets\x12*.secretbroker.v1.BatchDeleteSecretsRequest\x1a+.secretbroker.v1.BatchDeleteSecretsResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/secrets:batchDelete\x12\xa5\x02\n" +
 	"\fDeleteSecret\x12$.secretbroker.v1.DeleteSecretRequest\x1a\x16.google.protobuf.Empty\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$*\"/v1/{name=orgs/*/agents/secrets/*}Z(*&/v1/{name=repos/*/*/actions/secrets/*}Z'*%/v1/{name=repos/*/*/agents/secrets/*}Z/*-/v1/{name=repos/*/*/environments/*/secrets/*}*#/v1/{name=orgs/*/actions/secrets/*}\x12\xec\x01\n" +
@@ -1599,7 +1606,26 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\x17SetSelectedRepositories\x12/.secretbroker.v1.SetSelectedRepositoriesRequest\x1a\x16.google.protobuf.Empty\"q\x82\xd3\xe4\x93\x02k:\x01*Z4:\x01*\x1a//v1/{name=orgs/*/agents/secrets/*}/repositories\x1a0/v1/{name=orgs/*/actions/secrets/*}/repositories\x12\xed\x01\n" +
 	"\x15AddSelectedRepository\x12-.secretbroker.v1.AddSelectedRepositoryRequest\x1a\x16.google.protobuf.Empty\"\x8c\x01\x82\xd3\xe4\x93\x02\x85\x01ZA\x1a?/v1/{name=orgs/*/agents/secrets/*}/repositories/{repository_id}\x1a@/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository_id}\x12\xf3\x01\n" +
 	"\x18RemoveSelectedRepository\x120.secretbroker.v1.RemoveSelectedRepositoryRequest\x1a\x16.google.protobuf.Empty\"\x8c\x01\x82\xd3\xe4\x93\x02\x85\x01ZA*?/v1/{name=orgs/*/agents/secrets/*}/repositories/{repository_id}*@/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository_id}\x12\x8d\x02\n" +
-	"!ListRepositoryOrganizationSecrets\x129.secretbroker.v1.ListRepositoryOrganizationSecretsRequest\x1a:.secretbroker.v1.ListRepositoryOrganizationSecretsResponse\"q\x82\xd3\xe4\x93\x02kZ4\x122/v1/{parent=repos/*/*/agents}/organization-secrets\x123/v1/{parent=repos/*/*/actions}/organization-secretsBIZGgithub.com/secretbroker/secretbroker/gen/secretbroker/v1;secretbrokerv1b\x06proto3"
+	"!ListRepositoryOrganizationSecrets\x129.secretbroker.v1.ListRepositoryOrganizationSecretsRequest\x1a:.secretbroker.v1.ListRepositoryOrganizationSecretsResponse\"q\x82\xd3\xe4\x93\x02kZ4\x122/v1/{parent=repos/*/*/agents}/organization-secrets\x123/v1/{parent=repos/*/*/actions}/organization-secretsB\xf3\b\x92A\xa6\b\x12\xde\x01\n" +
+	"\fsecretbroker\x12\xc9\x01Writes GitHub Actions and Agents secrets on behalf of callers that hold neither GitHub credentials nor libsodium. Resource names are the paths below without /v1/; field names are snake_case, as served.2\x02v12\x10application/json:\x10application/jsonR\x94\x01\n" +
+	"\x03400\x12\x8c\x01\n" +
+	"rINVALID_ARGUMENT or FAILED_PRECONDITION: the request is malformed, or the secret is not in a state that allows it.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusR\x80\x01\n" +
+	"\x03401\x12y\n" +
+	"_UNAUTHENTICATED: the caller did not prove who it is, or GitHub refused the broker's credential.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusRm\n" +
+	"\x03403\x12f\n" +
+	"LPERMISSION_DENIED: the broker's policy, or GitHub, does not allow this call.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusR\x8b\x01\n" +
+	"\x03404\x12\x83\x01\n" +
+	"iNOT_FOUND: the secret, scope or repository does not exist (or is not visible to the broker's credential).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusRq\n" +
+	"\x03429\x12j\n" +
+	"PRESOURCE_EXHAUSTED: a rate limit; the Retry-After header says when to try again.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusR\x94\x01\n" +
+	"\x03503\x12\x8c\x01\n" +
+	"rUNAVAILABLE: GitHub or the broker cannot answer now; the Retry-After header, when present, says when to try again.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusZGgithub.com/secretbroker/secretbroker/gen/secretbroker/v1;secretbrokerv1b\x06proto3"
 
 var (
 	file_secretbroker_v1_secret_service_proto_rawDescOnce sync.Once
