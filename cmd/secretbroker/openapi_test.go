@@ -27,12 +27,12 @@ import (
 // parameter the document names otherwise fails the test, so the names stay
 // these few, the same on every route.
 var openAPIParamValues = map[string]string{
-	"org":           "octo-org",
-	"owner":         "octo-org",
-	"repo":          "hello-world",
-	"environment":   "prod/eu",
-	"secret":        "OPENAPI_TOKEN",
-	"repository_id": "1296270",
+	"org":         "octo-org",
+	"owner":       "octo-org",
+	"repo":        "hello-world",
+	"environment": "prod/eu",
+	"secret":      "OPENAPI_TOKEN",
+	"repository":  "hello-world",
 }
 
 // fetchOpenAPI fetches /openapi.json from the gateway at addr, checks it
@@ -266,7 +266,7 @@ func openAPIRequest(t *testing.T, addr string, o openAPIOperation) (*http.Reques
 // checkRoutedRequest checks that the RPC request the gateway made of req
 // holds the resource the path names: its name or parent is the path after
 // /v1/ (up to a segment boundary), escaped as the client escaped it, and a
-// repository_id is the one in the path.
+// repository is the one in the path.
 func checkRoutedRequest(t *testing.T, req *http.Request, m proto.Message, params map[string]string) {
 	t.Helper()
 	msg := m.ProtoReflect()
@@ -283,10 +283,10 @@ func checkRoutedRequest(t *testing.T, req *http.Request, m proto.Message, params
 			t.Errorf("%s %q: environment %q not in %q", req.Method, path, env, v)
 		}
 	}
-	if id, ok := params["repository_id"]; ok {
-		fd := fields.ByName("repository_id")
-		if fd == nil || msg.Get(fd).String() != id {
-			t.Errorf("%s %q: repository_id did not reach the service as %s", req.Method, path, id)
+	if repo, ok := params["repository"]; ok {
+		fd := fields.ByName("repository")
+		if fd == nil || msg.Get(fd).String() != repo {
+			t.Errorf("%s %q: repository did not reach the service as %s", req.Method, path, repo)
 		}
 	}
 }
