@@ -77,6 +77,11 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 		}
 	}
 
+	for i, err := range s.resolveBatchNames(ctx, plans) {
+		changes[i].end(itemCtx[i], err)
+		plans[i] = nil
+		fail(i, err)
+	}
 	keys := s.batchKeys(ctx, plans)
 	var runnable []int
 	for i, p := range plans {

@@ -26,6 +26,7 @@ type putPlan struct {
 	keyID      upstream.KeyID
 	visibility string
 	repoIDs    []int64
+	repoNames  []string // resolved into repoIDs before anything is written (reponames.go)
 }
 
 // parsePut checks a PutSecret request against every rule that needs no
@@ -35,7 +36,8 @@ func parsePut(req *secretbrokerv1.PutSecretRequest) (putPlan, error) {
 	if err != nil {
 		return putPlan{}, err
 	}
-	p := putPlan{scope: scope, name: name, visibility: req.GetVisibility(), repoIDs: req.GetSelectedRepositoryIds()}
+	p := putPlan{scope: scope, name: name, visibility: req.GetVisibility(), repoIDs: req.GetSelectedRepositoryIds(),
+		repoNames: req.GetSelectedRepositories()}
 	switch v := req.GetPayload().(type) {
 	case *secretbrokerv1.PutSecretRequest_Value:
 		if v.Value == "" {
@@ -66,6 +68,9 @@ func parsePut(req *secretbrokerv1.PutSecretRequest) (putPlan, error) {
 		if len(p.repoIDs) > 0 {
 			return putPlan{}, invalidArg("selected_repository_ids", "apply to organization secrets only")
 		}
+		if len(p.repoNames) > 0 {
+			return putPlan{}, invalidArg("selected_repositories", "apply to organization secrets only")
+		}
 		return p, nil
 	}
 	switch p.visibility {
@@ -77,6 +82,12 @@ func parsePut(req *secretbrokerv1.PutSecretRequest) (putPlan, error) {
 		return putPlan{}, invalidArg("selected_repository_ids", "may be given only with visibility \"selected\"")
 	}
 	if err := checkRepositoryIDs("selected_repository_ids", p.repoIDs); err != nil {
+		return putPlan{}, err
+	}
+	if len(p.repoNames) > 0 && p.visibility != visibilitySelected {
+		return putPlan{}, invalidArg("selected_repositories", "may be given only with visibility \"selected\"")
+	}
+	if err := checkRepoNames("selected_repositories", scope.Org, p.repoNames); err != nil {
 		return putPlan{}, err
 	}
 	return p, nil
@@ -112,6 +123,9 @@ func (s *Server) PutSecret(ctx context.Context, req *secretbrokerv1.PutSecretReq
 }
 
 func (s *Server) put(ctx context.Context, p putPlan) (created bool, keyID upstream.KeyID, err error) {
+	if err := s.resolvePutNames(ctx, &p); err != nil {
+		return false, "", err
+	}
 	if p.scope.IsOrg() {
 		if err := s.checkAccessChange(ctx, p); err != nil {
 			return false, "", err

@@ -58,6 +58,9 @@ type Options struct {
 	// AuditReads records successful reads in the audit trail too. Default
 	// false: changes and denials only.
 	AuditReads bool
+	// RepoNameTTL is how long a repository name's id, once resolved, is
+	// used without asking GitHub again (reponames.go). Default: 10 minutes.
+	RepoNameTTL time.Duration
 	// MeterProvider receives the service's metrics (metrics.go): the key
 	// cache's lookups and entries, batch items and sizes, authorization
 	// decisions. Default: nil, a no-op provider.
@@ -84,6 +87,8 @@ type Server struct {
 	sealers chan struct{}
 	// metrics records the service's series; nil records nothing.
 	metrics *metrics
+	// repos resolves repository names to ids (reponames.go).
+	repos *repoNames
 }
 
 // sealSlots is how many values the broker seals at once: one core fewer
@@ -121,6 +126,7 @@ func New(up Upstream, opts Options) *Server {
 
 		auditReads: opts.AuditReads,
 		sealers:    make(chan struct{}, sealSlots()),
+		repos:      newRepoNames(up, opts.RepoNameTTL),
 	}
 }
 
@@ -278,16 +284,24 @@ func (s *Server) SetSelectedRepositories(ctx context.Context, req *secretbrokerv
 	if ids == nil {
 		ids = []int64{} // an empty list clears the selection
 	}
+	names := req.GetSelectedRepositories()
 	parse := func(field, raw string) (upstream.Scope, string, error) {
 		scope, name, err := parseOrgSecretName(field, raw)
 		if err == nil {
 			err = checkRepositoryIDs("selected_repository_ids", ids)
 		}
+		if err == nil {
+			err = checkRepoNames("selected_repositories", scope.Org, names)
+		}
 		return scope, name, err
 	}
 	err := s.mutate(ctx, rpcSetSelected, req.GetName(), verbManage, parse,
 		func(ctx context.Context, scope upstream.Scope, name string) error {
-			return s.up.SetSelectedRepositories(ctx, scope, name, ids)
+			all, err := s.repos.withNames(ctx, "selected_repositories", scope.Org, ids, names)
+			if err != nil {
+				return err
+			}
+			return s.up.SetSelectedRepositories(ctx, scope, name, all)
 		})
 	if err != nil {
 		return nil, s.toStatus(ctx, "SetSelectedRepositories", err)
@@ -297,28 +311,36 @@ func (s *Server) SetSelectedRepositories(ctx context.Context, req *secretbrokerv
 
 // AddSelectedRepository adds a repository to an organization secret.
 func (s *Server) AddSelectedRepository(ctx context.Context, req *secretbrokerv1.AddSelectedRepositoryRequest) (*emptypb.Empty, error) {
-	return s.changeSelection(ctx, "AddSelectedRepository", rpcAddSelected, req.GetName(), req.GetRepositoryId(), s.up.AddSelectedRepository)
+	return s.changeSelection(ctx, "AddSelectedRepository", rpcAddSelected, req.GetName(), req.GetRepositoryId(), req.GetRepository(), s.up.AddSelectedRepository)
 }
 
 // RemoveSelectedRepository removes a repository from an organization secret.
 func (s *Server) RemoveSelectedRepository(ctx context.Context, req *secretbrokerv1.RemoveSelectedRepositoryRequest) (*emptypb.Empty, error) {
-	return s.changeSelection(ctx, "RemoveSelectedRepository", rpcRemoveSelected, req.GetName(), req.GetRepositoryId(), s.up.RemoveSelectedRepository)
+	return s.changeSelection(ctx, "RemoveSelectedRepository", rpcRemoveSelected, req.GetName(), req.GetRepositoryId(), req.GetRepository(), s.up.RemoveSelectedRepository)
 }
 
 // changeSelection adds or removes one repository of an organization
-// secret's selection.
-func (s *Server) changeSelection(ctx context.Context, op, rpc, secret string, id int64,
+// secret's selection, given by id or by repository (a name or an id).
+func (s *Server) changeSelection(ctx context.Context, op, rpc, secret string, id int64, repository string,
 	change func(context.Context, upstream.Scope, string, int64) error,
 ) (*emptypb.Empty, error) {
+	var repoName string
 	parse := func(field, raw string) (upstream.Scope, string, error) {
 		scope, name, err := parseOrgSecretName(field, raw)
 		if err == nil {
-			err = checkRepositoryIDs("repository_id", []int64{id})
+			id, repoName, err = parseRepository(scope.Org, id, repository)
 		}
 		return scope, name, err
 	}
 	err := s.mutate(ctx, rpc, secret, verbManage, parse,
 		func(ctx context.Context, scope upstream.Scope, name string) error {
+			if repoName != "" {
+				ids, err := s.repos.resolveAll(ctx, "repository", scope.Org, []string{repoName})
+				if err != nil {
+					return err
+				}
+				id = ids[0]
+			}
 			return change(ctx, scope, name, id)
 		})
 	if err != nil {

@@ -565,9 +565,15 @@ func TestGatewayHardeningBackend(t *testing.T) {
 			{http.MethodDelete, "/v1/orgs/octo-org/actions/secrets/X%2525/repositories/%31%32%33", "RemoveSelectedRepository",
 				func(m proto.Message) string {
 					r := m.(*secretbrokerv1.RemoveSelectedRepositoryRequest)
-					return fmt.Sprintf("%s %d", r.GetName(), r.GetRepositoryId())
+					return fmt.Sprintf("%s %d %q", r.GetName(), r.GetRepositoryId(), r.GetRepository())
 				},
-				"orgs/octo-org/actions/secrets/X%2525 123"},
+				`orgs/octo-org/actions/secrets/X%2525 0 "123"`},
+			{http.MethodPut, "/v1/orgs/octo-org/agents/secrets/X/repositories/hello-world", "AddSelectedRepository",
+				func(m proto.Message) string {
+					r := m.(*secretbrokerv1.AddSelectedRepositoryRequest)
+					return fmt.Sprintf("%s %d %q", r.GetName(), r.GetRepositoryId(), r.GetRepository())
+				},
+				`orgs/octo-org/agents/secrets/X 0 "hello-world"`},
 		} {
 			a := send(t, client, f.addr, gwRequest{method: tt.method, path: tt.path, header: jsonCT})
 			calls := f.take()
@@ -791,7 +797,7 @@ func TestGatewayServiceRoutes(t *testing.T) {
 		{http.MethodGet, "/v1/{parent=orgs/*/actions}/secrets"},
 		{http.MethodPut, "/v1/{name=repos/*/*/environments/*/secrets/*}"},
 		{http.MethodPost, "/v1/secrets:batchPut"},
-		{http.MethodDelete, "/v1/{name=orgs/*/agents/secrets/*}/repositories/{repository_id}"},
+		{http.MethodDelete, "/v1/{name=orgs/*/agents/secrets/*}/repositories/{repository}"},
 	} {
 		if !slices.Contains(routes, want) {
 			t.Errorf("serviceRoutes lacks %v", want)

@@ -7,6 +7,7 @@
 package secretbrokerv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	code "google.golang.org/genproto/googleapis/rpc/code"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -92,7 +93,8 @@ type Secret struct {
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// When the secret was last updated.
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	// Organization secrets only: "all", "private" or "selected".
+	// Organization secrets only: "all", "private" or "selected"; empty for
+	// repository and environment secrets.
 	Visibility string `protobuf:"bytes,5,opt,name=visibility,proto3" json:"visibility,omitempty"`
 	// Organization secrets with visibility "selected": GitHub's URL of the
 	// selected repositories list.
@@ -489,8 +491,15 @@ type PutSecretRequest struct {
 	// may use the secret. When empty on update, the current selection is kept
 	// (use SetSelectedRepositories to change it).
 	SelectedRepositoryIds []int64 `protobuf:"varint,6,rep,packed,name=selected_repository_ids,json=selectedRepositoryIds,proto3" json:"selected_repository_ids,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Organization secrets with visibility "selected": repositories of the
+	// secret's organization by name, for example "hello-world", instead of
+	// (or as well as) selected_repository_ids; the selection is both lists
+	// together. The broker resolves each name (GET /repos/{org}/{name},
+	// cached) and answers INVALID_ARGUMENT naming every name it does not find,
+	// with nothing written.
+	SelectedRepositories []string `protobuf:"bytes,7,rep,name=selected_repositories,json=selectedRepositories,proto3" json:"selected_repositories,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *PutSecretRequest) Reset() {
@@ -572,6 +581,13 @@ func (x *PutSecretRequest) GetVisibility() string {
 func (x *PutSecretRequest) GetSelectedRepositoryIds() []int64 {
 	if x != nil {
 		return x.SelectedRepositoryIds
+	}
+	return nil
+}
+
+func (x *PutSecretRequest) GetSelectedRepositories() []string {
+	if x != nil {
+		return x.SelectedRepositories
 	}
 	return nil
 }
@@ -1195,8 +1211,13 @@ type SetSelectedRepositoriesRequest struct {
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The complete new list of repository ids.
 	SelectedRepositoryIds []int64 `protobuf:"varint,2,rep,packed,name=selected_repository_ids,json=selectedRepositoryIds,proto3" json:"selected_repository_ids,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Repositories of the secret's organization by name, for example
+	// "hello-world", instead of (or as well as) selected_repository_ids: the
+	// new selection is both lists together. A name that is not found is an
+	// INVALID_ARGUMENT naming it, with nothing written.
+	SelectedRepositories []string `protobuf:"bytes,3,rep,name=selected_repositories,json=selectedRepositories,proto3" json:"selected_repositories,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *SetSelectedRepositoriesRequest) Reset() {
@@ -1243,13 +1264,25 @@ func (x *SetSelectedRepositoriesRequest) GetSelectedRepositoryIds() []int64 {
 	return nil
 }
 
+func (x *SetSelectedRepositoriesRequest) GetSelectedRepositories() []string {
+	if x != nil {
+		return x.SelectedRepositories
+	}
+	return nil
+}
+
 // Request for AddSelectedRepository.
 type AddSelectedRepositoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The organization secret, for example "orgs/acme/actions/secrets/TOKEN".
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// The repository to add.
-	RepositoryId  int64 `protobuf:"varint,2,opt,name=repository_id,json=repositoryId,proto3" json:"repository_id,omitempty"`
+	// The repository to add, by id. Give repository_id or repository.
+	RepositoryId int64 `protobuf:"varint,2,opt,name=repository_id,json=repositoryId,proto3" json:"repository_id,omitempty"`
+	// The repository to add, by name in the secret's organization
+	// ("hello-world") or by id in decimal ("1296270"): a value of digits only
+	// is an id. The JSON gateway's path segment. Give repository_id or
+	// repository.
+	Repository    string `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1298,13 +1331,25 @@ func (x *AddSelectedRepositoryRequest) GetRepositoryId() int64 {
 	return 0
 }
 
+func (x *AddSelectedRepositoryRequest) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
 // Request for RemoveSelectedRepository.
 type RemoveSelectedRepositoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The organization secret, for example "orgs/acme/actions/secrets/TOKEN".
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// The repository to remove.
-	RepositoryId  int64 `protobuf:"varint,2,opt,name=repository_id,json=repositoryId,proto3" json:"repository_id,omitempty"`
+	// The repository to remove, by id. Give repository_id or repository.
+	RepositoryId int64 `protobuf:"varint,2,opt,name=repository_id,json=repositoryId,proto3" json:"repository_id,omitempty"`
+	// The repository to remove, by name in the secret's organization
+	// ("hello-world") or by id in decimal ("1296270"): a value of digits only
+	// is an id. The JSON gateway's path segment. Give repository_id or
+	// repository.
+	Repository    string `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1351,6 +1396,13 @@ func (x *RemoveSelectedRepositoryRequest) GetRepositoryId() int64 {
 		return x.RepositoryId
 	}
 	return 0
+}
+
+func (x *RemoveSelectedRepositoryRequest) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
 }
 
 // Request for ListRepositoryOrganizationSecrets.
@@ -1485,19 +1537,19 @@ var File_secretbroker_v1_secret_service_proto protoreflect.FileDescriptor
 
 const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\n" +
-	"$secretbroker/v1/secret_service.proto\x12\x0fsecretbroker.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15google/rpc/code.proto\"4\n" +
+	"$secretbroker/v1/secret_service.proto\x12\x0fsecretbroker.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15google/rpc/code.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"4\n" +
 	"\tPublicKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\tR\x03key\"\x8b\x02\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"\xae\x02\n" +
 	"\x06Secret\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tsecret_id\x18\x02 \x01(\tR\bsecretId\x129\n" +
 	"\n" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1e\n" +
+	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12A\n" +
 	"\n" +
-	"visibility\x18\x05 \x01(\tR\n" +
+	"visibility\x18\x05 \x01(\tB!\x92A\x1e\xf2\x02\x00\xf2\x02\x03all\xf2\x02\aprivate\xf2\x02\bselectedR\n" +
 	"visibility\x12:\n" +
 	"\x19selected_repositories_url\x18\x06 \x01(\tR\x17selectedRepositoriesUrl\"g\n" +
 	"\n" +
@@ -1519,16 +1571,17 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"totalCount\x12&\n" +
 	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"&\n" +
 	"\x10GetSecretRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xe3\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xb8\x02\n" +
 	"\x10PutSecretRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x05value\x18\x02 \x01(\tH\x00R\x05value\x12)\n" +
 	"\x0fencrypted_value\x18\x03 \x01(\tH\x00R\x0eencryptedValue\x12\x15\n" +
-	"\x06key_id\x18\x04 \x01(\tR\x05keyId\x12\x1e\n" +
+	"\x06key_id\x18\x04 \x01(\tR\x05keyId\x12>\n" +
 	"\n" +
-	"visibility\x18\x05 \x01(\tR\n" +
+	"visibility\x18\x05 \x01(\tB\x1e\x92A\x1b\xf2\x02\x03all\xf2\x02\aprivate\xf2\x02\bselectedR\n" +
 	"visibility\x126\n" +
-	"\x17selected_repository_ids\x18\x06 \x03(\x03R\x15selectedRepositoryIdsB\t\n" +
+	"\x17selected_repository_ids\x18\x06 \x03(\x03R\x15selectedRepositoryIds\x123\n" +
+	"\x15selected_repositories\x18\a \x03(\tR\x14selectedRepositoriesB\t\n" +
 	"\apayload\"X\n" +
 	"\x11PutSecretResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -1567,16 +1620,23 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\frepositories\x18\x01 \x03(\v2\x1b.secretbroker.v1.RepositoryR\frepositories\x12\x1f\n" +
 	"\vtotal_count\x18\x02 \x01(\x05R\n" +
 	"totalCount\x12&\n" +
-	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"l\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"\xa1\x01\n" +
 	"\x1eSetSelectedRepositoriesRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x126\n" +
-	"\x17selected_repository_ids\x18\x02 \x03(\x03R\x15selectedRepositoryIds\"W\n" +
+	"\x17selected_repository_ids\x18\x02 \x03(\x03R\x15selectedRepositoryIds\x123\n" +
+	"\x15selected_repositories\x18\x03 \x03(\tR\x14selectedRepositories\"w\n" +
 	"\x1cAddSelectedRepositoryRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
-	"\rrepository_id\x18\x02 \x01(\x03R\frepositoryId\"Z\n" +
+	"\rrepository_id\x18\x02 \x01(\x03R\frepositoryId\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x03 \x01(\tR\n" +
+	"repository\"z\n" +
 	"\x1fRemoveSelectedRepositoryRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
-	"\rrepository_id\x18\x02 \x01(\x03R\frepositoryId\"~\n" +
+	"\rrepository_id\x18\x02 \x01(\x03R\frepositoryId\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x03 \x01(\tR\n" +
+	"repository\"~\n" +
 	"(ListRepositoryOrganizationSecretsRequest\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -1586,20 +1646,44 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\asecrets\x18\x01 \x03(\v2\x17.secretbroker.v1.SecretR\asecrets\x12\x1f\n" +
 	"\vtotal_count\x18\x02 \x01(\x05R\n" +
 	"totalCount\x12&\n" +
-	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken2\x87\x18\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken2\xf4\x18\n" +
 	"\rSecretService\x12\xb1\x02\n" +
 	"\vListSecrets\x12#.secretbroker.v1.ListSecretsRequest\x1a$.secretbroker.v1.ListSecretsResponse\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$\x12\"/v1/{parent=orgs/*/agents}/secretsZ(\x12&/v1/{parent=repos/*/*/actions}/secretsZ'\x12%/v1/{parent=repos/*/*/agents}/secretsZ/\x12-/v1/{parent=repos/*/*/environments/*}/secrets\x12#/v1/{parent=orgs/*/actions}/secrets\x12\xa0\x02\n" +
 	"\tGetSecret\x12!.secretbroker.v1.GetSecretRequest\x1a\x17.secretbroker.v1.Secret\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$\x12\"/v1/{name=orgs/*/agents/secrets/*}Z(\x12&/v1/{name=repos/*/*/actions/secrets/*}Z'\x12%/v1/{name=repos/*/*/agents/secrets/*}Z/\x12-/v1/{name=repos/*/*/environments/*/secrets/*}\x12#/v1/{name=orgs/*/actions/secrets/*}\x12\xe0\x02\n" +
-	"\fGetPublicKey\x12$.secretbroker.v1.GetPublicKeyRequest\x1a\x1a.secretbroker.v1.PublicKey\"\x8d\x02\x82\xd3\xe4\x93\x02\x86\x02Z/\x12-/v1/{parent=orgs/*/agents}/secrets/public-keyZ3\x121/v1/{parent=repos/*/*/actions}/secrets/public-keyZ2\x120/v1/{parent=repos/*/*/agents}/secrets/public-keyZ:\x128/v1/{parent=repos/*/*/environments/*}/secrets/public-key\x12./v1/{parent=orgs/*/actions}/secrets/public-key\x12\xba\x02\n" +
-	"\tPutSecret\x12!.secretbroker.v1.PutSecretRequest\x1a\".secretbroker.v1.PutSecretResponse\"\xe5\x01\x82\xd3\xe4\x93\x02\xde\x01:\x01*Z':\x01*\x1a\"/v1/{name=orgs/*/agents/secrets/*}Z+:\x01*\x1a&/v1/{name=repos/*/*/actions/secrets/*}Z*:\x01*\x1a%/v1/{name=repos/*/*/agents/secrets/*}Z2:\x01*\x1a-/v1/{name=repos/*/*/environments/*/secrets/*}\x1a#/v1/{name=orgs/*/actions/secrets/*}\x12\x85\x01\n" +
+	"\fGetPublicKey\x12$.secretbroker.v1.GetPublicKeyRequest\x1a\x1a.secretbroker.v1.PublicKey\"\x8d\x02\x82\xd3\xe4\x93\x02\x86\x02Z/\x12-/v1/{parent=orgs/*/agents}/secrets/public-keyZ3\x121/v1/{parent=repos/*/*/actions}/secrets/public-keyZ2\x120/v1/{parent=repos/*/*/agents}/secrets/public-keyZ:\x128/v1/{parent=repos/*/*/environments/*}/secrets/public-key\x12./v1/{parent=orgs/*/actions}/secrets/public-key\x12\xb5\x03\n" +
+	"\tPutSecret\x12!.secretbroker.v1.PutSecretRequest\x1a\".secretbroker.v1.PutSecretResponse\"\xe0\x02\x92AxJ,\n" +
+	"\x03200\x12%\n" +
+	"#The secret existed and was updated.JH\n" +
+	"\x03201\x12A\n" +
+	"\x17The secret was created.\x12&\n" +
+	"$\x1a\".secretbroker.v1.PutSecretResponse\x82\xd3\xe4\x93\x02\xde\x01:\x01*Z':\x01*\x1a\"/v1/{name=orgs/*/agents/secrets/*}Z+:\x01*\x1a&/v1/{name=repos/*/*/actions/secrets/*}Z*:\x01*\x1a%/v1/{name=repos/*/*/agents/secrets/*}Z2:\x01*\x1a-/v1/{name=repos/*/*/environments/*/secrets/*}\x1a#/v1/{name=orgs/*/actions/secrets/*}\x12\x85\x01\n" +
 	"\x0fBatchPutSecrets\x12'.secretbroker.v1.BatchPutSecretsRequest\x1a(.secretbroker.v1.BatchPutSecretsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/secrets:batchPut\x12\x91\x01\n" +
 	"\x12BatchDeleteSecrets\x12*.secretbroker.v1.BatchDeleteSecretsRequest\x1a+.secretbroker.v1.BatchDeleteSecretsResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/secrets:batchDelete\x12\xa5\x02\n" +
 	"\fDeleteSecret\x12$.secretbroker.v1.DeleteSecretRequest\x1a\x16.google.protobuf.Empty\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$*\"/v1/{name=orgs/*/agents/secrets/*}Z(*&/v1/{name=repos/*/*/actions/secrets/*}Z'*%/v1/{name=repos/*/*/agents/secrets/*}Z/*-/v1/{name=repos/*/*/environments/*/secrets/*}*#/v1/{name=orgs/*/actions/secrets/*}\x12\xec\x01\n" +
 	"\x18ListSelectedRepositories\x120.secretbroker.v1.ListSelectedRepositoriesRequest\x1a1.secretbroker.v1.ListSelectedRepositoriesResponse\"k\x82\xd3\xe4\x93\x02eZ1\x12//v1/{name=orgs/*/agents/secrets/*}/repositories\x120/v1/{name=orgs/*/actions/secrets/*}/repositories\x12\xd5\x01\n" +
-	"\x17SetSelectedRepositories\x12/.secretbroker.v1.SetSelectedRepositoriesRequest\x1a\x16.google.protobuf.Empty\"q\x82\xd3\xe4\x93\x02k:\x01*Z4:\x01*\x1a//v1/{name=orgs/*/agents/secrets/*}/repositories\x1a0/v1/{name=orgs/*/actions/secrets/*}/repositories\x12\xed\x01\n" +
-	"\x15AddSelectedRepository\x12-.secretbroker.v1.AddSelectedRepositoryRequest\x1a\x16.google.protobuf.Empty\"\x8c\x01\x82\xd3\xe4\x93\x02\x85\x01ZA\x1a?/v1/{name=orgs/*/agents/secrets/*}/repositories/{repository_id}\x1a@/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository_id}\x12\xf3\x01\n" +
-	"\x18RemoveSelectedRepository\x120.secretbroker.v1.RemoveSelectedRepositoryRequest\x1a\x16.google.protobuf.Empty\"\x8c\x01\x82\xd3\xe4\x93\x02\x85\x01ZA*?/v1/{name=orgs/*/agents/secrets/*}/repositories/{repository_id}*@/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository_id}\x12\x8d\x02\n" +
-	"!ListRepositoryOrganizationSecrets\x129.secretbroker.v1.ListRepositoryOrganizationSecretsRequest\x1a:.secretbroker.v1.ListRepositoryOrganizationSecretsResponse\"q\x82\xd3\xe4\x93\x02kZ4\x122/v1/{parent=repos/*/*/agents}/organization-secrets\x123/v1/{parent=repos/*/*/actions}/organization-secretsBIZGgithub.com/secretbroker/secretbroker/gen/secretbroker/v1;secretbrokerv1b\x06proto3"
+	"\x17SetSelectedRepositories\x12/.secretbroker.v1.SetSelectedRepositoriesRequest\x1a\x16.google.protobuf.Empty\"q\x82\xd3\xe4\x93\x02k:\x01*Z4:\x01*\x1a//v1/{name=orgs/*/agents/secrets/*}/repositories\x1a0/v1/{name=orgs/*/actions/secrets/*}/repositories\x12\xe6\x01\n" +
+	"\x15AddSelectedRepository\x12-.secretbroker.v1.AddSelectedRepositoryRequest\x1a\x16.google.protobuf.Empty\"\x85\x01\x82\xd3\xe4\x93\x02\x7fZ>\x1a</v1/{name=orgs/*/agents/secrets/*}/repositories/{repository}\x1a=/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository}\x12\xec\x01\n" +
+	"\x18RemoveSelectedRepository\x120.secretbroker.v1.RemoveSelectedRepositoryRequest\x1a\x16.google.protobuf.Empty\"\x85\x01\x82\xd3\xe4\x93\x02\x7fZ>*</v1/{name=orgs/*/agents/secrets/*}/repositories/{repository}*=/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository}\x12\x8d\x02\n" +
+	"!ListRepositoryOrganizationSecrets\x129.secretbroker.v1.ListRepositoryOrganizationSecretsRequest\x1a:.secretbroker.v1.ListRepositoryOrganizationSecretsResponse\"q\x82\xd3\xe4\x93\x02kZ4\x122/v1/{parent=repos/*/*/agents}/organization-secrets\x123/v1/{parent=repos/*/*/actions}/organization-secretsB\xf3\b\x92A\xa6\b\x12\xde\x01\n" +
+	"\fsecretbroker\x12\xc9\x01Writes GitHub Actions and Agents secrets on behalf of callers that hold neither GitHub credentials nor libsodium. Resource names are the paths below without /v1/; field names are snake_case, as served.2\x02v12\x10application/json:\x10application/jsonR\x94\x01\n" +
+	"\x03400\x12\x8c\x01\n" +
+	"rINVALID_ARGUMENT or FAILED_PRECONDITION: the request is malformed, or the secret is not in a state that allows it.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusR\x80\x01\n" +
+	"\x03401\x12y\n" +
+	"_UNAUTHENTICATED: the caller did not prove who it is, or GitHub refused the broker's credential.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusRm\n" +
+	"\x03403\x12f\n" +
+	"LPERMISSION_DENIED: the broker's policy, or GitHub, does not allow this call.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusR\x8b\x01\n" +
+	"\x03404\x12\x83\x01\n" +
+	"iNOT_FOUND: the secret, scope or repository does not exist (or is not visible to the broker's credential).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusRq\n" +
+	"\x03429\x12j\n" +
+	"PRESOURCE_EXHAUSTED: a rate limit; the Retry-After header says when to try again.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusR\x94\x01\n" +
+	"\x03503\x12\x8c\x01\n" +
+	"rUNAVAILABLE: GitHub or the broker cannot answer now; the Retry-After header, when present, says when to try again.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusZGgithub.com/secretbroker/secretbroker/gen/secretbroker/v1;secretbrokerv1b\x06proto3"
 
 var (
 	file_secretbroker_v1_secret_service_proto_rawDescOnce sync.Once

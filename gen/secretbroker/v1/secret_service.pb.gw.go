@@ -1360,6 +1360,8 @@ func local_request_SecretService_SetSelectedRepositories_1(ctx context.Context, 
 	return msg, metadata, err
 }
 
+var filter_SecretService_AddSelectedRepository_0 = &utilities.DoubleArray{Encoding: map[string]int{"name": 0, "repository": 1}, Base: []int{1, 1, 2, 0, 0}, Check: []int{0, 1, 1, 2, 3}}
+
 func request_SecretService_AddSelectedRepository_0(ctx context.Context, marshaler runtime.Marshaler, client SecretServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq AddSelectedRepositoryRequest
@@ -1374,13 +1376,19 @@ func request_SecretService_AddSelectedRepository_0(ctx context.Context, marshale
 	if err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
 	}
-	val, ok = pathParams["repository_id"]
+	val, ok = pathParams["repository"]
 	if !ok {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository_id")
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository")
 	}
-	protoReq.RepositoryId, err = runtime.Int64(val)
+	protoReq.Repository, err = runtime.String(val)
 	if err != nil {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository_id", err)
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_SecretService_AddSelectedRepository_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	if req.Body != nil {
 		_, _ = io.Copy(io.Discard, req.Body)
@@ -1403,17 +1411,25 @@ func local_request_SecretService_AddSelectedRepository_0(ctx context.Context, ma
 	if err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
 	}
-	val, ok = pathParams["repository_id"]
+	val, ok = pathParams["repository"]
 	if !ok {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository_id")
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository")
 	}
-	protoReq.RepositoryId, err = runtime.Int64(val)
+	protoReq.Repository, err = runtime.String(val)
 	if err != nil {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository_id", err)
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_SecretService_AddSelectedRepository_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	msg, err := server.AddSelectedRepository(ctx, &protoReq)
 	return msg, metadata, err
 }
+
+var filter_SecretService_AddSelectedRepository_1 = &utilities.DoubleArray{Encoding: map[string]int{"name": 0, "repository": 1}, Base: []int{1, 1, 2, 0, 0}, Check: []int{0, 1, 1, 2, 3}}
 
 func request_SecretService_AddSelectedRepository_1(ctx context.Context, marshaler runtime.Marshaler, client SecretServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
@@ -1429,13 +1445,19 @@ func request_SecretService_AddSelectedRepository_1(ctx context.Context, marshale
 	if err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
 	}
-	val, ok = pathParams["repository_id"]
+	val, ok = pathParams["repository"]
 	if !ok {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository_id")
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository")
 	}
-	protoReq.RepositoryId, err = runtime.Int64(val)
+	protoReq.Repository, err = runtime.String(val)
 	if err != nil {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository_id", err)
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_SecretService_AddSelectedRepository_1); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	if req.Body != nil {
 		_, _ = io.Copy(io.Discard, req.Body)
@@ -1458,17 +1480,25 @@ func local_request_SecretService_AddSelectedRepository_1(ctx context.Context, ma
 	if err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
 	}
-	val, ok = pathParams["repository_id"]
+	val, ok = pathParams["repository"]
 	if !ok {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository_id")
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository")
 	}
-	protoReq.RepositoryId, err = runtime.Int64(val)
+	protoReq.Repository, err = runtime.String(val)
 	if err != nil {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository_id", err)
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_SecretService_AddSelectedRepository_1); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	msg, err := server.AddSelectedRepository(ctx, &protoReq)
 	return msg, metadata, err
 }
+
+var filter_SecretService_RemoveSelectedRepository_0 = &utilities.DoubleArray{Encoding: map[string]int{"name": 0, "repository": 1}, Base: []int{1, 1, 2, 0, 0}, Check: []int{0, 1, 1, 2, 3}}
 
 func request_SecretService_RemoveSelectedRepository_0(ctx context.Context, marshaler runtime.Marshaler, client SecretServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
@@ -1484,13 +1514,19 @@ func request_SecretService_RemoveSelectedRepository_0(ctx context.Context, marsh
 	if err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
 	}
-	val, ok = pathParams["repository_id"]
+	val, ok = pathParams["repository"]
 	if !ok {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository_id")
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository")
 	}
-	protoReq.RepositoryId, err = runtime.Int64(val)
+	protoReq.Repository, err = runtime.String(val)
 	if err != nil {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository_id", err)
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_SecretService_RemoveSelectedRepository_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	if req.Body != nil {
 		_, _ = io.Copy(io.Discard, req.Body)
@@ -1513,17 +1549,25 @@ func local_request_SecretService_RemoveSelectedRepository_0(ctx context.Context,
 	if err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
 	}
-	val, ok = pathParams["repository_id"]
+	val, ok = pathParams["repository"]
 	if !ok {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository_id")
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository")
 	}
-	protoReq.RepositoryId, err = runtime.Int64(val)
+	protoReq.Repository, err = runtime.String(val)
 	if err != nil {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository_id", err)
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_SecretService_RemoveSelectedRepository_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	msg, err := server.RemoveSelectedRepository(ctx, &protoReq)
 	return msg, metadata, err
 }
+
+var filter_SecretService_RemoveSelectedRepository_1 = &utilities.DoubleArray{Encoding: map[string]int{"name": 0, "repository": 1}, Base: []int{1, 1, 2, 0, 0}, Check: []int{0, 1, 1, 2, 3}}
 
 func request_SecretService_RemoveSelectedRepository_1(ctx context.Context, marshaler runtime.Marshaler, client SecretServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
@@ -1539,13 +1583,19 @@ func request_SecretService_RemoveSelectedRepository_1(ctx context.Context, marsh
 	if err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
 	}
-	val, ok = pathParams["repository_id"]
+	val, ok = pathParams["repository"]
 	if !ok {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository_id")
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository")
 	}
-	protoReq.RepositoryId, err = runtime.Int64(val)
+	protoReq.Repository, err = runtime.String(val)
 	if err != nil {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository_id", err)
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_SecretService_RemoveSelectedRepository_1); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	if req.Body != nil {
 		_, _ = io.Copy(io.Discard, req.Body)
@@ -1568,13 +1618,19 @@ func local_request_SecretService_RemoveSelectedRepository_1(ctx context.Context,
 	if err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
 	}
-	val, ok = pathParams["repository_id"]
+	val, ok = pathParams["repository"]
 	if !ok {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository_id")
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "repository")
 	}
-	protoReq.RepositoryId, err = runtime.Int64(val)
+	protoReq.Repository, err = runtime.String(val)
 	if err != nil {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository_id", err)
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "repository", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_SecretService_RemoveSelectedRepository_1); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	msg, err := server.RemoveSelectedRepository(ctx, &protoReq)
 	return msg, metadata, err
@@ -2318,7 +2374,7 @@ func RegisterSecretServiceHandlerServer(ctx context.Context, mux *runtime.ServeM
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/secretbroker.v1.SecretService/AddSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository_id}"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/secretbroker.v1.SecretService/AddSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -2338,7 +2394,7 @@ func RegisterSecretServiceHandlerServer(ctx context.Context, mux *runtime.ServeM
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/secretbroker.v1.SecretService/AddSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/agents/secrets/*}/repositories/{repository_id}"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/secretbroker.v1.SecretService/AddSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/agents/secrets/*}/repositories/{repository}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -2358,7 +2414,7 @@ func RegisterSecretServiceHandlerServer(ctx context.Context, mux *runtime.ServeM
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/secretbroker.v1.SecretService/RemoveSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository_id}"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/secretbroker.v1.SecretService/RemoveSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -2378,7 +2434,7 @@ func RegisterSecretServiceHandlerServer(ctx context.Context, mux *runtime.ServeM
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/secretbroker.v1.SecretService/RemoveSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/agents/secrets/*}/repositories/{repository_id}"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/secretbroker.v1.SecretService/RemoveSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/agents/secrets/*}/repositories/{repository}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -3003,7 +3059,7 @@ func RegisterSecretServiceHandlerClient(ctx context.Context, mux *runtime.ServeM
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/secretbroker.v1.SecretService/AddSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository_id}"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/secretbroker.v1.SecretService/AddSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -3020,7 +3076,7 @@ func RegisterSecretServiceHandlerClient(ctx context.Context, mux *runtime.ServeM
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/secretbroker.v1.SecretService/AddSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/agents/secrets/*}/repositories/{repository_id}"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/secretbroker.v1.SecretService/AddSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/agents/secrets/*}/repositories/{repository}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -3037,7 +3093,7 @@ func RegisterSecretServiceHandlerClient(ctx context.Context, mux *runtime.ServeM
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/secretbroker.v1.SecretService/RemoveSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository_id}"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/secretbroker.v1.SecretService/RemoveSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -3054,7 +3110,7 @@ func RegisterSecretServiceHandlerClient(ctx context.Context, mux *runtime.ServeM
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/secretbroker.v1.SecretService/RemoveSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/agents/secrets/*}/repositories/{repository_id}"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/secretbroker.v1.SecretService/RemoveSelectedRepository", runtime.WithHTTPPathPattern("/v1/{name=orgs/*/agents/secrets/*}/repositories/{repository}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -3136,10 +3192,10 @@ var (
 	pattern_SecretService_ListSelectedRepositories_1          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 2, 3, 1, 0, 4, 5, 5, 4, 2, 5}, []string{"v1", "orgs", "agents", "secrets", "name", "repositories"}, ""))
 	pattern_SecretService_SetSelectedRepositories_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 2, 3, 1, 0, 4, 5, 5, 4, 2, 5}, []string{"v1", "orgs", "actions", "secrets", "name", "repositories"}, ""))
 	pattern_SecretService_SetSelectedRepositories_1           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 2, 3, 1, 0, 4, 5, 5, 4, 2, 5}, []string{"v1", "orgs", "agents", "secrets", "name", "repositories"}, ""))
-	pattern_SecretService_AddSelectedRepository_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 2, 3, 1, 0, 4, 5, 5, 4, 2, 5, 1, 0, 4, 1, 5, 6}, []string{"v1", "orgs", "actions", "secrets", "name", "repositories", "repository_id"}, ""))
-	pattern_SecretService_AddSelectedRepository_1             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 2, 3, 1, 0, 4, 5, 5, 4, 2, 5, 1, 0, 4, 1, 5, 6}, []string{"v1", "orgs", "agents", "secrets", "name", "repositories", "repository_id"}, ""))
-	pattern_SecretService_RemoveSelectedRepository_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 2, 3, 1, 0, 4, 5, 5, 4, 2, 5, 1, 0, 4, 1, 5, 6}, []string{"v1", "orgs", "actions", "secrets", "name", "repositories", "repository_id"}, ""))
-	pattern_SecretService_RemoveSelectedRepository_1          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 2, 3, 1, 0, 4, 5, 5, 4, 2, 5, 1, 0, 4, 1, 5, 6}, []string{"v1", "orgs", "agents", "secrets", "name", "repositories", "repository_id"}, ""))
+	pattern_SecretService_AddSelectedRepository_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 2, 3, 1, 0, 4, 5, 5, 4, 2, 5, 1, 0, 4, 1, 5, 6}, []string{"v1", "orgs", "actions", "secrets", "name", "repositories", "repository"}, ""))
+	pattern_SecretService_AddSelectedRepository_1             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 2, 3, 1, 0, 4, 5, 5, 4, 2, 5, 1, 0, 4, 1, 5, 6}, []string{"v1", "orgs", "agents", "secrets", "name", "repositories", "repository"}, ""))
+	pattern_SecretService_RemoveSelectedRepository_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 2, 3, 1, 0, 4, 5, 5, 4, 2, 5, 1, 0, 4, 1, 5, 6}, []string{"v1", "orgs", "actions", "secrets", "name", "repositories", "repository"}, ""))
+	pattern_SecretService_RemoveSelectedRepository_1          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 2, 3, 1, 0, 4, 5, 5, 4, 2, 5, 1, 0, 4, 1, 5, 6}, []string{"v1", "orgs", "agents", "secrets", "name", "repositories", "repository"}, ""))
 	pattern_SecretService_ListRepositoryOrganizationSecrets_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 1, 0, 2, 2, 4, 4, 5, 3, 2, 4}, []string{"v1", "repos", "actions", "parent", "organization-secrets"}, ""))
 	pattern_SecretService_ListRepositoryOrganizationSecrets_1 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 1, 0, 2, 2, 4, 4, 5, 3, 2, 4}, []string{"v1", "repos", "agents", "parent", "organization-secrets"}, ""))
 )

@@ -87,9 +87,13 @@ type SecretServiceClient interface {
 	SetSelectedRepositories(ctx context.Context, in *SetSelectedRepositoriesRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// Adds one repository to an organization secret whose visibility is
 	// "selected". FAILED_PRECONDITION when the visibility is not "selected".
+	// The path's last segment is the repository's name in the secret's
+	// organization ("hello-world") or its id ("1296270").
 	AddSelectedRepository(ctx context.Context, in *AddSelectedRepositoryRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// Removes one repository from an organization secret whose visibility is
 	// "selected". FAILED_PRECONDITION when the visibility is not "selected".
+	// The path's last segment is the repository's name in the secret's
+	// organization ("hello-world") or its id ("1296270").
 	RemoveSelectedRepository(ctx context.Context, in *RemoveSelectedRepositoryRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// Lists the organization secrets shared with a repository.
 	ListRepositoryOrganizationSecrets(ctx context.Context, in *ListRepositoryOrganizationSecretsRequest, opts ...grpc.CallOption) (*ListRepositoryOrganizationSecretsResponse, error)
@@ -276,9 +280,13 @@ type SecretServiceServer interface {
 	SetSelectedRepositories(context.Context, *SetSelectedRepositoriesRequest) (*emptypb.Empty, error)
 	// Adds one repository to an organization secret whose visibility is
 	// "selected". FAILED_PRECONDITION when the visibility is not "selected".
+	// The path's last segment is the repository's name in the secret's
+	// organization ("hello-world") or its id ("1296270").
 	AddSelectedRepository(context.Context, *AddSelectedRepositoryRequest) (*emptypb.Empty, error)
 	// Removes one repository from an organization secret whose visibility is
 	// "selected". FAILED_PRECONDITION when the visibility is not "selected".
+	// The path's last segment is the repository's name in the secret's
+	// organization ("hello-world") or its id ("1296270").
 	RemoveSelectedRepository(context.Context, *RemoveSelectedRepositoryRequest) (*emptypb.Empty, error)
 	// Lists the organization secrets shared with a repository.
 	ListRepositoryOrganizationSecrets(context.Context, *ListRepositoryOrganizationSecretsRequest) (*ListRepositoryOrganizationSecretsResponse, error)

@@ -1,0 +1,200 @@
+// Command openapifix owns the one correction .ci/generate makes to the
+// OpenAPI document protoc-gen-openapiv2 writes: the names of the path
+// parameters that expand_slashed_path_patterns=true gives to a resource
+// name's segments.
+//
+// The generator names each "*" of {name=orgs/*/actions/secrets/*} after the
+// literal before it, without its plural "s" ({org}, {secret}), which fails
+// where two "*" follow one literal: repos/*/* becomes
+// "/repos/{repo}/{{repo}}", with parameters named "repo" and "{repo}".
+// openapifix renames those from a table ("repos" holds {owner} then
+// {repo}), gives every expanded parameter a description, and fails, rather
+// than write a broken document, on any doubled name the table does not
+// know, on a path parameter the template does not hold or a template
+// variable without its parameter.
+//
+// Usage: go run ./internal/openapifix FILE (rewrites FILE in place).
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+)
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: openapifix FILE")
+		os.Exit(2)
+	}
+	if err := fixFile(os.Args[1]); err != nil {
+		fmt.Fprintln(os.Stderr, "openapifix:", err)
+		os.Exit(1)
+	}
+}
+
+// fixFile rewrites the OpenAPI document in file with fix.
+func fixFile(file string) error {
+	in, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("reading the document: %w", err)
+	}
+	out, err := fix(in)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if err := os.WriteFile(file, out, 0o644); err != nil {
+		return fmt.Errorf("writing the document: %w", err)
+	}
+	return nil
+}
+
+// pairNames names the two segments that follow a literal with two "*"
+// after it, by that literal.
+var pairNames = map[string][2]string{
+	"repos": {"owner", "repo"},
+}
+
+// paramDescriptions describes the path parameters that the resource names'
+// segments become.
+var paramDescriptions = map[string]string{
+	"org":         "The organization's login, for example \"acme\".",
+	"owner":       "The repository owner's login, for example \"acme\".",
+	"repo":        "The repository's name, for example \"api\".",
+	"environment": "The environment's name, for example \"prod\" (\"prod/eu\" is sent path-escaped, as prod%2Feu).",
+	"secret":      "The secret's name, for example \"DEPLOY_TOKEN\"; stored upper-case.",
+}
+
+// doubled matches "/LITERAL/{a}/{{a}}" in a generated path.
+var doubled = regexp.MustCompile(`/([A-Za-z0-9_.-]+)/\{([A-Za-z0-9_]+)\}/\{\{([A-Za-z0-9_]+)\}\}`)
+
+// templateVar matches a variable in a path template.
+var templateVar = regexp.MustCompile(`\{([^{}/]*)\}`)
+
+// fix returns doc with its path parameters renamed and described, as
+// indented JSON with a final newline.
+func fix(doc []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	var root map[string]any
+	if err := dec.Decode(&root); err != nil {
+		return nil, fmt.Errorf("decoding the document: %w", err)
+	}
+	paths, ok := root["paths"].(map[string]any)
+	if !ok {
+		return nil, errors.New("the document has no paths object")
+	}
+	fixed := make(map[string]any, len(paths))
+	for path, item := range paths {
+		newPath, renames, err := fixPath(path)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := fixed[newPath]; dup {
+			return nil, fmt.Errorf("two paths become %s", newPath)
+		}
+		ops, ok := item.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("path %s: not an object", path)
+		}
+		for method, op := range ops {
+			if err := fixOperation(newPath, method, op, renames); err != nil {
+				return nil, err
+			}
+		}
+		fixed[newPath] = item
+	}
+	root["paths"] = fixed
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(root); err != nil {
+		return nil, fmt.Errorf("encoding the document: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// fixPath returns path with each doubled name replaced from pairNames, and
+// the parameter renames that go with it (old name to new name).
+func fixPath(path string) (string, map[string]string, error) {
+	renames := map[string]string{}
+	var err error
+	out := doubled.ReplaceAllStringFunc(path, func(m string) string {
+		sub := doubled.FindStringSubmatch(m)
+		lit, first, second := sub[1], sub[2], sub[3]
+		names, ok := pairNames[lit]
+		if !ok || first != second {
+			err = fmt.Errorf("path %s: no names for the two segments after %q", path, lit)
+			return m
+		}
+		renames[first] = names[0]
+		renames["{"+second+"}"] = names[1]
+		return "/" + lit + "/{" + names[0] + "}/{" + names[1] + "}"
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	if strings.Contains(out, "{{") || strings.Contains(out, "}}") {
+		return "", nil, fmt.Errorf("path %s: a doubled parameter name is left", path)
+	}
+	return out, renames, nil
+}
+
+// fixOperation renames op's path parameters, describes those without a
+// description, puts them in the template's order, ahead of the others, and
+// checks that they are exactly the variables of path.
+func fixOperation(path, method string, op any, renames map[string]string) error {
+	o, ok := op.(map[string]any)
+	if !ok {
+		return fmt.Errorf("%s %s: not an object", method, path)
+	}
+	var want []string
+	for _, m := range templateVar.FindAllStringSubmatch(path, -1) {
+		want = append(want, m[1])
+	}
+	params, _ := o["parameters"].([]any)
+	byName := map[string]any{}
+	var rest []any
+	for _, p := range params {
+		pm, ok := p.(map[string]any)
+		if !ok || pm["in"] != "path" {
+			rest = append(rest, p)
+			continue
+		}
+		name, _ := pm["name"].(string)
+		if n, ok := renames[name]; ok {
+			name = n
+			pm["name"] = n
+		}
+		if _, ok := pm["description"]; !ok {
+			if d, ok := paramDescriptions[name]; ok {
+				pm["description"] = d
+			}
+		}
+		if _, dup := byName[name]; dup {
+			return fmt.Errorf("%s %s: two path parameters named %q", method, path, name)
+		}
+		byName[name] = pm
+	}
+	ordered := make([]any, 0, len(params))
+	for _, name := range want {
+		p, ok := byName[name]
+		if !ok {
+			return fmt.Errorf("%s %s: no parameter for the path's {%s}", method, path, name)
+		}
+		ordered = append(ordered, p)
+		delete(byName, name)
+	}
+	for name := range byName {
+		return fmt.Errorf("%s %s: path parameter %q is not in the path", method, path, name)
+	}
+	if len(ordered)+len(rest) > 0 {
+		o["parameters"] = append(ordered, rest...)
+	}
+	return nil
+}
