@@ -13,7 +13,7 @@
 // know, on a path parameter the template does not hold or a template
 // variable without its parameter.
 //
-// Usage: go run ./internal/openapifix FILE (rewrites FILE in place).
+// Usage: go run ./cmd/openapifix FILE (rewrites FILE in place).
 package main
 
 import (
