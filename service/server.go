@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -62,6 +63,10 @@ type Options struct {
 	// cache's lookups and entries, batch items and sizes, authorization
 	// decisions. Default: nil, a no-op provider.
 	MeterProvider metric.MeterProvider
+	// TracerProvider receives the service's spans (trace.go): the key
+	// cache lookup and the sealing of a value. Default: nil,
+	// OpenTelemetry's global provider.
+	TracerProvider trace.TracerProvider
 }
 
 // Server implements secretbroker.v1.SecretService.
@@ -79,6 +84,8 @@ type Server struct {
 	sealers chan struct{}
 	// metrics records the service's series; nil records nothing.
 	metrics *metrics
+	// tracer starts the service's spans.
+	tracer trace.Tracer
 }
 
 // sealSlots is how many values the broker seals at once: one core fewer
@@ -103,7 +110,10 @@ func New(up Upstream, opts Options) *Server {
 		m = nil
 	}
 	keys.metrics = m
+	tracer := tracerOf(opts.TracerProvider)
+	keys.tracer = tracer
 	return &Server{
+		tracer:  tracer,
 		metrics: m,
 		up:      &sharedReads{Upstream: up},
 		keys:    keys,

@@ -87,6 +87,10 @@ type Pacer struct {
 	timer     *time.Timer // wakes the pacer when a wait by the clock ends
 	wakeAt    time.Time   // when timer fires; zero when not armed
 	stats     Stats
+	// blocked is what held the read lane (0) and the write lane (1) back
+	// when the pump last stopped with requests queued: the reason a
+	// request that waited gets when it is admitted (Permit.Waited).
+	blocked [2]Reason
 }
 
 // New returns a Pacer for cfg, or why cfg is out of range.
@@ -135,6 +139,25 @@ type Permit struct {
 	// Guarded by p.mu.
 	state permitState
 	err   *ThrottledError
+	// queuedAt and admittedAt are when the request was queued and
+	// admitted; why is what held it back last when it waited.
+	queuedAt, admittedAt time.Time
+	why                  Reason
+}
+
+// Waited returns how long the permit's request waited for admission and
+// what held it back last while it waited: the holds (ReasonPrimary,
+// ReasonPause, ReasonBackoff), the points budget (ReasonBudget), the
+// write slot (ReasonSpacing) or the places in flight and its turn among
+// other callers (ReasonQueue). The reason is 0 when it did not wait.
+func (t *Permit) Waited() (time.Duration, Reason) {
+	t.p.mu.Lock()
+	defer t.p.mu.Unlock()
+	d := t.admittedAt.Sub(t.queuedAt)
+	if d <= 0 {
+		return 0, 0
+	}
+	return d, t.why
 }
 
 // Acquire queues r and waits until the pacer admits it. It returns a
@@ -168,6 +191,7 @@ func (p *Pacer) Acquire(ctx context.Context, r Request) (*Permit, error) {
 		t.deadline = deadline
 		heap.Push(&p.deadlines, t)
 	}
+	t.queuedAt = now
 	p.queue.Push(&t.item)
 	p.pumpLocked(now)
 	p.mu.Unlock()
@@ -373,8 +397,9 @@ func (p *Pacer) releaseLocked(t *Permit, now time.Time, done bool) {
 func (p *Pacer) pumpLocked(now time.Time) {
 	var wake time.Time
 	for p.inFlight < p.maxInFlight && p.queue.Len(false)+p.queue.Len(true) > 0 {
-		if until, _ := p.budget.Hold(now); until.After(now) {
+		if until, why := p.budget.Hold(now); until.After(now) {
 			wake = until
+			p.blocked = [2]Reason{why, why}
 			break
 		}
 		readOK, writeOK := false, false
@@ -402,9 +427,13 @@ func (p *Pacer) pumpLocked(now time.Time) {
 		it := p.queue.Pop(readOK, writeOK)
 		if it == nil {
 			wake = earliest(readAt, writeAt)
+			p.blocked = [2]Reason{ReasonBudget, p.writeBlockedLocked(now)}
 			break
 		}
 		p.admitLocked(it.Value, now)
+	}
+	if p.inFlight >= p.maxInFlight {
+		p.blocked = [2]Reason{ReasonQueue, ReasonQueue}
 	}
 	p.armLocked(now, wake)
 }
@@ -419,8 +448,25 @@ func (p *Pacer) admitLocked(t *Permit, now time.Time) {
 	if t.write {
 		p.slot.Start(now)
 	}
+	t.admittedAt = now
+	if now.After(t.queuedAt) {
+		t.why = p.blocked[0]
+		if t.write {
+			t.why = p.blocked[1]
+		}
+	}
 	t.state = admitted
 	close(t.ready)
+}
+
+// writeBlockedLocked returns what holds the next write back when the pump
+// cannot admit it: the write slot (busy, or spacing the starts) or else
+// the points budget.
+func (p *Pacer) writeBlockedLocked(now time.Time) Reason {
+	if at, busy := p.slot.Next(now); busy || at.After(now) {
+		return ReasonSpacing
+	}
+	return ReasonBudget
 }
 
 // armLocked makes sure the pacer wakes at wake (zero: no wake by the clock
