@@ -57,8 +57,7 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 // package's spans are started on (given to each through its Config or
 // Options, as the meter provider is), and what shuts it down.
 type tracing struct {
-	tp     *sdktrace.TracerProvider
-	health *exportHealth // nil when nothing is exported
+	tp *sdktrace.TracerProvider
 }
 
 // shutdown flushes the spans still queued, within traceFlushTimeout at
@@ -83,11 +82,12 @@ func (t *tracing) shutdown(ctx context.Context, logger *slog.Logger) {
 // tracesExporterFromEnv): then the exporter is the one
 // go.opentelemetry.io/contrib/exporters/autoexport builds from the
 // standard OTEL_* variables (OTLP over http/protobuf or grpc, or the
-// console). exp, when not nil, is used instead (tests). Spans go through a
+// console). extra, when not nil, receives the spans too (tests). Spans go
+// through a
 // batch span processor, so a slow or unreachable collector never holds a
 // call: a full queue drops spans instead. Export failures are logged once
 // per outage (exportHealth).
-func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, exp sdktrace.SpanExporter) (*tracing, error) {
+func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sdktrace.SpanExporter) (*tracing, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(
 		propagation.TraceContext{}, propagation.Baggage{}))
 	// OpenTelemetry's internal messages (warnings at V(1), info at V(4))
@@ -101,22 +101,24 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, exp sdkt
 	if err != nil {
 		return nil, fmt.Errorf("tracing resource: %w", err)
 	}
-	if exp == nil {
-		switch cfg.TracesExporter {
-		case "", tracesExporterNone:
-		default:
-			if exp, err = autoexport.NewSpanExporter(ctx); err != nil {
-				return nil, fmt.Errorf("trace exporter (%s): %w", cfg.TracesExporter, err)
-			}
-			if autoexport.IsNoneSpanExporter(exp) {
-				exp = nil
-			}
+	var exporters []sdktrace.SpanExporter
+	switch cfg.TracesExporter {
+	case tracesExporterDisabled, tracesExporterNone:
+	default:
+		exp, err := autoexport.NewSpanExporter(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("trace exporter (%s): %w", cfg.TracesExporter, err)
 		}
+		if !autoexport.IsNoneSpanExporter(exp) {
+			exporters = append(exporters, exp)
+		}
+	}
+	if extra != nil {
+		exporters = append(exporters, extra)
 	}
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	t := &tracing{}
-	if exp != nil {
-		t.health = health
+	for _, exp := range exporters {
 		opts = append(opts, sdktrace.WithBatcher(&watchedExporter{SpanExporter: exp, health: health}))
 	}
 	t.tp = sdktrace.NewTracerProvider(opts...)
