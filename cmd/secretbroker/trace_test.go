@@ -57,17 +57,17 @@ func (w *syncWriter) String() string {
 // githubForTraces is the emulator with github.com's rate limits (so that
 // its answers carry the rate-limit headers and a request id) and a known
 // token, on loopback, logging its request lines to logs.
-func githubForTraces(t *testing.T, token string, logs io.Writer) (*emulator.Server, string) {
+func githubForTraces(t *testing.T, token string, logs io.Writer) (*emulator.Server, emulator.Demo, string) {
 	t.Helper()
 	emu := emulator.New(emulator.Options{
 		Token:  token,
 		Limits: emulator.GitHubLimits(),
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
-	emu.SeedDemo()
+	demo := emu.SeedDemo()
 	hs := httptest.NewServer(emu)
 	t.Cleanup(hs.Close)
-	return emu, hs.URL
+	return emu, demo, hs.URL
 }
 
 // tokenFile writes token to a file for --upstream-token-file.
@@ -102,7 +102,7 @@ func TestTraceOfOneJSONCall(t *testing.T) {
 		putRoute = "/repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}"
 	)
 	var ghLogs syncWriter
-	_, url := githubForTraces(t, token, &ghLogs)
+	_, _, url := githubForTraces(t, token, &ghLogs)
 	cfg, err := loadConfig([]string{
 		"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", "--shutdown-timeout=5s",
 		"--upstream-url=" + url, "--upstream-token-file=" + tokenFile(t, token),
