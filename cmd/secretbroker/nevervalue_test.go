@@ -283,4 +283,3 @@ func scrape(t *testing.T, b *broker) string {
 	}
 	return string(body)
 }
-
