@@ -21,7 +21,7 @@ import (
 func spanAttrs(s sdktrace.ReadOnlySpan) map[attribute.Key]string {
 	m := map[attribute.Key]string{}
 	for _, kv := range s.Attributes() {
-		m[kv.Key] = kv.Value.Emit()
+		m[kv.Key] = kv.Value.String()
 	}
 	return m
 }
@@ -130,7 +130,7 @@ func TestAttemptAndPacerSpans(t *testing.T) {
 		}
 		for _, sp := range append(attempts, waits...) {
 			for _, kv := range sp.Attributes() {
-				if v := kv.Value.Emit(); strings.Contains(v, testToken) || strings.Contains(v, testPut.EncryptedValue) {
+				if v := kv.Value.String(); strings.Contains(v, testToken) || strings.Contains(v, testPut.EncryptedValue) {
 					t.Errorf("span %q holds a planted value in %s", sp.Name(), kv.Key)
 				}
 			}
