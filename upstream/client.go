@@ -78,8 +78,8 @@ type Config struct {
 	// template, reason (rate_limit, server_error, transport), status,
 	// attempt and wait; one Info line per rate-limit answer that paused
 	// the credential, with the reason (primary, secondary_pause) and how
-	// long; and one per pacer wait over a second: never a path, a value or
-	// the token. nil discards them.
+	// long; and one Debug line per pacer wait over a second, with its
+	// reason: never a path, a value or the token. nil discards them.
 	Logger *slog.Logger
 	// MeterProvider receives the client's metrics (metrics.go): requests
 	// and their durations per attempt, retries, the rate limits GitHub

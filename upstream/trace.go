@@ -65,8 +65,10 @@ func tracerOf(tp trace.TracerProvider) trace.Tracer {
 
 // acquire is pacer.Acquire in a span of its own, "github pacer wait",
 // which says how long the request waited and why (WaitReason). A wait
-// longer than a second is also logged at INFO with its reason, once per
-// attempt: the line an operator finds when a call was slow.
+// longer than a second is also logged at DEBUG with its reason, once per
+// attempt (a batch's writes each wait their spacing: at INFO that would
+// be a line per item; the pause that holds every request is logged at
+// INFO once, by logPause).
 func (c *Client) acquire(ctx context.Context, pr pace.Request, attempt int) (*pace.Permit, error) {
 	ctx, span := c.tracer.Start(ctx, "github pacer wait", trace.WithAttributes(
 		attribute.String(attrRoute, pr.Route),
@@ -88,7 +90,7 @@ func (c *Client) acquire(ctx context.Context, pr pace.Request, attempt int) (*pa
 		attribute.String(attrPacerReason, WaitReason(why)),
 	)
 	if waited >= slowWait {
-		c.log.LogAttrs(ctx, slog.LevelInfo, "github request waited for the pacer",
+		c.log.LogAttrs(ctx, slog.LevelDebug, "github request waited for the pacer",
 			slog.String("method", pr.Method),
 			slog.String("route", pr.Route),
 			slog.String("reason", WaitReason(why)),
