@@ -37,10 +37,12 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 	ctx, cancel := keepTimeToReply(ctx)
 	defer cancel()
 	var tally batchTally
+	events := newItemEvents(ctx)
 	results := make([]*secretbrokerv1.BatchPutSecretsResult, len(reqs))
 	fail := func(i int, err error) {
 		r := results[i]
 		r.Code, r.Message, r.RetryAfter = tally.add(err)
+		events.item(i, r.Name, r.Code)
 	}
 	plans := make([]*putPlan, len(reqs))
 	secrets := make([]string, len(reqs)) // each valid item's secret, to find repeats
@@ -111,7 +113,9 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 			r.Name, r.Created, r.KeyId = secretResourceName(p.scope, p.name), created, string(keyID)
 		}
 		r.Code, r.Message, r.RetryAfter = tally.add(err)
+		events.item(i, r.Name, r.Code)
 	})
+	events.summary(len(reqs), &tally)
 	s.logBatch(ctx, op, len(reqs), &tally)
 	return &secretbrokerv1.BatchPutSecretsResponse{Results: results}, nil
 }
@@ -227,10 +231,12 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 	ctx, cancel := keepTimeToReply(ctx)
 	defer cancel()
 	var tally batchTally
+	events := newItemEvents(ctx)
 	results := make([]*secretbrokerv1.BatchDeleteSecretsResult, len(names))
 	fail := func(i int, err error) {
 		r := results[i]
 		r.Code, r.Message, r.RetryAfter = tally.add(err)
+		events.item(i, r.Name, r.Code)
 	}
 	targets := make([]*target, len(names))
 	secrets := make([]string, len(names)) // each valid name's secret, to find repeats
@@ -278,6 +284,7 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 		t.ch.end(t.ctx, err)
 		fail(i, err)
 	})
+	events.summary(len(names), &tally)
 	s.logBatch(ctx, op, len(names), &tally)
 	return &secretbrokerv1.BatchDeleteSecretsResponse{Results: results}, nil
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -54,7 +56,8 @@ type keyCache struct {
 	keys   map[string]sealingKey // by scope path
 	forced map[string]time.Time  // by scope path: when the last forced revalidation was sent
 
-	metrics *metrics // nil counts nothing
+	metrics *metrics     // nil counts nothing
+	tracer  trace.Tracer // nil traces nothing
 }
 
 func newKeyCache(fetch keyFetcher, ttl time.Duration) *keyCache {
@@ -67,11 +70,17 @@ func newKeyCache(fetch keyFetcher, ttl time.Duration) *keyCache {
 }
 
 // get returns the scope's key: from the cache while it is fresh, else
-// revalidated or fetched.
+// revalidated or fetched. It is traced as a "key cache lookup" span
+// (keytrace.go).
 func (c *keyCache) get(ctx context.Context, s upstream.Scope) (sealingKey, error) {
+	return c.traced(ctx, s, "get", c.lookup)
+}
+
+// lookup is get without its span.
+func (c *keyCache) lookup(ctx context.Context, s upstream.Scope) (sealingKey, error) {
 	k, ok := c.cached(s)
 	if ok && c.fresh(k) {
-		c.metrics.keyLookup(ctx, keyHit)
+		c.lookedUp(ctx, keyHit)
 		return k, nil
 	}
 	return c.load(ctx, s)
@@ -118,12 +127,19 @@ func (c *keyCache) cached(s upstream.Scope) (sealingKey, bool) {
 // an unconditional fetch (but when GitHub sent the cached key without an
 // ETag, the one budgeted revalidation cannot be conditional).
 func (c *keyCache) revalidate(ctx context.Context, s upstream.Scope, stale upstream.KeyID) (sealingKey, error) {
+	return c.traced(ctx, s, "revalidate", func(ctx context.Context, s upstream.Scope) (sealingKey, error) {
+		return c.revalidateKey(ctx, s, stale)
+	})
+}
+
+// revalidateKey is revalidate without its span.
+func (c *keyCache) revalidateKey(ctx context.Context, s upstream.Scope, stale upstream.KeyID) (sealingKey, error) {
 	k, ok := c.cached(s)
 	if !ok {
-		return c.get(ctx, s) // nothing cached yet: the first fetch
+		return c.lookup(ctx, s) // nothing cached yet: the first fetch
 	}
 	if k.id != stale {
-		c.metrics.keyLookup(ctx, keyHit)
+		c.lookedUp(ctx, keyHit)
 		return k, nil
 	}
 	path := s.Path()
@@ -133,16 +149,16 @@ func (c *keyCache) revalidate(ctx context.Context, s upstream.Scope, stale upstr
 		switch {
 		case !had:
 			c.mu.Unlock()
-			return c.get(ctx, s)
+			return c.lookup(ctx, s)
 		case old.id != stale:
 			// Replaced while this call waited to start.
 			c.mu.Unlock()
-			c.metrics.keyLookup(ctx, keyHit)
+			c.lookedUp(ctx, keyHit)
 			return old, nil
 		}
 		if last, ok := c.forced[path]; ok && time.Since(last) < c.forcedInterval() {
 			c.mu.Unlock()
-			c.metrics.keyLookup(ctx, keyHit)
+			c.lookedUp(ctx, keyHit)
 			return old, nil // budget spent
 		}
 		claimed := time.Now()
@@ -171,7 +187,7 @@ func (c *keyCache) load(ctx context.Context, s upstream.Scope) (sealingKey, erro
 		// stored a fresh key.
 		old, had := c.cached(s)
 		if had && c.fresh(old) {
-			c.metrics.keyLookup(ctx, keyHit)
+			c.lookedUp(ctx, keyHit)
 			return old, nil
 		}
 		return c.check(ctx, s, old, had)
@@ -203,13 +219,13 @@ func (c *keyCache) check(ctx context.Context, s upstream.Scope, old sealingKey, 
 	}
 	switch {
 	case !had:
-		c.metrics.keyLookup(ctx, keyMiss)
+		c.lookedUp(ctx, keyMiss)
 	case notModified:
-		c.metrics.keyLookup(ctx, keyRevalidated)
+		c.lookedUp(ctx, keyRevalidated)
 	case k.id != old.id:
-		c.metrics.keyLookup(ctx, keyRotation)
+		c.lookedUp(ctx, keyRotation)
 	default:
-		c.metrics.keyLookup(ctx, keyRefreshed)
+		c.lookedUp(ctx, keyRefreshed)
 	}
 	k.checked = time.Now()
 	path := s.Path()

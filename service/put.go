@@ -231,13 +231,17 @@ func (s *Server) putPlain(ctx context.Context, p putPlan, key sealingKey) (bool,
 			k = c
 		}
 		if v.value == "" || v.keyID != k.id {
+			// The span covers the wait for a sealing slot too.
+			span := s.sealSpan(ctx, k, len(p.plaintext))
 			select {
 			case s.sealers <- struct{}{}:
 			case <-ctx.Done():
+				span.End()
 				return upstream.PutSecretBody{}, ctx.Err()
 			}
 			err := v.seal(k, p.plaintext)
 			<-s.sealers
+			span.End()
 			if err != nil {
 				return upstream.PutSecretBody{}, err
 			}

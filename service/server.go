@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -70,6 +71,10 @@ type Options struct {
 	// secretbroker_batch_items_total ("none" for a call without one). Off
 	// by default: callers are unbounded, and each multiplies the series.
 	MetricsCallerLabel bool
+	// TracerProvider receives the service's spans (trace.go): the key
+	// cache lookup and the sealing of a value. Default: nil,
+	// OpenTelemetry's global provider.
+	TracerProvider trace.TracerProvider
 }
 
 // Server implements secretbroker.v1.SecretService.
@@ -89,6 +94,8 @@ type Server struct {
 	metrics *metrics
 	// repos resolves repository names to ids (reponames.go).
 	repos *repoNames
+	// tracer starts the service's spans.
+	tracer trace.Tracer
 }
 
 // sealSlots is how many values the broker seals at once: one core fewer
@@ -116,7 +123,10 @@ func New(up Upstream, opts Options) *Server {
 		m.callerLabel = opts.MetricsCallerLabel
 	}
 	keys.metrics = m
+	tracer := tracerOf(opts.TracerProvider)
+	keys.tracer = tracer
 	return &Server{
+		tracer:  tracer,
 		metrics: m,
 		up:      &sharedReads{Upstream: up},
 		keys:    keys,

@@ -19,6 +19,7 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/secretbroker/secretbroker/upstream/pace"
 )
@@ -66,20 +67,28 @@ type Config struct {
 	// scopes are unaffected.
 	LegacyRoutes bool
 	// HTTPClient sends the requests. The default has a 30 s timeout and an
-	// OpenTelemetry-instrumented clone of http.DefaultTransport.
+	// OpenTelemetry-instrumented clone of http.DefaultTransport, whose span
+	// per attempt carries the attributes of trace.go.
 	HTTPClient *http.Client
 	// Pacing paces and retries the requests to stay within GitHub's rate
 	// limits for the credential; nil selects DefaultPacing(). New rejects
 	// a Pacing outside the ranges its fields document.
 	Pacing *Pacing
-	// Logger receives one Warn line per retry, with the method, route
-	// template, status, attempt and wait: never a path, a value or the
-	// token. nil discards them.
+	// Logger receives one Info line per retry, with the method, route
+	// template, reason (rate_limit, server_error, transport), status,
+	// attempt and wait; one Info line per rate-limit answer that paused
+	// the credential, with the reason (primary, secondary_pause) and how
+	// long; and one Debug line per pacer wait over a second, with its
+	// reason: never a path, a value or the token. nil discards them.
 	Logger *slog.Logger
 	// MeterProvider receives the client's metrics (metrics.go): requests
 	// and their durations per attempt, retries, the rate limits GitHub
 	// reported and the pacer's queue. nil selects a no-op provider.
 	MeterProvider metric.MeterProvider
+	// TracerProvider receives the client's spans (trace.go): the pacer's
+	// wait, and with the default HTTPClient one span per attempt. nil
+	// selects OpenTelemetry's global provider.
+	TracerProvider trace.TracerProvider
 }
 
 // Client is a GitHub REST client for the secrets API. It is safe for
@@ -96,6 +105,7 @@ type Client struct {
 	pacer     *pace.Pacer
 	log       *slog.Logger
 	metrics   *metrics
+	tracer    trace.Tracer
 
 	retries   atomic.Int64 // PacerStats.Retries
 	throttled atomic.Int64 // PacerStats.Throttled
@@ -173,9 +183,10 @@ func New(cfg Config) (*Client, error) {
 		pacer:     pacer,
 		log:       logger,
 		metrics:   m,
+		tracer:    tracerOf(cfg.TracerProvider),
 	}
 	if c.hc == nil {
-		c.hc = defaultHTTPClient()
+		c.hc = defaultHTTPClient(cfg.TracerProvider)
 	}
 	return c, nil
 }
@@ -183,14 +194,18 @@ func New(cfg Config) (*Client, error) {
 // routeKey carries a request's route template to the span name formatter.
 type routeKey struct{}
 
-func defaultHTTPClient() *http.Client {
+func defaultHTTPClient(tp trace.TracerProvider) *http.Client {
 	var rt http.RoundTripper = http.DefaultTransport
 	if t, ok := rt.(*http.Transport); ok {
 		rt = t.Clone()
 	}
+	opts := []otelhttp.Option{otelhttp.WithSpanNameFormatter(spanName)}
+	if tp != nil {
+		opts = append(opts, otelhttp.WithTracerProvider(tp))
+	}
 	return &http.Client{
 		Timeout:   DefaultTimeout,
-		Transport: otelhttp.NewTransport(rt, otelhttp.WithSpanNameFormatter(spanName)),
+		Transport: otelhttp.NewTransport(attemptTracer{next: rt}, opts...),
 	}
 }
 

@@ -55,7 +55,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 	pr := pace.Request{Caller: callerOf(ctx), Method: r.method, Route: r.route}
 	unknown := false // an earlier attempt may have taken effect
 	for attempt := 1; ; attempt++ {
-		permit, err := c.pacer.Acquire(ctx, pr)
+		permit, err := c.acquire(ctx, pr, attempt)
 		if err != nil {
 			return response{}, c.notAdmitted(ctx, r, err)
 		}
@@ -78,7 +78,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		}
 
 		start := time.Now()
-		res, out, err := c.send(ctx, r, u, payload, secrets)
+		res, out, err := c.send(withAttempt(ctx, attempt), r, u, payload, secrets)
 		took := time.Since(start)
 		permit.Report(out.rl, took)
 		c.metrics.attempt(ctx, r, out.rl, err, took)
@@ -107,6 +107,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		case limited:
 			status = ge.StatusCode
 			cause = causeRateLimit
+			c.logPause(ctx, r, status)
 		case isGitHub && retryableStatus(ge.StatusCode):
 			status = ge.StatusCode
 			cause = causeServerError
@@ -143,9 +144,10 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		}
 		c.retries.Add(1)
 		c.metrics.retry(ctx, r, cause)
-		c.log.LogAttrs(ctx, slog.LevelWarn, "github request retried",
+		c.log.LogAttrs(ctx, slog.LevelInfo, "github request retried",
 			slog.String("method", r.method),
 			slog.String("route", r.route),
+			slog.String("reason", cause),
 			slog.Int("status", status),
 			slog.Int("attempt", attempt),
 			slog.Duration("wait", wait),

@@ -245,32 +245,37 @@ func TestRateLimitPausesCredential(t *testing.T) {
 		status int
 		header func(t0 time.Time) map[string]string
 		pause  time.Duration // from the first answer
+		reason string        // of the pause line
 	}{{
 		name:   "403 with retry-after",
 		status: http.StatusForbidden,
 		header: func(time.Time) map[string]string {
 			return map[string]string{"Retry-After": "30", "X-Ratelimit-Remaining": "4000"}
 		},
-		pause: 30 * time.Second,
+		pause:  30 * time.Second,
+		reason: "secondary_pause",
 	}, {
 		name:   "429 without retry-after",
 		status: http.StatusTooManyRequests,
 		header: func(time.Time) map[string]string { return nil },
 		pause:  45 * time.Second,
+		reason: "secondary_pause",
 	}, {
 		name:   "403 secondary without retry-after, quota left",
 		status: http.StatusForbidden,
 		header: func(t0 time.Time) map[string]string {
 			return map[string]string{"X-Ratelimit-Remaining": "10", "X-Ratelimit-Reset": fmt.Sprint(t0.Add(time.Hour).Unix())}
 		},
-		pause: 45 * time.Second,
+		pause:  45 * time.Second,
+		reason: "secondary_pause",
 	}, {
 		name:   "403 primary limit until reset",
 		status: http.StatusForbidden,
 		header: func(t0 time.Time) map[string]string {
 			return map[string]string{"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": fmt.Sprint(t0.Add(20 * time.Second).Unix())}
 		},
-		pause: 20 * time.Second,
+		pause:  20 * time.Second,
+		reason: "primary",
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -313,8 +318,23 @@ func TestRateLimitPausesCredential(t *testing.T) {
 						t.Errorf("%s arrived %v after the rate limit, want %v", a.Method, got, tc.pause)
 					}
 				}
-				if wait := attrs(log.Records()[0])["wait"]; wait != tc.pause.String() {
+				var retried, paused []slog.Record
+				for _, r := range log.Records() {
+					switch r.Message {
+					case "github request retried":
+						retried = append(retried, r)
+					case "github rate limit paused the credential":
+						paused = append(paused, r)
+					}
+				}
+				if len(retried) != 1 || len(paused) != 1 {
+					t.Fatalf("%d retry lines and %d pause lines, want 1 and 1", len(retried), len(paused))
+				}
+				if wait := attrs(retried[0])["wait"]; wait != tc.pause.String() {
 					t.Errorf("the retry's logged wait is %s, want the pause, %v", wait, tc.pause)
+				}
+				if a := attrs(paused[0]); a["pause"] != tc.pause.String() || a["reason"] != tc.reason || paused[0].Level != slog.LevelInfo {
+					t.Errorf("pause line %v at %v, want pause %v reason %s at INFO", a, paused[0].Level, tc.pause, tc.reason)
 				}
 				if st := c.PacerStats(); st.RateLimited != 1 || st.Retries != 1 || st.Requests != 3 {
 					t.Errorf("stats %+v: want 1 rate limited, 1 retry, 3 requests", st)
@@ -410,7 +430,7 @@ func TestRateLimitExhausted(t *testing.T) {
 	}
 }
 
-// Each retry logs one Warn line and adds a span event, with the method,
+// Each retry logs one Info line (with its reason) and adds a span event, with the method,
 // route template, status and attempt: never the token, the path or a
 // value.
 func TestRetryLogAndSpan(t *testing.T) {
@@ -441,7 +461,7 @@ func TestRetryLogAndSpan(t *testing.T) {
 					t.Errorf("record %d: %s = %q, want %q", i, k, a[k], v)
 				}
 			}
-			if r.Level != slog.LevelWarn || a["wait"] == "" || a["status"] == "" {
+			if r.Level != slog.LevelInfo || a["wait"] == "" || a["status"] == "" || a["reason"] == "" {
 				t.Errorf("record %d: level %v, attrs %v", i, r.Level, a)
 			}
 			line := r.Message + fmt.Sprint(a)
@@ -451,11 +471,11 @@ func TestRetryLogAndSpan(t *testing.T) {
 				}
 			}
 		}
-		if a := attrs(recs[0]); a["status"] != "502" {
-			t.Errorf("first retry status %s, want 502", a["status"])
+		if a := attrs(recs[0]); a["status"] != "502" || a["reason"] != "server_error" {
+			t.Errorf("first retry status %s reason %s, want 502 server_error", a["status"], a["reason"])
 		}
-		if a := attrs(recs[1]); a["status"] != "0" {
-			t.Errorf("retry after a drop: status %s, want 0", a["status"])
+		if a := attrs(recs[1]); a["status"] != "0" || a["reason"] != "transport" {
+			t.Errorf("retry after a drop: status %s reason %s, want 0 transport", a["status"], a["reason"])
 		}
 
 		var put sdktrace.ReadOnlySpan

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/secretbroker/secretbroker/service"
 	"github.com/secretbroker/secretbroker/upstream"
 )
@@ -25,15 +27,12 @@ const (
 	// envGitHubToken holds the GitHub token when --upstream-token-file is
 	// not given.
 	envGitHubToken = "GITHUB_TOKEN"
-	// envOTLPEndpoint turns on trace export with OTLP/gRPC. The exporter
-	// reads it (and the other OTEL_EXPORTER_OTLP_* variables) itself.
-	envOTLPEndpoint = "OTEL_EXPORTER_OTLP_ENDPOINT"
-	// envOTLPTracesEndpoint is the traces-only form of envOTLPEndpoint.
-	envOTLPTracesEndpoint = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+	// The OTEL_* variables that turn on trace export are in
+	// traceexport.go.
 )
 
 // Config is the broker's whole configuration. Every field but UpstreamToken
-// and OTLPEndpoint is set by a flag or, when the flag is absent, by the
+// and TracesExporter is set by a flag or, when the flag is absent, by the
 // matching SECRETBROKER_* environment variable; a flag wins over the
 // environment, the environment over the default.
 type Config struct {
@@ -140,6 +139,13 @@ type Config struct {
 	// LogLevel is the lowest level logged. Flag --log-level. Default info.
 	LogLevel slog.Level
 
+	// LogFormat is how log lines are written: "json" (one JSON object a
+	// line) or "text" (slog's key=value lines). Flag --log-format. Default
+	// json; text in dev mode unless given.
+	LogFormat string
+	// logFormatGiven records that --log-format (or its variable) was set.
+	logFormatGiven bool
+
 	// TLSCertFile and TLSKeyFile are the listeners' certificate and key
 	// (PEM); with them both listeners serve TLS only. Flags --tls-cert-file
 	// and --tls-key-file. Default: none, plaintext. The files are re-read
@@ -217,10 +223,17 @@ type Config struct {
 	// 32 MiB; at least maxRequestBytes.
 	MaxInflightBytes int64
 
-	// OTLPEndpoint is OTEL_EXPORTER_OTLP_ENDPOINT (or
-	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT); when set, spans are exported
-	// there with OTLP/gRPC. Not a flag. Default: none, no export.
-	OTLPEndpoint string
+	// TracesExporter is the span exporter the environment asks for:
+	// OTEL_TRACES_EXPORTER ("otlp", "console" or "none") when set, else
+	// "otlp" when OTEL_EXPORTER_OTLP_ENDPOINT or
+	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set. Not a flag. Default: "",
+	// nothing is exported. The exporter reads its other settings
+	// (protocol, endpoint, headers) from the OTEL_* variables itself.
+	TracesExporter string
+
+	// spanExporter, when set (tests only), receives the spans instead of
+	// the exporter TracesExporter names.
+	spanExporter sdktrace.SpanExporter
 }
 
 // Defaults, documented on Config. The upstream settings' defaults are
@@ -235,6 +248,7 @@ const (
 	defaultShutdownTimeout           = 15 * time.Second
 	defaultKeyTTL                    = service.DefaultKeyTTL
 	defaultLogLevel                  = slog.LevelInfo
+	defaultLogFormat                 = logFormatJSON
 	defaultCallerRPS                 = 50
 	defaultCallerBurst               = 100
 	defaultCallerMaxConcurrent       = 32
@@ -301,6 +315,8 @@ Flags:
 		"how long a shutdown waits for in-flight calls before it cuts them")
 	fs.TextVar(&cfg.LogLevel, "log-level", defaultLogLevel,
 		"lowest `level` logged: debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", defaultLogFormat,
+		"log line `format`: json or text (default text with --dev)")
 
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert-file", "",
 		"`file` with the listeners' TLS certificate (PEM); both listeners then serve TLS only")
@@ -370,11 +386,12 @@ Flags:
 	}
 	_, rpsFromEnv := lookupEnv(envName("caller-rps"))
 	cfg.callerRPSGiven = given["caller-rps"] || rpsFromEnv
+	_, formatFromEnv := lookupEnv(envName("log-format"))
+	cfg.logFormatGiven = given["log-format"] || formatFromEnv
 
-	if v, ok := lookupEnv(envOTLPEndpoint); ok && v != "" {
-		cfg.OTLPEndpoint = v
-	} else if v, ok := lookupEnv(envOTLPTracesEndpoint); ok && v != "" {
-		cfg.OTLPEndpoint = v
+	var err error
+	if cfg.TracesExporter, err = tracesExporterFromEnv(lookupEnv); err != nil {
+		return Config{}, err
 	}
 
 	if err := cfg.readToken(lookupEnv); err != nil {
@@ -437,6 +454,12 @@ func (c *Config) validate() error {
 	}
 	if c.UpstreamAPIVersionAgents == "" {
 		return errors.New("--upstream-api-version-agents must not be empty")
+	}
+	if c.LogFormat != logFormatJSON && c.LogFormat != logFormatText {
+		return fmt.Errorf("--log-format must be %s or %s, got %q", logFormatJSON, logFormatText, c.LogFormat)
+	}
+	if c.Dev && !c.logFormatGiven {
+		c.LogFormat = logFormatText // people read dev logs
 	}
 	if c.Dev {
 		var err error
@@ -657,7 +680,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("dev", c.Dev),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.String("log_level", c.LogLevel.String()),
-		slog.Bool("otlp_export", c.OTLPEndpoint != ""),
+		slog.String("log_format", c.LogFormat),
+		slog.String("traces_exporter", c.TracesExporter),
 		slog.String("tls_cert_file", c.TLSCertFile),
 		slog.String("tls_client_ca_file", c.TLSClientCAFile),
 		slog.String("callers_file", c.CallersFile),

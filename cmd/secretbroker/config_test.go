@@ -58,6 +58,7 @@ func TestLoadConfig(t *testing.T) {
 		KeyTTL:                    10 * time.Minute,
 		ShutdownTimeout:           15 * time.Second,
 		LogLevel:                  slog.LevelInfo,
+		LogFormat:                 "json",
 		AllowUnauthenticated:      true,
 		CallerRPS:                 50,
 		CallerBurst:               100,
@@ -120,7 +121,7 @@ func TestLoadConfig(t *testing.T) {
 				c.KeyTTL = time.Hour
 				c.ShutdownTimeout = 3 * time.Second
 				c.LogLevel = slog.LevelDebug
-				c.OTLPEndpoint = "http://collector:4317"
+				c.TracesExporter = "otlp"
 			}),
 		},
 		{
@@ -177,6 +178,7 @@ func TestLoadConfig(t *testing.T) {
 			args: []string{"--dev"},
 			want: with(func(c *Config) {
 				c.Dev = true
+				c.LogFormat = "text"
 				c.AdminAddr = "127.0.0.1:9091"
 				c.CallerRPS = 0
 				c.UpstreamToken = ""
@@ -193,6 +195,7 @@ func TestLoadConfig(t *testing.T) {
 			},
 			want: with(func(c *Config) {
 				c.Dev = true
+				c.LogFormat = "text"
 				c.AdminAddr = "127.0.0.1:9091"
 				c.CallerRPS = 0
 				c.UpstreamToken = ""
@@ -205,12 +208,43 @@ func TestLoadConfig(t *testing.T) {
 			args: []string{"--dev", "--grpc-addr=127.0.0.2:0", "--http-addr=127.0.0.1:0"},
 			want: with(func(c *Config) {
 				c.Dev = true
+				c.LogFormat = "text"
 				c.AdminAddr = "127.0.0.1:9091"
 				c.CallerRPS = 0
 				c.UpstreamToken = ""
 				c.GRPCAddr = "127.0.0.2:0"
 				c.HTTPAddr = "127.0.0.1:0"
 			}),
+		},
+		{
+			name: "log format and trace exporter",
+			args: []string{"--log-format=text"},
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "OTEL_TRACES_EXPORTER": "console", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"},
+			want: with(func(c *Config) {
+				c.LogFormat = "text"
+				c.logFormatGiven = true
+				c.TracesExporter = "console"
+			}),
+		},
+		{
+			name: "dev keeps a log format given",
+			args: []string{"--dev"},
+			env:  map[string]string{"SECRETBROKER_LOG_FORMAT": "json", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"},
+			want: with(func(c *Config) {
+				c.Dev = true
+				c.logFormatGiven = true
+				c.TracesExporter = "otlp"
+				c.AdminAddr = "127.0.0.1:9091"
+				c.CallerRPS = 0
+				c.UpstreamToken = ""
+				c.GRPCAddr = "127.0.0.1:9090"
+				c.HTTPAddr = "127.0.0.1:8080"
+			}),
+		},
+		{
+			name: "none exports nothing, even with an endpoint",
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"},
+			want: with(func(c *Config) { c.TracesExporter = "none" }),
 		},
 	}
 	for _, tt := range tests {
@@ -283,6 +317,17 @@ func TestLoadConfigErrors(t *testing.T) {
 			name: "dev refuses a host name",
 			env:  map[string]string{"SECRETBROKER_DEV": "true", "SECRETBROKER_HTTP_ADDR": "example.com:80"},
 			want: []string{"--http-addr", "loopback"},
+		},
+		{
+			name: "unknown log format",
+			args: []string{"--log-format=xml"},
+			env:  withToken,
+			want: []string{"--log-format", "json", "text"},
+		},
+		{
+			name: "unknown trace exporter",
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "OTEL_TRACES_EXPORTER": "zipkin"},
+			want: []string{"OTEL_TRACES_EXPORTER", "zipkin", "otlp"},
 		},
 		{
 			name: "bad address",

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -67,16 +66,38 @@ func logPanic(ctx context.Context, logger *slog.Logger, method string, r any) {
 	)
 }
 
-// logUnary logs one line per call: method, status code, duration and trace
-// id. Health checks, which probes make every few seconds, are logged at
-// debug level.
+// logUnary logs one line per call: method, resource (the request's name
+// or parent, when it has one), caller, status code and duration; the
+// logger's handler (traceHandler) adds the trace and span ids. Health
+// checks, which probes make every few seconds, are logged at debug level.
 func logUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)
-		logCall(ctx, logger, info.FullMethod, err, time.Since(start))
+		logCall(ctx, logger, info.FullMethod, resourceOf(req), err, time.Since(start))
 		return resp, err
 	}
+}
+
+// maxLoggedResource bounds the resource name a call's line carries: the
+// name is the caller's, and a request with a longer one is refused anyway.
+const maxLoggedResource = 512
+
+// resourceOf returns the resource a request names (a secret's name, or a
+// scope's parent for lists and public keys), or "" for none. Resource
+// names are identifiers, never values.
+func resourceOf(req any) string {
+	var res string
+	switch r := req.(type) {
+	case interface{ GetName() string }:
+		res = r.GetName()
+	case interface{ GetParent() string }:
+		res = r.GetParent()
+	}
+	if len(res) > maxLoggedResource {
+		res = res[:maxLoggedResource]
+	}
+	return res
 }
 
 // logStream is logUnary for streaming calls, logged when the stream ends.
@@ -84,12 +105,12 @@ func logStream(logger *slog.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		start := time.Now()
 		err := handler(srv, ss)
-		logCall(ss.Context(), logger, info.FullMethod, err, time.Since(start))
+		logCall(ss.Context(), logger, info.FullMethod, "", err, time.Since(start))
 		return err
 	}
 }
 
-func logCall(ctx context.Context, logger *slog.Logger, method string, err error, d time.Duration) {
+func logCall(ctx context.Context, logger *slog.Logger, method, resource string, err error, d time.Duration) {
 	code := status.Code(err)
 	level := slog.LevelInfo
 	switch {
@@ -102,17 +123,18 @@ func logCall(ctx context.Context, logger *slog.Logger, method string, err error,
 	if !logger.Enabled(ctx, level) {
 		return
 	}
-	attrs := []slog.Attr{
-		slog.String("method", method),
+	attrs := []slog.Attr{slog.String("method", method)}
+	if resource != "" {
+		attrs = append(attrs, slog.String("resource", resource))
+	}
+	attrs = append(attrs,
 		slog.String("code", code.String()),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-	}
+	)
 	if c, ok := identity.CallerFrom(ctx); ok {
 		attrs = append(attrs, slog.String("caller", c))
 	}
-	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
-		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
-	}
+	// trace_id and span_id: traceHandler adds them from ctx.
 	logger.LogAttrs(ctx, level, "gRPC call", attrs...)
 }
 

@@ -96,8 +96,9 @@ func TestRecoverStream(t *testing.T) {
 
 func TestLogUnary(t *testing.T) {
 	var logs bytes.Buffer
-	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	req := &secretbrokerv1.PutSecretRequest{Payload: &secretbrokerv1.PutSecretRequest_Value{Value: interceptorSecret}}
+	logger := slog.New(newTraceHandler(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	const resource = "repos/octo-org/hello-world/actions/secrets/DB_PASSWORD"
+	req := &secretbrokerv1.PutSecretRequest{Name: resource, Payload: &secretbrokerv1.PutSecretRequest_Value{Value: interceptorSecret}}
 	resp := &secretbrokerv1.PutSecretResponse{Name: interceptorSecret}
 	traceID := trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
 	ctx := trace.ContextWithSpanContext(identity.WithCaller(context.Background(), "token:deployer"),
@@ -132,7 +133,8 @@ func TestLogUnary(t *testing.T) {
 		{`"level":"WARN"`, `"method":"/secretbroker.v1.SecretService/GetSecret"`, `"code":"Unavailable"`},
 		{`"level":"INFO"`, `"method":"/secretbroker.v1.SecretService/DeleteSecret"`, `"code":"NotFound"`},
 	} {
-		w = append(w, `"msg":"gRPC call"`, `"duration_ms"`, `"caller":"token:deployer"`, `"trace_id":"`+traceID.String()+`"`)
+		w = append(w, `"msg":"gRPC call"`, `"duration_ms"`, `"caller":"token:deployer"`, `"resource":"`+resource+`"`,
+			`"trace_id":"`+traceID.String()+`"`, `"span_id":"0100000000000000"`)
 		for _, s := range w {
 			if !strings.Contains(lines[i], s) {
 				t.Errorf("line %d lacks %s: %s", i, s, lines[i])
@@ -143,8 +145,8 @@ func TestLogUnary(t *testing.T) {
 		if err := json.Unmarshal([]byte(lines[i]), &fields); err != nil {
 			t.Fatal(err)
 		}
-		if len(fields) != 8 {
-			t.Errorf("line %d has %d fields, want 8 (time, level, msg, method, code, duration_ms, caller, trace_id): %s", i, len(fields), lines[i])
+		if len(fields) != 10 {
+			t.Errorf("line %d has %d fields, want 10 (time, level, msg, method, resource, code, duration_ms, caller, trace_id, span_id): %s", i, len(fields), lines[i])
 		}
 	}
 }

@@ -93,7 +93,7 @@ func startBroker(t *testing.T, cfg Config) *broker {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &broker{logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1), http: &http.Client{Timeout: 30 * time.Second}}
-	logger := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger := slog.New(newTraceHandler(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	var banner bytes.Buffer
 	ready := make(chan [3]string, 1)
 	go func() {

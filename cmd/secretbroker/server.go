@@ -70,17 +70,14 @@ const (
 // the embedded GitHub emulator and writes a banner with copy-paste
 // commands to banner.
 func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer, ready func(grpcAddr, httpAddr, adminAddr string)) (err error) {
-	tp, err := setupTracing(ctx, cfg)
+	tr, err := setupTracing(ctx, cfg, logger, cfg.spanExporter)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if serr := tp.Shutdown(sctx); serr != nil {
-			logger.Warn("tracer provider shutdown", slog.Any("error", serr))
-		}
-	}()
+	// Last: the spans of the shutdown itself are flushed, within the flush
+	// deadline.
+	defer tr.shutdown(ctx, logger)
+	tp := tr.tp
 
 	mp, metricsHandler, err := setupMetrics(ctx)
 	if err != nil {
@@ -105,6 +102,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		Pacing:            &pacing,
 		Logger:            logger.With(slog.String("component", "upstream")),
 		MeterProvider:     mp,
+		TracerProvider:    tp,
 	}
 	var dev *devUpstream
 	if cfg.Dev {
@@ -148,7 +146,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		Audit:      trail,
 		AuditReads: cfg.AuditReads,
 
-		MeterProvider: mp,
+		MeterProvider:  mp,
+		TracerProvider: tp,
 
 		MetricsCallerLabel: cfg.MetricsCallerLabel,
 	})
@@ -194,6 +193,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		opts := append([]grpc.ServerOption{
 			grpc.StatsHandler(otelgrpc.NewServerHandler(
 				otelgrpc.WithMeterProvider(mp),
+				otelgrpc.WithTracerProvider(tp),
 				otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
 			grpc.ChainUnaryInterceptor(logUnary(logger), recoverUnary(logger)),
 			grpc.ChainStreamInterceptor(logStream(logger), recoverStream(logger), door.streamGuard()),
@@ -228,6 +228,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return gwLn.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+			otelgrpc.WithTracerProvider(tp),
 			otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(maxRequestBytes+(1<<20))),
 	)

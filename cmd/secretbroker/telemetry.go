@@ -6,12 +6,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
@@ -26,41 +29,101 @@ import (
 // says otherwise.
 const serviceName = "secretbroker"
 
-// newLogger returns the process logger: JSON lines on w, or text in dev
-// mode, at cfg.LogLevel.
+// Trace export settings.
+const (
+	// traceFlushTimeout bounds the flush of the spans still queued at
+	// shutdown: an unreachable collector never holds the exit longer.
+	traceFlushTimeout = 5 * time.Second
+	// traceErrorRepeat is how long an outage of the trace collector stays
+	// quiet after its first log line before it is logged again (with how
+	// many failures were not).
+	traceErrorRepeat = 15 * time.Minute
+)
+
+// newLogger returns the process logger: JSON lines on w, or text with
+// --log-format text (the default in dev mode), at cfg.LogLevel. Every
+// record logged with a context inside a traced call carries trace_id and
+// span_id (traceHandler).
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
-	if cfg.Dev {
-		return slog.New(slog.NewTextHandler(w, opts))
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
+	if cfg.LogFormat == logFormatText {
+		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(newTraceHandler(h))
 }
 
-// setupTracing installs the W3C TraceContext and Baggage propagators and
-// an SDK tracer provider as OpenTelemetry's globals, which the gRPC, HTTP
-// and upstream instrumentation use. Spans are exported with OTLP/gRPC only
-// when cfg.OTLPEndpoint is set; the exporter reads its endpoint, headers
-// and TLS settings from the OTEL_EXPORTER_OTLP_* variables itself. The
-// returned provider must be shut down on exit.
-func setupTracing(ctx context.Context, cfg Config) (*sdktrace.TracerProvider, error) {
+// tracing is the broker's trace pipeline: the tracer provider every
+// package's spans are started on (given to each through its Config or
+// Options, as the meter provider is), and what shuts it down.
+type tracing struct {
+	tp *sdktrace.TracerProvider
+}
+
+// shutdown flushes the spans still queued, within traceFlushTimeout at
+// most (less if ctx ends first), and stops the provider. A collector that
+// does not answer in time loses those spans; the process does not wait.
+func (t *tracing) shutdown(ctx context.Context, logger *slog.Logger) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), traceFlushTimeout)
+	defer cancel()
+	if err := t.tp.Shutdown(sctx); err != nil {
+		logger.Warn("trace export: spans not flushed at shutdown", slog.Any("error", err))
+	}
+}
+
+// setupTracing installs the W3C TraceContext and Baggage propagators, an
+// error handler and a logger for OpenTelemetry's own messages (through
+// logger, as JSON or text like every other line), and an SDK tracer
+// provider as OpenTelemetry's globals, and returns the provider, which run
+// also hands to every package explicitly.
+//
+// Spans are exported only when cfg.TracesExporter says so (from
+// OTEL_TRACES_EXPORTER, or an OTEL_EXPORTER_OTLP_*ENDPOINT; see
+// tracesExporterFromEnv): then the exporter is the one
+// go.opentelemetry.io/contrib/exporters/autoexport builds from the
+// standard OTEL_* variables (OTLP over http/protobuf or grpc, or the
+// console). extra, when not nil, receives the spans too (tests). Spans go
+// through a
+// batch span processor, so a slow or unreachable collector never holds a
+// call: a full queue drops spans instead. Export failures are logged once
+// per outage (exportHealth).
+func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sdktrace.SpanExporter) (*tracing, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(
 		propagation.TraceContext{}, propagation.Baggage{}))
+	// OpenTelemetry's internal messages (warnings at V(1), info at V(4))
+	// go through the broker's logger at levels below info, never as the
+	// default text lines on standard error.
+	otel.SetLogger(logr.FromSlogHandler(logger.With(slog.String("component", "otel")).Handler()))
+	health := newExportHealth(logger.With(slog.String("component", "tracing")), time.Now, traceErrorRepeat)
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(health.failed))
 
 	res, err := newResource(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("tracing resource: %w", err)
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	if cfg.OTLPEndpoint != "" {
-		exp, err := otlptracegrpc.New(ctx)
+	var exporters []sdktrace.SpanExporter
+	switch cfg.TracesExporter {
+	case tracesExporterDisabled, tracesExporterNone:
+	default:
+		exp, err := autoexport.NewSpanExporter(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("OTLP trace exporter: %w", err)
+			return nil, fmt.Errorf("trace exporter (%s): %w", cfg.TracesExporter, err)
 		}
-		opts = append(opts, sdktrace.WithBatcher(exp))
+		if !autoexport.IsNoneSpanExporter(exp) {
+			exporters = append(exporters, exp)
+		}
 	}
-	tp := sdktrace.NewTracerProvider(opts...)
-	otel.SetTracerProvider(tp)
-	return tp, nil
+	if extra != nil {
+		exporters = append(exporters, extra)
+	}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	t := &tracing{}
+	for _, exp := range exporters {
+		opts = append(opts, sdktrace.WithBatcher(&watchedExporter{SpanExporter: exp, health: health}))
+	}
+	t.tp = sdktrace.NewTracerProvider(opts...)
+	otel.SetTracerProvider(t.tp)
+	return t, nil
 }
 
 // newResource returns the OpenTelemetry resource of the broker's traces

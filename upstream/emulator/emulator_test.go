@@ -1325,3 +1325,27 @@ func TestTimestampsAndLogger(t *testing.T) {
 		}
 	})
 }
+
+// The request line carries the W3C traceparent a client sent, and only
+// one of traceparent's form.
+func TestLoggerTraceparent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+		for _, tc := range []struct{ sent, want string }{
+			{tp, "traceparent=" + tp},
+			{"00-<script>-x", ""},
+			{"", ""},
+		} {
+			var logs bytes.Buffer
+			e := newMemEnv(t, emulator.Options{Logger: newTestLogger(&logs)})
+			e.want(e.do("GET", "/"+repoActs+"/secrets", nil, "traceparent", tc.sent), 200)
+			line := logs.String()
+			if !strings.Contains(line, "emulator request") {
+				t.Fatalf("no request line: %q", line)
+			}
+			if got := strings.Contains(line, "traceparent="); got != (tc.want != "") || !strings.Contains(line, tc.want) {
+				t.Errorf("traceparent %q: line %q, want %q", tc.sent, line, tc.want)
+			}
+		}
+	})
+}

@@ -491,7 +491,27 @@ func (s *Server) logRequest(r *http.Request, m match, esc string, status int, fa
 	if note != "" {
 		attrs = append(attrs, slog.String("note", note))
 	}
+	if tp := traceparent(r.Header); tp != "" {
+		attrs = append(attrs, slog.String("traceparent", tp))
+	}
 	s.log.LogAttrs(r.Context(), slog.LevelDebug, "emulator request", attrs...)
+}
+
+// traceparent returns the request's W3C traceparent header, so that the
+// emulator's line can be matched to the broker's trace; "" when there is
+// none or it is not of traceparent's form (hex digits and dashes, at most
+// 64 characters: it is logged as sent).
+func traceparent(h http.Header) string {
+	tp := h.Get("Traceparent")
+	if tp == "" || len(tp) > 64 {
+		return ""
+	}
+	for _, c := range tp {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') && c != '-' {
+			return ""
+		}
+	}
+	return tp
 }
 
 // readBody reads a PUT's body. A body that is too large or cannot be read

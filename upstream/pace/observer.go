@@ -79,20 +79,17 @@ func (p *Pacer) queuedLocked(t *Permit, now time.Time) {
 	t.waitFrom = p.clock.total[laneOf(t.write)]
 }
 
-// admittedLocked reports t's admission at now to the observer. The clock
-// was accrued to now by the pump that admits it.
+// admittedLocked records on t how long it waited and why, and reports its
+// admission at now to the observer. The clock was accrued to now by the
+// pump that admits it.
 func (p *Pacer) admittedLocked(t *Permit, now time.Time) {
-	if p.obs == nil {
-		return
+	if wait := now.Sub(t.queuedAt); wait > 0 {
+		t.waited = wait
+		t.why = longest(&p.clock.total[laneOf(t.write)], &t.waitFrom)
 	}
-	wait := now.Sub(t.queuedAt)
-	var why Reason
-	if wait > 0 {
-		why = longest(&p.clock.total[laneOf(t.write)], &t.waitFrom)
-	} else {
-		wait = 0
+	if p.obs != nil {
+		p.obs.Admitted(t.req, t.waited, t.why)
 	}
-	p.obs.Admitted(t.req, wait, why)
 }
 
 // blockedLocked records what holds each lane back from now on: readWhy

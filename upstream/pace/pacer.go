@@ -147,6 +147,22 @@ type Permit struct {
 	// Guarded by p.mu.
 	state permitState
 	err   *ThrottledError
+	// waited and why are how long the request waited for admission and
+	// what held its lane back the longest meanwhile (admittedLocked).
+	waited time.Duration
+	why    Reason
+}
+
+// Waited returns how long the permit's request waited for admission and
+// what held its lane back the longest while it waited: the holds
+// (ReasonPrimary, ReasonPause, ReasonBackoff), the points budget
+// (ReasonBudget), the write slot (ReasonSpacing) or the places in flight
+// and its turn among other callers (ReasonQueue). The reason is 0 when it
+// did not wait. The same figures go to the Config's Observer.
+func (t *Permit) Waited() (time.Duration, Reason) {
+	t.p.mu.Lock()
+	defer t.p.mu.Unlock()
+	return t.waited, t.why
 }
 
 // Acquire queues r and waits until the pacer admits it. It returns a

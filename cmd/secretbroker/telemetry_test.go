@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// jsonLines decodes every line of a JSON log; a line that is not JSON
+// fails the test (a stray text line).
+func jsonLines(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	for line := range strings.Lines(out) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not a JSON line: %q", line)
+		}
+		lines = append(lines, m)
+	}
+	return lines
+}
+
+// withMessage returns the lines whose msg starts with prefix.
+func withMessage(lines []map[string]any, prefix string) []map[string]any {
+	var out []map[string]any
+	for _, l := range lines {
+		if msg, _ := l["msg"].(string); strings.HasPrefix(msg, prefix) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func TestTraceHandler(t *testing.T) {
+	traceID := trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
+	spanID := trace.SpanID{0, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}
+	inCall := trace.ContextWithSpanContext(context.Background(),
+		trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID, TraceFlags: trace.FlagsSampled}))
+	onlyTrace := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID}))
+
+	for _, tc := range []struct {
+		name      string
+		ctx       context.Context
+		log       func(l *slog.Logger, ctx context.Context)
+		wantIDs   bool
+		wantAttrs map[string]any
+	}{
+		{"inside a call", inCall, func(l *slog.Logger, ctx context.Context) { l.InfoContext(ctx, "m", "k", "v") }, true, map[string]any{"k": "v"}},
+		{"LogAttrs", inCall, func(l *slog.Logger, ctx context.Context) { l.LogAttrs(ctx, slog.LevelWarn, "m", slog.Int("n", 1)) }, true, map[string]any{"n": 1.0}},
+		{"With keeps the ids", inCall, func(l *slog.Logger, ctx context.Context) { l.With("component", "x").DebugContext(ctx, "m") }, true, map[string]any{"component": "x"}},
+		{"no context", context.Background(), func(l *slog.Logger, ctx context.Context) { l.InfoContext(ctx, "m") }, false, nil},
+		{"no span id", onlyTrace, func(l *slog.Logger, ctx context.Context) { l.InfoContext(ctx, "m") }, false, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			l := slog.New(newTraceHandler(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+			tc.log(l, tc.ctx)
+			lines := jsonLines(t, buf.String())
+			if len(lines) != 1 {
+				t.Fatalf("%d lines, want 1", len(lines))
+			}
+			got := lines[0]
+			if tc.wantIDs {
+				if got["trace_id"] != traceID.String() || got["span_id"] != spanID.String() {
+					t.Errorf("trace_id %v span_id %v, want %s and %s", got["trace_id"], got["span_id"], traceID, spanID)
+				}
+			} else if _, ok := got["trace_id"]; ok {
+				t.Errorf("a line outside a call has trace_id: %v", got)
+			}
+			for k, v := range tc.wantAttrs {
+				if got[k] != v {
+					t.Errorf("%s = %v, want %v", k, got[k], v)
+				}
+			}
+		})
+	}
+
+	// A disabled level stays disabled through the wrapper.
+	l := slog.New(newTraceHandler(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if l.Enabled(inCall, slog.LevelInfo) {
+		t.Error("info enabled under a warn handler")
+	}
+}
+
+func TestNewLoggerFormat(t *testing.T) {
+	for _, tc := range []struct {
+		format string
+		want   string
+	}{{logFormatJSON, `{"time":`}, {logFormatText, "time="}} {
+		var buf bytes.Buffer
+		newLogger(Config{LogFormat: tc.format, LogLevel: slog.LevelInfo}, &buf).Info("hello")
+		if !strings.HasPrefix(buf.String(), tc.want) {
+			t.Errorf("--log-format %s wrote %q, want it to start with %q", tc.format, buf.String(), tc.want)
+		}
+	}
+}
+
+func TestTracesExporterFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		want    string
+		wantErr bool
+	}{
+		{"nothing set", nil, "", false},
+		{"endpoint", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "otlp", false},
+		{"traces endpoint", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}, "otlp", false},
+		{"empty endpoint", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": ""}, "", false},
+		{"console", map[string]string{"OTEL_TRACES_EXPORTER": "console"}, "console", false},
+		{"none wins over an endpoint", map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "none", false},
+		{"otlp without endpoint", map[string]string{"OTEL_TRACES_EXPORTER": "otlp"}, "otlp", false},
+		{"unknown", map[string]string{"OTEL_TRACES_EXPORTER": "jaeger"}, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tracesExporterFromEnv(envMap(tc.env))
+			if got != tc.want || (err != nil) != tc.wantErr {
+				t.Errorf("= %q, %v; want %q, error %t", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+// An outage is logged once when it begins, once more per repeat interval
+// while it lasts (with how many failures were not logged), and once when
+// it ends; every line is JSON.
+func TestExportHealthOncePerOutage(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	h := newExportHealth(slog.New(slog.NewJSONHandler(&buf, nil)), func() time.Time { return now }, time.Hour)
+	refused := errors.New("connection refused")
+
+	h.succeeded() // no outage: nothing to say
+	for range 500 {
+		h.failed(refused)
+		now = now.Add(time.Second)
+	}
+	h.failed(&reportedError{err: refused}) // already counted: ignored
+	lines := jsonLines(t, buf.String())
+	if len(lines) != 1 || lines[0]["level"] != "WARN" || lines[0]["error"] != "connection refused" {
+		t.Fatalf("500 failures in 500 s: %v, want one WARN line", lines)
+	}
+	now = now.Add(time.Hour)
+	h.failed(refused)
+	lines = jsonLines(t, buf.String())
+	if len(lines) != 2 || lines[1]["msg"] != "trace export still failing" || lines[1]["failures_not_logged"] != 499.0 {
+		t.Fatalf("after an hour: %v, want a second line counting 499 failures not logged", lines)
+	}
+	h.succeeded()
+	h.succeeded()
+	lines = jsonLines(t, buf.String())
+	if len(lines) != 3 || lines[2]["level"] != "INFO" || lines[2]["failures"] != 501.0 {
+		t.Fatalf("recovery: %v, want one INFO line counting 501 failures", lines)
+	}
+	h.failed(refused) // a new outage
+	if lines = jsonLines(t, buf.String()); len(lines) != 4 || !strings.HasPrefix(lines[3]["msg"].(string), "trace export failing") {
+		t.Fatalf("a new outage: %v, want its first line", lines)
+	}
+}
+
+// blockingExporter holds every export until released, whatever its
+// context says: the worst collector.
+type blockingExporter struct {
+	release  chan struct{}
+	exported atomic.Int64
+}
+
+func (e *blockingExporter) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
+	<-e.release
+	e.exported.Add(int64(len(spans)))
+	return nil
+}
+
+func (e *blockingExporter) Shutdown(context.Context) error {
+	<-e.release
+	return nil
+}
+
+// A collector that never answers neither holds a span's end (a full queue
+// drops spans) nor stretches the shutdown past traceFlushTimeout.
+func TestStuckCollectorNeitherBlocksNorStretchesShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs syncWriter
+		logger := slog.New(slog.NewJSONHandler(&logs, nil))
+		exp := &blockingExporter{release: make(chan struct{})}
+		tr, err := setupTracing(t.Context(), Config{}, logger, exp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tracer := tr.tp.Tracer("test")
+		start := time.Now()
+		// Far more spans than the queue holds: every End returns at once.
+		for range 20000 {
+			_, span := tracer.Start(t.Context(), "call")
+			span.End()
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("ending spans took %v of fake time, want none", d)
+		}
+		start = time.Now()
+		tr.shutdown(t.Context(), logger)
+		if d := time.Since(start); d != traceFlushTimeout {
+			t.Errorf("shutdown took %v, want the flush deadline %v", d, traceFlushTimeout)
+		}
+		if !strings.Contains(logs.String(), "spans not flushed at shutdown") {
+			t.Errorf("the cut flush was not logged: %s", logs.String())
+		}
+		close(exp.release)
+		synctest.Wait()
+		if n := exp.exported.Load(); n >= 20000 {
+			t.Errorf("%d spans exported: none were dropped, so something waited", n)
+		}
+	})
+}
+
+// An OTLP collector that cannot be reached, through autoexport from the
+// environment: many spans and many export attempts make one JSON line,
+// and no line that is not JSON. OpenTelemetry's own messages come through
+// the same logger.
+func TestUnreachableCollectorLogsOnce(t *testing.T) {
+	// A loopback port that nothing listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	env := map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + addr,
+		"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+		"OTEL_EXPORTER_OTLP_TIMEOUT":  "200", // ms: each export gives up quickly
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	exporter, err := tracesExporterFromEnv(envMap(env))
+	if err != nil || exporter != tracesExporterOTLP {
+		t.Fatalf("exporter %q, %v", exporter, err)
+	}
+	var logs syncWriter
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	tr, err := setupTracing(t.Context(), Config{TracesExporter: exporter}, logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracer := tr.tp.Tracer("test")
+	const rounds = 3
+	for range rounds {
+		for range 50 {
+			_, span := tracer.Start(t.Context(), "call")
+			span.End()
+		}
+		// Each flush is one failed export.
+		if err := tr.tp.ForceFlush(t.Context()); err == nil {
+			t.Fatal("a flush to an unreachable collector succeeded")
+		}
+	}
+	tr.shutdown(t.Context(), logger)
+
+	lines := jsonLines(t, logs.String())
+	if failing := withMessage(lines, "trace export failing"); len(failing) != 1 || failing[0]["component"] != "tracing" {
+		t.Errorf("%d 'trace export failing' lines for %d failed exports, want 1:\n%s", len(failing), rounds, logs.String())
+	}
+	if len(withMessage(lines, "trace export still failing")) != 0 {
+		t.Error("the outage was logged again within the repeat interval")
+	}
+	// OpenTelemetry's own debug messages came through the broker's logger.
+	otelLines := 0
+	for _, l := range lines {
+		if l["component"] == "otel" {
+			otelLines++
+		}
+	}
+	if otelLines == 0 {
+		t.Errorf("no line of OpenTelemetry's own logger in the broker's log:\n%s", logs.String())
+	}
+}

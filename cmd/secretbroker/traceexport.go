@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// The environment variables that decide whether spans are exported at
+// all. The exporter itself (autoexport) reads these and the other OTEL_*
+// variables: OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_HEADERS,
+// OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES and so on.
+const (
+	envTracesExporter      = "OTEL_TRACES_EXPORTER"
+	envOTLPEndpoint        = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	envOTLPTracesEndpoint  = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+	tracesExporterOTLP     = "otlp"
+	tracesExporterConsole  = "console"
+	tracesExporterNone     = "none"
+	tracesExporterDisabled = "" // neither variable set: nothing exported
+)
+
+// tracesExporterFromEnv returns the span exporter the environment asks
+// for: OTEL_TRACES_EXPORTER when set (otlp, console or none), else otlp
+// when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+// is set, else "" (nothing is exported; autoexport alone would default to
+// OTLP on localhost). Another value of OTEL_TRACES_EXPORTER is an error.
+func tracesExporterFromEnv(lookupEnv func(string) (string, bool)) (string, error) {
+	if v, ok := lookupEnv(envTracesExporter); ok && v != "" {
+		switch v {
+		case tracesExporterOTLP, tracesExporterConsole, tracesExporterNone:
+			return v, nil
+		}
+		return "", fmt.Errorf("%s=%q: want %s, %s or %s", envTracesExporter, v, tracesExporterOTLP, tracesExporterConsole, tracesExporterNone)
+	}
+	for _, name := range []string{envOTLPEndpoint, envOTLPTracesEndpoint} {
+		if v, ok := lookupEnv(name); ok && v != "" {
+			return tracesExporterOTLP, nil
+		}
+	}
+	return tracesExporterDisabled, nil
+}
+
+// exportHealth logs the trace exporter's failures once per outage: the
+// first failure is logged at WARN; later ones are counted, not logged,
+// until an export succeeds again (logged at INFO with the count) or
+// repeat has passed since the last line (then one more WARN line with the
+// count). It is OpenTelemetry's error handler too (otel.SetErrorHandler),
+// so that no error of the SDK becomes a stray text line or one line per
+// span or batch.
+type exportHealth struct {
+	log    *slog.Logger
+	now    func() time.Time
+	repeat time.Duration
+
+	mu     sync.Mutex
+	down   bool
+	since  time.Time // when the outage began
+	logged time.Time // when it was last logged
+	quiet  int       // failures since then that were not logged
+	total  int       // failures in this outage
+}
+
+func newExportHealth(logger *slog.Logger, now func() time.Time, repeat time.Duration) *exportHealth {
+	return &exportHealth{log: logger, now: now, repeat: repeat}
+}
+
+// failed records a failure; it logs it when it begins an outage or when
+// the outage has been quiet for repeat. An error the watched exporter
+// already reported (a reportedError) is not counted twice.
+func (h *exportHealth) failed(err error) {
+	if _, ok := errors.AsType[*reportedError](err); ok {
+		return
+	}
+	h.mu.Lock()
+	now := h.now()
+	h.total++
+	switch {
+	case !h.down:
+		h.down, h.since, h.logged, h.quiet = true, now, now, 0
+		h.mu.Unlock()
+		h.log.Warn("trace export failing: spans are dropped until the collector answers; further failures are not logged until then",
+			slog.Any("error", err))
+		return
+	case now.Sub(h.logged) >= h.repeat:
+		quiet, since := h.quiet, h.since
+		h.logged, h.quiet = now, 0
+		h.mu.Unlock()
+		h.log.Warn("trace export still failing",
+			slog.Any("error", err), slog.Int("failures_not_logged", quiet), slog.Time("since", since))
+		return
+	}
+	h.quiet++
+	h.mu.Unlock()
+}
+
+// succeeded records a successful export, which ends an outage.
+func (h *exportHealth) succeeded() {
+	h.mu.Lock()
+	if !h.down {
+		h.mu.Unlock()
+		return
+	}
+	total, since := h.total, h.since
+	h.down, h.total, h.quiet = false, 0, 0
+	h.mu.Unlock()
+	h.log.Info("trace export recovered",
+		slog.Int("failures", total), slog.Duration("outage", h.now().Sub(since)))
+}
+
+// watchedExporter tells exportHealth how each export went, so that an
+// outage ends with the first export that succeeds.
+type watchedExporter struct {
+	sdktrace.SpanExporter
+	health *exportHealth
+}
+
+func (e *watchedExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	err := e.SpanExporter.ExportSpans(ctx, spans)
+	if err != nil {
+		e.health.failed(err)
+		// The batch span processor hands the error to otel.Handle, which
+		// is health.failed again: marked, it is not counted twice.
+		return &reportedError{err: err}
+	}
+	if len(spans) > 0 {
+		e.health.succeeded()
+	}
+	return nil
+}
+
+// reportedError is an export error exportHealth has already seen.
+type reportedError struct{ err error }
+
+func (e *reportedError) Error() string { return e.err.Error() }
+func (e *reportedError) Unwrap() error { return e.err }
