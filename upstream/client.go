@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/secretbroker/secretbroker/upstream/credential"
 	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
@@ -49,8 +50,14 @@ type Config struct {
 	// without credentials, query or fragment.
 	BaseURL string
 	// Token is sent as "Authorization: Bearer <token>"; no Authorization
-	// header is sent when it is empty.
+	// header is sent when it is empty. It is ignored when Credentials is
+	// set.
 	Token Token
+	// Credentials, when set, hands out the credential for each request's
+	// owner (a token file, a GitHub App's installations); each credential
+	// has its own pacer, pauses and metrics label. A 401 makes the client
+	// renew the credential once and retry. nil means the fixed Token.
+	Credentials credential.Source
 	// UserAgent is the User-Agent header; default "secretbroker".
 	UserAgent string
 	// APIVersionActions is the X-GitHub-Api-Version header for Actions
@@ -86,21 +93,21 @@ type Config struct {
 // concurrent use. Create one with New.
 type Client struct {
 	base      *url.URL
-	token     *Token // a pointer, so that %v of a Client never shows it
+	creds     *credentials // a pointer, so that %v of a Client never shows a token
 	userAgent string
 	vActions  string
 	vAgents   string
 	legacy    bool
 	hc        *http.Client
 	pacing    Pacing
-	pacer     *pace.Pacer
 	log       *slog.Logger
 	metrics   *metrics
 
 	retries   atomic.Int64 // PacerStats.Retries
 	throttled atomic.Int64 // PacerStats.Throttled
 
-	repoIDs sync.Map // lower-cased "owner/repo" -> int64, for legacy routes
+	repoIDs    sync.Map // lower-cased "owner/repo" -> int64, for legacy routes
+	repoOwners sync.Map // int64 -> [2]string{owner, repo}, for legacy routes' credentials
 	lookups Group[int64]
 }
 
@@ -141,32 +148,29 @@ func New(cfg Config) (*Client, error) {
 	if pacing, err = pacing.normalized(); err != nil {
 		return nil, err
 	}
-	pacer, err := pace.New(pacing.config())
+	creds, err := newCredentials(cfg, pacing)
 	if err != nil {
-		// Validate checked what pace checks; this is a bug.
-		return nil, fmt.Errorf("upstream: pacing: %w", err)
+		return nil, err
 	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 
-	m, err := newMetrics(cfg.MeterProvider, pacer)
+	m, err := newMetrics(cfg.MeterProvider, creds)
 	if err != nil {
 		return nil, err
 	}
 
-	token := cfg.Token
 	c := &Client{
 		base:      base,
-		token:     &token,
+		creds:     creds,
 		userAgent: cmp.Or(cfg.UserAgent, DefaultUserAgent),
 		vActions:  cmp.Or(cfg.APIVersionActions, DefaultAPIVersionActions),
 		vAgents:   cmp.Or(cfg.APIVersionAgents, DefaultAPIVersionAgents),
 		legacy:    cfg.LegacyRoutes,
 		hc:        cfg.HTTPClient,
 		pacing:    pacing,
-		pacer:     pacer,
 		log:       logger,
 		metrics:   m,
 	}
@@ -618,6 +622,7 @@ func (c *Client) repositoryID(ctx context.Context, owner, repo string) (int64, e
 		if r.ID <= 0 {
 			return 0, fmt.Errorf("github: GET /repos/{owner}/{repo}: the answer has no repository id")
 		}
+		c.repoOwners.Store(r.ID, [2]string{owner, repo})
 		c.repoIDs.Store(key, r.ID)
 		return r.ID, nil
 	})
@@ -661,6 +666,11 @@ type request struct {
 	// ifNoneMatch, when set, is sent as If-None-Match; a 304 answer is
 	// then a success.
 	ifNoneMatch string
+	// probe sends r with the credential source's probe credential (the
+	// token, or the app's JWT) whatever its path.
+	probe bool
+	// auth is the attempt's token; do sets it.
+	auth string
 }
 
 // A response is what callers need of a 2xx answer (or of a 304 to a
@@ -714,8 +724,8 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 	req.Header.Set("Accept", "application/vnd.github+json")
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("X-GitHub-Api-Version", r.version)
-	if tok := string(*c.token); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
+	if r.auth != "" {
+		req.Header.Set("Authorization", "Bearer "+r.auth)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -763,9 +773,10 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 	return res, out, nil
 }
 
-// secretsOf returns the token and extra, the strings to keep out of errors.
+// secretsOf returns the strings to keep out of errors: extra, to which
+// do adds each attempt's token.
 func (c *Client) secretsOf(extra []string) []string {
-	return append([]string{string(*c.token)}, extra...)
+	return extra
 }
 
 // redact wraps err so that its message never holds the token or any of
@@ -801,12 +812,17 @@ func (e *redactedError) Unwrap() error { return e.err }
 // the token is an *Error with StatusCode 401 or 403 (see
 // CredentialRefused); any other error (GitHub unreachable, a 5xx, a rate
 // limit) says nothing of the token.
+//
+// With a GitHub App (Config.Credentials) it proves the app's JWT with GET
+// /app instead.
 func (c *Client) VerifyCredential(ctx context.Context) error {
+	_, path := c.creds.src.Probe()
 	_, err := c.do(ctx, request{
 		method:  http.MethodGet,
-		route:   "/rate_limit",
-		path:    "/rate_limit",
+		route:   path,
+		path:    path,
 		version: c.vActions,
+		probe:   true,
 	})
 	if e, ok := errors.AsType[*Error](err); ok && e.StatusCode == http.StatusNotFound {
 		return nil

@@ -12,12 +12,15 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 
+	"github.com/secretbroker/secretbroker/upstream/credential"
 	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
-// Credential is the credential label of the client's metrics: the broker
-// has one GitHub token today.
-const Credential = "default"
+// Credential is the credential label of the client's metrics for a token
+// (Config.Token, or a token file). A GitHub App's labels are "app" for its
+// own JWT and "installation:<id>" for each installation: as many as the
+// app has installations in use.
+const Credential = credential.LabelToken
 
 // Causes of a retry, the cause label of secretbroker_upstream_retries_total.
 const (
@@ -30,19 +33,20 @@ const (
 const statusTransport = "transport_error"
 
 // maxResources bounds how many distinct x-ratelimit-resource values the
-// rate-limit gauges keep; later ones are reported as "other".
+// rate-limit gauges keep per credential; later ones are reported as
+// "other".
 const maxResources = 16
 
 // metrics are the client's instruments. Labels hold route templates,
 // methods, status codes, GitHub's rate-limit resource names and the fixed
-// credential label: never a path, a name, a value or the token.
+// credential labels: never a path, a name, a value or the token.
 type metrics struct {
 	requests metric.Int64Counter
 	duration metric.Float64Histogram
 	retries  metric.Int64Counter
 
 	mu     sync.Mutex
-	limits map[string]rateLimitSeen // by resource
+	limits map[string]map[string]rateLimitSeen // by credential label, then resource
 }
 
 // rateLimitSeen is the last rate-limit state GitHub reported for a
@@ -53,12 +57,13 @@ type rateLimitSeen struct {
 }
 
 // newMetrics creates the client's instruments on mp (a no-op provider
-// when nil) and registers the observable ones, which read pacer.
-func newMetrics(mp metric.MeterProvider, pacer *pace.Pacer) (*metrics, error) {
+// when nil) and registers the observable ones, which read the pacers of
+// creds.
+func newMetrics(mp metric.MeterProvider, creds *credentials) (*metrics, error) {
 	if mp == nil {
 		mp = noop.NewMeterProvider()
 	}
-	m := &metrics{limits: make(map[string]rateLimitSeen)}
+	m := &metrics{limits: make(map[string]map[string]rateLimitSeen)}
 	meter := mp.Meter("github.com/secretbroker/secretbroker/upstream")
 	var err error
 	if m.requests, err = meter.Int64Counter("secretbroker_upstream_requests_total",
@@ -90,16 +95,20 @@ func newMetrics(mp metric.MeterProvider, pacer *pace.Pacer) (*metrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream: metrics: %w", err)
 	}
-	cred := attribute.String("credential", Credential)
 	if _, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(queue, int64(pacer.Stats().Queued), metric.WithAttributes(cred))
+		for _, st := range creds.all() {
+			o.ObserveInt64(queue, int64(st.pacer.Stats().Queued), metric.WithAttributes(attribute.String("credential", st.label)))
+		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		for res, l := range m.limits {
-			attrs := metric.WithAttributes(cred, attribute.String("resource", res))
-			o.ObserveInt64(remaining, int64(l.remaining), attrs)
-			if !l.reset.IsZero() {
-				o.ObserveInt64(reset, l.reset.Unix(), attrs)
+		for label, limits := range m.limits {
+			cred := attribute.String("credential", label)
+			for res, l := range limits {
+				attrs := metric.WithAttributes(cred, attribute.String("resource", res))
+				o.ObserveInt64(remaining, int64(l.remaining), attrs)
+				if !l.reset.IsZero() {
+					o.ObserveInt64(reset, l.reset.Unix(), attrs)
+				}
 			}
 		}
 		return nil
@@ -110,8 +119,9 @@ func newMetrics(mp metric.MeterProvider, pacer *pace.Pacer) (*metrics, error) {
 }
 
 // attempt records one attempt at r: its status (transport_error when
-// err is not an answer), its duration and the rate limits it reported.
-func (m *metrics) attempt(ctx context.Context, r request, rl pace.RateLimit, err error, d time.Duration) {
+// err is not an answer), its duration and the rate limits it reported for
+// the credential labelled cred.
+func (m *metrics) attempt(ctx context.Context, r request, cred string, rl pace.RateLimit, err error, d time.Duration) {
 	status := statusTransport
 	if rl.Status != 0 {
 		status = strconv.Itoa(rl.Status)
@@ -121,21 +131,27 @@ func (m *metrics) attempt(ctx context.Context, r request, rl pace.RateLimit, err
 	route, method := attribute.String("route", r.route), attribute.String("method", r.method)
 	m.requests.Add(ctx, 1, metric.WithAttributes(route, method, attribute.String("status", status)))
 	m.duration.Record(ctx, d.Seconds(), metric.WithAttributes(route, method))
-	m.rateLimit(rl)
+	m.rateLimit(cred, rl)
 }
 
-// rateLimit keeps what rl says of the primary rate limit.
-func (m *metrics) rateLimit(rl pace.RateLimit) {
+// rateLimit keeps what rl says of the primary rate limit of the
+// credential labelled cred.
+func (m *metrics) rateLimit(cred string, rl pace.RateLimit) {
 	if rl.Remaining < 0 {
 		return
 	}
 	res := resourceLabel(rl.Resource)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.limits[res]; !ok && len(m.limits) >= maxResources {
+	limits := m.limits[cred]
+	if limits == nil {
+		limits = make(map[string]rateLimitSeen)
+		m.limits[cred] = limits
+	}
+	if _, ok := limits[res]; !ok && len(limits) >= maxResources {
 		res = "other"
 	}
-	m.limits[res] = rateLimitSeen{remaining: rl.Remaining, reset: rl.Reset}
+	limits[res] = rateLimitSeen{remaining: rl.Remaining, reset: rl.Reset}
 }
 
 // resourceLabel is GitHub's x-ratelimit-resource as a label: "unknown"
