@@ -108,7 +108,7 @@ type Client struct {
 
 	repoIDs    sync.Map // lower-cased "owner/repo" -> int64, for legacy routes
 	repoOwners sync.Map // int64 -> [2]string{owner, repo}, for legacy routes' credentials
-	lookups Group[int64]
+	lookups    Group[int64]
 }
 
 // New returns a Client for cfg. It fails when BaseURL is not an absolute

@@ -89,10 +89,10 @@ func TestRateLimitMetrics(t *testing.T) {
 	}
 	got := metricstest.Read(t, reader)
 	for k, v := range map[string]float64{
-		"secretbroker_upstream_ratelimit_remaining{credential=token,resource=core}":                               4321,
-		"secretbroker_upstream_ratelimit_reset_timestamp_seconds{credential=token,resource=core}":                 1700000000,
-		"secretbroker_upstream_ratelimit_remaining{credential=token,resource=other}":                              4321,
-		"secretbroker_upstream_ratelimit_reset_timestamp_seconds{credential=token,resource=other}":                1700000000,
+		"secretbroker_upstream_ratelimit_remaining{credential=token,resource=core}":                                 4321,
+		"secretbroker_upstream_ratelimit_reset_timestamp_seconds{credential=token,resource=core}":                   1700000000,
+		"secretbroker_upstream_ratelimit_remaining{credential=token,resource=other}":                                4321,
+		"secretbroker_upstream_ratelimit_reset_timestamp_seconds{credential=token,resource=other}":                  1700000000,
 		"secretbroker_upstream_requests_total{method=GET,route=/orgs/{org}/{app}/secrets/{secret_name},status=200}": 2,
 	} {
 		if got[k] != v {

@@ -58,7 +58,7 @@ type App struct {
 	userAgent string
 	signer    *keySigner
 	rt        http.RoundTripper // sends the app's own requests
-	hc        *http.Client // the app's own requests, as the app (JWT)
+	hc        *http.Client      // the app's own requests, as the app (JWT)
 	jwtCred   appCredential
 	fixed     *installation
 
