@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -79,7 +80,7 @@ func (c *Client) credentialFor(ctx context.Context, r request) (credential.Crede
 			if _, ok := errors.AsType[*NotInstalledError](err); ok {
 				return nil, nil, err
 			}
-			return nil, nil, fmt.Errorf("github: %s %s: not sent: finding the credential: %w", r.method, r.route, err)
+			return nil, nil, fmt.Errorf("github: %s %s: not sent: finding the credential: %w", r.method, r.route, credError(err))
 		}
 	} else {
 		cred, _ = c.creds.src.Probe()
@@ -89,6 +90,17 @@ func (c *Client) credentialFor(ctx context.Context, r request) (credential.Crede
 		return nil, nil, err
 	}
 	return cred, st, nil
+}
+
+// credError makes the answer GitHub gave to one of the app's own requests
+// (an installation lookup, a token mint) an *Error, so that callers see a
+// 401 or a 5xx there as they see it anywhere.
+func credError(err error) error {
+	he, ok := errors.AsType[*credential.HTTPError](err)
+	if !ok {
+		return err
+	}
+	return &Error{Method: he.Method, Route: he.Route, StatusCode: he.StatusCode, Message: http.StatusText(he.StatusCode)}
 }
 
 // ownerOf returns the owner (and, for repository paths, the repository)

@@ -33,6 +33,9 @@ type AppConfig struct {
 	// read again when it changes, and after GitHub refuses a JWT or a
 	// token.
 	PrivateKeyFile string
+	// PrivateKey, when PrivateKeyFile is empty, is the key itself, which
+	// never changes (--dev-github-app, tests).
+	PrivateKey *rsa.PrivateKey
 	// InstallationID, when positive, is the one installation that serves
 	// every owner; no installation is looked up.
 	InstallationID int64
@@ -77,9 +80,14 @@ func NewApp(cfg AppConfig) (*App, error) {
 	if cfg.InstallationID < 0 {
 		return nil, fmt.Errorf("credential: GitHub App installation id %d is negative", cfg.InstallationID)
 	}
-	signer := &keySigner{file: watchedFile{path: cfg.PrivateKeyFile}}
-	if _, err := signer.reload(false); err != nil {
-		return nil, err
+	signer := &keySigner{file: watchedFile{path: cfg.PrivateKeyFile}, key: cfg.PrivateKey}
+	switch {
+	case cfg.PrivateKeyFile != "":
+		if _, err := signer.reload(false); err != nil {
+			return nil, err
+		}
+	case cfg.PrivateKey == nil:
+		return nil, errors.New("credential: GitHub App: no private key file")
 	}
 	tr := cfg.Transport
 	if tr == nil {
@@ -375,6 +383,9 @@ type keySigner struct {
 // reports whether the key changed. A file that cannot be parsed leaves the
 // key it had.
 func (s *keySigner) reload(force bool) (bool, error) {
+	if s.file.path == "" {
+		return false, nil // a fixed key
+	}
 	b, changed, err := s.file.changed(force)
 	if err != nil || !changed {
 		return false, err

@@ -95,8 +95,30 @@ type AppStats struct {
 
 // appState is the app host's state. It lives under s.mu.
 type appState struct {
-	tokens map[string]*instToken // by token
-	stats  AppStats
+	installs []Installation        // Options.App's, then Install's
+	tokens   map[string]*instToken // by token
+	stats    AppStats
+}
+
+// Install installs the app (Options.App) on account and returns the
+// installation, a new one with the next free id unless account has one
+// already. It returns false when the server has no app.
+func (s *Server) Install(account string) (Installation, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opts.App == nil {
+		return Installation{}, false
+	}
+	if in, ok := s.app.installationFor(account); ok {
+		return in, true
+	}
+	id := int64(1)
+	for _, in := range s.app.installs {
+		id = max(id, in.ID+1)
+	}
+	in := Installation{ID: id, Account: account}
+	s.app.installs = append(s.app.installs, in)
+	return in, true
 }
 
 type instToken struct {
@@ -128,8 +150,9 @@ func (a *App) lifetime() time.Duration {
 	return DefaultTokenLifetime
 }
 
-func (a *App) installationFor(account string) (Installation, bool) {
-	for _, in := range a.Installations {
+// installationFor returns account's installation. Callers hold s.mu.
+func (a *appState) installationFor(account string) (Installation, bool) {
+	for _, in := range a.installs {
 		if strings.EqualFold(in.Account, account) {
 			return in, true
 		}
@@ -137,8 +160,9 @@ func (a *App) installationFor(account string) (Installation, bool) {
 	return Installation{}, false
 }
 
-func (a *App) installationByID(id int64) (Installation, bool) {
-	for _, in := range a.Installations {
+// installationByID returns installation id. Callers hold s.mu.
+func (a *appState) installationByID(id int64) (Installation, bool) {
+	for _, in := range a.installs {
 		if in.ID == id {
 			return in, true
 		}
@@ -180,7 +204,9 @@ func (s *Server) answerApp(r *http.Request, m match) *response {
 		if m.Route == RouteGetRepoInstallation {
 			account = m.Owner
 		}
-		in, ok := app.installationFor(account)
+		s.mu.Lock()
+		in, ok := s.app.installationFor(account)
+		s.mu.Unlock()
 		if !ok {
 			return notFound()
 		}
@@ -190,7 +216,9 @@ func (s *Server) answerApp(r *http.Request, m match) *response {
 		if !ok {
 			return notFound()
 		}
-		in, ok := app.installationByID(id)
+		s.mu.Lock()
+		in, ok := s.app.installationByID(id)
+		s.mu.Unlock()
 		if !ok {
 			return notFound()
 		}

@@ -131,6 +131,9 @@ func New(opts Options) *Server {
 		headers: map[string]http.Header{},
 		app:     appState{tokens: map[string]*instToken{}},
 	}
+	if opts.App != nil {
+		s.app.installs = append([]Installation(nil), opts.App.Installations...)
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
