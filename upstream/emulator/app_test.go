@@ -162,7 +162,7 @@ func TestAppInstallations(t *testing.T) {
 	if msg := e.want(e.do("GET", "/orgs/globex/actions/secrets/public-key", nil, "Authorization", auth), 403).message(t); !strings.Contains(msg, "not accessible by integration") {
 		t.Errorf("other account: %q", msg)
 	}
-	e.want(e.do("GET", "/app", nil, "Authorization", auth), 401)                          // a token is no JWT
+	e.want(e.do("GET", "/app", nil, "Authorization", auth), 401)                               // a token is no JWT
 	e.want(e.do("GET", "/"+orgActs+"/secrets/public-key", nil, "Authorization", jwtAuth), 401) // nor a JWT a token
 	e.want(e.do("GET", "/"+orgActs+"/secrets/public-key", nil), 401)
 }
