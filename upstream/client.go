@@ -753,7 +753,7 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-		e := newError(r.method, r.route, resp, b, out.rl, now, c.secretsOf(secrets))
+		e := newError(r.method, r.route, resp, b, out.rl, now, secrets)
 		out.rl = out.rl.WithMessage(e.Message)
 		return response{}, out, e
 	}
@@ -773,17 +773,11 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 	return res, out, nil
 }
 
-// secretsOf returns the strings to keep out of errors: extra, to which
-// do adds each attempt's token.
-func (c *Client) secretsOf(extra []string) []string {
-	return extra
-}
-
-// redact wraps err so that its message never holds the token or any of
-// extra, whatever a transport put into it; errors.Is and errors.As still
-// see err.
+// redact wraps err so that its message never holds any of extra (do puts
+// each attempt's token there), whatever a transport put into it;
+// errors.Is and errors.As still see err.
 func (c *Client) redact(err error, extra []string) error {
-	return &redactedError{err: err, secrets: c.secretsOf(extra)}
+	return &redactedError{err: err, secrets: extra}
 }
 
 type redactedError struct {

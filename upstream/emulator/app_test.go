@@ -3,6 +3,7 @@ package emulator_test
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ import (
 
 const testAppID = 4711
 
-func rsaKey(t *testing.T) *rsa.PrivateKey {
+func rsaKey(t testing.TB) *rsa.PrivateKey {
 	t.Helper()
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -26,7 +27,7 @@ func rsaKey(t *testing.T) *rsa.PrivateKey {
 }
 
 // appJWT signs claims for the app with key.
-func appJWT(t *testing.T, key *rsa.PrivateKey, iss string, iat, exp time.Time) string {
+func appJWT(t testing.TB, key *rsa.PrivateKey, iss string, iat, exp time.Time) string {
 	t.Helper()
 	s, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.RegisteredClaims{
 		Issuer: iss, IssuedAt: jwt.NewNumericDate(iat), ExpiresAt: jwt.NewNumericDate(exp),
@@ -173,7 +174,7 @@ func TestAppTokenExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newAppEnv(t, key, emulator.Limits{}, 10*time.Minute, true)
 		tok, exp := mint(t, e, key, 1)
-		if got := exp.Sub(time.Now()); got != 10*time.Minute {
+		if got := time.Until(exp); got != 10*time.Minute {
 			t.Errorf("expires_at in %v, want 10m", got)
 		}
 		auth := "Bearer " + tok
@@ -223,6 +224,31 @@ func TestAppLimitsPerInstallation(t *testing.T) {
 		e.want(e.do("GET", "/rate_limit", nil, "Authorization", "Bearer "+t2), 200).json(t, &rl)
 		if rl.Rate.Remaining != 2 {
 			t.Errorf("installation 2's /rate_limit shows %d remaining, want 2", rl.Rate.Remaining)
+		}
+	})
+}
+
+// FuzzAppJWT: whatever the Authorization header holds, GET /app answers
+// 200 only for a JWT the app's key signed, and 401 otherwise, never
+// panicking.
+func FuzzAppJWT(f *testing.F) {
+	key := rsaKey(f)
+	now := time.Now()
+	valid := appJWT(f, key, strconv.Itoa(testAppID), now, now.Add(5*time.Minute))
+	for _, s := range []string{"Bearer " + valid, "Bearer " + valid + "x", "token abc", "Bearer a.b.c", "", "Bearer", "Basic Zm9vOmJhcg=="} {
+		f.Add(s)
+	}
+	emu := emulator.New(emulator.Options{App: &emulator.App{ID: testAppID, PublicKey: &key.PublicKey}})
+	f.Fuzz(func(t *testing.T, auth string) {
+		req := httptest.NewRequest("GET", "/app", nil)
+		req.Header.Set("Authorization", auth)
+		rec := httptest.NewRecorder()
+		emu.ServeHTTP(rec, req)
+		switch {
+		case rec.Code == 200 && strings.TrimPrefix(auth, "Bearer ") != valid && strings.TrimPrefix(auth, "token ") != valid:
+			t.Errorf("GET /app with %q = 200", auth)
+		case rec.Code != 200 && rec.Code != 401:
+			t.Errorf("GET /app with %q = %d, want 200 or 401", auth, rec.Code)
 		}
 	})
 }
