@@ -29,9 +29,12 @@ const (
 	RouteCreateInstallationToken = "POST /app/installations/{installation_id}/access_tokens"
 )
 
-// appRoutes are the routes that take the app's JWT.
-var appRoutes = []string{RouteGetApp, RouteGetOrgInstallation, RouteGetRepoInstallation, RouteCreateInstallationToken}
+// appRoutes returns the routes that take the app's JWT.
+func appRoutes() []string {
+	return []string{RouteGetApp, RouteGetOrgInstallation, RouteGetRepoInstallation, RouteCreateInstallationToken}
+}
 
+// isAppRoute reports whether route is one of appRoutes.
 func isAppRoute(route string) bool {
 	switch route {
 	case RouteGetApp, RouteGetOrgInstallation, RouteGetRepoInstallation, RouteCreateInstallationToken:

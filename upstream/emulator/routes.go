@@ -97,7 +97,7 @@ func newRouter(h http.HandlerFunc) http.Handler {
 	} {
 		rest.HandleFunc(p, h)
 	}
-	for _, p := range appRoutes {
+	for _, p := range appRoutes() {
 		rest.HandleFunc(p, h)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
