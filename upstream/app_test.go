@@ -412,3 +412,55 @@ func TestTokenFile401RereadsOnce(t *testing.T) {
 		}
 	}
 }
+
+// A token file swapped behind its symlink, as a Kubernetes Secret update
+// does, is used from the next request on, without a restart and without
+// a refused request.
+func TestTokenFileSymlinkRotation(t *testing.T) {
+	const (
+		first  = "ghp_PLANTEDfirst000000000000000000000000"
+		second = "ghp_PLANTEDsecond11111111111111111111111"
+	)
+	emu := emulator.New(emulator.Options{})
+	emu.SeedDemo()
+	tr := &memTransport{h: emu, auth: map[string]bool{}}
+	dir := t.TempDir()
+	for _, step := range []func() error{
+		func() error { return os.Mkdir(filepath.Join(dir, "..v1"), 0o700) },
+		func() error { return os.WriteFile(filepath.Join(dir, "..v1", "token"), []byte(first+"\n"), 0o600) },
+		func() error { return os.Symlink("..v1", filepath.Join(dir, "..data")) },
+		func() error { return os.Symlink(filepath.Join("..data", "token"), filepath.Join(dir, "token")) },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, err := credential.NewTokenFile(filepath.Join(dir, "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, upstream.Config{BaseURL: memRoot, Credentials: src, HTTPClient: &http.Client{Transport: tr}})
+	if _, err := c.GetPublicKey(t.Context(), orgScope); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []func() error{
+		func() error { return os.Mkdir(filepath.Join(dir, "..v2"), 0o700) },
+		func() error { return os.WriteFile(filepath.Join(dir, "..v2", "token"), []byte(second+"\n"), 0o600) },
+		func() error { return os.Symlink("..v2", filepath.Join(dir, "..data_tmp")) },
+		func() error { return os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")) },
+		func() error { return os.RemoveAll(filepath.Join(dir, "..v1")) },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr.mu.Lock()
+	clear(tr.auth)
+	tr.mu.Unlock()
+	if _, err := c.ListSecrets(t.Context(), orgScope, upstream.Page{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.seen(); len(got) != 1 || got[0] != second {
+		t.Errorf("after the swap GitHub saw %d credentials, want only the new token", len(got))
+	}
+}
