@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -97,6 +98,11 @@ func classify(err error) *status.Status {
 	var backoff time.Duration
 	if be, ok := errors.AsType[*upstream.BackoffError](err); ok {
 		backoff = be.RetryAfter
+	}
+	if ni, ok := errors.AsType[*upstream.NotInstalledError](err); ok {
+		return status.New(codes.FailedPrecondition, fmt.Sprintf(
+			"the broker's GitHub App is not installed on the organization or account %q; install it there, or use a scope it is installed on",
+			truncate(ni.Account, maxUpstreamMessage)))
 	}
 	var ue *upstream.Error
 	if !errors.As(err, &ue) {

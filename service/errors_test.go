@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -77,6 +78,28 @@ func TestFailingUpstreamPastTheDeadline(t *testing.T) {
 					t.Errorf("retry delay %v, want in [%v, %v]", d, tc.minRetry, tc.maxRetry)
 				}
 			})
+		})
+	}
+}
+
+// An organization the broker's GitHub App is not installed on is
+// FAILED_PRECONDITION naming the organization; a 401 from the app's own
+// installation lookup is UNAVAILABLE like any refused credential.
+func TestNotInstalledIsFailedPrecondition(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		code codes.Code
+		msg  string
+	}{
+		{"not installed", fmt.Errorf("wrapped: %w", &upstream.NotInstalledError{Account: "initech"}), codes.FailedPrecondition, `not installed on the organization or account "initech"`},
+		{"lookup refused", &upstream.Error{Method: "GET", Route: "/orgs/{org}/installation", StatusCode: http.StatusUnauthorized}, codes.Unavailable, "rejected the broker's credentials"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := statusOf(tc.err)
+			if st.Code() != tc.code || !strings.Contains(st.Message(), tc.msg) {
+				t.Errorf("status %v %q, want %v saying %q", st.Code(), st.Message(), tc.code, tc.msg)
+			}
 		})
 	}
 }

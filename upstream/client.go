@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/secretbroker/secretbroker/upstream/credential"
 	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
@@ -50,8 +51,14 @@ type Config struct {
 	// without credentials, query or fragment.
 	BaseURL string
 	// Token is sent as "Authorization: Bearer <token>"; no Authorization
-	// header is sent when it is empty.
+	// header is sent when it is empty. It is ignored when Credentials is
+	// set.
 	Token Token
+	// Credentials, when set, hands out the credential for each request's
+	// owner (a token file, a GitHub App's installations); each credential
+	// has its own pacer, pauses and metrics label. A 401 makes the client
+	// renew the credential once and retry. nil means the fixed Token.
+	Credentials credential.Source
 	// UserAgent is the User-Agent header; default "secretbroker".
 	UserAgent string
 	// APIVersionActions is the X-GitHub-Api-Version header for Actions
@@ -95,14 +102,13 @@ type Config struct {
 // concurrent use. Create one with New.
 type Client struct {
 	base      *url.URL
-	token     *Token // a pointer, so that %v of a Client never shows it
+	creds     *credentials // a pointer, so that %v of a Client never shows a token
 	userAgent string
 	vActions  string
 	vAgents   string
 	legacy    bool
 	hc        *http.Client
 	pacing    Pacing
-	pacer     *pace.Pacer
 	log       *slog.Logger
 	metrics   *metrics
 	tracer    trace.Tracer
@@ -110,8 +116,9 @@ type Client struct {
 	retries   atomic.Int64 // PacerStats.Retries
 	throttled atomic.Int64 // PacerStats.Throttled
 
-	repoIDs sync.Map // lower-cased "owner/repo" -> int64, for legacy routes
-	lookups Group[int64]
+	repoIDs    sync.Map // lower-cased "owner/repo" -> int64, for legacy routes
+	repoOwners sync.Map // int64 -> [2]string{owner, repo}, for legacy routes' credentials
+	lookups    Group[int64]
 }
 
 // New returns a Client for cfg. It fails when BaseURL is not an absolute
@@ -155,14 +162,11 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc := pacing.config()
-	pc.Observer = m // the pacer's waits and pauses (pacer_metrics.go)
-	pacer, err := pace.New(pc)
+	creds, err := newCredentials(cfg, pacing, m)
 	if err != nil {
-		// Validate checked what pace checks; this is a bug.
-		return nil, fmt.Errorf("upstream: pacing: %w", err)
+		return nil, err
 	}
-	if err := m.watch(pacer); err != nil {
+	if err := m.watch(creds); err != nil {
 		return nil, err
 	}
 	logger := cfg.Logger
@@ -170,17 +174,15 @@ func New(cfg Config) (*Client, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 
-	token := cfg.Token
 	c := &Client{
 		base:      base,
-		token:     &token,
+		creds:     creds,
 		userAgent: cmp.Or(cfg.UserAgent, DefaultUserAgent),
 		vActions:  cmp.Or(cfg.APIVersionActions, DefaultAPIVersionActions),
 		vAgents:   cmp.Or(cfg.APIVersionAgents, DefaultAPIVersionAgents),
 		legacy:    cfg.LegacyRoutes,
 		hc:        cfg.HTTPClient,
 		pacing:    pacing,
-		pacer:     pacer,
 		log:       logger,
 		metrics:   m,
 		tracer:    tracerOf(cfg.TracerProvider),
@@ -637,6 +639,7 @@ func (c *Client) repositoryID(ctx context.Context, owner, repo string) (int64, e
 		if r.ID <= 0 {
 			return 0, fmt.Errorf("github: GET /repos/{owner}/{repo}: the answer has no repository id")
 		}
+		c.repoOwners.Store(r.ID, [2]string{owner, repo})
 		c.repoIDs.Store(key, r.ID)
 		return r.ID, nil
 	})
@@ -680,6 +683,11 @@ type request struct {
 	// ifNoneMatch, when set, is sent as If-None-Match; a 304 answer is
 	// then a success.
 	ifNoneMatch string
+	// probe sends r with the credential source's probe credential (the
+	// token, or the app's JWT) whatever its path.
+	probe bool
+	// auth is the attempt's token; do sets it.
+	auth string
 }
 
 // A response is what callers need of a 2xx answer (or of a 304 to a
@@ -733,8 +741,8 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 	req.Header.Set("Accept", "application/vnd.github+json")
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("X-GitHub-Api-Version", r.version)
-	if tok := string(*c.token); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
+	if r.auth != "" {
+		req.Header.Set("Authorization", "Bearer "+r.auth)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -762,7 +770,7 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-		e := newError(r.method, r.route, resp, b, out.rl, now, c.secretsOf(secrets))
+		e := newError(r.method, r.route, resp, b, out.rl, now, secrets)
 		out.rl = out.rl.WithMessage(e.Message)
 		return response{}, out, e
 	}
@@ -782,16 +790,11 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 	return res, out, nil
 }
 
-// secretsOf returns the token and extra, the strings to keep out of errors.
-func (c *Client) secretsOf(extra []string) []string {
-	return append([]string{string(*c.token)}, extra...)
-}
-
-// redact wraps err so that its message never holds the token or any of
-// extra, whatever a transport put into it; errors.Is and errors.As still
-// see err.
+// redact wraps err so that its message never holds any of extra (do puts
+// each attempt's token there), whatever a transport put into it;
+// errors.Is and errors.As still see err.
 func (c *Client) redact(err error, extra []string) error {
-	return &redactedError{err: err, secrets: c.secretsOf(extra)}
+	return &redactedError{err: err, secrets: extra}
 }
 
 type redactedError struct {
@@ -820,12 +823,17 @@ func (e *redactedError) Unwrap() error { return e.err }
 // the token is an *Error with StatusCode 401 or 403 (see
 // CredentialRefused); any other error (GitHub unreachable, a 5xx, a rate
 // limit) says nothing of the token.
+//
+// With a GitHub App (Config.Credentials) it proves the app's JWT with GET
+// /app instead.
 func (c *Client) VerifyCredential(ctx context.Context) error {
+	_, path := c.creds.src.Probe()
 	_, err := c.do(ctx, request{
 		method:  http.MethodGet,
-		route:   "/rate_limit",
-		path:    "/rate_limit",
+		route:   path,
+		path:    path,
 		version: c.vActions,
+		probe:   true,
 	})
 	if e, ok := errors.AsType[*Error](err); ok && e.StatusCode == http.StatusNotFound {
 		return nil

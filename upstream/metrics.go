@@ -12,12 +12,15 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 
+	"github.com/secretbroker/secretbroker/upstream/credential"
 	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
-// Credential is the credential label of the client's metrics: the broker
-// has one GitHub token today.
-const Credential = "default"
+// Credential is the credential label of the client's metrics for a token
+// (Config.Token, or a token file). A GitHub App's labels are "app" for its
+// own JWT and "installation:<id>" for each installation: as many as the
+// app has installations in use.
+const Credential = credential.LabelToken
 
 // Causes of a retry, the cause label of secretbroker_upstream_retries_total.
 const (
@@ -30,12 +33,13 @@ const (
 const statusTransport = "transport_error"
 
 // maxResources bounds how many distinct x-ratelimit-resource values the
-// rate-limit gauges keep; later ones are reported as "other".
+// rate-limit gauges keep per credential; later ones are reported as
+// "other".
 const maxResources = 16
 
 // metrics are the client's instruments. Labels hold route templates,
 // methods, status codes, GitHub's rate-limit resource names and the fixed
-// credential label: never a path, a name, a value or the token.
+// credential labels: never a path, a name, a value or the token.
 type metrics struct {
 	meter    metric.Meter
 	requests metric.Int64Counter
@@ -44,7 +48,7 @@ type metrics struct {
 	pacer    pacerInstruments // pacer_metrics.go
 
 	mu     sync.Mutex
-	limits map[string]rateLimitSeen // by resource
+	limits map[string]map[string]rateLimitSeen // by credential label, then resource
 }
 
 // rateLimitSeen is the last rate-limit state GitHub reported for a
@@ -55,14 +59,14 @@ type rateLimitSeen struct {
 }
 
 // newMetrics creates the client's instruments on mp (a no-op provider
-// when nil); watch registers the observable ones, which read the pacer.
-// The metrics are the pacer's Observer (pacer_metrics.go), so they exist
-// before it.
+// when nil); watch registers the observable ones, which read the
+// pacers of the client's credentials. Each pacer reports its waits and
+// pauses to an observer of m (pacer_metrics.go), so m exists before them.
 func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	if mp == nil {
 		mp = noop.NewMeterProvider()
 	}
-	m := &metrics{limits: make(map[string]rateLimitSeen)}
+	m := &metrics{limits: make(map[string]map[string]rateLimitSeen)}
 	meter := mp.Meter("github.com/secretbroker/secretbroker/upstream")
 	m.meter = meter
 	var err error
@@ -86,9 +90,9 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	return m, nil
 }
 
-// watch registers the observable instruments, which read pacer (nil: the
-// pacer's gauges are not observed) and the rate limits m keeps.
-func (m *metrics) watch(pacer *pace.Pacer) error {
+// watch registers the observable instruments, which read the pacers of
+// creds and the rate limits m keeps.
+func (m *metrics) watch(creds *credentials) error {
 	meter := m.meter
 	remaining, err := meter.Int64ObservableGauge("secretbroker_upstream_ratelimit_remaining",
 		metric.WithDescription("Requests left in GitHub's primary rate-limit window, as GitHub last reported it, by credential and resource."))
@@ -105,20 +109,23 @@ func (m *metrics) watch(pacer *pace.Pacer) error {
 	if err != nil {
 		return fmt.Errorf("upstream: metrics: %w", err)
 	}
-	cred := attribute.String("credential", Credential)
 	if _, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		if pacer != nil {
-			st := pacer.Stats()
-			o.ObserveInt64(queue, int64(st.Queued), metric.WithAttributes(cred))
-			o.ObserveInt64(m.pacer.pointsUsed, int64(st.PointsUsed), metric.WithAttributes(cred))
+		for _, st := range creds.all() {
+			ps := st.pacer.Stats()
+			cred := metric.WithAttributes(attribute.String("credential", st.label))
+			o.ObserveInt64(queue, int64(ps.Queued), cred)
+			o.ObserveInt64(m.pacer.pointsUsed, int64(ps.PointsUsed), cred)
 		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		for res, l := range m.limits {
-			attrs := metric.WithAttributes(cred, attribute.String("resource", res))
-			o.ObserveInt64(remaining, int64(l.remaining), attrs)
-			if !l.reset.IsZero() {
-				o.ObserveInt64(reset, l.reset.Unix(), attrs)
+		for label, limits := range m.limits {
+			cred := attribute.String("credential", label)
+			for res, l := range limits {
+				attrs := metric.WithAttributes(cred, attribute.String("resource", res))
+				o.ObserveInt64(remaining, int64(l.remaining), attrs)
+				if !l.reset.IsZero() {
+					o.ObserveInt64(reset, l.reset.Unix(), attrs)
+				}
 			}
 		}
 		return nil
@@ -129,8 +136,9 @@ func (m *metrics) watch(pacer *pace.Pacer) error {
 }
 
 // attempt records one attempt at r: its status (transport_error when
-// err is not an answer), its duration and the rate limits it reported.
-func (m *metrics) attempt(ctx context.Context, r request, rl pace.RateLimit, err error, d time.Duration) {
+// err is not an answer), its duration and the rate limits it reported for
+// the credential labelled cred.
+func (m *metrics) attempt(ctx context.Context, r request, cred string, rl pace.RateLimit, err error, d time.Duration) {
 	status := statusTransport
 	if rl.Status != 0 {
 		status = strconv.Itoa(rl.Status)
@@ -140,21 +148,27 @@ func (m *metrics) attempt(ctx context.Context, r request, rl pace.RateLimit, err
 	route, method := attribute.String("route", r.route), attribute.String("method", r.method)
 	m.requests.Add(ctx, 1, metric.WithAttributes(route, method, attribute.String("status", status)))
 	m.duration.Record(ctx, d.Seconds(), metric.WithAttributes(route, method))
-	m.rateLimit(rl)
+	m.rateLimit(cred, rl)
 }
 
-// rateLimit keeps what rl says of the primary rate limit.
-func (m *metrics) rateLimit(rl pace.RateLimit) {
+// rateLimit keeps what rl says of the primary rate limit of the
+// credential labelled cred.
+func (m *metrics) rateLimit(cred string, rl pace.RateLimit) {
 	if rl.Remaining < 0 {
 		return
 	}
 	res := resourceLabel(rl.Resource)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.limits[res]; !ok && len(m.limits) >= maxResources {
+	limits := m.limits[cred]
+	if limits == nil {
+		limits = make(map[string]rateLimitSeen)
+		m.limits[cred] = limits
+	}
+	if _, ok := limits[res]; !ok && len(limits) >= maxResources {
 		res = "other"
 	}
-	m.limits[res] = rateLimitSeen{remaining: rl.Remaining, reset: rl.Reset}
+	limits[res] = rateLimitSeen{remaining: rl.Remaining, reset: rl.Reset}
 }
 
 // resourceLabel is GitHub's x-ratelimit-resource as a label: "unknown"

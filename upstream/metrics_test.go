@@ -29,13 +29,13 @@ func TestAttemptMetrics(t *testing.T) {
 		return "secretbroker_upstream_retries_total{cause=" + cause + ",route=" + route + "}"
 	}
 	dur := "secretbroker_upstream_request_duration_seconds{method=PUT,route=" + route + "}"
-	queue := "secretbroker_pacer_queue_depth{credential=default}"
-	points := "secretbroker_pacer_points_used{credential=default}"
+	queue := "secretbroker_pacer_queue_depth{credential=token}"
+	points := "secretbroker_pacer_points_used{credential=token}"
 	wait := func(reason string) string {
-		return "secretbroker_pacer_wait_seconds{credential=default,reason=" + reason + "}"
+		return "secretbroker_pacer_wait_seconds{credential=token,reason=" + reason + "}"
 	}
 	const waitPrefix = "secretbroker_pacer_wait_seconds{"
-	pauses := "secretbroker_pacer_pauses_total{credential=default,kind=secondary}"
+	pauses := "secretbroker_pacer_pauses_total{credential=token,kind=secondary}"
 	for _, tc := range []struct {
 		name  string
 		steps []string
@@ -107,10 +107,10 @@ func TestRateLimitMetrics(t *testing.T) {
 	}
 	got := metricstest.Read(t, reader)
 	for k, v := range map[string]float64{
-		"secretbroker_upstream_ratelimit_remaining{credential=default,resource=core}":                               4321,
-		"secretbroker_upstream_ratelimit_reset_timestamp_seconds{credential=default,resource=core}":                 1700000000,
-		"secretbroker_upstream_ratelimit_remaining{credential=default,resource=other}":                              4321,
-		"secretbroker_upstream_ratelimit_reset_timestamp_seconds{credential=default,resource=other}":                1700000000,
+		"secretbroker_upstream_ratelimit_remaining{credential=token,resource=core}":                                 4321,
+		"secretbroker_upstream_ratelimit_reset_timestamp_seconds{credential=token,resource=core}":                   1700000000,
+		"secretbroker_upstream_ratelimit_remaining{credential=token,resource=other}":                                4321,
+		"secretbroker_upstream_ratelimit_reset_timestamp_seconds{credential=token,resource=other}":                  1700000000,
 		"secretbroker_upstream_requests_total{method=GET,route=/orgs/{org}/{app}/secrets/{secret_name},status=200}": 2,
 	} {
 		if got[k] != v {
@@ -143,12 +143,12 @@ func TestResourceLabelsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range maxResources + 5 {
-		m.rateLimit(paceRateLimit(fmt.Sprintf("r%d", i), i))
+		m.rateLimit(Credential, paceRateLimit(fmt.Sprintf("r%d", i), i))
 	}
-	if len(m.limits) != maxResources+1 {
-		t.Errorf("%d resources kept, want %d", len(m.limits), maxResources+1)
+	if len(m.limits[Credential]) != maxResources+1 {
+		t.Errorf("%d resources kept, want %d", len(m.limits[Credential]), maxResources+1)
 	}
-	if got := m.limits["other"].remaining; got != maxResources+4 {
+	if got := m.limits[Credential]["other"].remaining; got != maxResources+4 {
 		t.Errorf("other = %d, want the last one reported, %d", got, maxResources+4)
 	}
 }
@@ -171,7 +171,7 @@ func TestPacerQueueDepthMetric(t *testing.T) {
 		reader := sdkmetric.NewManualReader()
 		p := DefaultPacing()
 		c := memClientWith(t, s, Config{Pacing: &p, MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
-		const queue = "secretbroker_pacer_queue_depth{credential=default}"
+		const queue = "secretbroker_pacer_queue_depth{credential=token}"
 		errs := make([]error, 4)
 		var wg sync.WaitGroup
 		for i := range 4 {

@@ -11,44 +11,12 @@ import (
 	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
-// Reasons of a pacer wait, the reason label of
-// secretbroker_pacer_wait_seconds: what held the request's lane (reads or
-// writes) back the longest while it waited.
-const (
-	waitNone           = "none"            // admitted at once; the wait is 0
-	waitInFlight       = "in_flight"       // every MaxInFlight place was taken
-	waitSpacing        = "spacing"         // writes go one at a time, WriteInterval apart
-	waitPoints         = "points"          // the secondary limit's points budget was spent
-	waitPrimary        = "primary"         // GitHub's primary quota was used up until its reset
-	waitSecondaryPause = "secondary_pause" // a rate-limit answer paused the credential
-	waitBackoff        = "backoff"         // the credential backed off after failures
-)
-
 // Kinds of a pause, the kind label of secretbroker_pacer_pauses_total.
 const (
 	pausePrimary   = "primary"   // x-ratelimit-remaining 0: held until x-ratelimit-reset
 	pauseSecondary = "secondary" // a rate-limit refusal (429, or 403 "rate limit"): Retry-After or the secondary pause
 	pauseBackoff   = "backoff"   // a backoff asked of the pacer after failures
 )
-
-// waitReason is pace.Reason as the reason label; 0 is "none".
-func waitReason(why pace.Reason) string {
-	switch why {
-	case pace.ReasonQueue:
-		return waitInFlight
-	case pace.ReasonSpacing:
-		return waitSpacing
-	case pace.ReasonBudget:
-		return waitPoints
-	case pace.ReasonPrimary:
-		return waitPrimary
-	case pace.ReasonPause:
-		return waitSecondaryPause
-	case pace.ReasonBackoff:
-		return waitBackoff
-	}
-	return waitNone
-}
 
 // pauseKind is a hold's pace.Reason as the kind label; "" for a reason
 // that is not a hold.
@@ -98,20 +66,32 @@ func newPacerInstruments(meter metric.Meter) (pacerInstruments, error) {
 	return in, nil
 }
 
-// Admitted records a request's wait in the pacer (pace.Observer). It runs
-// under the pacer's lock, and records only.
-func (m *metrics) Admitted(_ pace.Request, wait time.Duration, why pace.Reason) {
-	m.pacer.wait.Record(context.Background(), wait.Seconds(), metric.WithAttributes(
-		attribute.String("credential", Credential), attribute.String("reason", waitReason(why))))
+// pacerObserver records one credential's pacer waits and pauses on m's
+// instruments (pace.Observer). Its methods run under the pacer's lock and
+// record only.
+type pacerObserver struct {
+	m    *metrics
+	cred attribute.KeyValue
 }
 
-// Held counts a pause that began (pace.Observer); a pause that only grows
-// is not a new one.
-func (m *metrics) Held(why pace.Reason, _ time.Time, began bool) {
+// observer returns the pace.Observer of the credential labelled label.
+func (m *metrics) observer(label string) pace.Observer {
+	return pacerObserver{m: m, cred: attribute.String("credential", label)}
+}
+
+// Admitted records a request's wait in the pacer.
+func (o pacerObserver) Admitted(_ pace.Request, wait time.Duration, why pace.Reason) {
+	o.m.pacer.wait.Record(context.Background(), wait.Seconds(), metric.WithAttributes(
+		o.cred, attribute.String("reason", WaitReason(why))))
+}
+
+// Held counts a pause that began; a pause that only grows is not a new
+// one.
+func (o pacerObserver) Held(why pace.Reason, _ time.Time, began bool) {
 	kind := pauseKind(why)
 	if !began || kind == "" {
 		return
 	}
-	m.pacer.pauses.Add(context.Background(), 1, metric.WithAttributes(
-		attribute.String("credential", Credential), attribute.String("kind", kind)))
+	o.m.pacer.pauses.Add(context.Background(), 1, metric.WithAttributes(
+		o.cred, attribute.String("kind", kind)))
 }

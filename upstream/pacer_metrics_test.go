@@ -15,16 +15,17 @@ import (
 // kind, a pause that only grew is not.
 func TestPacerObserverMetrics(t *testing.T) {
 	wait := func(reason string) string {
-		return "secretbroker_pacer_wait_seconds{credential=default,reason=" + reason + "}"
+		return "secretbroker_pacer_wait_seconds{credential=token,reason=" + reason + "}"
 	}
 	pauses := func(kind string) string {
-		return "secretbroker_pacer_pauses_total{credential=default,kind=" + kind + "}"
+		return "secretbroker_pacer_pauses_total{credential=token,kind=" + kind + "}"
 	}
 	reader := sdkmetric.NewManualReader()
 	m, err := newMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	o := m.observer(Credential)
 	r := pace.Request{Caller: "token:PLANTED-caller", Method: "PUT", Route: "/r/{x}"}
 	for _, a := range []struct {
 		wait time.Duration
@@ -33,15 +34,15 @@ func TestPacerObserverMetrics(t *testing.T) {
 		{0, 0}, {0, 0}, {time.Second, pace.ReasonQueue}, {time.Second, pace.ReasonSpacing}, {2 * time.Second, pace.ReasonSpacing},
 		{time.Minute, pace.ReasonBudget}, {time.Hour, pace.ReasonPrimary}, {time.Minute, pace.ReasonPause}, {time.Second, pace.ReasonBackoff},
 	} {
-		m.Admitted(r, a.wait, a.why)
+		o.Admitted(r, a.wait, a.why)
 	}
 	until := time.Unix(1_700_000_000, 0)
-	m.Held(pace.ReasonPause, until, true)
-	m.Held(pace.ReasonPause, until.Add(time.Minute), false) // grew: not a new pause
-	m.Held(pace.ReasonPrimary, until, true)
-	m.Held(pace.ReasonBackoff, until, true)
-	m.Held(pace.ReasonBackoff, until, true)
-	m.Held(pace.ReasonSpacing, until, true) // not a hold: ignored
+	o.Held(pace.ReasonPause, until, true)
+	o.Held(pace.ReasonPause, until.Add(time.Minute), false) // grew: not a new pause
+	o.Held(pace.ReasonPrimary, until, true)
+	o.Held(pace.ReasonBackoff, until, true)
+	o.Held(pace.ReasonBackoff, until, true)
+	o.Held(pace.ReasonSpacing, until, true) // not a hold: ignored
 
 	got := metricstest.Read(t, reader)
 	want := map[string]float64{
@@ -75,8 +76,8 @@ func TestWaitReasonAndPauseKind(t *testing.T) {
 		{pace.ReasonPause, "secondary_pause", "secondary"},
 		{pace.ReasonBackoff, "backoff", "backoff"},
 	} {
-		if got := waitReason(tc.why); got != tc.reason {
-			t.Errorf("waitReason(%d) = %q, want %q", tc.why, got, tc.reason)
+		if got := WaitReason(tc.why); got != tc.reason {
+			t.Errorf("WaitReason(%d) = %q, want %q", tc.why, got, tc.reason)
 		}
 		if got := pauseKind(tc.why); got != tc.kind {
 			t.Errorf("pauseKind(%d) = %q, want %q", tc.why, got, tc.kind)

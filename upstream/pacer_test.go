@@ -195,8 +195,8 @@ func TestDefaultPacing(t *testing.T) {
 	if c.pacing != want {
 		t.Errorf("nil Config.Pacing gives %+v, want the default", c.pacing)
 	}
-	if c.pacer == nil || c.log == nil {
-		t.Errorf("defaults: pacer %v, logger %v", c.pacer, c.log)
+	if len(c.creds.all()) != 1 || c.log == nil {
+		t.Errorf("defaults: credentials %v, logger %v", c.Credentials(), c.log)
 	}
 	wantCfg := pace.Config{MaxInFlight: 10, WriteInterval: time.Second, PointsPerMinute: 900, SecondaryPause: time.Minute}
 	if got := want.config(); got != wantCfg || got != pace.DefaultConfig() {

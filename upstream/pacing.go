@@ -162,19 +162,21 @@ type PacerStats struct {
 	RateLimited int
 }
 
-// PacerStats returns a snapshot of the pacer's counters.
+// PacerStats returns a snapshot of the pacers' counters, added up over
+// the credentials (PeakInFlight is the largest of theirs); PacerStatsOf
+// tells one credential's.
 func (c *Client) PacerStats() PacerStats {
-	s := c.pacer.Stats()
-	return PacerStats{
-		Requests:     s.Requests,
-		Retries:      int(c.retries.Load()),
-		Points:       s.Points,
-		Queued:       s.Queued,
-		InFlight:     s.InFlight,
-		PeakInFlight: s.PeakInFlight,
-		Throttled:    int(c.throttled.Load()),
-		RateLimited:  s.RateLimited,
+	out := PacerStats{Retries: int(c.retries.Load()), Throttled: int(c.throttled.Load())}
+	for _, st := range c.creds.all() {
+		s := st.pacer.Stats()
+		out.Requests += s.Requests
+		out.Points += s.Points
+		out.Queued += s.Queued
+		out.InFlight += s.InFlight
+		out.PeakInFlight = max(out.PeakInFlight, s.PeakInFlight)
+		out.RateLimited += s.RateLimited
 	}
+	return out
 }
 
 // callerKey is the context key of WithCaller.

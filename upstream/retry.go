@@ -52,13 +52,23 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		}
 	}
 
+	cred, cst, err := c.credentialFor(ctx, r)
+	if err != nil {
+		return response{}, err
+	}
 	pr := pace.Request{Caller: callerOf(ctx), Method: r.method, Route: r.route}
 	unknown := false // an earlier attempt may have taken effect
+	renewed := false // a 401 renews the credential once
 	for attempt := 1; ; attempt++ {
-		permit, err := c.acquire(ctx, pr, attempt)
+		permit, err := c.acquire(ctx, cst, pr, attempt)
 		if err != nil {
 			return response{}, c.notAdmitted(ctx, r, err)
 		}
+		if r.auth, err = cred.Token(ctx); err != nil {
+			permit.Unsent()
+			return response{}, fail("getting the credential's token", credError(err))
+		}
+		secrets = append(secrets, r.auth)
 		payload := body
 		if r.makeBody != nil {
 			// The body is made now that the request is admitted, so that
@@ -81,7 +91,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		res, out, err := c.send(withAttempt(ctx, attempt), r, u, payload, secrets)
 		took := time.Since(start)
 		permit.Report(out.rl, took)
-		c.metrics.attempt(ctx, r, out.rl, err, took)
+		c.metrics.attempt(ctx, r, cst.label, out.rl, err, took)
 		if err == nil {
 			return res, nil
 		}
@@ -90,7 +100,11 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		limited := isGitHub && ge.RateLimited
 		if limited && ge.RetryAfter <= 0 {
 			// GitHub gave no hint; the pause the pacer imposed is one.
-			ge.RetryAfter = c.holdLeft()
+			ge.RetryAfter = holdLeft(cst.pacer)
+		}
+		if c.renewAfter401(ctx, r, cred, ge, &renewed) {
+			attempt-- // the retry with the renewed credential is not one of MaxAttempts
+			continue
 		}
 
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -107,7 +121,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		case limited:
 			status = ge.StatusCode
 			cause = causeRateLimit
-			c.logPause(ctx, r, status)
+			c.logPause(ctx, cst, r, status)
 		case isGitHub && retryableStatus(ge.StatusCode):
 			status = ge.StatusCode
 			cause = causeServerError
@@ -129,7 +143,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		// holds every request of the credential while GitHub's pause or
 		// its primary quota lasts.
 		backoff := c.backoff(attempt)
-		wait := max(backoff, c.holdLeft())
+		wait := max(backoff, holdLeft(cst.pacer))
 		if deadline, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(deadline) {
 			if !limited && time.Now().Add(backoff).After(deadline) {
 				// The wait comes from GitHub failing, not from its limits.
@@ -181,10 +195,10 @@ func (c *Client) throttledError(e *ThrottledError) *ThrottledError {
 	return e
 }
 
-// holdLeft returns how long the pacer still holds the credential (a pause
+// holdLeft returns how long the pacer still holds its credential (a pause
 // GitHub imposed, its primary quota used up); 0 when it does not.
-func (c *Client) holdLeft() time.Duration {
-	until, _ := c.pacer.Hold()
+func holdLeft(p *pace.Pacer) time.Duration {
+	until, _ := p.Hold()
 	if until.IsZero() {
 		return 0
 	}

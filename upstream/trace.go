@@ -69,14 +69,15 @@ func tracerOf(tp trace.TracerProvider) trace.Tracer {
 // attempt (a batch's writes each wait their spacing: at INFO that would
 // be a line per item; the pause that holds every request is logged at
 // INFO once, by logPause).
-func (c *Client) acquire(ctx context.Context, pr pace.Request, attempt int) (*pace.Permit, error) {
+func (c *Client) acquire(ctx context.Context, cst *credState, pr pace.Request, attempt int) (*pace.Permit, error) {
 	ctx, span := c.tracer.Start(ctx, "github pacer wait", trace.WithAttributes(
+		attribute.String("github.credential", cst.label),
 		attribute.String(attrRoute, pr.Route),
 		attribute.String("http.request.method", pr.Method),
 		attribute.Int(attrResendCount, attempt-1),
 	))
 	defer span.End()
-	permit, err := c.pacer.Acquire(ctx, pr)
+	permit, err := cst.pacer.Acquire(ctx, pr)
 	if err != nil {
 		span.SetStatus(codes.Error, "not admitted")
 		if te, ok := err.(*pace.ThrottledError); ok {
@@ -155,13 +156,14 @@ func responseAttributes(h http.Header) []attribute.KeyValue {
 }
 
 // logPause logs, at INFO, that GitHub's rate-limit answer to r paused the
-// credential: why (primary, secondary_pause) and for how long.
-func (c *Client) logPause(ctx context.Context, r request, status int) {
-	until, why := c.pacer.Hold()
+// credential cst: why (primary, secondary_pause) and for how long.
+func (c *Client) logPause(ctx context.Context, cst *credState, r request, status int) {
+	until, why := cst.pacer.Hold()
 	if until.IsZero() {
 		return
 	}
 	c.log.LogAttrs(ctx, slog.LevelInfo, "github rate limit paused the credential",
+		slog.String("credential", cst.label),
 		slog.String("method", r.method),
 		slog.String("route", r.route),
 		slog.Int("status", status),

@@ -27,6 +27,20 @@
 // the pacer like a new request. Every call the Client makes is
 // idempotent, so retries are safe.
 //
+// # Credentials
+//
+// Config.Credentials (package credential: a token file, or a GitHub App)
+// hands the Client the credential for the owner in each request's path
+// (the organization, or the repository's owner). Each credential (the
+// token, the app's JWT, each installation) has its own pace.Pacer, so its
+// own budget and pauses, and its own metrics label. The token is taken
+// after the pacer admits the attempt, so that a request that waited long
+// for its turn still sends a fresh one. A 401 makes the Client renew the
+// credential (read the file again, mint a new installation token) and
+// send the request once more; when renewing changes nothing, the 401 is
+// returned. An owner the app is not installed on is a *NotInstalledError,
+// and nothing is sent.
+//
 // Time is read directly (time.Now, timers, the context's deadline); tests
 // run the Client in testing/synctest bubbles.
 //

@@ -95,13 +95,15 @@ func (r *readiness) state() string {
 }
 
 // verifyCredential checks the GitHub credential with verify until it is
-// verified or refused, or ctx ends, and records each outcome in r. A
-// failure that says nothing of the credential (GitHub unreachable, a 5xx,
-// a rate limit) is logged as a warning and retried every interval; a
-// refusal (401, or a 403 that is not a rate limit) is logged as an error
-// once and never retried: the broker stays not ready until it is
-// restarted with a credential GitHub accepts.
+// verified, or ctx ends, and records each outcome in r. A failure that
+// says nothing of the credential (GitHub unreachable, a 5xx, a rate
+// limit) is logged as a warning and retried every interval; a refusal
+// (401, or a 403 that is not a rate limit) is logged as an error once and
+// checked again every interval too, quietly: credentials rotate without a
+// restart (a token file or app key replaced by a Secret update), and the
+// broker turns ready once GitHub accepts the new one.
 func (r *readiness) verifyCredential(ctx context.Context, verify func(context.Context) error, interval time.Duration, logger *slog.Logger) {
+	refusedBefore := false
 	for {
 		cctx, cancel := context.WithTimeout(ctx, credentialCheckTimeout)
 		err := verify(cctx)
@@ -117,13 +119,16 @@ func (r *readiness) verifyCredential(ctx context.Context, verify func(context.Co
 		if status, refused := upstream.CredentialRefused(err); refused {
 			reason := fmt.Sprintf("the GitHub credential was refused (%d)", status)
 			r.setCredential(reason)
-			logger.Error(reason+"; the broker stays not ready until it is restarted with a credential GitHub accepts",
-				slog.Any("error", err))
-			return
+			if !refusedBefore {
+				logger.Error(reason+"; the broker stays not ready until GitHub accepts a credential (rotate the token file or the app's key; it is checked again)",
+					slog.Any("error", err), slog.Duration("retry_in", interval))
+			}
+			refusedBefore = true
+		} else {
+			r.setCredential(oneLine(reasonUnverified + ": " + err.Error()))
+			logger.Warn("GitHub credential not verified; retrying",
+				slog.Any("error", err), slog.Duration("retry_in", interval))
 		}
-		r.setCredential(oneLine(reasonUnverified + ": " + err.Error()))
-		logger.Warn("GitHub credential not verified; retrying",
-			slog.Any("error", err), slog.Duration("retry_in", interval))
 		t := time.NewTimer(interval)
 		select {
 		case <-ctx.Done():

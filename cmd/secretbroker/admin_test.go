@@ -247,8 +247,9 @@ func (v *verifyScript) verify(context.Context) error {
 
 // TestVerifyCredentialRetries runs the check loop in fake time: failures
 // that say nothing of the credential are retried every interval, with the
-// reason in /readyz; a 401 or 403 ends the loop with the refusal, logged
-// at ERROR once; success makes the broker ready.
+// reason in /readyz; a 401 or 403 is in /readyz and logged at ERROR once,
+// and checked again every interval, so that a rotated credential makes
+// the broker ready; success makes the broker ready.
 func TestVerifyCredentialRetries(t *testing.T) {
 	unreachable := errors.New(`github: GET /rate_limit: sending the request: dial tcp 127.0.0.1:1: connect: connection refused`)
 	tests := []struct {
@@ -256,15 +257,16 @@ func TestVerifyCredentialRetries(t *testing.T) {
 		errs       []error
 		wantCalls  int
 		wantState  string
-		wantErrors int // ERROR log lines
+		wantErrors int    // ERROR log lines
+		wantFirst  string // the state after the first check, when it failed; "" for the unverified reason
 	}{
-		{"verified at once", []error{nil}, 1, "", 0},
-		{"unreachable, then verified", []error{unreachable, unreachable, nil}, 3, "", 0},
-		{"unreachable, then refused", []error{unreachable, &upstream.Error{StatusCode: http.StatusUnauthorized}}, 2,
-			"the GitHub credential was refused (401)", 1},
-		{"forbidden", []error{&upstream.Error{StatusCode: http.StatusForbidden}}, 1, "the GitHub credential was refused (403)", 1},
-		{"rate limited is retried", []error{&upstream.Error{StatusCode: http.StatusForbidden, RateLimited: true}, nil}, 2, "", 0},
-		{"server error is retried", []error{&upstream.Error{StatusCode: http.StatusBadGateway}, nil}, 2, "", 0},
+		{"verified at once", []error{nil}, 1, "", 0, ""},
+		{"unreachable, then verified", []error{unreachable, unreachable, nil}, 3, "", 0, ""},
+		{"unreachable, then refused, then rotated", []error{unreachable, &upstream.Error{StatusCode: http.StatusUnauthorized},
+			&upstream.Error{StatusCode: http.StatusUnauthorized}, nil}, 4, "", 1, ""},
+		{"forbidden, then rotated", []error{&upstream.Error{StatusCode: http.StatusForbidden}, nil}, 2, "", 1, "the GitHub credential was refused (403)"},
+		{"rate limited is retried", []error{&upstream.Error{StatusCode: http.StatusForbidden, RateLimited: true}, nil}, 2, "", 0, ""},
+		{"server error is retried", []error{&upstream.Error{StatusCode: http.StatusBadGateway}, nil}, 2, "", 0, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -283,7 +285,11 @@ func TestVerifyCredentialRetries(t *testing.T) {
 				synctest.Wait()
 				if len(tt.errs) > 1 {
 					// After the first failure: not ready, with the reason.
-					if got := r.state(); !strings.HasPrefix(got, reasonUnverified+": ") || strings.Contains(got, "\n") {
+					got := r.state()
+					if tt.wantFirst != "" && got != tt.wantFirst {
+						t.Errorf("after a refused check: state %q, want %q", got, tt.wantFirst)
+					}
+					if tt.wantFirst == "" && (!strings.HasPrefix(got, reasonUnverified+": ") || strings.Contains(got, "\n")) {
 						t.Errorf("after a failed check: state %q, want the unverified reason on one line", got)
 					}
 				}

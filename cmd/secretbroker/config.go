@@ -78,6 +78,10 @@ type Config struct {
 	// unless Dev. Default: none.
 	UpstreamToken upstream.Token
 
+	// GitHubApp authenticates as a GitHub App instead of with a token;
+	// see githubapp.go for its flags.
+	GitHubApp GitHubAppConfig
+
 	// UpstreamAPIVersionActions is the X-GitHub-Api-Version sent with
 	// Actions requests. Flag --upstream-api-version-actions. Default
 	// upstream.DefaultAPIVersionActions, "2022-11-28".
@@ -292,6 +296,7 @@ Flags:
 		"GitHub's REST API `URL`; https://HOST/api/v3 for GitHub Enterprise Server")
 	fs.StringVar(&cfg.UpstreamTokenFile, "upstream-token-file", "",
 		"`file` holding the GitHub token (default: the "+envGitHubToken+" environment variable)")
+	registerGitHubAppFlags(fs, &cfg)
 	fs.StringVar(&cfg.UpstreamAPIVersionActions, "upstream-api-version-actions", defaultUpstreamAPIVersionActions,
 		"X-GitHub-Api-Version for Actions secrets")
 	fs.StringVar(&cfg.UpstreamAPIVersionAgents, "upstream-api-version-agents", defaultUpstreamAPIVersionAgents,
@@ -437,6 +442,9 @@ func (c *Config) readToken(lookupEnv func(string) (string, bool)) error {
 // validate checks the configuration and, in dev mode, moves the listen
 // addresses to loopback. Its errors never hold the token.
 func (c *Config) validate() error {
+	if err := c.validateGitHubApp(); err != nil {
+		return err
+	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
 	}
@@ -491,8 +499,8 @@ func (c *Config) validate() error {
 	if err := checkUpstreamURL(c.UpstreamURL); err != nil {
 		return err
 	}
-	if c.UpstreamToken == "" {
-		return fmt.Errorf("no GitHub token: set %s or --upstream-token-file (%sUPSTREAM_TOKEN_FILE) to a file that holds it, or run with --dev",
+	if c.UpstreamToken == "" && !c.GitHubApp.enabled() {
+		return fmt.Errorf("no GitHub token: set %s or --upstream-token-file (%sUPSTREAM_TOKEN_FILE) to a file that holds it, authenticate as a GitHub App (--github-app-id and --github-app-private-key-file), or run with --dev",
 			envGitHubToken, envPrefix)
 	}
 	if !c.Authenticates() && !c.AllowUnauthenticated {
@@ -669,6 +677,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("upstream_url", upstreamURL),
 		slog.String("upstream_token_file", c.UpstreamTokenFile),
 		slog.String("upstream_token", tok),
+		slog.Any("github_app", c.GitHubApp),
 		slog.String("upstream_api_version_actions", c.UpstreamAPIVersionActions),
 		slog.String("upstream_api_version_agents", c.UpstreamAPIVersionAgents),
 		slog.Bool("upstream_legacy_routes", c.UpstreamLegacyRoutes),

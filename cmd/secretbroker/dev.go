@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/secretbroker/secretbroker/upstream"
+	"github.com/secretbroker/secretbroker/upstream/credential"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
 
@@ -22,6 +24,7 @@ import (
 type devUpstream struct {
 	url   string // e.g. "http://127.0.0.1:41234"
 	token upstream.Token
+	creds credential.Source // --dev-github-app's app; nil for the token
 	demo  emulator.Demo
 	srv   *http.Server
 	done  chan struct{}
@@ -32,12 +35,20 @@ type devUpstream struct {
 // --dev paces as production does, seeded with the demo data.
 func startEmulator(ctx context.Context, cfg Config, logger *slog.Logger) (*devUpstream, error) {
 	token := rand.Text()
-	emu := emulator.New(emulator.Options{
+	opts := emulator.Options{
 		Token:        token,
 		LegacyRoutes: cfg.UpstreamLegacyRoutes,
 		Logger:       logger,
 		Limits:       emulator.GitHubLimits(),
-	})
+	}
+	var appKey *rsa.PrivateKey
+	if cfg.GitHubApp.Dev {
+		var err error
+		if opts.App, appKey, err = devAppOptions(); err != nil {
+			return nil, err
+		}
+	}
+	emu := emulator.New(opts)
 	demo := emu.SeedDemo()
 
 	var lc net.ListenConfig
@@ -55,6 +66,12 @@ func startEmulator(ctx context.Context, cfg Config, logger *slog.Logger) (*devUp
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
 		done: make(chan struct{}),
+	}
+	if appKey != nil {
+		if d.creds, err = devGitHubApp(emu, appKey, []string{demo.Org}, d.url); err != nil {
+			ln.Close()
+			return nil, err
+		}
 	}
 	go func() {
 		defer close(d.done)

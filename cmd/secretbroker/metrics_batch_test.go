@@ -141,7 +141,7 @@ func TestMetricsAfterBatch(t *testing.T) {
 	const (
 		putRoute = "/repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}"
 		keyRoute = "/repos/{owner}/{repo}/environments/{environment_name}/secrets/public-key"
-		cred     = "default"
+		cred     = "token"
 	)
 	gh.mu.Lock()
 	requests, points, puts := gh.requests, gh.points, gh.puts

@@ -118,9 +118,17 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		}()
 		upCfg.BaseURL = dev.url
 		upCfg.Token = dev.token
+		useCredentials(&upCfg, dev.creds)
 		if cfg.UpstreamToken != "" {
 			logger.Info("--dev: the GitHub token is not used; the broker talks to the embedded emulator only")
 		}
+	}
+	if !cfg.Dev {
+		src, err := upstreamCredentials(cfg, cfg.UpstreamURL, nil)
+		if err != nil {
+			return err
+		}
+		useCredentials(&upCfg, src)
 	}
 	client, err := upstream.New(upCfg)
 	if err != nil {

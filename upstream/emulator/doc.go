@@ -37,10 +37,24 @@
 // X-RateLimit-* headers on every answer; 304 answers do not use it, and a
 // used-up quota gets 403 "API rate limit exceeded" with
 // X-RateLimit-Remaining 0 until X-RateLimit-Reset. The server has one
-// quota for every caller and applies the limits before authentication.
+// quota for every caller and applies the limits before authentication,
+// except that with a GitHub App each installation token has its own.
 // Stats reports what happened (violations, points, peak concurrency,
 // dropped connections); ResetCounts resets those counters and ResetLimits
 // the limits' windows, penalty and quota.
+//
+// # GitHub App
+//
+// Options.App registers a GitHub App (see App): GET /app, GET
+// /orgs/{org}/installation, GET /repos/{owner}/{repo}/installation and
+// POST /app/installations/{installation_id}/access_tokens verify the app's
+// JWT (RS256 against the app's public key, iss the app id, exp at most 10
+// minutes away), the last mints installation tokens with an expires_at
+// (an hour unless App.TokenLifetime says otherwise), and the secrets
+// routes accept those tokens until they expire (401 after), for their
+// installation's account only (403 "Resource not accessible by
+// integration" for another), with Limits applied per installation.
+// Install adds an installation; AppStats and ExpireTokens are test hooks.
 //
 // # Time
 //

@@ -148,7 +148,7 @@ func (s *Server) handle(req *request) *response {
 		return jsonResponse(http.StatusOK, repoObject(r))
 	}
 	if m.Route == RouteGetRateLimit {
-		return s.rateLimit()
+		return s.rateLimit(s.limitsFor(s.limitKey(req.r)))
 	}
 	if m.Route == RouteListRepoOrgSecrets {
 		return s.listRepoOrgSecrets(req)
@@ -637,11 +637,11 @@ type rateLimitJSON struct {
 // resource: {"resources":{"core":{...}},"rate":{...}}, where rate repeats
 // core. With Limits.PrimaryPerHour it shows the primary quota; without it
 // github.com's 5,000 requests an hour, unused. Callers hold s.mu.
-func (s *Server) rateLimit() *response {
+func (s *Server) rateLimit(st *limitState) *response {
 	core := rateLimitJSON{Limit: defaultRateLimitShown, Remaining: defaultRateLimitShown, Reset: time.Now().Add(primaryWindow).Unix()}
 	if limit := s.opts.Limits.PrimaryPerHour; limit > 0 {
-		remaining := max(limit-s.lim.primaryUsed, 0)
-		core = rateLimitJSON{Limit: limit, Used: limit - remaining, Remaining: remaining, Reset: s.lim.primaryEnd.Unix()}
+		remaining := max(limit-st.primaryUsed, 0)
+		core = rateLimitJSON{Limit: limit, Used: limit - remaining, Remaining: remaining, Reset: st.primaryEnd.Unix()}
 	}
 	return jsonResponse(http.StatusOK, map[string]any{
 		"resources": map[string]rateLimitJSON{rateLimitResource: core},

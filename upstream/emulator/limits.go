@@ -129,6 +129,7 @@ func (s *Server) ResetLimits() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lim = limitState{}
+	s.limBy = nil
 }
 
 // limitState is where the rate limits stand. It lives under s.mu.
@@ -153,6 +154,7 @@ type admission struct {
 	refusal *response // nil when the request may go on
 	primary bool      // the request used primary quota
 	window  time.Time // the start of the primary window it used
+	st      *limitState
 }
 
 // cost is the points a request costs under the secondary limit.
@@ -178,13 +180,13 @@ func (s *Server) leave() {
 }
 
 // admit applies the limits to a request arriving at now (entered already).
-// When the request is accepted it uses its points and primary quota.
-// Callers hold s.mu.
-func (s *Server) admit(now time.Time, method string) admission {
+// When the request is accepted it uses its points and primary quota, in
+// the state of the limits keyed key (see limitKey). Callers hold s.mu.
+func (s *Server) admit(now time.Time, method, key string) admission {
 	s.reqSeq++
-	a := admission{id: requestID(s.reqSeq, now)}
+	st := s.limitsFor(key)
+	a := admission{id: requestID(s.reqSeq, now), st: st}
 	l := &s.opts.Limits
-	st := &s.lim
 	if l.PrimaryPerHour > 0 && !now.Before(st.primaryEnd) {
 		// The first request, or the first after a window ended.
 		st.primaryStart = now
@@ -192,7 +194,7 @@ func (s *Server) admit(now time.Time, method string) admission {
 		st.primaryUsed = 0
 	}
 	if l.PointsPerMinute > 0 {
-		s.slidePoints(now)
+		s.slidePoints(st, now)
 	}
 	points := cost(method)
 
@@ -204,7 +206,7 @@ func (s *Server) admit(now time.Time, method string) admission {
 		if l.PenaltyExtends {
 			st.penaltyUntil = now.Add(penalty)
 		}
-		a.refusal = s.secondary(a.id, st.penaltyUntil.Sub(now))
+		a.refusal = s.secondary(st, a.id, st.penaltyUntil.Sub(now))
 		return a
 	}
 	wait := time.Duration(-1)
@@ -212,14 +214,14 @@ func (s *Server) admit(now time.Time, method string) admission {
 	case l.MaxConcurrent > 0 && s.stats.InFlight > l.MaxConcurrent:
 		wait = time.Second
 	case l.PointsPerMinute > 0 && st.pointsSum+points > l.PointsPerMinute:
-		wait = s.pointsWait(now, points)
+		wait = s.pointsWait(st, now, points)
 	}
 	if wait >= 0 {
 		if penalty > 0 {
 			st.penaltyUntil = now.Add(penalty)
 			wait = penalty
 		}
-		a.refusal = s.secondary(a.id, wait)
+		a.refusal = s.secondary(st, a.id, wait)
 		return a
 	}
 	if l.PrimaryPerHour > 0 && st.primaryUsed >= l.PrimaryPerHour {
@@ -244,8 +246,7 @@ func (s *Server) admit(now time.Time, method string) admission {
 
 // slidePoints drops the requests that left the points window, which ends
 // at now. Callers hold s.mu.
-func (s *Server) slidePoints(now time.Time) {
-	st := &s.lim
+func (s *Server) slidePoints(st *limitState, now time.Time) {
 	cut := now.Add(-pointsWindow)
 	n := 0
 	for n < len(st.points) && !st.points[n].at.After(cut) {
@@ -259,8 +260,7 @@ func (s *Server) slidePoints(now time.Time) {
 
 // pointsWait is how long until the points window, which ends at now, has
 // room for points more. Callers hold s.mu.
-func (s *Server) pointsWait(now time.Time, points int) time.Duration {
-	st := &s.lim
+func (s *Server) pointsWait(st *limitState, now time.Time, points int) time.Duration {
 	need := st.pointsSum + points - s.opts.Limits.PointsPerMinute
 	for _, p := range st.points {
 		need -= p.points
@@ -274,17 +274,17 @@ func (s *Server) pointsWait(now time.Time, points int) time.Duration {
 // secondary builds the secondary answer and counts the violation. wait is
 // what Retry-After says, rounded up to whole seconds, at least 1. Callers
 // hold s.mu.
-func (s *Server) secondary(id string, wait time.Duration) *response {
+func (s *Server) secondary(st *limitState, id string, wait time.Duration) *response {
 	l := &s.opts.Limits
 	s.stats.SecondaryViolations++
-	s.lim.secondarySeq++
+	st.secondarySeq++
 	status := l.SecondaryStatus
 	if status == 0 {
 		status = http.StatusForbidden
 	}
 	resp := limitResponse(status, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID "+id+".",
 		secondaryDocsURL)
-	omit := l.OmitRetryAfter || (l.OmitRetryAfterEvery > 0 && s.lim.secondarySeq%l.OmitRetryAfterEvery == 0)
+	omit := l.OmitRetryAfter || (l.OmitRetryAfterEvery > 0 && st.secondarySeq%l.OmitRetryAfterEvery == 0)
 	if !omit {
 		secs := max(int64((wait+time.Second-1)/time.Second), 1)
 		resp.header.Set("Retry-After", strconv.FormatInt(secs, 10))
@@ -309,7 +309,7 @@ func limitResponse(status int, msg, docs string) *response {
 // finish does the accounting of an answer about to be written and adds
 // the request id and the primary quota's headers. Callers hold s.mu.
 func (s *Server) finish(resp *response, a admission) {
-	st := &s.lim
+	st := a.st
 	if resp.status == http.StatusNotModified {
 		s.stats.NotModified++
 		if a.primary && st.primaryStart.Equal(a.window) && st.primaryUsed > 0 {

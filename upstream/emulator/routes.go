@@ -97,6 +97,9 @@ func newRouter(h http.HandlerFunc) http.Handler {
 	} {
 		rest.HandleFunc(p, h)
 	}
+	for _, p := range appRoutes() {
+		rest.HandleFunc(p, h)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case !isClean(r.URL.EscapedPath()):
@@ -168,7 +171,7 @@ func matchOf(r *http.Request) (m match, ok bool) {
 			m.RepoID = id
 		}
 	}
-	return m, m.Route == RouteGetRepo || m.Route == RouteGetRateLimit || (m.Route != "" && isApp(m.App))
+	return m, m.Route == RouteGetRepo || m.Route == RouteGetRateLimit || isAppRoute(m.Route) || (m.Route != "" && isApp(m.App))
 }
 
 func isApp(s string) bool { return s == appActions || s == appAgents }

@@ -3,7 +3,6 @@ package emulator
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -49,6 +48,10 @@ type Options struct {
 	// Logger receives one debug line per request (never a secret value);
 	// default discards.
 	Logger *slog.Logger
+	// App, when set, registers a GitHub App (see App): the app routes
+	// verify its JWT, and the other routes accept its installation tokens
+	// and apply Limits per installation.
+	App *App
 }
 
 // Server is the emulated GitHub secrets API. It is an http.Handler; create
@@ -70,9 +73,11 @@ type Server struct {
 	total   int
 	headers map[string]http.Header
 	faults  []*Fault
-	stats   Stats      // Requests unused: total is the count
-	lim     limitState // the rate limits' windows
-	reqSeq  uint64     // last request id handed out
+	stats   Stats                  // Requests unused: total is the count
+	lim     limitState             // the rate limits' windows (of everything but installation tokens)
+	limBy   map[string]*limitState // the rate limits' windows per installation
+	app     appState
+	reqSeq  uint64 // last request id handed out
 }
 
 type org struct {
@@ -124,6 +129,10 @@ func New(opts Options) *Server {
 		secrets: map[string]map[string]*secret{},
 		counts:  map[string]int{},
 		headers: map[string]http.Header{},
+		app:     appState{tokens: map[string]*instToken{}},
+	}
+	if opts.App != nil {
+		s.app.installs = append([]Installation(nil), opts.App.Installations...)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -408,10 +417,10 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, apiPrefix st
 		s.headers[m.Route] = h
 	}
 	s.enter()
-	adm := s.admit(time.Now(), r.Method)
-	if m.Route == RouteGetRateLimit && adm.primary && s.lim.primaryUsed > 0 {
+	adm := s.admit(time.Now(), r.Method, s.limitKey(r))
+	if m.Route == RouteGetRateLimit && adm.primary && adm.st.primaryUsed > 0 {
 		// GitHub does not count GET /rate_limit against the primary quota.
-		s.lim.primaryUsed--
+		adm.st.primaryUsed--
 		adm.primary = false
 	}
 	var fault *Fault
@@ -535,8 +544,14 @@ func readBody(r *http.Request) ([]byte, *response) {
 // legacy routes are checked, then bodyErr (from readBody) is answered,
 // then the handler runs.
 func (s *Server) answer(r *http.Request, m match, matched bool, body []byte, bodyErr *response, esc string) *response {
+	if isAppRoute(m.Route) {
+		return s.answerApp(r, m)
+	}
 	if !s.authorized(r) {
 		return errorResponse(http.StatusUnauthorized, "Bad credentials")
+	}
+	if resp := s.installationScope(r, m); resp != nil {
+		return resp
 	}
 	if !matched {
 		return notFound()
@@ -556,16 +571,18 @@ func (s *Server) answer(r *http.Request, m match, matched bool, body []byte, bod
 	return s.handle(req)
 }
 
-// authorized checks the bearer token.
+// authorized checks the bearer token: Options.Token, or an installation
+// token of Options.App that has not expired. Without either, every
+// request is authorized.
 func (s *Server) authorized(r *http.Request) bool {
-	if s.opts.Token == "" {
+	if s.opts.Token == "" && s.opts.App == nil {
 		return true
 	}
-	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	tok, ok := bearer(r)
+	if !ok {
 		return false
 	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.opts.Token)) == 1
+	return s.tokenOK(tok) || s.authorizedApp(r)
 }
 
 // versionOK applies GitHub's API version rule: Agents routes need

@@ -1,0 +1,422 @@
+package credential
+
+import (
+	"context"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bradleyfalzon/ghinstallation/v2"
+	jwt "github.com/golang-jwt/jwt/v4"
+)
+
+// DefaultBaseURL is GitHub's REST API root.
+const DefaultBaseURL = "https://api.github.com"
+
+// lookupTimeout bounds one installation lookup, which outlives the callers
+// waiting for it.
+const lookupTimeout = 30 * time.Second
+
+// AppConfig configures a GitHub App Source.
+type AppConfig struct {
+	// AppID is the GitHub App's id.
+	AppID int64
+	// PrivateKeyFile is the PEM file of the app's RSA private key. It is
+	// read again when it changes, and after GitHub refuses a JWT or a
+	// token.
+	PrivateKeyFile string
+	// PrivateKey, when PrivateKeyFile is empty, is the key itself, which
+	// never changes (--dev-github-app, tests).
+	PrivateKey *rsa.PrivateKey
+	// InstallationID, when positive, is the one installation that serves
+	// every owner; no installation is looked up.
+	InstallationID int64
+	// BaseURL is the REST API root: DefaultBaseURL when empty, or
+	// "https://HOST/api/v3" for GitHub Enterprise Server.
+	BaseURL string
+	// Transport sends the app's own requests (installation lookups and
+	// token minting); nil selects http.DefaultTransport.
+	Transport http.RoundTripper
+	// UserAgent is the User-Agent of the app's own requests; default
+	// "secretbroker".
+	UserAgent string
+}
+
+// App is a GitHub App Source: each installation is a Credential labelled
+// "installation:<id>", whose installation tokens are minted when first
+// needed and refreshed a minute before they expire (ghinstallation's
+// margin); a call that holds the old token meanwhile keeps a token that is
+// still valid. The app's own JWT is the Credential labelled "app" (Probe).
+type App struct {
+	id        int64
+	base      string
+	userAgent string
+	signer    *keySigner
+	rt        http.RoundTripper // sends the app's own requests
+	hc        *http.Client      // the app's own requests, as the app (JWT)
+	jwtCred   appCredential
+	fixed     *installation
+
+	mu       sync.Mutex
+	byID     map[int64]*installation
+	byOwner  map[string]*installation // lower-cased owner
+	inflight map[string]*lookup       // lower-cased owner
+}
+
+// NewApp returns the App for cfg. It reads and parses the private key now
+// and fails when it cannot; its errors never hold the key.
+func NewApp(cfg AppConfig) (*App, error) {
+	if cfg.AppID <= 0 {
+		return nil, fmt.Errorf("credential: GitHub App id %d is not positive", cfg.AppID)
+	}
+	if cfg.InstallationID < 0 {
+		return nil, fmt.Errorf("credential: GitHub App installation id %d is negative", cfg.InstallationID)
+	}
+	signer := &keySigner{file: watchedFile{path: cfg.PrivateKeyFile}, key: cfg.PrivateKey}
+	switch {
+	case cfg.PrivateKeyFile != "":
+		if _, err := signer.reload(false); err != nil {
+			return nil, err
+		}
+	case cfg.PrivateKey == nil:
+		return nil, errors.New("credential: GitHub App: no private key file")
+	}
+	tr := cfg.Transport
+	if tr == nil {
+		tr = http.DefaultTransport
+	}
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	ua := cfg.UserAgent
+	if ua == "" {
+		ua = "secretbroker"
+	}
+	tr = userAgent{rt: tr, ua: ua}
+	apps, err := ghinstallation.NewAppsTransportWithOptions(tr, cfg.AppID, ghinstallation.WithSigner(signer))
+	if err != nil {
+		return nil, fmt.Errorf("credential: %w", err)
+	}
+	apps.BaseURL = base
+	a := &App{
+		id:        cfg.AppID,
+		base:      base,
+		userAgent: ua,
+		signer:    signer,
+		rt:        tr,
+		hc:        &http.Client{Transport: apps, Timeout: lookupTimeout},
+		byID:      map[int64]*installation{},
+		byOwner:   map[string]*installation{},
+		inflight:  map[string]*lookup{},
+	}
+	a.jwtCred = appCredential{a}
+	if cfg.InstallationID > 0 {
+		a.fixed = a.installation(cfg.InstallationID)
+	}
+	return a, nil
+}
+
+// userAgent sets the User-Agent of the app's own requests.
+type userAgent struct {
+	rt http.RoundTripper
+	ua string
+}
+
+func (u userAgent) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("User-Agent", u.ua)
+	return u.rt.RoundTrip(r)
+}
+
+// String names the app without its key.
+func (a *App) String() string { return "credential.App(" + strconv.FormatInt(a.id, 10) + ")" }
+
+// GoString names the app without its key, for %#v.
+func (a *App) GoString() string { return a.String() }
+
+// Probe returns the app's JWT credential and ProbeApp.
+func (a *App) Probe() (Credential, string) { return a.jwtCred, ProbeApp }
+
+// For returns the installation that serves owner: the fixed one when
+// AppConfig.InstallationID was set, else the one GitHub names for the
+// organization (GET /orgs/{org}/installation, repo "") or for the
+// repository (GET /repos/{owner}/{repo}/installation), cached per owner.
+// Concurrent callers for one owner share one lookup. An owner without an
+// installation is a *NotInstalledError, not cached, so that installing
+// the app later takes effect.
+func (a *App) For(ctx context.Context, owner, repo string) (Credential, error) {
+	if a.fixed != nil {
+		return a.fixed, nil
+	}
+	if owner == "" {
+		return nil, errors.New("credential: no owner to find the GitHub App's installation for")
+	}
+	key := strings.ToLower(owner)
+	a.mu.Lock()
+	if in, ok := a.byOwner[key]; ok {
+		a.mu.Unlock()
+		return in, nil
+	}
+	l, ok := a.inflight[key]
+	if !ok {
+		l = &lookup{done: make(chan struct{})}
+		a.inflight[key] = l
+		go a.runLookup(context.WithoutCancel(ctx), key, owner, repo, l)
+	}
+	a.mu.Unlock()
+	select {
+	case <-l.done:
+		return l.in, l.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("credential: waiting for the GitHub App's installation for %q: %w", owner, ctx.Err())
+	}
+}
+
+// A lookup is one installation lookup in flight, shared by its waiters.
+type lookup struct {
+	done chan struct{}
+	in   *installation
+	err  error
+}
+
+func (a *App) runLookup(ctx context.Context, key, owner, repo string, l *lookup) {
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	id, err := a.findInstallation(ctx, owner, repo)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err == nil {
+		l.in = a.installationLocked(id)
+		a.byOwner[key] = l.in
+	}
+	l.err = err
+	delete(a.inflight, key)
+	close(l.done)
+}
+
+// findInstallation asks GitHub which installation serves owner.
+func (a *App) findInstallation(ctx context.Context, owner, repo string) (int64, error) {
+	route, path := "/orgs/{org}/installation", "/orgs/"+url.PathEscape(owner)+"/installation"
+	if repo != "" {
+		route, path = "/repos/{owner}/{repo}/installation", "/repos/"+url.PathEscape(owner)+"/"+url.PathEscape(repo)+"/installation"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil)
+	if err != nil {
+		return 0, fmt.Errorf("credential: GET %s: %w", route, err)
+	}
+	req.Header.Set("Accept", "application/vnd.github+json")
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("credential: GET %s: %w", route, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return 0, &NotInstalledError{Account: owner}
+	case resp.StatusCode != http.StatusOK:
+		return 0, &HTTPError{Method: http.MethodGet, Route: route, StatusCode: resp.StatusCode}
+	}
+	var inst struct {
+		ID int64 `json:"id"`
+	}
+	if err := json.Unmarshal(body, &inst); err != nil {
+		return 0, fmt.Errorf("credential: GET %s: decoding the answer: %w", route, err)
+	}
+	if inst.ID <= 0 {
+		return 0, fmt.Errorf("credential: GET %s: the answer has no installation id", route)
+	}
+	return inst.ID, nil
+}
+
+// HTTPError is a non-2xx answer to one of the app's own requests. It holds
+// the route template and status only, and is safe to log.
+type HTTPError struct {
+	Method     string
+	Route      string
+	StatusCode int
+}
+
+// Error returns, for example, "github app: GET /orgs/{org}/installation: 401 Unauthorized".
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("github app: %s %s: %d %s", e.Method, e.Route, e.StatusCode, http.StatusText(e.StatusCode))
+}
+
+// installation returns the one installation credential for id.
+func (a *App) installation(id int64) *installation {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.installationLocked(id)
+}
+
+func (a *App) installationLocked(id int64) *installation {
+	if in, ok := a.byID[id]; ok {
+		return in
+	}
+	in := &installation{app: a, id: id, label: "installation:" + strconv.FormatInt(id, 10)}
+	in.tr = in.newTransport()
+	a.byID[id] = in
+	return in
+}
+
+// installation is one installation's credential.
+type installation struct {
+	app   *App
+	id    int64
+	label string
+
+	mu      sync.Mutex
+	tr      *ghinstallation.Transport
+	renewed string // the refused token the last Renew replaced
+}
+
+// newTransport returns a Transport with an AppsTransport of its own:
+// ghinstallation's refresh writes to the AppsTransport's fields, so two
+// Transports sharing one would race.
+func (in *installation) newTransport() *ghinstallation.Transport {
+	apps, err := ghinstallation.NewAppsTransportWithOptions(in.app.rt, in.app.id, ghinstallation.WithSigner(in.app.signer))
+	if err != nil {
+		panic("credential: " + err.Error()) // only for a nil signer, which New never leaves
+	}
+	apps.BaseURL = in.app.base
+	tr := ghinstallation.NewFromAppsTransport(apps, in.id)
+	tr.BaseURL = in.app.base
+	return tr
+}
+
+func (in *installation) Label() string { return in.label }
+
+// Token returns the installation's token, minting one when there is none
+// or when the one it has expires within a minute. Concurrent callers
+// share one mint.
+func (in *installation) Token(ctx context.Context) (string, error) {
+	in.mu.Lock()
+	tr := in.tr
+	in.mu.Unlock()
+	tok, err := tr.Token(ctx)
+	if err != nil {
+		return "", fmt.Errorf("credential: minting a token for GitHub App installation %d: %w", in.id, mintError(err))
+	}
+	return tok, nil
+}
+
+// mintError keeps what ghinstallation's error says of the answer (its
+// status and URL; never a token) and what a transport said.
+func mintError(err error) error {
+	if he, ok := errors.AsType[*ghinstallation.HTTPError](err); ok && he.Response != nil {
+		return &HTTPError{Method: http.MethodPost, Route: "/app/installations/{installation_id}/access_tokens", StatusCode: he.Response.StatusCode}
+	}
+	return err
+}
+
+// Renew reads the private key again (it may have been rotated) and mints a
+// new token, once for every refused token however many calls were
+// refused. It fails when the new token is refused again.
+func (in *installation) Renew(ctx context.Context, refused string) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.renewed == refused {
+		return nil // another caller renewed it already
+	}
+	if _, err := in.app.signer.reload(true); err != nil {
+		return err
+	}
+	tr := in.newTransport()
+	tok, err := tr.Token(ctx)
+	if err != nil {
+		return fmt.Errorf("credential: minting a token for GitHub App installation %d: %w", in.id, mintError(err))
+	}
+	if tok == refused {
+		return fmt.Errorf("credential: GitHub App installation %d: GitHub minted the token it refused", in.id)
+	}
+	in.tr, in.renewed = tr, refused
+	return nil
+}
+
+// appCredential is the app's own JWT.
+type appCredential struct{ a *App }
+
+func (appCredential) Label() string { return LabelApp }
+
+// Token signs a new JWT for the app: issued 30 s ago, expiring 2 min
+// later, like ghinstallation's.
+func (c appCredential) Token(context.Context) (string, error) {
+	iss := time.Now().Add(-30 * time.Second).Truncate(time.Second)
+	return c.a.signer.Sign(&jwt.RegisteredClaims{
+		IssuedAt:  jwt.NewNumericDate(iss),
+		ExpiresAt: jwt.NewNumericDate(iss.Add(2 * time.Minute)),
+		Issuer:    strconv.FormatInt(c.a.id, 10),
+	})
+}
+
+// Renew reads the private key again; it fails when the key did not change.
+func (c appCredential) Renew(context.Context, string) error {
+	changed, err := c.a.signer.reload(true)
+	if err != nil {
+		return err
+	}
+	if !changed {
+		return errors.New("credential: GitHub refused the app's JWT and the private key file holds the same key")
+	}
+	return nil
+}
+
+// keySigner signs the app's JWTs (RS256) with the private key file's key,
+// read again when the file changes.
+type keySigner struct {
+	file watchedFile
+
+	mu  sync.Mutex
+	key *rsa.PrivateKey
+}
+
+// reload reads the key file when it changed (or when force is set) and
+// reports whether the key changed. A file that cannot be parsed leaves the
+// key it had.
+func (s *keySigner) reload(force bool) (bool, error) {
+	if s.file.path == "" {
+		return false, nil // a fixed key
+	}
+	b, changed, err := s.file.changed(force)
+	if err != nil || !changed {
+		return false, err
+	}
+	key, err := jwt.ParseRSAPrivateKeyFromPEM(b)
+	if err != nil {
+		// jwt's errors say what kind of PEM it wanted, never the content.
+		return false, fmt.Errorf("credential: private key file %s: %w", s.file.path, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.key != nil && s.key.Equal(key) {
+		return false, nil
+	}
+	s.key = key
+	return true, nil
+}
+
+// Sign signs claims with the current key, read again first when the file
+// changed. A file that became unreadable keeps the key it had.
+func (s *keySigner) Sign(claims jwt.Claims) (string, error) {
+	_, reloadErr := s.reload(false)
+	s.mu.Lock()
+	key := s.key
+	s.mu.Unlock()
+	if key == nil {
+		return "", reloadErr
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodRS256, claims).SignedString(key)
+	if err != nil {
+		return "", fmt.Errorf("credential: signing the app's JWT: %w", err)
+	}
+	return tok, nil
+}
