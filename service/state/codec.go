@@ -149,10 +149,7 @@ func decodeStrict(b []byte, v any) error {
 	if err := d.Decode(v); err != nil {
 		return err
 	}
-	if d.More() {
-		return errors.New("trailing data")
-	}
-	if _, err := d.Token(); err == nil {
+	if len(bytes.TrimLeft(b[d.InputOffset():], " \t\r\n")) != 0 {
 		return errors.New("trailing data")
 	}
 	return nil
