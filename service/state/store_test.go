@@ -109,3 +109,11 @@ func TestPendingItemFormatting(t *testing.T) {
 		}
 	}
 }
+
+func TestNewMemoryBadKey(t *testing.T) {
+	for _, n := range []int{1, 31, 4097} {
+		if _, err := NewMemory(Options{HMACKey: make([]byte, n)}); !errors.Is(err, ErrBadKey) {
+			t.Errorf("NewMemory with a %d-byte key: %v, want ErrBadKey", n, err)
+		}
+	}
+}
