@@ -1,0 +1,432 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// BoltFileName is the file the file store keeps under its directory.
+const BoltFileName = "secretbroker-state.db"
+
+// boltSchema is the layout version kept in the meta bucket.
+const boltSchema = "1"
+
+// Buckets, one per kind, and the meta bucket's keys.
+var (
+	bucketMeta       = []byte("meta")
+	bucketRecords    = []byte("records")
+	bucketOperations = []byte("operations")
+	// bucketOpsByCaller indexes operations by caller: key
+	// u16(len(caller)) || caller || ID, value empty. The length prefix
+	// keeps one caller's keys contiguous and apart from a caller whose
+	// name extends it.
+	bucketOpsByCaller = []byte("operations_by_caller")
+
+	metaSchema  = []byte("schema")
+	metaHMACKey = []byte("hmac_key")
+)
+
+// Bolt is the file Store: a bbolt database in one file under a directory
+// (--state-dir), kept across restarts. One process at a time may open it.
+type Bolt struct {
+	db     *bolt.DB
+	key    []byte
+	sealer *sealer
+}
+
+var _ Store = (*Bolt)(nil)
+
+// OpenBolt opens (creating when needed) the store in dir/BoltFileName; dir
+// is created with mode 0700 and the file with 0600. When another process
+// holds the file, it fails with an error wrapping ErrLocked after
+// opts.LockTimeout. Its key is opts.HMACKey when given (the stored key, if
+// any, is then left untouched and unused), else the key kept in the file,
+// generated on first open.
+func OpenBolt(dir string, opts Options) (*Bolt, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("state: --state-dir: %w: empty", ErrInvalid)
+	}
+	if opts.HMACKey != nil {
+		if err := checkKey(opts.HMACKey); err != nil {
+			return nil, fmt.Errorf("state: %w", err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state: --state-dir %s: %w", dir, err)
+	}
+	timeout := opts.LockTimeout
+	if timeout <= 0 {
+		timeout = DefaultLockTimeout
+	}
+	path := filepath.Join(dir, BoltFileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("state: open %s: %w (waited %v for its lock; is another broker using this --state-dir?): %w", path, ErrLocked, timeout, err)
+		}
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	key := slices.Clone(opts.HMACKey)
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMeta, bucketRecords, bucketOperations, bucketOpsByCaller} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("bucket %s: %w", name, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get(metaSchema); {
+		case v == nil:
+			if err := meta.Put(metaSchema, []byte(boltSchema)); err != nil {
+				return err
+			}
+		case string(v) != boltSchema:
+			return fmt.Errorf("%w: schema %q, this broker reads %q", ErrCorrupt, v, boltSchema)
+		}
+		if key != nil {
+			return nil
+		}
+		if v := meta.Get(metaHMACKey); v != nil {
+			if len(v) < MinKeyLen {
+				return fmt.Errorf("%w: the stored HMAC key is %d bytes", ErrCorrupt, len(v))
+			}
+			key = slices.Clone(v)
+			return nil
+		}
+		key = make([]byte, generatedKeyLen)
+		_, _ = rand.Read(key) // crypto/rand.Read never fails (Go 1.24+).
+		return meta.Put(metaHMACKey, key)
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	s, err := newSealer(key)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return &Bolt{db: db, key: key, sealer: s}, nil
+}
+
+// Path returns the database file's path.
+func (b *Bolt) Path() string { return b.db.Path() }
+
+// Key implements Store.
+func (b *Bolt) Key(ctx context.Context) ([]byte, error) {
+	if err := ctxErr(ctx, "key"); err != nil {
+		return nil, err
+	}
+	return slices.Clone(b.key), nil
+}
+
+// Close implements Store.
+func (b *Bolt) Close() error {
+	if err := b.db.Close(); err != nil {
+		return fmt.Errorf("state: close %s: %w", b.db.Path(), err)
+	}
+	return nil
+}
+
+func (b *Bolt) view(ctx context.Context, op string, fn func(*bolt.Tx) error) error {
+	if err := ctxErr(ctx, op); err != nil {
+		return err
+	}
+	return wrapBolt(op, b.db.View(fn))
+}
+
+func (b *Bolt) update(ctx context.Context, op string, fn func(*bolt.Tx) error) error {
+	if err := ctxErr(ctx, op); err != nil {
+		return err
+	}
+	return wrapBolt(op, b.db.Update(fn))
+}
+
+func wrapBolt(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, bolterrors.ErrDatabaseNotOpen):
+		return fmt.Errorf("state: %s: %w: %w", op, ErrClosed, err)
+	}
+	return err
+}
+
+// GetRecord implements Records.
+func (b *Bolt) GetRecord(ctx context.Context, name string) (Record, error) {
+	if err := checkName(name); err != nil {
+		return Record{}, err
+	}
+	var r Record
+	err := b.view(ctx, "get record", func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketRecords).Get([]byte(name))
+		if v == nil {
+			return fmt.Errorf("state: record %s: %w", name, ErrNotFound)
+		}
+		var err error
+		r, err = decodeRecord(v)
+		return err
+	})
+	return r, err
+}
+
+// PutRecord implements Records.
+func (b *Bolt) PutRecord(ctx context.Context, r Record) error {
+	v, err := encodeRecord(r)
+	if err != nil {
+		return err
+	}
+	return b.update(ctx, "put record", func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketRecords).Put([]byte(r.Name), v); err != nil {
+			return fmt.Errorf("state: put record %s: %w", r.Name, err)
+		}
+		return nil
+	})
+}
+
+// DeleteRecord implements Records.
+func (b *Bolt) DeleteRecord(ctx context.Context, name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	return b.update(ctx, "delete record", func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketRecords).Delete([]byte(name)); err != nil {
+			return fmt.Errorf("state: delete record %s: %w", name, err)
+		}
+		return nil
+	})
+}
+
+// ListRecords implements Records: one cursor scan over the keys that start
+// with parent + "/secrets/".
+func (b *Bolt) ListRecords(ctx context.Context, parent string) ([]Record, error) {
+	if err := checkParent(parent); err != nil {
+		return nil, err
+	}
+	prefix := []byte(parent + secretsSep)
+	var out []Record
+	err := b.view(ctx, "list records", func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketRecords).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			r, err := decodeRecord(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = []Record{}
+	}
+	return out, nil
+}
+
+// callerPrefix is the caller index's key prefix for a caller.
+func callerPrefix(caller string) []byte {
+	k := make([]byte, 2, 2+len(caller))
+	binary.BigEndian.PutUint16(k, uint16(len(caller))) // checkText bounds callers to 1024 bytes
+	return append(k, caller...)
+}
+
+func callerKey(caller, id string) []byte { return append(callerPrefix(caller), id...) }
+
+// putOperation stores encoded op v in tx and indexes it under its caller,
+// dropping the index entry of the caller it was stored with before, when
+// that differs.
+func putOperation(tx *bolt.Tx, op *Operation, v []byte) error {
+	idx := tx.Bucket(bucketOpsByCaller)
+	if old, ok := storedCaller(tx, op.ID); ok && old != op.Caller {
+		if err := idx.Delete(callerKey(old, op.ID)); err != nil {
+			return fmt.Errorf("state: put operation %s: %w", op.ID, err)
+		}
+	}
+	if err := tx.Bucket(bucketOperations).Put([]byte(op.ID), v); err != nil {
+		return fmt.Errorf("state: put operation %s: %w", op.ID, err)
+	}
+	if err := idx.Put(callerKey(op.Caller, op.ID), nil); err != nil {
+		return fmt.Errorf("state: put operation %s: %w", op.ID, err)
+	}
+	return nil
+}
+
+// storedCaller returns the caller of the stored operation id without
+// opening its values. ok is false when there is none or it does not
+// decode; a stale index entry that remains is harmless, as
+// ListOperations checks each operation's caller.
+func storedCaller(tx *bolt.Tx, id string) (caller string, ok bool) {
+	v := tx.Bucket(bucketOperations).Get([]byte(id))
+	if v == nil {
+		return "", false
+	}
+	var j struct {
+		Caller string `json:"caller"`
+	}
+	if err := json.Unmarshal(v, &j); err != nil {
+		return "", false
+	}
+	return j.Caller, true
+}
+
+// stored decodes the stored operation id; ok is false when there is none.
+func (b *Bolt) stored(tx *bolt.Tx, id string) (*Operation, bool, error) {
+	v := tx.Bucket(bucketOperations).Get([]byte(id))
+	if v == nil {
+		return nil, false, nil
+	}
+	op, err := decodeOperation(b.sealer, v)
+	if err != nil {
+		return nil, false, err
+	}
+	return op, true, nil
+}
+
+// PutOperation implements Operations.
+func (b *Bolt) PutOperation(ctx context.Context, op *Operation) error {
+	v, err := encodeOperation(b.sealer, op)
+	if err != nil {
+		return err
+	}
+	return b.update(ctx, "put operation", func(tx *bolt.Tx) error {
+		return putOperation(tx, op, v)
+	})
+}
+
+// GetOperation implements Operations.
+func (b *Bolt) GetOperation(ctx context.Context, id string) (*Operation, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	var op *Operation
+	err := b.view(ctx, "get operation", func(tx *bolt.Tx) error {
+		var ok bool
+		var err error
+		op, ok, err = b.stored(tx, id)
+		if err == nil && !ok {
+			err = fmt.Errorf("state: operation %s: %w", id, ErrNotFound)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return op, nil
+}
+
+// UpdateOperation implements Operations: one bbolt write transaction.
+func (b *Bolt) UpdateOperation(ctx context.Context, id string, fn func(*Operation) error) (*Operation, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	var op *Operation
+	err := b.update(ctx, "update operation", func(tx *bolt.Tx) error {
+		var ok bool
+		var err error
+		op, ok, err = b.stored(tx, id)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("state: operation %s: %w", id, ErrNotFound)
+		}
+		if err := fn(op); err != nil {
+			return fmt.Errorf("state: update operation %s: %w", id, err)
+		}
+		if op.ID != id {
+			return fmt.Errorf("state: update operation %s: %w: the update changed the ID", id, ErrInvalid)
+		}
+		v, err := encodeOperation(b.sealer, op)
+		if err != nil {
+			return err
+		}
+		return putOperation(tx, op, v)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return op, nil
+}
+
+// ListOperations implements Operations. With a caller it scans that
+// caller's index keys; without, the operations bucket.
+func (b *Bolt) ListOperations(ctx context.Context, f OperationFilter) ([]*Operation, error) {
+	out := []*Operation{}
+	err := b.view(ctx, "list operations", func(tx *bolt.Tx) error {
+		ops := tx.Bucket(bucketOperations)
+		take := func(v []byte) (more bool, err error) {
+			op, err := decodeOperation(b.sealer, v)
+			if err != nil {
+				return false, err
+			}
+			if f.match(op) {
+				out = append(out, op)
+			}
+			return f.Limit <= 0 || len(out) < f.Limit, nil
+		}
+		if f.Caller == "" {
+			c := ops.Cursor()
+			for k, v := c.Seek([]byte(f.After)); k != nil; k, v = c.Next() {
+				if string(k) == f.After {
+					continue
+				}
+				if more, err := take(v); err != nil || !more {
+					return err
+				}
+			}
+			return nil
+		}
+		prefix := callerPrefix(f.Caller)
+		c := tx.Bucket(bucketOpsByCaller).Cursor()
+		for k, _ := c.Seek(callerKey(f.Caller, f.After)); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			id := k[len(prefix):]
+			if string(id) == f.After {
+				continue
+			}
+			v := ops.Get(id)
+			if v == nil {
+				continue // a stale index entry (see storedCaller)
+			}
+			if more, err := take(v); err != nil || !more {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DeleteOperation implements Operations.
+func (b *Bolt) DeleteOperation(ctx context.Context, id string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	return b.update(ctx, "delete operation", func(tx *bolt.Tx) error {
+		caller, ok := storedCaller(tx, id)
+		if err := tx.Bucket(bucketOperations).Delete([]byte(id)); err != nil {
+			return fmt.Errorf("state: delete operation %s: %w", id, err)
+		}
+		if !ok {
+			return nil
+		}
+		if err := tx.Bucket(bucketOpsByCaller).Delete(callerKey(caller, id)); err != nil {
+			return fmt.Errorf("state: delete operation %s: %w", id, err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,314 @@
+package state
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+)
+
+// The stored encoding, the same bytes in every store, is one JSON object
+// per record and per operation, with a format version "v" (1). A decoder
+// refuses another version, trailing data, and anything that fails the
+// checks Put applies; it ignores unknown fields (a later version may add
+// some). Times are RFC 3339 in UTC with nanoseconds; zero times, zero
+// fingerprints, false and empty fields are left out.
+//
+// A record:
+//
+//	{"v":1,"name":"orgs/acme/actions/secrets/TOKEN",
+//	 "value_fingerprint":"<64 hex>","settings_fingerprint":"<64 hex>",
+//	 "key_id":"568250167242549743","updated_at":"2026-11-27T19:00:00Z",
+//	 "owner":"deploy","written_at":"2026-11-27T19:00:00.5Z"}
+//
+// An operation:
+//
+//	{"v":1,"id":"...","caller":"token:ci","kind":"SyncSecrets",
+//	 "parent":"orgs/acme/actions","owner":"deploy","force":true,"prune":true,
+//	 "create_time":"...","update_time":"...","done":true,"cancel_requested":true,
+//	 "error":{"code":1,"message":"cancelled"},
+//	 "metadata":{"total":3,"written":1,"unchanged":1,"failed":0,"remaining":1,
+//	             "estimated_completion":"..."},
+//	 "results":[{"name":"...","code":0,"message":"","unchanged":true,"drift":false,"action":"unchanged"}],
+//	 "pending":[{"name":"...","visibility":"selected","selected_repository_ids":[1,2],
+//	             "value":"<base64 of the sealed value, seal.go>"},
+//	            {"name":"...","delete":true},
+//	            {"name":"...","value_lost":true}]}
+//
+// A value never appears in the encoding: "value" is the sealed value.
+const formatVersion = 1
+
+type recordJSON struct {
+	V                   int         `json:"v"`
+	Name                string      `json:"name"`
+	ValueFingerprint    Fingerprint `json:"value_fingerprint,omitzero"`
+	SettingsFingerprint Fingerprint `json:"settings_fingerprint,omitzero"`
+	KeyID               string      `json:"key_id,omitempty"`
+	UpdatedAt           time.Time   `json:"updated_at,omitzero"`
+	Owner               string      `json:"owner,omitempty"`
+	WrittenAt           time.Time   `json:"written_at,omitzero"`
+}
+
+type statusJSON struct {
+	Code    codes.Code `json:"code"`
+	Message string     `json:"message,omitempty"`
+}
+
+type progressJSON struct {
+	Total               int       `json:"total"`
+	Written             int       `json:"written"`
+	Unchanged           int       `json:"unchanged"`
+	Failed              int       `json:"failed"`
+	Remaining           int       `json:"remaining"`
+	EstimatedCompletion time.Time `json:"estimated_completion,omitzero"`
+}
+
+type resultJSON struct {
+	Name      string     `json:"name"`
+	Code      codes.Code `json:"code"`
+	Message   string     `json:"message,omitempty"`
+	Unchanged bool       `json:"unchanged,omitempty"`
+	Drift     bool       `json:"drift,omitempty"`
+	Action    string     `json:"action,omitempty"`
+}
+
+type pendingJSON struct {
+	Name                  string  `json:"name"`
+	Visibility            string  `json:"visibility,omitempty"`
+	SelectedRepositoryIDs []int64 `json:"selected_repository_ids,omitempty"`
+	Delete                bool    `json:"delete,omitempty"`
+	// Value is the sealed value; encoding/json writes []byte as base64.
+	Value     []byte `json:"value,omitempty"`
+	ValueLost bool   `json:"value_lost,omitempty"`
+}
+
+type operationJSON struct {
+	V               int           `json:"v"`
+	ID              string        `json:"id"`
+	Caller          string        `json:"caller,omitempty"`
+	Kind            OperationKind `json:"kind"`
+	Parent          string        `json:"parent,omitempty"`
+	Owner           string        `json:"owner,omitempty"`
+	Force           bool          `json:"force,omitempty"`
+	Prune           bool          `json:"prune,omitempty"`
+	CreateTime      time.Time     `json:"create_time,omitzero"`
+	UpdateTime      time.Time     `json:"update_time,omitzero"`
+	Done            bool          `json:"done,omitempty"`
+	CancelRequested bool          `json:"cancel_requested,omitempty"`
+	Error           *statusJSON   `json:"error,omitempty"`
+	Metadata        progressJSON  `json:"metadata"`
+	Results         []resultJSON  `json:"results,omitempty"`
+	Pending         []pendingJSON `json:"pending,omitempty"`
+}
+
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// checkTimes refuses a decoded time that does not encode again: RFC 3339
+// allows an offset that moves year 0 or 9999 out of range in UTC.
+func checkTimes(ts ...time.Time) error {
+	for _, t := range ts {
+		if y := t.Year(); !t.IsZero() && (y < 0 || y > 9999) {
+			return fmt.Errorf("%w: a time outside years 0 to 9999", ErrCorrupt)
+		}
+	}
+	return nil
+}
+
+// encodeRecord encodes a record after checking its name.
+func encodeRecord(r Record) ([]byte, error) {
+	if err := checkName(r.Name); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(recordJSON{
+		V:                   formatVersion,
+		Name:                r.Name,
+		ValueFingerprint:    r.ValueFingerprint,
+		SettingsFingerprint: r.SettingsFingerprint,
+		KeyID:               r.KeyID,
+		UpdatedAt:           utc(r.UpdatedAt),
+		Owner:               r.Owner,
+		WrittenAt:           utc(r.WrittenAt),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: encode record %s: %w", r.Name, err)
+	}
+	return b, nil
+}
+
+// decodeStrict decodes one JSON value and refuses trailing data.
+func decodeStrict(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if len(bytes.TrimLeft(b[d.InputOffset():], " \t\r\n")) != 0 {
+		return errors.New("trailing data")
+	}
+	return nil
+}
+
+// decodeRecord decodes a stored record.
+func decodeRecord(b []byte) (Record, error) {
+	var j recordJSON
+	if err := decodeStrict(b, &j); err != nil {
+		return Record{}, fmt.Errorf("state: decode record: %w: %w", ErrCorrupt, err)
+	}
+	if j.V != formatVersion {
+		return Record{}, fmt.Errorf("state: decode record: %w: format version %d, want %d", ErrCorrupt, j.V, formatVersion)
+	}
+	if err := checkName(j.Name); err != nil {
+		return Record{}, fmt.Errorf("state: decode record: %w: %w", ErrCorrupt, err)
+	}
+	if err := checkTimes(utc(j.UpdatedAt), utc(j.WrittenAt)); err != nil {
+		return Record{}, fmt.Errorf("state: decode record %s: %w", j.Name, err)
+	}
+	return Record{
+		Name:                j.Name,
+		ValueFingerprint:    j.ValueFingerprint,
+		SettingsFingerprint: j.SettingsFingerprint,
+		KeyID:               j.KeyID,
+		UpdatedAt:           utc(j.UpdatedAt),
+		Owner:               j.Owner,
+		WrittenAt:           utc(j.WrittenAt),
+	}, nil
+}
+
+// encodeOperation checks op and encodes it, sealing its pending values.
+func encodeOperation(s *sealer, op *Operation) ([]byte, error) {
+	if err := checkOperation(op); err != nil {
+		return nil, err
+	}
+	j := operationJSON{
+		V:               formatVersion,
+		ID:              op.ID,
+		Caller:          op.Caller,
+		Kind:            op.Kind,
+		Parent:          op.Parent,
+		Owner:           op.Owner,
+		Force:           op.Force,
+		Prune:           op.Prune,
+		CreateTime:      utc(op.CreateTime),
+		UpdateTime:      utc(op.UpdateTime),
+		Done:            op.Done,
+		CancelRequested: op.CancelRequested,
+		Metadata: progressJSON{
+			Total:               op.Metadata.Total,
+			Written:             op.Metadata.Written,
+			Unchanged:           op.Metadata.Unchanged,
+			Failed:              op.Metadata.Failed,
+			Remaining:           op.Metadata.Remaining,
+			EstimatedCompletion: utc(op.Metadata.EstimatedCompletion),
+		},
+	}
+	if op.Error != nil {
+		j.Error = &statusJSON{Code: op.Error.Code, Message: op.Error.Message}
+	}
+	for _, r := range op.Results {
+		j.Results = append(j.Results, resultJSON(r))
+	}
+	for _, p := range op.Pending {
+		pj := pendingJSON{
+			Name:                  p.Name,
+			Visibility:            p.Settings.Visibility,
+			SelectedRepositoryIDs: p.Settings.SelectedRepositoryIDs,
+			Delete:                p.Delete,
+			ValueLost:             p.ValueLost,
+		}
+		if !p.Delete && !p.ValueLost {
+			pj.Value = s.seal(op.ID, p.Name, p.Value)
+		}
+		j.Pending = append(j.Pending, pj)
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		// The error names the operation only: json.Marshal of these
+		// types fails on nothing that holds a value.
+		return nil, fmt.Errorf("state: encode operation %s: %w", op.ID, err)
+	}
+	return b, nil
+}
+
+// decodeOperation decodes a stored operation and opens its pending
+// values. A value that does not authenticate (the server key changed) sets
+// ValueLost on its item; any other fault is an error wrapping ErrCorrupt.
+func decodeOperation(s *sealer, b []byte) (*Operation, error) {
+	var j operationJSON
+	if err := decodeStrict(b, &j); err != nil {
+		return nil, fmt.Errorf("state: decode operation: %w: %w", ErrCorrupt, err)
+	}
+	if j.V != formatVersion {
+		return nil, fmt.Errorf("state: decode operation: %w: format version %d, want %d", ErrCorrupt, j.V, formatVersion)
+	}
+	op := &Operation{
+		ID:              j.ID,
+		Caller:          j.Caller,
+		Kind:            j.Kind,
+		Parent:          j.Parent,
+		Owner:           j.Owner,
+		Force:           j.Force,
+		Prune:           j.Prune,
+		CreateTime:      utc(j.CreateTime),
+		UpdateTime:      utc(j.UpdateTime),
+		Done:            j.Done,
+		CancelRequested: j.CancelRequested,
+		Metadata: Progress{
+			Total:               j.Metadata.Total,
+			Written:             j.Metadata.Written,
+			Unchanged:           j.Metadata.Unchanged,
+			Failed:              j.Metadata.Failed,
+			Remaining:           j.Metadata.Remaining,
+			EstimatedCompletion: utc(j.Metadata.EstimatedCompletion),
+		},
+	}
+	if err := checkTimes(op.CreateTime, op.UpdateTime, op.Metadata.EstimatedCompletion); err != nil {
+		return nil, fmt.Errorf("state: decode operation %s: %w", j.ID, err)
+	}
+	if j.Error != nil {
+		op.Error = &Status{Code: j.Error.Code, Message: j.Error.Message}
+	}
+	for _, r := range j.Results {
+		op.Results = append(op.Results, ItemResult(r))
+	}
+	for i, pj := range j.Pending {
+		p := PendingItem{
+			Name:      pj.Name,
+			Settings:  Settings{Visibility: pj.Visibility},
+			Delete:    pj.Delete,
+			ValueLost: pj.ValueLost,
+		}
+		if len(pj.SelectedRepositoryIDs) > 0 {
+			p.Settings.SelectedRepositoryIDs = pj.SelectedRepositoryIDs
+		}
+		switch {
+		case pj.Delete || pj.ValueLost:
+			if pj.Value != nil {
+				return nil, fmt.Errorf("state: decode operation %s: pending item %d: %w: a delete or lost item holds a value", j.ID, i, ErrCorrupt)
+			}
+		case pj.Value == nil:
+			return nil, fmt.Errorf("state: decode operation %s: pending item %d: %w: no value", j.ID, i, ErrCorrupt)
+		default:
+			v, err := s.open(j.ID, pj.Name, pj.Value)
+			switch {
+			case errors.Is(err, errSealOpen):
+				p.ValueLost = true
+			case err != nil:
+				return nil, fmt.Errorf("state: decode operation %s: pending item %d: %w", j.ID, i, err)
+			default:
+				p.Value = v
+			}
+		}
+		op.Pending = append(op.Pending, p)
+	}
+	if err := checkOperation(op); err != nil {
+		return nil, fmt.Errorf("state: decode operation: %w: %w", ErrCorrupt, err)
+	}
+	return op, nil
+}

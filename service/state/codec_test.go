@@ -1,0 +1,245 @@
+package state
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRecordFormat pins the stored encoding of a record.
+func TestRecordFormat(t *testing.T) {
+	r := Record{
+		Name:                "orgs/acme/actions/secrets/TOKEN",
+		ValueFingerprint:    fp(0xab),
+		SettingsFingerprint: fp(0x01),
+		KeyID:               "568250167242549743",
+		UpdatedAt:           time.Date(2026, 11, 27, 19, 0, 0, 0, time.UTC),
+		Owner:               "deploy",
+		WrittenAt:           time.Date(2026, 11, 27, 20, 0, 0, 500_000_000, time.FixedZone("CET", 3600)),
+	}
+	b, err := encodeRecord(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"v":1,"name":"orgs/acme/actions/secrets/TOKEN",` +
+		`"value_fingerprint":"` + strings.Repeat("ab", 32) + `",` +
+		`"settings_fingerprint":"` + strings.Repeat("01", 32) + `",` +
+		`"key_id":"568250167242549743","updated_at":"2026-11-27T19:00:00Z",` +
+		`"owner":"deploy","written_at":"2026-11-27T19:00:00.5Z"}`
+	if string(b) != want {
+		t.Fatalf("encoding:\n got %s\nwant %s", b, want)
+	}
+	b, err = encodeRecord(Record{Name: "repos/o/r/actions/secrets/X"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"v":1,"name":"repos/o/r/actions/secrets/X"}`; string(b) != want {
+		t.Fatalf("zero fields: got %s, want %s", b, want)
+	}
+}
+
+// TestOperationFormat pins the stored encoding of an operation and opens
+// its sealed value by the documented format.
+func TestOperationFormat(t *testing.T) {
+	s, _ := newSealer(sealTestKey)
+	op := &Operation{
+		ID: "op1", Caller: "token:ci", Kind: KindBatchPutSecrets,
+		CreateTime: time.Date(2026, 11, 27, 19, 0, 0, 0, time.UTC),
+		Metadata:   Progress{Total: 2, Remaining: 2},
+		Pending: []PendingItem{
+			{Name: "orgs/acme/actions/secrets/A", Value: []byte("va"), Settings: Settings{Visibility: "selected", SelectedRepositoryIDs: []int64{2, 1}}},
+			{Name: "orgs/acme/actions/secrets/B", Delete: true},
+		},
+	}
+	b, err := encodeOperation(s, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j map[string]any
+	if err := json.Unmarshal(b, &j); err != nil {
+		t.Fatal(err)
+	}
+	sealedB64 := j["pending"].([]any)[0].(map[string]any)["value"].(string)
+	want := `{"v":1,"id":"op1","caller":"token:ci","kind":"BatchPutSecrets","create_time":"2026-11-27T19:00:00Z",` +
+		`"metadata":{"total":2,"written":0,"unchanged":0,"failed":0,"remaining":2},` +
+		`"pending":[{"name":"orgs/acme/actions/secrets/A","visibility":"selected","selected_repository_ids":[2,1],"value":"` + sealedB64 + `"},` +
+		`{"name":"orgs/acme/actions/secrets/B","delete":true}]}`
+	if string(b) != want {
+		t.Fatalf("encoding:\n got %s\nwant %s", b, want)
+	}
+	sealed, err := base64.StdEncoding.DecodeString(sealedB64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.open("op1", "orgs/acme/actions/secrets/A", sealed); err != nil || string(v) != "va" {
+		t.Fatalf("the stored value does not open as documented: %q, %v", v, err)
+	}
+}
+
+func TestDecodeRecordRejects(t *testing.T) {
+	name := `"name":"orgs/acme/actions/secrets/X"`
+	tests := []struct{ name, in string }{
+		{"empty", ``},
+		{"not JSON", `{`},
+		{"null", `null`},
+		{"no version", `{` + name + `}`},
+		{"other version", `{"v":2,` + name + `}`},
+		{"trailing data", `{"v":1,` + name + `}{}`},
+		{"trailing garbage", `{"v":1,` + name + `} x`},
+		{"bad name", `{"v":1,"name":"orgs/acme/actions"}`},
+		{"short fingerprint", `{"v":1,` + name + `,"value_fingerprint":"abcd"}`},
+		{"zero fingerprint spelled out", `{"v":1,` + name + `,"value_fingerprint":"` + strings.Repeat("00", 32) + `"}`},
+		{"bad time", `{"v":1,` + name + `,"updated_at":"yesterday"}`},
+		{"time out of range in UTC", `{"v":1,` + name + `,"updated_at":"0000-01-01T00:00:00+01:00"}`},
+		{"wrong type", `{"v":1,` + name + `,"owner":7}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := decodeRecord([]byte(tt.in)); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decodeRecord(%s): %v, want ErrCorrupt", tt.in, err)
+			}
+		})
+	}
+	if _, err := decodeRecord([]byte(`{"v":1,` + name + `,"new_field":true}`)); err != nil {
+		t.Fatalf("an unknown field: %v, want it ignored", err)
+	}
+}
+
+func TestDecodeOperationRejects(t *testing.T) {
+	s, _ := newSealer(sealTestKey)
+	sealed := base64.StdEncoding.EncodeToString(s.seal("op", "orgs/a/actions/secrets/X", []byte("v")))
+	head := `{"v":1,"id":"op","kind":"SyncSecrets","metadata":{}`
+	item := func(fields string) string {
+		return head + `,"pending":[{"name":"orgs/a/actions/secrets/X"` + fields + `}]}`
+	}
+	tests := []struct{ name, in string }{
+		{"empty", ``},
+		{"other version", `{"v":3,"id":"op","kind":"SyncSecrets"}`},
+		{"no ID", `{"v":1,"kind":"SyncSecrets"}`},
+		{"bad ID", `{"v":1,"id":"a b","kind":"SyncSecrets"}`},
+		{"no kind", `{"v":1,"id":"op"}`},
+		{"negative count", `{"v":1,"id":"op","kind":"SyncSecrets","metadata":{"failed":-1}}`},
+		{"unknown code", head + `,"results":[{"name":"x","code":99}]}`},
+		{"item without a value", item(``)},
+		{"delete with a value", item(`,"delete":true,"value":"` + sealed + `"`)},
+		{"lost with a value", item(`,"value_lost":true,"value":"` + sealed + `"`)},
+		{"value not base64", item(`,"value":"!!"`)},
+		{"value too short", item(`,"value":"AQID"`)},
+		{"bad item name", head + `,"pending":[{"name":"x","delete":true}]}`},
+		{"trailing data", head + `}]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := decodeOperation(s, []byte(tt.in)); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decodeOperation(%s): %v, want ErrCorrupt", tt.in, err)
+			}
+		})
+	}
+	op, err := decodeOperation(s, []byte(item(`,"value":"`+sealed+`"`)))
+	if err != nil || string(op.Pending[0].Value) != "v" {
+		t.Fatalf("a good item: %v", err)
+	}
+	// A value sealed for another item does not open: the item is lost,
+	// the operation still decodes.
+	moved := strings.Replace(item(`,"value":"`+sealed+`"`), "secrets/X", "secrets/Y", 1)
+	op, err = decodeOperation(s, []byte(moved))
+	if err != nil || !op.Pending[0].ValueLost || op.Pending[0].Value != nil {
+		t.Fatalf("a moved value: %v, %+v", err, op)
+	}
+}
+
+func seedOperations(f *testing.F, s *sealer) {
+	for _, op := range []*Operation{
+		operation("op1", "token:ci"),
+		{ID: "x", Kind: "k"},
+		func() *Operation {
+			op := operation("op3", "")
+			op.Done, op.Error = true, &Status{Code: 1, Message: "cancelled"}
+			op.Pending = []PendingItem{{Name: "orgs/a/actions/secrets/L", ValueLost: true}}
+			return op
+		}(),
+	} {
+		b, err := encodeOperation(s, op)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"v":1,"id":"op","kind":"k","metadata":{},"results":[{"name":"x","code":"NOT_FOUND"}]}`))
+	f.Add([]byte(`{"v":1,"id":"op","kind":"k","metadata":{},"pending":[{"name":"orgs/a/actions/secrets/X","selected_repository_ids":[]}]}`))
+	f.Add([]byte(`{"v":1,"id":"op","kind":"k","create_time":"9999-12-31T23:59:59-01:00"}`))
+	f.Add([]byte(`null`))
+}
+
+// FuzzDecodeOperation: the decoder never panics, and what it accepts
+// encodes again and decodes to the same operation.
+func FuzzDecodeOperation(f *testing.F) {
+	s, err := newSealer(sealTestKey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	seedOperations(f, s)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		op, err := decodeOperation(s, in)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("a decode error that is not ErrCorrupt: %v", err)
+			}
+			return
+		}
+		b, err := encodeOperation(s, op)
+		if err != nil {
+			t.Fatalf("decoded but does not encode: %v", err)
+		}
+		again, err := decodeOperation(s, b)
+		if err != nil {
+			t.Fatalf("encoded but does not decode: %v\n%s", err, b)
+		}
+		if !reflect.DeepEqual(op, again) {
+			t.Fatalf("round trip changed the operation:\n%s\n%s", fmtOp(op), fmtOp(again))
+		}
+	})
+}
+
+// FuzzDecodeRecord: the decoder never panics, and what it accepts encodes
+// to the same bytes on a second round.
+func FuzzDecodeRecord(f *testing.F) {
+	for _, r := range []Record{record("orgs/acme/actions/secrets/A"), {Name: "repos/o/r/actions/secrets/B"}} {
+		b, err := encodeRecord(r)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"v":1,"name":"orgs/a/actions/secrets/X","updated_at":"2026-01-01T00:00:00+14:00","NAME":"y"}`))
+	f.Add([]byte(`{"v":1,"name":"a/secrets/b","value_fingerprint":""}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r, err := decodeRecord(in)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("a decode error that is not ErrCorrupt: %v", err)
+			}
+			return
+		}
+		b, err := encodeRecord(r)
+		if err != nil {
+			t.Fatalf("decoded but does not encode: %v", err)
+		}
+		again, err := decodeRecord(b)
+		if err != nil {
+			t.Fatalf("encoded but does not decode: %v\n%s", err, b)
+		}
+		if again != r {
+			t.Fatalf("round trip changed the record: %+v, %+v", r, again)
+		}
+		b2, err := encodeRecord(again)
+		if err != nil || !bytes.Equal(b, b2) {
+			t.Fatalf("the encoding is not stable: %s, %s", b, b2)
+		}
+	})
+}

@@ -1,0 +1,171 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Store is the broker's state: records of what it wrote, its long-running
+// operations, and the server key. Every method takes a context first and
+// returns errors wrapped with %w; ErrNotFound marks a missing record or
+// operation. Implementations are safe for concurrent use.
+type Store interface {
+	Records
+	Operations
+
+	// Key returns the server key (at least MinKeyLen bytes): the
+	// operator's (Options.HMACKey) when given, else one generated once
+	// and kept in the store. The caller must not keep it in a log or an
+	// error. The returned slice is the caller's own copy.
+	Key(ctx context.Context) ([]byte, error)
+
+	// Close releases the store. Calls after Close fail.
+	Close() error
+}
+
+// Records holds one Record per secret the broker wrote.
+type Records interface {
+	// GetRecord returns the record for a secret resource name, or an
+	// error wrapping ErrNotFound.
+	GetRecord(ctx context.Context, name string) (Record, error)
+	// PutRecord creates or replaces the record for r.Name.
+	PutRecord(ctx context.Context, r Record) error
+	// DeleteRecord removes a record. Removing a missing record is not an
+	// error (a prune retried after a restart deletes again).
+	DeleteRecord(ctx context.Context, name string) error
+	// ListRecords returns every record whose name is
+	// parent + "/secrets/" + NAME, sorted by name.
+	ListRecords(ctx context.Context, parent string) ([]Record, error)
+}
+
+// Operations holds long-running operations.
+type Operations interface {
+	// PutOperation creates or replaces op. Its pending values are sealed
+	// before they are stored.
+	PutOperation(ctx context.Context, op *Operation) error
+	// GetOperation returns the operation with this ID, or an error
+	// wrapping ErrNotFound.
+	GetOperation(ctx context.Context, id string) (*Operation, error)
+	// UpdateOperation reads the operation, calls fn on it and stores the
+	// result, atomically with respect to every other write of that
+	// operation (so a CancelOperation is not lost under a progress
+	// update). When fn returns an error nothing is stored and that error
+	// is returned wrapped. fn may be called more than once (a Redis store
+	// retries on conflict) and must not call the store. fn must not
+	// change the ID.
+	UpdateOperation(ctx context.Context, id string, fn func(*Operation) error) (*Operation, error)
+	// ListOperations returns the operations that match f, sorted by ID.
+	ListOperations(ctx context.Context, f OperationFilter) ([]*Operation, error)
+	// DeleteOperation removes an operation. Removing a missing one is
+	// not an error.
+	DeleteOperation(ctx context.Context, id string) error
+}
+
+// OperationFilter selects operations for ListOperations. The zero filter
+// selects every operation.
+type OperationFilter struct {
+	// Caller, when not empty, selects that caller's operations only.
+	// The service passes the calling identity here; it lists every
+	// caller's operations (Caller empty) only for a policy that lets a
+	// caller read others', and at start-up to resume.
+	Caller string
+	// NotDone selects operations that are not done (to resume them).
+	NotDone bool
+	// After, when not empty, selects IDs that sort after it: pass the
+	// last ID of one page to get the next.
+	After string
+	// Limit, when positive, returns at most this many operations.
+	Limit int
+}
+
+func (f OperationFilter) match(op *Operation) bool {
+	if f.Caller != "" && op.Caller != f.Caller {
+		return false
+	}
+	return !f.NotDone || !op.Done
+}
+
+// Options configure a store.
+type Options struct {
+	// HMACKey is the operator's server key, from --state-hmac-key-file
+	// (see ReadKeyFile): at least MinKeyLen bytes. When nil, the store
+	// generates a random key once and keeps it.
+	HMACKey []byte
+
+	// LockTimeout bounds how long the file store waits for the lock on
+	// its file, held by another process; zero means DefaultLockTimeout.
+	// The memory store ignores it.
+	LockTimeout time.Duration
+}
+
+// MinKeyLen is the shortest server key accepted, in bytes.
+const MinKeyLen = 32
+
+// maxKeyFileLen bounds the key file: a larger file is not a key.
+const maxKeyFileLen = 4096
+
+// generatedKeyLen is the length of a generated server key.
+const generatedKeyLen = 32
+
+// DefaultLockTimeout is how long the file store waits for its file's lock.
+const DefaultLockTimeout = 2 * time.Second
+
+// Errors. Each is wrapped with context; test them with errors.Is.
+var (
+	// ErrNotFound: no record or operation by that name.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid: a name, ID or operation the store refuses.
+	ErrInvalid = errors.New("invalid")
+	// ErrBadKey: the operator's server key is unusable (a configuration
+	// error: too short, too long or unreadable).
+	ErrBadKey = errors.New("bad state HMAC key")
+	// ErrLocked: another process holds the state file.
+	ErrLocked = errors.New("state file is locked by another process")
+	// ErrCorrupt: stored bytes that do not decode.
+	ErrCorrupt = errors.New("corrupt state")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("state store is closed")
+)
+
+// ReadKeyFile reads the operator's server key from path: the file's raw
+// bytes, exactly (a trailing newline is part of the key), at least
+// MinKeyLen and at most 4096 bytes. Any other file is a configuration
+// error wrapping ErrBadKey. The error never holds key bytes.
+func ReadKeyFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("state: --state-hmac-key-file: %w: %w", ErrBadKey, err)
+	}
+	defer f.Close()
+	key, err := io.ReadAll(io.LimitReader(f, maxKeyFileLen+1))
+	if err != nil {
+		return nil, fmt.Errorf("state: --state-hmac-key-file %s: %w: %w", path, ErrBadKey, err)
+	}
+	if err := checkKey(key); err != nil {
+		return nil, fmt.Errorf("state: --state-hmac-key-file %s: %w", path, err)
+	}
+	return key, nil
+}
+
+// checkKey checks a server key's length.
+func checkKey(key []byte) error {
+	switch {
+	case len(key) < MinKeyLen:
+		return fmt.Errorf("%w: the key is %d bytes; at least %d are required (for example: head -c 32 /dev/urandom > key)", ErrBadKey, len(key), MinKeyLen)
+	case len(key) > maxKeyFileLen:
+		return fmt.Errorf("%w: the key is more than %d bytes", ErrBadKey, maxKeyFileLen)
+	}
+	return nil
+}
+
+// ctxErr returns the context's error, wrapped, when it is done.
+func ctxErr(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("state: %s: %w", op, err)
+	}
+	return nil
+}
