@@ -235,6 +235,14 @@ type Config struct {
 	// (protocol, endpoint, headers) from the OTEL_* variables itself.
 	TracesExporter string
 
+	// MetricsExporter is where metrics are pushed besides /metrics, which
+	// always serves them: OTEL_METRICS_EXPORTER ("otlp", "console" or
+	// "none"). Not a flag. Default: "", none; unlike traces, an OTLP
+	// endpoint alone does not push metrics. The exporter reads its other
+	// settings (protocol, endpoint, headers, OTEL_METRIC_EXPORT_INTERVAL)
+	// from the OTEL_* variables itself.
+	MetricsExporter string
+
 	// spanExporter, when set (tests only), receives the spans instead of
 	// the exporter TracesExporter names.
 	spanExporter sdktrace.SpanExporter
@@ -396,6 +404,9 @@ Flags:
 
 	var err error
 	if cfg.TracesExporter, err = tracesExporterFromEnv(lookupEnv); err != nil {
+		return Config{}, err
+	}
+	if cfg.MetricsExporter, err = metricsExporterFromEnv(lookupEnv); err != nil {
 		return Config{}, err
 	}
 
@@ -691,6 +702,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.String("traces_exporter", c.TracesExporter),
+		slog.String("metrics_exporter", c.MetricsExporter),
 		slog.String("tls_cert_file", c.TLSCertFile),
 		slog.String("tls_client_ca_file", c.TLSClientCAFile),
 		slog.String("callers_file", c.CallersFile),

@@ -79,7 +79,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	defer tr.shutdown(ctx, logger)
 	tp := tr.tp
 
-	mp, metricsHandler, err := setupMetrics(ctx)
+	mp, metricsHandler, err := setupMetrics(ctx, cfg.MetricsExporter)
 	if err != nil {
 		return err
 	}

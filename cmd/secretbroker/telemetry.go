@@ -140,10 +140,12 @@ func newResource(ctx context.Context) (*resource.Resource, error) {
 // package's instruments are created on (through their Config or Options,
 // never through otel's global provider), and the handler of /metrics:
 // Prometheus' text format, from the OpenTelemetry Prometheus exporter on
-// a registry of its own (not Prometheus' global one), so that the same
-// instruments could be exported over OTLP with another reader. The
-// provider must be shut down on exit.
-func setupMetrics(ctx context.Context) (*sdkmetric.MeterProvider, http.Handler, error) {
+// a registry of its own (not Prometheus' global one). When exporter is
+// "otlp" or "console" (OTEL_METRICS_EXPORTER), the same instruments are
+// also pushed by a periodic reader from autoexport, which reads its
+// endpoint, protocol and interval from the OTEL_* variables. The provider
+// must be shut down on exit; its shutdown flushes that reader.
+func setupMetrics(ctx context.Context, exporter string) (*sdkmetric.MeterProvider, http.Handler, error) {
 	res, err := newResource(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("metrics resource: %w", err)
@@ -153,7 +155,18 @@ func setupMetrics(ctx context.Context) (*sdkmetric.MeterProvider, http.Handler, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(exp))
+	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(exp)}
+	switch exporter {
+	case metricsExporterOTLP, metricsExporterConsole:
+		// autoexport picks the reader by OTEL_METRICS_EXPORTER, which
+		// metricsExporterFromEnv read and checked.
+		push, err := autoexport.NewMetricReader(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s metric exporter: %w", exporter, err)
+		}
+		opts = append(opts, sdkmetric.WithReader(push))
+	}
+	mp := sdkmetric.NewMeterProvider(opts...)
 	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return mp, h, nil
 }

@@ -25,6 +25,31 @@ const (
 	tracesExporterDisabled = "" // neither variable set: nothing exported
 )
 
+// The values of OTEL_METRICS_EXPORTER the broker takes. "prometheus",
+// which autoexport would serve on a listener of its own, is left out:
+// /metrics on the admin listener serves Prometheus already.
+const (
+	envMetricsExporter     = "OTEL_METRICS_EXPORTER"
+	metricsExporterOTLP    = "otlp"
+	metricsExporterConsole = "console"
+	metricsExporterNone    = "none"
+)
+
+// metricsExporterFromEnv returns where OTEL_METRICS_EXPORTER asks metrics
+// to be pushed: otlp, console, or "" for none (unset, empty or none).
+// Another value is an error.
+func metricsExporterFromEnv(lookupEnv func(string) (string, bool)) (string, error) {
+	v, _ := lookupEnv(envMetricsExporter)
+	switch v {
+	case "", metricsExporterNone:
+		return "", nil
+	case metricsExporterOTLP, metricsExporterConsole:
+		return v, nil
+	}
+	return "", fmt.Errorf("%s=%q: want %s, %s or %s (Prometheus is served at /metrics on the admin listener)",
+		envMetricsExporter, v, metricsExporterOTLP, metricsExporterConsole, metricsExporterNone)
+}
+
 // tracesExporterFromEnv returns the span exporter the environment asks
 // for: OTEL_TRACES_EXPORTER when set (otlp, console or none), else otlp
 // when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
