@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -43,10 +44,15 @@ const minScrubLen = 4
 // redacted replaces a secret in a message.
 const redacted = "[redacted]"
 
-// remember adds a secret scrub must remove.
+// remember adds a secret scrub must remove, as it is and as Go's %q
+// would escape it inside quotes (a value with a line break, say).
 func (c *cli) remember(secret string) {
-	if len(secret) >= minScrubLen {
-		c.secrets = append(c.secrets, secret)
+	if len(secret) < minScrubLen {
+		return
+	}
+	c.secrets = append(c.secrets, secret)
+	if q := strconv.Quote(secret); q[1:len(q)-1] != secret {
+		c.secrets = append(c.secrets, q[1:len(q)-1])
 	}
 }
 
