@@ -98,6 +98,14 @@ type common struct {
 func (c *cli) flags(name string, opts *common, timeout time.Duration) *flag.FlagSet {
 	fs := flag.NewFlagSet(progName+" "+name, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
+	fs.Usage = func() {
+		for _, cmd := range commands() {
+			if cmd.name == name {
+				fmt.Fprintf(fs.Output(), "usage: %s %s [flags] %s\n\n%s.\n\nflags:\n", progName, name, cmd.args, cmd.summary)
+			}
+		}
+		fs.PrintDefaults()
+	}
 	addr := c.getenv("SECRETBROKER_ADDR")
 	if addr == "" {
 		addr = defaultAddr

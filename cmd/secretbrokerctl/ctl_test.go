@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -179,6 +181,38 @@ func TestPutFromTerminal(t *testing.T) {
 	r = ctlWith(t, b.env(), strings.NewReader(""), &fakeTerminal{line: "A=b"}, "put-many", "--from-env-file", "-", repoScope)
 	wantCode(t, r, exitUsage)
 	wantContains(t, "stderr", r.stderr, "standard input is a terminal")
+
+	// Interrupted at the prompt: nothing is sent, exit 1.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	before := b.emu.TotalRequests()
+	r = ctlCtx(ctx, t, b.env(), strings.NewReader(""), &fakeTerminal{block: true}, "put", name)
+	wantCode(t, r, exitFail)
+	wantContains(t, "stderr", r.stderr, "put "+name+": value from standard input: context canceled")
+	if n := b.emu.TotalRequests() - before; n != 0 {
+		t.Errorf("an interrupted put sent %d requests", n)
+	}
+}
+
+// TestOSTerminal: pipes, buffers and files are not terminals, and are
+// never read as one.
+func TestOSTerminal(t *testing.T) {
+	f, err := os.Open(writeFile(t, "f", []byte("x")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, v := range []any{strings.NewReader("x"), f, nil, &strings.Builder{}} {
+		if (osTerminal{}).IsTerminal(v) {
+			t.Errorf("%T is a terminal", v)
+		}
+	}
+	if _, err := (osTerminal{}).ReadPassword(t.Context(), strings.NewReader("x")); err == nil {
+		t.Error("ReadPassword read a strings.Reader")
+	}
+	if _, err := (osTerminal{}).ReadPassword(t.Context(), f); err == nil {
+		t.Error("ReadPassword read a regular file")
+	}
 }
 
 // TestPutOrgSelection sends --visibility and --repos (names and ids) as

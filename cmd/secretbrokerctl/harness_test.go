@@ -188,9 +188,14 @@ func ctl(t *testing.T, env map[string]string, stdin string, args ...string) resu
 
 func ctlWith(t *testing.T, env map[string]string, stdin io.Reader, term terminal, args ...string) result {
 	t.Helper()
+	return ctlCtx(t.Context(), t, env, stdin, term, args...)
+}
+
+func ctlCtx(ctx context.Context, t *testing.T, env map[string]string, stdin io.Reader, term terminal, args ...string) result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	c := newCLI(stdin, &stdout, &stderr, func(k string) string { return env[k] }, term)
-	code := c.main(t.Context(), args)
+	code := c.main(ctx, args)
 	r := result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 	for _, planted := range []string{plantedValue, plantedToken} {
 		if strings.Contains(r.all(), planted) {
@@ -230,8 +235,8 @@ func (b *broker) repoID(t *testing.T, name string) int64 {
 // noTerminal is a standard input that is not a terminal.
 type noTerminal struct{}
 
-func (noTerminal) IsTerminal(io.Reader) bool { return false }
-func (noTerminal) ReadPassword(io.Reader) ([]byte, error) {
+func (noTerminal) IsTerminal(any) bool { return false }
+func (noTerminal) ReadPassword(context.Context, io.Reader) ([]byte, error) {
 	return nil, fmt.Errorf("not a terminal")
 }
 
@@ -239,12 +244,17 @@ func (noTerminal) ReadPassword(io.Reader) ([]byte, error) {
 // and counts the reads.
 type fakeTerminal struct {
 	line  string
+	block bool // wait for ctx instead of answering
 	reads int
 }
 
-func (*fakeTerminal) IsTerminal(io.Reader) bool { return true }
-func (f *fakeTerminal) ReadPassword(io.Reader) ([]byte, error) {
+func (*fakeTerminal) IsTerminal(any) bool { return true }
+func (f *fakeTerminal) ReadPassword(ctx context.Context, _ io.Reader) ([]byte, error) {
 	f.reads++
+	if f.block {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	return []byte(f.line), nil
 }
 

@@ -114,8 +114,12 @@ func runPut(ctx context.Context, c *cli, args []string) int {
 		return c.usageErr("put", err)
 	}
 	defer closeConn()
-	v, err := c.readValue(name, src)
+	v, err := c.readValue(ctx, name, src)
 	if err != nil {
+		if ctx.Err() != nil { // interrupted while reading
+			c.errorf("put %s: %v", name, err)
+			return exitFail
+		}
 		return c.usageErr("put", err)
 	}
 	req.Payload = &secretbrokerv1.PutSecretRequest_Value{Value: v}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -28,13 +29,16 @@ func readLimited(r io.Reader, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// terminal is what put needs of a terminal on standard input.
+// terminal is what the commands need of the process's terminal.
 type terminal interface {
-	// IsTerminal reports whether r is a terminal.
-	IsTerminal(r io.Reader) bool
+	// IsTerminal reports whether f, a standard stream, is a terminal:
+	// stdin before reading a value or prompting, stdout before drawing
+	// anything but plain lines.
+	IsTerminal(f any) bool
 	// ReadPassword reads a line from the terminal r without echoing it,
-	// without its line ending.
-	ReadPassword(r io.Reader) ([]byte, error)
+	// without its line ending. When ctx ends first it puts the terminal
+	// back as it was and returns ctx's error.
+	ReadPassword(ctx context.Context, r io.Reader) ([]byte, error)
 }
 
 // fder is an *os.File, or anything else with a file descriptor.
@@ -43,17 +47,39 @@ type fder interface{ Fd() uintptr }
 // osTerminal is the process's terminal, through golang.org/x/term.
 type osTerminal struct{}
 
-func (osTerminal) IsTerminal(r io.Reader) bool {
-	f, ok := r.(fder)
-	return ok && term.IsTerminal(int(f.Fd()))
+func (osTerminal) IsTerminal(f any) bool {
+	fd, ok := f.(fder)
+	return ok && term.IsTerminal(int(fd.Fd()))
 }
 
-func (osTerminal) ReadPassword(r io.Reader) ([]byte, error) {
+func (osTerminal) ReadPassword(ctx context.Context, r io.Reader) ([]byte, error) {
 	f, ok := r.(fder)
 	if !ok {
 		return nil, errors.New("standard input is not a terminal")
 	}
-	return term.ReadPassword(int(f.Fd()))
+	fd := int(f.Fd())
+	state, err := term.GetState(fd)
+	if err != nil {
+		return nil, fmt.Errorf("terminal: %w", err)
+	}
+	type line struct {
+		b   []byte
+		err error
+	}
+	done := make(chan line, 1)
+	go func() {
+		b, err := term.ReadPassword(fd)
+		done <- line{b, err}
+	}()
+	select {
+	case l := <-done:
+		return l.b, l.err
+	case <-ctx.Done():
+		// An interrupt must not leave the terminal without echo. The
+		// read goes on until the process exits, which it is about to.
+		_ = term.Restore(fd, state)
+		return nil, ctx.Err()
+	}
 }
 
 // valueSource says where put reads its value.
@@ -67,7 +93,7 @@ type valueSource struct {
 // from piped stdin, less one trailing line ending when src.trimNewline.
 // The value must be 1 byte or more of UTF-8. It is remembered, so that
 // nothing this run prints can hold it.
-func (c *cli) readValue(name string, src valueSource) (string, error) {
+func (c *cli) readValue(ctx context.Context, name string, src valueSource) (string, error) {
 	var (
 		b    []byte
 		err  error
@@ -84,7 +110,7 @@ func (c *cli) readValue(name string, src valueSource) (string, error) {
 		b, err = readLimited(f, maxValueRead)
 	case c.term.IsTerminal(c.stdin):
 		fmt.Fprintf(c.stderr, "Value for %s (typing is hidden; Enter ends it): ", name)
-		b, err = c.term.ReadPassword(c.stdin)
+		b, err = c.term.ReadPassword(ctx, c.stdin)
 		fmt.Fprintln(c.stderr)
 		if len(b) > maxValueRead {
 			err = fmt.Errorf("larger than %d KiB", maxValueRead>>10)
