@@ -160,3 +160,25 @@ func TestPutManyCallFails(t *testing.T) {
 		})
 	}
 }
+
+// loopingBroker answers every page with the same next page token.
+type loopingBroker struct {
+	secretbrokerv1.UnimplementedSecretServiceServer
+}
+
+func (loopingBroker) ListSecrets(context.Context, *secretbrokerv1.ListSecretsRequest) (*secretbrokerv1.ListSecretsResponse, error) {
+	return &secretbrokerv1.ListSecretsResponse{
+		Secrets:       []*secretbrokerv1.Secret{{Name: repoScope + "/secrets/A", SecretId: "A"}},
+		TotalCount:    1,
+		NextPageToken: "again",
+	}, nil
+}
+
+// TestListStopsOnARepeatedToken: ls does not follow a token the broker
+// already sent.
+func TestListStopsOnARepeatedToken(t *testing.T) {
+	b := startBroker(t, brokerOpts{server: loopingBroker{}})
+	r := ctl(t, b.env(), "", "ls", repoScope)
+	wantCode(t, r, exitFail)
+	wantContains(t, "stderr", r.stderr, "the same page token twice")
+}

@@ -38,7 +38,7 @@ func runGet(ctx context.Context, c *cli, args []string) int {
 		return c.callFailed("get", name, err)
 	}
 	if opts.output == outputJSON {
-		err = writeJSON(c.stdout, protoJSON(s))
+		err = writeJSON(c.stdout, protoJSON{s})
 	} else {
 		t := newTable(c.stdout)
 		t.row("NAME", s.GetName())

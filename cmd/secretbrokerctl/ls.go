@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
@@ -27,9 +26,9 @@ func lsCommand() command {
 // lsJSON is ls's JSON output: every secret of the scope, as the gateway
 // writes each one.
 type lsJSON struct {
-	Parent     string            `json:"parent"`
-	Secrets    []json.RawMessage `json:"secrets"`
-	TotalCount int32             `json:"total_count"`
+	Parent     string      `json:"parent"`
+	Secrets    []protoJSON `json:"secrets"`
+	TotalCount int32       `json:"total_count"`
 }
 
 // runLs lists every secret of a scope, following every page; each call
@@ -64,15 +63,21 @@ func runLs(ctx context.Context, c *cli, args []string) int {
 		}
 		secrets = append(secrets, resp.GetSecrets()...)
 		total = resp.GetTotalCount()
-		if token = resp.GetNextPageToken(); token == "" {
+		next := resp.GetNextPageToken()
+		if next == "" {
 			break
 		}
+		if next == token {
+			c.errorf("ls %s: the broker sent the same page token twice; stopped", parent)
+			return exitFail
+		}
+		token = next
 	}
 
 	if opts.output == outputJSON {
-		out := lsJSON{Parent: parent, Secrets: make([]json.RawMessage, 0, len(secrets)), TotalCount: total}
+		out := lsJSON{Parent: parent, Secrets: make([]protoJSON, 0, len(secrets)), TotalCount: total}
 		for _, s := range secrets {
-			out.Secrets = append(out.Secrets, protoJSON(s))
+			out.Secrets = append(out.Secrets, protoJSON{s})
 		}
 		err = writeJSON(c.stdout, out)
 	} else {

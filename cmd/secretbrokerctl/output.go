@@ -21,14 +21,15 @@ import (
 // names, every field present.
 var jsonOptions = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
 
-// protoJSON returns m as the gateway's JSON.
-func protoJSON(m proto.Message) json.RawMessage {
-	b, err := jsonOptions.Marshal(m)
+// protoJSON is a message that encoding/json writes as the gateway's JSON.
+type protoJSON struct{ m proto.Message }
+
+func (p protoJSON) MarshalJSON() ([]byte, error) {
+	b, err := jsonOptions.Marshal(p.m)
 	if err != nil {
-		// A message the client received or built always marshals.
-		panic(fmt.Sprintf("marshal %T: %v", m, err))
+		return nil, fmt.Errorf("encode %T: %w", p.m, err)
 	}
-	return b
+	return b, nil
 }
 
 // writeJSON writes v, indented, and a newline to w.

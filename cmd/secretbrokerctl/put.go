@@ -131,7 +131,7 @@ func runPut(ctx context.Context, c *cli, args []string) int {
 		return c.callFailed("put", name, err)
 	}
 	if opts.output == outputJSON {
-		err = writeJSON(c.stdout, protoJSON(resp))
+		err = writeJSON(c.stdout, protoJSON{resp})
 	} else {
 		verb := "updated"
 		if resp.GetCreated() {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -38,7 +37,7 @@ func putManyCommand() command {
 // putManyJSON is put-many's JSON output: one result per item, in the
 // order of the file, as the API writes them.
 type putManyJSON struct {
-	Results []json.RawMessage `json:"results"`
+	Results []protoJSON `json:"results"`
 }
 
 // runPutMany writes every KEY=VALUE of an env file as PARENT/secrets/KEY
@@ -201,11 +200,11 @@ func itemMessage(r *secretbrokerv1.BatchPutSecretsResult) string {
 // printBatch writes the results as a table or as JSON.
 func (c *cli) printBatch(output string, results []*secretbrokerv1.BatchPutSecretsResult) error {
 	if output == outputJSON {
-		out := putManyJSON{Results: make([]json.RawMessage, 0, len(results))}
+		out := putManyJSON{Results: make([]protoJSON, 0, len(results))}
 		for _, r := range results {
 			r = proto.CloneOf(r)
 			r.Message = c.scrub(r.GetMessage())
-			out.Results = append(out.Results, protoJSON(r))
+			out.Results = append(out.Results, protoJSON{r})
 		}
 		return writeJSON(c.stdout, out)
 	}
