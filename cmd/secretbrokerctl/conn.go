@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+)
+
+// maxTokenFileBytes bounds a token file: a JWT is a few KB.
+const maxTokenFileBytes = 64 << 10
+
+// transport is how the client reaches the broker: plaintext, or TLS with
+// the system's roots or a CA file, and maybe a client certificate.
+type transport struct {
+	plaintext bool
+	caFile    string // "" with TLS: the system's roots
+	certFile  string
+	keyFile   string
+}
+
+// chooseTransport decides the transport from the flags: plaintext with
+// --insecure, or to a loopback address when no TLS flag is given; TLS
+// otherwise (with the system's roots unless --tls-ca-file), so that
+// nothing goes in plaintext to another host unless --insecure says so.
+func chooseTransport(o *common) (transport, error) {
+	tlsFlags := o.tls || o.caFile != "" || o.certFile != "" || o.keyFile != ""
+	if o.insecure && tlsFlags {
+		return transport{}, errors.New("--insecure is plaintext; it cannot be combined with --tls or the --tls-* flags")
+	}
+	if (o.certFile == "") != (o.keyFile == "") {
+		return transport{}, errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	host, _, err := net.SplitHostPort(o.addr)
+	if err != nil {
+		return transport{}, fmt.Errorf("--addr %q: want host:port: %w", o.addr, err)
+	}
+	if o.insecure || (!tlsFlags && isLoopback(host)) {
+		return transport{plaintext: true}, nil
+	}
+	return transport{caFile: o.caFile, certFile: o.certFile, keyFile: o.keyFile}, nil
+}
+
+// isLoopback reports whether host is "localhost" or a loopback IP
+// address. Other names are not resolved: they count as remote.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// tlsConfig loads the transport's TLS material.
+func (t transport) tlsConfig() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.caFile != "" {
+		pem, err := os.ReadFile(t.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca-file %s: no PEM certificate in it", t.caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if t.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.certFile, t.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert-file/--tls-key-file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// bearerToken is a caller's token; it prints as [redacted].
+type bearerToken string
+
+func (bearerToken) String() string   { return redacted }
+func (bearerToken) GoString() string { return redacted }
+
+// bearerCreds sends "authorization: Bearer TOKEN" with every call.
+type bearerCreds struct {
+	token  bearerToken
+	secure bool // whether grpc must refuse to send it without TLS
+}
+
+func (b bearerCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b.token)}, nil
+}
+
+// RequireTransportSecurity is false only for the plaintext the flags
+// allowed (loopback, or --insecure).
+func (b bearerCreds) RequireTransportSecurity() bool { return b.secure }
+
+// token returns the caller's bearer token: the content of --token-file
+// (surrounding white space removed), else SECRETBROKER_TOKEN, else ""
+// (no token: the broker may know the caller by its certificate, or serve
+// it unauthenticated as --dev does). It never puts the token in an error.
+func (c *cli) token(o *common) (bearerToken, error) {
+	var tok string
+	if o.tokenFile != "" {
+		f, err := os.Open(o.tokenFile)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		defer f.Close()
+		b, err := readLimited(f, maxTokenFileBytes)
+		if err != nil {
+			return "", fmt.Errorf("--token-file %s: %w", o.tokenFile, err)
+		}
+		tok = strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("--token-file %s is empty", o.tokenFile)
+		}
+	} else {
+		tok = strings.TrimSpace(c.getenv("SECRETBROKER_TOKEN"))
+	}
+	for _, r := range tok {
+		if r <= ' ' || r > '~' {
+			return "", errors.New("the bearer token holds a character a token cannot (white space, a control character or non-ASCII)")
+		}
+	}
+	c.remember(tok)
+	return bearerToken(tok), nil
+}
+
+// connect checks the connection flags and returns a client of the broker
+// and a function that closes the connection. Errors are usage errors:
+// nothing has been sent.
+func (c *cli) connect(o *common) (secretbrokerv1.SecretServiceClient, func(), error) {
+	tr, err := chooseTransport(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	tok, err := c.token(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	var opts []grpc.DialOption
+	if tr.plaintext {
+		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	} else {
+		cfg, err := tr.tlsConfig()
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	}
+	if tok != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerCreds{token: tok, secure: !tr.plaintext}))
+	}
+	conn, err := grpc.NewClient(o.addr, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--addr %q: %w", o.addr, err)
+	}
+	return secretbrokerv1.NewSecretServiceClient(conn), func() { _ = conn.Close() }, nil
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+)
+
+// echoBroker is a broken broker that echoes what it was sent, value and
+// token included, in every error and item message: the client must still
+// print neither.
+type echoBroker struct {
+	secretbrokerv1.UnimplementedSecretServiceServer
+}
+
+func authOf(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return strings.Join(md.Get("authorization"), ",")
+}
+
+func (echoBroker) PutSecret(ctx context.Context, req *secretbrokerv1.PutSecretRequest) (*secretbrokerv1.PutSecretResponse, error) {
+	return nil, status.Errorf(codes.InvalidArgument, "value %q refused for %s", req.GetValue(), authOf(ctx))
+}
+
+func (echoBroker) GetSecret(ctx context.Context, req *secretbrokerv1.GetSecretRequest) (*secretbrokerv1.Secret, error) {
+	return nil, status.Errorf(codes.PermissionDenied, "%s may not read %s", authOf(ctx), req.GetName())
+}
+
+func (echoBroker) ListSecrets(ctx context.Context, req *secretbrokerv1.ListSecretsRequest) (*secretbrokerv1.ListSecretsResponse, error) {
+	return nil, status.Errorf(codes.Unauthenticated, "bad credentials %s", authOf(ctx))
+}
+
+func (echoBroker) DeleteSecret(ctx context.Context, req *secretbrokerv1.DeleteSecretRequest) (*emptypb.Empty, error) {
+	return nil, status.Errorf(codes.Internal, "panic: token=%s", authOf(ctx))
+}
+
+func (echoBroker) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchPutSecretsRequest) (*secretbrokerv1.BatchPutSecretsResponse, error) {
+	resp := &secretbrokerv1.BatchPutSecretsResponse{}
+	for i, r := range req.GetRequests() {
+		if i == 0 {
+			resp.Results = append(resp.Results, &secretbrokerv1.BatchPutSecretsResult{Name: r.GetName(), Code: code.Code_OK, Created: true})
+			continue
+		}
+		resp.Results = append(resp.Results, &secretbrokerv1.BatchPutSecretsResult{
+			Name: r.GetName(), Code: code.Code_INVALID_ARGUMENT,
+			Message: fmt.Sprintf("value %q from %s", r.GetValue(), authOf(ctx)),
+		})
+	}
+	return resp, nil
+}
+
+// TestNeverPrintsValueOrToken runs every subcommand, on success and on
+// failure, with a planted value and token, against the real broker and
+// against one that echoes them back; ctl fails the test if either shows
+// on stdout or stderr.
+func TestNeverPrintsValueOrToken(t *testing.T) {
+	real := startBroker(t, brokerOpts{auth: true})
+	echo := startBroker(t, brokerOpts{server: echoBroker{}})
+	tokenFile := writeFile(t, "token", []byte(plantedToken+"\n"))
+	valueFile := writeFile(t, "value", []byte(plantedValue))
+	envFile := writeFile(t, ".env", []byte("A="+plantedValue+"\nB="+plantedValue+"\n1C="+plantedValue+"\n"))
+	name := repoScope + "/secrets/LEAK"
+
+	for _, b := range []*broker{real, echo} {
+		for _, output := range []string{outputTable, outputJSON} {
+			for _, args := range [][]string{
+				{"put", name},
+				{"put", name, "--from-file", valueFile},
+				{"put", name, "--token-file", tokenFile},
+				{"put", "orgs/octo-org/actions/secrets/LEAK", "--repos", "no-such-repo"},
+				{"put", "repos/octo-org/no-such-repo/actions/secrets/LEAK"},
+				{"put-many", "--from-env-file", envFile, repoScope},
+				{"put-many", "--from-env-file", "-", repoScope},
+				{"get", name},
+				{"ls", repoScope},
+				{"rm", name},
+				{"get", name},
+			} {
+				args := append(args, "--output", output)
+				// Standard input is an env file for put-many and a
+				// two-line value for put, which a broker quoting it with
+				// %q would escape.
+				r := ctl(t, b.env(), "A="+plantedValue+"\nB="+plantedValue+"\n", args...)
+				if b == echo && r.code != exitFail {
+					t.Errorf("%v against the echoing broker: exit %d, want 1", args, r.code)
+				}
+				if b == echo && !strings.Contains(r.stderr, redacted) {
+					t.Errorf("%v: the echoed secret was not redacted:\n%s", args, r.stderr)
+				}
+			}
+		}
+	}
+
+	// An env-file value that breaks a line's syntax is not quoted back.
+	r := ctl(t, real.env(), "A=\""+plantedValue+"\n", "put-many", "--from-env-file", "-", repoScope)
+	wantCode(t, r, exitUsage)
+	wantContains(t, "stderr", r.stderr, "line 1: A: the value's opening quote is not closed")
+}
+
+// TestScrubIgnoresShortSecrets: a secret shorter than minScrubLen is not
+// replaced, so messages stay readable.
+func TestScrubIgnoresShortSecrets(t *testing.T) {
+	c := newCLI(nil, nil, nil, func(string) string { return "" }, noTerminal{})
+	c.remember("abc")
+	c.remember("hunter22")
+	if got := c.scrub("abc hunter22 abc"); got != "abc [redacted] abc" {
+		t.Errorf("scrub = %q", got)
+	}
+}

@@ -1,0 +1,107 @@
+// Command secretbrokerctl is the broker's client for people and scripts:
+// it puts, gets, lists and deletes GitHub secrets through a secretbroker
+// over gRPC, with the same credentials as any other caller (a bearer token
+// from SECRETBROKER_TOKEN or --token-file, a client certificate).
+//
+//	secretbrokerctl put repos/octo-org/hello-world/actions/secrets/NPM_TOKEN < token.txt
+//	secretbrokerctl get orgs/octo-org/actions/secrets/DEPLOY_TOKEN
+//	secretbrokerctl ls repos/octo-org/hello-world/environments/prod%2Feu
+//	secretbrokerctl rm repos/octo-org/hello-world/actions/secrets/NPM_TOKEN
+//	secretbrokerctl put-many --from-env-file .env repos/octo-org/hello-world/actions
+//
+// A value is read from standard input or a file, never from an argument,
+// and is never printed. Output is a table for people, or JSON with
+// --output json. The exit code is 0 on success, 1 when a call or any item
+// of a batch failed (each named on standard error with its gRPC code), and
+// 2 when the command line or its inputs are wrong (nothing was sent).
+//
+// This package owns the command line: one file per subcommand (put.go,
+// get.go, ...), each returning a command that commands() lists; the
+// connection (conn.go), the value and env-file readers (value.go,
+// envfile.go) and the output (output.go) are shared by all of them.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0 // every call succeeded
+	exitFail  = 1 // a call, or an item of a batch, failed
+	exitUsage = 2 // the command line or its inputs are wrong; nothing was sent
+)
+
+// progName prefixes every message on standard error.
+const progName = "secretbrokerctl"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// run runs the command line args (without the program's name) and returns
+// the exit code. getenv reads the environment (SECRETBROKER_ADDR,
+// SECRETBROKER_TOKEN). A terminal on stdin is detected through its file
+// descriptor (an *os.File).
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	return newCLI(stdin, stdout, stderr, getenv, osTerminal{}).main(ctx, args)
+}
+
+// command is one subcommand. Adding one (sync, drift) is a new file with a
+// function returning its command, and one line in commands().
+type command struct {
+	name    string // what is typed: "put"
+	args    string // its positional arguments, for the usage line: "NAME"
+	summary string // one line for the list of commands
+	// run parses the subcommand's own arguments (after its name) and runs
+	// it, returning the exit code.
+	run func(ctx context.Context, c *cli, args []string) int
+}
+
+// commands lists the subcommands in the order the usage shows them.
+func commands() []command {
+	return []command{
+		putCommand(),
+		putManyCommand(),
+		getCommand(),
+		lsCommand(),
+		rmCommand(),
+	}
+}
+
+// main dispatches args to a subcommand.
+func (c *cli) main(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		c.usage(c.stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		c.usage(c.stdout)
+		return exitOK
+	}
+	for _, cmd := range commands() {
+		if cmd.name == args[0] {
+			return cmd.run(ctx, c, args[1:])
+		}
+	}
+	c.errorf("unknown command %q (run %s help)", args[0], progName)
+	return exitUsage
+}
+
+// usage writes the list of subcommands to w.
+func (c *cli) usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: %s COMMAND [flags] ARGS\n\ncommands:\n", progName)
+	for _, cmd := range commands() {
+		fmt.Fprintf(w, "  %-9s %-28s %s\n", cmd.name, cmd.args, cmd.summary)
+	}
+	fmt.Fprintf(w, "\nRun %s COMMAND -h for a command's flags. Exit codes: 0 success, 1 a call or item failed, 2 usage.\n", progName)
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+)
+
+func rmCommand() command {
+	return command{
+		name:    "rm",
+		args:    "NAME",
+		summary: "delete a secret",
+		run:     runRm,
+	}
+}
+
+// rmJSON is rm's JSON output.
+type rmJSON struct {
+	Name    string `json:"name"`
+	Deleted bool   `json:"deleted"`
+}
+
+// runRm deletes one secret. It asks no confirmation: the name is given in
+// full.
+func runRm(ctx context.Context, c *cli, args []string) int {
+	var opts common
+	fs := c.flags("rm", &opts, defaultTimeout)
+	pos, exit := c.parseOrExit(fs, &opts, args, "NAME", 1)
+	if exit >= 0 {
+		return exit
+	}
+	name := pos[0]
+	client, closeConn, err := c.connect(&opts)
+	if err != nil {
+		return c.usageErr("rm", err)
+	}
+	defer closeConn()
+
+	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
+	defer cancel()
+	if _, err := client.DeleteSecret(cctx, &secretbrokerv1.DeleteSecretRequest{Name: name}); err != nil {
+		return c.callFailed("rm", name, err)
+	}
+	if opts.output == outputJSON {
+		err = writeJSON(c.stdout, rmJSON{Name: name, Deleted: true})
+	} else {
+		_, err = fmt.Fprintf(c.stdout, "deleted %s\n", name)
+	}
+	if err != nil {
+		return c.outputFailed("rm", err)
+	}
+	return exitOK
+}
