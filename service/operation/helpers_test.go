@@ -159,17 +159,22 @@ func closeRunner(t *testing.T, r *Runner) {
 	}
 }
 
-// waitDone waits (in fake time) for op id to be done.
+// waitDone waits (in fake time, at most a day) for op id to be done.
 func waitDone(t *testing.T, r *Runner, id string) *state.Operation {
 	t.Helper()
-	op, err := r.Wait(context.Background(), id, time.Hour, nil)
-	if err != nil {
-		t.Fatalf("Wait(%s): %v", id, err)
+	deadline := time.Now().Add(24 * time.Hour)
+	for {
+		op, err := r.Wait(context.Background(), id, time.Hour, nil)
+		if err != nil {
+			t.Fatalf("Wait(%s): %v", id, err)
+		}
+		if op.Done {
+			return op
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Wait(%s): not done after a day: %+v", id, op.Metadata)
+		}
 	}
-	if !op.Done {
-		t.Fatalf("Wait(%s): not done after an hour: %+v", id, op.Metadata)
-	}
-	return op
 }
 
 // blockUntilDone is an Exec behaviour: it blocks until ctx ends and
