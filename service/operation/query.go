@@ -87,7 +87,7 @@ func (r *Runner) Cancel(ctx context.Context, id string, visible Visible) (*state
 		}
 		o.CancelRequested = true
 		if !local {
-			end(o, &state.Status{Code: codes.Canceled, Message: "operation cancelled"}, now, r)
+			r.end(o, &state.Status{Code: codes.Canceled, Message: "operation cancelled"}, now)
 		} else {
 			o.UpdateTime = now
 		}

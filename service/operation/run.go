@@ -203,7 +203,7 @@ func (r *Runner) finish(ctx context.Context, id string, group []state.ItemResult
 		if err := apply(o, group); err != nil {
 			return err
 		}
-		end(o, st, time.Now(), r)
+		r.end(o, st, time.Now())
 		return nil
 	})
 	if err != nil {
@@ -219,7 +219,7 @@ func (r *Runner) finish(ctx context.Context, id string, group []state.ItemResult
 }
 
 // end marks o done with st (nil when nothing was left to run).
-func end(o *state.Operation, st *state.Status, now time.Time, r *Runner) {
+func (r *Runner) end(o *state.Operation, st *state.Status, now time.Time) {
 	remaining := len(o.Pending)
 	if remaining == 0 {
 		st = nil
