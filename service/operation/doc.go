@@ -1,0 +1,37 @@
+// Package operation owns the engine of the broker's long-running
+// operations (AIP-151, google.longrunning.Operation): SyncSecrets and
+// BatchPutSecrets with async set. It persists an accepted operation before
+// acknowledging it, runs its items in the background at a bounded
+// concurrency, records progress and per-item results in the state store
+// (service/state), estimates the completion time, cancels, waits without
+// polling, resumes the operations a restarted broker left unfinished, and
+// stops cleanly on shutdown.
+//
+// It does not decide what an item does: the service passes an Exec
+// function that writes (or deletes, or skips) one item and returns its
+// result; Exec paces itself (the pacer), so this package never sleeps
+// between items. It does not decide who may see an operation either: the
+// service passes a Visible predicate (the caller, or callers its policy
+// lets read operations) to Get, List, Cancel and Wait.
+//
+// # Items, persistence and crashes
+//
+// One operation's items run one after the other, in order. Running them
+// concurrently would not make an operation faster (every write waits for
+// the same credential's pacer), would let items finish out of order, and
+// would widen what a crash can repeat. Several operations run at once, up
+// to Options.MaxRunning; the others wait for a slot, persisted.
+//
+// Results are recorded in groups of at most Options.FlushEvery items, and
+// at least every Options.FlushInterval: a group's results are appended and
+// its items removed from Pending in one store update, so Results and
+// Pending never overlap and a crash repeats at most one group plus the
+// item in flight. Every step is idempotent (a write of the desired value,
+// a delete), so repeating an item is safe. A graceful Close records every
+// finished item; an item interrupted by Close is left pending and runs
+// again on Resume.
+//
+// A finished operation keeps its Results and drops Pending, so no sealed
+// value outlives it in the store. Operations returned by this package
+// never carry a value: Pending items keep their names with Value nil.
+package operation

@@ -1,0 +1,235 @@
+package operation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/secretbroker/secretbroker/service/state"
+)
+
+// errDone: the stored operation is already done (another replica, or a
+// Cancel of an operation nobody ran, finished it).
+var errDone = errors.New("operation is already done")
+
+// errConflict: the stored pending items are not the ones this runner ran.
+var errConflict = errors.New("stored pending items differ from the items run")
+
+// run runs one operation until it is done, the runner closes, or its
+// record cannot be updated. ctx is the operation's context (see track).
+func (r *Runner) run(ctx context.Context, id string) {
+	defer r.untrack(id)
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+	case <-ctx.Done():
+		if r.ctx.Err() != nil {
+			return
+		}
+		// Cancelled while waiting for a slot: it ends below without
+		// running an item, so it needs no slot.
+	case <-r.closing:
+		return
+	}
+	// The store outlives a hard stop (Close cancels r.ctx) long enough to
+	// record what finished.
+	sctx := context.WithoutCancel(ctx)
+	op, err := r.store.GetOperation(sctx, id)
+	if err != nil {
+		r.log.ErrorContext(sctx, "operation not run: cannot read it", "operation", id, "error", err)
+		return
+	}
+	if extra := len(op.Results) + len(op.Pending) - op.Metadata.Total; extra > 0 && !op.Done {
+		if op, err = r.update(sctx, id, r.dropRecorded); err != nil {
+			return
+		}
+	}
+	var group []state.ItemResult
+	lastFlush := time.Now()
+	for !op.Done {
+		next := len(group) // op.Pending[next] is the next item to run
+		switch {
+		case next == len(op.Pending):
+			r.finish(sctx, id, group, nil)
+			return
+		case op.CancelRequested || errors.Is(context.Cause(ctx), errCancelRequested):
+			r.finish(sctx, id, group, &state.Status{Code: codes.Canceled, Message: "operation cancelled"})
+			return
+		case isClosed(r.closing):
+			if len(group) > 0 {
+				_, _ = r.update(sctx, id, r.record(group))
+			}
+			r.log.InfoContext(sctx, "operation paused by shutdown; it resumes after a restart",
+				"operation", id, "remaining", len(op.Pending)-len(group))
+			return
+		}
+		res, ok := r.runItem(ctx, op, op.Pending[next])
+		if !ok {
+			continue // interrupted: the checks above end the run
+		}
+		group = append(group, res)
+		if len(group) >= r.flushEvery || time.Since(lastFlush) >= r.flushInterval {
+			if op, err = r.update(sctx, id, r.record(group)); err != nil {
+				return
+			}
+			group, lastFlush = nil, time.Now()
+		}
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// runItem runs one item. ok is false when the item was interrupted (the
+// operation cancelled or the runner stopped while it ran) and did not
+// complete: it is then not recorded and stays pending.
+func (r *Runner) runItem(ctx context.Context, op *state.Operation, item state.PendingItem) (res state.ItemResult, ok bool) {
+	if item.ValueLost {
+		return state.ItemResult{Name: item.Name, Code: codes.DataLoss, Message: LostValueMessage}, true
+	}
+	view := *op
+	view.Results, view.Pending = nil, nil
+	res = r.safeExec(ctx, &view, item)
+	res.Name = item.Name
+	if ctx.Err() != nil && (res.Code == codes.Canceled || res.Code == codes.DeadlineExceeded) {
+		return res, false
+	}
+	if res.Code != codes.OK {
+		r.log.DebugContext(ctx, "operation item failed", "operation", op.ID, "item", item.Name, "code", res.Code.String())
+	}
+	return res, true
+}
+
+// safeExec calls Exec, turning a panic into an Internal result. The panic
+// value is not logged: it might hold the item's value.
+func (r *Runner) safeExec(ctx context.Context, op *state.Operation, item state.PendingItem) (res state.ItemResult) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.ErrorContext(ctx, "operation item panicked", "operation", op.ID, "item", item.Name, "panic_type", fmt.Sprintf("%T", p))
+			res = state.ItemResult{Name: item.Name, Code: codes.Internal, Message: "internal error while running the item"}
+		}
+	}()
+	return r.exec(ctx, op, item)
+}
+
+// update applies fn to the stored operation, then wakes its waiters. A
+// failure is logged: the operation is left as stored, and resumes after a
+// restart.
+func (r *Runner) update(ctx context.Context, id string, fn func(*state.Operation) error) (*state.Operation, error) {
+	op, err := r.store.UpdateOperation(ctx, id, fn)
+	if err != nil {
+		if errors.Is(err, errDone) {
+			r.log.InfoContext(ctx, "operation stopped: it was finished elsewhere", "operation", id)
+		} else {
+			r.log.ErrorContext(ctx, "operation progress not recorded; it resumes after a restart", "operation", id, "error", err)
+		}
+		return nil, err
+	}
+	r.notify(id)
+	return op, nil
+}
+
+// record returns an update that moves group's items from Pending to
+// Results.
+func (r *Runner) record(group []state.ItemResult) func(*state.Operation) error {
+	return func(o *state.Operation) error {
+		if err := apply(o, group); err != nil {
+			return err
+		}
+		r.progress(o, time.Now())
+		return nil
+	}
+}
+
+// apply moves group's items from o.Pending to o.Results.
+func apply(o *state.Operation, group []state.ItemResult) error {
+	if o.Done {
+		return errDone
+	}
+	if len(o.Pending) < len(group) {
+		return errConflict
+	}
+	for i, res := range group {
+		if o.Pending[i].Name != res.Name {
+			return errConflict
+		}
+	}
+	o.Results = append(o.Results, group...)
+	o.Pending = o.Pending[len(group):]
+	return nil
+}
+
+// dropRecorded removes pending items already in Results: when Results and
+// Pending together hold more items than Total, the first pending items
+// whose name has a result (as many as the excess) were recorded without
+// leaving Pending.
+func (r *Runner) dropRecorded(o *state.Operation) error {
+	if o.Done {
+		return errDone
+	}
+	extra := len(o.Results) + len(o.Pending) - o.Metadata.Total
+	done := make(map[string]bool, len(o.Results))
+	for _, res := range o.Results {
+		done[res.Name] = true
+	}
+	keep := o.Pending[:0:0]
+	for _, p := range o.Pending {
+		if extra > 0 && done[p.Name] {
+			extra--
+			continue
+		}
+		keep = append(keep, p)
+	}
+	o.Pending = keep
+	r.progress(o, time.Now())
+	return nil
+}
+
+// finish records group and ends the operation, with st as its error
+// unless every item ran (a cancel that came after the last item changes
+// nothing). Pending is dropped so no value stays stored; Remaining keeps
+// the number of items that never ran.
+func (r *Runner) finish(ctx context.Context, id string, group []state.ItemResult, st *state.Status) {
+	op, err := r.update(ctx, id, func(o *state.Operation) error {
+		if err := apply(o, group); err != nil {
+			return err
+		}
+		r.end(o, st, time.Now())
+		return nil
+	})
+	if err != nil {
+		return
+	}
+	code := codes.OK
+	if op.Error != nil {
+		code = op.Error.Code
+	}
+	m := op.Metadata
+	r.log.InfoContext(ctx, "operation finished", "operation", id, "kind", string(op.Kind), "code", code.String(),
+		"total", m.Total, "written", m.Written, "unchanged", m.Unchanged, "failed", m.Failed, "not_run", m.Remaining)
+}
+
+// end marks o done with st (nil when nothing was left to run).
+func (r *Runner) end(o *state.Operation, st *state.Status, now time.Time) {
+	remaining := len(o.Pending)
+	if remaining == 0 {
+		st = nil
+	}
+	if st != nil {
+		s := *st
+		s.Message = fmt.Sprintf("%s; %d of %d items not run", s.Message, remaining, o.Metadata.Total)
+		st = &s
+	}
+	o.Done, o.Error, o.Pending = true, st, nil
+	r.progress(o, now)
+	o.Metadata.Remaining = remaining
+}

@@ -1,0 +1,340 @@
+package operation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/secretbroker/secretbroker/service/state"
+)
+
+// Exec runs one item of op and returns its result. op is a copy without
+// Results and Pending (its ID, Caller, Kind, Parent, Owner, Force and
+// Prune are set); item carries the value to write. Exec paces itself and
+// must return promptly when ctx ends: ctx ends when the runner is closed
+// without time to finish, or when the operation is cancelled. Its result's
+// Name is set to item.Name; its Message must never hold a value.
+type Exec func(ctx context.Context, op *state.Operation, item state.PendingItem) state.ItemResult
+
+// Estimate returns how long the remaining items of an operation will take
+// (the service derives it from the pacer's write interval and budget). It
+// must be fast and must not block.
+type Estimate func(remaining int) time.Duration
+
+// Visible reports whether the calling identity may see op. The service
+// passes one per request: the caller itself, and callers its policy lets
+// read operations. A nil Visible lets everything through (internal use).
+type Visible func(op *state.Operation) bool
+
+// CallerOnly returns a Visible that shows a caller its own operations.
+func CallerOnly(caller string) Visible {
+	return func(op *state.Operation) bool { return op.Caller == caller }
+}
+
+// Defaults for Options.
+const (
+	DefaultMaxRunning    = 4
+	DefaultFlushEvery    = 10
+	DefaultFlushInterval = time.Second
+	DefaultMaxWait       = time.Minute
+)
+
+// LostValueMessage is the message of an item whose value could not be
+// opened after a restart (the server key changed).
+const LostValueMessage = "value could not be recovered after a restart (the state key changed); resend"
+
+// Errors, tested with errors.Is. A missing operation, or one the caller
+// may not see, is an error wrapping state.ErrNotFound; a bad argument
+// wraps state.ErrInvalid.
+var (
+	// ErrClosed: the runner was closed and starts nothing more.
+	ErrClosed = errors.New("operation runner is closed")
+	// ErrAlreadyExists: Start was given the ID of a stored operation.
+	ErrAlreadyExists = errors.New("operation already exists")
+)
+
+// errCancelRequested is the cause with which an operation's context ends
+// when CancelOperation asks it to stop.
+var errCancelRequested = errors.New("operation cancelled")
+
+// Options configure a Runner.
+type Options struct {
+	// Store keeps the operations (required).
+	Store state.Operations
+	// Exec runs one item (required).
+	Exec Exec
+	// Estimate, when set, fills Progress.EstimatedCompletion.
+	Estimate Estimate
+	// Logger receives the runner's logs; nil discards them.
+	Logger *slog.Logger
+	// MaxRunning bounds how many operations run at once; zero means
+	// DefaultMaxRunning.
+	MaxRunning int
+	// FlushEvery bounds how many finished items may be unrecorded at once
+	// (what a crash can repeat); zero means DefaultFlushEvery, 1 records
+	// every item.
+	FlushEvery int
+	// FlushInterval bounds how long a finished item may stay unrecorded
+	// (checked when an item finishes); zero means DefaultFlushInterval.
+	FlushInterval time.Duration
+	// MaxWait bounds Wait's timeout, which defaults to it; zero means
+	// DefaultMaxWait.
+	MaxWait time.Duration
+}
+
+// Runner runs long-running operations. Its methods are safe for
+// concurrent use.
+type Runner struct {
+	store         state.Operations
+	exec          Exec
+	estimate      Estimate
+	log           *slog.Logger
+	slots         chan struct{}
+	flushEvery    int
+	flushInterval time.Duration
+	maxWait       time.Duration
+
+	// ctx is the runner's lifetime: every operation runs under it, and
+	// Close cancels it when its own context ends first.
+	ctx  context.Context
+	stop context.CancelFunc
+	// closing is closed by Close: no item starts after it.
+	closing chan struct{}
+	wg      sync.WaitGroup
+
+	mu      sync.Mutex
+	closed  bool
+	running map[string]context.CancelCauseFunc // operations this process runs or queues
+	watches map[string]*watch                  // Wait's notifications
+}
+
+// New returns a Runner. Call Resume once at start-up and Close at
+// shutdown.
+func New(opts Options) (*Runner, error) {
+	if opts.Store == nil || opts.Exec == nil {
+		return nil, fmt.Errorf("operation: new runner: %w: Store and Exec are required", state.ErrInvalid)
+	}
+	if opts.MaxRunning < 0 || opts.FlushEvery < 0 || opts.FlushInterval < 0 || opts.MaxWait < 0 {
+		return nil, fmt.Errorf("operation: new runner: %w: negative option", state.ErrInvalid)
+	}
+	r := &Runner{
+		store:         opts.Store,
+		exec:          opts.Exec,
+		estimate:      opts.Estimate,
+		log:           opts.Logger,
+		slots:         make(chan struct{}, orDefault(opts.MaxRunning, DefaultMaxRunning)),
+		flushEvery:    orDefault(opts.FlushEvery, DefaultFlushEvery),
+		flushInterval: orDefault(opts.FlushInterval, DefaultFlushInterval),
+		maxWait:       orDefault(opts.MaxWait, DefaultMaxWait),
+		closing:       make(chan struct{}),
+		running:       map[string]context.CancelCauseFunc{},
+		watches:       map[string]*watch{},
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r.ctx, r.stop = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// orDefault returns v, or def when v is zero.
+func orDefault[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// Start persists op as a new, not done operation and runs it in the
+// background, detached from ctx (which bounds only the persisting). When
+// Start returns nil the operation is stored: a crash after it is resumed
+// by Resume. When it returns an error nothing was stored and nothing runs.
+//
+// op.ID is generated (state.NewOperationID) when empty; an ID already
+// stored is refused with ErrAlreadyExists. Results may hold items the
+// caller decided without running them (they count towards Total and the
+// counts); Pending holds the items to run. Start sets CreateTime,
+// UpdateTime, Done=false, CancelRequested=false, Error=nil and the
+// metadata (Total = len(Results)+len(Pending), Remaining = len(Pending)).
+// The caller's op is not modified. The returned operation carries no value.
+func (r *Runner) Start(ctx context.Context, op *state.Operation) (*state.Operation, error) {
+	if op == nil {
+		return nil, fmt.Errorf("operation: start: %w: nil operation", state.ErrInvalid)
+	}
+	now := time.Now()
+	o := *op
+	o.Results = slices.Clone(op.Results)
+	o.Pending = slices.Clone(op.Pending)
+	if o.ID == "" {
+		o.ID = state.NewOperationID(now)
+	} else if _, err := r.store.GetOperation(ctx, o.ID); err == nil {
+		return nil, fmt.Errorf("operation: start %s: %w", o.ID, ErrAlreadyExists)
+	} else if !errors.Is(err, state.ErrNotFound) {
+		return nil, fmt.Errorf("operation: start %s: %w", o.ID, err)
+	}
+	o.CreateTime, o.UpdateTime = now, now
+	o.Done, o.CancelRequested, o.Error = false, false, nil
+	o.Metadata = state.Progress{Total: len(o.Results) + len(o.Pending)}
+	r.progress(&o, now)
+
+	opCtx, err := r.track(o.ID)
+	if err != nil {
+		return nil, fmt.Errorf("operation: start %s: %w", o.ID, err)
+	}
+	if err := r.store.PutOperation(ctx, &o); err != nil {
+		r.untrack(o.ID)
+		return nil, fmt.Errorf("operation: start %s: %w", o.ID, err)
+	}
+	r.log.InfoContext(ctx, "operation started", "operation", o.ID, "kind", string(o.Kind),
+		"caller", o.Caller, "total", o.Metadata.Total, "pending", len(o.Pending))
+	go r.run(opCtx, o.ID)
+	return redact(&o), nil
+}
+
+// Resume runs every stored operation that is not done and that this
+// runner is not running yet: call it once at start-up, after New. Items
+// already recorded are not run again; an item whose value could not be
+// opened (state.PendingItem.ValueLost) fails with codes.DataLoss and
+// LostValueMessage; an operation whose cancellation was requested ends
+// cancelled. It returns how many operations it resumed.
+func (r *Runner) Resume(ctx context.Context) (int, error) {
+	const page = 100
+	n := 0
+	f := state.OperationFilter{NotDone: true, Limit: page}
+	for {
+		ops, err := r.store.ListOperations(ctx, f)
+		if err != nil {
+			return n, fmt.Errorf("operation: resume: %w", err)
+		}
+		for _, op := range ops {
+			r.mu.Lock()
+			_, busy := r.running[op.ID]
+			r.mu.Unlock()
+			if busy {
+				continue
+			}
+			opCtx, err := r.track(op.ID)
+			if err != nil {
+				return n, fmt.Errorf("operation: resume %s: %w", op.ID, err)
+			}
+			r.log.InfoContext(ctx, "operation resumed", "operation", op.ID, "kind", string(op.Kind),
+				"caller", op.Caller, "remaining", len(op.Pending), "finished", len(op.Results))
+			go r.run(opCtx, op.ID)
+			n++
+		}
+		if len(ops) < page {
+			return n, nil
+		}
+		f.After = ops[len(ops)-1].ID
+	}
+}
+
+// Close stops the runner: no item starts after it is called and Start
+// fails with ErrClosed. It waits for the items in flight to finish and be
+// recorded; when ctx ends first it cancels them (their results are
+// dropped, so they run again on Resume), waits for them to return, and
+// returns ctx's error. Unfinished operations stay stored, not done, for
+// the next Resume. Close does not close the store.
+func (r *Runner) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if !r.closed {
+		r.closed = true
+		close(r.closing)
+	}
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		r.stop()
+		return nil
+	case <-ctx.Done():
+		r.stop()
+		<-done
+		return fmt.Errorf("operation: close: %w", context.Cause(ctx))
+	}
+}
+
+// track registers an operation this process runs and returns its
+// context, which Cancel ends with errCancelRequested.
+func (r *Runner) track(id string) (context.Context, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	if _, ok := r.running[id]; ok {
+		return nil, fmt.Errorf("%w: already running", ErrAlreadyExists)
+	}
+	ctx, cancel := context.WithCancelCause(r.ctx)
+	r.running[id] = cancel
+	r.wg.Add(1)
+	return ctx, nil
+}
+
+// untrack forgets an operation this process no longer runs.
+func (r *Runner) untrack(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cancel, ok := r.running[id]; ok {
+		cancel(nil)
+		delete(r.running, id)
+		r.wg.Done()
+	}
+}
+
+// progress sets op's remaining count, update time and estimate.
+func (r *Runner) progress(op *state.Operation, now time.Time) {
+	m := &op.Metadata
+	m.Written, m.Unchanged, m.Failed = 0, 0, 0
+	for _, res := range op.Results {
+		switch {
+		case res.Code != codes.OK:
+			m.Failed++
+		case res.Unchanged:
+			m.Unchanged++
+		default:
+			m.Written++
+		}
+	}
+	m.Remaining = len(op.Pending)
+	op.UpdateTime = now
+	switch {
+	case op.Done:
+		m.EstimatedCompletion = now
+	case r.estimate != nil:
+		m.EstimatedCompletion = now.Add(r.estimate(m.Remaining))
+	default:
+		m.EstimatedCompletion = time.Time{}
+	}
+}
+
+// redact returns a copy of op without values.
+func redact(op *state.Operation) *state.Operation {
+	o := *op
+	o.Results = slices.Clone(op.Results)
+	o.Pending = make([]state.PendingItem, len(op.Pending))
+	for i, p := range op.Pending {
+		p.Value = nil
+		p.Settings.SelectedRepositoryIDs = slices.Clone(p.Settings.SelectedRepositoryIDs)
+		o.Pending[i] = p
+	}
+	if op.Pending == nil {
+		o.Pending = nil
+	}
+	if op.Error != nil {
+		e := *op.Error
+		o.Error = &e
+	}
+	return &o
+}
