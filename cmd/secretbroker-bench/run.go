@@ -74,21 +74,62 @@ func (r result) row() string {
 		r.elapsed.Round(100*time.Millisecond), r.minimum.Round(100*time.Millisecond), rate)
 }
 
-// leastTime is the least time n writes over k scopes take under p: the
-// writes' spacing, and the points budget of a sliding minute (n writes of
-// 5 points and k key fetches of 1; a window's budget may be spent at once,
-// so only whole further windows count).
+// leastTime is the least time n writes over k scopes take under p, with
+// answers in no time: the k key fetches at once, then each write at the
+// earliest moment its limits allow, one after another: the writes'
+// spacing, the points budget of a sliding minute (writes 5 points, key
+// fetches 1) and the content budgets of a sliding minute and hour.
 func leastTime(p upstream.Pacing, n, k int) time.Duration {
-	var spacing, budget time.Duration
-	if p.WriteInterval > 0 {
-		spacing = time.Duration(n-1) * p.WriteInterval
+	type event struct {
+		at     time.Duration
+		points int
 	}
-	if p.PointsPerMinute > 0 {
-		points := 5*n + k
-		windows := int(math.Ceil(float64(points)/float64(p.PointsPerMinute))) - 1
-		budget = time.Duration(windows) * time.Minute
+	events := []event{}
+	if k > 0 {
+		events = append(events, event{0, k})
 	}
-	return max(spacing, budget)
+	// freeAt returns the earliest time from t when need more of what
+	// weight counts fit limit over window: the oldest events leave it.
+	freeAt := func(from, window time.Duration, limit, need int, weight func(event) int) time.Duration {
+		used := 0
+		for _, e := range events {
+			if e.at+window > from {
+				used += weight(e)
+			}
+		}
+		t := from
+		for _, e := range events {
+			if used+need <= limit {
+				break
+			}
+			if w := weight(e); w > 0 && e.at+window > from {
+				used -= w
+				t = e.at + window
+			}
+		}
+		return t
+	}
+	points := func(e event) int { return e.points }
+	writes := func(e event) int { return e.points / 5 } // key fetches: 0
+	var t, last time.Duration
+	for i := range n {
+		at := t
+		if i > 0 {
+			at = max(at, last+p.WriteInterval)
+		}
+		if p.PointsPerMinute > 0 {
+			at = max(at, freeAt(at, time.Minute, p.PointsPerMinute, 5, points))
+		}
+		if p.WritesPerMinute > 0 {
+			at = max(at, freeAt(at, time.Minute, p.WritesPerMinute, 1, writes))
+		}
+		if p.WritesPerHour > 0 {
+			at = max(at, freeAt(at, time.Hour, p.WritesPerHour, 1, writes))
+		}
+		events = append(events, event{at, 5})
+		t, last = at, at
+	}
+	return t
 }
 
 // item is one logical write.

@@ -31,13 +31,25 @@ type Config struct {
 	// SecondaryPause is how long a refusal without Retry-After or an
 	// exhausted primary quota pauses the credential.
 	SecondaryPause time.Duration
+	// WritesPerMinute and WritesPerHour are GitHub's content-creation
+	// limits on mutating requests (see DefaultWritesPerMinute); 0 turns
+	// each off.
+	WritesPerMinute int
+	WritesPerHour   int
+	// State, when set, is the state this pacer shares with the other
+	// replicas of the credential (see State); nil keeps it in memory
+	// (MemoryState) when a content budget is on, and otherwise paces
+	// from the pacer's own state alone.
+	State State
 }
 
 // DefaultConfig returns GitHub's guidance for one credential: 10 requests
-// in flight, writes one at a time and 1 s apart, 900 points a minute, a
-// 60 s pause after a secondary limit without Retry-After.
+// in flight, writes one at a time and 1 s apart, 900 points a minute, 80
+// writes a minute and 500 an hour, a 60 s pause after a secondary limit
+// without Retry-After.
 func DefaultConfig() Config {
-	return Config{MaxInFlight: 10, WriteInterval: time.Second, PointsPerMinute: 900, SecondaryPause: time.Minute}
+	return Config{MaxInFlight: 10, WriteInterval: time.Second, PointsPerMinute: 900, SecondaryPause: time.Minute,
+		WritesPerMinute: DefaultWritesPerMinute, WritesPerHour: DefaultWritesPerHour}
 }
 
 // latencySamples is how many recent latencies the allowance is drawn from.
@@ -87,6 +99,7 @@ type Pacer struct {
 	timer     *time.Timer // wakes the pacer when a wait by the clock ends
 	wakeAt    time.Time   // when timer fires; zero when not armed
 	stats     Stats
+	shared    *shared // nil: no State
 }
 
 // New returns a Pacer for cfg, or why cfg is out of range.
@@ -103,11 +116,14 @@ func New(cfg Config) (*Pacer, error) {
 		return nil, fmt.Errorf("pace: PointsPerMinute %d is neither 0 (off) nor at least %d, the cost of one write", cfg.PointsPerMinute, WritePoints)
 	case cfg.SecondaryPause < 0:
 		return nil, fmt.Errorf("pace: SecondaryPause %v is negative", cfg.SecondaryPause)
+	case cfg.WritesPerMinute < 0 || cfg.WritesPerHour < 0:
+		return nil, fmt.Errorf("pace: WritesPerMinute %d or WritesPerHour %d is negative", cfg.WritesPerMinute, cfg.WritesPerHour)
 	}
 	return &Pacer{
 		maxInFlight: cfg.MaxInFlight,
 		budget:      NewBudget(cfg.PointsPerMinute, cfg.SecondaryPause),
 		slot:        NewWriteSlot(cfg.WriteInterval),
+		shared:      newShared(cfg),
 	}, nil
 }
 
@@ -135,6 +151,8 @@ type Permit struct {
 	// Guarded by p.mu.
 	state permitState
 	err   *ThrottledError
+
+	grant grantState // its claim on the shared State
 }
 
 // Acquire queues r and waits until the pacer admits it. It returns a
@@ -206,6 +224,9 @@ func (p *Pacer) Acquire(ctx context.Context, r Request) (*Permit, error) {
 	if t.state == refused {
 		return nil, t.err
 	}
+	if err := p.acquireShared(ctx, t); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -224,6 +245,7 @@ func (t *Permit) Done(status int, header http.Header, latency time.Duration) {
 // Done, Report or Unsent of a permit counts.
 func (t *Permit) Report(rl RateLimit, latency time.Duration) {
 	p := t.p
+	p.reportShared(t, rl)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t.state != admitted {
@@ -251,6 +273,7 @@ func (t *Permit) Report(rl RateLimit, latency time.Duration) {
 // permit counts.
 func (t *Permit) Unsent() {
 	p := t.p
+	p.unsentShared(t)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t.state != admitted {
