@@ -130,14 +130,14 @@ func TestLeastTime(t *testing.T) {
 		// first, the last 499 s after it.
 		{p, 1000, 1, time.Hour + 499*time.Second},
 		{p, 500, 1, 499 * time.Second},
-		{ghes, 100, 1, 0},                  // 501 points fit one window
-		{ghes, 1000, 10, 5 * time.Minute},  // 5010 points: 6 windows
-		{ghes, 180, 0, 0},                  // 900 points exactly
-		{ghes, 181, 0, time.Minute},        // 905 points
-		{content, 80, 0, 0},                // 80 writes a minute
-		{content, 81, 0, time.Minute},      // the 81st a minute later
-		{content, 500, 0, 6 * time.Minute}, // 6·80 = 480, then 20
-		{content, 1000, 0, 2 * time.Hour},  // 500 an hour: the last batch 2 h in
+		{ghes, 100, 1, 0},                             // 501 points fit one window
+		{ghes, 1000, 10, 5 * time.Minute},             // 5010 points: 6 windows
+		{ghes, 180, 0, 0},                             // 900 points exactly
+		{ghes, 181, 0, time.Minute},                   // 905 points
+		{content, 80, 0, 0},                           // 80 writes a minute
+		{content, 81, 0, time.Minute},                 // the 81st a minute later
+		{content, 500, 0, 6 * time.Minute},            // 6·80 = 480, then 20
+		{content, 1000, 0, time.Hour + 6*time.Minute}, // the second 500 as the first, an hour later
 	}
 	for _, tt := range tests {
 		if got := leastTime(tt.p, tt.n, tt.k); got != tt.want {
