@@ -161,6 +161,15 @@ func (s *MemoryState) Add(entries ...Entry) {
 	}
 }
 
+// Remove drops entries from the record.
+func (s *MemoryState) Remove(ids ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		delete(s.entries, id)
+	}
+}
+
 // Holds returns the pause and primary-limit state.
 func (s *MemoryState) Holds() Holds {
 	s.mu.Lock()
