@@ -76,6 +76,10 @@ type Config struct {
 	// template, status, attempt and wait: never a path, a value or the
 	// token. nil discards them.
 	Logger *slog.Logger
+	// SharedState, when set, gives the pacer the state the credential
+	// shares with the broker's other replicas (sharedstate.go); nil keeps
+	// it in memory.
+	SharedState StateFunc
 	// MeterProvider receives the client's metrics (metrics.go): requests
 	// and their durations per attempt, retries, the rate limits GitHub
 	// reported and the pacer's queue. nil selects a no-op provider.
@@ -141,7 +145,11 @@ func New(cfg Config) (*Client, error) {
 	if pacing, err = pacing.normalized(); err != nil {
 		return nil, err
 	}
-	pacer, err := pace.New(pacing.config())
+	paceCfg, err := pacing.paceConfig(cfg.SharedState, TokenCredential)
+	if err != nil {
+		return nil, err
+	}
+	pacer, err := pace.New(paceCfg)
 	if err != nil {
 		// Validate checked what pace checks; this is a bug.
 		return nil, fmt.Errorf("upstream: pacing: %w", err)

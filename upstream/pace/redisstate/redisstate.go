@@ -195,7 +195,7 @@ func (s *State) Start(ctx context.Context, now time.Time, g pace.Grant) pace.Ver
 				s.down(now, err)
 				return s.local(now, g)
 			}
-			epoch, up, shared = s.mode(now)
+			epoch, _, shared = s.mode(now)
 		}
 		if !shared {
 			return s.local(now, g)

@@ -30,8 +30,6 @@ import (
 // Times are milliseconds passed in by the caller (ARGV[1]): the scripts
 // read no clock, so that every replica decides on its own clock and
 // tests drive time.
-const keyCount = 5
-
 // Lua shared by the scripts.
 const luaCommon = `
 local function epoch_ok(want)

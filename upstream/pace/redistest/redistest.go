@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -26,7 +25,11 @@ const Package = "redis-server"
 const startTimeout = 10 * time.Second
 
 // Server is one redis-server process of a test. Stop and Restart
-// simulate a crash and a restart without persistence (empty).
+// simulate a crash and a restart without persistence (empty). They may be
+// called from inside a testing/synctest bubble: the process and the
+// goroutines that watch it belong to a manager goroutine started by Start,
+// outside any bubble, so that a running server never keeps a bubble's
+// fake time from advancing.
 type Server struct {
 	// Addr is its host:port on 127.0.0.1.
 	Addr string
@@ -35,12 +38,16 @@ type Server struct {
 	path string
 	port int
 
-	mu   sync.Mutex
+	reqs    chan bool  // to the manager: true start, false stop
+	replies chan error // from the manager
+
+	// Owned by the manager goroutine.
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-// Start starts a redis-server for tb and stops it at tb's cleanup.
+// Start starts a redis-server for tb and stops it at tb's cleanup. Call
+// it outside any synctest bubble.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
 	path, err := exec.LookPath("redis-server")
@@ -59,32 +66,49 @@ func Start(tb testing.TB) *Server {
 	if err := l.Close(); err != nil {
 		tb.Fatalf("redistest: %v", err)
 	}
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), tb: tb, path: path, port: port}
-	if err := s.start(); err != nil {
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), tb: tb, path: path, port: port,
+		reqs: make(chan bool), replies: make(chan error)}
+	go s.manage()
+	tb.Cleanup(func() {
+		s.Stop()
+		close(s.reqs)
+	})
+	if err := s.call(true); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(s.Stop)
 	return s
+}
+
+// manage runs the requests: the process is started and stopped here.
+func (s *Server) manage() {
+	for start := range s.reqs {
+		if start {
+			s.replies <- s.start()
+			continue
+		}
+		if s.cmd != nil {
+			_ = s.cmd.Process.Kill()
+			<-s.done
+			s.cmd = nil
+		}
+		s.replies <- nil
+	}
+}
+
+func (s *Server) call(start bool) error {
+	s.reqs <- start
+	return <-s.replies
 }
 
 // Stop kills the server (SIGKILL: a crash); its data is gone. Stopping a
 // stopped server does nothing.
-func (s *Server) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	<-s.done
-	s.cmd = nil
-}
+func (s *Server) Stop() { _ = s.call(false) }
 
 // Restart starts the stopped server again on the same port, empty.
 func (s *Server) Restart() {
 	s.tb.Helper()
 	s.Stop()
-	if err := s.start(); err != nil {
+	if err := s.call(true); err != nil {
 		s.tb.Fatal(err)
 	}
 }
@@ -139,11 +163,11 @@ func (s *Server) start() error {
 		<-done
 		return fmt.Errorf("redistest: redis-server did not start within %v", startTimeout)
 	}
-	s.mu.Lock()
 	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
 	if err := ping(s.Addr); err != nil {
-		s.Stop()
+		_ = cmd.Process.Kill()
+		<-done
+		s.cmd = nil
 		return err
 	}
 	return nil
