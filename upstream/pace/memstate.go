@@ -161,6 +161,38 @@ func (s *MemoryState) Add(entries ...Entry) {
 	}
 }
 
+// Usage is what a record's entries count at a moment: points and writes
+// in the minute, writes in the hour, and of each what is in flight.
+type Usage struct {
+	Points, PointsInFlight         int
+	WritesMinute, WritesMinuteLive int // live: in flight
+	WritesHour, WritesHourLive     int
+}
+
+// Usage returns what the record's entries count at now.
+func (s *MemoryState) Usage(now time.Time) Usage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var u Usage
+	for _, e := range s.entries {
+		if e.End.Add(Window).After(now) {
+			u.Points += e.Points
+			u.WritesMinute += e.Writes
+			if e.InFlight {
+				u.PointsInFlight += e.Points
+				u.WritesMinuteLive += e.Writes
+			}
+		}
+		if e.End.Add(WritesHour).After(now) {
+			u.WritesHour += e.Writes
+			if e.InFlight {
+				u.WritesHourLive += e.Writes
+			}
+		}
+	}
+	return u
+}
+
 // Remove drops entries from the record.
 func (s *MemoryState) Remove(ids ...string) {
 	s.mu.Lock()

@@ -91,15 +91,17 @@ type State struct {
 	holding    string    // the write grant whose lease this replica renews
 	others     int       // synthetic entries added
 	othersIDs  []string  // the synthetic entries in the record
+	localSeq   uint64    // grants decided locally
+	seededSeq  uint64    // localSeq as of the last seeding
 	downSince  time.Time
 	lastErr    string
 }
 
-// snapshot is every replica's use as of a grant, to fall back on.
+// snapshot is every replica's use as of a grant, and this replica's own
+// then, to fall back on.
 type snapshot struct {
-	at                                    time.Time
-	points, wmin, whour                   int
-	pointsFlight, wminFlight, whourFlight int
+	at       time.Time
+	all, own pace.Usage
 }
 
 // New returns a State; it contacts Redis on first use.
@@ -197,7 +199,7 @@ func (s *State) Start(ctx context.Context, now time.Time, g pace.Grant) pace.Ver
 			}
 			epoch, _, shared = s.mode(now)
 		}
-		if !shared {
+		if !shared || !s.catchUp(ctx, now) {
 			return s.local(now, g)
 		}
 		res, err := s.run(ctx, startScript, ms(now), g.ID, g.Cost, b01(g.Write), s.lim.PointsPerMinute,
@@ -217,7 +219,9 @@ func (s *State) Start(ctx context.Context, now time.Time, g pace.Grant) pace.Ver
 			n := ints(vals[1:])
 			s.mirror.Record(now, g)
 			s.mu.Lock()
-			s.snap = snapshot{at: now, points: n[0], wmin: n[1], whour: n[2], pointsFlight: n[3], wminFlight: n[4], whourFlight: n[5]}
+			own := s.mirror.Usage(now)
+			s.snap = snapshot{at: now, own: own, all: pace.Usage{Points: n[0], WritesMinute: n[1], WritesHour: n[2],
+				PointsInFlight: n[3], WritesMinuteLive: n[4], WritesHourLive: n[5]}}
 			if g.Write && s.lim.WriteInterval > 0 {
 				s.holding = g.ID
 			}
@@ -263,7 +267,34 @@ func ints(vals []any) []int {
 
 // local decides from the local budget.
 func (s *State) local(now time.Time, g pace.Grant) pace.Verdict {
-	return s.mirror.Start(context.Background(), now, g)
+	v := s.mirror.Start(context.Background(), now, g)
+	if v.OK {
+		s.mu.Lock()
+		s.localSeq++
+		s.mu.Unlock()
+	}
+	return v
+}
+
+// catchUp readies a replica to decide from Redis: it adds what it granted
+// locally since it last seeded (ZADD NX: nothing twice) and drops from its
+// record what stood for the others' use. It reports whether Redis may
+// decide.
+func (s *State) catchUp(ctx context.Context, now time.Time) bool {
+	s.mu.Lock()
+	dirty := s.localSeq != s.seededSeq
+	others := s.othersIDs
+	s.othersIDs = nil
+	s.mu.Unlock()
+	s.mirror.Remove(others...)
+	if !dirty {
+		return true
+	}
+	if err := s.seed(ctx, now); err != nil {
+		s.down(now, err)
+		return false
+	}
+	return true
 }
 
 // Done implements pace.State.
@@ -356,6 +387,9 @@ func (s *State) Run(ctx context.Context) {
 // counts, the holds and the last write. A new epoch (Redis lost its data)
 // is not spent from before SeedGrace has passed since it was created.
 func (s *State) seed(ctx context.Context, now time.Time) error {
+	s.mu.Lock()
+	seq := s.localSeq
+	s.mu.Unlock()
 	entries := s.mirror.Entries(now)
 	h := s.mirror.Holds()
 	args := []any{ms(now), s.id, 0, 0, 0, 0, 0}
@@ -387,14 +421,13 @@ func (s *State) seed(ctx context.Context, now time.Time) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.seededSeq = seq
 	if ep != s.epoch {
 		s.epoch = ep
 		s.graceUntil = created.Add(s.opts.SeedGrace)
 	}
 	if !s.up {
 		s.up = true
-		s.mirror.Remove(s.othersIDs...)
-		s.othersIDs = nil
 		s.opts.Logger.Info("pacing state: Redis is reachable again; pacing within the shared budget",
 			slog.String("credential", s.opts.Credential), slog.Duration("down_for", now.Sub(s.downSince)))
 	}
@@ -415,39 +448,21 @@ func (s *State) down(now time.Time, err error) {
 		return
 	}
 	s.up, s.downSince, s.lastErr = false, now, err.Error()
-	own := s.mirror.Entries(now)
-	var p, pf, wm, wmf, wh, whf int
-	for _, e := range own {
-		if strings.HasPrefix(e.ID, othersPrefix) {
-			continue
-		}
-		alive := func(w time.Duration) bool { return e.End.Add(w).After(s.snap.at) }
-		if alive(pace.Window) {
-			p += e.Points
-			wm += e.Writes
-			if e.InFlight {
-				pf += e.Points
-				wmf += e.Writes
-			}
-		}
-		if alive(pace.WritesHour) {
-			wh += e.Writes
-			if e.InFlight {
-				whf += e.Writes
-			}
-		}
-	}
-	if !s.snap.at.IsZero() {
+	if !s.snap.at.IsZero() && len(s.othersIDs) == 0 {
+		all, own := s.snap.all, s.snap.own
 		s.others++
 		tag := othersPrefix + strconv.Itoa(s.others)
 		inFlight := pace.Entry{ID: tag + ":f", InFlight: true, End: s.snap.at.Add(pace.InFlightLease),
-			Points: max(s.snap.pointsFlight-pf, 0), Writes: max(s.snap.wminFlight-wmf, 0)}
+			Points: max(all.PointsInFlight-own.PointsInFlight, 0), Writes: max(all.WritesMinuteLive-own.WritesMinuteLive, 0)}
 		doneMinute := pace.Entry{ID: tag + ":m", End: s.snap.at,
-			Points: max(s.snap.points-s.snap.pointsFlight-(p-pf), 0), Writes: max(s.snap.wmin-s.snap.wminFlight-(wm-wmf), 0)}
-		// Writes of the hour before the minute: they may have ended a
-		// minute before the snapshot at the latest.
-		doneHour := pace.Entry{ID: tag + ":h", End: s.snap.at.Add(-pace.Window),
-			Writes: max((s.snap.whour-s.snap.whourFlight)-(s.snap.wmin-s.snap.wminFlight)-((wh-whf)-(wm-wmf)), 0)}
+			Points: max((all.Points-all.PointsInFlight)-(own.Points-own.PointsInFlight), 0),
+			Writes: max((all.WritesMinute-all.WritesMinuteLive)-(own.WritesMinute-own.WritesMinuteLive), 0)}
+		// Writes of the hour before the minute: they ended a minute
+		// before the snapshot at the latest.
+		hourOnly := func(u pace.Usage) int {
+			return (u.WritesHour - u.WritesHourLive) - (u.WritesMinute - u.WritesMinuteLive)
+		}
+		doneHour := pace.Entry{ID: tag + ":h", End: s.snap.at.Add(-pace.Window), Writes: max(hourOnly(all)-hourOnly(own), 0)}
 		s.mirror.Add(inFlight, doneMinute, doneHour)
 		s.othersIDs = append(s.othersIDs, inFlight.ID, doneMinute.ID, doneHour.ID)
 	}
