@@ -232,3 +232,88 @@ func TestReplicasShareOneBudget(t *testing.T) {
 		})
 	}
 }
+
+// hangTransport holds the first PUT until release is closed: the replica
+// sending it dies with it in flight. Others go to next.
+type hangTransport struct {
+	next    http.RoundTripper
+	once    sync.Once
+	started chan struct{}
+	release chan struct{}
+}
+
+func (h *hangTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	hang := false
+	if r.Method == http.MethodPut {
+		h.once.Do(func() { hang = true })
+	}
+	if hang {
+		close(h.started)
+		<-h.release
+		return nil, fmt.Errorf("connection lost")
+	}
+	return h.next.RoundTrip(r)
+}
+
+// A replica killed while its write holds the shared write slot blocks the
+// other for at most the slot's lease (3 write intervals); the other keeps
+// serving, within the limits.
+func TestReplicaKilledHoldingTheWriteSlot(t *testing.T) {
+	srv := redistest.Start(t)
+	synctest.Test(t, func(t *testing.T) {
+		emu := emulator.New(emulator.Options{Token: replicaToken, Limits: emulator.GitHubLimits()})
+		emu.AddOrg("octo")
+		emu.AddRepo("octo", "app", false)
+		tr := &emuTransport{h: emu}
+		hang := &hangTransport{next: tr, started: make(chan struct{}), release: make(chan struct{})}
+		a, b := newReplica(t, srv.Addr, "killed", hang), newReplica(t, srv.Addr, "killed", tr)
+		ctx := t.Context()
+		scope := upstream.Scope{App: upstream.Actions, Owner: "octo", Repo: "app"}
+		pk, err := b.client.GetPublicKey(ctx, scope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Both join Redis, past the fresh epoch's grace, before writing.
+		time.Sleep(redisstate.DefaultSeedGrace)
+		a.state.Sync(ctx, time.Now())
+		b.state.Sync(ctx, time.Now())
+		bctx, stopB := context.WithCancel(ctx)
+		var bg sync.WaitGroup
+		bg.Go(func() { b.state.Run(bctx) })
+
+		var aDone sync.WaitGroup
+		aDone.Go(func() { _, _ = a.client.PutSecret(ctx, scope, "A_DIES", seal(t, pk, "lost")) })
+		<-hang.started
+		killed := time.Now()
+		_ = a.redis.Close() // A is gone: no renewal, no Done reaches Redis
+
+		const n = 10
+		for i := range n {
+			if _, err := b.client.PutSecret(ctx, scope, fmt.Sprintf("B_%d", i), seal(t, pk, "v"+strconv.Itoa(i))); err != nil {
+				t.Fatalf("B's write %d: %v", i, err)
+			}
+		}
+		tr.mu.Lock()
+		writes := append([]time.Time(nil), tr.writes...)
+		tr.mu.Unlock()
+		lease := 3 * time.Second // 3 × the 1 s write interval
+		// A's write took the slot when it started (killed); B waits for
+		// the lease to run out, exactly, and no longer.
+		if len(writes) != n || writes[0].Sub(killed) != lease {
+			t.Errorf("B's first write %v after A died, want the %v lease; %d writes", writes[0].Sub(killed), lease, len(writes))
+		}
+		for i := 1; i < len(writes); i++ {
+			if d := writes[i].Sub(writes[i-1]); d != time.Second {
+				t.Errorf("B's writes %d and %d %v apart, want 1s", i-1, i, d)
+			}
+		}
+		if st := emu.Stats(); st.SecondaryViolations != 0 || st.PrimaryViolations != 0 {
+			t.Errorf("violations: %+v", st)
+		}
+		close(hang.release)
+		aDone.Wait()
+		stopB()
+		bg.Wait()
+		_ = b.redis.Close()
+	})
+}
