@@ -6,9 +6,10 @@ import (
 	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
-// TokenCredential is the credential name of Config.Token for a StateFunc:
-// every replica using the same token must share it under this name.
-const TokenCredential = "token"
+// TokenCredential is the credential name of Config.Token for a StateFunc,
+// the metrics' credential label (Credential): every replica using the same
+// token shares its state under this name.
+const TokenCredential = Credential
 
 // StateFunc returns the pacing state a credential shares with the other
 // replicas of the broker (for example a redisstate.State), for the limits

@@ -89,7 +89,7 @@ func TestRunWithRedis(t *testing.T) {
 		name, addr, readyz string
 		up                 float64
 	}{
-		{"unreachable", closed, "ok (degraded: pacing state for token: Redis unreachable since", 0},
+		{"unreachable", closed, "ok (degraded: pacing state for default: Redis unreachable since", 0},
 		{"reachable", srv.Addr, "ok\n", 1},
 	}
 	for _, tc := range tests {
@@ -110,7 +110,7 @@ func TestRunWithRedis(t *testing.T) {
 				t.Errorf("/readyz %d %q, want 200 %q", resp.StatusCode, body, tc.readyz)
 			}
 			fams, _ := b.scrape(t)
-			if v, ok := metricValue(fams, "secretbroker_pacer_shared_state_up", map[string]string{"credential": "token"}); !ok || v != tc.up {
+			if v, ok := metricValue(fams, "secretbroker_pacer_shared_state_up", map[string]string{"credential": "default"}); !ok || v != tc.up {
 				t.Errorf("secretbroker_pacer_shared_state_up = %v (found %v), want %v", v, ok, tc.up)
 			}
 			if tc.up == 0 && strings.Count(b.logs.String(), "Redis unreachable") != 1 {
