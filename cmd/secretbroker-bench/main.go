@@ -65,6 +65,8 @@ type config struct {
 	naiveConcurrency int
 	latency          time.Duration // how long the emulator takes to answer a request it accepts
 	pacing           upstream.Pacing
+	replicas         int    // broker replicas sharing one budget through Redis (replicas.go)
+	redisAddr        string // their Redis, host:port; the fake-time mode starts one when empty
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -79,8 +81,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.pacing.MaxInFlight, "upstream-max-in-flight", c.pacing.MaxInFlight, "the broker's --upstream-max-in-flight")
 	fs.DurationVar(&c.pacing.WriteInterval, "upstream-write-interval", c.pacing.WriteInterval, "the broker's --upstream-write-interval")
 	fs.IntVar(&c.pacing.PointsPerMinute, "upstream-points-per-minute", c.pacing.PointsPerMinute, "the broker's --upstream-points-per-minute")
+	fs.IntVar(&c.replicas, "replicas", 1, "broker replicas sharing one GitHub budget through Redis, each sent its share of the writes at once (1 to 8)")
+	fs.StringVar(&c.redisAddr, "redis-addr", "", "the replicas' Redis, host:port, for --replicas above 1 (the fake-time mode starts redis-server from PATH when empty; --real-time needs it)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
+	}
+	if c.replicas < 1 || c.replicas > 8 {
+		return config{}, fmt.Errorf("--replicas must be between 1 and 8, got %d", c.replicas)
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -121,6 +128,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if c.realTime {
+		if c.replicas > 1 && c.redisAddr == "" {
+			return errors.New("--replicas above 1 with --real-time needs --redis-addr")
+		}
 		return writeTables(ctx, c, stdout, measure)
 	}
 	return runTablesTest(ctx, args, stdout, stderr)
@@ -137,8 +147,13 @@ func writeTables(ctx context.Context, c config, stdout io.Writer, run measureFun
 	if c.realTime {
 		timeIs = "the wall clock"
 	}
-	fmt.Fprintf(stdout, "Emulator limits: %s; answers in %v. Broker pacing: %d in flight, writes %s apart, %d points a minute. Time: %s.\n\n",
-		describeLimits(), c.latency, c.pacing.MaxInFlight, c.pacing.WriteInterval, c.pacing.PointsPerMinute, timeIs)
+	replicas := ""
+	if c.replicas > 1 {
+		replicas = fmt.Sprintf(" Broker replicas: %d, sharing one budget through Redis.", c.replicas)
+	}
+	fmt.Fprintf(stdout, "Emulator limits: %s; answers in %v. Broker pacing: %d in flight, writes %s apart, %d points a minute, %d writes a minute, %d an hour.%s Time: %s.\n\n",
+		describeLimits(), c.latency, c.pacing.MaxInFlight, c.pacing.WriteInterval, c.pacing.PointsPerMinute,
+		c.pacing.WritesPerMinute, c.pacing.WritesPerHour, replicas, timeIs)
 	fmt.Fprintln(stdout, tableHeader)
 	for _, n := range c.writes {
 		for _, k := range c.scopes {

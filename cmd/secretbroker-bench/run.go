@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,8 +37,8 @@ const (
 
 func describeLimits() string {
 	l := emulator.GitHubLimits()
-	return fmt.Sprintf("%d points a minute, %d concurrent requests, %d requests an hour",
-		l.PointsPerMinute, l.MaxConcurrent, l.PrimaryPerHour)
+	return fmt.Sprintf("%d points a minute, %d concurrent requests, %d requests an hour, %d writes a minute and %d an hour",
+		l.PointsPerMinute, l.MaxConcurrent, l.PrimaryPerHour, l.WritesPerMinute, l.WritesPerHour)
 }
 
 // result is what one run measured.
@@ -62,7 +63,7 @@ const tableHeader = "| client | writes | scopes | written | lost | failed | requ
 
 func (r result) row() string {
 	rate := "n/a"
-	if r.client != "broker" {
+	if !strings.HasPrefix(r.client, "broker") {
 		rate = "not paced"
 	} else if r.minimum > 0 && r.elapsed > 0 {
 		rate = fmt.Sprintf("%.1f%%", 100*r.minimum.Seconds()/r.elapsed.Seconds())
@@ -81,12 +82,12 @@ func (r result) row() string {
 // fetches 1) and the content budgets of a sliding minute and hour.
 func leastTime(p upstream.Pacing, n, k int) time.Duration {
 	type event struct {
-		at     time.Duration
-		points int
+		at             time.Duration
+		points, writes int
 	}
 	events := []event{}
 	if k > 0 {
-		events = append(events, event{0, k})
+		events = append(events, event{0, k, 0}) // the key fetches
 	}
 	// freeAt returns the earliest time from t when need more of what
 	// weight counts fit limit over window: the oldest events leave it.
@@ -110,7 +111,7 @@ func leastTime(p upstream.Pacing, n, k int) time.Duration {
 		return t
 	}
 	points := func(e event) int { return e.points }
-	writes := func(e event) int { return e.points / 5 } // key fetches: 0
+	writes := func(e event) int { return e.writes }
 	var t, last time.Duration
 	for i := range n {
 		at := t
@@ -126,7 +127,7 @@ func leastTime(p upstream.Pacing, n, k int) time.Duration {
 		if p.WritesPerHour > 0 {
 			at = max(at, freeAt(at, time.Hour, p.WritesPerHour, 1, writes))
 		}
-		events = append(events, event{at, 5})
+		events = append(events, event{at, 5, 1})
 		t, last = at, at
 	}
 	return t
@@ -230,6 +231,11 @@ func measure(ctx context.Context, c config, client string, n, k int) (result, er
 	start := time.Now()
 	switch client {
 	case "broker":
+		if c.replicas > 1 {
+			r.client = fmt.Sprintf("broker ×%d", c.replicas)
+			done, r.retries, err = runReplicas(ctx, c, w)
+			break
+		}
 		done, r.retries, err = runBroker(ctx, c, w)
 	default:
 		done, err = runNaive(ctx, c, w)
@@ -249,6 +255,17 @@ func runBroker(ctx context.Context, c config, w *world) ([]bool, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	done, err := serveBatch(ctx, up, w.items)
+	if err != nil {
+		return nil, 0, err
+	}
+	return done, up.PacerStats().Retries, nil
+}
+
+// serveBatch sends items in one BatchPutSecrets call to a broker on up,
+// behind a gRPC server on an in-memory connection (bufconn), and reports
+// which were written.
+func serveBatch(ctx context.Context, up *upstream.Client, items []item) ([]bool, error) {
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
 	secretbrokerv1.RegisterSecretServiceServer(gs, service.New(up, service.Options{}))
@@ -265,12 +282,12 @@ func runBroker(ctx context.Context, c config, w *world) ([]bool, int, error) {
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	defer conn.Close()
 
 	req := &secretbrokerv1.BatchPutSecretsRequest{}
-	for _, it := range w.items {
+	for _, it := range items {
 		req.Requests = append(req.Requests, &secretbrokerv1.PutSecretRequest{
 			Name:    it.scope + "/secrets/" + it.name,
 			Payload: &secretbrokerv1.PutSecretRequest_Value{Value: it.value},
@@ -278,13 +295,13 @@ func runBroker(ctx context.Context, c config, w *world) ([]bool, int, error) {
 	}
 	resp, err := secretbrokerv1.NewSecretServiceClient(conn).BatchPutSecrets(ctx, req)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	done := make([]bool, len(w.items))
+	done := make([]bool, len(items))
 	for i, res := range resp.GetResults() {
 		done[i] = res.GetCode() == code.Code_OK
 	}
-	return done, up.PacerStats().Retries, nil
+	return done, nil
 }
 
 // runNaive writes every item as gh, Terraform and External Secrets do:

@@ -138,6 +138,7 @@ func TestLeastTime(t *testing.T) {
 		{content, 81, 0, time.Minute},                 // the 81st a minute later
 		{content, 500, 0, 6 * time.Minute},            // 6·80 = 480, then 20
 		{content, 1000, 0, time.Hour + 6*time.Minute}, // the second 500 as the first, an hour later
+		{p, 1000, 10, time.Hour + 499*time.Second},    // key fetches are no writes
 	}
 	for _, tt := range tests {
 		if got := leastTime(tt.p, tt.n, tt.k); got != tt.want {
