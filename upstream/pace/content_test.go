@@ -2,6 +2,8 @@ package pace
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -62,4 +64,40 @@ func TestPacerContentBudgets(t *testing.T) {
 			})
 		})
 	}
+}
+
+// Two pacers sharing one State pace as one: their writes go one at a
+// time, WriteInterval apart, whichever pacer sends them (alone, each
+// would start one at once).
+func TestPacersShareAState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := NewMemoryState(StateLimits{WriteInterval: time.Second, WritesPerMinute: 80})
+		cfg := Config{MaxInFlight: 10, WriteInterval: time.Second, WritesPerMinute: 80, State: st}
+		pacers := []*Pacer{newPacer(t, cfg), newPacer(t, cfg)}
+		t0 := time.Now()
+		var mu sync.Mutex
+		var starts []time.Duration
+		var wg sync.WaitGroup
+		for i := range 6 {
+			p := pacers[i%2]
+			wg.Go(func() {
+				pm, err := p.Acquire(context.Background(), Request{Caller: "c", Method: "PUT", Route: "/r/{x}"})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				starts = append(starts, time.Since(t0))
+				mu.Unlock()
+				pm.Report(RateLimit{Status: 204, Remaining: -1, Used: -1}, 0)
+			})
+		}
+		wg.Wait()
+		slices.Sort(starts)
+		for i, at := range starts {
+			if want := time.Duration(i) * time.Second; at != want {
+				t.Errorf("write %d started at +%v, want +%v", i, at, want)
+			}
+		}
+	})
 }
