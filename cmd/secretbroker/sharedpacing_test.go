@@ -119,3 +119,37 @@ func TestRunWithRedis(t *testing.T) {
 		})
 	}
 }
+
+// FuzzRedisURL: whatever --redis-url holds, resolve neither panics nor
+// repeats a password in its error, and accepts a URL only with a redis or
+// rediss scheme, a host and no password.
+func FuzzRedisURL(f *testing.F) {
+	for _, seed := range []string{
+		"redis://h:6379", "rediss://user@h:6380/1", "redis://:pw-secret@h", "redis://u:pw-secret@h",
+		"http://h", "redis://", "redis:///x", "%zz", "redis://u:pw%zzsecret@h", "rediss://[::1]:6379",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		s := SharedPacing{RedisURL: raw, ExpectedReplicas: 1}
+		err := s.resolve(envMap(nil))
+		if err != nil {
+			for _, secret := range []string{"pw-secret", "pw%zzsecret"} {
+				if strings.Contains(raw, secret) && strings.Contains(err.Error(), secret) {
+					t.Fatalf("error repeats the password: %v", err)
+				}
+			}
+			return
+		}
+		if raw == "" {
+			return
+		}
+		u := s.RedisURLInUse()
+		if u == nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			t.Fatalf("accepted %q as %v", raw, u)
+		}
+		if _, has := u.User.Password(); has {
+			t.Fatalf("accepted a password in the flag: %q", raw)
+		}
+	})
+}
