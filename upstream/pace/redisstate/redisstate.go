@@ -14,6 +14,17 @@
 // empty gets a new epoch: each replica re-seeds it from its local record
 // on its next contact, and none spends from it before SeedGrace has
 // passed since it was created (until then, local budgets).
+//
+// What it cannot see: the requests of a replica that died before a Redis
+// that lost its data was re-seeded (nobody holds its record), and those of
+// a replica that cannot reach Redis when the others re-seed it, until it
+// can (it is then on its local share, and adds them). The replicas' clocks
+// must agree (NTP): each decides on its own time.
+//
+// A GCRA limiter (github.com/go-redis/redis_rate) does not fit: GitHub's
+// windows count a request from its dispatch until a window after its
+// answer, the write slot is a lease, and the content budgets are sliding
+// logs; each is a sorted set here.
 package redisstate
 
 import (
