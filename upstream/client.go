@@ -88,6 +88,10 @@ type Config struct {
 	// long; and one Debug line per pacer wait over a second, with its
 	// reason: never a path, a value or the token. nil discards them.
 	Logger *slog.Logger
+	// SharedState, when set, gives the pacer the state the credential
+	// shares with the broker's other replicas (sharedstate.go); nil keeps
+	// it in memory.
+	SharedState StateFunc
 	// MeterProvider receives the client's metrics (metrics.go): requests
 	// and their durations per attempt, retries, the rate limits GitHub
 	// reported and the pacer's queue. nil selects a no-op provider.

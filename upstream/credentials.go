@@ -32,9 +32,10 @@ type credState struct {
 // many as the source has credentials: one for a token, and the app plus
 // one per installation for a GitHub App.
 type credentials struct {
-	src     credential.Source
-	config  pace.Config
-	metrics *metrics // observes each pacer's waits and pauses
+	src         credential.Source
+	pacing      Pacing
+	sharedState StateFunc // nil: each pacer's state is its own
+	metrics     *metrics  // observes each pacer's waits and pauses
 
 	mu     sync.Mutex
 	states map[string]*credState
@@ -49,7 +50,10 @@ func (cs *credentials) state(cred credential.Credential) (*credState, error) {
 	if st, ok := cs.states[label]; ok {
 		return st, nil
 	}
-	pc := cs.config
+	pc, err := cs.pacing.paceConfig(cs.sharedState, label)
+	if err != nil {
+		return nil, err
+	}
 	pc.Observer = cs.metrics.observer(label)
 	p, err := pace.New(pc)
 	if err != nil {
@@ -176,7 +180,7 @@ func newCredentials(cfg Config, pacing Pacing, m *metrics) (*credentials, error)
 	if src == nil {
 		src = credential.Static(string(cfg.Token))
 	}
-	cs := &credentials{src: src, config: pacing.config(), metrics: m, states: map[string]*credState{}}
+	cs := &credentials{src: src, pacing: pacing, sharedState: cfg.SharedState, metrics: m, states: map[string]*credState{}}
 	probe, _ := src.Probe()
 	if _, err := cs.state(probe); err != nil {
 		// Validate checked what pace checks; this is a bug.

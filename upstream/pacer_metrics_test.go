@@ -75,6 +75,7 @@ func TestWaitReasonAndPauseKind(t *testing.T) {
 		{pace.ReasonPrimary, "primary", "primary"},
 		{pace.ReasonPause, "secondary_pause", "secondary"},
 		{pace.ReasonBackoff, "backoff", "backoff"},
+		{pace.ReasonContent, "content", ""},
 	} {
 		if got := WaitReason(tc.why); got != tc.reason {
 			t.Errorf("WaitReason(%d) = %q, want %q", tc.why, got, tc.reason)

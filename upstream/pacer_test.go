@@ -184,7 +184,8 @@ var testPut = PutSecretBody{EncryptedValue: "c2VhbGVk", KeyID: "k1"}
 
 func TestDefaultPacing(t *testing.T) {
 	want := Pacing{MaxInFlight: 10, WriteInterval: time.Second, PointsPerMinute: 900, MaxAttempts: 5,
-		BackoffBase: time.Second, BackoffMax: 60 * time.Second, SecondaryPause: 60 * time.Second}
+		BackoffBase: time.Second, BackoffMax: 60 * time.Second, SecondaryPause: 60 * time.Second,
+		WritesPerMinute: 80, WritesPerHour: 500}
 	if got := DefaultPacing(); got != want {
 		t.Errorf("DefaultPacing() = %+v, want %+v", got, want)
 	}
@@ -198,7 +199,8 @@ func TestDefaultPacing(t *testing.T) {
 	if len(c.creds.all()) != 1 || c.log == nil {
 		t.Errorf("defaults: credentials %v, logger %v", c.Credentials(), c.log)
 	}
-	wantCfg := pace.Config{MaxInFlight: 10, WriteInterval: time.Second, PointsPerMinute: 900, SecondaryPause: time.Minute}
+	wantCfg := pace.Config{MaxInFlight: 10, WriteInterval: time.Second, PointsPerMinute: 900, SecondaryPause: time.Minute,
+		WritesPerMinute: 80, WritesPerHour: 500}
 	if got := want.config(); got != wantCfg || got != pace.DefaultConfig() {
 		t.Errorf("DefaultPacing().config() = %+v, want %+v, pace's default", got, wantCfg)
 	}

@@ -43,12 +43,18 @@ type Pacing struct {
 	// answer that carries neither retry-after nor x-ratelimit-remaining: 0
 	// (GitHub asks for at least a minute).
 	SecondaryPause time.Duration
+	// WritesPerMinute and WritesPerHour are GitHub's content-creation
+	// limits ("no more than 80 content-generating requests per minute and
+	// no more than 500 per hour"), applied to every mutating request: no
+	// sliding minute or hour at GitHub sees more. 0 turns each off.
+	WritesPerMinute int
+	WritesPerHour   int
 }
 
 // DefaultPacing returns GitHub's guidance for one credential: 10 requests
-// in flight, writes one at a time and 1 s apart, 900 points a minute, 5
-// attempts with a backoff from 1 s to 60 s, and a 60 s pause after a
-// secondary rate limit without retry-after.
+// in flight, writes one at a time and 1 s apart, 900 points a minute, 80
+// writes a minute and 500 an hour, 5 attempts with a backoff from 1 s to
+// 60 s, and a 60 s pause after a secondary rate limit without retry-after.
 func DefaultPacing() Pacing {
 	return Pacing{
 		MaxInFlight:     10,
@@ -58,6 +64,8 @@ func DefaultPacing() Pacing {
 		BackoffBase:     time.Second,
 		BackoffMax:      time.Minute,
 		SecondaryPause:  time.Minute,
+		WritesPerMinute: pace.DefaultWritesPerMinute,
+		WritesPerHour:   pace.DefaultWritesPerHour,
 	}
 }
 
@@ -119,6 +127,10 @@ func (p Pacing) Validate() error {
 		return bad("BackoffMax", p.BackoffMax, fmt.Sprintf("must be at least BackoffBase (%v)", p.BackoffBase))
 	case p.SecondaryPause < 0:
 		return bad("SecondaryPause", p.SecondaryPause, "must not be negative")
+	case p.WritesPerMinute < 0:
+		return bad("WritesPerMinute", p.WritesPerMinute, "must be 0 (off) or positive")
+	case p.WritesPerHour < 0:
+		return bad("WritesPerHour", p.WritesPerHour, "must be 0 (off) or positive")
 	}
 	return nil
 }
@@ -139,6 +151,8 @@ func (p Pacing) config() pace.Config {
 		WriteInterval:   p.WriteInterval,
 		PointsPerMinute: p.PointsPerMinute,
 		SecondaryPause:  p.SecondaryPause,
+		WritesPerMinute: p.WritesPerMinute,
+		WritesPerHour:   p.WritesPerHour,
 	}
 }
 

@@ -50,6 +50,8 @@ func WaitReason(r pace.Reason) string {
 		return "in_flight"
 	case pace.ReasonBackoff:
 		return "backoff"
+	case pace.ReasonContent:
+		return "content"
 	}
 	return "none"
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,8 +37,8 @@ const (
 
 func describeLimits() string {
 	l := emulator.GitHubLimits()
-	return fmt.Sprintf("%d points a minute, %d concurrent requests, %d requests an hour",
-		l.PointsPerMinute, l.MaxConcurrent, l.PrimaryPerHour)
+	return fmt.Sprintf("%d points a minute, %d concurrent requests, %d requests an hour, %d writes a minute and %d an hour",
+		l.PointsPerMinute, l.MaxConcurrent, l.PrimaryPerHour, l.WritesPerMinute, l.WritesPerHour)
 }
 
 // result is what one run measured.
@@ -62,7 +63,7 @@ const tableHeader = "| client | writes | scopes | written | lost | failed | requ
 
 func (r result) row() string {
 	rate := "n/a"
-	if r.client != "broker" {
+	if !strings.HasPrefix(r.client, "broker") {
 		rate = "not paced"
 	} else if r.minimum > 0 && r.elapsed > 0 {
 		rate = fmt.Sprintf("%.1f%%", 100*r.minimum.Seconds()/r.elapsed.Seconds())
@@ -74,21 +75,62 @@ func (r result) row() string {
 		r.elapsed.Round(100*time.Millisecond), r.minimum.Round(100*time.Millisecond), rate)
 }
 
-// leastTime is the least time n writes over k scopes take under p: the
-// writes' spacing, and the points budget of a sliding minute (n writes of
-// 5 points and k key fetches of 1; a window's budget may be spent at once,
-// so only whole further windows count).
+// leastTime is the least time n writes over k scopes take under p, with
+// answers in no time: the k key fetches at once, then each write at the
+// earliest moment its limits allow, one after another: the writes'
+// spacing, the points budget of a sliding minute (writes 5 points, key
+// fetches 1) and the content budgets of a sliding minute and hour.
 func leastTime(p upstream.Pacing, n, k int) time.Duration {
-	var spacing, budget time.Duration
-	if p.WriteInterval > 0 {
-		spacing = time.Duration(n-1) * p.WriteInterval
+	type event struct {
+		at             time.Duration
+		points, writes int
 	}
-	if p.PointsPerMinute > 0 {
-		points := 5*n + k
-		windows := int(math.Ceil(float64(points)/float64(p.PointsPerMinute))) - 1
-		budget = time.Duration(windows) * time.Minute
+	events := []event{}
+	if k > 0 {
+		events = append(events, event{0, k, 0}) // the key fetches
 	}
-	return max(spacing, budget)
+	// freeAt returns the earliest time from t when need more of what
+	// weight counts fit limit over window: the oldest events leave it.
+	freeAt := func(from, window time.Duration, limit, need int, weight func(event) int) time.Duration {
+		used := 0
+		for _, e := range events {
+			if e.at+window > from {
+				used += weight(e)
+			}
+		}
+		t := from
+		for _, e := range events {
+			if used+need <= limit {
+				break
+			}
+			if w := weight(e); w > 0 && e.at+window > from {
+				used -= w
+				t = e.at + window
+			}
+		}
+		return t
+	}
+	points := func(e event) int { return e.points }
+	writes := func(e event) int { return e.writes }
+	var t, last time.Duration
+	for i := range n {
+		at := t
+		if i > 0 {
+			at = max(at, last+p.WriteInterval)
+		}
+		if p.PointsPerMinute > 0 {
+			at = max(at, freeAt(at, time.Minute, p.PointsPerMinute, 5, points))
+		}
+		if p.WritesPerMinute > 0 {
+			at = max(at, freeAt(at, time.Minute, p.WritesPerMinute, 1, writes))
+		}
+		if p.WritesPerHour > 0 {
+			at = max(at, freeAt(at, time.Hour, p.WritesPerHour, 1, writes))
+		}
+		events = append(events, event{at, 5, 1})
+		t, last = at, at
+	}
+	return t
 }
 
 // item is one logical write.
@@ -189,6 +231,11 @@ func measure(ctx context.Context, c config, client string, n, k int) (result, er
 	start := time.Now()
 	switch client {
 	case "broker":
+		if c.replicas > 1 {
+			r.client = fmt.Sprintf("broker ×%d", c.replicas)
+			done, r.retries, err = runReplicas(ctx, c, w)
+			break
+		}
 		done, r.retries, err = runBroker(ctx, c, w)
 	default:
 		done, err = runNaive(ctx, c, w)
@@ -208,6 +255,17 @@ func runBroker(ctx context.Context, c config, w *world) ([]bool, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	done, err := serveBatch(ctx, up, w.items)
+	if err != nil {
+		return nil, 0, err
+	}
+	return done, up.PacerStats().Retries, nil
+}
+
+// serveBatch sends items in one BatchPutSecrets call to a broker on up,
+// behind a gRPC server on an in-memory connection (bufconn), and reports
+// which were written.
+func serveBatch(ctx context.Context, up *upstream.Client, items []item) ([]bool, error) {
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
 	secretbrokerv1.RegisterSecretServiceServer(gs, service.New(up, service.Options{}))
@@ -224,12 +282,12 @@ func runBroker(ctx context.Context, c config, w *world) ([]bool, int, error) {
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	defer conn.Close()
 
 	req := &secretbrokerv1.BatchPutSecretsRequest{}
-	for _, it := range w.items {
+	for _, it := range items {
 		req.Requests = append(req.Requests, &secretbrokerv1.PutSecretRequest{
 			Name:    it.scope + "/secrets/" + it.name,
 			Payload: &secretbrokerv1.PutSecretRequest_Value{Value: it.value},
@@ -237,13 +295,13 @@ func runBroker(ctx context.Context, c config, w *world) ([]bool, int, error) {
 	}
 	resp, err := secretbrokerv1.NewSecretServiceClient(conn).BatchPutSecrets(ctx, req)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	done := make([]bool, len(w.items))
+	done := make([]bool, len(items))
 	for i, res := range resp.GetResults() {
 		done[i] = res.GetCode() == code.Code_OK
 	}
-	return done, up.PacerStats().Retries, nil
+	return done, nil
 }
 
 // runNaive writes every item as gh, Terraform and External Secrets do:

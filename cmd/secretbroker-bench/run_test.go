@@ -38,9 +38,10 @@ func TestMeasureTargets(t *testing.T) {
 		// Writes go 1 s apart: the 40th starts 39 s after the first.
 		{name: "spaced, 1 scope", pacing: spaced, n: 40, k: 1, least: 39 * time.Second, broker: 39 * time.Second},
 		{name: "spaced, 4 scopes", pacing: spaced, n: 40, k: 4, least: 39 * time.Second, broker: 39 * time.Second},
-		// 5·200 + 1 = 1,001 points: the 180th PUT would make 901 points
-		// in the first minute, so it waits for the window to slide.
-		{name: "points budget", pacing: unspaced, n: 200, k: 1, least: time.Minute, broker: time.Minute},
+		// Unspaced, GitHub's content-creation limit of 80 writes a minute
+		// binds before the points budget (80 writes are 400 points): 80
+		// writes at once, 80 a minute later, the last 40 two minutes in.
+		{name: "content budget", pacing: unspaced, n: 200, k: 1, least: 2 * time.Minute, broker: 2 * time.Minute},
 		// With 50 ms answers: the broker fetches the 4 keys at once, then
 		// writes from 50 ms on, the last done 39.1 s in; the naive client
 		// does 4 rounds of 10 writes, each a key fetch and a PUT.
@@ -115,6 +116,9 @@ func TestLeastTime(t *testing.T) {
 	p := upstream.DefaultPacing()
 	ghes := p
 	ghes.WriteInterval = 0
+	ghes.WritesPerMinute, ghes.WritesPerHour = 0, 0 // points only
+	content := p
+	content.WriteInterval = 0
 	tests := []struct {
 		p    upstream.Pacing
 		n, k int
@@ -122,11 +126,19 @@ func TestLeastTime(t *testing.T) {
 	}{
 		{p, 1, 1, 0},
 		{p, 100, 10, 99 * time.Second},
-		{p, 1000, 1, 999 * time.Second},
-		{ghes, 100, 1, 0},                 // 501 points fit one window
-		{ghes, 1000, 10, 5 * time.Minute}, // 5010 points: 6 windows
-		{ghes, 180, 0, 0},                 // 900 points exactly
-		{ghes, 181, 0, time.Minute},       // 905 points
+		// 500 writes in the first 499 s; the 501st an hour after the
+		// first, the last 499 s after it.
+		{p, 1000, 1, time.Hour + 499*time.Second},
+		{p, 500, 1, 499 * time.Second},
+		{ghes, 100, 1, 0},                             // 501 points fit one window
+		{ghes, 1000, 10, 5 * time.Minute},             // 5010 points: 6 windows
+		{ghes, 180, 0, 0},                             // 900 points exactly
+		{ghes, 181, 0, time.Minute},                   // 905 points
+		{content, 80, 0, 0},                           // 80 writes a minute
+		{content, 81, 0, time.Minute},                 // the 81st a minute later
+		{content, 500, 0, 6 * time.Minute},            // 6·80 = 480, then 20
+		{content, 1000, 0, time.Hour + 6*time.Minute}, // the second 500 as the first, an hour later
+		{p, 1000, 10, time.Hour + 499*time.Second},    // key fetches are no writes
 	}
 	for _, tt := range tests {
 		if got := leastTime(tt.p, tt.n, tt.k); got != tt.want {

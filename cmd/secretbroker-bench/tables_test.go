@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"testing/synctest"
+
+	"github.com/secretbroker/secretbroker/upstream/pace/redistest"
 )
 
 // tables is set by the command: go test ... -args -tables -- FLAGS.
@@ -22,6 +24,9 @@ func TestTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.realTime = false
+	if c.replicas > 1 && c.redisAddr == "" {
+		c.redisAddr = redistest.Start(t).Addr // outside the bubbles
+	}
 	if err := writeTables(t.Context(), c, os.Stdout, measureInBubble(t)); err != nil {
 		t.Fatal(err)
 	}

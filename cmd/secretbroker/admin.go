@@ -46,6 +46,7 @@ type readiness struct {
 	serving    bool
 	credential string // "" once verified (or not checked), else why not
 	shutdown   bool
+	detail     func() string // nil, or what degrades a ready broker (readyz_detail.go)
 }
 
 // newReadiness returns a readiness that is not ready. checkCredential
@@ -167,6 +168,11 @@ func newAdminHandler(ready *readiness, pprofOn bool, metrics http.Handler) http.
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if reason := ready.state(); reason != "" {
 			writeText(w, http.StatusServiceUnavailable, reason)
+			return
+		}
+		if d := ready.detailLine(); d != "" {
+			// Degraded but serving: still ready.
+			writeText(w, http.StatusOK, "ok (degraded: "+d+")")
 			return
 		}
 		writeText(w, http.StatusOK, "ok")

@@ -120,6 +120,10 @@ type Config struct {
 	// Default 900, GitHub's limit; 0 turns the budget off.
 	UpstreamPointsPerMinute int
 
+	// SharedPacing holds the content-creation limits and the Redis the
+	// replicas share their pacing through (sharedpacing.go).
+	SharedPacing
+
 	// UpstreamMaxAttempts is how many times one request is tried when
 	// GitHub answers with a rate limit or a 5xx, or the connection drops.
 	// Flag --upstream-max-attempts. Default 5; between 1 and 20.
@@ -320,6 +324,7 @@ Flags:
 			upstream.MinPointsPerMinute))
 	fs.IntVar(&cfg.UpstreamMaxAttempts, "upstream-max-attempts", pacing.MaxAttempts,
 		fmt.Sprintf("tries per GitHub request on a rate limit, a 5xx or a dropped connection (1 to %d)", upstream.MaxAttemptsLimit))
+	cfg.SharedPacing.register(fs, pacing)
 	fs.DurationVar(&cfg.KeyTTL, "key-ttl", defaultKeyTTL,
 		"how long a public key is used before it is revalidated with If-None-Match")
 	fs.BoolVar(&cfg.Dev, "dev", false,
@@ -411,6 +416,9 @@ Flags:
 	}
 
 	if err := cfg.readToken(lookupEnv); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.SharedPacing.resolve(lookupEnv); err != nil {
 		return Config{}, err
 	}
 	if err := cfg.validate(); err != nil {
@@ -535,6 +543,8 @@ func (c *Config) UpstreamPacing() upstream.Pacing {
 	p.WriteInterval = c.UpstreamWriteInterval
 	p.PointsPerMinute = c.UpstreamPointsPerMinute
 	p.MaxAttempts = c.UpstreamMaxAttempts
+	p.WritesPerMinute = c.UpstreamWritesPerMinute
+	p.WritesPerHour = c.UpstreamWritesPerHour
 	return p
 }
 
@@ -569,6 +579,10 @@ func pacingFlag(field string) string {
 		return "--upstream-points-per-minute"
 	case "MaxAttempts":
 		return "--upstream-max-attempts"
+	case "WritesPerMinute":
+		return "--upstream-writes-per-minute"
+	case "WritesPerHour":
+		return "--upstream-writes-per-hour"
 	}
 	return ""
 }
@@ -696,6 +710,10 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("upstream_write_interval", c.UpstreamWriteInterval),
 		slog.Int("upstream_points_per_minute", c.UpstreamPointsPerMinute),
 		slog.Int("upstream_max_attempts", c.UpstreamMaxAttempts),
+		slog.Int("upstream_writes_per_minute", c.UpstreamWritesPerMinute),
+		slog.Int("upstream_writes_per_hour", c.UpstreamWritesPerHour),
+		slog.String("redis", c.redisShown()),
+		slog.Int("expected_replicas", c.ExpectedReplicas),
 		slog.Duration("key_ttl", c.KeyTTL),
 		slog.Bool("dev", c.Dev),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),

@@ -65,6 +65,7 @@ func TestLoadConfig(t *testing.T) {
 		CallerMaxConcurrent:       32,
 		MaxConcurrentCalls:        512,
 		MaxInflightBytes:          32 << 20,
+		SharedPacing:              SharedPacing{UpstreamWritesPerMinute: 80, UpstreamWritesPerHour: 500, ExpectedReplicas: 1},
 	}
 	with := func(f func(*Config)) Config {
 		c := defaults

@@ -104,6 +104,24 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		MeterProvider:     mp,
 		TracerProvider:    tp,
 	}
+	sharedCtx, stopShared := context.WithCancel(context.WithoutCancel(ctx))
+	shared, err := newSharedStates(sharedCtx, cfg, logger)
+	if err != nil {
+		stopShared()
+		return err
+	}
+	if shared != nil {
+		defer func() {
+			stopShared()
+			shared.close()
+		}()
+		upCfg.SharedState = shared.stateFunc()
+		if err := shared.registerMetrics(mp); err != nil {
+			return err
+		}
+	} else {
+		stopShared()
+	}
 	var dev *devUpstream
 	if cfg.Dev {
 		dev, err = startEmulator(ctx, cfg, logger.With(slog.String("component", "emulator")))
@@ -186,6 +204,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	// The admin listener serves until run returns: /readyz answers 503
 	// for the whole shutdown.
 	readyState := newReadiness(!cfg.Dev)
+	if shared != nil {
+		readyState.setDetail(shared.detail)
+	}
 	adminSrv := newAdminServer(readyState, cfg.AdminPprof, metricsHandler, logger)
 	defer adminSrv.Close()
 

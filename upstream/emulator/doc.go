@@ -33,7 +33,10 @@
 // violation gets 403 (or Limits.SecondaryStatus) with GitHub's "You have
 // exceeded a secondary rate limit" body and, unless omitted on purpose, a
 // Retry-After header, and starts a penalty during which every request is
-// refused the same way. Primary limit: a quota of requests per hour, with
+// refused the same way. Content-creation limits: POST, PATCH, PUT and
+// DELETE requests per sliding minute and hour (Limits.WritesPerMinute and
+// WritesPerHour), refused with the secondary answer and counted in
+// Stats.ContentViolations too. Primary limit: a quota of requests per hour, with
 // X-RateLimit-* headers on every answer; 304 answers do not use it, and a
 // used-up quota gets 403 "API rate limit exceeded" with
 // X-RateLimit-Remaining 0 until X-RateLimit-Reset. The server has one

@@ -3,7 +3,8 @@ package emulator
 // GitHubLimits returns github.com's published rate limits for the REST API
 // with one user token, per "Rate limits for the REST API": a secondary
 // budget of 900 points a minute, at most 100 requests in flight at once,
-// and a primary quota of 5,000 requests an hour. The other fields keep
+// a primary quota of 5,000 requests an hour, and the content-creation
+// limits of 80 content-generating requests a minute and 500 an hour. The other fields keep
 // their zero values: secondary answers are 403 with Retry-After, and a
 // violation is followed by a 60 s penalty.
 //
@@ -13,5 +14,5 @@ package emulator
 // defaults (package upstream), so that a test against the emulator checks
 // the client against GitHub's numbers rather than against itself.
 func GitHubLimits() Limits {
-	return Limits{PointsPerMinute: 900, MaxConcurrent: 100, PrimaryPerHour: 5000}
+	return Limits{PointsPerMinute: 900, MaxConcurrent: 100, PrimaryPerHour: 5000, WritesPerMinute: 80, WritesPerHour: 500}
 }

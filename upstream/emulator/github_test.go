@@ -8,7 +8,7 @@ import (
 )
 
 func TestGitHubLimits(t *testing.T) {
-	want := emulator.Limits{PointsPerMinute: 900, MaxConcurrent: 100, PrimaryPerHour: 5000}
+	want := emulator.Limits{PointsPerMinute: 900, MaxConcurrent: 100, PrimaryPerHour: 5000, WritesPerMinute: 80, WritesPerHour: 500}
 	if got := emulator.GitHubLimits(); got != want {
 		t.Fatalf("GitHubLimits() = %+v, want github.com's %+v", got, want)
 	}
@@ -17,8 +17,12 @@ func TestGitHubLimits(t *testing.T) {
 	// one instant t0, 180 writes (5 points each) fill the 900-point
 	// budget, so the 181st gets the secondary answer with Retry-After 60
 	// and starts the 60 s penalty. At t0+60s exactly the penalty is over
-	// and the 180 writes have left the points window.
-	inBubble(t, emulator.Options{Limits: emulator.GitHubLimits()}, func(t *testing.T, e *env, t0 time.Time) {
+	// and the 180 writes have left the points window. (The content
+	// limits, which 180 writes a minute exceed, are off here; see
+	// TestContentLimits.)
+	points := emulator.GitHubLimits()
+	points.WritesPerMinute, points.WritesPerHour = 0, 0
+	inBubble(t, emulator.Options{Limits: points}, func(t *testing.T, e *env, t0 time.Time) {
 		const write = "/" + repoActs + "/secrets/X"
 		for i := range 180 {
 			r := e.do("PUT", write, "{")

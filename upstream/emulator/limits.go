@@ -82,6 +82,14 @@ type Limits struct {
 	// OmitRetryAfter sends every secondary answer without Retry-After, as
 	// GitHub sometimes does; clients should then wait at least a minute.
 	OmitRetryAfter bool
+	// WritesPerMinute and WritesPerHour are GitHub's content-creation
+	// limits ("no more than 80 content-generating requests per minute and
+	// no more than 500 per hour"): POST, PATCH, PUT and DELETE requests
+	// accepted in any sliding minute and hour, counted at arrival. A
+	// request that would exceed one gets the secondary answer and counts
+	// as a secondary violation and a content violation. 0 means no limit.
+	WritesPerMinute int
+	WritesPerHour   int
 	// OmitRetryAfterEvery, when OmitRetryAfter is false, sends every nth
 	// secondary answer without Retry-After: 0 means never, 1 always, 3 the
 	// third, sixth, ... since New or ResetLimits.
@@ -98,6 +106,10 @@ type Stats struct {
 	// SecondaryViolations is how many secondary answers were sent,
 	// refusals during a penalty included.
 	SecondaryViolations int
+	// ContentViolations is how many requests were refused because a
+	// content-creation limit (WritesPerMinute, WritesPerHour) was spent;
+	// each is a secondary violation too.
+	ContentViolations int
 	// PrimaryViolations is how many requests were refused because the
 	// primary quota was used up.
 	PrimaryViolations int
@@ -141,6 +153,7 @@ type limitState struct {
 	primaryEnd   time.Time // a whole second
 	primaryUsed  int
 	secondarySeq int // secondary answers sent, for OmitRetryAfterEvery
+	content      contentLog
 }
 
 type pointsAt struct {
@@ -215,6 +228,8 @@ func (s *Server) admit(now time.Time, method, key string) admission {
 		wait = time.Second
 	case l.PointsPerMinute > 0 && st.pointsSum+points > l.PointsPerMinute:
 		wait = s.pointsWait(st, now, points)
+	default:
+		wait = s.contentWait(st, now, method)
 	}
 	if wait >= 0 {
 		if penalty > 0 {
@@ -233,6 +248,7 @@ func (s *Server) admit(now time.Time, method, key string) admission {
 	}
 
 	s.stats.Points += points
+	s.contentAdd(st, now, method)
 	if l.PointsPerMinute > 0 {
 		st.points = append(st.points, pointsAt{at: now, points: points})
 		st.pointsSum += points

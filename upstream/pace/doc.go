@@ -25,6 +25,15 @@
 //     message.
 //   - WriteSlot serializes and spaces writes (one at a time, starts
 //     WriteInterval apart).
+//   - State is what the replicas of a broker share per credential: the
+//     points window, the write slot (a lease) and its spacing, GitHub's
+//     content-creation budgets (Config.WritesPerMinute, WritesPerHour),
+//     the primary-limit state and the secondary pauses. A request the
+//     pacer admits by its own state must also be granted by the State
+//     before Acquire returns (shared.go); refusals for the content
+//     budgets carry ReasonContent. MemoryState keeps it in memory (the
+//     default when a content budget is on); package redisstate keeps it
+//     in Redis; package statetest is the contract both keep.
 //   - Pacer composes them under one mutex, with at most MaxInFlight
 //     requests admitted at once. Acquire queues a request and returns a
 //     Permit when it may start; Permit.Done (or Report) reports the

@@ -27,6 +27,9 @@ const (
 	// ReasonBackoff: the credential backs off after failed requests (5xx
 	// answers, dropped connections); see Pacer.Backoff.
 	ReasonBackoff
+	// ReasonContent: GitHub's content-creation limit (writes a minute or
+	// an hour, StateLimits.WritesPerMinute and WritesPerHour) is spent.
+	ReasonContent
 )
 
 // Failure reports whether the wait comes from failures (ReasonBackoff), not
@@ -48,6 +51,8 @@ func (r Reason) String() string {
 		return "GitHub's secondary rate limit paused the credential"
 	case ReasonBackoff:
 		return "the credential backs off after failed requests"
+	case ReasonContent:
+		return "GitHub's content-creation limit (writes a minute and an hour) is spent"
 	}
 	return fmt.Sprintf("pace.Reason(%d)", int(r))
 }

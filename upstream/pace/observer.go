@@ -23,7 +23,7 @@ type Observer interface {
 }
 
 // numReasons sizes the arrays indexed by Reason (0 included).
-const numReasons = int(ReasonBackoff) + 1
+const numReasons = int(ReasonContent) + 1
 
 // Lanes of a waitClock.
 const (
@@ -79,13 +79,29 @@ func (p *Pacer) queuedLocked(t *Permit, now time.Time) {
 	t.waitFrom = p.clock.total[laneOf(t.write)]
 }
 
-// admittedLocked records on t how long it waited and why, and reports its
-// admission at now to the observer. The clock was accrued to now by the
-// pump that admits it.
+// admittedLocked records on t when it was admitted, how long it waited
+// and why. The clock was accrued to now by the pump that admits it. The
+// observer hears of it once the shared State granted it too (admitted).
 func (p *Pacer) admittedLocked(t *Permit, now time.Time) {
+	t.admittedAt = now
 	if wait := now.Sub(t.queuedAt); wait > 0 {
 		t.waited = wait
 		t.why = longest(&p.clock.total[laneOf(t.write)], &t.waitFrom)
+	}
+}
+
+// admitted adds to t's wait what the shared State held it back for, after
+// its local admission (sharedWhy, 0 when the State granted it at once),
+// and tells the observer of the whole wait. The reason is the longer of
+// the two.
+func (p *Pacer) admitted(t *Permit, sharedWhy Reason) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if extra := time.Since(t.admittedAt); sharedWhy != 0 && extra > 0 {
+		if extra > t.waited {
+			t.why = sharedWhy
+		}
+		t.waited += extra
 	}
 	if p.obs != nil {
 		p.obs.Admitted(t.req, t.waited, t.why)

@@ -34,13 +34,25 @@ type Config struct {
 	// Observer, when not nil, is told of each admission and hold, for
 	// metrics (see Observer).
 	Observer Observer
+	// WritesPerMinute and WritesPerHour are GitHub's content-creation
+	// limits on mutating requests (see DefaultWritesPerMinute); 0 turns
+	// each off.
+	WritesPerMinute int
+	WritesPerHour   int
+	// State, when set, is the state this pacer shares with the other
+	// replicas of the credential (see State); nil keeps it in memory
+	// (MemoryState) when a content budget is on, and otherwise paces
+	// from the pacer's own state alone.
+	State State
 }
 
 // DefaultConfig returns GitHub's guidance for one credential: 10 requests
-// in flight, writes one at a time and 1 s apart, 900 points a minute, a
-// 60 s pause after a secondary limit without Retry-After.
+// in flight, writes one at a time and 1 s apart, 900 points a minute, 80
+// writes a minute and 500 an hour, a 60 s pause after a secondary limit
+// without Retry-After.
 func DefaultConfig() Config {
-	return Config{MaxInFlight: 10, WriteInterval: time.Second, PointsPerMinute: 900, SecondaryPause: time.Minute}
+	return Config{MaxInFlight: 10, WriteInterval: time.Second, PointsPerMinute: 900, SecondaryPause: time.Minute,
+		WritesPerMinute: DefaultWritesPerMinute, WritesPerHour: DefaultWritesPerHour}
 }
 
 // latencySamples is how many recent latencies the allowance is drawn from.
@@ -96,6 +108,7 @@ type Pacer struct {
 	stats     Stats
 	obs       Observer  // nil: none
 	clock     waitClock // how long each lane was held back, by reason
+	shared    *shared   // nil: no State
 }
 
 // New returns a Pacer for cfg, or why cfg is out of range.
@@ -112,12 +125,15 @@ func New(cfg Config) (*Pacer, error) {
 		return nil, fmt.Errorf("pace: PointsPerMinute %d is neither 0 (off) nor at least %d, the cost of one write", cfg.PointsPerMinute, WritePoints)
 	case cfg.SecondaryPause < 0:
 		return nil, fmt.Errorf("pace: SecondaryPause %v is negative", cfg.SecondaryPause)
+	case cfg.WritesPerMinute < 0 || cfg.WritesPerHour < 0:
+		return nil, fmt.Errorf("pace: WritesPerMinute %d or WritesPerHour %d is negative", cfg.WritesPerMinute, cfg.WritesPerHour)
 	}
 	return &Pacer{
 		maxInFlight: cfg.MaxInFlight,
 		budget:      NewBudget(cfg.PointsPerMinute, cfg.SecondaryPause),
 		slot:        NewWriteSlot(cfg.WriteInterval),
 		obs:         cfg.Observer,
+		shared:      newShared(cfg),
 	}, nil
 }
 
@@ -149,8 +165,11 @@ type Permit struct {
 	err   *ThrottledError
 	// waited and why are how long the request waited for admission and
 	// what held its lane back the longest meanwhile (admittedLocked).
-	waited time.Duration
-	why    Reason
+	waited     time.Duration
+	why        Reason
+	admittedAt time.Time // by the pacer's own state
+
+	grant grantState // its claim on the shared State
 }
 
 // Waited returns how long the permit's request waited for admission and
@@ -235,6 +254,11 @@ func (p *Pacer) Acquire(ctx context.Context, r Request) (*Permit, error) {
 	if t.state == refused {
 		return nil, t.err
 	}
+	sharedWhy, err := p.acquireShared(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	p.admitted(t, sharedWhy)
 	return t, nil
 }
 
@@ -253,6 +277,7 @@ func (t *Permit) Done(status int, header http.Header, latency time.Duration) {
 // Done, Report or Unsent of a permit counts.
 func (t *Permit) Report(rl RateLimit, latency time.Duration) {
 	p := t.p
+	p.reportShared(t, rl)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t.state != admitted {
@@ -281,6 +306,7 @@ func (t *Permit) Report(rl RateLimit, latency time.Duration) {
 // permit counts.
 func (t *Permit) Unsent() {
 	p := t.p
+	p.unsentShared(t)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t.state != admitted {

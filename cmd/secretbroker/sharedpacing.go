@@ -1,0 +1,124 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+// envRedisPassword holds the Redis password when the URL has none.
+const envRedisPassword = "REDIS_PASSWORD"
+
+// defaultExpectedReplicas is --expected-replicas' default.
+const defaultExpectedReplicas = 1
+
+// SharedPacing is the part of Config for GitHub's content-creation limits
+// and for the pacing state the broker's replicas share through Redis.
+type SharedPacing struct {
+	// UpstreamWritesPerMinute and UpstreamWritesPerHour are GitHub's
+	// content-creation limits on PUT and DELETE requests. Flags
+	// --upstream-writes-per-minute (default 80) and
+	// --upstream-writes-per-hour (default 500); 0 turns each off.
+	UpstreamWritesPerMinute int
+	UpstreamWritesPerHour   int
+
+	// RedisURL is the Redis the replicas share their pacing through,
+	// redis:// or rediss://, without a password (REDIS_PASSWORD holds
+	// it). Flag --redis-url. Default: none, the pacing state stays in
+	// memory.
+	RedisURL string
+	// RedisURLFile is a file holding the Redis URL, which may include its
+	// password. Flag --redis-url-file.
+	RedisURLFile string
+	// ExpectedReplicas is how many replicas share the budget: while Redis
+	// is unreachable each paces within 1/ExpectedReplicas of it. Flag
+	// --expected-replicas. Default 1.
+	ExpectedReplicas int
+
+	// redis is the URL in use, password included: never logged.
+	redis *url.URL
+}
+
+// register adds the flags to fs, with p's defaults.
+func (s *SharedPacing) register(fs *flag.FlagSet, p upstream.Pacing) {
+	fs.IntVar(&s.UpstreamWritesPerMinute, "upstream-writes-per-minute", p.WritesPerMinute,
+		"GitHub's content-creation limit: PUT and DELETE requests in any 60 s window; 0 turns it off")
+	fs.IntVar(&s.UpstreamWritesPerHour, "upstream-writes-per-hour", p.WritesPerHour,
+		"GitHub's content-creation limit: PUT and DELETE requests in any hour; 0 turns it off")
+	fs.StringVar(&s.RedisURL, "redis-url", "",
+		"`URL` (redis:// or rediss://, no password: set "+envRedisPassword+") of the Redis the replicas share the GitHub budget through")
+	fs.StringVar(&s.RedisURLFile, "redis-url-file", "",
+		"`file` holding the Redis URL, password allowed (instead of --redis-url)")
+	fs.IntVar(&s.ExpectedReplicas, "expected-replicas", defaultExpectedReplicas,
+		"replicas sharing the GitHub budget; while Redis is unreachable each keeps within 1/N of it")
+}
+
+// resolve checks the settings and reads the Redis URL (from the file, or
+// the flag with REDIS_PASSWORD). Its errors never hold a password.
+func (s *SharedPacing) resolve(lookupEnv func(string) (string, bool)) error {
+	if s.ExpectedReplicas < 1 {
+		return fmt.Errorf("--expected-replicas must be at least 1, got %d", s.ExpectedReplicas)
+	}
+	if s.UpstreamWritesPerMinute < 0 {
+		return fmt.Errorf("--upstream-writes-per-minute must be 0 (off) or positive, got %d", s.UpstreamWritesPerMinute)
+	}
+	if s.UpstreamWritesPerHour < 0 {
+		return fmt.Errorf("--upstream-writes-per-hour must be 0 (off) or positive, got %d", s.UpstreamWritesPerHour)
+	}
+	raw, from := s.RedisURL, "--redis-url"
+	switch {
+	case s.RedisURL != "" && s.RedisURLFile != "":
+		return errors.New("--redis-url and --redis-url-file are exclusive: give one")
+	case s.RedisURLFile != "":
+		b, err := os.ReadFile(s.RedisURLFile)
+		if err != nil {
+			return fmt.Errorf("reading --redis-url-file: %w", err) // names the file, never its content
+		}
+		raw, from = strings.TrimSpace(string(b)), "--redis-url-file "+s.RedisURLFile
+		if raw == "" {
+			return fmt.Errorf("%s is empty", from)
+		}
+	case raw == "":
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%s: not a valid URL", from) // url.Error would quote it
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return fmt.Errorf("%s: scheme must be redis or rediss", from)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%s: no host", from)
+	}
+	_, hasPassword := u.User.Password()
+	if hasPassword && s.RedisURLFile == "" {
+		return fmt.Errorf("--redis-url must not hold a password (a flag value shows in the process list): set %s or use --redis-url-file", envRedisPassword)
+	}
+	if pw, ok := lookupEnv(envRedisPassword); ok && pw != "" && !hasPassword {
+		name := ""
+		if u.User != nil {
+			name = u.User.Username()
+		}
+		u.User = url.UserPassword(name, pw)
+	}
+	s.redis = u
+	return nil
+}
+
+// RedisURLInUse returns the Redis URL in use, password included, or nil.
+// Never log it; Redacted is for that.
+func (s *SharedPacing) RedisURLInUse() *url.URL { return s.redis }
+
+// redisShown is the Redis URL for logs: its password masked, or "(none)".
+func (s *SharedPacing) redisShown() string {
+	if s.redis == nil {
+		return "(none)"
+	}
+	return s.redis.Redacted()
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/secretbroker/secretbroker/upstream/pace/redistest"
+)
+
+// The Redis settings: a password never in a flag value; the URL from a
+// file may hold one; REDIS_PASSWORD fills it in; no error or log shows it.
+func TestRedisURLSettings(t *testing.T) {
+	const password = "s3cret-redis-pw"
+	file := filepath.Join(t.TempDir(), "redis-url")
+	if err := os.WriteFile(file, []byte("rediss://app:"+password+"@redis.internal:6380/2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string // "" accepted
+		wantURL string // the URL in use, password included
+	}{
+		{name: "none", args: nil, wantURL: ""},
+		{name: "redis URL, password from the environment", args: []string{"--redis-url=redis://redis.internal:6379"},
+			env: map[string]string{"REDIS_PASSWORD": password}, wantURL: "redis://:" + password + "@redis.internal:6379"},
+		{name: "password in the flag", args: []string{"--redis-url=redis://u:" + password + "@redis.internal"},
+			wantErr: "--redis-url must not hold a password"},
+		{name: "password in the environment variable of the flag", args: nil,
+			env: map[string]string{"SECRETBROKER_REDIS_URL": "redis://u:" + password + "@redis.internal"}, wantErr: "must not hold a password"},
+		{name: "URL from a file, with its password", args: []string{"--redis-url-file=" + file},
+			wantURL: "rediss://app:" + password + "@redis.internal:6380/2"},
+		{name: "both", args: []string{"--redis-url=redis://h", "--redis-url-file=" + file}, wantErr: "exclusive"},
+		{name: "scheme", args: []string{"--redis-url=http://h"}, wantErr: "scheme must be redis or rediss"},
+		{name: "replicas", args: []string{"--expected-replicas=0"}, wantErr: "--expected-replicas must be at least 1"},
+		{name: "writes per minute", args: []string{"--upstream-writes-per-minute=-1"}, wantErr: "--upstream-writes-per-minute"},
+		{name: "writes per hour off", args: []string{"--upstream-writes-per-hour=0"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"GITHUB_TOKEN": "ghp_x"}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			cfg, err := loadConfig(append([]string{"--allow-unauthenticated"}, tc.args...), envMap(env), io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), password) {
+					t.Fatalf("the error shows the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if u := cfg.RedisURLInUse(); u != nil {
+				got = u.String()
+			}
+			if got != tc.wantURL {
+				t.Errorf("URL in use %q, want %q", got, tc.wantURL)
+			}
+			if s := cfg.String(); strings.Contains(s, password) {
+				t.Errorf("the configuration shows the password: %s", s)
+			}
+		})
+	}
+}
+
+// A broker whose Redis is unreachable serves, degraded: /readyz answers
+// 200 with the reason, the metric says 0; with Redis up, plain ok and 1.
+func TestRunWithRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close() // nothing listens there: unreachable
+
+	tests := []struct {
+		name, addr, readyz string
+		up                 float64
+	}{
+		{"unreachable", closed, "ok (degraded: pacing state for token: Redis unreachable since", 0},
+		{"reachable", srv.Addr, "ok\n", 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := devConfig(t)
+			cfg.RedisURL = "redis://" + tc.addr
+			if err := cfg.SharedPacing.resolve(envMap(nil)); err != nil {
+				t.Fatal(err)
+			}
+			b := startBroker(t, cfg)
+			resp, err := b.http.Get("http://" + b.adminAddr + "/readyz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.HasPrefix(string(body), tc.readyz) {
+				t.Errorf("/readyz %d %q, want 200 %q", resp.StatusCode, body, tc.readyz)
+			}
+			fams, _ := b.scrape(t)
+			if v, ok := metricValue(fams, "secretbroker_pacer_shared_state_up", map[string]string{"credential": "token"}); !ok || v != tc.up {
+				t.Errorf("secretbroker_pacer_shared_state_up = %v (found %v), want %v", v, ok, tc.up)
+			}
+			if tc.up == 0 && strings.Count(b.logs.String(), "Redis unreachable") != 1 {
+				t.Errorf("want one log line for the outage; logs:\n%s", b.logs)
+			}
+		})
+	}
+}
+
+// FuzzRedisURL: whatever --redis-url holds, resolve neither panics nor
+// repeats a password in its error, and accepts a URL only with a redis or
+// rediss scheme, a host and no password.
+func FuzzRedisURL(f *testing.F) {
+	for _, seed := range []string{
+		"redis://h:6379", "rediss://user@h:6380/1", "redis://:pw-secret@h", "redis://u:pw-secret@h",
+		"http://h", "redis://", "redis:///x", "%zz", "redis://u:pw%zzsecret@h", "rediss://[::1]:6379",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		s := SharedPacing{RedisURL: raw, ExpectedReplicas: 1}
+		err := s.resolve(envMap(nil))
+		if err != nil {
+			for _, secret := range []string{"pw-secret", "pw%zzsecret"} {
+				if strings.Contains(raw, secret) && strings.Contains(err.Error(), secret) {
+					t.Fatalf("error repeats the password: %v", err)
+				}
+			}
+			return
+		}
+		if raw == "" {
+			return
+		}
+		u := s.RedisURLInUse()
+		if u == nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			t.Fatalf("accepted %q as %v", raw, u)
+		}
+		if _, has := u.User.Password(); has {
+			t.Fatalf("accepted a password in the flag: %q", raw)
+		}
+	})
+}

@@ -1,0 +1,327 @@
+package pace
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// An Entry is one request in a State's record: its points and writes
+// count until Window (the writes: a minute and WritesHour) after End,
+// which is its completion, or, while it is in flight, its start plus
+// InFlightLease.
+type Entry struct {
+	ID       string
+	Points   int
+	Writes   int
+	End      time.Time
+	InFlight bool
+}
+
+// Holds are a State's primary-limit state and secondary pause.
+type Holds struct {
+	PauseUntil       time.Time
+	PauseReason      Reason
+	PrimaryReset     time.Time // zero: not known
+	PrimaryRemaining int
+}
+
+// merge takes in o: the later pause, and of the primary windows the later
+// one, or the lower remaining of the same one.
+func (h *Holds) merge(o Holds) {
+	if o.PauseUntil.After(h.PauseUntil) {
+		h.PauseUntil, h.PauseReason = o.PauseUntil, o.PauseReason
+	}
+	switch {
+	case o.PrimaryReset.IsZero():
+	case h.PrimaryReset.IsZero() || o.PrimaryReset.After(h.PrimaryReset):
+		h.PrimaryReset, h.PrimaryRemaining = o.PrimaryReset, o.PrimaryRemaining
+	case o.PrimaryReset.Equal(h.PrimaryReset):
+		h.PrimaryRemaining = min(h.PrimaryRemaining, o.PrimaryRemaining)
+	}
+}
+
+// FromAnswer returns the holds an answer at now tells: a pause after a
+// refusal (RateLimit.Pause with secondary), the primary window.
+func FromAnswer(now time.Time, rl RateLimit, secondary time.Duration) Holds {
+	var h Holds
+	if rl.Remaining >= 0 && rl.Reset.After(now) {
+		h.PrimaryReset, h.PrimaryRemaining = rl.Reset, rl.Remaining
+	}
+	if rl.Refused {
+		d, why := rl.Pause(now, secondary)
+		h.PauseUntil, h.PauseReason = now.Add(d), why
+	}
+	return h
+}
+
+// MemoryState is a State kept in memory, for one replica: the embedded
+// default. It is also the local record a shared State keeps of its own
+// requests, to fall back on and to re-seed its store from. It is safe for
+// concurrent use.
+type MemoryState struct {
+	lim StateLimits
+
+	mu      sync.Mutex
+	entries map[string]*Entry
+	holds   Holds
+	holder  string    // the write slot's holder; "" when free
+	until   time.Time // the holder's lease
+	last    time.Time // when the last write started
+	prev    time.Time // last, before the holder's write started
+}
+
+// NewMemoryState returns an empty MemoryState enforcing lim.
+func NewMemoryState(lim StateLimits) *MemoryState {
+	return &MemoryState{lim: lim, entries: map[string]*Entry{}}
+}
+
+// Limits returns the limits s enforces.
+func (s *MemoryState) Limits() StateLimits { return s.lim }
+
+// Start implements State.
+func (s *MemoryState) Start(_ context.Context, now time.Time, g Grant) Verdict {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v := s.checkLocked(now, g); !v.OK {
+		return v
+	}
+	s.recordLocked(now, g)
+	return Verdict{OK: true, At: now}
+}
+
+// Check returns what Start would answer, spending nothing.
+func (s *MemoryState) Check(now time.Time, g Grant) Verdict {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.checkLocked(now, g)
+}
+
+// Record records g as granted at now whatever the limits say: a grant
+// made by a shared store, kept as the local record.
+func (s *MemoryState) Record(now time.Time, g Grant) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recordLocked(now, g)
+}
+
+// Done implements State.
+func (s *MemoryState) Done(_ context.Context, now time.Time, g Grant, rl RateLimit) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entries[g.ID]
+	if e == nil {
+		// Unknown (pruned, or granted elsewhere): it still counts.
+		e = &Entry{ID: g.ID, Points: g.Cost}
+		if g.Write {
+			e.Writes = 1
+		}
+		s.entries[g.ID] = e
+	}
+	e.End, e.InFlight = now, false
+	if g.Write && s.holder == g.ID {
+		s.holder = ""
+	}
+	s.holds.merge(FromAnswer(now, rl, s.lim.SecondaryPause))
+}
+
+// Unsent implements State.
+func (s *MemoryState) Unsent(_ context.Context, _ time.Time, g Grant) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.entries, g.ID)
+	if g.Write && s.holder == g.ID {
+		s.holder, s.last = "", s.prev
+	}
+}
+
+// Entries returns the record's entries that still count at now, oldest
+// End first.
+func (s *MemoryState) Entries(now time.Time) []Entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pruneLocked(now)
+	out := make([]Entry, 0, len(s.entries))
+	for _, e := range s.entries {
+		out = append(out, *e)
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return a.End.Compare(b.End) })
+	return out
+}
+
+// Add adds entries to the record (an id already there keeps its entry).
+func (s *MemoryState) Add(entries ...Entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range entries {
+		if _, ok := s.entries[e.ID]; !ok {
+			s.entries[e.ID] = &e
+		}
+	}
+}
+
+// Usage is what a record's entries count at a moment: points and writes
+// in the minute, writes in the hour, and of each what is in flight.
+type Usage struct {
+	Points, PointsInFlight         int
+	WritesMinute, WritesMinuteLive int // live: in flight
+	WritesHour, WritesHourLive     int
+}
+
+// Usage returns what the record's entries count at now.
+func (s *MemoryState) Usage(now time.Time) Usage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var u Usage
+	for _, e := range s.entries {
+		if e.End.Add(Window).After(now) {
+			u.Points += e.Points
+			u.WritesMinute += e.Writes
+			if e.InFlight {
+				u.PointsInFlight += e.Points
+				u.WritesMinuteLive += e.Writes
+			}
+		}
+		if e.End.Add(WritesHour).After(now) {
+			u.WritesHour += e.Writes
+			if e.InFlight {
+				u.WritesHourLive += e.Writes
+			}
+		}
+	}
+	return u
+}
+
+// Remove drops entries from the record.
+func (s *MemoryState) Remove(ids ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		delete(s.entries, id)
+	}
+}
+
+// Holds returns the pause and primary-limit state.
+func (s *MemoryState) Holds() Holds {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.holds
+}
+
+// MergeHolds takes in h (the later pause; the later primary window).
+func (s *MemoryState) MergeHolds(h Holds) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holds.merge(h)
+}
+
+// LastWrite returns when the last write started; zero when none did.
+func (s *MemoryState) LastWrite() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// SetLastWrite moves the last write's start to at, when later.
+func (s *MemoryState) SetLastWrite(at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if at.After(s.last) {
+		s.last = at
+	}
+}
+
+func (s *MemoryState) recordLocked(now time.Time, g Grant) {
+	e := &Entry{ID: g.ID, Points: g.Cost, End: now.Add(InFlightLease), InFlight: true}
+	if g.Write {
+		e.Writes = 1
+		if s.lim.WriteInterval > 0 {
+			s.holder, s.until = g.ID, now.Add(s.lim.Lease())
+			s.prev, s.last = s.last, now
+		}
+	}
+	s.entries[g.ID] = e
+}
+
+// checkLocked decides g at now: the latest of what holds it back.
+func (s *MemoryState) checkLocked(now time.Time, g Grant) Verdict {
+	s.pruneLocked(now)
+	v := Verdict{OK: true, At: now}
+	later := func(at time.Time, why Reason) {
+		if at.After(v.At) {
+			v.OK, v.At, v.Why = false, at, why
+		}
+	}
+	if s.holds.PauseUntil.After(now) {
+		later(s.holds.PauseUntil, s.holds.PauseReason)
+	}
+	if !s.holds.PrimaryReset.IsZero() && s.holds.PrimaryRemaining <= 0 {
+		later(s.holds.PrimaryReset, ReasonPrimary)
+	}
+	if lim := s.lim.PointsPerMinute; lim > 0 {
+		later(s.freeAt(now, Window, lim, g.Cost, func(e *Entry) int { return e.Points }), ReasonBudget)
+	}
+	if g.Write {
+		if iv := s.lim.WriteInterval; iv > 0 {
+			if !s.last.IsZero() {
+				later(s.last.Add(iv), ReasonSpacing)
+			}
+			if s.holder != "" && s.until.After(now) {
+				// Another replica's write is in flight: ask again soon,
+				// at the latest when its lease ends.
+				later(earliest(s.until, now.Add(SlotPoll)), ReasonSpacing)
+			}
+		}
+		writes := func(e *Entry) int { return e.Writes }
+		if lim := s.lim.WritesPerMinute; lim > 0 {
+			later(s.freeAt(now, Window, lim, 1, writes), ReasonContent)
+		}
+		if lim := s.lim.WritesPerHour; lim > 0 {
+			later(s.freeAt(now, WritesHour, lim, 1, writes), ReasonContent)
+		}
+	}
+	return v
+}
+
+// SlotPoll is how often a write waiting for another replica's write slot
+// asks again.
+const SlotPoll = 50 * time.Millisecond
+
+// freeAt returns when need more of what weight counts fit limit over a
+// sliding window: now, or when enough entries leave it. A need above the
+// limit never fits; it gets now plus the window.
+func (s *MemoryState) freeAt(now time.Time, window time.Duration, limit, need int, weight func(*Entry) int) time.Time {
+	used := 0
+	var live []*Entry
+	for _, e := range s.entries {
+		if w := weight(e); w > 0 && e.End.Add(window).After(now) {
+			used += w
+			live = append(live, e)
+		}
+	}
+	over := used + need - limit
+	if over <= 0 {
+		return now
+	}
+	slices.SortFunc(live, func(a, b *Entry) int { return a.End.Compare(b.End) })
+	for _, e := range live {
+		if over -= weight(e); over <= 0 {
+			return e.End.Add(window)
+		}
+	}
+	return now.Add(window)
+}
+
+// pruneLocked drops the entries that count in no window any more.
+func (s *MemoryState) pruneLocked(now time.Time) {
+	for id, e := range s.entries {
+		span := Window
+		if e.Writes > 0 && s.lim.WritesPerHour > 0 {
+			span = WritesHour
+		}
+		if !e.End.Add(span).After(now) {
+			delete(s.entries, id)
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package redisstate_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/secretbroker/secretbroker/upstream/pace"
+	"github.com/secretbroker/secretbroker/upstream/pace/redisstate"
+	"github.com/secretbroker/secretbroker/upstream/pace/redistest"
+	"github.com/secretbroker/secretbroker/upstream/pace/statetest"
+)
+
+// lockedBuffer is a log sink for several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
+}
+
+var ok204 = pace.RateLimit{Status: 204, Remaining: -1, Used: -1}
+
+// spend starts and completes reads of one point at now until the State
+// refuses one; it returns how many it granted.
+func spend(t *testing.T, st pace.State, now time.Time, prefix string, most int) int {
+	t.Helper()
+	for i := range most {
+		g := pace.Grant{ID: prefix + strconv.Itoa(i), Cost: 1}
+		if !st.Start(context.Background(), now, g).OK {
+			return i
+		}
+		st.Done(context.Background(), now, g, ok204)
+	}
+	return most
+}
+
+// Redis unreachable: each replica falls back to its share of the budget,
+// counting what every replica had used at its last grant, logs one line,
+// and says so. Redis back empty: the replicas re-seed it from their
+// records, wait out the grace, and find the budget as spent as it was,
+// not fresh.
+func TestFallbackAndReseed(t *testing.T) {
+	srv := redistest.Start(t)
+	t0 := statetest.T0
+	logs := &lockedBuffer{}
+	lim := pace.StateLimits{PointsPerMinute: 100}
+	mk := func() *redisstate.State {
+		s, err := redisstate.New(redisstate.Options{Client: newClient(t, srv), Credential: "fallback", Limits: lim,
+			ExpectedReplicas: 2, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Sync(context.Background(), t0.Add(-time.Hour))
+		return s
+	}
+	a, b := mk(), mk()
+	ctx := context.Background()
+
+	// Shared: A spends 60 of the 100 points, B the other 40.
+	if n := spend(t, a, t0, "a", 60); n != 60 {
+		t.Fatalf("A granted %d of 60", n)
+	}
+	if n := spend(t, b, t0, "b", 100); n != 40 {
+		t.Fatalf("B granted %d, want the 40 left", n)
+	}
+
+	srv.Stop()
+	now := t0.Add(10 * time.Second)
+	// B falls back: its share is 50, and the replicas had used 100 at its
+	// last grant: nothing until those leave the window.
+	if n := spend(t, b, now, "b2-", 10); n != 0 {
+		t.Errorf("B granted %d during the outage, with the shared budget spent", n)
+	}
+	for range 3 {
+		b.Sync(ctx, now)
+	}
+	if up, since := b.Up(); up || !since.Equal(now) {
+		t.Errorf("B: up %v since %v, want down since %v", up, since, now)
+	}
+	if got := logs.count("Redis unreachable"); got != 1 {
+		t.Errorf("%d outage log lines from one replica, want 1", got)
+	}
+	if !strings.Contains(b.Status(), "Redis unreachable") {
+		t.Errorf("Status %q", b.Status())
+	}
+	// A minute after the points left the window, B spends its share, 50.
+	later := t0.Add(pace.Window)
+	if n := spend(t, b, later, "b3-", 100); n != 50 {
+		t.Errorf("B granted %d from its local share, want 50", n)
+	}
+
+	// Redis back, empty. Each replica re-seeds on its next Sync; the new
+	// epoch's grace keeps them on their local shares meanwhile.
+	srv.Restart()
+	back := later.Add(time.Second)
+	a.Sync(ctx, back)
+	b.Sync(ctx, back)
+	if up, _ := b.Up(); !up || b.Status() != "" {
+		t.Fatalf("B not back on the shared budget: %s", b.Status())
+	}
+	if got := logs.count("Redis is reachable again"); got != 1 {
+		t.Errorf("%d recovery log lines, want 1 (A never saw the outage)", got)
+	}
+	// After the grace, the shared budget holds B's 50: A gets 50, not 100.
+	after := back.Add(redisstate.DefaultSeedGrace)
+	if n := spend(t, a, after, "a2-", 100); n != 50 {
+		t.Errorf("A granted %d from the re-seeded budget, want the 50 left", n)
+	}
+}

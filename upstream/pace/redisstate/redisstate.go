@@ -1,0 +1,494 @@
+// Package redisstate keeps the pacing state of one GitHub credential in
+// Redis, so that every replica of the broker paces within one budget: the
+// points window, the write slot (a lease) and its spacing, the content
+// budgets, the primary-limit state and the secondary pauses (see
+// pace.State). Each decision is one Lua script, an atomic check-and-spend
+// that takes the time from the caller.
+//
+// When Redis cannot be reached the State falls back to a conservative
+// local budget, its share of the shared one (pace.StateLimits.Share by
+// the expected replicas), counted over its local record of its own
+// requests plus what every replica had used at its last contact; it keeps
+// serving, reports Up false, and logs one line per outage. When Redis is
+// back it adds the requests it granted meanwhile. A Redis that comes back
+// empty gets a new epoch: each replica re-seeds it from its local record
+// on its next contact, and none spends from it before SeedGrace has
+// passed since it was created (until then, local budgets).
+//
+// What it cannot see: the requests of a replica that died before a Redis
+// that lost its data was re-seeded (nobody holds its record), and those of
+// a replica that cannot reach Redis when the others re-seed it, until it
+// can (it is then on its local share, and adds them). The replicas' clocks
+// must agree (NTP): each decides on its own time.
+//
+// A GCRA limiter (github.com/go-redis/redis_rate) does not fit: GitHub's
+// windows count a request from its dispatch until a window after its
+// answer, the write slot is a lease, and the content budgets are sliding
+// logs; each is a sorted set here.
+package redisstate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/secretbroker/secretbroker/upstream/pace"
+)
+
+// Defaults of Options.
+const (
+	DefaultOpTimeout = 250 * time.Millisecond
+	DefaultHeartbeat = time.Second
+	DefaultSeedGrace = 5 * time.Second
+	DefaultPrefix    = "secretbroker:pace:"
+)
+
+// Options configure a State.
+type Options struct {
+	// Client is the Redis client, shared by the credentials' States.
+	Client redis.UniversalClient
+	// Credential names the credential; the keys are
+	// Prefix + "{" + Credential + "}:" + one letter. Every replica must
+	// use the same name for the same credential, and never the token.
+	Credential string
+	// Prefix of the keys; default DefaultPrefix.
+	Prefix string
+	// Limits are the shared limits.
+	Limits pace.StateLimits
+	// ExpectedReplicas divides the limits into the local budget used
+	// while Redis is unreachable; at least 1.
+	ExpectedReplicas int
+	// OpTimeout bounds one Redis call; default DefaultOpTimeout.
+	OpTimeout time.Duration
+	// Heartbeat is how often the background loop (Run) checks Redis,
+	// re-seeds it when it came back, and renews the write slot's lease;
+	// default DefaultHeartbeat. It must be well below Limits.Lease().
+	Heartbeat time.Duration
+	// SeedGrace is how long after a Redis came back empty no replica
+	// spends from it (every replica re-seeds it meanwhile); default
+	// DefaultSeedGrace, above two heartbeats.
+	SeedGrace time.Duration
+	// Clock is what the background loop reads; default time.Now. The
+	// pacer passes its own time to Start, Done and Unsent.
+	Clock func() time.Time
+	// Logger gets one line when Redis becomes unreachable and one when it
+	// is back; nil discards them.
+	Logger *slog.Logger
+}
+
+// State is a pace.State kept in Redis, with a local fallback. It is safe
+// for concurrent use.
+type State struct {
+	opts   Options
+	keys   []string
+	lim    pace.StateLimits
+	mirror *pace.MemoryState // the local record, and the fallback budget
+	id     string            // this replica's epoch proposals
+
+	mu         sync.Mutex
+	up         bool      // Redis answered the last call
+	epoch      string    // the epoch seeded, "" none
+	graceUntil time.Time // no shared spending before (a fresh epoch)
+	snap       snapshot  // every replica's use at the last grant
+	holding    string    // the write grant whose lease this replica renews
+	others     int       // synthetic entries added
+	othersIDs  []string  // the synthetic entries in the record
+	localSeq   uint64    // grants decided locally
+	seededSeq  uint64    // localSeq as of the last seeding
+	downSince  time.Time
+	lastErr    string
+}
+
+// snapshot is every replica's use as of a grant, and this replica's own
+// then, to fall back on.
+type snapshot struct {
+	at       time.Time
+	all, own pace.Usage
+}
+
+// New returns a State; it contacts Redis on first use.
+func New(opts Options) (*State, error) {
+	if opts.Client == nil {
+		return nil, errors.New("redisstate: no Redis client")
+	}
+	if opts.Credential == "" {
+		return nil, errors.New("redisstate: no credential name")
+	}
+	if err := opts.Limits.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.ExpectedReplicas < 1 {
+		opts.ExpectedReplicas = 1
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if opts.OpTimeout <= 0 {
+		opts.OpTimeout = DefaultOpTimeout
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = DefaultHeartbeat
+	}
+	if opts.SeedGrace <= 0 {
+		opts.SeedGrace = DefaultSeedGrace
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	base := opts.Prefix + "{" + opts.Credential + "}:"
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return &State{
+		opts:   opts,
+		keys:   []string{base + "p", base + "w", base + "s", base + "h", base + "e"},
+		lim:    opts.Limits,
+		mirror: pace.NewMemoryState(opts.Limits.Share(opts.ExpectedReplicas)),
+		id:     hex.EncodeToString(b[:]),
+		up:     true, // until a call fails
+	}, nil
+}
+
+// Up reports whether the State paces from Redis (false: from its local
+// budget, Redis unreachable), and since when it is down.
+func (s *State) Up() (up bool, downSince time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.up, s.downSince
+}
+
+// Status is one line for /readyz: "" when shared, else why not.
+func (s *State) Status() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.up {
+		return ""
+	}
+	return fmt.Sprintf("pacing state for %s: Redis unreachable since %s, pacing within the local budget (1/%d)",
+		s.opts.Credential, s.downSince.UTC().Format(time.RFC3339), s.opts.ExpectedReplicas)
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v) }
+
+func b01(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// mode returns the epoch seeded ("" none), whether Redis answered the
+// last call, and whether decisions go to Redis now (not within a fresh
+// epoch's grace).
+func (s *State) mode(now time.Time) (epoch string, up, shared bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.epoch, s.up, s.up && s.epoch != "" && !now.Before(s.graceUntil)
+}
+
+// Start implements pace.State.
+func (s *State) Start(ctx context.Context, now time.Time, g pace.Grant) pace.Verdict {
+	for range 2 {
+		epoch, up, shared := s.mode(now)
+		if up && epoch == "" {
+			if err := s.seed(ctx, now); err != nil {
+				s.down(now, err)
+				return s.local(now, g)
+			}
+			epoch, _, shared = s.mode(now)
+		}
+		if !shared || !s.catchUp(ctx, now) {
+			return s.local(now, g)
+		}
+		res, err := s.run(ctx, startScript, ms(now), g.ID, g.Cost, b01(g.Write), s.lim.PointsPerMinute,
+			s.lim.WriteInterval.Milliseconds(), s.lim.Lease().Milliseconds(), s.lim.WritesPerMinute, s.lim.WritesPerHour,
+			pace.InFlightLease.Milliseconds(), epoch, pace.SlotPoll.Milliseconds())
+		if err != nil {
+			s.down(now, err)
+			return s.local(now, g)
+		}
+		vals, _ := res.([]any)
+		if len(vals) == 0 {
+			s.down(now, fmt.Errorf("unexpected answer %v", res))
+			return s.local(now, g)
+		}
+		switch vals[0] {
+		case "ok":
+			n := ints(vals[1:])
+			s.mirror.Record(now, g)
+			s.mu.Lock()
+			own := s.mirror.Usage(now)
+			s.snap = snapshot{at: now, own: own, all: pace.Usage{Points: n[0], WritesMinute: n[1], WritesHour: n[2],
+				PointsInFlight: n[3], WritesMinuteLive: n[4], WritesHourLive: n[5]}}
+			if g.Write && s.lim.WriteInterval > 0 {
+				s.holding = g.ID
+			}
+			s.mu.Unlock()
+			return pace.Verdict{OK: true, At: now}
+		case "wait":
+			n := ints(vals[1:])
+			var h pace.Holds
+			if n[2] > 0 {
+				h.PauseUntil, h.PauseReason = fromMS(int64(n[2])), pace.Reason(n[3])
+			}
+			if n[4] > 0 {
+				h.PrimaryReset, h.PrimaryRemaining = fromMS(int64(n[4])), n[5]
+			}
+			s.mirror.MergeHolds(h)
+			return pace.Verdict{At: fromMS(int64(n[0])), Why: pace.Reason(n[1])}
+		default: // "empty", "epoch": re-seed and ask again
+			s.forgetEpoch()
+		}
+	}
+	return s.local(now, g)
+}
+
+func (s *State) forgetEpoch() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.epoch = ""
+}
+
+// ints converts a script's integer replies.
+func ints(vals []any) []int {
+	out := make([]int, 6)
+	for i, v := range vals {
+		if i >= len(out) {
+			break
+		}
+		if n, ok := v.(int64); ok {
+			out[i] = int(n)
+		}
+	}
+	return out
+}
+
+// local decides from the local budget.
+func (s *State) local(now time.Time, g pace.Grant) pace.Verdict {
+	v := s.mirror.Start(context.Background(), now, g)
+	if v.OK {
+		s.mu.Lock()
+		s.localSeq++
+		s.mu.Unlock()
+	}
+	return v
+}
+
+// catchUp readies a replica to decide from Redis: it adds what it granted
+// locally since it last seeded (ZADD NX: nothing twice) and drops from its
+// record what stood for the others' use. It reports whether Redis may
+// decide.
+func (s *State) catchUp(ctx context.Context, now time.Time) bool {
+	s.mu.Lock()
+	dirty := s.localSeq != s.seededSeq
+	others := s.othersIDs
+	s.othersIDs = nil
+	s.mu.Unlock()
+	s.mirror.Remove(others...)
+	if !dirty {
+		return true
+	}
+	if err := s.seed(ctx, now); err != nil {
+		s.down(now, err)
+		return false
+	}
+	return true
+}
+
+// Done implements pace.State.
+func (s *State) Done(ctx context.Context, now time.Time, g pace.Grant, rl pace.RateLimit) {
+	s.mirror.Done(ctx, now, g, rl)
+	h := pace.FromAnswer(now, rl, s.lim.SecondaryPause)
+	s.mu.Lock()
+	if s.holding == g.ID {
+		s.holding = ""
+	}
+	s.mu.Unlock()
+	epoch, up, _ := s.mode(now)
+	if !up || epoch == "" {
+		return // the record has it: re-seeding adds it
+	}
+	var pause, reset int64
+	if !h.PauseUntil.IsZero() {
+		pause = ms(h.PauseUntil)
+	}
+	if !h.PrimaryReset.IsZero() {
+		reset = ms(h.PrimaryReset)
+	}
+	res, err := s.run(ctx, doneScript, ms(now), g.ID, g.Cost, b01(g.Write), epoch, pause, int(h.PauseReason), reset, h.PrimaryRemaining)
+	switch {
+	case err != nil:
+		s.down(now, err)
+	case res != "ok":
+		s.forgetEpoch()
+		if err := s.seed(ctx, now); err != nil { // the record has it: re-seeding adds it
+			s.down(now, err)
+		}
+	}
+}
+
+// Unsent implements pace.State.
+func (s *State) Unsent(ctx context.Context, now time.Time, g pace.Grant) {
+	s.mirror.Unsent(ctx, now, g)
+	s.mu.Lock()
+	if s.holding == g.ID {
+		s.holding = ""
+	}
+	s.mu.Unlock()
+	epoch, up, _ := s.mode(now)
+	if !up || epoch == "" {
+		return
+	}
+	if _, err := s.run(ctx, unsentScript, g.ID, g.Cost, b01(g.Write), epoch); err != nil {
+		s.down(now, err)
+	}
+}
+
+// Sync checks Redis at now: when it was unreachable and answers again, or
+// lost its data, it re-seeds it from the local record; and it renews the
+// write slot's lease this replica holds. Run calls it every Heartbeat.
+func (s *State) Sync(ctx context.Context, now time.Time) {
+	s.mu.Lock()
+	holding, epoch, up := s.holding, s.epoch, s.up
+	s.mu.Unlock()
+	if up && epoch != "" {
+		res, err := s.run(ctx, syncScript, ms(now), holding, s.lim.Lease().Milliseconds(), epoch)
+		if err != nil {
+			s.down(now, err)
+			return
+		}
+		if res == "ok" {
+			return
+		}
+		s.forgetEpoch()
+	}
+	if err := s.seed(ctx, now); err != nil {
+		s.down(now, err)
+	}
+}
+
+// Run calls Sync every Heartbeat until ctx ends.
+func (s *State) Run(ctx context.Context) {
+	t := time.NewTicker(s.opts.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.Sync(ctx, s.opts.Clock())
+		}
+	}
+}
+
+// seed joins Redis' epoch, adding the local record: every entry that still
+// counts, the holds and the last write. A new epoch (Redis lost its data)
+// is not spent from before SeedGrace has passed since it was created.
+func (s *State) seed(ctx context.Context, now time.Time) error {
+	s.mu.Lock()
+	seq := s.localSeq
+	s.mu.Unlock()
+	entries := s.mirror.Entries(now)
+	h := s.mirror.Holds()
+	args := []any{ms(now), s.id, 0, 0, 0, 0, 0}
+	if last := s.mirror.LastWrite(); !last.IsZero() {
+		args[2] = ms(last)
+	}
+	if !h.PauseUntil.IsZero() {
+		args[3], args[4] = ms(h.PauseUntil), int(h.PauseReason)
+	}
+	if !h.PrimaryReset.IsZero() {
+		args[5], args[6] = ms(h.PrimaryReset), h.PrimaryRemaining
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.ID, othersPrefix) {
+			continue // what others used: theirs to seed
+		}
+		args = append(args, e.Points, e.ID, ms(e.End), b01(e.Writes > 0))
+	}
+	res, err := s.run(ctx, seedScript, args...)
+	if err != nil {
+		return err
+	}
+	ep, _ := res.(string)
+	created := now
+	if i := strings.LastIndexByte(ep, ':'); i >= 0 {
+		if v, err := strconv.ParseInt(ep[i+1:], 10, 64); err == nil {
+			created = fromMS(v)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seededSeq = seq
+	if ep != s.epoch {
+		s.epoch = ep
+		s.graceUntil = created.Add(s.opts.SeedGrace)
+	}
+	if !s.up {
+		s.up = true
+		s.opts.Logger.Info("pacing state: Redis is reachable again; pacing within the shared budget",
+			slog.String("credential", s.opts.Credential), slog.Duration("down_for", now.Sub(s.downSince)))
+	}
+	return nil
+}
+
+// othersPrefix names the record's entries that stand for other replicas'
+// use at the last contact.
+const othersPrefix = "others:"
+
+// down switches to the local budget after err, once per outage: the local
+// record gets what the other replicas had used at the last contact, as
+// entries that end then (completed) or InFlightLease later (in flight).
+func (s *State) down(now time.Time, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.up {
+		return
+	}
+	s.up, s.downSince, s.lastErr = false, now, err.Error()
+	if !s.snap.at.IsZero() && len(s.othersIDs) == 0 {
+		all, own := s.snap.all, s.snap.own
+		s.others++
+		tag := othersPrefix + strconv.Itoa(s.others)
+		inFlight := pace.Entry{ID: tag + ":f", InFlight: true, End: s.snap.at.Add(pace.InFlightLease),
+			Points: max(all.PointsInFlight-own.PointsInFlight, 0), Writes: max(all.WritesMinuteLive-own.WritesMinuteLive, 0)}
+		doneMinute := pace.Entry{ID: tag + ":m", End: s.snap.at,
+			Points: max((all.Points-all.PointsInFlight)-(own.Points-own.PointsInFlight), 0),
+			Writes: max((all.WritesMinute-all.WritesMinuteLive)-(own.WritesMinute-own.WritesMinuteLive), 0)}
+		// Writes of the hour before the minute: they ended a minute
+		// before the snapshot at the latest.
+		hourOnly := func(u pace.Usage) int {
+			return (u.WritesHour - u.WritesHourLive) - (u.WritesMinute - u.WritesMinuteLive)
+		}
+		doneHour := pace.Entry{ID: tag + ":h", End: s.snap.at.Add(-pace.Window), Writes: max(hourOnly(all)-hourOnly(own), 0)}
+		s.mirror.Add(inFlight, doneMinute, doneHour)
+		s.othersIDs = append(s.othersIDs, inFlight.ID, doneMinute.ID, doneHour.ID)
+	}
+	s.opts.Logger.Warn("pacing state: Redis unreachable; pacing within the local budget until it is back",
+		slog.String("credential", s.opts.Credential), slog.Int("expected_replicas", s.opts.ExpectedReplicas),
+		slog.String("error", err.Error()))
+}
+
+// run runs a script with the credential's keys within OpTimeout.
+func (s *State) run(ctx context.Context, sc *redis.Script, args ...any) (any, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.OpTimeout)
+	defer cancel()
+	res, err := sc.Run(ctx, s.opts.Client, s.keys, args...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstate: %w", err)
+	}
+	return res, nil
+}

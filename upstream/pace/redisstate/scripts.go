@@ -1,0 +1,217 @@
+package redisstate
+
+import (
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/secretbroker/secretbroker/upstream/pace"
+)
+
+// The keys of one credential, in this order in every script (KEYS[1..5]):
+// the points log, the writes log, the write slot, the holds and the
+// epoch. All share the credential's hash tag, so they live on one Redis
+// Cluster slot.
+//
+//   - p, a sorted set: a request's points, member "cost:id", score the
+//     end (ms) of the request: its completion, or while in flight its
+//     start plus InFlightLease. It counts until Window after the end.
+//   - w, a sorted set: the writes, member id, scored as p; they count
+//     until a minute (WritesPerMinute) and an hour (WritesPerHour) after.
+//   - s, a hash: holder (the write slot's grant id, "" when free), until
+//     (its lease's end), last (the last write's start), prev (last before
+//     the holder's write).
+//   - h, a hash: pause, reason (a pause and why), reset, remaining (the
+//     primary window).
+//   - e, a string: the epoch, "id:created" (ms). A Redis that lost its
+//     data has none: every script but seed then answers "empty" and the
+//     replica re-seeds it from its local record before spending.
+//
+// Times are milliseconds passed in by the caller (ARGV[1]): the scripts
+// read no clock, so that every replica decides on its own clock and
+// tests drive time.
+// Lua shared by the scripts.
+const luaCommon = `
+local function epoch_ok(want)
+  local ep = redis.call('GET', KEYS[5])
+  if not ep then return 'empty' end
+  if ep ~= want then return 'epoch' end
+  return nil
+end
+local function touch()
+  for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], 3 * 3600 * 1000) end
+end
+local function merge_holds(pause, reason, reset, remaining)
+  if pause > 0 then
+    local cur = tonumber(redis.call('HGET', KEYS[4], 'pause') or '0')
+    if pause > cur then redis.call('HSET', KEYS[4], 'pause', pause, 'reason', reason) end
+  end
+  if reset > 0 then
+    local cur = tonumber(redis.call('HGET', KEYS[4], 'reset') or '0')
+    if reset > cur then
+      redis.call('HSET', KEYS[4], 'reset', reset, 'remaining', remaining)
+    elseif reset == cur then
+      local rem = tonumber(redis.call('HGET', KEYS[4], 'remaining') or remaining)
+      if remaining < rem then redis.call('HSET', KEYS[4], 'remaining', remaining) end
+    end
+  end
+end
+`
+
+// startScript decides and, when allowed, grants one request.
+// ARGV: now, id, cost, write (0/1), pointsPerMinute, interval, lease,
+// writesPerMinute, writesPerHour, inFlightLease, epoch, poll (ms).
+// Returns {"ok", points, writesMinute, writesHour, pointsInFlight,
+// writesMinuteInFlight, writesHourInFlight} (every replica's use after the
+// grant, and of it what is in flight), {"wait", at, why, pause, reason,
+// reset, remaining}, or {"empty"} / {"epoch"}.
+var startScript = redis.NewScript(luaCommon + fmt.Sprintf(`
+local now = tonumber(ARGV[1])
+local id, cost, write = ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
+local ppm, interval, lease = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local wpm, wph, inflight = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local poll = tonumber(ARGV[12])
+local minute, hour = %d, %d
+local bad = epoch_ok(ARGV[11])
+if bad then return {bad} end
+
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - minute)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - hour)
+
+local at, why = now, 0
+local function later(t, r) if t > at then at, why = t, r end end
+
+local h = redis.call('HMGET', KEYS[4], 'pause', 'reason', 'reset', 'remaining')
+local pause, reason = tonumber(h[1] or '0'), tonumber(h[2] or '0')
+local reset, remaining = tonumber(h[3] or '0'), tonumber(h[4] or '1')
+if pause > now then later(pause, reason) end
+if reset > now and remaining <= 0 then later(reset, %d) end
+
+-- the points log: every entry counts (pruned above), oldest end first
+local pts = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local used, usedFlight = 0, 0
+for i = 1, #pts, 2 do
+  local c = tonumber(string.match(pts[i], '^(%%d+):'))
+  used = used + c
+  if tonumber(pts[i+1]) > now then usedFlight = usedFlight + c end
+end
+if ppm > 0 and used + cost > ppm then
+  local over = used + cost - ppm
+  local free = now + minute
+  for i = 1, #pts, 2 do
+    over = over - tonumber(string.match(pts[i], '^(%%d+):'))
+    if over <= 0 then free = tonumber(pts[i+1]) + minute break end
+  end
+  later(free, %d)
+end
+
+local wmin = redis.call('ZCOUNT', KEYS[2], '(' .. (now - minute), '+inf')
+local whour = redis.call('ZCARD', KEYS[2])
+local wminFlight = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
+if write then
+  local s = redis.call('HMGET', KEYS[3], 'holder', 'until', 'last')
+  if interval > 0 then
+    if s[3] and s[3] ~= '' then later(tonumber(s[3]) + interval, %d) end
+    if s[1] and s[1] ~= '' and s[1] ~= id and tonumber(s[2]) > now then
+      later(math.min(tonumber(s[2]), now + poll), %d)
+    end
+  end
+  if wpm > 0 and wmin + 1 > wpm then
+    local r = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. (now - minute), '+inf', 'WITHSCORES', 'LIMIT', wmin - wpm, 1)
+    later(tonumber(r[2]) + minute, %d)
+  end
+  if wph > 0 and whour + 1 > wph then
+    local r = redis.call('ZRANGE', KEYS[2], whour - wph, whour - wph, 'WITHSCORES')
+    later(tonumber(r[2]) + hour, %d)
+  end
+end
+if at > now then return {'wait', at, why, pause, reason, reset, remaining} end
+
+redis.call('ZADD', KEYS[1], now + inflight, cost .. ':' .. id)
+used, usedFlight = used + cost, usedFlight + cost
+if write then
+  redis.call('ZADD', KEYS[2], now + inflight, id)
+  wmin, whour, wminFlight = wmin + 1, whour + 1, wminFlight + 1
+  if interval > 0 then
+    local last = redis.call('HGET', KEYS[3], 'last') or ''
+    redis.call('HSET', KEYS[3], 'holder', id, 'until', now + lease, 'prev', last, 'last', now)
+  end
+end
+touch()
+return {'ok', used, wmin, whour, usedFlight, wminFlight, wminFlight}
+`, pace.Window.Milliseconds(), pace.WritesHour.Milliseconds(),
+	int(pace.ReasonPrimary), int(pace.ReasonBudget), int(pace.ReasonSpacing), int(pace.ReasonSpacing),
+	int(pace.ReasonContent), int(pace.ReasonContent)))
+
+// doneScript records a completion. ARGV: now, id, cost, write, epoch,
+// pause, reason, reset, remaining. Returns "ok", "empty" or "epoch".
+var doneScript = redis.NewScript(luaCommon + `
+local now = tonumber(ARGV[1])
+local id, cost, write = ARGV[2], ARGV[3], ARGV[4] == '1'
+local bad = epoch_ok(ARGV[5])
+if bad then return bad end
+redis.call('ZADD', KEYS[1], now, cost .. ':' .. id)
+if write then
+  redis.call('ZADD', KEYS[2], now, id)
+  if redis.call('HGET', KEYS[3], 'holder') == id then redis.call('HSET', KEYS[3], 'holder', '') end
+end
+merge_holds(tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]))
+touch()
+return 'ok'
+`)
+
+// unsentScript gives a grant back. ARGV: id, cost, write, epoch.
+var unsentScript = redis.NewScript(luaCommon + `
+local id, cost, write = ARGV[1], ARGV[2], ARGV[3] == '1'
+local bad = epoch_ok(ARGV[4])
+if bad then return bad end
+redis.call('ZREM', KEYS[1], cost .. ':' .. id)
+if write then
+  redis.call('ZREM', KEYS[2], id)
+  if redis.call('HGET', KEYS[3], 'holder') == id then
+    local prev = redis.call('HGET', KEYS[3], 'prev') or ''
+    redis.call('HSET', KEYS[3], 'holder', '', 'last', prev)
+  end
+end
+return 'ok'
+`)
+
+// syncScript checks the epoch and extends the write slot's lease of its
+// holder. ARGV: now, id ("" for none), lease, epoch. Returns "ok",
+// "empty" or "epoch".
+var syncScript = redis.NewScript(luaCommon + `
+local bad = epoch_ok(ARGV[4])
+if bad then return bad end
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[3], 'holder') == ARGV[2] then
+  redis.call('HSET', KEYS[3], 'until', tonumber(ARGV[1]) + tonumber(ARGV[3]))
+end
+return 'ok'
+`)
+
+// seedScript joins the current epoch, creating one when Redis has none
+// (it lost its data), and adds the caller's local record: entries it may
+// not have (ZADD NX: an entry there keeps its end), the holds, and the
+// last write's start. ARGV: now, new epoch id, last write (ms, 0: none),
+// pause, reason, reset, remaining, then per entry: cost, id, end, write.
+// Returns the epoch, "id:created".
+var seedScript = redis.NewScript(luaCommon + `
+local now = tonumber(ARGV[1])
+local ep = redis.call('GET', KEYS[5])
+if not ep then
+  ep = ARGV[2] .. ':' .. now
+  redis.call('SET', KEYS[5], ep)
+end
+local last = tonumber(ARGV[3])
+if last > 0 then
+  local cur = tonumber(redis.call('HGET', KEYS[3], 'last') or '0') or 0
+  if last > cur then redis.call('HSET', KEYS[3], 'last', last) end
+end
+merge_holds(tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+for i = 8, #ARGV, 4 do
+  local cost, id, e, w = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), ARGV[i+3] == '1'
+  if tonumber(cost) > 0 then redis.call('ZADD', KEYS[1], 'NX', e, cost .. ':' .. id) end
+  if w then redis.call('ZADD', KEYS[2], 'NX', e, id) end
+end
+touch()
+return ep
+`)

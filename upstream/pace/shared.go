@@ -1,0 +1,135 @@
+package pace
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// shared is a Pacer's side of its State: a request the pacer admitted by
+// its own state must also be granted by the State (which the other
+// replicas share) before it is sent. The pacer's own state keeps its
+// queue fair and its estimates; the State keeps the replicas together.
+type shared struct {
+	state  State
+	lim    StateLimits
+	prefix string // this pacer's grant ids: unique among replicas
+	seq    atomic.Uint64
+}
+
+type grantState struct {
+	g       Grant
+	granted atomic.Bool // Start said OK, and neither Done nor Unsent was told
+}
+
+// newShared returns the shared side for cfg; nil when cfg has no State
+// and no content budget (the pacer's own state is all there is).
+func newShared(cfg Config) *shared {
+	lim := StateLimits{
+		PointsPerMinute: cfg.PointsPerMinute,
+		WriteInterval:   cfg.WriteInterval,
+		WritesPerMinute: cfg.WritesPerMinute,
+		WritesPerHour:   cfg.WritesPerHour,
+		SecondaryPause:  cfg.SecondaryPause,
+	}
+	st := cfg.State
+	if st == nil {
+		if cfg.WritesPerMinute == 0 && cfg.WritesPerHour == 0 {
+			return nil
+		}
+		st = NewMemoryState(lim)
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return &shared{state: st, lim: lim, prefix: hex.EncodeToString(b[:]) + "-"}
+}
+
+// acquireShared waits until the State grants the admitted t, refusing it
+// (and giving its place back) when the grant would come after ctx's
+// deadline or ctx ends first. It returns what the State held t back for
+// last, 0 when it granted t at once.
+func (p *Pacer) acquireShared(ctx context.Context, t *Permit) (Reason, error) {
+	sh := p.shared
+	if sh == nil {
+		return 0, nil
+	}
+	var why Reason
+	t.grant.g = Grant{ID: sh.prefix + strconv.FormatUint(sh.seq.Add(1), 36), Cost: t.cost, Write: t.write}
+	deadline, hasDeadline := ctx.Deadline()
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		now := time.Now()
+		v := sh.state.Start(ctx, now, t.grant.g)
+		if v.OK {
+			t.grant.granted.Store(true)
+			return why, nil
+		}
+		why = v.Why
+		wait := max(v.At.Sub(now), time.Millisecond)
+		if hasDeadline {
+			p.mu.Lock()
+			late := now.Add(wait).Add(p.lat.allowance()).After(deadline)
+			p.mu.Unlock()
+			if late {
+				t.Unsent()
+				return 0, p.refuseShared(t, wait, v.Why)
+			}
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			t.Unsent()
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return 0, p.refuseShared(t, max(time.Until(v.At), minRetryAfter), v.Why)
+			}
+			return 0, fmt.Errorf("pace: %s %s: not sent: waiting for the pacer: %w", t.req.Method, t.req.Route, ctx.Err())
+		}
+	}
+}
+
+// refuseShared returns (and counts) the refusal of t by the State.
+func (p *Pacer) refuseShared(t *Permit, retry time.Duration, why Reason) *ThrottledError {
+	lim := p.shared.lim
+	detail := why.String()
+	switch why {
+	case ReasonContent:
+		detail = fmt.Sprintf("GitHub's content-creation limit of %d writes a minute and %d an hour is spent", lim.WritesPerMinute, lim.WritesPerHour)
+	case ReasonBudget:
+		detail = fmt.Sprintf("the budget of %d points a minute, shared by the replicas, is spent", lim.PointsPerMinute)
+	case ReasonSpacing:
+		detail = fmt.Sprintf("writes go one at a time, %v apart, across the replicas", lim.WriteInterval)
+	}
+	p.mu.Lock()
+	p.stats.Throttled++
+	p.mu.Unlock()
+	return &ThrottledError{Method: t.req.Method, Route: t.req.Route, RetryAfter: max(retry, time.Millisecond), Reason: why, Detail: detail}
+}
+
+// reportShared tells the State that t's request completed with rl.
+func (p *Pacer) reportShared(t *Permit, rl RateLimit) {
+	if p.shared != nil && t.grant.granted.CompareAndSwap(true, false) {
+		p.shared.state.Done(context.Background(), time.Now(), t.grant.g, rl)
+	}
+}
+
+// unsentShared tells the State that t's request was never sent.
+func (p *Pacer) unsentShared(t *Permit) {
+	if p.shared != nil && t.grant.granted.CompareAndSwap(true, false) {
+		p.shared.state.Unsent(context.Background(), time.Now(), t.grant.g)
+	}
+}

@@ -1,0 +1,140 @@
+package pace
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// GitHub's content-creation limits: "no more than 80 content-generating
+// requests per minute and no more than 500 per hour". GitHub does not say
+// whether secret writes count; a public report (secrets-sync-action#11)
+// suggests they do, so the pacer counts every mutating request (IsWrite).
+const (
+	// DefaultWritesPerMinute is github.com's content-creation limit a minute.
+	DefaultWritesPerMinute = 80
+	// DefaultWritesPerHour is github.com's content-creation limit an hour.
+	DefaultWritesPerHour = 500
+	// WritesHour is the span of the hourly content budget.
+	WritesHour = time.Hour
+)
+
+// InFlightLease is how long a request started and not yet reported counts
+// as in flight in a State: its points and writes count until InFlightLease
+// after its start, or until the window after its completion once reported.
+// It bounds what a replica that died mid-request keeps holding; requests
+// last at most the upstream client's 30 s timeout.
+const InFlightLease = 2 * time.Minute
+
+// StateLimits are the limits a State enforces for one credential, shared
+// by every replica that uses it.
+type StateLimits struct {
+	// PointsPerMinute is the points budget of GitHub's secondary limit
+	// (Points per request, over a sliding Window); 0 turns it off.
+	PointsPerMinute int
+	// WriteInterval, when positive, serializes the mutating requests of
+	// every replica (one write slot) and starts each at least
+	// WriteInterval after the previous one started.
+	WriteInterval time.Duration
+	// WriteLease is how long the write slot stays taken without being
+	// renewed: a replica that dies holding it blocks the others at most
+	// this long. 0 selects 3 × WriteInterval (at least 1 s).
+	WriteLease time.Duration
+	// WritesPerMinute and WritesPerHour are GitHub's content-creation
+	// limits, counted over mutating requests in sliding windows of a
+	// minute and an hour; 0 turns each off.
+	WritesPerMinute int
+	WritesPerHour   int
+	// SecondaryPause is how long a refusal without Retry-After pauses the
+	// credential.
+	SecondaryPause time.Duration
+}
+
+// Lease returns WriteLease, or its default.
+func (l StateLimits) Lease() time.Duration {
+	if l.WriteLease > 0 {
+		return l.WriteLease
+	}
+	return max(3*l.WriteInterval, time.Second)
+}
+
+// Validate reports whether l is usable.
+func (l StateLimits) Validate() error {
+	switch {
+	case l.PointsPerMinute < 0 || (l.PointsPerMinute > 0 && l.PointsPerMinute < WritePoints):
+		return fmt.Errorf("pace: PointsPerMinute %d is neither 0 (off) nor at least %d", l.PointsPerMinute, WritePoints)
+	case l.WriteInterval < 0:
+		return fmt.Errorf("pace: WriteInterval %v is negative", l.WriteInterval)
+	case l.WriteLease < 0:
+		return fmt.Errorf("pace: WriteLease %v is negative", l.WriteLease)
+	case l.WritesPerMinute < 0:
+		return fmt.Errorf("pace: WritesPerMinute %d is negative", l.WritesPerMinute)
+	case l.WritesPerHour < 0:
+		return fmt.Errorf("pace: WritesPerHour %d is negative", l.WritesPerHour)
+	case l.SecondaryPause < 0:
+		return fmt.Errorf("pace: SecondaryPause %v is negative", l.SecondaryPause)
+	}
+	return nil
+}
+
+// Share returns l as one of n replicas' conservative share of it: the
+// budgets divided by n (rounded down, at least one request's worth) and
+// the write spacing multiplied by n, so that n replicas each within its
+// share stay within l together.
+func (l StateLimits) Share(n int) StateLimits {
+	if n <= 1 {
+		return l
+	}
+	div := func(v, least int) int {
+		if v <= 0 {
+			return v
+		}
+		return max(v/n, least)
+	}
+	l.PointsPerMinute = div(l.PointsPerMinute, WritePoints)
+	l.WritesPerMinute = div(l.WritesPerMinute, 1)
+	l.WritesPerHour = div(l.WritesPerHour, 1)
+	l.WriteInterval *= time.Duration(n)
+	l.WriteLease *= time.Duration(n)
+	return l
+}
+
+// A Grant is one request's claim on a State: its id (unique among every
+// replica's grants), its points and whether it is a write.
+type Grant struct {
+	ID    string
+	Cost  int
+	Write bool
+}
+
+// A Verdict is a State's answer to Start: OK, or the earliest time to ask
+// again and what holds the request back until then.
+type Verdict struct {
+	OK  bool
+	At  time.Time
+	Why Reason
+}
+
+// State is the part of one credential's pacing that the replicas of a
+// broker share: the points window, the write slot (a lease) and its
+// spacing, the content budgets, the primary-limit state and the
+// secondary pauses. MemoryState keeps it in memory (one replica);
+// package redisstate keeps it in Redis. The pacer asks Start for each
+// admitted request and reports the outcome with Done or Unsent.
+//
+// Times are passed in: a State reads no clock for its decisions. A State
+// never fails a call: an implementation that cannot reach its store
+// decides from a conservative local budget and says so elsewhere.
+type State interface {
+	// Start grants g at now if the limits allow it: its points, its
+	// place in the write spacing and the write slot (a write) and its
+	// content budgets. Otherwise nothing is spent, and At is the earliest
+	// time worth asking again.
+	Start(ctx context.Context, now time.Time, g Grant) Verdict
+	// Done records the completion at now of a granted g, frees the write
+	// slot, and takes in what GitHub's answer said of the limits (a pause
+	// after a refusal, the primary quota).
+	Done(ctx context.Context, now time.Time, g Grant, rl RateLimit)
+	// Unsent gives back everything a granted g took: it was never sent.
+	Unsent(ctx context.Context, now time.Time, g Grant)
+}

@@ -1,0 +1,172 @@
+// Package statetest is the contract every pace.State keeps, as one suite
+// of tests run against each implementation (pace.MemoryState in package
+// pace, the Redis one in package redisstate): what Start grants and
+// refuses and until when, what Done and Unsent change, how the write
+// slot's lease ends, and that two replicas sharing a State share one
+// budget. Time is passed in, so the suite needs no clock.
+package statetest
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/secretbroker/secretbroker/upstream/pace"
+)
+
+// Factory returns n States for lim that share one store (n replicas),
+// ready at T0, and a kill func for each that stops its replica for good
+// without telling the store (no Done, no Unsent, no lease renewal).
+type Factory func(t *testing.T, lim pace.StateLimits, n int) (states []pace.State, kill []func())
+
+// T0 is the suite's start time.
+var T0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+// grants makes grants with ids unique within one Run.
+type grants struct{ seq int }
+
+func (gs *grants) next(write bool) pace.Grant {
+	gs.seq++
+	g := pace.Grant{ID: "g" + strconv.Itoa(gs.seq), Cost: pace.ReadPoints}
+	if write {
+		g.Cost, g.Write = pace.WritePoints, true
+	}
+	return g
+}
+
+var ok204 = pace.RateLimit{Status: 204, Remaining: -1, Used: -1}
+
+func at(d time.Duration) time.Time { return T0.Add(d) }
+
+func wantOK(t *testing.T, st pace.State, now time.Time, g pace.Grant) {
+	t.Helper()
+	if v := st.Start(context.Background(), now, g); !v.OK {
+		t.Fatalf("Start(%s at +%v) = %+v, want granted", g.ID, now.Sub(T0), v)
+	}
+}
+
+func wantWait(t *testing.T, st pace.State, now time.Time, g pace.Grant, until time.Time, why pace.Reason) {
+	t.Helper()
+	v := st.Start(context.Background(), now, g)
+	if v.OK || !v.At.Equal(until) || v.Why != why {
+		t.Fatalf("Start(%s at +%v) = {OK %v At +%v Why %v}, want a wait until +%v for %v",
+			g.ID, now.Sub(T0), v.OK, v.At.Sub(T0), v.Why, until.Sub(T0), why)
+	}
+}
+
+// Run runs the contract against newStates.
+func Run(t *testing.T, newStates Factory) {
+	ctx := context.Background()
+	gs := &grants{}
+	grant := gs.next
+	t.Run("points budget over a sliding minute from completion", func(t *testing.T) {
+		st, _ := newStates(t, pace.StateLimits{PointsPerMinute: 10}, 1)
+		s := st[0]
+		var gs []pace.Grant
+		for range 10 {
+			g := grant(false)
+			wantOK(t, s, T0, g)
+			gs = append(gs, g)
+		}
+		// In flight, they count until InFlightLease after their start.
+		wantWait(t, s, T0, grant(false), at(pace.InFlightLease+pace.Window), pace.ReasonBudget)
+		for i, g := range gs {
+			s.Done(ctx, at(time.Duration(i)*time.Second), g, ok204)
+		}
+		// Done, each until a minute after its completion.
+		wantWait(t, s, at(10*time.Second), grant(false), at(pace.Window), pace.ReasonBudget)
+		wantWait(t, s, at(10*time.Second), grant(true), at(pace.Window+4*time.Second), pace.ReasonBudget)
+		wantOK(t, s, at(pace.Window), grant(false))
+	})
+	t.Run("unsent gives points back", func(t *testing.T) {
+		st, _ := newStates(t, pace.StateLimits{PointsPerMinute: 5}, 1)
+		s := st[0]
+		g := grant(true)
+		wantOK(t, s, T0, g)
+		wantWait(t, s, T0, grant(false), at(pace.InFlightLease+pace.Window), pace.ReasonBudget)
+		s.Unsent(ctx, T0, g)
+		wantOK(t, s, T0, grant(true))
+	})
+	t.Run("writes one at a time, spaced", func(t *testing.T) {
+		st, _ := newStates(t, pace.StateLimits{WriteInterval: time.Second}, 2)
+		a, b := st[0], st[1]
+		w1 := grant(true)
+		wantOK(t, a, T0, w1)
+		// Reads are not held by the slot.
+		wantOK(t, b, T0, grant(false))
+		wantWait(t, b, T0, grant(true), at(time.Second), pace.ReasonSpacing)
+		// Still in flight after the interval: ask again soon.
+		wantWait(t, b, at(time.Second), grant(true), at(time.Second+pace.SlotPoll), pace.ReasonSpacing)
+		a.Done(ctx, at(1100*time.Millisecond), w1, ok204)
+		w2 := grant(true)
+		wantOK(t, b, at(1100*time.Millisecond), w2)
+		// An unsent write gives its place in the spacing back.
+		b.Unsent(ctx, at(1100*time.Millisecond), w2)
+		wantOK(t, a, at(1100*time.Millisecond), grant(true))
+	})
+	t.Run("a killed replica's write slot frees when its lease ends", func(t *testing.T) {
+		lim := pace.StateLimits{WriteInterval: time.Second, WriteLease: 3 * time.Second}
+		st, kill := newStates(t, lim, 2)
+		wantOK(t, st[0], T0, grant(true))
+		kill[0]()
+		wantWait(t, st[1], at(3*time.Second-pace.SlotPoll), grant(true), at(3*time.Second), pace.ReasonSpacing)
+		wantOK(t, st[1], at(3*time.Second), grant(true))
+	})
+	t.Run("content budgets", func(t *testing.T) {
+		tests := []struct {
+			name       string
+			pm, ph     int
+			next       time.Duration
+			nextReason pace.Reason
+		}{
+			{"minute", 3, 0, pace.Window, pace.ReasonContent},
+			{"hour", 0, 3, pace.WritesHour, pace.ReasonContent},
+			{"both", 3, 5, pace.Window, pace.ReasonContent},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				st, _ := newStates(t, pace.StateLimits{WritesPerMinute: tc.pm, WritesPerHour: tc.ph}, 2)
+				for i := range 3 {
+					g := grant(true)
+					wantOK(t, st[i%2], T0, g)
+					st[i%2].Done(ctx, T0, g, ok204)
+				}
+				wantOK(t, st[0], T0, grant(false)) // reads do not count
+				wantWait(t, st[1], T0, grant(true), at(tc.next), tc.nextReason)
+				wantOK(t, st[1], at(tc.next), grant(true))
+			})
+		}
+	})
+	t.Run("a refusal pauses every replica", func(t *testing.T) {
+		st, _ := newStates(t, pace.StateLimits{SecondaryPause: time.Minute}, 2)
+		g := grant(false)
+		wantOK(t, st[0], T0, g)
+		st[0].Done(ctx, T0, g, pace.RateLimit{Status: 403, Remaining: -1, Used: -1, Refused: true, RetryAfter: 30 * time.Second, HasRetryAfter: true})
+		wantWait(t, st[1], T0, grant(false), at(30*time.Second), pace.ReasonPause)
+		wantOK(t, st[1], at(30*time.Second), grant(false))
+	})
+	t.Run("a used-up primary quota holds every replica until its reset", func(t *testing.T) {
+		st, _ := newStates(t, pace.StateLimits{}, 2)
+		g := grant(false)
+		wantOK(t, st[0], T0, g)
+		reset := at(10 * time.Minute)
+		st[0].Done(ctx, T0, g, pace.RateLimit{Status: 200, Remaining: 0, Used: 5000, Reset: reset})
+		wantWait(t, st[1], T0, grant(true), reset, pace.ReasonPrimary)
+		wantOK(t, st[1], reset, grant(true))
+	})
+	t.Run("two replicas share one points budget", func(t *testing.T) {
+		st, _ := newStates(t, pace.StateLimits{PointsPerMinute: 100}, 2)
+		granted := 0
+		for i := range 300 {
+			g := grant(i%3 == 0)
+			if st[i%2].Start(ctx, T0, g).OK {
+				granted += g.Cost
+				st[i%2].Done(ctx, T0, g, ok204)
+			}
+		}
+		if granted > 100 || granted < 96 {
+			t.Fatalf("granted %d points within one minute by two replicas, want at most 100 and no fewer than 96", granted)
+		}
+	})
+}
