@@ -30,6 +30,9 @@ const maxBatch = 1000
 // of the requests; the batch logs one summary line.
 func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchPutSecretsRequest) (*secretbrokerv1.BatchPutSecretsResponse, error) {
 	const op = "BatchPutSecrets"
+	if req.GetAsync() {
+		return nil, errAsyncNotWired
+	}
 	reqs := req.GetRequests()
 	if len(reqs) > maxBatch {
 		return nil, s.toStatus(ctx, op, invalidArg("requests", "holds %d items; a batch holds at most %d", len(reqs), maxBatch))

@@ -164,3 +164,65 @@ func TestOpenState(t *testing.T) {
 		t.Errorf("environment: %+v %v", cfg, err)
 	}
 }
+
+// TestSyncGateway drives POST /v1/{parent}/secrets:sync on the dev broker:
+// a dry run, the sync, a second sync that finds everything unchanged, a
+// prune, and async (not served yet).
+func TestSyncGateway(t *testing.T) {
+	const value = "PLANTED-sync-plaintext-Tapir-77"
+	b := startBroker(t, devConfig(t))
+	const path = "/v1/repos/octo-org/hello-world/environments/prod%2Feu/secrets:sync"
+	actions := func(m map[string]any) map[string]string {
+		out := map[string]string{}
+		results, _ := m["results"].([]any)
+		for _, r := range results {
+			name, _ := field(r, "name").(string)
+			action, _ := field(r, "action").(string)
+			c, _ := field(r, "code").(string)
+			out[name[strings.LastIndex(name, "/")+1:]] = action + " " + c
+		}
+		return out
+	}
+	body := `{"secrets": {"GW_ONE": "` + value + `-1", "gw_two": "` + value + `-2"}, "owner": "gw"`
+	code, m := b.do(t, http.MethodPost, path, body+`, "dry_run": true}`)
+	if code != http.StatusOK || m["dry_run"] != true {
+		t.Fatalf("dry run = %d %v", code, m)
+	}
+	want := map[string]string{"GW_ONE": "SYNC_ACTION_CREATE OK", "GW_TWO": "SYNC_ACTION_CREATE OK"}
+	if got := actions(m); !mapsEqual(got, want) {
+		t.Errorf("dry run plan %v, want %v", got, want)
+	}
+	code, m = b.do(t, http.MethodPost, path, body+`}`)
+	if got := actions(m); code != http.StatusOK || !mapsEqual(got, want) {
+		t.Fatalf("sync = %d %v", code, m)
+	}
+	code, m = b.do(t, http.MethodPost, path, body+`}`)
+	want = map[string]string{"GW_ONE": "SYNC_ACTION_UNCHANGED OK", "GW_TWO": "SYNC_ACTION_UNCHANGED OK"}
+	if got := actions(m); code != http.StatusOK || !mapsEqual(got, want) {
+		t.Errorf("second sync = %d %v, want %v", code, m, want)
+	}
+	code, m = b.do(t, http.MethodPost, path, `{"secrets": {"GW_ONE": "`+value+`-1"}, "owner": "gw", "prune": true}`)
+	want = map[string]string{"GW_ONE": "SYNC_ACTION_UNCHANGED OK", "GW_TWO": "SYNC_ACTION_DELETE OK"}
+	if got := actions(m); code != http.StatusOK || !mapsEqual(got, want) {
+		t.Errorf("prune = %d %v, want %v", code, m, want)
+	}
+	code, m = b.do(t, http.MethodPost, path, `{"secrets": {"GW_ONE": "`+value+`-1"}, "async": true}`)
+	if code != http.StatusNotImplemented {
+		t.Errorf("async = %d %v, want 501 until operations are served", code, m)
+	}
+	if strings.Contains(b.logs.String(), value) {
+		t.Fatal("a planted value reached the logs")
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
