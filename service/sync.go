@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/audit"
 	"github.com/secretbroker/secretbroker/service/state"
 	"github.com/secretbroker/secretbroker/upstream"
 )
@@ -116,6 +117,11 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 		if it.run && it.err == nil && !req.GetDryRun() {
 			runnable = append(runnable, i)
 			continue
+		}
+		if it.action == secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED && !req.GetDryRun() {
+			s.metrics.skipped(ctx, op)
+			s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: rpcSyncSecrets, Resource: it.res,
+				Outcome: codeName(codes.OK), Unchanged: true})
 		}
 		r.Code, r.Message, r.RetryAfter = tally.add(it.err)
 	}
