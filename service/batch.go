@@ -30,6 +30,9 @@ const maxBatch = 1000
 // of the requests; the batch logs one summary line.
 func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchPutSecretsRequest) (*secretbrokerv1.BatchPutSecretsResponse, error) {
 	const op = "BatchPutSecrets"
+	if req.GetAsync() {
+		return nil, errAsyncNotWired
+	}
 	reqs := req.GetRequests()
 	if len(reqs) > maxBatch {
 		return nil, s.toStatus(ctx, op, invalidArg("requests", "holds %d items; a batch holds at most %d", len(reqs), maxBatch))
@@ -84,6 +87,28 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 		plans[i] = nil
 		fail(i, err)
 	}
+	// Unchanged items are answered from the records and one listing of
+	// each scope that may hold one, before any key is fetched.
+	owner := ownerOf(ctx, "")
+	judged := s.judgeBatch(ctx, plans, func(i int) bool { return reqs[i].GetForce() })
+	for i, j := range judged {
+		if plans[i] == nil {
+			continue
+		}
+		if j.unchanged {
+			s.metrics.skipped(ctx, rpcShort(rpcBatchPut))
+			changes[i].endWith(itemCtx[i], nil, j.verdict)
+			r := results[i]
+			r.Name, r.KeyId, r.Unchanged = secretResourceName(plans[i].scope, plans[i].name), j.rec.KeyID, true
+			r.Code, r.Message, r.RetryAfter = tally.add(nil)
+			events.item(i, r.Name, r.Code)
+			plans[i] = nil
+			continue
+		}
+		if j.drift {
+			s.noteDrift(ctx, rpcBatchPut, secretResourceName(plans[i].scope, plans[i].name))
+		}
+	}
 	keys := s.batchKeys(ctx, plans)
 	var runnable []int
 	for i, p := range plans {
@@ -91,50 +116,55 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 			continue
 		}
 		if err := keys[p.scope.Path()].err; err != nil {
-			changes[i].end(itemCtx[i], err)
+			changes[i].endWith(itemCtx[i], err, judged[i].verdict)
 			fail(i, err)
 			continue
 		}
 		runnable = append(runnable, i)
 	}
+	var written writtenSet
 	eachItem(runnable, func(i int) {
 		p := plans[i]
+		j := judged[i]
 		var (
 			created bool
 			keyID   upstream.KeyID
 		)
 		err := s.safely(ctx, op, func() (err error) {
-			created, keyID, err = s.batchPut(itemCtx[i], *p, keys[p.scope.Path()].key)
+			created, keyID, err = s.batchPut(itemCtx[i], p, keys[p.scope.Path()].key)
 			return err
 		})
-		changes[i].end(itemCtx[i], err)
+		changes[i].endWith(itemCtx[i], err, j.verdict)
 		r := results[i]
 		if err == nil {
-			r.Name, r.Created, r.KeyId = secretResourceName(p.scope, p.name), created, string(keyID)
+			s.recordWrite(ctx, p, j.prints, j.havePrints, keyID, owner, time.Time{})
+			written.add(p.scope, p.name, j.prints.value)
+			r.Name, r.Created, r.KeyId, r.Drift = secretResourceName(p.scope, p.name), created, string(keyID), j.drift
 		}
 		r.Code, r.Message, r.RetryAfter = tally.add(err)
 		events.item(i, r.Name, r.Code)
 	})
+	written.readBack(ctx, s)
 	events.summary(len(reqs), &tally)
 	s.logBatch(ctx, op, len(reqs), &tally)
 	return &secretbrokerv1.BatchPutSecretsResponse{Results: results}, nil
 }
 
 // batchPut writes one validated item of a batch whose scope's key was
-// fetched for the whole batch.
-func (s *Server) batchPut(ctx context.Context, p putPlan, key sealingKey) (bool, upstream.KeyID, error) {
+// fetched for the whole batch. On return p holds the settings written.
+func (s *Server) batchPut(ctx context.Context, p *putPlan, key sealingKey) (bool, upstream.KeyID, error) {
 	if p.scope.IsOrg() {
-		if err := s.checkAccessChange(ctx, p); err != nil {
+		if err := s.checkAccessChange(ctx, *p); err != nil {
 			return false, "", err
 		}
-		if err := s.completeOrgAccess(ctx, &p); err != nil {
+		if err := s.completeOrgAccess(ctx, p); err != nil {
 			return false, "", err
 		}
 	}
 	if p.plaintext == nil {
-		return s.putSealed(ctx, p, key)
+		return s.putSealed(ctx, *p, key)
 	}
-	return s.putPlain(ctx, p, key)
+	return s.putPlain(ctx, *p, key)
 }
 
 // keepTimeToReply returns a context whose deadline comes a little before
@@ -279,7 +309,7 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 	eachItem(runnable, func(i int) {
 		t := targets[i]
 		err := s.safely(ctx, op, func() error {
-			return s.up.DeleteSecret(t.ctx, t.scope, t.name)
+			return s.deleteRecorded(t.ctx, t.scope, t.name)
 		})
 		t.ch.end(t.ctx, err)
 		fail(i, err)

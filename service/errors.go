@@ -50,8 +50,11 @@ func callerFault(err error) bool {
 	var (
 		inv *invalidArgError
 		den *deniedError
+		con *conflictError
+		own *notOwnedError
 	)
-	return errors.As(err, &inv) || errors.As(err, &den) || errors.Is(err, errUnauthenticated)
+	return errors.As(err, &inv) || errors.As(err, &den) || errors.Is(err, errUnauthenticated) ||
+		errors.As(err, &con) || errors.As(err, &own)
 }
 
 // statusOf maps an error to the status a caller sees, with a fixed, safe
@@ -74,6 +77,12 @@ func statusOf(err error) *status.Status {
 		return status.New(codes.Unauthenticated, "authentication required")
 	case errors.As(err, &aud):
 		return status.New(codes.Unavailable, "the audit log cannot be written, so the broker refuses changes until it can; reads still work")
+	}
+	if ce, ok := errors.AsType[*conflictError](err); ok {
+		return status.New(codes.FailedPrecondition, ce.Error())
+	}
+	if ne, ok := errors.AsType[*notOwnedError](err); ok {
+		return status.New(codes.FailedPrecondition, ne.Error())
 	}
 	return classify(err)
 }

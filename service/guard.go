@@ -142,12 +142,17 @@ func (s *Server) begin(ctx context.Context, rpc string, item *int, resource stri
 }
 
 // end writes the outcome record of the mutation, err being its result.
-func (c *change) end(ctx context.Context, err error) {
+func (c *change) end(ctx context.Context, err error) { c.endWith(ctx, err, verdict{}) }
+
+// endWith writes the outcome record of a write the broker judged v
+// (unchanged: not sent; drift: changed behind its back).
+func (c *change) endWith(ctx context.Context, err error, v verdict) {
 	if c == nil || c.s.audit == nil {
 		return
 	}
 	c.s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: c.rpc, Item: c.item, Resource: c.resource,
-		Outcome: codeName(statusOf(err).Code()), UpstreamStatus: c.status.Status()})
+		Outcome: codeName(statusOf(err).Code()), UpstreamStatus: c.status.Status(),
+		Unchanged: v.unchanged && err == nil, Drift: v.drift})
 }
 
 // rejected writes the outcome record of a mutating call or item refused

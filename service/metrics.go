@@ -47,6 +47,8 @@ type metrics struct {
 	batchItems metric.Int64Counter
 	batchSize  metric.Int64Histogram
 	decisions  metric.Int64Counter
+	drifts     metric.Int64Counter
+	unchanged  metric.Int64Counter
 
 	// callerLabel adds the caller label to batch_items_total and
 	// authz_decisions_total (Options.MetricsCallerLabel).
@@ -107,6 +109,14 @@ func newMetrics(mp metric.MeterProvider, keys *keyCache) (*metrics, error) {
 		metric.WithDescription("Authorization decisions by verb and decision (allow, deny, unauthenticated); none without an authorizer.")); err != nil {
 		return nil, fmt.Errorf("service: metrics: %w", err)
 	}
+	if m.drifts, err = meter.Int64Counter("secretbroker_drift_detected_total",
+		metric.WithDescription("Writes that found the secret changed behind the broker's back (GitHub's updated_at moved since the broker's last write), by RPC.")); err != nil {
+		return nil, fmt.Errorf("service: metrics: %w", err)
+	}
+	if m.unchanged, err = meter.Int64Counter("secretbroker_unchanged_skipped_total",
+		metric.WithDescription("Writes not sent because the broker last wrote the same value and GitHub still reports that write, by RPC.")); err != nil {
+		return nil, fmt.Errorf("service: metrics: %w", err)
+	}
 	entries, err := meter.Int64ObservableGauge("secretbroker_key_cache_entries",
 		metric.WithDescription("Scopes whose public key is cached."))
 	if err != nil {
@@ -154,4 +164,20 @@ func (m *metrics) decision(ctx context.Context, verb string, allowed, authentica
 		d = decisionAllow
 	}
 	m.decisions.Add(ctx, 1, metric.WithAttributes(m.callerAttr(ctx, attribute.String("verb", verb), attribute.String("decision", d))...))
+}
+
+// drift counts a write that found drift; rpc is a fixed method name.
+func (m *metrics) drift(ctx context.Context, rpc string) {
+	if m == nil {
+		return
+	}
+	m.drifts.Add(ctx, 1, metric.WithAttributes(attribute.String("rpc", rpc)))
+}
+
+// skipped counts a write not sent because it was unchanged.
+func (m *metrics) skipped(ctx context.Context, rpc string) {
+	if m == nil {
+		return
+	}
+	m.unchanged.Add(ctx, 1, metric.WithAttributes(attribute.String("rpc", rpc)))
 }

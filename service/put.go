@@ -110,38 +110,69 @@ func (s *Server) PutSecret(ctx context.Context, req *secretbrokerv1.PutSecretReq
 	if err != nil {
 		return nil, s.toStatus(ctx, "PutSecret", err)
 	}
-	created, keyID, err := s.put(ctx, p)
-	ch.end(ctx, err)
+	out, err := s.putJudged(ctx, &p, req.GetForce(), ownerOf(ctx, ""))
+	ch.endWith(ctx, err, out.verdict)
 	if err != nil {
 		return nil, s.toStatus(ctx, "PutSecret", err)
 	}
 	return &secretbrokerv1.PutSecretResponse{
-		Name:    res,
-		Created: created,
-		KeyId:   string(keyID),
+		Name:      res,
+		Created:   out.created,
+		KeyId:     string(out.keyID),
+		Unchanged: out.unchanged,
+		Drift:     out.drift,
 	}, nil
 }
 
-func (s *Server) put(ctx context.Context, p putPlan) (created bool, keyID upstream.KeyID, err error) {
-	if err := s.resolvePutNames(ctx, &p); err != nil {
-		return false, "", err
+// putOutcome is what a judged write did.
+type putOutcome struct {
+	created bool
+	keyID   upstream.KeyID
+	verdict
+}
+
+// putJudged writes p unless the broker's record shows the same value and
+// settings and GitHub still reports the recorded updated_at (one GET of the
+// secret, asked only when the fingerprints match). After a write it reads
+// the secret back (one GET) and records it with owner.
+func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner string) (putOutcome, error) {
+	if err := s.resolvePutNames(ctx, p); err != nil {
+		return putOutcome{}, err
 	}
-	if p.scope.IsOrg() {
-		if err := s.checkAccessChange(ctx, p); err != nil {
-			return false, "", err
+	res := secretResourceName(p.scope, p.name)
+	pr, havePrints := s.printsOf(ctx, p)
+	rec := s.getRecord(ctx, res)
+	var v verdict
+	if candidate(rec, pr, havePrints, force) {
+		v = judge(rec, pr, havePrints, force, s.seenByGet(ctx, p.scope, p.name))
+		if v.unchanged {
+			s.metrics.skipped(ctx, rpcShort(rpcPutSecret))
+			return putOutcome{keyID: upstream.KeyID(rec.KeyID), verdict: v}, nil
 		}
-		if err := s.completeOrgAccess(ctx, &p); err != nil {
-			return false, "", err
+		if v.drift {
+			s.noteDrift(ctx, rpcPutSecret, res)
 		}
+	}
+	created, keyID, err := s.put(ctx, p)
+	if err != nil {
+		return putOutcome{verdict: v}, err
+	}
+	now := s.seenByGet(ctx, p.scope, p.name)
+	s.recordWrite(ctx, p, pr, havePrints, keyID, owner, now.updatedAt)
+	return putOutcome{created: created, keyID: keyID, verdict: v}, nil
+}
+
+// put writes p; on return p holds the settings written (completed with the
+// current ones where the request kept them).
+func (s *Server) put(ctx context.Context, p *putPlan) (created bool, keyID upstream.KeyID, err error) {
+	if err := s.resolvePutNames(ctx, p); err != nil {
+		return false, "", err
 	}
 	key, err := s.keys.get(ctx, p.scope)
 	if err != nil {
 		return false, "", err
 	}
-	if p.plaintext == nil {
-		return s.putSealed(ctx, p, key)
-	}
-	return s.putPlain(ctx, p, key)
+	return s.batchPut(ctx, p, key)
 }
 
 // checkAccessChange refuses a put that would change an existing

@@ -3,9 +3,12 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"runtime"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -15,6 +18,7 @@ import (
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/audit"
+	"github.com/secretbroker/secretbroker/service/state"
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -75,6 +79,12 @@ type Options struct {
 	// cache lookup and the sealing of a value. Default: nil,
 	// OpenTelemetry's global provider.
 	TracerProvider trace.TracerProvider
+	// State is where the broker remembers what it wrote (record.go):
+	// fingerprints, key_id, GitHub's updated_at and the owner of each
+	// secret, to skip unchanged writes, detect drift and prune only what
+	// an owner wrote. The caller closes it. Default: nil, a new memory
+	// store, lost on exit.
+	State state.Store
 }
 
 // Server implements secretbroker.v1.SecretService.
@@ -96,6 +106,8 @@ type Server struct {
 	repos *repoNames
 	// tracer starts the service's spans.
 	tracer trace.Tracer
+	// state is what the broker remembers of its writes (record.go).
+	state *stateOf
 }
 
 // sealSlots is how many values the broker seals at once: one core fewer
@@ -125,7 +137,16 @@ func New(up Upstream, opts Options) *Server {
 	keys.metrics = m
 	tracer := tracerOf(opts.TracerProvider)
 	keys.tracer = tracer
+	if opts.State == nil {
+		// A memory store with a generated key cannot fail to open.
+		st, err := state.NewMemory(state.Options{})
+		if err != nil {
+			panic(fmt.Sprintf("service: memory state store: %v", err))
+		}
+		opts.State = st
+	}
 	return &Server{
+		state:   &stateOf{store: opts.State},
 		tracer:  tracer,
 		metrics: m,
 		up:      &sharedReads{Upstream: up},
@@ -154,6 +175,8 @@ const (
 	rpcAddSelected        = secretbrokerv1.SecretService_AddSelectedRepository_FullMethodName
 	rpcRemoveSelected     = secretbrokerv1.SecretService_RemoveSelectedRepository_FullMethodName
 	rpcListRepoOrgSecrets = secretbrokerv1.SecretService_ListRepositoryOrganizationSecrets_FullMethodName
+	rpcDetectDrift        = secretbrokerv1.SecretService_DetectDrift_FullMethodName
+	rpcSyncSecrets        = secretbrokerv1.SecretService_SyncSecrets_FullMethodName
 )
 
 // GetPublicKey returns the scope's current public key. It exists to seal a
@@ -218,11 +241,11 @@ func (s *Server) GetSecret(ctx context.Context, req *secretbrokerv1.GetSecretReq
 	return toSecret(scope, sec), nil
 }
 
-// DeleteSecret deletes a secret.
+// DeleteSecret deletes a secret, and the broker's record of it.
 func (s *Server) DeleteSecret(ctx context.Context, req *secretbrokerv1.DeleteSecretRequest) (*emptypb.Empty, error) {
 	err := s.mutate(ctx, rpcDeleteSecret, req.GetName(), verbDelete, parseSecretName,
 		func(ctx context.Context, scope upstream.Scope, name string) error {
-			return s.up.DeleteSecret(ctx, scope, name)
+			return s.deleteRecorded(ctx, scope, name)
 		})
 	if err != nil {
 		return nil, s.toStatus(ctx, "DeleteSecret", err)
@@ -427,4 +450,14 @@ func toSecret(scope upstream.Scope, sec upstream.Secret) *secretbrokerv1.Secret 
 func isStatus(err error, code int) bool {
 	var ue *upstream.Error
 	return errors.As(err, &ue) && ue.StatusCode == code
+}
+
+// deleteRecorded deletes a secret at GitHub and, when it is gone (deleted
+// now, or already: 404), the broker's record of it.
+func (s *Server) deleteRecorded(ctx context.Context, scope upstream.Scope, name string) error {
+	err := s.up.DeleteSecret(ctx, scope, name)
+	if err == nil || isStatus(err, http.StatusNotFound) {
+		s.dropRecord(ctx, secretResourceName(scope, strings.ToUpper(name)))
+	}
+	return err
 }

@@ -32,6 +32,7 @@ import (
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/audit"
 	"github.com/secretbroker/secretbroker/service/identity"
+	"github.com/secretbroker/secretbroker/service/state"
 	"github.com/secretbroker/secretbroker/upstream"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
@@ -84,6 +85,8 @@ type harnessOpts struct {
 	// authz and audit are the service's Options.Authorizer and Audit.
 	authz Authorizer
 	audit *audit.Log
+	// state is the service's Options.State; default a new memory store.
+	state state.Store
 }
 
 // emulatorURL is the base URL the upstream client is given; requests never
@@ -120,7 +123,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if o.wrap != nil {
 		up = o.wrap(client)
 	}
-	h := newHarnessWith(t, up, logs, Options{Logger: logger, KeyTTL: o.keyTTL, Authorizer: o.authz, Audit: o.audit})
+	h := newHarnessWith(t, up, logs, Options{Logger: logger, KeyTTL: o.keyTTL, Authorizer: o.authz, Audit: o.audit, State: o.state})
 	h.emu, h.demo, h.upstream, h.client = emu, demo, tr, client
 	return h
 }

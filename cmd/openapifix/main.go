@@ -67,6 +67,7 @@ var paramDescriptions = map[string]string{
 	"repo":        "The repository's name, for example \"api\".",
 	"environment": "The environment's name, for example \"prod\" (\"prod/eu\" is sent path-escaped, as prod%2Feu).",
 	"secret":      "The secret's name, for example \"DEPLOY_TOKEN\"; stored upper-case.",
+	"operation":   "The operation's ID, the last segment of its name \"operations/{id}\".",
 }
 
 // doubled matches "/LITERAL/{a}/{{a}}" in a generated path.

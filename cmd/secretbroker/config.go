@@ -247,6 +247,15 @@ type Config struct {
 	// from the OTEL_* variables itself.
 	MetricsExporter string
 
+	// StateDir is the directory of the broker's state file (bbolt). Flag
+	// --state-dir. Default: none, the state is kept in memory and lost on
+	// exit (losing it costs writes, never correctness).
+	StateDir string
+	// StateHMACKeyFile holds the server key (raw bytes, at least 32) of the
+	// state's fingerprints. Flag --state-hmac-key-file. Default: none, a
+	// random key is generated and kept in the state store.
+	StateHMACKeyFile string
+
 	// spanExporter, when set (tests only), receives the spans instead of
 	// the exporter TracesExporter names.
 	spanExporter sdktrace.SpanExporter
@@ -309,6 +318,7 @@ Flags:
 	fs.StringVar(&cfg.UpstreamTokenFile, "upstream-token-file", "",
 		"`file` holding the GitHub token (default: the "+envGitHubToken+" environment variable)")
 	registerGitHubAppFlags(fs, &cfg)
+	registerStateFlags(fs, &cfg)
 	fs.StringVar(&cfg.UpstreamAPIVersionActions, "upstream-api-version-actions", defaultUpstreamAPIVersionActions,
 		"X-GitHub-Api-Version for Actions secrets")
 	fs.StringVar(&cfg.UpstreamAPIVersionAgents, "upstream-api-version-agents", defaultUpstreamAPIVersionAgents,
@@ -739,6 +749,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("caller_max_concurrent", c.CallerMaxConcurrent),
 		slog.Int("max_concurrent_calls", c.MaxConcurrentCalls),
 		slog.Int64("max_inflight_bytes", c.MaxInflightBytes),
+		slog.String("state_dir", c.StateDir),
+		slog.Bool("state_hmac_key", c.StateHMACKeyFile != ""),
 	)
 }
 

@@ -33,6 +33,7 @@ var openAPIParamValues = map[string]string{
 	"environment": "prod/eu",
 	"secret":      "OPENAPI_TOKEN",
 	"repository":  "hello-world",
+	"operation":   "0190a1b2c3d4e5f60718",
 }
 
 // fetchOpenAPI fetches /openapi.json from the gateway at addr, checks it
@@ -275,7 +276,7 @@ func checkRoutedRequest(t *testing.T, req *http.Request, m proto.Message, params
 	if fd := firstField(fields, "name", "parent"); fd != nil && !strings.HasPrefix(path, "/v1/secrets:") {
 		v := msg.Get(fd).String()
 		rest, ok := strings.CutPrefix(path, "/v1/"+v)
-		if v == "" || !ok || (rest != "" && !strings.HasPrefix(rest, "/")) {
+		if v == "" || !ok || (rest != "" && !strings.HasPrefix(rest, "/") && !strings.HasPrefix(rest, ":")) {
 			t.Errorf("%s %q reached the service as %s %q", req.Method, path, fd.Name(), v)
 		}
 		if env, ok := params["environment"]; ok && !strings.Contains(v, "/environments/"+url.PathEscape(env)+"/") &&

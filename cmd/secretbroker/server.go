@@ -165,7 +165,17 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	if err := registerBrokerMetrics(mp, trail); err != nil {
 		return err
 	}
+	st, err := openState(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil {
+			logger.Warn("state store close", slog.Any("error", cerr))
+		}
+	}()
 	svc := service.New(client, service.Options{
+		State:      st,
 		Logger:     logger.With(slog.String("component", "service")),
 		KeyTTL:     cfg.KeyTTL,
 		Authorizer: authz,

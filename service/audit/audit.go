@@ -55,6 +55,12 @@ type Record struct {
 	// ValueHMAC is the hex HMAC-SHA256 of a plaintext value under the
 	// trail's key.
 	ValueHMAC string `json:"value_hmac,omitempty"`
+	// Unchanged marks a write the broker did not send: it last wrote the
+	// same value and GitHub still reports that write (outcome records).
+	Unchanged bool `json:"unchanged,omitempty"`
+	// Drift marks a write that found the secret changed behind the
+	// broker's back since its last write (outcome records).
+	Drift bool `json:"drift,omitempty"`
 }
 
 // Log writes records as JSON lines. The zero value is not usable; a nil

@@ -17,7 +17,7 @@
 // slash, for example "orgs/octo-org/actions",
 // "repos/octo-org/hello-world/agents" or
 // "repos/octo-org/hello-world/environments/prod%2Feu" (the environment
-// escaped once). Test hooks (RotateKey, Open, SelectedRepositoryIDs, Count,
+// escaped once). Test hooks (RotateKey, Touch, Open, SelectedRepositoryIDs, Count,
 // InjectFault, LastRequestHeader, Stats, ResetCounts, ResetLimits) are Go
 // methods only and never reachable over the network. The server never logs a decrypted value.
 //

@@ -10,6 +10,7 @@ import (
 	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	code "google.golang.org/genproto/googleapis/rpc/code"
+	status "google.golang.org/genproto/googleapis/rpc/status"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -26,6 +27,85 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// What a sync does, or did, with one secret.
+type SyncAction int32
+
+const (
+	// Not set.
+	SyncAction_SYNC_ACTION_UNSPECIFIED SyncAction = 0
+	// The secret does not exist; it is created.
+	SyncAction_SYNC_ACTION_CREATE SyncAction = 1
+	// The secret exists with another value (or the broker has no record of
+	// it); it is written.
+	SyncAction_SYNC_ACTION_UPDATE SyncAction = 2
+	// The broker last wrote this value and GitHub still reports that write;
+	// nothing is written.
+	SyncAction_SYNC_ACTION_UNCHANGED SyncAction = 3
+	// The secret changed behind the broker's back since its last write; it
+	// is written again.
+	SyncAction_SYNC_ACTION_DRIFTED SyncAction = 4
+	// With prune: a secret this owner wrote and no longer lists; it is
+	// deleted.
+	SyncAction_SYNC_ACTION_DELETE SyncAction = 5
+	// A secret the sync does not list that this owner did not write through
+	// the broker (another owner, or a person); left alone.
+	SyncAction_SYNC_ACTION_FOREIGN SyncAction = 6
+	// A listed secret another owner wrote through the broker: written (taking
+	// it over) only with force, else the item fails with FAILED_PRECONDITION.
+	SyncAction_SYNC_ACTION_CONFLICT SyncAction = 7
+)
+
+// Enum value maps for SyncAction.
+var (
+	SyncAction_name = map[int32]string{
+		0: "SYNC_ACTION_UNSPECIFIED",
+		1: "SYNC_ACTION_CREATE",
+		2: "SYNC_ACTION_UPDATE",
+		3: "SYNC_ACTION_UNCHANGED",
+		4: "SYNC_ACTION_DRIFTED",
+		5: "SYNC_ACTION_DELETE",
+		6: "SYNC_ACTION_FOREIGN",
+		7: "SYNC_ACTION_CONFLICT",
+	}
+	SyncAction_value = map[string]int32{
+		"SYNC_ACTION_UNSPECIFIED": 0,
+		"SYNC_ACTION_CREATE":      1,
+		"SYNC_ACTION_UPDATE":      2,
+		"SYNC_ACTION_UNCHANGED":   3,
+		"SYNC_ACTION_DRIFTED":     4,
+		"SYNC_ACTION_DELETE":      5,
+		"SYNC_ACTION_FOREIGN":     6,
+		"SYNC_ACTION_CONFLICT":    7,
+	}
+)
+
+func (x SyncAction) Enum() *SyncAction {
+	p := new(SyncAction)
+	*p = x
+	return p
+}
+
+func (x SyncAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SyncAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_secretbroker_v1_secret_service_proto_enumTypes[0].Descriptor()
+}
+
+func (SyncAction) Type() protoreflect.EnumType {
+	return &file_secretbroker_v1_secret_service_proto_enumTypes[0]
+}
+
+func (x SyncAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SyncAction.Descriptor instead.
+func (SyncAction) EnumDescriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{0}
+}
 
 // A scope's public key: a Curve25519 key for libsodium sealed boxes.
 type PublicKey struct {
@@ -498,8 +578,11 @@ type PutSecretRequest struct {
 	// cached) and answers INVALID_ARGUMENT naming every name it does not find,
 	// with nothing written.
 	SelectedRepositories []string `protobuf:"bytes,7,rep,name=selected_repositories,json=selectedRepositories,proto3" json:"selected_repositories,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Write even when the broker's record shows the same value (and settings)
+	// and GitHub still reports the secret as the broker left it.
+	Force         bool `protobuf:"varint,8,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PutSecretRequest) Reset() {
@@ -592,6 +675,13 @@ func (x *PutSecretRequest) GetSelectedRepositories() []string {
 	return nil
 }
 
+func (x *PutSecretRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
 type isPutSecretRequest_Payload interface {
 	isPutSecretRequest_Payload()
 }
@@ -618,8 +708,17 @@ type PutSecretResponse struct {
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// True when the secret was created, false when an existing one was updated.
 	Created bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
-	// The key_id of the key the value was sealed with.
-	KeyId         string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The key_id of the key the value was sealed with (for an unchanged
+	// secret, the key_id the broker sealed it with when it last wrote it).
+	KeyId string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// True when nothing was written: the broker last wrote this same value
+	// (and, for an organization secret, the same visibility and selection),
+	// and GitHub still reports the secret's updated_at of that write.
+	Unchanged bool `protobuf:"varint,4,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	// True when GitHub reported a newer updated_at than the broker's last
+	// write: someone changed the secret behind the broker's back. The value
+	// was written again.
+	Drift         bool `protobuf:"varint,5,opt,name=drift,proto3" json:"drift,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -675,12 +774,29 @@ func (x *PutSecretResponse) GetKeyId() string {
 	return ""
 }
 
+func (x *PutSecretResponse) GetUnchanged() bool {
+	if x != nil {
+		return x.Unchanged
+	}
+	return false
+}
+
+func (x *PutSecretResponse) GetDrift() bool {
+	if x != nil {
+		return x.Drift
+	}
+	return false
+}
+
 // Request for BatchPutSecrets.
 type BatchPutSecretsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The secrets to write, at most 1,000, each as a PutSecret request. No two
 	// may name the same secret.
-	Requests      []*PutSecretRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	Requests []*PutSecretRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	// Return at once with an operation (in operation) that writes the items
+	// in the background, instead of writing them during the call.
+	Async         bool `protobuf:"varint,2,opt,name=async,proto3" json:"async,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -722,11 +838,21 @@ func (x *BatchPutSecretsRequest) GetRequests() []*PutSecretRequest {
 	return nil
 }
 
+func (x *BatchPutSecretsRequest) GetAsync() bool {
+	if x != nil {
+		return x.Async
+	}
+	return false
+}
+
 // Response for BatchPutSecrets.
 type BatchPutSecretsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// One result per request, in the order of the requests.
-	Results       []*BatchPutSecretsResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// One result per request, in the order of the requests. Empty with async.
+	Results []*BatchPutSecretsResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// With async: the operation writing the items; its response holds the
+	// results when it is done.
+	Operation     *Operation `protobuf:"bytes,2,opt,name=operation,proto3" json:"operation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -768,6 +894,13 @@ func (x *BatchPutSecretsResponse) GetResults() []*BatchPutSecretsResult {
 	return nil
 }
 
+func (x *BatchPutSecretsResponse) GetOperation() *Operation {
+	if x != nil {
+		return x.Operation
+	}
+	return nil
+}
+
 // The outcome of one item of a batch.
 type BatchPutSecretsResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -785,7 +918,12 @@ type BatchPutSecretsResult struct {
 	KeyId string `protobuf:"bytes,5,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	// With RESOURCE_EXHAUSTED or UNAVAILABLE: how long to wait before trying
 	// this item again.
-	RetryAfter    *durationpb.Duration `protobuf:"bytes,6,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	RetryAfter *durationpb.Duration `protobuf:"bytes,6,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	// True when nothing was written (see PutSecretResponse.unchanged).
+	Unchanged bool `protobuf:"varint,7,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	// True when the secret had changed behind the broker's back (see
+	// PutSecretResponse.drift).
+	Drift         bool `protobuf:"varint,8,opt,name=drift,proto3" json:"drift,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -860,6 +998,20 @@ func (x *BatchPutSecretsResult) GetRetryAfter() *durationpb.Duration {
 		return x.RetryAfter
 	}
 	return nil
+}
+
+func (x *BatchPutSecretsResult) GetUnchanged() bool {
+	if x != nil {
+		return x.Unchanged
+	}
+	return false
+}
+
+func (x *BatchPutSecretsResult) GetDrift() bool {
+	if x != nil {
+		return x.Drift
+	}
+	return false
 }
 
 // Request for BatchDeleteSecrets.
@@ -1533,11 +1685,1016 @@ func (x *ListRepositoryOrganizationSecretsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// Request for DetectDrift.
+type DetectDriftRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The scope, for example "orgs/acme/actions".
+	Parent        string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetectDriftRequest) Reset() {
+	*x = DetectDriftRequest{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetectDriftRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetectDriftRequest) ProtoMessage() {}
+
+func (x *DetectDriftRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetectDriftRequest.ProtoReflect.Descriptor instead.
+func (*DetectDriftRequest) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DetectDriftRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+// Response for DetectDrift.
+type DetectDriftResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Secrets whose updated_at at GitHub differs from the one GitHub reported
+	// after the broker's last write: changed behind the broker's back.
+	Drifted []*DriftedSecret `protobuf:"bytes,1,rep,name=drifted,proto3" json:"drifted,omitempty"`
+	// Secrets that exist at GitHub but that the broker never wrote (or whose
+	// record it lost).
+	Unmanaged []*Secret `protobuf:"bytes,2,rep,name=unmanaged,proto3" json:"unmanaged,omitempty"`
+	// Resource names of secrets the broker wrote that no longer exist at
+	// GitHub.
+	Missing       []string `protobuf:"bytes,3,rep,name=missing,proto3" json:"missing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetectDriftResponse) Reset() {
+	*x = DetectDriftResponse{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetectDriftResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetectDriftResponse) ProtoMessage() {}
+
+func (x *DetectDriftResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetectDriftResponse.ProtoReflect.Descriptor instead.
+func (*DetectDriftResponse) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DetectDriftResponse) GetDrifted() []*DriftedSecret {
+	if x != nil {
+		return x.Drifted
+	}
+	return nil
+}
+
+func (x *DetectDriftResponse) GetUnmanaged() []*Secret {
+	if x != nil {
+		return x.Unmanaged
+	}
+	return nil
+}
+
+func (x *DetectDriftResponse) GetMissing() []string {
+	if x != nil {
+		return x.Missing
+	}
+	return nil
+}
+
+// A secret changed behind the broker's back.
+type DriftedSecret struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The secret's metadata as GitHub reports it now.
+	Secret *Secret `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	// The updated_at GitHub reported after the broker's last write.
+	RecordedUpdatedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=recorded_updated_at,json=recordedUpdatedAt,proto3" json:"recorded_updated_at,omitempty"`
+	// The owner label the broker recorded with its last write.
+	Owner         string `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DriftedSecret) Reset() {
+	*x = DriftedSecret{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DriftedSecret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DriftedSecret) ProtoMessage() {}
+
+func (x *DriftedSecret) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DriftedSecret.ProtoReflect.Descriptor instead.
+func (*DriftedSecret) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DriftedSecret) GetSecret() *Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *DriftedSecret) GetRecordedUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedUpdatedAt
+	}
+	return nil
+}
+
+func (x *DriftedSecret) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+// Request for SyncSecrets.
+type SyncSecretsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The scope, for example "repos/acme/api/actions".
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// The values the scope must hold, by secret name (stored upper-case; two
+	// names that differ only in case are refused). At most 1,000.
+	Secrets map[string]string `protobuf:"bytes,2,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Delete the secrets this owner wrote through the broker that secrets no
+	// longer lists. Secrets of other owners, or never written by the broker,
+	// are never deleted.
+	Prune bool `protobuf:"varint,3,opt,name=prune,proto3" json:"prune,omitempty"`
+	// Return the plan and write nothing.
+	DryRun bool `protobuf:"varint,4,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// The owner label recorded with every secret written; default the
+	// caller's identity, else "anonymous".
+	Owner string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Write every listed secret even when unchanged, and take over names
+	// another owner wrote.
+	Force bool `protobuf:"varint,6,opt,name=force,proto3" json:"force,omitempty"`
+	// Organization scopes: the visibility of every secret written ("all",
+	// "private" or "selected"). Required for organization scopes.
+	Visibility string `protobuf:"bytes,7,opt,name=visibility,proto3" json:"visibility,omitempty"`
+	// Organization scopes with visibility "selected": the repositories that
+	// may use every secret written.
+	SelectedRepositoryIds []int64 `protobuf:"varint,8,rep,packed,name=selected_repository_ids,json=selectedRepositoryIds,proto3" json:"selected_repository_ids,omitempty"`
+	// Return at once with an operation (in operation) that carries the plan
+	// out in the background.
+	Async         bool `protobuf:"varint,9,opt,name=async,proto3" json:"async,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncSecretsRequest) Reset() {
+	*x = SyncSecretsRequest{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncSecretsRequest) ProtoMessage() {}
+
+func (x *SyncSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncSecretsRequest.ProtoReflect.Descriptor instead.
+func (*SyncSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *SyncSecretsRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *SyncSecretsRequest) GetSecrets() map[string]string {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *SyncSecretsRequest) GetPrune() bool {
+	if x != nil {
+		return x.Prune
+	}
+	return false
+}
+
+func (x *SyncSecretsRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *SyncSecretsRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *SyncSecretsRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *SyncSecretsRequest) GetVisibility() string {
+	if x != nil {
+		return x.Visibility
+	}
+	return ""
+}
+
+func (x *SyncSecretsRequest) GetSelectedRepositoryIds() []int64 {
+	if x != nil {
+		return x.SelectedRepositoryIds
+	}
+	return nil
+}
+
+func (x *SyncSecretsRequest) GetAsync() bool {
+	if x != nil {
+		return x.Async
+	}
+	return false
+}
+
+// The plan, or the outcome, for one secret of a sync.
+type SyncSecretsResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The secret's resource name, upper-cased as stored.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// What the sync does (dry_run) or did with it.
+	Action SyncAction `protobuf:"varint,2,opt,name=action,proto3,enum=secretbroker.v1.SyncAction" json:"action,omitempty"`
+	// OK when the action succeeded (or, with dry_run, is allowed); otherwise
+	// the code PutSecret or DeleteSecret would have returned.
+	Code code.Code `protobuf:"varint,3,opt,name=code,proto3,enum=google.rpc.Code" json:"code,omitempty"`
+	// Why the item failed; empty when code is OK.
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// The key_id the value was sealed with, when written.
+	KeyId string `protobuf:"bytes,5,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// True when the secret had changed behind the broker's back.
+	Drift bool `protobuf:"varint,6,opt,name=drift,proto3" json:"drift,omitempty"`
+	// With CONFLICT and FOREIGN: the owner recorded for the secret by the
+	// broker; empty when the broker never wrote it.
+	RecordedOwner string `protobuf:"bytes,7,opt,name=recorded_owner,json=recordedOwner,proto3" json:"recorded_owner,omitempty"`
+	// With RESOURCE_EXHAUSTED or UNAVAILABLE: how long to wait before trying
+	// this item again.
+	RetryAfter    *durationpb.Duration `protobuf:"bytes,8,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncSecretsResult) Reset() {
+	*x = SyncSecretsResult{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncSecretsResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncSecretsResult) ProtoMessage() {}
+
+func (x *SyncSecretsResult) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncSecretsResult.ProtoReflect.Descriptor instead.
+func (*SyncSecretsResult) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SyncSecretsResult) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SyncSecretsResult) GetAction() SyncAction {
+	if x != nil {
+		return x.Action
+	}
+	return SyncAction_SYNC_ACTION_UNSPECIFIED
+}
+
+func (x *SyncSecretsResult) GetCode() code.Code {
+	if x != nil {
+		return x.Code
+	}
+	return code.Code(0)
+}
+
+func (x *SyncSecretsResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *SyncSecretsResult) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *SyncSecretsResult) GetDrift() bool {
+	if x != nil {
+		return x.Drift
+	}
+	return false
+}
+
+func (x *SyncSecretsResult) GetRecordedOwner() string {
+	if x != nil {
+		return x.RecordedOwner
+	}
+	return ""
+}
+
+func (x *SyncSecretsResult) GetRetryAfter() *durationpb.Duration {
+	if x != nil {
+		return x.RetryAfter
+	}
+	return nil
+}
+
+// Response for SyncSecrets.
+type SyncSecretsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per secret, sorted by name. Empty with async.
+	Results []*SyncSecretsResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// True when this is the plan of a dry run: nothing was written.
+	DryRun bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// With async: the operation carrying the plan out.
+	Operation     *Operation `protobuf:"bytes,3,opt,name=operation,proto3" json:"operation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncSecretsResponse) Reset() {
+	*x = SyncSecretsResponse{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncSecretsResponse) ProtoMessage() {}
+
+func (x *SyncSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncSecretsResponse.ProtoReflect.Descriptor instead.
+func (*SyncSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *SyncSecretsResponse) GetResults() []*SyncSecretsResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *SyncSecretsResponse) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *SyncSecretsResponse) GetOperation() *Operation {
+	if x != nil {
+		return x.Operation
+	}
+	return nil
+}
+
+// A long-running operation, in the shape of AIP-151's
+// google.longrunning.Operation. Unlike it, error and response may both be
+// set: a cancelled or failed operation keeps the results of the items it
+// finished.
+type Operation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "operations/{id}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Progress.
+	Metadata *OperationMetadata `protobuf:"bytes,2,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	// True when the operation has ended; error is set when it ended badly
+	// (CANCELLED after CancelOperation).
+	Done bool `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
+	// Why the operation ended badly; unset while running and on success.
+	Error *status.Status `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// The finished items' results; complete when done.
+	Response      *OperationResponse `protobuf:"bytes,5,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Operation) Reset() {
+	*x = Operation{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Operation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Operation) ProtoMessage() {}
+
+func (x *Operation) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Operation.ProtoReflect.Descriptor instead.
+func (*Operation) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *Operation) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Operation) GetMetadata() *OperationMetadata {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *Operation) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *Operation) GetError() *status.Status {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *Operation) GetResponse() *OperationResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+// An operation's progress.
+type OperationMetadata struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "SyncSecrets" or "BatchPutSecrets".
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Items in all.
+	Total int32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	// Items written (or deleted).
+	Written int32 `protobuf:"varint,3,opt,name=written,proto3" json:"written,omitempty"`
+	// Items left unchanged.
+	Unchanged int32 `protobuf:"varint,4,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	// Items that failed.
+	Failed int32 `protobuf:"varint,5,opt,name=failed,proto3" json:"failed,omitempty"`
+	// Items still to do.
+	Remaining int32 `protobuf:"varint,6,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	// The broker's estimate, from its pacer, of when the operation ends.
+	EstimatedCompletionTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=estimated_completion_time,json=estimatedCompletionTime,proto3" json:"estimated_completion_time,omitempty"`
+	// When the operation was created.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When the operation last changed.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OperationMetadata) Reset() {
+	*x = OperationMetadata{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperationMetadata) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperationMetadata) ProtoMessage() {}
+
+func (x *OperationMetadata) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperationMetadata.ProtoReflect.Descriptor instead.
+func (*OperationMetadata) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *OperationMetadata) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *OperationMetadata) GetTotal() int32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *OperationMetadata) GetWritten() int32 {
+	if x != nil {
+		return x.Written
+	}
+	return 0
+}
+
+func (x *OperationMetadata) GetUnchanged() int32 {
+	if x != nil {
+		return x.Unchanged
+	}
+	return 0
+}
+
+func (x *OperationMetadata) GetFailed() int32 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *OperationMetadata) GetRemaining() int32 {
+	if x != nil {
+		return x.Remaining
+	}
+	return 0
+}
+
+func (x *OperationMetadata) GetEstimatedCompletionTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EstimatedCompletionTime
+	}
+	return nil
+}
+
+func (x *OperationMetadata) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *OperationMetadata) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// The results of an operation's finished items.
+type OperationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A SyncSecrets operation's results.
+	SyncResults []*SyncSecretsResult `protobuf:"bytes,1,rep,name=sync_results,json=syncResults,proto3" json:"sync_results,omitempty"`
+	// A BatchPutSecrets operation's results.
+	BatchPutResults []*BatchPutSecretsResult `protobuf:"bytes,2,rep,name=batch_put_results,json=batchPutResults,proto3" json:"batch_put_results,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *OperationResponse) Reset() {
+	*x = OperationResponse{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperationResponse) ProtoMessage() {}
+
+func (x *OperationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperationResponse.ProtoReflect.Descriptor instead.
+func (*OperationResponse) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *OperationResponse) GetSyncResults() []*SyncSecretsResult {
+	if x != nil {
+		return x.SyncResults
+	}
+	return nil
+}
+
+func (x *OperationResponse) GetBatchPutResults() []*BatchPutSecretsResult {
+	if x != nil {
+		return x.BatchPutResults
+	}
+	return nil
+}
+
+// Request for GetOperation.
+type GetOperationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "operations/{id}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOperationRequest) Reset() {
+	*x = GetOperationRequest{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOperationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOperationRequest) ProtoMessage() {}
+
+func (x *GetOperationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOperationRequest.ProtoReflect.Descriptor instead.
+func (*GetOperationRequest) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *GetOperationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Request for ListOperations.
+type ListOperationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many operations (1 to 100; 0 means 30).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of a previous call.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only operations that are not done.
+	NotDone       bool `protobuf:"varint,3,opt,name=not_done,json=notDone,proto3" json:"not_done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOperationsRequest) Reset() {
+	*x = ListOperationsRequest{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperationsRequest) ProtoMessage() {}
+
+func (x *ListOperationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperationsRequest.ProtoReflect.Descriptor instead.
+func (*ListOperationsRequest) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListOperationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListOperationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListOperationsRequest) GetNotDone() bool {
+	if x != nil {
+		return x.NotDone
+	}
+	return false
+}
+
+// Response for ListOperations.
+type ListOperationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One page of operations.
+	Operations []*Operation `protobuf:"bytes,1,rep,name=operations,proto3" json:"operations,omitempty"`
+	// Pass as page_token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOperationsResponse) Reset() {
+	*x = ListOperationsResponse{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperationsResponse) ProtoMessage() {}
+
+func (x *ListOperationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperationsResponse.ProtoReflect.Descriptor instead.
+func (*ListOperationsResponse) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListOperationsResponse) GetOperations() []*Operation {
+	if x != nil {
+		return x.Operations
+	}
+	return nil
+}
+
+func (x *ListOperationsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// Request for CancelOperation.
+type CancelOperationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "operations/{id}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelOperationRequest) Reset() {
+	*x = CancelOperationRequest{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelOperationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelOperationRequest) ProtoMessage() {}
+
+func (x *CancelOperationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelOperationRequest.ProtoReflect.Descriptor instead.
+func (*CancelOperationRequest) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CancelOperationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Request for WaitOperation.
+type WaitOperationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "operations/{id}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The longest time to wait; the call's deadline bounds it too. Unset: wait
+	// until done or the deadline.
+	Timeout       *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitOperationRequest) Reset() {
+	*x = WaitOperationRequest{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitOperationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitOperationRequest) ProtoMessage() {}
+
+func (x *WaitOperationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitOperationRequest.ProtoReflect.Descriptor instead.
+func (*WaitOperationRequest) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *WaitOperationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WaitOperationRequest) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
 var File_secretbroker_v1_secret_service_proto protoreflect.FileDescriptor
 
 const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\n" +
-	"$secretbroker/v1/secret_service.proto\x12\x0fsecretbroker.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15google/rpc/code.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"4\n" +
+	"$secretbroker/v1/secret_service.proto\x12\x0fsecretbroker.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15google/rpc/code.proto\x1a\x17google/rpc/status.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"4\n" +
 	"\tPublicKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\"\xae\x02\n" +
@@ -1571,7 +2728,7 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"totalCount\x12&\n" +
 	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"&\n" +
 	"\x10GetSecretRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xb8\x02\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xce\x02\n" +
 	"\x10PutSecretRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x05value\x18\x02 \x01(\tH\x00R\x05value\x12)\n" +
@@ -1581,16 +2738,21 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"visibility\x18\x05 \x01(\tB\x1e\x92A\x1b\xf2\x02\x03all\xf2\x02\aprivate\xf2\x02\bselectedR\n" +
 	"visibility\x126\n" +
 	"\x17selected_repository_ids\x18\x06 \x03(\x03R\x15selectedRepositoryIds\x123\n" +
-	"\x15selected_repositories\x18\a \x03(\tR\x14selectedRepositoriesB\t\n" +
-	"\apayload\"X\n" +
+	"\x15selected_repositories\x18\a \x03(\tR\x14selectedRepositories\x12\x14\n" +
+	"\x05force\x18\b \x01(\bR\x05forceB\t\n" +
+	"\apayload\"\x8c\x01\n" +
 	"\x11PutSecretResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\bR\acreated\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"W\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\x12\x1c\n" +
+	"\tunchanged\x18\x04 \x01(\bR\tunchanged\x12\x14\n" +
+	"\x05drift\x18\x05 \x01(\bR\x05drift\"m\n" +
 	"\x16BatchPutSecretsRequest\x12=\n" +
-	"\brequests\x18\x01 \x03(\v2!.secretbroker.v1.PutSecretRequestR\brequests\"[\n" +
+	"\brequests\x18\x01 \x03(\v2!.secretbroker.v1.PutSecretRequestR\brequests\x12\x14\n" +
+	"\x05async\x18\x02 \x01(\bR\x05async\"\x95\x01\n" +
 	"\x17BatchPutSecretsResponse\x12@\n" +
-	"\aresults\x18\x01 \x03(\v2&.secretbroker.v1.BatchPutSecretsResultR\aresults\"\xd8\x01\n" +
+	"\aresults\x18\x01 \x03(\v2&.secretbroker.v1.BatchPutSecretsResultR\aresults\x128\n" +
+	"\toperation\x18\x02 \x01(\v2\x1a.secretbroker.v1.OperationR\toperation\"\x8c\x02\n" +
 	"\x15BatchPutSecretsResult\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12$\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x10.google.rpc.CodeR\x04code\x12\x18\n" +
@@ -1598,7 +2760,9 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\acreated\x18\x04 \x01(\bR\acreated\x12\x15\n" +
 	"\x06key_id\x18\x05 \x01(\tR\x05keyId\x12:\n" +
 	"\vretry_after\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"retryAfter\"1\n" +
+	"retryAfter\x12\x1c\n" +
+	"\tunchanged\x18\a \x01(\bR\tunchanged\x12\x14\n" +
+	"\x05drift\x18\b \x01(\bR\x05drift\"1\n" +
 	"\x19BatchDeleteSecretsRequest\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"a\n" +
 	"\x1aBatchDeleteSecretsResponse\x12C\n" +
@@ -1646,7 +2810,94 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\asecrets\x18\x01 \x03(\v2\x17.secretbroker.v1.SecretR\asecrets\x12\x1f\n" +
 	"\vtotal_count\x18\x02 \x01(\x05R\n" +
 	"totalCount\x12&\n" +
-	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken2\xf4\x18\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\",\n" +
+	"\x12DetectDriftRequest\x12\x16\n" +
+	"\x06parent\x18\x01 \x01(\tR\x06parent\"\xa0\x01\n" +
+	"\x13DetectDriftResponse\x128\n" +
+	"\adrifted\x18\x01 \x03(\v2\x1e.secretbroker.v1.DriftedSecretR\adrifted\x125\n" +
+	"\tunmanaged\x18\x02 \x03(\v2\x17.secretbroker.v1.SecretR\tunmanaged\x12\x18\n" +
+	"\amissing\x18\x03 \x03(\tR\amissing\"\xa2\x01\n" +
+	"\rDriftedSecret\x12/\n" +
+	"\x06secret\x18\x01 \x01(\v2\x17.secretbroker.v1.SecretR\x06secret\x12J\n" +
+	"\x13recorded_updated_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x11recordedUpdatedAt\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\"\xa0\x03\n" +
+	"\x12SyncSecretsRequest\x12\x16\n" +
+	"\x06parent\x18\x01 \x01(\tR\x06parent\x12J\n" +
+	"\asecrets\x18\x02 \x03(\v20.secretbroker.v1.SyncSecretsRequest.SecretsEntryR\asecrets\x12\x14\n" +
+	"\x05prune\x18\x03 \x01(\bR\x05prune\x12\x17\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\x12\x14\n" +
+	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05force\x18\x06 \x01(\bR\x05force\x12A\n" +
+	"\n" +
+	"visibility\x18\a \x01(\tB!\x92A\x1e\xf2\x02\x00\xf2\x02\x03all\xf2\x02\aprivate\xf2\x02\bselectedR\n" +
+	"visibility\x126\n" +
+	"\x17selected_repository_ids\x18\b \x03(\x03R\x15selectedRepositoryIds\x12\x14\n" +
+	"\x05async\x18\t \x01(\bR\x05async\x1a:\n" +
+	"\fSecretsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xac\x02\n" +
+	"\x11SyncSecretsResult\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
+	"\x06action\x18\x02 \x01(\x0e2\x1b.secretbroker.v1.SyncActionR\x06action\x12$\n" +
+	"\x04code\x18\x03 \x01(\x0e2\x10.google.rpc.CodeR\x04code\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12\x15\n" +
+	"\x06key_id\x18\x05 \x01(\tR\x05keyId\x12\x14\n" +
+	"\x05drift\x18\x06 \x01(\bR\x05drift\x12%\n" +
+	"\x0erecorded_owner\x18\a \x01(\tR\rrecordedOwner\x12:\n" +
+	"\vretry_after\x18\b \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryAfter\"\xa6\x01\n" +
+	"\x13SyncSecretsResponse\x12<\n" +
+	"\aresults\x18\x01 \x03(\v2\".secretbroker.v1.SyncSecretsResultR\aresults\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x128\n" +
+	"\toperation\x18\x03 \x01(\v2\x1a.secretbroker.v1.OperationR\toperation\"\xdd\x01\n" +
+	"\tOperation\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12>\n" +
+	"\bmetadata\x18\x02 \x01(\v2\".secretbroker.v1.OperationMetadataR\bmetadata\x12\x12\n" +
+	"\x04done\x18\x03 \x01(\bR\x04done\x12(\n" +
+	"\x05error\x18\x04 \x01(\v2\x12.google.rpc.StatusR\x05error\x12>\n" +
+	"\bresponse\x18\x05 \x01(\v2\".secretbroker.v1.OperationResponseR\bresponse\"\xfd\x02\n" +
+	"\x11OperationMetadata\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x05R\x05total\x12\x18\n" +
+	"\awritten\x18\x03 \x01(\x05R\awritten\x12\x1c\n" +
+	"\tunchanged\x18\x04 \x01(\x05R\tunchanged\x12\x16\n" +
+	"\x06failed\x18\x05 \x01(\x05R\x06failed\x12\x1c\n" +
+	"\tremaining\x18\x06 \x01(\x05R\tremaining\x12V\n" +
+	"\x19estimated_completion_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x17estimatedCompletionTime\x12;\n" +
+	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"\xae\x01\n" +
+	"\x11OperationResponse\x12E\n" +
+	"\fsync_results\x18\x01 \x03(\v2\".secretbroker.v1.SyncSecretsResultR\vsyncResults\x12R\n" +
+	"\x11batch_put_results\x18\x02 \x03(\v2&.secretbroker.v1.BatchPutSecretsResultR\x0fbatchPutResults\")\n" +
+	"\x13GetOperationRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"n\n" +
+	"\x15ListOperationsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x19\n" +
+	"\bnot_done\x18\x03 \x01(\bR\anotDone\"|\n" +
+	"\x16ListOperationsResponse\x12:\n" +
+	"\n" +
+	"operations\x18\x01 \x03(\v2\x1a.secretbroker.v1.OperationR\n" +
+	"operations\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +
+	"\x16CancelOperationRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"_\n" +
+	"\x14WaitOperationRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
+	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout*\xd8\x01\n" +
+	"\n" +
+	"SyncAction\x12\x1b\n" +
+	"\x17SYNC_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12SYNC_ACTION_CREATE\x10\x01\x12\x16\n" +
+	"\x12SYNC_ACTION_UPDATE\x10\x02\x12\x19\n" +
+	"\x15SYNC_ACTION_UNCHANGED\x10\x03\x12\x17\n" +
+	"\x13SYNC_ACTION_DRIFTED\x10\x04\x12\x16\n" +
+	"\x12SYNC_ACTION_DELETE\x10\x05\x12\x17\n" +
+	"\x13SYNC_ACTION_FOREIGN\x10\x06\x12\x18\n" +
+	"\x14SYNC_ACTION_CONFLICT\x10\a2\xaf\"\n" +
 	"\rSecretService\x12\xb1\x02\n" +
 	"\vListSecrets\x12#.secretbroker.v1.ListSecretsRequest\x1a$.secretbroker.v1.ListSecretsResponse\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$\x12\"/v1/{parent=orgs/*/agents}/secretsZ(\x12&/v1/{parent=repos/*/*/actions}/secretsZ'\x12%/v1/{parent=repos/*/*/agents}/secretsZ/\x12-/v1/{parent=repos/*/*/environments/*}/secrets\x12#/v1/{parent=orgs/*/actions}/secrets\x12\xa0\x02\n" +
 	"\tGetSecret\x12!.secretbroker.v1.GetSecretRequest\x1a\x17.secretbroker.v1.Secret\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$\x12\"/v1/{name=orgs/*/agents/secrets/*}Z(\x12&/v1/{name=repos/*/*/actions/secrets/*}Z'\x12%/v1/{name=repos/*/*/agents/secrets/*}Z/\x12-/v1/{name=repos/*/*/environments/*/secrets/*}\x12#/v1/{name=orgs/*/actions/secrets/*}\x12\xe0\x02\n" +
@@ -1664,7 +2915,13 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\x17SetSelectedRepositories\x12/.secretbroker.v1.SetSelectedRepositoriesRequest\x1a\x16.google.protobuf.Empty\"q\x82\xd3\xe4\x93\x02k:\x01*Z4:\x01*\x1a//v1/{name=orgs/*/agents/secrets/*}/repositories\x1a0/v1/{name=orgs/*/actions/secrets/*}/repositories\x12\xe6\x01\n" +
 	"\x15AddSelectedRepository\x12-.secretbroker.v1.AddSelectedRepositoryRequest\x1a\x16.google.protobuf.Empty\"\x85\x01\x82\xd3\xe4\x93\x02\x7fZ>\x1a</v1/{name=orgs/*/agents/secrets/*}/repositories/{repository}\x1a=/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository}\x12\xec\x01\n" +
 	"\x18RemoveSelectedRepository\x120.secretbroker.v1.RemoveSelectedRepositoryRequest\x1a\x16.google.protobuf.Empty\"\x85\x01\x82\xd3\xe4\x93\x02\x7fZ>*</v1/{name=orgs/*/agents/secrets/*}/repositories/{repository}*=/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository}\x12\x8d\x02\n" +
-	"!ListRepositoryOrganizationSecrets\x129.secretbroker.v1.ListRepositoryOrganizationSecretsRequest\x1a:.secretbroker.v1.ListRepositoryOrganizationSecretsResponse\"q\x82\xd3\xe4\x93\x02kZ4\x122/v1/{parent=repos/*/*/agents}/organization-secrets\x123/v1/{parent=repos/*/*/actions}/organization-secretsB\xf3\b\x92A\xa6\b\x12\xde\x01\n" +
+	"!ListRepositoryOrganizationSecrets\x129.secretbroker.v1.ListRepositoryOrganizationSecretsRequest\x1a:.secretbroker.v1.ListRepositoryOrganizationSecretsResponse\"q\x82\xd3\xe4\x93\x02kZ4\x122/v1/{parent=repos/*/*/agents}/organization-secrets\x123/v1/{parent=repos/*/*/actions}/organization-secrets\x12\xed\x02\n" +
+	"\vDetectDrift\x12#.secretbroker.v1.DetectDriftRequest\x1a$.secretbroker.v1.DetectDriftResponse\"\x92\x02\x82\xd3\xe4\x93\x02\x8b\x02Z0\x12./v1/{parent=orgs/*/agents}/secrets:detectDriftZ4\x122/v1/{parent=repos/*/*/actions}/secrets:detectDriftZ3\x121/v1/{parent=repos/*/*/agents}/secrets:detectDriftZ;\x129/v1/{parent=repos/*/*/environments/*}/secrets:detectDrift\x12//v1/{parent=orgs/*/actions}/secrets:detectDrift\x12\xd9\x02\n" +
+	"\vSyncSecrets\x12#.secretbroker.v1.SyncSecretsRequest\x1a$.secretbroker.v1.SyncSecretsResponse\"\xfe\x01\x82\xd3\xe4\x93\x02\xf7\x01:\x01*Z,:\x01*\"'/v1/{parent=orgs/*/agents}/secrets:syncZ0:\x01*\"+/v1/{parent=repos/*/*/actions}/secrets:syncZ/:\x01*\"*/v1/{parent=repos/*/*/agents}/secrets:syncZ7:\x01*\"2/v1/{parent=repos/*/*/environments/*}/secrets:sync\"(/v1/{parent=orgs/*/actions}/secrets:sync\x12q\n" +
+	"\fGetOperation\x12$.secretbroker.v1.GetOperationRequest\x1a\x1a.secretbroker.v1.Operation\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/{name=operations/*}\x12y\n" +
+	"\x0eListOperations\x12&.secretbroker.v1.ListOperationsRequest\x1a'.secretbroker.v1.ListOperationsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/operations\x12\x81\x01\n" +
+	"\x0fCancelOperation\x12'.secretbroker.v1.CancelOperationRequest\x1a\x1a.secretbroker.v1.Operation\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/{name=operations/*}:cancel\x12{\n" +
+	"\rWaitOperation\x12%.secretbroker.v1.WaitOperationRequest\x1a\x1a.secretbroker.v1.Operation\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/{name=operations/*}:waitB\xf3\b\x92A\xa6\b\x12\xde\x01\n" +
 	"\fsecretbroker\x12\xc9\x01Writes GitHub Actions and Agents secrets on behalf of callers that hold neither GitHub credentials nor libsodium. Resource names are the paths below without /v1/; field names are snake_case, as served.2\x02v12\x10application/json:\x10application/jsonR\x94\x01\n" +
 	"\x03400\x12\x8c\x01\n" +
 	"rINVALID_ARGUMENT or FAILED_PRECONDITION: the request is malformed, or the secret is not in a state that allows it.\x12\x16\n" +
@@ -1697,78 +2954,129 @@ func file_secretbroker_v1_secret_service_proto_rawDescGZIP() []byte {
 	return file_secretbroker_v1_secret_service_proto_rawDescData
 }
 
-var file_secretbroker_v1_secret_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_secretbroker_v1_secret_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_secretbroker_v1_secret_service_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_secretbroker_v1_secret_service_proto_goTypes = []any{
-	(*PublicKey)(nil),                                 // 0: secretbroker.v1.PublicKey
-	(*Secret)(nil),                                    // 1: secretbroker.v1.Secret
-	(*Repository)(nil),                                // 2: secretbroker.v1.Repository
-	(*GetPublicKeyRequest)(nil),                       // 3: secretbroker.v1.GetPublicKeyRequest
-	(*ListSecretsRequest)(nil),                        // 4: secretbroker.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),                       // 5: secretbroker.v1.ListSecretsResponse
-	(*GetSecretRequest)(nil),                          // 6: secretbroker.v1.GetSecretRequest
-	(*PutSecretRequest)(nil),                          // 7: secretbroker.v1.PutSecretRequest
-	(*PutSecretResponse)(nil),                         // 8: secretbroker.v1.PutSecretResponse
-	(*BatchPutSecretsRequest)(nil),                    // 9: secretbroker.v1.BatchPutSecretsRequest
-	(*BatchPutSecretsResponse)(nil),                   // 10: secretbroker.v1.BatchPutSecretsResponse
-	(*BatchPutSecretsResult)(nil),                     // 11: secretbroker.v1.BatchPutSecretsResult
-	(*BatchDeleteSecretsRequest)(nil),                 // 12: secretbroker.v1.BatchDeleteSecretsRequest
-	(*BatchDeleteSecretsResponse)(nil),                // 13: secretbroker.v1.BatchDeleteSecretsResponse
-	(*BatchDeleteSecretsResult)(nil),                  // 14: secretbroker.v1.BatchDeleteSecretsResult
-	(*DeleteSecretRequest)(nil),                       // 15: secretbroker.v1.DeleteSecretRequest
-	(*ListSelectedRepositoriesRequest)(nil),           // 16: secretbroker.v1.ListSelectedRepositoriesRequest
-	(*ListSelectedRepositoriesResponse)(nil),          // 17: secretbroker.v1.ListSelectedRepositoriesResponse
-	(*SetSelectedRepositoriesRequest)(nil),            // 18: secretbroker.v1.SetSelectedRepositoriesRequest
-	(*AddSelectedRepositoryRequest)(nil),              // 19: secretbroker.v1.AddSelectedRepositoryRequest
-	(*RemoveSelectedRepositoryRequest)(nil),           // 20: secretbroker.v1.RemoveSelectedRepositoryRequest
-	(*ListRepositoryOrganizationSecretsRequest)(nil),  // 21: secretbroker.v1.ListRepositoryOrganizationSecretsRequest
-	(*ListRepositoryOrganizationSecretsResponse)(nil), // 22: secretbroker.v1.ListRepositoryOrganizationSecretsResponse
-	(*timestamppb.Timestamp)(nil),                     // 23: google.protobuf.Timestamp
-	(code.Code)(0),                                    // 24: google.rpc.Code
-	(*durationpb.Duration)(nil),                       // 25: google.protobuf.Duration
-	(*emptypb.Empty)(nil),                             // 26: google.protobuf.Empty
+	(SyncAction)(0),                                   // 0: secretbroker.v1.SyncAction
+	(*PublicKey)(nil),                                 // 1: secretbroker.v1.PublicKey
+	(*Secret)(nil),                                    // 2: secretbroker.v1.Secret
+	(*Repository)(nil),                                // 3: secretbroker.v1.Repository
+	(*GetPublicKeyRequest)(nil),                       // 4: secretbroker.v1.GetPublicKeyRequest
+	(*ListSecretsRequest)(nil),                        // 5: secretbroker.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),                       // 6: secretbroker.v1.ListSecretsResponse
+	(*GetSecretRequest)(nil),                          // 7: secretbroker.v1.GetSecretRequest
+	(*PutSecretRequest)(nil),                          // 8: secretbroker.v1.PutSecretRequest
+	(*PutSecretResponse)(nil),                         // 9: secretbroker.v1.PutSecretResponse
+	(*BatchPutSecretsRequest)(nil),                    // 10: secretbroker.v1.BatchPutSecretsRequest
+	(*BatchPutSecretsResponse)(nil),                   // 11: secretbroker.v1.BatchPutSecretsResponse
+	(*BatchPutSecretsResult)(nil),                     // 12: secretbroker.v1.BatchPutSecretsResult
+	(*BatchDeleteSecretsRequest)(nil),                 // 13: secretbroker.v1.BatchDeleteSecretsRequest
+	(*BatchDeleteSecretsResponse)(nil),                // 14: secretbroker.v1.BatchDeleteSecretsResponse
+	(*BatchDeleteSecretsResult)(nil),                  // 15: secretbroker.v1.BatchDeleteSecretsResult
+	(*DeleteSecretRequest)(nil),                       // 16: secretbroker.v1.DeleteSecretRequest
+	(*ListSelectedRepositoriesRequest)(nil),           // 17: secretbroker.v1.ListSelectedRepositoriesRequest
+	(*ListSelectedRepositoriesResponse)(nil),          // 18: secretbroker.v1.ListSelectedRepositoriesResponse
+	(*SetSelectedRepositoriesRequest)(nil),            // 19: secretbroker.v1.SetSelectedRepositoriesRequest
+	(*AddSelectedRepositoryRequest)(nil),              // 20: secretbroker.v1.AddSelectedRepositoryRequest
+	(*RemoveSelectedRepositoryRequest)(nil),           // 21: secretbroker.v1.RemoveSelectedRepositoryRequest
+	(*ListRepositoryOrganizationSecretsRequest)(nil),  // 22: secretbroker.v1.ListRepositoryOrganizationSecretsRequest
+	(*ListRepositoryOrganizationSecretsResponse)(nil), // 23: secretbroker.v1.ListRepositoryOrganizationSecretsResponse
+	(*DetectDriftRequest)(nil),                        // 24: secretbroker.v1.DetectDriftRequest
+	(*DetectDriftResponse)(nil),                       // 25: secretbroker.v1.DetectDriftResponse
+	(*DriftedSecret)(nil),                             // 26: secretbroker.v1.DriftedSecret
+	(*SyncSecretsRequest)(nil),                        // 27: secretbroker.v1.SyncSecretsRequest
+	(*SyncSecretsResult)(nil),                         // 28: secretbroker.v1.SyncSecretsResult
+	(*SyncSecretsResponse)(nil),                       // 29: secretbroker.v1.SyncSecretsResponse
+	(*Operation)(nil),                                 // 30: secretbroker.v1.Operation
+	(*OperationMetadata)(nil),                         // 31: secretbroker.v1.OperationMetadata
+	(*OperationResponse)(nil),                         // 32: secretbroker.v1.OperationResponse
+	(*GetOperationRequest)(nil),                       // 33: secretbroker.v1.GetOperationRequest
+	(*ListOperationsRequest)(nil),                     // 34: secretbroker.v1.ListOperationsRequest
+	(*ListOperationsResponse)(nil),                    // 35: secretbroker.v1.ListOperationsResponse
+	(*CancelOperationRequest)(nil),                    // 36: secretbroker.v1.CancelOperationRequest
+	(*WaitOperationRequest)(nil),                      // 37: secretbroker.v1.WaitOperationRequest
+	nil,                                               // 38: secretbroker.v1.SyncSecretsRequest.SecretsEntry
+	(*timestamppb.Timestamp)(nil),                     // 39: google.protobuf.Timestamp
+	(code.Code)(0),                                    // 40: google.rpc.Code
+	(*durationpb.Duration)(nil),                       // 41: google.protobuf.Duration
+	(*status.Status)(nil),                             // 42: google.rpc.Status
+	(*emptypb.Empty)(nil),                             // 43: google.protobuf.Empty
 }
 var file_secretbroker_v1_secret_service_proto_depIdxs = []int32{
-	23, // 0: secretbroker.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	23, // 1: secretbroker.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	1,  // 2: secretbroker.v1.ListSecretsResponse.secrets:type_name -> secretbroker.v1.Secret
-	7,  // 3: secretbroker.v1.BatchPutSecretsRequest.requests:type_name -> secretbroker.v1.PutSecretRequest
-	11, // 4: secretbroker.v1.BatchPutSecretsResponse.results:type_name -> secretbroker.v1.BatchPutSecretsResult
-	24, // 5: secretbroker.v1.BatchPutSecretsResult.code:type_name -> google.rpc.Code
-	25, // 6: secretbroker.v1.BatchPutSecretsResult.retry_after:type_name -> google.protobuf.Duration
-	14, // 7: secretbroker.v1.BatchDeleteSecretsResponse.results:type_name -> secretbroker.v1.BatchDeleteSecretsResult
-	24, // 8: secretbroker.v1.BatchDeleteSecretsResult.code:type_name -> google.rpc.Code
-	25, // 9: secretbroker.v1.BatchDeleteSecretsResult.retry_after:type_name -> google.protobuf.Duration
-	2,  // 10: secretbroker.v1.ListSelectedRepositoriesResponse.repositories:type_name -> secretbroker.v1.Repository
-	1,  // 11: secretbroker.v1.ListRepositoryOrganizationSecretsResponse.secrets:type_name -> secretbroker.v1.Secret
-	4,  // 12: secretbroker.v1.SecretService.ListSecrets:input_type -> secretbroker.v1.ListSecretsRequest
-	6,  // 13: secretbroker.v1.SecretService.GetSecret:input_type -> secretbroker.v1.GetSecretRequest
-	3,  // 14: secretbroker.v1.SecretService.GetPublicKey:input_type -> secretbroker.v1.GetPublicKeyRequest
-	7,  // 15: secretbroker.v1.SecretService.PutSecret:input_type -> secretbroker.v1.PutSecretRequest
-	9,  // 16: secretbroker.v1.SecretService.BatchPutSecrets:input_type -> secretbroker.v1.BatchPutSecretsRequest
-	12, // 17: secretbroker.v1.SecretService.BatchDeleteSecrets:input_type -> secretbroker.v1.BatchDeleteSecretsRequest
-	15, // 18: secretbroker.v1.SecretService.DeleteSecret:input_type -> secretbroker.v1.DeleteSecretRequest
-	16, // 19: secretbroker.v1.SecretService.ListSelectedRepositories:input_type -> secretbroker.v1.ListSelectedRepositoriesRequest
-	18, // 20: secretbroker.v1.SecretService.SetSelectedRepositories:input_type -> secretbroker.v1.SetSelectedRepositoriesRequest
-	19, // 21: secretbroker.v1.SecretService.AddSelectedRepository:input_type -> secretbroker.v1.AddSelectedRepositoryRequest
-	20, // 22: secretbroker.v1.SecretService.RemoveSelectedRepository:input_type -> secretbroker.v1.RemoveSelectedRepositoryRequest
-	21, // 23: secretbroker.v1.SecretService.ListRepositoryOrganizationSecrets:input_type -> secretbroker.v1.ListRepositoryOrganizationSecretsRequest
-	5,  // 24: secretbroker.v1.SecretService.ListSecrets:output_type -> secretbroker.v1.ListSecretsResponse
-	1,  // 25: secretbroker.v1.SecretService.GetSecret:output_type -> secretbroker.v1.Secret
-	0,  // 26: secretbroker.v1.SecretService.GetPublicKey:output_type -> secretbroker.v1.PublicKey
-	8,  // 27: secretbroker.v1.SecretService.PutSecret:output_type -> secretbroker.v1.PutSecretResponse
-	10, // 28: secretbroker.v1.SecretService.BatchPutSecrets:output_type -> secretbroker.v1.BatchPutSecretsResponse
-	13, // 29: secretbroker.v1.SecretService.BatchDeleteSecrets:output_type -> secretbroker.v1.BatchDeleteSecretsResponse
-	26, // 30: secretbroker.v1.SecretService.DeleteSecret:output_type -> google.protobuf.Empty
-	17, // 31: secretbroker.v1.SecretService.ListSelectedRepositories:output_type -> secretbroker.v1.ListSelectedRepositoriesResponse
-	26, // 32: secretbroker.v1.SecretService.SetSelectedRepositories:output_type -> google.protobuf.Empty
-	26, // 33: secretbroker.v1.SecretService.AddSelectedRepository:output_type -> google.protobuf.Empty
-	26, // 34: secretbroker.v1.SecretService.RemoveSelectedRepository:output_type -> google.protobuf.Empty
-	22, // 35: secretbroker.v1.SecretService.ListRepositoryOrganizationSecrets:output_type -> secretbroker.v1.ListRepositoryOrganizationSecretsResponse
-	24, // [24:36] is the sub-list for method output_type
-	12, // [12:24] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	39, // 0: secretbroker.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	39, // 1: secretbroker.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 2: secretbroker.v1.ListSecretsResponse.secrets:type_name -> secretbroker.v1.Secret
+	8,  // 3: secretbroker.v1.BatchPutSecretsRequest.requests:type_name -> secretbroker.v1.PutSecretRequest
+	12, // 4: secretbroker.v1.BatchPutSecretsResponse.results:type_name -> secretbroker.v1.BatchPutSecretsResult
+	30, // 5: secretbroker.v1.BatchPutSecretsResponse.operation:type_name -> secretbroker.v1.Operation
+	40, // 6: secretbroker.v1.BatchPutSecretsResult.code:type_name -> google.rpc.Code
+	41, // 7: secretbroker.v1.BatchPutSecretsResult.retry_after:type_name -> google.protobuf.Duration
+	15, // 8: secretbroker.v1.BatchDeleteSecretsResponse.results:type_name -> secretbroker.v1.BatchDeleteSecretsResult
+	40, // 9: secretbroker.v1.BatchDeleteSecretsResult.code:type_name -> google.rpc.Code
+	41, // 10: secretbroker.v1.BatchDeleteSecretsResult.retry_after:type_name -> google.protobuf.Duration
+	3,  // 11: secretbroker.v1.ListSelectedRepositoriesResponse.repositories:type_name -> secretbroker.v1.Repository
+	2,  // 12: secretbroker.v1.ListRepositoryOrganizationSecretsResponse.secrets:type_name -> secretbroker.v1.Secret
+	26, // 13: secretbroker.v1.DetectDriftResponse.drifted:type_name -> secretbroker.v1.DriftedSecret
+	2,  // 14: secretbroker.v1.DetectDriftResponse.unmanaged:type_name -> secretbroker.v1.Secret
+	2,  // 15: secretbroker.v1.DriftedSecret.secret:type_name -> secretbroker.v1.Secret
+	39, // 16: secretbroker.v1.DriftedSecret.recorded_updated_at:type_name -> google.protobuf.Timestamp
+	38, // 17: secretbroker.v1.SyncSecretsRequest.secrets:type_name -> secretbroker.v1.SyncSecretsRequest.SecretsEntry
+	0,  // 18: secretbroker.v1.SyncSecretsResult.action:type_name -> secretbroker.v1.SyncAction
+	40, // 19: secretbroker.v1.SyncSecretsResult.code:type_name -> google.rpc.Code
+	41, // 20: secretbroker.v1.SyncSecretsResult.retry_after:type_name -> google.protobuf.Duration
+	28, // 21: secretbroker.v1.SyncSecretsResponse.results:type_name -> secretbroker.v1.SyncSecretsResult
+	30, // 22: secretbroker.v1.SyncSecretsResponse.operation:type_name -> secretbroker.v1.Operation
+	31, // 23: secretbroker.v1.Operation.metadata:type_name -> secretbroker.v1.OperationMetadata
+	42, // 24: secretbroker.v1.Operation.error:type_name -> google.rpc.Status
+	32, // 25: secretbroker.v1.Operation.response:type_name -> secretbroker.v1.OperationResponse
+	39, // 26: secretbroker.v1.OperationMetadata.estimated_completion_time:type_name -> google.protobuf.Timestamp
+	39, // 27: secretbroker.v1.OperationMetadata.create_time:type_name -> google.protobuf.Timestamp
+	39, // 28: secretbroker.v1.OperationMetadata.update_time:type_name -> google.protobuf.Timestamp
+	28, // 29: secretbroker.v1.OperationResponse.sync_results:type_name -> secretbroker.v1.SyncSecretsResult
+	12, // 30: secretbroker.v1.OperationResponse.batch_put_results:type_name -> secretbroker.v1.BatchPutSecretsResult
+	30, // 31: secretbroker.v1.ListOperationsResponse.operations:type_name -> secretbroker.v1.Operation
+	41, // 32: secretbroker.v1.WaitOperationRequest.timeout:type_name -> google.protobuf.Duration
+	5,  // 33: secretbroker.v1.SecretService.ListSecrets:input_type -> secretbroker.v1.ListSecretsRequest
+	7,  // 34: secretbroker.v1.SecretService.GetSecret:input_type -> secretbroker.v1.GetSecretRequest
+	4,  // 35: secretbroker.v1.SecretService.GetPublicKey:input_type -> secretbroker.v1.GetPublicKeyRequest
+	8,  // 36: secretbroker.v1.SecretService.PutSecret:input_type -> secretbroker.v1.PutSecretRequest
+	10, // 37: secretbroker.v1.SecretService.BatchPutSecrets:input_type -> secretbroker.v1.BatchPutSecretsRequest
+	13, // 38: secretbroker.v1.SecretService.BatchDeleteSecrets:input_type -> secretbroker.v1.BatchDeleteSecretsRequest
+	16, // 39: secretbroker.v1.SecretService.DeleteSecret:input_type -> secretbroker.v1.DeleteSecretRequest
+	17, // 40: secretbroker.v1.SecretService.ListSelectedRepositories:input_type -> secretbroker.v1.ListSelectedRepositoriesRequest
+	19, // 41: secretbroker.v1.SecretService.SetSelectedRepositories:input_type -> secretbroker.v1.SetSelectedRepositoriesRequest
+	20, // 42: secretbroker.v1.SecretService.AddSelectedRepository:input_type -> secretbroker.v1.AddSelectedRepositoryRequest
+	21, // 43: secretbroker.v1.SecretService.RemoveSelectedRepository:input_type -> secretbroker.v1.RemoveSelectedRepositoryRequest
+	22, // 44: secretbroker.v1.SecretService.ListRepositoryOrganizationSecrets:input_type -> secretbroker.v1.ListRepositoryOrganizationSecretsRequest
+	24, // 45: secretbroker.v1.SecretService.DetectDrift:input_type -> secretbroker.v1.DetectDriftRequest
+	27, // 46: secretbroker.v1.SecretService.SyncSecrets:input_type -> secretbroker.v1.SyncSecretsRequest
+	33, // 47: secretbroker.v1.SecretService.GetOperation:input_type -> secretbroker.v1.GetOperationRequest
+	34, // 48: secretbroker.v1.SecretService.ListOperations:input_type -> secretbroker.v1.ListOperationsRequest
+	36, // 49: secretbroker.v1.SecretService.CancelOperation:input_type -> secretbroker.v1.CancelOperationRequest
+	37, // 50: secretbroker.v1.SecretService.WaitOperation:input_type -> secretbroker.v1.WaitOperationRequest
+	6,  // 51: secretbroker.v1.SecretService.ListSecrets:output_type -> secretbroker.v1.ListSecretsResponse
+	2,  // 52: secretbroker.v1.SecretService.GetSecret:output_type -> secretbroker.v1.Secret
+	1,  // 53: secretbroker.v1.SecretService.GetPublicKey:output_type -> secretbroker.v1.PublicKey
+	9,  // 54: secretbroker.v1.SecretService.PutSecret:output_type -> secretbroker.v1.PutSecretResponse
+	11, // 55: secretbroker.v1.SecretService.BatchPutSecrets:output_type -> secretbroker.v1.BatchPutSecretsResponse
+	14, // 56: secretbroker.v1.SecretService.BatchDeleteSecrets:output_type -> secretbroker.v1.BatchDeleteSecretsResponse
+	43, // 57: secretbroker.v1.SecretService.DeleteSecret:output_type -> google.protobuf.Empty
+	18, // 58: secretbroker.v1.SecretService.ListSelectedRepositories:output_type -> secretbroker.v1.ListSelectedRepositoriesResponse
+	43, // 59: secretbroker.v1.SecretService.SetSelectedRepositories:output_type -> google.protobuf.Empty
+	43, // 60: secretbroker.v1.SecretService.AddSelectedRepository:output_type -> google.protobuf.Empty
+	43, // 61: secretbroker.v1.SecretService.RemoveSelectedRepository:output_type -> google.protobuf.Empty
+	23, // 62: secretbroker.v1.SecretService.ListRepositoryOrganizationSecrets:output_type -> secretbroker.v1.ListRepositoryOrganizationSecretsResponse
+	25, // 63: secretbroker.v1.SecretService.DetectDrift:output_type -> secretbroker.v1.DetectDriftResponse
+	29, // 64: secretbroker.v1.SecretService.SyncSecrets:output_type -> secretbroker.v1.SyncSecretsResponse
+	30, // 65: secretbroker.v1.SecretService.GetOperation:output_type -> secretbroker.v1.Operation
+	35, // 66: secretbroker.v1.SecretService.ListOperations:output_type -> secretbroker.v1.ListOperationsResponse
+	30, // 67: secretbroker.v1.SecretService.CancelOperation:output_type -> secretbroker.v1.Operation
+	30, // 68: secretbroker.v1.SecretService.WaitOperation:output_type -> secretbroker.v1.Operation
+	51, // [51:69] is the sub-list for method output_type
+	33, // [33:51] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_secretbroker_v1_secret_service_proto_init() }
@@ -1785,13 +3093,14 @@ func file_secretbroker_v1_secret_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_secretbroker_v1_secret_service_proto_rawDesc), len(file_secretbroker_v1_secret_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   23,
+			NumEnums:      1,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_secretbroker_v1_secret_service_proto_goTypes,
 		DependencyIndexes: file_secretbroker_v1_secret_service_proto_depIdxs,
+		EnumInfos:         file_secretbroker_v1_secret_service_proto_enumTypes,
 		MessageInfos:      file_secretbroker_v1_secret_service_proto_msgTypes,
 	}.Build()
 	File_secretbroker_v1_secret_service_proto = out.File

@@ -32,6 +32,12 @@ const (
 	SecretService_AddSelectedRepository_FullMethodName             = "/secretbroker.v1.SecretService/AddSelectedRepository"
 	SecretService_RemoveSelectedRepository_FullMethodName          = "/secretbroker.v1.SecretService/RemoveSelectedRepository"
 	SecretService_ListRepositoryOrganizationSecrets_FullMethodName = "/secretbroker.v1.SecretService/ListRepositoryOrganizationSecrets"
+	SecretService_DetectDrift_FullMethodName                       = "/secretbroker.v1.SecretService/DetectDrift"
+	SecretService_SyncSecrets_FullMethodName                       = "/secretbroker.v1.SecretService/SyncSecrets"
+	SecretService_GetOperation_FullMethodName                      = "/secretbroker.v1.SecretService/GetOperation"
+	SecretService_ListOperations_FullMethodName                    = "/secretbroker.v1.SecretService/ListOperations"
+	SecretService_CancelOperation_FullMethodName                   = "/secretbroker.v1.SecretService/CancelOperation"
+	SecretService_WaitOperation_FullMethodName                     = "/secretbroker.v1.SecretService/WaitOperation"
 )
 
 // SecretServiceClient is the client API for SecretService service.
@@ -97,6 +103,34 @@ type SecretServiceClient interface {
 	RemoveSelectedRepository(ctx context.Context, in *RemoveSelectedRepositoryRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// Lists the organization secrets shared with a repository.
 	ListRepositoryOrganizationSecrets(ctx context.Context, in *ListRepositoryOrganizationSecretsRequest, opts ...grpc.CallOption) (*ListRepositoryOrganizationSecretsResponse, error)
+	// Lists how a scope differs from what the broker last wrote: secrets whose
+	// updated_at moved since the broker's last write (drifted), secrets that
+	// exist at GitHub but were never written by the broker (unmanaged), and
+	// secrets the broker wrote that no longer exist (missing). Needs read on
+	// the scope; only secrets the caller may read are listed. Costs one GitHub
+	// request per 100 secrets of the scope.
+	DetectDrift(ctx context.Context, in *DetectDriftRequest, opts ...grpc.CallOption) (*DetectDriftResponse, error)
+	// Makes a scope hold the given values. The plan has one item per name:
+	// create, update, unchanged (nothing written), drifted (changed behind the
+	// broker's back; written again), conflict (another owner wrote it through
+	// the broker; written only with force), and with prune, delete (a secret
+	// the same owner wrote through the broker and no longer lists). Secrets
+	// the sync does not list and does not own are reported as foreign and
+	// left alone. With dry_run the plan is returned and nothing is written.
+	// Each item is authorized as PutSecret (write) or DeleteSecret (delete).
+	SyncSecrets(ctx context.Context, in *SyncSecretsRequest, opts ...grpc.CallOption) (*SyncSecretsResponse, error)
+	// Returns a long-running operation (a SyncSecrets or BatchPutSecrets
+	// started with async). Visible to the caller that started it, and to
+	// callers the policy lets read it.
+	GetOperation(ctx context.Context, in *GetOperationRequest, opts ...grpc.CallOption) (*Operation, error)
+	// Lists the caller's long-running operations, newest last.
+	ListOperations(ctx context.Context, in *ListOperationsRequest, opts ...grpc.CallOption) (*ListOperationsResponse, error)
+	// Asks a long-running operation to stop at the next item. It ends done,
+	// with a CANCELLED error and the results of the items it finished.
+	CancelOperation(ctx context.Context, in *CancelOperationRequest, opts ...grpc.CallOption) (*Operation, error)
+	// Waits until a long-running operation is done or the timeout passes, and
+	// returns it as it is then.
+	WaitOperation(ctx context.Context, in *WaitOperationRequest, opts ...grpc.CallOption) (*Operation, error)
 }
 
 type secretServiceClient struct {
@@ -227,6 +261,66 @@ func (c *secretServiceClient) ListRepositoryOrganizationSecrets(ctx context.Cont
 	return out, nil
 }
 
+func (c *secretServiceClient) DetectDrift(ctx context.Context, in *DetectDriftRequest, opts ...grpc.CallOption) (*DetectDriftResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DetectDriftResponse)
+	err := c.cc.Invoke(ctx, SecretService_DetectDrift_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretServiceClient) SyncSecrets(ctx context.Context, in *SyncSecretsRequest, opts ...grpc.CallOption) (*SyncSecretsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SyncSecretsResponse)
+	err := c.cc.Invoke(ctx, SecretService_SyncSecrets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretServiceClient) GetOperation(ctx context.Context, in *GetOperationRequest, opts ...grpc.CallOption) (*Operation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Operation)
+	err := c.cc.Invoke(ctx, SecretService_GetOperation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretServiceClient) ListOperations(ctx context.Context, in *ListOperationsRequest, opts ...grpc.CallOption) (*ListOperationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOperationsResponse)
+	err := c.cc.Invoke(ctx, SecretService_ListOperations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretServiceClient) CancelOperation(ctx context.Context, in *CancelOperationRequest, opts ...grpc.CallOption) (*Operation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Operation)
+	err := c.cc.Invoke(ctx, SecretService_CancelOperation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretServiceClient) WaitOperation(ctx context.Context, in *WaitOperationRequest, opts ...grpc.CallOption) (*Operation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Operation)
+	err := c.cc.Invoke(ctx, SecretService_WaitOperation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SecretServiceServer is the server API for SecretService service.
 // All implementations must embed UnimplementedSecretServiceServer
 // for forward compatibility.
@@ -290,6 +384,34 @@ type SecretServiceServer interface {
 	RemoveSelectedRepository(context.Context, *RemoveSelectedRepositoryRequest) (*emptypb.Empty, error)
 	// Lists the organization secrets shared with a repository.
 	ListRepositoryOrganizationSecrets(context.Context, *ListRepositoryOrganizationSecretsRequest) (*ListRepositoryOrganizationSecretsResponse, error)
+	// Lists how a scope differs from what the broker last wrote: secrets whose
+	// updated_at moved since the broker's last write (drifted), secrets that
+	// exist at GitHub but were never written by the broker (unmanaged), and
+	// secrets the broker wrote that no longer exist (missing). Needs read on
+	// the scope; only secrets the caller may read are listed. Costs one GitHub
+	// request per 100 secrets of the scope.
+	DetectDrift(context.Context, *DetectDriftRequest) (*DetectDriftResponse, error)
+	// Makes a scope hold the given values. The plan has one item per name:
+	// create, update, unchanged (nothing written), drifted (changed behind the
+	// broker's back; written again), conflict (another owner wrote it through
+	// the broker; written only with force), and with prune, delete (a secret
+	// the same owner wrote through the broker and no longer lists). Secrets
+	// the sync does not list and does not own are reported as foreign and
+	// left alone. With dry_run the plan is returned and nothing is written.
+	// Each item is authorized as PutSecret (write) or DeleteSecret (delete).
+	SyncSecrets(context.Context, *SyncSecretsRequest) (*SyncSecretsResponse, error)
+	// Returns a long-running operation (a SyncSecrets or BatchPutSecrets
+	// started with async). Visible to the caller that started it, and to
+	// callers the policy lets read it.
+	GetOperation(context.Context, *GetOperationRequest) (*Operation, error)
+	// Lists the caller's long-running operations, newest last.
+	ListOperations(context.Context, *ListOperationsRequest) (*ListOperationsResponse, error)
+	// Asks a long-running operation to stop at the next item. It ends done,
+	// with a CANCELLED error and the results of the items it finished.
+	CancelOperation(context.Context, *CancelOperationRequest) (*Operation, error)
+	// Waits until a long-running operation is done or the timeout passes, and
+	// returns it as it is then.
+	WaitOperation(context.Context, *WaitOperationRequest) (*Operation, error)
 	mustEmbedUnimplementedSecretServiceServer()
 }
 
@@ -335,6 +457,24 @@ func (UnimplementedSecretServiceServer) RemoveSelectedRepository(context.Context
 }
 func (UnimplementedSecretServiceServer) ListRepositoryOrganizationSecrets(context.Context, *ListRepositoryOrganizationSecretsRequest) (*ListRepositoryOrganizationSecretsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRepositoryOrganizationSecrets not implemented")
+}
+func (UnimplementedSecretServiceServer) DetectDrift(context.Context, *DetectDriftRequest) (*DetectDriftResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DetectDrift not implemented")
+}
+func (UnimplementedSecretServiceServer) SyncSecrets(context.Context, *SyncSecretsRequest) (*SyncSecretsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SyncSecrets not implemented")
+}
+func (UnimplementedSecretServiceServer) GetOperation(context.Context, *GetOperationRequest) (*Operation, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetOperation not implemented")
+}
+func (UnimplementedSecretServiceServer) ListOperations(context.Context, *ListOperationsRequest) (*ListOperationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOperations not implemented")
+}
+func (UnimplementedSecretServiceServer) CancelOperation(context.Context, *CancelOperationRequest) (*Operation, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelOperation not implemented")
+}
+func (UnimplementedSecretServiceServer) WaitOperation(context.Context, *WaitOperationRequest) (*Operation, error) {
+	return nil, status.Error(codes.Unimplemented, "method WaitOperation not implemented")
 }
 func (UnimplementedSecretServiceServer) mustEmbedUnimplementedSecretServiceServer() {}
 func (UnimplementedSecretServiceServer) testEmbeddedByValue()                       {}
@@ -573,6 +713,114 @@ func _SecretService_ListRepositoryOrganizationSecrets_Handler(srv interface{}, c
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SecretService_DetectDrift_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DetectDriftRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretServiceServer).DetectDrift(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SecretService_DetectDrift_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretServiceServer).DetectDrift(ctx, req.(*DetectDriftRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SecretService_SyncSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SyncSecretsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretServiceServer).SyncSecrets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SecretService_SyncSecrets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretServiceServer).SyncSecrets(ctx, req.(*SyncSecretsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SecretService_GetOperation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetOperationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretServiceServer).GetOperation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SecretService_GetOperation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretServiceServer).GetOperation(ctx, req.(*GetOperationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SecretService_ListOperations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOperationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretServiceServer).ListOperations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SecretService_ListOperations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretServiceServer).ListOperations(ctx, req.(*ListOperationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SecretService_CancelOperation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelOperationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretServiceServer).CancelOperation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SecretService_CancelOperation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretServiceServer).CancelOperation(ctx, req.(*CancelOperationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SecretService_WaitOperation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WaitOperationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretServiceServer).WaitOperation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SecretService_WaitOperation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretServiceServer).WaitOperation(ctx, req.(*WaitOperationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SecretService_ServiceDesc is the grpc.ServiceDesc for SecretService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -627,6 +875,30 @@ var SecretService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListRepositoryOrganizationSecrets",
 			Handler:    _SecretService_ListRepositoryOrganizationSecrets_Handler,
+		},
+		{
+			MethodName: "DetectDrift",
+			Handler:    _SecretService_DetectDrift_Handler,
+		},
+		{
+			MethodName: "SyncSecrets",
+			Handler:    _SecretService_SyncSecrets_Handler,
+		},
+		{
+			MethodName: "GetOperation",
+			Handler:    _SecretService_GetOperation_Handler,
+		},
+		{
+			MethodName: "ListOperations",
+			Handler:    _SecretService_ListOperations_Handler,
+		},
+		{
+			MethodName: "CancelOperation",
+			Handler:    _SecretService_CancelOperation_Handler,
+		},
+		{
+			MethodName: "WaitOperation",
+			Handler:    _SecretService_WaitOperation_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,81 @@
+package service
+
+import (
+	"context"
+	"sort"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/state"
+)
+
+// DetectDrift compares a scope at GitHub (every page of its list, 100
+// secrets a page) with the broker's records of it:
+//
+//   - drifted: a record with GitHub's updated_at after the broker's write,
+//     and GitHub now reporting another updated_at;
+//   - unmanaged: a secret at GitHub without a record (never written by the
+//     broker, or the record was lost);
+//   - missing: a record whose secret GitHub no longer lists.
+//
+// A record whose updated_at was never read back is neither drifted nor
+// unmanaged. It needs read on some secret of the scope, and lists only the
+// secrets the caller may read.
+func (s *Server) DetectDrift(ctx context.Context, req *secretbrokerv1.DetectDriftRequest) (*secretbrokerv1.DetectDriftResponse, error) {
+	const op = "DetectDrift"
+	scope, err := parseParent("parent", req.GetParent())
+	if err == nil {
+		err = s.check(ctx, rpcDetectDrift, nil, verbRead, scopeName(scope), s.maySome(ctx, verbRead, scopeName(scope)))
+	}
+	if err != nil {
+		return nil, s.toStatus(ctx, op, err)
+	}
+	list, err := s.listScope(ctx, scope)
+	if err != nil {
+		return nil, s.toStatus(ctx, op, err)
+	}
+	recs, err := s.state.store.ListRecords(ctx, scopeName(scope))
+	if err != nil {
+		// Without the records every secret would look unmanaged: fail
+		// rather than mislead.
+		return nil, s.toStatus(ctx, op, err)
+	}
+	byName := make(map[string]state.Record, len(recs))
+	for _, r := range recs {
+		byName[r.Name] = r
+	}
+	resp := &secretbrokerv1.DetectDriftResponse{}
+	names := make([]string, 0, len(list))
+	for name := range list {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		res := secretResourceName(scope, name)
+		if !s.may(ctx, verbRead, res) {
+			continue
+		}
+		sec := list[name]
+		r, ok := byName[res]
+		switch {
+		case !ok:
+			resp.Unmanaged = append(resp.Unmanaged, toSecret(scope, sec))
+		case !r.UpdatedAt.IsZero() && !sec.UpdatedAt.Equal(r.UpdatedAt):
+			resp.Drifted = append(resp.Drifted, &secretbrokerv1.DriftedSecret{
+				Secret:            toSecret(scope, sec),
+				RecordedUpdatedAt: timestamppb.New(r.UpdatedAt),
+				Owner:             r.Owner,
+			})
+		}
+	}
+	for _, r := range recs {
+		_, name, _ := state.ParentOf(r.Name)
+		if _, ok := list[name]; ok || !s.may(ctx, verbRead, r.Name) {
+			continue
+		}
+		resp.Missing = append(resp.Missing, r.Name)
+	}
+	s.readDone(ctx, rpcDetectDrift, scopeName(scope))
+	return resp, nil
+}

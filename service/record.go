@@ -1,0 +1,411 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/secretbroker/secretbroker/service/state"
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+// What the broker remembers of its writes (service/state) and how it uses
+// it:
+//
+//   - After every successful write it records, per secret: the value's
+//     fingerprint, an organization secret's settings fingerprint (the
+//     visibility and selection written), the key_id it sealed with, the
+//     owner label, and GitHub's updated_at after the write (one GET of the
+//     secret after a PutSecret; for a batch or a sync, the scopes it wrote
+//     to are listed once more at the end, 100 secrets a page).
+//   - A write whose value and settings fingerprints match the record, and
+//     whose secret GitHub still reports with the recorded updated_at, is
+//     not sent: the item is unchanged. A record without updated_at (read
+//     back failed, or the broker stopped before it could) never makes an
+//     item unchanged.
+//   - GitHub reporting another updated_at than recorded is drift: someone
+//     wrote the secret behind the broker's back. The value is written
+//     again and the drift reported.
+//   - Without a record the broker writes: losing the state costs writes,
+//     never correctness. A failure to read or write a record is logged and
+//     treated the same way; it never fails the call.
+//   - GitHub's updated_at has a resolution of one second: a change behind
+//     the broker's back in the same second as its own write, or between its
+//     write and the read back, goes unnoticed.
+
+// anonymousOwner is the owner label of a write without an owner label and
+// without an authenticated caller.
+const anonymousOwner = "anonymous"
+
+// ownerOf returns the owner label of a write: label when given, else the
+// authenticated caller, else anonymousOwner.
+func ownerOf(ctx context.Context, label string) string {
+	if label != "" {
+		return label
+	}
+	if c := callerOf(ctx); c != "" {
+		return c
+	}
+	return anonymousOwner
+}
+
+// stateOf holds the service's state store and the fingerprinter made from
+// its key (made on first use: the key may live in the store).
+type stateOf struct {
+	store state.Store
+
+	mu sync.Mutex
+	fp *state.Fingerprinter
+}
+
+// fingerprinter returns the fingerprinter under the store's server key.
+func (st *stateOf) fingerprinter(ctx context.Context) (*state.Fingerprinter, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.fp != nil {
+		return st.fp, nil
+	}
+	key, err := st.store.Key(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("state key: %w", err)
+	}
+	fp, err := state.NewFingerprinter(key)
+	clear(key)
+	if err != nil {
+		return nil, err
+	}
+	st.fp = fp
+	return fp, nil
+}
+
+// record returns the record of a secret resource name, or nil when there
+// is none or it cannot be read (logged).
+func (s *Server) getRecord(ctx context.Context, res string) *state.Record {
+	r, err := s.state.store.GetRecord(ctx, res)
+	switch {
+	case errors.Is(err, state.ErrNotFound):
+		return nil
+	case err != nil:
+		s.log.WarnContext(ctx, "state: record cannot be read; writing as if there were none", "resource", res, "err", err)
+		return nil
+	}
+	return &r
+}
+
+// putRecord stores r, logging a failure (the write it records happened).
+func (s *Server) putRecord(ctx context.Context, r state.Record) {
+	if err := s.state.store.PutRecord(ctx, r); err != nil {
+		s.log.WarnContext(ctx, "state: record cannot be written; the next write of this secret will not be skipped", "resource", r.Name, "err", err)
+	}
+}
+
+// dropRecord removes a secret's record, logging a failure.
+func (s *Server) dropRecord(ctx context.Context, res string) {
+	if err := s.state.store.DeleteRecord(ctx, res); err != nil {
+		s.log.WarnContext(ctx, "state: record cannot be removed", "resource", res, "err", err)
+	}
+}
+
+// prints are a write's fingerprints.
+type prints struct {
+	value, settings state.Fingerprint
+	// comparable is false when the write's settings are not fully known
+	// before it (an organization secret with visibility "selected" and no
+	// repositories, which keeps the current selection): such a write is
+	// never unchanged.
+	comparable bool
+}
+
+// printsOf fingerprints a plan's value and settings. A caller-sealed value
+// cannot be fingerprinted (sealing is randomized): ok is false.
+func (s *Server) printsOf(ctx context.Context, p *putPlan) (prints, bool) {
+	if p.plaintext == nil {
+		return prints{}, false
+	}
+	fp, err := s.state.fingerprinter(ctx)
+	if err != nil {
+		s.log.WarnContext(ctx, "state: no fingerprints; writing", "err", err)
+		return prints{}, false
+	}
+	out := prints{value: fp.Value(p.plaintext), comparable: true}
+	if p.scope.IsOrg() {
+		switch {
+		case p.visibility == "":
+			// The current visibility and selection are kept: only the
+			// value can change.
+			out.settings = state.Fingerprint{}
+		case p.visibility == visibilitySelected && len(p.repoIDs) == 0 && len(p.repoNames) == 0:
+			out.comparable = false
+		default:
+			out.settings = fp.Settings(settingsOf(p))
+		}
+	}
+	return out, true
+}
+
+// settingsOf returns a plan's organization settings.
+func settingsOf(p *putPlan) state.Settings {
+	if !p.scope.IsOrg() {
+		return state.Settings{}
+	}
+	return state.Settings{Visibility: p.visibility, SelectedRepositoryIDs: p.repoIDs}
+}
+
+// seen is what GitHub reports of a secret now.
+type seen struct {
+	// known: GitHub was asked (a GET or the scope's list).
+	known bool
+	// exists: the secret exists at GitHub.
+	exists    bool
+	updatedAt time.Time
+}
+
+// verdict is the broker's judgement of a write against its record.
+type verdict struct {
+	// unchanged: nothing needs to be written.
+	unchanged bool
+	// drift: GitHub reports another updated_at than the broker's last
+	// write left.
+	drift bool
+}
+
+// judge compares a write with its record and what GitHub reports.
+func judge(rec *state.Record, pr prints, havePrints, force bool, now seen) verdict {
+	if rec == nil || rec.UpdatedAt.IsZero() || !now.known || !now.exists {
+		return verdict{}
+	}
+	if !now.updatedAt.Equal(rec.UpdatedAt) {
+		return verdict{drift: true}
+	}
+	if force || !havePrints || !pr.comparable {
+		return verdict{}
+	}
+	same := pr.value.Equal(rec.ValueFingerprint)
+	if !pr.settings.IsZero() || !rec.SettingsFingerprint.IsZero() {
+		// A put that keeps the current settings (zero settings print)
+		// matches any recorded settings.
+		same = same && (pr.settings.IsZero() || pr.settings.Equal(rec.SettingsFingerprint))
+	}
+	return verdict{unchanged: same}
+}
+
+// candidate reports whether a write could be unchanged before GitHub is
+// asked: a record with updated_at and matching fingerprints.
+func candidate(rec *state.Record, pr prints, havePrints, force bool) bool {
+	if rec == nil || rec.UpdatedAt.IsZero() {
+		return false
+	}
+	return judge(rec, pr, havePrints, force, seen{known: true, exists: true, updatedAt: rec.UpdatedAt}).unchanged
+}
+
+// seenByGet asks GitHub for one secret's updated_at (one GET, one point).
+func (s *Server) seenByGet(ctx context.Context, scope upstream.Scope, name string) seen {
+	sec, err := s.up.GetSecret(ctx, scope, name)
+	switch {
+	case isStatus(err, http.StatusNotFound):
+		return seen{known: true}
+	case err != nil:
+		return seen{}
+	}
+	return seen{known: true, exists: true, updatedAt: sec.UpdatedAt}
+}
+
+// newRecord is the record of a write that succeeded: updatedAt is zero
+// when not read back yet.
+func newRecord(res string, pr prints, havePrints bool, written *putPlan, keyID upstream.KeyID, owner string, fp *state.Fingerprinter, updatedAt time.Time) state.Record {
+	r := state.Record{Name: res, KeyID: string(keyID), Owner: owner, UpdatedAt: updatedAt.UTC(), WrittenAt: time.Now().UTC()}
+	if havePrints {
+		r.ValueFingerprint = pr.value
+	}
+	if fp != nil && written.scope.IsOrg() {
+		// The settings GitHub now holds: those sent, completed with the
+		// current ones (completeOrgAccess).
+		r.SettingsFingerprint = fp.Settings(settingsOf(written))
+	}
+	return r
+}
+
+// recordWrite records a successful write of p (completed as sent).
+func (s *Server) recordWrite(ctx context.Context, p *putPlan, pr prints, havePrints bool, keyID upstream.KeyID, owner string, updatedAt time.Time) {
+	res := secretResourceName(p.scope, strings.ToUpper(p.name))
+	if !havePrints {
+		// A caller-sealed value: the broker cannot know it again. Keep
+		// the owner; no value fingerprint means never unchanged.
+		pr = prints{}
+	}
+	fp, err := s.state.fingerprinter(ctx)
+	if err != nil {
+		fp = nil
+	}
+	s.putRecord(ctx, newRecord(res, pr, havePrints, p, keyID, owner, fp, updatedAt))
+}
+
+// listScope reads every page of a scope's secrets (100 a page), by
+// upper-cased name.
+func (s *Server) listScope(ctx context.Context, scope upstream.Scope) (map[string]upstream.Secret, error) {
+	out := map[string]upstream.Secret{}
+	for page := 1; ; page++ {
+		list, err := s.up.ListSecrets(ctx, scope, upstream.Page{Page: page, PerPage: maxPageSize})
+		if err != nil {
+			return nil, err
+		}
+		for _, sec := range list.Secrets {
+			out[strings.ToUpper(sec.Name)] = sec
+		}
+		if !list.HasNext || len(list.Secrets) == 0 {
+			return out, nil
+		}
+		if page >= maxFilteredPages {
+			return nil, errors.New("the scope's list spans more pages than the broker reads")
+		}
+	}
+}
+
+// seenIn returns what a scope's listing says of a secret.
+func seenIn(list map[string]upstream.Secret, name string) seen {
+	if list == nil {
+		return seen{}
+	}
+	sec, ok := list[strings.ToUpper(name)]
+	return seen{known: true, exists: ok, updatedAt: sec.UpdatedAt}
+}
+
+// readBack fills in the updated_at of the records of secrets just written
+// in scope, from one listing of the scope: those whose record still has no
+// updated_at and still holds the fingerprint written.
+func (s *Server) readBack(ctx context.Context, scope upstream.Scope, written map[string]state.Fingerprint) {
+	list, err := s.listScope(ctx, scope)
+	if err != nil {
+		s.log.DebugContext(ctx, "state: read back failed; the next write of these secrets will not be skipped", "scope", scope.Path(), "err", err)
+		return
+	}
+	for name, vfp := range written {
+		sec, ok := list[name]
+		if !ok {
+			continue
+		}
+		res := secretResourceName(scope, name)
+		rec := s.getRecord(ctx, res)
+		if rec == nil || !rec.UpdatedAt.IsZero() || !rec.ValueFingerprint.Equal(vfp) {
+			continue
+		}
+		rec.UpdatedAt = sec.UpdatedAt.UTC()
+		s.putRecord(ctx, *rec)
+	}
+}
+
+// logDrift reports drift in the metrics and at INFO.
+func (s *Server) noteDrift(ctx context.Context, rpc, res string) {
+	s.metrics.drift(ctx, rpcShort(rpc))
+	s.log.InfoContext(ctx, "secret changed behind the broker's back; writing it again", slog.String("resource", res))
+}
+
+// rpcShort is a full method name's last element ("PutSecret").
+func rpcShort(rpc string) string {
+	if i := strings.LastIndexByte(rpc, '/'); i >= 0 {
+		return rpc[i+1:]
+	}
+	return rpc
+}
+
+// judgedPlan is one batch item's judgement.
+type judgedPlan struct {
+	verdict
+	rec        *state.Record
+	prints     prints
+	havePrints bool
+}
+
+// judgeBatch judges every plan (nil plans are skipped) against its record
+// and one listing of each scope holding an item that may be unchanged (all
+// pages, 100 secrets a page, every scope at once). force reports an item's
+// force flag. A scope whose listing fails is written as if unlisted.
+func (s *Server) judgeBatch(ctx context.Context, plans []*putPlan, force func(i int) bool) []judgedPlan {
+	out := make([]judgedPlan, len(plans))
+	scopes := map[string]upstream.Scope{}
+	for i, p := range plans {
+		if p == nil {
+			continue
+		}
+		j := &out[i]
+		j.prints, j.havePrints = s.printsOf(ctx, p)
+		j.rec = s.getRecord(ctx, secretResourceName(p.scope, p.name))
+		if candidate(j.rec, j.prints, j.havePrints, force(i)) {
+			scopes[p.scope.Path()] = p.scope
+		}
+	}
+	listings := s.listScopes(ctx, scopes)
+	for i, p := range plans {
+		if p == nil {
+			continue
+		}
+		j := &out[i]
+		j.verdict = judge(j.rec, j.prints, j.havePrints, force(i), seenIn(listings[p.scope.Path()], p.name))
+	}
+	return out
+}
+
+// listScopes lists every scope at once; a scope whose listing failed is
+// missing from the result.
+func (s *Server) listScopes(ctx context.Context, scopes map[string]upstream.Scope) map[string]map[string]upstream.Secret {
+	var (
+		mu  sync.Mutex
+		out = make(map[string]map[string]upstream.Secret, len(scopes))
+		wg  sync.WaitGroup
+	)
+	for path, scope := range scopes {
+		wg.Go(func() {
+			var list map[string]upstream.Secret
+			err := s.safely(ctx, "scope listing", func() (err error) {
+				list, err = s.listScope(ctx, scope)
+				return err
+			})
+			if err != nil {
+				s.log.DebugContext(ctx, "scope listing failed; its items are written", "scope", path, "err", err)
+				return
+			}
+			mu.Lock()
+			out[path] = list
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// writtenSet collects the secrets a batch or sync wrote, by scope, to read
+// their updated_at back at the end with one listing per scope.
+type writtenSet struct {
+	mu     sync.Mutex
+	scopes map[string]upstream.Scope
+	names  map[string]map[string]state.Fingerprint
+}
+
+func (w *writtenSet) add(scope upstream.Scope, name string, value state.Fingerprint) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.scopes == nil {
+		w.scopes = map[string]upstream.Scope{}
+		w.names = map[string]map[string]state.Fingerprint{}
+	}
+	path := scope.Path()
+	w.scopes[path] = scope
+	if w.names[path] == nil {
+		w.names[path] = map[string]state.Fingerprint{}
+	}
+	w.names[path][strings.ToUpper(name)] = value
+}
+
+// readBack reads back every written scope once (see Server.readBack).
+func (w *writtenSet) readBack(ctx context.Context, s *Server) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for path, scope := range w.scopes {
+		s.readBack(ctx, scope, w.names[path])
+	}
+}

@@ -1,0 +1,497 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/audit"
+	"github.com/secretbroker/secretbroker/service/state"
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+// maxOwnerLen bounds a sync's owner label, in bytes.
+const maxOwnerLen = 128
+
+// errAsyncNotWired answers async: true until operations are served.
+var errAsyncNotWired = status.Error(codes.Unimplemented, "async: operations are not served by this broker yet; send the call without async")
+
+// conflictError is an item naming a secret another owner wrote through
+// the broker, sent without force.
+type conflictError struct{ resource, owner string }
+
+func (e *conflictError) Error() string {
+	return fmt.Sprintf("%s was written through the broker by owner %q; send force to take it over", e.resource, e.owner)
+}
+
+// notOwnedError is a pending delete of a secret that is no longer the
+// operation's owner's (a resumed prune whose secret changed hands).
+type notOwnedError struct{ resource string }
+
+func (e *notOwnedError) Error() string {
+	return e.resource + " is not this owner's any more; it was left alone"
+}
+
+// syncActionName is each action's word in state.ItemResult.Action.
+var syncActionName = map[secretbrokerv1.SyncAction]string{
+	secretbrokerv1.SyncAction_SYNC_ACTION_CREATE:    "create",
+	secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE:    "update",
+	secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED: "unchanged",
+	secretbrokerv1.SyncAction_SYNC_ACTION_DRIFTED:   "drifted",
+	secretbrokerv1.SyncAction_SYNC_ACTION_DELETE:    "delete",
+	secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN:   "foreign",
+	secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT:  "conflict",
+}
+
+// SyncActionOf returns the action named by a state.ItemResult's Action
+// word (SYNC_ACTION_UNSPECIFIED for any other word).
+func SyncActionOf(word string) secretbrokerv1.SyncAction {
+	for a, w := range syncActionName {
+		if w == word {
+			return a
+		}
+	}
+	return secretbrokerv1.SyncAction_SYNC_ACTION_UNSPECIFIED
+}
+
+// syncItem is one name of a sync's plan.
+type syncItem struct {
+	res           string
+	name          string // upper-cased
+	action        secretbrokerv1.SyncAction
+	value         []byte // a write's plaintext; never logged
+	delete        bool
+	recordedOwner string
+	drift         bool
+	// err is the item's failure decided while planning (a denial, a
+	// conflict without force): it is not run.
+	err error
+	// run: the item writes or deletes.
+	run bool
+}
+
+// syncPlan is a validated, planned SyncSecrets request.
+type syncPlan struct {
+	scope    upstream.Scope
+	owner    string
+	force    bool
+	prune    bool
+	settings state.Settings
+	items    []*syncItem // sorted by name
+}
+
+// SyncSecrets makes a scope hold the given values; see the proto and
+// README ("Skip unchanged, detect drift, sync"). Planning reads the
+// scope's list (every page) and the broker's records of the scope; the
+// writes and deletes then go through the pacer, batchWorkers at a time,
+// each by Executor.Execute, the function an operation runner calls per
+// item.
+func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*secretbrokerv1.SyncSecretsResponse, error) {
+	const op = "SyncSecrets"
+	if req.GetAsync() {
+		return nil, errAsyncNotWired
+	}
+	ctx, cancel := keepTimeToReply(ctx)
+	defer cancel()
+	plan, err := s.planSync(ctx, req)
+	if err != nil {
+		return nil, s.toStatus(ctx, op, err)
+	}
+	resp := &secretbrokerv1.SyncSecretsResponse{DryRun: req.GetDryRun()}
+	var tally batchTally
+	results := make([]*secretbrokerv1.SyncSecretsResult, len(plan.items))
+	var runnable []int
+	for i, it := range plan.items {
+		r := &secretbrokerv1.SyncSecretsResult{Name: it.res, Action: it.action, Drift: it.drift, RecordedOwner: it.recordedOwner}
+		results[i] = r
+		if it.run && it.err == nil && !req.GetDryRun() {
+			runnable = append(runnable, i)
+			continue
+		}
+		if it.action == secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED && !req.GetDryRun() {
+			s.metrics.skipped(ctx, op)
+			s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: rpcSyncSecrets, Resource: it.res,
+				Outcome: codeName(codes.OK), Unchanged: true})
+		}
+		r.Code, r.Message, r.RetryAfter = tally.add(it.err)
+	}
+	resp.Results = results
+	if req.GetDryRun() {
+		return resp, nil
+	}
+	x := s.NewExecutor(state.KindSyncSecrets, plan.owner, plan.force)
+	eachItem(runnable, func(i int) {
+		it := plan.items[i]
+		var out itemOutcome
+		err := s.safely(ctx, op, func() error {
+			out = x.execute(ctx, it.pending(plan.settings))
+			return out.err
+		})
+		r := results[i]
+		if a := SyncActionOf(out.action); a != secretbrokerv1.SyncAction_SYNC_ACTION_UNSPECIFIED {
+			r.Action = a
+		}
+		r.Drift, r.KeyId = out.drift, string(out.keyID)
+		if out.recordedOwner != "" {
+			r.RecordedOwner = out.recordedOwner
+		}
+		r.Code, r.Message, r.RetryAfter = tally.add(err)
+	})
+	x.Finish(ctx)
+	s.logBatch(ctx, op, len(plan.items), &tally)
+	return resp, nil
+}
+
+// pending returns the item as an operation's pending work.
+func (it *syncItem) pending(settings state.Settings) state.PendingItem {
+	if it.delete {
+		return state.PendingItem{Name: it.res, Delete: true}
+	}
+	return state.PendingItem{Name: it.res, Value: it.value, Settings: settings}
+}
+
+// parseSync checks a SyncSecrets request against every rule that needs no
+// upstream call.
+func parseSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*syncPlan, map[string][]byte, error) {
+	scope, err := parseParent("parent", req.GetParent())
+	if err != nil {
+		return nil, nil, err
+	}
+	if n := len(req.GetSecrets()); n > maxBatch {
+		return nil, nil, invalidArg("secrets", "holds %d secrets; a sync holds at most %d", n, maxBatch)
+	}
+	owner := req.GetOwner()
+	if len(owner) > maxOwnerLen || !utf8.ValidString(owner) || strings.IndexFunc(owner, unicode.IsControl) >= 0 {
+		return nil, nil, invalidArg("owner", "must be at most %d bytes of text without control characters", maxOwnerLen)
+	}
+	plan := &syncPlan{scope: scope, owner: ownerOf(ctx, owner), force: req.GetForce(), prune: req.GetPrune()}
+	vis, ids := req.GetVisibility(), req.GetSelectedRepositoryIds()
+	switch {
+	case !scope.IsOrg() && vis != "":
+		return nil, nil, invalidArg("visibility", "applies to organization scopes only")
+	case !scope.IsOrg() && len(ids) > 0:
+		return nil, nil, invalidArg("selected_repository_ids", "apply to organization scopes only")
+	case scope.IsOrg() && vis != visibilityAll && vis != visibilityPrivate && vis != visibilitySelected:
+		return nil, nil, invalidArg("visibility", "is required for an organization scope: \"all\", \"private\" or \"selected\"")
+	case len(ids) > 0 && vis != visibilitySelected:
+		return nil, nil, invalidArg("selected_repository_ids", "may be given only with visibility \"selected\"")
+	}
+	if err := checkRepositoryIDs("selected_repository_ids", ids); err != nil {
+		return nil, nil, err
+	}
+	if scope.IsOrg() {
+		plan.settings = state.Settings{Visibility: vis, SelectedRepositoryIDs: ids}
+	}
+	desired := make(map[string][]byte, len(req.GetSecrets()))
+	keys := make([]string, 0, len(req.GetSecrets()))
+	for k := range req.GetSecrets() {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := req.GetSecrets()[k]
+		name, err := checkSecretName("secrets", k)
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, dup := desired[name]; dup {
+			return nil, nil, invalidArg("secrets", "names %q twice (secret names are stored upper-case)", name)
+		}
+		if v == "" {
+			return nil, nil, invalidArg("secrets", "the value of %s is empty", name)
+		}
+		if len(v) > maxValueBytes {
+			return nil, nil, invalidArg("secrets", "the value of %s is %d bytes; GitHub's limit is %d bytes (48 KB)", name, len(v), maxValueBytes)
+		}
+		if err := checkFormattedLen("secrets", secretResourceName(scope, name)); err != nil {
+			return nil, nil, err
+		}
+		desired[name] = []byte(v)
+	}
+	return plan, desired, nil
+}
+
+// planSync validates a sync, checks the caller may read the scope, and
+// plans each name from one listing of the scope and the broker's records.
+func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*syncPlan, error) {
+	plan, desired, err := parseSync(ctx, req)
+	if err != nil {
+		s.rejected(ctx, rpcSyncSecrets, nil, req.GetParent(), err)
+		return nil, err
+	}
+	scope := plan.scope
+	parent := scopeName(scope)
+	if err := s.check(ctx, rpcSyncSecrets, nil, verbRead, parent, s.maySome(ctx, verbRead, parent)); err != nil {
+		return nil, err
+	}
+	list, err := s.listScope(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := s.state.store.ListRecords(ctx, parent)
+	if err != nil {
+		// Without the records prune could not tell what the owner wrote.
+		return nil, fmt.Errorf("state records of %s: %w", parent, err)
+	}
+	byRes := make(map[string]*state.Record, len(recs))
+	for i := range recs {
+		byRes[recs[i].Name] = &recs[i]
+	}
+	for name, value := range desired {
+		res := secretResourceName(scope, name)
+		it := &syncItem{res: res, name: name, value: value, run: true}
+		p := &putPlan{scope: scope, name: name, plaintext: value, visibility: plan.settings.Visibility, repoIDs: plan.settings.SelectedRepositoryIDs}
+		pr, havePrints := s.printsOf(ctx, p)
+		rec := byRes[res]
+		now := seenIn(list, name)
+		v := judge(rec, pr, havePrints, plan.force, now)
+		it.drift = v.drift
+		switch {
+		case rec != nil && rec.Owner != plan.owner:
+			it.action, it.recordedOwner = secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT, rec.Owner
+			if !plan.force {
+				it.err, it.run = &conflictError{resource: res, owner: rec.Owner}, false
+			}
+		case v.unchanged:
+			it.action, it.run = secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED, false
+		case v.drift:
+			it.action = secretbrokerv1.SyncAction_SYNC_ACTION_DRIFTED
+		case !now.exists:
+			it.action = secretbrokerv1.SyncAction_SYNC_ACTION_CREATE
+		default:
+			it.action = secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE
+		}
+		if it.run {
+			if err := s.check(ctx, rpcSyncSecrets, nil, verbWrite, res, s.may(ctx, verbWrite, res)); err != nil {
+				it.err, it.run = err, false
+			}
+		}
+		plan.items = append(plan.items, it)
+	}
+	for name := range list {
+		if _, ok := desired[name]; ok {
+			continue
+		}
+		res := secretResourceName(scope, name)
+		rec := byRes[res]
+		switch {
+		case rec != nil && rec.Owner == plan.owner && plan.prune:
+			it := &syncItem{res: res, name: name, action: secretbrokerv1.SyncAction_SYNC_ACTION_DELETE, delete: true, run: true}
+			if err := s.check(ctx, rpcSyncSecrets, nil, verbDelete, res, s.may(ctx, verbDelete, res)); err != nil {
+				it.err, it.run = err, false
+			}
+			plan.items = append(plan.items, it)
+		case rec != nil && rec.Owner == plan.owner:
+			// The owner's, no longer listed, without prune: left as it is.
+		case s.may(ctx, verbRead, res):
+			it := &syncItem{res: res, name: name, action: secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN}
+			if rec != nil {
+				it.recordedOwner = rec.Owner
+			}
+			plan.items = append(plan.items, it)
+		}
+	}
+	if plan.prune && !req.GetDryRun() {
+		// Records of the owner's secrets gone from GitHub: nothing to
+		// delete but the record.
+		for _, r := range recs {
+			_, name, _ := state.ParentOf(r.Name)
+			if _, listed := list[name]; !listed && r.Owner == plan.owner {
+				if _, wanted := desired[name]; !wanted {
+					s.dropRecord(ctx, r.Name)
+				}
+			}
+		}
+	}
+	slices.SortFunc(plan.items, func(a, b *syncItem) int { return strings.Compare(a.name, b.name) })
+	return plan, nil
+}
+
+// Executor carries out the items of one sync or batch: the function an
+// operation runner calls for each pending item, also after a restart
+// (every step is idempotent: a write is judged again against the record
+// and GitHub, a delete of a secret already gone succeeds). Items must have
+// been authorized when the operation was accepted. An Executor is safe for
+// concurrent use; call Finish once after the last item.
+type Executor struct {
+	s     *Server
+	rpc   string
+	owner string
+	force bool
+	// ownership: items of a name another owner wrote fail without force
+	// (syncs); a batch's items do not look at owners.
+	ownership bool
+
+	mu       sync.Mutex
+	listings map[string]*listing
+	written  writtenSet
+}
+
+// listing is one scope's list, read once by the first item that needs it.
+type listing struct {
+	once    sync.Once
+	secrets map[string]upstream.Secret // nil when it could not be read
+}
+
+// NewExecutor returns the executor of an operation of kind (SyncSecrets or
+// BatchPutSecrets) writing as owner (recorded with every secret written);
+// force writes unchanged values and, for a sync, takes over names another
+// owner wrote.
+func (s *Server) NewExecutor(kind state.OperationKind, owner string, force bool) *Executor {
+	x := &Executor{s: s, owner: owner, force: force, listings: map[string]*listing{}}
+	switch kind {
+	case state.KindSyncSecrets:
+		x.rpc, x.ownership = rpcSyncSecrets, true
+	default:
+		x.rpc = rpcBatchPut
+	}
+	if x.owner == "" {
+		x.owner = anonymousOwner
+	}
+	return x
+}
+
+// Execute carries out one item and returns its result: its Code and
+// Message as the single call would have answered, Unchanged, Drift, and
+// Action (create, update, unchanged, drifted, conflict, delete, foreign;
+// see SyncActionOf).
+func (x *Executor) Execute(ctx context.Context, item state.PendingItem) state.ItemResult {
+	var out itemOutcome
+	err := x.s.safely(ctx, "operation item", func() error {
+		out = x.execute(ctx, item)
+		return out.err
+	})
+	st := statusOf(err)
+	return state.ItemResult{Name: item.Name, Code: st.Code(), Message: st.Message(),
+		Unchanged: out.unchanged, Drift: out.drift, Action: out.action}
+}
+
+// Finish reads back the updated_at of the secrets written (one listing per
+// scope written to), so that they can be found unchanged next time.
+func (x *Executor) Finish(ctx context.Context) { x.written.readBack(ctx, x.s) }
+
+// itemOutcome is what executing one item did.
+type itemOutcome struct {
+	err           error
+	action        string
+	unchanged     bool
+	drift         bool
+	keyID         upstream.KeyID
+	recordedOwner string
+}
+
+// scopeListing returns the scope's listing, read once; nil when it could
+// not be read (the items of the scope are then written).
+func (x *Executor) scopeListing(ctx context.Context, scope upstream.Scope) map[string]upstream.Secret {
+	x.mu.Lock()
+	l := x.listings[scope.Path()]
+	if l == nil {
+		l = &listing{}
+		x.listings[scope.Path()] = l
+	}
+	x.mu.Unlock()
+	l.once.Do(func() {
+		list, err := x.s.listScope(ctx, scope)
+		if err != nil {
+			x.s.log.DebugContext(ctx, "scope listing failed; its items are written", "scope", scope.Path(), "err", err)
+			return
+		}
+		l.secrets = list
+	})
+	return l.secrets
+}
+
+func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutcome {
+	scope, name, err := parseSecretName("name", item.Name)
+	if err != nil {
+		return itemOutcome{err: err}
+	}
+	res := secretResourceName(scope, name)
+	rec := x.s.getRecord(ctx, res)
+	if item.Delete {
+		return x.delete(ctx, scope, name, rec)
+	}
+	if item.ValueLost {
+		return itemOutcome{err: invalidArg("value", "of %s was lost: the state key changed since the operation was accepted; send it again", res)}
+	}
+	out := itemOutcome{}
+	conflict := x.ownership && rec != nil && rec.Owner != x.owner
+	if conflict {
+		out.recordedOwner = rec.Owner
+		if !x.force {
+			out.action, out.err = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT], &conflictError{resource: res, owner: rec.Owner}
+			return out
+		}
+	}
+	p := &putPlan{scope: scope, name: name, plaintext: item.Value, visibility: item.Settings.Visibility, repoIDs: item.Settings.SelectedRepositoryIDs}
+	pr, havePrints := x.s.printsOf(ctx, p)
+	now := seenIn(x.scopeListing(ctx, scope), name)
+	v := judge(rec, pr, havePrints, x.force, now)
+	out.drift = v.drift
+	itemCtx, ch, err := x.s.begin(ctx, x.rpc, nil, res, item.Value)
+	if err != nil {
+		out.err = err
+		return out
+	}
+	if v.unchanged && !conflict {
+		x.s.metrics.skipped(ctx, rpcShort(x.rpc))
+		ch.endWith(itemCtx, nil, v)
+		out.action, out.unchanged, out.keyID = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED], true, upstream.KeyID(rec.KeyID)
+		return out
+	}
+	switch {
+	case conflict:
+		out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT]
+	case v.drift:
+		out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_DRIFTED]
+		x.s.noteDrift(ctx, x.rpc, res)
+	case now.known && !now.exists:
+		out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CREATE]
+	default:
+		out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE]
+	}
+	_, keyID, err := x.s.put(itemCtx, p)
+	ch.endWith(itemCtx, err, v)
+	if err != nil {
+		out.err = err
+		return out
+	}
+	x.s.recordWrite(ctx, p, pr, havePrints, keyID, x.owner, time.Time{})
+	x.written.add(scope, name, pr.value)
+	out.keyID = keyID
+	return out
+}
+
+// delete deletes a secret the owner wrote (a prune), and its record. A
+// secret already gone counts as deleted; one that is no longer the owner's
+// is left alone.
+func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string, rec *state.Record) itemOutcome {
+	res := secretResourceName(scope, name)
+	if rec == nil || rec.Owner != x.owner {
+		out := itemOutcome{action: syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN], err: &notOwnedError{resource: res}}
+		if rec != nil {
+			out.recordedOwner = rec.Owner
+		}
+		return out
+	}
+	itemCtx, ch, err := x.s.begin(ctx, x.rpc, nil, res, nil)
+	if err != nil {
+		return itemOutcome{err: err}
+	}
+	err = x.s.deleteRecorded(itemCtx, scope, name)
+	if isStatus(err, http.StatusNotFound) {
+		err = nil
+	}
+	ch.end(itemCtx, err)
+	return itemOutcome{action: syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_DELETE], err: err}
+}
