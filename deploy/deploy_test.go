@@ -217,21 +217,6 @@ func TestChecksCatch(t *testing.T) {
 	}
 }
 
-// pendingFlags are flags of issue 10 that other work adds to the broker
-// at the same time as these manifests: a setting naming one of them is
-// accepted while the broker does not have it yet, and checked like any
-// other once it does. Empty this list once they have landed.
-var pendingFlags = []string{
-	"github-app-id",
-	"github-app-private-key-file",
-	"github-app-installation-id",
-	"redis-url",
-	"redis-url-file",
-	"expected-replicas",
-	"upstream-writes-per-minute",
-	"upstream-writes-per-hour",
-}
-
 // TestSettingsAreFlags checks that every SECRETBROKER_* variable the
 // rendered manifests set (literal or from the settings ConfigMap) is one
 // of the broker's flags, as its --help lists them, so that a misspelt
@@ -288,7 +273,7 @@ func TestSettingsAreFlags(t *testing.T) {
 				continue
 			}
 			flag := strings.ToLower(strings.ReplaceAll(rest, "_", "-"))
-			if !flags[flag] && !slices.Contains(pendingFlags, flag) {
+			if !flags[flag] {
 				t.Errorf("%s: %s sets --%s, which the broker does not have", dir, name, flag)
 			}
 		}
