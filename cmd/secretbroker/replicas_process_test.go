@@ -27,7 +27,10 @@ package main
 // its windows: the brokers join it and pace from the shared state from
 // their first write (a Redis without one gets a new epoch, in which
 // nobody spends before redisstate.DefaultSeedGrace; scenario 2's restart
-// shows that case). Each scenario checks the brokers kept that epoch.
+// shows that case). Scenarios 1 and 3 check that the brokers kept that
+// epoch and that Redis' log of writes holds every write they granted: a
+// broker pacing on its own would break no limit in so few writes, but
+// would leave its writes out of that log.
 //
 // Nothing here asserts a duration: the rate and the waits are logged.
 
@@ -209,9 +212,15 @@ type replicaRig struct {
 	epoch   string // the epoch Redis held before the brokers started
 }
 
-// epochKey is the Redis key of the token credential's epoch (redisstate's
-// layout: prefix, credential hash tag, "e").
-func epochKey() string { return redisstate.DefaultPrefix + "{" + upstream.TokenCredential + "}:e" }
+// sharedKey is the token credential's Redis key named by letter, in
+// redisstate's layout (prefix, credential hash tag, letter; see its
+// scripts.go): "e" the epoch, "w" the log of writes.
+func sharedKey(letter string) string {
+	return redisstate.DefaultPrefix + "{" + upstream.TokenCredential + "}:" + letter
+}
+
+// epochKey is the Redis key of the token credential's epoch.
+func epochKey() string { return sharedKey("e") }
 
 // newReplicaRig starts the emulator (its PUTs through hold, when not
 // nil), a Redis holding an established epoch, and two brokers.
@@ -345,16 +354,22 @@ func (rig *replicaRig) checkEmulator(t *testing.T, acked map[string]string) {
 	}
 }
 
-// checkEpoch fails t unless Redis still holds the epoch the test seeded:
-// the brokers joined it (and so paced from the shared state) rather than
-// starting a new one.
-func (rig *replicaRig) checkEpoch(ctx context.Context, t *testing.T) {
+// checkShared fails t unless Redis still holds the epoch the test
+// seeded (the brokers joined it rather than starting a new one) and its
+// log of writes (redisstate's "w" key, one entry per write granted, kept
+// an hour) holds writes entries: every write both brokers granted went
+// through the shared state.
+func (rig *replicaRig) checkShared(ctx context.Context, t *testing.T, writes int) {
 	t.Helper()
 	rc := redis.NewClient(&redis.Options{Addr: rig.redis.Addr})
 	defer rc.Close()
 	got, err := rc.Get(ctx, epochKey()).Result()
 	if err != nil || got != rig.epoch {
 		t.Errorf("Redis' epoch is %q (%v), want the seeded %q", got, err, rig.epoch)
+	}
+	n, err := rc.ZCard(ctx, sharedKey("w")).Result()
+	if err != nil || n != int64(writes) {
+		t.Errorf("Redis' log of writes holds %d entries (%v), want %d", n, err, writes)
 	}
 }
 
@@ -427,7 +442,7 @@ func TestReplicaProcesses(t *testing.T) {
 		if len(puts) != 2*items {
 			t.Errorf("the emulator accepted %d PUTs, want %d: one per item", len(puts), 2*items)
 		}
-		rig.checkEpoch(ctx, t)
+		rig.checkShared(ctx, t, 2*items)
 		rig.checkLogs(t, acked)
 		logRate(t, puts)
 	})
@@ -545,7 +560,7 @@ func TestReplicaProcesses(t *testing.T) {
 		if code, body := survivor.readyz(ctx); code != http.StatusOK || body != "ok" {
 			t.Errorf("%s /readyz after the other replica died: %d %q, want 200 ok", survivor.name, code, body)
 		}
-		rig.checkEpoch(ctx, t)
+		rig.checkShared(ctx, t, killAt+items) // the held write was granted too
 		rig.checkLogs(t, merged(outs...))
 		if !firstAfter.IsZero() {
 			t.Logf("%s's first write after %s was killed holding the write slot: %v later (the slot's lease is max(3 × %v, 1s))",
