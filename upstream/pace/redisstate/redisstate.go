@@ -71,7 +71,9 @@ type Options struct {
 	OpTimeout time.Duration
 	// Heartbeat is how often the background loop (Run) checks Redis,
 	// re-seeds it when it came back, and renews the write slot's lease;
-	// default DefaultHeartbeat. It must be well below Limits.Lease().
+	// default DefaultHeartbeat, or a third of Limits.Lease() when that is
+	// shorter. New refuses a Heartbeat above a third of the lease: a
+	// replica whose write is slow would lose the slot before renewing it.
 	Heartbeat time.Duration
 	// SeedGrace is how long after a Redis came back empty no replica
 	// spends from it (every replica re-seeds it meanwhile); default
@@ -135,8 +137,12 @@ func New(opts Options) (*State, error) {
 	if opts.OpTimeout <= 0 {
 		opts.OpTimeout = DefaultOpTimeout
 	}
+	lease := opts.Limits.Lease()
 	if opts.Heartbeat <= 0 {
-		opts.Heartbeat = DefaultHeartbeat
+		opts.Heartbeat = min(DefaultHeartbeat, lease/3)
+	}
+	if opts.Heartbeat > lease/3 {
+		return nil, fmt.Errorf("redisstate: Heartbeat %v is above a third of the write slot's lease %v", opts.Heartbeat, lease)
 	}
 	if opts.SeedGrace <= 0 {
 		opts.SeedGrace = DefaultSeedGrace
