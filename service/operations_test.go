@@ -96,7 +96,12 @@ func TestOperationSync(t *testing.T) {
 		}
 		want := map[string]string{"KEEP": plantedSecret, "NEW_1": plantedSecret + "-1", "NEW_2": plantedSecret + "-2", "NEW_3": plantedSecret + "-3"}
 		req := syncReq(stagingEnv, "ops", want)
-		req.Async = true
+		req.Async, req.DryRun = true, true
+		dry, err := h.broker.SyncSecrets(staging, req)
+		if err != nil || dry.GetOperation() != nil || len(dry.GetResults()) != 4 {
+			t.Fatalf("async dry run: %v %v; want the plan at once, no operation", dry, err)
+		}
+		req.DryRun = false
 		h.emu.ResetCounts()
 		resp, err := h.broker.SyncSecrets(staging, req)
 		if err != nil {
