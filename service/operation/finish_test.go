@@ -101,3 +101,62 @@ func TestFinishHook(t *testing.T) {
 		}
 	})
 }
+
+// TestFinishBeforeDone: Finish runs before the operation is marked done,
+// so a caller whose Wait returns done sees what Finish recorded (the
+// service reads GitHub's updated_at back there: a sync right after would
+// otherwise plan unchanged secrets as updates). Both for an operation that
+// completes and for one that is cancelled.
+func TestFinishBeforeDone(t *testing.T) {
+	for _, cancel := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			ctx := context.Background()
+			store, err := state.NewMemory(state.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			exec := &fakeExec{fn: func(ctx context.Context, _ *state.Operation, _ state.PendingItem) state.ItemResult {
+				select {
+				case <-time.After(time.Second):
+					return state.ItemResult{Code: codes.OK, Action: "create"}
+				case <-ctx.Done():
+					return state.ItemResult{Code: codes.Canceled}
+				}
+			}}
+			var doneAtFinish []bool
+			r, err := New(Options{Store: store, Exec: exec.exec, Finish: func(ctx context.Context, id string) {
+				op, err := store.GetOperation(ctx, id)
+				if err != nil {
+					t.Errorf("Finish: %v", err)
+					return
+				}
+				doneAtFinish = append(doneAtFinish, op.Done)
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			op, err := r.Start(ctx, newOp("alice", 3, "v"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cancel {
+				time.Sleep(1500 * time.Millisecond) // one item done, the second in flight
+				if _, err := r.Cancel(ctx, op.ID, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := r.Wait(ctx, op.ID, time.Minute, nil)
+			if err != nil || !got.Done {
+				t.Fatalf("Wait: %+v %v", got, err)
+			}
+			synctest.Wait()
+			if len(doneAtFinish) != 1 || doneAtFinish[0] {
+				t.Errorf("cancel %v: Finish saw done = %v, want one call before done", cancel, doneAtFinish)
+			}
+			if err := r.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -22,8 +22,12 @@ var errConflict = errors.New("stored pending items differ from the items run")
 // record cannot be updated. ctx is the operation's context (see track).
 func (r *Runner) run(ctx context.Context, id string) {
 	defer r.untrack(id)
+	finished := false
 	if r.onFinish != nil {
 		defer func() {
+			if finished {
+				return
+			}
 			// A cancelled operation still finishes its work; a hard stop
 			// (Close out of time) does not wait for it.
 			fctx := context.WithoutCancel(ctx)
@@ -64,9 +68,17 @@ func (r *Runner) run(ctx context.Context, id string) {
 		next := len(group) // op.Pending[next] is the next item to run
 		switch {
 		case next == len(op.Pending):
+			if r.onFinish != nil {
+				r.onFinish(sctx, id)
+				finished = true
+			}
 			r.finish(sctx, id, group, nil)
 			return
 		case op.CancelRequested || errors.Is(context.Cause(ctx), errCancelRequested):
+			if r.onFinish != nil {
+				r.onFinish(sctx, id)
+				finished = true
+			}
 			r.finish(sctx, id, group, &state.Status{Code: codes.Canceled, Message: "operation cancelled"})
 			return
 		case isClosed(r.closing):
