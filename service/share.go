@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/secretbroker/secretbroker/upstream"
@@ -102,34 +103,88 @@ func outOfTime(err error) bool {
 
 // sharedReads is an Upstream whose reads are coalesced: identical reads in
 // flight at the same time (one secret, one page of one list) become one
-// GitHub request. Writes pass through.
+// GitHub request. Writes pass through, and each write that ends (however
+// it ends: a failed one may have taken effect) starts a new generation of
+// its scope's reads: a read that began after a write ended never joins
+// one that began before, so a caller always sees its own writes. Reads of
+// the organization secrets a repository sees follow every write.
 type sharedReads struct {
 	Upstream
 	group upstream.Group[any]
+
+	mu   sync.Mutex
+	gens map[string]uint64 // writes ended, by scope path
+	all  uint64            // writes ended anywhere
+}
+
+// gen returns the generation of s's reads, for their keys.
+func (r *sharedReads) gen(s upstream.Scope) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return "#" + strconv.FormatUint(r.gens[s.Path()], 10)
+}
+
+// wrote ends the current generation of s's reads.
+func (r *sharedReads) wrote(s upstream.Scope) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gens == nil {
+		r.gens = make(map[string]uint64)
+	}
+	r.gens[s.Path()]++
+	r.all++
 }
 
 func (r *sharedReads) GetSecret(ctx context.Context, s upstream.Scope, name string) (upstream.Secret, error) {
-	return share(ctx, &r.group, "secret "+s.Path()+"/"+strings.ToUpper(name), func(ctx context.Context) (upstream.Secret, error) {
+	return share(ctx, &r.group, "secret "+s.Path()+r.gen(s)+"/"+strings.ToUpper(name), func(ctx context.Context) (upstream.Secret, error) {
 		return r.Upstream.GetSecret(ctx, s, name)
 	})
 }
 
 func (r *sharedReads) ListSecrets(ctx context.Context, s upstream.Scope, p upstream.Page) (upstream.SecretList, error) {
-	return share(ctx, &r.group, "secrets "+s.Path()+pageKey(p), func(ctx context.Context) (upstream.SecretList, error) {
+	return share(ctx, &r.group, "secrets "+s.Path()+r.gen(s)+pageKey(p), func(ctx context.Context) (upstream.SecretList, error) {
 		return r.Upstream.ListSecrets(ctx, s, p)
 	})
 }
 
 func (r *sharedReads) ListSelectedRepositories(ctx context.Context, s upstream.Scope, name string, p upstream.Page) (upstream.RepositoryList, error) {
-	return share(ctx, &r.group, "selected "+s.Path()+"/"+strings.ToUpper(name)+pageKey(p), func(ctx context.Context) (upstream.RepositoryList, error) {
+	return share(ctx, &r.group, "selected "+s.Path()+r.gen(s)+"/"+strings.ToUpper(name)+pageKey(p), func(ctx context.Context) (upstream.RepositoryList, error) {
 		return r.Upstream.ListSelectedRepositories(ctx, s, name, p)
 	})
 }
 
 func (r *sharedReads) ListRepositoryOrganizationSecrets(ctx context.Context, s upstream.Scope, p upstream.Page) (upstream.SecretList, error) {
-	return share(ctx, &r.group, "org-secrets "+s.Path()+pageKey(p), func(ctx context.Context) (upstream.SecretList, error) {
+	r.mu.Lock()
+	all := strconv.FormatUint(r.all, 10)
+	r.mu.Unlock()
+	return share(ctx, &r.group, "org-secrets "+s.Path()+"#"+all+pageKey(p), func(ctx context.Context) (upstream.SecretList, error) {
 		return r.Upstream.ListRepositoryOrganizationSecrets(ctx, s, p)
 	})
+}
+
+func (r *sharedReads) PutSecretFunc(ctx context.Context, s upstream.Scope, name string, body func() (upstream.PutSecretBody, error)) (bool, error) {
+	defer r.wrote(s)
+	return r.Upstream.PutSecretFunc(ctx, s, name, body)
+}
+
+func (r *sharedReads) DeleteSecret(ctx context.Context, s upstream.Scope, name string) error {
+	defer r.wrote(s)
+	return r.Upstream.DeleteSecret(ctx, s, name)
+}
+
+func (r *sharedReads) SetSelectedRepositories(ctx context.Context, s upstream.Scope, name string, ids []int64) error {
+	defer r.wrote(s)
+	return r.Upstream.SetSelectedRepositories(ctx, s, name, ids)
+}
+
+func (r *sharedReads) AddSelectedRepository(ctx context.Context, s upstream.Scope, name string, id int64) error {
+	defer r.wrote(s)
+	return r.Upstream.AddSelectedRepository(ctx, s, name, id)
+}
+
+func (r *sharedReads) RemoveSelectedRepository(ctx context.Context, s upstream.Scope, name string, id int64) error {
+	defer r.wrote(s)
+	return r.Upstream.RemoveSelectedRepository(ctx, s, name, id)
 }
 
 func pageKey(p upstream.Page) string {

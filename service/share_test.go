@@ -319,3 +319,64 @@ func TestServiceSharedReadPanicIsInternal(t *testing.T) {
 		t.Fatalf("the failure was not logged at the service boundary:\n%s", logs)
 	}
 }
+
+// gatedLists is an Upstream whose ListSecrets blocks on gate and counts
+// its calls, and whose DeleteSecret returns at once.
+type gatedLists struct {
+	Upstream
+	gate  chan struct{}
+	calls atomic.Int32
+}
+
+func (u *gatedLists) ListSecrets(ctx context.Context, s upstream.Scope, p upstream.Page) (upstream.SecretList, error) {
+	u.calls.Add(1)
+	<-u.gate
+	return upstream.SecretList{}, nil
+}
+
+func (u *gatedLists) DeleteSecret(context.Context, upstream.Scope, string) error { return nil }
+
+// A caller always sees its own writes: a list that began after a write to
+// its scope ended never joins one that began before (which may have read
+// the scope before the write), while lists of the same generation still
+// share one request, and a write elsewhere changes nothing.
+func TestSharedReadsFollowWrites(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := &gatedLists{gate: make(chan struct{})}
+		r := &sharedReads{Upstream: u}
+		repo := upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r"}
+		other := upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "other"}
+		page := upstream.Page{Page: 1, PerPage: 100}
+		var wg sync.WaitGroup
+		list := func() {
+			wg.Go(func() {
+				if _, err := r.ListSecrets(t.Context(), repo, page); err != nil {
+					t.Error(err)
+				}
+			})
+			synctest.Wait()
+		}
+		list()
+		list() // joins the first
+		if got := u.calls.Load(); got != 1 {
+			t.Fatalf("two lists at once made %d requests, want 1", got)
+		}
+		if err := r.DeleteSecret(t.Context(), other, "X"); err != nil {
+			t.Fatal(err)
+		}
+		list() // a write elsewhere: still joins
+		if got := u.calls.Load(); got != 1 {
+			t.Fatalf("after a write to another scope: %d requests, want 1", got)
+		}
+		if err := r.DeleteSecret(t.Context(), repo, "X"); err != nil {
+			t.Fatal(err)
+		}
+		list() // began after the write ended: a request of its own
+		list() // joins that one
+		if got := u.calls.Load(); got != 2 {
+			t.Fatalf("after a write to the scope: %d requests, want 2", got)
+		}
+		close(u.gate)
+		wg.Wait()
+	})
+}
