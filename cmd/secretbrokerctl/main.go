@@ -74,6 +74,8 @@ func commands() []command {
 		getCommand(),
 		lsCommand(),
 		rmCommand(),
+		syncCommand(),
+		driftCommand(),
 	}
 }
 
