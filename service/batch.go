@@ -31,7 +31,7 @@ const maxBatch = 1000
 func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchPutSecretsRequest) (*secretbrokerv1.BatchPutSecretsResponse, error) {
 	const op = "BatchPutSecrets"
 	if req.GetAsync() {
-		return nil, errAsyncNotWired
+		return s.batchAsync(ctx, req)
 	}
 	reqs := req.GetRequests()
 	if len(reqs) > maxBatch {

@@ -85,6 +85,10 @@ type Options struct {
 	// an owner wrote. The caller closes it. Default: nil, a new memory
 	// store, lost on exit.
 	State state.Store
+	// Operations tune the runner of long-running operations (async
+	// SyncSecrets and BatchPutSecrets, operations.go), kept in State.
+	// Call ResumeOperations at start-up and CloseOperations at shutdown.
+	Operations OperationOptions
 }
 
 // Server implements secretbroker.v1.SecretService.
@@ -108,6 +112,8 @@ type Server struct {
 	tracer trace.Tracer
 	// state is what the broker remembers of its writes (record.go).
 	state *stateOf
+	// ops runs long-running operations (operations.go).
+	ops *operations
 }
 
 // sealSlots is how many values the broker seals at once: one core fewer
@@ -145,7 +151,7 @@ func New(up Upstream, opts Options) *Server {
 		}
 		opts.State = st
 	}
-	return &Server{
+	s := &Server{
 		state:   &stateOf{store: opts.State},
 		tracer:  tracer,
 		metrics: m,
@@ -159,6 +165,8 @@ func New(up Upstream, opts Options) *Server {
 		sealers:    make(chan struct{}, sealSlots()),
 		repos:      newRepoNames(up, opts.RepoNameTTL),
 	}
+	s.ops = newOperations(s, up, opts.State, opts.Operations)
+	return s
 }
 
 // The full gRPC method names, for audit records.

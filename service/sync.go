@@ -12,7 +12,6 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/audit"
@@ -22,9 +21,6 @@ import (
 
 // maxOwnerLen bounds a sync's owner label, in bytes.
 const maxOwnerLen = 128
-
-// errAsyncNotWired answers async: true until operations are served.
-var errAsyncNotWired = status.Error(codes.Unimplemented, "async: operations are not served by this broker yet; send the call without async")
 
 // conflictError is an item naming a secret another owner wrote through
 // the broker, sent without force.
@@ -98,8 +94,8 @@ type syncPlan struct {
 // item.
 func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*secretbrokerv1.SyncSecretsResponse, error) {
 	const op = "SyncSecrets"
-	if req.GetAsync() {
-		return nil, errAsyncNotWired
+	if req.GetAsync() && !req.GetDryRun() {
+		return s.syncAsync(ctx, req)
 	}
 	ctx, cancel := keepTimeToReply(ctx)
 	defer cancel()
@@ -150,6 +146,36 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 	x.Finish(ctx)
 	s.logBatch(ctx, op, len(plan.items), &tally)
 	return resp, nil
+}
+
+// syncAsync plans a sync and accepts it as an operation: the items to
+// write or delete are its pending work; the others (unchanged, foreign,
+// refused) are its first results. A dry run ignores async.
+func (s *Server) syncAsync(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*secretbrokerv1.SyncSecretsResponse, error) {
+	const op = "SyncSecrets"
+	plan, err := s.planSync(ctx, req)
+	if err != nil {
+		return nil, s.toStatus(ctx, op, err)
+	}
+	o := &state.Operation{Kind: state.KindSyncSecrets, Caller: callerOf(ctx), Parent: scopeName(plan.scope),
+		Owner: plan.owner, Force: plan.force, Prune: plan.prune}
+	for _, it := range plan.items {
+		if it.run && it.err == nil {
+			o.Pending = append(o.Pending, it.pending(plan.settings))
+			continue
+		}
+		if it.action == secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED && it.err == nil {
+			s.metrics.skipped(ctx, op)
+			s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: rpcSyncSecrets, Resource: it.res,
+				Outcome: codeName(codes.OK), Unchanged: true})
+		}
+		o.Results = append(o.Results, itemResultOf(it))
+	}
+	started, err := s.startOperation(ctx, op, o)
+	if err != nil {
+		return nil, err
+	}
+	return &secretbrokerv1.SyncSecretsResponse{Operation: started}, nil
 }
 
 // pending returns the item as an operation's pending work.

@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/audit"
@@ -333,7 +334,8 @@ func TestSyncRejects(t *testing.T) {
 		{"ids without selected", &secretbrokerv1.SyncSecretsRequest{Parent: orgScope, Visibility: "all", SelectedRepositoryIds: []int64{1}, Secrets: map[string]string{"A": plantedSecret}}, codes.InvalidArgument},
 		{"owner with a newline", syncReq(repoScope, "a\nb", map[string]string{"A": plantedSecret}), codes.InvalidArgument},
 		{"too many", syncReq(repoScope, "", many), codes.InvalidArgument},
-		{"async", &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Async: true}, codes.Unimplemented},
+		{"async with a bad parent", &secretbrokerv1.SyncSecretsRequest{Parent: "repos/octo-org", Async: true, Secrets: map[string]string{"A": plantedSecret}}, codes.InvalidArgument},
+		{"async with an empty value", &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Async: true, Secrets: map[string]string{"A": ""}}, codes.InvalidArgument},
 	}
 	if len(many) <= maxBatch {
 		t.Fatalf("only %d distinct names", len(many))
@@ -347,8 +349,24 @@ func TestSyncRejects(t *testing.T) {
 				t.Errorf("%s: the error holds the value: %v", tt.name, err)
 			}
 		}
-		_, err := h.broker.BatchPutSecrets(t.Context(), &secretbrokerv1.BatchPutSecretsRequest{Async: true})
-		wantCode(t, err, codes.Unimplemented)
+		forced := plain(repoScope+"/secrets/B", plantedSecret)
+		forced.Force = true
+		for _, b := range []struct {
+			name  string
+			items []*secretbrokerv1.PutSecretRequest
+			field string
+		}{
+			{"caller-sealed value", []*secretbrokerv1.PutSecretRequest{plain(repoScope+"/secrets/A", plantedSecret), sealedPut(repoScope+"/secrets/B", "c2VhbGVk", "key")}, "requests[1].encrypted_value"},
+			{"force differs", []*secretbrokerv1.PutSecretRequest{plain(repoScope+"/secrets/A", plantedSecret), forced}, "requests[1].force"},
+			{"a bad name", []*secretbrokerv1.PutSecretRequest{plain("repos/octo-org/secrets/A", plantedSecret)}, "requests[0].name"},
+			{"one secret twice", []*secretbrokerv1.PutSecretRequest{plain(repoScope+"/secrets/A", plantedSecret), plain(repoScope+"/secrets/a", plantedSecret)}, "requests[1].name"},
+		} {
+			_, err := h.broker.BatchPutSecrets(t.Context(), &secretbrokerv1.BatchPutSecretsRequest{Async: true, Requests: b.items})
+			wantCode(t, err, codes.InvalidArgument)
+			if msg := status.Convert(err).Message(); !strings.HasPrefix(msg, b.field+":") || strings.Contains(msg, plantedSecret) {
+				t.Errorf("async batch, %s: message %q, want it to start with %s and hold no value", b.name, msg, b.field)
+			}
+		}
 		if h.emu.TotalRequests() != 0 {
 			t.Errorf("%d requests for refused syncs", h.emu.TotalRequests())
 		}

@@ -187,6 +187,24 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 
 		MetricsCallerLabel: cfg.MetricsCallerLabel,
 	})
+	// Operations a previous process left unfinished run again from here;
+	// shutdown closes the runner (with the servers, within
+	// --shutdown-timeout), this defer on an early return; both before the
+	// state store closes.
+	resumed, err := svc.ResumeOperations(ctx)
+	if err != nil {
+		return err
+	}
+	if resumed > 0 {
+		logger.Info("operations resumed", slog.Int("operations", resumed))
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := svc.CloseOperations(cctx); err != nil {
+			logger.Warn("operations cut at the shutdown timeout; they resume after a restart", slog.Any("error", err))
+		}
+	}()
 
 	var tlsCfg *tls.Config
 	if cfg.TLSCertFile != "" {
@@ -365,7 +383,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		logger.Error("server failed; shutting down", slog.Any("error", failed))
 	}
 	readyState.setShuttingDown()
-	shutdown(ctx, cfg.ShutdownTimeout, logger, healthSrv, httpSrv, grpcSrv, gwSrv)
+	shutdown(ctx, cfg.ShutdownTimeout, logger, svc.CloseOperations, healthSrv, httpSrv, grpcSrv, gwSrv)
 	if failed != nil {
 		return failed
 	}
@@ -376,14 +394,25 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 // shutdown stops serving within timeout: health checks turn NOT_SERVING,
 // the gateway stops accepting and drains its requests, then the gRPC
 // server drains its calls; whatever is still running when the timeout
-// passes is cut.
-func shutdown(ctx context.Context, timeout time.Duration, logger *slog.Logger,
+// passes is cut. closeOps, when not nil, stops the operation runner at
+// the same time (waiting WaitOperation calls return at once, in-flight
+// items finish), within the same timeout.
+func shutdown(ctx context.Context, timeout time.Duration, logger *slog.Logger, closeOps func(context.Context) error,
 	healthSrv *health.Server, httpSrv *http.Server, grpcSrvs ...*grpc.Server,
 ) {
 	healthSrv.Shutdown() // every service NOT_SERVING from now on
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
+	if closeOps != nil {
+		var closing sync.WaitGroup
+		closing.Go(func() {
+			if err := closeOps(sctx); err != nil {
+				logger.Warn("operations cut at the shutdown timeout; they resume after a restart", slog.Any("error", err))
+			}
+		})
+		defer closing.Wait()
+	}
 
 	// The gateway first: its in-flight requests need the gRPC server.
 	if err := httpSrv.Shutdown(sctx); err != nil {

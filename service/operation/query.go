@@ -108,8 +108,9 @@ func (r *Runner) Cancel(ctx context.Context, id string, visible Visible) (*state
 // timeout passes first (AIP-151 WaitOperation). timeout zero or above
 // Options.MaxWait means MaxWait. It waits on a notification from this
 // process's runner, not by polling the store; an operation run by another
-// replica is returned at the timeout. When ctx ends first it returns ctx's
-// error.
+// replica is returned at the timeout. When the runner is closing, it
+// returns the latest state at once (the operation resumes after the
+// restart; wait again then). When ctx ends first it returns ctx's error.
 func (r *Runner) Wait(ctx context.Context, id string, timeout time.Duration, visible Visible) (*state.Operation, error) {
 	if timeout <= 0 || timeout > r.maxWait {
 		timeout = r.maxWait
@@ -130,6 +131,12 @@ func (r *Runner) Wait(ctx context.Context, id string, timeout time.Duration, vis
 		case <-changed:
 			release()
 		case <-timer.C:
+			release()
+			if op, err = r.get(ctx, id, visible); err != nil {
+				return nil, fmt.Errorf("operation: wait: %w", err)
+			}
+			return redact(op), nil
+		case <-r.closing:
 			release()
 			if op, err = r.get(ctx, id, visible); err != nil {
 				return nil, fmt.Errorf("operation: wait: %w", err)

@@ -22,6 +22,17 @@ var errConflict = errors.New("stored pending items differ from the items run")
 // record cannot be updated. ctx is the operation's context (see track).
 func (r *Runner) run(ctx context.Context, id string) {
 	defer r.untrack(id)
+	if r.onFinish != nil {
+		defer func() {
+			// A cancelled operation still finishes its work; a hard stop
+			// (Close out of time) does not wait for it.
+			fctx := context.WithoutCancel(ctx)
+			if r.ctx.Err() != nil {
+				fctx = r.ctx
+			}
+			r.onFinish(fctx, id)
+		}()
+	}
 	select {
 	case r.slots <- struct{}{}:
 		defer func() { <-r.slots }()

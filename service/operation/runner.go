@@ -28,6 +28,14 @@ type Exec func(ctx context.Context, op *state.Operation, item state.PendingItem)
 // must be fast and must not block.
 type Estimate func(remaining int) time.Duration
 
+// Finish is called once each time this process stops running an
+// operation (done, cancelled, paused by Close, or its progress could not
+// be recorded), after its last item returned and before Close can return:
+// the service flushes per-operation state there (its executor's read-back
+// of what was written). ctx is not cancelled by a cancel of the operation;
+// it is cancelled when Close ran out of time. It must not block for long.
+type Finish func(ctx context.Context, id string)
+
 // Visible reports whether the calling identity may see op. The service
 // passes one per request: the caller itself, and callers its policy lets
 // read operations. A nil Visible lets everything through (internal use).
@@ -72,6 +80,9 @@ type Options struct {
 	Exec Exec
 	// Estimate, when set, fills Progress.EstimatedCompletion.
 	Estimate Estimate
+	// Finish, when set, is called when this process stops running an
+	// operation (see Finish).
+	Finish Finish
 	// Logger receives the runner's logs; nil discards them.
 	Logger *slog.Logger
 	// MaxRunning bounds how many operations run at once; zero means
@@ -95,6 +106,7 @@ type Runner struct {
 	store         state.Operations
 	exec          Exec
 	estimate      Estimate
+	onFinish      Finish
 	log           *slog.Logger
 	slots         chan struct{}
 	flushEvery    int
@@ -128,6 +140,7 @@ func New(opts Options) (*Runner, error) {
 		store:         opts.Store,
 		exec:          opts.Exec,
 		estimate:      opts.Estimate,
+		onFinish:      opts.Finish,
 		log:           opts.Logger,
 		slots:         make(chan struct{}, orDefault(opts.MaxRunning, DefaultMaxRunning)),
 		flushEvery:    orDefault(opts.FlushEvery, DefaultFlushEvery),
