@@ -116,6 +116,12 @@ func startBroker(t *testing.T, o brokerOpts) *broker {
 		t.Cleanup(func() { _ = st.Close() })
 		b.state = st
 		svc := service.New(client, service.Options{Logger: logger, State: st})
+		// Runs before the store closes (cleanups run last first).
+		t.Cleanup(func() {
+			if err := svc.CloseOperations(context.Background()); err != nil {
+				t.Errorf("close operations: %v", err)
+			}
+		})
 		srv = svc
 		if o.wrap != nil {
 			srv = o.wrap(svc)
