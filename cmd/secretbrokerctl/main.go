@@ -76,6 +76,9 @@ func commands() []command {
 		rmCommand(),
 		syncCommand(),
 		driftCommand(),
+		opsCommand(),
+		opCommand(),
+		cancelCommand(),
 	}
 }
 
