@@ -46,13 +46,13 @@ type syncSummary struct {
 
 // syncJSON is sync's JSON output, one document at the end.
 type syncJSON struct {
-	Parent    string      `json:"parent"`
-	DryRun    bool        `json:"dry_run"`
-	Plan      []protoJSON `json:"plan"`
-	Operation string      `json:"operation,omitempty"`
-	Results   []protoJSON `json:"results,omitempty"`
+	Parent    string       `json:"parent"`
+	DryRun    bool         `json:"dry_run"`
+	Plan      []protoJSON  `json:"plan"`
+	Operation string       `json:"operation,omitempty"`
+	Results   []protoJSON  `json:"results,omitempty"`
 	Summary   *syncSummary `json:"summary,omitempty"`
-	Error     string      `json:"error,omitempty"`
+	Error     string       `json:"error,omitempty"`
 }
 
 // runSync makes PARENT hold the values of an env file: it asks the broker
