@@ -70,6 +70,8 @@ type harness struct {
 	// through it reach emu and are recorded.
 	upstream *emulatorTransport
 	client   *upstream.Client // nil when a test built its own Upstream
+	// server is the service the broker talks to.
+	server *Server
 }
 
 type harnessOpts struct {
@@ -87,6 +89,8 @@ type harnessOpts struct {
 	audit *audit.Log
 	// state is the service's Options.State; default a new memory store.
 	state state.Store
+	// ops is the service's Options.Operations.
+	ops OperationOptions
 }
 
 // emulatorURL is the base URL the upstream client is given; requests never
@@ -123,7 +127,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if o.wrap != nil {
 		up = o.wrap(client)
 	}
-	h := newHarnessWith(t, up, logs, Options{Logger: logger, KeyTTL: o.keyTTL, Authorizer: o.authz, Audit: o.audit, State: o.state})
+	h := newHarnessWith(t, up, logs, Options{Logger: logger, KeyTTL: o.keyTTL, Authorizer: o.authz, Audit: o.audit, State: o.state, Operations: o.ops})
 	h.emu, h.demo, h.upstream, h.client = emu, demo, tr, client
 	return h
 }
@@ -168,7 +172,8 @@ func newHarnessWith(t *testing.T, up Upstream, logs *syncBuffer, opts Options) *
 	mustBeInBubble(t)
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(grpc.UnaryInterceptor(callerFromMetadata))
-	secretbrokerv1.RegisterSecretServiceServer(gs, New(up, opts))
+	srv := New(up, opts)
+	secretbrokerv1.RegisterSecretServiceServer(gs, srv)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -192,7 +197,7 @@ func newHarnessWith(t *testing.T, up Upstream, logs *syncBuffer, opts Options) *
 			}
 		}
 	})
-	return &harness{broker: secretbrokerv1.NewSecretServiceClient(conn), logs: logs}
+	return &harness{broker: secretbrokerv1.NewSecretServiceClient(conn), logs: logs, server: srv}
 }
 
 // upstreamCall is one request the upstream client sent to the emulator.
