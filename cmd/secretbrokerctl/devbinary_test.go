@@ -125,7 +125,11 @@ func TestSyncAgainstDevBinary(t *testing.T) {
 	r := run("sync", "--from-env-file", both, "--owner", "dev-test", scope)
 	wantCode(t, r, exitOK)
 	wantPlan(t, r.stdout, map[string]string{"DEV_ONE": "create", "DEV_TWO": "create"})
-	wantContains(t, "stdout", r.stdout, "2 written, 0 deleted, 0 unchanged, 0 failed")
+	wantContains(t, "stdout", r.stdout, "2 written, 0 deleted, 0 unchanged, 0 failed",
+		"sync "+scope+": 2/2 done (2 written, 0 unchanged, 0 failed)") // the operation's last progress line
+	if strings.Contains(r.stderr, "does not run operations") {
+		t.Errorf("secretbroker --dev ran no operation:\n%s", r.stderr)
+	}
 
 	r = run("sync", "--from-env-file", both, "--owner", "dev-test", scope)
 	wantCode(t, r, exitOK)
