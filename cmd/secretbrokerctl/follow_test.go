@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -206,25 +207,45 @@ func TestSyncFollowTerminal(t *testing.T) {
 }
 
 // TestSyncInterrupt: an interrupt while following cancels the operation
-// (CancelOperation), reports what it finished, and exits 1.
+// (CancelOperation), reports what it finished, and exits 1; in JSON the
+// document says so.
 func TestSyncInterrupt(t *testing.T) {
-	b, f := startFakeOps(t)
-	f.block = true
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	go func() {
-		<-f.blocking
-		cancel() // Ctrl-C
-	}()
-	file := writeFile(t, "app.env", []byte("A1=a-value\nB2="+plantedValue+"\nC3=c-value\n"))
-	r := ctlClock(ctx, t, b.env(), strings.NewReader(""), noTerminal{}, stepClock(time.Second),
-		"sync", "--from-env-file", file, repoScope)
-	wantCode(t, r, exitFail)
-	if f.cancels != 1 {
-		t.Errorf("%d CancelOperation calls, want 1", f.cancels)
+	for _, output := range []string{outputTable, outputJSON} {
+		t.Run(output, func(t *testing.T) {
+			b, f := startFakeOps(t)
+			f.block = true
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			go func() {
+				<-f.blocking
+				cancel() // Ctrl-C
+			}()
+			file := writeFile(t, "app.env", []byte("A1=a-value\nB2="+plantedValue+"\nC3=c-value\n"))
+			r := ctlClock(ctx, t, b.env(), strings.NewReader(""), noTerminal{}, stepClock(time.Second),
+				"sync", "--from-env-file", file, "-o", output, repoScope)
+			wantCode(t, r, exitFail)
+			if f.cancels != 1 {
+				t.Errorf("%d CancelOperation calls, want 1", f.cancels)
+			}
+			wantContains(t, "stderr", r.stderr, "interrupted: cancelling "+fakeOpName, "interrupted; "+fakeOpName+" cancelled after 1 of 3 items")
+			if output == outputTable {
+				wantContains(t, "stdout", r.stdout, "1 written, 0 deleted, 0 unchanged, 0 failed")
+				return
+			}
+			var doc struct {
+				Operation string         `json:"operation"`
+				Results   []any          `json:"results"`
+				Summary   map[string]int `json:"summary"`
+				Error     string         `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+				t.Fatalf("not one JSON document: %v\n%s", err, r.stdout)
+			}
+			if doc.Operation != fakeOpName || len(doc.Results) != 1 || doc.Summary["written"] != 1 || !strings.HasPrefix(doc.Error, "CANCELLED") {
+				t.Errorf("JSON: %s", r.stdout)
+			}
+		})
 	}
-	wantContains(t, "stderr", r.stderr, "interrupted: cancelling "+fakeOpName, "interrupted; "+fakeOpName+" cancelled after 1 of 3 items")
-	wantContains(t, "stdout", r.stdout, "1 written, 0 deleted, 0 unchanged, 0 failed")
 }
 
 // TestSyncWithoutOperations: a broker that answers async with

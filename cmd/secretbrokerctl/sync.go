@@ -162,8 +162,11 @@ func runSync(ctx context.Context, c *cli, args []string) int {
 	out.Results = c.resultsJSON(res.results)
 	sum := summarize(res.results)
 	out.Summary = &sum
-	if res.err != nil {
+	switch {
+	case res.err != nil:
 		out.Error = c.describe(res.err)
+	case res.interrupted:
+		out.Error = "CANCELLED: interrupted; the operation was cancelled"
 	}
 	if opts.output == outputJSON {
 		if err := writeJSON(c.stdout, out); err != nil {
