@@ -167,7 +167,7 @@ func TestOpenState(t *testing.T) {
 
 // TestSyncGateway drives POST /v1/{parent}/secrets:sync on the dev broker:
 // a dry run, the sync, a second sync that finds everything unchanged, a
-// prune, and async (not served yet).
+// prune, and async (an operation, waited for through the gateway).
 func TestSyncGateway(t *testing.T) {
 	const value = "PLANTED-sync-plaintext-Tapir-77"
 	b := startBroker(t, devConfig(t))
@@ -206,9 +206,20 @@ func TestSyncGateway(t *testing.T) {
 	if got := actions(m); code != http.StatusOK || !mapsEqual(got, want) {
 		t.Errorf("prune = %d %v, want %v", code, m, want)
 	}
-	code, m = b.do(t, http.MethodPost, path, `{"secrets": {"GW_ONE": "`+value+`-1"}, "async": true}`)
-	if code != http.StatusNotImplemented {
-		t.Errorf("async = %d %v, want 501 until operations are served", code, m)
+	code, m = b.do(t, http.MethodPost, path, `{"secrets": {"GW_ONE": "`+value+`-1", "GW_THREE": "`+value+`-3"}, "owner": "gw", "async": true}`)
+	op, _ := m["operation"].(map[string]any)
+	name, _ := op["name"].(string)
+	if rs, _ := m["results"].([]any); code != http.StatusOK || !strings.HasPrefix(name, "operations/") || len(rs) != 0 {
+		t.Fatalf("async = %d %v, want an operation", code, m)
+	}
+	code, m = b.do(t, http.MethodPost, "/v1/"+name+":wait", `{"timeout": "20s"}`)
+	want = map[string]string{"GW_ONE": "SYNC_ACTION_UNCHANGED OK", "GW_THREE": "SYNC_ACTION_CREATE OK"}
+	results := map[string]any{"results": field(m["response"], "sync_results")}
+	if got := actions(results); code != http.StatusOK || m["done"] != true || !mapsEqual(got, want) {
+		t.Errorf("wait = %d %v, want done with %v", code, m, want)
+	}
+	if md := field(m, "metadata"); field(md, "written") != 1.0 || field(md, "unchanged") != 1.0 || field(md, "total") != 2.0 {
+		t.Errorf("metadata %v", md)
 	}
 	if strings.Contains(b.logs.String(), value) {
 		t.Fatal("a planted value reached the logs")
