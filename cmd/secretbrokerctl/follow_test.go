@@ -33,8 +33,10 @@ type fakeOps struct {
 	states   []*secretbrokerv1.Operation // what each WaitOperation returns, in turn
 	waits    []time.Duration             // the timeout of each WaitOperation
 	cancels  int
-	block    bool          // WaitOperation waits for the call's end instead
-	blocking chan struct{} // closed when a blocked WaitOperation started
+	block    bool              // WaitOperation waits for the call's end instead
+	waitErr  error             // WaitOperation's answer, when set
+	endErr   *rpcstatus.Status // the error the operation ends with, when set
+	blocking chan struct{}     // closed when a blocked WaitOperation started
 }
 
 const fakeOpName = "operations/fake-1"
@@ -98,12 +100,19 @@ func (f *fakeOps) WaitOperation(ctx context.Context, req *secretbrokerv1.WaitOpe
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 	defer f.mu.Unlock()
+	if f.waitErr != nil {
+		return nil, f.waitErr
+	}
 	if req.GetName() != fakeOpName || len(f.states) == 0 {
 		return nil, status.Error(codes.NotFound, "no such operation")
 	}
 	op := f.states[0]
 	if len(f.states) > 1 {
 		f.states = f.states[1:]
+	}
+	if op.GetDone() && f.endErr != nil {
+		op = proto.CloneOf(op)
+		op.Error = f.endErr
 	}
 	return op, nil
 }
@@ -243,6 +252,42 @@ func TestSyncInterrupt(t *testing.T) {
 			}
 			if doc.Operation != fakeOpName || len(doc.Results) != 1 || doc.Summary["written"] != 1 || !strings.HasPrefix(doc.Error, "CANCELLED") {
 				t.Errorf("JSON: %s", r.stdout)
+			}
+		})
+	}
+}
+
+// TestSyncFollowFails: following the operation fails (the operation may
+// still run: sync says how to look at it), or the operation ends with an
+// error: exit 1 either way.
+func TestSyncFollowFails(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		waitErr error
+		endErr  *rpcstatus.Status
+		want    []string
+		notWant string
+	}{
+		{
+			name:    "wait fails",
+			waitErr: status.Error(codes.Unavailable, "connection lost"),
+			want:    []string{"UNAVAILABLE: connection lost", fakeOpName + " may still be running: secretbrokerctl op " + fakeOpName},
+		},
+		{
+			name:    "operation fails",
+			endErr:  &rpcstatus.Status{Code: int32(codes.Internal), Message: "the store broke"},
+			want:    []string{"sync " + repoScope + ": INTERNAL: the store broke"},
+			notWant: "may still be running",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, f := startFakeOps(t)
+			f.waitErr, f.endErr = tc.waitErr, tc.endErr
+			r := ctl(t, b.env(), "", "sync", "--from-env-file", writeFile(t, "a.env", []byte("A1="+plantedValue+"\n")), repoScope)
+			wantCode(t, r, exitFail)
+			wantContains(t, "stderr", r.stderr, tc.want...)
+			if tc.notWant != "" && strings.Contains(r.stderr, tc.notWant) {
+				t.Errorf("stderr says %q:\n%s", tc.notWant, r.stderr)
 			}
 		})
 	}

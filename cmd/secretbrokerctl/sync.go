@@ -182,7 +182,7 @@ func runSync(ctx context.Context, c *cli, args []string) int {
 		c.errorf("sync %s: interrupted; %s cancelled after %d of %d items", parent, orDash(res.op), len(res.results), res.total)
 	case res.err != nil:
 		c.errorf("sync %s: %s", parent, c.describe(res.err))
-		if res.op != "" {
+		if res.lost {
 			c.errorf("sync %s: %s may still be running: %s op %s", parent, res.op, progName, res.op)
 		}
 	}
@@ -201,6 +201,8 @@ type syncRun struct {
 	// err: the call failed, the operation ended with an error, or
 	// following it failed.
 	err error
+	// lost: following the operation failed; it may still be running.
+	lost bool
 }
 
 // runSyncOp runs req as an operation and follows it to the end. A broker
@@ -240,6 +242,7 @@ func (c *cli) runSyncOp(ctx context.Context, client secretbrokerv1.SecretService
 		total:       int(f.op.GetMetadata().GetTotal()),
 		interrupted: f.interrupted,
 		err:         f.err,
+		lost:        f.err != nil && !f.interrupted,
 	}
 	if r.err == nil && !r.interrupted && f.op.GetError() != nil && f.op.GetError().GetCode() != int32(code.Code_OK) {
 		st := f.op.GetError()
