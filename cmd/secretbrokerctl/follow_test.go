@@ -17,6 +17,7 @@ import (
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service"
+	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
 
 // t0 is the fake clock's start.
@@ -316,4 +317,51 @@ func (n noAsync) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 		return nil, status.Error(codes.Unimplemented, "async: not served")
 	}
 	return n.Server.SyncSecrets(ctx, req)
+}
+
+// waitHook is the real service, signalling the first WaitOperation.
+type waitHook struct {
+	*service.Server
+	once    sync.Once
+	waiting chan struct{}
+}
+
+func (w *waitHook) WaitOperation(ctx context.Context, req *secretbrokerv1.WaitOperationRequest) (*secretbrokerv1.Operation, error) {
+	w.once.Do(func() { close(w.waiting) })
+	return w.Server.WaitOperation(ctx, req)
+}
+
+// TestSyncInterruptRealOperation interrupts sync while the real broker's
+// operation waits for GitHub (a PUT that is never answered): the broker
+// cancels the operation, which ends CANCELLED with no item written, and
+// sync exits 1 saying so.
+func TestSyncInterruptRealOperation(t *testing.T) {
+	w := &waitHook{waiting: make(chan struct{})}
+	b := startBroker(t, brokerOpts{auth: true, wrap: func(s *service.Server) secretbrokerv1.SecretServiceServer {
+		w.Server = s
+		return w
+	}})
+	// Answered only when the request is abandoned (the item cancelled).
+	b.emu.InjectFault(emulator.Fault{Route: emulator.RoutePutRepoSecret, Latency: time.Hour, Times: 10})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() {
+		<-w.waiting
+		cancel() // Ctrl-C
+	}()
+	file := writeFile(t, "a.env", []byte("SLOW_ONE="+plantedValue+"\nSLOW_TWO=two-value\n"))
+	r := ctlCtx(ctx, t, b.env(), strings.NewReader(""), noTerminal{}, "sync", "--from-env-file", file, repoScope)
+	wantCode(t, r, exitFail)
+	wantContains(t, "stderr", r.stderr, "interrupted: cancelling operations/", "cancelled after 0 of 2 items")
+	wantContains(t, "stdout", r.stdout, "0 written, 0 deleted, 0 unchanged, 0 failed")
+
+	// The broker says the same.
+	r = ctl(t, b.env(), "", "ops")
+	wantCode(t, r, exitOK)
+	wantContains(t, "ops", r.stdout, "cancelled", "0/2")
+	for _, name := range []string{"SLOW_ONE", "SLOW_TWO"} {
+		if _, err := b.emu.Open(repoScope, name); err == nil {
+			t.Errorf("%s was written by a cancelled operation", name)
+		}
+	}
 }
