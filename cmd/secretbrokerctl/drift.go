@@ -14,7 +14,7 @@ func driftCommand() command {
 	return command{
 		name:    "drift",
 		args:    "PARENT",
-		summary: "list a scope's secrets changed behind the broker's back, never written by it, or gone (DetectDrift)",
+		summary: "list a scope's drifted, unmanaged and missing secrets (DetectDrift)",
 		run:     runDrift,
 	}
 }

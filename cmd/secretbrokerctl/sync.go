@@ -19,7 +19,7 @@ func syncCommand() command {
 	return command{
 		name:    "sync",
 		args:    "--from-env-file FILE PARENT",
-		summary: "make a scope hold an env file's values: print the plan, then run it as an operation with progress (SyncSecrets)",
+		summary: "make a scope hold an env file's values: the plan, then an operation with progress (SyncSecrets)",
 		run:     runSync,
 	}
 }
