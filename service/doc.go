@@ -5,6 +5,9 @@
 // in one place. It remembers what it wrote in a state store (record.go,
 // package state) to skip unchanged writes, detect drift (DetectDrift) and
 // make a scope hold a set of values with ownership (SyncSecrets, sync.go,
-// whose per-item Executor an operation runner calls). It talks to GitHub
-// only through the Upstream interface.
+// whose per-item Executor an operation runner calls). It runs async
+// SyncSecrets and BatchPutSecrets as long-running operations on one
+// operation.Runner per Server and serves them (GetOperation, ListOperations,
+// CancelOperation, WaitOperation; operations.go). It talks to GitHub only
+// through the Upstream interface.
 package service

@@ -315,7 +315,7 @@ func operationToken(after string, size int, notDone bool) string {
 // decodeOperationToken returns the ID a token lists after, when it was
 // issued for this page size and not_done.
 func decodeOperationToken(token string, size int, notDone bool) (string, bool) {
-	raw, err := base64.RawURLEncoding.DecodeString(token)
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
 	if err != nil {
 		return "", false
 	}

@@ -100,6 +100,9 @@ func TestOperationsGateway(t *testing.T) {
 			t.Errorf("OPS_%02d at the emulator: %v", i, err)
 		}
 	}
+	if code, m = b.do(t, http.MethodPost, "/v1/"+name+":cancel", `{}`); code != http.StatusOK || m["done"] != true || m["error"] != nil {
+		t.Errorf("cancel of a done operation = %d %v; want it unchanged", code, m)
+	}
 	if !strings.Contains(b.logs.String(), `"msg":"operations resumed"`) {
 		t.Error("the second broker did not log the resumed operation")
 	}

@@ -12,7 +12,9 @@
 // result; Exec paces itself (the pacer), so this package never sleeps
 // between items. It does not decide who may see an operation either: the
 // service passes a Visible predicate (the caller, or callers its policy
-// lets read operations) to Get, List, Cancel and Wait.
+// lets read operations) to Get, List, Cancel and Wait. An optional Finish
+// callback tells the service when this process stops running an
+// operation, to flush what it kept for it.
 //
 // # Items, persistence and crashes
 //

@@ -1,0 +1,43 @@
+package service
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzOperationToken: a ListOperations page token decodes only for the
+// page size and not_done it was issued for, to a valid operation ID; any
+// other input is refused without a panic. Operation names parse the same
+// way.
+func FuzzOperationToken(f *testing.F) {
+	f.Add(operationToken("01a21e7e7362fea5e416a8d141569b4b", 30, false), 30, false)
+	f.Add(operationToken("abc", 2, true), 2, true)
+	f.Add("not-a-token", 30, false)
+	f.Add("bzE6Oi4uOjMwOmZhbHNl", 30, false) // "o1::..:30:false"
+	f.Add("operations/abc", 1, false)
+	f.Fuzz(func(t *testing.T, token string, size int, notDone bool) {
+		if after, ok := decodeOperationToken(token, size, notDone); ok {
+			if !validOperationID(after) {
+				t.Fatalf("decoded an invalid ID %q", after)
+			}
+			if operationToken(after, size, notDone) != token {
+				t.Fatalf("token %q is not the one issued for %q", token, after)
+			}
+			if _, ok := decodeOperationToken(token, size+1, notDone); ok {
+				t.Fatal("a token decoded for another page size")
+			}
+		}
+		if id, err := operationID(token); err == nil {
+			if !validOperationID(id) || "operations/"+id != token {
+				t.Fatalf("operationID(%q) = %q", token, id)
+			}
+		} else if len(token) > 40 && strings.Contains(err.Error(), token) {
+			t.Fatalf("the error repeats the input: %v", err)
+		}
+		if validOperationID(token) {
+			if _, ok := decodeOperationToken(operationToken(token, 7, notDone), 7, notDone); !ok {
+				t.Fatalf("a token for %q does not decode", token)
+			}
+		}
+	})
+}
