@@ -18,12 +18,14 @@ type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	term           terminal
+	// now is the clock progress is shown by (rate, ETA, line spacing).
+	now func() time.Time
 
 	secrets []string
 }
 
 func newCLI(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string, term terminal) *cli {
-	return &cli{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, term: term}
+	return &cli{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, term: term, now: time.Now}
 }
 
 // errorf writes "secretbrokerctl: MESSAGE" to standard error, scrubbed.

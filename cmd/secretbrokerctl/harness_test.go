@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -30,6 +31,7 @@ import (
 	"github.com/secretbroker/secretbroker/service"
 	"github.com/secretbroker/secretbroker/service/identity"
 	"github.com/secretbroker/secretbroker/service/identity/identitytest"
+	"github.com/secretbroker/secretbroker/service/state"
 	"github.com/secretbroker/secretbroker/upstream"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
@@ -69,6 +71,8 @@ type broker struct {
 	emu  *emulator.Server
 	demo emulator.Demo
 	logs *syncBuffer
+	// state is the real service's state store: what it wrote, and who.
+	state state.Store
 }
 
 type brokerOpts struct {
@@ -79,6 +83,9 @@ type brokerOpts struct {
 	tls *tls.Config
 	// server, when set, replaces the real service (a fake broker).
 	server secretbrokerv1.SecretServiceServer
+	// wrap, when set, serves wrap(the real service) instead of it: a
+	// broker with some methods replaced.
+	wrap func(*service.Server) secretbrokerv1.SecretServiceServer
 }
 
 func startBroker(t *testing.T, o brokerOpts) *broker {
@@ -102,7 +109,23 @@ func startBroker(t *testing.T, o brokerOpts) *broker {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv = service.New(client, service.Options{Logger: logger})
+		st, err := state.NewMemory(state.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		b.state = st
+		svc := service.New(client, service.Options{Logger: logger, State: st})
+		// Runs before the store closes (cleanups run last first).
+		t.Cleanup(func() {
+			if err := svc.CloseOperations(context.Background()); err != nil {
+				t.Errorf("close operations: %v", err)
+			}
+		})
+		srv = svc
+		if o.wrap != nil {
+			srv = o.wrap(svc)
+		}
 	}
 
 	var opts []grpc.ServerOption
@@ -193,8 +216,17 @@ func ctlWith(t *testing.T, env map[string]string, stdin io.Reader, term terminal
 
 func ctlCtx(ctx context.Context, t *testing.T, env map[string]string, stdin io.Reader, term terminal, args ...string) result {
 	t.Helper()
+	return ctlClock(ctx, t, env, stdin, term, nil, args...)
+}
+
+// ctlClock is ctlCtx with the clock now (nil: the wall clock).
+func ctlClock(ctx context.Context, t *testing.T, env map[string]string, stdin io.Reader, term terminal, now func() time.Time, args ...string) result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	c := newCLI(stdin, &stdout, &stderr, func(k string) string { return env[k] }, term)
+	if now != nil {
+		c.now = now
+	}
 	code := c.main(ctx, args)
 	r := result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 	for _, planted := range []string{plantedValue, plantedToken} {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/code"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -58,6 +59,57 @@ func (echoBroker) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.Batch
 	return resp, nil
 }
 
+// SyncSecrets plans the first secret and refuses the others, quoting their
+// values; with async its operation ends (WaitOperation) with the same
+// results and an error quoting the token.
+func (echoBroker) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*secretbrokerv1.SyncSecretsResponse, error) {
+	if req.GetAsync() {
+		return &secretbrokerv1.SyncSecretsResponse{Operation: &secretbrokerv1.Operation{
+			Name:     "operations/echo",
+			Metadata: &secretbrokerv1.OperationMetadata{Total: int32(len(req.GetSecrets())), Remaining: int32(len(req.GetSecrets()))},
+		}}, nil
+	}
+	return &secretbrokerv1.SyncSecretsResponse{DryRun: req.GetDryRun(), Results: echoSyncResults(ctx, req.GetParent(), req.GetSecrets())}, nil
+}
+
+func echoSyncResults(ctx context.Context, parent string, secrets map[string]string) []*secretbrokerv1.SyncSecretsResult {
+	var out []*secretbrokerv1.SyncSecretsResult
+	for k, v := range secrets {
+		r := &secretbrokerv1.SyncSecretsResult{Name: parent + "/secrets/" + k, Action: secretbrokerv1.SyncAction_SYNC_ACTION_CREATE}
+		if len(out) > 0 {
+			r.Code, r.Message = code.Code_INVALID_ARGUMENT, fmt.Sprintf("value %q from %s", v, authOf(ctx))
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (echoBroker) WaitOperation(ctx context.Context, req *secretbrokerv1.WaitOperationRequest) (*secretbrokerv1.Operation, error) {
+	return &secretbrokerv1.Operation{
+		Name:     req.GetName(),
+		Done:     true,
+		Metadata: &secretbrokerv1.OperationMetadata{Total: 2, Written: 1, Failed: 1},
+		Error:    &rpcstatus.Status{Code: int32(codes.Internal), Message: "token " + authOf(ctx)},
+		Response: &secretbrokerv1.OperationResponse{SyncResults: echoSyncResults(ctx, "repos/o/r/actions", map[string]string{"A": plantedValue, "B": plantedValue})},
+	}, nil
+}
+
+func (echoBroker) DetectDrift(ctx context.Context, req *secretbrokerv1.DetectDriftRequest) (*secretbrokerv1.DetectDriftResponse, error) {
+	return nil, status.Errorf(codes.PermissionDenied, "%s may not read %s", authOf(ctx), req.GetParent())
+}
+
+func (echoBroker) ListOperations(ctx context.Context, _ *secretbrokerv1.ListOperationsRequest) (*secretbrokerv1.ListOperationsResponse, error) {
+	return nil, status.Errorf(codes.Unauthenticated, "bad credentials %s", authOf(ctx))
+}
+
+func (echoBroker) GetOperation(ctx context.Context, req *secretbrokerv1.GetOperationRequest) (*secretbrokerv1.Operation, error) {
+	return nil, status.Errorf(codes.NotFound, "%s: no %s", authOf(ctx), req.GetName())
+}
+
+func (echoBroker) CancelOperation(ctx context.Context, req *secretbrokerv1.CancelOperationRequest) (*secretbrokerv1.Operation, error) {
+	return nil, status.Errorf(codes.NotFound, "%s: no %s", authOf(ctx), req.GetName())
+}
+
 // TestNeverPrintsValueOrToken runs every subcommand, on success and on
 // failure, with a planted value and token, against the real broker and
 // against one that echoes them back; ctl fails the test if either shows
@@ -84,6 +136,13 @@ func TestNeverPrintsValueOrToken(t *testing.T) {
 				{"ls", repoScope},
 				{"rm", name},
 				{"get", name},
+				{"sync", "--from-env-file", envFile, "--dry-run", repoScope},
+				{"sync", "--from-env-file", envFile, repoScope},
+				{"sync", "--from-env-file", "-", "--prune", "--yes", repoScope},
+				{"drift", repoScope},
+				{"ops"},
+				{"op", "operations/echo"},
+				{"cancel", "operations/echo"},
 			} {
 				args := append(args, "--output", output)
 				// Standard input is an env file for put-many and a

@@ -8,12 +8,20 @@
 //	secretbrokerctl ls repos/octo-org/hello-world/environments/prod%2Feu
 //	secretbrokerctl rm repos/octo-org/hello-world/actions/secrets/NPM_TOKEN
 //	secretbrokerctl put-many --from-env-file .env repos/octo-org/hello-world/actions
+//	secretbrokerctl sync --from-env-file .env --prune --yes repos/octo-org/hello-world/actions
+//	secretbrokerctl drift --exit-code repos/octo-org/hello-world/actions
+//	secretbrokerctl ops; secretbrokerctl op operations/ID; secretbrokerctl cancel operations/ID
 //
 // A value is read from standard input or a file, never from an argument,
 // and is never printed. Output is a table for people, or JSON with
 // --output json. The exit code is 0 on success, 1 when a call or any item
-// of a batch failed (each named on standard error with its gRPC code), and
-// 2 when the command line or its inputs are wrong (nothing was sent).
+// of a batch or sync failed (each named on standard error with its gRPC
+// code), 2 when the command line or its inputs are wrong (nothing was
+// sent), and 3 from drift --exit-code when the scope drifted.
+//
+// sync prints the plan (a dry run), then runs the sync as a long-running
+// operation and follows it (follow.go) with a progress bar redrawn in
+// place when stdout is a terminal, plain lines otherwise (progress.go).
 //
 // This package owns the command line: one file per subcommand (put.go,
 // get.go, ...), each returning a command that commands() lists; the
@@ -35,6 +43,7 @@ const (
 	exitOK    = 0 // every call succeeded
 	exitFail  = 1 // a call, or an item of a batch, failed
 	exitUsage = 2 // the command line or its inputs are wrong; nothing was sent
+	// exitDrift (3, drift.go) is drift --exit-code's answer when the scope drifted.
 )
 
 // progName prefixes every message on standard error.
@@ -74,6 +83,11 @@ func commands() []command {
 		getCommand(),
 		lsCommand(),
 		rmCommand(),
+		syncCommand(),
+		driftCommand(),
+		opsCommand(),
+		opCommand(),
+		cancelCommand(),
 	}
 }
 
@@ -103,5 +117,5 @@ func (c *cli) usage(w io.Writer) {
 	for _, cmd := range commands() {
 		fmt.Fprintf(w, "  %-9s %-28s %s\n", cmd.name, cmd.args, cmd.summary)
 	}
-	fmt.Fprintf(w, "\nRun %s COMMAND -h for a command's flags. Exit codes: 0 success, 1 a call or item failed, 2 usage.\n", progName)
+	fmt.Fprintf(w, "\nRun %s COMMAND -h for a command's flags. Exit codes: 0 success, 1 a call or item failed, 2 usage, 3 drift found (drift --exit-code).\n", progName)
 }

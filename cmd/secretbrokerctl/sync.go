@@ -1,0 +1,397 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+)
+
+func syncCommand() command {
+	return command{
+		name:    "sync",
+		args:    "--from-env-file FILE PARENT",
+		summary: "make a scope hold an env file's values: the plan, then an operation with progress (SyncSecrets)",
+		run:     runSync,
+	}
+}
+
+// syncOptions are sync's own flags.
+type syncOptions struct {
+	envFile string
+	owner   string
+	prune   bool
+	dryRun  bool
+	force   bool
+	yes     bool
+	org     orgFlags
+}
+
+// syncSummary counts a sync's results.
+type syncSummary struct {
+	Written   int `json:"written"`
+	Deleted   int `json:"deleted"`
+	Unchanged int `json:"unchanged"`
+	Foreign   int `json:"foreign"`
+	Failed    int `json:"failed"`
+}
+
+// syncJSON is sync's JSON output, one document at the end.
+type syncJSON struct {
+	Parent    string       `json:"parent"`
+	DryRun    bool         `json:"dry_run"`
+	Plan      []protoJSON  `json:"plan"`
+	Operation string       `json:"operation,omitempty"`
+	Results   []protoJSON  `json:"results,omitempty"`
+	Summary   *syncSummary `json:"summary,omitempty"`
+	Error     string       `json:"error,omitempty"`
+}
+
+// runSync makes PARENT hold the values of an env file: it asks the broker
+// for the plan (SyncSecrets with dry_run), prints it, and unless
+// --dry-run, runs the sync as an operation (async) and follows it to the
+// end with a progress bar (plain lines when stdout is not a terminal);
+// then it prints the failed items and a summary.
+func runSync(ctx context.Context, c *cli, args []string) int {
+	var (
+		opts common
+		so   syncOptions
+	)
+	fs := c.flags("sync", &opts, putManyTimeout)
+	fs.StringVar(&so.envFile, "from-env-file", "", "file of KEY=VALUE lines: the values the scope must hold (\"-\": standard input, never a terminal)")
+	fs.BoolVar(&so.prune, "prune", false, "delete the secrets this owner wrote through the broker that the file no longer lists (never another owner's)")
+	fs.BoolVar(&so.dryRun, "dry-run", false, "print the plan and write nothing")
+	fs.StringVar(&so.owner, "owner", "", "owner label recorded with every secret written (default: the caller's identity)")
+	fs.BoolVar(&so.force, "force", false, "write every secret even when unchanged, and take over names another owner wrote")
+	fs.BoolVar(&so.yes, "yes", false, "delete without asking (required for --prune when standard input is not a terminal)")
+	fs.StringVar(&so.org.visibility, "visibility", "", "organization scopes: visibility of every secret: all, private or selected")
+	fs.StringVar(&so.org.repos, "repos", "", "organization scopes: repository ids that may use every secret, comma separated (implies --visibility selected)")
+	pos, exit := c.parseOrExit(fs, &opts, args, "PARENT", 1)
+	if exit >= 0 {
+		return exit
+	}
+	parent := strings.TrimSuffix(pos[0], "/")
+	if so.envFile == "" {
+		return c.usageErr("sync", errors.New("--from-env-file is required"))
+	}
+	interactive := c.term.IsTerminal(c.stdin)
+	if so.prune && !so.dryRun && !so.yes && !interactive {
+		return c.usageErr("sync", errors.New("--prune deletes secrets: standard input is not a terminal to confirm it; add --yes (or try --dry-run first)"))
+	}
+	var tmpl secretbrokerv1.PutSecretRequest
+	if err := so.org.apply(&tmpl); err != nil {
+		return c.usageErr("sync", err)
+	}
+	if len(tmpl.GetSelectedRepositories()) > 0 {
+		return c.usageErr("sync", fmt.Errorf("--repos: sync takes repository ids only, not names (%s)", strings.Join(tmpl.GetSelectedRepositories(), ", ")))
+	}
+	entries, err := c.readEnvFile(so.envFile)
+	if err != nil {
+		return c.usageErr("sync", err)
+	}
+	req := &secretbrokerv1.SyncSecretsRequest{
+		Parent:                parent,
+		Secrets:               make(map[string]string, len(entries)),
+		Prune:                 so.prune,
+		Owner:                 so.owner,
+		Force:                 so.force,
+		Visibility:            tmpl.GetVisibility(),
+		SelectedRepositoryIds: tmpl.GetSelectedRepositoryIds(),
+	}
+	for _, e := range entries {
+		req.Secrets[e.key] = e.value
+	}
+	client, closeConn, err := c.connect(&opts)
+	if err != nil {
+		return c.usageErr("sync", err)
+	}
+	defer closeConn()
+
+	// The plan.
+	planReq := proto.CloneOf(req)
+	planReq.DryRun = true
+	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
+	planResp, err := client.SyncSecrets(cctx, planReq)
+	cancel()
+	if err != nil {
+		return c.callFailed("sync", parent, err)
+	}
+	plan := planResp.GetResults()
+	out := syncJSON{Parent: parent, DryRun: so.dryRun, Plan: c.resultsJSON(plan)}
+	if opts.output == outputTable {
+		if err := c.printPlan(plan); err != nil {
+			return c.outputFailed("sync", err)
+		}
+	}
+	if so.dryRun {
+		if opts.output == outputJSON {
+			if err := writeJSON(c.stdout, out); err != nil {
+				return c.outputFailed("sync", err)
+			}
+		}
+		if c.reportFailed("sync", "plan items cannot be carried out", plan) > 0 {
+			return exitFail
+		}
+		return exitOK
+	}
+
+	if deletes := namesWith(plan, secretbrokerv1.SyncAction_SYNC_ACTION_DELETE); len(deletes) > 0 && !so.yes {
+		ok, err := c.confirm(ctx, fmt.Sprintf("Delete %d secret(s) from %s (%s)? [y/N] ", len(deletes), parent, strings.Join(deletes, ", ")))
+		if err != nil || !ok {
+			c.errorf("sync %s: not confirmed; nothing written", parent)
+			return exitFail
+		}
+	}
+
+	// The run.
+	progressOut := c.stdout
+	if opts.output == outputJSON {
+		progressOut = c.stderr // stdout holds one JSON document
+	}
+	tty := opts.output == outputTable && c.term.IsTerminal(c.stdout)
+	res := c.runSyncOp(ctx, client, &opts, req, newProgress(progressOut, tty, "sync "+parent, c.now), tty)
+	out.Operation = res.op
+	out.Results = c.resultsJSON(res.results)
+	sum := summarize(res.results)
+	out.Summary = &sum
+	switch {
+	case res.err != nil:
+		out.Error = c.describe(res.err)
+	case res.interrupted:
+		out.Error = "CANCELLED: interrupted; the operation was cancelled"
+	}
+	if opts.output == outputJSON {
+		if err := writeJSON(c.stdout, out); err != nil {
+			return c.outputFailed("sync", err)
+		}
+	} else {
+		fmt.Fprintf(c.stdout, "%d written, %d deleted, %d unchanged, %d failed; %d foreign left alone\n",
+			sum.Written, sum.Deleted, sum.Unchanged, sum.Failed, sum.Foreign)
+	}
+	failed := c.reportFailed("sync", "items failed", res.results)
+	switch {
+	case res.interrupted:
+		c.errorf("sync %s: interrupted; %s cancelled after %d of %d items", parent, orDash(res.op), len(res.results), res.total)
+	case res.err != nil:
+		c.errorf("sync %s: %s", parent, c.describe(res.err))
+		if res.lost {
+			c.errorf("sync %s: %s may still be running: %s op %s", parent, res.op, progName, res.op)
+		}
+	}
+	if failed > 0 || res.err != nil || res.interrupted {
+		return exitFail
+	}
+	return exitOK
+}
+
+// syncRun is how running a sync ended.
+type syncRun struct {
+	op          string // the operation's name; "" without one
+	results     []*secretbrokerv1.SyncSecretsResult
+	total       int
+	interrupted bool
+	// err: the call failed, the operation ended with an error, or
+	// following it failed.
+	err error
+	// lost: following the operation failed; it may still be running.
+	lost bool
+}
+
+// runSyncOp runs req as an operation and follows it to the end. A broker
+// that does not serve operations (UNIMPLEMENTED for async) is sent the
+// sync in one call instead, without progress.
+func (c *cli) runSyncOp(ctx context.Context, client secretbrokerv1.SecretServiceClient, opts *common, req *secretbrokerv1.SyncSecretsRequest, p *progress, tty bool) syncRun {
+	areq := proto.CloneOf(req)
+	areq.Async = true
+	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
+	resp, err := client.SyncSecrets(cctx, areq)
+	cancel()
+	if status.Code(err) == codes.Unimplemented {
+		fmt.Fprintf(c.stderr, "%s: the broker does not run operations; syncing in one call, without progress\n", progName)
+		cctx, cancel := context.WithTimeout(ctx, opts.timeout)
+		resp, err := client.SyncSecrets(cctx, req)
+		cancel()
+		if err != nil {
+			return syncRun{err: err}
+		}
+		return syncRun{results: resp.GetResults(), total: len(resp.GetResults())}
+	}
+	if err != nil {
+		return syncRun{err: err}
+	}
+	op := resp.GetOperation()
+	if op.GetName() == "" {
+		return syncRun{results: resp.GetResults(), total: len(resp.GetResults()), err: errors.New("the broker answered async without an operation")}
+	}
+	step := waitStepPlain
+	if tty {
+		step = waitStepTTY
+	}
+	f := c.follow(ctx, client, op, p, step)
+	r := syncRun{
+		op:          f.op.GetName(),
+		results:     f.op.GetResponse().GetSyncResults(),
+		total:       int(f.op.GetMetadata().GetTotal()),
+		interrupted: f.interrupted,
+		err:         f.err,
+		lost:        f.err != nil && !f.interrupted,
+	}
+	if r.err == nil && !r.interrupted && f.op.GetError() != nil && f.op.GetError().GetCode() != int32(code.Code_OK) {
+		st := f.op.GetError()
+		r.err = status.Error(codes.Code(st.GetCode()), st.GetMessage())
+	}
+	return r
+}
+
+// printPlan writes the plan as a table: secret, action, the owner the
+// broker recorded (conflict, foreign), and why an item cannot be done.
+func (c *cli) printPlan(plan []*secretbrokerv1.SyncSecretsResult) error {
+	t := newTable(c.stdout, "SECRET", "ACTION", "OWNER", "DETAIL")
+	for _, r := range plan {
+		detail := ""
+		if r.GetCode() != code.Code_OK {
+			detail = c.scrub(r.GetCode().String() + ": " + r.GetMessage())
+		}
+		t.row(shortName(r.GetName()), actionWord(r.GetAction()), orDash(r.GetRecordedOwner()), detail)
+	}
+	return t.flush()
+}
+
+// reportFailed writes the items whose code is not OK on stderr, after
+// "CMD: N of M WHAT:", and returns how many there are.
+func (c *cli) reportFailed(cmd, what string, results []*secretbrokerv1.SyncSecretsResult) int {
+	var failed []*secretbrokerv1.SyncSecretsResult
+	for _, r := range results {
+		if r.GetCode() != code.Code_OK {
+			failed = append(failed, r)
+		}
+	}
+	if len(failed) == 0 {
+		return 0
+	}
+	c.errorf("%s: %d of %d %s:", cmd, len(failed), len(results), what)
+	for _, r := range failed {
+		msg := r.GetCode().String() + ": " + r.GetMessage()
+		if d := r.GetRetryAfter(); d != nil {
+			msg += fmt.Sprintf(" (retry after %s)", d.AsDuration())
+		}
+		fmt.Fprintf(c.stderr, "  %s (%s): %s\n", r.GetName(), actionWord(r.GetAction()), c.scrub(msg))
+	}
+	return len(failed)
+}
+
+// resultsJSON is results as the gateway writes them, messages scrubbed.
+func (c *cli) resultsJSON(results []*secretbrokerv1.SyncSecretsResult) []protoJSON {
+	out := make([]protoJSON, 0, len(results))
+	for _, r := range results {
+		r = proto.CloneOf(r)
+		r.Message = c.scrub(r.GetMessage())
+		out = append(out, protoJSON{r})
+	}
+	return out
+}
+
+// summarize counts results: written (created, updated, drifted, taken
+// over), deleted, unchanged, foreign (left alone) and failed.
+func summarize(results []*secretbrokerv1.SyncSecretsResult) syncSummary {
+	var s syncSummary
+	for _, r := range results {
+		switch {
+		case r.GetCode() != code.Code_OK:
+			s.Failed++
+		case r.GetAction() == secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED:
+			s.Unchanged++
+		case r.GetAction() == secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN:
+			s.Foreign++
+		case r.GetAction() == secretbrokerv1.SyncAction_SYNC_ACTION_DELETE:
+			s.Deleted++
+		default:
+			s.Written++
+		}
+	}
+	return s
+}
+
+// namesWith returns the short names of the items with action a.
+func namesWith(results []*secretbrokerv1.SyncSecretsResult, a secretbrokerv1.SyncAction) []string {
+	var out []string
+	for _, r := range results {
+		if r.GetAction() == a {
+			out = append(out, shortName(r.GetName()))
+		}
+	}
+	return out
+}
+
+// shortName is a secret's name without its scope: "NPM_TOKEN" of
+// "repos/o/r/actions/secrets/NPM_TOKEN".
+func shortName(name string) string {
+	if i := strings.LastIndex(name, "/secrets/"); i >= 0 {
+		return name[i+len("/secrets/"):]
+	}
+	return name
+}
+
+// actionWord is an action as the plan shows it: "create", "update", ...
+func actionWord(a secretbrokerv1.SyncAction) string {
+	w := strings.ToLower(strings.TrimPrefix(a.String(), "SYNC_ACTION_"))
+	if a == secretbrokerv1.SyncAction_SYNC_ACTION_UNSPECIFIED {
+		return "-"
+	}
+	return w
+}
+
+// confirm asks question on stderr and reads the answer, a line, from
+// standard input (a terminal): true for "y" or "yes". It returns ctx's
+// error when ctx ends first.
+func (c *cli) confirm(ctx context.Context, question string) (bool, error) {
+	fmt.Fprint(c.stderr, question)
+	type answer struct {
+		line string
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		var b strings.Builder
+		buf := make([]byte, 1)
+		for b.Len() < 64 {
+			n, err := c.stdin.Read(buf)
+			if n == 1 {
+				if buf[0] == '\n' {
+					break
+				}
+				b.WriteByte(buf[0])
+			}
+			if err != nil {
+				if errors.Is(err, io.EOF) && b.Len() > 0 {
+					break
+				}
+				got <- answer{err: err}
+				return
+			}
+		}
+		got <- answer{line: b.String()}
+	}()
+	select {
+	case a := <-got:
+		if a.err != nil {
+			return false, a.err
+		}
+		switch strings.ToLower(strings.TrimSpace(a.line)) {
+		case "y", "yes":
+			return true, nil
+		}
+		return false, nil
+	case <-ctx.Done():
+		fmt.Fprintln(c.stderr)
+		return false, ctx.Err()
+	}
+}
