@@ -208,7 +208,7 @@ func serveEmulator(ctx context.Context, em *emulator.Server) (baseURL string, st
 
 // upstreamRoutes are the emulator's routes the batches scenario uses.
 func upstreamRoutes() []string {
-	return []string{emulator.RoutePutRepoSecret, emulator.RouteGetRepoSecret, emulator.RouteGetRepoPublicKey}
+	return []string{emulator.RoutePutRepoSecret, emulator.RouteGetRepoSecret, emulator.RouteGetRepoPublicKey, emulator.RouteListRepoSecrets}
 }
 
 // routeCounts is how many requests em received on each of upstreamRoutes.

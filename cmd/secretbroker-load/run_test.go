@@ -688,11 +688,15 @@ func TestBatchesSmoke(t *testing.T) {
 	}
 	// One PUT an item; a GET for every probe but those the broker
 	// coalesced with an identical read in flight; the keys of the scopes
-	// it had not cached (at most the three); nothing else.
+	// it had not cached (at most the three); one list of each scope a
+	// batch wrote, after its writes, to record GitHub's updated_at (the
+	// record that lets an unchanged re-push skip its PUT); nothing else.
 	puts, gets, keys := r.routes[emulator.RoutePutRepoSecret], r.routes[emulator.RouteGetRepoSecret], r.routes[emulator.RouteGetRepoPublicKey]
-	if puts != batches*items || gets < min(probes, 1) || gets > probes || keys > len(batchScopes()) || puts+gets+keys != r.requests {
-		t.Errorf("the emulator received %d requests while the batches ran, %v; want %d PUTs, 1 to %d GETs of the secret, at most 3 of keys, nothing else",
-			r.requests, r.routes, batches*items, probes)
+	lists := r.routes[emulator.RouteListRepoSecrets]
+	if puts != batches*items || gets < min(probes, 1) || gets > probes || keys > len(batchScopes()) ||
+		lists < 1 || lists > batches*len(batchScopes()) || puts+gets+keys+lists != r.requests {
+		t.Errorf("the emulator received %d requests while the batches ran, %v; want %d PUTs, 1 to %d GETs of the secret, at most 3 of keys, 1 to %d lists, nothing else",
+			r.requests, r.routes, batches*items, probes, batches*len(batchScopes()))
 	}
 	if r.upstream.PeakInFlight < 1 || r.upstream.Requests < r.requests {
 		t.Errorf("emulator stats %+v", r.upstream)
