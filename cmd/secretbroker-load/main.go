@@ -79,6 +79,13 @@ import (
 )
 
 func main() {
+	if isEmulatorChild() { // the compare scenario's emulator (emuchild.go)
+		if err := emulatorChildMain(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "secretbroker-load (emulator):", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
