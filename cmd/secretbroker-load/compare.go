@@ -155,7 +155,7 @@ type compareEnv struct {
 func runCompare(ctx context.Context, o options, env *runEnv) (compareResult, error) {
 	r := compareResult{workers: o.workers, rate: o.rate, rounds: o.rounds, phaseLen: o.duration,
 		sat: map[string][]figures{}, fixed: map[string][]figures{}}
-	emu, err := startEmulatorChild(ctx, env.githubToken, env.stderr)
+	emu, err := startEmulatorChild(ctx, env.githubToken)
 	if err != nil {
 		return r, err
 	}
@@ -569,17 +569,18 @@ func overload(ctx context.Context, call callFunc, b *brokerProc, rate float64, d
 	// twice the normal p50.
 	limit := compareCallTimeout + d + 2*time.Second
 	target := 2 * r.normalP50
-	probes := make([]recoveryProbe, int(limit/recoveryProbeEvery))
+	all := make([]recoveryProbe, int(limit/recoveryProbeEvery)) // written by the probes under mu
+	sent := 0
 	var pwg sync.WaitGroup
-	for i := range probes {
+	for i := range all {
 		sched := floodEnd.Add(time.Duration(i) * recoveryProbeEvery)
 		if w := time.Until(sched); w > 0 {
 			time.Sleep(w)
 		}
 		if ctx.Err() != nil {
-			probes = probes[:i]
 			break
 		}
+		sent++
 		pwg.Go(func() {
 			err := call(ctx, 1_000_000+i)
 			l := time.Since(sched)
@@ -587,21 +588,21 @@ func overload(ctx context.Context, call callFunc, b *brokerProc, rate float64, d
 				l = compareCallTimeout // a failed probe is not a recovered one
 			}
 			mu.Lock()
-			probes[i] = recoveryProbe{at: sched.Sub(floodEnd), lat: l}
+			all[i] = recoveryProbe{at: sched.Sub(floodEnd), lat: l}
 			mu.Unlock()
 		})
 		if i%recoveryRun == 0 {
 			mu.Lock()
-			_, _, done := firstRecovered(probes[:i+1], target)
+			_, _, done := firstRecovered(all[:sent], target)
 			mu.Unlock()
 			if done {
-				probes = probes[:i+1]
 				break
 			}
 		}
 	}
 	pwg.Wait()
 	wg.Wait()
+	probes := all[:sent]
 	s := stopRSS()
 	r.peakRSS = slices.Max(append(s.samples, 0))
 	r.hwm = s.hwm
@@ -695,8 +696,12 @@ func (r compareResult) markdown() string {
 		fmt.Fprintf(&b, "| calls not sent (%d in flight already) | %d | | |\n", maxOverloadInFlight, o.notSent)
 	}
 	fmt.Fprintf(&b, "| calls by code | %s | | |\n", countsText(o.codes))
-	fmt.Fprintf(&b, "| excess calls refused within 100 ms | %d of %d refused | every refusal | %s |\n",
-		o.refusedFast, excess, yesNo(excess > 0 && o.refusedFast == excess))
+	refused := fmt.Sprintf("%d of %d not admitted", o.refusedFast, excess)
+	if excess == 0 {
+		refused = "none: every call was queued and admitted"
+	}
+	fmt.Fprintf(&b, "| excess calls refused within 100 ms | %s | all of them | %s |\n",
+		refused, yesNo(excess > 0 && o.refusedFast == excess))
 	fmt.Fprintf(&b, "| admitted calls' p50 / p99 | %s / %s | p99 ≤ 3 × %s | %s |\n",
 		ms(o.admittedP50), ms(o.admittedP99), ms(o.normalP99), yesNo(o.admittedP99 > 0 && o.admittedP99 <= 3*o.normalP99))
 	fmt.Fprintf(&b, "| broker RSS, highest sample / peak (VmHWM, whole life) | %s / %s | < 150 MB | %s |\n",
@@ -746,7 +751,9 @@ func (r compareResult) ratios() [][4]string {
 
 func isBrokerPath(path string) bool { return strings.HasPrefix(path, "broker ") }
 
-func usesEmulator(path string) bool { return path == pathDirect || path == pathGRPCPut || path == pathGatewayPut }
+func usesEmulator(path string) bool {
+	return path == pathDirect || path == pathGRPCPut || path == pathGatewayPut
+}
 
 func orDash(ok bool, s string) string {
 	if ok {

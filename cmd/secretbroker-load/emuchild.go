@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/secretbroker/secretbroker/upstream/emulator"
@@ -83,14 +84,16 @@ type emulatorProc struct {
 
 // startEmulatorChild starts this executable as the emulator, accepting
 // token. The caller must call stop.
-func startEmulatorChild(ctx context.Context, token string, stderr io.Writer) (*emulatorProc, error) {
+func startEmulatorChild(ctx context.Context, token string) (*emulatorProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding this executable: %w", err)
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(childEnv(os.Environ()), emulatorChildEnv+"=1", emulatorTokenEnv+"="+token)
-	cmd.Stderr = stderr
+	// The child's own stderr: kept (the last few KiB) for an error, not
+	// copied into stderr, which this process writes to meanwhile.
+	cmd.Stderr = &tailBuffer{max: 4 << 10}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("emulator stdin: %w", err)
@@ -125,7 +128,7 @@ func startEmulatorChild(ctx context.Context, token string, stderr io.Writer) (*e
 	f := strings.Fields(line)
 	if len(f) != 2 {
 		e.stop()
-		return nil, fmt.Errorf("the emulator printed %q, not its addresses", line)
+		return nil, fmt.Errorf("the emulator printed %q, not its addresses; its stderr: %q", line, cmd.Stderr.(*tailBuffer).String())
 	}
 	e.url, e.statsURL = f[0], f[1]
 	return e, nil
@@ -159,4 +162,28 @@ func (e *emulatorProc) stop() {
 		_ = e.cmd.Process.Kill()
 		<-e.done
 	}
+}
+
+// tailBuffer keeps the last max bytes written to it; safe for concurrent
+// use.
+type tailBuffer struct {
+	max int
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = t.buf[over:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
 }

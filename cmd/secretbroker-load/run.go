@@ -133,7 +133,10 @@ JSON gateway (gateway). The batches scenario, which all leaves out,
 measures the upstream pacer instead: a broker without --dev, against a
 GitHub emulator in this process with its pacing limits off, takes
 concurrent 1,000-item batches while another caller's GetSecret is timed.
-Flags after -- are passed to the broker.
+The compare scenario, also left out of all, measures the broker's cost per
+call beside a direct client and the floors (sealing, a bare gRPC call),
+at saturation, at a fixed rate and at twice saturation, against an
+emulator in a child process. Flags after -- are passed to the broker.
 
 Flags:
 `)
