@@ -60,7 +60,7 @@ func TestCompareSmoke(t *testing.T) {
 	}
 	tab := r.markdown()
 	rows := []string{"| broker gRPC PutSecret throughput / direct client's |", "| broker CPU per PutSecret / direct client's",
-		"| new upstream connections per 1,000 broker PutSecrets", "| gateway / gRPC throughput, PutSecret |",
+		"| new upstream connections per 1,000 broker gRPC PutSecrets, at saturation / at the fixed rate |", "| gateway / gRPC throughput, PutSecret |",
 		"| gateway / gRPC throughput, cached GetPublicKey |", "| p99 at 100 calls/s, broker gRPC PutSecret minus direct client |",
 		"| excess calls refused within 100 ms |", "| admitted calls' p50 / p99 |", "| broker RSS, highest sample",
 		"| p50 back to normal after the flood ends |"}
