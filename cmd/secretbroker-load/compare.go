@@ -201,11 +201,9 @@ func runCompare(ctx context.Context, o options, env *runEnv) (compareResult, err
 		return r, err
 	}
 	calls := ce.calls()
-	for _, path := range comparePaths() { // warm: connections open, keys cached
-		for i := range compareNames {
-			if err := calls[path](ctx, i); err != nil {
-				return r, fmt.Errorf("warming %s: %w", path, err)
-			}
+	for _, path := range comparePaths() {
+		if err := warmPath(ctx, calls[path], o.workers); err != nil {
+			return r, fmt.Errorf("warming %s: %w", path, err)
 		}
 	}
 
@@ -238,6 +236,36 @@ func runCompare(ctx context.Context, o options, env *runEnv) (compareResult, err
 		return r, err
 	}
 	return r, ctx.Err()
+}
+
+// warmPath makes compareNames calls one after another (keys cached,
+// every secret written once), then a few calls from each of workers
+// goroutines at once, so that the pools of connections, the client's and
+// the broker's to the emulator, hold what saturation needs before
+// anything is measured: new connections then count churn, not the pools
+// filling.
+func warmPath(ctx context.Context, call callFunc, workers int) error {
+	for i := range compareNames {
+		if err := call(ctx, i); err != nil {
+			return err
+		}
+	}
+	const each = 4
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				if err := call(ctx, w*each+i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs // nil when none failed
 }
 
 // measure runs run and adds the CPU times and emulator counters of what
