@@ -60,13 +60,33 @@
 // goes to GitHub through the pacer) every 10 ms, for as long as they run
 // and at most 120 s. The target is the prober's p99 under 50 ms.
 //
+// Another, compare, is not part of all either: it measures the broker's
+// own cost per call beside what a caller could do without it. The GitHub
+// emulator (no rate limits, a random token) runs in a child process of
+// its own, this executable started again with
+// SECRETBROKER_LOAD_EMULATOR_CHILD=1, so that the CPU time of each process
+// is counted apart, and it counts the connections it accepts. The broker
+// runs against it as in batches. In one run, --rounds (default 3)
+// interleaved rounds measure each path at saturation (--workers closed-loop
+// workers, default 32, for --duration) and at a fixed rate (--rate calls a
+// second, default 1,000, an open loop timed from each call's scheduled
+// send, for --duration): the floors (sealing a 64-byte value; a bare gRPC
+// health Check to a server in this process), a direct client (sealed PUTs
+// straight to the emulator over a pooled HTTP client, key cached), and the
+// broker's PutSecret of a 64-byte value and cached GetPublicKey, over gRPC
+// and over the JSON gateway. Then an overload phase sends PutSecret at
+// twice the broker's saturation throughput for --duration and probes until
+// its p50 is back to normal. It prints the medians, with CPU per call of
+// the broker, this process and the emulator, new upstream connections per
+// 1,000 calls, and the ratios issue 12 sets targets for.
+//
 // It prints one markdown table per scenario, and the command line, for
 // docs/BENCHMARKS.md. Flags after "--" are passed to the broker (they come
 // last, so they override this command's).
 //
 // Usage:
 //
-//	go run ./cmd/secretbroker-load [--scenario flood|gateway|metadata|cancel|batches|all] [flags] [-- broker flags]
+//	go run ./cmd/secretbroker-load [--scenario flood|gateway|metadata|cancel|batches|compare|all] [flags] [-- broker flags]
 package main
 
 import (
@@ -80,6 +100,13 @@ import (
 )
 
 func main() {
+	if isEmulatorChild() { // the compare scenario's emulator (emuchild.go)
+		if err := emulatorChildMain(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "secretbroker-load (emulator):", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

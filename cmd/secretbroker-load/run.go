@@ -89,7 +89,7 @@ func allScenarios() []string { return []string{"flood", "gateway", "metadata", "
 
 // otherScenarios are the scenarios --scenario all leaves out: batches
 // measures the upstream pacer, not the front door.
-func otherScenarios() []string { return []string{"batches"} }
+func otherScenarios() []string { return []string{"batches", "compare"} }
 
 // options is what one run does.
 type options struct {
@@ -101,6 +101,9 @@ type options struct {
 	batches          int // the batches scenario's concurrent batches
 	batchItems       int // ... values in each
 	batchRounds      int // ... batches each of its goroutines sends, one after another
+	workers          int // compare scenario: closed-loop workers at saturation
+	rate             int // ... calls per second at the fixed rate
+	rounds           int // ... interleaved rounds, whose medians are reported
 	brokerBin        string
 	brokerArgs       []string // after "--", passed to the broker last
 	args             []string // as given, for the printed command line
@@ -130,7 +133,10 @@ JSON gateway (gateway). The batches scenario, which all leaves out,
 measures the upstream pacer instead: a broker without --dev, against a
 GitHub emulator in this process with its pacing limits off, takes
 concurrent 1,000-item batches while another caller's GetSecret is timed.
-Flags after -- are passed to the broker.
+The compare scenario, also left out of all, measures the broker's cost per
+call beside a direct client and the floors (sealing, a bare gRPC call),
+at saturation, at a fixed rate and at twice saturation, against an
+emulator in a child process. Flags after -- are passed to the broker.
 
 Flags:
 `)
@@ -145,6 +151,9 @@ Flags:
 	fs.IntVar(&o.batches, "batches", 50, "batches scenario: concurrent BatchPutSecrets, each from its own goroutine over its own connection")
 	fs.IntVar(&o.batchItems, "batch-items", maxBatchItems, "batches scenario: values of 64 bytes in each batch (at most 1,000)")
 	fs.IntVar(&o.batchRounds, "batch-rounds", 1, "batches scenario: batches each goroutine sends, one after another")
+	fs.IntVar(&o.workers, "workers", 32, "compare scenario: closed-loop workers at saturation")
+	fs.IntVar(&o.rate, "rate", 1000, "compare scenario: calls per second at the fixed rate (open loop)")
+	fs.IntVar(&o.rounds, "rounds", 3, "compare scenario: interleaved rounds; medians are reported")
 	fs.StringVar(&o.brokerBin, "broker-bin", "", "broker `binary` to run (default: go build ./cmd/secretbroker into a temporary directory)")
 	if err := fs.Parse(own); err != nil {
 		return options{}, err
@@ -175,6 +184,12 @@ Flags:
 		return options{}, fmt.Errorf("--batch-items must be between 1 and %d, got %d", maxBatchItems, o.batchItems)
 	case o.batchRounds < 1:
 		return options{}, fmt.Errorf("--batch-rounds must be at least 1, got %d", o.batchRounds)
+	case o.workers < 1:
+		return options{}, fmt.Errorf("--workers must be at least 1, got %d", o.workers)
+	case o.rate < 1 || o.rate > 1_000_000:
+		return options{}, fmt.Errorf("--rate must be between 1 and 1000000, got %d", o.rate)
+	case o.rounds < 1:
+		return options{}, fmt.Errorf("--rounds must be at least 1, got %d", o.rounds)
 	}
 	return o, nil
 }
@@ -254,6 +269,15 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				return fmt.Errorf("batches: %w", err)
 			}
 			t = r.table(o, env)
+		case "compare":
+			r, err := runCompare(ctx, o, env)
+			if err != nil {
+				return fmt.Errorf("compare: %w", err)
+			}
+			if _, err := io.WriteString(stdout, r.markdown()); err != nil {
+				return fmt.Errorf("writing the tables: %w", err)
+			}
+			continue
 		}
 		if _, err := io.WriteString(stdout, t.markdown()); err != nil {
 			return fmt.Errorf("writing the table: %w", err)

@@ -143,8 +143,18 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("defaults: %+v", o)
 			}
 		}},
-		{name: "all leaves batches out", args: []string{"--scenario=all"}, check: func(t *testing.T, o options) {
-			if slices.Contains(o.scenarios, "batches") || len(o.scenarios) != 4 {
+		{name: "compare", args: []string{"--scenario=compare", "--workers=8", "--rate=500", "--rounds=5"}, check: func(t *testing.T, o options) {
+			if !slices.Equal(o.scenarios, []string{"compare"}) || o.workers != 8 || o.rate != 500 || o.rounds != 5 {
+				t.Errorf("options: %+v", o)
+			}
+		}},
+		{name: "compare defaults", args: []string{"--scenario=compare"}, check: func(t *testing.T, o options) {
+			if o.workers != 32 || o.rate != 1000 || o.rounds != 3 {
+				t.Errorf("options: %+v", o)
+			}
+		}},
+		{name: "all leaves batches and compare out", args: []string{"--scenario=all"}, check: func(t *testing.T, o options) {
+			if slices.Contains(o.scenarios, "batches") || slices.Contains(o.scenarios, "compare") || len(o.scenarios) != 4 {
 				t.Errorf("scenarios %q", o.scenarios)
 			}
 		}},
@@ -188,6 +198,9 @@ func TestParseFlags(t *testing.T) {
 		{name: "no batch items", args: []string{"--batch-items=0"}, wantErr: "--batch-items"},
 		{name: "too many batch items", args: []string{"--batch-items=1001"}, wantErr: "--batch-items"},
 		{name: "no rounds", args: []string{"--batch-rounds=0"}, wantErr: "--batch-rounds"},
+		{name: "no workers", args: []string{"--workers=0"}, wantErr: "--workers"},
+		{name: "no rate", args: []string{"--rate=0"}, wantErr: "--rate"},
+		{name: "no compare rounds", args: []string{"--rounds=0"}, wantErr: "--rounds"},
 		{name: "broker flag before --", args: []string{"--caller-rps=1"}, wantErr: "not defined"},
 		{name: "stray argument", args: []string{"flood"}, wantErr: "unexpected arguments"},
 	}

@@ -140,6 +140,12 @@ type Config struct {
 	// false.
 	Dev bool
 
+	// DevLimitsOff turns GitHub's limits off in dev mode: the embedded
+	// emulator's rate limits and, unless their flags are given, the
+	// broker's pacing toward it (devlimits.go), for load tests. Flag
+	// --dev-limits=on|off. Default on (DevLimitsOff false); off needs --dev.
+	DevLimitsOff bool
+
 	// ShutdownTimeout is how long a shutdown waits for in-flight calls
 	// before it cuts them. Flag --shutdown-timeout. Default 15s.
 	ShutdownTimeout time.Duration
@@ -339,6 +345,8 @@ Flags:
 		"how long a public key is used before it is revalidated with If-None-Match")
 	fs.BoolVar(&cfg.Dev, "dev", false,
 		"run against the embedded GitHub emulator with demo data; listen on loopback only")
+	fs.Var(onOff{&cfg.DevLimitsOff}, "dev-limits",
+		"with --dev, on or off: off lifts the emulator's GitHub rate limits and the broker's write spacing, points budget and in-flight cap toward it (unless those flags are given), for load tests")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout,
 		"how long a shutdown waits for in-flight calls before it cuts them")
 	fs.TextVar(&cfg.LogLevel, "log-level", defaultLogLevel,
@@ -416,6 +424,9 @@ Flags:
 	cfg.callerRPSGiven = given["caller-rps"] || rpsFromEnv
 	_, formatFromEnv := lookupEnv(envName("log-format"))
 	cfg.logFormatGiven = given["log-format"] || formatFromEnv
+	if err := cfg.applyDevLimits(given, lookupEnv); err != nil {
+		return Config{}, err
+	}
 
 	var err error
 	if cfg.TracesExporter, err = tracesExporterFromEnv(lookupEnv); err != nil {

@@ -32,14 +32,15 @@ type devUpstream struct {
 
 // startEmulator starts the GitHub emulator on 127.0.0.1 with a random
 // token and github.com's rate limits (emulator.GitHubLimits), so that
-// --dev paces as production does, seeded with the demo data.
+// --dev paces as production does, or none with --dev-limits=off
+// (devEmulatorLimits), seeded with the demo data.
 func startEmulator(ctx context.Context, cfg Config, logger *slog.Logger) (*devUpstream, error) {
 	token := rand.Text()
 	opts := emulator.Options{
 		Token:        token,
 		LegacyRoutes: cfg.UpstreamLegacyRoutes,
 		Logger:       logger,
-		Limits:       emulator.GitHubLimits(),
+		Limits:       cfg.devEmulatorLimits(),
 	}
 	var appKey *rsa.PrivateKey
 	if cfg.GitHubApp.Dev {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/nacl/box"
@@ -78,6 +79,8 @@ type Server struct {
 	limBy   map[string]*limitState // the rate limits' windows per installation
 	app     appState
 	reqSeq  uint64 // last request id handed out
+
+	conns atomic.Int64 // connections accepted, counted by ConnState (conns.go)
 }
 
 type org struct {
