@@ -48,6 +48,13 @@ const (
 // offers it in the TLS handshake (ALPN), and the timeouts above. Proxies
 // come from the environment, as with http.DefaultTransport.
 func newTransport() *http.Transport {
+	return NewTransport()
+}
+
+// NewTransport returns a transport to GitHub pooled as the client's own
+// (newTransport), for the requests a credential source sends itself: a
+// GitHub App's installation lookups and token mints.
+func NewTransport() *http.Transport {
 	d := &net.Dialer{Timeout: dialTimeout, KeepAlive: dialKeepAlive}
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,

@@ -142,7 +142,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		}
 	}
 	if !cfg.Dev {
-		src, err := upstreamCredentials(cfg, cfg.UpstreamURL, nil)
+		src, err := upstreamCredentials(cfg, cfg.UpstreamURL, upstream.NewTransport())
 		if err != nil {
 			return err
 		}
