@@ -207,7 +207,7 @@ type routeKey struct{}
 // timeout, the pooled transport of transport.go with connection reuse
 // counted in m, inside OpenTelemetry's instrumented transport.
 func defaultHTTPClient(tp trace.TracerProvider, m *metrics) (*http.Client, error) {
-	return pooledClient(tp, m, newTransport())
+	return pooledClient(tp, m, NewTransport())
 }
 
 // spanName names a client span by the request's route template, never by

@@ -41,19 +41,14 @@ const (
 	expectContinueTimeout = time.Second
 )
 
-// newTransport is the default client's transport: keep-alive connections,
+// NewTransport returns the default client's transport: keep-alive connections,
 // pooled per host up to maxIdleConnsPerHost idle ones, no cap on
 // connections per host (the pacers bound the requests in flight; a cap
 // here would only add a queue nobody measures), HTTP/2 where the server
 // offers it in the TLS handshake (ALPN), and the timeouts above. Proxies
-// come from the environment, as with http.DefaultTransport.
-func newTransport() *http.Transport {
-	return NewTransport()
-}
-
-// NewTransport returns a transport to GitHub pooled as the client's own
-// (newTransport), for the requests a credential source sends itself: a
-// GitHub App's installation lookups and token mints.
+// come from the environment, as with http.DefaultTransport. A credential
+// source's own requests (a GitHub App's installation lookups and token
+// mints) use one too.
 func NewTransport() *http.Transport {
 	d := &net.Dialer{Timeout: dialTimeout, KeepAlive: dialKeepAlive}
 	return &http.Transport{

@@ -63,7 +63,7 @@ func TestTransportReusesConnections(t *testing.T) {
 			c := newClient(t, Config{BaseURL: ts.URL, Pacing: pacing, MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
 			if tc.tls {
 				// The default transport, trusting the test server's certificate.
-				tr := newTransport()
+				tr := NewTransport()
 				tr.TLSClientConfig = ts.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 				hc, err := pooledClient(nil, c.metrics, tr)
 				if err != nil {
@@ -118,7 +118,7 @@ func TestTransportReusesConnections(t *testing.T) {
 // request one credential may have in flight, no cap per host, HTTP/2
 // attempted, keep-alives and the timeouts.
 func TestNewTransport(t *testing.T) {
-	tr := newTransport()
+	tr := NewTransport()
 	for _, tc := range []struct {
 		name      string
 		got, want any
