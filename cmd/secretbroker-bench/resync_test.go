@@ -208,3 +208,37 @@ func TestResyncFlags(t *testing.T) {
 		t.Errorf("defaults refused: %v", err)
 	}
 }
+
+// With answers that take time, the sync client is skipped in fake time
+// (its listing's sync.Once stops the bubble's time) and said so; the
+// others run, a smaller workload here.
+func TestResyncLatency(t *testing.T) {
+	c, err := parseFlags([]string{"--resync", "--resync-secrets", "200", "--resync-scopes", "2", "--latency", "50ms"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := writeResync(t.Context(), c, &out, resyncInBubble(t)); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	for _, s := range []string{
+		"answers in 50ms.",
+		"- skipped: broker (sync) with --latency in fake time",
+		// Each scope listed once.
+		"| broker (batch) | unchanged | 200 | 0 | 0 | 2 | 2 | 0 | 0 | 2 | 0 | 0 | 200 | 0 | 0 | 0 | ",
+		"| naive | unchanged | 200 | 0 | 0 | 202 | 2 | 0 | 200 | 1002 | 0 | 200 | 0 | n/a | 0 | 0 | ",
+		"- met: broker (batch): drift reported for 2 secrets, 2 changed behind its back, the same set.",
+	} {
+		if !strings.Contains(text, s) {
+			t.Errorf("output lacks %q:\n%s", s, text)
+		}
+	}
+	if strings.Contains(text, "| broker (sync) |") {
+		t.Errorf("the sync client ran:\n%s", text)
+	}
+	c.latency = 0
+	if why := resyncSkip(c, clientSync); why != "" {
+		t.Errorf("the sync client skipped without a latency: %s", why)
+	}
+}
