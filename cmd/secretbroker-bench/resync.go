@@ -478,7 +478,7 @@ func resyncTargets(c config, all map[string][]phaseResult) []string {
 		}
 		out = append(out,
 			fmt.Sprintf("%s: %s: unchanged re-sync in %d requests, at most 2 per scope per 100 secrets allow %d; no PUT (%d); took %v (target: seconds).",
-				verdict(un.requests <= 2*pages && un.puts == 0 && un.elapsed < time.Minute), client, un.requests, 2*pages, un.puts, un.elapsed.Round(100*time.Millisecond)),
+				verdict(un.requests <= 2*pages && un.puts == 0 && un.elapsed < time.Minute), client, un.requests, 2*pages, un.puts, un.elapsed.Round(10*time.Millisecond)),
 			fmt.Sprintf("%s: %s: %.1f times fewer requests than the naive client's %d for the unchanged re-sync (target: at least 100).",
 				verdict(ratio >= 100), client, ratio, naive.requests),
 			fmt.Sprintf("%s: %s: the 10%% phase wrote %d changed secrets with %d PUTs and %d GETs (%d list pages per listing of the scopes, %d key revalidations).",
