@@ -25,6 +25,12 @@
 // the module. --real-time runs the same scenarios in this process on the
 // wall clock instead (as slow as GitHub would be: for checking).
 //
+// --resync runs the re-sync workload of issue 11 instead of the write
+// tables (resync.go): secrets written once, again unchanged, with 10%
+// changed, and with 1% changed behind the broker's back, by the broker
+// (BatchPutSecrets and SyncSecrets) and by a naive client, with requests,
+// points and time per phase.
+//
 // Usage:
 //
 //	go run ./cmd/secretbroker-bench [flags]
