@@ -25,6 +25,12 @@
 // the module. --real-time runs the same scenarios in this process on the
 // wall clock instead (as slow as GitHub would be: for checking).
 //
+// --resync runs the re-sync workload of issue 11 instead of the write
+// tables (resync.go): secrets written once, again unchanged, with 10%
+// changed, and with 1% changed behind the broker's back, by the broker
+// (BatchPutSecrets and SyncSecrets) and by a naive client, with requests,
+// points and time per phase.
+//
 // Usage:
 //
 //	go run ./cmd/secretbroker-bench [flags]
@@ -68,6 +74,12 @@ type config struct {
 	pacing           upstream.Pacing
 	replicas         int    // broker replicas sharing one budget through Redis (replicas.go)
 	redisAddr        string // their Redis, host:port; the fake-time mode starts one when empty
+
+	// The re-sync workload (resync.go), run instead of the write tables.
+	resync        bool
+	resyncSecrets int
+	resyncScopes  int
+	resyncGap     time.Duration // between one phase's end and the next's start
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -84,6 +96,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.pacing.PointsPerMinute, "upstream-points-per-minute", c.pacing.PointsPerMinute, "the broker's --upstream-points-per-minute")
 	fs.IntVar(&c.replicas, "replicas", 1, "broker replicas sharing one GitHub budget through Redis, each sent its share of the writes at once (1 to 8)")
 	fs.StringVar(&c.redisAddr, "redis-addr", "", "the replicas' Redis, host:port, for --replicas above 1 (the fake-time mode starts redis-server from PATH when empty; --real-time needs it)")
+	fs.BoolVar(&c.resync, "resync", false, "run the re-sync workload (issue 11) instead of the write tables: --resync-secrets over --resync-scopes written once, again unchanged, with 10% changed, with 1% changed behind the broker's back")
+	fs.IntVar(&c.resyncSecrets, "resync-secrets", 1000, "secrets of the re-sync workload (10 to 10000)")
+	fs.IntVar(&c.resyncScopes, "resync-scopes", 10, "repository scopes the re-sync workload's secrets are spread over (1 to 100, at most one per secret; a scope holds at most 1000)")
+	fs.DurationVar(&c.resyncGap, "resync-gap", time.Hour, "pause between the re-sync workload's phases (0 to 24h)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -105,6 +121,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.latency < 0 || c.latency > 10*time.Second {
 		return config{}, fmt.Errorf("--latency must be between 0 and 10s, got %v", c.latency)
+	}
+	if err := checkResync(c); err != nil {
+		return config{}, err
 	}
 	return c, nil
 }
@@ -131,6 +150,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if c.realTime {
 		if c.replicas > 1 && c.redisAddr == "" {
 			return errors.New("--replicas above 1 with --real-time needs --redis-addr")
+		}
+		if c.resync {
+			return writeResync(ctx, c, stdout, measureResync)
 		}
 		return writeTables(ctx, c, stdout, measure)
 	}

@@ -266,25 +266,11 @@ func runBroker(ctx context.Context, c config, w *world) ([]bool, int, error) {
 // behind a gRPC server on an in-memory connection (bufconn), and reports
 // which were written.
 func serveBatch(ctx context.Context, up *upstream.Client, items []item) ([]bool, error) {
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
-	secretbrokerv1.RegisterSecretServiceServer(gs, service.New(up, service.Options{}))
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = gs.Serve(lis)
-	}()
-	defer func() {
-		gs.Stop()
-		<-served
-	}()
-	conn, err := grpc.NewClient("passthrough:///secretbroker-bench",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	client, stop, err := startBroker(up)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
+	defer stop()
 
 	req := &secretbrokerv1.BatchPutSecretsRequest{}
 	for _, it := range items {
@@ -293,7 +279,7 @@ func serveBatch(ctx context.Context, up *upstream.Client, items []item) ([]bool,
 			Payload: &secretbrokerv1.PutSecretRequest_Value{Value: it.value},
 		})
 	}
-	resp, err := secretbrokerv1.NewSecretServiceClient(conn).BatchPutSecrets(ctx, req)
+	resp, err := client.BatchPutSecrets(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -302,6 +288,35 @@ func serveBatch(ctx context.Context, up *upstream.Client, items []item) ([]bool,
 		done[i] = res.GetCode() == code.Code_OK
 	}
 	return done, nil
+}
+
+// startBroker serves a broker on up behind a gRPC server on an in-memory
+// connection (bufconn) and returns a client of it, and a function that
+// stops both.
+func startBroker(up *upstream.Client) (secretbrokerv1.SecretServiceClient, func(), error) {
+	lis := bufconn.Listen(1 << 20)
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
+	secretbrokerv1.RegisterSecretServiceServer(gs, service.New(up, service.Options{}))
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = gs.Serve(lis)
+	}()
+	stopServer := func() {
+		gs.Stop()
+		<-served
+	}
+	conn, err := grpc.NewClient("passthrough:///secretbroker-bench",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		stopServer()
+		return nil, nil, err
+	}
+	return secretbrokerv1.NewSecretServiceClient(conn), func() {
+		_ = conn.Close()
+		stopServer()
+	}, nil
 }
 
 // runNaive writes every item as gh, Terraform and External Secrets do:

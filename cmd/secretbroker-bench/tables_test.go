@@ -27,6 +27,12 @@ func TestTables(t *testing.T) {
 	if c.replicas > 1 && c.redisAddr == "" {
 		c.redisAddr = redistest.Start(t).Addr // outside the bubbles
 	}
+	if c.resync {
+		if err := writeResync(t.Context(), c, os.Stdout, resyncInBubble(t)); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
 	if err := writeTables(t.Context(), c, os.Stdout, measureInBubble(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -41,5 +47,16 @@ func measureInBubble(t *testing.T) measureFunc {
 			r, err = measure(t.Context(), c, client, n, k)
 		})
 		return r, err
+	}
+}
+
+// resyncInBubble runs each client's re-sync phases in a synctest bubble of
+// its own.
+func resyncInBubble(t *testing.T) resyncRunFunc {
+	return func(_ context.Context, c config, client string) (rs []phaseResult, err error) {
+		synctest.Test(t, func(t *testing.T) {
+			rs, err = measureResync(t.Context(), c, client)
+		})
+		return rs, err
 	}
 }
