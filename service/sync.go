@@ -83,7 +83,8 @@ type syncPlan struct {
 	force    bool
 	prune    bool
 	settings state.Settings
-	items    []*syncItem // sorted by name
+	items    []*syncItem                // sorted by name
+	listing  map[string]upstream.Secret // the scope as planned, by upper-cased name
 }
 
 // SyncSecrets makes a scope hold the given values; see the proto and
@@ -126,6 +127,7 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 		return resp, nil
 	}
 	x := s.NewExecutor(state.KindSyncSecrets, plan.owner, plan.force)
+	x.seed(plan.scope, plan.listing) // the items judge against the plan's listing, not a second one
 	eachItem(runnable, func(i int) {
 		it := plan.items[i]
 		var out itemOutcome
@@ -264,6 +266,7 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 	if err != nil {
 		return nil, err
 	}
+	plan.listing = list
 	recs, err := s.state.store.ListRecords(ctx, parent)
 	if err != nil {
 		// Without the records prune could not tell what the owner wrote.
@@ -363,9 +366,11 @@ type Executor struct {
 	written  writtenSet
 }
 
-// listing is one scope's list, read once by the first item that needs it.
+// listing is one scope's list, read once by the first item that needs it;
+// the others wait for done (a channel, not a sync.Once: a waiter whose
+// context ends stops waiting).
 type listing struct {
-	once    sync.Once
+	done    chan struct{}              // closed once secrets is set
 	secrets map[string]upstream.Secret // nil when it could not be read
 }
 
@@ -417,24 +422,46 @@ type itemOutcome struct {
 }
 
 // scopeListing returns the scope's listing, read once; nil when it could
-// not be read (the items of the scope are then written).
+// not be read (the items of the scope are then written) or ctx ended
+// while another item read it.
 func (x *Executor) scopeListing(ctx context.Context, scope upstream.Scope) map[string]upstream.Secret {
 	x.mu.Lock()
 	l := x.listings[scope.Path()]
-	if l == nil {
-		l = &listing{}
+	first := l == nil
+	if first {
+		l = &listing{done: make(chan struct{})}
 		x.listings[scope.Path()] = l
 	}
 	x.mu.Unlock()
-	l.once.Do(func() {
+	if first {
 		list, err := x.s.listScope(ctx, scope)
 		if err != nil {
 			x.s.log.DebugContext(ctx, "scope listing failed; its items are written", "scope", scope.Path(), "err", err)
-			return
+		} else {
+			l.secrets = list
 		}
-		l.secrets = list
-	})
-	return l.secrets
+		close(l.done)
+		return l.secrets
+	}
+	select {
+	case <-l.done:
+		return l.secrets
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// seed gives the executor scope's listing, read already (by a sync's
+// plan), so that its items do not read it again.
+func (x *Executor) seed(scope upstream.Scope, list map[string]upstream.Secret) {
+	if list == nil {
+		return
+	}
+	l := &listing{done: make(chan struct{}), secrets: list}
+	close(l.done)
+	x.mu.Lock()
+	x.listings[scope.Path()] = l
+	x.mu.Unlock()
 }
 
 func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutcome {

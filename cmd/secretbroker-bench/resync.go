@@ -397,12 +397,7 @@ func writeResync(ctx context.Context, c config, stdout io.Writer, run resyncRunF
 		c.pacing.PointsPerMinute, c.pacing.WritesPerMinute, c.pacing.WritesPerHour, timeIs)
 	fmt.Fprintln(stdout, resyncHeader)
 	all := map[string][]phaseResult{}
-	var notes []string
 	for _, client := range resyncClients {
-		if why := resyncSkip(c, client); why != "" {
-			notes = append(notes, why)
-			continue
-		}
 		rs, err := run(ctx, c, client)
 		if err != nil {
 			return fmt.Errorf("re-sync, %s: %w", client, err)
@@ -416,25 +411,7 @@ func writeResync(ctx context.Context, c config, stdout io.Writer, run resyncRunF
 	for _, t := range resyncTargets(c, all) {
 		fmt.Fprintln(stdout, "- "+t)
 	}
-	for _, n := range notes {
-		fmt.Fprintln(stdout, "- "+n)
-	}
 	return nil
-}
-
-// resyncSkip returns why client cannot run under c, or "".
-//
-// SyncSecrets's executor lists a scope once for all its items behind a
-// sync.Once (service/sync.go, Executor.scopeListing): while one item waits
-// for the listing's answer, the others wait on the Once's mutex, which a
-// synctest bubble does not count as durably blocked, so fake time stops
-// for good when the answer takes time (--latency). On the wall clock it
-// only waits.
-func resyncSkip(c config, client string) string {
-	if client == clientSync && !c.realTime && c.latency > 0 {
-		return "skipped: broker (sync) with --latency in fake time: SyncSecrets's items wait for their scope's listing on a sync.Once's mutex, which stops a synctest bubble's time (service/sync.go, Executor.scopeListing); run it without --latency, or with --real-time."
-	}
-	return ""
 }
 
 // phaseOf returns rs's result for phase.
