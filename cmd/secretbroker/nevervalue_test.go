@@ -42,16 +42,7 @@ func newOTLPReceiver(t *testing.T) *otlpReceiver {
 			http.Error(w, "not an OTLP trace export", http.StatusNotFound)
 			return
 		}
-		var body io.Reader = req.Body
-		if req.Header.Get("Content-Encoding") == "gzip" {
-			gz, err := gzip.NewReader(req.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			body = gz
-		}
-		raw, err := io.ReadAll(body)
+		raw, err := otlpBody(req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -282,4 +273,18 @@ func scrape(t *testing.T, b *broker) string {
 		t.Fatalf("GET /metrics = %d %v", resp.StatusCode, err)
 	}
 	return string(body)
+}
+
+// otlpBody reads an OTLP/HTTP export request's body, gunzipped when the
+// exporter compressed it.
+func otlpBody(req *http.Request) ([]byte, error) {
+	var body io.Reader = req.Body
+	if req.Header.Get("Content-Encoding") == "gzip" {
+		gz, err := gzip.NewReader(req.Body)
+		if err != nil {
+			return nil, err
+		}
+		body = gz
+	}
+	return io.ReadAll(body)
 }

@@ -109,34 +109,24 @@ func runOps(ctx context.Context, c *cli, args []string) int {
 // runOp shows one operation: its progress and, for the items it finished,
 // their results.
 func runOp(ctx context.Context, c *cli, args []string) int {
-	var opts common
-	fs := c.flags("op", &opts, defaultTimeout)
-	pos, exit := c.parseOrExit(fs, &opts, args, "NAME", 1)
-	if exit >= 0 {
-		return exit
-	}
-	name := pos[0]
-	client, closeConn, err := c.connect(&opts)
-	if err != nil {
-		return c.usageErr("op", err)
-	}
-	defer closeConn()
-	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
-	op, err := client.GetOperation(cctx, &secretbrokerv1.GetOperationRequest{Name: name})
-	cancel()
-	if err != nil {
-		return c.callFailed("op", name, err)
-	}
-	if err := c.printOp(opts.output, op); err != nil {
-		return c.outputFailed("op", err)
-	}
-	return exitOK
+	return c.runOneOp(ctx, "op", args, func(ctx context.Context, client secretbrokerv1.SecretServiceClient, name string) (*secretbrokerv1.Operation, error) {
+		return client.GetOperation(ctx, &secretbrokerv1.GetOperationRequest{Name: name})
+	})
 }
 
 // runCancel asks an operation to stop and shows it as it is then.
 func runCancel(ctx context.Context, c *cli, args []string) int {
+	return c.runOneOp(ctx, "cancel", args, func(ctx context.Context, client secretbrokerv1.SecretServiceClient, name string) (*secretbrokerv1.Operation, error) {
+		return client.CancelOperation(ctx, &secretbrokerv1.CancelOperationRequest{Name: name})
+	})
+}
+
+// runOneOp runs the subcommand cmd, which takes one operation's NAME,
+// makes call with it and prints the operation call returns.
+func (c *cli) runOneOp(ctx context.Context, cmd string, args []string,
+	call func(context.Context, secretbrokerv1.SecretServiceClient, string) (*secretbrokerv1.Operation, error)) int {
 	var opts common
-	fs := c.flags("cancel", &opts, defaultTimeout)
+	fs := c.flags(cmd, &opts, defaultTimeout)
 	pos, exit := c.parseOrExit(fs, &opts, args, "NAME", 1)
 	if exit >= 0 {
 		return exit
@@ -144,17 +134,17 @@ func runCancel(ctx context.Context, c *cli, args []string) int {
 	name := pos[0]
 	client, closeConn, err := c.connect(&opts)
 	if err != nil {
-		return c.usageErr("cancel", err)
+		return c.usageErr(cmd, err)
 	}
 	defer closeConn()
 	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
-	op, err := client.CancelOperation(cctx, &secretbrokerv1.CancelOperationRequest{Name: name})
+	op, err := call(cctx, client, name)
 	cancel()
 	if err != nil {
-		return c.callFailed("cancel", name, err)
+		return c.callFailed(cmd, name, err)
 	}
 	if err := c.printOp(opts.output, op); err != nil {
-		return c.outputFailed("cancel", err)
+		return c.outputFailed(cmd, err)
 	}
 	return exitOK
 }
