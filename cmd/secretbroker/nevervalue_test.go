@@ -15,6 +15,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -163,6 +164,9 @@ rules:
 		repoScope, value, envScope, value, repoScope, value), http.StatusOK)
 	gw(http.MethodPost, "/v1/secrets:batchDelete", fmt.Sprintf(`{"names":["%s/secrets/GW_B1","%s/secrets/NEVER_WRITTEN"]}`, repoScope, repoScope), http.StatusOK)
 	gw(http.MethodDelete, "/v1/"+envScope+"/secrets/GW_ENV", "", http.StatusOK)
+	gw(http.MethodPost, "/v1/"+envScope+"/secrets:sync", `{"owner":"tester","secrets":{"GW_SYNC":"`+value+`"}}`, http.StatusOK)
+	gw(http.MethodGet, "/v1/"+envScope+"/secrets:detectDrift", "", http.StatusOK)
+	gw(http.MethodGet, "/v1/operations", "", http.StatusOK)
 	// Refused: no token, and a wrong one that holds the planted token's
 	// prefix.
 	for _, tok := range []string{"", bearer + "x"} {
@@ -211,6 +215,24 @@ rules:
 	check("BatchDeleteSecrets", err)
 	_, err = c.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: repoScope + "/secrets/RPC_REPO"})
 	check("DeleteSecret", err)
+	_, err = c.SyncSecrets(ctx, &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Owner: "tester",
+		Secrets: map[string]string{"RPC_SYNC": value}})
+	check("SyncSecrets", err)
+	_, err = c.DetectDrift(ctx, &secretbrokerv1.DetectDriftRequest{Parent: repoScope})
+	check("DetectDrift", err)
+	async, err := c.SyncSecrets(ctx, &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Owner: "tester", Async: true,
+		Secrets: map[string]string{"RPC_SYNC": value + "-3", "RPC_SYNC2": value}})
+	check("SyncSecrets (async)", err)
+	opName := async.GetOperation().GetName()
+	_, err = c.GetOperation(ctx, &secretbrokerv1.GetOperationRequest{Name: opName})
+	check("GetOperation", err)
+	_, err = c.ListOperations(ctx, &secretbrokerv1.ListOperationsRequest{})
+	check("ListOperations", err)
+	if op, err := c.WaitOperation(ctx, &secretbrokerv1.WaitOperationRequest{Name: opName, Timeout: durationpb.New(30 * time.Second)}); err != nil || !op.GetDone() {
+		t.Errorf("WaitOperation: done %v, %v", op.GetDone(), err)
+	}
+	_, err = c.CancelOperation(ctx, &secretbrokerv1.CancelOperationRequest{Name: opName})
+	check("CancelOperation", err)
 
 	// The value did reach GitHub, sealed: the planted strings went through
 	// the broker.
@@ -240,6 +262,12 @@ rules:
 	logs := b.logs.String()
 	if n := strings.Count(logs, `"msg":"gRPC call"`); n < 26 {
 		t.Errorf("%d per-RPC log lines, want one per call", n)
+	}
+	// Every method of the service was called (and logged).
+	for _, m := range secretbrokerv1.SecretService_ServiceDesc.Methods {
+		if !strings.Contains(logs, `"method":"/secretbroker.v1.SecretService/`+m.MethodName+`"`) {
+			t.Errorf("no call of %s: the test does not drive every RPC", m.MethodName)
+		}
 	}
 	if !strings.Contains(metricsText, "secretbroker_upstream_requests_total") {
 		t.Error("/metrics has no upstream series")
