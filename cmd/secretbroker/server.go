@@ -165,7 +165,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	if err := registerBrokerMetrics(mp, trail); err != nil {
 		return err
 	}
-	st, err := openState(cfg, logger)
+	st, err := openState(cfg, logger, shared.redisClient())
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/secretbroker/secretbroker/service/state"
 )
 
@@ -18,10 +20,19 @@ func registerStateFlags(fs *flag.FlagSet, cfg *Config) {
 		"`file` with the key (raw bytes, at least 32) the state's fingerprints are made under (default: a random key kept in the state store)")
 }
 
-// openState opens the state store the configuration asks for: the file
-// store under --state-dir, else a memory store; with the key of
-// --state-hmac-key-file when given. The caller closes it.
-func openState(cfg Config, logger *slog.Logger) (state.Store, error) {
+// openState opens the state store the configuration asks for, with the
+// key of --state-hmac-key-file when given:
+//
+//   - --state-dir: the file store under it (one replica). With a Redis as
+//     well (--redis-url or --redis-url-file), the file store still wins,
+//     with a warning: the replicas then do not share what they wrote.
+//   - else, with a Redis (rc, the pacing's client on the same URL): the
+//     Redis store, shared by every replica on that Redis.
+//   - else a memory store, lost on exit.
+//
+// rc is nil when no Redis is configured. The caller closes the store
+// (the Redis store leaves rc open: its owner closes it).
+func openState(cfg Config, logger *slog.Logger, rc redis.UniversalClient) (state.Store, error) {
 	var opts state.Options
 	if cfg.StateHMACKeyFile != "" {
 		key, err := state.ReadKeyFile(cfg.StateHMACKeyFile)
@@ -30,17 +41,29 @@ func openState(cfg Config, logger *slog.Logger) (state.Store, error) {
 		}
 		opts.HMACKey = key
 	}
-	if cfg.StateDir == "" {
-		st, err := state.NewMemory(opts)
+	switch {
+	case cfg.StateDir != "":
+		st, err := state.OpenBolt(cfg.StateDir, opts)
 		if err != nil {
-			return nil, fmt.Errorf("state store: %w", err)
+			return nil, fmt.Errorf("state store --state-dir %s: %w", cfg.StateDir, err)
+		}
+		logger.Info("state store opened", slog.String("path", st.Path()))
+		if rc != nil {
+			logger.Warn("state store: --state-dir wins over the Redis for the sync state; replicas do not share what they wrote (records, operations); drop --state-dir to keep it in Redis",
+				slog.String("path", st.Path()), slog.String("redis", cfg.redisShown()))
 		}
 		return st, nil
+	case rc != nil:
+		st, err := state.NewRedis(rc, state.RedisOptions{Options: opts})
+		if err != nil {
+			return nil, fmt.Errorf("state store in Redis: %w", err)
+		}
+		logger.Info("state store in Redis, shared by the replicas", slog.String("redis", cfg.redisShown()), slog.String("prefix", st.Prefix()))
+		return st, nil
 	}
-	st, err := state.OpenBolt(cfg.StateDir, opts)
+	st, err := state.NewMemory(opts)
 	if err != nil {
-		return nil, fmt.Errorf("state store --state-dir %s: %w", cfg.StateDir, err)
+		return nil, fmt.Errorf("state store: %w", err)
 	}
-	logger.Info("state store opened", slog.String("path", st.Path()))
 	return st, nil
 }
