@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/secretbroker/secretbroker/service"
 	"github.com/secretbroker/secretbroker/service/state"
 )
 
@@ -66,4 +70,50 @@ func openState(cfg Config, logger *slog.Logger, rc redis.UniversalClient) (state
 		return nil, fmt.Errorf("state store: %w", err)
 	}
 	return st, nil
+}
+
+// resumeRetry is how often the broker tries again to resume operations
+// while the state store in Redis cannot be reached.
+const resumeRetry = 5 * time.Second
+
+// resumeOperations resumes the operations a previous process left
+// unfinished. With the state in Redis, an outage at start-up does not stop
+// the broker (it serves while Redis is down, as its pacing does): the
+// resume is tried again in the background every resumeRetry until it
+// succeeds or ctx ends. stop ends that retry and waits for it; call it
+// before the store closes.
+func resumeOperations(ctx context.Context, svc *service.Server, st state.Store, logger *slog.Logger) (stop func(), err error) {
+	resume := func(ctx context.Context) error {
+		n, err := svc.ResumeOperations(ctx)
+		if err == nil && n > 0 {
+			logger.Info("operations resumed", slog.Int("operations", n))
+		}
+		return err
+	}
+	err = resume(ctx)
+	if _, isRedis := st.(*state.Redis); err == nil || !isRedis {
+		return func() {}, err
+	}
+	logger.Warn("operations not resumed yet: the state store in Redis cannot be reached; trying again in the background",
+		slog.Duration("every", resumeRetry), slog.Any("error", err))
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(resumeRetry)
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+			}
+			if resume(rctx) == nil {
+				return
+			}
+		}
+	})
+	return func() {
+		cancel()
+		wg.Wait()
+	}, nil
 }
