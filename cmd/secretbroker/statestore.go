@@ -15,11 +15,12 @@ import (
 )
 
 // registerStateFlags adds the state store's flags to fs: --state-dir
-// (default none: a memory store, lost on exit) and --state-hmac-key-file
+// (default none: the Redis store with --redis-url, else a memory store,
+// lost on exit) and --state-hmac-key-file
 // (default none: a random key generated once and kept in the store).
 func registerStateFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.StateDir, "state-dir", "",
-		"`directory` of the broker's state file ("+state.BoltFileName+"): what it wrote, to skip unchanged writes, detect drift and prune only what an owner wrote (default: in memory, lost on exit)")
+		"`directory` of the broker's state file ("+state.BoltFileName+"): what it wrote, to skip unchanged writes, detect drift and prune only what an owner wrote; one replica: it wins over --redis-url for this state (default: in Redis with --redis-url, shared by the replicas, else in memory, lost on exit)")
 	fs.StringVar(&cfg.StateHMACKeyFile, "state-hmac-key-file", "",
 		"`file` with the key (raw bytes, at least 32) the state's fingerprints are made under (default: a random key kept in the state store)")
 }
