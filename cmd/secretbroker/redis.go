@@ -130,6 +130,15 @@ func (s *sharedStates) registerMetrics(mp metric.MeterProvider) error {
 	return nil
 }
 
+// redisClient is the client of cfg's Redis, for the state store too; nil
+// when no Redis is configured.
+func (s *sharedStates) redisClient() redis.UniversalClient {
+	if s == nil {
+		return nil
+	}
+	return s.client
+}
+
 // close waits for the background loops (ctx must have ended) and closes
 // the client.
 func (s *sharedStates) close() {

@@ -165,7 +165,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	if err := registerBrokerMetrics(mp, trail); err != nil {
 		return err
 	}
-	st, err := openState(cfg, logger)
+	st, err := openState(cfg, logger, shared.redisClient())
 	if err != nil {
 		return err
 	}
@@ -191,13 +191,11 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	// shutdown closes the runner (with the servers, within
 	// --shutdown-timeout), this defer on an early return; both before the
 	// state store closes.
-	resumed, err := svc.ResumeOperations(ctx)
+	stopResume, err := resumeOperations(ctx, svc, st, logger)
 	if err != nil {
 		return err
 	}
-	if resumed > 0 {
-		logger.Info("operations resumed", slog.Int("operations", resumed))
-	}
+	defer stopResume()
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer cancel()

@@ -1,27 +1,43 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/secretbroker/secretbroker/service"
 	"github.com/secretbroker/secretbroker/service/state"
 )
 
 // registerStateFlags adds the state store's flags to fs: --state-dir
-// (default none: a memory store, lost on exit) and --state-hmac-key-file
+// (default none: the Redis store with --redis-url, else a memory store,
+// lost on exit) and --state-hmac-key-file
 // (default none: a random key generated once and kept in the store).
 func registerStateFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.StateDir, "state-dir", "",
-		"`directory` of the broker's state file ("+state.BoltFileName+"): what it wrote, to skip unchanged writes, detect drift and prune only what an owner wrote (default: in memory, lost on exit)")
+		"`directory` of the broker's state file ("+state.BoltFileName+"): what it wrote, to skip unchanged writes, detect drift and prune only what an owner wrote; one replica: it wins over --redis-url for this state (default: in Redis with --redis-url, shared by the replicas, else in memory, lost on exit)")
 	fs.StringVar(&cfg.StateHMACKeyFile, "state-hmac-key-file", "",
 		"`file` with the key (raw bytes, at least 32) the state's fingerprints are made under (default: a random key kept in the state store)")
 }
 
-// openState opens the state store the configuration asks for: the file
-// store under --state-dir, else a memory store; with the key of
-// --state-hmac-key-file when given. The caller closes it.
-func openState(cfg Config, logger *slog.Logger) (state.Store, error) {
+// openState opens the state store the configuration asks for, with the
+// key of --state-hmac-key-file when given:
+//
+//   - --state-dir: the file store under it (one replica). With a Redis as
+//     well (--redis-url or --redis-url-file), the file store still wins,
+//     with a warning: the replicas then do not share what they wrote.
+//   - else, with a Redis (rc, the pacing's client on the same URL): the
+//     Redis store, shared by every replica on that Redis.
+//   - else a memory store, lost on exit.
+//
+// rc is nil when no Redis is configured. The caller closes the store
+// (the Redis store leaves rc open: its owner closes it).
+func openState(cfg Config, logger *slog.Logger, rc redis.UniversalClient) (state.Store, error) {
 	var opts state.Options
 	if cfg.StateHMACKeyFile != "" {
 		key, err := state.ReadKeyFile(cfg.StateHMACKeyFile)
@@ -30,17 +46,75 @@ func openState(cfg Config, logger *slog.Logger) (state.Store, error) {
 		}
 		opts.HMACKey = key
 	}
-	if cfg.StateDir == "" {
-		st, err := state.NewMemory(opts)
+	switch {
+	case cfg.StateDir != "":
+		st, err := state.OpenBolt(cfg.StateDir, opts)
 		if err != nil {
-			return nil, fmt.Errorf("state store: %w", err)
+			return nil, fmt.Errorf("state store --state-dir %s: %w", cfg.StateDir, err)
+		}
+		logger.Info("state store opened", slog.String("path", st.Path()))
+		if rc != nil {
+			logger.Warn("state store: --state-dir wins over the Redis for the sync state; replicas do not share what they wrote (records, operations); drop --state-dir to keep it in Redis",
+				slog.String("path", st.Path()), slog.String("redis", cfg.redisShown()))
 		}
 		return st, nil
+	case rc != nil:
+		st, err := state.NewRedis(rc, state.RedisOptions{Options: opts})
+		if err != nil {
+			return nil, fmt.Errorf("state store in Redis: %w", err)
+		}
+		logger.Info("state store in Redis, shared by the replicas", slog.String("redis", cfg.redisShown()), slog.String("prefix", st.Prefix()))
+		return st, nil
 	}
-	st, err := state.OpenBolt(cfg.StateDir, opts)
+	st, err := state.NewMemory(opts)
 	if err != nil {
-		return nil, fmt.Errorf("state store --state-dir %s: %w", cfg.StateDir, err)
+		return nil, fmt.Errorf("state store: %w", err)
 	}
-	logger.Info("state store opened", slog.String("path", st.Path()))
 	return st, nil
+}
+
+// resumeRetry is how often the broker tries again to resume operations
+// while the state store in Redis cannot be reached.
+const resumeRetry = 5 * time.Second
+
+// resumeOperations resumes the operations a previous process left
+// unfinished. With the state in Redis, an outage at start-up does not stop
+// the broker (it serves while Redis is down, as its pacing does): the
+// resume is tried again in the background every resumeRetry until it
+// succeeds or ctx ends. stop ends that retry and waits for it; call it
+// before the store closes.
+func resumeOperations(ctx context.Context, svc *service.Server, st state.Store, logger *slog.Logger) (stop func(), err error) {
+	resume := func(ctx context.Context) error {
+		n, err := svc.ResumeOperations(ctx)
+		if err == nil && n > 0 {
+			logger.Info("operations resumed", slog.Int("operations", n))
+		}
+		return err
+	}
+	err = resume(ctx)
+	if _, isRedis := st.(*state.Redis); err == nil || !isRedis {
+		return func() {}, err
+	}
+	logger.Warn("operations not resumed yet: the state store in Redis cannot be reached; trying again in the background",
+		slog.Duration("every", resumeRetry), slog.Any("error", err))
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(resumeRetry)
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+			}
+			if resume(rctx) == nil {
+				return
+			}
+		}
+	})
+	return func() {
+		cancel()
+		wg.Wait()
+	}, nil
 }

@@ -135,7 +135,7 @@ func TestOpenState(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, err := openState(Config{StateDir: tt.dir, StateHMACKeyFile: tt.key}, logger)
+			st, err := openState(Config{StateDir: tt.dir, StateHMACKeyFile: tt.key}, logger, nil)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("openState: %v, want %v", err, tt.wantErr)
 			}

@@ -97,23 +97,26 @@ func openBolt(t testing.TB, dir string, opts Options) *Bolt {
 
 func TestContract(t *testing.T) {
 	for _, h := range harnesses() {
-		t.Run(h.name, func(t *testing.T) {
-			t.Run("records", func(t *testing.T) { testRecords(t, h) })
-			t.Run("invalid names", func(t *testing.T) { testInvalidNames(t, h) })
-			t.Run("list by parent", func(t *testing.T) { testListByParent(t, h) })
-			t.Run("operations", func(t *testing.T) { testOperations(t, h) })
-			t.Run("list operations", func(t *testing.T) { testListOperations(t, h) })
-			t.Run("update operation", func(t *testing.T) { testUpdateOperation(t, h) })
-			t.Run("invalid operations", func(t *testing.T) { testInvalidOperations(t, h) })
-			t.Run("key", func(t *testing.T) { testKey(t, h) })
-			t.Run("concurrent", func(t *testing.T) { testConcurrent(t, h) })
-			t.Run("context and close", func(t *testing.T) { testContextAndClose(t, h) })
-			t.Run("no value in the store", func(t *testing.T) { testNoValueInDump(t, h) })
-			if h.reopen != nil {
-				t.Run("restart", func(t *testing.T) { testRestart(t, h) })
-				t.Run("key across restarts", func(t *testing.T) { testKeyAcrossRestarts(t, h) })
-			}
-		})
+		t.Run(h.name, func(t *testing.T) { runContract(t, h) })
+	}
+}
+
+// runContract runs the contract suite on one implementation.
+func runContract(t *testing.T, h harness) {
+	t.Run("records", func(t *testing.T) { testRecords(t, h) })
+	t.Run("invalid names", func(t *testing.T) { testInvalidNames(t, h) })
+	t.Run("list by parent", func(t *testing.T) { testListByParent(t, h) })
+	t.Run("operations", func(t *testing.T) { testOperations(t, h) })
+	t.Run("list operations", func(t *testing.T) { testListOperations(t, h) })
+	t.Run("update operation", func(t *testing.T) { testUpdateOperation(t, h) })
+	t.Run("invalid operations", func(t *testing.T) { testInvalidOperations(t, h) })
+	t.Run("key", func(t *testing.T) { testKey(t, h) })
+	t.Run("concurrent", func(t *testing.T) { testConcurrent(t, h) })
+	t.Run("context and close", func(t *testing.T) { testContextAndClose(t, h) })
+	t.Run("no value in the store", func(t *testing.T) { testNoValueInDump(t, h) })
+	if h.reopen != nil {
+		t.Run("restart", func(t *testing.T) { testRestart(t, h) })
+		t.Run("key across restarts", func(t *testing.T) { testKeyAcrossRestarts(t, h) })
 	}
 }
 

@@ -50,14 +50,17 @@
 // are contiguous; a second process opening the same file fails with
 // ErrLocked after Options.LockTimeout instead of hanging.
 //
-// A Redis implementation fits the same interface: a hash per parent
-// ("{prefix}records:{parent}", field NAME, value the encoded Record) gives
-// GetRecord/PutRecord/DeleteRecord as HGET/HSET/HDEL and ListRecords as one
-// HGETALL; operations are strings "{prefix}op:{ID}" with a sorted set per
-// caller and one for all (score 0, member ID, ordered by ZRANGEBYLEX) for
-// ListOperations; UpdateOperation is WATCH/GET/MULTI/SET/EXEC, retried on
-// conflict (which is why its fn may run more than once); Key is
-// SET "{prefix}hmac-key" NX followed by GET, so replicas agree on one key.
+// Redis (--redis-url without --state-dir) is shared by the replicas: a
+// hash per parent ("{prefix}records:{parent}", field NAME, value the
+// encoded Record) gives GetRecord/PutRecord/DeleteRecord as HGET/HSET/HDEL
+// and ListRecords as one HGETALL; operations are strings "{prefix}op:{ID}"
+// with sorted sets for all, the not-done ones and each caller's (score 0,
+// member ID, ordered by ZRANGEBYLEX) for ListOperations; every operation
+// write is WATCH/GET/MULTI/SET/EXEC, retried on conflict (which is why
+// UpdateOperation's fn may run more than once); Key is
+// SET "{prefix}hmac-key" NX followed by GET, so replicas agree on one key,
+// and writes put it back when Redis lost it. A Redis outage is an error
+// from every call within its timeout, never ErrNotFound.
 // Encoded records and operations are the same bytes in every store
 // (codec.go), so a Redis store shares the codec and the contract tests.
 package state
