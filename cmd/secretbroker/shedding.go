@@ -60,21 +60,23 @@ func (s *Shedding) register(fs *flag.FlagSet) {
 const (
 	// shedSampleEvery is how often the scheduler latency is read, by the
 	// first call admitted after the period ends (no goroutine of its own).
-	shedSampleEvery = 10 * time.Millisecond
+	shedSampleEvery = 5 * time.Millisecond
 	// shedMinPerCPU is the least bound per GOMAXPROCS: enough calls to
 	// keep every CPU busy while others wait for GitHub's answer.
 	shedMinPerCPU = 4
 	// shedDecrease is the factor a sample over the target shrinks the
-	// bound by; shedIncrease is what a sample at or under it adds to the
-	// bound when the bound is in use.
-	shedDecrease = 0.8
-	shedIncrease = 1
+	// bound by; a sample at or under it, while the calls in progress fill
+	// the bound, grows it by 1/shedGrowth of itself (at least one call).
+	shedDecrease = 0.5
+	shedGrowth   = 16
 )
 
-// cpuShed is an adaptive bound on the calls in progress (AIMD): it
-// shrinks by shedDecrease for every sample whose scheduling latency is
-// above the target and grows by shedIncrease for every sample below it
-// taken while the calls in progress fill the bound, between min and max.
+// cpuShed is an adaptive bound on the calls in progress: it halves
+// (shedDecrease) for every sample whose scheduling latency is above the
+// target and grows by a sixteenth (shedGrowth, at least one call) for
+// every sample below it taken while the calls in progress fill the bound,
+// between min and max: it falls from 512 to its floor within about 30 ms
+// of a flood and doubles in about 60 ms once the CPUs keep up.
 // A call over the bound is refused at once. The signal is the CPU's own
 // queue, the Go scheduler's latency, not the calls' latency: a call that
 // waits for GitHub (the pacer, a slow answer) costs no CPU and must not
@@ -132,7 +134,7 @@ func (c *cpuShed) observeLocked(lat time.Duration) {
 	case lat > c.target:
 		c.limit = math.Max(float64(c.min), c.limit*shedDecrease)
 	case c.active+1 >= int(c.limit):
-		c.limit = math.Min(float64(c.max), c.limit+shedIncrease)
+		c.limit = math.Min(float64(c.max), c.limit+math.Max(1, c.limit/shedGrowth))
 	}
 }
 
