@@ -53,14 +53,14 @@ func (s *Shedding) register(fs *flag.FlagSet) {
 	fs.DurationVar(&s.MaxQueueWait, "max-queue-wait", defaultMaxQueueWait,
 		"longest a call's GitHub request waits for the pacer, with or without a deadline (background operations exempt); longer waits are refused at once with RESOURCE_EXHAUSTED; 0 turns the bound off")
 	fs.DurationVar(&s.ShedSchedLatency, "shed-sched-latency", defaultShedSchedLatency,
-		"target Go scheduler latency (p90): above it the bound on calls in progress shrinks and calls over it are refused with RESOURCE_EXHAUSTED; 0 turns adaptive shedding off")
+		"target Go scheduler latency (90th percentile over 10 ms): above it the bound on calls in progress shrinks and calls over it are refused with RESOURCE_EXHAUSTED; 0 turns adaptive shedding off")
 }
 
 // Bounds of the adaptive limit (cpuShed).
 const (
 	// shedSampleEvery is how often the scheduler latency is read, by the
 	// first call admitted after the period ends (no goroutine of its own).
-	shedSampleEvery = 5 * time.Millisecond
+	shedSampleEvery = 10 * time.Millisecond
 	// shedMinPerCPU is the least bound per GOMAXPROCS: enough calls to
 	// keep every CPU busy while others wait for GitHub's answer.
 	shedMinPerCPU = 4
@@ -102,7 +102,7 @@ func newCPUShed(target time.Duration, lo, hi int) *cpuShed {
 		hi = 1 << 20
 	}
 	s := &schedSampler{}
-	return &cpuShed{target: target, min: min(lo, hi), max: hi, limit: float64(hi), now: time.Now, sched: s.p90}
+	return &cpuShed{target: target, min: min(lo, hi), max: hi, limit: float64(hi), now: time.Now, sched: s.quantile}
 }
 
 // admit counts a call in, or refuses it when the calls in progress fill
@@ -149,8 +149,13 @@ func (c *cpuShed) bound() int {
 // runnable before they ran.
 const schedMetric = "/sched/latencies:seconds"
 
-// schedSampler reads the scheduler latency histogram and returns the 90th
-// percentile of the latencies since its previous call (0 when there were
+// schedQuantile is the quantile of the scheduler latency compared with
+// the target: the 90th percentile, which a CPU that falls behind raises
+// at once while a short burst of wake-ups barely moves it.
+const schedQuantile = 0.9
+
+// schedSampler reads the scheduler latency histogram and returns the
+// schedQuantile of the latencies since its previous call (0 when there were
 // none). Not safe for concurrent use: cpuShed calls it under its mutex.
 type schedSampler struct {
 	sample [1]metrics.Sample
@@ -158,7 +163,7 @@ type schedSampler struct {
 	delta  []uint64
 }
 
-func (s *schedSampler) p90() time.Duration {
+func (s *schedSampler) quantile() time.Duration {
 	s.sample[0].Name = schedMetric
 	metrics.Read(s.sample[:])
 	if s.sample[0].Value.Kind() != metrics.KindFloat64Histogram {
@@ -179,13 +184,14 @@ func (s *schedSampler) p90() time.Duration {
 	if first {
 		return 0
 	}
-	return histP90(s.delta, h.Buckets)
+	return histQuantile(s.delta, h.Buckets, schedQuantile)
 }
 
-// histP90 returns the upper bound of the bucket that holds the 90th
-// percentile of counts (buckets[i] to buckets[i+1] holds counts[i]); the
-// lower bound for the last, unbounded bucket; 0 without counts.
-func histP90(counts []uint64, buckets []float64) time.Duration {
+// histQuantile returns the upper bound of the bucket that holds the q
+// quantile (0 < q <= 1) of counts (buckets[i] to buckets[i+1] holds
+// counts[i]); the lower bound for the last, unbounded bucket; 0 without
+// counts.
+func histQuantile(counts []uint64, buckets []float64, q float64) time.Duration {
 	var total uint64
 	for _, n := range counts {
 		total += n
@@ -193,7 +199,7 @@ func histP90(counts []uint64, buckets []float64) time.Duration {
 	if total == 0 {
 		return 0
 	}
-	want := (total*9 + 9) / 10 // the ceil(0.9 total)-th smallest
+	want := max(uint64(math.Ceil(q*float64(total))), 1) // the ceil(q total)-th smallest
 	var seen uint64
 	for i, n := range counts {
 		seen += n

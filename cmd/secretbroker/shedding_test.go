@@ -220,25 +220,29 @@ func TestCPUShed(t *testing.T) {
 	})
 }
 
-// TestHistP90 reads the 90th percentile from histogram buckets.
-func TestHistP90(t *testing.T) {
+// TestHistQuantile reads a quantile from histogram buckets.
+func TestHistQuantile(t *testing.T) {
 	inf := math.Inf(1)
 	buckets := []float64{0, 0.001, 0.01, 0.1, inf}
 	tests := []struct {
 		name   string
 		counts []uint64
+		q      float64
 		want   time.Duration
 	}{
-		{"empty", []uint64{0, 0, 0, 0}, 0},
-		{"all in the first bucket", []uint64{10, 0, 0, 0}, time.Millisecond},
-		{"90 percent fast", []uint64{90, 10, 0, 0}, time.Millisecond},
-		{"89 percent fast", []uint64{89, 11, 0, 0}, 10 * time.Millisecond},
-		{"tail in the unbounded bucket", []uint64{1, 0, 0, 9}, 100 * time.Millisecond},
+		{"empty", []uint64{0, 0, 0, 0}, 0.9, 0},
+		{"all in the first bucket", []uint64{10, 0, 0, 0}, 0.9, time.Millisecond},
+		{"90 percent fast", []uint64{90, 10, 0, 0}, 0.9, time.Millisecond},
+		{"89 percent fast", []uint64{89, 11, 0, 0}, 0.9, 10 * time.Millisecond},
+		{"tail in the unbounded bucket", []uint64{1, 0, 0, 9}, 0.9, 100 * time.Millisecond},
+		{"median", []uint64{50, 50, 0, 0}, 0.5, time.Millisecond},
+		{"median past the first half", []uint64{49, 51, 0, 0}, 0.5, 10 * time.Millisecond},
+		{"one count", []uint64{0, 0, 1, 0}, 0.01, 100 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := histP90(tt.counts, buckets); got != tt.want {
-				t.Fatalf("histP90(%v) = %v, want %v", tt.counts, got, tt.want)
+			if got := histQuantile(tt.counts, buckets, tt.q); got != tt.want {
+				t.Fatalf("histQuantile(%v, %v) = %v, want %v", tt.counts, tt.q, got, tt.want)
 			}
 		})
 	}
@@ -247,11 +251,11 @@ func TestHistP90(t *testing.T) {
 // TestSchedSamplerReads: the runtime's histogram is there and read.
 func TestSchedSamplerReads(t *testing.T) {
 	var s schedSampler
-	_ = s.p90() // the first read only sets the baseline
+	_ = s.quantile() // the first read only sets the baseline
 	if s.prev == nil {
 		t.Fatalf("the runtime has no %s histogram", schedMetric)
 	}
-	if got := s.p90(); got < 0 {
+	if got := s.quantile(); got < 0 {
 		t.Fatalf("p90 %v, want at least 0", got)
 	}
 }
