@@ -485,7 +485,9 @@ func TestLoadConfigDefaultsFromOwners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := cfg.UpstreamPacing(), upstream.DefaultPacing(); got != want {
+	want := upstream.DefaultPacing()
+	want.MaxQueue, want.MaxQueueWait = defaultUpstreamMaxQueue, defaultMaxQueueWait // the broker's own bounds (shedding.go)
+	if got := cfg.UpstreamPacing(); got != want {
 		t.Errorf("UpstreamPacing() = %+v, want upstream.DefaultPacing() %+v", got, want)
 	}
 	for _, c := range []struct{ name, got, want string }{
