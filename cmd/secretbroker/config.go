@@ -773,6 +773,9 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("caller_max_concurrent", c.CallerMaxConcurrent),
 		slog.Int("max_concurrent_calls", c.MaxConcurrentCalls),
 		slog.Int64("max_inflight_bytes", c.MaxInflightBytes),
+		slog.Duration("shed_sched_latency", c.ShedSchedLatency),
+		slog.Duration("max_queue_wait", c.MaxQueueWait),
+		slog.Int("upstream_max_queue", c.UpstreamMaxQueue),
 		slog.String("state_dir", c.StateDir),
 		slog.Bool("state_hmac_key", c.StateHMACKeyFile != ""),
 	)
