@@ -223,3 +223,32 @@ func TestQueueBoundsConfig(t *testing.T) {
 		t.Fatal("Patient does not tell WithPatience's context")
 	}
 }
+
+// TestMaxQueueWaitContent: with the hour's content budget spent, a write
+// without a deadline is refused at once, naming the bound, rather than
+// waiting an hour; a patient write waits the hour.
+func TestMaxQueueWaitContent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPacer(t, Config{MaxInFlight: 10, WritesPerHour: 2, MaxQueueWait: 30 * time.Second})
+		t0 := time.Now()
+		ctx := context.Background()
+		for range 2 {
+			g := mustPermit(t, acquire(ctx, p, t0, "a", "PUT"))
+			g.permit.Report(RateLimit{Status: 204, Remaining: -1, Used: -1}, 0)
+		}
+		g, ok := ready(acquire(ctx, p, t0, "a", "PUT"))
+		if !ok || g.err == nil {
+			t.Fatalf("a write without a deadline: ready %v, err %v; want a refusal at once", ok, g.err)
+		}
+		if te := throttledErr(t, g.err); te.Reason != ReasonContent || te.RetryAfter != time.Hour || !strings.Contains(te.Error(), "bound on waits (30s)") {
+			t.Fatalf("refusal %+v: %q", te, te.Error())
+		}
+		ch := acquire(WithPatience(ctx), p, t0, "a", "PUT")
+		mustWait(t, ch)
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if g := mustPermit(t, ch); g.at != time.Hour {
+			t.Fatalf("the patient write started at +%v, want +1h", g.at)
+		}
+	})
+}
