@@ -75,9 +75,9 @@ const (
 // (shedDecrease) for every sample whose scheduling latency is above the
 // target and grows by a sixteenth (shedGrowth, at least one call) for
 // every sample below it taken while the calls in progress fill the bound,
-// between min and max: it falls from 512 to its floor within about 30 ms
-// of a flood and doubles in about 60 ms once the CPUs keep up.
-// A call over the bound is refused at once. The signal is the CPU's own
+// between min and max: sampled every 10 ms, it falls from 512 to a floor
+// of 8 within about 60 ms of a flood and doubles in about 110 ms once the
+// CPUs keep up. A call over the bound is refused at once. The signal is the CPU's own
 // queue, the Go scheduler's latency, not the calls' latency: a call that
 // waits for GitHub (the pacer, a slow answer) costs no CPU and must not
 // shrink the bound, while calls that outnumber the CPUs show up at once
