@@ -101,8 +101,11 @@ func classify(err error) *status.Status {
 	}
 	var te *upstream.ThrottledError
 	if errors.As(err, &te) {
-		return withRetryInfo(status.New(codes.ResourceExhausted,
-			"the broker's GitHub budget would not let this through before the call's deadline; try again later"), te.RetryAfter)
+		msg := "the broker's GitHub budget would not let this through before the call's deadline; try again later"
+		if te.Bound != "" {
+			msg = "the broker's queue for GitHub is too long or too slow for this call (its bound on waits, --max-queue-wait, or on requests waiting, --upstream-max-queue); try again later"
+		}
+		return withRetryInfo(status.New(codes.ResourceExhausted, msg), te.RetryAfter)
 	}
 	var backoff time.Duration
 	if be, ok := errors.AsType[*upstream.BackoffError](err); ok {

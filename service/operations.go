@@ -136,7 +136,7 @@ func (s *Server) execItem(ctx context.Context, op *state.Operation, item state.P
 	if op.Caller != "" {
 		ctx = identity.WithCaller(ctx, op.Caller)
 	}
-	ctx = upstream.WithCaller(ctx, "operations:"+op.Caller)
+	ctx = upstream.WithoutQueueLimit(upstream.WithCaller(ctx, "operations:"+op.Caller)) // waits for GitHub's budgets on purpose
 	s.ops.mu.Lock()
 	x := s.ops.execs[op.ID]
 	if x == nil {

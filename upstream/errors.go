@@ -154,14 +154,22 @@ type ThrottledError struct {
 	// Reason says what holds the request back: upstream/pace's
 	// ThrottledError.Detail, or the failed attempt a retry would follow.
 	Reason string
+	// Bound is "" when the caller's deadline is what the request would
+	// miss; otherwise how it is beyond the pacer's queue bounds
+	// (Pacing.MaxQueue, MaxQueueWait): upstream/pace's ThrottledError.Bound.
+	Bound string
 }
 
 // Error returns, for example, "github: PUT
 // /repos/{owner}/{repo}/{app}/secrets/{secret_name}: not sent: <reason>;
 // the budget allows it in 12s, after the caller's deadline".
 func (e *ThrottledError) Error() string {
-	return fmt.Sprintf("github: %s %s: not sent: %s; the budget allows it in %s, after the caller's deadline",
-		e.Method, e.Route, e.Reason, pace.RoundWait(e.RetryAfter))
+	end := e.Bound
+	if end == "" {
+		end = "after the caller's deadline"
+	}
+	return fmt.Sprintf("github: %s %s: not sent: %s; the budget allows it in %s, %s",
+		e.Method, e.Route, e.Reason, pace.RoundWait(e.RetryAfter), end)
 }
 
 // BackoffError reports a request that failed, with 500, 502, 503 or 504

@@ -49,6 +49,16 @@ type Pacing struct {
 	// sliding minute or hour at GitHub sees more. 0 turns each off.
 	WritesPerMinute int
 	WritesPerHour   int
+	// MaxQueue, when positive, is the most requests that wait for the
+	// pacer at once per credential; one more is refused at once with a
+	// *ThrottledError. 0 (DefaultPacing) is no bound.
+	MaxQueue int
+	// MaxQueueWait, when positive, is the longest a request waits for the
+	// pacer: one it estimates would wait longer is refused at once with a
+	// *ThrottledError, whether or not its context has a deadline, and one
+	// still waiting after it is refused then. 0 (DefaultPacing) is no
+	// bound. Neither bound applies to a context made by WithoutQueueLimit.
+	MaxQueueWait time.Duration
 }
 
 // DefaultPacing returns GitHub's guidance for one credential: 10 requests
@@ -131,6 +141,10 @@ func (p Pacing) Validate() error {
 		return bad("WritesPerMinute", p.WritesPerMinute, "must be 0 (off) or positive")
 	case p.WritesPerHour < 0:
 		return bad("WritesPerHour", p.WritesPerHour, "must be 0 (off) or positive")
+	case p.MaxQueue < 0:
+		return bad("MaxQueue", p.MaxQueue, "must be 0 (no bound) or positive")
+	case p.MaxQueueWait < 0:
+		return bad("MaxQueueWait", p.MaxQueueWait, "must be 0 (no bound) or positive")
 	}
 	return nil
 }
@@ -153,6 +167,8 @@ func (p Pacing) config() pace.Config {
 		SecondaryPause:  p.SecondaryPause,
 		WritesPerMinute: p.WritesPerMinute,
 		WritesPerHour:   p.WritesPerHour,
+		MaxQueue:        p.MaxQueue,
+		MaxQueueWait:    p.MaxQueueWait,
 	}
 }
 
@@ -204,6 +220,16 @@ type callerKey struct{}
 // single request.
 func WithCaller(ctx context.Context, caller string) context.Context {
 	return context.WithValue(ctx, callerKey{}, caller)
+}
+
+// WithoutQueueLimit returns a context whose requests the pacer never
+// refuses for its queue bounds (Pacing.MaxQueue and MaxQueueWait): they
+// wait their turn however long, bounded only by ctx's own deadline. The
+// service's long-running operations (background syncs and batches, which
+// wait for GitHub's content budget for minutes or hours on purpose) run
+// with it; a caller's RPC never should.
+func WithoutQueueLimit(ctx context.Context) context.Context {
+	return pace.WithPatience(ctx)
 }
 
 func callerOf(ctx context.Context) string {

@@ -42,6 +42,9 @@ func TestPacingValidate(t *testing.T) {
 		{name: "backoff max below base", p: mod(func(p *Pacing) { p.BackoffMax = time.Millisecond }), field: "BackoffMax", value: time.Millisecond, ruleHas: "at least BackoffBase (1s)"},
 		{name: "secondary pause zero", p: mod(func(p *Pacing) { p.SecondaryPause = 0 })},
 		{name: "secondary pause negative", p: mod(func(p *Pacing) { p.SecondaryPause = -1 }), field: "SecondaryPause", value: time.Duration(-1), ruleHas: "not be negative"},
+		{name: "queue bounds", p: mod(func(p *Pacing) { p.MaxQueue, p.MaxQueueWait = 1000, 30*time.Second })},
+		{name: "MaxQueue negative", p: mod(func(p *Pacing) { p.MaxQueue = -1 }), field: "MaxQueue", value: -1, ruleHas: "0 (no bound)"},
+		{name: "MaxQueueWait negative", p: mod(func(p *Pacing) { p.MaxQueueWait = -time.Second }), field: "MaxQueueWait", value: -time.Second, ruleHas: "0 (no bound)"},
 		{name: "first field wins", p: Pacing{MaxInFlight: 101, WriteInterval: -1, MaxAttempts: 0}, field: "MaxInFlight", value: 101, ruleHas: "between 1 and 100"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

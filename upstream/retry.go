@@ -181,7 +181,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 // *ThrottledError for a refusal, else the context's error.
 func (c *Client) notAdmitted(ctx context.Context, r request, err error) error {
 	if pe, ok := errors.AsType[*pace.ThrottledError](err); ok {
-		return c.throttledError(&ThrottledError{Method: r.method, Route: r.route, RetryAfter: pe.RetryAfter, Reason: pe.Detail})
+		return c.throttledError(&ThrottledError{Method: r.method, Route: r.route, RetryAfter: pe.RetryAfter, Reason: pe.Detail, Bound: pe.Bound})
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
 		return fmt.Errorf("github: %s %s: not sent: waiting for the pacer: %w", r.method, r.route, ctxErr)

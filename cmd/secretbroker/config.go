@@ -124,6 +124,9 @@ type Config struct {
 	// replicas share their pacing through (sharedpacing.go).
 	SharedPacing
 
+	// Shedding holds the bounds on queues under overload (shedding.go).
+	Shedding
+
 	// UpstreamMaxAttempts is how many times one request is tried when
 	// GitHub answers with a rate limit or a 5xx, or the connection drops.
 	// Flag --upstream-max-attempts. Default 5; between 1 and 20.
@@ -341,6 +344,7 @@ Flags:
 	fs.IntVar(&cfg.UpstreamMaxAttempts, "upstream-max-attempts", pacing.MaxAttempts,
 		fmt.Sprintf("tries per GitHub request on a rate limit, a 5xx or a dropped connection (1 to %d)", upstream.MaxAttemptsLimit))
 	cfg.SharedPacing.register(fs, pacing)
+	cfg.Shedding.register(fs)
 	fs.DurationVar(&cfg.KeyTTL, "key-ttl", defaultKeyTTL,
 		"how long a public key is used before it is revalidated with If-None-Match")
 	fs.BoolVar(&cfg.Dev, "dev", false,
@@ -566,6 +570,8 @@ func (c *Config) UpstreamPacing() upstream.Pacing {
 	p.MaxAttempts = c.UpstreamMaxAttempts
 	p.WritesPerMinute = c.UpstreamWritesPerMinute
 	p.WritesPerHour = c.UpstreamWritesPerHour
+	p.MaxQueue = c.UpstreamMaxQueue
+	p.MaxQueueWait = c.MaxQueueWait
 	return p
 }
 
@@ -604,6 +610,10 @@ func pacingFlag(field string) string {
 		return "--upstream-writes-per-minute"
 	case "WritesPerHour":
 		return "--upstream-writes-per-hour"
+	case "MaxQueue":
+		return "--upstream-max-queue"
+	case "MaxQueueWait":
+		return "--max-queue-wait"
 	}
 	return ""
 }
@@ -618,6 +628,9 @@ func (c *Config) Authenticates() bool {
 // validateFrontDoor checks the flags of TLS, caller identity, policy,
 // audit and inbound limits.
 func (c *Config) validateFrontDoor() error {
+	if c.ShedSchedLatency < 0 {
+		return errors.New("--shed-sched-latency must not be negative (0 turns adaptive shedding off)")
+	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("--tls-cert-file and --tls-key-file go together")
 	}
@@ -760,6 +773,9 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("caller_max_concurrent", c.CallerMaxConcurrent),
 		slog.Int("max_concurrent_calls", c.MaxConcurrentCalls),
 		slog.Int64("max_inflight_bytes", c.MaxInflightBytes),
+		slog.Duration("shed_sched_latency", c.ShedSchedLatency),
+		slog.Duration("max_queue_wait", c.MaxQueueWait),
+		slog.Int("upstream_max_queue", c.UpstreamMaxQueue),
 		slog.String("state_dir", c.StateDir),
 		slog.Bool("state_hmac_key", c.StateHMACKeyFile != ""),
 	)

@@ -66,6 +66,7 @@ func TestLoadConfig(t *testing.T) {
 		MaxConcurrentCalls:        512,
 		MaxInflightBytes:          32 << 20,
 		SharedPacing:              SharedPacing{UpstreamWritesPerMinute: 80, UpstreamWritesPerHour: 500, ExpectedReplicas: 1},
+		Shedding:                  Shedding{UpstreamMaxQueue: 1000, MaxQueueWait: 30 * time.Second, ShedSchedLatency: 5 * time.Millisecond},
 	}
 	with := func(f func(*Config)) Config {
 		c := defaults
@@ -484,7 +485,9 @@ func TestLoadConfigDefaultsFromOwners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := cfg.UpstreamPacing(), upstream.DefaultPacing(); got != want {
+	want := upstream.DefaultPacing()
+	want.MaxQueue, want.MaxQueueWait = defaultUpstreamMaxQueue, defaultMaxQueueWait // the broker's own bounds (shedding.go)
+	if got := cfg.UpstreamPacing(); got != want {
 		t.Errorf("UpstreamPacing() = %+v, want upstream.DefaultPacing() %+v", got, want)
 	}
 	for _, c := range []struct{ name, got, want string }{

@@ -56,6 +56,7 @@ type frontDoor struct {
 	jwt            *identity.JWTVerifier // nil: no JWTs
 	reflectionOpen bool                  // reflection without credentials
 	limits         *callLimits
+	shed           *cpuShed            // nil: no adaptive bound (shedding.go)
 	inflight       *semaphore.Weighted // bytes of requests in progress
 	log            *slog.Logger
 }
@@ -172,6 +173,9 @@ func (f *frontDoor) admit(ctx context.Context, method string) (context.Context, 
 			slog.String("caller", caller), slog.String("reason", refused.reason))
 		return nil, nil, exhausted(refused.reason, refused.retryAfter)
 	}
+	if release, err = f.shedAdmit(ctx, method, caller, release); err != nil {
+		return nil, nil, err
+	}
 	if caller != "" {
 		ctx = identity.WithCaller(ctx, caller)
 	}
@@ -269,6 +273,7 @@ func newFrontDoor(ctx context.Context, cfg Config, logger *slog.Logger) (*frontD
 		required:       cfg.Authenticates(),
 		reflectionOpen: cfg.ReflectionUnauthenticated,
 		limits:         newCallLimits(cfg.CallerRPS, cfg.CallerBurst, cfg.CallerMaxConcurrent, cfg.MaxConcurrentCalls),
+		shed:           newShed(cfg),
 		inflight:       semaphore.NewWeighted(cfg.MaxInflightBytes),
 		log:            logger.With(slog.String("component", "frontdoor")),
 	}

@@ -77,16 +77,24 @@ type ThrottledError struct {
 	// by failures from waits caused by GitHub's limits.
 	Reason Reason
 	// Detail says the same as Reason, with figures (the writes ahead, the
-	// budget).
+	// budget), and names the pacer's queue bound when one refused it.
 	Detail string
+	// Bound is "" when the caller's deadline is what the request would
+	// miss; otherwise how it is beyond the pacer's queue bounds
+	// (Config.MaxQueue, MaxQueueWait), ending Error's message.
+	Bound string
 }
 
 // Error returns, for example, "pace: PUT /repos/{owner}/{repo}/{app}/secrets/{secret_name}:
 // not sent: writes go one at a time, 1s apart, and 6 go before it; it
 // could start in 7s, after the caller's deadline".
 func (e *ThrottledError) Error() string {
-	return fmt.Sprintf("pace: %s %s: not sent: %s; it could start in %s, after the caller's deadline",
-		e.Method, e.Route, e.Detail, RoundWait(e.RetryAfter))
+	end := e.Bound
+	if end == "" {
+		end = "after the caller's deadline"
+	}
+	return fmt.Sprintf("pace: %s %s: not sent: %s; it could start in %s, %s",
+		e.Method, e.Route, e.Detail, RoundWait(e.RetryAfter), end)
 }
 
 // RoundWait rounds a wait for a message: to the second from a second up,

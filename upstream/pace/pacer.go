@@ -44,6 +44,16 @@ type Config struct {
 	// (MemoryState) when a content budget is on, and otherwise paces
 	// from the pacer's own state alone.
 	State State
+	// MaxQueue, when positive, is the most requests that wait for
+	// admission at once; Acquire refuses one more at once with a
+	// *ThrottledError of ReasonQueue (queuebound.go). 0: no bound.
+	MaxQueue int
+	// MaxQueueWait, when positive, is the longest a request waits for
+	// admission: one whose estimated start is further off is refused at
+	// once, with or without a deadline of its own, and one still queued
+	// after it is refused then (queuebound.go). 0: no bound. Neither
+	// bound applies to a context made by WithPatience.
+	MaxQueueWait time.Duration
 }
 
 // DefaultConfig returns GitHub's guidance for one credential: 10 requests
@@ -109,6 +119,9 @@ type Pacer struct {
 	obs       Observer  // nil: none
 	clock     waitClock // how long each lane was held back, by reason
 	shared    *shared   // nil: no State
+
+	maxQueue     int           // 0: no bound (queuebound.go)
+	maxQueueWait time.Duration // 0: no bound
 }
 
 // New returns a Pacer for cfg, or why cfg is out of range.
@@ -127,13 +140,17 @@ func New(cfg Config) (*Pacer, error) {
 		return nil, fmt.Errorf("pace: SecondaryPause %v is negative", cfg.SecondaryPause)
 	case cfg.WritesPerMinute < 0 || cfg.WritesPerHour < 0:
 		return nil, fmt.Errorf("pace: WritesPerMinute %d or WritesPerHour %d is negative", cfg.WritesPerMinute, cfg.WritesPerHour)
+	case cfg.MaxQueue < 0 || cfg.MaxQueueWait < 0:
+		return nil, fmt.Errorf("pace: MaxQueue %d or MaxQueueWait %v is negative", cfg.MaxQueue, cfg.MaxQueueWait)
 	}
 	return &Pacer{
-		maxInFlight: cfg.MaxInFlight,
-		budget:      NewBudget(cfg.PointsPerMinute, cfg.SecondaryPause),
-		slot:        NewWriteSlot(cfg.WriteInterval),
-		obs:         cfg.Observer,
-		shared:      newShared(cfg),
+		maxInFlight:  cfg.MaxInFlight,
+		budget:       NewBudget(cfg.PointsPerMinute, cfg.SecondaryPause),
+		slot:         NewWriteSlot(cfg.WriteInterval),
+		obs:          cfg.Observer,
+		shared:       newShared(cfg),
+		maxQueue:     cfg.MaxQueue,
+		maxQueueWait: cfg.MaxQueueWait,
 	}, nil
 }
 
@@ -156,9 +173,11 @@ type Permit struct {
 	deadline time.Time // zero when none
 	item     Item[*Permit]
 	dindex   int // in p.deadlines while queued with a deadline
-	ready    chan struct{}
-	queuedAt time.Time                 // when Acquire queued it
-	waitFrom [numReasons]time.Duration // its lane's waitClock totals then
+	// waitBound is whether deadline is MaxQueueWait's, not the caller's.
+	waitBound bool
+	ready     chan struct{}
+	queuedAt  time.Time                 // when Acquire queued it
+	waitFrom  [numReasons]time.Duration // its lane's waitClock totals then
 
 	// Guarded by p.mu.
 	state permitState
@@ -198,9 +217,22 @@ func (p *Pacer) Acquire(ctx context.Context, r Request) (*Permit, error) {
 	t := &Permit{p: p, req: r, write: IsWrite(r.Method), cost: Points(r.Method), dindex: -1, ready: make(chan struct{})}
 	t.item = Item[*Permit]{Value: t, Caller: r.Caller, Write: t.write}
 	deadline, hasDeadline := ctx.Deadline()
+	patient := Patient(ctx)
 
 	p.mu.Lock()
 	now := time.Now()
+	if !patient {
+		if err := p.queueFullLocked(now, t); err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
+	}
+	if b, ok := p.waitBoundLocked(now, patient, deadline, hasDeadline); ok {
+		deadline, hasDeadline, t.waitBound = b, true, true
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, b)
+		defer cancel()
+	}
 	if hasDeadline {
 		ahead := 0
 		if t.write {
@@ -382,7 +414,7 @@ func (p *Pacer) throttledLocked(t *Permit, retryAfter time.Duration, why Reason,
 	case ReasonBudget:
 		detail = fmt.Sprintf("the budget of %d points a minute is spent", p.budget.PerMinute())
 	}
-	return &ThrottledError{Method: t.req.Method, Route: t.req.Route, RetryAfter: retryAfter, Reason: why, Detail: detail}
+	return p.boundedLocked(t, &ThrottledError{Method: t.req.Method, Route: t.req.Route, RetryAfter: retryAfter, Reason: why, Detail: detail})
 }
 
 // holdLocked refuses the queued requests that a hold until until, which

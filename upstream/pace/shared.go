@@ -115,9 +115,9 @@ func (p *Pacer) refuseShared(t *Permit, retry time.Duration, why Reason) *Thrott
 		detail = fmt.Sprintf("writes go one at a time, %v apart, across the replicas", lim.WriteInterval)
 	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.stats.Throttled++
-	p.mu.Unlock()
-	return &ThrottledError{Method: t.req.Method, Route: t.req.Route, RetryAfter: max(retry, time.Millisecond), Reason: why, Detail: detail}
+	return p.boundedLocked(t, &ThrottledError{Method: t.req.Method, Route: t.req.Route, RetryAfter: max(retry, time.Millisecond), Reason: why, Detail: detail})
 }
 
 // reportShared tells the State that t's request completed with rl.
