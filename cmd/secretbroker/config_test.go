@@ -66,7 +66,7 @@ func TestLoadConfig(t *testing.T) {
 		MaxConcurrentCalls:        512,
 		MaxInflightBytes:          32 << 20,
 		SharedPacing:              SharedPacing{UpstreamWritesPerMinute: 80, UpstreamWritesPerHour: 500, ExpectedReplicas: 1},
-		Shedding:                  Shedding{UpstreamMaxQueue: 1000, MaxQueueWait: 30 * time.Second, ShedSchedLatency: 5 * time.Millisecond},
+		Shedding:                  Shedding{UpstreamMaxQueue: 1000, MaxQueueWait: 5 * time.Minute},
 	}
 	with := func(f func(*Config)) Config {
 		c := defaults

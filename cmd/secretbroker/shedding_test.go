@@ -263,19 +263,19 @@ func TestSchedSamplerReads(t *testing.T) {
 // TestShedFlags: the shedding flags' defaults, and a bad value named.
 func TestShedFlags(t *testing.T) {
 	cfg := prodConfig(t, "http://127.0.0.1:1", time.Second)
-	if cfg.UpstreamMaxQueue != 1000 || cfg.MaxQueueWait != 30*time.Second || cfg.ShedSchedLatency != 5*time.Millisecond {
+	if cfg.UpstreamMaxQueue != 1000 || cfg.MaxQueueWait != 5*time.Minute || cfg.ShedSchedLatency != 0 {
 		t.Fatalf("defaults: %+v", cfg.Shedding)
 	}
 	p := cfg.UpstreamPacing()
-	if p.MaxQueue != 1000 || p.MaxQueueWait != 30*time.Second {
+	if p.MaxQueue != 1000 || p.MaxQueueWait != 5*time.Minute {
 		t.Fatalf("pacing: MaxQueue %d, MaxQueueWait %v", p.MaxQueue, p.MaxQueueWait)
 	}
-	if newShed(cfg) == nil {
-		t.Fatal("no adaptive bound by default")
-	}
-	cfg.ShedSchedLatency = 0
 	if newShed(cfg) != nil {
-		t.Fatal("an adaptive bound with --shed-sched-latency=0")
+		t.Fatal("an adaptive bound by default: it is opt-in")
+	}
+	cfg.ShedSchedLatency = 5 * time.Millisecond
+	if newShed(cfg) == nil {
+		t.Fatal("no adaptive bound with --shed-sched-latency=5ms")
 	}
 	for _, tt := range []struct{ flag, want string }{
 		{"--max-queue-wait=-1s", "--max-queue-wait"},
