@@ -77,3 +77,38 @@ func BenchmarkAttempt(b *testing.B) {
 		m.attempt(ctx, r, Credential, rl, nil, time.Millisecond)
 	}
 }
+
+// Admitted records each wait under its credential and reason, through
+// the precomputed sets for known reasons and built ones for others, and
+// allocates nothing for a known reason.
+func TestAdmittedLabels(t *testing.T) {
+	m, reader := newAttemptMetrics(t)
+	o := m.observer(Credential)
+	o.Admitted(pace.Request{}, 0, 0)
+	o.Admitted(pace.Request{}, time.Second, pace.ReasonSpacing)
+	o.Admitted(pace.Request{}, time.Second, pace.ReasonContent)
+	o.Admitted(pace.Request{}, time.Second, pace.ReasonContent+1)
+	got := metricstest.Read(t, reader)
+	for _, reason := range []string{"none", "spacing", "content"} {
+		series := "secretbroker_pacer_wait_seconds{credential=" + Credential + ",reason=" + reason + "}"
+		want := 1.0
+		if reason == "none" {
+			want = 2 // 0 and the unknown reason
+		}
+		if got[series] != want {
+			t.Errorf("%s = %v, want %v (all: %v)", series, got[series], want, got)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { o.Admitted(pace.Request{}, 0, pace.ReasonSpacing) }); n != 0 {
+		t.Errorf("Admitted allocates %v times a call, want 0", n)
+	}
+}
+
+func BenchmarkAdmitted(b *testing.B) {
+	m, _ := newAttemptMetrics(b)
+	o := m.observer(Credential)
+	b.ReportAllocs()
+	for b.Loop() {
+		o.Admitted(pace.Request{}, 0, 0)
+	}
+}
