@@ -53,6 +53,28 @@ type metrics struct {
 	// callerLabel adds the caller label to batch_items_total and
 	// authz_decisions_total (Options.MetricsCallerLabel).
 	callerLabel bool
+
+	// Attribute sets of the fixed label combinations counted on every
+	// call, built once (attribute.NewSet sorts and allocates): by key
+	// lookup result, and by verb and decision (used only without the
+	// caller label). Read only after newMetrics.
+	// (Slices, so that passing them allocates no variadic slice.)
+	lookupOpts   map[string][]metric.AddOption
+	decisionOpts map[[2]string][]metric.AddOption
+}
+
+// fixedMetricOptions fills m's precomputed attribute sets.
+func (m *metrics) fixedMetricOptions() {
+	m.lookupOpts = make(map[string][]metric.AddOption)
+	for _, r := range []string{keyHit, keyMiss, keyRevalidated, keyRefreshed, keyRotation} {
+		m.lookupOpts[r] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("result", r)))}
+	}
+	m.decisionOpts = make(map[[2]string][]metric.AddOption)
+	for _, v := range []string{verbRead, verbWrite, verbDelete, verbManage} {
+		for _, d := range []string{decisionAllow, decisionDeny, decisionNoCallr} {
+			m.decisionOpts[[2]string{v, d}] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("verb", v), attribute.String("decision", d)))}
+		}
+	}
 }
 
 // maxCallerLabel bounds the caller label, in bytes; a longer identity is
@@ -91,6 +113,7 @@ func newMetrics(mp metric.MeterProvider, keys *keyCache) (*metrics, error) {
 	}
 	meter := mp.Meter("github.com/secretbroker/secretbroker/service")
 	m := &metrics{}
+	m.fixedMetricOptions()
 	var err error
 	if m.keyLookups, err = meter.Int64Counter("secretbroker_key_cache_lookups_total",
 		metric.WithDescription("Public key cache lookups by result: hit, miss, revalidated_304, refreshed, rotation.")); err != nil {
@@ -136,6 +159,10 @@ func (m *metrics) keyLookup(ctx context.Context, result string) {
 	if m == nil {
 		return
 	}
+	if opt, ok := m.lookupOpts[result]; ok {
+		m.keyLookups.Add(ctx, 1, opt...)
+		return
+	}
 	m.keyLookups.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
 }
 
@@ -162,6 +189,12 @@ func (m *metrics) decision(ctx context.Context, verb string, allowed, authentica
 		d = decisionNoCallr
 	case allowed:
 		d = decisionAllow
+	}
+	if !m.callerLabel {
+		if opt, ok := m.decisionOpts[[2]string{verb, d}]; ok {
+			m.decisions.Add(ctx, 1, opt...)
+			return
+		}
 	}
 	m.decisions.Add(ctx, 1, metric.WithAttributes(m.callerAttr(ctx, attribute.String("verb", verb), attribute.String("decision", d))...))
 }

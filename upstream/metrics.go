@@ -49,6 +49,37 @@ type metrics struct {
 
 	mu     sync.Mutex
 	limits map[string]map[string]rateLimitSeen // by credential label, then resource
+
+	// attemptOpts holds the attribute sets of each route, method and
+	// status seen (attemptLabels to *attemptOptions), built on first use:
+	// attribute.NewSet sorts and allocates, and each request would build
+	// two. Bounded: routes are templates, methods and statuses few.
+	attemptOpts sync.Map
+}
+
+// attemptLabels is a combination of the labels of an attempt.
+type attemptLabels struct{ route, method, status string }
+
+// attemptOptions are the measurement options of one attemptLabels: with
+// status for requests_total, without for the duration histogram.
+// They are slices so that passing them allocates no variadic slice.
+type attemptOptions struct {
+	requests []metric.AddOption
+	duration []metric.RecordOption
+}
+
+// attemptOptionsOf returns k's options, building them the first time.
+func (m *metrics) attemptOptionsOf(k attemptLabels) *attemptOptions {
+	if o, ok := m.attemptOpts.Load(k); ok {
+		return o.(*attemptOptions)
+	}
+	route, method := attribute.String("route", k.route), attribute.String("method", k.method)
+	o := &attemptOptions{
+		requests: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(route, method, attribute.String("status", k.status)))},
+		duration: []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(route, method))},
+	}
+	actual, _ := m.attemptOpts.LoadOrStore(k, o)
+	return actual.(*attemptOptions)
 }
 
 // rateLimitSeen is the last rate-limit state GitHub reported for a
@@ -141,14 +172,32 @@ func (m *metrics) watch(creds *credentials) error {
 func (m *metrics) attempt(ctx context.Context, r request, cred string, rl pace.RateLimit, err error, d time.Duration) {
 	status := statusTransport
 	if rl.Status != 0 {
-		status = strconv.Itoa(rl.Status)
+		status = statusLabel(rl.Status)
 	} else if e, ok := errors.AsType[*Error](err); ok {
-		status = strconv.Itoa(e.StatusCode)
+		status = statusLabel(e.StatusCode)
 	}
-	route, method := attribute.String("route", r.route), attribute.String("method", r.method)
-	m.requests.Add(ctx, 1, metric.WithAttributes(route, method, attribute.String("status", status)))
-	m.duration.Record(ctx, d.Seconds(), metric.WithAttributes(route, method))
+	o := m.attemptOptionsOf(attemptLabels{route: r.route, method: r.method, status: status})
+	m.requests.Add(ctx, 1, o.requests...)
+	m.duration.Record(ctx, d.Seconds(), o.duration...)
 	m.rateLimit(cred, rl)
+}
+
+// statusLabel is an HTTP status code as a label, without allocating for
+// the common ones.
+func statusLabel(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 201:
+		return "201"
+	case 204:
+		return "204"
+	case 304:
+		return "304"
+	case 404:
+		return "404"
+	}
+	return strconv.Itoa(code)
 }
 
 // rateLimit keeps what rl says of the primary rate limit of the

@@ -72,15 +72,27 @@ func newPacerInstruments(meter metric.Meter) (pacerInstruments, error) {
 type pacerObserver struct {
 	m    *metrics
 	cred attribute.KeyValue
+	// waitOpts are the attribute sets of Admitted by reason (index),
+	// built once: every request is admitted, under the pacer's lock.
+	waitOpts [][]metric.RecordOption
 }
 
 // observer returns the pace.Observer of the credential labelled label.
 func (m *metrics) observer(label string) pace.Observer {
-	return pacerObserver{m: m, cred: attribute.String("credential", label)}
+	o := pacerObserver{m: m, cred: attribute.String("credential", label)}
+	for r := range pace.ReasonContent + 1 {
+		o.waitOpts = append(o.waitOpts, []metric.RecordOption{metric.WithAttributeSet(
+			attribute.NewSet(o.cred, attribute.String("reason", WaitReason(r))))})
+	}
+	return o
 }
 
 // Admitted records a request's wait in the pacer.
 func (o pacerObserver) Admitted(_ pace.Request, wait time.Duration, why pace.Reason) {
+	if why >= 0 && int(why) < len(o.waitOpts) {
+		o.m.pacer.wait.Record(context.Background(), wait.Seconds(), o.waitOpts[why]...)
+		return
+	}
 	o.m.pacer.wait.Record(context.Background(), wait.Seconds(), metric.WithAttributes(
 		o.cred, attribute.String("reason", WaitReason(why))))
 }

@@ -369,15 +369,24 @@ func fixedRate(ctx context.Context, call callFunc, rate int, d time.Duration) ph
 	return p
 }
 
+// compareValueIndex is the index of the value of the i-th call of a
+// phase, which writes secret i%compareNames: each visit to a secret brings
+// it the next of the values in turn, so no write repeats the value the
+// secret last got and none is skipped as unchanged (the broker's record
+// would skip a repeated one, issue 11): every broker PutSecret seals and
+// PUTs, as the direct client does.
+func compareValueIndex(i int) int { return (i%compareNames + i/compareNames) % compareNames }
+
 // calls are the paths' calls.
 func (ce *compareEnv) calls() map[string]callFunc {
-	value := func(i int) string { return ce.values[i%compareNames] }
+	valueIndex := compareValueIndex
+	value := func(i int) string { return ce.values[valueIndex(i)] }
 	name := func(i int) string { return fmt.Sprintf("CMP_%d", i%compareNames) }
 	client := func(i int) secretbrokerv1.SecretServiceClient { return ce.grpcs[i%len(ce.grpcs)] }
 	keyReq := &secretbrokerv1.GetPublicKeyRequest{Parent: repoScope}
-	bodies := make([][]byte, compareNames)
+	bodies := make([][]byte, compareNames) // by value index
 	for i := range bodies {
-		bodies[i], _ = json.Marshal(map[string]string{"value": value(i)}) // strings always marshal
+		bodies[i], _ = json.Marshal(map[string]string{"value": ce.values[i]}) // strings always marshal
 	}
 	return map[string]callFunc{
 		pathSeal: func(_ context.Context, i int) error {
@@ -403,7 +412,7 @@ func (ce *compareEnv) calls() map[string]callFunc {
 			return err
 		},
 		pathGatewayPut: func(ctx context.Context, i int) error {
-			return ce.gatewayDo(ctx, http.MethodPut, gatewaySecretPrefix+name(i), bodies[i%compareNames])
+			return ce.gatewayDo(ctx, http.MethodPut, gatewaySecretPrefix+name(i), bodies[valueIndex(i)])
 		},
 		pathGRPCKey: func(ctx context.Context, i int) error {
 			ctx, cancel := context.WithTimeout(ctx, compareCallTimeout)
@@ -676,7 +685,7 @@ func (r compareResult) markdown() string {
 	fmt.Fprintf(&b, "### compare: the broker's own cost, side by side (medians of %d interleaved rounds)\n\n", r.rounds)
 	fmt.Fprintf(&b, "One process and one run: the GitHub emulator without rate limits runs in a child process of this command "+
 		"(so that its CPU time is counted apart); the broker runs without --dev against it with `%s` "+
-		"(pacing and per-caller limits off, default inbound caps otherwise). Each value is 64 bytes, written in turn to %d secrets of %s. "+
+		"(pacing and per-caller limits off, default inbound caps otherwise). Each value is 64 bytes, written in turn to %d secrets of %s, never the value a secret last got (no write is skipped as unchanged). "+
 		"Saturation: %d workers in a closed loop for %s (gRPC over %d connections, HTTP/1.1 keep-alive). "+
 		"Fixed rate: %d calls/s in an open loop for %s, latency timed from each call's scheduled send. "+
 		"CPU per call: user + system time of each process during the phase, divided by the phase's calls: the broker's, "+

@@ -133,3 +133,19 @@ func TestMedian(t *testing.T) {
 		})
 	}
 }
+
+// Two visits in a row to a secret never write the same value, so the
+// broker never skips a compare PutSecret as unchanged.
+func TestCompareValueIndexNeverRepeatsForASecret(t *testing.T) {
+	last := map[int]int{} // secret -> value index it last got
+	for i := range 50 * compareNames {
+		v := compareValueIndex(i)
+		if v < 0 || v >= compareNames {
+			t.Fatalf("call %d: value index %d out of range", i, v)
+		}
+		if prev, ok := last[i%compareNames]; ok && prev == v {
+			t.Fatalf("call %d writes secret %d the value %d it already holds", i, i%compareNames, v)
+		}
+		last[i%compareNames] = v
+	}
+}

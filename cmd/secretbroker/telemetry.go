@@ -116,7 +116,7 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 	if extra != nil {
 		exporters = append(exporters, extra)
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(samplerFor(len(exporters)))}
 	t := &tracing{}
 	for _, exp := range exporters {
 		opts = append(opts, sdktrace.WithBatcher(&watchedExporter{SpanExporter: exp, health: health}))
@@ -124,6 +124,21 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 	t.tp = sdktrace.NewTracerProvider(opts...)
 	otel.SetTracerProvider(t.tp)
 	return t, nil
+}
+
+// samplerFor returns the sampler of a tracer provider with n exporters.
+// With none, no span is recorded (sdktrace.NeverSample): nothing would
+// read it, and a recorded span costs its attributes, events and
+// allocations on every call. Spans still get a span context, with the
+// caller's trace id when a traceparent came in, so the context still
+// propagates to GitHub (traceparent, unsampled) and every log line of a
+// call still carries trace_id and span_id. With an exporter, the SDK's
+// default: ParentBased(AlwaysSample).
+func samplerFor(n int) sdktrace.Sampler {
+	if n == 0 {
+		return sdktrace.NeverSample()
+	}
+	return sdktrace.ParentBased(sdktrace.AlwaysSample())
 }
 
 // newResource returns the OpenTelemetry resource of the broker's traces
