@@ -115,9 +115,10 @@ func resumeOperations(ctx context.Context, svc *service.Server, st state.Store, 
 		logger.Warn("operations not resumed yet: the state store in Redis cannot be reached; trying again in the background",
 			slog.Duration("every", resumeRetry), slog.Any("error", err))
 	}
+	failing := err != nil
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { resumeLoop(rctx, resume, err != nil, logger) })
+	wg.Go(func() { resumeLoop(rctx, resume, failing, logger) })
 	return func() {
 		cancel()
 		wg.Wait()

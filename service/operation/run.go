@@ -82,6 +82,7 @@ func (r *Runner) run(ctx context.Context, id string) {
 				r.onFinish(sctx, id)
 				finished = true
 			}
+			stopRenew() // so it does not find the operation done by this run
 			r.finish(sctx, id, group, nil)
 			return
 		case op.CancelRequested || errors.Is(cause, errCancelRequested):
@@ -89,6 +90,7 @@ func (r *Runner) run(ctx context.Context, id string) {
 				r.onFinish(sctx, id)
 				finished = true
 			}
+			stopRenew() // so it does not find the operation done by this run
 			r.finish(sctx, id, group, &state.Status{Code: codes.Canceled, Message: "operation cancelled"})
 			return
 		case isClosed(r.closing):
