@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/secretbroker/secretbroker/service"
+	"github.com/secretbroker/secretbroker/service/operation"
 	"github.com/secretbroker/secretbroker/service/state"
 )
 
@@ -77,12 +79,26 @@ func openState(cfg Config, logger *slog.Logger, rc redis.UniversalClient) (state
 // while the state store in Redis cannot be reached.
 const resumeRetry = 5 * time.Second
 
+// resumeEvery is how often a broker with the state in Redis looks for
+// operations to take over: one whose replica died keeps that replica's
+// lease for at most operation.DefaultLease (the service's runner uses the
+// default), so it is taken over within about two leases.
+const resumeEvery = operation.DefaultLease
+
 // resumeOperations resumes the operations a previous process left
-// unfinished. With the state in Redis, an outage at start-up does not stop
-// the broker (it serves while Redis is down, as its pacing does): the
-// resume is tried again in the background every resumeRetry until it
-// succeeds or ctx ends. stop ends that retry and waits for it; call it
-// before the store closes.
+// unfinished.
+//
+// With a memory or file store, one process owns the store: the resume
+// runs once, here, and its error is returned. With the state in Redis,
+// the replicas share the operations, each held by a lease its runner
+// renews: the resume runs here, then again in the background for the
+// process's lifetime, every resumeEvery, to take over the operations of a
+// replica that died (a live replica's operations are skipped, and one a
+// replica's shutdown paused is taken at once). A Redis outage does not
+// stop the broker (it serves while Redis is down, as its pacing does):
+// the resume is then tried every resumeRetry until Redis is back. stop
+// ends the background resume and waits for it; call it before the store
+// closes. The background resume also ends once the runner is closed.
 func resumeOperations(ctx context.Context, svc *service.Server, st state.Store, logger *slog.Logger) (stop func(), err error) {
 	resume := func(ctx context.Context) error {
 		n, err := svc.ResumeOperations(ctx)
@@ -92,29 +108,53 @@ func resumeOperations(ctx context.Context, svc *service.Server, st state.Store, 
 		return err
 	}
 	err = resume(ctx)
-	if _, isRedis := st.(*state.Redis); err == nil || !isRedis {
+	if _, isRedis := st.(*state.Redis); !isRedis {
 		return func() {}, err
 	}
-	logger.Warn("operations not resumed yet: the state store in Redis cannot be reached; trying again in the background",
-		slog.Duration("every", resumeRetry), slog.Any("error", err))
+	if err != nil {
+		logger.Warn("operations not resumed yet: the state store in Redis cannot be reached; trying again in the background",
+			slog.Duration("every", resumeRetry), slog.Any("error", err))
+	}
+	failing := err != nil
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(resumeRetry)
-		defer t.Stop()
-		for {
-			select {
-			case <-rctx.Done():
-				return
-			case <-t.C:
-			}
-			if resume(rctx) == nil {
-				return
-			}
-		}
-	})
+	wg.Go(func() { resumeLoop(rctx, resume, failing, logger) })
 	return func() {
 		cancel()
 		wg.Wait()
 	}, nil
+}
+
+// resumeLoop calls resume every resumeEvery, or every resumeRetry while
+// it fails (failing: the last call failed), until ctx ends or the runner
+// is closed.
+func resumeLoop(ctx context.Context, resume func(context.Context) error, failing bool, logger *slog.Logger) {
+	t := time.NewTimer(resumeEvery)
+	defer t.Stop()
+	for {
+		if failing {
+			t.Reset(resumeRetry)
+		} else {
+			t.Reset(resumeEvery)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := resume(ctx)
+		switch {
+		case err == nil:
+			if failing {
+				logger.Info("operations: the state store in Redis is reachable again")
+			}
+			failing = false
+		case errors.Is(err, operation.ErrClosed) || ctx.Err() != nil:
+			return
+		case !failing:
+			logger.Warn("operations not resumed: the state store in Redis cannot be reached; trying again in the background",
+				slog.Duration("every", resumeRetry), slog.Any("error", err))
+			failing = true
+		}
+	}
 }

@@ -33,6 +33,28 @@
 // finished item; an item interrupted by Close is left pending and runs
 // again on Resume.
 //
+// # Leases: runners sharing a store
+//
+// Replicas with the state in Redis share the operations. Each Runner has
+// a random ID, and an operation it runs is leased to it: Start stores the
+// operation with Runner set to that ID and LeaseUntil Options.Lease ahead;
+// a run first claims the operation in one atomic update (it does not run
+// one whose lease another runner holds and has not ended: it logs that at
+// DEBUG and leaves it, without calling Finish), renews the lease every
+// Lease/3 while it runs (also while an item waits on the pacer), and
+// checks at every update of its progress that it still holds it. A runner
+// that finds another one took the operation over (its own lease had
+// ended), or whose lease ended while the store could not be reached,
+// stops running it (INFO): the item in flight may thus run twice, which
+// is safe. Resume skips operations another runner holds; called every
+// Lease, it takes over the operations of a runner that died within about
+// two leases. Close releases the leases of the operations it pauses
+// (LeaseUntil zero), so another runner's next Resume takes them at once.
+// A CancelOperation answered by a replica that does not run the
+// operation marks it, and its runner stops it at its next renewal.
+// Leases compare the replicas' clocks: they should agree to well within
+// a lease.
+//
 // A finished operation keeps its Results and drops Pending, so no sealed
 // value outlives it in the store. Operations returned by this package
 // never carry a value: Pending items keep their names with Value nil.

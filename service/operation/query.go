@@ -66,9 +66,11 @@ func (r *Runner) List(ctx context.Context, f state.OperationFilter, visible Visi
 // completes is recorded) and no other item starts; the operation ends done
 // with a codes.Canceled error and the results of the items it finished.
 // Cancelling a done operation changes nothing and returns it. An
-// operation this process does not run (nobody resumed it) is ended at
-// once. Cancel returns the operation's latest state, which may not be done
-// yet: Wait for it.
+// operation no runner runs (nobody resumed it, or its runner's lease
+// ended) is ended at once; one another runner holds (another replica) is
+// marked CancelRequested, and that runner stops it at its next lease
+// renewal. Cancel returns the operation's latest state, which may not be
+// done yet: Wait for it.
 func (r *Runner) Cancel(ctx context.Context, id string, visible Visible) (*state.Operation, error) {
 	op, err := r.get(ctx, id, visible)
 	if err != nil {
@@ -86,7 +88,7 @@ func (r *Runner) Cancel(ctx context.Context, id string, visible Visible) (*state
 			return nil
 		}
 		o.CancelRequested = true
-		if !local {
+		if !local && !r.heldByOther(o, now) {
 			r.end(o, &state.Status{Code: codes.Canceled, Message: "operation cancelled"}, now)
 		} else {
 			o.UpdateTime = now

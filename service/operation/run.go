@@ -37,54 +37,65 @@ func (r *Runner) run(ctx context.Context, id string) {
 			r.onFinish(fctx, id)
 		}()
 	}
+	// The store outlives a hard stop (Close cancels r.ctx) long enough to
+	// record what finished.
+	sctx := context.WithoutCancel(ctx)
 	select {
 	case r.slots <- struct{}{}:
 		defer func() { <-r.slots }()
 	case <-ctx.Done():
 		if r.ctx.Err() != nil {
+			r.release(sctx, id, nil) // Start's lease
 			return
 		}
 		// Cancelled while waiting for a slot: it ends below without
 		// running an item, so it needs no slot.
 	case <-r.closing:
+		r.release(sctx, id, nil) // Start's lease
 		return
 	}
-	// The store outlives a hard stop (Close cancels r.ctx) long enough to
-	// record what finished.
-	sctx := context.WithoutCancel(ctx)
-	op, err := r.store.GetOperation(sctx, id)
-	if err != nil {
-		r.log.ErrorContext(sctx, "operation not run: cannot read it", "operation", id, "error", err)
+	op, err := r.claim(sctx, id)
+	switch {
+	case errors.Is(err, errLeaseHeld):
+		r.log.DebugContext(sctx, "operation not run: another runner holds its lease", "operation", id)
+		finished = true // this process never ran it
+		return
+	case errors.Is(err, errDone):
+		return
+	case err != nil:
+		r.log.ErrorContext(sctx, "operation not run: cannot claim it", "operation", id, "error", err)
 		return
 	}
-	if extra := len(op.Results) + len(op.Pending) - op.Metadata.Total; extra > 0 && !op.Done {
-		if op, err = r.update(sctx, id, r.dropRecorded); err != nil {
-			return
-		}
-	}
+	r.notify(id)
+	stopRenew := r.renew(sctx, id, r.cancelFunc(id), op.LeaseUntil)
+	defer stopRenew()
 	var group []state.ItemResult
 	lastFlush := time.Now()
 	for !op.Done {
 		next := len(group) // op.Pending[next] is the next item to run
-		switch {
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, errLeaseLost) || errors.Is(cause, errDone):
+			// Logged by renew; the item in flight, if any, was dropped.
+			return
 		case next == len(op.Pending):
 			if r.onFinish != nil {
 				r.onFinish(sctx, id)
 				finished = true
 			}
+			stopRenew() // so it does not find the operation done by this run
 			r.finish(sctx, id, group, nil)
 			return
-		case op.CancelRequested || errors.Is(context.Cause(ctx), errCancelRequested):
+		case op.CancelRequested || errors.Is(cause, errCancelRequested):
 			if r.onFinish != nil {
 				r.onFinish(sctx, id)
 				finished = true
 			}
+			stopRenew() // so it does not find the operation done by this run
 			r.finish(sctx, id, group, &state.Status{Code: codes.Canceled, Message: "operation cancelled"})
 			return
 		case isClosed(r.closing):
-			if len(group) > 0 {
-				_, _ = r.update(sctx, id, r.record(group))
-			}
+			stopRenew()
+			r.release(sctx, id, group)
 			r.log.InfoContext(sctx, "operation paused by shutdown; it resumes after a restart",
 				"operation", id, "remaining", len(op.Pending)-len(group))
 			return
@@ -150,9 +161,12 @@ func (r *Runner) safeExec(ctx context.Context, op *state.Operation, item state.P
 func (r *Runner) update(ctx context.Context, id string, fn func(*state.Operation) error) (*state.Operation, error) {
 	op, err := r.store.UpdateOperation(ctx, id, fn)
 	if err != nil {
-		if errors.Is(err, errDone) {
+		switch {
+		case errors.Is(err, errDone):
 			r.log.InfoContext(ctx, "operation stopped: it was finished elsewhere", "operation", id)
-		} else {
+		case errors.Is(err, errLeaseLost):
+			r.log.InfoContext(ctx, "operation stopped: another runner took it over", "operation", id)
+		default:
 			r.log.ErrorContext(ctx, "operation progress not recorded; it resumes after a restart", "operation", id, "error", err)
 		}
 		return nil, err
@@ -165,10 +179,14 @@ func (r *Runner) update(ctx context.Context, id string, fn func(*state.Operation
 // Results.
 func (r *Runner) record(group []state.ItemResult) func(*state.Operation) error {
 	return func(o *state.Operation) error {
+		now := time.Now()
+		if err := r.hold(o, now); err != nil {
+			return err
+		}
 		if err := apply(o, group); err != nil {
 			return err
 		}
-		r.progress(o, time.Now())
+		r.progress(o, now)
 		return nil
 	}
 }
@@ -223,10 +241,14 @@ func (r *Runner) dropRecorded(o *state.Operation) error {
 // the number of items that never ran.
 func (r *Runner) finish(ctx context.Context, id string, group []state.ItemResult, st *state.Status) {
 	op, err := r.update(ctx, id, func(o *state.Operation) error {
+		now := time.Now()
+		if err := r.hold(o, now); err != nil {
+			return err
+		}
 		if err := apply(o, group); err != nil {
 			return err
 		}
-		r.end(o, st, time.Now())
+		r.end(o, st, now)
 		return nil
 	})
 	if err != nil {
@@ -253,6 +275,7 @@ func (r *Runner) end(o *state.Operation, st *state.Status, now time.Time) {
 		st = &s
 	}
 	o.Done, o.Error, o.Pending = true, st, nil
+	o.LeaseUntil = time.Time{} // a done operation is nobody's to run
 	r.progress(o, now)
 	o.Metadata.Remaining = remaining
 }

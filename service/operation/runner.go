@@ -98,6 +98,12 @@ type Options struct {
 	// MaxWait bounds Wait's timeout, which defaults to it; zero means
 	// DefaultMaxWait.
 	MaxWait time.Duration
+	// Lease is how long an operation stays this runner's after its last
+	// renewal: runners sharing a store (replicas on one Redis) do not run
+	// an operation another runner holds, and take one over when its
+	// lease ends (its runner died). A running operation's lease is
+	// renewed every Lease/3. Zero means DefaultLease.
+	Lease time.Duration
 }
 
 // Runner runs long-running operations. Its methods are safe for
@@ -112,6 +118,8 @@ type Runner struct {
 	flushEvery    int
 	flushInterval time.Duration
 	maxWait       time.Duration
+	id            string        // this runner's ID (state.Operation.Runner)
+	lease         time.Duration // Options.Lease
 
 	// ctx is the runner's lifetime: every operation runs under it, and
 	// Close cancels it when its own context ends first.
@@ -127,13 +135,14 @@ type Runner struct {
 	watches map[string]*watch                  // Wait's notifications
 }
 
-// New returns a Runner. Call Resume once at start-up and Close at
-// shutdown.
+// New returns a Runner with a new random ID. Call Resume at start-up
+// (and every Lease when other runners share the store, to take over the
+// operations of one that died) and Close at shutdown.
 func New(opts Options) (*Runner, error) {
 	if opts.Store == nil || opts.Exec == nil {
 		return nil, fmt.Errorf("operation: new runner: %w: Store and Exec are required", state.ErrInvalid)
 	}
-	if opts.MaxRunning < 0 || opts.FlushEvery < 0 || opts.FlushInterval < 0 || opts.MaxWait < 0 {
+	if opts.MaxRunning < 0 || opts.FlushEvery < 0 || opts.FlushInterval < 0 || opts.MaxWait < 0 || opts.Lease < 0 {
 		return nil, fmt.Errorf("operation: new runner: %w: negative option", state.ErrInvalid)
 	}
 	r := &Runner{
@@ -146,6 +155,8 @@ func New(opts Options) (*Runner, error) {
 		flushEvery:    orDefault(opts.FlushEvery, DefaultFlushEvery),
 		flushInterval: orDefault(opts.FlushInterval, DefaultFlushInterval),
 		maxWait:       orDefault(opts.MaxWait, DefaultMaxWait),
+		id:            newRunnerID(),
+		lease:         orDefault(opts.Lease, DefaultLease),
 		closing:       make(chan struct{}),
 		running:       map[string]context.CancelCauseFunc{},
 		watches:       map[string]*watch{},
@@ -175,7 +186,8 @@ func orDefault[T int | time.Duration](v, def T) T {
 // caller decided without running them (they count towards Total and the
 // counts); Pending holds the items to run. Start sets CreateTime,
 // UpdateTime, Done=false, CancelRequested=false, Error=nil and the
-// metadata (Total = len(Results)+len(Pending), Remaining = len(Pending)).
+// metadata (Total = len(Results)+len(Pending), Remaining = len(Pending)),
+// and gives this runner the operation's lease (Runner, LeaseUntil).
 // The caller's op is not modified. The returned operation carries no value.
 func (r *Runner) Start(ctx context.Context, op *state.Operation) (*state.Operation, error) {
 	if op == nil {
@@ -195,6 +207,7 @@ func (r *Runner) Start(ctx context.Context, op *state.Operation) (*state.Operati
 	o.CreateTime, o.UpdateTime = now, now
 	o.Done, o.CancelRequested, o.Error = false, false, nil
 	o.Metadata = state.Progress{Total: len(o.Results) + len(o.Pending)}
+	o.Runner, o.LeaseUntil = r.id, now.Add(r.lease)
 	r.progress(&o, now)
 
 	opCtx, err := r.track(o.ID)
@@ -211,15 +224,26 @@ func (r *Runner) Start(ctx context.Context, op *state.Operation) (*state.Operati
 	return redact(&o), nil
 }
 
-// Resume runs every stored operation that is not done and that this
-// runner is not running yet: call it once at start-up, after New. Items
-// already recorded are not run again; an item whose value could not be
-// opened (state.PendingItem.ValueLost) fails with codes.DataLoss and
-// LostValueMessage; an operation whose cancellation was requested ends
-// cancelled. It returns how many operations it resumed.
+// Resume runs every stored operation that is not done, that this runner
+// is not running yet, and whose lease no other runner holds (a lease
+// ends at LeaseUntil, or when its runner's Close released it): call it
+// at start-up, after New, and again every Lease while other runners
+// share the store, to take over the operations of a runner that died.
+// Items already recorded are not run again; an item whose value could
+// not be opened (state.PendingItem.ValueLost) fails with codes.DataLoss
+// and LostValueMessage; an operation whose cancellation was requested
+// ends cancelled. It returns how many operations it resumed (one another
+// runner claims between the listing and the run is then left to it).
+// On a closed runner it returns an error wrapping ErrClosed.
 func (r *Runner) Resume(ctx context.Context) (int, error) {
 	const page = 100
 	n := 0
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return 0, fmt.Errorf("operation: resume: %w", ErrClosed)
+	}
 	f := state.OperationFilter{NotDone: true, Limit: page}
 	for {
 		ops, err := r.store.ListOperations(ctx, f)
@@ -231,6 +255,11 @@ func (r *Runner) Resume(ctx context.Context) (int, error) {
 			_, busy := r.running[op.ID]
 			r.mu.Unlock()
 			if busy {
+				continue
+			}
+			if r.heldByOther(op, time.Now()) {
+				r.log.DebugContext(ctx, "operation not resumed: another runner holds its lease", "operation", op.ID,
+					"runner", op.Runner, "lease_until", op.LeaseUntil)
 				continue
 			}
 			opCtx, err := r.track(op.ID)
@@ -254,7 +283,9 @@ func (r *Runner) Resume(ctx context.Context) (int, error) {
 // recorded; when ctx ends first it cancels them (their results are
 // dropped, so they run again on Resume), waits for them to return, and
 // returns ctx's error. Unfinished operations stay stored, not done, for
-// the next Resume. Close does not close the store.
+// the next Resume, with this runner's lease released (LeaseUntil zero),
+// so another runner's next Resume takes them over at once. Close does
+// not close the store.
 func (r *Runner) Close(ctx context.Context) error {
 	r.mu.Lock()
 	if !r.closed {

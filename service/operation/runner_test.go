@@ -324,12 +324,12 @@ func TestExecPanicFailsTheItemOnly(t *testing.T) {
 
 // TestStoreFailureLeavesOperationToResume: when progress cannot be
 // recorded, the runner stops the operation and leaves it stored, not
-// done, for the next start.
+// done, for the next start (once the lease it could not release ends).
 func TestStoreFailureLeavesOperationToResume(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := newMemory(t)
 		hs := &hookStore{Operations: mem, updateErr: func(n int) error {
-			if n >= 2 {
+			if n >= 3 { // 1 is the claim, 2 records the first item
 				return errBoom
 			}
 			return nil
@@ -352,10 +352,15 @@ func TestStoreFailureLeavesOperationToResume(t *testing.T) {
 		if !strings.Contains(logs.String(), "progress not recorded") {
 			t.Errorf("no log of the failure: %s", logs)
 		}
-		// A new runner on a healthy store finishes it.
+		// A new runner on a healthy store finishes it, once the first
+		// runner's lease ends.
 		fe2 := &fakeExec{}
 		r2, _ := newRunner(t, mem, fe2.exec, Options{})
 		defer closeRunner(t, r2)
+		if n, err := r2.Resume(t.Context()); n != 0 || err != nil {
+			t.Fatalf("Resume within the lease = %d, %v; want 0", n, err)
+		}
+		time.Sleep(DefaultLease)
 		if n, err := r2.Resume(t.Context()); n != 1 || err != nil {
 			t.Fatalf("Resume = %d, %v", n, err)
 		}

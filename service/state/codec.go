@@ -36,7 +36,12 @@ import (
 //	 "pending":[{"name":"...","visibility":"selected","selected_repository_ids":[1,2],
 //	             "value":"<base64 of the sealed value, seal.go>"},
 //	            {"name":"...","delete":true},
-//	            {"name":"...","value_lost":true}]}
+//	            {"name":"...","value_lost":true}],
+//	 "runner":"<runner ID>","lease_until":"..."}
+//
+// "runner" and "lease_until" (the operation's lease, service/operation)
+// are left out when empty, so an operation without a lease encodes as it
+// did before they were added.
 //
 // A value never appears in the encoding: "value" is the sealed value.
 const formatVersion = 1
@@ -102,6 +107,8 @@ type operationJSON struct {
 	Metadata        progressJSON  `json:"metadata"`
 	Results         []resultJSON  `json:"results,omitempty"`
 	Pending         []pendingJSON `json:"pending,omitempty"`
+	Runner          string        `json:"runner,omitempty"`
+	LeaseUntil      time.Time     `json:"lease_until,omitzero"`
 }
 
 func utc(t time.Time) time.Time {
@@ -199,6 +206,8 @@ func encodeOperation(s *sealer, op *Operation) ([]byte, error) {
 		UpdateTime:      utc(op.UpdateTime),
 		Done:            op.Done,
 		CancelRequested: op.CancelRequested,
+		Runner:          op.Runner,
+		LeaseUntil:      utc(op.LeaseUntil),
 		Metadata: progressJSON{
 			Total:               op.Metadata.Total,
 			Written:             op.Metadata.Written,
@@ -259,6 +268,8 @@ func decodeOperation(s *sealer, b []byte) (*Operation, error) {
 		UpdateTime:      utc(j.UpdateTime),
 		Done:            j.Done,
 		CancelRequested: j.CancelRequested,
+		Runner:          j.Runner,
+		LeaseUntil:      utc(j.LeaseUntil),
 		Metadata: Progress{
 			Total:               j.Metadata.Total,
 			Written:             j.Metadata.Written,
@@ -268,7 +279,7 @@ func decodeOperation(s *sealer, b []byte) (*Operation, error) {
 			EstimatedCompletion: utc(j.Metadata.EstimatedCompletion),
 		},
 	}
-	if err := checkTimes(op.CreateTime, op.UpdateTime, op.Metadata.EstimatedCompletion); err != nil {
+	if err := checkTimes(op.CreateTime, op.UpdateTime, op.Metadata.EstimatedCompletion, op.LeaseUntil); err != nil {
 		return nil, fmt.Errorf("state: decode operation %s: %w", j.ID, err)
 	}
 	if j.Error != nil {

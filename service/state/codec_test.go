@@ -81,6 +81,45 @@ func TestOperationFormat(t *testing.T) {
 	}
 }
 
+// TestOperationLeaseFormat pins the encoding of an operation's lease
+// (added after the format above, which an operation without a lease keeps)
+// and its round trip; a released lease (zero LeaseUntil) keeps the runner
+// only.
+func TestOperationLeaseFormat(t *testing.T) {
+	s, _ := newSealer(sealTestKey)
+	head := `{"v":1,"id":"op1","kind":"SyncSecrets","metadata":{"total":0,"written":0,"unchanged":0,"failed":0,"remaining":0}`
+	tests := []struct {
+		name   string
+		runner string
+		until  time.Time
+		want   string
+	}{
+		{"held", "3f2a9c", time.Date(2026, 11, 27, 20, 0, 30, 250_000_000, time.FixedZone("CET", 3600)),
+			head + `,"runner":"3f2a9c","lease_until":"2026-11-27T19:00:30.25Z"}`},
+		{"released", "3f2a9c", time.Time{}, head + `,"runner":"3f2a9c"}`},
+		{"never held", "", time.Time{}, head + `}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			op := &Operation{ID: "op1", Kind: KindSyncSecrets, Runner: tt.runner, LeaseUntil: tt.until}
+			b, err := encodeOperation(s, op)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tt.want {
+				t.Fatalf("encoding:\n got %s\nwant %s", b, tt.want)
+			}
+			got, err := decodeOperation(s, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Runner != tt.runner || !got.LeaseUntil.Equal(tt.until) || (got.LeaseUntil.Location() != time.UTC && !tt.until.IsZero()) {
+				t.Fatalf("decoded lease %q until %v, want %q until %v in UTC", got.Runner, got.LeaseUntil, tt.runner, tt.until)
+			}
+		})
+	}
+}
+
 func TestDecodeRecordRejects(t *testing.T) {
 	name := `"name":"orgs/acme/actions/secrets/X"`
 	tests := []struct{ name, in string }{
@@ -132,6 +171,10 @@ func TestDecodeOperationRejects(t *testing.T) {
 		{"value too short", item(`,"value":"AQID"`)},
 		{"bad item name", head + `,"pending":[{"name":"x","delete":true}]}`},
 		{"trailing data", head + `}]`},
+		{"bad lease time", head + `,"lease_until":"soon"}`},
+		{"lease out of range in UTC", head + `,"lease_until":"9999-12-31T23:59:59-01:00"}`},
+		{"runner not text", head + `,"runner":"a\u0000b"}`},
+		{"runner wrong type", head + `,"runner":7}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,6 +204,11 @@ func seedOperations(f *testing.F, s *sealer) {
 			op := operation("op3", "")
 			op.Done, op.Error = true, &Status{Code: 1, Message: "cancelled"}
 			op.Pending = []PendingItem{{Name: "orgs/a/actions/secrets/L", ValueLost: true}}
+			return op
+		}(),
+		func() *Operation {
+			op := operation("op4", "token:ci")
+			op.Runner, op.LeaseUntil = "9f86d081884c7d65", time.Date(2026, 11, 27, 20, 0, 30, 0, time.UTC)
 			return op
 		}(),
 	} {

@@ -342,6 +342,8 @@ func operation(id, caller string) *Operation {
 			{Name: "orgs/acme/actions/secrets/EMPTY", Value: []byte{}},
 			{Name: "orgs/acme/actions/secrets/OLD", Delete: true},
 		},
+		Runner:     "9f86d081884c7d65",
+		LeaseUntil: t0.Add(90 * time.Second),
 	}
 }
 

@@ -103,6 +103,15 @@ type Operation struct {
 	// Pending are the items still to do. A resumed operation does these
 	// (every step is idempotent).
 	Pending []PendingItem
+
+	// Runner is an opaque ID of the runner instance (service/operation)
+	// that holds the operation's lease: the one running it, or the last
+	// one that did. Empty when no runner ever held it.
+	Runner string
+	// LeaseUntil is when Runner's lease ends: until then no other runner
+	// takes the operation over. Zero when released (a runner that
+	// paused it at shutdown) or never taken.
+	LeaseUntil time.Time
 }
 
 // Status is a gRPC status: a code and a message (never a value).
@@ -259,6 +268,9 @@ func checkOperation(op *Operation) error {
 		return fmt.Errorf("state: operation %s: %w: no kind", op.ID, ErrInvalid)
 	}
 	if err := checkText("caller", op.Caller); err != nil {
+		return fmt.Errorf("operation %s: %w", op.ID, err)
+	}
+	if err := checkText("runner", op.Runner); err != nil {
 		return fmt.Errorf("operation %s: %w", op.ID, err)
 	}
 	m := op.Metadata

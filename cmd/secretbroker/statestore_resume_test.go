@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/secretbroker/secretbroker/service/operation"
+)
+
+// TestResumeLoop: with the state in Redis, the broker resumes operations
+// every resumeEvery (to take over those of a replica that died), every
+// resumeRetry while Redis cannot be reached, and stops when the runner is
+// closed or its context ends.
+func TestResumeLoop(t *testing.T) {
+	errDown := errors.New("redis: connection refused")
+	closed := fmt.Errorf("service: resume operations: %w", operation.ErrClosed)
+	tests := []struct {
+		name    string
+		failing bool    // the start-up resume failed
+		results []error // what each call returns; the loop must stop after the last when it is ErrClosed
+		want    []time.Duration
+		log     string
+	}{
+		{
+			name:    "healthy: every lease until closed",
+			results: []error{nil, nil, nil, closed},
+			want:    []time.Duration{resumeEvery, 2 * resumeEvery, 3 * resumeEvery, 4 * resumeEvery},
+		},
+		{
+			name:    "down at start-up: retried until back, then every lease",
+			failing: true,
+			results: []error{errDown, nil, nil, closed},
+			want:    []time.Duration{resumeRetry, 2 * resumeRetry, 2*resumeRetry + resumeEvery, 2*resumeRetry + 2*resumeEvery},
+			log:     "reachable again",
+		},
+		{
+			name:    "down later: warned once, retried",
+			results: []error{nil, errDown, errDown, nil, closed},
+			want: []time.Duration{resumeEvery, 2 * resumeEvery, 2*resumeEvery + resumeRetry,
+				2*resumeEvery + 2*resumeRetry, 3*resumeEvery + 2*resumeRetry},
+			log: "operations not resumed: the state store in Redis cannot be reached",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var logs bytes.Buffer
+				var mu sync.Mutex
+				logger := slog.New(slog.NewTextHandler(&logs, nil))
+				start := time.Now()
+				var calls []time.Duration
+				resume := func(context.Context) error {
+					mu.Lock()
+					defer mu.Unlock()
+					calls = append(calls, time.Since(start))
+					if len(calls) > len(tt.results) {
+						return closed
+					}
+					return tt.results[len(calls)-1]
+				}
+				done := make(chan struct{})
+				go func() {
+					resumeLoop(t.Context(), resume, tt.failing, logger)
+					close(done)
+				}()
+				<-done
+				if !slices.Equal(calls, tt.want) {
+					t.Errorf("resumed at %v, want %v", calls, tt.want)
+				}
+				if tt.log != "" && !strings.Contains(logs.String(), tt.log) {
+					t.Errorf("log lacks %q: %s", tt.log, logs.String())
+				}
+				if n := strings.Count(logs.String(), "level=WARN"); n > 1 {
+					t.Errorf("%d warnings for one outage, want at most 1: %s", n, logs.String())
+				}
+			})
+		})
+	}
+	t.Run("ends with its context", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			n := 0
+			done := make(chan struct{})
+			go func() {
+				resumeLoop(ctx, func(context.Context) error { n++; return nil }, false, slog.New(slog.DiscardHandler))
+				close(done)
+			}()
+			time.Sleep(3*resumeEvery + time.Second)
+			cancel()
+			<-done
+			if n != 3 {
+				t.Errorf("resumed %d times in three leases, want 3", n)
+			}
+		})
+	})
+}
