@@ -6,14 +6,9 @@ import (
 	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
-// TokenCredential is the credential name of Config.Token for a StateFunc,
-// the metrics' credential label (Credential): every replica using the same
-// token shares its state under this name.
-const TokenCredential = Credential
-
 // StateFunc returns the pacing state a credential shares with the other
 // replicas of the broker (for example a redisstate.State), for the limits
-// lim taken from Pacing. credential names the credential (TokenCredential
+// lim taken from Pacing. credential names the credential (Credential
 // for Config.Token); it is never the token itself.
 type StateFunc func(credential string, lim pace.StateLimits) (pace.State, error)
 

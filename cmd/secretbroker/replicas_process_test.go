@@ -216,7 +216,7 @@ type replicaRig struct {
 // redisstate's layout (prefix, credential hash tag, letter; see its
 // scripts.go): "e" the epoch, "w" the log of writes.
 func sharedKey(letter string) string {
-	return redisstate.DefaultPrefix + "{" + upstream.TokenCredential + "}:" + letter
+	return redisstate.DefaultPrefix + "{" + upstream.Credential + "}:" + letter
 }
 
 // epochKey is the Redis key of the token credential's epoch.

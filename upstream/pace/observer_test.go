@@ -46,7 +46,8 @@ func (r *recorder) Held(why Reason, until time.Time, began bool) {
 }
 
 // send acquires a permit for caller's method, holds it for latency and
-// reports status and h; it runs in a goroutine of wg.
+// reports status and h; it runs in a goroutine of wg. Called inside a
+// synctest bubble only: its sleep is fake time.
 func send(t *testing.T, wg *sync.WaitGroup, p *Pacer, caller, method string, latency time.Duration, status int, h http.Header) {
 	t.Helper()
 	wg.Go(func() {
