@@ -127,19 +127,19 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 		p := plans[i]
 		j := judged[i]
 		var (
-			created bool
-			keyID   upstream.KeyID
+			w     upstream.Written
+			keyID upstream.KeyID
 		)
 		err := s.safely(ctx, op, func() (err error) {
-			created, keyID, err = s.batchPut(itemCtx[i], p, keys[p.scope.Path()].key)
+			w, keyID, err = s.batchPut(itemCtx[i], p, keys[p.scope.Path()].key)
 			return err
 		})
 		changes[i].endWith(itemCtx[i], err, j.verdict)
 		r := results[i]
 		if err == nil {
-			s.recordWrite(ctx, p, j.prints, j.havePrints, keyID, owner, time.Time{})
+			s.recordWrite(ctx, p, j.prints, j.havePrints, keyID, owner, w)
 			written.add(p.scope, p.name, j.prints.value)
-			r.Name, r.Created, r.KeyId, r.Drift = secretResourceName(p.scope, p.name), created, string(keyID), j.drift
+			r.Name, r.Created, r.KeyId, r.Drift = secretResourceName(p.scope, p.name), w.Created, string(keyID), j.drift
 		}
 		r.Code, r.Message, r.RetryAfter = tally.add(err)
 		events.item(i, r.Name, r.Code)
@@ -152,13 +152,13 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 
 // batchPut writes one validated item of a batch whose scope's key was
 // fetched for the whole batch. On return p holds the settings written.
-func (s *Server) batchPut(ctx context.Context, p *putPlan, key sealingKey) (bool, upstream.KeyID, error) {
+func (s *Server) batchPut(ctx context.Context, p *putPlan, key sealingKey) (upstream.Written, upstream.KeyID, error) {
 	if p.scope.IsOrg() {
 		if err := s.checkAccessChange(ctx, *p); err != nil {
-			return false, "", err
+			return upstream.Written{}, "", err
 		}
 		if err := s.completeOrgAccess(ctx, p); err != nil {
-			return false, "", err
+			return upstream.Written{}, "", err
 		}
 	}
 	if p.plaintext == nil {

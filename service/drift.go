@@ -19,8 +19,9 @@ import (
 //     broker, or the record was lost);
 //   - missing: a record whose secret GitHub no longer lists.
 //
-// A record whose updated_at was never read back is neither drifted nor
-// unmanaged. It needs read on some secret of the scope, and lists only the
+// A record that knows no updated_at is neither drifted nor unmanaged; one
+// that knows a range of it (a PutSecret's) reports its start as the
+// recorded updated_at. It needs read on some secret of the scope, and lists only the
 // secrets the caller may read.
 func (s *Server) DetectDrift(ctx context.Context, req *secretbrokerv1.DetectDriftRequest) (*secretbrokerv1.DetectDriftResponse, error) {
 	const op = "DetectDrift"
@@ -61,7 +62,7 @@ func (s *Server) DetectDrift(ctx context.Context, req *secretbrokerv1.DetectDrif
 		switch {
 		case !ok:
 			resp.Unmanaged = append(resp.Unmanaged, toSecret(scope, sec))
-		case !r.UpdatedAt.IsZero() && !sec.UpdatedAt.Equal(r.UpdatedAt):
+		case r.UpdatedKnown() && !r.UpdatedMatches(sec.UpdatedAt):
 			resp.Drifted = append(resp.Drifted, &secretbrokerv1.DriftedSecret{
 				Secret:            toSecret(scope, sec),
 				RecordedUpdatedAt: timestamppb.New(r.UpdatedAt),

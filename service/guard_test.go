@@ -516,7 +516,7 @@ type panicOn struct {
 	name string
 }
 
-func (p *panicOn) PutSecretFunc(ctx context.Context, s upstream.Scope, name string, body func() (upstream.PutSecretBody, error)) (bool, error) {
+func (p *panicOn) PutSecretFunc(ctx context.Context, s upstream.Scope, name string, body func() (upstream.PutSecretBody, error)) (upstream.Written, error) {
 	if name == p.name {
 		b, _ := body()
 		panic("boom " + b.EncryptedValue + " " + plantedSecret)

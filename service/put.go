@@ -133,8 +133,9 @@ type putOutcome struct {
 
 // putJudged writes p unless the broker's record shows the same value and
 // settings and GitHub still reports the recorded updated_at (one GET of the
-// secret, asked only when the fingerprints match). After a write it reads
-// the secret back (one GET) and records it with owner.
+// secret, asked only when the fingerprints match). After a write it records
+// it with owner and the range of updated_at GitHub's answer bounds; only
+// an answer without a Date costs a GET to read updated_at back.
 func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner string) (putOutcome, error) {
 	if err := s.resolvePutNames(ctx, p); err != nil {
 		return putOutcome{}, err
@@ -144,33 +145,38 @@ func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner st
 	rec := s.getRecord(ctx, res)
 	var v verdict
 	if candidate(rec, pr, havePrints, force) {
-		v = judge(rec, pr, havePrints, force, s.seenByGet(ctx, p.scope, p.name))
+		now := s.seenByGet(ctx, p.scope, p.name)
+		v = judge(rec, pr, havePrints, force, now)
 		if v.unchanged {
 			s.metrics.skipped(ctx, rpcShort(rpcPutSecret))
+			s.pinUpdatedAt(ctx, rec, now.updatedAt)
 			return putOutcome{keyID: upstream.KeyID(rec.KeyID), verdict: v}, nil
 		}
 		if v.drift {
 			s.noteDrift(ctx, rpcPutSecret, res)
 		}
 	}
-	created, keyID, err := s.put(ctx, p)
+	w, keyID, err := s.put(ctx, p)
 	if err != nil {
 		return putOutcome{verdict: v}, err
 	}
-	now := s.seenByGet(ctx, p.scope, p.name)
-	s.recordWrite(ctx, p, pr, havePrints, keyID, owner, now.updatedAt)
-	return putOutcome{created: created, keyID: keyID, verdict: v}, nil
+	if w.UpdatedFrom.IsZero() {
+		now := s.seenByGet(ctx, p.scope, p.name)
+		w.UpdatedFrom, w.UpdatedTo = now.updatedAt, now.updatedAt
+	}
+	s.recordWrite(ctx, p, pr, havePrints, keyID, owner, w)
+	return putOutcome{created: w.Created, keyID: keyID, verdict: v}, nil
 }
 
 // put writes p; on return p holds the settings written (completed with the
 // current ones where the request kept them).
-func (s *Server) put(ctx context.Context, p *putPlan) (created bool, keyID upstream.KeyID, err error) {
+func (s *Server) put(ctx context.Context, p *putPlan) (upstream.Written, upstream.KeyID, error) {
 	if err := s.resolvePutNames(ctx, p); err != nil {
-		return false, "", err
+		return upstream.Written{}, "", err
 	}
 	key, err := s.keys.get(ctx, p.scope)
 	if err != nil {
-		return false, "", err
+		return upstream.Written{}, "", err
 	}
 	return s.batchPut(ctx, p, key)
 }
@@ -254,7 +260,7 @@ func (v *sealedValue) seal(k sealingKey, plaintext []byte) error {
 // scope per TTL) and, when that shows a new key, the write is sealed again
 // and retried once, so callers never see a rotation. Otherwise the original
 // error is returned.
-func (s *Server) putPlain(ctx context.Context, p putPlan, key sealingKey) (bool, upstream.KeyID, error) {
+func (s *Server) putPlain(ctx context.Context, p putPlan, key sealingKey) (upstream.Written, upstream.KeyID, error) {
 	var v sealedValue // sealed by body, once per key
 	body := func() (upstream.PutSecretBody, error) {
 		k := key
@@ -284,17 +290,17 @@ func (s *Server) putPlain(ctx context.Context, p putPlan, key sealingKey) (bool,
 			SelectedRepositoryIDs: p.repoIDs,
 		}, nil
 	}
-	created, err := s.up.PutSecretFunc(ctx, p.scope, p.name, body)
+	w, err := s.up.PutSecretFunc(ctx, p.scope, p.name, body)
 	if !isStatus(err, http.StatusUnprocessableEntity) {
-		return created, v.keyID, err
+		return w, v.keyID, err
 	}
 	fresh, ferr := s.keys.revalidate(ctx, p.scope, v.keyID)
 	if ferr != nil || fresh.id == v.keyID {
-		return false, "", err
+		return upstream.Written{}, "", err
 	}
 	// body seals with the fresh key, now in the cache.
-	created, err = s.up.PutSecretFunc(ctx, p.scope, p.name, body)
-	return created, v.keyID, err
+	w, err = s.up.PutSecretFunc(ctx, p.scope, p.name, body)
+	return w, v.keyID, err
 }
 
 // putSealed passes a caller-sealed value through after checking its key_id
@@ -305,15 +311,15 @@ func (s *Server) putPlain(ctx context.Context, p putPlan, key sealingKey) (bool,
 // still differs the request is refused. After GitHub's 422 the key is
 // revalidated the same way, so that the caller's next GetPublicKey sees a
 // rotation; the 422 is returned.
-func (s *Server) putSealed(ctx context.Context, p putPlan, key sealingKey) (bool, upstream.KeyID, error) {
+func (s *Server) putSealed(ctx context.Context, p putPlan, key sealingKey) (upstream.Written, upstream.KeyID, error) {
 	var err error
 	if key.id != p.keyID {
 		if key, err = s.keys.revalidate(ctx, p.scope, key.id); err != nil {
-			return false, "", err
+			return upstream.Written{}, "", err
 		}
 	}
 	if key.id != p.keyID {
-		return false, "", invalidArg("key_id", "%q is not the scope's current key (%q): call GetPublicKey and seal again", truncate(string(p.keyID), maxQuotedKeyID), key.id)
+		return upstream.Written{}, "", invalidArg("key_id", "%q is not the scope's current key (%q): call GetPublicKey and seal again", truncate(string(p.keyID), maxQuotedKeyID), key.id)
 	}
 	body := upstream.PutSecretBody{
 		EncryptedValue:        p.sealed,
@@ -321,14 +327,14 @@ func (s *Server) putSealed(ctx context.Context, p putPlan, key sealingKey) (bool
 		Visibility:            p.visibility,
 		SelectedRepositoryIDs: p.repoIDs,
 	}
-	created, err := s.up.PutSecretFunc(ctx, p.scope, p.name, func() (upstream.PutSecretBody, error) { return body, nil })
+	w, err := s.up.PutSecretFunc(ctx, p.scope, p.name, func() (upstream.PutSecretBody, error) { return body, nil })
 	if isStatus(err, http.StatusUnprocessableEntity) {
 		// The key may have rotated under us; let the caller's next
 		// GetPublicKey see the current one. Its outcome does not change
 		// the answer.
 		_, _ = s.keys.revalidate(ctx, p.scope, p.keyID)
 	}
-	return created, p.keyID, err
+	return w, p.keyID, err
 }
 
 // completeOrgAccess fills in what GitHub would otherwise reset on update: a

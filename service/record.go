@@ -20,9 +20,13 @@ import (
 //   - After every successful write it records, per secret: the value's
 //     fingerprint, an organization secret's settings fingerprint (the
 //     visibility and selection written), the key_id it sealed with, the
-//     owner label, and GitHub's updated_at after the write (one GET of the
-//     secret after a PutSecret; for a batch or a sync, the scopes it wrote
-//     to are listed once more at the end, 100 secrets a page).
+//     owner label, and GitHub's updated_at after the write. The write's
+//     answer bounds that updated_at to a range of a few seconds, from its
+//     Date header and the round trip (upstream.Written), at no cost; a
+//     batch or a sync then lists the scopes it wrote to once more at the
+//     end (100 secrets a page) to record the exact updated_at, and a
+//     PutSecret found unchanged records the exact one it read. Only an
+//     answer without a Date costs a GET of the secret.
 //   - A write whose value and settings fingerprints match the record, and
 //     whose secret GitHub still reports with the recorded updated_at, is
 //     not sent: the item is unchanged. A record without updated_at (read
@@ -35,8 +39,10 @@ import (
 //     never correctness. A failure to read or write a record is logged and
 //     treated the same way; it never fails the call.
 //   - GitHub's updated_at has a resolution of one second: a change behind
-//     the broker's back in the same second as its own write, or between its
-//     write and the read back, goes unnoticed.
+//     the broker's back in the same second as its own write, within the
+//     range a write's answer bounds (its round trip plus a second of clock
+//     skew on either side), or between its write and a read back, goes
+//     unnoticed.
 
 // anonymousOwner is the owner label of a write without an owner label and
 // without an authenticated caller.
@@ -176,10 +182,10 @@ type verdict struct {
 
 // judge compares a write with its record and what GitHub reports.
 func judge(rec *state.Record, pr prints, havePrints, force bool, now seen) verdict {
-	if rec == nil || rec.UpdatedAt.IsZero() || !now.known || !now.exists {
+	if rec == nil || !rec.UpdatedKnown() || !now.known || !now.exists {
 		return verdict{}
 	}
-	if !now.updatedAt.Equal(rec.UpdatedAt) {
+	if !rec.UpdatedMatches(now.updatedAt) {
 		return verdict{drift: true}
 	}
 	if force || !havePrints || !pr.comparable {
@@ -197,7 +203,7 @@ func judge(rec *state.Record, pr prints, havePrints, force bool, now seen) verdi
 // candidate reports whether a write could be unchanged before GitHub is
 // asked: a record with updated_at and matching fingerprints.
 func candidate(rec *state.Record, pr prints, havePrints, force bool) bool {
-	if rec == nil || rec.UpdatedAt.IsZero() {
+	if rec == nil || !rec.UpdatedKnown() {
 		return false
 	}
 	return judge(rec, pr, havePrints, force, seen{known: true, exists: true, updatedAt: rec.UpdatedAt}).unchanged
@@ -215,10 +221,14 @@ func (s *Server) seenByGet(ctx context.Context, scope upstream.Scope, name strin
 	return seen{known: true, exists: true, updatedAt: sec.UpdatedAt}
 }
 
-// newRecord is the record of a write that succeeded: updatedAt is zero
-// when not read back yet.
-func newRecord(res string, pr prints, havePrints bool, written *putPlan, keyID upstream.KeyID, owner string, fp *state.Fingerprinter, updatedAt time.Time) state.Record {
-	r := state.Record{Name: res, KeyID: string(keyID), Owner: owner, UpdatedAt: updatedAt.UTC(), WrittenAt: time.Now().UTC()}
+// newRecord is the record of a write that succeeded, with the range of
+// updated_at its answer bounds (zero when unknown; exact when both ends
+// are the same).
+func newRecord(res string, pr prints, havePrints bool, written *putPlan, keyID upstream.KeyID, owner string, fp *state.Fingerprinter, w upstream.Written) state.Record {
+	r := state.Record{Name: res, KeyID: string(keyID), Owner: owner, UpdatedAt: w.UpdatedFrom.UTC(), WrittenAt: time.Now().UTC()}
+	if !w.UpdatedFrom.IsZero() && w.UpdatedTo.After(w.UpdatedFrom) {
+		r.UpdatedAtLatest = w.UpdatedTo.UTC()
+	}
 	if havePrints {
 		r.ValueFingerprint = pr.value
 	}
@@ -231,7 +241,7 @@ func newRecord(res string, pr prints, havePrints bool, written *putPlan, keyID u
 }
 
 // recordWrite records a successful write of p (completed as sent).
-func (s *Server) recordWrite(ctx context.Context, p *putPlan, pr prints, havePrints bool, keyID upstream.KeyID, owner string, updatedAt time.Time) {
+func (s *Server) recordWrite(ctx context.Context, p *putPlan, pr prints, havePrints bool, keyID upstream.KeyID, owner string, w upstream.Written) {
 	res := secretResourceName(p.scope, strings.ToUpper(p.name))
 	if !havePrints {
 		// A caller-sealed value: the broker cannot know it again. Keep
@@ -242,7 +252,19 @@ func (s *Server) recordWrite(ctx context.Context, p *putPlan, pr prints, havePri
 	if err != nil {
 		fp = nil
 	}
-	s.putRecord(ctx, newRecord(res, pr, havePrints, p, keyID, owner, fp, updatedAt))
+	s.putRecord(ctx, newRecord(res, pr, havePrints, p, keyID, owner, fp, w))
+}
+
+// pinUpdatedAt narrows a record holding a range of updated_at to the exact
+// updatedAt GitHub reported within it, so that drift is judged by the
+// second from then on.
+func (s *Server) pinUpdatedAt(ctx context.Context, rec *state.Record, updatedAt time.Time) {
+	if rec.UpdatedAtLatest.IsZero() || !rec.UpdatedMatches(updatedAt) {
+		return
+	}
+	r := *rec
+	r.UpdatedAt, r.UpdatedAtLatest = updatedAt.UTC(), time.Time{}
+	s.putRecord(ctx, r)
 }
 
 // listScope reads every page of a scope's secrets (100 a page), by
@@ -275,9 +297,10 @@ func seenIn(list map[string]upstream.Secret, name string) seen {
 	return seen{known: true, exists: ok, updatedAt: sec.UpdatedAt}
 }
 
-// readBack fills in the updated_at of the records of secrets just written
-// in scope, from one listing of the scope: those whose record still has no
-// updated_at and still holds the fingerprint written.
+// readBack records the exact updated_at of secrets just written in scope,
+// from one listing of the scope: those whose record still holds the
+// fingerprint written and no updated_at, or a range GitHub's updated_at is
+// in (one outside it is someone else's write: the next write sees drift).
 func (s *Server) readBack(ctx context.Context, scope upstream.Scope, written map[string]state.Fingerprint) {
 	list, err := s.listScope(ctx, scope)
 	if err != nil {
@@ -291,10 +314,13 @@ func (s *Server) readBack(ctx context.Context, scope upstream.Scope, written map
 		}
 		res := secretResourceName(scope, name)
 		rec := s.getRecord(ctx, res)
-		if rec == nil || !rec.UpdatedAt.IsZero() || !rec.ValueFingerprint.Equal(vfp) {
+		if rec == nil || !rec.ValueFingerprint.Equal(vfp) {
 			continue
 		}
-		rec.UpdatedAt = sec.UpdatedAt.UTC()
+		if rec.UpdatedKnown() && (rec.UpdatedAtLatest.IsZero() || !rec.UpdatedMatches(sec.UpdatedAt)) {
+			continue
+		}
+		rec.UpdatedAt, rec.UpdatedAtLatest = sec.UpdatedAt.UTC(), time.Time{}
 		s.putRecord(ctx, *rec)
 	}
 }

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 
@@ -112,6 +113,11 @@ func TestPutSkipsUnchanged(t *testing.T) {
 						t.Errorf("step %d: no key_id", i)
 					}
 					wantPuts := 1
+					if !st.wantUnchanged && secretGets(h) != 0 {
+						// The write's answer bounds updated_at: no GET
+						// reads it back.
+						t.Errorf("step %d: %d GETs of the secret, want none", i, secretGets(h))
+					}
 					if st.wantUnchanged {
 						wantPuts = 0
 						if got := h.emu.TotalRequests(); got != 1 || secretGets(h) != 1 {
@@ -126,6 +132,70 @@ func TestPutSkipsUnchanged(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestPutRecordsUpdatedAt: a PutSecret records the range of updated_at its
+// answer bounds, which holds the updated_at GitHub then reports; the first
+// PutSecret found unchanged pins the record to that exact updated_at. An
+// answer without a Date costs one GET that reads updated_at back.
+func TestPutRecordsUpdatedAt(t *testing.T) {
+	const secret = repoScope + "/secrets/RANGE"
+	tests := []struct {
+		name      string
+		wrap      func(Upstream) Upstream
+		wantGets  int
+		wantRange bool
+	}{
+		{"answer with a Date", nil, 0, true},
+		{"answer without a Date", func(up Upstream) Upstream { return noDate{up} }, 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, harnessOpts{wrap: tt.wrap})
+				if _, err := h.broker.PutSecret(t.Context(), plain(secret, plantedSecret)); err != nil {
+					t.Fatal(err)
+				}
+				if got := secretGets(h); got != tt.wantGets {
+					t.Errorf("%d GETs of the secret after the write, want %d", got, tt.wantGets)
+				}
+				scope, name, _ := strings.Cut(secret, "/secrets/")
+				sec, err := h.client.GetSecret(t.Context(), mustScope(t, scope), name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rec, err := h.server.state.store.GetRecord(t.Context(), secret)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := !rec.UpdatedAtLatest.IsZero(); got != tt.wantRange {
+					t.Errorf("record %v..%v: a range %v, want %v", rec.UpdatedAt, rec.UpdatedAtLatest, got, tt.wantRange)
+				}
+				if !rec.UpdatedMatches(sec.UpdatedAt) {
+					t.Fatalf("record %v..%v does not hold GitHub's updated_at %v", rec.UpdatedAt, rec.UpdatedAtLatest, sec.UpdatedAt)
+				}
+				resp, err := h.broker.PutSecret(t.Context(), plain(secret, plantedSecret))
+				if err != nil || !resp.GetUnchanged() {
+					t.Fatalf("second put: %v, %v; want unchanged", resp, err)
+				}
+				rec, err = h.server.state.store.GetRecord(t.Context(), secret)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !rec.UpdatedAt.Equal(sec.UpdatedAt) || !rec.UpdatedAtLatest.IsZero() {
+					t.Errorf("after an unchanged put the record holds %v..%v, want exactly %v", rec.UpdatedAt, rec.UpdatedAtLatest, sec.UpdatedAt)
+				}
+			})
+		})
+	}
+}
+
+// noDate is an upstream whose write answers carry no Date header.
+type noDate struct{ Upstream }
+
+func (n noDate) PutSecretFunc(ctx context.Context, s upstream.Scope, name string, body func() (upstream.PutSecretBody, error)) (upstream.Written, error) {
+	w, err := n.Upstream.PutSecretFunc(ctx, s, name, body)
+	return upstream.Written{Created: w.Created}, err
 }
 
 // TestPutDrift: a secret changed behind the broker's back is written again,

@@ -32,7 +32,7 @@ type Upstream interface {
 	GetSecret(ctx context.Context, s upstream.Scope, name string) (upstream.Secret, error)
 	// PutSecretFunc calls body once per attempt, when the upstream pacer
 	// has admitted the write and just before it is sent.
-	PutSecretFunc(ctx context.Context, s upstream.Scope, name string, body func() (upstream.PutSecretBody, error)) (created bool, err error)
+	PutSecretFunc(ctx context.Context, s upstream.Scope, name string, body func() (upstream.PutSecretBody, error)) (upstream.Written, error)
 	DeleteSecret(ctx context.Context, s upstream.Scope, name string) error
 	ListSelectedRepositories(ctx context.Context, s upstream.Scope, name string, p upstream.Page) (upstream.RepositoryList, error)
 	SetSelectedRepositories(ctx context.Context, s upstream.Scope, name string, ids []int64) error

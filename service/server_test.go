@@ -245,7 +245,12 @@ func (tr *emulatorTransport) RoundTrip(r *http.Request) (resp *http.Response, er
 	}()
 	rec := httptest.NewRecorder()
 	tr.h.ServeHTTP(rec, r)
-	return rec.Result(), nil
+	res := rec.Result()
+	if _, ok := res.Header["Date"]; !ok {
+		// As net/http's server dates every answer (GitHub's does too).
+		res.Header.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	}
+	return res, nil
 }
 
 // calls returns the requests sent so far whose method is method ("" for

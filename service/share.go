@@ -162,7 +162,7 @@ func (r *sharedReads) ListRepositoryOrganizationSecrets(ctx context.Context, s u
 	})
 }
 
-func (r *sharedReads) PutSecretFunc(ctx context.Context, s upstream.Scope, name string, body func() (upstream.PutSecretBody, error)) (bool, error) {
+func (r *sharedReads) PutSecretFunc(ctx context.Context, s upstream.Scope, name string, body func() (upstream.PutSecretBody, error)) (upstream.Written, error) {
 	defer r.wrote(s)
 	return r.Upstream.PutSecretFunc(ctx, s, name, body)
 }

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -513,13 +512,13 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	default:
 		out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE]
 	}
-	_, keyID, err := x.s.put(itemCtx, p)
+	w, keyID, err := x.s.put(itemCtx, p)
 	ch.endWith(itemCtx, err, v)
 	if err != nil {
 		out.err = err
 		return out
 	}
-	x.s.recordWrite(ctx, p, pr, havePrints, keyID, x.owner, time.Time{})
+	x.s.recordWrite(ctx, p, pr, havePrints, keyID, x.owner, w)
 	x.written.add(scope, name, pr.value)
 	out.keyID = keyID
 	return out

@@ -337,7 +337,38 @@ func (c *Client) GetSecret(ctx context.Context, s Scope, name string) (Secret, e
 // public key. created reports whether GitHub created the secret (201)
 // rather than updating it (204).
 func (c *Client) PutSecret(ctx context.Context, s Scope, name string, body PutSecretBody) (created bool, err error) {
-	return c.PutSecretFunc(ctx, s, name, func() (PutSecretBody, error) { return body, nil })
+	w, err := c.PutSecretFunc(ctx, s, name, func() (PutSecretBody, error) { return body, nil })
+	return w.Created, err
+}
+
+// Written is what GitHub's answer to a successful PUT of a secret tells.
+type Written struct {
+	// Created: GitHub created the secret (201) rather than updating it
+	// (204).
+	Created bool
+	// UpdatedFrom and UpdatedTo bound the secret's updated_at after the
+	// write, on GitHub's clock, at whole seconds (see updatedWithin).
+	// Both are zero when the answer had no usable Date header.
+	UpdatedFrom, UpdatedTo time.Time
+}
+
+// clockSkew is how far apart the clocks of GitHub's servers are taken to
+// be: the one that stamps a secret's updated_at and the one that dates the
+// answer.
+const clockSkew = time.Second
+
+// updatedWithin bounds the updated_at a write left, from its answer's Date
+// header (GitHub's clock, whole seconds, taken as the answer left) and the
+// round trip took: the secret was stamped between the request's arrival,
+// at most took before the answer, and the answer, widened by clockSkew on
+// each side. ok is false without a valid Date.
+func updatedWithin(h http.Header, took time.Duration) (from, to time.Time, ok bool) {
+	d, err := http.ParseTime(h.Get("Date"))
+	if err != nil || d.IsZero() {
+		return time.Time{}, time.Time{}, false
+	}
+	d = d.UTC()
+	return d.Add(-took).Truncate(time.Second).Add(-clockSkew), d.Add(clockSkew), true
 }
 
 // PutSecretFunc is PutSecret with a body made at the last moment: body is
@@ -350,13 +381,13 @@ func (c *Client) PutSecret(ctx context.Context, s Scope, name string, body PutSe
 // appear in errors. When a retry follows an attempt whose outcome is
 // unknown (a dropped connection), created may be false for a secret the
 // first attempt created.
-func (c *Client) PutSecretFunc(ctx context.Context, s Scope, name string, body func() (PutSecretBody, error)) (created bool, err error) {
+func (c *Client) PutSecretFunc(ctx context.Context, s Scope, name string, body func() (PutSecretBody, error)) (Written, error) {
 	if body == nil {
-		return false, fmt.Errorf("upstream: PutSecretFunc: nil body function")
+		return Written{}, fmt.Errorf("upstream: PutSecretFunc: nil body function")
 	}
 	sp, err := c.secretPath(ctx, s, name)
 	if err != nil {
-		return false, err
+		return Written{}, err
 	}
 	res, err := c.do(ctx, request{
 		method:  http.MethodPut,
@@ -373,9 +404,11 @@ func (c *Client) PutSecretFunc(ctx context.Context, s Scope, name string, body f
 	})
 	if err != nil {
 		c.legacyFailed(s, err)
-		return false, err
+		return Written{}, err
 	}
-	return res.status == http.StatusCreated, nil
+	w := Written{Created: res.status == http.StatusCreated}
+	w.UpdatedFrom, w.UpdatedTo, _ = updatedWithin(res.header, res.took)
+	return w, nil
 }
 
 // DeleteSecret deletes a secret.
@@ -694,6 +727,8 @@ type request struct {
 type response struct {
 	status int
 	header http.Header
+	// took is the answered attempt's round trip.
+	took time.Duration
 }
 
 // url returns r's absolute URL.

@@ -507,12 +507,12 @@ func TestPutSecretFuncLateBody(t *testing.T) {
 		failFirst.Store(true)
 		before := s.Count()
 		calls.Store(0)
-		created, err := c.PutSecretFunc(ctx, repActions, "S", func() (PutSecretBody, error) {
+		w, err := c.PutSecretFunc(ctx, repActions, "S", func() (PutSecretBody, error) {
 			n := calls.Add(1)
 			return PutSecretBody{EncryptedValue: "dmFs", KeyID: KeyID(fmt.Sprint("k-", n))}, nil
 		})
-		if err != nil || !created {
-			t.Fatalf("created %v, err %v", created, err)
+		if err != nil || !w.Created {
+			t.Fatalf("created %v, err %v", w.Created, err)
 		}
 		arr = s.Arrivals()[before:]
 		if calls.Load() != 2 || len(arr) != 2 || !strings.Contains(arr[1].Body, `"k-2"`) {

@@ -93,6 +93,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		permit.Report(out.rl, took)
 		c.metrics.attempt(ctx, r, cst.label, out.rl, err, took)
 		if err == nil {
+			res.took = took
 			return res, nil
 		}
 		var ge *Error

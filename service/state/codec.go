@@ -53,6 +53,7 @@ type recordJSON struct {
 	SettingsFingerprint Fingerprint `json:"settings_fingerprint,omitzero"`
 	KeyID               string      `json:"key_id,omitempty"`
 	UpdatedAt           time.Time   `json:"updated_at,omitzero"`
+	UpdatedAtLatest     time.Time   `json:"updated_at_latest,omitzero"`
 	Owner               string      `json:"owner,omitempty"`
 	WrittenAt           time.Time   `json:"written_at,omitzero"`
 }
@@ -141,6 +142,7 @@ func encodeRecord(r Record) ([]byte, error) {
 		SettingsFingerprint: r.SettingsFingerprint,
 		KeyID:               r.KeyID,
 		UpdatedAt:           utc(r.UpdatedAt),
+		UpdatedAtLatest:     utc(r.UpdatedAtLatest),
 		Owner:               r.Owner,
 		WrittenAt:           utc(r.WrittenAt),
 	})
@@ -174,8 +176,11 @@ func decodeRecord(b []byte) (Record, error) {
 	if err := checkName(j.Name); err != nil {
 		return Record{}, fmt.Errorf("state: decode record: %w: %w", ErrCorrupt, err)
 	}
-	if err := checkTimes(utc(j.UpdatedAt), utc(j.WrittenAt)); err != nil {
+	if err := checkTimes(utc(j.UpdatedAt), utc(j.UpdatedAtLatest), utc(j.WrittenAt)); err != nil {
 		return Record{}, fmt.Errorf("state: decode record %s: %w", j.Name, err)
+	}
+	if !j.UpdatedAtLatest.IsZero() && (j.UpdatedAt.IsZero() || j.UpdatedAtLatest.Before(j.UpdatedAt)) {
+		return Record{}, fmt.Errorf("state: decode record %s: %w: updated_at_latest without updated_at or before it", j.Name, ErrCorrupt)
 	}
 	return Record{
 		Name:                j.Name,
@@ -183,6 +188,7 @@ func decodeRecord(b []byte) (Record, error) {
 		SettingsFingerprint: j.SettingsFingerprint,
 		KeyID:               j.KeyID,
 		UpdatedAt:           utc(j.UpdatedAt),
+		UpdatedAtLatest:     utc(j.UpdatedAtLatest),
 		Owner:               j.Owner,
 		WrittenAt:           utc(j.WrittenAt),
 	}, nil

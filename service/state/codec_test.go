@@ -136,6 +136,8 @@ func TestDecodeRecordRejects(t *testing.T) {
 		{"bad time", `{"v":1,` + name + `,"updated_at":"yesterday"}`},
 		{"time out of range in UTC", `{"v":1,` + name + `,"updated_at":"0000-01-01T00:00:00+01:00"}`},
 		{"wrong type", `{"v":1,` + name + `,"owner":7}`},
+		{"range without its start", `{"v":1,` + name + `,"updated_at_latest":"2026-11-27T21:00:00Z"}`},
+		{"range ending before it starts", `{"v":1,` + name + `,"updated_at":"2026-11-27T21:00:02Z","updated_at_latest":"2026-11-27T21:00:00Z"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -148,6 +148,8 @@ func testRecords(t *testing.T, h harness) {
 	org.SettingsFingerprint = fp(2)
 	zeroTimes := record("repos/o/r/agents/secrets/EMPTY")
 	zeroTimes.UpdatedAt, zeroTimes.WrittenAt, zeroTimes.KeyID, zeroTimes.Owner = time.Time{}, time.Time{}, "", ""
+	ranged := record("repos/o/r/actions/secrets/RANGED")
+	ranged.UpdatedAtLatest = ranged.UpdatedAt.Add(3 * time.Second)
 	local := record("repos/o/r/actions/secrets/LOCAL")
 	local.WrittenAt = time.Date(2026, 11, 27, 20, 0, 0, 0, time.FixedZone("CET", 3600))
 	tests := []struct {
@@ -159,6 +161,7 @@ func testRecords(t *testing.T, h harness) {
 		{"environment", record("repos/o/r/environments/prod%2Feu/secrets/X")},
 		{"agents", record("orgs/acme/agents/secrets/X")},
 		{"zero fields", zeroTimes},
+		{"updated_at within a range", ranged},
 		{"non-UTC time", local},
 	}
 	for _, tt := range tests {
@@ -198,15 +201,16 @@ func testRecords(t *testing.T, h harness) {
 // assertRecord compares records, times by instant; a returned time is UTC.
 func assertRecord(t *testing.T, got, want Record) {
 	t.Helper()
-	for _, tm := range []time.Time{got.UpdatedAt, got.WrittenAt} {
+	for _, tm := range []time.Time{got.UpdatedAt, got.UpdatedAtLatest, got.WrittenAt} {
 		if !tm.IsZero() && tm.Location() != time.UTC {
 			t.Errorf("time %v not in UTC", tm)
 		}
 	}
-	if !got.UpdatedAt.Equal(want.UpdatedAt) || !got.WrittenAt.Equal(want.WrittenAt) {
-		t.Errorf("times: got %v %v, want %v %v", got.UpdatedAt, got.WrittenAt, want.UpdatedAt, want.WrittenAt)
+	if !got.UpdatedAt.Equal(want.UpdatedAt) || !got.UpdatedAtLatest.Equal(want.UpdatedAtLatest) || !got.WrittenAt.Equal(want.WrittenAt) {
+		t.Errorf("times: got %v %v %v, want %v %v %v", got.UpdatedAt, got.UpdatedAtLatest, got.WrittenAt, want.UpdatedAt, want.UpdatedAtLatest, want.WrittenAt)
 	}
-	got.UpdatedAt, got.WrittenAt, want.UpdatedAt, want.WrittenAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	got.UpdatedAt, got.UpdatedAtLatest, got.WrittenAt = time.Time{}, time.Time{}, time.Time{}
+	want.UpdatedAt, want.UpdatedAtLatest, want.WrittenAt = time.Time{}, time.Time{}, time.Time{}
 	if got != want {
 		t.Errorf("record:\n got %+v\nwant %+v", got, want)
 	}

@@ -27,8 +27,14 @@ type Record struct {
 	// KeyID is the key_id of the public key the value was sealed with.
 	KeyID string
 	// UpdatedAt is the secret's updated_at as GitHub reported it after
-	// the write; zero when not read back yet.
+	// the write; zero when not known yet. With UpdatedAtLatest set it is
+	// the earliest the updated_at can be.
 	UpdatedAt time.Time
+	// UpdatedAtLatest, when set, makes UpdatedAt..UpdatedAtLatest a range
+	// that holds GitHub's updated_at after the write, bounded from the
+	// write's answer rather than read back (see Record.UpdatedMatches).
+	// Zero when UpdatedAt is exact or unknown.
+	UpdatedAtLatest time.Time
 	// Owner is the owner label: the sync's owner, else the caller
 	// identity, else "anonymous".
 	Owner string
@@ -300,4 +306,22 @@ func NewOperationID(now time.Time) string {
 	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
 	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails (Go 1.24+).
 	return hex.EncodeToString(b[:])
+}
+
+// UpdatedKnown reports whether the record knows GitHub's updated_at after
+// the broker's write, exactly or within a range.
+func (r Record) UpdatedKnown() bool { return !r.UpdatedAt.IsZero() }
+
+// UpdatedMatches reports whether GitHub reporting updated_at t agrees with
+// the record: t is the recorded updated_at, or within the recorded range.
+// It is false when the record knows no updated_at.
+func (r Record) UpdatedMatches(t time.Time) bool {
+	switch {
+	case r.UpdatedAt.IsZero():
+		return false
+	case r.UpdatedAtLatest.IsZero():
+		return t.Equal(r.UpdatedAt)
+	default:
+		return !t.Before(r.UpdatedAt) && !t.After(r.UpdatedAtLatest)
+	}
 }
