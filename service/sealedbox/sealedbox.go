@@ -32,8 +32,10 @@ import (
 	"strings"
 
 	"filippo.io/edwards25519"
+	"filippo.io/edwards25519/field"
 	"golang.org/x/crypto/blake2b"
 	"golang.org/x/crypto/nacl/secretbox"
+	//lint:ignore SA1019 HSalsa20 is crypto_box's key derivation (box.Precompute calls it); no other package exports it.
 	"golang.org/x/crypto/salsa20/salsa"
 )
 
@@ -90,18 +92,13 @@ func sealInto(dst, message []byte, recipient *[32]byte, rand io.Reader) error {
 		return fmt.Errorf("sealedbox: reading the ephemeral key: %w", err)
 	}
 	epk := dst[:32:32]
-	if err := basePublicKey(epk, &esk); err != nil {
-		return err
-	}
-
-	// The crypto_box key: HSalsa20 of the X25519 shared secret, as
-	// box.Precompute derives it.
 	var key [32]byte
 	defer clear(key[:])
-	x25519(&key, &esk, recipient)
-	if isZero(&key) {
-		return ErrLowOrderKey
+	if err := exchange(epk, &key, &esk, recipient); err != nil {
+		return err
 	}
+	// The crypto_box key: HSalsa20 of the X25519 shared secret, as
+	// box.Precompute derives it.
 	salsa.HSalsa20(&key, &zeros, &key, &salsa.Sigma)
 
 	var nonce [24]byte
@@ -132,21 +129,46 @@ func readKey(esk *[32]byte, rand io.Reader) error {
 	return nil
 }
 
-// basePublicKey writes X25519(esk, 9), the ephemeral public key, to epk
-// through a fixed-base multiplication on edwards25519: the clamped scalar
-// times the Edwards base point, mapped to Montgomery u = (1+y)/(1-y).
-// Clamping clears the cofactor bits, so reducing the scalar mod l (which
-// SetBytesWithClamping does) leaves the point in the prime-order subgroup
-// unchanged.
-func basePublicKey(epk []byte, esk *[32]byte) error {
+// exchange writes the ephemeral public key X25519(esk, 9) to epk and the
+// shared secret X25519(esk, recipient) to shared.
+//
+// The public key comes from a fixed-base multiplication on edwards25519,
+// the clamped scalar times the Edwards base point, mapped to Montgomery
+// u = (1+y)/(1-y) = (Z+Y)/(Z-Y). Clamping clears the cofactor bits, so
+// reducing the scalar mod l (SetBytesWithClamping) leaves the point, in the
+// prime-order subgroup, unchanged; and Z-Y is never zero, since a clamped
+// scalar is never a multiple of l. The shared secret comes from the ladder,
+// u = x/z. The two divisions share one inversion (Montgomery's trick):
+// with i = 1/((Z-Y)·z), the public key is (Z+Y)·z·i and the secret x·(Z-Y)·i.
+// A low-order recipient gives z = 0, so i = 0 and an all-zero secret, which
+// is refused.
+func exchange(epk []byte, shared, esk, recipient *[32]byte) error {
 	var s edwards25519.Scalar
+	defer func() { s = edwards25519.Scalar{} }()
 	if _, err := s.SetBytesWithClamping(esk[:]); err != nil {
 		return fmt.Errorf("sealedbox: clamping the ephemeral key: %w", err)
 	}
 	var p edwards25519.Point
 	p.ScalarBaseMult(&s)
-	copy(epk, p.BytesMontgomery())
-	s = edwards25519.Scalar{}
+	_, y, z, _ := p.ExtendedCoordinates()
+
+	x2, z2 := ladder(esk, recipient)
+
+	var num, den, inv, u field.Element
+	num.Add(z, y)
+	den.Subtract(z, y)
+	inv.Invert(u.Multiply(&den, &z2))
+
+	u.Multiply(&num, &z2)
+	u.Multiply(&u, &inv)
+	copy(epk, u.Bytes())
+
+	u.Multiply(&x2, &den)
+	u.Multiply(&u, &inv)
+	copy(shared[:], u.Bytes())
+	if isZero(shared) {
+		return ErrLowOrderKey
+	}
 	return nil
 }
 

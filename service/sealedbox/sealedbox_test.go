@@ -188,10 +188,12 @@ func TestSealAppendsInPlace(t *testing.T) {
 	}
 }
 
-// TestEphemeralPublicKey checks the fixed-base Edwards path against
-// curve25519.X25519(esk, Basepoint) for random scalars and for scalars at
-// the edges of clamping and of reduction mod l.
-func TestEphemeralPublicKey(t *testing.T) {
+// TestExchange checks exchange's ephemeral public key against
+// curve25519.X25519(esk, Basepoint) and its shared secret against
+// curve25519.X25519(esk, recipient), for random scalars and for scalars at
+// the edges of clamping and of reduction mod l, with random recipients,
+// recipients with the top bit set and recipients on the twist.
+func TestExchange(t *testing.T) {
 	scalars := [][]byte{
 		make([]byte, 32),
 		bytes.Repeat([]byte{0xff}, 32),
@@ -207,17 +209,28 @@ func TestEphemeralPublicKey(t *testing.T) {
 	for range 500 {
 		scalars = append(scalars, randBytes(src, 32))
 	}
-	for _, s := range scalars {
-		want, err := curve25519.X25519(s, curve25519.Basepoint)
+	for i, s := range scalars {
+		recipient := randBytes(src, 32) // about half of these are on the twist
+		if i%2 == 1 {
+			recipient[31] |= 0x80
+		}
+		wantPub, err := curve25519.X25519(s, curve25519.Basepoint)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got [32]byte
-		if err := basePublicKey(got[:], (*[32]byte)(s)); err != nil {
+		wantShared, err := curve25519.X25519(s, recipient)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(got[:], want) {
-			t.Fatalf("basePublicKey(%x) = %x, X25519 gives %x", s, got, want)
+		var epk, shared [32]byte
+		if err := exchange(epk[:], &shared, (*[32]byte)(s), (*[32]byte)(recipient)); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(epk[:], wantPub) {
+			t.Fatalf("exchange(%x): public key %x, X25519 gives %x", s, epk, wantPub)
+		}
+		if !bytes.Equal(shared[:], wantShared) {
+			t.Fatalf("exchange(%x, %x): shared secret %x, X25519 gives %x", s, recipient, shared, wantShared)
 		}
 	}
 }
@@ -380,6 +393,9 @@ func TestErrorsNeverHoldTheMessage(t *testing.T) {
 // the returned string and x/crypto's BLAKE2b state for the nonce, nothing
 // else (box.SealAnonymous plus base64 makes 8).
 func TestBase64Allocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	pub, _ := keyPair(t, cryptorand.Reader)
 	msg := []byte(strings.Repeat("v", 64))
 	allocs := testing.AllocsPerRun(50, func() {

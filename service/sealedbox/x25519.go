@@ -2,14 +2,24 @@ package sealedbox
 
 import "filippo.io/edwards25519/field"
 
-// x25519 writes X25519(scalar, point) (RFC 7748, section 5) to dst: the
-// constant-time Montgomery ladder of crypto/ecdh (x25519ScalarMult, Go 1.26),
-// over the same field arithmetic. It exists because crypto/ecdh and
+// x25519 writes X25519(scalar, point) (RFC 7748, section 5) to dst; an
+// all-zero dst means point is of low order. sealInto uses ladder directly;
+// this is its reference form.
+func x25519(dst, scalar, point *[32]byte) {
+	x, z := ladder(scalar, point)
+	z.Invert(&z)
+	x.Multiply(&x, &z)
+	copy(dst[:], x.Bytes())
+}
+
+// ladder returns X25519(scalar, point) in projective form, u = x/z (z = 0
+// for a low-order point): the constant-time Montgomery ladder of
+// crypto/ecdh (x25519ScalarMult, Go 1.26) over the same field arithmetic,
+// without the final inversion. It exists because crypto/ecdh and
 // curve25519.X25519 take the scalar as an ecdh.PrivateKey, whose
 // construction runs a second ladder for a public key this use never reads.
-// As in RFC 7748 the scalar is clamped and the point's top bit ignored; an
-// all-zero dst means point is of low order, which the caller checks.
-func x25519(dst, scalar, point *[32]byte) {
+// As in RFC 7748 the scalar is clamped and the point's top bit ignored.
+func ladder(scalar, point *[32]byte) (x, z field.Element) {
 	var e [32]byte
 	defer clear(e[:])
 	copy(e[:], scalar[:])
@@ -57,8 +67,5 @@ func x25519(dst, scalar, point *[32]byte) {
 
 	x2.Swap(&x3, swap)
 	z2.Swap(&z3, swap)
-
-	z2.Invert(&z2)
-	x2.Multiply(&x2, &z2)
-	copy(dst[:], x2.Bytes())
+	return x2, z2
 }
