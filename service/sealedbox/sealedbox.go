@@ -12,11 +12,15 @@
 //   - the ephemeral public key is a fixed-base scalar multiplication on
 //     edwards25519 mapped to the Montgomery u-coordinate (as libsodium
 //     does), instead of a variable-base X25519 ladder from the base point;
-//   - the shared secret is one X25519 Montgomery ladder; box.SealAnonymous,
-//     through curve25519.ScalarMult and crypto/ecdh, runs a second ladder
-//     there to derive an ephemeral public key it then discards;
-//   - the box and its base64 encoding are written with one allocation for a
-//     small value (the returned string).
+//   - the shared secret is one X25519 Montgomery ladder. box.SealAnonymous
+//     runs three: one for the ephemeral public key and two in
+//     box.Precompute, because curve25519.ScalarMult goes through
+//     ecdh.NewPrivateKey, which computes a public key that is discarded;
+//   - the two u-coordinates share one field inversion;
+//   - a small value's box is built on the stack and base64 encoded straight
+//     into the returned string: two allocations (the string and
+//     x/crypto's BLAKE2b state for the nonce) where box.SealAnonymous and
+//     base64.EncodeToString make seventeen.
 //
 // One deliberate difference: a recipient key of low order (whose shared
 // secret is all zeros, so anyone could open the box) is refused with an
@@ -99,6 +103,7 @@ func sealInto(dst, message []byte, recipient *[32]byte, rand io.Reader) error {
 	}
 	// The crypto_box key: HSalsa20 of the X25519 shared secret, as
 	// box.Precompute derives it.
+	var zeros [16]byte
 	salsa.HSalsa20(&key, &zeros, &key, &salsa.Sigma)
 
 	var nonce [24]byte
@@ -108,8 +113,6 @@ func sealInto(dst, message []byte, recipient *[32]byte, rand io.Reader) error {
 	secretbox.Seal(dst[32:32], message, &nonce, &key)
 	return nil
 }
-
-var zeros [16]byte
 
 // readKey fills esk from rand, or from crypto/rand when rand is nil. The
 // nil case calls crypto/rand.Read directly so that esk stays on the stack;
