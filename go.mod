@@ -3,6 +3,7 @@ module github.com/secretbroker/secretbroker
 go 1.26.8
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	github.com/bradleyfalzon/ghinstallation/v2 v2.19.0
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/go-jose/go-jose/v4 v4.1.9

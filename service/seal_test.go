@@ -3,10 +3,13 @@ package service
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"strings"
 	"testing"
 
 	"golang.org/x/crypto/nacl/box"
+
+	"github.com/secretbroker/secretbroker/service/sealedbox"
 )
 
 func TestSealOpens(t *testing.T) {
@@ -33,6 +36,21 @@ func TestSealOpens(t *testing.T) {
 	}
 }
 
+// TestSealErrorHidesValue plants a value and seals it for a low-order key,
+// which sealing refuses: the error says so and does not hold the value.
+func TestSealErrorHidesValue(t *testing.T) {
+	const planted = "PLANTED-seal-value-93ab"
+	var lowOrder [32]byte // u = 0
+	enc, err := seal(&lowOrder, []byte(planted))
+	if err == nil || enc != "" {
+		t.Fatalf("seal with a low-order key = %q, %v; want an error", enc, err)
+	}
+	if !errors.Is(err, sealedbox.ErrLowOrderKey) || strings.Contains(err.Error(), planted) ||
+		strings.Contains(err.Error(), base64.StdEncoding.EncodeToString([]byte(planted))) {
+		t.Fatalf("seal error %q: want ErrLowOrderKey without the value", err)
+	}
+}
+
 func TestCheckSealed(t *testing.T) {
 	valid := base64.StdEncoding.EncodeToString(make([]byte, 61)) // ends in "="
 	tests := []struct {
@@ -52,6 +70,24 @@ func TestCheckSealed(t *testing.T) {
 		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 			t.Errorf("checkSealed(%.20q) = %v, want %q", tt.in, err, tt.wantErr)
 		}
+	}
+}
+
+// BenchmarkSealAnonymous is the baseline for BenchmarkSeal: sealing one
+// 64-byte value as a direct client does, box.SealAnonymous and base64.
+func BenchmarkSealAnonymous(b *testing.B) {
+	pub, _, err := box.GenerateKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	value := []byte(strings.Repeat("v", 64))
+	b.ReportAllocs()
+	for b.Loop() {
+		sealed, err := box.SealAnonymous(nil, value, pub, rand.Reader)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = base64.StdEncoding.EncodeToString(sealed)
 	}
 }
 

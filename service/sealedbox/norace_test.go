@@ -1,0 +1,5 @@
+//go:build !race
+
+package sealedbox
+
+const raceEnabled = false
