@@ -232,6 +232,17 @@ func WithoutQueueLimit(ctx context.Context) context.Context {
 	return pace.WithPatience(ctx)
 }
 
+// An Idler is told when a request stops working to wait for the pacer and
+// when the wait ends (pace.Idler).
+type Idler = pace.Idler
+
+// WithIdler returns a context whose requests tell idler when they wait for
+// the pacer: the front door's bound on calls at work leaves waiting calls
+// out.
+func WithIdler(ctx context.Context, idler Idler) context.Context {
+	return pace.WithIdler(ctx, idler)
+}
+
 func callerOf(ctx context.Context) string {
 	s, _ := ctx.Value(callerKey{}).(string)
 	return s

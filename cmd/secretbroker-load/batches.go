@@ -56,9 +56,11 @@ func pacingOffFlags() []string {
 }
 
 // batchesFlags are the batches scenario's broker flags: GitHub at
-// upstreamURL (the token is in the environment), pacing limits off.
+// upstreamURL (the token is in the environment), pacing limits off, and
+// no bound on calls at work, so that all the concurrent batches are
+// admitted (with pacing off their items seldom wait for the pacer).
 func (e *runEnv) batchesFlags(upstreamURL, grpcAddr, httpAddr string) []string {
-	return e.flags([]string{"--upstream-url=" + upstreamURL}, grpcAddr, httpAddr, pacingOffFlags()...)
+	return e.flags([]string{"--upstream-url=" + upstreamURL}, grpcAddr, httpAddr, append(pacingOffFlags(), "--max-working-calls=0")...)
 }
 
 // batchesResult is what the batches scenario measured.

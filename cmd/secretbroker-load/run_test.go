@@ -738,7 +738,7 @@ func TestBatchesFlags(t *testing.T) {
 		"--callers-file=/tmp/c/callers.yaml", "--policy-file=/tmp/c/policy.yaml", "--shutdown-timeout=15s",
 		"--upstream-write-interval=0", "--upstream-points-per-minute=0", "--upstream-writes-per-minute=0", "--upstream-writes-per-hour=0",
 		"--upstream-max-in-flight=100",
-		"--caller-max-concurrent=0", "--caller-rps=0",
+		"--caller-max-concurrent=0", "--caller-rps=0", "--max-working-calls=0",
 		"--log-level=warn", // the pass-through flags last, so that they override
 	}
 	if !slices.Equal(got, want) {

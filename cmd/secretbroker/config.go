@@ -631,6 +631,9 @@ func (c *Config) validateFrontDoor() error {
 	if c.ShedSchedLatency < 0 {
 		return errors.New("--shed-sched-latency must not be negative (0 turns adaptive shedding off)")
 	}
+	if c.MaxWorkingCalls < 0 {
+		return errors.New("--max-working-calls must not be negative (0 turns the bound off)")
+	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("--tls-cert-file and --tls-key-file go together")
 	}
@@ -774,6 +777,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("max_concurrent_calls", c.MaxConcurrentCalls),
 		slog.Int64("max_inflight_bytes", c.MaxInflightBytes),
 		slog.Duration("shed_sched_latency", c.ShedSchedLatency),
+		slog.Int("max_working_calls", c.MaxWorkingCalls),
 		slog.Duration("max_queue_wait", c.MaxQueueWait),
 		slog.Int("upstream_max_queue", c.UpstreamMaxQueue),
 		slog.String("state_dir", c.StateDir),

@@ -57,6 +57,7 @@ type frontDoor struct {
 	reflectionOpen bool                  // reflection without credentials
 	limits         *callLimits
 	shed           *cpuShed            // nil: no adaptive bound (shedding.go)
+	working        *workingCalls       // nil: no bound on calls at work (working.go)
 	inflight       *semaphore.Weighted // bytes of requests in progress
 	log            *slog.Logger
 }
@@ -176,6 +177,9 @@ func (f *frontDoor) admit(ctx context.Context, method string) (context.Context, 
 	if release, err = f.shedAdmit(ctx, method, caller, release); err != nil {
 		return nil, nil, err
 	}
+	if ctx, release, err = f.workAdmit(ctx, method, caller, fairness, release); err != nil {
+		return nil, nil, err
+	}
 	if caller != "" {
 		ctx = identity.WithCaller(ctx, caller)
 	}
@@ -274,6 +278,7 @@ func newFrontDoor(ctx context.Context, cfg Config, logger *slog.Logger) (*frontD
 		reflectionOpen: cfg.ReflectionUnauthenticated,
 		limits:         newCallLimits(cfg.CallerRPS, cfg.CallerBurst, cfg.CallerMaxConcurrent, cfg.MaxConcurrentCalls),
 		shed:           newShed(cfg),
+		working:        newWorkingCalls(cfg.MaxWorkingCalls),
 		inflight:       semaphore.NewWeighted(cfg.MaxInflightBytes),
 		log:            logger.With(slog.String("component", "frontdoor")),
 	}

@@ -41,6 +41,16 @@ type Shedding struct {
 	// point) until it is tuned on dedicated cores. The fixed bounds
 	// (--max-concurrent-calls, --caller-max-concurrent) always apply.
 	ShedSchedLatency time.Duration
+	// MaxWorkingCalls is the most calls at work at once: calls in
+	// progress that are not waiting for the GitHub pacer (working.go); one
+	// more is refused at once with RESOURCE_EXHAUSTED and a RetryInfo.
+	// Flag --max-working-calls. Default 16 per CPU (GOMAXPROCS): enough
+	// to keep the CPUs busy while some calls wait for GitHub's answers,
+	// few enough that under overload an admitted call waits for a CPU
+	// milliseconds, not seconds (docs/BENCHMARKS.md, issue 12). Calls
+	// waiting for GitHub's budget do not count; --max-concurrent-calls
+	// bounds all calls in progress. 0 turns the bound off.
+	MaxWorkingCalls int
 }
 
 // Defaults of the Shedding flags.
@@ -48,6 +58,8 @@ const (
 	defaultUpstreamMaxQueue = 1000
 	defaultMaxQueueWait     = 5 * time.Minute
 	defaultShedSchedLatency = 0
+	// defaultWorkingPerCPU is MaxWorkingCalls's default per GOMAXPROCS.
+	defaultWorkingPerCPU = 16
 )
 
 // register adds the flags to fs.
@@ -56,6 +68,8 @@ func (s *Shedding) register(fs *flag.FlagSet) {
 		"most requests waiting for the GitHub pacer at once, per credential; more are refused with RESOURCE_EXHAUSTED; 0 turns the bound off")
 	fs.DurationVar(&s.MaxQueueWait, "max-queue-wait", defaultMaxQueueWait,
 		"longest a call's GitHub request waits for the pacer, with or without a deadline (background operations exempt); longer waits are refused at once with RESOURCE_EXHAUSTED; 0 turns the bound off")
+	fs.IntVar(&s.MaxWorkingCalls, "max-working-calls", defaultWorkingPerCPU*runtime.GOMAXPROCS(0),
+		"most calls at work at once (in progress and not waiting for the GitHub pacer); more are refused at once with RESOURCE_EXHAUSTED; default 16 per CPU; 0 turns the bound off")
 	fs.DurationVar(&s.ShedSchedLatency, "shed-sched-latency", defaultShedSchedLatency,
 		"target Go scheduler latency (90th percentile over 10 ms), e.g. 5ms: above it the bound on calls in progress shrinks and calls over it are refused with RESOURCE_EXHAUSTED; 0 (the default) leaves adaptive shedding off")
 }

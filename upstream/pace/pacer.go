@@ -253,6 +253,14 @@ func (p *Pacer) Acquire(ctx context.Context, r Request) (*Permit, error) {
 	p.mu.Unlock()
 
 	select {
+	case <-t.ready: // admitted at once
+	default:
+		if idler := idlerOf(ctx); idler != nil {
+			idler.Idle()
+			defer idler.Resume()
+		}
+	}
+	select {
 	case <-t.ready:
 	case <-ctx.Done():
 		p.mu.Lock()
