@@ -39,44 +39,10 @@ func TestFloodIsShed(t *testing.T) {
 	svc := secretbrokerv1.NewSecretServiceClient(b.conn)
 	ctx := t.Context()
 
-	// The flood: perCaller calls, each for another scope (no two share a
-	// key fetch), all held at GitHub.
-	flood := make(chan error, perCaller)
-	for i := range perCaller {
-		go func() {
-			_, err := svc.GetPublicKey(ctx, &secretbrokerv1.GetPublicKeyRequest{Parent: "orgs/flood-" + strconv.Itoa(i) + "/actions"})
-			flood <- err
-		}()
-	}
-	for range perCaller {
-		<-gh.arrived
-	}
-
-	// The next call of the flooding caller is refused at once.
-	_, err := svc.GetPublicKey(ctx, &secretbrokerv1.GetPublicKeyRequest{Parent: "orgs/acme/actions"})
-	st := status.Convert(err)
-	if st.Code() != codes.ResourceExhausted {
-		t.Fatalf("the flood's next call: %v, want ResourceExhausted", err)
-	}
-	if d := retryInfo(st); d <= 0 {
-		t.Fatalf("the flood's next call: no RetryInfo in %v", st.Details())
-	}
-	resp, err := b.http.Get("http://" + b.httpAddr + "/v1/orgs/acme/actions/secrets/public-key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("the flood's next JSON call: %d, Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
-	}
-
-	// Health stays SERVING while the broker sheds.
-	for _, svcName := range []string{"", "secretbroker.v1.SecretService"} {
-		hr, err := healthpb.NewHealthClient(b.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svcName})
-		if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			t.Fatalf("health %q while shedding: %v %v, want SERVING", svcName, hr, err)
-		}
-	}
+	// The flood: perCaller calls held at GitHub. Its next call is
+	// refused at once.
+	flood := holdAtGitHub(ctx, svc, gh, perCaller)
+	wantShed(t, b, "calls in progress")
 
 	// Another caller, from another address, is served.
 	other, err := grpc.NewClient(b.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -105,6 +71,51 @@ func TestFloodIsShed(t *testing.T) {
 	for range perCaller {
 		if err := <-flood; status.Code(err) == codes.ResourceExhausted {
 			t.Errorf("a call admitted before the limit was reached was refused afterwards: %v", err)
+		}
+	}
+}
+
+// holdAtGitHub starts n GetPublicKey calls, each for another organization
+// (no two share a key fetch), and returns once all of them are held at
+// gh; their results go to the channel it returns.
+func holdAtGitHub(ctx context.Context, svc secretbrokerv1.SecretServiceClient, gh *fakeGitHub, n int) <-chan error {
+	held := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := svc.GetPublicKey(ctx, &secretbrokerv1.GetPublicKeyRequest{Parent: "orgs/held-" + strconv.Itoa(i) + "/actions"})
+			held <- err
+		}()
+	}
+	for range n {
+		<-gh.arrived
+	}
+	return held
+}
+
+// wantShed checks that the next call of b's test client is refused at
+// once with RESOURCE_EXHAUSTED, a message holding why and a RetryInfo,
+// that the next JSON call is a 429 with Retry-After, and that health stays
+// SERVING while the broker sheds.
+func wantShed(t *testing.T, b *broker, why string) {
+	t.Helper()
+	ctx := t.Context()
+	_, err := secretbrokerv1.NewSecretServiceClient(b.conn).GetPublicKey(ctx, &secretbrokerv1.GetPublicKeyRequest{Parent: "orgs/acme/actions"})
+	st := status.Convert(err)
+	if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), why) || retryInfo(st) <= 0 {
+		t.Fatalf("a call over the bound: %v (details %v), want RESOURCE_EXHAUSTED (%s) with a RetryInfo", err, st.Details(), why)
+	}
+	resp, err := b.http.Get("http://" + b.httpAddr + "/v1/orgs/acme/actions/secrets/public-key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a JSON call over the bound: %d, Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	for _, svcName := range []string{"", "secretbroker.v1.SecretService"} {
+		hr, err := healthpb.NewHealthClient(b.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svcName})
+		if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health %q while shedding: %v %v, want SERVING", svcName, hr, err)
 		}
 	}
 }

@@ -3,14 +3,11 @@ package main
 import (
 	"context"
 	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"google.golang.org/grpc/codes"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
@@ -131,34 +128,8 @@ func TestWorkingCallsShed(t *testing.T) {
 	svc := secretbrokerv1.NewSecretServiceClient(b.conn)
 	ctx := t.Context()
 
-	held := make(chan error, working)
-	for i := range working {
-		go func() {
-			_, err := svc.GetPublicKey(ctx, &secretbrokerv1.GetPublicKeyRequest{Parent: "orgs/held-" + strconv.Itoa(i) + "/actions"})
-			held <- err
-		}()
-	}
-	for range working {
-		<-gh.arrived
-	}
-
-	_, err := svc.GetPublicKey(ctx, &secretbrokerv1.GetPublicKeyRequest{Parent: "orgs/acme/actions"})
-	st := status.Convert(err)
-	if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "calls at work") || retryInfo(st) <= 0 {
-		t.Fatalf("a call over the bound: %v (details %v), want RESOURCE_EXHAUSTED with a RetryInfo", err, st.Details())
-	}
-	resp, err := b.http.Get("http://" + b.httpAddr + "/v1/orgs/acme/actions/secrets/public-key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("a JSON call over the bound: %d, Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
-	}
-	hr, err := healthpb.NewHealthClient(b.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "secretbroker.v1.SecretService"})
-	if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("health while shedding: %v %v, want SERVING", hr, err)
-	}
+	held := holdAtGitHub(ctx, svc, gh, working)
+	wantShed(t, b, "calls at work")
 
 	gh.unblock()
 	for range working {
