@@ -63,7 +63,7 @@ type gateway struct {
 // newGateway returns the JSON gateway's HTTP handler: the grpc-gateway mux
 // for SecretService, calling the gRPC server over conn, with
 // GET /openapi.json and GET /healthz.
-func newGateway(ctx context.Context, conn *grpc.ClientConn, callers callerKeys) (http.Handler, error) {
+func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers callerKeys) (http.Handler, error) {
 	routes, err := newRouteProbe(append(serviceRoutes(),
 		route{http.MethodGet, "/openapi.json"}, route{http.MethodGet, "/healthz"}))
 	if err != nil {
@@ -96,7 +96,7 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, callers callerKeys) 
 		// A form POST is not a GET in disguise.
 		runtime.WithDisablePathLengthFallback(),
 	)
-	if err := secretbrokerv1.RegisterSecretServiceHandler(ctx, g.mux, conn); err != nil {
+	if err := secretbrokerv1.RegisterSecretServiceHandlerClient(ctx, g.mux, secretbrokerv1.NewSecretServiceClient(conn)); err != nil {
 		return nil, fmt.Errorf("registering the gateway: %w", err)
 	}
 	if err := g.mux.HandlePath(http.MethodGet, "/openapi.json", serveOpenAPI); err != nil {
