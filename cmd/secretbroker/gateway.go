@@ -392,6 +392,12 @@ func escapedPath(u *url.URL) string {
 // rawPathParams returns params with each multi-segment variable of pat
 // replaced by its raw text in esc, the escaped path that pat matched.
 func rawPathParams(pat runtime.Pattern, esc string, params map[string]string) (map[string]string, error) {
+	if !strings.Contains(esc, "%") {
+		// Nothing is escaped: what grpc-gateway matched is esc itself, and
+		// its variables are the raw text already. (Most requests; the
+		// match below costs about 3 µs and 20 allocations.)
+		return params, nil
+	}
 	multi := multiSegmentVars(pat)
 	if len(multi) == 0 {
 		return params, nil

@@ -243,7 +243,9 @@ func (c *localConn) incomingMetadata(out metadata.MD, method string) (metadata.M
 		if k == "host" {
 			continue
 		}
-		md[k] = append(md[k], vs...)
+		// out is this call's own copy (metadata.FromOutgoingContext), and
+		// nothing writes to either: the values are shared.
+		md[k] = vs
 	}
 	return md, size
 }
@@ -454,7 +456,10 @@ func (s *localStream) sendHeader() {
 		return
 	}
 	s.headerSent = true
-	h := metadata.Join(metadata.MD{"content-type": {"application/grpc"}}, s.header)
+	h := metadata.MD{"content-type": {"application/grpc"}}
+	if s.header != nil {
+		h = metadata.Join(h, s.header)
+	}
 	s.header = h
 	s.mu.Unlock()
 	if s.stats != nil {
@@ -476,16 +481,15 @@ func (s *localStream) finish(st *status.Status) (header, trailer metadata.MD) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.done = true
-	trailer = metadata.MD{}
+	trailer = s.trailer
 	if !s.headerSent {
-		trailer["content-type"] = []string{"application/grpc"}
+		trailer = metadata.Join(metadata.MD{"content-type": {"application/grpc"}}, trailer)
 	}
 	if p := st.Proto(); len(p.GetDetails()) > 0 {
 		if b, err := proto.Marshal(p); err == nil {
-			trailer["grpc-status-details-bin"] = []string{string(b)}
+			trailer = metadata.Join(metadata.MD{"grpc-status-details-bin": {string(b)}}, trailer)
 		}
 	}
-	trailer = metadata.Join(trailer, s.trailer)
 	if s.stats != nil {
 		s.stats.HandleRPC(s.ctx, &stats.OutTrailer{Trailer: trailer.Copy()})
 	}
