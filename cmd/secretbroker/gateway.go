@@ -143,6 +143,9 @@ func checkRequestURL(u *url.URL) error {
 	if !utf8.ValidString(u.Path) || !utf8.ValidString(escapedPath(u)) {
 		return status.Error(codes.InvalidArgument, "the request path is not valid UTF-8")
 	}
+	if u.RawQuery == "" {
+		return nil
+	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "the query string is malformed: %v", err)
@@ -230,11 +233,24 @@ func tooLarge(limit int64) error {
 // value.
 func incomingHeader(key string) (string, bool) {
 	md, ok := runtime.DefaultHeaderMatcher(key)
-	lower := strings.ToLower(md)
-	if !ok || strings.HasPrefix(lower, reservedMetadataPrefix) || lower == "authorization" {
+	if !ok || reservedKey(md) {
 		return "", false
 	}
 	return md, true
+}
+
+// reservedKey reports whether metadata key k, lowercased, is one only
+// the gateway sets (x-secretbroker-*, authorization). An ASCII key (every
+// header name net/http accepts) is compared without lowercasing a copy.
+func reservedKey(k string) bool {
+	for i := range len(k) {
+		if k[i] >= utf8.RuneSelf {
+			lower := strings.ToLower(k)
+			return strings.HasPrefix(lower, reservedMetadataPrefix) || lower == "authorization"
+		}
+	}
+	return len(k) >= len(reservedMetadataPrefix) && strings.EqualFold(k[:len(reservedMetadataPrefix)], reservedMetadataPrefix) ||
+		strings.EqualFold(k, "authorization")
 }
 
 // errorWithRetryAfter is runtime.DefaultHTTPErrorHandler that also sends

@@ -216,22 +216,18 @@ func (c *localConn) Invoke(ctx context.Context, method string, args, reply any, 
 
 // incomingMetadata is the metadata the server would see for a call with
 // outgoing metadata out, and the size of the header list it would take.
-// grpc-go's client sends every key but the reserved ones and adds its
-// own; its server keeps :authority, content-type and user-agent of those
-// and drops host, which :authority replaces.
+// grpc-go's client sends every key but the reserved ones, and its server
+// drops host, which :authority replaces. The keys grpc-go's transport
+// adds itself (:authority, content-type, user-agent) are left out: no
+// part of the server reads them, and each key costs every copy of the
+// metadata (the front door's, the stats handler's); with at most eight
+// keys a copy is one small map.
 func (c *localConn) incomingMetadata(out metadata.MD, method string) (metadata.MD, int) {
-	md := make(metadata.MD, len(out)+3)
-	md[":authority"] = []string{c.s.authority}
-	md["content-type"] = []string{"application/grpc"}
-	md["user-agent"] = []string{localUserAgent}
+	md := make(metadata.MD, len(out))
 	size := 0
-	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", method}, {"te", "trailers"}} {
+	for _, f := range [...][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", method}, {":authority", c.s.authority},
+		{"content-type", "application/grpc"}, {"user-agent", localUserAgent}, {"te", "trailers"}} {
 		size += len(f[0]) + len(f[1]) + localHeaderFieldOverhead
-	}
-	for k, vs := range md {
-		for _, v := range vs {
-			size += len(k) + len(v) + localHeaderFieldOverhead
-		}
 	}
 	for k, vs := range out {
 		if reservedHeader(k) {
@@ -303,9 +299,7 @@ type localResult struct {
 // serve is the server's side of a call: what grpc-go's server does for a
 // unary call from the moment its headers arrive.
 func (c *localConn) serve(cctx context.Context, m grpc.MethodDesc, method string, md metadata.MD, req []byte) localResult {
-	ctx, cancel := context.WithCancel(serverContext(cctx))
-	defer cancel()
-	ctx = metadata.NewIncomingContext(ctx, md)
+	ctx := metadata.NewIncomingContext(serverContext(cctx), md)
 	ctx = peer.NewContext(ctx, c.peer)
 	sh := c.s.stats
 	var begin time.Time
@@ -370,7 +364,9 @@ func (c *localConn) serve(cctx context.Context, m grpc.MethodDesc, method string
 
 // serverContext is the context a server's call starts from: cctx's
 // deadline and cancellation, and of its values only the trace context
-// and baggage, as the propagators would carry them.
+// and baggage, as the propagators would carry them. (A server cancels a
+// call's context when the call ends; this one ends with the gateway's,
+// which grpc-gateway cancels as soon as it has written the answer.)
 func serverContext(cctx context.Context) context.Context {
 	values := context.Background()
 	if sc := trace.SpanContextFromContext(cctx); sc.IsValid() {
@@ -391,8 +387,8 @@ type callContext struct {
 
 func (c callContext) Value(key any) any { return c.values.Value(key) }
 
-// AfterFunc lets context.WithCancel on a callContext hook into its
-// cancellation without a goroutine of its own.
+// AfterFunc lets context.WithCancel and WithTimeout on a callContext hook
+// into its cancellation without a goroutine of their own.
 func (c callContext) AfterFunc(f func()) func() bool { return context.AfterFunc(c.Context, f) }
 
 // localStream is the call's grpc.ServerTransportStream: it keeps the
