@@ -42,7 +42,6 @@ type benchBroker struct {
 	grpcAddr, httpAddr string
 	grpc               secretbrokerv1.SecretServiceClient
 	http               *http.Client
-	logs               *bytes.Buffer // nil unless asked for
 }
 
 // startBenchBroker runs a --dev --dev-limits=off broker whose one caller,

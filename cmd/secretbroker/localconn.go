@@ -452,14 +452,16 @@ func (s *localStream) sendHeader() {
 		return
 	}
 	s.headerSent = true
+	set := s.header
 	h := metadata.MD{"content-type": {"application/grpc"}}
-	if s.header != nil {
-		h = metadata.Join(h, s.header)
+	if set != nil {
+		h = metadata.Join(h, set)
 	}
 	s.header = h
 	s.mu.Unlock()
 	if s.stats != nil {
-		s.stats.HandleRPC(s.ctx, &stats.OutHeader{FullMethod: s.method, Header: h.Copy()})
+		// As grpc-go's server reports it: what the handler set.
+		s.stats.HandleRPC(s.ctx, &stats.OutHeader{FullMethod: s.method, Header: set.Copy()})
 	}
 }
 
@@ -477,6 +479,10 @@ func (s *localStream) finish(st *status.Status) (header, trailer metadata.MD) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.done = true
+	if s.stats != nil {
+		// As grpc-go's server reports it: what the handler set.
+		s.stats.HandleRPC(s.ctx, &stats.OutTrailer{Trailer: s.trailer.Copy()})
+	}
 	trailer = s.trailer
 	if !s.headerSent {
 		trailer = metadata.Join(metadata.MD{"content-type": {"application/grpc"}}, trailer)
@@ -485,9 +491,6 @@ func (s *localStream) finish(st *status.Status) (header, trailer metadata.MD) {
 		if b, err := proto.Marshal(p); err == nil {
 			trailer = metadata.Join(metadata.MD{"grpc-status-details-bin": {string(b)}}, trailer)
 		}
-	}
-	if s.stats != nil {
-		s.stats.HandleRPC(s.ctx, &stats.OutTrailer{Trailer: trailer.Copy()})
 	}
 	if s.headerSent {
 		header = s.header
