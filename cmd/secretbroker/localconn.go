@@ -198,7 +198,7 @@ func (c *localConn) Invoke(ctx context.Context, method string, args, reply any, 
 	if err := ctx.Err(); err != nil {
 		return status.FromContextError(err).Err()
 	}
-	if r.status.Code() != codes.OK {
+	if r.status != nil {
 		return status.ErrorProto(r.status.Proto())
 	}
 	if len(r.resp) > o.maxRecv {
@@ -291,7 +291,7 @@ func validateMetadata(md metadata.MD) error {
 
 // localResult is what the server sent back.
 type localResult struct {
-	status          *status.Status
+	status          *status.Status // nil: OK
 	resp            []byte
 	header, trailer metadata.MD
 }
@@ -349,7 +349,6 @@ func (c *localConn) serve(cctx context.Context, m grpc.MethodDesc, method string
 			sh.HandleRPC(ctx, &stats.OutPayload{Payload: reply, Length: len(r.resp), CompressedLength: len(r.resp),
 				WireLength: len(r.resp) + localMsgHeader, SentTime: time.Now()})
 		}
-		r.status = status.New(codes.OK, "")
 	}
 	r.header, r.trailer = stream.finish(r.status)
 	if sh != nil {
@@ -461,11 +460,19 @@ func (s *localStream) sendHeader() {
 	s.mu.Unlock()
 	if s.stats != nil {
 		// As grpc-go's server reports it: what the handler set.
-		s.stats.HandleRPC(s.ctx, &stats.OutHeader{FullMethod: s.method, Header: set.Copy()})
+		s.stats.HandleRPC(s.ctx, &stats.OutHeader{FullMethod: s.method, Header: copyMD(set)})
 	}
 }
 
-// finish ends the stream with st and returns the header and trailer
+// copyMD is md.Copy, nil for none.
+func copyMD(md metadata.MD) metadata.MD {
+	if md == nil {
+		return nil
+	}
+	return md.Copy()
+}
+
+// finish ends the stream with st (nil: OK) and returns the header and trailer
 // metadata its client receives. An error sent before any header is a
 // "trailers-only" answer: no header metadata, and the trailer holds the
 // content-type.
@@ -481,13 +488,13 @@ func (s *localStream) finish(st *status.Status) (header, trailer metadata.MD) {
 	s.done = true
 	if s.stats != nil {
 		// As grpc-go's server reports it: what the handler set.
-		s.stats.HandleRPC(s.ctx, &stats.OutTrailer{Trailer: s.trailer.Copy()})
+		s.stats.HandleRPC(s.ctx, &stats.OutTrailer{Trailer: copyMD(s.trailer)})
 	}
 	trailer = s.trailer
 	if !s.headerSent {
 		trailer = metadata.Join(metadata.MD{"content-type": {"application/grpc"}}, trailer)
 	}
-	if p := st.Proto(); len(p.GetDetails()) > 0 {
+	if p := st.Proto(); len(p.GetDetails()) > 0 { // nil for OK
 		if b, err := proto.Marshal(p); err == nil {
 			trailer = metadata.Join(metadata.MD{"grpc-status-details-bin": {string(b)}}, trailer)
 		}
