@@ -146,6 +146,22 @@ func (s *scriptedService) PutSecret(ctx context.Context, req *secretbrokerv1.Put
 type statsRecorder struct {
 	mu     sync.Mutex
 	events []string
+	ends   chan struct{} // one per End event
+}
+
+func newStatsRecorder() *statsRecorder { return &statsRecorder{ends: make(chan struct{}, 100)} }
+
+// takeCall waits for the End of the call in progress (over a connection
+// the server reports it after the client has its answer) and returns the
+// events recorded so far.
+func (r *statsRecorder) takeCall(t *testing.T) []string {
+	t.Helper()
+	select {
+	case <-r.ends:
+	case <-time.After(30 * time.Second): // a guard against a hung test only
+		t.Fatal("no End event")
+	}
+	return r.take()
 }
 
 type statsTagKey struct{}
@@ -179,6 +195,9 @@ func (r *statsRecorder) HandleRPC(ctx context.Context, s stats.RPCStats) {
 		ev += " code=" + status.Code(s.Error).String()
 	}
 	r.add(ev)
+	if _, ok := s.(*stats.End); ok {
+		r.ends <- struct{}{}
+	}
 }
 
 func (*statsRecorder) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
@@ -228,7 +247,7 @@ func startGatewayPair(t *testing.T) *gatewayPair {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &gatewayPair{svc: &scriptedService{}, wireStats: &statsRecorder{}, localStats: &statsRecorder{}, logs: &syncBuffer{}}
+	p := &gatewayPair{svc: &scriptedService{}, wireStats: newStatsRecorder(), localStats: newStatsRecorder(), logs: &syncBuffer{}}
 	logger := slog.New(newTraceHandler(slog.NewJSONHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	door, _, err := newFrontDoor(t.Context(), cfg, logger)
 	if err != nil {
@@ -374,9 +393,11 @@ func TestLocalConnMatchesTheWire(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p.takeLogs()
 			wire := p.send(t, p.wireURL, tt.method, tt.path, tt.header, tt.body)
-			wireCalls, wireEvents, wireLogs := p.svc.take(), p.wireStats.take(), p.takeLogs()
+			wireEvents := p.wireStats.takeCall(t)
+			wireCalls, wireLogs := p.svc.take(), p.takeLogs()
 			local := p.send(t, p.localURL, tt.method, tt.path, tt.header, tt.body)
-			localCalls, localEvents, localLogs := p.svc.take(), p.localStats.take(), p.takeLogs()
+			localEvents := p.localStats.takeCall(t)
+			localCalls, localLogs := p.svc.take(), p.takeLogs()
 
 			if wire.code != tt.wantCode {
 				t.Errorf("over the wire: %d %s, want %d", wire.code, wire.body, tt.wantCode)
