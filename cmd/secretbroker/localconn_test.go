@@ -643,3 +643,11 @@ func TestGatewayAllocations(t *testing.T) {
 		t.Errorf("a gateway GetPublicKey allocates %.0f times, over 1.6x the %.0f of a gRPC one", gatewayAllocs, grpcAllocs)
 	}
 }
+
+func TestGatewaySpanName(t *testing.T) {
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete, http.MethodPatch, http.MethodOptions, "BREW"} {
+		if got, want := gatewaySpanName(m), "HTTP "+m; got != want {
+			t.Errorf("gatewaySpanName(%q) = %q, want %q", m, got, want)
+		}
+	}
+}
