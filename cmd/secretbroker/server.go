@@ -246,7 +246,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	// (with TLS when configured), and an in-process one that only the JSON
 	// gateway reaches, so that gateway calls need no client certificate of
 	// their own and pass the same front door with the HTTP caller's
-	// credentials.
+	// credentials. The gateway's SecretService calls run through that
+	// server's parts in process (localConn); its health checks reach it
+	// over a bufconn connection.
 	healthSrv := health.NewServer()
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthSrv.SetServingStatus(secretbrokerv1.SecretService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
