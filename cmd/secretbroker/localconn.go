@@ -176,13 +176,10 @@ func (c *localConn) Invoke(ctx context.Context, method string, args, reply any, 
 	if c.s.maxHeaderList > 0 && listSize > c.s.maxHeaderList {
 		return status.Errorf(codes.Internal, "header list size to send violates the maximum size (%d bytes) set by server", c.s.maxHeaderList)
 	}
-	select {
-	case c.slots <- struct{}{}:
-	case <-ctx.Done():
-		return status.FromContextError(ctx.Err()).Err()
+	r, err := c.serveInSlot(ctx, m, method, md, req)
+	if err != nil {
+		return err
 	}
-	r := c.serve(ctx, m, method, md, req)
-	<-c.slots
 
 	if o.peer != nil {
 		*o.peer = *c.peer
@@ -287,6 +284,20 @@ func validateMetadata(md metadata.MD) error {
 		}
 	}
 	return nil
+}
+
+// serveInSlot serves the call once a slot is free, or returns the
+// context's error if it ends first. The slot is freed even if the call
+// panics outside the interceptors' recovery (net/http recovers a
+// handler's panic and serves on).
+func (c *localConn) serveInSlot(ctx context.Context, m grpc.MethodDesc, method string, md metadata.MD, req []byte) (localResult, error) {
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return localResult{}, status.FromContextError(ctx.Err()).Err()
+	}
+	defer func() { <-c.slots }()
+	return c.serve(ctx, m, method, md, req), nil
 }
 
 // localResult is what the server sent back.

@@ -651,3 +651,44 @@ func TestGatewaySpanName(t *testing.T) {
 		}
 	}
 }
+
+// panickyStats is a stats.Handler that panics in its first TagRPC.
+type panickyStats struct {
+	statsRecorder
+	panicked bool
+}
+
+func (p *panickyStats) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if !p.panicked {
+		p.panicked = true
+		panic("stats handler panic")
+	}
+	return p.statsRecorder.TagRPC(ctx, info)
+}
+
+// TestLocalConnPanicFreesTheSlot: a panic outside the interceptors'
+// recovery reaches the gateway's goroutine (net/http recovers it) and
+// leaves the call's stream slot free; with one slot, the next call runs.
+func TestLocalConnPanicFreesTheSlot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		svc := &blockingKeys{entered: make(chan struct{}, 10), release: make(chan struct{})}
+		close(svc.release)
+		c := newLocalConn(nil, localServer{desc: &secretbrokerv1.SecretService_ServiceDesc, impl: svc,
+			stats: &panickyStats{statsRecorder: *newStatsRecorder()}, maxSendBytes: gatewayMaxSendBytes, maxStreams: 1, authority: gatewayAuthority})
+		client := secretbrokerv1.NewSecretServiceClient(c)
+		req := &secretbrokerv1.GetPublicKeyRequest{Parent: "repos/o/r/actions"}
+		func() {
+			defer func() {
+				if r := recover(); r == nil {
+					t.Error("the stats handler's panic did not reach the caller")
+				}
+			}()
+			_, _ = client.GetPublicKey(t.Context(), req)
+		}()
+		// Blocks forever, and synctest reports the deadlock, if the slot
+		// was not freed.
+		if _, err := client.GetPublicKey(t.Context(), req); err != nil {
+			t.Errorf("the call after the panic: %v", err)
+		}
+	})
+}
