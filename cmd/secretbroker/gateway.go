@@ -63,7 +63,7 @@ type gateway struct {
 // newGateway returns the JSON gateway's HTTP handler: the grpc-gateway mux
 // for SecretService, calling the gRPC server over conn, with
 // GET /openapi.json and GET /healthz.
-func newGateway(ctx context.Context, conn *grpc.ClientConn, callers callerKeys) (http.Handler, error) {
+func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers callerKeys) (http.Handler, error) {
 	routes, err := newRouteProbe(append(serviceRoutes(),
 		route{http.MethodGet, "/openapi.json"}, route{http.MethodGet, "/healthz"}))
 	if err != nil {
@@ -96,7 +96,7 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, callers callerKeys) 
 		// A form POST is not a GET in disguise.
 		runtime.WithDisablePathLengthFallback(),
 	)
-	if err := secretbrokerv1.RegisterSecretServiceHandler(ctx, g.mux, conn); err != nil {
+	if err := secretbrokerv1.RegisterSecretServiceHandlerClient(ctx, g.mux, secretbrokerv1.NewSecretServiceClient(conn)); err != nil {
 		return nil, fmt.Errorf("registering the gateway: %w", err)
 	}
 	if err := g.mux.HandlePath(http.MethodGet, "/openapi.json", serveOpenAPI); err != nil {
@@ -142,6 +142,9 @@ func httpError(code int, err error) error {
 func checkRequestURL(u *url.URL) error {
 	if !utf8.ValidString(u.Path) || !utf8.ValidString(escapedPath(u)) {
 		return status.Error(codes.InvalidArgument, "the request path is not valid UTF-8")
+	}
+	if u.RawQuery == "" {
+		return nil
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
@@ -230,11 +233,24 @@ func tooLarge(limit int64) error {
 // value.
 func incomingHeader(key string) (string, bool) {
 	md, ok := runtime.DefaultHeaderMatcher(key)
-	lower := strings.ToLower(md)
-	if !ok || strings.HasPrefix(lower, reservedMetadataPrefix) || lower == "authorization" {
+	if !ok || reservedKey(md) {
 		return "", false
 	}
 	return md, true
+}
+
+// reservedKey reports whether metadata key k, lowercased, is one only
+// the gateway sets (x-secretbroker-*, authorization). An ASCII key (every
+// header name net/http accepts) is compared without lowercasing a copy.
+func reservedKey(k string) bool {
+	for i := range len(k) {
+		if k[i] >= utf8.RuneSelf {
+			lower := strings.ToLower(k)
+			return strings.HasPrefix(lower, reservedMetadataPrefix) || lower == "authorization"
+		}
+	}
+	return len(k) >= len(reservedMetadataPrefix) && strings.EqualFold(k[:len(reservedMetadataPrefix)], reservedMetadataPrefix) ||
+		strings.EqualFold(k, "authorization")
 }
 
 // errorWithRetryAfter is runtime.DefaultHTTPErrorHandler that also sends
@@ -392,6 +408,12 @@ func escapedPath(u *url.URL) string {
 // rawPathParams returns params with each multi-segment variable of pat
 // replaced by its raw text in esc, the escaped path that pat matched.
 func rawPathParams(pat runtime.Pattern, esc string, params map[string]string) (map[string]string, error) {
+	if !strings.Contains(esc, "%") {
+		// Nothing is escaped: what grpc-gateway matched is esc itself, and
+		// its variables are the raw text already. (Most requests; the
+		// match below costs about 3 µs and 20 allocations.)
+		return params, nil
+	}
 	multi := multiSegmentVars(pat)
 	if len(multi) == 0 {
 		return params, nil

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/test/bufconn"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
@@ -55,6 +56,11 @@ const (
 	// four, per connection): a fixed window bounds how much of a request a
 	// client can push before the broker reads it.
 	streamWindow = 1 << 20
+	// gatewayMaxSendBytes is the largest request the gateway sends its
+	// gRPC server.
+	gatewayMaxSendBytes = maxRequestBytes + (1 << 20)
+	// gatewayAuthority is the :authority of the gateway's calls.
+	gatewayAuthority = "secretbroker-gateway"
 	// policyPollInterval is how often the policy file is checked for a
 	// change (Kubernetes updates a mounted Secret within about a minute;
 	// the broker picks the change up within this).
@@ -240,17 +246,27 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	// (with TLS when configured), and an in-process one that only the JSON
 	// gateway reaches, so that gateway calls need no client certificate of
 	// their own and pass the same front door with the HTTP caller's
-	// credentials.
+	// credentials. The gateway's SecretService calls run through that
+	// server's parts in process (localConn); its health checks reach it
+	// over a bufconn connection.
 	healthSrv := health.NewServer()
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthSrv.SetServingStatus(secretbrokerv1.SecretService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	newGRPCServer := func(extra ...grpc.ServerOption) *grpc.Server {
+	// The parts of both servers that the gateway's calls also pass in
+	// process (localConn): the service behind the front door, the unary
+	// interceptors and (one per server) the stats handler.
+	serviceDesc := door.wrap(&secretbrokerv1.SecretService_ServiceDesc)
+	unaryInterceptors := []grpc.UnaryServerInterceptor{logUnary(logger), recoverUnary(logger)}
+	newServerStats := func() stats.Handler {
+		return otelgrpc.NewServerHandler(
+			otelgrpc.WithMeterProvider(mp),
+			otelgrpc.WithTracerProvider(tp),
+			otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))
+	}
+	newGRPCServer := func(sh stats.Handler, extra ...grpc.ServerOption) *grpc.Server {
 		opts := append([]grpc.ServerOption{
-			grpc.StatsHandler(otelgrpc.NewServerHandler(
-				otelgrpc.WithMeterProvider(mp),
-				otelgrpc.WithTracerProvider(tp),
-				otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
-			grpc.ChainUnaryInterceptor(logUnary(logger), recoverUnary(logger)),
+			grpc.StatsHandler(sh),
+			grpc.ChainUnaryInterceptor(unaryInterceptors...),
 			grpc.ChainStreamInterceptor(logStream(logger), recoverStream(logger), door.streamGuard()),
 			streamWorkerOption(),
 			grpc.MaxRecvMsgSize(maxTransportBytes),
@@ -262,37 +278,49 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
 		}, extra...)
 		srv := grpc.NewServer(opts...)
-		srv.RegisterService(door.wrap(&secretbrokerv1.SecretService_ServiceDesc), svc)
+		srv.RegisterService(serviceDesc, svc)
 		healthpb.RegisterHealthServer(srv, healthSrv)
 		registerReflection(srv)
 		return srv
 	}
 	var grpcSrv *grpc.Server
 	if tlsCfg != nil {
-		grpcSrv = newGRPCServer(grpc.Creds(credentials.NewTLS(tlsCfg.Clone())))
+		grpcSrv = newGRPCServer(newServerStats(), grpc.Creds(credentials.NewTLS(tlsCfg.Clone())))
 	} else {
-		grpcSrv = newGRPCServer()
+		grpcSrv = newGRPCServer(newServerStats())
 	}
-	gwSrv := newGRPCServer()
+	gwStats := newServerStats()
+	gwSrv := newGRPCServer(gwStats)
 	gwLn := bufconn.Listen(256 << 10)
 	defer gwLn.Close()
 
-	// JSON gateway, a client of the in-process gRPC server over a real
-	// connection so that JSON calls pass the same front door, interceptors
-	// and stats handler.
-	conn, err := grpc.NewClient("passthrough:///secretbroker-gateway",
+	// JSON gateway, a client of the in-process gRPC server: its
+	// SecretService calls run in process through the same front door,
+	// interceptors and stats handler as a call over a connection to that
+	// server would (localConn), and its health checks go over one.
+	conn, err := grpc.NewClient("passthrough:///"+gatewayAuthority,
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return gwLn.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler(
 			otelgrpc.WithTracerProvider(tp),
 			otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(maxRequestBytes+(1<<20))),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(gatewayMaxSendBytes)),
 	)
 	if err != nil {
 		return fmt.Errorf("gateway connection: %w", err)
 	}
 	defer conn.Close()
-	gw, err := newGateway(ctx, conn, door.keys)
+	local := newLocalConn(conn, localServer{
+		desc:          serviceDesc,
+		impl:          svc,
+		interceptors:  unaryInterceptors,
+		stats:         gwStats,
+		maxSendBytes:  gatewayMaxSendBytes,
+		maxHeaderList: maxHeaderBytes,
+		maxStreams:    maxConcurrentStreams,
+		authority:     gatewayAuthority,
+	})
+	gw, err := newGateway(ctx, local, door.keys)
 	if err != nil {
 		return err
 	}
@@ -304,7 +332,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 				otelhttp.WithTracerProvider(tp),
 				otelhttp.WithMeterProvider(mp),
 				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-					return "HTTP " + r.Method
+					return gatewaySpanName(r.Method)
 				})),
 			newCallLimits(0, 0, cfg.CallerMaxConcurrent, cfg.MaxConcurrentCalls), cfg.MaxInflightBytes),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -388,6 +416,24 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	}
 	logger.Info("shut down")
 	return nil
+}
+
+// gatewaySpanName is the name of a gateway request's server span, "HTTP
+// GET": one of the gateway's methods without building it per request.
+func gatewaySpanName(method string) string {
+	switch method {
+	case http.MethodGet:
+		return "HTTP GET"
+	case http.MethodPut:
+		return "HTTP PUT"
+	case http.MethodPost:
+		return "HTTP POST"
+	case http.MethodDelete:
+		return "HTTP DELETE"
+	case http.MethodPatch:
+		return "HTTP PATCH"
+	}
+	return "HTTP " + method
 }
 
 // shutdown stops serving within timeout: health checks turn NOT_SERVING,
