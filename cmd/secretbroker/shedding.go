@@ -47,11 +47,9 @@ type Shedding struct {
 	// Flag --max-working-calls. Default 16 per CPU (GOMAXPROCS): enough
 	// to keep the CPUs busy while some calls wait for GitHub's answers,
 	// few enough that under overload an admitted call waits for a CPU
-	// milliseconds, not seconds (docs/BENCHMARKS.md, issue 12). While it
-	// refuses calls on CPUs that are behind it tightens, down to 4 per CPU
-	// (working.go). Calls waiting for GitHub's budget do not count;
-	// --max-concurrent-calls bounds all calls in progress. 0 turns the
-	// bound off.
+	// milliseconds, not seconds (docs/BENCHMARKS.md, issue 12). Calls
+	// waiting for GitHub's budget do not count; --max-concurrent-calls
+	// bounds all calls in progress. 0 turns the bound off.
 	MaxWorkingCalls int
 }
 

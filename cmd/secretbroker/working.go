@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"runtime"
 	"sync"
 	"time"
 
@@ -22,53 +21,20 @@ import (
 // one caller's flood never locks another caller out (the bound is then
 // exceeded by at most one call per caller; --max-concurrent-calls still
 // bounds them all).
-//
-// Under overload the bound tightens: at the end of every window
-// (workWindow) in which it refused calls while the CPUs were behind (the
-// Go scheduler's 90th percentile latency over busyCPULatency), it shrinks
-// by a quarter, down to min; after a window in which it refused calls on
-// CPUs that kept up it grows by one, and after a window without refusals
-// by an eighth of max, up to max. Both conditions matter: refusals alone may come from a client
-// that waits for GitHub's answers on idle CPUs, and a full CPU alone from
-// a closed loop of clients the bound already admits (the broker's own
-// saturation). With fewer calls at work the admitted ones wait less for a
-// CPU, and the flood's excess is refused as fast.
 type workingCalls struct {
-	max, min int
-	now      func() time.Time
-	sched    func() time.Duration // the scheduling latency since the last call
+	limit int
 
 	mu       sync.Mutex
-	limit    int            // the bound now, min to max
 	busy     int            // calls at work
 	byCaller map[string]int // calls at work by caller (fairness key), none at 0
-	refused  bool           // a call was refused in the current window
-	next     time.Time      // when the current window ends
 }
 
-// Adapting the bound on calls at work (workingCalls).
-const (
-	// workWindow is how often the bound adapts, by the first call
-	// admitted after a window ends (no goroutine of its own).
-	workWindow = 100 * time.Millisecond
-	// busyCPULatency is the scheduling latency (90th percentile) above
-	// which the CPUs are taken to be behind.
-	busyCPULatency = 2 * time.Millisecond
-	// workMinPerCPU is the least bound per GOMAXPROCS.
-	workMinPerCPU = 4
-)
-
-// newWorkingCalls returns the bound of max calls at work (at least
-// workMinPerCPU per CPU under overload), or nil when max is 0 (off).
-func newWorkingCalls(max int) *workingCalls {
-	if max <= 0 {
+// newWorkingCalls returns the bound, or nil when limit is 0 (off).
+func newWorkingCalls(limit int) *workingCalls {
+	if limit <= 0 {
 		return nil
 	}
-	s := &schedSampler{}
-	return &workingCalls{
-		max: max, min: min(max, workMinPerCPU*runtime.GOMAXPROCS(0)), limit: max,
-		now: time.Now, sched: s.quantile, byCaller: map[string]int{},
-	}
+	return &workingCalls{limit: limit, byCaller: map[string]int{}}
 }
 
 // workSlot is one admitted call's place among the calls at work. It is
@@ -89,33 +55,12 @@ type workSlot struct {
 func (w *workingCalls) admit(caller string) (*workSlot, *refusal) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if now := w.now(); !now.Before(w.next) {
-		w.adaptLocked()
-		w.next = now.Add(workWindow)
-	}
 	if w.busy >= w.limit && w.byCaller[caller] > 0 {
-		w.refused = true
 		return nil, &refusal{reason: "the broker is at its limit of calls at work", retryAfter: time.Second}
 	}
 	s := &workSlot{w: w, caller: caller}
 	w.addLocked(s, 1)
 	return s, nil
-}
-
-// adaptLocked moves the bound at the end of a window (see workingCalls).
-// The scheduler latency is read every window, so that it covers the
-// window.
-func (w *workingCalls) adaptLocked() {
-	lat := w.sched()
-	switch {
-	case !w.refused:
-		w.limit = min(w.max, w.limit+max(1, w.max/8))
-	case lat > busyCPULatency:
-		w.limit = max(w.min, w.limit*3/4)
-	default:
-		w.limit = min(w.max, w.limit+1)
-	}
-	w.refused = false
 }
 
 // addLocked counts s's call in (d 1) or out (d -1) of the calls at work.
@@ -170,13 +115,6 @@ func (w *workingCalls) busyNow() (calls, callers int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.busy, len(w.byCaller)
-}
-
-// bound returns the bound now, for tests.
-func (w *workingCalls) bound() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.limit
 }
 
 // workAdmit counts a call admitted by the inbound limits and the adaptive

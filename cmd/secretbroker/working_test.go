@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"net/http"
-	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -24,7 +23,6 @@ import (
 func TestWorkingCalls(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWorkingCalls(2)
-		w.sched = func() time.Duration { return 0 } // the CPUs keep up
 		p, err := pace.New(pace.Config{MaxInFlight: 1})
 		if err != nil {
 			t.Fatal(err)
@@ -113,67 +111,6 @@ func TestWorkingCalls(t *testing.T) {
 			t.Fatalf("every call ended: %d calls of %d callers at work, want none", calls, callers)
 		}
 		admit("e").release()
-	})
-}
-
-// TestWorkingCallsAdapt: the bound shrinks by a quarter (down to its
-// floor) after each window in which it refused calls while the CPUs were
-// behind, grows by one after a window in which it refused calls on CPUs
-// that kept up, and by an eighth of its ceiling after a window without
-// refusals.
-func TestWorkingCallsAdapt(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		w := newWorkingCalls(32)
-		w.min = 8
-		lat := time.Duration(0)
-		w.sched = func() time.Duration { return lat }
-		var flood []*workSlot
-		for range 32 {
-			s, refused := w.admit("flood")
-			if refused != nil {
-				t.Fatalf("call %d refused under the ceiling", len(flood))
-			}
-			flood = append(flood, s)
-		}
-		// window ends the current window: a call of a caller with none at
-		// work (never refused) starts the next one and adapts the bound.
-		window := func(refuse bool) int {
-			t.Helper()
-			if refuse {
-				if s, refused := w.admit("flood"); refused == nil {
-					s.release()
-					t.Fatalf("a flood call admitted over the bound %d", w.bound())
-				}
-			}
-			time.Sleep(workWindow)
-			s, refused := w.admit("probe")
-			if refused != nil {
-				t.Fatalf("a caller with no call at work refused: %s", refused.reason)
-			}
-			s.release()
-			return w.bound()
-		}
-		var got []int
-		lat = 5 * time.Millisecond // the CPUs are behind
-		for range 6 {
-			got = append(got, window(true))
-		}
-		lat = 0 // they keep up, still refusing
-		got = append(got, window(true))
-		for _, s := range flood {
-			s.release()
-		}
-		for range 7 {
-			got = append(got, window(false))
-		}
-		want := []int{24, 18, 13, 9, 8, 8, 9, 13, 17, 21, 25, 29, 32, 32}
-		if !slices.Equal(got, want) {
-			t.Errorf("bounds %v, want %v", got, want)
-		}
-		lat = 5 * time.Millisecond // behind, but nothing refused: no change
-		if got := window(false); got != 32 {
-			t.Errorf("after a window without refusals on busy CPUs: %d, want 32", got)
-		}
 	})
 }
 
