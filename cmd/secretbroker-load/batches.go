@@ -63,6 +63,13 @@ func (e *runEnv) batchesFlags(upstreamURL, grpcAddr, httpAddr string) []string {
 	return e.flags([]string{"--upstream-url=" + upstreamURL}, grpcAddr, httpAddr, append(pacingOffFlags(), "--max-working-calls=0")...)
 }
 
+// compareFlags are the compare scenario's broker flags: GitHub at
+// upstreamURL, pacing limits off, the broker's own inbound bounds as they
+// are by default (the overload phase measures them).
+func (e *runEnv) compareFlags(upstreamURL, grpcAddr, httpAddr string) []string {
+	return e.flags([]string{"--upstream-url=" + upstreamURL}, grpcAddr, httpAddr, pacingOffFlags()...)
+}
+
 // batchesResult is what the batches scenario measured.
 type batchesResult struct {
 	calls     map[string]int // whole batches by gRPC code

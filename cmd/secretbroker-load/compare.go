@@ -162,9 +162,9 @@ func runCompare(ctx context.Context, o options, env *runEnv) (compareResult, err
 	defer emu.stop()
 
 	fmt.Fprintf(env.stderr, "compare: starting the broker against the emulator (pid %d) ...\n", emu.pid)
-	r.brokerFlags = env.batchesFlags("http://127.0.0.1:PORT", placeholderAddr, placeholderAddr)
+	r.brokerFlags = env.compareFlags("http://127.0.0.1:PORT", placeholderAddr, placeholderAddr)
 	b, err := env.startWith(ctx, launch{
-		flags: func(grpcAddr, httpAddr string) []string { return env.batchesFlags(emu.url, grpcAddr, httpAddr) },
+		flags: func(grpcAddr, httpAddr string) []string { return env.compareFlags(emu.url, grpcAddr, httpAddr) },
 		env:   []string{"GITHUB_TOKEN=" + env.githubToken},
 	})
 	if err != nil {

@@ -744,6 +744,12 @@ func TestBatchesFlags(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("batchesFlags =\n%q\nwant\n%q", got, want)
 	}
+	// The compare scenario keeps the bound on calls at work as it is by
+	// default: its overload phase measures it.
+	cmp := env.compareFlags("http://127.0.0.1:4321", "127.0.0.1:1", "127.0.0.1:2")
+	if wantCmp := slices.DeleteFunc(slices.Clone(want), func(f string) bool { return f == "--max-working-calls=0" }); !slices.Equal(cmp, wantCmp) {
+		t.Errorf("compareFlags =\n%q\nwant\n%q", cmp, wantCmp)
+	}
 	// The --dev scenarios' flags differ only in the mode and the limits.
 	dev := env.brokerFlags("127.0.0.1:1", "127.0.0.1:2")
 	if dev[0] != "--dev" || !slices.Equal(dev[1:6], got[1:6]) || dev[len(dev)-1] != "--log-level=warn" || slices.Contains(dev, "--caller-rps=0") {
