@@ -55,7 +55,7 @@ const (
 )
 
 // localUserAgent is the user-agent grpc-go's client sends.
-var localUserAgent = "grpc-go/" + grpc.Version
+const localUserAgent = "grpc-go/" + grpc.Version
 
 // localServer is what localConn runs a call through: the parts the
 // gateway's gRPC server is built from.
