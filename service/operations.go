@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -308,18 +307,17 @@ const opTokenVersion = "o1"
 // operationToken returns the page token that lists operations after the
 // ID after, for a page size and not_done.
 func operationToken(after string, size int, notDone bool) string {
-	raw := opTokenVersion + ":" + after + ":" + strconv.Itoa(size) + ":" + strconv.FormatBool(notDone)
-	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+	return encodeToken(opTokenVersion + ":" + after + ":" + strconv.Itoa(size) + ":" + strconv.FormatBool(notDone))
 }
 
 // decodeOperationToken returns the ID a token lists after, when it was
 // issued for this page size and not_done.
 func decodeOperationToken(token string, size int, notDone bool) (string, bool) {
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
-	if err != nil {
+	raw, ok := decodeToken(token)
+	if !ok {
 		return "", false
 	}
-	parts := strings.Split(string(raw), ":")
+	parts := strings.Split(raw, ":")
 	if len(parts) != 4 || parts[0] != opTokenVersion || !validOperationID(parts[1]) ||
 		parts[2] != strconv.Itoa(size) || parts[3] != strconv.FormatBool(notDone) {
 		return "", false

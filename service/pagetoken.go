@@ -50,24 +50,48 @@ func nextPageToken(collection string, p upstream.Page, hasNext bool) string {
 	if !hasNext {
 		return ""
 	}
-	raw := tokenVersion + ":" + strconv.Itoa(p.Page+1) + ":" + strconv.Itoa(p.PerPage) + ":" +
-		strconv.FormatUint(uint64(collectionHash(collection)), 36)
+	return encodeToken(pageTokenRaw(p.Page+1, p.PerPage, collectionHash(collection)))
+}
+
+// pageTokenRaw is a page token before encodeToken.
+func pageTokenRaw(page, size int, sum uint32) string {
+	return tokenVersion + ":" + strconv.Itoa(page) + ":" + strconv.Itoa(size) + ":" + strconv.FormatUint(uint64(sum), 36)
+}
+
+// encodeToken is the outer form of every page token the broker issues:
+// unpadded URL-safe base64 of raw.
+func encodeToken(raw string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(raw))
 }
 
-func decodePageToken(token string) (page, size int, sum uint32, ok bool) {
-	raw, err := base64.RawURLEncoding.DecodeString(token)
+// decodeToken undoes encodeToken and accepts nothing else: Go's base64
+// decoder skips CR and LF (even Strict), so without the check a token
+// with a newline inside would decode like the token without it.
+func decodeToken(token string) (string, bool) {
+	if strings.ContainsAny(token, "\r\n") {
+		return "", false
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
 	if err != nil {
+		return "", false
+	}
+	return string(raw), true
+}
+
+func decodePageToken(token string) (page, size int, sum uint32, ok bool) {
+	raw, ok := decodeToken(token)
+	if !ok {
 		return 0, 0, 0, false
 	}
-	parts := strings.Split(string(raw), ":")
+	parts := strings.Split(raw, ":")
 	if len(parts) != 4 || parts[0] != tokenVersion {
 		return 0, 0, 0, false
 	}
 	page, err1 := strconv.Atoi(parts[1])
 	size, err2 := strconv.Atoi(parts[2])
 	h, err3 := strconv.ParseUint(parts[3], 36, 32)
-	if err1 != nil || err2 != nil || err3 != nil || page < 2 || page > 1<<20 || size < 1 || size > maxPageSize {
+	if err1 != nil || err2 != nil || err3 != nil || page < 2 || page > 1<<20 || size < 1 || size > maxPageSize ||
+		pageTokenRaw(page, size, uint32(h)) != raw { // one spelling per token: no "+4" or "04"
 		return 0, 0, 0, false
 	}
 	return page, size, uint32(h), true

@@ -51,13 +51,22 @@ func TestPageFor(t *testing.T) {
 }
 
 func FuzzDecodePageToken(f *testing.F) {
-	f.Add(nextPageToken("orgs/a/actions", upstream.Page{Page: 4, PerPage: 100}, true))
+	issued := nextPageToken("orgs/a/actions", upstream.Page{Page: 4, PerPage: 100}, true)
+	f.Add(issued)
 	f.Add("")
 	f.Add("cDE6Mjo")
+	f.Add(issued[:4] + "\n" + issued[4:]) // base64 decoders skip newlines
 	f.Fuzz(func(t *testing.T, tok string) {
-		page, size, _, ok := decodePageToken(tok)
-		if ok && (page < 2 || size < 1 || size > maxPageSize) {
+		page, size, sum, ok := decodePageToken(tok)
+		if !ok {
+			return
+		}
+		if page < 2 || size < 1 || size > maxPageSize {
 			t.Fatalf("accepted out-of-range token %q: page %d size %d", tok, page, size)
+		}
+		// One token per page: what decodes is what the broker issues.
+		if encodeToken(pageTokenRaw(page, size, sum)) != tok {
+			t.Fatalf("accepted %q, which the broker never issues", tok)
 		}
 	})
 }
