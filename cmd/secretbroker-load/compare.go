@@ -118,6 +118,7 @@ type compareResult struct {
 	phaseLen              time.Duration
 	sat, fixed            map[string][]figures // by path, one per round
 	overload              overloadResult
+	overloadRateSet       bool // --overload-rate, not twice the saturation throughput
 	brokerFlags           []string
 }
 
@@ -230,8 +231,12 @@ func runCompare(ctx context.Context, o options, env *runEnv) (compareResult, err
 	satRPS := median(r.sat[pathGRPCPut], func(f figures) float64 { return f.rps })
 	normal := median(r.fixed[pathGRPCPut], func(f figures) float64 { return f.p50 })
 	normalP99 := median(r.fixed[pathGRPCPut], func(f figures) float64 { return f.p99 })
-	fmt.Fprintf(env.stderr, "compare: overload: gRPC PutSecret at %.0f/s (twice saturation) for %s ...\n", 2*satRPS, o.duration)
-	r.overload, err = overload(ctx, calls[pathGRPCPut], b, 2*satRPS, o.duration, normal, normalP99)
+	rate := 2 * satRPS
+	if o.overloadRate > 0 {
+		rate, r.overloadRateSet = float64(o.overloadRate), true
+	}
+	fmt.Fprintf(env.stderr, "compare: overload: gRPC PutSecret at %.0f/s for %s ...\n", rate, o.duration)
+	r.overload, err = overload(ctx, calls[pathGRPCPut], b, rate, o.duration, normal, normalP99)
 	if err != nil {
 		return r, err
 	}
@@ -542,6 +547,8 @@ type overloadResult struct {
 	refusedFast     int           // answered with an error within refuseWithin
 	admittedP50     time.Duration // of OK calls
 	admittedP99     time.Duration
+	sendLagP99      time.Duration // of OK calls: from the scheduled send to the call's start in this process
+	fromSendP99     time.Duration // of OK calls: from the call's start
 	normalP50       time.Duration // the fixed-rate p50 recovery is measured against
 	normalP99       time.Duration // the fixed-rate p99 the admitted p99 is measured against
 	peakRSS         int64         // highest VmRSS sample during the phase and recovery
@@ -567,7 +574,7 @@ func overload(ctx context.Context, call callFunc, b *brokerProc, rate float64, d
 	interval := time.Duration(float64(time.Second) / rate)
 	n := int(d / interval)
 	var mu sync.Mutex
-	var ok []time.Duration
+	var ok, okLag, okFromSend []time.Duration
 	var inFlight atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -587,6 +594,7 @@ func overload(ctx context.Context, call callFunc, b *brokerProc, rate float64, d
 		inFlight.Add(1)
 		wg.Go(func() {
 			defer inFlight.Add(-1)
+			began := time.Now()
 			err := call(ctx, i)
 			l := time.Since(sched)
 			mu.Lock()
@@ -594,6 +602,8 @@ func overload(ctx context.Context, call callFunc, b *brokerProc, rate float64, d
 			r.codes[codeName(status.Code(err))]++
 			if err == nil {
 				ok = append(ok, l)
+				okLag = append(okLag, began.Sub(sched))
+				okFromSend = append(okFromSend, time.Since(began))
 			} else if l <= refuseWithin {
 				r.refusedFast++
 			}
@@ -646,6 +656,10 @@ func overload(ctx context.Context, call callFunc, b *brokerProc, rate float64, d
 	slices.Sort(ok)
 	r.admittedP50, _ = percentile(ok, 50)
 	r.admittedP99, _ = percentile(ok, 99)
+	slices.Sort(okLag)
+	slices.Sort(okFromSend)
+	r.sendLagP99, _ = percentile(okLag, 99)
+	r.fromSendP99, _ = percentile(okFromSend, 99)
 	r.recoveryProbes = len(probes)
 	r.recovery, r.lastProbeMedian, r.recovered = firstRecovered(probes, target)
 	return r, ctx.Err()
@@ -723,9 +737,13 @@ func (r compareResult) markdown() string {
 	b.WriteString("\n")
 
 	o := r.overload
-	fmt.Fprintf(&b, "Overload: gRPC PutSecret at %.0f calls/s (twice the saturation throughput) for %s, an open loop, each call with a %s deadline; "+
+	why := "twice the saturation throughput"
+	if r.overloadRateSet {
+		why = "set by --overload-rate"
+	}
+	fmt.Fprintf(&b, "Overload: gRPC PutSecret at %.0f calls/s (%s) for %s, an open loop, each call with a %s deadline; "+
 		"then a PutSecret every %s until the median of %d in a row is at most twice the p50 at %d calls/s (%s).\n\n",
-		o.rate, r.phaseLen, compareCallTimeout, recoveryProbeEvery, recoveryRun, r.rate, ms(o.normalP50))
+		o.rate, why, r.phaseLen, compareCallTimeout, recoveryProbeEvery, recoveryRun, r.rate, ms(o.normalP50))
 	b.WriteString("| figure | value | target | met |\n| --- | ---: | ---: | --- |\n")
 	excess := o.sent - o.codes["OK"]
 	fmt.Fprintf(&b, "| calls sent | %d | | |\n", o.sent)
@@ -741,6 +759,7 @@ func (r compareResult) markdown() string {
 		refused, yesNo(excess > 0 && o.refusedFast == excess))
 	fmt.Fprintf(&b, "| admitted calls' p50 / p99 | %s / %s | p99 ≤ 3 × %s | %s |\n",
 		ms(o.admittedP50), ms(o.admittedP99), ms(o.normalP99), yesNo(o.admittedP99 > 0 && o.admittedP99 <= 3*o.normalP99))
+	fmt.Fprintf(&b, "| … of which this process's lag in starting a call / from its start, p99 each | %s / %s | | |\n", ms(o.sendLagP99), ms(o.fromSendP99))
 	fmt.Fprintf(&b, "| broker RSS, highest sample / peak (VmHWM, whole life) | %s / %s | < 150 MB | %s |\n",
 		mb(o.peakRSS), mb(o.hwm), yesNo(o.peakRSS > 0 && o.peakRSS < 150_000_000))
 	rec := fmt.Sprintf("not within %s of probes (last median %s)", secs(time.Duration(o.recoveryProbes)*recoveryProbeEvery), ms(o.lastProbeMedian))

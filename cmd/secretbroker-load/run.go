@@ -104,6 +104,7 @@ type options struct {
 	workers          int // compare scenario: closed-loop workers at saturation
 	rate             int // ... calls per second at the fixed rate
 	rounds           int // ... interleaved rounds, whose medians are reported
+	overloadRate     int // ... the overload phase's calls a second; 0: twice the saturation throughput
 	brokerBin        string
 	brokerArgs       []string // after "--", passed to the broker last
 	args             []string // as given, for the printed command line
@@ -154,6 +155,7 @@ Flags:
 	fs.IntVar(&o.workers, "workers", 32, "compare scenario: closed-loop workers at saturation")
 	fs.IntVar(&o.rate, "rate", 1000, "compare scenario: calls per second at the fixed rate (open loop)")
 	fs.IntVar(&o.rounds, "rounds", 3, "compare scenario: interleaved rounds; medians are reported")
+	fs.IntVar(&o.overloadRate, "overload-rate", 0, "compare scenario: calls per second of the overload phase (default 0: twice the broker's gRPC PutSecret throughput at saturation)")
 	fs.StringVar(&o.brokerBin, "broker-bin", "", "broker `binary` to run (default: go build ./cmd/secretbroker into a temporary directory)")
 	if err := fs.Parse(own); err != nil {
 		return options{}, err
@@ -188,6 +190,8 @@ Flags:
 		return options{}, fmt.Errorf("--workers must be at least 1, got %d", o.workers)
 	case o.rate < 1 || o.rate > 1_000_000:
 		return options{}, fmt.Errorf("--rate must be between 1 and 1000000, got %d", o.rate)
+	case o.overloadRate < 0:
+		return options{}, fmt.Errorf("--overload-rate must not be negative, got %d", o.overloadRate)
 	case o.rounds < 1:
 		return options{}, fmt.Errorf("--rounds must be at least 1, got %d", o.rounds)
 	}

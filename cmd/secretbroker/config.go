@@ -634,6 +634,9 @@ func (c *Config) validateFrontDoor() error {
 	if c.MaxWorkingCalls < 0 {
 		return errors.New("--max-working-calls must not be negative (0 turns the bound off)")
 	}
+	if c.MaxWaitingCalls < 0 {
+		return errors.New("--max-waiting-calls must not be negative (0: a call over --max-working-calls is refused at once)")
+	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("--tls-cert-file and --tls-key-file go together")
 	}
@@ -778,6 +781,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("max_inflight_bytes", c.MaxInflightBytes),
 		slog.Duration("shed_sched_latency", c.ShedSchedLatency),
 		slog.Int("max_working_calls", c.MaxWorkingCalls),
+		slog.Int("max_waiting_calls", c.MaxWaitingCalls),
 		slog.Duration("max_queue_wait", c.MaxQueueWait),
 		slog.Int("upstream_max_queue", c.UpstreamMaxQueue),
 		slog.String("state_dir", c.StateDir),

@@ -278,7 +278,7 @@ func newFrontDoor(ctx context.Context, cfg Config, logger *slog.Logger) (*frontD
 		reflectionOpen: cfg.ReflectionUnauthenticated,
 		limits:         newCallLimits(cfg.CallerRPS, cfg.CallerBurst, cfg.CallerMaxConcurrent, cfg.MaxConcurrentCalls),
 		shed:           newShed(cfg),
-		working:        newWorkingCalls(cfg.MaxWorkingCalls),
+		working:        newWorkingCalls(cfg.MaxWorkingCalls, cfg.MaxWaitingCalls),
 		inflight:       semaphore.NewWeighted(cfg.MaxInflightBytes),
 		log:            logger.With(slog.String("component", "frontdoor")),
 	}

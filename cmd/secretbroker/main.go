@@ -76,5 +76,6 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	logger := newLogger(cfg, stderr)
+	tuneGC(os.LookupEnv, logger)
 	return run(ctx, cfg, logger, stderr, nil)
 }

@@ -9,58 +9,180 @@ import (
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
-// workingCalls bounds the calls at work at once: admitted calls that are
-// not waiting for the upstream pacer. A call at work uses the broker's
-// CPUs (authentication, decoding, sealing, encoding) or has a request in
-// flight to GitHub; a call waiting for GitHub's budget costs memory only,
-// and the pacer's own bounds (--upstream-max-queue, --max-queue-wait)
-// limit those. A call over the bound is refused at once with
-// RESOURCE_EXHAUSTED, so that under overload the calls admitted keep
-// their normal latency instead of all of them queueing for the CPUs;
-// except that a caller with no call at work is always admitted, so that
-// one caller's flood never locks another caller out (the bound is then
-// exceeded by at most one call per caller; --max-concurrent-calls still
-// bounds them all).
+// workingCalls bounds the calls at work at once: admitted calls that use
+// the broker's CPUs (authentication, decoding, sealing, encoding), not
+// those waiting for the upstream pacer or for GitHub's answer (the pacer's
+// own bounds limit those: --upstream-max-in-flight, --upstream-max-queue,
+// --max-queue-wait). A call over the bound waits for a place in a short
+// queue: first come, first served, until the queue overflows; then the
+// oldest waiting call is refused in favour of the newcomer and, for
+// maxWait after an overflow, the newest waiting call is served first, so
+// that under overload the calls admitted are the ones that arrived last
+// and keep their normal latency, while the excess is refused within
+// maxWait (adaptive LIFO, as in Facebook's "Fail at Scale"). A refused
+// call gets RESOURCE_EXHAUSTED with a RetryInfo. A caller with fewer calls
+// at work than its share of the bound (the bound divided among the callers
+// at work, at least one) is admitted at once, so that one caller's flood
+// never holds up or locks out another caller (the bound is then exceeded
+// by at most each caller's share; --max-concurrent-calls still bounds
+// them all).
 type workingCalls struct {
-	limit int
+	limit    int           // calls at work
+	maxQueue int           // calls waiting for a place
+	maxWait  time.Duration // longest wait for a place
 
-	mu       sync.Mutex
-	busy     int            // calls at work
-	byCaller map[string]int // calls at work by caller (fairness key), none at 0
+	mu         sync.Mutex
+	busy       int            // calls at work
+	byCaller   map[string]int // calls at work by caller (fairness key), none at 0
+	head, tail *waiter        // calls waiting for a place, oldest first
+	waiting    int            // calls in the queue
+	overflowed time.Time      // when the queue last overflowed
 }
 
-// newWorkingCalls returns the bound, or nil when limit is 0 (off).
-func newWorkingCalls(limit int) *workingCalls {
+// workQueueWait is the longest a call waits for a place among the calls
+// at work before it is refused: well within the 100 ms issue 12 gives a
+// refusal, and long enough for a closed loop of a few dozen calls (each a
+// millisecond of CPU or so) to take its turn instead of being refused.
+const workQueueWait = 50 * time.Millisecond
+
+// newWorkingCalls returns the bound, or nil when limit is 0 (off): limit
+// calls at work, maxQueue more waiting for a place.
+func newWorkingCalls(limit, maxQueue int) *workingCalls {
 	if limit <= 0 {
 		return nil
 	}
-	return &workingCalls{limit: limit, byCaller: map[string]int{}}
+	return &workingCalls{limit: limit, maxQueue: max(maxQueue, 0), maxWait: workQueueWait, byCaller: map[string]int{}}
 }
 
 // workSlot is one admitted call's place among the calls at work. It is
 // the call's upstream.Idler: from the first of the call's requests that
-// waits for the pacer until the last one stops waiting, the place is free
-// for another call (a batch, whose items take their turns one after
-// another, mostly waits; its sealing has a bound of its own). A call that
-// resumes work is never refused, so busy may briefly exceed limit.
+// waits (for the pacer or for GitHub's answer) until the last one stops
+// waiting, the place is free for another call (a batch, whose items take
+// their turns one after another, mostly waits; its sealing has a bound of
+// its own). A call that resumes work is never refused, so busy may
+// briefly exceed limit.
 type workSlot struct {
 	w       *workingCalls
 	caller  string
-	waiting int  // the call's requests waiting for the pacer; under w.mu
+	waiting int  // the call's requests waiting; under w.mu
 	done    bool // released; under w.mu
 }
 
-// admit counts a call of caller in, or refuses it when limit calls are at
-// work and caller has one at work already.
-func (w *workingCalls) admit(caller string) (*workSlot, *refusal) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.busy >= w.limit && w.byCaller[caller] > 0 {
-		return nil, &refusal{reason: "the broker is at its limit of calls at work", retryAfter: time.Second}
-	}
+// waiter is a call waiting for a place: an element of workingCalls's queue.
+type waiter struct {
+	slot       *workSlot
+	prev, next *waiter
+	queued     bool          // in the queue; under w.mu
+	admitted   bool          // given a place; under w.mu, final once ready is closed
+	ready      chan struct{} // closed when the call is admitted or refused
+}
+
+// workRefusal is the answer to a call the bound refuses.
+var workRefusal = refusal{reason: "the broker is at its limit of calls at work", retryAfter: time.Second}
+
+// admit counts a call of caller in: at once when fewer than limit calls
+// are at work or caller is under its share, else after a wait in the queue
+// (at most maxWait, or until ctx ends); or refuses it.
+func (w *workingCalls) admit(ctx context.Context, caller string) (*workSlot, *refusal) {
 	s := &workSlot{w: w, caller: caller}
-	w.addLocked(s, 1)
+	w.mu.Lock()
+	if w.busy < w.limit || w.underShareLocked(caller) {
+		w.addLocked(s, 1)
+		w.mu.Unlock()
+		return s, nil
+	}
+	if w.maxQueue == 0 {
+		w.mu.Unlock()
+		return nil, &workRefusal
+	}
+	if w.waiting >= w.maxQueue { // overflow: the oldest gives way
+		w.overflowed = time.Now()
+		w.decideLocked(w.head, false)
+	}
+	q := &waiter{slot: s, ready: make(chan struct{})}
+	w.pushLocked(q)
+	w.mu.Unlock()
+
+	t := time.NewTimer(w.maxWait)
+	select {
+	case <-q.ready:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	t.Stop()
+	w.mu.Lock()
+	if q.queued { // not decided: out of time or cancelled
+		w.decideLocked(q, false)
+	}
+	admitted := q.admitted
+	w.mu.Unlock()
+	if !admitted {
+		return nil, &workRefusal
+	}
 	return s, nil
+}
+
+// underShareLocked reports whether caller has fewer calls at work than
+// its share of the bound: limit divided among the callers at work, caller
+// counted (at least one call). Such a call never waits, so that a caller
+// with a call or two at a time is not held behind another caller's flood;
+// the bound is then exceeded by at most each caller's share.
+func (w *workingCalls) underShareLocked(caller string) bool {
+	n, callers := w.byCaller[caller], len(w.byCaller)
+	if n == 0 {
+		callers++
+	}
+	return n < max(w.limit/callers, 1)
+}
+
+// pushLocked appends q to the queue.
+func (w *workingCalls) pushLocked(q *waiter) {
+	q.queued, q.prev = true, w.tail
+	if w.tail != nil {
+		w.tail.next = q
+	} else {
+		w.head = q
+	}
+	w.tail = q
+	w.waiting++
+}
+
+// decideLocked takes q out of the queue and admits it (counting it at
+// work) or refuses it, and wakes it.
+func (w *workingCalls) decideLocked(q *waiter, admit bool) {
+	if q.prev != nil {
+		q.prev.next = q.next
+	} else {
+		w.head = q.next
+	}
+	if q.next != nil {
+		q.next.prev = q.prev
+	} else {
+		w.tail = q.prev
+	}
+	q.prev, q.next, q.queued = nil, nil, false
+	w.waiting--
+	if admit {
+		q.admitted = true
+		w.addLocked(q.slot, 1)
+	}
+	close(q.ready)
+}
+
+// grantLocked gives the places free to waiting calls: the oldest first,
+// the newest first for maxWait after the queue overflowed.
+func (w *workingCalls) grantLocked() {
+	if w.waiting == 0 || w.busy >= w.limit {
+		return
+	}
+	lifo := time.Since(w.overflowed) < w.maxWait
+	for w.waiting > 0 && w.busy < w.limit {
+		q := w.head
+		if lifo {
+			q = w.tail
+		}
+		w.decideLocked(q, true)
+	}
 }
 
 // addLocked counts s's call in (d 1) or out (d -1) of the calls at work.
@@ -81,6 +203,7 @@ func (s *workSlot) Idle() {
 	s.waiting++
 	if s.waiting == 1 && !s.done {
 		s.w.addLocked(s, -1)
+		s.w.grantLocked()
 	}
 }
 
@@ -106,6 +229,7 @@ func (s *workSlot) release() {
 	s.done = true
 	if s.waiting == 0 {
 		s.w.addLocked(s, -1)
+		s.w.grantLocked()
 	}
 }
 
@@ -126,7 +250,7 @@ func (f *frontDoor) workAdmit(ctx context.Context, method, caller, fairness stri
 	if f.working == nil {
 		return ctx, release, nil
 	}
-	slot, refused := f.working.admit(fairness)
+	slot, refused := f.working.admit(ctx, fairness)
 	if refused != nil {
 		release()
 		f.log.DebugContext(ctx, "call refused: the broker is at its limit of calls at work", slog.String("method", method),

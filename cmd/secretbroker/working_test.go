@@ -22,7 +22,7 @@ import (
 // the first request that waits until the last one stops waiting.
 func TestWorkingCalls(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := newWorkingCalls(2)
+		w := newWorkingCalls(2, 0) // no queue: over the bound is refused at once
 		p, err := pace.New(pace.Config{MaxInFlight: 1})
 		if err != nil {
 			t.Fatal(err)
@@ -31,7 +31,7 @@ func TestWorkingCalls(t *testing.T) {
 		// Every call is the same caller's but where a test says.
 		admit := func(name string) *workSlot {
 			t.Helper()
-			s, refused := w.admit("flood")
+			s, refused := w.admit(t.Context(), "flood")
 			if refused != nil {
 				t.Fatalf("%s refused: %s", name, refused.reason)
 			}
@@ -45,7 +45,7 @@ func TestWorkingCalls(t *testing.T) {
 		}
 		wantRefused := func(when string) {
 			t.Helper()
-			if s, refused := w.admit("flood"); refused == nil || refused.retryAfter <= 0 {
+			if s, refused := w.admit(t.Context(), "flood"); refused == nil || refused.retryAfter <= 0 {
 				s.release()
 				t.Fatalf("%s: a call was admitted over the bound", when)
 			}
@@ -77,11 +77,11 @@ func TestWorkingCalls(t *testing.T) {
 		wantRefused("a and d at work")
 		// Another caller, with no call at work, is admitted over the
 		// bound, once.
-		other, refused := w.admit("other")
+		other, refused := w.admit(t.Context(), "other")
 		if refused != nil {
 			t.Fatalf("another caller's first call refused: %s", refused.reason)
 		}
-		if s, refused := w.admit("other"); refused == nil {
+		if s, refused := w.admit(t.Context(), "other"); refused == nil {
 			s.release()
 			t.Fatal("another caller's second call admitted over the bound")
 		}
@@ -114,10 +114,223 @@ func TestWorkingCalls(t *testing.T) {
 	})
 }
 
+// TestWorkingQueue: a call over the bound waits in the queue: the oldest
+// is served first; it is refused when its wait reaches maxWait or its
+// context ends; when the queue overflows the oldest gives way to the
+// newcomer and, for maxWait after, the newest is served first; a place
+// freed by a call that waits for the pacer goes to a waiting call; and a
+// caller with no call at work never waits.
+func TestWorkingQueue(t *testing.T) {
+	type answer struct {
+		slot    *workSlot
+		refused bool
+	}
+	// setup returns a bound of one call at work and two waiting, with
+	// one call of caller "f" at work, and start, which begins admitting a
+	// call of "f" and returns its answer's channel once it waits or is
+	// answered.
+	setup := func(t *testing.T) (*workingCalls, *workSlot, func(context.Context) chan answer) {
+		w := newWorkingCalls(1, 2)
+		first, refused := w.admit(t.Context(), "f")
+		if refused != nil {
+			t.Fatal("the first call refused")
+		}
+		start := func(ctx context.Context) chan answer {
+			ch := make(chan answer, 1)
+			go func() {
+				s, refused := w.admit(ctx, "f")
+				ch <- answer{s, refused != nil}
+			}()
+			synctest.Wait()
+			return ch
+		}
+		return w, first, start
+	}
+	// state says whether ch has an answer: "waiting", "admitted" or
+	// "refused".
+	state := func(ch chan answer) string {
+		synctest.Wait()
+		select {
+		case a := <-ch:
+			ch <- a // keep it for later looks
+			if a.refused {
+				return "refused"
+			}
+			return "admitted"
+		default:
+			return "waiting"
+		}
+	}
+	// slot returns the place of an admitted call (a stand-in for a
+	// refused one, so that the test goes on to report it).
+	slot := func(ch chan answer) *workSlot {
+		a := <-ch
+		ch <- a
+		if a.slot == nil {
+			return &workSlot{w: newWorkingCalls(1, 0)}
+		}
+		return a.slot
+	}
+	want := func(t *testing.T, w *workingCalls, busy int, got map[string]chan answer, states map[string]string) {
+		t.Helper()
+		for name, ch := range got {
+			if s := state(ch); s != states[name] {
+				t.Errorf("call %s %s, want %s", name, s, states[name])
+			}
+		}
+		if b, _ := w.busyNow(); b != busy {
+			t.Errorf("%d calls at work, want %d", b, busy)
+		}
+	}
+
+	t.Run("oldest first", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w, first, start := setup(t)
+			b := start(t.Context())
+			time.Sleep(time.Millisecond)
+			c := start(t.Context())
+			calls := map[string]chan answer{"b": b, "c": c}
+			want(t, w, 1, calls, map[string]string{"b": "waiting", "c": "waiting"})
+			first.release()
+			want(t, w, 1, calls, map[string]string{"b": "admitted", "c": "waiting"})
+			slot(b).release()
+			want(t, w, 1, calls, map[string]string{"b": "admitted", "c": "admitted"})
+			slot(c).release()
+			want(t, w, 0, calls, map[string]string{"b": "admitted", "c": "admitted"})
+		})
+	})
+	t.Run("refused after maxWait", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w, first, start := setup(t)
+			b := start(t.Context())
+			time.Sleep(workQueueWait - time.Nanosecond)
+			want(t, w, 1, map[string]chan answer{"b": b}, map[string]string{"b": "waiting"})
+			time.Sleep(time.Nanosecond)
+			want(t, w, 1, map[string]chan answer{"b": b}, map[string]string{"b": "refused"})
+			first.release() // no one waits to take it
+			want(t, w, 0, nil, nil)
+		})
+	})
+	t.Run("refused when its context ends", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w, first, start := setup(t)
+			ctx, cancel := context.WithCancel(t.Context())
+			b := start(ctx)
+			c := start(t.Context())
+			cancel()
+			calls := map[string]chan answer{"b": b, "c": c}
+			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "waiting"})
+			first.release() // to c: b left the queue
+			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "admitted"})
+			slot(c).release()
+		})
+	})
+	t.Run("overflow: the oldest gives way, the newest first", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w, first, start := setup(t)
+			b := start(t.Context())
+			c := start(t.Context())
+			d := start(t.Context()) // the queue holds two: b gives way
+			e := start(t.Context()) // and then c
+			calls := map[string]chan answer{"b": b, "c": c, "d": d, "e": e}
+			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "refused", "d": "waiting", "e": "waiting"})
+			first.release() // to the newest, e
+			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "refused", "d": "waiting", "e": "admitted"})
+			slot(e).release()
+			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "refused", "d": "admitted", "e": "admitted"})
+			slot(d).release()
+		})
+	})
+	t.Run("oldest first again once the overflow is past", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w, first, start := setup(t)
+			start(t.Context())
+			start(t.Context())
+			start(t.Context())        // overflow
+			time.Sleep(workQueueWait) // the two waiting are refused; the overflow is maxWait ago
+			b := start(t.Context())
+			c := start(t.Context())
+			calls := map[string]chan answer{"b": b, "c": c}
+			want(t, w, 1, calls, map[string]string{"b": "waiting", "c": "waiting"})
+			first.release()
+			want(t, w, 1, calls, map[string]string{"b": "admitted", "c": "waiting"})
+			slot(b).release()
+			slot(c).release()
+		})
+	})
+	t.Run("a place freed by a wait for the pacer", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w, first, start := setup(t)
+			b := start(t.Context())
+			calls := map[string]chan answer{"b": b}
+			first.Idle() // its request waits for the pacer: b takes the place
+			want(t, w, 1, calls, map[string]string{"b": "admitted"})
+			first.Resume() // back at work, over the bound
+			want(t, w, 2, calls, map[string]string{"b": "admitted"})
+			first.release()
+			slot(b).release()
+			want(t, w, 0, nil, nil)
+		})
+	})
+	t.Run("a caller under its share never waits", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorkingCalls(4, 4)
+			var held []*workSlot
+			for range 4 {
+				s, refused := w.admit(t.Context(), "flood")
+				if refused != nil {
+					t.Fatal("under the bound and refused")
+				}
+				held = append(held, s)
+			}
+			// Two callers at work: the prober's share is 4/2 = 2.
+			for i := range 2 {
+				s, refused := w.admit(t.Context(), "prober")
+				if refused != nil {
+					t.Fatalf("the prober's call %d, under its share, refused", i+1)
+				}
+				held = append(held, s)
+			}
+			third := make(chan bool, 1)
+			go func() { _, refused := w.admit(t.Context(), "prober"); third <- refused != nil }()
+			synctest.Wait()
+			select {
+			case <-third:
+				t.Fatal("the prober's third call, over its share and the bound, did not wait")
+			default:
+			}
+			if b, callers := w.busyNow(); b != 6 || callers != 2 {
+				t.Fatalf("%d calls of %d callers at work, want 6 of 2", b, callers)
+			}
+			if refused := <-third; !refused { // after maxWait: no place freed
+				t.Fatal("the prober's third call admitted")
+			}
+			for _, s := range held {
+				s.release()
+			}
+		})
+	})
+	t.Run("another caller never waits", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w, first, start := setup(t)
+			b := start(t.Context())
+			other, refused := w.admit(t.Context(), "other")
+			if refused != nil {
+				t.Fatal("another caller's first call refused")
+			}
+			want(t, w, 2, map[string]chan answer{"b": b}, map[string]string{"b": "waiting"})
+			other.release()
+			first.release()
+			want(t, w, 1, map[string]chan answer{"b": b}, map[string]string{"b": "admitted"})
+			slot(b).release()
+		})
+	})
+}
+
 // TestWorkingCallsShed: with --max-working-calls calls held at GitHub,
-// another caller's call is refused at once with RESOURCE_EXHAUSTED and a
-// RetryInfo, over gRPC and JSON, health stays SERVING, and once the held
-// calls end it is served.
+// one more call (after its wait in the queue) is refused with
+// RESOURCE_EXHAUSTED and a RetryInfo, over gRPC and JSON, health stays
+// SERVING, and once the held calls end it is served.
 func TestWorkingCallsShed(t *testing.T) {
 	gh := newFakeGitHub(t)
 	cfg := prodConfig(t, gh.URL, 5*time.Second)
