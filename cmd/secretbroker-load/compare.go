@@ -11,7 +11,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -236,7 +239,7 @@ func runCompare(ctx context.Context, o options, env *runEnv) (compareResult, err
 		rate, r.overloadRateSet = float64(o.overloadRate), true
 	}
 	fmt.Fprintf(env.stderr, "compare: overload: gRPC PutSecret at %.0f/s for %s ...\n", rate, o.duration)
-	r.overload, err = overload(ctx, calls[pathGRPCPut], b, rate, o.duration, normal, normalP99)
+	r.overload, err = overload(ctx, calls[pathGRPCPut], b, emu.pid, rate, o.duration, normal, normalP99)
 	if err != nil {
 		return r, err
 	}
@@ -547,11 +550,12 @@ type overloadResult struct {
 	refusedFast     int           // answered with an error within refuseWithin
 	admittedP50     time.Duration // of OK calls
 	admittedP99     time.Duration
-	sendLagP99      time.Duration // of OK calls: from the scheduled send to the call's start in this process
-	fromSendP99     time.Duration // of OK calls: from the call's start
-	normalP50       time.Duration // the fixed-rate p50 recovery is measured against
-	normalP99       time.Duration // the fixed-rate p99 the admitted p99 is measured against
-	peakRSS         int64         // highest VmRSS sample during the phase and recovery
+	sendLagP99      time.Duration                                // of OK calls: from the scheduled send to the call's start in this process
+	fromSendP99     time.Duration                                // of OK calls: from the call's start
+	cores           struct{ broker, self, emu, machine float64 } // CPUs busy during the flood (machine: all processes, from /proc/stat)
+	normalP50       time.Duration                                // the fixed-rate p50 recovery is measured against
+	normalP99       time.Duration                                // the fixed-rate p99 the admitted p99 is measured against
+	peakRSS         int64                                        // highest VmRSS sample during the phase and recovery
 	hwm             int64
 	recovered       bool
 	recovery        time.Duration // from the flood's end to the first probe of the run that recovered
@@ -563,7 +567,7 @@ type overloadResult struct {
 // compareCallTimeout), then a probe every recoveryProbeEvery until the
 // median of recoveryRun probes in a row is at most twice normalP50 (ms),
 // or until the flood's calls have had time to end and recoveryRun more.
-func overload(ctx context.Context, call callFunc, b *brokerProc, rate float64, d time.Duration, normalP50, normalP99 float64) (overloadResult, error) {
+func overload(ctx context.Context, call callFunc, b *brokerProc, emuPID int, rate float64, d time.Duration, normalP50, normalP99 float64) (overloadResult, error) {
 	r := overloadResult{rate: rate, codes: map[string]int{},
 		normalP50: time.Duration(normalP50 * float64(time.Millisecond)),
 		normalP99: time.Duration(normalP99 * float64(time.Millisecond))}
@@ -576,6 +580,7 @@ func overload(ctx context.Context, call callFunc, b *brokerProc, rate float64, d
 	var mu sync.Mutex
 	var ok, okLag, okFromSend []time.Duration
 	var inFlight atomic.Int64
+	self0, broker0, emu0, machine0 := ownCPU(), procCPUOrZero(b.pid), procCPUOrZero(emuPID), machineCPU()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range n {
@@ -610,6 +615,12 @@ func overload(ctx context.Context, call callFunc, b *brokerProc, rate float64, d
 		})
 	}
 	floodEnd := time.Now()
+	if wall := floodEnd.Sub(start).Seconds(); wall > 0 {
+		r.cores.self = (ownCPU() - self0).Seconds() / wall
+		r.cores.broker = (procCPUOrZero(b.pid) - broker0).Seconds() / wall
+		r.cores.emu = (procCPUOrZero(emuPID) - emu0).Seconds() / wall
+		r.cores.machine = machineCPU().busySince(machine0) / wall
+	}
 
 	// Recovery: probes every recoveryProbeEvery, timed from their
 	// scheduled send, until recoveryRun in a row have a median at most
@@ -759,6 +770,8 @@ func (r compareResult) markdown() string {
 		refused, yesNo(excess > 0 && o.refusedFast == excess))
 	fmt.Fprintf(&b, "| admitted calls' p50 / p99 | %s / %s | p99 ≤ 3 × %s | %s |\n",
 		ms(o.admittedP50), ms(o.admittedP99), ms(o.normalP99), yesNo(o.admittedP99 > 0 && o.admittedP99 <= 3*o.normalP99))
+	fmt.Fprintf(&b, "| CPUs busy during the flood: broker / this process (the callers) / emulator / the whole machine (of %d) | %.2f / %.2f / %.2f / %.2f | | |\n",
+		runtime.NumCPU(), o.cores.broker, o.cores.self, o.cores.emu, o.cores.machine)
 	fmt.Fprintf(&b, "| … of which this process's lag in starting a call / from its start, p99 each | %s / %s | | |\n", ms(o.sendLagP99), ms(o.fromSendP99))
 	fmt.Fprintf(&b, "| broker RSS, highest sample / peak (VmHWM, whole life) | %s / %s | < 150 MB | %s |\n",
 		mb(o.peakRSS), mb(o.hwm), yesNo(o.peakRSS > 0 && o.peakRSS < 150_000_000))
@@ -817,4 +830,57 @@ func orDash(ok bool, s string) string {
 		return s
 	}
 	return "–"
+}
+
+// procCPUOrZero is procCPU, 0 when it cannot be read.
+func procCPUOrZero(pid int) time.Duration {
+	d, _ := procCPU(pid)
+	return d
+}
+
+// cpuTimes is the machine's CPU time from /proc/stat: busy (every state
+// but idle and iowait) and all, in clock ticks.
+type cpuTimes struct{ busy, all float64 }
+
+// machineCPU reads /proc/stat's first line; zero when it cannot.
+func machineCPU() cpuTimes {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	return parseProcStat(string(data))
+}
+
+// parseProcStat reads the machine's CPU times from the content of
+// /proc/stat; zero when its first line is not the "cpu" total.
+func parseProcStat(data string) cpuTimes {
+	line, _, _ := strings.Cut(data, "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return cpuTimes{}
+	}
+	var t cpuTimes
+	for i, v := range f[1:] {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return cpuTimes{}
+		}
+		if i >= 8 { // guest and guest_nice are counted in user and nice already
+			break
+		}
+		t.all += n
+		if i != 3 && i != 4 { // idle, iowait
+			t.busy += n
+		}
+	}
+	return t
+}
+
+// busySince is the CPU-seconds the machine was busy since t0, at
+// USER_HZ = 100 ticks a second (the value every Linux ABI reports).
+func (t cpuTimes) busySince(t0 cpuTimes) float64 {
+	if t.all == 0 || t0.all == 0 {
+		return 0
+	}
+	return (t.busy - t0.busy) / 100
 }

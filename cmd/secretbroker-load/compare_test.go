@@ -149,3 +149,31 @@ func TestCompareValueIndexNeverRepeatsForASecret(t *testing.T) {
 		last[i%compareNames] = v
 	}
 }
+
+func TestParseProcStat(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		want cpuTimes
+	}{
+		// user nice system idle iowait irq softirq steal guest guest_nice
+		{"kernel 5+", "cpu  100 5 50 1000 20 3 2 1 7 9\ncpu0 1 2 3 4 5 6 7 8\n", cpuTimes{busy: 161, all: 1181}},
+		{"no steal", "cpu  100 5 50 1000 20 3 2\n", cpuTimes{busy: 160, all: 1180}},
+		{"per-CPU line first", "cpu0 100 5 50 1000 20 3 2\n", cpuTimes{}},
+		{"too short", "cpu 1 2 3\n", cpuTimes{}},
+		{"not numbers", "cpu a b c d e f\n", cpuTimes{}},
+		{"empty", "", cpuTimes{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := parseProcStat(tc.in); got != tc.want {
+				t.Errorf("parseProcStat(%q) = %+v, want %+v", tc.in, got, tc.want)
+			}
+		})
+	}
+	if got := (cpuTimes{busy: 450, all: 900}).busySince(cpuTimes{busy: 250, all: 500}); got != 2 {
+		t.Errorf("busySince: %v CPU-seconds, want 2", got)
+	}
+	if got := (cpuTimes{busy: 450, all: 900}).busySince(cpuTimes{}); got != 0 {
+		t.Errorf("busySince an unread start: %v, want 0", got)
+	}
+}

@@ -16,10 +16,11 @@ import (
 // --max-queue-wait). A call over the bound waits for a place in a short
 // queue: first come, first served, until the queue overflows; then the
 // oldest waiting call is refused in favour of the newcomer and, for
-// maxWait after an overflow, the newest waiting call is served first, so
-// that under overload the calls admitted are the ones that arrived last
-// and keep their normal latency, while the excess is refused within
-// maxWait (adaptive LIFO, as in Facebook's "Fail at Scale"). A refused
+// maxWait after an overflow, the newest waiting call is served first and
+// the bound is a quarter of itself (overloadDivisor), so that under
+// overload the calls admitted are the ones that arrived last and keep
+// their normal latency, while the excess is refused within maxWait
+// (adaptive LIFO, as in Facebook's "Fail at Scale"). A refused
 // call gets RESOURCE_EXHAUSTED with a RetryInfo. A caller with fewer calls
 // at work than its share of the bound (the bound divided among the callers
 // at work, at least one) is admitted at once, so that one caller's flood
@@ -28,6 +29,7 @@ import (
 // them all).
 type workingCalls struct {
 	limit    int           // calls at work
+	tight    int           // calls at work while the queue overflows
 	maxQueue int           // calls waiting for a place
 	maxWait  time.Duration // longest wait for a place
 
@@ -37,6 +39,7 @@ type workingCalls struct {
 	head, tail *waiter        // calls waiting for a place, oldest first
 	waiting    int            // calls in the queue
 	overflowed time.Time      // when the queue last overflowed
+	overloaded bool           // overflowed is less than maxWait ago, as far as limitLocked knows
 }
 
 // workQueueWait is the longest a call waits for a place among the calls
@@ -45,13 +48,23 @@ type workingCalls struct {
 // millisecond of CPU or so) to take its turn instead of being refused.
 const workQueueWait = 50 * time.Millisecond
 
+// overloadDivisor divides the bound while the queue overflows: the calls
+// arriving then are more than the broker can serve, and every CPU the
+// admitted calls leave free (4 per CPU at work become 1) is one the
+// refusals, the callers and GitHub's side use without delaying them. On
+// the 2-core development machine, at twice the saturation throughput, the
+// admitted calls' p99 was 13–16 ms with 8 at work and 5.5 ms with 2, for a
+// third less throughput (docs/BENCHMARKS.md, issue 12).
+const overloadDivisor = 4
+
 // newWorkingCalls returns the bound, or nil when limit is 0 (off): limit
 // calls at work, maxQueue more waiting for a place.
 func newWorkingCalls(limit, maxQueue int) *workingCalls {
 	if limit <= 0 {
 		return nil
 	}
-	return &workingCalls{limit: limit, maxQueue: max(maxQueue, 0), maxWait: workQueueWait, byCaller: map[string]int{}}
+	return &workingCalls{limit: limit, tight: max(limit/overloadDivisor, 1), maxQueue: max(maxQueue, 0),
+		maxWait: workQueueWait, byCaller: map[string]int{}}
 }
 
 // workSlot is one admitted call's place among the calls at work. It is
@@ -86,7 +99,8 @@ var workRefusal = refusal{reason: "the broker is at its limit of calls at work",
 func (w *workingCalls) admit(ctx context.Context, caller string) (*workSlot, *refusal) {
 	s := &workSlot{w: w, caller: caller}
 	w.mu.Lock()
-	if w.busy < w.limit || w.underShareLocked(caller) {
+	w.grantLocked() // the bound may have grown back since the last grant
+	if limit := w.limitLocked(); w.busy < limit || w.underShareLocked(caller, limit) {
 		w.addLocked(s, 1)
 		w.mu.Unlock()
 		return s, nil
@@ -97,6 +111,7 @@ func (w *workingCalls) admit(ctx context.Context, caller string) (*workSlot, *re
 	}
 	if w.waiting >= w.maxQueue { // overflow: the oldest gives way
 		w.overflowed = time.Now()
+		w.overloaded = true
 		w.decideLocked(w.head, false)
 	}
 	q := &waiter{slot: s, ready: make(chan struct{})}
@@ -111,8 +126,8 @@ func (w *workingCalls) admit(ctx context.Context, caller string) (*workSlot, *re
 	}
 	t.Stop()
 	w.mu.Lock()
-	if q.queued { // not decided: out of time or cancelled
-		w.decideLocked(q, false)
+	if q.queued { // not decided: out of time or cancelled, or the bound grew back
+		w.decideLocked(q, ctx.Err() == nil && w.busy < w.limitLocked())
 	}
 	admitted := q.admitted
 	w.mu.Unlock()
@@ -123,16 +138,16 @@ func (w *workingCalls) admit(ctx context.Context, caller string) (*workSlot, *re
 }
 
 // underShareLocked reports whether caller has fewer calls at work than
-// its share of the bound: limit divided among the callers at work, caller
-// counted (at least one call). Such a call never waits, so that a caller
+// its share of the bound now (limit): limit divided among the callers at
+// work, caller counted (at least one call). Such a call never waits, so that a caller
 // with a call or two at a time is not held behind another caller's flood;
 // the bound is then exceeded by at most each caller's share.
-func (w *workingCalls) underShareLocked(caller string) bool {
+func (w *workingCalls) underShareLocked(caller string, limit int) bool {
 	n, callers := w.byCaller[caller], len(w.byCaller)
 	if n == 0 {
 		callers++
 	}
-	return n < max(w.limit/callers, 1)
+	return n < max(limit/callers, 1)
 }
 
 // pushLocked appends q to the queue.
@@ -169,16 +184,29 @@ func (w *workingCalls) decideLocked(q *waiter, admit bool) {
 	close(q.ready)
 }
 
+// limitLocked is the bound now: tight for maxWait after the queue
+// overflowed, else limit.
+func (w *workingCalls) limitLocked() int {
+	if w.overloaded && time.Since(w.overflowed) >= w.maxWait {
+		w.overloaded = false
+	}
+	if w.overloaded {
+		return w.tight
+	}
+	return w.limit
+}
+
 // grantLocked gives the places free to waiting calls: the oldest first,
-// the newest first for maxWait after the queue overflowed.
+// the newest first (and fewer places) for maxWait after the queue
+// overflowed.
 func (w *workingCalls) grantLocked() {
-	if w.waiting == 0 || w.busy >= w.limit {
+	if w.waiting == 0 {
 		return
 	}
-	lifo := time.Since(w.overflowed) < w.maxWait
-	for w.waiting > 0 && w.busy < w.limit {
+	limit := w.limitLocked()
+	for w.waiting > 0 && w.busy < limit {
 		q := w.head
-		if lifo {
+		if w.overloaded {
 			q = w.tail
 		}
 		w.decideLocked(q, true)

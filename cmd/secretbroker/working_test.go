@@ -272,6 +272,47 @@ func TestWorkingQueue(t *testing.T) {
 			want(t, w, 0, nil, nil)
 		})
 	})
+	t.Run("the bound tightens while the queue overflows", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorkingCalls(4, 2) // a quarter of 4 while overflowing: 1
+			var held []*workSlot
+			for range 4 {
+				s, refused := w.admit(t.Context(), "f")
+				if refused != nil {
+					t.Fatal("under the bound and refused")
+				}
+				held = append(held, s)
+			}
+			admitOne := func() chan answer {
+				ch := make(chan answer, 1)
+				go func() { s, refused := w.admit(t.Context(), "f"); ch <- answer{s, refused != nil} }()
+				synctest.Wait()
+				return ch
+			}
+			b, c := admitOne(), admitOne()
+			d := admitOne() // overflow: b gives way
+			calls := map[string]chan answer{"b": b, "c": c, "d": d}
+			want(t, w, 4, calls, map[string]string{"b": "refused", "c": "waiting", "d": "waiting"})
+			for i, s := range held[:3] {
+				s.release()
+				want(t, w, 3-i, calls, map[string]string{"b": "refused", "c": "waiting", "d": "waiting"})
+			}
+			// One at work, the bound 1: e waits too (the caller's share
+			// is the tight bound's), and c gives way to it.
+			e := admitOne()
+			calls["e"] = e
+			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "refused", "d": "waiting", "e": "waiting"})
+			held[3].release() // the newest first: e
+			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "refused", "d": "waiting", "e": "admitted"})
+			slot(e).release()
+			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "refused", "d": "admitted", "e": "admitted"})
+			time.Sleep(workQueueWait) // the overflow is past: the bound is 4 again
+			f := admitOne()
+			want(t, w, 2, map[string]chan answer{"f": f}, map[string]string{"f": "admitted"})
+			slot(d).release()
+			slot(f).release()
+		})
+	})
 	t.Run("a caller under its share never waits", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w := newWorkingCalls(4, 4)
