@@ -75,8 +75,10 @@
 // straight to the emulator over a pooled HTTP client, key cached), and the
 // broker's PutSecret of a 64-byte value and cached GetPublicKey, over gRPC
 // and over the JSON gateway. Then an overload phase sends PutSecret at
-// twice the broker's saturation throughput for --duration and probes until
-// its p50 is back to normal. It prints the medians, with CPU per call of
+// twice the broker's saturation throughput (or --overload-rate calls a
+// second) for --duration and probes until its p50 is back to normal; it
+// also reports the CPUs each process and the whole machine used during the
+// flood, and how late this process started the admitted calls. It prints the medians, with CPU per call of
 // the broker, this process and the emulator, new upstream connections per
 // 1,000 calls, and the ratios issue 12 sets targets for.
 //

@@ -60,7 +60,9 @@ func main() {
 
 // realMain prints the version if args ask for it; otherwise it reads the
 // configuration from args and the environment and serves until ctx is
-// done, logging (and writing the --dev banner) to stderr.
+// done, logging (and writing the --dev banner) to stderr through a
+// lineBatcher, whose pending lines are written before it returns (a crash
+// of the process loses the lines of the last few microseconds).
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if wantsVersion(args) {
 		if _, err := fmt.Fprintf(stdout, "secretbroker %s\n", buildVersion()); err != nil {
@@ -75,7 +77,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg, stderr)
+	logs := newLineBatcher(stderr)
+	defer logs.Close()
+	logger := newLogger(cfg, logs)
 	tuneGC(os.LookupEnv, logger)
-	return run(ctx, cfg, logger, stderr, nil)
+	return run(ctx, cfg, logger, logs, nil)
 }

@@ -56,7 +56,7 @@ type Shedding struct {
 	// calls at work (working.go): each waits at most 50 ms, and when one
 	// more arrives the oldest is refused with RESOURCE_EXHAUSTED and a
 	// RetryInfo (and for 50 ms the newest is served first, with a quarter
-	// of MaxWorkingCalls at work). Flag --max-waiting-calls. Default 16 per CPU: a client's
+	// of MaxWorkingCalls at work and as many waiting). Flag --max-waiting-calls. Default 16 per CPU: a client's
 	// burst of a few dozen calls waits its turn instead of being refused.
 	// 0: a call over MaxWorkingCalls is refused at once.
 	MaxWaitingCalls int

@@ -16,11 +16,11 @@ import (
 // --max-queue-wait). A call over the bound waits for a place in a short
 // queue: first come, first served, until the queue overflows; then the
 // oldest waiting call is refused in favour of the newcomer and, for
-// maxWait after an overflow, the newest waiting call is served first and
-// the bound is a quarter of itself (overloadDivisor), so that under
-// overload the calls admitted are the ones that arrived last and keep
-// their normal latency, while the excess is refused within maxWait
-// (adaptive LIFO, as in Facebook's "Fail at Scale"). A refused
+// maxWait after an overflow, the newest waiting call is served first, the
+// bound is a quarter of itself (overloadDivisor) and the queue as short,
+// so that under overload the calls admitted are the ones that arrived last
+// and keep their normal latency, while the excess is refused within
+// maxWait (adaptive LIFO, as in Facebook's "Fail at Scale"). A refused
 // call gets RESOURCE_EXHAUSTED with a RetryInfo. A caller with fewer calls
 // at work than its share of the bound (the bound divided among the callers
 // at work, at least one) is admitted at once, so that one caller's flood
@@ -109,10 +109,12 @@ func (w *workingCalls) admit(ctx context.Context, caller string) (*workSlot, *re
 		w.mu.Unlock()
 		return nil, &workRefusal
 	}
-	if w.waiting >= w.maxQueue { // overflow: the oldest gives way
+	if w.waiting >= w.queueBoundLocked() { // overflow: the oldest give way
 		w.overflowed = time.Now()
 		w.overloaded = true
-		w.decideLocked(w.head, false)
+		for bound := w.queueBoundLocked(); w.waiting >= bound; {
+			w.decideLocked(w.head, false)
+		}
 	}
 	q := &waiter{slot: s, ready: make(chan struct{})}
 	w.pushLocked(q)
@@ -194,6 +196,17 @@ func (w *workingCalls) limitLocked() int {
 		return w.tight
 	}
 	return w.limit
+}
+
+// queueBoundLocked is the most calls that may wait now: maxQueue, or
+// while the queue overflows as many as the tight bound has at work, so
+// that a call admitted then has waited for at most that many others
+// (and at the flood's end those left wait no longer).
+func (w *workingCalls) queueBoundLocked() int {
+	if w.overloaded {
+		return min(w.maxQueue, w.tight)
+	}
+	return w.maxQueue
 }
 
 // grantLocked gives the places free to waiting calls: the oldest first,

@@ -225,20 +225,48 @@ func TestWorkingQueue(t *testing.T) {
 			slot(c).release()
 		})
 	})
-	t.Run("overflow: the oldest gives way, the newest first", func(t *testing.T) {
+	t.Run("overflow: the oldest give way, the newest first, fewer at work", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			w, first, start := setup(t)
-			b := start(t.Context())
-			c := start(t.Context())
-			d := start(t.Context()) // the queue holds two: b gives way
-			e := start(t.Context()) // and then c
-			calls := map[string]chan answer{"b": b, "c": c, "d": d, "e": e}
-			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "refused", "d": "waiting", "e": "waiting"})
-			first.release() // to the newest, e
-			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "refused", "d": "waiting", "e": "admitted"})
-			slot(e).release()
-			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "refused", "d": "admitted", "e": "admitted"})
-			slot(d).release()
+			w := newWorkingCalls(8, 4) // while overflowing: 2 at work, 2 waiting
+			var held []*workSlot
+			for range 8 {
+				s, refused := w.admit(t.Context(), "f")
+				if refused != nil {
+					t.Fatal("under the bound and refused")
+				}
+				held = append(held, s)
+			}
+			calls := map[string]chan answer{}
+			states := map[string]string{}
+			admitOne := func(name string) {
+				ch := make(chan answer, 1)
+				go func() { s, refused := w.admit(t.Context(), "f"); ch <- answer{s, refused != nil} }()
+				synctest.Wait()
+				calls[name], states[name] = ch, "waiting"
+			}
+			for _, name := range []string{"b", "c", "d", "e"} {
+				admitOne(name)
+			}
+			want(t, w, 8, calls, states)
+			admitOne("x") // overflow: the queue is 2 long now, the oldest give way
+			states["b"], states["c"], states["d"] = "refused", "refused", "refused"
+			want(t, w, 8, calls, states)
+			admitOne("y")
+			states["e"] = "refused"
+			want(t, w, 8, calls, states)
+			for i, s := range held[:6] {
+				s.release() // 2 at work is the bound now
+				want(t, w, 7-i, calls, states)
+			}
+			held[6].release() // the newest first
+			states["y"] = "admitted"
+			want(t, w, 2, calls, states)
+			slot(calls["y"]).release()
+			states["x"] = "admitted"
+			want(t, w, 2, calls, states)
+			slot(calls["x"]).release()
+			held[7].release()
+			want(t, w, 0, nil, nil)
 		})
 	})
 	t.Run("oldest first again once the overflow is past", func(t *testing.T) {
@@ -272,9 +300,9 @@ func TestWorkingQueue(t *testing.T) {
 			want(t, w, 0, nil, nil)
 		})
 	})
-	t.Run("the bound tightens while the queue overflows", func(t *testing.T) {
+	t.Run("a caller's share is of the tight bound", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			w := newWorkingCalls(4, 2) // a quarter of 4 while overflowing: 1
+			w := newWorkingCalls(4, 2) // while overflowing: 1 at work, 1 waiting
 			var held []*workSlot
 			for range 4 {
 				s, refused := w.admit(t.Context(), "f")
@@ -290,26 +318,24 @@ func TestWorkingQueue(t *testing.T) {
 				return ch
 			}
 			b, c := admitOne(), admitOne()
-			d := admitOne() // overflow: b gives way
+			d := admitOne() // overflow: b and c give way
 			calls := map[string]chan answer{"b": b, "c": c, "d": d}
-			want(t, w, 4, calls, map[string]string{"b": "refused", "c": "waiting", "d": "waiting"})
+			want(t, w, 4, calls, map[string]string{"b": "refused", "c": "refused", "d": "waiting"})
 			for i, s := range held[:3] {
 				s.release()
-				want(t, w, 3-i, calls, map[string]string{"b": "refused", "c": "waiting", "d": "waiting"})
+				want(t, w, 3-i, calls, map[string]string{"b": "refused", "c": "refused", "d": "waiting"})
 			}
 			// One at work, the bound 1: e waits too (the caller's share
-			// is the tight bound's), and c gives way to it.
+			// is of the tight bound), and d gives way to it.
 			e := admitOne()
 			calls["e"] = e
-			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "refused", "d": "waiting", "e": "waiting"})
-			held[3].release() // the newest first: e
-			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "refused", "d": "waiting", "e": "admitted"})
-			slot(e).release()
-			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "refused", "d": "admitted", "e": "admitted"})
+			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "refused", "d": "refused", "e": "waiting"})
+			held[3].release()
+			want(t, w, 1, calls, map[string]string{"b": "refused", "c": "refused", "d": "refused", "e": "admitted"})
 			time.Sleep(workQueueWait) // the overflow is past: the bound is 4 again
 			f := admitOne()
 			want(t, w, 2, map[string]chan answer{"f": f}, map[string]string{"f": "admitted"})
-			slot(d).release()
+			slot(e).release()
 			slot(f).release()
 		})
 	})
