@@ -70,6 +70,30 @@ func comparePaths() []string {
 	return []string{pathSeal, pathHealth, pathDirect, pathGRPCPut, pathGatewayPut, pathGRPCKey, pathGatewayKey}
 }
 
+// pathShortNames are the names --paths takes.
+var pathShortNames = map[string]string{
+	"seal": pathSeal, "health": pathHealth, "direct": pathDirect,
+	"grpc-put": pathGRPCPut, "gateway-put": pathGatewayPut, "grpc-key": pathGRPCKey, "gateway-key": pathGatewayKey,
+}
+
+// selectPaths returns the paths --paths names (comma-separated short
+// names; empty: all), in comparePaths' order. The gRPC PutSecret is always
+// one: the overload phase is measured against it.
+func selectPaths(list string) ([]string, error) {
+	if list == "" {
+		return comparePaths(), nil
+	}
+	want := map[string]bool{pathGRPCPut: true}
+	for name := range strings.SplitSeq(list, ",") {
+		path, ok := pathShortNames[strings.TrimSpace(name)]
+		if !ok {
+			return nil, fmt.Errorf("--paths: unknown path %q (seal, health, direct, grpc-put, gateway-put, grpc-key, gateway-key)", name)
+		}
+		want[path] = true
+	}
+	return slices.DeleteFunc(comparePaths(), func(p string) bool { return !want[p] }), nil
+}
+
 // callFunc makes the i-th call of a phase.
 type callFunc func(ctx context.Context, i int) error
 
@@ -205,14 +229,18 @@ func runCompare(ctx context.Context, o options, env *runEnv) (compareResult, err
 		return r, err
 	}
 	calls := ce.calls()
-	for _, path := range comparePaths() {
+	paths, err := selectPaths(o.paths)
+	if err != nil {
+		return r, err
+	}
+	for _, path := range paths {
 		if err := warmPath(ctx, calls[path], o.workers); err != nil {
 			return r, fmt.Errorf("warming %s: %w", path, err)
 		}
 	}
 
 	for round := range o.rounds {
-		for _, path := range comparePaths() {
+		for _, path := range paths {
 			if err := ctx.Err(); err != nil {
 				return r, err
 			}
@@ -725,7 +753,10 @@ func (r compareResult) markdown() string {
 		b.WriteString("| path | calls (errors) | calls/s | p50 | p99 | p99.9 | broker CPU/call | client CPU/call | emulator CPU/call | new upstream conns / 1,000 calls |\n")
 		b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, path := range comparePaths() {
-			fs := ph.m[path]
+			fs, ok := ph.m[path]
+			if !ok {
+				continue // not measured (--paths)
+			}
 			med := func(get func(figures) float64) float64 { return median(fs, get) }
 			fmt.Fprintf(&b, "| %s | %.0f (%.0f) | %.0f | %.2f ms | %.2f ms | %.2f ms | %s | %.0f µs | %s | %s |\n",
 				path, med(func(f figures) float64 { return f.calls }), med(func(f figures) float64 { return f.errs }),
@@ -806,7 +837,7 @@ func (r compareResult) ratios() [][4]string {
 	gwKey := div(sat(pathGatewayKey, rps), sat(pathGRPCKey, rps))
 	p99 := func(f figures) float64 { return f.p99 }
 	bp99, dp99 := fix(pathGRPCPut, p99), fix(pathDirect, p99)
-	return [][4]string{
+	rows := [][4]string{
 		{"broker gRPC PutSecret throughput / direct client's", fmt.Sprintf("%.2f", thr), "≥ 0.6", yesNo(thr >= 0.6)},
 		{"broker CPU per PutSecret / direct client's (at saturation)", fmt.Sprintf("%.2f× (%.0f µs against %.0f µs)", cpu, brokerCPU, directCPU), "≤ 1.6×", yesNo(cpu > 0 && cpu <= 1.6)},
 		{"new upstream connections per 1,000 broker gRPC PutSecrets, at saturation / at the fixed rate",
@@ -817,6 +848,17 @@ func (r compareResult) ratios() [][4]string {
 		{fmt.Sprintf("p99 at %d calls/s, broker gRPC PutSecret minus direct client", r.rate),
 			fmt.Sprintf("%+.2f ms (%.2f ms against %.2f ms, %.1f×)", bp99-dp99, bp99, dp99, div(bp99, dp99)), "≤ +5 ms", yesNo(bp99 > 0 && bp99-dp99 <= 5)},
 	}
+	// The paths each row compares; a row with one not measured (--paths)
+	// says so instead of a ratio of nothing.
+	needs := [][]string{{pathDirect}, {pathDirect}, {pathDirect}, {pathGatewayPut}, {pathGRPCKey, pathGatewayKey}, {pathDirect}}
+	for i, paths := range needs {
+		for _, p := range paths {
+			if _, ok := r.sat[p]; !ok {
+				rows[i][1], rows[i][3] = "not measured (--paths)", "–"
+			}
+		}
+	}
+	return rows
 }
 
 func isBrokerPath(path string) bool { return strings.HasPrefix(path, "broker ") }

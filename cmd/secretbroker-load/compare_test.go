@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +176,25 @@ func TestParseProcStat(t *testing.T) {
 	}
 	if got := (cpuTimes{busy: 450, all: 900}).busySince(cpuTimes{}); got != 0 {
 		t.Errorf("busySince an unread start: %v, want 0", got)
+	}
+}
+
+func TestSelectPaths(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    []string
+		wantErr bool
+	}{
+		{"", comparePaths(), false},
+		{"grpc-put", []string{pathGRPCPut}, false},
+		{"gateway-key, direct", []string{pathDirect, pathGRPCPut, pathGatewayKey}, false},
+		{"seal,seal", []string{pathSeal, pathGRPCPut}, false},
+		{"grpc", nil, true},
+		{"direct,", nil, true},
+	} {
+		got, err := selectPaths(tc.in)
+		if (err != nil) != tc.wantErr || !slices.Equal(got, tc.want) {
+			t.Errorf("selectPaths(%q) = %q, %v; want %q (error %v)", tc.in, got, err, tc.want, tc.wantErr)
+		}
 	}
 }

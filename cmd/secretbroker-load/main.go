@@ -78,7 +78,9 @@
 // twice the broker's saturation throughput (or --overload-rate calls a
 // second) for --duration and probes until its p50 is back to normal; it
 // also reports the CPUs each process and the whole machine used during the
-// flood, and how late this process started the admitted calls. It prints the medians, with CPU per call of
+// flood, and how late this process started the admitted calls. --paths
+// measures some of the paths only (the gRPC PutSecret always), for quicker
+// experiments. It prints the medians, with CPU per call of
 // the broker, this process and the emulator, new upstream connections per
 // 1,000 calls, and the ratios issue 12 sets targets for.
 //

@@ -67,7 +67,7 @@ func TestLoadConfig(t *testing.T) {
 		MaxConcurrentCalls:        512,
 		MaxInflightBytes:          32 << 20,
 		SharedPacing:              SharedPacing{UpstreamWritesPerMinute: 80, UpstreamWritesPerHour: 500, ExpectedReplicas: 1},
-		Shedding:                  Shedding{UpstreamMaxQueue: 1000, MaxQueueWait: 5 * time.Minute, MaxWorkingCalls: 4 * runtime.GOMAXPROCS(0), MaxWaitingCalls: 16 * runtime.GOMAXPROCS(0)},
+		Shedding:                  Shedding{UpstreamMaxQueue: 1000, MaxQueueWait: 5 * time.Minute, MaxWorkingCalls: 16 * runtime.GOMAXPROCS(0), MaxWaitingCalls: 16 * runtime.GOMAXPROCS(0)},
 	}
 	with := func(f func(*Config)) Config {
 		c := defaults

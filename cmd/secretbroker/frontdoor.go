@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -278,7 +279,7 @@ func newFrontDoor(ctx context.Context, cfg Config, logger *slog.Logger) (*frontD
 		reflectionOpen: cfg.ReflectionUnauthenticated,
 		limits:         newCallLimits(cfg.CallerRPS, cfg.CallerBurst, cfg.CallerMaxConcurrent, cfg.MaxConcurrentCalls),
 		shed:           newShed(cfg),
-		working:        newWorkingCalls(cfg.MaxWorkingCalls, cfg.MaxWaitingCalls),
+		working:        newWorkingCalls(cfg.MaxWorkingCalls, overloadWorkingPerCPU*runtime.GOMAXPROCS(0), cfg.MaxWaitingCalls),
 		inflight:       semaphore.NewWeighted(cfg.MaxInflightBytes),
 		log:            logger.With(slog.String("component", "frontdoor")),
 	}

@@ -44,19 +44,20 @@ type Shedding struct {
 	// MaxWorkingCalls is the most calls at work at once: calls in
 	// progress that are not waiting for the GitHub pacer (working.go); one
 	// more waits for a place (MaxWaitingCalls). Flag --max-working-calls.
-	// Default 4 per CPU (GOMAXPROCS): enough to keep the CPUs busy while
-	// some calls wait for GitHub's answers (the load command's saturation
-	// throughput is the same as with 16 per CPU), few enough that under
-	// overload an admitted call waits for a CPU milliseconds, not seconds
-	// (docs/BENCHMARKS.md, issue 12). Calls waiting for GitHub's budget
+	// Default 16 per CPU (GOMAXPROCS): enough to keep the CPUs busy while
+	// some calls wait for GitHub's answers, and for a client's burst of a
+	// few dozen calls to go through without a wait. While the queue
+	// overflows (overload), 1 per CPU is (working.go), so that an admitted
+	// call waits for a CPU milliseconds, not seconds (docs/BENCHMARKS.md,
+	// issue 12). Calls waiting for GitHub's budget
 	// do not count; --max-concurrent-calls bounds all calls in progress.
 	// 0 turns the bound off.
 	MaxWorkingCalls int
 	// MaxWaitingCalls is the most calls waiting for a place among the
 	// calls at work (working.go): each waits at most 50 ms, and when one
 	// more arrives the oldest is refused with RESOURCE_EXHAUSTED and a
-	// RetryInfo (and for 50 ms the newest is served first, with a quarter
-	// of MaxWorkingCalls at work and as many waiting). Flag --max-waiting-calls. Default 16 per CPU: a client's
+	// RetryInfo (and for 50 ms the newest is served first, with one call
+	// per CPU at work and as many waiting). Flag --max-waiting-calls. Default 16 per CPU: a client's
 	// burst of a few dozen calls waits its turn instead of being refused.
 	// 0: a call over MaxWorkingCalls is refused at once.
 	MaxWaitingCalls int
@@ -68,7 +69,7 @@ const (
 	defaultMaxQueueWait     = 5 * time.Minute
 	defaultShedSchedLatency = 0
 	// defaultWorkingPerCPU is MaxWorkingCalls's default per GOMAXPROCS.
-	defaultWorkingPerCPU = 4
+	defaultWorkingPerCPU = 16
 	defaultWaitingPerCPU = 16
 )
 
@@ -79,7 +80,7 @@ func (s *Shedding) register(fs *flag.FlagSet) {
 	fs.DurationVar(&s.MaxQueueWait, "max-queue-wait", defaultMaxQueueWait,
 		"longest a call's GitHub request waits for the pacer, with or without a deadline (background operations exempt); longer waits are refused at once with RESOURCE_EXHAUSTED; 0 turns the bound off")
 	fs.IntVar(&s.MaxWorkingCalls, "max-working-calls", defaultWorkingPerCPU*runtime.GOMAXPROCS(0),
-		"most calls at work at once (in progress and not waiting for the GitHub pacer); more wait for a place (--max-waiting-calls); default 4 per CPU; 0 turns the bound off")
+		"most calls at work at once (in progress and not waiting for the GitHub pacer); more wait for a place (--max-waiting-calls); 1 per CPU while that queue overflows; default 16 per CPU; 0 turns the bound off")
 	fs.IntVar(&s.MaxWaitingCalls, "max-waiting-calls", defaultWaitingPerCPU*runtime.GOMAXPROCS(0),
 		"most calls waiting (50 ms at most) for a place among the calls at work; when one more arrives the oldest is refused with RESOURCE_EXHAUSTED; default 16 per CPU; 0 refuses a call over --max-working-calls at once")
 	fs.DurationVar(&s.ShedSchedLatency, "shed-sched-latency", defaultShedSchedLatency,

@@ -17,7 +17,7 @@ import (
 // queue: first come, first served, until the queue overflows; then the
 // oldest waiting call is refused in favour of the newcomer and, for
 // maxWait after an overflow, the newest waiting call is served first, the
-// bound is a quarter of itself (overloadDivisor) and the queue as short,
+// bound is one call per CPU (overloadWorkingPerCPU) and the queue as short,
 // so that under overload the calls admitted are the ones that arrived last
 // and keep their normal latency, while the excess is refused within
 // maxWait (adaptive LIFO, as in Facebook's "Fail at Scale"). A refused
@@ -48,22 +48,23 @@ type workingCalls struct {
 // millisecond of CPU or so) to take its turn instead of being refused.
 const workQueueWait = 50 * time.Millisecond
 
-// overloadDivisor divides the bound while the queue overflows: the calls
-// arriving then are more than the broker can serve, and every CPU the
-// admitted calls leave free (4 per CPU at work become 1) is one the
-// refusals, the callers and GitHub's side use without delaying them. On
-// the 2-core development machine, at twice the saturation throughput, the
-// admitted calls' p99 was 13–16 ms with 8 at work and 5.5 ms with 2, for a
-// third less throughput (docs/BENCHMARKS.md, issue 12).
-const overloadDivisor = 4
+// overloadWorkingPerCPU is the bound on calls at work per CPU while the
+// queue overflows: the calls arriving then are more than the broker can
+// serve, and every CPU the admitted calls leave free is one the refusals,
+// the callers and GitHub's side use without delaying them. On the 2-core
+// development machine, at twice the saturation throughput, the admitted
+// calls' p99 was 13–16 ms with 8 at work and 5.5 ms with 2, for a third
+// less throughput (docs/BENCHMARKS.md, issue 12).
+const overloadWorkingPerCPU = 1
 
 // newWorkingCalls returns the bound, or nil when limit is 0 (off): limit
-// calls at work, maxQueue more waiting for a place.
-func newWorkingCalls(limit, maxQueue int) *workingCalls {
+// calls at work (tight while the queue overflows, at most limit), maxQueue
+// more waiting for a place.
+func newWorkingCalls(limit, tight, maxQueue int) *workingCalls {
 	if limit <= 0 {
 		return nil
 	}
-	return &workingCalls{limit: limit, tight: max(limit/overloadDivisor, 1), maxQueue: max(maxQueue, 0),
+	return &workingCalls{limit: limit, tight: min(max(tight, 1), limit), maxQueue: max(maxQueue, 0),
 		maxWait: workQueueWait, byCaller: map[string]int{}}
 }
 

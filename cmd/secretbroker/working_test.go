@@ -22,7 +22,7 @@ import (
 // the first request that waits until the last one stops waiting.
 func TestWorkingCalls(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := newWorkingCalls(2, 0) // no queue: over the bound is refused at once
+		w := newWorkingCalls(2, 2, 0) // no queue: over the bound is refused at once
 		p, err := pace.New(pace.Config{MaxInFlight: 1})
 		if err != nil {
 			t.Fatal(err)
@@ -130,7 +130,7 @@ func TestWorkingQueue(t *testing.T) {
 	// call of "f" and returns its answer's channel once it waits or is
 	// answered.
 	setup := func(t *testing.T) (*workingCalls, *workSlot, func(context.Context) chan answer) {
-		w := newWorkingCalls(1, 2)
+		w := newWorkingCalls(1, 1, 2)
 		first, refused := w.admit(t.Context(), "f")
 		if refused != nil {
 			t.Fatal("the first call refused")
@@ -167,7 +167,7 @@ func TestWorkingQueue(t *testing.T) {
 		a := <-ch
 		ch <- a
 		if a.slot == nil {
-			return &workSlot{w: newWorkingCalls(1, 0)}
+			return &workSlot{w: newWorkingCalls(1, 1, 0)}
 		}
 		return a.slot
 	}
@@ -227,7 +227,7 @@ func TestWorkingQueue(t *testing.T) {
 	})
 	t.Run("overflow: the oldest give way, the newest first, fewer at work", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			w := newWorkingCalls(8, 4) // while overflowing: 2 at work, 2 waiting
+			w := newWorkingCalls(8, 2, 4) // while overflowing: 2 at work, 2 waiting
 			var held []*workSlot
 			for range 8 {
 				s, refused := w.admit(t.Context(), "f")
@@ -302,7 +302,7 @@ func TestWorkingQueue(t *testing.T) {
 	})
 	t.Run("a caller's share is of the tight bound", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			w := newWorkingCalls(4, 2) // while overflowing: 1 at work, 1 waiting
+			w := newWorkingCalls(4, 1, 2) // while overflowing: 1 at work, 1 waiting
 			var held []*workSlot
 			for range 4 {
 				s, refused := w.admit(t.Context(), "f")
@@ -341,7 +341,7 @@ func TestWorkingQueue(t *testing.T) {
 	})
 	t.Run("a caller under its share never waits", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			w := newWorkingCalls(4, 4)
+			w := newWorkingCalls(4, 4, 4)
 			var held []*workSlot
 			for range 4 {
 				s, refused := w.admit(t.Context(), "flood")
