@@ -80,6 +80,5 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logs := newLineBatcher(stderr)
 	defer logs.Close()
 	logger := newLogger(cfg, logs)
-	tuneGC(os.LookupEnv, logger)
 	return run(ctx, cfg, logger, logs, nil)
 }
