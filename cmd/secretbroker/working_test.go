@@ -125,26 +125,36 @@ func TestWorkingQueue(t *testing.T) {
 		slot    *workSlot
 		refused bool
 	}
+	// fill admits n calls of caller, none of which may wait.
+	fill := func(t *testing.T, w *workingCalls, caller string, n int) []*workSlot {
+		t.Helper()
+		var held []*workSlot
+		for range n {
+			s, refused := w.admit(t.Context(), caller)
+			if refused != nil {
+				t.Fatalf("a call of %s refused under the bound or its share", caller)
+			}
+			held = append(held, s)
+		}
+		return held
+	}
+	// begin begins admitting a call of caller "f" and returns its
+	// answer's channel once it waits or is answered.
+	begin := func(ctx context.Context, w *workingCalls) chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			s, refused := w.admit(ctx, "f")
+			ch <- answer{s, refused != nil}
+		}()
+		synctest.Wait()
+		return ch
+	}
 	// setup returns a bound of one call at work and two waiting, with
-	// one call of caller "f" at work, and start, which begins admitting a
-	// call of "f" and returns its answer's channel once it waits or is
-	// answered.
+	// one call of caller "f" at work, and start (begin on that bound).
 	setup := func(t *testing.T) (*workingCalls, *workSlot, func(context.Context) chan answer) {
 		w := newWorkingCalls(1, 1, 2)
-		first, refused := w.admit(t.Context(), "f")
-		if refused != nil {
-			t.Fatal("the first call refused")
-		}
-		start := func(ctx context.Context) chan answer {
-			ch := make(chan answer, 1)
-			go func() {
-				s, refused := w.admit(ctx, "f")
-				ch <- answer{s, refused != nil}
-			}()
-			synctest.Wait()
-			return ch
-		}
-		return w, first, start
+		first := fill(t, w, "f", 1)[0]
+		return w, first, func(ctx context.Context) chan answer { return begin(ctx, w) }
 	}
 	// state says whether ch has an answer: "waiting", "admitted" or
 	// "refused".
@@ -183,20 +193,26 @@ func TestWorkingQueue(t *testing.T) {
 		}
 	}
 
+	// wantOldestFirst: with first at work and b, then c, waiting for
+	// the one place, the place goes to b when first ends, then to c.
+	wantOldestFirst := func(t *testing.T, w *workingCalls, first *workSlot, b, c chan answer) {
+		t.Helper()
+		calls := map[string]chan answer{"b": b, "c": c}
+		want(t, w, 1, calls, map[string]string{"b": "waiting", "c": "waiting"})
+		first.release()
+		want(t, w, 1, calls, map[string]string{"b": "admitted", "c": "waiting"})
+		slot(b).release()
+		want(t, w, 1, calls, map[string]string{"b": "admitted", "c": "admitted"})
+		slot(c).release()
+		want(t, w, 0, calls, map[string]string{"b": "admitted", "c": "admitted"})
+	}
+
 	t.Run("oldest first", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w, first, start := setup(t)
 			b := start(t.Context())
 			time.Sleep(time.Millisecond)
-			c := start(t.Context())
-			calls := map[string]chan answer{"b": b, "c": c}
-			want(t, w, 1, calls, map[string]string{"b": "waiting", "c": "waiting"})
-			first.release()
-			want(t, w, 1, calls, map[string]string{"b": "admitted", "c": "waiting"})
-			slot(b).release()
-			want(t, w, 1, calls, map[string]string{"b": "admitted", "c": "admitted"})
-			slot(c).release()
-			want(t, w, 0, calls, map[string]string{"b": "admitted", "c": "admitted"})
+			wantOldestFirst(t, w, first, b, start(t.Context()))
 		})
 	})
 	t.Run("refused after maxWait", func(t *testing.T) {
@@ -228,21 +244,11 @@ func TestWorkingQueue(t *testing.T) {
 	t.Run("overflow: the oldest give way, the newest first, fewer at work", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w := newWorkingCalls(8, 2, 4) // while overflowing: 2 at work, 2 waiting
-			var held []*workSlot
-			for range 8 {
-				s, refused := w.admit(t.Context(), "f")
-				if refused != nil {
-					t.Fatal("under the bound and refused")
-				}
-				held = append(held, s)
-			}
+			held := fill(t, w, "f", 8)
 			calls := map[string]chan answer{}
 			states := map[string]string{}
 			admitOne := func(name string) {
-				ch := make(chan answer, 1)
-				go func() { s, refused := w.admit(t.Context(), "f"); ch <- answer{s, refused != nil} }()
-				synctest.Wait()
-				calls[name], states[name] = ch, "waiting"
+				calls[name], states[name] = begin(t.Context(), w), "waiting"
 			}
 			for _, name := range []string{"b", "c", "d", "e"} {
 				admitOne(name)
@@ -277,13 +283,7 @@ func TestWorkingQueue(t *testing.T) {
 			start(t.Context())        // overflow
 			time.Sleep(workQueueWait) // the two waiting are refused; the overflow is maxWait ago
 			b := start(t.Context())
-			c := start(t.Context())
-			calls := map[string]chan answer{"b": b, "c": c}
-			want(t, w, 1, calls, map[string]string{"b": "waiting", "c": "waiting"})
-			first.release()
-			want(t, w, 1, calls, map[string]string{"b": "admitted", "c": "waiting"})
-			slot(b).release()
-			slot(c).release()
+			wantOldestFirst(t, w, first, b, start(t.Context()))
 		})
 	})
 	t.Run("a place freed by a wait for the pacer", func(t *testing.T) {
@@ -303,20 +303,8 @@ func TestWorkingQueue(t *testing.T) {
 	t.Run("a caller's share is of the tight bound", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w := newWorkingCalls(4, 1, 2) // while overflowing: 1 at work, 1 waiting
-			var held []*workSlot
-			for range 4 {
-				s, refused := w.admit(t.Context(), "f")
-				if refused != nil {
-					t.Fatal("under the bound and refused")
-				}
-				held = append(held, s)
-			}
-			admitOne := func() chan answer {
-				ch := make(chan answer, 1)
-				go func() { s, refused := w.admit(t.Context(), "f"); ch <- answer{s, refused != nil} }()
-				synctest.Wait()
-				return ch
-			}
+			held := fill(t, w, "f", 4)
+			admitOne := func() chan answer { return begin(t.Context(), w) }
 			b, c := admitOne(), admitOne()
 			d := admitOne() // overflow: b and c give way
 			calls := map[string]chan answer{"b": b, "c": c, "d": d}
@@ -342,22 +330,9 @@ func TestWorkingQueue(t *testing.T) {
 	t.Run("a caller under its share never waits", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w := newWorkingCalls(4, 4, 4)
-			var held []*workSlot
-			for range 4 {
-				s, refused := w.admit(t.Context(), "flood")
-				if refused != nil {
-					t.Fatal("under the bound and refused")
-				}
-				held = append(held, s)
-			}
+			held := fill(t, w, "flood", 4)
 			// Two callers at work: the prober's share is 4/2 = 2.
-			for i := range 2 {
-				s, refused := w.admit(t.Context(), "prober")
-				if refused != nil {
-					t.Fatalf("the prober's call %d, under its share, refused", i+1)
-				}
-				held = append(held, s)
-			}
+			held = append(held, fill(t, w, "prober", 2)...)
 			third := make(chan bool, 1)
 			go func() { _, refused := w.admit(t.Context(), "prober"); third <- refused != nil }()
 			synctest.Wait()
