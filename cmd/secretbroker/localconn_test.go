@@ -40,8 +40,28 @@ const pairToken = "pair-token-PLANTED-6a41"
 // request's repository name says, and which records what each call saw.
 type scriptedService struct {
 	secretbrokerv1.UnimplementedSecretServiceServer
+	calls recorded[scriptedCall]
+}
+
+// recorded collects what a test's fakes saw, from any goroutine.
+type recorded[T any] struct {
 	mu    sync.Mutex
-	calls []scriptedCall
+	items []T
+}
+
+func (r *recorded[T]) add(v T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.items = append(r.items, v)
+}
+
+// take returns what was added since the last take.
+func (r *recorded[T]) take() []T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	items := r.items
+	r.items = nil
+	return items
 }
 
 // scriptedCall is what the service saw of one call.
@@ -80,18 +100,10 @@ func (s *scriptedService) record(ctx context.Context, req proto.Message) {
 	if ctx.Value(http.ServerContextKey) != nil {
 		c.values = append(c.values, "http.ServerContextKey")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls = append(s.calls, c)
+	s.calls.add(c)
 }
 
-func (s *scriptedService) take() []scriptedCall {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	calls := s.calls
-	s.calls = nil
-	return calls
-}
+func (s *scriptedService) take() []scriptedCall { return s.calls.take() }
 
 func (s *scriptedService) GetPublicKey(ctx context.Context, req *secretbrokerv1.GetPublicKeyRequest) (*secretbrokerv1.PublicKey, error) {
 	s.record(ctx, req)
@@ -144,8 +156,7 @@ func (s *scriptedService) PutSecret(ctx context.Context, req *secretbrokerv1.Put
 
 // statsRecorder is a stats.Handler that records the events of each call.
 type statsRecorder struct {
-	mu     sync.Mutex
-	events []string
+	events recorded[string]
 	ends   chan struct{} // one per End event
 }
 
@@ -203,19 +214,9 @@ func (r *statsRecorder) HandleRPC(ctx context.Context, s stats.RPCStats) {
 func (*statsRecorder) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
 func (*statsRecorder) HandleConn(context.Context, stats.ConnStats)                       {}
 
-func (r *statsRecorder) add(ev string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
-}
+func (r *statsRecorder) add(ev string) { r.events.add(ev) }
 
-func (r *statsRecorder) take() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	ev := r.events
-	r.events = nil
-	return ev
-}
+func (r *statsRecorder) take() []string { return r.events.take() }
 
 // sortedMD is md as a sorted "k=v1,v2" list.
 func sortedMD(md metadata.MD) []string {

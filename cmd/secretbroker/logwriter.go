@@ -87,12 +87,9 @@ func (b *lineBatcher) run() {
 	}
 }
 
-// Close writes what is pending and ends the writing goroutine.
+// Close writes what is pending and ends the writing goroutine; it is
+// called once.
 func (b *lineBatcher) Close() {
-	select {
-	case <-b.stop:
-	default:
-		close(b.stop)
-	}
+	close(b.stop)
 	<-b.done
 }

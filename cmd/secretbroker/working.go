@@ -10,9 +10,9 @@ import (
 )
 
 // workingCalls bounds the calls at work at once: admitted calls that use
-// the broker's CPUs (authentication, decoding, sealing, encoding), not
-// those waiting for the upstream pacer or for GitHub's answer (the pacer's
-// own bounds limit those: --upstream-max-in-flight, --upstream-max-queue,
+// the broker's CPUs (authentication, decoding, sealing, encoding) or have
+// a request in flight to GitHub, not those waiting for the upstream pacer
+// (the pacer's own bounds limit those: --upstream-max-queue,
 // --max-queue-wait). A call over the bound waits for a place in a short
 // queue: first come, first served, until the queue overflows; then the
 // oldest waiting call is refused in favour of the newcomer and, for
@@ -38,8 +38,7 @@ type workingCalls struct {
 	byCaller   map[string]int // calls at work by caller (fairness key), none at 0
 	head, tail *waiter        // calls waiting for a place, oldest first
 	waiting    int            // calls in the queue
-	overflowed time.Time      // when the queue last overflowed
-	overloaded bool           // overflowed is less than maxWait ago, as far as limitLocked knows
+	overflowed time.Time      // when the queue last overflowed; zero once that is maxWait ago
 }
 
 // workQueueWait is the longest a call waits for a place among the calls
@@ -70,8 +69,7 @@ func newWorkingCalls(limit, tight, maxQueue int) *workingCalls {
 
 // workSlot is one admitted call's place among the calls at work. It is
 // the call's upstream.Idler: from the first of the call's requests that
-// waits (for the pacer or for GitHub's answer) until the last one stops
-// waiting, the place is free for another call (a batch, whose items take
+// waits for the pacer until the last one stops waiting, the place is free for another call (a batch, whose items take
 // their turns one after another, mostly waits; its sealing has a bound of
 // its own). A call that resumes work is never refused, so busy may
 // briefly exceed limit.
@@ -112,7 +110,6 @@ func (w *workingCalls) admit(ctx context.Context, caller string) (*workSlot, *re
 	}
 	if w.waiting >= w.queueBoundLocked() { // overflow: the oldest give way
 		w.overflowed = time.Now()
-		w.overloaded = true
 		for bound := w.queueBoundLocked(); w.waiting >= bound; {
 			w.decideLocked(w.head, false)
 		}
@@ -142,9 +139,10 @@ func (w *workingCalls) admit(ctx context.Context, caller string) (*workSlot, *re
 
 // underShareLocked reports whether caller has fewer calls at work than
 // its share of the bound now (limit): limit divided among the callers at
-// work, caller counted (at least one call). Such a call never waits, so that a caller
-// with a call or two at a time is not held behind another caller's flood;
-// the bound is then exceeded by at most each caller's share.
+// work, caller counted (at least one call). Such a call never waits, so
+// that a caller with a call or two at a time is not held behind another
+// caller's flood; the bound is then exceeded by at most each caller's
+// share.
 func (w *workingCalls) underShareLocked(caller string, limit int) bool {
 	n, callers := w.byCaller[caller], len(w.byCaller)
 	if n == 0 {
@@ -187,13 +185,23 @@ func (w *workingCalls) decideLocked(q *waiter, admit bool) {
 	close(q.ready)
 }
 
-// limitLocked is the bound now: tight for maxWait after the queue
-// overflowed, else limit.
-func (w *workingCalls) limitLocked() int {
-	if w.overloaded && time.Since(w.overflowed) >= w.maxWait {
-		w.overloaded = false
+// overloadedLocked reports whether the queue overflowed less than maxWait
+// ago (and forgets an older overflow, so that the clock is read only
+// during one).
+func (w *workingCalls) overloadedLocked() bool {
+	if w.overflowed.IsZero() {
+		return false
 	}
-	if w.overloaded {
+	if time.Since(w.overflowed) < w.maxWait {
+		return true
+	}
+	w.overflowed = time.Time{}
+	return false
+}
+
+// limitLocked is the bound now: tight while overloaded, else limit.
+func (w *workingCalls) limitLocked() int {
+	if w.overloadedLocked() {
 		return w.tight
 	}
 	return w.limit
@@ -204,7 +212,7 @@ func (w *workingCalls) limitLocked() int {
 // that a call admitted then has waited for at most that many others
 // (and at the flood's end those left wait no longer).
 func (w *workingCalls) queueBoundLocked() int {
-	if w.overloaded {
+	if w.overloadedLocked() {
 		return min(w.maxQueue, w.tight)
 	}
 	return w.maxQueue
@@ -217,10 +225,14 @@ func (w *workingCalls) grantLocked() {
 	if w.waiting == 0 {
 		return
 	}
-	limit := w.limitLocked()
+	overloaded := w.overloadedLocked()
+	limit := w.limit
+	if overloaded {
+		limit = w.tight
+	}
 	for w.waiting > 0 && w.busy < limit {
 		q := w.head
-		if w.overloaded {
+		if overloaded {
 			q = w.tail
 		}
 		w.decideLocked(q, true)
