@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"os"
@@ -36,6 +37,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/secretbroker/secretbroker/cmd/internal/heapfloor"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 )
 
@@ -93,6 +95,7 @@ func otherScenarios() []string { return []string{"batches", "compare"} }
 
 // options is what one run does.
 type options struct {
+	selfHeapFloor    int64 // this process's heap floor; 0: Go's collector as it is (GOGC set)
 	scenarios        []string
 	duration         time.Duration
 	floodConcurrency int
@@ -220,7 +223,30 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// This process is the callers: at thousands of calls a second its
+	// collector, under Go's default, ran dozens of times a second, and its
+	// pauses and mark assists delayed the calls it timed, counted as the
+	// broker's latency (docs/BENCHMARKS.md, issue 12). It gets the heap
+	// floor the broker has by default; the broker and the emulator run
+	// with their own settings.
+	_, gogcSet := os.LookupEnv("GOGC")
+	if !gogcSet {
+		o.selfHeapFloor = selfHeapFloor
+	}
+	defer heapfloor.Start(o.selfHeapFloor, gogcSet, slog.New(slog.DiscardHandler))()
 	return run(ctx, o, stdout, stderr)
+}
+
+// selfHeapFloor is the load command's own heap floor (heapfloor.Start).
+const selfHeapFloor = 256 << 20
+
+// selfCollector says how this process's collector ran.
+func selfCollector(floor int64) string {
+	if floor == 0 {
+		return " This process's collector ran as GOGC in the environment says."
+	}
+	return fmt.Sprintf(" This process (the callers) ran its collector with a %d MiB heap floor (cmd/internal/heapfloor; "+
+		"GOGC in the environment turns it off), so that its own collections are not timed as the broker's latency.", floor>>20)
 }
 
 // run runs o's scenarios, each against a fresh broker.
@@ -238,8 +264,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		flags = fmt.Sprintf(" Broker flags: `%s`.", strings.Join(env.brokerFlags(placeholderAddr, placeholderAddr), " "))
 	}
 	fmt.Fprintf(stdout, "Machine: %d CPUs, load average at start %s.%s "+
-		"MB are 10^6 bytes; RSS is VmRSS and peak RSS VmHWM from /proc/PID/status.\n\n",
-		runtime.NumCPU(), firstFields(string(load), 3), flags)
+		"MB are 10^6 bytes; RSS is VmRSS and peak RSS VmHWM from /proc/PID/status.%s\n\n",
+		runtime.NumCPU(), firstFields(string(load), 3), flags, selfCollector(o.selfHeapFloor))
 
 	for _, s := range o.scenarios {
 		if err := ctx.Err(); err != nil {

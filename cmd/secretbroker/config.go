@@ -240,6 +240,14 @@ type Config struct {
 	// 32 MiB; at least maxRequestBytes.
 	MaxInflightBytes int64
 
+	// GCHeapFloor is the heap size below which the collector does not run
+	// (cmd/internal/heapfloor): after each collection GOGC is set so that the next
+	// starts when the heap reaches it, never below Go's 100, and it is
+	// held to a quarter of GOMEMLIMIT. Flag --gc-heap-floor. Default
+	// 64 MiB; 0, or GOGC set in the environment, leaves Go's collector
+	// as it is.
+	GCHeapFloor int64
+
 	// TracesExporter is the span exporter the environment asks for:
 	// OTEL_TRACES_EXPORTER ("otlp", "console" or "none") when set, else
 	// "otlp" when OTEL_EXPORTER_OTLP_ENDPOINT or
@@ -288,6 +296,7 @@ const (
 	defaultCallerMaxConcurrent       = 32
 	defaultMaxConcurrentCalls        = 512
 	defaultMaxInflightBytes          = 32 << 20
+	defaultGCHeapFloor               = 64 << 20
 )
 
 // loadConfig builds the configuration from the command-line arguments
@@ -396,6 +405,8 @@ Flags:
 		"most calls in progress across all callers; 0 turns the limit off")
 	fs.Int64Var(&cfg.MaxInflightBytes, "max-inflight-bytes", defaultMaxInflightBytes,
 		"most `bytes` of requests in progress at once across all callers")
+	fs.Int64Var(&cfg.GCHeapFloor, "gc-heap-floor", defaultGCHeapFloor,
+		"heap `bytes` below which Go's collector does not run (GOGC retuned after each collection, never below 100; held to a quarter of GOMEMLIMIT); 0, or GOGC in the environment, leaves the collector as it is")
 
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -664,6 +675,9 @@ func (c *Config) validateFrontDoor() error {
 	if c.CallerRPS > 0 && c.CallerBurst < 1 {
 		return errors.New("--caller-burst must be at least 1 when --caller-rps is set")
 	}
+	if c.GCHeapFloor < 0 {
+		return errors.New("--gc-heap-floor must be 0 (off) or a positive number of bytes")
+	}
 	if c.MaxInflightBytes < maxRequestBytes {
 		return fmt.Errorf("--max-inflight-bytes must be at least %d, the largest request", maxRequestBytes)
 	}
@@ -779,6 +793,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("caller_max_concurrent", c.CallerMaxConcurrent),
 		slog.Int("max_concurrent_calls", c.MaxConcurrentCalls),
 		slog.Int64("max_inflight_bytes", c.MaxInflightBytes),
+		slog.Int64("gc_heap_floor", c.GCHeapFloor),
 		slog.Duration("shed_sched_latency", c.ShedSchedLatency),
 		slog.Int("max_working_calls", c.MaxWorkingCalls),
 		slog.Int("max_waiting_calls", c.MaxWaitingCalls),

@@ -66,6 +66,7 @@ func TestLoadConfig(t *testing.T) {
 		CallerMaxConcurrent:       32,
 		MaxConcurrentCalls:        512,
 		MaxInflightBytes:          32 << 20,
+		GCHeapFloor:               64 << 20,
 		SharedPacing:              SharedPacing{UpstreamWritesPerMinute: 80, UpstreamWritesPerHour: 500, ExpectedReplicas: 1},
 		Shedding:                  Shedding{UpstreamMaxQueue: 1000, MaxQueueWait: 5 * time.Minute, MaxWorkingCalls: 16 * runtime.GOMAXPROCS(0), MaxWaitingCalls: 16 * runtime.GOMAXPROCS(0)},
 	}

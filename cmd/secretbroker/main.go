@@ -39,6 +39,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/secretbroker/secretbroker/cmd/internal/heapfloor"
 )
 
 func main() {
@@ -80,5 +82,10 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logs := newLineBatcher(stderr)
 	defer logs.Close()
 	logger := newLogger(cfg, logs)
+	// The process's collector is tuned here, not in run, which tests
+	// start many times in one process.
+	_, gogcSet := os.LookupEnv("GOGC")
+	stopFloor := heapfloor.Start(cfg.GCHeapFloor, gogcSet, logger)
+	defer stopFloor()
 	return run(ctx, cfg, logger, logs, nil)
 }
