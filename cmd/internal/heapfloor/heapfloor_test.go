@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 func TestPercentFor(t *testing.T) {
@@ -103,19 +102,23 @@ func (f *fakeGOGC) knobs() gcKnobs {
 	}
 }
 
-// nextSet runs a collection and returns the value the floor then sets
-// GOGC to. Cleanups run on their own goroutine after the collection that
-// frees their object; the minute is only a bound on a broken hook.
+// nextSet runs collections until the tuner sets GOGC, and returns the
+// value. A cleanup runs on its own goroutine after the collection that
+// frees its object, usually before the next one ends; a thousand are
+// only a bound on a broken hook.
 func nextSet(t *testing.T, f *fakeGOGC) int {
 	t.Helper()
-	runtime.GC()
-	select {
-	case p := <-f.set:
-		return p
-	case <-time.After(time.Minute):
-		t.Fatal("GOGC was not set after a collection")
-		return 0
+	for range 1000 {
+		runtime.GC()
+		select {
+		case p := <-f.set:
+			return p
+		default:
+			runtime.Gosched()
+		}
 	}
+	t.Fatal("GOGC was not set after 1,000 collections")
+	return 0
 }
 
 // setNow returns the value GOGC was set to by what just ran.
