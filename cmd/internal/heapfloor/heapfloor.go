@@ -111,13 +111,13 @@ func Start(floor int64, gogcSet bool, logger *slog.Logger) (stop func()) {
 	}
 	eff := Within(floor, debug.SetMemoryLimit(-1))
 	logger.Info("collector: heap floor", slog.Int64("bytes", eff))
-	h := newFloor(uint64(eff), liveHeapBytes, gcKnobs{setPercent: debug.SetGCPercent, setLimit: debug.SetMemoryLimit})
+	h := newTuner(uint64(eff), liveHeapBytes, gcKnobs{setPercent: debug.SetGCPercent, setLimit: debug.SetMemoryLimit})
 	return h.stop
 }
 
-// newFloor tunes the collector once for the live heap now and then
+// newTuner tunes the collector once for the live heap now and then
 // after each collection.
-func newFloor(floor uint64, live func() uint64, knobs gcKnobs) *tuner {
+func newTuner(floor uint64, live func() uint64, knobs gcKnobs) *tuner {
 	h := &tuner{floor: floor, live: live, knobs: knobs, limit: knobs.setLimit(-1), percent: 100}
 	h.original = h.applyLocked(PercentFor(live(), floor))
 	h.arm()

@@ -139,7 +139,7 @@ func TestRetunesAfterEachCollection(t *testing.T) {
 	live.Store(1 * mib)
 	const before = 460 * mib // GOMEMLIMIT as the deployment sets it
 	f := newFakeGOGC(before, 128*mib)
-	h := newFloor(64*mib, live.Load, f.knobs())
+	h := newTuner(64*mib, live.Load, f.knobs())
 	steps := []struct {
 		live      uint64
 		percent   int
