@@ -229,11 +229,10 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// broker's latency (docs/BENCHMARKS.md, issue 12). It gets the heap
 	// floor the broker has by default; the broker and the emulator run
 	// with their own settings.
-	_, gogcSet := os.LookupEnv("GOGC")
-	if !gogcSet {
+	if _, gogcSet := os.LookupEnv("GOGC"); !gogcSet {
 		o.selfHeapFloor = selfHeapFloor
 	}
-	defer heapfloor.Start(o.selfHeapFloor, gogcSet, slog.New(slog.DiscardHandler))()
+	defer heapfloor.Start(o.selfHeapFloor, false, slog.New(slog.DiscardHandler))()
 	return run(ctx, o, stdout, stderr)
 }
 

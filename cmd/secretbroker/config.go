@@ -247,6 +247,9 @@ type Config struct {
 	// 64 MiB; 0, or GOGC set in the environment, leaves Go's collector
 	// as it is.
 	GCHeapFloor int64
+	// gogcSet records that GOGC is in the environment: the operator's
+	// choice, which the heap floor leaves alone.
+	gogcSet bool
 
 	// TracesExporter is the span exporter the environment asks for:
 	// OTEL_TRACES_EXPORTER ("otlp", "console" or "none") when set, else
@@ -437,6 +440,7 @@ Flags:
 	}
 	_, rpsFromEnv := lookupEnv(envName("caller-rps"))
 	cfg.callerRPSGiven = given["caller-rps"] || rpsFromEnv
+	_, cfg.gogcSet = lookupEnv("GOGC")
 	_, formatFromEnv := lookupEnv(envName("log-format"))
 	cfg.logFormatGiven = given["log-format"] || formatFromEnv
 	if err := cfg.applyDevLimits(given, lookupEnv); err != nil {
@@ -508,6 +512,9 @@ func (c *Config) validate() error {
 	}
 	if c.KeyTTL <= 0 {
 		return fmt.Errorf("--key-ttl must be positive, got %s", c.KeyTTL)
+	}
+	if c.GCHeapFloor < 0 {
+		return errors.New("--gc-heap-floor must be 0 (off) or a positive number of bytes")
 	}
 	if err := c.validateFrontDoor(); err != nil {
 		return err
@@ -674,9 +681,6 @@ func (c *Config) validateFrontDoor() error {
 	}
 	if c.CallerRPS > 0 && c.CallerBurst < 1 {
 		return errors.New("--caller-burst must be at least 1 when --caller-rps is set")
-	}
-	if c.GCHeapFloor < 0 {
-		return errors.New("--gc-heap-floor must be 0 (off) or a positive number of bytes")
 	}
 	if c.MaxInflightBytes < maxRequestBytes {
 		return fmt.Errorf("--max-inflight-bytes must be at least %d, the largest request", maxRequestBytes)

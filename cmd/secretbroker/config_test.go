@@ -358,6 +358,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "no attempt", args: []string{"--upstream-max-attempts=0"}, env: withToken, want: []string{"--upstream-max-attempts"}},
 		{name: "too many attempts", env: map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_UPSTREAM_MAX_ATTEMPTS": "21"}, want: []string{"--upstream-max-attempts", "between 1 and 20", "got 21"}},
 		{name: "zero key TTL", env: map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_KEY_TTL": "0s"}, want: []string{"--key-ttl"}},
+		{name: "negative heap floor", args: []string{"--gc-heap-floor=-1"}, env: withToken, want: []string{"--gc-heap-floor"}},
 		{
 			name: "bad log level",
 			args: []string{"--log-level=loud"},

@@ -84,8 +84,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logger := newLogger(cfg, logs)
 	// The process's collector is tuned here, not in run, which tests
 	// start many times in one process.
-	_, gogcSet := os.LookupEnv("GOGC")
-	stopFloor := heapfloor.Start(cfg.GCHeapFloor, gogcSet, logger)
+	stopFloor := heapfloor.Start(cfg.GCHeapFloor, cfg.gogcSet, logger)
 	defer stopFloor()
 	return run(ctx, cfg, logger, logs, nil)
 }
