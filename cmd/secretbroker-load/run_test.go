@@ -317,6 +317,22 @@ func TestLogScan(t *testing.T) {
 	}
 }
 
+// BenchmarkLogScanCallLine is the cost of one broker "gRPC call" line in
+// JSON, which the broker writes for every call the load phases send.
+func BenchmarkLogScanCallLine(b *testing.B) {
+	l := newLogScan([]string{plantedFlooder})
+	line := []byte(`{"time":"2026-11-28T02:40:00.123456789Z","level":"INFO","msg":"gRPC call","method":"/secretbroker.v1.SecretService/GetPublicKey",` +
+		`"resource":"repos/octo-org/hello-world/actions","code":"OK","duration_ms":0.041,"caller":"token:flooder",` +
+		`"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7"}` + "\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = l.Write(line)
+	}
+	if l.snapshot().callCodes["OK"] == 0 {
+		b.Fatal("no call counted")
+	}
+}
+
 func TestCommandLine(t *testing.T) {
 	got := commandLine([]string{"--scenario=flood", "--", "--log-level=warn", "a b", "it's"})
 	want := `go run ./cmd/secretbroker-load --scenario=flood -- --log-level=warn 'a b' 'it'\''s'`

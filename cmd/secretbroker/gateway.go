@@ -91,6 +91,7 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 		// gateway says so.
 		runtime.WithMetadata(callers.gatewayMetadata),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
+		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		runtime.WithErrorHandler(errorWithRetryAfter),
 		runtime.WithRoutingErrorHandler(g.routingError),
 		// A form POST is not a GET in disguise.
@@ -224,19 +225,33 @@ func tooLarge(limit int64) error {
 		status.Errorf(codes.InvalidArgument, "request body is larger than the %s limit", size))
 }
 
-// incomingHeader is runtime.DefaultHeaderMatcher without the metadata the
-// gateway sets itself: a caller's Grpc-Metadata-X-Secretbroker-Caller
-// header would otherwise reach the gRPC server beside the gateway's own.
-// The Authorization header still reaches it as "authorization"
-// (grpc-gateway passes that header on whatever the matcher says), and is
-// the only source of it: Grpc-Metadata-Authorization would add a second
-// value.
+// incomingHeader forwards a caller's Grpc-Metadata-* headers as metadata
+// (runtime.DefaultHeaderMatcher's rule), except the metadata the gateway
+// sets itself: a caller's Grpc-Metadata-X-Secretbroker-Caller header
+// would otherwise reach the gRPC server beside the gateway's own. The
+// Authorization header reaches it as "authorization" (grpc-gateway passes
+// that header on whatever the matcher says), and is the only source of
+// it: Grpc-Metadata-Authorization would add a second value. The standard
+// HTTP headers the default matcher also forwards, as "grpcgateway-"
+// keys, are not: nothing in the service reads them, and one of them
+// would be a second copy of the caller's bearer token.
 func incomingHeader(key string) (string, bool) {
 	md, ok := runtime.DefaultHeaderMatcher(key)
-	if !ok || reservedKey(md) {
+	if !ok || strings.HasPrefix(md, runtime.MetadataPrefix) || reservedKey(md) {
 		return "", false
 	}
 	return md, true
+}
+
+// outgoingHeader is grpc-gateway's default for the header metadata of an
+// answer (each key as a Grpc-Metadata-* header) without content-type,
+// which the gRPC transport sets on every answer and which says nothing
+// to a JSON caller: the answer's own Content-Type is the JSON one.
+func outgoingHeader(key string) (string, bool) {
+	if key == "content-type" {
+		return "", false
+	}
+	return runtime.MetadataHeaderPrefix + key, true
 }
 
 // reservedKey reports whether metadata key k, lowercased, is one only

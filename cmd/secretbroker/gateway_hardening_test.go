@@ -432,6 +432,23 @@ func TestGatewayHardening(t *testing.T) {
 		}
 	})
 
+	t.Run("answer headers", func(t *testing.T) {
+		// The gRPC transport's content-type is not an answer's header: a
+		// JSON caller gets the JSON Content-Type and nothing in its name.
+		a := send(t, b.http, b.httpAddr, gwRequest{method: http.MethodGet, path: "/v1/repos/octo-org/hello-world/actions/secrets/public-key"})
+		if a.code != http.StatusOK {
+			t.Fatalf("GET public-key = %d %s", a.code, a.raw)
+		}
+		if got := a.header.Get("Content-Type"); got != "application/json" {
+			t.Errorf("Content-Type = %q, want application/json", got)
+		}
+		for k, v := range a.header {
+			if strings.HasPrefix(k, runtime.MetadataHeaderPrefix) {
+				t.Errorf("answer header %s: %q, want no gRPC metadata the handler did not set", k, v)
+			}
+		}
+	})
+
 	t.Run("oversized body", func(t *testing.T) {
 		before := secretServiceCalls(b)
 		// Refused by its Content-Length, before any of it is read.
@@ -622,6 +639,14 @@ func TestGatewayHardeningBackend(t *testing.T) {
 		if got := md.Get("request-tag"); !slices.Equal(got, []string{"kept"}) {
 			t.Errorf("request-tag = %q, want other Grpc-Metadata- headers forwarded", got)
 		}
+		for k, v := range md {
+			if strings.HasPrefix(k, runtime.MetadataPrefix) {
+				t.Errorf("HTTP header %s = %q reached the gRPC server; no standard header is forwarded", k, v)
+			}
+			if k != "authorization" && slices.ContainsFunc(v, func(s string) bool { return strings.Contains(s, "hardening-token") }) {
+				t.Errorf("metadata %s holds the bearer token; only authorization may", k)
+			}
+		}
 	})
 
 	t.Run("refused requests never reach gRPC", func(t *testing.T) {
@@ -693,13 +718,31 @@ func TestGatewayIncomingHeader(t *testing.T) {
 		{"X-Secretbroker-Caller", ""}, // not forwarded by the default matcher either
 		{"Grpc-Metadata-X-Secretbrokerage", "X-Secretbrokerage"},
 		{"Grpc-Metadata-Request-Tag", "Request-Tag"},
-		{"Authorization", "grpcgateway-Authorization"},
-		{"Content-Type", "grpcgateway-Content-Type"},
+		{"Authorization", ""}, // reaches the server as "authorization" only
+		{"Content-Type", ""},
+		{"User-Agent", ""},
+		{"Grpc-Metadata-Grpcgateway-Authorization", ""},
 		{"X-Other", ""},
 	} {
 		got, ok := incomingHeader(tt.header)
 		if ok != (tt.want != "") || got != tt.want {
 			t.Errorf("incomingHeader(%q) = %q, %v; want %q", tt.header, got, ok, tt.want)
+		}
+	}
+}
+
+func TestGatewayOutgoingHeader(t *testing.T) {
+	for _, tt := range []struct {
+		key  string
+		want string // "" for dropped
+	}{
+		{"content-type", ""},
+		{"x-request-tag", "Grpc-Metadata-x-request-tag"},
+		{"content-length", "Grpc-Metadata-content-length"},
+	} {
+		got, ok := outgoingHeader(tt.key)
+		if ok != (tt.want != "") || got != tt.want {
+			t.Errorf("outgoingHeader(%q) = %q, %v; want %q", tt.key, got, ok, tt.want)
 		}
 	}
 }
