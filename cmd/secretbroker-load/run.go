@@ -903,10 +903,10 @@ func logField(line, key string) string {
 }
 
 // jsonLogFields returns the fields of a slog JSON line (none for a line
-// that is not JSON). It decodes into logFields, not a map: at thousands
-// of calls a second the broker writes a line for each, and decoding every
-// value of every line into a map cost this process about 5 µs of CPU per
-// call, counted as the callers' (docs/BENCHMARKS.md, issue 12).
+// that is not JSON). It decodes into logFields, not a map: the broker
+// writes a line for every call, and decoding every value into a map took
+// about twice the CPU (BenchmarkLogScanCallLine), counted as the callers'
+// (docs/BENCHMARKS.md, issue 12).
 func jsonLogFields(line string) logFields {
 	var f logFields
 	if err := json.Unmarshal([]byte(line), &f); err != nil {

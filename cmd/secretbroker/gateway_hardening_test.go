@@ -699,50 +699,42 @@ func TestGatewayHardeningBackend(t *testing.T) {
 	})
 }
 
-func TestGatewayIncomingHeader(t *testing.T) {
+// TestGatewayHeaderMatchers checks which HTTP headers become a call's
+// metadata (incomingHeader) and which header metadata becomes an answer's
+// headers (outgoingHeader).
+func TestGatewayHeaderMatchers(t *testing.T) {
 	if !strings.HasPrefix(mdCaller, reservedMetadataPrefix) || !strings.HasPrefix(mdGateway, reservedMetadataPrefix) {
 		t.Fatalf("%s and %s must start with %s for the gateway to drop callers' copies", mdCaller, mdGateway, reservedMetadataPrefix)
 	}
+	matchers := map[string]func(string) (string, bool){"incomingHeader": incomingHeader, "outgoingHeader": outgoingHeader}
 	for _, tt := range []struct {
-		header string
-		want   string // "" for dropped
+		matcher string
+		key     string
+		want    string // "" for dropped
 	}{
-		{"Grpc-Metadata-X-Secretbroker-Caller", ""},
-		{"Grpc-Metadata-X-Secretbroker-Gateway", ""},
-		{"grpc-metadata-x-secretbroker-gateway", ""},
-		{"Grpc-Metadata-X-SECRETBROKER-Anything", ""},
-		{"Grpc-Metadata-X-Secretbroker-Caller-Bin", ""},
-		{"Grpc-Metadata-Authorization", ""},
-		{"grpc-metadata-AUTHORIZATION", ""},
-		{"Grpc-Metadata-Authorization-Extra", "Authorization-Extra"},
-		{"X-Secretbroker-Caller", ""}, // not forwarded by the default matcher either
-		{"Grpc-Metadata-X-Secretbrokerage", "X-Secretbrokerage"},
-		{"Grpc-Metadata-Request-Tag", "Request-Tag"},
-		{"Authorization", ""}, // reaches the server as "authorization" only
-		{"Content-Type", ""},
-		{"User-Agent", ""},
-		{"Grpc-Metadata-Grpcgateway-Authorization", ""},
-		{"X-Other", ""},
+		{"incomingHeader", "Grpc-Metadata-X-Secretbroker-Caller", ""},
+		{"incomingHeader", "Grpc-Metadata-X-Secretbroker-Gateway", ""},
+		{"incomingHeader", "grpc-metadata-x-secretbroker-gateway", ""},
+		{"incomingHeader", "Grpc-Metadata-X-SECRETBROKER-Anything", ""},
+		{"incomingHeader", "Grpc-Metadata-X-Secretbroker-Caller-Bin", ""},
+		{"incomingHeader", "Grpc-Metadata-Authorization", ""},
+		{"incomingHeader", "grpc-metadata-AUTHORIZATION", ""},
+		{"incomingHeader", "Grpc-Metadata-Authorization-Extra", "Authorization-Extra"},
+		{"incomingHeader", "X-Secretbroker-Caller", ""}, // not forwarded by the default matcher either
+		{"incomingHeader", "Grpc-Metadata-X-Secretbrokerage", "X-Secretbrokerage"},
+		{"incomingHeader", "Grpc-Metadata-Request-Tag", "Request-Tag"},
+		{"incomingHeader", "Authorization", ""}, // reaches the server as "authorization" only
+		{"incomingHeader", "Content-Type", ""},
+		{"incomingHeader", "User-Agent", ""},
+		{"incomingHeader", "Grpc-Metadata-Grpcgateway-Authorization", ""},
+		{"incomingHeader", "X-Other", ""},
+		{"outgoingHeader", "content-type", ""}, // the gRPC transport's, not the answer's
+		{"outgoingHeader", "x-request-tag", "Grpc-Metadata-x-request-tag"},
+		{"outgoingHeader", "content-length", "Grpc-Metadata-content-length"},
 	} {
-		got, ok := incomingHeader(tt.header)
+		got, ok := matchers[tt.matcher](tt.key)
 		if ok != (tt.want != "") || got != tt.want {
-			t.Errorf("incomingHeader(%q) = %q, %v; want %q", tt.header, got, ok, tt.want)
-		}
-	}
-}
-
-func TestGatewayOutgoingHeader(t *testing.T) {
-	for _, tt := range []struct {
-		key  string
-		want string // "" for dropped
-	}{
-		{"content-type", ""},
-		{"x-request-tag", "Grpc-Metadata-x-request-tag"},
-		{"content-length", "Grpc-Metadata-content-length"},
-	} {
-		got, ok := outgoingHeader(tt.key)
-		if ok != (tt.want != "") || got != tt.want {
-			t.Errorf("outgoingHeader(%q) = %q, %v; want %q", tt.key, got, ok, tt.want)
+			t.Errorf("%s(%q) = %q, %v; want %q", tt.matcher, tt.key, got, ok, tt.want)
 		}
 	}
 }
