@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -183,5 +184,64 @@ func TestMetrics(t *testing.T) {
 	// Routes are templates: no concrete path of the calls above.
 	if strings.Contains(raw, "octo-org") || strings.Contains(raw, "hello-world") {
 		t.Errorf("the scrape holds a concrete path:\n%s", raw)
+	}
+}
+
+// TestGatewayMetricsIgnoreHost: the gateway's http_server_* series name
+// the listener as server_address and server_port, whatever Host header a
+// caller sends, so that callers cannot add series (each new one costs
+// memory, and past the SDK's cardinality limit every new series, a
+// legitimate one too, is folded into an overflow series).
+func TestGatewayMetricsIgnoreHost(t *testing.T) {
+	callers := writeFile(t, "callers.yaml", "callers:\n  - name: deployer\n    token_sha256: "+sha256Hex(deployerToken)+"\n")
+	b := startBroker(t, securedConfig(t, "--callers-file="+callers))
+	hosts := []string{"", "planted-host-one.example", "planted-host-two.example:4444", "[2001:db8::7]:5555"}
+	for _, host := range hosts {
+		req, err := http.NewRequest(http.MethodGet, "http://"+b.httpAddr+"/v1/repos/octo-org/hello-world/actions/secrets/public-key", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host != "" {
+			req.Host = host
+		}
+		req.Header.Set("Authorization", "Bearer "+deployerToken)
+		resp, err := b.http.Do(req)
+		if err != nil {
+			t.Fatalf("Host %q: %v", host, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	wantHost, wantPort, err := net.SplitHostPort(b.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams, raw := b.scrape(t)
+	for _, name := range []string{"http_server_request_duration_seconds", "http_server_request_body_size_bytes", "http_server_response_body_size_bytes"} {
+		f, ok := fams[name]
+		if !ok {
+			t.Errorf("%s: no such family", name)
+			continue
+		}
+		var calls uint64
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["server_address"] != wantHost || labels["server_port"] != wantPort {
+				t.Errorf("%s series with server_address %q, server_port %q; want the listener's %q, %q",
+					name, labels["server_address"], labels["server_port"], wantHost, wantPort)
+			}
+			calls += m.GetHistogram().GetSampleCount()
+		}
+		if calls != uint64(len(hosts)) {
+			t.Errorf("%s counts %d requests, want %d", name, calls, len(hosts))
+		}
+	}
+	for _, planted := range []string{"planted-host", "4444", "5555", "2001:db8"} {
+		if strings.Contains(raw, planted) {
+			t.Errorf("the scrape holds %q, from a caller's Host header", planted)
+		}
 	}
 }

@@ -331,6 +331,13 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 			otelhttp.NewHandler(gw, "gateway",
 				otelhttp.WithTracerProvider(tp),
 				otelhttp.WithMeterProvider(mp),
+				// server.address and server.port name the listener, not
+				// the caller's Host header: otelhttp puts both on every
+				// http_server_* series, so a header any caller chooses
+				// would add series until the SDK's cardinality limit,
+				// after which every new series, legitimate ones included,
+				// is folded into one overflow series.
+				otelhttp.WithServerName(httpLn.Addr().String()),
 				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 					return gatewaySpanName(r.Method)
 				})),
