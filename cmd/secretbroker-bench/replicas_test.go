@@ -27,7 +27,7 @@ func TestMeasureReplicas(t *testing.T) {
 		// Items go round robin to the scopes and to the replicas, so with
 		// 4 scopes each replica writes to 2: each key is fetched once,
 		// and each scope listed once at the end to read updated_at back.
-		if want := n + k + readBackPages(n, k); r.requests != want {
+		if want := brokerRequests(n, k, 2); r.requests != want {
 			t.Errorf("%d requests, want %d", r.requests, want)
 		}
 		if want := 39 * time.Second; r.minimum != want || r.elapsed != want {
