@@ -14,10 +14,13 @@ import (
 // nothing is stored: a malformed item, two items naming one secret, a
 // caller-sealed encrypted_value (see errSealedAsync), or items that
 // disagree on force (the operation writes all its items with one force).
-// Each item is then authorized (write) and its selected_repositories
-// resolved: items refused there are the operation's first results; the
-// others are its pending work, written in the order of the request by the
-// operation runner (judged unchanged, drifted or written as a batch is).
+// The intent record of the call is then written: an audit trail that
+// cannot be written refuses the call with UNAVAILABLE before anything goes
+// upstream or is stored. Each item is then authorized (write) and its
+// selected_repositories resolved: items refused there are the operation's
+// first results; the others are its pending work, written in the order of
+// the request by the operation runner (judged unchanged, drifted or
+// written as a batch is).
 func (s *Server) batchAsync(ctx context.Context, req *secretbrokerv1.BatchPutSecretsRequest) (*secretbrokerv1.BatchPutSecretsResponse, error) {
 	const op = "BatchPutSecrets"
 	reqs := req.GetRequests()
@@ -49,6 +52,14 @@ func (s *Server) batchAsync(ctx context.Context, req *secretbrokerv1.BatchPutSec
 		s.rejected(ctx, rpcBatchPut, indexOf(i), reqs[i].GetName(), errRepeated())
 		return nil, s.toStatus(ctx, op, itemArg(i, errRepeated()))
 	}
+	// Accepting the operation is a change: its intent record is written
+	// before anything goes upstream (selected_repositories names are
+	// resolved by listing), and when it cannot be written the call fails
+	// with UNAVAILABLE and no operation is stored.
+	_, call, err := s.begin(ctx, rpcBatchPut, nil, operationsCollection, nil)
+	if err != nil {
+		return nil, s.toStatus(ctx, op, err)
+	}
 	o := &state.Operation{Kind: state.KindBatchPutSecrets, Caller: callerOf(ctx), Owner: ownerOf(ctx, "")}
 	if len(reqs) > 0 {
 		o.Force = reqs[0].GetForce()
@@ -79,11 +90,16 @@ func (s *Server) batchAsync(ctx context.Context, req *secretbrokerv1.BatchPutSec
 		})
 	}
 	started, err := s.startOperation(ctx, op, o)
+	call.end(ctx, err)
 	if err != nil {
 		return nil, err
 	}
 	return &secretbrokerv1.BatchPutSecretsResponse{Operation: started}, nil
 }
+
+// operationsCollection is the resource of an async batch's own audit
+// records (the call that accepts the operation); its items have theirs.
+const operationsCollection = "operations"
 
 // errSealedAsync refuses a caller-sealed value in an async batch.
 var errSealedAsync = invalidArg("encrypted_value",

@@ -84,6 +84,18 @@ type syncPlan struct {
 	settings state.Settings
 	items    []*syncItem                // sorted by name
 	listing  map[string]upstream.Secret // the scope as planned, by upper-cased name
+	// call is the audited change of the whole call (not of a dry run):
+	// its intent record is written before anything goes upstream, its
+	// outcome when the call answers (see endCall).
+	call *change
+}
+
+// endCall writes the outcome record of the sync call as a whole, err
+// being what the call answers.
+func (p *syncPlan) endCall(ctx context.Context, err error) {
+	if p != nil && p.call != nil {
+		p.call.end(ctx, err)
+	}
 }
 
 // SyncSecrets makes a scope hold the given values; see the proto and
@@ -125,6 +137,7 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 	if req.GetDryRun() {
 		return resp, nil
 	}
+	defer plan.endCall(ctx, nil)
 	x := s.NewExecutor(state.KindSyncSecrets, plan.owner, plan.force)
 	x.seed(plan.scope, plan.listing) // the items judge against the plan's listing, not a second one
 	eachItem(runnable, func(i int) {
@@ -173,6 +186,7 @@ func (s *Server) syncAsync(ctx context.Context, req *secretbrokerv1.SyncSecretsR
 		o.Results = append(o.Results, itemResultOf(it))
 	}
 	started, err := s.startOperation(ctx, op, o)
+	plan.endCall(ctx, err)
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +264,28 @@ func parseSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*sy
 
 // planSync validates a sync, checks the caller may read the scope, and
 // plans each name from one listing of the scope and the broker's records.
-func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*syncPlan, error) {
+//
+// Access is judged before anything else about a secret, so that the plan
+// tells a caller nothing about a secret it may not touch:
+//   - A listed name the caller may not write is PERMISSION_DENIED and
+//     nothing more: no fingerprint is compared (an UNCHANGED answer would
+//     confirm a guess of the value), no record is looked at (no CONFLICT,
+//     no recorded_owner). Its action is CREATE or UPDATE, from the listing
+//     alone, when the caller may read the secret (what GetSecret would tell
+//     it), and SYNC_ACTION_UNSPECIFIED when it may not, whether or not the
+//     secret exists.
+//   - A secret the sync does not list appears (DELETE with prune, or
+//     FOREIGN) only when the caller may read it.
+//   - With prune (not a dry run), a record of the owner's secret gone from
+//     GitHub is dropped only when the caller may delete that secret, and
+//     the drop is audited like any other change.
+//
+// A sync that is not a dry run is a change: the intent record of the call
+// is written before the scope is listed, and when it cannot be written the
+// sync fails with UNAVAILABLE and nothing goes upstream. The caller ends
+// the call (plan.endCall) when it answers; planSync ends it itself when it
+// fails after the intent was written.
+func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (plan *syncPlan, err error) {
 	plan, desired, err := parseSync(ctx, req)
 	if err != nil {
 		s.rejected(ctx, rpcSyncSecrets, nil, req.GetParent(), err)
@@ -260,6 +295,20 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 	parent := scopeName(scope)
 	if err := s.check(ctx, rpcSyncSecrets, nil, verbRead, parent, s.maySome(ctx, verbRead, parent)); err != nil {
 		return nil, err
+	}
+	if !req.GetDryRun() {
+		// The call's own context is kept: the items record GitHub's
+		// answers in their own change records.
+		_, ch, err := s.begin(ctx, rpcSyncSecrets, nil, parent, nil)
+		if err != nil {
+			return nil, err
+		}
+		plan.call = ch
+		defer func() {
+			if err != nil {
+				ch.end(ctx, err)
+			}
+		}()
 	}
 	list, err := s.listScope(ctx, scope)
 	if err != nil {
@@ -276,35 +325,7 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 		byRes[recs[i].Name] = &recs[i]
 	}
 	for name, value := range desired {
-		res := secretResourceName(scope, name)
-		it := &syncItem{res: res, name: name, value: value, run: true}
-		p := &putPlan{scope: scope, name: name, plaintext: value, visibility: plan.settings.Visibility, repoIDs: plan.settings.SelectedRepositoryIDs}
-		pr, havePrints := s.printsOf(ctx, p)
-		rec := byRes[res]
-		now := seenIn(list, name)
-		v := judge(rec, pr, havePrints, plan.force, now)
-		it.drift = v.drift
-		switch {
-		case rec != nil && rec.Owner != plan.owner:
-			it.action, it.recordedOwner = secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT, rec.Owner
-			if !plan.force {
-				it.err, it.run = &conflictError{resource: res, owner: rec.Owner}, false
-			}
-		case v.unchanged:
-			it.action, it.run = secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED, false
-		case v.drift:
-			it.action = secretbrokerv1.SyncAction_SYNC_ACTION_DRIFTED
-		case !now.exists:
-			it.action = secretbrokerv1.SyncAction_SYNC_ACTION_CREATE
-		default:
-			it.action = secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE
-		}
-		if it.run {
-			if err := s.check(ctx, rpcSyncSecrets, nil, verbWrite, res, s.may(ctx, verbWrite, res)); err != nil {
-				it.err, it.run = err, false
-			}
-		}
-		plan.items = append(plan.items, it)
+		plan.items = append(plan.items, s.planWrite(ctx, plan, name, value, byRes))
 	}
 	for name := range list {
 		if _, ok := desired[name]; ok {
@@ -312,22 +333,28 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 		}
 		res := secretResourceName(scope, name)
 		rec := byRes[res]
-		switch {
-		case rec != nil && rec.Owner == plan.owner && plan.prune:
+		owned := rec != nil && rec.Owner == plan.owner
+		if owned && !plan.prune {
+			// The owner's, no longer listed, without prune: left as it is.
+			continue
+		}
+		if !s.may(ctx, verbRead, res) {
+			// Neither its name nor its owner is the caller's to learn.
+			continue
+		}
+		if owned {
 			it := &syncItem{res: res, name: name, action: secretbrokerv1.SyncAction_SYNC_ACTION_DELETE, delete: true, run: true}
 			if err := s.check(ctx, rpcSyncSecrets, nil, verbDelete, res, s.may(ctx, verbDelete, res)); err != nil {
 				it.err, it.run = err, false
 			}
 			plan.items = append(plan.items, it)
-		case rec != nil && rec.Owner == plan.owner:
-			// The owner's, no longer listed, without prune: left as it is.
-		case s.may(ctx, verbRead, res):
-			it := &syncItem{res: res, name: name, action: secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN}
-			if rec != nil {
-				it.recordedOwner = rec.Owner
-			}
-			plan.items = append(plan.items, it)
+			continue
 		}
+		it := &syncItem{res: res, name: name, action: secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN}
+		if rec != nil {
+			it.recordedOwner = rec.Owner
+		}
+		plan.items = append(plan.items, it)
 	}
 	if plan.prune && !req.GetDryRun() {
 		// Records of the owner's secrets gone from GitHub: nothing to
@@ -336,13 +363,73 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 			_, name, _ := state.ParentOf(r.Name)
 			if _, listed := list[name]; !listed && r.Owner == plan.owner {
 				if _, wanted := desired[name]; !wanted {
-					s.dropRecord(ctx, r.Name)
+					s.dropGoneRecord(ctx, r.Name)
 				}
 			}
 		}
 	}
 	slices.SortFunc(plan.items, func(a, b *syncItem) int { return strings.Compare(a.name, b.name) })
 	return plan, nil
+}
+
+// planWrite plans one name the sync lists. The caller's write access is
+// judged first: a name it may not write is refused without a look at its
+// record or its fingerprints (see planSync).
+func (s *Server) planWrite(ctx context.Context, plan *syncPlan, name string, value []byte, byRes map[string]*state.Record) *syncItem {
+	scope := plan.scope
+	res := secretResourceName(scope, name)
+	now := seenIn(plan.listing, name)
+	if err := s.check(ctx, rpcSyncSecrets, nil, verbWrite, res, s.may(ctx, verbWrite, res)); err != nil {
+		it := &syncItem{res: res, name: name, err: err}
+		if s.may(ctx, verbRead, res) {
+			it.action = secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE
+			if !now.exists {
+				it.action = secretbrokerv1.SyncAction_SYNC_ACTION_CREATE
+			}
+		}
+		return it
+	}
+	it := &syncItem{res: res, name: name, value: value, run: true}
+	p := &putPlan{scope: scope, name: name, plaintext: value, visibility: plan.settings.Visibility, repoIDs: plan.settings.SelectedRepositoryIDs}
+	pr, havePrints := s.printsOf(ctx, p)
+	rec := byRes[res]
+	v := judge(rec, pr, havePrints, plan.force, now)
+	it.drift = v.drift
+	switch {
+	case rec != nil && rec.Owner != plan.owner:
+		it.action, it.recordedOwner = secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT, rec.Owner
+		if !plan.force {
+			it.err, it.run = &conflictError{resource: res, owner: rec.Owner}, false
+		}
+	case v.unchanged:
+		it.action, it.run = secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED, false
+	case v.drift:
+		it.action = secretbrokerv1.SyncAction_SYNC_ACTION_DRIFTED
+	case !now.exists:
+		it.action = secretbrokerv1.SyncAction_SYNC_ACTION_CREATE
+	default:
+		it.action = secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE
+	}
+	return it
+}
+
+// dropGoneRecord drops a prune's record of a secret gone from GitHub when
+// the caller may delete the secret (else the record stays), audited as a
+// change of the sync: intent, then outcome.
+func (s *Server) dropGoneRecord(ctx context.Context, res string) {
+	if !s.may(ctx, verbDelete, res) {
+		return
+	}
+	_, ch, err := s.begin(ctx, rpcSyncSecrets, nil, res, nil)
+	if err != nil {
+		return // begin logged it; the record stays
+	}
+	err = s.state.store.DeleteRecord(ctx, res)
+	if err != nil {
+		s.log.WarnContext(ctx, "state: record cannot be removed", "resource", res, "err", err)
+		err = fmt.Errorf("state record of %s: %w", res, err)
+	}
+	ch.end(ctx, err)
 }
 
 // Executor carries out the items of one sync or batch: the function an

@@ -1,0 +1,120 @@
+package service
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+
+	"google.golang.org/grpc/codes"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/audit"
+	"github.com/secretbroker/secretbroker/service/state"
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+// breakableWriter is an audit sink that fails once broken.
+type breakableWriter struct {
+	broken atomic.Bool
+	buf    syncBuffer
+}
+
+func (w *breakableWriter) Write(p []byte) (int, error) {
+	if w.broken.Load() {
+		return 0, errors.New("disk full")
+	}
+	return w.buf.Write(p)
+}
+
+// TestAuditFailsClosedSyncAndAsync: with the audit trail failing, a sync
+// (run or async) and an async batch are refused with UNAVAILABLE before
+// anything goes upstream (not even the scope's listing or a repository
+// name's lookup), no operation is stored and no record is dropped; a dry
+// run, which changes nothing, is still served.
+func TestAuditFailsClosedSyncAndAsync(t *testing.T) {
+	const gone = repoScope + "/secrets/GONE"
+	tests := []struct {
+		name string
+		call func(t *testing.T, h *harness) error
+	}{
+		{"SyncSecrets", func(t *testing.T, h *harness) error {
+			_, err := h.broker.SyncSecrets(t.Context(), &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Owner: "ops", Prune: true,
+				Secrets: map[string]string{"NEW": plantedSecret}})
+			return err
+		}},
+		{"SyncSecrets prune only", func(t *testing.T, h *harness) error {
+			_, err := h.broker.SyncSecrets(t.Context(), &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Owner: "ops", Prune: true})
+			return err
+		}},
+		{"SyncSecrets async", func(t *testing.T, h *harness) error {
+			_, err := h.broker.SyncSecrets(t.Context(), &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Owner: "ops", Prune: true, Async: true,
+				Secrets: map[string]string{"NEW": plantedSecret}})
+			return err
+		}},
+		{"BatchPutSecrets async", func(t *testing.T, h *harness) error {
+			req := batchOf(repoScope, "B", 2)
+			req.Async = true
+			_, err := h.broker.BatchPutSecrets(t.Context(), req)
+			return err
+		}},
+		{"BatchPutSecrets async with repository names", func(t *testing.T, h *harness) error {
+			item := orgPut(orgScope+"/secrets/ORG", plantedSecret, "selected")
+			item.SelectedRepositories = []string{"hello-world"}
+			_, err := h.broker.BatchPutSecrets(t.Context(), &secretbrokerv1.BatchPutSecretsRequest{Async: true,
+				Requests: []*secretbrokerv1.PutSecretRequest{item}})
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st, err := state.NewMemory(state.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				w := &breakableWriter{}
+				h := newHarness(t, harnessOpts{audit: audit.NewWriter(w, nil), state: st, ops: OperationOptions{FlushEvery: 1}})
+				closeOps(t, h.server)
+				// Something to prune, and a record of a secret gone
+				// from GitHub, written while the trail worked.
+				for _, n := range []string{"OLD", "GONE"} {
+					if _, err := h.broker.SyncSecrets(t.Context(), syncReq(repoScope, "ops", map[string]string{n: plantedSecret})); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := h.client.DeleteSecret(t.Context(), upstream.Scope{App: upstream.Actions, Owner: "octo-org", Repo: "hello-world"}, "GONE"); err != nil {
+					t.Fatal(err)
+				}
+				w.broken.Store(true)
+				h.emu.ResetCounts()
+
+				err = tt.call(t, h)
+				if got := statusCode(err); got != codes.Unavailable {
+					t.Fatalf("code %v (%v), want Unavailable", got, err)
+				}
+				if n := h.emu.TotalRequests(); n != 0 {
+					t.Errorf("%d requests went upstream with the audit trail down, want 0", n)
+				}
+				ops, err := h.broker.ListOperations(t.Context(), &secretbrokerv1.ListOperationsRequest{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := len(ops.GetOperations()); n != 0 {
+					t.Errorf("%d operations stored with the audit trail down, want 0", n)
+				}
+				if _, err := st.GetRecord(t.Context(), gone); err != nil {
+					t.Errorf("the record of %s was dropped with the audit trail down: %v", gone, err)
+				}
+				wantStored(t, h, repoScope+"/secrets/OLD", plantedSecret)
+
+				// A dry run changes nothing: still served.
+				dry, err := h.broker.SyncSecrets(t.Context(), &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Owner: "ops", Prune: true, DryRun: true})
+				if err != nil {
+					t.Fatalf("a dry run with the audit trail down: %v", err)
+				}
+				wantPlan(t, "dry run", dry, map[string]string{"OLD": "DELETE OK"})
+			})
+		})
+	}
+}
