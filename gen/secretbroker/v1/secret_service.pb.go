@@ -32,7 +32,9 @@ const (
 type SyncAction int32
 
 const (
-	// Not set.
+	// Not set; also the action of a listed secret the caller may neither
+	// write nor read (the item is PERMISSION_DENIED, whether or not the secret
+	// exists).
 	SyncAction_SYNC_ACTION_UNSPECIFIED SyncAction = 0
 	// The secret does not exist; it is created.
 	SyncAction_SYNC_ACTION_CREATE SyncAction = 1

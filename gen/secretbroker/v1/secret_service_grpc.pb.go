@@ -117,7 +117,11 @@ type SecretServiceClient interface {
 	// the same owner wrote through the broker and no longer lists). Secrets
 	// the sync does not list and does not own are reported as foreign and
 	// left alone. With dry_run the plan is returned and nothing is written.
-	// Each item is authorized as PutSecret (write) or DeleteSecret (delete).
+	// Each item is authorized as PutSecret (write) or DeleteSecret (delete)
+	// before anything else is judged: a listed name the caller may not write
+	// is PERMISSION_DENIED and nothing more (no unchanged, conflict or
+	// recorded owner), and only secrets the caller may read appear as
+	// delete or foreign.
 	SyncSecrets(ctx context.Context, in *SyncSecretsRequest, opts ...grpc.CallOption) (*SyncSecretsResponse, error)
 	// Returns a long-running operation (a SyncSecrets or BatchPutSecrets
 	// started with async). Visible to the caller that started it, and to
@@ -398,7 +402,11 @@ type SecretServiceServer interface {
 	// the same owner wrote through the broker and no longer lists). Secrets
 	// the sync does not list and does not own are reported as foreign and
 	// left alone. With dry_run the plan is returned and nothing is written.
-	// Each item is authorized as PutSecret (write) or DeleteSecret (delete).
+	// Each item is authorized as PutSecret (write) or DeleteSecret (delete)
+	// before anything else is judged: a listed name the caller may not write
+	// is PERMISSION_DENIED and nothing more (no unchanged, conflict or
+	// recorded owner), and only secrets the caller may read appear as
+	// delete or foreign.
 	SyncSecrets(context.Context, *SyncSecretsRequest) (*SyncSecretsResponse, error)
 	// Returns a long-running operation (a SyncSecrets or BatchPutSecrets
 	// started with async). Visible to the caller that started it, and to
