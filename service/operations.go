@@ -45,6 +45,11 @@ const (
 	rpcCancelOperation = secretbrokerv1.SecretService_CancelOperation_FullMethodName
 )
 
+// errVolatileAsync refuses an async call when operations would live only
+// in this process's memory (OperationOptions.RefuseAsync).
+var errVolatileAsync = errors.New("async: true needs a state store that outlives the broker (--state-dir or --redis-url): " +
+	"this broker keeps its state in memory, and a restart would lose the operation; send the call without async")
+
 // operationPrefix starts an operation's resource name.
 const operationPrefix = "operations/"
 
@@ -65,12 +70,21 @@ type OperationOptions struct {
 	// pacing (upstream.Pacing.WritesDuration) when the Upstream has a
 	// Pacing method, else none.
 	Estimate func(remaining int) time.Duration
+	// Volatile says the state store lives in this process's memory (no
+	// --state-dir or --redis-url): an operation that shutdown cuts is
+	// lost, not resumed after a restart, and the runner's log says so.
+	Volatile bool
+	// RefuseAsync refuses async calls with FAILED_PRECONDITION instead of
+	// accepting operations a restart would lose: the broker sets it when
+	// Volatile outside --dev.
+	RefuseAsync bool
 }
 
 // operations is the Server's runner and the executors of the operations
 // it runs.
 type operations struct {
-	runner *operation.Runner
+	runner      *operation.Runner
+	refuseAsync bool
 
 	mu     sync.Mutex
 	execs  map[string]*Executor
@@ -79,7 +93,7 @@ type operations struct {
 
 // newOperations returns the runner of s's operations on store.
 func newOperations(s *Server, up Upstream, store state.Store, o OperationOptions) *operations {
-	ops := &operations{execs: map[string]*Executor{}}
+	ops := &operations{execs: map[string]*Executor{}, refuseAsync: o.RefuseAsync}
 	est := o.Estimate
 	if p, ok := up.(interface{ Pacing() upstream.Pacing }); ok && est == nil {
 		pacing := p.Pacing()
@@ -94,6 +108,7 @@ func newOperations(s *Server, up Upstream, store state.Store, o OperationOptions
 		MaxRunning: max(o.MaxRunning, 0),
 		FlushEvery: max(o.FlushEvery, 0),
 		MaxWait:    max(o.MaxWait, 0),
+		Volatile:   o.Volatile,
 	})
 	if err != nil {
 		// Only a nil store or exec, or a negative option, fails: none here.

@@ -26,6 +26,7 @@ import (
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service"
+	"github.com/secretbroker/secretbroker/service/state"
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -175,6 +176,11 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	if err != nil {
 		return err
 	}
+	_, volatile := st.(*state.Memory)
+	opsCut := "operations cut at the shutdown timeout; they resume after a restart"
+	if volatile {
+		opsCut = "operations cut at the shutdown timeout, and lost: the state store is in memory (no --state-dir or --redis-url)"
+	}
 	defer func() {
 		if cerr := st.Close(); cerr != nil {
 			logger.Warn("state store close", slog.Any("error", cerr))
@@ -192,6 +198,11 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		TracerProvider: tp,
 
 		MetricsCallerLabel: cfg.MetricsCallerLabel,
+
+		// Without --state-dir or --redis-url operations live in this
+		// process's memory: outside --dev, async calls are refused rather
+		// than accepted and lost at the next restart.
+		Operations: service.OperationOptions{Volatile: volatile, RefuseAsync: volatile && !cfg.Dev},
 	})
 	// Operations a previous process left unfinished run again from here;
 	// shutdown closes the runner (with the servers, within
@@ -206,7 +217,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer cancel()
 		if err := svc.CloseOperations(cctx); err != nil {
-			logger.Warn("operations cut at the shutdown timeout; they resume after a restart", slog.Any("error", err))
+			logger.Warn(opsCut, slog.Any("error", err))
 		}
 	}()
 
@@ -417,7 +428,14 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		logger.Error("server failed; shutting down", slog.Any("error", failed))
 	}
 	readyState.setShuttingDown()
-	shutdown(ctx, cfg.ShutdownTimeout, logger, svc.CloseOperations, healthSrv, httpSrv, grpcSrv, gwSrv)
+	closeOps := func(ctx context.Context) error {
+		err := svc.CloseOperations(ctx)
+		if err != nil {
+			logger.Warn(opsCut, slog.Any("error", err))
+		}
+		return err
+	}
+	shutdown(ctx, cfg.ShutdownTimeout, logger, closeOps, healthSrv, httpSrv, grpcSrv, gwSrv)
 	if failed != nil {
 		return failed
 	}
@@ -458,11 +476,7 @@ func shutdown(ctx context.Context, timeout time.Duration, logger *slog.Logger, c
 	defer cancel()
 	if closeOps != nil {
 		var closing sync.WaitGroup
-		closing.Go(func() {
-			if err := closeOps(sctx); err != nil {
-				logger.Warn("operations cut at the shutdown timeout; they resume after a restart", slog.Any("error", err))
-			}
-		})
+		closing.Go(func() { _ = closeOps(sctx) }) // it logs a cut itself
 		defer closing.Wait()
 	}
 

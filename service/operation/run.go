@@ -96,8 +96,13 @@ func (r *Runner) run(ctx context.Context, id string) {
 		case isClosed(r.closing):
 			stopRenew()
 			r.release(sctx, id, group)
-			r.log.InfoContext(sctx, "operation paused by shutdown; it resumes after a restart",
-				"operation", id, "remaining", len(op.Pending)-len(group))
+			if r.volatile {
+				r.log.WarnContext(sctx, "operation lost at shutdown: the state store is in memory (no --state-dir or --redis-url)",
+					"operation", id, "remaining", len(op.Pending)-len(group))
+			} else {
+				r.log.InfoContext(sctx, "operation paused by shutdown; it resumes after a restart",
+					"operation", id, "remaining", len(op.Pending)-len(group))
+			}
 			return
 		}
 		res, ok := r.runItem(ctx, op, op.Pending[next])

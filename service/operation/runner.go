@@ -104,6 +104,10 @@ type Options struct {
 	// lease ends (its runner died). A running operation's lease is
 	// renewed every Lease/3. Zero means DefaultLease.
 	Lease time.Duration
+	// Volatile says Store lives in this process's memory: an operation
+	// Close cuts is lost, not resumed after a restart, and the log says
+	// so (at WARN).
+	Volatile bool
 }
 
 // Runner runs long-running operations. Its methods are safe for
@@ -120,6 +124,7 @@ type Runner struct {
 	maxWait       time.Duration
 	id            string        // this runner's ID (state.Operation.Runner)
 	lease         time.Duration // Options.Lease
+	volatile      bool          // Options.Volatile
 
 	// ctx is the runner's lifetime: every operation runs under it, and
 	// Close cancels it when its own context ends first.
@@ -151,6 +156,7 @@ func New(opts Options) (*Runner, error) {
 		estimate:      opts.Estimate,
 		onFinish:      opts.Finish,
 		log:           opts.Logger,
+		volatile:      opts.Volatile,
 		slots:         make(chan struct{}, orDefault(opts.MaxRunning, DefaultMaxRunning)),
 		flushEvery:    orDefault(opts.FlushEvery, DefaultFlushEvery),
 		flushInterval: orDefault(opts.FlushInterval, DefaultFlushInterval),
