@@ -70,7 +70,7 @@ type keyCache struct {
 	group  upstream.Group[any]
 	mu     sync.RWMutex
 	keys   map[string]sealingKey // by foldedScope
-	forced map[string]time.Time  // by foldedScope: when the last forced revalidation was sent; only for scopes in keys
+	forced map[string]time.Time  // by foldedScope: when the last forced revalidation was sent; only for scopes in keys (store drops both)
 	order  lruOrder              // of keys' keys, least recently used first
 
 	metrics *metrics     // nil counts nothing
@@ -206,16 +206,14 @@ func (c *keyCache) revalidateKey(ctx context.Context, s upstream.Scope, stale up
 
 		k, err := c.check(ctx, s, old, true)
 		var te *upstream.ThrottledError
-		c.mu.Lock()
-		if _, kept := c.keys[path]; !kept {
-			// The key was dropped meanwhile (maxKeyScopes): its budget
-			// goes with it, and the next request fetches the key anew.
-			delete(c.forced, path)
-		} else if errors.As(err, &te) && c.forced[path].Equal(claimed) {
+		if errors.As(err, &te) {
 			// The pacer sent nothing: give the budget back.
-			delete(c.forced, path)
+			c.mu.Lock()
+			if c.forced[path].Equal(claimed) {
+				delete(c.forced, path)
+			}
+			c.mu.Unlock()
 		}
-		c.mu.Unlock()
 		return k, err
 	})
 }
