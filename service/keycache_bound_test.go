@@ -279,6 +279,10 @@ func TestSharedReadsGenerationsBound(t *testing.T) {
 				repo := upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r"}
 				page := upstream.Page{Page: 1, PerPage: 100}
 				var wg sync.WaitGroup
+				defer func() { // also on failure, so that no list is left held
+					close(u.gate)
+					wg.Wait()
+				}()
 				list := func() {
 					wg.Go(func() {
 						if _, err := r.ListSecrets(t.Context(), repo, page); err != nil {
@@ -315,8 +319,6 @@ func TestSharedReadsGenerationsBound(t *testing.T) {
 				if got := u.total(); got != 2 {
 					t.Fatalf("%d list requests, want 2: lists of one generation did not share", got)
 				}
-				close(u.gate)
-				wg.Wait()
 			})
 		})
 	}

@@ -219,6 +219,10 @@ func TestSharedReadsWriteEndsEverySpellingsGeneration(t *testing.T) {
 		upper := upstream.Scope{App: upstream.Actions, Owner: "Octo-Org", Repo: "Hello-World"}
 		page := upstream.Page{Page: 1, PerPage: 100}
 		var wg sync.WaitGroup
+		defer func() { // also on failure, so that no list is left held
+			close(u.gate)
+			wg.Wait()
+		}()
 		list := func(s upstream.Scope) {
 			wg.Go(func() {
 				if _, err := r.ListSecrets(t.Context(), s, page); err != nil {
@@ -250,7 +254,5 @@ func TestSharedReadsWriteEndsEverySpellingsGeneration(t *testing.T) {
 		want(2, 2)
 		list(lower) // same generation and spelling: joins
 		want(2, 2)
-		close(u.gate)
-		wg.Wait()
 	})
 }
