@@ -47,7 +47,8 @@ type sealingKey struct {
 // GitHub's primary rate limit. Concurrent fetches for one scope are merged
 // into one upstream call (share); no lock is held across an upstream call.
 //
-// A key is never dropped because of what a caller sent. When a caller's
+// A key is never dropped because of what a caller sent about it (only the
+// bound, maxKeyScopes, drops keys, least recently used first). When a caller's
 // request suggests the cached key is out of date (a key_id that is not the
 // cached one, or GitHub's 422 to a write), revalidate checks it early, at
 // most once per scope per TTL (the forced budget, kept apart from the
@@ -162,9 +163,10 @@ func (c *keyCache) store(key string, k sealingKey) {
 // request (If-None-Match) that GitHub answers 304 without charging primary
 // quota, but at most once per scope per forcedInterval: with the budget
 // spent, the cached key is returned as it is. Concurrent revalidations of
-// one scope are one request. The key is never dropped, so this never costs
+// one scope are one request. The key is not dropped, so this never costs
 // an unconditional fetch (but when GitHub sent the cached key without an
-// ETag, the one budgeted revalidation cannot be conditional).
+// ETag, the one budgeted revalidation cannot be conditional; and a key the
+// bound has dropped, with its budget, is fetched as on a first use).
 func (c *keyCache) revalidate(ctx context.Context, s upstream.Scope, stale upstream.KeyID) (sealingKey, error) {
 	return c.traced(ctx, s, "revalidate", func(ctx context.Context, s upstream.Scope) (sealingKey, error) {
 		return c.revalidateKey(ctx, s, stale)
