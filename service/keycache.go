@@ -1,6 +1,7 @@
 package service
 
 import (
+	"container/list"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -23,6 +24,14 @@ type keyFetcher interface {
 // maxQuotedKeyID bounds how much of a caller's key_id an error quotes.
 const maxQuotedKeyID = 64
 
+// maxKeyScopes bounds how many scopes the key cache holds a key (and a
+// forced-revalidation budget) for. Scope names come from callers, so
+// without a bound the cache would grow with every name sent. When a new
+// scope's key would exceed the bound, the least recently used scope's key
+// is dropped; the next request for that scope fetches it again. 10,000
+// keys are a few megabytes.
+const maxKeyScopes = 10000
+
 // sealingKey is a scope's public key, decoded and ready to seal with.
 type sealingKey struct {
 	id      upstream.KeyID
@@ -38,23 +47,32 @@ type sealingKey struct {
 // GitHub's primary rate limit. Concurrent fetches for one scope are merged
 // into one upstream call (share); no lock is held across an upstream call.
 //
-// A key is never dropped because of what a caller sent. When a caller's
+// A key is never dropped because of what a caller sent about it (only the
+// bound, maxKeyScopes, drops keys, least recently used first). When a caller's
 // request suggests the cached key is out of date (a key_id that is not the
 // cached one, or GitHub's 422 to a write), revalidate checks it early, at
 // most once per scope per TTL (the forced budget, kept apart from the
 // TTL's own revalidations), so that a caller cannot spend the broker's
 // GitHub quota by sending wrong key ids.
 //
+// Entries are keyed by foldedScope, which folds the case of the organization,
+// owner and repository names (GitHub's names are not case sensitive, and a
+// scope's key is the same however a caller spells it): case variants of
+// one scope share one entry and one fetch. The cache holds at most
+// maxKeyScopes scopes, dropping the least recently used.
+//
 // The cache reads the time with time.Now; its tests run in synctest
 // bubbles, where that time is fake.
 type keyCache struct {
 	fetch keyFetcher
 	ttl   time.Duration
+	max   int // scopes kept; see maxKeyScopes
 
 	group  upstream.Group[any]
 	mu     sync.RWMutex
-	keys   map[string]sealingKey // by scope path
-	forced map[string]time.Time  // by scope path: when the last forced revalidation was sent
+	keys   map[string]sealingKey // by foldedScope
+	forced map[string]time.Time  // by foldedScope: when the last forced revalidation was sent; only for scopes in keys (store drops both)
+	order  lruOrder              // of keys' keys, least recently used first
 
 	metrics *metrics     // nil counts nothing
 	tracer  trace.Tracer // nil traces nothing
@@ -64,6 +82,7 @@ func newKeyCache(fetch keyFetcher, ttl time.Duration) *keyCache {
 	return &keyCache{
 		fetch:  fetch,
 		ttl:    ttl,
+		max:    maxKeyScopes,
 		keys:   make(map[string]sealingKey),
 		forced: make(map[string]time.Time),
 	}
@@ -108,12 +127,33 @@ func (c *keyCache) forcedInterval() time.Duration {
 }
 
 // cached returns the scope's cached key, however old, without calling
-// GitHub.
+// GitHub. A key found counts as used.
 func (c *keyCache) cached(s upstream.Scope) (sealingKey, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	k, ok := c.keys[s.Path()]
+	key := foldedScope(s)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k, ok := c.keys[key]
+	if ok {
+		c.order.touch(key)
+	}
 	return k, ok
+}
+
+// store caches k as the key of the scope whose foldedScope is key, then drops
+// the least recently used scopes (with their forced budgets) while more
+// than max are held. c.mu must be held.
+func (c *keyCache) store(key string, k sealingKey) {
+	c.keys[key] = k
+	c.order.touch(key)
+	for len(c.keys) > max(c.max, 1) {
+		old, ok := c.order.oldest()
+		if !ok {
+			return
+		}
+		c.order.remove(old)
+		delete(c.keys, old)
+		delete(c.forced, old)
+	}
 }
 
 // revalidate returns the scope's current key when a caller has reason to
@@ -123,9 +163,10 @@ func (c *keyCache) cached(s upstream.Scope) (sealingKey, bool) {
 // request (If-None-Match) that GitHub answers 304 without charging primary
 // quota, but at most once per scope per forcedInterval: with the budget
 // spent, the cached key is returned as it is. Concurrent revalidations of
-// one scope are one request. The key is never dropped, so this never costs
+// one scope are one request. The key is not dropped, so this never costs
 // an unconditional fetch (but when GitHub sent the cached key without an
-// ETag, the one budgeted revalidation cannot be conditional).
+// ETag, the one budgeted revalidation cannot be conditional; and a key the
+// bound has dropped, with its budget, is fetched as on a first use).
 func (c *keyCache) revalidate(ctx context.Context, s upstream.Scope, stale upstream.KeyID) (sealingKey, error) {
 	return c.traced(ctx, s, "revalidate", func(ctx context.Context, s upstream.Scope) (sealingKey, error) {
 		return c.revalidateKey(ctx, s, stale)
@@ -142,7 +183,7 @@ func (c *keyCache) revalidateKey(ctx context.Context, s upstream.Scope, stale up
 		c.lookedUp(ctx, keyHit)
 		return k, nil
 	}
-	path := s.Path()
+	path := foldedScope(s)
 	return share(ctx, &c.group, "forced "+path, func(ctx context.Context) (sealingKey, error) {
 		c.mu.Lock()
 		old, had := c.keys[path]
@@ -182,7 +223,7 @@ func (c *keyCache) revalidateKey(ctx context.Context, s upstream.Scope, stale up
 // load fetches the scope's key, or revalidates the cached one, once for
 // every concurrent caller.
 func (c *keyCache) load(ctx context.Context, s upstream.Scope) (sealingKey, error) {
-	return share(ctx, &c.group, s.Path(), func(ctx context.Context) (sealingKey, error) {
+	return share(ctx, &c.group, foldedScope(s), func(ctx context.Context) (sealingKey, error) {
 		// A load that finished between our miss and this call has already
 		// stored a fresh key.
 		old, had := c.cached(s)
@@ -228,7 +269,7 @@ func (c *keyCache) check(ctx context.Context, s upstream.Scope, old sealingKey, 
 		c.lookedUp(ctx, keyRefreshed)
 	}
 	k.checked = time.Now()
-	path := s.Path()
+	path := foldedScope(s)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// A forced revalidation and a TTL one may run at once: a "not
@@ -237,7 +278,7 @@ func (c *keyCache) check(ctx context.Context, s upstream.Scope, old sealingKey, 
 	if cur, ok := c.keys[path]; ok && notModified && cur.id != old.id {
 		return cur, nil
 	}
-	c.keys[path] = k
+	c.store(path, k)
 	return k, nil
 }
 
@@ -253,3 +294,45 @@ func decodeKey(pk upstream.PublicKey) (sealingKey, error) {
 	copy(k.key[:], raw)
 	return k, nil
 }
+
+// lruOrder orders the keys of a bounded map from least to most recently
+// used, so that its owner can drop the oldest when the map is full. It is
+// not safe for concurrent use: the owner's lock guards it. The zero value
+// is empty and ready to use.
+type lruOrder struct {
+	list list.List                // of string; Front is the least recently used
+	at   map[string]*list.Element // each key's element in list
+}
+
+// touch marks key as the most recently used, adding it when absent.
+func (o *lruOrder) touch(key string) {
+	if e, ok := o.at[key]; ok {
+		o.list.MoveToBack(e)
+		return
+	}
+	if o.at == nil {
+		o.at = make(map[string]*list.Element)
+	}
+	o.at[key] = o.list.PushBack(key)
+}
+
+// remove forgets key.
+func (o *lruOrder) remove(key string) {
+	if e, ok := o.at[key]; ok {
+		o.list.Remove(e)
+		delete(o.at, key)
+	}
+}
+
+// oldest returns the least recently used key; false when there is none.
+func (o *lruOrder) oldest() (string, bool) {
+	e := o.list.Front()
+	if e == nil {
+		return "", false
+	}
+	key, _ := e.Value.(string)
+	return key, true
+}
+
+// len returns how many keys o holds.
+func (o *lruOrder) len() int { return len(o.at) }

@@ -12,6 +12,12 @@ import (
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
+// maxReadGenerations bounds how many scopes sharedReads keeps a read
+// generation for. Scope names come from callers, so without a bound the map
+// would grow with every scope written. When a write would exceed the bound,
+// the scope written least recently is dropped; see sharedReads.
+const maxReadGenerations = 10000
+
 // sharedCallTimeout bounds a shared upstream call started by a caller
 // without a deadline.
 const sharedCallTimeout = 30 * time.Second
@@ -108,20 +114,38 @@ func outOfTime(err error) bool {
 // its scope's reads: a read that began after a write ended never joins
 // one that began before, so a caller always sees its own writes. Reads of
 // the organization secrets a repository sees follow every write.
+//
+// A scope's generation is the count of writes anywhere when its latest
+// write ended, kept by foldedScope, so a write under one spelling of a scope
+// ends the generation of reads under every spelling (the reads themselves
+// are shared only between callers who spell the scope alike: an answer is
+// never handed to a caller who asked under another name). At most max
+// scopes (maxReadGenerations when 0) are kept; the one written least
+// recently, which has the lowest generation, is dropped first, and floor
+// remembers the highest generation dropped. A scope not kept is at
+// generation floor: at least its latest write's, so a read that begins
+// after a write still never joins one that began before it.
 type sharedReads struct {
 	Upstream
 	group upstream.Group[any]
 
-	mu   sync.Mutex
-	gens map[string]uint64 // writes ended, by scope path
-	all  uint64            // writes ended anywhere
+	mu    sync.Mutex
+	gens  map[string]uint64 // by foldedScope: all when the scope's latest write ended
+	order lruOrder          // of gens' keys, least recently written first
+	floor uint64            // the highest generation dropped from gens
+	all   uint64            // writes ended anywhere
+	max   int               // scopes kept in gens; 0 means maxReadGenerations
 }
 
 // gen returns the generation of s's reads, for their keys.
 func (r *sharedReads) gen(s upstream.Scope) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return "#" + strconv.FormatUint(r.gens[s.Path()], 10)
+	g, ok := r.gens[foldedScope(s)]
+	if !ok {
+		g = r.floor
+	}
+	return "#" + strconv.FormatUint(g, 10)
 }
 
 // wrote ends the current generation of s's reads.
@@ -131,8 +155,23 @@ func (r *sharedReads) wrote(s upstream.Scope) {
 	if r.gens == nil {
 		r.gens = make(map[string]uint64)
 	}
-	r.gens[s.Path()]++
 	r.all++
+	key := foldedScope(s)
+	r.gens[key] = r.all
+	r.order.touch(key)
+	limit := r.max
+	if limit <= 0 {
+		limit = maxReadGenerations
+	}
+	for len(r.gens) > limit {
+		old, ok := r.order.oldest()
+		if !ok {
+			return
+		}
+		r.floor = max(r.floor, r.gens[old])
+		r.order.remove(old)
+		delete(r.gens, old)
+	}
 }
 
 func (r *sharedReads) GetSecret(ctx context.Context, s upstream.Scope, name string) (upstream.Secret, error) {
