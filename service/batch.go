@@ -27,7 +27,8 @@ const maxBatch = 1000
 // once (none when cached), and every write goes to the pacer, which
 // decides when it is sent, batchWorkers items at a time; each value is
 // sealed when its write is admitted. Results keep the order
-// of the requests; the batch logs one summary line.
+// of the requests; the batch logs one summary line. Only the first
+// maxItemEvents items that write have spans of their own (itemContext).
 func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchPutSecretsRequest) (*secretbrokerv1.BatchPutSecretsResponse, error) {
 	const op = "BatchPutSecrets"
 	if req.GetAsync() {
@@ -121,6 +122,9 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 			continue
 		}
 		runnable = append(runnable, i)
+	}
+	for k, i := range runnable {
+		itemCtx[i] = events.itemContext(itemCtx[i], k)
 	}
 	var written writtenSet
 	eachItem(runnable, func(i int) {
@@ -245,7 +249,8 @@ func eachItem(items []int, fn func(i int)) {
 
 // BatchDeleteSecrets deletes up to maxBatch secrets, one result per name in
 // the order sent. Invalid, repeated or denied names are answered without
-// any upstream call; the deletes go to the pacer together.
+// any upstream call; the deletes go to the pacer together. Only the first
+// maxItemEvents deletes have spans of their own (itemContext).
 func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.BatchDeleteSecretsRequest) (*secretbrokerv1.BatchDeleteSecretsResponse, error) {
 	const op = "BatchDeleteSecrets"
 	names := req.GetNames()
@@ -303,6 +308,7 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 	var runnable []int
 	for i, t := range targets {
 		if t != nil {
+			t.ctx = events.itemContext(t.ctx, len(runnable))
 			runnable = append(runnable, i)
 		}
 	}

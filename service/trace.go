@@ -16,9 +16,12 @@ import (
 
 // The service's own spans, where a call's time goes besides GitHub: the
 // key cache lookup and the sealing of a value; and a batch's items as
-// events on the call's span. Attributes hold resource names (a scope's
-// path, a secret's resource name), key ids, results and counts: never a
-// value, sealed or not, nor a token.
+// events on the call's span. A batch's trace is bounded: its first
+// maxItemEvents items are events and have child spans (seal, pacer wait,
+// request attempts), the others are counted in one summary event.
+// Attributes hold resource names (a scope's path, a secret's resource
+// name), key ids, results and counts: never a value, sealed or not, nor a
+// token.
 
 // tracerName is the instrumentation scope of the service's spans.
 const tracerName = "github.com/secretbroker/secretbroker/service"
@@ -35,8 +38,9 @@ const (
 )
 
 // maxItemEvents is how many of a batch's items are recorded as events on
-// its span; the others are counted in one summary event, so that a batch
-// of a thousand items does not make an unbounded trace.
+// its span, and how many of the items that do work upstream have spans of
+// their own (itemContext); the others are counted in one summary event,
+// so that a batch of a thousand items does not make an unbounded trace.
 const maxItemEvents = 100
 
 // maxEventName bounds the resource name an item event carries.
@@ -112,13 +116,15 @@ func (s *Server) sealSpan(ctx context.Context, k sealingKey, size int) trace.Spa
 
 // itemEvents records a batch's items as events on the call's span: the
 // first maxItemEvents items to finish, each with its index, resource name
-// and code; summary adds one event with the counts of all of them.
+// and code; summary adds one event with the counts of all of them. It
+// also decides which items' work is traced (itemContext).
 type itemEvents struct {
 	span trace.Span
 
 	mu       sync.Mutex
 	recorded int
 	dropped  int
+	untraced int // items run without spans of their own
 }
 
 func newItemEvents(ctx context.Context) *itemEvents {
@@ -152,8 +158,31 @@ func (e *itemEvents) item(i int, name string, c code.Code) {
 	))
 }
 
+// itemContext returns the context the work of a batch item runs under,
+// k being the item's place among the batch's items that do work upstream
+// (from 0, in the order they are started). The first maxItemEvents run
+// under ctx as it is: their seal, pacer wait and request attempt spans
+// are children of the call's span. The others run under ctx with the
+// call's span context marked not sampled, so that the broker's
+// ParentBased sampler records none of their spans; the context still
+// holds the trace id, so their log lines and audit records carry it and
+// their requests to GitHub still send a traceparent (not sampled). They
+// are counted in the summary (secretbroker.batch.items_not_traced). A
+// call whose span is not sampled already is left as it is.
+func (e *itemEvents) itemContext(ctx context.Context, k int) context.Context {
+	sc := trace.SpanContextFromContext(ctx)
+	if k < maxItemEvents || !sc.IsValid() || !sc.IsSampled() {
+		return ctx
+	}
+	e.mu.Lock()
+	e.untraced++
+	e.mu.Unlock()
+	return trace.ContextWithSpanContext(ctx, sc.WithTraceFlags(sc.TraceFlags().WithSampled(false)))
+}
+
 // summary adds the event that counts the batch's n items by code (from
-// t), with how many were not recorded as events of their own.
+// t), with how many were not recorded as events of their own and how many
+// ran without spans of their own.
 func (e *itemEvents) summary(n int, t *batchTally) {
 	if !e.span.IsRecording() {
 		return
@@ -163,6 +192,7 @@ func (e *itemEvents) summary(n int, t *batchTally) {
 		attribute.Int("secretbroker.batch.items", n),
 		attribute.Int("secretbroker.batch.item_events", e.recorded),
 		attribute.Int("secretbroker.batch.items_not_recorded", e.dropped),
+		attribute.Int("secretbroker.batch.items_not_traced", e.untraced),
 	}
 	e.mu.Unlock()
 	t.mu.Lock()
