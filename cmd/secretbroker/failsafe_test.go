@@ -163,3 +163,49 @@ func reflectionCode(t *testing.T, b *broker) codes.Code {
 	}
 	return codes.OK
 }
+
+// TestAsyncNeedsADurableStore: a broker without --dev keeping its state
+// in memory refuses async calls (an accepted operation would be lost at
+// the next restart); with --state-dir, or with --dev, it accepts them.
+func TestAsyncNeedsADurableStore(t *testing.T) {
+	const token = "ghp_PLANTEDasyncTOKEN0123456789abcdefgh"
+	emu := emulator.New(emulator.Options{Token: token})
+	emu.SeedDemo()
+	hs := httptest.NewServer(emu)
+	t.Cleanup(hs.Close)
+	prod := func(extra ...string) func(t *testing.T) Config {
+		return func(t *testing.T) Config {
+			cfg, err := loadConfig(append([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0",
+				"--upstream-url=" + hs.URL, "--shutdown-timeout=5s", "--upstream-write-interval=10ms"}, extra...),
+				envMap(map[string]string{"GITHUB_TOKEN": token}), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return cfg
+		}
+	}
+	tests := []struct {
+		name string
+		cfg  func(t *testing.T) Config
+		want codes.Code
+	}{
+		{"memory", prod(), codes.FailedPrecondition},
+		{"state dir", func(t *testing.T) Config { return prod("--state-dir=" + t.TempDir())(t) }, codes.OK},
+		{"dev", devConfig, codes.OK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := startBroker(t, tt.cfg(t))
+			svc := secretbrokerv1.NewSecretServiceClient(b.conn)
+			resp, err := svc.BatchPutSecrets(t.Context(), &secretbrokerv1.BatchPutSecretsRequest{Async: true,
+				Requests: []*secretbrokerv1.PutSecretRequest{{Name: "repos/octo-org/hello-world/actions/secrets/ASYNC_ONE",
+					Payload: &secretbrokerv1.PutSecretRequest_Value{Value: "v"}}}})
+			if got := status.Code(err); got != tt.want {
+				t.Fatalf("async BatchPutSecrets: %v, want %v", err, tt.want)
+			}
+			if tt.want == codes.OK && !strings.HasPrefix(resp.GetOperation().GetName(), "operations/") {
+				t.Errorf("async BatchPutSecrets answered %v, want an operation", resp)
+			}
+		})
+	}
+}
