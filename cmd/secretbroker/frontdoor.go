@@ -352,20 +352,79 @@ func openAudit(cfg Config, logger *slog.Logger) (*audit.Log, error) {
 // the gRPC request keep about that many copies alive at once.
 const bodyCostFactor = 3
 
+// bodyBudget is the bound on the bytes of JSON gateway request bodies in
+// progress (--max-inflight-bytes, per listener). The gateway takes a
+// body's cost from it before it reads a byte of the body, on whatever
+// path, and gives it back when the call is done; a body it does not read
+// (its route takes none) costs nothing.
+type bodyBudget struct {
+	sem *semaphore.Weighted
+	max int64
+}
+
+func newBodyBudget(maxBytes int64) *bodyBudget {
+	return &bodyBudget{sem: semaphore.NewWeighted(maxBytes), max: maxBytes}
+}
+
+// cost is what a body of declared length n (-1: unknown) costs: n, or the
+// largest allowed when it is unknown or larger, times bodyCostFactor, and
+// never more than the whole budget.
+func (b *bodyBudget) cost(n int64) int64 {
+	if n < 0 || n > maxRequestBytes {
+		n = maxRequestBytes // the gateway refuses more than that itself
+	}
+	return min(n*bodyCostFactor, b.max)
+}
+
+// take reserves the cost of a body of declared length n and returns the
+// function that gives it back, or RESOURCE_EXHAUSTED with a RetryInfo (429
+// with Retry-After through the gateway) when the budget lacks it.
+func (b *bodyBudget) take(n int64) (release func(), err error) {
+	c := b.cost(n)
+	if !b.sem.TryAcquire(c) {
+		return nil, exhausted("the broker is at its limit of request bytes in progress", time.Second)
+	}
+	return func() { b.sem.Release(c) }, nil
+}
+
+// bodyBudgetKey is the context key of the bodyBudget that admitHTTP hands
+// the gateway with a request that has a body.
+type bodyBudgetKey struct{}
+
+// withBodyBudget returns r, or, when r has a body, r with b in its context.
+// A request without one never reads the budget, and costs no copy of r.
+func withBodyBudget(r *http.Request, b *bodyBudget) *http.Request {
+	if !hasBody(r) {
+		return r
+	}
+	return r.WithContext(context.WithValue(r.Context(), bodyBudgetKey{}, b))
+}
+
+// bodyBudgetFrom returns the budget admitHTTP put in ctx, or fallback when
+// there is none (a gateway serving without the front door, in tests).
+func bodyBudgetFrom(ctx context.Context, fallback *bodyBudget) *bodyBudget {
+	if b, ok := ctx.Value(bodyBudgetKey{}).(*bodyBudget); ok {
+		return b
+	}
+	return fallback
+}
+
 // admitHTTP is the front door's HTTP side, in front of the JSON gateway:
 // before a body is read it authenticates the caller (401 without valid
-// credentials), counts the call against the caller's and all callers' calls
-// in progress (429 with Retry-After over a limit), and bounds the bytes of
-// request bodies in progress (by Content-Length, or the largest allowed
-// when unknown, times bodyCostFactor). A JSON flood is thus refused before
-// its bodies cost memory or CPU. The gRPC side checks the call again with
-// the credentials the gateway forwards; the per-caller rate applies there,
-// once.
+// credentials) and counts the call against the caller's and all callers' calls
+// in progress (429 with Retry-After over a limit). It hands the gateway the
+// bound on bytes of request bodies in progress (bodyBudget), which the
+// gateway applies to every body it reads, before reading it (429 with
+// Retry-After over the bound). A JSON flood is thus refused before its
+// bodies cost memory or CPU. Paths outside /v1/ (/healthz, /openapi.json)
+// are open to everyone; no route there takes a body and the gateway never
+// reads one. The gRPC side checks the call again with the credentials the
+// gateway forwards; the per-caller rate applies there, once.
 func (f *frontDoor) admitHTTP(next http.Handler, limits *callLimits, maxBytes int64) http.Handler {
-	sem := semaphore.NewWeighted(maxBytes)
+	budget := newBodyBudget(maxBytes)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/v1/") {
-			next.ServeHTTP(w, r) // /healthz and /openapi.json are open to everyone
+			next.ServeHTTP(w, withBodyBudget(r, budget))
 			return
 		}
 		var cert string
@@ -383,22 +442,7 @@ func (f *frontDoor) admitHTTP(next http.Handler, limits *callLimits, maxBytes in
 			return
 		}
 		defer release()
-		n := r.ContentLength
-		if n == 0 || r.Body == nil || r.Body == http.NoBody {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if n < 0 || n > maxRequestBytes {
-			n = maxRequestBytes // the gateway refuses more than that itself
-		}
-		n = min(n*bodyCostFactor, maxBytes)
-		if !sem.TryAcquire(n) {
-			writeHTTPError(w, http.StatusTooManyRequests, codes.ResourceExhausted,
-				"the broker is at its limit of request bytes in progress; try again later", time.Second)
-			return
-		}
-		defer sem.Release(n)
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, withBodyBudget(r, budget))
 	})
 }
 

@@ -36,6 +36,11 @@ import (
 // a gRPC request). A batch of puts is the largest request there is.
 const maxRequestBytes = 16 << 20
 
+// bodyReserve is the most memory a request body's buffer starts with. A
+// larger Content-Length is only the caller's claim: the buffer grows into
+// it as the bytes arrive, never before they do.
+const bodyReserve = 64 << 10
+
 const (
 	// jsonMediaType is the one request body type the gateway accepts.
 	jsonMediaType = "application/json"
@@ -51,6 +56,17 @@ const unescapingMode = runtime.UnescapingModeAllExceptReserved
 // gateway is the JSON gateway's HTTP handler: it refuses what the
 // grpc-gateway mux should never see (a body that is not JSON or is too
 // large, a path or query that is not UTF-8) and hands the rest to the mux.
+//
+// It reads a request's body only once the mux has matched a route that
+// takes one (bodies, after routing), within the bound on bodies in
+// progress. Any other request, to /healthz, /openapi.json, a GET or
+// DELETE, the bodiless PUT of a selected repository, or a path no route
+// matches, is answered as if it had no body: the body is never read, and
+// net/http then discards what is left of it, up to 256 KiB, into nothing,
+// or closes the connection after the answer. Its answer is the one the
+// request gets without a body (200, 404, 405, ...): ignoring it is what
+// grpc-gateway always did with such a body, and a client that sends "{}"
+// with a bodiless PUT keeps working.
 type gateway struct {
 	mux *runtime.ServeMux
 	// marshaler is the mux's one marshaler, for every content type.
@@ -58,6 +74,11 @@ type gateway struct {
 	// routes matches a request's path against every route without calling
 	// anything, to say which methods a path allows.
 	routes *routeProbe
+	// bodyRoutes holds routeKey of each route that takes a request body.
+	bodyRoutes map[string]bool
+	// budget bounds the bodies in progress when admitHTTP has not handed
+	// the request its own (a gateway outside the front door, in tests).
+	budget *bodyBudget
 }
 
 // newGateway returns the JSON gateway's HTTP handler: the grpc-gateway mux
@@ -70,7 +91,9 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 		return nil, err
 	}
 	g := &gateway{
-		routes: routes,
+		routes:     routes,
+		bodyRoutes: make(map[string]bool),
+		budget:     newBodyBudget(defaultMaxInflightBytes),
 		// snake_case JSON, as GitHub's own, with every field present
 		// (total_count 0, created false) so scripts see a fixed shape;
 		// unknown fields are an error.
@@ -83,8 +106,9 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, g.marshaler),
 		// "prod%2Feu" stays one path segment when routes are matched ...
 		runtime.WithUnescapingMode(unescapingMode),
-		// ... and reaches the service as the caller escaped it.
-		runtime.WithMiddlewares(g.rawPathVariables),
+		// ... and reaches the service as the caller escaped it. Only a
+		// route that takes a body has it read.
+		runtime.WithMiddlewares(g.rawPathVariables, g.bodies),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
 		runtime.WithForwardResponseOption(createdStatus),
 		// The HTTP client is the caller the pacer queues for; only the
@@ -103,11 +127,15 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 	if err := g.mux.HandlePath(http.MethodGet, "/openapi.json", serveOpenAPI); err != nil {
 		return nil, fmt.Errorf("registering /openapi.json: %w", err)
 	}
+	for _, rt := range serviceBodyRoutes() {
+		g.bodyRoutes[routeKey(rt.method, rt.path)] = true
+	}
 	return g, nil
 }
 
-// ServeHTTP checks the request, reads its body whole and hands it to the
-// mux. A refused request never reaches the gRPC server.
+// ServeHTTP checks the request's path, query and Content-Type and hands
+// it to the mux, whose bodies middleware reads the body of a route that
+// takes one. A refused request never reaches the gRPC server.
 func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := checkRequestURL(r.URL); err != nil {
 		g.fail(w, r, err)
@@ -117,12 +145,55 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, err)
 		return
 	}
-	r, err := readBody(w, r)
-	if err != nil {
-		g.fail(w, r, err)
-		return
-	}
 	g.mux.ServeHTTP(w, r)
+}
+
+// bodies is the mux middleware that reads a request's body whole when the
+// route the mux matched takes one (readBody), before the route's handler
+// runs, and hands every other route the request without its body, unread.
+func (g *gateway) bodies(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if !hasBody(r) {
+			next(w, r, params)
+			return
+		}
+		if !g.takesBody(r) {
+			r2 := *r
+			r2.Body, r2.ContentLength = http.NoBody, 0
+			next(w, &r2, params)
+			return
+		}
+		r, release, err := g.readBody(w, r)
+		if err != nil {
+			g.fail(w, r, err)
+			return
+		}
+		defer release()
+		next(w, r, params)
+	}
+}
+
+// takesBody reports whether the route the mux matched for r takes a
+// request body.
+func (g *gateway) takesBody(r *http.Request) bool {
+	pat, ok := runtime.HTTPPattern(r.Context())
+	return ok && g.bodyRoutes[r.Method+" "+pat.String()]
+}
+
+// hasBody reports whether r comes with a body, empty or not: a
+// Content-Length other than 0, or none (chunked).
+func hasBody(r *http.Request) bool {
+	return r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
+}
+
+// bareVar matches a single-segment variable in a path template, "{repository}".
+var bareVar = regexp.MustCompile(`\{([^{}=]+)\}`)
+
+// routeKey is the method and path template of a route as the mux's
+// pattern spells the template ("{repository}" as "{repository=*}"): the
+// key of bodyRoutes, and what takesBody builds from a matched pattern.
+func routeKey(method, template string) string {
+	return method + " " + bareVar.ReplaceAllString(template, "{$1=*}")
 }
 
 // fail answers r with err in the gateway's error shape, {"code": ...,
@@ -188,31 +259,67 @@ func checkContentType(r *http.Request) error {
 	return nil
 }
 
-// readBody reads r's body, at most maxRequestBytes of it, and returns r
-// with the body in memory: a body too large is refused whole, before the
-// mux decodes any of it. A request without a body is returned as it is.
-func readBody(w http.ResponseWriter, r *http.Request) (*http.Request, error) {
+// readBody reads r's body whole, at most maxRequestBytes of it, and returns
+// r with the body in memory and the function that gives back what the body
+// cost from the bound on bodies in progress: a body too large is refused
+// whole (413), by its Content-Length before a byte of it is read, and
+// always before the mux decodes any of it. The body's cost is taken
+// before it is read: 429 with Retry-After when the bound lacks it.
+func (g *gateway) readBody(w http.ResponseWriter, r *http.Request) (*http.Request, func(), error) {
 	if r.ContentLength > maxRequestBytes {
-		return r, tooLarge(maxRequestBytes)
+		return r, nil, tooLarge(maxRequestBytes)
 	}
-	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
-		return r, nil
+	release, err := bodyBudgetFrom(r.Context(), g.budget).take(r.ContentLength)
+	if err != nil {
+		return r, nil, err
 	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		// MinRead more, or ReadFrom doubles the buffer to find the end.
-		buf.Grow(int(r.ContentLength) + bytes.MinRead)
-	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxRequestBytes)); err != nil {
+	body, err := readBodyBytes(http.MaxBytesReader(w, r.Body, maxRequestBytes), r.ContentLength)
+	if err != nil {
+		release()
 		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return r, tooLarge(mbe.Limit)
+			return r, nil, tooLarge(mbe.Limit)
 		}
-		return r, status.Errorf(codes.InvalidArgument, "reading the request body: %v", err)
+		return r, nil, status.Errorf(codes.InvalidArgument, "reading the request body: %v", err)
 	}
 	r2 := *r
-	r2.Body = io.NopCloser(bytes.NewReader(buf.Bytes()))
-	r2.ContentLength = int64(buf.Len())
-	return &r2, nil
+	r2.Body = io.NopCloser(bytes.NewReader(body))
+	r2.ContentLength = int64(len(body))
+	return &r2, release, nil
+}
+
+// errBodyOverrun is readBodyBytes' error for a body longer than it said.
+var errBodyOverrun = errors.New("the body is longer than its Content-Length")
+
+// readBodyBytes reads body to its end. declared is its Content-Length, or
+// -1 when unknown. The buffer starts at no more than bodyReserve, whatever
+// declared claims, and doubles each time the bytes read fill it, up to
+// declared (maxRequestBytes when unknown) and one byte more to see the
+// end: memory follows the bytes that arrived, not the bytes announced.
+func readBodyBytes(body io.Reader, declared int64) ([]byte, error) {
+	limit := declared
+	if limit < 0 || limit > maxRequestBytes {
+		limit = maxRequestBytes
+	}
+	limit++
+	buf := make([]byte, 0, min(limit, bodyReserve))
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) == limit {
+				return nil, errBodyOverrun
+			}
+			grown := make([]byte, len(buf), min(2*int64(cap(buf)), limit))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 // tooLarge is the error for a body over limit bytes: HTTP 413.
@@ -484,23 +591,47 @@ type route struct {
 // serviceRoutes returns SecretService's HTTP bindings, as its proto
 // declares them.
 func serviceRoutes() []route {
+	return serviceBindings(false)
+}
+
+// serviceBodyRoutes returns the bindings of serviceRoutes that take a
+// request body (body: "*", or a field).
+func serviceBodyRoutes() []route {
+	return serviceBindings(true)
+}
+
+// serviceBindings returns SecretService's HTTP bindings, or only those
+// that take a request body.
+func serviceBindings(bodyOnly bool) []route {
 	var out []route
 	svcs := secretbrokerv1.File_secretbroker_v1_secret_service_proto.Services()
 	for i := range svcs.Len() {
 		methods := svcs.Get(i).Methods()
 		for j := range methods.Len() {
 			rule, _ := proto.GetExtension(methods.Get(j).Options(), annotations.E_Http).(*annotations.HttpRule)
-			out = appendRule(out, rule)
+			out = appendRule(out, rule, bodyOnly)
 		}
 	}
 	return out
 }
 
-// appendRule appends rule's binding and its additional bindings to out.
-func appendRule(out []route, rule *annotations.HttpRule) []route {
+// appendRule appends rule's binding and its additional bindings to out,
+// or only those of them that take a body.
+func appendRule(out []route, rule *annotations.HttpRule, bodyOnly bool) []route {
 	if rule == nil {
 		return out
 	}
+	if !bodyOnly || rule.GetBody() != "" {
+		out = appendBinding(out, rule)
+	}
+	for _, b := range rule.GetAdditionalBindings() {
+		out = appendRule(out, b, bodyOnly)
+	}
+	return out
+}
+
+// appendBinding appends rule's own binding, without its additional ones.
+func appendBinding(out []route, rule *annotations.HttpRule) []route {
 	switch p := rule.GetPattern().(type) {
 	case *annotations.HttpRule_Get:
 		out = append(out, route{http.MethodGet, p.Get})
@@ -514,9 +645,6 @@ func appendRule(out []route, rule *annotations.HttpRule) []route {
 		out = append(out, route{http.MethodPatch, p.Patch})
 	case *annotations.HttpRule_Custom:
 		out = append(out, route{p.Custom.GetKind(), p.Custom.GetPath()})
-	}
-	for _, b := range rule.GetAdditionalBindings() {
-		out = appendRule(out, b)
 	}
 	return out
 }

@@ -649,9 +649,25 @@ func TestGatewayAllocations(t *testing.T) {
 }
 
 func TestGatewaySpanName(t *testing.T) {
-	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete, http.MethodPatch, http.MethodOptions, "BREW"} {
-		if got, want := gatewaySpanName(m), "HTTP "+m; got != want {
-			t.Errorf("gatewaySpanName(%q) = %q, want %q", m, got, want)
+	for _, tt := range []struct{ method, want string }{
+		{http.MethodGet, "HTTP GET"},
+		{http.MethodHead, "HTTP HEAD"},
+		{http.MethodPost, "HTTP POST"},
+		{http.MethodPut, "HTTP PUT"},
+		{http.MethodPatch, "HTTP PATCH"},
+		{http.MethodDelete, "HTTP DELETE"},
+		{http.MethodConnect, "HTTP CONNECT"},
+		{http.MethodOptions, "HTTP OPTIONS"},
+		{http.MethodTrace, "HTTP TRACE"},
+		// Any other token the caller sends is not part of the name.
+		{"BREW", "HTTP"},
+		{"get", "HTTP"},
+		{"PROPFIND", "HTTP"},
+		{"", "HTTP"},
+		{strings.Repeat("X", 8<<10), "HTTP"},
+	} {
+		if got := gatewaySpanName(tt.method); got != tt.want {
+			t.Errorf("gatewaySpanName(%.20q) = %.40q, want %q", tt.method, got, tt.want)
 		}
 	}
 }

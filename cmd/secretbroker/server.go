@@ -443,22 +443,33 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	return nil
 }
 
-// gatewaySpanName is the name of a gateway request's server span, "HTTP
-// GET": one of the gateway's methods without building it per request.
+// gatewaySpanName is the name of a gateway request's server span: "HTTP
+// GET" for each of the standard methods, as a constant, and "HTTP" for
+// any other, as otelhttp's own default names it. A method is whatever
+// token the caller sends, up to the request line's size: naming the span
+// after an unknown one would let callers mint span names without bound.
 func gatewaySpanName(method string) string {
 	switch method {
 	case http.MethodGet:
 		return "HTTP GET"
-	case http.MethodPut:
-		return "HTTP PUT"
+	case http.MethodHead:
+		return "HTTP HEAD"
 	case http.MethodPost:
 		return "HTTP POST"
-	case http.MethodDelete:
-		return "HTTP DELETE"
+	case http.MethodPut:
+		return "HTTP PUT"
 	case http.MethodPatch:
 		return "HTTP PATCH"
+	case http.MethodDelete:
+		return "HTTP DELETE"
+	case http.MethodConnect:
+		return "HTTP CONNECT"
+	case http.MethodOptions:
+		return "HTTP OPTIONS"
+	case http.MethodTrace:
+		return "HTTP TRACE"
 	}
-	return "HTTP " + method
+	return "HTTP"
 }
 
 // shutdown stops serving within timeout: health checks turn NOT_SERVING,
