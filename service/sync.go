@@ -119,6 +119,7 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 	var tally batchTally
 	results := make([]*secretbrokerv1.SyncSecretsResult, len(plan.items))
 	var runnable []int
+	events := newItemEvents(ctx)
 	for i, it := range plan.items {
 		r := &secretbrokerv1.SyncSecretsResult{Name: it.res, Action: it.action, Drift: it.drift, RecordedOwner: it.recordedOwner}
 		results[i] = r
@@ -132,10 +133,19 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 				Outcome: codeName(codes.OK), Unchanged: true})
 		}
 		r.Code, r.Message, r.RetryAfter = tally.add(it.err)
+		if !req.GetDryRun() {
+			events.item(i, r.Name, r.Code)
+		}
 	}
 	resp.Results = results
 	if req.GetDryRun() {
 		return resp, nil
+	}
+	// As in a batch, only the first maxItemEvents items that do work
+	// upstream have spans of their own (itemContext).
+	itemCtx := make(map[int]context.Context, len(runnable))
+	for k, i := range runnable {
+		itemCtx[i] = events.itemContext(ctx, k)
 	}
 	defer plan.endCall(ctx, nil)
 	x := s.NewExecutor(state.KindSyncSecrets, plan.owner, plan.force)
@@ -144,7 +154,7 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 		it := plan.items[i]
 		var out itemOutcome
 		err := s.safely(ctx, op, func() error {
-			out = x.execute(ctx, it.pending(plan.settings))
+			out = x.execute(itemCtx[i], it.pending(plan.settings))
 			return out.err
 		})
 		r := results[i]
@@ -156,8 +166,10 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 			r.RecordedOwner = out.recordedOwner
 		}
 		r.Code, r.Message, r.RetryAfter = tally.add(err)
+		events.item(i, r.Name, r.Code)
 	})
 	x.Finish(ctx)
+	events.summary(len(plan.items), &tally)
 	s.logBatch(ctx, op, len(plan.items), &tally)
 	return resp, nil
 }
