@@ -455,10 +455,21 @@ type jsonMarshaler struct {
 // NewDecoder returns JSONPb's decoder with its errors cleaned by
 // decodeError; io.EOF (an empty body) passes as it is.
 func (m jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
-	d := m.JSONPb.NewDecoder(r)
+	// JSONPb's own decoder (m.JSONPb.NewDecoder), built here to keep its
+	// json.Decoder at hand.
+	stream := json.NewDecoder(r)
+	d := runtime.DecoderWrapper{Decoder: stream, UnmarshalOptions: m.UnmarshalOptions}
 	return runtime.DecoderFunc(func(v any) error {
 		err := d.Decode(v)
-		if err == nil || errors.Is(err, io.EOF) {
+		if err == nil {
+			// A request is one JSON value: anything but white space after
+			// it is refused, not ignored.
+			if _, terr := stream.Token(); !errors.Is(terr, io.EOF) {
+				return errors.New("request body holds more than one JSON value")
+			}
+			return nil
+		}
+		if errors.Is(err, io.EOF) {
 			return err
 		}
 		return decodeError(err)

@@ -300,6 +300,26 @@ func TestGatewayHardening(t *testing.T) {
 			code: http.StatusBadRequest, grpcCode: codes.InvalidArgument, msg: []string{"not valid JSON"}, refused: true,
 		},
 		{
+			name: "data after the JSON value",
+			req: gwRequest{method: http.MethodPut, path: "/v1/repos/octo-org/hello-world/actions/secrets/HARDEN_TRAILING",
+				header: jsonCT, body: `{"value":"` + hardeningSecret + `"}{"value":"x"}`},
+			code: http.StatusBadRequest, grpcCode: codes.InvalidArgument, msg: []string{"more than one JSON value"}, refused: true,
+			notWritten: "repos/octo-org/hello-world/actions/secrets/HARDEN_TRAILING",
+		},
+		{
+			name: "garbage after the JSON value",
+			req: gwRequest{method: http.MethodPut, path: "/v1/repos/octo-org/hello-world/actions/secrets/HARDEN_TRAILING",
+				header: jsonCT, body: `{"value":"` + hardeningSecret + `"}xx`},
+			code: http.StatusBadRequest, grpcCode: codes.InvalidArgument, msg: []string{"more than one JSON value"}, refused: true,
+			notWritten: "repos/octo-org/hello-world/actions/secrets/HARDEN_TRAILING",
+		},
+		{
+			name: "white space after the JSON value",
+			req: gwRequest{method: http.MethodPut, path: "/v1/repos/octo-org/hello-world/actions/secrets/HARDEN_SPACE",
+				header: jsonCT, body: `{"value":"` + hardeningSecret + `"}` + " \r\n\t "},
+			code: http.StatusCreated,
+		},
+		{
 			name: "invalid UTF-8 in the path",
 			req: gwRequest{method: http.MethodPut, path: "/v1/repos/octo-org/hello-world/environments/%ff/secrets/X",
 				header: jsonCT, body: putBody},
