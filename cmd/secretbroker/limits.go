@@ -25,6 +25,12 @@ type callLimits struct {
 	mu      sync.Mutex
 	active  int
 	callers map[string]*callerState
+	// sweepAt is the number of tracked callers at which the next sweep
+	// runs: maxTrackedCallers, or twice what the last sweep kept, so that
+	// when every tracked caller is still worth keeping a new caller does
+	// not scan them all again (a sweep costs O(1) per new caller,
+	// amortized). sweeps counts the sweeps run.
+	sweepAt, sweeps int
 }
 
 type callerState struct {
@@ -91,7 +97,7 @@ func (l *callLimits) admit(caller string) (release func(), refused *refusal) {
 
 // sweepLocked drops idle callers when too many are tracked.
 func (l *callLimits) sweepLocked() {
-	if len(l.callers) < maxTrackedCallers {
+	if len(l.callers) < max(l.sweepAt, maxTrackedCallers) {
 		return
 	}
 	now := time.Now()
@@ -100,4 +106,6 @@ func (l *callLimits) sweepLocked() {
 			delete(l.callers, k)
 		}
 	}
+	l.sweeps++
+	l.sweepAt = max(maxTrackedCallers, 2*len(l.callers))
 }

@@ -98,3 +98,35 @@ func TestCallLimitsForgetIdleCallers(t *testing.T) {
 		}
 	})
 }
+
+// TestCallLimitsSweepAmortized: when every tracked caller is still worth
+// keeping (its bucket not yet refilled), new callers do not each scan them
+// all: sweeps run at doubling sizes, and once buckets refill the states
+// shrink back to the bound.
+func TestCallLimitsSweepAmortized(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newCallLimits(1, 100, 0, 0)
+		const callers = 4 * maxTrackedCallers
+		for i := range callers { // in no time: no bucket refills
+			release, refused := l.admit(fmt.Sprint("caller-", i))
+			if refused != nil {
+				t.Fatalf("caller %d refused: %s", i, refused.reason)
+			}
+			release()
+		}
+		// At 4096 and 8192 tracked callers, each keeping all (a sweep per
+		// new caller past 4096 would be 12,288).
+		if l.sweeps != 2 {
+			t.Errorf("%d sweeps for %d new callers, want 2", l.sweeps, callers)
+		}
+		time.Sleep(100 * time.Second) // every bucket refills
+		release, refused := l.admit("late")
+		if refused != nil {
+			t.Fatal(refused.reason)
+		}
+		release()
+		if n := len(l.callers); n > maxTrackedCallers {
+			t.Errorf("%d callers tracked after the buckets refilled, want at most %d", n, maxTrackedCallers)
+		}
+	})
+}
