@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,9 +17,7 @@ import (
 	"testing/iotest"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
@@ -36,32 +32,15 @@ import (
 // never read.)
 func sendShort(t *testing.T, addr, head, body string) gwAnswer {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialGateway(t, addr)
 	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := io.WriteString(conn, head+"\r\n\r\n"+body); err != nil {
 		t.Fatal(err)
 	}
 	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("reading the answer to %q: %v", strings.SplitN(head, "\r\n", 2)[0], err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := gwAnswer{code: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	_ = json.Unmarshal(raw, &a.body)
-	return a
+	return readAnswer(t, conn, head)
 }
 
 // totalAlloc is the bytes the process has allocated so far.
@@ -404,19 +383,7 @@ func TestGatewayBodyBudget(t *testing.T) {
 
 	// The gateway over a gRPC server that answers every call
 	// Unimplemented, behind admitHTTP, as run puts them.
-	srv := grpc.NewServer()
-	secretbrokerv1.RegisterSecretServiceServer(srv, unimplementedSecretService{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := serveUnimplemented(t)
 	callers := callerKeys{gatewaySecret: "budget-gateway-secret"}
 	gw, err := newGateway(t.Context(), conn, callers)
 	if err != nil {

@@ -72,6 +72,12 @@ func send(t *testing.T, client *http.Client, addr string, req gwRequest) gwAnswe
 	if err != nil {
 		t.Fatalf("%s %s: %v", req.method, req.path, err)
 	}
+	return answerOf(t, resp)
+}
+
+// answerOf reads resp whole and closes its body.
+func answerOf(t *testing.T, resp *http.Response) gwAnswer {
+	t.Helper()
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -82,22 +88,40 @@ func send(t *testing.T, client *http.Client, addr string, req gwRequest) gwAnswe
 	return a
 }
 
+// readAnswer reads from conn the answer to the request whose head was
+// sent on it.
+func readAnswer(t *testing.T, conn net.Conn, head string) gwAnswer {
+	t.Helper()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the answer to %q: %v", strings.SplitN(head, "\r\n", 2)[0], err)
+	}
+	return answerOf(t, resp)
+}
+
+// dialGateway opens a connection to addr (the caller closes it) whose
+// deadline fails the test after 30 s (a gateway that waits for a body it
+// should have refused) instead of hanging it.
+func dialGateway(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
 // sendRaw writes head (a request line and headers, without the blank line
 // that ends them) and then body to a new connection to addr, and reads the
 // answer while the body is still being written: a gateway that refuses a
 // request by its headers answers without reading the body.
 func sendRaw(t *testing.T, addr, head string, body io.Reader) gwAnswer {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialGateway(t, addr)
 	defer conn.Close()
-	// A gateway that waits for a body it should have refused fails the
-	// test instead of hanging it.
-	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
 	go func() {
 		// Write errors are expected once the gateway has answered and
 		// closed the connection.
@@ -108,18 +132,7 @@ func sendRaw(t *testing.T, addr, head string, body io.Reader) gwAnswer {
 			_, _ = io.Copy(conn, body)
 		}
 	}()
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("reading the answer to %q: %v", strings.SplitN(head, "\r\n", 2)[0], err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := gwAnswer{code: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	_ = json.Unmarshal(raw, &a.body)
-	return a
+	return readAnswer(t, conn, head)
 }
 
 // chunkedBody is n bytes of JSON-ish filler in HTTP/1.1 chunked encoding,
@@ -527,7 +540,7 @@ func startFakeBackend(t *testing.T) *fakeBackend {
 	t.Helper()
 	f := &fakeBackend{callers: callerKeys{gatewaySecret: "fake-gateway-secret"}}
 	door := &frontDoor{keys: f.callers, log: slog.New(slog.DiscardHandler)}
-	srv := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	conn := serveUnimplemented(t, grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		md, _ := metadata.FromIncomingContext(ctx)
 		_, fairness, err := door.authenticate(ctx)
 		if err != nil {
@@ -538,18 +551,6 @@ func startFakeBackend(t *testing.T) *fakeBackend {
 		f.mu.Unlock()
 		return handler(ctx, req)
 	}))
-	secretbrokerv1.RegisterSecretServiceServer(srv, unimplementedSecretService{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
 	gw, err := newGateway(t.Context(), conn, f.callers)
 	if err != nil {
 		t.Fatal(err)
@@ -924,4 +925,25 @@ func TestGatewayDecodeError(t *testing.T) {
 	if got := decodeError(err).Error(); !strings.HasPrefix(got, "request body is not valid JSON: ") || strings.Contains(got, "s3cr3t") {
 		t.Errorf("decodeError(%v) = %q", err, got)
 	}
+}
+
+// serveUnimplemented serves, on a loopback port until the test ends, a
+// gRPC server built with opts whose SecretService answers every call
+// Unimplemented, and returns a client connection to it.
+func serveUnimplemented(t *testing.T, opts ...grpc.ServerOption) *grpc.ClientConn {
+	t.Helper()
+	srv := grpc.NewServer(opts...)
+	secretbrokerv1.RegisterSecretServiceServer(srv, unimplementedSecretService{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
