@@ -11,7 +11,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/secretbroker/secretbroker/service"
 	"github.com/secretbroker/secretbroker/service/operation"
 	"github.com/secretbroker/secretbroker/service/state"
 )
@@ -79,27 +78,31 @@ func openState(cfg Config, logger *slog.Logger, rc redis.UniversalClient) (state
 // while the state store in Redis cannot be reached.
 const resumeRetry = 5 * time.Second
 
-// resumeEvery is how often a broker with the state in Redis looks for
-// operations to take over: one whose replica died keeps that replica's
-// lease for at most operation.DefaultLease (the service's runner uses the
-// default), so it is taken over within about two leases.
+// resumeEvery is how often a broker with the state in Redis or a file
+// looks for operations to take over: one whose runner died keeps that
+// runner's lease for at most operation.DefaultLease (the service's runner
+// uses the default), so it is taken over within about two leases.
 const resumeEvery = operation.DefaultLease
 
 // resumeOperations resumes the operations a previous process left
 // unfinished.
 //
-// With a memory or file store, one process owns the store: the resume
-// runs once, here, and its error is returned. With the state in Redis,
-// the replicas share the operations, each held by a lease its runner
-// renews: the resume runs here, then again in the background for the
-// process's lifetime, every resumeEvery, to take over the operations of a
-// replica that died (a live replica's operations are skipped, and one a
-// replica's shutdown paused is taken at once). A Redis outage does not
+// With a memory store nothing outlives the process: the resume runs
+// once, here. With a file (--state-dir), one process owns the store, but
+// a process that died (killed, out of memory) left its operations leased
+// to its runner for up to a lease, and a restart within that time must
+// not leave them unfinished: the resume runs here, its error is returned,
+// and it runs again in the background every resumeEvery. With the state
+// in Redis, the replicas share the operations, each held by a lease its
+// runner renews: the resume runs here, then again in the background for
+// the process's lifetime, every resumeEvery, to take over the operations
+// of a replica that died (a live replica's operations are skipped, and
+// one a replica's shutdown paused is taken at once). A Redis outage does not
 // stop the broker (it serves while Redis is down, as its pacing does):
 // the resume is then tried every resumeRetry until Redis is back. stop
 // ends the background resume and waits for it; call it before the store
 // closes. The background resume also ends once the runner is closed.
-func resumeOperations(ctx context.Context, svc *service.Server, st state.Store, logger *slog.Logger) (stop func(), err error) {
+func resumeOperations(ctx context.Context, svc resumer, st state.Store, logger *slog.Logger) (stop func(), err error) {
 	resume := func(ctx context.Context) error {
 		n, err := svc.ResumeOperations(ctx)
 		if err == nil && n > 0 {
@@ -108,7 +111,13 @@ func resumeOperations(ctx context.Context, svc *service.Server, st state.Store, 
 		return err
 	}
 	err = resume(ctx)
-	if _, isRedis := st.(*state.Redis); !isRedis {
+	switch st.(type) {
+	case *state.Redis:
+	case *state.Bolt:
+		if err != nil {
+			return func() {}, err
+		}
+	default:
 		return func() {}, err
 	}
 	if err != nil {
@@ -123,6 +132,12 @@ func resumeOperations(ctx context.Context, svc *service.Server, st state.Store, 
 		cancel()
 		wg.Wait()
 	}, nil
+}
+
+// resumer resumes the operations left unfinished in the state store
+// (*service.Server).
+type resumer interface {
+	ResumeOperations(ctx context.Context) (int, error)
 }
 
 // resumeLoop calls resume every resumeEvery, or every resumeRetry while

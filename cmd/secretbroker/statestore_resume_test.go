@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/secretbroker/secretbroker/service/operation"
+	"github.com/secretbroker/secretbroker/service/state"
 )
 
 // TestResumeLoop: with the state in Redis, the broker resumes operations
@@ -102,4 +103,69 @@ func TestResumeLoop(t *testing.T) {
 			}
 		})
 	})
+}
+
+// countingResumer counts the resumes asked of it.
+type countingResumer struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (c *countingResumer) ResumeOperations(context.Context) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls++
+	return 0, nil
+}
+
+func (c *countingResumer) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls
+}
+
+// TestResumeByStore: with a file store (--state-dir) operations are
+// resumed at start and again every resumeEvery, so that those a killed
+// process left leased to its runner are taken over once the lease ends;
+// with a memory store, only at start.
+func TestResumeByStore(t *testing.T) {
+	tests := []struct {
+		name string
+		open func(t *testing.T) state.Store
+		want int // resumes after start-up and 2.5 resumeEvery
+	}{
+		{"memory", func(t *testing.T) state.Store {
+			st, err := state.NewMemory(state.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}, 1},
+		{"file", func(t *testing.T) state.Store {
+			st, err := state.OpenBolt(t.TempDir(), state.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := tt.open(t)
+			defer st.Close()
+			synctest.Test(t, func(t *testing.T) {
+				r := &countingResumer{}
+				stop, err := resumeOperations(t.Context(), r, st, slog.New(slog.DiscardHandler))
+				if err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(resumeEvery*5/2 + time.Second)
+				synctest.Wait()
+				stop()
+				if got := r.count(); got != tt.want {
+					t.Errorf("%d resumes, want %d", got, tt.want)
+				}
+			})
+		})
+	}
 }
