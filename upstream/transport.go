@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/secretbroker/secretbroker/upstream/pace"
@@ -112,7 +113,12 @@ func pooledClient(tp trace.TracerProvider, m *metrics, rt *http.Transport) (*htt
 	if err != nil {
 		return nil, err
 	}
-	opts := []otelhttp.Option{otelhttp.WithSpanNameFormatter(spanName)}
+	// GitHub gets the W3C trace context (a GitHub Enterprise Server with
+	// tracing can join the trace) and nothing else of the call's
+	// context: not the caller's baggage, which the broker's global
+	// propagator would otherwise forward to a third party with the
+	// broker's credentials.
+	opts := []otelhttp.Option{otelhttp.WithSpanNameFormatter(spanName), otelhttp.WithPropagators(propagation.TraceContext{})}
 	if tp != nil {
 		opts = append(opts, otelhttp.WithTracerProvider(tp))
 	}

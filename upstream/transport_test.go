@@ -3,12 +3,17 @@ package upstream
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 	"github.com/secretbroker/secretbroker/upstream/metricstest"
@@ -137,5 +142,51 @@ func TestNewTransport(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
 		}
+	}
+}
+
+// TestRequestsCarryTraceContextOnly: with the broker's global propagators
+// (W3C trace context and baggage), a request to GitHub carries the call's
+// traceparent and none of the caller's baggage.
+func TestRequestsCarryTraceContextOnly(t *testing.T) {
+	prev := otel.GetTextMapPropagator()
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	t.Cleanup(func() { otel.SetTextMapPropagator(prev) })
+
+	type seen struct{ traceparent, baggage string }
+	got := make(chan seen, 1)
+	em := emulator.New(emulator.Options{Token: testToken})
+	em.AddRepo("acme", "api", false)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- seen{r.Header.Get("Traceparent"), r.Header.Get("Baggage")}:
+		default:
+		}
+		em.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	tp := sdktrace.NewTracerProvider()
+	c := newClient(t, Config{BaseURL: ts.URL, Pacing: quickPacing(), TracerProvider: tp})
+	t.Cleanup(c.hc.CloseIdleConnections)
+
+	member, err := baggage.NewMember("internal.session", "PLANTED-session-7c1e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bag, err := baggage.New(member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, span := tp.Tracer("test").Start(baggage.ContextWithBaggage(t.Context(), bag), "call")
+	defer span.End()
+	if _, err := c.GetPublicKey(ctx, repActions); err != nil {
+		t.Fatal(err)
+	}
+	s := <-got
+	if !strings.Contains(s.traceparent, span.SpanContext().TraceID().String()) {
+		t.Errorf("traceparent %q, want the call's trace %s", s.traceparent, span.SpanContext().TraceID())
+	}
+	if s.baggage != "" {
+		t.Errorf("GitHub received the caller's baggage %q", s.baggage)
 	}
 }
