@@ -825,7 +825,8 @@ func (c Config) String() string {
 // GoString formats the configuration with the token redacted, for %#v.
 func (c Config) GoString() string { return c.String() }
 
-// redactURL hides a URL's user information, if it has any.
+// redactURL hides a URL's user information, query and fragment, if it has
+// any: each may hold a credential.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -833,6 +834,12 @@ func redactURL(raw string) string {
 	}
 	if u.User != nil {
 		u.User = url.User("redacted")
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "redacted", false
+	}
+	if u.Fragment != "" || u.RawFragment != "" {
+		u.Fragment, u.RawFragment = "redacted", ""
 	}
 	return u.String()
 }

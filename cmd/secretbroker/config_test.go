@@ -377,6 +377,18 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: []string{"--upstream-url", "credentials"},
 		},
 		{
+			name: "upstream URL with a token in its query",
+			args: []string{"--upstream-url=https://ghe.example/api/v3?access_token=" + testToken},
+			env:  withToken,
+			want: []string{"--upstream-url must not have a query or fragment", "?redacted"},
+		},
+		{
+			name: "upstream URL with a token in its fragment",
+			args: []string{"--upstream-url=https://ghe.example/api/v3#" + testToken},
+			env:  withToken,
+			want: []string{"--upstream-url must not have a query or fragment", "#redacted"},
+		},
+		{
 			name: "upstream URL not absolute",
 			args: []string{"--upstream-url=api.github.com"},
 			env:  withToken,

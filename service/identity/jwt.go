@@ -177,7 +177,8 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 	case cfg.JWKSURL != "":
 		u, err := url.Parse(cfg.JWKSURL)
 		if err != nil {
-			return nil, fmt.Errorf("jwt config: JWKS URL: %w", err)
+			// url.Parse's error quotes the URL, which may hold a password.
+			return nil, errors.New("jwt config: JWKS URL is not a valid URL")
 		}
 		if err := checkJWKSURL(u); err != nil {
 			return nil, fmt.Errorf("jwt config: %w", err)
@@ -511,6 +512,17 @@ func defaultJWKSClient() *http.Client {
 	}
 }
 
+// shownURL is rawURL as an error may show it: without its user
+// information or query, which may hold credentials.
+func shownURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	return u.String()
+}
+
 // fetchJWKS GETs the JWKS at rawURL.
 func fetchJWKS(ctx context.Context, client *http.Client, rawURL string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
@@ -525,7 +537,7 @@ func fetchJWKS(ctx context.Context, client *http.Client, rawURL string) ([]byte,
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxJWKSBytes))
-		return nil, fmt.Errorf("fetch JWKS %s: HTTP status %d", rawURL, resp.StatusCode)
+		return nil, fmt.Errorf("fetch JWKS %s: HTTP status %d", shownURL(rawURL), resp.StatusCode)
 	}
 	return readJWKS(resp.Body)
 }

@@ -729,6 +729,11 @@ func TestNewJWTVerifierConfig(t *testing.T) {
 		{name: "http on a remote host", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: "http://kubernetes.example/openid/v1/jwks"}, wantErr: "must be https"},
 		{name: "missing file", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSFile: filepath.Join(t.TempDir(), "none.json")}, wantErr: "read JWKS file"},
 		{name: "HTTP 404", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: missing}, wantErr: "HTTP status 404"},
+		// Credentials in the URL never reach an error.
+		{name: "HTTP 404, credentials in the URL", cfg: JWTConfig{Issuer: "i", Audience: "a",
+			JWKSURL: strings.Replace(missing, "http://", "http://jwks:"+plantedURLSecret+"@", 1) + "?token=" + plantedURLSecret}, wantErr: "HTTP status 404"},
+		{name: "invalid URL with a password", cfg: JWTConfig{Issuer: "i", Audience: "a",
+			JWKSURL: "http://jwks:" + plantedURLSecret + "%zz@127.0.0.1/jwks"}, wantErr: "not a valid URL"},
 		{name: "RSA 1024 only", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: weak}, wantErr: "no usable signing key"},
 		{name: "symmetric key only", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: symmetric}, wantErr: "no usable signing key"},
 		{name: "encryption key only", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: encryption}, wantErr: "no usable signing key"},
@@ -746,9 +751,15 @@ func TestNewJWTVerifierConfig(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("NewJWTVerifier error = %v, want one containing %q", err, tt.wantErr)
 			}
+			if strings.Contains(err.Error(), plantedURLSecret) {
+				t.Errorf("the error quotes the URL's credentials: %v", err)
+			}
 		})
 	}
 }
+
+// plantedURLSecret is a password and a query token in JWKS URLs.
+const plantedURLSecret = "PLANTED-jwks-pass-51c0"
 
 func TestCheckJWKSURL(t *testing.T) {
 	tests := []struct {
