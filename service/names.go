@@ -83,7 +83,7 @@ func parseParent(field, s string) (upstream.Scope, error) {
 		if err != nil {
 			return upstream.Scope{}, err
 		}
-		if err := checkAccount(field, "organization", segs[1]); err != nil {
+		if err := checkAccount(field, "organization", segs[1], false); err != nil {
 			return upstream.Scope{}, err
 		}
 		return upstream.Scope{App: app, Org: segs[1]}, nil
@@ -215,13 +215,17 @@ func parseApp(field, app string) (upstream.App, error) {
 }
 
 // checkAccount checks an organization or user login: letters, digits and
-// single hyphens, at most 39 characters, as GitHub allows.
-func checkAccount(field, what, login string) error {
+// hyphens, at most 39 characters, as GitHub allows; with user, also "_",
+// which the logins of Enterprise Managed Users hold ({handle}_{shortcode}).
+func checkAccount(field, what, login string, user bool) error {
 	if login == "" || len(login) > 39 {
 		return invalidArg(field, "%s name must be 1 to 39 characters", what)
 	}
 	for _, r := range login {
-		if !isASCIIAlnum(r) && r != '-' {
+		if !isASCIIAlnum(r) && r != '-' && (!user || r != '_') {
+			if user {
+				return invalidArg(field, "%s name %q may hold only letters, digits, hyphens and \"_\"", what, login)
+			}
 			return invalidArg(field, "%s name %q may hold only letters, digits and hyphens", what, login)
 		}
 	}
@@ -231,7 +235,7 @@ func checkAccount(field, what, login string) error {
 // checkRepo checks an owner and a repository name: letters, digits, ".",
 // "-" and "_", at most 100 characters, not "." or "..".
 func checkRepo(field, owner, repo string) error {
-	if err := checkAccount(field, "owner", owner); err != nil {
+	if err := checkAccount(field, "owner", owner, true); err != nil {
 		return err
 	}
 	if repo == "" || len(repo) > 100 || repo == "." || repo == ".." {

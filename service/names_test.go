@@ -28,6 +28,11 @@ func TestParseParent(t *testing.T) {
 		{in: "orgs/acme/packages", wantErr: `app "packages" is not "actions" or "agents"`},
 		{in: "orgs//actions", wantErr: "organization name must be 1 to 39"},
 		{in: "orgs/ac me/actions", wantErr: "may hold only letters, digits and hyphens"},
+		// An Enterprise Managed User's login holds "_"; an organization's
+		// never does.
+		{in: "repos/mona_octo/api/actions", want: upstream.Scope{App: upstream.Actions, Owner: "mona_octo", Repo: "api"}},
+		{in: "orgs/octo_org/actions", wantErr: "may hold only letters, digits and hyphens"},
+		{in: "repos/mona octo/api/actions", wantErr: `may hold only letters, digits, hyphens and "_"`},
 		{in: "repos/acme/../actions", wantErr: "repository name must be"},
 		{in: "repos/acme/a$b/actions", wantErr: "repository name \"a$b\""},
 		{in: "repos/acme/api/environments/prod/eu", wantErr: "environments hold Actions secrets only"},
