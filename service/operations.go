@@ -145,7 +145,10 @@ func (s *Server) CloseOperations(ctx context.Context) error {
 }
 
 // execItem runs one item of op as op's caller: the operation runner's
-// Exec.
+// Exec. The item is authorized again first, with the policy as it is now
+// (Executor.reauthorize): a caller whose access was revoked after the
+// operation was accepted gets PERMISSION_DENIED for its remaining items,
+// also when the operation resumes after a restart.
 func (s *Server) execItem(ctx context.Context, op *state.Operation, item state.PendingItem) state.ItemResult {
 	if op.Caller != "" {
 		ctx = identity.WithCaller(ctx, op.Caller)
@@ -155,6 +158,7 @@ func (s *Server) execItem(ctx context.Context, op *state.Operation, item state.P
 	x := s.ops.execs[op.ID]
 	if x == nil {
 		x = s.NewExecutor(op.Kind, op.Owner, op.Force)
+		x.reauthorize = true
 		s.ops.execs[op.ID] = x
 	}
 	s.ops.mu.Unlock()
