@@ -30,7 +30,9 @@ import (
 // cleanly at shutdown (CloseOperations). Each item runs through an
 // Executor, one per running operation, with the starting caller's
 // identity in its context (audit records name that caller; the pacer
-// queues its writes in that caller's lane).
+// queues its writes in that caller's lane), and is authorized again just
+// before it runs, with the policy as it is then: a caller whose access is
+// revoked gets PERMISSION_DENIED for its remaining items.
 //
 // Who sees an operation: without an Authorizer, everyone (as every secret).
 // With one, the caller that started it, and a caller the policy lets read
