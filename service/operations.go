@@ -30,7 +30,9 @@ import (
 // cleanly at shutdown (CloseOperations). Each item runs through an
 // Executor, one per running operation, with the starting caller's
 // identity in its context (audit records name that caller; the pacer
-// queues its writes in that caller's lane).
+// queues its writes in that caller's lane), and is authorized again just
+// before it runs, with the policy as it is then: a caller whose access is
+// revoked gets PERMISSION_DENIED for its remaining items.
 //
 // Who sees an operation: without an Authorizer, everyone (as every secret).
 // With one, the caller that started it, and a caller the policy lets read
@@ -145,7 +147,10 @@ func (s *Server) CloseOperations(ctx context.Context) error {
 }
 
 // execItem runs one item of op as op's caller: the operation runner's
-// Exec.
+// Exec. The item is authorized again first, with the policy as it is now
+// (Executor.reauthorize): a caller whose access was revoked after the
+// operation was accepted gets PERMISSION_DENIED for its remaining items,
+// also when the operation resumes after a restart.
 func (s *Server) execItem(ctx context.Context, op *state.Operation, item state.PendingItem) state.ItemResult {
 	if op.Caller != "" {
 		ctx = identity.WithCaller(ctx, op.Caller)
@@ -155,6 +160,7 @@ func (s *Server) execItem(ctx context.Context, op *state.Operation, item state.P
 	x := s.ops.execs[op.ID]
 	if x == nil {
 		x = s.NewExecutor(op.Kind, op.Owner, op.Force)
+		x.reauthorize = true
 		s.ops.execs[op.ID] = x
 	}
 	s.ops.mu.Unlock()

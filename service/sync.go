@@ -451,7 +451,8 @@ func (s *Server) dropGoneRecord(ctx context.Context, res string) {
 // operation runner calls for each pending item, also after a restart
 // (every step is idempotent: a write is judged again against the record
 // and GitHub, a delete of a secret already gone succeeds). Items must have
-// been authorized when the operation was accepted. An Executor is safe for
+// been authorized when the operation was accepted; an operation's items
+// are authorized again as they run (reauthorize). An Executor is safe for
 // concurrent use; call Finish once after the last item.
 type Executor struct {
 	s     *Server
@@ -461,6 +462,13 @@ type Executor struct {
 	// ownership: items of a name another owner wrote fail without force
 	// (syncs); a batch's items do not look at owners.
 	ownership bool
+	// reauthorize: each item first checks, with the policy as it is now,
+	// that the caller of its context may write its secret (delete it, for
+	// a prune), so that access revoked after an operation was accepted
+	// stops its remaining items, also after a resume. Set for the
+	// operation runner's executors (execItem), before their first item; a
+	// synchronous sync authorizes its items as it plans them.
+	reauthorize bool
 
 	mu       sync.Mutex
 	listings map[string]*listing
@@ -571,6 +579,9 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 		return itemOutcome{err: err}
 	}
 	res := secretResourceName(scope, name)
+	if err := x.authorize(ctx, item, res); err != nil {
+		return itemOutcome{err: err}
+	}
 	rec := x.s.getRecord(ctx, res)
 	if item.Delete {
 		return x.delete(ctx, scope, name, rec)
@@ -624,6 +635,23 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	x.written.add(scope, name, pr.value)
 	out.keyID = keyID
 	return out
+}
+
+// authorize checks again, when the executor reauthorizes, that ctx's
+// caller may write res (delete it, for a delete item) under the policy as
+// it is now. A denied item fails with PERMISSION_DENIED, audited and
+// counted as a call's denial is, before its record is read or anything
+// goes upstream; it has no action (the caller may no longer be allowed to
+// learn what it would have been). Without an Authorizer every item passes.
+func (x *Executor) authorize(ctx context.Context, item state.PendingItem, res string) error {
+	if !x.reauthorize {
+		return nil
+	}
+	verb := verbWrite
+	if item.Delete {
+		verb = verbDelete
+	}
+	return x.s.check(ctx, x.rpc, nil, verb, res, x.s.may(ctx, verb, res))
 }
 
 // delete deletes a secret the owner wrote (a prune), and its record. A
