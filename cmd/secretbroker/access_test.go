@@ -201,6 +201,9 @@ func TestBearerTokensOnBothListeners(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("forged gateway metadata: %d, want 401", resp.StatusCode)
 	}
+	if got, want := resp.Header.Get("WWW-Authenticate"), `Bearer realm="secretbroker"`; got != want {
+		t.Errorf("401 with WWW-Authenticate %q, want %q", got, want)
+	}
 	// The admin may read prod; the secret is not there, since the
 	// deployer's put was denied.
 	if code, _ := httpDo(t, b.http, http.MethodGet, base+prodSecret, adminToken, ""); code != http.StatusNotFound {

@@ -446,12 +446,21 @@ func (f *frontDoor) admitHTTP(next http.Handler, limits *callLimits, maxBytes in
 	})
 }
 
+// setChallenge sets the WWW-Authenticate header a 401 carries: it names
+// the scheme the broker wants (RFC 9110, 11.6.1).
+func setChallenge(h http.Header) {
+	h.Set("WWW-Authenticate", `Bearer realm="secretbroker"`)
+}
+
 // writeHTTPError writes the gateway's JSON error shape, with Retry-After
 // when retry is positive (rounded up to whole seconds).
 func writeHTTPError(w http.ResponseWriter, httpStatus int, c codes.Code, msg string, retry time.Duration) {
 	w.Header().Set("Content-Type", "application/json")
 	if retry > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
+	}
+	if c == codes.Unauthenticated {
+		setChallenge(w.Header())
 	}
 	w.WriteHeader(httpStatus)
 	b, _ := json.Marshal(struct {

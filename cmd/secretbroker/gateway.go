@@ -487,7 +487,7 @@ var protojsonError = regexp.MustCompile(`^proto:[\s\x{00a0}]+(?:syntax error )?\
 // does not know becomes a generic one.
 func decodeError(err error) error {
 	if m := protojsonError.FindStringSubmatch(err.Error()); m != nil {
-		return fmt.Errorf("request body, line %s column %s: %s", m[1], m[2], m[3])
+		return fmt.Errorf("request body, line %s column %s: %s", m[1], m[2], snakeFieldName(m[3]))
 	}
 	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
 		return fmt.Errorf("request body is not valid JSON: %w", se)
@@ -496,6 +496,27 @@ func decodeError(err error) error {
 		return errors.New("request body ends inside its JSON value")
 	}
 	return errors.New("request body is not a valid JSON request")
+}
+
+// invalidValueField is the field protojson names, by its lowerCamelCase
+// JSON name, in an "invalid value" error.
+var invalidValueField = regexp.MustCompile(`( field )([A-Za-z0-9_]+)$`)
+
+// snakeFieldName names the field of protojson's "invalid value for T
+// field keyId" as the API's JSON does, key_id (the broker's fields are
+// snake_case in the proto, and protojson accepts both names).
+func snakeFieldName(msg string) string {
+	return invalidValueField.ReplaceAllStringFunc(msg, func(s string) string {
+		var b strings.Builder
+		for _, r := range s {
+			if r >= 'A' && r <= 'Z' {
+				b.WriteByte('_')
+				r += 'a' - 'A'
+			}
+			b.WriteRune(r)
+		}
+		return b.String()
+	})
 }
 
 // rawPathVariables hands the service every multi-segment path variable

@@ -307,6 +307,12 @@ func TestGatewayHardening(t *testing.T) {
 			code: http.StatusBadRequest, grpcCode: codes.InvalidArgument, msg: []string{"invalid value for string field value"}, refused: true,
 		},
 		{
+			name: "wrong JSON type, a number for the key_id: named as the API names it",
+			req: gwRequest{method: http.MethodPut, path: "/v1/repos/octo-org/hello-world/actions/secrets/HARDEN_TYPE",
+				header: jsonCT, body: `{"encrypted_value":"c2VjcmV0","key_id":529008266833321555}`},
+			code: http.StatusBadRequest, grpcCode: codes.InvalidArgument, msg: []string{"invalid value for string field key_id"}, refused: true,
+		},
+		{
 			name: "not JSON",
 			req: gwRequest{method: http.MethodPut, path: "/v1/repos/octo-org/hello-world/actions/secrets/HARDEN_TYPE",
 				header: jsonCT, body: `{"value":` + hardeningSecret + `}`},
@@ -900,7 +906,7 @@ func TestGatewayDecodeError(t *testing.T) {
 		{errors.New("proto:\u00a0(line 1:10): invalid value for string field value: 4242"),
 			"request body, line 1 column 10: invalid value for string field value", "4242"},
 		{errors.New("proto:\u00a0(line 1:29): invalid value for int64 field selectedRepositoryIds: \"s3cr3t\""),
-			"request body, line 1 column 29: invalid value for int64 field selectedRepositoryIds", "s3cr3t"},
+			"request body, line 1 column 29: invalid value for int64 field selected_repository_ids", "s3cr3t"},
 		{errors.New(`proto: (line 1:21): unknown field "bogus"`), `request body, line 1 column 21: unknown field "bogus"`, ""},
 		{errors.New(`proto: (line 1:14): duplicate field "value"`), `request body, line 1 column 14: duplicate field "value"`, ""},
 		// Anything else is described without its text.
