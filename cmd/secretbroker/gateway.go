@@ -76,6 +76,9 @@ type gateway struct {
 	routes *routeProbe
 	// bodyRoutes holds routeKey of each route that takes a request body.
 	bodyRoutes map[string]bool
+	// selectionRoutes holds routeKey of SetSelectedRepositories' routes,
+	// whose body must name the selection (selectionRequired).
+	selectionRoutes map[string]bool
 	// budget bounds the bodies in progress when admitHTTP has not handed
 	// the request its own (a gateway outside the front door, in tests).
 	budget *bodyBudget
@@ -91,8 +94,9 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 		return nil, err
 	}
 	g := &gateway{
-		routes:     routes,
-		bodyRoutes: make(map[string]bool),
+		routes:          routes,
+		bodyRoutes:      make(map[string]bool),
+		selectionRoutes: make(map[string]bool),
 		budget:     newBodyBudget(defaultMaxInflightBytes),
 		// snake_case JSON, as GitHub's own, with every field present
 		// (total_count 0, created false) so scripts see a fixed shape;
@@ -108,7 +112,7 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 		runtime.WithUnescapingMode(unescapingMode),
 		// ... and reaches the service as the caller escaped it. Only a
 		// route that takes a body has it read.
-		runtime.WithMiddlewares(g.rawPathVariables, g.bodies),
+		runtime.WithMiddlewares(g.rawPathVariables, g.bodies, g.selectionRequired),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
 		runtime.WithForwardResponseOption(createdStatus),
 		// The HTTP client is the caller the pacer queues for; only the
@@ -130,7 +134,60 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 	for _, rt := range serviceBodyRoutes() {
 		g.bodyRoutes[routeKey(rt.method, rt.path)] = true
 	}
+	for _, rt := range methodRoutes(secretbrokerv1.SecretService_SetSelectedRepositories_FullMethodName) {
+		g.selectionRoutes[routeKey(rt.method, rt.path)] = true
+	}
 	return g, nil
+}
+
+// selectionRequired refuses a SetSelectedRepositories request whose body
+// does not name the selection (selected_repository_ids or
+// selected_repositories), as GitHub refuses a PUT without
+// selected_repository_ids: the decoded request could not tell a missing
+// selection from an empty one, and an empty one clears every repository.
+// `{"selected_repository_ids": []}` still clears on purpose. (Over gRPC
+// an empty list is the request to clear: proto3 has no other.)
+func (g *gateway) selectionRequired(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		pat, ok := runtime.HTTPPattern(r.Context())
+		if !ok || !g.selectionRoutes[r.Method+" "+pat.String()] {
+			next(w, r, params)
+			return
+		}
+		var fields map[string]json.RawMessage
+		if hasBody(r) {
+			body, err := io.ReadAll(r.Body) // read whole already (bodies)
+			if err != nil {
+				g.fail(w, r, status.Errorf(codes.InvalidArgument, "reading the request body: %v", err))
+				return
+			}
+			r2 := *r
+			r2.Body = io.NopCloser(bytes.NewReader(body))
+			r = &r2
+			_ = json.Unmarshal(body, &fields)
+			if fields == nil {
+				next(w, r, params) // not an object: the decoder says why
+				return
+			}
+		}
+		named := false
+		for k := range fields {
+			switch k {
+			case "selected_repository_ids", "selectedRepositoryIds", "selected_repositories", "selectedRepositories":
+				named = true
+			case "name":
+			default:
+				next(w, r, params) // a field it does not have: the decoder names it
+				return
+			}
+		}
+		if named {
+			next(w, r, params)
+			return
+		}
+		g.fail(w, r, status.Error(codes.InvalidArgument,
+			"selected_repository_ids: is required (or selected_repositories); send [] to clear the selection"))
+	}
 }
 
 // ServeHTTP checks the request's path, query and Content-Type and hands
@@ -630,6 +687,25 @@ func serviceRoutes() []route {
 // request body (body: "*", or a field).
 func serviceBodyRoutes() []route {
 	return serviceBindings(true)
+}
+
+// methodRoutes returns the HTTP bindings of SecretService's method
+// fullMethod ("/secretbroker.v1.SecretService/Name").
+func methodRoutes(fullMethod string) []route {
+	var out []route
+	svcs := secretbrokerv1.File_secretbroker_v1_secret_service_proto.Services()
+	for i := range svcs.Len() {
+		methods := svcs.Get(i).Methods()
+		for j := range methods.Len() {
+			m := methods.Get(j)
+			if "/"+string(svcs.Get(i).FullName())+"/"+string(m.Name()) != fullMethod {
+				continue
+			}
+			rule, _ := proto.GetExtension(m.Options(), annotations.E_Http).(*annotations.HttpRule)
+			out = appendRule(out, rule, false)
+		}
+	}
+	return out
 }
 
 // serviceBindings returns SecretService's HTTP bindings, or only those

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -441,5 +442,57 @@ func TestGatewayBodyBudget(t *testing.T) {
 	body := &watchedBody{}
 	if w := serve(http.MethodPut, "/v1/repos/octo-org/hello-world/actions/secrets/X", 2, body); w.Code != http.StatusNotImplemented || body.read.Load() != 2 {
 		t.Errorf("PUT once the budget is back = %d %s, %d bytes read; want the backend's 501 after reading the body", w.Code, w.Body, body.read.Load())
+	}
+}
+
+// TestGatewaySelectionRequired: a JSON SetSelectedRepositories must name
+// the selection, as GitHub's PUT must: a body without it, or no body, is
+// 400 and leaves the repositories as they were; an empty list clears them
+// on purpose.
+func TestGatewaySelectionRequired(t *testing.T) {
+	b := startBroker(t, devConfig(t))
+	const secret = "/v1/orgs/octo-org/actions/secrets/SELECTION_KEPT"
+	base := "http://" + b.httpAddr
+	if code, body := httpDo(t, b.http, http.MethodPut, base+secret, "",
+		`{"value":"v","visibility":"selected","selected_repository_ids":[1296269]}`); code != http.StatusCreated {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	selected := func() string {
+		t.Helper()
+		code, body := httpDo(t, b.http, http.MethodGet, base+secret+"/repositories", "", "")
+		if code != http.StatusOK {
+			t.Fatalf("list: %d %s", code, body)
+		}
+		var got struct {
+			TotalCount int `json:"total_count"`
+		}
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(got.TotalCount)
+	}
+	for _, tt := range []struct {
+		name, body string
+		code       int
+		selected   string // repositories selected afterwards
+	}{
+		{"no body", "", http.StatusBadRequest, "1"},
+		{"an empty object", "{}", http.StatusBadRequest, "1"},
+		{"another field only", `{"name":"x"}`, http.StatusBadRequest, "1"},
+		{"ids, lowerCamelCase", `{"selectedRepositoryIds":[1296269,1296270]}`, http.StatusOK, "2"},
+		{"an empty list clears", `{"selected_repository_ids":[]}`, http.StatusOK, "0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := httpDo(t, b.http, http.MethodPut, base+secret+"/repositories", "", tt.body)
+			if code != tt.code {
+				t.Errorf("PUT %q: %d %s, want %d", tt.body, code, body, tt.code)
+			}
+			if tt.code == http.StatusBadRequest && !strings.Contains(body, "selected_repository_ids: is required") {
+				t.Errorf("PUT %q: %s, want the missing field named", tt.body, body)
+			}
+			if got := selected(); got != tt.selected {
+				t.Errorf("after PUT %q: %s repositories selected, want %s", tt.body, got, tt.selected)
+			}
+		})
 	}
 }

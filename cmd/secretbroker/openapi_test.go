@@ -253,6 +253,11 @@ func openAPIRequest(t *testing.T, addr string, o openAPIOperation) (*http.Reques
 	var body io.Reader
 	if o.op.RequestBody != nil {
 		body = bytes.NewReader([]byte(`{}`))
+		if o.method == http.MethodPut && strings.HasSuffix(o.path, "/repositories") {
+			// SetSelectedRepositories must name the selection over JSON
+			// (selectionRequired); an empty one clears it.
+			body = bytes.NewReader([]byte(`{"selected_repository_ids":[]}`))
+		}
 	}
 	req, err := http.NewRequestWithContext(context.Background(), o.method, "http://"+addr+path, body)
 	if err != nil {
