@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -126,47 +127,44 @@ func TestStaleRecordAfterFailedWrite(t *testing.T) {
 	}
 }
 
-// flakyRecords is a state store whose record writes (and removals, with
-// failDeletes) fail from the failFrom-th PutRecord on, until healed.
+// flakyRecords is a state store that, once armed, fails the record
+// writes failPut selects, and every removal with failDeletes, until healed.
 type flakyRecords struct {
 	state.Store
 
-	mu          sync.Mutex
-	puts        int
-	failFrom    int // 0: never
+	failPut     func(r state.Record) bool
 	failDeletes bool
-	healed      bool
+
+	mu    sync.Mutex
+	armed bool
 }
 
 var errInjected = errors.New("injected: store unavailable")
 
-func (f *flakyRecords) failing() bool { return f.failFrom > 0 && f.puts >= f.failFrom && !f.healed }
+func (f *flakyRecords) set(armed bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.armed = armed
+}
+
+func (f *flakyRecords) isArmed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.armed
+}
 
 func (f *flakyRecords) PutRecord(ctx context.Context, r state.Record) error {
-	f.mu.Lock()
-	f.puts++
-	fail := f.failing()
-	f.mu.Unlock()
-	if fail {
+	if f.isArmed() && f.failPut(r) {
 		return errInjected
 	}
 	return f.Store.PutRecord(ctx, r)
 }
 
 func (f *flakyRecords) DeleteRecord(ctx context.Context, name string) error {
-	f.mu.Lock()
-	fail := f.failDeletes && f.failing()
-	f.mu.Unlock()
-	if fail {
+	if f.isArmed() && f.failDeletes {
 		return errInjected
 	}
 	return f.Store.DeleteRecord(ctx, name)
-}
-
-func (f *flakyRecords) heal() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.healed = true
 }
 
 // TestStaleRecordAfterRecordFailure writes a new value whose record cannot
@@ -175,19 +173,17 @@ func TestStaleRecordAfterRecordFailure(t *testing.T) {
 	const name = "RECFAIL"
 	sec := repoScope + "/secrets/" + name
 	for _, tc := range []struct {
-		name string
-		// failFrom: the PutRecord that fails first. The first put writes
-		// record 1; the second distrusts it (2) and records (3).
-		failFrom    int
+		name        string
+		failPut     func(r state.Record) bool
 		failDeletes bool
 	}{
-		// The store refuses every record write from the second put on:
-		// the record is removed instead.
-		{name: "puts fail", failFrom: 2},
-		// The store fails after the record was distrusted: neither the
-		// record nor its removal can be written; the distrusted record
-		// stays.
-		{name: "puts and deletes fail after the distrust", failFrom: 3, failDeletes: true},
+		// The store refuses every record write: the record is removed
+		// instead.
+		{name: "every record write fails", failPut: func(state.Record) bool { return true }},
+		// The record is distrusted before the write, then neither the
+		// record of the write nor its removal can be stored: the
+		// distrusted record stays.
+		{name: "the record and its removal fail", failPut: func(r state.Record) bool { return !r.ValueFingerprint.IsZero() }, failDeletes: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -195,18 +191,22 @@ func TestStaleRecordAfterRecordFailure(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				st := &flakyRecords{Store: mem, failFrom: tc.failFrom, failDeletes: tc.failDeletes}
+				st := &flakyRecords{Store: mem, failPut: tc.failPut, failDeletes: tc.failDeletes}
 				h := newHarness(t, harnessOpts{state: st})
 				if _, err := h.broker.PutSecret(t.Context(), plain(sec, oldValue)); err != nil {
 					t.Fatal(err)
 				}
 				time.Sleep(time.Second)
+				st.set(true)
 				resp, err := h.broker.PutSecret(t.Context(), plain(sec, newValue))
 				if err != nil || resp.GetUnchanged() {
 					t.Fatalf("put of the new value: %v, %v; want written (a record failure never fails the call)", resp, err)
 				}
-				st.heal()
+				st.set(false)
 				mustHold(t, h, name, newValue)
+				if !strings.Contains(h.logs.String(), "record cannot be written") {
+					t.Errorf("the record failure was not logged:\n%s", h.logs.String())
+				}
 				mustWriteOld(t, h, name)
 			})
 		})
