@@ -204,16 +204,22 @@ func (s *Server) writeLocked(ctx context.Context, p *putPlan, key sealingKey, cu
 	return w, keyID, nil
 }
 
-// put writes p for a caller that records the write itself afterwards (an
-// operation's Executor): with the secret's write lock held it distrusts
-// the secret's record (distrustRecord) and sends the write, so that a
-// write that fails or whose outcome is unknown leaves no record that could
-// make a later write unchanged. The caller's record is written after the
-// lock is released: to have it ordered with other writes of the secret,
-// such a caller should use writeLocked under the lock instead. On return p
-// holds the settings written (completed with the current ones where the
-// request kept them).
-func (s *Server) put(ctx context.Context, p *putPlan) (upstream.Written, upstream.KeyID, error) {
+// recordOf is what the record of a write is made of besides the write.
+type recordOf struct {
+	prints     prints
+	havePrints bool
+	owner      string
+}
+
+// putRecorded writes p with the scope's key, holding the secret's write
+// lock (secretLocks) from before it distrusts the secret's record
+// (distrustRecord) until the write is recorded (recordWrite, with r), so
+// that a write that fails or whose outcome is unknown leaves no record
+// that could make a later write unchanged, and records of concurrent
+// writes of the secret are written in the order GitHub applied them. A
+// nil r leaves the record distrusted for the caller to write after the
+// lock is released (see put). On return p holds the settings written.
+func (s *Server) putRecorded(ctx context.Context, p *putPlan, r *recordOf) (upstream.Written, upstream.KeyID, error) {
 	if err := s.resolvePutNames(ctx, p); err != nil {
 		return upstream.Written{}, "", err
 	}
@@ -228,8 +234,21 @@ func (s *Server) put(ctx context.Context, p *putPlan) (upstream.Written, upstrea
 	defer unlock()
 	res := secretResourceName(p.scope, p.name)
 	rec, readOK := s.readRecord(ctx, res)
-	s.distrustRecord(ctx, res, rec, readOK)
-	return s.batchPut(ctx, p, key)
+	if r == nil {
+		s.distrustRecord(ctx, res, rec, readOK)
+		return s.batchPut(ctx, p, key)
+	}
+	return s.writeLocked(ctx, p, key, lockedRecord{rec: rec, readOK: readOK}, r.prints, r.havePrints, r.owner, false)
+}
+
+// put writes p for a caller that records the write itself afterwards (an
+// operation's Executor): putRecorded without a record. Its record is
+// written after the secret's write lock is released, so it is not ordered
+// with other writes of the secret; a caller that can should call
+// putRecorded with its record instead. On return p holds the settings
+// written (completed with the current ones where the request kept them).
+func (s *Server) put(ctx context.Context, p *putPlan) (upstream.Written, upstream.KeyID, error) {
+	return s.putRecorded(ctx, p, nil)
 }
 
 // checkAccessChange refuses a put that would change an existing

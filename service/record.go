@@ -35,9 +35,24 @@ import (
 //   - GitHub reporting another updated_at than recorded is drift: someone
 //     wrote the secret behind the broker's back. The value is written
 //     again and the drift reported.
+//   - Before a write is sent, the secret's record is distrusted: stored
+//     again without fingerprints and updated_at, its owner kept
+//     (distrustRecord; one store write, only when the record could make a
+//     write unchanged). A write that fails, whose answer is lost after
+//     GitHub applied it, whose record cannot be written, or that the
+//     broker does not live to record, so leaves a record that makes the
+//     next write of the secret go to GitHub. Records are written and
+//     removed with a context the call's end does not cancel
+//     (recordContext); a record that cannot be written is removed.
+//   - Writes of one secret (its organization, owner and repository names
+//     in any case: secretKey) are serialized within the process
+//     (secretLocks), from the distrust to the record, so that records are
+//     written in the order GitHub applied the writes.
 //   - Without a record the broker writes: losing the state costs writes,
 //     never correctness. A failure to read or write a record is logged and
-//     treated the same way; it never fails the call.
+//     treated the same way; it never fails the call. A store that fails
+//     both to distrust a record before a write and to replace or remove it
+//     after leaves the previous record (see distrustRecord).
 //   - GitHub's updated_at has a resolution of one second: a change behind
 //     the broker's back in the same second as its own write, within the
 //     range a write's answer bounds (its round trip plus a second of clock

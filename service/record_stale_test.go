@@ -294,8 +294,9 @@ func (s *slowFirstAnswer) PutSecretFunc(ctx context.Context, sc upstream.Scope, 
 
 // TestRecordOrderOfConcurrentWrites writes A and then B to one secret at
 // the same time, A's answer slow: the record must end up B's, as GitHub
-// holds B, so that a put of A is written again. A is sent by PutSecret or
-// by a batch; B by PutSecret.
+// holds B, so that a put of A is written again. A is sent by PutSecret, by
+// a batch or by putRecorded (the path for an operation's Executor); B by
+// PutSecret.
 func TestRecordOrderOfConcurrentWrites(t *testing.T) {
 	const name = "RACE"
 	sec := repoScope + "/secrets/" + name
@@ -305,6 +306,7 @@ func TestRecordOrderOfConcurrentWrites(t *testing.T) {
 	}{
 		{"PutSecret then PutSecret", putA},
 		{"batch then PutSecret", batchA},
+		{"putRecorded then PutSecret", putRecordedA},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -362,6 +364,16 @@ func batchA(ctx context.Context, h *harness, value string) error {
 		return errors.New("batch item A: " + c.String())
 	}
 	return nil
+}
+
+func putRecordedA(ctx context.Context, h *harness, value string) error {
+	p, err := parsePut(plain(repoScope+"/secrets/RACE", value))
+	if err != nil {
+		return err
+	}
+	pr, ok := h.server.printsOf(ctx, &p)
+	_, _, err = h.server.putRecorded(ctx, &p, &recordOf{prints: pr, havePrints: ok, owner: "ops"})
+	return err
 }
 
 // TestSecretLocks checks the write locks: one holder per key at a time,
