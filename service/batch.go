@@ -134,14 +134,22 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 			w     upstream.Written
 			keyID upstream.KeyID
 		)
-		err := s.safely(ctx, op, func() (err error) {
-			w, keyID, err = s.batchPut(itemCtx[i], p, keys[p.scope.Path()].key)
+		err := s.safely(ctx, op, func() error {
+			// The item's record is read again under the secret's write
+			// lock: another call may have written the secret since the
+			// batch was judged.
+			unlock, err := s.state.writes.lock(itemCtx[i], secretKey(p.scope, p.name))
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			rec, readOK := s.readRecord(itemCtx[i], secretResourceName(p.scope, p.name))
+			w, keyID, err = s.writeLocked(itemCtx[i], p, keys[p.scope.Path()].key, lockedRecord{rec: rec, readOK: readOK}, j.prints, j.havePrints, owner, false)
 			return err
 		})
 		changes[i].endWith(itemCtx[i], err, j.verdict)
 		r := results[i]
 		if err == nil {
-			s.recordWrite(ctx, p, j.prints, j.havePrints, keyID, owner, w)
 			written.add(p.scope, p.name, j.prints.value)
 			r.Name, r.Created, r.KeyId, r.Drift = secretResourceName(p.scope, p.name), w.Created, string(keyID), j.drift
 		}
@@ -325,10 +333,13 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 	return &secretbrokerv1.BatchDeleteSecretsResponse{Results: results}, nil
 }
 
-// secretKey identifies a secret the way GitHub does: names are stored
-// upper-case.
+// secretKey identifies a secret the way GitHub does: the organization,
+// owner and repository names in any case (foldedScope), secret names
+// upper-case. Two items of a batch with the same secretKey are repeats, and
+// writes with the same secretKey share a write lock (secretLocks).
+// Environment names keep their case (see foldedScope).
 func secretKey(scope upstream.Scope, name string) string {
-	return scope.Path() + "/secrets/" + strings.ToUpper(name)
+	return foldedScope(scope) + "/secrets/" + strings.ToUpper(name)
 }
 
 // repeats returns the indexes of the keys that stand more than once in

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/state"
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -135,14 +136,22 @@ type putOutcome struct {
 // settings and GitHub still reports the recorded updated_at (one GET of the
 // secret, asked only when the fingerprints match). After a write it records
 // it with owner and the range of updated_at GitHub's answer bounds; only
-// an answer without a Date costs a GET to read updated_at back.
+// an answer without a Date costs a GET to read updated_at back. The
+// judgement and the write hold the secret's write lock (secretLocks), so
+// that concurrent puts of one secret are judged, written and recorded one
+// after the other.
 func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner string) (putOutcome, error) {
 	if err := s.resolvePutNames(ctx, p); err != nil {
 		return putOutcome{}, err
 	}
 	res := secretResourceName(p.scope, p.name)
 	pr, havePrints := s.printsOf(ctx, p)
-	rec := s.getRecord(ctx, res)
+	unlock, err := s.state.writes.lock(ctx, secretKey(p.scope, p.name))
+	if err != nil {
+		return putOutcome{}, err
+	}
+	defer unlock()
+	rec, readOK := s.readRecord(ctx, res)
 	var v verdict
 	if candidate(rec, pr, havePrints, force) {
 		now := s.seenByGet(ctx, p.scope, p.name)
@@ -156,21 +165,61 @@ func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner st
 			s.noteDrift(ctx, rpcPutSecret, res)
 		}
 	}
-	w, keyID, err := s.put(ctx, p)
+	key, err := s.keys.get(ctx, p.scope)
 	if err != nil {
 		return putOutcome{verdict: v}, err
 	}
-	if w.UpdatedFrom.IsZero() {
+	w, keyID, err := s.writeLocked(ctx, p, key, lockedRecord{rec: rec, readOK: readOK}, pr, havePrints, owner, true)
+	if err != nil {
+		return putOutcome{verdict: v}, err
+	}
+	return putOutcome{created: w.Created, keyID: keyID, verdict: v}, nil
+}
+
+// lockedRecord is a secret's record as read with its write lock held.
+type lockedRecord struct {
+	rec    *state.Record
+	readOK bool // false: the store could not say whether there is one
+}
+
+// writeLocked writes p with the scope's key and records the write; the
+// caller holds the secret's write lock and passes its record as read under
+// it. Before anything is sent the record is distrusted (distrustRecord):
+// a write that fails, or whose outcome is unknown, leaves no record that
+// could make a later write of the secret unchanged. After a successful
+// write the record is written anew (recordWrite); getUpdated asks GitHub
+// for updated_at when the answer bounds none (a batch reads it back at its
+// end instead). On return p holds the settings written.
+func (s *Server) writeLocked(ctx context.Context, p *putPlan, key sealingKey, cur lockedRecord, pr prints, havePrints bool, owner string, getUpdated bool) (upstream.Written, upstream.KeyID, error) {
+	s.distrustRecord(ctx, secretResourceName(p.scope, p.name), cur.rec, cur.readOK)
+	w, keyID, err := s.batchPut(ctx, p, key)
+	if err != nil {
+		return w, keyID, err
+	}
+	if getUpdated && w.UpdatedFrom.IsZero() {
 		now := s.seenByGet(ctx, p.scope, p.name)
 		w.UpdatedFrom, w.UpdatedTo = now.updatedAt, now.updatedAt
 	}
 	s.recordWrite(ctx, p, pr, havePrints, keyID, owner, w)
-	return putOutcome{created: w.Created, keyID: keyID, verdict: v}, nil
+	return w, keyID, nil
 }
 
-// put writes p; on return p holds the settings written (completed with the
-// current ones where the request kept them).
-func (s *Server) put(ctx context.Context, p *putPlan) (upstream.Written, upstream.KeyID, error) {
+// recordOf is what the record of a write is made of besides the write.
+type recordOf struct {
+	prints     prints
+	havePrints bool
+	owner      string
+}
+
+// putRecorded writes p with the scope's key, holding the secret's write
+// lock (secretLocks) from before it distrusts the secret's record
+// (distrustRecord) until the write is recorded (recordWrite, with r), so
+// that a write that fails or whose outcome is unknown leaves no record
+// that could make a later write unchanged, and records of concurrent
+// writes of the secret are written in the order GitHub applied them. A
+// nil r leaves the record distrusted for the caller to write after the
+// lock is released (see put). On return p holds the settings written.
+func (s *Server) putRecorded(ctx context.Context, p *putPlan, r *recordOf) (upstream.Written, upstream.KeyID, error) {
 	if err := s.resolvePutNames(ctx, p); err != nil {
 		return upstream.Written{}, "", err
 	}
@@ -178,7 +227,28 @@ func (s *Server) put(ctx context.Context, p *putPlan) (upstream.Written, upstrea
 	if err != nil {
 		return upstream.Written{}, "", err
 	}
-	return s.batchPut(ctx, p, key)
+	unlock, err := s.state.writes.lock(ctx, secretKey(p.scope, p.name))
+	if err != nil {
+		return upstream.Written{}, "", err
+	}
+	defer unlock()
+	res := secretResourceName(p.scope, p.name)
+	rec, readOK := s.readRecord(ctx, res)
+	if r == nil {
+		s.distrustRecord(ctx, res, rec, readOK)
+		return s.batchPut(ctx, p, key)
+	}
+	return s.writeLocked(ctx, p, key, lockedRecord{rec: rec, readOK: readOK}, r.prints, r.havePrints, r.owner, false)
+}
+
+// put writes p for a caller that records the write itself afterwards (an
+// operation's Executor): putRecorded without a record. Its record is
+// written after the secret's write lock is released, so it is not ordered
+// with other writes of the secret; a caller that can should call
+// putRecorded with its record instead. On return p holds the settings
+// written (completed with the current ones where the request kept them).
+func (s *Server) put(ctx context.Context, p *putPlan) (upstream.Written, upstream.KeyID, error) {
+	return s.putRecorded(ctx, p, nil)
 }
 
 // checkAccessChange refuses a put that would change an existing

@@ -35,9 +35,24 @@ import (
 //   - GitHub reporting another updated_at than recorded is drift: someone
 //     wrote the secret behind the broker's back. The value is written
 //     again and the drift reported.
+//   - Before a write is sent, the secret's record is distrusted: stored
+//     again without fingerprints and updated_at, its owner kept
+//     (distrustRecord; one store write, only when the record could make a
+//     write unchanged). A write that fails, whose answer is lost after
+//     GitHub applied it, whose record cannot be written, or that the
+//     broker does not live to record, so leaves a record that makes the
+//     next write of the secret go to GitHub. Records are written and
+//     removed with a context the call's end does not cancel
+//     (recordContext); a record that cannot be written is removed.
+//   - Writes of one secret (its organization, owner and repository names
+//     in any case: secretKey) are serialized within the process
+//     (secretLocks), from the distrust to the record, so that records are
+//     written in the order GitHub applied the writes.
 //   - Without a record the broker writes: losing the state costs writes,
 //     never correctness. A failure to read or write a record is logged and
-//     treated the same way; it never fails the call.
+//     treated the same way; it never fails the call. A store that fails
+//     both to distrust a record before a write and to replace or remove it
+//     after leaves the previous record (see distrustRecord).
 //   - GitHub's updated_at has a resolution of one second: a change behind
 //     the broker's back in the same second as its own write, within the
 //     range a write's answer bounds (its round trip plus a second of clock
@@ -64,6 +79,8 @@ func ownerOf(ctx context.Context, label string) string {
 // its key (made on first use: the key may live in the store).
 type stateOf struct {
 	store state.Store
+	// writes serializes the writes of one secret (see secretLocks).
+	writes secretLocks
 
 	mu sync.Mutex
 	fp *state.Fingerprinter
@@ -89,32 +106,91 @@ func (st *stateOf) fingerprinter(ctx context.Context) (*state.Fingerprinter, err
 	return fp, nil
 }
 
-// record returns the record of a secret resource name, or nil when there
-// is none or it cannot be read (logged).
+// getRecord returns the record of a secret resource name, or nil when
+// there is none or it cannot be read (logged).
 func (s *Server) getRecord(ctx context.Context, res string) *state.Record {
+	r, _ := s.readRecord(ctx, res)
+	return r
+}
+
+// readRecord is getRecord that also reports a failure to read (logged):
+// nil and false when the store could not say whether there is a record.
+func (s *Server) readRecord(ctx context.Context, res string) (*state.Record, bool) {
 	r, err := s.state.store.GetRecord(ctx, res)
 	switch {
 	case errors.Is(err, state.ErrNotFound):
-		return nil
+		return nil, true
 	case err != nil:
 		s.log.WarnContext(ctx, "state: record cannot be read; writing as if there were none", "resource", res, "err", err)
-		return nil
+		return nil, false
 	}
-	return &r
+	return &r, true
+}
+
+// recordTimeout bounds one write or removal of a record made on behalf of
+// a call (recordContext).
+const recordTimeout = 5 * time.Second
+
+// recordContext returns the context records are written and removed
+// with: ctx's values (trace, caller) without its cancellation, and at most
+// recordTimeout. A record describes a write GitHub may already have
+// applied; a caller that hangs up, or a call that runs out of time, after
+// the write was sent must not leave the record of the previous value
+// behind (a store refuses writes on a done context).
+func recordContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 }
 
 // putRecord stores r, logging a failure (the write it records happened).
-func (s *Server) putRecord(ctx context.Context, r state.Record) {
-	if err := s.state.store.PutRecord(ctx, r); err != nil {
+func (s *Server) putRecord(ctx context.Context, r state.Record) error {
+	ctx, cancel := recordContext(ctx)
+	defer cancel()
+	err := s.state.store.PutRecord(ctx, r)
+	if err != nil {
 		s.log.WarnContext(ctx, "state: record cannot be written; the next write of this secret will not be skipped", "resource", r.Name, "err", err)
 	}
+	return err
 }
 
 // dropRecord removes a secret's record, logging a failure.
-func (s *Server) dropRecord(ctx context.Context, res string) {
-	if err := s.state.store.DeleteRecord(ctx, res); err != nil {
+func (s *Server) dropRecord(ctx context.Context, res string) error {
+	ctx, cancel := recordContext(ctx)
+	defer cancel()
+	err := s.state.store.DeleteRecord(ctx, res)
+	if err != nil {
 		s.log.WarnContext(ctx, "state: record cannot be removed", "resource", res, "err", err)
 	}
+	return err
+}
+
+// trusted reports whether r could make a write unchanged or tell drift: it
+// holds a fingerprint or an updated_at.
+func trusted(r *state.Record) bool {
+	return r != nil && (r.UpdatedKnown() || !r.ValueFingerprint.IsZero() || !r.SettingsFingerprint.IsZero())
+}
+
+// distrustRecord makes the record of a secret about to be written unable
+// to make any later write unchanged, before the write is sent: rec (the
+// record read with the secret's write lock held; readOK false when it
+// could not be read) is stored again without its fingerprints and
+// updated_at, keeping its owner, key_id and written_at (sync ownership
+// needs the owner). Whatever then goes wrong (an answer lost after GitHub
+// applied the write, a failure to record the write, a crash) leaves a
+// record that makes the next write of the secret go to GitHub. When rec
+// cannot be rewritten, or could not be read, the record is removed. A
+// record already distrusted, or none, costs nothing. The caller holds the
+// secret's write lock.
+func (s *Server) distrustRecord(ctx context.Context, res string, rec *state.Record, readOK bool) {
+	switch {
+	case readOK && !trusted(rec):
+		return
+	case readOK:
+		r := state.Record{Name: rec.Name, KeyID: rec.KeyID, Owner: rec.Owner, WrittenAt: rec.WrittenAt}
+		if s.putRecord(ctx, r) == nil {
+			return
+		}
+	}
+	_ = s.dropRecord(ctx, res) // logged; nothing else is left to try
 }
 
 // prints are a write's fingerprints.
@@ -248,11 +324,17 @@ func (s *Server) recordWrite(ctx context.Context, p *putPlan, pr prints, havePri
 		// the owner; no value fingerprint means never unchanged.
 		pr = prints{}
 	}
-	fp, err := s.state.fingerprinter(ctx)
+	rctx, cancel := recordContext(ctx)
+	defer cancel()
+	fp, err := s.state.fingerprinter(rctx)
 	if err != nil {
 		fp = nil
 	}
-	s.putRecord(ctx, newRecord(res, pr, havePrints, p, keyID, owner, fp, w))
+	if s.putRecord(rctx, newRecord(res, pr, havePrints, p, keyID, owner, fp, w)) != nil {
+		// The previous record (distrusted before the write, unless the
+		// store failed then too) must not outlive the write.
+		_ = s.dropRecord(rctx, res)
+	}
 }
 
 // pinUpdatedAt narrows a record holding a range of updated_at to the exact
@@ -264,7 +346,7 @@ func (s *Server) pinUpdatedAt(ctx context.Context, rec *state.Record, updatedAt 
 	}
 	r := *rec
 	r.UpdatedAt, r.UpdatedAtLatest = updatedAt.UTC(), time.Time{}
-	s.putRecord(ctx, r)
+	_ = s.putRecord(ctx, r) // logged; the range stays, which is as correct
 }
 
 // listScope reads every page of a scope's secrets (100 a page), by
@@ -312,17 +394,31 @@ func (s *Server) readBack(ctx context.Context, scope upstream.Scope, written map
 		if !ok {
 			continue
 		}
-		res := secretResourceName(scope, name)
-		rec := s.getRecord(ctx, res)
-		if rec == nil || !rec.ValueFingerprint.Equal(vfp) {
-			continue
-		}
-		if rec.UpdatedKnown() && (rec.UpdatedAtLatest.IsZero() || !rec.UpdatedMatches(sec.UpdatedAt)) {
-			continue
-		}
-		rec.UpdatedAt, rec.UpdatedAtLatest = sec.UpdatedAt.UTC(), time.Time{}
-		s.putRecord(ctx, *rec)
+		s.readBackOne(ctx, scope, name, vfp, sec.UpdatedAt)
 	}
+}
+
+// readBackOne records updatedAt, read back from GitHub, in the record of
+// one secret written with value fingerprint vfp, when the record still
+// holds that write (see readBack). It holds the secret's write lock, so
+// that it cannot change a record another write of the secret has begun to
+// replace (distrustRecord) or has replaced meanwhile.
+func (s *Server) readBackOne(ctx context.Context, scope upstream.Scope, name string, vfp state.Fingerprint, updatedAt time.Time) {
+	unlock, err := s.state.writes.lock(ctx, secretKey(scope, name))
+	if err != nil {
+		return // the call is over; the record keeps its range
+	}
+	defer unlock()
+	res := secretResourceName(scope, name)
+	rec := s.getRecord(ctx, res)
+	if rec == nil || !rec.ValueFingerprint.Equal(vfp) {
+		return
+	}
+	if rec.UpdatedKnown() && (rec.UpdatedAtLatest.IsZero() || !rec.UpdatedMatches(updatedAt)) {
+		return
+	}
+	rec.UpdatedAt, rec.UpdatedAtLatest = updatedAt.UTC(), time.Time{}
+	_ = s.putRecord(ctx, *rec) // logged; the range stays, which is as correct
 }
 
 // logDrift reports drift in the metrics and at INFO.
@@ -434,4 +530,76 @@ func (w *writtenSet) readBack(ctx context.Context, s *Server) {
 	for path, scope := range w.scopes {
 		s.readBack(ctx, scope, w.names[path])
 	}
+}
+
+// secretLocks serializes, within the process, the writes of each secret
+// (keyed by secretKey: the case variants of one secret share a lock), so
+// that the broker's record of a secret is written in the order GitHub
+// applied its writes: a write holds its secret's lock from before it
+// distrusts the record until it has recorded its outcome. Without it a
+// write whose answer is slow could record its value after a later write of
+// the same secret had recorded its own, leaving a record of a value GitHub
+// no longer holds.
+//
+// Entries exist only while a goroutine holds or waits for their lock (a
+// reference count), so memory is bounded by the writes in progress, not by
+// the secrets ever written. Different secrets never share a lock: writes
+// of different secrets run as concurrently as before.
+//
+// It cannot deadlock: a goroutine holds at most one secret lock at a time
+// and takes no other secret lock while holding one, and nothing done under
+// a lock (the store, the key cache, the pacer, GitHub, the audit trail)
+// waits for a secret lock. A wait for a lock ends with its context.
+type secretLocks struct {
+	mu    sync.Mutex
+	locks map[string]*secretLock
+}
+
+// secretLock is one secret's lock: a token in ch while held.
+type secretLock struct {
+	ch   chan struct{}
+	refs int // goroutines holding or waiting for the lock; guarded by secretLocks.mu
+}
+
+// lock waits until the lock of key is free or ctx is done, and returns the
+// function that releases it (safe to call more than once).
+func (l *secretLocks) lock(ctx context.Context, key string) (func(), error) {
+	l.mu.Lock()
+	if l.locks == nil {
+		l.locks = map[string]*secretLock{}
+	}
+	e := l.locks[key]
+	if e == nil {
+		e = &secretLock{ch: make(chan struct{}, 1)}
+		l.locks[key] = e
+	}
+	e.refs++
+	l.mu.Unlock()
+	select {
+	case e.ch <- struct{}{}:
+	case <-ctx.Done():
+		l.release(key, e)
+		return nil, fmt.Errorf("waiting for another write of the secret: %w", ctx.Err())
+	}
+	return sync.OnceFunc(func() {
+		<-e.ch
+		l.release(key, e)
+	}), nil
+}
+
+// release drops one reference to key's entry, and the entry with the last.
+func (l *secretLocks) release(key string, e *secretLock) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e.refs--
+	if e.refs == 0 {
+		delete(l.locks, key)
+	}
+}
+
+// size returns how many entries exist (for tests).
+func (l *secretLocks) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.locks)
 }
