@@ -216,9 +216,9 @@ type recordOf struct {
 // (distrustRecord) until the write is recorded (recordWrite, with r), so
 // that a write that fails or whose outcome is unknown leaves no record
 // that could make a later write unchanged, and records of concurrent
-// writes of the secret are written in the order GitHub applied them. A
-// nil r leaves the record distrusted for the caller to write after the
-// lock is released (see put). On return p holds the settings written.
+// writes of the secret are written in the order GitHub applied them (an
+// operation's Executor writes its items through it). On return p holds
+// the settings written.
 func (s *Server) putRecorded(ctx context.Context, p *putPlan, r *recordOf) (upstream.Written, upstream.KeyID, error) {
 	if err := s.resolvePutNames(ctx, p); err != nil {
 		return upstream.Written{}, "", err
@@ -234,22 +234,9 @@ func (s *Server) putRecorded(ctx context.Context, p *putPlan, r *recordOf) (upst
 	defer unlock()
 	res := secretResourceName(p.scope, p.name)
 	rec, readOK := s.readRecord(ctx, res)
-	if r == nil {
-		s.distrustRecord(ctx, res, rec, readOK)
-		return s.batchPut(ctx, p, key)
-	}
 	return s.writeLocked(ctx, p, key, lockedRecord{rec: rec, readOK: readOK}, r.prints, r.havePrints, r.owner, false)
 }
 
-// put writes p for a caller that records the write itself afterwards (an
-// operation's Executor): putRecorded without a record. Its record is
-// written after the secret's write lock is released, so it is not ordered
-// with other writes of the secret; a caller that can should call
-// putRecorded with its record instead. On return p holds the settings
-// written (completed with the current ones where the request kept them).
-func (s *Server) put(ctx context.Context, p *putPlan) (upstream.Written, upstream.KeyID, error) {
-	return s.putRecorded(ctx, p, nil)
-}
 
 // checkAccessChange refuses a put that would change an existing
 // organization secret's visibility or selection when the caller may not

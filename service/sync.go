@@ -625,13 +625,14 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	default:
 		out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE]
 	}
-	w, keyID, err := x.s.put(itemCtx, p)
+	// The write is recorded under the secret's lock, in the order GitHub
+	// applied this and any concurrent write of the secret.
+	_, keyID, err := x.s.putRecorded(itemCtx, p, &recordOf{prints: pr, havePrints: havePrints, owner: x.owner})
 	ch.endWith(itemCtx, err, v)
 	if err != nil {
 		out.err = err
 		return out
 	}
-	x.s.recordWrite(ctx, p, pr, havePrints, keyID, x.owner, w)
 	x.written.add(scope, name, pr.value)
 	out.keyID = keyID
 	return out
