@@ -195,6 +195,8 @@ func TestPageSizeMayChange(t *testing.T) {
 		{"1, 7, 4", []int32{1, 7, 4}},
 		{"3, 2", []int32{3, 2}},
 		{"4, above max", []int32{4, 500}},
+		{"1, 99: a page ending at 100", []int32{1, 99}},
+		{"100", []int32{100}},
 		{"constant 2", []int32{2}},
 		{"constant default", []int32{0}},
 	}
@@ -313,7 +315,7 @@ func TestFilteredPageSizeMayChange(t *testing.T) {
 			}
 		}
 		slices.Sort(want)
-		for _, sizes := range [][]int32{{2, 3, 5, 30}, {5, 3, 2}, {1, 7, 4}, {4}} {
+		for _, sizes := range [][]int32{{2, 3, 5, 30}, {5, 3, 2}, {1, 7, 4}, {4}, {1, 99}, {100}, {0}} {
 			var got []string
 			token := ""
 			for i := 0; ; i++ {
