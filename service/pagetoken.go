@@ -66,7 +66,8 @@ func pageFor(collection string, pageSize int32, token string) (window, error) {
 }
 
 // nextPageToken returns the token for the page after w, or "" when the
-// list has no items after w.
+// list has no items after w (or w ends past maxOffset, where the broker
+// pages no further: GitHub's lists are far shorter).
 func nextPageToken(collection string, w window, hasNext bool) string {
 	if !hasNext || w.end() > maxOffset {
 		return ""
