@@ -219,7 +219,7 @@ func (s *Server) ListSecrets(ctx context.Context, req *secretbrokerv1.ListSecret
 	if err != nil {
 		return nil, s.toStatus(ctx, "ListSecrets", err)
 	}
-	list, err := s.readableList(ctx, scope, scope, page, s.up.ListSecrets)
+	list, err := s.readableWindow(ctx, scope, scope, page, s.up.ListSecrets)
 	if err != nil {
 		return nil, s.toStatus(ctx, "ListSecrets", err)
 	}
@@ -301,7 +301,7 @@ func (s *Server) ListSelectedRepositories(ctx context.Context, req *secretbroker
 	if err != nil {
 		return nil, s.toStatus(ctx, "ListSelectedRepositories", err)
 	}
-	list, err := s.up.ListSelectedRepositories(ctx, scope, name, page)
+	list, err := s.repositoryWindow(ctx, scope, name, page)
 	if err != nil {
 		return nil, s.toStatus(ctx, "ListSelectedRepositories", err)
 	}
@@ -409,7 +409,7 @@ func (s *Server) ListRepositoryOrganizationSecrets(ctx context.Context, req *sec
 	if err != nil {
 		return nil, s.toStatus(ctx, "ListRepositoryOrganizationSecrets", err)
 	}
-	list, err := s.readableList(ctx, scope, org, page, s.up.ListRepositoryOrganizationSecrets)
+	list, err := s.readableWindow(ctx, scope, org, page, s.up.ListRepositoryOrganizationSecrets)
 	if err != nil {
 		return nil, s.toStatus(ctx, "ListRepositoryOrganizationSecrets", err)
 	}
