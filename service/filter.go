@@ -14,16 +14,16 @@ const maxFilteredPages = 100
 // listFunc reads one page of a list of secrets from GitHub.
 type listFunc func(ctx context.Context, s upstream.Scope, p upstream.Page) (upstream.SecretList, error)
 
-// readableList returns page p of the list that fetch reads for scope,
+// readableWindow returns window w of the list that fetch reads for scope,
 // holding only the secrets the caller may read, as secrets of owner (the
 // scope they belong to). When the caller may read every secret of owner,
-// GitHub's page is passed through as it is; otherwise every page is read
-// (coalesced with other callers' identical reads) and filtered, and p is cut
-// from the filtered list, so that total_count and the page tokens count
-// only what the caller may see.
-func (s *Server) readableList(ctx context.Context, scope, owner upstream.Scope, p upstream.Page, fetch listFunc) (upstream.SecretList, error) {
+// w is read from GitHub's pages as they are (secretWindow); otherwise
+// every page is read (coalesced with other callers' identical reads) and
+// filtered, and w is cut from the filtered list, so that total_count and
+// the page tokens count only what the caller may see.
+func (s *Server) readableWindow(ctx context.Context, scope, owner upstream.Scope, w window, fetch listFunc) (upstream.SecretList, error) {
 	if s.mayEvery(ctx, verbRead, scopeName(owner)) {
-		return fetch(ctx, scope, p)
+		return secretWindow(ctx, scope, w, fetch)
 	}
 	var readable []upstream.Secret
 	for page := 1; ; page++ {
@@ -43,7 +43,7 @@ func (s *Server) readableList(ctx context.Context, scope, owner upstream.Scope, 
 			return upstream.SecretList{}, errors.New("the list spans more pages than the broker filters for one caller")
 		}
 	}
-	from := min((p.Page-1)*p.PerPage, len(readable))
-	to := min(from+p.PerPage, len(readable))
+	from := min(w.offset, len(readable))
+	to := min(w.end(), len(readable))
 	return upstream.SecretList{Secrets: readable[from:to], TotalCount: len(readable), HasNext: to < len(readable)}, nil
 }

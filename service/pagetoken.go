@@ -234,35 +234,3 @@ func (s *Server) repositoryWindow(ctx context.Context, scope upstream.Scope, nam
 	}
 	return upstream.RepositoryList{Repositories: l.items, TotalCount: l.total, HasNext: l.hasNext}, nil
 }
-
-// readableWindow is readableList for window w: when the caller may read
-// every secret of owner, w is read from GitHub's pages (secretWindow);
-// otherwise readableList reads and filters the whole list, w is cut from
-// the secrets the caller may read, and total_count and the page tokens
-// count only those.
-//
-// readableList takes a page; it is given head, page 1 of w.end() (101
-// when that is 100), which holds w. Its filtered reads ask fetch for pages
-// of 100 only, so a call for head is its fast path, answered with
-// secretWindow.
-func (s *Server) readableWindow(ctx context.Context, scope, owner upstream.Scope, w window, fetch listFunc) (upstream.SecretList, error) {
-	head := upstream.Page{Page: 1, PerPage: w.end()}
-	if head.PerPage == maxPageSize {
-		head.PerPage++
-	}
-	fast := false
-	list, err := s.readableList(ctx, scope, owner, head, func(ctx context.Context, sc upstream.Scope, p upstream.Page) (upstream.SecretList, error) {
-		if p == head {
-			fast = true
-			return secretWindow(ctx, sc, w, fetch)
-		}
-		return fetch(ctx, sc, p)
-	})
-	if err != nil || fast {
-		return list, err
-	}
-	n := len(list.Secrets)
-	list.Secrets = list.Secrets[min(w.offset, n):min(w.end(), n)]
-	list.HasNext = w.end() < list.TotalCount
-	return list, nil
-}
