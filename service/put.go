@@ -237,7 +237,6 @@ func (s *Server) putRecorded(ctx context.Context, p *putPlan, r *recordOf) (upst
 	return s.writeLocked(ctx, p, key, lockedRecord{rec: rec, readOK: readOK}, r.prints, r.havePrints, r.owner, false)
 }
 
-
 // checkAccessChange refuses a put that would change an existing
 // organization secret's visibility or selection when the caller may not
 // manage its repositories. Creating a secret with any visibility and

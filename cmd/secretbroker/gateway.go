@@ -97,7 +97,7 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 		routes:          routes,
 		bodyRoutes:      make(map[string]bool),
 		selectionRoutes: make(map[string]bool),
-		budget:     newBodyBudget(defaultMaxInflightBytes),
+		budget:          newBodyBudget(defaultMaxInflightBytes),
 		// snake_case JSON, as GitHub's own, with every field present
 		// (total_count 0, created false) so scripts see a fixed shape;
 		// unknown fields are an error.
