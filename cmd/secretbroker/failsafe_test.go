@@ -206,6 +206,11 @@ func TestAsyncNeedsADurableStore(t *testing.T) {
 			if tt.want == codes.OK && !strings.HasPrefix(resp.GetOperation().GetName(), "operations/") {
 				t.Errorf("async BatchPutSecrets answered %v, want an operation", resp)
 			}
+			// A file store without a key file keeps the fingerprints' key
+			// beside them, and says so.
+			if got, want := loggedWarning(t, b.logs.String(), "state store: no --state-hmac-key-file"), tt.name == "state dir"; got != want {
+				t.Errorf("warning about the fingerprint key: %v, want %v", got, want)
+			}
 		})
 	}
 }

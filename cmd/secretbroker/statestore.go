@@ -46,6 +46,8 @@ func openState(cfg Config, logger *slog.Logger, rc redis.UniversalClient) (state
 			return nil, err
 		}
 		opts.HMACKey = key
+	} else if !cfg.Dev && (cfg.StateDir != "" || rc != nil) {
+		logger.Warn("state store: no --state-hmac-key-file, so the key of the value fingerprints is kept in the store beside them: whoever can read the store can test guesses of a value; give the broker a key file")
 	}
 	switch {
 	case cfg.StateDir != "":
