@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -481,7 +482,16 @@ type Executor struct {
 type listing struct {
 	done    chan struct{}              // closed once secrets is set
 	secrets map[string]upstream.Secret // nil when it could not be read
+	read    time.Time                  // when it was read
 }
+
+// listingFresh is how old a scope's listing may be for an item judged
+// unchanged against it to be answered so without asking GitHub again: an
+// operation's items run one a second or slower, for up to hours, and a
+// secret changed behind the broker's back after the listing was read
+// must not be reported unchanged. An older listing's "unchanged" is
+// confirmed with one GET of the secret.
+const listingFresh = time.Minute
 
 // NewExecutor returns the executor of an operation of kind (SyncSecrets or
 // BatchPutSecrets) writing as owner (recorded with every secret written);
@@ -530,10 +540,10 @@ type itemOutcome struct {
 	recordedOwner string
 }
 
-// scopeListing returns the scope's listing, read once; nil when it could
-// not be read (the items of the scope are then written) or ctx ended
-// while another item read it.
-func (x *Executor) scopeListing(ctx context.Context, scope upstream.Scope) map[string]upstream.Secret {
+// scopeListing returns the scope's listing, read once, and when it was
+// read; nil when it could not be read (the items of the scope are then
+// written) or ctx ended while another item read it.
+func (x *Executor) scopeListing(ctx context.Context, scope upstream.Scope) (map[string]upstream.Secret, time.Time) {
 	x.mu.Lock()
 	l := x.listings[scope.Path()]
 	first := l == nil
@@ -547,16 +557,16 @@ func (x *Executor) scopeListing(ctx context.Context, scope upstream.Scope) map[s
 		if err != nil {
 			x.s.log.DebugContext(ctx, "scope listing failed; its items are written", "scope", scope.Path(), "err", err)
 		} else {
-			l.secrets = list
+			l.secrets, l.read = list, time.Now()
 		}
 		close(l.done)
-		return l.secrets
+		return l.secrets, l.read
 	}
 	select {
 	case <-l.done:
-		return l.secrets
+		return l.secrets, l.read
 	case <-ctx.Done():
-		return nil
+		return nil, time.Time{}
 	}
 }
 
@@ -566,7 +576,7 @@ func (x *Executor) seed(scope upstream.Scope, list map[string]upstream.Secret) {
 	if list == nil {
 		return
 	}
-	l := &listing{done: make(chan struct{}), secrets: list}
+	l := &listing{done: make(chan struct{}), secrets: list, read: time.Now()}
 	close(l.done)
 	x.mu.Lock()
 	x.listings[scope.Path()] = l
@@ -600,8 +610,13 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	}
 	p := &putPlan{scope: scope, name: name, plaintext: item.Value, visibility: item.Settings.Visibility, repoIDs: item.Settings.SelectedRepositoryIDs}
 	pr, havePrints := x.s.printsOf(ctx, p)
-	now := seenIn(x.scopeListing(ctx, scope), name)
+	list, read := x.scopeListing(ctx, scope)
+	now := seenIn(list, name)
 	v := judge(rec, pr, havePrints, x.force, now)
+	if v.unchanged && time.Since(read) > listingFresh {
+		now = x.s.seenByGet(ctx, scope, name)
+		v = judge(rec, pr, havePrints, x.force, now)
+	}
 	out.drift = v.drift
 	itemCtx, ch, err := x.s.begin(ctx, x.rpc, nil, res, item.Value)
 	if err != nil {
