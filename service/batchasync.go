@@ -23,9 +23,6 @@ import (
 // written as a batch is).
 func (s *Server) batchAsync(ctx context.Context, req *secretbrokerv1.BatchPutSecretsRequest) (*secretbrokerv1.BatchPutSecretsResponse, error) {
 	const op = "BatchPutSecrets"
-	if s.ops.refuseAsync {
-		return nil, s.toStatus(ctx, op, errVolatileAsync)
-	}
 	reqs := req.GetRequests()
 	if len(reqs) > maxBatch {
 		return nil, s.toStatus(ctx, op, invalidArg("requests", "holds %d items; a batch holds at most %d", len(reqs), maxBatch))

@@ -84,9 +84,6 @@ func statusOf(err error) *status.Status {
 	if ne, ok := errors.AsType[*notOwnedError](err); ok {
 		return status.New(codes.FailedPrecondition, ne.Error())
 	}
-	if errors.Is(err, errVolatileAsync) {
-		return status.New(codes.FailedPrecondition, errVolatileAsync.Error())
-	}
 	return classify(err)
 }
 

@@ -47,11 +47,6 @@ const (
 	rpcCancelOperation = secretbrokerv1.SecretService_CancelOperation_FullMethodName
 )
 
-// errVolatileAsync refuses an async call when operations would live only
-// in this process's memory (OperationOptions.RefuseAsync).
-var errVolatileAsync = errors.New("async: true needs a state store that outlives the broker (--state-dir or --redis-url): " +
-	"this broker keeps its state in memory, and a restart would lose the operation; send the call without async")
-
 // operationPrefix starts an operation's resource name.
 const operationPrefix = "operations/"
 
@@ -76,17 +71,12 @@ type OperationOptions struct {
 	// --state-dir or --redis-url): an operation that shutdown cuts is
 	// lost, not resumed after a restart, and the runner's log says so.
 	Volatile bool
-	// RefuseAsync refuses async calls with FAILED_PRECONDITION instead of
-	// accepting operations a restart would lose: the broker sets it when
-	// Volatile outside --dev.
-	RefuseAsync bool
 }
 
 // operations is the Server's runner and the executors of the operations
 // it runs.
 type operations struct {
-	runner      *operation.Runner
-	refuseAsync bool
+	runner *operation.Runner
 
 	mu     sync.Mutex
 	execs  map[string]*Executor
@@ -95,7 +85,7 @@ type operations struct {
 
 // newOperations returns the runner of s's operations on store.
 func newOperations(s *Server, up Upstream, store state.Store, o OperationOptions) *operations {
-	ops := &operations{execs: map[string]*Executor{}, refuseAsync: o.RefuseAsync}
+	ops := &operations{execs: map[string]*Executor{}}
 	est := o.Estimate
 	if p, ok := up.(interface{ Pacing() upstream.Pacing }); ok && est == nil {
 		pacing := p.Pacing()

@@ -180,9 +180,6 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 // refused) are its first results. A dry run ignores async.
 func (s *Server) syncAsync(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*secretbrokerv1.SyncSecretsResponse, error) {
 	const op = "SyncSecrets"
-	if s.ops.refuseAsync {
-		return nil, s.toStatus(ctx, op, errVolatileAsync)
-	}
 	plan, err := s.planSync(ctx, req)
 	if err != nil {
 		return nil, s.toStatus(ctx, op, err)

@@ -7,7 +7,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
@@ -15,10 +14,9 @@ import (
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
-// TestVolatileOperations: with operations in memory, a broker that refuses
-// async calls answers FAILED_PRECONDITION naming the flags that keep them,
-// stores nothing and sends nothing upstream; one that accepts them (--dev)
-// says at shutdown that a cut operation is lost, not that it resumes.
+// TestVolatileOperations: with operations in memory, a broker says at
+// shutdown that a cut operation is lost, not that it resumes after a
+// restart.
 func TestVolatileOperations(t *testing.T) {
 	batch := func() *secretbrokerv1.BatchPutSecretsRequest {
 		req := &secretbrokerv1.BatchPutSecretsRequest{Async: true}
@@ -27,42 +25,6 @@ func TestVolatileOperations(t *testing.T) {
 		}
 		return req
 	}
-	sync := func() *secretbrokerv1.SyncSecretsRequest {
-		return &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Async: true, Secrets: map[string]string{"VOLATILE_S": plantedSecret}}
-	}
-	t.Run("refused", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			h := newHarness(t, harnessOpts{})
-			st, err := state.NewMemory(state.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := New(h.client, Options{State: st, Logger: newTestLogger(h.logs),
-				Operations: OperationOptions{Volatile: true, RefuseAsync: true}})
-			closeOps(t, s)
-			ctx := t.Context()
-			h.emu.ResetCounts()
-			_, berr := s.BatchPutSecrets(ctx, batch())
-			_, serr := s.SyncSecrets(ctx, sync())
-			for name, err := range map[string]error{"async BatchPutSecrets": berr, "async SyncSecrets": serr} {
-				if statusCode(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "--state-dir or --redis-url") {
-					t.Errorf("%s: %v, want FailedPrecondition naming --state-dir or --redis-url", name, err)
-				}
-			}
-			if n := h.emu.TotalRequests(); n != 0 {
-				t.Errorf("%d requests upstream, want none", n)
-			}
-			if ops, err := st.ListOperations(ctx, state.OperationFilter{}); err != nil || len(ops) != 0 {
-				t.Errorf("stored operations: %v %v, want none", ops, err)
-			}
-			// The same calls without async are served.
-			req := batch()
-			req.Async = false
-			if _, err := s.BatchPutSecrets(ctx, req); err != nil {
-				t.Errorf("BatchPutSecrets without async: %v", err)
-			}
-		})
-	})
 	for _, volatile := range []bool{false, true} {
 		name := map[bool]string{false: "durable store says it resumes", true: "volatile store says it is lost"}[volatile]
 		t.Run(name, func(t *testing.T) {

@@ -164,10 +164,11 @@ func reflectionCode(t *testing.T, b *broker) codes.Code {
 	return codes.OK
 }
 
-// TestAsyncNeedsADurableStore: a broker without --dev keeping its state
-// in memory refuses async calls (an accepted operation would be lost at
-// the next restart); with --state-dir, or with --dev, it accepts them.
-func TestAsyncNeedsADurableStore(t *testing.T) {
+// TestStateStoreWarnings: async calls are accepted whatever the state
+// store; outside --dev, a store in memory warns at start that a restart
+// loses the operations in progress, and a file store without
+// --state-hmac-key-file that the fingerprints' key lies beside them.
+func TestStateStoreWarnings(t *testing.T) {
 	const token = "ghp_PLANTEDasyncTOKEN0123456789abcdefgh"
 	emu := emulator.New(emulator.Options{Token: token})
 	emu.SeedDemo()
@@ -184,14 +185,20 @@ func TestAsyncNeedsADurableStore(t *testing.T) {
 			return cfg
 		}
 	}
+	keyFile := func(t *testing.T) string {
+		return writeFile(t, "state.key", strings.Repeat("k", 32))
+	}
 	tests := []struct {
-		name string
-		cfg  func(t *testing.T) Config
-		want codes.Code
+		name                string
+		cfg                 func(t *testing.T) Config
+		wantMemory, wantKey bool // the two warnings
 	}{
-		{"memory", prod(), codes.FailedPrecondition},
-		{"state dir", func(t *testing.T) Config { return prod("--state-dir=" + t.TempDir())(t) }, codes.OK},
-		{"dev", devConfig, codes.OK},
+		{"memory", prod(), true, false},
+		{"state dir", func(t *testing.T) Config { return prod("--state-dir=" + t.TempDir())(t) }, false, true},
+		{"state dir and key file", func(t *testing.T) Config {
+			return prod("--state-dir="+t.TempDir(), "--state-hmac-key-file="+keyFile(t))(t)
+		}, false, false},
+		{"dev", devConfig, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -200,16 +207,15 @@ func TestAsyncNeedsADurableStore(t *testing.T) {
 			resp, err := svc.BatchPutSecrets(t.Context(), &secretbrokerv1.BatchPutSecretsRequest{Async: true,
 				Requests: []*secretbrokerv1.PutSecretRequest{{Name: "repos/octo-org/hello-world/actions/secrets/ASYNC_ONE",
 					Payload: &secretbrokerv1.PutSecretRequest_Value{Value: "v"}}}})
-			if got := status.Code(err); got != tt.want {
-				t.Fatalf("async BatchPutSecrets: %v, want %v", err, tt.want)
+			if err != nil || !strings.HasPrefix(resp.GetOperation().GetName(), "operations/") {
+				t.Fatalf("async BatchPutSecrets: %v %v, want an operation", resp, err)
 			}
-			if tt.want == codes.OK && !strings.HasPrefix(resp.GetOperation().GetName(), "operations/") {
-				t.Errorf("async BatchPutSecrets answered %v, want an operation", resp)
+			logs := b.logs.String()
+			if got := loggedWarning(t, logs, "state store in memory"); got != tt.wantMemory {
+				t.Errorf("warning about the store in memory: %v, want %v", got, tt.wantMemory)
 			}
-			// A file store without a key file keeps the fingerprints' key
-			// beside them, and says so.
-			if got, want := loggedWarning(t, b.logs.String(), "state store: no --state-hmac-key-file"), tt.name == "state dir"; got != want {
-				t.Errorf("warning about the fingerprint key: %v, want %v", got, want)
+			if got := loggedWarning(t, logs, "state store: no --state-hmac-key-file"); got != tt.wantKey {
+				t.Errorf("warning about the fingerprint key: %v, want %v", got, tt.wantKey)
 			}
 		})
 	}

@@ -124,7 +124,6 @@ rules:
 		"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", "--shutdown-timeout=5s",
 		"--upstream-url=" + url, "--upstream-token-file=" + tokenFile(t, ghToken), "--upstream-write-interval=10ms",
 		"--log-level=debug", "--callers-file=" + callers, "--policy-file=" + policy,
-		"--state-dir=" + t.TempDir(), // async calls need a store that outlives the broker
 	}, envMap(otelEnv), io.Discard)
 	if err != nil {
 		t.Fatal(err)

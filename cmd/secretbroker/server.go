@@ -200,9 +200,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		MetricsCallerLabel: cfg.MetricsCallerLabel,
 
 		// Without --state-dir or --redis-url operations live in this
-		// process's memory: outside --dev, async calls are refused rather
-		// than accepted and lost at the next restart.
-		Operations: service.OperationOptions{Volatile: volatile, RefuseAsync: volatile && !cfg.Dev},
+		// process's memory: a restart loses them, and the logs say so
+		// (openState at start, the runner at shutdown).
+		Operations: service.OperationOptions{Volatile: volatile},
 	})
 	// Operations a previous process left unfinished run again from here;
 	// shutdown closes the runner (with the servers, within

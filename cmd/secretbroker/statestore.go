@@ -73,6 +73,9 @@ func openState(cfg Config, logger *slog.Logger, rc redis.UniversalClient) (state
 	if err != nil {
 		return nil, fmt.Errorf("state store: %w", err)
 	}
+	if !cfg.Dev {
+		logger.Warn("state store in memory: a restart loses the async operations in progress and the records that skip unchanged writes; give --state-dir or --redis-url to keep them")
+	}
 	return st, nil
 }
 
