@@ -169,6 +169,24 @@ func trusted(r *state.Record) bool {
 	return r != nil && (r.UpdatedKnown() || !r.ValueFingerprint.IsZero() || !r.SettingsFingerprint.IsZero())
 }
 
+// changingSelection runs do, a change of an organization secret's
+// selection at GitHub (SetSelectedRepositories, Add or Remove), under the
+// secret's write lock with its record distrusted first: the record's
+// settings fingerprint holds the selection the broker last wrote, and a
+// PutSecret asking for that selection again must write it, not answer
+// unchanged (GitHub's updated_at need not move with a selection).
+func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, name string, do func() error) error {
+	unlock, err := s.state.writes.lock(ctx, secretKey(scope, name))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	res := secretResourceName(scope, name)
+	rec, readOK := s.readRecord(ctx, res)
+	s.distrustRecord(ctx, res, rec, readOK)
+	return do()
+}
+
 // distrustRecord makes the record of a secret about to be written unable
 // to make any later write unchanged, before the write is sent: rec (the
 // record read with the secret's write lock held; readOK false when it

@@ -342,7 +342,9 @@ func (s *Server) SetSelectedRepositories(ctx context.Context, req *secretbrokerv
 			if err != nil {
 				return err
 			}
-			return s.up.SetSelectedRepositories(ctx, scope, name, all)
+			return s.changingSelection(ctx, scope, name, func() error {
+				return s.up.SetSelectedRepositories(ctx, scope, name, all)
+			})
 		})
 	if err != nil {
 		return nil, s.toStatus(ctx, "SetSelectedRepositories", err)
@@ -382,7 +384,9 @@ func (s *Server) changeSelection(ctx context.Context, op, rpc, secret string, id
 				}
 				id = ids[0]
 			}
-			return change(ctx, scope, name, id)
+			return s.changingSelection(ctx, scope, name, func() error {
+				return change(ctx, scope, name, id)
+			})
 		})
 	if err != nil {
 		return nil, s.toStatus(ctx, op, err)
