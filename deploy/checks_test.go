@@ -884,6 +884,9 @@ func checkRedis(r *rendered, _ brokerDefaults) error {
 	if !ok {
 		return errors.New("several replicas without --redis-url-file or --redis-url: each would spend the whole GitHub budget")
 	}
+	if _, ok := r.setting(c, "state-hmac-key-file"); !ok {
+		return errors.New("the state in Redis without --state-hmac-key-file: the broker would keep its state key in Redis, beside the fingerprints and the sealed values it protects")
+	}
 	dir, base := path.Split(file)
 	for _, m := range c.VolumeMounts {
 		if m.MountPath != strings.TrimSuffix(dir, "/") {

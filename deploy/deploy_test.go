@@ -187,6 +187,7 @@ func TestChecksCatch(t *testing.T) {
 		{"no scrape", `prometheus.io/scrape: "true"`, `prometheus.io/scrape: "false"`, "Prometheus scrape"},
 		{"scrape elsewhere", `prometheus.io/port: "9091"`, `prometheus.io/port: "9090"`, "Prometheus scrape"},
 		{"no Redis", "name: SECRETBROKER_REDIS_URL_FILE", "name: SECRETBROKER_REDIS_FILE", "Redis"},
+		{"state key kept in Redis", "name: SECRETBROKER_STATE_HMAC_KEY_FILE", "name: SECRETBROKER_STATE_KEY_FILE_UNSET", "Redis"},
 		{"a password in --redis-url", "- name: SECRETBROKER_REDIS_URL_FILE\n          value: /var/run/secrets/redis/url\n",
 			"- name: SECRETBROKER_REDIS_URL\n          value: redis://:" + plantedPassword + "@secretbroker-redis:6379/0\n", "Redis"},
 		{"Redis Service missing", "kind: Service\nmetadata:\n  labels:\n    app.kubernetes.io/component: redis",
