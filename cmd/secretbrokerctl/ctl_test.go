@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"slices"
@@ -65,6 +66,12 @@ func TestLifecycle(t *testing.T) {
 			wantCode(t, r, exitOK)
 			if r.stdout != "updated "+name+"\n" {
 				t.Errorf("second put printed %q", r.stdout)
+			}
+			// The same value again: the broker skips the write, and says so.
+			r = ctl(t, env, "second-"+plantedValue, "put", name)
+			wantCode(t, r, exitOK)
+			if r.stdout != "unchanged "+name+"\n" {
+				t.Errorf("third put (same value) printed %q", r.stdout)
 			}
 
 			r = ctl(t, env, "", "get", name)
@@ -542,4 +549,45 @@ func TestTokenFile(t *testing.T) {
 	r = ctl(t, env, "", "get", repoScope+"/secrets/TOK", "--token-file", good+".missing")
 	wantCode(t, r, exitUsage)
 	wantContains(t, "stderr", r.stderr, "--token-file")
+}
+
+// TestInterruptWhileReadingStdin: Ctrl-C or SIGTERM (the command's context
+// ending) stops a command still reading a value or an env file from a pipe
+// whose writer never closes it; it says it was interrupted and sends
+// nothing.
+func TestInterruptWhileReadingStdin(t *testing.T) {
+	env := map[string]string{"SECRETBROKER_ADDR": "127.0.0.1:1", "SECRETBROKER_TOKEN": plantedToken}
+	for _, args := range [][]string{
+		{"put", "repos/octo-org/hello-world/actions/secrets/WAITING"},
+		{"put-many", "repos/octo-org/hello-world/actions", "--from-env-file", "-"},
+		{"sync", "repos/octo-org/hello-world/actions", "--from-env-file", "-"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			stdin, w := io.Pipe()
+			defer w.Close()
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel() // as the signal would: the read must not hold the command
+			r := ctlCtx(ctx, t, env, stdin, noTerminal{}, args...)
+			if r.code == exitOK || !strings.Contains(r.stderr, "interrupted before the input ended") {
+				t.Errorf("%v: exit %d, stderr %q; want a failure saying it was interrupted", args, r.code, r.stderr)
+			}
+		})
+	}
+}
+
+func TestPutOutcome(t *testing.T) {
+	for _, tt := range []struct {
+		created, unchanged, drift bool
+		want                      string
+	}{
+		{false, false, false, "updated"},
+		{true, false, false, "created"},
+		{false, true, false, "unchanged"},
+		{false, false, true, "drifted"},
+		{true, false, true, "created"}, // created: nothing was there to drift
+	} {
+		if got := putOutcome(tt.created, tt.unchanged, tt.drift); got != tt.want {
+			t.Errorf("putOutcome(created %v, unchanged %v, drift %v) = %q, want %q", tt.created, tt.unchanged, tt.drift, got, tt.want)
+		}
+	}
 }

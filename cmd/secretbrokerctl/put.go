@@ -133,14 +133,26 @@ func runPut(ctx context.Context, c *cli, args []string) int {
 	if opts.output == outputJSON {
 		err = writeJSON(c.stdout, protoJSON{resp})
 	} else {
-		verb := "updated"
-		if resp.GetCreated() {
-			verb = "created"
-		}
-		_, err = fmt.Fprintf(c.stdout, "%s %s\n", verb, resp.GetName())
+		_, err = fmt.Fprintf(c.stdout, "%s %s\n", putOutcome(resp.GetCreated(), resp.GetUnchanged(), resp.GetDrift()), resp.GetName())
 	}
 	if err != nil {
 		return c.outputFailed("put", err)
 	}
 	return exitOK
+}
+
+// putOutcome is what a successful put did, in a word: "created",
+// "updated", "unchanged" (the broker skipped the write: GitHub still holds
+// the value it last wrote) or "drifted" (changed behind the broker's back,
+// written again).
+func putOutcome(created, unchanged, drift bool) string {
+	switch {
+	case unchanged:
+		return "unchanged"
+	case created:
+		return "created"
+	case drift:
+		return "drifted"
+	}
+	return "updated"
 }

@@ -65,7 +65,7 @@ func runPutMany(ctx context.Context, c *cli, args []string) int {
 	if err := org.apply(&tmpl); err != nil {
 		return c.usageErr("put-many", err)
 	}
-	entries, err := c.readEnvFile(envFile)
+	entries, err := c.readEnvFile(ctx, envFile)
 	if err != nil {
 		return c.usageErr("put-many", err)
 	}
@@ -132,7 +132,7 @@ func runPutMany(ctx context.Context, c *cli, args []string) int {
 
 // readEnvFile reads and parses an env file ("-": standard input, unless it
 // is a terminal), remembering every value so that none is ever printed.
-func (c *cli) readEnvFile(path string) ([]envEntry, error) {
+func (c *cli) readEnvFile(ctx context.Context, path string) ([]envEntry, error) {
 	var r io.Reader = c.stdin
 	if path == "-" {
 		if c.term.IsTerminal(c.stdin) {
@@ -146,7 +146,7 @@ func (c *cli) readEnvFile(path string) ([]envEntry, error) {
 		defer f.Close()
 		r = f
 	}
-	data, err := readLimited(r, maxEnvFileBytes)
+	data, err := readLimitedContext(ctx, r, maxEnvFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("--from-env-file %s: %w", path, err)
 	}
@@ -213,10 +213,8 @@ func (c *cli) printBatch(output string, results []*secretbrokerv1.BatchPutSecret
 		switch {
 		case r.GetCode() != code.Code_OK:
 			t.row(r.GetName(), r.GetCode().String(), c.scrub(itemMessage(r)))
-		case r.GetCreated():
-			t.row(r.GetName(), "created", "")
 		default:
-			t.row(r.GetName(), "updated", "")
+			t.row(r.GetName(), putOutcome(r.GetCreated(), r.GetUnchanged(), r.GetDrift()), "")
 		}
 	}
 	return t.flush()

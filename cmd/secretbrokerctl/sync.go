@@ -93,7 +93,7 @@ func runSync(ctx context.Context, c *cli, args []string) int {
 	if len(tmpl.GetSelectedRepositories()) > 0 {
 		return c.usageErr("sync", fmt.Errorf("--repos: sync takes repository ids only, not names (%s)", strings.Join(tmpl.GetSelectedRepositories(), ", ")))
 	}
-	entries, err := c.readEnvFile(so.envFile)
+	entries, err := c.readEnvFile(ctx, so.envFile)
 	if err != nil {
 		return c.usageErr("sync", err)
 	}

@@ -29,6 +29,28 @@ func readLimited(r io.Reader, limit int64) ([]byte, error) {
 	return b, nil
 }
 
+// readLimitedContext is readLimited that gives up when ctx ends (Ctrl-C,
+// SIGTERM): a read from a pipe whose writer never closes it would
+// otherwise hold the process, which catches both signals. The read goes on
+// in its goroutine until the process exits.
+func readLimitedContext(ctx context.Context, r io.Reader, limit int64) ([]byte, error) {
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := readLimited(r, limit)
+		done <- result{b, err}
+	}()
+	select {
+	case res := <-done:
+		return res.b, res.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("interrupted before the input ended: %w", context.Cause(ctx))
+	}
+}
+
 // terminal is what the commands need of the process's terminal.
 type terminal interface {
 	// IsTerminal reports whether f, a standard stream, is a terminal:
@@ -116,7 +138,7 @@ func (c *cli) readValue(ctx context.Context, name string, src valueSource) (stri
 			err = fmt.Errorf("larger than %d KiB", maxValueRead>>10)
 		}
 	default:
-		b, err = readLimited(c.stdin, maxValueRead)
+		b, err = readLimitedContext(ctx, c.stdin, maxValueRead)
 		if err == nil && src.trimNewline {
 			b = trimOneNewline(b)
 		}
