@@ -90,7 +90,7 @@ func (s *Server) batchAsync(ctx context.Context, req *secretbrokerv1.BatchPutSec
 		})
 	}
 	started, err := s.startOperation(ctx, op, o)
-	call.end(ctx, err)
+	call.end(withOperation(ctx, started.GetName()), err)
 	if err != nil {
 		return nil, err
 	}

@@ -185,6 +185,7 @@ func (s *Server) record(ctx context.Context, r audit.Record) {
 // writeRecord fills in the caller and the trace and writes r.
 func (s *Server) writeRecord(ctx context.Context, r audit.Record) error {
 	r.Caller = callerOf(ctx)
+	r.Operation = operationOf(ctx)
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		r.TraceID = sc.TraceID().String()
 	}

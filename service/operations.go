@@ -50,6 +50,21 @@ const (
 // operationPrefix starts an operation's resource name.
 const operationPrefix = "operations/"
 
+// operationKey is the context key of the operation a change is part of.
+type operationKey struct{}
+
+// withOperation returns ctx for the work of operation name
+// ("operations/{id}"), which its audit records name.
+func withOperation(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, operationKey{}, name)
+}
+
+// operationOf returns the operation ctx's work is part of, or "".
+func operationOf(ctx context.Context) string {
+	name, _ := ctx.Value(operationKey{}).(string)
+	return name
+}
+
 // OperationOptions tune the runner of long-running operations. The zero
 // value is usable.
 type OperationOptions struct {
@@ -146,6 +161,7 @@ func (s *Server) execItem(ctx context.Context, op *state.Operation, item state.P
 		ctx = identity.WithCaller(ctx, op.Caller)
 	}
 	ctx = upstream.WithoutQueueLimit(upstream.WithCaller(ctx, "operations:"+op.Caller)) // waits for GitHub's budgets on purpose
+	ctx = withOperation(ctx, operationPrefix+op.ID)
 	s.ops.mu.Lock()
 	x := s.ops.execs[op.ID]
 	if x == nil {

@@ -199,7 +199,7 @@ func (s *Server) syncAsync(ctx context.Context, req *secretbrokerv1.SyncSecretsR
 		o.Results = append(o.Results, itemResultOf(it))
 	}
 	started, err := s.startOperation(ctx, op, o)
-	plan.endCall(ctx, err)
+	plan.endCall(withOperation(ctx, started.GetName()), err)
 	if err != nil {
 		return nil, err
 	}

@@ -61,6 +61,10 @@ type Record struct {
 	// Drift marks a write that found the secret changed behind the
 	// broker's back since its last write (outcome records).
 	Drift bool `json:"drift,omitempty"`
+	// Operation is the operation ("operations/{id}") the record is part
+	// of: on the outcome record of the call that accepted it, and on
+	// every record of its items, which run after that call has answered.
+	Operation string `json:"operation,omitempty"`
 }
 
 // Log writes records as JSON lines. The zero value is not usable; a nil
