@@ -17,7 +17,6 @@ import (
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/access"
@@ -360,20 +359,7 @@ func TestOperationReauthorizedAfterResume(t *testing.T) {
 		}
 		var trail1, trail2 syncBuffer
 		st1, s1 := open(&trail1)
-		req := &secretbrokerv1.BatchPutSecretsRequest{Async: true}
-		names := []string{"R0", "R1", "R2", "R3", "R4"}
-		for i, n := range names {
-			req.Requests = append(req.Requests, plain(stagingEnv+"/secrets/"+n, fmt.Sprintf("%s-%d", plantedSecret, i)))
-		}
-		h.emu.ResetCounts()
-		resp, err := s1.BatchPutSecrets(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := resp.GetOperation().GetName()
-		if _, err := s1.WaitOperation(ctx, &secretbrokerv1.WaitOperationRequest{Name: name, Timeout: durationpb.New(15 * time.Second)}); err != nil {
-			t.Fatal(err)
-		}
+		_, name, _ := startBatchFor15s(ctx, t, h, s1, stagingEnv, []string{"R0", "R1", "R2", "R3", "R4"})
 		if err := s1.CloseOperations(ctx); err != nil { // the item in flight finishes: 3 written
 			t.Fatal(err)
 		}

@@ -265,6 +265,29 @@ func TestOperationCancel(t *testing.T) {
 	})
 }
 
+// startBatchFor15s starts on s, as ctx's caller, an async batch writing names in scope
+// (values plantedSecret-i), with the emulator's counts reset first, and
+// waits 15 s of it; it returns the request, the operation's name and the
+// operation then.
+func startBatchFor15s(ctx context.Context, t *testing.T, h *harness, s *Server, scope string, names []string) (*secretbrokerv1.BatchPutSecretsRequest, string, *secretbrokerv1.Operation) {
+	t.Helper()
+	req := &secretbrokerv1.BatchPutSecretsRequest{Async: true}
+	for i, n := range names {
+		req.Requests = append(req.Requests, plain(scope+"/secrets/"+n, fmt.Sprintf("%s-%d", plantedSecret, i)))
+	}
+	h.emu.ResetCounts()
+	resp, err := s.BatchPutSecrets(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := resp.GetOperation().GetName()
+	mid, err := s.WaitOperation(ctx, &secretbrokerv1.WaitOperationRequest{Name: name, Timeout: durationpb.New(15 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req, name, mid
+}
+
 // TestOperationResume: a broker stopped mid-operation leaves it in the
 // file store; a new broker on the same store resumes it, and every item
 // is written exactly once. No value stays in the file.
@@ -284,20 +307,10 @@ func TestOperationResume(t *testing.T) {
 			return st, New(h.client, Options{State: st, Logger: newTestLogger(h.logs), Operations: OperationOptions{FlushEvery: 1}})
 		}
 		st1, s1 := open()
-		req := &secretbrokerv1.BatchPutSecretsRequest{Async: true}
 		names := []string{"RESUME_0", "RESUME_1", "RESUME_2", "RESUME_3", "RESUME_4"}
-		for i, n := range names {
-			req.Requests = append(req.Requests, plain(repoScope+"/secrets/"+n, fmt.Sprintf("%s-%d", plantedSecret, i)))
-		}
-		h.emu.ResetCounts()
-		resp, err := s1.BatchPutSecrets(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := resp.GetOperation().GetName()
-		mid, err := s1.WaitOperation(ctx, &secretbrokerv1.WaitOperationRequest{Name: name, Timeout: durationpb.New(15 * time.Second)})
-		if err != nil || mid.GetDone() || mid.GetMetadata().GetWritten() != 2 {
-			t.Fatalf("after 15 s: %v %v; want 2 written", mid, err)
+		req, name, mid := startBatchFor15s(ctx, t, h, s1, repoScope, names)
+		if mid.GetDone() || mid.GetMetadata().GetWritten() != 2 {
+			t.Fatalf("after 15 s: %v; want 2 written", mid)
 		}
 		// Shutdown: the item in flight (waiting for its write slot) still
 		// finishes and is recorded; nothing else starts.

@@ -91,6 +91,19 @@ type aPage struct {
 	next  string
 }
 
+// secretsPage is a page of a list of secrets, by their secret ids.
+func secretsPage(resp interface {
+	GetTotalCount() int32
+	GetNextPageToken() string
+	GetSecrets() []*secretbrokerv1.Secret
+}) aPage {
+	p := aPage{total: resp.GetTotalCount(), next: resp.GetNextPageToken()}
+	for _, s := range resp.GetSecrets() {
+		p.items = append(p.items, s.GetSecretId())
+	}
+	return p
+}
+
 // paginated is one of the broker's paginated lists.
 type paginated struct {
 	name string
@@ -109,11 +122,7 @@ var paginatedLists = []paginated{
 		},
 		list: func(ctx context.Context, h *harness, size int32, token string) (aPage, error) {
 			resp, err := h.broker.ListSecrets(ctx, &secretbrokerv1.ListSecretsRequest{Parent: repoScope, PageSize: size, PageToken: token})
-			p := aPage{total: resp.GetTotalCount(), next: resp.GetNextPageToken()}
-			for _, s := range resp.GetSecrets() {
-				p.items = append(p.items, s.GetSecretId())
-			}
-			return p, err
+			return secretsPage(resp), err
 		},
 	},
 	{
@@ -123,11 +132,7 @@ var paginatedLists = []paginated{
 		},
 		list: func(ctx context.Context, h *harness, size int32, token string) (aPage, error) {
 			resp, err := h.broker.ListRepositoryOrganizationSecrets(ctx, &secretbrokerv1.ListRepositoryOrganizationSecretsRequest{Parent: repoScope, PageSize: size, PageToken: token})
-			p := aPage{total: resp.GetTotalCount(), next: resp.GetNextPageToken()}
-			for _, s := range resp.GetSecrets() {
-				p.items = append(p.items, s.GetSecretId())
-			}
-			return p, err
+			return secretsPage(resp), err
 		},
 	},
 	{
