@@ -442,8 +442,33 @@ func (f *frontDoor) admitHTTP(next http.Handler, limits *callLimits, maxBytes in
 			return
 		}
 		defer release()
+		if hasBody(r) && (r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch) {
+			// The methods whose routes read a body: its cost is taken
+			// here, before tracing and routing, so that a flood of large
+			// bodies is refused at its cheapest. (A route that takes no
+			// body never reads it; it is then paid for nothing, for the
+			// length of one call.)
+			paid, err := budget.take(r.ContentLength)
+			if err != nil {
+				st := status.Convert(err)
+				writeHTTPError(w, http.StatusTooManyRequests, st.Code(), st.Message()+"; try again later", time.Second)
+				return
+			}
+			defer paid()
+			r = r.WithContext(context.WithValue(r.Context(), bodyPaidKey{}, true))
+		}
 		next.ServeHTTP(w, withBodyBudget(r, budget))
 	})
+}
+
+// bodyPaidKey marks a request whose body's cost admitHTTP has taken: the
+// gateway reads it without taking it again.
+type bodyPaidKey struct{}
+
+// bodyPaid reports whether admitHTTP took the cost of ctx's request body.
+func bodyPaid(ctx context.Context) bool {
+	paid, _ := ctx.Value(bodyPaidKey{}).(bool)
+	return paid
 }
 
 // setChallenge sets the WWW-Authenticate header a 401 carries: it names

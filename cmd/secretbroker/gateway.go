@@ -330,9 +330,12 @@ func (g *gateway) readBody(w http.ResponseWriter, r *http.Request) (*http.Reques
 	if r.ContentLength > maxRequestBytes {
 		return r, nil, tooLarge(maxRequestBytes)
 	}
-	release, err := bodyBudgetFrom(r.Context(), g.budget).take(r.ContentLength)
-	if err != nil {
-		return r, nil, err
+	release := func() {}
+	if !bodyPaid(r.Context()) {
+		var err error
+		if release, err = bodyBudgetFrom(r.Context(), g.budget).take(r.ContentLength); err != nil {
+			return r, nil, err
+		}
 	}
 	body, err := readBodyBytes(http.MaxBytesReader(w, r.Body, maxRequestBytes), r.ContentLength)
 	if err != nil {

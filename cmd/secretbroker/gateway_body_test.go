@@ -411,16 +411,20 @@ func TestGatewayBodyBudget(t *testing.T) {
 	for _, tt := range []struct {
 		method, path string
 		length       int64
-		// taken: the request needs the budget and is refused.
+		// taken: the request needs the budget and is refused: a /v1
+		// POST, PUT or PATCH with a body, whose cost admitHTTP takes
+		// before tracing and routing (also for a route that takes no
+		// body, or none at all), so that a flood of bodies is refused at
+		// its cheapest.
 		taken bool
 	}{
 		{http.MethodPut, "/v1/repos/octo-org/hello-world/actions/secrets/X", 2, true},
 		{http.MethodPost, "/v1/secrets:batchDelete", -1, true},
+		{http.MethodPut, "/v1/orgs/o/actions/secrets/X/repositories/7", maxRequestBytes, true},
+		{http.MethodPost, "/v1/nowhere", 2, true},
 		{http.MethodPost, "/healthz", maxRequestBytes, false},
 		{http.MethodPost, "/openapi.json", -1, false},
-		{http.MethodPut, "/v1/orgs/o/actions/secrets/X/repositories/7", maxRequestBytes, false},
 		{http.MethodGet, "/v1/orgs/o/actions/secrets/public-key", 2, false},
-		{http.MethodPost, "/v1/nowhere", 2, false},
 	} {
 		body := &watchedBody{}
 		w := serve(tt.method, tt.path, tt.length, body)
