@@ -115,8 +115,13 @@ func (s *Server) getRecord(ctx context.Context, res string) *state.Record {
 
 // readRecord is getRecord that also reports a failure to read (logged):
 // nil and false when the store could not say whether there is a record.
+// It reads with recordContext, so that false means the store failed,
+// never that the call ended: a write's distrustRecord drops a record it
+// could not read.
 func (s *Server) readRecord(ctx context.Context, res string) (*state.Record, bool) {
-	r, err := s.state.store.GetRecord(ctx, res)
+	rctx, cancel := recordContext(ctx)
+	defer cancel()
+	r, err := s.state.store.GetRecord(rctx, res)
 	switch {
 	case errors.Is(err, state.ErrNotFound):
 		return nil, true
@@ -422,9 +427,13 @@ func (s *Server) readBack(ctx context.Context, scope upstream.Scope, written map
 // that it cannot change a record another write of the secret has begun to
 // replace (distrustRecord) or has replaced meanwhile.
 func (s *Server) readBackOne(ctx context.Context, scope upstream.Scope, name string, vfp state.Fingerprint, updatedAt time.Time) {
-	unlock, err := s.state.writes.lock(ctx, secretKey(scope, name))
-	if err != nil {
-		return // the call is over; the record keeps its range
+	unlock, ok := s.state.writes.tryLock(secretKey(scope, name))
+	if !ok {
+		// Another write of the secret is in progress: it distrusts and
+		// replaces this record, so there is nothing to read back, and the
+		// batch's answer does not wait for that write (its pacer wait and
+		// GitHub's answer).
+		return
 	}
 	defer unlock()
 	res := secretResourceName(scope, name)
@@ -582,7 +591,47 @@ type secretLock struct {
 // lock waits until the lock of key is free or ctx is done, and returns the
 // function that releases it (safe to call more than once).
 func (l *secretLocks) lock(ctx context.Context, key string) (func(), error) {
+	e := l.entry(key)
+	select {
+	case e.ch <- struct{}{}:
+	case <-ctx.Done():
+		l.release(key, e)
+		return nil, fmt.Errorf("waiting for another write of the secret: %w", ctx.Err())
+	}
+	unlock := sync.OnceFunc(func() {
+		<-e.ch
+		l.release(key, e)
+	})
+	// The lock and the end of ctx may have come at once, and select takes
+	// either: a call that is over does nothing under the lock.
+	if err := ctx.Err(); err != nil {
+		unlock()
+		return nil, fmt.Errorf("waiting for another write of the secret: %w", err)
+	}
+	return unlock, nil
+}
+
+// tryLock takes key's lock if it is free, and returns its unlock and
+// true; false, without waiting, when another holds it.
+func (l *secretLocks) tryLock(key string) (func(), bool) {
+	e := l.entry(key)
+	select {
+	case e.ch <- struct{}{}:
+		return sync.OnceFunc(func() {
+			<-e.ch
+			l.release(key, e)
+		}), true
+	default:
+		l.release(key, e)
+		return nil, false
+	}
+}
+
+// entry returns key's entry, made if there is none, with one more
+// reference (release drops it).
+func (l *secretLocks) entry(key string) *secretLock {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.locks == nil {
 		l.locks = map[string]*secretLock{}
 	}
@@ -592,17 +641,7 @@ func (l *secretLocks) lock(ctx context.Context, key string) (func(), error) {
 		l.locks[key] = e
 	}
 	e.refs++
-	l.mu.Unlock()
-	select {
-	case e.ch <- struct{}{}:
-	case <-ctx.Done():
-		l.release(key, e)
-		return nil, fmt.Errorf("waiting for another write of the secret: %w", ctx.Err())
-	}
-	return sync.OnceFunc(func() {
-		<-e.ch
-		l.release(key, e)
-	}), nil
+	return e
 }
 
 // release drops one reference to key's entry, and the entry with the last.
