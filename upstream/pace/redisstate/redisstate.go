@@ -8,9 +8,17 @@
 // When Redis cannot be reached the State falls back to a conservative
 // local budget, its share of the shared one (pace.StateLimits.Share by
 // the expected replicas), counted over its local record of its own
-// requests plus what every replica had used at its last contact; it keeps
-// serving, reports Up false, and logs one line per outage. When Redis is
-// back it adds the requests it granted meanwhile. A Redis that comes back
+// requests plus what every replica had used at its last contact (a grant,
+// a heartbeat or a seeding: each answer tells it); it keeps serving,
+// reports Up false, and logs one line per outage. Without such a snapshot
+// from the last few heartbeats (none yet, or no heartbeat ran) it takes
+// every budget as used by the others, in flight when Redis went away: no
+// local spending of a budget until InFlightLease and its window have
+// passed (see down). When Redis is back it adds the requests it granted
+// meanwhile. Re-seeding renews the write slot's lease of this replica's
+// write in flight, or takes the slot back when Redis lost it, so a failed
+// heartbeat or a Redis restarted empty does not hand the slot to another
+// replica mid-write. A Redis that comes back
 // empty gets a new epoch: each replica re-seeds it from its local record
 // on its next contact, and none spends from it before SeedGrace has
 // passed since it was created (until then, local budgets).
