@@ -51,7 +51,7 @@ func spend(t *testing.T, st pace.State, now time.Time, prefix string, most int) 
 }
 
 // Redis unreachable: each replica falls back to its share of the budget,
-// counting what every replica had used at its last grant, logs one line,
+// counting what every replica had used at its last heartbeat, logs one line,
 // and says so. Redis back empty: the replicas re-seed it from their
 // records, wait out the grace, and find the budget as spent as it was,
 // not fresh.
@@ -80,10 +80,15 @@ func TestFallbackAndReseed(t *testing.T) {
 		t.Fatalf("B granted %d, want the 40 left", n)
 	}
 
+	// The heartbeats a second before the outage: the snapshots B falls
+	// back on.
+	beat := t0.Add(9 * time.Second)
+	a.Sync(ctx, beat)
+	b.Sync(ctx, beat)
 	srv.Stop()
 	now := t0.Add(10 * time.Second)
 	// B falls back: its share is 50, and the replicas had used 100 at its
-	// last grant: nothing until those leave the window.
+	// last heartbeat: nothing until those leave the window.
 	if n := spend(t, b, now, "b2-", 10); n != 0 {
 		t.Errorf("B granted %d during the outage, with the shared budget spent", n)
 	}
@@ -99,8 +104,10 @@ func TestFallbackAndReseed(t *testing.T) {
 	if !strings.Contains(b.Status(), "Redis unreachable") {
 		t.Errorf("Status %q", b.Status())
 	}
-	// A minute after the points left the window, B spends its share, 50.
-	later := t0.Add(pace.Window)
+	// A window after the heartbeat (the snapshot does not say when the
+	// points were spent, only that they counted then), B spends its
+	// share, 50.
+	later := beat.Add(pace.Window)
 	if n := spend(t, b, later, "b3-", 100); n != 50 {
 		t.Errorf("B granted %d from its local share, want 50", n)
 	}

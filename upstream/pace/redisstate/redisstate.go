@@ -8,9 +8,17 @@
 // When Redis cannot be reached the State falls back to a conservative
 // local budget, its share of the shared one (pace.StateLimits.Share by
 // the expected replicas), counted over its local record of its own
-// requests plus what every replica had used at its last contact; it keeps
-// serving, reports Up false, and logs one line per outage. When Redis is
-// back it adds the requests it granted meanwhile. A Redis that comes back
+// requests plus what every replica had used at its last contact (a grant,
+// a heartbeat or a seeding: each answer tells it); it keeps serving,
+// reports Up false, and logs one line per outage. Without such a snapshot
+// from the last few heartbeats (none yet, or no heartbeat ran) it takes
+// every budget as used by the others, in flight when Redis went away: no
+// local spending of a budget until InFlightLease and its window have
+// passed (see down). When Redis is back it adds the requests it granted
+// meanwhile. Re-seeding renews the write slot's lease of this replica's
+// write in flight, or takes the slot back when Redis lost it, so a failed
+// heartbeat or a Redis restarted empty does not hand the slot to another
+// replica mid-write. A Redis that comes back
 // empty gets a new epoch: each replica re-seeds it from its local record
 // on its next contact, and none spends from it before SeedGrace has
 // passed since it was created (until then, local budgets).
@@ -100,7 +108,7 @@ type State struct {
 	up         bool      // Redis answered the last call
 	epoch      string    // the epoch seeded, "" none
 	graceUntil time.Time // no shared spending before (a fresh epoch)
-	snap       snapshot  // every replica's use at the last grant
+	snap       snapshot  // every replica's use at the last contact that told it
 	holding    string    // the write grant whose lease this replica renews
 	others     int       // synthetic entries added
 	othersIDs  []string  // the synthetic entries in the record
@@ -110,8 +118,8 @@ type State struct {
 	lastErr    string
 }
 
-// snapshot is every replica's use as of a grant, and this replica's own
-// then, to fall back on.
+// snapshot is every replica's use as of a contact with Redis (a grant, a
+// heartbeat, a seeding), and this replica's own then, to fall back on.
 type snapshot struct {
 	at       time.Time
 	all, own pace.Usage
@@ -233,16 +241,13 @@ func (s *State) Start(ctx context.Context, now time.Time, g pace.Grant) pace.Ver
 		}
 		switch vals[0] {
 		case "ok":
-			n := ints(vals[1:])
 			s.mirror.Record(now, g)
-			s.mu.Lock()
-			own := s.mirror.Usage(now)
-			s.snap = snapshot{at: now, own: own, all: pace.Usage{Points: n[0], WritesMinute: n[1], WritesHour: n[2],
-				PointsInFlight: n[3], WritesMinuteLive: n[4], WritesHourLive: n[5]}}
+			s.setSnap(now, vals[1:])
 			if g.Write && s.lim.WriteInterval > 0 {
+				s.mu.Lock()
 				s.holding = g.ID
+				s.mu.Unlock()
 			}
-			s.mu.Unlock()
 			return pace.Verdict{OK: true, At: now}
 		case "wait":
 			n := ints(vals[1:])
@@ -280,6 +285,48 @@ func ints(vals []any) []int {
 		}
 	}
 	return out
+}
+
+// setSnap keeps every replica's use at now, a script's answer (as
+// startScript's after "ok"), with this replica's own use then: what down
+// falls back on. An older answer does not replace a newer one.
+func (s *State) setSnap(now time.Time, vals []any) {
+	n := ints(vals)
+	all := pace.Usage{Points: n[0], WritesMinute: n[1], WritesHour: n[2],
+		PointsInFlight: n[3], WritesMinuteLive: n[4], WritesHourLive: n[5]}
+	own := s.ownUsage(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Before(s.snap.at) {
+		return
+	}
+	s.snap = snapshot{at: now, all: all, own: own}
+}
+
+// ownUsage is what this replica's own requests count at now: the local
+// record without the entries that stand for the others' use.
+func (s *State) ownUsage(now time.Time) pace.Usage {
+	var u pace.Usage
+	for _, e := range s.mirror.Entries(now) {
+		if strings.HasPrefix(e.ID, othersPrefix) {
+			continue
+		}
+		if e.End.Add(pace.Window).After(now) {
+			u.Points += e.Points
+			u.WritesMinute += e.Writes
+			if e.InFlight {
+				u.PointsInFlight += e.Points
+				u.WritesMinuteLive += e.Writes
+			}
+		}
+		if e.End.Add(pace.WritesHour).After(now) {
+			u.WritesHour += e.Writes
+			if e.InFlight {
+				u.WritesHourLive += e.Writes
+			}
+		}
+	}
+	return u
 }
 
 // local decides from the local budget.
@@ -364,8 +411,10 @@ func (s *State) Unsent(ctx context.Context, now time.Time, g pace.Grant) {
 }
 
 // Sync checks Redis at now: when it was unreachable and answers again, or
-// lost its data, it re-seeds it from the local record; and it renews the
-// write slot's lease this replica holds. Run calls it every Heartbeat.
+// lost its data, it re-seeds it from the local record; it renews the
+// write slot's lease this replica holds (re-seeding renews it too, so one
+// failed heartbeat does not lose it); and it keeps what every replica has
+// used, to fall back on. Run calls it every Heartbeat.
 func (s *State) Sync(ctx context.Context, now time.Time) {
 	s.mu.Lock()
 	holding, epoch, up := s.holding, s.epoch, s.up
@@ -376,7 +425,8 @@ func (s *State) Sync(ctx context.Context, now time.Time) {
 			s.down(now, err)
 			return
 		}
-		if res == "ok" {
+		if vals, ok := res.([]any); ok && len(vals) > 0 && vals[0] == "ok" {
+			s.setSnap(now, vals[1:])
 			return
 		}
 		s.forgetEpoch()
@@ -401,15 +451,17 @@ func (s *State) Run(ctx context.Context) {
 }
 
 // seed joins Redis' epoch, adding the local record: every entry that still
-// counts, the holds and the last write. A new epoch (Redis lost its data)
-// is not spent from before SeedGrace has passed since it was created.
+// counts, the holds, the last write and the write slot's lease of this
+// replica's write in flight (renewed, or taken again when free). A new
+// epoch (Redis lost its data) is not spent from before SeedGrace has
+// passed since it was created. The answer refreshes the snapshot.
 func (s *State) seed(ctx context.Context, now time.Time) error {
 	s.mu.Lock()
-	seq := s.localSeq
+	seq, holding := s.localSeq, s.holding
 	s.mu.Unlock()
 	entries := s.mirror.Entries(now)
 	h := s.mirror.Holds()
-	args := []any{ms(now), s.id, 0, 0, 0, 0, 0}
+	args := []any{ms(now), s.id, 0, 0, 0, 0, 0, holding, s.lim.Lease().Milliseconds()}
 	if last := s.mirror.LastWrite(); !last.IsZero() {
 		args[2] = ms(last)
 	}
@@ -429,7 +481,12 @@ func (s *State) seed(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	ep, _ := res.(string)
+	vals, _ := res.([]any)
+	if len(vals) == 0 {
+		return fmt.Errorf("redisstate: unexpected answer %v", res)
+	}
+	ep, _ := vals[0].(string)
+	s.setSnap(now, vals[1:])
 	created := now
 	if i := strings.LastIndexByte(ep, ':'); i >= 0 {
 		if v, err := strconv.ParseInt(ep[i+1:], 10, 64); err == nil {
@@ -455,9 +512,23 @@ func (s *State) seed(ctx context.Context, now time.Time) error {
 // use at the last contact.
 const othersPrefix = "others:"
 
+// freshFor is how old a snapshot may be when Redis becomes unreachable
+// and still tell what the other replicas had used: a few heartbeats, each
+// of which refreshes it.
+func (s *State) freshFor() time.Duration { return 3*s.opts.Heartbeat + s.opts.OpTimeout }
+
 // down switches to the local budget after err, once per outage: the local
-// record gets what the other replicas had used at the last contact, as
-// entries that end then (completed) or InFlightLease later (in flight).
+// record gets entries that stand for what the other replicas had used.
+//
+// With a fresh snapshot (taken within freshFor, as the heartbeat keeps
+// it), that is their use then: entries that end then (completed) or
+// InFlightLease later (in flight). Without one (none yet: a replica just
+// started; or an old one: no heartbeat ran), their use is unknown and
+// taken to be the whole of every budget, in flight now: this replica
+// spends none of a budget locally until InFlightLease and that budget's
+// window have passed since the outage began (the points and the writes
+// of the minute 3 minutes, the writes of the hour 62 minutes), or Redis
+// is back. The holds and the write spacing are the record's own.
 func (s *State) down(now time.Time, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -465,27 +536,42 @@ func (s *State) down(now time.Time, err error) {
 		return
 	}
 	s.up, s.downSince, s.lastErr = false, now, err.Error()
-	if !s.snap.at.IsZero() && len(s.othersIDs) == 0 {
-		all, own := s.snap.all, s.snap.own
+	if len(s.othersIDs) == 0 {
 		s.others++
 		tag := othersPrefix + strconv.Itoa(s.others)
-		inFlight := pace.Entry{ID: tag + ":f", InFlight: true, End: s.snap.at.Add(pace.InFlightLease),
-			Points: max(all.PointsInFlight-own.PointsInFlight, 0), Writes: max(all.WritesMinuteLive-own.WritesMinuteLive, 0)}
-		doneMinute := pace.Entry{ID: tag + ":m", End: s.snap.at,
-			Points: max((all.Points-all.PointsInFlight)-(own.Points-own.PointsInFlight), 0),
-			Writes: max((all.WritesMinute-all.WritesMinuteLive)-(own.WritesMinute-own.WritesMinuteLive), 0)}
-		// Writes of the hour before the minute: they ended a minute
-		// before the snapshot at the latest.
-		hourOnly := func(u pace.Usage) int {
-			return (u.WritesHour - u.WritesHourLive) - (u.WritesMinute - u.WritesMinuteLive)
+		var entries []pace.Entry
+		if s.snap.at.IsZero() || now.Sub(s.snap.at) > s.freshFor() {
+			entries = []pace.Entry{{ID: tag + ":u", InFlight: true, End: now.Add(pace.InFlightLease),
+				Points: s.lim.PointsPerMinute, Writes: max(s.lim.WritesPerMinute, s.lim.WritesPerHour)}}
+		} else {
+			entries = snapEntries(tag, s.snap)
 		}
-		doneHour := pace.Entry{ID: tag + ":h", End: s.snap.at.Add(-pace.Window), Writes: max(hourOnly(all)-hourOnly(own), 0)}
-		s.mirror.Add(inFlight, doneMinute, doneHour)
-		s.othersIDs = append(s.othersIDs, inFlight.ID, doneMinute.ID, doneHour.ID)
+		s.mirror.Add(entries...)
+		for _, e := range entries {
+			s.othersIDs = append(s.othersIDs, e.ID)
+		}
 	}
 	s.opts.Logger.Warn("pacing state: Redis unreachable; pacing within the local budget until it is back",
 		slog.String("credential", s.opts.Credential), slog.Int("expected_replicas", s.opts.ExpectedReplicas),
 		slog.String("error", err.Error()))
+}
+
+// snapEntries are the entries that stand for the others' use in sn: every
+// replica's use less this replica's own.
+func snapEntries(tag string, sn snapshot) []pace.Entry {
+	all, own := sn.all, sn.own
+	inFlight := pace.Entry{ID: tag + ":f", InFlight: true, End: sn.at.Add(pace.InFlightLease),
+		Points: max(all.PointsInFlight-own.PointsInFlight, 0), Writes: max(all.WritesMinuteLive-own.WritesMinuteLive, 0)}
+	doneMinute := pace.Entry{ID: tag + ":m", End: sn.at,
+		Points: max((all.Points-all.PointsInFlight)-(own.Points-own.PointsInFlight), 0),
+		Writes: max((all.WritesMinute-all.WritesMinuteLive)-(own.WritesMinute-own.WritesMinuteLive), 0)}
+	// Writes of the hour before the minute: they ended a minute before
+	// the snapshot at the latest.
+	hourOnly := func(u pace.Usage) int {
+		return (u.WritesHour - u.WritesHourLive) - (u.WritesMinute - u.WritesMinuteLive)
+	}
+	doneHour := pace.Entry{ID: tag + ":h", End: sn.at.Add(-pace.Window), Writes: max(hourOnly(all)-hourOnly(own), 0)}
+	return []pace.Entry{inFlight, doneMinute, doneHour}
 }
 
 // run runs a script with the credential's keys within OpTimeout.

@@ -58,6 +58,26 @@ local function merge_holds(pause, reason, reset, remaining)
 end
 `
 
+// luaUsage is every replica's use at now, as startScript returns it
+// after a grant: points and writes in the minute, writes in the hour,
+// and of each what is in flight (an entry whose end is still ahead).
+var luaUsage = fmt.Sprintf(`
+local function usage(now)
+  local minute, hour = %d, %d
+  local pts = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - minute), '+inf', 'WITHSCORES')
+  local used, usedFlight = 0, 0
+  for i = 1, #pts, 2 do
+    local c = tonumber(string.match(pts[i], '^(%%d+):'))
+    used = used + c
+    if tonumber(pts[i+1]) > now then usedFlight = usedFlight + c end
+  end
+  local wmin = redis.call('ZCOUNT', KEYS[2], '(' .. (now - minute), '+inf')
+  local whour = redis.call('ZCOUNT', KEYS[2], '(' .. (now - hour), '+inf')
+  local wflight = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
+  return {used, wmin, whour, usedFlight, wflight, wflight}
+end
+`, pace.Window.Milliseconds(), pace.WritesHour.Milliseconds())
+
 // startScript decides and, when allowed, grants one request.
 // ARGV: now, id, cost, write (0/1), pointsPerMinute, interval, lease,
 // writesPerMinute, writesPerHour, inFlightLease, epoch, poll (ms).
@@ -176,25 +196,34 @@ end
 return 'ok'
 `)
 
-// syncScript checks the epoch and extends the write slot's lease of its
-// holder. ARGV: now, id ("" for none), lease, epoch. Returns "ok",
-// "empty" or "epoch".
-var syncScript = redis.NewScript(luaCommon + `
+// syncScript checks the epoch, extends the write slot's lease of its
+// holder and returns every replica's use, the heartbeat's snapshot to fall
+// back on. ARGV: now, id ("" for none), lease, epoch. Returns {"ok",
+// points, writesMinute, writesHour, pointsInFlight, writesMinuteInFlight,
+// writesHourInFlight} (as startScript), or "empty" / "epoch".
+var syncScript = redis.NewScript(luaCommon + luaUsage + `
+local now = tonumber(ARGV[1])
 local bad = epoch_ok(ARGV[4])
 if bad then return bad end
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[3], 'holder') == ARGV[2] then
-  redis.call('HSET', KEYS[3], 'until', tonumber(ARGV[1]) + tonumber(ARGV[3]))
+  redis.call('HSET', KEYS[3], 'until', now + tonumber(ARGV[3]))
 end
-return 'ok'
+local u = usage(now)
+return {'ok', u[1], u[2], u[3], u[4], u[5], u[6]}
 `)
 
 // seedScript joins the current epoch, creating one when Redis has none
 // (it lost its data), and adds the caller's local record: entries it may
-// not have (ZADD NX: an entry there keeps its end), the holds, and the
-// last write's start. ARGV: now, new epoch id, last write (ms, 0: none),
-// pause, reason, reset, remaining, then per entry: cost, id, end, write.
-// Returns the epoch, "id:created".
-var seedScript = redis.NewScript(luaCommon + `
+// not have (ZADD NX: an entry there keeps its end), the holds, the last
+// write's start, and the write slot of the caller's write in flight: its
+// lease is extended when the caller holds it, and taken again when nobody
+// holds it (Redis lost it, or the lease ran out while the caller could not
+// renew it: its write is still in flight). ARGV: now, new epoch id, last
+// write (ms, 0: none), pause, reason, reset, remaining, holding (the
+// caller's write grant in flight, "" none), lease, then per entry: cost,
+// id, end, write. Returns {epoch ("id:created"), then every replica's use
+// as syncScript}.
+var seedScript = redis.NewScript(luaCommon + luaUsage + `
 local now = tonumber(ARGV[1])
 local ep = redis.call('GET', KEYS[5])
 if not ep then
@@ -207,11 +236,22 @@ if last > 0 then
   if last > cur then redis.call('HSET', KEYS[3], 'last', last) end
 end
 merge_holds(tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
-for i = 8, #ARGV, 4 do
+local holding, lease = ARGV[8], tonumber(ARGV[9])
+if holding ~= '' then
+  local s = redis.call('HMGET', KEYS[3], 'holder', 'until', 'last')
+  if s[1] == holding then
+    redis.call('HSET', KEYS[3], 'until', now + lease)
+  elseif not s[1] or s[1] == '' or tonumber(s[2] or '0') <= now then
+    -- prev: an Unsent of this write keeps the last write's start.
+    redis.call('HSET', KEYS[3], 'holder', holding, 'until', now + lease, 'prev', s[3] or '')
+  end
+end
+for i = 10, #ARGV, 4 do
   local cost, id, e, w = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), ARGV[i+3] == '1'
   if tonumber(cost) > 0 then redis.call('ZADD', KEYS[1], 'NX', e, cost .. ':' .. id) end
   if w then redis.call('ZADD', KEYS[2], 'NX', e, id) end
 end
 touch()
-return ep
+local u = usage(now)
+return {ep, u[1], u[2], u[3], u[4], u[5], u[6]}
 `)
