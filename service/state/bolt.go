@@ -334,7 +334,8 @@ func setExpiry(tx *bolt.Tx, id string, done bool, now time.Time) error {
 	return nil
 }
 
-// expired reports whether operation id is done and expired at now.
+// expired reports whether the retention of operation id, when done,
+// ended at now. The caller checks that it is done.
 func expired(tx *bolt.Tx, id []byte, now time.Time) bool {
 	v := tx.Bucket(bucketOpsExpiresAt).Get(id)
 	return len(v) == 8 && int64(binary.BigEndian.Uint64(v)) <= now.UnixMilli()
@@ -364,6 +365,14 @@ func prune(tx *bolt.Tx, now time.Time) error {
 		}
 		if at := tx.Bucket(bucketOpsExpiresAt).Get([]byte(id)); !bytes.Equal(at, k[:8]) {
 			continue // a stale entry: the operation expires at another time
+		}
+		if v := tx.Bucket(bucketOperations).Get([]byte(id)); v != nil && !storedDone(v) {
+			// Stored not done by a broker that kept no expiry: it
+			// never expires.
+			if err := setExpiry(tx, id, false, now); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := deleteOperation(tx, id); err != nil {
 			return err
@@ -418,12 +427,15 @@ func storedCaller(tx *bolt.Tx, id string) (caller string, ok bool) {
 // or it expired at now.
 func (b *Bolt) stored(tx *bolt.Tx, id string, now time.Time) (*Operation, bool, error) {
 	v := tx.Bucket(bucketOperations).Get([]byte(id))
-	if v == nil || expired(tx, []byte(id), now) {
+	if v == nil {
 		return nil, false, nil
 	}
 	op, err := decodeOperation(b.sealer, v)
 	if err != nil {
 		return nil, false, err
+	}
+	if op.Done && expired(tx, []byte(id), now) {
+		return nil, false, nil
 	}
 	return op, true, nil
 }
@@ -524,14 +536,11 @@ func (b *Bolt) ListOperations(ctx context.Context, f OperationFilter) ([]*Operat
 	err := b.view(ctx, "list operations", func(tx *bolt.Tx) error {
 		ops := tx.Bucket(bucketOperations)
 		take := func(k, v []byte) (more bool, err error) {
-			if expired(tx, k, now) {
-				return true, nil
-			}
 			op, err := decodeOperation(b.sealer, v)
 			if err != nil {
 				return false, err
 			}
-			if f.match(op) {
+			if f.match(op) && !(op.Done && expired(tx, k, now)) {
 				out = append(out, op)
 			}
 			return f.Limit <= 0 || len(out) < f.Limit, nil

@@ -12,6 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/secretbroker/secretbroker/upstream/pace/redistest"
 )
 
 // clock is a settable clock for a store's now.
@@ -345,6 +347,264 @@ func testRetentionBounded(t *testing.T, h harness) {
 		}
 		if err := s.PutOperation(ctx, operation(fmt.Sprintf("w%d", i), "alice")); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestRedisRetentionKeys: storing an operation done sets PEXPIREAT on its
+// key at the store's clock plus OperationRetention and scores its
+// "ops:expiry" entry with that time; storing it not done clears both;
+// moving it to another caller moves the entry; deleting it drops it.
+func TestRedisRetentionKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr)
+	now := time.Now().Truncate(time.Millisecond)
+	at := now.Add(OperationRetention).UnixMilli()
+	type write struct {
+		caller       string
+		done, update bool
+		delete       bool
+	}
+	tests := []struct {
+		name       string
+		writes     []write
+		wantExpire int64 // PEXPIRETIME: -1 no TTL, -2 no key
+		wantMember []string
+	}{
+		{"done", []write{{caller: "alice", done: true}}, at, []string{"op alice"}},
+		{"not done", []write{{caller: "alice"}}, -1, nil},
+		{"done, then not done", []write{{caller: "alice", done: true}, {caller: "alice"}}, -1, nil},
+		{"ended by an update", []write{{caller: "alice"}, {done: true, update: true}}, at, []string{"op alice"}},
+		{"done, then moved to bob", []write{{caller: "alice", done: true}, {caller: "bob", done: true}}, at, []string{"op bob"}},
+		{"done, then deleted", []write{{caller: "alice", done: true}, {delete: true}}, -2, nil},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			r := openRedis(t, c, fmt.Sprintf("keys%d:state:", i), Options{})
+			useClock(t, r, &clock{t: now})
+			for _, w := range tt.writes {
+				var err error
+				switch {
+				case w.delete:
+					err = r.DeleteOperation(ctx, "op")
+				case w.update:
+					_, err = r.UpdateOperation(ctx, "op", func(op *Operation) error { op.Done, op.Pending = w.done, nil; return nil })
+				default:
+					op := operation("op", w.caller)
+					op.Done = w.done
+					err = r.PutOperation(ctx, op)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			expire, err := c.Do(ctx, "PEXPIRETIME", r.opKey("op")).Int64()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if expire != tt.wantExpire {
+				t.Errorf("PEXPIRETIME = %d, want %d", expire, tt.wantExpire)
+			}
+			members, err := c.ZRangeWithScores(ctx, r.expiryKey(), 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, m := range members {
+				got = append(got, m.Member.(string))
+				if int64(m.Score) != at {
+					t.Errorf("expiry entry %v scored %d, want %d", m.Member, int64(m.Score), at)
+				}
+			}
+			if !slices.Equal(got, tt.wantMember) {
+				t.Errorf("expiry entries %q, want %q", got, tt.wantMember)
+			}
+		})
+	}
+}
+
+// TestRedisPruneKeepsLive: a due "ops:expiry" entry drops the index
+// entries only of an operation whose key is gone; one whose key lives
+// with a TTL is rescheduled, one whose key lives without a TTL (stored
+// not done) loses only its expiry entry.
+func TestRedisPruneKeepsLive(t *testing.T) {
+	ctx := t.Context()
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr)
+	r := openRedis(t, c, "prune:state:", Options{})
+	now := time.Now()
+	useClock(t, r, &clock{t: now})
+	live := operation("live", "alice")
+	live.Done, live.Pending = true, nil
+	for _, op := range []*Operation{live, operation("run", "alice")} {
+		if err := r.PutOperation(ctx, op); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Due entries for all three; ghost is indexed but has no key.
+	for _, m := range []string{"live alice", "run alice", "ghost alice"} {
+		if err := c.ZAdd(ctx, r.expiryKey(), redis.Z{Score: 1, Member: m}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{r.allOpsKey(), r.notDoneKey(), r.callerKey("alice")} {
+		if err := c.ZAdd(ctx, k, redis.Z{Member: "ghost"}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := r.prune(ctx, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("prune dropped %d operations, want 1 (ghost)", n)
+	}
+	for key, want := range map[string][]string{
+		r.allOpsKey():        {"live", "run"},
+		r.notDoneKey():       {"run"},
+		r.callerKey("alice"): {"live", "run"},
+		r.expiryKey():        {"live alice"},
+	} {
+		got, err := c.ZRange(ctx, key, 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s holds %q, want %q", key, got, want)
+		}
+	}
+	score, err := c.ZScore(ctx, r.expiryKey(), "live alice").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(score) <= now.UnixMilli() {
+		t.Errorf("live's expiry entry was not rescheduled: score %d, now %d", int64(score), now.UnixMilli())
+	}
+	for _, id := range []string{"live", "run"} {
+		if _, err := r.GetOperation(ctx, id); err != nil {
+			t.Errorf("GetOperation(%s): %v", id, err)
+		}
+	}
+}
+
+// TestRedisListDropsStale: ListOperations drops the entries it meets of
+// operations whose key is gone from the index it walked and from the all
+// and not-done indexes, and keeps the others.
+func TestRedisListDropsStale(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr)
+	tests := []struct {
+		name string
+		f    OperationFilter
+	}{
+		{"all", OperationFilter{}},
+		{"not done", OperationFilter{NotDone: true}},
+		{"caller", OperationFilter{Caller: "alice"}},
+		{"caller, not done", OperationFilter{Caller: "alice", NotDone: true}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			r := openRedis(t, c, fmt.Sprintf("stale%d:state:", i), Options{})
+			if err := r.PutOperation(ctx, operation("a1", "alice")); err != nil {
+				t.Fatal(err)
+			}
+			walked := r.allOpsKey()
+			switch {
+			case tt.f.Caller != "":
+				walked = r.callerKey(tt.f.Caller)
+			case tt.f.NotDone:
+				walked = r.notDoneKey()
+			}
+			for _, k := range []string{r.allOpsKey(), r.notDoneKey(), r.callerKey("alice")} {
+				if err := c.ZAdd(ctx, k, redis.Z{Member: "a0-ghost"}, redis.Z{Member: "a2-ghost"}).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := r.ListOperations(ctx, tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := ids(got); !slices.Equal(g, []string{"a1"}) {
+				t.Fatalf("ListOperations = %q, want [a1]", g)
+			}
+			for _, k := range []string{walked, r.allOpsKey(), r.notDoneKey()} {
+				m, err := c.ZRange(ctx, k, 0, -1).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(m, []string{"a1"}) {
+					t.Errorf("%s holds %q after the list, want [a1]", k, m)
+				}
+			}
+			// A replica stored a1 between the list's MGET, which
+			// found no key, and the drop: a1 keeps its entries.
+			r.dropStale(ctx, walked, []string{"a1"}, []string{r.opKey("a1")}, []any{nil})
+			for _, k := range []string{walked, r.allOpsKey(), r.notDoneKey()} {
+				if n, err := c.ZCard(ctx, k).Result(); err != nil || n != 1 {
+					t.Errorf("%s holds %d entries after a drop raced a store, want 1 (a1): %v", k, n, err)
+				}
+			}
+		})
+	}
+}
+
+// TestBoltExpiryBuckets: a file written before operations expired gets
+// its done operations an expiry OperationRetention after it is opened;
+// an expiry entry left on an operation stored not done (by such a
+// broker) never deletes it.
+func TestBoltExpiryBuckets(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	b := openBolt(t, dir, Options{})
+	old := operation("old", "alice")
+	old.Done, old.Pending = true, nil
+	for _, op := range []*Operation{old, operation("run", "alice"), operation("redone", "alice")} {
+		if err := b.PutOperation(ctx, op); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketOpsExpiresAt, bucketOpsExpiry} {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	opened := time.Now()
+	b = openBolt(t, dir, Options{})
+	clk := &clock{t: opened.Add(OperationRetention - time.Hour)}
+	useClock(t, b, clk)
+	if _, err := b.GetOperation(ctx, "old"); err != nil {
+		t.Fatalf("before its retention after the upgrade: %v", err)
+	}
+	// An older broker stores "redone" done and then not done again
+	// without touching the expiry buckets: plant the entry it leaves.
+	err = b.db.Update(func(tx *bolt.Tx) error { return setExpiry(tx, "redone", true, opened) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(opened.Add(OperationRetention + time.Hour))
+	if _, err := b.GetOperation(ctx, "old"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after its retention: %v, want ErrNotFound", err)
+	}
+	if err := b.PutOperation(ctx, operation("trigger", "alice")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := boltHeld(t, b), []string{"redone", "run", "trigger"}; !slices.Equal(got, want) {
+		t.Fatalf("the file holds %q, want %q", got, want)
+	}
+	for _, id := range []string{"redone", "run"} {
+		if op, err := b.GetOperation(ctx, id); err != nil || op.Done {
+			t.Errorf("GetOperation(%s): %v, want it kept, not done", id, err)
 		}
 	}
 }
