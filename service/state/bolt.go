@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -32,6 +33,13 @@ var (
 	// keeps one caller's keys contiguous and apart from a caller whose
 	// name extends it.
 	bucketOpsByCaller = []byte("operations_by_caller")
+	// bucketOpsExpiresAt holds when each done operation expires: key ID,
+	// value u64(Unix milliseconds).
+	bucketOpsExpiresAt = []byte("operations_expires_at")
+	// bucketOpsExpiry orders the done operations by expiry: key
+	// u64(Unix milliseconds) || ID, value empty, so the expired ones are
+	// the first keys.
+	bucketOpsExpiry = []byte("operations_expiry")
 
 	metaSchema  = []byte("schema")
 	metaHMACKey = []byte("hmac_key")
@@ -39,7 +47,15 @@ var (
 
 // Bolt is the file Store: a bbolt database in one file under a directory
 // (--state-dir), kept across restarts. One process at a time may open it.
+//
+// A done operation expires OperationRetention after it was stored done
+// (see Operations): each write of operations deletes up to pruneBatch
+// expired ones in its transaction, and a list does so in a write
+// transaction of its own when any are due. A file written before
+// operations expired gets the expiry buckets when it is opened, its done
+// operations expiring OperationRetention after that.
 type Bolt struct {
+	now    func() time.Time // the clock; tests replace it
 	db     *bolt.DB
 	key    []byte
 	sealer *sealer
@@ -79,7 +95,8 @@ func OpenBolt(dir string, opts Options) (*Bolt, error) {
 	}
 	key := slices.Clone(opts.HMACKey)
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketRecords, bucketOperations, bucketOpsByCaller} {
+		backfill := tx.Bucket(bucketOpsExpiresAt) == nil
+		for _, name := range [][]byte{bucketMeta, bucketRecords, bucketOperations, bucketOpsByCaller, bucketOpsExpiresAt, bucketOpsExpiry} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("bucket %s: %w", name, err)
 			}
@@ -92,6 +109,11 @@ func OpenBolt(dir string, opts Options) (*Bolt, error) {
 			}
 		case string(v) != boltSchema:
 			return fmt.Errorf("%w: schema %q, this broker reads %q", ErrCorrupt, v, boltSchema)
+		}
+		if backfill {
+			if err := backfillExpiry(tx, time.Now()); err != nil {
+				return err
+			}
 		}
 		if key != nil {
 			return nil
@@ -116,7 +138,28 @@ func OpenBolt(dir string, opts Options) (*Bolt, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	return &Bolt{db: db, key: key, sealer: s}, nil
+	return &Bolt{now: time.Now, db: db, key: key, sealer: s}, nil
+}
+
+// backfillExpiry gives every done operation of a file written before
+// operations expired an expiry OperationRetention after now.
+func backfillExpiry(tx *bolt.Tx, now time.Time) error {
+	var done []string
+	err := tx.Bucket(bucketOperations).ForEach(func(k, v []byte) error {
+		if storedDone(v) {
+			done = append(done, string(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range done {
+		if err := setExpiry(tx, id, true, now); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Path returns the database file's path.
@@ -246,8 +289,8 @@ func callerKey(caller, id string) []byte { return append(callerPrefix(caller), i
 
 // putOperation stores encoded op v in tx and indexes it under its caller,
 // dropping the index entry of the caller it was stored with before, when
-// that differs.
-func putOperation(tx *bolt.Tx, op *Operation, v []byte) error {
+// that differs; a done op expires OperationRetention after now.
+func putOperation(tx *bolt.Tx, op *Operation, v []byte, now time.Time) error {
 	idx := tx.Bucket(bucketOpsByCaller)
 	if old, ok := storedCaller(tx, op.ID); ok && old != op.Caller {
 		if err := idx.Delete(callerKey(old, op.ID)); err != nil {
@@ -260,7 +303,106 @@ func putOperation(tx *bolt.Tx, op *Operation, v []byte) error {
 	if err := idx.Put(callerKey(op.Caller, op.ID), nil); err != nil {
 		return fmt.Errorf("state: put operation %s: %w", op.ID, err)
 	}
+	return setExpiry(tx, op.ID, op.Done, now)
+}
+
+// expiryKey is operation id's key in bucketOpsExpiry.
+func expiryKey(at []byte, id string) []byte { return append(slices.Clone(at), id...) }
+
+// setExpiry drops operation id's expiry, if any, and when done gives it
+// one OperationRetention after now.
+func setExpiry(tx *bolt.Tx, id string, done bool, now time.Time) error {
+	at, byTime := tx.Bucket(bucketOpsExpiresAt), tx.Bucket(bucketOpsExpiry)
+	if old := at.Get([]byte(id)); old != nil {
+		if err := byTime.Delete(expiryKey(old, id)); err != nil {
+			return fmt.Errorf("state: expiry of operation %s: %w", id, err)
+		}
+		if err := at.Delete([]byte(id)); err != nil {
+			return fmt.Errorf("state: expiry of operation %s: %w", id, err)
+		}
+	}
+	if !done {
+		return nil
+	}
+	v := binary.BigEndian.AppendUint64(nil, uint64(now.Add(OperationRetention).UnixMilli()))
+	if err := at.Put([]byte(id), v); err != nil {
+		return fmt.Errorf("state: expiry of operation %s: %w", id, err)
+	}
+	if err := byTime.Put(expiryKey(v, id), nil); err != nil {
+		return fmt.Errorf("state: expiry of operation %s: %w", id, err)
+	}
 	return nil
+}
+
+// expired reports whether the retention of operation id, when done,
+// ended at now. The caller checks that it is done.
+func expired(tx *bolt.Tx, id []byte, now time.Time) bool {
+	v := tx.Bucket(bucketOpsExpiresAt).Get(id)
+	return len(v) == 8 && int64(binary.BigEndian.Uint64(v)) <= now.UnixMilli()
+}
+
+// pruneDue reports whether an operation expired at now is still stored.
+func pruneDue(tx *bolt.Tx, now time.Time) bool {
+	k, _ := tx.Bucket(bucketOpsExpiry).Cursor().First()
+	return len(k) >= 8 && int64(binary.BigEndian.Uint64(k)) <= now.UnixMilli()
+}
+
+// prune deletes up to pruneBatch operations expired at now, soonest
+// first, with their index entries.
+func prune(tx *bolt.Tx, now time.Time) error {
+	var due [][]byte
+	c := tx.Bucket(bucketOpsExpiry).Cursor()
+	for k, _ := c.First(); k != nil && len(due) < pruneBatch; k, _ = c.Next() {
+		if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > now.UnixMilli() {
+			break
+		}
+		due = append(due, slices.Clone(k))
+	}
+	for _, k := range due {
+		id := string(k[8:])
+		if err := tx.Bucket(bucketOpsExpiry).Delete(k); err != nil {
+			return fmt.Errorf("state: prune operation %s: %w", id, err)
+		}
+		if at := tx.Bucket(bucketOpsExpiresAt).Get([]byte(id)); !bytes.Equal(at, k[:8]) {
+			continue // a stale entry: the operation expires at another time
+		}
+		if v := tx.Bucket(bucketOperations).Get([]byte(id)); v != nil && !storedDone(v) {
+			// Stored not done by a broker that kept no expiry: it
+			// never expires.
+			if err := setExpiry(tx, id, false, now); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := deleteOperation(tx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteOperation deletes operation id, its caller index entry and its
+// expiry.
+func deleteOperation(tx *bolt.Tx, id string) error {
+	caller, ok := storedCaller(tx, id)
+	if err := tx.Bucket(bucketOperations).Delete([]byte(id)); err != nil {
+		return fmt.Errorf("state: delete operation %s: %w", id, err)
+	}
+	if ok {
+		if err := tx.Bucket(bucketOpsByCaller).Delete(callerKey(caller, id)); err != nil {
+			return fmt.Errorf("state: delete operation %s: %w", id, err)
+		}
+	}
+	return setExpiry(tx, id, false, time.Time{})
+}
+
+// storedDone reports whether encoded operation v is done, without
+// opening its values; false when it does not decode.
+func storedDone(v []byte) bool {
+	var j struct {
+		Done bool `json:"done"`
+	}
+	return json.Unmarshal(v, &j) == nil && j.Done
 }
 
 // storedCaller returns the caller of the stored operation id without
@@ -281,8 +423,9 @@ func storedCaller(tx *bolt.Tx, id string) (caller string, ok bool) {
 	return j.Caller, true
 }
 
-// stored decodes the stored operation id; ok is false when there is none.
-func (b *Bolt) stored(tx *bolt.Tx, id string) (*Operation, bool, error) {
+// stored decodes the stored operation id; ok is false when there is none
+// or it expired at now.
+func (b *Bolt) stored(tx *bolt.Tx, id string, now time.Time) (*Operation, bool, error) {
 	v := tx.Bucket(bucketOperations).Get([]byte(id))
 	if v == nil {
 		return nil, false, nil
@@ -290,6 +433,9 @@ func (b *Bolt) stored(tx *bolt.Tx, id string) (*Operation, bool, error) {
 	op, err := decodeOperation(b.sealer, v)
 	if err != nil {
 		return nil, false, err
+	}
+	if op.Done && expired(tx, []byte(id), now) {
+		return nil, false, nil
 	}
 	return op, true, nil
 }
@@ -301,7 +447,11 @@ func (b *Bolt) PutOperation(ctx context.Context, op *Operation) error {
 		return err
 	}
 	return b.update(ctx, "put operation", func(tx *bolt.Tx) error {
-		return putOperation(tx, op, v)
+		now := b.now()
+		if err := prune(tx, now); err != nil {
+			return err
+		}
+		return putOperation(tx, op, v, now)
 	})
 }
 
@@ -314,7 +464,7 @@ func (b *Bolt) GetOperation(ctx context.Context, id string) (*Operation, error) 
 	err := b.view(ctx, "get operation", func(tx *bolt.Tx) error {
 		var ok bool
 		var err error
-		op, ok, err = b.stored(tx, id)
+		op, ok, err = b.stored(tx, id, b.now())
 		if err == nil && !ok {
 			err = fmt.Errorf("state: operation %s: %w", id, ErrNotFound)
 		}
@@ -333,9 +483,13 @@ func (b *Bolt) UpdateOperation(ctx context.Context, id string, fn func(*Operatio
 	}
 	var op *Operation
 	err := b.update(ctx, "update operation", func(tx *bolt.Tx) error {
+		now := b.now()
+		if err := prune(tx, now); err != nil {
+			return err
+		}
 		var ok bool
 		var err error
-		op, ok, err = b.stored(tx, id)
+		op, ok, err = b.stored(tx, id, now)
 		if err != nil {
 			return err
 		}
@@ -352,7 +506,7 @@ func (b *Bolt) UpdateOperation(ctx context.Context, id string, fn func(*Operatio
 		if err != nil {
 			return err
 		}
-		return putOperation(tx, op, v)
+		return putOperation(tx, op, v, now)
 	})
 	if err != nil {
 		return nil, err
@@ -361,17 +515,32 @@ func (b *Bolt) UpdateOperation(ctx context.Context, id string, fn func(*Operatio
 }
 
 // ListOperations implements Operations. With a caller it scans that
-// caller's index keys; without, the operations bucket.
+// caller's index keys; without, the operations bucket. It leaves out
+// expired operations, and first prunes them in a write transaction when
+// any are due.
 func (b *Bolt) ListOperations(ctx context.Context, f OperationFilter) ([]*Operation, error) {
+	now := b.now()
+	var due bool
+	if err := b.view(ctx, "list operations", func(tx *bolt.Tx) error {
+		due = pruneDue(tx, now)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if due {
+		if err := b.update(ctx, "list operations", func(tx *bolt.Tx) error { return prune(tx, now) }); err != nil {
+			return nil, err
+		}
+	}
 	out := []*Operation{}
 	err := b.view(ctx, "list operations", func(tx *bolt.Tx) error {
 		ops := tx.Bucket(bucketOperations)
-		take := func(v []byte) (more bool, err error) {
+		take := func(k, v []byte) (more bool, err error) {
 			op, err := decodeOperation(b.sealer, v)
 			if err != nil {
 				return false, err
 			}
-			if f.match(op) {
+			if f.match(op) && !(op.Done && expired(tx, k, now)) {
 				out = append(out, op)
 			}
 			return f.Limit <= 0 || len(out) < f.Limit, nil
@@ -382,7 +551,7 @@ func (b *Bolt) ListOperations(ctx context.Context, f OperationFilter) ([]*Operat
 				if string(k) == f.After {
 					continue
 				}
-				if more, err := take(v); err != nil || !more {
+				if more, err := take(k, v); err != nil || !more {
 					return err
 				}
 			}
@@ -399,7 +568,7 @@ func (b *Bolt) ListOperations(ctx context.Context, f OperationFilter) ([]*Operat
 			if v == nil {
 				continue // a stale index entry (see storedCaller)
 			}
-			if more, err := take(v); err != nil || !more {
+			if more, err := take(id, v); err != nil || !more {
 				return err
 			}
 		}
@@ -417,16 +586,6 @@ func (b *Bolt) DeleteOperation(ctx context.Context, id string) error {
 		return err
 	}
 	return b.update(ctx, "delete operation", func(tx *bolt.Tx) error {
-		caller, ok := storedCaller(tx, id)
-		if err := tx.Bucket(bucketOperations).Delete([]byte(id)); err != nil {
-			return fmt.Errorf("state: delete operation %s: %w", id, err)
-		}
-		if !ok {
-			return nil
-		}
-		if err := tx.Bucket(bucketOpsByCaller).Delete(callerKey(caller, id)); err != nil {
-			return fmt.Errorf("state: delete operation %s: %w", id, err)
-		}
-		return nil
+		return deleteOperation(tx, id)
 	})
 }

@@ -29,6 +29,9 @@ type harness struct {
 	reopen func(t *testing.T, s Store, opts Options) Store
 	// dump returns every byte the store holds.
 	dump func(t *testing.T, s Store) []byte
+	// held returns every operation ID s holds anywhere (stored or in
+	// an index), sorted, once each.
+	held func(t *testing.T, s Store) []string
 }
 
 func harnesses() []harness {
@@ -61,6 +64,7 @@ func harnesses() []harness {
 				}
 				return b.Bytes()
 			},
+			held: memoryHeld,
 		},
 		{
 			name: "bolt",
@@ -81,6 +85,7 @@ func harnesses() []harness {
 				}
 				return b
 			},
+			held: boltHeld,
 		},
 	}
 }
@@ -114,6 +119,8 @@ func runContract(t *testing.T, h harness) {
 	t.Run("concurrent", func(t *testing.T) { testConcurrent(t, h) })
 	t.Run("context and close", func(t *testing.T) { testContextAndClose(t, h) })
 	t.Run("no value in the store", func(t *testing.T) { testNoValueInDump(t, h) })
+	t.Run("retention", func(t *testing.T) { testRetention(t, h) })
+	t.Run("retention prunes a bounded batch", func(t *testing.T) { testRetentionBounded(t, h) })
 	if h.reopen != nil {
 		t.Run("restart", func(t *testing.T) { testRestart(t, h) })
 		t.Run("key across restarts", func(t *testing.T) { testKeyAcrossRestarts(t, h) })

@@ -1,18 +1,26 @@
 package state
 
 import (
+	"container/heap"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Memory is the in-memory Store, the default: lost when the process ends.
 // It keeps the same encoded bytes as the file store (records in a map per
 // parent, operations with their values sealed), so its contents hold no
 // value either.
+//
+// A done operation expires OperationRetention after it was stored done
+// (see Operations): a min-heap of expiry times finds the expired ones, and
+// each write or list deletes at most pruneBatch of them.
 type Memory struct {
+	now func() time.Time // the clock; tests replace it
+
 	mu      sync.RWMutex
 	closed  bool
 	key     []byte
@@ -20,11 +28,38 @@ type Memory struct {
 	records map[string]map[string][]byte // parent -> name -> encoded Record
 	ops     map[string][]byte            // ID -> encoded Operation
 	opIndex map[string]opEntry           // ID -> what ListOperations filters on
+	expiry  expiryHeap                   // done operations by expiry (entries may be stale)
 }
 
 type opEntry struct {
-	caller string
-	done   bool
+	caller  string
+	done    bool
+	expires time.Time // when done: when it expires
+}
+
+// expired reports whether the entry is of a done operation whose
+// retention ended at now.
+func (e opEntry) expired(now time.Time) bool { return e.done && !now.Before(e.expires) }
+
+// expiryItem is one entry of expiryHeap: operation id expires at at. It
+// is stale when the operation was deleted or stored again since.
+type expiryItem struct {
+	at time.Time
+	id string
+}
+
+// expiryHeap is a container/heap of expiryItems, soonest first.
+type expiryHeap []expiryItem
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
 }
 
 var _ Store = (*Memory)(nil)
@@ -42,6 +77,7 @@ func NewMemory(opts Options) (*Memory, error) {
 		return nil, err
 	}
 	return &Memory{
+		now:     time.Now,
 		key:     key,
 		sealer:  s,
 		records: map[string]map[string][]byte{},
@@ -75,7 +111,7 @@ func (m *Memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	m.records, m.ops, m.opIndex = nil, nil, nil
+	m.records, m.ops, m.opIndex, m.expiry = nil, nil, nil, nil
 	return nil
 }
 
@@ -176,9 +212,38 @@ func (m *Memory) PutOperation(ctx context.Context, op *Operation) error {
 	if err := m.check(ctx, "put operation"); err != nil {
 		return err
 	}
-	m.ops[op.ID] = b
-	m.opIndex[op.ID] = opEntry{caller: op.Caller, done: op.Done}
+	now := m.now()
+	m.store(op, b, now)
+	m.prune(now)
 	return nil
+}
+
+// store keeps encoded operation b and its index entry, its expiry starting
+// at now when it is done. m.mu is held for writing.
+func (m *Memory) store(op *Operation, b []byte, now time.Time) {
+	e := opEntry{caller: op.Caller, done: op.Done}
+	if op.Done {
+		e.expires = now.Add(OperationRetention)
+		heap.Push(&m.expiry, expiryItem{at: e.expires, id: op.ID})
+	}
+	m.ops[op.ID] = b
+	m.opIndex[op.ID] = e
+}
+
+// prune deletes up to pruneBatch expired operations, soonest first,
+// skipping stale heap entries (each counts towards the bound). m.mu is
+// held for writing.
+func (m *Memory) prune(now time.Time) {
+	for range pruneBatch {
+		if len(m.expiry) == 0 || now.Before(m.expiry[0].at) {
+			return
+		}
+		it := heap.Pop(&m.expiry).(expiryItem)
+		if e, ok := m.opIndex[it.id]; ok && e.done && e.expires.Equal(it.at) {
+			delete(m.ops, it.id)
+			delete(m.opIndex, it.id)
+		}
+	}
 }
 
 // GetOperation implements Operations.
@@ -192,7 +257,7 @@ func (m *Memory) GetOperation(ctx context.Context, id string) (*Operation, error
 		return nil, err
 	}
 	b, ok := m.ops[id]
-	if !ok {
+	if !ok || m.opIndex[id].expired(m.now()) {
 		return nil, fmt.Errorf("state: operation %s: %w", id, ErrNotFound)
 	}
 	return decodeOperation(m.sealer, b)
@@ -208,8 +273,10 @@ func (m *Memory) UpdateOperation(ctx context.Context, id string, fn func(*Operat
 	if err := m.check(ctx, "update operation"); err != nil {
 		return nil, err
 	}
+	now := m.now()
+	m.prune(now)
 	b, ok := m.ops[id]
-	if !ok {
+	if !ok || m.opIndex[id].expired(now) {
 		return nil, fmt.Errorf("state: operation %s: %w", id, ErrNotFound)
 	}
 	op, err := decodeOperation(m.sealer, b)
@@ -225,21 +292,23 @@ func (m *Memory) UpdateOperation(ctx context.Context, id string, fn func(*Operat
 	if b, err = encodeOperation(m.sealer, op); err != nil {
 		return nil, err
 	}
-	m.ops[id] = b
-	m.opIndex[id] = opEntry{caller: op.Caller, done: op.Done}
+	m.store(op, b, now)
 	return op, nil
 }
 
-// ListOperations implements Operations.
+// ListOperations implements Operations. It prunes expired operations
+// first, under the write lock.
 func (m *Memory) ListOperations(ctx context.Context, f OperationFilter) ([]*Operation, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if err := m.check(ctx, "list operations"); err != nil {
 		return nil, err
 	}
+	now := m.now()
+	m.prune(now)
 	var ids []string
 	for id, e := range m.opIndex {
-		if id > f.After && (f.Caller == "" || e.caller == f.Caller) && (!f.NotDone || !e.done) {
+		if id > f.After && (f.Caller == "" || e.caller == f.Caller) && (!f.NotDone || !e.done) && !e.expired(now) {
 			ids = append(ids, id)
 		}
 	}

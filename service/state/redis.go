@@ -9,6 +9,8 @@ import (
 	"hash/fnv"
 	mrand "math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +62,9 @@ type RedisOptions struct {
 //	P + "ops"                  sorted set, score 0, member ID: every operation
 //	P + "ops:not-done"         sorted set: the operations not done
 //	P + "ops:caller:" + caller sorted set: one caller's operations
+//	P + "ops:expiry"           sorted set, score the Unix milliseconds a
+//	                           done operation expires at, member
+//	                           ID + " " + caller
 //
 // Records and operations are the bytes of codec.go, as in every store.
 // The sorted sets are indexes: ListOperations reads IDs from one in order
@@ -67,6 +72,20 @@ type RedisOptions struct {
 // so a stale entry is harmless. An operation and its indexes are written
 // in one MULTI/EXEC under WATCH of its key; a conflicting write from
 // another replica retries (UpdateOperation's fn may then run again).
+//
+// A done operation expires OperationRetention after it was stored done
+// (see Operations): the write that stores it done sets PEXPIREAT on its
+// key (by the store's clock, which also scores its "ops:expiry" entry)
+// and Redis deletes the key then; storing it not done clears the TTL.
+// Its index entries go lazily: after each operation write the store
+// reads up to pruneBatch entries of "ops:expiry" that are due and, in one
+// script, drops the index entries of those whose key is gone (an entry
+// whose key still lives is rescheduled by its TTL, or dropped when the
+// key has none). ListOperations also drops, by script, the index entries
+// it meets whose key is gone. Each script checks the key in Redis before
+// it drops anything, so a replica that just stored the operation again
+// keeps its entries. Operations stored done before this retention
+// existed have no TTL and are kept.
 //
 // A Redis outage makes each call fail with the client's error, wrapped,
 // within the call's timeout; it never reads as ErrNotFound. The store does
@@ -82,6 +101,7 @@ type RedisOptions struct {
 // Close does not close the client, which its owner may share (the
 // broker's pacing uses the same one).
 type Redis struct {
+	now     func() time.Time // the clock; tests replace it
 	client  redis.UniversalClient
 	prefix  string
 	timeout time.Duration
@@ -102,7 +122,7 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) (*Redis, error) {
 	if client == nil {
 		return nil, fmt.Errorf("state: redis: %w: no client", ErrInvalid)
 	}
-	r := &Redis{client: client, prefix: opts.Prefix, timeout: opts.Timeout}
+	r := &Redis{now: time.Now, client: client, prefix: opts.Prefix, timeout: opts.Timeout}
 	if r.prefix == "" {
 		r.prefix = DefaultRedisPrefix
 	}
@@ -134,6 +154,18 @@ func (r *Redis) opKey(id string) string          { return r.prefix + "op:" + id 
 func (r *Redis) allOpsKey() string               { return r.prefix + "ops" }
 func (r *Redis) notDoneKey() string              { return r.prefix + "ops:not-done" }
 func (r *Redis) callerKey(caller string) string  { return r.prefix + "ops:caller:" + caller }
+func (r *Redis) expiryKey() string               { return r.prefix + "ops:expiry" }
+
+// expiryMember is operation id's member in the "ops:expiry" set: the
+// caller is there so that the caller index entry can go once the
+// operation's key is gone. An ID holds no space.
+func expiryMember(id, caller string) string { return id + " " + caller }
+
+// parseExpiryMember splits an "ops:expiry" member.
+func parseExpiryMember(m string) (id, caller string) {
+	id, caller, _ = strings.Cut(m, " ")
+	return id, caller
+}
 
 // begin checks ctx and Close, and bounds the call by the timeout.
 func (r *Redis) begin(ctx context.Context, op string) (context.Context, context.CancelFunc, error) {
@@ -408,23 +440,106 @@ func (r *Redis) writeOp(ctx context.Context, what, id string, read func(stored [
 }
 
 // queueOp queues the writes of encoded operation op (v) and its indexes,
-// dropping the index entry of the caller it was stored with before.
-func (r *Redis) queueOp(ctx context.Context, op *Operation, v, stored []byte) func(redis.Pipeliner) {
+// dropping the index entry of the caller it was stored with before. A
+// done op expires OperationRetention after now; SET without an
+// expiration clears the TTL of one stored not done.
+func (r *Redis) queueOp(ctx context.Context, op *Operation, v, stored []byte, now time.Time) func(redis.Pipeliner) {
 	return func(pipe redis.Pipeliner) {
-		if old, ok := storedCallerOf(stored); stored != nil && ok && old != op.Caller {
+		old, hadOld := storedCallerOf(stored)
+		hadOld = hadOld && stored != nil
+		if hadOld && old != op.Caller {
 			pipe.ZRem(ctx, r.callerKey(old), op.ID)
+		}
+		if hadOld && (old != op.Caller || !op.Done) {
+			pipe.ZRem(ctx, r.expiryKey(), expiryMember(op.ID, old))
 		}
 		member := redis.Z{Score: 0, Member: op.ID}
 		pipe.Set(ctx, r.opKey(op.ID), v, 0)
 		pipe.ZAdd(ctx, r.allOpsKey(), member)
 		pipe.ZAdd(ctx, r.callerKey(op.Caller), member)
 		if op.Done {
+			at := now.Add(OperationRetention)
+			pipe.PExpireAt(ctx, r.opKey(op.ID), at)
+			pipe.ZAdd(ctx, r.expiryKey(), redis.Z{Score: float64(at.UnixMilli()), Member: expiryMember(op.ID, op.Caller)})
 			pipe.ZRem(ctx, r.notDoneKey(), op.ID)
 		} else {
 			pipe.ZAdd(ctx, r.notDoneKey(), member)
 		}
 		r.keepKey(ctx, pipe)
 	}
+}
+
+// pruneScript drops the index entries of expired operations.
+// KEYS: all, not-done, expiry, then per operation its key and its caller
+// index; ARGV: now (Unix ms), then per operation its expiry member and
+// ID. An operation whose key is gone loses its index entries; one whose
+// key lives with a TTL (Redis's clock behind the store's) is rescheduled
+// by it; one whose key lives without a TTL (stored again not done) only
+// loses its expiry entry.
+var pruneScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local removed = 0
+for i = 4, #KEYS, 2 do
+  local member, id = ARGV[i - 2], ARGV[i - 1]
+  local ttl = redis.call('PTTL', KEYS[i])
+  if ttl == -2 then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[i + 1], id)
+    redis.call('ZREM', KEYS[3], member)
+    removed = removed + 1
+  elseif ttl == -1 then
+    redis.call('ZREM', KEYS[3], member)
+  else
+    redis.call('ZADD', KEYS[3], now + ttl, member)
+  end
+end
+return removed
+`)
+
+// staleScript drops the entries of operations whose key is gone from the
+// index ListOperations walked and from the all and not-done indexes.
+// KEYS: that index, all, not-done, then the operations' keys; ARGV: their
+// IDs.
+var staleScript = redis.NewScript(`
+local removed = 0
+for i = 4, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    local id = ARGV[i - 3]
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[3], id)
+    removed = removed + 1
+  end
+end
+return removed
+`)
+
+// prune drops the index entries of up to pruneBatch operations expired
+// at now (see pruneScript), returning how many it dropped.
+func (r *Redis) prune(ctx context.Context, now time.Time) (int, error) {
+	ms := now.UnixMilli()
+	members, err := r.client.ZRangeByScore(ctx, r.expiryKey(), &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(ms, 10), Count: pruneBatch,
+	}).Result()
+	if err != nil || len(members) == 0 {
+		return 0, err
+	}
+	keys := []string{r.allOpsKey(), r.notDoneKey(), r.expiryKey()}
+	args := []any{ms}
+	for _, m := range members {
+		id, caller := parseExpiryMember(m)
+		keys = append(keys, r.opKey(id), r.callerKey(caller))
+		args = append(args, m, id)
+	}
+	return pruneScript.Run(ctx, r.client, keys, args...).Int()
+}
+
+// pruneAfterWrite prunes after an operation write. It is housekeeping:
+// its failure does not fail the write, which is stored, and the next
+// write prunes again.
+func (r *Redis) pruneAfterWrite(ctx context.Context, now time.Time) {
+	_, _ = r.prune(ctx, now)
 }
 
 // PutOperation implements Operations.
@@ -445,9 +560,15 @@ func (r *Redis) PutOperation(ctx context.Context, op *Operation) error {
 	if err != nil {
 		return err
 	}
-	return r.writeOp(ctx, "put operation "+op.ID, op.ID, func(stored []byte) (func(redis.Pipeliner), error) {
-		return r.queueOp(ctx, op, v, stored), nil
+	now := r.now()
+	err = r.writeOp(ctx, "put operation "+op.ID, op.ID, func(stored []byte) (func(redis.Pipeliner), error) {
+		return r.queueOp(ctx, op, v, stored, now), nil
 	})
+	if err != nil {
+		return err
+	}
+	r.pruneAfterWrite(ctx, now)
+	return nil
 }
 
 // GetOperation implements Operations.
@@ -491,6 +612,7 @@ func (r *Redis) UpdateOperation(ctx context.Context, id string, fn func(*Operati
 		return nil, err
 	}
 	var out *Operation
+	now := r.now()
 	err = r.writeOp(ctx, "update operation "+id, id, func(stored []byte) (func(redis.Pipeliner), error) {
 		if stored == nil {
 			return nil, fmt.Errorf("state: operation %s: %w", id, ErrNotFound)
@@ -510,11 +632,12 @@ func (r *Redis) UpdateOperation(ctx context.Context, id string, fn func(*Operati
 			return nil, err
 		}
 		out = op
-		return r.queueOp(ctx, op, v, stored), nil
+		return r.queueOp(ctx, op, v, stored, now), nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	r.pruneAfterWrite(ctx, now)
 	return out, nil
 }
 
@@ -581,6 +704,7 @@ func (r *Redis) ListOperations(ctx context.Context, f OperationFilter) ([]*Opera
 		if err != nil {
 			return nil, redisErr("list operations", err)
 		}
+		r.dropStale(ctx, index, ids, keys, vals)
 		for _, v := range vals {
 			str, ok := v.(string)
 			if !ok {
@@ -605,6 +729,24 @@ func (r *Redis) ListOperations(ctx context.Context, f OperationFilter) ([]*Opera
 	}
 }
 
+// dropStale drops, by staleScript, the entries of index that a page of
+// ListOperations met without an operation (vals[i] is nil for keys[i],
+// the key of ids[i]). It is housekeeping: its failure does not fail the
+// list, and the next list or prune drops them.
+func (r *Redis) dropStale(ctx context.Context, index string, ids, keys []string, vals []any) {
+	scriptKeys := []string{index, r.allOpsKey(), r.notDoneKey()}
+	var args []any
+	for i, v := range vals {
+		if v == nil {
+			scriptKeys = append(scriptKeys, keys[i])
+			args = append(args, ids[i])
+		}
+	}
+	if len(args) > 0 {
+		_ = staleScript.Run(ctx, r.client, scriptKeys, args...).Err()
+	}
+}
+
 // DeleteOperation implements Operations.
 func (r *Redis) DeleteOperation(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
@@ -622,6 +764,7 @@ func (r *Redis) DeleteOperation(ctx context.Context, id string) error {
 			pipe.ZRem(ctx, r.notDoneKey(), id)
 			if caller, ok := storedCallerOf(stored); stored != nil && ok {
 				pipe.ZRem(ctx, r.callerKey(caller), id)
+				pipe.ZRem(ctx, r.expiryKey(), expiryMember(id, caller))
 			}
 		}, nil
 	})

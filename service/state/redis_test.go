@@ -117,6 +117,7 @@ func redisHarness(t *testing.T) harness {
 			return openRedis(t, c, prefix, opts)
 		},
 		dump: func(t *testing.T, _ Store) []byte { return redisDump(t, c) },
+		held: func(t *testing.T, s Store) []string { return redisHeld(t, c, s) },
 	}
 }
 

@@ -43,12 +43,20 @@ type Records interface {
 }
 
 // Operations holds long-running operations.
+//
+// A done operation is kept for OperationRetention after the write that
+// stored it done (by the store's clock), then expires: from then on every
+// method treats it as one that never existed (GetOperation and
+// UpdateOperation fail with ErrNotFound, ListOperations leaves it out),
+// and the store deletes it and its index entries lazily, a bounded number
+// per write or list. An operation that is not done never expires.
 type Operations interface {
 	// PutOperation creates or replaces op. Its pending values are sealed
-	// before they are stored.
+	// before they are stored. Storing it done starts (or restarts) its
+	// retention; storing it not done ends any.
 	PutOperation(ctx context.Context, op *Operation) error
 	// GetOperation returns the operation with this ID, or an error
-	// wrapping ErrNotFound.
+	// wrapping ErrNotFound (also once it expired).
 	GetOperation(ctx context.Context, id string) (*Operation, error)
 	// UpdateOperation reads the operation, calls fn on it and stores the
 	// result, atomically with respect to every other write of that
@@ -113,6 +121,21 @@ const generatedKeyLen = 32
 
 // DefaultLockTimeout is how long the file store waits for its file's lock.
 const DefaultLockTimeout = 2 * time.Second
+
+// OperationRetention is how long a done operation is kept after the write
+// that stored it done: its results and error stay readable by
+// GetOperation, WaitOperation and ListOperations for that long, then it
+// expires (see Operations). Seven days covers a caller that polls an
+// operation it started before a long weekend or an outage, and an
+// operator investigating a week-old run, while bounding what the store
+// holds to about a week of operations instead of growing forever (in
+// Redis, shared by every replica).
+const OperationRetention = 7 * 24 * time.Hour
+
+// pruneBatch bounds how many expired operations one write or list
+// deletes, so that a call's extra work is bounded however many expired
+// at once; every write prunes, so the backlog drains.
+const pruneBatch = 100
 
 // Errors. Each is wrapped with context; test them with errors.Is.
 var (
