@@ -41,11 +41,17 @@
 // Losing the state costs writes, never correctness: without a record the
 // broker writes.
 //
+// A done operation is kept OperationRetention (7 days) after it is stored
+// done, then is gone as if it never was (ErrNotFound); every store deletes
+// expired ones a bounded batch at a time as operations are written and
+// listed. Operations not done never expire.
+//
 // # Implementations
 //
 // Memory (the default) keeps encoded records in maps, one per parent, and
 // is lost on exit. Bolt keeps them in a bbolt file under --state-dir, one
-// bucket per kind ("meta", "records", "operations", "operations_by_caller"),
+// bucket per kind ("meta", "records", "operations", "operations_by_caller",
+// and "operations_expires_at" and "operations_expiry" for retention),
 // with keys that sort so that a parent's records and a caller's operations
 // are contiguous; a second process opening the same file fails with
 // ErrLocked after Options.LockTimeout instead of hanging.
@@ -55,7 +61,9 @@
 // encoded Record) gives GetRecord/PutRecord/DeleteRecord as HGET/HSET/HDEL
 // and ListRecords as one HGETALL; operations are strings "{prefix}op:{ID}"
 // with sorted sets for all, the not-done ones and each caller's (score 0,
-// member ID, ordered by ZRANGEBYLEX) for ListOperations; every operation
+// member ID, ordered by ZRANGEBYLEX) for ListOperations, and
+// "{prefix}ops:expiry" (score the expiry time) for the done ones, whose
+// keys expire OperationRetention after they end; every operation
 // write is WATCH/GET/MULTI/SET/EXEC, retried on conflict (which is why
 // UpdateOperation's fn may run more than once); Key is
 // SET "{prefix}hmac-key" NX followed by GET, so replicas agree on one key,
