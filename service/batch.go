@@ -134,17 +134,8 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 			w     upstream.Written
 			keyID upstream.KeyID
 		)
-		err := s.safely(ctx, op, func() error {
-			// The item's record is read again under the secret's write
-			// lock: another call may have written the secret since the
-			// batch was judged.
-			unlock, err := s.state.writes.lock(itemCtx[i], secretKey(p.scope, p.name))
-			if err != nil {
-				return err
-			}
-			defer unlock()
-			rec, readOK := s.readRecord(itemCtx[i], secretResourceName(p.scope, p.name))
-			w, keyID, err = s.writeLocked(itemCtx[i], p, keys[p.scope.Path()].key, lockedRecord{rec: rec, readOK: readOK}, j.prints, j.havePrints, owner, false)
+		err := s.safely(ctx, op, func() (err error) {
+			w, keyID, err = s.lockAndWrite(itemCtx[i], p, keys[p.scope.Path()].key, recordOf{prints: j.prints, havePrints: j.havePrints, owner: owner})
 			return err
 		})
 		changes[i].endWith(itemCtx[i], err, j.verdict)

@@ -219,7 +219,7 @@ type recordOf struct {
 // writes of the secret are written in the order GitHub applied them (an
 // operation's Executor writes its items through it). On return p holds
 // the settings written.
-func (s *Server) putRecorded(ctx context.Context, p *putPlan, r *recordOf) (upstream.Written, upstream.KeyID, error) {
+func (s *Server) putRecorded(ctx context.Context, p *putPlan, r recordOf) (upstream.Written, upstream.KeyID, error) {
 	if err := s.resolvePutNames(ctx, p); err != nil {
 		return upstream.Written{}, "", err
 	}
@@ -227,13 +227,19 @@ func (s *Server) putRecorded(ctx context.Context, p *putPlan, r *recordOf) (upst
 	if err != nil {
 		return upstream.Written{}, "", err
 	}
+	return s.lockAndWrite(ctx, p, key, r)
+}
+
+// lockAndWrite takes the secret's write lock, reads its record under it
+// (another call may have written the secret since p was judged) and
+// writes p with key (writeLocked), recording it with r.
+func (s *Server) lockAndWrite(ctx context.Context, p *putPlan, key sealingKey, r recordOf) (upstream.Written, upstream.KeyID, error) {
 	unlock, err := s.state.writes.lock(ctx, secretKey(p.scope, p.name))
 	if err != nil {
 		return upstream.Written{}, "", err
 	}
 	defer unlock()
-	res := secretResourceName(p.scope, p.name)
-	rec, readOK := s.readRecord(ctx, res)
+	rec, readOK := s.readRecord(ctx, secretResourceName(p.scope, p.name))
 	return s.writeLocked(ctx, p, key, lockedRecord{rec: rec, readOK: readOK}, r.prints, r.havePrints, r.owner, false)
 }
 

@@ -271,7 +271,8 @@ func TestRecordWrittenAfterCallEnds(t *testing.T) {
 }
 
 // slowFirstAnswer delays the answer of the first write it sees while armed
-// (the write has landed at GitHub; only its answer is slow).
+// (the write has landed at GitHub; only its answer is slow). It is used in
+// a synctest bubble only: the delay is fake time.
 type slowFirstAnswer struct {
 	Upstream
 	mu    sync.Mutex
@@ -372,7 +373,7 @@ func putRecordedA(ctx context.Context, h *harness, value string) error {
 		return err
 	}
 	pr, ok := h.server.printsOf(ctx, &p)
-	_, _, err = h.server.putRecorded(ctx, &p, &recordOf{prints: pr, havePrints: ok, owner: "ops"})
+	_, _, err = h.server.putRecorded(ctx, &p, recordOf{prints: pr, havePrints: ok, owner: "ops"})
 	return err
 }
 

@@ -639,7 +639,7 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	}
 	// The write is recorded under the secret's lock, in the order GitHub
 	// applied this and any concurrent write of the secret.
-	_, keyID, err := x.s.putRecorded(itemCtx, p, &recordOf{prints: pr, havePrints: havePrints, owner: x.owner})
+	_, keyID, err := x.s.putRecorded(itemCtx, p, recordOf{prints: pr, havePrints: havePrints, owner: x.owner})
 	ch.endWith(itemCtx, err, v)
 	if err != nil {
 		out.err = err

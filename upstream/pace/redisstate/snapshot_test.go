@@ -170,6 +170,26 @@ func TestFallbackWithoutSnapshot(t *testing.T) {
 	}
 }
 
+// writingPair returns two replicas of credential cred, writes 1 s apart,
+// each cut from Redis while its flag is set (both may share one), both
+// seeded an hour before statetest.T0, and the write grant A was given at
+// T0, still in flight.
+func writingPair(t *testing.T, srv *redistest.Server, cred string, cutA, cutB *atomic.Bool) (a, b *redisstate.State, ga pace.Grant) {
+	t.Helper()
+	ctx := context.Background()
+	t0 := statetest.T0
+	lim := pace.StateLimits{WriteInterval: time.Second}
+	a = cutState(t, srv, cred, lim, cutA)
+	b = cutState(t, srv, cred, lim, cutB)
+	a.Sync(ctx, t0.Add(-time.Hour))
+	b.Sync(ctx, t0.Add(-time.Hour))
+	ga = pace.Grant{ID: "a-w1", Cost: pace.WritePoints, Write: true}
+	if !a.Start(ctx, t0, ga).OK {
+		t.Fatal("A's write not granted")
+	}
+	return a, b, ga
+}
+
 // One failed heartbeat does not lose the write slot: the next one, which
 // re-seeds Redis, renews the lease at once, so the other replica waits
 // while the write is in flight. Lease 3 s, heartbeat 1 s.
@@ -177,17 +197,8 @@ func TestOneFailedHeartbeatKeepsTheLease(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	t0 := statetest.T0
-	lim := pace.StateLimits{WriteInterval: time.Second}
 	var cutA, cutB atomic.Bool
-	a := cutState(t, srv, "lease", lim, &cutA)
-	b := cutState(t, srv, "lease", lim, &cutB)
-	a.Sync(ctx, t0.Add(-time.Hour))
-	b.Sync(ctx, t0.Add(-time.Hour))
-
-	ga := pace.Grant{ID: "a-w1", Cost: pace.WritePoints, Write: true}
-	if !a.Start(ctx, t0, ga).OK {
-		t.Fatal("A's write not granted")
-	}
+	a, b, ga := writingPair(t, srv, "lease", &cutA, &cutB)
 	a.Sync(ctx, t0.Add(900*time.Millisecond)) // renewed until t0+3.9 s
 	cutA.Store(true)
 	a.Sync(ctx, t0.Add(1900*time.Millisecond)) // fails
@@ -219,17 +230,8 @@ func TestReseedRestoresTheLease(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	t0 := statetest.T0
-	lim := pace.StateLimits{WriteInterval: time.Second}
 	var cut atomic.Bool
-	a := cutState(t, srv, "relost", lim, &cut)
-	b := cutState(t, srv, "relost", lim, &cut)
-	a.Sync(ctx, t0.Add(-time.Hour))
-	b.Sync(ctx, t0.Add(-time.Hour))
-
-	ga := pace.Grant{ID: "a-w1", Cost: pace.WritePoints, Write: true}
-	if !a.Start(ctx, t0, ga).OK {
-		t.Fatal("A's write not granted")
-	}
+	a, b, _ := writingPair(t, srv, "relost", &cut, &cut)
 	srv.Restart()
 	// A's write is still in flight: every heartbeat keeps its lease in the
 	// new epoch.
