@@ -146,12 +146,12 @@ func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner st
 	}
 	res := secretResourceName(p.scope, p.name)
 	pr, havePrints := s.printsOf(ctx, p)
-	unlock, err := s.state.writes.lock(ctx, secretKey(p.scope, p.name))
+	unlock, cur, err := s.lockSecret(ctx, p.scope, p.name)
 	if err != nil {
 		return putOutcome{}, err
 	}
 	defer unlock()
-	rec, readOK := s.readRecord(ctx, res)
+	rec := cur.rec
 	var v verdict
 	if candidate(rec, pr, havePrints, force) {
 		now := s.seenByGet(ctx, p.scope, p.name)
@@ -169,7 +169,7 @@ func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner st
 	if err != nil {
 		return putOutcome{verdict: v}, err
 	}
-	w, keyID, err := s.writeLocked(ctx, p, key, lockedRecord{rec: rec, readOK: readOK}, pr, havePrints, owner, true)
+	w, keyID, err := s.writeLocked(ctx, p, key, cur, pr, havePrints, owner, true)
 	if err != nil {
 		return putOutcome{verdict: v}, err
 	}
@@ -234,13 +234,23 @@ func (s *Server) putRecorded(ctx context.Context, p *putPlan, r recordOf) (upstr
 // (another call may have written the secret since p was judged) and
 // writes p with key (writeLocked), recording it with r.
 func (s *Server) lockAndWrite(ctx context.Context, p *putPlan, key sealingKey, r recordOf) (upstream.Written, upstream.KeyID, error) {
-	unlock, err := s.state.writes.lock(ctx, secretKey(p.scope, p.name))
+	unlock, cur, err := s.lockSecret(ctx, p.scope, p.name)
 	if err != nil {
 		return upstream.Written{}, "", err
 	}
 	defer unlock()
-	rec, readOK := s.readRecord(ctx, secretResourceName(p.scope, p.name))
-	return s.writeLocked(ctx, p, key, lockedRecord{rec: rec, readOK: readOK}, r.prints, r.havePrints, r.owner, false)
+	return s.writeLocked(ctx, p, key, cur, r.prints, r.havePrints, r.owner, false)
+}
+
+// lockSecret takes the write lock of secret name of scope (secretLocks)
+// and reads the secret's record under it; the caller calls unlock.
+func (s *Server) lockSecret(ctx context.Context, scope upstream.Scope, name string) (unlock func(), cur lockedRecord, err error) {
+	unlock, err = s.state.writes.lock(ctx, secretKey(scope, name))
+	if err != nil {
+		return nil, lockedRecord{}, err
+	}
+	cur.rec, cur.readOK = s.readRecord(ctx, secretResourceName(scope, name))
+	return unlock, cur, nil
 }
 
 // checkAccessChange refuses a put that would change an existing

@@ -181,14 +181,12 @@ func trusted(r *state.Record) bool {
 // PutSecret asking for that selection again must write it, not answer
 // unchanged (GitHub's updated_at need not move with a selection).
 func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, name string, do func() error) error {
-	unlock, err := s.state.writes.lock(ctx, secretKey(scope, name))
+	unlock, cur, err := s.lockSecret(ctx, scope, name)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	res := secretResourceName(scope, name)
-	rec, readOK := s.readRecord(ctx, res)
-	s.distrustRecord(ctx, res, rec, readOK)
+	s.distrustRecord(ctx, secretResourceName(scope, name), cur.rec, cur.readOK)
 	return do()
 }
 
