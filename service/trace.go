@@ -86,11 +86,14 @@ func (c *keyCache) traced(ctx context.Context, s upstream.Scope, op string,
 	if c.tracer == nil {
 		return fn(ctx, s)
 	}
-	ctx, span := c.tracer.Start(ctx, "key cache lookup", trace.WithAttributes(
-		attribute.String(attrKeyOp, op),
-		attribute.String(attrScope, s.Path()),
-	))
+	ctx, span := c.tracer.Start(ctx, "key cache lookup")
 	defer span.End()
+	recording := span.IsRecording()
+	if recording {
+		// Built only for a span that keeps them: without an exporter no
+		// span is recorded, and the scope's path is a string per call.
+		span.SetAttributes(attribute.String(attrKeyOp, op), attribute.String(attrScope, s.Path()))
+	}
 	var result string
 	k, err := fn(context.WithValue(ctx, lookupKey{}, &result), s)
 	if err != nil {
@@ -100,7 +103,9 @@ func (c *keyCache) traced(ctx context.Context, s upstream.Scope, op string,
 	if result == "" {
 		result = "shared"
 	}
-	span.SetAttributes(attribute.String(attrKeyResult, result), attribute.String(attrKeyID, string(k.id)))
+	if recording {
+		span.SetAttributes(attribute.String(attrKeyResult, result), attribute.String(attrKeyID, string(k.id)))
+	}
 	return k, nil
 }
 

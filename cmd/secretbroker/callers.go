@@ -52,7 +52,9 @@ func (k callerKeys) fromGateway(md metadata.MD) bool {
 // IP address, and the caller its verified client certificate names, on to
 // the gRPC server.
 func (k callerKeys) gatewayMetadata(_ context.Context, r *http.Request) metadata.MD {
-	md := metadata.Pairs(mdGateway, k.gatewaySecret, mdCaller, hostOf(r.RemoteAddr))
+	// Built directly: the keys are lower case already (metadata.Pairs
+	// would lower them again, a copy each).
+	md := metadata.MD{mdGateway: {k.gatewaySecret}, mdCaller: {hostOf(r.RemoteAddr)}}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
 		if c, ok := identity.CertificateCaller(r.TLS.VerifiedChains[0][0]); ok {
 			md.Set(mdX509, c)

@@ -73,3 +73,62 @@ func TestSpansRecordedOnlyWithAnExporter(t *testing.T) {
 		})
 	}
 }
+
+// The gateway's HTTP span costs nothing when no span is exported: it is
+// a no-op span that only carries the caller's trace context on to the
+// server span inside (which has an id of its own for the log lines).
+// With an exporter it is the SDK's, recorded under the caller's span.
+func TestGatewayTracerProvider(t *testing.T) {
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	const parentID = "00f067aa0ba902b7"
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	for _, tc := range []struct {
+		name     string
+		exporter bool
+	}{
+		{"no exporter", false},
+		{"an exporter", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var extra *tracetest.InMemoryExporter
+			if tc.exporter {
+				extra = tracetest.NewInMemoryExporter()
+			}
+			var tr *tracing
+			var err error
+			if extra != nil {
+				tr, err = setupTracing(t.Context(), Config{}, logger, extra)
+			} else {
+				tr, err = setupTracing(t.Context(), Config{}, logger, nil)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.shutdown(t.Context(), logger)
+			in := propagation.MapCarrier{"traceparent": "00-" + traceID + "-" + parentID + "-01"}
+			ctx := propagation.TraceContext{}.Extract(context.Background(), in)
+			_, span := gatewayTracerProvider(tr).Tracer("gateway").Start(ctx, "GET")
+			sc, recording := span.SpanContext(), span.IsRecording()
+			span.End()
+			if sc.TraceID().String() != traceID {
+				t.Errorf("trace id %s, want the caller's %s", sc.TraceID(), traceID)
+			}
+			if recording != tc.exporter {
+				t.Errorf("IsRecording = %v, want %v", recording, tc.exporter)
+			}
+			// A no-op span is the caller's own context; a recorded one
+			// is a child with an id of its own.
+			if own := sc.SpanID().String() != parentID; own != tc.exporter {
+				t.Errorf("span id %s (the caller's is %s): own id = %v, want %v", sc.SpanID(), parentID, own, tc.exporter)
+			}
+			if extra != nil {
+				if err := tr.tp.ForceFlush(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if n := len(extra.GetSpans()); n != 1 {
+					t.Errorf("%d spans exported, want 1", n)
+				}
+			}
+		})
+	}
+}

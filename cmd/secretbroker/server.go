@@ -340,7 +340,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		// included, so that a refused flood costs as little as it can.
 		Handler: door.admitHTTP(
 			otelhttp.NewHandler(gw, "gateway",
-				otelhttp.WithTracerProvider(tp),
+				otelhttp.WithTracerProvider(gatewayTracerProvider(tr)),
 				otelhttp.WithMeterProvider(mp),
 				// server.address and server.port name the listener, not
 				// the caller's Host header: otelhttp puts both on every
