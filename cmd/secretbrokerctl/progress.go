@@ -16,6 +16,8 @@ const (
 	// stdout is not a terminal); a line is written only when the count of
 	// finished items changed since the last one.
 	plainEvery = 5 * time.Second
+	// kindSync is a SyncSecrets operation's OperationMetadata.kind.
+	kindSync = "SyncSecrets"
 )
 
 // progress shows an operation's progress: on a terminal, one line redrawn
@@ -109,9 +111,16 @@ func (p *progress) interrupt() {
 	}
 }
 
+// plain writes a plain progress line. A sync's written count holds its
+// deletes too (OperationMetadata.written), so its line says "changed",
+// and the summary after it tells writes from deletes.
 func (p *progress) plain(md *secretbrokerv1.OperationMetadata, k counts, now time.Time) {
-	fmt.Fprintf(p.w, "%s: %d/%d done (%d written, %d unchanged, %d failed), %s, ETA %s\n",
-		p.label, k.done, k.total, k.written, k.unchanged, k.failed, p.rate(k, now), p.eta(md, k, now))
+	changed := "written"
+	if md.GetKind() == kindSync {
+		changed = "changed"
+	}
+	fmt.Fprintf(p.w, "%s: %d/%d done (%d %s, %d unchanged, %d failed), %s, ETA %s\n",
+		p.label, k.done, k.total, k.written, changed, k.unchanged, k.failed, p.rate(k, now), p.eta(md, k, now))
 	p.lastPlain, p.lastPlainDone = now, k.done
 }
 
