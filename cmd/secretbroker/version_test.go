@@ -13,16 +13,17 @@ import (
 func TestFormatVersion(t *testing.T) {
 	rev := "66f5906e0c2b7a1d9f3e4c5b6a7d8e9f0a1b2c3d"
 	tests := []struct {
-		name string
-		bi   *debug.BuildInfo
-		ok   bool
-		want string
+		name  string
+		bi    *debug.BuildInfo
+		ok    bool
+		stamp buildStamp
+		want  string
 	}{
-		{"no build info", nil, false, "(devel) " + runtime.Version()},
-		{"no build info, ok", nil, true, "(devel) " + runtime.Version()},
+		{"no build info", nil, false, buildStamp{}, "(devel) " + runtime.Version()},
+		{"no build info, ok", nil, true, buildStamp{}, "(devel) " + runtime.Version()},
 		{"devel, no vcs", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}}, true,
-			"(devel) go1.26.8"},
-		{"empty versions", &debug.BuildInfo{}, true, "(devel) " + runtime.Version()},
+			buildStamp{}, "(devel) go1.26.8"},
+		{"empty versions", &debug.BuildInfo{}, true, buildStamp{}, "(devel) " + runtime.Version()},
 		{"release with vcs", &debug.BuildInfo{
 			GoVersion: "go1.26.8",
 			Main:      debug.Module{Path: "github.com/secretbroker/secretbroker", Version: "v1.4.0"},
@@ -33,7 +34,7 @@ func TestFormatVersion(t *testing.T) {
 				{Key: "vcs.revision", Value: rev},
 				{Key: "vcs.time", Value: "2026-11-27T18:00:00Z"},
 			},
-		}, true, "v1.4.0 revision=" + rev + " modified=false go1.26.8"},
+		}, true, buildStamp{}, "v1.4.0 revision=" + rev + " modified=false go1.26.8"},
 		{"modified tree, pseudo-version", &debug.BuildInfo{
 			GoVersion: "go1.26.8",
 			Main:      debug.Module{Version: "v0.0.0-20261127180000-66f5906e0c2b+dirty"},
@@ -41,15 +42,28 @@ func TestFormatVersion(t *testing.T) {
 				{Key: "vcs.revision", Value: rev},
 				{Key: "vcs.modified", Value: "true"},
 			},
-		}, true, "v0.0.0-20261127180000-66f5906e0c2b+dirty revision=" + rev + " modified=true go1.26.8"},
+		}, true, buildStamp{}, "v0.0.0-20261127180000-66f5906e0c2b+dirty revision=" + rev + " modified=true go1.26.8"},
 		{"revision only", &debug.BuildInfo{
 			GoVersion: "go1.26.8",
 			Settings:  []debug.BuildSetting{{Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: ""}},
-		}, true, "(devel) revision=" + rev + " go1.26.8"},
+		}, true, buildStamp{}, "(devel) revision=" + rev + " go1.26.8"},
+		// The image build: no .git in its context, so the linker stamps
+		// the version and revision in.
+		{"stamped, no vcs", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}}, true,
+			buildStamp{version: "v1.2.3", revision: rev}, "v1.2.3 revision=" + rev + " go1.26.8"},
+		{"stamped revision only", &debug.BuildInfo{GoVersion: "go1.26.8"}, true,
+			buildStamp{revision: rev}, "(devel) revision=" + rev + " go1.26.8"},
+		{"stamped, no build info", nil, false, buildStamp{version: "v1.2.3"}, "v1.2.3 " + runtime.Version()},
+		// What the toolchain recorded wins over a stamp.
+		{"vcs and a stamp", &debug.BuildInfo{
+			GoVersion: "go1.26.8",
+			Main:      debug.Module{Version: "v1.4.0"},
+			Settings:  []debug.BuildSetting{{Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: "false"}},
+		}, true, buildStamp{version: "v9.9.9", revision: "0000000"}, "v1.4.0 revision=" + rev + " modified=false go1.26.8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := formatVersion(tt.bi, tt.ok); got != tt.want {
+			if got := formatVersion(tt.bi, tt.ok, tt.stamp); got != tt.want {
 				t.Errorf("formatVersion = %q, want %q", got, tt.want)
 			}
 		})
