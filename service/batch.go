@@ -326,9 +326,13 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 
 // secretKey identifies a secret the way GitHub does: the organization,
 // owner and repository names in any case (foldedScope), secret names
-// upper-case. Two items of a batch with the same secretKey are repeats, and
-// writes with the same secretKey share a write lock (secretLocks).
-// Environment names keep their case (see foldedScope).
+// upper-case. Two items of a batch with the same secretKey are repeats,
+// writes with the same secretKey share a write lock (secretLocks), and the
+// broker's record of a secret is kept under its secretKey (record.go), so
+// that a write, a selection change or a sync under one spelling of a scope
+// sees the record another spelling left. Environment names keep their case
+// (see foldedScope). Policy checks, audit records and answers use the
+// caller's spelling (secretResourceName), never the key.
 func secretKey(scope upstream.Scope, name string) string {
 	return foldedScope(scope) + "/secrets/" + strings.ToUpper(name)
 }

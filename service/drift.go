@@ -36,7 +36,7 @@ func (s *Server) DetectDrift(ctx context.Context, req *secretbrokerv1.DetectDrif
 	if err != nil {
 		return nil, s.toStatus(ctx, op, err)
 	}
-	recs, err := s.state.store.ListRecords(ctx, scopeName(scope))
+	recs, err := s.state.store.ListRecords(ctx, foldedScope(scope))
 	if err != nil {
 		// Without the records every secret would look unmanaged: fail
 		// rather than mislead.
@@ -58,7 +58,7 @@ func (s *Server) DetectDrift(ctx context.Context, req *secretbrokerv1.DetectDrif
 			continue
 		}
 		sec := list[name]
-		r, ok := byName[res]
+		r, ok := byName[secretKey(scope, name)]
 		switch {
 		case !ok:
 			resp.Unmanaged = append(resp.Unmanaged, toSecret(scope, sec))
@@ -71,11 +71,14 @@ func (s *Server) DetectDrift(ctx context.Context, req *secretbrokerv1.DetectDrif
 		}
 	}
 	for _, r := range recs {
+		// Kept under the secret's key (secretKey); the policy and the
+		// answer see the name in the caller's spelling of the scope.
 		_, name, _ := state.ParentOf(r.Name)
-		if _, ok := list[name]; ok || !s.may(ctx, verbRead, r.Name) {
+		res := secretResourceName(scope, name)
+		if _, ok := list[name]; ok || !s.may(ctx, verbRead, res) {
 			continue
 		}
-		resp.Missing = append(resp.Missing, r.Name)
+		resp.Missing = append(resp.Missing, res)
 	}
 	s.readDone(ctx, rpcDetectDrift, scopeName(scope))
 	return resp, nil

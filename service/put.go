@@ -191,7 +191,7 @@ type lockedRecord struct {
 // for updated_at when the answer bounds none (a batch reads it back at its
 // end instead). On return p holds the settings written.
 func (s *Server) writeLocked(ctx context.Context, p *putPlan, key sealingKey, cur lockedRecord, pr prints, havePrints bool, owner string, getUpdated bool) (upstream.Written, upstream.KeyID, error) {
-	s.distrustRecord(ctx, secretResourceName(p.scope, p.name), cur.rec, cur.readOK)
+	s.distrustRecord(ctx, secretKey(p.scope, p.name), cur.rec, cur.readOK)
 	w, keyID, err := s.batchPut(ctx, p, key)
 	if err != nil {
 		return w, keyID, err
@@ -249,7 +249,7 @@ func (s *Server) lockSecret(ctx context.Context, scope upstream.Scope, name stri
 	if err != nil {
 		return nil, lockedRecord{}, err
 	}
-	cur.rec, cur.readOK = s.readRecord(ctx, secretResourceName(scope, name))
+	cur.rec, cur.readOK = s.readRecord(ctx, secretKey(scope, name))
 	return unlock, cur, nil
 }
 

@@ -186,7 +186,7 @@ func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, na
 		return err
 	}
 	defer unlock()
-	s.distrustRecord(ctx, secretResourceName(scope, name), cur.rec, cur.readOK)
+	s.distrustRecord(ctx, secretKey(scope, name), cur.rec, cur.readOK)
 	return do()
 }
 
@@ -339,7 +339,7 @@ func newRecord(res string, pr prints, havePrints bool, written *putPlan, keyID u
 
 // recordWrite records a successful write of p (completed as sent).
 func (s *Server) recordWrite(ctx context.Context, p *putPlan, pr prints, havePrints bool, keyID upstream.KeyID, owner string, w upstream.Written) {
-	res := secretResourceName(p.scope, strings.ToUpper(p.name))
+	res := secretKey(p.scope, p.name)
 	if !havePrints {
 		// A caller-sealed value: the broker cannot know it again. Keep
 		// the owner; no value fingerprint means never unchanged.
@@ -434,8 +434,7 @@ func (s *Server) readBackOne(ctx context.Context, scope upstream.Scope, name str
 		return
 	}
 	defer unlock()
-	res := secretResourceName(scope, name)
-	rec := s.getRecord(ctx, res)
+	rec := s.getRecord(ctx, secretKey(scope, name))
 	if rec == nil || !rec.ValueFingerprint.Equal(vfp) {
 		return
 	}
@@ -481,7 +480,7 @@ func (s *Server) judgeBatch(ctx context.Context, plans []*putPlan, force func(i 
 		}
 		j := &out[i]
 		j.prints, j.havePrints = s.printsOf(ctx, p)
-		j.rec = s.getRecord(ctx, secretResourceName(p.scope, p.name))
+		j.rec = s.getRecord(ctx, secretKey(p.scope, p.name))
 		if candidate(j.rec, j.prints, j.havePrints, force(i)) {
 			scopes[p.scope.Path()] = p.scope
 		}

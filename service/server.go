@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
-	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -469,7 +468,7 @@ func isStatus(err error, code int) bool {
 func (s *Server) deleteRecorded(ctx context.Context, scope upstream.Scope, name string) error {
 	err := s.up.DeleteSecret(ctx, scope, name)
 	if err == nil || isStatus(err, http.StatusNotFound) {
-		s.dropRecord(ctx, secretResourceName(scope, strings.ToUpper(name)))
+		s.dropRecord(ctx, secretKey(scope, name))
 	}
 	return err
 }

@@ -328,7 +328,7 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 		return nil, err
 	}
 	plan.listing = list
-	recs, err := s.state.store.ListRecords(ctx, parent)
+	recs, err := s.state.store.ListRecords(ctx, foldedScope(scope))
 	if err != nil {
 		// Without the records prune could not tell what the owner wrote.
 		return nil, fmt.Errorf("state records of %s: %w", parent, err)
@@ -345,7 +345,7 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 			continue
 		}
 		res := secretResourceName(scope, name)
-		rec := byRes[res]
+		rec := byRes[secretKey(scope, name)]
 		owned := rec != nil && rec.Owner == plan.owner
 		if owned && !plan.prune {
 			// The owner's, no longer listed, without prune: left as it is.
@@ -376,7 +376,7 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 			_, name, _ := state.ParentOf(r.Name)
 			if _, listed := list[name]; !listed && r.Owner == plan.owner {
 				if _, wanted := desired[name]; !wanted {
-					s.dropGoneRecord(ctx, r.Name)
+					s.dropGoneRecord(ctx, secretResourceName(scope, name), r.Name)
 				}
 			}
 		}
@@ -405,7 +405,7 @@ func (s *Server) planWrite(ctx context.Context, plan *syncPlan, name string, val
 	it := &syncItem{res: res, name: name, value: value, run: true}
 	p := &putPlan{scope: scope, name: name, plaintext: value, visibility: plan.settings.Visibility, repoIDs: plan.settings.SelectedRepositoryIDs}
 	pr, havePrints := s.printsOf(ctx, p)
-	rec := byRes[res]
+	rec := byRes[secretKey(scope, name)]
 	v := judge(rec, pr, havePrints, plan.force, now)
 	it.drift = v.drift
 	switch {
@@ -426,10 +426,11 @@ func (s *Server) planWrite(ctx context.Context, plan *syncPlan, name string, val
 	return it
 }
 
-// dropGoneRecord drops a prune's record of a secret gone from GitHub when
-// the caller may delete the secret (else the record stays), audited as a
-// change of the sync: intent, then outcome.
-func (s *Server) dropGoneRecord(ctx context.Context, res string) {
+// dropGoneRecord drops a prune's record (kept under key, secretKey) of
+// secret res, gone from GitHub, when the caller may delete the secret
+// (else the record stays), audited as a change of the sync: intent, then
+// outcome. The policy and the audit see res as the caller spelled it.
+func (s *Server) dropGoneRecord(ctx context.Context, res, key string) {
 	if !s.may(ctx, verbDelete, res) {
 		return
 	}
@@ -437,7 +438,7 @@ func (s *Server) dropGoneRecord(ctx context.Context, res string) {
 	if err != nil {
 		return // begin logged it; the record stays
 	}
-	err = s.state.store.DeleteRecord(ctx, res)
+	err = s.state.store.DeleteRecord(ctx, key)
 	if err != nil {
 		s.log.WarnContext(ctx, "state: record cannot be removed", "resource", res, "err", err)
 		err = fmt.Errorf("state record of %s: %w", res, err)
@@ -589,7 +590,7 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	if err := x.authorize(ctx, item, res); err != nil {
 		return itemOutcome{err: err}
 	}
-	rec := x.s.getRecord(ctx, res)
+	rec := x.s.getRecord(ctx, secretKey(scope, name))
 	if item.Delete {
 		return x.delete(ctx, scope, name, rec)
 	}
