@@ -170,8 +170,16 @@ func TestSyncPlanPruneDryRun(t *testing.T) {
 
 // TestSyncOwnersConflict: a name another owner wrote is a conflict, refused
 // without force; force writes and takes it over, and the first owner then
-// sees the conflict in turn and cannot prune it.
+// sees the conflict in turn and cannot prune it. The first owner's syncs
+// spell the scope as repoScope, or in other cases (repoScopeUpper): one
+// GitHub secret, one record, so the conflict is the same.
 func TestSyncOwnersConflict(t *testing.T) {
+	for _, aScope := range []string{repoScope, repoScopeUpper} {
+		t.Run(aScope, func(t *testing.T) { testSyncOwnersConflict(t, aScope) })
+	}
+}
+
+func testSyncOwnersConflict(t *testing.T, aScope string) {
 	synctest.Test(t, func(t *testing.T) {
 		st, err := state.NewMemory(state.Options{})
 		if err != nil {
@@ -180,7 +188,7 @@ func TestSyncOwnersConflict(t *testing.T) {
 		h := newHarness(t, harnessOpts{state: st})
 		ctx := t.Context()
 		const secret = repoScope + "/secrets/SHARED"
-		if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", map[string]string{"SHARED": plantedSecret + "-a"})); err != nil {
+		if _, err := h.broker.SyncSecrets(ctx, syncReq(aScope, "team-a", map[string]string{"SHARED": plantedSecret + "-a"})); err != nil {
 			t.Fatal(err)
 		}
 		h.emu.ResetCounts()
@@ -209,7 +217,7 @@ func TestSyncOwnersConflict(t *testing.T) {
 			t.Fatalf("record %+v %v; want team-b's", rec, err)
 		}
 
-		resp, err = h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", map[string]string{"SHARED": plantedSecret + "-a"}))
+		resp, err = h.broker.SyncSecrets(ctx, syncReq(aScope, "team-a", map[string]string{"SHARED": plantedSecret + "-a"}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -217,7 +225,7 @@ func TestSyncOwnersConflict(t *testing.T) {
 		if r := resp.GetResults()[0]; !strings.Contains(r.GetMessage(), `"team-b"`) {
 			t.Errorf("conflict message %q does not name team-b", r.GetMessage())
 		}
-		prune := syncReq(repoScope, "team-a", nil)
+		prune := syncReq(aScope, "team-a", nil)
 		prune.Prune = true
 		resp, err = h.broker.SyncSecrets(ctx, prune)
 		if err != nil {
