@@ -36,16 +36,13 @@ func (s *Server) DetectDrift(ctx context.Context, req *secretbrokerv1.DetectDrif
 	if err != nil {
 		return nil, s.toStatus(ctx, op, err)
 	}
-	recs, err := s.state.store.ListRecords(ctx, foldedScope(scope))
+	recs, err := s.listRecords(ctx, scope)
 	if err != nil {
 		// Without the records every secret would look unmanaged: fail
 		// rather than mislead.
 		return nil, s.toStatus(ctx, op, err)
 	}
-	byName := make(map[string]state.Record, len(recs))
-	for _, r := range recs {
-		byName[r.Name] = r
-	}
+	bySecret := recordsBySecret(recs)
 	resp := &secretbrokerv1.DetectDriftResponse{}
 	names := make([]string, 0, len(list))
 	for name := range list {
@@ -58,9 +55,9 @@ func (s *Server) DetectDrift(ctx context.Context, req *secretbrokerv1.DetectDrif
 			continue
 		}
 		sec := list[name]
-		r, ok := byName[secretKey(scope, name)]
+		r := bySecret[name]
 		switch {
-		case !ok:
+		case r == nil:
 			resp.Unmanaged = append(resp.Unmanaged, toSecret(scope, sec))
 		case r.UpdatedKnown() && !r.UpdatedMatches(sec.UpdatedAt):
 			resp.Drifted = append(resp.Drifted, &secretbrokerv1.DriftedSecret{
@@ -71,8 +68,8 @@ func (s *Server) DetectDrift(ctx context.Context, req *secretbrokerv1.DetectDrif
 		}
 	}
 	for _, r := range recs {
-		// Kept under the secret's key (secretKey); the policy and the
-		// answer see the name in the caller's spelling of the scope.
+		// Kept under the secret's key (secretKey), or a legacy name; the
+		// policy and the answer see the name in the caller's spelling.
 		_, name, _ := state.ParentOf(r.Name)
 		res := secretResourceName(scope, name)
 		if _, ok := list[name]; ok || !s.may(ctx, verbRead, res) {

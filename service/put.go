@@ -249,7 +249,10 @@ func (s *Server) lockSecret(ctx context.Context, scope upstream.Scope, name stri
 	if err != nil {
 		return nil, lockedRecord{}, err
 	}
-	cur.rec, cur.readOK = s.readRecord(ctx, secretKey(scope, name))
+	cur.rec, cur.readOK = s.recordOf(ctx, scope, name)
+	if cur.readOK {
+		cur.rec, cur.readOK = s.adoptRecord(ctx, scope, name, cur.rec)
+	}
 	return unlock, cur, nil
 }
 

@@ -1,11 +1,13 @@
 package service
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"testing/synctest"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/state"
 )
 
 // repoScopeUpper is repoScope spelled in other cases: GitHub's owner and
@@ -56,6 +58,97 @@ func TestDetectDriftAcrossSpellings(t *testing.T) {
 			if want := []string{parent + "/secrets/GONE"}; !slices.Equal(resp.GetMissing(), want) {
 				t.Errorf("DetectDrift(%s): missing %v, want %v", parent, resp.GetMissing(), want)
 			}
+		}
+	})
+}
+
+// moveToLegacy moves the record of secret (spelled with upper-case letters
+// in its scope) from its key to the name an earlier version kept it
+// under: the secret as spelled.
+func moveToLegacy(t *testing.T, st state.Store, secret string) {
+	t.Helper()
+	scope, name, err := parseSecretName("name", secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := secretKey(scope, name)
+	if key == secret {
+		t.Fatalf("%s is its own key: no legacy name", secret)
+	}
+	rec, err := st.GetRecord(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Name = secret
+	if err := st.PutRecord(t.Context(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteRecord(t.Context(), key); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLegacyRecords: a record an earlier version kept under the writer's
+// spelling of the scope still serves that spelling: another owner's sync
+// under it is a conflict, and drift detection counts the secret as
+// managed. The owner's next write moves the record to the secret's key,
+// after which every spelling sees it; deleting a secret removes a legacy
+// record too.
+func TestLegacyRecords(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, err := state.NewMemory(state.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := newHarness(t, harnessOpts{state: st})
+		ctx := t.Context()
+		secret := repoScopeUpper + "/secrets/OLD"
+		if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScopeUpper, "team-a", map[string]string{"OLD": plantedSecret})); err != nil {
+			t.Fatal(err)
+		}
+		moveToLegacy(t, st, secret)
+
+		resp, err := h.broker.SyncSecrets(ctx, syncReq(repoScopeUpper, "team-b", map[string]string{"OLD": plantedSecret + "-b"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantPlan(t, "team-b over a legacy record", resp, map[string]string{"OLD": "CONFLICT FAILED_PRECONDITION"})
+		drift, err := h.broker.DetectDrift(ctx, &secretbrokerv1.DetectDriftRequest{Parent: repoScopeUpper})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(drift.GetUnmanaged()) != 0 {
+			t.Errorf("unmanaged %v: the legacy record was not read", drift.GetUnmanaged())
+		}
+
+		resp, err = h.broker.SyncSecrets(ctx, syncReq(repoScopeUpper, "team-a", map[string]string{"OLD": plantedSecret + "-a2"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantPlan(t, "team-a's next write", resp, map[string]string{"OLD": "UPDATE OK"})
+		if _, err := st.GetRecord(ctx, secret); !errors.Is(err, state.ErrNotFound) {
+			t.Errorf("legacy record after the owner's write: %v, want it moved", err)
+		}
+		if rec, err := st.GetRecord(ctx, repoScope+"/secrets/OLD"); err != nil || rec.Owner != "team-a" {
+			t.Errorf("record under the key: %+v %v, want team-a's", rec, err)
+		}
+		prune := syncReq(repoScope, "team-a", nil)
+		prune.Prune = true
+		if resp, err = h.broker.SyncSecrets(ctx, prune); err != nil {
+			t.Fatal(err)
+		}
+		wantPlan(t, "team-a's prune, other spelling", resp, map[string]string{"OLD": "DELETE OK"})
+
+		gone := repoScopeUpper + "/secrets/GONE"
+		if _, err := h.broker.PutSecret(ctx, plain(gone, plantedSecret)); err != nil {
+			t.Fatal(err)
+		}
+		moveToLegacy(t, st, gone)
+		if _, err := h.broker.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: gone}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.GetRecord(ctx, gone); !errors.Is(err, state.ErrNotFound) {
+			t.Errorf("legacy record after DeleteSecret: %v, want it removed", err)
 		}
 	})
 }

@@ -469,6 +469,9 @@ func (s *Server) deleteRecorded(ctx context.Context, scope upstream.Scope, name 
 	err := s.up.DeleteSecret(ctx, scope, name)
 	if err == nil || isStatus(err, http.StatusNotFound) {
 		s.dropRecord(ctx, secretKey(scope, name))
+		if legacy := legacyRecordName(scope, name); legacy != "" {
+			s.dropRecord(ctx, legacy)
+		}
 	}
 	return err
 }

@@ -328,24 +328,21 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 		return nil, err
 	}
 	plan.listing = list
-	recs, err := s.state.store.ListRecords(ctx, foldedScope(scope))
+	recs, err := s.listRecords(ctx, scope)
 	if err != nil {
 		// Without the records prune could not tell what the owner wrote.
 		return nil, fmt.Errorf("state records of %s: %w", parent, err)
 	}
-	byRes := make(map[string]*state.Record, len(recs))
-	for i := range recs {
-		byRes[recs[i].Name] = &recs[i]
-	}
+	bySecret := recordsBySecret(recs)
 	for name, value := range desired {
-		plan.items = append(plan.items, s.planWrite(ctx, plan, name, value, byRes))
+		plan.items = append(plan.items, s.planWrite(ctx, plan, name, value, bySecret))
 	}
 	for name := range list {
 		if _, ok := desired[name]; ok {
 			continue
 		}
 		res := secretResourceName(scope, name)
-		rec := byRes[secretKey(scope, name)]
+		rec := bySecret[name]
 		owned := rec != nil && rec.Owner == plan.owner
 		if owned && !plan.prune {
 			// The owner's, no longer listed, without prune: left as it is.
@@ -388,7 +385,7 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 // planWrite plans one name the sync lists. The caller's write access is
 // judged first: a name it may not write is refused without a look at its
 // record or its fingerprints (see planSync).
-func (s *Server) planWrite(ctx context.Context, plan *syncPlan, name string, value []byte, byRes map[string]*state.Record) *syncItem {
+func (s *Server) planWrite(ctx context.Context, plan *syncPlan, name string, value []byte, bySecret map[string]*state.Record) *syncItem {
 	scope := plan.scope
 	res := secretResourceName(scope, name)
 	now := seenIn(plan.listing, name)
@@ -405,7 +402,7 @@ func (s *Server) planWrite(ctx context.Context, plan *syncPlan, name string, val
 	it := &syncItem{res: res, name: name, value: value, run: true}
 	p := &putPlan{scope: scope, name: name, plaintext: value, visibility: plan.settings.Visibility, repoIDs: plan.settings.SelectedRepositoryIDs}
 	pr, havePrints := s.printsOf(ctx, p)
-	rec := byRes[secretKey(scope, name)]
+	rec := bySecret[name]
 	v := judge(rec, pr, havePrints, plan.force, now)
 	it.drift = v.drift
 	switch {
@@ -590,7 +587,7 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	if err := x.authorize(ctx, item, res); err != nil {
 		return itemOutcome{err: err}
 	}
-	rec := x.s.getRecord(ctx, secretKey(scope, name))
+	rec, _ := x.s.recordOf(ctx, scope, name)
 	if item.Delete {
 		return x.delete(ctx, scope, name, rec)
 	}

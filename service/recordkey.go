@@ -1,0 +1,102 @@
+package service
+
+import (
+	"context"
+	"strings"
+
+	"github.com/secretbroker/secretbroker/service/state"
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+// A secret's record is kept under its secretKey: one record per GitHub
+// secret, whatever the case of the organization, owner and repository
+// names a caller spells. Earlier versions kept it under the resource name
+// as the writing caller spelled it; a record left under such a name (one
+// whose scope has upper-case letters) is the secret's legacy record. It
+// still serves the spelling that wrote it, as it did before: it is read
+// when the key holds no record (recordOf, listRecords), moved to the key
+// when the secret's write lock is taken (lockSecret), and removed with the
+// secret (deleteRecorded). A legacy record under another caller's spelling
+// stays unseen by this one, as it was before.
+
+// legacyRecordName is where an earlier version kept the record of secret
+// name of scope, as spelled: "" when that is its secretKey.
+func legacyRecordName(scope upstream.Scope, name string) string {
+	if n := secretResourceName(scope, strings.ToUpper(name)); n != secretKey(scope, name) {
+		return n
+	}
+	return ""
+}
+
+// recordOf reads the record of secret name of scope: under its key, else
+// its legacy record. false: the store could not say (see readRecord).
+func (s *Server) recordOf(ctx context.Context, scope upstream.Scope, name string) (*state.Record, bool) {
+	rec, ok := s.readRecord(ctx, secretKey(scope, name))
+	if !ok || rec != nil {
+		return rec, ok
+	}
+	if legacy := legacyRecordName(scope, name); legacy != "" {
+		return s.readRecord(ctx, legacy)
+	}
+	return nil, true
+}
+
+// adoptRecord moves rec, a legacy record of secret name of scope, to the
+// secret's key, and returns the record as now kept. A record already
+// under the key, or none, is returned as it is. false: it could not be
+// written under the key (the legacy record stays, and the caller writes
+// as if the store had failed to read). The caller holds the secret's
+// write lock.
+func (s *Server) adoptRecord(ctx context.Context, scope upstream.Scope, name string, rec *state.Record) (*state.Record, bool) {
+	key := secretKey(scope, name)
+	if rec == nil || rec.Name == key {
+		return rec, true
+	}
+	moved := *rec
+	moved.Name = key
+	if s.putRecord(ctx, moved) != nil {
+		return nil, false
+	}
+	// A failure is logged and leaves a copy the key's record shadows.
+	_ = s.dropRecord(ctx, rec.Name)
+	return &moved, true
+}
+
+// listRecords lists the records of scope's secrets: those under its keys,
+// and the legacy records under the scope as spelled of secrets that have
+// none under their key. Each keeps the name it is stored under.
+func (s *Server) listRecords(ctx context.Context, scope upstream.Scope) ([]state.Record, error) {
+	recs, err := s.state.store.ListRecords(ctx, foldedScope(scope))
+	if err != nil || scopeName(scope) == foldedScope(scope) {
+		return recs, err
+	}
+	legacy, err := s.state.store.ListRecords(ctx, scopeName(scope))
+	if err != nil {
+		return nil, err
+	}
+	keyed := make(map[string]bool, len(recs))
+	for _, r := range recs {
+		keyed[recordSecret(r)] = true
+	}
+	for _, r := range legacy {
+		if !keyed[recordSecret(r)] {
+			recs = append(recs, r)
+		}
+	}
+	return recs, nil
+}
+
+// recordSecret is the name of the secret a record is of.
+func recordSecret(r state.Record) string {
+	_, name, _ := state.ParentOf(r.Name)
+	return name
+}
+
+// recordsBySecret indexes records by the name of their secret.
+func recordsBySecret(recs []state.Record) map[string]*state.Record {
+	out := make(map[string]*state.Record, len(recs))
+	for i := range recs {
+		out[recordSecret(recs[i])] = &recs[i]
+	}
+	return out
+}
