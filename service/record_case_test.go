@@ -62,6 +62,17 @@ func TestDetectDriftAcrossSpellings(t *testing.T) {
 	})
 }
 
+// newHarnessWithStore is newHarness with a memory state store the test
+// can look into.
+func newHarnessWithStore(t *testing.T) (*harness, state.Store) {
+	t.Helper()
+	st, err := state.NewMemory(state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newHarness(t, harnessOpts{state: st}), st
+}
+
 // moveToLegacy moves the record of secret (spelled with upper-case letters
 // in its scope) from its key to the name an earlier version kept it
 // under: the secret as spelled.
@@ -96,11 +107,7 @@ func moveToLegacy(t *testing.T, st state.Store, secret string) {
 // record too.
 func TestLegacyRecords(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st, err := state.NewMemory(state.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := newHarness(t, harnessOpts{state: st})
+		h, st := newHarnessWithStore(t)
 		ctx := t.Context()
 		secret := repoScopeUpper + "/secrets/OLD"
 		if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScopeUpper, "team-a", map[string]string{"OLD": plantedSecret})); err != nil {

@@ -181,11 +181,7 @@ func TestSyncOwnersConflict(t *testing.T) {
 
 func testSyncOwnersConflict(t *testing.T, aScope string) {
 	synctest.Test(t, func(t *testing.T) {
-		st, err := state.NewMemory(state.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := newHarness(t, harnessOpts{state: st})
+		h, st := newHarnessWithStore(t)
 		ctx := t.Context()
 		const secret = repoScope + "/secrets/SHARED"
 		if _, err := h.broker.SyncSecrets(ctx, syncReq(aScope, "team-a", map[string]string{"SHARED": plantedSecret + "-a"})); err != nil {
