@@ -106,10 +106,11 @@ func (st *stateOf) fingerprinter(ctx context.Context) (*state.Fingerprinter, err
 	return fp, nil
 }
 
-// getRecord returns the record of a secret resource name, or nil when
-// there is none or it cannot be read (logged).
-func (s *Server) getRecord(ctx context.Context, res string) *state.Record {
-	r, _ := s.readRecord(ctx, res)
+// getRecord returns the record stored under name (a secretKey, or a
+// legacy name: recordkey.go), or nil when there is none or it cannot be
+// read (logged).
+func (s *Server) getRecord(ctx context.Context, name string) *state.Record {
+	r, _ := s.readRecord(ctx, name)
 	return r
 }
 
@@ -118,15 +119,15 @@ func (s *Server) getRecord(ctx context.Context, res string) *state.Record {
 // It reads with recordContext, so that false means the store failed,
 // never that the call ended: a write's distrustRecord drops a record it
 // could not read.
-func (s *Server) readRecord(ctx context.Context, res string) (*state.Record, bool) {
+func (s *Server) readRecord(ctx context.Context, name string) (*state.Record, bool) {
 	rctx, cancel := recordContext(ctx)
 	defer cancel()
-	r, err := s.state.store.GetRecord(rctx, res)
+	r, err := s.state.store.GetRecord(rctx, name)
 	switch {
 	case errors.Is(err, state.ErrNotFound):
 		return nil, true
 	case err != nil:
-		s.log.WarnContext(ctx, "state: record cannot be read; writing as if there were none", "resource", res, "err", err)
+		s.log.WarnContext(ctx, "state: record cannot be read; writing as if there were none", "record", name, "err", err)
 		return nil, false
 	}
 	return &r, true
@@ -152,18 +153,18 @@ func (s *Server) putRecord(ctx context.Context, r state.Record) error {
 	defer cancel()
 	err := s.state.store.PutRecord(ctx, r)
 	if err != nil {
-		s.log.WarnContext(ctx, "state: record cannot be written; the next write of this secret will not be skipped", "resource", r.Name, "err", err)
+		s.log.WarnContext(ctx, "state: record cannot be written; the next write of this secret will not be skipped", "record", r.Name, "err", err)
 	}
 	return err
 }
 
-// dropRecord removes a secret's record, logging a failure.
-func (s *Server) dropRecord(ctx context.Context, res string) error {
+// dropRecord removes the record stored under name, logging a failure.
+func (s *Server) dropRecord(ctx context.Context, name string) error {
 	ctx, cancel := recordContext(ctx)
 	defer cancel()
-	err := s.state.store.DeleteRecord(ctx, res)
+	err := s.state.store.DeleteRecord(ctx, name)
 	if err != nil {
-		s.log.WarnContext(ctx, "state: record cannot be removed", "resource", res, "err", err)
+		s.log.WarnContext(ctx, "state: record cannot be removed", "record", name, "err", err)
 	}
 	return err
 }
@@ -200,8 +201,8 @@ func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, na
 // record that makes the next write of the secret go to GitHub. When rec
 // cannot be rewritten, or could not be read, the record is removed. A
 // record already distrusted, or none, costs nothing. The caller holds the
-// secret's write lock.
-func (s *Server) distrustRecord(ctx context.Context, res string, rec *state.Record, readOK bool) {
+// secret's write lock; key is the secret's secretKey.
+func (s *Server) distrustRecord(ctx context.Context, key string, rec *state.Record, readOK bool) {
 	switch {
 	case readOK && !trusted(rec):
 		return
@@ -211,7 +212,7 @@ func (s *Server) distrustRecord(ctx context.Context, res string, rec *state.Reco
 			return
 		}
 	}
-	_ = s.dropRecord(ctx, res) // logged; nothing else is left to try
+	_ = s.dropRecord(ctx, key) // logged; nothing else is left to try
 }
 
 // prints are a write's fingerprints.
@@ -321,8 +322,8 @@ func (s *Server) seenByGet(ctx context.Context, scope upstream.Scope, name strin
 // newRecord is the record of a write that succeeded, with the range of
 // updated_at its answer bounds (zero when unknown; exact when both ends
 // are the same).
-func newRecord(res string, pr prints, havePrints bool, written *putPlan, keyID upstream.KeyID, owner string, fp *state.Fingerprinter, w upstream.Written) state.Record {
-	r := state.Record{Name: res, KeyID: string(keyID), Owner: owner, UpdatedAt: w.UpdatedFrom.UTC(), WrittenAt: time.Now().UTC()}
+func newRecord(key string, pr prints, havePrints bool, written *putPlan, keyID upstream.KeyID, owner string, fp *state.Fingerprinter, w upstream.Written) state.Record {
+	r := state.Record{Name: key, KeyID: string(keyID), Owner: owner, UpdatedAt: w.UpdatedFrom.UTC(), WrittenAt: time.Now().UTC()}
 	if !w.UpdatedFrom.IsZero() && w.UpdatedTo.After(w.UpdatedFrom) {
 		r.UpdatedAtLatest = w.UpdatedTo.UTC()
 	}
@@ -339,7 +340,7 @@ func newRecord(res string, pr prints, havePrints bool, written *putPlan, keyID u
 
 // recordWrite records a successful write of p (completed as sent).
 func (s *Server) recordWrite(ctx context.Context, p *putPlan, pr prints, havePrints bool, keyID upstream.KeyID, owner string, w upstream.Written) {
-	res := secretKey(p.scope, p.name)
+	key := secretKey(p.scope, p.name)
 	if !havePrints {
 		// A caller-sealed value: the broker cannot know it again. Keep
 		// the owner; no value fingerprint means never unchanged.
@@ -351,10 +352,10 @@ func (s *Server) recordWrite(ctx context.Context, p *putPlan, pr prints, havePri
 	if err != nil {
 		fp = nil
 	}
-	if s.putRecord(rctx, newRecord(res, pr, havePrints, p, keyID, owner, fp, w)) != nil {
+	if s.putRecord(rctx, newRecord(key, pr, havePrints, p, keyID, owner, fp, w)) != nil {
 		// The previous record (distrusted before the write, unless the
 		// store failed then too) must not outlive the write.
-		_ = s.dropRecord(rctx, res)
+		_ = s.dropRecord(rctx, key)
 	}
 }
 

@@ -423,10 +423,11 @@ func (s *Server) planWrite(ctx context.Context, plan *syncPlan, name string, val
 	return it
 }
 
-// dropGoneRecord drops a prune's record (kept under key, secretKey) of
-// secret res, gone from GitHub, when the caller may delete the secret
-// (else the record stays), audited as a change of the sync: intent, then
-// outcome. The policy and the audit see res as the caller spelled it.
+// dropGoneRecord drops a prune's record (stored under key: the secret's
+// secretKey, or a legacy name) of secret res, gone from GitHub, when the
+// caller may delete the secret (else the record stays), audited as a
+// change of the sync: intent, then outcome. The policy and the audit see
+// res as the caller spelled it.
 func (s *Server) dropGoneRecord(ctx context.Context, res, key string) {
 	if !s.may(ctx, verbDelete, res) {
 		return
