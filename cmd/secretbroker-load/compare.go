@@ -58,6 +58,7 @@ const (
 const (
 	pathSeal       = "floor: seal 64 bytes (nacl box.SealAnonymous + base64)"
 	pathHealth     = "floor: bare gRPC unary (health Check, in-process server)"
+	pathHTTP       = "floor: bare HTTP/1.1 GET (net/http, in-process server, the public key's JSON answer)"
 	pathDirect     = "direct client: sealed PUT to the emulator (pooled, key cached)"
 	pathGRPCPut    = "broker gRPC PutSecret"
 	pathGatewayPut = "broker gateway PUT (PutSecret)"
@@ -67,12 +68,12 @@ const (
 
 // comparePaths are the paths in the order they are measured in a round.
 func comparePaths() []string {
-	return []string{pathSeal, pathHealth, pathDirect, pathGRPCPut, pathGatewayPut, pathGRPCKey, pathGatewayKey}
+	return []string{pathSeal, pathHealth, pathHTTP, pathDirect, pathGRPCPut, pathGatewayPut, pathGRPCKey, pathGatewayKey}
 }
 
 // pathShortNames are the names --paths takes.
 var pathShortNames = map[string]string{
-	"seal": pathSeal, "health": pathHealth, "direct": pathDirect,
+	"seal": pathSeal, "health": pathHealth, "http": pathHTTP, "direct": pathDirect,
 	"grpc-put": pathGRPCPut, "gateway-put": pathGatewayPut, "grpc-key": pathGRPCKey, "gateway-key": pathGatewayKey,
 }
 
@@ -87,7 +88,7 @@ func selectPaths(list string) ([]string, error) {
 	for name := range strings.SplitSeq(list, ",") {
 		path, ok := pathShortNames[strings.TrimSpace(name)]
 		if !ok {
-			return nil, fmt.Errorf("--paths: unknown path %q (seal, health, direct, grpc-put, gateway-put, grpc-key, gateway-key)", name)
+			return nil, fmt.Errorf("--paths: unknown path %q (seal, health, http, direct, grpc-put, gateway-put, grpc-key, gateway-key)", name)
 		}
 		want[path] = true
 	}
@@ -171,6 +172,8 @@ type compareEnv struct {
 	keyID      string
 	direct     *http.Client
 	gateway    *http.Client
+	floor      *http.Client // to the bare HTTP floor
+	floorURL   string
 	grpcs      []secretbrokerv1.SecretServiceClient
 	health     healthpb.HealthClient
 	token      string // the flooder's
@@ -228,6 +231,18 @@ func runCompare(ctx context.Context, o options, env *runEnv) (compareResult, err
 	if err := ce.fetchKey(ctx); err != nil {
 		return r, err
 	}
+	answer, err := ce.gatewayAnswer(ctx, publicKeyPath)
+	if err != nil {
+		return r, err
+	}
+	stopFloor, floorAddr, err := serveHTTPFloor(ctx, answer)
+	if err != nil {
+		return r, err
+	}
+	defer stopFloor()
+	ce.floor, _ = newHTTPClient(o.workers + 16)
+	defer ce.floor.CloseIdleConnections()
+	ce.floorURL = "http://" + floorAddr + publicKeyPath
 	calls := ce.calls()
 	paths, err := selectPaths(o.paths)
 	if err != nil {
@@ -435,6 +450,16 @@ func (ce *compareEnv) calls() map[string]callFunc {
 			_, err := ce.health.Check(ctx, &healthpb.HealthCheckRequest{})
 			return err
 		},
+		pathHTTP: func(ctx context.Context, _ int) error {
+			ctx, cancel := context.WithTimeout(ctx, compareCallTimeout)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, ce.floorURL, nil)
+			if err != nil {
+				return fmt.Errorf("request: %w", err)
+			}
+			req.Header.Set("Authorization", "Bearer "+ce.token)
+			return doStatus(ce.floor, req)
+		},
 		pathDirect: func(ctx context.Context, i int) error {
 			return ce.directPut(ctx, name(i), value(i))
 		},
@@ -554,6 +579,45 @@ func doStatus(c *http.Client, req *http.Request) error {
 		return fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// gatewayAnswer is the body of the broker gateway's 200 answer to a GET
+// of path.
+func (ce *compareEnv) gatewayAnswer(ctx context.Context, path string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, compareCallTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ce.broker.httpAddr+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+ce.token)
+	resp, err := ce.gateway.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: HTTP %d (%v)", path, resp.StatusCode, err)
+	}
+	return body, nil
+}
+
+// serveHTTPFloor serves answer as JSON to every request, with net/http's
+// defaults, on a loopback port: the bare HTTP/1.1 floor, what a JSON
+// call costs before any gateway work.
+func serveHTTPFloor(ctx context.Context, answer []byte) (stop func(), addr string, err error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", fmt.Errorf("HTTP floor listener: %w", err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(answer)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, ln.Addr().String(), nil
 }
 
 // serveHealth serves gRPC health (SERVING) on a loopback port: the bare
@@ -835,6 +899,7 @@ func (r compareResult) ratios() [][4]string {
 	satConns, fixConns := conns(r.sat, pathGRPCPut), conns(r.fixed, pathGRPCPut)
 	gwPut := div(sat(pathGatewayPut, rps), sat(pathGRPCPut, rps))
 	gwKey := div(sat(pathGatewayKey, rps), sat(pathGRPCKey, rps))
+	floors := div(sat(pathHTTP, rps), sat(pathHealth, rps))
 	p99 := func(f figures) float64 { return f.p99 }
 	bp99, dp99 := fix(pathGRPCPut, p99), fix(pathDirect, p99)
 	rows := [][4]string{
@@ -847,10 +912,11 @@ func (r compareResult) ratios() [][4]string {
 		{"gateway / gRPC throughput, cached GetPublicKey", fmt.Sprintf("%.2f", gwKey), "≥ 0.7", yesNo(gwKey >= 0.7)},
 		{fmt.Sprintf("p99 at %d calls/s, broker gRPC PutSecret minus direct client", r.rate),
 			fmt.Sprintf("%+.2f ms (%.2f ms against %.2f ms, %.1f×)", bp99-dp99, bp99, dp99, div(bp99, dp99)), "≤ +5 ms", yesNo(bp99 > 0 && bp99-dp99 <= 5)},
+		{"floors: bare HTTP/1.1 GET / bare gRPC unary throughput (the transports alone, for the gateway rows)", fmt.Sprintf("%.2f", floors), "–", "–"},
 	}
 	// The paths each row compares; a row with one not measured (--paths)
 	// says so instead of a ratio of nothing.
-	needs := [][]string{{pathDirect}, {pathDirect}, {pathDirect}, {pathGatewayPut}, {pathGRPCKey, pathGatewayKey}, {pathDirect}}
+	needs := [][]string{{pathDirect}, {pathDirect}, {pathDirect}, {pathGatewayPut}, {pathGRPCKey, pathGatewayKey}, {pathDirect}, {pathHealth, pathHTTP}}
 	for i, paths := range needs {
 		for _, p := range paths {
 			if _, ok := r.sat[p]; !ok {

@@ -71,7 +71,10 @@
 // workers, default 32, for --duration) and at a fixed rate (--rate calls a
 // second, default 1,000, an open loop timed from each call's scheduled
 // send, for --duration): the floors (sealing a 64-byte value; a bare gRPC
-// health Check to a server in this process), a direct client (sealed PUTs
+// health Check to a server in this process; a bare HTTP/1.1 GET to a
+// net/http server in this process answering the gateway's public key
+// JSON, so that the two transports' own cost shows beside the gateway
+// rows), a direct client (sealed PUTs
 // straight to the emulator over a pooled HTTP client, key cached), and the
 // broker's PutSecret of a 64-byte value and cached GetPublicKey, over gRPC
 // and over the JSON gateway. Then an overload phase sends PutSecret at

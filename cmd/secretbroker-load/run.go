@@ -159,7 +159,7 @@ Flags:
 	fs.IntVar(&o.workers, "workers", 32, "compare scenario: closed-loop workers at saturation")
 	fs.IntVar(&o.rate, "rate", 1000, "compare scenario: calls per second at the fixed rate (open loop)")
 	fs.IntVar(&o.rounds, "rounds", 3, "compare scenario: interleaved rounds; medians are reported")
-	fs.StringVar(&o.paths, "paths", "", "compare scenario: the paths measured, comma-separated (seal, health, direct, grpc-put, gateway-put, grpc-key, gateway-key; default all); grpc-put always is, and ratios that need a path left out say so")
+	fs.StringVar(&o.paths, "paths", "", "compare scenario: the paths measured, comma-separated (seal, health, http, direct, grpc-put, gateway-put, grpc-key, gateway-key; default all); grpc-put always is, and ratios that need a path left out say so")
 	fs.IntVar(&o.overloadRate, "overload-rate", 0, "compare scenario: calls per second of the overload phase (default 0: twice the broker's gRPC PutSecret throughput at saturation)")
 	fs.StringVar(&o.brokerBin, "broker-bin", "", "broker `binary` to run (default: go build ./cmd/secretbroker into a temporary directory)")
 	if err := fs.Parse(own); err != nil {
