@@ -325,16 +325,31 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 }
 
 // secretKey identifies a secret the way GitHub does: the organization,
-// owner and repository names in any case (foldedScope), secret names
-// upper-case. Two items of a batch with the same secretKey are repeats,
-// writes with the same secretKey share a write lock (secretLocks), and the
-// broker's record of a secret is kept under its secretKey (record.go), so
-// that a write, a selection change or a sync under one spelling of a scope
-// sees the record another spelling left. Environment names keep their case
-// (see foldedScope). Policy checks, audit records and answers use the
-// caller's spelling (secretResourceName), never the key.
+// owner, repository and environment names in any case (recordScope),
+// secret names upper-case. Two items of a batch with the same secretKey
+// are repeats, writes with the same secretKey share a write lock
+// (secretLocks), and the broker's record of a secret is kept under its
+// secretKey (record.go), so that a write, a selection change or a sync
+// under one spelling of a scope sees the record another spelling left.
+// Policy checks, audit records and answers use the caller's spelling
+// (secretResourceName), never the key.
 func secretKey(scope upstream.Scope, name string) string {
-	return foldedScope(scope) + "/secrets/" + strings.ToUpper(name)
+	return recordScope(scope) + "/secrets/" + strings.ToUpper(name)
+}
+
+// recordScope is foldedScope with the environment's name folded too, as
+// GitHub matches environment names without case ("Environment names are
+// not case sensitive", GitHub's docs, "Managing environments for
+// deployment"): the
+// prefix of the secretKeys of scope's secrets. Two spellings of one
+// environment must share their secrets' records and write locks, or a
+// sync by one owner under "Staging" would overwrite another's under
+// "staging" without a conflict. The key cache keeps foldedScope, which
+// leaves environments as spelled: there a spelling too many costs one
+// more key fetch, never a wrong answer.
+func recordScope(s upstream.Scope) string {
+	s.Environment = lowerASCII(s.Environment)
+	return foldedScope(s)
 }
 
 // repeats returns the indexes of the keys that stand more than once in

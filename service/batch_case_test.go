@@ -12,9 +12,8 @@ import (
 )
 
 // TestSecretKey checks the identity repeats and write locks are keyed by:
-// GitHub's organization, owner and repository names in any case, and the
-// secret's name upper-case, are one secret; the app and the environment
-// keep their case.
+// GitHub's organization, owner, repository and environment names in any
+// case, and the secret's name upper-case, are one secret.
 func TestSecretKey(t *testing.T) {
 	for _, tc := range []struct {
 		a, b string
@@ -24,9 +23,10 @@ func TestSecretKey(t *testing.T) {
 		{"repos/octo-org/hello-world/actions/secrets/DUP", "repos/octo-org/hello-world/actions/secrets/dup", true},
 		{"orgs/octo-org/actions/secrets/DUP", "orgs/OCTO-ORG/actions/secrets/Dup", true},
 		{"repos/octo-org/hello-world/environments/prod/secrets/DUP", "repos/OCTO-ORG/hello-WORLD/environments/prod/secrets/DUP", true},
-		// Environment names are left as spelled (GitHub's pages do not
-		// say they are case insensitive).
-		{"repos/octo-org/hello-world/environments/prod/secrets/DUP", "repos/octo-org/hello-world/environments/Prod/secrets/DUP", false},
+		// "Environment names are not case sensitive" (GitHub's docs,
+		// "Managing environments for deployment").
+		{"repos/octo-org/hello-world/environments/prod/secrets/DUP", "repos/octo-org/hello-world/environments/Prod/secrets/DUP", true},
+		{"repos/octo-org/hello-world/environments/prod/secrets/DUP", "repos/octo-org/hello-world/environments/prod-eu/secrets/DUP", false},
 		{"repos/octo-org/hello-world/actions/secrets/DUP", "repos/octo-org/hello-world/agents/secrets/DUP", false},
 		{"repos/octo-org/hello-world/actions/secrets/DUP", "repos/octo-org/hello-worlds/actions/secrets/DUP", false},
 		{"orgs/octo-org/actions/secrets/DUP", "repos/octo-org/actions/actions/secrets/DUP", false},

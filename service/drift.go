@@ -42,7 +42,7 @@ func (s *Server) DetectDrift(ctx context.Context, req *secretbrokerv1.DetectDrif
 		// rather than mislead.
 		return nil, s.toStatus(ctx, op, err)
 	}
-	bySecret := recordsBySecret(recs)
+	bySecret := recordsBySecret(recs, list)
 	resp := &secretbrokerv1.DetectDriftResponse{}
 	names := make([]string, 0, len(list))
 	for name := range list {

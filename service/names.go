@@ -174,7 +174,8 @@ func scopeName(s upstream.Scope) string { return s.Path() }
 // Only ASCII letters are folded (valid names hold no others). The app and
 // the environment are kept as they are: the app is already lower case,
 // and environments, though GitHub matches their names case insensitively
-// too, are left alone to be conservative. Resource names handed to
+// too, are left alone to be conservative (records and write locks fold
+// them: recordScope). Resource names handed to
 // callers and the names that policy checks see keep the caller's spelling:
 // foldedScope is never shown.
 func foldedScope(s upstream.Scope) string {

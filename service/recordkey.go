@@ -9,8 +9,8 @@ import (
 )
 
 // A secret's record is kept under its secretKey: one record per GitHub
-// secret, whatever the case of the organization, owner and repository
-// names a caller spells. Earlier versions kept it under the resource name
+// secret, whatever the case of the organization, owner, repository and
+// environment names a caller spells. Earlier versions kept it under the resource name
 // as the writing caller spelled it; a record left under such a name (one
 // whose scope has upper-case letters) is the secret's legacy record. It
 // still serves the spelling that wrote it, as it did before: it is read
@@ -36,9 +36,29 @@ func (s *Server) recordOf(ctx context.Context, scope upstream.Scope, name string
 		return rec, ok
 	}
 	if legacy := legacyRecordName(scope, name); legacy != "" {
-		return s.readRecord(ctx, legacy)
+		rec, ok := s.readRecord(ctx, legacy)
+		if rec != nil {
+			v := legacyView(*rec)
+			rec = &v
+		}
+		return rec, ok
 	}
 	return nil, true
+}
+
+// legacyView is what a legacy record is still believed for: its owner,
+// key_id, written_at and the updated_at GitHub reported after its write
+// (drift, and whether the secret listed now is the one it wrote, see
+// recordsBySecret), but not its fingerprints. A write or a selection
+// change under another spelling locked and distrusted only that
+// spelling's record, so a legacy record's fingerprints may describe a
+// value or a selection GitHub no longer holds, with an updated_at that
+// has not moved (a selection change leaves it): trusted, they would make
+// a write be answered unchanged. Without them the next write of the
+// secret goes to GitHub, and its record goes under the key.
+func legacyView(r state.Record) state.Record {
+	r.ValueFingerprint, r.SettingsFingerprint = state.Fingerprint{}, state.Fingerprint{}
+	return r
 }
 
 // adoptRecord moves rec, a legacy record of secret name of scope, to the
@@ -63,11 +83,12 @@ func (s *Server) adoptRecord(ctx context.Context, scope upstream.Scope, name str
 }
 
 // listRecords lists the records of scope's secrets: those under its keys,
-// and the legacy records under the scope as spelled of secrets that have
-// none under their key. Each keeps the name it is stored under.
+// and the legacy records (legacyView) under the scope as spelled of
+// secrets that have none under their key. Each keeps the name it is
+// stored under.
 func (s *Server) listRecords(ctx context.Context, scope upstream.Scope) ([]state.Record, error) {
-	recs, err := s.state.store.ListRecords(ctx, foldedScope(scope))
-	if err != nil || scopeName(scope) == foldedScope(scope) {
+	recs, err := s.state.store.ListRecords(ctx, recordScope(scope))
+	if err != nil || scopeName(scope) == recordScope(scope) {
 		return recs, err
 	}
 	legacy, err := s.state.store.ListRecords(ctx, scopeName(scope))
@@ -80,7 +101,7 @@ func (s *Server) listRecords(ctx context.Context, scope upstream.Scope) ([]state
 	}
 	for _, r := range legacy {
 		if !keyed[recordSecret(r)] {
-			recs = append(recs, r)
+			recs = append(recs, legacyView(r))
 		}
 	}
 	return recs, nil
@@ -92,11 +113,35 @@ func recordSecret(r state.Record) string {
 	return name
 }
 
-// recordsBySecret indexes records by the name of their secret.
-func recordsBySecret(recs []state.Record) map[string]*state.Record {
+// recordsBySecret indexes records by the name of their secret, leaving
+// out each record of a secret that list (the scope's listing) shows was
+// created after that record's write (predates).
+func recordsBySecret(recs []state.Record, list map[string]upstream.Secret) map[string]*state.Record {
 	out := make(map[string]*state.Record, len(recs))
 	for i := range recs {
-		out[recordSecret(recs[i])] = &recs[i]
+		name := recordSecret(recs[i])
+		if sec, ok := list[name]; ok && predates(&recs[i], sec) {
+			continue
+		}
+		out[name] = &recs[i]
 	}
 	return out
+}
+
+// predates reports whether r is the record of an earlier secret of its
+// name than sec, the one GitHub lists now: sec was created after the
+// latest updated_at r's write can have left (both times are GitHub's).
+// The secret r was written to was deleted behind the broker's back, or
+// under another spelling of its scope (a legacy record), and another
+// writer created sec: r's owner does not own it, and its updated_at says
+// nothing of it. A record without an updated_at cannot tell, and is kept.
+func predates(r *state.Record, sec upstream.Secret) bool {
+	if !r.UpdatedKnown() || sec.CreatedAt.IsZero() {
+		return false
+	}
+	latest := r.UpdatedAt
+	if !r.UpdatedAtLatest.IsZero() {
+		latest = r.UpdatedAtLatest
+	}
+	return sec.CreatedAt.After(latest)
 }

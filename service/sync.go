@@ -333,7 +333,7 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 		// Without the records prune could not tell what the owner wrote.
 		return nil, fmt.Errorf("state records of %s: %w", parent, err)
 	}
-	bySecret := recordsBySecret(recs)
+	bySecret := recordsBySecret(recs, list)
 	for name, value := range desired {
 		plan.items = append(plan.items, s.planWrite(ctx, plan, name, value, bySecret))
 	}
