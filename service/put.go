@@ -187,20 +187,33 @@ type lockedRecord struct {
 // it. Before anything is sent the record is distrusted (distrustRecord):
 // a write that fails, or whose outcome is unknown, leaves no record that
 // could make a later write of the secret unchanged. After a successful
-// write the record is written anew (recordWrite); getUpdated asks GitHub
+// write the record is written anew (recordWrite), unless another replica
+// wrote the secret at the same time (trackWrite); getUpdated asks GitHub
 // for updated_at when the answer bounds none (a batch reads it back at its
 // end instead). On return p holds the settings written.
 func (s *Server) writeLocked(ctx context.Context, p *putPlan, key sealingKey, cur lockedRecord, pr prints, havePrints bool, owner string, getUpdated bool) (upstream.Written, upstream.KeyID, error) {
-	s.distrustRecord(ctx, secretKey(p.scope, p.name), cur.rec, cur.readOK)
+	k := secretKey(p.scope, p.name)
+	tw := s.trackWrite(ctx, k)
+	s.distrustRecord(ctx, k, cur.rec, cur.readOK)
 	w, keyID, err := s.batchPut(ctx, p, key)
 	if err != nil {
+		tw.end(ctx)
 		return w, keyID, err
 	}
 	if getUpdated && w.UpdatedFrom.IsZero() {
 		now := s.seenByGet(ctx, p.scope, p.name)
 		w.UpdatedFrom, w.UpdatedTo = now.updatedAt, now.updatedAt
 	}
-	s.recordWrite(ctx, p, pr, havePrints, keyID, owner, w)
+	if !tw.alone {
+		tw.end(ctx)
+		return w, keyID, nil // the record stays distrusted
+	}
+	rec := s.recordWrite(ctx, p, pr, havePrints, keyID, owner, w)
+	if !tw.end(ctx) && rec != nil {
+		// Another replica began writing the secret before this write
+		// ended: which value GitHub applied last is unknown.
+		s.distrustRecord(ctx, k, rec, true)
+	}
 	return w, keyID, nil
 }
 

@@ -187,7 +187,12 @@ func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, na
 		return err
 	}
 	defer unlock()
-	s.distrustRecord(ctx, secretKey(scope, name), cur.rec, cur.readOK)
+	k := secretKey(scope, name)
+	// Counted as a write: a put another replica makes meanwhile must not
+	// record the selection this change replaces.
+	tw := s.trackWrite(ctx, k)
+	defer tw.end(ctx)
+	s.distrustRecord(ctx, k, cur.rec, cur.readOK)
 	return do()
 }
 
@@ -338,8 +343,9 @@ func newRecord(key string, pr prints, havePrints bool, written *putPlan, keyID u
 	return r
 }
 
-// recordWrite records a successful write of p (completed as sent).
-func (s *Server) recordWrite(ctx context.Context, p *putPlan, pr prints, havePrints bool, keyID upstream.KeyID, owner string, w upstream.Written) {
+// recordWrite records a successful write of p (completed as sent) and
+// returns the record stored, nil when it could not be stored.
+func (s *Server) recordWrite(ctx context.Context, p *putPlan, pr prints, havePrints bool, keyID upstream.KeyID, owner string, w upstream.Written) *state.Record {
 	key := secretKey(p.scope, p.name)
 	if !havePrints {
 		// A caller-sealed value: the broker cannot know it again. Keep
@@ -352,11 +358,60 @@ func (s *Server) recordWrite(ctx context.Context, p *putPlan, pr prints, havePri
 	if err != nil {
 		fp = nil
 	}
-	if s.putRecord(rctx, newRecord(key, pr, havePrints, p, keyID, owner, fp, w)) != nil {
+	rec := newRecord(key, pr, havePrints, p, keyID, owner, fp, w)
+	if s.putRecord(rctx, rec) != nil {
 		// The previous record (distrusted before the write, unless the
 		// store failed then too) must not outlive the write.
 		_ = s.dropRecord(rctx, key)
+		return nil
 	}
+	return &rec
+}
+
+// trackedWrite is a write of a secret as the state store's WriteTracker
+// counts it (trackWrite).
+type trackedWrite struct {
+	s          *Server
+	key, token string
+	// alone: no other replica was writing the secret when this write
+	// began (always, with a store no other replica shares).
+	alone bool
+}
+
+// trackWrite counts a write of the secret with key (its secretKey) as
+// begun in a store the replicas share (state.WriteTracker); the caller
+// calls end once GitHub answered or the write failed. When the store
+// cannot count it, the write is not alone: it is not recorded.
+func (s *Server) trackWrite(ctx context.Context, key string) trackedWrite {
+	wt, ok := s.state.store.(state.WriteTracker)
+	if !ok {
+		return trackedWrite{alone: true}
+	}
+	rctx, cancel := recordContext(ctx)
+	defer cancel()
+	token, alone, err := wt.BeginWrite(rctx, key)
+	if err != nil {
+		s.log.WarnContext(ctx, "state: a write cannot be counted; it will not be recorded", "record", key, "err", err)
+		return trackedWrite{}
+	}
+	return trackedWrite{s: s, key: key, token: token, alone: alone}
+}
+
+// end counts the write as ended and reports whether it stayed alone: no
+// other replica wrote the secret while it was in progress.
+func (t trackedWrite) end(ctx context.Context) bool {
+	if t.s == nil {
+		return t.alone // untracked: alone; not counted: not alone
+	}
+	wt := t.s.state.store.(state.WriteTracker)
+	rctx, cancel := recordContext(ctx)
+	defer cancel()
+	alone, err := wt.EndWrite(rctx, t.key, t.token)
+	if err != nil {
+		t.s.log.WarnContext(ctx, "state: the end of a write cannot be counted; its record is distrusted", "record", t.key, "err", err)
+		return false
+	}
+	return t.alone && alone
 }
 
 // pinUpdatedAt narrows a record holding a range of updated_at to the exact

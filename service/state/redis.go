@@ -65,6 +65,8 @@ type RedisOptions struct {
 //	P + "ops:expiry"           sorted set, score the Unix milliseconds a
 //	                           done operation expires at, member
 //	                           ID + " " + caller
+//	P + "writers:" + key       sorted set: the writes of a secret in
+//	                           progress on every replica (writers.go)
 //
 // Records and operations are the bytes of codec.go, as in every store.
 // The sorted sets are indexes: ListOperations reads IDs from one in order
