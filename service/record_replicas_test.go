@@ -54,10 +54,10 @@ func (t *trackingStore) EndWrite(_ context.Context, _, token string) (bool, erro
 func TestWritesOfOtherReplicas(t *testing.T) {
 	failure := errors.New("redis: connection refused")
 	for _, tc := range []struct {
-		name               string
-		beginAlone         bool
-		endAlone           bool
-		beginErr, endErr   error
+		name                string
+		beginAlone          bool
+		endAlone            bool
+		beginErr, endErr    error
 		wantSecondUnchanged bool
 	}{
 		{name: "alone throughout", beginAlone: true, endAlone: true, wantSecondUnchanged: true},

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -70,11 +70,11 @@ func errCredentials() error {
 }
 
 // authenticate returns the caller proven by the call's credentials ("" when
-// authentication is not configured and none was proven) and the key the
-// pacer queues the call under.
-func (f *frontDoor) authenticate(ctx context.Context) (caller, fairness string, err error) {
+// authentication is not configured and none was proven), the key the
+// pacer queues the call under, and whether the JSON gateway made the call.
+func (f *frontDoor) authenticate(ctx context.Context) (caller, fairness string, viaGateway bool, err error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	viaGateway := f.keys.fromGateway(md)
+	viaGateway = f.keys.fromGateway(md)
 
 	var addr, certCaller string
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
@@ -90,11 +90,11 @@ func (f *frontDoor) authenticate(ctx context.Context) (caller, fairness string, 
 		addr, ok1 = atMostOne(md, mdCaller)
 		certCaller, ok2 = atMostOne(md, mdX509)
 		if !ok1 || !ok2 {
-			return "", "", errCredentials()
+			return "", "", false, errCredentials()
 		}
 	}
-
-	return f.identify(ctx, md.Get("authorization"), certCaller, addr)
+	caller, fairness, err = f.identify(ctx, md.Get("authorization"), certCaller, addr)
+	return caller, fairness, viaGateway, err
 }
 
 // identify returns the caller proven by the authorization values (at most
@@ -164,12 +164,16 @@ func atMostOne(md metadata.MD, key string) (string, bool) {
 // admit authenticates a call and counts it in; release must be called when
 // it ends.
 func (f *frontDoor) admit(ctx context.Context, method string) (context.Context, func(), error) {
-	caller, fairness, err := f.authenticate(ctx)
+	caller, fairness, viaGateway, err := f.authenticate(ctx)
 	if err != nil {
 		f.log.InfoContext(ctx, "call refused: no valid credentials", slog.String("method", method))
 		return nil, nil, err
 	}
-	release, refused := f.limits.admit(fairness)
+	admit := f.limits.admit
+	if viaGateway {
+		admit = f.limits.admitUnrated // the gateway took the token (admitHTTP)
+	}
+	release, refused := admit(fairness)
 	if refused != nil {
 		f.log.DebugContext(ctx, "call refused by the inbound limits", slog.String("method", method),
 			slog.String("caller", caller), slog.String("reason", refused.reason))
@@ -255,7 +259,7 @@ func (f *frontDoor) wrap(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 func (f *frontDoor) streamGuard() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if f.required && !f.reflectionOpen && strings.HasPrefix(info.FullMethod, "/grpc.reflection.") {
-			if _, _, err := f.authenticate(ss.Context()); err != nil {
+			if _, _, _, err := f.authenticate(ss.Context()); err != nil {
 				return err
 			}
 		}
@@ -376,16 +380,41 @@ func (b *bodyBudget) cost(n int64) int64 {
 	return min(n*bodyCostFactor, b.max)
 }
 
-// take reserves the cost of a body of declared length n and returns the
-// function that gives it back, or RESOURCE_EXHAUSTED with a RetryInfo (429
-// with Retry-After through the gateway) when the budget lacks it.
-func (b *bodyBudget) take(n int64) (release func(), err error) {
+// reserve takes the cost of a body of declared length n and returns it
+// as a reservation the caller gives back (release) or cuts to what the
+// body turned out to be (shrink), or RESOURCE_EXHAUSTED with a RetryInfo
+// (429 with Retry-After through the gateway) when the budget lacks it.
+func (b *bodyBudget) reserve(n int64) (*bodyReservation, error) {
 	c := b.cost(n)
 	if !b.sem.TryAcquire(c) {
 		return nil, exhausted("the broker is at its limit of request bytes in progress", time.Second)
 	}
-	return func() { b.sem.Release(c) }, nil
+	return &bodyReservation{b: b, held: c}, nil
 }
+
+// bodyReservation is a body's cost held from a bodyBudget. It only
+// shrinks: a body of unknown length (chunked) costs the most a body may
+// until it has been read, then what it is, so that a 2-byte chunked body
+// does not hold the budget of a whole one for as long as its call runs.
+type bodyReservation struct {
+	b    *bodyBudget
+	mu   sync.Mutex
+	held int64
+}
+
+// shrink gives back what the reservation holds beyond the cost of a body
+// of n bytes (n 0: all of it).
+func (r *bodyReservation) shrink(n int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c := r.b.cost(n); c < r.held {
+		r.b.sem.Release(r.held - c)
+		r.held = c
+	}
+}
+
+// release gives back all the reservation holds; more calls do nothing.
+func (r *bodyReservation) release() { r.shrink(0) }
 
 // bodyBudgetKey is the context key of the bodyBudget that admitHTTP hands
 // the gateway with a request that has a body.
@@ -411,15 +440,18 @@ func bodyBudgetFrom(ctx context.Context, fallback *bodyBudget) *bodyBudget {
 
 // admitHTTP is the front door's HTTP side, in front of the JSON gateway:
 // before a body is read it authenticates the caller (401 without valid
-// credentials) and counts the call against the caller's and all callers' calls
-// in progress (429 with Retry-After over a limit). It hands the gateway the
-// bound on bytes of request bodies in progress (bodyBudget), which the
-// gateway applies to every body it reads, before reading it (429 with
-// Retry-After over the bound). A JSON flood is thus refused before its
-// bodies cost memory or CPU. Paths outside /v1/ (/healthz, /openapi.json)
-// are open to everyone; no route there takes a body and the gateway never
+// credentials), takes a token from the caller's rate (the same limiter as
+// the gRPC side's, which then takes none for the gateway's calls) and
+// counts the call against the caller's and all callers' calls in progress
+// (429 with Retry-After over a limit). It takes the cost of the request's
+// body from the bound on bytes of request bodies in progress
+// (bodyBudget) before any of it is read (429 with Retry-After over the
+// bound), and hands the gateway the reservation, which it cuts to the
+// body's size once read. A JSON flood is thus refused before its bodies
+// cost memory or CPU. Paths outside /v1/ (/healthz, /openapi.json) are
+// open to everyone; no route there takes a body and the gateway never
 // reads one. The gRPC side checks the call again with the credentials the
-// gateway forwards; the per-caller rate applies there, once.
+// gateway forwards.
 func (f *frontDoor) admitHTTP(next http.Handler, limits *callLimits, maxBytes int64) http.Handler {
 	budget := newBodyBudget(maxBytes)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -433,41 +465,47 @@ func (f *frontDoor) admitHTTP(next http.Handler, limits *callLimits, maxBytes in
 		}
 		_, fairness, err := f.identify(r.Context(), r.Header.Values("Authorization"), cert, hostOf(r.RemoteAddr))
 		if err != nil {
-			writeHTTPError(w, http.StatusUnauthorized, codes.Unauthenticated, status.Convert(err).Message(), 0)
+			writeHTTPError(w, http.StatusUnauthorized, status.New(codes.Unauthenticated, status.Convert(err).Message()), 0)
 			return
+		}
+		if f.limits != nil {
+			if refused := f.limits.allowRate(fairness); refused != nil {
+				writeHTTPError(w, http.StatusTooManyRequests, status.Convert(exhausted(refused.reason, refused.retryAfter)), refused.retryAfter)
+				return
+			}
 		}
 		release, refused := limits.admit(fairness)
 		if refused != nil {
-			writeHTTPError(w, http.StatusTooManyRequests, codes.ResourceExhausted, refused.reason+"; try again later", refused.retryAfter)
+			writeHTTPError(w, http.StatusTooManyRequests, status.Convert(exhausted(refused.reason, refused.retryAfter)), refused.retryAfter)
 			return
 		}
 		defer release()
 		if hasBody(r) && (r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch) {
 			// The methods whose routes read a body: its cost is taken
 			// here, before tracing and routing, so that a flood of large
-			// bodies is refused at its cheapest. (A route that takes no
-			// body never reads it; it is then paid for nothing, for the
-			// length of one call.)
-			paid, err := budget.take(r.ContentLength)
+			// bodies is refused at its cheapest. The gateway cuts it to
+			// the body read, or to nothing for a route that takes none.
+			paid, err := budget.reserve(r.ContentLength)
 			if err != nil {
-				st := status.Convert(err)
-				writeHTTPError(w, http.StatusTooManyRequests, st.Code(), st.Message()+"; try again later", time.Second)
+				writeHTTPError(w, http.StatusTooManyRequests, status.Convert(err), time.Second)
 				return
 			}
-			defer paid()
-			r = r.WithContext(context.WithValue(r.Context(), bodyPaidKey{}, true))
+			defer paid.release()
+			r = r.WithContext(context.WithValue(r.Context(), bodyPaidKey{}, paid))
 		}
 		next.ServeHTTP(w, withBodyBudget(r, budget))
 	})
 }
 
-// bodyPaidKey marks a request whose body's cost admitHTTP has taken: the
-// gateway reads it without taking it again.
+// bodyPaidKey is the context key of the reservation admitHTTP took for a
+// request's body: the gateway reads the body without taking its cost
+// again, and cuts the reservation to what it read.
 type bodyPaidKey struct{}
 
-// bodyPaid reports whether admitHTTP took the cost of ctx's request body.
-func bodyPaid(ctx context.Context) bool {
-	paid, _ := ctx.Value(bodyPaidKey{}).(bool)
+// bodyPaid returns the reservation admitHTTP took for ctx's request
+// body, nil when it took none.
+func bodyPaid(ctx context.Context) *bodyReservation {
+	paid, _ := ctx.Value(bodyPaidKey{}).(*bodyReservation)
 	return paid
 }
 
@@ -479,19 +517,20 @@ func setChallenge(h http.Header) {
 
 // writeHTTPError writes the gateway's JSON error shape, with Retry-After
 // when retry is positive (rounded up to whole seconds).
-func writeHTTPError(w http.ResponseWriter, httpStatus int, c codes.Code, msg string, retry time.Duration) {
+func writeHTTPError(w http.ResponseWriter, httpStatus int, st *status.Status, retry time.Duration) {
 	w.Header().Set("Content-Type", "application/json")
 	if retry > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
 	}
-	if c == codes.Unauthenticated {
+	if st.Code() == codes.Unauthenticated {
 		setChallenge(w.Header())
 	}
 	w.WriteHeader(httpStatus)
-	b, _ := json.Marshal(struct {
-		Code    int32    `json:"code"`
-		Message string   `json:"message"`
-		Details []string `json:"details"`
-	}{int32(c), msg, []string{}})
+	// The gateway's error shape: the status as its marshaler writes it,
+	// details (a RetryInfo) included.
+	b, err := newJSONMarshaler().Marshal(st.Proto())
+	if err != nil {
+		b = []byte(`{"code":` + strconv.Itoa(int(st.Code())) + `,"message":"","details":[]}`)
+	}
 	_, _ = w.Write(b)
 }

@@ -114,6 +114,7 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 		runtime.WithMetadata(callers.gatewayMetadata),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
+		runtime.WithOutgoingTrailerMatcher(outgoingTrailer),
 		runtime.WithErrorHandler(errorWithRetryAfter),
 		runtime.WithRoutingErrorHandler(g.routingError),
 		// A form POST is not a GET in disguise.
@@ -139,6 +140,7 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 // selected_repositories), as GitHub refuses a PUT without
 // selected_repository_ids: the decoded request could not tell a missing
 // selection from an empty one, and an empty one clears every repository.
+// A selection given as null does not name it either.
 // `{"selected_repository_ids": []}` still clears on purpose. (Over gRPC
 // an empty list is the request to clear: proto3 has no other.)
 func (g *gateway) selectionRequired(next runtime.HandlerFunc) runtime.HandlerFunc {
@@ -169,10 +171,12 @@ func (g *gateway) selectionRequired(next runtime.HandlerFunc) runtime.HandlerFun
 			}
 		}
 		named := false
-		for k := range fields {
+		for k, v := range fields {
 			switch k {
 			case "selected_repository_ids", "selectedRepositoryIds", "selected_repositories", "selectedRepositories":
-				named = true
+				// null names nothing: a script whose variable came out
+				// empty must not clear the selection.
+				named = named || !bytes.Equal(bytes.TrimSpace(v), []byte("null"))
 			case "name":
 			default:
 				next(w, r, params) // a field it does not have: the decoder names it
@@ -213,6 +217,11 @@ func (g *gateway) bodies(next runtime.HandlerFunc) runtime.HandlerFunc {
 			return
 		}
 		if !g.takesBody(r) {
+			// Never read (as GitHub ignores it), so it costs nothing of
+			// the budget admitHTTP took it from.
+			if paid := bodyPaid(r.Context()); paid != nil {
+				paid.release()
+			}
 			r2 := *r
 			r2.Body, r2.ContentLength = http.NoBody, 0
 			next(w, &r2, params)
@@ -324,12 +333,13 @@ func (g *gateway) readBody(w http.ResponseWriter, r *http.Request) (*http.Reques
 	if r.ContentLength > maxRequestBytes {
 		return r, nil, tooLarge(maxRequestBytes)
 	}
-	release := func() {}
-	if !bodyPaid(r.Context()) {
+	res, release := bodyPaid(r.Context()), func() {}
+	if res == nil {
 		var err error
-		if release, err = bodyBudgetFrom(r.Context(), g.budget).take(r.ContentLength); err != nil {
+		if res, err = bodyBudgetFrom(r.Context(), g.budget).reserve(r.ContentLength); err != nil {
 			return r, nil, err
 		}
+		release = res.release
 	}
 	body, err := readBodyBytes(http.MaxBytesReader(w, r.Body, maxRequestBytes), r.ContentLength)
 	if err != nil {
@@ -339,6 +349,9 @@ func (g *gateway) readBody(w http.ResponseWriter, r *http.Request) (*http.Reques
 		}
 		return r, nil, status.Errorf(codes.InvalidArgument, "reading the request body: %v", err)
 	}
+	// A body of unknown length was paid for as the largest: it now costs
+	// what it is.
+	res.shrink(int64(len(body)))
 	r2 := *r
 	r2.Body = newReadBody(body)
 	r2.ContentLength = int64(len(body))
@@ -415,24 +428,54 @@ func tooLarge(limit int64) error {
 // it: Grpc-Metadata-Authorization would add a second value. The standard
 // HTTP headers the default matcher also forwards, as "grpcgateway-"
 // keys, are not: nothing in the service reads them, and one of them
-// would be a second copy of the caller's bearer token.
+// would be a second copy of the caller's bearer token. Nor is trace
+// context (traceKey).
 func incomingHeader(key string) (string, bool) {
 	md, ok := runtime.DefaultHeaderMatcher(key)
-	if !ok || strings.HasPrefix(md, runtime.MetadataPrefix) || reservedKey(md) {
+	if !ok || strings.HasPrefix(md, runtime.MetadataPrefix) || reservedKey(md) || traceKey(md) {
 		return "", false
 	}
 	return md, true
 }
 
+// traceKey reports whether metadata key k (as the header matcher returns
+// it) carries trace context. The caller's Traceparent header reaches the
+// HTTP span, and that span's context reaches the gRPC server span as a
+// connection's client would send it; a caller's Grpc-Metadata-Traceparent
+// (or tracestate, baggage, grpc-trace-bin) would replace it, and put the
+// call's server span, log lines and audit record in a trace of the
+// caller's choosing, apart from its HTTP span.
+func traceKey(k string) bool {
+	switch strings.ToLower(k) {
+	case "traceparent", "tracestate", "baggage", "grpc-trace-bin":
+		return true
+	}
+	return false
+}
+
 // outgoingHeader is grpc-gateway's default for the header metadata of an
 // answer (each key as a Grpc-Metadata-* header) without content-type,
 // which the gRPC transport sets on every answer and which says nothing
-// to a JSON caller: the answer's own Content-Type is the JSON one.
+// to a JSON caller: the answer's own Content-Type is the JSON one; and
+// without binary (-bin) keys, whose raw bytes are no HTTP field value.
 func outgoingHeader(key string) (string, bool) {
-	if key == "content-type" {
+	if key == "content-type" || strings.HasSuffix(key, "-bin") {
 		return "", false
 	}
 	return runtime.MetadataHeaderPrefix + key, true
+}
+
+// outgoingTrailer is grpc-gateway's default for the trailer metadata of
+// an answer (each key as a Grpc-Trailer-* trailer, sent to a caller that
+// asks with TE: trailers) without content-type and without binary keys:
+// grpc-status-details-bin holds raw protobuf bytes, which are no HTTP
+// field value (a client then fails to read the answer, a 429's
+// included), and the details are in the answer's body already.
+func outgoingTrailer(key string) (string, bool) {
+	if key == "content-type" || strings.HasSuffix(key, "-bin") {
+		return "", false
+	}
+	return runtime.MetadataTrailerPrefix + key, true
 }
 
 // reservedKey reports whether metadata key k, lowercased, is one only

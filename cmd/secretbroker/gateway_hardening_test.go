@@ -548,7 +548,7 @@ func startFakeBackend(t *testing.T) *fakeBackend {
 	door := &frontDoor{keys: f.callers, log: slog.New(slog.DiscardHandler)}
 	conn := serveUnimplemented(t, grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		md, _ := metadata.FromIncomingContext(ctx)
-		_, fairness, err := door.authenticate(ctx)
+		_, fairness, _, err := door.authenticate(ctx)
 		if err != nil {
 			fairness = "refused: " + err.Error()
 		}

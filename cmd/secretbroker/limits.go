@@ -54,11 +54,26 @@ type refusal struct {
 // admit counts a call of caller in, or says why it may not start. release
 // must be called when an admitted call ends.
 func (l *callLimits) admit(caller string) (release func(), refused *refusal) {
+	return l.admitCall(caller, true)
+}
+
+// admitUnrated is admit without the caller's rate: for a call whose
+// token the gateway took already (allowRate), before it read the call's
+// request.
+func (l *callLimits) admitUnrated(caller string) (release func(), refused *refusal) {
+	return l.admitCall(caller, false)
+}
+
+// allowRate takes a token from caller's rate, or says why the call may
+// not start; it counts no call in progress.
+func (l *callLimits) allowRate(caller string) *refusal {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.total > 0 && l.active >= l.total {
-		return nil, &refusal{reason: "the broker is at its limit of calls in progress", retryAfter: time.Second}
-	}
+	return l.takeTokenLocked(l.stateLocked(caller))
+}
+
+// stateLocked returns caller's state, made when it has none.
+func (l *callLimits) stateLocked(caller string) *callerState {
 	st := l.callers[caller]
 	if st == nil {
 		l.sweepLocked()
@@ -68,18 +83,39 @@ func (l *callLimits) admit(caller string) (release func(), refused *refusal) {
 		}
 		l.callers[caller] = st
 	}
+	return st
+}
+
+// takeTokenLocked takes a token from st's rate, if it has one.
+func (l *callLimits) takeTokenLocked(st *callerState) *refusal {
+	if st.lim == nil {
+		return nil
+	}
+	now := time.Now()
+	r := st.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); !r.OK() || d > 0 {
+		r.CancelAt(now)
+		if d <= 0 {
+			d = time.Second
+		}
+		return &refusal{reason: "the caller is over its rate limit", retryAfter: d}
+	}
+	return nil
+}
+
+func (l *callLimits) admitCall(caller string, rated bool) (release func(), refused *refusal) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total > 0 && l.active >= l.total {
+		return nil, &refusal{reason: "the broker is at its limit of calls in progress", retryAfter: time.Second}
+	}
+	st := l.stateLocked(caller)
 	if l.perCaller > 0 && st.active >= l.perCaller {
 		return nil, &refusal{reason: "the caller is at its limit of calls in progress", retryAfter: time.Second}
 	}
-	if st.lim != nil {
-		now := time.Now()
-		r := st.lim.ReserveN(now, 1)
-		if d := r.DelayFrom(now); !r.OK() || d > 0 {
-			r.CancelAt(now)
-			if d <= 0 {
-				d = time.Second
-			}
-			return nil, &refusal{reason: "the caller is over its rate limit", retryAfter: d}
+	if rated {
+		if refused := l.takeTokenLocked(st); refused != nil {
+			return nil, refused
 		}
 	}
 	st.active++
