@@ -18,6 +18,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -384,14 +385,7 @@ func TestGatewayBodyBudget(t *testing.T) {
 
 	// The gateway over a gRPC server that answers every call
 	// Unimplemented, behind admitHTTP, as run puts them.
-	conn := serveUnimplemented(t)
-	callers := callerKeys{gatewaySecret: "budget-gateway-secret"}
-	gw, err := newGateway(t.Context(), conn, callers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	door := &frontDoor{keys: callers, log: slog.New(slog.DiscardHandler)}
-	h := door.admitHTTP(gw, newCallLimits(0, 0, 0, 0), 32<<20)
+	h := gatewayBehindDoor(t, serveUnimplemented(t), "budget-gateway-secret")
 
 	serve := func(method, path string, length int64, body *watchedBody) *httptest.ResponseRecorder {
 		r := httptest.NewRequestWithContext(context.Background(), method, path, nil)
@@ -499,4 +493,17 @@ func TestGatewaySelectionRequired(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gatewayBehindDoor is the gateway over conn behind admitHTTP, as run puts
+// them, with no limits but a 32 MiB body budget and no authentication.
+func gatewayBehindDoor(t *testing.T, conn grpc.ClientConnInterface, secret string) http.Handler {
+	t.Helper()
+	callers := callerKeys{gatewaySecret: secret}
+	gw, err := newGateway(t.Context(), conn, callers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	door := &frontDoor{keys: callers, log: slog.New(slog.DiscardHandler)}
+	return door.admitHTTP(gw, newCallLimits(0, 0, 0, 0), 32<<20)
 }

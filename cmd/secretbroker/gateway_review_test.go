@@ -49,13 +49,7 @@ func TestGatewayChunkedBodyCostsWhatItIs(t *testing.T) {
 	svc := &blockingWait{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	conn := newLocalConn(nil, localServer{desc: &secretbrokerv1.SecretService_ServiceDesc, impl: svc,
 		maxSendBytes: gatewayMaxSendBytes, maxStreams: 8, authority: gatewayAuthority})
-	callers := callerKeys{gatewaySecret: "s"}
-	gw, err := newGateway(t.Context(), conn, callers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	door := &frontDoor{keys: callers, log: slog.New(slog.DiscardHandler)}
-	h := door.admitHTTP(gw, newCallLimits(0, 0, 0, 0), 32<<20)
+	h := gatewayBehindDoor(t, conn, "s")
 	serve := func(path string, length int64, body string) *httptest.ResponseRecorder {
 		r := httptest.NewRequestWithContext(context.Background(), http.MethodPost, path, strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
