@@ -193,11 +193,11 @@ type lockedRecord struct {
 // end instead). On return p holds the settings written.
 func (s *Server) writeLocked(ctx context.Context, p *putPlan, key sealingKey, cur lockedRecord, pr prints, havePrints bool, owner string, getUpdated bool) (upstream.Written, upstream.KeyID, error) {
 	k := secretKey(p.scope, p.name)
-	tw := s.trackWrite(ctx, k)
+	tw, cur := s.trackWrite(ctx, k, cur)
+	defer tw.end(ctx) // on every return, a panic's too
 	s.distrustRecord(ctx, k, cur.rec, cur.readOK)
 	w, keyID, err := s.batchPut(ctx, p, key)
 	if err != nil {
-		tw.end(ctx)
 		return w, keyID, err
 	}
 	if getUpdated && w.UpdatedFrom.IsZero() {
@@ -205,7 +205,6 @@ func (s *Server) writeLocked(ctx context.Context, p *putPlan, key sealingKey, cu
 		w.UpdatedFrom, w.UpdatedTo = now.updatedAt, now.updatedAt
 	}
 	if !tw.alone {
-		tw.end(ctx)
 		return w, keyID, nil // the record stays distrusted
 	}
 	rec := s.recordWrite(ctx, p, pr, havePrints, keyID, owner, w)

@@ -190,7 +190,7 @@ func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, na
 	k := secretKey(scope, name)
 	// Counted as a write: a put another replica makes meanwhile must not
 	// record the selection this change replaces.
-	tw := s.trackWrite(ctx, k)
+	tw, cur := s.trackWrite(ctx, k, cur)
 	defer tw.end(ctx)
 	s.distrustRecord(ctx, k, cur.rec, cur.readOK)
 	return do()
@@ -372,46 +372,53 @@ func (s *Server) recordWrite(ctx context.Context, p *putPlan, pr prints, havePri
 // counts it (trackWrite).
 type trackedWrite struct {
 	s          *Server
+	wt         state.WriteTracker // nil: the store does not count writes
 	key, token string
 	// alone: no other replica was writing the secret when this write
 	// began (always, with a store no other replica shares).
 	alone bool
+	ended bool
 }
 
 // trackWrite counts a write of the secret with key (its secretKey) as
-// begun in a store the replicas share (state.WriteTracker); the caller
-// calls end once GitHub answered or the write failed. When the store
-// cannot count it, the write is not alone: it is not recorded.
-func (s *Server) trackWrite(ctx context.Context, key string) trackedWrite {
+// begun in a store the replicas share (state.WriteTracker), and returns
+// the secret's record as read after that: a record another replica wrote
+// before this write began is the one it must distrust, not the one read
+// before. The caller calls end once GitHub answered or the write failed
+// (and defers it, for a panic). When the store cannot count the write,
+// the write is not alone: it is not recorded.
+func (s *Server) trackWrite(ctx context.Context, key string, cur lockedRecord) (*trackedWrite, lockedRecord) {
 	wt, ok := s.state.store.(state.WriteTracker)
 	if !ok {
-		return trackedWrite{alone: true}
+		return &trackedWrite{alone: true}, cur
 	}
 	rctx, cancel := recordContext(ctx)
 	defer cancel()
 	token, alone, err := wt.BeginWrite(rctx, key)
+	tw := &trackedWrite{s: s, wt: wt, key: key, token: token, alone: alone && err == nil}
 	if err != nil {
 		s.log.WarnContext(ctx, "state: a write cannot be counted; it will not be recorded", "record", key, "err", err)
-		return trackedWrite{}
 	}
-	return trackedWrite{s: s, key: key, token: token, alone: alone}
+	cur.rec, cur.readOK = s.readRecord(ctx, key)
+	return tw, cur
 }
 
-// end counts the write as ended and reports whether it stayed alone: no
-// other replica wrote the secret while it was in progress.
-func (t trackedWrite) end(ctx context.Context) bool {
-	if t.s == nil {
-		return t.alone // untracked: alone; not counted: not alone
+// end counts the write as ended, once (later calls repeat the answer),
+// and reports whether it stayed alone: no other replica wrote the secret
+// while it was in progress.
+func (t *trackedWrite) end(ctx context.Context) bool {
+	if t.wt == nil || t.ended {
+		return t.alone
 	}
-	wt := t.s.state.store.(state.WriteTracker)
+	t.ended = true
 	rctx, cancel := recordContext(ctx)
 	defer cancel()
-	alone, err := wt.EndWrite(rctx, t.key, t.token)
+	alone, err := t.wt.EndWrite(rctx, t.key, t.token)
 	if err != nil {
 		t.s.log.WarnContext(ctx, "state: the end of a write cannot be counted; its record is distrusted", "record", t.key, "err", err)
-		return false
 	}
-	return t.alone && alone
+	t.alone = t.alone && alone && err == nil
+	return t.alone
 }
 
 // pinUpdatedAt narrows a record holding a range of updated_at to the exact

@@ -28,13 +28,13 @@ type trackingStore struct {
 func (t *trackingStore) BeginWrite(_ context.Context, key string) (string, bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.beginErr != nil {
-		return "", false, t.beginErr
-	}
-	t.begun++
+	t.begun++ // counted even when it fails: the store may have counted it
 	t.keys = append(t.keys, key)
 	token := "w" + string(rune('0'+t.begun))
 	t.tokens = append(t.tokens, token)
+	if t.beginErr != nil {
+		return token, false, t.beginErr
+	}
 	return token, t.beginAlone, nil
 }
 
@@ -155,6 +155,76 @@ func TestSelectionChangeCountsAsWrite(t *testing.T) {
 		}
 		if resp.GetUnchanged() {
 			t.Error("a put not alone was recorded: the same put again was answered unchanged")
+		}
+	})
+}
+
+// hookTracker is a shared store whose BeginWrite first runs a hook: what
+// another replica finished between this replica's read of the record
+// (lockSecret) and its BeginWrite.
+type hookTracker struct {
+	state.Store
+	mu   sync.Mutex
+	hook func()
+}
+
+func (h *hookTracker) BeginWrite(context.Context, string) (string, bool, error) {
+	h.mu.Lock()
+	f := h.hook
+	h.hook = nil
+	h.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return "t", true, nil
+}
+
+func (h *hookTracker) EndWrite(context.Context, string, string) (bool, error) { return true, nil }
+
+// TestWriteDistrustsRecordReadAfterBegin: a record another replica wrote
+// after this replica read the secret's record under its own lock, but
+// before this write began, is the one the write distrusts: a selection
+// change must not leave another replica's record of the old selection
+// trusted (found by a review: the record was read before the begin).
+func TestWriteDistrustsRecordReadAfterBegin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem, err := state.NewMemory(state.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := &hookTracker{Store: mem}
+		h := newHarness(t, harnessOpts{state: st})
+		ctx := t.Context()
+		const name = "orgs/octo-org/actions/secrets/SELECTED"
+		put := orgPut(name, plantedSecret, "selected", 1296269) // (V, S1)
+		if _, err := h.broker.PutSecret(ctx, put); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := mem.ListRecords(ctx, "orgs/octo-org/actions")
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("records %v (%v), want the put's one", recs, err)
+		}
+		other := recs[0] // what another replica's put of (V, S1) leaves
+		// An earlier selection change left the record distrusted.
+		if err := mem.PutRecord(ctx, state.Record{Name: other.Name, Owner: other.Owner, KeyID: other.KeyID, WrittenAt: other.WrittenAt}); err != nil {
+			t.Fatal(err)
+		}
+		st.mu.Lock()
+		st.hook = func() {
+			if err := mem.PutRecord(context.Background(), other); err != nil {
+				t.Error(err)
+			}
+		}
+		st.mu.Unlock()
+		if _, err := h.broker.SetSelectedRepositories(ctx, &secretbrokerv1.SetSelectedRepositoriesRequest{Name: name, SelectedRepositoryIds: []int64{1296271}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := h.broker.PutSecret(ctx, put) // GitHub holds S2
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetUnchanged() {
+			t.Error("a put of (V, S1) answered unchanged while GitHub holds the selection S2")
 		}
 	})
 }

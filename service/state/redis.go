@@ -67,6 +67,8 @@ type RedisOptions struct {
 //	                           ID + " " + caller
 //	P + "writers:" + key       sorted set: the writes of a secret in
 //	                           progress on every replica (writers.go)
+//	P + "writers:" + key + ":begun"
+//	                           integer: the writes of it begun
 //
 // Records and operations are the bytes of codec.go, as in every store.
 // The sorted sets are indexes: ListOperations reads IDs from one in order

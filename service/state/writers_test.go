@@ -1,6 +1,7 @@
 package state
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -11,8 +12,8 @@ import (
 
 // TestRedisWriteTracker: two replicas (two stores, two clients, one
 // prefix) writing one secret. A write is alone when no other write of
-// that secret is in progress at its begin and at its end; writes of other
-// secrets do not count; a write of a replica that died stops counting at
+// that secret is in progress at its begin and at its end, and none began
+// meanwhile; writes of other secrets do not count; a write of a replica that died stops counting at
 // its time, and a write that outlived its time is not alone at its end.
 // The count's key expires, and is gone when no write is in progress.
 func TestRedisWriteTracker(t *testing.T) {
@@ -64,10 +65,22 @@ func TestRedisWriteTracker(t *testing.T) {
 	end(b, key, tb, true)           // A ended: alone now, but its begin was not
 	end(b, other, tOther, true)
 
+	// Contained: B begins and ends while A is in progress; A's end sees
+	// no write in progress, but one began since its own.
+	ta = begin(a, key, true)
+	tb = begin(b, key, false)
+	end(b, key, tb, false)
+	end(a, key, ta, false)
+
+	// A begin that failed leaves a token without its count: its end
+	// removes it and is not alone.
+	end(a, key, "0123456789abcdef", false)
+
 	// A replica died during its write: it counts until its time, then
 	// not; its own end, had it come, would not be alone.
 	dead := begin(a, key, true)
-	if err := c1.ZAdd(ctx, writers, redis.Z{Score: float64(time.Now().Add(-time.Minute).UnixMilli()), Member: dead}).Err(); err != nil {
+	deadID, _, _ := strings.Cut(dead, "/")
+	if err := c1.ZAdd(ctx, writers, redis.Z{Score: float64(time.Now().Add(-time.Minute).UnixMilli()), Member: deadID}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	tb = begin(b, key, true)
