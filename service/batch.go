@@ -314,7 +314,7 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 	eachItem(runnable, func(i int) {
 		t := targets[i]
 		err := s.safely(ctx, op, func() error {
-			return s.deleteRecorded(t.ctx, t.scope, t.name)
+			return s.deleteRecorded(t.ctx, t.scope, t.name, nil)
 		})
 		t.ch.end(t.ctx, err)
 		fail(i, err)

@@ -158,7 +158,7 @@ func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner st
 		v = judge(rec, pr, havePrints, force, now)
 		if v.unchanged {
 			s.metrics.skipped(ctx, rpcShort(rpcPutSecret))
-			s.pinUpdatedAt(ctx, rec, now.updatedAt)
+			s.pinUpdatedAt(ctx, secretKey(p.scope, p.name), rec, now.updatedAt)
 			return putOutcome{keyID: upstream.KeyID(rec.KeyID), verdict: v}, nil
 		}
 		if v.drift {

@@ -423,14 +423,43 @@ func (t *trackedWrite) end(ctx context.Context) bool {
 
 // pinUpdatedAt narrows a record holding a range of updated_at to the exact
 // updatedAt GitHub reported within it, so that drift is judged by the
-// second from then on.
-func (s *Server) pinUpdatedAt(ctx context.Context, rec *state.Record, updatedAt time.Time) {
+// second from then on. The caller holds the secret's write lock. It is
+// counted as a write (trackWrite) and pins only a record that is still
+// rec as read after its begin: another replica's write or selection
+// change meanwhile may have distrusted rec, which must not come back.
+func (s *Server) pinUpdatedAt(ctx context.Context, key string, rec *state.Record, updatedAt time.Time) {
 	if rec.UpdatedAtLatest.IsZero() || !rec.UpdatedMatches(updatedAt) {
 		return
 	}
+	s.rewriteRecord(ctx, key, rec, func(r *state.Record) {
+		r.UpdatedAt, r.UpdatedAtLatest = updatedAt.UTC(), time.Time{}
+	})
+}
+
+// rewriteRecord stores rec changed by change, if the secret's record is
+// still rec as read once this rewrite began (trackWrite), and distrusts
+// it again when another replica wrote the secret meanwhile. The caller
+// holds the secret's write lock; a failure is logged and leaves rec,
+// which is as correct.
+func (s *Server) rewriteRecord(ctx context.Context, key string, rec *state.Record, change func(*state.Record)) {
+	tw, cur := s.trackWrite(ctx, key, lockedRecord{rec: rec, readOK: true})
+	defer tw.end(ctx)
+	if !tw.alone || !cur.readOK || cur.rec == nil || !sameRecord(*cur.rec, *rec) {
+		return
+	}
 	r := *rec
-	r.UpdatedAt, r.UpdatedAtLatest = updatedAt.UTC(), time.Time{}
-	_ = s.putRecord(ctx, r) // logged; the range stays, which is as correct
+	change(&r)
+	if s.putRecord(ctx, r) == nil && !tw.end(ctx) {
+		s.distrustRecord(ctx, key, &r, true)
+	}
+}
+
+// sameRecord reports whether a and b are the same record: the same
+// write, owner and updated_at.
+func sameRecord(a, b state.Record) bool {
+	return a.Name == b.Name && a.ValueFingerprint == b.ValueFingerprint && a.SettingsFingerprint == b.SettingsFingerprint &&
+		a.KeyID == b.KeyID && a.Owner == b.Owner && a.UpdatedAt.Equal(b.UpdatedAt) &&
+		a.UpdatedAtLatest.Equal(b.UpdatedAtLatest) && a.WrittenAt.Equal(b.WrittenAt)
 }
 
 // listScope reads every page of a scope's secrets (100 a page), by
@@ -504,8 +533,10 @@ func (s *Server) readBackOne(ctx context.Context, scope upstream.Scope, name str
 	if rec.UpdatedKnown() && (rec.UpdatedAtLatest.IsZero() || !rec.UpdatedMatches(updatedAt)) {
 		return
 	}
-	rec.UpdatedAt, rec.UpdatedAtLatest = updatedAt.UTC(), time.Time{}
-	_ = s.putRecord(ctx, *rec) // logged; the range stays, which is as correct
+	key := secretKey(scope, name)
+	s.rewriteRecord(ctx, key, rec, func(r *state.Record) {
+		r.UpdatedAt, r.UpdatedAtLatest = updatedAt.UTC(), time.Time{}
+	})
 }
 
 // logDrift reports drift in the metrics and at INFO.

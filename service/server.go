@@ -252,7 +252,7 @@ func (s *Server) GetSecret(ctx context.Context, req *secretbrokerv1.GetSecretReq
 func (s *Server) DeleteSecret(ctx context.Context, req *secretbrokerv1.DeleteSecretRequest) (*emptypb.Empty, error) {
 	err := s.mutate(ctx, rpcDeleteSecret, req.GetName(), verbDelete, parseSecretName,
 		func(ctx context.Context, scope upstream.Scope, name string) error {
-			return s.deleteRecorded(ctx, scope, name)
+			return s.deleteRecorded(ctx, scope, name, nil)
 		})
 	if err != nil {
 		return nil, s.toStatus(ctx, "DeleteSecret", err)
@@ -464,11 +464,32 @@ func isStatus(err error, code int) bool {
 }
 
 // deleteRecorded deletes a secret at GitHub and, when it is gone (deleted
-// now, or already: 404), the broker's record of it.
-func (s *Server) deleteRecorded(ctx context.Context, scope upstream.Scope, name string) error {
-	err := s.up.DeleteSecret(ctx, scope, name)
+// now, or already: 404), the broker's record of it. It is a write of the
+// secret: it holds the secret's write lock and is counted where replicas
+// share the store (trackWrite), so that a put of the secret on another
+// replica meanwhile is not recorded as if the secret were still there;
+// the record is distrusted before the DELETE is sent. check, when not
+// nil, is given the record as read after the delete began and may refuse
+// it (a prune's owner check): its error is returned and nothing is
+// deleted.
+func (s *Server) deleteRecorded(ctx context.Context, scope upstream.Scope, name string, check func(*state.Record) error) error {
+	unlock, cur, err := s.lockSecret(ctx, scope, name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	key := secretKey(scope, name)
+	tw, cur := s.trackWrite(ctx, key, cur)
+	defer tw.end(ctx)
+	if check != nil {
+		if err := check(cur.rec); err != nil {
+			return err
+		}
+	}
+	s.distrustRecord(ctx, key, cur.rec, cur.readOK)
+	err = s.up.DeleteSecret(ctx, scope, name)
 	if err == nil || isStatus(err, http.StatusNotFound) {
-		s.dropRecord(ctx, secretKey(scope, name))
+		s.dropRecord(ctx, key)
 		if legacy := legacyRecordName(scope, name); legacy != "" {
 			s.dropRecord(ctx, legacy)
 		}

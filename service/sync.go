@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -373,7 +374,7 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 			_, name, _ := state.ParentOf(r.Name)
 			if _, listed := list[name]; !listed && r.Owner == plan.owner {
 				if _, wanted := desired[name]; !wanted {
-					s.dropGoneRecord(ctx, secretResourceName(scope, name), r.Name)
+					s.dropGoneRecord(ctx, scope, name, r)
 				}
 			}
 		}
@@ -423,12 +424,15 @@ func (s *Server) planWrite(ctx context.Context, plan *syncPlan, name string, val
 	return it
 }
 
-// dropGoneRecord drops a prune's record (stored under key: the secret's
-// secretKey, or a legacy name) of secret res, gone from GitHub, when the
-// caller may delete the secret (else the record stays), audited as a
-// change of the sync: intent, then outcome. The policy and the audit see
-// res as the caller spelled it.
-func (s *Server) dropGoneRecord(ctx context.Context, res, key string) {
+// dropGoneRecord drops a prune's record listed (rec, stored under rec.Name:
+// the secret's secretKey, or a legacy name) of secret name of scope, gone
+// from GitHub, when the caller may delete the secret (else the record
+// stays), audited as a change of the sync: intent, then outcome. Under the
+// secret's write lock it drops the record only if it is still the one
+// listed: a write that made the secret again since keeps its record. The
+// policy and the audit see the name as the caller spelled it.
+func (s *Server) dropGoneRecord(ctx context.Context, scope upstream.Scope, name string, rec state.Record) {
+	res := secretResourceName(scope, name)
 	if !s.may(ctx, verbDelete, res) {
 		return
 	}
@@ -436,7 +440,17 @@ func (s *Server) dropGoneRecord(ctx context.Context, res, key string) {
 	if err != nil {
 		return // begin logged it; the record stays
 	}
-	err = s.state.store.DeleteRecord(ctx, key)
+	unlock, err := s.state.writes.lock(ctx, secretKey(scope, name))
+	if err != nil {
+		ch.end(ctx, err)
+		return
+	}
+	defer unlock()
+	if cur, ok := s.readRecord(ctx, rec.Name); !ok || cur == nil || !sameRecord(*cur, rec) {
+		ch.end(ctx, nil) // written again, or gone already: nothing to drop
+		return
+	}
+	err = s.state.store.DeleteRecord(ctx, rec.Name)
 	if err != nil {
 		s.log.WarnContext(ctx, "state: record cannot be removed", "resource", res, "err", err)
 		err = fmt.Errorf("state record of %s: %w", res, err)
@@ -682,10 +696,25 @@ func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string
 	if err != nil {
 		return itemOutcome{err: err}
 	}
-	err = x.s.deleteRecorded(itemCtx, scope, name)
+	// The owner is checked again as the delete begins: another owner's
+	// write since the plan makes the secret theirs.
+	var now *state.Record
+	err = x.s.deleteRecorded(itemCtx, scope, name, func(cur *state.Record) error {
+		if now = cur; cur == nil || cur.Owner != x.owner {
+			return &notOwnedError{resource: res}
+		}
+		return nil
+	})
 	if isStatus(err, http.StatusNotFound) {
 		err = nil
 	}
 	ch.end(itemCtx, err)
+	if _, ok := errors.AsType[*notOwnedError](err); ok {
+		out := itemOutcome{action: syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN], err: err}
+		if now != nil {
+			out.recordedOwner = now.Owner
+		}
+		return out
+	}
 	return itemOutcome{action: syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_DELETE], err: err}
 }
