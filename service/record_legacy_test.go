@@ -188,3 +188,32 @@ func TestPredates(t *testing.T) {
 		})
 	}
 }
+
+// TestPruneDropsGoneLegacyRecord: a prune drops the owner's legacy record
+// of a secret gone from GitHub (the record listed, without fingerprints,
+// is compared with the stored one as listed).
+func TestPruneDropsGoneLegacyRecord(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, st := newHarnessWithStore(t)
+		ctx := t.Context()
+		if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScopeUpper, "team-a", map[string]string{"X": plantedSecret})); err != nil {
+			t.Fatal(err)
+		}
+		legacy := repoScopeUpper + "/secrets/X"
+		moveToLegacy(t, st, legacy)
+		time.Sleep(time.Minute)
+		st2, _ := state.NewMemory(state.Options{})
+		other := newHarnessWith(t, h.client, h.logs, Options{State: st2})
+		if _, err := other.broker.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: repoScope + "/secrets/X"}); err != nil {
+			t.Fatal(err)
+		}
+		prune := syncReq(repoScopeUpper, "team-a", nil)
+		prune.Prune = true
+		if _, err := h.broker.SyncSecrets(ctx, prune); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.GetRecord(ctx, legacy); !errors.Is(err, state.ErrNotFound) {
+			t.Errorf("legacy record of a gone secret survived the owner's prune: err=%v", err)
+		}
+	})
+}

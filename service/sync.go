@@ -446,7 +446,12 @@ func (s *Server) dropGoneRecord(ctx context.Context, scope upstream.Scope, name 
 		return
 	}
 	defer unlock()
-	if cur, ok := s.readRecord(ctx, rec.Name); !ok || cur == nil || !sameRecord(*cur, rec) {
+	cur, ok := s.readRecord(ctx, rec.Name)
+	if ok && cur != nil && cur.Name != secretKey(scope, name) {
+		v := legacyView(*cur) // as listRecords listed it
+		cur = &v
+	}
+	if !ok || cur == nil || !sameRecord(*cur, rec) {
 		ch.end(ctx, nil) // written again, or gone already: nothing to drop
 		return
 	}
