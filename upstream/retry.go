@@ -64,6 +64,18 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		if err != nil {
 			return response{}, c.notAdmitted(ctx, r, err)
 		}
+		sent := false
+		defer func() {
+			// A panic (a body func that panics, say) must not keep the
+			// permit's place, points and write slot for good. Only a
+			// permit's first Report or Unsent counts: after either this
+			// does nothing.
+			if sent {
+				permit.Report(pace.RateLimit{}, 0)
+			} else {
+				permit.Unsent()
+			}
+		}()
 		if r.auth, err = cred.Token(ctx); err != nil {
 			permit.Unsent()
 			return response{}, fail("getting the credential's token", credError(err))
@@ -88,6 +100,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		}
 
 		start := time.Now()
+		sent = true
 		res, out, err := c.send(withAttempt(ctx, attempt), r, u, payload, secrets)
 		took := time.Since(start)
 		permit.Report(out.rl, took)

@@ -655,3 +655,31 @@ func TestBackoffPastTheDeadline(t *testing.T) {
 		})
 	}
 }
+
+// TestBodyPanicGivesBackPermit: a body func that panics (the gRPC
+// server's recovery keeps the process alive) must not keep its permit:
+// its place, points and the credential's write slot go to the next
+// request (found by a review: every later write on the credential
+// waited for good).
+func TestBodyPanicGivesBackPermit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newMemServer(nil)
+		c := memClient(t, s, DefaultPacing())
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("the body func's panic did not reach the caller")
+				}
+			}()
+			_, _ = c.PutSecretFunc(t.Context(), repActions, "A", func() (PutSecretBody, error) { panic("boom") })
+		}()
+		if st := c.PacerStats(); st.InFlight != 0 {
+			t.Errorf("after the panic %d requests are still in flight", st.InFlight)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+		defer cancel()
+		if _, err := c.PutSecret(ctx, repActions, "B", testPut); err != nil {
+			t.Errorf("a later write, with an hour to go: %v", err)
+		}
+	})
+}

@@ -42,7 +42,7 @@ type RateLimit struct {
 	// Refused reports that GitHub refused the request because a primary
 	// or secondary rate limit is exhausted: a 429, or a 403 with
 	// x-ratelimit-remaining 0, or (see WithMessage) a 403 or 429 whose
-	// message mentions a rate limit.
+	// message says it is a rate limit.
 	Refused bool
 }
 
@@ -70,12 +70,16 @@ func ParseRateLimit(h http.Header, status int, now time.Time) RateLimit {
 }
 
 // WithMessage returns rl with Refused set when the answer is a 403 or 429
-// whose message (the "message" field of GitHub's error body) mentions a
+// whose message (the "message" field of GitHub's error body) says it is a
 // rate limit, as GitHub's secondary-limit answers do even when they carry
-// no header that says so.
+// no header that says so: "rate limit" (primary and secondary), or the
+// older "abuse detection mechanism" of content-creation refusals.
 func (rl RateLimit) WithMessage(message string) RateLimit {
-	if (rl.Status == http.StatusForbidden || rl.Status == http.StatusTooManyRequests) &&
-		strings.Contains(strings.ToLower(message), "rate limit") {
+	if rl.Status != http.StatusForbidden && rl.Status != http.StatusTooManyRequests {
+		return rl
+	}
+	m := strings.ToLower(message)
+	if strings.Contains(m, "rate limit") || strings.Contains(m, "abuse detection") {
 		rl.Refused = true
 	}
 	return rl

@@ -57,6 +57,12 @@ func TestParseRateLimit(t *testing.T) {
 		msg:    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
 		want:   RateLimit{Status: 403, Remaining: 4000, Used: -1, Refused: true},
 	}, {
+		name:   "403 content-creation refusal, told by the older abuse-detection message",
+		h:      header("Retry-After", "60"),
+		status: 403,
+		msg:    "You have triggered an abuse detection mechanism and have been temporarily blocked from content creation. Please retry your request again later.",
+		want:   RateLimit{Status: 403, Remaining: -1, Used: -1, RetryAfter: time.Minute, HasRetryAfter: true, Refused: true},
+	}, {
 		name:   "403 with retry-after and no rate-limit message is not a refusal",
 		h:      header("Retry-After", "60"),
 		status: 403,
