@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/secretbroker/secretbroker/service/access"
 	"github.com/secretbroker/secretbroker/service/audit"
@@ -117,6 +118,7 @@ type change struct {
 	item     *int
 	resource string
 	status   *upstream.StatusRecorder
+	ended    bool // its outcome record was written
 }
 
 // begin writes the intent record of a mutation of resource, with the
@@ -147,12 +149,24 @@ func (c *change) end(ctx context.Context, err error) { c.endWith(ctx, err, verdi
 // endWith writes the outcome record of a write the broker judged v
 // (unchanged: not sent; drift: changed behind its back).
 func (c *change) endWith(ctx context.Context, err error, v verdict) {
-	if c == nil || c.s.audit == nil {
+	if c == nil || c.s.audit == nil || c.ended {
 		return
 	}
+	c.ended = true
 	c.s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: c.rpc, Item: c.item, Resource: c.resource,
 		Outcome: codeName(statusOf(err).Code()), UpstreamStatus: c.status.Status(),
 		Unchanged: v.unchanged && err == nil, Drift: v.drift})
+}
+
+// endOnPanic, deferred right after begin, writes the outcome record
+// (INTERNAL) of a change whose code panicked before it wrote one, so that
+// no intent record is left without its outcome, and lets the panic go on
+// to the recovery that answers the call.
+func (c *change) endOnPanic(ctx context.Context) {
+	if r := recover(); r != nil {
+		c.end(ctx, status.Error(codes.Internal, "internal error"))
+		panic(r)
+	}
 }
 
 // rejected writes the outcome record of a mutating call or item refused

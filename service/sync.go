@@ -623,6 +623,14 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 			return out
 		}
 	}
+	// The intent first: with the audit trail down nothing goes to GitHub,
+	// not even the scope's listing or a GET of the secret.
+	itemCtx, ch, err := x.s.begin(ctx, x.rpc, nil, res, item.Value)
+	if err != nil {
+		out.err = err
+		return out
+	}
+	defer ch.endOnPanic(itemCtx)
 	p := &putPlan{scope: scope, name: name, plaintext: item.Value, visibility: item.Settings.Visibility, repoIDs: item.Settings.SelectedRepositoryIDs}
 	pr, havePrints := x.s.printsOf(ctx, p)
 	list, read := x.scopeListing(ctx, scope)
@@ -633,11 +641,6 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 		v = judge(rec, pr, havePrints, x.force, now)
 	}
 	out.drift = v.drift
-	itemCtx, ch, err := x.s.begin(ctx, x.rpc, nil, res, item.Value)
-	if err != nil {
-		out.err = err
-		return out
-	}
 	if v.unchanged && !conflict {
 		x.s.metrics.skipped(ctx, rpcShort(x.rpc))
 		ch.endWith(itemCtx, nil, v)
@@ -701,6 +704,7 @@ func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string
 	if err != nil {
 		return itemOutcome{err: err}
 	}
+	defer ch.endOnPanic(itemCtx)
 	// The owner is checked again as the delete begins: another owner's
 	// write since the plan makes the secret theirs.
 	var now *state.Record

@@ -79,14 +79,23 @@ func (r *Runner) Cancel(ctx context.Context, id string, visible Visible) (*state
 	if op.Done {
 		return redact(op), nil
 	}
-	r.mu.Lock()
-	cancel, local := r.running[id]
-	r.mu.Unlock()
+	var (
+		cancel context.CancelCauseFunc
+		local  bool
+	)
 	now := time.Now()
 	op, err = r.store.UpdateOperation(ctx, id, func(o *state.Operation) error {
 		if o.Done {
 			return nil
 		}
+		// Whether this process runs it is read here, with the stored
+		// operation, not before: a resume of this runner tracks an
+		// operation before it claims it, so a claim this update sees is
+		// one whose run is tracked, and that run is cancelled, not
+		// ended under it while its items go on.
+		r.mu.Lock()
+		cancel, local = r.running[id]
+		r.mu.Unlock()
 		o.CancelRequested = true
 		if !local && !r.heldByOther(o, now) {
 			r.end(o, &state.Status{Code: codes.Canceled, Message: "operation cancelled"}, now)
