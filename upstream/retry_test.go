@@ -395,15 +395,16 @@ func TestPauseRefusesWhatItDelaysPastTheDeadline(t *testing.T) {
 
 // Retries exhausted on a rate limit return GitHub's answer with a
 // RetryAfter: GitHub's, or the pause the client imposed when GitHub gave
-// none.
+// none (the secondary pause, doubled for each such refusal in a row: the
+// third is 4 × 10 s).
 func TestRateLimitExhausted(t *testing.T) {
 	for _, tc := range []struct {
 		step string
 		want time.Duration
 	}{
 		{"403-retry-after", time.Second},
-		{"429", 10 * time.Second},
-		{"403-secondary", 10 * time.Second},
+		{"429", 40 * time.Second},
+		{"403-secondary", 40 * time.Second},
 	} {
 		t.Run(tc.step, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -680,6 +681,42 @@ func TestBodyPanicGivesBackPermit(t *testing.T) {
 		defer cancel()
 		if _, err := c.PutSecret(ctx, repActions, "B", testPut); err != nil {
 			t.Errorf("a later write, with an hour to go: %v", err)
+		}
+	})
+}
+
+// TestSecondaryPauseEscalates: refusals in a row that say nothing of how
+// long to wait are waited out twice as long each time, as GitHub asks
+// ("wait for an exponentially increasing amount of time between
+// retries"), so that a penalty each refused request restarts (90 s here)
+// is outlasted rather than retried into at fixed gaps (found by a
+// review: every retry came 60 s after the last, another refusal each).
+func TestSecondaryPauseEscalates(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var penaltyUntil time.Time
+		refusals := 0
+		s := newMemServer(func(n int, a arrival, w *memWriter, r *http.Request) {
+			now := time.Now()
+			if n == 0 || now.Before(penaltyUntil) {
+				refusals++
+				penaltyUntil = now.Add(90 * time.Second)
+				w.WriteHeader(http.StatusForbidden)
+				_, _ = io.WriteString(w, `{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}`)
+				return
+			}
+			defaultAnswer(w, r)
+		})
+		c := memClient(t, s, DefaultPacing())
+		if _, err := c.GetSecret(t.Context(), repActions, "A"); err != nil {
+			t.Fatalf("GetSecret: %v", err)
+		}
+		arr := s.Arrivals()
+		var gaps []time.Duration
+		for i := 1; i < len(arr); i++ {
+			gaps = append(gaps, arr[i].At.Sub(arr[i-1].At))
+		}
+		if refusals != 2 || len(gaps) != 2 || gaps[1] != 2*gaps[0] {
+			t.Errorf("%d refusals, gaps between attempts %v: want 2 refusals and the second gap twice the first", refusals, gaps)
 		}
 	})
 }

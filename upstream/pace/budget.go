@@ -71,10 +71,21 @@ type Budget struct {
 	pauseUntil   time.Time
 	pauseReason  Reason
 	backoffUntil time.Time
+	// refusals counts the refusals in a row that said nothing of how
+	// long to wait: each doubles the next such pause (escalated).
+	refusals int
 }
 
+// maxSecondaryDoublings bounds how far refusals in a row double the
+// secondary pause: with GitHub's suggested minute, 1, 2, 4, 8 and at most
+// 16 minutes.
+const maxSecondaryDoublings = 4
+
 // NewBudget returns a Budget of pointsPerMinute (0: no points budget) that
-// pauses for secondaryPause after a refusal without a hint.
+// pauses for secondaryPause after a refusal without a hint, twice as long
+// after each more such refusal in a row (GitHub: "wait for an
+// exponentially increasing amount of time between retries"), until an
+// answer that is not a refusal.
 func NewBudget(pointsPerMinute int, secondaryPause time.Duration) *Budget {
 	return &Budget{perMinute: pointsPerMinute, secondaryPause: secondaryPause}
 }
@@ -102,12 +113,24 @@ func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
 			b.primaryRemaining = min(b.primaryRemaining, rl.Remaining)
 		}
 	}
-	if rl.Refused {
-		d, why := rl.Pause(now, b.secondaryPause)
+	switch {
+	case rl.Refused:
+		d, why := rl.Pause(now, b.escalated())
+		if !rl.HasRetryAfter && !(rl.Remaining == 0 && rl.Reset.After(now)) {
+			b.refusals++ // a pause GitHub gave no length for
+		}
 		if until := now.Add(d); until.After(b.pauseUntil) {
 			b.pauseUntil, b.pauseReason = until, why
 		}
+	case rl.Status != 0:
+		b.refusals = 0 // an answer that is no refusal
 	}
+}
+
+// escalated is the pause after a refusal that says nothing of how long to
+// wait: secondaryPause, doubled for each such refusal in a row before it.
+func (b *Budget) escalated() time.Duration {
+	return b.secondaryPause << min(b.refusals, maxSecondaryDoublings)
 }
 
 // Backoff holds the credential until until after failed requests; an
