@@ -720,3 +720,50 @@ func TestSecondaryPauseEscalates(t *testing.T) {
 		}
 	})
 }
+
+// TestPrimaryQuotaIsABudget: what x-ratelimit-remaining says is left of
+// the primary quota is a budget for the requests started after it: with 2
+// left, ten requests at once must not all go (found by a review: the
+// pacer held only at remaining 0, and 8 of 10 came back 403).
+func TestPrimaryQuotaIsABudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reset := time.Now().Add(time.Hour)
+		left, refused := 3, 0
+		s := newMemServer(func(n int, a arrival, w *memWriter, r *http.Request) {
+			w.Header().Set("X-Ratelimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+			if left == 0 {
+				refused++
+				w.Header().Set("X-Ratelimit-Remaining", "0")
+				w.WriteHeader(http.StatusForbidden)
+				_, _ = io.WriteString(w, `{"message":"API rate limit exceeded for user ID 1."}`)
+				return
+			}
+			left--
+			w.Header().Set("X-Ratelimit-Remaining", strconv.Itoa(left))
+			defaultAnswer(w, r)
+		})
+		s.delay = 100 * time.Millisecond
+		c := memClient(t, s, DefaultPacing())
+		if _, err := c.GetSecret(t.Context(), repActions, "A"); err != nil { // 2 left
+			t.Fatal(err)
+		}
+		errs := runAll(10, func(i int) error {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			_, err := c.GetSecret(ctx, repActions, "B")
+			return err
+		})
+		if refused > 0 {
+			t.Errorf("GitHub said 2 requests were left; the pacer sent %d more that GitHub refused", refused)
+		}
+		ok := 0
+		for _, err := range errs {
+			if err == nil {
+				ok++
+			}
+		}
+		if ok != 2 {
+			t.Errorf("%d of the 10 calls answered, want the 2 the quota had left", ok)
+		}
+	})
+}

@@ -62,6 +62,7 @@ type Budget struct {
 	secondaryPause time.Duration
 
 	inFlight int // points of requests started and not done
+	requests int // requests started and not done
 	log      pointsLog
 
 	primaryKnown     bool
@@ -91,15 +92,29 @@ func NewBudget(pointsPerMinute int, secondaryPause time.Duration) *Budget {
 }
 
 // Start charges a dispatched request's cost.
-func (b *Budget) Start(cost int) { b.inFlight += cost }
+func (b *Budget) Start(cost int) { b.inFlight += cost; b.requests++ }
 
 // Unsent refunds a started request that was never sent.
-func (b *Budget) Unsent(cost int) { b.inFlight -= cost }
+func (b *Budget) Unsent(cost int) { b.inFlight -= cost; b.requests-- }
+
+// PrimaryFull reports whether the requests in flight may use up what is
+// left of GitHub's primary quota as last reported (x-ratelimit-remaining
+// above 0, each request in flight counted against it: their answers, not
+// yet in, will say what is left), and the quota's reset. Nothing more may
+// start until one of them is answered or the window resets. A quota used
+// up (remaining 0) is Hold's.
+func (b *Budget) PrimaryFull(now time.Time) (reset time.Time, full bool) {
+	if !b.primaryKnown || !b.primaryReset.After(now) || b.primaryRemaining <= 0 {
+		return time.Time{}, false
+	}
+	return b.primaryReset, b.requests >= b.primaryRemaining
+}
 
 // Done records a started request's completion at now, and what GitHub's
 // answer said of the limits (a zero RateLimit when there was no answer).
 func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
 	b.inFlight -= cost
+	b.requests--
 	if b.perMinute > 0 {
 		b.log.add(now, cost)
 	}

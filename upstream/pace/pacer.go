@@ -479,6 +479,12 @@ func (p *Pacer) pumpLocked(now time.Time) {
 			readWhy, writeWhy = why, why
 			break
 		}
+		if reset, full := p.budget.PrimaryFull(now); full {
+			// An answer to a request in flight pumps again; else the reset.
+			wake = reset
+			readWhy, writeWhy = ReasonPrimary, ReasonPrimary
+			break
+		}
 		readOK, writeOK := false, false
 		var readAt, writeAt time.Time // when each may go by the clock; zero: unknown
 		reserve := 0
