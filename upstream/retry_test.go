@@ -728,8 +728,11 @@ func TestSecondaryPauseEscalates(t *testing.T) {
 func TestPrimaryQuotaIsABudget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reset := time.Now().Add(time.Hour)
+		var mu sync.Mutex // the server answers requests at once
 		left, refused := 3, 0
 		s := newMemServer(func(n int, a arrival, w *memWriter, r *http.Request) {
+			mu.Lock()
+			defer mu.Unlock()
 			w.Header().Set("X-Ratelimit-Reset", strconv.FormatInt(reset.Unix(), 10))
 			if left == 0 {
 				refused++
@@ -753,6 +756,8 @@ func TestPrimaryQuotaIsABudget(t *testing.T) {
 			_, err := c.GetSecret(ctx, repActions, "B")
 			return err
 		})
+		mu.Lock()
+		defer mu.Unlock()
 		if refused > 0 {
 			t.Errorf("GitHub said 2 requests were left; the pacer sent %d more that GitHub refused", refused)
 		}
