@@ -631,6 +631,7 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 		return out
 	}
 	defer ch.endOnPanic(itemCtx)
+	itemCtx = x.recheckAtAdmission(itemCtx, item, res)
 	p := &putPlan{scope: scope, name: name, plaintext: item.Value, visibility: item.Settings.Visibility, repoIDs: item.Settings.SelectedRepositoryIDs}
 	pr, havePrints := x.s.printsOf(ctx, p)
 	list, read := x.scopeListing(ctx, scope)
@@ -688,6 +689,17 @@ func (x *Executor) authorize(ctx context.Context, item state.PendingItem, res st
 	return x.s.check(ctx, x.rpc, nil, verb, res, x.s.may(ctx, verb, res))
 }
 
+// recheckAtAdmission returns ctx whose requests to GitHub check the
+// item's authorization again once the pacer admits them (see authorize):
+// an item may wait long for GitHub's budget, and a caller whose access was
+// withdrawn meanwhile must not have it written then.
+func (x *Executor) recheckAtAdmission(ctx context.Context, item state.PendingItem, res string) context.Context {
+	if !x.reauthorize {
+		return ctx
+	}
+	return upstream.WithAdmitCheck(ctx, func(ctx context.Context) error { return x.authorize(ctx, item, res) })
+}
+
 // delete deletes a secret the owner wrote (a prune), and its record. A
 // secret already gone counts as deleted; one that is no longer the owner's
 // is left alone.
@@ -705,6 +717,7 @@ func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string
 		return itemOutcome{err: err}
 	}
 	defer ch.endOnPanic(itemCtx)
+	itemCtx = x.recheckAtAdmission(itemCtx, state.PendingItem{Name: res, Delete: true}, res)
 	// The owner is checked again as the delete begins: another owner's
 	// write since the plan makes the secret theirs.
 	var now *state.Record

@@ -243,6 +243,27 @@ func WithIdler(ctx context.Context, idler Idler) context.Context {
 	return pace.WithIdler(ctx, idler)
 }
 
+// admitCheckKey is the context key of an admit check (WithAdmitCheck).
+type admitCheckKey struct{}
+
+// WithAdmitCheck returns a context whose requests call check once the
+// pacer admits them, before anything is sent (on each attempt): an error
+// from it ends the request unsent, its place, points and write slot given
+// back, and is returned as it is. A long-running operation's item uses it
+// to ask again, after what may be a long wait for GitHub's budget,
+// whether its caller may still do what it is about to do.
+func WithAdmitCheck(ctx context.Context, check func(context.Context) error) context.Context {
+	return context.WithValue(ctx, admitCheckKey{}, check)
+}
+
+// admitCheck runs ctx's admit check, if it has one.
+func admitCheck(ctx context.Context) error {
+	if check, ok := ctx.Value(admitCheckKey{}).(func(context.Context) error); ok {
+		return check(ctx)
+	}
+	return nil
+}
+
 func callerOf(ctx context.Context) string {
 	s, _ := ctx.Value(callerKey{}).(string)
 	return s

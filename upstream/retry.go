@@ -76,6 +76,10 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 				permit.Unsent()
 			}
 		}()
+		if err := admitCheck(ctx); err != nil {
+			permit.Unsent()
+			return response{}, err
+		}
 		if r.auth, err = cred.Token(ctx); err != nil {
 			permit.Unsent()
 			return response{}, fail("getting the credential's token", credError(err))

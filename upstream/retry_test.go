@@ -772,3 +772,28 @@ func TestPrimaryQuotaIsABudget(t *testing.T) {
 		}
 	})
 }
+
+// TestAdmitCheck: a request whose admit check refuses it (WithAdmitCheck)
+// is not sent; the check's error is returned as it is, and the permit's
+// place and write slot go to the next request.
+func TestAdmitCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newMemServer(nil)
+		c := memClient(t, s, DefaultPacing())
+		withdrawn := errors.New("access withdrawn")
+		ctx := WithAdmitCheck(t.Context(), func(context.Context) error { return withdrawn })
+		if _, err := c.PutSecret(ctx, repActions, "A", testPut); err != withdrawn {
+			t.Errorf("PutSecret with a refusing check = %v, want the check's error as it is", err)
+		}
+		if n := s.Count(); n != 0 {
+			t.Errorf("%d requests sent, want none", n)
+		}
+		t0 := time.Now()
+		if _, err := c.PutSecret(t.Context(), repActions, "B", testPut); err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(t0); waited != 0 {
+			t.Errorf("the next write waited %v: the refused request kept its write slot", waited)
+		}
+	})
+}
