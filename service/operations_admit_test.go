@@ -1,7 +1,9 @@
 package service
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/audit"
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -51,6 +54,85 @@ func TestRevokedDuringPacerWait(t *testing.T) {
 			if codes.Code(r.GetCode()) != codes.PermissionDenied {
 				t.Errorf("%s after the revocation: %v, want PERMISSION_DENIED", r.GetName(), r.GetCode())
 			}
+		}
+	})
+}
+
+// TestAdmitCheckStaysOutOfSharedReads: an item's admit check must not
+// travel into the shared key fetch it starts, where another caller who
+// joined that fetch would get the item's denial (found by a review).
+func TestAdmitCheckStaysOutOfSharedReads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, harnessOpts{})
+		scope, _, err := parseSecretName("name", stagingEnv+"/secrets/X")
+		if err != nil {
+			t.Fatal(err)
+		}
+		release := make(chan struct{})
+		checked := false
+		ctxA := upstream.WithAdmitCheck(as(t.Context(), "token:a"), func(context.Context) error {
+			checked = true
+			<-release
+			return &deniedError{verb: "write", resource: stagingEnv + "/secrets/A_ONLY"}
+		})
+		var errA, errB error
+		doneA, doneB := make(chan struct{}), make(chan struct{})
+		go func() { _, errA = h.server.keys.get(ctxA, scope); close(doneA) }()
+		synctest.Wait() // A's shared fetch is under way
+		go func() { _, errB = h.server.keys.get(as(t.Context(), "token:b"), scope); close(doneB) }()
+		synctest.Wait() // B joined A's fetch
+		close(release)
+		<-doneA
+		<-doneB
+		if checked {
+			t.Error("a read ran the admit check")
+		}
+		if errA != nil {
+			t.Errorf("caller A's key fetch (a read, not checked): %v", errA)
+		}
+		if errB != nil {
+			t.Errorf("caller B (no admit check) got: %v", errB)
+		}
+	})
+}
+
+// TestAdmitDenialOneOutcome: an item refused at admission has one intent
+// and one outcome record (found by a review: the check recorded a denial
+// of its own beside the change's outcome).
+func TestAdmitDenialOneOutcome(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var trail syncBuffer
+		pacing := upstream.DefaultPacing()
+		pacing.WriteInterval = 10 * time.Second
+		authz := newSwapAuthorizer(mustPolicy(t))
+		h := newHarness(t, harnessOpts{authz: authz, pacing: &pacing, audit: audit.NewWriter(&trail, nil), ops: OperationOptions{FlushEvery: 1}})
+		closeOps(t, h.server)
+		staging := as(t.Context(), "token:staging")
+		req := &secretbrokerv1.BatchPutSecretsRequest{Async: true}
+		for i, n := range []string{"S1", "S2", "S3"} {
+			req.Requests = append(req.Requests, plain(stagingEnv+"/secrets/"+n, fmt.Sprintf("%s-%d", plantedSecret, i)))
+		}
+		synctest.Wait()
+		resp, err := h.broker.BatchPutSecrets(staging, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		authz.p.Store(parsePolicy(t, revokedPolicy))
+		_ = waitOp(staging, t, h.broker, resp.GetOperation().GetName(), 0)
+		intents, outcomes := 0, 0
+		for line := range strings.Lines(trail.String()) {
+			if strings.Contains(line, "secrets/S2") {
+				if strings.Contains(line, `"phase":"intent"`) {
+					intents++
+				} else {
+					outcomes++
+				}
+			}
+		}
+		if intents != 1 || outcomes != 1 {
+			t.Errorf("S2: %d intent, %d outcome records\n%s", intents, outcomes, trail.String())
 		}
 	})
 }

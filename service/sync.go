@@ -697,7 +697,18 @@ func (x *Executor) recheckAtAdmission(ctx context.Context, item state.PendingIte
 	if !x.reauthorize {
 		return ctx
 	}
-	return upstream.WithAdmitCheck(ctx, func(ctx context.Context) error { return x.authorize(ctx, item, res) })
+	verb := verbWrite
+	if item.Delete {
+		verb = verbDelete
+	}
+	// The refusal is the item's outcome (its change's record), not a
+	// denial recorded apart: one intent, one outcome.
+	return upstream.WithAdmitCheck(ctx, func(ctx context.Context) error {
+		if x.s.may(ctx, verb, res) {
+			return nil
+		}
+		return &deniedError{verb: verb, resource: res}
+	})
 }
 
 // delete deletes a secret the owner wrote (a prune), and its record. A

@@ -246,10 +246,10 @@ func WithIdler(ctx context.Context, idler Idler) context.Context {
 // admitCheckKey is the context key of an admit check (WithAdmitCheck).
 type admitCheckKey struct{}
 
-// WithAdmitCheck returns a context whose requests call check once the
-// pacer admits them, before anything is sent (on each attempt): an error
-// from it ends the request unsent, its place, points and write slot given
-// back, and is returned as it is. A long-running operation's item uses it
+// WithAdmitCheck returns a context whose writes (every request but a GET)
+// call check once the pacer admits them, before anything is sent (on each
+// attempt): an error from it ends the request unsent, its place, points
+// and write slot given back, and is returned as it is. A long-running operation's item uses it
 // to ask again, after what may be a long wait for GitHub's budget,
 // whether its caller may still do what it is about to do.
 func WithAdmitCheck(ctx context.Context, check func(context.Context) error) context.Context {
@@ -258,7 +258,7 @@ func WithAdmitCheck(ctx context.Context, check func(context.Context) error) cont
 
 // admitCheck runs ctx's admit check, if it has one.
 func admitCheck(ctx context.Context) error {
-	if check, ok := ctx.Value(admitCheckKey{}).(func(context.Context) error); ok {
+	if check, ok := ctx.Value(admitCheckKey{}).(func(context.Context) error); ok && check != nil {
 		return check(ctx)
 	}
 	return nil

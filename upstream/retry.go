@@ -76,9 +76,14 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 				permit.Unsent()
 			}
 		}()
-		if err := admitCheck(ctx); err != nil {
-			permit.Unsent()
-			return response{}, err
+		if r.method != http.MethodGet {
+			// Reads are not checked: a coalesced read runs with the
+			// context of the call that started it, not the callers'
+			// who joined it.
+			if err := admitCheck(ctx); err != nil {
+				permit.Unsent()
+				return response{}, err
+			}
 		}
 		if r.auth, err = cred.Token(ctx); err != nil {
 			permit.Unsent()

@@ -73,7 +73,8 @@ type Budget struct {
 	pauseReason  Reason
 	backoffUntil time.Time
 	// refusals counts the refusals in a row that said nothing of how
-	// long to wait: each doubles the next such pause (escalated).
+	// long to wait, one per incident (refusals while paused are the same
+	// one): each doubles the next such pause (escalated).
 	refusals int
 }
 
@@ -130,10 +131,13 @@ func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
 	}
 	switch {
 	case rl.Refused:
-		d, why := rl.Pause(now, b.escalated())
-		if !rl.HasRetryAfter && !(rl.Remaining == 0 && rl.Reset.After(now)) {
-			b.refusals++ // a pause GitHub gave no length for
+		if !rl.HasRetryAfter && !(rl.Remaining == 0 && rl.Reset.After(now)) && !b.pauseUntil.After(now) {
+			// A pause GitHub gave no length for, the first of its
+			// incident: the answers to requests in flight with it,
+			// refused too, are the same incident and do not count again.
+			b.refusals++
 		}
+		d, why := rl.Pause(now, b.escalated())
 		if until := now.Add(d); until.After(b.pauseUntil) {
 			b.pauseUntil, b.pauseReason = until, why
 		}
@@ -145,7 +149,7 @@ func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
 // escalated is the pause after a refusal that says nothing of how long to
 // wait: secondaryPause, doubled for each such refusal in a row before it.
 func (b *Budget) escalated() time.Duration {
-	return b.secondaryPause << min(b.refusals, maxSecondaryDoublings)
+	return b.secondaryPause << min(max(b.refusals-1, 0), maxSecondaryDoublings)
 }
 
 // Backoff holds the credential until until after failed requests; an

@@ -1,6 +1,7 @@
 package pace
 
 import (
+	"net/http"
 	"testing"
 	"time"
 )
@@ -138,5 +139,40 @@ func TestBudgetEarliest(t *testing.T) {
 	b.Done(at(2*time.Second), ReadPoints, RateLimit{Status: 429, Remaining: -1, HasRetryAfter: true, RetryAfter: 90 * time.Second, Refused: true})
 	if got, why := b.Earliest(at(2*time.Second), WritePoints); !got.Equal(at(92*time.Second)) || why != ReasonPause {
 		t.Errorf("paused: +%v, %v; want +1m32s, pause", got.Sub(t0), why)
+	}
+}
+
+// TestRefusalIncidentPausesOnce: one secondary-limit incident that
+// refuses every request in flight at once (no Retry-After) pauses for
+// GitHub's minute, not doubled once per refused request; the next
+// incident after the pause doubles it (found by a review: five refusals
+// together paused 16 minutes).
+func TestRefusalIncidentPausesOnce(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	b := NewBudget(0, time.Minute)
+	refused := RateLimit{Status: http.StatusForbidden, Remaining: 4000, Used: -1, Refused: true}
+	for range 5 {
+		b.Start(ReadPoints)
+	}
+	for range 5 {
+		b.Done(now, ReadPoints, refused)
+	}
+	until, _ := b.Hold(now)
+	if got := until.Sub(now); got != time.Minute {
+		t.Errorf("first incident (5 requests refused together) pauses %v, want 1m", got)
+	}
+	now = until
+	b.Start(ReadPoints)
+	b.Done(now, ReadPoints, refused)
+	if until, _ := b.Hold(now); until.Sub(now) != 2*time.Minute {
+		t.Errorf("second incident pauses %v, want 2m", until.Sub(now))
+	}
+	now = now.Add(2 * time.Minute)
+	b.Start(ReadPoints)
+	b.Done(now, ReadPoints, RateLimit{Status: http.StatusOK, Remaining: 3999, Used: -1})
+	b.Start(ReadPoints)
+	b.Done(now, ReadPoints, refused)
+	if until, _ := b.Hold(now); until.Sub(now) != time.Minute {
+		t.Errorf("an incident after an answer that was no refusal pauses %v, want 1m again", until.Sub(now))
 	}
 }
