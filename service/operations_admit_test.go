@@ -136,3 +136,38 @@ func TestAdmitDenialOneOutcome(t *testing.T) {
 		}
 	})
 }
+
+// TestAdmitDenialHasNoAction: a sync item refused when admitted has no
+// action, as one refused before it ran (found by a review: it said
+// CREATE).
+func TestAdmitDenialHasNoAction(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pacing := upstream.DefaultPacing()
+		pacing.WriteInterval = 10 * time.Second
+		authz := newSwapAuthorizer(mustPolicy(t))
+		h := newHarness(t, harnessOpts{authz: authz, pacing: &pacing, ops: OperationOptions{FlushEvery: 1}})
+		closeOps(t, h.server)
+		staging := as(t.Context(), "token:staging")
+		values := map[string]string{}
+		for i, n := range []string{"S1", "S2", "S3"} {
+			values[n] = fmt.Sprintf("%s-%d", plantedSecret, i)
+		}
+		req := syncReq(stagingEnv, "ops", values)
+		req.Async = true
+		synctest.Wait()
+		resp, err := h.broker.SyncSecrets(staging, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		authz.p.Store(parsePolicy(t, revokedPolicy))
+		done := waitOp(staging, t, h.broker, resp.GetOperation().GetName(), 0)
+		results := syncResultsOf(t, done)
+		for _, n := range []string{"S2", "S3"} {
+			if r := results[n]; r != "UNSPECIFIED PERMISSION_DENIED" {
+				t.Errorf("%s after the revocation: %q, want UNSPECIFIED PERMISSION_DENIED", n, r)
+			}
+		}
+	})
+}

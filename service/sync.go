@@ -663,6 +663,11 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	// applied this and any concurrent write of the secret.
 	_, keyID, err := x.s.putRecorded(itemCtx, p, recordOf{prints: pr, havePrints: havePrints, owner: x.owner})
 	ch.endWith(itemCtx, err, v)
+	if _, denied := errors.AsType[*deniedError](err); denied {
+		// Refused when admitted (recheckAtAdmission): no action, as for
+		// an item refused before it ran (authorize).
+		return itemOutcome{err: err}
+	}
 	if err != nil {
 		out.err = err
 		return out
@@ -742,6 +747,9 @@ func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string
 		err = nil
 	}
 	ch.end(itemCtx, err)
+	if _, denied := errors.AsType[*deniedError](err); denied {
+		return itemOutcome{err: err} // refused when admitted: no action
+	}
 	if _, ok := errors.AsType[*notOwnedError](err); ok {
 		out := itemOutcome{action: syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN], err: err}
 		if now != nil {

@@ -76,10 +76,13 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 				permit.Unsent()
 			}
 		}()
-		if r.method != http.MethodGet {
+		if r.method != http.MethodGet && !unknown {
 			// Reads are not checked: a coalesced read runs with the
 			// context of the call that started it, not the callers'
-			// who joined it.
+			// who joined it. Nor is the retry of a write an earlier
+			// attempt of which may have taken effect: it was allowed
+			// then, and a refusal now would tell the caller it was not
+			// done.
 			if err := admitCheck(ctx); err != nil {
 				permit.Unsent()
 				return response{}, err

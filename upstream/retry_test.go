@@ -797,3 +797,30 @@ func TestAdmitCheck(t *testing.T) {
 		}
 	})
 }
+
+// TestAdmitCheckSparesUnknownRetry: the retry of a write an earlier
+// attempt of which may have taken effect (a dropped connection) is not
+// refused by the admit check: it was allowed then, and a refusal now
+// would tell the caller it was not done (found by a review).
+func TestAdmitCheckSparesUnknownRetry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newMemServer(scripted("drop", "404"))
+		c := memClient(t, s, retryPacing())
+		calls := 0
+		ctx := WithAdmitCheck(t.Context(), func(context.Context) error {
+			if calls++; calls > 1 {
+				return errors.New("access withdrawn")
+			}
+			return nil
+		})
+		if err := c.DeleteSecret(ctx, repActions, "S"); err != nil {
+			t.Errorf("DELETE after a dropped attempt = %v, want done (the retry's 404 is the first attempt's delete)", err)
+		}
+		if n := s.Count(); n != 2 {
+			t.Errorf("%d attempts, want 2", n)
+		}
+		if calls != 1 {
+			t.Errorf("the admit check ran %d times, want once (the first attempt)", calls)
+		}
+	})
+}

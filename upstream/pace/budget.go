@@ -141,8 +141,10 @@ func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
 		if until := now.Add(d); until.After(b.pauseUntil) {
 			b.pauseUntil, b.pauseReason = until, why
 		}
-	case rl.Status != 0:
-		b.refusals = 0 // an answer that is no refusal
+	case rl.Status != 0 && !b.pauseUntil.After(now):
+		// An answer that is no refusal, once the pause is over: an answer
+		// to a request sent before the pause is no sign it has passed.
+		b.refusals = 0
 	}
 }
 

@@ -176,3 +176,25 @@ func TestRefusalIncidentPausesOnce(t *testing.T) {
 		t.Errorf("an incident after an answer that was no refusal pauses %v, want 1m again", until.Sub(now))
 	}
 }
+
+// TestInFlightSuccessKeepsIncident: an answer that is no refusal, to a
+// request sent before a pause began and answered during it, does not
+// reset the doubling: the next refusal after the pause doubles it (found
+// by a review).
+func TestInFlightSuccessKeepsIncident(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	b := NewBudget(0, time.Minute)
+	refused := RateLimit{Status: http.StatusForbidden, Remaining: 4000, Used: -1, Refused: true}
+	ok := RateLimit{Status: http.StatusOK, Remaining: 3999, Used: -1}
+	b.Start(WritePoints)
+	b.Start(ReadPoints)
+	b.Done(now, WritePoints, refused)            // incident 1: pause 1m
+	b.Done(now.Add(time.Second), ReadPoints, ok) // in flight before it, answered during it
+	until, _ := b.Hold(now)
+	now = until
+	b.Start(WritePoints)
+	b.Done(now, WritePoints, refused) // the first request after the pause: refused again
+	if until, _ := b.Hold(now); until.Sub(now) != 2*time.Minute {
+		t.Errorf("second incident in a row pauses %v, want 2m", until.Sub(now))
+	}
+}
