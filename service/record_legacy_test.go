@@ -80,6 +80,45 @@ func TestPruneSparesSecretCreatedAfterRecord(t *testing.T) {
 	})
 }
 
+// TestSyncRunAgreesWithPlanOnRecreatedSecret: a record older than the
+// listed secret's creation gives its owner nothing when the sync's items
+// run, as when it was planned: another owner's sync of the secret, which
+// another writer created after a delete the broker never saw, plans
+// UPDATE and runs UPDATE, not CONFLICT (found by a review: the dry run
+// and the run disagreed).
+func TestSyncRunAgreesWithPlanOnRecreatedSecret(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, harnessOpts{})
+		ctx := t.Context()
+		if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", map[string]string{"X": plantedSecret})); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute)
+		// Another tool (its own state) deletes X and creates it again.
+		st2, _ := state.NewMemory(state.Options{})
+		other := newHarnessWith(t, h.client, h.logs, Options{State: st2})
+		if _, err := other.broker.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: repoScope + "/secrets/X"}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute)
+		if _, err := other.broker.PutSecret(ctx, plain(repoScope+"/secrets/X", plantedSecret+"-other")); err != nil {
+			t.Fatal(err)
+		}
+		dry := syncReq(repoScope, "team-b", map[string]string{"X": plantedSecret + "-b"})
+		dry.DryRun = true
+		plan, err := h.broker.SyncSecrets(ctx, dry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantPlan(t, "team-b's dry run", plan, map[string]string{"X": "UPDATE OK"})
+		run, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-b", map[string]string{"X": plantedSecret + "-b"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantPlan(t, "team-b's sync", run, map[string]string{"X": "UPDATE OK"})
+	})
+}
+
 // TestEnvironmentSpellingsShareRecords: GitHub matches environment names
 // without case, so two spellings of one environment are one secret: one
 // record and one write lock. A put under one spelling after a write of

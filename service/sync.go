@@ -587,6 +587,26 @@ func (x *Executor) scopeListing(ctx context.Context, scope upstream.Scope) (map[
 
 // seed gives the executor scope's listing, read already (by a sync's
 // plan), so that its items do not read it again.
+// predates reports whether rec is of an earlier secret of its name than
+// the one the scope's listing already at hand shows (see predates), as a
+// sync's plan judged it; without a listing at hand (an operation resumed
+// after a restart) it cannot tell, and the record is kept.
+func (x *Executor) predates(scope upstream.Scope, name string, rec *state.Record) bool {
+	x.mu.Lock()
+	l := x.listings[scope.Path()]
+	x.mu.Unlock()
+	if l == nil {
+		return false
+	}
+	select {
+	case <-l.done:
+	default:
+		return false // another item is listing it now
+	}
+	sec, ok := l.secrets[strings.ToUpper(name)]
+	return ok && predates(rec, sec)
+}
+
 func (x *Executor) seed(scope upstream.Scope, list map[string]upstream.Secret) {
 	if list == nil {
 		return
@@ -608,6 +628,9 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 		return itemOutcome{err: err}
 	}
 	rec, _ := x.s.recordOf(ctx, scope, name)
+	if rec != nil && x.predates(scope, name, rec) {
+		rec = nil // of an earlier secret of that name, as the plan judged it
+	}
 	if item.Delete {
 		return x.delete(ctx, scope, name, rec)
 	}
