@@ -22,12 +22,7 @@ import (
 // check came before the wait only).
 func TestRevokedDuringPacerWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		pacing := upstream.DefaultPacing()
-		pacing.WriteInterval = 10 * time.Second
-		authz := newSwapAuthorizer(mustPolicy(t))
-		h := newHarness(t, harnessOpts{authz: authz, pacing: &pacing, ops: OperationOptions{FlushEvery: 1}})
-		closeOps(t, h.server)
-		staging := as(t.Context(), "token:staging")
+		h, authz, staging := revocable(t, nil)
 		req := &secretbrokerv1.BatchPutSecretsRequest{Async: true}
 		for i, n := range []string{"S1", "S2", "S3"} {
 			req.Requests = append(req.Requests, plain(stagingEnv+"/secrets/"+n, fmt.Sprintf("%s-%d", plantedSecret, i)))
@@ -102,12 +97,7 @@ func TestAdmitCheckStaysOutOfSharedReads(t *testing.T) {
 func TestAdmitDenialOneOutcome(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var trail syncBuffer
-		pacing := upstream.DefaultPacing()
-		pacing.WriteInterval = 10 * time.Second
-		authz := newSwapAuthorizer(mustPolicy(t))
-		h := newHarness(t, harnessOpts{authz: authz, pacing: &pacing, audit: audit.NewWriter(&trail, nil), ops: OperationOptions{FlushEvery: 1}})
-		closeOps(t, h.server)
-		staging := as(t.Context(), "token:staging")
+		h, authz, staging := revocable(t, audit.NewWriter(&trail, nil))
 		req := &secretbrokerv1.BatchPutSecretsRequest{Async: true}
 		for i, n := range []string{"S1", "S2", "S3"} {
 			req.Requests = append(req.Requests, plain(stagingEnv+"/secrets/"+n, fmt.Sprintf("%s-%d", plantedSecret, i)))
@@ -142,12 +132,7 @@ func TestAdmitDenialOneOutcome(t *testing.T) {
 // CREATE).
 func TestAdmitDenialHasNoAction(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		pacing := upstream.DefaultPacing()
-		pacing.WriteInterval = 10 * time.Second
-		authz := newSwapAuthorizer(mustPolicy(t))
-		h := newHarness(t, harnessOpts{authz: authz, pacing: &pacing, ops: OperationOptions{FlushEvery: 1}})
-		closeOps(t, h.server)
-		staging := as(t.Context(), "token:staging")
+		h, authz, staging := revocable(t, nil)
 		values := map[string]string{}
 		for i, n := range []string{"S1", "S2", "S3"} {
 			values[n] = fmt.Sprintf("%s-%d", plantedSecret, i)
@@ -170,4 +155,18 @@ func TestAdmitDenialHasNoAction(t *testing.T) {
 			}
 		}
 	})
+}
+
+// revocable is a harness whose policy a test can swap, with writes 10 s
+// apart (an item waits in the pacer for its slot) and the operations
+// runner closed at the test's end; staging is the context of the caller
+// the policy lets write the staging environment.
+func revocable(t *testing.T, trail *audit.Log) (h *harness, authz *swapAuthorizer, staging context.Context) {
+	t.Helper()
+	pacing := upstream.DefaultPacing()
+	pacing.WriteInterval = 10 * time.Second
+	authz = newSwapAuthorizer(mustPolicy(t))
+	h = newHarness(t, harnessOpts{authz: authz, pacing: &pacing, audit: trail, ops: OperationOptions{FlushEvery: 1}})
+	closeOps(t, h.server)
+	return h, authz, as(t.Context(), "token:staging")
 }
