@@ -340,8 +340,7 @@ func secretKey(scope upstream.Scope, name string) string {
 // recordScope is foldedScope with the environment's name folded too, as
 // GitHub matches environment names without case ("Environment names are
 // not case sensitive", GitHub's docs, "Managing environments for
-// deployment"): the
-// prefix of the secretKeys of scope's secrets. Two spellings of one
+// deployment"): the prefix of the secretKeys of scope's secrets. Two spellings of one
 // environment must share their secrets' records and write locks, or a
 // sync by one owner under "Staging" would overwrite another's under
 // "staging" without a conflict. The key cache keeps foldedScope, which

@@ -10,8 +10,8 @@ import (
 
 // A secret's record is kept under its secretKey: one record per GitHub
 // secret, whatever the case of the organization, owner, repository and
-// environment names a caller spells. Earlier versions kept it under the resource name
-// as the writing caller spelled it; a record left under such a name (one
+// environment names a caller spells. Earlier versions kept it under the
+// resource name as the writing caller spelled it; a record left under such a name (one
 // whose scope has upper-case letters) is the secret's legacy record. It
 // still serves the spelling that wrote it, as it did before: it is read
 // when the key holds no record (recordOf, listRecords), moved to the key

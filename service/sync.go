@@ -585,8 +585,6 @@ func (x *Executor) scopeListing(ctx context.Context, scope upstream.Scope) (map[
 	}
 }
 
-// seed gives the executor scope's listing, read already (by a sync's
-// plan), so that its items do not read it again.
 // predates reports whether rec is of an earlier secret of its name than
 // the one the scope's listing already at hand shows (see predates), as a
 // sync's plan judged it; without a listing at hand (an operation resumed
@@ -607,6 +605,8 @@ func (x *Executor) predates(scope upstream.Scope, name string, rec *state.Record
 	return ok && predates(rec, sec)
 }
 
+// seed gives the executor scope's listing, read already (by a sync's
+// plan), so that its items do not read it again.
 func (x *Executor) seed(scope upstream.Scope, list map[string]upstream.Secret) {
 	if list == nil {
 		return
@@ -710,11 +710,17 @@ func (x *Executor) authorize(ctx context.Context, item state.PendingItem, res st
 	if !x.reauthorize {
 		return nil
 	}
-	verb := verbWrite
-	if item.Delete {
-		verb = verbDelete
-	}
+	verb := itemVerb(item)
 	return x.s.check(ctx, x.rpc, nil, verb, res, x.s.may(ctx, verb, res))
+}
+
+// itemVerb is what an item needs of its caller: delete for a delete, else
+// write.
+func itemVerb(item state.PendingItem) string {
+	if item.Delete {
+		return verbDelete
+	}
+	return verbWrite
 }
 
 // recheckAtAdmission returns ctx whose requests to GitHub check the
@@ -725,10 +731,7 @@ func (x *Executor) recheckAtAdmission(ctx context.Context, item state.PendingIte
 	if !x.reauthorize {
 		return ctx
 	}
-	verb := verbWrite
-	if item.Delete {
-		verb = verbDelete
-	}
+	verb := itemVerb(item)
 	// The refusal is the item's outcome (its change's record), not a
 	// denial recorded apart: one intent, one outcome.
 	return upstream.WithAdmitCheck(ctx, func(ctx context.Context) error {

@@ -459,10 +459,17 @@ func traceKey(k string) bool {
 // to a JSON caller: the answer's own Content-Type is the JSON one; and
 // without binary (-bin) keys, whose raw bytes are no HTTP field value.
 func outgoingHeader(key string) (string, bool) {
-	if key == "content-type" || strings.HasSuffix(key, "-bin") {
+	if !answerKey(key) {
 		return "", false
 	}
 	return runtime.MetadataHeaderPrefix + key, true
+}
+
+// answerKey reports whether an answer's metadata key k goes to a JSON
+// caller (as a header or a trailer): not content-type, and no binary
+// (-bin) key.
+func answerKey(k string) bool {
+	return k != "content-type" && !strings.HasSuffix(k, "-bin")
 }
 
 // outgoingTrailer is grpc-gateway's default for the trailer metadata of
@@ -472,7 +479,7 @@ func outgoingHeader(key string) (string, bool) {
 // field value (a client then fails to read the answer, a 429's
 // included), and the details are in the answer's body already.
 func outgoingTrailer(key string) (string, bool) {
-	if key == "content-type" || strings.HasSuffix(key, "-bin") {
+	if !answerKey(key) {
 		return "", false
 	}
 	return runtime.MetadataTrailerPrefix + key, true

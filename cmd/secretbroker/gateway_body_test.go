@@ -477,6 +477,9 @@ func TestGatewaySelectionRequired(t *testing.T) {
 		{"no body", "", http.StatusBadRequest, "1"},
 		{"an empty object", "{}", http.StatusBadRequest, "1"},
 		{"another field only", `{"name":"x"}`, http.StatusBadRequest, "1"},
+		// null names no selection: not taken as [], which clears.
+		{"ids null", `{"selected_repository_ids":null}`, http.StatusBadRequest, "1"},
+		{"names null", `{"selected_repositories":null}`, http.StatusBadRequest, "1"},
 		{"ids, lowerCamelCase", `{"selectedRepositoryIds":[1296269,1296270]}`, http.StatusOK, "2"},
 		{"an empty list clears", `{"selected_repository_ids":[]}`, http.StatusOK, "0"},
 	} {

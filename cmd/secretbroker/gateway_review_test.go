@@ -201,30 +201,3 @@ func TestGatewayDropsTraceMetadata(t *testing.T) {
 		}
 	}
 }
-
-// TestGatewaySelectionNull: a selection given as null names none: the
-// request is refused as one without the selection, not taken as [],
-// which would clear every repository.
-func TestGatewaySelectionNull(t *testing.T) {
-	b := startBroker(t, devConfig(t))
-	const secret = "/v1/orgs/octo-org/actions/secrets/SELECTION_NULL"
-	base := "http://" + b.httpAddr
-	if code, body := httpDo(t, b.http, http.MethodPut, base+secret, "",
-		`{"value":"v","visibility":"selected","selected_repository_ids":[1296269]}`); code != http.StatusCreated {
-		t.Fatalf("create: %d %s", code, body)
-	}
-	code, body := httpDo(t, b.http, http.MethodPut, base+secret+"/repositories", "", `{"selected_repository_ids":null}`)
-	_, list := httpDo(t, b.http, http.MethodGet, base+secret+"/repositories", "", "")
-	var got struct {
-		TotalCount int `json:"total_count"`
-	}
-	if err := json.Unmarshal([]byte(list), &got); err != nil {
-		t.Fatal(err)
-	}
-	if code != http.StatusBadRequest || !strings.Contains(body, "selected_repository_ids: is required") {
-		t.Errorf("PUT {\"selected_repository_ids\":null} = %d %s, want 400 naming the missing selection", code, body)
-	}
-	if got.TotalCount != 1 {
-		t.Errorf("%d repositories selected after the refused PUT, want the 1 before", got.TotalCount)
-	}
-}

@@ -85,9 +85,9 @@ const maxSecondaryDoublings = 4
 
 // NewBudget returns a Budget of pointsPerMinute (0: no points budget) that
 // pauses for secondaryPause after a refusal without a hint, twice as long
-// after each more such refusal in a row (GitHub: "wait for an
-// exponentially increasing amount of time between retries"), until an
-// answer that is not a refusal.
+// after each more such incident in a row (GitHub: "wait for an
+// exponentially increasing amount of time between retries"), until, once
+// a pause is over, an answer that is not a refusal.
 func NewBudget(pointsPerMinute int, secondaryPause time.Duration) *Budget {
 	return &Budget{perMinute: pointsPerMinute, secondaryPause: secondaryPause}
 }
@@ -131,7 +131,7 @@ func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
 	}
 	switch {
 	case rl.Refused:
-		if !rl.HasRetryAfter && !(rl.Remaining == 0 && rl.Reset.After(now)) && !b.pauseUntil.After(now) {
+		if !rl.Hinted(now) && !b.pauseUntil.After(now) {
 			// A pause GitHub gave no length for, the first of its
 			// incident: the answers to requests in flight with it,
 			// refused too, are the same incident and do not count again.
@@ -149,7 +149,8 @@ func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
 }
 
 // escalated is the pause after a refusal that says nothing of how long to
-// wait: secondaryPause, doubled for each such refusal in a row before it.
+// wait: secondaryPause, doubled for each such incident in a row before
+// this one.
 func (b *Budget) escalated() time.Duration {
 	return b.secondaryPause << min(max(b.refusals-1, 0), maxSecondaryDoublings)
 }

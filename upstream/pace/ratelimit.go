@@ -93,10 +93,21 @@ func (rl RateLimit) Pause(now time.Time, secondary time.Duration) (time.Duration
 	switch {
 	case rl.HasRetryAfter:
 		return rl.RetryAfter, ReasonPause
-	case rl.Remaining == 0 && rl.Reset.After(now):
+	case rl.primaryUsedUp(now):
 		return rl.Reset.Sub(now), ReasonPrimary
 	}
 	return secondary, ReasonPause
+}
+
+// Hinted reports whether the answer says how long to wait: a Retry-After,
+// or a primary quota used up with its reset ahead. A refusal that is not
+// hinted pauses for the secondary pause (Pause).
+func (rl RateLimit) Hinted(now time.Time) bool { return rl.HasRetryAfter || rl.primaryUsedUp(now) }
+
+// primaryUsedUp reports whether the answer says the primary quota is used
+// up until a reset still ahead.
+func (rl RateLimit) primaryUsedUp(now time.Time) bool {
+	return rl.Remaining == 0 && rl.Reset.After(now)
 }
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or,
