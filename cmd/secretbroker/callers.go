@@ -41,10 +41,9 @@ func newCallerKeys() (callerKeys, error) {
 	return callerKeys{gatewaySecret: hex.EncodeToString(b[:])}, nil
 }
 
-// fromGateway reports whether md carries the gateway's secret, so that the
-// gateway's other metadata can be believed.
-func (k callerKeys) fromGateway(md metadata.MD) bool {
-	g := md.Get(mdGateway)
+// fromGateway reports whether a call's values of mdGateway are the
+// gateway's secret, so that the gateway's other metadata can be believed.
+func (k callerKeys) fromGateway(g []string) bool {
 	return len(g) == 1 && subtle.ConstantTimeCompare([]byte(g[0]), []byte(k.gatewaySecret)) == 1
 }
 

@@ -73,8 +73,11 @@ func errCredentials() error {
 // authentication is not configured and none was proven), the key the
 // pacer queues the call under, and whether the JSON gateway made the call.
 func (f *frontDoor) authenticate(ctx context.Context) (caller, fairness string, viaGateway bool, err error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	viaGateway = f.keys.fromGateway(md)
+	// Each key is looked up alone: a copy of all the metadata
+	// (metadata.FromIncomingContext) would cost a map and a slice per key
+	// on every call.
+	md := func(key string) []string { return metadata.ValueFromIncomingContext(ctx, key) }
+	viaGateway = f.keys.fromGateway(md(mdGateway))
 
 	var addr, certCaller string
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
@@ -87,13 +90,13 @@ func (f *frontDoor) authenticate(ctx context.Context) (caller, fairness string, 
 		// The gateway sets each of these at most once; more than one value
 		// means someone else added one, and nothing is believed.
 		var ok1, ok2 bool
-		addr, ok1 = atMostOne(md, mdCaller)
-		certCaller, ok2 = atMostOne(md, mdX509)
+		addr, ok1 = atMostOne(md(mdCaller))
+		certCaller, ok2 = atMostOne(md(mdX509))
 		if !ok1 || !ok2 {
 			return "", "", false, errCredentials()
 		}
 	}
-	caller, fairness, err = f.identify(ctx, md.Get("authorization"), certCaller, addr)
+	caller, fairness, err = f.identify(ctx, md("authorization"), certCaller, addr)
 	return caller, fairness, viaGateway, err
 }
 
@@ -149,10 +152,10 @@ func bearer(v string) (string, bool) {
 	return tok, tok != ""
 }
 
-// atMostOne returns md's value for key ("" when it has none), and false
-// when it has more than one.
-func atMostOne(md metadata.MD, key string) (string, bool) {
-	switch v := md.Get(key); len(v) {
+// atMostOne returns the one value of a metadata key ("" when it has
+// none), and false when it has more than one.
+func atMostOne(v []string) (string, bool) {
+	switch len(v) {
 	case 0:
 		return "", true
 	case 1:

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"mime"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"regexp"
 	"slices"
@@ -431,6 +432,12 @@ func tooLarge(limit int64) error {
 // would be a second copy of the caller's bearer token. Nor is trace
 // context (traceKey).
 func incomingHeader(key string) (string, bool) {
+	// The default matcher is asked about Grpc-Metadata-* headers only: for
+	// each standard header it would build a "grpcgateway-" key, on every
+	// request, to be refused below.
+	if !strings.HasPrefix(textproto.CanonicalMIMEHeaderKey(key), runtime.MetadataHeaderPrefix) {
+		return "", false
+	}
 	md, ok := runtime.DefaultHeaderMatcher(key)
 	if !ok || strings.HasPrefix(md, runtime.MetadataPrefix) || reservedKey(md) || traceKey(md) {
 		return "", false
@@ -584,6 +591,15 @@ func newJSONMarshaler() jsonMarshaler {
 		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}}
+}
+
+// Marshal is JSONPb's Marshal, with a message's JSON returned as protojson
+// made it: JSONPb copies it into a buffer first, on every answer.
+func (m jsonMarshaler) Marshal(v any) ([]byte, error) {
+	if msg, ok := v.(proto.Message); ok {
+		return m.MarshalOptions.Marshal(msg)
+	}
+	return m.JSONPb.Marshal(v)
 }
 
 // NewDecoder returns JSONPb's decoder with its errors cleaned by

@@ -104,3 +104,22 @@ func FuzzJSONDecoderPaths(f *testing.F) {
 		sameDecoding(t, []byte(body), &secretbrokerv1.PutSecretRequest{})
 	})
 }
+
+// The gateway's answers are JSONPb's, byte for byte: messages marshalled
+// without JSONPb's buffer, anything else by JSONPb itself.
+func TestJSONMarshalAsJSONPb(t *testing.T) {
+	m := newJSONMarshaler()
+	for _, v := range []any{
+		&secretbrokerv1.PublicKey{KeyId: "568250167242549743", Key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="},
+		&secretbrokerv1.ListSecretsResponse{},
+		&secretbrokerv1.PutSecretResponse{Created: true},
+		map[string]any{"code": 5, "message": "not found"},
+		[]string{"a", "b"},
+	} {
+		got, err := m.Marshal(v)
+		want, wantErr := m.JSONPb.Marshal(v)
+		if err != nil || wantErr != nil || !bytes.Equal(got, want) {
+			t.Errorf("Marshal(%T) = %s, %v; JSONPb's %s, %v", v, got, err, want, wantErr)
+		}
+	}
+}

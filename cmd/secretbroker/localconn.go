@@ -219,8 +219,10 @@ func (c *localConn) Invoke(ctx context.Context, method string, args, reply any, 
 // part of the server reads them, and each key costs every copy of the
 // metadata (the front door's, the stats handler's); with at most eight
 // keys a copy is one small map.
+//
+// out must be the call's own copy (metadata.FromOutgoingContext): it
+// becomes the server's metadata, without those keys.
 func (c *localConn) incomingMetadata(out metadata.MD, method string) (metadata.MD, int) {
-	md := make(metadata.MD, len(out))
 	size := 0
 	for _, f := range [...][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", method}, {":authority", c.s.authority},
 		{"content-type", "application/grpc"}, {"user-agent", localUserAgent}, {"te", "trailers"}} {
@@ -228,19 +230,17 @@ func (c *localConn) incomingMetadata(out metadata.MD, method string) (metadata.M
 	}
 	for k, vs := range out {
 		if reservedHeader(k) {
+			delete(out, k)
 			continue
 		}
 		for _, v := range vs {
 			size += len(k) + len(v) + localHeaderFieldOverhead
 		}
 		if k == "host" {
-			continue
+			delete(out, k)
 		}
-		// out is this call's own copy (metadata.FromOutgoingContext), and
-		// nothing writes to either: the values are shared.
-		md[k] = vs
 	}
-	return md, size
+	return out, size
 }
 
 // reservedHeader reports whether grpc-go's client leaves metadata key k

@@ -14,7 +14,7 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -339,19 +339,12 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		// The front door refuses before anything else runs, tracing
 		// included, so that a refused flood costs as little as it can.
 		Handler: door.admitHTTP(
-			otelhttp.NewHandler(gw, "gateway",
-				otelhttp.WithTracerProvider(gatewayTracerProvider(tr)),
-				otelhttp.WithMeterProvider(mp),
-				// server.address and server.port name the listener, not
-				// the caller's Host header: otelhttp puts both on every
-				// http_server_* series, so a header any caller chooses
-				// would add series until the SDK's cardinality limit,
-				// after which every new series, legitimate ones included,
-				// is folded into one overflow series.
-				otelhttp.WithServerName(httpLn.Addr().String()),
-				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-					return gatewaySpanName(r.Method)
-				})),
+			instrumentGateway(gw, tr.recording, gatewayInstrumentation{
+				tracerProvider: tr.tp,
+				meterProvider:  mp,
+				propagator:     otel.GetTextMapPropagator(),
+				serverName:     httpLn.Addr().String(),
+			}),
 			newCallLimits(0, 0, cfg.CallerMaxConcurrent, cfg.MaxConcurrentCalls), cfg.MaxInflightBytes),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,

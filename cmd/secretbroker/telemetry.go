@@ -21,8 +21,6 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/secretbroker/secretbroker/service/audit"
 )
@@ -128,19 +126,6 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 	t.tp = sdktrace.NewTracerProvider(opts...)
 	otel.SetTracerProvider(t.tp)
 	return t, nil
-}
-
-// gatewayTracerProvider is the tracer provider of the gateway's HTTP
-// span. When no span is exported, it is OpenTelemetry's no-op provider:
-// the HTTP span would never be recorded, and a no-op span costs neither
-// a span id nor a copy of its attributes, while it still carries the
-// caller's extracted trace context to the server span inside, which has
-// its own id for the call's log lines (samplerFor).
-func gatewayTracerProvider(t *tracing) trace.TracerProvider {
-	if t.recording {
-		return t.tp
-	}
-	return tracenoop.NewTracerProvider()
 }
 
 // samplerFor returns the sampler of a tracer provider with n exporters.

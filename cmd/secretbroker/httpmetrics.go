@@ -1,0 +1,266 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/semconv/v1.43.0/httpconv"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// instrumentGateway wraps the JSON gateway's handler in its HTTP
+// instrumentation.
+//
+// When spans are recorded (an exporter is configured), that is otelhttp:
+// the HTTP server span with its attributes, and its three http.server.*
+// histograms. When none is, otelhttp would still build the span's
+// attributes for every request, wrap the ResponseWriter twice and copy the
+// request, for a span nothing reads, about a tenth of a cached call's cost
+// on the gateway (docs/BENCHMARKS.md). Then the gateway gets
+// httpServerMetrics instead: the same histograms, under the same names,
+// scope, buckets and attributes (TestHTTPMetricsAsOtelhttp holds it to
+// that), and the caller's trace context extracted from the request's
+// headers as otelhttp's propagation does, so a call's log lines and its
+// requests to GitHub still carry the caller's trace id.
+func instrumentGateway(next http.Handler, recording bool, opts gatewayInstrumentation) http.Handler {
+	if recording {
+		return otelhttp.NewHandler(next, "gateway",
+			otelhttp.WithTracerProvider(opts.tracerProvider),
+			otelhttp.WithMeterProvider(opts.meterProvider),
+			otelhttp.WithPropagators(opts.propagator),
+			// server.address and server.port name the listener, not
+			// the caller's Host header: otelhttp puts both on every
+			// http_server_* series, so a header any caller chooses
+			// would add series until the SDK's cardinality limit,
+			// after which every new series, legitimate ones included,
+			// is folded into one overflow series.
+			otelhttp.WithServerName(opts.serverName),
+			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+				return gatewaySpanName(r.Method)
+			}))
+	}
+	return newHTTPServerMetrics(next, opts)
+}
+
+// gatewayInstrumentation is what the gateway's HTTP instrumentation
+// records with.
+type gatewayInstrumentation struct {
+	tracerProvider trace.TracerProvider
+	meterProvider  metric.MeterProvider
+	propagator     propagation.TextMapPropagator
+	// serverName is the listener's address: server.address and
+	// server.port of every series.
+	serverName string
+}
+
+// httpSeriesCap bounds the attribute sets httpServerMetrics keeps built.
+// The attributes a request can vary are its method (nine, or _OTHER), the
+// answer's status code, TLS and its protocol version, which net/http
+// bounds; past the cap a set is built for each request, as otelhttp does.
+const httpSeriesCap = 1024
+
+// httpServerMetrics records otelhttp's server histograms for each request
+// and carries the request's propagated trace context into its context,
+// without a span.
+type httpServerMetrics struct {
+	next       http.Handler
+	propagator propagation.TextMapPropagator
+	duration   httpconv.ServerRequestDuration
+	reqBody    httpconv.ServerRequestBodySize
+	respBody   httpconv.ServerResponseBodySize
+	// host and port are server.address and server.port (port -1: none).
+	host string
+	port int
+
+	// series holds the record options of each httpSeries seen, at most
+	// httpSeriesCap of them (count).
+	series sync.Map // httpSeries -> []metric.RecordOption
+	count  atomic.Int64
+}
+
+// httpSeries is what the attributes of one request's measurements depend on.
+type httpSeries struct {
+	method string // standardized: GET, ..., or _OTHER
+	status int
+	tls    bool
+	proto  string // as the request has it: HTTP/1.1
+}
+
+func newHTTPServerMetrics(next http.Handler, opts gatewayInstrumentation) *httpServerMetrics {
+	// The instruments otelhttp creates, on a meter of its scope, so that
+	// the exported series are the same whichever of the two records them.
+	meter := opts.meterProvider.Meter(otelhttp.ScopeName, metric.WithInstrumentationVersion(otelhttp.Version))
+	m := &httpServerMetrics{next: next, propagator: opts.propagator}
+	var err error
+	if m.reqBody, err = httpconv.NewServerRequestBodySize(meter); err != nil {
+		otel.Handle(err)
+	}
+	if m.respBody, err = httpconv.NewServerResponseBodySize(meter); err != nil {
+		otel.Handle(err)
+	}
+	// Its buckets are semconv's, as otelhttp's are: httpconv's own
+	// options come after any given.
+	if m.duration, err = httpconv.NewServerRequestDuration(meter); err != nil {
+		otel.Handle(err)
+	}
+	m.host, m.port = splitServerName(opts.serverName)
+	return m
+}
+
+func (m *httpServerMetrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ctx := m.propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	var body *countingBody
+	if ctx != r.Context() || (r.Body != nil && r.Body != http.NoBody) {
+		r = r.WithContext(ctx) // a copy: the caller's request keeps its own body
+		if r.Body != nil && r.Body != http.NoBody {
+			body = &countingBody{ReadCloser: r.Body}
+			r.Body = body
+		}
+	}
+	sw := &answerWriter{ResponseWriter: w, status: http.StatusOK}
+	m.next.ServeHTTP(sw, r)
+
+	var read int64
+	if body != nil {
+		read = body.n
+	}
+	opts := m.recordOptions(httpSeries{method: standardMethod(r.Method), status: sw.status, tls: r.TLS != nil, proto: r.Proto})
+	m.reqBody.Inst().Record(ctx, read, opts...)
+	m.respBody.Inst().Record(ctx, sw.written, opts...)
+	m.duration.Inst().Record(ctx, time.Since(start).Seconds(), opts...)
+}
+
+// recordOptions returns the record options of s's attribute set, built
+// once per series.
+func (m *httpServerMetrics) recordOptions(s httpSeries) []metric.RecordOption {
+	if v, ok := m.series.Load(s); ok {
+		return v.([]metric.RecordOption)
+	}
+	opts := []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(m.attributes(s)...))}
+	if m.count.Add(1) <= httpSeriesCap {
+		if v, loaded := m.series.LoadOrStore(s, opts); loaded {
+			m.count.Add(-1)
+			return v.([]metric.RecordOption)
+		}
+	}
+	return opts
+}
+
+// attributes are the attributes otelhttp gives a request's measurements
+// (its semconv HTTPServer.MetricAttributes for a request without a route
+// pattern, labels or extra attributes, with a server name).
+func (m *httpServerMetrics) attributes(s httpSeries) []attribute.KeyValue {
+	scheme := "http"
+	if s.tls {
+		scheme = "https"
+	}
+	attrs := []attribute.KeyValue{
+		semconv.HTTPRequestMethodKey.String(s.method),
+		semconv.URLScheme(scheme),
+		semconv.ServerAddress(m.host),
+	}
+	if p := m.port; p > 0 && ((s.tls && p != 443) || (!s.tls && p != 80)) {
+		attrs = append(attrs, semconv.ServerPort(p))
+	}
+	name, version, _ := strings.Cut(s.proto, "/")
+	if name = strings.ToLower(name); name != "" {
+		attrs = append(attrs, semconv.NetworkProtocolName(name))
+	}
+	if version != "" {
+		attrs = append(attrs, semconv.NetworkProtocolVersion(version))
+	}
+	if s.status > 0 {
+		attrs = append(attrs, semconv.HTTPResponseStatusCode(s.status))
+	}
+	return attrs
+}
+
+// standardMethod is a request method as otelhttp records it: one of
+// HTTP's nine in upper case, or _OTHER.
+func standardMethod(method string) string {
+	switch m := strings.ToUpper(method); m {
+	case http.MethodConnect, http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodOptions,
+		http.MethodPatch, http.MethodPost, http.MethodPut, http.MethodTrace:
+		return m
+	}
+	return "_OTHER"
+}
+
+// splitServerName returns the host and port of a listener's address
+// (port -1 when it has none).
+func splitServerName(addr string) (string, int) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return strings.Trim(addr, "[]"), -1
+	}
+	port, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		return host, -1
+	}
+	return host, int(port)
+}
+
+// answerWriter is a ResponseWriter that keeps the status code of the
+// answer and counts its body's bytes, as otelhttp's wrapper does.
+type answerWriter struct {
+	http.ResponseWriter
+	status      int
+	written     int64
+	wroteHeader bool
+}
+
+func (w *answerWriter) WriteHeader(code int) {
+	// An informational status (but 101) is not the answer's.
+	if !w.wroteHeader && (code < 100 || code > 199 || code == http.StatusSwitchingProtocols) {
+		w.wroteHeader = true
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *answerWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.written += int64(n)
+	return n, err
+}
+
+// Flush flushes the answer, as the wrapped writer's Flush would.
+func (w *answerWriter) Flush() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap is for http.ResponseController.
+func (w *answerWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// countingBody counts the bytes the handler reads of a request's body.
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	return n, err
+}
