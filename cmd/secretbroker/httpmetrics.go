@@ -161,7 +161,11 @@ func (m *httpServerMetrics) recordOptions(s httpSeries) []metric.RecordOption {
 
 // attributes are the attributes otelhttp gives a request's measurements
 // (its semconv HTTPServer.MetricAttributes for a request without a route
-// pattern, labels or extra attributes, with a server name).
+// pattern, labels or extra attributes, with a server name). One
+// difference: for a server name without a port, otelhttp takes
+// server.port from the request's Host header, which the caller chooses;
+// here there is none. (The gateway's server name is its listener's
+// address, which has one.)
 func (m *httpServerMetrics) attributes(s httpSeries) []attribute.KeyValue {
 	scheme := "http"
 	if s.tls {

@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -70,7 +71,9 @@ func TestHTTPMetricsAsOtelhttp(t *testing.T) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		requests[r.Context().Value(requestIndex{}).(int)].answer(w)
 	})
-	for _, server := range []string{"127.0.0.1:18080", "localhost:80", "[::1]:443", "gateway"} {
+	// (The gateway's server name is its listener's address, which always
+	// has a port; TestHTTPMetricsPortlessServerName is the other case.)
+	for _, server := range []string{"127.0.0.1:18080", "localhost:80", "[::1]:443"} {
 		t.Run(server, func(t *testing.T) {
 			serve := func(h http.Handler) {
 				for i, rq := range requests {
@@ -111,6 +114,38 @@ func TestHTTPMetricsAsOtelhttp(t *testing.T) {
 				compareHistograms(t, wm[i], gm[i])
 			}
 		})
+	}
+}
+
+// A server name without a port gives no server.port, whatever port the
+// caller's Host header names (otelhttp would take that one): no series of
+// the caller's choosing.
+func TestHTTPMetricsPortlessServerName(t *testing.T) {
+	rm := collectHTTPMetrics(t, func(mp *sdkmetric.MeterProvider) {
+		h := instrumentGateway(http.NotFoundHandler(), false, gatewayInstrumentation{
+			tracerProvider: tracenoop.NewTracerProvider(), meterProvider: mp,
+			propagator: propagation.TraceContext{}, serverName: "gateway"})
+		r := httptest.NewRequest(http.MethodGet, "http://example.com:8443/v1/x", nil)
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	})
+	if len(rm.ScopeMetrics) != 1 || len(rm.ScopeMetrics[0].Metrics) != 3 {
+		t.Fatalf("recorded %+v, want three instruments", rm.ScopeMetrics)
+	}
+	for _, m := range rm.ScopeMetrics[0].Metrics {
+		h, ok := m.Data.(metricdata.Histogram[int64])
+		if !ok {
+			continue // the duration: the same attributes
+		}
+		if len(h.DataPoints) != 1 {
+			t.Fatalf("%s: %d series, want 1", m.Name, len(h.DataPoints))
+		}
+		attrs := h.DataPoints[0].Attributes
+		if v, ok := attrs.Value("server.address"); !ok || v.AsString() != "gateway" {
+			t.Errorf("%s: server.address %v, want the server name", m.Name, v)
+		}
+		if v, ok := attrs.Value("server.port"); ok {
+			t.Errorf("%s: server.port %v from the caller's Host header", m.Name, v)
+		}
 	}
 }
 
@@ -260,5 +295,31 @@ func TestGatewayInstrumentation(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Past httpSeriesCap a series' attribute set is built for its request and
+// not kept; below it, it is built once.
+func TestHTTPMetricsSeriesCap(t *testing.T) {
+	m := newHTTPServerMetrics(http.NotFoundHandler(), gatewayInstrumentation{
+		meterProvider: sdkmetric.NewMeterProvider(), propagator: propagation.TraceContext{}, serverName: "127.0.0.1:8080"})
+	kept := httpSeries{method: "GET", status: 200, proto: "HTTP/1.1"}
+	first := m.recordOptions(kept)
+	if again := m.recordOptions(kept); &again[0] != &first[0] {
+		t.Error("a series below the cap was built again")
+	}
+	m.count.Store(httpSeriesCap)
+	past := httpSeries{method: "PUT", status: 201, proto: "HTTP/1.1"}
+	opts := m.recordOptions(past)
+	if _, ok := m.series.Load(past); ok {
+		t.Error("a series past the cap was kept")
+	}
+	if len(opts) != 1 {
+		t.Fatalf("%d options, want 1", len(opts))
+	}
+	want := attribute.NewSet(m.attributes(past)...)
+	cfg := metric.NewRecordConfig(opts)
+	if got := cfg.Attributes(); !got.Equals(&want) {
+		t.Errorf("attributes %v, want %v", got.ToSlice(), want.ToSlice())
 	}
 }
