@@ -234,13 +234,18 @@ func checkAccount(field, what, login string, user bool) error {
 }
 
 // checkRepo checks an owner and a repository name: letters, digits, ".",
-// "-" and "_", at most 100 characters, not "." or "..".
+// "-" and "_", at most 100 characters, not "." or "..", and without the
+// .git extension, which GitHub's paths take the name without (and which
+// GitHub drops from a new repository's name).
 func checkRepo(field, owner, repo string) error {
 	if err := checkAccount(field, "owner", owner, true); err != nil {
 		return err
 	}
 	if repo == "" || len(repo) > 100 || repo == "." || repo == ".." {
 		return invalidArg(field, "repository name must be 1 to 100 characters and not \".\" or \"..\"")
+	}
+	if len(repo) >= len(".git") && strings.EqualFold(repo[len(repo)-len(".git"):], ".git") {
+		return invalidArg(field, "repository name %q: give it without the .git extension", repo)
 	}
 	for _, r := range repo {
 		if !isASCIIAlnum(r) && r != '-' && r != '_' && r != '.' {

@@ -110,6 +110,19 @@ func credError(err error) error {
 	return &Error{Method: he.Method, Route: he.Route, StatusCode: he.StatusCode, Message: http.StatusText(he.StatusCode)}
 }
 
+// tokenError is what a credential's failure to give r a token means to
+// its caller: an installation GitHub no longer has is the app not
+// installed on r's owner (its next call looks the owner up again), and an
+// answer of GitHub's to the app's own request is an *Error of that
+// request's route.
+func (c *Client) tokenError(r request, err error) error {
+	if _, ok := errors.AsType[*credential.UninstalledError](err); ok {
+		owner, _ := c.ownerOf(r.path)
+		return &NotInstalledError{Account: owner}
+	}
+	return credError(err)
+}
+
 // ownerOf returns the owner (and, for repository paths, the repository)
 // that an escaped request path is about: /orgs/{org}/..., /repos/{owner}/
 // {repo}/..., or /repositories/{id}/... for an id the client resolved.

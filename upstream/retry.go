@@ -90,7 +90,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		}
 		if r.auth, err = cred.Token(ctx); err != nil {
 			permit.Unsent()
-			return response{}, fail("getting the credential's token", credError(err))
+			return response{}, fail("getting the credential's token", c.tokenError(r, err))
 		}
 		secrets = append(secrets, r.auth)
 		payload := body

@@ -268,6 +268,22 @@ func (a *App) installationLocked(id int64) *installation {
 	return in
 }
 
+// forget drops in from the app's installations, so that its owners are
+// looked up again. (A fixed installation stays: there is nothing to look
+// up.)
+func (a *App) forget(in *installation) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.byID[in.id] == in {
+		delete(a.byID, in.id)
+	}
+	for owner, v := range a.byOwner {
+		if v == in {
+			delete(a.byOwner, owner)
+		}
+	}
+}
+
 // installation is one installation's credential.
 type installation struct {
 	app   *App
@@ -304,15 +320,35 @@ func (in *installation) Token(ctx context.Context) (string, error) {
 	in.mu.Unlock()
 	tok, err := tr.Token(ctx)
 	if err != nil {
-		return "", fmt.Errorf("credential: minting a token for GitHub App installation %d: %w", in.id, mintError(err))
+		return "", in.mintFailed(err)
 	}
 	return tok, nil
 }
 
+// mintFailed is the error of a failed token mint. A mint GitHub answers
+// 404 is for an installation that is gone (the app was uninstalled, or
+// installed again under a new id): the app forgets it, so that the next
+// call for its owners looks them up again, and the error is an
+// *UninstalledError, never a 404 that a caller could take for its own
+// secret's.
+func (in *installation) mintFailed(err error) error {
+	err = mintError(err)
+	if he, ok := errors.AsType[*HTTPError](err); ok && he.StatusCode == http.StatusNotFound {
+		in.app.forget(in)
+		err = &UninstalledError{InstallationID: in.id}
+	}
+	return fmt.Errorf("credential: minting a token for GitHub App installation %d: %w", in.id, err)
+}
+
 // mintError keeps what ghinstallation's error says of the answer (its
-// status and URL; never a token) and what a transport said.
+// status and URL; never a token) and what a transport said. It closes the
+// answer's body, which ghinstallation leaves open for its caller.
 func mintError(err error) error {
 	if he, ok := errors.AsType[*ghinstallation.HTTPError](err); ok && he.Response != nil {
+		if b := he.Response.Body; b != nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(b, 64<<10)) // so that the connection is reused
+			_ = b.Close()
+		}
 		return &HTTPError{Method: http.MethodPost, Route: "/app/installations/{installation_id}/access_tokens", StatusCode: he.Response.StatusCode}
 	}
 	return err
@@ -333,7 +369,7 @@ func (in *installation) Renew(ctx context.Context, refused string) error {
 	tr := in.newTransport()
 	tok, err := tr.Token(ctx)
 	if err != nil {
-		return fmt.Errorf("credential: minting a token for GitHub App installation %d: %w", in.id, mintError(err))
+		return in.mintFailed(err)
 	}
 	if tok == refused {
 		return fmt.Errorf("credential: GitHub App installation %d: GitHub minted the token it refused", in.id)
@@ -347,15 +383,30 @@ type appCredential struct{ a *App }
 
 func (appCredential) Label() string { return LabelApp }
 
-// Token signs a new JWT for the app: issued 30 s ago, expiring 2 min
-// later, like ghinstallation's.
+// Token signs a new JWT for the app (keySigner sets its times).
 func (c appCredential) Token(context.Context) (string, error) {
-	iss := time.Now().Add(-30 * time.Second).Truncate(time.Second)
-	return c.a.signer.Sign(&jwt.RegisteredClaims{
-		IssuedAt:  jwt.NewNumericDate(iss),
-		ExpiresAt: jwt.NewNumericDate(iss.Add(2 * time.Minute)),
-		Issuer:    strconv.FormatInt(c.a.id, 10),
-	})
+	return c.a.signer.Sign(&jwt.RegisteredClaims{Issuer: strconv.FormatInt(c.a.id, 10)})
+}
+
+// JWT times, as GitHub's App documentation recommends: issued 60 s in the
+// past, against a clock that runs ahead of GitHub's, and expiring well
+// within its 10-minute bound.
+const (
+	jwtBackdate = 60 * time.Second
+	jwtLifetime = 5 * time.Minute
+)
+
+// setJWTTimes gives RegisteredClaims the app's JWT times as of now, in
+// whole seconds (GitHub refuses fractional ones). ghinstallation's own
+// (30 s back, 2 min ahead) leave no room for a clock 30 s fast.
+func setJWTTimes(claims jwt.Claims, now time.Time) {
+	rc, ok := claims.(*jwt.RegisteredClaims)
+	if !ok {
+		return
+	}
+	now = now.Truncate(time.Second)
+	rc.IssuedAt = jwt.NewNumericDate(now.Add(-jwtBackdate))
+	rc.ExpiresAt = jwt.NewNumericDate(now.Add(jwtLifetime))
 }
 
 // Renew reads the private key again; it fails when the key did not change.
@@ -405,8 +456,10 @@ func (s *keySigner) reload(force bool) (bool, error) {
 }
 
 // Sign signs claims with the current key, read again first when the file
-// changed. A file that became unreadable keeps the key it had.
+// changed, with the app's JWT times (setJWTTimes), whoever made the
+// claims. A file that became unreadable keeps the key it had.
 func (s *keySigner) Sign(claims jwt.Claims) (string, error) {
+	setJWTTimes(claims, time.Now())
 	_, reloadErr := s.reload(false)
 	s.mu.Lock()
 	key := s.key

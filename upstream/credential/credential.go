@@ -83,6 +83,17 @@ func (e *NotInstalledError) Error() string {
 	return fmt.Sprintf("github app: not installed on the organization or account %q", e.Account)
 }
 
+// UninstalledError reports a token mint that GitHub answered 404: the
+// installation is gone. The App forgets it, and the next call for one of
+// its owners looks the owner's installation up again.
+type UninstalledError struct {
+	InstallationID int64
+}
+
+func (e *UninstalledError) Error() string {
+	return fmt.Sprintf("github app: installation %d is gone (GitHub answered 404 to a token mint)", e.InstallationID)
+}
+
 // Static returns a Source whose one credential, labelled "token", is tok,
 // which never changes. An empty tok sends no Authorization header.
 func Static(tok string) Source { return staticSource{tok} }

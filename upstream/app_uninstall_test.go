@@ -1,0 +1,178 @@
+package upstream_test
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	jwt "github.com/golang-jwt/jwt/v4"
+
+	"github.com/secretbroker/secretbroker/upstream"
+	"github.com/secretbroker/secretbroker/upstream/credential"
+	"github.com/secretbroker/secretbroker/upstream/emulator"
+)
+
+// uninstalling serves w's emulator, except that while gone is set the app
+// is uninstalled from octo-org: its installation lookup and its
+// installation's token mints are answered 404.
+type uninstalling struct {
+	next    http.Handler
+	gone    atomic.Bool
+	refused atomic.Int64 // lookups answered 404
+}
+
+func (u *uninstalling) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if u.gone.Load() && (r.URL.Path == "/orgs/octo-org/installation" || r.URL.Path == "/app/installations/1/access_tokens") {
+		if r.URL.Path == "/orgs/octo-org/installation" {
+			u.refused.Add(1)
+		}
+		http.Error(w, `{"message":"Not Found"}`, http.StatusNotFound)
+		return
+	}
+	u.next.ServeHTTP(w, r)
+}
+
+// bodyCounter counts the answers' bodies its transport hands out and how
+// many of them were closed.
+type bodyCounter struct {
+	rt             http.RoundTripper
+	opened, closed atomic.Int64
+}
+
+func (b *bodyCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := b.rt.RoundTrip(r)
+	if err == nil && resp.Body != nil {
+		b.opened.Add(1)
+		resp.Body = &countedBody{ReadCloser: resp.Body, closed: &b.closed}
+	}
+	return resp, err
+}
+
+type countedBody struct {
+	io.ReadCloser
+	once   sync.Once
+	closed *atomic.Int64
+}
+
+func (c *countedBody) Close() error {
+	c.once.Do(func() { c.closed.Add(1) })
+	return c.ReadCloser.Close()
+}
+
+// An installation GitHub no longer has (the app uninstalled from the
+// owner): the token mint's 404 is the owner's NotInstalledError, never a
+// 404 a caller could take for its secret's; the app forgets the
+// installation, so the next call looks the owner up again (and works
+// once the app is installed again); and the refused mint's answer is
+// closed, as every other answer of the app's own requests.
+func TestAppUninstalledInstallation(t *testing.T) {
+	key, keyPEM := newRSAKey(t)
+	synctest.Test(t, func(t *testing.T) {
+		const lifetime = 10 * time.Minute
+		w := newAppWorld(t, key, keyPEM, emulator.Limits{}, lifetime, upstream.DefaultPacing())
+		u := &uninstalling{next: w.emu}
+		bodies := &bodyCounter{rt: &memTransport{h: u, auth: map[string]bool{}}}
+		keyFile := filepath.Join(t.TempDir(), "app.pem")
+		if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		app, err := credential.NewApp(credential.AppConfig{AppID: appID, PrivateKeyFile: keyFile, BaseURL: memRoot, Transport: bodies})
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := newClient(t, upstream.Config{BaseURL: memRoot, Credentials: app, HTTPClient: &http.Client{Transport: bodies}})
+		lookups := func() int { return w.emu.Count(emulator.RouteGetOrgInstallation) }
+
+		if _, err := client.GetPublicKey(t.Context(), orgScope); err != nil {
+			t.Fatalf("installed: %v", err)
+		}
+		if n := lookups(); n != 1 {
+			t.Fatalf("%d lookups, want 1", n)
+		}
+
+		// Uninstalled once the token has expired: the next call mints.
+		u.gone.Store(true)
+		time.Sleep(lifetime)
+		_, err = client.GetPublicKey(t.Context(), orgScope)
+		var ni *upstream.NotInstalledError
+		if !errors.As(err, &ni) || ni.Account != "octo-org" {
+			t.Fatalf("after the uninstall: %v, want a NotInstalledError naming octo-org", err)
+		}
+		if ge, ok := errors.AsType[*upstream.Error](err); ok {
+			t.Errorf("after the uninstall: an *upstream.Error %d: a caller could take it for its secret's", ge.StatusCode)
+		}
+		// Forgotten: the owner is looked up again, and is not installed.
+		_, err = client.GetPublicKey(t.Context(), orgScope)
+		if !errors.As(err, &ni) || ni.Account != "octo-org" {
+			t.Fatalf("the call after: %v, want a NotInstalledError naming octo-org", err)
+		}
+		if n := u.refused.Load(); n != 1 {
+			t.Errorf("%d lookups while uninstalled, want 1 (the call after the refused mint)", n)
+		}
+
+		// Installed again: the next call looks it up and works.
+		u.gone.Store(false)
+		if _, err := client.GetPublicKey(t.Context(), orgScope); err != nil {
+			t.Fatalf("installed again: %v", err)
+		}
+		if n := lookups(); n != 2 {
+			t.Errorf("%d lookups reached the emulator, want 2 (the first, and the one after the reinstall)", n)
+		}
+		if o, c := bodies.opened.Load(), bodies.closed.Load(); o != c {
+			t.Errorf("%d answers' bodies, %d closed", o, c)
+		}
+	})
+}
+
+// The app's JWTs, its own and those ghinstallation signs for lookups and
+// mints, are issued 60 s in the past and expire 5 min ahead, as GitHub's
+// App documentation recommends: a clock up to a minute ahead of GitHub's
+// still works.
+func TestAppJWTTimes(t *testing.T) {
+	key, keyPEM := newRSAKey(t)
+	synctest.Test(t, func(t *testing.T) {
+		w := newAppWorld(t, key, keyPEM, emulator.Limits{}, 0, upstream.DefaultPacing())
+		var seen []string
+		var mu sync.Mutex
+		w.tr.h = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			if a := r.Header.Get("Authorization"); len(a) > len("Bearer ") && a[:len("Bearer ")] == "Bearer " {
+				mu.Lock()
+				seen = append(seen, a[len("Bearer "):])
+				mu.Unlock()
+			}
+			w.emu.ServeHTTP(rw, r)
+		})
+		if err := w.client.VerifyCredential(t.Context()); err != nil { // GET /app with the app's own JWT
+			t.Fatal(err)
+		}
+		if _, err := w.client.GetPublicKey(t.Context(), orgScope); err != nil { // a lookup and a mint
+			t.Fatal(err)
+		}
+		now := time.Now()
+		jwts := 0
+		for _, tok := range seen {
+			var claims jwt.RegisteredClaims
+			parser := jwt.NewParser(jwt.WithValidMethods([]string{"RS256"}), jwt.WithoutClaimsValidation())
+			if _, err := parser.ParseWithClaims(tok, &claims, func(*jwt.Token) (any, error) { return &key.PublicKey, nil }); err != nil {
+				continue // an installation token, not a JWT
+			}
+			jwts++
+			if got, want := claims.IssuedAt.Time, now.Add(-60*time.Second); !got.Equal(want) {
+				t.Errorf("iat %v, want %v (60 s back)", got, want)
+			}
+			if got, want := claims.ExpiresAt.Time, now.Add(5*time.Minute); !got.Equal(want) {
+				t.Errorf("exp %v, want %v (5 min ahead)", got, want)
+			}
+		}
+		if jwts < 3 {
+			t.Errorf("%d JWTs seen, want the app's own, the lookup's and the mint's", jwts)
+		}
+	})
+}
