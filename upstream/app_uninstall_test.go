@@ -1,11 +1,13 @@
 package upstream_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -173,6 +175,139 @@ func TestAppJWTTimes(t *testing.T) {
 		}
 		if jwts < 3 {
 			t.Errorf("%d JWTs seen, want the app's own, the lookup's and the mint's", jwts)
+		}
+	})
+}
+
+// mintStub answers installation 1's token mints itself: with 502 while
+// fail is set, after waiting for release while hang is set, else as the
+// emulator does. It counts the mints that reached it.
+type mintStub struct {
+	next    http.Handler
+	fail    atomic.Bool
+	hang    atomic.Bool
+	release chan struct{}
+	mints   atomic.Int64
+}
+
+func (m *mintStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/app/installations/1/access_tokens" {
+		m.next.ServeHTTP(w, r)
+		return
+	}
+	m.mints.Add(1)
+	if m.hang.Load() {
+		<-m.release
+	}
+	if m.fail.Load() {
+		http.Error(w, `{"message":"Bad Gateway"}`, http.StatusBadGateway)
+		return
+	}
+	m.next.ServeHTTP(w, r)
+}
+
+// Calls that want an installation's token at once share one mint; a
+// failed mint is every call's answer for mintRetry (5 s), with no mint
+// meanwhile; a call whose context ends while a mint hangs stops waiting
+// at once, and the mint goes on for the others.
+func TestAppMintsShared(t *testing.T) {
+	key, keyPEM := newRSAKey(t)
+	synctest.Test(t, func(t *testing.T) {
+		w := newAppWorld(t, key, keyPEM, emulator.Limits{}, 0, upstream.DefaultPacing())
+		stub := &mintStub{next: w.emu, release: make(chan struct{})}
+		app, err := credential.NewApp(credential.AppConfig{AppID: appID, PrivateKey: key, BaseURL: memRoot,
+			Transport: &memTransport{h: stub, auth: map[string]bool{}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred, err := app.For(t.Context(), "octo-org", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens := func(n int) []error {
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() { _, errs[i] = cred.Token(t.Context()) })
+			}
+			wg.Wait()
+			return errs
+		}
+
+		// Failing: eight calls at once, one mint; all eight fail.
+		stub.fail.Store(true)
+		stub.hang.Store(true)
+		done := make(chan []error)
+		go func() { done <- tokens(8) }()
+		synctest.Wait() // all eight wait for the one hanging mint
+		close(stub.release)
+		stub.hang.Store(false)
+		for i, err := range <-done {
+			if err == nil || !strings.Contains(err.Error(), "502") {
+				t.Errorf("call %d: %v, want the mint's 502", i, err)
+			}
+		}
+		if n := stub.mints.Load(); n != 1 {
+			t.Fatalf("%d mints for eight calls at once, want 1", n)
+		}
+		// Within mintRetry: the same error, no mint.
+		time.Sleep(4 * time.Second)
+		if _, err := cred.Token(t.Context()); err == nil || !strings.Contains(err.Error(), "502") {
+			t.Errorf("within 5 s of the failure: %v, want the mint's 502", err)
+		}
+		if n := stub.mints.Load(); n != 1 {
+			t.Errorf("%d mints within 5 s of the failure, want 1", n)
+		}
+		// After it, and GitHub better: one mint, and a token.
+		time.Sleep(time.Second)
+		stub.fail.Store(false)
+		for i, err := range tokens(4) {
+			if err != nil {
+				t.Errorf("after the retry delay, call %d: %v", i, err)
+			}
+		}
+		if n := stub.mints.Load(); n != 2 {
+			t.Errorf("%d mints, want 2", n)
+		}
+	})
+}
+
+// A call whose context ends while the installation's mint hangs returns
+// then, with its context's error; the mint goes on, and serves the calls
+// still waiting.
+func TestAppMintWaitEndsWithContext(t *testing.T) {
+	key, keyPEM := newRSAKey(t)
+	synctest.Test(t, func(t *testing.T) {
+		w := newAppWorld(t, key, keyPEM, emulator.Limits{}, 0, upstream.DefaultPacing())
+		stub := &mintStub{next: w.emu, release: make(chan struct{})}
+		stub.hang.Store(true)
+		app, err := credential.NewApp(credential.AppConfig{AppID: appID, PrivateKey: key, BaseURL: memRoot,
+			Transport: &memTransport{h: stub, auth: map[string]bool{}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred, err := app.For(t.Context(), "octo-org", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		patient := make(chan error, 1)
+		go func() {
+			_, err := cred.Token(t.Context())
+			patient <- err
+		}()
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err = cred.Token(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != time.Second {
+			t.Errorf("impatient call: %v after %v, want its deadline after 1s", err, time.Since(start))
+		}
+		close(stub.release)
+		if err := <-patient; err != nil {
+			t.Errorf("the call that waited: %v", err)
+		}
+		if n := stub.mints.Load(); n != 1 {
+			t.Errorf("%d mints, want 1", n)
 		}
 	})
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	jwt "github.com/golang-jwt/jwt/v4"
+	"golang.org/x/sync/singleflight"
 )
 
 // DefaultBaseURL is GitHub's REST API root.
@@ -292,7 +293,25 @@ type installation struct {
 
 	mu      sync.Mutex
 	tr      *ghinstallation.Transport
+	gen     int    // which tr: Renew replaces it
 	renewed string // the refused token the last Renew replaced
+	failed  *mintFailure
+
+	// mints runs tr.Token once for all the calls that want a token at
+	// once (keyed by gen).
+	mints singleflight.Group
+}
+
+// mintRetry is how long a failed mint's error is the answer to every call
+// for a token before the next mint: a mint endpoint that fails or hangs
+// costs one request per mintRetry, not one per waiting call (each of which
+// holds a slot of the installation's pacer).
+const mintRetry = 5 * time.Second
+
+// mintFailure is the last mint that failed.
+type mintFailure struct {
+	at  time.Time
+	err error
 }
 
 // newTransport returns a Transport with an AppsTransport of its own:
@@ -313,16 +332,45 @@ func (in *installation) Label() string { return in.label }
 
 // Token returns the installation's token, minting one when there is none
 // or when the one it has expires within a minute. Concurrent callers
-// share one mint.
+// share one mint, which none of them cancels (the app's transport bounds
+// it); each stops waiting when its context ends. For mintRetry after a
+// failed mint, Token answers that mint's error without minting, unless the
+// private key file changed.
 func (in *installation) Token(ctx context.Context) (string, error) {
 	in.mu.Lock()
-	tr := in.tr
+	tr, gen, failed := in.tr, in.gen, in.failed
 	in.mu.Unlock()
-	tok, err := tr.Token(ctx)
-	if err != nil {
-		return "", in.mintFailed(err)
+	if failed != nil && time.Since(failed.at) < mintRetry {
+		// Unless the private key file changed since: a key put right
+		// takes effect at once.
+		if changed, _ := in.app.signer.reload(false); !changed {
+			return "", failed.err
+		}
 	}
-	return tok, nil
+	ch := in.mints.DoChan(strconv.Itoa(gen), func() (any, error) {
+		tok, err := tr.Token(context.WithoutCancel(ctx))
+		if err != nil {
+			err = in.mintFailed(err)
+		}
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		if in.gen == gen {
+			in.failed = nil
+			if err != nil {
+				in.failed = &mintFailure{at: time.Now(), err: err}
+			}
+		}
+		return tok, err
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return "", r.Err
+		}
+		return r.Val.(string), nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("credential: waiting for a token of GitHub App installation %d: %w", in.id, ctx.Err())
+	}
 }
 
 // mintFailed is the error of a failed token mint. A mint GitHub answers
@@ -374,7 +422,8 @@ func (in *installation) Renew(ctx context.Context, refused string) error {
 	if tok == refused {
 		return fmt.Errorf("credential: GitHub App installation %d: GitHub minted the token it refused", in.id)
 	}
-	in.tr, in.renewed = tr, refused
+	in.tr, in.renewed, in.failed = tr, refused, nil
+	in.gen++
 	return nil
 }
 
