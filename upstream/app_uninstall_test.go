@@ -311,3 +311,94 @@ func TestAppMintWaitEndsWithContext(t *testing.T) {
 		}
 	})
 }
+
+// stallingTransport holds installation 1's token mints while stall is
+// set, until the request's context ends, as a connection whose answer
+// never comes would; other requests go on to rt.
+type stallingTransport struct {
+	rt    http.RoundTripper
+	stall atomic.Bool
+	mints atomic.Int64
+}
+
+func (s *stallingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == "/app/installations/1/access_tokens" {
+		s.mints.Add(1)
+		if s.stall.Load() {
+			<-r.Context().Done()
+			return nil, r.Context().Err()
+		}
+	}
+	return s.rt.RoundTrip(r)
+}
+
+// A mint whose answer never comes ends after 30 s (mintTimeout), though
+// no caller's context ends it; 5 s later the next call mints again.
+func TestAppStalledMint(t *testing.T) {
+	key, keyPEM := newRSAKey(t)
+	synctest.Test(t, func(t *testing.T) {
+		w := newAppWorld(t, key, keyPEM, emulator.Limits{}, 0, upstream.DefaultPacing())
+		tr := &stallingTransport{rt: &memTransport{h: w.emu, auth: map[string]bool{}}}
+		tr.stall.Store(true)
+		app, err := credential.NewApp(credential.AppConfig{AppID: appID, PrivateKey: key, BaseURL: memRoot, Transport: tr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred, err := app.For(t.Context(), "octo-org", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := cred.Token(t.Context()); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 30*time.Second {
+			t.Fatalf("stalled mint: %v after %v, want a deadline after 30s", err, time.Since(start))
+		}
+		tr.stall.Store(false)
+		time.Sleep(5 * time.Second)
+		if _, err := cred.Token(t.Context()); err != nil {
+			t.Fatalf("after the stall: %v", err)
+		}
+		if n := tr.mints.Load(); n != 2 {
+			t.Errorf("%d mints, want 2", n)
+		}
+	})
+}
+
+// A private key put right ends a failed mint's 5 s of answers at once, even
+// when another JWT (the app's own, here) read the new key first.
+func TestAppKeyFixedElsewhere(t *testing.T) {
+	key, keyPEM := newRSAKey(t)
+	_, wrongPEM := newRSAKey(t)
+	synctest.Test(t, func(t *testing.T) {
+		w := newAppWorld(t, key, keyPEM, emulator.Limits{}, 0, upstream.DefaultPacing())
+		keyFile := filepath.Join(t.TempDir(), "app.pem")
+		if err := os.WriteFile(keyFile, wrongPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		app, err := credential.NewApp(credential.AppConfig{AppID: appID, PrivateKeyFile: keyFile, BaseURL: memRoot,
+			Transport: w.tr, InstallationID: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred, err := app.For(t.Context(), "octo-org", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cred.Token(t.Context()); err == nil {
+			t.Fatal("a wrong key minted a token")
+		}
+		time.Sleep(time.Second) // the file's next version has a later modification time
+		if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		probe, _ := app.Probe()
+		if _, err := probe.Token(t.Context()); err != nil { // signs the app's JWT: reads the new key
+			t.Fatal(err)
+		}
+		if _, err := cred.Token(t.Context()); err != nil {
+			t.Errorf("the token within 5 s of the failure, after the key was put right: %v", err)
+		}
+		if n := w.emu.AppStats().TokensMinted; n != 1 {
+			t.Errorf("%d tokens minted, want 1", n)
+		}
+	})
+}

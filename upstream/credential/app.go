@@ -291,6 +291,8 @@ type installation struct {
 	id    int64
 	label string
 
+	renewMu sync.Mutex // held by a Renew
+
 	mu      sync.Mutex
 	tr      *ghinstallation.Transport
 	gen     int    // which tr: Renew replaces it
@@ -308,10 +310,15 @@ type installation struct {
 // holds a slot of the installation's pacer).
 const mintRetry = 5 * time.Second
 
+// mintTimeout bounds one token mint, which outlives the calls waiting for
+// it: the app's transport bounds only the wait for the answer's headers.
+const mintTimeout = 30 * time.Second
+
 // mintFailure is the last mint that failed.
 type mintFailure struct {
-	at  time.Time
-	err error
+	at     time.Time
+	keyGen uint64 // the private key's generation it was signed with
+	err    error
 }
 
 // newTransport returns a Transport with an AppsTransport of its own:
@@ -332,8 +339,8 @@ func (in *installation) Label() string { return in.label }
 
 // Token returns the installation's token, minting one when there is none
 // or when the one it has expires within a minute. Concurrent callers
-// share one mint, which none of them cancels (the app's transport bounds
-// it); each stops waiting when its context ends. For mintRetry after a
+// share one mint, which none of them cancels (mintTimeout bounds it); each
+// stops waiting when its context ends. For mintRetry after a
 // failed mint, Token answers that mint's error without minting, unless the
 // private key file changed.
 func (in *installation) Token(ctx context.Context) (string, error) {
@@ -341,14 +348,19 @@ func (in *installation) Token(ctx context.Context) (string, error) {
 	tr, gen, failed := in.tr, in.gen, in.failed
 	in.mu.Unlock()
 	if failed != nil && time.Since(failed.at) < mintRetry {
-		// Unless the private key file changed since: a key put right
-		// takes effect at once.
-		if changed, _ := in.app.signer.reload(false); !changed {
+		// Unless the private key changed since (read again here, or
+		// by any JWT signed meanwhile): a key put right takes effect at
+		// once.
+		_, _ = in.app.signer.reload(false)
+		if in.app.signer.generation() == failed.keyGen {
 			return "", failed.err
 		}
 	}
 	ch := in.mints.DoChan(strconv.Itoa(gen), func() (any, error) {
-		tok, err := tr.Token(context.WithoutCancel(ctx))
+		keyGen := in.app.signer.generation()
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mintTimeout)
+		defer cancel()
+		tok, err := tr.Token(mctx)
 		if err != nil {
 			err = in.mintFailed(err)
 		}
@@ -357,7 +369,7 @@ func (in *installation) Token(ctx context.Context) (string, error) {
 		if in.gen == gen {
 			in.failed = nil
 			if err != nil {
-				in.failed = &mintFailure{at: time.Now(), err: err}
+				in.failed = &mintFailure{at: time.Now(), keyGen: keyGen, err: err}
 			}
 		}
 		return tok, err
@@ -405,16 +417,24 @@ func mintError(err error) error {
 // Renew reads the private key again (it may have been rotated) and mints a
 // new token, once for every refused token however many calls were
 // refused. It fails when the new token is refused again.
+//
+// Renewals run one at a time (renewMu), each mint bounded by mintTimeout;
+// Token never waits for one.
 func (in *installation) Renew(ctx context.Context, refused string) error {
+	in.renewMu.Lock()
+	defer in.renewMu.Unlock()
 	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.renewed == refused {
+	done := in.renewed == refused
+	in.mu.Unlock()
+	if done {
 		return nil // another caller renewed it already
 	}
 	if _, err := in.app.signer.reload(true); err != nil {
 		return err
 	}
 	tr := in.newTransport()
+	ctx, cancel := context.WithTimeout(ctx, mintTimeout)
+	defer cancel()
 	tok, err := tr.Token(ctx)
 	if err != nil {
 		return in.mintFailed(err)
@@ -422,6 +442,8 @@ func (in *installation) Renew(ctx context.Context, refused string) error {
 	if tok == refused {
 		return fmt.Errorf("credential: GitHub App installation %d: GitHub minted the token it refused", in.id)
 	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	in.tr, in.renewed, in.failed = tr, refused, nil
 	in.gen++
 	return nil
@@ -477,6 +499,14 @@ type keySigner struct {
 
 	mu  sync.Mutex
 	key *rsa.PrivateKey
+	gen uint64 // how many times the key changed
+}
+
+// generation counts the key's changes.
+func (s *keySigner) generation() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen
 }
 
 // reload reads the key file when it changed (or when force is set) and
@@ -501,6 +531,7 @@ func (s *keySigner) reload(force bool) (bool, error) {
 		return false, nil
 	}
 	s.key = key
+	s.gen++
 	return true, nil
 }
 
