@@ -2,6 +2,7 @@ package upstream_test
 
 import (
 	"context"
+	"crypto/rsa"
 	"errors"
 	"io"
 	"net/http"
@@ -179,6 +180,21 @@ func TestAppJWTTimes(t *testing.T) {
 	})
 }
 
+// octoCred returns octo-org's credential (installation 1) of a new App
+// whose own requests go to rt.
+func octoCred(t *testing.T, key *rsa.PrivateKey, rt http.RoundTripper) credential.Credential {
+	t.Helper()
+	app, err := credential.NewApp(credential.AppConfig{AppID: appID, PrivateKey: key, BaseURL: memRoot, Transport: rt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := app.For(t.Context(), "octo-org", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cred
+}
+
 // mintStub answers installation 1's token mints itself: with 502 while
 // fail is set, after waiting for release while hang is set, else as the
 // emulator does. It counts the mints that reached it.
@@ -215,15 +231,7 @@ func TestAppMintsShared(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newAppWorld(t, key, keyPEM, emulator.Limits{}, 0, upstream.DefaultPacing())
 		stub := &mintStub{next: w.emu, release: make(chan struct{})}
-		app, err := credential.NewApp(credential.AppConfig{AppID: appID, PrivateKey: key, BaseURL: memRoot,
-			Transport: &memTransport{h: stub, auth: map[string]bool{}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cred, err := app.For(t.Context(), "octo-org", "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		cred := octoCred(t, key, &memTransport{h: stub, auth: map[string]bool{}})
 		tokens := func(n int) []error {
 			errs := make([]error, n)
 			var wg sync.WaitGroup
@@ -281,15 +289,7 @@ func TestAppMintWaitEndsWithContext(t *testing.T) {
 		w := newAppWorld(t, key, keyPEM, emulator.Limits{}, 0, upstream.DefaultPacing())
 		stub := &mintStub{next: w.emu, release: make(chan struct{})}
 		stub.hang.Store(true)
-		app, err := credential.NewApp(credential.AppConfig{AppID: appID, PrivateKey: key, BaseURL: memRoot,
-			Transport: &memTransport{h: stub, auth: map[string]bool{}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cred, err := app.For(t.Context(), "octo-org", "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		cred := octoCred(t, key, &memTransport{h: stub, auth: map[string]bool{}})
 		patient := make(chan error, 1)
 		go func() {
 			_, err := cred.Token(t.Context())
@@ -298,7 +298,7 @@ func TestAppMintWaitEndsWithContext(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
 		start := time.Now()
-		_, err = cred.Token(ctx)
+		_, err := cred.Token(ctx)
 		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != time.Second {
 			t.Errorf("impatient call: %v after %v, want its deadline after 1s", err, time.Since(start))
 		}
@@ -340,14 +340,7 @@ func TestAppStalledMint(t *testing.T) {
 		w := newAppWorld(t, key, keyPEM, emulator.Limits{}, 0, upstream.DefaultPacing())
 		tr := &stallingTransport{rt: &memTransport{h: w.emu, auth: map[string]bool{}}}
 		tr.stall.Store(true)
-		app, err := credential.NewApp(credential.AppConfig{AppID: appID, PrivateKey: key, BaseURL: memRoot, Transport: tr})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cred, err := app.For(t.Context(), "octo-org", "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		cred := octoCred(t, key, tr)
 		start := time.Now()
 		if _, err := cred.Token(t.Context()); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 30*time.Second {
 			t.Fatalf("stalled mint: %v after %v, want a deadline after 30s", err, time.Since(start))
