@@ -395,3 +395,33 @@ func TestAppKeyFixedElsewhere(t *testing.T) {
 		}
 	})
 }
+
+// An uninstall noticed by the renewal after a 401 (GitHub refused the
+// token it had, then answered the new mint 404) is the owner's
+// NotInstalledError too, not the 401.
+func TestAppUninstallNoticedByRenewal(t *testing.T) {
+	key, keyPEM := newRSAKey(t)
+	synctest.Test(t, func(t *testing.T) {
+		w := newAppWorld(t, key, keyPEM, emulator.Limits{}, 0, upstream.DefaultPacing())
+		u := &uninstalling{next: w.emu}
+		tr := &memTransport{h: u, auth: map[string]bool{}}
+		app, err := credential.NewApp(credential.AppConfig{AppID: appID, PrivateKey: key, BaseURL: memRoot, Transport: tr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := newClient(t, upstream.Config{BaseURL: memRoot, Credentials: app, HTTPClient: &http.Client{Transport: tr}})
+		if _, err := client.GetPublicKey(t.Context(), orgScope); err != nil {
+			t.Fatalf("installed: %v", err)
+		}
+		u.gone.Store(true)
+		w.emu.ExpireTokens() // the token it has is refused: 401, then a mint
+		_, err = client.GetPublicKey(t.Context(), orgScope)
+		var ni *upstream.NotInstalledError
+		if !errors.As(err, &ni) || ni.Account != "octo-org" {
+			t.Fatalf("after the uninstall: %v, want a NotInstalledError naming octo-org", err)
+		}
+		if ge, ok := errors.AsType[*upstream.Error](err); ok {
+			t.Errorf("after the uninstall: an *upstream.Error %d", ge.StatusCode)
+		}
+	})
+}

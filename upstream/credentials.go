@@ -207,24 +207,30 @@ func newCredentials(cfg Config, pacing Pacing, m *metrics) (*credentials, error)
 // 401, after cred re-read its file or minted a new token. A credential
 // that cannot renew leaves the 401 to be reported: GitHub refuses the
 // credential.
-func (c *Client) renewAfter401(ctx context.Context, r request, cred credential.Credential, ge *Error, renewed *bool) bool {
+//
+// A renewal that finds the installation gone (its mint answered 404) is
+// the owner's *NotInstalledError, returned instead of the 401.
+func (c *Client) renewAfter401(ctx context.Context, r request, cred credential.Credential, ge *Error, renewed *bool) (bool, error) {
 	if ge == nil || ge.StatusCode != 401 || *renewed || ctx.Err() != nil {
-		return false
+		return false, nil
 	}
 	*renewed = true
 	if err := cred.Renew(ctx, r.auth); err != nil {
+		if _, gone := errors.AsType[*credential.UninstalledError](err); gone {
+			return false, c.tokenError(r, err)
+		}
 		c.log.LogAttrs(ctx, slog.LevelWarn, "github refused the credential and renewing it did not help",
 			slog.String("credential", cred.Label()),
 			slog.String("method", r.method),
 			slog.String("route", r.route),
 			slog.String("error", c.redact(err, []string{r.auth}).Error()),
 		)
-		return false
+		return false, nil
 	}
 	c.log.LogAttrs(ctx, slog.LevelInfo, "github refused the credential; renewed it, retrying once",
 		slog.String("credential", cred.Label()),
 		slog.String("method", r.method),
 		slog.String("route", r.route),
 	)
-	return true
+	return true, nil
 }

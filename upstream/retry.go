@@ -128,7 +128,11 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 			// GitHub gave no hint; the pause the pacer imposed is one.
 			ge.RetryAfter = holdLeft(cst.pacer)
 		}
-		if c.renewAfter401(ctx, r, cred, ge, &renewed) {
+		retry, gone := c.renewAfter401(ctx, r, cred, ge, &renewed)
+		if gone != nil {
+			return response{}, fail("renewing the credential", gone)
+		}
+		if retry {
 			attempt-- // the retry with the renewed credential is not one of MaxAttempts
 			continue
 		}
