@@ -14,6 +14,22 @@ import (
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
+// newBreakableAuditHarness returns a harness whose audit trail writes to
+// w (break it with w's switch), with its state in st and operations
+// flushed at every item; its operations runner is stopped, so a test
+// resumes what it stores itself.
+func newBreakableAuditHarness(t *testing.T) (h *harness, st state.Store, w *breakableWriter) {
+	t.Helper()
+	st, err := state.NewMemory(state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = &breakableWriter{}
+	h = newHarness(t, harnessOpts{audit: audit.NewWriter(w, nil), state: st, ops: OperationOptions{FlushEvery: 1}})
+	closeOps(t, h.server)
+	return h, st, w
+}
+
 // breakableWriter is an audit sink that fails once broken.
 type breakableWriter struct {
 	broken atomic.Bool
@@ -69,13 +85,7 @@ func TestAuditFailsClosedSyncAndAsync(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				st, err := state.NewMemory(state.Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				w := &breakableWriter{}
-				h := newHarness(t, harnessOpts{audit: audit.NewWriter(w, nil), state: st, ops: OperationOptions{FlushEvery: 1}})
-				closeOps(t, h.server)
+				h, st, w := newBreakableAuditHarness(t)
 				// Something to prune, and a record of a secret gone
 				// from GitHub, written while the trail worked.
 				for _, n := range []string{"OLD", "GONE"} {
@@ -89,7 +99,7 @@ func TestAuditFailsClosedSyncAndAsync(t *testing.T) {
 				w.broken.Store(true)
 				h.emu.ResetCounts()
 
-				err = tt.call(t, h)
+				err := tt.call(t, h)
 				if got := statusCode(err); got != codes.Unavailable {
 					t.Fatalf("code %v (%v), want Unavailable", got, err)
 				}

@@ -18,13 +18,7 @@ import (
 // review: the listing went before the intent record).
 func TestAsyncItemWithAuditDown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st, err := state.NewMemory(state.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := &breakableWriter{}
-		h := newHarness(t, harnessOpts{audit: audit.NewWriter(w, nil), state: st, ops: OperationOptions{FlushEvery: 1}})
-		closeOps(t, h.server)
+		h, st, w := newBreakableAuditHarness(t)
 		op := &state.Operation{ID: "op1", Kind: state.KindBatchPutSecrets, Caller: "", Owner: "x"}
 		for _, n := range []string{"A", "B"} {
 			op.Pending = append(op.Pending, state.PendingItem{Name: repoScope + "/secrets/" + n, Value: []byte(plantedSecret)})

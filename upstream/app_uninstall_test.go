@@ -104,18 +104,10 @@ func TestAppUninstalledInstallation(t *testing.T) {
 		u.gone.Store(true)
 		time.Sleep(lifetime)
 		_, err = client.GetPublicKey(t.Context(), orgScope)
-		var ni *upstream.NotInstalledError
-		if !errors.As(err, &ni) || ni.Account != "octo-org" {
-			t.Fatalf("after the uninstall: %v, want a NotInstalledError naming octo-org", err)
-		}
-		if ge, ok := errors.AsType[*upstream.Error](err); ok {
-			t.Errorf("after the uninstall: an *upstream.Error %d: a caller could take it for its secret's", ge.StatusCode)
-		}
+		wantNotInstalled(t, "after the uninstall", err)
 		// Forgotten: the owner is looked up again, and is not installed.
 		_, err = client.GetPublicKey(t.Context(), orgScope)
-		if !errors.As(err, &ni) || ni.Account != "octo-org" {
-			t.Fatalf("the call after: %v, want a NotInstalledError naming octo-org", err)
-		}
+		wantNotInstalled(t, "the call after", err)
 		if n := u.refused.Load(); n != 1 {
 			t.Errorf("%d lookups while uninstalled, want 1 (the call after the refused mint)", n)
 		}
@@ -416,12 +408,19 @@ func TestAppUninstallNoticedByRenewal(t *testing.T) {
 		u.gone.Store(true)
 		w.emu.ExpireTokens() // the token it has is refused: 401, then a mint
 		_, err = client.GetPublicKey(t.Context(), orgScope)
-		var ni *upstream.NotInstalledError
-		if !errors.As(err, &ni) || ni.Account != "octo-org" {
-			t.Fatalf("after the uninstall: %v, want a NotInstalledError naming octo-org", err)
-		}
-		if ge, ok := errors.AsType[*upstream.Error](err); ok {
-			t.Errorf("after the uninstall: an *upstream.Error %d", ge.StatusCode)
-		}
+		wantNotInstalled(t, "after the uninstall", err)
 	})
+}
+
+// wantNotInstalled fails t unless err is octo-org's NotInstalledError,
+// and no *upstream.Error, which a caller could take for its secret's.
+func wantNotInstalled(t *testing.T, what string, err error) {
+	t.Helper()
+	var ni *upstream.NotInstalledError
+	if !errors.As(err, &ni) || ni.Account != "octo-org" {
+		t.Fatalf("%s: %v, want a NotInstalledError naming octo-org", what, err)
+	}
+	if ge, ok := errors.AsType[*upstream.Error](err); ok {
+		t.Errorf("%s: an *upstream.Error %d", what, ge.StatusCode)
+	}
 }
