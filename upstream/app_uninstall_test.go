@@ -424,3 +424,42 @@ func wantNotInstalled(t *testing.T, what string, err error) {
 		t.Errorf("%s: an *upstream.Error %d", what, ge.StatusCode)
 	}
 }
+
+// A repository GitHub does not have, asked about before anything of its
+// owner's: the repository's installation lookup answers 404, the app
+// falls back to the owner's installation, and the call gets GitHub's own
+// 404 for the repository, not "not installed". The owner's installation
+// is then cached for its other repositories. An owner without any
+// installation is still a NotInstalledError.
+func TestAppMissingRepositoryOfInstalledOwner(t *testing.T) {
+	key, keyPEM := newRSAKey(t)
+	synctest.Test(t, func(t *testing.T) {
+		w := newAppWorld(t, key, keyPEM, emulator.Limits{}, 0, upstream.DefaultPacing())
+		missing := upstream.Scope{App: upstream.Actions, Owner: "octo-org", Repo: "no-such-repo"}
+		_, err := w.client.GetPublicKey(t.Context(), missing)
+		var ge *upstream.Error
+		if !errors.As(err, &ge) || ge.StatusCode != http.StatusNotFound {
+			t.Fatalf("GetPublicKey(%v) = %v, want GitHub's 404", missing, err)
+		}
+		if _, ok := errors.AsType[*upstream.NotInstalledError](err); ok {
+			t.Fatalf("GetPublicKey(%v) = %v, a NotInstalledError for an installed owner", missing, err)
+		}
+		if _, err := w.client.GetPublicKey(t.Context(), repoScope); err != nil {
+			t.Fatalf("GetPublicKey(%v): %v", repoScope, err)
+		}
+		repoLookups, orgLookups := w.emu.Count(emulator.RouteGetRepoInstallation), w.emu.Count(emulator.RouteGetOrgInstallation)
+		if repoLookups != 1 || orgLookups != 1 {
+			t.Errorf("%d repository and %d organization installation lookups, want 1 and 1 (then cached)", repoLookups, orgLookups)
+		}
+
+		nobody := upstream.Scope{App: upstream.Actions, Owner: "initech", Repo: "tps"}
+		w.emu.AddRepo("initech", "tps", false)
+		_, err = w.client.GetPublicKey(t.Context(), nobody)
+		if ni, ok := errors.AsType[*upstream.NotInstalledError](err); !ok || ni.Account != "initech" {
+			t.Fatalf("GetPublicKey(%v) = %v, want a NotInstalledError naming initech", nobody, err)
+		}
+		if n := w.emu.Count(emulator.RouteGetUserInstallation); n != 1 {
+			t.Errorf("%d user installation lookups, want 1 (the last fallback for initech)", n)
+		}
+	})
+}

@@ -149,8 +149,8 @@ func (a *App) Probe() (Credential, string) { return a.jwtCred, ProbeApp }
 
 // For returns the installation that serves owner: the fixed one when
 // AppConfig.InstallationID was set, else the one GitHub names for the
-// organization (GET /orgs/{org}/installation, repo "") or for the
-// repository (GET /repos/{owner}/{repo}/installation), cached per owner.
+// organization (repo "") or for the repository, falling back to the
+// owner's (see findInstallation), cached per owner.
 // Concurrent callers for one owner share one lookup. An owner without an
 // installation is a *NotInstalledError, not cached, so that installing
 // the app later takes effect.
@@ -204,12 +204,39 @@ func (a *App) runLookup(ctx context.Context, key, owner, repo string, l *lookup)
 	close(l.done)
 }
 
-// findInstallation asks GitHub which installation serves owner.
+// findInstallation asks GitHub which installation serves owner. For an
+// organization's path (repo "") it asks GET /orgs/{org}/installation. For
+// a repository's it asks GET /repos/{owner}/{repo}/installation first, and
+// when GitHub answers 404 there (the repository does not exist, or the
+// app's installation on owner was not granted it), the owner's own
+// installation: GET /orgs/{org}/installation, then GET
+// /users/{username}/installation for an owner that is a user. The
+// installation is cached per owner, so a repository it cannot reach still
+// gets the owner's installation, and GitHub's own 404 for the repository,
+// rather than "not installed". Only when every lookup answers 404 is owner
+// *NotInstalledError.
 func (a *App) findInstallation(ctx context.Context, owner, repo string) (int64, error) {
-	route, path := "/orgs/{org}/installation", "/orgs/"+url.PathEscape(owner)+"/installation"
+	type lookupRoute struct{ route, path string }
+	routes := []lookupRoute{{"/orgs/{org}/installation", "/orgs/" + url.PathEscape(owner) + "/installation"}}
 	if repo != "" {
-		route, path = "/repos/{owner}/{repo}/installation", "/repos/"+url.PathEscape(owner)+"/"+url.PathEscape(repo)+"/installation"
+		routes = []lookupRoute{
+			{"/repos/{owner}/{repo}/installation", "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(repo) + "/installation"},
+			routes[0],
+			{"/users/{username}/installation", "/users/" + url.PathEscape(owner) + "/installation"},
+		}
 	}
+	for _, r := range routes {
+		id, err := a.getInstallation(ctx, r.route, r.path)
+		if err != nil || id != 0 {
+			return id, err
+		}
+	}
+	return 0, &NotInstalledError{Account: owner}
+}
+
+// getInstallation sends one installation lookup: the installation's id,
+// or 0 when GitHub answers 404.
+func (a *App) getInstallation(ctx context.Context, route, path string) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil)
 	if err != nil {
 		return 0, fmt.Errorf("credential: GET %s: %w", route, err)
@@ -223,7 +250,7 @@ func (a *App) findInstallation(ctx context.Context, owner, repo string) (int64, 
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return 0, &NotInstalledError{Account: owner}
+		return 0, nil
 	case resp.StatusCode != http.StatusOK:
 		return 0, &HTTPError{Method: http.MethodGet, Route: route, StatusCode: resp.StatusCode}
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -419,5 +420,79 @@ func TestSourcesDoNotPrint(t *testing.T) {
 		if out := fmt.Sprintf(f, s); strings.Contains(out, tokenA) {
 			t.Errorf("%s of Static shows the token: %s", f, out)
 		}
+	}
+}
+
+// A repository's installation lookup that GitHub answers 404 (the
+// repository does not exist, or the owner's installation was not granted
+// it) falls back to the owner's own installation, the organization's and
+// then the user's, so that the owner's installation answers for the
+// repository and GitHub says whether it is there. Only when every lookup
+// answers 404 is the owner not installed; any other answer ends the
+// lookups. An organization's path asks the organization's route only.
+func TestAppLookupFallsBackToOwner(t *testing.T) {
+	const (
+		repoPath = "/repos/acme/widget/installation"
+		orgPath  = "/orgs/acme/installation"
+		userPath = "/users/acme/installation"
+	)
+	tests := []struct {
+		name    string
+		repo    string
+		answers map[string]int // status by path; 404 when missing
+		asked   []string
+		label   string // "" for an error
+		errWant string
+	}{
+		{"repository's installation", "widget", map[string]int{repoPath: 200}, []string{repoPath}, "installation:5", ""},
+		{"organization's", "widget", map[string]int{orgPath: 200}, []string{repoPath, orgPath}, "installation:5", ""},
+		{"user's", "widget", map[string]int{userPath: 200}, []string{repoPath, orgPath, userPath}, "installation:5", ""},
+		{"none", "widget", nil, []string{repoPath, orgPath, userPath}, "", `not installed on the organization or account "acme"`},
+		{"organization lookup fails", "widget", map[string]int{orgPath: 502, userPath: 200}, []string{repoPath, orgPath}, "", "GET /orgs/{org}/installation: 502"},
+		{"organization's path", "", map[string]int{userPath: 200}, []string{orgPath}, "", `not installed on the organization or account "acme"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var asked []string
+			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				asked = append(asked, r.URL.Path)
+				mu.Unlock()
+				switch code := tt.answers[r.URL.Path]; code {
+				case 0:
+					http.Error(w, `{"message":"Not Found"}`, http.StatusNotFound)
+				case http.StatusOK:
+					fmt.Fprint(w, `{"id":5}`)
+				default:
+					w.WriteHeader(code)
+				}
+			}))
+			t.Cleanup(hs.Close)
+			_, keyPEM := newKey(t)
+			keyFile := filepath.Join(t.TempDir(), "k.pem")
+			writeFile(t, keyFile, string(keyPEM))
+			a, err := credential.NewApp(credential.AppConfig{AppID: 1, PrivateKeyFile: keyFile, BaseURL: hs.URL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := a.For(t.Context(), "acme", tt.repo)
+			switch {
+			case tt.label != "" && (err != nil || c.Label() != tt.label):
+				t.Fatalf("For = %v, %v; want %s", c, err, tt.label)
+			case tt.label == "" && (err == nil || !strings.Contains(err.Error(), tt.errWant)):
+				t.Fatalf("For = %v, %v; want an error saying %q", c, err, tt.errWant)
+			}
+			if tt.errWant != "" && strings.Contains(tt.errWant, "not installed") {
+				if _, ok := errors.AsType[*credential.NotInstalledError](err); !ok {
+					t.Errorf("For's error %v is not a *NotInstalledError", err)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(asked, tt.asked) {
+				t.Errorf("asked %q, want %q", asked, tt.asked)
+			}
+		})
 	}
 }

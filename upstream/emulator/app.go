@@ -13,8 +13,8 @@ import (
 	jwt "github.com/golang-jwt/jwt/v4"
 )
 
-// GitHub App routes, served when Options.App is set. The first three take
-// the app's JWT; the others answer 401 to anything else.
+// GitHub App routes, served when Options.App is set. They take the app's
+// JWT and answer 401 to anything else.
 const (
 	// RouteGetApp is "Get the authenticated app".
 	RouteGetApp = "GET /app"
@@ -24,6 +24,9 @@ const (
 	// RouteGetRepoInstallation is "Get a repository installation for the
 	// authenticated app".
 	RouteGetRepoInstallation = "GET /repos/{owner}/{repo}/installation"
+	// RouteGetUserInstallation is "Get a user installation for the
+	// authenticated app".
+	RouteGetUserInstallation = "GET /users/{username}/installation"
 	// RouteCreateInstallationToken is "Create an installation access token
 	// for an app".
 	RouteCreateInstallationToken = "POST /app/installations/{installation_id}/access_tokens"
@@ -31,13 +34,13 @@ const (
 
 // appRoutes returns the routes that take the app's JWT.
 func appRoutes() []string {
-	return []string{RouteGetApp, RouteGetOrgInstallation, RouteGetRepoInstallation, RouteCreateInstallationToken}
+	return []string{RouteGetApp, RouteGetOrgInstallation, RouteGetRepoInstallation, RouteGetUserInstallation, RouteCreateInstallationToken}
 }
 
 // isAppRoute reports whether route is one of appRoutes.
 func isAppRoute(route string) bool {
 	switch route {
-	case RouteGetApp, RouteGetOrgInstallation, RouteGetRepoInstallation, RouteCreateInstallationToken:
+	case RouteGetApp, RouteGetOrgInstallation, RouteGetRepoInstallation, RouteGetUserInstallation, RouteCreateInstallationToken:
 		return true
 	}
 	return false
@@ -202,13 +205,23 @@ func (s *Server) answerApp(r *http.Request, m match) *response {
 			"id": app.ID, "slug": "secretbroker-emulated", "name": "secretbroker (emulated)",
 			"owner": map[string]any{"login": "emulator", "type": "Organization"},
 		})
-	case RouteGetOrgInstallation, RouteGetRepoInstallation:
+	case RouteGetOrgInstallation, RouteGetRepoInstallation, RouteGetUserInstallation:
+		// The emulator keeps no users apart from organizations: an
+		// installation's account answers on the organization and the user
+		// route alike. The repository route answers 404 for a repository
+		// that does not exist, as GitHub does.
 		account := m.Org
-		if m.Route == RouteGetRepoInstallation {
+		switch m.Route {
+		case RouteGetRepoInstallation:
 			account = m.Owner
+		case RouteGetUserInstallation:
+			account = r.PathValue("username")
 		}
 		s.mu.Lock()
 		in, ok := s.app.installationFor(account)
+		if m.Route == RouteGetRepoInstallation && s.findRepo(m.Owner, m.Repo) == nil {
+			ok = false
+		}
 		s.mu.Unlock()
 		if !ok {
 			return notFound()

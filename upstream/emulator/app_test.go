@@ -122,8 +122,9 @@ func mint(t *testing.T, e *env, key *rsa.PrivateKey, installation int64) (string
 	return tok.Token, tok.ExpiresAt
 }
 
-// Installations are found per organization and per repository; their
-// tokens serve their own account only, and are no JWT.
+// Installations are found per organization, per user and per repository
+// (404 for a repository that does not exist); their tokens serve their
+// own account only, and are no JWT.
 func TestAppInstallations(t *testing.T) {
 	key := rsaKey(t)
 	e := newAppEnv(t, key, emulator.Limits{}, 0, false)
@@ -139,6 +140,9 @@ func TestAppInstallations(t *testing.T) {
 		{"/repos/octo-org/hello-world/installation", 200, 1},
 		{"/api/v3/orgs/octo-org/installation", 200, 1},
 		{"/orgs/initech/installation", 404, 0},
+		{"/repos/octo-org/no-such-repo/installation", 404, 0},
+		{"/users/globex/installation", 200, 2},
+		{"/users/initech/installation", 404, 0},
 	} {
 		r := e.want(e.do("GET", tc.path, nil, "Authorization", jwtAuth), tc.status)
 		if tc.status == 200 {

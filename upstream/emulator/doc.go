@@ -49,8 +49,9 @@
 // # GitHub App
 //
 // Options.App registers a GitHub App (see App): GET /app, GET
-// /orgs/{org}/installation, GET /repos/{owner}/{repo}/installation and
-// POST /app/installations/{installation_id}/access_tokens verify the app's
+// /orgs/{org}/installation, GET /repos/{owner}/{repo}/installation (404
+// for a repository that does not exist), GET
+// /users/{username}/installation and POST /app/installations/{installation_id}/access_tokens verify the app's
 // JWT (RS256 against the app's public key, iss the app id, exp at most 10
 // minutes away), the last mints installation tokens with an expires_at
 // (an hour unless App.TokenLifetime says otherwise), and the secrets
