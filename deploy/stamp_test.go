@@ -53,3 +53,31 @@ func TestImageStampsVersion(t *testing.T) {
 		t.Errorf("secretbroker --version = %q, want it to start with %q", got, want)
 	}
 }
+
+// dockerGo matches the Go version of the Dockerfile's build stage.
+var dockerGo = regexp.MustCompile(`(?m)^FROM golang:([0-9][^\s]*) AS build$`)
+
+// The image is built with the Go that go.mod names, to the patch release:
+// a floating tag (golang:1.26) would build the image with whatever Go
+// the registry has that day, not the one CI tested.
+func TestImageGoVersion(t *testing.T) {
+	dockerfile, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := dockerGo.FindSubmatch(dockerfile)
+	if m == nil {
+		t.Fatal("the Dockerfile has no \"FROM golang:<version> AS build\"")
+	}
+	mod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goLine := regexp.MustCompile(`(?m)^go ([0-9.]+)$`).FindSubmatch(mod)
+	if goLine == nil {
+		t.Fatal("go.mod has no go line")
+	}
+	if got, want := string(m[1]), string(goLine[1]); got != want {
+		t.Errorf("the Dockerfile builds with golang:%s, want golang:%s (go.mod's go line)", got, want)
+	}
+}
