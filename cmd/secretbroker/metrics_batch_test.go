@@ -137,7 +137,7 @@ func TestMetricsAfterBatch(t *testing.T) {
 		t.Fatalf("no write met the rotated key (%v)", gh.answers)
 	}
 
-	fams, raw := b.scrape(t)
+	fams, raw := b.scrapeAfterCall(t, map[string]string{"rpc_method": "secretbroker.v1.SecretService/BatchPutSecrets"})
 	const (
 		putRoute = "/repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}"
 		keyRoute = "/repos/{owner}/{repo}/environments/{environment_name}/secrets/public-key"

@@ -45,6 +45,25 @@ func (b *broker) scrape(t *testing.T) (map[string]*dto.MetricFamily, string) {
 	return fams, string(raw)
 }
 
+// scrapeAfterCall scrapes /metrics once the server has recorded the
+// duration of the gRPC call that rpcLabels name. grpc-go's server records
+// it (otelgrpc, at the call's End) after it has sent the answer, so a
+// scrape right after the call may come first: it scrapes again until the
+// series is there, a bounded number of times, with no sleep (each scrape
+// is a round trip of its own). The caller's checks report a series that
+// never came.
+func (b *broker) scrapeAfterCall(t *testing.T, rpcLabels map[string]string) (map[string]*dto.MetricFamily, string) {
+	t.Helper()
+	fams, raw := b.scrape(t)
+	for range 200 {
+		if _, ok := metricValue(fams, "rpc_server_call_duration_seconds", rpcLabels); ok {
+			break
+		}
+		fams, raw = b.scrape(t)
+	}
+	return fams, raw
+}
+
 // metricValue sums the series of family name whose labels include want:
 // counter and gauge values, histogram counts. found is false when no
 // series matches.
@@ -126,7 +145,8 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("gateway GetSecret: %d %s", code, body)
 	}
 
-	fams, raw := b.scrape(t)
+	deniedPut := map[string]string{"rpc_method": "secretbroker.v1.SecretService/PutSecret", "rpc_response_status_code": "PERMISSION_DENIED"}
+	fams, raw := b.scrapeAfterCall(t, deniedPut)
 	const putRoute = "/repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}"
 	tests := []struct {
 		name   string
@@ -135,7 +155,7 @@ func TestMetrics(t *testing.T) {
 		exact  bool    // and exactly min
 	}{
 		{"rpc_server_call_duration_seconds", map[string]string{"rpc_method": "secretbroker.v1.SecretService/PutSecret", "rpc_response_status_code": "OK"}, 1, true},
-		{"rpc_server_call_duration_seconds", map[string]string{"rpc_method": "secretbroker.v1.SecretService/PutSecret", "rpc_response_status_code": "PERMISSION_DENIED"}, 1, true},
+		{"rpc_server_call_duration_seconds", deniedPut, 1, true},
 		{"http_server_request_duration_seconds", map[string]string{"http_request_method": "GET", "http_response_status_code": "200"}, 1, true},
 		{"secretbroker_upstream_requests_total", map[string]string{"route": putRoute, "method": "PUT", "status": "201"}, 1 + items, false},
 		{"secretbroker_upstream_request_duration_seconds", map[string]string{"route": putRoute, "method": "PUT"}, 1 + items, false},
