@@ -84,8 +84,21 @@ func statusOf(err error) *status.Status {
 	if ne, ok := errors.AsType[*notOwnedError](err); ok {
 		return status.New(codes.FailedPrecondition, ne.Error())
 	}
+	if _, ok := errors.AsType[*leaseError](err); ok && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return status.New(codes.Unavailable, "the state the replicas share cannot be reached, so the broker cannot rule out another replica's write of this secret; try again later")
+	}
 	return classify(err)
 }
+
+// leaseError is a write that could not take its secret's write lease on
+// every replica (lockSecret): its context ended while another replica
+// wrote the secret, or the shared store could not be reached for a write
+// that must not go on without it.
+type leaseError struct{ err error }
+
+func (e *leaseError) Error() string { return "the secret's write lease: " + e.err.Error() }
+
+func (e *leaseError) Unwrap() error { return e.err }
 
 // classify maps an error to the status a caller sees. A request whose
 // retry was given up because GitHub kept failing (an

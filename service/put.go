@@ -146,7 +146,7 @@ func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner st
 	}
 	res := secretResourceName(p.scope, p.name)
 	pr, havePrints := s.printsOf(ctx, p)
-	unlock, cur, err := s.lockSecret(ctx, p.scope, p.name)
+	ctx, unlock, cur, err := s.lockSecret(ctx, p.scope, p.name, leaseIfUp)
 	if err != nil {
 		return putOutcome{}, err
 	}
@@ -246,7 +246,7 @@ func (s *Server) putRecorded(ctx context.Context, p *putPlan, r recordOf) (upstr
 // (another call may have written the secret since p was judged) and
 // writes p with key (writeLocked), recording it with r.
 func (s *Server) lockAndWrite(ctx context.Context, p *putPlan, key sealingKey, r recordOf) (upstream.Written, upstream.KeyID, error) {
-	unlock, cur, err := s.lockSecret(ctx, p.scope, p.name)
+	ctx, unlock, cur, err := s.lockSecret(ctx, p.scope, p.name, leaseIfUp)
 	if err != nil {
 		return upstream.Written{}, "", err
 	}
@@ -255,18 +255,47 @@ func (s *Server) lockAndWrite(ctx context.Context, p *putPlan, key sealingKey, r
 }
 
 // lockSecret takes the write lock of secret name of scope (secretLocks)
-// and reads the secret's record under it; the caller calls unlock.
-func (s *Server) lockSecret(ctx context.Context, scope upstream.Scope, name string) (unlock func(), cur lockedRecord, err error) {
-	unlock, err = s.state.writes.lock(ctx, secretKey(scope, name))
+// and, where replicas share the store, its write lease on every replica
+// (state.SecretLocker), and reads the secret's record under them; the
+// caller writes with held (cancelled if the lease is lost) and calls
+// unlock. A lease the store cannot give (Redis unreachable) is done
+// without, as a write is done without its record, unless need is
+// leaseRequired: then the write is refused (a prune's delete, which must
+// not remove another replica's write).
+func (s *Server) lockSecret(ctx context.Context, scope upstream.Scope, name string, need leaseNeed) (held context.Context, unlock func(), cur lockedRecord, err error) {
+	key := secretKey(scope, name)
+	unlockLocal, err := s.state.writes.lock(ctx, key)
 	if err != nil {
-		return nil, lockedRecord{}, err
+		return nil, nil, lockedRecord{}, err
 	}
-	cur.rec, cur.readOK = s.recordOf(ctx, scope, name)
+	held, unlock = ctx, unlockLocal
+	if sl, ok := s.state.store.(state.SecretLocker); ok {
+		h, release, err := sl.LockSecret(ctx, key)
+		switch {
+		case err == nil:
+			held, unlock = h, func() { release(); unlockLocal() }
+		case ctx.Err() != nil || need == leaseRequired:
+			unlockLocal()
+			return nil, nil, lockedRecord{}, &leaseError{err: err}
+		default:
+			s.log.WarnContext(ctx, "state: the secret's write lease cannot be taken; writing without it", "record", key, "err", err)
+		}
+	}
+	cur.rec, cur.readOK = s.recordOf(held, scope, name)
 	if cur.readOK {
-		cur.rec, cur.readOK = s.adoptRecord(ctx, scope, name, cur.rec)
+		cur.rec, cur.readOK = s.adoptRecord(held, scope, name, cur.rec)
 	}
-	return unlock, cur, nil
+	return held, unlock, cur, nil
 }
+
+// leaseNeed says whether a write may go on without its lease
+// (lockSecret).
+type leaseNeed bool
+
+const (
+	leaseIfUp     leaseNeed = false // without, while the store cannot give it
+	leaseRequired leaseNeed = true  // never without
+)
 
 // checkAccessChange refuses a put that would change an existing
 // organization secret's visibility or selection when the caller may not

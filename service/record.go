@@ -176,13 +176,13 @@ func trusted(r *state.Record) bool {
 }
 
 // changingSelection runs do, a change of an organization secret's
-// selection at GitHub (SetSelectedRepositories, Add or Remove), under the
-// secret's write lock with its record distrusted first: the record's
+// selection at GitHub (SetSelectedRepositories, Add or Remove), with the
+// context it is given, under the secret's write lock with its record distrusted first: the record's
 // settings fingerprint holds the selection the broker last wrote, and a
 // PutSecret asking for that selection again must write it, not answer
 // unchanged (GitHub's updated_at need not move with a selection).
-func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, name string, do func() error) error {
-	unlock, cur, err := s.lockSecret(ctx, scope, name)
+func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, name string, do func(ctx context.Context) error) error {
+	ctx, unlock, cur, err := s.lockSecret(ctx, scope, name, leaseIfUp)
 	if err != nil {
 		return err
 	}
@@ -193,7 +193,7 @@ func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, na
 	tw, cur := s.trackWrite(ctx, k, cur)
 	defer tw.end(ctx)
 	s.distrustRecord(ctx, k, cur.rec, cur.readOK)
-	return do()
+	return do(ctx)
 }
 
 // distrustRecord makes the record of a secret about to be written unable

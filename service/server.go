@@ -341,7 +341,7 @@ func (s *Server) SetSelectedRepositories(ctx context.Context, req *secretbrokerv
 			if err != nil {
 				return err
 			}
-			return s.changingSelection(ctx, scope, name, func() error {
+			return s.changingSelection(ctx, scope, name, func(ctx context.Context) error {
 				return s.up.SetSelectedRepositories(ctx, scope, name, all)
 			})
 		})
@@ -383,7 +383,7 @@ func (s *Server) changeSelection(ctx context.Context, op, rpc, secret string, id
 				}
 				id = ids[0]
 			}
-			return s.changingSelection(ctx, scope, name, func() error {
+			return s.changingSelection(ctx, scope, name, func(ctx context.Context) error {
 				return change(ctx, scope, name, id)
 			})
 		})
@@ -473,7 +473,11 @@ func isStatus(err error, code int) bool {
 // it (a prune's owner check): its error is returned and nothing is
 // deleted.
 func (s *Server) deleteRecorded(ctx context.Context, scope upstream.Scope, name string, check func(*state.Record) error) error {
-	unlock, cur, err := s.lockSecret(ctx, scope, name)
+	need := leaseIfUp
+	if check != nil {
+		need = leaseRequired // a prune's: never without the lease
+	}
+	ctx, unlock, cur, err := s.lockSecret(ctx, scope, name, need)
 	if err != nil {
 		return err
 	}

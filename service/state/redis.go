@@ -110,6 +110,9 @@ type Redis struct {
 	prefix  string
 	timeout time.Duration
 	given   bool // the key is the operator's: never written to Redis
+	// leaseTTL is how long a secret's write lease outlives its last
+	// renewal (DefaultLeaseTTL; tests shorten it).
+	leaseTTL time.Duration
 
 	closed atomic.Bool
 	locks  [redisStripes]chan struct{}
@@ -126,7 +129,7 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) (*Redis, error) {
 	if client == nil {
 		return nil, fmt.Errorf("state: redis: %w: no client", ErrInvalid)
 	}
-	r := &Redis{now: time.Now, client: client, prefix: opts.Prefix, timeout: opts.Timeout}
+	r := &Redis{now: time.Now, client: client, prefix: opts.Prefix, timeout: opts.Timeout, leaseTTL: DefaultLeaseTTL}
 	if r.prefix == "" {
 		r.prefix = DefaultRedisPrefix
 	}

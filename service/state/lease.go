@@ -1,0 +1,126 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/bsm/redislock"
+)
+
+// SecretLocker is implemented by a store that several replicas share
+// (Redis): it extends a replica's own lock of a secret's writes to every
+// replica, so that two replicas never write one secret at once. Without
+// it a prune's DELETE on one replica and another owner's write of the same
+// secret on another, both in flight at once, could reach GitHub in either
+// order, and the DELETE could remove a write the other replica had
+// acknowledged. A store only one process uses does not implement it: the
+// replica's own lock is enough there.
+type SecretLocker interface {
+	// LockSecret waits until no other replica holds the write lease of
+	// key (a secret's key) and takes it, or returns an error when ctx
+	// ends first or the store cannot be reached. held is ctx, cancelled
+	// (with ErrLeaseLost as its cause) when the lease cannot be kept: a
+	// write under it must not go on without it. release gives the lease
+	// back (safe to call more than once) and cancels held.
+	LockSecret(ctx context.Context, key string) (held context.Context, release func(), err error)
+}
+
+// ErrLeaseLost is the cause of a held context cancelled because its lease
+// ended: the store no longer held it, or could not be reached to renew it
+// before it could have expired.
+var ErrLeaseLost = errors.New("state: the secret's write lease was lost")
+
+// Defaults of the write lease.
+const (
+	// DefaultLeaseTTL is how long a lease outlives its last renewal: a
+	// replica that dies holding a lease blocks the secret's writes on the
+	// others that long at most. It is renewed every third of it while
+	// held, however long the write waits for the pacer.
+	DefaultLeaseTTL = 30 * time.Second
+
+	// leaseWaitMin and leaseWaitMax bound the pause between two tries of
+	// a lease another replica holds (doubling from the first to the
+	// second).
+	leaseWaitMin = 10 * time.Millisecond
+	leaseWaitMax = 500 * time.Millisecond
+)
+
+var _ SecretLocker = (*Redis)(nil)
+
+// leaseKey holds a secret's write lease: P + "lease:" + key, a random
+// token of the holder, expiring leaseTTL after its last renewal.
+func (r *Redis) leaseKey(key string) string { return r.prefix + "lease:" + key }
+
+// LockSecret takes key's write lease in Redis (github.com/bsm/redislock:
+// SET NX PX, renewed and released only by the token that took it).
+func (r *Redis) LockSecret(ctx context.Context, key string) (context.Context, func(), error) {
+	if r.closed.Load() {
+		return nil, nil, ErrClosed
+	}
+	ttl := r.leaseTTL
+	locker := redislock.New(r.client)
+	var lock *redislock.Lock
+	for {
+		// Obtain bounds its own retries by ctx's deadline, or by ttl
+		// when ctx has none: a wait longer than that tries again, until
+		// ctx ends.
+		var err error
+		lock, err = locker.Obtain(ctx, r.leaseKey(key), ttl, &redislock.Options{
+			RetryStrategy: redislock.ExponentialBackoff(leaseWaitMin, leaseWaitMax),
+		})
+		if err == nil {
+			break
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, nil, fmt.Errorf("state: waiting for another replica's write of the secret: %w", ctxErr)
+		}
+		if !errors.Is(err, redislock.ErrNotObtained) && !errors.Is(err, context.DeadlineExceeded) {
+			return nil, nil, fmt.Errorf("state: redis: taking the secret's write lease: %w", err)
+		}
+	}
+	held, cancel := context.WithCancelCause(ctx)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { r.keepLease(lock, ttl, stop, cancel) })
+	release := sync.OnceFunc(func() {
+		close(stop)
+		wg.Wait()
+		cancel(context.Canceled)
+		rctx, done := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
+		defer done()
+		// A lease that cannot be released expires on its own.
+		_ = lock.Release(rctx)
+	})
+	return held, release, nil
+}
+
+// keepLease renews lock every third of ttl until stop is closed. When
+// Redis says the lease is no longer lock's, or no renewal succeeded for
+// two thirds of ttl (so the lease may expire before the next could), it
+// cancels the holder's context with ErrLeaseLost.
+func (r *Redis) keepLease(lock *redislock.Lock, ttl time.Duration, stop <-chan struct{}, cancel context.CancelCauseFunc) {
+	every := ttl / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	renewed := time.Now()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		ctx, done := context.WithTimeout(context.Background(), min(r.timeout, every))
+		err := lock.Refresh(ctx, ttl, nil)
+		done()
+		switch {
+		case err == nil:
+			renewed = time.Now()
+		case errors.Is(err, redislock.ErrNotObtained), time.Since(renewed) >= 2*every:
+			cancel(ErrLeaseLost)
+			return
+		}
+	}
+}
