@@ -390,6 +390,20 @@ func TestNewAppErrors(t *testing.T) {
 	}
 }
 
+// stubApp returns an app with a new key whose requests go to baseURL, a
+// stub of GitHub that checks no JWT.
+func stubApp(t *testing.T, baseURL string) *credential.App {
+	t.Helper()
+	_, keyPEM := newKey(t)
+	keyFile := filepath.Join(t.TempDir(), "k.pem")
+	writeFile(t, keyFile, string(keyPEM))
+	a, err := credential.NewApp(credential.AppConfig{AppID: 1, PrivateKeyFile: keyFile, BaseURL: baseURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 // A caller whose context ends stops waiting for a lookup.
 func TestAppLookupWaitEnds(t *testing.T) {
 	release := make(chan struct{})
@@ -399,13 +413,7 @@ func TestAppLookupWaitEnds(t *testing.T) {
 	}))
 	t.Cleanup(hs.Close)
 	t.Cleanup(func() { close(release) })
-	_, keyPEM := newKey(t)
-	keyFile := filepath.Join(t.TempDir(), "k.pem")
-	writeFile(t, keyFile, string(keyPEM))
-	a, err := credential.NewApp(credential.AppConfig{AppID: 1, PrivateKeyFile: keyFile, BaseURL: hs.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := stubApp(t, hs.URL)
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	if _, err := a.For(ctx, "acme", ""); !errors.Is(err, context.DeadlineExceeded) {
@@ -469,14 +477,7 @@ func TestAppLookupFallsBackToOwner(t *testing.T) {
 				}
 			}))
 			t.Cleanup(hs.Close)
-			_, keyPEM := newKey(t)
-			keyFile := filepath.Join(t.TempDir(), "k.pem")
-			writeFile(t, keyFile, string(keyPEM))
-			a, err := credential.NewApp(credential.AppConfig{AppID: 1, PrivateKeyFile: keyFile, BaseURL: hs.URL})
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := a.For(t.Context(), "acme", tt.repo)
+			c, err := stubApp(t, hs.URL).For(t.Context(), "acme", tt.repo)
 			switch {
 			case tt.label != "" && (err != nil || c.Label() != tt.label):
 				t.Fatalf("For = %v, %v; want %s", c, err, tt.label)
