@@ -112,8 +112,18 @@ func TestAppUninstalledInstallation(t *testing.T) {
 			t.Errorf("%d lookups while uninstalled, want 1 (the call after the refused mint)", n)
 		}
 
-		// Installed again: the next call looks it up and works.
+		// Not installed is remembered for 5 s: calls meanwhile are
+		// answered so without a lookup, even once the app is installed
+		// again; the first call after looks it up, and works.
+		_, err = client.GetPublicKey(t.Context(), orgScope)
+		wantNotInstalled(t, "a call within 5 s", err)
 		u.gone.Store(false)
+		_, err = client.GetPublicKey(t.Context(), orgScope)
+		wantNotInstalled(t, "installed again, within 5 s", err)
+		if n := u.refused.Load(); n != 1 {
+			t.Errorf("%d lookups while uninstalled, want 1 (remembered for 5 s)", n)
+		}
+		time.Sleep(5 * time.Second)
 		if _, err := client.GetPublicKey(t.Context(), orgScope); err != nil {
 			t.Fatalf("installed again: %v", err)
 		}

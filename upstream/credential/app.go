@@ -26,6 +26,17 @@ const DefaultBaseURL = "https://api.github.com"
 // waiting for it.
 const lookupTimeout = 30 * time.Second
 
+// notInstalledFor is how long an owner GitHub said the app is not
+// installed on is answered so without asking again (as a failed mint is
+// for mintRetry): a caller retrying a call for such an owner costs GitHub
+// up to three lookups (findInstallation) each 5 s, not each call, and an
+// installation made meanwhile takes effect within 5 s. At most
+// maxNotInstalled owners are remembered so.
+const (
+	notInstalledFor = 5 * time.Second
+	maxNotInstalled = 1024
+)
+
 // AppConfig configures a GitHub App Source.
 type AppConfig struct {
 	// AppID is the GitHub App's id.
@@ -70,6 +81,9 @@ type App struct {
 	byID     map[int64]*installation
 	byOwner  map[string]*installation // lower-cased owner
 	inflight map[string]*lookup       // lower-cased owner
+	// missing holds, by lower-cased owner, until when an owner without
+	// an installation is answered so without a lookup (notInstalledFor).
+	missing map[string]time.Time
 }
 
 // NewApp returns the App for cfg. It reads and parses the private key now
@@ -118,6 +132,7 @@ func NewApp(cfg AppConfig) (*App, error) {
 		byID:      map[int64]*installation{},
 		byOwner:   map[string]*installation{},
 		inflight:  map[string]*lookup{},
+		missing:   map[string]time.Time{},
 	}
 	a.jwtCred = appCredential{a}
 	if cfg.InstallationID > 0 {
@@ -152,8 +167,8 @@ func (a *App) Probe() (Credential, string) { return a.jwtCred, ProbeApp }
 // organization (repo "") or for the repository, falling back to the
 // owner's (see findInstallation), cached per owner.
 // Concurrent callers for one owner share one lookup. An owner without an
-// installation is a *NotInstalledError, not cached, so that installing
-// the app later takes effect.
+// installation is a *NotInstalledError, remembered for notInstalledFor
+// only, so that installing the app later takes effect.
 func (a *App) For(ctx context.Context, owner, repo string) (Credential, error) {
 	if a.fixed != nil {
 		return a.fixed, nil
@@ -166,6 +181,13 @@ func (a *App) For(ctx context.Context, owner, repo string) (Credential, error) {
 	if in, ok := a.byOwner[key]; ok {
 		a.mu.Unlock()
 		return in, nil
+	}
+	if until, ok := a.missing[key]; ok {
+		if time.Now().Before(until) {
+			a.mu.Unlock()
+			return nil, &NotInstalledError{Account: owner}
+		}
+		delete(a.missing, key)
 	}
 	l, ok := a.inflight[key]
 	if !ok {
@@ -199,9 +221,30 @@ func (a *App) runLookup(ctx context.Context, key, owner, repo string, l *lookup)
 		l.in = a.installationLocked(id)
 		a.byOwner[key] = l.in
 	}
+	if _, ok := errors.AsType[*NotInstalledError](err); ok {
+		a.rememberMissing(key)
+	}
 	l.err = err
 	delete(a.inflight, key)
 	close(l.done)
+}
+
+// rememberMissing remembers for notInstalledFor that owner key has no
+// installation, unless maxNotInstalled owners are remembered so already
+// (those whose time is over are dropped first). The caller holds a.mu.
+func (a *App) rememberMissing(key string) {
+	now := time.Now()
+	if len(a.missing) >= maxNotInstalled {
+		for k, until := range a.missing {
+			if !now.Before(until) {
+				delete(a.missing, k)
+			}
+		}
+		if len(a.missing) >= maxNotInstalled {
+			return
+		}
+	}
+	a.missing[key] = now.Add(notInstalledFor)
 }
 
 // findInstallation asks GitHub which installation serves owner. For an
