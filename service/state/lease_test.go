@@ -21,9 +21,10 @@ func TestRedisSecretLease(t *testing.T) {
 	c1, c2 := newRedisClient(t, srv.Addr), newRedisClient(t, srv.Addr)
 	a := openRedis(t, c1, "lease:state:", Options{})
 	b := openRedis(t, c2, "lease:state:", Options{})
-	// B's leases are short, renewed every 100 ms, so that a lost one is
-	// noticed soon.
-	b.leaseTTL = 300 * time.Millisecond
+	// B's leases are shorter than the default, renewed every second, so
+	// that a lost one is noticed within a second or two; still long
+	// enough that a busy machine's pauses do not let one expire.
+	b.leaseTTL = 3 * time.Second
 	ctx := t.Context()
 	const key, other = "repos/o/r/actions/secrets/X", "repos/o/r/actions/secrets/Y"
 
