@@ -140,17 +140,19 @@ type putOutcome struct {
 // judgement and the write hold the secret's write lock (secretLocks), so
 // that concurrent puts of one secret are judged, written and recorded one
 // after the other.
-func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner string) (putOutcome, error) {
+func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner string) (_ putOutcome, err error) {
 	if err := s.resolvePutNames(ctx, p); err != nil {
 		return putOutcome{}, err
 	}
 	res := secretResourceName(p.scope, p.name)
 	pr, havePrints := s.printsOf(ctx, p)
-	ctx, unlock, cur, err := s.lockSecret(ctx, p.scope, p.name, leaseIfUp)
+	held, unlock, cur, err := s.lockSecret(ctx, p.scope, p.name, leaseIfUp)
 	if err != nil {
 		return putOutcome{}, err
 	}
 	defer unlock()
+	defer func(caller context.Context) { err = leaseLost(caller, held, err) }(ctx)
+	ctx = held
 	rec := cur.rec
 	var v verdict
 	if candidate(rec, pr, havePrints, force) {
@@ -246,50 +248,80 @@ func (s *Server) putRecorded(ctx context.Context, p *putPlan, r recordOf) (upstr
 // (another call may have written the secret since p was judged) and
 // writes p with key (writeLocked), recording it with r.
 func (s *Server) lockAndWrite(ctx context.Context, p *putPlan, key sealingKey, r recordOf) (upstream.Written, upstream.KeyID, error) {
-	ctx, unlock, cur, err := s.lockSecret(ctx, p.scope, p.name, leaseIfUp)
+	held, unlock, cur, err := s.lockSecret(ctx, p.scope, p.name, leaseIfUp)
 	if err != nil {
 		return upstream.Written{}, "", err
 	}
 	defer unlock()
-	return s.writeLocked(ctx, p, key, cur, r.prints, r.havePrints, r.owner, false)
+	w, keyID, err := s.writeLocked(held, p, key, cur, r.prints, r.havePrints, r.owner, false)
+	return w, keyID, leaseLost(ctx, held, err)
 }
 
-// lockSecret takes the write lock of secret name of scope (secretLocks)
-// and, where replicas share the store, its write lease on every replica
-// (state.SecretLocker), and reads the secret's record under them; the
-// caller writes with held (cancelled if the lease is lost) and calls
-// unlock. A lease the store cannot give (Redis unreachable) is done
-// without, as a write is done without its record, unless need is
-// leaseRequired: then the write is refused (a prune's delete, which must
-// not remove another replica's write).
+// lockSecret takes the write lock of secret name of scope and its lease
+// (lockWrite), and reads the secret's record under them; the caller
+// writes with held and calls unlock.
 func (s *Server) lockSecret(ctx context.Context, scope upstream.Scope, name string, need leaseNeed) (held context.Context, unlock func(), cur lockedRecord, err error) {
-	key := secretKey(scope, name)
-	unlockLocal, err := s.state.writes.lock(ctx, key)
+	held, unlock, err = s.lockWrite(ctx, secretKey(scope, name), need)
 	if err != nil {
 		return nil, nil, lockedRecord{}, err
 	}
-	held, unlock = ctx, unlockLocal
-	if sl, ok := s.state.store.(state.SecretLocker); ok {
-		h, release, err := sl.LockSecret(ctx, key)
-		switch {
-		case err == nil:
-			held, unlock = h, func() { release(); unlockLocal() }
-		case ctx.Err() != nil || need == leaseRequired:
-			unlockLocal()
-			return nil, nil, lockedRecord{}, &leaseError{err: err}
-		default:
-			s.log.WarnContext(ctx, "state: the secret's write lease cannot be taken; writing without it", "record", key, "err", err)
+	done := false
+	defer func() {
+		if !done { // a panic reading the record: nothing may stay held
+			unlock()
 		}
-	}
+	}()
 	cur.rec, cur.readOK = s.recordOf(held, scope, name)
 	if cur.readOK {
 		cur.rec, cur.readOK = s.adoptRecord(held, scope, name, cur.rec)
 	}
+	done = true
 	return held, unlock, cur, nil
 }
 
+// lockWrite takes the write lock of the secret key (secretLocks) and,
+// where replicas share the store, its write lease on every replica
+// (state.SecretLocker); the caller works with held, which the lease's loss
+// cancels (see leaseLost), and calls unlock. A lease the store cannot give
+// (Redis unreachable from this replica) is done without, as a write is
+// done without its record, unless need is leaseRequired: then the write
+// is refused (a prune's delete, which must not remove another replica's
+// write). So replicas write a secret one at a time while each reaches
+// Redis; one cut off from it writes without the lease.
+func (s *Server) lockWrite(ctx context.Context, key string, need leaseNeed) (held context.Context, unlock func(), err error) {
+	unlockLocal, err := s.state.writes.lock(ctx, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	sl, ok := s.state.store.(state.SecretLocker)
+	if !ok {
+		return ctx, unlockLocal, nil
+	}
+	h, release, err := sl.LockSecret(ctx, key)
+	switch {
+	case err == nil:
+		return h, func() { release(); unlockLocal() }, nil
+	case ctx.Err() != nil || need == leaseRequired:
+		unlockLocal()
+		return nil, nil, &leaseError{err: err}
+	}
+	s.log.WarnContext(ctx, "state: the secret's write lease cannot be taken; writing without it", "record", key, "err", err)
+	return ctx, unlockLocal, nil
+}
+
+// leaseLost returns err, the outcome of work done with held (lockWrite)
+// for a caller whose context is ctx, as a *leaseError when held ended
+// because its lease was lost while ctx had not: the write stopped for
+// that (UNAVAILABLE), not because its caller cancelled it.
+func leaseLost(ctx, held context.Context, err error) error {
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(held), state.ErrLeaseLost) {
+		return &leaseError{err: state.ErrLeaseLost}
+	}
+	return err
+}
+
 // leaseNeed says whether a write may go on without its lease
-// (lockSecret).
+// (lockWrite).
 type leaseNeed bool
 
 const (

@@ -181,12 +181,14 @@ func trusted(r *state.Record) bool {
 // settings fingerprint holds the selection the broker last wrote, and a
 // PutSecret asking for that selection again must write it, not answer
 // unchanged (GitHub's updated_at need not move with a selection).
-func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, name string, do func(ctx context.Context) error) error {
-	ctx, unlock, cur, err := s.lockSecret(ctx, scope, name, leaseIfUp)
+func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, name string, do func(ctx context.Context) error) (err error) {
+	held, unlock, cur, err := s.lockSecret(ctx, scope, name, leaseIfUp)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	defer func(caller context.Context) { err = leaseLost(caller, held, err) }(ctx)
+	ctx = held
 	k := secretKey(scope, name)
 	// Counted as a write: a put another replica makes meanwhile must not
 	// record the selection this change replaces.

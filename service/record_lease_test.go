@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/state"
@@ -20,10 +21,20 @@ import (
 // while a replica holds the lease. down makes LockSecret fail, as with
 // Redis unreachable.
 type leaseTable struct {
-	mu    sync.Mutex
-	held  map[string]chan struct{}
-	down  bool
-	taken int
+	mu      sync.Mutex
+	held    map[string]chan struct{}
+	down    bool
+	taken   int
+	holders map[string]context.CancelCauseFunc // the held context of each lease held
+}
+
+// lose makes the lease of key lost, as when Redis no longer holds it.
+func (t *leaseTable) lose(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cancel := t.holders[key]; cancel != nil {
+		cancel(state.ErrLeaseLost)
+	}
 }
 
 // leasedStore is one replica's view of a store the replicas share: the
@@ -56,11 +67,21 @@ func (l *leasedStore) LockSecret(ctx context.Context, key string) (context.Conte
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
+	held, cancel := context.WithCancelCause(ctx)
 	t.mu.Lock()
 	t.taken++
+	if t.holders == nil {
+		t.holders = map[string]context.CancelCauseFunc{}
+	}
+	t.holders[key] = cancel
 	t.mu.Unlock()
-	held, cancel := context.WithCancelCause(ctx)
-	return held, sync.OnceFunc(func() { cancel(context.Canceled); <-ch }), nil
+	return held, sync.OnceFunc(func() {
+		t.mu.Lock()
+		delete(t.holders, key)
+		t.mu.Unlock()
+		cancel(context.Canceled)
+		<-ch
+	}), nil
 }
 
 // heldDeletes holds every DeleteSecret until release is closed, and says
@@ -199,6 +220,35 @@ func TestPruneNeedsLease(t *testing.T) {
 		}
 		if n := len(held.deleting); n != 0 {
 			t.Errorf("%d DELETEs reached the upstream client", n)
+		}
+	})
+}
+
+// TestLostLeaseIsUnavailable: a write whose lease is lost before its
+// request is sent is not sent, and its caller gets UNAVAILABLE (it did
+// not cancel anything), not CANCELLED.
+func TestLostLeaseIsUnavailable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		table := &leaseTable{}
+		a, _, held := leasedReplicas(t, table)
+		ctx := t.Context()
+		const name = repoScope + "/secrets/LOST_LEASE"
+		if _, err := a.broker.PutSecret(ctx, plain(name, plantedSecret)); err != nil {
+			t.Fatal(err)
+		}
+		deleted := make(chan error, 1)
+		go func() {
+			_, err := a.broker.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: name})
+			deleted <- err
+		}()
+		<-held.deleting
+		table.lose(name)
+		close(held.release)
+		if err := <-deleted; status.Code(err) != codes.Unavailable {
+			t.Fatalf("DeleteSecret whose lease was lost: %v, want UNAVAILABLE", err)
+		}
+		if got, err := a.emu.Open(repoScope, "LOST_LEASE"); err != nil || string(got) != plantedSecret {
+			t.Fatalf("GitHub holds %q (%v), want the secret kept: the DELETE was sent without its lease", got, err)
 		}
 	})
 }

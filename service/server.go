@@ -472,16 +472,18 @@ func isStatus(err error, code int) bool {
 // nil, is given the record as read after the delete began and may refuse
 // it (a prune's owner check): its error is returned and nothing is
 // deleted.
-func (s *Server) deleteRecorded(ctx context.Context, scope upstream.Scope, name string, check func(*state.Record) error) error {
+func (s *Server) deleteRecorded(ctx context.Context, scope upstream.Scope, name string, check func(*state.Record) error) (err error) {
 	need := leaseIfUp
 	if check != nil {
 		need = leaseRequired // a prune's: never without the lease
 	}
-	ctx, unlock, cur, err := s.lockSecret(ctx, scope, name, need)
+	held, unlock, cur, err := s.lockSecret(ctx, scope, name, need)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	defer func(caller context.Context) { err = leaseLost(caller, held, err) }(ctx)
+	ctx = held
 	key := secretKey(scope, name)
 	tw, cur := s.trackWrite(ctx, key, cur)
 	defer tw.end(ctx)

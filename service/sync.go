@@ -430,7 +430,9 @@ func (s *Server) planWrite(ctx context.Context, plan *syncPlan, name string, val
 // stays), audited as a change of the sync: intent, then outcome. Under the
 // secret's write lock it drops the record only if it is still the one
 // listed: a write that made the secret again since keeps its record. The
-// policy and the audit see the name as the caller spelled it.
+// policy and the audit see the name as the caller spelled it. It holds the
+// secret's lease too (lockWrite), so that no replica's write of the secret
+// lands between its read of the record and its removal.
 func (s *Server) dropGoneRecord(ctx context.Context, scope upstream.Scope, name string, rec state.Record) {
 	res := secretResourceName(scope, name)
 	if !s.may(ctx, verbDelete, res) {
@@ -440,13 +442,13 @@ func (s *Server) dropGoneRecord(ctx context.Context, scope upstream.Scope, name 
 	if err != nil {
 		return // begin logged it; the record stays
 	}
-	unlock, err := s.state.writes.lock(ctx, secretKey(scope, name))
+	held, unlock, err := s.lockWrite(ctx, secretKey(scope, name), leaseIfUp)
 	if err != nil {
 		ch.end(ctx, err)
 		return
 	}
 	defer unlock()
-	cur, ok := s.readRecord(ctx, rec.Name)
+	cur, ok := s.readRecord(held, rec.Name)
 	if ok && cur != nil && cur.Name != secretKey(scope, name) {
 		v := legacyView(*cur) // as listRecords listed it
 		cur = &v
@@ -455,7 +457,7 @@ func (s *Server) dropGoneRecord(ctx context.Context, scope upstream.Scope, name 
 		ch.end(ctx, nil) // written again, or gone already: nothing to drop
 		return
 	}
-	err = s.state.store.DeleteRecord(ctx, rec.Name)
+	err = s.state.store.DeleteRecord(held, rec.Name)
 	if err != nil {
 		s.log.WarnContext(ctx, "state: record cannot be removed", "resource", res, "err", err)
 		err = fmt.Errorf("state record of %s: %w", res, err)

@@ -55,7 +55,10 @@ var _ SecretLocker = (*Redis)(nil)
 func (r *Redis) leaseKey(key string) string { return r.prefix + "lease:" + key }
 
 // LockSecret takes key's write lease in Redis (github.com/bsm/redislock:
-// SET NX PX, renewed and released only by the token that took it).
+// SET NX PX, renewed and released only by the token that took it). It is
+// a lease, not a fence: a holder stalled past the lease's TTL (a frozen
+// VM) may still send its request after another replica took the lease;
+// GitHub takes no fencing token.
 func (r *Redis) LockSecret(ctx context.Context, key string) (context.Context, func(), error) {
 	if r.closed.Load() {
 		return nil, nil, ErrClosed
@@ -64,58 +67,67 @@ func (r *Redis) LockSecret(ctx context.Context, key string) (context.Context, fu
 	locker := redislock.New(r.client)
 	var lock *redislock.Lock
 	for {
-		// Obtain bounds its own retries by ctx's deadline, or by ttl
-		// when ctx has none: a wait longer than that tries again, until
-		// ctx ends.
+		// Each Obtain keeps trying while another replica holds the lease,
+		// within a bound of its own: past it, it starts again, until ctx
+		// ends. Any other error (Redis unreachable, a timeout talking to
+		// it) is returned at once.
+		octx, cancel := context.WithTimeout(ctx, ttl)
 		var err error
-		lock, err = locker.Obtain(ctx, r.leaseKey(key), ttl, &redislock.Options{
+		lock, err = locker.Obtain(octx, r.leaseKey(key), ttl, &redislock.Options{
 			RetryStrategy: redislock.ExponentialBackoff(leaseWaitMin, leaseWaitMax),
 		})
+		waited := octx.Err() != nil
+		cancel()
 		if err == nil {
 			break
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, nil, fmt.Errorf("state: waiting for another replica's write of the secret: %w", ctxErr)
 		}
-		if !errors.Is(err, redislock.ErrNotObtained) && !errors.Is(err, context.DeadlineExceeded) {
+		if !errors.Is(err, redislock.ErrNotObtained) && !waited {
 			return nil, nil, fmt.Errorf("state: redis: taking the secret's write lease: %w", err)
 		}
 	}
-	held, cancel := context.WithCancelCause(ctx)
-	stop := make(chan struct{})
+	held, cancelHeld := context.WithCancelCause(ctx)
+	stop, stopped := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { r.keepLease(lock, ttl, stop, cancel) })
+	wg.Go(func() { r.keepLease(stop, lock, ttl, cancelHeld) })
 	release := sync.OnceFunc(func() {
-		close(stop)
+		stopped() // also ends a renewal in progress
 		wg.Wait()
-		cancel(context.Canceled)
-		rctx, done := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
-		defer done()
-		// A lease that cannot be released expires on its own.
-		_ = lock.Release(rctx)
+		cancelHeld(context.Canceled)
+		// Given back in the background: the write's answer does not wait
+		// for Redis. A lease that cannot be given back expires on its own.
+		go func() {
+			rctx, done := context.WithTimeout(context.Background(), r.timeout)
+			defer done()
+			_ = lock.Release(rctx)
+		}()
 	})
 	return held, release, nil
 }
 
-// keepLease renews lock every third of ttl until stop is closed. When
-// Redis says the lease is no longer lock's, or no renewal succeeded for
-// two thirds of ttl (so the lease may expire before the next could), it
+// keepLease renews lock every third of ttl until stop ends. When Redis
+// says the lease is no longer lock's, or no renewal succeeded for two
+// thirds of ttl (so the lease may expire before the next could), it
 // cancels the holder's context with ErrLeaseLost.
-func (r *Redis) keepLease(lock *redislock.Lock, ttl time.Duration, stop <-chan struct{}, cancel context.CancelCauseFunc) {
+func (r *Redis) keepLease(stop context.Context, lock *redislock.Lock, ttl time.Duration, cancel context.CancelCauseFunc) {
 	every := ttl / 3
 	t := time.NewTicker(every)
 	defer t.Stop()
 	renewed := time.Now()
 	for {
 		select {
-		case <-stop:
+		case <-stop.Done():
 			return
 		case <-t.C:
 		}
-		ctx, done := context.WithTimeout(context.Background(), min(r.timeout, every))
+		ctx, done := context.WithTimeout(stop, min(r.timeout, every))
 		err := lock.Refresh(ctx, ttl, nil)
 		done()
 		switch {
+		case stop.Err() != nil:
+			return
 		case err == nil:
 			renewed = time.Now()
 		case errors.Is(err, redislock.ErrNotObtained), time.Since(renewed) >= 2*every:

@@ -69,6 +69,8 @@ type RedisOptions struct {
 //	                           progress on every replica (writers.go)
 //	P + "writers:" + key + ":begun"
 //	                           integer: the writes of it begun
+//	P + "lease:" + key         string: the token of the replica holding
+//	                           the secret's write lease (lease.go)
 //
 // Records and operations are the bytes of codec.go, as in every store.
 // The sorted sets are indexes: ListOperations reads IDs from one in order
