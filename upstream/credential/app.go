@@ -247,29 +247,31 @@ func (a *App) rememberMissing(key string) {
 	a.missing[key] = now.Add(notInstalledFor)
 }
 
-// findInstallation asks GitHub which installation serves owner. For an
-// organization's path (repo "") it asks GET /orgs/{org}/installation. For
-// a repository's it asks GET /repos/{owner}/{repo}/installation first, and
-// when GitHub answers 404 there (the repository does not exist, or the
-// app's installation on owner was not granted it), the owner's own
-// installation: GET /orgs/{org}/installation, then GET
-// /users/{username}/installation for an owner that is a user. The
-// installation is cached per owner, so a repository it cannot reach still
-// gets the owner's installation, and GitHub's own 404 for the repository,
-// rather than "not installed". Only when every lookup answers 404 is owner
-// *NotInstalledError.
+// findInstallation asks GitHub which installation serves owner: for a
+// repository's path GET /repos/{owner}/{repo}/installation first, then
+// (for an organization's path, and when the repository's answers 404: the
+// repository does not exist, or the installation was not granted it) the
+// owner's own, GET /orgs/{org}/installation and, for an owner that is a
+// user, GET /users/{username}/installation. The installation is cached
+// per owner, so a repository it cannot reach still gets the owner's
+// installation, and GitHub's own answer for the repository, rather than
+// "not installed"; and *NotInstalledError, which only every lookup
+// answering 404 gives, always means that the account has no installation
+// (what App.For remembers for a while). An answer naming another account
+// (a repository transferred since: GitHub redirects its old path) counts
+// as a 404.
 func (a *App) findInstallation(ctx context.Context, owner, repo string) (int64, error) {
 	type lookupRoute struct{ route, path string }
-	routes := []lookupRoute{{"/orgs/{org}/installation", "/orgs/" + url.PathEscape(owner) + "/installation"}}
+	routes := []lookupRoute{
+		{"/orgs/{org}/installation", "/orgs/" + url.PathEscape(owner) + "/installation"},
+		{"/users/{username}/installation", "/users/" + url.PathEscape(owner) + "/installation"},
+	}
 	if repo != "" {
-		routes = []lookupRoute{
-			{"/repos/{owner}/{repo}/installation", "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(repo) + "/installation"},
-			routes[0],
-			{"/users/{username}/installation", "/users/" + url.PathEscape(owner) + "/installation"},
-		}
+		repoRoute := lookupRoute{"/repos/{owner}/{repo}/installation", "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(repo) + "/installation"}
+		routes = append([]lookupRoute{repoRoute}, routes...)
 	}
 	for _, r := range routes {
-		id, err := a.getInstallation(ctx, r.route, r.path)
+		id, err := a.getInstallation(ctx, owner, r.route, r.path)
 		if err != nil || id != 0 {
 			return id, err
 		}
@@ -277,9 +279,10 @@ func (a *App) findInstallation(ctx context.Context, owner, repo string) (int64, 
 	return 0, &NotInstalledError{Account: owner}
 }
 
-// getInstallation sends one installation lookup: the installation's id,
-// or 0 when GitHub answers 404.
-func (a *App) getInstallation(ctx context.Context, route, path string) (int64, error) {
+// getInstallation sends one installation lookup for owner: the
+// installation's id, or 0 when GitHub answers 404 or names another
+// account.
+func (a *App) getInstallation(ctx context.Context, owner, route, path string) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil)
 	if err != nil {
 		return 0, fmt.Errorf("credential: GET %s: %w", route, err)
@@ -298,13 +301,19 @@ func (a *App) getInstallation(ctx context.Context, route, path string) (int64, e
 		return 0, &HTTPError{Method: http.MethodGet, Route: route, StatusCode: resp.StatusCode}
 	}
 	var inst struct {
-		ID int64 `json:"id"`
+		ID      int64 `json:"id"`
+		Account struct {
+			Login string `json:"login"`
+		} `json:"account"`
 	}
 	if err := json.Unmarshal(body, &inst); err != nil {
 		return 0, fmt.Errorf("credential: GET %s: decoding the answer: %w", route, err)
 	}
 	if inst.ID <= 0 {
 		return 0, fmt.Errorf("credential: GET %s: the answer has no installation id", route)
+	}
+	if inst.Account.Login != "" && !strings.EqualFold(inst.Account.Login, owner) {
+		return 0, nil
 	}
 	return inst.ID, nil
 }
@@ -406,6 +415,13 @@ func (in *installation) newTransport() *ghinstallation.Transport {
 }
 
 func (in *installation) Label() string { return in.label }
+
+// String names the installation without its tokens (a refused one is kept
+// by Renew, and could still be valid).
+func (in *installation) String() string { return "credential.installation(" + in.label + ")" }
+
+// GoString names the installation without its tokens, for %#v.
+func (in *installation) GoString() string { return in.String() }
 
 // Token returns the installation's token, minting one when there is none
 // or when the one it has expires within a minute. Concurrent callers

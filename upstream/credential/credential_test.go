@@ -250,6 +250,7 @@ func TestAppFindsInstallations(t *testing.T) {
 			if n := e.emu.Count(emulator.RouteGetOrgInstallation); n != 1 {
 				t.Errorf("%d organization installation lookups, want 1", n)
 			}
+			e.emu.AddRepo("octocat", "hello-world", false)
 			c, err := a.For(t.Context(), "octocat", "hello-world")
 			if err != nil || c.Label() != "installation:12" {
 				t.Fatalf("For(octocat/hello-world) = %v, %v; want installation:12", c, err)
@@ -257,8 +258,21 @@ func TestAppFindsInstallations(t *testing.T) {
 			if n := e.emu.Count(emulator.RouteGetRepoInstallation); n != 1 {
 				t.Errorf("%d repository installation lookups, want 1", n)
 			}
-			if tok := mustToken(t, c); !strings.HasPrefix(tok, "ghs_") {
+			if n := e.emu.Count(emulator.RouteGetOrgInstallation) + e.emu.Count(emulator.RouteGetUserInstallation); n != 1 {
+				t.Errorf("%d owner installation lookups, want 1 (acme's): the repository's answered", n)
+			}
+			tok := mustToken(t, c)
+			if !strings.HasPrefix(tok, "ghs_") {
 				t.Errorf("installation token %q does not look like one", tok[:4])
+			}
+			// A refused token, kept by Renew, is not printed either.
+			if err := c.Renew(t.Context(), tok); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
+				if out := fmt.Sprintf(f, c); strings.Contains(out, tok) {
+					t.Errorf("%s of an installation shows its refused token", f)
+				}
 			}
 
 			_, err = a.For(t.Context(), "initech", "")
@@ -441,14 +455,19 @@ func TestSourcesDoNotPrint(t *testing.T) {
 // repository does not exist, or the owner's installation was not granted
 // it) falls back to the owner's own installation, the organization's and
 // then the user's, so that the owner's installation answers for the
-// repository and GitHub says whether it is there. Only when every lookup
-// answers 404 is the owner not installed; any other answer ends the
-// lookups. An organization's path asks the organization's route only.
+// repository and GitHub says whether it is there. An answer naming another
+// account (a transferred repository's, through GitHub's redirect) counts
+// as a 404. Only when every lookup answers 404 is the owner not installed;
+// any other answer ends the lookups. An organization's path asks the
+// owner's routes: a user's account (for which GitHub has no organization)
+// is found too, so that "not installed" is always the account's.
 func TestAppLookupFallsBackToOwner(t *testing.T) {
 	const (
-		repoPath = "/repos/acme/widget/installation"
-		orgPath  = "/orgs/acme/installation"
-		userPath = "/users/acme/installation"
+		// otherAccount is a 200 naming another account.
+		otherAccount = 1
+		repoPath     = "/repos/acme/widget/installation"
+		orgPath      = "/orgs/acme/installation"
+		userPath     = "/users/acme/installation"
 	)
 	tests := []struct {
 		name    string
@@ -463,7 +482,10 @@ func TestAppLookupFallsBackToOwner(t *testing.T) {
 		{"user's", "widget", map[string]int{userPath: 200}, []string{repoPath, orgPath, userPath}, "installation:5", ""},
 		{"none", "widget", nil, []string{repoPath, orgPath, userPath}, "", `not installed on the organization or account "acme"`},
 		{"organization lookup fails", "widget", map[string]int{orgPath: 502, userPath: 200}, []string{repoPath, orgPath}, "", "GET /orgs/{org}/installation: 502"},
-		{"organization's path", "", map[string]int{userPath: 200}, []string{orgPath}, "", `not installed on the organization or account "acme"`},
+		{"another account's", "widget", map[string]int{repoPath: otherAccount, orgPath: 200}, []string{repoPath, orgPath}, "installation:5", ""},
+		{"organization's path", "", map[string]int{orgPath: 200}, []string{orgPath}, "installation:5", ""},
+		{"organization's path, a user", "", map[string]int{userPath: 200}, []string{orgPath, userPath}, "installation:5", ""},
+		{"organization's path, none", "", nil, []string{orgPath, userPath}, "", `not installed on the organization or account "acme"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -477,7 +499,9 @@ func TestAppLookupFallsBackToOwner(t *testing.T) {
 				case 0:
 					http.Error(w, `{"message":"Not Found"}`, http.StatusNotFound)
 				case http.StatusOK:
-					fmt.Fprint(w, `{"id":5}`)
+					fmt.Fprint(w, `{"id":5,"account":{"login":"ACME"}}`)
+				case otherAccount:
+					fmt.Fprint(w, `{"id":8,"account":{"login":"initech"}}`)
 				default:
 					w.WriteHeader(code)
 				}
