@@ -259,6 +259,12 @@ func (s *MemoryState) checkLocked(now time.Time, g Grant) Verdict {
 	if !s.holds.PrimaryReset.IsZero() && s.holds.PrimaryRemaining <= 0 {
 		later(s.holds.PrimaryReset, ReasonPrimary)
 	}
+	if s.holds.PrimaryReset.After(now) && s.holds.PrimaryRemaining > 0 && s.inFlightLocked(now) >= s.holds.PrimaryRemaining {
+		// The requests in flight on every replica may use up what is
+		// left of the primary quota: their answers, not yet in, will say
+		// what is left. Ask again soon.
+		later(earliest(s.holds.PrimaryReset, now.Add(SlotPoll)), ReasonPrimary)
+	}
 	if lim := s.lim.PointsPerMinute; lim > 0 {
 		later(s.freeAt(now, Window, lim, g.Cost, func(e *Entry) int { return e.Points }), ReasonBudget)
 	}
@@ -284,8 +290,21 @@ func (s *MemoryState) checkLocked(now time.Time, g Grant) Verdict {
 	return v
 }
 
-// SlotPoll is how often a write waiting for another replica's write slot
-// asks again.
+// inFlightLocked counts the requests granted and not yet done (nor past
+// their InFlightLease: a killed replica's).
+func (s *MemoryState) inFlightLocked(now time.Time) int {
+	n := 0
+	for _, e := range s.entries {
+		if e.InFlight && e.End.After(now) {
+			n++
+		}
+	}
+	return n
+}
+
+// SlotPoll is how often a write waiting for another replica's write slot,
+// or a request waiting for one in flight to be answered (the primary
+// quota), asks again.
 const SlotPoll = 50 * time.Millisecond
 
 // freeAt returns when need more of what weight counts fit limit over a

@@ -117,8 +117,9 @@ type Verdict struct {
 
 // State is the part of one credential's pacing that the replicas of a
 // broker share: the points window, the write slot (a lease) and its
-// spacing, the content budgets, the primary-limit state and the
-// secondary pauses. MemoryState keeps it in memory (one replica);
+// spacing, the content budgets, the primary-limit state (with the bound
+// that keeps the requests in flight on every replica within the quota
+// left) and the secondary pauses. MemoryState keeps it in memory (one replica);
 // package redisstate keeps it in Redis. The pacer asks Start for each
 // admitted request and reports the outcome with Done or Unsent.
 //

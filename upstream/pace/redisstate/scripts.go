@@ -106,6 +106,11 @@ local pause, reason = tonumber(h[1] or '0'), tonumber(h[2] or '0')
 local reset, remaining = tonumber(h[3] or '0'), tonumber(h[4] or '1')
 if pause > now then later(pause, reason) end
 if reset > now and remaining <= 0 then later(reset, %d) end
+-- the requests in flight on every replica may not use up what is left of
+-- the primary quota: their answers, not yet in, will say what is left
+if reset > now and remaining > 0 and redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf') >= remaining then
+  later(math.min(reset, now + poll), %d)
+end
 
 -- the points log: every entry counts (pruned above), oldest end first
 local pts = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
@@ -160,7 +165,7 @@ end
 touch()
 return {'ok', used, wmin, whour, usedFlight, wminFlight, wminFlight}
 `, pace.Window.Milliseconds(), pace.WritesHour.Milliseconds(),
-	int(pace.ReasonPrimary), int(pace.ReasonBudget), int(pace.ReasonSpacing), int(pace.ReasonSpacing),
+	int(pace.ReasonPrimary), int(pace.ReasonPrimary), int(pace.ReasonBudget), int(pace.ReasonSpacing), int(pace.ReasonSpacing),
 	int(pace.ReasonContent), int(pace.ReasonContent)))
 
 // doneScript records a completion. ARGV: now, id, cost, write, epoch,

@@ -155,6 +155,24 @@ func Run(t *testing.T, newStates Factory) {
 		wantWait(t, st[1], T0, grant(true), reset, pace.ReasonPrimary)
 		wantOK(t, st[1], reset, grant(true))
 	})
+	t.Run("requests in flight on every replica stay within the primary quota left", func(t *testing.T) {
+		st, _ := newStates(t, pace.StateLimits{}, 2)
+		reset := at(10 * time.Minute)
+		g := grant(false)
+		wantOK(t, st[0], T0, g)
+		st[0].Done(ctx, T0, g, pace.RateLimit{Status: 200, Remaining: 2, Used: 4998, Reset: reset})
+		a, b := grant(false), grant(true)
+		wantOK(t, st[0], T0, a)
+		wantOK(t, st[1], T0, b)
+		// Two in flight, two left: neither replica sends a third until an
+		// answer says what is left.
+		wantWait(t, st[0], T0, grant(false), at(pace.SlotPoll), pace.ReasonPrimary)
+		wantWait(t, st[1], at(time.Second), grant(false), at(time.Second+pace.SlotPoll), pace.ReasonPrimary)
+		st[0].Done(ctx, at(2*time.Second), a, pace.RateLimit{Status: 200, Remaining: 1, Used: 4999, Reset: reset})
+		wantWait(t, st[0], at(2*time.Second), grant(false), at(2*time.Second+pace.SlotPoll), pace.ReasonPrimary)
+		st[1].Done(ctx, at(3*time.Second), b, ok204) // no word of the quota: one left
+		wantOK(t, st[0], at(3*time.Second), grant(false))
+	})
 	t.Run("two replicas share one points budget", func(t *testing.T) {
 		st, _ := newStates(t, pace.StateLimits{PointsPerMinute: 100}, 2)
 		granted := 0
