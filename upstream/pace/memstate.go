@@ -259,11 +259,20 @@ func (s *MemoryState) checkLocked(now time.Time, g Grant) Verdict {
 	if !s.holds.PrimaryReset.IsZero() && s.holds.PrimaryRemaining <= 0 {
 		later(s.holds.PrimaryReset, ReasonPrimary)
 	}
-	if s.holds.PrimaryReset.After(now) && s.holds.PrimaryRemaining > 0 && s.inFlightLocked(now) >= s.holds.PrimaryRemaining {
-		// The requests in flight on every replica may use up what is
+	if reset, left := s.holds.PrimaryReset, s.holds.PrimaryRemaining; reset.After(now) && left > 0 {
+		// The requests in flight on every replica may not use up what is
 		// left of the primary quota: their answers, not yet in, will say
-		// what is left. Ask again soon.
-		later(earliest(s.holds.PrimaryReset, now.Add(SlotPoll)), ReasonPrimary)
+		// what is left. A replica on its own share (Replicas) keeps to
+		// its part of it.
+		if n := s.lim.Replicas; n > 1 {
+			left /= n
+		}
+		switch {
+		case left == 0: // this replica's part is nothing: until the reset
+			later(reset, ReasonPrimary)
+		case s.inFlightLocked(now) >= left: // ask again soon
+			later(earliest(reset, now.Add(SlotPoll)), ReasonPrimary)
+		}
 	}
 	if lim := s.lim.PointsPerMinute; lim > 0 {
 		later(s.freeAt(now, Window, lim, g.Cost, func(e *Entry) int { return e.Points }), ReasonBudget)
@@ -290,12 +299,15 @@ func (s *MemoryState) checkLocked(now time.Time, g Grant) Verdict {
 	return v
 }
 
-// inFlightLocked counts the requests granted and not yet done (nor past
-// their InFlightLease: a killed replica's).
+// inFlightLocked counts the requests granted and not yet done that
+// started within InFlightCounted (a killed replica's stop counting then).
+// The other replicas' use a snapshot seeded (Redis unreachable) holds no
+// points of a request of theirs, and does not count.
 func (s *MemoryState) inFlightLocked(now time.Time) int {
+	since := now.Add(InFlightLease - InFlightCounted)
 	n := 0
 	for _, e := range s.entries {
-		if e.InFlight && e.End.After(now) {
+		if e.InFlight && e.Points > 0 && e.End.After(since) {
 			n++
 		}
 	}

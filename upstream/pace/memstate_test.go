@@ -1,7 +1,10 @@
 package pace_test
 
 import (
+	"context"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/secretbroker/secretbroker/upstream/pace"
 	"github.com/secretbroker/secretbroker/upstream/pace/statetest"
@@ -17,4 +20,50 @@ func TestMemoryStateContract(t *testing.T) {
 		}
 		return states, kill
 	})
+}
+
+// A replica on its own share of the limits (Share, while Redis is
+// unreachable) keeps its part of the primary quota left in flight:
+// remaining/Replicas, and nothing until the reset when that part is none.
+func TestMemoryStateSharesPrimaryQuota(t *testing.T) {
+	ctx := context.Background()
+	t0 := statetest.T0
+	reset := t0.Add(10 * time.Minute)
+	tests := []struct {
+		remaining int
+		granted   int  // of three asked at once
+		untilEnd  bool // the wait is until the reset
+	}{
+		{remaining: 7, granted: 3},
+		{remaining: 5, granted: 2},
+		{remaining: 3, granted: 1},
+		{remaining: 1, granted: 0, untilEnd: true},
+	}
+	for _, tt := range tests {
+		s := pace.NewMemoryState(pace.StateLimits{}.Share(2))
+		g := pace.Grant{ID: "first", Cost: pace.ReadPoints}
+		if !s.Start(ctx, t0, g).OK {
+			t.Fatal("the first grant was refused")
+		}
+		s.Done(ctx, t0, g, pace.RateLimit{Status: 200, Remaining: tt.remaining, Used: 5000 - tt.remaining, Reset: reset})
+		granted := 0
+		var last pace.Verdict
+		for i := range 3 {
+			last = s.Start(ctx, t0, pace.Grant{ID: "g" + strconv.Itoa(i), Cost: pace.ReadPoints})
+			if last.OK {
+				granted++
+			}
+		}
+		if granted != tt.granted {
+			t.Errorf("remaining %d, two replicas: %d granted at once, want %d", tt.remaining, granted, tt.granted)
+		}
+		if want := t0.Add(pace.SlotPoll); tt.untilEnd {
+			want = reset
+			if last.OK || !last.At.Equal(want) || last.Why != pace.ReasonPrimary {
+				t.Errorf("remaining %d: the wait is %+v, want until the reset for the primary quota", tt.remaining, last)
+			}
+		} else if !last.OK && (!last.At.Equal(want) || last.Why != pace.ReasonPrimary) {
+			t.Errorf("remaining %d: the wait is %+v, want %v for the primary quota", tt.remaining, last, pace.SlotPoll)
+		}
+	}
 }

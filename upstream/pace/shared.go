@@ -113,6 +113,8 @@ func (p *Pacer) refuseShared(t *Permit, retry time.Duration, why Reason) *Thrott
 		detail = fmt.Sprintf("the budget of %d points a minute, shared by the replicas, is spent", lim.PointsPerMinute)
 	case ReasonSpacing:
 		detail = fmt.Sprintf("writes go one at a time, %v apart, across the replicas", lim.WriteInterval)
+	case ReasonPrimary:
+		detail = "GitHub's primary rate limit is used up, or the requests in flight on the replicas may use up what is left of it"
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

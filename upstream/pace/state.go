@@ -26,6 +26,15 @@ const (
 // last at most the upstream client's 30 s timeout.
 const InFlightLease = 2 * time.Minute
 
+// InFlightCounted is how long after its start a request not yet reported
+// counts against the primary quota left (the bound on requests in flight
+// on every replica): the upstream client's 30 s timeout and a margin. A
+// request of a replica that died mid-request stops holding that bound
+// then, well before its InFlightLease ends; and a completion stamped by a
+// replica whose clock runs ahead is not taken for a request in flight
+// unless its clock is InFlightLease - InFlightCounted ahead.
+const InFlightCounted = 40 * time.Second
+
 // StateLimits are the limits a State enforces for one credential, shared
 // by every replica that uses it.
 type StateLimits struct {
@@ -48,6 +57,10 @@ type StateLimits struct {
 	// SecondaryPause is how long a refusal without Retry-After pauses the
 	// credential.
 	SecondaryPause time.Duration
+	// Replicas, above 1, is how many replicas share the primary quota
+	// while they do not share this State (a replica's local budget, Share):
+	// this one keeps at most remaining/Replicas requests in flight.
+	Replicas int
 }
 
 // Lease returns WriteLease, or its default.
@@ -96,6 +109,7 @@ func (l StateLimits) Share(n int) StateLimits {
 	l.WritesPerHour = div(l.WritesPerHour, 1)
 	l.WriteInterval *= time.Duration(n)
 	l.WriteLease *= time.Duration(n)
+	l.Replicas = n
 	return l
 }
 

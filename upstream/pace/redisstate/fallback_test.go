@@ -130,3 +130,49 @@ func TestFallbackAndReseed(t *testing.T) {
 		t.Errorf("A granted %d from the re-seeded budget, want the 50 left", n)
 	}
 }
+
+// A request whose completion never reached Redis (its Done timed out)
+// stops counting as in flight once its replica re-seeds Redis from its
+// record: the re-seed lowers the request's end to its completion. Else it
+// would hold the bound on requests in flight against the primary quota
+// left, on every replica, as if still in flight.
+func TestReseedTakesLostCompletion(t *testing.T) {
+	srv := redistest.Start(t)
+	t0 := statetest.T0
+	ctx := context.Background()
+	a := newState(t, newClient(t, srv), "lost-done", pace.StateLimits{}, 2)
+	b := newState(t, newClient(t, srv), "lost-done", pace.StateLimits{}, 2)
+	a.Sync(ctx, t0.Add(-time.Hour))
+	b.Sync(ctx, t0.Add(-time.Hour))
+
+	g0 := pace.Grant{ID: "g0", Cost: pace.ReadPoints}
+	if !a.Start(ctx, t0, g0).OK {
+		t.Fatal("g0 refused")
+	}
+	a.Done(ctx, t0, g0, pace.RateLimit{Status: 200, Remaining: 1, Used: 4999, Reset: t0.Add(10 * time.Minute)})
+	g1 := pace.Grant{ID: "g1", Cost: pace.ReadPoints}
+	if !a.Start(ctx, t0, g1).OK {
+		t.Fatal("g1 refused")
+	}
+	// g1's Done meets a Redis that does not answer in time: A records
+	// the completion and falls back.
+	pauser := newClient(t, srv)
+	if err := pauser.Do(ctx, "CLIENT", "PAUSE", 30000, "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	a.Done(ctx, t0.Add(time.Second), g1, ok204)
+	if err := pauser.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if up, _ := a.Up(); up {
+		t.Fatal("A is up after its Done timed out; the test shows nothing")
+	}
+	a.Sync(ctx, t0.Add(2*time.Second)) // back: A re-seeds Redis
+	if up, _ := a.Up(); !up {
+		t.Fatalf("A is not back: %s", a.Status())
+	}
+	// One left, none in flight: B may send it.
+	if v := b.Start(ctx, t0.Add(3*time.Second), pace.Grant{ID: "g2", Cost: pace.ReadPoints}); !v.OK {
+		t.Fatalf("B's Start = %+v, want granted: g1 still counts as in flight", v)
+	}
+}

@@ -108,7 +108,8 @@ if pause > now then later(pause, reason) end
 if reset > now and remaining <= 0 then later(reset, %d) end
 -- the requests in flight on every replica may not use up what is left of
 -- the primary quota: their answers, not yet in, will say what is left
-if reset > now and remaining > 0 and redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf') >= remaining then
+-- (those started within InFlightCounted: a dead replica's stop counting)
+if reset > now and remaining > 0 and redis.call('ZCOUNT', KEYS[1], '(' .. (now + inflight - %d), '+inf') >= remaining then
   later(math.min(reset, now + poll), %d)
 end
 
@@ -165,7 +166,7 @@ end
 touch()
 return {'ok', used, wmin, whour, usedFlight, wminFlight, wminFlight}
 `, pace.Window.Milliseconds(), pace.WritesHour.Milliseconds(),
-	int(pace.ReasonPrimary), int(pace.ReasonPrimary), int(pace.ReasonBudget), int(pace.ReasonSpacing), int(pace.ReasonSpacing),
+	int(pace.ReasonPrimary), pace.InFlightCounted.Milliseconds(), int(pace.ReasonPrimary), int(pace.ReasonBudget), int(pace.ReasonSpacing), int(pace.ReasonSpacing),
 	int(pace.ReasonContent), int(pace.ReasonContent)))
 
 // doneScript records a completion. ARGV: now, id, cost, write, epoch,
@@ -253,8 +254,10 @@ if holding ~= '' then
 end
 for i = 10, #ARGV, 4 do
   local cost, id, e, w = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), ARGV[i+3] == '1'
-  if tonumber(cost) > 0 then redis.call('ZADD', KEYS[1], 'NX', e, cost .. ':' .. id) end
-  if w then redis.call('ZADD', KEYS[2], 'NX', e, id) end
+  -- LT: a request Redis holds as in flight whose completion it never got
+  -- (its Done was lost) takes the completion, an earlier end
+  if tonumber(cost) > 0 then redis.call('ZADD', KEYS[1], 'LT', e, cost .. ':' .. id) end
+  if w then redis.call('ZADD', KEYS[2], 'LT', e, id) end
 end
 touch()
 local u = usage(now)

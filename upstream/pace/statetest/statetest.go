@@ -173,6 +173,26 @@ func Run(t *testing.T, newStates Factory) {
 		st[1].Done(ctx, at(3*time.Second), b, ok204) // no word of the quota: one left
 		wantOK(t, st[0], at(3*time.Second), grant(false))
 	})
+	t.Run("a killed replica's request stops holding the primary quota after InFlightCounted", func(t *testing.T) {
+		st, kill := newStates(t, pace.StateLimits{}, 2)
+		reset := at(10 * time.Minute)
+		g := grant(false)
+		wantOK(t, st[0], T0, g)
+		st[0].Done(ctx, T0, g, pace.RateLimit{Status: 200, Remaining: 1, Used: 4999, Reset: reset})
+		wantOK(t, st[1], T0, grant(false))
+		kill[1]()
+		wantWait(t, st[0], at(pace.InFlightCounted-time.Millisecond), grant(false), at(pace.InFlightCounted-time.Millisecond+pace.SlotPoll), pace.ReasonPrimary)
+		wantOK(t, st[0], at(pace.InFlightCounted), grant(false))
+	})
+	t.Run("a wait for the requests in flight ends at the quota's reset", func(t *testing.T) {
+		st, _ := newStates(t, pace.StateLimits{}, 1)
+		reset := at(pace.SlotPoll / 2)
+		g := grant(false)
+		wantOK(t, st[0], T0, g)
+		st[0].Done(ctx, T0, g, pace.RateLimit{Status: 200, Remaining: 1, Used: 4999, Reset: reset})
+		wantOK(t, st[0], T0, grant(false))
+		wantWait(t, st[0], T0, grant(false), reset, pace.ReasonPrimary)
+	})
 	t.Run("two replicas share one points budget", func(t *testing.T) {
 		st, _ := newStates(t, pace.StateLimits{PointsPerMinute: 100}, 2)
 		granted := 0
