@@ -84,17 +84,22 @@ func statusOf(err error) *status.Status {
 	if ne, ok := errors.AsType[*notOwnedError](err); ok {
 		return status.New(codes.FailedPrecondition, ne.Error())
 	}
-	if _, ok := errors.AsType[*leaseError](err); ok && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+	if le, ok := errors.AsType[*leaseError](err); ok && !le.callerEnded {
 		return status.New(codes.Unavailable, "the state the replicas share cannot be reached, so the broker cannot rule out another replica's write of this secret; try again later")
 	}
 	return classify(err)
 }
 
-// leaseError is a write that could not take its secret's write lease on
-// every replica (lockSecret): its context ended while another replica
-// wrote the secret, or the shared store could not be reached for a write
-// that must not go on without it.
-type leaseError struct{ err error }
+// leaseError is a write that could not take or keep its secret's write
+// lease on every replica (lockWrite, leaseLost): its caller's context
+// ended while another replica wrote the secret (callerEnded: the caller's
+// own cancellation or deadline), or the shared store could not be reached
+// or lost the lease (UNAVAILABLE, whatever err wraps: a dial timeout is
+// also context.DeadlineExceeded).
+type leaseError struct {
+	err         error
+	callerEnded bool
+}
 
 func (e *leaseError) Error() string { return "the secret's write lease: " + e.err.Error() }
 

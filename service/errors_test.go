@@ -2,7 +2,9 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 
+	"github.com/secretbroker/secretbroker/service/state"
 	"github.com/secretbroker/secretbroker/upstream"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
@@ -99,6 +102,31 @@ func TestNotInstalledIsFailedPrecondition(t *testing.T) {
 			st := statusOf(tc.err)
 			if st.Code() != tc.code || !strings.Contains(st.Message(), tc.msg) {
 				t.Errorf("status %v %q, want %v saying %q", st.Code(), st.Message(), tc.code, tc.msg)
+			}
+		})
+	}
+}
+
+// A write that could not take or keep its secret's lease is UNAVAILABLE
+// whatever the store's error wraps (a dial that timed out is also
+// context.DeadlineExceeded), and the caller's own cancellation or
+// deadline when that is what ended it.
+func TestLeaseErrorStatus(t *testing.T) {
+	dialTimeout := &net.OpError{Op: "dial", Net: "tcp", Err: fmt.Errorf("i/o timeout: %w", context.DeadlineExceeded)}
+	for _, tc := range []struct {
+		name string
+		err  error
+		code codes.Code
+	}{
+		{"redis refused", &leaseError{err: errors.New("redis: connection refused")}, codes.Unavailable},
+		{"redis dial timed out", &leaseError{err: fmt.Errorf("state: redis: taking the secret's write lease: %w", dialTimeout)}, codes.Unavailable},
+		{"lease lost", fmt.Errorf("wrapped: %w", &leaseError{err: state.ErrLeaseLost}), codes.Unavailable},
+		{"caller's deadline", &leaseError{err: fmt.Errorf("waiting: %w", context.DeadlineExceeded), callerEnded: true}, codes.DeadlineExceeded},
+		{"caller cancelled", &leaseError{err: fmt.Errorf("waiting: %w", context.Canceled), callerEnded: true}, codes.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := statusOf(tc.err).Code(); got != tc.code {
+				t.Errorf("statusOf = %v, want %v", got, tc.code)
 			}
 		})
 	}

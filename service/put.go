@@ -303,7 +303,7 @@ func (s *Server) lockWrite(ctx context.Context, key string, need leaseNeed) (hel
 		return h, func() { release(); unlockLocal() }, nil
 	case ctx.Err() != nil || need == leaseRequired:
 		unlockLocal()
-		return nil, nil, &leaseError{err: err}
+		return nil, nil, &leaseError{err: err, callerEnded: ctx.Err() != nil}
 	}
 	s.log.WarnContext(ctx, "state: the secret's write lease cannot be taken; writing without it", "record", key, "err", err)
 	return ctx, unlockLocal, nil

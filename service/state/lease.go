@@ -46,6 +46,9 @@ const (
 	// second).
 	leaseWaitMin = 10 * time.Millisecond
 	leaseWaitMax = 500 * time.Millisecond
+
+	// leaseReleaseWait bounds the giving back of a lease.
+	leaseReleaseWait = time.Second
 )
 
 var _ SecretLocker = (*Redis)(nil)
@@ -61,7 +64,7 @@ func (r *Redis) leaseKey(key string) string { return r.prefix + "lease:" + key }
 // GitHub takes no fencing token.
 func (r *Redis) LockSecret(ctx context.Context, key string) (context.Context, func(), error) {
 	if r.closed.Load() {
-		return nil, nil, ErrClosed
+		return nil, nil, fmt.Errorf("state: redis: taking the secret's write lease: %w", ErrClosed)
 	}
 	ttl := r.leaseTTL
 	locker := redislock.New(r.client)
@@ -96,13 +99,13 @@ func (r *Redis) LockSecret(ctx context.Context, key string) (context.Context, fu
 		stopped() // also ends a renewal in progress
 		wg.Wait()
 		cancelHeld(context.Canceled)
-		// Given back in the background: the write's answer does not wait
-		// for Redis. A lease that cannot be given back expires on its own.
-		go func() {
-			rctx, done := context.WithTimeout(context.Background(), r.timeout)
-			defer done()
-			_ = lock.Release(rctx)
-		}()
+		// Given back before the write answers (one round trip), so that a
+		// shutdown that waits for the answers leaves no lease behind; a
+		// Redis that stalls holds the answer leaseReleaseWait at most. A
+		// lease that cannot be given back expires on its own.
+		rctx, done := context.WithTimeout(context.Background(), min(r.timeout, leaseReleaseWait))
+		defer done()
+		_ = lock.Release(rctx)
 	})
 	return held, release, nil
 }

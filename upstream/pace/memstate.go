@@ -17,6 +17,9 @@ type Entry struct {
 	Writes   int
 	End      time.Time
 	InFlight bool
+	// Others marks the other replicas' use as a snapshot said it (Redis
+	// unreachable): it counts against the budgets, but is no request.
+	Others bool
 }
 
 // Holds are a State's primary-limit state and secondary pause.
@@ -301,13 +304,13 @@ func (s *MemoryState) checkLocked(now time.Time, g Grant) Verdict {
 
 // inFlightLocked counts the requests granted and not yet done that
 // started within InFlightCounted (a killed replica's stop counting then).
-// The other replicas' use a snapshot seeded (Redis unreachable) holds no
-// points of a request of theirs, and does not count.
+// The other replicas' use a snapshot seeded (Redis unreachable; Others) is
+// no request of this store's, and does not count.
 func (s *MemoryState) inFlightLocked(now time.Time) int {
 	since := now.Add(InFlightLease - InFlightCounted)
 	n := 0
 	for _, e := range s.entries {
-		if e.InFlight && e.Points > 0 && e.End.After(since) {
+		if e.InFlight && !e.Others && e.End.After(since) {
 			n++
 		}
 	}

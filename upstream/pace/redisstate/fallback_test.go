@@ -176,3 +176,42 @@ func TestReseedTakesLostCompletion(t *testing.T) {
 		t.Fatalf("B's Start = %+v, want granted: g1 still counts as in flight", v)
 	}
 }
+
+// Redis unreachable: a replica keeps its part of the primary quota left
+// in flight (remaining / ExpectedReplicas), and the other replicas' use
+// from its last snapshot, which it counts against the budgets, is no
+// request of its own there.
+func TestFallbackPrimaryShare(t *testing.T) {
+	srv := redistest.Start(t)
+	t0 := statetest.T0
+	ctx := context.Background()
+	lim := pace.StateLimits{PointsPerMinute: 900}
+	a := newState(t, newClient(t, srv), "fallback-primary", lim, 2)
+	b := newState(t, newClient(t, srv), "fallback-primary", lim, 2)
+	a.Sync(ctx, t0.Add(-time.Hour))
+	b.Sync(ctx, t0.Add(-time.Hour))
+
+	g0 := pace.Grant{ID: "g0", Cost: pace.ReadPoints}
+	if !a.Start(ctx, t0, g0).OK {
+		t.Fatal("g0 refused")
+	}
+	a.Done(ctx, t0, g0, pace.RateLimit{Status: 200, Remaining: 4, Used: 4996, Reset: t0.Add(10 * time.Minute)})
+	if !b.Start(ctx, t0, pace.Grant{ID: "b0", Cost: pace.ReadPoints}).OK { // in flight at A's heartbeat
+		t.Fatal("b0 refused")
+	}
+	a.Sync(ctx, t0.Add(time.Second)) // A's snapshot: B's request in flight
+	srv.Stop()
+	now := t0.Add(2 * time.Second)
+	granted := 0
+	for i := range 4 {
+		if a.Start(ctx, now, pace.Grant{ID: "a" + strconv.Itoa(i), Cost: pace.ReadPoints}).OK {
+			granted++
+		}
+	}
+	if up, _ := a.Up(); up {
+		t.Fatal("A is up with Redis stopped; the test shows nothing")
+	}
+	if granted != 2 {
+		t.Errorf("A on its local share granted %d requests at once with 4 left and 2 replicas, want 2", granted)
+	}
+}

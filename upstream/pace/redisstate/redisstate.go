@@ -341,7 +341,7 @@ func (s *State) local(now time.Time, g pace.Grant) pace.Verdict {
 }
 
 // catchUp readies a replica to decide from Redis: it adds what it granted
-// locally since it last seeded (ZADD NX: nothing twice) and drops from its
+// locally since it last seeded (ZADD LT: nothing twice) and drops from its
 // record what stood for the others' use. It reports whether Redis may
 // decide.
 func (s *State) catchUp(ctx context.Context, now time.Time) bool {
@@ -541,7 +541,7 @@ func (s *State) down(now time.Time, err error) {
 		tag := othersPrefix + strconv.Itoa(s.others)
 		var entries []pace.Entry
 		if s.snap.at.IsZero() || now.Sub(s.snap.at) > s.freshFor() {
-			entries = []pace.Entry{{ID: tag + ":u", InFlight: true, End: now.Add(pace.InFlightLease),
+			entries = []pace.Entry{{ID: tag + ":u", InFlight: true, End: now.Add(pace.InFlightLease), Others: true,
 				Points: s.lim.PointsPerMinute, Writes: max(s.lim.WritesPerMinute, s.lim.WritesPerHour)}}
 		} else {
 			entries = snapEntries(tag, s.snap)
@@ -560,9 +560,9 @@ func (s *State) down(now time.Time, err error) {
 // replica's use less this replica's own.
 func snapEntries(tag string, sn snapshot) []pace.Entry {
 	all, own := sn.all, sn.own
-	inFlight := pace.Entry{ID: tag + ":f", InFlight: true, End: sn.at.Add(pace.InFlightLease),
+	inFlight := pace.Entry{ID: tag + ":f", InFlight: true, End: sn.at.Add(pace.InFlightLease), Others: true,
 		Points: max(all.PointsInFlight-own.PointsInFlight, 0), Writes: max(all.WritesMinuteLive-own.WritesMinuteLive, 0)}
-	doneMinute := pace.Entry{ID: tag + ":m", End: sn.at,
+	doneMinute := pace.Entry{ID: tag + ":m", End: sn.at, Others: true,
 		Points: max((all.Points-all.PointsInFlight)-(own.Points-own.PointsInFlight), 0),
 		Writes: max((all.WritesMinute-all.WritesMinuteLive)-(own.WritesMinute-own.WritesMinuteLive), 0)}
 	// Writes of the hour before the minute: they ended a minute before
@@ -570,7 +570,7 @@ func snapEntries(tag string, sn snapshot) []pace.Entry {
 	hourOnly := func(u pace.Usage) int {
 		return (u.WritesHour - u.WritesHourLive) - (u.WritesMinute - u.WritesMinuteLive)
 	}
-	doneHour := pace.Entry{ID: tag + ":h", End: sn.at.Add(-pace.Window), Writes: max(hourOnly(all)-hourOnly(own), 0)}
+	doneHour := pace.Entry{ID: tag + ":h", End: sn.at.Add(-pace.Window), Others: true, Writes: max(hourOnly(all)-hourOnly(own), 0)}
 	return []pace.Entry{inFlight, doneMinute, doneHour}
 }
 

@@ -220,7 +220,8 @@ return {'ok', u[1], u[2], u[3], u[4], u[5], u[6]}
 
 // seedScript joins the current epoch, creating one when Redis has none
 // (it lost its data), and adds the caller's local record: entries it may
-// not have (ZADD NX: an entry there keeps its end), the holds, the last
+// not have, and the earlier end of one it has (ZADD LT: a completion Redis
+// never got replaces the request's end while in flight), the holds, the last
 // write's start, and the write slot of the caller's write in flight: its
 // lease is extended when the caller holds it, and taken again when nobody
 // holds it (Redis lost it, or the lease ran out while the caller could not
