@@ -131,6 +131,24 @@ func TestFallbackAndReseed(t *testing.T) {
 	}
 }
 
+// seededPair returns two replicas' States of cred on srv, seeded an hour
+// before T0, after A granted one read at T0 answered with left of the
+// primary quota remaining for ten minutes.
+func seededPair(t *testing.T, srv *redistest.Server, cred string, lim pace.StateLimits, left int) (a, b *redisstate.State) {
+	t.Helper()
+	ctx, t0 := context.Background(), statetest.T0
+	a = newState(t, newClient(t, srv), cred, lim, 2)
+	b = newState(t, newClient(t, srv), cred, lim, 2)
+	a.Sync(ctx, t0.Add(-time.Hour))
+	b.Sync(ctx, t0.Add(-time.Hour))
+	g0 := pace.Grant{ID: "g0", Cost: pace.ReadPoints}
+	if !a.Start(ctx, t0, g0).OK {
+		t.Fatal("g0 refused")
+	}
+	a.Done(ctx, t0, g0, pace.RateLimit{Status: 200, Remaining: left, Used: 5000 - left, Reset: t0.Add(10 * time.Minute)})
+	return a, b
+}
+
 // A request whose completion never reached Redis (its Done timed out)
 // stops counting as in flight once its replica re-seeds Redis from its
 // record: the re-seed lowers the request's end to its completion. Else it
@@ -140,16 +158,7 @@ func TestReseedTakesLostCompletion(t *testing.T) {
 	srv := redistest.Start(t)
 	t0 := statetest.T0
 	ctx := context.Background()
-	a := newState(t, newClient(t, srv), "lost-done", pace.StateLimits{}, 2)
-	b := newState(t, newClient(t, srv), "lost-done", pace.StateLimits{}, 2)
-	a.Sync(ctx, t0.Add(-time.Hour))
-	b.Sync(ctx, t0.Add(-time.Hour))
-
-	g0 := pace.Grant{ID: "g0", Cost: pace.ReadPoints}
-	if !a.Start(ctx, t0, g0).OK {
-		t.Fatal("g0 refused")
-	}
-	a.Done(ctx, t0, g0, pace.RateLimit{Status: 200, Remaining: 1, Used: 4999, Reset: t0.Add(10 * time.Minute)})
+	a, b := seededPair(t, srv, "lost-done", pace.StateLimits{}, 1)
 	g1 := pace.Grant{ID: "g1", Cost: pace.ReadPoints}
 	if !a.Start(ctx, t0, g1).OK {
 		t.Fatal("g1 refused")
@@ -185,17 +194,7 @@ func TestFallbackPrimaryShare(t *testing.T) {
 	srv := redistest.Start(t)
 	t0 := statetest.T0
 	ctx := context.Background()
-	lim := pace.StateLimits{PointsPerMinute: 900}
-	a := newState(t, newClient(t, srv), "fallback-primary", lim, 2)
-	b := newState(t, newClient(t, srv), "fallback-primary", lim, 2)
-	a.Sync(ctx, t0.Add(-time.Hour))
-	b.Sync(ctx, t0.Add(-time.Hour))
-
-	g0 := pace.Grant{ID: "g0", Cost: pace.ReadPoints}
-	if !a.Start(ctx, t0, g0).OK {
-		t.Fatal("g0 refused")
-	}
-	a.Done(ctx, t0, g0, pace.RateLimit{Status: 200, Remaining: 4, Used: 4996, Reset: t0.Add(10 * time.Minute)})
+	a, b := seededPair(t, srv, "fallback-primary", pace.StateLimits{PointsPerMinute: 900}, 4)
 	if !b.Start(ctx, t0, pace.Grant{ID: "b0", Cost: pace.ReadPoints}).OK { // in flight at A's heartbeat
 		t.Fatal("b0 refused")
 	}

@@ -55,6 +55,14 @@ func wantWait(t *testing.T, st pace.State, now time.Time, g pace.Grant, until ti
 	}
 }
 
+// quotaLeft has st grant one read at now, answered with left of the
+// primary quota remaining until reset.
+func quotaLeft(t *testing.T, st pace.State, g pace.Grant, now time.Time, left int, reset time.Time) {
+	t.Helper()
+	wantOK(t, st, now, g)
+	st.Done(context.Background(), now, g, pace.RateLimit{Status: 200, Remaining: left, Used: 5000 - left, Reset: reset})
+}
+
 // Run runs the contract against newStates.
 func Run(t *testing.T, newStates Factory) {
 	ctx := context.Background()
@@ -158,9 +166,7 @@ func Run(t *testing.T, newStates Factory) {
 	t.Run("requests in flight on every replica stay within the primary quota left", func(t *testing.T) {
 		st, _ := newStates(t, pace.StateLimits{}, 2)
 		reset := at(10 * time.Minute)
-		g := grant(false)
-		wantOK(t, st[0], T0, g)
-		st[0].Done(ctx, T0, g, pace.RateLimit{Status: 200, Remaining: 2, Used: 4998, Reset: reset})
+		quotaLeft(t, st[0], grant(false), T0, 2, reset)
 		a, b := grant(false), grant(true)
 		wantOK(t, st[0], T0, a)
 		wantOK(t, st[1], T0, b)
@@ -176,9 +182,7 @@ func Run(t *testing.T, newStates Factory) {
 	t.Run("a killed replica's request stops holding the primary quota after InFlightCounted", func(t *testing.T) {
 		st, kill := newStates(t, pace.StateLimits{}, 2)
 		reset := at(10 * time.Minute)
-		g := grant(false)
-		wantOK(t, st[0], T0, g)
-		st[0].Done(ctx, T0, g, pace.RateLimit{Status: 200, Remaining: 1, Used: 4999, Reset: reset})
+		quotaLeft(t, st[0], grant(false), T0, 1, reset)
 		wantOK(t, st[1], T0, grant(false))
 		kill[1]()
 		wantWait(t, st[0], at(pace.InFlightCounted-time.Millisecond), grant(false), at(pace.InFlightCounted-time.Millisecond+pace.SlotPoll), pace.ReasonPrimary)
@@ -187,9 +191,7 @@ func Run(t *testing.T, newStates Factory) {
 	t.Run("a wait for the requests in flight ends at the quota's reset", func(t *testing.T) {
 		st, _ := newStates(t, pace.StateLimits{}, 1)
 		reset := at(pace.SlotPoll / 2)
-		g := grant(false)
-		wantOK(t, st[0], T0, g)
-		st[0].Done(ctx, T0, g, pace.RateLimit{Status: 200, Remaining: 1, Used: 4999, Reset: reset})
+		quotaLeft(t, st[0], grant(false), T0, 1, reset)
 		wantOK(t, st[0], T0, grant(false))
 		wantWait(t, st[0], T0, grant(false), reset, pace.ReasonPrimary)
 	})
