@@ -16,6 +16,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -315,5 +316,79 @@ func TestReplicaKilledHoldingTheWriteSlot(t *testing.T) {
 		stopB()
 		bg.Wait()
 		_ = b.redis.Close()
+	})
+}
+
+// Two replicas near the end of the primary quota, each with requests in
+// flight (every answer takes 200 ms): together they never send more than
+// x-ratelimit-remaining says are left, so GitHub refuses none, and they
+// use the quota whole; the calls past it are refused by the pacers (their
+// deadlines come before the reset), not sent. (Each replica's own bound
+// alone lets GitHub refuse 6 here: both send the 8 each thinks are left.)
+func TestReplicasShareThePrimaryQuota(t *testing.T) {
+	srv := redistest.Start(t)
+	const (
+		quota   = 40
+		callers = 8 // goroutines per replica
+		calls   = 10
+	)
+	synctest.Test(t, func(t *testing.T) {
+		emu := emulator.New(emulator.Options{Token: replicaToken, Limits: emulator.Limits{PrimaryPerHour: quota}})
+		emu.AddOrg("octo")
+		emu.AddRepo("octo", "app", false)
+		emu.InjectFault(emulator.Fault{Latency: 200 * time.Millisecond, Times: 10 * 2 * callers * calls})
+		tr := &emuTransport{h: emu}
+		reps := []*replica{newReplica(t, srv.Addr, "primary", tr), newReplica(t, srv.Addr, "primary", tr)}
+		scope := upstream.Scope{App: upstream.Actions, Owner: "octo", Repo: "app"}
+		// One call each makes the replicas' shared states; past the new
+		// epoch's grace (5 s), they decide from Redis, not from their local
+		// shares.
+		for _, r := range reps {
+			if _, err := r.client.GetPublicKey(t.Context(), scope); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(redisstate.DefaultSeedGrace + time.Second)
+		var mu sync.Mutex
+		sent, refused := 2, 0
+		var others []error
+		var work sync.WaitGroup
+		for _, r := range reps {
+			for range callers {
+				work.Go(func() {
+					for range calls {
+						ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+						_, err := r.client.GetPublicKey(ctx, scope)
+						cancel()
+						_, throttled := errors.AsType[*upstream.ThrottledError](err)
+						mu.Lock()
+						switch {
+						case err == nil:
+							sent++
+						case throttled:
+							refused++
+						default:
+							others = append(others, err)
+						}
+						mu.Unlock()
+					}
+				})
+			}
+		}
+		work.Wait()
+		for _, r := range reps {
+			_ = r.redis.Close()
+		}
+		st := emu.Stats()
+		if st.PrimaryViolations != 0 {
+			t.Errorf("GitHub refused %d requests past the primary quota (%+v)", st.PrimaryViolations, st)
+		}
+		if len(others) > 0 {
+			t.Errorf("%d calls failed otherwise, first: %v", len(others), others[0])
+		}
+		if sent != quota || sent+refused != 2+2*callers*calls {
+			t.Errorf("%d calls answered and %d refused by the pacers, want %d answered (the quota) and the rest refused", sent, refused, quota)
+		}
+		t.Logf("%d answered, %d refused by the pacers", sent, refused)
 	})
 }
