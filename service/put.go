@@ -150,8 +150,7 @@ func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner st
 	if err != nil {
 		return putOutcome{}, err
 	}
-	defer unlock()
-	defer func(caller context.Context) { err = leaseLost(caller, held, err) }(ctx)
+	defer unlock(&err)
 	ctx = held
 	rec := cur.rec
 	var v verdict
@@ -247,28 +246,29 @@ func (s *Server) putRecorded(ctx context.Context, p *putPlan, r recordOf) (upstr
 // lockAndWrite takes the secret's write lock, reads its record under it
 // (another call may have written the secret since p was judged) and
 // writes p with key (writeLocked), recording it with r.
-func (s *Server) lockAndWrite(ctx context.Context, p *putPlan, key sealingKey, r recordOf) (upstream.Written, upstream.KeyID, error) {
+func (s *Server) lockAndWrite(ctx context.Context, p *putPlan, key sealingKey, r recordOf) (_ upstream.Written, _ upstream.KeyID, err error) {
 	held, unlock, cur, err := s.lockSecret(ctx, p.scope, p.name, leaseIfUp)
 	if err != nil {
 		return upstream.Written{}, "", err
 	}
-	defer unlock()
-	w, keyID, err := s.writeLocked(held, p, key, cur, r.prints, r.havePrints, r.owner, false)
-	return w, keyID, leaseLost(ctx, held, err)
+	defer unlock(&err)
+	return s.writeLocked(held, p, key, cur, r.prints, r.havePrints, r.owner, false)
 }
 
 // lockSecret takes the write lock of secret name of scope and its lease
-// (lockWrite), and reads the secret's record under them; the caller
-// writes with held and calls unlock.
-func (s *Server) lockSecret(ctx context.Context, scope upstream.Scope, name string, need leaseNeed) (held context.Context, unlock func(), cur lockedRecord, err error) {
-	held, unlock, err = s.lockWrite(ctx, secretKey(scope, name), need)
+// (lockWrite), and reads the secret's record under them. The caller
+// writes with held and defers unlock(&err) with its named error result:
+// unlock releases both, and makes an error of work cut short by the
+// lease's loss that loss (leaseLost).
+func (s *Server) lockSecret(ctx context.Context, scope upstream.Scope, name string, need leaseNeed) (held context.Context, unlock func(*error), cur lockedRecord, err error) {
+	held, release, err := s.lockWrite(ctx, secretKey(scope, name), need)
 	if err != nil {
 		return nil, nil, lockedRecord{}, err
 	}
 	done := false
 	defer func() {
 		if !done { // a panic reading the record: nothing may stay held
-			unlock()
+			release()
 		}
 	}()
 	cur.rec, cur.readOK = s.recordOf(held, scope, name)
@@ -276,6 +276,10 @@ func (s *Server) lockSecret(ctx context.Context, scope upstream.Scope, name stri
 		cur.rec, cur.readOK = s.adoptRecord(held, scope, name, cur.rec)
 	}
 	done = true
+	unlock = func(errp *error) {
+		*errp = leaseLost(ctx, held, *errp)
+		release()
+	}
 	return held, unlock, cur, nil
 }
 

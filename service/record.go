@@ -186,8 +186,7 @@ func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, na
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	defer func(caller context.Context) { err = leaseLost(caller, held, err) }(ctx)
+	defer unlock(&err)
 	ctx = held
 	k := secretKey(scope, name)
 	// Counted as a write: a put another replica makes meanwhile must not

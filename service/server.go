@@ -481,8 +481,7 @@ func (s *Server) deleteRecorded(ctx context.Context, scope upstream.Scope, name 
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	defer func(caller context.Context) { err = leaseLost(caller, held, err) }(ctx)
+	defer unlock(&err)
 	ctx = held
 	key := secretKey(scope, name)
 	tw, cur := s.trackWrite(ctx, key, cur)
