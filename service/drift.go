@@ -8,13 +8,17 @@ import (
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/state"
+	"github.com/secretbroker/secretbroker/upstream"
 )
 
 // DetectDrift compares a scope at GitHub (every page of its list, 100
 // secrets a page) with the broker's records of it:
 //
 //   - drifted: a record with GitHub's updated_at after the broker's write,
-//     and GitHub now reporting another updated_at;
+//     and GitHub now reporting another updated_at, or (an organization
+//     secret) other settings than the broker wrote: its visibility, or
+//     its selected repositories (a request per 100 of them, for each
+//     secret whose recorded visibility is selected);
 //   - unmanaged: a secret at GitHub without a record (never written by the
 //     broker, or the record was lost);
 //   - missing: a record whose secret GitHub no longer lists.
@@ -59,7 +63,7 @@ func (s *Server) DetectDrift(ctx context.Context, req *secretbrokerv1.DetectDrif
 		switch {
 		case r == nil:
 			resp.Unmanaged = append(resp.Unmanaged, toSecret(scope, sec))
-		case r.UpdatedKnown() && !r.UpdatedMatches(sec.UpdatedAt):
+		case r.UpdatedKnown() && (!r.UpdatedMatches(sec.UpdatedAt) || !s.settingsStill(ctx, scope, name, r, sec)):
 			resp.Drifted = append(resp.Drifted, &secretbrokerv1.DriftedSecret{
 				Secret:            toSecret(scope, sec),
 				RecordedUpdatedAt: timestamppb.New(r.UpdatedAt),
@@ -79,4 +83,12 @@ func (s *Server) DetectDrift(ctx context.Context, req *secretbrokerv1.DetectDrif
 	}
 	s.readDone(ctx, rpcDetectDrift, scopeName(scope))
 	return resp, nil
+}
+
+// settingsStill reports whether GitHub holds the organization settings the
+// record r of name holds, sec being the scope listing's entry; it is true
+// when that cannot be read (drift is reported only when seen).
+func (s *Server) settingsStill(ctx context.Context, scope upstream.Scope, name string, r *state.Record, sec upstream.Secret) bool {
+	held, ok := s.settingsHeld(ctx, scope, name, r, seen{known: true, exists: true, updatedAt: sec.UpdatedAt, visibility: sec.Visibility})
+	return held || !ok
 }

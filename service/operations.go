@@ -483,7 +483,9 @@ func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 		for _, r := range op.Results {
 			resp.BatchPutResults = append(resp.BatchPutResults, &secretbrokerv1.BatchPutSecretsResult{
 				Name: r.Name, Code: code.Code(r.Code), Message: r.Message, Unchanged: r.Unchanged, Drift: r.Drift,
-				Created: r.Code == codes.OK && r.Action == syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CREATE],
+				// A result stored before Created was kept has only its
+				// action (create only when it was one).
+				Created: r.Code == codes.OK && (r.Created || r.Action == syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CREATE]),
 			})
 		}
 	}

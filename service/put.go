@@ -156,7 +156,7 @@ func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner st
 	var v verdict
 	if candidate(rec, pr, havePrints, force) {
 		now := s.seenByGet(ctx, p.scope, p.name)
-		v = judge(rec, pr, havePrints, force, now)
+		v = s.judgeAt(ctx, p, rec, pr, havePrints, force, now)
 		if v.unchanged {
 			s.metrics.skipped(ctx, rpcShort(rpcPutSecret))
 			s.pinUpdatedAt(ctx, secretKey(p.scope, p.name), rec, now.updatedAt)

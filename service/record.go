@@ -273,6 +273,9 @@ type seen struct {
 	// exists: the secret exists at GitHub.
 	exists    bool
 	updatedAt time.Time
+	// visibility is an organization secret's, as GitHub reports it
+	// ("" when it did not).
+	visibility string
 }
 
 // verdict is the broker's judgement of a write against its record.
@@ -304,6 +307,52 @@ func judge(rec *state.Record, pr prints, havePrints, force bool, now seen) verdi
 	return verdict{unchanged: same}
 }
 
+// judgeAt is judge, with a verdict of unchanged confirmed against the
+// organization settings GitHub holds (settingsHeld): settings other than
+// the recorded ones are drift; settings it cannot read make the write go.
+func (s *Server) judgeAt(ctx context.Context, p *putPlan, rec *state.Record, pr prints, havePrints, force bool, now seen) verdict {
+	v := judge(rec, pr, havePrints, force, now)
+	if !v.unchanged || pr.settings.IsZero() {
+		// A put that keeps the current settings is unchanged whatever
+		// they are.
+		return v
+	}
+	switch held, ok := s.settingsHeld(ctx, p.scope, p.name, rec, now); {
+	case !ok:
+		return verdict{}
+	case !held:
+		return verdict{drift: true}
+	}
+	return v
+}
+
+// settingsHeld reports whether GitHub holds the organization settings
+// (visibility, selected repositories) rec records for a secret that now
+// describes, and ok false when it cannot tell. Its updated_at does not
+// move when the selection is changed through GitHub's selection routes,
+// so the record's updated_at cannot tell: the visibility comes with what
+// GitHub reported (now), a selection costs its listing (a request per 100
+// repositories).
+func (s *Server) settingsHeld(ctx context.Context, scope upstream.Scope, name string, rec *state.Record, now seen) (held, ok bool) {
+	if !scope.IsOrg() || rec == nil || rec.SettingsFingerprint.IsZero() {
+		return true, true
+	}
+	if now.visibility == "" {
+		return false, false
+	}
+	fp, err := s.state.fingerprinter(ctx)
+	if err != nil {
+		return false, false
+	}
+	at := state.Settings{Visibility: now.visibility}
+	if now.visibility == visibilitySelected {
+		if at.SelectedRepositoryIDs, err = s.allSelectedRepositoryIDs(ctx, scope, name); err != nil {
+			return false, false
+		}
+	}
+	return fp.Settings(at).Equal(rec.SettingsFingerprint), true
+}
+
 // candidate reports whether a write could be unchanged before GitHub is
 // asked: a record with updated_at and matching fingerprints.
 func candidate(rec *state.Record, pr prints, havePrints, force bool) bool {
@@ -322,7 +371,7 @@ func (s *Server) seenByGet(ctx context.Context, scope upstream.Scope, name strin
 	case err != nil:
 		return seen{}
 	}
-	return seen{known: true, exists: true, updatedAt: sec.UpdatedAt}
+	return seen{known: true, exists: true, updatedAt: sec.UpdatedAt, visibility: sec.Visibility}
 }
 
 // newRecord is the record of a write that succeeded, with the range of
@@ -490,7 +539,7 @@ func seenIn(list map[string]upstream.Secret, name string) seen {
 		return seen{}
 	}
 	sec, ok := list[strings.ToUpper(name)]
-	return seen{known: true, exists: ok, updatedAt: sec.UpdatedAt}
+	return seen{known: true, exists: ok, updatedAt: sec.UpdatedAt, visibility: sec.Visibility}
 }
 
 // readBack records the exact updated_at of secrets just written in scope,
@@ -586,7 +635,7 @@ func (s *Server) judgeBatch(ctx context.Context, plans []*putPlan, force func(i 
 			continue
 		}
 		j := &out[i]
-		j.verdict = judge(j.rec, j.prints, j.havePrints, force(i), seenIn(listings[p.scope.Path()], p.name))
+		j.verdict = s.judgeAt(ctx, p, j.rec, j.prints, j.havePrints, force(i), seenIn(listings[p.scope.Path()], p.name))
 	}
 	return out
 }

@@ -404,7 +404,7 @@ func (s *Server) planWrite(ctx context.Context, plan *syncPlan, name string, val
 	p := &putPlan{scope: scope, name: name, plaintext: value, visibility: plan.settings.Visibility, repoIDs: plan.settings.SelectedRepositoryIDs}
 	pr, havePrints := s.printsOf(ctx, p)
 	rec := bySecret[name]
-	v := judge(rec, pr, havePrints, plan.force, now)
+	v := s.judgeAt(ctx, p, rec, pr, havePrints, plan.force, now)
 	it.drift = v.drift
 	switch {
 	case rec != nil && rec.Owner != plan.owner:
@@ -540,7 +540,7 @@ func (x *Executor) Execute(ctx context.Context, item state.PendingItem) state.It
 	})
 	st := statusOf(err)
 	return state.ItemResult{Name: item.Name, Code: st.Code(), Message: st.Message(),
-		Unchanged: out.unchanged, Drift: out.drift, Action: out.action}
+		Unchanged: out.unchanged, Drift: out.drift, Action: out.action, Created: out.created}
 }
 
 // Finish reads back the updated_at of the secrets written (one listing per
@@ -555,6 +555,8 @@ type itemOutcome struct {
 	drift         bool
 	keyID         upstream.KeyID
 	recordedOwner string
+	// created: GitHub answered the write 201.
+	created bool
 }
 
 // scopeListing returns the scope's listing, read once, and when it was
@@ -666,6 +668,9 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 		now = x.s.seenByGet(ctx, scope, name)
 		v = judge(rec, pr, havePrints, x.force, now)
 	}
+	if v.unchanged {
+		v = x.s.judgeAt(ctx, p, rec, pr, havePrints, x.force, now)
+	}
 	out.drift = v.drift
 	if v.unchanged && !conflict {
 		x.s.metrics.skipped(ctx, rpcShort(x.rpc))
@@ -686,7 +691,7 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	}
 	// The write is recorded under the secret's lock, in the order GitHub
 	// applied this and any concurrent write of the secret.
-	_, keyID, err := x.s.putRecorded(itemCtx, p, recordOf{prints: pr, havePrints: havePrints, owner: x.owner})
+	w, keyID, err := x.s.putRecorded(itemCtx, p, recordOf{prints: pr, havePrints: havePrints, owner: x.owner})
 	ch.endWith(itemCtx, err, v)
 	if _, denied := errors.AsType[*deniedError](err); denied {
 		// Refused when admitted (recheckAtAdmission): no action, as for
@@ -698,7 +703,15 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 		return out
 	}
 	x.written.add(scope, name, pr.value)
-	out.keyID = keyID
+	out.keyID, out.created = keyID, w.Created
+	// Whether it was a create is GitHub's answer (201 or 204), not the
+	// listing's: the listing may be old, or not read at all.
+	if a := SyncActionOf(out.action); a == secretbrokerv1.SyncAction_SYNC_ACTION_CREATE || a == secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE {
+		out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE]
+		if w.Created {
+			out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CREATE]
+		}
+	}
 	return out
 }
 

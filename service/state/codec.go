@@ -79,6 +79,7 @@ type resultJSON struct {
 	Unchanged bool       `json:"unchanged,omitempty"`
 	Drift     bool       `json:"drift,omitempty"`
 	Action    string     `json:"action,omitempty"`
+	Created   bool       `json:"created,omitempty"`
 }
 
 type pendingJSON struct {

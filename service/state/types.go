@@ -152,6 +152,8 @@ type ItemResult struct {
 	// Action is the plan's word for the item (create, update, unchanged,
 	// drifted, delete, foreign, ...); the store does not interpret it.
 	Action string
+	// Created: GitHub answered the item's write 201 (created), not 204.
+	Created bool
 }
 
 // PendingItem is one item an operation still has to do.
