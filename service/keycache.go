@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -53,7 +54,11 @@ type sealingKey struct {
 // cached one, or GitHub's 422 to a write), revalidate checks it early, at
 // most once per scope per TTL (the forced budget, kept apart from the
 // TTL's own revalidations), so that a caller cannot spend the broker's
-// GitHub quota by sending wrong key ids.
+// GitHub quota by sending wrong key ids. Each scope has two forced
+// budgets (see budget): one that what callers seal and send can spend,
+// and one for GitHub's 422 to a value the broker sealed, so that a
+// caller's stale key_id never leaves another caller's plaintext put
+// without its re-check after a rotation.
 //
 // Entries are keyed by foldedScope, which folds the case of the organization,
 // owner and repository names (GitHub's names are not case sensitive, and a
@@ -71,7 +76,8 @@ type keyCache struct {
 	group  upstream.Group[any]
 	mu     sync.RWMutex
 	keys   map[string]sealingKey // by foldedScope
-	forced map[string]time.Time  // by foldedScope: when the last forced revalidation was sent; only for scopes in keys (store drops both)
+	forced map[string]time.Time  // by foldedScope: when the last forced revalidation on callerBudget was sent; only for scopes in keys (store drops both)
+	own    map[string]time.Time  // the same for brokerBudget
 	order  lruOrder              // of keys' keys, least recently used first
 
 	metrics *metrics     // nil counts nothing
@@ -85,7 +91,31 @@ func newKeyCache(fetch keyFetcher, ttl time.Duration) *keyCache {
 		max:    maxKeyScopes,
 		keys:   make(map[string]sealingKey),
 		forced: make(map[string]time.Time),
+		own:    make(map[string]time.Time),
 	}
+}
+
+// budget names one of a scope's two forced-revalidation budgets. Each
+// allows one forced revalidation per scope per forcedInterval, and neither
+// spends the other's.
+type budget int
+
+const (
+	// callerBudget is spent by what a caller seals and sends: a key_id
+	// that is not the cached key's, and GitHub's 422 to a caller-sealed
+	// value.
+	callerBudget budget = iota
+	// brokerBudget is spent by GitHub's 422 to a value the broker sealed
+	// with the cached key.
+	brokerBudget
+)
+
+// spent returns the map of b's last forced revalidations. c.mu must be held.
+func (c *keyCache) spent(b budget) map[string]time.Time {
+	if b == brokerBudget {
+		return c.own
+	}
+	return c.forced
 }
 
 // get returns the scope's key: from the cache while it is fresh, else
@@ -153,6 +183,7 @@ func (c *keyCache) store(key string, k sealingKey) {
 		c.order.remove(old)
 		delete(c.keys, old)
 		delete(c.forced, old)
+		delete(c.own, old)
 	}
 }
 
@@ -167,14 +198,27 @@ func (c *keyCache) store(key string, k sealingKey) {
 // an unconditional fetch (but when GitHub sent the cached key without an
 // ETag, the one budgeted revalidation cannot be conditional; and a key the
 // bound has dropped, with its budget, is fetched as on a first use).
+// It spends callerBudget: it is for what callers seal and send.
 func (c *keyCache) revalidate(ctx context.Context, s upstream.Scope, stale upstream.KeyID) (sealingKey, error) {
+	return c.revalidateOn(ctx, s, stale, callerBudget)
+}
+
+// revalidateSealing is revalidate for GitHub's 422 to a value the broker
+// sealed with the key named stale. It spends brokerBudget, which what
+// callers send cannot spend, with the same bound.
+func (c *keyCache) revalidateSealing(ctx context.Context, s upstream.Scope, stale upstream.KeyID) (sealingKey, error) {
+	return c.revalidateOn(ctx, s, stale, brokerBudget)
+}
+
+// revalidateOn is revalidate on budget b.
+func (c *keyCache) revalidateOn(ctx context.Context, s upstream.Scope, stale upstream.KeyID, b budget) (sealingKey, error) {
 	return c.traced(ctx, s, "revalidate", func(ctx context.Context, s upstream.Scope) (sealingKey, error) {
-		return c.revalidateKey(ctx, s, stale)
+		return c.revalidateKey(ctx, s, stale, b)
 	})
 }
 
-// revalidateKey is revalidate without its span.
-func (c *keyCache) revalidateKey(ctx context.Context, s upstream.Scope, stale upstream.KeyID) (sealingKey, error) {
+// revalidateKey is revalidateOn without its span.
+func (c *keyCache) revalidateKey(ctx context.Context, s upstream.Scope, stale upstream.KeyID, b budget) (sealingKey, error) {
 	k, ok := c.cached(s)
 	if !ok {
 		return c.lookup(ctx, s) // nothing cached yet: the first fetch
@@ -184,7 +228,9 @@ func (c *keyCache) revalidateKey(ctx context.Context, s upstream.Scope, stale up
 		return k, nil
 	}
 	path := foldedScope(s)
-	return share(ctx, &c.group, "forced "+path, func(ctx context.Context) (sealingKey, error) {
+	// One shared call per budget: a revalidation on one budget must not
+	// wait for, and share the answer of, one the other budget refused.
+	return share(ctx, &c.group, "forced "+strconv.Itoa(int(b))+" "+path, func(ctx context.Context) (sealingKey, error) {
 		c.mu.Lock()
 		old, had := c.keys[path]
 		switch {
@@ -197,13 +243,14 @@ func (c *keyCache) revalidateKey(ctx context.Context, s upstream.Scope, stale up
 			c.lookedUp(ctx, keyHit)
 			return old, nil
 		}
-		if last, ok := c.forced[path]; ok && time.Since(last) < c.forcedInterval() {
+		forced := c.spent(b)
+		if last, ok := forced[path]; ok && time.Since(last) < c.forcedInterval() {
 			c.mu.Unlock()
 			c.lookedUp(ctx, keyHit)
 			return old, nil // budget spent
 		}
 		claimed := time.Now()
-		c.forced[path] = claimed
+		forced[path] = claimed
 		c.mu.Unlock()
 
 		k, err := c.check(ctx, s, old, true)
@@ -211,8 +258,8 @@ func (c *keyCache) revalidateKey(ctx context.Context, s upstream.Scope, stale up
 		if errors.As(err, &te) {
 			// The pacer sent nothing: give the budget back.
 			c.mu.Lock()
-			if c.forced[path].Equal(claimed) {
-				delete(c.forced, path)
+			if forced := c.spent(b); forced[path].Equal(claimed) {
+				delete(forced, path)
 			}
 			c.mu.Unlock()
 		}

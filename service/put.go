@@ -407,11 +407,13 @@ func (v *sealedValue) seal(k sealingKey, plaintext []byte) error {
 // the cache holds it then (key when the cache has none): a write the pacer
 // refuses costs no sealing, and a rotation seen by one write costs the
 // writes queued behind it nothing. When GitHub rejects the key (422) the
-// scope's key is revalidated (keyCache.revalidate: no request when another
-// write already saw the new key, else at most one conditional request per
-// scope per TTL) and, when that shows a new key, the write is sealed again
-// and retried once, so callers never see a rotation. Otherwise the original
-// error is returned.
+// scope's key is revalidated (keyCache.revalidateSealing: no request when
+// another write already saw the new key, else at most one conditional
+// request per scope per TTL, on a budget that callers' stale key_ids do not
+// spend) and, when that shows a new key, the write is sealed again and
+// retried once, so callers never see a rotation. When the revalidation
+// fails, its error is returned (GitHub unreachable is UNAVAILABLE, not the
+// 422's INVALID_ARGUMENT); when it shows the same key, the 422 is.
 func (s *Server) putPlain(ctx context.Context, p putPlan, key sealingKey) (upstream.Written, upstream.KeyID, error) {
 	var v sealedValue // sealed by body, once per key
 	body := func() (upstream.PutSecretBody, error) {
@@ -446,8 +448,11 @@ func (s *Server) putPlain(ctx context.Context, p putPlan, key sealingKey) (upstr
 	if !isStatus(err, http.StatusUnprocessableEntity) {
 		return w, v.keyID, err
 	}
-	fresh, ferr := s.keys.revalidate(ctx, p.scope, v.keyID)
-	if ferr != nil || fresh.id == v.keyID {
+	fresh, ferr := s.keys.revalidateSealing(ctx, p.scope, v.keyID)
+	if ferr != nil {
+		return upstream.Written{}, "", ferr
+	}
+	if fresh.id == v.keyID {
 		return upstream.Written{}, "", err
 	}
 	// body seals with the fresh key, now in the cache.

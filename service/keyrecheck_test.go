@@ -1,0 +1,235 @@
+package service
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+
+	"github.com/secretbroker/secretbroker/upstream/emulator"
+)
+
+// recheckScope is the scope the tests of the key re-check budgets write to.
+const recheckScope = "repos/octo-org/hello-world/actions"
+
+// plainPut is a PutSecret of a value the broker seals.
+func plainPut(name, value string) *secretbrokerv1.PutSecretRequest {
+	return &secretbrokerv1.PutSecretRequest{Name: name, Payload: &secretbrokerv1.PutSecretRequest_Value{Value: value}}
+}
+
+// keyRequests returns how many public-key requests the emulator has had
+// for recheckScope since its counts were last reset.
+func keyRequests(d *direct) int { return d.emu.Count(emulator.RouteGetRepoPublicKey) }
+
+// What one caller sends with a caller-sealed value (a stale key_id, or a
+// value GitHub refuses with 422) spends only the callers' re-check budget:
+// another caller's plaintext put after the first rotation in that TTL
+// still gets its own re-check, finds the new key, is sealed again and
+// lands.
+func TestCallerMistakeLeavesPlaintextPutItsRecheck(t *testing.T) {
+	tests := []struct {
+		name string
+		// bob sends Bob's put, which must be refused with
+		// INVALID_ARGUMENT after costing the scope's one caller re-check.
+		bob func(t *testing.T, d *direct, pk *secretbrokerv1.PublicKey) error
+	}{
+		{"stale key_id", func(t *testing.T, d *direct, pk *secretbrokerv1.PublicKey) error {
+			return putErr(d.srv.PutSecret(t.Context(), sealedPut(recheckScope+"/secrets/BOB", sealFor(t, pk, "bob"), "999")))
+		}},
+		{"GitHub's 422 to a caller-sealed value", func(t *testing.T, d *direct, pk *secretbrokerv1.PublicKey) error {
+			// The current key_id, but a value that does not open under it.
+			other := &secretbrokerv1.PublicKey{KeyId: pk.GetKeyId(), Key: d.otherKey(t)}
+			return putErr(d.srv.PutSecret(t.Context(), sealedPut(recheckScope+"/secrets/BOB", sealFor(t, other, "bob"), pk.GetKeyId())))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const ttl = 10 * time.Minute
+				d := newDirect(t, ttl)
+				if _, err := d.srv.PutSecret(t.Context(), plainPut(recheckScope+"/secrets/ALICE", "first")); err != nil {
+					t.Fatal(err)
+				}
+				pk := d.publicKey(t, recheckScope)
+
+				d.emu.ResetCounts()
+				err := tt.bob(t, d, pk)
+				wantCode(t, err, codes.InvalidArgument)
+				if got := keyRequests(d); got != 1 {
+					t.Fatalf("Bob's put cost %d key requests, want 1 (the callers' re-check)", got)
+				}
+
+				// The first rotation within the TTL.
+				time.Sleep(time.Second)
+				newID := d.emu.RotateKey(recheckScope)
+				d.emu.ResetCounts()
+				resp, err := d.srv.PutSecret(t.Context(), plainPut(recheckScope+"/secrets/ALICE", plantedSecret))
+				noLeak(t, err)
+				if err != nil || resp.GetKeyId() != newID {
+					t.Fatalf("Alice's plaintext put after Bob's mistake and a rotation = %+v, %v; want success with key %s", resp, err, newID)
+				}
+				if got, err := d.emu.Open(recheckScope, "ALICE"); err != nil || string(got) != plantedSecret {
+					t.Fatalf("Alice's value does not open on GitHub: %v", err)
+				}
+				if got, puts := keyRequests(d), d.puts(); got != 1 || puts != 2 {
+					t.Errorf("Alice's put: %d key requests, %d PUTs; want 1 (the broker's re-check) and 2 (refused, re-sealed)", got, puts)
+				}
+				if d.emu.LastRequestHeader(emulator.RouteGetRepoPublicKey).Get("If-None-Match") == "" {
+					t.Error("the broker's re-check was not conditional")
+				}
+			})
+		})
+	}
+}
+
+// putErr drops a PutSecret answer, keeping its error.
+func putErr(_ *secretbrokerv1.PutSecretResponse, err error) error { return err }
+
+// otherKey returns a public key that is not recheckScope's, as base64: a
+// value sealed to it does not open under the scope's key.
+func (d *direct) otherKey(t *testing.T) string {
+	t.Helper()
+	pk := d.publicKey(t, "orgs/octo-org/actions")
+	if pk.GetKey() == d.publicKey(t, recheckScope).GetKey() {
+		t.Fatal("the organization and the repository share a key")
+	}
+	return pk.GetKey()
+}
+
+// When the key re-fetch after GitHub's 422 to a value the broker sealed
+// fails, the plaintext put fails with that failure (UNAVAILABLE: try
+// again), not with the 422 (INVALID_ARGUMENT: do not retry).
+func TestPlaintextPutRecheckFailureIsUnavailable(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault emulator.Fault
+	}{
+		{"503", emulator.Fault{Route: emulator.RouteGetRepoPublicKey, Status: http.StatusServiceUnavailable, Times: 1000}},
+		{"502", emulator.Fault{Route: emulator.RouteGetRepoPublicKey, Status: http.StatusBadGateway, Times: 1000}},
+		{"dropped connection", emulator.Fault{Route: emulator.RouteGetRepoPublicKey, Drop: true, Times: 1000}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				d := newDirect(t, 10*time.Minute)
+				if _, err := d.srv.PutSecret(t.Context(), plainPut(recheckScope+"/secrets/ALICE", "first")); err != nil {
+					t.Fatal(err)
+				}
+				d.emu.RotateKey(recheckScope)
+				d.emu.InjectFault(tt.fault)
+				d.emu.ResetCounts()
+				_, err := d.srv.PutSecret(t.Context(), plainPut(recheckScope+"/secrets/ALICE", plantedSecret))
+				wantCode(t, err, codes.Unavailable)
+				noLeak(t, err)
+				if msg := status.Convert(err).Message(); strings.Contains(msg, "GitHub rejected the request") {
+					t.Errorf("the message is the 422's: %q", msg)
+				}
+				if got := keyRequests(d); got < 1 {
+					t.Errorf("%d key requests, want the re-check to have been tried", got)
+				}
+				if got := d.puts(); got != 1 {
+					t.Errorf("%d PUTs, want 1 (the refused one; nothing re-sealed)", got)
+				}
+			})
+		})
+	}
+}
+
+// The budgets stay bounded: within one TTL, a caller's stale key_ids and
+// GitHub's 422s to caller-sealed values cost one conditional key request
+// in all, and GitHub's 422s to values the broker sealed (here for another
+// cause than the key) one more, on the broker's own budget; a TTL later
+// each budget allows one again.
+func TestRecheckBudgetsStayBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = time.Minute
+		d := newDirect(t, ttl)
+		pk := d.publicKey(t, recheckScope)
+		stale := sealedPut(recheckScope+"/secrets/BOB", sealFor(t, pk, "bob"), "999")
+		refused := sealedPut(recheckScope+"/secrets/BOB", sealFor(t, &secretbrokerv1.PublicKey{Key: d.otherKey(t)}, "bob"), pk.GetKeyId())
+
+		// phase sends n of each request and checks the key requests and
+		// 304s it cost.
+		phase := func(what string, n int, req *secretbrokerv1.PutSecretRequest, wantKeys int) {
+			t.Helper()
+			d.emu.ResetCounts()
+			for range n {
+				_, err := d.srv.PutSecret(t.Context(), req)
+				wantCode(t, err, codes.InvalidArgument)
+				noLeak(t, err)
+			}
+			if got := keyRequests(d); got != wantKeys {
+				t.Errorf("%s: %d key requests, want %d", what, got, wantKeys)
+			}
+			if got := d.emu.Stats().NotModified; got != wantKeys {
+				t.Errorf("%s: %d answers were 304, want %d (every re-check conditional)", what, got, wantKeys)
+			}
+		}
+		// putsRefused makes GitHub refuse the next n PUTs with 422.
+		putsRefused := func(n int) {
+			d.emu.InjectFault(emulator.Fault{Route: emulator.RoutePutRepoSecret, Status: http.StatusUnprocessableEntity, Times: n})
+		}
+		plain := plainPut(recheckScope+"/secrets/ALICE", plantedSecret)
+
+		phase("stale key_ids", 50, stale, 1)
+		phase("caller-sealed values GitHub refuses", 20, refused, 0)
+		phase("more stale key_ids", 50, stale, 0)
+		putsRefused(20)
+		phase("GitHub's 422s to broker-sealed values", 20, plain, 1)
+		phase("stale key_ids after the broker's re-check", 20, stale, 0)
+
+		// A TTL after the re-checks: the key is due for its own
+		// revalidation, and each budget allows one more.
+		time.Sleep(ttl)
+		phase("stale key_ids a TTL later", 50, stale, 2)
+		putsRefused(20)
+		phase("GitHub's 422s to broker-sealed values a TTL later", 20, plain, 1)
+	})
+}
+
+// The broker's budget, like the callers', is kept only for scopes whose
+// key is cached: dropping a key drops both.
+func TestKeyCacheDropsBrokerBudgetWithKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newScopeKeys(t)
+		c := newKeyCache(f, time.Hour)
+		c.max = 2
+		a := nthOrgScope(0)
+		k, err := c.get(t.Context(), a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.revalidateSealing(t.Context(), a, k.id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.revalidate(t.Context(), a, k.id); err != nil {
+			t.Fatal(err)
+		}
+		c.mu.RLock()
+		_, own := c.own[foldedScope(a)]
+		_, callers := c.forced[foldedScope(a)]
+		c.mu.RUnlock()
+		if !own || !callers || f.callsFor(a) != 3 {
+			t.Fatalf("broker budget spent: %v, callers' budget spent: %v, fetches of a: %d; want both spent after 3 fetches", own, callers, f.callsFor(a))
+		}
+		for i := 1; i <= 2; i++ {
+			if _, err := c.get(t.Context(), nthOrgScope(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		checkKeyCacheBound(t, c, 2)
+		c.mu.RLock()
+		defer c.mu.RUnlock()
+		for path := range c.own {
+			if _, ok := c.keys[path]; !ok {
+				t.Fatalf("broker budget kept for %s, whose key was dropped", path)
+			}
+		}
+	})
+}
