@@ -403,6 +403,12 @@ func (s *Server) planWrite(ctx context.Context, plan *syncPlan, name string, val
 	it := &syncItem{res: res, name: name, value: value, run: true}
 	p := &putPlan{scope: scope, name: name, plaintext: value, visibility: plan.settings.Visibility, repoIDs: plan.settings.SelectedRepositoryIDs}
 	pr, havePrints := s.printsOf(ctx, p)
+	if plan.call == nil && !s.may(ctx, verbRead, res) {
+		// A dry run (nothing written, nothing audited) does not compare
+		// a value its caller may not read: its plan would confirm a
+		// guess. A run writes a wrong guess, under the caller's name.
+		havePrints = false
+	}
 	rec := bySecret[name]
 	v := s.judgeAt(ctx, p, rec, pr, havePrints, plan.force, now)
 	it.drift = v.drift

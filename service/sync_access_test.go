@@ -62,6 +62,10 @@ func TestSyncNoValueOracle(t *testing.T) {
 			want: "UPDATE PERMISSION_DENIED"},
 		{name: "readable, run, writer's label", caller: "token:pay", secret: "PAY_TOKEN", owner: "token:admin",
 			want: "UPDATE PERMISSION_DENIED"},
+		// May write but not read: a dry run, which writes nothing and
+		// is not audited, must not confirm a guess.
+		{name: "write-only, dry run", caller: "token:rotator", secret: "DB_PASSWORD", owner: "token:admin", dryRun: true,
+			want: "UPDATE OK"},
 		{name: "allowed writer", caller: "token:admin", secret: "DB_PASSWORD", owner: "token:admin", dryRun: true,
 			wantRight: "UNCHANGED OK", wantWrong: "UPDATE OK"},
 	}
