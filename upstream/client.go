@@ -76,7 +76,14 @@ type Config struct {
 	// OpenTelemetry-instrumented pooled transport (transport.go: idle
 	// connections for 100 requests in flight, HTTP/2 where GitHub offers
 	// it, reuse counted in secretbroker_upstream_connections_total), whose
-	// span per attempt carries the attributes of trace.go.
+	// span per attempt carries the attributes of trace.go. Whichever
+	// client sends, the Client never follows a redirect that changes the
+	// request's method (Go turns a PUT or DELETE answered with 301, 302 or
+	// 303 into a GET without body): such an answer is an *Error with its
+	// 3xx status, not retried. Other redirects (307 and 308 keep the
+	// method and body) go through the client's CheckRedirect, or Go's
+	// default of at most 10 when it has none. The Client does not modify
+	// the given http.Client.
 	HTTPClient *http.Client
 	// Pacing paces and retries the requests to stay within GitHub's rate
 	// limits for the credential; nil selects DefaultPacing(). New rejects
@@ -418,10 +425,11 @@ func (c *Client) DeleteSecret(ctx context.Context, s Scope, name string) error {
 		return err
 	}
 	_, err = c.do(ctx, request{
-		method:  http.MethodDelete,
-		route:   sp.route,
-		path:    sp.path,
-		version: c.version(s),
+		method:     http.MethodDelete,
+		route:      sp.route,
+		path:       sp.path,
+		version:    c.version(s),
+		goneIsDone: true,
 	})
 	return err
 }
@@ -720,6 +728,12 @@ type request struct {
 	probe bool
 	// auth is the attempt's token; do sets it.
 	auth string
+	// goneIsDone: a 404 after an attempt whose outcome is unknown means
+	// that attempt deleted it, so do reports success. Only a request that
+	// deletes the resource its path names (DeleteSecret) may set it: a 404
+	// to a DELETE of a secret's selected repository, say, means the secret
+	// or the repository never existed, which no earlier attempt caused.
+	goneIsDone bool
 }
 
 // A response is what callers need of a 2xx answer (or of a 304 to a
@@ -785,7 +799,8 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 		req.Header.Set("If-None-Match", r.ifNoneMatch)
 	}
 
-	resp, err := c.hc.Do(req)
+	refused := false // a redirect that changes the method was not followed
+	resp, err := keepMethod(c.hc, &refused).Do(req)
 	if err != nil {
 		return response{}, none, fail("sending the request", err)
 	}
@@ -806,6 +821,9 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 		e := newError(r.method, r.route, resp, b, out.rl, now, secrets)
 		out.rl = out.rl.WithMessage(e.Message)
+		if msg := redirectMessage(resp.StatusCode, refused); msg != "" {
+			e.Message = msg
+		}
 		return response{}, out, e
 	}
 	if r.out == nil {

@@ -25,9 +25,10 @@ import (
 // another 4xx. Every broker operation is idempotent, so retries are safe.
 // Each attempt is admitted by the pacer again, so it is paced and charged
 // like any request; the backoff before a retry holds only the failing
-// request, not the credential. A DELETE whose earlier attempt had an
-// unknown outcome and whose retry gets 404 succeeded: the earlier attempt
-// deleted it.
+// request, not the credential. A request with goneIsDone (DeleteSecret)
+// whose earlier attempt had an unknown outcome (a 500, 502, 503, 504 or a
+// dropped connection) and whose retry gets 404 succeeded: the earlier
+// attempt deleted it. Any other 404, a DELETE's included, is an *Error.
 //
 // A non-2xx answer is an *Error; a request the pacer can tell would not go
 // before ctx's deadline is a *ThrottledError, and so is a retry after a
@@ -156,7 +157,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 			status = ge.StatusCode
 			cause = causeServerError
 			unknown = true
-		case isGitHub && ge.StatusCode == http.StatusNotFound && r.method == http.MethodDelete && unknown:
+		case isGitHub && ge.StatusCode == http.StatusNotFound && r.goneIsDone && unknown:
 			return response{status: http.StatusNoContent, header: out.header}, nil
 		case isGitHub:
 			return response{}, err
