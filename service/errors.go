@@ -148,6 +148,10 @@ func classify(err error) *status.Status {
 			"GitHub's rate limit for the broker's credentials is exhausted; try again later"), ue.RetryAfter)
 	case ue.StatusCode == http.StatusNotFound:
 		return status.New(codes.NotFound, "not found on GitHub (or the broker's credentials cannot see it)")
+	case ue.StatusCode >= 300 && ue.StatusCode <= 399:
+		// GitHub redirects a renamed or transferred repository; the
+		// broker follows no redirect (upstream.noRedirects).
+		return status.New(codes.NotFound, "not found on GitHub under this name: GitHub redirected the request (a renamed or transferred repository is reached by its current name only)")
 	case ue.StatusCode == http.StatusConflict:
 		return status.New(codes.FailedPrecondition, "GitHub refused the change in the secret's current state: "+msg)
 	case ue.StatusCode == http.StatusUnprocessableEntity:

@@ -131,3 +131,25 @@ func TestLeaseErrorStatus(t *testing.T) {
 		})
 	}
 }
+
+// A redirect GitHub answered (a renamed or transferred repository; the
+// client follows none) is NOT_FOUND for the name given, never the
+// repository it became; an unresolvable repository name likewise.
+func TestRedirectIsNotFound(t *testing.T) {
+	for _, code := range []int{http.StatusMovedPermanently, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		err := fmt.Errorf("wrapped: %w", &upstream.Error{Method: "PUT", Route: "/repos/{owner}/{repo}/actions/secrets/{secret_name}", StatusCode: code})
+		if st := statusOf(err); st.Code() != codes.NotFound || !strings.Contains(st.Message(), "current name") {
+			t.Errorf("%d: status %v %q, want NOT_FOUND saying the repository is reached by its current name", code, st.Code(), st.Message())
+		}
+		names := &repoNames{get: redirectingGetter{code}, ttl: time.Minute, entries: map[string]repoNameEntry{}}
+		if _, err := names.resolve(t.Context(), "octo-org", "old-name"); !errors.As(err, new(*repoNotFoundError)) {
+			t.Errorf("%d: resolving a redirected repository name: %v, want a *repoNotFoundError", code, err)
+		}
+	}
+}
+
+type redirectingGetter struct{ code int }
+
+func (g redirectingGetter) GetRepository(context.Context, string, string) (upstream.Repository, error) {
+	return upstream.Repository{}, &upstream.Error{Method: "GET", Route: "/repos/{owner}/{repo}", StatusCode: g.code}
+}

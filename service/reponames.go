@@ -144,7 +144,9 @@ func (r *repoNames) resolve(ctx context.Context, org, name string) (int64, error
 		}
 		repo, err := r.get.GetRepository(ctx, org, name)
 		switch {
-		case isStatus(err, http.StatusNotFound):
+		case isStatus(err, http.StatusNotFound) || isRedirect(err):
+			// A redirect: renamed or transferred, reached by its
+			// current name only.
 			return 0, &repoNotFoundError{org: org, name: name}
 		case err != nil:
 			return 0, err

@@ -463,6 +463,13 @@ func isStatus(err error, code int) bool {
 	return errors.As(err, &ue) && ue.StatusCode == code
 }
 
+// isRedirect reports whether err is GitHub's redirect (3xx), which the
+// client does not follow.
+func isRedirect(err error) bool {
+	var ue *upstream.Error
+	return errors.As(err, &ue) && ue.StatusCode >= 300 && ue.StatusCode <= 399 && ue.StatusCode != http.StatusNotModified
+}
+
 // deleteRecorded deletes a secret at GitHub and, when it is gone (deleted
 // now, or already: 404), the broker's record of it. It is a write of the
 // secret: it holds the secret's write lock and is counted where replicas

@@ -77,13 +77,9 @@ type Config struct {
 	// connections for 100 requests in flight, HTTP/2 where GitHub offers
 	// it, reuse counted in secretbroker_upstream_connections_total), whose
 	// span per attempt carries the attributes of trace.go. Whichever
-	// client sends, the Client never follows a redirect that changes the
-	// request's method (Go turns a PUT or DELETE answered with 301, 302 or
-	// 303 into a GET without body): such an answer is an *Error with its
-	// 3xx status, not retried. Other redirects (307 and 308 keep the
-	// method and body) go through the client's CheckRedirect, or Go's
-	// default of at most 10 when it has none. The Client does not modify
-	// the given http.Client.
+	// client sends, the Client follows no redirect (noRedirects): a 3xx
+	// answer is an *Error with its status, not retried. The Client does
+	// not modify the given http.Client.
 	HTTPClient *http.Client
 	// Pacing paces and retries the requests to stay within GitHub's rate
 	// limits for the credential; nil selects DefaultPacing(). New rejects
@@ -799,8 +795,7 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 		req.Header.Set("If-None-Match", r.ifNoneMatch)
 	}
 
-	refused := false // a redirect that changes the method was not followed
-	resp, err := keepMethod(c.hc, &refused).Do(req)
+	resp, err := noRedirects(c.hc).Do(req)
 	if err != nil {
 		return response{}, none, fail("sending the request", err)
 	}
@@ -821,7 +816,7 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 		e := newError(r.method, r.route, resp, b, out.rl, now, secrets)
 		out.rl = out.rl.WithMessage(e.Message)
-		if msg := redirectMessage(resp.StatusCode, refused); msg != "" {
+		if msg := redirectMessage(resp.StatusCode); msg != "" {
 			e.Message = msg
 		}
 		return response{}, out, e

@@ -29,7 +29,7 @@ type Error struct {
 	StatusCode int
 	// Message is the "message" field of GitHub's JSON error body,
 	// truncated to 300 bytes; http.StatusText(StatusCode) when the body has
-	// none.
+	// none; for a redirect (3xx), the broker's own (redirectMessage).
 	Message string
 	// RequestID is the X-GitHub-Request-Id header, when GitHub sent one;
 	// GitHub support can trace a request by it.

@@ -128,47 +128,26 @@ func pooledClient(tp trace.TracerProvider, m *metrics, rt *http.Transport) (*htt
 	}, nil
 }
 
-// maxRedirects is Go's default bound on the redirects one request follows
-// (http.Client with a nil CheckRedirect).
-const maxRedirects = 10
-
-// keepMethod returns a shallow copy of hc (hc itself is not modified)
-// that never follows a redirect changing the request's method: for a 301,
-// 302 or 303 Go would re-send a PUT or DELETE as a GET without body, and
-// that GET's answer would pass for the write's. It stops there instead
-// (http.ErrUseLastResponse), so that the caller gets the 3xx answer, and
-// sets *refused. Other redirects (a 307 or 308, or a GET's) go through
-// hc's own CheckRedirect, or Go's default of at most 10 redirects.
-func keepMethod(hc *http.Client, refused *bool) *http.Client {
+// noRedirects returns a shallow copy of hc (hc itself is not modified)
+// that follows no redirect: the 3xx answer is the answer. GitHub
+// redirects a renamed or transferred repository's routes to the
+// repository it became, and the broker's policy allowed the name the
+// caller gave, not that one; and Go re-sends a PUT or DELETE answered
+// 301, 302 or 303 as a GET, whose 200 would pass for the write's answer.
+func noRedirects(hc *http.Client) *http.Client {
 	g := *hc
-	next := hc.CheckRedirect
-	g.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if len(via) > 0 && req.Method != via[0].Method {
-			*refused = true
-			return http.ErrUseLastResponse
-		}
-		if next != nil {
-			return next(req, via)
-		}
-		if len(via) >= maxRedirects {
-			return fmt.Errorf("stopped after %d redirects", maxRedirects)
-		}
-		return nil
-	}
+	g.CheckRedirect = refuseRedirect
 	return &g
 }
 
-// redirectMessage is the Error.Message for a redirect the client did not
-// follow ("" for any other status): refused when keepMethod stopped it,
-// else when hc's own CheckRedirect did or the answer had no Location. It
-// holds no URL: the Location may name more than the route template.
-func redirectMessage(status int, refused bool) string {
-	switch {
-	case refused:
-		return fmt.Sprintf("GitHub redirected the request (%d) and the broker does not follow a redirect that changes the method; check the upstream URL", status)
-	case status == http.StatusMovedPermanently, status == http.StatusFound, status == http.StatusSeeOther,
-		status == http.StatusTemporaryRedirect, status == http.StatusPermanentRedirect:
-		return fmt.Sprintf("GitHub redirected the request (%d) and the redirect was not followed; check the upstream URL", status)
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// redirectMessage is the Error.Message of a redirect answer ("" for any
+// other status). It holds no URL: the Location may name more than the
+// route template.
+func redirectMessage(status int) string {
+	if status < 300 || status > 399 || status == http.StatusNotModified {
+		return ""
 	}
-	return ""
+	return fmt.Sprintf("GitHub redirected the request (%d); the broker follows no redirect: a renamed or transferred repository is reached by its current name only, and the upstream URL must be GitHub's API itself", status)
 }
