@@ -525,9 +525,14 @@ func (s *Server) completeOrgAccess(ctx context.Context, p *putPlan) error {
 
 // allSelectedRepositoryIDs reads every page of a secret's selection.
 func (s *Server) allSelectedRepositoryIDs(ctx context.Context, scope upstream.Scope, name string) ([]int64, error) {
+	return selectedRepositoryIDs(ctx, s.up, scope, name)
+}
+
+// selectedRepositoryIDs reads every page of the secret's selection from up.
+func selectedRepositoryIDs(ctx context.Context, up Upstream, scope upstream.Scope, name string) ([]int64, error) {
 	var ids []int64
 	for page := 1; ; page++ {
-		list, err := s.up.ListSelectedRepositories(ctx, scope, name, upstream.Page{Page: page, PerPage: maxPageSize})
+		list, err := up.ListSelectedRepositories(ctx, scope, name, upstream.Page{Page: page, PerPage: maxPageSize})
 		if err != nil {
 			return nil, err
 		}

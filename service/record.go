@@ -346,7 +346,7 @@ func (s *Server) settingsHeld(ctx context.Context, scope upstream.Scope, name st
 	}
 	at := state.Settings{Visibility: now.visibility}
 	if now.visibility == visibilitySelected {
-		if at.SelectedRepositoryIDs, err = s.allSelectedRepositoryIDs(ctx, scope, name); err != nil {
+		if at.SelectedRepositoryIDs, err = selectedRepositoryIDs(ctx, s.fresh, scope, name); err != nil {
 			return false, false
 		}
 	}
@@ -362,9 +362,10 @@ func candidate(rec *state.Record, pr prints, havePrints, force bool) bool {
 	return judge(rec, pr, havePrints, force, seen{known: true, exists: true, updatedAt: rec.UpdatedAt}).unchanged
 }
 
-// seenByGet asks GitHub for one secret's updated_at (one GET, one point).
+// seenByGet asks GitHub for one secret's updated_at (one GET, one point),
+// with a GET of its own (s.fresh).
 func (s *Server) seenByGet(ctx context.Context, scope upstream.Scope, name string) seen {
-	sec, err := s.up.GetSecret(ctx, scope, name)
+	sec, err := s.fresh.GetSecret(ctx, scope, name)
 	switch {
 	case isStatus(err, http.StatusNotFound):
 		return seen{known: true}

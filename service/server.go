@@ -94,7 +94,12 @@ type Options struct {
 type Server struct {
 	secretbrokerv1.UnimplementedSecretServiceServer
 
-	up    Upstream
+	up Upstream
+	// fresh is up's own Upstream, unshared: for the reads that judge a
+	// write unchanged, which must not take the answer of a read in
+	// flight since before the call (a write made straight at GitHub
+	// meanwhile would be missed).
+	fresh Upstream
 	keys  *keyCache
 	log   *slog.Logger
 	authz Authorizer
@@ -155,6 +160,7 @@ func New(up Upstream, opts Options) *Server {
 		tracer:  tracer,
 		metrics: m,
 		up:      &sharedReads{Upstream: up},
+		fresh:   up,
 		keys:    keys,
 		log:     opts.Logger,
 		authz:   opts.Authorizer,
