@@ -34,6 +34,11 @@ func TestCertificateCaller(t *testing.T) {
 			want: "x509:spiffe://example.org/a", wantOK: true,
 		},
 		{name: "first of several DNS names", cert: &x509.Certificate{DNSNames: []string{"a.example", "b.example"}}, want: "x509:a.example", wantOK: true},
+		// A CN or DNS name spelling a URI cannot pose as that URI SAN.
+		{name: "CN spelling a URI", cert: &x509.Certificate{Subject: pkix.Name{CommonName: spiffe}}},
+		{name: "DNS name spelling a URI", cert: &x509.Certificate{DNSNames: []string{spiffe}}},
+		{name: "DNS name spelling a URI, then CN", cert: &x509.Certificate{DNSNames: []string{spiffe}, Subject: pkix.Name{CommonName: "deployer"}},
+			want: "x509:deployer", wantOK: true},
 		{name: "organization is not an identity", cert: &x509.Certificate{Subject: pkix.Name{Organization: []string{"acme"}}}},
 	}
 	for _, tt := range tests {
