@@ -33,7 +33,7 @@ func (l *lateAnswers) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	l.mu.Unlock()
 	if late {
-		time.Sleep(l.delay)
+		time.Sleep(l.delay) // fake time: the test runs in a synctest bubble
 	}
 	return resp, err
 }

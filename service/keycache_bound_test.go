@@ -175,9 +175,10 @@ func TestKeyCacheDropsLeastRecentlyUsed(t *testing.T) {
 	}
 }
 
-// A forced revalidation's budget is dropped with its scope's key, so that
-// the budgets stay within the bound too; the scope's key is then fetched
-// afresh, and a wrong key id may force one revalidation again.
+// A forced revalidation's budgets (the callers' and the broker's own) are
+// dropped with their scope's key, so that the budgets stay within the
+// bound too; the scope's key is then fetched afresh, and a wrong key id
+// may force one revalidation again.
 func TestKeyCacheDropsForcedBudgetWithKey(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newScopeKeys(t)
@@ -188,15 +189,23 @@ func TestKeyCacheDropsForcedBudgetWithKey(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// A caller names a's key as stale: one budgeted revalidation.
+		// A caller names a's key as stale, and GitHub refuses a value the
+		// broker sealed with it: one revalidation on each budget.
 		if _, err := c.revalidate(t.Context(), a, k.id); err != nil {
 			t.Fatal(err)
 		}
-		c.mu.RLock()
-		_, budgeted := c.forced[foldedScope(a)]
-		c.mu.RUnlock()
-		if !budgeted || f.callsFor(a) != 2 {
-			t.Fatalf("budget spent: %v, fetches of a: %d; want a spent budget after 2", budgeted, f.callsFor(a))
+		if _, err := c.revalidateSealing(t.Context(), a, k.id); err != nil {
+			t.Fatal(err)
+		}
+		budgets := func() (callers, own bool) {
+			c.mu.RLock()
+			defer c.mu.RUnlock()
+			_, callers = c.forced[foldedScope(a)]
+			_, own = c.own[foldedScope(a)]
+			return callers, own
+		}
+		if callers, own := budgets(); !callers || !own || f.callsFor(a) != 3 {
+			t.Fatalf("callers' budget spent: %v, broker's: %v, fetches of a: %d; want both spent after 3", callers, own, f.callsFor(a))
 		}
 		for i := 1; i <= 2; i++ {
 			if _, err := c.get(t.Context(), nthOrgScope(i)); err != nil {
@@ -207,12 +216,15 @@ func TestKeyCacheDropsForcedBudgetWithKey(t *testing.T) {
 		if _, ok := c.cached(a); ok {
 			t.Fatal("a is still cached after two newer scopes with a bound of 2")
 		}
+		if callers, own := budgets(); callers || own {
+			t.Fatalf("budgets kept for a dropped key: callers' %v, broker's %v", callers, own)
+		}
 		// Revalidating the dropped scope fetches it outright, once.
 		if _, err := c.revalidate(t.Context(), a, k.id); err != nil {
 			t.Fatal(err)
 		}
-		if got := f.callsFor(a); got != 3 {
-			t.Fatalf("%d fetches of a, want 3", got)
+		if got := f.callsFor(a); got != 4 {
+			t.Fatalf("%d fetches of a, want 4", got)
 		}
 		checkKeyCacheBound(t, c, 2)
 	})

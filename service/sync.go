@@ -670,11 +670,10 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	list, read := x.scopeListing(ctx, scope)
 	now := seenIn(list, name)
 	v := judge(rec, pr, havePrints, x.force, now)
-	if v.unchanged && time.Since(read) > listingFresh {
-		now = x.s.seenByGet(ctx, scope, name)
-		v = judge(rec, pr, havePrints, x.force, now)
-	}
 	if v.unchanged {
+		if time.Since(read) > listingFresh {
+			now = x.s.seenByGet(ctx, scope, name)
+		}
 		v = x.s.judgeAt(ctx, p, rec, pr, havePrints, x.force, now)
 	}
 	out.drift = v.drift
