@@ -102,8 +102,9 @@ type budget int
 
 const (
 	// callerBudget is spent by what a caller seals and sends: a key_id
-	// that is not the cached key's, and GitHub's 422 to a caller-sealed
-	// value.
+	// that is not the cached key's, GitHub's 422 to a caller-sealed
+	// value, and GitHub's 422 to a put naming repository ids (an id
+	// GitHub does not know is refused so too).
 	callerBudget budget = iota
 	// brokerBudget is spent by GitHub's 422 to a value the broker sealed
 	// with the cached key.

@@ -192,3 +192,54 @@ func TestRecheckBudgetsStayBounded(t *testing.T) {
 		phase("GitHub's 422s to broker-sealed values a TTL later", 20, plain, 1)
 	})
 }
+
+// A plaintext put that names repositories by id may be refused by GitHub
+// (422) for an id GitHub does not know, not for its key: its re-check
+// spends the callers' budget, so that a caller sending unknown ids does not
+// spend the broker's, and a put that names no repository still gets its
+// re-check after the first rotation in that TTL, finds the new key and
+// lands.
+func TestUnknownRepositoryIDsLeavePlaintextPutItsRecheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const (
+			ttl   = 10 * time.Minute
+			scope = "orgs/octo-org/actions"
+		)
+		d := newDirect(t, ttl)
+		orgKeyRequests := func() int { return d.emu.Count(emulator.RouteGetOrgPublicKey) }
+		alice := func(value string) *secretbrokerv1.PutSecretRequest {
+			req := plainPut(scope+"/secrets/ALICE", value)
+			req.Visibility = "private"
+			return req
+		}
+		if _, err := d.srv.PutSecret(t.Context(), alice("first")); err != nil {
+			t.Fatal(err)
+		}
+
+		d.emu.ResetCounts()
+		bob := plainPut(scope+"/secrets/BOB", "bob")
+		bob.Visibility = "selected"
+		bob.SelectedRepositoryIds = []int64{987654321} // no repository of octo-org
+		_, err := d.srv.PutSecret(t.Context(), bob)
+		wantCode(t, err, codes.InvalidArgument)
+		if got := orgKeyRequests(); got != 1 {
+			t.Fatalf("Bob's put cost %d key requests, want 1 (its re-check)", got)
+		}
+
+		// The first rotation within the TTL.
+		time.Sleep(time.Second)
+		newID := d.emu.RotateKey(scope)
+		d.emu.ResetCounts()
+		resp, err := d.srv.PutSecret(t.Context(), alice(plantedSecret))
+		noLeak(t, err)
+		if err != nil || resp.GetKeyId() != newID {
+			t.Fatalf("Alice's plaintext put after Bob's unknown id and a rotation = %+v, %v; want success with key %s", resp, err, newID)
+		}
+		if got, err := d.emu.Open(scope, "ALICE"); err != nil || string(got) != plantedSecret {
+			t.Fatalf("Alice's value does not open on GitHub: %v", err)
+		}
+		if got, puts := orgKeyRequests(), d.puts(); got != 1 || puts != 2 {
+			t.Errorf("Alice's put: %d key requests, %d PUTs; want 1 (the broker's re-check) and 2 (refused, re-sealed)", got, puts)
+		}
+	})
+}

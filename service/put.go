@@ -410,7 +410,8 @@ func (v *sealedValue) seal(k sealingKey, plaintext []byte) error {
 // scope's key is revalidated (keyCache.revalidateSealing: no request when
 // another write already saw the new key, else at most one conditional
 // request per scope per TTL, on a budget that callers' stale key_ids do not
-// spend) and, when that shows a new key, the write is sealed again and
+// spend; a put naming repository ids, which GitHub may refuse for an
+// unknown id, spends the callers' budget instead) and, when that shows a new key, the write is sealed again and
 // retried once, so callers never see a rotation. When the revalidation
 // fails, its error is returned (GitHub unreachable is UNAVAILABLE, not the
 // 422's INVALID_ARGUMENT); when it shows the same key, the 422 is.
@@ -448,7 +449,14 @@ func (s *Server) putPlain(ctx context.Context, p putPlan, key sealingKey) (upstr
 	if !isStatus(err, http.StatusUnprocessableEntity) {
 		return w, v.keyID, err
 	}
-	fresh, ferr := s.keys.revalidateSealing(ctx, p.scope, v.keyID)
+	// A put naming repositories by id may be refused for an id GitHub does
+	// not know, which the caller chose: its re-check spends the callers'
+	// budget, so that unknown ids cannot spend the broker's.
+	recheck := s.keys.revalidateSealing
+	if len(p.repoIDs) > 0 {
+		recheck = s.keys.revalidate
+	}
+	fresh, ferr := recheck(ctx, p.scope, v.keyID)
 	if ferr != nil {
 		return upstream.Written{}, "", ferr
 	}
