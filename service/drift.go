@@ -36,7 +36,8 @@ func (s *Server) DetectDrift(ctx context.Context, req *secretbrokerv1.DetectDrif
 	if err != nil {
 		return nil, s.toStatus(ctx, op, err)
 	}
-	list, err := s.listScope(ctx, scope)
+	// A report, not a write: it may share a listing in flight.
+	list, err := listScopeOn(ctx, s.up, scope)
 	if err != nil {
 		return nil, s.toStatus(ctx, op, err)
 	}

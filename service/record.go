@@ -514,11 +514,19 @@ func sameRecord(a, b state.Record) bool {
 }
 
 // listScope reads every page of a scope's secrets (100 a page), by
-// upper-cased name.
+// upper-cased name, after the call began (s.fresh): it is for judging
+// writes and reading them back, which must not take the answer of a
+// listing in flight since before (a write made straight at GitHub
+// meanwhile would be missed).
 func (s *Server) listScope(ctx context.Context, scope upstream.Scope) (map[string]upstream.Secret, error) {
+	return listScopeOn(ctx, s.fresh, scope)
+}
+
+// listScopeOn is listScope through up.
+func listScopeOn(ctx context.Context, up Upstream, scope upstream.Scope) (map[string]upstream.Secret, error) {
 	out := map[string]upstream.Secret{}
 	for page := 1; ; page++ {
-		list, err := s.up.ListSecrets(ctx, scope, upstream.Page{Page: page, PerPage: maxPageSize})
+		list, err := up.ListSecrets(ctx, scope, upstream.Page{Page: page, PerPage: maxPageSize})
 		if err != nil {
 			return nil, err
 		}
