@@ -29,8 +29,12 @@ const (
 	DefaultBaseURL           = "https://api.github.com"
 	DefaultUserAgent         = "secretbroker"
 	DefaultAPIVersionActions = "2022-11-28"
-	DefaultAPIVersionAgents  = "2026-03-10"
-	DefaultTimeout           = 30 * time.Second
+	// DefaultAPIVersionActionsGHES is the Actions default for GitHub
+	// Enterprise Server (a base URL ending in /api/v3, without
+	// LegacyRoutes): its 3.21 reference documents this version only.
+	DefaultAPIVersionActionsGHES = "2026-03-10"
+	DefaultAPIVersionAgents      = "2026-03-10"
+	DefaultTimeout               = 30 * time.Second
 )
 
 const (
@@ -61,7 +65,11 @@ type Config struct {
 	// UserAgent is the User-Agent header; default "secretbroker".
 	UserAgent string
 	// APIVersionActions is the X-GitHub-Api-Version header for Actions
-	// scopes and for repository lookups; default "2022-11-28".
+	// scopes and for repository lookups; default "2022-11-28", or
+	// "2026-03-10" (DefaultAPIVersionActionsGHES) when BaseURL's path ends
+	// in /api/v3 and LegacyRoutes is off (GitHub Enterprise Server 3.21,
+	// whose reference gives only that version; the older releases'
+	// reference, with the legacy routes, predates API versions).
 	APIVersionActions string
 	// APIVersionAgents is the X-GitHub-Api-Version header for Agents
 	// scopes; default "2026-03-10".
@@ -186,7 +194,7 @@ func New(cfg Config) (*Client, error) {
 		base:      base,
 		creds:     creds,
 		userAgent: cmp.Or(cfg.UserAgent, DefaultUserAgent),
-		vActions:  cmp.Or(cfg.APIVersionActions, DefaultAPIVersionActions),
+		vActions:  cmp.Or(cfg.APIVersionActions, defaultActionsVersion(base, cfg.LegacyRoutes)),
 		vAgents:   cmp.Or(cfg.APIVersionAgents, DefaultAPIVersionAgents),
 		legacy:    cfg.LegacyRoutes,
 		hc:        cfg.HTTPClient,
@@ -903,4 +911,24 @@ func CredentialRefused(err error) (status int, refused bool) {
 		return e.StatusCode, true
 	}
 	return 0, false
+}
+
+// ActionsVersionFor is the Actions API version New uses for a client of
+// baseURL, with legacy routes or not, when Config names none; see
+// Config.APIVersionActions. A baseURL that does not parse gets
+// DefaultAPIVersionActions (New refuses it anyway).
+func ActionsVersionFor(baseURL string, legacy bool) string {
+	base, err := url.Parse(cmp.Or(baseURL, DefaultBaseURL))
+	if err != nil {
+		return DefaultAPIVersionActions
+	}
+	return defaultActionsVersion(base, legacy)
+}
+
+// defaultActionsVersion is ActionsVersionFor for a parsed base URL.
+func defaultActionsVersion(base *url.URL, legacy bool) string {
+	if !legacy && strings.HasSuffix(strings.TrimRight(base.Path, "/"), "/api/v3") {
+		return DefaultAPIVersionActionsGHES
+	}
+	return DefaultAPIVersionActions
 }

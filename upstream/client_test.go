@@ -394,9 +394,9 @@ func jsonEqual(a, b string) bool {
 }
 
 func TestMethods(t *testing.T) {
-	for _, base := range []struct{ name, suffix, prefix string }{
-		{"github.com", "", ""},
-		{"GHES", "/api/v3/", "/api/v3"}, // trailing slash tolerated
+	for _, base := range []struct{ name, suffix, prefix, actions string }{
+		{"github.com", "", "", "2022-11-28"},
+		{"GHES", "/api/v3/", "/api/v3", "2026-03-10"}, // trailing slash tolerated
 	} {
 		for scope, cases := range allCases() {
 			for _, tc := range cases {
@@ -417,6 +417,9 @@ func TestMethods(t *testing.T) {
 							t.Logf("%s %s %s", h.Method, h.RequestURI, h.Header.Get("User-Agent"))
 						}
 						t.Fatalf("%d requests, want 1", len(hits))
+					}
+					if tc.version == DefaultAPIVersionActions {
+						tc.version = base.actions
 					}
 					checkRequest(t, hits[0], tc, base.prefix)
 				})
@@ -475,6 +478,28 @@ func TestNew(t *testing.T) {
 	}
 	if c.userAgent != "secretbroker" || c.vActions != "2022-11-28" || c.vAgents != "2026-03-10" {
 		t.Errorf("defaults: %q %q %q", c.userAgent, c.vActions, c.vAgents)
+	}
+	// The Actions version follows the GitHub the base URL names, as its
+	// reference gives it; one named in Config is kept.
+	for _, tt := range []struct {
+		base, version, want string
+		legacy              bool
+	}{
+		{"https://api.github.com", "", "2022-11-28", false},
+		{"https://ghe.example/api/v3", "", "2026-03-10", false},
+		{"https://ghe.example/api/v3/", "", "2026-03-10", false},
+		{"https://ghe.example/api/v3", "", "2022-11-28", true},
+		{"https://ghe.example/api/v3", "2022-11-28", "2022-11-28", false},
+		{"https://api.github.com", "2026-03-10", "2026-03-10", false},
+		{"http://127.0.0.1:8080", "", "2022-11-28", false},
+	} {
+		c, err := New(Config{BaseURL: tt.base, APIVersionActions: tt.version, LegacyRoutes: tt.legacy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.vActions != tt.want || c.vAgents != "2026-03-10" {
+			t.Errorf("%s (version %q, legacy %v): actions %q, agents %q; want %q, 2026-03-10", tt.base, tt.version, tt.legacy, c.vActions, c.vAgents, tt.want)
+		}
 	}
 	own := &http.Client{}
 	if c, _ := New(Config{HTTPClient: own}); c.hc != own {

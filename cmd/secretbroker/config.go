@@ -83,8 +83,10 @@ type Config struct {
 	GitHubApp GitHubAppConfig
 
 	// UpstreamAPIVersionActions is the X-GitHub-Api-Version sent with
-	// Actions requests. Flag --upstream-api-version-actions. Default
-	// upstream.DefaultAPIVersionActions, "2022-11-28".
+	// Actions requests. Flag --upstream-api-version-actions. Default by
+	// UpstreamURL (upstream.ActionsVersionFor): "2026-03-10" for GitHub
+	// Enterprise Server (a URL ending in /api/v3) unless
+	// UpstreamLegacyRoutes, else "2022-11-28".
 	UpstreamAPIVersionActions string
 
 	// UpstreamAPIVersionAgents is the X-GitHub-Api-Version sent with Agents
@@ -284,22 +286,21 @@ type Config struct {
 // Defaults, documented on Config. The upstream settings' defaults are
 // their packages' own: upstream.DefaultPacing() for the pacing flags.
 const (
-	defaultGRPCAddr                  = ":9090"
-	defaultHTTPAddr                  = ":8080"
-	defaultAdminAddr                 = ":9091"
-	defaultUpstreamURL               = upstream.DefaultBaseURL
-	defaultUpstreamAPIVersionActions = upstream.DefaultAPIVersionActions
-	defaultUpstreamAPIVersionAgents  = upstream.DefaultAPIVersionAgents
-	defaultShutdownTimeout           = 15 * time.Second
-	defaultKeyTTL                    = service.DefaultKeyTTL
-	defaultLogLevel                  = slog.LevelInfo
-	defaultLogFormat                 = logFormatJSON
-	defaultCallerRPS                 = 50
-	defaultCallerBurst               = 100
-	defaultCallerMaxConcurrent       = 32
-	defaultMaxConcurrentCalls        = 512
-	defaultMaxInflightBytes          = 32 << 20
-	defaultGCHeapFloor               = 64 << 20
+	defaultGRPCAddr                 = ":9090"
+	defaultHTTPAddr                 = ":8080"
+	defaultAdminAddr                = ":9091"
+	defaultUpstreamURL              = upstream.DefaultBaseURL
+	defaultUpstreamAPIVersionAgents = upstream.DefaultAPIVersionAgents
+	defaultShutdownTimeout          = 15 * time.Second
+	defaultKeyTTL                   = service.DefaultKeyTTL
+	defaultLogLevel                 = slog.LevelInfo
+	defaultLogFormat                = logFormatJSON
+	defaultCallerRPS                = 50
+	defaultCallerBurst              = 100
+	defaultCallerMaxConcurrent      = 32
+	defaultMaxConcurrentCalls       = 512
+	defaultMaxInflightBytes         = 32 << 20
+	defaultGCHeapFloor              = 64 << 20
 )
 
 // loadConfig builds the configuration from the command-line arguments
@@ -340,8 +341,10 @@ Flags:
 		"`file` holding the GitHub token (default: the "+envGitHubToken+" environment variable)")
 	registerGitHubAppFlags(fs, &cfg)
 	registerStateFlags(fs, &cfg)
-	fs.StringVar(&cfg.UpstreamAPIVersionActions, "upstream-api-version-actions", defaultUpstreamAPIVersionActions,
-		"X-GitHub-Api-Version for Actions secrets")
+	fs.StringVar(&cfg.UpstreamAPIVersionActions, "upstream-api-version-actions", "",
+		"X-GitHub-Api-Version for Actions secrets (default "+upstream.DefaultAPIVersionActionsGHES+
+			" for GitHub Enterprise Server, an --upstream-url ending in /api/v3, without --upstream-legacy-routes; else "+
+			upstream.DefaultAPIVersionActions+")")
 	fs.StringVar(&cfg.UpstreamAPIVersionAgents, "upstream-api-version-agents", defaultUpstreamAPIVersionAgents,
 		"X-GitHub-Api-Version for Agents secrets")
 	fs.BoolVar(&cfg.UpstreamLegacyRoutes, "upstream-legacy-routes", false,
@@ -455,6 +458,9 @@ Flags:
 		return Config{}, err
 	}
 
+	if cfg.UpstreamAPIVersionActions == "" {
+		cfg.UpstreamAPIVersionActions = upstream.ActionsVersionFor(cfg.UpstreamURL, cfg.UpstreamLegacyRoutes)
+	}
 	if err := cfg.readToken(lookupEnv); err != nil {
 		return Config{}, err
 	}

@@ -129,6 +129,29 @@ func TestLoadConfig(t *testing.T) {
 			}),
 		},
 		{
+			// GitHub Enterprise Server 3.21's reference gives 2026-03-10
+			// only.
+			name: "GitHub Enterprise Server's Actions version",
+			args: []string{"--upstream-url=https://ghes.example.com/api/v3/"},
+			env:  map[string]string{"GITHUB_TOKEN": testToken},
+			want: with(func(c *Config) {
+				c.UpstreamURL = "https://ghes.example.com/api/v3/"
+				c.UpstreamAPIVersionActions = "2026-03-10"
+			}),
+		},
+		{
+			// The older one's reference, with the legacy routes, has
+			// no API versions.
+			name: "older GitHub Enterprise Server's Actions version",
+			args: []string{"--upstream-url=https://ghes.example.com/api/v3", "--upstream-legacy-routes"},
+			env:  map[string]string{"GITHUB_TOKEN": testToken},
+			want: with(func(c *Config) {
+				c.UpstreamURL = "https://ghes.example.com/api/v3"
+				c.UpstreamLegacyRoutes = true
+				c.UpstreamAPIVersionActions = "2022-11-28"
+			}),
+		},
+		{
 			name: "flags",
 			args: []string{
 				"--grpc-addr=:1", "--http-addr", ":2", "--upstream-url=http://gh.internal",

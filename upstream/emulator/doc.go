@@ -23,6 +23,11 @@
 //
 // Paths may carry GitHub Enterprise Server's "/api/v3" prefix; it is
 // stripped before routing and kept in the absolute URLs the server builds.
+// Under it the server is GitHub Enterprise Server as its reference pages
+// give it: no Agents secrets, and Actions routes that take API version
+// 2026-03-10 (or none) but not 2022-11-28; with Options.LegacyRoutes it is
+// the older release, whose reference has no API versions and no route
+// listing a repository's organization secrets.
 //
 // # Rate limits
 //

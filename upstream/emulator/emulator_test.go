@@ -89,9 +89,11 @@ func (r result) message(t *testing.T) string {
 	return m.Message
 }
 
-// versionFor picks the API version a well-behaved client sends.
+// versionFor picks the API version a well-behaved client sends: Agents
+// secrets' 2026-03-10, GitHub Enterprise Server 3.21's (under /api/v3)
+// 2026-03-10, else github.com's 2022-11-28 for Actions.
 func versionFor(path string) string {
-	if strings.Contains(path, "/agents/") || strings.HasSuffix(path, "/agents") {
+	if strings.Contains(path, "/agents/") || strings.HasSuffix(path, "/agents") || strings.HasPrefix(path, "/api/v3/") {
 		return vAgents
 	}
 	return vActions
@@ -631,9 +633,10 @@ func TestSelectedRepositoriesURL(t *testing.T) {
 		t.Errorf("repositories %+v", rl)
 	}
 	// Under /api/v3 the URL keeps the prefix.
+	e.want(e.put("api/v3/"+orgActs, "S", "v", orgBody("selected", e.repoID("docs"))), 201)
 	var s secretJSON
-	e.want(e.do("GET", "/api/v3/"+orgAgent+"/secrets/S", nil), 200).json(t, &s)
-	if s.SelectedRepositoriesURL != e.srv.URL+"/api/v3/orgs/octo-org/agents/secrets/S/repositories" {
+	e.want(e.do("GET", "/api/v3/"+orgActs+"/secrets/S", nil), 200).json(t, &s)
+	if s.SelectedRepositoriesURL != e.srv.URL+"/api/v3/orgs/octo-org/actions/secrets/S/repositories" {
 		t.Errorf("url under /api/v3: %s", s.SelectedRepositoriesURL)
 	}
 }
@@ -1000,36 +1003,90 @@ func TestEnvironmentEscaping(t *testing.T) {
 
 func TestAPIVersion(t *testing.T) {
 	e := newEnv(t, emulator.Options{})
+	legacy := newEnv(t, emulator.Options{LegacyRoutes: true})
 	tests := []struct {
 		path    string
 		version string // "" sends none
 		status  int
+		legacy  bool // ask the old GitHub Enterprise Server
 	}{
-		{"/" + orgAgent + "/secrets", vAgents, 200},
-		{"/" + orgAgent + "/secrets", "", 400},
-		{"/" + orgAgent + "/secrets", vActions, 400},
-		{"/" + orgAgent + "/secrets/public-key", "2099-01-01", 400},
-		{"/" + repoAgnt + "/secrets", vActions, 400},
-		{"/" + repoAgnt + "/secrets", vAgents, 200},
-		{"/repos/octo-org/hello-world/agents/organization-secrets", "", 400},
-		{"/repos/octo-org/hello-world/agents/organization-secrets", vAgents, 200},
-		{"/" + orgActs + "/secrets", "", 200},
-		{"/" + orgActs + "/secrets", vActions, 200},
-		{"/" + orgActs + "/secrets", vAgents, 200},
-		{"/" + orgActs + "/secrets", "2021-01-01", 400},
-		{"/" + repoActs + "/secrets/public-key", "", 200},
-		{"/" + envProd + "/secrets", vAgents, 200},
-		{"/" + envProd + "/secrets", "junk", 400},
-		{"/repos/octo-org/docs", "", 200},
+		{"/" + orgAgent + "/secrets", vAgents, 200, false},
+		{"/" + orgAgent + "/secrets", "", 400, false},
+		{"/" + orgAgent + "/secrets", vActions, 400, false},
+		{"/" + orgAgent + "/secrets/public-key", "2099-01-01", 400, false},
+		{"/" + repoAgnt + "/secrets", vActions, 400, false},
+		{"/" + repoAgnt + "/secrets", vAgents, 200, false},
+		{"/repos/octo-org/hello-world/agents/organization-secrets", "", 400, false},
+		{"/repos/octo-org/hello-world/agents/organization-secrets", vAgents, 200, false},
+		{"/" + orgActs + "/secrets", "", 200, false},
+		{"/" + orgActs + "/secrets", vActions, 200, false},
+		{"/" + orgActs + "/secrets", vAgents, 200, false},
+		{"/" + orgActs + "/secrets", "2021-01-01", 400, false},
+		{"/" + repoActs + "/secrets/public-key", "", 200, false},
+		{"/" + envProd + "/secrets", vAgents, 200, false},
+		{"/" + envProd + "/secrets", "junk", 400, false},
+		{"/repos/octo-org/docs", "", 200, false},
+		// GitHub Enterprise Server 3.21 documents 2026-03-10 only.
+		{"/api/v3/" + orgActs + "/secrets", vAgents, 200, false},
+		{"/api/v3/" + orgActs + "/secrets", "", 200, false},
+		{"/api/v3/" + orgActs + "/secrets", vActions, 400, false},
+		{"/api/v3/" + envProd + "/secrets/public-key", vActions, 400, false},
+		{"/api/v3/repos/octo-org/docs", vActions, 400, false},
+		{"/api/v3/repos/octo-org/docs", vAgents, 200, false},
+		// The old one's reference has no API versions: it ignores them.
+		{"/api/v3/" + orgActs + "/secrets", vActions, 200, true},
+		{"/api/v3/" + orgActs + "/secrets", vAgents, 200, true},
+		{"/api/v3/" + orgActs + "/secrets", "", 200, true},
+		{"/api/v3/repositories/1296269/environments/prod%2Feu/secrets", vActions, 200, true},
 	}
 	for _, tt := range tests {
-		r := e.do("GET", tt.path, nil, "X-GitHub-Api-Version", tt.version)
+		env := e
+		if tt.legacy {
+			env = legacy
+		}
+		r := env.do("GET", tt.path, nil, "X-GitHub-Api-Version", tt.version)
 		if r.status != tt.status {
-			t.Errorf("%s with version %q: %d, want %d: %s", tt.path, tt.version, r.status, tt.status, r.body)
+			t.Errorf("%s with version %q (legacy %v): %d, want %d: %s", tt.path, tt.version, tt.legacy, r.status, tt.status, r.body)
 		}
 		if r.status == 400 && r.message(t) != "Unsupported API version" {
 			t.Errorf("message %q", r.message(t))
 		}
+	}
+}
+
+// Routes GitHub's reference pages do not give a flavour of GitHub are not
+// found there: Agents secrets on GitHub Enterprise Server (under /api/v3),
+// a repository's organization secrets on the old GitHub Enterprise Server.
+func TestRoutesOfEachGitHub(t *testing.T) {
+	e := newEnv(t, emulator.Options{})
+	legacy := newEnv(t, emulator.Options{LegacyRoutes: true})
+	tests := []struct {
+		name   string
+		env    *env
+		path   string
+		status int
+	}{
+		{"github.com: org agents", e, "/" + orgAgent + "/secrets", 200},
+		{"github.com: repo agents", e, "/" + repoAgnt + "/secrets/public-key", 200},
+		{"github.com: repo organization secrets", e, "/repos/octo-org/hello-world/actions/organization-secrets", 200},
+		{"GHES: org agents", e, "/api/v3/" + orgAgent + "/secrets", 404},
+		{"GHES: repo agents", e, "/api/v3/" + repoAgnt + "/secrets/public-key", 404},
+		{"GHES: agents organization secrets", e, "/api/v3/repos/octo-org/hello-world/agents/organization-secrets", 404},
+		{"GHES: repo organization secrets", e, "/api/v3/repos/octo-org/hello-world/actions/organization-secrets", 200},
+		{"old GHES: repo organization secrets", legacy, "/api/v3/repos/octo-org/hello-world/actions/organization-secrets", 404},
+		{"old GHES: repo organization secrets, no prefix", legacy, "/repos/octo-org/hello-world/actions/organization-secrets", 404},
+		{"old GHES: repo secrets", legacy, "/api/v3/" + repoActs + "/secrets", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.env.do("GET", tt.path, nil)
+			if r.status != tt.status {
+				t.Errorf("GET %s: %d, want %d: %s", tt.path, r.status, tt.status, r.body)
+			}
+			if r.status == 404 && r.message(t) != "Not Found" {
+				t.Errorf("message %q", r.message(t))
+			}
+		})
 	}
 }
 

@@ -41,7 +41,9 @@ type Options struct {
 	// Server: environment secrets are served only at
 	// /repositories/{repository_id}/environments/{environment_name}/secrets...
 	// and the /repos/{owner}/{repo}/environments/... secret routes answer
-	// 404. Without it, it is the other way round.
+	// 404. Without it, it is the other way round. It also takes the route
+	// listing a repository's organization secrets away, and any API
+	// version under /api/v3 (see the package doc).
 	LegacyRoutes bool
 	// Limits are the rate limits the server enforces; the zero value
 	// enforces none.
@@ -559,11 +561,12 @@ func (s *Server) answer(r *http.Request, m match, matched bool, body []byte, bod
 	if !matched {
 		return notFound()
 	}
-	if !versionOK(m, r.Header.Get(versionHeader)) {
-		return errorResponse(http.StatusBadRequest, "Unsupported API version")
-	}
-	if m.isEnv() && m.isLegacy() != s.opts.LegacyRoutes {
+	ghes := strings.HasPrefix(esc, apiV3Prefix+"/")
+	if !s.served(m, ghes) {
 		return notFound()
+	}
+	if !s.versionOK(m, ghes, r.Header.Get(versionHeader)) {
+		return errorResponse(http.StatusBadRequest, "Unsupported API version")
 	}
 	if bodyErr != nil {
 		return bodyErr
@@ -588,11 +591,40 @@ func (s *Server) authorized(r *http.Request) bool {
 	return s.tokenOK(tok) || s.authorizedApp(r)
 }
 
-// versionOK applies GitHub's API version rule: Agents routes need
-// 2026-03-10; everything else takes no version, 2022-11-28 or 2026-03-10.
-func versionOK(m match, v string) bool {
-	if m.App == appAgents {
+// served reports whether the server has m's route, as the reference
+// pages of the GitHub it plays describe it (ghes: the request came under
+// /api/v3):
+//   - environment secrets at /repositories/{repository_id}/... with
+//     Options.LegacyRoutes, at /repos/{owner}/{repo}/... without;
+//   - the old GitHub Enterprise Server (LegacyRoutes) has no route listing
+//     a repository's organization secrets;
+//   - GitHub Enterprise Server (under /api/v3) has no Agents secrets:
+//     GitHub documents them on github.com only.
+func (s *Server) served(m match, ghes bool) bool {
+	switch {
+	case m.isEnv() && m.isLegacy() != s.opts.LegacyRoutes:
+		return false
+	case m.Route == RouteListRepoOrgSecrets && s.opts.LegacyRoutes:
+		return false
+	case m.App == appAgents && ghes:
+		return false
+	}
+	return true
+}
+
+// versionOK applies GitHub's API version rule. Agents routes need
+// 2026-03-10. Under /api/v3 (ghes), GitHub Enterprise Server 3.21's
+// Actions routes take no version or 2026-03-10, its only documented one,
+// and the old GitHub Enterprise Server (LegacyRoutes), whose reference
+// predates API versions, takes any version it would ignore: none,
+// 2022-11-28 or 2026-03-10. github.com's Actions routes take no version,
+// 2022-11-28 or 2026-03-10.
+func (s *Server) versionOK(m match, ghes bool, v string) bool {
+	switch {
+	case m.App == appAgents:
 		return v == versionCurrent
+	case ghes && !s.opts.LegacyRoutes:
+		return v == "" || v == versionCurrent
 	}
 	return v == "" || v == versionActions || v == versionCurrent
 }
