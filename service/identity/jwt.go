@@ -532,7 +532,12 @@ func fetchJWKS(ctx context.Context, client *http.Client, rawURL string) ([]byte,
 	req.Header.Set("Accept", "application/json, application/jwk-set+json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetch JWKS: %w", err)
+		// A *url.Error quotes the URL it failed on (rawURL, or where a
+		// redirect led) with its query: show rawURL without credentials.
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("fetch JWKS %s: %w", shownURL(rawURL), err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -711,6 +712,18 @@ func TestNewJWTVerifierConfig(t *testing.T) {
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(issuer.JWKS()) }))
 	t.Cleanup(tlsSrv.Close)
 	file := issuer.WriteJWKSFile(t)
+	// A port nothing listens on: the connection is refused.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := "http://jwks:" + plantedURLSecret + "@" + ln.Addr().String() + "/jwks?token=" + plantedURLSecret
+	_ = ln.Close()
+	// A redirect the client refuses, to a URL holding credentials.
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://jwks.example/keys?token="+plantedURLSecret, http.StatusFound)
+	}))
+	t.Cleanup(redirector.Close)
 
 	tests := []struct {
 		name    string
@@ -732,6 +745,10 @@ func TestNewJWTVerifierConfig(t *testing.T) {
 		// Credentials in the URL never reach an error.
 		{name: "HTTP 404, credentials in the URL", cfg: JWTConfig{Issuer: "i", Audience: "a",
 			JWKSURL: strings.Replace(missing, "http://", "http://jwks:"+plantedURLSecret+"@", 1) + "?token=" + plantedURLSecret}, wantErr: "HTTP status 404"},
+		{name: "connection refused, credentials in the URL", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: refused},
+			wantErr: "connection refused"},
+		{name: "redirect refused, credentials in its URL", cfg: JWTConfig{Issuer: "i", Audience: "a",
+			JWKSURL: redirector.URL + "/jwks?token=" + plantedURLSecret}, wantErr: "must be https"},
 		{name: "invalid URL with a password", cfg: JWTConfig{Issuer: "i", Audience: "a",
 			JWKSURL: "http://jwks:" + plantedURLSecret + "%zz@127.0.0.1/jwks"}, wantErr: "not a valid URL"},
 		{name: "RSA 1024 only", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: weak}, wantErr: "no usable signing key"},
