@@ -2,6 +2,7 @@ package service
 
 import (
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -127,4 +128,47 @@ func TestAuditFailsClosedSyncAndAsync(t *testing.T) {
 			})
 		})
 	}
+}
+
+// CancelOperation changes what is written (the operation's remaining
+// items are not): with the audit trail down it is refused with
+// UNAVAILABLE and the operation is left as it was; with the trail up, the
+// cancel has its intent and outcome records.
+func TestCancelOperationFailsClosed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, st, w := newBreakableAuditHarness(t)
+		op := &state.Operation{ID: "op1", Kind: state.KindBatchPutSecrets, Owner: "x"}
+		op.Pending = append(op.Pending, state.PendingItem{Name: repoScope + "/secrets/A", Value: []byte(plantedSecret)})
+		op.Metadata.Total = 1
+		if err := st.PutOperation(t.Context(), op); err != nil {
+			t.Fatal(err)
+		}
+		cancel := &secretbrokerv1.CancelOperationRequest{Name: "operations/op1"}
+
+		w.broken.Store(true)
+		_, err := h.broker.CancelOperation(t.Context(), cancel)
+		if got := statusCode(err); got != codes.Unavailable {
+			t.Fatalf("CancelOperation with the audit trail down: code %v (%v), want Unavailable", got, err)
+		}
+		stored, err := st.GetOperation(t.Context(), "op1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored.Done || len(stored.Pending) != 1 {
+			t.Errorf("the operation after a refused cancel: done %v, %d items pending; want not done, 1", stored.Done, len(stored.Pending))
+		}
+
+		w.broken.Store(false)
+		before := w.buf.String()
+		got, err := h.broker.CancelOperation(t.Context(), cancel)
+		if err != nil || !got.GetDone() {
+			t.Fatalf("CancelOperation: %v, done %v; want done", err, got.GetDone())
+		}
+		records := w.buf.String()[len(before):]
+		for _, phase := range []string{`"phase":"intent"`, `"phase":"outcome"`} {
+			if !strings.Contains(records, phase) || !strings.Contains(records, "CancelOperation") {
+				t.Errorf("the cancel's audit records lack %s: %q", phase, records)
+			}
+		}
+	})
 }

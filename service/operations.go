@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
-	"github.com/secretbroker/secretbroker/service/audit"
 	"github.com/secretbroker/secretbroker/service/identity"
 	"github.com/secretbroker/secretbroker/service/operation"
 	"github.com/secretbroker/secretbroker/service/state"
@@ -368,12 +367,17 @@ func (s *Server) CancelOperation(ctx context.Context, req *secretbrokerv1.Cancel
 	if s.authz != nil && cur.Caller != callerOf(ctx) && !s.mayAllOf(callerOf(ctx), verbWrite, cur) {
 		return nil, s.toStatus(ctx, op, s.deny(ctx, rpcCancelOperation, nil, verbWrite, operationPrefix+id))
 	}
+	// Cancelling changes what is written: audited like any change, and
+	// refused when the intent cannot be recorded.
+	ctx, ch, err := s.begin(ctx, rpcCancelOperation, nil, operationPrefix+id, nil)
+	if err != nil {
+		return nil, s.toStatus(ctx, op, err)
+	}
 	done, err := s.ops.runner.Cancel(ctx, id, visible)
+	ch.end(ctx, err)
 	if err != nil {
 		return nil, s.opError(ctx, op, err)
 	}
-	s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: rpcCancelOperation, Resource: operationPrefix + id,
-		Outcome: codeName(codes.OK)})
 	return toOperation(done), nil
 }
 
