@@ -134,6 +134,10 @@ func classify(err error) *status.Status {
 			"the broker's GitHub App is not installed on the organization or account %q; install it there, or use a scope it is installed on",
 			truncate(ni.Account, maxUpstreamMessage)))
 	}
+	if no, ok := errors.AsType[*upstream.NotOfferedError](err); ok {
+		return status.New(codes.FailedPrecondition, fmt.Sprintf(
+			"the broker's GitHub (%s) has no %s; nothing was sent", no.Where, no.What))
+	}
 	var ue *upstream.Error
 	if !errors.As(err, &ue) {
 		if isTransport(err) {

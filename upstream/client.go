@@ -123,6 +123,7 @@ type Client struct {
 	vActions  string
 	vAgents   string
 	legacy    bool
+	ghes      bool // GitHub Enterprise Server: a base URL under /api/v3, or legacy routes
 	hc        *http.Client
 	pacing    Pacing
 	log       *slog.Logger
@@ -197,6 +198,7 @@ func New(cfg Config) (*Client, error) {
 		vActions:  cmp.Or(cfg.APIVersionActions, defaultActionsVersion(base, cfg.LegacyRoutes)),
 		vAgents:   cmp.Or(cfg.APIVersionAgents, DefaultAPIVersionAgents),
 		legacy:    cfg.LegacyRoutes,
+		ghes:      cfg.LegacyRoutes || isGHES(base),
 		hc:        cfg.HTTPClient,
 		pacing:    pacing,
 		log:       logger,
@@ -513,6 +515,13 @@ func (c *Client) ListRepositoryOrganizationSecrets(ctx context.Context, s Scope,
 	if s.IsOrg() || s.IsEnvironment() {
 		return SecretList{}, fmt.Errorf("upstream: scope %s: organization secrets are listed for repository scopes only", s)
 	}
+	if err := c.offered(s); err != nil {
+		return SecretList{}, err
+	}
+	if c.legacy {
+		// The older release's reference has no such route.
+		return SecretList{}, &NotOfferedError{What: "route listing a repository's organization secrets (older releases, --upstream-legacy-routes)", Where: "GitHub Enterprise Server"}
+	}
 	var list SecretList
 	var err error
 	if list.HasNext, err = c.getPage(ctx, s, "/repos/{owner}/{repo}/{app}/organization-secrets", "/"+s.Path()+"/organization-secrets", p, &list); err != nil {
@@ -562,6 +571,9 @@ func (c *Client) scopePath(ctx context.Context, s Scope) (routePath, error) {
 	if err := validateScope(s); err != nil {
 		return routePath{}, err
 	}
+	if err := c.offered(s); err != nil {
+		return routePath{}, err
+	}
 	switch {
 	case s.IsOrg():
 		return routePath{"/orgs/{org}/{app}", "/" + s.Path()}, nil
@@ -596,6 +608,9 @@ func (c *Client) secretPath(ctx context.Context, s Scope, name string) (routePat
 // orgSecretPath is secretPath for the organization-only endpoints.
 func (c *Client) orgSecretPath(s Scope, name string) (routePath, error) {
 	if err := validateScope(s); err != nil {
+		return routePath{}, err
+	}
+	if err := c.offered(s); err != nil {
 		return routePath{}, err
 	}
 	if !s.IsOrg() {
@@ -927,8 +942,38 @@ func ActionsVersionFor(baseURL string, legacy bool) string {
 
 // defaultActionsVersion is ActionsVersionFor for a parsed base URL.
 func defaultActionsVersion(base *url.URL, legacy bool) string {
-	if !legacy && strings.HasSuffix(strings.TrimRight(base.Path, "/"), "/api/v3") {
+	if !legacy && isGHES(base) {
 		return DefaultAPIVersionActionsGHES
 	}
 	return DefaultAPIVersionActions
+}
+
+// isGHES reports whether base is GitHub Enterprise Server's API root,
+// https://HOST/api/v3.
+func isGHES(base *url.URL) bool {
+	return strings.HasSuffix(strings.TrimRight(base.Path, "/"), "/api/v3")
+}
+
+// NotOfferedError reports a request for secrets the GitHub the client
+// talks to does not have, as its reference pages give it; nothing was
+// sent. It is safe to log. Find it with errors.As.
+type NotOfferedError struct {
+	// What is missing, for example "Agents secrets"; Where names the
+	// GitHub, for example "GitHub Enterprise Server".
+	What, Where string
+}
+
+func (e *NotOfferedError) Error() string {
+	return "upstream: " + e.Where + " has no " + e.What
+}
+
+// offered checks that the client's GitHub has s's secrets: GitHub
+// Enterprise Server's reference pages (3.21 and the older release with the
+// legacy routes) document Actions secrets only; Agents secrets are
+// github.com's.
+func (c *Client) offered(s Scope) error {
+	if c.ghes && s.App == Agents {
+		return &NotOfferedError{What: "Agents secrets", Where: "GitHub Enterprise Server"}
+	}
+	return nil
 }

@@ -405,6 +405,14 @@ func TestMethods(t *testing.T) {
 					f := newFake(t, fixed(tc.reply))
 					c := newClient(t, Config{BaseURL: f.URL + base.suffix})
 					got, err := tc.invoke(t.Context(), c)
+					if base.prefix != "" && strings.HasSuffix(scope, "/agents") {
+						// GitHub Enterprise Server's reference has no
+						// Agents secrets: refused, nothing sent.
+						if !isNotOffered(err) || len(f.Hits()) != 0 {
+							t.Fatalf("%v after %d requests; want a *NotOfferedError and none", err, len(f.Hits()))
+						}
+						return
+					}
 					if err != nil {
 						t.Fatalf("error: %v", err)
 					}
@@ -643,8 +651,20 @@ func TestLegacyRoutes(t *testing.T) {
 		t.Errorf("GET /repos/acme/api %d times, want 1", n)
 	}
 
-	// Other scopes keep their routes under LegacyRoutes.
-	for _, s := range []Scope{orgActions, repActions, repAgents} {
+	// Other Actions scopes keep their routes under LegacyRoutes; the older
+	// release's reference has no Agents secrets and no route listing a
+	// repository's organization secrets: refused, nothing sent.
+	before := len(f.Hits())
+	if _, err := c.GetPublicKey(ctx, repAgents); !isNotOffered(err) {
+		t.Errorf("Agents key under legacy routes: %v, want a *NotOfferedError", err)
+	}
+	if _, err := c.ListRepositoryOrganizationSecrets(ctx, repActions, Page{}); !isNotOffered(err) {
+		t.Errorf("repository organization secrets under legacy routes: %v, want a *NotOfferedError", err)
+	}
+	if n := len(f.Hits()) - before; n != 0 {
+		t.Errorf("%d requests sent for what the older release has not, want 0", n)
+	}
+	for _, s := range []Scope{orgActions, repActions} {
 		before := len(f.Hits())
 		_, _ = c.GetPublicKey(ctx, s)
 		if got, want := f.Hits()[before].EscapedPath, "/api/v3/"+s.Path()+"/secrets/public-key"; got != want {
@@ -995,4 +1015,10 @@ func TestHasNext(t *testing.T) {
 			t.Errorf("%s: hasNext(%+v, %d) = %v, want %v", tc.name, tc.p, tc.total, got, tc.want)
 		}
 	}
+}
+
+// isNotOffered reports whether err is a *NotOfferedError.
+func isNotOffered(err error) bool {
+	_, ok := errors.AsType[*NotOfferedError](err)
+	return ok
 }
