@@ -2923,13 +2923,13 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\fGetOperation\x12$.secretbroker.v1.GetOperationRequest\x1a\x1a.secretbroker.v1.Operation\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/{name=operations/*}\x12y\n" +
 	"\x0eListOperations\x12&.secretbroker.v1.ListOperationsRequest\x1a'.secretbroker.v1.ListOperationsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/operations\x12\x81\x01\n" +
 	"\x0fCancelOperation\x12'.secretbroker.v1.CancelOperationRequest\x1a\x1a.secretbroker.v1.Operation\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/{name=operations/*}:cancel\x12{\n" +
-	"\rWaitOperation\x12%.secretbroker.v1.WaitOperationRequest\x1a\x1a.secretbroker.v1.Operation\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/{name=operations/*}:waitB\xf3\b\x92A\xa6\b\x12\xde\x01\n" +
+	"\rWaitOperation\x12%.secretbroker.v1.WaitOperationRequest\x1a\x1a.secretbroker.v1.Operation\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/{name=operations/*}:waitB\x8f\t\x92A\xc2\b\x12\xde\x01\n" +
 	"\fsecretbroker\x12\xc9\x01Writes GitHub Actions and Agents secrets on behalf of callers that hold neither GitHub credentials nor libsodium. Resource names are the paths below without /v1/; field names are snake_case, as served.2\x02v12\x10application/json:\x10application/jsonR\x94\x01\n" +
 	"\x03400\x12\x8c\x01\n" +
 	"rINVALID_ARGUMENT or FAILED_PRECONDITION: the request is malformed, or the secret is not in a state that allows it.\x12\x16\n" +
-	"\x14\x1a\x12.google.rpc.StatusR\x80\x01\n" +
-	"\x03401\x12y\n" +
-	"_UNAUTHENTICATED: the caller did not prove who it is, or GitHub refused the broker's credential.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusRU\n" +
+	"\x03401\x12N\n" +
+	"4UNAUTHENTICATED: the caller did not prove who it is.\x12\x16\n" +
 	"\x14\x1a\x12.google.rpc.StatusRm\n" +
 	"\x03403\x12f\n" +
 	"LPERMISSION_DENIED: the broker's policy, or GitHub, does not allow this call.\x12\x16\n" +
@@ -2939,9 +2939,9 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\x14\x1a\x12.google.rpc.StatusRq\n" +
 	"\x03429\x12j\n" +
 	"PRESOURCE_EXHAUSTED: a rate limit; the Retry-After header says when to try again.\x12\x16\n" +
-	"\x14\x1a\x12.google.rpc.StatusR\x94\x01\n" +
-	"\x03503\x12\x8c\x01\n" +
-	"rUNAVAILABLE: GitHub or the broker cannot answer now; the Retry-After header, when present, says when to try again.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusR\xdc\x01\n" +
+	"\x03503\x12\xd4\x01\n" +
+	"\xb9\x01UNAVAILABLE: GitHub or the broker cannot answer now, or GitHub refused the broker's credential (an operator must renew it); the Retry-After header, when present, says when to try again.\x12\x16\n" +
 	"\x14\x1a\x12.google.rpc.StatusZGgithub.com/secretbroker/secretbroker/gen/secretbroker/v1;secretbrokerv1b\x06proto3"
 
 var (
