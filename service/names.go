@@ -271,7 +271,7 @@ func parseEnvironment(field, seg string) (string, error) {
 		return "", invalidArg(field, "environment %q is not validly URL-escaped", seg)
 	}
 	if env == "" || len(env) > maxEnvironmentLen {
-		return "", invalidArg(field, "environment name must be 1 to %d characters", maxEnvironmentLen)
+		return "", invalidArg(field, "environment name must be 1 to %d bytes (UTF-8)", maxEnvironmentLen)
 	}
 	if !utf8.ValidString(env) {
 		return "", invalidArg(field, "environment name %q must be valid UTF-8 once unescaped", seg)

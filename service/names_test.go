@@ -87,6 +87,7 @@ func TestParseParent(t *testing.T) {
 		// Lengths.
 		{in: "repos/o/r/environments/" + strings.Repeat("e", 255), want: upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r", Environment: strings.Repeat("e", 255)}},
 		{in: "repos/o/r/environments/" + strings.Repeat("e", 256), wantErr: "environment name must be 1 to 255"},
+		{in: "repos/o/r/environments/" + strings.Repeat("é", 128), wantErr: "environment name must be 1 to 255 bytes"}, // 256 bytes
 		{in: "orgs/" + strings.Repeat("a", 1100) + "/actions", wantErr: "is 1113 bytes; a resource name is at most 1024 bytes"},
 		// The longest parent formats to 925 bytes, under the limit.
 		{in: "repos/" + strings.Repeat("o", 39) + "/" + strings.Repeat("r", 100) + "/environments/" + strings.Repeat("!", 255), want: upstream.Scope{App: upstream.Actions, Owner: strings.Repeat("o", 39), Repo: strings.Repeat("r", 100), Environment: strings.Repeat("!", 255)}},
