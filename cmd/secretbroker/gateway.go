@@ -77,6 +77,8 @@ type gateway struct {
 	routes *routeProbe
 	// bodyRoutes holds routeKey of each route that takes a request body.
 	bodyRoutes map[string]bool
+	// query holds the query parameters of each route (knownQuery).
+	query queryRoutes
 	// selectionRoutes holds routeKey of SetSelectedRepositories' routes,
 	// whose body must name the selection (selectionRequired).
 	selectionRoutes map[string]bool
@@ -98,6 +100,7 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 		routes:          routes,
 		bodyRoutes:      make(map[string]bool),
 		selectionRoutes: make(map[string]bool),
+		query:           serviceQueryRoutes(),
 		budget:          newBodyBudget(defaultMaxInflightBytes),
 		marshaler:       newJSONMarshaler(),
 	}
@@ -105,9 +108,10 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, g.marshaler),
 		// "prod%2Feu" stays one path segment when routes are matched ...
 		runtime.WithUnescapingMode(unescapingMode),
-		// ... and reaches the service as the caller escaped it. Only a
-		// route that takes a body has it read.
-		runtime.WithMiddlewares(g.rawPathVariables, g.bodies, g.selectionRequired),
+		// ... and reaches the service as the caller escaped it. A query
+		// parameter the route does not take is refused. Only a route
+		// that takes a body has it read.
+		runtime.WithMiddlewares(g.knownQuery, g.rawPathVariables, g.bodies, g.selectionRequired),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
 		runtime.WithForwardResponseOption(createdStatus),
 		// The HTTP client is the caller the pacer queues for; only the
