@@ -251,16 +251,21 @@ func (s *MemoryState) recordLocked(now time.Time, g Grant) {
 func (s *MemoryState) checkLocked(now time.Time, g Grant) Verdict {
 	s.pruneLocked(now)
 	v := Verdict{OK: true, At: now}
-	later := func(at time.Time, why Reason) {
-		if at.After(v.At) {
-			v.OK, v.At, v.Why = false, at, why
+	// later makes v wait until at for why when that is later than what
+	// v waits for; it reports whether it did. A hold of the whole
+	// credential sets Held after it.
+	later := func(at time.Time, why Reason) bool {
+		if !at.After(v.At) {
+			return false
 		}
+		v.OK, v.At, v.Why, v.Held = false, at, why, false
+		return true
 	}
-	if s.holds.PauseUntil.After(now) {
-		later(s.holds.PauseUntil, s.holds.PauseReason)
+	if s.holds.PauseUntil.After(now) && later(s.holds.PauseUntil, s.holds.PauseReason) {
+		v.Held = true
 	}
-	if !s.holds.PrimaryReset.IsZero() && s.holds.PrimaryRemaining <= 0 {
-		later(s.holds.PrimaryReset, ReasonPrimary)
+	if !s.holds.PrimaryReset.IsZero() && s.holds.PrimaryRemaining <= 0 && later(s.holds.PrimaryReset, ReasonPrimary) {
+		v.Held = true
 	}
 	if reset, left := s.holds.PrimaryReset, s.holds.PrimaryRemaining; reset.After(now) && left > 0 {
 		// The requests in flight on every replica may not use up what is
@@ -272,10 +277,17 @@ func (s *MemoryState) checkLocked(now time.Time, g Grant) Verdict {
 		}
 		switch {
 		case left == 0: // this replica's part is nothing: until the reset
-			later(reset, ReasonPrimary)
+			if later(reset, ReasonPrimary) {
+				v.Held = true
+			}
 		case s.inFlightLocked(now) >= left: // ask again soon
 			later(earliest(reset, now.Add(SlotPoll)), ReasonPrimary)
 		}
+	}
+	if n := s.lim.MaxInFlight; n > 0 && s.inFlightLocked(now) >= n {
+		// GitHub's limit on requests in flight, every replica's together:
+		// ask again soon.
+		later(now.Add(SlotPoll), ReasonQueue)
 	}
 	if lim := s.lim.PointsPerMinute; lim > 0 {
 		later(s.freeAt(now, Window, lim, g.Cost, func(e *Entry) int { return e.Points }), ReasonBudget)

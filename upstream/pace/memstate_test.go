@@ -67,3 +67,36 @@ func TestMemoryStateSharesPrimaryQuota(t *testing.T) {
 		}
 	}
 }
+
+// A replica on its own share of the limits (Share, while Redis is
+// unreachable) keeps its part of GitHub's limit on requests in flight:
+// MaxInFlight/Replicas, at least one.
+func TestMemoryStateSharesConcurrencyLimit(t *testing.T) {
+	ctx := context.Background()
+	t0 := statetest.T0
+	tests := []struct {
+		replicas, granted int
+	}{
+		{replicas: 1, granted: pace.MaxConcurrent},
+		{replicas: 2, granted: 50},
+		{replicas: 3, granted: 33},
+		{replicas: 200, granted: 1},
+	}
+	for _, tt := range tests {
+		s := pace.NewMemoryState(pace.StateLimits{MaxInFlight: pace.MaxConcurrent}.Share(tt.replicas))
+		granted := 0
+		var last pace.Verdict
+		for i := range pace.MaxConcurrent + 1 {
+			if last = s.Start(ctx, t0, pace.Grant{ID: "g" + strconv.Itoa(i), Cost: pace.ReadPoints}); !last.OK {
+				break
+			}
+			granted++
+		}
+		if granted != tt.granted {
+			t.Errorf("%d replicas: %d granted at once, want %d", tt.replicas, granted, tt.granted)
+		}
+		if last.OK || !last.At.Equal(t0.Add(pace.SlotPoll)) || last.Why != pace.ReasonQueue || last.Held {
+			t.Errorf("%d replicas: the wait is %+v, want %v for the places in flight, not held", tt.replicas, last, pace.SlotPoll)
+		}
+	}
+}

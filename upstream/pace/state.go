@@ -57,6 +57,13 @@ type StateLimits struct {
 	// SecondaryPause is how long a refusal without Retry-After pauses the
 	// credential.
 	SecondaryPause time.Duration
+	// MaxInFlight, when positive, is the most requests in flight at once
+	// on every replica together: GitHub's limit on concurrent requests
+	// (MaxConcurrent) is the credential's, not a replica's. It counts the
+	// requests granted and not yet done that started within
+	// InFlightCounted, as the bound on the primary quota left does; a
+	// request past it waits (ReasonQueue). 0 turns it off.
+	MaxInFlight int
 	// Replicas, above 1, is how many replicas share the primary quota
 	// while they do not share this State (a replica's local budget, Share):
 	// this one keeps at most remaining/Replicas requests in flight.
@@ -86,13 +93,16 @@ func (l StateLimits) Validate() error {
 		return fmt.Errorf("pace: WritesPerHour %d is negative", l.WritesPerHour)
 	case l.SecondaryPause < 0:
 		return fmt.Errorf("pace: SecondaryPause %v is negative", l.SecondaryPause)
+	case l.MaxInFlight < 0:
+		return fmt.Errorf("pace: MaxInFlight %d is negative", l.MaxInFlight)
 	}
 	return nil
 }
 
 // Share returns l as one of n replicas' conservative share of it: the
 // budgets divided by n (rounded down, at least one request's worth) and
-// the write spacing multiplied by n, so that n replicas each within its
+// the write spacing multiplied by n, the requests in flight divided by n,
+// so that n replicas each within its
 // share stay within l together.
 func (l StateLimits) Share(n int) StateLimits {
 	if n <= 1 {
@@ -107,6 +117,7 @@ func (l StateLimits) Share(n int) StateLimits {
 	l.PointsPerMinute = div(l.PointsPerMinute, WritePoints)
 	l.WritesPerMinute = div(l.WritesPerMinute, 1)
 	l.WritesPerHour = div(l.WritesPerHour, 1)
+	l.MaxInFlight = div(l.MaxInFlight, 1)
 	l.WriteInterval *= time.Duration(n)
 	l.WriteLease *= time.Duration(n)
 	l.Replicas = n
@@ -127,6 +138,14 @@ type Verdict struct {
 	OK  bool
 	At  time.Time
 	Why Reason
+	// Held is whether At ends a hold of the whole credential, which every
+	// request waits for: a pause after a refusal (ReasonPause, or
+	// ReasonPrimary for a refusal with the quota used up) or the primary
+	// quota used up until its reset (ReasonPrimary). The pacer holds its
+	// own queue until then too. It is false for a wait that depends on
+	// the request or on the requests in flight (the budgets, the write
+	// slot, the bounds on requests in flight).
+	Held bool
 }
 
 // State is the part of one credential's pacing that the replicas of a

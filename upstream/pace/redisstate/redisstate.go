@@ -229,7 +229,7 @@ func (s *State) Start(ctx context.Context, now time.Time, g pace.Grant) pace.Ver
 		}
 		res, err := s.run(ctx, startScript, ms(now), g.ID, g.Cost, b01(g.Write), s.lim.PointsPerMinute,
 			s.lim.WriteInterval.Milliseconds(), s.lim.Lease().Milliseconds(), s.lim.WritesPerMinute, s.lim.WritesPerHour,
-			pace.InFlightLease.Milliseconds(), epoch, pace.SlotPoll.Milliseconds())
+			pace.InFlightLease.Milliseconds(), epoch, pace.SlotPoll.Milliseconds(), s.lim.MaxInFlight)
 		if err != nil {
 			s.down(now, err)
 			return s.local(now, g)
@@ -259,12 +259,27 @@ func (s *State) Start(ctx context.Context, now time.Time, g pace.Grant) pace.Ver
 				h.PrimaryReset, h.PrimaryRemaining = fromMS(int64(n[4])), n[5]
 			}
 			s.mirror.MergeHolds(h)
-			return pace.Verdict{At: fromMS(int64(n[0])), Why: pace.Reason(n[1])}
+			v := pace.Verdict{At: fromMS(int64(n[0])), Why: pace.Reason(n[1])}
+			v.Held = held(v, h)
+			return v
 		default: // "empty", "epoch": re-seed and ask again
 			s.forgetEpoch()
 		}
 	}
 	return s.local(now, g)
+}
+
+// held reports whether the wait v ends a hold of the whole credential
+// in h (pace.Verdict.Held): the pause, or the primary quota used up until
+// its reset.
+func held(v pace.Verdict, h pace.Holds) bool {
+	switch {
+	case !h.PauseUntil.IsZero() && v.At.Equal(h.PauseUntil) && v.Why == h.PauseReason:
+		return true
+	case !h.PrimaryReset.IsZero() && h.PrimaryRemaining <= 0 && v.At.Equal(h.PrimaryReset) && v.Why == pace.ReasonPrimary:
+		return true
+	}
+	return false
 }
 
 func (s *State) forgetEpoch() {

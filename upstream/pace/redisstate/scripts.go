@@ -80,7 +80,8 @@ end
 
 // startScript decides and, when allowed, grants one request.
 // ARGV: now, id, cost, write (0/1), pointsPerMinute, interval, lease,
-// writesPerMinute, writesPerHour, inFlightLease, epoch, poll (ms).
+// writesPerMinute, writesPerHour, inFlightLease, epoch, poll (ms),
+// maxInFlight (0: off).
 // Returns {"ok", points, writesMinute, writesHour, pointsInFlight,
 // writesMinuteInFlight, writesHourInFlight} (every replica's use after the
 // grant, and of it what is in flight), {"wait", at, why, pause, reason,
@@ -90,7 +91,7 @@ local now = tonumber(ARGV[1])
 local id, cost, write = ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
 local ppm, interval, lease = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local wpm, wph, inflight = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local poll = tonumber(ARGV[12])
+local poll, maxfl = tonumber(ARGV[12]), tonumber(ARGV[13])
 local minute, hour = %d, %d
 local bad = epoch_ok(ARGV[11])
 if bad then return {bad} end
@@ -109,9 +110,13 @@ if reset > now and remaining <= 0 then later(reset, %d) end
 -- the requests in flight on every replica may not use up what is left of
 -- the primary quota: their answers, not yet in, will say what is left
 -- (those started within InFlightCounted: a dead replica's stop counting)
-if reset > now and remaining > 0 and redis.call('ZCOUNT', KEYS[1], '(' .. (now + inflight - %d), '+inf') >= remaining then
+local flying = redis.call('ZCOUNT', KEYS[1], '(' .. (now + inflight - %d), '+inf')
+if reset > now and remaining > 0 and flying >= remaining then
   later(math.min(reset, now + poll), %d)
 end
+-- GitHub's limit on requests in flight, every replica's together, counted
+-- alike
+if maxfl > 0 and flying >= maxfl then later(now + poll, %d) end
 
 -- the points log: every entry counts (pruned above), oldest end first
 local pts = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
@@ -166,7 +171,7 @@ end
 touch()
 return {'ok', used, wmin, whour, usedFlight, wminFlight, wminFlight}
 `, pace.Window.Milliseconds(), pace.WritesHour.Milliseconds(),
-	int(pace.ReasonPrimary), pace.InFlightCounted.Milliseconds(), int(pace.ReasonPrimary), int(pace.ReasonBudget), int(pace.ReasonSpacing), int(pace.ReasonSpacing),
+	int(pace.ReasonPrimary), pace.InFlightCounted.Milliseconds(), int(pace.ReasonPrimary), int(pace.ReasonQueue), int(pace.ReasonBudget), int(pace.ReasonSpacing), int(pace.ReasonSpacing),
 	int(pace.ReasonContent), int(pace.ReasonContent)))
 
 // doneScript records a completion. ARGV: now, id, cost, write, epoch,

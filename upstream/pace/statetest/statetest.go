@@ -46,12 +46,26 @@ func wantOK(t *testing.T, st pace.State, now time.Time, g pace.Grant) {
 	}
 }
 
+// wantWait wants st to refuse g at now until until for why, a wait of
+// its own (not Held).
 func wantWait(t *testing.T, st pace.State, now time.Time, g pace.Grant, until time.Time, why pace.Reason) {
 	t.Helper()
+	wantVerdict(t, st, now, g, until, why, false)
+}
+
+// wantHold wants st to refuse g at now until until for why, a hold of the
+// whole credential (Held).
+func wantHold(t *testing.T, st pace.State, now time.Time, g pace.Grant, until time.Time, why pace.Reason) {
+	t.Helper()
+	wantVerdict(t, st, now, g, until, why, true)
+}
+
+func wantVerdict(t *testing.T, st pace.State, now time.Time, g pace.Grant, until time.Time, why pace.Reason, held bool) {
+	t.Helper()
 	v := st.Start(context.Background(), now, g)
-	if v.OK || !v.At.Equal(until) || v.Why != why {
-		t.Fatalf("Start(%s at +%v) = {OK %v At +%v Why %v}, want a wait until +%v for %v",
-			g.ID, now.Sub(T0), v.OK, v.At.Sub(T0), v.Why, until.Sub(T0), why)
+	if v.OK || !v.At.Equal(until) || v.Why != why || v.Held != held {
+		t.Fatalf("Start(%s at +%v) = {OK %v At +%v Why %v Held %v}, want a wait until +%v for %v, Held %v",
+			g.ID, now.Sub(T0), v.OK, v.At.Sub(T0), v.Why, v.Held, until.Sub(T0), why, held)
 	}
 }
 
@@ -151,7 +165,7 @@ func Run(t *testing.T, newStates Factory) {
 		g := grant(false)
 		wantOK(t, st[0], T0, g)
 		st[0].Done(ctx, T0, g, pace.RateLimit{Status: 403, Remaining: -1, Used: -1, Refused: true, RetryAfter: 30 * time.Second, HasRetryAfter: true})
-		wantWait(t, st[1], T0, grant(false), at(30*time.Second), pace.ReasonPause)
+		wantHold(t, st[1], T0, grant(false), at(30*time.Second), pace.ReasonPause)
 		wantOK(t, st[1], at(30*time.Second), grant(false))
 	})
 	t.Run("a used-up primary quota holds every replica until its reset", func(t *testing.T) {
@@ -160,8 +174,47 @@ func Run(t *testing.T, newStates Factory) {
 		wantOK(t, st[0], T0, g)
 		reset := at(10 * time.Minute)
 		st[0].Done(ctx, T0, g, pace.RateLimit{Status: 200, Remaining: 0, Used: 5000, Reset: reset})
-		wantWait(t, st[1], T0, grant(true), reset, pace.ReasonPrimary)
+		wantHold(t, st[1], T0, grant(true), reset, pace.ReasonPrimary)
 		wantOK(t, st[1], reset, grant(true))
+	})
+	t.Run("a verdict is held only when the hold is the latest wait", func(t *testing.T) {
+		st, _ := newStates(t, pace.StateLimits{PointsPerMinute: 9, SecondaryPause: time.Minute}, 2)
+		g := grant(true)
+		wantOK(t, st[0], T0, g)
+		st[0].Done(ctx, T0, g, ok204)
+		wantWait(t, st[1], T0, grant(true), at(pace.Window), pace.ReasonBudget) // 5 + 5 > 9
+		refusal := func(after time.Duration) pace.RateLimit {
+			return pace.RateLimit{Status: 403, Remaining: -1, Used: -1, Refused: true, RetryAfter: after, HasRetryAfter: true}
+		}
+		r := grant(false)
+		wantOK(t, st[1], T0, r)
+		st[1].Done(ctx, T0, r, refusal(30*time.Second))
+		// The pause ends before the budget frees: the budget's wait.
+		wantWait(t, st[0], T0, grant(true), at(pace.Window), pace.ReasonBudget)
+		wantHold(t, st[0], T0, grant(false), at(30*time.Second), pace.ReasonPause)
+		r = grant(false)
+		wantOK(t, st[1], at(30*time.Second), r)
+		st[1].Done(ctx, at(30*time.Second), r, refusal(2*time.Minute))
+		wantHold(t, st[0], at(30*time.Second), grant(true), at(150*time.Second), pace.ReasonPause)
+	})
+	t.Run("requests in flight on every replica stay within MaxInFlight", func(t *testing.T) {
+		st, kill := newStates(t, pace.StateLimits{MaxInFlight: 3}, 2)
+		a := grant(false)
+		wantOK(t, st[0], T0, a)
+		wantOK(t, st[0], T0, grant(true))
+		wantOK(t, st[1], T0, grant(false))
+		// Three in flight, the limit: neither replica sends a fourth
+		// until one is answered; reads and writes alike.
+		wantWait(t, st[1], T0, grant(false), at(pace.SlotPoll), pace.ReasonQueue)
+		wantWait(t, st[0], at(time.Second), grant(true), at(time.Second+pace.SlotPoll), pace.ReasonQueue)
+		st[0].Done(ctx, at(2*time.Second), a, ok204)
+		wantOK(t, st[1], at(2*time.Second), grant(false))
+		wantWait(t, st[0], at(2*time.Second), grant(false), at(2*time.Second+pace.SlotPoll), pace.ReasonQueue)
+		// A killed replica's requests stop counting after
+		// InFlightCounted from their start.
+		kill[1]()
+		wantWait(t, st[0], at(pace.InFlightCounted-time.Millisecond), grant(false), at(pace.InFlightCounted-time.Millisecond+pace.SlotPoll), pace.ReasonQueue)
+		wantOK(t, st[0], at(pace.InFlightCounted), grant(false))
 	})
 	t.Run("requests in flight on every replica stay within the primary quota left", func(t *testing.T) {
 		st, _ := newStates(t, pace.StateLimits{}, 2)
