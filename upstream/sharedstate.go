@@ -12,7 +12,10 @@ import (
 // for Config.Token); it is never the token itself.
 type StateFunc func(credential string, lim pace.StateLimits) (pace.State, error)
 
-// StateLimits returns the limits of p that replicas share.
+// StateLimits returns the limits of p that replicas share, and GitHub's
+// limit on requests in flight (MaxInFlightLimit), which binds the
+// replicas together: each keeps to its own MaxInFlight, and all of them
+// to MaxInFlightLimit.
 func (p Pacing) StateLimits() pace.StateLimits {
 	return pace.StateLimits{
 		PointsPerMinute: p.PointsPerMinute,
@@ -20,6 +23,7 @@ func (p Pacing) StateLimits() pace.StateLimits {
 		WritesPerMinute: p.WritesPerMinute,
 		WritesPerHour:   p.WritesPerHour,
 		SecondaryPause:  p.SecondaryPause,
+		MaxInFlight:     MaxInFlightLimit,
 	}
 }
 

@@ -72,6 +72,10 @@ type Budget struct {
 	pauseUntil   time.Time
 	pauseReason  Reason
 	backoffUntil time.Time
+	// takenUntil and takenReason are a hold the shared State told of
+	// (Take): another replica's pause, the primary quota used up.
+	takenUntil  time.Time
+	takenReason Reason
 	// refusals counts the refusals in a row that said nothing of how
 	// long to wait, one per incident (refusals while paused are the same
 	// one): each doubles the next such pause (escalated).
@@ -163,11 +167,26 @@ func (b *Budget) Backoff(until time.Time) {
 	}
 }
 
+// Take holds the credential until until for why, a hold of the whole
+// credential that the shared State told of (Verdict.Held: a pause another
+// replica heard, the primary quota used up), so that the pacer's own
+// queue waits for it too. An earlier until than a hold taken changes
+// nothing. Unlike an answer's pause, it does not count as a refusal of
+// this pacer's (the escalation of pauses without a hint).
+func (b *Budget) Take(until time.Time, why Reason) {
+	if until.After(b.takenUntil) {
+		b.takenUntil, b.takenReason = until, why
+	}
+}
+
 // Hold returns until when nothing may start, and why; a zero until (or
 // one not after now) when nothing holds the credential.
 func (b *Budget) Hold(now time.Time) (until time.Time, why Reason) {
 	if b.pauseUntil.After(now) {
 		until, why = b.pauseUntil, b.pauseReason
+	}
+	if b.takenUntil.After(now) && b.takenUntil.After(until) {
+		until, why = b.takenUntil, b.takenReason
 	}
 	if b.primaryKnown && b.primaryRemaining <= 0 && b.primaryReset.After(now) && b.primaryReset.After(until) {
 		until, why = b.primaryReset, ReasonPrimary

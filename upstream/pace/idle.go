@@ -9,8 +9,9 @@ import "context"
 // bounds tightly: a waiting call costs memory, bounded by the queue
 // bounds (Config.MaxQueue, MaxQueueWait), and no CPU.
 type Idler interface {
-	// Idle is called when a request queues behind others or a hold,
-	// never when the pacer admits it at once.
+	// Idle is called when a request queues behind others or a hold, in
+	// the pacer's own queue or in the State it shares with other replicas
+	// (see State), never when the request goes at once.
 	Idle()
 	// Resume is called once after each Idle, when the wait ends, whether
 	// the request was admitted, refused or cancelled.
@@ -30,4 +31,28 @@ func WithIdler(ctx context.Context, idler Idler) context.Context {
 func idlerOf(ctx context.Context) Idler {
 	i, _ := ctx.Value(idlerKey{}).(Idler)
 	return i
+}
+
+// idling tells a request's Idler, once, that it waits, and that the wait
+// ended: Acquire's waits in the pacer's queue and in the shared State are
+// one wait.
+type idling struct {
+	idler Idler // nil: none
+	idle  bool  // Idle was called, Resume not yet
+}
+
+// wait tells the Idler that the request waits, unless it was told so.
+func (i *idling) wait() {
+	if i.idler != nil && !i.idle {
+		i.idle = true
+		i.idler.Idle()
+	}
+}
+
+// done tells the Idler that the wait ended, if it was told of one.
+func (i *idling) done() {
+	if i.idle {
+		i.idle = false
+		i.idler.Resume()
+	}
 }

@@ -252,13 +252,12 @@ func (p *Pacer) Acquire(ctx context.Context, r Request) (*Permit, error) {
 	p.pumpLocked(now)
 	p.mu.Unlock()
 
+	idle := idling{idler: idlerOf(ctx)}
+	defer idle.done()
 	select {
 	case <-t.ready: // admitted at once
 	default:
-		if idler := idlerOf(ctx); idler != nil {
-			idler.Idle()
-			defer idler.Resume()
-		}
+		idle.wait()
 	}
 	select {
 	case <-t.ready:
@@ -294,7 +293,7 @@ func (p *Pacer) Acquire(ctx context.Context, r Request) (*Permit, error) {
 	if t.state == refused {
 		return nil, t.err
 	}
-	sharedWhy, err := p.acquireShared(ctx, t)
+	sharedWhy, err := p.acquireShared(ctx, t, &idle)
 	if err != nil {
 		return nil, err
 	}

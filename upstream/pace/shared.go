@@ -36,6 +36,7 @@ func newShared(cfg Config) *shared {
 		WritesPerMinute: cfg.WritesPerMinute,
 		WritesPerHour:   cfg.WritesPerHour,
 		SecondaryPause:  cfg.SecondaryPause,
+		MaxInFlight:     MaxConcurrent,
 	}
 	st := cfg.State
 	if st == nil {
@@ -52,8 +53,11 @@ func newShared(cfg Config) *shared {
 // acquireShared waits until the State grants the admitted t, refusing it
 // (and giving its place back) when the grant would come after ctx's
 // deadline or ctx ends first. It returns what the State held t back for
-// last, 0 when it granted t at once.
-func (p *Pacer) acquireShared(ctx context.Context, t *Permit) (Reason, error) {
+// last, 0 when it granted t at once. While it waits, t is idle (idle). A
+// hold of the whole credential the State tells of (Verdict.Held) holds the
+// pacer's own queue too: the requests after t wait for it there, not in
+// places in flight.
+func (p *Pacer) acquireShared(ctx context.Context, t *Permit, idle *idling) (Reason, error) {
 	sh := p.shared
 	if sh == nil {
 		return 0, nil
@@ -75,6 +79,9 @@ func (p *Pacer) acquireShared(ctx context.Context, t *Permit) (Reason, error) {
 			return why, nil
 		}
 		why = v.Why
+		if v.Held {
+			p.takeHold(now, v.At, v.Why)
+		}
 		wait := max(v.At.Sub(now), time.Millisecond)
 		if hasDeadline {
 			p.mu.Lock()
@@ -85,6 +92,7 @@ func (p *Pacer) acquireShared(ctx context.Context, t *Permit) (Reason, error) {
 				return 0, p.refuseShared(t, wait, v.Why)
 			}
 		}
+		idle.wait()
 		if timer == nil {
 			timer = time.NewTimer(wait)
 		} else {
@@ -102,6 +110,22 @@ func (p *Pacer) acquireShared(ctx context.Context, t *Permit) (Reason, error) {
 	}
 }
 
+// takeHold holds the pacer's own queue until until for why, a hold of the
+// whole credential the State told of at now: the queued requests wait for
+// it (or are refused now when it makes them miss their deadline), as for a
+// pause this pacer heard itself.
+func (p *Pacer) takeHold(now, until time.Time, why Reason) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	before, beforeWhy := p.budget.Hold(now)
+	p.budget.Take(until, why)
+	if u, w := p.budget.Hold(now); u.After(now) && u.After(before) {
+		p.holdLocked(now, u, w)
+		p.heldLocked(now, before, beforeWhy, u, w)
+	}
+	p.pumpLocked(now)
+}
+
 // refuseShared returns (and counts) the refusal of t by the State.
 func (p *Pacer) refuseShared(t *Permit, retry time.Duration, why Reason) *ThrottledError {
 	lim := p.shared.lim
@@ -115,6 +139,8 @@ func (p *Pacer) refuseShared(t *Permit, retry time.Duration, why Reason) *Thrott
 		detail = fmt.Sprintf("writes go one at a time, %v apart, across the replicas", lim.WriteInterval)
 	case ReasonPrimary:
 		detail = "GitHub's primary rate limit is used up, or the requests in flight on the replicas may use up what is left of it"
+	case ReasonQueue:
+		detail = fmt.Sprintf("GitHub's limit of %d requests in flight at once, shared by the replicas, is reached", lim.MaxInFlight)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

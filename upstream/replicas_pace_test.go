@@ -1,0 +1,167 @@
+package upstream_test
+
+// Replicas sharing one credential's pacing State: a call held by the
+// shared State waits as idle (the front door's --max-working-calls does
+// not count it), and the replicas together keep to GitHub's limit on
+// requests in flight.
+
+import (
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/secretbroker/secretbroker/upstream"
+	"github.com/secretbroker/secretbroker/upstream/emulator"
+	"github.com/secretbroker/secretbroker/upstream/pace"
+	"github.com/secretbroker/secretbroker/upstream/pace/redisstate"
+	"github.com/secretbroker/secretbroker/upstream/pace/redistest"
+)
+
+// secondaryLimitBody is GitHub's answer to a request past its secondary
+// rate limit.
+const secondaryLimitBody = `{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}`
+
+// sharedMemoryStates returns a StateFunc whose replicas share one
+// MemoryState per credential, as replicas share one in Redis.
+func sharedMemoryStates() upstream.StateFunc {
+	var mu sync.Mutex
+	states := map[string]*pace.MemoryState{}
+	return func(credential string, lim pace.StateLimits) (pace.State, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if states[credential] == nil {
+			states[credential] = pace.NewMemoryState(lim)
+		}
+		return states[credential], nil
+	}
+}
+
+// replicaClients returns n clients (replicas) of pacing whose pacers share
+// their state through shared.
+func replicaClients(t *testing.T, n int, tr http.RoundTripper, pacing upstream.Pacing, shared upstream.StateFunc) []*upstream.Client {
+	t.Helper()
+	var clients []*upstream.Client
+	for range n {
+		c, err := upstream.New(upstream.Config{BaseURL: "https://github.example", Token: replicaToken,
+			HTTPClient: &http.Client{Transport: tr}, Pacing: &pacing, SharedState: shared})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	return clients
+}
+
+type atomicIdler struct{ idle, resumed atomic.Int64 }
+
+func (c *atomicIdler) Idle()   { c.idle.Add(1) }
+func (c *atomicIdler) Resume() { c.resumed.Add(1) }
+
+// A call that replica A's own pacer admits at once and the shared State
+// then holds for a pause replica B heard of waits out the pause as idle:
+// it tells its Idler once, and resumes once when it goes.
+func TestSharedPauseWaitIsIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		emu := emulator.New(emulator.Options{Token: replicaToken})
+		emu.AddOrg("octo")
+		pacing := upstream.DefaultPacing()
+		pacing.MaxAttempts = 1
+		clients := replicaClients(t, 2, &emuTransport{h: emu}, pacing, sharedMemoryStates())
+		scope := upstream.Scope{App: upstream.Actions, Org: "octo"}
+		emu.InjectFault(emulator.Fault{Route: emulator.RouteGetOrgPublicKey, Status: http.StatusTooManyRequests,
+			Body: secondaryLimitBody, Header: http.Header{"Retry-After": {"60"}}})
+		if _, err := clients[1].GetPublicKey(t.Context(), scope); err == nil {
+			t.Fatal("replica B's call was not refused")
+		}
+		idler := &atomicIdler{}
+		start := time.Now()
+		if _, err := clients[0].GetPublicKey(upstream.WithIdler(t.Context(), idler), scope); err != nil {
+			t.Fatalf("replica A's call: %v", err)
+		}
+		if waited := time.Since(start); waited < time.Minute {
+			t.Errorf("replica A's call went after %v, within the pause of 1m0s", waited)
+		}
+		if idle, resumed := idler.idle.Load(), idler.resumed.Load(); idle != 1 || resumed != 1 {
+			t.Errorf("replica A's call waited out the shared pause with %d Idle and %d Resume calls, want 1 and 1", idle, resumed)
+		}
+	})
+}
+
+// Two replicas of --upstream-max-in-flight=60 (valid: 1 to 100) sharing
+// one credential's State put at most GitHub's 100 requests in flight at
+// once between them, in memory and through Redis alike.
+func TestReplicasKeepToGitHubsConcurrencyLimit(t *testing.T) {
+	const perReplica = 60
+	tests := []struct {
+		name   string
+		redis  bool
+		shared func(t *testing.T) upstream.StateFunc
+	}{
+		{name: "memory", shared: func(*testing.T) upstream.StateFunc { return sharedMemoryStates() }},
+		{name: "redis", redis: true, shared: func(t *testing.T) upstream.StateFunc {
+			srv := redistest.Start(t)
+			return func(credential string, lim pace.StateLimits) (pace.State, error) {
+				rc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1,
+					DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+				t.Cleanup(func() { _ = rc.Close() })
+				return redisstate.New(redisstate.Options{Client: rc, Credential: "concurrency-" + credential,
+					Limits: lim, ExpectedReplicas: 2})
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			shared := tt.shared(t)
+			synctest.Test(t, func(t *testing.T) {
+				emu := emulator.New(emulator.Options{Token: replicaToken,
+					Limits: emulator.Limits{MaxConcurrent: pace.MaxConcurrent, PointsPerMinute: 900, SecondaryPenalty: -1}})
+				emu.AddOrg("octo")
+				pacing := upstream.DefaultPacing()
+				pacing.MaxInFlight = perReplica
+				pacing.MaxAttempts = 1
+				clients := replicaClients(t, 2, &emuTransport{h: emu}, pacing, shared)
+				scope := upstream.Scope{App: upstream.Actions, Org: "octo"}
+				if tt.redis {
+					// One call each makes the shared states; past the new
+					// epoch's grace they decide from Redis, not from their
+					// local shares.
+					for _, c := range clients {
+						if _, err := c.GetPublicKey(t.Context(), scope); err != nil {
+							t.Fatal(err)
+						}
+					}
+					time.Sleep(redisstate.DefaultSeedGrace + time.Second)
+				}
+				emu.InjectFault(emulator.Fault{Route: emulator.RouteGetOrgPublicKey, Latency: 5 * time.Second, Times: 2 * perReplica})
+				var mu sync.Mutex
+				var failed []error
+				var wg sync.WaitGroup
+				for _, c := range clients {
+					for range perReplica {
+						wg.Go(func() {
+							if _, err := c.GetPublicKey(t.Context(), scope); err != nil {
+								mu.Lock()
+								failed = append(failed, err)
+								mu.Unlock()
+							}
+						})
+					}
+				}
+				wg.Wait()
+				st := emu.Stats()
+				if st.PeakInFlight > pace.MaxConcurrent || st.SecondaryViolations > 0 {
+					t.Errorf("GitHub saw %d requests in flight at once (limit %d) and %d secondary violations",
+						st.PeakInFlight, pace.MaxConcurrent, st.SecondaryViolations)
+				}
+				if len(failed) > 0 {
+					t.Errorf("%d calls failed, first: %v", len(failed), failed[0])
+				}
+			})
+		})
+	}
+}
