@@ -28,10 +28,14 @@
 //   - State is what the replicas of a broker share per credential: the
 //     points window, the write slot (a lease) and its spacing, GitHub's
 //     content-creation budgets (Config.WritesPerMinute, WritesPerHour),
-//     the primary-limit state and the secondary pauses. A request the
-//     pacer admits by its own state must also be granted by the State
-//     before Acquire returns (shared.go); refusals for the content
-//     budgets carry ReasonContent. MemoryState keeps it in memory (the
+//     the primary-limit state, the secondary pauses and GitHub's limit of
+//     MaxConcurrent requests in flight, every replica's together. A
+//     request the pacer admits by its own state must also be granted by
+//     the State before Acquire returns (shared.go), waiting idle (Idler)
+//     meanwhile; a hold of the whole credential the State tells of (a
+//     pause, the primary quota used up) holds the pacer's own queue too;
+//     refusals for the content budgets carry ReasonContent, for the
+//     shared places in flight ReasonQueue. MemoryState keeps it in memory (the
 //     default when a content budget is on); package redisstate keeps it
 //     in Redis; package statetest is the contract both keep.
 //   - Pacer composes them under one mutex, with at most MaxInFlight
