@@ -267,7 +267,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	// process (localConn): the service behind the front door, the unary
 	// interceptors and (one per server) the stats handler.
 	serviceDesc := door.wrap(&secretbrokerv1.SecretService_ServiceDesc)
-	unaryInterceptors := []grpc.UnaryServerInterceptor{logUnary(logger), recoverUnary(logger)}
+	drain := newCallDrain()
+	unaryInterceptors := []grpc.UnaryServerInterceptor{logUnary(logger), recoverUnary(logger), drain.unary()}
 	newServerStats := func() stats.Handler {
 		return otelgrpc.NewServerHandler(
 			otelgrpc.WithMeterProvider(mp),
@@ -278,7 +279,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		opts := append([]grpc.ServerOption{
 			grpc.StatsHandler(sh),
 			grpc.ChainUnaryInterceptor(unaryInterceptors...),
-			grpc.ChainStreamInterceptor(logStream(logger), recoverStream(logger), door.streamGuard()),
+			grpc.ChainStreamInterceptor(logStream(logger), recoverStream(logger), drain.stream(), door.streamGuard()),
 			streamWorkerOption(),
 			grpc.MaxRecvMsgSize(maxTransportBytes),
 			grpc.MaxHeaderListSize(maxHeaderBytes),
@@ -428,7 +429,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		}
 		return err
 	}
-	shutdown(ctx, cfg.ShutdownTimeout, logger, closeOps, healthSrv, httpSrv, grpcSrv, gwSrv)
+	shutdown(ctx, cfg.ShutdownTimeout, logger, closeOps, drain.stop, healthSrv, httpSrv, grpcSrv, gwSrv)
 	if failed != nil {
 		return failed
 	}
@@ -466,13 +467,16 @@ func gatewaySpanName(method string) string {
 }
 
 // shutdown stops serving within timeout: health checks turn NOT_SERVING,
-// the gateway stops accepting and drains its requests, then the gRPC
-// server drains its calls; whatever is still running when the timeout
-// passes is cut. closeOps, when not nil, stops the operation runner at
-// the same time (waiting WaitOperation calls return at once, in-flight
-// items finish), within the same timeout.
-func shutdown(ctx context.Context, timeout time.Duration, logger *slog.Logger, closeOps func(context.Context) error,
-	healthSrv *health.Server, httpSrv *http.Server, grpcSrvs ...*grpc.Server,
+// the gateway and the gRPC server (grpcSrv) stop accepting at once and
+// drain their calls, then the gateway's own gRPC server (gwSrv, which
+// serves its health checks) stops; drainMargin before the timeout ends,
+// drain tells the calls still running to stop and answer with what they
+// did (callDrain); whatever is still running when the timeout passes is
+// cut. closeOps, when not nil, stops the operation runner at the same time
+// (waiting WaitOperation calls return at once, in-flight items finish),
+// within the same timeout.
+func shutdown(ctx context.Context, timeout time.Duration, logger *slog.Logger, closeOps func(context.Context) error, drain func(),
+	healthSrv *health.Server, httpSrv *http.Server, grpcSrv, gwSrv *grpc.Server,
 ) {
 	healthSrv.Shutdown() // every service NOT_SERVING from now on
 
@@ -483,30 +487,33 @@ func shutdown(ctx context.Context, timeout time.Duration, logger *slog.Logger, c
 		closing.Go(func() { _ = closeOps(sctx) }) // it logs a cut itself
 		defer closing.Wait()
 	}
+	draining := time.AfterFunc(timeout-drainMargin(timeout), func() {
+		logger.Info("shutdown: telling the calls still running to stop", slog.Duration("before_cut", drainMargin(timeout)))
+		drain()
+	})
+	defer draining.Stop()
 
-	// The gateway first: its in-flight requests need the gRPC server.
+	// GracefulStop has no deadline of its own; Stop cuts it short. The
+	// gRPC server stops taking calls now, with the gateway: gateway calls
+	// do not go through it (localConn).
+	var stopping sync.WaitGroup
+	stopping.Go(grpcSrv.GracefulStop)
 	if err := httpSrv.Shutdown(sctx); err != nil {
 		logger.Warn("gateway requests cut at the shutdown timeout", slog.Any("error", err))
 		_ = httpSrv.Close()
 	}
-
-	// GracefulStop has no deadline of its own; Stop cuts it short.
+	stopping.Go(gwSrv.GracefulStop)
 	stopped := make(chan struct{})
 	go func() {
-		var wg sync.WaitGroup
-		for _, srv := range grpcSrvs {
-			wg.Go(srv.GracefulStop)
-		}
-		wg.Wait()
+		stopping.Wait()
 		close(stopped)
 	}()
 	select {
 	case <-stopped:
 	case <-sctx.Done():
 		logger.Warn("gRPC calls cut at the shutdown timeout")
-		for _, srv := range grpcSrvs {
-			srv.Stop()
-		}
+		grpcSrv.Stop()
+		gwSrv.Stop()
 		<-stopped
 	}
 }
