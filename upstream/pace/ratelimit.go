@@ -49,17 +49,29 @@ type RateLimit struct {
 // ParseRateLimit reads GitHub's rate-limit headers from an answer with
 // status; now is when the answer arrived (it turns an HTTP-date
 // Retry-After into a delay). h may be nil (no answer).
+//
+// GitHub's times (x-ratelimit-reset, an HTTP-date Retry-After) are on
+// GitHub's clock. When the answer has a Date header they are read
+// against it, not against this machine's clock: a reset 40 s after Date
+// is 40 s after now, however far the two clocks are apart (a clock ahead
+// would otherwise resume before GitHub's reset, and be refused). Date
+// counts whole seconds, rounded down, so the delay read so is never
+// shorter than GitHub's.
 func ParseRateLimit(h http.Header, status int, now time.Time) RateLimit {
 	rl := RateLimit{Status: status, Remaining: -1, Used: -1} // h may be nil: Get finds nothing
 	rl.Remaining = nonNegative(h.Get("X-Ratelimit-Remaining"))
 	rl.Used = nonNegative(h.Get("X-Ratelimit-Used"))
+	github := now // GitHub's clock when it answered, as well as it is known
+	if d, err := http.ParseTime(h.Get("Date")); err == nil {
+		github = d
+	}
 	if v := strings.TrimSpace(h.Get("X-Ratelimit-Reset")); v != "" {
 		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs > 0 {
-			rl.Reset = time.Unix(secs, 0)
+			rl.Reset = now.Add(time.Unix(secs, 0).Sub(github))
 		}
 	}
 	rl.Resource = cut(strings.TrimSpace(h.Get("X-Ratelimit-Resource")), maxResource)
-	rl.RetryAfter, rl.HasRetryAfter = parseRetryAfter(h.Get("Retry-After"), now)
+	rl.RetryAfter, rl.HasRetryAfter = parseRetryAfter(h.Get("Retry-After"), github)
 	switch status {
 	case http.StatusTooManyRequests:
 		rl.Refused = true
@@ -112,7 +124,7 @@ func (rl RateLimit) primaryUsedUp(now time.Time) bool {
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or,
 // leniently, an HTTP date.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) { // now: on GitHub's clock
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false

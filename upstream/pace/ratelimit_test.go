@@ -171,3 +171,38 @@ func FuzzParseRateLimit(f *testing.F) {
 		}
 	})
 }
+
+// GitHub's times are read against the answer's Date, so that a clock
+// ahead of (or behind) GitHub's waits as long as GitHub means: a reset
+// 40 s after Date is 40 s after the answer arrived.
+func TestParseRateLimitReadsGitHubsClock(t *testing.T) {
+	github := time.Unix(1_700_000_000, 0) // GitHub's clock at the answer
+	date := github.UTC().Format(http.TimeFormat)
+	reset := fmt.Sprint(github.Add(40 * time.Second).Unix())
+	retryAt := github.Add(30 * time.Second).UTC().Format(http.TimeFormat)
+	for _, tt := range []struct {
+		name       string
+		skew       time.Duration // this machine's clock minus GitHub's
+		h          http.Header
+		wantReset  time.Duration // after now
+		wantRetry  time.Duration
+		wantHasRet bool
+	}{
+		{"same clock", 0, header("Date", date, "X-Ratelimit-Reset", reset, "Retry-After", retryAt), 40 * time.Second, 30 * time.Second, true},
+		{"clock 2 minutes ahead", 2 * time.Minute, header("Date", date, "X-Ratelimit-Reset", reset, "Retry-After", retryAt), 40 * time.Second, 30 * time.Second, true},
+		{"clock 1 minute behind", -time.Minute, header("Date", date, "X-Ratelimit-Reset", reset, "Retry-After", retryAt), 40 * time.Second, 30 * time.Second, true},
+		{"no Date: this clock", 2 * time.Minute, header("X-Ratelimit-Reset", reset), 40*time.Second - 2*time.Minute, 0, false},
+		{"unreadable Date: this clock", 0, header("Date", "yesterday", "X-Ratelimit-Reset", reset), 40 * time.Second, 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			now := github.Add(tt.skew)
+			rl := ParseRateLimit(tt.h, http.StatusForbidden, now)
+			if got := rl.Reset.Sub(now); got != tt.wantReset {
+				t.Errorf("reset %v after now, want %v", got, tt.wantReset)
+			}
+			if rl.RetryAfter != tt.wantRetry || rl.HasRetryAfter != tt.wantHasRet {
+				t.Errorf("Retry-After %v (%v), want %v (%v)", rl.RetryAfter, rl.HasRetryAfter, tt.wantRetry, tt.wantHasRet)
+			}
+		})
+	}
+}
