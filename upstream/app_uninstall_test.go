@@ -208,8 +208,9 @@ func octoCred(t *testing.T, key *rsa.PrivateKey, rt http.RoundTripper) credentia
 	return cred
 }
 
-// mintStub answers installation 1's token mints itself: with 502 while
-// fail is set, after waiting for release while hang is set, else as the
+// mintStub answers installation 1's token mints itself: with 403 (a
+// suspended installation: a failure that is not transient, so it is
+// remembered for mintRetry) while fail is set, after waiting for release while hang is set, else as the
 // emulator does. It counts the mints that reached it.
 type mintStub struct {
 	next    http.Handler
@@ -229,7 +230,7 @@ func (m *mintStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		<-m.release
 	}
 	if m.fail.Load() {
-		http.Error(w, `{"message":"Bad Gateway"}`, http.StatusBadGateway)
+		http.Error(w, `{"message":"This installation has been suspended"}`, http.StatusForbidden)
 		return
 	}
 	m.next.ServeHTTP(w, r)
@@ -264,8 +265,8 @@ func TestAppMintsShared(t *testing.T) {
 		close(stub.release)
 		stub.hang.Store(false)
 		for i, err := range <-done {
-			if err == nil || !strings.Contains(err.Error(), "502") {
-				t.Errorf("call %d: %v, want the mint's 502", i, err)
+			if err == nil || !strings.Contains(err.Error(), "403") {
+				t.Errorf("call %d: %v, want the mint's 403", i, err)
 			}
 		}
 		if n := stub.mints.Load(); n != 1 {
@@ -273,8 +274,8 @@ func TestAppMintsShared(t *testing.T) {
 		}
 		// Within mintRetry: the same error, no mint.
 		time.Sleep(4 * time.Second)
-		if _, err := cred.Token(t.Context()); err == nil || !strings.Contains(err.Error(), "502") {
-			t.Errorf("within 5 s of the failure: %v, want the mint's 502", err)
+		if _, err := cred.Token(t.Context()); err == nil || !strings.Contains(err.Error(), "403") {
+			t.Errorf("within 5 s of the failure: %v, want the mint's 403", err)
 		}
 		if n := stub.mints.Load(); n != 1 {
 			t.Errorf("%d mints within 5 s of the failure, want 1", n)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/secretbroker/secretbroker/upstream/credential"
 	"github.com/secretbroker/secretbroker/upstream/pace"
@@ -101,13 +102,21 @@ func (c *Client) credentialFor(ctx context.Context, r request) (credential.Crede
 
 // credError makes the answer GitHub gave to one of the app's own requests
 // (an installation lookup, a token mint) an *Error, so that callers see a
-// 401 or a 5xx there as they see it anywhere.
+// 401, a 5xx or a rate limit there as they see it anywhere: a rate-limit
+// refusal is RateLimited, its RetryAfter the time left until the app
+// sends that request again (the credential package remembers the
+// refusal until then).
 func credError(err error) error {
 	he, ok := errors.AsType[*credential.HTTPError](err)
 	if !ok {
 		return err
 	}
-	return &Error{Method: he.Method, Route: he.Route, StatusCode: he.StatusCode, Message: http.StatusText(he.StatusCode)}
+	e := &Error{Method: he.Method, Route: he.Route, StatusCode: he.StatusCode, Message: http.StatusText(he.StatusCode),
+		RateLimited: he.RateLimited, RateLimitReset: he.RateLimitReset}
+	if he.RateLimited {
+		e.RetryAfter = max(time.Until(he.RetryAt), 0)
+	}
+	return e
 }
 
 // tokenError is what a credential's failure to give r a token means to
@@ -218,6 +227,11 @@ func (c *Client) renewAfter401(ctx context.Context, r request, cred credential.C
 	if err := cred.Renew(ctx, r.auth); err != nil {
 		if _, gone := errors.AsType[*credential.UninstalledError](err); gone {
 			return false, c.tokenError(r, err)
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+			// The caller's deadline passed waiting for the renewal: its
+			// error says so, not the 401.
+			return false, err
 		}
 		c.log.LogAttrs(ctx, slog.LevelWarn, "github refused the credential and renewing it did not help",
 			slog.String("credential", cred.Label()),

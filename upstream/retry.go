@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/secretbroker/secretbroker/upstream/credential"
 	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
@@ -53,14 +54,24 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		}
 	}
 
-	cred, cst, err := c.credentialFor(ctx, r)
-	if err != nil {
-		return response{}, err
-	}
+	var (
+		cred credential.Credential // found on the first attempt that can
+		cst  *credState
+	)
 	pr := pace.Request{Caller: callerOf(ctx), Method: r.method, Route: r.route}
 	unknown := false // an earlier attempt may have taken effect
 	renewed := false // a 401 renews the credential once
 	for attempt := 1; ; attempt++ {
+		if cred == nil {
+			var found credential.Credential
+			if found, cst, err = c.credentialFor(ctx, r); err != nil {
+				if err := c.credentialRetry(ctx, r, attempt, err); err != nil {
+					return response{}, err
+				}
+				continue
+			}
+			cred = found
+		}
 		permit, err := c.acquire(ctx, cst, pr, attempt)
 		if err != nil {
 			return response{}, c.notAdmitted(ctx, r, err)
@@ -91,7 +102,10 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		}
 		if r.auth, err = cred.Token(ctx); err != nil {
 			permit.Unsent()
-			return response{}, fail("getting the credential's token", c.tokenError(r, err))
+			if err := c.credentialRetry(ctx, r, attempt, fail("getting the credential's token", c.tokenError(r, err))); err != nil {
+				return response{}, err
+			}
+			continue
 		}
 		secrets = append(secrets, r.auth)
 		payload := body
@@ -206,6 +220,56 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 			return response{}, fmt.Errorf("github: %s %s: waiting to retry: %w", r.method, r.route, err)
 		}
 	}
+}
+
+// credentialRetry decides what follows a credential failure err on
+// attempt, r unsent: an installation lookup or a token mint that failed.
+// A transient failure (credential.Transient: 500, 502, 503, 504, a
+// dropped connection, a timeout) is retried like a failed attempt: after
+// the loop's backoff, within Pacing.MaxAttempts and before ctx's deadline
+// (a backoff that would end past it is a *BackoffError wrapping err). It
+// returns nil once it has waited the backoff, else the error to return:
+// err itself when the failure is not transient (a rate-limit refusal
+// among them: the credential package holds that request back until
+// GitHub's Retry-After, and err says how long) or ctx has ended.
+func (c *Client) credentialRetry(ctx context.Context, r request, attempt int, err error) error {
+	if ctx.Err() != nil || attempt >= c.pacing.MaxAttempts {
+		return err
+	}
+	status, cause := 0, causeTransport
+	if ge, ok := errors.AsType[*Error](err); ok {
+		// credError made GitHub's answer an *Error.
+		if !retryableStatus(ge.StatusCode) {
+			return err
+		}
+		status, cause = ge.StatusCode, causeServerError
+	} else if !credential.Transient(err) {
+		return err
+	}
+	backoff := c.backoff(attempt)
+	if deadline, ok := ctx.Deadline(); ok && time.Now().Add(backoff).After(deadline) {
+		return &BackoffError{Attempts: attempt, RetryAfter: max(backoff, time.Millisecond), Err: err}
+	}
+	c.retries.Add(1)
+	c.metrics.retry(ctx, r, cause)
+	c.log.LogAttrs(ctx, slog.LevelInfo, "github request retried",
+		slog.String("method", r.method),
+		slog.String("route", r.route),
+		slog.String("reason", cause),
+		slog.String("failed", "credential"),
+		slog.Int("status", status),
+		slog.Int("attempt", attempt),
+		slog.Duration("wait", backoff),
+	)
+	trace.SpanFromContext(ctx).AddEvent("github.retry", trace.WithAttributes(
+		attribute.Int("attempt", attempt),
+		attribute.Int("http.response.status_code", status),
+		attribute.Int64("wait_ms", backoff.Milliseconds()),
+	))
+	if err := sleep(ctx, backoff); err != nil {
+		return fmt.Errorf("github: %s %s: waiting to retry: %w", r.method, r.route, err)
+	}
+	return nil
 }
 
 // notAdmitted returns the error for a request the pacer did not admit: a

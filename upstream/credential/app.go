@@ -7,16 +7,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	jwt "github.com/golang-jwt/jwt/v4"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
 // DefaultBaseURL is GitHub's REST API root.
@@ -36,6 +40,13 @@ const (
 	notInstalledFor = 5 * time.Second
 	maxNotInstalled = 1024
 )
+
+// rateLimitPause is how long a rate-limit refusal of one of the app's own
+// requests that says nothing of how long to wait (no Retry-After, no
+// x-ratelimit-reset ahead) holds that request back: GitHub's guidance for
+// a secondary rate limit is to wait at least a minute (the client's
+// Pacing.SecondaryPause defaults to the same).
+const rateLimitPause = time.Minute
 
 // AppConfig configures a GitHub App Source.
 type AppConfig struct {
@@ -84,6 +95,10 @@ type App struct {
 	// missing holds, by lower-cased owner, until when an owner without
 	// an installation is answered so without a lookup (notInstalledFor).
 	missing map[string]time.Time
+	// limited holds, by lower-cased owner, the rate-limit refusal of the
+	// owner's last lookup, answered without a lookup until its RetryAt
+	// (at most maxNotInstalled owners, as missing).
+	limited map[string]*HTTPError
 }
 
 // NewApp returns the App for cfg. It reads and parses the private key now
@@ -133,6 +148,7 @@ func NewApp(cfg AppConfig) (*App, error) {
 		byOwner:   map[string]*installation{},
 		inflight:  map[string]*lookup{},
 		missing:   map[string]time.Time{},
+		limited:   map[string]*HTTPError{},
 	}
 	a.jwtCred = appCredential{a}
 	if cfg.InstallationID > 0 {
@@ -168,7 +184,9 @@ func (a *App) Probe() (Credential, string) { return a.jwtCred, ProbeApp }
 // owner's (see findInstallation), cached per owner.
 // Concurrent callers for one owner share one lookup. An owner without an
 // installation is a *NotInstalledError, remembered for notInstalledFor
-// only, so that installing the app later takes effect.
+// only, so that installing the app later takes effect. A lookup GitHub
+// refused for a rate limit is an *HTTPError with RateLimited set, which
+// is the answer for that owner, without a lookup, until its RetryAt.
 func (a *App) For(ctx context.Context, owner, repo string) (Credential, error) {
 	if a.fixed != nil {
 		return a.fixed, nil
@@ -188,6 +206,13 @@ func (a *App) For(ctx context.Context, owner, repo string) (Credential, error) {
 			return nil, &NotInstalledError{Account: owner}
 		}
 		delete(a.missing, key)
+	}
+	if he, ok := a.limited[key]; ok {
+		if time.Now().Before(he.RetryAt) {
+			a.mu.Unlock()
+			return nil, he
+		}
+		delete(a.limited, key)
 	}
 	l, ok := a.inflight[key]
 	if !ok {
@@ -224,6 +249,9 @@ func (a *App) runLookup(ctx context.Context, key, owner, repo string, l *lookup)
 	if _, ok := errors.AsType[*NotInstalledError](err); ok {
 		a.rememberMissing(key)
 	}
+	if he, ok := errors.AsType[*HTTPError](err); ok && he.RateLimited {
+		rememberUntil(a.limited, key, he, time.Now(), func(he *HTTPError) time.Time { return he.RetryAt })
+	}
 	l.err = err
 	delete(a.inflight, key)
 	close(l.done)
@@ -234,17 +262,27 @@ func (a *App) runLookup(ctx context.Context, key, owner, repo string, l *lookup)
 // (those whose time is over are dropped first). The caller holds a.mu.
 func (a *App) rememberMissing(key string) {
 	now := time.Now()
-	if len(a.missing) >= maxNotInstalled {
-		for k, until := range a.missing {
-			if !now.Before(until) {
-				delete(a.missing, k)
+	rememberUntil(a.missing, key, now.Add(notInstalledFor), now, func(until time.Time) time.Time { return until })
+}
+
+// rememberUntil sets m[key] to v, which counts until until(v), unless m
+// holds maxNotInstalled entries already (those whose time is over at now
+// are dropped first) or v's time is over.
+func rememberUntil[V any](m map[string]V, key string, v V, now time.Time, until func(V) time.Time) {
+	if !now.Before(until(v)) {
+		return
+	}
+	if _, ok := m[key]; !ok && len(m) >= maxNotInstalled {
+		for k, old := range m {
+			if !now.Before(until(old)) {
+				delete(m, k)
 			}
 		}
-		if len(a.missing) >= maxNotInstalled {
+		if len(m) >= maxNotInstalled {
 			return
 		}
 	}
-	a.missing[key] = now.Add(notInstalledFor)
+	m[key] = v
 }
 
 // findInstallation asks GitHub which installation serves owner: for a
@@ -298,7 +336,7 @@ func (a *App) getInstallation(ctx context.Context, owner, route, path string) (i
 	case resp.StatusCode == http.StatusNotFound:
 		return 0, nil
 	case resp.StatusCode != http.StatusOK:
-		return 0, &HTTPError{Method: http.MethodGet, Route: route, StatusCode: resp.StatusCode}
+		return 0, newHTTPError(http.MethodGet, route, resp, body, time.Now())
 	}
 	var inst struct {
 		ID      int64 `json:"id"`
@@ -319,11 +357,44 @@ func (a *App) getInstallation(ctx context.Context, owner, route, path string) (i
 }
 
 // HTTPError is a non-2xx answer to one of the app's own requests. It holds
-// the route template and status only, and is safe to log.
+// the route template, the status and what the answer said of GitHub's
+// rate limits only, and is safe to log.
 type HTTPError struct {
 	Method     string
 	Route      string
 	StatusCode int
+	// RateLimited reports that GitHub refused the request for a primary
+	// or secondary rate limit (as pace.RateLimit.Refused, the answer's
+	// message included: a 429; a 403 with x-ratelimit-remaining 0 or
+	// whose message says "rate limit").
+	RateLimited bool
+	// RetryAt is, when RateLimited, when GitHub lets the request go
+	// again: the answer's time plus its Retry-After, else its
+	// x-ratelimit-reset for a used-up primary quota, else plus
+	// rateLimitPause (pace.RateLimit.Pause). The zero Time otherwise.
+	RetryAt time.Time
+	// RateLimitReset is x-ratelimit-reset, when the primary window
+	// resets; the zero Time when GitHub did not say.
+	RateLimitReset time.Time
+}
+
+// newHTTPError is the *HTTPError of resp, a non-2xx answer that arrived at
+// now; body is (the start of) its body, whose "message" is read to tell a
+// secondary rate limit and is not kept.
+func newHTTPError(method, route string, resp *http.Response, body []byte, now time.Time) *HTTPError {
+	e := &HTTPError{Method: method, Route: route, StatusCode: resp.StatusCode}
+	var gh struct {
+		Message string `json:"message"`
+	}
+	_ = json.Unmarshal(body, &gh) // no message: the headers alone tell
+	rl := pace.ParseRateLimit(resp.Header, resp.StatusCode, now).WithMessage(gh.Message)
+	e.RateLimitReset = rl.Reset
+	if rl.Refused {
+		wait, _ := rl.Pause(now, rateLimitPause)
+		e.RateLimited = true
+		e.RetryAt = now.Add(wait)
+	}
+	return e
 }
 
 // Error returns, for example, "github app: GET /orgs/{org}/installation: 401 Unauthorized".
@@ -342,7 +413,7 @@ func (a *App) installationLocked(id int64) *installation {
 	if in, ok := a.byID[id]; ok {
 		return in
 	}
-	in := &installation{app: a, id: id, label: "installation:" + strconv.FormatInt(id, 10)}
+	in := &installation{app: a, id: id, label: "installation:" + strconv.FormatInt(id, 10), renewing: make(chan struct{}, 1)}
 	in.tr = in.newTransport()
 	a.byID[id] = in
 	return in
@@ -370,7 +441,9 @@ type installation struct {
 	id    int64
 	label string
 
-	renewMu sync.Mutex // held by a Renew
+	// renewing holds a token while a Renew runs: Renews run one at a
+	// time, and one waiting for its turn stops when its context ends.
+	renewing chan struct{}
 
 	mu      sync.Mutex
 	tr      *ghinstallation.Transport
@@ -384,9 +457,13 @@ type installation struct {
 }
 
 // mintRetry is how long a failed mint's error is the answer to every call
-// for a token before the next mint: a mint endpoint that fails or hangs
-// costs one request per mintRetry, not one per waiting call (each of which
-// holds a slot of the installation's pacer).
+// for a token before the next mint: a mint endpoint that refuses costs one
+// request per mintRetry, not one per waiting call (each of which holds a
+// slot of the installation's pacer). A mint GitHub refused for a rate
+// limit is answered so until its RetryAt, if that is later. A transient
+// failure (500, 502, 503, 504, a transport error or timeout) is not
+// remembered: the client retries it with its backoff (concurrent calls
+// still share one mint).
 const mintRetry = 5 * time.Second
 
 // mintTimeout bounds one token mint, which outlives the calls waiting for
@@ -395,9 +472,74 @@ const mintTimeout = 30 * time.Second
 
 // mintFailure is the last mint that failed.
 type mintFailure struct {
-	at     time.Time
-	keyGen uint64 // the private key's generation it was signed with
-	err    error
+	until       time.Time // when it stops being the answer
+	rateLimited bool      // GitHub refused it for a rate limit
+	keyGen      uint64    // the private key's generation it was signed with
+	err         error
+}
+
+// newMintFailure returns what to remember of a mint that failed with err
+// at now, signed with key generation keyGen: nil for a transient failure.
+func newMintFailure(err error, now time.Time, keyGen uint64) *mintFailure {
+	if Transient(err) {
+		return nil
+	}
+	f := &mintFailure{until: now.Add(mintRetry), keyGen: keyGen, err: err}
+	if he, ok := errors.AsType[*HTTPError](err); ok && he.RateLimited {
+		f.rateLimited = true
+		f.until = later(f.until, he.RetryAt)
+	}
+	return f
+}
+
+// current reports whether f is the answer at now: its time is not over
+// and, unless GitHub refused it for a rate limit (which a new key does not
+// lift), the private key did not change since (read again here, or by any
+// JWT signed meanwhile): a key put right takes effect at once.
+func (f *mintFailure) current(now time.Time, s *keySigner) bool {
+	if f == nil || !now.Before(f.until) {
+		return false
+	}
+	if f.rateLimited {
+		return true
+	}
+	_, _ = s.reload(false)
+	return s.generation() == f.keyGen
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// Transient reports whether err, a failure of one of the app's own
+// requests (an installation lookup, a token mint), may well not recur:
+// an answer of 500, 502, 503 or 504, or no answer because the connection
+// was dropped, refused or reset, or timed out (mintTimeout and
+// lookupTimeout included). TLS and certificate failures are not. The
+// upstream client retries a transient failure with its backoff, and Token
+// does not remember one (mintRetry).
+func Transient(err error) bool {
+	if he, ok := errors.AsType[*HTTPError](err); ok {
+		switch he.StatusCode {
+		case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
+	}
+	for _, target := range []error{io.EOF, io.ErrUnexpectedEOF, net.ErrClosed,
+		syscall.ECONNRESET, syscall.ECONNREFUSED, syscall.ECONNABORTED, syscall.EPIPE} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return true
+	}
+	_, ok := errors.AsType[*net.OpError](err)
+	return ok
 }
 
 // newTransport returns a Transport with an AppsTransport of its own:
@@ -426,21 +568,17 @@ func (in *installation) GoString() string { return in.String() }
 // Token returns the installation's token, minting one when there is none
 // or when the one it has expires within a minute. Concurrent callers
 // share one mint, which none of them cancels (mintTimeout bounds it); each
-// stops waiting when its context ends. For mintRetry after a
-// failed mint, Token answers that mint's error without minting, unless the
-// private key file changed.
+// stops waiting when its context ends. After a failed mint, Token answers
+// that mint's error without minting for mintRetry (unless the private key
+// file changed), or, when GitHub refused it for a rate limit, until the
+// refusal's RetryAt if that is later; a transient failure is not
+// remembered (see mintRetry).
 func (in *installation) Token(ctx context.Context) (string, error) {
 	in.mu.Lock()
 	tr, gen, failed := in.tr, in.gen, in.failed
 	in.mu.Unlock()
-	if failed != nil && time.Since(failed.at) < mintRetry {
-		// Unless the private key changed since (read again here, or
-		// by any JWT signed meanwhile): a key put right takes effect at
-		// once.
-		_, _ = in.app.signer.reload(false)
-		if in.app.signer.generation() == failed.keyGen {
-			return "", failed.err
-		}
+	if failed.current(time.Now(), in.app.signer) {
+		return "", failed.err
 	}
 	ch := in.mints.DoChan(strconv.Itoa(gen), func() (any, error) {
 		keyGen := in.app.signer.generation()
@@ -455,7 +593,7 @@ func (in *installation) Token(ctx context.Context) (string, error) {
 		if in.gen == gen {
 			in.failed = nil
 			if err != nil {
-				in.failed = &mintFailure{at: time.Now(), keyGen: keyGen, err: err}
+				in.failed = newMintFailure(err, time.Now(), keyGen)
 			}
 		}
 		return tok, err
@@ -491,11 +629,15 @@ func (in *installation) mintFailed(err error) error {
 // answer's body, which ghinstallation leaves open for its caller.
 func mintError(err error) error {
 	if he, ok := errors.AsType[*ghinstallation.HTTPError](err); ok && he.Response != nil {
+		var body []byte
 		if b := he.Response.Body; b != nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(b, 64<<10)) // so that the connection is reused
+			// A refusal's body (its message tells a secondary rate
+			// limit) holds no token; the rest is read so that the
+			// connection is reused.
+			body, _ = io.ReadAll(io.LimitReader(b, 64<<10))
 			_ = b.Close()
 		}
-		return &HTTPError{Method: http.MethodPost, Route: "/app/installations/{installation_id}/access_tokens", StatusCode: he.Response.StatusCode}
+		return newHTTPError(http.MethodPost, "/app/installations/{installation_id}/access_tokens", he.Response, body, time.Now())
 	}
 	return err
 }
@@ -504,16 +646,26 @@ func mintError(err error) error {
 // new token, once for every refused token however many calls were
 // refused. It fails when the new token is refused again.
 //
-// Renewals run one at a time (renewMu), each mint bounded by mintTimeout;
-// Token never waits for one.
+// Renewals run one at a time, each mint bounded by mintTimeout; a Renew
+// waiting for its turn stops, with its context's error, when ctx ends.
+// Token never waits for one. While a mint GitHub refused for a rate limit
+// is remembered (see Token), Renew answers its error without minting.
 func (in *installation) Renew(ctx context.Context, refused string) error {
-	in.renewMu.Lock()
-	defer in.renewMu.Unlock()
+	select {
+	case in.renewing <- struct{}{}:
+		defer func() { <-in.renewing }()
+	case <-ctx.Done():
+		return fmt.Errorf("credential: waiting for another renewal of GitHub App installation %d: %w", in.id, ctx.Err())
+	}
 	in.mu.Lock()
 	done := in.renewed == refused
+	failed := in.failed
 	in.mu.Unlock()
 	if done {
 		return nil // another caller renewed it already
+	}
+	if failed != nil && failed.rateLimited && failed.current(time.Now(), in.app.signer) {
+		return failed.err
 	}
 	if _, err := in.app.signer.reload(true); err != nil {
 		return err
@@ -523,7 +675,13 @@ func (in *installation) Renew(ctx context.Context, refused string) error {
 	defer cancel()
 	tok, err := tr.Token(ctx)
 	if err != nil {
-		return in.mintFailed(err)
+		err = in.mintFailed(err)
+		if f := newMintFailure(err, time.Now(), in.app.signer.generation()); f != nil && f.rateLimited {
+			in.mu.Lock()
+			in.failed = f
+			in.mu.Unlock()
+		}
+		return err
 	}
 	if tok == refused {
 		return fmt.Errorf("credential: GitHub App installation %d: GitHub minted the token it refused", in.id)
