@@ -20,8 +20,6 @@ import (
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
 
-const secondaryLimitBody = `{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}`
-
 // appRequests are the app's own requests an organization's call makes:
 // the installation lookup and the token mint.
 var appRequests = []struct {
