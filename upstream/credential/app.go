@@ -95,10 +95,11 @@ type App struct {
 	// missing holds, by lower-cased owner, until when an owner without
 	// an installation is answered so without a lookup (notInstalledFor).
 	missing map[string]time.Time
-	// limited holds, by lower-cased owner, the rate-limit refusal of the
-	// owner's last lookup, answered without a lookup until its RetryAt
-	// (at most maxNotInstalled owners, as missing).
-	limited map[string]*HTTPError
+	// held is the latest rate-limit refusal of a request signed with the
+	// app's JWT (an installation lookup, a token mint): GitHub counts
+	// the app's requests together, so none is sent before its RetryAt,
+	// for any owner or installation; it is their answer meanwhile.
+	held *HTTPError
 }
 
 // NewApp returns the App for cfg. It reads and parses the private key now
@@ -148,7 +149,6 @@ func NewApp(cfg AppConfig) (*App, error) {
 		byOwner:   map[string]*installation{},
 		inflight:  map[string]*lookup{},
 		missing:   map[string]time.Time{},
-		limited:   map[string]*HTTPError{},
 	}
 	a.jwtCred = appCredential{a}
 	if cfg.InstallationID > 0 {
@@ -184,9 +184,10 @@ func (a *App) Probe() (Credential, string) { return a.jwtCred, ProbeApp }
 // owner's (see findInstallation), cached per owner.
 // Concurrent callers for one owner share one lookup. An owner without an
 // installation is a *NotInstalledError, remembered for notInstalledFor
-// only, so that installing the app later takes effect. A lookup GitHub
-// refused for a rate limit is an *HTTPError with RateLimited set, which
-// is the answer for that owner, without a lookup, until its RetryAt.
+// only, so that installing the app later takes effect. A lookup or a mint
+// GitHub refused for a rate limit is an *HTTPError with RateLimited set,
+// which is the answer for every owner not looked up yet, without a
+// lookup, until its RetryAt (see App.held).
 func (a *App) For(ctx context.Context, owner, repo string) (Credential, error) {
 	if a.fixed != nil {
 		return a.fixed, nil
@@ -207,12 +208,9 @@ func (a *App) For(ctx context.Context, owner, repo string) (Credential, error) {
 		}
 		delete(a.missing, key)
 	}
-	if he, ok := a.limited[key]; ok {
-		if time.Now().Before(he.RetryAt) {
-			a.mu.Unlock()
-			return nil, he
-		}
-		delete(a.limited, key)
+	if he := a.heldLocked(time.Now()); he != nil {
+		a.mu.Unlock()
+		return nil, he
 	}
 	l, ok := a.inflight[key]
 	if !ok {
@@ -249,12 +247,42 @@ func (a *App) runLookup(ctx context.Context, key, owner, repo string, l *lookup)
 	if _, ok := errors.AsType[*NotInstalledError](err); ok {
 		a.rememberMissing(key)
 	}
-	if he, ok := errors.AsType[*HTTPError](err); ok && he.RateLimited {
-		rememberUntil(a.limited, key, he, time.Now(), func(he *HTTPError) time.Time { return he.RetryAt })
-	}
+	a.holdLocked(err)
 	l.err = err
 	delete(a.inflight, key)
 	close(l.done)
+}
+
+// heldLocked returns the rate-limit refusal that holds the app's JWT
+// requests at now, or nil. The caller holds a.mu.
+func (a *App) heldLocked(now time.Time) *HTTPError {
+	if a.held != nil && now.Before(a.held.RetryAt) {
+		return a.held
+	}
+	return nil
+}
+
+// holdLocked makes err, when GitHub refused a JWT request for a rate
+// limit, hold every JWT request until its RetryAt (unless a later one
+// holds them already). The caller holds a.mu.
+func (a *App) holdLocked(err error) {
+	if he, ok := errors.AsType[*HTTPError](err); ok && he.RateLimited && (a.held == nil || he.RetryAt.After(a.held.RetryAt)) {
+		a.held = he
+	}
+}
+
+// jwtHeld is heldLocked for a caller that does not hold a.mu.
+func (a *App) jwtHeld(now time.Time) *HTTPError {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.heldLocked(now)
+}
+
+// holdJWT is holdLocked for a caller that does not hold a.mu.
+func (a *App) holdJWT(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.holdLocked(err)
 }
 
 // rememberMissing remembers for notInstalledFor that owner key has no
@@ -572,13 +600,17 @@ func (in *installation) GoString() string { return in.String() }
 // that mint's error without minting for mintRetry (unless the private key
 // file changed), or, when GitHub refused it for a rate limit, until the
 // refusal's RetryAt if that is later; a transient failure is not
-// remembered (see mintRetry).
+// remembered (see mintRetry). While a rate-limit refusal of any of the
+// app's JWT requests holds them (App.held), it answers without minting.
 func (in *installation) Token(ctx context.Context) (string, error) {
 	in.mu.Lock()
 	tr, gen, failed := in.tr, in.gen, in.failed
 	in.mu.Unlock()
 	if failed.current(time.Now(), in.app.signer) {
 		return "", failed.err
+	}
+	if he := in.app.jwtHeld(time.Now()); he != nil {
+		return "", in.held(he)
 	}
 	ch := in.mints.DoChan(strconv.Itoa(gen), func() (any, error) {
 		keyGen := in.app.signer.generation()
@@ -587,6 +619,7 @@ func (in *installation) Token(ctx context.Context) (string, error) {
 		tok, err := tr.Token(mctx)
 		if err != nil {
 			err = in.mintFailed(err)
+			in.app.holdJWT(err)
 		}
 		in.mu.Lock()
 		defer in.mu.Unlock()
@@ -607,6 +640,12 @@ func (in *installation) Token(ctx context.Context) (string, error) {
 	case <-ctx.Done():
 		return "", fmt.Errorf("credential: waiting for a token of GitHub App installation %d: %w", in.id, ctx.Err())
 	}
+}
+
+// held is the error of a mint not sent while he holds the app's JWT
+// requests (App.held).
+func (in *installation) held(he *HTTPError) error {
+	return fmt.Errorf("credential: minting a token for GitHub App installation %d: not sent while GitHub holds the app's requests: %w", in.id, he)
 }
 
 // mintFailed is the error of a failed token mint. A mint GitHub answers
@@ -667,6 +706,9 @@ func (in *installation) Renew(ctx context.Context, refused string) error {
 	if failed != nil && failed.rateLimited && failed.current(time.Now(), in.app.signer) {
 		return failed.err
 	}
+	if he := in.app.jwtHeld(time.Now()); he != nil {
+		return in.held(he)
+	}
 	if _, err := in.app.signer.reload(true); err != nil {
 		return err
 	}
@@ -676,6 +718,7 @@ func (in *installation) Renew(ctx context.Context, refused string) error {
 	tok, err := tr.Token(ctx)
 	if err != nil {
 		err = in.mintFailed(err)
+		in.app.holdJWT(err)
 		if f := newMintFailure(err, time.Now(), in.app.signer.generation()); f != nil && f.rateLimited {
 			in.mu.Lock()
 			in.failed = f

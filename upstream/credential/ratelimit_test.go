@@ -163,10 +163,10 @@ var rateLimitAnswers = []answer{
 }
 
 // An installation lookup GitHub refuses for a rate limit is an *HTTPError
-// that says so and until when; it is the answer for that owner, with no
-// lookup sent, until then (and the next lookup is sent then); other
-// owners are looked up meanwhile. A refusal that is not a rate limit is
-// not remembered.
+// that says so and until when; it is the answer for that owner and every
+// other (GitHub counts the app's requests together), with no lookup sent,
+// until then (and the next lookup is sent then). A refusal that is not a
+// rate limit is not remembered.
 func TestAppRateLimitedLookupRemembered(t *testing.T) {
 	for _, a := range rateLimitAnswers {
 		t.Run(a.name, func(t *testing.T) {
@@ -186,8 +186,11 @@ func TestAppRateLimitedLookupRemembered(t *testing.T) {
 					if n := m.emu.Count(emulator.RouteGetOrgInstallation); n != 1 {
 						t.Errorf("%d lookups for acme within %v of its refusal, want 1", n, a.held)
 					}
-					if c, err := m.app.For(t.Context(), "octocat", ""); err != nil || c.Label() != "installation:6" {
-						t.Errorf("another owner meanwhile: %v, %v; want installation:6", c, err)
+					if _, err := m.app.For(t.Context(), "octocat", ""); !errors.Is(err, again) {
+						t.Errorf("another owner meanwhile: %v, want the remembered refusal", err)
+					}
+					if n := m.emu.Count(emulator.RouteGetOrgInstallation); n != 1 {
+						t.Errorf("%d organization lookups within %v of the refusal, want 1", n, a.held)
 					}
 					time.Sleep(time.Second)
 				}
@@ -195,12 +198,11 @@ func TestAppRateLimitedLookupRemembered(t *testing.T) {
 				if err != nil || c.Label() != "installation:5" {
 					t.Fatalf("after the refusal's time: %v, %v; want installation:5", c, err)
 				}
-				want := 2 // acme's, refused, and acme's now
-				if a.held > 0 {
-					want++ // octocat's meanwhile
+				if c, err := m.app.For(t.Context(), "octocat", ""); err != nil || c.Label() != "installation:6" {
+					t.Errorf("another owner after the refusal's time: %v, %v; want installation:6", c, err)
 				}
-				if n := m.emu.Count(emulator.RouteGetOrgInstallation); n != want {
-					t.Errorf("%d organization lookups, want %d", n, want)
+				if n := m.emu.Count(emulator.RouteGetOrgInstallation); n != 3 {
+					t.Errorf("%d organization lookups, want 3 (acme's refused, acme's and octocat's)", n)
 				}
 			})
 		})
@@ -259,6 +261,44 @@ func TestInstallationRateLimitedMintRemembered(t *testing.T) {
 			})
 		})
 	}
+}
+
+// GitHub counts the app's JWT requests together: a mint refused for a
+// rate limit holds the lookups for other owners until its Retry-After;
+// then they go, and the mints too.
+func TestAppRateLimitHoldsAllJWTRequests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newMemApp(t, 0)
+		acme, err := m.app.For(t.Context(), "acme", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.emu.InjectFault(emulator.Fault{Route: emulator.RouteCreateInstallationToken, Status: http.StatusForbidden,
+			Body: secondaryLimit, Header: http.Header{"Retry-After": {"60"}}})
+		_, refused := acme.Token(t.Context())
+		he, ok := errors.AsType[*credential.HTTPError](refused)
+		if !ok || !he.RateLimited {
+			t.Fatalf("the mint: %v, want a rate-limited refusal", refused)
+		}
+		time.Sleep(59 * time.Second)
+		if _, err := m.app.For(t.Context(), "octocat", ""); !errors.Is(err, he) {
+			t.Errorf("another owner's lookup during the mint's rate limit: %v, want the refusal", err)
+		}
+		if n := m.emu.Count(emulator.RouteGetOrgInstallation); n != 1 {
+			t.Errorf("%d organization lookups during the rate limit, want 1 (acme's, before it)", n)
+		}
+		time.Sleep(time.Second)
+		octocat, err := m.app.For(t.Context(), "octocat", "")
+		if err != nil || octocat.Label() != "installation:6" {
+			t.Fatalf("another owner after the rate limit: %v, %v; want installation:6", octocat, err)
+		}
+		for _, c := range []credential.Credential{acme, octocat} {
+			if _, err := c.Token(t.Context()); err != nil {
+				t.Errorf("%s's token after the rate limit: %v", c.Label(), err)
+			}
+		}
+		m.tr.noCredentialIn(t, refused.Error())
+	})
 }
 
 // Transient tells the failures worth retrying: 500, 502, 503 and 504, and
