@@ -201,21 +201,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 				Reason:     fmt.Sprintf("attempt %d failed (%s) and the retry must wait", attempt, failure(status)),
 			})
 		}
-		c.retries.Add(1)
-		c.metrics.retry(ctx, r, cause)
-		c.log.LogAttrs(ctx, slog.LevelInfo, "github request retried",
-			slog.String("method", r.method),
-			slog.String("route", r.route),
-			slog.String("reason", cause),
-			slog.Int("status", status),
-			slog.Int("attempt", attempt),
-			slog.Duration("wait", wait),
-		)
-		trace.SpanFromContext(ctx).AddEvent("github.retry", trace.WithAttributes(
-			attribute.Int("attempt", attempt),
-			attribute.Int("http.response.status_code", status),
-			attribute.Int64("wait_ms", wait.Milliseconds()),
-		))
+		c.noteRetry(ctx, r, cause, "", status, attempt, wait)
 		if err := sleep(ctx, backoff); err != nil {
 			return response{}, fmt.Errorf("github: %s %s: waiting to retry: %w", r.method, r.route, err)
 		}
@@ -250,26 +236,36 @@ func (c *Client) credentialRetry(ctx context.Context, r request, attempt int, er
 	if deadline, ok := ctx.Deadline(); ok && time.Now().Add(backoff).After(deadline) {
 		return &BackoffError{Attempts: attempt, RetryAfter: max(backoff, time.Millisecond), Err: err}
 	}
-	c.retries.Add(1)
-	c.metrics.retry(ctx, r, cause)
-	c.log.LogAttrs(ctx, slog.LevelInfo, "github request retried",
-		slog.String("method", r.method),
-		slog.String("route", r.route),
-		slog.String("reason", cause),
-		slog.String("failed", "credential"),
-		slog.Int("status", status),
-		slog.Int("attempt", attempt),
-		slog.Duration("wait", backoff),
-	)
-	trace.SpanFromContext(ctx).AddEvent("github.retry", trace.WithAttributes(
-		attribute.Int("attempt", attempt),
-		attribute.Int("http.response.status_code", status),
-		attribute.Int64("wait_ms", backoff.Milliseconds()),
-	))
+	c.noteRetry(ctx, r, cause, "credential", status, attempt, backoff)
 	if err := sleep(ctx, backoff); err != nil {
 		return fmt.Errorf("github: %s %s: waiting to retry: %w", r.method, r.route, err)
 	}
 	return nil
+}
+
+// noteRetry counts, logs and traces the retry of r after attempt failed
+// for cause (status: GitHub's answer, 0 for none; failed: what failed
+// when it was not r itself, "credential"), wait from now.
+func (c *Client) noteRetry(ctx context.Context, r request, cause, failed string, status, attempt int, wait time.Duration) {
+	c.retries.Add(1)
+	c.metrics.retry(ctx, r, cause)
+	attrs := []slog.Attr{
+		slog.String("method", r.method),
+		slog.String("route", r.route),
+		slog.String("reason", cause),
+		slog.Int("status", status),
+		slog.Int("attempt", attempt),
+		slog.Duration("wait", wait),
+	}
+	if failed != "" {
+		attrs = append(attrs, slog.String("failed", failed))
+	}
+	c.log.LogAttrs(ctx, slog.LevelInfo, "github request retried", attrs...)
+	trace.SpanFromContext(ctx).AddEvent("github.retry", trace.WithAttributes(
+		attribute.Int("attempt", attempt),
+		attribute.Int("http.response.status_code", status),
+		attribute.Int64("wait_ms", wait.Milliseconds()),
+	))
 }
 
 // notAdmitted returns the error for a request the pacer did not admit: a
