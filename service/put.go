@@ -217,11 +217,17 @@ func (s *Server) writeLocked(ctx context.Context, p *putPlan, key sealingKey, cu
 	return w, keyID, nil
 }
 
-// recordOf is what the record of a write is made of besides the write.
+// recordOf is what the record of a write is made of besides the write,
+// and what the write must find of the record under the secret's lock.
 type recordOf struct {
 	prints     prints
 	havePrints bool
 	owner      string
+	// check, when set, is given the secret's record as the lock finds it
+	// (nil: none, or unreadable); its error stops the write before
+	// anything is sent (a sync's owner: another owner's write may have
+	// held the lock while this one waited for it).
+	check func(*state.Record) error
 }
 
 // putRecorded writes p with the scope's key, holding the secret's write
@@ -244,15 +250,23 @@ func (s *Server) putRecorded(ctx context.Context, p *putPlan, r recordOf) (upstr
 }
 
 // lockAndWrite takes the secret's write lock, reads its record under it
-// (another call may have written the secret since p was judged) and
-// writes p with key (writeLocked), recording it with r.
+// (another call may have written the secret since p was judged), checks it
+// with r.check and writes p with key (writeLocked), recording it with r.
+// A write whose answer has no Date reads its updated_at back at once, as
+// PutSecret's does: read later (at a batch's or an operation's end), it
+// could be another writer's.
 func (s *Server) lockAndWrite(ctx context.Context, p *putPlan, key sealingKey, r recordOf) (_ upstream.Written, _ upstream.KeyID, err error) {
 	held, unlock, cur, err := s.lockSecret(ctx, p.scope, p.name, leaseIfUp)
 	if err != nil {
 		return upstream.Written{}, "", err
 	}
 	defer unlock(&err)
-	return s.writeLocked(held, p, key, cur, r.prints, r.havePrints, r.owner, false)
+	if r.check != nil {
+		if err := r.check(cur.rec); err != nil {
+			return upstream.Written{}, "", err
+		}
+	}
+	return s.writeLocked(held, p, key, cur, r.prints, r.havePrints, r.owner, true)
 }
 
 // lockSecret takes the write lock of secret name of scope and its lease

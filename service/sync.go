@@ -152,7 +152,7 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 	defer plan.endCall(ctx, nil)
 	x := s.NewExecutor(state.KindSyncSecrets, plan.owner, plan.force)
 	x.seed(plan.scope, plan.listing) // the items judge against the plan's listing, not a second one
-	eachItem(runnable, func(i int) {
+	run := func(i int) {
 		it := plan.items[i]
 		var out itemOutcome
 		err := s.safely(ctx, op, func() error {
@@ -169,7 +169,23 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 		}
 		r.Code, r.Message, r.RetryAfter = tally.add(err)
 		events.item(i, r.Name, r.Code)
-	})
+	}
+	// The writes at once (they still go to GitHub one at a time, spaced);
+	// then the prune's deletes one at a time, as an operation runs them:
+	// each reads the secret just before its DELETE waits for its turn
+	// (Executor.delete), not all of them at the start.
+	var writes, deletes []int
+	for _, i := range runnable {
+		if plan.items[i].action == secretbrokerv1.SyncAction_SYNC_ACTION_DELETE {
+			deletes = append(deletes, i)
+		} else {
+			writes = append(writes, i)
+		}
+	}
+	eachItem(writes, run)
+	for _, i := range deletes {
+		run(i)
+	}
 	x.Finish(ctx)
 	events.summary(len(plan.items), &tally)
 	s.logBatch(ctx, op, len(plan.items), &tally)
@@ -696,12 +712,27 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	}
 	// The write is recorded under the secret's lock, in the order GitHub
 	// applied this and any concurrent write of the secret.
-	w, keyID, err := x.s.putRecorded(itemCtx, p, recordOf{prints: pr, havePrints: havePrints, owner: x.owner})
+	r := recordOf{prints: pr, havePrints: havePrints, owner: x.owner}
+	if x.ownership && !x.force {
+		// Another owner's write may have held the secret's lock while
+		// this one waited for it: then the secret is theirs.
+		r.check = func(cur *state.Record) error {
+			if cur != nil && cur.Owner != x.owner && !x.predates(scope, name, cur) {
+				return &conflictError{resource: res, owner: cur.Owner}
+			}
+			return nil
+		}
+	}
+	w, keyID, err := x.s.putRecorded(itemCtx, p, r)
 	ch.endWith(itemCtx, err, v)
 	if _, denied := errors.AsType[*deniedError](err); denied {
 		// Refused when admitted (recheckAtAdmission): no action, as for
 		// an item refused before it ran (authorize).
 		return itemOutcome{err: err}
+	}
+	if ce, ok := errors.AsType[*conflictError](err); ok {
+		out.action, out.recordedOwner, out.err = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT], ce.owner, err
+		return out
 	}
 	if err != nil {
 		out.err = err
@@ -781,10 +812,22 @@ func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string
 	defer ch.endOnPanic(itemCtx)
 	itemCtx = x.recheckAtAdmission(itemCtx, state.PendingItem{Name: res, Delete: true}, res)
 	// The owner is checked again as the delete begins: another owner's
-	// write since the plan makes the secret theirs.
+	// write since the plan makes the secret theirs; and so does a secret
+	// deleted and created again at GitHub since the owner's write, which
+	// GitHub's answer to a GET made now tells (the plan's listing, or
+	// none, may be older than that).
 	var now *state.Record
 	err = x.s.deleteRecorded(itemCtx, scope, name, func(cur *state.Record) error {
 		if now = cur; cur == nil || cur.Owner != x.owner {
+			return &notOwnedError{resource: res}
+		}
+		sec, err := x.s.fresh.GetSecret(itemCtx, scope, name)
+		switch {
+		case isStatus(err, http.StatusNotFound):
+			return nil // gone already: deleted
+		case err != nil:
+			return err
+		case predates(cur, sec):
 			return &notOwnedError{resource: res}
 		}
 		return nil

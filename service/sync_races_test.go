@@ -1,0 +1,176 @@
+package service
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/state"
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+// Writes and prunes that race another writer of the same secret: the
+// broker acts on what holds when it acts, not on what it saw earlier.
+
+// otherTool is another writer of the same GitHub (own pacer, own state).
+func otherTool(t *testing.T, h *harness) *harness {
+	t.Helper()
+	c2, err := upstream.New(upstream.Config{BaseURL: emulatorURL, Token: upstream.Token(testToken),
+		HTTPClient: &http.Client{Transport: newEmulatorTransport(h.emu)}, Logger: newTestLogger(h.logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2, _ := state.NewMemory(state.Options{})
+	return newHarnessWith(t, c2, h.logs, Options{State: st2})
+}
+
+// A prune leaves alone a secret someone else deleted and created again
+// after the prune was planned or accepted (README: such a record "gives its
+// owner nothing in a sync, planned or run"): the delete reads the secret
+// under its lock first.
+func TestPruneLeavesSecretCreatedAgain(t *testing.T) {
+	for _, async := range []bool{true, false} {
+		t.Run(map[bool]string{true: "async", false: "sync"}[async], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h, _ := newHarnessWithStore(t)
+				closeOps(t, h.server)
+				ctx := t.Context()
+				all := map[string]string{"A": plantedSecret, "B": plantedSecret, "C": plantedSecret, "D": plantedSecret, "E": plantedSecret}
+				if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", all)); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Minute)
+				other := otherTool(t, h)
+				prune := syncReq(repoScope, "team-a", nil)
+				prune.Prune, prune.Async = true, async
+				type answer struct {
+					resp *secretbrokerv1.SyncSecretsResponse
+					err  error
+				}
+				done := make(chan answer, 1)
+				go func() {
+					r, err := h.broker.SyncSecrets(ctx, prune)
+					done <- answer{r, err}
+				}()
+				time.Sleep(100 * time.Millisecond) // planned, first delete in flight
+				// Another tool deletes E and creates it again: its secret now.
+				if _, err := other.broker.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: repoScope + "/secrets/E"}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := other.broker.PutSecret(ctx, plain(repoScope+"/secrets/E", plantedSecret+"-other")); err != nil {
+					t.Fatal(err)
+				}
+				a := <-done
+				if a.err != nil {
+					t.Fatal(a.err)
+				}
+				results := planOf(t, a.resp)
+				if async {
+					results = syncResultsOf(t, waitOp(ctx, t, h.broker, a.resp.GetOperation().GetName(), time.Minute))
+				}
+				if got, err := h.emu.Open(repoScope, "E"); err != nil || string(got) != plantedSecret+"-other" {
+					t.Errorf("the other tool's E (created after team-a's record) was pruned by team-a: %v (results %v)", err, results)
+				}
+				for _, n := range []string{"A", "B", "C", "D"} {
+					if _, err := h.emu.Open(repoScope, n); err == nil {
+						t.Errorf("team-a's %s was not pruned (results %v)", n, results)
+					}
+				}
+			})
+		})
+	}
+}
+
+// A sync item checks the secret's owner again under its write lock: a put
+// of the secret by another caller that held the lock while the item waited
+// for it makes the secret theirs, and the item is a CONFLICT, not an
+// overwrite.
+func TestSyncChecksOwnerUnderTheLock(t *testing.T) {
+	for _, async := range []bool{false, true} {
+		t.Run(map[bool]string{true: "async", false: "sync"}[async], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h, st := newHarnessWithStore(t)
+				closeOps(t, h.server)
+				ctx := t.Context()
+				x := repoScope + "/secrets/X"
+				if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", map[string]string{"X": plantedSecret + "-a0"})); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Minute)
+				// A write of another secret takes the write slot: the next
+				// write waits a second for the spacing.
+				if _, err := h.broker.PutSecret(ctx, plain(repoScope+"/secrets/Z", plantedSecret+"-z")); err != nil {
+					t.Fatal(err)
+				}
+				putDone := make(chan error, 1)
+				go func() {
+					_, err := h.broker.PutSecret(as(ctx, "token:other"), plain(x, plantedSecret+"-other"))
+					putDone <- err
+				}()
+				time.Sleep(100 * time.Millisecond) // the put holds X's lock, waiting for the slot
+				req := syncReq(repoScope, "team-a", map[string]string{"X": plantedSecret + "-a1"})
+				req.Async = async
+				resp, err := h.broker.SyncSecrets(ctx, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := <-putDone; err != nil {
+					t.Fatal(err)
+				}
+				results := planOf(t, resp)
+				if async {
+					results = syncResultsOf(t, waitOp(ctx, t, h.broker, resp.GetOperation().GetName(), time.Minute))
+				}
+				got, _ := h.emu.Open(repoScope, "X")
+				if string(got) != plantedSecret+"-other" {
+					t.Errorf("team-a's sync overwrote token:other's put of X (answered before team-a's write was sent): results %v", results)
+				}
+				if rec, err := st.GetRecord(ctx, x); err != nil || rec.Owner == "team-a" {
+					t.Errorf("X's record after the sync: %+v, %v; want it not team-a's", rec, err)
+				}
+				if !strings.HasPrefix(results["X"], "CONFLICT ") {
+					t.Errorf("the sync's results %v, want X a CONFLICT", results)
+				}
+			})
+		})
+	}
+}
+
+// A batch's write whose answer has no Date reads its updated_at back at
+// once: read back at the operation's end, it was the updated_at of a write
+// someone else made after the broker's, and the next put of the broker's
+// value was answered unchanged while GitHub held the other value.
+func TestOperationWriteWithoutDateReadsBackAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, harnessOpts{wrap: func(u Upstream) Upstream { return noDate{u} }})
+		closeOps(t, h.server)
+		ctx := t.Context()
+		other := otherTool(t, h)
+		x := repoScope + "/secrets/X"
+		req := &secretbrokerv1.BatchPutSecretsRequest{Async: true}
+		for _, n := range []string{"X", "A", "B", "C", "D", "E"} {
+			req.Requests = append(req.Requests, plain(repoScope+"/secrets/"+n, plantedSecret+"-broker"))
+		}
+		resp, err := h.broker.BatchPutSecrets(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond) // X written, the others waiting for the write spacing
+		if _, err := other.broker.PutSecret(ctx, plain(x, plantedSecret+"-other")); err != nil {
+			t.Fatal(err)
+		}
+		waitOp(ctx, t, h.broker, resp.GetOperation().GetName(), time.Minute)
+		time.Sleep(time.Minute)
+		put, err := h.broker.PutSecret(ctx, plain(x, plantedSecret+"-broker"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := h.emu.Open(repoScope, "X")
+		if put.GetUnchanged() || string(got) != plantedSecret+"-broker" {
+			t.Errorf("put after another writer's: unchanged=%v, GitHub holds %q; want written", put.GetUnchanged(), got)
+		}
+	})
+}
