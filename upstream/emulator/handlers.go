@@ -42,6 +42,11 @@ func (resp *response) write(w http.ResponseWriter) {
 	if len(resp.body) > 0 && h.Get("Content-Type") == "" {
 		h.Set("Content-Type", "application/json; charset=utf-8")
 	}
+	if _, ok := h["Date"]; !ok {
+		// GitHub dates every answer; net/http's server would too, but
+		// the emulator also answers in memory, without one.
+		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	}
 	w.WriteHeader(resp.status)
 	_, _ = w.Write(resp.body)
 }

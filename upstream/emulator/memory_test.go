@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/secretbroker/secretbroker/upstream/emulator"
@@ -158,4 +159,21 @@ func newPipeEnv(t *testing.T, opts emulator.Options) (e *env, noKeepAlive *http.
 	})
 	e.client = &http.Client{Transport: keep}
 	return e, &http.Client{Transport: once}
+}
+
+// Every answer is dated, as GitHub's are, in memory too (where no
+// net/http server adds a Date): the time it was answered, in whole
+// seconds.
+func TestAnswersAreDated(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newMemEnv(t, emulator.Options{})
+		time.Sleep(1500 * time.Millisecond)
+		for _, path := range []string{"/orgs/octo-org/actions/secrets", "/orgs/octo-org/actions/secrets/NONE"} {
+			r := e.do("GET", path, nil)
+			d, err := http.ParseTime(r.header.Get("Date"))
+			if err != nil || !d.Equal(time.Now().Truncate(time.Second)) {
+				t.Errorf("GET %s (%d): Date %q (%v), want %v", path, r.status, r.header.Get("Date"), err, time.Now().Truncate(time.Second))
+			}
+		}
+	})
 }

@@ -115,6 +115,10 @@ func (b *Budget) PrimaryFull(now time.Time) (reset time.Time, full bool) {
 	return b.primaryReset, b.requests >= b.primaryRemaining
 }
 
+// sameReset is how far apart two answers' resets may be and still be of
+// one window of the primary quota (GitHub's windows are an hour apart).
+const sameReset = 2 * time.Second
+
 // Done records a started request's completion at now, and what GitHub's
 // answer said of the limits (a zero RateLimit when there was no answer).
 func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
@@ -127,10 +131,13 @@ func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
 		switch {
 		case !rl.Reset.After(now):
 			// A window that is over says nothing of the current one.
-		case !b.primaryKnown || rl.Reset.After(b.primaryReset):
+		case !b.primaryKnown || rl.Reset.After(b.primaryReset.Add(sameReset)):
 			b.primaryKnown, b.primaryRemaining, b.primaryReset = true, rl.Remaining, rl.Reset
-		case rl.Reset.Equal(b.primaryReset):
+		case !rl.Reset.Before(b.primaryReset.Add(-sameReset)):
+			// The same window (a clock read against Date may name its
+			// reset a second apart): the least left, the latest reset.
 			b.primaryRemaining = min(b.primaryRemaining, rl.Remaining)
+			b.primaryReset = later(b.primaryReset, rl.Reset)
 		}
 	}
 	switch {

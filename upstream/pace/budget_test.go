@@ -92,6 +92,10 @@ func TestBudgetHolds(t *testing.T) {
 		// Answers out of order: the lowest remaining of a window wins.
 		{"late answer of the same window", []done{{0, primary(0, reset)}, {time.Second, primary(5, reset)}}, 0, time.Second, reset, ReasonPrimary},
 		{"a later window replaces", []done{{0, primary(0, reset)}, {time.Second, primary(5000, reset.Add(time.Hour))}}, 0, time.Second, time.Time{}, 0},
+		// A reset read against Date may come a second apart: the same
+		// window, its latest reset.
+		{"the same window a second later", []done{{0, primary(0, reset)}, {time.Second, primary(5, reset.Add(time.Second))}}, 0, time.Second, reset.Add(time.Second), ReasonPrimary},
+		{"the same window a second earlier", []done{{0, primary(0, reset)}, {time.Second, primary(5, reset.Add(-time.Second))}}, 0, time.Second, reset, ReasonPrimary},
 		{"a window that is over says nothing", []done{{0, primary(0, reset)}, {time.Second, primary(5000, at(-time.Second))}}, 0, time.Second, reset, ReasonPrimary},
 		{"retry-after", []done{{time.Second, refusal(7 * time.Second)}}, 0, time.Second, at(8 * time.Second), ReasonPause},
 		{"a shorter pause keeps the longer", []done{{0, refusal(7 * time.Second)}, {time.Second, refusal(time.Second)}}, 0, time.Second, at(7 * time.Second), ReasonPause},

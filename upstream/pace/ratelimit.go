@@ -46,24 +46,33 @@ type RateLimit struct {
 	Refused bool
 }
 
+// maxClockSkew is how far this machine's clock may be from GitHub's (as
+// an answer's Date tells it) before ParseRateLimit reads GitHub's times
+// against Date.
+const maxClockSkew = 2 * time.Second
+
 // ParseRateLimit reads GitHub's rate-limit headers from an answer with
 // status; now is when the answer arrived (it turns an HTTP-date
 // Retry-After into a delay). h may be nil (no answer).
 //
 // GitHub's times (x-ratelimit-reset, an HTTP-date Retry-After) are on
-// GitHub's clock. When the answer has a Date header they are read
-// against it, not against this machine's clock: a reset 40 s after Date
-// is 40 s after now, however far the two clocks are apart (a clock ahead
-// would otherwise resume before GitHub's reset, and be refused). Date
-// counts whole seconds, rounded down, so the delay read so is never
-// shorter than GitHub's.
+// GitHub's clock. When the answer's Date header says this machine's clock
+// is more than maxClockSkew off GitHub's, they are read against Date, not
+// against this clock: a reset 40 s after Date is 40 s after now (a clock
+// ahead would otherwise resume before GitHub's reset, and be refused).
+// Within maxClockSkew (Date counts whole seconds, and the answer took its
+// time) they are taken as they are, so that every answer of one window
+// names the same reset.
 func ParseRateLimit(h http.Header, status int, now time.Time) RateLimit {
 	rl := RateLimit{Status: status, Remaining: -1, Used: -1} // h may be nil: Get finds nothing
 	rl.Remaining = nonNegative(h.Get("X-Ratelimit-Remaining"))
 	rl.Used = nonNegative(h.Get("X-Ratelimit-Used"))
 	github := now // GitHub's clock when it answered, as well as it is known
 	if d, err := http.ParseTime(h.Get("Date")); err == nil {
-		github = d
+		if skew := now.Sub(d); skew > maxClockSkew || skew < -maxClockSkew {
+			// Whole seconds: Date's own resolution.
+			github = now.Add(-skew.Round(time.Second))
+		}
 	}
 	if v := strings.TrimSpace(h.Get("X-Ratelimit-Reset")); v != "" {
 		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs > 0 {
