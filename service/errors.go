@@ -84,6 +84,9 @@ func statusOf(err error) *status.Status {
 	if ne, ok := errors.AsType[*notOwnedError](err); ok {
 		return status.New(codes.FailedPrecondition, ne.Error())
 	}
+	if oe, ok := errors.AsType[*ownerUnknownError](err); ok {
+		return status.New(codes.Unavailable, oe.Error())
+	}
 	if le, ok := errors.AsType[*leaseError](err); ok && !le.callerEnded {
 		return status.New(codes.Unavailable, "the state the replicas share cannot be reached, so the broker cannot rule out another replica's write of this secret; try again later")
 	}

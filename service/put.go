@@ -224,10 +224,10 @@ type recordOf struct {
 	havePrints bool
 	owner      string
 	// check, when set, is given the secret's record as the lock finds it
-	// (nil: none, or unreadable); its error stops the write before
-	// anything is sent (a sync's owner: another owner's write may have
-	// held the lock while this one waited for it).
-	check func(*state.Record) error
+	// (nil: none, or readOK false: the store could not say); its error
+	// stops the write before anything is sent (a sync's owner: another
+	// owner's write may have held the lock while this one waited for it).
+	check func(rec *state.Record, readOK bool) error
 }
 
 // putRecorded writes p with the scope's key, holding the secret's write
@@ -262,7 +262,7 @@ func (s *Server) lockAndWrite(ctx context.Context, p *putPlan, key sealingKey, r
 	}
 	defer unlock(&err)
 	if r.check != nil {
-		if err := r.check(cur.rec); err != nil {
+		if err := r.check(cur.rec, cur.readOK); err != nil {
 			return upstream.Written{}, "", err
 		}
 	}

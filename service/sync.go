@@ -31,6 +31,15 @@ func (e *conflictError) Error() string {
 	return fmt.Sprintf("%s was written through the broker by owner %q; send force to take it over", e.resource, e.owner)
 }
 
+// ownerUnknownError is a sync's write of a secret whose record the state
+// store could not read: whose it is cannot be told, and the write, which
+// would make it this owner's, is not sent.
+type ownerUnknownError struct{ resource string }
+
+func (e *ownerUnknownError) Error() string {
+	return "the broker's state could not be read, so it cannot tell whose " + e.resource + " is; it was not written (try again)"
+}
+
 // notOwnedError is a pending delete of a secret that is no longer the
 // operation's owner's (a resumed prune whose secret changed hands).
 type notOwnedError struct{ resource string }
@@ -716,8 +725,13 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	if x.ownership && !x.force {
 		// Another owner's write may have held the secret's lock while
 		// this one waited for it: then the secret is theirs.
-		r.check = func(cur *state.Record) error {
-			if cur != nil && cur.Owner != x.owner && !x.predates(scope, name, cur) {
+		r.check = func(cur *state.Record, readOK bool) error {
+			switch {
+			case !readOK:
+				// Written now, the secret would become this owner's
+				// whoever's it is.
+				return &ownerUnknownError{resource: res}
+			case cur != nil && cur.Owner != x.owner && !x.predates(scope, name, cur):
 				return &conflictError{resource: res, owner: cur.Owner}
 			}
 			return nil

@@ -1,8 +1,11 @@
 package service
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -171,6 +174,75 @@ func TestOperationWriteWithoutDateReadsBackAtOnce(t *testing.T) {
 		got, _ := h.emu.Open(repoScope, "X")
 		if put.GetUnchanged() || string(got) != plantedSecret+"-broker" {
 			t.Errorf("put after another writer's: unchanged=%v, GitHub holds %q; want written", put.GetUnchanged(), got)
+		}
+	})
+}
+
+// blindStore is a state store that cannot read the record of one secret
+// once another writer than owner has recorded a write of it (a Redis
+// that stops answering at that moment).
+type blindStore struct {
+	state.Store
+	secret, owner string
+	blind         atomic.Bool
+}
+
+func (b *blindStore) PutRecord(ctx context.Context, r state.Record) error {
+	err := b.Store.PutRecord(ctx, r)
+	if r.Name == b.secret && r.Owner != b.owner && !r.ValueFingerprint.IsZero() {
+		b.blind.Store(true)
+	}
+	return err
+}
+
+func (b *blindStore) GetRecord(ctx context.Context, name string) (state.Record, error) {
+	if name == b.secret && b.blind.Load() {
+		return state.Record{}, errors.New("the store does not answer")
+	}
+	return b.Store.GetRecord(ctx, name)
+}
+
+// A sync item that cannot read the secret's record under its lock does not
+// write it: written, the secret would become the sync's owner's whoever's
+// it is. It answers UNAVAILABLE, and the other writer's value stays.
+func TestSyncWriteWithOwnerUnknownIsNotSent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem, err := state.NewMemory(state.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := repoScope + "/secrets/X"
+		st := &blindStore{Store: mem, secret: x, owner: "team-a"}
+		h := newHarness(t, harnessOpts{state: st})
+		ctx := t.Context()
+		if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", map[string]string{"X": plantedSecret + "-a0"})); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute)
+		// A write of another secret takes the write slot: the next write
+		// waits a second for the spacing, holding X's lock.
+		if _, err := h.broker.PutSecret(ctx, plain(repoScope+"/secrets/Z", plantedSecret+"-z")); err != nil {
+			t.Fatal(err)
+		}
+		putDone := make(chan error, 1)
+		go func() {
+			_, err := h.broker.PutSecret(as(ctx, "token:other"), plain(x, plantedSecret+"-other"))
+			putDone <- err
+		}()
+		time.Sleep(100 * time.Millisecond)
+		resp, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", map[string]string{"X": plantedSecret + "-a1"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := <-putDone; err != nil {
+			t.Fatal(err)
+		}
+		results := planOf(t, resp)
+		if got, _ := h.emu.Open(repoScope, "X"); string(got) != plantedSecret+"-other" {
+			t.Errorf("team-a's sync wrote X without knowing its owner: results %v", results)
+		}
+		if !strings.HasSuffix(results["X"], " UNAVAILABLE") {
+			t.Errorf("the sync's results %v, want X UNAVAILABLE", results)
 		}
 	})
 }
