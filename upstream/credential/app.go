@@ -478,6 +478,10 @@ type installation struct {
 	gen     int    // which tr: Renew replaces it
 	renewed string // the refused token the last Renew replaced
 	failed  *mintFailure
+	// refreshAt is when the token tr holds is due for a refresh (zero:
+	// none yet), read from tr after each mint: until then Token mints
+	// nothing, so the app's JWT hold (App.held) does not stop it.
+	refreshAt time.Time
 
 	// mints runs tr.Token once for all the calls that want a token at
 	// once (keyed by gen).
@@ -604,27 +608,34 @@ func (in *installation) GoString() string { return in.String() }
 // app's JWT requests holds them (App.held), it answers without minting.
 func (in *installation) Token(ctx context.Context) (string, error) {
 	in.mu.Lock()
-	tr, gen, failed := in.tr, in.gen, in.failed
+	tr, gen, failed, refreshAt := in.tr, in.gen, in.failed, in.refreshAt
 	in.mu.Unlock()
 	if failed.current(time.Now(), in.app.signer) {
 		return "", failed.err
 	}
-	if he := in.app.jwtHeld(time.Now()); he != nil {
-		return "", in.held(he)
+	// The hold is on the app's JWT requests: a token in hand, not due
+	// for a refresh, is still used.
+	if !time.Now().Before(refreshAt) {
+		if he := in.app.jwtHeld(time.Now()); he != nil {
+			return "", in.held(he)
+		}
 	}
 	ch := in.mints.DoChan(strconv.Itoa(gen), func() (any, error) {
 		keyGen := in.app.signer.generation()
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mintTimeout)
 		defer cancel()
 		tok, err := tr.Token(mctx)
+		var refresh time.Time
 		if err != nil {
 			err = in.mintFailed(err)
 			in.app.holdJWT(err)
+		} else {
+			_, refresh, _ = tr.Expiry() // tr.Token runs here only: no race
 		}
 		in.mu.Lock()
 		defer in.mu.Unlock()
 		if in.gen == gen {
-			in.failed = nil
+			in.failed, in.refreshAt = nil, refresh
 			if err != nil {
 				in.failed = newMintFailure(err, time.Now(), keyGen)
 			}
@@ -729,9 +740,10 @@ func (in *installation) Renew(ctx context.Context, refused string) error {
 	if tok == refused {
 		return fmt.Errorf("credential: GitHub App installation %d: GitHub minted the token it refused", in.id)
 	}
+	_, refresh, _ := tr.Expiry()
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.tr, in.renewed, in.failed = tr, refused, nil
+	in.tr, in.renewed, in.failed, in.refreshAt = tr, refused, nil, refresh
 	in.gen++
 	return nil
 }

@@ -301,6 +301,28 @@ func TestAppRateLimitHoldsAllJWTRequests(t *testing.T) {
 	})
 }
 
+// The hold is on the app's JWT requests only: an installation that holds
+// a token not due for a refresh keeps using it while another owner's
+// lookup is refused for a rate limit.
+func TestAppRateLimitLeavesTokensInHand(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newMemApp(t, 0)
+		acme, err := m.app.For(t.Context(), "acme", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := mustToken(t, acme) // minted, valid for an hour
+		m.emu.InjectFault(emulator.Fault{Route: emulator.RouteGetOrgInstallation, Status: http.StatusForbidden,
+			Body: secondaryLimit, Header: http.Header{"Retry-After": {"60"}}})
+		if _, err := m.app.For(t.Context(), "octocat", ""); err == nil {
+			t.Fatal("octocat's lookup was not refused")
+		}
+		if got, err := acme.Token(t.Context()); err != nil || got != tok {
+			t.Fatalf("acme's token in hand while another owner's lookup is rate limited: %v", err)
+		}
+	})
+}
+
 // Transient tells the failures worth retrying: 500, 502, 503 and 504, and
 // a connection dropped, refused or reset, or a timeout; not other answers
 // (a rate limit included), TLS failures or other errors.
