@@ -482,10 +482,11 @@ func isRedirect(err error) bool {
 // share the store (trackWrite), so that a put of the secret on another
 // replica meanwhile is not recorded as if the secret were still there;
 // the record is distrusted before the DELETE is sent. check, when not
-// nil, is given the record as read after the delete began and may refuse
-// it (a prune's owner check): its error is returned and nothing is
+// nil, is given the record as read after the delete began, with the
+// context that holds the secret's lease (for what it reads), and may
+// refuse it (a prune's owner check): its error is returned and nothing is
 // deleted.
-func (s *Server) deleteRecorded(ctx context.Context, scope upstream.Scope, name string, check func(*state.Record) error) (err error) {
+func (s *Server) deleteRecorded(ctx context.Context, scope upstream.Scope, name string, check func(context.Context, *state.Record) error) (err error) {
 	need := leaseIfUp
 	if check != nil {
 		need = leaseRequired // a prune's: never without the lease
@@ -500,7 +501,7 @@ func (s *Server) deleteRecorded(ctx context.Context, scope upstream.Scope, name 
 	tw, cur := s.trackWrite(ctx, key, cur)
 	defer tw.end(ctx)
 	if check != nil {
-		if err := check(cur.rec); err != nil {
+		if err := check(ctx, cur.rec); err != nil {
 			return err
 		}
 	}

@@ -831,11 +831,11 @@ func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string
 	// GitHub's answer to a GET made now tells (the plan's listing, or
 	// none, may be older than that).
 	var now *state.Record
-	err = x.s.deleteRecorded(itemCtx, scope, name, func(cur *state.Record) error {
+	err = x.s.deleteRecorded(itemCtx, scope, name, func(held context.Context, cur *state.Record) error {
 		if now = cur; cur == nil || cur.Owner != x.owner {
 			return &notOwnedError{resource: res}
 		}
-		sec, err := x.s.fresh.GetSecret(itemCtx, scope, name)
+		sec, err := x.s.fresh.GetSecret(held, scope, name)
 		switch {
 		case isStatus(err, http.StatusNotFound):
 			return nil // gone already: deleted

@@ -59,10 +59,12 @@ func TestShutdownTakesNoNewGRPCCall(t *testing.T) {
 // the others not), before the connection is closed, and every item's
 // intent in the audit trail has its outcome.
 func TestShutdownAnswersBatchWithWhatItDid(t *testing.T) {
-	const items, timeout = 20, 2500 * time.Millisecond
+	// 20 items 400 ms apart take about 8 s; the drain starts 1 s before
+	// the 5 s timeout ends.
+	const items, timeout = 20, 5 * time.Second
 	auditPath := filepath.Join(t.TempDir(), "audit.log")
 	cfg, err := loadConfig([]string{"--dev", "--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0",
-		"--shutdown-timeout=" + timeout.String(), "--upstream-write-interval=200ms", "--audit-log=" + auditPath},
+		"--shutdown-timeout=" + timeout.String(), "--upstream-write-interval=400ms", "--audit-log=" + auditPath},
 		envMap(nil), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -76,8 +78,7 @@ func TestShutdownAnswersBatchWithWhatItDid(t *testing.T) {
 	go func() {
 		answered <- b.try(http.MethodPost, "/v1/secrets:batchPut", `{"requests":[`+strings.Join(reqs, ",")+`]}`)
 	}()
-	// The shutdown begins once the batch's first item is written (20
-	// items 200 ms apart take about 4 s, longer than the timeout).
+	// The shutdown begins once the batch's first item is written.
 	for !strings.Contains(b.logs.String(), "DRAIN_0") {
 		select {
 		case a := <-answered:
