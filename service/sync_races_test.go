@@ -87,6 +87,31 @@ func TestPruneLeavesSecretCreatedAgain(t *testing.T) {
 	}
 }
 
+// otherHoldsTheLock makes secret (in repoScope) team-a's through a sync,
+// then, a minute later, has token:other put another value of it that
+// holds the secret's write lock while it waits a second for the write
+// spacing (a write of another secret took the slot), and returns that
+// put's answer.
+func otherHoldsTheLock(t *testing.T, h *harness, secret string) <-chan error {
+	t.Helper()
+	ctx := t.Context()
+	_, name, _ := strings.Cut(secret, "/secrets/")
+	if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", map[string]string{name: plantedSecret + "-a0"})); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Minute)
+	if _, err := h.broker.PutSecret(ctx, plain(repoScope+"/secrets/Z", plantedSecret+"-z")); err != nil {
+		t.Fatal(err)
+	}
+	putDone := make(chan error, 1)
+	go func() {
+		_, err := h.broker.PutSecret(as(ctx, "token:other"), plain(secret, plantedSecret+"-other"))
+		putDone <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the put holds the lock, waiting for the slot
+	return putDone
+}
+
 // A sync item checks the secret's owner again under its write lock: a put
 // of the secret by another caller that held the lock while the item waited
 // for it makes the secret theirs, and the item is a CONFLICT, not an
@@ -99,21 +124,7 @@ func TestSyncChecksOwnerUnderTheLock(t *testing.T) {
 				closeOps(t, h.server)
 				ctx := t.Context()
 				x := repoScope + "/secrets/X"
-				if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", map[string]string{"X": plantedSecret + "-a0"})); err != nil {
-					t.Fatal(err)
-				}
-				time.Sleep(time.Minute)
-				// A write of another secret takes the write slot: the next
-				// write waits a second for the spacing.
-				if _, err := h.broker.PutSecret(ctx, plain(repoScope+"/secrets/Z", plantedSecret+"-z")); err != nil {
-					t.Fatal(err)
-				}
-				putDone := make(chan error, 1)
-				go func() {
-					_, err := h.broker.PutSecret(as(ctx, "token:other"), plain(x, plantedSecret+"-other"))
-					putDone <- err
-				}()
-				time.Sleep(100 * time.Millisecond) // the put holds X's lock, waiting for the slot
+				putDone := otherHoldsTheLock(t, h, x)
 				req := syncReq(repoScope, "team-a", map[string]string{"X": plantedSecret + "-a1"})
 				req.Async = async
 				resp, err := h.broker.SyncSecrets(ctx, req)
@@ -215,21 +226,7 @@ func TestSyncWriteWithOwnerUnknownIsNotSent(t *testing.T) {
 		st := &blindStore{Store: mem, secret: x, owner: "team-a"}
 		h := newHarness(t, harnessOpts{state: st})
 		ctx := t.Context()
-		if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", map[string]string{"X": plantedSecret + "-a0"})); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Minute)
-		// A write of another secret takes the write slot: the next write
-		// waits a second for the spacing, holding X's lock.
-		if _, err := h.broker.PutSecret(ctx, plain(repoScope+"/secrets/Z", plantedSecret+"-z")); err != nil {
-			t.Fatal(err)
-		}
-		putDone := make(chan error, 1)
-		go func() {
-			_, err := h.broker.PutSecret(as(ctx, "token:other"), plain(x, plantedSecret+"-other"))
-			putDone <- err
-		}()
-		time.Sleep(100 * time.Millisecond)
+		putDone := otherHoldsTheLock(t, h, x)
 		resp, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", map[string]string{"X": plantedSecret + "-a1"}))
 		if err != nil {
 			t.Fatal(err)
