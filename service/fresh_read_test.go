@@ -131,18 +131,8 @@ func TestUnchangedCheckReadsAfterTheCall(t *testing.T) {
 				}
 				time.Sleep(3 * time.Second)
 				// Someone writes another value straight at GitHub.
-				other, err := upstream.New(upstream.Config{BaseURL: emulatorURL, Token: upstream.Token(testToken),
-					HTTPClient: &http.Client{Transport: newEmulatorTransport(emu)}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				sc := mustScope(t, scope)
-				pk, err := other.GetPublicKey(ctx, sc)
-				if err != nil {
-					t.Fatal(err)
-				}
-				sealed := sealFor(t, &secretbrokerv1.PublicKey{KeyId: string(pk.KeyID), Key: pk.Key}, "theirs")
-				if _, err := other.PutSecret(ctx, sc, secret, upstream.PutSecretBody{EncryptedValue: sealed, KeyID: pk.KeyID}); err != nil {
+				h.emu = emu
+				if _, err := otherTool(t, h).broker.PutSecret(ctx, plain(name, "theirs")); err != nil {
 					t.Fatal(err)
 				}
 				time.Sleep(2 * time.Second)

@@ -91,7 +91,8 @@ func TestPruneLeavesSecretCreatedAgain(t *testing.T) {
 // then, a minute later, has token:other put another value of it that
 // holds the secret's write lock while it waits a second for the write
 // spacing (a write of another secret took the slot), and returns that
-// put's answer.
+// put's answer. It runs in the caller's synctest bubble: its sleeps are
+// fake time.
 func otherHoldsTheLock(t *testing.T, h *harness, secret string) <-chan error {
 	t.Helper()
 	ctx := t.Context()
