@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -303,12 +304,9 @@ const (
 	defaultGCHeapFloor              = 64 << 20
 )
 
-// loadConfig builds the configuration from the command-line arguments
-// (without the program name) and the environment, as seen through
-// lookupEnv (os.LookupEnv outside tests). Usage and flag errors are written
-// to output. It returns flag.ErrHelp when -h or --help was asked for.
-func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.Writer) (Config, error) {
-	var cfg Config
+// newFlagSet defines the broker's flags, each setting its field of cfg,
+// with usage written to output.
+func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	pacing := upstream.DefaultPacing()
 	fs := flag.NewFlagSet("secretbroker", flag.ContinueOnError)
 	fs.SetOutput(output)
@@ -339,8 +337,8 @@ Flags:
 		"GitHub's REST API `URL`; https://HOST/api/v3 for GitHub Enterprise Server")
 	fs.StringVar(&cfg.UpstreamTokenFile, "upstream-token-file", "",
 		"`file` holding the GitHub token (default: the "+envGitHubToken+" environment variable)")
-	registerGitHubAppFlags(fs, &cfg)
-	registerStateFlags(fs, &cfg)
+	registerGitHubAppFlags(fs, cfg)
+	registerStateFlags(fs, cfg)
 	fs.StringVar(&cfg.UpstreamAPIVersionActions, "upstream-api-version-actions", "",
 		"X-GitHub-Api-Version for Actions secrets (default "+upstream.DefaultAPIVersionActionsGHES+
 			" for GitHub Enterprise Server, an --upstream-url ending in /api/v3, without --upstream-legacy-routes; else "+
@@ -414,6 +412,16 @@ Flags:
 	fs.Int64Var(&cfg.GCHeapFloor, "gc-heap-floor", defaultGCHeapFloor,
 		"heap `bytes` below which Go's collector does not run (GOGC retuned after each collection, never below 100; held to a quarter of GOMEMLIMIT); 0, or GOGC in the environment, leaves the collector as it is")
 
+	return fs
+}
+
+// loadConfig builds the configuration from the command-line arguments
+// (without the program name) and the environment, as seen through
+// lookupEnv (os.LookupEnv outside tests). Usage and flag errors are written
+// to output. It returns flag.ErrHelp when -h or --help was asked for.
+func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.Writer) (Config, error) {
+	var cfg Config
+	fs := newFlagSet(&cfg, output)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -471,6 +479,39 @@ Flags:
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// otherToolsEnv reports whether name is a SECRETBROKER_* variable another
+// program reads (secretbrokerctl's address and token), which the broker's
+// environment may hold without a mistake.
+func otherToolsEnv(name string) bool {
+	return name == "SECRETBROKER_ADDR" || name == "SECRETBROKER_TOKEN"
+}
+
+// unknownEnv returns the names, sorted, of the SECRETBROKER_* variables
+// in environ ("NAME=value" entries, as os.Environ gives them) that no flag
+// reads and no other secretbroker program reads either: most likely
+// misspelt, and ignored. It returns names only, never a value.
+func unknownEnv(environ []string) []string {
+	flagEnv := map[string]bool{}
+	newFlagSet(&Config{}, io.Discard).VisitAll(func(f *flag.Flag) { flagEnv[envName(f.Name)] = true })
+	var unknown []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, envPrefix) && !flagEnv[name] && !otherToolsEnv(name) {
+			unknown = append(unknown, name)
+		}
+	}
+	slices.Sort(unknown)
+	return slices.Compact(unknown)
+}
+
+// warnUnknownEnv logs a warning naming each of unknownEnv(environ).
+func warnUnknownEnv(logger *slog.Logger, environ []string) {
+	for _, name := range unknownEnv(environ) {
+		logger.Warn("ignoring an environment variable no flag reads; is it misspelt? (secretbroker --help lists the flags)",
+			slog.String("variable", name))
+	}
 }
 
 // envName returns the environment variable matching a flag:

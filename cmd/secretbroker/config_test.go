@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -652,5 +653,55 @@ func TestDevAddr(t *testing.T) {
 		if (err == nil) != tt.ok || got != tt.want {
 			t.Errorf("devAddr(%q) = %q, %v; want %q, ok %t", tt.in, got, err, tt.want, tt.ok)
 		}
+	}
+}
+
+// TestUnknownEnvironmentVariablesWarned checks that a SECRETBROKER_*
+// variable no flag reads (a misspelling, most likely) is named in a
+// warning, and that its value never is.
+func TestUnknownEnvironmentVariablesWarned(t *testing.T) {
+	const planted = "planted-value-7f3a"
+	tests := []struct {
+		name    string
+		environ []string
+		want    []string
+	}{
+		{name: "none", environ: []string{"PATH=/bin", "HOME=/root"}},
+		{name: "flag variables", environ: []string{"SECRETBROKER_GRPC_ADDR=:9090", "SECRETBROKER_CALLERS_FILE=/etc/c.yaml", "SECRETBROKER_DEV=true"}},
+		{name: "secretbrokerctl's", environ: []string{"SECRETBROKER_ADDR=broker:9090", "SECRETBROKER_TOKEN=" + planted}},
+		{
+			name:    "misspelt",
+			environ: []string{"SECRETBROKER_CALLER_FILE=" + planted, "SECRETBROKER_GRPC_ADDR=:9090", "SECRETBROKER_GRPCADDR=" + planted, "SECRETBROKER_CALLER_FILE=again"},
+			want:    []string{"SECRETBROKER_CALLER_FILE", "SECRETBROKER_GRPCADDR"},
+		},
+		{name: "prefix alone, and another prefix", environ: []string{"SECRETBROKER_=" + planted, "XSECRETBROKER_GRPC_ADDR=x"}, want: []string{"SECRETBROKER_"}},
+		{name: "lower case is another variable", environ: []string{"secretbroker_grpc_addr=:1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := unknownEnv(tt.environ); !slices.Equal(got, tt.want) {
+				t.Errorf("unknownEnv = %q, want %q", got, tt.want)
+			}
+			var logs bytes.Buffer
+			warnUnknownEnv(slog.New(slog.NewJSONHandler(&logs, nil)), tt.environ)
+			if strings.Contains(logs.String(), planted) {
+				t.Errorf("the warning shows a value: %s", logs.String())
+			}
+			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			if len(tt.want) == 0 {
+				if logs.Len() != 0 {
+					t.Errorf("warned with nothing to warn about: %s", logs.String())
+				}
+				return
+			}
+			if len(lines) != len(tt.want) {
+				t.Fatalf("%d warnings, want %d: %s", len(lines), len(tt.want), logs.String())
+			}
+			for i, name := range tt.want {
+				if !strings.Contains(lines[i], `"level":"WARN"`) || !strings.Contains(lines[i], `"variable":"`+name+`"`) {
+					t.Errorf("warning %d = %s, want a WARN naming %s", i, lines[i], name)
+				}
+			}
+		})
 	}
 }
