@@ -166,8 +166,10 @@ type (
 		Spec struct {
 			Selector map[string]string `yaml:"selector"`
 			Ports    []struct {
-				Port       int    `yaml:"port"`
-				TargetPort string `yaml:"targetPort"` // a number or a port name
+				Name        string `yaml:"name"`
+				Port        int    `yaml:"port"`
+				TargetPort  string `yaml:"targetPort"` // a number or a port name
+				AppProtocol string `yaml:"appProtocol"`
 			} `yaml:"ports"`
 		} `yaml:"spec"`
 	}
@@ -642,12 +644,16 @@ func checkNetworkPolicy(r *rendered, d brokerDefaults) error {
 }
 
 // checkServices: Services selecting the broker's pods expose the gRPC and
-// the gateway port, and none exposes the admin port.
+// the gateway port, and none exposes the admin port. When the broker
+// serves TLS, each exposed port says so in its appProtocol (tls, or https
+// for the gateway): a mesh reads appProtocol grpc, http2 or http, and
+// without one a port named grpc or http, as cleartext it may parse.
 func checkServices(r *rendered, d brokerDefaults) error {
 	w, c, err := r.broker()
 	if err != nil {
 		return err
 	}
+	_, servesTLS := r.setting(c, "tls-cert-file")
 	for _, p := range []struct {
 		flag string
 		port int
@@ -676,6 +682,10 @@ func checkServices(r *rendered, d brokerDefaults) error {
 			}
 			if n == d.adminPort {
 				return fmt.Errorf("Service %s exposes the admin port", o.Metadata.Name)
+			}
+			if servesTLS && p.AppProtocol != "tls" && p.AppProtocol != "https" {
+				return fmt.Errorf("Service %s port %s: appProtocol %q, but the broker serves TLS there: set tls (or https for the gateway)",
+					o.Metadata.Name, p.Name, p.AppProtocol)
 			}
 			exposed[n] = true
 		}
