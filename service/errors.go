@@ -52,9 +52,10 @@ func callerFault(err error) bool {
 		den *deniedError
 		con *conflictError
 		own *notOwnedError
+		chg *changedSinceError
 	)
 	return errors.As(err, &inv) || errors.As(err, &den) || errors.Is(err, errUnauthenticated) ||
-		errors.As(err, &con) || errors.As(err, &own)
+		errors.As(err, &con) || errors.As(err, &own) || errors.As(err, &chg)
 }
 
 // statusOf maps an error to the status a caller sees, with a fixed, safe
@@ -83,6 +84,9 @@ func statusOf(err error) *status.Status {
 	}
 	if ne, ok := errors.AsType[*notOwnedError](err); ok {
 		return status.New(codes.FailedPrecondition, ne.Error())
+	}
+	if ce, ok := errors.AsType[*changedSinceError](err); ok {
+		return status.New(codes.FailedPrecondition, ce.Error())
 	}
 	if oe, ok := errors.AsType[*ownerUnknownError](err); ok {
 		return status.New(codes.Unavailable, oe.Error())

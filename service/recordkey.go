@@ -128,6 +128,14 @@ func recordsBySecret(recs []state.Record, list map[string]upstream.Secret) map[s
 	return out
 }
 
+// changedSince reports whether GitHub's updated_at of sec, r's secret,
+// is not the one r's write left: the secret was changed straight at
+// GitHub since. A record without an updated_at, or a secret listed
+// without one, cannot tell.
+func changedSince(r *state.Record, sec upstream.Secret) bool {
+	return r != nil && r.UpdatedKnown() && !sec.UpdatedAt.IsZero() && !r.UpdatedMatches(sec.UpdatedAt)
+}
+
 // predates reports whether r is the record of an earlier secret of its
 // name than sec, the one GitHub lists now: sec was created after the
 // latest updated_at r's write can have left (both times are GitHub's).

@@ -40,6 +40,16 @@ func (e *ownerUnknownError) Error() string {
 	return "the broker's state could not be read, so it cannot tell whose " + e.resource + " is; it was not written (try again)"
 }
 
+// changedSinceError is a prune's delete of a secret its owner wrote that
+// GitHub reports changed since that write (another updated_at): someone
+// changed it straight at GitHub, and a delete would throw that change
+// away. It is deleted only with force.
+type changedSinceError struct{ resource string }
+
+func (e *changedSinceError) Error() string {
+	return e.resource + " changed at GitHub since this owner wrote it; it was left alone (send force to delete it anyway)"
+}
+
 // notOwnedError is a pending delete of a secret that is no longer the
 // operation's owner's (a resumed prune whose secret changed hands).
 type notOwnedError struct{ resource string }
@@ -380,8 +390,11 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 		}
 		if owned {
 			it := &syncItem{res: res, name: name, action: secretbrokerv1.SyncAction_SYNC_ACTION_DELETE, delete: true, run: true}
+			it.drift = changedSince(rec, list[name])
 			if err := s.check(ctx, rpcSyncSecrets, nil, verbDelete, res, s.may(ctx, verbDelete, res)); err != nil {
 				it.err, it.run = err, false
+			} else if it.drift && !plan.force {
+				it.err, it.run = &changedSinceError{resource: res}, false
 			}
 			plan.items = append(plan.items, it)
 			continue
@@ -830,7 +843,10 @@ func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string
 	// deleted and created again at GitHub since the owner's write, which
 	// GitHub's answer to a GET made now tells (the plan's listing, or
 	// none, may be older than that).
-	var now *state.Record
+	var (
+		now   *state.Record
+		drift bool // GitHub's updated_at is not the owner's write's
+	)
 	err = x.s.deleteRecorded(itemCtx, scope, name, func(held context.Context, cur *state.Record) error {
 		if now = cur; cur == nil || cur.Owner != x.owner {
 			return &notOwnedError{resource: res}
@@ -843,6 +859,11 @@ func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string
 			return err
 		case predates(cur, sec):
 			return &notOwnedError{resource: res}
+		case changedSince(cur, sec):
+			drift = true
+			if !x.force {
+				return &changedSinceError{resource: res}
+			}
 		}
 		return nil
 	})
@@ -860,5 +881,5 @@ func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string
 		}
 		return out
 	}
-	return itemOutcome{action: syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_DELETE], err: err}
+	return itemOutcome{action: syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_DELETE], err: err, drift: drift}
 }

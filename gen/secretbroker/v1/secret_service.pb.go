@@ -48,7 +48,9 @@ const (
 	// is written again.
 	SyncAction_SYNC_ACTION_DRIFTED SyncAction = 4
 	// With prune: a secret this owner wrote and no longer lists; it is
-	// deleted.
+	// deleted. One that changed at GitHub since this owner's write (drift is
+	// set) is deleted only with force, else the item fails with
+	// FAILED_PRECONDITION and the secret is left as it is.
 	SyncAction_SYNC_ACTION_DELETE SyncAction = 5
 	// A secret the sync does not list that this owner did not write through
 	// the broker (another owner, or a person); left alone.

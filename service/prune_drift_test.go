@@ -1,0 +1,141 @@
+package service
+
+import (
+	"maps"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+)
+
+// pruneResults lists each result as "ACTION CODE" plus " drift" when the
+// result says so.
+func pruneResults(t *testing.T, results []*secretbrokerv1.SyncSecretsResult) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, r := range results {
+		_, name, _ := strings.Cut(r.GetName(), "/secrets/")
+		out[name] = strings.TrimPrefix(r.GetAction().String(), "SYNC_ACTION_") + " " + r.GetCode().String()
+		if r.GetDrift() {
+			out[name] += " drift"
+		}
+		if strings.Contains(r.GetMessage(), plantedSecret) {
+			t.Errorf("%s: the message holds a value: %q", name, r.GetMessage())
+		}
+	}
+	return out
+}
+
+// A prune leaves alone a secret its owner wrote that someone then changed
+// straight at GitHub (another updated_at than the owner's write left):
+// deleting it would throw that change away. The item is DELETE with drift
+// and FAILED_PRECONDITION, in the plan of a dry run and in a run, sync or
+// async; with force the secret is deleted, still reported with drift.
+func TestPruneLeavesSecretChangedAtGitHub(t *testing.T) {
+	for _, mode := range []string{"dry run", "sync", "async"} {
+		for _, force := range []bool{false, true} {
+			t.Run(mode+map[bool]string{true: " force", false: ""}[force], func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					h, _ := newHarnessWithStore(t)
+					closeOps(t, h.server)
+					ctx := t.Context()
+					if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", map[string]string{"A": plantedSecret, "B": plantedSecret, "C": plantedSecret})); err != nil {
+						t.Fatal(err)
+					}
+					time.Sleep(time.Minute)
+					// Someone changes B straight at GitHub (another tool
+					// with its own records).
+					if _, err := otherTool(t, h).broker.PutSecret(ctx, plain(repoScope+"/secrets/B", plantedSecret+"-by-hand")); err != nil {
+						t.Fatal(err)
+					}
+					time.Sleep(time.Minute)
+
+					prune := syncReq(repoScope, "team-a", map[string]string{"A": plantedSecret})
+					prune.Prune, prune.Force = true, force
+					prune.DryRun, prune.Async = mode == "dry run", mode == "async"
+					resp, err := h.broker.SyncSecrets(ctx, prune)
+					if err != nil {
+						t.Fatal(err)
+					}
+					results := resp.GetResults()
+					if mode == "async" {
+						results = waitOp(ctx, t, h.broker, resp.GetOperation().GetName(), time.Minute).GetResponse().GetSyncResults()
+					}
+					want := map[string]string{"A": "UNCHANGED OK", "B": "DELETE FAILED_PRECONDITION drift", "C": "DELETE OK"}
+					if force {
+						want["A"] = "UPDATE OK" // force writes
+						want["B"] = "DELETE OK drift"
+					}
+					if got := pruneResults(t, results); !maps.Equal(got, want) {
+						t.Errorf("results %v, want %v", got, want)
+					}
+					got, err := h.emu.Open(repoScope, "B")
+					switch {
+					case mode == "dry run" || !force:
+						if err != nil || string(got) != plantedSecret+"-by-hand" {
+							t.Errorf("B, changed at GitHub, is %q, %v; want it left as changed", got, err)
+						}
+					case err == nil:
+						t.Errorf("B was not deleted with force")
+					}
+					if _, err := h.emu.Open(repoScope, "C"); (err == nil) != (mode == "dry run") {
+						t.Errorf("C (unchanged since team-a's write): open err = %v in a %s", err, mode)
+					}
+				})
+			})
+		}
+	}
+}
+
+// A secret changed at GitHub after the prune was planned (or its
+// operation accepted) is left alone too: the delete's GET under the
+// secret's lock sees the new updated_at.
+func TestPruneLeavesSecretChangedAfterThePlan(t *testing.T) {
+	for _, async := range []bool{false, true} {
+		t.Run(map[bool]string{true: "async", false: "sync"}[async], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h, _ := newHarnessWithStore(t)
+				closeOps(t, h.server)
+				ctx := t.Context()
+				all := map[string]string{"A": plantedSecret, "B": plantedSecret, "C": plantedSecret, "D": plantedSecret, "E": plantedSecret}
+				if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", all)); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Minute)
+				other := otherTool(t, h)
+				prune := syncReq(repoScope, "team-a", nil)
+				prune.Prune, prune.Async = true, async
+				type answer struct {
+					resp *secretbrokerv1.SyncSecretsResponse
+					err  error
+				}
+				done := make(chan answer, 1)
+				go func() {
+					r, err := h.broker.SyncSecrets(ctx, prune)
+					done <- answer{r, err}
+				}()
+				time.Sleep(100 * time.Millisecond) // planned, first delete in flight
+				if _, err := other.broker.PutSecret(ctx, plain(repoScope+"/secrets/E", plantedSecret+"-by-hand")); err != nil {
+					t.Fatal(err)
+				}
+				a := <-done
+				if a.err != nil {
+					t.Fatal(a.err)
+				}
+				results := a.resp.GetResults()
+				if async {
+					results = waitOp(ctx, t, h.broker, a.resp.GetOperation().GetName(), time.Minute).GetResponse().GetSyncResults()
+				}
+				want := map[string]string{"A": "DELETE OK", "B": "DELETE OK", "C": "DELETE OK", "D": "DELETE OK", "E": "DELETE FAILED_PRECONDITION drift"}
+				if got := pruneResults(t, results); !maps.Equal(got, want) {
+					t.Errorf("results %v, want %v", got, want)
+				}
+				if got, err := h.emu.Open(repoScope, "E"); err != nil || string(got) != plantedSecret+"-by-hand" {
+					t.Errorf("E, changed at GitHub after the plan, is %q, %v; want it left as changed", got, err)
+				}
+			})
+		})
+	}
+}
