@@ -243,3 +243,62 @@ func TestUnknownRepositoryIDsLeavePlaintextPutItsRecheck(t *testing.T) {
 		}
 	})
 }
+
+// A plaintext put that names no selection of an organization secret with
+// visibility "selected" keeps the secret's current selection, which the
+// broker lists from GitHub: those ids are not the caller's choice, so
+// GitHub's 422 after a rotation re-checks the key on the broker's budget,
+// which another caller's stale key_id cannot have spent. The repository
+// secret is the control.
+func TestKeptSelectionPutRechecksOnTheBrokersBudget(t *testing.T) {
+	tests := []struct {
+		name       string
+		visibility string
+	}{
+		{"selection kept", "selected"},
+		{"visibility all", "all"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, harnessOpts{keyTTL: 10 * time.Minute})
+				ctx := t.Context()
+				const parent = "orgs/octo-org/actions"
+				first := &secretbrokerv1.PutSecretRequest{
+					Name: parent + "/secrets/SHARED", Payload: &secretbrokerv1.PutSecretRequest_Value{Value: plantedSecret},
+					Visibility: tt.visibility,
+				}
+				if tt.visibility == "selected" {
+					first.SelectedRepositoryIds = []int64{h.repoID(t, "hello-world")}
+				}
+				if _, err := h.server.PutSecret(ctx, first); err != nil {
+					t.Fatal(err)
+				}
+				pk, err := h.server.GetPublicKey(ctx, &secretbrokerv1.GetPublicKeyRequest{Parent: parent})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Another caller's value sealed for a key_id that is not the
+				// scope's spends the callers' budget.
+				_, err = h.server.PutSecret(ctx, &secretbrokerv1.PutSecretRequest{
+					Name:    parent + "/secrets/OTHER",
+					Payload: &secretbrokerv1.PutSecretRequest_EncryptedValue{EncryptedValue: sealFor(t, pk, plantedSecret)},
+					KeyId:   "999", Visibility: "all",
+				})
+				wantCode(t, err, codes.InvalidArgument)
+				time.Sleep(time.Second)
+				newID := h.emu.RotateKey(parent)
+				// A value-only update: no visibility, no repositories.
+				resp, err := h.server.PutSecret(ctx, &secretbrokerv1.PutSecretRequest{
+					Name: parent + "/secrets/SHARED", Payload: &secretbrokerv1.PutSecretRequest_Value{Value: plantedSecret + "-2"},
+				})
+				if err != nil || resp.GetKeyId() != newID {
+					t.Fatalf("value-only put after a stale key_id and a rotation = %v, %v; want success with key %s", resp, err, newID)
+				}
+				if got, err := h.emu.Open(parent, "SHARED"); err != nil || string(got) != plantedSecret+"-2" {
+					t.Errorf("GitHub holds %q, %v", got, err)
+				}
+			})
+		})
+	}
+}

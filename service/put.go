@@ -28,6 +28,10 @@ type putPlan struct {
 	visibility string
 	repoIDs    []int64
 	repoNames  []string // resolved into repoIDs before anything is written (reponames.go)
+	// selectionKept: repoIDs is the secret's current selection, which
+	// completeOrgAccess filled in for a put that named none, not ids the
+	// caller chose.
+	selectionKept bool
 }
 
 // parsePut checks a PutSecret request against every rule that needs no
@@ -66,7 +70,7 @@ func parsePut(req *secretbrokerv1.PutSecretRequest) (putPlan, error) {
 		if p.visibility != "" {
 			return putPlan{}, invalidArg("visibility", "applies to organization secrets only")
 		}
-		if len(p.repoIDs) > 0 {
+		if len(p.repoIDs) > 0 && !p.selectionKept {
 			return putPlan{}, invalidArg("selected_repository_ids", "apply to organization secrets only")
 		}
 		if len(p.repoNames) > 0 {
@@ -425,7 +429,8 @@ func (v *sealedValue) seal(k sealingKey, plaintext []byte) error {
 // another write already saw the new key, else at most one conditional
 // request per scope per TTL, on a budget that callers' stale key_ids do not
 // spend; a put naming repository ids, which GitHub may refuse for an
-// unknown id, spends the callers' budget instead) and, when that shows a new key, the write is sealed again and
+// unknown id, spends the callers' budget instead, unless the ids are the
+// secret's current selection, kept) and, when that shows a new key, the write is sealed again and
 // retried once, so callers never see a rotation. When the revalidation
 // fails, its error is returned (GitHub unreachable is UNAVAILABLE, not the
 // 422's INVALID_ARGUMENT); when it shows the same key, the 422 is.
@@ -465,9 +470,11 @@ func (s *Server) putPlain(ctx context.Context, p putPlan, key sealingKey) (upstr
 	}
 	// A put naming repositories by id may be refused for an id GitHub does
 	// not know, which the caller chose: its re-check spends the callers'
-	// budget, so that unknown ids cannot spend the broker's.
+	// budget, so that unknown ids cannot spend the broker's. The selection
+	// GitHub itself just listed (selectionKept) is not the caller's
+	// choice.
 	recheck := s.keys.revalidateSealing
-	if len(p.repoIDs) > 0 {
+	if len(p.repoIDs) > 0 && !p.selectionKept {
 		recheck = s.keys.revalidate
 	}
 	fresh, ferr := recheck(ctx, p.scope, v.keyID)
@@ -542,6 +549,7 @@ func (s *Server) completeOrgAccess(ctx context.Context, p *putPlan) error {
 		return nil
 	}
 	p.repoIDs, err = s.allSelectedRepositoryIDs(ctx, p.scope, p.name)
+	p.selectionKept = true
 	return err
 }
 
