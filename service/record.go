@@ -213,7 +213,7 @@ func (s *Server) distrustRecord(ctx context.Context, key string, rec *state.Reco
 	case readOK && !trusted(rec):
 		return
 	case readOK:
-		r := state.Record{Name: rec.Name, KeyID: rec.KeyID, Owner: rec.Owner, WrittenAt: rec.WrittenAt}
+		r := state.Record{Name: rec.Name, KeyID: rec.KeyID, Owner: rec.Owner, WrittenAt: rec.WrittenAt, Environment: rec.Environment}
 		if s.putRecord(ctx, r) == nil {
 			return
 		}
@@ -229,6 +229,10 @@ type prints struct {
 	// repositories, which keeps the current selection): such a write is
 	// never unchanged.
 	comparable bool
+	// environment is the write's environment name as spelled ("" for
+	// other scopes): a record written under another spelling does not
+	// judge it (state.Record.Environment).
+	environment string
 }
 
 // printsOf fingerprints a plan's value and settings. A caller-sealed value
@@ -242,7 +246,7 @@ func (s *Server) printsOf(ctx context.Context, p *putPlan) (prints, bool) {
 		s.log.WarnContext(ctx, "state: no fingerprints; writing", "err", err)
 		return prints{}, false
 	}
-	out := prints{value: fp.Value(p.plaintext), comparable: true}
+	out := prints{value: fp.Value(p.plaintext), comparable: true, environment: p.scope.Environment}
 	if p.scope.IsOrg() {
 		switch {
 		case p.visibility == "":
@@ -295,7 +299,7 @@ func judge(rec *state.Record, pr prints, havePrints, force bool, now seen) verdi
 	if !rec.UpdatedMatches(now.updatedAt) {
 		return verdict{drift: true}
 	}
-	if force || !havePrints || !pr.comparable {
+	if force || !havePrints || !pr.comparable || pr.environment != rec.Environment {
 		return verdict{}
 	}
 	same := pr.value.Equal(rec.ValueFingerprint)
@@ -379,7 +383,8 @@ func (s *Server) seenByGet(ctx context.Context, scope upstream.Scope, name strin
 // updated_at its answer bounds (zero when unknown; exact when both ends
 // are the same).
 func newRecord(key string, pr prints, havePrints bool, written *putPlan, keyID upstream.KeyID, owner string, fp *state.Fingerprinter, w upstream.Written) state.Record {
-	r := state.Record{Name: key, KeyID: string(keyID), Owner: owner, UpdatedAt: w.UpdatedFrom.UTC(), WrittenAt: time.Now().UTC()}
+	r := state.Record{Name: key, KeyID: string(keyID), Owner: owner, UpdatedAt: w.UpdatedFrom.UTC(), WrittenAt: time.Now().UTC(),
+		Environment: written.scope.Environment}
 	if !w.UpdatedFrom.IsZero() && w.UpdatedTo.After(w.UpdatedFrom) {
 		r.UpdatedAtLatest = w.UpdatedTo.UTC()
 	}

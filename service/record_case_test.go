@@ -159,3 +159,38 @@ func TestLegacyRecords(t *testing.T) {
 		}
 	})
 }
+
+// TestUnchangedOnlyUnderTheRecordsEnvironmentSpelling: a secret's record
+// is shared by the spellings of its environment (GitHub's docs say
+// environment names are not case sensitive; the seeds do not say so). A
+// put is judged unchanged only under the spelling the record was written
+// with: under another, GitHub might hold another secret, whose updated_at
+// can match the record's by chance (same second), and the put is written.
+func TestUnchangedOnlyUnderTheRecordsEnvironmentSpelling(t *testing.T) {
+	const (
+		upper = "repos/octo-org/hello-world/environments/Staging/secrets/TOKEN"
+		lower = "repos/octo-org/hello-world/environments/staging/secrets/TOKEN"
+	)
+	steps := []struct {
+		name, value string
+		unchanged   bool
+	}{
+		{upper, plantedSecret + "-1", false},
+		{lower, plantedSecret + "-2", false},
+		{upper, plantedSecret + "-2", false}, // the record is lower's
+		{upper, plantedSecret + "-2", true},  // now it is Staging's
+		{lower, plantedSecret + "-2", false},
+	}
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, harnessOpts{})
+		for i, st := range steps {
+			resp, err := h.broker.PutSecret(t.Context(), plain(st.name, st.value))
+			if err != nil {
+				t.Fatalf("step %d: %v", i, err)
+			}
+			if resp.GetUnchanged() != st.unchanged {
+				t.Errorf("step %d (%s): unchanged = %t, want %t", i, st.name, resp.GetUnchanged(), st.unchanged)
+			}
+		}
+	})
+}

@@ -116,8 +116,9 @@ func outOfTime(err error) bool {
 // the organization secrets a repository sees follow every write.
 //
 // A scope's generation is the count of writes anywhere when its latest
-// write ended, kept by foldedScope, so a write under one spelling of a scope
-// ends the generation of reads under every spelling (the reads themselves
+// write ended, kept by recordScope (the environment's name folded too), so
+// a write under one spelling of a scope ends the generation of reads under
+// every spelling (the reads themselves
 // are shared only between callers who spell the scope alike: an answer is
 // never handed to a caller who asked under another name). At most max
 // scopes (maxReadGenerations when 0) are kept; the one written least
@@ -130,7 +131,7 @@ type sharedReads struct {
 	group upstream.Group[any]
 
 	mu    sync.Mutex
-	gens  map[string]uint64 // by foldedScope: all when the scope's latest write ended
+	gens  map[string]uint64 // by recordScope: all when the scope's latest write ended
 	order lruOrder          // of gens' keys, least recently written first
 	floor uint64            // the highest generation dropped from gens
 	all   uint64            // writes ended anywhere
@@ -141,7 +142,7 @@ type sharedReads struct {
 func (r *sharedReads) gen(s upstream.Scope) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	g, ok := r.gens[foldedScope(s)]
+	g, ok := r.gens[recordScope(s)]
 	if !ok {
 		g = r.floor
 	}
@@ -156,7 +157,7 @@ func (r *sharedReads) wrote(s upstream.Scope) {
 		r.gens = make(map[string]uint64)
 	}
 	r.all++
-	key := foldedScope(s)
+	key := recordScope(s)
 	r.gens[key] = r.all
 	r.order.touch(key)
 	limit := r.max

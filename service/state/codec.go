@@ -56,6 +56,7 @@ type recordJSON struct {
 	UpdatedAtLatest     time.Time   `json:"updated_at_latest,omitzero"`
 	Owner               string      `json:"owner,omitempty"`
 	WrittenAt           time.Time   `json:"written_at,omitzero"`
+	Environment         string      `json:"environment,omitempty"`
 }
 
 type statusJSON struct {
@@ -146,6 +147,7 @@ func encodeRecord(r Record) ([]byte, error) {
 		UpdatedAtLatest:     utc(r.UpdatedAtLatest),
 		Owner:               r.Owner,
 		WrittenAt:           utc(r.WrittenAt),
+		Environment:         r.Environment,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("state: encode record %s: %w", r.Name, err)
@@ -192,6 +194,7 @@ func decodeRecord(b []byte) (Record, error) {
 		UpdatedAtLatest:     utc(j.UpdatedAtLatest),
 		Owner:               j.Owner,
 		WrittenAt:           utc(j.WrittenAt),
+		Environment:         j.Environment,
 	}, nil
 }
 

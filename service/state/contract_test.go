@@ -157,6 +157,8 @@ func testRecords(t *testing.T, h harness) {
 	zeroTimes.UpdatedAt, zeroTimes.WrittenAt, zeroTimes.KeyID, zeroTimes.Owner = time.Time{}, time.Time{}, "", ""
 	ranged := record("repos/o/r/actions/secrets/RANGED")
 	ranged.UpdatedAtLatest = ranged.UpdatedAt.Add(3 * time.Second)
+	spelled := record("repos/o/r/environments/prod%2Feu/secrets/SPELLED")
+	spelled.Environment = "Prod/EU"
 	local := record("repos/o/r/actions/secrets/LOCAL")
 	local.WrittenAt = time.Date(2026, 11, 27, 20, 0, 0, 0, time.FixedZone("CET", 3600))
 	tests := []struct {
@@ -166,6 +168,7 @@ func testRecords(t *testing.T, h harness) {
 		{"organization with settings", org},
 		{"repository", record("repos/o/r/actions/secrets/X")},
 		{"environment", record("repos/o/r/environments/prod%2Feu/secrets/X")},
+		{"environment with its spelling", spelled},
 		{"agents", record("orgs/acme/agents/secrets/X")},
 		{"zero fields", zeroTimes},
 		{"updated_at within a range", ranged},

@@ -40,6 +40,13 @@ type Record struct {
 	Owner string
 	// WrittenAt is when the broker wrote the secret (its own clock).
 	WrittenAt time.Time
+	// Environment is an environment secret's environment name as the
+	// write spelled it ("" for other scopes). Name folds its case, as
+	// GitHub's docs say GitHub does; the seeds do not say so, and a GitHub
+	// that told two spellings apart would hold two secrets under one
+	// record, so a write is judged unchanged only under the spelling its
+	// record was written with.
+	Environment string
 }
 
 // Settings are an organization secret's visibility and selection: the
