@@ -56,7 +56,7 @@ func newSharedStates(ctx context.Context, cfg Config, logger *slog.Logger) (*sha
 	opts, err := redis.ParseURL(u.String())
 	if err != nil {
 		// The error may quote the URL: say only which setting is wrong.
-		return nil, fmt.Errorf("the Redis URL (%s) is not usable by the Redis client", u.Redacted())
+		return nil, fmt.Errorf("the Redis URL (%s) is not usable by the Redis client", cfg.redisShown())
 	}
 	opts.DialTimeout = redisDialTimeout
 	opts.ReadTimeout = redisIOTimeout

@@ -97,6 +97,7 @@ func (s *SharedPacing) resolve(lookupEnv func(string) (string, bool)) error {
 		return fmt.Errorf("%s: no host", from)
 	}
 	_, hasPassword := u.User.Password()
+	hasPassword = hasPassword || u.Query().Has("password")
 	if hasPassword && s.RedisURLFile == "" {
 		return fmt.Errorf("--redis-url must not hold a password (a flag value shows in the process list): set %s or use --redis-url-file", envRedisPassword)
 	}
@@ -112,13 +113,15 @@ func (s *SharedPacing) resolve(lookupEnv func(string) (string, bool)) error {
 }
 
 // RedisURLInUse returns the Redis URL in use, password included, or nil.
-// Never log it; Redacted is for that.
+// Never log it; redisShown is for that.
 func (s *SharedPacing) RedisURLInUse() *url.URL { return s.redis }
 
-// redisShown is the Redis URL for logs: its password masked, or "(none)".
+// redisShown is the Redis URL for logs and errors, with its user info,
+// query and fragment masked (redactURL: a client may take the password
+// as ?password=), or "(none)".
 func (s *SharedPacing) redisShown() string {
 	if s.redis == nil {
 		return "(none)"
 	}
-	return s.redis.Redacted()
+	return redactURL(s.redis.String())
 }

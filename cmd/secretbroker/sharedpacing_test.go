@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -35,6 +36,8 @@ func TestRedisURLSettings(t *testing.T) {
 			env: map[string]string{"SECRETBROKER_REDIS_URL": "redis://u:" + password + "@redis.internal"}, wantErr: "must not hold a password"},
 		{name: "URL from a file, with its password", args: []string{"--redis-url-file=" + file},
 			wantURL: "rediss://app:" + password + "@redis.internal:6380/2"},
+		{name: "password in the flag's query", args: []string{"--redis-url=redis://redis.internal/0?password=" + password},
+			wantErr: "--redis-url must not hold a password"},
 		{name: "both", args: []string{"--redis-url=redis://h", "--redis-url-file=" + file}, wantErr: "exclusive"},
 		{name: "scheme", args: []string{"--redis-url=http://h"}, wantErr: "scheme must be redis or rediss"},
 		{name: "replicas", args: []string{"--expected-replicas=0"}, wantErr: "--expected-replicas must be at least 1"},
@@ -152,4 +155,40 @@ func FuzzRedisURL(f *testing.F) {
 			t.Fatalf("accepted a password in the flag: %q", raw)
 		}
 	})
+}
+
+// A Redis URL may carry its password where the user info does not show
+// it (?password=, which go-redis refuses, or a fragment): the URL as logs
+// and errors show it masks the query and fragment too.
+func TestRedisURLShownWithoutItsQuery(t *testing.T) {
+	const planted = "planted-redis-pw-q7"
+	for _, raw := range []string{
+		"redis://127.0.0.1:1/0?password=" + planted,
+		"redis://u:" + planted + "@127.0.0.1:1/0?password=" + planted,
+		"redis://127.0.0.1:1/0#" + planted,
+	} {
+		t.Run(raw[:12], func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "redis-url")
+			if err := os.WriteFile(file, []byte(raw), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := loadConfig([]string{"--dev", "--redis-url-file=" + file}, envMap(nil), io.Discard)
+			if err != nil {
+				if strings.Contains(err.Error(), planted) {
+					t.Fatalf("the error shows the password: %v", err)
+				}
+				t.Fatal(err)
+			}
+			if s := cfg.redisShown(); strings.Contains(s, planted) || !strings.HasPrefix(s, "redis://") {
+				t.Errorf("redisShown() = %q", s)
+			}
+			s, err := newSharedStates(t.Context(), cfg, slog.New(slog.DiscardHandler))
+			if s != nil {
+				s.close()
+			}
+			if err != nil && strings.Contains(err.Error(), planted) {
+				t.Errorf("the Redis client's refusal shows the password: %v", err)
+			}
+		})
+	}
 }
