@@ -346,15 +346,15 @@ func (v *JWTVerifier) reloadIfDue(ctx context.Context) {
 	default:
 		return
 	}
-	defer func() { <-v.loading }()
 	v.mu.Lock()
 	if now.Sub(v.checked) < v.checkEvery {
 		v.mu.Unlock()
+		<-v.loading
 		return
 	}
 	v.checked = now
 	v.mu.Unlock()
-	_ = v.load(ctx) // the cached keys stay; an unknown kid reports errors
+	_ = v.loadDetached(ctx) // the cached keys stay; an unknown kid reports errors
 }
 
 // refreshForUnknownKid reloads the JWKS for a kid not in the cache, unless
@@ -366,17 +366,41 @@ func (v *JWTVerifier) refreshForUnknownKid(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-v.loading }()
 	now := time.Now()
 	v.mu.Lock()
 	if !v.kidRefreshed.IsZero() && now.Sub(v.kidRefreshed) < v.minRefresh {
 		v.mu.Unlock()
+		<-v.loading
 		return nil
 	}
 	v.kidRefreshed = now
 	v.checked = now
 	v.mu.Unlock()
-	return v.load(ctx)
+	return v.loadDetached(ctx)
+}
+
+// loadDetached runs load, for a caller holding v.loading, on a context
+// that the caller's cancellation does not end (bounded by
+// jwksHTTPTimeout, whatever the HTTP client's), and waits for it while ctx
+// lasts; v.loading is released when the load ends. A caller who gives up
+// mid-fetch (any caller can, credentials or not) neither cuts the fetch
+// short nor leaves the reload it claimed spent without one: otherwise a
+// token with an unknown kid, sent again every MinRefreshInterval and
+// dropped mid-fetch, would keep the issuer's new keys from ever loading.
+func (v *JWTVerifier) loadDetached(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() {
+		defer func() { <-v.loading }()
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jwksHTTPTimeout)
+		defer cancel()
+		done <- v.load(lctx)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // load reads the JWKS and, if it changed and holds a usable key, makes its
