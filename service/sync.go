@@ -102,6 +102,7 @@ type syncPlan struct {
 	owner    string
 	force    bool
 	prune    bool
+	async    bool // an operation carries it out (not a dry run)
 	settings state.Settings
 	items    []*syncItem                // sorted by name
 	listing  map[string]upstream.Secret // the scope as planned, by upper-cased name
@@ -264,7 +265,8 @@ func parseSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*sy
 	if len(owner) > maxOwnerLen || !utf8.ValidString(owner) || strings.IndexFunc(owner, unicode.IsControl) >= 0 {
 		return nil, nil, invalidArg("owner", "must be at most %d bytes of text without control characters", maxOwnerLen)
 	}
-	plan := &syncPlan{scope: scope, owner: ownerOf(ctx, owner), force: req.GetForce(), prune: req.GetPrune()}
+	plan := &syncPlan{scope: scope, owner: ownerOf(ctx, owner), force: req.GetForce(), prune: req.GetPrune(),
+		async: req.GetAsync() && !req.GetDryRun()}
 	vis, ids := req.GetVisibility(), req.GetSelectedRepositoryIds()
 	switch {
 	case !scope.IsOrg() && vis != "":
@@ -441,10 +443,13 @@ func (s *Server) planWrite(ctx context.Context, plan *syncPlan, name string, val
 	it := &syncItem{res: res, name: name, value: value, run: true}
 	p := &putPlan{scope: scope, name: name, plaintext: value, visibility: plan.settings.Visibility, repoIDs: plan.settings.SelectedRepositoryIDs}
 	pr, havePrints := s.printsOf(ctx, p)
-	if plan.call == nil && !s.may(ctx, verbRead, res) {
+	if (plan.call == nil || plan.async) && !s.may(ctx, verbRead, res) {
 		// A dry run (nothing written, nothing audited) does not compare
 		// a value its caller may not read: its plan would confirm a
-		// guess. A run writes a wrong guess, under the caller's name.
+		// guess. Nor does an async sync's plan, which its caller sees at
+		// once and may cancel before a wrong guess is written: the
+		// operation judges the item when it runs. A run writes a wrong
+		// guess, under the caller's name.
 		havePrints = false
 	}
 	rec := bySecret[name]

@@ -3,6 +3,7 @@ package service
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -302,4 +303,57 @@ func TestGetPublicKeyNeedsWrite(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestAsyncSyncPlanConfirmsNoGuess: an async sync's plan is answered at
+// once, and its caller may cancel the operation before any item runs. A
+// caller that may write a secret but not read it must learn nothing of a
+// guessed value from that plan (no UNCHANGED among the first results, the
+// item pending as for any other guess), or it could guess again and again
+// and cancel each time, with nothing ever written.
+func TestAsyncSyncPlanConfirmsNoGuess(t *testing.T) {
+	const right = "hunter2-" + plantedSecret
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, harnessOpts{authz: mustPolicy(t), ops: OperationOptions{MaxRunning: 1}})
+		closeOps(t, h.server)
+		admin, rotator := as(t.Context(), "token:admin"), as(t.Context(), "token:rotator")
+		secret := repoScope + "/secrets/DB_PASSWORD"
+		if _, err := h.broker.PutSecret(admin, plain(secret, right)); err != nil {
+			t.Fatal(err)
+		}
+		// The one running operation: the admin's long batch.
+		busy := batchOf(repoScope, "BUSY", 50)
+		busy.Async = true
+		if _, err := h.broker.BatchPutSecrets(admin, busy); err != nil {
+			t.Fatal(err)
+		}
+		answers := map[string]string{}
+		for _, guess := range []string{"letmein", right, "password"} {
+			resp, err := h.broker.SyncSecrets(rotator, &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Owner: "token:admin",
+				Async: true, Secrets: map[string]string{"DB_PASSWORD": guess}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			op, err := h.broker.GetOperation(rotator, &secretbrokerv1.GetOperationRequest{Name: resp.GetOperation().GetName()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := op.GetMetadata()
+			answers[guess] = fmt.Sprintf("done=%t unchanged=%d remaining=%d results=%d", op.GetDone(), m.GetUnchanged(), m.GetRemaining(),
+				len(op.GetResponse().GetSyncResults()))
+			for _, r := range op.GetResponse().GetSyncResults() {
+				answers[guess] += " " + resultText(r)
+			}
+			if _, err := h.broker.CancelOperation(rotator, &secretbrokerv1.CancelOperationRequest{Name: op.GetName()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := "done=false unchanged=0 remaining=1 results=0"
+		for guess, got := range answers {
+			if got != want {
+				t.Errorf("guess %q: the accepted operation says %s, want %s", guess, got, want)
+			}
+		}
+		wantStored(t, h, secret, right)
+	})
 }
