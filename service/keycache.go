@@ -53,7 +53,8 @@ type sealingKey struct {
 // request suggests the cached key is out of date (a key_id that is not the
 // cached one, or GitHub's 422 to a write), revalidate checks it early, at
 // most once per scope per TTL (the forced budget, kept apart from the
-// TTL's own revalidations), so that a caller cannot spend the broker's
+// TTL's own revalidations; a check that found a new key gives it back, so
+// a second rotation within the TTL is found too), so that a caller cannot spend the broker's
 // GitHub quota by sending wrong key ids. Each scope has two forced
 // budgets (see budget): one that what callers seal and send can spend,
 // and one for GitHub's 422 to a value the broker sealed, so that a
@@ -256,8 +257,12 @@ func (c *keyCache) revalidateKey(ctx context.Context, s upstream.Scope, stale up
 
 		k, err := c.check(ctx, s, old, true)
 		var te *upstream.ThrottledError
-		if errors.As(err, &te) {
-			// The pacer sent nothing: give the budget back.
+		if errors.As(err, &te) || (err == nil && k.id != old.id) {
+			// The pacer sent nothing, or the check found a rotation: give
+			// the budget back. The budget bounds checks that find nothing;
+			// one that found a new key was called for, and the next
+			// rotation, however soon, must find its key too (refunds are
+			// bounded by GitHub's rotations, which no caller causes).
 			c.mu.Lock()
 			if forced := c.spent(b); forced[path].Equal(claimed) {
 				delete(forced, path)

@@ -3,6 +3,7 @@ package service
 import (
 	"net/http"
 	"strings"
+	"strconv"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -301,4 +302,28 @@ func TestKeptSelectionPutRechecksOnTheBrokersBudget(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestRotationsWithinOneTTL: GitHub rotates a scope's key twice within a
+// TTL. The re-check the first rotation's 422 spent found a new key, so it
+// is given back: the second rotation's 422 finds its key too, and
+// plaintext puts keep working (they were refused INVALID_ARGUMENT until
+// the TTL ran out).
+func TestRotationsWithinOneTTL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 10 * time.Minute
+		d := newDirect(t, ttl)
+		name := recheckScope + "/secrets/ALICE"
+		if _, err := d.srv.PutSecret(t.Context(), plainPut(name, plantedSecret+"-0")); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 3; i++ {
+			time.Sleep(time.Minute)
+			newID := d.emu.RotateKey(recheckScope)
+			resp, err := d.srv.PutSecret(t.Context(), plainPut(name, plantedSecret+"-"+strconv.Itoa(i)))
+			if err != nil || resp.GetKeyId() != newID {
+				t.Fatalf("a plaintext put after rotation %d within the TTL = %v, %v; want success with key %s", i, resp, err, newID)
+			}
+		}
+	})
 }
