@@ -168,14 +168,27 @@ func (m *metrics) keyLookup(ctx context.Context, result string) {
 
 // batch counts a finished batch: its size and its items by code.
 func (m *metrics) batch(ctx context.Context, rpc string, n int, counts map[codes.Code]int) {
+	m.batchSized(ctx, rpc, n)
+	for c, k := range counts {
+		m.batchItemsEnded(ctx, rpc, c, k)
+	}
+}
+
+// batchSized records a batch's (or an operation's) number of items.
+func (m *metrics) batchSized(ctx context.Context, rpc string, n int) {
 	if m == nil {
 		return
 	}
-	op := attribute.String("rpc", rpc)
-	m.batchSize.Record(ctx, int64(n), metric.WithAttributes(op))
-	for c, k := range counts {
-		m.batchItems.Add(ctx, int64(k), metric.WithAttributes(m.callerAttr(ctx, op, attribute.String("code", codeName(c)))...))
+	m.batchSize.Record(ctx, int64(n), metric.WithAttributes(attribute.String("rpc", rpc)))
+}
+
+// batchItemsEnded counts k items of a batch (or an operation) that ended
+// with code c.
+func (m *metrics) batchItemsEnded(ctx context.Context, rpc string, c codes.Code, k int) {
+	if m == nil || k == 0 {
+		return
 	}
+	m.batchItems.Add(ctx, int64(k), metric.WithAttributes(m.callerAttr(ctx, attribute.String("rpc", rpc), attribute.String("code", codeName(c)))...))
 }
 
 // decision counts an authorization decision.

@@ -169,7 +169,13 @@ func (s *Server) execItem(ctx context.Context, op *state.Operation, item state.P
 		s.ops.execs[op.ID] = x
 	}
 	s.ops.mu.Unlock()
-	return x.Execute(ctx, item)
+	res := x.Execute(ctx, item)
+	if ctx.Err() == nil || (res.Code != codes.Canceled && res.Code != codes.DeadlineExceeded) {
+		// An item the runner's cancellation cut short stays pending
+		// (operation.Runner.runItem): it has not ended yet.
+		s.metrics.batchItemsEnded(ctx, string(op.Kind), res.Code, 1)
+	}
+	return res
 }
 
 // finishOperation drops the executor of an operation this process stopped
@@ -189,6 +195,13 @@ func (s *Server) startOperation(ctx context.Context, rpcName string, op *state.O
 	started, err := s.ops.runner.Start(ctx, op)
 	if err != nil {
 		return nil, s.opError(ctx, rpcName, err)
+	}
+	// Its items, and those that ended as it was accepted (refused,
+	// unchanged), count in the batch metrics as a synchronous call's do;
+	// the others count as they end (execItem).
+	s.metrics.batchSized(ctx, rpcName, len(op.Results)+len(op.Pending))
+	for _, r := range op.Results {
+		s.metrics.batchItemsEnded(ctx, rpcName, r.Code, 1)
 	}
 	return toOperation(started), nil
 }
