@@ -3,6 +3,7 @@ package service
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -105,12 +106,21 @@ func parseParent(field, s string) (upstream.Scope, error) {
 			return upstream.Scope{}, err
 		}
 		return upstream.Scope{App: upstream.Actions, Owner: segs[1], Repo: segs[2], Environment: env}, nil
-	case segs[0] == "repos" && len(segs) == 6 && segs[3] == "environments":
-		return bad("%q: environments hold Actions secrets only, with no app segment (GitHub has no agent environment secrets): use %q",
-			s, strings.Join(segs[:5], "/"))
+	case segs[0] == "repos" && len(segs) > 5 && segs[3] == "environments" && !slices.ContainsFunc(segs[4:], dotOrEmpty):
+		escaped := strings.Join(segs[:4], "/") + "/" + strings.Join(segs[4:], "%2F")
+		if len(segs) == 6 && (segs[5] == "actions" || segs[5] == "agents") {
+			return bad("%q: environments hold Actions secrets only, with no app segment (GitHub has no agent environment secrets): use %q; or, for the environment %q, %q",
+				s, strings.Join(segs[:5], "/"), strings.Join(segs[4:], "/"), escaped)
+		}
+		return bad("%q: an environment name holding \"/\" is escaped once in a resource name: for the environment %q, use %q",
+			s, strings.Join(segs[4:], "/"), escaped)
 	}
 	return bad("%q is not a scope: want orgs/{org}/{app}, repos/{owner}/{repo}/{app} or repos/{owner}/{repo}/environments/{environment}, with app \"actions\" or \"agents\"", s)
 }
+
+// dotOrEmpty reports whether a path segment is "", "." or "..": a path
+// with one is not an environment name whose "/" was left unescaped.
+func dotOrEmpty(seg string) bool { return seg == "" || seg == "." || seg == ".." }
 
 // parseSecretName parses "{parent}/secrets/{SECRET_NAME}" and returns the
 // scope and the secret name, upper-cased as GitHub stores it.

@@ -38,7 +38,11 @@ func TestParseParent(t *testing.T) {
 		{in: "repos/acme/hello.git/actions", wantErr: "without the .git extension"},
 		{in: "repos/acme/hello.GIT/environments/prod", wantErr: "without the .git extension"},
 		{in: "repos/acme/.git/actions", wantErr: "without the .git extension"},
-		{in: "repos/acme/api/environments/prod/eu", wantErr: "environments hold Actions secrets only"},
+		// An environment name's "/" left unescaped: the hint names the
+		// escaped environment, never another one ("prod").
+		{in: "repos/acme/api/environments/prod/eu", wantErr: `for the environment "prod/eu", use "repos/acme/api/environments/prod%2Feu"`},
+		{in: "repos/acme/api/environments/a/b/c", wantErr: `use "repos/acme/api/environments/a%2Fb%2Fc"`},
+		{in: "repos/acme/api/environments/prod/agents", wantErr: `environments hold Actions secrets only, with no app segment (GitHub has no agent environment secrets): use "repos/acme/api/environments/prod"; or, for the environment "prod/agents", "repos/acme/api/environments/prod%2Fagents"`},
 		{in: "repos/acme/api/environments/%zz", wantErr: "not validly URL-escaped"},
 		{in: "repos/acme/api/environments/", wantErr: "environment name must be 1 to 255"},
 		{in: "repos/acme/api/environments/a%0Ab", wantErr: "control characters"},
