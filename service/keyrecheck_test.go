@@ -2,8 +2,8 @@ package service
 
 import (
 	"net/http"
-	"strings"
 	"strconv"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
