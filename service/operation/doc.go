@@ -21,8 +21,12 @@
 // One operation's items run one after the other, in order. Running them
 // concurrently would not make an operation faster (every write waits for
 // the same credential's pacer), would let items finish out of order, and
-// would widen what a crash can repeat. Several operations run at once, up
-// to Options.MaxRunning; the others wait for a slot, persisted.
+// would widen what a crash can repeat. Items of several operations run at
+// once, up to Options.MaxRunning; the others wait for a slot, persisted.
+// Operations take turns: while another operation waits for a slot, one
+// that holds a slot gives it up after each item and queues again, so a
+// caller's long operations cannot keep another's short one from starting
+// (it waits for one item of each, at most).
 //
 // Results are recorded in groups of at most Options.FlushEvery items, and
 // at least every Options.FlushInterval: a group's results are appended and

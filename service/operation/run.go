@@ -40,10 +40,19 @@ func (r *Runner) run(ctx context.Context, id string) {
 	// The store outlives a hard stop (Close cancels r.ctx) long enough to
 	// record what finished.
 	sctx := context.WithoutCancel(ctx)
+	holding := false // a slot: this run's turn
+	defer func() {
+		if holding {
+			<-r.slots
+		}
+	}()
+	r.waiting.Add(1)
 	select {
 	case r.slots <- struct{}{}:
-		defer func() { <-r.slots }()
+		r.waiting.Add(-1)
+		holding = true
 	case <-ctx.Done():
+		r.waiting.Add(-1)
 		if r.ctx.Err() != nil {
 			r.release(sctx, id, nil) // Start's lease
 			return
@@ -51,6 +60,7 @@ func (r *Runner) run(ctx context.Context, id string) {
 		// Cancelled while waiting for a slot: it ends below without
 		// running an item, so it needs no slot.
 	case <-r.closing:
+		r.waiting.Add(-1)
 		r.release(sctx, id, nil) // Start's lease
 		return
 	}
@@ -105,7 +115,25 @@ func (r *Runner) run(ctx context.Context, id string) {
 			}
 			return
 		}
+		if !holding {
+			if !r.takeTurn(ctx) {
+				if r.ctx.Err() != nil { // a hard stop
+					r.release(sctx, id, group)
+					return
+				}
+				continue // cancelled, or closing: the checks above end the run
+			}
+			holding = true
+		}
 		res, ok := r.runItem(ctx, op, op.Pending[next])
+		if r.waiting.Load() > 0 {
+			// Another operation waits for a slot: this one yields its
+			// turn after each item and queues again behind it, so one
+			// caller's long operations cannot keep every slot (a channel
+			// serves its waiters in turn).
+			<-r.slots
+			holding = false
+		}
 		if !ok {
 			continue // interrupted: the checks above end the run
 		}
@@ -116,6 +144,21 @@ func (r *Runner) run(ctx context.Context, id string) {
 			}
 			group, lastFlush = nil, time.Now()
 		}
+	}
+}
+
+// takeTurn waits for a slot for an operation's next item; false when ctx
+// ended or the runner is closing first.
+func (r *Runner) takeTurn(ctx context.Context) bool {
+	r.waiting.Add(1)
+	defer r.waiting.Add(-1)
+	select {
+	case r.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-r.closing:
+		return false
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -119,6 +120,7 @@ type Runner struct {
 	onFinish      Finish
 	log           *slog.Logger
 	slots         chan struct{}
+	waiting       atomic.Int64 // runs waiting for a slot (see run: turns)
 	flushEvery    int
 	flushInterval time.Duration
 	maxWait       time.Duration

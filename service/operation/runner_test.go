@@ -246,8 +246,9 @@ func TestNewAndStartRefuse(t *testing.T) {
 }
 
 // TestConcurrencyBound runs more operations than MaxRunning: at most
-// MaxRunning run at once, each runs its items one at a time, and all
-// finish.
+// MaxRunning run items at once, each runs its items one at a time, and all
+// finish. The operations take turns (one item each while others wait), so
+// the slots stay busy to the end.
 func TestConcurrencyBound(t *testing.T) {
 	for _, maxRunning := range []int{1, 2, 3} {
 		t.Run(string(rune('0'+maxRunning)), func(t *testing.T) {
@@ -288,14 +289,54 @@ func TestConcurrencyBound(t *testing.T) {
 				if peakOps != maxRunning || peakItems != 1 {
 					t.Errorf("peak operations at once %d (want %d), items of one operation at once %d (want 1)", peakOps, maxRunning, peakItems)
 				}
-				// Five operations of three one-second items, maxRunning
-				// operations at a time.
-				if took, want := time.Since(start), time.Duration((5+maxRunning-1)/maxRunning*3)*time.Second; took != want {
+				// Fifteen one-second items, maxRunning at a time.
+				if took, want := time.Since(start), time.Duration((15+maxRunning-1)/maxRunning)*time.Second; took != want {
 					t.Errorf("took %v, want %v", took, want)
 				}
 			})
 		})
 	}
+}
+
+// TestOperationsTakeTurns: operations that fill every slot with long
+// work yield a slot after each item while another operation waits, so
+// another caller's one-item operation runs after one item, not after all
+// of theirs.
+func TestOperationsTakeTurns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fe := &fakeExec{fn: func(context.Context, *state.Operation, state.PendingItem) state.ItemResult {
+			time.Sleep(time.Second)
+			return state.ItemResult{Code: codes.OK}
+		}}
+		r, _ := newRunner(t, newMemory(t), fe.exec, Options{MaxRunning: 2})
+		defer closeRunner(t, r)
+		var long []string
+		for range 2 {
+			op, err := r.Start(t.Context(), newOp("alice", 100, "v"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			long = append(long, op.ID)
+		}
+		synctest.Wait() // both hold a slot, each in its first item
+		start := time.Now()
+		op, err := r.Start(t.Context(), newOp("bob", 1, "v"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op := waitDone(t, r, op.ID); op.Metadata.Written != 1 {
+			t.Fatalf("bob's operation: %+v", op.Metadata)
+		}
+		// One of alice's items ends at 1 s and yields; bob's item runs 1 s.
+		if took := time.Since(start); took != 2*time.Second {
+			t.Errorf("bob's one-item operation took %v behind two of 100 items, want 2s", took)
+		}
+		for _, id := range long {
+			if _, err := r.Cancel(t.Context(), id, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 }
 
 func TestExecPanicFailsTheItemOnly(t *testing.T) {
