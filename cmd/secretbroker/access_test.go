@@ -410,6 +410,47 @@ func TestInboundLimits(t *testing.T) {
 	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 900 {
 		t.Fatalf("Retry-After %q, want about 1000", resp.Header.Get("Retry-After"))
 	}
+	// Neither refusal reached the service or the gateway: the front door
+	// counts them.
+	fams, _ := b.scrape(t)
+	for _, listener := range []string{"grpc", "http"} {
+		labels := map[string]string{"listener": listener, "reason": "rate"}
+		if v, ok := metricValue(fams, "secretbroker_calls_refused_total", labels); !ok || v != 1 {
+			t.Errorf("secretbroker_calls_refused_total%v = %v (found %t), want 1", labels, v, ok)
+		}
+	}
+}
+
+// TestRefusedCredentialsCounted: calls without valid credentials, refused
+// before the service or the gateway sees them, are counted by listener,
+// and the JSON one is logged as the gRPC one is, without the token.
+func TestRefusedCredentialsCounted(t *testing.T) {
+	callers := writeFile(t, "callers.yaml", "callers:\n  - name: deployer\n    token_sha256: "+sha256Hex(deployerToken)+"\n")
+	b := startBroker(t, securedConfigWith(t, writeFile(t, "policy.yaml", accessPolicy), "--callers-file="+callers))
+	const wrong = "planted-wrong-token-9c1"
+	svc := secretbrokerv1.NewSecretServiceClient(b.conn)
+	for range 2 {
+		if _, err := svc.GetSecret(withBearer(t.Context(), wrong), &secretbrokerv1.GetSecretRequest{Name: prodSecret}); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("gRPC with a wrong token: %v", err)
+		}
+	}
+	if code, _ := httpDo(t, b.http, http.MethodGet, "http://"+b.httpAddr+"/v1/"+prodSecret, wrong, ""); code != http.StatusUnauthorized {
+		t.Fatalf("JSON with a wrong token: %d, want 401", code)
+	}
+	fams, _ := b.scrape(t)
+	for listener, want := range map[string]float64{"grpc": 2, "http": 1} {
+		labels := map[string]string{"listener": listener, "reason": "credentials"}
+		if v, ok := metricValue(fams, "secretbroker_calls_refused_total", labels); !ok || v != want {
+			t.Errorf("secretbroker_calls_refused_total%v = %v (found %t), want %v", labels, v, ok, want)
+		}
+	}
+	logs := b.logs.String()
+	if n := strings.Count(logs, "call refused: no valid credentials"); n != 3 {
+		t.Errorf("%d log lines of refused credentials, want 3:\n%s", n, logs)
+	}
+	if strings.Contains(logs, wrong) {
+		t.Error("a refused token reached the logs")
+	}
 }
 
 // TestOversizedRequestIsInvalid: a request over the 16 MiB limit is

@@ -60,6 +60,7 @@ type frontDoor struct {
 	shed           *cpuShed            // nil: no adaptive bound (shedding.go)
 	working        *workingCalls       // nil: no bound on calls at work (working.go)
 	inflight       *semaphore.Weighted // bytes of requests in progress
+	refusals       *refusalCounter     // nil: not counted
 	log            *slog.Logger
 }
 
@@ -169,23 +170,26 @@ func atMostOne(v []string) (string, bool) {
 func (f *frontDoor) admit(ctx context.Context, method string) (context.Context, func(), error) {
 	caller, fairness, viaGateway, err := f.authenticate(ctx)
 	if err != nil {
+		f.refusals.add(ctx, listenerGRPC, refusedCredentials)
 		f.log.InfoContext(ctx, "call refused: no valid credentials", slog.String("method", method))
 		return nil, nil, err
 	}
-	admit := f.limits.admit
+	admit, listener := f.limits.admit, listenerGRPC
 	if viaGateway {
 		admit = f.limits.admitUnrated // the gateway took the token (admitHTTP)
+		listener = listenerHTTP
 	}
 	release, refused := admit(fairness)
 	if refused != nil {
+		f.refusals.add(ctx, listener, refused.kind)
 		f.log.DebugContext(ctx, "call refused by the inbound limits", slog.String("method", method),
 			slog.String("caller", caller), slog.String("reason", refused.reason))
 		return nil, nil, exhausted(refused.reason, refused.retryAfter)
 	}
-	if release, err = f.shedAdmit(ctx, method, caller, release); err != nil {
+	if release, err = f.shedAdmit(ctx, listener, method, caller, release); err != nil {
 		return nil, nil, err
 	}
-	if ctx, release, err = f.workAdmit(ctx, method, caller, fairness, release); err != nil {
+	if ctx, release, err = f.workAdmit(ctx, listener, method, caller, fairness, release); err != nil {
 		return nil, nil, err
 	}
 	if caller != "" {
@@ -243,6 +247,7 @@ func (f *frontDoor) wrap(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 							return errTooLarge()
 						}
 						if !f.inflight.TryAcquire(n) {
+							f.refusals.add(ctx, listenerGRPC, refusedBytes)
 							return exhausted("the broker is at its limit of request bytes in progress", time.Second)
 						}
 						held = n
@@ -466,20 +471,28 @@ func (f *frontDoor) admitHTTP(next http.Handler, limits *callLimits, maxBytes in
 		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
 			cert, _ = identity.CertificateCaller(r.TLS.VerifiedChains[0][0])
 		}
-		_, fairness, err := f.identify(r.Context(), r.Header.Values("Authorization"), cert, hostOf(r.RemoteAddr))
+		caller, fairness, err := f.identify(r.Context(), r.Header.Values("Authorization"), cert, hostOf(r.RemoteAddr))
 		if err != nil {
+			f.refusals.add(r.Context(), listenerHTTP, refusedCredentials)
+			f.log.InfoContext(r.Context(), "call refused: no valid credentials", slog.String("method", r.Method), slog.String("listener", listenerHTTP))
 			writeHTTPError(w, http.StatusUnauthorized, status.New(codes.Unauthenticated, status.Convert(err).Message()), 0)
 			return
 		}
+		refuse := func(refused *refusal) {
+			f.refusals.add(r.Context(), listenerHTTP, refused.kind)
+			f.log.DebugContext(r.Context(), "call refused by the inbound limits", slog.String("method", r.Method),
+				slog.String("listener", listenerHTTP), slog.String("caller", caller), slog.String("reason", refused.reason))
+			writeHTTPError(w, http.StatusTooManyRequests, status.Convert(exhausted(refused.reason, refused.retryAfter)), refused.retryAfter)
+		}
 		if f.limits != nil {
 			if refused := f.limits.allowRate(fairness); refused != nil {
-				writeHTTPError(w, http.StatusTooManyRequests, status.Convert(exhausted(refused.reason, refused.retryAfter)), refused.retryAfter)
+				refuse(refused)
 				return
 			}
 		}
 		release, refused := limits.admit(fairness)
 		if refused != nil {
-			writeHTTPError(w, http.StatusTooManyRequests, status.Convert(exhausted(refused.reason, refused.retryAfter)), refused.retryAfter)
+			refuse(refused)
 			return
 		}
 		defer release()
@@ -490,6 +503,7 @@ func (f *frontDoor) admitHTTP(next http.Handler, limits *callLimits, maxBytes in
 			// the body read, or to nothing for a route that takes none.
 			paid, err := budget.reserve(r.ContentLength)
 			if err != nil {
+				f.refusals.add(r.Context(), listenerHTTP, refusedBytes)
 				writeHTTPError(w, http.StatusTooManyRequests, status.Convert(err), time.Second)
 				return
 			}

@@ -48,6 +48,7 @@ func newCallLimits(rps float64, burst, perCaller, total int) *callLimits {
 // refusal says why a call was refused and when to try again.
 type refusal struct {
 	reason     string
+	kind       string // refusedRate, ...: the metric's reason label
 	retryAfter time.Duration
 }
 
@@ -98,7 +99,7 @@ func (l *callLimits) takeTokenLocked(st *callerState) *refusal {
 		if d <= 0 {
 			d = time.Second
 		}
-		return &refusal{reason: "the caller is over its rate limit", retryAfter: d}
+		return &refusal{reason: "the caller is over its rate limit", kind: refusedRate, retryAfter: d}
 	}
 	return nil
 }
@@ -107,11 +108,11 @@ func (l *callLimits) admitCall(caller string, rated bool) (release func(), refus
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.total > 0 && l.active >= l.total {
-		return nil, &refusal{reason: "the broker is at its limit of calls in progress", retryAfter: time.Second}
+		return nil, &refusal{reason: "the broker is at its limit of calls in progress", kind: refusedCalls, retryAfter: time.Second}
 	}
 	st := l.stateLocked(caller)
 	if l.perCaller > 0 && st.active >= l.perCaller {
-		return nil, &refusal{reason: "the caller is at its limit of calls in progress", retryAfter: time.Second}
+		return nil, &refusal{reason: "the caller is at its limit of calls in progress", kind: refusedCallerCalls, retryAfter: time.Second}
 	}
 	if rated {
 		if refused := l.takeTokenLocked(st); refused != nil {

@@ -164,6 +164,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	if err != nil {
 		return err
 	}
+	if door.refusals, err = newRefusalCounter(mp); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	trail, err := openAudit(cfg, logger)
 	if err != nil {
 		return err

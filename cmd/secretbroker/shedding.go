@@ -146,7 +146,7 @@ func (c *cpuShed) admit() (release func(), refused *refusal) {
 		c.observeLocked(c.sched())
 	}
 	if c.active >= int(c.limit) {
-		return nil, &refusal{reason: "the broker is overloaded: its CPUs are behind", retryAfter: time.Second}
+		return nil, &refusal{reason: "the broker is overloaded: its CPUs are behind", kind: refusedShed, retryAfter: time.Second}
 	}
 	c.active++
 	var once sync.Once
@@ -258,13 +258,14 @@ func newShed(cfg Config) *cpuShed {
 // shedAdmit counts a call admitted by the inbound limits (release gives
 // its place back) against the adaptive bound: the release of both, or
 // RESOURCE_EXHAUSTED with a RetryInfo when the bound refuses it.
-func (f *frontDoor) shedAdmit(ctx context.Context, method, caller string, release func()) (func(), error) {
+func (f *frontDoor) shedAdmit(ctx context.Context, listener, method, caller string, release func()) (func(), error) {
 	if f.shed == nil {
 		return release, nil
 	}
 	shedRelease, refused := f.shed.admit()
 	if refused != nil {
 		release()
+		f.refusals.add(ctx, listener, refusedShed)
 		f.log.DebugContext(ctx, "call refused: the broker is overloaded", slog.String("method", method),
 			slog.String("caller", caller), slog.String("reason", refused.reason))
 		return nil, exhausted(refused.reason, refused.retryAfter)

@@ -90,7 +90,7 @@ type waiter struct {
 }
 
 // workRefusal is the answer to a call the bound refuses.
-var workRefusal = refusal{reason: "the broker is at its limit of calls at work", retryAfter: time.Second}
+var workRefusal = refusal{reason: "the broker is at its limit of calls at work", kind: refusedWorking, retryAfter: time.Second}
 
 // admit counts a call of caller in: at once when fewer than limit calls
 // are at work or caller is under its share, else after a wait in the queue
@@ -300,13 +300,14 @@ func (w *workingCalls) busyNow() (calls, callers int) {
 // work: the context that tells the bound when the call waits for the
 // pacer and the release of all three, or RESOURCE_EXHAUSTED with a
 // RetryInfo when the bound refuses it.
-func (f *frontDoor) workAdmit(ctx context.Context, method, caller, fairness string, release func()) (context.Context, func(), error) {
+func (f *frontDoor) workAdmit(ctx context.Context, listener, method, caller, fairness string, release func()) (context.Context, func(), error) {
 	if f.working == nil {
 		return ctx, release, nil
 	}
 	slot, refused := f.working.admit(ctx, fairness)
 	if refused != nil {
 		release()
+		f.refusals.add(ctx, listener, refusedWorking)
 		f.log.DebugContext(ctx, "call refused: the broker is at its limit of calls at work", slog.String("method", method),
 			slog.String("caller", caller))
 		return nil, nil, exhausted(refused.reason, refused.retryAfter)
