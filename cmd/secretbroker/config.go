@@ -317,6 +317,7 @@ secretbroker writes GitHub Actions and Agents secrets for internal callers,
 over gRPC and a JSON gateway. Every flag has a matching environment variable:
 --grpc-addr is %sGRPC_ADDR, and so on; a flag wins over the environment.
 The GitHub token is read from --upstream-token-file, else from %s.
+secretbroker --version prints the build's version.
 
 Flags:
 `, envPrefix, envGitHubToken)
@@ -443,7 +444,7 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 			return
 		}
 		if err := f.Value.Set(v); err != nil {
-			envErrs = append(envErrs, fmt.Errorf("environment variable %s: %w", name, err))
+			envErrs = append(envErrs, fmt.Errorf("environment variable %s: %w%s", name, err, wantedForm(f)))
 		}
 	})
 	if err := errors.Join(envErrs...); err != nil {
@@ -479,6 +480,27 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// wantedForm says what form flag f's value takes, for an error about a
+// value that is not of it: flag's own errors ("parse error") do not say,
+// and the value itself is not repeated (it may be sensitive).
+func wantedForm(f *flag.Flag) string {
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return ""
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		return ": want a duration such as 15s, 1m30s or 2h"
+	case int, int64, uint, uint64:
+		return ": want a whole number"
+	case float64:
+		return ": want a number"
+	case bool:
+		return ": want true or false"
+	}
+	return ""
 }
 
 // otherToolsEnv reports whether name is a SECRETBROKER_* variable another

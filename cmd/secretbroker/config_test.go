@@ -319,6 +319,26 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: []string{"GITHUB_TOKEN", "--upstream-token-file"},
 		},
 		{
+			name: "duration variable without a unit",
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_SHUTDOWN_TIMEOUT": "15"},
+			want: []string{"SECRETBROKER_SHUTDOWN_TIMEOUT", "want a duration such as 15s"},
+		},
+		{
+			name: "empty number variable",
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_CALLER_RPS": ""},
+			want: []string{"SECRETBROKER_CALLER_RPS", "want a number"},
+		},
+		{
+			name: "integer variable",
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_CALLER_BURST": "1.5"},
+			want: []string{"SECRETBROKER_CALLER_BURST", "want a whole number"},
+		},
+		{
+			name: "boolean variable",
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_DEV": "yes"},
+			want: []string{"SECRETBROKER_DEV", "want true or false"},
+		},
+		{
 			name: "missing token file",
 			args: []string{"--upstream-token-file=/nonexistent/token"},
 			env:  withToken,
@@ -586,7 +606,7 @@ func TestLoadConfigHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("loadConfig -h: err = %v, want flag.ErrHelp", err)
 	}
-	for _, w := range []string{"-grpc-addr", "-upstream-token-file", "GITHUB_TOKEN", "SECRETBROKER_GRPC_ADDR", "2026-03-10"} {
+	for _, w := range []string{"-grpc-addr", "-upstream-token-file", "GITHUB_TOKEN", "SECRETBROKER_GRPC_ADDR", "2026-03-10", "--version"} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("usage does not mention %q:\n%s", w, out.String())
 		}
