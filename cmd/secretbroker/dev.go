@@ -93,7 +93,71 @@ func (d *devUpstream) stop(ctx context.Context) {
 
 // writeDevBanner prints what --dev seeded and copy-paste grpcurl and curl
 // commands for it, addressed to the bound listeners.
-func writeDevBanner(w io.Writer, demo emulator.Demo, emulatorURL, grpcAddr, httpAddr, adminAddr string) error {
+// devAccess is what a call to a --dev broker needs besides its address,
+// when --dev is given TLS or authentication settings too: the banner's
+// commands then carry them, as placeholders the user fills in.
+type devAccess struct {
+	tls        bool // --tls-cert-file: TLS on both listeners
+	clientCert bool // --tls-client-ca-file: a client certificate
+	bearer     bool // --callers-file or --jwt-issuer: a bearer token
+	reflection bool // reflection without credentials (--reflection-unauthenticated)
+}
+
+// devAccessOf returns cfg's devAccess.
+func devAccessOf(cfg Config) devAccess {
+	return devAccess{tls: cfg.TLSCertFile != "", clientCert: cfg.TLSClientCAFile != "",
+		bearer: cfg.CallersFile != "" || cfg.JWTIssuer != "", reflection: cfg.ReflectionUnauthenticated}
+}
+
+// grpcurlFlags are grpcurl's flags for a call.
+func (a devAccess) grpcurlFlags() string {
+	f := "-plaintext"
+	if a.tls {
+		f = "-cacert CA.pem"
+		if a.clientCert {
+			f += " -cert CLIENT.pem -key CLIENT-KEY.pem"
+		}
+	}
+	if a.bearer {
+		f += ` -H "authorization: Bearer $SECRETBROKER_TOKEN"`
+	}
+	return f
+}
+
+// curlFlags are curl's flags for a call.
+func (a devAccess) curlFlags() string {
+	f := "-s"
+	if a.tls {
+		f += " --cacert CA.pem"
+		if a.clientCert {
+			f += " --cert CLIENT.pem --key CLIENT-KEY.pem"
+		}
+	}
+	if a.bearer {
+		f += ` -H "Authorization: Bearer $SECRETBROKER_TOKEN"`
+	}
+	return f
+}
+
+// note says what the commands need, or that they need nothing.
+func (a devAccess) note() string {
+	if !a.tls && !a.bearer {
+		return "No credentials needed: on loopback only, every call is served unauthenticated, as any local process may.\n"
+	}
+	var need []string
+	if a.tls {
+		need = append(need, "CA.pem, the CA that signed --tls-cert-file")
+		if a.clientCert {
+			need = append(need, "CLIENT.pem and CLIENT-KEY.pem, a client certificate and key --tls-client-ca-file accepts")
+		}
+	}
+	if a.bearer {
+		need = append(need, "SECRETBROKER_TOKEN, a caller's token (--callers-file) or JWT (--jwt-issuer)")
+	}
+	return "Credentials needed: the commands below name " + strings.Join(need, "; ") + ".\n"
+}
+
+func writeDevBanner(w io.Writer, demo emulator.Demo, emulatorURL, grpcAddr, httpAddr, adminAddr string, access devAccess) error {
 	org := demo.Org
 	// The repository, and the environment, to use in the examples: prefer
 	// an environment whose name needs escaping ("prod/eu").
@@ -125,15 +189,24 @@ func writeDevBanner(w io.Writer, demo emulator.Demo, emulatorURL, grpcAddr, http
 	repoScope := "repos/" + org + "/" + repo.Name + "/actions"
 	repoAgents := "repos/" + org + "/" + repo.Name + "/agents"
 	envScope := "repos/" + org + "/" + repo.Name + "/environments/" + url.PathEscape(env)
+	gflags := access.grpcurlFlags()
 	grpcurl := func(body, method string) string {
-		return fmt.Sprintf("grpcurl -plaintext -d '%s' %s secretbroker.v1.SecretService/%s", body, grpcAddr, method)
+		return fmt.Sprintf("grpcurl %s -d '%s' %s secretbroker.v1.SecretService/%s", gflags, body, grpcAddr, method)
 	}
 	h := "http://" + httpAddr
+	if access.tls {
+		h = "https://" + httpAddr
+	}
+	curl := "curl " + access.curlFlags()
 
 	var b strings.Builder
 	b.WriteString("\nsecretbroker --dev: serving against the embedded GitHub emulator (nothing leaves this machine)\n")
-	b.WriteString("No credentials needed: on loopback only, every call is served unauthenticated, as any local process may.\n\n")
-	fmt.Fprintf(&b, "  gRPC      %s   (reflection on)\n", grpcAddr)
+	b.WriteString(access.note() + "\n")
+	reflection := "reflection on"
+	if access.bearer && !access.reflection {
+		reflection = "reflection on, with credentials"
+	}
+	fmt.Fprintf(&b, "  gRPC      %s   (%s)\n", grpcAddr, reflection)
 	fmt.Fprintf(&b, "  JSON      %s   (OpenAPI at %s/openapi.json)\n", h, h)
 	fmt.Fprintf(&b, "  admin     http://%s   (/healthz, /readyz, /metrics)\n", adminAddr)
 	fmt.Fprintf(&b, "  emulator  %s   (random token, for the broker only)\n\n", emulatorURL)
@@ -160,8 +233,8 @@ func writeDevBanner(w io.Writer, demo emulator.Demo, emulatorURL, grpcAddr, http
 
 	b.WriteString("\ngRPC (grpcurl):\n\n")
 	lines := []string{
-		fmt.Sprintf("grpcurl -plaintext %s list", grpcAddr),
-		fmt.Sprintf("grpcurl -plaintext %s describe secretbroker.v1.SecretService", grpcAddr),
+		fmt.Sprintf("grpcurl %s %s list", gflags, grpcAddr),
+		fmt.Sprintf("grpcurl %s %s describe secretbroker.v1.SecretService", gflags, grpcAddr),
 		grpcurl(`{"parent":"`+orgScope+`"}`, "GetPublicKey"),
 		grpcurl(fmt.Sprintf(`{"name":"%s/secrets/DEPLOY_TOKEN","value":"s3cr3t","visibility":"selected","selected_repository_ids":[%d]}`, orgScope, selectedID), "PutSecret"),
 		grpcurl(`{"name":"`+orgAgents+`/secrets/MODEL_KEY","value":"s3cr3t","visibility":"all"}`, "PutSecret"),
@@ -189,28 +262,28 @@ func writeDevBanner(w io.Writer, demo emulator.Demo, emulatorURL, grpcAddr, http
 
 	b.WriteString("\nJSON gateway (curl):\n\n")
 	lines = []string{
-		fmt.Sprintf("curl -s %s/v1/%s/secrets/public-key", h, orgScope),
-		fmt.Sprintf(`curl -s -X PUT %s/v1/%s/secrets/DEPLOY_TOKEN -H 'Content-Type: application/json' -d '{"value":"s3cr3t","visibility":"selected","selected_repository_ids":[%d]}'`, h, orgScope, selectedID),
-		fmt.Sprintf(`curl -s -X PUT %s/v1/%s/secrets/MODEL_KEY -H 'Content-Type: application/json' -d '{"value":"s3cr3t","visibility":"all"}'`, h, orgAgents),
-		fmt.Sprintf(`curl -s -X PUT %s/v1/%s/secrets/NPM_TOKEN -H 'Content-Type: application/json' -d '{"value":"s3cr3t"}'`, h, repoScope),
-		fmt.Sprintf(`curl -s -X PUT %s/v1/%s/secrets/MODEL_KEY -H 'Content-Type: application/json' -d '{"value":"s3cr3t"}'`, h, repoAgents),
+		fmt.Sprintf("%s %s/v1/%s/secrets/public-key", curl, h, orgScope),
+		fmt.Sprintf(`%s -X PUT %s/v1/%s/secrets/DEPLOY_TOKEN -H 'Content-Type: application/json' -d '{"value":"s3cr3t","visibility":"selected","selected_repository_ids":[%d]}'`, curl, h, orgScope, selectedID),
+		fmt.Sprintf(`%s -X PUT %s/v1/%s/secrets/MODEL_KEY -H 'Content-Type: application/json' -d '{"value":"s3cr3t","visibility":"all"}'`, curl, h, orgAgents),
+		fmt.Sprintf(`%s -X PUT %s/v1/%s/secrets/NPM_TOKEN -H 'Content-Type: application/json' -d '{"value":"s3cr3t"}'`, curl, h, repoScope),
+		fmt.Sprintf(`%s -X PUT %s/v1/%s/secrets/MODEL_KEY -H 'Content-Type: application/json' -d '{"value":"s3cr3t"}'`, curl, h, repoAgents),
 	}
 	if env != "" {
-		lines = append(lines, fmt.Sprintf(`curl -s -X PUT %s/v1/%s/secrets/DB_PASSWORD -H 'Content-Type: application/json' -d '{"value":"s3cr3t"}'`, h, envScope))
+		lines = append(lines, fmt.Sprintf(`%s -X PUT %s/v1/%s/secrets/DB_PASSWORD -H 'Content-Type: application/json' -d '{"value":"s3cr3t"}'`, curl, h, envScope))
 	}
 	lines = append(lines,
-		fmt.Sprintf("curl -s %s/v1/%s/secrets/DEPLOY_TOKEN", h, orgScope),
-		fmt.Sprintf("curl -s %s/v1/%s/secrets/DEPLOY_TOKEN/repositories", h, orgScope),
-		fmt.Sprintf("curl -s %s/v1/%s/secrets", h, repoScope),
+		fmt.Sprintf("%s %s/v1/%s/secrets/DEPLOY_TOKEN", curl, h, orgScope),
+		fmt.Sprintf("%s %s/v1/%s/secrets/DEPLOY_TOKEN/repositories", curl, h, orgScope),
+		fmt.Sprintf("%s %s/v1/%s/secrets", curl, h, repoScope),
 	)
 	if env != "" {
-		lines = append(lines, fmt.Sprintf("curl -s %s/v1/%s/secrets", h, envScope))
+		lines = append(lines, fmt.Sprintf("%s %s/v1/%s/secrets", curl, h, envScope))
 	}
 	lines = append(lines,
-		fmt.Sprintf(`curl -s -X POST %s/v1/secrets:batchPut -H 'Content-Type: application/json' -d '{"requests":[{"name":"%s/secrets/A","value":"s3cr3t"},{"name":"%s/secrets/B","value":"s3cr3t","visibility":"private"}]}'`, h, repoScope, orgScope),
-		fmt.Sprintf(`curl -s -X POST %s/v1/secrets:batchDelete -H 'Content-Type: application/json' -d '{"names":["%s/secrets/A","%s/secrets/B"]}'`, h, repoScope, orgScope),
-		fmt.Sprintf("curl -s -X DELETE %s/v1/%s/secrets/NPM_TOKEN", h, repoScope),
-		fmt.Sprintf("curl -s %s/openapi.json", h),
+		fmt.Sprintf(`%s -X POST %s/v1/secrets:batchPut -H 'Content-Type: application/json' -d '{"requests":[{"name":"%s/secrets/A","value":"s3cr3t"},{"name":"%s/secrets/B","value":"s3cr3t","visibility":"private"}]}'`, curl, h, repoScope, orgScope),
+		fmt.Sprintf(`%s -X POST %s/v1/secrets:batchDelete -H 'Content-Type: application/json' -d '{"names":["%s/secrets/A","%s/secrets/B"]}'`, curl, h, repoScope, orgScope),
+		fmt.Sprintf("%s -X DELETE %s/v1/%s/secrets/NPM_TOKEN", curl, h, repoScope),
+		fmt.Sprintf("%s %s/openapi.json", curl, h),
 	)
 	for _, l := range lines {
 		b.WriteString("  " + l + "\n")

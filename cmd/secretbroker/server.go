@@ -409,7 +409,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		logger.Warn("--allow-unauthenticated: every call is served without authentication, to anyone who can reach the listeners")
 	}
 	if dev != nil && banner != nil {
-		if err := writeDevBanner(banner, dev.demo, dev.url, grpcAddr, httpAddr, adminAddr); err != nil {
+		if err := writeDevBanner(banner, dev.demo, dev.url, grpcAddr, httpAddr, adminAddr, devAccessOf(cfg)); err != nil {
 			logger.Warn("dev banner", slog.Any("error", err))
 		}
 	}
