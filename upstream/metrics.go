@@ -32,6 +32,11 @@ const (
 // statusTransport is the status label of an attempt that got no answer.
 const statusTransport = "transport_error"
 
+// statusCanceled is the status label of an attempt that had no answer
+// because its caller's context ended (cancelled, or past its deadline):
+// not GitHub's failure, and not counted as one.
+const statusCanceled = "canceled"
+
 // maxResources bounds how many distinct x-ratelimit-resource values the
 // rate-limit gauges keep per credential; later ones are reported as
 // "other".
@@ -167,14 +172,18 @@ func (m *metrics) watch(creds *credentials) error {
 }
 
 // attempt records one attempt at r: its status (transport_error when
-// err is not an answer), its duration and the rate limits it reported for
-// the credential labelled cred.
+// err is not an answer, canceled when that is because ctx ended), its
+// duration and the rate limits it reported for the credential labelled
+// cred.
 func (m *metrics) attempt(ctx context.Context, r request, cred string, rl pace.RateLimit, err error, d time.Duration) {
 	status := statusTransport
-	if rl.Status != 0 {
+	switch e, ok := errors.AsType[*Error](err); {
+	case rl.Status != 0:
 		status = statusLabel(rl.Status)
-	} else if e, ok := errors.AsType[*Error](err); ok {
+	case ok:
 		status = statusLabel(e.StatusCode)
+	case ctx.Err() != nil:
+		status = statusCanceled
 	}
 	o := m.attemptOptionsOf(attemptLabels{route: r.route, method: r.method, status: status})
 	m.requests.Add(ctx, 1, o.requests...)

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"testing"
@@ -37,6 +38,9 @@ func TestAttemptLabels(t *testing.T) {
 	m.attempt(t.Context(), get, Credential, pace.RateLimit{Status: http.StatusNotFound, Remaining: -1, Used: -1}, nil, time.Millisecond)
 	m.attempt(t.Context(), get, Credential, pace.RateLimit{Remaining: -1, Used: -1}, &Error{StatusCode: 502}, time.Millisecond)
 	m.attempt(t.Context(), get, Credential, pace.RateLimit{Remaining: -1, Used: -1}, errors.New("connection reset"), time.Millisecond)
+	gone, cancel := context.WithCancel(t.Context())
+	cancel() // the caller went away: no answer, and not GitHub's failure
+	m.attempt(gone, get, Credential, pace.RateLimit{Remaining: -1, Used: -1}, context.Canceled, time.Millisecond)
 	got := metricstest.Read(t, reader)
 	const prefix = "secretbroker_upstream_requests_total{method="
 	for _, tc := range []struct {
@@ -47,8 +51,9 @@ func TestAttemptLabels(t *testing.T) {
 		{prefix + "GET,route=" + get.route + ",status=404}", 1},
 		{prefix + "GET,route=" + get.route + ",status=502}", 1},
 		{prefix + "GET,route=" + get.route + ",status=transport_error}", 1},
+		{prefix + "GET,route=" + get.route + ",status=canceled}", 1},
 		{"secretbroker_upstream_request_duration_seconds{method=PUT,route=" + put.route + "}", 3},
-		{"secretbroker_upstream_request_duration_seconds{method=GET,route=" + get.route + "}", 3},
+		{"secretbroker_upstream_request_duration_seconds{method=GET,route=" + get.route + "}", 4},
 	} {
 		if got[tc.series] != tc.want {
 			t.Errorf("%s = %v, want %v", tc.series, got[tc.series], tc.want)
