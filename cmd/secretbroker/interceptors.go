@@ -95,7 +95,9 @@ func resourceOf(req any) string {
 		res = r.GetParent()
 	}
 	if len(res) > maxLoggedResource {
-		res = res[:maxLoggedResource]
+		// Cut on a character's boundary: a name's last character may
+		// take several bytes.
+		res = strings.ToValidUTF8(res[:maxLoggedResource], "")
 	}
 	return res
 }

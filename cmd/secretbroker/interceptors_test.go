@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -190,5 +191,27 @@ func TestLogStream(t *testing.T) {
 				t.Errorf("%s: log lacks %s: %s", tt.method, w, out)
 			}
 		}
+	}
+}
+
+// TestResourceOfCutsOnACharacter: a resource name longer than the log's
+// limit is cut to at most maxLoggedResource bytes of valid UTF-8.
+func TestResourceOfCutsOnACharacter(t *testing.T) {
+	env := strings.Repeat("é", 300) // 2 bytes each
+	tests := []struct {
+		name, in string
+		want     int // bytes kept
+	}{
+		{"short", "repos/o/r/actions/secrets/X", len("repos/o/r/actions/secrets/X")},
+		{"ASCII, cut", "repos/o/r/environments/" + strings.Repeat("e", 600), maxLoggedResource},
+		{"a character across the limit", "repos/o/r/environments/" + env + "/secrets/X", maxLoggedResource - 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := resourceOf(&secretbrokerv1.GetSecretRequest{Name: tt.in})
+			if !utf8.ValidString(got) || len(got) != tt.want || !strings.HasPrefix(tt.in, got) {
+				t.Errorf("resourceOf = %d bytes (valid %t), want the first %d bytes of the name", len(got), utf8.ValidString(got), tt.want)
+			}
+		})
 	}
 }
