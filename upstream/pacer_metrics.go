@@ -49,7 +49,7 @@ func newPacerInstruments(meter metric.Meter) (pacerInstruments, error) {
 	if in.wait, err = meter.Float64Histogram("secretbroker_pacer_wait_seconds",
 		metric.WithUnit("s"),
 		metric.WithDescription("How long each admitted request waited in the pacer, by credential and the reason that held it back longest: "+
-			"in_flight, spacing, points, primary, secondary_pause, backoff; none (0 s) for a request admitted at once."),
+			"in_flight, spacing, points, primary, secondary_pause, backoff, content; none (0 s) for a request admitted at once."),
 		metric.WithExplicitBucketBoundaries(0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)); err != nil {
 		return in, fmt.Errorf("upstream: metrics: %w", err)
 	}
