@@ -53,9 +53,10 @@ func callerFault(err error) bool {
 		con *conflictError
 		own *notOwnedError
 		chg *changedSinceError
+		exp *unexpectedDeletesError
 	)
 	return errors.As(err, &inv) || errors.As(err, &den) || errors.Is(err, errUnauthenticated) ||
-		errors.As(err, &con) || errors.As(err, &own) || errors.As(err, &chg)
+		errors.As(err, &con) || errors.As(err, &own) || errors.As(err, &chg) || errors.As(err, &exp)
 }
 
 // statusOf maps an error to the status a caller sees, with a fixed, safe
@@ -87,6 +88,9 @@ func statusOf(err error) *status.Status {
 	}
 	if ce, ok := errors.AsType[*changedSinceError](err); ok {
 		return status.New(codes.FailedPrecondition, ce.Error())
+	}
+	if ue, ok := errors.AsType[*unexpectedDeletesError](err); ok {
+		return status.New(codes.Aborted, ue.Error())
 	}
 	if oe, ok := errors.AsType[*ownerUnknownError](err); ok {
 		return status.New(codes.Unavailable, oe.Error())

@@ -7,6 +7,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 )
 
@@ -134,6 +137,70 @@ func TestPruneLeavesSecretChangedAfterThePlan(t *testing.T) {
 				}
 				if got, err := h.emu.Open(repoScope, "E"); err != nil || string(got) != plantedSecret+"-by-hand" {
 					t.Errorf("E, changed at GitHub after the plan, is %q, %v; want it left as changed", got, err)
+				}
+			})
+		})
+	}
+}
+
+// TestSyncExpectedDeletes: a pruning sync told which secrets its caller
+// expects it to delete (the deletes of a dry run it confirmed) runs only
+// when its plan deletes exactly those: otherwise it is ABORTED and changes
+// nothing, no write either, sync or async.
+func TestSyncExpectedDeletes(t *testing.T) {
+	tests := []struct {
+		name     string
+		expected []string // nil: not set
+		prune    bool
+		async    bool
+		want     codes.Code
+		wantMsg  string
+	}{
+		{name: "as planned", expected: []string{"B", "c"}, prune: true, want: codes.OK},
+		{name: "as planned, async", expected: []string{"C", "B"}, prune: true, async: true, want: codes.OK},
+		{name: "one more to delete", expected: []string{"B"}, prune: true, want: codes.Aborted, wantMsg: "it would also delete C"},
+		{name: "one more to delete, async", expected: []string{"B"}, prune: true, async: true, want: codes.Aborted, wantMsg: "it would also delete C"},
+		{name: "one less to delete", expected: []string{"B", "C", "D"}, prune: true, want: codes.Aborted, wantMsg: "it would not delete D"},
+		{name: "nothing expected", expected: []string{}, prune: true, want: codes.Aborted, wantMsg: "it would also delete B, C"},
+		{name: "not set", prune: true, want: codes.OK},
+		{name: "without prune", expected: []string{"B"}, want: codes.InvalidArgument, wantMsg: "expected_deletes: applies with prune only"},
+		{name: "a bad name", expected: []string{"B-C"}, prune: true, want: codes.InvalidArgument, wantMsg: "expected_deletes.secret_names"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h, _ := newHarnessWithStore(t)
+				closeOps(t, h.server)
+				ctx := t.Context()
+				if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", map[string]string{"A": plantedSecret, "B": plantedSecret, "C": plantedSecret})); err != nil {
+					t.Fatal(err)
+				}
+				h.emu.ResetCounts()
+				req := syncReq(repoScope, "team-a", map[string]string{"A": plantedSecret + "-new"})
+				req.Prune, req.Async = tt.prune, tt.async
+				if tt.expected != nil {
+					req.ExpectedDeletes = &secretbrokerv1.ExpectedDeletes{SecretNames: tt.expected}
+				}
+				resp, err := h.broker.SyncSecrets(ctx, req)
+				if status.Code(err) != tt.want || !strings.Contains(status.Convert(err).Message(), tt.wantMsg) {
+					t.Fatalf("sync = %v, want %v with %q", err, tt.want, tt.wantMsg)
+				}
+				if err != nil {
+					if n := puts(h) + deletes(h); n != 0 {
+						t.Errorf("%d writes and deletes for a refused sync, want 0", n)
+					}
+					for _, n := range []string{"B", "C"} {
+						if _, err := h.emu.Open(repoScope, n); err != nil {
+							t.Errorf("%s was deleted by a refused sync: %v", n, err)
+						}
+					}
+					return
+				}
+				if tt.async {
+					waitOp(ctx, t, h.broker, resp.GetOperation().GetName(), time.Minute)
+				}
+				if n := deletes(h); tt.prune && n != 2 {
+					t.Errorf("%d deletes, want 2", n)
 				}
 			})
 		})

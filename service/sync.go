@@ -103,6 +103,9 @@ type syncPlan struct {
 	force    bool
 	prune    bool
 	async    bool // an operation carries it out (not a dry run)
+	// expectDeletes: the names (upper-case) the caller expects the
+	// plan to delete (ExpectedDeletes); nil when it did not say.
+	expectDeletes map[string]bool
 	settings state.Settings
 	items    []*syncItem                // sorted by name
 	listing  map[string]upstream.Secret // the scope as planned, by upper-cased name
@@ -267,6 +270,22 @@ func parseSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*sy
 	}
 	plan := &syncPlan{scope: scope, owner: ownerOf(ctx, owner), force: req.GetForce(), prune: req.GetPrune(),
 		async: req.GetAsync() && !req.GetDryRun()}
+	if ed := req.GetExpectedDeletes(); ed != nil {
+		if !plan.prune {
+			return nil, nil, invalidArg("expected_deletes", "applies with prune only")
+		}
+		if n := len(ed.GetSecretNames()); n > maxBatch {
+			return nil, nil, invalidArg("expected_deletes.secret_names", "holds %d names; at most %d", n, maxBatch)
+		}
+		plan.expectDeletes = make(map[string]bool, len(ed.GetSecretNames()))
+		for _, n := range ed.GetSecretNames() {
+			name, err := checkSecretName("expected_deletes.secret_names", n)
+			if err != nil {
+				return nil, nil, err
+			}
+			plan.expectDeletes[name] = true
+		}
+	}
 	vis, ids := req.GetVisibility(), req.GetSelectedRepositoryIds()
 	switch {
 	case !scope.IsOrg() && vis != "":
@@ -407,6 +426,9 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 		}
 		plan.items = append(plan.items, it)
 	}
+	if err := plan.checkExpectedDeletes(); err != nil {
+		return nil, err
+	}
 	if plan.prune && !req.GetDryRun() {
 		// Records of the owner's secrets gone from GitHub: nothing to
 		// delete but the record.
@@ -421,6 +443,55 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 	}
 	slices.SortFunc(plan.items, func(a, b *syncItem) int { return strings.Compare(a.name, b.name) })
 	return plan, nil
+}
+
+// checkExpectedDeletes refuses a plan whose deletes are not the ones its
+// caller expected (ExpectedDeletes), before anything is changed.
+func (plan *syncPlan) checkExpectedDeletes() error {
+	if plan.expectDeletes == nil {
+		return nil
+	}
+	var unexpected, kept []string
+	deletes := map[string]bool{}
+	for _, it := range plan.items {
+		if it.delete && it.run && it.err == nil {
+			deletes[it.name] = true
+			if !plan.expectDeletes[it.name] {
+				unexpected = append(unexpected, it.name)
+			}
+		}
+	}
+	for name := range plan.expectDeletes {
+		if !deletes[name] {
+			kept = append(kept, name)
+		}
+	}
+	if len(unexpected) == 0 && len(kept) == 0 {
+		return nil
+	}
+	slices.Sort(unexpected)
+	slices.Sort(kept)
+	return &unexpectedDeletesError{scope: scopeName(plan.scope), unexpected: unexpected, kept: kept}
+}
+
+// unexpectedDeletesError is a pruning sync whose plan would delete other
+// secrets than its caller expected: the scope changed since the plan the
+// caller confirmed. Nothing was changed.
+type unexpectedDeletesError struct {
+	scope            string
+	unexpected, kept []string // secret names
+}
+
+func (e *unexpectedDeletesError) Error() string {
+	var parts []string
+	if len(e.unexpected) > 0 {
+		parts = append(parts, "it would also delete "+strings.Join(e.unexpected, ", "))
+	}
+	if len(e.kept) > 0 {
+		parts = append(parts, "it would not delete "+strings.Join(e.kept, ", "))
+	}
+	return "the sync of " + e.scope + " no longer deletes what was expected (" + strings.Join(parts, "; ") +
+		"): nothing was changed; plan it again (dry_run) and confirm the new plan"
 }
 
 // planWrite plans one name the sync lists. The caller's write access is

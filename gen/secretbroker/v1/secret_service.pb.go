@@ -1894,9 +1894,15 @@ type SyncSecretsRequest struct {
 	SelectedRepositoryIds []int64 `protobuf:"varint,8,rep,packed,name=selected_repository_ids,json=selectedRepositoryIds,proto3" json:"selected_repository_ids,omitempty"`
 	// Return at once with an operation (in operation) that carries the plan
 	// out in the background.
-	Async         bool `protobuf:"varint,9,opt,name=async,proto3" json:"async,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Async bool `protobuf:"varint,9,opt,name=async,proto3" json:"async,omitempty"`
+	// With prune: the secrets the caller expects the sync to delete, as the
+	// plan of a dry run it confirmed listed them. When set, a sync whose plan
+	// would delete any other secret, or not one of these, is refused with
+	// ABORTED and changes nothing, so that what was confirmed is what runs.
+	// Unset: no such check.
+	ExpectedDeletes *ExpectedDeletes `protobuf:"bytes,10,opt,name=expected_deletes,json=expectedDeletes,proto3" json:"expected_deletes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SyncSecretsRequest) Reset() {
@@ -1992,6 +1998,60 @@ func (x *SyncSecretsRequest) GetAsync() bool {
 	return false
 }
 
+func (x *SyncSecretsRequest) GetExpectedDeletes() *ExpectedDeletes {
+	if x != nil {
+		return x.ExpectedDeletes
+	}
+	return nil
+}
+
+// The secrets a pruning sync is expected to delete.
+type ExpectedDeletes struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Secret names, as in SyncSecretsRequest.secrets (compared upper-case).
+	// Empty: the sync is expected to delete nothing.
+	SecretNames   []string `protobuf:"bytes,1,rep,name=secret_names,json=secretNames,proto3" json:"secret_names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpectedDeletes) Reset() {
+	*x = ExpectedDeletes{}
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpectedDeletes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpectedDeletes) ProtoMessage() {}
+
+func (x *ExpectedDeletes) ProtoReflect() protoreflect.Message {
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpectedDeletes.ProtoReflect.Descriptor instead.
+func (*ExpectedDeletes) Descriptor() ([]byte, []int) {
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ExpectedDeletes) GetSecretNames() []string {
+	if x != nil {
+		return x.SecretNames
+	}
+	return nil
+}
+
 // The plan, or the outcome, for one secret of a sync.
 type SyncSecretsResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2020,7 +2080,7 @@ type SyncSecretsResult struct {
 
 func (x *SyncSecretsResult) Reset() {
 	*x = SyncSecretsResult{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[27]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2092,7 @@ func (x *SyncSecretsResult) String() string {
 func (*SyncSecretsResult) ProtoMessage() {}
 
 func (x *SyncSecretsResult) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[27]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2105,7 @@ func (x *SyncSecretsResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncSecretsResult.ProtoReflect.Descriptor instead.
 func (*SyncSecretsResult) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{27}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SyncSecretsResult) GetName() string {
@@ -2119,7 +2179,7 @@ type SyncSecretsResponse struct {
 
 func (x *SyncSecretsResponse) Reset() {
 	*x = SyncSecretsResponse{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[28]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +2191,7 @@ func (x *SyncSecretsResponse) String() string {
 func (*SyncSecretsResponse) ProtoMessage() {}
 
 func (x *SyncSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[28]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +2204,7 @@ func (x *SyncSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncSecretsResponse.ProtoReflect.Descriptor instead.
 func (*SyncSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{28}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SyncSecretsResponse) GetResults() []*SyncSecretsResult {
@@ -2191,7 +2251,7 @@ type Operation struct {
 
 func (x *Operation) Reset() {
 	*x = Operation{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[29]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +2263,7 @@ func (x *Operation) String() string {
 func (*Operation) ProtoMessage() {}
 
 func (x *Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[29]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +2276,7 @@ func (x *Operation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation.ProtoReflect.Descriptor instead.
 func (*Operation) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{29}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Operation) GetName() string {
@@ -2281,7 +2341,7 @@ type OperationMetadata struct {
 
 func (x *OperationMetadata) Reset() {
 	*x = OperationMetadata{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[30]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2353,7 @@ func (x *OperationMetadata) String() string {
 func (*OperationMetadata) ProtoMessage() {}
 
 func (x *OperationMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[30]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2366,7 @@ func (x *OperationMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperationMetadata.ProtoReflect.Descriptor instead.
 func (*OperationMetadata) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{30}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *OperationMetadata) GetKind() string {
@@ -2385,7 +2445,7 @@ type OperationResponse struct {
 
 func (x *OperationResponse) Reset() {
 	*x = OperationResponse{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[31]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2457,7 @@ func (x *OperationResponse) String() string {
 func (*OperationResponse) ProtoMessage() {}
 
 func (x *OperationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[31]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2470,7 @@ func (x *OperationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperationResponse.ProtoReflect.Descriptor instead.
 func (*OperationResponse) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{31}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *OperationResponse) GetSyncResults() []*SyncSecretsResult {
@@ -2438,7 +2498,7 @@ type GetOperationRequest struct {
 
 func (x *GetOperationRequest) Reset() {
 	*x = GetOperationRequest{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[32]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +2510,7 @@ func (x *GetOperationRequest) String() string {
 func (*GetOperationRequest) ProtoMessage() {}
 
 func (x *GetOperationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[32]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +2523,7 @@ func (x *GetOperationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOperationRequest.ProtoReflect.Descriptor instead.
 func (*GetOperationRequest) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{32}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetOperationRequest) GetName() string {
@@ -2488,7 +2548,7 @@ type ListOperationsRequest struct {
 
 func (x *ListOperationsRequest) Reset() {
 	*x = ListOperationsRequest{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[33]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2500,7 +2560,7 @@ func (x *ListOperationsRequest) String() string {
 func (*ListOperationsRequest) ProtoMessage() {}
 
 func (x *ListOperationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[33]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2513,7 +2573,7 @@ func (x *ListOperationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOperationsRequest.ProtoReflect.Descriptor instead.
 func (*ListOperationsRequest) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{33}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListOperationsRequest) GetPageSize() int32 {
@@ -2550,7 +2610,7 @@ type ListOperationsResponse struct {
 
 func (x *ListOperationsResponse) Reset() {
 	*x = ListOperationsResponse{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[34]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2562,7 +2622,7 @@ func (x *ListOperationsResponse) String() string {
 func (*ListOperationsResponse) ProtoMessage() {}
 
 func (x *ListOperationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[34]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2575,7 +2635,7 @@ func (x *ListOperationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOperationsResponse.ProtoReflect.Descriptor instead.
 func (*ListOperationsResponse) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{34}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListOperationsResponse) GetOperations() []*Operation {
@@ -2603,7 +2663,7 @@ type CancelOperationRequest struct {
 
 func (x *CancelOperationRequest) Reset() {
 	*x = CancelOperationRequest{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[35]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2675,7 @@ func (x *CancelOperationRequest) String() string {
 func (*CancelOperationRequest) ProtoMessage() {}
 
 func (x *CancelOperationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[35]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2688,7 @@ func (x *CancelOperationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOperationRequest.ProtoReflect.Descriptor instead.
 func (*CancelOperationRequest) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{35}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CancelOperationRequest) GetName() string {
@@ -2652,7 +2712,7 @@ type WaitOperationRequest struct {
 
 func (x *WaitOperationRequest) Reset() {
 	*x = WaitOperationRequest{}
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[36]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2664,7 +2724,7 @@ func (x *WaitOperationRequest) String() string {
 func (*WaitOperationRequest) ProtoMessage() {}
 
 func (x *WaitOperationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[36]
+	mi := &file_secretbroker_v1_secret_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2677,7 +2737,7 @@ func (x *WaitOperationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitOperationRequest.ProtoReflect.Descriptor instead.
 func (*WaitOperationRequest) Descriptor() ([]byte, []int) {
-	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{36}
+	return file_secretbroker_v1_secret_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WaitOperationRequest) GetName() string {
@@ -2824,7 +2884,7 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\rDriftedSecret\x12/\n" +
 	"\x06secret\x18\x01 \x01(\v2\x17.secretbroker.v1.SecretR\x06secret\x12J\n" +
 	"\x13recorded_updated_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x11recordedUpdatedAt\x12\x14\n" +
-	"\x05owner\x18\x03 \x01(\tR\x05owner\"\xa0\x03\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\"\xed\x03\n" +
 	"\x12SyncSecretsRequest\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\tR\x06parent\x12J\n" +
 	"\asecrets\x18\x02 \x03(\v20.secretbroker.v1.SyncSecretsRequest.SecretsEntryR\asecrets\x12\x14\n" +
@@ -2836,10 +2896,14 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"visibility\x18\a \x01(\tB!\x92A\x1e\xf2\x02\x00\xf2\x02\x03all\xf2\x02\aprivate\xf2\x02\bselectedR\n" +
 	"visibility\x126\n" +
 	"\x17selected_repository_ids\x18\b \x03(\x03R\x15selectedRepositoryIds\x12\x14\n" +
-	"\x05async\x18\t \x01(\bR\x05async\x1a:\n" +
+	"\x05async\x18\t \x01(\bR\x05async\x12K\n" +
+	"\x10expected_deletes\x18\n" +
+	" \x01(\v2 .secretbroker.v1.ExpectedDeletesR\x0fexpectedDeletes\x1a:\n" +
 	"\fSecretsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xac\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"4\n" +
+	"\x0fExpectedDeletes\x12!\n" +
+	"\fsecret_names\x18\x01 \x03(\tR\vsecretNames\"\xac\x02\n" +
 	"\x11SyncSecretsResult\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x1b.secretbroker.v1.SyncActionR\x06action\x12$\n" +
@@ -2959,7 +3023,7 @@ func file_secretbroker_v1_secret_service_proto_rawDescGZIP() []byte {
 }
 
 var file_secretbroker_v1_secret_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_secretbroker_v1_secret_service_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_secretbroker_v1_secret_service_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_secretbroker_v1_secret_service_proto_goTypes = []any{
 	(SyncAction)(0),                                   // 0: secretbroker.v1.SyncAction
 	(*PublicKey)(nil),                                 // 1: secretbroker.v1.PublicKey
@@ -2989,98 +3053,100 @@ var file_secretbroker_v1_secret_service_proto_goTypes = []any{
 	(*DetectDriftResponse)(nil),                       // 25: secretbroker.v1.DetectDriftResponse
 	(*DriftedSecret)(nil),                             // 26: secretbroker.v1.DriftedSecret
 	(*SyncSecretsRequest)(nil),                        // 27: secretbroker.v1.SyncSecretsRequest
-	(*SyncSecretsResult)(nil),                         // 28: secretbroker.v1.SyncSecretsResult
-	(*SyncSecretsResponse)(nil),                       // 29: secretbroker.v1.SyncSecretsResponse
-	(*Operation)(nil),                                 // 30: secretbroker.v1.Operation
-	(*OperationMetadata)(nil),                         // 31: secretbroker.v1.OperationMetadata
-	(*OperationResponse)(nil),                         // 32: secretbroker.v1.OperationResponse
-	(*GetOperationRequest)(nil),                       // 33: secretbroker.v1.GetOperationRequest
-	(*ListOperationsRequest)(nil),                     // 34: secretbroker.v1.ListOperationsRequest
-	(*ListOperationsResponse)(nil),                    // 35: secretbroker.v1.ListOperationsResponse
-	(*CancelOperationRequest)(nil),                    // 36: secretbroker.v1.CancelOperationRequest
-	(*WaitOperationRequest)(nil),                      // 37: secretbroker.v1.WaitOperationRequest
-	nil,                                               // 38: secretbroker.v1.SyncSecretsRequest.SecretsEntry
-	(*timestamppb.Timestamp)(nil),                     // 39: google.protobuf.Timestamp
-	(code.Code)(0),                                    // 40: google.rpc.Code
-	(*durationpb.Duration)(nil),                       // 41: google.protobuf.Duration
-	(*status.Status)(nil),                             // 42: google.rpc.Status
-	(*emptypb.Empty)(nil),                             // 43: google.protobuf.Empty
+	(*ExpectedDeletes)(nil),                           // 28: secretbroker.v1.ExpectedDeletes
+	(*SyncSecretsResult)(nil),                         // 29: secretbroker.v1.SyncSecretsResult
+	(*SyncSecretsResponse)(nil),                       // 30: secretbroker.v1.SyncSecretsResponse
+	(*Operation)(nil),                                 // 31: secretbroker.v1.Operation
+	(*OperationMetadata)(nil),                         // 32: secretbroker.v1.OperationMetadata
+	(*OperationResponse)(nil),                         // 33: secretbroker.v1.OperationResponse
+	(*GetOperationRequest)(nil),                       // 34: secretbroker.v1.GetOperationRequest
+	(*ListOperationsRequest)(nil),                     // 35: secretbroker.v1.ListOperationsRequest
+	(*ListOperationsResponse)(nil),                    // 36: secretbroker.v1.ListOperationsResponse
+	(*CancelOperationRequest)(nil),                    // 37: secretbroker.v1.CancelOperationRequest
+	(*WaitOperationRequest)(nil),                      // 38: secretbroker.v1.WaitOperationRequest
+	nil,                                               // 39: secretbroker.v1.SyncSecretsRequest.SecretsEntry
+	(*timestamppb.Timestamp)(nil),                     // 40: google.protobuf.Timestamp
+	(code.Code)(0),                                    // 41: google.rpc.Code
+	(*durationpb.Duration)(nil),                       // 42: google.protobuf.Duration
+	(*status.Status)(nil),                             // 43: google.rpc.Status
+	(*emptypb.Empty)(nil),                             // 44: google.protobuf.Empty
 }
 var file_secretbroker_v1_secret_service_proto_depIdxs = []int32{
-	39, // 0: secretbroker.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	39, // 1: secretbroker.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	40, // 0: secretbroker.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	40, // 1: secretbroker.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
 	2,  // 2: secretbroker.v1.ListSecretsResponse.secrets:type_name -> secretbroker.v1.Secret
 	8,  // 3: secretbroker.v1.BatchPutSecretsRequest.requests:type_name -> secretbroker.v1.PutSecretRequest
 	12, // 4: secretbroker.v1.BatchPutSecretsResponse.results:type_name -> secretbroker.v1.BatchPutSecretsResult
-	30, // 5: secretbroker.v1.BatchPutSecretsResponse.operation:type_name -> secretbroker.v1.Operation
-	40, // 6: secretbroker.v1.BatchPutSecretsResult.code:type_name -> google.rpc.Code
-	41, // 7: secretbroker.v1.BatchPutSecretsResult.retry_after:type_name -> google.protobuf.Duration
+	31, // 5: secretbroker.v1.BatchPutSecretsResponse.operation:type_name -> secretbroker.v1.Operation
+	41, // 6: secretbroker.v1.BatchPutSecretsResult.code:type_name -> google.rpc.Code
+	42, // 7: secretbroker.v1.BatchPutSecretsResult.retry_after:type_name -> google.protobuf.Duration
 	15, // 8: secretbroker.v1.BatchDeleteSecretsResponse.results:type_name -> secretbroker.v1.BatchDeleteSecretsResult
-	40, // 9: secretbroker.v1.BatchDeleteSecretsResult.code:type_name -> google.rpc.Code
-	41, // 10: secretbroker.v1.BatchDeleteSecretsResult.retry_after:type_name -> google.protobuf.Duration
+	41, // 9: secretbroker.v1.BatchDeleteSecretsResult.code:type_name -> google.rpc.Code
+	42, // 10: secretbroker.v1.BatchDeleteSecretsResult.retry_after:type_name -> google.protobuf.Duration
 	3,  // 11: secretbroker.v1.ListSelectedRepositoriesResponse.repositories:type_name -> secretbroker.v1.Repository
 	2,  // 12: secretbroker.v1.ListRepositoryOrganizationSecretsResponse.secrets:type_name -> secretbroker.v1.Secret
 	26, // 13: secretbroker.v1.DetectDriftResponse.drifted:type_name -> secretbroker.v1.DriftedSecret
 	2,  // 14: secretbroker.v1.DetectDriftResponse.unmanaged:type_name -> secretbroker.v1.Secret
 	2,  // 15: secretbroker.v1.DriftedSecret.secret:type_name -> secretbroker.v1.Secret
-	39, // 16: secretbroker.v1.DriftedSecret.recorded_updated_at:type_name -> google.protobuf.Timestamp
-	38, // 17: secretbroker.v1.SyncSecretsRequest.secrets:type_name -> secretbroker.v1.SyncSecretsRequest.SecretsEntry
-	0,  // 18: secretbroker.v1.SyncSecretsResult.action:type_name -> secretbroker.v1.SyncAction
-	40, // 19: secretbroker.v1.SyncSecretsResult.code:type_name -> google.rpc.Code
-	41, // 20: secretbroker.v1.SyncSecretsResult.retry_after:type_name -> google.protobuf.Duration
-	28, // 21: secretbroker.v1.SyncSecretsResponse.results:type_name -> secretbroker.v1.SyncSecretsResult
-	30, // 22: secretbroker.v1.SyncSecretsResponse.operation:type_name -> secretbroker.v1.Operation
-	31, // 23: secretbroker.v1.Operation.metadata:type_name -> secretbroker.v1.OperationMetadata
-	42, // 24: secretbroker.v1.Operation.error:type_name -> google.rpc.Status
-	32, // 25: secretbroker.v1.Operation.response:type_name -> secretbroker.v1.OperationResponse
-	39, // 26: secretbroker.v1.OperationMetadata.estimated_completion_time:type_name -> google.protobuf.Timestamp
-	39, // 27: secretbroker.v1.OperationMetadata.create_time:type_name -> google.protobuf.Timestamp
-	39, // 28: secretbroker.v1.OperationMetadata.update_time:type_name -> google.protobuf.Timestamp
-	28, // 29: secretbroker.v1.OperationResponse.sync_results:type_name -> secretbroker.v1.SyncSecretsResult
-	12, // 30: secretbroker.v1.OperationResponse.batch_put_results:type_name -> secretbroker.v1.BatchPutSecretsResult
-	30, // 31: secretbroker.v1.ListOperationsResponse.operations:type_name -> secretbroker.v1.Operation
-	41, // 32: secretbroker.v1.WaitOperationRequest.timeout:type_name -> google.protobuf.Duration
-	5,  // 33: secretbroker.v1.SecretService.ListSecrets:input_type -> secretbroker.v1.ListSecretsRequest
-	7,  // 34: secretbroker.v1.SecretService.GetSecret:input_type -> secretbroker.v1.GetSecretRequest
-	4,  // 35: secretbroker.v1.SecretService.GetPublicKey:input_type -> secretbroker.v1.GetPublicKeyRequest
-	8,  // 36: secretbroker.v1.SecretService.PutSecret:input_type -> secretbroker.v1.PutSecretRequest
-	10, // 37: secretbroker.v1.SecretService.BatchPutSecrets:input_type -> secretbroker.v1.BatchPutSecretsRequest
-	13, // 38: secretbroker.v1.SecretService.BatchDeleteSecrets:input_type -> secretbroker.v1.BatchDeleteSecretsRequest
-	16, // 39: secretbroker.v1.SecretService.DeleteSecret:input_type -> secretbroker.v1.DeleteSecretRequest
-	17, // 40: secretbroker.v1.SecretService.ListSelectedRepositories:input_type -> secretbroker.v1.ListSelectedRepositoriesRequest
-	19, // 41: secretbroker.v1.SecretService.SetSelectedRepositories:input_type -> secretbroker.v1.SetSelectedRepositoriesRequest
-	20, // 42: secretbroker.v1.SecretService.AddSelectedRepository:input_type -> secretbroker.v1.AddSelectedRepositoryRequest
-	21, // 43: secretbroker.v1.SecretService.RemoveSelectedRepository:input_type -> secretbroker.v1.RemoveSelectedRepositoryRequest
-	22, // 44: secretbroker.v1.SecretService.ListRepositoryOrganizationSecrets:input_type -> secretbroker.v1.ListRepositoryOrganizationSecretsRequest
-	24, // 45: secretbroker.v1.SecretService.DetectDrift:input_type -> secretbroker.v1.DetectDriftRequest
-	27, // 46: secretbroker.v1.SecretService.SyncSecrets:input_type -> secretbroker.v1.SyncSecretsRequest
-	33, // 47: secretbroker.v1.SecretService.GetOperation:input_type -> secretbroker.v1.GetOperationRequest
-	34, // 48: secretbroker.v1.SecretService.ListOperations:input_type -> secretbroker.v1.ListOperationsRequest
-	36, // 49: secretbroker.v1.SecretService.CancelOperation:input_type -> secretbroker.v1.CancelOperationRequest
-	37, // 50: secretbroker.v1.SecretService.WaitOperation:input_type -> secretbroker.v1.WaitOperationRequest
-	6,  // 51: secretbroker.v1.SecretService.ListSecrets:output_type -> secretbroker.v1.ListSecretsResponse
-	2,  // 52: secretbroker.v1.SecretService.GetSecret:output_type -> secretbroker.v1.Secret
-	1,  // 53: secretbroker.v1.SecretService.GetPublicKey:output_type -> secretbroker.v1.PublicKey
-	9,  // 54: secretbroker.v1.SecretService.PutSecret:output_type -> secretbroker.v1.PutSecretResponse
-	11, // 55: secretbroker.v1.SecretService.BatchPutSecrets:output_type -> secretbroker.v1.BatchPutSecretsResponse
-	14, // 56: secretbroker.v1.SecretService.BatchDeleteSecrets:output_type -> secretbroker.v1.BatchDeleteSecretsResponse
-	43, // 57: secretbroker.v1.SecretService.DeleteSecret:output_type -> google.protobuf.Empty
-	18, // 58: secretbroker.v1.SecretService.ListSelectedRepositories:output_type -> secretbroker.v1.ListSelectedRepositoriesResponse
-	43, // 59: secretbroker.v1.SecretService.SetSelectedRepositories:output_type -> google.protobuf.Empty
-	43, // 60: secretbroker.v1.SecretService.AddSelectedRepository:output_type -> google.protobuf.Empty
-	43, // 61: secretbroker.v1.SecretService.RemoveSelectedRepository:output_type -> google.protobuf.Empty
-	23, // 62: secretbroker.v1.SecretService.ListRepositoryOrganizationSecrets:output_type -> secretbroker.v1.ListRepositoryOrganizationSecretsResponse
-	25, // 63: secretbroker.v1.SecretService.DetectDrift:output_type -> secretbroker.v1.DetectDriftResponse
-	29, // 64: secretbroker.v1.SecretService.SyncSecrets:output_type -> secretbroker.v1.SyncSecretsResponse
-	30, // 65: secretbroker.v1.SecretService.GetOperation:output_type -> secretbroker.v1.Operation
-	35, // 66: secretbroker.v1.SecretService.ListOperations:output_type -> secretbroker.v1.ListOperationsResponse
-	30, // 67: secretbroker.v1.SecretService.CancelOperation:output_type -> secretbroker.v1.Operation
-	30, // 68: secretbroker.v1.SecretService.WaitOperation:output_type -> secretbroker.v1.Operation
-	51, // [51:69] is the sub-list for method output_type
-	33, // [33:51] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	40, // 16: secretbroker.v1.DriftedSecret.recorded_updated_at:type_name -> google.protobuf.Timestamp
+	39, // 17: secretbroker.v1.SyncSecretsRequest.secrets:type_name -> secretbroker.v1.SyncSecretsRequest.SecretsEntry
+	28, // 18: secretbroker.v1.SyncSecretsRequest.expected_deletes:type_name -> secretbroker.v1.ExpectedDeletes
+	0,  // 19: secretbroker.v1.SyncSecretsResult.action:type_name -> secretbroker.v1.SyncAction
+	41, // 20: secretbroker.v1.SyncSecretsResult.code:type_name -> google.rpc.Code
+	42, // 21: secretbroker.v1.SyncSecretsResult.retry_after:type_name -> google.protobuf.Duration
+	29, // 22: secretbroker.v1.SyncSecretsResponse.results:type_name -> secretbroker.v1.SyncSecretsResult
+	31, // 23: secretbroker.v1.SyncSecretsResponse.operation:type_name -> secretbroker.v1.Operation
+	32, // 24: secretbroker.v1.Operation.metadata:type_name -> secretbroker.v1.OperationMetadata
+	43, // 25: secretbroker.v1.Operation.error:type_name -> google.rpc.Status
+	33, // 26: secretbroker.v1.Operation.response:type_name -> secretbroker.v1.OperationResponse
+	40, // 27: secretbroker.v1.OperationMetadata.estimated_completion_time:type_name -> google.protobuf.Timestamp
+	40, // 28: secretbroker.v1.OperationMetadata.create_time:type_name -> google.protobuf.Timestamp
+	40, // 29: secretbroker.v1.OperationMetadata.update_time:type_name -> google.protobuf.Timestamp
+	29, // 30: secretbroker.v1.OperationResponse.sync_results:type_name -> secretbroker.v1.SyncSecretsResult
+	12, // 31: secretbroker.v1.OperationResponse.batch_put_results:type_name -> secretbroker.v1.BatchPutSecretsResult
+	31, // 32: secretbroker.v1.ListOperationsResponse.operations:type_name -> secretbroker.v1.Operation
+	42, // 33: secretbroker.v1.WaitOperationRequest.timeout:type_name -> google.protobuf.Duration
+	5,  // 34: secretbroker.v1.SecretService.ListSecrets:input_type -> secretbroker.v1.ListSecretsRequest
+	7,  // 35: secretbroker.v1.SecretService.GetSecret:input_type -> secretbroker.v1.GetSecretRequest
+	4,  // 36: secretbroker.v1.SecretService.GetPublicKey:input_type -> secretbroker.v1.GetPublicKeyRequest
+	8,  // 37: secretbroker.v1.SecretService.PutSecret:input_type -> secretbroker.v1.PutSecretRequest
+	10, // 38: secretbroker.v1.SecretService.BatchPutSecrets:input_type -> secretbroker.v1.BatchPutSecretsRequest
+	13, // 39: secretbroker.v1.SecretService.BatchDeleteSecrets:input_type -> secretbroker.v1.BatchDeleteSecretsRequest
+	16, // 40: secretbroker.v1.SecretService.DeleteSecret:input_type -> secretbroker.v1.DeleteSecretRequest
+	17, // 41: secretbroker.v1.SecretService.ListSelectedRepositories:input_type -> secretbroker.v1.ListSelectedRepositoriesRequest
+	19, // 42: secretbroker.v1.SecretService.SetSelectedRepositories:input_type -> secretbroker.v1.SetSelectedRepositoriesRequest
+	20, // 43: secretbroker.v1.SecretService.AddSelectedRepository:input_type -> secretbroker.v1.AddSelectedRepositoryRequest
+	21, // 44: secretbroker.v1.SecretService.RemoveSelectedRepository:input_type -> secretbroker.v1.RemoveSelectedRepositoryRequest
+	22, // 45: secretbroker.v1.SecretService.ListRepositoryOrganizationSecrets:input_type -> secretbroker.v1.ListRepositoryOrganizationSecretsRequest
+	24, // 46: secretbroker.v1.SecretService.DetectDrift:input_type -> secretbroker.v1.DetectDriftRequest
+	27, // 47: secretbroker.v1.SecretService.SyncSecrets:input_type -> secretbroker.v1.SyncSecretsRequest
+	34, // 48: secretbroker.v1.SecretService.GetOperation:input_type -> secretbroker.v1.GetOperationRequest
+	35, // 49: secretbroker.v1.SecretService.ListOperations:input_type -> secretbroker.v1.ListOperationsRequest
+	37, // 50: secretbroker.v1.SecretService.CancelOperation:input_type -> secretbroker.v1.CancelOperationRequest
+	38, // 51: secretbroker.v1.SecretService.WaitOperation:input_type -> secretbroker.v1.WaitOperationRequest
+	6,  // 52: secretbroker.v1.SecretService.ListSecrets:output_type -> secretbroker.v1.ListSecretsResponse
+	2,  // 53: secretbroker.v1.SecretService.GetSecret:output_type -> secretbroker.v1.Secret
+	1,  // 54: secretbroker.v1.SecretService.GetPublicKey:output_type -> secretbroker.v1.PublicKey
+	9,  // 55: secretbroker.v1.SecretService.PutSecret:output_type -> secretbroker.v1.PutSecretResponse
+	11, // 56: secretbroker.v1.SecretService.BatchPutSecrets:output_type -> secretbroker.v1.BatchPutSecretsResponse
+	14, // 57: secretbroker.v1.SecretService.BatchDeleteSecrets:output_type -> secretbroker.v1.BatchDeleteSecretsResponse
+	44, // 58: secretbroker.v1.SecretService.DeleteSecret:output_type -> google.protobuf.Empty
+	18, // 59: secretbroker.v1.SecretService.ListSelectedRepositories:output_type -> secretbroker.v1.ListSelectedRepositoriesResponse
+	44, // 60: secretbroker.v1.SecretService.SetSelectedRepositories:output_type -> google.protobuf.Empty
+	44, // 61: secretbroker.v1.SecretService.AddSelectedRepository:output_type -> google.protobuf.Empty
+	44, // 62: secretbroker.v1.SecretService.RemoveSelectedRepository:output_type -> google.protobuf.Empty
+	23, // 63: secretbroker.v1.SecretService.ListRepositoryOrganizationSecrets:output_type -> secretbroker.v1.ListRepositoryOrganizationSecretsResponse
+	25, // 64: secretbroker.v1.SecretService.DetectDrift:output_type -> secretbroker.v1.DetectDriftResponse
+	30, // 65: secretbroker.v1.SecretService.SyncSecrets:output_type -> secretbroker.v1.SyncSecretsResponse
+	31, // 66: secretbroker.v1.SecretService.GetOperation:output_type -> secretbroker.v1.Operation
+	36, // 67: secretbroker.v1.SecretService.ListOperations:output_type -> secretbroker.v1.ListOperationsResponse
+	31, // 68: secretbroker.v1.SecretService.CancelOperation:output_type -> secretbroker.v1.Operation
+	31, // 69: secretbroker.v1.SecretService.WaitOperation:output_type -> secretbroker.v1.Operation
+	52, // [52:70] is the sub-list for method output_type
+	34, // [34:52] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_secretbroker_v1_secret_service_proto_init() }
@@ -3098,7 +3164,7 @@ func file_secretbroker_v1_secret_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_secretbroker_v1_secret_service_proto_rawDesc), len(file_secretbroker_v1_secret_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   38,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
