@@ -27,11 +27,17 @@ const (
 )
 
 // transport serves the fake in memory, in the caller's goroutine and so in
-// its synctest bubble; unlike a net/http server it adds no Date header
-// (the fake adds its own unless noDate). The request goes through its wire form (Write, then
+// its synctest bubble. The request goes through its wire form (Write, then
 // ReadRequest) so the fake sees what a server would: the request line's
-// escaping, the headers, the body.
-type transport struct{ fake http.Handler }
+// escaping, the headers, the body. Unlike a net/http server it adds no
+// Date header (the fake adds its own unless noDate).
+//
+// It holds the fake to the package's premise: an answer carries no header
+// but Content-Type and Date (no ETag, x-ratelimit-*, Link, Retry-After).
+type transport struct {
+	t    *testing.T
+	fake http.Handler
+}
 
 func (tr transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	var wire bytes.Buffer
@@ -45,6 +51,11 @@ func (tr transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	rec := httptest.NewRecorder()
 	tr.fake.ServeHTTP(rec, served)
 	res := rec.Result()
+	for h := range res.Header {
+		if h != "Content-Type" && h != "Date" {
+			tr.t.Errorf("the seeds-only fake answered with a %s header", h)
+		}
+	}
 	res.Request = r
 	return res, nil
 }
@@ -95,7 +106,7 @@ func newEnv(t *testing.T, o setup) *env {
 		BaseURL:      "https://github.example" + gh.prefix,
 		Token:        upstream.Token(token),
 		LegacyRoutes: o.legacy,
-		HTTPClient:   &http.Client{Transport: transport{fake: gh}},
+		HTTPClient:   &http.Client{Transport: transport{t: t, fake: gh}},
 		Logger:       logger,
 	})
 	if err != nil {

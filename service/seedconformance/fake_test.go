@@ -73,7 +73,9 @@ func (r request) String() string { return r.method + " " + r.path + "?" + r.quer
 
 // github is a GitHub written only from the seeds: exactly their routes (with
 // prefix "/api/v3", those of the GHES 3.21 page, which has no Agents
-// secrets), their statuses and bodies, and none of the headers the
+// secrets; not the older GHES page's /repositories/{repository_id} routes,
+// which the broker reaches only through a route in no seed, see
+// TestNonSeedRoutes), their statuses and bodies, and none of the headers the
 // emulator adds (ETag, x-ratelimit-*, Link). It answers with a Date, as
 // every HTTP server does, unless noDate. Its clock is time.Now: the
 // bubble's fake time.
@@ -88,9 +90,10 @@ type github struct {
 	log    []request
 }
 
-// scopeKey names a scope as the fake keys it: "orgs/octo-org/actions",
+// repoScope, envScope and orgScope name a scope as the fake keys it:
 // "repos/octo-org/hello-world/agents",
-// "repos/octo-org/hello-world/environments/{env}" (env unescaped).
+// "repos/octo-org/hello-world/environments/{env}" (env unescaped),
+// "orgs/octo-org/actions".
 func repoScope(repoName, app string) string {
 	return "repos/" + org + "/" + strings.ToLower(repoName) + "/" + app
 }
@@ -189,10 +192,8 @@ func match(pattern string, segs []string) (params, bool) {
 // scopeOf returns the scope a route's parameters name, nil when there is
 // none (an unknown organization or repository, an app GHES lacks).
 func (f *github) scopeOf(p params) *scope {
-	app, ok := p["app"]
-	switch {
-	case !ok: // environment secrets are Actions'
-	case app == "agents" && f.prefix != "", app != "actions" && app != "agents":
+	app, ok := p["app"] // environment routes have none: they are Actions'
+	if ok && (app != "actions" && app != "agents" || app == "agents" && f.prefix != "") {
 		return nil
 	}
 	var key string
@@ -212,7 +213,8 @@ func (f *github) scopeOf(p params) *scope {
 	if f.scopes[key] == nil {
 		pub, priv, err := box.GenerateKey(rand.Reader)
 		if err != nil {
-			f.t.Fatalf("fake: key: %v", err)
+			f.t.Errorf("fake: key: %v", err)
+			return nil
 		}
 		f.scopes[key] = &scope{org: p["org"] != "", keyID: strconv.Itoa(100 + len(f.scopes)), pub: pub, priv: priv, secrets: map[string]*secret{}}
 	}

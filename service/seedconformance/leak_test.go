@@ -39,18 +39,19 @@ func TestPlantedValueNeverShows(t *testing.T) {
 		if strings.Contains(sy.String(), planted) {
 			t.Errorf("a sync result holds the planted value: %v", sy)
 		}
-		for name, c := range map[string]struct {
+		for _, c := range []struct {
+			name string
 			req  *secretbrokerv1.PutSecretRequest
 			code codes.Code
 		}{
-			"unknown organization": {putReq("orgs/nobody/actions/secrets/X", planted, "all"), codes.NotFound},
-			"unknown repository":   {putReq("repos/octo-org/nowhere/actions/secrets/X", planted, ""), codes.NotFound},
-			"invalid visibility":   {putReq("orgs/octo-org/actions/secrets/X", planted, "public"), codes.InvalidArgument},
-			"invalid name":         {putReq("repos/octo-org/hello-world/actions/secrets/1X", planted, ""), codes.InvalidArgument},
+			{"unknown organization", putReq("orgs/nobody/actions/secrets/X", planted, "all"), codes.NotFound},
+			{"unknown repository", putReq("repos/octo-org/nowhere/actions/secrets/X", planted, ""), codes.NotFound},
+			{"invalid visibility", putReq("orgs/octo-org/actions/secrets/X", planted, "public"), codes.InvalidArgument},
+			{"invalid name", putReq("repos/octo-org/hello-world/actions/secrets/1X", planted, ""), codes.InvalidArgument},
 		} {
 			_, err := e.srv.PutSecret(ctx, c.req)
 			if got := status.Code(err); got != c.code {
-				t.Errorf("%s: %v, want %v", name, err, c.code)
+				t.Errorf("%s: %v, want %v", c.name, err, c.code)
 			}
 			noLeak(t, err)
 		}

@@ -21,14 +21,16 @@ import (
 // nothing.
 func TestNonSeedRoutes(t *testing.T) {
 	const sel = "orgs/octo-org/actions/secrets/SEL"
-	for name, c := range map[string]struct {
+	for _, c := range []struct {
+		name    string
 		legacy  bool
 		call    func(ctx context.Context, e *env) error
 		code    codes.Code
 		message string
 		lookup  string // the one request sent after setup
 	}{
-		"legacy environment put": {
+		{
+			name:   "legacy environment put",
 			legacy: true,
 			call: func(ctx context.Context, e *env) error {
 				_, err := e.srv.PutSecret(ctx, putReq("repos/octo-org/hello-world/environments/prod/secrets/X", planted, ""))
@@ -40,7 +42,8 @@ func TestNonSeedRoutes(t *testing.T) {
 			// API versions: the broker sends 2022-11-28 (README).
 			lookup: "GET /api/v3/repos/octo-org/hello-world? v=2022-11-28",
 		},
-		"add a repository by name": {
+		{
+			name: "add a repository by name",
 			call: func(ctx context.Context, e *env) error {
 				_, err := e.srv.AddSelectedRepository(ctx, &secretbrokerv1.AddSelectedRepositoryRequest{Name: sel, Repository: "other"})
 				return err
@@ -49,7 +52,8 @@ func TestNonSeedRoutes(t *testing.T) {
 			message: `repository: repository "other" was not found in organization "octo-org"`,
 			lookup:  "GET /api/v3/repos/octo-org/other? v=2026-03-10",
 		},
-		"set repositories by name": {
+		{
+			name: "set repositories by name",
 			call: func(ctx context.Context, e *env) error {
 				_, err := e.srv.SetSelectedRepositories(ctx, &secretbrokerv1.SetSelectedRepositoriesRequest{Name: sel, SelectedRepositories: []string{"other"}})
 				return err
@@ -58,7 +62,8 @@ func TestNonSeedRoutes(t *testing.T) {
 			message: `selected_repositories: repository "other" was not found in organization "octo-org"`,
 			lookup:  "GET /api/v3/repos/octo-org/other? v=2026-03-10",
 		},
-		"put with repositories by name": {
+		{
+			name: "put with repositories by name",
 			call: func(ctx context.Context, e *env) error {
 				req := putReq(sel, planted, "selected")
 				req.SelectedRepositories = []string{"other"}
@@ -70,7 +75,7 @@ func TestNonSeedRoutes(t *testing.T) {
 			lookup:  "GET /api/v3/repos/octo-org/other? v=2026-03-10",
 		},
 	} {
-		t.Run(name, func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
 			run(t, setup{ghes: true, legacy: c.legacy}, func(t *testing.T, e *env) {
 				e.put(t, sel, "v", "selected", helloWorldID)
 				n := e.gh.mark()

@@ -2,6 +2,7 @@ package seedconformance
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -11,17 +12,18 @@ import (
 
 // scopeCase is one scope: the broker's parent and the fake's scope key.
 type scopeCase struct {
+	name        string
 	parent, key string
 	visibility  string // what an organization secret is created with; "" elsewhere
 }
 
-func scopeCases() map[string]scopeCase {
-	return map[string]scopeCase{
-		"repo actions": {parent: "repos/octo-org/hello-world/actions", key: repoScope("hello-world", "actions")},
-		"repo agents":  {parent: "repos/octo-org/hello-world/agents", key: repoScope("hello-world", "agents")},
-		"environment":  {parent: "repos/octo-org/hello-world/environments/prod%2Feu", key: envScope("hello-world", "prod/eu")},
-		"org actions":  {parent: "orgs/octo-org/actions", key: orgScope("actions"), visibility: "private"},
-		"org agents":   {parent: "orgs/octo-org/agents", key: orgScope("agents"), visibility: "private"},
+func scopeCases() []scopeCase {
+	return []scopeCase{
+		{name: "repo actions", parent: "repos/octo-org/hello-world/actions", key: repoScope("hello-world", "actions")},
+		{name: "repo agents", parent: "repos/octo-org/hello-world/agents", key: repoScope("hello-world", "agents")},
+		{name: "environment", parent: "repos/octo-org/hello-world/environments/prod%2Feu", key: envScope("hello-world", "prod/eu")},
+		{name: "org actions", parent: "orgs/octo-org/actions", key: orgScope("actions"), visibility: "private"},
+		{name: "org agents", parent: "orgs/octo-org/agents", key: orgScope("agents"), visibility: "private"},
 	}
 }
 
@@ -44,9 +46,9 @@ func (e *env) holds(t *testing.T, key, name, value, visibility string) {
 // with prune and a delete, against a GitHub that answers with and without
 // a Date header.
 func TestScopeLifecycle(t *testing.T) {
-	for name, sc := range scopeCases() {
+	for _, sc := range scopeCases() {
 		for _, noDate := range []bool{false, true} {
-			t.Run(name+map[bool]string{false: "", true: "/no Date"}[noDate], func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/noDate=%v", sc.name, noDate), func(t *testing.T) {
 				run(t, setup{noDate: noDate}, func(t *testing.T, e *env) { lifecycle(t, e, sc) })
 			})
 		}

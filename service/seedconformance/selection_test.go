@@ -129,20 +129,20 @@ func TestRepositoryOrganizationSecrets(t *testing.T) {
 				e.put(t, parent+"/secrets/ALL", "a", "all")
 				e.put(t, parent+"/secrets/PRIV", "p", "private")
 				e.put(t, parent+"/secrets/SEL", "s", "selected", helloWorldID)
-				for repoName, want := range map[string][]string{"hello-world": {"ALL", "SEL"}, "other": {"ALL", "PRIV"}} {
+				for _, c := range []struct{ repo, want1, want2 string }{{"hello-world", "ALL", "SEL"}, {"other", "ALL", "PRIV"}} {
 					l, err := e.srv.ListRepositoryOrganizationSecrets(context.Background(),
-						&secretbrokerv1.ListRepositoryOrganizationSecretsRequest{Parent: "repos/octo-org/" + repoName + "/" + app})
+						&secretbrokerv1.ListRepositoryOrganizationSecretsRequest{Parent: "repos/octo-org/" + c.repo + "/" + app})
 					if err != nil {
-						t.Fatalf("%s: %v", repoName, err)
+						t.Fatalf("%s: %v", c.repo, err)
 					}
 					var got []string
 					for _, s := range l.GetSecrets() {
 						got = append(got, s.GetName())
 					}
 					slices.Sort(got)
-					wantNames := []string{parent + "/secrets/" + want[0], parent + "/secrets/" + want[1]}
+					wantNames := []string{parent + "/secrets/" + c.want1, parent + "/secrets/" + c.want2}
 					if !slices.Equal(got, wantNames) || l.GetTotalCount() != 2 {
-						t.Errorf("%s shares %v (total %d), want %v", repoName, got, l.GetTotalCount(), wantNames)
+						t.Errorf("%s shares %v (total %d), want %v", c.repo, got, l.GetTotalCount(), wantNames)
 					}
 				}
 			})

@@ -15,21 +15,22 @@ import (
 // Actions pages say 2022-11-28, its Agents page 2026-03-10; GHES 3.21's
 // page (base /api/v3, Actions only) says 2026-03-10.
 func TestAPIVersions(t *testing.T) {
-	for name, c := range map[string]struct {
+	for _, c := range []struct {
+		name    string
 		ghes    bool
 		parent  string
 		version string
 	}{
-		"github.com repo actions": {parent: "repos/octo-org/hello-world/actions", version: "2022-11-28"},
-		"github.com environment":  {parent: "repos/octo-org/hello-world/environments/prod", version: "2022-11-28"},
-		"github.com org actions":  {parent: "orgs/octo-org/actions", version: "2022-11-28"},
-		"github.com repo agents":  {parent: "repos/octo-org/hello-world/agents", version: "2026-03-10"},
-		"github.com org agents":   {parent: "orgs/octo-org/agents", version: "2026-03-10"},
-		"GHES repo actions":       {ghes: true, parent: "repos/octo-org/hello-world/actions", version: "2026-03-10"},
-		"GHES environment":        {ghes: true, parent: "repos/octo-org/hello-world/environments/prod", version: "2026-03-10"},
-		"GHES org actions":        {ghes: true, parent: "orgs/octo-org/actions", version: "2026-03-10"},
+		{name: "github.com repo actions", parent: "repos/octo-org/hello-world/actions", version: "2022-11-28"},
+		{name: "github.com environment", parent: "repos/octo-org/hello-world/environments/prod", version: "2022-11-28"},
+		{name: "github.com org actions", parent: "orgs/octo-org/actions", version: "2022-11-28"},
+		{name: "github.com repo agents", parent: "repos/octo-org/hello-world/agents", version: "2026-03-10"},
+		{name: "github.com org agents", parent: "orgs/octo-org/agents", version: "2026-03-10"},
+		{name: "GHES repo actions", ghes: true, parent: "repos/octo-org/hello-world/actions", version: "2026-03-10"},
+		{name: "GHES environment", ghes: true, parent: "repos/octo-org/hello-world/environments/prod", version: "2026-03-10"},
+		{name: "GHES org actions", ghes: true, parent: "orgs/octo-org/actions", version: "2026-03-10"},
 	} {
-		t.Run(name, func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
 			run(t, setup{ghes: c.ghes}, func(t *testing.T, e *env) {
 				ctx := context.Background()
 				e.put(t, c.parent+"/secrets/X", "v", orgVisibility(c.parent))
