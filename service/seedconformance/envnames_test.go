@@ -1,0 +1,54 @@
+package seedconformance
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+)
+
+// escapeAll percent-encodes every byte but letters, digits, '-', '_' and
+// '.': the environment as a resource name spells it, escaped once.
+func escapeAll(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// TestEnvironmentNames puts, gets, lists and deletes a secret of
+// environments whose names need escaping ("The name must be URL encoded"):
+// GitHub sees exactly that environment, and no other.
+func TestEnvironmentNames(t *testing.T) {
+	for _, envName := range []string{"a b", "ü", "100%", "x+y", "semi;colon", "a:b@c", "q?x", "h#x", "tilde~", "comma,x", "amp&eq=", "prod/eu"} {
+		t.Run(envName, func(t *testing.T) {
+			run(t, setup{}, func(t *testing.T, e *env) {
+				ctx := context.Background()
+				parent, key := "repos/octo-org/hello-world/environments/"+escapeAll(envName), envScope("hello-world", envName)
+				name := parent + "/secrets/X"
+				e.put(t, name, "v", "")
+				e.holds(t, key, "X", "v", "")
+				if _, err := e.srv.GetSecret(ctx, &secretbrokerv1.GetSecretRequest{Name: name}); err != nil {
+					t.Errorf("GetSecret: %v", err)
+				}
+				if l, err := e.srv.ListSecrets(ctx, &secretbrokerv1.ListSecretsRequest{Parent: parent}); err != nil || l.GetTotalCount() != 1 {
+					t.Errorf("ListSecrets = %v, %v", l, err)
+				}
+				if _, err := e.srv.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: name}); err != nil {
+					t.Errorf("DeleteSecret: %v", err)
+				}
+				if got := e.gh.scopeKeys(); !slices.Equal(got, []string{key}) || len(e.gh.names(key)) != 0 {
+					t.Errorf("GitHub saw scopes %q holding %v, want only %q, empty", got, e.gh.names(key), key)
+				}
+			})
+		})
+	}
+}
