@@ -124,9 +124,11 @@ func (r *Runner) run(ctx context.Context, id string) {
 				continue // cancelled, or closing: the checks above end the run
 			}
 			holding = true
+			continue // the checks above again: it may have been cancelled, or the runner closed, while it waited
 		}
 		res, ok := r.runItem(ctx, op, op.Pending[next])
-		if r.waiting.Load() > 0 {
+		yield := r.waiting.Load() > 0
+		if yield {
 			// Another operation waits for a slot: this one yields its
 			// turn after each item and queues again behind it, so one
 			// caller's long operations cannot keep every slot (a channel
@@ -138,7 +140,10 @@ func (r *Runner) run(ctx context.Context, id string) {
 			continue // interrupted: the checks above end the run
 		}
 		group = append(group, res)
-		if len(group) >= r.flushEvery || time.Since(lastFlush) >= r.flushInterval {
+		// An operation that yields records what it finished before it
+		// waits for its next turn, which may take longer than
+		// FlushInterval.
+		if yield || len(group) >= r.flushEvery || time.Since(lastFlush) >= r.flushInterval {
 			if op, err = r.update(sctx, id, r.record(group)); err != nil {
 				return
 			}
