@@ -423,10 +423,11 @@ func TestInboundLimits(t *testing.T) {
 
 // TestRefusedCredentialsCounted: calls without valid credentials, refused
 // before the service or the gateway sees them, are counted by listener,
-// and the JSON one is logged as the gRPC one is, without the token.
+// and logged at DEBUG (a flood of them must not flood the log), the JSON
+// one as the gRPC one, without the token.
 func TestRefusedCredentialsCounted(t *testing.T) {
 	callers := writeFile(t, "callers.yaml", "callers:\n  - name: deployer\n    token_sha256: "+sha256Hex(deployerToken)+"\n")
-	b := startBroker(t, securedConfigWith(t, writeFile(t, "policy.yaml", accessPolicy), "--callers-file="+callers))
+	b := startBroker(t, securedConfigWith(t, writeFile(t, "policy.yaml", accessPolicy), "--callers-file="+callers, "--log-level=debug"))
 	const wrong = "planted-wrong-token-9c1"
 	svc := secretbrokerv1.NewSecretServiceClient(b.conn)
 	for range 2 {
@@ -445,8 +446,8 @@ func TestRefusedCredentialsCounted(t *testing.T) {
 		}
 	}
 	logs := b.logs.String()
-	if n := strings.Count(logs, "call refused: no valid credentials"); n != 3 {
-		t.Errorf("%d log lines of refused credentials, want 3:\n%s", n, logs)
+	if n := strings.Count(logs, `"level":"DEBUG","msg":"call refused: no valid credentials"`); n != 3 {
+		t.Errorf("%d DEBUG lines of refused credentials, want 3:\n%s", n, logs)
 	}
 	if strings.Contains(logs, wrong) {
 		t.Error("a refused token reached the logs")

@@ -166,36 +166,37 @@ func atMostOne(v []string) (string, bool) {
 }
 
 // admit authenticates a call and counts it in; release must be called when
-// it ends.
-func (f *frontDoor) admit(ctx context.Context, method string) (context.Context, func(), error) {
+// it ends. listener is the one the call came in on: http for the gateway's
+// calls, which reach this side in process.
+func (f *frontDoor) admit(ctx context.Context, method string) (_ context.Context, listener string, _ func(), _ error) {
 	caller, fairness, viaGateway, err := f.authenticate(ctx)
-	if err != nil {
-		f.refusals.add(ctx, listenerGRPC, refusedCredentials)
-		f.log.InfoContext(ctx, "call refused: no valid credentials", slog.String("method", method))
-		return nil, nil, err
-	}
 	admit, listener := f.limits.admit, listenerGRPC
 	if viaGateway {
 		admit = f.limits.admitUnrated // the gateway took the token (admitHTTP)
 		listener = listenerHTTP
+	}
+	if err != nil {
+		f.refusals.add(ctx, listener, refusedCredentials)
+		f.log.DebugContext(ctx, "call refused: no valid credentials", slog.String("method", method), slog.String("listener", listener))
+		return nil, listener, nil, err
 	}
 	release, refused := admit(fairness)
 	if refused != nil {
 		f.refusals.add(ctx, listener, refused.kind)
 		f.log.DebugContext(ctx, "call refused by the inbound limits", slog.String("method", method),
 			slog.String("caller", caller), slog.String("reason", refused.reason))
-		return nil, nil, exhausted(refused.reason, refused.retryAfter)
+		return nil, listener, nil, exhausted(refused.reason, refused.retryAfter)
 	}
 	if release, err = f.shedAdmit(ctx, listener, method, caller, release); err != nil {
-		return nil, nil, err
+		return nil, listener, nil, err
 	}
 	if ctx, release, err = f.workAdmit(ctx, listener, method, caller, fairness, release); err != nil {
-		return nil, nil, err
+		return nil, listener, nil, err
 	}
 	if caller != "" {
 		ctx = identity.WithCaller(ctx, caller)
 	}
-	return upstream.WithCaller(ctx, fairness), release, nil
+	return upstream.WithCaller(ctx, fairness), listener, release, nil
 }
 
 // exhausted is RESOURCE_EXHAUSTED with a RetryInfo of d, rounded up to a
@@ -226,7 +227,7 @@ func (f *frontDoor) wrap(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 		out.Methods[i] = grpc.MethodDesc{
 			MethodName: m.MethodName,
 			Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-				ctx, release, err := f.admit(ctx, method)
+				ctx, listener, release, err := f.admit(ctx, method)
 				if err != nil {
 					return nil, err
 				}
@@ -247,7 +248,7 @@ func (f *frontDoor) wrap(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 							return errTooLarge()
 						}
 						if !f.inflight.TryAcquire(n) {
-							f.refusals.add(ctx, listenerGRPC, refusedBytes)
+							f.refusals.add(ctx, listener, refusedBytes)
 							return exhausted("the broker is at its limit of request bytes in progress", time.Second)
 						}
 						held = n
@@ -474,7 +475,7 @@ func (f *frontDoor) admitHTTP(next http.Handler, limits *callLimits, maxBytes in
 		caller, fairness, err := f.identify(r.Context(), r.Header.Values("Authorization"), cert, hostOf(r.RemoteAddr))
 		if err != nil {
 			f.refusals.add(r.Context(), listenerHTTP, refusedCredentials)
-			f.log.InfoContext(r.Context(), "call refused: no valid credentials", slog.String("method", r.Method), slog.String("listener", listenerHTTP))
+			f.log.DebugContext(r.Context(), "call refused: no valid credentials", slog.String("method", r.Method), slog.String("listener", listenerHTTP))
 			writeHTTPError(w, http.StatusUnauthorized, status.New(codes.Unauthenticated, status.Convert(err).Message()), 0)
 			return
 		}
