@@ -98,17 +98,17 @@ type syncItem struct {
 
 // syncPlan is a validated, planned SyncSecrets request.
 type syncPlan struct {
-	scope    upstream.Scope
-	owner    string
-	force    bool
-	prune    bool
-	async    bool // an operation carries it out (not a dry run)
+	scope upstream.Scope
+	owner string
+	force bool
+	prune bool
+	async bool // an operation carries it out (not a dry run)
 	// expectDeletes: the names (upper-case) the caller expects the
 	// plan to delete (ExpectedDeletes); nil when it did not say.
 	expectDeletes map[string]bool
-	settings state.Settings
-	items    []*syncItem                // sorted by name
-	listing  map[string]upstream.Secret // the scope as planned, by upper-cased name
+	settings      state.Settings
+	items         []*syncItem                // sorted by name
+	listing       map[string]upstream.Secret // the scope as planned, by upper-cased name
 	// call is the audited change of the whole call (not of a dry run):
 	// its intent record is written before anything goes upstream, its
 	// outcome when the call answers (see endCall).
