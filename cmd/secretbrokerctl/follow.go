@@ -94,7 +94,11 @@ func (c *cli) cancelOp(ctx context.Context, client secretbrokerv1.SecretServiceC
 		}
 		op = got
 	}
-	return followed{op: op, interrupted: !completed(op)}
+	if completed(op) {
+		fmt.Fprintf(c.stderr, "%s: %s had completed before it could be cancelled\n", progName, op.GetName())
+		return followed{op: op}
+	}
+	return followed{op: op, interrupted: true}
 }
 
 // completed reports whether op is done without an error: it ran to its
