@@ -60,12 +60,41 @@ func (c *cli) remember(secret string) {
 
 // scrub returns s with every secret the run read replaced by [redacted]:
 // the broker never echoes a value or a token, and should one ever, this
-// client still does not print it.
+// client still does not print it. Every byte of every occurrence of every
+// secret is covered, and each run of covered bytes becomes one
+// [redacted]: a secret that holds another, or overlaps it, is hidden
+// whole, whatever order they were remembered in (replacing the short one
+// first would leave the rest of the long one readable).
 func (c *cli) scrub(s string) string {
+	var covered []bool
 	for _, v := range c.secrets {
-		s = strings.ReplaceAll(s, v, redacted)
+		for i := 0; i < len(s); {
+			j := strings.Index(s[i:], v)
+			if j < 0 {
+				break
+			}
+			if covered == nil {
+				covered = make([]bool, len(s))
+			}
+			for k := i + j; k < i+j+len(v); k++ {
+				covered[k] = true
+			}
+			i += j + 1 // overlapping occurrences too
+		}
 	}
-	return s
+	if covered == nil {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case !covered[i]:
+			b.WriteByte(s[i])
+		case i == 0 || !covered[i-1]:
+			b.WriteString(redacted)
+		}
+	}
+	return b.String()
 }
 
 // Output formats.

@@ -568,8 +568,9 @@ func TestInterruptWhileReadingStdin(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			cancel() // as the signal would: the read must not hold the command
 			r := ctlCtx(ctx, t, env, stdin, noTerminal{}, args...)
-			if r.code == exitOK || !strings.Contains(r.stderr, "interrupted before the input ended") {
-				t.Errorf("%v: exit %d, stderr %q; want a failure saying it was interrupted", args, r.code, r.stderr)
+			// An interrupted read is a failure (1), not a usage error (2).
+			if r.code != exitFail || !strings.Contains(r.stderr, "interrupted before the input ended") {
+				t.Errorf("%v: exit %d, stderr %q; want exit 1 saying it was interrupted", args, r.code, r.stderr)
 			}
 		})
 	}

@@ -19,9 +19,11 @@ type envEntry struct {
 
 // parseEnvFile parses an env file, one KEY=VALUE a line:
 //
-//   - a line is ended by "\n" or "\r\n"; blank lines and lines whose first
-//     non-blank character is "#" are skipped; "export " before KEY is
-//     ignored;
+//   - a UTF-8 byte order mark (EF BB BF) at the very start is skipped;
+//   - a line is ended by "\n", "\r\n" or a lone "\r" (old Mac files, a
+//     stray "\r" before "\n"), so no value ever holds a "\r" of a line
+//     ending; blank lines and lines whose first non-blank character is
+//     "#" are skipped; "export " before KEY is ignored;
 //   - KEY is what precedes the first "=", without surrounding blanks: one
 //     or more ASCII letters, digits and "_" (the broker's rules for a
 //     secret's name, such as not starting with a digit, are its own, per
@@ -37,9 +39,8 @@ type envEntry struct {
 func parseEnvFile(data []byte) ([]envEntry, error) {
 	var out []envEntry
 	seen := map[string]int{} // upper-cased key → line
-	for i, raw := range bytes.Split(data, []byte("\n")) {
+	for i, raw := range envLines(data) {
 		n := i + 1
-		raw = bytes.TrimSuffix(raw, []byte("\r"))
 		if !utf8.Valid(raw) {
 			return nil, fmt.Errorf("line %d: not UTF-8 text", n)
 		}
@@ -76,6 +77,29 @@ func parseEnvFile(data []byte) ([]envEntry, error) {
 		out = append(out, envEntry{key: k, value: v, line: n})
 	}
 	return out, nil
+}
+
+// utf8BOM is the byte order mark some editors write at a file's start.
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
+// envLines splits an env file into its lines, without their endings: a
+// leading byte order mark is dropped, and "\r\n", "\n" and a lone "\r"
+// each end a line. After a final line ending comes an empty last line,
+// which parseEnvFile skips as blank.
+func envLines(data []byte) [][]byte {
+	data = bytes.TrimPrefix(data, utf8BOM)
+	var out [][]byte
+	for {
+		i := bytes.IndexAny(data, "\r\n")
+		if i < 0 {
+			return append(out, data)
+		}
+		out = append(out, data[:i])
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
+	}
 }
 
 // validKey reports whether k is one or more ASCII letters, digits and "_".

@@ -23,6 +23,13 @@ func TestParseEnvFile(t *testing.T) {
 		{name: "plain", in: "A=1\nB=two words\n", want: []envEntry{{"A", "1", 1}, {"B", "two words", 2}}},
 		{name: "no final newline", in: "A=1", want: []envEntry{{"A", "1", 1}}},
 		{name: "CRLF", in: "A=1\r\nB=2\r\n", want: []envEntry{{"A", "1", 1}, {"B", "2", 2}}},
+		{name: "CR only", in: "FOO=bar\rBAR=baz\r", want: []envEntry{{"FOO", "bar", 1}, {"BAR", "baz", 2}}},
+		{name: "stray CR before CRLF", in: "FOO=bar\r\r\nB=2\n", want: []envEntry{{"FOO", "bar", 1}, {"B", "2", 3}}},
+		{name: "CR ends a quoted value's line", in: "A=\"x\ry\"\n", err: "line 1: A: the value's opening quote is not closed"},
+		{name: "mixed endings", in: "A=1\nB=2\r\nC=3\rD=4", want: []envEntry{{"A", "1", 1}, {"B", "2", 2}, {"C", "3", 3}, {"D", "4", 4}}},
+		{name: "byte order mark", in: "\ufeffFOO=bar\n", want: []envEntry{{"FOO", "bar", 1}}},
+		{name: "byte order mark before a comment", in: "\ufeff# c\r\nA=1\r\n", want: []envEntry{{"A", "1", 2}}},
+		{name: "byte order mark only at the start", in: "A=1\n\ufeffB=2\n", err: "line 2: the key is not"},
 		{name: "blanks around", in: "  A  =  1  \n", want: []envEntry{{"A", "1", 1}}},
 		{name: "export", in: "export A=1\nexport\tB=2\n", want: []envEntry{{"A", "1", 1}, {"B", "2", 2}}},
 		{name: "a key named export", in: "export=1\n", want: []envEntry{{"export", "1", 1}}},
@@ -92,13 +99,15 @@ func TestParseEnvFileErrorsHoldNoValue(t *testing.T) {
 var envErrorShape = regexp.MustCompile(`^line ([0-9]+): (?:not UTF-8 text|no "=": want KEY=VALUE|the key is not one or more of A-Z, a-z, 0-9 and _|([A-Za-z0-9_]+): (?:the value's opening quote is not closed on its line|the value is empty|the same secret as line [0-9]+))$`)
 
 // FuzzParseEnvFile: parsing never panics; what it accepts is well formed
-// (valid keys, non-empty values, no repeated secret, increasing lines),
+// (valid keys, non-empty values without a line ending's "\r" or "\n", no
+// repeated secret, increasing lines),
 // and writing it back quoted parses to the same entries; an error holds
 // only a line number, that line's key and a fixed phrase.
 func FuzzParseEnvFile(f *testing.F) {
 	for _, s := range []string{
 		"", "A=1", "A=1\nB=2\n", "export A=\"x y\"\r\n", "# c\n\nA='q'\n", "A=\n", "=1", "A=\"x", "a=1\nA=2",
 		"A=b=c", "\xff=1", "A=\"\"", "export=1", "  A = ' spaced ' \n",
+		"\ufeffA=1\n", "A=1\rB=2\r", "A=1\r\r\nB=\"x\ry\"", "\ufeff\ufeffA=1",
 	} {
 		f.Add([]byte(s))
 	}
@@ -113,7 +122,7 @@ func FuzzParseEnvFile(f *testing.F) {
 			}
 			if m[2] != "" {
 				n, _ := strconv.Atoi(m[1])
-				line := strings.Split(string(data), "\n")[n-1]
+				line := string(envLines(data)[n-1])
 				k, _, _ := strings.Cut(line, "=")
 				if !strings.Contains(k, m[2]) {
 					t.Fatalf("error %q names a key that is not line %d's: %q", err, n, line)
@@ -125,7 +134,8 @@ func FuzzParseEnvFile(f *testing.F) {
 		last := 0
 		var back strings.Builder
 		for _, e := range entries {
-			if !validKey(e.key) || e.value == "" || e.line <= last || seen[strings.ToUpper(e.key)] {
+			if !validKey(e.key) || e.value == "" || e.line <= last || seen[strings.ToUpper(e.key)] ||
+				strings.ContainsAny(e.value, "\r\n") {
 				t.Fatalf("bad entry %+v in %+v", e, entries)
 			}
 			seen[strings.ToUpper(e.key)] = true

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/code"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -363,5 +364,287 @@ func TestSyncInterruptRealOperation(t *testing.T) {
 		if _, err := b.emu.Open(repoScope, name); err == nil {
 			t.Errorf("%s was written by a cancelled operation", name)
 		}
+	}
+}
+
+// cancelFails is fakeOps whose CancelOperation fails (the operation goes
+// on), or answers the operation still running and then every
+// WaitOperation fails (notDone).
+type cancelFails struct {
+	*fakeOps
+	notDone bool
+}
+
+func (c cancelFails) CancelOperation(_ context.Context, req *secretbrokerv1.CancelOperationRequest) (*secretbrokerv1.Operation, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cancels++
+	if !c.notDone {
+		// The message quotes a value, as a broken broker might.
+		return nil, status.Errorf(codes.Unavailable, "connection reset while cancelling %q", plantedValue)
+	}
+	c.waitErr = status.Error(codes.Unavailable, "connection reset while waiting")
+	return c.states[0], nil
+}
+
+// TestSyncInterruptCancelFails: Ctrl-C while following, and the cancel
+// fails (or the wait for the cancelled operation does): the operation may
+// still be running, and sync says so, names it, gives the error and how
+// to cancel it, and exits 1; it never says the operation was cancelled.
+func TestSyncInterruptCancelFails(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		notDone bool
+		output  string
+		want    []string
+	}{
+		{
+			name:   "cancel fails",
+			output: outputTable,
+			want: []string{
+				"interrupted, but CancelOperation of " + fakeOpName + " failed: UNAVAILABLE: connection reset while cancelling \"[redacted]\"",
+				fakeOpName + " may still be running: secretbrokerctl cancel " + fakeOpName,
+			},
+		},
+		{
+			name:    "wait for the cancelled operation fails",
+			notDone: true,
+			output:  outputTable,
+			want: []string{
+				"interrupted, but WaitOperation for the cancelled operation of " + fakeOpName + " failed: UNAVAILABLE: connection reset while waiting",
+				fakeOpName + " may still be running: secretbrokerctl cancel " + fakeOpName,
+			},
+		},
+		{
+			name:   "cancel fails, JSON",
+			output: outputJSON,
+			want:   []string{"secretbrokerctl cancel " + fakeOpName},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeOps{blocking: make(chan struct{}), block: true}
+			b := startBroker(t, brokerOpts{auth: true, wrap: func(s *service.Server) secretbrokerv1.SecretServiceServer {
+				f.Server = s
+				return cancelFails{f, tc.notDone}
+			}})
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			go func() {
+				<-f.blocking
+				cancel() // Ctrl-C
+			}()
+			file := writeFile(t, "app.env", []byte("A1=a-value\nB2="+plantedValue+"\nC3=c-value\n"))
+			r := ctlClock(ctx, t, b.env(), strings.NewReader(""), noTerminal{}, stepClock(time.Second),
+				"sync", "--from-env-file", file, "-o", tc.output, repoScope)
+			wantCode(t, r, exitFail)
+			wantContains(t, "stderr", r.stderr, tc.want...)
+			if strings.Contains(r.stderr, "cancelled after") {
+				t.Errorf("sync says the operation was cancelled:\n%s", r.stderr)
+			}
+			if f.cancels != 1 {
+				t.Errorf("%d CancelOperation calls, want 1", f.cancels)
+			}
+			if tc.output != outputJSON {
+				return
+			}
+			var doc struct {
+				Operation string `json:"operation"`
+				Error     string `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+				t.Fatalf("not one JSON document: %v\n%s", err, r.stdout)
+			}
+			if doc.Operation != fakeOpName || !strings.Contains(doc.Error, "CancelOperation failed: UNAVAILABLE") ||
+				!strings.Contains(doc.Error, "may still be running") || strings.HasPrefix(doc.Error, "CANCELLED") {
+				t.Errorf("JSON: %s", r.stdout)
+			}
+		})
+	}
+}
+
+// followClient is a client whose WaitOperation answers wait (and may
+// interrupt, the interrupt arriving while the answer is on its way), and
+// whose CancelOperation answers cancelled.
+type followClient struct {
+	secretbrokerv1.SecretServiceClient // nil: any other call panics
+
+	mu        sync.Mutex
+	interrupt context.CancelFunc
+	wait      *secretbrokerv1.Operation
+	waitErr   error
+	cancels   int
+	cancelled *secretbrokerv1.Operation
+}
+
+func (f *followClient) WaitOperation(context.Context, *secretbrokerv1.WaitOperationRequest, ...grpc.CallOption) (*secretbrokerv1.Operation, error) {
+	f.interrupt()
+	return f.wait, f.waitErr
+}
+
+func (f *followClient) CancelOperation(context.Context, *secretbrokerv1.CancelOperationRequest, ...grpc.CallOption) (*secretbrokerv1.Operation, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cancels++
+	return f.cancelled, nil
+}
+
+// TestFollowInterruptWithAnswer: the interrupt arrives while
+// WaitOperation's answer is on its way. A done answer wins: the operation
+// completed, nothing is cancelled. Otherwise the operation is cancelled,
+// the newest answer being the one shown until the cancel answers.
+func TestFollowInterruptWithAnswer(t *testing.T) {
+	results := []*secretbrokerv1.SyncSecretsResult{
+		{Name: repoScope + "/secrets/A", Action: secretbrokerv1.SyncAction_SYNC_ACTION_CREATE},
+		{Name: repoScope + "/secrets/B", Action: secretbrokerv1.SyncAction_SYNC_ACTION_CREATE},
+	}
+	cancelledOp := fakeOpAt(results, 1)
+	cancelledOp.Done, cancelledOp.Error = true, &rpcstatus.Status{Code: int32(codes.Canceled), Message: "cancelled"}
+	for _, tc := range []struct {
+		name            string
+		wait            *secretbrokerv1.Operation
+		waitErr         error
+		wantInterrupted bool
+		wantCancels     int
+		wantResults     int
+	}{
+		{name: "done answer", wait: fakeOpAt(results, 2), wantResults: 2},
+		{name: "running answer", wait: fakeOpAt(results, 1), wantInterrupted: true, wantCancels: 1, wantResults: 1},
+		{name: "failed answer", waitErr: status.Error(codes.Canceled, "context canceled"), wantInterrupted: true, wantCancels: 1, wantResults: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			client := &followClient{interrupt: cancel, wait: tc.wait, waitErr: tc.waitErr, cancelled: cancelledOp}
+			var stdout, stderr strings.Builder
+			c := newCLI(strings.NewReader(""), &stdout, &stderr, func(string) string { return "" }, noTerminal{})
+			p := newProgress(&stdout, false, "sync", stepClock(time.Second))
+			f := c.follow(ctx, client, fakeOpAt(results, 0), p, waitStepPlain)
+			if f.interrupted != tc.wantInterrupted || f.err != nil || client.cancels != tc.wantCancels ||
+				len(f.op.GetResponse().GetSyncResults()) != tc.wantResults || !f.op.GetDone() {
+				t.Errorf("followed %+v (%d results), %d cancels; want interrupted %v, %d cancels, %d results\nstderr:\n%s",
+					f, len(f.op.GetResponse().GetSyncResults()), client.cancels, tc.wantInterrupted, tc.wantCancels, tc.wantResults, stderr.String())
+			}
+		})
+	}
+}
+
+// completedOnCancel is fakeOps whose CancelOperation finds the operation
+// already completed.
+type completedOnCancel struct{ *fakeOps }
+
+func (d completedOnCancel) CancelOperation(context.Context, *secretbrokerv1.CancelOperationRequest) (*secretbrokerv1.Operation, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.cancels++
+	return d.states[len(d.states)-1], nil // done, no error
+}
+
+// TestSyncInterruptAfterCompletion: Ctrl-C, and the cancel finds the
+// operation completed: sync reports the completed sync, exit 0, not a
+// cancellation.
+func TestSyncInterruptAfterCompletion(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	f := &fakeOps{blocking: make(chan struct{}), block: true}
+	b := startBroker(t, brokerOpts{auth: true, wrap: func(s *service.Server) secretbrokerv1.SecretServiceServer {
+		f.Server = s
+		return completedOnCancel{f}
+	}})
+	go func() {
+		<-f.blocking
+		cancel() // Ctrl-C
+	}()
+	file := writeFile(t, "app.env", []byte("A1=a-value\nB2="+plantedValue+"\n"))
+	r := ctlClock(ctx, t, b.env(), strings.NewReader(""), noTerminal{}, stepClock(time.Second),
+		"sync", "--from-env-file", file, repoScope)
+	wantCode(t, r, exitOK)
+	wantContains(t, "stdout", r.stdout, "2 written, 0 deleted, 0 unchanged, 0 failed")
+	wantContains(t, "stderr", r.stderr, fakeOpName+" had completed before it could be cancelled")
+	if strings.Contains(r.stderr, "cancelled after") {
+		t.Errorf("a completed sync is reported cancelled:\n%s", r.stderr)
+	}
+	if f.cancels != 1 {
+		t.Errorf("%d CancelOperation calls, want 1", f.cancels)
+	}
+}
+
+// startFails is the real service whose async SyncSecrets starts the
+// operation and then fails: Ctrl-C arriving before the answer does
+// (interrupt), the broker's answer lost (code), or the broker refusing
+// before starting anything (refuse).
+type startFails struct {
+	*service.Server
+	cancel  context.CancelFunc
+	code    codes.Code
+	refuse  bool
+	started chan string // the started operation's name
+}
+
+func (s startFails) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*secretbrokerv1.SyncSecretsResponse, error) {
+	if !req.GetAsync() {
+		return s.Server.SyncSecrets(ctx, req)
+	}
+	if s.refuse {
+		return nil, status.Error(codes.PermissionDenied, "no")
+	}
+	resp, err := s.Server.SyncSecrets(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	s.started <- resp.GetOperation().GetName()
+	if s.cancel != nil {
+		s.cancel() // Ctrl-C
+		<-ctx.Done()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	return nil, status.Errorf(s.code, "lost the answer for %q", req.GetSecrets()["B"])
+}
+
+// TestSyncStartFails: the call that starts the sync's operation ends
+// without the broker's answer (Ctrl-C, a lost connection): an operation
+// may have been accepted, and sync says so and how to find it, exit 1.
+// A refusal says nothing of the kind.
+func TestSyncStartFails(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		interrupt bool
+		code      codes.Code
+		refuse    bool
+		want      string
+	}{
+		{name: "interrupted", interrupt: true, want: "CANCELLED"},
+		{name: "connection lost", code: codes.Unavailable, want: `UNAVAILABLE: lost the answer for "[redacted]"`},
+		{name: "deadline", code: codes.DeadlineExceeded, want: "DEADLINE_EXCEEDED"},
+		{name: "refused", refuse: true, want: "PERMISSION_DENIED: no"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			s := startFails{code: tc.code, refuse: tc.refuse, started: make(chan string, 1)}
+			if tc.interrupt {
+				s.cancel = cancel
+			}
+			b := startBroker(t, brokerOpts{auth: true, wrap: func(srv *service.Server) secretbrokerv1.SecretServiceServer {
+				s.Server = srv
+				return s
+			}})
+			file := writeFile(t, "a.env", []byte("A=one-value\nB="+plantedValue+"\n"))
+			r := ctlCtx(ctx, t, b.env(), strings.NewReader(""), noTerminal{}, "sync", "--from-env-file", file, repoScope)
+			wantCode(t, r, exitFail)
+			wantContains(t, "stderr", r.stderr, "sync "+repoScope+": "+tc.want)
+			hint := "the sync may have been accepted as an operation before the call ended: secretbrokerctl ops --not-done lists yours still running"
+			if tc.refuse {
+				if strings.Contains(r.stderr, "may have been accepted") {
+					t.Errorf("a refusal says an operation may have started:\n%s", r.stderr)
+				}
+				return
+			}
+			wantContains(t, "stderr", r.stderr, hint)
+			// It was: the broker lists it.
+			name := <-s.started
+			ops := ctl(t, b.env(), "", "ops")
+			wantCode(t, ops, exitOK)
+			wantContains(t, "ops", ops.stdout, name)
+		})
 	}
 }

@@ -175,3 +175,46 @@ func TestScrubIgnoresShortSecrets(t *testing.T) {
 		t.Errorf("scrub = %q", got)
 	}
 }
+
+// TestScrubOverlappingSecrets: a secret that holds another, or overlaps
+// it, is hidden whole, in whichever order they were remembered; nothing
+// of either shows.
+func TestScrubOverlappingSecrets(t *testing.T) {
+	const long = "Hunter-PLANTED-long-tail-SECRET-9f8e7d"
+	for _, tc := range []struct {
+		name     string
+		remember []string
+		in, want string
+	}{
+		{"short first", []string{"Hunter", long}, `value "` + long + `" and Hunter`, `value "[redacted]" and [redacted]`},
+		{"long first", []string{long, "Hunter"}, `value "` + long + `" and Hunter`, `value "[redacted]" and [redacted]`},
+		{"inside the long one", []string{"tail-SECRET", long}, "x" + long + "x", "x[redacted]x"},
+		{"overlapping, neither holds the other", []string{"abcdef", "defghi"}, "<abcdefghi>", "<[redacted]>"},
+		{"overlapping occurrences of one", []string{"aaaa"}, "baaaaab", "b[redacted]b"},
+		{"adjacent", []string{"left-secret", "right-secret"}, "left-secretright-secret!", "[redacted]!"},
+		{"quoted form", []string{"tab\there", "tab\\there-and-more"}, `"tab\there-and-more"`, `"[redacted]"`},
+		{"nothing to hide", []string{"Hunter"}, "plain text", "plain text"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCLI(nil, nil, nil, func(string) string { return "" }, noTerminal{})
+			for _, s := range tc.remember {
+				c.remember(s)
+			}
+			if got := c.scrub(tc.in); got != tc.want {
+				t.Errorf("scrub(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+
+	// End to end: the echoing broker quotes both values back (all but
+	// the first item's).
+	echo := startBroker(t, brokerOpts{server: echoBroker{}})
+	for _, file := range []string{"Z=first-item\nA=Hunter\nB=" + long + "\n", "Z=first-item\nB=" + long + "\nA=Hunter\n"} {
+		r := ctl(t, echo.env(), "", "put-many", "--from-env-file", writeFile(t, ".env", []byte(file)), repoScope)
+		wantCode(t, r, exitFail)
+		wantContains(t, "stderr", r.stderr, redacted)
+		if strings.Contains(r.all(), "PLANTED-long-tail") || strings.Contains(r.all(), "9f8e7d") {
+			t.Errorf("part of a secret was printed:\n%s", r.all())
+		}
+	}
+}

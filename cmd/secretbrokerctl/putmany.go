@@ -67,6 +67,10 @@ func runPutMany(ctx context.Context, c *cli, args []string) int {
 	}
 	entries, err := c.readEnvFile(ctx, envFile)
 	if err != nil {
+		if ctx.Err() != nil { // interrupted while reading: not a usage error
+			c.errorf("put-many %s: %v", parent, err)
+			return exitFail
+		}
 		return c.usageErr("put-many", err)
 	}
 	if len(entries) == 0 {

@@ -93,8 +93,14 @@ func runSync(ctx context.Context, c *cli, args []string) int {
 	if len(tmpl.GetSelectedRepositories()) > 0 {
 		return c.usageErr("sync", fmt.Errorf("--repos: sync takes repository ids only, not names (%s)", strings.Join(tmpl.GetSelectedRepositories(), ", ")))
 	}
+	// From here on every failure writes, with -o json, the one JSON
+	// document with its error.
+	out := syncJSON{Parent: parent, DryRun: so.dryRun, Plan: []protoJSON{}}
 	entries, err := c.readEnvFile(ctx, so.envFile)
 	if err != nil {
+		if ctx.Err() != nil { // interrupted while reading: not a usage error
+			return c.syncFailed(opts.output, &out, err.Error(), fmt.Sprintf("sync %s: %v", parent, err))
+		}
 		return c.usageErr("sync", err)
 	}
 	req := &secretbrokerv1.SyncSecretsRequest{
@@ -122,10 +128,10 @@ func runSync(ctx context.Context, c *cli, args []string) int {
 	planResp, err := client.SyncSecrets(cctx, planReq)
 	cancel()
 	if err != nil {
-		return c.callFailed("sync", parent, err)
+		return c.syncFailed(opts.output, &out, c.describe(err), fmt.Sprintf("sync %s: %s", parent, c.describe(err)))
 	}
 	plan := planResp.GetResults()
-	out := syncJSON{Parent: parent, DryRun: so.dryRun, Plan: c.resultsJSON(plan)}
+	out.Plan = c.resultsJSON(plan)
 	if opts.output == outputTable {
 		if err := c.printPlan(plan); err != nil {
 			return c.outputFailed("sync", err)
@@ -143,11 +149,21 @@ func runSync(ctx context.Context, c *cli, args []string) int {
 		return exitOK
 	}
 
-	if deletes := namesWith(plan, secretbrokerv1.SyncAction_SYNC_ACTION_DELETE); len(deletes) > 0 && !so.yes {
+	// What the plan deletes is what may be deleted: the run sends it as
+	// expected_deletes (none: an empty list), and the broker refuses
+	// (ABORTED) a run whose own plan would delete anything else.
+	deletes := plannedDeletes(plan)
+	if so.prune {
+		req.ExpectedDeletes = &secretbrokerv1.ExpectedDeletes{SecretNames: deletes}
+	}
+	if len(deletes) > 0 && !so.yes {
 		ok, err := c.confirm(ctx, fmt.Sprintf("Delete %d secret(s) from %s (%s)? [y/N] ", len(deletes), parent, strings.Join(deletes, ", ")))
 		if err != nil || !ok {
-			c.errorf("sync %s: not confirmed; nothing written", parent)
-			return exitFail
+			why := "not confirmed; nothing written"
+			if ctx.Err() != nil {
+				why = "interrupted: not confirmed; nothing written"
+			}
+			return c.syncFailed(opts.output, &out, why, fmt.Sprintf("sync %s: %s", parent, why))
 		}
 	}
 
@@ -162,11 +178,32 @@ func runSync(ctx context.Context, c *cli, args []string) int {
 	out.Results = c.resultsJSON(res.results)
 	sum := summarize(res.results)
 	out.Summary = &sum
+	var msgs []string // for standard error, after the failed items
 	switch {
-	case res.err != nil:
+	case res.aborted:
 		out.Error = c.describe(res.err)
+		msgs = append(msgs,
+			fmt.Sprintf("sync %s: the scope changed since the plan above was made, and the run would delete other secrets than the plan showed: %s", parent, out.Error),
+			fmt.Sprintf("sync %s: nothing was changed; run sync again to see the new plan", parent))
+	case res.mayHaveStarted:
+		out.Error = c.describe(res.err)
+		msgs = append(msgs,
+			fmt.Sprintf("sync %s: %s", parent, out.Error),
+			fmt.Sprintf("sync %s: the sync may have been accepted as an operation before the call ended: %s ops --not-done lists yours still running, %s cancel NAME stops one", parent, progName, progName))
+	case res.interrupted && res.err != nil:
+		out.Error = fmt.Sprintf("interrupted; %s failed: %s; %s may still be running", res.call, c.describe(res.err), res.op)
+		msgs = append(msgs,
+			fmt.Sprintf("sync %s: interrupted, but %s of %s failed: %s", parent, res.call, res.op, c.describe(res.err)),
+			fmt.Sprintf("sync %s: %s may still be running: %s cancel %s stops it, %s op %s shows it", parent, res.op, progName, res.op, progName, res.op))
 	case res.interrupted:
 		out.Error = "CANCELLED: interrupted; the operation was cancelled"
+		msgs = append(msgs, fmt.Sprintf("sync %s: interrupted; %s cancelled after %d of %d items", parent, orDash(res.op), len(res.results), res.total))
+	case res.err != nil:
+		out.Error = c.describe(res.err)
+		msgs = append(msgs, fmt.Sprintf("sync %s: %s", parent, out.Error))
+		if res.lost {
+			msgs = append(msgs, fmt.Sprintf("sync %s: %s may still be running: %s op %s", parent, res.op, progName, res.op))
+		}
 	}
 	if opts.output == outputJSON {
 		if err := writeJSON(c.stdout, out); err != nil {
@@ -177,19 +214,39 @@ func runSync(ctx context.Context, c *cli, args []string) int {
 			sum.Written, sum.Deleted, sum.Unchanged, sum.Failed, sum.Foreign)
 	}
 	failed := c.reportFailed("sync", "items failed", res.results)
-	switch {
-	case res.interrupted:
-		c.errorf("sync %s: interrupted; %s cancelled after %d of %d items", parent, orDash(res.op), len(res.results), res.total)
-	case res.err != nil:
-		c.errorf("sync %s: %s", parent, c.describe(res.err))
-		if res.lost {
-			c.errorf("sync %s: %s may still be running: %s op %s", parent, res.op, progName, res.op)
-		}
+	for _, m := range msgs {
+		c.errorf("%s", m)
 	}
 	if failed > 0 || res.err != nil || res.interrupted {
 		return exitFail
 	}
 	return exitOK
+}
+
+// syncFailed ends a sync that failed before running: msg on standard
+// error and, with -o json, the JSON document so far with its error.
+func (c *cli) syncFailed(output string, out *syncJSON, jsonErr, msg string) int {
+	if output == outputJSON {
+		out.Error = c.scrub(jsonErr)
+		if err := writeJSON(c.stdout, out); err != nil {
+			return c.outputFailed("sync", err)
+		}
+	}
+	c.errorf("%s", msg)
+	return exitFail
+}
+
+// plannedDeletes returns the short names of the plan's deletes that will
+// be carried out (DELETE with OK; a delete the plan already refuses, such
+// as one changed at GitHub, is not one), sorted by the plan.
+func plannedDeletes(plan []*secretbrokerv1.SyncSecretsResult) []string {
+	deletes := []string{}
+	for _, r := range plan {
+		if r.GetAction() == secretbrokerv1.SyncAction_SYNC_ACTION_DELETE && r.GetCode() == code.Code_OK {
+			deletes = append(deletes, shortName(r.GetName()))
+		}
+	}
+	return deletes
 }
 
 // syncRun is how running a sync ended.
@@ -199,10 +256,19 @@ type syncRun struct {
 	total       int
 	interrupted bool
 	// err: the call failed, the operation ended with an error, or
-	// following it failed.
+	// following (or, with interrupted, cancelling) it failed.
 	err error
+	// call names the call following the operation that failed.
+	call string
 	// lost: following the operation failed; it may still be running.
 	lost bool
+	// aborted: the broker refused the run (ABORTED) because its plan
+	// would delete other secrets than expected_deletes; nothing changed.
+	aborted bool
+	// mayHaveStarted: the call that starts the operation failed without
+	// a refusal from the broker (interrupted, timed out, the connection
+	// lost, ...): an operation may have been accepted all the same.
+	mayHaveStarted bool
 }
 
 // runSyncOp runs req as an operation and follows it to the end. A broker
@@ -220,12 +286,19 @@ func (c *cli) runSyncOp(ctx context.Context, client secretbrokerv1.SecretService
 		resp, err := client.SyncSecrets(cctx, req)
 		cancel()
 		if err != nil {
-			return syncRun{err: err}
+			return syncRun{err: err, aborted: status.Code(err) == codes.Aborted}
 		}
 		return syncRun{results: resp.GetResults(), total: len(resp.GetResults())}
 	}
 	if err != nil {
-		return syncRun{err: err}
+		r := syncRun{err: err}
+		switch {
+		case status.Code(err) == codes.Aborted && ctx.Err() == nil:
+			r.aborted = true
+		case ctx.Err() != nil || !refusal(status.Code(err)):
+			r.mayHaveStarted = true
+		}
+		return r
 	}
 	op := resp.GetOperation()
 	if op.GetName() == "" {
@@ -242,13 +315,28 @@ func (c *cli) runSyncOp(ctx context.Context, client secretbrokerv1.SecretService
 		total:       int(f.op.GetMetadata().GetTotal()),
 		interrupted: f.interrupted,
 		err:         f.err,
-		lost:        f.err != nil && !f.interrupted,
+		call:        f.call,
+		lost:        f.err != nil,
 	}
 	if r.err == nil && !r.interrupted && f.op.GetError() != nil && f.op.GetError().GetCode() != int32(code.Code_OK) {
 		st := f.op.GetError()
 		r.err = status.Error(codes.Code(st.GetCode()), st.GetMessage())
 	}
 	return r
+}
+
+// refusal reports whether c, a call's failure, is the broker's answer
+// that it did not take the call on (the request is wrong, not allowed, or
+// conflicts with the state), as opposed to an end (a deadline, an
+// interrupt, a lost connection, an internal error) that leaves it unknown
+// whether the broker took it on.
+func refusal(c codes.Code) bool {
+	switch c {
+	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.PermissionDenied, codes.ResourceExhausted,
+		codes.FailedPrecondition, codes.Aborted, codes.OutOfRange, codes.Unimplemented, codes.Unauthenticated:
+		return true
+	}
+	return false
 }
 
 // printPlan writes the plan as a table: secret, action, the owner the
@@ -318,17 +406,6 @@ func summarize(results []*secretbrokerv1.SyncSecretsResult) syncSummary {
 		}
 	}
 	return s
-}
-
-// namesWith returns the short names of the items with action a.
-func namesWith(results []*secretbrokerv1.SyncSecretsResult, a secretbrokerv1.SyncAction) []string {
-	var out []string
-	for _, r := range results {
-		if r.GetAction() == a {
-			out = append(out, shortName(r.GetName()))
-		}
-	}
-	return out
 }
 
 // shortName is a secret's name without its scope: "NPM_TOKEN" of

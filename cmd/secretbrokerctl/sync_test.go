@@ -1,13 +1,23 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
 
@@ -318,4 +328,226 @@ func TestDrift(t *testing.T) {
 	wantCode(t, r, exitOK)
 	wantPlan(t, r.stdout, map[string]string{"ALPHA": "drifted", "BETA": "unchanged"})
 	wantCode(t, ctl(t, env, "", "drift", "--exit-code", repoScope), exitOK)
+}
+
+// syncSpy is the real service that keeps every sync run's request (not
+// the dry runs), and may fail the plan (planErr) or change the scope
+// right after planning (afterPlan), as another client could.
+type syncSpy struct {
+	*service.Server
+
+	mu        sync.Mutex
+	planErr   bool
+	afterPlan func(context.Context, *service.Server)
+	runs      []*secretbrokerv1.SyncSecretsRequest
+}
+
+// set changes the spy's behaviour for the calls to come.
+func (s *syncSpy) set(planErr bool, afterPlan func(context.Context, *service.Server)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.planErr, s.afterPlan = planErr, afterPlan
+}
+
+func (s *syncSpy) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*secretbrokerv1.SyncSecretsResponse, error) {
+	s.mu.Lock()
+	planErr, afterPlan := s.planErr, s.afterPlan
+	s.mu.Unlock()
+	if req.GetDryRun() {
+		if planErr {
+			// A broken broker quoting a value.
+			return nil, status.Errorf(codes.Unavailable, "planning %q failed", req.GetSecrets()["KEEP"])
+		}
+		resp, err := s.Server.SyncSecrets(ctx, req)
+		if afterPlan != nil {
+			afterPlan(ctx, s.Server)
+		}
+		return resp, err
+	}
+	s.mu.Lock()
+	s.runs = append(s.runs, proto.CloneOf(req))
+	s.mu.Unlock()
+	return s.Server.SyncSecrets(ctx, req)
+}
+
+func startSyncSpy(t *testing.T, spy *syncSpy) *broker {
+	t.Helper()
+	return startBroker(t, brokerOpts{auth: true, wrap: func(s *service.Server) secretbrokerv1.SecretServiceServer {
+		spy.Server = s
+		return spy
+	}})
+}
+
+// seedOwned has team-a write KEEP (the planted value), DROP_A and DROP_B.
+func seedOwned(t *testing.T, b *broker) {
+	t.Helper()
+	file := writeFile(t, "seed.env", []byte("KEEP="+plantedValue+"\nDROP_A=drop-a\nDROP_B=drop-b\n"))
+	wantCode(t, ctl(t, b.env(), "", "sync", "--from-env-file", file, "--owner", "team-a", repoScope), exitOK)
+}
+
+// TestSyncPruneSendsConfirmedDeletes: a pruning sync sends, as
+// expected_deletes, exactly the deletes of the plan it showed (and asked
+// about), with --yes too, and an empty list when the plan deletes
+// nothing; a sync without --prune sends none.
+func TestSyncPruneSendsConfirmedDeletes(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		file  string
+		args  []string
+		term  terminal
+		stdin string
+		want  []string // nil: no expected_deletes
+	}{
+		{name: "--yes", file: "KEEP=" + plantedValue + "\n", args: []string{"--prune", "--yes"}, term: noTerminal{}, want: []string{"DROP_A", "DROP_B"}},
+		{name: "confirmed on a terminal", file: "KEEP=" + plantedValue + "\n", args: []string{"--prune"}, term: &fakeTerminal{}, stdin: "y\n", want: []string{"DROP_A", "DROP_B"}},
+		{name: "nothing to delete", file: "KEEP=" + plantedValue + "\nDROP_A=drop-a\nDROP_B=drop-b\n", args: []string{"--prune", "--yes"}, term: noTerminal{}, want: []string{}},
+		{name: "without --prune", file: "KEEP=" + plantedValue + "\n", term: noTerminal{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spy := &syncSpy{}
+			b := startSyncSpy(t, spy)
+			seedOwned(t, b)
+			args := append([]string{"sync", "--from-env-file", writeFile(t, "a.env", []byte(tc.file)), "--owner", "team-a", repoScope}, tc.args...)
+			r := ctlWith(t, b.env(), strings.NewReader(tc.stdin), tc.term, args...)
+			wantCode(t, r, exitOK)
+			spy.mu.Lock()
+			defer spy.mu.Unlock()
+			last := spy.runs[len(spy.runs)-1]
+			ed := last.GetExpectedDeletes()
+			switch {
+			case tc.want == nil && ed != nil:
+				t.Errorf("expected_deletes %v sent without --prune", ed.GetSecretNames())
+			case tc.want != nil && ed == nil:
+				t.Errorf("no expected_deletes sent; want %v", tc.want)
+			case tc.want != nil && !slices.Equal(ed.GetSecretNames(), tc.want):
+				t.Errorf("expected_deletes %v, want %v", ed.GetSecretNames(), tc.want)
+			}
+		})
+	}
+}
+
+// TestSyncPruneScopeChanged: between the plan and the run, another client
+// has team-a write SNEAK, which the file does not list: the run would
+// delete a secret nobody confirmed. The broker refuses it (ABORTED) and
+// sync says the scope changed and to run it again, exit 1; nothing is
+// written or deleted, SNEAK included. So with --yes, on a terminal, in
+// JSON, and when the plan showed no delete at all.
+func TestSyncPruneScopeChanged(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		file   string
+		args   []string
+		term   terminal
+		stdin  string
+		output string
+	}{
+		{name: "--yes", file: "KEEP=" + plantedValue + "\nNEW=new-value\n", args: []string{"--yes"}, term: noTerminal{}, output: outputTable},
+		{name: "confirmed on a terminal", file: "KEEP=" + plantedValue + "\nNEW=new-value\n", term: &fakeTerminal{}, stdin: "y\n", output: outputTable},
+		{name: "JSON", file: "KEEP=" + plantedValue + "\nNEW=new-value\n", args: []string{"--yes"}, term: noTerminal{}, output: outputJSON},
+		{name: "no delete planned", file: "KEEP=" + plantedValue + "\nNEW=new-value\nDROP_A=drop-a\nDROP_B=drop-b\n", args: []string{"--yes"}, term: noTerminal{}, output: outputTable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spy := &syncSpy{}
+			b := startSyncSpy(t, spy)
+			seedOwned(t, b)
+			spy.set(false, func(ctx context.Context, s *service.Server) {
+				if _, err := s.SyncSecrets(ctx, &secretbrokerv1.SyncSecretsRequest{Parent: repoScope,
+					Secrets: map[string]string{"SNEAK": "sneak-value"}, Owner: "team-a"}); err != nil {
+					t.Errorf("write SNEAK: %v", err)
+				}
+			})
+			args := append([]string{"sync", "--from-env-file", writeFile(t, "a.env", []byte(tc.file)), "--owner", "team-a",
+				"--prune", "-o", tc.output, repoScope}, tc.args...)
+			r := ctlWith(t, b.env(), strings.NewReader(tc.stdin), tc.term, args...)
+			wantCode(t, r, exitFail)
+			wantContains(t, "stderr", r.stderr, "the scope changed since the plan above was made", "ABORTED: ",
+				"nothing was changed; run sync again to see the new plan")
+			if tc.output == outputJSON {
+				var doc struct {
+					Parent string `json:"parent"`
+					Plan   []any  `json:"plan"`
+					Error  string `json:"error"`
+				}
+				if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+					t.Fatalf("not one JSON document: %v\n%s", err, r.stdout)
+				}
+				if doc.Parent != repoScope || len(doc.Plan) == 0 || !strings.HasPrefix(doc.Error, "ABORTED: ") {
+					t.Errorf("JSON: %s", r.stdout)
+				}
+			}
+			for name, want := range map[string]string{"SNEAK": "sneak-value", "DROP_A": "drop-a", "DROP_B": "drop-b", "KEEP": plantedValue} {
+				if got, err := b.emu.Open(repoScope, name); err != nil || string(got) != want {
+					t.Errorf("%s after an aborted sync: %q, %v; want %q", name, got, err, want)
+				}
+			}
+			if _, err := b.emu.Open(repoScope, "NEW"); err == nil {
+				t.Error("an aborted sync wrote NEW")
+			}
+
+			// Run again: the new plan shows SNEAK, and --yes deletes it.
+			spy.set(false, nil)
+			r = ctlWith(t, b.env(), strings.NewReader(tc.stdin), tc.term, args...)
+			wantCode(t, r, exitOK)
+			if _, err := b.emu.Open(repoScope, "SNEAK"); err == nil && !strings.Contains(tc.file, "SNEAK") {
+				t.Error("SNEAK survived the confirmed prune")
+			}
+		})
+	}
+}
+
+// TestSyncJSONOnEveryPath: with -o json, sync writes one JSON document,
+// with its error, however it fails: the plan's call fails (its message,
+// quoting a value, scrubbed), the delete is not confirmed, the env file's
+// read is interrupted.
+func TestSyncJSONOnEveryPath(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		planErr   bool
+		term      terminal
+		stdin     io.Reader
+		interrupt bool
+		args      []string
+		wantErr   string
+	}{
+		{name: "plan fails", planErr: true, term: noTerminal{}, stdin: strings.NewReader(""), args: []string{"--prune", "--yes"}, wantErr: `UNAVAILABLE: planning "[redacted]" failed`},
+		{name: "not confirmed", term: &fakeTerminal{}, stdin: strings.NewReader("n\n"), args: []string{"--prune"}, wantErr: "not confirmed; nothing written"},
+		{name: "read interrupted", term: noTerminal{}, interrupt: true, wantErr: "interrupted before the input ended"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spy := &syncSpy{}
+			b := startSyncSpy(t, spy)
+			seedOwned(t, b)
+			spy.set(tc.planErr, nil)
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			from := writeFile(t, "a.env", []byte("KEEP="+plantedValue+"\n"))
+			stdin := tc.stdin
+			if tc.interrupt {
+				pr, pw := io.Pipe()
+				defer pw.Close()
+				stdin, from = pr, "-"
+				cancel() // as the signal would
+			}
+			r := ctlCtx(ctx, t, b.env(), stdin, tc.term, append([]string{"sync", "--from-env-file", from, "--owner", "team-a", "-o", "json", repoScope}, tc.args...)...)
+			wantCode(t, r, exitFail)
+			var doc struct {
+				Parent string `json:"parent"`
+				Error  string `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+				t.Fatalf("not one JSON document: %v\n%s", err, r.stdout)
+			}
+			if doc.Parent != repoScope || !strings.Contains(doc.Error, tc.wantErr) {
+				t.Errorf("JSON: %s\nwant the error %q", r.stdout, tc.wantErr)
+			}
+			spy.mu.Lock()
+			defer spy.mu.Unlock()
+			if len(spy.runs) != 1 { // the seed's
+				t.Errorf("%d sync runs sent, want none", len(spy.runs)-1)
+			}
+			if b.open(t, repoScope, "DROP_A") != "drop-a" {
+				t.Error("DROP_A changed")
+			}
+		})
+	}
 }
