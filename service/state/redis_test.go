@@ -21,11 +21,16 @@ import (
 
 // newRedisClient returns a client of addr configured as the broker's
 // (cmd/secretbroker/redis.go): short timeouts, the context's deadline
-// honoured, no retries.
+// honoured, no retries. Its pool is larger than go-redis's default (10 per
+// CPU): after that many failed dials go-redis stops dialing and answers
+// with the last dial error for about a second, so an outage test that makes
+// 10 or 20 failed calls and then restarts Redis would get the stale error
+// on one or two CPUs.
 func newRedisClient(t testing.TB, addr string) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{
 		Addr:                  addr,
+		PoolSize:              100,
 		DialTimeout:           time.Second,
 		ReadTimeout:           500 * time.Millisecond,
 		WriteTimeout:          500 * time.Millisecond,
