@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -30,60 +31,80 @@ func otherTool(t *testing.T, h *harness) *harness {
 	return newHarnessWith(t, c2, h.logs, Options{State: st2})
 }
 
-// A prune leaves alone a secret someone else deleted and created again
-// after the prune was planned or accepted (README: such a record "gives its
-// owner nothing in a sync, planned or run"): the delete reads the secret
-// under its lock first.
-func TestPruneLeavesSecretCreatedAgain(t *testing.T) {
-	for _, async := range []bool{true, false} {
-		t.Run(map[bool]string{true: "async", false: "sync"}[async], func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				h, _ := newHarnessWithStore(t)
-				closeOps(t, h.server)
-				ctx := t.Context()
-				all := map[string]string{"A": plantedSecret, "B": plantedSecret, "C": plantedSecret, "D": plantedSecret, "E": plantedSecret}
-				if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", all)); err != nil {
-					t.Fatal(err)
-				}
-				time.Sleep(time.Minute)
-				other := otherTool(t, h)
-				prune := syncReq(repoScope, "team-a", nil)
-				prune.Prune, prune.Async = true, async
-				type answer struct {
-					resp *secretbrokerv1.SyncSecretsResponse
-					err  error
-				}
-				done := make(chan answer, 1)
-				go func() {
-					r, err := h.broker.SyncSecrets(ctx, prune)
-					done <- answer{r, err}
-				}()
-				time.Sleep(100 * time.Millisecond) // planned, first delete in flight
-				// Another tool deletes E and creates it again: its secret now.
-				if _, err := other.broker.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: repoScope + "/secrets/E"}); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := other.broker.PutSecret(ctx, plain(repoScope+"/secrets/E", plantedSecret+"-other")); err != nil {
-					t.Fatal(err)
-				}
-				a := <-done
-				if a.err != nil {
-					t.Fatal(a.err)
-				}
-				results := planOf(t, a.resp)
-				if async {
-					results = syncResultsOf(t, waitOp(ctx, t, h.broker, a.resp.GetOperation().GetName(), time.Minute))
-				}
-				if got, err := h.emu.Open(repoScope, "E"); err != nil || string(got) != plantedSecret+"-other" {
-					t.Errorf("the other tool's E (created after team-a's record) was pruned by team-a: %v (results %v)", err, results)
-				}
-				for _, n := range []string{"A", "B", "C", "D"} {
-					if _, err := h.emu.Open(repoScope, n); err == nil {
-						t.Errorf("team-a's %s was not pruned (results %v)", n, results)
+// A prune leaves alone a secret someone else touched after the prune was
+// planned or accepted: deleted and created again (README: such a record
+// "gives its owner nothing in a sync, planned or run"), or changed by hand
+// (its updated_at is not the owner's write's any more). The delete reads
+// the secret under its lock first.
+func TestPruneLeavesSecretTouchedAfterThePlan(t *testing.T) {
+	tests := []struct {
+		name  string
+		touch func(ctx context.Context, other *harness) error
+		wantE string // E's result
+	}{
+		{"created again", func(ctx context.Context, other *harness) error {
+			if _, err := other.broker.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: repoScope + "/secrets/E"}); err != nil {
+				return err
+			}
+			_, err := other.broker.PutSecret(ctx, plain(repoScope+"/secrets/E", plantedSecret+"-other"))
+			return err
+		}, "FOREIGN FAILED_PRECONDITION"},
+		{"changed by hand", func(ctx context.Context, other *harness) error {
+			_, err := other.broker.PutSecret(ctx, plain(repoScope+"/secrets/E", plantedSecret+"-other"))
+			return err
+		}, "DELETE FAILED_PRECONDITION drift"},
+	}
+	for _, tt := range tests {
+		for _, async := range []bool{true, false} {
+			t.Run(tt.name+map[bool]string{true: ", async", false: ""}[async], func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					h, _ := newHarnessWithStore(t)
+					closeOps(t, h.server)
+					ctx := t.Context()
+					all := map[string]string{"A": plantedSecret, "B": plantedSecret, "C": plantedSecret, "D": plantedSecret, "E": plantedSecret}
+					if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", all)); err != nil {
+						t.Fatal(err)
 					}
-				}
+					time.Sleep(time.Minute)
+					other := otherTool(t, h)
+					prune := syncReq(repoScope, "team-a", nil)
+					prune.Prune, prune.Async = true, async
+					type answer struct {
+						resp *secretbrokerv1.SyncSecretsResponse
+						err  error
+					}
+					done := make(chan answer, 1)
+					go func() {
+						r, err := h.broker.SyncSecrets(ctx, prune)
+						done <- answer{r, err}
+					}()
+					time.Sleep(100 * time.Millisecond) // planned, first delete in flight
+					if err := tt.touch(ctx, other); err != nil {
+						t.Fatal(err)
+					}
+					a := <-done
+					if a.err != nil {
+						t.Fatal(a.err)
+					}
+					results := a.resp.GetResults()
+					if async {
+						results = waitOp(ctx, t, h.broker, a.resp.GetOperation().GetName(), time.Minute).GetResponse().GetSyncResults()
+					}
+					want := map[string]string{"A": "DELETE OK", "B": "DELETE OK", "C": "DELETE OK", "D": "DELETE OK", "E": tt.wantE}
+					if got := pruneResults(t, results); !maps.Equal(got, want) {
+						t.Errorf("results %v, want %v", got, want)
+					}
+					if got, err := h.emu.Open(repoScope, "E"); err != nil || string(got) != plantedSecret+"-other" {
+						t.Errorf("E, touched after team-a's plan, is %q, %v; want it left as the other tool wrote it", got, err)
+					}
+					for _, n := range []string{"A", "B", "C", "D"} {
+						if _, err := h.emu.Open(repoScope, n); err == nil {
+							t.Errorf("team-a's %s was not pruned", n)
+						}
+					}
+				})
 			})
-		})
+		}
 	}
 }
 

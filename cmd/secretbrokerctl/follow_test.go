@@ -217,6 +217,21 @@ func TestSyncFollowTerminal(t *testing.T) {
 	}
 }
 
+// syncInterrupted runs a sync of three secrets, one of them plantedValue,
+// with output, that is interrupted (Ctrl-C) once f blocks following it.
+func syncInterrupted(t *testing.T, b *broker, f *fakeOps, output string) result {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() {
+		<-f.blocking
+		cancel() // Ctrl-C
+	}()
+	file := writeFile(t, "app.env", []byte("A1=a-value\nB2="+plantedValue+"\nC3=c-value\n"))
+	return ctlClock(ctx, t, b.env(), strings.NewReader(""), noTerminal{}, stepClock(time.Second),
+		"sync", "--from-env-file", file, "-o", output, repoScope)
+}
+
 // TestSyncInterrupt: an interrupt while following cancels the operation
 // (CancelOperation), reports what it finished, and exits 1; in JSON the
 // document says so.
@@ -225,15 +240,7 @@ func TestSyncInterrupt(t *testing.T) {
 		t.Run(output, func(t *testing.T) {
 			b, f := startFakeOps(t)
 			f.block = true
-			ctx, cancel := context.WithCancel(t.Context())
-			defer cancel()
-			go func() {
-				<-f.blocking
-				cancel() // Ctrl-C
-			}()
-			file := writeFile(t, "app.env", []byte("A1=a-value\nB2="+plantedValue+"\nC3=c-value\n"))
-			r := ctlClock(ctx, t, b.env(), strings.NewReader(""), noTerminal{}, stepClock(time.Second),
-				"sync", "--from-env-file", file, "-o", output, repoScope)
+			r := syncInterrupted(t, b, f, output)
 			wantCode(t, r, exitFail)
 			if f.cancels != 1 {
 				t.Errorf("%d CancelOperation calls, want 1", f.cancels)
@@ -427,15 +434,7 @@ func TestSyncInterruptCancelFails(t *testing.T) {
 				f.Server = s
 				return cancelFails{f, tc.notDone}
 			}})
-			ctx, cancel := context.WithCancel(t.Context())
-			defer cancel()
-			go func() {
-				<-f.blocking
-				cancel() // Ctrl-C
-			}()
-			file := writeFile(t, "app.env", []byte("A1=a-value\nB2="+plantedValue+"\nC3=c-value\n"))
-			r := ctlClock(ctx, t, b.env(), strings.NewReader(""), noTerminal{}, stepClock(time.Second),
-				"sync", "--from-env-file", file, "-o", tc.output, repoScope)
+			r := syncInterrupted(t, b, f, tc.output)
 			wantCode(t, r, exitFail)
 			wantContains(t, "stderr", r.stderr, tc.want...)
 			if strings.Contains(r.stderr, "cancelled after") {
