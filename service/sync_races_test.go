@@ -116,6 +116,7 @@ func TestPruneLeavesSecretTouchedAfterThePlan(t *testing.T) {
 // fake time.
 func otherHoldsTheLock(t *testing.T, h *harness, secret string) <-chan error {
 	t.Helper()
+	mustBeInBubble(t)
 	ctx := t.Context()
 	_, name, _ := strings.Cut(secret, "/secrets/")
 	if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", map[string]string{name: plantedSecret + "-a0"})); err != nil {

@@ -91,11 +91,24 @@ type env struct {
 	logs *lockedBuffer
 }
 
+// inBubble fails t unless it runs inside a synctest bubble: an env's
+// sleeps (GitHub's one-second updated_at, for one) must be fake time.
+func inBubble(t *testing.T) {
+	t.Helper()
+	defer func() {
+		if recover() != nil {
+			t.Fatal("build the env inside synctest.Test")
+		}
+	}()
+	synctest.Wait() // panics outside a bubble
+}
+
 // newEnv builds, inside t's synctest bubble, the service on an upstream
 // client whose HTTP client reaches a new fake through transport. At
 // cleanup it fails t if a planted value reached the logs.
 func newEnv(t *testing.T, o setup) *env {
 	t.Helper()
+	inBubble(t)
 	gh := &github{t: t, noDate: o.noDate, token: token, scopes: map[string]*scope{}}
 	if o.ghes {
 		gh.prefix = "/api/v3"

@@ -55,6 +55,8 @@ func TestScopeLifecycle(t *testing.T) {
 	}
 }
 
+// lifecycle runs sc's steps on e, inside the bubble e was built in
+// (newEnv): its sleeps are fake time.
 func lifecycle(t *testing.T, e *env, sc scopeCase) {
 	ctx := context.Background()
 	name := sc.parent + "/secrets/A_ONE"
