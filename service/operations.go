@@ -170,9 +170,7 @@ func (s *Server) execItem(ctx context.Context, op *state.Operation, item state.P
 	}
 	s.ops.mu.Unlock()
 	res := x.Execute(ctx, item)
-	if ctx.Err() == nil || (res.Code != codes.Canceled && res.Code != codes.DeadlineExceeded) {
-		// An item the runner's cancellation cut short stays pending
-		// (operation.Runner.runItem): it has not ended yet.
+	if !operation.Interrupted(ctx, res) {
 		s.metrics.batchItemsEnded(ctx, string(op.Kind), res.Code, 1)
 	}
 	return res

@@ -176,6 +176,14 @@ func isClosed(c <-chan struct{}) bool {
 	}
 }
 
+// Interrupted reports whether res, the result of an item Exec ran under
+// ctx, is only the runner's own interruption (the operation cancelled, or
+// the runner stopped, while the item ran): such an item has not ended, is
+// not recorded and stays pending.
+func Interrupted(ctx context.Context, res state.ItemResult) bool {
+	return ctx.Err() != nil && (res.Code == codes.Canceled || res.Code == codes.DeadlineExceeded)
+}
+
 // runItem runs one item. ok is false when the item was interrupted (the
 // operation cancelled or the runner stopped while it ran) and did not
 // complete: it is then not recorded and stays pending.
@@ -187,7 +195,7 @@ func (r *Runner) runItem(ctx context.Context, op *state.Operation, item state.Pe
 	view.Results, view.Pending = nil, nil
 	res = r.safeExec(ctx, &view, item)
 	res.Name = item.Name
-	if ctx.Err() != nil && (res.Code == codes.Canceled || res.Code == codes.DeadlineExceeded) {
+	if Interrupted(ctx, res) {
 		return res, false
 	}
 	if res.Code != codes.OK {
