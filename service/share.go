@@ -116,9 +116,9 @@ func outOfTime(err error) bool {
 // the organization secrets a repository sees follow every write.
 //
 // A scope's generation is the count of writes anywhere when its latest
-// write ended, kept by recordScope (the environment's name folded too), so
-// a write under one spelling of a scope ends the generation of reads under
-// every spelling (the reads themselves
+// write ended, kept by recordScope (the environment's name folded too),
+// so a write under one spelling of a scope ends the generation of reads
+// under every spelling (the reads themselves
 // are shared only between callers who spell the scope alike: an answer is
 // never handed to a caller who asked under another name). At most max
 // scopes (maxReadGenerations when 0) are kept; the one written least

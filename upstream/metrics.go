@@ -177,12 +177,11 @@ func (m *metrics) watch(creds *credentials) error {
 // cred.
 func (m *metrics) attempt(ctx context.Context, r request, cred string, rl pace.RateLimit, err error, d time.Duration) {
 	status := statusTransport
-	switch e, ok := errors.AsType[*Error](err); {
-	case rl.Status != 0:
+	if rl.Status != 0 {
 		status = statusLabel(rl.Status)
-	case ok:
+	} else if e, ok := errors.AsType[*Error](err); ok {
 		status = statusLabel(e.StatusCode)
-	case ctx.Err() != nil:
+	} else if ctx.Err() != nil {
 		status = statusCanceled
 	}
 	o := m.attemptOptionsOf(attemptLabels{route: r.route, method: r.method, status: status})
