@@ -110,6 +110,7 @@ func newOperations(s *Server, up Upstream, store state.Store, o OperationOptions
 		Exec:       s.execItem,
 		Estimate:   est,
 		Finish:     s.finishOperation,
+		Recorded:   s.recordedItems,
 		Logger:     s.log,
 		MaxRunning: max(o.MaxRunning, 0),
 		FlushEvery: max(o.FlushEvery, 0),
@@ -169,11 +170,22 @@ func (s *Server) execItem(ctx context.Context, op *state.Operation, item state.P
 		s.ops.execs[op.ID] = x
 	}
 	s.ops.mu.Unlock()
-	res := x.Execute(ctx, item)
-	if !operation.Interrupted(ctx, res) {
-		s.metrics.batchItemsEnded(ctx, string(op.Kind), res.Code, 1)
+	return x.Execute(ctx, item)
+}
+
+// recordedItems counts items of op in the batch metrics once the state
+// store has recorded their results (the runner's Recorded): each item
+// once, also when it ran again after a restart because its result was
+// lost with the process, and also when it ended without running (its
+// value lost, DATA_LOSS) or its run panicked (INTERNAL). Items that ended
+// as op was accepted count then (startOperation).
+func (s *Server) recordedItems(ctx context.Context, op *state.Operation, results []state.ItemResult) {
+	if op.Caller != "" {
+		ctx = identity.WithCaller(ctx, op.Caller)
 	}
-	return res
+	for _, r := range results {
+		s.metrics.batchItemsEnded(ctx, string(op.Kind), r.Code, 1)
+	}
 }
 
 // finishOperation drops the executor of an operation this process stopped
@@ -196,7 +208,7 @@ func (s *Server) startOperation(ctx context.Context, rpcName string, op *state.O
 	}
 	// Its items, and those that ended as it was accepted (refused,
 	// unchanged), count in the batch metrics as a synchronous call's do;
-	// the others count as they end (execItem).
+	// the others count as their results are recorded (recordedItems).
 	s.metrics.batchSized(ctx, rpcName, len(op.Results)+len(op.Pending))
 	for _, r := range op.Results {
 		s.metrics.batchItemsEnded(ctx, rpcName, r.Code, 1)

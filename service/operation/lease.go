@@ -140,7 +140,7 @@ func (r *Runner) renew(ctx context.Context, id string, cancel context.CancelCaus
 // that another runner takes it over at once, recording group first. It
 // does nothing when the operation is done or another runner holds it.
 func (r *Runner) release(ctx context.Context, id string, group []state.ItemResult) {
-	_, err := r.store.UpdateOperation(ctx, id, func(o *state.Operation) error {
+	op, err := r.store.UpdateOperation(ctx, id, func(o *state.Operation) error {
 		if o.Done || o.Runner != r.id {
 			return errNoLease
 		}
@@ -157,6 +157,7 @@ func (r *Runner) release(ctx context.Context, id string, group []state.ItemResul
 	})
 	switch {
 	case err == nil:
+		r.recorded(ctx, op, group)
 		r.notify(id)
 	case !errors.Is(err, errNoLease):
 		r.log.WarnContext(ctx, "operation lease not released; another runner takes it over when it ends",

@@ -147,6 +147,7 @@ func (r *Runner) run(ctx context.Context, id string) {
 			if op, err = r.update(sctx, id, r.record(group)); err != nil {
 				return
 			}
+			r.recorded(sctx, op, group)
 			group, lastFlush = nil, time.Now()
 		}
 	}
@@ -315,6 +316,7 @@ func (r *Runner) finish(ctx context.Context, id string, group []state.ItemResult
 	if err != nil {
 		return
 	}
+	r.recorded(ctx, op, group)
 	code := codes.OK
 	if op.Error != nil {
 		code = op.Error.Code
@@ -322,6 +324,14 @@ func (r *Runner) finish(ctx context.Context, id string, group []state.ItemResult
 	m := op.Metadata
 	r.log.InfoContext(ctx, "operation finished", "operation", id, "kind", string(op.Kind), "code", code.String(),
 		"total", m.Total, "written", m.Written, "unchanged", m.Unchanged, "failed", m.Failed, "not_run", m.Remaining)
+}
+
+// recorded passes the results of group, just recorded in op, to
+// Options.Recorded.
+func (r *Runner) recorded(ctx context.Context, op *state.Operation, group []state.ItemResult) {
+	if r.onRecorded != nil && len(group) > 0 {
+		r.onRecorded(ctx, op, group)
+	}
 }
 
 // end marks o done with st (nil when nothing was left to run).

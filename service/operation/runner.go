@@ -37,6 +37,15 @@ type Estimate func(remaining int) time.Duration
 // it is cancelled when Close ran out of time. It must not block for long.
 type Finish func(ctx context.Context, id string)
 
+// Recorded is called each time the store has recorded the results of some
+// of op's items, with those results (op is the operation as recorded).
+// Each item's result is passed once, when it is recorded: an item whose
+// result a crash lost runs again and is passed then, and an item that
+// ended without running (its value lost) or whose run panicked is passed
+// too. The service counts its batch metrics there. It must be fast and
+// must not block.
+type Recorded func(ctx context.Context, op *state.Operation, results []state.ItemResult)
+
 // Visible reports whether the calling identity may see op. The service
 // passes one per request: the caller itself, and callers its policy lets
 // read operations. A nil Visible lets everything through (internal use).
@@ -84,6 +93,9 @@ type Options struct {
 	// Finish, when set, is called when this process stops running an
 	// operation (see Finish).
 	Finish Finish
+	// Recorded, when set, is called with the results the store recorded
+	// (see Recorded).
+	Recorded Recorded
 	// Logger receives the runner's logs; nil discards them.
 	Logger *slog.Logger
 	// MaxRunning bounds how many operations run at once; zero means
@@ -118,6 +130,7 @@ type Runner struct {
 	exec          Exec
 	estimate      Estimate
 	onFinish      Finish
+	onRecorded    Recorded
 	log           *slog.Logger
 	slots         chan struct{}
 	waiting       atomic.Int64 // runs waiting for a slot (see run: turns)
@@ -157,6 +170,7 @@ func New(opts Options) (*Runner, error) {
 		exec:          opts.Exec,
 		estimate:      opts.Estimate,
 		onFinish:      opts.Finish,
+		onRecorded:    opts.Recorded,
 		log:           opts.Logger,
 		volatile:      opts.Volatile,
 		slots:         make(chan struct{}, orDefault(opts.MaxRunning, DefaultMaxRunning)),
