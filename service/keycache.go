@@ -40,6 +40,10 @@ type sealingKey struct {
 	key     [32]byte
 	etag    string // of the answer that carried it; "" when GitHub sent none
 	checked time.Time
+	// replaced is the id of the key this one replaced in the cache (""
+	// for a scope's first key): a forced check that goes back to it
+	// found no rotation to refund (revalidateKey).
+	replaced upstream.KeyID
 }
 
 // keyCache caches each scope's public key. A key older than the TTL is
@@ -257,12 +261,16 @@ func (c *keyCache) revalidateKey(ctx context.Context, s upstream.Scope, stale up
 
 		k, err := c.check(ctx, s, old, true)
 		var te *upstream.ThrottledError
-		if errors.As(err, &te) || (err == nil && k.id != old.id) {
+		if errors.As(err, &te) || (err == nil && k.id != old.id && k.id != old.replaced) {
 			// The pacer sent nothing, or the check found a rotation: give
 			// the budget back. The budget bounds checks that find nothing;
 			// one that found a new key was called for, and the next
 			// rotation, however soon, must find its key too (refunds are
-			// bounded by GitHub's rotations, which no caller causes).
+			// bounded by GitHub's rotations, which no caller causes). A
+			// check that found the key the cached one replaced is no
+			// rotation: while GitHub answers with the old key and the new
+			// in turn (a lagging replica), a caller sending each key's id
+			// in turn must not have every call checked at GitHub.
 			c.mu.Lock()
 			if forced := c.spent(b); forced[path].Equal(claimed) {
 				delete(forced, path)
@@ -309,6 +317,10 @@ func (c *keyCache) check(ctx context.Context, s upstream.Scope, old sealingKey, 
 	if !notModified {
 		if k, err = decodeKey(pk); err != nil {
 			return sealingKey{}, err
+		}
+		k.replaced = old.replaced
+		if had && k.id != old.id {
+			k.replaced = old.id
 		}
 	}
 	switch {

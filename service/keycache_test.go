@@ -566,3 +566,40 @@ func TestSealedPut422RevalidatesInsteadOfEvicting(t *testing.T) {
 		}
 	})
 }
+
+// alternatingKeys is a GitHub whose replicas disagree after a rotation:
+// each answer carries the other of two keys.
+type alternatingKeys struct{ *fakeKeys }
+
+func (a alternatingKeys) RevalidatePublicKey(ctx context.Context, s upstream.Scope, etag string) (upstream.PublicKey, bool, error) {
+	a.id.Store(3 - a.id.Load()) // 1, 2, 1, ...
+	return a.fakeKeys.RevalidatePublicKey(ctx, s, etag)
+}
+
+// TestKeyCacheAlternatingKeysKeepBudget: a forced check that finds a new
+// key gives its budget back (TestRotationsWithinOneTTL), but one that
+// finds the key the cached one replaced does not. Otherwise, while GitHub
+// answers with the old and the new key in turn, a caller sending each
+// key's id in turn would have every one of its calls checked at GitHub.
+func TestKeyCacheAlternatingKeysKeepBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeKeys(t)
+		c := newKeyCache(alternatingKeys{f}, time.Minute)
+		ctx := t.Context()
+		k, err := c.get(ctx, testScope)
+		if err != nil || k.id != "1" {
+			t.Fatalf("get = %+v, %v", k, err)
+		}
+		for range 50 {
+			cur, _ := c.cached(testScope)
+			if _, err := c.revalidate(ctx, testScope, cur.id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The first check found key 2 (a rotation: given back), the second
+		// found key 1 again (kept): nothing more within the interval.
+		if n := f.conditional.Load(); n != 2 {
+			t.Fatalf("%d forced checks within one interval, want 2", n)
+		}
+	})
+}
