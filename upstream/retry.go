@@ -5,18 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/secretbroker/secretbroker/upstream/credential"
+	"github.com/secretbroker/secretbroker/upstream/netfail"
 	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
@@ -175,7 +173,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 			return response{status: http.StatusNoContent, header: out.header}, nil
 		case isGitHub:
 			return response{}, err
-		case retryableTransport(err):
+		case netfail.Transient(err):
 			unknown = true
 		default:
 			return response{}, err
@@ -334,25 +332,6 @@ func retryableStatus(code int) bool {
 		return true
 	}
 	return false
-}
-
-// retryableTransport reports whether err is a network failure worth
-// retrying: a dropped or refused connection, an unexpected EOF, a reset,
-// a timeout. TLS and certificate failures and errors of a custom
-// transport are not.
-func retryableTransport(err error) bool {
-	for _, target := range []error{io.EOF, io.ErrUnexpectedEOF, net.ErrClosed,
-		syscall.ECONNRESET, syscall.ECONNREFUSED, syscall.ECONNABORTED, syscall.EPIPE} {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return true
-	}
-	var oe *net.OpError
-	return errors.As(err, &oe)
 }
 
 // failure describes a failed attempt for a message, without values.

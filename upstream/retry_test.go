@@ -20,6 +20,8 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/secretbroker/secretbroker/upstream/netfail"
 )
 
 // answer plays one step of a scripted server: "drop" closes the
@@ -108,7 +110,7 @@ func TestRetries(t *testing.T) {
 		{name: "403 secondary limit told by its message", call: put, steps: []string{"403-secondary", "204"}, attempts: 2},
 		{name: "dropped connection", call: put, steps: []string{"drop", "drop", "201"}, attempts: 3},
 		{name: "dropped connections give up", call: put, steps: []string{"drop"}, maxAttempts: 3, attempts: 3,
-			wantErr: func(err error) bool { return retryableTransport(err) && !errors.As(err, new(*Error)) }},
+			wantErr: func(err error) bool { return netfail.Transient(err) && !errors.As(err, new(*Error)) }},
 		{name: "DELETE 404 after a drop", call: del, steps: []string{"drop", "404"}, attempts: 2},
 		{name: "DELETE 404 after a 502", call: del, steps: []string{"502", "404"}, attempts: 2},
 		{name: "DELETE 404 alone", call: del, steps: []string{"404"}, attempts: 1, wantStatus: 404},
@@ -593,7 +595,7 @@ func TestBackoffPastTheDeadline(t *testing.T) {
 		name: "connection refused",
 		check: func(t *testing.T, err error) {
 			be, ok := errors.AsType[*BackoffError](err)
-			if !ok || !retryableTransport(be.Err) || !errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, new(*Error)) {
+			if !ok || !netfail.Transient(be.Err) || !errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, new(*Error)) {
 				t.Fatalf("err = %v, want a *BackoffError wrapping a refused connection", err)
 			}
 		},

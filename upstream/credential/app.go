@@ -7,19 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	jwt "github.com/golang-jwt/jwt/v4"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/secretbroker/secretbroker/upstream/netfail"
 	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
@@ -548,9 +547,10 @@ func later(a, b time.Time) time.Time {
 
 // Transient reports whether err, a failure of one of the app's own
 // requests (an installation lookup, a token mint), may well not recur:
-// an answer of 500, 502, 503 or 504, or no answer because the connection
-// was dropped, refused or reset, or timed out (mintTimeout and
-// lookupTimeout included). TLS and certificate failures are not. The
+// an answer of 500, 502, 503 or 504, or no answer for a reason
+// netfail.Transient names (a connection dropped, refused or reset, an
+// HTTP/2 stream reset, a timeout: mintTimeout and lookupTimeout
+// included). TLS and certificate failures are not. The
 // upstream client retries a transient failure with its backoff, and Token
 // does not remember one (mintRetry).
 func Transient(err error) bool {
@@ -561,17 +561,7 @@ func Transient(err error) bool {
 		}
 		return false
 	}
-	for _, target := range []error{io.EOF, io.ErrUnexpectedEOF, net.ErrClosed,
-		syscall.ECONNRESET, syscall.ECONNREFUSED, syscall.ECONNABORTED, syscall.EPIPE} {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
-		return true
-	}
-	_, ok := errors.AsType[*net.OpError](err)
-	return ok
+	return netfail.Transient(err)
 }
 
 // newTransport returns a Transport with an AppsTransport of its own:
