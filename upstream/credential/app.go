@@ -337,6 +337,9 @@ func (a *App) findInstallation(ctx context.Context, owner, repo string) (int64, 
 	}
 	for _, r := range routes {
 		id, err := a.getInstallation(ctx, owner, r.route, r.path)
+		if he, ok := errors.AsType[*HTTPError](err); ok && a.signer.correctClock(he) {
+			id, err = a.getInstallation(ctx, owner, r.route, r.path) // once, with GitHub's time
+		}
 		if err != nil || id != 0 {
 			return id, err
 		}
@@ -403,6 +406,10 @@ type HTTPError struct {
 	// RateLimitReset is x-ratelimit-reset, when the primary window
 	// resets; the zero Time when GitHub did not say.
 	RateLimitReset time.Time
+	// ClockOffset is GitHub's clock minus this machine's, from the
+	// answer's Date header (whole seconds), when dated.
+	ClockOffset time.Duration
+	dated       bool
 }
 
 // newHTTPError is the *HTTPError of resp, a non-2xx answer that arrived at
@@ -410,6 +417,9 @@ type HTTPError struct {
 // secondary rate limit and is not kept.
 func newHTTPError(method, route string, resp *http.Response, body []byte, now time.Time) *HTTPError {
 	e := &HTTPError{Method: method, Route: route, StatusCode: resp.StatusCode}
+	if date, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+		e.ClockOffset, e.dated = date.Sub(now.Truncate(time.Second)), true
+	}
 	var gh struct {
 		Message string `json:"message"`
 	}
@@ -614,7 +624,7 @@ func (in *installation) Token(ctx context.Context) (string, error) {
 		keyGen := in.app.signer.generation()
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mintTimeout)
 		defer cancel()
-		tok, err := tr.Token(mctx)
+		tok, err := in.mint(mctx, tr)
 		var refresh time.Time
 		if err != nil {
 			err = in.mintFailed(err)
@@ -649,14 +659,29 @@ func (in *installation) held(he *HTTPError) error {
 	return fmt.Errorf("credential: minting a token for GitHub App installation %d: not sent while GitHub holds the app's requests: %w", in.id, he)
 }
 
-// mintFailed is the error of a failed token mint. A mint GitHub answers
+// mint mints a token with tr: once more, at once, when GitHub refused the
+// app's JWT because this machine's clock is off (keySigner.correctClock).
+// An error is mintError's.
+func (in *installation) mint(ctx context.Context, tr *ghinstallation.Transport) (string, error) {
+	tok, err := tr.Token(ctx)
+	if err == nil {
+		return tok, nil
+	}
+	err = mintError(err)
+	if he, ok := errors.AsType[*HTTPError](err); ok && in.app.signer.correctClock(he) {
+		tok, err = tr.Token(ctx)
+		return tok, mintError(err)
+	}
+	return "", err
+}
+
+// mintFailed is the error of a failed token mint (mint's). A mint GitHub answers
 // 404 is for an installation that is gone (the app was uninstalled, or
 // installed again under a new id): the app forgets it, so that the next
 // call for its owners looks them up again, and the error is an
 // *UninstalledError, never a 404 that a caller could take for its own
 // secret's.
 func (in *installation) mintFailed(err error) error {
-	err = mintError(err)
 	if he, ok := errors.AsType[*HTTPError](err); ok && he.StatusCode == http.StatusNotFound {
 		in.app.forget(in)
 		err = &UninstalledError{InstallationID: in.id}
@@ -668,6 +693,9 @@ func (in *installation) mintFailed(err error) error {
 // status and URL; never a token) and what a transport said. It closes the
 // answer's body, which ghinstallation leaves open for its caller.
 func mintError(err error) error {
+	if err == nil {
+		return nil
+	}
 	if he, ok := errors.AsType[*ghinstallation.HTTPError](err); ok && he.Response != nil {
 		var body []byte
 		if b := he.Response.Body; b != nil {
@@ -716,7 +744,7 @@ func (in *installation) Renew(ctx context.Context, refused string) error {
 	tr := in.newTransport()
 	ctx, cancel := context.WithTimeout(ctx, mintTimeout)
 	defer cancel()
-	tok, err := tr.Token(ctx)
+	tok, err := in.mint(ctx, tr)
 	if err != nil {
 		err = in.mintFailed(err)
 		in.app.holdJWT(err)
@@ -789,6 +817,35 @@ type keySigner struct {
 	mu  sync.Mutex
 	key *rsa.PrivateKey
 	gen uint64 // how many times the key changed
+	// offset is added to this machine's clock for the JWT's times: GitHub's
+	// clock minus ours, once an answer showed them apart (correctClock).
+	offset time.Duration
+}
+
+// jwtClockTolerance is how far this machine's clock may be from GitHub's
+// before a refused JWT is signed again with GitHub's time: well within
+// the JWT's backdating (jwtBackdate), and above the Date header's
+// one-second resolution and an answer's time on the way.
+const jwtClockTolerance = 30 * time.Second
+
+// correctClock takes GitHub's time from he, GitHub's 401 to a request
+// signed with the app's JWT, when its Date shows this machine's clock
+// more than jwtClockTolerance from GitHub's, as the offset later JWTs are
+// signed with (as octokit's auth-app does: GitHub refuses a JWT issued in
+// its future or expiring too far ahead of it). It reports whether the
+// offset changed, that is whether the refused request is worth sending
+// once more.
+func (s *keySigner) correctClock(he *HTTPError) bool {
+	if he.StatusCode != http.StatusUnauthorized || !he.dated {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if (he.ClockOffset - s.offset).Abs() <= jwtClockTolerance {
+		return false // the JWT was signed with GitHub's time: refused for another reason
+	}
+	s.offset = he.ClockOffset
+	return true
 }
 
 // generation counts the key's changes.
@@ -825,14 +882,14 @@ func (s *keySigner) reload(force bool) (bool, error) {
 }
 
 // Sign signs claims with the current key, read again first when the file
-// changed, with the app's JWT times (setJWTTimes), whoever made the
-// claims. A file that became unreadable keeps the key it had.
+// changed, with the app's JWT times (setJWTTimes) on GitHub's clock as
+// far as correctClock knows it, whoever made the claims. A file that became unreadable keeps the key it had.
 func (s *keySigner) Sign(claims jwt.Claims) (string, error) {
-	setJWTTimes(claims, time.Now())
 	_, reloadErr := s.reload(false)
 	s.mu.Lock()
-	key := s.key
+	key, offset := s.key, s.offset
 	s.mu.Unlock()
+	setJWTTimes(claims, time.Now().Add(offset))
 	if key == nil {
 		return "", reloadErr
 	}
