@@ -19,6 +19,10 @@
 // code), 2 when the command line or its inputs are wrong (nothing was
 // sent), and 3 from drift --exit-code when the scope drifted.
 //
+// A call the broker sheds (RESOURCE_EXHAUSTED with a RetryInfo) or cannot
+// serve now (UNAVAILABLE) is sent again, a few times, where that is safe
+// (retry.go).
+//
 // sync prints the plan (a dry run), then runs the sync as a long-running
 // operation and follows it (follow.go) with a progress bar redrawn in
 // place when stdout is a terminal, plain lines otherwise (progress.go).
