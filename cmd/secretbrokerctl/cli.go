@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -29,6 +30,11 @@ type cli struct {
 	maxAttempts int
 
 	secrets []string
+
+	// mu guards running, which the goroutine watching for a second
+	// interrupt reads (setRunning).
+	mu      sync.Mutex
+	running string
 }
 
 func newCLI(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string, term terminal) *cli {

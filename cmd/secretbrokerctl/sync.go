@@ -281,9 +281,13 @@ func (c *cli) runSyncOp(ctx context.Context, client secretbrokerv1.SecretService
 	// it (RESOURCE_EXHAUSTED with a RetryInfo): after UNAVAILABLE it may
 	// have been accepted, and a second start would run the sync twice.
 	var trace retryTrace
+	c.setRunning(fmt.Sprintf("the sync of %s may have been accepted as an operation: %s ops --not-done lists yours still running, %s cancel NAME stops one", req.GetParent(), progName, progName))
 	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	resp, err := client.SyncSecrets(cctx, areq, retryTraced(retryRefused, &trace))
 	cancel()
+	if err != nil {
+		c.setRunning("")
+	}
 	if status.Code(err) == codes.Unimplemented {
 		fmt.Fprintf(c.stderr, "%s: the broker does not run operations; syncing in one call, without progress\n", progName)
 		// As the start: sent again only when refused. A sync cut off after
@@ -312,13 +316,18 @@ func (c *cli) runSyncOp(ctx context.Context, client secretbrokerv1.SecretService
 	}
 	op := resp.GetOperation()
 	if op.GetName() == "" {
+		c.setRunning("")
 		return syncRun{results: resp.GetResults(), total: len(resp.GetResults()), err: errors.New("the broker answered async without an operation")}
 	}
 	step := waitStepPlain
 	if tty {
 		step = waitStepTTY
 	}
+	c.setRunning(fmt.Sprintf("%s may still be running: %s op %s shows it, %s cancel %s stops it", op.GetName(), progName, op.GetName(), progName, op.GetName()))
 	f := c.follow(ctx, client, op, p, step)
+	if f.op.GetDone() {
+		c.setRunning("")
+	}
 	r := syncRun{
 		op:          f.op.GetName(),
 		results:     f.op.GetResponse().GetSyncResults(),
