@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -20,12 +23,22 @@ type cli struct {
 	term           terminal
 	// now is the clock progress is shown by (rate, ETA, line spacing).
 	now func() time.Time
+	// dial, when set, makes the connections (tests: an in-memory listener).
+	dial func(ctx context.Context, addr string) (net.Conn, error)
+	// maxAttempts bounds the attempts of a retried call (retry.go):
+	// retryMaxAttempts; 1 in the tests that run on the wall clock.
+	maxAttempts int
 
 	secrets []string
+
+	// mu guards running, which the goroutine watching for a second
+	// interrupt reads (setRunning).
+	mu      sync.Mutex
+	running string
 }
 
 func newCLI(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string, term terminal) *cli {
-	return &cli{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, term: term, now: time.Now}
+	return &cli{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, term: term, now: time.Now, maxAttempts: retryMaxAttempts}
 }
 
 // errorf writes "secretbrokerctl: MESSAGE" to standard error, scrubbed.
@@ -148,7 +161,7 @@ func (c *cli) flags(name string, opts *common, timeout time.Duration) *flag.Flag
 	fs.StringVar(&opts.keyFile, "tls-key-file", "", "client certificate's key (PEM)")
 	fs.BoolVar(&opts.tls, "tls", false, "use TLS with the system's roots (the default for a non-loopback address)")
 	fs.BoolVar(&opts.insecure, "insecure", false, "plaintext even to a non-loopback address (without it, plaintext is used for loopback only)")
-	fs.DurationVar(&opts.timeout, "timeout", timeout, "deadline of each call")
+	fs.DurationVar(&opts.timeout, "timeout", timeout, "deadline of each call, its retries included")
 	fs.StringVar(&opts.output, "output", outputTable, "output format: table or json")
 	fs.StringVar(&opts.output, "o", outputTable, "shorthand for --output")
 	return fs

@@ -162,6 +162,14 @@ func (c *cli) connect(o *common) (secretbrokerv1.SecretServiceClient, func(), er
 	if tok != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(bearerCreds{token: tok, secure: !tr.plaintext}))
 	}
+	// Retries are the interceptor's, per call (retry.go), not a service
+	// config's retryPolicy: that one is per method (SyncSecrets is a read
+	// as a dry run and starts an operation otherwise), knows no RetryInfo
+	// and says nothing of its waits.
+	opts = append(opts, grpc.WithChainUnaryInterceptor(c.retryInterceptor))
+	if c.dial != nil {
+		opts = append(opts, grpc.WithContextDialer(c.dial))
+	}
 	conn, err := grpc.NewClient(o.addr, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--addr %q: %w", o.addr, err)

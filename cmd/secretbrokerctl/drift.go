@@ -49,7 +49,7 @@ func runDrift(ctx context.Context, c *cli, args []string) int {
 	}
 	defer closeConn()
 	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
-	resp, err := client.DetectDrift(cctx, &secretbrokerv1.DetectDriftRequest{Parent: parent})
+	resp, err := client.DetectDrift(cctx, &secretbrokerv1.DetectDriftRequest{Parent: parent}, retry(retryRepeatable))
 	cancel()
 	if err != nil {
 		return c.callFailed("drift", parent, err)

@@ -50,7 +50,8 @@ func (c *cli) follow(ctx context.Context, client secretbrokerv1.SecretServiceCli
 	for !op.GetDone() {
 		p.update(op.GetMetadata())
 		wctx, cancel := context.WithTimeout(ctx, step+callSlack)
-		next, err := client.WaitOperation(wctx, &secretbrokerv1.WaitOperationRequest{Name: op.GetName(), Timeout: durationpb.New(step)})
+		next, err := client.WaitOperation(wctx, &secretbrokerv1.WaitOperationRequest{Name: op.GetName(), Timeout: durationpb.New(step)},
+			retryCall{kind: retryRepeatable, beforeNotice: p.interrupt})
 		cancel()
 		if err == nil && next.GetDone() {
 			op = next
@@ -79,13 +80,13 @@ func (c *cli) cancelOp(ctx context.Context, client secretbrokerv1.SecretServiceC
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
 	defer cancel()
 	fmt.Fprintf(c.stderr, "%s: interrupted: cancelling %s\n", progName, op.GetName())
-	got, err := client.CancelOperation(cctx, &secretbrokerv1.CancelOperationRequest{Name: op.GetName()})
+	got, err := client.CancelOperation(cctx, &secretbrokerv1.CancelOperationRequest{Name: op.GetName()}, retry(retryRepeatable))
 	if err != nil {
 		return followed{op: op, interrupted: true, err: err, call: "CancelOperation"}
 	}
 	op = got
 	if !op.GetDone() {
-		got, err := client.WaitOperation(cctx, &secretbrokerv1.WaitOperationRequest{Name: op.GetName(), Timeout: durationpb.New(cancelTimeout - time.Second)})
+		got, err := client.WaitOperation(cctx, &secretbrokerv1.WaitOperationRequest{Name: op.GetName(), Timeout: durationpb.New(cancelTimeout - time.Second)}, retry(retryRepeatable))
 		if err == nil && !got.GetDone() {
 			err = status.Error(codes.DeadlineExceeded, "the operation had not stopped yet")
 		}

@@ -33,7 +33,7 @@ func runGet(ctx context.Context, c *cli, args []string) int {
 
 	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()
-	s, err := client.GetSecret(cctx, &secretbrokerv1.GetSecretRequest{Name: name})
+	s, err := client.GetSecret(cctx, &secretbrokerv1.GetSecretRequest{Name: name}, retry(retryRepeatable))
 	if err != nil {
 		return c.callFailed("get", name, err)
 	}

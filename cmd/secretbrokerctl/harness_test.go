@@ -224,6 +224,9 @@ func ctlClock(ctx context.Context, t *testing.T, env map[string]string, stdin io
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	c := newCLI(stdin, &stdout, &stderr, func(k string) string { return env[k] }, term)
+	// These tests run on the wall clock: no retry, whose waits would be
+	// real. TestRetry and TestSecondInterrupt run the retries in fake time.
+	c.maxAttempts = 1
 	if now != nil {
 		c.now = now
 	}

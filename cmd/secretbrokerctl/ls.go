@@ -100,5 +100,5 @@ func runLs(ctx context.Context, c *cli, args []string) int {
 func listPage(ctx context.Context, client secretbrokerv1.SecretServiceClient, opts common, parent, token string) (*secretbrokerv1.ListSecretsResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()
-	return client.ListSecrets(ctx, &secretbrokerv1.ListSecretsRequest{Parent: parent, PageSize: listPageSize, PageToken: token})
+	return client.ListSecrets(ctx, &secretbrokerv1.ListSecretsRequest{Parent: parent, PageSize: listPageSize, PageToken: token}, retry(retryRepeatable))
 }

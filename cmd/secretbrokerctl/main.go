@@ -17,7 +17,13 @@
 // --output json. The exit code is 0 on success, 1 when a call or any item
 // of a batch or sync failed (each named on standard error with its gRPC
 // code), 2 when the command line or its inputs are wrong (nothing was
-// sent), and 3 from drift --exit-code when the scope drifted.
+// sent), 3 from drift --exit-code when the scope drifted, and 130 when a
+// second interrupt stops it at once (interrupt.go): the first one stops it
+// gracefully, cancelling sync's operation.
+//
+// A call the broker sheds (RESOURCE_EXHAUSTED with a RetryInfo) or cannot
+// serve now (UNAVAILABLE) is sent again, a few times, where that is safe
+// (retry.go).
 //
 // sync prints the plan (a dry run), then runs the sync as a long-running
 // operation and follows it (follow.go) with a progress bar redrawn in
@@ -50,18 +56,20 @@ const (
 const progName = "secretbrokerctl"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
-	stop()
-	os.Exit(code)
+	// Two places: a second interrupt must not be lost while the first is
+	// being handled.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	os.Exit(run(sigs, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv, os.Exit))
 }
 
 // run runs the command line args (without the program's name) and returns
-// the exit code. getenv reads the environment (SECRETBROKER_ADDR,
-// SECRETBROKER_TOKEN). A terminal on stdin is detected through its file
-// descriptor (an *os.File).
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	return newCLI(stdin, stdout, stderr, getenv, osTerminal{}).main(ctx, args)
+// the exit code; sigs delivers the interrupts, and a second one ends the
+// process through exit (runSignals). getenv reads the environment
+// (SECRETBROKER_ADDR, SECRETBROKER_TOKEN). A terminal on stdin is detected
+// through its file descriptor (an *os.File).
+func run(sigs <-chan os.Signal, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string, exit func(int)) int {
+	return newCLI(stdin, stdout, stderr, getenv, osTerminal{}).runSignals(args, sigs, exit)
 }
 
 // command is one subcommand. Adding one (sync, drift) is a new file with a

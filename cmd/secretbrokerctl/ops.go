@@ -73,7 +73,7 @@ func runOps(ctx context.Context, c *cli, args []string) int {
 			return exitFail
 		}
 		cctx, cancel := context.WithTimeout(ctx, opts.timeout)
-		resp, err := client.ListOperations(cctx, &secretbrokerv1.ListOperationsRequest{PageSize: 100, PageToken: token, NotDone: notDone})
+		resp, err := client.ListOperations(cctx, &secretbrokerv1.ListOperationsRequest{PageSize: 100, PageToken: token, NotDone: notDone}, retry(retryRepeatable))
 		cancel()
 		if err != nil {
 			return c.callFailed("ops", "", err)
@@ -110,14 +110,15 @@ func runOps(ctx context.Context, c *cli, args []string) int {
 // their results.
 func runOp(ctx context.Context, c *cli, args []string) int {
 	return c.runOneOp(ctx, "op", args, func(ctx context.Context, client secretbrokerv1.SecretServiceClient, name string) (*secretbrokerv1.Operation, error) {
-		return client.GetOperation(ctx, &secretbrokerv1.GetOperationRequest{Name: name})
+		return client.GetOperation(ctx, &secretbrokerv1.GetOperationRequest{Name: name}, retry(retryRepeatable))
 	})
 }
 
 // runCancel asks an operation to stop and shows it as it is then.
 func runCancel(ctx context.Context, c *cli, args []string) int {
 	return c.runOneOp(ctx, "cancel", args, func(ctx context.Context, client secretbrokerv1.SecretServiceClient, name string) (*secretbrokerv1.Operation, error) {
-		return client.CancelOperation(ctx, &secretbrokerv1.CancelOperationRequest{Name: name})
+		// Cancelling a cancelled operation changes nothing.
+		return client.CancelOperation(ctx, &secretbrokerv1.CancelOperationRequest{Name: name}, retry(retryRepeatable))
 	})
 }
 

@@ -126,7 +126,8 @@ func runPut(ctx context.Context, c *cli, args []string) int {
 
 	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()
-	resp, err := client.PutSecret(cctx, req)
+	// A put of the same value may run twice: the second finds it written.
+	resp, err := client.PutSecret(cctx, req, retry(retryRepeatable))
 	if err != nil {
 		return c.callFailed("put", name, err)
 	}

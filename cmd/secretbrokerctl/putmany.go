@@ -95,7 +95,9 @@ func runPutMany(ctx context.Context, c *cli, args []string) int {
 	)
 	for _, chunk := range chunks(reqs) {
 		cctx, cancel := context.WithTimeout(ctx, opts.timeout)
-		resp, err := client.BatchPutSecrets(cctx, &secretbrokerv1.BatchPutSecretsRequest{Requests: chunk})
+		// Each item is a put of its value: a batch sent again after one
+		// cut off finds the items it wrote unchanged. Never async here.
+		resp, err := client.BatchPutSecrets(cctx, &secretbrokerv1.BatchPutSecretsRequest{Requests: chunk}, retry(retryRepeatable))
 		cancel()
 		if err == nil && len(resp.GetResults()) != len(chunk) {
 			err = fmt.Errorf("the broker answered %d results for %d items", len(resp.GetResults()), len(chunk))

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 )
 
@@ -40,8 +43,16 @@ func runRm(ctx context.Context, c *cli, args []string) int {
 
 	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()
-	if _, err := client.DeleteSecret(cctx, &secretbrokerv1.DeleteSecretRequest{Name: name}); err != nil {
-		return c.callFailed("rm", name, err)
+	// A delete sent again ends as the first would have; but when an
+	// attempt cut off (UNAVAILABLE) may have deleted the secret, the next
+	// one's NOT_FOUND may be its doing, and rm says so.
+	var trace retryTrace
+	if _, err := client.DeleteSecret(cctx, &secretbrokerv1.DeleteSecretRequest{Name: name}, retryTraced(retryRepeatable, &trace)); err != nil {
+		code := c.callFailed("rm", name, err)
+		if status.Code(err) == codes.NotFound && trace.sawCode(codes.Unavailable) {
+			c.errorf("rm %s: an earlier attempt ended UNAVAILABLE and may have deleted it", name)
+		}
+		return code
 	}
 	if opts.output == outputJSON {
 		err = writeJSON(c.stdout, rmJSON{Name: name, Deleted: true})

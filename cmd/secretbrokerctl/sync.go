@@ -125,7 +125,7 @@ func runSync(ctx context.Context, c *cli, args []string) int {
 	planReq := proto.CloneOf(req)
 	planReq.DryRun = true
 	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
-	planResp, err := client.SyncSecrets(cctx, planReq)
+	planResp, err := client.SyncSecrets(cctx, planReq, retry(retryRepeatable)) // a dry run writes nothing
 	cancel()
 	if err != nil {
 		return c.syncFailed(opts.output, &out, c.describe(err), fmt.Sprintf("sync %s: %s", parent, c.describe(err)))
@@ -277,13 +277,24 @@ type syncRun struct {
 func (c *cli) runSyncOp(ctx context.Context, client secretbrokerv1.SecretServiceClient, opts *common, req *secretbrokerv1.SyncSecretsRequest, p *progress, tty bool) syncRun {
 	areq := proto.CloneOf(req)
 	areq.Async = true
+	// Starting the operation is sent again only after the broker refused
+	// it (RESOURCE_EXHAUSTED with a RetryInfo): after UNAVAILABLE it may
+	// have been accepted, and a second start would run the sync twice.
+	var trace retryTrace
+	c.setRunning(fmt.Sprintf("the sync of %s may have been accepted as an operation: %s ops --not-done lists yours still running, %s cancel NAME stops one", req.GetParent(), progName, progName))
 	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
-	resp, err := client.SyncSecrets(cctx, areq)
+	resp, err := client.SyncSecrets(cctx, areq, retryTraced(retryRefused, &trace))
 	cancel()
+	if err != nil {
+		c.setRunning("")
+	}
 	if status.Code(err) == codes.Unimplemented {
 		fmt.Fprintf(c.stderr, "%s: the broker does not run operations; syncing in one call, without progress\n", progName)
+		// As the start: sent again only when refused. A sync cut off after
+		// deleting some of expected_deletes would be refused (ABORTED) as
+		// if the scope had changed by itself.
 		cctx, cancel := context.WithTimeout(ctx, opts.timeout)
-		resp, err := client.SyncSecrets(cctx, req)
+		resp, err := client.SyncSecrets(cctx, req, retry(retryRefused))
 		cancel()
 		if err != nil {
 			return syncRun{err: err, aborted: status.Code(err) == codes.Aborted}
@@ -295,6 +306,9 @@ func (c *cli) runSyncOp(ctx context.Context, client secretbrokerv1.SecretService
 		switch {
 		case status.Code(err) == codes.Aborted && ctx.Err() == nil:
 			r.aborted = true
+		case trace.interrupted:
+			// Interrupted while waiting to send it again: every attempt
+			// was refused.
 		case ctx.Err() != nil || !refusal(status.Code(err)):
 			r.mayHaveStarted = true
 		}
@@ -302,13 +316,18 @@ func (c *cli) runSyncOp(ctx context.Context, client secretbrokerv1.SecretService
 	}
 	op := resp.GetOperation()
 	if op.GetName() == "" {
+		c.setRunning("")
 		return syncRun{results: resp.GetResults(), total: len(resp.GetResults()), err: errors.New("the broker answered async without an operation")}
 	}
 	step := waitStepPlain
 	if tty {
 		step = waitStepTTY
 	}
+	c.setRunning(fmt.Sprintf("%s may still be running: %s op %s shows it, %s cancel %s stops it", op.GetName(), progName, op.GetName(), progName, op.GetName()))
 	f := c.follow(ctx, client, op, p, step)
+	if f.op.GetDone() {
+		c.setRunning("")
+	}
 	r := syncRun{
 		op:          f.op.GetName(),
 		results:     f.op.GetResponse().GetSyncResults(),
