@@ -226,9 +226,18 @@ func (s *Server) syncAsync(ctx context.Context, req *secretbrokerv1.SyncSecretsR
 	}
 	o := &state.Operation{Kind: state.KindSyncSecrets, Caller: callerOf(ctx), Parent: scopeName(plan.scope),
 		Owner: plan.owner, Force: plan.force, Prune: plan.prune}
+	// The runner runs the pending items in order: the writes first, then
+	// the prune's deletes (each group in name order), as the synchronous
+	// sync does, so that an operation cancelled, failing or cut between a
+	// rename's two halves leaves the scope with the new name, not neither.
+	var deletes []state.PendingItem
 	for _, it := range plan.items {
 		if it.run && it.err == nil {
-			o.Pending = append(o.Pending, it.pending(plan.settings))
+			if it.delete {
+				deletes = append(deletes, it.pending(plan.settings))
+			} else {
+				o.Pending = append(o.Pending, it.pending(plan.settings))
+			}
 			continue
 		}
 		if it.action == secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED && it.err == nil {
@@ -238,6 +247,7 @@ func (s *Server) syncAsync(ctx context.Context, req *secretbrokerv1.SyncSecretsR
 		}
 		o.Results = append(o.Results, itemResultOf(it))
 	}
+	o.Pending = append(o.Pending, deletes...)
 	started, err := s.startOperation(ctx, op, o)
 	plan.endCall(withOperation(ctx, started.GetName()), err)
 	if err != nil {
