@@ -226,9 +226,18 @@ func (s *Server) syncAsync(ctx context.Context, req *secretbrokerv1.SyncSecretsR
 	}
 	o := &state.Operation{Kind: state.KindSyncSecrets, Caller: callerOf(ctx), Parent: scopeName(plan.scope),
 		Owner: plan.owner, Force: plan.force, Prune: plan.prune}
+	// The runner runs the pending items in order: the writes first, then
+	// the prune's deletes (each group in name order), as the synchronous
+	// sync does, so that an operation cancelled, failing or cut between a
+	// rename's two halves leaves the scope with the new name, not neither.
+	var deletes []state.PendingItem
 	for _, it := range plan.items {
 		if it.run && it.err == nil {
-			o.Pending = append(o.Pending, it.pending(plan.settings))
+			if it.delete {
+				deletes = append(deletes, it.pending(plan.settings))
+			} else {
+				o.Pending = append(o.Pending, it.pending(plan.settings))
+			}
 			continue
 		}
 		if it.action == secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED && it.err == nil {
@@ -238,6 +247,7 @@ func (s *Server) syncAsync(ctx context.Context, req *secretbrokerv1.SyncSecretsR
 		}
 		o.Results = append(o.Results, itemResultOf(it))
 	}
+	o.Pending = append(o.Pending, deletes...)
 	started, err := s.startOperation(ctx, op, o)
 	plan.endCall(withOperation(ctx, started.GetName()), err)
 	if err != nil {
@@ -752,11 +762,12 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 		return itemOutcome{err: err}
 	}
 	rec, _ := x.s.recordOf(ctx, scope, name)
-	if rec != nil && x.predates(scope, name, rec) {
+	stale := rec != nil && x.predates(scope, name, rec)
+	if stale {
 		rec = nil // of an earlier secret of that name, as the plan judged it
 	}
 	if item.Delete {
-		return x.delete(ctx, scope, name, rec)
+		return x.delete(ctx, scope, name, rec, stale)
 	}
 	if item.ValueLost {
 		return itemOutcome{err: invalidArg("value", "of %s was lost: the state key changed since the operation was accepted; send it again", res)}
@@ -896,12 +907,23 @@ func (x *Executor) recheckAtAdmission(ctx context.Context, item state.PendingIte
 	})
 }
 
+// goneAlreadyError is a prune's delete of a secret with no record left
+// that GitHub reports gone (404): deleted already, typically by this very
+// item before a crash kept its result from being stored (the delete drops
+// the record). Nothing is sent; the item is a DELETE that succeeded.
+type goneAlreadyError struct{ resource string }
+
+func (e *goneAlreadyError) Error() string { return e.resource + " is gone at GitHub already" }
+
 // delete deletes a secret the owner wrote (a prune), and its record. A
-// secret already gone counts as deleted; one that is no longer the owner's
-// is left alone.
-func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string, rec *state.Record) itemOutcome {
+// secret already gone counts as deleted, also when its record is gone
+// too (a delete repeated after a restart: GitHub's 404, read under the
+// secret's lock, says so); one that is no longer the owner's, or that
+// still exists at GitHub without a record, is left alone. stale: rec
+// (then nil) was of an earlier secret of the name, as the plan judged it.
+func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string, rec *state.Record, stale bool) itemOutcome {
 	res := secretResourceName(scope, name)
-	if rec == nil || rec.Owner != x.owner {
+	if stale || rec != nil && rec.Owner != x.owner {
 		out := itemOutcome{action: syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN], err: &notOwnedError{resource: res}}
 		if rec != nil {
 			out.recordedOwner = rec.Owner
@@ -918,21 +940,30 @@ func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string
 	// write since the plan makes the secret theirs; and so does a secret
 	// deleted and created again at GitHub since the owner's write, which
 	// GitHub's answer to a GET made now tells (the plan's listing, or
-	// none, may be older than that).
+	// none, may be older than that). A secret with no record at all is
+	// this owner's delete done already when GitHub has it gone, and not
+	// this owner's when GitHub still has it.
 	var (
 		now   *state.Record
 		drift bool // GitHub's updated_at is not the owner's write's
 	)
 	err = x.s.deleteRecorded(itemCtx, scope, name, func(held context.Context, cur *state.Record) error {
-		if now = cur; cur == nil || cur.Owner != x.owner {
+		if now = cur; cur != nil && cur.Owner != x.owner {
 			return &notOwnedError{resource: res}
 		}
 		sec, err := x.s.fresh.GetSecret(held, scope, name)
 		switch {
+		case isStatus(err, http.StatusNotFound) && cur == nil:
+			// No record and no secret: deleted already (by this item,
+			// before a restart). No DELETE is sent: without a record,
+			// a secret made again since this GET is not this owner's.
+			return &goneAlreadyError{resource: res}
 		case isStatus(err, http.StatusNotFound):
 			return nil // gone already: deleted
 		case err != nil:
 			return err
+		case cur == nil:
+			return &notOwnedError{resource: res} // at GitHub without a record of this owner's
 		case predates(cur, sec):
 			return &notOwnedError{resource: res}
 		case changedSince(cur, sec):
@@ -943,7 +974,7 @@ func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string
 		}
 		return nil
 	})
-	if isStatus(err, http.StatusNotFound) {
+	if _, gone := errors.AsType[*goneAlreadyError](err); gone || isStatus(err, http.StatusNotFound) {
 		err = nil
 	}
 	ch.end(itemCtx, err)

@@ -379,7 +379,8 @@ func TestSyncRejects(t *testing.T) {
 
 // TestExecutor drives the per-item function an operation runner calls:
 // the same item twice (a resume) writes once; a prune of a secret that
-// changed hands, or of one already gone, and a lost value.
+// changed hands, of one already gone with its record (a resume after the
+// delete) and of one made again without a record; and a lost value.
 func TestExecutor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st, err := state.NewMemory(state.Options{})
@@ -420,9 +421,21 @@ func TestExecutor(t *testing.T) {
 			t.Fatalf("prune: %+v", r)
 		}
 		// Deleted already (a resume after the delete, before the result
-		// was stored): the record is gone, so it is not the owner's.
-		if r = x.Execute(ctx, state.PendingItem{Name: item.Name, Delete: true}); r.Code != codes.FailedPrecondition {
-			t.Errorf("second prune: %+v", r)
+		// was stored): the record is gone, and so is the secret at
+		// GitHub, so the delete is done; no second DELETE is sent.
+		h.emu.ResetCounts()
+		if r = x.Execute(ctx, state.PendingItem{Name: item.Name, Delete: true}); r.Code != codes.OK || r.Action != "delete" ||
+			h.emu.Count(emulator.RouteDeleteRepoSecret) != 0 {
+			t.Errorf("second prune: %+v, %d DELETEs", r, h.emu.Count(emulator.RouteDeleteRepoSecret))
+		}
+		// Made again at GitHub with no record (not through the broker):
+		// not the owner's, left alone.
+		if _, err := otherTool(t, h).broker.PutSecret(ctx, plain(item.Name, plantedSecret+"-other")); err != nil {
+			t.Fatal(err)
+		}
+		if r = x.Execute(ctx, state.PendingItem{Name: item.Name, Delete: true}); r.Code != codes.FailedPrecondition || r.Action != "foreign" ||
+			h.emu.Count(emulator.RouteDeleteRepoSecret) != 0 {
+			t.Errorf("prune of a secret made again without a record: %+v, %d DELETEs", r, h.emu.Count(emulator.RouteDeleteRepoSecret))
 		}
 		if got := SyncActionOf("drifted"); got != actDrifted {
 			t.Errorf("SyncActionOf(drifted) = %v", got)

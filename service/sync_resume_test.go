@@ -1,0 +1,271 @@
+package service
+
+// The order of a sync's writes and deletes, and what an operation's item
+// repeated after a crash reports.
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/operation"
+	"github.com/secretbroker/secretbroker/service/state"
+)
+
+// crashingStore fails, once armed, the first operation update that would
+// record a finished item whose name contains crashOn: the item ran (its
+// write or delete reached GitHub and its record was updated), and the
+// process "dies" before its result is stored. The runner then stops
+// running the operation, which stays stored as it was, leased to the
+// dead runner, as after a crash.
+type crashingStore struct {
+	state.Store
+	crashOn string
+	crashed atomic.Bool
+}
+
+var errCrash = errors.New("simulated crash before the progress was stored")
+
+func (c *crashingStore) UpdateOperation(ctx context.Context, id string, fn func(*state.Operation) error) (*state.Operation, error) {
+	return c.Store.UpdateOperation(ctx, id, func(o *state.Operation) error {
+		before := len(o.Results)
+		if err := fn(o); err != nil {
+			return err
+		}
+		for _, r := range o.Results[before:] {
+			if strings.Contains(r.Name, c.crashOn) && c.crashed.CompareAndSwap(false, true) {
+				return errCrash
+			}
+		}
+		return nil
+	})
+}
+
+// resumeAfterCrash starts a second broker on inner (the store a crashed
+// broker used) once the dead runner's lease has run out, resumes the one
+// unfinished operation and waits for it (name) to end. It runs in the
+// caller's synctest bubble.
+func resumeAfterCrash(t *testing.T, h *harness, inner state.Store, name string) *secretbrokerv1.Operation {
+	t.Helper()
+	mustBeInBubble(t)
+	ctx := t.Context()
+	time.Sleep(operation.DefaultLease + time.Second)
+	s2 := New(h.client, Options{State: inner, Logger: newTestLogger(h.logs)})
+	t.Cleanup(func() { _ = s2.CloseOperations(context.Background()) })
+	if n, err := s2.ResumeOperations(ctx); err != nil || n != 1 {
+		t.Fatalf("ResumeOperations = %d, %v; want 1", n, err)
+	}
+	done, err := s2.WaitOperation(ctx, &secretbrokerv1.WaitOperationRequest{Name: name})
+	if err != nil || !done.GetDone() {
+		t.Fatalf("resumed: %v %v; want done", done, err)
+	}
+	return done
+}
+
+// deletesOf counts the DELETE requests of secret name (in any scope) h's
+// GitHub received.
+func deletesOf(h *harness, name string) int {
+	n := 0
+	for _, c := range h.upstream.calls(http.MethodDelete) {
+		if strings.HasSuffix(c.path, "/"+name) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestSyncPruneWritesBeforeDeletes: README: "a sync's deletes run one at a
+// time, after its writes", for a sync run at once and one run as an
+// operation alike. A rename (OLD_TOKEN to TOKEN) must write TOKEN before
+// it deletes OLD_TOKEN, so that a sync cancelled, failing or cut in
+// between leaves the scope with the new name rather than neither. The
+// deletes go in name order; an operation's writes too.
+func TestSyncPruneWritesBeforeDeletes(t *testing.T) {
+	for _, async := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sync", true: "async"}[async], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, harnessOpts{})
+				closeOps(t, h.server)
+				ctx := t.Context()
+				old := map[string]string{"A_OLD": plantedSecret, "OLD_TOKEN": plantedSecret, "KEEP": plantedSecret}
+				if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team", old)); err != nil {
+					t.Fatal(err)
+				}
+				h.upstream.mu.Lock()
+				h.upstream.sent = nil
+				h.upstream.mu.Unlock()
+				// Each name sorts before the one it replaces, and KEEP
+				// (unchanged) between them: name order would delete first.
+				req := syncReq(repoScope, "team", map[string]string{"KEEP": plantedSecret, "TOKEN": plantedSecret, "Z_NEW": plantedSecret})
+				req.Prune, req.Async = true, async
+				resp, err := h.broker.SyncSecrets(ctx, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if async {
+					done := waitOp(ctx, t, h.broker, resp.GetOperation().GetName(), 0)
+					if done.GetError() != nil || done.GetMetadata().GetFailed() != 0 {
+						t.Fatalf("operation: %v", done)
+					}
+				}
+				var writes, deletes, order []string
+				for _, c := range h.upstream.calls("") {
+					name := c.path[strings.LastIndexByte(c.path, '/')+1:]
+					switch c.method {
+					case http.MethodPut:
+						writes = append(writes, name)
+					case http.MethodDelete:
+						deletes = append(deletes, name)
+					default:
+						continue
+					}
+					order = append(order, c.method+" "+name)
+				}
+				if async {
+					want := []string{"PUT TOKEN", "PUT Z_NEW", "DELETE A_OLD", "DELETE OLD_TOKEN"}
+					if !slices.Equal(order, want) {
+						t.Errorf("an operation's writes and deletes in order %v; want %v", order, want)
+					}
+					return
+				}
+				// The synchronous sync sends its writes together (the
+				// write slot orders them), then its deletes one by one.
+				slices.Sort(writes)
+				if !slices.Equal(writes, []string{"TOKEN", "Z_NEW"}) || !slices.Equal(deletes, []string{"A_OLD", "OLD_TOKEN"}) ||
+					!slices.Equal(order[2:], []string{"DELETE A_OLD", "DELETE OLD_TOKEN"}) {
+					t.Errorf("writes and deletes in order %v; want the PUTs of TOKEN and Z_NEW, then the DELETEs of A_OLD and OLD_TOKEN", order)
+				}
+			})
+		})
+	}
+}
+
+// TestPruneDeleteRepeatedAfterCrash: README, Operations: "a broker
+// restarted mid-operation resumes it ... every step is idempotent". A
+// prune's DELETE that ran (GitHub deleted the secret, the broker dropped
+// its record) before the process died, and before its result was stored,
+// runs again after the resume with no record left: finding the secret
+// gone at GitHub it is a DELETE that succeeded, with no second DELETE
+// sent. A secret made again at GitHub meanwhile (by someone else: no
+// record of this owner's) is still refused as FOREIGN and left alone.
+func TestPruneDeleteRepeatedAfterCrash(t *testing.T) {
+	tests := []struct {
+		name string
+		// meanwhile runs between the crash and the resume.
+		meanwhile func(ctx context.Context, t *testing.T, h *harness)
+		want      string // OLD's result after the resume
+		wantValue string // OLD's value at GitHub after the resume; "" gone
+	}{
+		{"gone", func(context.Context, *testing.T, *harness) {}, "DELETE OK", ""},
+		{"made again by another tool", func(ctx context.Context, t *testing.T, h *harness) {
+			if _, err := otherTool(t, h).broker.PutSecret(ctx, plain(repoScope+"/secrets/OLD", plantedSecret+"-other")); err != nil {
+				t.Fatal(err)
+			}
+		}, "FOREIGN FAILED_PRECONDITION", plantedSecret + "-other"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				inner, err := state.NewMemory(state.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				crashing := &crashingStore{Store: inner, crashOn: "/secrets/OLD"}
+				h := newHarness(t, harnessOpts{state: crashing, ops: OperationOptions{FlushEvery: 1}})
+				closeOps(t, h.server)
+				ctx := t.Context()
+				if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team", map[string]string{"OLD": plantedSecret, "KEEP": plantedSecret})); err != nil {
+					t.Fatal(err)
+				}
+				req := syncReq(repoScope, "team", map[string]string{"KEEP": plantedSecret + "-2"})
+				req.Prune, req.Async = true, true
+				resp, err := h.broker.SyncSecrets(ctx, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(10 * time.Second)
+				synctest.Wait()
+				if !crashing.crashed.Load() {
+					t.Fatal("the delete of OLD did not run")
+				}
+				if n := deletesOf(h, "OLD"); n != 1 {
+					t.Fatalf("%d DELETEs of OLD before the crash, want 1", n)
+				}
+				tt.meanwhile(ctx, t, h)
+
+				done := resumeAfterCrash(t, h, inner, resp.GetOperation().GetName())
+				got := pruneResults(t, done.GetResponse().GetSyncResults())
+				if want := map[string]string{"KEEP": "UPDATE OK", "OLD": tt.want}; !maps.Equal(got, want) {
+					t.Errorf("results after the resume %v, want %v", got, want)
+				}
+				if n := deletesOf(h, "OLD"); n != 1 {
+					t.Errorf("%d DELETEs of OLD in all, want 1 (none after the resume)", n)
+				}
+				wantFailed := int32(0)
+				if tt.wantValue != "" {
+					wantFailed = 1
+				}
+				if f := done.GetMetadata().GetFailed(); f != wantFailed {
+					t.Errorf("metadata %v: failed %d, want %d", done.GetMetadata(), f, wantFailed)
+				}
+				v, err := h.emu.Open(repoScope, "OLD")
+				switch {
+				case tt.wantValue == "" && err == nil:
+					t.Errorf("OLD is at GitHub after the resume; want it gone")
+				case tt.wantValue != "" && (err != nil || string(v) != tt.wantValue):
+					t.Errorf("OLD at GitHub: %v; want it left as the other tool wrote it", err)
+				}
+			})
+		})
+	}
+}
+
+// TestBatchWriteRepeatedAfterCrashIsUnchanged pins what README,
+// Operations, documents of a write repeated after a crash: an async
+// batch item GitHub created, whose result was not stored before the
+// process died, is judged again after the resume against the record its
+// write left and GitHub's listing. It is not written a second time, and
+// is reported as a write would have been that found it so: OK and
+// unchanged (not created).
+func TestBatchWriteRepeatedAfterCrashIsUnchanged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		inner, err := state.NewMemory(state.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		crashing := &crashingStore{Store: inner, crashOn: "/secrets/FIRST"}
+		h := newHarness(t, harnessOpts{state: crashing, ops: OperationOptions{FlushEvery: 1}})
+		closeOps(t, h.server)
+		ctx := t.Context()
+		req := &secretbrokerv1.BatchPutSecretsRequest{Async: true, Requests: []*secretbrokerv1.PutSecretRequest{
+			plain(repoScope+"/secrets/FIRST", plantedSecret+"-1"),
+			plain(repoScope+"/secrets/SECOND", plantedSecret+"-2"),
+		}}
+		resp, err := h.broker.BatchPutSecrets(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if !crashing.crashed.Load() {
+			t.Fatal("FIRST did not run")
+		}
+		done := resumeAfterCrash(t, h, inner, resp.GetOperation().GetName())
+		got := batchResultsOf(t, done)
+		if want := []string{"FIRST OK unchanged", "SECOND OK created"}; !slices.Equal(got, want) {
+			t.Errorf("results after the resume %v, want %v", got, want)
+		}
+		if n := puts(h); n != 2 {
+			t.Errorf("%d PUTs, want 2 (FIRST not written again)", n)
+		}
+		wantStored(t, h, repoScope+"/secrets/FIRST", plantedSecret+"-1")
+	})
+}
