@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -119,7 +120,7 @@ type Redis struct {
 	closed atomic.Bool
 	locks  [redisStripes]chan struct{}
 
-	mu     sync.Mutex // guards key and sealer, set once
+	mu     sync.Mutex // guards key and sealer, set on first use (and by txSealer)
 	key    []byte
 	sealer *sealer
 }
@@ -403,13 +404,17 @@ func storedCallerOf(b []byte) (caller string, ok bool) {
 // retried when another client wrote the key in between. read receives the
 // stored bytes (nil when there are none) and returns the commands to
 // queue; the in-process stripe lock is held throughout.
-func (r *Redis) writeOp(ctx context.Context, what, id string, read func(stored []byte) (func(redis.Pipeliner), error)) error {
+func (r *Redis) writeOp(ctx context.Context, what, id string, read func(s *sealer, stored []byte) (func(redis.Pipeliner), error)) error {
 	unlock, err := r.lock(ctx, id)
 	if err != nil {
 		return redisErr(what, err)
 	}
 	defer unlock()
 	key := r.opKey(id)
+	watched := []string{key}
+	if !r.given {
+		watched = append(watched, r.keyKey())
+	}
 	for attempt := range redisTxAttempts {
 		if attempt > 0 {
 			if err := backoff(ctx, attempt); err != nil {
@@ -425,7 +430,11 @@ func (r *Redis) writeOp(ctx context.Context, what, id string, read func(stored [
 			case err != nil:
 				return err
 			}
-			queue, err := read(stored)
+			sl, err := r.txSealer(ctx, tx)
+			if err != nil {
+				return err
+			}
+			queue, err := read(sl, stored)
 			if err != nil {
 				return passErr{err}
 			}
@@ -434,7 +443,7 @@ func (r *Redis) writeOp(ctx context.Context, what, id string, read func(stored [
 				return nil
 			})
 			return err
-		}, key)
+		}, watched...)
 		switch {
 		case err == nil:
 			return nil
@@ -446,6 +455,40 @@ func (r *Redis) writeOp(ctx context.Context, what, id string, read func(stored [
 		return redisErr(what, err)
 	}
 	return redisErr(what, fmt.Errorf("%w (%d attempts: other replicas kept writing it)", redis.TxFailedErr, redisTxAttempts))
+}
+
+// txSealer returns the sealer an operation write in tx seals with: the
+// store's, while Redis holds its key or none (the write puts it back:
+// keepKey); else the key Redis holds, which a replica generated after
+// Redis lost this store's (a restart without persistence), and which the
+// store uses from then on. tx watches the key, so a key set after this
+// read fails the transaction, which runs again.
+func (r *Redis) txSealer(ctx context.Context, tx *redis.Tx) (*sealer, error) {
+	s, err := r.loadKey(ctx)
+	if err != nil || r.given {
+		return s, err
+	}
+	cur, err := tx.Get(ctx, r.keyKey()).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return s, nil
+	case err != nil:
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if bytes.Equal(cur, r.key) {
+		return r.sealer, nil
+	}
+	if len(cur) < MinKeyLen {
+		return nil, passErr{fmt.Errorf("state: key: %w: the key kept in Redis is %d bytes", ErrCorrupt, len(cur))}
+	}
+	ns, err := newSealer(cur)
+	if err != nil {
+		return nil, passErr{err}
+	}
+	r.key, r.sealer = cur, ns
+	return ns, nil
 }
 
 // queueOp queues the writes of encoded operation op (v) and its indexes,
@@ -561,16 +604,12 @@ func (r *Redis) PutOperation(ctx context.Context, op *Operation) error {
 		return err
 	}
 	defer cancel()
-	s, err := r.loadKey(ctx)
-	if err != nil {
-		return err
-	}
-	v, err := encodeOperation(s, op)
-	if err != nil {
-		return err
-	}
 	now := r.now()
-	err = r.writeOp(ctx, "put operation "+op.ID, op.ID, func(stored []byte) (func(redis.Pipeliner), error) {
+	err = r.writeOp(ctx, "put operation "+op.ID, op.ID, func(s *sealer, stored []byte) (func(redis.Pipeliner), error) {
+		v, err := encodeOperation(s, op)
+		if err != nil {
+			return nil, err
+		}
 		return r.queueOp(ctx, op, v, stored, now), nil
 	})
 	if err != nil {
@@ -616,13 +655,9 @@ func (r *Redis) UpdateOperation(ctx context.Context, id string, fn func(*Operati
 		return nil, err
 	}
 	defer cancel()
-	s, err := r.loadKey(ctx)
-	if err != nil {
-		return nil, err
-	}
 	var out *Operation
 	now := r.now()
-	err = r.writeOp(ctx, "update operation "+id, id, func(stored []byte) (func(redis.Pipeliner), error) {
+	err = r.writeOp(ctx, "update operation "+id, id, func(s *sealer, stored []byte) (func(redis.Pipeliner), error) {
 		if stored == nil {
 			return nil, fmt.Errorf("state: operation %s: %w", id, ErrNotFound)
 		}
@@ -766,7 +801,7 @@ func (r *Redis) DeleteOperation(ctx context.Context, id string) error {
 		return err
 	}
 	defer cancel()
-	return r.writeOp(ctx, "delete operation "+id, id, func(stored []byte) (func(redis.Pipeliner), error) {
+	return r.writeOp(ctx, "delete operation "+id, id, func(_ *sealer, stored []byte) (func(redis.Pipeliner), error) {
 		return func(pipe redis.Pipeliner) {
 			pipe.Del(ctx, r.opKey(id))
 			pipe.ZRem(ctx, r.allOpsKey(), id)
