@@ -105,8 +105,10 @@ type Options struct {
 	// (what a crash can repeat); zero means DefaultFlushEvery, 1 records
 	// every item.
 	FlushEvery int
-	// FlushInterval bounds how long a finished item may stay unrecorded
-	// (checked when an item finishes); zero means DefaultFlushInterval.
+	// FlushInterval bounds how long a finished item may stay unrecorded,
+	// also while the next item waits for the pacer: the items finished
+	// are recorded FlushInterval after the previous record at the latest.
+	// Zero means DefaultFlushInterval.
 	FlushInterval time.Duration
 	// MaxWait bounds Wait's timeout, which defaults to it; zero means
 	// DefaultMaxWait.
