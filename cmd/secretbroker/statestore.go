@@ -116,6 +116,7 @@ func resumeOperations(ctx context.Context, svc resumer, st state.Store, logger *
 		return err
 	}
 	err = resume(ctx)
+	_, inRedis := st.(*state.Redis)
 	switch st.(type) {
 	case *state.Redis:
 	case *state.Bolt:
@@ -126,13 +127,13 @@ func resumeOperations(ctx context.Context, svc resumer, st state.Store, logger *
 		return func() {}, err
 	}
 	if err != nil {
-		logger.Warn("operations not resumed yet: the state store in Redis cannot be reached; trying again in the background",
+		logger.Warn("operations not resumed yet: "+resumeTrouble(err, inRedis)+"; trying again in the background",
 			slog.Duration("every", resumeRetry), slog.Any("error", err))
 	}
-	failing := err != nil
+	failed := err // err is the result, which the return below sets
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { resumeLoop(rctx, resume, failing, logger) })
+	wg.Go(func() { resumeLoop(rctx, resume, failed, inRedis, logger) })
 	return func() {
 		cancel()
 		wg.Wait()
@@ -145,14 +146,32 @@ type resumer interface {
 	ResumeOperations(ctx context.Context) (int, error)
 }
 
+// resumeTrouble says why resuming operations failed with err: the store
+// holds state this broker cannot decode (a stored operation that does
+// not decode is skipped and logged by the runner; this is what remains,
+// such as a damaged server key in Redis), else, with the state in Redis
+// (inRedis), Redis cannot be reached.
+func resumeTrouble(err error, inRedis bool) string {
+	switch {
+	case errors.Is(err, state.ErrCorrupt):
+		return "the state store holds state this broker cannot decode (damaged, or written by a newer version)"
+	case inRedis:
+		return "the state store in Redis cannot be reached"
+	default:
+		return "the state store failed"
+	}
+}
+
 // resumeLoop calls resume every resumeEvery, or every resumeRetry while
-// it fails (failing: the last call failed), until ctx ends or the runner
-// is closed.
-func resumeLoop(ctx context.Context, resume func(context.Context) error, failing bool, logger *slog.Logger) {
+// it fails (failed: the error of the last call, nil when it worked),
+// until ctx ends or the runner is closed. It warns when resuming starts
+// failing, or fails for another reason (see resumeTrouble), and says when
+// it works again.
+func resumeLoop(ctx context.Context, resume func(context.Context) error, failed error, inRedis bool, logger *slog.Logger) {
 	t := time.NewTimer(resumeEvery)
 	defer t.Stop()
 	for {
-		if failing {
+		if failed != nil {
 			t.Reset(resumeRetry)
 		} else {
 			t.Reset(resumeEvery)
@@ -165,16 +184,22 @@ func resumeLoop(ctx context.Context, resume func(context.Context) error, failing
 		err := resume(ctx)
 		switch {
 		case err == nil:
-			if failing {
+			switch {
+			case failed == nil:
+			case errors.Is(failed, state.ErrCorrupt) || !inRedis:
+				logger.Info("operations: resuming works again")
+			default:
 				logger.Info("operations: the state store in Redis is reachable again")
 			}
-			failing = false
+			failed = nil
 		case errors.Is(err, operation.ErrClosed) || ctx.Err() != nil:
 			return
-		case !failing:
-			logger.Warn("operations not resumed: the state store in Redis cannot be reached; trying again in the background",
-				slog.Duration("every", resumeRetry), slog.Any("error", err))
-			failing = true
+		default:
+			if failed == nil || resumeTrouble(failed, inRedis) != resumeTrouble(err, inRedis) {
+				logger.Warn("operations not resumed: "+resumeTrouble(err, inRedis)+"; trying again in the background",
+					slog.Duration("every", resumeRetry), slog.Any("error", err))
+			}
+			failed = err
 		}
 	}
 }

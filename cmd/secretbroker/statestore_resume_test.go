@@ -20,16 +20,22 @@ import (
 // TestResumeLoop: with the state in Redis, the broker resumes operations
 // every resumeEvery (to take over those of a replica that died), every
 // resumeRetry while Redis cannot be reached, and stops when the runner is
-// closed or its context ends.
+// closed or its context ends. Its warning says what failed: Redis out of
+// reach, or state the broker cannot decode (which is not an outage), and
+// warns again when that changes.
 func TestResumeLoop(t *testing.T) {
 	errDown := errors.New("redis: connection refused")
+	errCorrupt := fmt.Errorf("service: resume operations: operation: resume: state: key: %w: the key kept in Redis is 3 bytes", state.ErrCorrupt)
 	closed := fmt.Errorf("service: resume operations: %w", operation.ErrClosed)
 	tests := []struct {
-		name    string
-		failing bool    // the start-up resume failed
-		results []error // what each call returns; the loop must stop after the last when it is ErrClosed
-		want    []time.Duration
-		log     string
+		name     string
+		failed   error   // the start-up resume's error
+		file     bool    // the state in a file (--state-dir), not Redis
+		results  []error // what each call returns; the loop must stop after the last when it is ErrClosed
+		want     []time.Duration
+		log      string
+		notLog   string
+		warnings int // at most; 1 when zero
 	}{
 		{
 			name:    "healthy: every lease until closed",
@@ -38,7 +44,7 @@ func TestResumeLoop(t *testing.T) {
 		},
 		{
 			name:    "down at start-up: retried until back, then every lease",
-			failing: true,
+			failed:  errDown,
 			results: []error{errDown, nil, nil, closed},
 			want:    []time.Duration{resumeRetry, 2 * resumeRetry, 2*resumeRetry + resumeEvery, 2*resumeRetry + 2*resumeEvery},
 			log:     "reachable again",
@@ -49,6 +55,28 @@ func TestResumeLoop(t *testing.T) {
 			want: []time.Duration{resumeEvery, 2 * resumeEvery, 2*resumeEvery + resumeRetry,
 				2*resumeEvery + 2*resumeRetry, 3*resumeEvery + 2*resumeRetry},
 			log: "operations not resumed: the state store in Redis cannot be reached",
+		},
+		{
+			name:    "corrupt state in Redis: not blamed on reachability",
+			results: []error{errCorrupt, errCorrupt, nil, closed},
+			want:    []time.Duration{resumeEvery, resumeEvery + resumeRetry, resumeEvery + 2*resumeRetry, 2*resumeEvery + 2*resumeRetry},
+			log:     "operations not resumed: the state store holds state this broker cannot decode",
+			notLog:  "reach",
+		},
+		{
+			name:     "down, then corrupt: warned for each",
+			results:  []error{errDown, errCorrupt, errCorrupt, closed},
+			want:     []time.Duration{resumeEvery, resumeEvery + resumeRetry, resumeEvery + 2*resumeRetry, resumeEvery + 3*resumeRetry},
+			log:      "cannot decode",
+			warnings: 2,
+		},
+		{
+			name:    "file store failing: not blamed on Redis",
+			file:    true,
+			results: []error{errors.New("bolt: disk I/O error"), nil, closed},
+			want:    []time.Duration{resumeEvery, resumeEvery + resumeRetry, 2*resumeEvery + resumeRetry},
+			log:     "operations not resumed: the state store failed",
+			notLog:  "Redis",
 		},
 	}
 	for _, tt := range tests {
@@ -70,7 +98,7 @@ func TestResumeLoop(t *testing.T) {
 				}
 				done := make(chan struct{})
 				go func() {
-					resumeLoop(t.Context(), resume, tt.failing, logger)
+					resumeLoop(t.Context(), resume, tt.failed, !tt.file, logger)
 					close(done)
 				}()
 				<-done
@@ -80,8 +108,11 @@ func TestResumeLoop(t *testing.T) {
 				if tt.log != "" && !strings.Contains(logs.String(), tt.log) {
 					t.Errorf("log lacks %q: %s", tt.log, logs.String())
 				}
-				if n := strings.Count(logs.String(), "level=WARN"); n > 1 {
-					t.Errorf("%d warnings for one outage, want at most 1: %s", n, logs.String())
+				if tt.notLog != "" && strings.Contains(logs.String(), tt.notLog) {
+					t.Errorf("log has %q: %s", tt.notLog, logs.String())
+				}
+				if n := strings.Count(logs.String(), "level=WARN"); n > max(tt.warnings, 1) {
+					t.Errorf("%d warnings, want at most %d (one per trouble): %s", n, max(tt.warnings, 1), logs.String())
 				}
 			})
 		})
@@ -92,7 +123,7 @@ func TestResumeLoop(t *testing.T) {
 			n := 0
 			done := make(chan struct{})
 			go func() {
-				resumeLoop(ctx, func(context.Context) error { n++; return nil }, false, slog.New(slog.DiscardHandler))
+				resumeLoop(ctx, func(context.Context) error { n++; return nil }, nil, true, slog.New(slog.DiscardHandler))
 				close(done)
 			}()
 			time.Sleep(3*resumeEvery + time.Second)

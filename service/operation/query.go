@@ -37,9 +37,14 @@ func (r *Runner) get(ctx context.Context, id string, visible Visible) (*state.Op
 // many and, when it filled the page, next: the f.After for the next page
 // (which may turn out empty); next is empty at the end. The service passes
 // f.Caller = the calling identity unless its policy lets the caller read
-// others' operations, so the store's index does the filtering.
+// others' operations, so the store's index does the filtering. A stored
+// operation that does not decode is left out and logged (see Resume),
+// unless f.Corrupt is set.
 func (r *Runner) List(ctx context.Context, f state.OperationFilter, visible Visible) (ops []*state.Operation, next string, err error) {
 	ops = []*state.Operation{}
+	if f.Corrupt == nil {
+		f.Corrupt = r.reportCorrupt(ctx)
+	}
 	for {
 		page, err := r.store.ListOperations(ctx, f)
 		if err != nil {

@@ -79,8 +79,19 @@ func (r *Runner) run(ctx context.Context, id string) {
 	r.notify(id)
 	stopRenew := r.renew(sctx, id, r.cancelFunc(id), op.LeaseUntil)
 	defer stopRenew()
-	var group []state.ItemResult
+	var group []state.ItemResult // finished items not recorded yet: op.Pending[:len(group)]
 	lastFlush := time.Now()
+	// flush records group; op becomes the operation as recorded, whose
+	// Pending starts after group.
+	flush := func() error {
+		recorded, err := r.update(sctx, id, r.record(group))
+		if err != nil {
+			return err
+		}
+		r.recorded(sctx, recorded, group)
+		op, group, lastFlush = recorded, nil, time.Now()
+		return nil
+	}
 	for !op.Done {
 		next := len(group) // op.Pending[next] is the next item to run
 		switch cause := context.Cause(ctx); {
@@ -126,7 +137,16 @@ func (r *Runner) run(ctx context.Context, id string) {
 			holding = true
 			continue // the checks above again: it may have been cancelled, or the runner closed, while it waited
 		}
-		res, ok := r.runItem(ctx, op, op.Pending[next])
+		// The group is recorded FlushInterval after the last record at
+		// the latest, also while this item still runs.
+		var due time.Time
+		if len(group) > 0 {
+			due = lastFlush.Add(r.flushInterval)
+		}
+		res, ok, err := r.runItemFlushing(ctx, op, op.Pending[next], due, flush)
+		if err != nil {
+			return // logged by update; the item returned
+		}
 		yield := r.waiting.Load() > 0
 		if yield {
 			// Another operation waits for a slot: this one yields its
@@ -144,11 +164,49 @@ func (r *Runner) run(ctx context.Context, id string) {
 		// waits for its next turn, which may take longer than
 		// FlushInterval.
 		if yield || len(group) >= r.flushEvery || time.Since(lastFlush) >= r.flushInterval {
-			if op, err = r.update(sctx, id, r.record(group)); err != nil {
+			if err := flush(); err != nil {
 				return
 			}
-			r.recorded(sctx, op, group)
-			group, lastFlush = nil, time.Now()
+		}
+	}
+}
+
+// itemDone is what runItem returned.
+type itemDone struct {
+	res state.ItemResult
+	ok  bool
+}
+
+// runItemFlushing runs item of op, as runItem, and calls flush once at
+// due (when due is not zero) if the item is still running then: a run
+// records the items it finished while the next one waits for the pacer,
+// which may take up to a rate limit's reset. When flush fails it stops
+// the item, waits for it to return and returns flush's error.
+func (r *Runner) runItemFlushing(ctx context.Context, op *state.Operation, item state.PendingItem, due time.Time, flush func() error) (state.ItemResult, bool, error) {
+	ictx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan itemDone, 1)
+	go func() {
+		res, ok := r.runItem(ictx, op, item)
+		done <- itemDone{res, ok}
+	}()
+	var timer <-chan time.Time
+	if !due.IsZero() {
+		t := time.NewTimer(time.Until(due))
+		defer t.Stop()
+		timer = t.C
+	}
+	for {
+		select {
+		case d := <-done:
+			return d.res, d.ok, nil
+		case <-timer:
+			timer = nil
+			if err := flush(); err != nil {
+				stop()
+				<-done
+				return state.ItemResult{}, false, err
+			}
 		}
 	}
 }

@@ -105,8 +105,10 @@ type Options struct {
 	// (what a crash can repeat); zero means DefaultFlushEvery, 1 records
 	// every item.
 	FlushEvery int
-	// FlushInterval bounds how long a finished item may stay unrecorded
-	// (checked when an item finishes); zero means DefaultFlushInterval.
+	// FlushInterval bounds how long a finished item may stay unrecorded,
+	// also while the next item waits for the pacer: the items finished
+	// are recorded FlushInterval after the previous record at the latest.
+	// Zero means DefaultFlushInterval.
 	FlushInterval time.Duration
 	// MaxWait bounds Wait's timeout, which defaults to it; zero means
 	// DefaultMaxWait.
@@ -149,6 +151,11 @@ type Runner struct {
 	closing chan struct{}
 	wg      sync.WaitGroup
 
+	// corrupt holds the IDs of stored operations that do not decode,
+	// logged at ERROR once (see reportCorrupt).
+	corruptMu sync.Mutex
+	corrupt   map[string]bool
+
 	mu      sync.Mutex
 	closed  bool
 	running map[string]context.CancelCauseFunc // operations this process runs or queues
@@ -181,6 +188,7 @@ func New(opts Options) (*Runner, error) {
 		lease:         orDefault(opts.Lease, DefaultLease),
 		closing:       make(chan struct{}),
 		running:       map[string]context.CancelCauseFunc{},
+		corrupt:       map[string]bool{},
 		watches:       map[string]*watch{},
 	}
 	if r.log == nil {
@@ -254,8 +262,11 @@ func (r *Runner) Start(ctx context.Context, op *state.Operation) (*state.Operati
 // Items already recorded are not run again; an item whose value could
 // not be opened (state.PendingItem.ValueLost) fails with codes.DataLoss
 // and LostValueMessage; an operation whose cancellation was requested
-// ends cancelled. It returns how many operations it resumed (one another
-// runner claims between the listing and the run is then left to it).
+// ends cancelled. A stored operation that does not decode (damaged, or
+// written in a newer broker's format before a rollback) is logged at
+// ERROR and left stored, not run; the others are resumed. It returns how
+// many operations it resumed (one another runner claims between the
+// listing and the run is then left to it).
 // On a closed runner it returns an error wrapping ErrClosed.
 func (r *Runner) Resume(ctx context.Context) (int, error) {
 	const page = 100
@@ -266,7 +277,7 @@ func (r *Runner) Resume(ctx context.Context) (int, error) {
 	if closed {
 		return 0, fmt.Errorf("operation: resume: %w", ErrClosed)
 	}
-	f := state.OperationFilter{NotDone: true, Limit: page}
+	f := state.OperationFilter{NotDone: true, Limit: page, Corrupt: r.reportCorrupt(ctx)}
 	for {
 		ops, err := r.store.ListOperations(ctx, f)
 		if err != nil {
@@ -297,6 +308,28 @@ func (r *Runner) Resume(ctx context.Context) (int, error) {
 			return n, nil
 		}
 		f.After = ops[len(ops)-1].ID
+	}
+}
+
+// reportCorrupt returns a state.OperationFilter.Corrupt that logs each
+// stored operation that does not decode: by its ID and the decode error
+// (the stored bytes hold sealed values only, and the error none of
+// them). It stays stored, neither run nor listed, until an operator
+// deletes it or runs the broker version that wrote it. Resume runs every
+// Lease with a shared store: each is logged at ERROR once per runner,
+// then at DEBUG.
+func (r *Runner) reportCorrupt(ctx context.Context) func(id string, err error) {
+	return func(id string, err error) {
+		r.corruptMu.Lock()
+		seen := r.corrupt[id]
+		r.corrupt[id] = true
+		r.corruptMu.Unlock()
+		level := slog.LevelError
+		if seen {
+			level = slog.LevelDebug
+		}
+		r.log.Log(ctx, level, "stored operation does not decode (damaged, or written by a newer broker version): not run or listed; delete it from the state store, or run the broker version that wrote it",
+			"operation", id, "error", err)
 	}
 }
 

@@ -537,7 +537,12 @@ func (b *Bolt) ListOperations(ctx context.Context, f OperationFilter) ([]*Operat
 		ops := tx.Bucket(bucketOperations)
 		take := func(k, v []byte) (more bool, err error) {
 			op, err := decodeOperation(b.sealer, v)
-			if err != nil {
+			switch {
+			case err != nil && f.NotDone && storedDone(v):
+				return true, nil // not selected: done, as far as can be read
+			case err != nil && f.skip(string(k), err):
+				return true, nil
+			case err != nil:
 				return false, err
 			}
 			if f.match(op) && !(op.Done && expired(tx, k, now)) {

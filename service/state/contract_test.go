@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc/codes"
 )
 
@@ -32,6 +33,9 @@ type harness struct {
 	// held returns every operation ID s holds anywhere (stored or in
 	// an index), sorted, once each.
 	held func(t *testing.T, s Store) []string
+	// corrupt replaces the stored bytes of operation id with raw,
+	// leaving its index entries as they are.
+	corrupt func(t *testing.T, s Store, id string, raw []byte)
 }
 
 func harnesses() []harness {
@@ -65,6 +69,12 @@ func harnesses() []harness {
 				return b.Bytes()
 			},
 			held: memoryHeld,
+			corrupt: func(t *testing.T, s Store, id string, raw []byte) {
+				m := s.(*Memory)
+				m.mu.Lock()
+				defer m.mu.Unlock()
+				m.ops[id] = raw
+			},
 		},
 		{
 			name: "bolt",
@@ -86,6 +96,13 @@ func harnesses() []harness {
 				return b
 			},
 			held: boltHeld,
+			corrupt: func(t *testing.T, s Store, id string, raw []byte) {
+				if err := s.(*Bolt).db.Update(func(tx *bolt.Tx) error {
+					return tx.Bucket(bucketOperations).Put([]byte(id), raw)
+				}); err != nil {
+					t.Fatal(err)
+				}
+			},
 		},
 	}
 }
@@ -113,6 +130,7 @@ func runContract(t *testing.T, h harness) {
 	t.Run("list by parent", func(t *testing.T) { testListByParent(t, h) })
 	t.Run("operations", func(t *testing.T) { testOperations(t, h) })
 	t.Run("list operations", func(t *testing.T) { testListOperations(t, h) })
+	t.Run("list undecodable operations", func(t *testing.T) { testListUndecodable(t, h) })
 	t.Run("update operation", func(t *testing.T) { testUpdateOperation(t, h) })
 	t.Run("invalid operations", func(t *testing.T) { testInvalidOperations(t, h) })
 	t.Run("key", func(t *testing.T) { testKey(t, h) })

@@ -313,13 +313,16 @@ func (m *Memory) ListOperations(ctx context.Context, f OperationFilter) ([]*Oper
 		}
 	}
 	slices.Sort(ids)
-	if f.Limit > 0 && len(ids) > f.Limit {
-		ids = ids[:f.Limit]
-	}
-	out := make([]*Operation, 0, len(ids))
+	out := []*Operation{}
 	for _, id := range ids {
+		if f.Limit > 0 && len(out) == f.Limit {
+			break
+		}
 		op, err := decodeOperation(m.sealer, m.ops[id])
 		if err != nil {
+			if f.skip(id, err) {
+				continue
+			}
 			return nil, err
 		}
 		out = append(out, op)

@@ -749,13 +749,16 @@ func (r *Redis) ListOperations(ctx context.Context, f OperationFilter) ([]*Opera
 			return nil, redisErr("list operations", err)
 		}
 		r.dropStale(ctx, index, ids, keys, vals)
-		for _, v := range vals {
+		for i, v := range vals {
 			str, ok := v.(string)
 			if !ok {
 				continue // a stale index entry: the operation is gone
 			}
 			op, err := decodeOperation(s, []byte(str))
 			if err != nil {
+				if f.skip(ids[i], err) {
+					continue
+				}
 				return nil, err
 			}
 			if !f.match(op) {

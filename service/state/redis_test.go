@@ -123,6 +123,11 @@ func redisHarness(t *testing.T) harness {
 		},
 		dump: func(t *testing.T, _ Store) []byte { return redisDump(t, c) },
 		held: func(t *testing.T, s Store) []string { return redisHeld(t, c, s) },
+		corrupt: func(t *testing.T, s Store, id string, raw []byte) {
+			if err := c.Set(context.Background(), s.(*Redis).opKey(id), raw, redis.KeepTTL).Err(); err != nil {
+				t.Fatal(err)
+			}
+		},
 	}
 }
 

@@ -88,6 +88,27 @@ type OperationFilter struct {
 	After string
 	// Limit, when positive, returns at most this many operations.
 	Limit int
+	// Corrupt, when set, is called with the ID and the error (wrapping
+	// ErrCorrupt) of each operation the list meets that does not decode
+	// (damaged, or written in a newer broker's format before a
+	// rollback); the list leaves it out, does not count it towards
+	// Limit, and goes on. When nil, such an operation fails the list
+	// with that error. As its fields cannot be read, one may be reported
+	// that the filter would not have selected (another caller's, or a
+	// done one), as far as the store's indexes cannot tell; one the
+	// store can tell is done is left out of a NotDone list, unreported,
+	// whether Corrupt is set or not. It must not call the store.
+	Corrupt func(id string, err error)
+}
+
+// skip reports whether the list may go on past the operation id that
+// failed to decode with err: Corrupt is set, and was told.
+func (f OperationFilter) skip(id string, err error) bool {
+	if f.Corrupt == nil || !errors.Is(err, ErrCorrupt) {
+		return false
+	}
+	f.Corrupt(id, err)
+	return true
 }
 
 func (f OperationFilter) match(op *Operation) bool {
