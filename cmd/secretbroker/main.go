@@ -23,7 +23,7 @@
 // SIGINT or SIGTERM starts a graceful shutdown: /readyz turns 503 and
 // health checks NOT_SERVING, in-flight calls drain for up to
 // --shutdown-timeout, and the process exits 0. A second signal kills it at
-// once.
+// once. SIGHUP reads --policy-file again, and never ends the process.
 //
 // "secretbroker --version" prints the version, from the binary's build
 // information (module version, VCS revision, Go version), and exits 0; the
@@ -51,6 +51,13 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
+	// SIGHUP asks for the policy file to be read again (run's reload
+	// loop listens for it while it serves). It must never end the broker:
+	// not without a policy file, nor during the shutdown, once that loop
+	// has stopped listening. This channel keeps Go's handler installed for
+	// the process's life; a signal that finds it full is dropped, so
+	// nothing needs to read it.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
 
 	err := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
