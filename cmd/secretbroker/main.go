@@ -89,6 +89,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logs := newLineBatcher(stderr)
 	defer logs.Close()
 	logger := newLogger(cfg, logs)
+	routeGRPCLogs(logger)
 	warnUnknownEnv(logger, os.Environ())
 	// The process's collector is tuned here, not in run, which tests
 	// start many times in one process.

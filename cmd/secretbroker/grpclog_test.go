@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestGRPCLoggerWritesThroughSlog: grpc's and grpc-gateway's lines go
+// through the broker's logger, at DEBUG, with their severity.
+func TestGRPCLoggerWritesThroughSlog(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		level    slog.Level
+		log      func(g grpcLogger)
+		want     string // the msg; "" when nothing is written
+		severity string
+	}{
+		{"error at debug", slog.LevelDebug, func(g grpcLogger) { g.Errorf("HTTP header %q skipped", "Note") }, `HTTP header "Note" skipped`, "error"},
+		{"warning at debug", slog.LevelDebug, func(g grpcLogger) { g.Warningln("a", "b") }, "ab", "warning"},
+		{"info at debug", slog.LevelDebug, func(g grpcLogger) { g.Info("x") }, "x", "info"},
+		{"error at info", slog.LevelInfo, func(g grpcLogger) { g.Error("hidden") }, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			g := grpcLogger{l: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: tc.level}))}
+			tc.log(g)
+			if tc.want == "" {
+				if buf.Len() != 0 {
+					t.Errorf("logged %s", buf.String())
+				}
+				return
+			}
+			var line struct {
+				Level, Msg, Severity string
+			}
+			if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+				t.Fatalf("%v: %s", err, buf.String())
+			}
+			var sev struct {
+				S string `json:"grpc_severity"`
+			}
+			_ = json.Unmarshal(buf.Bytes(), &sev)
+			if line.Level != "DEBUG" || line.Msg != tc.want || sev.S != tc.severity {
+				t.Errorf("logged %s", buf.String())
+			}
+		})
+	}
+	g := grpcLogger{l: slog.New(slog.NewJSONHandler(&bytes.Buffer{}, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	if !g.V(0) || g.V(2) {
+		t.Errorf("V(0) = %v, V(2) = %v; want true, false", g.V(0), g.V(2))
+	}
+}
+
+// grpcPlainLine matches a line in grpclog's default format, as it wrote
+// to stderr: "2026/11/28 18:25:51 ERROR: ...".
+var grpcPlainLine = regexp.MustCompile(`^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} (INFO|WARNING|ERROR|FATAL): `)
+
+// TestJSONLogHoldsOnlyJSON: a JSON call with a header grpc-gateway cannot
+// forward (a non-ASCII Grpc-Metadata-* value) made grpc-gateway print a
+// plain-text line on stderr, between the JSON log's lines, at any log
+// level: grpc's lines are the log's JSON lines now (at DEBUG).
+func TestJSONLogHoldsOnlyJSON(t *testing.T) {
+	bin := buildBrokerBinary(t)
+	b := startProcBroker(t, "broker", bin, "--dev", "--log-level=debug")
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+b.addrs.http+"/v1/orgs/octo-org/actions/secrets/public-key", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Grpc-Metadata-Note", "café")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET public-key: %s", resp.Status)
+	}
+	b.kill(t) // the log is read whole once the process is gone
+	found := false
+	for _, line := range strings.Split(b.log.text(), "\n") {
+		if grpcPlainLine.MatchString(line) {
+			t.Errorf("a line in grpclog's own format: %q", line)
+		}
+		if strings.Contains(line, "non-ASCII") {
+			found = true
+			if !json.Valid([]byte(line)) || !strings.Contains(line, `"component":"grpc"`) {
+				t.Errorf("grpc-gateway's line is not the log's JSON: %q", line)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("grpc-gateway's line about the header is not in the log:\n%s", b.log.tail())
+	}
+}
