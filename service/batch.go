@@ -11,6 +11,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
@@ -383,9 +384,18 @@ type batchTally struct {
 }
 
 // add returns the code, the safe message and the retry delay a caller
-// would have had from the single call for err (nil for success).
+// would have had from the single call for err (nil for success); an item
+// the shutdown stopped is UNAVAILABLE, as a single call it stops (errDrained).
 func (t *batchTally) add(err error) (code.Code, string, *durationpb.Duration) {
 	st := statusOf(err)
+	drained := st.Code() == codes.Canceled
+	if drained {
+		// The call's context ended while the item ran or waited, and the
+		// call still answers: its caller did not cancel it (a caller that
+		// did reads no answer), the shutdown's drain stopped it. The
+		// item is to be sent again, as a single call stopped so is told.
+		st = WithRetryInfo(status.New(codes.Unavailable, "the broker is shutting down and stopped the call before this item finished; send it again"), RetryShutdown)
+	}
 	var retry *durationpb.Duration
 	for _, d := range st.Details() {
 		if ri, ok := d.(*errdetails.RetryInfo); ok {
@@ -398,7 +408,7 @@ func (t *batchTally) add(err error) (code.Code, string, *durationpb.Duration) {
 		t.counts = make(map[codes.Code]int)
 	}
 	t.counts[st.Code()]++
-	if t.fault == nil && serverFault(st.Code()) {
+	if t.fault == nil && !drained && serverFault(st.Code()) {
 		t.fault = err
 	}
 	return code.Code(st.Code()), st.Message(), retry

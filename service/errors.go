@@ -78,7 +78,7 @@ func statusOf(err error) *status.Status {
 	case errors.Is(err, errUnauthenticated):
 		return status.New(codes.Unauthenticated, "authentication required")
 	case errors.As(err, &aud):
-		return status.New(codes.Unavailable, "the audit log cannot be written, so the broker refuses changes until it can; reads still work")
+		return WithRetryInfo(status.New(codes.Unavailable, "the audit log cannot be written, so the broker refuses changes until it can; reads still work"), RetryOutage)
 	}
 	if ce, ok := errors.AsType[*conflictError](err); ok {
 		return status.New(codes.FailedPrecondition, ce.Error())
@@ -93,10 +93,10 @@ func statusOf(err error) *status.Status {
 		return status.New(codes.Aborted, ue.Error())
 	}
 	if oe, ok := errors.AsType[*ownerUnknownError](err); ok {
-		return status.New(codes.Unavailable, oe.Error())
+		return WithRetryInfo(status.New(codes.Unavailable, oe.Error()), RetryOutage)
 	}
 	if le, ok := errors.AsType[*leaseError](err); ok && !le.callerEnded {
-		return status.New(codes.Unavailable, "the state the replicas share cannot be reached, so the broker cannot rule out another replica's write of this secret; try again later")
+		return WithRetryInfo(status.New(codes.Unavailable, "the state the replicas share cannot be reached, so the broker cannot rule out another replica's write of this secret; try again later"), RetryOutage)
 	}
 	return classify(err)
 }
@@ -134,9 +134,9 @@ func classify(err error) *status.Status {
 		if te.Bound != "" {
 			msg = "the broker's queue for GitHub is too long or too slow for this call (its bound on waits, --max-queue-wait, or on requests waiting, --upstream-max-queue); try again later"
 		}
-		return withRetryInfo(status.New(codes.ResourceExhausted, msg), te.RetryAfter)
+		return WithRetryInfo(status.New(codes.ResourceExhausted, msg), te.RetryAfter)
 	}
-	var backoff time.Duration
+	backoff := RetryOutage // GitHub failing without a backoff left (the attempts used up)
 	if be, ok := errors.AsType[*upstream.BackoffError](err); ok {
 		backoff = be.RetryAfter
 	}
@@ -152,14 +152,14 @@ func classify(err error) *status.Status {
 	var ue *upstream.Error
 	if !errors.As(err, &ue) {
 		if isTransport(err) {
-			return withRetryInfo(status.New(codes.Unavailable, "GitHub could not be reached; try again later"), backoff)
+			return WithRetryInfo(status.New(codes.Unavailable, "GitHub could not be reached; try again later"), backoff)
 		}
 		return status.New(codes.Internal, "internal error")
 	}
 	msg := truncate(ue.Message, maxUpstreamMessage)
 	switch {
 	case ue.RateLimited:
-		return withRetryInfo(status.New(codes.ResourceExhausted,
+		return WithRetryInfo(status.New(codes.ResourceExhausted,
 			"GitHub's rate limit for the broker's credentials is exhausted; try again later"), ue.RetryAfter)
 	case ue.StatusCode == http.StatusNotFound:
 		return status.New(codes.NotFound, "not found on GitHub (or the broker's credentials cannot see it)")
@@ -172,18 +172,32 @@ func classify(err error) *status.Status {
 	case ue.StatusCode == http.StatusUnprocessableEntity:
 		return status.New(codes.InvalidArgument, "GitHub rejected the request: "+msg)
 	case ue.StatusCode == http.StatusUnauthorized:
-		return status.New(codes.Unavailable, "GitHub rejected the broker's credentials (401); an operator must renew the broker's upstream token")
+		return WithRetryInfo(status.New(codes.Unavailable, "GitHub rejected the broker's credentials (401); an operator must renew the broker's upstream token"), retryCredentials)
 	case ue.StatusCode == http.StatusForbidden:
 		return status.New(codes.PermissionDenied, "the broker's GitHub credentials are not allowed to do this (403)")
 	case ue.StatusCode >= 500:
-		return withRetryInfo(status.New(codes.Unavailable, "GitHub is unavailable; try again later"), backoff)
+		return WithRetryInfo(status.New(codes.Unavailable, "GitHub is unavailable; try again later"), backoff)
 	}
 	return status.New(codes.Internal, "GitHub did not accept the broker's request")
 }
 
-// withRetryInfo adds a RetryInfo detail telling the caller to wait d,
-// rounded up to a whole second, when d is positive.
-func withRetryInfo(st *status.Status, d time.Duration) *status.Status {
+// How long an UNAVAILABLE answer of the broker's own tells its caller to
+// wait (every UNAVAILABLE carries a RetryInfo; GitHub's failures carry
+// the client's backoff): RetryShutdown for a call a shutting-down broker
+// did not finish (another replica, or this one restarted, takes the next
+// at once), RetryOutage while a part of the broker (the audit trail, the
+// state the replicas share) cannot be reached, retryCredentials while
+// GitHub refuses the broker's credentials, which takes an operator.
+const (
+	RetryShutdown    = time.Second
+	RetryOutage      = 5 * time.Second
+	retryCredentials = time.Minute
+)
+
+// WithRetryInfo adds a RetryInfo detail telling the caller to wait d,
+// rounded up to a whole second, when d is positive (the gateway sends it
+// as Retry-After too).
+func WithRetryInfo(st *status.Status, d time.Duration) *status.Status {
 	if d <= 0 {
 		return st
 	}

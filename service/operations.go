@@ -226,7 +226,7 @@ func (s *Server) opError(ctx context.Context, op string, err error) error {
 	case errors.Is(err, state.ErrInvalid):
 		st = status.New(codes.InvalidArgument, "name: not an operation name (operations/{id})")
 	case errors.Is(err, operation.ErrClosed):
-		st = status.New(codes.Unavailable, "the broker is shutting down; try again")
+		st = WithRetryInfo(status.New(codes.Unavailable, "the broker is shutting down; try again"), RetryShutdown)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		st = classify(err)
 	default:

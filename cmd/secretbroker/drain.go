@@ -7,6 +7,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/secretbroker/secretbroker/service"
 )
 
 // A shutdown gives the calls in progress --shutdown-timeout to finish.
@@ -42,7 +44,7 @@ func newCallDrain() *callDrain {
 // CANCELLED: the caller did not cancel, and may call again (another
 // replica, or this one restarted).
 func errDrained() error {
-	return status.Error(codes.Unavailable, "the broker is shutting down and stopped the call before it finished; call again")
+	return service.WithRetryInfo(status.New(codes.Unavailable, "the broker is shutting down and stopped the call before it finished; call again"), service.RetryShutdown).Err()
 }
 
 // unary ends a call's context when the drain starts (at once for a call

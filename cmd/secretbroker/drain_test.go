@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -56,8 +58,8 @@ func TestShutdownTakesNoNewGRPCCall(t *testing.T) {
 
 // A batch still running a little before the shutdown's timeout is told to
 // stop: the caller gets its answer, item by item (the items written OK,
-// the others not), before the connection is closed, and every item's
-// intent in the audit trail has its outcome.
+// the others UNAVAILABLE with a retry delay), before the connection is
+// closed, and every item's intent in the audit trail has its outcome.
 func TestShutdownAnswersBatchWithWhatItDid(t *testing.T) {
 	// 20 items 400 ms apart take about 8 s; the drain starts 1 s before
 	// the 5 s timeout ends.
@@ -98,7 +100,12 @@ func TestShutdownAnswersBatchWithWhatItDid(t *testing.T) {
 		switch code, _ := r.(map[string]any)["code"].(string); code {
 		case "OK":
 			ok++
-		case "CANCELLED", "UNAVAILABLE":
+		case "UNAVAILABLE":
+			// As a single call the drain stops: call again, with a delay
+			// (they said CANCELLED, as if the caller had cancelled).
+			if r.(map[string]any)["retry_after"] == nil {
+				t.Errorf("stopped item %v without retry_after", r)
+			}
 			stopped++
 		default:
 			t.Errorf("item result %v, want OK or stopped", r)
@@ -168,4 +175,16 @@ func (b *broker) try(method, path, body string) gatewayAnswer {
 	}
 	a.err = err
 	return a
+}
+
+// TestDrainedCallHasRetryAfter: the README says the gateway's 503 answers
+// carry their delay in a Retry-After header; the drain's had none.
+func TestDrainedCallHasRetryAfter(t *testing.T) {
+	mux := runtime.NewServeMux(runtime.WithErrorHandler(errorWithRetryAfter))
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodPut, "/v1/repos/o/r/actions/secrets/X", nil)
+	errorWithRetryAfter(r.Context(), mux, newJSONMarshaler(), w, r, errDrained())
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" {
+		t.Errorf("drained call: %d, Retry-After %q; want 503, 1", w.Code, w.Header().Get("Retry-After"))
+	}
 }

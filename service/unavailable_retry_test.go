@@ -1,0 +1,62 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"syscall"
+	"testing"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+
+	"github.com/secretbroker/secretbroker/upstream"
+)
+
+// TestEveryUnavailableCarriesRetryInfo: the broker's UNAVAILABLE answers
+// tell their caller when to try again (the gateway sends it as
+// Retry-After, as the README says of every 503): its own outages and a
+// refused credential did not.
+func TestEveryUnavailableCarriesRetryInfo(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"audit trail", &auditError{err: errors.New("disk full")}},
+		{"owner unknown", &ownerUnknownError{}},
+		{"shared state", &leaseError{err: errors.New("redis down")}},
+		{"GitHub 401", &upstream.Error{StatusCode: http.StatusUnauthorized}},
+		{"GitHub 503", &upstream.Error{StatusCode: http.StatusServiceUnavailable}},
+		{"GitHub unreachable, retries left", &upstream.BackoffError{Attempts: 2, RetryAfter: 2e9, Err: &url.Error{Op: "Put", URL: "https://api.github.com/", Err: syscall.ECONNREFUSED}}},
+		{"GitHub unreachable, attempts used up", &url.Error{Op: "Put", URL: "https://api.github.com/", Err: syscall.ECONNREFUSED}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := statusOf(tc.err)
+			if st.Code() != codes.Unavailable {
+				t.Fatalf("code %s, want UNAVAILABLE", st.Code())
+			}
+			for _, d := range st.Details() {
+				if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() > 0 {
+					return
+				}
+			}
+			t.Errorf("%q has no RetryInfo", st.Message())
+		})
+	}
+}
+
+// TestDrainedBatchItemIsUnavailable: a batch item stopped because the
+// call's context ended (the shutdown's drain: a caller that cancelled
+// reads no answer) is UNAVAILABLE with a retry delay, as a single call the
+// drain stops, not CANCELLED as if its caller had cancelled it.
+func TestDrainedBatchItemIsUnavailable(t *testing.T) {
+	var tally batchTally
+	c, msg, retry := tally.add(context.Canceled)
+	if codes.Code(c) != codes.Unavailable || retry.AsDuration() != RetryShutdown {
+		t.Errorf("a stopped item: %s %q, retry %v", codes.Code(c), msg, retry)
+	}
+	if tally.fault != nil {
+		t.Errorf("a stopped item counts as the broker's fault: %v", tally.fault)
+	}
+}
