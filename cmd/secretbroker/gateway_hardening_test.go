@@ -953,3 +953,27 @@ func serveUnimplemented(t *testing.T, opts ...grpc.ServerOption) *grpc.ClientCon
 	t.Cleanup(func() { conn.Close() })
 	return conn
 }
+
+// TestManyMetadataHeadersAre431: Grpc-Metadata-* headers within the HTTP
+// listener's bound whose size as gRPC metadata (32 bytes more per field)
+// is over the in-process server's header list limit were answered 500
+// INTERNAL, a server error for what the caller sent: they are 431.
+func TestManyMetadataHeadersAre431(t *testing.T) {
+	b := startBroker(t, devConfig(t))
+	req, err := http.NewRequest(http.MethodGet, "http://"+b.httpAddr+"/v1/repos/octo-org/hello-world/actions/secrets", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1900 {
+		req.Header.Set(fmt.Sprintf("Grpc-Metadata-A%d", i), "x")
+	}
+	resp, err := b.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || !strings.Contains(string(body), "Grpc-Metadata") {
+		t.Errorf("%d %s; want 431 naming the headers", resp.StatusCode, body)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -174,7 +175,11 @@ func (c *localConn) Invoke(ctx context.Context, method string, args, reply any, 
 	}
 	md, listSize := c.incomingMetadata(out, method)
 	if c.s.maxHeaderList > 0 && listSize > c.s.maxHeaderList {
-		return status.Errorf(codes.Internal, "header list size to send violates the maximum size (%d bytes) set by server", c.s.maxHeaderList)
+		// grpc-go's client says INTERNAL; the metadata is what the JSON
+		// caller sent (its Grpc-Metadata-* headers, 32 bytes more each
+		// as gRPC counts them), so its answer is 431.
+		return httpError(http.StatusRequestHeaderFieldsTooLarge, status.Errorf(codes.InvalidArgument,
+			"the request's headers come to %d bytes as gRPC metadata, over the %d-byte limit: send fewer or shorter Grpc-Metadata-* headers", listSize, c.s.maxHeaderList))
 	}
 	r, err := c.serveInSlot(ctx, m, method, md, req)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -453,7 +454,9 @@ func TestLocalConnMatchesTheWire(t *testing.T) {
 }
 
 // TestLocalConnInvokeMatchesTheWire calls both connections directly with
-// what the gateway never sends, and checks that they fail the same way.
+// what the gateway never sends, and checks that they fail the same way,
+// but for metadata over the header list limit, which the JSON caller sent
+// as headers: 431 (the gateway's answer) where grpc-go says INTERNAL.
 // (One difference is left: grpc-go refuses an uppercase key put in the
 // outgoing metadata raw, which localConn sees lowercased, as
 // metadata.FromOutgoingContext returns it; grpc-gateway's keys are
@@ -495,7 +498,14 @@ func TestLocalConnInvokeMatchesTheWire(t *testing.T) {
 			wireCalls := p.svc.take()
 			localOut, localErr := call(p.local)
 			localCalls := p.svc.take()
-			if status.Code(localErr) != status.Code(wireErr) || status.Convert(localErr).Message() != status.Convert(wireErr).Message() {
+			if he, ok := errors.AsType[*runtime.HTTPStatusError](localErr); ok && tt.name == "header list over the server's limit" {
+				// The one answer made for the JSON caller: its headers
+				// are too large (431), where grpc-go's client says
+				// INTERNAL.
+				if he.HTTPStatus != http.StatusRequestHeaderFieldsTooLarge || status.Code(he.Err) != codes.InvalidArgument || status.Code(wireErr) != codes.Internal {
+					t.Errorf("local: %d %v\nwire:  %v", he.HTTPStatus, he.Err, wireErr)
+				}
+			} else if status.Code(localErr) != status.Code(wireErr) || status.Convert(localErr).Message() != status.Convert(wireErr).Message() {
 				t.Errorf("local: %v\nwire:  %v", localErr, wireErr)
 			}
 			if !proto.Equal(localOut, wireOut) {
