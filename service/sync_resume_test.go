@@ -1,7 +1,8 @@
 package service
 
-// The order of a sync's writes and deletes, and what an operation's item
-// repeated after a crash reports.
+// The order of a sync's writes and deletes, what an operation's item
+// repeated after a crash reports, and what a cancel reports of an item cut
+// short after GitHub was sent it.
 
 import (
 	"context"
@@ -15,9 +16,14 @@ import (
 	"testing/synctest"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protojson"
+
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/operation"
 	"github.com/secretbroker/secretbroker/service/state"
+	"github.com/secretbroker/secretbroker/upstream"
+	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
 
 // crashingStore fails, once armed, the first operation update that would
@@ -267,5 +273,50 @@ func TestBatchWriteRepeatedAfterCrashIsUnchanged(t *testing.T) {
 			t.Errorf("%d PUTs, want 2 (FIRST not written again)", n)
 		}
 		wantStored(t, h, repoScope+"/secrets/FIRST", plantedSecret+"-1")
+	})
+}
+
+// TestCancelAfterUnknownWriteIsAborted: an operation item whose PUT
+// reached GitHub (its answer lost) and which waits to retry when the
+// operation is cancelled was reported as not run ("2 of 2 items not
+// run", no result) while GitHub held its value. It is a result now:
+// ABORTED, saying GitHub may have applied it. The item never sent stays
+// not run.
+func TestCancelAfterUnknownWriteIsAborted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pacing := upstream.DefaultPacing()
+		pacing.WriteInterval = 100 * time.Second
+		h := newHarness(t, harnessOpts{pacing: &pacing, ops: OperationOptions{FlushEvery: 1}})
+		closeOps(t, h.server)
+		ctx := t.Context()
+		h.emu.InjectFault(emulator.Fault{Route: emulator.RoutePutRepoSecret, DropAfter: true})
+		req := &secretbrokerv1.BatchPutSecretsRequest{Async: true, Requests: []*secretbrokerv1.PutSecretRequest{
+			plain(repoScope+"/secrets/CANCEL_A", plantedSecret+"-a"),
+			plain(repoScope+"/secrets/CANCEL_B", plantedSecret+"-b"),
+		}}
+		resp, err := h.broker.BatchPutSecrets(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := resp.GetOperation().GetName()
+		time.Sleep(50 * time.Second) // the first PUT landed, its answer lost; the retry waits for the write slot
+		if _, err := h.broker.CancelOperation(ctx, &secretbrokerv1.CancelOperationRequest{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+		done := waitOp(ctx, t, h.broker, name, 0)
+		if got, err := h.emu.Open(repoScope, "CANCEL_A"); err != nil || string(got) != plantedSecret+"-a" {
+			t.Fatalf("GitHub does not hold CANCEL_A: %v", err)
+		}
+		results := done.GetResponse().GetBatchPutResults()
+		if len(results) != 1 || results[0].GetName() != repoScope+"/secrets/CANCEL_A" ||
+			codes.Code(results[0].GetCode()) != codes.Aborted || !strings.Contains(results[0].GetMessage(), "may have applied") {
+			t.Fatalf("results %v, want CANCEL_A ABORTED", results)
+		}
+		if m := done.GetMetadata(); m.GetFailed() != 1 || m.GetRemaining() != 1 || codes.Code(done.GetError().GetCode()) != codes.Canceled {
+			t.Errorf("metadata %v, error %v", m, done.GetError())
+		}
+		if strings.Contains(protojson.Format(done), plantedSecret) {
+			t.Error("the operation shows the value")
+		}
 	})
 }

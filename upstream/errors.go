@@ -198,3 +198,21 @@ func (e *BackoffError) Error() string {
 }
 
 func (e *BackoffError) Unwrap() error { return e.Err }
+
+// OutcomeUnknownError is a write (any method but GET) that its caller's
+// context cut short after an attempt of it whose outcome is unknown was
+// sent: an attempt that got a 500, 502, 503 or 504 or no answer (a
+// dropped connection, or the context ending while it was in flight).
+// GitHub may have applied the write. Err is what the call returned
+// otherwise (it wraps the context's error). It holds no request values
+// and is safe to log. Find it with errors.As.
+type OutcomeUnknownError struct {
+	Method, Route string
+	Err           error
+}
+
+func (e *OutcomeUnknownError) Error() string {
+	return fmt.Sprintf("%v (an attempt whose outcome is unknown was sent: GitHub may have applied the %s)", e.Err, e.Method)
+}
+
+func (e *OutcomeUnknownError) Unwrap() error { return e.Err }

@@ -36,7 +36,15 @@ import (
 // the deadline is a *BackoffError wrapping the failure; other failures are
 // wrapped with the route template. No error holds the token or a body's
 // secrets.
-func (c *Client) do(ctx context.Context, r request) (response, error) {
+func (c *Client) do(ctx context.Context, r request) (_ response, err error) {
+	unknown := false // an earlier attempt may have taken effect
+	defer func() {
+		// A write its caller cut short after an attempt that may have
+		// taken effect says so.
+		if err != nil && unknown && r.method != http.MethodGet && ctx.Err() != nil {
+			err = &OutcomeUnknownError{Method: r.method, Route: r.route, Err: err}
+		}
+	}()
 	secrets := append([]string(nil), r.secrets...)
 	fail := func(what string, err error) error {
 		return fmt.Errorf("github: %s %s: %s: %w", r.method, r.route, what, c.redact(err, secrets))
@@ -57,7 +65,6 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		cst  *credState
 	)
 	pr := pace.Request{Caller: callerOf(ctx), Method: r.method, Route: r.route}
-	unknown := false // an earlier attempt may have taken effect
 	renewed := false // a 401 renews the credential once
 	for attempt := 1; ; attempt++ {
 		if cred == nil {
@@ -152,9 +159,13 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			// No retry for a caller that is gone. A failure the context
-			// caused says so.
-			if !isGitHub && !errors.Is(err, ctxErr) {
-				err = fmt.Errorf("%w: %w", err, ctxErr)
+			// caused says so; an attempt it cut short may have taken
+			// effect.
+			if !isGitHub {
+				unknown = true
+				if !errors.Is(err, ctxErr) {
+					err = fmt.Errorf("%w: %w", err, ctxErr)
+				}
 			}
 			return response{}, err
 		}

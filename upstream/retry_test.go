@@ -826,3 +826,63 @@ func TestAdmitCheckSparesUnknownRetry(t *testing.T) {
 		}
 	})
 }
+
+// TestOutcomeUnknownWhenCutShort: a write whose caller's context ends
+// while it waits to retry an attempt whose outcome is unknown (no answer,
+// or a 5xx) is an *OutcomeUnknownError: GitHub may have applied it. A
+// write cut short before any attempt was sent, one whose attempt GitHub
+// refused outright, and a read are not.
+func TestOutcomeUnknownWhenCutShort(t *testing.T) {
+	put := func(ctx context.Context, c *Client) error {
+		_, err := c.PutSecret(ctx, repActions, "S", testPut)
+		return err
+	}
+	get := func(ctx context.Context, c *Client) error {
+		_, err := c.GetSecret(ctx, repActions, "S")
+		return err
+	}
+	for _, tc := range []struct {
+		name    string
+		call    func(context.Context, *Client) error
+		steps   []string
+		unknown bool
+	}{
+		{"PUT after a dropped answer", put, []string{"drop", "201"}, true},
+		{"PUT after a 502", put, []string{"502", "201"}, true},
+		{"PUT after a secondary rate limit", put, []string{"403-retry-after", "201"}, false},
+		{"GET after a dropped answer", get, []string{"drop", "200"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := newMemServer(scripted(tc.steps...))
+				p := retryPacing()
+				p.BackoffBase, p.BackoffMax = time.Hour, time.Hour // the retry waits
+				c := memClient(t, s, p)
+				ctx, cancel := context.WithCancel(t.Context())
+				errc := make(chan error, 1)
+				go func() { errc <- tc.call(ctx, c) }()
+				synctest.Wait() // the first attempt answered; the retry waits
+				cancel()
+				err := <-errc
+				var oe *OutcomeUnknownError
+				if got := errors.As(err, &oe); got != tc.unknown || !errors.Is(err, context.Canceled) {
+					t.Errorf("err = %v; outcome unknown %v, want %v (and context.Canceled)", err, got, tc.unknown)
+				}
+				if s.Count() != 1 {
+					t.Errorf("%d attempts, want 1", s.Count())
+				}
+			})
+		})
+	}
+	// Cut short before anything was sent.
+	synctest.Test(t, func(t *testing.T) {
+		s := newMemServer(scripted("201"))
+		c := memClient(t, s, retryPacing())
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		var oe *OutcomeUnknownError
+		if err := put(ctx, c); err == nil || errors.As(err, &oe) || s.Count() != 0 {
+			t.Errorf("a PUT cut short before it was sent: %v after %d attempts", err, s.Count())
+		}
+	})
+}

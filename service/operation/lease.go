@@ -88,7 +88,7 @@ func (r *Runner) claim(ctx context.Context, id string) (*state.Operation, error)
 // the operation over, or the lease ended while it could not be renewed,
 // it ends the operation's context with errLeaseLost; when the operation
 // was finished elsewhere, with errDone; when a cancel was requested (by
-// another replica's CancelOperation), with errCancelRequested.
+// another replica's CancelOperation), with ErrCancelRequested.
 func (r *Runner) renew(ctx context.Context, id string, cancel context.CancelCauseFunc, until time.Time) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -107,7 +107,7 @@ func (r *Runner) renew(ctx context.Context, id string, cancel context.CancelCaus
 			case err == nil:
 				until = op.LeaseUntil
 				if op.CancelRequested {
-					cancel(errCancelRequested)
+					cancel(ErrCancelRequested)
 				}
 				continue
 			case errors.Is(err, errDone):

@@ -113,7 +113,7 @@ func (r *Runner) Cancel(ctx context.Context, id string, visible Visible) (*state
 		return nil, fmt.Errorf("operation: cancel: %w", err)
 	}
 	if local {
-		cancel(errCancelRequested)
+		cancel(ErrCancelRequested)
 	}
 	r.notify(id)
 	r.log.InfoContext(ctx, "operation cancel requested", "operation", id, "running_here", local)

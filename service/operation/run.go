@@ -106,7 +106,7 @@ func (r *Runner) run(ctx context.Context, id string) {
 			stopRenew() // so it does not find the operation done by this run
 			r.finish(sctx, id, group, nil)
 			return
-		case op.CancelRequested || errors.Is(cause, errCancelRequested):
+		case op.CancelRequested || errors.Is(cause, ErrCancelRequested):
 			if r.onFinish != nil {
 				r.onFinish(sctx, id)
 				finished = true

@@ -78,9 +78,12 @@ var (
 	ErrAlreadyExists = errors.New("operation already exists")
 )
 
-// errCancelRequested is the cause with which an operation's context ends
-// when CancelOperation asks it to stop.
-var errCancelRequested = errors.New("operation cancelled")
+// ErrCancelRequested is the cause with which an operation's context ends
+// when CancelOperation asks it to stop (context.Cause of the context Exec
+// is given). An Exec that tells a cancelled item whose write may have
+// taken effect from one the runner stopped reads it: the first is a
+// result, the second runs again after a restart (Interrupted).
+var ErrCancelRequested = errors.New("operation cancelled")
 
 // Options configure a Runner.
 type Options struct {
@@ -365,7 +368,7 @@ func (r *Runner) Close(ctx context.Context) error {
 }
 
 // track registers an operation this process runs and returns its
-// context, which Cancel ends with errCancelRequested.
+// context, which Cancel ends with ErrCancelRequested.
 func (r *Runner) track(id string) (context.Context, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
