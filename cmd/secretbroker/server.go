@@ -226,7 +226,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 
 	var tlsCfg *tls.Config
 	if cfg.TLSCertFile != "" {
-		if tlsCfg, err = serverTLSConfig(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile); err != nil {
+		if tlsCfg, err = serverTLSConfig(logger.With(slog.String("component", "tls")), cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile); err != nil {
 			return err
 		}
 	}
