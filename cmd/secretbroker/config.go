@@ -239,8 +239,9 @@ type Config struct {
 	MaxConcurrentCalls int
 
 	// MaxInflightBytes bounds the bytes of requests in progress at once
-	// across all callers, per listener. Flag --max-inflight-bytes. Default
-	// 32 MiB; at least maxRequestBytes.
+	// across all callers, per listener (byteBudget); one caller may hold
+	// half of it, at least maxRequestBytes. Flag --max-inflight-bytes.
+	// Default 32 MiB; at least maxRequestBytes.
 	MaxInflightBytes int64
 
 	// GCHeapFloor is the heap size below which the collector does not run
@@ -409,7 +410,7 @@ Flags:
 	fs.IntVar(&cfg.MaxConcurrentCalls, "max-concurrent-calls", defaultMaxConcurrentCalls,
 		"most calls in progress across all callers; 0 turns the limit off")
 	fs.Int64Var(&cfg.MaxInflightBytes, "max-inflight-bytes", defaultMaxInflightBytes,
-		"most `bytes` of requests in progress at once across all callers")
+		"most `bytes` of requests in progress at once across all callers, per listener; one caller may hold half, at least the largest request (16 MiB)")
 	fs.Int64Var(&cfg.GCHeapFloor, "gc-heap-floor", defaultGCHeapFloor,
 		"heap `bytes` below which Go's collector does not run (GOGC retuned after each collection, never below 100; held to a quarter of GOMEMLIMIT); 0, or GOGC in the environment, leaves the collector as it is")
 

@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sync/semaphore"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -57,11 +56,14 @@ type frontDoor struct {
 	jwt            *identity.JWTVerifier // nil: no JWTs
 	reflectionOpen bool                  // reflection without credentials
 	limits         *callLimits
-	shed           *cpuShed            // nil: no adaptive bound (shedding.go)
-	working        *workingCalls       // nil: no bound on calls at work (working.go)
-	inflight       *semaphore.Weighted // bytes of requests in progress
-	refusals       *refusalCounter     // nil: not counted
-	log            *slog.Logger
+	shed           *cpuShed      // nil: no adaptive bound (shedding.go)
+	working        *workingCalls // nil: no bound on calls at work (working.go)
+	// grpcBytes bounds the bytes of the gRPC listener's requests in
+	// progress; the gateway's calls are paid on the HTTP listener's
+	// budget (admitHTTP), not here.
+	grpcBytes *byteBudget
+	refusals  *refusalCounter // nil: not counted
+	log       *slog.Logger
 }
 
 // errCredentials is the one answer to a call without valid credentials; it
@@ -167,8 +169,9 @@ func atMostOne(v []string) (string, bool) {
 
 // admit authenticates a call and counts it in; release must be called when
 // it ends. listener is the one the call came in on: http for the gateway's
-// calls, which reach this side in process.
-func (f *frontDoor) admit(ctx context.Context, method string) (_ context.Context, listener string, _ func(), _ error) {
+// calls, which reach this side in process; fairness is the caller's key
+// for the pacer and the inbound limits.
+func (f *frontDoor) admit(ctx context.Context, method string) (_ context.Context, listener, fairness string, _ func(), _ error) {
 	caller, fairness, viaGateway, err := f.authenticate(ctx)
 	admit, listener := f.limits.admit, listenerGRPC
 	if viaGateway {
@@ -178,25 +181,25 @@ func (f *frontDoor) admit(ctx context.Context, method string) (_ context.Context
 	if err != nil {
 		f.refusals.add(ctx, listener, refusedCredentials)
 		f.log.DebugContext(ctx, "call refused: no valid credentials", slog.String("method", method), slog.String("listener", listener))
-		return nil, listener, nil, err
+		return nil, listener, "", nil, err
 	}
 	release, refused := admit(fairness)
 	if refused != nil {
 		f.refusals.add(ctx, listener, refused.kind)
 		f.log.DebugContext(ctx, "call refused by the inbound limits", slog.String("method", method),
 			slog.String("caller", caller), slog.String("reason", refused.reason))
-		return nil, listener, nil, exhausted(refused.reason, refused.retryAfter)
+		return nil, listener, "", nil, exhausted(refused.reason, refused.retryAfter)
 	}
 	if release, err = f.shedAdmit(ctx, listener, method, caller, release); err != nil {
-		return nil, listener, nil, err
+		return nil, listener, "", nil, err
 	}
 	if ctx, release, err = f.workAdmit(ctx, listener, method, caller, fairness, release); err != nil {
-		return nil, listener, nil, err
+		return nil, listener, "", nil, err
 	}
 	if caller != "" {
 		ctx = identity.WithCaller(ctx, caller)
 	}
-	return upstream.WithCaller(ctx, fairness), listener, release, nil
+	return upstream.WithCaller(ctx, fairness), listener, fairness, release, nil
 }
 
 // exhausted is RESOURCE_EXHAUSTED with a RetryInfo of d, rounded up to a
@@ -227,31 +230,38 @@ func (f *frontDoor) wrap(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 		out.Methods[i] = grpc.MethodDesc{
 			MethodName: m.MethodName,
 			Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-				ctx, listener, release, err := f.admit(ctx, method)
+				ctx, listener, fairness, release, err := f.admit(ctx, method)
 				if err != nil {
 					return nil, err
 				}
 				defer release()
-				var held int64
+				var paid *bodyReservation
 				defer func() {
-					if held > 0 {
-						f.inflight.Release(held)
+					if paid != nil {
+						paid.release()
 					}
 				}()
 				read := func(v any) error {
 					if err := dec(v); err != nil {
 						return err
 					}
-					if m, ok := v.(proto.Message); ok {
-						n := max(int64(proto.Size(m)), 1)
-						if n > maxRequestBytes {
-							return errTooLarge()
-						}
-						if !f.inflight.TryAcquire(n) {
-							f.refusals.add(ctx, listener, refusedBytes)
-							return exhausted("the broker is at its limit of request bytes in progress", time.Second)
-						}
-						held = n
+					m, ok := v.(proto.Message)
+					if !ok {
+						return nil
+					}
+					n := int64(proto.Size(m))
+					if n > maxRequestBytes {
+						return errTooLarge()
+					}
+					if listener == listenerHTTP || f.grpcBytes == nil {
+						// A JSON call's request is paid on the HTTP
+						// listener's budget, which localConn has just cut
+						// to this request (keepDecoded).
+						return nil
+					}
+					if paid, err = f.grpcBytes.reserve(fairness, n); err != nil {
+						f.refusals.add(ctx, listener, refusedBytes)
+						return err
 					}
 					return nil
 				}
@@ -293,7 +303,7 @@ func newFrontDoor(ctx context.Context, cfg Config, logger *slog.Logger) (*frontD
 		limits:         newCallLimits(cfg.CallerRPS, cfg.CallerBurst, cfg.CallerMaxConcurrent, cfg.MaxConcurrentCalls),
 		shed:           newShed(cfg),
 		working:        newWorkingCalls(cfg.MaxWorkingCalls, overloadWorkingPerCPU*runtime.GOMAXPROCS(0), cfg.MaxWaitingCalls),
-		inflight:       semaphore.NewWeighted(cfg.MaxInflightBytes),
+		grpcBytes:      newByteBudget(cfg.MaxInflightBytes),
 		log:            logger.With(slog.String("component", "frontdoor")),
 	}
 	if cfg.CallersFile != "" {
@@ -361,77 +371,119 @@ func openAudit(cfg Config, logger *slog.Logger) (*audit.Log, error) {
 }
 
 // bodyCostFactor is what a gateway request body costs against the bound on
-// bytes in progress, per byte: reading it, decoding its JSON and marshalling
-// the gRPC request keep about that many copies alive at once.
+// bytes in progress, per byte, while it is read and decoded: of the body,
+// the gateway's message decoded from it, its wire form and the gRPC
+// side's message decoded from that, up to three are alive at once (the
+// body is gone once drained, before the wire form is made: readBody).
+// Once the gRPC side has its message the gateway's copies are garbage:
+// the call keeps its request, once, and localConn cuts the reservation to
+// that (keepDecoded), as much as a gRPC call of the same request holds.
 const bodyCostFactor = 3
 
-// bodyBudget is the bound on the bytes of JSON gateway request bodies in
-// progress (--max-inflight-bytes, per listener). The gateway takes a
-// body's cost from it before it reads a byte of the body, on whatever
-// path, and gives it back when the call is done; a body it does not read
-// (its route takes none) costs nothing.
-type bodyBudget struct {
-	sem *semaphore.Weighted
-	max int64
+// byteBudget is the bound on the bytes of requests in progress on one
+// listener (--max-inflight-bytes): the gRPC listener's requests, or the
+// JSON gateway's (a JSON call is paid on the HTTP listener's budget only).
+// Each caller may hold at most share of it, so that one caller's large
+// calls, however long they run, always leave the others room. A request
+// that does not fit is refused at once, never queued.
+type byteBudget struct {
+	max, share int64
+
+	mu    sync.Mutex
+	total int64            // held by all callers
+	held  map[string]int64 // by caller (the pacer's key); no entry: none
 }
 
-func newBodyBudget(maxBytes int64) *bodyBudget {
-	return &bodyBudget{sem: semaphore.NewWeighted(maxBytes), max: maxBytes}
+// newByteBudget returns a budget of maxBytes, of which a caller may hold
+// half, or the largest request when half is less (the whole budget when
+// it is smaller than twice the largest request).
+func newByteBudget(maxBytes int64) *byteBudget {
+	return &byteBudget{max: maxBytes, share: min(maxBytes, max(maxBytes/2, maxRequestBytes)), held: map[string]int64{}}
 }
 
-// cost is what a body of declared length n (-1: unknown) costs: n, or the
-// largest allowed when it is unknown or larger, times bodyCostFactor, and
-// never more than the whole budget.
-func (b *bodyBudget) cost(n int64) int64 {
+// cost is what a JSON body of declared length n (-1: unknown) costs while
+// it is read and decoded: n, or the largest allowed when it is unknown or
+// larger, times bodyCostFactor, and never more than a caller's share, so
+// that a caller holding nothing else can always send the largest body.
+func (b *byteBudget) cost(n int64) int64 {
 	if n < 0 || n > maxRequestBytes {
 		n = maxRequestBytes // the gateway refuses more than that itself
 	}
-	return min(n*bodyCostFactor, b.max)
+	return b.fit(n * bodyCostFactor)
 }
 
-// reserve takes the cost of a body of declared length n and returns it
-// as a reservation the caller gives back (release) or cuts to what the
-// body turned out to be (shrink), or RESOURCE_EXHAUSTED with a RetryInfo
-// (429 with Retry-After through the gateway) when the budget lacks it.
-func (b *bodyBudget) reserve(n int64) (*bodyReservation, error) {
-	c := b.cost(n)
-	if !b.sem.TryAcquire(c) {
+// fit is n, capped at a caller's share.
+func (b *byteBudget) fit(n int64) int64 { return max(min(n, b.share), 1) }
+
+// reserve takes n bytes (capped at a caller's share) for caller and
+// returns them as a reservation the caller gives back (release) or cuts
+// (shrink), or RESOURCE_EXHAUSTED with a RetryInfo (429 with Retry-After
+// through the gateway) when the budget, or the caller's share of it,
+// lacks them.
+func (b *byteBudget) reserve(caller string, n int64) (*bodyReservation, error) {
+	n = b.fit(n)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.held[caller]+n > b.share {
+		return nil, exhausted("the caller holds its share of the broker's limit of request bytes in progress", time.Second)
+	}
+	if b.total+n > b.max {
 		return nil, exhausted("the broker is at its limit of request bytes in progress", time.Second)
 	}
-	return &bodyReservation{b: b, held: c}, nil
+	b.total += n
+	b.held[caller] += n
+	return &bodyReservation{b: b, caller: caller, held: n}, nil
 }
 
-// bodyReservation is a body's cost held from a bodyBudget. It only
-// shrinks: a body of unknown length (chunked) costs the most a body may
-// until it has been read, then what it is, so that a 2-byte chunked body
-// does not hold the budget of a whole one for as long as its call runs.
+// give returns n bytes caller held; b.mu is held.
+func (b *byteBudget) give(caller string, n int64) {
+	b.total -= n
+	if b.held[caller] -= n; b.held[caller] <= 0 {
+		delete(b.held, caller)
+	}
+}
+
+// inUse returns the bytes held by all callers and by caller.
+func (b *byteBudget) inUse(caller string) (total, callers int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.total, b.held[caller]
+}
+
+// bodyReservation is a request's bytes held from a byteBudget. It only
+// shrinks: a JSON body of unknown length (chunked) costs the most a body
+// may until it has been read, then what it is, and once the gRPC side has
+// decoded it, what the call keeps: the request, once.
 type bodyReservation struct {
-	b    *bodyBudget
-	mu   sync.Mutex
-	held int64
+	b      *byteBudget
+	caller string
+	mu     sync.Mutex
+	held   int64
 }
 
-// shrink gives back what the reservation holds beyond the cost of a body
-// of n bytes (n 0: all of it).
+// shrink gives back what the reservation holds beyond n bytes (n 0: all
+// of it).
 func (r *bodyReservation) shrink(n int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if c := r.b.cost(n); c < r.held {
-		r.b.sem.Release(r.held - c)
-		r.held = c
+	if n < r.held {
+		r.b.mu.Lock()
+		r.b.give(r.caller, r.held-n)
+		r.b.mu.Unlock()
+		r.held = n
 	}
 }
 
 // release gives back all the reservation holds; more calls do nothing.
 func (r *bodyReservation) release() { r.shrink(0) }
 
-// bodyBudgetKey is the context key of the bodyBudget that admitHTTP hands
+// bodyBudgetKey is the context key of the byteBudget that admitHTTP hands
 // the gateway with a request that has a body.
 type bodyBudgetKey struct{}
 
 // withBodyBudget returns r, or, when r has a body, r with b in its context.
 // A request without one never reads the budget, and costs no copy of r.
-func withBodyBudget(r *http.Request, b *bodyBudget) *http.Request {
+func withBodyBudget(r *http.Request, b *byteBudget) *http.Request {
 	if !hasBody(r) {
 		return r
 	}
@@ -440,8 +492,8 @@ func withBodyBudget(r *http.Request, b *bodyBudget) *http.Request {
 
 // bodyBudgetFrom returns the budget admitHTTP put in ctx, or fallback when
 // there is none (a gateway serving without the front door, in tests).
-func bodyBudgetFrom(ctx context.Context, fallback *bodyBudget) *bodyBudget {
-	if b, ok := ctx.Value(bodyBudgetKey{}).(*bodyBudget); ok {
+func bodyBudgetFrom(ctx context.Context, fallback *byteBudget) *byteBudget {
+	if b, ok := ctx.Value(bodyBudgetKey{}).(*byteBudget); ok {
 		return b
 	}
 	return fallback
@@ -453,16 +505,18 @@ func bodyBudgetFrom(ctx context.Context, fallback *bodyBudget) *bodyBudget {
 // the gRPC side's, which then takes none for the gateway's calls) and
 // counts the call against the caller's and all callers' calls in progress
 // (429 with Retry-After over a limit). It takes the cost of the request's
-// body from the bound on bytes of request bodies in progress
-// (bodyBudget) before any of it is read (429 with Retry-After over the
-// bound), and hands the gateway the reservation, which it cuts to the
-// body's size once read. A JSON flood is thus refused before its bodies
-// cost memory or CPU. Paths outside /v1/ (/healthz, /openapi.json) are
-// open to everyone; no route there takes a body and the gateway never
-// reads one. The gRPC side checks the call again with the credentials the
-// gateway forwards.
+// body from the HTTP listener's bound on bytes of requests in progress
+// (byteBudget), under the caller, before any of it is read (429 with
+// Retry-After over the bound or over the caller's share of it), and hands
+// the gateway the reservation, which it cuts to the body's size once read
+// and localConn to the decoded request once the gRPC side has it. A JSON
+// flood is thus refused before its bodies cost memory or CPU, and one
+// caller's large call never holds the budget of the others. Paths outside
+// /v1/ (/healthz, /openapi.json) are open to everyone; no route there
+// takes a body and the gateway never reads one. The gRPC side checks the
+// call again with the credentials the gateway forwards.
 func (f *frontDoor) admitHTTP(next http.Handler, limits *callLimits, maxBytes int64) http.Handler {
-	budget := newBodyBudget(maxBytes)
+	budget := newByteBudget(maxBytes)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/v1/") {
 			next.ServeHTTP(w, withBodyBudget(r, budget))
@@ -502,7 +556,7 @@ func (f *frontDoor) admitHTTP(next http.Handler, limits *callLimits, maxBytes in
 			// here, before tracing and routing, so that a flood of large
 			// bodies is refused at its cheapest. The gateway cuts it to
 			// the body read, or to nothing for a route that takes none.
-			paid, err := budget.reserve(r.ContentLength)
+			paid, err := budget.reserve(fairness, budget.cost(r.ContentLength))
 			if err != nil {
 				f.refusals.add(r.Context(), listenerHTTP, refusedBytes)
 				writeHTTPError(w, http.StatusTooManyRequests, status.Convert(err), time.Second)
@@ -525,6 +579,16 @@ type bodyPaidKey struct{}
 func bodyPaid(ctx context.Context) *bodyReservation {
 	paid, _ := ctx.Value(bodyPaidKey{}).(*bodyReservation)
 	return paid
+}
+
+// keepDecoded cuts the reservation taken for ctx's JSON request body, if
+// any, to n bytes: the request the gRPC side has decoded from it, all a
+// JSON call keeps of its request from then on (bodyCostFactor). localConn
+// calls it with the gateway's context once the gRPC side has the request.
+func keepDecoded(ctx context.Context, n int) {
+	if paid := bodyPaid(ctx); paid != nil {
+		paid.shrink(paid.b.fit(int64(n)))
+	}
 }
 
 // setChallenge sets the WWW-Authenticate header a 401 carries: it names

@@ -84,7 +84,7 @@ type gateway struct {
 	selectionRoutes map[string]bool
 	// budget bounds the bodies in progress when admitHTTP has not handed
 	// the request its own (a gateway outside the front door, in tests).
-	budget *bodyBudget
+	budget *byteBudget
 }
 
 // newGateway returns the JSON gateway's HTTP handler: the grpc-gateway mux
@@ -101,7 +101,7 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 		bodyRoutes:      make(map[string]bool),
 		selectionRoutes: make(map[string]bool),
 		query:           serviceQueryRoutes(),
-		budget:          newBodyBudget(defaultMaxInflightBytes),
+		budget:          newByteBudget(defaultMaxInflightBytes),
 		marshaler:       newJSONMarshaler(),
 	}
 	g.mux = runtime.NewServeMux(
@@ -338,13 +338,16 @@ func (g *gateway) readBody(w http.ResponseWriter, r *http.Request) (*http.Reques
 	if r.ContentLength > maxRequestBytes {
 		return r, nil, tooLarge(maxRequestBytes)
 	}
-	res, release := bodyPaid(r.Context()), func() {}
+	ctx := r.Context()
+	res, release := bodyPaid(ctx), func() {}
 	if res == nil {
+		budget := bodyBudgetFrom(ctx, g.budget)
 		var err error
-		if res, err = bodyBudgetFrom(r.Context(), g.budget).reserve(r.ContentLength); err != nil {
+		if res, err = budget.reserve("", budget.cost(r.ContentLength)); err != nil {
 			return r, nil, err
 		}
 		release = res.release
+		ctx = context.WithValue(ctx, bodyPaidKey{}, res) // for localConn (keepDecoded)
 	}
 	body, err := readBodyBytes(http.MaxBytesReader(w, r.Body, maxRequestBytes), r.ContentLength)
 	if err != nil {
@@ -356,27 +359,39 @@ func (g *gateway) readBody(w http.ResponseWriter, r *http.Request) (*http.Reques
 	}
 	// A body of unknown length was paid for as the largest: it now costs
 	// what it is.
-	res.shrink(int64(len(body)))
-	r2 := *r
+	res.shrink(res.b.cost(int64(len(body))))
+	r2 := r.WithContext(ctx) // a copy of r
 	r2.Body = newReadBody(body)
 	r2.ContentLength = int64(len(body))
-	return &r2, release, nil
+	return r2, release, nil
 }
 
 // readBody is a request body read whole (readBody): its reader, and the
 // bytes themselves, which the JSON decoder parses in place (NewDecoder).
+// Once read to its end (the gateway drains a body after decoding it) it
+// lets go of the bytes, so that a call does not keep its body alive for
+// as long as it runs: only its decoded request (bodyCostFactor).
 type readBody struct {
-	*bytes.Reader
+	r    *bytes.Reader
 	data []byte
 }
 
-func newReadBody(data []byte) readBody { return readBody{Reader: bytes.NewReader(data), data: data} }
+func newReadBody(data []byte) *readBody { return &readBody{r: bytes.NewReader(data), data: data} }
 
-func (readBody) Close() error { return nil }
+func (b *readBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if b.r.Len() == 0 {
+		b.data = nil
+		b.r.Reset(nil)
+	}
+	return n, err
+}
+
+func (*readBody) Close() error { return nil }
 
 // unread returns the body's bytes when none has been read yet.
-func (b readBody) unread() ([]byte, bool) {
-	return b.data, b.Len() == len(b.data)
+func (b *readBody) unread() ([]byte, bool) {
+	return b.data, b.r.Len() == len(b.data)
 }
 
 // errBodyOverrun is readBodyBytes' error for a body longer than it said.
@@ -619,7 +634,7 @@ func (m jsonMarshaler) Marshal(v any) ([]byte, error) {
 // are the same either way (FuzzJSONDecoderPaths).
 func (m jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 	slow := m.streamDecoder(r)
-	body, ok := r.(readBody)
+	body, ok := r.(*readBody)
 	if !ok {
 		return slow
 	}

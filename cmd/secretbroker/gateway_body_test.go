@@ -327,27 +327,31 @@ func (b *watchedBody) Close() error { return nil }
 // every path that reads one, and a body that is never read costs nothing.
 func TestGatewayBodyBudget(t *testing.T) {
 	t.Run("cost", func(t *testing.T) {
-		b := newBodyBudget(32 << 20)
-		for _, tt := range []struct{ declared, want int64 }{
-			{2, 2 * bodyCostFactor},
-			{1 << 20, bodyCostFactor << 20},
-			{-1, 32 << 20},                  // unknown: the largest allowed, capped at the whole budget
-			{maxRequestBytes + 1, 32 << 20}, // refused by its length before; costs at most the budget
-			{10 << 20, 30 << 20},
+		for _, tt := range []struct{ budget, declared, want int64 }{
+			{32 << 20, 2, 2 * bodyCostFactor},
+			{32 << 20, 1 << 20, bodyCostFactor << 20},
+			// Never more than a caller's share: half the budget, at
+			// least the largest request.
+			{32 << 20, -1, 16 << 20},                  // unknown: the largest allowed
+			{32 << 20, maxRequestBytes + 1, 16 << 20}, // refused by its length before
+			{32 << 20, 10 << 20, 16 << 20},
+			{64 << 20, 10 << 20, 30 << 20},
+			{100 << 20, -1, bodyCostFactor * maxRequestBytes},
+			{maxRequestBytes, -1, maxRequestBytes}, // the whole budget
 		} {
-			if got := b.cost(tt.declared); got != tt.want {
-				t.Errorf("cost(%d) = %d, want %d", tt.declared, got, tt.want)
+			if got := newByteBudget(tt.budget).cost(tt.declared); got != tt.want {
+				t.Errorf("budget %d: cost(%d) = %d, want %d", tt.budget, tt.declared, got, tt.want)
 			}
 		}
 	})
 
 	t.Run("handed on every path", func(t *testing.T) {
 		door := &frontDoor{keys: callerKeys{gatewaySecret: "budget-gateway-secret"}, log: slog.New(slog.DiscardHandler)}
-		var got *bodyBudget
+		var got *byteBudget
 		h := door.admitHTTP(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 			got = bodyBudgetFrom(r.Context(), nil)
 		}), newCallLimits(0, 0, 0, 0), 20<<20)
-		var first *bodyBudget
+		var first *byteBudget
 		for _, tt := range []struct {
 			path   string
 			length int64

@@ -25,7 +25,8 @@ import (
 // passes, built from the same parts (run wires both): the server's stats
 // handler (otelgrpc: the server span and rpc.server metrics), the service
 // descriptor wrapped by the front door (authentication, the inbound
-// limits, the bound on request bytes), and the server's chain of unary
+// limits; a gateway call's request bytes are paid on the HTTP side, cut
+// to the decoded request here, keepDecoded), and the server's chain of unary
 // interceptors (the per-call log line, panic recovery), then the service.
 // What a connection would carry is carried: the request and the response
 // go through the proto codec (the server gets its own copy, as it would
@@ -337,6 +338,10 @@ func (c *localConn) serve(cctx context.Context, m grpc.MethodDesc, method string
 		if err := proto.Unmarshal(req, msg); err != nil {
 			return status.Errorf(codes.Internal, "grpc: error unmarshalling request: %v", err)
 		}
+		// The gateway's copies of the request (its JSON body, its message,
+		// req) are no longer kept: the call's JSON body now costs the
+		// request decoded, once.
+		keepDecoded(cctx, len(req))
 		if sh != nil {
 			sh.HandleRPC(ctx, &stats.InPayload{Payload: v, Length: len(req), CompressedLength: len(req),
 				WireLength: len(req) + localMsgHeader, RecvTime: time.Now()})
