@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -22,7 +21,6 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/secretbroker/secretbroker/service"
 	"github.com/secretbroker/secretbroker/service/access"
@@ -205,14 +203,7 @@ func (f *frontDoor) admit(ctx context.Context, method string) (_ context.Context
 // exhausted is RESOURCE_EXHAUSTED with a RetryInfo of d, rounded up to a
 // whole second.
 func exhausted(msg string, d time.Duration) error {
-	st := status.New(codes.ResourceExhausted, msg+"; try again later")
-	if secs := d.Truncate(time.Second); secs < d {
-		d = secs + time.Second
-	}
-	if ds, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)}); err == nil {
-		st = ds
-	}
-	return st.Err()
+	return service.WithRetryInfo(status.New(codes.ResourceExhausted, msg+"; try again later"), d).Err()
 }
 
 // errTooLarge is the answer to a request over maxRequestBytes.
