@@ -341,8 +341,9 @@ func (w *waitHook) WaitOperation(ctx context.Context, req *secretbrokerv1.WaitOp
 
 // TestSyncInterruptRealOperation interrupts sync while the real broker's
 // operation waits for GitHub (a PUT that is never answered): the broker
-// cancels the operation, which ends CANCELLED with no item written, and
-// sync exits 1 saying so.
+// cancels the operation, which ends CANCELLED with no item written; the
+// item whose PUT GitHub was sent is ABORTED (GitHub may have applied it),
+// the other not run; and sync exits 1 saying so.
 func TestSyncInterruptRealOperation(t *testing.T) {
 	w := &waitHook{waiting: make(chan struct{})}
 	b := startBroker(t, brokerOpts{auth: true, wrap: func(s *service.Server) secretbrokerv1.SecretServiceServer {
@@ -350,23 +351,25 @@ func TestSyncInterruptRealOperation(t *testing.T) {
 		return w
 	}})
 	// Answered only when the request is abandoned (the item cancelled).
-	b.emu.InjectFault(emulator.Fault{Route: emulator.RoutePutRepoSecret, Latency: time.Hour, Times: 10})
+	arrived := make(chan struct{}, 1)
+	b.emu.InjectFault(emulator.Fault{Route: emulator.RoutePutRepoSecret, Latency: time.Hour, Times: 10, Arrived: arrived})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go func() {
 		<-w.waiting
-		cancel() // Ctrl-C
+		<-arrived // GitHub has the first PUT
+		cancel()  // Ctrl-C
 	}()
 	file := writeFile(t, "a.env", []byte("SLOW_ONE="+plantedValue+"\nSLOW_TWO=two-value\n"))
 	r := ctlCtx(ctx, t, b.env(), strings.NewReader(""), noTerminal{}, "sync", "--from-env-file", file, repoScope)
 	wantCode(t, r, exitFail)
-	wantContains(t, "stderr", r.stderr, "interrupted: cancelling operations/", "cancelled after 0 of 2 items")
-	wantContains(t, "stdout", r.stdout, "0 written, 0 deleted, 0 unchanged, 0 failed")
+	wantContains(t, "stderr", r.stderr, "interrupted: cancelling operations/", "SLOW_ONE (create): ABORTED", "may have applied it", "cancelled after 1 of 2 items")
+	wantContains(t, "stdout", r.stdout, "0 written, 0 deleted, 0 unchanged, 1 failed")
 
 	// The broker says the same.
 	r = ctl(t, b.env(), "", "ops")
 	wantCode(t, r, exitOK)
-	wantContains(t, "ops", r.stdout, "cancelled", "0/2")
+	wantContains(t, "ops", r.stdout, "cancelled", "1/2")
 	for _, name := range []string{"SLOW_ONE", "SLOW_TWO"} {
 		if _, err := b.emu.Open(repoScope, name); err == nil {
 			t.Errorf("%s was written by a cancelled operation", name)

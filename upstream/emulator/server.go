@@ -200,6 +200,11 @@ type Fault struct {
 	// during the wait (the client went away), the request is abandoned
 	// without being handled.
 	Latency time.Duration
+	// Arrived, when set, is sent a value as each request the fault
+	// applies to arrives, before anything else is done with it (a send
+	// that would block is dropped): a test learns that the request
+	// reached GitHub.
+	Arrived chan<- struct{}
 }
 
 // canned reports whether f answers with Status, Header and Body.
@@ -434,6 +439,12 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, apiPrefix st
 	}
 	s.mu.Unlock()
 	defer s.leave()
+	if fault != nil && fault.Arrived != nil {
+		select {
+		case fault.Arrived <- struct{}{}:
+		default:
+		}
+	}
 
 	esc := apiPrefix + r.URL.EscapedPath()
 	resp := adm.refusal
