@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -785,6 +786,13 @@ func (c *Client) url(r request) (string, error) {
 type outcome struct {
 	header http.Header
 	rl     pace.RateLimit
+	// unsent: a write (any method but GET) that got no answer was never
+	// written whole to a connection (a refused dial, a failed DNS lookup,
+	// a connection gone before it was used): GitHub cannot have applied
+	// it. Known only through a transport that reports its progress
+	// (httptrace: net/http's does); with another, a failure may have
+	// come after GitHub had the request.
+	unsent bool
 }
 
 // send makes one attempt at r: it sends body (nil for none) to u and
@@ -801,6 +809,17 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 		rd = bytes.NewReader(body)
 	}
 	ctx = context.WithValue(ctx, routeKey{}, r.route)
+	var traced, wrote atomic.Bool // the transport reports its progress; the write was written whole
+	if r.method != http.MethodGet {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			GetConn: func(string) { traced.Store(true) },
+			WroteRequest: func(w httptrace.WroteRequestInfo) {
+				if w.Err == nil {
+					wrote.Store(true)
+				}
+			},
+		})
+	}
 	req, err := http.NewRequestWithContext(ctx, r.method, u, rd)
 	if err != nil {
 		return response{}, none, fail("building the request", err)
@@ -820,6 +839,7 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 
 	resp, err := noRedirects(c.hc).Do(req)
 	if err != nil {
+		none.unsent = traced.Load() && !wrote.Load()
 		return response{}, none, fail("sending the request", err)
 	}
 	now := time.Now()

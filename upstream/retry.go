@@ -162,7 +162,7 @@ func (c *Client) do(ctx context.Context, r request) (_ response, err error) {
 			// caused says so; an attempt it cut short may have taken
 			// effect.
 			if !isGitHub {
-				unknown = true
+				unknown = unknown || !out.unsent
 				if !errors.Is(err, ctxErr) {
 					err = fmt.Errorf("%w: %w", err, ctxErr)
 				}
@@ -185,7 +185,7 @@ func (c *Client) do(ctx context.Context, r request) (_ response, err error) {
 		case isGitHub:
 			return response{}, err
 		case netfail.Transient(err):
-			unknown = true
+			unknown = unknown || !out.unsent
 		default:
 			return response{}, err
 		}

@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -885,4 +887,65 @@ func TestOutcomeUnknownWhenCutShort(t *testing.T) {
 			t.Errorf("a PUT cut short before it was sent: %v after %d attempts", err, s.Count())
 		}
 	})
+}
+
+// refusedFirstDial is a net/http Transport to srv whose first dial is
+// refused (after calling onRefuse, if set): that attempt never leaves
+// this machine.
+func refusedFirstDial(srv *httptest.Server, onRefuse func()) *http.Transport {
+	tr := srv.Client().Transport.(*http.Transport).Clone()
+	var dials atomic.Int32
+	var d net.Dialer
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if dials.Add(1) == 1 {
+			if onRefuse != nil {
+				onRefuse()
+			}
+			return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	return tr
+}
+
+// TestWriteNeverSentIsNoUnknownOutcome: an attempt whose connection was
+// refused never reached GitHub. A PUT whose caller leaves as its only
+// attempt is refused is not an *OutcomeUnknownError, and a DELETE whose
+// retry gets 404 after one is NOT_FOUND, not "the first attempt deleted
+// it".
+func TestWriteNeverSentIsNoUnknownOutcome(t *testing.T) {
+	var puts, deletes atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodPut:
+			puts.Add(1)
+			w.WriteHeader(http.StatusCreated)
+		case http.MethodDelete:
+			deletes.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, `{"message":"Not Found"}`)
+		}
+	}))
+	defer srv.Close()
+	p := retryPacing()
+	p.BackoffBase, p.BackoffMax = time.Millisecond, time.Millisecond
+	client := func(onRefuse func()) *Client {
+		c, err := New(Config{BaseURL: srv.URL, Token: testToken, HTTPClient: &http.Client{Transport: refusedFirstDial(srv, onRefuse)}, Pacing: &p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	_, err := client(cancel).PutSecret(ctx, repActions, "S", testPut)
+	if oe := (*OutcomeUnknownError)(nil); errors.As(err, &oe) || !errors.Is(err, context.Canceled) || puts.Load() != 0 {
+		t.Errorf("a PUT whose only attempt was refused at dial, cut short: %v (%d PUTs reached the server)", err, puts.Load())
+	}
+
+	err = client(nil).DeleteSecret(t.Context(), repActions, "NEVER_EXISTED")
+	if e := (*Error)(nil); !errors.As(err, &e) || e.StatusCode != http.StatusNotFound || deletes.Load() != 1 {
+		t.Errorf("a DELETE refused at dial, then 404: %v after %d DELETEs, want a 404 *Error", err, deletes.Load())
+	}
 }

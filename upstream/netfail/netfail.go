@@ -6,6 +6,8 @@
 package netfail
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -19,11 +21,11 @@ import (
 // answer (http.Client.Do's), may well not recur: a connection dropped,
 // refused, reset or timed out, an unexpected EOF, an HTTP/2 stream the
 // server reset, a GOAWAY that closed the connection, or a connection
-// lost or closed by the server while the request was on it. Whether the
-// server acted on the request is unknown. TLS and certificate failures,
-// refused redirects and anything else are not transient.
+// lost or closed by the server while the request was on it. TLS
+// refusals and certificate failures (tlsRefused), refused redirects and
+// anything else are not transient.
 func Transient(err error) bool {
-	if err == nil {
+	if err == nil || tlsRefused(err) {
 		return false
 	}
 	for _, target := range []error{io.EOF, io.ErrUnexpectedEOF, net.ErrClosed,
@@ -43,6 +45,32 @@ func Transient(err error) bool {
 		return true
 	}
 	return connectionLost(err)
+}
+
+// tlsRefused reports whether err is a TLS failure that sending again
+// does not change: the server's alert (a client certificate it does not
+// accept, no protocol in common), a certificate this machine does not
+// trust or that does not name the host. crypto/tls reports the server's
+// alert as a *net.OpError "remote error", which the rest of Transient
+// would take for a network failure.
+func tlsRefused(err error) bool {
+	if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Op == "remote error" {
+		return true
+	}
+	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+		return true
+	}
+	if _, ok := errors.AsType[tls.RecordHeaderError](err); ok {
+		return true // not TLS at the other end
+	}
+	if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+		return true
+	}
+	if _, ok := errors.AsType[x509.HostnameError](err); ok {
+		return true
+	}
+	_, ok := errors.AsType[x509.CertificateInvalidError](err)
+	return ok
 }
 
 // connectionLost reports whether err, or an error it wraps, is one of

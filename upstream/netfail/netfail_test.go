@@ -2,10 +2,12 @@ package netfail_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -75,5 +77,40 @@ func TestTransientRealStreamReset(t *testing.T) {
 	}
 	if !netfail.Transient(err) {
 		t.Errorf("Transient(%v) = false, want true", err)
+	}
+}
+
+// TestTLSRefusalNotTransient: a server that refuses the client's
+// certificate (its alert, under TLS 1.2 and 1.3) and a server whose
+// certificate this machine does not trust fail for good: crypto/tls
+// reports the alert as a *net.OpError, which was taken for a network
+// failure and retried.
+func TestTLSRefusalNotTransient(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	get := func(tr *http.Transport) error {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err == nil {
+			resp.Body.Close()
+			t.Fatal("the request succeeded")
+		}
+		return err
+	}
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		tr := srv.Client().Transport.(*http.Transport).Clone()
+		tr.TLSClientConfig.MaxVersion = v
+		if err := get(tr); netfail.Transient(err) {
+			t.Errorf("TLS %x, no client certificate: Transient(%v) = true", v, err)
+		}
+	}
+	if err := get(&http.Transport{}); netfail.Transient(err) { // the test server's certificate is not trusted
+		t.Errorf("untrusted certificate: Transient(%v) = true", err)
 	}
 }
