@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/code"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -91,10 +90,8 @@ func orDash(s string) string {
 func (c *cli) describe(err error) string {
 	st := status.Convert(err)
 	msg := codeName(st.Code()) + ": " + st.Message()
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
-			msg += fmt.Sprintf(" (retry after %s)", ri.GetRetryDelay().AsDuration())
-		}
+	if d := retryInfoDelay(st); d > 0 {
+		msg += fmt.Sprintf(" (retry after %s)", d)
 	}
 	return c.scrub(msg)
 }

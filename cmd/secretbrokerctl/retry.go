@@ -169,7 +169,7 @@ func retryDelay(err error, kind retryKind, attempt int) (wait, asked time.Durati
 			return 0, 0, false
 		}
 	case codes.Unavailable:
-		if kind != retryRepeatable {
+		if kind != retryRepeatable || connectionMisconfigured(st) {
 			return 0, 0, false
 		}
 		if asked <= 0 {
@@ -181,6 +181,21 @@ func retryDelay(err error, kind retryKind, attempt int) (wait, asked time.Durati
 	}
 	// Never sooner than asked; the jitter not past retryMaxWait.
 	return max(asked, min(asked+rand.N(asked/5+1), retryMaxWait)), asked, true
+}
+
+// connectionMisconfigured reports whether st, an UNAVAILABLE, is
+// grpc-go's own for a connection that no retry makes: a TLS handshake
+// that failed (a certificate this side does not trust, or that the broker
+// refuses) or a broker address that does not resolve. Only its message
+// tells; the broker's own UNAVAILABLE answers carry a RetryInfo.
+func connectionMisconfigured(st *status.Status) bool {
+	msg := st.Message()
+	for _, s := range []string{"authentication handshake failed", "name resolver error", "no such host"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // retryInfoDelay is the delay of st's RetryInfo detail; 0 without one.
