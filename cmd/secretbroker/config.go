@@ -156,6 +156,14 @@ type Config struct {
 	// before it cuts them. Flag --shutdown-timeout. Default 15s.
 	ShutdownTimeout time.Duration
 
+	// GRPCMaxConnectionAge is how long a client's gRPC connection lives
+	// (give or take a tenth, grpc-go's jitter) before the broker asks the
+	// client to open another (GOAWAY), so that long-lived clients spread
+	// over replicas added since; the calls in progress on it go on for up
+	// to grpcMaxConnectionAgeGrace. Zero: for ever. Flag
+	// --grpc-max-connection-age. Default 30m.
+	GRPCMaxConnectionAge time.Duration
+
 	// LogLevel is the lowest level logged. Flag --log-level. Default info.
 	LogLevel slog.Level
 
@@ -294,6 +302,7 @@ const (
 	defaultUpstreamURL              = upstream.DefaultBaseURL
 	defaultUpstreamAPIVersionAgents = upstream.DefaultAPIVersionAgents
 	defaultShutdownTimeout          = 15 * time.Second
+	defaultGRPCMaxConnectionAge     = 30 * time.Minute
 	defaultKeyTTL                   = service.DefaultKeyTTL
 	defaultLogLevel                 = slog.LevelInfo
 	defaultLogFormat                = logFormatJSON
@@ -368,6 +377,8 @@ Flags:
 		"with --dev, on or off: off lifts the emulator's GitHub rate limits and the broker's write spacing, points budget and in-flight cap toward it (unless those flags are given), for load tests")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout,
 		"how long a shutdown waits for in-flight calls before it cuts them")
+	fs.DurationVar(&cfg.GRPCMaxConnectionAge, "grpc-max-connection-age", defaultGRPCMaxConnectionAge,
+		"how long a client's gRPC connection lives before the broker asks the client to reconnect (so that clients spread over new replicas; calls in progress finish); 0 for ever")
 	fs.TextVar(&cfg.LogLevel, "log-level", defaultLogLevel,
 		"lowest `level` logged: debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", defaultLogFormat,
@@ -576,6 +587,9 @@ func (c *Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
+	}
+	if c.GRPCMaxConnectionAge < 0 {
+		return fmt.Errorf("--grpc-max-connection-age must not be negative, got %s", c.GRPCMaxConnectionAge)
 	}
 	if err := c.validatePacing(); err != nil {
 		return err
@@ -845,6 +859,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("key_ttl", c.KeyTTL),
 		slog.Bool("dev", c.Dev),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Duration("grpc_max_connection_age", c.GRPCMaxConnectionAge),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.String("traces_exporter", c.TracesExporter),

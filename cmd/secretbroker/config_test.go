@@ -59,6 +59,7 @@ func TestLoadConfig(t *testing.T) {
 		UpstreamMaxAttempts:       5,
 		KeyTTL:                    10 * time.Minute,
 		ShutdownTimeout:           15 * time.Second,
+		GRPCMaxConnectionAge:      30 * time.Minute,
 		LogLevel:                  slog.LevelInfo,
 		LogFormat:                 "json",
 		AllowUnauthenticated:      true,
@@ -157,7 +158,7 @@ func TestLoadConfig(t *testing.T) {
 			args: []string{
 				"--grpc-addr=:1", "--http-addr", ":2", "--upstream-url=http://gh.internal",
 				"--upstream-api-version-actions=a", "--upstream-api-version-agents=b",
-				"--upstream-legacy-routes", "--shutdown-timeout=1m", "--log-level=WARN",
+				"--upstream-legacy-routes", "--shutdown-timeout=1m", "--log-level=WARN", "--grpc-max-connection-age=5m",
 			},
 			env: map[string]string{"GITHUB_TOKEN": testToken},
 			want: with(func(c *Config) {
@@ -169,6 +170,7 @@ func TestLoadConfig(t *testing.T) {
 				c.UpstreamLegacyRoutes = true
 				c.ShutdownTimeout = time.Minute
 				c.LogLevel = slog.LevelWarn
+				c.GRPCMaxConnectionAge = 5 * time.Minute
 			}),
 		},
 		{
@@ -388,6 +390,7 @@ func TestLoadConfigErrors(t *testing.T) {
 			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_SHUTDOWN_TIMEOUT": "soon"},
 			want: []string{"SECRETBROKER_SHUTDOWN_TIMEOUT"},
 		},
+		{name: "negative connection age", args: []string{"--grpc-max-connection-age=-1s"}, env: withToken, want: []string{"--grpc-max-connection-age"}},
 		{
 			name: "zero shutdown timeout",
 			args: []string{"--shutdown-timeout=0s"},

@@ -30,6 +30,19 @@ import (
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
+// grpcKeepalive is the gRPC server's keepalive: idle connections closed
+// after 15 minutes, pings after a minute of silence, and, when maxAge is
+// positive, connections renewed after maxAge (GOAWAY: the client
+// reconnects for its next calls, possibly to another replica), the calls
+// in progress on one finishing within grpcMaxConnectionAgeGrace.
+func grpcKeepalive(maxAge time.Duration) keepalive.ServerParameters {
+	p := keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}
+	if maxAge > 0 {
+		p.MaxConnectionAge, p.MaxConnectionAgeGrace = maxAge, grpcMaxConnectionAgeGrace
+	}
+	return p
+}
+
 const (
 	// userAgent is the User-Agent sent to GitHub.
 	userAgent = "secretbroker"
@@ -42,6 +55,10 @@ const (
 	// writeTimeout bounds a gateway response from the end of its request:
 	// a batch of 1,000 writes spaced 1 s apart takes about 17 minutes.
 	writeTimeout = 20 * time.Minute
+	// grpcMaxConnectionAgeGrace is how long the calls in progress on a gRPC
+	// connection renewed for its age may take: as long as a gateway
+	// answer (writeTimeout), for a batch of 1,000 paced writes.
+	grpcMaxConnectionAgeGrace = writeTimeout
 	// idleTimeout closes idle keep-alive connections to the gateway.
 	idleTimeout = 2 * time.Minute
 	// maxHeaderBytes bounds a request's headers, on both listeners.
@@ -290,7 +307,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 			grpc.InitialWindowSize(streamWindow),
 			grpc.InitialConnWindowSize(4 * streamWindow),
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
+			grpc.KeepaliveParams(grpcKeepalive(0)),
 		}, extra...)
 		srv := grpc.NewServer(opts...)
 		srv.RegisterService(serviceDesc, svc)
@@ -298,12 +315,13 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		registerReflection(srv)
 		return srv
 	}
-	var grpcSrv *grpc.Server
+	// The gRPC listener's connections are renewed every
+	// --grpc-max-connection-age (the in-process server's one is not).
+	external := []grpc.ServerOption{grpc.KeepaliveParams(grpcKeepalive(cfg.GRPCMaxConnectionAge))}
 	if tlsCfg != nil {
-		grpcSrv = newGRPCServer(newServerStats(), grpc.Creds(credentials.NewTLS(tlsCfg.Clone())))
-	} else {
-		grpcSrv = newGRPCServer(newServerStats())
+		external = append(external, grpc.Creds(credentials.NewTLS(tlsCfg.Clone())))
 	}
+	grpcSrv := newGRPCServer(newServerStats(), external...)
 	gwStats := newServerStats()
 	gwSrv := newGRPCServer(gwStats)
 	gwLn := bufconn.Listen(256 << 10)
