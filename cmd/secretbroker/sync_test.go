@@ -237,3 +237,30 @@ func mapsEqual(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// TestDevWithAStateStoreWarns: the emulator of --dev keeps its secrets in
+// memory, so a state store that outlives it (--state-dir here) describes
+// another GitHub after a restart (resumed operations wrote into an empty
+// emulator): the broker says so at start. Without a store it does not.
+func TestDevWithAStateStoreWarns(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dir  string
+		want bool
+	}{
+		{"--dev --state-dir", t.TempDir(), true},
+		{"--dev alone", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
+			st, err := openState(Config{Dev: true, StateDir: tc.dir}, slog.New(slog.NewTextHandler(&logs, nil)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			if got := strings.Contains(logs.String(), "emulator keeps its secrets in memory"); got != tc.want {
+				t.Errorf("warned %v, want %v:\n%s", got, tc.want, logs.String())
+			}
+		})
+	}
+}
