@@ -786,12 +786,12 @@ func (c *Client) url(r request) (string, error) {
 type outcome struct {
 	header http.Header
 	rl     pace.RateLimit
-	// unsent: a write (any method but GET) that got no answer was never
-	// written whole to a connection (a refused dial, a failed DNS lookup,
-	// a connection gone before it was used): GitHub cannot have applied
-	// it. Known only through a transport that reports its progress
-	// (httptrace: net/http's does); with another, a failure may have
-	// come after GitHub had the request.
+	// unsent: a write (any method but GET) that got no answer never had a
+	// connection to go on (a refused dial, a failed DNS lookup, a TLS
+	// handshake that failed): GitHub cannot have applied it. Known only
+	// through a transport that reports its progress (httptrace: net/http's
+	// does); with another, a failure may have come after GitHub had the
+	// request.
 	unsent bool
 }
 
@@ -809,15 +809,15 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 		rd = bytes.NewReader(body)
 	}
 	ctx = context.WithValue(ctx, routeKey{}, r.route)
-	var traced, wrote atomic.Bool // the transport reports its progress; the write was written whole
+	// Whether a write that fails may have reached GitHub: not before the
+	// transport had a connection for it. (Once it has one, the bytes may
+	// be on their way before any later hook runs: WroteRequest can come
+	// after GitHub has the request.)
+	var traced, gotConn atomic.Bool
 	if r.method != http.MethodGet {
 		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 			GetConn: func(string) { traced.Store(true) },
-			WroteRequest: func(w httptrace.WroteRequestInfo) {
-				if w.Err == nil {
-					wrote.Store(true)
-				}
-			},
+			GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
 		})
 	}
 	req, err := http.NewRequestWithContext(ctx, r.method, u, rd)
@@ -839,7 +839,7 @@ func (c *Client) send(ctx context.Context, r request, u string, body []byte, sec
 
 	resp, err := noRedirects(c.hc).Do(req)
 	if err != nil {
-		none.unsent = traced.Load() && !wrote.Load()
+		none.unsent = traced.Load() && !gotConn.Load()
 		return response{}, none, fail("sending the request", err)
 	}
 	now := time.Now()

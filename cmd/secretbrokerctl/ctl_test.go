@@ -138,7 +138,7 @@ func TestPutValueSources(t *testing.T) {
 		{name: "empty file", args: []string{"--from-file", empty}, code: exitUsage, stderr: "empty.txt is empty"},
 		{name: "missing file", args: []string{"--from-file", empty + ".missing"}, code: exitUsage, stderr: "--from-file"},
 		{name: "not UTF-8", args: []string{"--from-file", binary}, code: exitUsage, stderr: "not UTF-8"},
-		{name: "value as an argument", args: []string{plantedValue}, code: exitUsage, stderr: "want NAME, got 2 argument(s)"},
+		{name: "value as an argument", args: []string{plantedValue}, code: exitUsage, stderr: "never an argument), got 2 argument(s)"},
 		{name: "too large", stdin: strings.Repeat("x", maxValueRead+1), code: exitUsage, stderr: "larger than 1024 KiB"},
 		{name: "over GitHub's 48 KB", stdin: strings.Repeat("x", 49*1024), code: exitFail, stderr: "INVALID_ARGUMENT"},
 	} {
@@ -261,7 +261,7 @@ func TestPutOrgSelection(t *testing.T) {
 		{name: "unknown visibility", args: []string{"--visibility", "public"}, code: exitUsage, stderr: `--visibility is "public"`},
 		{name: "empty repo entry", args: []string{"--repos", "docs,,x"}, code: exitUsage, stderr: "empty entry"},
 		{name: "unknown repository name", args: []string{"--repos", "no-such-repo"}, code: exitFail, stderr: "INVALID_ARGUMENT"},
-		{name: "org flags on a repository secret", args: []string{"--visibility", "all", repoScope + "/secrets/X"}, code: exitUsage, stderr: "want NAME, got 2"},
+		{name: "org flags on a repository secret", args: []string{"--visibility", "all", repoScope + "/secrets/X"}, code: exitUsage, stderr: "want NAME (the value comes from standard input or --from-file, never an argument), got 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := ctl(t, env, plantedValue, append([]string{"put", name}, tc.args...)...)

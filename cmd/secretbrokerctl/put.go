@@ -100,7 +100,7 @@ func runPut(ctx context.Context, c *cli, args []string) int {
 	fs.BoolVar(&src.trimNewline, "trim-newline", true, "strip one trailing newline (\\n or \\r\\n) from a value piped on standard input")
 	fs.StringVar(&org.visibility, "visibility", "", "organization secrets: all, private or selected (required when creating one)")
 	fs.StringVar(&org.repos, "repos", "", "organization secrets: repositories that may use it, names or ids, comma separated (implies --visibility selected)")
-	pos, exit := c.parseOrExit(fs, &opts, args, "NAME", 1)
+	pos, exit := c.parseOrExit(fs, &opts, args, "NAME (the value comes from standard input or --from-file, never an argument)", 1)
 	if exit >= 0 {
 		return exit
 	}
