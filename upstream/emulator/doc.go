@@ -29,6 +29,16 @@
 // the older release, whose reference has no API versions and no route
 // listing a repository's organization secrets.
 //
+// Request bodies are checked as the reference of the GitHub played types
+// them: repository ids are JSON integers, except that the old GitHub
+// Enterprise Server's create-or-update of an organization secret also
+// takes strings of digits; encrypted_value and key_id are required where
+// the reference marks them Required (environment secrets, Agents, GitHub
+// Enterprise Server 3.21) and optional for Actions organization and
+// repository secrets on github.com and the old release, where a PUT
+// without them updates an existing secret's other settings and cannot
+// create one.
+//
 // # Rate limits
 //
 // Options.Limits makes the server enforce GitHub's published rate limits

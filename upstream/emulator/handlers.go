@@ -24,6 +24,7 @@ type request struct {
 	body []byte
 	base string // absolute URL of the API root, for Link and *_url fields
 	path string // escaped path below base
+	ghes bool   // the request came under /api/v3
 }
 
 // response is a complete answer, built under the lock and written after it
@@ -298,7 +299,48 @@ func etagMatches(values []string, etag string) bool {
 	return false
 }
 
+// valueRequired reports whether a PUT of a secret in sc must carry
+// encrypted_value and key_id, as the reference pages of the GitHub the
+// server plays mark them (ghes: the request came under /api/v3):
+//   - Required for environment secrets everywhere (github.com 003:1147/1151,
+//     GitHub Enterprise Server 3.21 000:1154/1158, the older release's legacy
+//     routes 004:1042/1046), for Agents secrets (001:215/219, 001:852/856),
+//     and for every scope of GitHub Enterprise Server 3.21 (000:218/222,
+//     000:835/839);
+//   - optional for Actions organization and repository secrets on
+//     github.com (003:215/219, 003:830/834) and on the older GitHub
+//     Enterprise Server, Options.LegacyRoutes (004:233/237, 004:737/741,
+//     002's organization PUT).
+func (s *Server) valueRequired(req *request, sc *scope) bool {
+	switch {
+	case sc.kind == envScope, sc.app == appAgents:
+		return true
+	case req.ghes && !s.opts.LegacyRoutes:
+		return true
+	}
+	return false
+}
+
+// stringIDsAllowed reports whether a PUT of an organization secret in sc
+// may send selected_repository_ids as strings of digits: only on the older
+// GitHub Enterprise Server (Options.LegacyRoutes), whose Actions reference
+// (002:149) types them array[string] and gives ["1296269", "1296280"] as
+// the example. Everywhere else they are integers (003:229, 001:229,
+// 000:232, 004:247), and Set selected repositories takes integers even
+// there (002:259).
+func (s *Server) stringIDsAllowed(sc *scope) bool {
+	return s.opts.LegacyRoutes && sc.kind == orgScope && sc.app == appActions
+}
+
 // putSecret creates or updates a secret.
+//
+// Where encrypted_value and key_id are optional (see valueRequired), they
+// go together: one without the other is refused. A PUT without them
+// updates an existing secret's other settings (visibility and selected
+// repositories; for a repository secret nothing but updated_at) and keeps
+// its value; for a secret that does not exist it is refused with 422, the
+// emulator's reading of "Creates or updates ... a secret with an encrypted
+// value" (003:181, 003:792): without a value there is nothing to create.
 func (s *Server) putSecret(req *request, sc *scope) *response {
 	name := req.m.Secret
 	if !validSecretName(name) {
@@ -308,20 +350,20 @@ func (s *Server) putSecret(req *request, sc *scope) *response {
 	if !ok {
 		return errorResponse(http.StatusBadRequest, "Problems parsing JSON")
 	}
-	keyID, present, ok := stringField(fields, "key_id")
-	switch {
-	case !present:
-		return invalid("key_id is required")
-	case !ok:
+	keyID, keyPresent, ok := stringField(fields, "key_id")
+	if keyPresent && !ok {
 		return invalid("key_id must be a string")
 	}
-	value, present, ok := stringField(fields, "encrypted_value")
-	switch {
-	case !present:
-		return invalid("encrypted_value is required")
-	case !ok:
+	value, valuePresent, ok := stringField(fields, "encrypted_value")
+	if valuePresent && !ok {
 		return invalid("encrypted_value must be a string")
-	case !validBase64(value):
+	}
+	switch {
+	case !keyPresent && (valuePresent || s.valueRequired(req, sc)):
+		return invalid("key_id is required")
+	case !valuePresent && (keyPresent || s.valueRequired(req, sc)):
+		return invalid("encrypted_value is required")
+	case valuePresent && !validBase64(value):
 		return invalid("encrypted_value must be standard base64 (pattern ^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$)")
 	}
 
@@ -340,7 +382,7 @@ func (s *Server) putSecret(req *request, sc *scope) *response {
 			if visibility != "selected" {
 				return invalid("selected_repository_ids can only be given when visibility is selected")
 			}
-			ids, err := parseIDs(raw)
+			ids, err := parseIDs(raw, s.stringIDsAllowed(sc))
 			if err != nil {
 				return invalid("selected_repository_ids: %v", err)
 			}
@@ -358,37 +400,45 @@ func (s *Server) putSecret(req *request, sc *scope) *response {
 		}
 	}
 
+	sec := s.secrets[sc.key][strings.ToUpper(name)]
+	var sealed []byte
 	kp := s.keysFor(sc.key).current
-	if keyID != kp.id {
-		return invalid("key_id %q is not the current key of this scope (the current key_id is %q); get the public key again and re-encrypt", keyID, kp.id)
-	}
-	sealed, err := base64.StdEncoding.DecodeString(value)
-	if err != nil {
-		return invalid("encrypted_value is not valid base64")
-	}
-	plain, ok := box.OpenAnonymous(nil, sealed, kp.pub, kp.priv)
-	if !ok {
-		return invalid("encrypted_value does not open as a sealed box under key %s; encrypt it with the public key of key_id %s", kp.id, kp.id)
-	}
-	size := len(plain)
-	clear(plain)
-	if size > maxSecretBytes {
-		return invalid("the secret value is %d bytes; secrets can be at most 48 KB (%d bytes)", size, maxSecretBytes)
+	if valuePresent {
+		if keyID != kp.id {
+			return invalid("key_id %q is not the current key of this scope (the current key_id is %q); get the public key again and re-encrypt", keyID, kp.id)
+		}
+		var err error
+		sealed, err = base64.StdEncoding.DecodeString(value)
+		if err != nil {
+			return invalid("encrypted_value is not valid base64")
+		}
+		plain, ok := box.OpenAnonymous(nil, sealed, kp.pub, kp.priv)
+		if !ok {
+			return invalid("encrypted_value does not open as a sealed box under key %s; encrypt it with the public key of key_id %s", kp.id, kp.id)
+		}
+		size := len(plain)
+		clear(plain)
+		if size > maxSecretBytes {
+			return invalid("the secret value is %d bytes; secrets can be at most 48 KB (%d bytes)", size, maxSecretBytes)
+		}
+	} else if sec == nil {
+		return invalid("encrypted_value and key_id are required to create the secret %s: there is no value to store", strings.ToUpper(name))
 	}
 
 	now := time.Now().UTC().Truncate(time.Second)
 	if s.secrets[sc.key] == nil {
 		s.secrets[sc.key] = map[string]*secret{}
 	}
-	sec := s.secrets[sc.key][strings.ToUpper(name)]
 	created := sec == nil
 	if created {
 		sec = &secret{name: strings.ToUpper(name), created: now}
 		s.secrets[sc.key][sec.name] = sec
 	}
 	sec.updated = now
-	sec.sealed = sealed
-	sec.keyID = kp.id
+	if valuePresent {
+		sec.sealed = sealed
+		sec.keyID = kp.id
+	}
 	sec.visibility = visibility
 	// Like GitHub, an update replaces the selected repositories with what
 	// the body sends: leaving selected_repository_ids out clears them.
@@ -460,10 +510,15 @@ func (s *Server) selectedRepos(req *request, sc *scope, sec *secret) *response {
 		if !present {
 			return invalid("selected_repository_ids is required")
 		}
-		ids, err := parseIDs(raw)
+		ids, err := parseIDs(raw, false)
 		if err != nil {
 			return invalid("selected_repository_ids: %v", err)
 		}
+		// The reference documents 409 for Add and Remove only (Set lists
+		// just 204), but Set's body parameter says "You can only provide a
+		// list of repository ids when the visibility is set to selected"
+		// (003:410, 002:261); the emulator reads that as the same conflict
+		// Add and Remove answer.
 		if sec.visibility != "selected" {
 			return notSelected(sec)
 		}
@@ -608,22 +663,27 @@ func stringField(fields map[string]json.RawMessage, name string) (v string, pres
 	return v, true, true
 }
 
-// parseIDs reads an array of repository ids. GitHub's schema has them as
-// integers; an older one as strings of digits. Both are accepted.
-func parseIDs(raw json.RawMessage) ([]int64, error) {
+// parseIDs reads an array of repository ids: JSON integers, or, when
+// allowStrings is set, also strings of digits (see stringIDsAllowed).
+func parseIDs(raw json.RawMessage, allowStrings bool) ([]int64, error) {
 	var elems []json.RawMessage
 	if err := json.Unmarshal(raw, &elems); err != nil {
 		return nil, fmt.Errorf("must be an array of repository ids")
 	}
 	ids := make([]int64, 0, len(elems))
 	for _, e := range elems {
+		e = bytes.TrimSpace(e)
+		digits := string(e)
 		var str string
-		if json.Unmarshal(e, &str) != nil {
-			str = string(bytes.TrimSpace(e))
+		if json.Unmarshal(e, &str) == nil {
+			if !allowStrings {
+				return nil, fmt.Errorf("%s is not a repository id: ids are integers, not strings", e)
+			}
+			digits = str
 		}
-		id, ok := parseID(str)
+		id, ok := parseID(digits)
 		if !ok {
-			return nil, fmt.Errorf("%s is not a repository id", bytes.TrimSpace(e))
+			return nil, fmt.Errorf("%s is not a repository id", e)
 		}
 		ids = append(ids, id)
 	}

@@ -582,7 +582,7 @@ func (s *Server) answer(r *http.Request, m match, matched bool, body []byte, bod
 	if bodyErr != nil {
 		return bodyErr
 	}
-	req := &request{m: m, r: r, body: body, base: baseURL(r, esc), path: r.URL.EscapedPath()}
+	req := &request{m: m, r: r, body: body, base: baseURL(r, esc), path: r.URL.EscapedPath(), ghes: ghes}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.handle(req)
