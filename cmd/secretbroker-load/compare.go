@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/crypto/nacl/box"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -39,8 +40,9 @@ const (
 	// refuseWithin is how soon an overload refusal must come.
 	refuseWithin = 100 * time.Millisecond
 	// recoveryProbeEvery and recoveryRun: after the flood, a PutSecret
-	// every 10 ms; the broker has recovered when the median of 10 in a
-	// row is at most twice the p50 at the fixed rate.
+	// every 10 ms; the broker has recovered when 10 in a row all succeed
+	// and their median (the mean of the middle two) is at most twice the
+	// p50 at the fixed rate.
 	recoveryProbeEvery = 10 * time.Millisecond
 	recoveryRun        = 10
 	// maxOverloadInFlight bounds the overload phase's calls in flight, to
@@ -95,14 +97,16 @@ func selectPaths(list string) ([]string, error) {
 	return slices.DeleteFunc(comparePaths(), func(p string) bool { return !want[p] }), nil
 }
 
-// callFunc makes the i-th call of a phase.
+// callFunc makes the i-th call: i picks the secret, the value and the
+// gRPC connection. The compare scenario's calls are sequenced: they take
+// i from one counter across every path and phase instead.
 type callFunc func(ctx context.Context, i int) error
 
 // phase is one measurement of one path: saturation or fixed rate.
 type phase struct {
 	calls, errs int
 	elapsed     time.Duration
-	lat         []time.Duration // sorted; of successful calls
+	lat         []time.Duration // sorted; of every call, a failed one at the time it failed
 	selfCPU     time.Duration   // this process
 	brokerCPU   time.Duration
 	emuCPU      time.Duration
@@ -243,7 +247,7 @@ func runCompare(ctx context.Context, o options, env *runEnv) (compareResult, err
 	ce.floor, _ = newHTTPClient(o.workers + 16)
 	defer ce.floor.CloseIdleConnections()
 	ce.floorURL = "http://" + floorAddr + publicKeyPath
-	calls := ce.calls()
+	calls := sequenced(ce.calls())
 	paths, err := selectPaths(o.paths)
 	if err != nil {
 		return r, err
@@ -255,7 +259,7 @@ func runCompare(ctx context.Context, o options, env *runEnv) (compareResult, err
 	}
 
 	for round := range o.rounds {
-		for _, path := range paths {
+		for _, path := range roundOrder(paths, round) {
 			if err := ctx.Err(); err != nil {
 				return r, err
 			}
@@ -287,6 +291,19 @@ func runCompare(ctx context.Context, o options, env *runEnv) (compareResult, err
 		return r, err
 	}
 	return r, ctx.Err()
+}
+
+// roundOrder is the order of the paths in round (from 0): as given in
+// even rounds, reversed in odd ones, so that what a path leaves behind
+// (connections closing, the collector, the emulator's map growing) does
+// not always fall on the same next path.
+func roundOrder(paths []string, round int) []string {
+	if round%2 == 0 {
+		return paths
+	}
+	r := slices.Clone(paths)
+	slices.Reverse(r)
+	return r
 }
 
 // warmPath makes compareNames calls one after another (keys cached,
@@ -348,7 +365,8 @@ func (ce *compareEnv) measure(ctx context.Context, _ string, run func() (phase, 
 }
 
 // saturate runs call from workers goroutines, one call after another, for
-// d: a closed loop.
+// d: a closed loop. Failed calls are latency samples too, timed to their
+// failure, so that the percentiles cover every call.
 func saturate(ctx context.Context, call callFunc, workers int, d time.Duration) phase {
 	var mu sync.Mutex
 	var p phase
@@ -364,8 +382,7 @@ func saturate(ctx context.Context, call callFunc, workers int, d time.Duration) 
 				i := int(next.Add(1))
 				t := time.Now()
 				if err := call(ctx, i); err != nil {
-					errs++
-					continue
+					errs++ // and a sample too, at the time it failed
 				}
 				lat = append(lat, time.Since(t))
 			}
@@ -377,7 +394,7 @@ func saturate(ctx context.Context, call callFunc, workers int, d time.Duration) 
 	}
 	wg.Wait()
 	p.elapsed = time.Since(start)
-	p.calls = len(p.lat) + p.errs
+	p.calls = len(p.lat)
 	slices.Sort(p.lat)
 	return p
 }
@@ -385,7 +402,7 @@ func saturate(ctx context.Context, call callFunc, workers int, d time.Duration) 
 // fixedRate starts a call every 1/rate s for d, each in its own goroutine
 // (an open loop), and times each from when it was scheduled to be sent,
 // so that a slow answer delays no later call's clock (no coordinated
-// omission).
+// omission). Failed calls are latency samples too, timed to their failure.
 func fixedRate(ctx context.Context, call callFunc, rate int, d time.Duration) phase {
 	var mu sync.Mutex
 	var p phase
@@ -407,38 +424,50 @@ func fixedRate(ctx context.Context, call callFunc, rate int, d time.Duration) ph
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				p.errs++
-				return
+				p.errs++ // and a sample too, at the time it failed
 			}
 			p.lat = append(p.lat, l)
 		})
 	}
 	wg.Wait()
 	p.elapsed = time.Since(start)
-	p.calls = len(p.lat) + p.errs
+	p.calls = len(p.lat)
 	slices.Sort(p.lat)
 	return p
 }
 
-// compareValueIndex is the index of the value of the i-th call of a
-// phase, which writes secret i%compareNames: each visit to a secret brings
-// it the next of the values in turn, so no write repeats the value the
-// secret last got and none is skipped as unchanged (the broker's record
+// compareValue is the value of the i-th call, which writes secret
+// i%compareNames: one of values (hex, compareValueBytes long) with its
+// last 16 characters the call's index in hex, so that no two calls write
+// the same value. With i from one counter across every path and phase
+// (sequenced), no write repeats the value its secret last got, whatever
+// the paths between, and none is skipped as unchanged (the broker's record
 // would skip a repeated one, issue 11): every broker PutSecret seals and
 // PUTs, as the direct client does.
-func compareValueIndex(i int) int { return (i%compareNames + i/compareNames) % compareNames }
+func compareValue(values []string, i int) string {
+	return fmt.Sprintf("%s%016x", values[i%len(values)][:compareValueBytes-16], uint64(i))
+}
 
-// calls are the paths' calls.
+// sequenced returns calls with i taken from one counter that every path
+// and phase shares (warm-ups, saturation, fixed rate, overload, recovery
+// probes), not the index the phase passes: a phase's indexes start at 0
+// again, and the broker's two PutSecret paths write the same secrets.
+func sequenced(calls map[string]callFunc) map[string]callFunc {
+	next := new(atomic.Int64)
+	out := make(map[string]callFunc, len(calls))
+	for path, call := range calls {
+		out[path] = func(ctx context.Context, _ int) error { return call(ctx, int(next.Add(1)-1)) }
+	}
+	return out
+}
+
+// calls are the paths' calls, unsequenced.
 func (ce *compareEnv) calls() map[string]callFunc {
-	valueIndex := compareValueIndex
-	value := func(i int) string { return ce.values[valueIndex(i)] }
+	value := func(i int) string { return compareValue(ce.values, i) }
 	name := func(i int) string { return fmt.Sprintf("CMP_%d", i%compareNames) }
 	client := func(i int) secretbrokerv1.SecretServiceClient { return ce.grpcs[i%len(ce.grpcs)] }
 	keyReq := &secretbrokerv1.GetPublicKeyRequest{Parent: repoScope}
-	bodies := make([][]byte, compareNames) // by value index
-	for i := range bodies {
-		bodies[i], _ = json.Marshal(map[string]string{"value": ce.values[i]}) // strings always marshal
-	}
+	body := func(i int) []byte { return []byte(`{"value":"` + value(i) + `"}`) } // hex needs no escaping
 	return map[string]callFunc{
 		pathSeal: func(_ context.Context, i int) error {
 			_, err := sealValue(ce.key, value(i))
@@ -473,7 +502,7 @@ func (ce *compareEnv) calls() map[string]callFunc {
 			return err
 		},
 		pathGatewayPut: func(ctx context.Context, i int) error {
-			return ce.gatewayDo(ctx, http.MethodPut, gatewaySecretPrefix+name(i), bodies[valueIndex(i)])
+			return ce.gatewayDo(ctx, http.MethodPut, gatewaySecretPrefix+name(i), body(i))
 		},
 		pathGRPCKey: func(ctx context.Context, i int) error {
 			ctx, cancel := context.WithTimeout(ctx, compareCallTimeout)
@@ -639,7 +668,7 @@ type overloadResult struct {
 	rate            float64
 	sent, notSent   int
 	codes           map[string]int
-	refusedFast     int           // answered with an error within refuseWithin
+	refusedFast     int           // answered RESOURCE_EXHAUSTED within refuseWithin
 	admittedP50     time.Duration // of OK calls
 	admittedP99     time.Duration
 	sendLagP99      time.Duration                                // of OK calls: from the scheduled send to the call's start in this process
@@ -652,6 +681,7 @@ type overloadResult struct {
 	recovered       bool
 	recovery        time.Duration // from the flood's end to the first probe of the run that recovered
 	recoveryProbes  int
+	probeCodes      map[string]int // the recovery probes' answers
 	lastProbeMedian time.Duration
 }
 
@@ -660,14 +690,17 @@ type overloadResult struct {
 // median of recoveryRun probes in a row is at most twice normalP50 (ms),
 // or until the flood's calls have had time to end and recoveryRun more.
 func overload(ctx context.Context, call callFunc, b *brokerProc, emuPID int, rate float64, d time.Duration, normalP50, normalP99 float64) (overloadResult, error) {
-	r := overloadResult{rate: rate, codes: map[string]int{},
+	r := overloadResult{rate: rate, codes: map[string]int{}, probeCodes: map[string]int{},
 		normalP50: time.Duration(normalP50 * float64(time.Millisecond)),
 		normalP99: time.Duration(normalP99 * float64(time.Millisecond))}
 	if rate <= 0 {
 		return r, errors.New("no saturation throughput to double")
 	}
-	stopRSS := sampleRSS(b.pid, rssInterval)
 	interval := time.Duration(float64(time.Second) / rate)
+	if interval <= 0 {
+		return r, fmt.Errorf("overload rate %.0f/s: more than one call a nanosecond", rate)
+	}
+	stopRSS := sampleRSS(b.pid, rssInterval)
 	n := int(d / interval)
 	var mu sync.Mutex
 	var ok, okLag, okFromSend []time.Duration
@@ -701,7 +734,7 @@ func overload(ctx context.Context, call callFunc, b *brokerProc, emuPID int, rat
 				ok = append(ok, l)
 				okLag = append(okLag, began.Sub(sched))
 				okFromSend = append(okFromSend, time.Since(began))
-			} else if l <= refuseWithin {
+			} else if refusedFast(status.Code(err), l) {
 				r.refusedFast++
 			}
 		})
@@ -715,8 +748,8 @@ func overload(ctx context.Context, call callFunc, b *brokerProc, emuPID int, rat
 	}
 
 	// Recovery: probes every recoveryProbeEvery, timed from their
-	// scheduled send, until recoveryRun in a row have a median at most
-	// twice the normal p50.
+	// scheduled send, until recoveryRun in a row succeed with a median at
+	// most twice the normal p50.
 	limit := compareCallTimeout + d + 2*time.Second
 	target := 2 * r.normalP50
 	all := make([]recoveryProbe, int(limit/recoveryProbeEvery)) // written by the probes under mu
@@ -732,13 +765,11 @@ func overload(ctx context.Context, call callFunc, b *brokerProc, emuPID int, rat
 		}
 		sent++
 		pwg.Go(func() {
-			err := call(ctx, 1_000_000+i)
+			err := call(ctx, i)
 			l := time.Since(sched)
-			if err != nil {
-				l = compareCallTimeout // a failed probe is not a recovered one
-			}
 			mu.Lock()
-			all[i] = recoveryProbe{at: sched.Sub(floodEnd), lat: l}
+			all[i] = recoveryProbe{at: sched.Sub(floodEnd), lat: l, answered: true, failed: err != nil}
+			r.probeCodes[codeName(status.Code(err))]++
 			mu.Unlock()
 		})
 		if i%recoveryRun == 0 {
@@ -768,32 +799,58 @@ func overload(ctx context.Context, call callFunc, b *brokerProc, emuPID int, rat
 	return r, ctx.Err()
 }
 
+// refusedFast says whether an overload call that ended with code after l
+// was refused as the issue asks: RESOURCE_EXHAUSTED (shed, with a
+// RetryInfo) within refuseWithin. Another error, however fast, is not a
+// refusal.
+func refusedFast(code codes.Code, l time.Duration) bool {
+	return code == codes.ResourceExhausted && l <= refuseWithin
+}
+
 // recoveryProbe is one probe after the flood: when it was scheduled,
-// from the flood's end, and its latency (0 while unanswered).
+// from the flood's end, its latency (to its answer or its failure), and
+// whether it has been answered and failed.
 type recoveryProbe struct {
-	at, lat time.Duration
+	at, lat          time.Duration
+	answered, failed bool
 }
 
 // firstRecovered finds the first run of recoveryRun answered probes in a
-// row whose median latency is at most target, and returns when its first
-// probe was scheduled; otherwise the last complete run's median.
+// row that all succeeded and whose median latency is at most target, and
+// returns when its first probe was scheduled; otherwise the last complete
+// run's median (failed probes timed to their failure).
 func firstRecovered(probes []recoveryProbe, target time.Duration) (at, med time.Duration, ok bool) {
 	lat := make([]time.Duration, recoveryRun)
 next:
 	for i := 0; i+recoveryRun <= len(probes); i++ {
+		failed := false
 		for j := range lat {
-			if probes[i+j].lat == 0 {
+			if !probes[i+j].answered {
 				continue next // not answered yet
 			}
 			lat[j] = probes[i+j].lat
+			failed = failed || probes[i+j].failed
 		}
 		slices.Sort(lat)
-		med = lat[(recoveryRun-1)/2]
-		if med <= target {
+		med = medianDuration(lat)
+		if !failed && med <= target {
 			return probes[i].at, med, true
 		}
 	}
 	return 0, med, false
+}
+
+// medianDuration is the median of sorted: the middle value, or the mean of
+// the two middle values for an even count; 0 for none.
+func medianDuration(sorted []time.Duration) time.Duration {
+	n := len(sorted)
+	switch {
+	case n == 0:
+		return 0
+	case n%2 == 1:
+		return sorted[n/2]
+	}
+	return sorted[n/2-1] + (sorted[n/2]-sorted[n/2-1])/2
 }
 
 // markdown prints the compare scenario's tables.
@@ -802,9 +859,13 @@ func (r compareResult) markdown() string {
 	fmt.Fprintf(&b, "### compare: the broker's own cost, side by side (medians of %d interleaved rounds)\n\n", r.rounds)
 	fmt.Fprintf(&b, "One process and one run: the GitHub emulator without rate limits runs in a child process of this command "+
 		"(so that its CPU time is counted apart); the broker runs without --dev against it with `%s` "+
-		"(pacing and per-caller limits off, default inbound caps otherwise). Each value is 64 bytes, written in turn to %d secrets of %s, never the value a secret last got (no write is skipped as unchanged). "+
-		"Saturation: %d workers in a closed loop for %s (gRPC over %d connections, HTTP/1.1 keep-alive). "+
+		"(pacing and per-caller limits off, default inbound caps otherwise). Each value is 64 bytes, written in turn to %d secrets of %s; "+
+		"every call's value is its own (its last 16 hex digits are the call's number, counted across every path and phase), so no write repeats the value a secret last got and none is skipped as unchanged. "+
+		"Saturation: %d workers in a closed loop for %s (gRPC over %d connections, HTTP/1.1 keep-alive, idle connections kept for the whole run). "+
 		"Fixed rate: %d calls/s in an open loop for %s, latency timed from each call's scheduled send. "+
+		"The paths run in the order below in odd rounds, in the reverse order in even ones. "+
+		"Calls: the median of the rounds; errors: the total over every round; a failed call is a latency sample at the time it failed, "+
+		"and every target that uses a path with errors is not met. "+
 		"CPU per call: user + system time of each process during the phase, divided by the phase's calls: the broker's, "+
 		"this process's (the clients; the floors' servers too) and the emulator's. "+
 		"New upstream connections: connections the emulator accepted during the phase, per 1,000 calls.\n\n",
@@ -822,8 +883,8 @@ func (r compareResult) markdown() string {
 				continue // not measured (--paths)
 			}
 			med := func(get func(figures) float64) float64 { return median(fs, get) }
-			fmt.Fprintf(&b, "| %s | %.0f (%.0f) | %.0f | %.2f ms | %.2f ms | %.2f ms | %s | %.0f µs | %s | %s |\n",
-				path, med(func(f figures) float64 { return f.calls }), med(func(f figures) float64 { return f.errs }),
+			fmt.Fprintf(&b, "| %s | %.0f (%d) | %.0f | %.2f ms | %.2f ms | %.2f ms | %s | %.0f µs | %s | %s |\n",
+				path, med(func(f figures) float64 { return f.calls }), totalErrors(fs),
 				med(func(f figures) float64 { return f.rps }),
 				med(func(f figures) float64 { return f.p50 }), med(func(f figures) float64 { return f.p99 }),
 				med(func(f figures) float64 { return f.p999 }),
@@ -841,14 +902,20 @@ func (r compareResult) markdown() string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", row[0], row[1], row[2], row[3])
 	}
 	b.WriteString("\n")
+	b.WriteString(r.overloadMarkdown())
+	return b.String()
+}
 
+// overloadMarkdown prints the overload phase's table.
+func (r compareResult) overloadMarkdown() string {
+	var b strings.Builder
 	o := r.overload
 	why := "twice the saturation throughput"
 	if r.overloadRateSet {
 		why = "set by --overload-rate"
 	}
 	fmt.Fprintf(&b, "Overload: gRPC PutSecret at %.0f calls/s (%s) for %s, an open loop, each call with a %s deadline; "+
-		"then a PutSecret every %s until the median of %d in a row is at most twice the p50 at %d calls/s (%s).\n\n",
+		"then a PutSecret every %s until %d in a row succeed with a median at most twice the p50 at %d calls/s (%s).\n\n",
 		o.rate, why, r.phaseLen, compareCallTimeout, recoveryProbeEvery, recoveryRun, r.rate, ms(o.normalP50))
 	b.WriteString("| figure | value | target | met |\n| --- | ---: | ---: | --- |\n")
 	excess := o.sent - o.codes["OK"]
@@ -857,25 +924,92 @@ func (r compareResult) markdown() string {
 		fmt.Fprintf(&b, "| calls not sent (%d in flight already) | %d | | |\n", maxOverloadInFlight, o.notSent)
 	}
 	fmt.Fprintf(&b, "| calls by code | %s | | |\n", countsText(o.codes))
-	refused := fmt.Sprintf("%d of %d not admitted", o.refusedFast, excess)
+	refused := fmt.Sprintf("%d of %d not admitted (RESOURCE_EXHAUSTED within 100 ms)", o.refusedFast, excess)
 	if excess == 0 {
 		refused = "none: every call was queued and admitted"
 	}
 	fmt.Fprintf(&b, "| excess calls refused within 100 ms | %s | all of them | %s |\n",
 		refused, yesNo(excess > 0 && o.refusedFast == excess))
-	fmt.Fprintf(&b, "| admitted calls' p50 / p99 | %s / %s | p99 ≤ 3 × %s | %s |\n",
-		ms(o.admittedP50), ms(o.admittedP99), ms(o.normalP99), yesNo(o.admittedP99 > 0 && o.admittedP99 <= 3*o.normalP99))
+	// The targets measured against the fixed-rate gRPC PutSecret's p50
+	// and p99 are not met when that path had errors.
+	grpcErrs := r.errorsNote(pathGRPCPut)
+	limit := (3 * o.normalP99).Round(time.Microsecond) // printed exactly, in µs
+	p99, met := shown(msFloat(o.admittedP99), 1, func(v float64) bool { return v > 0 && v <= msFloat(limit) })
+	fmt.Fprintf(&b, "| admitted calls' p50 / p99 | %s / %s ms | p99 ≤ 3 × %.3f ms = %.3f ms | %s |\n",
+		ms(o.admittedP50), p99, msFloat(o.normalP99), msFloat(limit), verdict(met, grpcErrs))
 	fmt.Fprintf(&b, "| CPUs busy during the flood: broker / this process (the callers) / emulator / the whole machine (of %d) | %.2f / %.2f / %.2f / %.2f | | |\n",
 		runtime.NumCPU(), o.cores.broker, o.cores.self, o.cores.emu, o.cores.machine)
 	fmt.Fprintf(&b, "| … of which this process's lag in starting a call / from its start, p99 each | %s / %s | | |\n", ms(o.sendLagP99), ms(o.fromSendP99))
-	fmt.Fprintf(&b, "| broker RSS, highest sample / peak (VmHWM, whole life) | %s / %s | < 150 MB | %s |\n",
-		mb(o.peakRSS), mb(o.hwm), yesNo(o.peakRSS > 0 && o.peakRSS < 150_000_000))
+	rss, met := shown(float64(o.peakRSS)/1e6, 1, func(v float64) bool { return v > 0 && v < 150 })
+	fmt.Fprintf(&b, "| broker RSS, highest sample / peak (VmHWM, whole life) | %s MB / %s | < 150 MB | %s |\n",
+		rss, mb(o.hwm), yesNo(met))
 	rec := fmt.Sprintf("not within %s of probes (last median %s)", secs(time.Duration(o.recoveryProbes)*recoveryProbeEvery), ms(o.lastProbeMedian))
 	if o.recovered {
 		rec = secs(o.recovery)
 	}
-	fmt.Fprintf(&b, "| p50 back to normal after the flood ends | %s | ≤ 2 s | %s |\n\n", rec, yesNo(o.recovered && o.recovery <= 2*time.Second))
+	fmt.Fprintf(&b, "| p50 back to normal after the flood ends | %s; probes by code: %s | ≤ 2 s | %s |\n\n",
+		rec, countsText(o.probeCodes), verdict(o.recovered && o.recovery <= 2*time.Second, grpcErrs))
 	return b.String()
+}
+
+// msFloat is d in milliseconds.
+func msFloat(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// shown formats v with digits decimals and says whether v meets its
+// target (ok). Where the rounded value would seem to say otherwise (0.698
+// printed 0.70 against "≥ 0.7"), it prints as many more digits as it takes
+// for the printed value to meet the target exactly when v does, so that
+// a value and its verdict never disagree.
+func shown(v float64, digits int, ok func(float64) bool) (string, bool) {
+	met := ok(v)
+	for d := digits; d <= digits+6; d++ {
+		s := strconv.FormatFloat(v, 'f', d, 64)
+		if p, err := strconv.ParseFloat(s, 64); err == nil && ok(p) == met {
+			return s, met
+		}
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64), met // exactly v
+}
+
+// verdict is yesNo(met), except that a target measured on a path with
+// errors (errs, errorsNote's text) is not met, and says why.
+func verdict(met bool, errs string) string {
+	if errs != "" {
+		return "**no** (" + errs + ")"
+	}
+	return yesNo(met)
+}
+
+// totalErrors is the failed calls of every round in fs.
+func totalErrors(fs []figures) int {
+	n := 0.0
+	for _, f := range fs {
+		n += f.errs
+	}
+	return int(n)
+}
+
+// errorsNote names the paths among paths that had failed calls, at
+// saturation or at the fixed rate, in any round, with their counts;
+// empty when none did.
+func (r compareResult) errorsNote(paths ...string) string {
+	var parts []string
+	for _, p := range paths {
+		if n := totalErrors(r.sat[p]) + totalErrors(r.fixed[p]); n > 0 {
+			parts = append(parts, fmt.Sprintf("%s: %d errors", shortName(p), n))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// shortName is path's --paths name.
+func shortName(path string) string {
+	for short, p := range pathShortNames {
+		if p == path {
+			return short
+		}
+	}
+	return path
 }
 
 // ratios are the issue's figures: name, value, target, met.
@@ -889,42 +1023,68 @@ func (r compareResult) ratios() [][4]string {
 		}
 		return a / b
 	}
-	thr := div(sat(pathGRPCPut, rps), sat(pathDirect, rps))
+	atLeast := func(t float64) func(float64) bool { return func(v float64) bool { return v >= t } }
+	positiveAtMost := func(t float64) func(float64) bool { return func(v float64) bool { return v > 0 && v <= t } }
+	ratio := func(v float64, ok func(float64) bool) (string, bool) { return shown(v, 2, ok) }
+
+	thr, thrMet := ratio(div(sat(pathGRPCPut, rps), sat(pathDirect, rps)), atLeast(0.6))
 	brokerCPU := sat(pathGRPCPut, func(f figures) float64 { return f.brokerCPU })
 	directCPU := sat(pathDirect, func(f figures) float64 { return f.selfCPU })
-	cpu := div(brokerCPU, directCPU)
+	cpu, cpuMet := ratio(div(brokerCPU, directCPU), positiveAtMost(1.6))
 	conns := func(m map[string][]figures, path string) float64 {
 		return median(m[path], func(f figures) float64 { return f.connsPer1000 })
 	}
-	satConns, fixConns := conns(r.sat, pathGRPCPut), conns(r.fixed, pathGRPCPut)
-	gwPut := div(sat(pathGatewayPut, rps), sat(pathGRPCPut, rps))
-	gwKey := div(sat(pathGatewayKey, rps), sat(pathGRPCKey, rps))
+	atMost10 := func(v float64) bool { return v <= 10 }
+	satConns, satConnsMet := shown(conns(r.sat, pathGRPCPut), 1, atMost10)
+	fixConns, fixConnsMet := shown(conns(r.fixed, pathGRPCPut), 1, atMost10)
+	gwPut, gwPutMet := ratio(div(sat(pathGatewayPut, rps), sat(pathGRPCPut, rps)), atLeast(0.7))
+	gwKey, gwKeyMet := ratio(div(sat(pathGatewayKey, rps), sat(pathGRPCKey, rps)), atLeast(0.7))
 	floors := div(sat(pathHTTP, rps), sat(pathHealth, rps))
 	p99 := func(f figures) float64 { return f.p99 }
 	bp99, dp99 := fix(pathGRPCPut, p99), fix(pathDirect, p99)
-	rows := [][4]string{
-		{"broker gRPC PutSecret throughput / direct client's", fmt.Sprintf("%.2f", thr), "≥ 0.6", yesNo(thr >= 0.6)},
-		{"broker CPU per PutSecret / direct client's (at saturation)", fmt.Sprintf("%.2f× (%.0f µs against %.0f µs)", cpu, brokerCPU, directCPU), "≤ 1.6×", yesNo(cpu > 0 && cpu <= 1.6)},
-		{"new upstream connections per 1,000 broker gRPC PutSecrets, at saturation / at the fixed rate",
-			fmt.Sprintf("%.1f / %.1f (direct client: %.1f / %.1f)", satConns, fixConns, conns(r.sat, pathDirect), conns(r.fixed, pathDirect)),
-			"≤ 10", yesNo(satConns <= 10 && fixConns <= 10)},
-		{"gateway / gRPC throughput, PutSecret", fmt.Sprintf("%.2f", gwPut), "≥ 0.7", yesNo(gwPut >= 0.7)},
-		{"gateway / gRPC throughput, cached GetPublicKey", fmt.Sprintf("%.2f", gwKey), "≥ 0.7", yesNo(gwKey >= 0.7)},
-		{fmt.Sprintf("p99 at %d calls/s, broker gRPC PutSecret minus direct client", r.rate),
-			fmt.Sprintf("%+.2f ms (%.2f ms against %.2f ms, %.1f×)", bp99-dp99, bp99, dp99, div(bp99, dp99)), "≤ +5 ms", yesNo(bp99 > 0 && bp99-dp99 <= 5)},
-		{"floors: bare HTTP/1.1 GET / bare gRPC unary throughput (the transports alone, for the gateway rows)", fmt.Sprintf("%.2f", floors), "–", "–"},
+	above, aboveMet := shown(bp99-dp99, 2, func(v float64) bool { return bp99 > 0 && v <= 5 })
+	if !strings.HasPrefix(above, "-") {
+		above = "+" + above
 	}
-	// The paths each row compares; a row with one not measured (--paths)
-	// says so instead of a ratio of nothing.
-	needs := [][]string{{pathDirect}, {pathDirect}, {pathDirect}, {pathGatewayPut}, {pathGRPCKey, pathGatewayKey}, {pathDirect}, {pathHealth, pathHTTP}}
-	for i, paths := range needs {
-		for _, p := range paths {
+	rows := []struct {
+		row  [4]string
+		met  bool
+		uses []string // the paths the verdict is measured on
+		show []string // the paths the value shows
+	}{
+		{[4]string{"broker gRPC PutSecret throughput / direct client's", thr, "≥ 0.6"}, thrMet,
+			[]string{pathGRPCPut, pathDirect}, []string{pathDirect}},
+		{[4]string{"broker CPU per PutSecret / direct client's (at saturation)", fmt.Sprintf("%s× (%.0f µs against %.0f µs)", cpu, brokerCPU, directCPU), "≤ 1.6×"}, cpuMet,
+			[]string{pathGRPCPut, pathDirect}, []string{pathDirect}},
+		{[4]string{"new upstream connections per 1,000 broker gRPC PutSecrets, at saturation / at the fixed rate",
+			fmt.Sprintf("%s / %s (direct client: %.1f / %.1f)", satConns, fixConns, conns(r.sat, pathDirect), conns(r.fixed, pathDirect)),
+			"≤ 10"}, satConnsMet && fixConnsMet,
+			[]string{pathGRPCPut}, []string{pathDirect}},
+		{[4]string{"gateway / gRPC throughput, PutSecret", gwPut, "≥ 0.7"}, gwPutMet,
+			[]string{pathGatewayPut, pathGRPCPut}, []string{pathGatewayPut}},
+		{[4]string{"gateway / gRPC throughput, cached GetPublicKey", gwKey, "≥ 0.7"}, gwKeyMet,
+			[]string{pathGatewayKey, pathGRPCKey}, []string{pathGRPCKey, pathGatewayKey}},
+		{[4]string{fmt.Sprintf("p99 at %d calls/s, broker gRPC PutSecret minus direct client", r.rate),
+			fmt.Sprintf("%s ms (%.2f ms against %.2f ms, %.1f×)", above, bp99, dp99, div(bp99, dp99)), "≤ +5 ms"}, aboveMet,
+			[]string{pathGRPCPut, pathDirect}, []string{pathDirect}},
+		{[4]string{"floors: bare HTTP/1.1 GET / bare gRPC unary throughput (the transports alone, for the gateway rows)", fmt.Sprintf("%.2f", floors), "–", "–"}, false,
+			nil, []string{pathHealth, pathHTTP}},
+	}
+	out := make([][4]string, len(rows))
+	for i, row := range rows {
+		out[i] = row.row
+		if row.uses != nil {
+			out[i][3] = verdict(row.met, r.errorsNote(row.uses...))
+		}
+		// A row with a path not measured (--paths) says so instead of a
+		// ratio of nothing.
+		for _, p := range row.show {
 			if _, ok := r.sat[p]; !ok {
-				rows[i][1], rows[i][3] = "not measured (--paths)", "–"
+				out[i][1], out[i][3] = "not measured (--paths)", "–"
 			}
 		}
 	}
-	return rows
+	return out
 }
 
 func isBrokerPath(path string) bool { return strings.HasPrefix(path, "broker ") }

@@ -74,7 +74,10 @@ func runGateway(ctx context.Context, o options, env *runEnv) (floodResult, error
 
 // newHTTPClient is a client that keeps up to conns idle connections to
 // the broker (HTTP/1.1: one request at a time on each) and counts the TCP
-// connections it opens.
+// connections it opens. It keeps them for as long as the server does, with
+// no idle timeout of its own: a compare run with all paths leaves more than
+// a minute between a path's phases, and a new connection must count the
+// server's churn (or the direct client's), not this client's timeout.
 func newHTTPClient(conns int) (*http.Client, *atomic.Int64) {
 	var dials atomic.Int64
 	var d net.Dialer
@@ -85,7 +88,7 @@ func newHTTPClient(conns int) (*http.Client, *atomic.Int64) {
 		},
 		MaxIdleConns:        conns,
 		MaxIdleConnsPerHost: conns,
-		IdleConnTimeout:     time.Minute,
+		IdleConnTimeout:     0, // none
 		DisableCompression:  true,
 	}}, &dials
 }

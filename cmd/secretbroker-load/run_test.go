@@ -148,6 +148,11 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("options: %+v", o)
 			}
 		}},
+		{name: "overload rate at its bound", args: []string{"--scenario=compare", "--overload-rate=1000000"}, check: func(t *testing.T, o options) {
+			if o.overloadRate != 1_000_000 {
+				t.Errorf("options: %+v", o)
+			}
+		}},
 		{name: "compare defaults", args: []string{"--scenario=compare"}, check: func(t *testing.T, o options) {
 			if o.workers != 32 || o.rate != 1000 || o.rounds != 3 {
 				t.Errorf("options: %+v", o)
@@ -201,6 +206,8 @@ func TestParseFlags(t *testing.T) {
 		{name: "no workers", args: []string{"--workers=0"}, wantErr: "--workers"},
 		{name: "no rate", args: []string{"--rate=0"}, wantErr: "--rate"},
 		{name: "no compare rounds", args: []string{"--rounds=0"}, wantErr: "--rounds"},
+		{name: "negative overload rate", args: []string{"--overload-rate=-1"}, wantErr: "--overload-rate"},
+		{name: "overload rate past a call a microsecond", args: []string{"--overload-rate=2000000000"}, wantErr: "--overload-rate"},
 		{name: "broker flag before --", args: []string{"--caller-rps=1"}, wantErr: "not defined"},
 		{name: "stray argument", args: []string{"flood"}, wantErr: "unexpected arguments"},
 	}
