@@ -28,6 +28,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/secretbroker/secretbroker/gen/openapi"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
@@ -77,6 +79,10 @@ type gateway struct {
 	routes *routeProbe
 	// bodyRoutes holds routeKey of each route that takes a request body.
 	bodyRoutes map[string]bool
+	// pathFields holds, by routeKey of a route that takes a body, the
+	// request fields its path gives (name, parent): its body may not
+	// (refusePathFields).
+	pathFields map[string][]string
 	// query holds the query parameters of each route (knownQuery).
 	query queryRoutes
 	// selectionRoutes holds routeKey of SetSelectedRepositories' routes,
@@ -99,6 +105,7 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 	g := &gateway{
 		routes:          routes,
 		bodyRoutes:      make(map[string]bool),
+		pathFields:      make(map[string][]string),
 		selectionRoutes: make(map[string]bool),
 		query:           serviceQueryRoutes(),
 		budget:          newByteBudget(defaultMaxInflightBytes),
@@ -132,7 +139,11 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 		return nil, fmt.Errorf("registering /openapi.json: %w", err)
 	}
 	for _, rt := range serviceBodyRoutes() {
-		g.bodyRoutes[routeKey(rt.method, rt.path)] = true
+		key := routeKey(rt.method, rt.path)
+		g.bodyRoutes[key] = true
+		for _, m := range patternVar.FindAllStringSubmatch(key, -1) {
+			g.pathFields[key] = append(g.pathFields[key], m[1])
+		}
 	}
 	for _, rt := range methodRoutes(secretbrokerv1.SecretService_SetSelectedRepositories_FullMethodName) {
 		g.selectionRoutes[routeKey(rt.method, rt.path)] = true
@@ -166,8 +177,12 @@ func (g *gateway) selectionRequired(next runtime.HandlerFunc) runtime.HandlerFun
 				g.fail(w, r, status.Errorf(codes.InvalidArgument, "reading the request body: %v", err))
 				return
 			}
+			rb := newReadBody(body)
+			if old, ok := r.Body.(*readBody); ok {
+				rb.pathFields = old.pathFields
+			}
 			r2 := *r
-			r2.Body = newReadBody(body)
+			r2.Body = rb
 			r = &r2
 			_ = json.Unmarshal(body, &fields)
 			if fields == nil {
@@ -238,6 +253,10 @@ func (g *gateway) bodies(next runtime.HandlerFunc) runtime.HandlerFunc {
 			return
 		}
 		defer release()
+		if rb, ok := r.Body.(*readBody); ok {
+			pat, _ := runtime.HTTPPattern(r.Context())
+			rb.pathFields = g.pathFields[r.Method+" "+pat.String()]
+		}
 		next(w, r, params)
 	}
 }
@@ -374,6 +393,9 @@ func (g *gateway) readBody(w http.ResponseWriter, r *http.Request) (*http.Reques
 type readBody struct {
 	r    *bytes.Reader
 	data []byte
+	// pathFields are the request fields the route's path gives, which the
+	// body may not set (refusePathFields).
+	pathFields []string
 }
 
 func newReadBody(data []byte) *readBody { return &readBody{r: bytes.NewReader(data), data: data} }
@@ -566,8 +588,15 @@ func ceilSeconds(d time.Duration) int64 {
 
 // routingError answers a path no route matches with 404 and a path that a
 // route matches for other methods with 405 Method Not Allowed and an Allow
-// header (grpc-gateway's default is 501 Not Implemented).
+// header (grpc-gateway's default is 501 Not Implemented). A 404 under /v1/
+// says what the API's paths look like (noRouteMessage).
 func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if httpStatus == http.StatusNotFound {
+		if msg, ok := noRouteMessage(escapedPath(r.URL)); ok {
+			runtime.HTTPError(ctx, mux, m, w, r, httpError(http.StatusNotFound, status.Error(codes.NotFound, msg)))
+			return
+		}
+	}
 	if httpStatus != http.StatusMethodNotAllowed && httpStatus != http.StatusNotImplemented {
 		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
 		return
@@ -578,6 +607,38 @@ func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 		msg += " (allowed: " + strings.Join(allow, ", ") + ")"
 	}
 	runtime.HTTPError(ctx, mux, m, w, r, httpError(http.StatusMethodNotAllowed, status.Error(codes.Unimplemented, msg)))
+}
+
+// noRouteResources is what a 404 under /v1/ lists: the API's resources.
+const noRouteResources = "no route matches this path: secrets are /v1/orgs/{org}/{actions|agents}/secrets/{name}, " +
+	"/v1/repos/{owner}/{repo}/{actions|agents}/secrets/{name} and " +
+	"/v1/repos/{owner}/{repo}/environments/{environment}/secrets/{name}, " +
+	"operations /v1/operations/{id} (every route is in GET /openapi.json)"
+
+// noRouteMessage is the message of a 404 for esc, a request's escaped
+// path, when it is under /v1/: the resource shapes, and a hint when the
+// path looks like a known mistake. It quotes none of the path (a fixed
+// text, whatever the path holds). ok is false outside /v1/.
+func noRouteMessage(esc string) (msg string, ok bool) {
+	rest, ok := strings.CutPrefix(esc, "/v1/")
+	if !ok {
+		return "", false
+	}
+	msg = noRouteResources
+	segs := strings.Split(rest, "/")
+	switch {
+	// repos/{owner}/{repo}/environments/{environment}/secrets[/...]: a
+	// route has at most 7 segments, and "secrets..." after the
+	// environment. More, or something else there, is most often an
+	// environment name holding an unescaped "/".
+	case len(segs) > 5 && segs[0] == "repos" && segs[3] == "environments" &&
+		(len(segs) > 7 || !strings.HasPrefix(segs[5], "secrets")):
+		msg += `; an environment name holding "/" is one path segment, escaped as %2F (environment prod/eu is prod%2Feu)`
+	// operations/operations/{id}: the operation's full name pasted.
+	case len(segs) > 2 && segs[0] == "operations" && segs[1] == "operations":
+		msg += `; {id} is the operation's name without "operations/"`
+	}
+	return msg, true
 }
 
 // createdStatus answers a PutSecret that created the secret with 201
@@ -613,12 +674,25 @@ func newJSONMarshaler() jsonMarshaler {
 }
 
 // Marshal is JSONPb's Marshal, with a message's JSON returned as protojson
-// made it: JSONPb copies it into a buffer first, on every answer.
+// made it (JSONPb copies it into a buffer first, on every answer), and a
+// newline after it, as curl's user expects of a text answer: the shell's
+// prompt then starts on a line of its own. Every answer, an error's
+// included, is written whole from Marshal's bytes (net/http counts them
+// for Content-Length); no route streams.
 func (m jsonMarshaler) Marshal(v any) ([]byte, error) {
+	var (
+		b   []byte
+		err error
+	)
 	if msg, ok := v.(proto.Message); ok {
-		return m.MarshalOptions.Marshal(msg)
+		b, err = m.MarshalOptions.Marshal(msg)
+	} else {
+		b, err = m.JSONPb.Marshal(v)
 	}
-	return m.JSONPb.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
 }
 
 // NewDecoder returns JSONPb's decoder with its errors cleaned by
@@ -640,9 +714,9 @@ func (m jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 	}
 	data, whole := body.unread()
 	if !whole {
-		return slow
+		return refusePathFields(slow, body.pathFields)
 	}
-	return runtime.DecoderFunc(func(v any) error {
+	return refusePathFields(runtime.DecoderFunc(func(v any) error {
 		msg, ok := v.(proto.Message)
 		if !ok || len(bytes.TrimSpace(data)) == 0 {
 			return slow.Decode(v)
@@ -652,6 +726,37 @@ func (m jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 		}
 		proto.Reset(msg)
 		return slow.Decode(v)
+	}), body.pathFields)
+}
+
+// refusePathFields is d refusing a body that sets one of fields, the
+// request fields the route's path gives (name, parent): grpc-gateway
+// would overwrite it with the path's, so a body's
+// "name": "repos/other/x/actions/secrets/Y" was ignored in silence. The
+// OpenAPI document's body schemas (SecretServicePutSecretBody, ...) leave
+// these fields out, so a body that has one has a field its route does not
+// take, refused as any unknown field is, whether or not it names what the
+// path names. (A field set to "" or null is unset: proto3 JSON cannot tell
+// it from an absent one.)
+func refusePathFields(d runtime.Decoder, fields []string) runtime.Decoder {
+	if len(fields) == 0 {
+		return d
+	}
+	return runtime.DecoderFunc(func(v any) error {
+		if err := d.Decode(v); err != nil {
+			return err
+		}
+		msg, ok := v.(proto.Message)
+		if !ok {
+			return nil
+		}
+		pm := msg.ProtoReflect()
+		for _, f := range fields {
+			if fd := pm.Descriptor().Fields().ByName(protoreflect.Name(f)); fd != nil && pm.Has(fd) {
+				return fmt.Errorf("request body: field %q is not taken: the path gives it", f)
+			}
+		}
+		return nil
 	})
 }
 
@@ -662,7 +767,21 @@ func (m jsonMarshaler) streamDecoder(r io.Reader) runtime.Decoder {
 	stream := json.NewDecoder(r)
 	d := runtime.DecoderWrapper{Decoder: stream, UnmarshalOptions: m.UnmarshalOptions}
 	return runtime.DecoderFunc(func(v any) error {
-		err := d.Decode(v)
+		var (
+			raw json.RawMessage
+			md  protoreflect.MessageDescriptor
+			err error
+		)
+		if msg, ok := v.(proto.Message); ok {
+			// What DecoderWrapper does with a message, keeping the JSON
+			// value protojson parsed: its errors' positions are in it.
+			md = msg.ProtoReflect().Descriptor()
+			if err = stream.Decode(&raw); err == nil {
+				err = m.UnmarshalOptions.Unmarshal(raw, msg)
+			}
+		} else {
+			err = d.Decode(v)
+		}
 		if err == nil {
 			// A request is one JSON value: anything but white space after
 			// it is refused, not ignored.
@@ -674,7 +793,7 @@ func (m jsonMarshaler) streamDecoder(r io.Reader) runtime.Decoder {
 		if errors.Is(err, io.EOF) {
 			return err
 		}
-		return decodeError(err)
+		return decodeError(err, raw, md)
 	})
 }
 
@@ -683,13 +802,30 @@ func (m jsonMarshaler) streamDecoder(r io.Reader) runtime.Decoder {
 // space after "proto:" is at random a no-break space, U+00A0.)
 var protojsonError = regexp.MustCompile(`^proto:[\s\x{00a0}]+(?:syntax error )?\(line (\d+):(\d+)\): (unknown field "[A-Za-z0-9_]*"|duplicate field "[A-Za-z0-9_]*"|invalid value for [a-z0-9]+ field [A-Za-z0-9_]+)`)
 
+// protojsonPositioned matches any protojson error's position and the
+// rest of its text, which decodeError reads but never quotes.
+var protojsonPositioned = regexp.MustCompile(`^proto:[\s\x{00a0}]+(?:syntax error )?\(line (\d+):(\d+)\): (.*)$`)
+
+// oneofSetTwice matches the text of protojson's error for a second field
+// of a oneof: `error parsing "value", oneof pkg.Msg.payload is already
+// set`.
+var oneofSetTwice = regexp.MustCompile(`^error parsing .*, oneof ([A-Za-z0-9_.]+) is already set$`)
+
 // decodeError describes a body that does not decode without quoting it:
 // what it keeps of protojson's error names a field, never a value, and
 // encoding/json's syntax errors quote one character at most. An error it
-// does not know becomes a generic one.
-func decodeError(err error) error {
+// does not know becomes a generic one. raw is the JSON value protojson
+// parsed and md the message it parsed it into, when known: a position in
+// raw names the field whose value is wrong (a duration that is not one,
+// a string that is not UTF-8), and md says what the field takes.
+func decodeError(err error, raw []byte, md protoreflect.MessageDescriptor) error {
 	if m := protojsonError.FindStringSubmatch(err.Error()); m != nil {
 		return fmt.Errorf("request body, line %s column %s: %s", m[1], m[2], snakeFieldName(m[3]))
+	}
+	if m := protojsonPositioned.FindStringSubmatch(err.Error()); m != nil {
+		if what := protojsonWhat(m[3], raw, m[1], m[2], md); what != "" {
+			return fmt.Errorf("request body, line %s column %s: %s", m[1], m[2], what)
+		}
 	}
 	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
 		return fmt.Errorf("request body is not valid JSON: %w", se)
@@ -698,6 +834,153 @@ func decodeError(err error) error {
 		return errors.New("request body ends inside its JSON value")
 	}
 	return errors.New("request body is not a valid JSON request")
+}
+
+// protojsonWhat describes text, what protojson said is wrong at line:col
+// of raw, in words of its own that quote nothing of text or raw but
+// field names of md; "" when it has none.
+func protojsonWhat(text string, raw []byte, line, col string, md protoreflect.MessageDescriptor) string {
+	if m := oneofSetTwice.FindStringSubmatch(text); m != nil {
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(m[1]))
+		od, ok := d.(protoreflect.OneofDescriptor)
+		if err != nil || !ok || od.Fields().Len() < 2 {
+			return "two fields of one oneof are set: set only one"
+		}
+		names := make([]string, od.Fields().Len())
+		for i := range names {
+			names[i] = string(od.Fields().Get(i).Name())
+		}
+		return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1] + ": set only one"
+	}
+	field := fieldAt(raw, line, col, md)
+	name := "a field"
+	if field != nil {
+		name = string(field.Name())
+	}
+	switch {
+	case strings.HasPrefix(text, "invalid google.protobuf.Duration value"),
+		strings.HasPrefix(text, "google.protobuf.Duration value out of range"):
+		if field == nil {
+			name = "a duration"
+		}
+		return name + ": " + wantDuration
+	case strings.HasPrefix(text, "invalid google.protobuf.Timestamp value"),
+		strings.HasPrefix(text, "google.protobuf.Timestamp value out of range"):
+		if field == nil {
+			name = "a timestamp"
+		}
+		return name + ": " + wantTimestamp
+	case text == "invalid UTF-8 in string":
+		if field == nil {
+			return "a string is not valid UTF-8"
+		}
+		return name + ": is not valid UTF-8"
+	case strings.HasPrefix(text, "unexpected token") && field != nil:
+		return name + ": " + wantJSON(field)
+	}
+	return ""
+}
+
+const (
+	wantDuration  = `want a duration such as "30s"`
+	wantTimestamp = `want an RFC 3339 timestamp such as "2026-01-02T15:04:05Z"`
+)
+
+// wantJSON says what JSON field takes.
+func wantJSON(field protoreflect.FieldDescriptor) string {
+	switch {
+	case field.IsList():
+		return "want a JSON array"
+	case field.IsMap():
+		return "want a JSON object"
+	}
+	switch field.Kind() {
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		switch field.Message().FullName() {
+		case "google.protobuf.Duration":
+			return wantDuration
+		case "google.protobuf.Timestamp":
+			return wantTimestamp
+		}
+		return "want a JSON object"
+	case protoreflect.BoolKind:
+		return "want true or false"
+	case protoreflect.StringKind, protoreflect.BytesKind, protoreflect.EnumKind:
+		return "want a JSON string"
+	}
+	return "want a number"
+}
+
+// fieldAt returns the field of md, or of a message md holds, whose key
+// precedes the value at line:col (1-based, col counting runes as
+// protojson does) of raw: `"timeout": <here>`. nil when raw has no key
+// just before that position, or the key is no field of md's.
+func fieldAt(raw []byte, line, col string, md protoreflect.MessageDescriptor) protoreflect.FieldDescriptor {
+	l, err1 := strconv.Atoi(line)
+	c, err2 := strconv.Atoi(col)
+	if err1 != nil || err2 != nil || md == nil {
+		return nil
+	}
+	i := 0
+	for ; l > 1; l-- {
+		nl := bytes.IndexByte(raw[i:], '\n')
+		if nl < 0 {
+			return nil
+		}
+		i += nl + 1
+	}
+	for ; c > 1 && i < len(raw); c-- {
+		_, n := utf8.DecodeRune(raw[i:])
+		i += n
+	}
+	before := bytes.TrimRight(raw[:i], " \t\r\n")
+	before, ok := bytes.CutSuffix(before, []byte(":"))
+	if !ok {
+		return nil
+	}
+	before, ok = bytes.CutSuffix(bytes.TrimRight(before, " \t\r\n"), []byte(`"`))
+	if !ok {
+		return nil
+	}
+	// A field's name: letters, digits and "_", a bounded number of them.
+	start := len(before)
+	for start > 0 && len(before)-start < 64 && isNameByte(before[start-1]) {
+		start--
+	}
+	if start == 0 || before[start-1] != '"' || start == len(before) {
+		return nil
+	}
+	return findField(md, string(before[start:]))
+}
+
+func isNameByte(c byte) bool {
+	return c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
+// findField returns the field named key (its proto or JSON name) of md or
+// of a message md holds, nearest first.
+func findField(md protoreflect.MessageDescriptor, key string) protoreflect.FieldDescriptor {
+	seen := map[protoreflect.FullName]bool{md.FullName(): true}
+	for queue := []protoreflect.MessageDescriptor{md}; len(queue) > 0; queue = queue[1:] {
+		fields := queue[0].Fields()
+		if f := fields.ByName(protoreflect.Name(key)); f != nil {
+			return f
+		}
+		if f := fields.ByJSONName(key); f != nil {
+			return f
+		}
+		for i := range fields.Len() {
+			f := fields.Get(i)
+			if f.IsMap() {
+				f = f.MapValue()
+			}
+			if sub := f.Message(); sub != nil && !seen[sub.FullName()] {
+				seen[sub.FullName()] = true
+				queue = append(queue, sub)
+			}
+		}
+	}
+	return nil
 }
 
 // invalidValueField is the field protojson names, by its lowerCamelCase

@@ -105,8 +105,9 @@ func FuzzJSONDecoderPaths(f *testing.F) {
 	})
 }
 
-// The gateway's answers are JSONPb's, byte for byte: messages marshalled
-// without JSONPb's buffer, anything else by JSONPb itself.
+// The gateway's answers are JSONPb's, byte for byte, and a newline:
+// messages marshalled without JSONPb's buffer, anything else by JSONPb
+// itself.
 func TestJSONMarshalAsJSONPb(t *testing.T) {
 	m := newJSONMarshaler()
 	for _, v := range []any{
@@ -118,6 +119,7 @@ func TestJSONMarshalAsJSONPb(t *testing.T) {
 	} {
 		got, err := m.Marshal(v)
 		want, wantErr := m.JSONPb.Marshal(v)
+		want = append(want, '\n') // an answer ends its line
 		if err != nil || wantErr != nil || !bytes.Equal(got, want) {
 			t.Errorf("Marshal(%T) = %s, %v; JSONPb's %s, %v", v, got, err, want, wantErr)
 		}

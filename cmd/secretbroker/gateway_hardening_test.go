@@ -915,7 +915,7 @@ func TestGatewayDecodeError(t *testing.T) {
 		{errors.New("s3cr3t"), "request body is not a valid JSON request", "s3cr3t"},
 		{fmt.Errorf("reading: %w", io.ErrUnexpectedEOF), "request body ends inside its JSON value", ""},
 	} {
-		got := decodeError(tt.err).Error()
+		got := decodeError(tt.err, nil, nil).Error()
 		if got != tt.want {
 			t.Errorf("decodeError(%q) = %q, want %q", tt.err, got, tt.want)
 		}
@@ -928,7 +928,7 @@ func TestGatewayDecodeError(t *testing.T) {
 	if !errors.As(err, &se) {
 		t.Fatalf("not a syntax error: %v", err)
 	}
-	if got := decodeError(err).Error(); !strings.HasPrefix(got, "request body is not valid JSON: ") || strings.Contains(got, "s3cr3t") {
+	if got := decodeError(err, nil, nil).Error(); !strings.HasPrefix(got, "request body is not valid JSON: ") || strings.Contains(got, "s3cr3t") {
 		t.Errorf("decodeError(%v) = %q", err, got)
 	}
 }
