@@ -450,7 +450,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		}
 		return err
 	}
-	shutdown(ctx, cfg.ShutdownTimeout, logger, closeOps, drain.stop, healthSrv, httpSrv, grpcSrv, gwSrv)
+	shutdown(ctx, cfg.ShutdownTimeout, logger, closeOps, drain.stop, grpcLn, healthSrv, httpSrv, grpcSrv, gwSrv)
 	if failed != nil {
 		return failed
 	}
@@ -487,7 +487,9 @@ func gatewaySpanName(method string) string {
 	return "HTTP"
 }
 
-// shutdown stops serving within timeout: health checks turn NOT_SERVING,
+// shutdown stops serving within timeout: the gRPC listener (grpcLn) is
+// closed first, so that a client told NOT_SERVING next finds no new
+// connection taken; health checks turn NOT_SERVING,
 // the gateway and the gRPC server (grpcSrv) stop accepting at once and
 // drain their calls, then the gateway's own gRPC server (gwSrv, which
 // serves its health checks) stops; drainMargin before the timeout ends,
@@ -497,8 +499,11 @@ func gatewaySpanName(method string) string {
 // (waiting WaitOperation calls return at once, in-flight items finish),
 // within the same timeout.
 func shutdown(ctx context.Context, timeout time.Duration, logger *slog.Logger, closeOps func(context.Context) error, drain func(),
-	healthSrv *health.Server, httpSrv *http.Server, grpcSrv, gwSrv *grpc.Server,
+	grpcLn net.Listener, healthSrv *health.Server, httpSrv *http.Server, grpcSrv, gwSrv *grpc.Server,
 ) {
+	// Serve then returns (its error is no longer read); GracefulStop below
+	// drains the connections it took.
+	_ = grpcLn.Close()
 	healthSrv.Shutdown() // every service NOT_SERVING from now on
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
