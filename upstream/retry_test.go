@@ -80,16 +80,22 @@ func retryPacing() Pacing {
 	return p
 }
 
+// putS, delS and getS are the calls the retry tests make, each of secret
+// S of repActions.
+func putS(ctx context.Context, c *Client) error {
+	_, err := c.PutSecret(ctx, repActions, "S", testPut)
+	return err
+}
+
+func delS(ctx context.Context, c *Client) error { return c.DeleteSecret(ctx, repActions, "S") }
+
+func getS(ctx context.Context, c *Client) error {
+	_, err := c.GetSecret(ctx, repActions, "S")
+	return err
+}
+
 func TestRetries(t *testing.T) {
-	put := func(ctx context.Context, c *Client) error {
-		_, err := c.PutSecret(ctx, repActions, "S", testPut)
-		return err
-	}
-	del := func(ctx context.Context, c *Client) error { return c.DeleteSecret(ctx, repActions, "S") }
-	get := func(ctx context.Context, c *Client) error {
-		_, err := c.GetSecret(ctx, repActions, "S")
-		return err
-	}
+	put, del, get := putS, delS, getS
 	for _, tc := range []struct {
 		name        string
 		call        func(context.Context, *Client) error
@@ -835,14 +841,7 @@ func TestAdmitCheckSparesUnknownRetry(t *testing.T) {
 // write cut short before any attempt was sent, one whose attempt GitHub
 // refused outright, and a read are not.
 func TestOutcomeUnknownWhenCutShort(t *testing.T) {
-	put := func(ctx context.Context, c *Client) error {
-		_, err := c.PutSecret(ctx, repActions, "S", testPut)
-		return err
-	}
-	get := func(ctx context.Context, c *Client) error {
-		_, err := c.GetSecret(ctx, repActions, "S")
-		return err
-	}
+	put, get := putS, getS
 	for _, tc := range []struct {
 		name    string
 		call    func(context.Context, *Client) error
