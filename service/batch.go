@@ -11,7 +11,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
@@ -394,7 +393,7 @@ func (t *batchTally) add(err error) (code.Code, string, *durationpb.Duration) {
 		// call still answers: its caller did not cancel it (a caller that
 		// did reads no answer), the shutdown's drain stopped it. The
 		// item is to be sent again, as a single call stopped so is told.
-		st = WithRetryInfo(status.New(codes.Unavailable, "the broker is shutting down and stopped the call before this item finished; send it again"), RetryShutdown)
+		st = Stopped("this item")
 	}
 	var retry *durationpb.Duration
 	for _, d := range st.Details() {

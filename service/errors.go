@@ -194,6 +194,16 @@ const (
 	retryCredentials = time.Minute
 )
 
+// Stopped is the answer for a call, or a batch's item (what names which),
+// that a shutting-down broker stopped before it finished: UNAVAILABLE,
+// to be sent again (to another replica, or to this one restarted), after
+// RetryShutdown. The drain gives it to a whole call (cmd/secretbroker) and
+// a batch to each item it did not finish (batchTally.add).
+func Stopped(what string) *status.Status {
+	return WithRetryInfo(status.New(codes.Unavailable,
+		"the broker is shutting down and stopped the call before "+what+" finished; send it again"), RetryShutdown)
+}
+
 // WithRetryInfo adds a RetryInfo detail telling the caller to wait d,
 // rounded up to a whole second, when d is positive (the gateway sends it
 // as Retry-After too).

@@ -44,7 +44,7 @@ func newCallDrain() *callDrain {
 // CANCELLED: the caller did not cancel, and may call again (another
 // replica, or this one restarted).
 func errDrained() error {
-	return service.WithRetryInfo(status.New(codes.Unavailable, "the broker is shutting down and stopped the call before it finished; call again"), service.RetryShutdown).Err()
+	return service.Stopped("it").Err()
 }
 
 // unary ends a call's context when the drain starts (at once for a call

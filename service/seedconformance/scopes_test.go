@@ -58,6 +58,7 @@ func TestScopeLifecycle(t *testing.T) {
 // lifecycle runs sc's steps on e, inside the bubble e was built in
 // (newEnv): its sleeps are fake time.
 func lifecycle(t *testing.T, e *env, sc scopeCase) {
+	inBubble(t) // its sleep is the bubble's fake time
 	ctx := context.Background()
 	name := sc.parent + "/secrets/A_ONE"
 
