@@ -126,7 +126,7 @@ func TestSyncAgainstDevBinary(t *testing.T) {
 	wantCode(t, r, exitOK)
 	wantPlan(t, r.stdout, map[string]string{"DEV_ONE": "create", "DEV_TWO": "create"})
 	wantContains(t, "stdout", r.stdout, "2 written, 0 deleted, 0 unchanged, 0 failed",
-		"sync "+scope+": 2/2 done (2 changed, 0 unchanged, 0 failed)") // the operation's last progress line
+		"sync "+scope+": 2/2 done (2 written, 0 deleted, 0 unchanged, 0 failed; 0 foreign left alone)") // the operation's last progress line
 	if strings.Contains(r.stderr, "does not run operations") {
 		t.Errorf("secretbroker --dev ran no operation:\n%s", r.stderr)
 	}
@@ -142,9 +142,9 @@ func TestSyncAgainstDevBinary(t *testing.T) {
 	r = run("sync", "--from-env-file", one, "--owner", "dev-test", "--prune", "--yes", scope)
 	wantCode(t, r, exitOK)
 	wantPlan(t, r.stdout, map[string]string{"DEV_ONE": "unchanged", "DEV_TWO": "delete"})
-	// The progress line counts the delete as changed, never as written.
+	// The progress line counts the delete as deleted, never as written.
 	wantContains(t, "stdout", r.stdout, "0 written, 1 deleted, 1 unchanged, 0 failed",
-		"sync "+scope+": 2/2 done (1 changed, 1 unchanged, 0 failed)")
+		"sync "+scope+": 2/2 done (0 written, 1 deleted, 1 unchanged, 0 failed; 0 foreign left alone)")
 
 	r = run("drift", "--exit-code", scope)
 	wantCode(t, r, exitOK)

@@ -48,7 +48,7 @@ type followed struct {
 // nothing left to cancel.
 func (c *cli) follow(ctx context.Context, client secretbrokerv1.SecretServiceClient, op *secretbrokerv1.Operation, p *progress, step time.Duration) followed {
 	for !op.GetDone() {
-		p.update(op.GetMetadata())
+		p.update(op)
 		wctx, cancel := context.WithTimeout(ctx, step+callSlack)
 		next, err := client.WaitOperation(wctx, &secretbrokerv1.WaitOperationRequest{Name: op.GetName(), Timeout: durationpb.New(step)},
 			retryCall{kind: retryRepeatable, beforeNotice: p.interrupt})
@@ -70,7 +70,7 @@ func (c *cli) follow(ctx context.Context, client secretbrokerv1.SecretServiceCli
 		}
 		op = next
 	}
-	p.finish(op.GetMetadata())
+	p.finish(op)
 	return followed{op: op}
 }
 

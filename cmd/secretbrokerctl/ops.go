@@ -93,12 +93,12 @@ func runOps(ctx context.Context, c *cli, args []string) int {
 		}
 		return exitOK
 	}
-	t := newTable(c.stdout, "OPERATION", "KIND", "STATE", "DONE", "WRITTEN", "UNCHANGED", "FAILED", "UPDATED")
+	t := newTable(c.stdout, "OPERATION", "KIND", "STATE", "DONE", "WRITTEN", "DELETED", "UNCHANGED", "FOREIGN", "FAILED", "UPDATED")
 	for _, op := range ops {
-		md := op.GetMetadata()
-		k := countsOf(md)
-		t.row(op.GetName(), orDash(md.GetKind()), opState(op), fmt.Sprintf("%d/%d", k.done, k.total),
-			fmt.Sprint(k.written), fmt.Sprint(k.unchanged), fmt.Sprint(k.failed), timestamp(md.GetUpdateTime()))
+		md, k := op.GetMetadata(), countsOf(op)
+		row := []string{op.GetName(), orDash(md.GetKind()), opState(op), fmt.Sprintf("%d/%d", k.done, k.total)}
+		row = append(row, k.cells()...)
+		t.row(append(row, timestamp(md.GetUpdateTime()))...)
 	}
 	if err := t.flush(); err != nil {
 		return c.outputFailed("ops", err)
@@ -157,13 +157,12 @@ func (c *cli) printOp(output string, op *secretbrokerv1.Operation) error {
 	if output == outputJSON {
 		return writeJSON(c.stdout, protoJSON{op})
 	}
-	md := op.GetMetadata()
-	k := countsOf(md)
+	md, k := op.GetMetadata(), countsOf(op)
 	t := newTable(c.stdout)
 	t.row("NAME", op.GetName())
 	t.row("KIND", orDash(md.GetKind()))
 	t.row("STATE", opState(op))
-	t.row("DONE", fmt.Sprintf("%d/%d (%d written, %d unchanged, %d failed)", k.done, k.total, k.written, k.unchanged, k.failed))
+	t.row("DONE", fmt.Sprintf("%d/%d (%s)", k.done, k.total, k.outcomes()))
 	if !op.GetDone() {
 		t.row("ESTIMATED_END", timestamp(md.GetEstimatedCompletionTime()))
 	}

@@ -36,7 +36,8 @@ func TestOps(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "OPERATION") {
 		t.Fatalf("ops:\n%s", r.stdout)
 	}
-	if f := strings.Fields(lines[1]); len(f) < 7 || f[0] != name || f[1] != "SyncSecrets" || f[2] != "done" || f[3] != "2/2" || f[4] != "2" || f[5] != "0" || f[6] != "0" {
+	if f := strings.Fields(lines[1]); len(f) < 9 || f[0] != name || f[1] != "SyncSecrets" || f[2] != "done" || f[3] != "2/2" ||
+		strings.Join(f[4:9], " ") != "2 0 0 0 0" {
 		t.Errorf("ops row %q", lines[1])
 	}
 	r = ctl(t, env, "", "ops", "--not-done")
@@ -47,7 +48,7 @@ func TestOps(t *testing.T) {
 
 	r = ctl(t, env, "", "op", name)
 	wantCode(t, r, exitOK)
-	wantContains(t, "op", r.stdout, "NAME", name, "KIND", "SyncSecrets", "STATE", "done", "2/2 (2 written, 0 unchanged, 0 failed)",
+	wantContains(t, "op", r.stdout, "NAME", name, "KIND", "SyncSecrets", "STATE", "done", "2/2 (2 written, 0 deleted, 0 unchanged, 0 failed; 0 foreign left alone)",
 		"SECRET", repoScope+"/secrets/OPS_ONE", repoScope+"/secrets/OPS_TWO", "create")
 
 	r = ctl(t, env, "", "cancel", name)

@@ -16,8 +16,6 @@ const (
 	// stdout is not a terminal); a line is written only when the count of
 	// finished items changed since the last one.
 	plainEvery = 5 * time.Second
-	// kindSync is a SyncSecrets operation's OperationMetadata.kind.
-	kindSync = "SyncSecrets"
 )
 
 // progress shows an operation's progress: on a terminal, one line redrawn
@@ -44,32 +42,10 @@ func newProgress(w io.Writer, tty bool, label string, now func() time.Time) *pro
 	return &progress{w: w, tty: tty, label: label, now: now, lastPlainDone: -1}
 }
 
-// counts are an operation's numbers as shown.
-type counts struct {
-	total, done, written, unchanged, failed int
-}
-
-func countsOf(md *secretbrokerv1.OperationMetadata) counts {
-	k := counts{
-		total:     int(md.GetTotal()),
-		written:   int(md.GetWritten()),
-		unchanged: int(md.GetUnchanged()),
-		failed:    int(md.GetFailed()),
-	}
-	k.done = k.written + k.unchanged + k.failed
-	if r := int(md.GetRemaining()); k.total-r > k.done {
-		k.done = k.total - r
-	}
-	if k.done > k.total {
-		k.total = k.done
-	}
-	return k
-}
-
-// update shows md, the operation's metadata now.
-func (p *progress) update(md *secretbrokerv1.OperationMetadata) {
+// update shows op as it is now.
+func (p *progress) update(op *secretbrokerv1.Operation) {
 	now := p.now()
-	k := countsOf(md)
+	md, k := op.GetMetadata(), countsOf(op)
 	if !p.started {
 		p.started, p.start, p.startDone = true, now, k.done
 	}
@@ -84,12 +60,12 @@ func (p *progress) update(md *secretbrokerv1.OperationMetadata) {
 	p.plain(md, k, now)
 }
 
-// finish shows md, the operation's last metadata, and ends the line: the
-// bar is redrawn a last time and kept; a plain line is written unless the
-// last one showed the same count.
-func (p *progress) finish(md *secretbrokerv1.OperationMetadata) {
+// finish shows op as it ended and ends the line: the bar is redrawn a
+// last time and kept; a plain line is written unless the last one showed
+// the same count.
+func (p *progress) finish(op *secretbrokerv1.Operation) {
 	now := p.now()
-	k := countsOf(md)
+	md, k := op.GetMetadata(), countsOf(op)
 	if !p.started {
 		p.started, p.start, p.startDone = true, now, k.done
 	}
@@ -111,16 +87,11 @@ func (p *progress) interrupt() {
 	}
 }
 
-// plain writes a plain progress line. A sync's written count holds its
-// deletes too (OperationMetadata.written), so its line says "changed",
-// and the summary after it tells writes from deletes.
+// plain writes a plain progress line: the items done, by outcome as the
+// summary counts them (counts.outcomes), the rate and the ETA.
 func (p *progress) plain(md *secretbrokerv1.OperationMetadata, k counts, now time.Time) {
-	changed := "written"
-	if md.GetKind() == kindSync {
-		changed = "changed"
-	}
-	fmt.Fprintf(p.w, "%s: %d/%d done (%d %s, %d unchanged, %d failed), %s, ETA %s\n",
-		p.label, k.done, k.total, k.written, changed, k.unchanged, k.failed, p.rate(k, now), p.eta(md, k, now))
+	fmt.Fprintf(p.w, "%s: %d/%d done (%s), %s, ETA %s\n",
+		p.label, k.done, k.total, k.outcomes(), p.rate(k, now), p.eta(md, k, now))
 	p.lastPlain, p.lastPlainDone = now, k.done
 }
 

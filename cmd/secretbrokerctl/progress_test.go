@@ -16,23 +16,25 @@ type fakeClock struct{ t time.Time }
 
 func (c *fakeClock) now() time.Time { return c.t }
 
-// md is an operation's metadata; eta, when not zero, is the estimated
+// md is a batch operation with its metadata only (a batch's metadata
+// counts as its results do); eta, when not zero, is the estimated
 // completion time t0+eta.
-func md(total, written, unchanged, failed int, eta time.Duration) *secretbrokerv1.OperationMetadata {
+func md(total, written, unchanged, failed int, eta time.Duration) *secretbrokerv1.Operation {
 	m := &secretbrokerv1.OperationMetadata{
+		Kind:  kindBatch,
 		Total: int32(total), Written: int32(written), Unchanged: int32(unchanged), Failed: int32(failed),
 		Remaining: int32(total - written - unchanged - failed),
 	}
 	if eta != 0 {
 		m.EstimatedCompletionTime = timestamppb.New(t0.Add(eta))
 	}
-	return m
+	return &secretbrokerv1.Operation{Metadata: m}
 }
 
 // step is one update (or, last, finish) at a time after t0.
 type step struct {
 	at     time.Duration
-	md     *secretbrokerv1.OperationMetadata
+	md     *secretbrokerv1.Operation
 	finish bool
 }
 

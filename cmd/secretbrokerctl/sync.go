@@ -176,7 +176,8 @@ func runSync(ctx context.Context, c *cli, args []string) int {
 	res := c.runSyncOp(ctx, client, &opts, req, newProgress(progressOut, tty, "sync "+parent, c.now), tty)
 	out.Operation = res.op
 	out.Results = c.resultsJSON(res.results)
-	sum := summarize(res.results)
+	k := countItems(&secretbrokerv1.OperationResponse{SyncResults: res.results}, true)
+	sum := k.summary()
 	out.Summary = &sum
 	var msgs []string // for standard error, after the failed items
 	switch {
@@ -210,8 +211,7 @@ func runSync(ctx context.Context, c *cli, args []string) int {
 			return c.outputFailed("sync", err)
 		}
 	} else {
-		fmt.Fprintf(c.stdout, "%d written, %d deleted, %d unchanged, %d failed; %d foreign left alone\n",
-			sum.Written, sum.Deleted, sum.Unchanged, sum.Failed, sum.Foreign)
+		fmt.Fprintln(c.stdout, k.outcomes())
 	}
 	failed := c.reportFailed("sync", "items failed", res.results)
 	for _, m := range msgs {
@@ -404,27 +404,6 @@ func (c *cli) resultsJSON(results []*secretbrokerv1.SyncSecretsResult) []protoJS
 		out = append(out, protoJSON{r})
 	}
 	return out
-}
-
-// summarize counts results: written (created, updated, drifted, taken
-// over), deleted, unchanged, foreign (left alone) and failed.
-func summarize(results []*secretbrokerv1.SyncSecretsResult) syncSummary {
-	var s syncSummary
-	for _, r := range results {
-		switch {
-		case r.GetCode() != code.Code_OK:
-			s.Failed++
-		case r.GetAction() == secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED:
-			s.Unchanged++
-		case r.GetAction() == secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN:
-			s.Foreign++
-		case r.GetAction() == secretbrokerv1.SyncAction_SYNC_ACTION_DELETE:
-			s.Deleted++
-		default:
-			s.Written++
-		}
-	}
-	return s
 }
 
 // shortName is a secret's name without its scope: "NPM_TOKEN" of
