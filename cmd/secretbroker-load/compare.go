@@ -154,17 +154,15 @@ type compareResult struct {
 	brokerFlags           []string
 }
 
-// median is the median of get over fs (the lower middle for an even count).
+// median is the median of get over fs, one per round (medianSorted: the
+// mean of the middle two for an even count of rounds).
 func median(fs []figures, get func(figures) float64) float64 {
 	v := make([]float64, len(fs))
 	for i, f := range fs {
 		v[i] = get(f)
 	}
 	slices.Sort(v)
-	if len(v) == 0 {
-		return 0
-	}
-	return v[(len(v)-1)/2]
+	return medianSorted(v)
 }
 
 // compareEnv is what the compare scenario's calls use.
@@ -832,7 +830,7 @@ next:
 			failed = failed || probes[i+j].failed
 		}
 		slices.Sort(lat)
-		med = medianDuration(lat)
+		med = medianSorted(lat)
 		if !failed && med <= target {
 			return probes[i].at, med, true
 		}
@@ -840,9 +838,10 @@ next:
 	return 0, med, false
 }
 
-// medianDuration is the median of sorted: the middle value, or the mean of
-// the two middle values for an even count; 0 for none.
-func medianDuration(sorted []time.Duration) time.Duration {
+// medianSorted is the median of sorted: the middle value, or the mean of
+// the two middle values for an even count (an integer's truncated); 0 for
+// none. Every median the command reports is taken with it.
+func medianSorted[T ~int64 | ~float64](sorted []T) T {
 	n := len(sorted)
 	switch {
 	case n == 0:

@@ -129,7 +129,7 @@ func TestFirstRecovered(t *testing.T) {
 	}
 }
 
-func TestMedianDuration(t *testing.T) {
+func TestMedianSorted(t *testing.T) {
 	for _, tt := range []struct {
 		in   []time.Duration
 		want time.Duration
@@ -141,8 +141,8 @@ func TestMedianDuration(t *testing.T) {
 		{[]time.Duration{1, 2}, 1}, // 1.5 ns, truncated
 		{[]time.Duration{1, 1, 1, 1, 1, 10, 10, 10, 10, 10}, 5},
 	} {
-		if got := medianDuration(tt.in); got != tt.want {
-			t.Errorf("medianDuration(%v) = %v, want %v", tt.in, got, tt.want)
+		if got := medianSorted(tt.in); got != tt.want {
+			t.Errorf("medianSorted(%v) = %v, want %v", tt.in, got, tt.want)
 		}
 	}
 }
@@ -156,8 +156,11 @@ func TestMedian(t *testing.T) {
 	}{
 		{"none", nil, 0},
 		{"one", []float64{3}, 3},
-		{"three", []float64{9, 1, 5}, 5},
-		{"four takes the lower middle", []float64{4, 1, 3, 2}, 2},
+		{"three: the middle", []float64{9, 1, 5}, 5},
+		{"five: the middle", []float64{9, 1, 5, 7, 3}, 5},
+		{"two: the mean of both", []float64{4, 1}, 2.5},
+		{"four: the mean of the middle two", []float64{4, 1, 3, 2}, 2.5},
+		{"four with equal middles", []float64{8, 3, 3, 1}, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
