@@ -1681,8 +1681,7 @@ func rssRows(t *table, s rssSeries) {
 	sorted := slices.Sorted(slices.Values(s.samples))
 	t.add("broker peak RSS (VmHWM)", mb(s.hwm))
 	if top, ok := percentile(sorted, 100); ok {
-		med, _ := percentile(sorted, 50)
-		t.add("broker RSS, highest / median sample", mb(top)+" / "+mb(med))
+		t.add("broker RSS, highest / median sample", mb(top)+" / "+mb(medianSorted(sorted)))
 	}
 	t.add("RSS samples (every 100 ms)", strconv.Itoa(len(s.samples)))
 	t.add("broker CPU time (user + system), whole process life", secs(s.cpu))

@@ -881,3 +881,34 @@ func TestChildEnv(t *testing.T) {
 		})
 	}
 }
+
+// The RSS rows' median sample is a true median: the mean of the middle two
+// for an even count of samples.
+func TestRSSRowsMedian(t *testing.T) {
+	const row = "broker RSS, highest / median sample"
+	for _, tt := range []struct {
+		name    string
+		samples []int64
+		want    string // "" when there is no row
+	}{
+		{"none", nil, ""},
+		{"one", []int64{5e6}, "5.0 MB / 5.0 MB"},
+		{"three: the middle", []int64{1e6, 3e6, 2e6}, "3.0 MB / 2.0 MB"},
+		{"two: the mean of both", []int64{2e6, 1e6}, "2.0 MB / 1.5 MB"},
+		{"four: the mean of the middle two", []int64{1e6, 4e6, 2e6, 3e6}, "4.0 MB / 2.5 MB"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var tab table
+			rssRows(&tab, rssSeries{samples: tt.samples})
+			got := ""
+			for _, r := range tab.rows {
+				if r[0] == row {
+					got = r[1]
+				}
+			}
+			if got != tt.want {
+				t.Errorf("%q = %q, want %q", row, got, tt.want)
+			}
+		})
+	}
+}
