@@ -114,6 +114,9 @@ func TestNotFoundNamesTheResource(t *testing.T) {
 			want: scopeKeyNotFound("repos/octo-org/hello-world/environments/no-such-env")},
 		{name: "put, escaped environment missing", call: put("repos/octo-org/hello-world/environments/no%2Fsuch/secrets/foo", ""),
 			want: scopeKeyNotFound("repos/octo-org/hello-world/environments/no%2Fsuch")},
+		// The key fetched, then the PUT 404s (the scope went meanwhile).
+		{name: "put, PUT 404", fault: &emulator.Fault{Route: emulator.RoutePutRepoSecret, Status: http.StatusNotFound, Times: 100},
+			call: put(repo+"/secrets/FOO", ""), want: scopeNotFound(repo)},
 		{name: "get, secret missing", call: func(ctx context.Context, t *testing.T, h *harness) *status.Status {
 			_, err := h.broker.GetSecret(ctx, &secretbrokerv1.GetSecretRequest{Name: org + "/secrets/missing"})
 			return status.Convert(err)
