@@ -162,6 +162,9 @@ func classify(err error) *status.Status {
 		return WithRetryInfo(status.New(codes.ResourceExhausted,
 			"GitHub's rate limit for the broker's credentials is exhausted; try again later"), ue.RetryAfter)
 	case ue.StatusCode == http.StatusNotFound:
+		if nf, ok := errors.AsType[*notFoundAt](err); ok {
+			return status.New(codes.NotFound, nf.message()) // names the scope or the secret (notfound.go)
+		}
 		return status.New(codes.NotFound, "not found on GitHub (or the broker's credentials cannot see it)")
 	case ue.StatusCode >= 300 && ue.StatusCode <= 399:
 		// GitHub redirects a renamed or transferred repository; the

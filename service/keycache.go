@@ -126,9 +126,10 @@ func (c *keyCache) spent(b budget) map[string]time.Time {
 
 // get returns the scope's key: from the cache while it is fresh, else
 // revalidated or fetched. It is traced as a "key cache lookup" span
-// (keytrace.go).
+// (keytrace.go). GitHub's 404 names the scope as s spells it (notFoundIn).
 func (c *keyCache) get(ctx context.Context, s upstream.Scope) (sealingKey, error) {
-	return c.traced(ctx, s, "get", c.lookup)
+	k, err := c.traced(ctx, s, "get", c.lookup)
+	return k, notFoundIn(err, notFoundKey, scopeName(s), 0)
 }
 
 // lookup is get without its span.
@@ -218,9 +219,10 @@ func (c *keyCache) revalidateSealing(ctx context.Context, s upstream.Scope, stal
 
 // revalidateOn is revalidate on budget b.
 func (c *keyCache) revalidateOn(ctx context.Context, s upstream.Scope, stale upstream.KeyID, b budget) (sealingKey, error) {
-	return c.traced(ctx, s, "revalidate", func(ctx context.Context, s upstream.Scope) (sealingKey, error) {
+	k, err := c.traced(ctx, s, "revalidate", func(ctx context.Context, s upstream.Scope) (sealingKey, error) {
 		return c.revalidateKey(ctx, s, stale, b)
 	})
+	return k, notFoundIn(err, notFoundKey, scopeName(s), 0)
 }
 
 // revalidateKey is revalidateOn without its span.

@@ -501,6 +501,7 @@ func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 		for _, r := range op.Results {
 			resp.SyncResults = append(resp.SyncResults, &secretbrokerv1.SyncSecretsResult{
 				Name: r.Name, Action: SyncActionOf(r.Action), Code: code.Code(r.Code), Message: r.Message, Drift: r.Drift,
+				KeyId: r.KeyID,
 			})
 		}
 		slices.SortStableFunc(resp.SyncResults, func(a, b *secretbrokerv1.SyncSecretsResult) int {
@@ -509,7 +510,7 @@ func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 	default:
 		for _, r := range op.Results {
 			resp.BatchPutResults = append(resp.BatchPutResults, &secretbrokerv1.BatchPutSecretsResult{
-				Name: r.Name, Code: code.Code(r.Code), Message: r.Message, Unchanged: r.Unchanged, Drift: r.Drift,
+				Name: r.Name, Code: code.Code(r.Code), Message: r.Message, Unchanged: r.Unchanged, Drift: r.Drift, KeyId: r.KeyID,
 				// A result stored before Created was kept has only its
 				// action (create only when it was one).
 				Created: r.Code == codes.OK && (r.Created || r.Action == syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CREATE]),

@@ -94,11 +94,14 @@ type Options struct {
 type Server struct {
 	secretbrokerv1.UnimplementedSecretServiceServer
 
+	// up is the Upstream given to New, its identical reads in flight
+	// shared (sharedReads) and GitHub's 404s named by what each call
+	// asked for (namingUpstream).
 	up Upstream
 	// fresh is up's own Upstream, unshared: for the reads that judge a
 	// write unchanged, which must not take the answer of a read in
 	// flight since before the call (a write made straight at GitHub
-	// meanwhile would be missed).
+	// meanwhile would be missed). Its 404s are named too.
 	fresh Upstream
 	keys  *keyCache
 	log   *slog.Logger
@@ -159,8 +162,8 @@ func New(up Upstream, opts Options) *Server {
 		state:   &stateOf{store: opts.State},
 		tracer:  tracer,
 		metrics: m,
-		up:      &sharedReads{Upstream: up},
-		fresh:   up,
+		up:      namingUpstream{&sharedReads{Upstream: up}},
+		fresh:   namingUpstream{up},
 		keys:    keys,
 		log:     opts.Logger,
 		authz:   opts.Authorizer,

@@ -661,9 +661,9 @@ func (s *Server) NewExecutor(kind state.OperationKind, owner string, force bool)
 }
 
 // Execute carries out one item and returns its result: its Code and
-// Message as the single call would have answered, Unchanged, Drift, and
+// Message as the single call would have answered, Unchanged, Drift,
 // Action (create, update, unchanged, drifted, conflict, delete, foreign;
-// see SyncActionOf).
+// see SyncActionOf), Created and KeyID.
 func (x *Executor) Execute(ctx context.Context, item state.PendingItem) state.ItemResult {
 	var out itemOutcome
 	err := x.s.safely(ctx, "operation item", func() error {
@@ -678,7 +678,7 @@ func (x *Executor) Execute(ctx context.Context, item state.PendingItem) state.It
 		st = status.New(codes.Aborted, "the operation was cancelled after GitHub was sent this item, whose outcome is unknown: GitHub may have applied it; read or send it again to be sure")
 	}
 	return state.ItemResult{Name: item.Name, Code: st.Code(), Message: st.Message(),
-		Unchanged: out.unchanged, Drift: out.drift, Action: out.action, Created: out.created}
+		Unchanged: out.unchanged, Drift: out.drift, Action: out.action, Created: out.created, KeyID: string(out.keyID)}
 }
 
 // Finish reads back the updated_at of the secrets written (one listing per

@@ -36,8 +36,9 @@ func TestNonSeedRoutes(t *testing.T) {
 				_, err := e.srv.PutSecret(ctx, putReq("repos/octo-org/hello-world/environments/prod/secrets/X", planted, ""))
 				return err
 			},
+			// The lookup's 404 is the scope's: its repository is not found.
 			code:    codes.NotFound,
-			message: "not found on GitHub (or the broker's credentials cannot see it)",
+			message: "the scope repos/octo-org/hello-world/environments/prod (or its public key) was not found on GitHub, or the broker's credentials cannot see it",
 			// Legacy routes are the older GHES, whose reference predates
 			// API versions: the broker sends 2022-11-28 (README).
 			lookup: "GET /api/v3/repos/octo-org/hello-world? v=2022-11-28",

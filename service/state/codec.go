@@ -32,7 +32,9 @@ import (
 //	 "error":{"code":1,"message":"cancelled"},
 //	 "metadata":{"total":3,"written":1,"unchanged":1,"failed":0,"remaining":1,
 //	             "estimated_completion":"..."},
-//	 "results":[{"name":"...","code":0,"message":"","unchanged":true,"drift":false,"action":"unchanged"}],
+//	 "results":[{"name":"...","code":0,"unchanged":true,"action":"unchanged",
+//	             "key_id":"568250167242549743"},
+//	            {"name":"...","code":0,"action":"create","created":true,"key_id":"568250167242549743"}],
 //	 "pending":[{"name":"...","visibility":"selected","selected_repository_ids":[1,2],
 //	             "value":"<base64 of the sealed value, seal.go>"},
 //	            {"name":"...","delete":true},
@@ -41,7 +43,9 @@ import (
 //
 // "runner" and "lease_until" (the operation's lease, service/operation)
 // are left out when empty, so an operation without a lease encodes as it
-// did before they were added.
+// did before they were added. A result's "created" and "key_id" were
+// added later too: a result stored without them decodes with false and
+// "".
 //
 // A value never appears in the encoding: "value" is the sealed value.
 const formatVersion = 1
@@ -81,6 +85,7 @@ type resultJSON struct {
 	Drift     bool       `json:"drift,omitempty"`
 	Action    string     `json:"action,omitempty"`
 	Created   bool       `json:"created,omitempty"`
+	KeyID     string     `json:"key_id,omitempty"`
 }
 
 type pendingJSON struct {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
 )
 
 // TestRecordFormat pins the stored encoding of a record.
@@ -115,6 +117,45 @@ func TestOperationLeaseFormat(t *testing.T) {
 			}
 			if got.Runner != tt.runner || !got.LeaseUntil.Equal(tt.until) || (got.LeaseUntil.Location() != time.UTC && !tt.until.IsZero()) {
 				t.Fatalf("decoded lease %q until %v, want %q until %v in UTC", got.Runner, got.LeaseUntil, tt.runner, tt.until)
+			}
+		})
+	}
+}
+
+// TestOperationResultFormat pins the encoding of an item result with
+// its key_id (kept since async results carry it) and decodes a result
+// stored before: without created or key_id, it decodes with false and "".
+func TestOperationResultFormat(t *testing.T) {
+	s, _ := newSealer(sealTestKey)
+	head := `{"v":1,"id":"op1","kind":"BatchPutSecrets","metadata":{"total":2,"written":2,"unchanged":0,"failed":0,"remaining":0}`
+	written := ItemResult{Name: "orgs/acme/actions/secrets/A", Action: "create", Created: true, KeyID: "568250167242549743"}
+	failed := ItemResult{Name: "orgs/acme/actions/secrets/B", Code: codes.NotFound, Message: "gone"}
+	tests := []struct {
+		name    string
+		results []ItemResult
+		stored  string
+	}{
+		{"with key_id", []ItemResult{written, failed}, head + `,"results":[` +
+			`{"name":"orgs/acme/actions/secrets/A","code":0,"action":"create","created":true,"key_id":"568250167242549743"},` +
+			`{"name":"orgs/acme/actions/secrets/B","code":5,"message":"gone"}]}`},
+		{"stored before key_id", []ItemResult{{Name: written.Name, Action: "create"}}, head + `,"results":[` +
+			`{"name":"orgs/acme/actions/secrets/A","code":0,"action":"create"}]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decodeOperation(s, []byte(tt.stored))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got.Results, tt.results) {
+				t.Fatalf("decoded results %+v, want %+v", got.Results, tt.results)
+			}
+			b, err := encodeOperation(s, got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tt.stored {
+				t.Fatalf("encoding:\n got %s\nwant %s", b, tt.stored)
 			}
 		})
 	}

@@ -161,6 +161,11 @@ type ItemResult struct {
 	Action string
 	// Created: GitHub answered the item's write 201 (created), not 204.
 	Created bool
+	// KeyID is the key_id of the key the item's value was sealed with
+	// (for a write judged unchanged, the one recorded when it was
+	// written); empty for an item that wrote nothing, and for a result
+	// stored before the field was kept.
+	KeyID string
 }
 
 // PendingItem is one item an operation still has to do.
