@@ -13,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/audit"
@@ -675,7 +674,7 @@ func (x *Executor) Execute(ctx context.Context, item state.PendingItem) state.It
 		// Not "not run": the operation's cancel cut the item short after
 		// GitHub was sent it. (Stopped by the runner instead, it stays
 		// CANCELLED: interrupted, it runs again after the restart.)
-		st = status.New(codes.Aborted, "the operation was cancelled after GitHub was sent this item, whose outcome is unknown: GitHub may have applied it; read or send it again to be sure")
+		st = mayHaveApplied("the operation was cancelled")
 	}
 	return state.ItemResult{Name: item.Name, Code: st.Code(), Message: st.Message(),
 		Unchanged: out.unchanged, Drift: out.drift, Action: out.action, Created: out.created}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/audit"
 	"github.com/secretbroker/secretbroker/service/operation"
 	"github.com/secretbroker/secretbroker/service/state"
 	"github.com/secretbroker/secretbroker/upstream"
@@ -280,13 +281,14 @@ func TestBatchWriteRepeatedAfterCrashIsUnchanged(t *testing.T) {
 // reached GitHub (its answer lost) and which waits to retry when the
 // operation is cancelled was reported as not run ("2 of 2 items not
 // run", no result) while GitHub held its value. It is a result now:
-// ABORTED, saying GitHub may have applied it. The item never sent stays
-// not run.
+// ABORTED, saying GitHub may have applied it, and so is its audit
+// outcome (it said CANCELLED). The item never sent stays not run.
 func TestCancelAfterUnknownWriteIsAborted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		pacing := upstream.DefaultPacing()
 		pacing.WriteInterval = 100 * time.Second
-		h := newHarness(t, harnessOpts{pacing: &pacing, ops: OperationOptions{FlushEvery: 1}})
+		var trail syncBuffer
+		h := newHarness(t, harnessOpts{pacing: &pacing, ops: OperationOptions{FlushEvery: 1}, audit: audit.NewWriter(&trail, nil)})
 		closeOps(t, h.server)
 		ctx := t.Context()
 		h.emu.InjectFault(emulator.Fault{Route: emulator.RoutePutRepoSecret, DropAfter: true})
@@ -317,6 +319,9 @@ func TestCancelAfterUnknownWriteIsAborted(t *testing.T) {
 		}
 		if strings.Contains(protojson.Format(done), plantedSecret) {
 			t.Error("the operation shows the value")
+		}
+		if got := outcomesOf(t, &trail)["CANCEL_A"]; !slices.Equal(got, []string{"ABORTED"}) {
+			t.Errorf("CANCEL_A's audit outcomes %v, want [ABORTED]", got)
 		}
 	})
 }
