@@ -811,8 +811,18 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	out.drift = v.drift
 	if v.unchanged && !conflict {
 		x.s.metrics.skipped(ctx, rpcShort(x.rpc))
-		ch.endWith(itemCtx, nil, v)
+		ch.endWith(itemCtx, nil, v) // this run sent nothing
 		out.action, out.unchanged, out.keyID = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED], true, upstream.KeyID(rec.KeyID)
+		if ownWrite(ctx, rec) {
+			// This very item wrote the value, before a crash kept its
+			// result from being stored: the result is that write's, as
+			// a prune's delete repeated so is a DELETE (goneAlreadyError).
+			out.unchanged, out.created = false, rec.Created
+			out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE]
+			if rec.Created {
+				out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CREATE]
+			}
+		}
 		return out
 	}
 	switch {
@@ -870,6 +880,21 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 		}
 	}
 	return out
+}
+
+// ownWrite reports whether rec, the record an item of an operation (ctx
+// names it: withOperation) finds its value unchanged by, is the record of
+// that operation's own write of the secret: the item ran before, and a
+// crash (or a runner that lost the operation's lease) kept its result
+// from being stored. An operation writes a secret in one item only, and
+// the record of a write is stored once GitHub answered it, so the record
+// is that item's write. Nothing else marks an item as started: the
+// operation store records an item's result after it ran, never before
+// it sends anything. An item not run before finds another write's record
+// (a call's, another operation's), and is unchanged.
+func ownWrite(ctx context.Context, rec *state.Record) bool {
+	op := operationOf(ctx)
+	return rec != nil && rec.Operation != "" && op == operationPrefix+rec.Operation
 }
 
 // authorize checks again, when the executor reauthorizes, that ctx's
