@@ -384,15 +384,24 @@ type batchTally struct {
 
 // add returns the code, the safe message and the retry delay a caller
 // would have had from the single call for err (nil for success); an item
-// the shutdown stopped is UNAVAILABLE, as a single call it stops (errDrained).
+// the shutdown stopped before GitHub was sent it is UNAVAILABLE, as a
+// single call it stops (errDrained), and one it cut short after GitHub
+// was sent it is ABORTED (mayHaveApplied).
 func (t *batchTally) add(err error) (code.Code, string, *durationpb.Duration) {
 	st := statusOf(err)
 	drained := st.Code() == codes.Canceled
-	if drained {
+	switch {
+	case drained && sentWhenStopped(err):
+		// The call's context ended while the item's write was on its way
+		// to GitHub (or its retry waited): GitHub may have applied it,
+		// and its outcome record says so too (outcomeCode).
+		st = mayHaveApplied("the broker is shutting down and stopped the call")
+	case drained:
 		// The call's context ended while the item ran or waited, and the
 		// call still answers: its caller did not cancel it (a caller that
 		// did reads no answer), the shutdown's drain stopped it. The
-		// item is to be sent again, as a single call stopped so is told.
+		// item, never sent, is to be sent again, as a single call
+		// stopped so is told.
 		st = Stopped("this item")
 	}
 	var retry *durationpb.Duration

@@ -207,6 +207,38 @@ func Stopped(what string) *status.Status {
 		"the broker is shutting down and stopped the call before "+what+" finished; send it again"), RetryShutdown)
 }
 
+// sentWhenStopped reports whether err is a write (a PUT or a DELETE)
+// whose call was stopped (its context cancelled: the shutdown's drain, an
+// operation's cancel, the runner's stop) after an attempt of it was sent
+// to GitHub and got no answer, or one that does not say it failed (a 5xx,
+// a dropped connection): an *upstream.OutcomeUnknownError of a cancelled
+// context. GitHub may have applied it.
+func sentWhenStopped(err error) bool {
+	_, ok := errors.AsType[*upstream.OutcomeUnknownError](err)
+	return ok && errors.Is(err, context.Canceled)
+}
+
+// mayHaveApplied is the answer for a batch's or an operation's item that
+// stopped (why: "the operation was cancelled", ...) cut short after GitHub
+// was sent it (sentWhenStopped): ABORTED, GitHub may have applied it. Not
+// Stopped's "send it again", which is for an item the stop kept from
+// being sent: what this one did is for the caller to find out.
+func mayHaveApplied(stopped string) *status.Status {
+	return status.New(codes.Aborted, stopped+" after GitHub was sent this item, whose outcome is unknown: GitHub may have applied it; read or send it again to be sure")
+}
+
+// outcomeCode is the code of the outcome record of a change that ended
+// with err (nil: it succeeded): its status's, except for a write cut short
+// after GitHub was sent it (sentWhenStopped), which is ABORTED whoever
+// stopped it, never CANCELLED: the audit trail does not say a write
+// GitHub may have applied was not done.
+func outcomeCode(err error) codes.Code {
+	if sentWhenStopped(err) {
+		return codes.Aborted
+	}
+	return statusOf(err).Code()
+}
+
 // WithRetryInfo adds a RetryInfo detail telling the caller to wait d,
 // rounded up to a whole second, when d is positive (the gateway sends it
 // as Retry-After too).

@@ -154,7 +154,7 @@ func (c *change) endWith(ctx context.Context, err error, v verdict) {
 	}
 	c.ended = true
 	c.s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: c.rpc, Item: c.item, Resource: c.resource,
-		Outcome: codeName(statusOf(err).Code()), UpstreamStatus: c.status.Status(),
+		Outcome: codeName(outcomeCode(err)), UpstreamStatus: c.status.Status(),
 		Unchanged: v.unchanged && err == nil, Drift: v.drift})
 }
 

@@ -381,10 +381,14 @@ func (s *Server) seenByGet(ctx context.Context, scope upstream.Scope, name strin
 
 // newRecord is the record of a write that succeeded, with the range of
 // updated_at its answer bounds (zero when unknown; exact when both ends
-// are the same).
-func newRecord(key string, pr prints, havePrints bool, written *putPlan, keyID upstream.KeyID, owner string, fp *state.Fingerprinter, w upstream.Written) state.Record {
+// are the same), made by an item of the operation with ID opID ("" for a
+// call's write).
+func newRecord(key string, pr prints, havePrints bool, written *putPlan, keyID upstream.KeyID, owner, opID string, fp *state.Fingerprinter, w upstream.Written) state.Record {
 	r := state.Record{Name: key, KeyID: string(keyID), Owner: owner, UpdatedAt: w.UpdatedFrom.UTC(), WrittenAt: time.Now().UTC(),
 		Environment: written.scope.Environment}
+	if opID != "" {
+		r.Operation, r.Created = opID, w.Created
+	}
 	if !w.UpdatedFrom.IsZero() && w.UpdatedTo.After(w.UpdatedFrom) {
 		r.UpdatedAtLatest = w.UpdatedTo.UTC()
 	}
@@ -400,7 +404,9 @@ func newRecord(key string, pr prints, havePrints bool, written *putPlan, keyID u
 }
 
 // recordWrite records a successful write of p (completed as sent) and
-// returns the record stored, nil when it could not be stored.
+// returns the record stored, nil when it could not be stored. The write
+// of an operation's item (ctx names the operation: withOperation) is
+// recorded as that operation's (state.Record.Operation).
 func (s *Server) recordWrite(ctx context.Context, p *putPlan, pr prints, havePrints bool, keyID upstream.KeyID, owner string, w upstream.Written) *state.Record {
 	key := secretKey(p.scope, p.name)
 	if !havePrints {
@@ -414,7 +420,7 @@ func (s *Server) recordWrite(ctx context.Context, p *putPlan, pr prints, havePri
 	if err != nil {
 		fp = nil
 	}
-	rec := newRecord(key, pr, havePrints, p, keyID, owner, fp, w)
+	rec := newRecord(key, pr, havePrints, p, keyID, owner, strings.TrimPrefix(operationOf(ctx), operationPrefix), fp, w)
 	if s.putRecord(rctx, rec) != nil {
 		// The previous record (distrusted before the write, unless the
 		// store failed then too) must not outlive the write.
@@ -515,7 +521,8 @@ func (s *Server) rewriteRecord(ctx context.Context, key string, rec *state.Recor
 func sameRecord(a, b state.Record) bool {
 	return a.Name == b.Name && a.ValueFingerprint == b.ValueFingerprint && a.SettingsFingerprint == b.SettingsFingerprint &&
 		a.KeyID == b.KeyID && a.Owner == b.Owner && a.UpdatedAt.Equal(b.UpdatedAt) &&
-		a.UpdatedAtLatest.Equal(b.UpdatedAtLatest) && a.WrittenAt.Equal(b.WrittenAt)
+		a.UpdatedAtLatest.Equal(b.UpdatedAtLatest) && a.WrittenAt.Equal(b.WrittenAt) &&
+		a.Operation == b.Operation && a.Created == b.Created
 }
 
 // listScope reads every page of a scope's secrets (100 a page), by

@@ -13,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/audit"
@@ -675,7 +674,7 @@ func (x *Executor) Execute(ctx context.Context, item state.PendingItem) state.It
 		// Not "not run": the operation's cancel cut the item short after
 		// GitHub was sent it. (Stopped by the runner instead, it stays
 		// CANCELLED: interrupted, it runs again after the restart.)
-		st = status.New(codes.Aborted, "the operation was cancelled after GitHub was sent this item, whose outcome is unknown: GitHub may have applied it; read or send it again to be sure")
+		st = mayHaveApplied("the operation was cancelled")
 	}
 	return state.ItemResult{Name: item.Name, Code: st.Code(), Message: st.Message(),
 		Unchanged: out.unchanged, Drift: out.drift, Action: out.action, Created: out.created, KeyID: string(out.keyID)}
@@ -812,8 +811,18 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	out.drift = v.drift
 	if v.unchanged && !conflict {
 		x.s.metrics.skipped(ctx, rpcShort(x.rpc))
-		ch.endWith(itemCtx, nil, v)
+		ch.endWith(itemCtx, nil, v) // this run sent nothing
 		out.action, out.unchanged, out.keyID = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED], true, upstream.KeyID(rec.KeyID)
+		if ownWrite(ctx, rec) {
+			// This very item wrote the value, before a crash kept its
+			// result from being stored: the result is that write's, as
+			// a prune's delete repeated so is a DELETE (goneAlreadyError).
+			out.unchanged, out.created = false, rec.Created
+			out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE]
+			if rec.Created {
+				out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CREATE]
+			}
+		}
 		return out
 	}
 	switch {
@@ -871,6 +880,21 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 		}
 	}
 	return out
+}
+
+// ownWrite reports whether rec, the record an item of an operation (ctx
+// names it: withOperation) finds its value unchanged by, is the record of
+// that operation's own write of the secret: the item ran before, and a
+// crash (or a runner that lost the operation's lease) kept its result
+// from being stored. An operation writes a secret in one item only, and
+// the record of a write is stored once GitHub answered it, so the record
+// is that item's write. Nothing else marks an item as started: the
+// operation store records an item's result after it ran, never before
+// it sends anything. An item not run before finds another write's record
+// (a call's, another operation's), and is unchanged.
+func ownWrite(ctx context.Context, rec *state.Record) bool {
+	op := operationOf(ctx)
+	return rec != nil && rec.Operation != "" && op == operationPrefix+rec.Operation
 }
 
 // authorize checks again, when the executor reauthorizes, that ctx's

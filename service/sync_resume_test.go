@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/audit"
 	"github.com/secretbroker/secretbroker/service/operation"
 	"github.com/secretbroker/secretbroker/service/state"
 	"github.com/secretbroker/secretbroker/upstream"
@@ -234,59 +235,134 @@ func TestPruneDeleteRepeatedAfterCrash(t *testing.T) {
 	}
 }
 
-// TestBatchWriteRepeatedAfterCrashIsUnchanged pins what README,
-// Operations, documents of a write repeated after a crash: an async
-// batch item GitHub created, whose result was not stored before the
-// process died, is judged again after the resume against the record its
-// write left and GitHub's listing. It is not written a second time, and
-// is reported as a write would have been that found it so: OK and
-// unchanged (not created).
-func TestBatchWriteRepeatedAfterCrashIsUnchanged(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		inner, err := state.NewMemory(state.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		crashing := &crashingStore{Store: inner, crashOn: "/secrets/FIRST"}
-		h := newHarness(t, harnessOpts{state: crashing, ops: OperationOptions{FlushEvery: 1}})
-		closeOps(t, h.server)
-		ctx := t.Context()
-		req := &secretbrokerv1.BatchPutSecretsRequest{Async: true, Requests: []*secretbrokerv1.PutSecretRequest{
+// TestWriteRepeatedAfterCrashIsWritten: an async batch's or sync's item
+// GitHub wrote, whose result was not stored before the process died, is
+// judged again after the resume against the record its write left and
+// GitHub's listing, and is not written a second time. It was reported
+// unchanged, so that the operation's result said nothing was written
+// although it wrote the value; it reports its write now (created, or
+// updated), as a prune's delete repeated after a crash reports its
+// DELETE. An item that had not run before the crash, whose value another
+// call wrote meanwhile, is still unchanged.
+func TestWriteRepeatedAfterCrashIsWritten(t *testing.T) {
+	batch := func(ctx context.Context, t *testing.T, h *harness) string {
+		resp, err := h.broker.BatchPutSecrets(ctx, &secretbrokerv1.BatchPutSecretsRequest{Async: true, Requests: []*secretbrokerv1.PutSecretRequest{
 			plain(repoScope+"/secrets/FIRST", plantedSecret+"-1"),
 			plain(repoScope+"/secrets/SECOND", plantedSecret+"-2"),
-		}}
-		resp, err := h.broker.BatchPutSecrets(ctx, req)
+		}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
-		if !crashing.crashed.Load() {
-			t.Fatal("FIRST did not run")
+		return resp.GetOperation().GetName()
+	}
+	sync := func(ctx context.Context, t *testing.T, h *harness) string {
+		req := syncReq(repoScope, "team", map[string]string{"FIRST": plantedSecret + "-1", "SECOND": plantedSecret + "-2"})
+		req.Async = true
+		resp, err := h.broker.SyncSecrets(ctx, req)
+		if err != nil {
+			t.Fatal(err)
 		}
-		done := resumeAfterCrash(t, h, inner, resp.GetOperation().GetName())
-		got := batchResultsOf(t, done)
-		if want := []string{"FIRST OK unchanged", "SECOND OK created"}; !slices.Equal(got, want) {
-			t.Errorf("results after the resume %v, want %v", got, want)
+		return resp.GetOperation().GetName()
+	}
+	put := func(name, value string) func(ctx context.Context, t *testing.T, h *harness) {
+		return func(ctx context.Context, t *testing.T, h *harness) {
+			if _, err := h.broker.PutSecret(ctx, plain(repoScope+"/secrets/"+name, value)); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if n := puts(h); n != 2 {
-			t.Errorf("%d PUTs, want 2 (FIRST not written again)", n)
-		}
-		wantStored(t, h, repoScope+"/secrets/FIRST", plantedSecret+"-1")
-	})
+	}
+	nothing := func(context.Context, *testing.T, *harness) {}
+	tests := []struct {
+		name string
+		// before runs before the operation starts, meanwhile between the
+		// crash and the resume.
+		before, meanwhile func(ctx context.Context, t *testing.T, h *harness)
+		start             func(ctx context.Context, t *testing.T, h *harness) string
+		want              []string // the results after the resume
+		wantPuts          int
+	}{
+		{"batch, a create repeated", nothing, nothing, batch,
+			[]string{"FIRST OK created", "SECOND OK created"}, 2},
+		{"batch, an update repeated", put("FIRST", plantedSecret+"-0"), nothing, batch,
+			[]string{"FIRST OK", "SECOND OK created"}, 3},
+		{"batch, an item not run before the crash written meanwhile", nothing, put("SECOND", plantedSecret+"-2"), batch,
+			[]string{"FIRST OK created", "SECOND OK unchanged"}, 2},
+		{"sync, a create repeated", nothing, nothing, sync,
+			[]string{"FIRST CREATE OK", "SECOND CREATE OK"}, 2},
+		{"sync, an update repeated", func(ctx context.Context, t *testing.T, h *harness) {
+			if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team", map[string]string{"FIRST": plantedSecret + "-0"})); err != nil {
+				t.Fatal(err)
+			}
+		}, nothing, sync, []string{"FIRST UPDATE OK", "SECOND CREATE OK"}, 3},
+		{"sync, an item not run before the crash written meanwhile", nothing, func(ctx context.Context, t *testing.T, h *harness) {
+			if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team", map[string]string{"SECOND": plantedSecret + "-2"})); err != nil {
+				t.Fatal(err)
+			}
+		}, sync, []string{"FIRST CREATE OK", "SECOND UNCHANGED OK"}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				inner, err := state.NewMemory(state.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				crashing := &crashingStore{Store: inner, crashOn: "/secrets/FIRST"}
+				h := newHarness(t, harnessOpts{state: crashing, ops: OperationOptions{FlushEvery: 1}})
+				closeOps(t, h.server)
+				ctx := t.Context()
+				tt.before(ctx, t, h)
+				name := tt.start(ctx, t, h)
+				time.Sleep(5 * time.Second)
+				synctest.Wait()
+				if !crashing.crashed.Load() {
+					t.Fatal("FIRST did not run")
+				}
+				tt.meanwhile(ctx, t, h)
+				done := resumeAfterCrash(t, h, inner, name)
+				got := batchResultsOf(t, done)
+				if sr := done.GetResponse().GetSyncResults(); len(sr) > 0 {
+					got = nil
+					for n, r := range syncResultsOf(t, done) {
+						got = append(got, n+" "+r)
+					}
+					slices.Sort(got)
+				}
+				if !slices.Equal(got, tt.want) {
+					t.Errorf("results after the resume %v, want %v", got, tt.want)
+				}
+				var written, unchanged int32
+				for _, w := range tt.want {
+					if strings.Contains(w, "unchanged") || strings.Contains(w, "UNCHANGED") {
+						unchanged++
+					} else {
+						written++
+					}
+				}
+				if m := done.GetMetadata(); m.GetWritten() != written || m.GetUnchanged() != unchanged {
+					t.Errorf("metadata %v, want written %d, unchanged %d", m, written, unchanged)
+				}
+				if n := puts(h); n != tt.wantPuts {
+					t.Errorf("%d PUTs, want %d (FIRST not written again)", n, tt.wantPuts)
+				}
+				wantStored(t, h, repoScope+"/secrets/FIRST", plantedSecret+"-1")
+			})
+		})
+	}
 }
 
 // TestCancelAfterUnknownWriteIsAborted: an operation item whose PUT
 // reached GitHub (its answer lost) and which waits to retry when the
 // operation is cancelled was reported as not run ("2 of 2 items not
 // run", no result) while GitHub held its value. It is a result now:
-// ABORTED, saying GitHub may have applied it. The item never sent stays
-// not run.
+// ABORTED, saying GitHub may have applied it, and so is its audit
+// outcome (it said CANCELLED). The item never sent stays not run.
 func TestCancelAfterUnknownWriteIsAborted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		pacing := upstream.DefaultPacing()
 		pacing.WriteInterval = 100 * time.Second
-		h := newHarness(t, harnessOpts{pacing: &pacing, ops: OperationOptions{FlushEvery: 1}})
+		var trail syncBuffer
+		h := newHarness(t, harnessOpts{pacing: &pacing, ops: OperationOptions{FlushEvery: 1}, audit: audit.NewWriter(&trail, nil)})
 		closeOps(t, h.server)
 		ctx := t.Context()
 		h.emu.InjectFault(emulator.Fault{Route: emulator.RoutePutRepoSecret, DropAfter: true})
@@ -317,6 +393,9 @@ func TestCancelAfterUnknownWriteIsAborted(t *testing.T) {
 		}
 		if strings.Contains(protojson.Format(done), plantedSecret) {
 			t.Error("the operation shows the value")
+		}
+		if got := outcomesOf(t, &trail)["CANCEL_A"]; !slices.Equal(got, []string{"ABORTED"}) {
+			t.Errorf("CANCEL_A's audit outcomes %v, want [ABORTED]", got)
 		}
 	})
 }

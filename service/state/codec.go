@@ -22,7 +22,11 @@ import (
 //	{"v":1,"name":"orgs/acme/actions/secrets/TOKEN",
 //	 "value_fingerprint":"<64 hex>","settings_fingerprint":"<64 hex>",
 //	 "key_id":"568250167242549743","updated_at":"2026-11-27T19:00:00Z",
-//	 "owner":"deploy","written_at":"2026-11-27T19:00:00.5Z"}
+//	 "owner":"deploy","written_at":"2026-11-27T19:00:00.5Z",
+//	 "operation":"<operation ID>","created":true}
+//
+// "operation" and "created" (the operation whose item made the write, and
+// whether GitHub answered it 201) are left out for a call's write.
 //
 // An operation:
 //
@@ -61,6 +65,8 @@ type recordJSON struct {
 	Owner               string      `json:"owner,omitempty"`
 	WrittenAt           time.Time   `json:"written_at,omitzero"`
 	Environment         string      `json:"environment,omitempty"`
+	Operation           string      `json:"operation,omitempty"`
+	Created             bool        `json:"created,omitempty"`
 }
 
 type statusJSON struct {
@@ -142,6 +148,11 @@ func encodeRecord(r Record) ([]byte, error) {
 	if err := checkName(r.Name); err != nil {
 		return nil, err
 	}
+	if r.Operation != "" {
+		if err := checkID(r.Operation); err != nil {
+			return nil, err
+		}
+	}
 	b, err := json.Marshal(recordJSON{
 		V:                   formatVersion,
 		Name:                r.Name,
@@ -153,6 +164,8 @@ func encodeRecord(r Record) ([]byte, error) {
 		Owner:               r.Owner,
 		WrittenAt:           utc(r.WrittenAt),
 		Environment:         r.Environment,
+		Operation:           r.Operation,
+		Created:             r.Created,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("state: encode record %s: %w", r.Name, err)
@@ -190,6 +203,11 @@ func decodeRecord(b []byte) (Record, error) {
 	if !j.UpdatedAtLatest.IsZero() && (j.UpdatedAt.IsZero() || j.UpdatedAtLatest.Before(j.UpdatedAt)) {
 		return Record{}, fmt.Errorf("state: decode record %s: %w: updated_at_latest without updated_at or before it", j.Name, ErrCorrupt)
 	}
+	if j.Operation != "" {
+		if err := checkID(j.Operation); err != nil {
+			return Record{}, fmt.Errorf("state: decode record %s: %w: %w", j.Name, ErrCorrupt, err)
+		}
+	}
 	return Record{
 		Name:                j.Name,
 		ValueFingerprint:    j.ValueFingerprint,
@@ -200,6 +218,8 @@ func decodeRecord(b []byte) (Record, error) {
 		Owner:               j.Owner,
 		WrittenAt:           utc(j.WrittenAt),
 		Environment:         j.Environment,
+		Operation:           j.Operation,
+		Created:             j.Created,
 	}, nil
 }
 

@@ -23,6 +23,8 @@ func TestRecordFormat(t *testing.T) {
 		UpdatedAt:           time.Date(2026, 11, 27, 19, 0, 0, 0, time.UTC),
 		Owner:               "deploy",
 		WrittenAt:           time.Date(2026, 11, 27, 20, 0, 0, 500_000_000, time.FixedZone("CET", 3600)),
+		Operation:           "0194a1b2c3d4e5f60718293a4b5c6d7e",
+		Created:             true,
 	}
 	b, err := encodeRecord(r)
 	if err != nil {
@@ -32,9 +34,13 @@ func TestRecordFormat(t *testing.T) {
 		`"value_fingerprint":"` + strings.Repeat("ab", 32) + `",` +
 		`"settings_fingerprint":"` + strings.Repeat("01", 32) + `",` +
 		`"key_id":"568250167242549743","updated_at":"2026-11-27T19:00:00Z",` +
-		`"owner":"deploy","written_at":"2026-11-27T19:00:00.5Z"}`
+		`"owner":"deploy","written_at":"2026-11-27T19:00:00.5Z",` +
+		`"operation":"0194a1b2c3d4e5f60718293a4b5c6d7e","created":true}`
 	if string(b) != want {
 		t.Fatalf("encoding:\n got %s\nwant %s", b, want)
+	}
+	if back, err := decodeRecord(b); err != nil || back.Operation != r.Operation || !back.Created {
+		t.Fatalf("decoded %+v, %v; want the operation and created back", back, err)
 	}
 	b, err = encodeRecord(Record{Name: "repos/o/r/actions/secrets/X"})
 	if err != nil {
@@ -179,6 +185,7 @@ func TestDecodeRecordRejects(t *testing.T) {
 		{"wrong type", `{"v":1,` + name + `,"owner":7}`},
 		{"range without its start", `{"v":1,` + name + `,"updated_at_latest":"2026-11-27T21:00:00Z"}`},
 		{"range ending before it starts", `{"v":1,` + name + `,"updated_at":"2026-11-27T21:00:02Z","updated_at_latest":"2026-11-27T21:00:00Z"}`},
+		{"bad operation ID", `{"v":1,` + name + `,"operation":"operations/x"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,7 +1,7 @@
 // Package state owns the broker's memory of what it wrote: one Record per
 // secret it wrote (fingerprints of the value and of an organization
 // secret's settings, the key_id it sealed with, GitHub's updated_at, the
-// owner label), the long-running operations (SyncSecrets and
+// owner label, the operation whose item wrote it), the long-running operations (SyncSecrets and
 // BatchPutSecrets with async set) with the pending work needed to resume
 // them after a restart, and the server key that fingerprints and protects
 // that state.

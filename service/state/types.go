@@ -40,6 +40,14 @@ type Record struct {
 	Owner string
 	// WrittenAt is when the broker wrote the secret (its own clock).
 	WrittenAt time.Time
+	// Operation is the ID (Operation.ID) of the operation whose item made
+	// the write, empty for a call's; Created, with it, says GitHub
+	// answered that write 201 (created), not 204. An operation item
+	// repeated after a crash kept its result from being stored, which
+	// finds its own write, reports that write (created or updated) rather
+	// than an unchanged value.
+	Operation string
+	Created   bool
 	// Environment is an environment secret's environment name as the
 	// write spelled it ("" for other scopes). Name folds its case, as
 	// GitHub's docs say GitHub does; the seeds do not say so, and a GitHub
