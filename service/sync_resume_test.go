@@ -181,13 +181,7 @@ func TestPruneDeleteRepeatedAfterCrash(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				inner, err := state.NewMemory(state.Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				crashing := &crashingStore{Store: inner, crashOn: "/secrets/OLD"}
-				h := newHarness(t, harnessOpts{state: crashing, ops: OperationOptions{FlushEvery: 1}})
-				closeOps(t, h.server)
+				crashing, h := crashingHarness(t, "/secrets/OLD")
 				ctx := t.Context()
 				if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team", map[string]string{"OLD": plantedSecret, "KEEP": plantedSecret})); err != nil {
 					t.Fatal(err)
@@ -208,7 +202,7 @@ func TestPruneDeleteRepeatedAfterCrash(t *testing.T) {
 				}
 				tt.meanwhile(ctx, t, h)
 
-				done := resumeAfterCrash(t, h, inner, resp.GetOperation().GetName())
+				done := resumeAfterCrash(t, h, crashing.Store, resp.GetOperation().GetName())
 				got := pruneResults(t, done.GetResponse().GetSyncResults())
 				if want := map[string]string{"KEEP": "UPDATE OK", "OLD": tt.want}; !maps.Equal(got, want) {
 					t.Errorf("results after the resume %v, want %v", got, want)
@@ -303,13 +297,7 @@ func TestWriteRepeatedAfterCrashIsWritten(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				inner, err := state.NewMemory(state.Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				crashing := &crashingStore{Store: inner, crashOn: "/secrets/FIRST"}
-				h := newHarness(t, harnessOpts{state: crashing, ops: OperationOptions{FlushEvery: 1}})
-				closeOps(t, h.server)
+				crashing, h := crashingHarness(t, "/secrets/FIRST")
 				ctx := t.Context()
 				tt.before(ctx, t, h)
 				name := tt.start(ctx, t, h)
@@ -319,7 +307,7 @@ func TestWriteRepeatedAfterCrashIsWritten(t *testing.T) {
 					t.Fatal("FIRST did not run")
 				}
 				tt.meanwhile(ctx, t, h)
-				done := resumeAfterCrash(t, h, inner, name)
+				done := resumeAfterCrash(t, h, crashing.Store, name)
 				got := batchResultsOf(t, done)
 				if sr := done.GetResponse().GetSyncResults(); len(sr) > 0 {
 					got = nil
@@ -398,4 +386,19 @@ func TestCancelAfterUnknownWriteIsAborted(t *testing.T) {
 			t.Errorf("CANCEL_A's audit outcomes %v, want [ABORTED]", got)
 		}
 	})
+}
+
+// crashingHarness is a harness over a crashingStore, armed for items
+// whose names contain crashOn, on a memory store, with its operations
+// closed when the test ends.
+func crashingHarness(t *testing.T, crashOn string) (*crashingStore, *harness) {
+	t.Helper()
+	inner, err := state.NewMemory(state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashing := &crashingStore{Store: inner, crashOn: crashOn}
+	h := newHarness(t, harnessOpts{state: crashing, ops: OperationOptions{FlushEvery: 1}})
+	closeOps(t, h.server)
+	return crashing, h
 }
