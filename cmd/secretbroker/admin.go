@@ -15,6 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -39,7 +42,8 @@ const (
 
 // readiness is what /readyz answers: ready once the listeners serve and,
 // unless the credential check is skipped (--dev), the GitHub credential
-// was verified; not ready from the moment shutdown begins. It is safe for
+// was verified; not ready from the moment shutdown begins. It is the one
+// source of truth for the gRPC health status too (follow). It is safe for
 // concurrent use.
 type readiness struct {
 	mu         sync.Mutex
@@ -47,6 +51,9 @@ type readiness struct {
 	credential string // "" once verified (or not checked), else why not
 	shutdown   bool
 	detail     func() string // nil, or what degrades a ready broker (readyz_detail.go)
+	// follower is told each change of readiness until shutdown begins
+	// (follow); nil: none.
+	follower func(ready bool)
 }
 
 // newReadiness returns a readiness that is not ready. checkCredential
@@ -59,14 +66,39 @@ func newReadiness(checkCredential bool) *readiness {
 	return r
 }
 
+// follow makes f follow readiness: f is called at once with whether the
+// broker is ready (state() == "", /readyz's 200), then on each change of
+// it, in order, until shutdown begins. The shutdown's own turn is not
+// told: the shutdown turns the gRPC health NOT_SERVING itself, once the
+// gRPC listener is closed (shutdown in server.go). f must not call r.
+func (r *readiness) follow(f func(ready bool)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.follower = f
+	if !r.shutdown {
+		f(r.stateLocked() == "")
+	}
+}
+
+// changeLocked applies change and tells the follower if readiness turned;
+// r.mu is held.
+func (r *readiness) changeLocked(change func()) {
+	was := r.stateLocked() == ""
+	change()
+	if now := r.stateLocked() == ""; now != was && r.follower != nil && !r.shutdown {
+		r.follower(now)
+	}
+}
+
 // setServing records that the listeners serve.
 func (r *readiness) setServing() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.serving = true
+	r.changeLocked(func() { r.serving = true })
 }
 
-// setShuttingDown makes the broker not ready for good.
+// setShuttingDown makes the broker not ready for good. The follower is not
+// told (follow).
 func (r *readiness) setShuttingDown() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -78,13 +110,18 @@ func (r *readiness) setShuttingDown() {
 func (r *readiness) setCredential(reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.credential = reason
+	r.changeLocked(func() { r.credential = reason })
 }
 
 // state returns "" when ready, else the reason it is not, one line.
 func (r *readiness) state() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.stateLocked()
+}
+
+// stateLocked is state with r.mu held.
+func (r *readiness) stateLocked() string {
 	switch {
 	case r.shutdown:
 		return reasonShuttingDown
@@ -216,4 +253,24 @@ func newAdminServer(ready *readiness, pprofOn bool, metrics http.Handler, logger
 		srv.WriteTimeout = readHeaderTimeout
 	}
 	return srv
+}
+
+// healthFollows makes the gRPC health status of the server as a whole ("")
+// and of each of services follow r, /readyz's own state: NOT_SERVING from
+// now until /readyz would answer 200, SERVING while it would (degraded or
+// not: a degradation, like shedding under overload, is no reason to take
+// the broker out of service), NOT_SERVING again if it no longer would. The
+// shutdown turns hs NOT_SERVING itself (hs.Shutdown), after the gRPC
+// listener closes.
+func healthFollows(r *readiness, hs *health.Server, services ...string) {
+	r.follow(func(ready bool) {
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if ready {
+			st = healthpb.HealthCheckResponse_SERVING
+		}
+		hs.SetServingStatus("", st)
+		for _, s := range services {
+			hs.SetServingStatus(s, st)
+		}
+	})
 }
