@@ -38,19 +38,31 @@ const (
 	reasonStarting     = "starting: the listeners are not serving yet"
 	reasonShuttingDown = "shutting down"
 	reasonUnverified   = "the GitHub credential is not verified yet"
+	reasonJWTKeys      = "the JWT issuer's keys are not loaded yet"
 )
 
-// readiness is what /readyz answers: ready once the listeners serve and,
-// unless the credential check is skipped (--dev), the GitHub credential
-// was verified; not ready from the moment shutdown begins. It is the one
+// keyLoader is what readiness needs of the JWT verifier
+// (identity.JWTVerifier): whether its keys are loaded, and if not why.
+type keyLoader interface {
+	Loaded() <-chan struct{}
+	LoadError() error
+}
+
+// readiness is what /readyz answers: ready once the listeners serve,
+// unless the credential check is skipped (--dev) the GitHub credential
+// was verified, and the JWT issuer's keys (if any) were loaded once; not
+// ready from the moment shutdown begins. It is the one
 // source of truth for the gRPC health status too (follow). It is safe for
 // concurrent use.
 type readiness struct {
 	mu         sync.Mutex
 	serving    bool
 	credential string // "" once verified (or not checked), else why not
-	shutdown   bool
-	detail     func() string // nil, or what degrades a ready broker (readyz_detail.go)
+	// jwtKeys is the JWT verifier until its keys are loaded (awaitJWTKeys);
+	// nil then, or without JWTs.
+	jwtKeys  keyLoader
+	shutdown bool
+	detail   func() string // nil, or what degrades a ready broker (readyz_detail.go)
 	// follower is told each change of readiness until shutdown begins
 	// (follow); nil: none.
 	follower func(ready bool)
@@ -127,9 +139,48 @@ func (r *readiness) stateLocked() string {
 		return reasonShuttingDown
 	case !r.serving:
 		return reasonStarting
-	default:
+	case r.credential != "":
 		return r.credential
+	case r.jwtKeys != nil:
+		if err := r.jwtKeys.LoadError(); err != nil {
+			return oneLine(reasonJWTKeys + ": " + err.Error())
+		}
+		return reasonJWTKeys
+	default:
+		return ""
 	}
+}
+
+// setJWTKeys makes the broker not ready until keys are loaded
+// (awaitJWTKeys); at once if they are already.
+func (r *readiness) setJWTKeys(keys keyLoader) {
+	select {
+	case <-keys.Loaded():
+		return
+	default:
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.changeLocked(func() { r.jwtKeys = keys })
+}
+
+// awaitJWTKeys waits until the keys setJWTKeys set are loaded, or ctx
+// ends, and then no longer holds readiness back.
+func (r *readiness) awaitJWTKeys(ctx context.Context) {
+	r.mu.Lock()
+	keys := r.jwtKeys
+	r.mu.Unlock()
+	if keys == nil {
+		return
+	}
+	select {
+	case <-keys.Loaded():
+	case <-ctx.Done():
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.changeLocked(func() { r.jwtKeys = nil })
 }
 
 // verifyCredential checks the GitHub credential with verify until it is

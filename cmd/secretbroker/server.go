@@ -271,6 +271,18 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	if shared != nil {
 		readyState.setDetail(shared.detail)
 	}
+	if door.jwt != nil {
+		// Not ready until the JWT issuer's keys are loaded once (they may
+		// load in the background: identity.StartJWTVerifier).
+		readyState.setJWTKeys(door.jwt)
+		kctx, stopKeys := context.WithCancel(ctx)
+		var awaiting sync.WaitGroup
+		awaiting.Go(func() { readyState.awaitJWTKeys(kctx) })
+		defer func() {
+			stopKeys()
+			awaiting.Wait()
+		}()
+	}
 	adminSrv := newAdminServer(readyState, cfg.AdminPprof, metricsHandler, logger)
 	defer adminSrv.Close()
 
