@@ -15,6 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -35,18 +38,34 @@ const (
 	reasonStarting     = "starting: the listeners are not serving yet"
 	reasonShuttingDown = "shutting down"
 	reasonUnverified   = "the GitHub credential is not verified yet"
+	reasonJWTKeys      = "the JWT issuer's keys are not loaded yet"
 )
 
-// readiness is what /readyz answers: ready once the listeners serve and,
-// unless the credential check is skipped (--dev), the GitHub credential
-// was verified; not ready from the moment shutdown begins. It is safe for
+// keyLoader is what readiness needs of the JWT verifier
+// (identity.JWTVerifier): whether its keys are loaded, and if not why.
+type keyLoader interface {
+	Loaded() <-chan struct{}
+	LoadError() error
+}
+
+// readiness is what /readyz answers: ready once the listeners serve,
+// unless the credential check is skipped (--dev) the GitHub credential
+// was verified, and the JWT issuer's keys (if any) were loaded once; not
+// ready from the moment shutdown begins. It is the one
+// source of truth for the gRPC health status too (follow). It is safe for
 // concurrent use.
 type readiness struct {
 	mu         sync.Mutex
 	serving    bool
 	credential string // "" once verified (or not checked), else why not
-	shutdown   bool
-	detail     func() string // nil, or what degrades a ready broker (readyz_detail.go)
+	// jwtKeys is the JWT verifier until its keys are loaded (awaitJWTKeys);
+	// nil then, or without JWTs.
+	jwtKeys  keyLoader
+	shutdown bool
+	detail   func() string // nil, or what degrades a ready broker (readyz_detail.go)
+	// follower is told each change of readiness until shutdown begins
+	// (follow); nil: none.
+	follower func(ready bool)
 }
 
 // newReadiness returns a readiness that is not ready. checkCredential
@@ -59,14 +78,39 @@ func newReadiness(checkCredential bool) *readiness {
 	return r
 }
 
+// follow makes f follow readiness: f is called at once with whether the
+// broker is ready (state() == "", /readyz's 200), then on each change of
+// it, in order, until shutdown begins. The shutdown's own turn is not
+// told: the shutdown turns the gRPC health NOT_SERVING itself, once the
+// gRPC listener is closed (shutdown in server.go). f must not call r.
+func (r *readiness) follow(f func(ready bool)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.follower = f
+	if !r.shutdown {
+		f(r.stateLocked() == "")
+	}
+}
+
+// changeLocked applies change and tells the follower if readiness turned;
+// r.mu is held.
+func (r *readiness) changeLocked(change func()) {
+	was := r.stateLocked() == ""
+	change()
+	if now := r.stateLocked() == ""; now != was && r.follower != nil && !r.shutdown {
+		r.follower(now)
+	}
+}
+
 // setServing records that the listeners serve.
 func (r *readiness) setServing() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.serving = true
+	r.changeLocked(func() { r.serving = true })
 }
 
-// setShuttingDown makes the broker not ready for good.
+// setShuttingDown makes the broker not ready for good. The follower is not
+// told (follow).
 func (r *readiness) setShuttingDown() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -78,21 +122,65 @@ func (r *readiness) setShuttingDown() {
 func (r *readiness) setCredential(reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.credential = reason
+	r.changeLocked(func() { r.credential = reason })
 }
 
 // state returns "" when ready, else the reason it is not, one line.
 func (r *readiness) state() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.stateLocked()
+}
+
+// stateLocked is state with r.mu held.
+func (r *readiness) stateLocked() string {
 	switch {
 	case r.shutdown:
 		return reasonShuttingDown
 	case !r.serving:
 		return reasonStarting
-	default:
+	case r.credential != "":
 		return r.credential
+	case r.jwtKeys != nil:
+		if err := r.jwtKeys.LoadError(); err != nil {
+			return oneLine(reasonJWTKeys + ": " + err.Error())
+		}
+		return reasonJWTKeys
+	default:
+		return ""
 	}
+}
+
+// setJWTKeys makes the broker not ready until keys are loaded
+// (awaitJWTKeys); at once if they are already.
+func (r *readiness) setJWTKeys(keys keyLoader) {
+	select {
+	case <-keys.Loaded():
+		return
+	default:
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.changeLocked(func() { r.jwtKeys = keys })
+}
+
+// awaitJWTKeys waits until the keys setJWTKeys set are loaded, or ctx
+// ends, and then no longer holds readiness back.
+func (r *readiness) awaitJWTKeys(ctx context.Context) {
+	r.mu.Lock()
+	keys := r.jwtKeys
+	r.mu.Unlock()
+	if keys == nil {
+		return
+	}
+	select {
+	case <-keys.Loaded():
+	case <-ctx.Done():
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.changeLocked(func() { r.jwtKeys = nil })
 }
 
 // verifyCredential checks the GitHub credential with verify until it is
@@ -216,4 +304,24 @@ func newAdminServer(ready *readiness, pprofOn bool, metrics http.Handler, logger
 		srv.WriteTimeout = readHeaderTimeout
 	}
 	return srv
+}
+
+// healthFollows makes the gRPC health status of the server as a whole ("")
+// and of each of services follow r, /readyz's own state: NOT_SERVING from
+// now until /readyz would answer 200, SERVING while it would (degraded or
+// not: a degradation, like shedding under overload, is no reason to take
+// the broker out of service), NOT_SERVING again if it no longer would. The
+// shutdown turns hs NOT_SERVING itself (hs.Shutdown), after the gRPC
+// listener closes.
+func healthFollows(r *readiness, hs *health.Server, services ...string) {
+	r.follow(func(ready bool) {
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if ready {
+			st = healthpb.HealthCheckResponse_SERVING
+		}
+		hs.SetServingStatus("", st)
+		for _, s := range services {
+			hs.SetServingStatus(s, st)
+		}
+	})
 }

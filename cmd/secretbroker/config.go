@@ -397,7 +397,7 @@ Flags:
 	fs.StringVar(&cfg.JWTAudience, "jwt-audience", "",
 		"the `audience` JWT bearer tokens must name")
 	fs.StringVar(&cfg.JWTJWKSURL, "jwt-jwks-url", "",
-		"`URL` of the JWT issuer's JWKS")
+		"`URL` of the JWT issuer's JWKS; if it cannot be loaded at start, it is retried in the background, and until it loads JWTs are refused (UNAVAILABLE) and /readyz is 503")
 	fs.StringVar(&cfg.JWTJWKSFile, "jwt-jwks-file", "",
 		"`file` with the JWT issuer's JWKS, re-read when it changes")
 	fs.BoolVar(&cfg.AllowUnauthenticated, "allow-unauthenticated", false,

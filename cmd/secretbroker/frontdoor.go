@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -70,6 +71,31 @@ func errCredentials() error {
 	return status.Error(codes.Unauthenticated, "valid credentials are required: a client certificate or an Authorization bearer token")
 }
 
+// errJWTKeys is the answer to a call whose JWT could not be checked yet:
+// the issuer's keys are not loaded (identity.StartJWTVerifier). It is not
+// the caller's fault, and the call may succeed later: UNAVAILABLE with a
+// RetryInfo of retry.
+func errJWTKeys(retry time.Duration) error {
+	return service.WithRetryInfo(status.New(codes.Unavailable,
+		"the JWT issuer's keys are not loaded yet, so no JWT can be checked; try again later"), retry).Err()
+}
+
+// refusalKind is the refusal counter's reason for an error of identify.
+func refusalKind(err error) string {
+	if status.Code(err) == codes.Unavailable {
+		return refusedJWTKeys
+	}
+	return refusedCredentials
+}
+
+// refusalMessage is the debug log line of a refusal of refusalKind.
+func refusalMessage(kind string) string {
+	if kind == refusedJWTKeys {
+		return "call refused: its JWT cannot be checked yet (the issuer's keys are not loaded)"
+	}
+	return "call refused: no valid credentials"
+}
+
 // authenticate returns the caller proven by the call's credentials ("" when
 // authentication is not configured and none was proven), the key the
 // pacer queues the call under, and whether the JSON gateway made the call.
@@ -125,6 +151,11 @@ func (f *frontDoor) identify(ctx context.Context, auth []string, certCaller, add
 			if err == nil {
 				return caller, caller, nil
 			}
+			if nl, ok := errors.AsType[*identity.KeysNotLoadedError](err); ok {
+				// Fail closed, but not as the caller's fault.
+				f.log.DebugContext(ctx, "bearer JWT not checked", slog.Any("error", err))
+				return "", "", errJWTKeys(nl.RetryAfter)
+			}
 			f.log.DebugContext(ctx, "bearer token refused", slog.Any("error", err))
 		}
 		return "", "", errCredentials()
@@ -177,8 +208,9 @@ func (f *frontDoor) admit(ctx context.Context, method string) (_ context.Context
 		listener = listenerHTTP
 	}
 	if err != nil {
-		f.refusals.add(ctx, listener, refusedCredentials)
-		f.log.DebugContext(ctx, "call refused: no valid credentials", slog.String("method", method), slog.String("listener", listener))
+		kind := refusalKind(err)
+		f.refusals.add(ctx, listener, kind)
+		f.log.DebugContext(ctx, refusalMessage(kind), slog.String("method", method), slog.String("listener", listener))
 		return nil, listener, "", nil, err
 	}
 	release, refused := admit(fairness)
@@ -304,8 +336,12 @@ func newFrontDoor(ctx context.Context, cfg Config, logger *slog.Logger) (*frontD
 		logger.Info("bearer-token callers loaded", slog.String("file", cfg.CallersFile), slog.Int("callers", f.tokens.Len()))
 	}
 	if cfg.JWTIssuer != "" {
-		f.jwt, err = identity.NewJWTVerifier(ctx, identity.JWTConfig{
+		// A JWKS URL unreachable at start does not stop it: its keys load
+		// in the background, JWTs are refused (UNAVAILABLE) and the broker
+		// is not ready until they do (run). A malformed URL does stop it.
+		f.jwt, err = identity.StartJWTVerifier(ctx, identity.JWTConfig{
 			Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, JWKSURL: cfg.JWTJWKSURL, JWKSFile: cfg.JWTJWKSFile,
+			Logger: logger.With(slog.String("component", "jwt")),
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("JWT bearer tokens: %w", err)
@@ -519,8 +555,14 @@ func (f *frontDoor) admitHTTP(next http.Handler, limits *callLimits, maxBytes in
 		}
 		caller, fairness, err := f.identify(r.Context(), r.Header.Values("Authorization"), cert, hostOf(r.RemoteAddr))
 		if err != nil {
-			f.refusals.add(r.Context(), listenerHTTP, refusedCredentials)
-			f.log.DebugContext(r.Context(), "call refused: no valid credentials", slog.String("method", r.Method), slog.String("listener", listenerHTTP))
+			kind := refusalKind(err)
+			f.refusals.add(r.Context(), listenerHTTP, kind)
+			f.log.DebugContext(r.Context(), refusalMessage(kind), slog.String("method", r.Method), slog.String("listener", listenerHTTP))
+			if st := status.Convert(err); st.Code() == codes.Unavailable {
+				retry, _ := retryDelay(err)
+				writeHTTPError(w, http.StatusServiceUnavailable, st, retry)
+				return
+			}
 			writeHTTPError(w, http.StatusUnauthorized, status.New(codes.Unauthenticated, status.Convert(err).Message()), 0)
 			return
 		}

@@ -18,7 +18,9 @@
 //
 // An admin listener (--admin-addr, plain HTTP) serves /healthz, /readyz
 // and /metrics (Prometheus' text format), and /debug/pprof/ with
-// --admin-pprof.
+// --admin-pprof. The gRPC health service (and the gateway's /healthz)
+// follows /readyz: NOT_SERVING until /readyz answers 200 (the GitHub
+// credential verified), SERVING from then on, shedding or not.
 //
 // SIGINT or SIGTERM starts a graceful shutdown: /readyz turns 503 and
 // health checks NOT_SERVING, in-flight calls drain for up to

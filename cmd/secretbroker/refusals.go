@@ -17,6 +17,7 @@ const (
 	refusedWorking     = "working"      // calls at work (--max-working-calls and its queue)
 	refusedShed        = "shed"         // the adaptive bound (--shed-sched-latency)
 	refusedBytes       = "bytes"        // request bytes in progress (--max-inflight-bytes)
+	refusedJWTKeys     = "jwt_keys"     // a JWT not checked: the issuer's keys not loaded yet (UNAVAILABLE, 503)
 )
 
 // Listeners, the listener label.
@@ -36,14 +37,14 @@ type refusalCounter struct {
 
 func newRefusalCounter(mp metric.MeterProvider) (*refusalCounter, error) {
 	c, err := mp.Meter("github.com/secretbroker/secretbroker/cmd/secretbroker").Int64Counter("secretbroker_calls_refused_total",
-		metric.WithDescription("Calls the front door refused before they ran, by listener (grpc, http) and reason: credentials (UNAUTHENTICATED, 401), rate, calls, caller_calls, working, shed, bytes (RESOURCE_EXHAUSTED, 429)."),
+		metric.WithDescription("Calls the front door refused before they ran, by listener (grpc, http) and reason: credentials (UNAUTHENTICATED, 401), rate, calls, caller_calls, working, shed, bytes (RESOURCE_EXHAUSTED, 429), jwt_keys (UNAVAILABLE, 503: a JWT not checked, the issuer's keys not loaded yet)."),
 		metric.WithUnit("{call}"))
 	if err != nil {
 		return nil, err
 	}
 	r := &refusalCounter{c: c, opts: map[[2]string][]metric.AddOption{}}
 	for _, l := range []string{listenerGRPC, listenerHTTP} {
-		for _, k := range []string{refusedCredentials, refusedRate, refusedCalls, refusedCallerCalls, refusedWorking, refusedShed, refusedBytes} {
+		for _, k := range []string{refusedCredentials, refusedRate, refusedCalls, refusedCallerCalls, refusedWorking, refusedShed, refusedBytes, refusedJWTKeys} {
 			r.opts[[2]string{l, k}] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
 				attribute.String("listener", l), attribute.String("reason", k)))}
 		}

@@ -125,9 +125,11 @@ func startBroker(t *testing.T, cfg Config) *broker {
 	return b
 }
 
-// cancelUntilNotServing cancels run's context and returns once the
-// service's gRPC health has turned NOT_SERVING. It watches the health
-// stream, which reports each change, so nothing polls.
+// cancelUntilNotServing waits until the service's gRPC health is SERVING
+// (it follows /readyz: the credential check may not have passed yet),
+// cancels run's context and returns once the health has turned
+// NOT_SERVING. It watches the health stream, which reports each change,
+// so nothing polls.
 func (b *broker) cancelUntilNotServing(t *testing.T) {
 	t.Helper()
 	wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -136,8 +138,17 @@ func (b *broker) cancelUntilNotServing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("health before shutdown: %v %v", resp, err)
+	for {
+		resp, err := watch.Recv()
+		if err != nil {
+			t.Fatalf("health before shutdown: %v", err)
+		}
+		if resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			break
+		}
+		if resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Fatalf("health before shutdown: %v", resp)
+		}
 	}
 	b.cancel()
 	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {

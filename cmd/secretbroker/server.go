@@ -90,7 +90,8 @@ const (
 // and admin listeners before serving and then calls ready, if not nil,
 // with their addresses (so port 0 works). Unless in dev mode it verifies
 // the GitHub credential in the background; /readyz on the admin listener
-// says when the broker is ready (admin.go). In dev mode it first starts
+// says when the broker is ready (admin.go), and the gRPC health service
+// says the same (healthFollows). In dev mode it first starts
 // the embedded GitHub emulator and writes a banner with copy-paste
 // commands to banner.
 func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer, ready func(grpcAddr, httpAddr, adminAddr string)) (err error) {
@@ -270,6 +271,18 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	if shared != nil {
 		readyState.setDetail(shared.detail)
 	}
+	if door.jwt != nil {
+		// Not ready until the JWT issuer's keys are loaded once (they may
+		// load in the background: identity.StartJWTVerifier).
+		readyState.setJWTKeys(door.jwt)
+		kctx, stopKeys := context.WithCancel(ctx)
+		var awaiting sync.WaitGroup
+		awaiting.Go(func() { readyState.awaitJWTKeys(kctx) })
+		defer func() {
+			stopKeys()
+			awaiting.Wait()
+		}()
+	}
 	adminSrv := newAdminServer(readyState, cfg.AdminPprof, metricsHandler, logger)
 	defer adminSrv.Close()
 
@@ -280,9 +293,10 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	// credentials. The gateway's SecretService calls run through that
 	// server's parts in process (localConn); its health checks reach it
 	// over a bufconn connection.
+	// Health says what /readyz says (NOT_SERVING until then), from the
+	// same state.
 	healthSrv := health.NewServer()
-	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	healthSrv.SetServingStatus(secretbrokerv1.SecretService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthFollows(readyState, healthSrv, secretbrokerv1.SecretService_ServiceDesc.ServiceName)
 	// The parts of both servers that the gateway's calls also pass in
 	// process (localConn): the service behind the front door, the unary
 	// interceptors and (one per server) the stats handler.

@@ -112,6 +112,12 @@ func wantShed(t *testing.T, b *broker, why string) {
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("a JSON call over the bound: %d, Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
+	// Health follows readiness, which waits for the credential check (the
+	// broker runs as in production): once it passed, shedding must not
+	// turn health NOT_SERVING.
+	if !b.logs.waitFor("GitHub credential verified", 1, 30*time.Second) {
+		t.Fatal("the credential was never verified")
+	}
 	for _, svcName := range []string{"", "secretbroker.v1.SecretService"} {
 		hr, err := healthpb.NewHealthClient(b.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svcName})
 		if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {

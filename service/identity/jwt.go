@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -45,6 +46,11 @@ const (
 	minRSABits = 2048
 	// maxSubjectLen bounds the sub claim that becomes a caller.
 	maxSubjectLen = 1024
+	// jwksFirstRetry and jwksMaxRetry bound the wait between two attempts
+	// at a JWKS URL's first load in the background (StartJWTVerifier): it
+	// doubles from the first to the second.
+	jwksFirstRetry = time.Second
+	jwksMaxRetry   = time.Minute
 )
 
 // Errors of Authenticate. They say why a token was refused and nothing of
@@ -68,6 +74,20 @@ var (
 	errTokenNoSubject   = errors.New("invalid bearer token: missing sub")
 	errTokenSubject     = errors.New("invalid bearer token: sub not usable")
 )
+
+// KeysNotLoadedError is Authenticate's error for a well-formed token that
+// could not be checked because the issuer's JWKS has not been loaded yet
+// (StartJWTVerifier): the token was neither accepted nor found wrong. The
+// caller may try again after RetryAfter, when the next load is due.
+type KeysNotLoadedError struct {
+	// RetryAfter is how long until the next attempt at the JWKS, at
+	// least a second.
+	RetryAfter time.Duration
+}
+
+func (e *KeysNotLoadedError) Error() string {
+	return "bearer token not checked: the JWT issuer's keys are not loaded yet"
+}
 
 // allowedAlgorithms are the asymmetric JWS algorithms a JWT may use.
 var allowedAlgorithms = []jose.SignatureAlgorithm{
@@ -110,6 +130,9 @@ type JWTConfig struct {
 	// triggered by unknown kids, and between two checks of JWKSFile for
 	// changes; 0 means 10 s.
 	MinRefreshInterval time.Duration
+	// Logger logs the background loads of StartJWTVerifier: each failed
+	// attempt, and the success that ends them. nil: nothing is logged.
+	Logger *slog.Logger
 }
 
 // JWTVerifier authenticates JWT bearer tokens (for example Kubernetes
@@ -136,6 +159,8 @@ type JWTVerifier struct {
 
 	// loading is a one-slot semaphore: one JWKS load at a time.
 	loading chan struct{}
+	// loaded is closed once the JWKS has been loaded (Loaded).
+	loaded chan struct{}
 
 	mu     sync.RWMutex
 	keys   []jose.JSONWebKey // usable public signing keys
@@ -144,11 +169,147 @@ type JWTVerifier struct {
 	checked time.Time
 	// kidRefreshed is when an unknown kid last triggered a reload.
 	kidRefreshed time.Time
+	// Until loaded is closed: the last failed attempt's error, and when
+	// the next attempt is due (StartJWTVerifier).
+	loadErr   error
+	nextRetry time.Time
 }
 
 // NewJWTVerifier returns a verifier for cfg after loading the JWKS once; it
 // fails if the JWKS cannot be loaded or holds no usable signing key.
 func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
+	v, err := newJWTVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.loadFirst(ctx); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// StartJWTVerifier returns a verifier for cfg without waiting for a JWKS
+// URL: its first load runs in the background, and a failed one is tried
+// again after a second, then after twice as long each time up to a minute,
+// until one succeeds or ctx ends. Until then (Loaded) Authenticate refuses
+// every well-formed token with a *KeysNotLoadedError, never accepting one
+// unchecked, and LoadError says why the keys are not loaded. From the
+// first load on, the verifier refreshes the JWKS as one from NewJWTVerifier
+// does. A JWKS file, local configuration, is loaded before it returns, as
+// NewJWTVerifier does. A configuration error fails at once either way: a
+// JWKS URL that does not parse, is not absolute, or is neither https nor
+// http on a loopback host.
+func StartJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
+	v, err := newJWTVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.JWKSURL == "" {
+		if err := v.loadFirst(ctx); err != nil {
+			return nil, err
+		}
+		return v, nil
+	}
+	v.mu.Lock()
+	v.nextRetry = time.Now()
+	v.mu.Unlock()
+	go v.loadInBackground(ctx, cfg.Logger)
+	return v, nil
+}
+
+// loadFirst loads the JWKS for the first time; the verifier is not yet
+// shared.
+func (v *JWTVerifier) loadFirst(ctx context.Context) error {
+	v.checked = time.Now()
+	if err := v.load(ctx); err != nil {
+		return err
+	}
+	close(v.loaded)
+	return nil
+}
+
+// loadInBackground makes the first load of the JWKS, trying again with
+// backoff until it succeeds or ctx ends.
+func (v *JWTVerifier) loadInBackground(ctx context.Context, logger *slog.Logger) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	wait := jwksFirstRetry
+	for attempt := 1; ; attempt++ {
+		select {
+		case v.loading <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		start := time.Now()
+		lctx, cancel := context.WithTimeout(ctx, jwksHTTPTimeout)
+		err := v.load(lctx)
+		cancel()
+		v.mu.Lock()
+		if err == nil {
+			v.checked, v.loadErr = start, nil
+			close(v.loaded)
+		} else {
+			v.loadErr, v.nextRetry = err, time.Now().Add(wait)
+		}
+		v.mu.Unlock()
+		<-v.loading
+		if err == nil {
+			if attempt > 1 {
+				logger.InfoContext(ctx, "JWT issuer's keys loaded", slog.Int("attempts", attempt))
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		logger.WarnContext(ctx, "JWT issuer's keys not loaded; bearer JWTs are refused (UNAVAILABLE) until they are",
+			slog.Any("error", err), slog.Duration("retry_in", wait))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, jwksMaxRetry)
+	}
+}
+
+// Loaded returns a channel closed once the JWKS has been loaded: at once
+// for a verifier from NewJWTVerifier.
+func (v *JWTVerifier) Loaded() <-chan struct{} { return v.loaded }
+
+// isLoaded reports whether Loaded is closed.
+func (v *JWTVerifier) isLoaded() bool {
+	select {
+	case <-v.loaded:
+		return true
+	default:
+		return false
+	}
+}
+
+// LoadError returns why the JWKS is not loaded yet: the last failed
+// attempt's error; nil once it is loaded, or before the first attempt
+// ended.
+func (v *JWTVerifier) LoadError() error {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.loadErr
+}
+
+// notLoaded returns Authenticate's error while the JWKS is not loaded.
+func (v *JWTVerifier) notLoaded() error {
+	v.mu.RLock()
+	next := v.nextRetry
+	v.mu.RUnlock()
+	return &KeysNotLoadedError{RetryAfter: max(time.Until(next), time.Second)}
+}
+
+// newJWTVerifier checks cfg and returns a verifier that has loaded
+// nothing yet.
+func newJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 	if cfg.Issuer == "" {
 		return nil, errors.New("jwt config: issuer is required")
 	}
@@ -164,6 +325,7 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 		leeway:     cfg.Leeway,
 		minRefresh: cfg.MinRefreshInterval,
 		loading:    make(chan struct{}, 1),
+		loaded:     make(chan struct{}),
 	}
 	if v.leeway == 0 {
 		v.leeway = defaultJWTLeeway
@@ -196,10 +358,6 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 	default:
 		return nil, errors.New("jwt config: one of JWKS URL and JWKS file is required")
 	}
-	v.checked = time.Now()
-	if err := v.load(ctx); err != nil {
-		return nil, err
-	}
 	return v, nil
 }
 
@@ -208,8 +366,10 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 // its kid names (or, without a kid, by the JWKS's only key); its iss must
 // equal the issuer, its aud contain the audience, its exp (required), nbf
 // and iat hold now within the leeway, and its sub be non-empty. ctx
-// bounds a JWKS reload the token may trigger. Errors never contain any part
-// of the token.
+// bounds a JWKS reload the token may trigger. Before the JWKS is first
+// loaded (StartJWTVerifier), a token that parses with an allowed algorithm
+// gets a *KeysNotLoadedError, and triggers no load. Errors never contain
+// any part of the token.
 func (v *JWTVerifier) Authenticate(ctx context.Context, token string) (caller string, err error) {
 	if token == "" {
 		return "", errTokenEmpty
@@ -225,6 +385,9 @@ func (v *JWTVerifier) Authenticate(ctx context.Context, token string) (caller st
 	alg := header.Algorithm
 	if !isAllowedAlgorithm(alg) {
 		return "", errTokenAlgorithm
+	}
+	if !v.isLoaded() {
+		return "", v.notLoaded()
 	}
 
 	v.reloadIfDue(ctx)
