@@ -143,7 +143,7 @@ func NewApp(cfg AppConfig) (*App, error) {
 		userAgent: ua,
 		signer:    signer,
 		rt:        tr,
-		hc:        &http.Client{Transport: apps, Timeout: lookupTimeout},
+		hc:        &http.Client{Transport: apps, Timeout: lookupTimeout, CheckRedirect: sameOrigin},
 		byID:      map[int64]*installation{},
 		byOwner:   map[string]*installation{},
 		inflight:  map[string]*lookup{},
@@ -154,6 +154,29 @@ func NewApp(cfg AppConfig) (*App, error) {
 		a.fixed = a.installation(cfg.InstallationID)
 	}
 	return a, nil
+}
+
+// maxRedirects is how many redirects an installation lookup follows, as
+// net/http does by default.
+const maxRedirects = 10
+
+// sameOrigin is the CheckRedirect of the app's own requests: it follows a
+// redirect (GitHub's, of a renamed or transferred repository's path) only
+// to the scheme and host of the request it redirects. The app's transport
+// signs every request it sends, a redirected one included, so net/http's
+// own rule (it drops an Authorization header set on the request when a
+// redirect leaves the host) does not apply: without this, a redirect to
+// another host would hand it a JWT that can mint tokens for every
+// installation. The redirect answer of another origin is the answer.
+func sameOrigin(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	from := via[len(via)-1].URL
+	if !strings.EqualFold(req.URL.Scheme, from.Scheme) || !strings.EqualFold(req.URL.Host, from.Host) {
+		return http.ErrUseLastResponse
+	}
+	return nil
 }
 
 // userAgent sets the User-Agent of the app's own requests.
