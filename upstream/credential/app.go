@@ -179,7 +179,8 @@ func sameOrigin(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-// userAgent sets the User-Agent of the app's own requests.
+// userAgent sets the User-Agent of the app's own requests, and bounds
+// their answers' bodies to maxAnswer.
 type userAgent struct {
 	rt http.RoundTripper
 	ua string
@@ -188,8 +189,48 @@ type userAgent struct {
 func (u userAgent) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("User-Agent", u.ua)
-	return u.rt.RoundTrip(r)
+	resp, err := u.rt.RoundTrip(r)
+	if resp != nil && resp.Body != nil {
+		resp.Body = &boundedBody{rc: resp.Body, left: maxAnswer}
+	}
+	return resp, err
 }
+
+// maxAnswer bounds the body of an answer to one of the app's own
+// requests: an installation, a token, an error's message are a few
+// hundred bytes. ghinstallation decodes a mint's answer with a
+// json.Decoder, which would otherwise buffer whatever the server sends
+// (a token that never ends) until mintTimeout.
+const maxAnswer = 1 << 20
+
+// errAnswerTooLarge is the read error of a body past maxAnswer.
+var errAnswerTooLarge = fmt.Errorf("credential: the answer's body exceeds %d bytes", maxAnswer)
+
+// boundedBody is a response body that fails once more than left bytes
+// were read.
+type boundedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One byte more tells a body of exactly the bound from a longer one.
+		var one [1]byte
+		if n, err := b.rc.Read(one[:]); n == 0 {
+			return 0, err
+		}
+		return 0, errAnswerTooLarge
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *boundedBody) Close() error { return b.rc.Close() }
 
 // String names the app without its key.
 func (a *App) String() string { return "credential.App(" + strconv.FormatInt(a.id, 10) + ")" }
