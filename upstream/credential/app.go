@@ -551,15 +551,27 @@ type installation struct {
 	gen     int    // which tr: Renew replaces it
 	renewed string // the refused token the last Renew replaced
 	failed  *mintFailure
-	// refreshAt is when the token tr holds is due for a refresh (zero:
-	// none yet), read from tr after each mint: until then Token mints
-	// nothing, so the app's JWT hold (App.held) does not stop it.
+	// token is the token of the last mint that succeeded, and refreshAt
+	// when it is due for a refresh (zero: none yet): read from tr after
+	// each mint, at least minTokenUse after it. Until then Token answers
+	// token and mints nothing, so the app's JWT hold (App.held) does not
+	// stop it.
+	token     string
 	refreshAt time.Time
 
 	// mints runs tr.Token once for all the calls that want a token at
 	// once (keyed by gen).
 	mints singleflight.Group
 }
+
+// minTokenUse is the least time a minted token is used before the next
+// mint. ghinstallation mints again whenever the token it holds expires
+// within a minute by this machine's clock: an answer whose expires_at is
+// missing or past (a clock more than 59 minutes ahead of GitHub's) would
+// otherwise make every request mint a token first, a request of the
+// app's that no pacer counts. A token GitHub no longer takes is refused
+// with a 401, which renews it (Renew, once per call).
+const minTokenUse = time.Minute
 
 // mintRetry is how long a failed mint's error is the answer to every call
 // for a token before the next mint: a mint endpoint that refuses costs one
@@ -662,7 +674,8 @@ func (in *installation) String() string { return "credential.installation(" + in
 func (in *installation) GoString() string { return in.String() }
 
 // Token returns the installation's token, minting one when there is none
-// or when the one it has expires within a minute. Concurrent callers
+// or when the one it has expires within a minute (but not within
+// minTokenUse of the last mint, whatever its expiry). Concurrent callers
 // share one mint, which none of them cancels (mintTimeout bounds it); each
 // stops waiting when its context ends. After a failed mint, Token answers
 // that mint's error without minting for mintRetry (unless the private key
@@ -672,17 +685,18 @@ func (in *installation) GoString() string { return in.String() }
 // app's JWT requests holds them (App.held), it answers without minting.
 func (in *installation) Token(ctx context.Context) (string, error) {
 	in.mu.Lock()
-	tr, gen, failed, refreshAt := in.tr, in.gen, in.failed, in.refreshAt
+	tr, gen, failed, token, refreshAt := in.tr, in.gen, in.failed, in.token, in.refreshAt
 	in.mu.Unlock()
 	if failed.current(time.Now(), in.app.signer) {
 		return "", failed.err
 	}
 	// The hold is on the app's JWT requests: a token in hand, not due
 	// for a refresh, is still used.
-	if !time.Now().Before(refreshAt) {
-		if he := in.app.jwtHeld(time.Now()); he != nil {
-			return "", in.held(he)
-		}
+	if token != "" && time.Now().Before(refreshAt) {
+		return token, nil
+	}
+	if he := in.app.jwtHeld(time.Now()); he != nil {
+		return "", in.held(he)
 	}
 	ch := in.mints.DoChan(strconv.Itoa(gen), func() (any, error) {
 		keyGen := in.app.signer.generation()
@@ -695,11 +709,12 @@ func (in *installation) Token(ctx context.Context) (string, error) {
 			in.app.holdJWT(err)
 		} else {
 			_, refresh, _ = tr.Expiry() // tr.Token runs here only: no race
+			refresh = later(refresh, time.Now().Add(minTokenUse))
 		}
 		in.mu.Lock()
 		defer in.mu.Unlock()
 		if in.gen == gen {
-			in.failed, in.refreshAt = nil, refresh
+			in.failed, in.token, in.refreshAt = nil, tok, refresh
 			if err != nil {
 				in.failed = newMintFailure(err, time.Now(), keyGen)
 			}
@@ -823,9 +838,10 @@ func (in *installation) Renew(ctx context.Context, refused string) error {
 		return fmt.Errorf("credential: GitHub App installation %d: GitHub minted the token it refused", in.id)
 	}
 	_, refresh, _ := tr.Expiry()
+	refresh = later(refresh, time.Now().Add(minTokenUse))
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.tr, in.renewed, in.failed, in.refreshAt = tr, refused, nil, refresh
+	in.tr, in.renewed, in.failed, in.token, in.refreshAt = tr, refused, nil, tok, refresh
 	in.gen++
 	return nil
 }

@@ -1,11 +1,14 @@
 package credential_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/secretbroker/secretbroker/upstream/credential"
 )
@@ -88,6 +91,73 @@ func TestMintAnswerBounded(t *testing.T) {
 			if got := read.Load(); got > 2<<20 {
 				t.Errorf("%d MiB of the answer read, want at most 2", got>>20)
 			}
+		})
+	}
+}
+
+// A mint whose answer gives no expiry ahead (expires_at past, as on a
+// clock more than 59 minutes ahead of GitHub's, null or missing) is used
+// for a minute all the same: ghinstallation would mint again for every
+// request, a request of the app's that no pacer counts.
+func TestMintWithoutExpiryAheadIsUsedAMinute(t *testing.T) {
+	at := func(d time.Duration) func() string {
+		return func() string { return `"expires_at":"` + time.Now().Add(d).UTC().Format(time.RFC3339) + `"` }
+	}
+	for _, tc := range []struct {
+		name   string
+		expiry func() string // in the bubble
+		again  bool          // a mint once the minute is over
+	}{
+		{"an hour ahead", at(time.Hour), false},
+		{"an hour past", at(-time.Hour), true},
+		{"null", func() string { return `"expires_at":null` }, true},
+		{"missing", func() string { return `"permissions":{}` }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				expiry := tc.expiry()
+				key, _ := newKey(t)
+				var mints atomic.Int64
+				tr := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					n := mints.Add(1)
+					body := fmt.Sprintf(`{"token":"ghs_%d",%s}`, n, expiry)
+					return &http.Response{StatusCode: http.StatusCreated, Header: http.Header{}, Request: r, Body: io.NopCloser(strings.NewReader(body))}, nil
+				})
+				a, err := credential.NewApp(credential.AppConfig{AppID: 77, PrivateKey: key, InstallationID: 5, BaseURL: "http://github.test", Transport: tr})
+				if err != nil {
+					t.Fatal(err)
+				}
+				in, err := a.For(t.Context(), "acme", "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				tokens := func(n int) {
+					t.Helper()
+					for range n {
+						if _, err := in.Token(t.Context()); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				tokens(100)
+				if n := mints.Load(); n != 1 {
+					t.Fatalf("100 calls minted %d tokens, want 1", n)
+				}
+				time.Sleep(59 * time.Second)
+				tokens(10)
+				if n := mints.Load(); n != 1 {
+					t.Fatalf("calls within the minute minted %d tokens, want 1", n)
+				}
+				time.Sleep(time.Second)
+				tokens(10)
+				want := int64(1)
+				if tc.again {
+					want = 2
+				}
+				if n := mints.Load(); n != want {
+					t.Fatalf("calls after the minute minted %d tokens in all, want %d", n, want)
+				}
+			})
 		})
 	}
 }
