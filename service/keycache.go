@@ -349,15 +349,32 @@ func (c *keyCache) check(ctx context.Context, s upstream.Scope, old sealingKey, 
 	return k, nil
 }
 
+// Bounds on what GitHub sends with a public key. GitHub's key ids are a
+// score of digits and its ETags a quoted hash; a key is 44 characters of
+// base64. Without them, an answer of a MiB (a key padded with line breaks,
+// which Go's base64 decoder skips; an ETag as long as a header may be)
+// would be held for each of the maxKeyScopes scopes, and a key_id that
+// long written into every record of a secret sealed with it.
+const (
+	maxKeyIDLen = 256
+	maxETagLen  = 256
+)
+
 func decodeKey(pk upstream.PublicKey) (sealingKey, error) {
-	if pk.KeyID == "" {
+	switch {
+	case pk.KeyID == "":
 		return sealingKey{}, fmt.Errorf("GitHub sent a public key without a key_id")
+	case len(pk.KeyID) > maxKeyIDLen:
+		return sealingKey{}, fmt.Errorf("GitHub sent a public key whose key_id is %d bytes long, over %d", len(pk.KeyID), maxKeyIDLen)
 	}
 	raw, err := base64.StdEncoding.DecodeString(pk.Key)
-	if err != nil || len(raw) != 32 {
-		return sealingKey{}, fmt.Errorf("GitHub sent public key %s that is not 32 base64-encoded bytes", pk.KeyID)
+	if err != nil || len(raw) != 32 || len(pk.Key) != base64.StdEncoding.EncodedLen(32) {
+		return sealingKey{}, fmt.Errorf("GitHub sent public key %q that is not 32 base64-encoded bytes", truncate(string(pk.KeyID), maxQuotedKeyID))
 	}
 	k := sealingKey{id: pk.KeyID, encoded: pk.Key, etag: pk.ETag}
+	if len(k.etag) > maxETagLen {
+		k.etag = "" // revalidated with an unconditional request
+	}
 	copy(k.key[:], raw)
 	return k, nil
 }

@@ -175,14 +175,47 @@ func TestKeyCacheTTLAndRefresh(t *testing.T) {
 }
 
 func TestDecodeKeyRejectsBadKeys(t *testing.T) {
+	valid := base64.StdEncoding.EncodeToString(make([]byte, 32))
 	for _, pk := range []upstream.PublicKey{
-		{KeyID: "", Key: base64.StdEncoding.EncodeToString(make([]byte, 32))},
+		{KeyID: "", Key: valid},
 		{KeyID: "1", Key: "not base64"},
 		{KeyID: "1", Key: base64.StdEncoding.EncodeToString(make([]byte, 31))},
+		// Go's base64 decoder skips line breaks: a MiB of them decodes
+		// to the same 32 bytes.
+		{KeyID: "1", Key: valid[:10] + strings.Repeat("\r\n", 512<<10) + valid[10:]},
+		{KeyID: "1", Key: valid + "\n"},
+		{KeyID: upstream.KeyID(strings.Repeat("9", maxKeyIDLen+1)), Key: valid},
 	} {
-		if _, err := decodeKey(pk); err == nil {
-			t.Errorf("decodeKey(%+v) accepted a bad key", pk)
+		if k, err := decodeKey(pk); err == nil {
+			t.Errorf("decodeKey accepted a bad key: key_id of %d bytes, key of %d", len(k.id), len(k.encoded))
+		} else if len(err.Error()) > 200 {
+			t.Errorf("decodeKey's error is %d bytes long", len(err.Error()))
 		}
+	}
+}
+
+// What decodeKey keeps of a good key: an ETag too long to be GitHub's is
+// dropped (the key is then revalidated unconditionally), not held.
+func TestDecodeKeyBounds(t *testing.T) {
+	valid := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	for _, tc := range []struct {
+		name     string
+		pk       upstream.PublicKey
+		wantETag string
+	}{
+		{"GitHub's", upstream.PublicKey{KeyID: "568250167242549743", Key: valid, ETag: `W/"1a2b"`}, `W/"1a2b"`},
+		{"longest key_id", upstream.PublicKey{KeyID: upstream.KeyID(strings.Repeat("9", maxKeyIDLen)), Key: valid, ETag: `"e"`}, `"e"`},
+		{"ETag of a MiB", upstream.PublicKey{KeyID: "1", Key: valid, ETag: strings.Repeat("e", 1<<20)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k, err := decodeKey(tc.pk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k.id != tc.pk.KeyID || k.encoded != valid || k.etag != tc.wantETag {
+				t.Errorf("decodeKey kept key_id of %d bytes, key %q, ETag of %d bytes; want the ETag %q", len(k.id), k.encoded, len(k.etag), tc.wantETag)
+			}
+		})
 	}
 }
 

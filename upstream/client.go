@@ -290,7 +290,10 @@ func (c *Client) ListSecrets(ctx context.Context, s Scope, p Page) (SecretList, 
 }
 
 // getPage fetches page p of a list into out and reports whether a next
-// page exists (see hasNext).
+// page exists (see hasNext). A page holding more items than per_page
+// asked for is an error: GitHub never sends one, and the callers that
+// read every page of a list (up to 100) would hold tens of thousands of
+// items a page, as many as a MiB of body holds, instead of 100.
 func (c *Client) getPage(ctx context.Context, s Scope, route, path string, p Page, out listPage) (bool, error) {
 	q, err := pageQuery(p)
 	if err != nil {
@@ -306,25 +309,38 @@ func (c *Client) getPage(ctx context.Context, s Scope, route, path string, p Pag
 	}); err != nil {
 		return false, err
 	}
+	if n, per := out.items(), perPage(p); n > per {
+		return false, fmt.Errorf("github: GET %s: the answer holds %d items for a page of at most %d", route, n, per)
+	}
 	return hasNext(p, out.totalCount()), nil
 }
 
 // listPage is one page of a GitHub list; every list GitHub's secrets API
 // returns carries total_count.
-type listPage interface{ totalCount() int }
+type listPage interface {
+	totalCount() int
+	items() int
+}
 
 func (l *SecretList) totalCount() int     { return l.TotalCount }
 func (l *RepositoryList) totalCount() int { return l.TotalCount }
+func (l *SecretList) items() int          { return len(l.Secrets) }
+func (l *RepositoryList) items() int      { return len(l.Repositories) }
+
+// perPage is the number of items a page p holds at most: per_page, with
+// GitHub's default of 30 and its cap of 100.
+func perPage(p Page) int {
+	if p.PerPage <= 0 {
+		return 30
+	}
+	return min(p.PerPage, 100)
+}
 
 // hasNext reports whether page p of a list of total items has a next page:
 // page × per_page < total_count, with GitHub's defaults (page 1, 30 per
 // page) and its cap of 100 per page.
 func hasNext(p Page, total int) bool {
-	page, per := max(p.Page, 1), p.PerPage
-	if per <= 0 {
-		per = 30
-	}
-	per = min(per, 100)
+	page, per := max(p.Page, 1), perPage(p)
 	return page < (total+per-1)/per // page*per < total, without overflow
 }
 

@@ -865,6 +865,65 @@ func TestResponseDecoding(t *testing.T) {
 	}
 }
 
+// A page holding more items than per_page asked for is not GitHub's
+// answer: it is an error, so that the callers that read every page of a
+// list hold at most per_page items a page, not as many as a MiB holds.
+func TestPageOverPerPage(t *testing.T) {
+	items := func(n int, item string) string {
+		return strings.TrimSuffix(strings.Repeat(item+",", n), ",")
+	}
+	secrets := func(n int) string {
+		return `{"total_count":100000,"secrets":[` + items(n, `{"name":"S"}`) + `]}`
+	}
+	repos := func(n int) string {
+		return `{"total_count":100000,"repositories":[` + items(n, `{"id":1,"name":"r"}`) + `]}`
+	}
+	list := func(ctx context.Context, c *Client, p Page) (int, error) {
+		l, err := c.ListSecrets(ctx, orgActions, p)
+		return len(l.Secrets), err
+	}
+	orgList := func(ctx context.Context, c *Client, p Page) (int, error) {
+		l, err := c.ListRepositoryOrganizationSecrets(ctx, repActions, p)
+		return len(l.Secrets), err
+	}
+	selected := func(ctx context.Context, c *Client, p Page) (int, error) {
+		l, err := c.ListSelectedRepositories(ctx, orgActions, "S", p)
+		return len(l.Repositories), err
+	}
+	for _, tc := range []struct {
+		name   string
+		body   string
+		call   func(context.Context, *Client, Page) (int, error)
+		page   Page
+		wantOK bool
+	}{
+		{"100 of per_page 100", secrets(100), list, Page{PerPage: 100}, true},
+		{"101 of per_page 100", secrets(101), list, Page{PerPage: 100}, false},
+		{"5000 of per_page 100", secrets(5000), list, Page{PerPage: 100}, false},
+		{"30 of the default", secrets(30), list, Page{}, true},
+		{"31 of the default", secrets(31), list, Page{}, false},
+		{"101 of per_page 500, capped at 100", secrets(101), list, Page{PerPage: 500}, false},
+		{"11 of per_page 10, organization secrets", secrets(11), orgList, Page{PerPage: 10}, false},
+		{"101 repositories of per_page 100", repos(101), selected, Page{PerPage: 100}, false},
+		{"100 repositories of per_page 100", repos(100), selected, Page{PerPage: 100}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(t, fixed(reply{Body: tc.body}))
+			c := newClient(t, Config{BaseURL: f.URL})
+			n, err := tc.call(t.Context(), c, tc.page)
+			if tc.wantOK {
+				if err != nil || n == 0 {
+					t.Fatalf("%d items, err %v; want the page", n, err)
+				}
+				return
+			}
+			if err == nil || n != 0 || !strings.Contains(err.Error(), "items for a page of at most") {
+				t.Fatalf("%d items, err %v; want an error and no items", n, err)
+			}
+		})
+	}
+}
+
 func TestOversizedErrorBody(t *testing.T) {
 	f := newFake(t, fixed(reply{Status: 500, Body: `{"message":"` + strings.Repeat("x", 2<<20) + `"}`}))
 	c := newClient(t, Config{BaseURL: f.URL})

@@ -332,6 +332,59 @@ func TestPrimaryLimitWaitsForReset(t *testing.T) {
 	})
 }
 
+// An x-ratelimit-reset further ahead than GitHub's hour-long primary
+// window is not believed: it neither holds the credential until then
+// (a refusal pauses it for the secondary pause instead) nor pins a
+// window that hides GitHub's next "remaining 0" with its real reset.
+func TestResetFarAheadIgnored(t *testing.T) {
+	const year = 365 * 24 * time.Hour
+	for _, tc := range []struct {
+		name string
+		// first and then are the answers' x-ratelimit-remaining and reset
+		// (after the start); status is the first answer's.
+		status          int
+		first, then     string
+		firstAt, thenAt time.Duration
+		wantThird       time.Duration // when the third request arrives
+	}{
+		{name: "403 used up until a year ahead pauses for the secondary pause", status: 403, first: "0", firstAt: year, then: "4999", thenAt: time.Hour, wantThird: time.Minute},
+		{name: "200 used up until a year ahead holds nothing", status: 200, first: "0", firstAt: year, then: "4999", thenAt: time.Hour},
+		{name: "a window a year long does not hide the real one", status: 200, first: "4000", firstAt: year, then: "0", thenAt: 10 * time.Minute, wantThird: 10 * time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				t0 := time.Now()
+				s := newMemServer(func(n int, a arrival, w *memWriter, r *http.Request) {
+					remaining, at := tc.then, tc.thenAt
+					if n == 0 {
+						remaining, at = tc.first, tc.firstAt
+					}
+					w.Header().Set("X-Ratelimit-Remaining", remaining)
+					w.Header().Set("X-Ratelimit-Reset", fmt.Sprint(t0.Add(at).Unix()))
+					if n == 0 && tc.status != http.StatusOK {
+						w.WriteHeader(tc.status)
+						return
+					}
+					defaultAnswer(w, r)
+				})
+				c := memClient(t, s, DefaultPacing())
+				for _, name := range []string{"A", "B"} {
+					if _, err := c.GetSecret(t.Context(), repActions, name); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, err := c.GetSecret(t.Context(), repActions, "C"); err != nil {
+					t.Fatal(err)
+				}
+				arr := s.Arrivals()
+				if got := arr[len(arr)-1].At.Sub(t0); got != tc.wantThird {
+					t.Errorf("the last request arrived %v after the start, want %v", got, tc.wantThird)
+				}
+			})
+		})
+	}
+}
+
 // A request the write spacing would hold past its deadline is refused at
 // once, never sent, with a *ThrottledError that says why; a read with the
 // same deadline goes.

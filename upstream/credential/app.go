@@ -143,7 +143,7 @@ func NewApp(cfg AppConfig) (*App, error) {
 		userAgent: ua,
 		signer:    signer,
 		rt:        tr,
-		hc:        &http.Client{Transport: apps, Timeout: lookupTimeout},
+		hc:        &http.Client{Transport: apps, Timeout: lookupTimeout, CheckRedirect: sameOrigin},
 		byID:      map[int64]*installation{},
 		byOwner:   map[string]*installation{},
 		inflight:  map[string]*lookup{},
@@ -156,7 +156,31 @@ func NewApp(cfg AppConfig) (*App, error) {
 	return a, nil
 }
 
-// userAgent sets the User-Agent of the app's own requests.
+// maxRedirects is how many redirects an installation lookup follows, as
+// net/http does by default.
+const maxRedirects = 10
+
+// sameOrigin is the CheckRedirect of the app's own requests: it follows a
+// redirect (GitHub's, of a renamed or transferred repository's path) only
+// to the scheme and host of the request it redirects. The app's transport
+// signs every request it sends, a redirected one included, so net/http's
+// own rule (it drops an Authorization header set on the request when a
+// redirect leaves the host) does not apply: without this, a redirect to
+// another host would hand it a JWT that can mint tokens for every
+// installation. The redirect answer of another origin is the answer.
+func sameOrigin(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	from := via[len(via)-1].URL
+	if !strings.EqualFold(req.URL.Scheme, from.Scheme) || !strings.EqualFold(req.URL.Host, from.Host) {
+		return http.ErrUseLastResponse
+	}
+	return nil
+}
+
+// userAgent sets the User-Agent of the app's own requests, and bounds
+// their answers' bodies to maxAnswer.
 type userAgent struct {
 	rt http.RoundTripper
 	ua string
@@ -165,8 +189,48 @@ type userAgent struct {
 func (u userAgent) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("User-Agent", u.ua)
-	return u.rt.RoundTrip(r)
+	resp, err := u.rt.RoundTrip(r)
+	if resp != nil && resp.Body != nil {
+		resp.Body = &boundedBody{rc: resp.Body, left: maxAnswer}
+	}
+	return resp, err
 }
+
+// maxAnswer bounds the body of an answer to one of the app's own
+// requests: an installation, a token, an error's message are a few
+// hundred bytes. ghinstallation decodes a mint's answer with a
+// json.Decoder, which would otherwise buffer whatever the server sends
+// (a token that never ends) until mintTimeout.
+const maxAnswer = 1 << 20
+
+// errAnswerTooLarge is the read error of a body past maxAnswer.
+var errAnswerTooLarge = fmt.Errorf("credential: the answer's body exceeds %d bytes", maxAnswer)
+
+// boundedBody is a response body that fails once more than left bytes
+// were read.
+type boundedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One byte more tells a body of exactly the bound from a longer one.
+		var one [1]byte
+		if n, err := b.rc.Read(one[:]); n == 0 {
+			return 0, err
+		}
+		return 0, errAnswerTooLarge
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *boundedBody) Close() error { return b.rc.Close() }
 
 // String names the app without its key.
 func (a *App) String() string { return "credential.App(" + strconv.FormatInt(a.id, 10) + ")" }
@@ -487,15 +551,27 @@ type installation struct {
 	gen     int    // which tr: Renew replaces it
 	renewed string // the refused token the last Renew replaced
 	failed  *mintFailure
-	// refreshAt is when the token tr holds is due for a refresh (zero:
-	// none yet), read from tr after each mint: until then Token mints
-	// nothing, so the app's JWT hold (App.held) does not stop it.
+	// token is the token of the last mint that succeeded, and refreshAt
+	// when it is due for a refresh (zero: none yet): read from tr after
+	// each mint, at least minTokenUse after it. Until then Token answers
+	// token and mints nothing, so the app's JWT hold (App.held) does not
+	// stop it.
+	token     string
 	refreshAt time.Time
 
 	// mints runs tr.Token once for all the calls that want a token at
 	// once (keyed by gen).
 	mints singleflight.Group
 }
+
+// minTokenUse is the least time a minted token is used before the next
+// mint. ghinstallation mints again whenever the token it holds expires
+// within a minute by this machine's clock: an answer whose expires_at is
+// missing or past (a clock more than 59 minutes ahead of GitHub's) would
+// otherwise make every request mint a token first, a request of the
+// app's that no pacer counts. A token GitHub no longer takes is refused
+// with a 401, which renews it (Renew, once per call).
+const minTokenUse = time.Minute
 
 // mintRetry is how long a failed mint's error is the answer to every call
 // for a token before the next mint: a mint endpoint that refuses costs one
@@ -598,7 +674,8 @@ func (in *installation) String() string { return "credential.installation(" + in
 func (in *installation) GoString() string { return in.String() }
 
 // Token returns the installation's token, minting one when there is none
-// or when the one it has expires within a minute. Concurrent callers
+// or when the one it has expires within a minute (but not within
+// minTokenUse of the last mint, whatever its expiry). Concurrent callers
 // share one mint, which none of them cancels (mintTimeout bounds it); each
 // stops waiting when its context ends. After a failed mint, Token answers
 // that mint's error without minting for mintRetry (unless the private key
@@ -608,17 +685,18 @@ func (in *installation) GoString() string { return in.String() }
 // app's JWT requests holds them (App.held), it answers without minting.
 func (in *installation) Token(ctx context.Context) (string, error) {
 	in.mu.Lock()
-	tr, gen, failed, refreshAt := in.tr, in.gen, in.failed, in.refreshAt
+	tr, gen, failed, token, refreshAt := in.tr, in.gen, in.failed, in.token, in.refreshAt
 	in.mu.Unlock()
 	if failed.current(time.Now(), in.app.signer) {
 		return "", failed.err
 	}
 	// The hold is on the app's JWT requests: a token in hand, not due
 	// for a refresh, is still used.
-	if !time.Now().Before(refreshAt) {
-		if he := in.app.jwtHeld(time.Now()); he != nil {
-			return "", in.held(he)
-		}
+	if token != "" && time.Now().Before(refreshAt) {
+		return token, nil
+	}
+	if he := in.app.jwtHeld(time.Now()); he != nil {
+		return "", in.held(he)
 	}
 	ch := in.mints.DoChan(strconv.Itoa(gen), func() (any, error) {
 		keyGen := in.app.signer.generation()
@@ -631,11 +709,12 @@ func (in *installation) Token(ctx context.Context) (string, error) {
 			in.app.holdJWT(err)
 		} else {
 			_, refresh, _ = tr.Expiry() // tr.Token runs here only: no race
+			refresh = later(refresh, time.Now().Add(minTokenUse))
 		}
 		in.mu.Lock()
 		defer in.mu.Unlock()
 		if in.gen == gen {
-			in.failed, in.refreshAt = nil, refresh
+			in.failed, in.token, in.refreshAt = nil, tok, refresh
 			if err != nil {
 				in.failed = newMintFailure(err, time.Now(), keyGen)
 			}
@@ -759,9 +838,10 @@ func (in *installation) Renew(ctx context.Context, refused string) error {
 		return fmt.Errorf("credential: GitHub App installation %d: GitHub minted the token it refused", in.id)
 	}
 	_, refresh, _ := tr.Expiry()
+	refresh = later(refresh, time.Now().Add(minTokenUse))
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.tr, in.renewed, in.failed, in.refreshAt = tr, refused, nil, refresh
+	in.tr, in.renewed, in.failed, in.token, in.refreshAt = tr, refused, nil, tok, refresh
 	in.gen++
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -523,6 +524,65 @@ func TestAppLookupFallsBackToOwner(t *testing.T) {
 			defer mu.Unlock()
 			if !slices.Equal(asked, tt.asked) {
 				t.Errorf("asked %q, want %q", asked, tt.asked)
+			}
+		})
+	}
+}
+
+// An installation lookup follows GitHub's redirect (a renamed or
+// transferred repository's path) on GitHub's own host only: the app's
+// transport signs every request it sends, so a redirect to another host,
+// followed, would hand that host a JWT that mints tokens for every
+// installation. Such a redirect is the lookup's answer.
+func TestAppLookupRedirectStaysOnGitHub(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		elsewhere bool
+		status    int
+	}{
+		{"same host, 301", false, http.StatusMovedPermanently},
+		{"same host, 307", false, http.StatusTemporaryRedirect},
+		{"another host, 302", true, http.StatusFound},
+		{"another host, 307", true, http.StatusTemporaryRedirect},
+		{"another host, 308", true, http.StatusPermanentRedirect},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var leaked sync.Map
+			found := func(w http.ResponseWriter, r *http.Request) {
+				if auth := r.Header.Get("Authorization"); auth != "" {
+					leaked.Store(auth, true)
+				}
+				fmt.Fprint(w, `{"id":5,"account":{"login":"acme"}}`)
+			}
+			other := httptest.NewServer(http.HandlerFunc(found))
+			t.Cleanup(other.Close)
+			var gh *httptest.Server
+			gh = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/repositories/42/installation" {
+					found(w, r)
+					return
+				}
+				target := gh.URL + "/repositories/42/installation"
+				if tc.elsewhere {
+					target = other.URL + "/repositories/42/installation"
+				}
+				http.Redirect(w, r, target, tc.status)
+			}))
+			t.Cleanup(gh.Close)
+			c, err := stubApp(t, gh.URL).For(t.Context(), "acme", "widget")
+			if !tc.elsewhere {
+				if err != nil || c.Label() != "installation:5" {
+					t.Fatalf("For = %v, %v; want installation:5 through the redirect", c, err)
+				}
+				return
+			}
+			var sent bool
+			leaked.Range(func(any, any) bool { sent = true; return false })
+			if sent {
+				t.Fatal("the other host got the app's JWT")
+			}
+			if err == nil || !strings.Contains(err.Error(), strconv.Itoa(tc.status)) {
+				t.Fatalf("For = %v, %v; want the redirect's %d as the lookup's error", c, err, tc.status)
 			}
 		})
 	}

@@ -11,6 +11,15 @@ import (
 // overflow time.Duration.
 const maxRetryAfter = 24 * time.Hour
 
+// maxResetAhead is the furthest ahead an x-ratelimit-reset is believed:
+// GitHub's primary window is an hour, so a reset later than an hour (and
+// a margin for the clocks) from the answer is not GitHub's window. Taken
+// as it is, one such answer would hold the credential until then (a
+// reset a year ahead: a year) or, with quota left, pin a window that no
+// real answer could replace, so that the pacer ignored GitHub's next
+// "remaining 0".
+const maxResetAhead = time.Hour + time.Minute
+
 // maxResource bounds RateLimit.Resource, in bytes.
 const maxResource = 64
 
@@ -27,7 +36,9 @@ type RateLimit struct {
 	// integer.
 	Used int
 	// Reset is x-ratelimit-reset, when the primary window resets; the
-	// zero Time when absent or not a positive integer of Unix seconds.
+	// zero Time when absent, not a positive integer of Unix seconds, or
+	// more than an hour (maxResetAhead) ahead, which no window of GitHub's
+	// is.
 	Reset time.Time
 	// Resource is x-ratelimit-resource ("core", "search", ...), trimmed
 	// and cut to 64 bytes.
@@ -76,7 +87,9 @@ func ParseRateLimit(h http.Header, status int, now time.Time) RateLimit {
 	}
 	if v := strings.TrimSpace(h.Get("X-Ratelimit-Reset")); v != "" {
 		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs > 0 {
-			rl.Reset = now.Add(time.Unix(secs, 0).Sub(github))
+			if ahead := time.Unix(secs, 0).Sub(github); ahead <= maxResetAhead {
+				rl.Reset = now.Add(ahead)
+			}
 		}
 	}
 	rl.Resource = cut(strings.TrimSpace(h.Get("X-Ratelimit-Resource")), maxResource)

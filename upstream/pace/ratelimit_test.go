@@ -95,6 +95,21 @@ func TestParseRateLimit(t *testing.T) {
 		status: 429,
 		want:   RateLimit{Status: 429, Remaining: -1, Used: -1, RetryAfter: 24 * time.Hour, HasRetryAfter: true, Refused: true},
 	}, {
+		name:   "a reset an hour ahead is GitHub's window",
+		h:      header("X-Ratelimit-Remaining", "0", "X-Ratelimit-Reset", fmt.Sprint(now.Add(time.Hour).Unix())),
+		status: 200,
+		want:   RateLimit{Status: 200, Remaining: 0, Used: -1, Reset: now.Add(time.Hour)},
+	}, {
+		name:   "a reset a year ahead is no window of GitHub's",
+		h:      header("X-Ratelimit-Remaining", "0", "X-Ratelimit-Reset", fmt.Sprint(now.Add(365*24*time.Hour).Unix())),
+		status: 403,
+		want:   RateLimit{Status: 403, Remaining: 0, Used: -1, Refused: true},
+	}, {
+		name:   "a reset a year ahead of Date is no window of GitHub's",
+		h:      header("Date", now.Add(-365*24*time.Hour).UTC().Format(http.TimeFormat), "X-Ratelimit-Remaining", "0", "X-Ratelimit-Reset", resetHeader),
+		status: 200,
+		want:   RateLimit{Status: 200, Remaining: 0, Used: -1},
+	}, {
 		name:   "malformed values",
 		h:      header("Retry-After", "soon", "X-Ratelimit-Remaining", "-3", "X-Ratelimit-Used", "x", "X-Ratelimit-Reset", "0"),
 		status: 503,
@@ -163,7 +178,7 @@ func FuzzParseRateLimit(f *testing.F) {
 			t.Error("a 429 not taken for a refusal")
 		case len(rl.Resource) > maxResource:
 			t.Errorf("Resource of %d bytes", len(rl.Resource))
-		case !rl.Reset.IsZero() && rl.Reset.Unix() <= 0:
+		case !rl.Reset.IsZero() && (rl.Reset.Unix() <= 0 || rl.Reset.Sub(now) > maxResetAhead):
 			t.Errorf("Reset %v", rl.Reset)
 		}
 		if d, _ := rl.Pause(now, time.Minute); d < 0 {
