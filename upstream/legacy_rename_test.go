@@ -14,13 +14,10 @@ import (
 // the new repository (id 5353), never the renamed one (id 4242), whose
 // environment of the same name another team may own.
 //
-// Known defect, not fixed: repositoryID caches an id for good and forgets
-// it only on a 404, which a renamed repository never answers (its id still
-// exists, with the environment). Fixing it is a choice of cost (revalidate
-// the id with a conditional GET per call, or bound its age); remove the
-// Skip to reproduce.
+// A cached id forgotten only on a 404 would outlive the rename (the
+// renamed repository's id still exists, with the environment): each call
+// asks GitHub for the name's id again (checkRepositoryID).
 func TestLegacyRoutesRenamedRepository(t *testing.T) {
-	t.Skip("known defect: a cached legacy repository id outlives a rename (see above)")
 	var renamed atomic.Bool
 	f := newFake(t, func(r *http.Request) reply {
 		p := r.URL.EscapedPath()
@@ -52,9 +49,14 @@ func TestLegacyRoutesRenamedRepository(t *testing.T) {
 	if _, err := c.PutSecret(ctx, envActions, "DB_PASSWORD", PutSecretBody{EncryptedValue: "eA==", KeyID: "k1"}); err != nil {
 		t.Fatal(err)
 	}
+	wrote := false
 	for _, h := range f.Hits()[before:] {
 		if strings.HasPrefix(h.EscapedPath, "/api/v3/repositories/4242/") {
 			t.Errorf("%s %s: acme/api's environment written through the id of the repository renamed away (4242), want acme/api's current id 5353", h.Method, h.EscapedPath)
 		}
+		wrote = wrote || h.Method == http.MethodPut && h.EscapedPath == "/api/v3/repositories/5353/environments/prod%2Feu/secrets/DB_PASSWORD"
+	}
+	if !wrote {
+		t.Errorf("no PUT to acme/api's current id 5353: %+v", f.Hits()[before:])
 	}
 }
