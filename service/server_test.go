@@ -752,8 +752,14 @@ func TestLegacyEnvironmentRoutes(t *testing.T) {
 		if err != nil || sec.GetName() != parent+"/secrets/LEGACY" {
 			t.Fatalf("GetSecret = %+v, %v", sec, err)
 		}
-		if n := h.emu.Count(emulator.RouteGetRepo); n != 1 {
-			t.Errorf("repository id lookups = %d, want 1 (cached)", n)
+		// Each of the four upstream calls (the key, two PUTs, the read)
+		// asked for the repository's current id: the first outright, the
+		// others conditionally, answered 304.
+		if n := h.emu.Count(emulator.RouteGetRepo); n != 4 {
+			t.Errorf("repository id lookups = %d, want 4 (one per upstream call)", n)
+		}
+		if n := h.emu.Stats().NotModified; n != 3 {
+			t.Errorf("%d answers 304, want 3 (every lookup after the first)", n)
 		}
 		if n := h.emu.Count(emulator.RoutePutLegacyEnvSecret); n != 2 {
 			t.Errorf("legacy PUTs = %d, want 2", n)

@@ -78,8 +78,10 @@ type Config struct {
 	// LegacyRoutes selects the routes of older GitHub Enterprise Server
 	// releases, where environment secrets live under
 	// /repositories/{repository_id}/environments/{environment_name}/secrets.
-	// The client looks each repository's id up once and caches it. Other
-	// scopes are unaffected.
+	// Before each call the client asks GitHub for the repository's current
+	// id (GET /repos/{owner}/{repo}, conditional on the ETag of the answer
+	// it cached: a 304 when nothing changed), since a rename or transfer
+	// moves a name to another id. Other scopes are unaffected.
 	LegacyRoutes bool
 	// HTTPClient sends the requests. The default has a 30 s timeout and an
 	// OpenTelemetry-instrumented pooled transport (transport.go: idle
@@ -134,7 +136,7 @@ type Client struct {
 	retries   atomic.Int64 // PacerStats.Retries
 	throttled atomic.Int64 // PacerStats.Throttled
 
-	repoIDs    sync.Map // lower-cased "owner/repo" -> int64, for legacy routes
+	repoIDs    sync.Map // lower-cased "owner/repo" -> cachedRepoID, for legacy routes
 	repoOwners sync.Map // int64 -> [2]string{owner, repo}, for legacy routes' credentials
 	lookups    Group[int64]
 }
@@ -549,23 +551,35 @@ func (c *Client) ListRepositoryOrganizationSecrets(ctx context.Context, s Scope,
 
 // GetRepository returns a repository; its ID is what legacy routes need.
 func (c *Client) GetRepository(ctx context.Context, owner, repo string) (Repository, error) {
+	r, _, _, err := c.repository(ctx, owner, repo, "")
+	return r, err
+}
+
+// repository gets a repository, conditionally (If-None-Match) on etag
+// when it is not empty, and returns the answer's ETag. On 304 notModified
+// is true and r is zero.
+func (c *Client) repository(ctx context.Context, owner, repo, etag string) (r Repository, newETag string, notModified bool, err error) {
 	if err := validSegment("owner", owner); err != nil {
-		return Repository{}, err
+		return Repository{}, "", false, err
 	}
 	if err := validSegment("repo", repo); err != nil {
-		return Repository{}, err
+		return Repository{}, "", false, err
 	}
-	var r Repository
-	if _, err := c.do(ctx, request{
-		method:  http.MethodGet,
-		route:   "/repos/{owner}/{repo}",
-		path:    "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(repo),
-		version: c.vActions,
-		out:     &r,
-	}); err != nil {
-		return Repository{}, err
+	res, err := c.do(ctx, request{
+		method:      http.MethodGet,
+		route:       "/repos/{owner}/{repo}",
+		path:        "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(repo),
+		version:     c.vActions,
+		out:         &r,
+		ifNoneMatch: etag,
+	})
+	if err != nil {
+		return Repository{}, "", false, err
 	}
-	return r, nil
+	if res.status == http.StatusNotModified {
+		return Repository{}, etag, true, nil
+	}
+	return r, res.header.Get("ETag"), false, nil
 }
 
 // version returns the X-GitHub-Api-Version for the scope's app.
@@ -689,35 +703,22 @@ func pageQuery(p Page) (url.Values, error) {
 	return q, nil
 }
 
-// repositoryID returns the id of owner/repo, from the cache or from one
-// lookup shared by every concurrent caller (a Group). A waiter whose
-// context ends stops waiting; the lookup itself runs on, bounded by
-// lookupTimeout, and keeps the first caller's trace. Later callers join it
-// while anyone still waits for it; once the last waiter has left, the next
-// caller starts a new lookup.
+// repositoryID returns GitHub's current id of owner/repo, for a legacy
+// route. A name is not bound to an id for good: a repository renamed or
+// transferred keeps its id, and a new repository may take its old name.
+// So every call asks GitHub (checkRepositoryID), conditionally on the
+// cached answer's ETag, and the id is used only once GitHub has confirmed
+// it. Concurrent callers for one repository share one request (a Group).
+// A waiter whose context ends stops waiting; the request itself runs on,
+// bounded by lookupTimeout, and keeps the first caller's trace. Later
+// callers join it while anyone still waits for it; once it has finished,
+// or the last waiter has left, the next caller starts a new one.
 func (c *Client) repositoryID(ctx context.Context, owner, repo string) (int64, error) {
 	key := strings.ToLower(owner + "/" + repo)
-	if id, ok := c.repoIDs.Load(key); ok {
-		return id.(int64), nil
-	}
 	res, err := c.lookups.Do(ctx, key, func(ctx context.Context) (int64, error) {
-		// A lookup that finished between our cache miss and this one has
-		// already stored the id.
-		if id, ok := c.repoIDs.Load(key); ok {
-			return id.(int64), nil
-		}
 		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 		defer cancel()
-		r, err := c.GetRepository(lctx, owner, repo)
-		if err != nil {
-			return 0, err
-		}
-		if r.ID <= 0 {
-			return 0, fmt.Errorf("github: GET /repos/{owner}/{repo}: the answer has no repository id")
-		}
-		c.repoOwners.Store(r.ID, [2]string{owner, repo})
-		c.repoIDs.Store(key, r.ID)
-		return r.ID, nil
+		return c.checkRepositoryID(lctx, key, owner, repo)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("waiting for the repository id for a legacy route: %w", err)
@@ -728,10 +729,61 @@ func (c *Client) repositoryID(ctx context.Context, owner, repo string) (int64, e
 	return res.Val, nil
 }
 
+// A cachedRepoID is a repository id a legacy route used, with the ETag of
+// the answer that gave it ("" when GitHub sent none).
+type cachedRepoID struct {
+	id   int64
+	etag string
+}
+
+// checkRepositoryID asks GitHub for the id of owner/repo (key is its
+// lower-cased "owner/repo"): with If-None-Match when the cached answer had
+// an ETag, so that an unchanged repository costs a 304, which GitHub does
+// not count against the primary rate limit (the pacer admits and charges
+// it as the GET it is). A 304 confirms the cached id; a 200 replaces it.
+// Any failure fails the call, a transient one included (a 5xx, a dropped
+// connection, after do's retries): no id is used unconfirmed. A 404 or a
+// redirect (a repository renamed away, GitHub pointing at its new name;
+// the client follows no redirect) says GitHub no longer maps the name to
+// the cached id, which is forgotten.
+func (c *Client) checkRepositoryID(ctx context.Context, key, owner, repo string) (int64, error) {
+	var old cachedRepoID
+	v, had := c.repoIDs.Load(key)
+	if had {
+		old = v.(cachedRepoID)
+	}
+	r, etag, notModified, err := c.repository(ctx, owner, repo, old.etag)
+	if err != nil {
+		if had && unmapped(err) {
+			// Only the entry this check read: another check may have
+			// stored a newer one meanwhile.
+			c.repoIDs.CompareAndDelete(key, old)
+		}
+		return 0, err
+	}
+	if notModified {
+		return old.id, nil
+	}
+	if r.ID <= 0 {
+		return 0, fmt.Errorf("github: GET /repos/{owner}/{repo}: the answer has no repository id")
+	}
+	c.repoOwners.Store(r.ID, [2]string{owner, repo})
+	c.repoIDs.Store(key, cachedRepoID{id: r.ID, etag: etag})
+	return r.ID, nil
+}
+
+// unmapped reports whether err is GitHub saying that a repository name
+// maps to no repository of its own: a 404, or a redirect.
+func unmapped(err error) bool {
+	e, ok := errors.AsType[*Error](err)
+	return ok && (e.StatusCode == http.StatusNotFound || redirectMessage(e.StatusCode) != "")
+}
+
 // legacyFailed forgets the cached repository id of a legacy environment
 // scope after a 404 from an endpoint that answers 404 only for a missing
 // repository or environment (not for a missing secret): the repository
-// may have been deleted and created again under a new id.
+// may have been deleted and created again under a new id, and the next
+// call's check (checkRepositoryID) is then unconditional.
 func (c *Client) legacyFailed(s Scope, err error) {
 	if err == nil || !c.legacy || !s.IsEnvironment() {
 		return

@@ -590,18 +590,27 @@ func legacyFake(t *testing.T) (*fakeGitHub, *atomic.Int32) {
 	return newFake(t, legacyAnswers(&lookups, 0)), &lookups
 }
 
+// repoETag is the ETag legacyAnswers gives acme/api's repository.
+const repoETag = `W/"r4242"`
+
 // legacyAnswers answers the legacy routes for repository acme/api (id
-// 4242), counting the id lookups, each of which takes lookupDelay.
+// 4242), counting the id lookups, each of which takes lookupDelay. The
+// repository's answer carries repoETag; a lookup with If-None-Match
+// repoETag is answered 304. Owner and repository names are
+// case-insensitive, as on GitHub.
 func legacyAnswers(lookups *atomic.Int32, lookupDelay time.Duration) func(r *http.Request) reply {
 	return func(r *http.Request) reply {
 		p := r.URL.EscapedPath()
 		switch {
-		case p == "/api/v3/repos/acme/api":
+		case strings.EqualFold(p, "/api/v3/repos/acme/api"):
 			lookups.Add(1)
 			if lookupDelay > 0 {
 				time.Sleep(lookupDelay) // fake time: the caller runs in a synctest bubble
 			}
-			return reply{Body: `{"id":4242,"name":"api","full_name":"acme/api"}`}
+			if r.Header.Get("If-None-Match") == repoETag {
+				return reply{Status: http.StatusNotModified, Header: map[string]string{"ETag": repoETag}}
+			}
+			return reply{Body: `{"id":4242,"name":"api","full_name":"acme/api"}`, Header: map[string]string{"ETag": repoETag}}
 		case strings.HasPrefix(p, "/api/v3/repositories/4242/environments/prod%2Feu/secrets"):
 			switch {
 			case strings.HasSuffix(p, "/public-key"):
@@ -619,42 +628,74 @@ func legacyAnswers(lookups *atomic.Int32, lookupDelay time.Duration) func(r *htt
 	}
 }
 
+// checkLookup checks that h is the lookup of acme/api's id (in any case),
+// conditional on etag ("" for none).
+func checkLookup(t *testing.T, h hit, etag string) {
+	t.Helper()
+	if h.Method != http.MethodGet || !strings.EqualFold(h.EscapedPath, "/api/v3/repos/acme/api") {
+		t.Errorf("%s %s, want GET /api/v3/repos/acme/api", h.Method, h.EscapedPath)
+	}
+	if got := h.Header.Get("If-None-Match"); got != etag {
+		t.Errorf("lookup with If-None-Match %q, want %q", got, etag)
+	}
+}
+
+// Every call for a legacy environment scope first asks GitHub for the
+// repository's id: outright the first time, then conditionally on the
+// ETag it sent, answered 304 while the repository is the same.
 func TestLegacyRoutes(t *testing.T) {
 	f, lookups := legacyFake(t)
 	c := newClient(t, Config{BaseURL: f.URL + "/api/v3", LegacyRoutes: true})
 	ctx := t.Context()
 
+	calls := 0
 	for _, tc := range scopeCases(envActions, "/repositories/4242/environments/prod%2Feu", "2022-11-28") {
 		if strings.Contains(tc.name, "numeric") {
 			continue
 		}
+		etag := repoETag // every lookup after the first is conditional
+		if calls == 0 {
+			etag = ""
+		}
+		calls++
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(f.Hits())
 			if _, err := tc.invoke(ctx, c); err != nil {
 				t.Fatal(err)
 			}
 			hits := f.Hits()[before:]
-			last := hits[len(hits)-1]
-			checkRequest(t, last, methodCase{method: tc.method, path: tc.path, query: tc.query, version: tc.version, body: tc.body}, "/api/v3")
+			if len(hits) != 2 {
+				t.Fatalf("%d requests, want 2: the id lookup, then the call", len(hits))
+			}
+			checkLookup(t, hits[0], etag)
+			checkRequest(t, hits[1], methodCase{method: tc.method, path: tc.path, query: tc.query, version: tc.version, body: tc.body}, "/api/v3")
 		})
 	}
-	// Owner and repository names are case-insensitive: the same cache entry.
+	// Owner and repository names are case-insensitive: the same cache
+	// entry, revalidated under the caller's spelling.
 	upper := envActions
 	upper.Owner, upper.Repo = "ACME", "Api"
+	before := len(f.Hits())
 	if _, err := c.GetPublicKey(ctx, upper); err != nil {
-		t.Errorf("upper-case owner and repo did not use the cached id: %v", err)
+		t.Errorf("upper-case owner and repo: %v", err)
 	}
-	if n := lookups.Load(); n != 1 {
-		t.Errorf("%d repository lookups, want 1", n)
+	if hits := f.Hits()[before:]; len(hits) != 2 {
+		t.Errorf("upper-case owner and repo: %d requests, want the conditional lookup and the call", len(hits))
+	} else {
+		checkLookup(t, hits[0], repoETag)
+		if hits[0].EscapedPath != "/api/v3/repos/ACME/Api" {
+			t.Errorf("lookup of %s, want the caller's spelling /api/v3/repos/ACME/Api", hits[0].EscapedPath)
+		}
 	}
-	if n := f.count("/api/v3/repos/acme/api"); n != 1 {
-		t.Errorf("GET /repos/acme/api %d times, want 1", n)
+	calls++
+	if n := lookups.Load(); n != int32(calls) {
+		t.Errorf("%d repository lookups for %d calls, want one per call", n, calls)
 	}
 
 	// Other Actions scopes keep their routes under LegacyRoutes; the older
 	// release's reference has no Agents secrets and no route listing a
 	// repository's organization secrets: refused, nothing sent.
-	before := len(f.Hits())
+	before = len(f.Hits())
 	if _, err := c.GetPublicKey(ctx, repAgents); !isNotOffered(err) {
 		t.Errorf("Agents key under legacy routes: %v, want a *NotOfferedError", err)
 	}
@@ -671,8 +712,8 @@ func TestLegacyRoutes(t *testing.T) {
 			t.Errorf("%s under legacy routes: %s, want %s", s, got, want)
 		}
 	}
-	if n := lookups.Load(); n != 1 {
-		t.Errorf("%d repository lookups after non-environment calls, want 1", n)
+	if n := lookups.Load(); n != int32(calls) {
+		t.Errorf("%d repository lookups after non-environment calls, want %d (none for them)", n, calls)
 	}
 }
 
@@ -720,17 +761,28 @@ func TestLegacyRoutesConcurrent(t *testing.T) {
 	})
 }
 
+// A failed lookup caches nothing; a 404 for a missing secret keeps the
+// cached id (the next lookup is conditional on its ETag), a 404 for the
+// environment forgets it (the next lookup is not).
 func TestLegacyLookupFailure(t *testing.T) {
 	var fail atomic.Bool
 	fail.Store(true)
-	var lookups atomic.Int32
+	var (
+		mu      sync.Mutex
+		lookups []string // each lookup's If-None-Match
+	)
 	f := newFake(t, func(r *http.Request) reply {
 		if r.URL.Path == "/repos/acme/api" {
-			lookups.Add(1)
-			if fail.Load() {
+			mu.Lock()
+			lookups = append(lookups, r.Header.Get("If-None-Match"))
+			mu.Unlock()
+			switch {
+			case fail.Load():
 				return reply{Status: 404, Body: `{"message":"Not Found"}`}
+			case r.Header.Get("If-None-Match") == `"e7"`:
+				return reply{Status: 304, Header: map[string]string{"ETag": `"e7"`}}
 			}
-			return reply{Body: `{"id":7}`}
+			return reply{Body: `{"id":7}`, Header: map[string]string{"ETag": `"e7"`}}
 		}
 		if r.URL.EscapedPath() == "/repositories/7/environments/prod%2Feu/secrets/public-key" {
 			return reply{Body: `{"key_id":"k","key":"a2V5"}`}
@@ -739,23 +791,30 @@ func TestLegacyLookupFailure(t *testing.T) {
 	})
 	c := newClient(t, Config{BaseURL: f.URL, LegacyRoutes: true})
 	ctx := t.Context()
+	wantLookups := func(what string, want ...string) {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		if fmt.Sprintf("%q", lookups) != fmt.Sprintf("%q", want) {
+			t.Errorf("%s: lookups with If-None-Match %q, want %q", what, lookups, want)
+		}
+		lookups = nil
+	}
 
 	_, err := c.GetPublicKey(ctx, envActions)
 	var e *Error
 	if !errors.As(err, &e) || e.StatusCode != 404 || e.Route != "/repos/{owner}/{repo}" {
 		t.Fatalf("lookup failure: %v, want a 404 *Error for /repos/{owner}/{repo}", err)
 	}
+	wantLookups("a failed lookup", "")
 	// A failed lookup is not cached.
 	fail.Store(false)
-	if _, err := c.GetPublicKey(ctx, envActions); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if _, err := c.GetPublicKey(ctx, envActions); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := c.GetPublicKey(ctx, envActions); err != nil {
-		t.Fatal(err)
-	}
-	if n := lookups.Load(); n != 2 {
-		t.Errorf("%d lookups, want 2 (one failed, one cached)", n)
-	}
+	wantLookups("after a failed lookup", "", `"e7"`)
 	// A missing secret does not drop the cached id ...
 	if _, err := c.GetSecret(ctx, envActions, "NOPE"); err == nil {
 		t.Fatal("GetSecret of a missing secret: no error")
@@ -763,20 +822,16 @@ func TestLegacyLookupFailure(t *testing.T) {
 	if _, err := c.GetPublicKey(ctx, envActions); err != nil {
 		t.Fatal(err)
 	}
-	if n := lookups.Load(); n != 2 {
-		t.Errorf("%d lookups after a missing secret, want 2", n)
-	}
-	// ... but a 404 for the environment's key does: the repository may be
-	// new under the old name.
+	wantLookups("after a missing secret", `"e7"`, `"e7"`)
+	// ... but a 404 for the environment's secrets does: the repository
+	// may be new under the old name.
 	if _, err := c.ListSecrets(ctx, envActions, Page{}); err == nil {
 		t.Fatal("ListSecrets: no error")
 	}
 	if _, err := c.GetPublicKey(ctx, envActions); err != nil {
 		t.Fatal(err)
 	}
-	if n := lookups.Load(); n != 3 {
-		t.Errorf("%d lookups after a 404 list, want 3", n)
-	}
+	wantLookups("after a 404 list", `"e7"`, "")
 }
 
 func TestLegacyLookupWaiterCancelled(t *testing.T) {

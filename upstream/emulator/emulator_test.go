@@ -254,6 +254,18 @@ func TestGetRepository(t *testing.T) {
 	e.want(e.do("GET", "/repos/octo-org/nope", nil), 404)
 	e.want(e.do("GET", "/repos/nope/hello-world", nil), 404)
 	e.want(e.do("DELETE", "/repos/octo-org/docs", nil), 404)
+
+	// The answer has an ETag; a request conditional on it is answered 304
+	// (whatever the name's case), one on another repository's is not.
+	etag := e.want(e.do("GET", "/repos/octo-org/secret-sauce", nil), 200).header.Get("ETag")
+	if etag == "" {
+		t.Fatal("no ETag")
+	}
+	e.want(e.do("GET", "/repos/Octo-Org/SECRET-SAUCE", nil, "If-None-Match", etag), 304)
+	if other := e.want(e.do("GET", "/repos/octo-org/docs", nil), 200).header.Get("ETag"); other == etag {
+		t.Errorf("two repositories share ETag %s", etag)
+	}
+	e.want(e.do("GET", "/repos/octo-org/docs", nil, "If-None-Match", etag), 200)
 }
 
 func TestPublicKey(t *testing.T) {

@@ -151,7 +151,7 @@ func (s *Server) handle(req *request) *response {
 		if r == nil {
 			return notFound()
 		}
-		return jsonResponse(http.StatusOK, repoObject(r))
+		return conditional(req, jsonResponse(http.StatusOK, repoObject(r)))
 	}
 	if m.Route == RouteGetRateLimit {
 		return s.rateLimit(s.limitsFor(s.limitKey(req.r)))
@@ -274,7 +274,16 @@ type publicKeyJSON struct {
 
 func (s *Server) publicKey(req *request, sc *scope) *response {
 	kp := s.keysFor(sc.key).current
-	resp := jsonResponse(http.StatusOK, publicKeyJSON{KeyID: kp.id, Key: base64.StdEncoding.EncodeToString(kp.pub[:])})
+	return conditional(req, jsonResponse(http.StatusOK, publicKeyJSON{KeyID: kp.id, Key: base64.StdEncoding.EncodeToString(kp.pub[:])}))
+}
+
+// conditional gives a 200 answer a weak ETag of its body and the
+// Cache-Control GitHub sends with it, and makes it a 304 when the request's
+// If-None-Match matches that ETag.
+func conditional(req *request, resp *response) *response {
+	if resp.status != http.StatusOK {
+		return resp
+	}
 	sum := sha256.Sum256(resp.body)
 	etag := `W/"` + hex.EncodeToString(sum[:]) + `"`
 	resp.header.Set("ETag", etag)
