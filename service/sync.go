@@ -303,8 +303,10 @@ func parseSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*sy
 		return nil, nil, invalidArg("visibility", "applies to organization scopes only")
 	case !scope.IsOrg() && len(ids) > 0:
 		return nil, nil, invalidArg("selected_repository_ids", "apply to organization scopes only")
-	case scope.IsOrg() && vis != visibilityAll && vis != visibilityPrivate && vis != visibilitySelected:
+	case scope.IsOrg() && vis == "":
 		return nil, nil, invalidArg("visibility", "is required for an organization scope: \"all\", \"private\" or \"selected\"")
+	case scope.IsOrg() && vis != visibilityAll && vis != visibilityPrivate && vis != visibilitySelected:
+		return nil, nil, invalidArg("visibility", "%q is not one of \"all\", \"private\" or \"selected\"", truncate(vis, 30))
 	case len(ids) > 0 && vis != visibilitySelected:
 		return nil, nil, invalidArg("selected_repository_ids", "may be given only with visibility \"selected\"")
 	}
