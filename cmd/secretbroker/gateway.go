@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/secretbroker/secretbroker/gen/openapi"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
@@ -120,7 +121,7 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, callers call
 		// that takes a body has it read.
 		runtime.WithMiddlewares(g.knownQuery, g.rawPathVariables, g.bodies, g.selectionRequired),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
-		runtime.WithForwardResponseOption(createdStatus),
+		runtime.WithForwardResponseOption(answerStatus),
 		// The HTTP client is the caller the pacer queues for; only the
 		// gateway says so.
 		runtime.WithMetadata(callers.gatewayMetadata),
@@ -641,11 +642,22 @@ func noRouteMessage(esc string) (msg string, ok bool) {
 	return msg, true
 }
 
-// createdStatus answers a PutSecret that created the secret with 201
-// Created, as GitHub does; an update stays 200 OK.
-func createdStatus(_ context.Context, w http.ResponseWriter, m proto.Message) error {
-	if r, ok := m.(*secretbrokerv1.PutSecretResponse); ok && r.GetCreated() {
-		w.WriteHeader(http.StatusCreated)
+// answerStatus gives an answer GitHub's status code for it: 201 Created
+// for a PutSecret that created the secret (an update stays 200 OK), and
+// 204 No Content, with no body, for the calls that answer nothing
+// (google.protobuf.Empty: deleting a secret, setting, adding or removing
+// selected repositories).
+func answerStatus(_ context.Context, w http.ResponseWriter, m proto.Message) error {
+	switch r := m.(type) {
+	case *secretbrokerv1.PutSecretResponse:
+		if r.GetCreated() {
+			w.WriteHeader(http.StatusCreated)
+		}
+	case *emptypb.Empty:
+		// No body: grpc-gateway's "{}", written next, is refused by
+		// net/http (http.ErrBodyNotAllowed), which grpc-gateway ignores.
+		w.Header().Del("Content-Type")
+		w.WriteHeader(http.StatusNoContent)
 	}
 	return nil
 }

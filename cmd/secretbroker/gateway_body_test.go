@@ -83,7 +83,7 @@ func TestGatewayBodyNotReserved(t *testing.T) {
 		{http.MethodPost, "/nowhere", true, http.StatusNotFound},
 		{http.MethodGet, "/v1/orgs/octo-org/actions/secrets/public-key", true, http.StatusOK},
 		{http.MethodPost, "/v1/orgs/octo-org/actions/secrets/public-key", true, http.StatusMethodNotAllowed},
-		{http.MethodPut, "/v1/orgs/octo-org/actions/secrets/BODY_ORG/repositories/1296270", true, http.StatusOK},
+		{http.MethodPut, "/v1/orgs/octo-org/actions/secrets/BODY_ORG/repositories/1296270", true, http.StatusNoContent},
 		{http.MethodDelete, "/v1/orgs/octo-org/actions/secrets/BODY_NONE", true, 0},
 		{http.MethodPost, "/v1/nowhere", true, http.StatusNotFound},
 		// A route that takes a body reads the one byte sent, and finds
@@ -484,8 +484,8 @@ func TestGatewaySelectionRequired(t *testing.T) {
 		// null names no selection: not taken as [], which clears.
 		{"ids null", `{"selected_repository_ids":null}`, http.StatusBadRequest, "1"},
 		{"names null", `{"selected_repositories":null}`, http.StatusBadRequest, "1"},
-		{"ids, lowerCamelCase", `{"selectedRepositoryIds":[1296269,1296270]}`, http.StatusOK, "2"},
-		{"an empty list clears", `{"selected_repository_ids":[]}`, http.StatusOK, "0"},
+		{"ids, lowerCamelCase", `{"selectedRepositoryIds":[1296269,1296270]}`, http.StatusNoContent, "2"},
+		{"an empty list clears", `{"selected_repository_ids":[]}`, http.StatusNoContent, "0"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, body := httpDo(t, b.http, http.MethodPut, base+secret+"/repositories", "", tt.body)

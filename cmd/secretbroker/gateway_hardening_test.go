@@ -279,12 +279,12 @@ func TestGatewayHardening(t *testing.T) {
 		{
 			name: "bodiless PUT without Content-Type",
 			req:  gwRequest{method: http.MethodPut, path: "/v1/orgs/octo-org/actions/secrets/HARDEN_ORG/repositories/1296270"},
-			code: http.StatusOK,
+			code: http.StatusNoContent,
 		},
 		{
 			name: "bodiless DELETE without Content-Type",
 			req:  gwRequest{method: http.MethodDelete, path: "/v1/orgs/octo-org/actions/secrets/HARDEN_ORG/repositories/1296270"},
-			code: http.StatusOK,
+			code: http.StatusNoContent,
 		},
 		{
 			name: "unknown JSON field",

@@ -142,6 +142,24 @@ func TestOpenAPIDocument(t *testing.T) {
 			if isPut && created.Value.Content.Get("application/json").Schema.Ref != "#/components/schemas/v1PutSecretResponse" {
 				t.Errorf("%s %s: 201 is not a PutSecretResponse", o.method, o.path)
 			}
+			// The calls that answer nothing answer 204, as GitHub does.
+			noContent := o.op.Responses.Status(http.StatusNoContent)
+			empty := false
+			for _, prefix := range []string{"SecretService_DeleteSecret", "SecretService_SetSelectedRepositories",
+				"SecretService_AddSelectedRepository", "SecretService_RemoveSelectedRepository"} {
+				empty = empty || strings.HasPrefix(o.op.OperationID, prefix)
+			}
+			if empty != (noContent != nil) {
+				t.Errorf("%s %s (%s): documents 204: %v", o.method, o.path, o.op.OperationID, noContent != nil)
+			}
+			// protoc-gen-openapiv2 gives every response a schema, "{}" when
+			// none is set: a 204's is that, no shape.
+			if noContent != nil {
+				if mt := noContent.Value.Content.Get("application/json"); mt != nil && mt.Schema != nil &&
+					(mt.Schema.Ref != "" || len(mt.Schema.Value.Properties) > 0 || mt.Schema.Value.Type != nil) {
+					t.Errorf("%s %s: 204 documents a body shape", o.method, o.path)
+				}
+			}
 		}
 	})
 
@@ -206,8 +224,14 @@ func TestOpenAPIDocument(t *testing.T) {
 			checkRoutedRequest(t, req, calls[0].req, params)
 			// The error answer (Unimplemented from the fake) is the
 			// document's google.rpc.Status.
+			// A 204 has no body, nor a Content-Type (which the document's
+			// "schema": {} would have it carry: see TestOpenAPIDocument).
+			noBody := resp.StatusCode == http.StatusNoContent
+			if noBody && (len(body) != 0 || resp.Header.Get("Content-Type") != "") {
+				t.Errorf("204 with a body %q or a Content-Type %q", body, resp.Header.Get("Content-Type"))
+			}
 			rin := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode,
-				Header: resp.Header, Options: &openapi3filter.Options{IncludeResponseStatus: true}}
+				Header: resp.Header, Options: &openapi3filter.Options{IncludeResponseStatus: true, ExcludeResponseBody: noBody}}
 			rin.SetBodyBytes(body)
 			if err := openapi3filter.ValidateResponse(t.Context(), rin); err != nil {
 				t.Errorf("the answer %d %s does not match the document: %v", resp.StatusCode, body, err)
@@ -308,7 +332,8 @@ func firstField(fields protoreflect.FieldDescriptors, names ...protoreflect.Name
 
 // TestOpenAPIResponses drives the dev broker (the real service against
 // the emulator) through paths built from the document and checks each
-// answer against it: PutSecret's 201 on create and 200 on update, the
+// answer against it: PutSecret's 201 on create and 200 on update, 204
+// for the calls that answer nothing, the
 // served field names, and visibility within its enum.
 func TestOpenAPIResponses(t *testing.T) {
 	b := startBroker(t, devConfig(t))
@@ -337,6 +362,8 @@ func TestOpenAPIResponses(t *testing.T) {
 		{http.MethodGet, "/v1/repos/{owner}/{repo}/environments/{environment}/secrets/{secret}", "", http.StatusOK, ""},
 		{http.MethodGet, "/v1/repos/{owner}/{repo}/environments/{environment}/secrets", "", http.StatusOK, nil},
 		{http.MethodGet, "/v1/repos/{owner}/{repo}/actions/secrets/public-key", "", http.StatusOK, nil},
+		{http.MethodPut, "/v1/orgs/{org}/actions/secrets/{secret}/repositories", `{"selected_repository_ids":["1296269"]}`, http.StatusNoContent, nil},
+		{http.MethodDelete, "/v1/repos/{owner}/{repo}/environments/{environment}/secrets/{secret}", "", http.StatusNoContent, nil},
 		{http.MethodGet, "/v1/orgs/{org}/actions/secrets/MISSING", "", http.StatusNotFound, nil},
 	} {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
@@ -373,8 +400,14 @@ func TestOpenAPIResponses(t *testing.T) {
 			route := &routers.Route{Spec: doc3, Path: o.path, PathItem: o.item, Method: o.method, Operation: o.op}
 			in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
 				Options: &openapi3filter.Options{ExcludeRequestBody: true, AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+			// A 204 has no body, nor a Content-Type (which the document's
+			// "schema": {} would have it carry: see TestOpenAPIDocument).
+			noBody := resp.StatusCode == http.StatusNoContent
+			if noBody && (len(body) != 0 || resp.Header.Get("Content-Type") != "") {
+				t.Errorf("204 with a body %q or a Content-Type %q", body, resp.Header.Get("Content-Type"))
+			}
 			rin := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode,
-				Header: resp.Header, Options: &openapi3filter.Options{IncludeResponseStatus: true}}
+				Header: resp.Header, Options: &openapi3filter.Options{IncludeResponseStatus: true, ExcludeResponseBody: noBody}}
 			rin.SetBodyBytes(body)
 			if err := openapi3filter.ValidateResponse(t.Context(), rin); err != nil {
 				t.Errorf("the answer %d %s does not match the document: %v", resp.StatusCode, body, err)

@@ -200,6 +200,12 @@ func (b *broker) do(t *testing.T, method, path, body string) (int, map[string]an
 		t.Fatal(err)
 	}
 	var m map[string]any
+	if resp.StatusCode == http.StatusNoContent {
+		if len(raw) != 0 || resp.Header.Get("Content-Type") != "" {
+			t.Fatalf("%s %s: 204 with a body %q or a Content-Type %q", method, path, raw, resp.Header.Get("Content-Type"))
+		}
+		return resp.StatusCode, m
+	}
 	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatalf("%s %s: status %d, body not a JSON object: %v\n%s", method, path, resp.StatusCode, err, raw)
 	}
@@ -522,7 +528,7 @@ func testGateway(t *testing.T, b *broker) {
 
 	t.Run("delete", func(t *testing.T) {
 		code, m := b.do(t, http.MethodDelete, "/v1/repos/octo-org/hello-world/actions/secrets/NPM_TOKEN", "")
-		if code != http.StatusOK {
+		if code != http.StatusNoContent {
 			t.Fatalf("DELETE = %d %v", code, m)
 		}
 		code, m = b.do(t, http.MethodGet, "/v1/repos/octo-org/hello-world/actions/secrets/NPM_TOKEN", "")
@@ -705,9 +711,9 @@ func TestGatewayRoutes(t *testing.T) {
 			func(m map[string]any) bool { return m["created"] == true }},
 		{http.MethodPut, org, `{"value":"gw-route-value-2"}`, http.StatusOK,
 			func(m map[string]any) bool { return m["created"] == false }},
-		{http.MethodPut, org + "/repositories", `{"selected_repository_ids":[1296269,1296270]}`, http.StatusOK, nil},
-		{http.MethodPut, org + "/repositories/1296271", "", http.StatusOK, nil},
-		{http.MethodDelete, org + "/repositories/1296269", "", http.StatusOK, nil},
+		{http.MethodPut, org + "/repositories", `{"selected_repository_ids":[1296269,1296270]}`, http.StatusNoContent, nil},
+		{http.MethodPut, org + "/repositories/1296271", "", http.StatusNoContent, nil},
+		{http.MethodDelete, org + "/repositories/1296269", "", http.StatusNoContent, nil},
 		{http.MethodGet, org + "/repositories?page_size=1", "", http.StatusOK,
 			func(m map[string]any) bool { return m["total_count"] == 2.0 && m["next_page_token"] != nil }},
 		{http.MethodGet, "/v1/repos/octo-org/docs/agents/organization-secrets", "", http.StatusOK,
@@ -721,7 +727,7 @@ func TestGatewayRoutes(t *testing.T) {
 		{http.MethodPut, "/v1/orgs/octo-org/actions/secrets/EVERYONE", `{"value":"gw-route-value","visibility":"all"}`, http.StatusCreated, nil},
 		{http.MethodPut, "/v1/orgs/octo-org/actions/secrets/EVERYONE/repositories/1296271", "", http.StatusBadRequest, // FAILED_PRECONDITION
 			func(m map[string]any) bool { return m["code"] == 9.0 }},
-		{http.MethodDelete, org, "", http.StatusOK, nil},
+		{http.MethodDelete, org, "", http.StatusNoContent, nil},
 		{http.MethodGet, org, "", http.StatusNotFound, nil},
 		{http.MethodPost, "/v1/secrets:batchPut", `{"requests":[
 			{"name":"repos/octo-org/hello-world/actions/secrets/BATCH_A","value":"gw-route-value"},

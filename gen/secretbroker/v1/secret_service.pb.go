@@ -2965,7 +2965,7 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\x13SYNC_ACTION_DRIFTED\x10\x04\x12\x16\n" +
 	"\x12SYNC_ACTION_DELETE\x10\x05\x12\x17\n" +
 	"\x13SYNC_ACTION_FOREIGN\x10\x06\x12\x18\n" +
-	"\x14SYNC_ACTION_CONFLICT\x10\a2\xaf\"\n" +
+	"\x14SYNC_ACTION_CONFLICT\x10\a2\x94&\n" +
 	"\rSecretService\x12\xb1\x02\n" +
 	"\vListSecrets\x12#.secretbroker.v1.ListSecretsRequest\x1a$.secretbroker.v1.ListSecretsResponse\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$\x12\"/v1/{parent=orgs/*/agents}/secretsZ(\x12&/v1/{parent=repos/*/*/actions}/secretsZ'\x12%/v1/{parent=repos/*/*/agents}/secretsZ/\x12-/v1/{parent=repos/*/*/environments/*}/secrets\x12#/v1/{parent=orgs/*/actions}/secrets\x12\xa0\x02\n" +
 	"\tGetSecret\x12!.secretbroker.v1.GetSecretRequest\x1a\x17.secretbroker.v1.Secret\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$\x12\"/v1/{name=orgs/*/agents/secrets/*}Z(\x12&/v1/{name=repos/*/*/actions/secrets/*}Z'\x12%/v1/{name=repos/*/*/agents/secrets/*}Z/\x12-/v1/{name=repos/*/*/environments/*/secrets/*}\x12#/v1/{name=orgs/*/actions/secrets/*}\x12\xe0\x02\n" +
@@ -2977,12 +2977,28 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\x17The secret was created.\x12&\n" +
 	"$\x1a\".secretbroker.v1.PutSecretResponse\x82\xd3\xe4\x93\x02\xde\x01:\x01*Z':\x01*\x1a\"/v1/{name=orgs/*/agents/secrets/*}Z+:\x01*\x1a&/v1/{name=repos/*/*/actions/secrets/*}Z*:\x01*\x1a%/v1/{name=repos/*/*/agents/secrets/*}Z2:\x01*\x1a-/v1/{name=repos/*/*/environments/*/secrets/*}\x1a#/v1/{name=orgs/*/actions/secrets/*}\x12\x85\x01\n" +
 	"\x0fBatchPutSecrets\x12'.secretbroker.v1.BatchPutSecretsRequest\x1a(.secretbroker.v1.BatchPutSecretsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/secrets:batchPut\x12\x91\x01\n" +
-	"\x12BatchDeleteSecrets\x12*.secretbroker.v1.BatchDeleteSecretsRequest\x1a+.secretbroker.v1.BatchDeleteSecretsResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/secrets:batchDelete\x12\xa5\x02\n" +
-	"\fDeleteSecret\x12$.secretbroker.v1.DeleteSecretRequest\x1a\x16.google.protobuf.Empty\"\xd6\x01\x82\xd3\xe4\x93\x02\xcf\x01Z$*\"/v1/{name=orgs/*/agents/secrets/*}Z(*&/v1/{name=repos/*/*/actions/secrets/*}Z'*%/v1/{name=repos/*/*/agents/secrets/*}Z/*-/v1/{name=repos/*/*/environments/*/secrets/*}*#/v1/{name=orgs/*/actions/secrets/*}\x12\xec\x01\n" +
-	"\x18ListSelectedRepositories\x120.secretbroker.v1.ListSelectedRepositoriesRequest\x1a1.secretbroker.v1.ListSelectedRepositoriesResponse\"k\x82\xd3\xe4\x93\x02eZ1\x12//v1/{name=orgs/*/agents/secrets/*}/repositories\x120/v1/{name=orgs/*/actions/secrets/*}/repositories\x12\xd5\x01\n" +
-	"\x17SetSelectedRepositories\x12/.secretbroker.v1.SetSelectedRepositoriesRequest\x1a\x16.google.protobuf.Empty\"q\x82\xd3\xe4\x93\x02k:\x01*Z4:\x01*\x1a//v1/{name=orgs/*/agents/secrets/*}/repositories\x1a0/v1/{name=orgs/*/actions/secrets/*}/repositories\x12\xe6\x01\n" +
-	"\x15AddSelectedRepository\x12-.secretbroker.v1.AddSelectedRepositoryRequest\x1a\x16.google.protobuf.Empty\"\x85\x01\x82\xd3\xe4\x93\x02\x7fZ>\x1a</v1/{name=orgs/*/agents/secrets/*}/repositories/{repository}\x1a=/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository}\x12\xec\x01\n" +
-	"\x18RemoveSelectedRepository\x120.secretbroker.v1.RemoveSelectedRepositoryRequest\x1a\x16.google.protobuf.Empty\"\x85\x01\x82\xd3\xe4\x93\x02\x7fZ>*</v1/{name=orgs/*/agents/secrets/*}/repositories/{repository}*=/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository}\x12\x8d\x02\n" +
+	"\x12BatchDeleteSecrets\x12*.secretbroker.v1.BatchDeleteSecretsRequest\x1a+.secretbroker.v1.BatchDeleteSecretsResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/secrets:batchDelete\x12\x8f\x03\n" +
+	"\fDeleteSecret\x12$.secretbroker.v1.DeleteSecretRequest\x1a\x16.google.protobuf.Empty\"\xc0\x02\x92AgJ:\n" +
+	"\x03200\x123\n" +
+	"1Not sent: the broker answers 204, as GitHub does.J)\n" +
+	"\x03204\x12\"\n" +
+	" The secret was deleted. No body.\x82\xd3\xe4\x93\x02\xcf\x01Z$*\"/v1/{name=orgs/*/agents/secrets/*}Z(*&/v1/{name=repos/*/*/actions/secrets/*}Z'*%/v1/{name=repos/*/*/agents/secrets/*}Z/*-/v1/{name=repos/*/*/environments/*/secrets/*}*#/v1/{name=orgs/*/actions/secrets/*}\x12\xec\x01\n" +
+	"\x18ListSelectedRepositories\x120.secretbroker.v1.ListSelectedRepositoriesRequest\x1a1.secretbroker.v1.ListSelectedRepositoriesResponse\"k\x82\xd3\xe4\x93\x02eZ1\x12//v1/{name=orgs/*/agents/secrets/*}/repositories\x120/v1/{name=orgs/*/actions/secrets/*}/repositories\x12\xc4\x02\n" +
+	"\x17SetSelectedRepositories\x12/.secretbroker.v1.SetSelectedRepositoriesRequest\x1a\x16.google.protobuf.Empty\"\xdf\x01\x92AkJ:\n" +
+	"\x03200\x123\n" +
+	"1Not sent: the broker answers 204, as GitHub does.J-\n" +
+	"\x03204\x12&\n" +
+	"$The selection was replaced. No body.\x82\xd3\xe4\x93\x02k:\x01*Z4:\x01*\x1a//v1/{name=orgs/*/agents/secrets/*}/repositories\x1a0/v1/{name=orgs/*/actions/secrets/*}/repositories\x12\xed\x02\n" +
+	"\x15AddSelectedRepository\x12-.secretbroker.v1.AddSelectedRepositoryRequest\x1a\x16.google.protobuf.Empty\"\x8c\x02\x92A\x83\x01J:\n" +
+	"\x03200\x123\n" +
+	"1Not sent: the broker answers 204, as GitHub does.JE\n" +
+	"\x03204\x12>\n" +
+	"<The repository was added (or was selected already). No body.\x82\xd3\xe4\x93\x02\x7fZ>\x1a</v1/{name=orgs/*/agents/secrets/*}/repositories/{repository}\x1a=/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository}\x12\xf1\x02\n" +
+	"\x18RemoveSelectedRepository\x120.secretbroker.v1.RemoveSelectedRepositoryRequest\x1a\x16.google.protobuf.Empty\"\x8a\x02\x92A\x81\x01J:\n" +
+	"\x03200\x123\n" +
+	"1Not sent: the broker answers 204, as GitHub does.JC\n" +
+	"\x03204\x12<\n" +
+	":The repository was removed (or was not selected). No body.\x82\xd3\xe4\x93\x02\x7fZ>*</v1/{name=orgs/*/agents/secrets/*}/repositories/{repository}*=/v1/{name=orgs/*/actions/secrets/*}/repositories/{repository}\x12\x8d\x02\n" +
 	"!ListRepositoryOrganizationSecrets\x129.secretbroker.v1.ListRepositoryOrganizationSecretsRequest\x1a:.secretbroker.v1.ListRepositoryOrganizationSecretsResponse\"q\x82\xd3\xe4\x93\x02kZ4\x122/v1/{parent=repos/*/*/agents}/organization-secrets\x123/v1/{parent=repos/*/*/actions}/organization-secrets\x12\xed\x02\n" +
 	"\vDetectDrift\x12#.secretbroker.v1.DetectDriftRequest\x1a$.secretbroker.v1.DetectDriftResponse\"\x92\x02\x82\xd3\xe4\x93\x02\x8b\x02Z0\x12./v1/{parent=orgs/*/agents}/secrets:detectDriftZ4\x122/v1/{parent=repos/*/*/actions}/secrets:detectDriftZ3\x121/v1/{parent=repos/*/*/agents}/secrets:detectDriftZ;\x129/v1/{parent=repos/*/*/environments/*}/secrets:detectDrift\x12//v1/{parent=orgs/*/actions}/secrets:detectDrift\x12\xd9\x02\n" +
 	"\vSyncSecrets\x12#.secretbroker.v1.SyncSecretsRequest\x1a$.secretbroker.v1.SyncSecretsResponse\"\xfe\x01\x82\xd3\xe4\x93\x02\xf7\x01:\x01*Z,:\x01*\"'/v1/{parent=orgs/*/agents}/secrets:syncZ0:\x01*\"+/v1/{parent=repos/*/*/actions}/secrets:syncZ/:\x01*\"*/v1/{parent=repos/*/*/agents}/secrets:syncZ7:\x01*\"2/v1/{parent=repos/*/*/environments/*}/secrets:sync\"(/v1/{parent=orgs/*/actions}/secrets:sync\x12q\n" +
