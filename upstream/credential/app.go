@@ -143,7 +143,7 @@ func NewApp(cfg AppConfig) (*App, error) {
 		userAgent: ua,
 		signer:    signer,
 		rt:        tr,
-		hc:        &http.Client{Transport: apps, Timeout: lookupTimeout},
+		hc:        &http.Client{Transport: apps, Timeout: lookupTimeout, CheckRedirect: sameOrigin},
 		byID:      map[int64]*installation{},
 		byOwner:   map[string]*installation{},
 		inflight:  map[string]*lookup{},
@@ -154,6 +154,29 @@ func NewApp(cfg AppConfig) (*App, error) {
 		a.fixed = a.installation(cfg.InstallationID)
 	}
 	return a, nil
+}
+
+// maxLookupRedirects is how many redirects an installation lookup
+// follows, as many as net/http's default.
+const maxLookupRedirects = 10
+
+// sameOrigin is the CheckRedirect of the app's installation lookups: it
+// follows a redirect within the origin (scheme and host) of the request
+// it came from, as GitHub's for a transferred repository, and no other.
+// ghinstallation's transport signs every request it sends with the app's
+// JWT, a redirect's too, and net/http strips no header a transport adds:
+// another host, or http after https, would be sent the JWT (and be taken
+// at its word for the installation). Such a redirect is the lookup's
+// answer instead, an *HTTPError naming its status, never its Location.
+func sameOrigin(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxLookupRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxLookupRedirects)
+	}
+	first := via[0].URL
+	if req.URL.Scheme != first.Scheme || !strings.EqualFold(req.URL.Host, first.Host) {
+		return http.ErrUseLastResponse
+	}
+	return nil
 }
 
 // userAgent sets the User-Agent of the app's own requests.

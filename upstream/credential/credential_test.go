@@ -527,3 +527,57 @@ func TestAppLookupFallsBackToOwner(t *testing.T) {
 		})
 	}
 }
+
+// The app's JWT goes to GitHub's API only. ghinstallation's transport
+// signs every request it sends, a redirect's included, and Go strips no
+// header its transport adds: an installation lookup that followed a
+// redirect to another host (or from https to http) sent the JWT there,
+// and took that host's word for the installation. Such a redirect is now
+// the lookup's answer, an error naming its status, not the Location. A
+// redirect within GitHub's API (a transferred repository's) is still
+// followed.
+func TestAppLookupRedirectKeepsJWT(t *testing.T) {
+	var mu sync.Mutex
+	var stolen []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		stolen = append(stolen, r.Header.Get("Authorization"))
+		mu.Unlock()
+		fmt.Fprint(w, `{"id":66,"account":{"login":"acme"}}`)
+	}))
+	t.Cleanup(other.Close)
+	gh := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/orgs/acme/installation":
+			http.Redirect(w, r, other.URL+"/orgs/acme/installation?x=1", http.StatusFound)
+		case "/repos/octo/widget/installation": // transferred: GitHub's own redirect
+			http.Redirect(w, r, "/repositories/9/installation", http.StatusMovedPermanently)
+		case "/repositories/9/installation":
+			if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+				http.Error(w, `{"message":"no JWT"}`, http.StatusUnauthorized)
+				return
+			}
+			fmt.Fprint(w, `{"id":5,"account":{"login":"octo"}}`)
+		default:
+			http.Error(w, `{"message":"Not Found"}`, http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(gh.Close)
+	a := stubApp(t, gh.URL)
+
+	c, err := a.For(t.Context(), "acme", "")
+	if err == nil {
+		t.Errorf("For(acme) = %v, want the redirect's error", c)
+	} else if !strings.Contains(err.Error(), "302") || strings.Contains(err.Error(), other.URL) {
+		t.Errorf("For(acme): %v, want an error naming the 302 and not its Location", err)
+	}
+	mu.Lock()
+	if len(stolen) > 0 {
+		t.Errorf("another host was sent %d request(s), with Authorization %.20q...", len(stolen), stolen[0])
+	}
+	mu.Unlock()
+
+	if c, err := a.For(t.Context(), "octo", "widget"); err != nil || c.Label() != "installation:5" {
+		t.Errorf("For(octo/widget) through GitHub's own redirect = %v, %v; want installation:5", c, err)
+	}
+}
