@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -560,8 +561,7 @@ func (c *Config) readToken(lookupEnv func(string) (string, bool)) error {
 	if c.UpstreamTokenFile != "" {
 		b, err := os.ReadFile(c.UpstreamTokenFile)
 		if err != nil {
-			// *fs.PathError names the file, never its content.
-			return fmt.Errorf("reading --upstream-token-file: %w", err)
+			return fmt.Errorf("reading --upstream-token-file: %w", withoutPath(err))
 		}
 		tok := strings.TrimSpace(string(b))
 		if tok == "" {
@@ -927,4 +927,16 @@ func redactURL(raw string) string {
 		u.Fragment, u.RawFragment = "redacted", ""
 	}
 	return u.String()
+}
+
+// withoutPath is err without the path an *fs.PathError names ("open: no
+// such file or directory"): the path given for a secret's file may be
+// the secret itself, given by mistake (a Kubernetes secretKeyRef filling
+// the variable meant for the mounted file's path), and an error must not
+// print it.
+func withoutPath(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }

@@ -77,7 +77,7 @@ func (s *SharedPacing) resolve(lookupEnv func(string) (string, bool)) error {
 	case s.RedisURLFile != "":
 		b, err := os.ReadFile(s.RedisURLFile)
 		if err != nil {
-			return fmt.Errorf("reading --redis-url-file: %w", err) // names the file, never its content
+			return fmt.Errorf("reading --redis-url-file: %w", withoutPath(err))
 		}
 		raw, from = strings.TrimSpace(string(b)), "--redis-url-file "+s.RedisURLFile
 		if raw == "" {

@@ -132,7 +132,7 @@ func (r *tlsFileReloader[T]) read() ([][]byte, [sha256.Size]byte, error) {
 	for i, f := range r.files {
 		b, err := os.ReadFile(f.path)
 		if err != nil {
-			return nil, digest, fmt.Errorf("%s: %w", f.what, err)
+			return nil, digest, fmt.Errorf("%s: %w", f.what, withoutPath(err))
 		}
 		data[i] = b
 		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))
@@ -175,7 +175,8 @@ func (r *tlsFileReloader[T]) get() T {
 			return r.current
 		}
 	} else {
-		// A read error names the file, never its content.
+		// A read error names the file by its role (withoutPath), never
+		// its content.
 		digest = sha256.Sum256([]byte(err.Error()))
 	}
 	if r.failed && digest == r.refused {

@@ -67,7 +67,7 @@ func (t transport) tlsConfig() (*tls.Config, error) {
 	if t.caFile != "" {
 		pem, err := os.ReadFile(t.caFile)
 		if err != nil {
-			return nil, fmt.Errorf("--tls-ca-file: %w", err)
+			return nil, fmt.Errorf("--tls-ca-file: %w", withoutPath(err))
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
@@ -78,7 +78,7 @@ func (t transport) tlsConfig() (*tls.Config, error) {
 	if t.certFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.certFile, t.keyFile)
 		if err != nil {
-			return nil, fmt.Errorf("--tls-cert-file/--tls-key-file: %w", err)
+			return nil, fmt.Errorf("--tls-cert-file/--tls-key-file: %w", withoutPath(err))
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
@@ -114,7 +114,7 @@ func (c *cli) token(o *common) (bearerToken, error) {
 	if o.tokenFile != "" {
 		f, err := os.Open(o.tokenFile)
 		if err != nil {
-			return "", fmt.Errorf("--token-file: %w", err)
+			return "", fmt.Errorf("--token-file: %w", withoutPath(err))
 		}
 		defer f.Close()
 		b, err := readLimited(f, maxTokenFileBytes)

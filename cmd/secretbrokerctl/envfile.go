@@ -32,10 +32,14 @@ type envEntry struct {
 //     (spaces and tabs); a VALUE wholly in double or single quotes loses
 //     them and is otherwise kept as it is (no escapes, no inline comments:
 //     "a # b" is the value "a # b"); a value cannot span lines; an empty
-//     VALUE is an error (GitHub keeps no empty secret).
+//     VALUE is an error (GitHub keeps no empty secret), and so is an
+//     unquoted VALUE of "=" signs only.
 //
 // Errors name the line and, once it is known to be one, the key; never a
-// value nor a line's text.
+// value nor a line's text. A line whose value is empty or "=" signs only
+// is named by its number alone: it may be the end of a base64 value
+// wrapped onto it ("...AAoIBAQC7VJ=" or "...==" reads as KEY= or KEY==),
+// or a value without its key, and its "key" is then a piece of the value.
 func parseEnvFile(data []byte) ([]envEntry, error) {
 	var out []envEntry
 	seen := map[string]int{} // upper-cased key → line
@@ -60,14 +64,22 @@ func parseEnvFile(data []byte) ([]envEntry, error) {
 			return nil, fmt.Errorf("line %d: the key is not one or more of A-Z, a-z, 0-9 and _", n)
 		}
 		v = strings.Trim(v, " \t")
-		if len(v) > 0 && (v[0] == '"' || v[0] == '\'') {
+		quoted := len(v) > 0 && (v[0] == '"' || v[0] == '\'')
+		if quoted {
 			if len(v) < 2 || v[len(v)-1] != v[0] {
 				return nil, fmt.Errorf("line %d: %s: the value's opening quote is not closed on its line", n, k)
 			}
 			v = v[1 : len(v)-1]
 		}
+		// Neither error names the key: "KEY=" and "KEY==" are also what
+		// the last line of a base64 or base32 value wrapped onto several
+		// lines looks like, or such a value on a line without its key,
+		// and their "KEY" is then a piece of the value.
 		if v == "" {
-			return nil, fmt.Errorf("line %d: %s: the value is empty", n, k)
+			return nil, fmt.Errorf("line %d: the value is empty", n)
+		}
+		if !quoted && strings.Trim(v, "=") == "" {
+			return nil, fmt.Errorf("line %d: the value is only \"=\" signs: a value cannot span lines; is this line the end of a value wrapped onto it, or a value without its key?", n)
 		}
 		up := strings.ToUpper(k)
 		if first, dup := seen[up]; dup {

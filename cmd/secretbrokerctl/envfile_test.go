@@ -45,8 +45,8 @@ func TestParseEnvFile(t *testing.T) {
 		{name: "empty key", in: "=x\n", err: "line 1: the key is not"},
 		{name: "key with a slash", in: "../X=1\n", err: "line 1: the key is not"},
 		{name: "key with a space", in: "A B=1\n", err: "line 1: the key is not"},
-		{name: "empty value", in: "A=\n", err: "line 1: A: the value is empty"},
-		{name: "empty quotes", in: `A=""`, err: "line 1: A: the value is empty"},
+		{name: "empty value", in: "A=\n", err: "line 1: the value is empty"},
+		{name: "empty quotes", in: `A=""`, err: "line 1: the value is empty"},
 		{name: "open quote", in: "A=\"x\nB=1\n", err: "line 1: A: the value's opening quote is not closed"},
 		{name: "lone quote", in: `A="`, err: "line 1: A: the value's opening quote is not closed"},
 		{name: "mismatched quotes", in: `A="x'`, err: "line 1: A: the value's opening quote"},
@@ -94,9 +94,48 @@ func TestParseEnvFileErrorsHoldNoValue(t *testing.T) {
 	}
 }
 
+// TestParseEnvFileWrappedValue: a value wrapped onto the next line (base64
+// as "base64 -w 76" writes it, a PEM body, base32 with its padding), or a
+// value on a line of its own without its key, leaves a line whose text
+// before "=" reads as a key: with one "=" of padding its value is empty,
+// with two or more it is "=" signs only. Such a line is refused, and the
+// error names the line alone: its "key" is a piece of the value. (It was
+// "line 2: <piece of the value>: the value is empty" on standard error, or,
+// with "==", an entry named after the piece, sent to the broker and GitHub
+// as a secret's name.)
+func TestParseEnvFileWrappedValue(t *testing.T) {
+	const piece = "BKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj"
+	for _, tc := range []struct {
+		name, in, err string
+	}{
+		{"base64 wrapped, one pad", "TLS_KEY=MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n" + piece + "=\n", "line 2: the value is empty"},
+		{"base64 wrapped, two pads", "TLS_KEY=MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n" + piece + "==\n", "line 2: the value is only"},
+		{"value without its key", piece + "=\n", "line 1: the value is empty"},
+		{"base32 without its key", piece + "======\n", "line 1: the value is only"},
+		{"a blank after the pads", piece + "== \n", "line 1: the value is only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseEnvFile([]byte(tc.in))
+			if err == nil {
+				t.Fatalf("parsed as %+v", got)
+			}
+			if !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("err = %v, want %q", err, tc.err)
+			}
+			if strings.Contains(strings.ToUpper(err.Error()), strings.ToUpper(piece[:8])) {
+				t.Errorf("the error holds a piece of the value: %v", err)
+			}
+		})
+	}
+	// Padding a caller quoted is a value, however odd.
+	if got, err := parseEnvFile([]byte(`A="=="`)); err != nil || len(got) != 1 || got[0].value != "==" {
+		t.Errorf(`A="==": %+v, %v`, got, err)
+	}
+}
+
 // envErrorShape is every error parseEnvFile returns: a line number, maybe
 // that line's key, and a fixed phrase.
-var envErrorShape = regexp.MustCompile(`^line ([0-9]+): (?:not UTF-8 text|no "=": want KEY=VALUE|the key is not one or more of A-Z, a-z, 0-9 and _|([A-Za-z0-9_]+): (?:the value's opening quote is not closed on its line|the value is empty|the same secret as line [0-9]+))$`)
+var envErrorShape = regexp.MustCompile(`^line ([0-9]+): (?:not UTF-8 text|no "=": want KEY=VALUE|the key is not one or more of A-Z, a-z, 0-9 and _|the value is empty|the value is only "=" signs: a value cannot span lines; is this line the end of a value wrapped onto it, or a value without its key\?|([A-Za-z0-9_]+): (?:the value's opening quote is not closed on its line|the same secret as line [0-9]+))$`)
 
 // FuzzParseEnvFile: parsing never panics; what it accepts is well formed
 // (valid keys, non-empty values without a line ending's "\r" or "\n", no

@@ -147,7 +147,7 @@ func (c *cli) readEnvFile(ctx context.Context, path string) ([]envEntry, error) 
 	} else {
 		f, err := os.Open(path)
 		if err != nil {
-			return nil, fmt.Errorf("--from-env-file: %w", err)
+			return nil, fmt.Errorf("--from-env-file: %w", withoutPath(err))
 		}
 		defer f.Close()
 		r = f

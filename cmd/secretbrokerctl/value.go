@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"unicode/utf8"
 
@@ -126,7 +127,7 @@ func (c *cli) readValue(ctx context.Context, name string, src valueSource) (stri
 		from = src.fromFile
 		var f *os.File
 		if f, err = os.Open(src.fromFile); err != nil {
-			return "", fmt.Errorf("--from-file: %w", err)
+			return "", fmt.Errorf("--from-file: %w", withoutPath(err))
 		}
 		defer f.Close()
 		b, err = readLimited(f, maxValueRead)
@@ -166,4 +167,15 @@ func trimOneNewline(b []byte) []byte {
 		}
 	}
 	return b
+}
+
+// withoutPath is err without the path an *fs.PathError names ("open: no
+// such file or directory"): the path given for a file holding a value, a
+// token or a key may be the secret itself, given by mistake
+// ("--from-file $VALUE"), and must not be printed.
+func withoutPath(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }

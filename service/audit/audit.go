@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -191,14 +192,27 @@ func (l *Log) Close() error {
 }
 
 // ReadKey reads an HMAC key file: its raw bytes, at least MinKeyBytes.
-// Errors name the file, never its content.
+// Errors never hold its content, nor its path when it cannot be read
+// (withoutPath).
 func ReadKey(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading the audit HMAC key: %w", err)
+		return nil, fmt.Errorf("reading the audit HMAC key: %w", withoutPath(err))
 	}
 	if len(b) < MinKeyBytes {
 		return nil, fmt.Errorf("audit HMAC key file %s holds %d bytes; it needs at least %d", path, len(b), MinKeyBytes)
 	}
 	return b, nil
+}
+
+// withoutPath is err without the path an *fs.PathError names ("open: no
+// such file or directory"): the path given for a secret's file may be
+// the secret itself, given by mistake (a Kubernetes secretKeyRef filling
+// the variable meant for the mounted file's path), and an error must not
+// print it.
+func withoutPath(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }

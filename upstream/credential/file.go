@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 	"sync"
@@ -32,14 +33,14 @@ func (w *watchedFile) changed(force bool) ([]byte, bool, error) {
 	defer w.mu.Unlock()
 	fi, err := os.Stat(w.path)
 	if err != nil {
-		return nil, false, fmt.Errorf("credential: %w", err)
+		return nil, false, withoutPath(err)
 	}
 	if !force && w.info != nil && os.SameFile(w.info, fi) && fi.Size() == w.info.Size() && fi.ModTime().Equal(w.info.ModTime()) {
 		return nil, false, nil
 	}
 	b, err := os.ReadFile(w.path)
 	if err != nil {
-		return nil, false, fmt.Errorf("credential: %w", err)
+		return nil, false, withoutPath(err)
 	}
 	sum := sha256.Sum256(b)
 	first := w.info == nil
@@ -77,8 +78,11 @@ func NewTokenFile(path string) (*TokenFile, error) {
 // reports whether the token changed.
 func (f *TokenFile) reload(force bool) (bool, error) {
 	b, changed, err := f.file.changed(force)
-	if err != nil || !changed {
-		return false, err
+	if err != nil {
+		return false, fmt.Errorf("credential: token file: %w", err)
+	}
+	if !changed {
+		return false, nil
 	}
 	tok, err := parseToken(f.file.path, b)
 	if err != nil {
@@ -147,3 +151,15 @@ func (f *TokenFile) String() string { return "credential.TokenFile(" + f.file.pa
 
 // GoString hides the token from %#v.
 func (f *TokenFile) GoString() string { return f.String() }
+
+// withoutPath is err without the path an *fs.PathError names ("open: no
+// such file or directory"): the path given for a secret's file may be
+// the secret itself, given by mistake (a Kubernetes secretKeyRef filling
+// the variable meant for the mounted file's path), and an error must not
+// print it.
+func withoutPath(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
+}
