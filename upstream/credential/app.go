@@ -943,8 +943,11 @@ func (s *keySigner) reload(force bool) (bool, error) {
 		return false, nil // a fixed key
 	}
 	b, changed, err := s.file.changed(force)
-	if err != nil || !changed {
-		return false, err
+	if err != nil {
+		return false, fmt.Errorf("credential: private key file: %w", err)
+	}
+	if !changed {
+		return false, nil
 	}
 	key, err := jwt.ParseRSAPrivateKeyFromPEM(b)
 	if err != nil {
