@@ -47,7 +47,7 @@ func openState(cfg Config, logger *slog.Logger, rc redis.UniversalClient) (state
 		}
 		opts.HMACKey = key
 	} else if !cfg.Dev && (cfg.StateDir != "" || rc != nil) {
-		logger.Warn("state store: no --state-hmac-key-file, so the key of the value fingerprints and of the sealed values of async operations is kept in the store beside them: whoever can read the store can test guesses of a value and open the values of unfinished operations; give the broker a key file")
+		logger.Warn("state store: no --state-hmac-key-file, so the key of the value fingerprints and of the sealed values of async operations is kept in the store beside them: whoever can read the store can test guesses of a value and open the values of unfinished operations (and of finished ones whose bytes the store's file has not reused yet); give the broker a key file")
 	}
 	if cfg.Dev && (cfg.StateDir != "" || rc != nil) {
 		logger.Warn("--dev: the embedded emulator keeps its secrets in memory, so a restart empties it while the state store keeps the records and the operations: after a restart they describe another GitHub (resumed operations write into the new, empty emulator, and unchanged judgements do not hold)")

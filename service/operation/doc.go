@@ -60,6 +60,10 @@
 // a lease.
 //
 // A finished operation keeps its Results and drops Pending, so no sealed
-// value outlives it in the store. Operations returned by this package
+// value outlives it in the store's live data. The storage under it may
+// keep the old bytes a while (bbolt's freed pages until it reuses them, a
+// Redis append-only file until it is rewritten): they stay sealed, and
+// only the server key opens them (state's package doc, "The server key").
+// Operations returned by this package
 // never carry a value: Pending items keep their names with Value nil.
 package operation
