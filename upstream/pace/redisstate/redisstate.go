@@ -15,7 +15,9 @@
 // every budget as used by the others, in flight when Redis went away: no
 // local spending of a budget until InFlightLease and its window have
 // passed (see down). When Redis is back it adds the requests it granted
-// meanwhile. Re-seeding renews the write slot's lease of this replica's
+// meanwhile, and stays on its local budget for SeedGrace more, so that
+// every other replica has added its own (each does at its next
+// heartbeat) before this one decides from Redis again. Re-seeding renews the write slot's lease of this replica's
 // write in flight, or takes the slot back when Redis lost it, so a failed
 // heartbeat or a Redis restarted empty does not hand the slot to another
 // replica mid-write. A Redis that comes back
@@ -534,6 +536,13 @@ func (s *State) seed(ctx context.Context, now time.Time) error {
 	}
 	if !s.up {
 		s.up = true
+		// The other replicas may have granted on their local budgets
+		// too, and add that at their next contact: until each had one,
+		// Redis lacks it, and this replica stays on its local budget
+		// (which counts what they had used at its last contact).
+		if g := now.Add(s.opts.SeedGrace); g.After(s.graceUntil) {
+			s.graceUntil = g
+		}
 		s.opts.Logger.Info("pacing state: Redis is reachable again; pacing within the shared budget",
 			slog.String("credential", s.opts.Credential), slog.Duration("down_for", now.Sub(s.downSince)))
 	}
