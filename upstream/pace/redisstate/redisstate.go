@@ -31,7 +31,10 @@
 // What it cannot see: the requests of a replica that died before a Redis
 // that lost its data was re-seeded (nobody holds its record), and those of
 // a replica that cannot reach Redis when the others re-seed it, until it
-// can (it is then on its local share, and adds them). The replicas' clocks
+// can (it is then on its local share, and adds them): the replicas that
+// reach Redis keep the whole shared budget meanwhile, so a partition that
+// cuts off some replicas only lets them all spend up to one more share per
+// replica cut off. The replicas' clocks
 // must agree (NTP): each decides on its own time.
 //
 // A GCRA limiter (github.com/go-redis/redis_rate) does not fit: GitHub's
