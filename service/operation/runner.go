@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -163,6 +164,10 @@ type Runner struct {
 	closed  bool
 	running map[string]context.CancelCauseFunc // operations this process runs or queues
 	watches map[string]*watch                  // Wait's notifications
+	// unstarted holds the operations whose Start failed but which the
+	// store may hold all the same (see withdraw), by ID, with their
+	// CreateTime: Resume withdraws them instead of running them.
+	unstarted map[string]time.Time
 }
 
 // New returns a Runner with a new random ID. Call Resume at start-up
@@ -193,6 +198,7 @@ func New(opts Options) (*Runner, error) {
 		running:       map[string]context.CancelCauseFunc{},
 		corrupt:       map[string]bool{},
 		watches:       map[string]*watch{},
+		unstarted:     map[string]time.Time{},
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -212,7 +218,10 @@ func orDefault[T int | time.Duration](v, def T) T {
 // Start persists op as a new, not done operation and runs it in the
 // background, detached from ctx (which bounds only the persisting). When
 // Start returns nil the operation is stored: a crash after it is resumed
-// by Resume. When it returns an error nothing was stored and nothing runs.
+// by Resume. When it returns an error nothing runs: a store that kept the
+// operation all the same (a Redis transaction that ran, its answer lost)
+// gets it ended at once, or by the next Resume when the store cannot be
+// reached then, done with codes.Unavailable and no item run.
 //
 // op.ID is generated (state.NewOperationID) when empty; an ID already
 // stored is refused with ErrAlreadyExists. Results may hold items the
@@ -248,6 +257,11 @@ func (r *Runner) Start(ctx context.Context, op *state.Operation) (*state.Operati
 		return nil, fmt.Errorf("operation: start %s: %w", o.ID, err)
 	}
 	if err := r.store.PutOperation(ctx, &o); err != nil {
+		// A store may have kept what it failed to acknowledge (a Redis
+		// transaction that ran, its answer lost): the caller is told the
+		// operation was not started, so it must never run. It stays
+		// tracked meanwhile, so that no Resume of this runner runs it.
+		r.withdraw(ctx, o.ID, now)
 		r.untrack(o.ID)
 		return nil, fmt.Errorf("operation: start %s: %w", o.ID, err)
 	}
@@ -280,6 +294,7 @@ func (r *Runner) Resume(ctx context.Context) (int, error) {
 	if closed {
 		return 0, fmt.Errorf("operation: resume: %w", ErrClosed)
 	}
+	r.withdrawUnstarted(ctx)
 	f := state.OperationFilter{NotDone: true, Limit: page, Corrupt: r.reportCorrupt(ctx)}
 	for {
 		ops, err := r.store.ListOperations(ctx, f)
@@ -289,8 +304,9 @@ func (r *Runner) Resume(ctx context.Context) (int, error) {
 		for _, op := range ops {
 			r.mu.Lock()
 			_, busy := r.running[op.ID]
+			_, unstarted := r.unstarted[op.ID]
 			r.mu.Unlock()
-			if busy {
+			if busy || unstarted {
 				continue
 			}
 			if r.heldByOther(op, time.Now()) {
@@ -439,4 +455,58 @@ func redact(op *state.Operation) *state.Operation {
 		o.Error = &e
 	}
 	return &o
+}
+
+// withdrawTimeout bounds one attempt to withdraw an operation whose Start
+// failed.
+const withdrawTimeout = 5 * time.Second
+
+// errNotThisStart: the stored operation is not the one a failed Start
+// would have stored (done, another runner's, or created at another time).
+var errNotThisStart = errors.New("not the operation of the failed start")
+
+// withdraw ends operation id, whose Start (at created) failed to store it,
+// when the store holds it all the same: a write the store applied but
+// could not acknowledge. Its caller was told it was not started, so it
+// ends done, with its values dropped and every item not run. When the
+// store cannot be asked, the operation is remembered, and Resume
+// withdraws it instead of running it. The operation's lease, taken by the
+// failed Start, keeps other runners from it meanwhile.
+func (r *Runner) withdraw(ctx context.Context, id string, created time.Time) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), withdrawTimeout)
+	defer cancel()
+	_, err := r.store.UpdateOperation(wctx, id, func(o *state.Operation) error {
+		if o.Done || o.Runner != r.id || !o.CreateTime.Equal(created) {
+			return errNotThisStart
+		}
+		r.end(o, &state.Status{Code: codes.Unavailable, Message: "not started: the state store failed while storing it"}, time.Now())
+		return nil
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case err == nil:
+		delete(r.unstarted, id)
+		r.log.WarnContext(ctx, "operation stored although storing it failed: ended without running it, as its caller was told it was not started",
+			"operation", id)
+	case errors.Is(err, state.ErrNotFound), errors.Is(err, errNotThisStart):
+		delete(r.unstarted, id)
+	default:
+		if _, ok := r.unstarted[id]; !ok {
+			r.log.WarnContext(ctx, "operation whose start failed cannot be checked in the state store; it is withdrawn at the next resume, never run",
+				"operation", id, "error", err)
+		}
+		r.unstarted[id] = created
+	}
+}
+
+// withdrawUnstarted withdraws the operations whose Start failed and
+// which could not be withdrawn then.
+func (r *Runner) withdrawUnstarted(ctx context.Context) {
+	r.mu.Lock()
+	pending := maps.Clone(r.unstarted)
+	r.mu.Unlock()
+	for id, created := range pending {
+		r.withdraw(ctx, id, created)
+	}
 }

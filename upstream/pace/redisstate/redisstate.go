@@ -15,18 +15,26 @@
 // every budget as used by the others, in flight when Redis went away: no
 // local spending of a budget until InFlightLease and its window have
 // passed (see down). When Redis is back it adds the requests it granted
-// meanwhile. Re-seeding renews the write slot's lease of this replica's
+// meanwhile, and stays on its local budget for SeedGrace more, so that
+// every other replica has added its own (each does at its next
+// heartbeat) before this one decides from Redis again. Re-seeding renews the write slot's lease of this replica's
 // write in flight, or takes the slot back when Redis lost it, so a failed
 // heartbeat or a Redis restarted empty does not hand the slot to another
 // replica mid-write. A Redis that comes back
 // empty gets a new epoch: each replica re-seeds it from its local record
 // on its next contact, and none spends from it before SeedGrace has
-// passed since it was created (until then, local budgets).
+// passed since it was created (until then, local budgets, counting what
+// every replica had used at its last contact, as while Redis is
+// unreachable: also when no call failed, Redis restarted between two
+// calls, evicted or flushed the keys).
 //
 // What it cannot see: the requests of a replica that died before a Redis
 // that lost its data was re-seeded (nobody holds its record), and those of
 // a replica that cannot reach Redis when the others re-seed it, until it
-// can (it is then on its local share, and adds them). The replicas' clocks
+// can (it is then on its local share, and adds them): the replicas that
+// reach Redis keep the whole shared budget meanwhile, so a partition that
+// cuts off some replicas only lets them all spend up to one more share per
+// replica cut off. The replicas' clocks
 // must agree (NTP): each decides on its own time.
 //
 // A GCRA limiter (github.com/go-redis/redis_rate) does not fit: GitHub's
@@ -263,7 +271,7 @@ func (s *State) Start(ctx context.Context, now time.Time, g pace.Grant) pace.Ver
 			v.Held = held(v, h)
 			return v
 		default: // "empty", "epoch": re-seed and ask again
-			s.forgetEpoch()
+			s.lost(now)
 		}
 	}
 	return s.local(now, g)
@@ -282,10 +290,24 @@ func held(v pace.Verdict, h pace.Holds) bool {
 	return false
 }
 
-func (s *State) forgetEpoch() {
+// lost is told at now that Redis has lost the epoch this replica paces
+// in (it answered "empty" or "epoch": it lost its data, with or without
+// a call failing, in a restart between two calls, an eviction or a
+// FLUSHALL): the replica re-seeds it and stays on its local budget for
+// the new epoch's grace. Meanwhile its local record counts what every
+// replica had used at its last contact, as when Redis is unreachable
+// (down): a Redis that lost its data is no fresh budget.
+func (s *State) lost(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.epoch == "" {
+		return
+	}
 	s.epoch = ""
+	if s.addOthersLocked(now) {
+		s.opts.Logger.Warn("pacing state: Redis lost the shared budget's state; re-seeding it, pacing within the local budget meanwhile",
+			slog.String("credential", s.opts.Credential), slog.Int("expected_replicas", s.opts.ExpectedReplicas))
+	}
 }
 
 // ints converts a script's integer replies.
@@ -401,7 +423,7 @@ func (s *State) Done(ctx context.Context, now time.Time, g pace.Grant, rl pace.R
 	case err != nil:
 		s.down(now, err)
 	case res != "ok":
-		s.forgetEpoch()
+		s.lost(now)
 		if err := s.seed(ctx, now); err != nil { // the record has it: re-seeding adds it
 			s.down(now, err)
 		}
@@ -444,7 +466,7 @@ func (s *State) Sync(ctx context.Context, now time.Time) {
 			s.setSnap(now, vals[1:])
 			return
 		}
-		s.forgetEpoch()
+		s.lost(now)
 	}
 	if err := s.seed(ctx, now); err != nil {
 		s.down(now, err)
@@ -517,6 +539,13 @@ func (s *State) seed(ctx context.Context, now time.Time) error {
 	}
 	if !s.up {
 		s.up = true
+		// The other replicas may have granted on their local budgets
+		// too, and add that at their next contact: until each had one,
+		// Redis lacks it, and this replica stays on its local budget
+		// (which counts what they had used at its last contact).
+		if g := now.Add(s.opts.SeedGrace); g.After(s.graceUntil) {
+			s.graceUntil = g
+		}
 		s.opts.Logger.Info("pacing state: Redis is reachable again; pacing within the shared budget",
 			slog.String("credential", s.opts.Credential), slog.Duration("down_for", now.Sub(s.downSince)))
 	}
@@ -551,24 +580,33 @@ func (s *State) down(now time.Time, err error) {
 		return
 	}
 	s.up, s.downSince, s.lastErr = false, now, err.Error()
-	if len(s.othersIDs) == 0 {
-		s.others++
-		tag := othersPrefix + strconv.Itoa(s.others)
-		var entries []pace.Entry
-		if s.snap.at.IsZero() || now.Sub(s.snap.at) > s.freshFor() {
-			entries = []pace.Entry{{ID: tag + ":u", InFlight: true, End: now.Add(pace.InFlightLease), Others: true,
-				Points: s.lim.PointsPerMinute, Writes: max(s.lim.WritesPerMinute, s.lim.WritesPerHour)}}
-		} else {
-			entries = snapEntries(tag, s.snap)
-		}
-		s.mirror.Add(entries...)
-		for _, e := range entries {
-			s.othersIDs = append(s.othersIDs, e.ID)
-		}
-	}
+	s.addOthersLocked(now)
 	s.opts.Logger.Warn("pacing state: Redis unreachable; pacing within the local budget until it is back",
 		slog.String("credential", s.opts.Credential), slog.Int("expected_replicas", s.opts.ExpectedReplicas),
 		slog.String("error", err.Error()))
+}
+
+// addOthersLocked adds to the local record, unless it has them, the
+// entries that stand for what the other replicas had used (see down),
+// and reports whether it added them. s.mu is held.
+func (s *State) addOthersLocked(now time.Time) bool {
+	if len(s.othersIDs) > 0 {
+		return false
+	}
+	s.others++
+	tag := othersPrefix + strconv.Itoa(s.others)
+	var entries []pace.Entry
+	if s.snap.at.IsZero() || now.Sub(s.snap.at) > s.freshFor() {
+		entries = []pace.Entry{{ID: tag + ":u", InFlight: true, End: now.Add(pace.InFlightLease), Others: true,
+			Points: s.lim.PointsPerMinute, Writes: max(s.lim.WritesPerMinute, s.lim.WritesPerHour)}}
+	} else {
+		entries = snapEntries(tag, s.snap)
+	}
+	s.mirror.Add(entries...)
+	for _, e := range entries {
+		s.othersIDs = append(s.othersIDs, e.ID)
+	}
+	return true
 }
 
 // snapEntries are the entries that stand for the others' use in sn: every
