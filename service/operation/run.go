@@ -277,7 +277,8 @@ func (r *Runner) safeExec(ctx context.Context, op *state.Operation, item state.P
 
 // update applies fn to the stored operation, then wakes its waiters. A
 // failure is logged: the operation is left as stored, and resumes after a
-// restart.
+// restart; one the store no longer holds (a Redis that lost its data) is
+// gone, its remaining items with it.
 func (r *Runner) update(ctx context.Context, id string, fn func(*state.Operation) error) (*state.Operation, error) {
 	op, err := r.store.UpdateOperation(ctx, id, fn)
 	if err != nil {
@@ -286,6 +287,8 @@ func (r *Runner) update(ctx context.Context, id string, fn func(*state.Operation
 			r.log.InfoContext(ctx, "operation stopped: it was finished elsewhere", "operation", id)
 		case errors.Is(err, errLeaseLost):
 			r.log.InfoContext(ctx, "operation stopped: another runner took it over", "operation", id)
+		case errors.Is(err, state.ErrNotFound):
+			r.log.ErrorContext(ctx, "operation stopped: the state store no longer holds it (did it lose its data?); its remaining items will not run, and its caller finds no operation", "operation", id)
 		default:
 			r.log.ErrorContext(ctx, "operation progress not recorded; it resumes after a restart", "operation", id, "error", err)
 		}
