@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
@@ -139,14 +142,15 @@ func (h *exportHealth) succeeded() {
 }
 
 // watchedExporter tells exportHealth how each export went, so that an
-// outage ends with the first export that succeeds.
+// outage ends with the first export that succeeds. It hands the exporter
+// spans whose strings are valid UTF-8 (validSpans).
 type watchedExporter struct {
 	sdktrace.SpanExporter
 	health *exportHealth
 }
 
 func (e *watchedExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	err := e.SpanExporter.ExportSpans(ctx, spans)
+	err := e.SpanExporter.ExportSpans(ctx, validSpans(spans))
 	if err != nil {
 		e.health.failed(err)
 		// The batch span processor hands the error to otel.Handle, which
@@ -164,3 +168,130 @@ type reportedError struct{ err error }
 
 func (e *reportedError) Error() string { return e.err.Error() }
 func (e *reportedError) Unwrap() error { return e.err }
+
+// validSpans returns spans with every string an export carries (span and
+// event names, attribute keys and values, the status description) valid
+// UTF-8, each invalid byte sequence replaced by U+FFFD. OTLP encodes them
+// as protobuf strings, which must be UTF-8: one invalid string fails the
+// marshalling of the whole batch, and every span in it is lost. Callers
+// choose some of those strings: the gateway's HTTP span carries the
+// request's path and User-Agent, which anyone may send to /healthz, so
+// without this one request a batch would drop every call's spans with it.
+// Spans that need nothing are passed as they are; so is the slice when
+// none does.
+func validSpans(spans []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan // a copy, from the first span that needs one
+	for i, s := range spans {
+		if spanValid(s) {
+			if out != nil {
+				out = append(out, s)
+			}
+			continue
+		}
+		if out == nil {
+			out = make([]sdktrace.ReadOnlySpan, i, len(spans))
+			copy(out, spans[:i])
+		}
+		out = append(out, newValidSpan(s))
+	}
+	if out == nil {
+		return spans
+	}
+	return out
+}
+
+// spanValid reports whether every string of s that an export carries is
+// valid UTF-8.
+func spanValid(s sdktrace.ReadOnlySpan) bool {
+	if !utf8.ValidString(s.Name()) || !utf8.ValidString(s.Status().Description) || !attrsValid(s.Attributes()) {
+		return false
+	}
+	for _, e := range s.Events() {
+		if !utf8.ValidString(e.Name) || !attrsValid(e.Attributes) {
+			return false
+		}
+	}
+	for _, l := range s.Links() {
+		if !attrsValid(l.Attributes) {
+			return false
+		}
+	}
+	return true
+}
+
+func attrsValid(attrs []attribute.KeyValue) bool {
+	for _, kv := range attrs {
+		if !utf8.ValidString(string(kv.Key)) {
+			return false
+		}
+		switch kv.Value.Type() {
+		case attribute.STRING:
+			if !utf8.ValidString(kv.Value.AsString()) {
+				return false
+			}
+		case attribute.STRINGSLICE:
+			for _, v := range kv.Value.AsStringSlice() {
+				if !utf8.ValidString(v) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// validUTF8 is s with each invalid byte sequence replaced by U+FFFD.
+func validUTF8(s string) string { return strings.ToValidUTF8(s, string(utf8.RuneError)) }
+
+func validAttrs(attrs []attribute.KeyValue) []attribute.KeyValue {
+	if attrsValid(attrs) {
+		return attrs
+	}
+	out := make([]attribute.KeyValue, len(attrs))
+	for i, kv := range attrs {
+		kv.Key = attribute.Key(validUTF8(string(kv.Key)))
+		switch kv.Value.Type() {
+		case attribute.STRING:
+			kv.Value = attribute.StringValue(validUTF8(kv.Value.AsString()))
+		case attribute.STRINGSLICE:
+			vs := kv.Value.AsStringSlice()
+			for j, v := range vs {
+				vs[j] = validUTF8(v)
+			}
+			kv.Value = attribute.StringSliceValue(vs)
+		}
+		out[i] = kv
+	}
+	return out
+}
+
+// validSpan is a span whose strings were made valid UTF-8; everything
+// else is the span's own.
+type validSpan struct {
+	sdktrace.ReadOnlySpan
+	name   string
+	status sdktrace.Status
+	attrs  []attribute.KeyValue
+	events []sdktrace.Event
+	links  []sdktrace.Link
+}
+
+func newValidSpan(s sdktrace.ReadOnlySpan) *validSpan {
+	v := &validSpan{ReadOnlySpan: s, name: validUTF8(s.Name()), status: s.Status(), attrs: validAttrs(s.Attributes())}
+	v.status.Description = validUTF8(v.status.Description)
+	for _, e := range s.Events() {
+		e.Name, e.Attributes = validUTF8(e.Name), validAttrs(e.Attributes)
+		v.events = append(v.events, e)
+	}
+	for _, l := range s.Links() {
+		l.Attributes = validAttrs(l.Attributes)
+		v.links = append(v.links, l)
+	}
+	return v
+}
+
+func (v *validSpan) Name() string                     { return v.name }
+func (v *validSpan) Status() sdktrace.Status          { return v.status }
+func (v *validSpan) Attributes() []attribute.KeyValue { return v.attrs }
+func (v *validSpan) Events() []sdktrace.Event         { return v.events }
+func (v *validSpan) Links() []sdktrace.Link           { return v.links }
