@@ -118,7 +118,7 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 	if extra != nil {
 		exporters = append(exporters, extra)
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(samplerFor(len(exporters)))}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(samplerFor(len(exporters), cfg))}
 	t := &tracing{recording: len(exporters) > 0}
 	for _, exp := range exporters {
 		opts = append(opts, sdktrace.WithBatcher(&watchedExporter{SpanExporter: exp, health: health}))
@@ -134,11 +134,27 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 // allocations on every call. Spans still get a span context, with the
 // caller's trace id when a traceparent came in, so the context still
 // propagates to GitHub (traceparent, unsampled) and every log line of a
-// call still carries trace_id and span_id. With an exporter, the SDK's
-// default: ParentBased(AlwaysSample).
-func samplerFor(n int) sdktrace.Sampler {
+// call still carries trace_id and span_id.
+//
+// With an exporter, the sampler cfg.TracesSampler names
+// (OTEL_TRACES_SAMPLER), always behind its parent's decision: always_on
+// and traceidratio are taken as their parentbased_ forms, so that a span
+// whose parent is not sampled is not either. A caller's unsampled
+// traceparent is kept, and so is the batch's bound on its trace (the items
+// past the first maxItemEvents run under an unsampled span context: see
+// service's itemEvents), which a sampler deciding again for each span
+// would undo. always_off samples nothing, whatever the parent.
+func samplerFor(n int, cfg Config) sdktrace.Sampler {
 	if n == 0 {
 		return sdktrace.NeverSample()
+	}
+	switch cfg.TracesSampler {
+	case samplerAlwaysOff:
+		return sdktrace.NeverSample()
+	case samplerParentBasedAlwaysOff:
+		return sdktrace.ParentBased(sdktrace.NeverSample())
+	case samplerTraceIDRatio, samplerParentBasedTraceIDRatio:
+		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.TracesSamplerRatio))
 	}
 	return sdktrace.ParentBased(sdktrace.AlwaysSample())
 }

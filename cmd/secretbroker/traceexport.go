@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,53 @@ const (
 	tracesExporterNone     = "none"
 	tracesExporterDisabled = "" // neither variable set: nothing exported
 )
+
+// The sampler variables, and the samplers of OTEL_TRACES_SAMPLER the
+// broker takes (OpenTelemetry's, but for the remote ones).
+const (
+	envTracesSampler               = "OTEL_TRACES_SAMPLER"
+	envTracesSamplerArg            = "OTEL_TRACES_SAMPLER_ARG"
+	samplerAlwaysOn                = "always_on"
+	samplerAlwaysOff               = "always_off"
+	samplerTraceIDRatio            = "traceidratio"
+	samplerParentBasedAlwaysOn     = "parentbased_always_on"
+	samplerParentBasedAlwaysOff    = "parentbased_always_off"
+	samplerParentBasedTraceIDRatio = "parentbased_traceidratio"
+	defaultTracesSampler           = samplerParentBasedAlwaysOn
+)
+
+// samplerRatioDefault is the ratio of a trace id ratio sampler without
+// OTEL_TRACES_SAMPLER_ARG.
+const samplerRatioDefault = 1.0
+
+// tracesSamplerFromEnv returns the sampler OTEL_TRACES_SAMPLER names
+// (lower-cased; parentbased_always_on when unset or empty) and, for the
+// trace id ratio samplers, its ratio: OTEL_TRACES_SAMPLER_ARG, 0 to 1, 1
+// when unset. Another sampler, or a ratio that is not a number from 0 to
+// 1, is an error.
+func tracesSamplerFromEnv(lookupEnv func(string) (string, bool)) (string, float64, error) {
+	v, _ := lookupEnv(envTracesSampler)
+	name := strings.ToLower(strings.TrimSpace(v))
+	switch name {
+	case "":
+		return defaultTracesSampler, samplerRatioDefault, nil
+	case samplerAlwaysOn, samplerAlwaysOff, samplerParentBasedAlwaysOn, samplerParentBasedAlwaysOff:
+		return name, samplerRatioDefault, nil
+	case samplerTraceIDRatio, samplerParentBasedTraceIDRatio:
+		arg, _ := lookupEnv(envTracesSamplerArg)
+		if arg = strings.TrimSpace(arg); arg == "" {
+			return name, samplerRatioDefault, nil
+		}
+		ratio, err := strconv.ParseFloat(arg, 64)
+		if err != nil || !(ratio >= 0 && ratio <= 1) {
+			return "", 0, fmt.Errorf("%s=%q: want a ratio from 0 to 1 for %s", envTracesSamplerArg, arg, name)
+		}
+		return name, ratio, nil
+	}
+	return "", 0, fmt.Errorf("%s=%q: want %s, %s, %s, %s, %s or %s", envTracesSampler, v,
+		samplerParentBasedAlwaysOn, samplerParentBasedAlwaysOff, samplerParentBasedTraceIDRatio,
+		samplerAlwaysOn, samplerAlwaysOff, samplerTraceIDRatio)
+}
 
 // The values of OTEL_METRICS_EXPORTER the broker takes. "prometheus",
 // which autoexport would serve on a listener of its own, is left out:
