@@ -188,7 +188,7 @@ func setupMetrics(ctx context.Context, exporter string) (*sdkmetric.MeterProvide
 	if err != nil {
 		return nil, nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
-	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(exp)}
+	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(exp), sdkmetric.WithView(callDurationViews()...)}
 	switch exporter {
 	case metricsExporterOTLP, metricsExporterConsole:
 		// autoexport picks the reader by OTEL_METRICS_EXPORTER, which
@@ -202,6 +202,30 @@ func setupMetrics(ctx context.Context, exporter string) (*sdkmetric.MeterProvide
 	mp := sdkmetric.NewMeterProvider(opts...)
 	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return mp, h, nil
+}
+
+// callDurationBuckets are the bucket boundaries, in seconds, of the call
+// duration histograms, rpc_server_call_duration_seconds and
+// http_server_request_duration_seconds: OpenTelemetry's for HTTP and RPC
+// servers, which end at 10 s, and then up to 30 minutes. A write waits for
+// GitHub's pacing (a second between writes, more under its limits, up to
+// --max-queue-wait), a batch of 1,000 writes takes about 17 minutes,
+// WaitOperation waits as long as it is asked to: past 10 s every call
+// would fall in the +Inf bucket, and a quantile over them would read 10 s.
+func callDurationBuckets() []float64 {
+	return []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60, 120, 300, 600, 1200, 1800}
+}
+
+// callDurationViews give otelgrpc's and otelhttp's call duration
+// histograms (and the gateway's own recording of otelhttp's:
+// httpmetrics.go) the buckets of callDurationBuckets.
+func callDurationViews() []sdkmetric.View {
+	var views []sdkmetric.View
+	for _, name := range []string{"rpc.server.call.duration", "http.server.request.duration"} {
+		views = append(views, sdkmetric.NewView(sdkmetric.Instrument{Name: name},
+			sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: callDurationBuckets()}}))
+	}
+	return views
 }
 
 // registerBrokerMetrics registers the broker's own series on mp:
