@@ -88,7 +88,8 @@ func (t *tracing) shutdown(ctx context.Context, logger *slog.Logger) {
 // through a
 // batch span processor, so a slow or unreachable collector never holds a
 // call: a full queue drops spans instead. Export failures are logged once
-// per outage (exportHealth).
+// per outage (exportHealth); OpenTelemetry's other errors (a metric push's)
+// as what they are, once per run of them (newErrorHealth).
 func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sdktrace.SpanExporter) (*tracing, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(
 		propagation.TraceContext{}, propagation.Baggage{}))
@@ -97,7 +98,8 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 	// default text lines on standard error.
 	otel.SetLogger(logr.FromSlogHandler(logger.With(slog.String("component", "otel")).Handler()))
 	health := newExportHealth(logger.With(slog.String("component", "tracing")), time.Now, traceErrorRepeat)
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(health.failed))
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(
+		newErrorHealth(logger.With(slog.String("component", "otel")), time.Now, traceErrorRepeat).failed))
 
 	res, err := newResource(ctx)
 	if err != nil {

@@ -126,13 +126,23 @@ func tracesExporterFromEnv(lookupEnv func(string) (string, bool)) (string, error
 // first failure is logged at WARN; later ones are counted, not logged,
 // until an export succeeds again (logged at INFO with the count) or
 // repeat has passed since the last line (then one more WARN line with the
-// count). It is OpenTelemetry's error handler too (otel.SetErrorHandler),
-// so that no error of the SDK becomes a stray text line or one line per
-// span or batch.
+// count).
+//
+// Another exportHealth (newErrorHealth) is OpenTelemetry's error handler
+// (otel.SetErrorHandler), so that no error of the SDK becomes a stray
+// text line or one line per span or batch: the errors that are not a span
+// export's, a metric push's above all (OTEL_METRICS_EXPORTER), logged as
+// what they are, not as the trace exporter's. Nothing tells it that they
+// stopped: an error after repeat without any begins a new run of them.
 type exportHealth struct {
 	log    *slog.Logger
 	now    func() time.Time
 	repeat time.Duration
+	// failing and still are the lines of a failure that begins an outage
+	// and of one repeat after the last line; noRecovery is set for
+	// errors that no success ends (newErrorHealth).
+	failing, still string
+	noRecovery     bool
 
 	mu     sync.Mutex
 	down   bool
@@ -143,7 +153,19 @@ type exportHealth struct {
 }
 
 func newExportHealth(logger *slog.Logger, now func() time.Time, repeat time.Duration) *exportHealth {
-	return &exportHealth{log: logger, now: now, repeat: repeat}
+	return &exportHealth{log: logger, now: now, repeat: repeat,
+		failing: "trace export failing: spans are dropped until the collector answers; further failures are not logged until then",
+		still:   "trace export still failing",
+	}
+}
+
+// newErrorHealth returns the exportHealth of OpenTelemetry's errors other
+// than the span exporter's (which it reports itself, as reportedError).
+func newErrorHealth(logger *slog.Logger, now func() time.Time, repeat time.Duration) *exportHealth {
+	return &exportHealth{log: logger, now: now, repeat: repeat, noRecovery: true,
+		failing: "OpenTelemetry error (not a span export: a metric push, or the SDK's own); the ones that follow soon are counted, not logged",
+		still:   "OpenTelemetry errors go on",
+	}
 }
 
 // failed records a failure; it logs it when it begins an outage or when
@@ -155,19 +177,21 @@ func (h *exportHealth) failed(err error) {
 	}
 	h.mu.Lock()
 	now := h.now()
+	if h.down && h.noRecovery && h.quiet == 0 && now.Sub(h.logged) >= h.repeat {
+		h.down, h.total = false, 0 // none since the last line, repeat ago: over
+	}
 	h.total++
 	switch {
 	case !h.down:
 		h.down, h.since, h.logged, h.quiet = true, now, now, 0
 		h.mu.Unlock()
-		h.log.Warn("trace export failing: spans are dropped until the collector answers; further failures are not logged until then",
-			slog.Any("error", err))
+		h.log.Warn(h.failing, slog.Any("error", err))
 		return
 	case now.Sub(h.logged) >= h.repeat:
 		quiet, since := h.quiet, h.since
 		h.logged, h.quiet = now, 0
 		h.mu.Unlock()
-		h.log.Warn("trace export still failing",
+		h.log.Warn(h.still,
 			slog.Any("error", err), slog.Int("failures_not_logged", quiet), slog.Time("since", since))
 		return
 	}
