@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"sync"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -154,7 +155,14 @@ func (e *itemEvents) item(i int, name string, c code.Code) {
 	e.recorded++
 	e.mu.Unlock()
 	if len(name) > maxEventName {
-		name = name[:maxEventName]
+		// Cut on a character's boundary: an environment name may hold
+		// characters of several bytes, and a string that is not UTF-8
+		// fails the OTLP export of every span in its batch.
+		n := maxEventName
+		for n > 0 && !utf8.RuneStart(name[n]) {
+			n--
+		}
+		name = name[:n]
 	}
 	e.span.AddEvent("batch item", trace.WithAttributes(
 		attribute.Int(attrItemIndex, i),

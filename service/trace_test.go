@@ -8,10 +8,12 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/genproto/googleapis/rpc/code"
 
 	"github.com/secretbroker/secretbroker/upstream"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
@@ -171,4 +173,23 @@ func TestBatchItemEventsAreCapped(t *testing.T) {
 			t.Errorf("a span or event holds a planted value:\n%s", text.String())
 		}
 	})
+}
+
+// A batch item's event carries its name cut to maxEventName bytes on a
+// character's boundary: an environment name may hold characters of several
+// bytes, and a string that is not UTF-8 fails the OTLP export of the whole
+// batch of spans it is in.
+func TestBatchItemEventNameCutIsUTF8(t *testing.T) {
+	for _, prefix := range []string{"repos/o/r/environments/", "repos/o/r/environments/x"} {
+		name := prefix + strings.Repeat("é", maxEventName) + "/secrets/A"
+		rec := tracetest.NewSpanRecorder()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+		ctx, span := tp.Tracer("test").Start(t.Context(), "BatchPutSecrets")
+		newItemEvents(ctx).item(0, name, code.Code_NOT_FOUND)
+		span.End()
+		got := attrMap(rec.Ended()[0].Events()[0].Attributes)[attrItemName]
+		if !utf8.ValidString(got) || len(got) > maxEventName || len(got) < maxEventName-3 || !strings.HasPrefix(name, got) {
+			t.Errorf("prefix %q: event name %q (%d bytes), want a valid cut of at most %d bytes", prefix, got, len(got), maxEventName)
+		}
+	}
 }

@@ -298,7 +298,7 @@ func newAdminServer(ready *readiness, pprofOn bool, metrics http.Handler, logger
 		ReadTimeout:       readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          httpErrorLog(logger),
 	}
 	if !pprofOn {
 		srv.WriteTimeout = readHeaderTimeout

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -271,6 +272,13 @@ type Config struct {
 	// nothing is exported. The exporter reads its other settings
 	// (protocol, endpoint, headers) from the OTEL_* variables itself.
 	TracesExporter string
+	// TracesSampler is the sampler of the exported spans:
+	// OTEL_TRACES_SAMPLER, lower-cased, always behind the parent's
+	// decision (samplerFor). Not a flag. Default: parentbased_always_on.
+	// TracesSamplerRatio is the ratio of the trace id ratio samplers,
+	// OTEL_TRACES_SAMPLER_ARG (default 1).
+	TracesSampler      string
+	TracesSamplerRatio float64
 
 	// MetricsExporter is where metrics are pushed besides /metrics, which
 	// always serves them: OTEL_METRICS_EXPORTER ("otlp", "console" or
@@ -474,6 +482,9 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 
 	var err error
 	if cfg.TracesExporter, err = tracesExporterFromEnv(lookupEnv); err != nil {
+		return Config{}, err
+	}
+	if cfg.TracesSampler, cfg.TracesSamplerRatio, err = tracesSamplerFromEnv(lookupEnv); err != nil {
 		return Config{}, err
 	}
 	if cfg.MetricsExporter, err = metricsExporterFromEnv(lookupEnv); err != nil {
@@ -826,6 +837,16 @@ func devAddr(flagName, addr string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
+// tracesSamplerString is the sampler as the start-up line shows it: its
+// name, with the ratio for a trace id ratio sampler.
+func (c Config) tracesSamplerString() string {
+	switch c.TracesSampler {
+	case samplerTraceIDRatio, samplerParentBasedTraceIDRatio:
+		return c.TracesSampler + ":" + strconv.FormatFloat(c.TracesSamplerRatio, 'g', -1, 64)
+	}
+	return c.TracesSampler
+}
+
 // LogValue logs the configuration with the token redacted.
 func (c Config) LogValue() slog.Value {
 	tok := "(none)"
@@ -863,6 +884,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.String("traces_exporter", c.TracesExporter),
+		slog.String("traces_sampler", c.tracesSamplerString()),
 		slog.String("metrics_exporter", c.MetricsExporter),
 		slog.String("tls_cert_file", c.TLSCertFile),
 		slog.String("tls_client_ca_file", c.TLSClientCAFile),

@@ -62,6 +62,8 @@ func TestLoadConfig(t *testing.T) {
 		GRPCMaxConnectionAge:      30 * time.Minute,
 		LogLevel:                  slog.LevelInfo,
 		LogFormat:                 "json",
+		TracesSampler:             "parentbased_always_on",
+		TracesSamplerRatio:        1,
 		AllowUnauthenticated:      true,
 		CallerRPS:                 50,
 		CallerBurst:               100,

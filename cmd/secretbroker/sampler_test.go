@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -71,5 +72,66 @@ func TestSpansRecordedOnlyWithAnExporter(t *testing.T) {
 				t.Error("the context lost the trace")
 			}
 		})
+	}
+}
+
+// OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG choose the sampler of
+// the exported spans, always behind the parent's decision (a caller's
+// traceparent, a batch's unsampled items), but for always_off; a sampler
+// the broker does not take is a configuration error.
+func TestTracesSamplerFromEnv(t *testing.T) {
+	const (
+		sampledParent   = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+		unsampledParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+	)
+	for _, tc := range []struct {
+		sampler, arg string
+		// whether a root span, a sampled caller's and an unsampled
+		// caller's are sampled
+		root, sampled, unsampled bool
+	}{
+		{"", "", true, true, false},
+		{"parentbased_always_on", "", true, true, false},
+		{"always_on", "", true, true, false},
+		{"always_off", "", false, false, false},
+		{"parentbased_always_off", "", false, true, false},
+		{"traceidratio", "0", false, true, false},
+		{"parentbased_traceidratio", "0", false, true, false},
+		{"TraceIDRatio", " 1 ", true, true, false},
+		{"traceidratio", "", true, true, false},
+	} {
+		t.Run(tc.sampler+"/"+tc.arg, func(t *testing.T) {
+			env := envMap(map[string]string{"OTEL_TRACES_SAMPLER": tc.sampler, "OTEL_TRACES_SAMPLER_ARG": tc.arg})
+			cfg, err := loadConfig([]string{"--dev"}, env, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logger := slog.New(slog.DiscardHandler)
+			tr, err := setupTracing(t.Context(), cfg, logger, tracetest.NewInMemoryExporter())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.shutdown(t.Context(), logger)
+			for _, c := range []struct {
+				traceparent string
+				want        bool
+			}{{"", tc.root}, {sampledParent, tc.sampled}, {unsampledParent, tc.unsampled}} {
+				ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": c.traceparent})
+				_, span := tr.tp.Tracer("test").Start(ctx, "call")
+				if got := span.SpanContext().IsSampled(); got != c.want {
+					t.Errorf("parent %q: sampled %v, want %v", c.traceparent, got, c.want)
+				}
+				span.End()
+			}
+		})
+	}
+	for _, env := range []map[string]string{
+		{"OTEL_TRACES_SAMPLER": "jaeger_remote"},
+		{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1.5"},
+		{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "one percent"},
+	} {
+		if _, err := loadConfig([]string{"--dev"}, envMap(env), io.Discard); err == nil || !strings.Contains(err.Error(), "OTEL_TRACES_SAMPLER") {
+			t.Errorf("%v: %v, want an error naming the variable", env, err)
+		}
 	}
 }

@@ -388,7 +388,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		TLSConfig:         tlsCfg,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          httpErrorLog(logger),
 	}
 
 	serveErr := make(chan error, 4)

@@ -88,7 +88,8 @@ func (t *tracing) shutdown(ctx context.Context, logger *slog.Logger) {
 // through a
 // batch span processor, so a slow or unreachable collector never holds a
 // call: a full queue drops spans instead. Export failures are logged once
-// per outage (exportHealth).
+// per outage (exportHealth); OpenTelemetry's other errors (a metric push's)
+// as what they are, once per run of them (newErrorHealth).
 func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sdktrace.SpanExporter) (*tracing, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(
 		propagation.TraceContext{}, propagation.Baggage{}))
@@ -97,7 +98,8 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 	// default text lines on standard error.
 	otel.SetLogger(logr.FromSlogHandler(logger.With(slog.String("component", "otel")).Handler()))
 	health := newExportHealth(logger.With(slog.String("component", "tracing")), time.Now, traceErrorRepeat)
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(health.failed))
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(
+		newErrorHealth(logger.With(slog.String("component", "otel")), time.Now, traceErrorRepeat).failed))
 
 	res, err := newResource(ctx)
 	if err != nil {
@@ -118,7 +120,7 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 	if extra != nil {
 		exporters = append(exporters, extra)
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(samplerFor(len(exporters)))}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(samplerFor(len(exporters), cfg))}
 	t := &tracing{recording: len(exporters) > 0}
 	for _, exp := range exporters {
 		opts = append(opts, sdktrace.WithBatcher(&watchedExporter{SpanExporter: exp, health: health}))
@@ -134,11 +136,27 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 // allocations on every call. Spans still get a span context, with the
 // caller's trace id when a traceparent came in, so the context still
 // propagates to GitHub (traceparent, unsampled) and every log line of a
-// call still carries trace_id and span_id. With an exporter, the SDK's
-// default: ParentBased(AlwaysSample).
-func samplerFor(n int) sdktrace.Sampler {
+// call still carries trace_id and span_id.
+//
+// With an exporter, the sampler cfg.TracesSampler names
+// (OTEL_TRACES_SAMPLER), always behind its parent's decision: always_on
+// and traceidratio are taken as their parentbased_ forms, so that a span
+// whose parent is not sampled is not either. A caller's unsampled
+// traceparent is kept, and so is the batch's bound on its trace (the items
+// past the first maxItemEvents run under an unsampled span context: see
+// service's itemEvents), which a sampler deciding again for each span
+// would undo. always_off samples nothing, whatever the parent.
+func samplerFor(n int, cfg Config) sdktrace.Sampler {
 	if n == 0 {
 		return sdktrace.NeverSample()
+	}
+	switch cfg.TracesSampler {
+	case samplerAlwaysOff:
+		return sdktrace.NeverSample()
+	case samplerParentBasedAlwaysOff:
+		return sdktrace.ParentBased(sdktrace.NeverSample())
+	case samplerTraceIDRatio, samplerParentBasedTraceIDRatio:
+		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.TracesSamplerRatio))
 	}
 	return sdktrace.ParentBased(sdktrace.AlwaysSample())
 }
@@ -172,7 +190,7 @@ func setupMetrics(ctx context.Context, exporter string) (*sdkmetric.MeterProvide
 	if err != nil {
 		return nil, nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
-	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(exp)}
+	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(exp), sdkmetric.WithView(callDurationViews()...)}
 	switch exporter {
 	case metricsExporterOTLP, metricsExporterConsole:
 		// autoexport picks the reader by OTEL_METRICS_EXPORTER, which
@@ -186,6 +204,30 @@ func setupMetrics(ctx context.Context, exporter string) (*sdkmetric.MeterProvide
 	mp := sdkmetric.NewMeterProvider(opts...)
 	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return mp, h, nil
+}
+
+// callDurationBuckets are the bucket boundaries, in seconds, of the call
+// duration histograms, rpc_server_call_duration_seconds and
+// http_server_request_duration_seconds: OpenTelemetry's for HTTP and RPC
+// servers, which end at 10 s, and then up to 30 minutes. A write waits for
+// GitHub's pacing (a second between writes, more under its limits, up to
+// --max-queue-wait), a batch of 1,000 writes takes about 17 minutes,
+// WaitOperation waits as long as it is asked to: past 10 s every call
+// would fall in the +Inf bucket, and a quantile over them would read 10 s.
+func callDurationBuckets() []float64 {
+	return []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60, 120, 300, 600, 1200, 1800}
+}
+
+// callDurationViews give otelgrpc's and otelhttp's call duration
+// histograms (and the gateway's own recording of otelhttp's:
+// httpmetrics.go) the buckets of callDurationBuckets.
+func callDurationViews() []sdkmetric.View {
+	var views []sdkmetric.View
+	for _, name := range []string{"rpc.server.call.duration", "http.server.request.duration"} {
+		views = append(views, sdkmetric.NewView(sdkmetric.Instrument{Name: name},
+			sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: callDurationBuckets()}}))
+	}
+	return views
 }
 
 // registerBrokerMetrics registers the broker's own series on mp:

@@ -14,6 +14,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -285,5 +286,74 @@ func TestUnreachableCollectorLogsOnce(t *testing.T) {
 	}
 	if otelLines == 0 {
 		t.Errorf("no line of OpenTelemetry's own logger in the broker's log:\n%s", logs.String())
+	}
+}
+
+// failingExporter fails every export.
+type failingExporter struct{}
+
+func (failingExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error {
+	return errors.New("collector unreachable")
+}
+func (failingExporter) Shutdown(context.Context) error { return nil }
+
+// OpenTelemetry's errors that are not a span export's (a metric push that
+// fails, OTEL_METRICS_EXPORTER) are logged as what they are, once per
+// run of them, never as the trace exporter's failing; a span export that
+// fails is still logged as that, once.
+func TestOTelErrorsAreNotTraceExportFailures(t *testing.T) {
+	var logs syncWriter
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	tr, err := setupTracing(t.Context(), Config{}, logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushFailed := errors.New(`failed to upload metrics: Post "http://collector:4318/v1/metrics": connection refused`)
+	for range 3 {
+		otel.Handle(pushFailed)
+	}
+	tr.shutdown(t.Context(), logger)
+	lines := jsonLines(t, logs.String())
+	if len(lines) != 1 || !strings.HasPrefix(lines[0]["msg"].(string), "OpenTelemetry error") || lines[0]["error"] != pushFailed.Error() {
+		t.Errorf("3 failed metric pushes: %v, want one line saying what failed", lines)
+	}
+
+	var spanLogs syncWriter
+	logger = slog.New(slog.NewJSONHandler(&spanLogs, nil))
+	tr, err = setupTracing(t.Context(), Config{}, logger, failingExporter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		_, span := tr.tp.Tracer("test").Start(t.Context(), "call")
+		span.End()
+		_ = tr.tp.ForceFlush(t.Context())
+	}
+	tr.shutdown(t.Context(), logger)
+	lines = withMessage(jsonLines(t, spanLogs.String()), "trace export failing")
+	if n := len(jsonLines(t, spanLogs.String())); len(lines) != 1 || n != 1 {
+		t.Errorf("2 failed span exports: %d lines, %d of them trace export failing, want 1:\n%s", n, len(lines), spanLogs.String())
+	}
+}
+
+// OpenTelemetry's other errors have no success to end their run: an error
+// after repeat without any begins a new one, logged as such; one within
+// repeat of the last line is counted.
+func TestErrorHealthRuns(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	h := newErrorHealth(slog.New(slog.NewJSONHandler(&buf, nil)), func() time.Time { return now }, time.Hour)
+	err := errors.New("push failed")
+	h.failed(err)
+	now = now.Add(time.Minute)
+	h.failed(err) // counted
+	now = now.Add(time.Hour)
+	h.failed(err) // repeat after the first line: one more, counting one
+	now = now.Add(3 * time.Hour)
+	h.failed(err) // none for 3 hours: a new run
+	lines := jsonLines(t, buf.String())
+	if len(lines) != 3 || lines[1]["msg"] != "OpenTelemetry errors go on" || lines[1]["failures_not_logged"] != 1.0 ||
+		!strings.HasPrefix(lines[2]["msg"].(string), "OpenTelemetry error (") {
+		t.Errorf("lines %v", lines)
 	}
 }
