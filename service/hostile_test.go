@@ -167,8 +167,8 @@ func TestHostileInputSendsNothingUpstream(t *testing.T) {
 		{"BOM", envOf + "%EF%BB%BFstaging/secrets/X", "it holds U+FEFF"},
 		// Lengths.
 		{"secret name of 256", repo + "/secrets/" + strings.Repeat("S", 256), "secret name is 256 characters; the limit is 255"},
-		{"name of 2000 bytes", repo + "/secrets/" + strings.Repeat("S", 2000-len(repo+"/secrets/")), "is 2000 bytes; a resource name is at most 1024 bytes"},
-		{"2000 bytes of NUL", strings.Repeat("\x00", 2000), "is 2000 bytes"},
+		{"name of 5000 bytes", repo + "/secrets/" + strings.Repeat("S", 5000-len(repo+"/secrets/")), "is 5000 bytes; a resource name is at most 4096 bytes"},
+		{"5000 bytes of NUL", strings.Repeat("\x00", 5000), "is 5000 bytes"},
 		{"environment of 256", envOf + strings.Repeat("e", 256) + "/secrets/X", "environment name must be 1 to 255"},
 	}
 

@@ -21,16 +21,21 @@ import (
 // where {app} is "actions" or "agents" and {environment} is URL-escaped
 // exactly once ("prod/eu" is "prod%2Feu").
 
-// maxEnvironmentLen is GitHub's limit on environment names.
+// maxEnvironmentLen is GitHub's limit on environment names, in
+// characters.
 const maxEnvironmentLen = 255
 
 // maxSecretNameLen bounds a secret name. GitHub publishes no limit; 255
 // characters is far beyond any real name and keeps paths short.
 const maxSecretNameLen = 255
 
-// maxResourceNameLen bounds a resource name, as sent and as the broker
-// formats it back: a longer name is refused before any other parsing.
-const maxResourceNameLen = 1024
+// maxResourceNameLen bounds a resource name as sent: a longer name is
+// refused before any other parsing. Every name that parses formats back
+// (with the environment escaped once) within it, the longest being
+// 3,484 bytes: "repos/", a 39-byte owner, a 100-byte repository,
+// "/environments/", 255 characters of up to 4 bytes each escaped to
+// 3,060, "/secrets/" and a 255-byte secret name.
+const maxResourceNameLen = 4096
 
 // checkResourceName applies the rules every resource name meets before it
 // is split: at most maxResourceNameLen bytes, valid UTF-8, and no control
@@ -50,23 +55,12 @@ func checkResourceName(field, s string) error {
 	return nil
 }
 
-// checkFormattedLen refuses a secret name whose canonical form (the one
-// the broker hands back, with the environment escaped once) is longer than
-// maxResourceNameLen, so that the broker never returns a name it would
-// refuse.
-func checkFormattedLen(field, formatted string) error {
-	if len(formatted) > maxResourceNameLen {
-		return invalidArg(field, "formats to %d bytes (the environment escaped once); a resource name is at most %d bytes", len(formatted), maxResourceNameLen)
-	}
-	return nil
-}
-
 // parseParent parses a scope resource name. field names the request field
 // for error messages.
 //
-// A parent that parses formats back to at most 925 bytes ("repos/", a
-// 39-byte owner, a 100-byte repository, "/environments/" and 255 bytes
-// escaped to 765), so only secret names need checkFormattedLen.
+// A parent that parses formats back to at most 3,219 bytes ("repos/", a
+// 39-byte owner, a 100-byte repository, "/environments/" and 255
+// characters escaped to at most 3,060).
 func parseParent(field, s string) (upstream.Scope, error) {
 	if err := checkResourceName(field, s); err != nil {
 		return upstream.Scope{}, err
@@ -138,9 +132,6 @@ func parseSecretName(field, s string) (upstream.Scope, string, error) {
 	}
 	name, err := checkSecretName(field, s[i+len("/secrets/"):])
 	if err != nil {
-		return upstream.Scope{}, "", err
-	}
-	if err := checkFormattedLen(field, secretResourceName(scope, name)); err != nil {
 		return upstream.Scope{}, "", err
 	}
 	return scope, name, nil
@@ -280,11 +271,11 @@ func parseEnvironment(field, seg string) (string, error) {
 	if err != nil {
 		return "", invalidArg(field, "environment %q is not validly URL-escaped", seg)
 	}
-	if env == "" || len(env) > maxEnvironmentLen {
-		return "", invalidArg(field, "environment name must be 1 to %d bytes (UTF-8)", maxEnvironmentLen)
-	}
 	if !utf8.ValidString(env) {
 		return "", invalidArg(field, "environment name %q must be valid UTF-8 once unescaped", seg)
+	}
+	if env == "" || utf8.RuneCountInString(env) > maxEnvironmentLen {
+		return "", invalidArg(field, "environment name must be 1 to %d characters", maxEnvironmentLen)
 	}
 	if env == "." || env == ".." {
 		return "", invalidArg(field, "environment name %q (unescaped %q) must not be \".\" or \"..\"", seg, env)

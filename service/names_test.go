@@ -91,8 +91,11 @@ func TestParseParent(t *testing.T) {
 		// Lengths.
 		{in: "repos/o/r/environments/" + strings.Repeat("e", 255), want: upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r", Environment: strings.Repeat("e", 255)}},
 		{in: "repos/o/r/environments/" + strings.Repeat("e", 256), wantErr: "environment name must be 1 to 255"},
-		{in: "repos/o/r/environments/" + strings.Repeat("é", 128), wantErr: "environment name must be 1 to 255 bytes"}, // 256 bytes
-		{in: "orgs/" + strings.Repeat("a", 1100) + "/actions", wantErr: "is 1113 bytes; a resource name is at most 1024 bytes"},
+		{in: "repos/o/r/environments/" + strings.Repeat("é", 256), wantErr: "environment name must be 1 to 255 characters"},
+		// GitHub counts characters: 255 of 4 bytes each (escaped, 3,060 bytes) is a name.
+		{in: "repos/o/r/environments/" + strings.Repeat("%F0%9F%9A%80", 255), want: upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r", Environment: strings.Repeat("🚀", 255)}},
+		{in: "repos/o/r/environments/" + strings.Repeat("é", 130), want: upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r", Environment: strings.Repeat("é", 130)}}, // 260 bytes
+		{in: "orgs/" + strings.Repeat("a", 4100) + "/actions", wantErr: "is 4113 bytes; a resource name is at most 4096 bytes"},
 		// The longest parent formats to 925 bytes, under the limit.
 		{in: "repos/" + strings.Repeat("o", 39) + "/" + strings.Repeat("r", 100) + "/environments/" + strings.Repeat("!", 255), want: upstream.Scope{App: upstream.Actions, Owner: strings.Repeat("o", 39), Repo: strings.Repeat("r", 100), Environment: strings.Repeat("!", 255)}},
 		// Not dot segments: legitimate names.
@@ -163,16 +166,17 @@ func TestParseSecretName(t *testing.T) {
 		{in: "orgs/acme/actions/secrets/A\xffB", wantErr: "is not valid UTF-8"},
 		{in: "orgs/acme/actions/secrets/" + strings.Repeat("S", 255), wantName: strings.Repeat("S", 255)},
 		{in: "orgs/acme/actions/secrets/" + strings.Repeat("S", 256), wantErr: "secret name is 256 characters; the limit is 255"},
-		{in: "orgs/acme/actions/secrets/" + strings.Repeat("S", 2000), wantErr: "a resource name is at most 1024 bytes"},
+		{in: "orgs/acme/actions/secrets/" + strings.Repeat("S", 5000), wantErr: "a resource name is at most 4096 bytes"},
 		{in: "repos/o/r/environments/%2e%2e/secrets/X", wantErr: `must not be "." or ".."`},
 		{in: "repos/o/r/environments/%E2%80%AE/secrets/X", wantErr: "category Cf"},
-		// Under 1,024 bytes as sent, over it formatted back.
-		{in: "repos/" + strings.Repeat("o", 39) + "/" + strings.Repeat("r", 100) + "/environments/" + strings.Repeat("~", 200) + "/secrets/" + strings.Repeat("S", 255), wantName: strings.Repeat("S", 255)},
-		{in: "repos/" + strings.Repeat("o", 39) + "/" + strings.Repeat("r", 100) + "/environments/" + strings.Repeat("!", 201) + "/secrets/" + strings.Repeat("S", 255), wantErr: "formats to 1027 bytes"},
+		// The longest names GitHub's limits allow, sent unescaped (about
+		// 1,400 bytes) and escaped (3,484 bytes).
+		{in: "repos/" + strings.Repeat("o", 39) + "/" + strings.Repeat("r", 100) + "/environments/" + strings.Repeat("🚀", 255) + "/secrets/" + strings.Repeat("S", 255), wantName: strings.Repeat("S", 255)},
+		{in: "repos/" + strings.Repeat("o", 39) + "/" + strings.Repeat("r", 100) + "/environments/" + strings.Repeat("%F0%9F%9A%80", 255) + "/secrets/" + strings.Repeat("S", 255), wantName: strings.Repeat("S", 255)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in[:min(len(tt.in), 80)], func(t *testing.T) {
-			_, name, err := parseSecretName("name", tt.in)
+			scope, name, err := parseSecretName("name", tt.in)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)
@@ -184,6 +188,11 @@ func TestParseSecretName(t *testing.T) {
 			}
 			if err != nil || name != tt.wantName {
 				t.Fatalf("parseSecretName(%q) = %q, %v; want %q", tt.in, name, err, tt.wantName)
+			}
+			// The broker never hands back a name it would refuse.
+			formatted := secretResourceName(scope, name)
+			if _, again, err := parseSecretName("name", formatted); err != nil || again != name || len(formatted) > maxResourceNameLen {
+				t.Fatalf("formatted back to %d bytes, which parses to %q, %v", len(formatted), again, err)
 			}
 		})
 	}
@@ -214,7 +223,7 @@ func FuzzParseSecretName(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in string) {
 		scope, name, err := parseSecretName("name", in)
 		if err != nil {
-			if len(in) > maxResourceNameLen && !strings.Contains(err.Error(), "at most 1024 bytes") {
+			if len(in) > maxResourceNameLen && !strings.Contains(err.Error(), "at most 4096 bytes") {
 				t.Fatalf("%d bytes refused for another reason first: %v", len(in), err)
 			}
 			return

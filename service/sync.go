@@ -337,9 +337,6 @@ func parseSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*sy
 		if len(v) > maxValueBytes {
 			return nil, nil, invalidArg("secrets", "the value of %s is %d bytes; GitHub's limit is %d bytes (48 KB)", name, len(v), maxValueBytes)
 		}
-		if err := checkFormattedLen("secrets", secretResourceName(scope, name)); err != nil {
-			return nil, nil, err
-		}
 		desired[name] = []byte(v)
 	}
 	return plan, desired, nil
