@@ -464,8 +464,8 @@ func (s *Server) opsClosed() bool {
 
 // toOperation is a stored operation as the API shows it. Sync results are
 // sorted by name; batch results are in the order they were decided: the
-// items refused when the batch was accepted first, then the others in the
-// order of the request.
+// items refused when the batch was accepted first, then the others, each
+// in the order of the request.
 func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 	m := op.Metadata
 	out := &secretbrokerv1.Operation{
