@@ -217,7 +217,13 @@ func (s *Server) startOperation(ctx context.Context, rpcName string, op *state.O
 }
 
 // opError maps an error of the operation runner to the status a caller
-// sees, and logs it.
+// sees, and logs it. What is not the caller's (a missing operation, a bad
+// name, its own deadline or cancel) nor a stored operation that does not
+// decode is the state store failing (Redis unreachable, or its own
+// timeout; a file store's I/O error; a store closed at shutdown):
+// UNAVAILABLE with a retry delay, as the README promises while the state
+// the replicas share cannot be reached, so that a caller polling an
+// operation tries again instead of giving it up.
 func (s *Server) opError(ctx context.Context, op string, err error) error {
 	var st *status.Status
 	switch {
@@ -227,10 +233,12 @@ func (s *Server) opError(ctx context.Context, op string, err error) error {
 		st = status.New(codes.InvalidArgument, "name: not an operation name (operations/{id})")
 	case errors.Is(err, operation.ErrClosed):
 		st = WithRetryInfo(status.New(codes.Unavailable, "the broker is shutting down; try again"), RetryShutdown)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		st = classify(err)
-	default:
+	case errors.Is(err, state.ErrCorrupt):
 		st = status.New(codes.Internal, "internal error")
+	default:
+		st = WithRetryInfo(status.New(codes.Unavailable, "the broker's state store cannot be reached; try again later"), RetryOutage)
 	}
 	if st.Code() == codes.Internal || st.Code() == codes.Unavailable {
 		s.log.ErrorContext(ctx, "request failed", "op", op, "code", st.Code().String(), "err", err)
