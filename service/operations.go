@@ -338,9 +338,9 @@ func (s *Server) ListOperations(ctx context.Context, req *secretbrokerv1.ListOpe
 		}
 	}
 	if t := req.GetPageToken(); t != "" {
-		after, ok := decodeOperationToken(t, int(size), f.NotDone)
+		after, _, ok := decodeOperationToken(t, f.NotDone)
 		if !ok {
-			return nil, s.toStatus(ctx, "ListOperations", invalidArg("page_token", "is not a token this list returned (with this page_size and not_done)"))
+			return nil, s.toStatus(ctx, "ListOperations", invalidArg("page_token", "is not a token this list returned (with this not_done)"))
 		}
 		f.After = after
 	}
@@ -362,24 +362,30 @@ func (s *Server) ListOperations(ctx context.Context, req *secretbrokerv1.ListOpe
 const opTokenVersion = "o1"
 
 // operationToken returns the page token that lists operations after the
-// ID after, for a page size and not_done.
+// ID after, issued by a page of size for not_done. The size only tells
+// what the token was issued for: the next page may ask for another
+// (AIP-158; the list resumes after an ID, whatever the size), and a
+// broker that did bind it to its size still reads it with the same size.
 func operationToken(after string, size int, notDone bool) string {
 	return encodeToken(opTokenVersion + ":" + after + ":" + strconv.Itoa(size) + ":" + strconv.FormatBool(notDone))
 }
 
-// decodeOperationToken returns the ID a token lists after, when it was
-// issued for this page size and not_done.
-func decodeOperationToken(token string, size int, notDone bool) (string, bool) {
+// decodeOperationToken returns the ID a token lists after, and the page
+// size it was issued by, when it was issued for this not_done.
+func decodeOperationToken(token string, notDone bool) (after string, size int, ok bool) {
 	raw, ok := decodeToken(token)
 	if !ok {
-		return "", false
+		return "", 0, false
 	}
 	parts := strings.Split(raw, ":")
-	if len(parts) != 4 || parts[0] != opTokenVersion || !validOperationID(parts[1]) ||
-		parts[2] != strconv.Itoa(size) || parts[3] != strconv.FormatBool(notDone) {
-		return "", false
+	if len(parts) != 4 || parts[0] != opTokenVersion || !validOperationID(parts[1]) || parts[3] != strconv.FormatBool(notDone) {
+		return "", 0, false
 	}
-	return parts[1], true
+	size, err := strconv.Atoi(parts[2])
+	if err != nil || size < 1 || size > maxPageSize || parts[2] != strconv.Itoa(size) {
+		return "", 0, false
+	}
+	return parts[1], size, true
 }
 
 // CancelOperation asks an operation to stop. The caller that started it
