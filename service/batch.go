@@ -11,6 +11,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
@@ -40,7 +41,7 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 	}
 	ctx, cancel := keepTimeToReply(ctx)
 	defer cancel()
-	var tally batchTally
+	tally := batchTally{call: ctx}
 	events := newItemEvents(ctx)
 	results := make([]*secretbrokerv1.BatchPutSecretsResult, len(reqs))
 	fail := func(i int, err error) {
@@ -264,7 +265,7 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 	}
 	ctx, cancel := keepTimeToReply(ctx)
 	defer cancel()
-	var tally batchTally
+	tally := batchTally{call: ctx}
 	events := newItemEvents(ctx)
 	results := make([]*secretbrokerv1.BatchDeleteSecretsResult, len(names))
 	fail := func(i int, err error) {
@@ -377,16 +378,41 @@ func errRepeated() error {
 // batchTally turns each item's error into its result fields, without a
 // log line per item, and counts the codes for the batch's one summary line.
 type batchTally struct {
+	// call is the call's context less its time to reply
+	// (keepTimeToReply): an item it stopped before the item was sent is
+	// told so (notSentInTime). Nil: none.
+	call context.Context
+
 	mu     sync.Mutex
 	counts map[codes.Code]int
 	fault  error // one server-side failure, for the summary
+}
+
+// retryNotSent is the retry_after of an item the call's deadline stopped
+// before it was sent (notSentInTime): its turn came, or nearly, as the
+// deadline passed; the pacer's shortest retry.
+const retryNotSent = time.Second
+
+// notSentInTime is the answer for a batch's item that the call's deadline
+// (less its time to reply) stopped before GitHub was sent it: its turn
+// came as the deadline passed (the write slot freed by a write the
+// deadline cut), or it waited for something else. As the pacer answers an
+// item whose turn it can tell would come too late, RESOURCE_EXHAUSTED
+// with a retry_after, never DEADLINE_EXCEEDED, which says nothing of
+// whether GitHub was sent it and is what an item cut short on its way to
+// GitHub is answered.
+func notSentInTime() *status.Status {
+	return WithRetryInfo(status.New(codes.ResourceExhausted,
+		"the call's deadline came before this item could be sent to GitHub; nothing was sent: try again later"), retryNotSent)
 }
 
 // add returns the code, the safe message and the retry delay a caller
 // would have had from the single call for err (nil for success); an item
 // the shutdown stopped before GitHub was sent it is UNAVAILABLE, as a
 // single call it stops (errDrained), and one it cut short after GitHub
-// was sent it is ABORTED (mayHaveApplied).
+// was sent it is ABORTED (mayHaveApplied); an item the call's deadline
+// stopped before GitHub was sent it is RESOURCE_EXHAUSTED
+// (notSentInTime), one it cut short after, DEADLINE_EXCEEDED.
 func (t *batchTally) add(err error) (code.Code, string, *durationpb.Duration) {
 	st := statusOf(err)
 	drained := st.Code() == codes.Canceled
@@ -403,6 +429,8 @@ func (t *batchTally) add(err error) (code.Code, string, *durationpb.Duration) {
 		// item, never sent, is to be sent again, as a single call
 		// stopped so is told.
 		st = Stopped("this item")
+	case st.Code() == codes.DeadlineExceeded && t.call != nil && t.call.Err() != nil && !sentWhenCut(err):
+		st = notSentInTime()
 	}
 	var retry *durationpb.Duration
 	for _, d := range st.Details() {

@@ -18,9 +18,9 @@ import (
 // cannot be written refuses the call with UNAVAILABLE before anything goes
 // upstream or is stored. Each item is then authorized (write) and its
 // selected_repositories resolved: items refused there are the operation's
-// first results; the others are its pending work, written in the order of
-// the request by the operation runner (judged unchanged, drifted or
-// written as a batch is).
+// first results, in the order sent, whatever refused them; the others are
+// its pending work, written in the order of the request by the operation
+// runner (judged unchanged, drifted or written as a batch is).
 func (s *Server) batchAsync(ctx context.Context, req *secretbrokerv1.BatchPutSecretsRequest) (*secretbrokerv1.BatchPutSecretsResponse, error) {
 	const op = "BatchPutSecrets"
 	reqs := req.GetRequests()
@@ -64,20 +64,24 @@ func (s *Server) batchAsync(ctx context.Context, req *secretbrokerv1.BatchPutSec
 	if len(reqs) > 0 {
 		o.Force = reqs[0].GetForce()
 	}
-	refuse := func(i int, err error) {
-		st := statusOf(err)
-		o.Results = append(o.Results, state.ItemResult{Name: reqs[i].GetName(), Code: st.Code(), Message: st.Message()})
-		plans[i] = nil
-	}
+	// Items refused here are the operation's first results, in the
+	// order sent, whatever refused them.
+	refused := make([]error, len(reqs))
 	for i, p := range plans {
 		res := secretResourceName(p.scope, p.name)
 		if err := s.check(ctx, rpcBatchPut, indexOf(i), verbWrite, res, s.may(ctx, verbWrite, res)); err != nil {
-			refuse(i, err)
+			refused[i], plans[i] = err, nil
 		}
 	}
 	for i, err := range s.resolveBatchNames(ctx, plans) {
 		s.rejected(ctx, rpcBatchPut, indexOf(i), reqs[i].GetName(), err)
-		refuse(i, err)
+		refused[i], plans[i] = err, nil
+	}
+	for i, err := range refused {
+		if err != nil {
+			st := statusOf(err)
+			o.Results = append(o.Results, state.ItemResult{Name: reqs[i].GetName(), Code: st.Code(), Message: st.Message()})
+		}
 	}
 	for _, p := range plans {
 		if p == nil {

@@ -218,6 +218,14 @@ func sentWhenStopped(err error) bool {
 	return ok && errors.Is(err, context.Canceled)
 }
 
+// sentWhenCut reports whether err is a write that its call's context cut
+// short (cancelled or past its deadline) after an attempt of it was sent
+// to GitHub whose outcome is unknown: GitHub may have applied it.
+func sentWhenCut(err error) bool {
+	_, ok := errors.AsType[*upstream.OutcomeUnknownError](err)
+	return ok
+}
+
 // mayHaveApplied is the answer for a batch's or an operation's item that
 // stopped (why: "the operation was cancelled", ...) cut short after GitHub
 // was sent it (sentWhenStopped): ABORTED, GitHub may have applied it. Not

@@ -217,7 +217,13 @@ func (s *Server) startOperation(ctx context.Context, rpcName string, op *state.O
 }
 
 // opError maps an error of the operation runner to the status a caller
-// sees, and logs it.
+// sees, and logs it. What is not the caller's (a missing operation, a bad
+// name, its own deadline or cancel) nor a stored operation that does not
+// decode is the state store failing (Redis unreachable, or its own
+// timeout; a file store's I/O error; a store closed at shutdown):
+// UNAVAILABLE with a retry delay, as the README promises while the state
+// the replicas share cannot be reached, so that a caller polling an
+// operation tries again instead of giving it up.
 func (s *Server) opError(ctx context.Context, op string, err error) error {
 	var st *status.Status
 	switch {
@@ -227,10 +233,12 @@ func (s *Server) opError(ctx context.Context, op string, err error) error {
 		st = status.New(codes.InvalidArgument, "name: not an operation name (operations/{id})")
 	case errors.Is(err, operation.ErrClosed):
 		st = WithRetryInfo(status.New(codes.Unavailable, "the broker is shutting down; try again"), RetryShutdown)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		st = classify(err)
-	default:
+	case errors.Is(err, state.ErrCorrupt):
 		st = status.New(codes.Internal, "internal error")
+	default:
+		st = WithRetryInfo(status.New(codes.Unavailable, "the broker's state store cannot be reached; try again later"), RetryOutage)
 	}
 	if st.Code() == codes.Internal || st.Code() == codes.Unavailable {
 		s.log.ErrorContext(ctx, "request failed", "op", op, "code", st.Code().String(), "err", err)
@@ -330,9 +338,9 @@ func (s *Server) ListOperations(ctx context.Context, req *secretbrokerv1.ListOpe
 		}
 	}
 	if t := req.GetPageToken(); t != "" {
-		after, ok := decodeOperationToken(t, int(size), f.NotDone)
+		after, _, ok := decodeOperationToken(t, f.NotDone)
 		if !ok {
-			return nil, s.toStatus(ctx, "ListOperations", invalidArg("page_token", "is not a token this list returned (with this page_size and not_done)"))
+			return nil, s.toStatus(ctx, "ListOperations", invalidArg("page_token", "is not a token this list returned (with this not_done)"))
 		}
 		f.After = after
 	}
@@ -354,24 +362,30 @@ func (s *Server) ListOperations(ctx context.Context, req *secretbrokerv1.ListOpe
 const opTokenVersion = "o1"
 
 // operationToken returns the page token that lists operations after the
-// ID after, for a page size and not_done.
+// ID after, issued by a page of size for not_done. The size only tells
+// what the token was issued for: the next page may ask for another
+// (AIP-158; the list resumes after an ID, whatever the size), and a
+// broker that did bind it to its size still reads it with the same size.
 func operationToken(after string, size int, notDone bool) string {
 	return encodeToken(opTokenVersion + ":" + after + ":" + strconv.Itoa(size) + ":" + strconv.FormatBool(notDone))
 }
 
-// decodeOperationToken returns the ID a token lists after, when it was
-// issued for this page size and not_done.
-func decodeOperationToken(token string, size int, notDone bool) (string, bool) {
+// decodeOperationToken returns the ID a token lists after, and the page
+// size it was issued by, when it was issued for this not_done.
+func decodeOperationToken(token string, notDone bool) (after string, size int, ok bool) {
 	raw, ok := decodeToken(token)
 	if !ok {
-		return "", false
+		return "", 0, false
 	}
 	parts := strings.Split(raw, ":")
-	if len(parts) != 4 || parts[0] != opTokenVersion || !validOperationID(parts[1]) ||
-		parts[2] != strconv.Itoa(size) || parts[3] != strconv.FormatBool(notDone) {
-		return "", false
+	if len(parts) != 4 || parts[0] != opTokenVersion || !validOperationID(parts[1]) || parts[3] != strconv.FormatBool(notDone) {
+		return "", 0, false
 	}
-	return parts[1], true
+	size, err := strconv.Atoi(parts[2])
+	if err != nil || size < 1 || size > maxPageSize || parts[2] != strconv.Itoa(size) {
+		return "", 0, false
+	}
+	return parts[1], size, true
 }
 
 // CancelOperation asks an operation to stop. The caller that started it
@@ -464,8 +478,8 @@ func (s *Server) opsClosed() bool {
 
 // toOperation is a stored operation as the API shows it. Sync results are
 // sorted by name; batch results are in the order they were decided: the
-// items refused when the batch was accepted first, then the others in the
-// order of the request.
+// items refused when the batch was accepted first, then the others, each
+// in the order of the request.
 func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 	m := op.Metadata
 	out := &secretbrokerv1.Operation{

@@ -6,7 +6,8 @@ import (
 )
 
 // FuzzOperationToken: a ListOperations page token decodes only for the
-// page size and not_done it was issued for, to a valid operation ID; any
+// not_done it was issued for, to a valid operation ID and the page size
+// that issued it (a next page may ask for another size); any
 // other input is refused without a panic. Operation names parse the same
 // way.
 func FuzzOperationToken(f *testing.F) {
@@ -16,15 +17,15 @@ func FuzzOperationToken(f *testing.F) {
 	f.Add("bzE6Oi4uOjMwOmZhbHNl", 30, false) // "o1::..:30:false"
 	f.Add("operations/abc", 1, false)
 	f.Fuzz(func(t *testing.T, token string, size int, notDone bool) {
-		if after, ok := decodeOperationToken(token, size, notDone); ok {
+		if after, issued, ok := decodeOperationToken(token, notDone); ok {
 			if !validOperationID(after) {
 				t.Fatalf("decoded an invalid ID %q", after)
 			}
-			if operationToken(after, size, notDone) != token {
+			if operationToken(after, issued, notDone) != token {
 				t.Fatalf("token %q is not the one issued for %q", token, after)
 			}
-			if _, ok := decodeOperationToken(token, size+1, notDone); ok {
-				t.Fatal("a token decoded for another page size")
+			if _, _, ok := decodeOperationToken(token, !notDone); ok {
+				t.Fatal("a token decoded for another not_done")
 			}
 		}
 		if id, err := operationID(token); err == nil {
@@ -34,8 +35,8 @@ func FuzzOperationToken(f *testing.F) {
 		} else if len(token) > 40 && strings.Contains(err.Error(), token) {
 			t.Fatalf("the error repeats the input: %v", err)
 		}
-		if validOperationID(token) {
-			if _, ok := decodeOperationToken(operationToken(token, 7, notDone), 7, notDone); !ok {
+		if validOperationID(token) && size >= 1 && size <= maxPageSize {
+			if after, issued, ok := decodeOperationToken(operationToken(token, size, notDone), notDone); !ok || after != token || issued != size {
 				t.Fatalf("a token for %q does not decode", token)
 			}
 		}

@@ -421,6 +421,12 @@ func TestOperationBatch(t *testing.T) {
 		if err != nil || len(second.GetOperations()) != 1 || second.GetNextPageToken() != "" {
 			t.Fatalf("second page: %v %v", second, err)
 		}
+		// A following page may ask for another page size (AIP-158, as the
+		// README says of every list's tokens).
+		resized, err := h.broker.ListOperations(writer, &secretbrokerv1.ListOperationsRequest{PageSize: 1, PageToken: first.GetNextPageToken()})
+		if err != nil || len(resized.GetOperations()) != 1 || resized.GetOperations()[0].GetName() != second.GetOperations()[0].GetName() {
+			t.Fatalf("the page after the first, one operation long: %v %v; want the third operation", resized, err)
+		}
 		notDone, err := h.broker.ListOperations(writer, &secretbrokerv1.ListOperationsRequest{NotDone: true})
 		if err != nil || len(notDone.GetOperations()) != 0 {
 			t.Errorf("not_done: %v %v; want none", notDone, err)
@@ -430,8 +436,8 @@ func TestOperationBatch(t *testing.T) {
 			call func() error
 			want codes.Code
 		}{
-			{"token for another page size", func() error {
-				_, err := h.broker.ListOperations(writer, &secretbrokerv1.ListOperationsRequest{PageSize: 3, PageToken: first.GetNextPageToken()})
+			{"token for another not_done", func() error {
+				_, err := h.broker.ListOperations(writer, &secretbrokerv1.ListOperationsRequest{PageSize: 2, NotDone: true, PageToken: first.GetNextPageToken()})
 				return err
 			}, codes.InvalidArgument},
 			{"garbage token", func() error {

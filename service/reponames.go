@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -309,9 +311,22 @@ func (s *Server) resolvePutNames(ctx context.Context, p *putPlan) error {
 
 // resolveBatchNames resolves the names of every plan of a batch, each
 // distinct name of an organization once, and fills in each plan's ids. It
-// returns the error of each plan that failed, by index; a plan without
-// names is left alone.
-func (s *Server) resolveBatchNames(ctx context.Context, plans []*putPlan) map[int]error {
+// returns the index and the error of each plan that failed, in the order
+// of the plans (an async batch's refused items are results in that
+// order); a plan without names is left alone.
+func (s *Server) resolveBatchNames(ctx context.Context, plans []*putPlan) iter.Seq2[int, error] {
+	failed := s.resolveBatchNamesByIndex(ctx, plans)
+	return func(yield func(int, error) bool) {
+		for _, i := range slices.Sorted(maps.Keys(failed)) {
+			if !yield(i, failed[i]) {
+				return
+			}
+		}
+	}
+}
+
+// resolveBatchNamesByIndex is resolveBatchNames, its errors by index.
+func (s *Server) resolveBatchNamesByIndex(ctx context.Context, plans []*putPlan) map[int]error {
 	byOrg := map[string][]string{}
 	for _, p := range plans {
 		if p != nil && len(p.repoNames) > 0 {

@@ -142,7 +142,7 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 		return nil, s.toStatus(ctx, op, err)
 	}
 	resp := &secretbrokerv1.SyncSecretsResponse{DryRun: req.GetDryRun()}
-	var tally batchTally
+	tally := batchTally{call: ctx}
 	results := make([]*secretbrokerv1.SyncSecretsResult, len(plan.items))
 	var runnable []int
 	events := newItemEvents(ctx)

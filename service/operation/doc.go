@@ -3,9 +3,10 @@
 // BatchPutSecrets with async set. It persists an accepted operation before
 // acknowledging it, runs its items in the background at a bounded
 // concurrency, records progress and per-item results in the state store
-// (service/state), estimates the completion time, cancels, waits without
-// polling, resumes the operations a restarted broker left unfinished, and
-// stops cleanly on shutdown.
+// (service/state), estimates the completion time, cancels, waits (without
+// polling for an operation it runs; reading every OtherRunnerPoll one
+// another replica runs), resumes the operations a restarted broker left
+// unfinished, and stops cleanly on shutdown.
 //
 // It does not decide what an item does: the service passes an Exec
 // function that writes (or deletes, or skips) one item and returns its

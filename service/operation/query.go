@@ -120,13 +120,19 @@ func (r *Runner) Cancel(ctx context.Context, id string, visible Visible) (*state
 	return redact(op), nil
 }
 
+// OtherRunnerPoll is how often Wait reads an operation that this process
+// does not run (another replica runs it): no notification of this
+// runner's comes when it changes.
+const OtherRunnerPoll = time.Second
+
 // Wait returns the operation when it is done, or its latest state when
 // timeout passes first (AIP-151 WaitOperation). timeout zero or above
 // Options.MaxWait means MaxWait. It waits on a notification from this
-// process's runner, not by polling the store; an operation run by another
-// replica is returned at the timeout. When the runner is closing, it
-// returns the latest state at once (the operation resumes after the
-// restart; wait again then). When ctx ends first it returns ctx's error.
+// process's runner, not by polling the store, for an operation this
+// process runs; one another replica runs it reads every OtherRunnerPoll,
+// so that it is returned within that of its end, not at the timeout. When the runner is closing, it returns the latest state at
+// once (the operation resumes after the restart; wait again then). When
+// ctx ends first it returns ctx's error.
 func (r *Runner) Wait(ctx context.Context, id string, timeout time.Duration, visible Visible) (*state.Operation, error) {
 	if timeout <= 0 || timeout > r.maxWait {
 		timeout = r.maxWait
@@ -143,8 +149,14 @@ func (r *Runner) Wait(ctx context.Context, id string, timeout time.Duration, vis
 			}
 			return redact(op), nil
 		}
+		var poll <-chan time.Time // nil: never
+		if !r.runsHere(id) {
+			poll = time.After(OtherRunnerPoll) // collected once it fires or is dropped
+		}
 		select {
 		case <-changed:
+			release()
+		case <-poll:
 			release()
 		case <-timer.C:
 			release()
@@ -163,6 +175,15 @@ func (r *Runner) Wait(ctx context.Context, id string, timeout time.Duration, vis
 			return nil, fmt.Errorf("operation: wait %s: %w", id, context.Cause(ctx))
 		}
 	}
+}
+
+// runsHere reports whether this process runs (or queues) operation id,
+// and so notifies its waiters of its changes.
+func (r *Runner) runsHere(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.running[id]
+	return ok
 }
 
 // watch is the notification for one operation: ch is closed (and

@@ -400,7 +400,8 @@ func (r *Runner) track(id string) (context.Context, error) {
 	return ctx, nil
 }
 
-// untrack forgets an operation this process no longer runs.
+// untrack forgets an operation this process no longer runs, and wakes
+// its waiters: from now on they read the store (Wait).
 func (r *Runner) untrack(id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -408,6 +409,10 @@ func (r *Runner) untrack(id string) {
 		cancel(nil)
 		delete(r.running, id)
 		r.wg.Done()
+		if w := r.watches[id]; w != nil {
+			close(w.ch)
+			w.ch = make(chan struct{})
+		}
 	}
 }
 
