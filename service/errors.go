@@ -92,6 +92,9 @@ func statusOf(err error) *status.Status {
 	if ue, ok := errors.AsType[*unexpectedDeletesError](err); ok {
 		return status.New(codes.Aborted, ue.Error())
 	}
+	if _, ok := errors.AsType[*recordsUnreadableError](err); ok {
+		return WithRetryInfo(status.New(codes.Unavailable, "the broker's state store cannot be reached, so the sync cannot tell which secrets its owner wrote; nothing was written; try again later"), RetryOutage)
+	}
 	if oe, ok := errors.AsType[*ownerUnknownError](err); ok {
 		return WithRetryInfo(status.New(codes.Unavailable, oe.Error()), RetryOutage)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -53,6 +54,13 @@ func (d *downStore) UpdateOperation(ctx context.Context, id string, fn func(*sta
 		return nil, err
 	}
 	return d.Store.UpdateOperation(ctx, id, fn)
+}
+
+func (d *downStore) ListRecords(ctx context.Context, parent string) ([]state.Record, error) {
+	if err := d.down("list records of " + parent); err != nil {
+		return nil, err
+	}
+	return d.Store.ListRecords(ctx, parent)
 }
 
 func (d *downStore) ListOperations(ctx context.Context, f state.OperationFilter) ([]*state.Operation, error) {
@@ -115,6 +123,10 @@ func TestOperationCallsWithStoreDown(t *testing.T) {
 						_, err := h.broker.CancelOperation(ctx, &secretbrokerv1.CancelOperationRequest{Name: name})
 						return err
 					}},
+					{"SyncSecrets", func(ctx context.Context) error {
+						_, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team", map[string]string{"SYNCED": plantedSecret}))
+						return err
+					}},
 					{"BatchPutSecrets async", func(ctx context.Context) error {
 						req := batchOf(repoScope, "LATER", 1)
 						req.Async = true
@@ -132,8 +144,8 @@ func TestOperationCallsWithStoreDown(t *testing.T) {
 								retry = ri.GetRetryDelay().AsDuration()
 							}
 						}
-						if st.Code() != codes.Unavailable || retry != RetryOutage {
-							t.Errorf("%s: %s %q, retry after %v; want UNAVAILABLE, retry after %v", call.rpc, st.Code(), st.Message(), retry, RetryOutage)
+						if st.Code() != codes.Unavailable || retry != RetryOutage || !strings.Contains(st.Message(), "state store") {
+							t.Errorf("%s: %s %q, retry after %v; want UNAVAILABLE about the state store, retry after %v", call.rpc, st.Code(), st.Message(), retry, RetryOutage)
 						}
 					}
 					cancel()

@@ -41,6 +41,15 @@ func (e *ownerUnknownError) Error() string {
 	return "the broker's state could not be read, so it cannot tell whose " + e.resource + " is; it was not written (try again)"
 }
 
+// recordsUnreadableError is a sync the state store could not list the
+// scope's records for: without them it cannot tell which secrets its
+// owner wrote, so it plans nothing (UNAVAILABLE: a store outage).
+type recordsUnreadableError struct{ err error }
+
+func (e *recordsUnreadableError) Error() string { return "the scope's records: " + e.err.Error() }
+
+func (e *recordsUnreadableError) Unwrap() error { return e.err }
+
 // changedSinceError is a prune's delete of a secret its owner wrote that
 // GitHub reports changed since that write (another updated_at): someone
 // changed it straight at GitHub, and a delete would throw that change
@@ -398,7 +407,11 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 	recs, err := s.listRecords(ctx, scope)
 	if err != nil {
 		// Without the records prune could not tell what the owner wrote.
-		return nil, fmt.Errorf("state records of %s: %w", parent, err)
+		err = fmt.Errorf("state records of %s: %w", parent, err)
+		if ctx.Err() != nil {
+			return nil, err // the caller's deadline or cancellation
+		}
+		return nil, &recordsUnreadableError{err}
 	}
 	bySecret := recordsBySecret(recs, list)
 	for name, value := range desired {
