@@ -338,23 +338,34 @@ func (s *Server) judgeAt(ctx context.Context, p *putPlan, rec *state.Record, pr 
 // GitHub reported (now), a selection costs its listing (a request per 100
 // repositories).
 func (s *Server) settingsHeld(ctx context.Context, scope upstream.Scope, name string, rec *state.Record, now seen) (held, ok bool) {
+	held, err := s.settingsMatch(ctx, scope, name, rec, now)
+	return held, err == nil
+}
+
+// errNoVisibility: GitHub reported an organization secret without its
+// visibility, so whether it holds the recorded settings cannot be told.
+var errNoVisibility = errors.New("GitHub reported the secret without its visibility")
+
+// settingsMatch is settingsHeld with the reason it cannot tell (an error,
+// held then false).
+func (s *Server) settingsMatch(ctx context.Context, scope upstream.Scope, name string, rec *state.Record, now seen) (bool, error) {
 	if !scope.IsOrg() || rec == nil || rec.SettingsFingerprint.IsZero() {
-		return true, true
+		return true, nil
 	}
 	if now.visibility == "" {
-		return false, false
+		return false, errNoVisibility
 	}
 	fp, err := s.state.fingerprinter(ctx)
 	if err != nil {
-		return false, false
+		return false, err
 	}
 	at := state.Settings{Visibility: now.visibility}
 	if now.visibility == visibilitySelected {
 		if at.SelectedRepositoryIDs, err = selectedRepositoryIDs(ctx, s.fresh, scope, name); err != nil {
-			return false, false
+			return false, fmt.Errorf("selected repositories: %w", err)
 		}
 	}
-	return fp.Settings(at).Equal(rec.SettingsFingerprint), true
+	return fp.Settings(at).Equal(rec.SettingsFingerprint), nil
 }
 
 // candidate reports whether a write could be unchanged before GitHub is

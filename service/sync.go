@@ -51,6 +51,17 @@ func (e *changedSinceError) Error() string {
 	return e.resource + " changed at GitHub since this owner wrote it; it was left alone (send force to delete it anyway)"
 }
 
+// settingsUnknownError is a prune's delete of an organization secret
+// whose settings GitHub could not be asked for (its selected repositories'
+// listing failed): whether they were changed at GitHub since its owner
+// wrote it cannot be told, so it is left alone. It does not wrap the
+// cause (logged): a 404 of that listing is not the DELETE's.
+type settingsUnknownError struct{ resource string }
+
+func (e *settingsUnknownError) Error() string {
+	return "whether the settings of " + e.resource + " changed at GitHub could not be read; it was left alone (try again, or send force to delete it anyway)"
+}
+
 // notOwnedError is a pending delete of a secret that is no longer the
 // operation's owner's (a resumed prune whose secret changed hands).
 type notOwnedError struct{ resource string }
@@ -421,7 +432,10 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 		}
 		if owned {
 			it := &syncItem{res: res, name: name, action: secretbrokerv1.SyncAction_SYNC_ACTION_DELETE, delete: true, run: true}
-			it.drift = changedSince(rec, list[name])
+			// Changed straight at GitHub since the owner's write: another
+			// updated_at, or (an organization secret) other settings, which
+			// GitHub's selection routes change without moving updated_at.
+			it.drift = changedSince(rec, list[name]) || !s.settingsStill(ctx, scope, name, rec, list[name])
 			if err := s.check(ctx, rpcSyncSecrets, nil, verbDelete, res, s.may(ctx, verbDelete, res)); err != nil {
 				it.err, it.run = err, false
 			} else if it.drift && !plan.force {
@@ -998,6 +1012,21 @@ func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string
 		case predates(cur, sec):
 			return &notOwnedError{resource: res}
 		case changedSince(cur, sec):
+			drift = true
+			if !x.force {
+				return &changedSinceError{resource: res}
+			}
+			return nil
+		}
+		// An organization secret's visibility or selection changed at
+		// GitHub is a change too: the selection routes leave updated_at
+		// as it was.
+		now := seen{known: true, exists: true, updatedAt: sec.UpdatedAt, visibility: sec.Visibility}
+		switch same, err := x.s.settingsMatch(held, scope, name, cur, now); {
+		case err != nil && !x.force:
+			x.s.log.WarnContext(held, "prune: whether the secret's settings changed at GitHub cannot be told; it is left alone", "resource", res, "err", err)
+			return &settingsUnknownError{resource: res}
+		case err == nil && !same:
 			drift = true
 			if !x.force {
 				return &changedSinceError{resource: res}
