@@ -741,8 +741,9 @@ func (x *Executor) scopeListing(ctx context.Context, scope upstream.Scope) (map[
 
 // predates reports whether rec is of an earlier secret of its name than
 // the one the scope's listing already at hand shows (see predates), as a
-// sync's plan judged it; without a listing at hand (an operation resumed
-// after a restart) it cannot tell, and the record is kept.
+// sync's plan judged it; without a listing at hand (an operation's first
+// item of the scope, before it reads one) it cannot tell, and the record
+// is kept.
 func (x *Executor) predates(scope upstream.Scope, name string, rec *state.Record) bool {
 	x.mu.Lock()
 	l := x.listings[scope.Path()]
@@ -757,6 +758,23 @@ func (x *Executor) predates(scope upstream.Scope, name string, rec *state.Record
 	}
 	sec, ok := l.secrets[strings.ToUpper(name)]
 	return ok && predates(rec, sec)
+}
+
+// listed reports whether scope's listing is at hand (read, or found
+// unreadable): predates has judged with it.
+func (x *Executor) listed(scope upstream.Scope) bool {
+	x.mu.Lock()
+	l := x.listings[scope.Path()]
+	x.mu.Unlock()
+	if l == nil {
+		return false
+	}
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // seed gives the executor scope's listing, read already (by a sync's
@@ -796,7 +814,9 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	conflict := x.ownership && rec != nil && rec.Owner != x.owner
 	if conflict {
 		out.recordedOwner = rec.Owner
-		if !x.force {
+		if !x.force && x.listed(scope) {
+			// The listing at hand did not show rec to be of an earlier
+			// secret of the name (predates, above).
 			out.action, out.err = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT], &conflictError{resource: res, owner: rec.Owner}
 			return out
 		}
@@ -813,6 +833,18 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	p := &putPlan{scope: scope, name: name, plaintext: item.Value, visibility: item.Settings.Visibility, repoIDs: item.Settings.SelectedRepositoryIDs}
 	pr, havePrints := x.s.printsOf(ctx, p)
 	list, read := x.scopeListing(ctx, scope)
+	if conflict && x.predates(scope, name, rec) {
+		// Only the listing, read now (the operation's first item of the
+		// scope), shows rec to be of an earlier secret of the name, as
+		// the plan judged it: not another owner's.
+		rec, conflict, out.recordedOwner = nil, false, ""
+	}
+	if conflict && !x.force {
+		err := &conflictError{resource: res, owner: rec.Owner}
+		ch.endWith(itemCtx, err, verdict{})
+		out.action, out.err = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT], err
+		return out
+	}
 	now := seenIn(list, name)
 	v := judge(rec, pr, havePrints, x.force, now)
 	if v.unchanged {
