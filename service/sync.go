@@ -690,7 +690,8 @@ func (x *Executor) Execute(ctx context.Context, item state.PendingItem) state.It
 		st = mayHaveApplied("the operation was cancelled")
 	}
 	return state.ItemResult{Name: item.Name, Code: st.Code(), Message: st.Message(),
-		Unchanged: out.unchanged, Drift: out.drift, Action: out.action, Created: out.created, KeyID: string(out.keyID)}
+		Unchanged: out.unchanged, Drift: out.drift, Action: out.action, Created: out.created, KeyID: string(out.keyID),
+		RecordedOwner: out.recordedOwner}
 }
 
 // Finish reads back the updated_at of the secrets written (one listing per

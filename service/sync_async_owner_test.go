@@ -104,3 +104,59 @@ func TestExecutorConflictBeforeListing(t *testing.T) {
 		mustHold(t, h, "X", plantedSecret)
 	})
 }
+
+// An async sync's results name the recorded owner of CONFLICT and
+// FOREIGN items, as a sync's answer does: the plan's (FOREIGN, a CONFLICT
+// refused without force) and the operation's items' (a CONFLICT written
+// with force), also once the operation is read back from the store.
+func TestAsyncSyncResultsNameRecordedOwner(t *testing.T) {
+	for _, force := range []bool{false, true} {
+		t.Run(map[bool]string{true: "force", false: "plain"}[force], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, harnessOpts{})
+				closeOps(t, h.server)
+				ctx := t.Context()
+				if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team-a", map[string]string{"A": plantedSecret, "B": plantedSecret})); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Minute)
+				req := syncReq(repoScope, "team-b", map[string]string{"B": plantedSecret + "-b"})
+				req.Force = force
+				want := map[string]string{}
+				resp, err := h.broker.SyncSecrets(ctx, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range resp.GetResults() {
+					want[r.GetName()] = r.GetAction().String() + " " + r.GetRecordedOwner()
+				}
+				if len(want) != 2 {
+					t.Fatalf("sync results %v", resp.GetResults())
+				}
+				// The same again, async, after team-a wrote both once more
+				// (taking B back).
+				again := syncReq(repoScope, "team-a", map[string]string{"A": plantedSecret + "-2", "B": plantedSecret + "-2"})
+				again.Force = true
+				if _, err := h.broker.SyncSecrets(ctx, again); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Minute)
+				req.Async = true
+				run, err := h.broker.SyncSecrets(ctx, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				op := waitOp(ctx, t, h.broker, run.GetOperation().GetName(), time.Minute)
+				got := map[string]string{}
+				for _, r := range op.GetResponse().GetSyncResults() {
+					got[r.GetName()] = r.GetAction().String() + " " + r.GetRecordedOwner()
+				}
+				for name, w := range want {
+					if got[name] != w {
+						t.Errorf("%s: async result %q, want %q as the sync answered", name, got[name], w)
+					}
+				}
+			})
+		})
+	}
+}

@@ -38,6 +38,7 @@ import (
 //	             "estimated_completion":"..."},
 //	 "results":[{"name":"...","code":0,"unchanged":true,"action":"unchanged",
 //	             "key_id":"568250167242549743"},
+//	            {"name":"...","code":9,"message":"...","action":"conflict","recorded_owner":"team-a"},
 //	            {"name":"...","code":0,"action":"create","created":true,"key_id":"568250167242549743"}],
 //	 "pending":[{"name":"...","visibility":"selected","selected_repository_ids":[1,2],
 //	             "value":"<base64 of the sealed value, seal.go>"},
@@ -47,9 +48,9 @@ import (
 //
 // "runner" and "lease_until" (the operation's lease, service/operation)
 // are left out when empty, so an operation without a lease encodes as it
-// did before they were added. A result's "created" and "key_id" were
-// added later too: a result stored without them decodes with false and
-// "".
+// did before they were added. A result's "created", "key_id" and
+// "recorded_owner" were added later too: a result stored without them
+// decodes with false and "".
 //
 // A value never appears in the encoding: "value" is the sealed value.
 const formatVersion = 1
@@ -92,6 +93,9 @@ type resultJSON struct {
 	Action    string     `json:"action,omitempty"`
 	Created   bool       `json:"created,omitempty"`
 	KeyID     string     `json:"key_id,omitempty"`
+	// RecordedOwner came later still: a result stored without it decodes
+	// with "".
+	RecordedOwner string `json:"recorded_owner,omitempty"`
 }
 
 type pendingJSON struct {

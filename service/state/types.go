@@ -174,6 +174,10 @@ type ItemResult struct {
 	// written); empty for an item that wrote nothing, and for a result
 	// stored before the field was kept.
 	KeyID string
+	// RecordedOwner is, for a sync's CONFLICT or FOREIGN item, the owner
+	// the broker recorded for the secret; empty when it never wrote it,
+	// and for a result stored before the field was kept.
+	RecordedOwner string
 }
 
 // PendingItem is one item an operation still has to do.
