@@ -177,10 +177,16 @@ func trusted(r *state.Record) bool {
 
 // changingSelection runs do, a change of an organization secret's
 // selection at GitHub (SetSelectedRepositories, Add or Remove), with the
-// context it is given, under the secret's write lock with its record distrusted first: the record's
-// settings fingerprint holds the selection the broker last wrote, and a
-// PutSecret asking for that selection again must write it, not answer
-// unchanged (GitHub's updated_at need not move with a selection).
+// context it is given, under the secret's write lock with its record's
+// settings fingerprint cleared first (distrustSettings): it holds the
+// selection the broker last wrote, and a PutSecret asking for that
+// selection again must write it, not answer unchanged (GitHub's
+// updated_at does not move with a selection). The value fingerprint and
+// updated_at are kept: a selection change leaves the value and updated_at
+// as they were, so the record still tells drift of the value (a change
+// made at GitHub since, for DetectDrift and a prune) and a put that keeps
+// the settings. When another replica wrote the secret meanwhile, the
+// record is distrusted whole.
 func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, name string, do func(ctx context.Context) error) (err error) {
 	held, unlock, cur, err := s.lockSecret(ctx, scope, name, leaseIfUp)
 	if err != nil {
@@ -193,8 +199,35 @@ func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, na
 	// record the selection this change replaces.
 	tw, cur := s.trackWrite(ctx, k, cur)
 	defer tw.end(ctx)
-	s.distrustRecord(ctx, k, cur.rec, cur.readOK)
-	return do(ctx)
+	rec := s.distrustSettings(ctx, k, cur.rec, cur.readOK)
+	err = do(ctx)
+	if !tw.end(ctx) && rec != nil {
+		s.distrustRecord(ctx, k, rec, true)
+	}
+	return err
+}
+
+// distrustSettings clears the settings fingerprint of rec, the record of
+// a secret whose selection is about to change (read with its write lock
+// held; readOK false when it could not be read), and returns the record
+// as stored then (nil when none is left). A record without one costs
+// nothing; one that cannot be stored again, or could not be read, is
+// removed (distrustRecord).
+func (s *Server) distrustSettings(ctx context.Context, key string, rec *state.Record, readOK bool) *state.Record {
+	switch {
+	case !readOK:
+		s.distrustRecord(ctx, key, rec, readOK)
+		return nil
+	case rec == nil || rec.SettingsFingerprint.IsZero():
+		return rec
+	}
+	r := *rec
+	r.SettingsFingerprint = state.Fingerprint{}
+	if s.putRecord(ctx, r) != nil {
+		_ = s.dropRecord(ctx, key) // logged; nothing else is left to try
+		return nil
+	}
+	return &r
 }
 
 // distrustRecord makes the record of a secret about to be written unable
