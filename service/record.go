@@ -266,6 +266,10 @@ type prints struct {
 	// other scopes): a record written under another spelling does not
 	// judge it (state.Record.Environment).
 	environment string
+	// key is the tag of the key the prints were made under
+	// (state.Fingerprinter.KeyTag): a record whose fingerprints were made
+	// under another does not judge it (state.Record.FingerprintKey).
+	key string
 }
 
 // printsOf fingerprints a plan's value and settings. A caller-sealed value
@@ -279,7 +283,7 @@ func (s *Server) printsOf(ctx context.Context, p *putPlan) (prints, bool) {
 		s.log.WarnContext(ctx, "state: no fingerprints; writing", "err", err)
 		return prints{}, false
 	}
-	out := prints{value: fp.Value(p.plaintext), comparable: true, environment: p.scope.Environment}
+	out := prints{value: fp.Value(p.plaintext), comparable: true, environment: p.scope.Environment, key: fp.KeyTag()}
 	if p.scope.IsOrg() {
 		switch {
 		case p.visibility == "":
@@ -332,7 +336,7 @@ func judge(rec *state.Record, pr prints, havePrints, force bool, now seen) verdi
 	if !rec.UpdatedMatches(now.updatedAt) {
 		return verdict{drift: true}
 	}
-	if force || !havePrints || !pr.comparable || pr.environment != rec.Environment {
+	if force || !havePrints || !pr.comparable || pr.environment != rec.Environment || !sameKey(rec, pr.key) {
 		return verdict{}
 	}
 	same := pr.value.Equal(rec.ValueFingerprint)
@@ -342,6 +346,13 @@ func judge(rec *state.Record, pr prints, havePrints, force bool, now seen) verdi
 		same = same && (pr.settings.IsZero() || pr.settings.Equal(rec.SettingsFingerprint))
 	}
 	return verdict{unchanged: same}
+}
+
+// sameKey reports whether rec's fingerprints were made under the key
+// whose tag is tag (state.Record.FingerprintKey; a record stored before
+// the tag was kept is taken as made under the current key).
+func sameKey(rec *state.Record, tag string) bool {
+	return rec.FingerprintKey == "" || rec.FingerprintKey == tag
 }
 
 // judgeAt is judge, with a verdict of unchanged confirmed against the
@@ -391,6 +402,13 @@ func (s *Server) settingsMatch(ctx context.Context, scope upstream.Scope, name s
 	fp, err := s.state.fingerprinter(ctx)
 	if err != nil {
 		return false, err
+	}
+	if !sameKey(rec, fp.KeyTag()) {
+		// Made under another key, the recorded settings fingerprint
+		// cannot be compared: nothing is seen to have changed (a write
+		// that names settings is not judged unchanged by it either:
+		// judge).
+		return true, nil
 	}
 	at := state.Settings{Visibility: now.visibility}
 	if now.visibility == visibilitySelected {
@@ -443,6 +461,9 @@ func newRecord(key string, pr prints, havePrints bool, written *putPlan, keyID u
 		// The settings GitHub now holds: those sent, completed with the
 		// current ones (completeOrgAccess).
 		r.SettingsFingerprint = fp.Settings(settingsOf(written))
+	}
+	if fp != nil && (!r.ValueFingerprint.IsZero() || !r.SettingsFingerprint.IsZero()) {
+		r.FingerprintKey = fp.KeyTag()
 	}
 	return r
 }
@@ -566,7 +587,7 @@ func sameRecord(a, b state.Record) bool {
 	return a.Name == b.Name && a.ValueFingerprint == b.ValueFingerprint && a.SettingsFingerprint == b.SettingsFingerprint &&
 		a.KeyID == b.KeyID && a.Owner == b.Owner && a.UpdatedAt.Equal(b.UpdatedAt) &&
 		a.UpdatedAtLatest.Equal(b.UpdatedAtLatest) && a.WrittenAt.Equal(b.WrittenAt) &&
-		a.Operation == b.Operation && a.Created == b.Created
+		a.Operation == b.Operation && a.Created == b.Created && a.FingerprintKey == b.FingerprintKey
 }
 
 // listScope reads every page of a scope's secrets (100 a page), by

@@ -23,7 +23,7 @@ import (
 //	 "value_fingerprint":"<64 hex>","settings_fingerprint":"<64 hex>",
 //	 "key_id":"568250167242549743","updated_at":"2026-11-27T19:00:00Z",
 //	 "owner":"deploy","written_at":"2026-11-27T19:00:00.5Z",
-//	 "operation":"<operation ID>","created":true}
+//	 "fingerprint_key":"<16 hex>","operation":"<operation ID>","created":true}
 //
 // "operation" and "created" (the operation whose item made the write, and
 // whether GitHub answered it 201) are left out for a call's write.
@@ -66,6 +66,7 @@ type recordJSON struct {
 	Owner               string      `json:"owner,omitempty"`
 	WrittenAt           time.Time   `json:"written_at,omitzero"`
 	Environment         string      `json:"environment,omitempty"`
+	FingerprintKey      string      `json:"fingerprint_key,omitempty"`
 	Operation           string      `json:"operation,omitempty"`
 	Created             bool        `json:"created,omitempty"`
 }
@@ -168,6 +169,7 @@ func encodeRecord(r Record) ([]byte, error) {
 		Owner:               r.Owner,
 		WrittenAt:           utc(r.WrittenAt),
 		Environment:         r.Environment,
+		FingerprintKey:      r.FingerprintKey,
 		Operation:           r.Operation,
 		Created:             r.Created,
 	})
@@ -222,6 +224,7 @@ func decodeRecord(b []byte) (Record, error) {
 		Owner:               j.Owner,
 		WrittenAt:           utc(j.WrittenAt),
 		Environment:         j.Environment,
+		FingerprintKey:      j.FingerprintKey,
 		Operation:           j.Operation,
 		Created:             j.Created,
 	}, nil

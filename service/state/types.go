@@ -55,6 +55,15 @@ type Record struct {
 	// record, so a write is judged unchanged only under the spelling its
 	// record was written with.
 	Environment string
+	// FingerprintKey is Fingerprinter.KeyTag of the key the record's
+	// fingerprints were made under: fingerprints made under another key
+	// (the server key changed since: a new --state-hmac-key-file, or a
+	// replica still on the key Redis held before it lost its data) say
+	// nothing of a value or settings, neither that they are the same nor
+	// that they differ. Empty for a record without fingerprints, and for
+	// one stored before the tag was kept (taken as made under the current
+	// key).
+	FingerprintKey string
 }
 
 // Settings are an organization secret's visibility and selection: the
