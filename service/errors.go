@@ -89,6 +89,9 @@ func statusOf(err error) *status.Status {
 	if ce, ok := errors.AsType[*changedSinceError](err); ok {
 		return status.New(codes.FailedPrecondition, ce.Error())
 	}
+	if se, ok := errors.AsType[*settingsUnknownError](err); ok {
+		return WithRetryInfo(status.New(codes.Unavailable, se.Error()), RetryOutage)
+	}
 	if ue, ok := errors.AsType[*unexpectedDeletesError](err); ok {
 		return status.New(codes.Aborted, ue.Error())
 	}

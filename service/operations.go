@@ -515,7 +515,7 @@ func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 		for _, r := range op.Results {
 			resp.SyncResults = append(resp.SyncResults, &secretbrokerv1.SyncSecretsResult{
 				Name: r.Name, Action: SyncActionOf(r.Action), Code: code.Code(r.Code), Message: r.Message, Drift: r.Drift,
-				KeyId: r.KeyID,
+				KeyId: r.KeyID, RecordedOwner: r.RecordedOwner,
 			})
 		}
 		slices.SortStableFunc(resp.SyncResults, func(a, b *secretbrokerv1.SyncSecretsResult) int {
@@ -542,6 +542,7 @@ func itemResultOf(it *syncItem) state.ItemResult {
 	st := statusOf(it.err)
 	return state.ItemResult{
 		Name: it.res, Code: st.Code(), Message: st.Message(), Drift: it.drift, Action: syncActionName[it.action],
+		RecordedOwner: it.recordedOwner,
 		Unchanged: it.err == nil && (it.action == secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED ||
 			it.action == secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN),
 	}

@@ -177,10 +177,16 @@ func trusted(r *state.Record) bool {
 
 // changingSelection runs do, a change of an organization secret's
 // selection at GitHub (SetSelectedRepositories, Add or Remove), with the
-// context it is given, under the secret's write lock with its record distrusted first: the record's
-// settings fingerprint holds the selection the broker last wrote, and a
-// PutSecret asking for that selection again must write it, not answer
-// unchanged (GitHub's updated_at need not move with a selection).
+// context it is given, under the secret's write lock with its record's
+// settings fingerprint cleared first (distrustSettings): it holds the
+// selection the broker last wrote, and a PutSecret asking for that
+// selection again must write it, not answer unchanged (GitHub's
+// updated_at does not move with a selection). The value fingerprint and
+// updated_at are kept: a selection change leaves the value and updated_at
+// as they were, so the record still tells drift of the value (a change
+// made at GitHub since, for DetectDrift and a prune) and a put that keeps
+// the settings. When another replica wrote the secret meanwhile, the
+// record is distrusted whole.
 func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, name string, do func(ctx context.Context) error) (err error) {
 	held, unlock, cur, err := s.lockSecret(ctx, scope, name, leaseIfUp)
 	if err != nil {
@@ -193,8 +199,35 @@ func (s *Server) changingSelection(ctx context.Context, scope upstream.Scope, na
 	// record the selection this change replaces.
 	tw, cur := s.trackWrite(ctx, k, cur)
 	defer tw.end(ctx)
-	s.distrustRecord(ctx, k, cur.rec, cur.readOK)
-	return do(ctx)
+	rec := s.distrustSettings(ctx, k, cur.rec, cur.readOK)
+	err = do(ctx)
+	if !tw.end(ctx) && rec != nil {
+		s.distrustRecord(ctx, k, rec, true)
+	}
+	return err
+}
+
+// distrustSettings clears the settings fingerprint of rec, the record of
+// a secret whose selection is about to change (read with its write lock
+// held; readOK false when it could not be read), and returns the record
+// as stored then (nil when none is left). A record without one costs
+// nothing; one that cannot be stored again, or could not be read, is
+// removed (distrustRecord).
+func (s *Server) distrustSettings(ctx context.Context, key string, rec *state.Record, readOK bool) *state.Record {
+	switch {
+	case !readOK:
+		s.distrustRecord(ctx, key, rec, readOK)
+		return nil
+	case rec == nil || rec.SettingsFingerprint.IsZero():
+		return rec
+	}
+	r := *rec
+	r.SettingsFingerprint = state.Fingerprint{}
+	if s.putRecord(ctx, r) != nil {
+		_ = s.dropRecord(ctx, key) // logged; nothing else is left to try
+		return nil
+	}
+	return &r
 }
 
 // distrustRecord makes the record of a secret about to be written unable
@@ -233,6 +266,10 @@ type prints struct {
 	// other scopes): a record written under another spelling does not
 	// judge it (state.Record.Environment).
 	environment string
+	// key is the tag of the key the prints were made under
+	// (state.Fingerprinter.KeyTag): a record whose fingerprints were made
+	// under another does not judge it (state.Record.FingerprintKey).
+	key string
 }
 
 // printsOf fingerprints a plan's value and settings. A caller-sealed value
@@ -246,7 +283,7 @@ func (s *Server) printsOf(ctx context.Context, p *putPlan) (prints, bool) {
 		s.log.WarnContext(ctx, "state: no fingerprints; writing", "err", err)
 		return prints{}, false
 	}
-	out := prints{value: fp.Value(p.plaintext), comparable: true, environment: p.scope.Environment}
+	out := prints{value: fp.Value(p.plaintext), comparable: true, environment: p.scope.Environment, key: fp.KeyTag()}
 	if p.scope.IsOrg() {
 		switch {
 		case p.visibility == "":
@@ -299,7 +336,7 @@ func judge(rec *state.Record, pr prints, havePrints, force bool, now seen) verdi
 	if !rec.UpdatedMatches(now.updatedAt) {
 		return verdict{drift: true}
 	}
-	if force || !havePrints || !pr.comparable || pr.environment != rec.Environment {
+	if force || !havePrints || !pr.comparable || pr.environment != rec.Environment || !sameKey(rec, pr.key) {
 		return verdict{}
 	}
 	same := pr.value.Equal(rec.ValueFingerprint)
@@ -309,6 +346,13 @@ func judge(rec *state.Record, pr prints, havePrints, force bool, now seen) verdi
 		same = same && (pr.settings.IsZero() || pr.settings.Equal(rec.SettingsFingerprint))
 	}
 	return verdict{unchanged: same}
+}
+
+// sameKey reports whether rec's fingerprints were made under the key
+// whose tag is tag (state.Record.FingerprintKey; a record stored before
+// the tag was kept is taken as made under the current key).
+func sameKey(rec *state.Record, tag string) bool {
+	return rec.FingerprintKey == "" || rec.FingerprintKey == tag
 }
 
 // judgeAt is judge, with a verdict of unchanged confirmed against the
@@ -338,23 +382,41 @@ func (s *Server) judgeAt(ctx context.Context, p *putPlan, rec *state.Record, pr 
 // GitHub reported (now), a selection costs its listing (a request per 100
 // repositories).
 func (s *Server) settingsHeld(ctx context.Context, scope upstream.Scope, name string, rec *state.Record, now seen) (held, ok bool) {
+	held, err := s.settingsMatch(ctx, scope, name, rec, now)
+	return held, err == nil
+}
+
+// errNoVisibility: GitHub reported an organization secret without its
+// visibility, so whether it holds the recorded settings cannot be told.
+var errNoVisibility = errors.New("GitHub reported the secret without its visibility")
+
+// settingsMatch is settingsHeld with the reason it cannot tell (an error,
+// held then false).
+func (s *Server) settingsMatch(ctx context.Context, scope upstream.Scope, name string, rec *state.Record, now seen) (bool, error) {
 	if !scope.IsOrg() || rec == nil || rec.SettingsFingerprint.IsZero() {
-		return true, true
+		return true, nil
 	}
 	if now.visibility == "" {
-		return false, false
+		return false, errNoVisibility
 	}
 	fp, err := s.state.fingerprinter(ctx)
 	if err != nil {
-		return false, false
+		return false, err
+	}
+	if !sameKey(rec, fp.KeyTag()) {
+		// Made under another key, the recorded settings fingerprint
+		// cannot be compared: nothing is seen to have changed (a write
+		// that names settings is not judged unchanged by it either:
+		// judge).
+		return true, nil
 	}
 	at := state.Settings{Visibility: now.visibility}
 	if now.visibility == visibilitySelected {
 		if at.SelectedRepositoryIDs, err = selectedRepositoryIDs(ctx, s.fresh, scope, name); err != nil {
-			return false, false
+			return false, fmt.Errorf("selected repositories: %w", err)
 		}
 	}
-	return fp.Settings(at).Equal(rec.SettingsFingerprint), true
+	return fp.Settings(at).Equal(rec.SettingsFingerprint), nil
 }
 
 // candidate reports whether a write could be unchanged before GitHub is
@@ -399,6 +461,9 @@ func newRecord(key string, pr prints, havePrints bool, written *putPlan, keyID u
 		// The settings GitHub now holds: those sent, completed with the
 		// current ones (completeOrgAccess).
 		r.SettingsFingerprint = fp.Settings(settingsOf(written))
+	}
+	if fp != nil && (!r.ValueFingerprint.IsZero() || !r.SettingsFingerprint.IsZero()) {
+		r.FingerprintKey = fp.KeyTag()
 	}
 	return r
 }
@@ -522,7 +587,7 @@ func sameRecord(a, b state.Record) bool {
 	return a.Name == b.Name && a.ValueFingerprint == b.ValueFingerprint && a.SettingsFingerprint == b.SettingsFingerprint &&
 		a.KeyID == b.KeyID && a.Owner == b.Owner && a.UpdatedAt.Equal(b.UpdatedAt) &&
 		a.UpdatedAtLatest.Equal(b.UpdatedAtLatest) && a.WrittenAt.Equal(b.WrittenAt) &&
-		a.Operation == b.Operation && a.Created == b.Created
+		a.Operation == b.Operation && a.Created == b.Created && a.FingerprintKey == b.FingerprintKey
 }
 
 // listScope reads every page of a scope's secrets (100 a page), by

@@ -60,6 +60,17 @@ func (e *changedSinceError) Error() string {
 	return e.resource + " changed at GitHub since this owner wrote it; it was left alone (send force to delete it anyway)"
 }
 
+// settingsUnknownError is a prune's delete of an organization secret
+// whose settings GitHub could not be asked for (its selected repositories'
+// listing failed): whether they were changed at GitHub since its owner
+// wrote it cannot be told, so it is left alone. It does not wrap the
+// cause (logged): a 404 of that listing is not the DELETE's.
+type settingsUnknownError struct{ resource string }
+
+func (e *settingsUnknownError) Error() string {
+	return "whether the settings of " + e.resource + " changed at GitHub could not be read; it was left alone (try again, or send force to delete it anyway)"
+}
+
 // notOwnedError is a pending delete of a secret that is no longer the
 // operation's owner's (a resumed prune whose secret changed hands).
 type notOwnedError struct{ resource string }
@@ -434,7 +445,10 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 		}
 		if owned {
 			it := &syncItem{res: res, name: name, action: secretbrokerv1.SyncAction_SYNC_ACTION_DELETE, delete: true, run: true}
-			it.drift = changedSince(rec, list[name])
+			// Changed straight at GitHub since the owner's write: another
+			// updated_at, or (an organization secret) other settings, which
+			// GitHub's selection routes change without moving updated_at.
+			it.drift = changedSince(rec, list[name]) || !s.settingsStill(ctx, scope, name, rec, list[name])
 			if err := s.check(ctx, rpcSyncSecrets, nil, verbDelete, res, s.may(ctx, verbDelete, res)); err != nil {
 				it.err, it.run = err, false
 			} else if it.drift && !plan.force {
@@ -689,7 +703,8 @@ func (x *Executor) Execute(ctx context.Context, item state.PendingItem) state.It
 		st = mayHaveApplied("the operation was cancelled")
 	}
 	return state.ItemResult{Name: item.Name, Code: st.Code(), Message: st.Message(),
-		Unchanged: out.unchanged, Drift: out.drift, Action: out.action, Created: out.created, KeyID: string(out.keyID)}
+		Unchanged: out.unchanged, Drift: out.drift, Action: out.action, Created: out.created, KeyID: string(out.keyID),
+		RecordedOwner: out.recordedOwner}
 }
 
 // Finish reads back the updated_at of the secrets written (one listing per
@@ -740,8 +755,9 @@ func (x *Executor) scopeListing(ctx context.Context, scope upstream.Scope) (map[
 
 // predates reports whether rec is of an earlier secret of its name than
 // the one the scope's listing already at hand shows (see predates), as a
-// sync's plan judged it; without a listing at hand (an operation resumed
-// after a restart) it cannot tell, and the record is kept.
+// sync's plan judged it; without a listing at hand (an operation's first
+// item of the scope, before it reads one) it cannot tell, and the record
+// is kept.
 func (x *Executor) predates(scope upstream.Scope, name string, rec *state.Record) bool {
 	x.mu.Lock()
 	l := x.listings[scope.Path()]
@@ -756,6 +772,23 @@ func (x *Executor) predates(scope upstream.Scope, name string, rec *state.Record
 	}
 	sec, ok := l.secrets[strings.ToUpper(name)]
 	return ok && predates(rec, sec)
+}
+
+// listed reports whether scope's listing is at hand (read, or found
+// unreadable): predates has judged with it.
+func (x *Executor) listed(scope upstream.Scope) bool {
+	x.mu.Lock()
+	l := x.listings[scope.Path()]
+	x.mu.Unlock()
+	if l == nil {
+		return false
+	}
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // seed gives the executor scope's listing, read already (by a sync's
@@ -795,7 +828,9 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	conflict := x.ownership && rec != nil && rec.Owner != x.owner
 	if conflict {
 		out.recordedOwner = rec.Owner
-		if !x.force {
+		if !x.force && x.listed(scope) {
+			// The listing at hand did not show rec to be of an earlier
+			// secret of the name (predates, above).
 			out.action, out.err = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT], &conflictError{resource: res, owner: rec.Owner}
 			return out
 		}
@@ -812,6 +847,18 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	p := &putPlan{scope: scope, name: name, plaintext: item.Value, visibility: item.Settings.Visibility, repoIDs: item.Settings.SelectedRepositoryIDs}
 	pr, havePrints := x.s.printsOf(ctx, p)
 	list, read := x.scopeListing(ctx, scope)
+	if conflict && x.predates(scope, name, rec) {
+		// Only the listing, read now (the operation's first item of the
+		// scope), shows rec to be of an earlier secret of the name, as
+		// the plan judged it: not another owner's.
+		rec, conflict, out.recordedOwner = nil, false, ""
+	}
+	if conflict && !x.force {
+		err := &conflictError{resource: res, owner: rec.Owner}
+		ch.endWith(itemCtx, err, verdict{})
+		out.action, out.err = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT], err
+		return out
+	}
 	now := seenIn(list, name)
 	v := judge(rec, pr, havePrints, x.force, now)
 	if v.unchanged {
@@ -1011,6 +1058,21 @@ func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string
 		case predates(cur, sec):
 			return &notOwnedError{resource: res}
 		case changedSince(cur, sec):
+			drift = true
+			if !x.force {
+				return &changedSinceError{resource: res}
+			}
+			return nil
+		}
+		// An organization secret's visibility or selection changed at
+		// GitHub is a change too: the selection routes leave updated_at
+		// as it was.
+		now := seen{known: true, exists: true, updatedAt: sec.UpdatedAt, visibility: sec.Visibility}
+		switch same, err := x.s.settingsMatch(held, scope, name, cur, now); {
+		case err != nil && !x.force:
+			x.s.log.WarnContext(held, "prune: whether the secret's settings changed at GitHub cannot be told; it is left alone", "resource", res, "err", err)
+			return &settingsUnknownError{resource: res}
+		case err == nil && !same:
 			drift = true
 			if !x.force {
 				return &changedSinceError{resource: res}

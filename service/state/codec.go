@@ -23,7 +23,7 @@ import (
 //	 "value_fingerprint":"<64 hex>","settings_fingerprint":"<64 hex>",
 //	 "key_id":"568250167242549743","updated_at":"2026-11-27T19:00:00Z",
 //	 "owner":"deploy","written_at":"2026-11-27T19:00:00.5Z",
-//	 "operation":"<operation ID>","created":true}
+//	 "fingerprint_key":"<16 hex>","operation":"<operation ID>","created":true}
 //
 // "operation" and "created" (the operation whose item made the write, and
 // whether GitHub answered it 201) are left out for a call's write.
@@ -38,6 +38,7 @@ import (
 //	             "estimated_completion":"..."},
 //	 "results":[{"name":"...","code":0,"unchanged":true,"action":"unchanged",
 //	             "key_id":"568250167242549743"},
+//	            {"name":"...","code":9,"message":"...","action":"conflict","recorded_owner":"team-a"},
 //	            {"name":"...","code":0,"action":"create","created":true,"key_id":"568250167242549743"}],
 //	 "pending":[{"name":"...","visibility":"selected","selected_repository_ids":[1,2],
 //	             "value":"<base64 of the sealed value, seal.go>"},
@@ -47,9 +48,9 @@ import (
 //
 // "runner" and "lease_until" (the operation's lease, service/operation)
 // are left out when empty, so an operation without a lease encodes as it
-// did before they were added. A result's "created" and "key_id" were
-// added later too: a result stored without them decodes with false and
-// "".
+// did before they were added. A result's "created", "key_id" and
+// "recorded_owner" were added later too: a result stored without them
+// decodes with false and "".
 //
 // A value never appears in the encoding: "value" is the sealed value.
 const formatVersion = 1
@@ -65,6 +66,7 @@ type recordJSON struct {
 	Owner               string      `json:"owner,omitempty"`
 	WrittenAt           time.Time   `json:"written_at,omitzero"`
 	Environment         string      `json:"environment,omitempty"`
+	FingerprintKey      string      `json:"fingerprint_key,omitempty"`
 	Operation           string      `json:"operation,omitempty"`
 	Created             bool        `json:"created,omitempty"`
 }
@@ -92,6 +94,9 @@ type resultJSON struct {
 	Action    string     `json:"action,omitempty"`
 	Created   bool       `json:"created,omitempty"`
 	KeyID     string     `json:"key_id,omitempty"`
+	// RecordedOwner came later still: a result stored without it decodes
+	// with "".
+	RecordedOwner string `json:"recorded_owner,omitempty"`
 }
 
 type pendingJSON struct {
@@ -164,6 +169,7 @@ func encodeRecord(r Record) ([]byte, error) {
 		Owner:               r.Owner,
 		WrittenAt:           utc(r.WrittenAt),
 		Environment:         r.Environment,
+		FingerprintKey:      r.FingerprintKey,
 		Operation:           r.Operation,
 		Created:             r.Created,
 	})
@@ -218,6 +224,7 @@ func decodeRecord(b []byte) (Record, error) {
 		Owner:               j.Owner,
 		WrittenAt:           utc(j.WrittenAt),
 		Environment:         j.Environment,
+		FingerprintKey:      j.FingerprintKey,
 		Operation:           j.Operation,
 		Created:             j.Created,
 	}, nil

@@ -25,6 +25,7 @@ func TestRecordFormat(t *testing.T) {
 		WrittenAt:           time.Date(2026, 11, 27, 20, 0, 0, 500_000_000, time.FixedZone("CET", 3600)),
 		Operation:           "0194a1b2c3d4e5f60718293a4b5c6d7e",
 		Created:             true,
+		FingerprintKey:      "0123456789abcdef",
 	}
 	b, err := encodeRecord(r)
 	if err != nil {
@@ -35,12 +36,13 @@ func TestRecordFormat(t *testing.T) {
 		`"settings_fingerprint":"` + strings.Repeat("01", 32) + `",` +
 		`"key_id":"568250167242549743","updated_at":"2026-11-27T19:00:00Z",` +
 		`"owner":"deploy","written_at":"2026-11-27T19:00:00.5Z",` +
+		`"fingerprint_key":"0123456789abcdef",` +
 		`"operation":"0194a1b2c3d4e5f60718293a4b5c6d7e","created":true}`
 	if string(b) != want {
 		t.Fatalf("encoding:\n got %s\nwant %s", b, want)
 	}
-	if back, err := decodeRecord(b); err != nil || back.Operation != r.Operation || !back.Created {
-		t.Fatalf("decoded %+v, %v; want the operation and created back", back, err)
+	if back, err := decodeRecord(b); err != nil || back.Operation != r.Operation || !back.Created || back.FingerprintKey != r.FingerprintKey {
+		t.Fatalf("decoded %+v, %v; want the operation, created and the fingerprint key back", back, err)
 	}
 	b, err = encodeRecord(Record{Name: "repos/o/r/actions/secrets/X"})
 	if err != nil {
@@ -129,8 +131,9 @@ func TestOperationLeaseFormat(t *testing.T) {
 }
 
 // TestOperationResultFormat pins the encoding of an item result with
-// its key_id (kept since async results carry it) and decodes a result
-// stored before: without created or key_id, it decodes with false and "".
+// its key_id (kept since async results carry it) and its recorded owner,
+// and decodes a result stored before: without created, key_id or
+// recorded_owner, it decodes with false and "".
 func TestOperationResultFormat(t *testing.T) {
 	s, _ := newSealer(sealTestKey)
 	head := `{"v":1,"id":"op1","kind":"BatchPutSecrets","metadata":{"total":2,"written":2,"unchanged":0,"failed":0,"remaining":0}`
@@ -146,6 +149,9 @@ func TestOperationResultFormat(t *testing.T) {
 			`{"name":"orgs/acme/actions/secrets/B","code":5,"message":"gone"}]}`},
 		{"stored before key_id", []ItemResult{{Name: written.Name, Action: "create"}}, head + `,"results":[` +
 			`{"name":"orgs/acme/actions/secrets/A","code":0,"action":"create"}]}`},
+		{"with recorded_owner", []ItemResult{{Name: written.Name, Code: codes.FailedPrecondition, Message: "theirs", Action: "conflict", RecordedOwner: "team-a"}},
+			head + `,"results":[` +
+				`{"name":"orgs/acme/actions/secrets/A","code":9,"message":"theirs","action":"conflict","recorded_owner":"team-a"}]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -53,6 +53,17 @@ func TestFingerprintKnownAnswer(t *testing.T) {
 	if want := mac(msg); got != want {
 		t.Errorf("Settings = %s, want %s", got, want)
 	}
+	tag := mac(lpRef([]byte("secretbroker.state.v1.key-tag")))
+	if got, want := f.KeyTag(), tag.String()[:16]; got != want {
+		t.Errorf("KeyTag = %s, want %s", got, want)
+	}
+	other, err := NewFingerprinter(bytes.Repeat([]byte{7}, MinKeyLen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.KeyTag() == f.KeyTag() {
+		t.Errorf("two keys share the tag %s", f.KeyTag())
+	}
 }
 
 func TestFingerprintProperties(t *testing.T) {

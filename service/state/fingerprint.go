@@ -24,6 +24,7 @@ const (
 const (
 	domainValue    = "secretbroker.state.v1.value"
 	domainSettings = "secretbroker.state.v1.settings"
+	domainKeyTag   = "secretbroker.state.v1.key-tag"
 )
 
 // Fingerprint is an HMAC-SHA256 fingerprint. The zero Fingerprint means
@@ -85,6 +86,7 @@ func (f *Fingerprint) UnmarshalText(b []byte) error {
 // inputs share an encoding. A Fingerprinter is safe for concurrent use.
 type Fingerprinter struct {
 	key []byte
+	tag string
 }
 
 // NewFingerprinter returns a Fingerprinter for the server key (Store.Key).
@@ -96,8 +98,18 @@ func NewFingerprinter(serverKey []byte) (*Fingerprinter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: fingerprint: derive key: %w", err)
 	}
-	return &Fingerprinter{key: k}, nil
+	f := &Fingerprinter{key: k}
+	m := hmac.New(sha256.New, k)
+	writeLP(m, []byte(domainKeyTag))
+	f.tag = hex.EncodeToString(m.Sum(nil)[:8])
+	return f, nil
 }
+
+// KeyTag names the key f fingerprints under, without telling it: 16 hex
+// digits, the first 8 bytes of HMAC-SHA256(K, lp("secretbroker.state.v1.key-tag")).
+// Records keep it (Record.FingerprintKey), so that fingerprints made under
+// another key are not compared with f's.
+func (f *Fingerprinter) KeyTag() string { return f.tag }
 
 // Value returns the fingerprint of a secret value.
 func (f *Fingerprinter) Value(value []byte) Fingerprint {

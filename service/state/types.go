@@ -55,6 +55,15 @@ type Record struct {
 	// record, so a write is judged unchanged only under the spelling its
 	// record was written with.
 	Environment string
+	// FingerprintKey is Fingerprinter.KeyTag of the key the record's
+	// fingerprints were made under: fingerprints made under another key
+	// (the server key changed since: a new --state-hmac-key-file, or a
+	// replica still on the key Redis held before it lost its data) say
+	// nothing of a value or settings, neither that they are the same nor
+	// that they differ. Empty for a record without fingerprints, and for
+	// one stored before the tag was kept (taken as made under the current
+	// key).
+	FingerprintKey string
 }
 
 // Settings are an organization secret's visibility and selection: the
@@ -174,6 +183,10 @@ type ItemResult struct {
 	// written); empty for an item that wrote nothing, and for a result
 	// stored before the field was kept.
 	KeyID string
+	// RecordedOwner is, for a sync's CONFLICT or FOREIGN item, the owner
+	// the broker recorded for the secret; empty when it never wrote it,
+	// and for a result stored before the field was kept.
+	RecordedOwner string
 }
 
 // PendingItem is one item an operation still has to do.
