@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -157,7 +159,7 @@ func (c *cli) connect(o *common) (secretbrokerv1.SecretServiceClient, func(), er
 		if err != nil {
 			return nil, nil, err
 		}
-		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		opts = append(opts, grpc.WithTransportCredentials(alertCreds{credentials.NewTLS(cfg)}))
 	}
 	if tok != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(bearerCreds{token: tok, secure: !tr.plaintext}))
@@ -175,4 +177,70 @@ func (c *cli) connect(o *common) (secretbrokerv1.SecretServiceClient, func(), er
 		return nil, nil, fmt.Errorf("--addr %q: %w", o.addr, err)
 	}
 	return secretbrokerv1.NewSecretServiceClient(conn), func() { _ = conn.Close() }, nil
+}
+
+// alertCreds are TLS credentials whose connections report the broker's
+// TLS alert, when it sent one, rather than a write's failure (alertConn).
+type alertCreds struct {
+	credentials.TransportCredentials
+}
+
+func (a alertCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := a.TransportCredentials.ClientHandshake(ctx, authority, raw)
+	if err != nil {
+		return conn, info, err
+	}
+	return &alertConn{Conn: conn, readFailed: make(chan struct{})}, info, nil
+}
+
+func (a alertCreds) Clone() credentials.TransportCredentials {
+	return alertCreds{a.TransportCredentials.Clone()}
+}
+
+// alertWait bounds how long a failed write waits for the reads to fail.
+const alertWait = time.Second
+
+// alertConn is a client's TLS connection. Over TLS 1.3 the broker checks
+// the client's certificate after the client has ended its side of the
+// handshake, and refuses it (none sent, not trusted, expired) with an
+// alert and a close: the client's reads then fail with the alert ("remote
+// error: tls: certificate required"), but its first writes, racing with
+// the close, may fail first ("broken pipe", "connection reset by peer"),
+// and grpc-go reports that error, which says nothing of the cause and is
+// retried (connectionMisconfigured). A write that fails waits for the
+// reads (grpc-go's reader always reads) to fail too, for alertWait at
+// most, and returns their error instead when it is the broker's alert.
+type alertConn struct {
+	net.Conn
+	readFailed chan struct{} // closed when a read failed, with readErr
+	once       sync.Once
+	readErr    error
+}
+
+func (c *alertConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil {
+		c.once.Do(func() {
+			c.readErr = err
+			close(c.readFailed)
+		})
+	}
+	return n, err
+}
+
+func (c *alertConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err == nil {
+		return n, nil
+	}
+	t := time.NewTimer(alertWait)
+	defer t.Stop()
+	select {
+	case <-c.readFailed:
+		if oe, ok := errors.AsType[*net.OpError](c.readErr); ok && oe.Op == "remote error" {
+			return n, c.readErr
+		}
+	case <-t.C:
+	}
+	return n, err
 }

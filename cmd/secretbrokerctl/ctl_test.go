@@ -189,10 +189,19 @@ func TestPutFromTerminal(t *testing.T) {
 	wantCode(t, r, exitUsage)
 	wantContains(t, "stderr", r.stderr, "standard input is a terminal")
 
+	// Several lines pasted at the prompt: refused, nothing is sent, exit 2.
+	before := b.emu.TotalRequests()
+	r = ctlWith(t, b.env(), strings.NewReader(""), &fakeTerminal{err: errMoreThanALine}, "put", name)
+	wantCode(t, r, exitUsage)
+	wantContains(t, "stderr", r.stderr, "put: value from standard input: more than one line came at the prompt")
+	if n := b.emu.TotalRequests() - before; n != 0 {
+		t.Errorf("a refused prompt sent %d requests", n)
+	}
+
 	// Interrupted at the prompt: nothing is sent, exit 1.
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	before := b.emu.TotalRequests()
+	before = b.emu.TotalRequests()
 	r = ctlCtx(ctx, t, b.env(), strings.NewReader(""), &fakeTerminal{block: true}, "put", name)
 	wantCode(t, r, exitFail)
 	wantContains(t, "stderr", r.stderr, "put "+name+": value from standard input: context canceled")

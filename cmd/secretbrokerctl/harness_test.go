@@ -279,7 +279,8 @@ func (noTerminal) ReadPassword(context.Context, io.Reader) ([]byte, error) {
 // and counts the reads.
 type fakeTerminal struct {
 	line  string
-	block bool // wait for ctx instead of answering
+	block bool  // wait for ctx instead of answering
+	err   error // the answer instead of line
 	reads int
 }
 
@@ -289,6 +290,9 @@ func (f *fakeTerminal) ReadPassword(ctx context.Context, _ io.Reader) ([]byte, e
 	if f.block {
 		<-ctx.Done()
 		return nil, ctx.Err()
+	}
+	if f.err != nil {
+		return nil, f.err
 	}
 	return []byte(f.line), nil
 }

@@ -187,7 +187,14 @@ func retryDelay(err error, kind retryKind, attempt int) (wait, asked time.Durati
 // grpc-go's own for a connection that no retry makes: a TLS handshake
 // that failed (a certificate this side does not trust, or that the broker
 // refuses) or a broker address that does not resolve. Only its message
-// tells; the broker's own UNAVAILABLE answers carry a RetryInfo.
+// tells; the broker's own UNAVAILABLE answers carry a RetryInfo. Over
+// TLS 1.3 the client ends its side of the handshake before the broker
+// checks the client's certificate, and hears of a refusal (none sent, one
+// it does not trust, expired) as the broker's alert on the first read:
+// "error reading server preface: remote error: tls: certificate
+// required", not "authentication handshake failed". Any alert but
+// internal_error (a fault of the broker's, which may pass) refuses this
+// client's TLS setup.
 func connectionMisconfigured(st *status.Status) bool {
 	msg := st.Message()
 	for _, s := range []string{"authentication handshake failed", "name resolver error", "no such host"} {
@@ -195,7 +202,8 @@ func connectionMisconfigured(st *status.Status) bool {
 			return true
 		}
 	}
-	return false
+	_, alert, ok := strings.Cut(msg, "remote error: tls: ")
+	return ok && !strings.HasPrefix(alert, "internal error")
 }
 
 // retryInfoDelay is the delay of st's RetryInfo detail; 0 without one.

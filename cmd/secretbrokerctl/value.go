@@ -59,23 +59,28 @@ type terminal interface {
 	// anything but plain lines.
 	IsTerminal(f any) bool
 	// ReadPassword reads a line from the terminal r without echoing it,
-	// without its line ending. When ctx ends first it puts the terminal
-	// back as it was and returns ctx's error.
+	// without its line ending, and refuses it (errMoreThanALine) when more
+	// than the line came. When ctx ends first it puts the terminal back as
+	// it was and returns ctx's error.
 	ReadPassword(ctx context.Context, r io.Reader) ([]byte, error)
 }
 
 // fder is an *os.File, or anything else with a file descriptor.
 type fder interface{ Fd() uintptr }
 
-// osTerminal is the process's terminal, through golang.org/x/term.
-type osTerminal struct{}
+// osTerminal is the process's terminal, through golang.org/x/term, and
+// on Unix systems its modes set here (readHiddenLine).
+type osTerminal struct {
+	// hidden, when set, is called once echo is off (tests).
+	hidden func()
+}
 
 func (osTerminal) IsTerminal(f any) bool {
 	fd, ok := f.(fder)
 	return ok && term.IsTerminal(int(fd.Fd()))
 }
 
-func (osTerminal) ReadPassword(ctx context.Context, r io.Reader) ([]byte, error) {
+func (t osTerminal) ReadPassword(ctx context.Context, r io.Reader) ([]byte, error) {
 	f, ok := r.(fder)
 	if !ok {
 		return nil, errors.New("standard input is not a terminal")
@@ -91,7 +96,7 @@ func (osTerminal) ReadPassword(ctx context.Context, r io.Reader) ([]byte, error)
 	}
 	done := make(chan line, 1)
 	go func() {
-		b, err := term.ReadPassword(fd)
+		b, err := readHiddenLine(fd, maxValueRead, t.hidden)
 		done <- line{b, err}
 	}()
 	select {
@@ -135,7 +140,7 @@ func (c *cli) readValue(ctx context.Context, name string, src valueSource) (stri
 		fmt.Fprintf(c.stderr, "Value for %s (typing is hidden; Enter ends it): ", name)
 		b, err = c.term.ReadPassword(ctx, c.stdin)
 		fmt.Fprintln(c.stderr)
-		if len(b) > maxValueRead {
+		if err == nil && len(b) > maxValueRead {
 			err = fmt.Errorf("larger than %d KiB", maxValueRead>>10)
 		}
 	default:
