@@ -75,18 +75,25 @@ type Log struct {
 	path string // "" when w was given
 
 	mu      sync.Mutex
-	w       io.Writer // nil while the file cannot be opened
-	f       *os.File  // the opened file, closed by Close
+	w       io.Writer   // nil while the file cannot be opened
+	f       *os.File    // the opened file, closed by Close
+	fi      os.FileInfo // f's, to tell whether path still names it
 	openErr error
 	closed  bool
+	// torn: the last failed write left part of its line, without its
+	// newline; the next line starts with one, so that it is a line of
+	// its own.
+	torn bool
 
 	failures atomic.Int64
 }
 
 // Open returns a trail appending to the file at path ("-" is standard
-// error). A file that cannot be opened does not stop the broker: Open still
-// returns a Log, every Write tries to open the file again and fails until
-// it can, and Err reports why.
+// error), created 0600. A file that cannot be opened does not stop the
+// broker: Open still returns a Log, every Write tries to open the file
+// again and fails until it can, and Err reports why. A file removed or
+// renamed away (a log rotation) is created again at path by the next
+// Write.
 func Open(path string, hmacKey []byte) *Log {
 	if path == "-" {
 		return NewWriter(os.Stderr, hmacKey)
@@ -110,7 +117,28 @@ func (l *Log) openLocked() {
 		l.openErr = fmt.Errorf("opening the audit log: %w", err)
 		return
 	}
-	l.w, l.f, l.openErr = f, f, nil
+	fi, err := f.Stat()
+	if err != nil {
+		fi = nil // not checked for a move (reopenIfMovedLocked)
+	}
+	l.w, l.f, l.fi, l.openErr, l.torn = f, f, fi, nil, false
+}
+
+// reopenIfMovedLocked opens the file at path again when path no longer
+// names the file the trail writes to: removed, or renamed away by a log
+// rotation. Records written on to the old file would be lost with the
+// removed one, or go where the operator does not look; as Python's
+// WatchedFileHandler does, each record checks the path first (one stat).
+func (l *Log) reopenIfMovedLocked() {
+	if l.f == nil || l.fi == nil {
+		return
+	}
+	if cur, err := os.Stat(l.path); err == nil && os.SameFile(cur, l.fi) {
+		return
+	}
+	_ = l.f.Close() // the old file: nothing more goes to it
+	l.w, l.f, l.fi = nil, nil, nil
+	l.openLocked()
 }
 
 // Err returns why the trail cannot be written at the moment, or nil.
@@ -149,14 +177,27 @@ func (l *Log) Write(r Record) error {
 	line = append(line, '\n')
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.w == nil && l.path != "" && !l.closed {
-		l.openLocked()
+	if l.path != "" && !l.closed {
+		l.reopenIfMovedLocked()
+		if l.w == nil {
+			l.openLocked()
+		}
 	}
 	if l.w == nil {
 		l.failures.Add(1)
 		return l.openErr
 	}
-	if _, err := l.w.Write(line); err != nil {
+	if l.torn {
+		line = append([]byte{'\n'}, line...)
+	}
+	n, err := l.w.Write(line)
+	if err == nil && n < len(line) {
+		err = io.ErrShortWrite
+	}
+	if n > 0 {
+		l.torn = n < len(line)
+	}
+	if err != nil {
 		l.failures.Add(1)
 		return fmt.Errorf("writing the audit log: %w", err)
 	}
@@ -186,7 +227,7 @@ func (l *Log) Close() error {
 		return nil
 	}
 	err := l.f.Close()
-	l.w, l.f = nil, nil
+	l.w, l.f, l.fi = nil, nil, nil
 	l.openErr = errors.New("the audit log is closed")
 	return err
 }

@@ -1,0 +1,70 @@
+package audit
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestRemovedOrRotatedFileIsReopened: a trail whose file is removed, or
+// renamed away by a log rotation, writes its next records to a new file
+// at its path (created 0600), not to the removed file, where they would
+// be lost with every change they record, nor to the rotated one.
+func TestRemovedOrRotatedFileIsReopened(t *testing.T) {
+	tests := []struct {
+		name string
+		move func(path string) error
+	}{
+		{"removed", os.Remove},
+		{"renamed", func(path string) error { return os.Rename(path, path+".1") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.log")
+			l := Open(path, nil)
+			defer l.Close()
+			if err := l.Write(Record{Phase: PhaseIntent, Resource: "before"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.move(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Write(Record{Phase: PhaseIntent, Resource: "after"}); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("the trail's path after the next record: %v", err)
+			}
+			if !strings.Contains(string(b), `"resource":"after"`) || strings.Contains(string(b), `"resource":"before"`) {
+				t.Fatalf("%s holds %q, want the record written after the file went", path, b)
+			}
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if perm := fi.Mode().Perm(); perm != 0o600 {
+				t.Errorf("new file's mode %v, want 0600", perm)
+			}
+		})
+	}
+}
+
+// TestFileCreatedPrivate: the trail's file is created readable by its
+// owner only.
+func TestFileCreatedPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l := Open(path, nil)
+	defer l.Close()
+	if err := l.Write(Record{Phase: PhaseIntent}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Errorf("mode %v, want 0600", perm)
+	}
+}
