@@ -1,9 +1,12 @@
 package audit
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -66,5 +69,42 @@ func TestFileCreatedPrivate(t *testing.T) {
 	}
 	if perm := fi.Mode().Perm(); perm != 0o600 {
 		t.Errorf("mode %v, want 0600", perm)
+	}
+}
+
+// TestConcurrentWritesStayWholeLines: records written at once by many
+// goroutines, each larger than a pipe's atomic write, are whole lines of
+// the file, one per record.
+func TestConcurrentWritesStayWholeLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l := Open(path, nil)
+	defer l.Close()
+	const writers, each = 8, 50
+	big := strings.Repeat("x", 6000)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if err := l.Write(Record{Phase: PhaseIntent, Resource: fmt.Sprintf("%d/%d/%s", w, i, big)}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for line := range strings.Lines(string(b)) {
+		var r Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("a line that does not decode: %.80q", line)
+		}
+		seen[r.Resource] = true
+	}
+	if len(seen) != writers*each {
+		t.Fatalf("%d distinct records, want %d", len(seen), writers*each)
 	}
 }
