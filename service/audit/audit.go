@@ -11,6 +11,7 @@
 package audit
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,7 +21,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -74,7 +74,10 @@ type Log struct {
 	key  []byte
 	path string // "" when w was given
 
-	mu      sync.Mutex
+	// held holds a token while a record is written (and while Err,
+	// Close and Open use the fields below): a channel, not a mutex, so
+	// that WriteContext can stop waiting for a writer that is stuck.
+	held    chan struct{}
 	w       io.Writer   // nil while the file cannot be opened
 	f       *os.File    // the opened file, closed by Close
 	fi      os.FileInfo // f's, to tell whether path still names it
@@ -98,17 +101,37 @@ func Open(path string, hmacKey []byte) *Log {
 	if path == "-" {
 		return NewWriter(os.Stderr, hmacKey)
 	}
-	l := &Log{key: hmacKey, path: path}
-	l.mu.Lock()
+	l := &Log{key: hmacKey, path: path, held: make(chan struct{}, 1)}
+	l.lock()
 	l.openLocked()
-	l.mu.Unlock()
+	l.unlock()
 	return l
 }
 
 // NewWriter returns a trail writing to w, which receives one Write per
 // record.
 func NewWriter(w io.Writer, hmacKey []byte) *Log {
-	return &Log{key: hmacKey, w: w}
+	return &Log{key: hmacKey, w: w, held: make(chan struct{}, 1)}
+}
+
+// lock waits for the trail; unlock lets it go.
+func (l *Log) lock()   { l.held <- struct{}{} }
+func (l *Log) unlock() { <-l.held }
+
+// lockContext waits for the trail until ctx ends; a trail free at once is
+// taken even when ctx has ended.
+func (l *Log) lockContext(ctx context.Context) error {
+	select {
+	case l.held <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case l.held <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 func (l *Log) openLocked() {
@@ -146,8 +169,8 @@ func (l *Log) Err() error {
 	if l == nil {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.lock()
+	defer l.unlock()
 	return l.openErr
 }
 
@@ -161,8 +184,20 @@ func (l *Log) Failures() int64 {
 
 // Write appends r as one line, setting its time when it has none. It
 // returns an error when the line was not written whole; the caller must
-// then not go on with the change the record announces.
+// then not go on with the change the record announces. It waits for
+// another record's write however long that takes: it is for the outcome
+// of a change that was made, whose record must not be given up.
 func (l *Log) Write(r Record) error {
+	return l.WriteContext(context.Background(), r)
+}
+
+// WriteContext is Write, except that it gives up, with an error, when ctx
+// ends while another record's write holds the trail: a writer that is
+// stuck (a full pipe, a hung mount) fails the changes announced after it
+// as a write error does, when their calls' deadlines pass, instead of
+// holding them past their deadlines. The record whose write is stuck is
+// not given up.
+func (l *Log) WriteContext(ctx context.Context, r Record) error {
 	if l == nil {
 		return nil
 	}
@@ -175,8 +210,11 @@ func (l *Log) Write(r Record) error {
 		return fmt.Errorf("encoding an audit record: %w", err)
 	}
 	line = append(line, '\n')
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	if err := l.lockContext(ctx); err != nil {
+		l.failures.Add(1)
+		return fmt.Errorf("the audit log is busy with an earlier record that is not written yet: %w", err)
+	}
+	defer l.unlock()
 	if l.path != "" && !l.closed {
 		l.reopenIfMovedLocked()
 		if l.w == nil {
@@ -220,8 +258,8 @@ func (l *Log) Close() error {
 	if l == nil {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.lock()
+	defer l.unlock()
 	l.closed = true
 	if l.f == nil {
 		return nil
