@@ -140,6 +140,14 @@ func (s *Server) begin(ctx context.Context, rpc string, item *int, resource stri
 	// when the call's deadline passes, as one that fails does at once.
 	if err := s.writeRecord(ctx, r, true); err != nil {
 		s.log.ErrorContext(ctx, "audit log cannot be written; refusing the change", "rpc", rpc, "err", err)
+		if cerr := ctx.Err(); cerr != nil {
+			// The call ended (its deadline, its cancel, the drain, an
+			// operation's stop) before its intent was written: refused
+			// as a call that ended is, nothing sent, so that an
+			// operation's item stays pending (operation.Interrupted)
+			// and a batch's item is "not sent in time".
+			return ctx, nil, fmt.Errorf("the intent record was not written before the call ended: %w", cerr)
+		}
 		return ctx, nil, &auditError{err: err}
 	}
 	return ctx, ch, nil
