@@ -245,10 +245,15 @@ func mayHaveApplied(stopped string) *status.Status {
 // with err (nil: it succeeded): its status's, except for a write cut short
 // after GitHub was sent it (sentWhenStopped), which is ABORTED whoever
 // stopped it, never CANCELLED: the audit trail does not say a write
-// GitHub may have applied was not done.
+// GitHub may have applied was not done. An error that is already the
+// caller's status (an operation runner's error mapped by opError) is
+// recorded with that status's code, the answer its caller had.
 func outcomeCode(err error) codes.Code {
 	if sentWhenStopped(err) {
 		return codes.Aborted
+	}
+	if st, ok := status.FromError(err); ok {
+		return st.Code()
 	}
 	return statusOf(err).Code()
 }

@@ -98,7 +98,7 @@ func (s *Server) deny(ctx context.Context, rpc string, item *int, verb, resource
 	if s.authz != nil && callerOf(ctx) == "" {
 		return errUnauthenticated
 	}
-	s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: rpc, Item: item, Resource: resource,
+	s.note(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: rpc, Item: item, Resource: resource,
 		Outcome: codeName(codes.PermissionDenied)})
 	return err
 }
@@ -136,8 +136,18 @@ func (s *Server) begin(ctx context.Context, rpc string, item *int, resource stri
 	if plaintext != nil {
 		r.ValueHMAC = s.audit.ValueHMAC(plaintext)
 	}
-	if err := s.writeRecord(ctx, r); err != nil {
+	// Bounded by the call: a trail that is stuck refuses the change
+	// when the call's deadline passes, as one that fails does at once.
+	if err := s.writeRecord(ctx, r, true); err != nil {
 		s.log.ErrorContext(ctx, "audit log cannot be written; refusing the change", "rpc", rpc, "err", err)
+		if cerr := ctx.Err(); cerr != nil {
+			// The call ended (its deadline, its cancel, the drain, an
+			// operation's stop) before its intent was written: refused
+			// as a call that ended is, nothing sent, so that an
+			// operation's item stays pending (operation.Interrupted)
+			// and a batch's item is "not sent in time".
+			return ctx, nil, fmt.Errorf("the intent record was not written before the call ended: %w", cerr)
+		}
 		return ctx, nil, &auditError{err: err}
 	}
 	return ctx, ch, nil
@@ -174,34 +184,52 @@ func (c *change) endOnPanic(ctx context.Context) {
 func (s *Server) rejected(ctx context.Context, rpc string, item *int, resource string, err error) {
 	// The name is as the caller sent it, which may be megabytes: the trail
 	// keeps no more of it than a valid name can hold.
-	s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: rpc, Item: item, Resource: truncate(resource, maxResourceNameLen),
+	s.note(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: rpc, Item: item, Resource: truncate(resource, maxResourceNameLen),
 		Outcome: codeName(statusOf(err).Code())})
 }
 
 // readDone records a successful read when reads are audited.
 func (s *Server) readDone(ctx context.Context, rpc, resource string) {
 	if s.auditReads {
-		s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: rpc, Resource: resource, Outcome: codeName(codes.OK)})
+		s.note(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: rpc, Resource: resource, Outcome: codeName(codes.OK)})
 	}
 }
 
 // record writes an outcome record; a record that cannot be written is
-// logged, since the change it reports has already happened.
+// logged, since the change it reports has already happened. It waits for
+// the trail however long it takes: the record of a change made is not
+// given up.
 func (s *Server) record(ctx context.Context, r audit.Record) {
+	s.recordBounded(ctx, r, false)
+}
+
+// note writes the outcome record of a call or item that changed nothing
+// (a denial, a malformed request, a read), giving up when ctx ends while
+// the trail is stuck, so that a stuck trail does not hold the broker's
+// refusals and reads past their deadlines.
+func (s *Server) note(ctx context.Context, r audit.Record) {
+	s.recordBounded(ctx, r, true)
+}
+
+func (s *Server) recordBounded(ctx context.Context, r audit.Record, bounded bool) {
 	if s.audit == nil {
 		return
 	}
-	if err := s.writeRecord(ctx, r); err != nil {
+	if err := s.writeRecord(ctx, r, bounded); err != nil {
 		s.log.ErrorContext(ctx, "audit record lost", "rpc", r.RPC, "resource", r.Resource, "outcome", r.Outcome, "err", err)
 	}
 }
 
-// writeRecord fills in the caller and the trace and writes r.
-func (s *Server) writeRecord(ctx context.Context, r audit.Record) error {
+// writeRecord fills in the caller and the trace and writes r; bounded,
+// it gives up when ctx ends while the trail is busy (audit.WriteContext).
+func (s *Server) writeRecord(ctx context.Context, r audit.Record, bounded bool) error {
 	r.Caller = callerOf(ctx)
 	r.Operation = operationOf(ctx)
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		r.TraceID = sc.TraceID().String()
+	}
+	if bounded {
+		return s.audit.WriteContext(ctx, r)
 	}
 	return s.audit.Write(r)
 }

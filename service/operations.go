@@ -410,10 +410,14 @@ func (s *Server) CancelOperation(ctx context.Context, req *secretbrokerv1.Cancel
 	if err != nil {
 		return nil, s.toStatus(ctx, op, err)
 	}
+	defer ch.endOnPanic(ctx)
 	done, err := s.ops.runner.Cancel(ctx, id, visible)
+	if err != nil {
+		err = s.opError(ctx, op, err) // the outcome record says what the caller is told
+	}
 	ch.end(ctx, err)
 	if err != nil {
-		return nil, s.opError(ctx, op, err)
+		return nil, err
 	}
 	return toOperation(done), nil
 }

@@ -115,6 +115,7 @@ func (s *Server) PutSecret(ctx context.Context, req *secretbrokerv1.PutSecretReq
 	if err != nil {
 		return nil, s.toStatus(ctx, "PutSecret", err)
 	}
+	defer ch.endOnPanic(ctx)
 	out, err := s.putJudged(ctx, &p, req.GetForce(), ownerOf(ctx, ""))
 	ch.endWith(ctx, err, out.verdict)
 	if err != nil {

@@ -289,6 +289,7 @@ func (s *Server) mutate(ctx context.Context, rpc, raw, verb string,
 	if err != nil {
 		return err
 	}
+	defer ch.endOnPanic(ctx)
 	err = do(ctx, scope, name)
 	ch.end(ctx, err)
 	return err

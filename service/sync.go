@@ -404,6 +404,7 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 			return nil, err
 		}
 		plan.call = ch
+		defer ch.endOnPanic(ctx)
 		defer func() {
 			if err != nil {
 				ch.end(ctx, err)

@@ -11,6 +11,7 @@
 package audit
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,7 +21,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -74,34 +74,64 @@ type Log struct {
 	key  []byte
 	path string // "" when w was given
 
-	mu      sync.Mutex
-	w       io.Writer // nil while the file cannot be opened
-	f       *os.File  // the opened file, closed by Close
+	// held holds a token while a record is written (and while Err,
+	// Close and Open use the fields below): a channel, not a mutex, so
+	// that WriteContext can stop waiting for a writer that is stuck.
+	held    chan struct{}
+	w       io.Writer   // nil while the file cannot be opened
+	f       *os.File    // the opened file, closed by Close
+	fi      os.FileInfo // f's, to tell whether path still names it
 	openErr error
 	closed  bool
+	// torn: the last failed write left part of its line, without its
+	// newline; the next line starts with one, so that it is a line of
+	// its own.
+	torn bool
 
 	failures atomic.Int64
 }
 
 // Open returns a trail appending to the file at path ("-" is standard
-// error). A file that cannot be opened does not stop the broker: Open still
-// returns a Log, every Write tries to open the file again and fails until
-// it can, and Err reports why.
+// error), created 0600. A file that cannot be opened does not stop the
+// broker: Open still returns a Log, every Write tries to open the file
+// again and fails until it can, and Err reports why. A file removed or
+// renamed away (a log rotation) is created again at path by the next
+// Write.
 func Open(path string, hmacKey []byte) *Log {
 	if path == "-" {
 		return NewWriter(os.Stderr, hmacKey)
 	}
-	l := &Log{key: hmacKey, path: path}
-	l.mu.Lock()
+	l := &Log{key: hmacKey, path: path, held: make(chan struct{}, 1)}
+	l.lock()
 	l.openLocked()
-	l.mu.Unlock()
+	l.unlock()
 	return l
 }
 
 // NewWriter returns a trail writing to w, which receives one Write per
 // record.
 func NewWriter(w io.Writer, hmacKey []byte) *Log {
-	return &Log{key: hmacKey, w: w}
+	return &Log{key: hmacKey, w: w, held: make(chan struct{}, 1)}
+}
+
+// lock waits for the trail; unlock lets it go.
+func (l *Log) lock()   { l.held <- struct{}{} }
+func (l *Log) unlock() { <-l.held }
+
+// lockContext waits for the trail until ctx ends; a trail free at once is
+// taken even when ctx has ended.
+func (l *Log) lockContext(ctx context.Context) error {
+	select {
+	case l.held <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case l.held <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 func (l *Log) openLocked() {
@@ -110,7 +140,28 @@ func (l *Log) openLocked() {
 		l.openErr = fmt.Errorf("opening the audit log: %w", err)
 		return
 	}
-	l.w, l.f, l.openErr = f, f, nil
+	fi, err := f.Stat()
+	if err != nil {
+		fi = nil // not checked for a move (reopenIfMovedLocked)
+	}
+	l.w, l.f, l.fi, l.openErr, l.torn = f, f, fi, nil, false
+}
+
+// reopenIfMovedLocked opens the file at path again when path no longer
+// names the file the trail writes to: removed, or renamed away by a log
+// rotation. Records written on to the old file would be lost with the
+// removed one, or go where the operator does not look; as Python's
+// WatchedFileHandler does, each record checks the path first (one stat).
+func (l *Log) reopenIfMovedLocked() {
+	if l.f == nil || l.fi == nil {
+		return
+	}
+	if cur, err := os.Stat(l.path); err == nil && os.SameFile(cur, l.fi) {
+		return
+	}
+	_ = l.f.Close() // the old file: nothing more goes to it
+	l.w, l.f, l.fi = nil, nil, nil
+	l.openLocked()
 }
 
 // Err returns why the trail cannot be written at the moment, or nil.
@@ -118,8 +169,8 @@ func (l *Log) Err() error {
 	if l == nil {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.lock()
+	defer l.unlock()
 	return l.openErr
 }
 
@@ -133,8 +184,20 @@ func (l *Log) Failures() int64 {
 
 // Write appends r as one line, setting its time when it has none. It
 // returns an error when the line was not written whole; the caller must
-// then not go on with the change the record announces.
+// then not go on with the change the record announces. It waits for
+// another record's write however long that takes: it is for the outcome
+// of a change that was made, whose record must not be given up.
 func (l *Log) Write(r Record) error {
+	return l.WriteContext(context.Background(), r)
+}
+
+// WriteContext is Write, except that it gives up, with an error, when ctx
+// ends while another record's write holds the trail: a writer that is
+// stuck (a full pipe, a hung mount) fails the changes announced after it
+// as a write error does, when their calls' deadlines pass, instead of
+// holding them past their deadlines. The record whose write is stuck is
+// not given up.
+func (l *Log) WriteContext(ctx context.Context, r Record) error {
 	if l == nil {
 		return nil
 	}
@@ -147,16 +210,32 @@ func (l *Log) Write(r Record) error {
 		return fmt.Errorf("encoding an audit record: %w", err)
 	}
 	line = append(line, '\n')
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.w == nil && l.path != "" && !l.closed {
-		l.openLocked()
+	if err := l.lockContext(ctx); err != nil {
+		l.failures.Add(1)
+		return fmt.Errorf("the audit log is busy with an earlier record that is not written yet: %w", err)
+	}
+	defer l.unlock()
+	if l.path != "" && !l.closed {
+		l.reopenIfMovedLocked()
+		if l.w == nil {
+			l.openLocked()
+		}
 	}
 	if l.w == nil {
 		l.failures.Add(1)
 		return l.openErr
 	}
-	if _, err := l.w.Write(line); err != nil {
+	if l.torn {
+		line = append([]byte{'\n'}, line...)
+	}
+	n, err := l.w.Write(line)
+	if err == nil && n < len(line) {
+		err = io.ErrShortWrite
+	}
+	if n > 0 {
+		l.torn = n < len(line)
+	}
+	if err != nil {
 		l.failures.Add(1)
 		return fmt.Errorf("writing the audit log: %w", err)
 	}
@@ -179,14 +258,14 @@ func (l *Log) Close() error {
 	if l == nil {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.lock()
+	defer l.unlock()
 	l.closed = true
 	if l.f == nil {
 		return nil
 	}
 	err := l.f.Close()
-	l.w, l.f = nil, nil
+	l.w, l.f, l.fi = nil, nil, nil
 	l.openErr = errors.New("the audit log is closed")
 	return err
 }
