@@ -733,18 +733,7 @@ func TestLegacyRoutesConcurrent(t *testing.T) {
 		c := memClientWith(t, s, Config{BaseURL: "https://github.example/api/v3", Pacing: quickPacing(), LegacyRoutes: true})
 		ctx := t.Context()
 		t0 := time.Now()
-		errs := runAll(64, func(i int) error {
-			var err error
-			switch i % 3 {
-			case 0:
-				_, err = c.GetPublicKey(ctx, envActions)
-			case 1:
-				_, err = c.ListSecrets(ctx, envActions, Page{})
-			default:
-				_, err = c.PutSecret(ctx, envActions, "S", PutSecretBody{EncryptedValue: "eA==", KeyID: "k1"})
-			}
-			return err
-		})
+		errs := runAll(64, envCallMix(ctx, c))
 		noErrors(t, errs)
 		if n := lookups.Load(); n != 1 {
 			t.Errorf("%d repository lookups for 64 concurrent calls, want 1", n)
@@ -1135,4 +1124,21 @@ func TestHasNext(t *testing.T) {
 func isNotOffered(err error) bool {
 	_, ok := errors.AsType[*NotOfferedError](err)
 	return ok
+}
+
+// envCallMix is call i of a mix of the environment scope's calls: a key
+// fetch, a list and a PUT in turn.
+func envCallMix(ctx context.Context, c *Client) func(i int) error {
+	return func(i int) error {
+		var err error
+		switch i % 3 {
+		case 0:
+			_, err = c.GetPublicKey(ctx, envActions)
+		case 1:
+			_, err = c.ListSecrets(ctx, envActions, Page{})
+		default:
+			_, err = c.PutSecret(ctx, envActions, "S", PutSecretBody{EncryptedValue: "eA==", KeyID: "k1"})
+		}
+		return err
+	}
 }

@@ -182,18 +182,7 @@ func TestLegacyRevalidationShared(t *testing.T) {
 
 				before := s.Count()
 				t0 := time.Now()
-				errs := runAll(64, func(i int) error {
-					var err error
-					switch i % 3 {
-					case 0:
-						_, err = c.GetPublicKey(ctx, envActions)
-					case 1:
-						_, err = c.ListSecrets(ctx, envActions, Page{})
-					default:
-						_, err = c.PutSecret(ctx, envActions, "S", PutSecretBody{EncryptedValue: "eA==", KeyID: "k1"})
-					}
-					return err
-				})
+				errs := runAll(64, envCallMix(ctx, c))
 				noErrors(t, errs)
 				arr := s.Arrivals()[before:]
 				if len(arr) != 65 || arr[0].Path != legacyLookupPath {
