@@ -105,15 +105,7 @@ func TestPruneLeavesSelectionChangedAfterThePlan(t *testing.T) {
 				time.Sleep(time.Minute)
 				prune := &secretbrokerv1.SyncSecretsRequest{Parent: scope, Owner: "team-a", Visibility: "selected",
 					SelectedRepositoryIds: []int64{a}, Prune: true, Async: async}
-				type answer struct {
-					resp *secretbrokerv1.SyncSecretsResponse
-					err  error
-				}
-				done := make(chan answer, 1)
-				go func() {
-					r, err := h.broker.SyncSecrets(ctx, prune)
-					done <- answer{r, err}
-				}()
+				done := syncInBackground(ctx, h, prune)
 				time.Sleep(100 * time.Millisecond) // planned, first delete in flight
 				if err := h.client.SetSelectedRepositories(ctx, mustScope(t, scope), "E", []int64{a, b}); err != nil {
 					t.Fatal(err)

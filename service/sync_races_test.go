@@ -69,15 +69,7 @@ func TestPruneLeavesSecretTouchedAfterThePlan(t *testing.T) {
 					other := otherTool(t, h)
 					prune := syncReq(repoScope, "team-a", nil)
 					prune.Prune, prune.Async = true, async
-					type answer struct {
-						resp *secretbrokerv1.SyncSecretsResponse
-						err  error
-					}
-					done := make(chan answer, 1)
-					go func() {
-						r, err := h.broker.SyncSecrets(ctx, prune)
-						done <- answer{r, err}
-					}()
+					done := syncInBackground(ctx, h, prune)
 					time.Sleep(100 * time.Millisecond) // planned, first delete in flight
 					if err := tt.touch(ctx, other); err != nil {
 						t.Fatal(err)
@@ -265,4 +257,21 @@ func TestSyncWriteWithOwnerUnknownIsNotSent(t *testing.T) {
 			t.Errorf("the sync's results %v, want X UNAVAILABLE", results)
 		}
 	})
+}
+
+// syncAnswer is a SyncSecrets call's answer.
+type syncAnswer struct {
+	resp *secretbrokerv1.SyncSecretsResponse
+	err  error
+}
+
+// syncInBackground sends req to h's broker from a goroutine of its own
+// and hands back its answer.
+func syncInBackground(ctx context.Context, h *harness, req *secretbrokerv1.SyncSecretsRequest) <-chan syncAnswer {
+	done := make(chan syncAnswer, 1)
+	go func() {
+		r, err := h.broker.SyncSecrets(ctx, req)
+		done <- syncAnswer{r, err}
+	}()
+	return done
 }
