@@ -30,6 +30,9 @@ type cli struct {
 	maxAttempts int
 
 	secrets []string
+	// plaintext: the connection made speaks plaintext gRPC (describe's
+	// hint when the broker answers it as a TLS server would).
+	plaintext bool
 
 	// mu guards running, which the goroutine watching for a second
 	// interrupt reads (setRunning).

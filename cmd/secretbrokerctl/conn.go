@@ -152,6 +152,7 @@ func (c *cli) connect(o *common) (secretbrokerv1.SecretServiceClient, func(), er
 		return nil, nil, err
 	}
 	var opts []grpc.DialOption
+	c.plaintext = tr.plaintext
 	if tr.plaintext {
 		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	} else {

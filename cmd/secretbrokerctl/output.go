@@ -93,7 +93,24 @@ func (c *cli) describe(err error) string {
 	if d := retryInfoDelay(st); d > 0 {
 		msg += fmt.Sprintf(" (retry after %s)", d)
 	}
+	if c.plaintext && st.Code() == codes.Unavailable && closedOnConnect(st.Message()) {
+		// A TLS server closes a plaintext client's connection without a
+		// word: the broker's gRPC listener serves TLS outside --dev.
+		msg += " (the connection was plaintext: if the broker serves TLS, as it does outside --dev, pass --tls or --tls-ca-file)"
+	}
 	return c.scrub(msg)
+}
+
+// closedOnConnect reports whether msg is a connection the broker closed
+// as it began: grpc-go's reading of the server's preface ended, or its
+// first writes failed, racing with the close.
+func closedOnConnect(msg string) bool {
+	for _, s := range []string{"error reading server preface", "broken pipe", "connection reset by peer", "read/write on closed pipe"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // callFailed reports a failed call on stderr ("CMD TARGET: CODE: message")

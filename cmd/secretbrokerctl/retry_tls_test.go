@@ -199,3 +199,52 @@ func TestConnectionMisconfigured(t *testing.T) {
 		}
 	}
 }
+
+// TestPlaintextToTLSBrokerHints: a plaintext client (loopback, no TLS
+// flag) against a broker that serves TLS, as it does outside --dev, is
+// closed without a word: grpc-go says "error reading server preface". The
+// error then says what to pass, with and without a TLS flag.
+func TestPlaintextToTLSBrokerHints(t *testing.T) {
+	srvCert := newBubbleCert(t, nil, func(c *x509.Certificate) {
+		c.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	})
+	srvTLS := &tls.Config{Certificates: []tls.Certificate{*srvCert}, NextProtos: []string{"h2"}}
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		wantHint bool
+	}{
+		{"plaintext", nil, true},
+		{"TLS, a certificate the client does not trust", []string{"--tls"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				lis := bufconn.Listen(1 << 20)
+				defer lis.Close()
+				go func() {
+					for {
+						c, err := lis.Accept()
+						if err != nil {
+							return
+						}
+						go func() {
+							_ = tls.Server(c, srvTLS).Handshake()
+							_ = c.Close()
+						}()
+					}
+				}()
+				r := &fakeRun{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+				env := map[string]string{"SECRETBROKER_ADDR": "127.0.0.1:9090", "SECRETBROKER_TOKEN": plantedToken}
+				r.c = newCLI(strings.NewReader(""), r.stdout, r.stderr, func(k string) string { return env[k] }, noTerminal{})
+				r.c.dial = func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }
+				res := r.result(t, r.c.main(t.Context(), append([]string{"get"}, append(tc.args, flakySecret)...)))
+				wantCode(t, res, exitFail)
+				hinted := strings.Contains(res.stderr, "the connection was plaintext: if the broker serves TLS")
+				if hinted != tc.wantHint {
+					t.Errorf("hint %v, want %v:\n%s", hinted, tc.wantHint, res.stderr)
+				}
+			})
+		})
+	}
+}
