@@ -32,26 +32,9 @@ func TestUntrustedCertificateNotRetried(t *testing.T) {
 	srvCert := hs.TLS.Certificates[0] // httptest's, which the client does not trust
 	hs.Close()
 	synctest.Test(t, func(t *testing.T) {
-		lis := bufconn.Listen(1 << 20)
-		defer lis.Close()
-		go func() {
-			for {
-				c, err := lis.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{srvCert}, NextProtos: []string{"h2"}})
-					_ = tc.Handshake()
-					_ = tc.Close()
-				}()
-			}
-		}()
-		r := &fakeRun{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+		srvTLS := &tls.Config{Certificates: []tls.Certificate{srvCert}, NextProtos: []string{"h2"}}
 		env := map[string]string{"SECRETBROKER_ADDR": "127.0.0.1:9090", "SECRETBROKER_TOKEN": plantedToken}
-		r.c = newCLI(strings.NewReader(""), r.stdout, r.stderr, func(k string) string { return env[k] }, noTerminal{})
-		r.c.dial = func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }
-		res := r.result(t, r.c.main(t.Context(), []string{"get", "--tls", flakySecret}))
+		res := getAgainstTLS(t, srvTLS, env, []string{"--tls", flakySecret})
 		wantCode(t, res, exitFail)
 		wantContains(t, "stderr", res.stderr, "authentication handshake failed")
 		if strings.Contains(res.stderr, "trying again") {
@@ -110,28 +93,7 @@ func TestRefusedClientCertificateNotRetried(t *testing.T) {
 func refusedOnce(t *testing.T, srvTLS *tls.Config, args []string, stderr string) {
 	t.Helper()
 	synctest.Test(t, func(t *testing.T) {
-		lis := bufconn.Listen(1 << 20)
-		defer lis.Close()
-		go func() {
-			for {
-				c, err := lis.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					// The refusal's alert and a close, as
-					// crypto/tls does: the client's first
-					// writes may fail before it reads the alert.
-					_ = tls.Server(c, srvTLS).Handshake()
-					_ = c.Close()
-				}()
-			}
-		}()
-		r := &fakeRun{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
-		env := map[string]string{"SECRETBROKER_ADDR": "127.0.0.1:9090"}
-		r.c = newCLI(strings.NewReader(""), r.stdout, r.stderr, func(k string) string { return env[k] }, noTerminal{})
-		r.c.dial = func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }
-		res := r.result(t, r.c.main(t.Context(), append([]string{"get", flakySecret}, args...)))
+		res := getAgainstTLS(t, srvTLS, map[string]string{"SECRETBROKER_ADDR": "127.0.0.1:9090"}, append([]string{flakySecret}, args...))
 		wantCode(t, res, exitFail)
 		wantContains(t, "stderr", res.stderr, stderr)
 		if strings.Contains(res.stderr, "trying again") {
@@ -220,25 +182,8 @@ func TestPlaintextToTLSBrokerHints(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				lis := bufconn.Listen(1 << 20)
-				defer lis.Close()
-				go func() {
-					for {
-						c, err := lis.Accept()
-						if err != nil {
-							return
-						}
-						go func() {
-							_ = tls.Server(c, srvTLS).Handshake()
-							_ = c.Close()
-						}()
-					}
-				}()
-				r := &fakeRun{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 				env := map[string]string{"SECRETBROKER_ADDR": "127.0.0.1:9090", "SECRETBROKER_TOKEN": plantedToken}
-				r.c = newCLI(strings.NewReader(""), r.stdout, r.stderr, func(k string) string { return env[k] }, noTerminal{})
-				r.c.dial = func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }
-				res := r.result(t, r.c.main(t.Context(), append([]string{"get"}, append(tc.args, flakySecret)...)))
+				res := getAgainstTLS(t, srvTLS, env, append(tc.args, flakySecret))
 				wantCode(t, res, exitFail)
 				hinted := strings.Contains(res.stderr, "the connection was plaintext: if the broker serves TLS")
 				if hinted != tc.wantHint {
@@ -247,4 +192,31 @@ func TestPlaintextToTLSBrokerHints(t *testing.T) {
 			})
 		})
 	}
+}
+
+// getAgainstTLS runs get, with env and args, in the caller's bubble
+// against an in-memory broker that runs crypto/tls's server handshake
+// with srvTLS on every connection and then closes it: a refusal's alert
+// and a close, as crypto/tls does (the client's first writes may fail
+// before it reads the alert), or a plaintext client's bytes refused.
+func getAgainstTLS(t *testing.T, srvTLS *tls.Config, env map[string]string, args []string) result {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
+	t.Cleanup(func() { _ = lis.Close() })
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_ = tls.Server(c, srvTLS).Handshake()
+				_ = c.Close()
+			}()
+		}
+	}()
+	r := &fakeRun{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	r.c = newCLI(strings.NewReader(""), r.stdout, r.stderr, func(k string) string { return env[k] }, noTerminal{})
+	r.c.dial = func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }
+	return r.result(t, r.c.main(t.Context(), append([]string{"get"}, args...)))
 }
