@@ -483,7 +483,8 @@ func (s *Server) opsClosed() bool {
 // toOperation is a stored operation as the API shows it. Sync results are
 // sorted by name; batch results are in the order they were decided: the
 // items refused when the batch was accepted first, then the others, each
-// in the order of the request.
+// in the order of the request, those an operation ended without running
+// (CANCELLED, "not run") last. A done operation has one result per item.
 func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 	m := op.Metadata
 	out := &secretbrokerv1.Operation{

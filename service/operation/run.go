@@ -112,7 +112,7 @@ func (r *Runner) run(ctx context.Context, id string) {
 				finished = true
 			}
 			stopRenew() // so it does not find the operation done by this run
-			r.finish(sctx, id, group, &state.Status{Code: codes.Canceled, Message: "operation cancelled"})
+			r.finish(sctx, id, group, cancelled())
 			return
 		case isClosed(r.closing):
 			stopRenew()
@@ -360,9 +360,9 @@ func (r *Runner) dropRecorded(o *state.Operation) error {
 
 // finish records group and ends the operation, with st as its error
 // unless every item ran (a cancel that came after the last item changes
-// nothing). Pending is dropped so no value stays stored; Remaining keeps
-// the number of items that never ran.
-func (r *Runner) finish(ctx context.Context, id string, group []state.ItemResult, st *state.Status) {
+// nothing). Pending is dropped so no value stays stored; the items that
+// never ran get results that say so (see end).
+func (r *Runner) finish(ctx context.Context, id string, group []state.ItemResult, st *ending) {
 	op, err := r.update(ctx, id, func(o *state.Operation) error {
 		now := time.Now()
 		if err := r.hold(o, now); err != nil {
@@ -395,19 +395,35 @@ func (r *Runner) recorded(ctx context.Context, op *state.Operation, group []stat
 	}
 }
 
-// end marks o done with st (nil when nothing was left to run).
-func (r *Runner) end(o *state.Operation, st *state.Status, now time.Time) {
-	remaining := len(o.Pending)
-	if remaining == 0 {
-		st = nil
+// ending is why an operation ends with items it did not run: its error,
+// and why those items did not run (their results are codes.Canceled,
+// "not run: " and notRun).
+type ending struct {
+	err    state.Status
+	notRun string
+}
+
+// cancelled is the ending of a cancelled operation (CancelOperation).
+func cancelled() *ending {
+	return &ending{
+		err:    state.Status{Code: codes.Canceled, Message: "operation cancelled"},
+		notRun: "the operation was cancelled",
 	}
-	if st != nil {
-		s := *st
-		s.Message = fmt.Sprintf("%s; %d of %d items not run", s.Message, remaining, o.Metadata.Total)
-		st = &s
+}
+
+// end marks o done (nil e when nothing was left to run). Each item it did
+// not run gets a result after the others, in the order they were pending:
+// NotRun and codes.Canceled; they count as remaining (progress).
+func (r *Runner) end(o *state.Operation, e *ending, now time.Time) {
+	remaining := len(o.Pending)
+	var st *state.Status
+	if remaining > 0 && e != nil {
+		st = &state.Status{Code: e.err.Code, Message: fmt.Sprintf("%s; %d of %d items not run", e.err.Message, remaining, o.Metadata.Total)}
+		for _, p := range o.Pending {
+			o.Results = append(o.Results, state.ItemResult{Name: p.Name, Code: codes.Canceled, Message: "not run: " + e.notRun, NotRun: true})
+		}
 	}
 	o.Done, o.Error, o.Pending = true, st, nil
 	o.LeaseUntil = time.Time{} // a done operation is nobody's to run
 	r.progress(o, now)
-	o.Metadata.Remaining = remaining
 }

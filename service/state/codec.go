@@ -97,6 +97,10 @@ type resultJSON struct {
 	// RecordedOwner came later still: a result stored without it decodes
 	// with "".
 	RecordedOwner string `json:"recorded_owner,omitempty"`
+	// NotRun came later still: a result stored without it decodes with
+	// false (an operation stored then has no result for an item it never
+	// ran).
+	NotRun bool `json:"not_run,omitempty"`
 }
 
 type pendingJSON struct {

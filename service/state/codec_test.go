@@ -131,9 +131,9 @@ func TestOperationLeaseFormat(t *testing.T) {
 }
 
 // TestOperationResultFormat pins the encoding of an item result with
-// its key_id (kept since async results carry it) and its recorded owner,
-// and decodes a result stored before: without created, key_id or
-// recorded_owner, it decodes with false and "".
+// its key_id (kept since async results carry it), its recorded owner and
+// not_run, and decodes a result stored before: without created, key_id,
+// recorded_owner or not_run, it decodes with false and "".
 func TestOperationResultFormat(t *testing.T) {
 	s, _ := newSealer(sealTestKey)
 	head := `{"v":1,"id":"op1","kind":"BatchPutSecrets","metadata":{"total":2,"written":2,"unchanged":0,"failed":0,"remaining":0}`
@@ -152,6 +152,9 @@ func TestOperationResultFormat(t *testing.T) {
 		{"with recorded_owner", []ItemResult{{Name: written.Name, Code: codes.FailedPrecondition, Message: "theirs", Action: "conflict", RecordedOwner: "team-a"}},
 			head + `,"results":[` +
 				`{"name":"orgs/acme/actions/secrets/A","code":9,"message":"theirs","action":"conflict","recorded_owner":"team-a"}]}`},
+		{"not run", []ItemResult{{Name: written.Name, Code: codes.Canceled, Message: "not run", NotRun: true}},
+			head + `,"results":[` +
+				`{"name":"orgs/acme/actions/secrets/A","code":1,"message":"not run","not_run":true}]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

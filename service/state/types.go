@@ -115,8 +115,8 @@ type Operation struct {
 	UpdateTime time.Time
 
 	// Done is set when the operation ended, with Error set when it ended
-	// badly (for example codes.Canceled) and Results holding the items
-	// it finished either way.
+	// badly (for example codes.Canceled) and Results holding one result
+	// per item either way: those it did not run are NotRun.
 	Done bool
 	// CancelRequested is set by CancelOperation; the runner stops at the
 	// next item boundary and ends the operation done with Canceled.
@@ -128,7 +128,8 @@ type Operation struct {
 	// Metadata is the operation's progress.
 	Metadata Progress
 	// Results are the finished items' results, in the order they
-	// finished.
+	// finished; once Done, followed by those of the items never run
+	// (NotRun), in the order they were pending.
 	Results []ItemResult
 	// Pending are the items still to do. A resumed operation does these
 	// (every step is idempotent).
@@ -187,6 +188,10 @@ type ItemResult struct {
 	// the broker recorded for the secret; empty when it never wrote it,
 	// and for a result stored before the field was kept.
 	RecordedOwner string
+	// NotRun: the operation ended (cancelled) before it ran the item; Code
+	// (codes.Canceled) and Message say so. Such an item counts as
+	// remaining, not failed.
+	NotRun bool
 }
 
 // PendingItem is one item an operation still has to do.
