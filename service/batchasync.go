@@ -80,7 +80,8 @@ func (s *Server) batchAsync(ctx context.Context, req *secretbrokerv1.BatchPutSec
 	for i, err := range refused {
 		if err != nil {
 			st := statusOf(err)
-			o.Results = append(o.Results, state.ItemResult{Name: reqs[i].GetName(), Code: st.Code(), Message: st.Message()})
+			o.Results = append(o.Results, state.ItemResult{Name: reqs[i].GetName(), Code: st.Code(), Message: st.Message(),
+				RetryAfter: retryAfterOf(st).AsDuration()})
 		}
 	}
 	for _, p := range plans {

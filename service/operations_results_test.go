@@ -9,6 +9,7 @@ import (
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/upstream"
+	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
 
 // opResult is one result of an operation, or of a synchronous call, as
@@ -95,6 +96,76 @@ func TestCancelledOperationResultsEveryItem(t *testing.T) {
 				}
 				if puts(h) != 2 {
 					t.Errorf("%d PUTs, want the 2 before the cancel", puts(h))
+				}
+			})
+		})
+	}
+}
+
+// TestAsyncResultRetryAfter: an operation's item that fails with
+// UNAVAILABLE (GitHub refused the broker's credentials) carries the
+// retry_after the synchronous answer to the same item carries, whether it
+// failed as it ran or was refused when the operation was accepted. It had
+// none.
+func TestAsyncResultRetryAfter(t *testing.T) {
+	const secret = "RETRY_A"
+	// batch returns the results of a batch of item, answered at once, or
+	// of its operation when async.
+	batch := func(t *testing.T, h *harness, item *secretbrokerv1.PutSecretRequest, async bool) []opResult {
+		resp, err := h.broker.BatchPutSecrets(t.Context(), &secretbrokerv1.BatchPutSecretsRequest{Async: async, Requests: []*secretbrokerv1.PutSecretRequest{item}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if async {
+			return opResultsOf(waitOp(t.Context(), t, h.broker, resp.GetOperation().GetName(), 0))
+		}
+		var out []opResult
+		for _, r := range resp.GetResults() {
+			out = append(out, opResult{r.GetName(), r.GetCode(), r.GetMessage(), r.GetRetryAfter().AsDuration()})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name  string
+		route string // the route GitHub answers 401 on
+		scope string
+		run   func(t *testing.T, h *harness, async bool) []opResult
+	}{
+		{"batch item", emulator.RoutePutRepoSecret, repoScope, func(t *testing.T, h *harness, async bool) []opResult {
+			return batch(t, h, plain(repoScope+"/secrets/"+secret, plantedSecret), async)
+		}},
+		{"batch item refused when accepted", emulator.RouteGetRepo, orgScope, func(t *testing.T, h *harness, async bool) []opResult {
+			item := orgPut(orgScope+"/secrets/"+secret, plantedSecret, "selected")
+			item.SelectedRepositories = []string{"hello-world"} // its ID is looked up as the batch is accepted
+			return batch(t, h, item, async)
+		}},
+		{"sync item", emulator.RoutePutRepoSecret, repoScope, func(t *testing.T, h *harness, async bool) []opResult {
+			req := syncReq(repoScope, "ops", map[string]string{secret: plantedSecret})
+			req.Async = async
+			resp, err := h.broker.SyncSecrets(t.Context(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if async {
+				return opResultsOf(waitOp(t.Context(), t, h.broker, resp.GetOperation().GetName(), 0))
+			}
+			var out []opResult
+			for _, r := range resp.GetResults() {
+				out = append(out, opResult{r.GetName(), r.GetCode(), r.GetMessage(), r.GetRetryAfter().AsDuration()})
+			}
+			return out
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, harnessOpts{})
+				closeOps(t, h.server)
+				h.emu.InjectFault(emulator.Fault{Route: tc.route, Status: 401, Times: 100})
+				for _, async := range []bool{false, true} {
+					got := tc.run(t, h, async)
+					if len(got) != 1 || got[0].name != tc.scope+"/secrets/"+secret || got[0].code != code.Code_UNAVAILABLE || got[0].retry != retryCredentials {
+						t.Errorf("async %v: results %+v, want %s UNAVAILABLE with retry_after %v", async, got, secret, retryCredentials)
+					}
 				}
 			})
 		})

@@ -97,6 +97,9 @@ type resultJSON struct {
 	// RecordedOwner came later still: a result stored without it decodes
 	// with "".
 	RecordedOwner string `json:"recorded_owner,omitempty"`
+	// RetryAfter (nanoseconds) came later still: a result stored without
+	// it decodes with 0.
+	RetryAfter time.Duration `json:"retry_after,omitempty"`
 	// NotRun came later still: a result stored without it decodes with
 	// false (an operation stored then has no result for an item it never
 	// ran).

@@ -131,9 +131,10 @@ func TestOperationLeaseFormat(t *testing.T) {
 }
 
 // TestOperationResultFormat pins the encoding of an item result with
-// its key_id (kept since async results carry it), its recorded owner and
-// not_run, and decodes a result stored before: without created, key_id,
-// recorded_owner or not_run, it decodes with false and "".
+// its key_id (kept since async results carry it), its recorded owner,
+// retry_after and not_run, and decodes a result stored before: without
+// created, key_id, recorded_owner, retry_after or not_run, it decodes with
+// false, "" and 0.
 func TestOperationResultFormat(t *testing.T) {
 	s, _ := newSealer(sealTestKey)
 	head := `{"v":1,"id":"op1","kind":"BatchPutSecrets","metadata":{"total":2,"written":2,"unchanged":0,"failed":0,"remaining":0}`
@@ -152,6 +153,9 @@ func TestOperationResultFormat(t *testing.T) {
 		{"with recorded_owner", []ItemResult{{Name: written.Name, Code: codes.FailedPrecondition, Message: "theirs", Action: "conflict", RecordedOwner: "team-a"}},
 			head + `,"results":[` +
 				`{"name":"orgs/acme/actions/secrets/A","code":9,"message":"theirs","action":"conflict","recorded_owner":"team-a"}]}`},
+		{"with retry_after", []ItemResult{{Name: written.Name, Code: codes.Unavailable, Message: "later", RetryAfter: time.Minute}},
+			head + `,"results":[` +
+				`{"name":"orgs/acme/actions/secrets/A","code":14,"message":"later","retry_after":60000000000}]}`},
 		{"not run", []ItemResult{{Name: written.Name, Code: codes.Canceled, Message: "not run", NotRun: true}},
 			head + `,"results":[` +
 				`{"name":"orgs/acme/actions/secrets/A","code":1,"message":"not run","not_run":true}]}`},

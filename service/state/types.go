@@ -188,6 +188,11 @@ type ItemResult struct {
 	// the broker recorded for the secret; empty when it never wrote it,
 	// and for a result stored before the field was kept.
 	RecordedOwner string
+	// RetryAfter is, for an item that failed with codes.ResourceExhausted
+	// or codes.Unavailable, how long its caller should wait before
+	// sending it again (the status's RetryInfo); zero otherwise, and for
+	// a result stored before the field was kept.
+	RetryAfter time.Duration
 	// NotRun: the operation ended (cancelled) before it ran the item; Code
 	// (codes.Canceled) and Message say so. Such an item counts as
 	// remaining, not failed.
