@@ -486,6 +486,8 @@ func (s *Server) opsClosed() bool {
 // items refused when the batch was accepted first, then the others, each
 // in the order of the request, those an operation ended without running
 // (CANCELLED, "not run") last. A done operation has one result per item.
+// A batch's result names its secret as stored when written (or
+// unchanged), as sent otherwise, as a batch answered at once does.
 func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 	m := op.Metadata
 	out := &secretbrokerv1.Operation{
@@ -529,8 +531,12 @@ func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 		})
 	default:
 		for _, r := range op.Results {
+			name := r.Name
+			if r.Code != codes.OK && r.Sent != "" {
+				name = r.Sent // as a batch answered at once names a failed item
+			}
 			resp.BatchPutResults = append(resp.BatchPutResults, &secretbrokerv1.BatchPutSecretsResult{
-				Name: r.Name, Code: code.Code(r.Code), Message: r.Message, Unchanged: r.Unchanged, Drift: r.Drift, KeyId: r.KeyID,
+				Name: name, Code: code.Code(r.Code), Message: r.Message, Unchanged: r.Unchanged, Drift: r.Drift, KeyId: r.KeyID,
 				RetryAfter: retryAfter(r.RetryAfter),
 				// A result stored before Created was kept has only its
 				// action (create only when it was one).

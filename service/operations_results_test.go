@@ -1,6 +1,7 @@
 package service
 
 import (
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -38,8 +39,10 @@ func opResultsOf(op *secretbrokerv1.Operation) []opResult {
 // one result per item: the items it never ran are CANCELLED, "not run",
 // after the ones it finished (a batch's in the order sent, a sync's by
 // name), and they count as remaining, not as failed. They had no result.
+// A batch names them as sent, as its other failed items (nr_d), a sync as
+// stored.
 func TestCancelledOperationResultsEveryItem(t *testing.T) {
-	names := []string{"NR_A", "NR_B", "NR_C", "NR_D"}
+	names := []string{"NR_A", "NR_B", "NR_C", "nr_d"}
 	for _, kind := range []string{"batch", "sync"} {
 		t.Run(kind, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -83,9 +86,12 @@ func TestCancelledOperationResultsEveryItem(t *testing.T) {
 					t.Fatalf("%d results %v, want one per item (%d)", len(got), got, len(names))
 				}
 				for i, r := range got {
-					want := opResult{name: repoScope + "/secrets/" + names[i], code: code.Code_OK}
+					want := opResult{name: repoScope + "/secrets/" + strings.ToUpper(names[i]), code: code.Code_OK}
 					if i >= 2 {
 						want.code, want.message = code.Code_CANCELLED, "not run: the operation was cancelled"
+						if kind == "batch" {
+							want.name = repoScope + "/secrets/" + names[i]
+						}
 					}
 					if r != want {
 						t.Errorf("result %d: %+v, want %+v", i, r, want)
@@ -169,5 +175,54 @@ func TestAsyncResultRetryAfter(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestAsyncBatchNamesItemsAsSync: an async batch names its items as the
+// synchronous batch does: a written item as stored (upper-cased), a failed
+// one as sent. Its failed items carried the name as stored.
+func TestAsyncBatchNamesItemsAsSync(t *testing.T) {
+	items := []string{repoScope + "/secrets/lower_fail", repoScope + "/secrets/lower_ok"}
+	run := func(t *testing.T, async bool) []opResult {
+		var got []opResult
+		synctest.Test(t, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{})
+			closeOps(t, h.server)
+			ctx := t.Context()
+			// The first PUT (lower_fail's: the items run in order) is refused.
+			h.emu.InjectFault(emulator.Fault{Route: emulator.RoutePutRepoSecret, Status: 422})
+			req := &secretbrokerv1.BatchPutSecretsRequest{Async: async}
+			for _, n := range items {
+				req.Requests = append(req.Requests, plain(n, plantedSecret))
+			}
+			resp, err := h.broker.BatchPutSecrets(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if async {
+				got = opResultsOf(waitOp(ctx, t, h.broker, resp.GetOperation().GetName(), 0))
+				return
+			}
+			for _, r := range resp.GetResults() {
+				got = append(got, opResult{r.GetName(), r.GetCode(), r.GetMessage(), r.GetRetryAfter().AsDuration()})
+			}
+		})
+		return got
+	}
+	var sync, async []opResult
+	t.Run("call", func(t *testing.T) { sync = run(t, false) })
+	t.Run("async", func(t *testing.T) { async = run(t, true) })
+	want := []string{items[0] + " INVALID_ARGUMENT", repoScope + "/secrets/LOWER_OK OK"}
+	for _, tc := range []struct {
+		what string
+		got  []opResult
+	}{{"synchronous batch", sync}, {"async batch", async}} {
+		var got []string
+		for _, r := range tc.got {
+			got = append(got, r.name+" "+r.code.String())
+		}
+		if strings.Join(got, ", ") != strings.Join(want, ", ") {
+			t.Errorf("%s: results %v, want %v", tc.what, got, want)
+		}
 	}
 }

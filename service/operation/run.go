@@ -248,12 +248,12 @@ func Interrupted(ctx context.Context, res state.ItemResult) bool {
 // complete: it is then not recorded and stays pending.
 func (r *Runner) runItem(ctx context.Context, op *state.Operation, item state.PendingItem) (res state.ItemResult, ok bool) {
 	if item.ValueLost {
-		return state.ItemResult{Name: item.Name, Code: codes.DataLoss, Message: LostValueMessage}, true
+		return state.ItemResult{Name: item.Name, Sent: item.Sent, Code: codes.DataLoss, Message: LostValueMessage}, true
 	}
 	view := *op
 	view.Results, view.Pending = nil, nil
 	res = r.safeExec(ctx, &view, item)
-	res.Name = item.Name
+	res.Name, res.Sent = item.Name, item.Sent
 	if Interrupted(ctx, res) {
 		return res, false
 	}
@@ -420,7 +420,7 @@ func (r *Runner) end(o *state.Operation, e *ending, now time.Time) {
 	if remaining > 0 && e != nil {
 		st = &state.Status{Code: e.err.Code, Message: fmt.Sprintf("%s; %d of %d items not run", e.err.Message, remaining, o.Metadata.Total)}
 		for _, p := range o.Pending {
-			o.Results = append(o.Results, state.ItemResult{Name: p.Name, Code: codes.Canceled, Message: "not run: " + e.notRun, NotRun: true})
+			o.Results = append(o.Results, state.ItemResult{Name: p.Name, Sent: p.Sent, Code: codes.Canceled, Message: "not run: " + e.notRun, NotRun: true})
 		}
 	}
 	o.Done, o.Error, o.Pending = true, st, nil

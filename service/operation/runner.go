@@ -22,7 +22,7 @@ import (
 // Prune are set); item carries the value to write. Exec paces itself and
 // must return promptly when ctx ends: ctx ends when the runner is closed
 // without time to finish, or when the operation is cancelled. Its result's
-// Name is set to item.Name; its Message must never hold a value.
+// Name and Sent are set to item's; its Message must never hold a value.
 type Exec func(ctx context.Context, op *state.Operation, item state.PendingItem) state.ItemResult
 
 // Estimate returns how long the remaining items of an operation will take

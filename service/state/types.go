@@ -197,6 +197,9 @@ type ItemResult struct {
 	// (codes.Canceled) and Message say so. Such an item counts as
 	// remaining, not failed.
 	NotRun bool
+	// Sent is the item's PendingItem.Sent: its name as its caller sent it,
+	// when that is not Name; empty otherwise.
+	Sent string
 }
 
 // PendingItem is one item an operation still has to do.
@@ -213,6 +216,10 @@ type PendingItem struct {
 	// ValueLost: the stored value could not be opened (the server key
 	// changed since it was sealed). The item cannot be resumed.
 	ValueLost bool
+	// Sent is the secret's name as the caller sent it, when that is not
+	// Name (a batch's item spelled in lower case): the service answers a
+	// failed item under it. Empty otherwise.
+	Sent string
 }
 
 // String names the item without its value, for logs and %v.
@@ -337,6 +344,9 @@ func checkOperation(op *Operation) error {
 		}
 		if p.ValueLost && p.Value != nil {
 			return fmt.Errorf("state: operation %s: pending item %d (%s): %w: a lost value is nil", op.ID, i, p.Name, ErrInvalid)
+		}
+		if err := checkText("name sent", p.Sent); err != nil {
+			return fmt.Errorf("operation %s: pending item %d: %w", op.ID, i, err)
 		}
 	}
 	return nil
