@@ -358,11 +358,11 @@ func (r *Runner) dropRecorded(o *state.Operation) error {
 	return nil
 }
 
-// finish records group and ends the operation, with st as its error
-// unless every item ran (a cancel that came after the last item changes
+// finish records group and ends the operation, with e's error unless
+// every item ran (a cancel that came after the last item changes
 // nothing). Pending is dropped so no value stays stored; the items that
 // never ran get results that say so (see end).
-func (r *Runner) finish(ctx context.Context, id string, group []state.ItemResult, st *ending) {
+func (r *Runner) finish(ctx context.Context, id string, group []state.ItemResult, e *ending) {
 	op, err := r.update(ctx, id, func(o *state.Operation) error {
 		now := time.Now()
 		if err := r.hold(o, now); err != nil {
@@ -371,7 +371,7 @@ func (r *Runner) finish(ctx context.Context, id string, group []state.ItemResult
 		if err := apply(o, group); err != nil {
 			return err
 		}
-		r.end(o, st, now)
+		r.end(o, e, now)
 		return nil
 	})
 	if err != nil {
