@@ -432,12 +432,7 @@ func (t *batchTally) add(err error) (code.Code, string, *durationpb.Duration) {
 	case st.Code() == codes.DeadlineExceeded && t.call != nil && t.call.Err() != nil && !sentWhenCut(err):
 		st = notSentInTime()
 	}
-	var retry *durationpb.Duration
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok {
-			retry = ri.GetRetryDelay()
-		}
-	}
+	retry := retryAfterOf(st)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.counts == nil {
@@ -448,6 +443,18 @@ func (t *batchTally) add(err error) (code.Code, string, *durationpb.Duration) {
 		t.fault = err
 	}
 	return code.Code(st.Code()), st.Message(), retry
+}
+
+// retryAfterOf is the retry delay of st's RetryInfo, nil without one: an
+// item's retry_after.
+func retryAfterOf(st *status.Status) *durationpb.Duration {
+	var retry *durationpb.Duration
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			retry = ri.GetRetryDelay()
+		}
+	}
+	return retry
 }
 
 // serverFault reports whether an item's code means the broker or GitHub

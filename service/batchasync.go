@@ -20,7 +20,9 @@ import (
 // selected_repositories resolved: items refused there are the operation's
 // first results, in the order sent, whatever refused them; the others are
 // its pending work, written in the order of the request by the operation
-// runner (judged unchanged, drifted or written as a batch is).
+// runner (judged unchanged, drifted or written as a batch is). As in a
+// batch answered at once, a failed item's result names it as sent, a
+// written (or unchanged) one as stored.
 func (s *Server) batchAsync(ctx context.Context, req *secretbrokerv1.BatchPutSecretsRequest) (*secretbrokerv1.BatchPutSecretsResponse, error) {
 	const op = "BatchPutSecrets"
 	reqs := req.GetRequests()
@@ -80,18 +82,23 @@ func (s *Server) batchAsync(ctx context.Context, req *secretbrokerv1.BatchPutSec
 	for i, err := range refused {
 		if err != nil {
 			st := statusOf(err)
-			o.Results = append(o.Results, state.ItemResult{Name: reqs[i].GetName(), Code: st.Code(), Message: st.Message()})
+			o.Results = append(o.Results, state.ItemResult{Name: reqs[i].GetName(), Code: st.Code(), Message: st.Message(),
+				RetryAfter: retryAfterOf(st).AsDuration()})
 		}
 	}
-	for _, p := range plans {
+	for i, p := range plans {
 		if p == nil {
 			continue
 		}
-		o.Pending = append(o.Pending, state.PendingItem{
+		item := state.PendingItem{
 			Name:     secretResourceName(p.scope, p.name),
 			Value:    p.plaintext,
 			Settings: state.Settings{Visibility: p.visibility, SelectedRepositoryIDs: p.repoIDs},
-		})
+		}
+		if sent := reqs[i].GetName(); sent != item.Name {
+			item.Sent = sent // a failed item is answered under it (toOperation)
+		}
+		o.Pending = append(o.Pending, item)
 	}
 	started, err := s.startOperation(ctx, op, o)
 	call.end(withOperation(ctx, started.GetName()), err)

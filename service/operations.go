@@ -14,6 +14,7 @@ import (
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
@@ -483,7 +484,10 @@ func (s *Server) opsClosed() bool {
 // toOperation is a stored operation as the API shows it. Sync results are
 // sorted by name; batch results are in the order they were decided: the
 // items refused when the batch was accepted first, then the others, each
-// in the order of the request.
+// in the order of the request, those an operation ended without running
+// (CANCELLED, "not run") last. A done operation has one result per item.
+// A batch's result names its secret as stored when written (or
+// unchanged), as sent otherwise, as a batch answered at once does.
 func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 	m := op.Metadata
 	out := &secretbrokerv1.Operation{
@@ -519,7 +523,7 @@ func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 		for _, r := range op.Results {
 			resp.SyncResults = append(resp.SyncResults, &secretbrokerv1.SyncSecretsResult{
 				Name: r.Name, Action: SyncActionOf(r.Action), Code: code.Code(r.Code), Message: r.Message, Drift: r.Drift,
-				KeyId: r.KeyID, RecordedOwner: r.RecordedOwner,
+				KeyId: r.KeyID, RecordedOwner: r.RecordedOwner, RetryAfter: retryAfter(r.RetryAfter),
 			})
 		}
 		slices.SortStableFunc(resp.SyncResults, func(a, b *secretbrokerv1.SyncSecretsResult) int {
@@ -527,8 +531,13 @@ func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 		})
 	default:
 		for _, r := range op.Results {
+			name := r.Name
+			if r.Code != codes.OK && r.Sent != "" {
+				name = r.Sent // as a batch answered at once names a failed item
+			}
 			resp.BatchPutResults = append(resp.BatchPutResults, &secretbrokerv1.BatchPutSecretsResult{
-				Name: r.Name, Code: code.Code(r.Code), Message: r.Message, Unchanged: r.Unchanged, Drift: r.Drift, KeyId: r.KeyID,
+				Name: name, Code: code.Code(r.Code), Message: r.Message, Unchanged: r.Unchanged, Drift: r.Drift, KeyId: r.KeyID,
+				RetryAfter: retryAfter(r.RetryAfter),
 				// A result stored before Created was kept has only its
 				// action (create only when it was one).
 				Created: r.Code == codes.OK && (r.Created || r.Action == syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CREATE]),
@@ -539,13 +548,23 @@ func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 	return out
 }
 
+// retryAfter is a stored result's retry delay as its retry_after: nil
+// when it has none.
+func retryAfter(d time.Duration) *durationpb.Duration {
+	if d <= 0 {
+		return nil
+	}
+	return durationpb.New(d)
+}
+
 // itemResultOf is a sync item decided when the sync was accepted (not
 // run): unchanged, foreign, or refused. Foreign items count as unchanged
 // in the operation's metadata: nothing is done with them.
 func itemResultOf(it *syncItem) state.ItemResult {
 	st := statusOf(it.err)
 	return state.ItemResult{
-		Name: it.res, Code: st.Code(), Message: st.Message(), Drift: it.drift, Action: syncActionName[it.action],
+		Name: it.res, Code: st.Code(), Message: st.Message(), RetryAfter: retryAfterOf(st).AsDuration(),
+		Drift: it.drift, Action: syncActionName[it.action],
 		RecordedOwner: it.recordedOwner,
 		Unchanged: it.err == nil && (it.action == secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED ||
 			it.action == secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN),

@@ -686,8 +686,8 @@ func (s *Server) NewExecutor(kind state.OperationKind, owner string, force bool)
 	return x
 }
 
-// Execute carries out one item and returns its result: its Code and
-// Message as the single call would have answered, Unchanged, Drift,
+// Execute carries out one item and returns its result: its Code, Message
+// and RetryAfter as the single call would have answered, Unchanged, Drift,
 // Action (create, update, unchanged, drifted, conflict, delete, foreign;
 // see SyncActionOf), Created and KeyID.
 func (x *Executor) Execute(ctx context.Context, item state.PendingItem) state.ItemResult {
@@ -703,7 +703,7 @@ func (x *Executor) Execute(ctx context.Context, item state.PendingItem) state.It
 		// CANCELLED: interrupted, it runs again after the restart.)
 		st = mayHaveApplied("the operation was cancelled")
 	}
-	return state.ItemResult{Name: item.Name, Code: st.Code(), Message: st.Message(),
+	return state.ItemResult{Name: item.Name, Code: st.Code(), Message: st.Message(), RetryAfter: retryAfterOf(st).AsDuration(),
 		Unchanged: out.unchanged, Drift: out.drift, Action: out.action, Created: out.created, KeyID: string(out.keyID),
 		RecordedOwner: out.recordedOwner}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/code"
 
@@ -36,12 +37,15 @@ type counts struct {
 }
 
 // countItems counts the results in resp: sync's for a sync, else the
-// batch's. Total and done are the number of results.
+// batch's. Total and done are the number of results of items run: those
+// of the items an operation ended without running (notRun) count in
+// neither.
 func countItems(resp *secretbrokerv1.OperationResponse, sync bool) counts {
 	k := counts{sync: sync}
 	if sync {
 		for _, r := range resp.GetSyncResults() {
 			switch {
+			case notRun(r.GetCode(), r.GetMessage()):
 			case r.GetCode() != code.Code_OK:
 				k.failed++
 			case r.GetAction() == secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED:
@@ -57,6 +61,7 @@ func countItems(resp *secretbrokerv1.OperationResponse, sync bool) counts {
 	} else {
 		for _, r := range resp.GetBatchPutResults() {
 			switch {
+			case notRun(r.GetCode(), r.GetMessage()):
 			case r.GetCode() != code.Code_OK:
 				k.failed++
 			case r.GetUnchanged():
@@ -69,6 +74,13 @@ func countItems(resp *secretbrokerv1.OperationResponse, sync bool) counts {
 	k.done = k.written + k.deleted + k.unchanged + k.foreign + k.failed
 	k.total = k.done
 	return k
+}
+
+// notRun reports whether a result is that of an item its operation ended
+// without running (cancelled): CANCELLED, "not run: ...". A done operation
+// has one result per item, these included.
+func notRun(c code.Code, message string) bool {
+	return c == code.Code_CANCELLED && strings.HasPrefix(message, "not run:")
 }
 
 // countsOf counts op's items. The categories come from the items' results

@@ -330,7 +330,7 @@ func (c *cli) runSyncOp(ctx context.Context, client secretbrokerv1.SecretService
 	}
 	r := syncRun{
 		op:          f.op.GetName(),
-		results:     f.op.GetResponse().GetSyncResults(),
+		results:     ranResults(f.op.GetResponse().GetSyncResults()),
 		total:       int(f.op.GetMetadata().GetTotal()),
 		interrupted: f.interrupted,
 		err:         f.err,
@@ -393,6 +393,19 @@ func (c *cli) reportFailed(cmd, what string, results []*secretbrokerv1.SyncSecre
 		fmt.Fprintf(c.stderr, "  %s (%s): %s\n", r.GetName(), actionWord(r.GetAction()), c.scrub(msg))
 	}
 	return len(failed)
+}
+
+// ranResults returns the results of the items run: without those of the
+// items an operation ended without running (notRun), which a cancelled
+// sync reports by their number ("cancelled after 1 of 3 items").
+func ranResults(results []*secretbrokerv1.SyncSecretsResult) []*secretbrokerv1.SyncSecretsResult {
+	ran := make([]*secretbrokerv1.SyncSecretsResult, 0, len(results))
+	for _, r := range results {
+		if !notRun(r.GetCode(), r.GetMessage()) {
+			ran = append(ran, r)
+		}
+	}
+	return ran
 }
 
 // resultsJSON is results as the gateway writes them, messages scrubbed.

@@ -61,7 +61,10 @@
 // a lease.
 //
 // A finished operation keeps its Results and drops Pending, so no sealed
-// value outlives it in the store's live data. The storage under it may
+// value outlives it in the store's live data. One that ended with items
+// it did not run (cancelled) has a result for each of them all the same,
+// after the others (state.ItemResult.NotRun, codes.Canceled, "not run: "
+// and why): one result per item. The storage under it may
 // keep the old bytes a while (bbolt's freed pages until it reuses them, a
 // Redis append-only file until it is rewritten): they stay sealed, and
 // only the server key opens them (state's package doc, "The server key").

@@ -18,6 +18,17 @@ import (
 // itemName returns the resource name of test item i.
 func itemName(i int) string { return fmt.Sprintf("repos/o/r/actions/secrets/S%d", i) }
 
+// notRun counts op's results of items it ended without running.
+func notRun(op *state.Operation) int {
+	n := 0
+	for _, res := range op.Results {
+		if res.NotRun {
+			n++
+		}
+	}
+	return n
+}
+
 // newOp returns a batch operation of caller with n put items whose values
 // are value+index.
 func newOp(caller string, n int, value string) *state.Operation {

@@ -454,8 +454,8 @@ func TestLeaseCancelFromOtherRunner(t *testing.T) {
 		}
 		start := time.Now()
 		done := waitDone(t, a, op.ID)
-		if done.Error == nil || done.Error.Code != codes.Canceled || len(done.Results) != 1 {
-			t.Errorf("done: %+v with %d results, want Canceled with 1", done.Error, len(done.Results))
+		if done.Error == nil || done.Error.Code != codes.Canceled || len(done.Results) != 3 || notRun(done) != 2 {
+			t.Errorf("done: %+v with %d results (%d not run), want Canceled with 3 (2 not run)", done.Error, len(done.Results), notRun(done))
 		}
 		if took := time.Since(start); took > DefaultLease/3 {
 			t.Errorf("A stopped %v after the cancel, want within a renewal (%v)", took, DefaultLease/3)

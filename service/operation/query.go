@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/grpc/codes"
-
 	"github.com/secretbroker/secretbroker/service/state"
 )
 
@@ -69,7 +67,9 @@ func (r *Runner) List(ctx context.Context, f state.OperationFilter, visible Visi
 // Cancel asks the operation to stop (AIP-151 CancelOperation). The item in
 // flight is interrupted (its Exec context ends; an item that still
 // completes is recorded) and no other item starts; the operation ends done
-// with a codes.Canceled error and the results of the items it finished.
+// with a codes.Canceled error, the results of the items it finished, and
+// a codes.Canceled result for each item it did not run (NotRun, "not
+// run: the operation was cancelled").
 // Cancelling a done operation changes nothing and returns it. An
 // operation no runner runs (nobody resumed it, or its runner's lease
 // ended) is ended at once; one another runner holds (another replica) is
@@ -103,7 +103,7 @@ func (r *Runner) Cancel(ctx context.Context, id string, visible Visible) (*state
 		r.mu.Unlock()
 		o.CancelRequested = true
 		if !local && !r.heldByOther(o, now) {
-			r.end(o, &state.Status{Code: codes.Canceled, Message: "operation cancelled"}, now)
+			r.end(o, cancelled(), now)
 		} else {
 			o.UpdateTime = now
 		}

@@ -20,11 +20,11 @@ func TestCancel(t *testing.T) {
 		// inFlight is how Exec behaves on item 2, in flight when the
 		// cancel comes: true honours ctx and reports Canceled, false
 		// completes the write anyway.
-		honour      bool
-		wantResults int
+		honour  bool
+		wantRun int
 	}{
-		{name: "item in flight interrupted", honour: true, wantResults: 2},
-		{name: "item in flight completes", honour: false, wantResults: 3},
+		{name: "item in flight interrupted", honour: true, wantRun: 2},
+		{name: "item in flight completes", honour: false, wantRun: 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,13 +59,19 @@ func TestCancel(t *testing.T) {
 				if done.Error == nil || done.Error.Code != codes.Canceled {
 					t.Fatalf("Error = %+v, want Canceled", done.Error)
 				}
-				if len(done.Results) != tt.wantResults || done.Metadata.Written != tt.wantResults ||
-					done.Metadata.Remaining != 5-tt.wantResults || done.Metadata.Total != 5 || !done.CancelRequested {
+				// One result per item: those not run say so, and count
+				// as remaining.
+				if len(done.Results) != 5 || done.Metadata.Written != tt.wantRun || done.Metadata.Failed != 0 ||
+					done.Metadata.Remaining != 5-tt.wantRun || done.Metadata.Total != 5 || !done.CancelRequested {
 					t.Errorf("cancelled: %+v results %d", done.Metadata, len(done.Results))
 				}
 				for i, res := range done.Results {
-					if res.Name != itemName(i) || res.Code != codes.OK {
-						t.Errorf("result %d = %+v", i, res)
+					want := state.ItemResult{Name: itemName(i), Code: codes.OK}
+					if i >= tt.wantRun {
+						want = state.ItemResult{Name: itemName(i), Code: codes.Canceled, Message: "not run: the operation was cancelled", NotRun: true}
+					}
+					if res != want {
+						t.Errorf("result %d = %+v, want %+v", i, res, want)
 					}
 				}
 				if n := fe.count(itemName(3)) + fe.count(itemName(4)); n != 0 {
@@ -73,7 +79,7 @@ func TestCancel(t *testing.T) {
 				}
 				// Cancelling a done operation changes nothing.
 				again, err := r.Cancel(t.Context(), op.ID, nil)
-				if err != nil || !again.Done || !again.UpdateTime.Equal(done.UpdateTime) || len(again.Results) != tt.wantResults {
+				if err != nil || !again.Done || !again.UpdateTime.Equal(done.UpdateTime) || len(again.Results) != 5 {
 					t.Errorf("Cancel of a done operation = %+v, %v", again, err)
 				}
 			})
@@ -106,8 +112,8 @@ func TestCancelQueued(t *testing.T) {
 			t.Fatal(err)
 		}
 		done := waitDone(t, r, queued.ID)
-		if done.Error == nil || done.Error.Code != codes.Canceled || len(done.Results) != 0 || done.Metadata.Remaining != 2 {
-			t.Errorf("queued and cancelled: %+v %+v", done.Error, done.Metadata)
+		if done.Error == nil || done.Error.Code != codes.Canceled || len(done.Results) != 2 || notRun(done) != 2 || done.Metadata.Remaining != 2 {
+			t.Errorf("queued and cancelled: %+v %+v %+v", done.Error, done.Metadata, done.Results)
 		}
 		if n := fe.total(); n != 1 {
 			t.Errorf("Exec ran %d times, want 1 (the first operation's item only)", n)
@@ -135,7 +141,8 @@ func TestCancelNotRunHere(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !got.Done || got.Error == nil || got.Error.Code != codes.Canceled || got.Pending != nil {
+		if !got.Done || got.Error == nil || got.Error.Code != codes.Canceled || got.Pending != nil ||
+			len(got.Results) != 2 || notRun(got) != 2 || got.Metadata.Remaining != 2 || got.Metadata.Failed != 0 {
 			t.Errorf("Cancel = %+v", got)
 		}
 		if n, err := r.Resume(t.Context()); n != 0 || err != nil {

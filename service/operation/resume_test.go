@@ -215,7 +215,7 @@ func TestResumeTable(t *testing.T) {
 			name: "cancel requested before the restart",
 			op: state.Operation{Results: []state.ItemResult{{Name: itemName(0)}}, Pending: pending(1, 2),
 				Metadata: state.Progress{Total: 3}, CancelRequested: true},
-			wantCode: codes.Canceled, wantRes: 1,
+			wantCode: codes.Canceled, wantRes: 3, // 2 not run
 		},
 	}
 	for _, tt := range tests {

@@ -112,7 +112,7 @@ func (r *Runner) run(ctx context.Context, id string) {
 				finished = true
 			}
 			stopRenew() // so it does not find the operation done by this run
-			r.finish(sctx, id, group, &state.Status{Code: codes.Canceled, Message: "operation cancelled"})
+			r.finish(sctx, id, group, cancelled())
 			return
 		case isClosed(r.closing):
 			stopRenew()
@@ -248,12 +248,12 @@ func Interrupted(ctx context.Context, res state.ItemResult) bool {
 // complete: it is then not recorded and stays pending.
 func (r *Runner) runItem(ctx context.Context, op *state.Operation, item state.PendingItem) (res state.ItemResult, ok bool) {
 	if item.ValueLost {
-		return state.ItemResult{Name: item.Name, Code: codes.DataLoss, Message: LostValueMessage}, true
+		return state.ItemResult{Name: item.Name, Sent: item.Sent, Code: codes.DataLoss, Message: LostValueMessage}, true
 	}
 	view := *op
 	view.Results, view.Pending = nil, nil
 	res = r.safeExec(ctx, &view, item)
-	res.Name = item.Name
+	res.Name, res.Sent = item.Name, item.Sent
 	if Interrupted(ctx, res) {
 		return res, false
 	}
@@ -358,11 +358,11 @@ func (r *Runner) dropRecorded(o *state.Operation) error {
 	return nil
 }
 
-// finish records group and ends the operation, with st as its error
-// unless every item ran (a cancel that came after the last item changes
-// nothing). Pending is dropped so no value stays stored; Remaining keeps
-// the number of items that never ran.
-func (r *Runner) finish(ctx context.Context, id string, group []state.ItemResult, st *state.Status) {
+// finish records group and ends the operation, with e's error unless
+// every item ran (a cancel that came after the last item changes
+// nothing). Pending is dropped so no value stays stored; the items that
+// never ran get results that say so (see end).
+func (r *Runner) finish(ctx context.Context, id string, group []state.ItemResult, e *ending) {
 	op, err := r.update(ctx, id, func(o *state.Operation) error {
 		now := time.Now()
 		if err := r.hold(o, now); err != nil {
@@ -371,7 +371,7 @@ func (r *Runner) finish(ctx context.Context, id string, group []state.ItemResult
 		if err := apply(o, group); err != nil {
 			return err
 		}
-		r.end(o, st, now)
+		r.end(o, e, now)
 		return nil
 	})
 	if err != nil {
@@ -395,19 +395,35 @@ func (r *Runner) recorded(ctx context.Context, op *state.Operation, group []stat
 	}
 }
 
-// end marks o done with st (nil when nothing was left to run).
-func (r *Runner) end(o *state.Operation, st *state.Status, now time.Time) {
-	remaining := len(o.Pending)
-	if remaining == 0 {
-		st = nil
+// ending is why an operation ends with items it did not run: its error,
+// and why those items did not run (their results are codes.Canceled,
+// "not run: " and notRun).
+type ending struct {
+	err    state.Status
+	notRun string
+}
+
+// cancelled is the ending of a cancelled operation (CancelOperation).
+func cancelled() *ending {
+	return &ending{
+		err:    state.Status{Code: codes.Canceled, Message: "operation cancelled"},
+		notRun: "the operation was cancelled",
 	}
-	if st != nil {
-		s := *st
-		s.Message = fmt.Sprintf("%s; %d of %d items not run", s.Message, remaining, o.Metadata.Total)
-		st = &s
+}
+
+// end marks o done (nil e when nothing was left to run). Each item it did
+// not run gets a result after the others, in the order they were pending:
+// NotRun and codes.Canceled; they count as remaining (progress).
+func (r *Runner) end(o *state.Operation, e *ending, now time.Time) {
+	remaining := len(o.Pending)
+	var st *state.Status
+	if remaining > 0 && e != nil {
+		st = &state.Status{Code: e.err.Code, Message: fmt.Sprintf("%s; %d of %d items not run", e.err.Message, remaining, o.Metadata.Total)}
+		for _, p := range o.Pending {
+			o.Results = append(o.Results, state.ItemResult{Name: p.Name, Sent: p.Sent, Code: codes.Canceled, Message: "not run: " + e.notRun, NotRun: true})
+		}
 	}
 	o.Done, o.Error, o.Pending = true, st, nil
 	o.LeaseUntil = time.Time{} // a done operation is nobody's to run
 	r.progress(o, now)
-	o.Metadata.Remaining = remaining
 }

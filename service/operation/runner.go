@@ -22,7 +22,7 @@ import (
 // Prune are set); item carries the value to write. Exec paces itself and
 // must return promptly when ctx ends: ctx ends when the runner is closed
 // without time to finish, or when the operation is cancelled. Its result's
-// Name is set to item.Name; its Message must never hold a value.
+// Name and Sent are set to item's; its Message must never hold a value.
 type Exec func(ctx context.Context, op *state.Operation, item state.PendingItem) state.ItemResult
 
 // Estimate returns how long the remaining items of an operation will take
@@ -416,12 +416,15 @@ func (r *Runner) untrack(id string) {
 	}
 }
 
-// progress sets op's remaining count, update time and estimate.
+// progress sets op's counts, update time and estimate. Items not run
+// (pending, or NotRun in a done operation) are remaining.
 func (r *Runner) progress(op *state.Operation, now time.Time) {
 	m := &op.Metadata
-	m.Written, m.Unchanged, m.Failed = 0, 0, 0
+	m.Written, m.Unchanged, m.Failed, m.Remaining = 0, 0, 0, len(op.Pending)
 	for _, res := range op.Results {
 		switch {
+		case res.NotRun:
+			m.Remaining++
 		case res.Code != codes.OK:
 			m.Failed++
 		case res.Unchanged:
@@ -430,7 +433,6 @@ func (r *Runner) progress(op *state.Operation, now time.Time) {
 			m.Written++
 		}
 	}
-	m.Remaining = len(op.Pending)
 	op.UpdateTime = now
 	switch {
 	case op.Done:
@@ -484,7 +486,10 @@ func (r *Runner) withdraw(ctx context.Context, id string, created time.Time) {
 		if o.Done || o.Runner != r.id || !o.CreateTime.Equal(created) {
 			return errNotThisStart
 		}
-		r.end(o, &state.Status{Code: codes.Unavailable, Message: "not started: the state store failed while storing it"}, time.Now())
+		r.end(o, &ending{
+			err:    state.Status{Code: codes.Unavailable, Message: "not started: the state store failed while storing it"},
+			notRun: "the operation was not started",
+		}, time.Now())
 		return nil
 	})
 	r.mu.Lock()

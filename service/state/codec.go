@@ -97,6 +97,15 @@ type resultJSON struct {
 	// RecordedOwner came later still: a result stored without it decodes
 	// with "".
 	RecordedOwner string `json:"recorded_owner,omitempty"`
+	// RetryAfter (nanoseconds) came later still: a result stored without
+	// it decodes with 0.
+	RetryAfter time.Duration `json:"retry_after,omitempty"`
+	// NotRun came later still: a result stored without it decodes with
+	// false (an operation stored then has no result for an item it never
+	// ran).
+	NotRun bool `json:"not_run,omitempty"`
+	// Sent came later still: a result stored without it decodes with "".
+	Sent string `json:"sent,omitempty"`
 }
 
 type pendingJSON struct {
@@ -107,6 +116,8 @@ type pendingJSON struct {
 	// Value is the sealed value; encoding/json writes []byte as base64.
 	Value     []byte `json:"value,omitempty"`
 	ValueLost bool   `json:"value_lost,omitempty"`
+	// Sent came later: an item stored without it decodes with "".
+	Sent string `json:"sent,omitempty"`
 }
 
 type operationJSON struct {
@@ -272,6 +283,7 @@ func encodeOperation(s *sealer, op *Operation) ([]byte, error) {
 			SelectedRepositoryIDs: p.Settings.SelectedRepositoryIDs,
 			Delete:                p.Delete,
 			ValueLost:             p.ValueLost,
+			Sent:                  p.Sent,
 		}
 		if !p.Delete && !p.ValueLost {
 			pj.Value = s.seal(op.ID, p.Name, p.Value)
@@ -336,6 +348,7 @@ func decodeOperation(s *sealer, b []byte) (*Operation, error) {
 			Settings:  Settings{Visibility: pj.Visibility},
 			Delete:    pj.Delete,
 			ValueLost: pj.ValueLost,
+			Sent:      pj.Sent,
 		}
 		if len(pj.SelectedRepositoryIDs) > 0 {
 			p.Settings.SelectedRepositoryIDs = pj.SelectedRepositoryIDs

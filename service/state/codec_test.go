@@ -91,6 +91,31 @@ func TestOperationFormat(t *testing.T) {
 	}
 }
 
+// TestPendingSentFormat pins the encoding of a pending item's name as
+// sent (added after the format above, which an item without one keeps)
+// and its round trip.
+func TestPendingSentFormat(t *testing.T) {
+	s, _ := newSealer(sealTestKey)
+	op := &Operation{ID: "op1", Kind: KindBatchPutSecrets, Metadata: Progress{Total: 1, Remaining: 1},
+		Pending: []PendingItem{{Name: "orgs/acme/actions/secrets/A", Delete: true, Sent: "orgs/acme/actions/secrets/a"}}}
+	b, err := encodeOperation(s, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"v":1,"id":"op1","kind":"BatchPutSecrets","metadata":{"total":1,"written":0,"unchanged":0,"failed":0,"remaining":1},` +
+		`"pending":[{"name":"orgs/acme/actions/secrets/A","delete":true,"sent":"orgs/acme/actions/secrets/a"}]}`
+	if string(b) != want {
+		t.Fatalf("encoding:\n got %s\nwant %s", b, want)
+	}
+	got, err := decodeOperation(s, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Pending, op.Pending) {
+		t.Fatalf("decoded %+v, want %+v", got.Pending, op.Pending)
+	}
+}
+
 // TestOperationLeaseFormat pins the encoding of an operation's lease
 // (added after the format above, which an operation without a lease keeps)
 // and its round trip; a released lease (zero LeaseUntil) keeps the runner
@@ -131,9 +156,10 @@ func TestOperationLeaseFormat(t *testing.T) {
 }
 
 // TestOperationResultFormat pins the encoding of an item result with
-// its key_id (kept since async results carry it) and its recorded owner,
-// and decodes a result stored before: without created, key_id or
-// recorded_owner, it decodes with false and "".
+// its key_id (kept since async results carry it), its recorded owner,
+// retry_after, not_run and sent, and decodes a result stored before:
+// without created, key_id, recorded_owner, retry_after, not_run or sent,
+// it decodes with false, "" and 0.
 func TestOperationResultFormat(t *testing.T) {
 	s, _ := newSealer(sealTestKey)
 	head := `{"v":1,"id":"op1","kind":"BatchPutSecrets","metadata":{"total":2,"written":2,"unchanged":0,"failed":0,"remaining":0}`
@@ -152,6 +178,15 @@ func TestOperationResultFormat(t *testing.T) {
 		{"with recorded_owner", []ItemResult{{Name: written.Name, Code: codes.FailedPrecondition, Message: "theirs", Action: "conflict", RecordedOwner: "team-a"}},
 			head + `,"results":[` +
 				`{"name":"orgs/acme/actions/secrets/A","code":9,"message":"theirs","action":"conflict","recorded_owner":"team-a"}]}`},
+		{"with retry_after", []ItemResult{{Name: written.Name, Code: codes.Unavailable, Message: "later", RetryAfter: time.Minute}},
+			head + `,"results":[` +
+				`{"name":"orgs/acme/actions/secrets/A","code":14,"message":"later","retry_after":60000000000}]}`},
+		{"not run", []ItemResult{{Name: written.Name, Code: codes.Canceled, Message: "not run", NotRun: true}},
+			head + `,"results":[` +
+				`{"name":"orgs/acme/actions/secrets/A","code":1,"message":"not run","not_run":true}]}`},
+		{"with sent", []ItemResult{{Name: written.Name, Code: codes.NotFound, Message: "gone", Sent: "orgs/acme/actions/secrets/a"}},
+			head + `,"results":[` +
+				`{"name":"orgs/acme/actions/secrets/A","code":5,"message":"gone","sent":"orgs/acme/actions/secrets/a"}]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -230,6 +265,7 @@ func TestDecodeOperationRejects(t *testing.T) {
 		{"bad lease time", head + `,"lease_until":"soon"}`},
 		{"lease out of range in UTC", head + `,"lease_until":"9999-12-31T23:59:59-01:00"}`},
 		{"runner not text", head + `,"runner":"a\u0000b"}`},
+		{"name sent not text", item(`,"delete":true,"sent":"a\u0000b"`)},
 		{"runner wrong type", head + `,"runner":7}`},
 	}
 	for _, tt := range tests {

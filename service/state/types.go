@@ -115,8 +115,8 @@ type Operation struct {
 	UpdateTime time.Time
 
 	// Done is set when the operation ended, with Error set when it ended
-	// badly (for example codes.Canceled) and Results holding the items
-	// it finished either way.
+	// badly (for example codes.Canceled) and Results holding one result
+	// per item either way: those it did not run are NotRun.
 	Done bool
 	// CancelRequested is set by CancelOperation; the runner stops at the
 	// next item boundary and ends the operation done with Canceled.
@@ -128,7 +128,8 @@ type Operation struct {
 	// Metadata is the operation's progress.
 	Metadata Progress
 	// Results are the finished items' results, in the order they
-	// finished.
+	// finished; once Done, followed by those of the items never run
+	// (NotRun), in the order they were pending.
 	Results []ItemResult
 	// Pending are the items still to do. A resumed operation does these
 	// (every step is idempotent).
@@ -187,6 +188,18 @@ type ItemResult struct {
 	// the broker recorded for the secret; empty when it never wrote it,
 	// and for a result stored before the field was kept.
 	RecordedOwner string
+	// RetryAfter is, for an item that failed with codes.ResourceExhausted
+	// or codes.Unavailable, how long its caller should wait before
+	// sending it again (the status's RetryInfo); zero otherwise, and for
+	// a result stored before the field was kept.
+	RetryAfter time.Duration
+	// NotRun: the operation ended (cancelled) before it ran the item; Code
+	// (codes.Canceled) and Message say so. Such an item counts as
+	// remaining, not failed.
+	NotRun bool
+	// Sent is the item's PendingItem.Sent: its name as its caller sent it,
+	// when that is not Name; empty otherwise.
+	Sent string
 }
 
 // PendingItem is one item an operation still has to do.
@@ -203,6 +216,10 @@ type PendingItem struct {
 	// ValueLost: the stored value could not be opened (the server key
 	// changed since it was sealed). The item cannot be resumed.
 	ValueLost bool
+	// Sent is the secret's name as the caller sent it, when that is not
+	// Name (a batch's item spelled in lower case): the service answers a
+	// failed item under it. Empty otherwise.
+	Sent string
 }
 
 // String names the item without its value, for logs and %v.
@@ -327,6 +344,9 @@ func checkOperation(op *Operation) error {
 		}
 		if p.ValueLost && p.Value != nil {
 			return fmt.Errorf("state: operation %s: pending item %d (%s): %w: a lost value is nil", op.ID, i, p.Name, ErrInvalid)
+		}
+		if err := checkText("name sent", p.Sent); err != nil {
+			return fmt.Errorf("operation %s: pending item %d: %w", op.ID, i, err)
 		}
 	}
 	return nil

@@ -34,7 +34,7 @@ type SyncAction int32
 const (
 	// Not set; also the action of a listed secret the caller may neither
 	// write nor read (the item is PERMISSION_DENIED, whether or not the secret
-	// exists).
+	// exists), and of an item an operation ended without running (CANCELLED).
 	SyncAction_SYNC_ACTION_UNSPECIFIED SyncAction = 0
 	// The secret does not exist; it is created.
 	SyncAction_SYNC_ACTION_CREATE SyncAction = 1
@@ -2231,7 +2231,7 @@ func (x *SyncSecretsResponse) GetOperation() *Operation {
 // A long-running operation, in the shape of AIP-151's
 // google.longrunning.Operation. Unlike it, error and response may both be
 // set: a cancelled or failed operation keeps the results of the items it
-// finished.
+// finished, and has one for each item it did not run, saying so.
 type Operation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "operations/{id}".
@@ -2243,7 +2243,9 @@ type Operation struct {
 	Done bool `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
 	// Why the operation ended badly; unset while running and on success.
 	Error *status.Status `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
-	// The finished items' results; complete when done.
+	// The items' results: while running, those of the items finished so far;
+	// when done, one per item (an item it ended without running has a
+	// CANCELLED result whose message starts "not run").
 	Response      *OperationResponse `protobuf:"bytes,5,opt,name=response,proto3" json:"response,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2327,7 +2329,8 @@ type OperationMetadata struct {
 	Unchanged int32 `protobuf:"varint,4,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
 	// Items that failed.
 	Failed int32 `protobuf:"varint,5,opt,name=failed,proto3" json:"failed,omitempty"`
-	// Items still to do.
+	// Items still to do; when done, items not run (their results are
+	// CANCELLED, not counted in failed).
 	Remaining int32 `protobuf:"varint,6,opt,name=remaining,proto3" json:"remaining,omitempty"`
 	// The broker's estimate, from its pacer, of when the operation ends.
 	EstimatedCompletionTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=estimated_completion_time,json=estimatedCompletionTime,proto3" json:"estimated_completion_time,omitempty"`
@@ -2432,7 +2435,7 @@ func (x *OperationMetadata) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
-// The results of an operation's finished items.
+// The results of an operation's items (see Operation.response).
 type OperationResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A SyncSecrets operation's results.

@@ -130,7 +130,9 @@ type SecretServiceClient interface {
 	// Lists the caller's long-running operations, newest last.
 	ListOperations(ctx context.Context, in *ListOperationsRequest, opts ...grpc.CallOption) (*ListOperationsResponse, error)
 	// Asks a long-running operation to stop at the next item. It ends done,
-	// with a CANCELLED error and the results of the items it finished.
+	// with a CANCELLED error, the results of the items it finished, and a
+	// CANCELLED result ("not run: the operation was cancelled") for each item
+	// it did not run.
 	CancelOperation(ctx context.Context, in *CancelOperationRequest, opts ...grpc.CallOption) (*Operation, error)
 	// Waits until a long-running operation is done or the timeout passes, and
 	// returns it as it is then.
@@ -415,7 +417,9 @@ type SecretServiceServer interface {
 	// Lists the caller's long-running operations, newest last.
 	ListOperations(context.Context, *ListOperationsRequest) (*ListOperationsResponse, error)
 	// Asks a long-running operation to stop at the next item. It ends done,
-	// with a CANCELLED error and the results of the items it finished.
+	// with a CANCELLED error, the results of the items it finished, and a
+	// CANCELLED result ("not run: the operation was cancelled") for each item
+	// it did not run.
 	CancelOperation(context.Context, *CancelOperationRequest) (*Operation, error)
 	// Waits until a long-running operation is done or the timeout passes, and
 	// returns it as it is then.
