@@ -1876,7 +1876,12 @@ type SyncSecretsRequest struct {
 	Secrets map[string]string `protobuf:"bytes,2,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Delete the secrets this owner wrote through the broker that secrets no
 	// longer lists. Secrets of other owners, or never written by the broker,
-	// are never deleted.
+	// are never deleted. A pruning sync with no secrets would delete every
+	// secret its owner wrote in the scope: unless it is a dry run, it needs
+	// expected_deletes (run it with dry_run, then send the plan's deletes as
+	// expected_deletes to confirm them), else it is refused with
+	// INVALID_ARGUMENT and nothing is read or written. A dry run with no
+	// secrets plans as usual.
 	Prune bool `protobuf:"varint,3,opt,name=prune,proto3" json:"prune,omitempty"`
 	// Return the plan and write nothing.
 	DryRun bool `protobuf:"varint,4,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
