@@ -61,7 +61,8 @@ func TestAuditFailsClosedSyncAndAsync(t *testing.T) {
 			return err
 		}},
 		{"SyncSecrets prune only", func(t *testing.T, h *harness) error {
-			_, err := h.broker.SyncSecrets(t.Context(), &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Owner: "ops", Prune: true})
+			_, err := h.broker.SyncSecrets(t.Context(), &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Owner: "ops", Prune: true,
+				ExpectedDeletes: &secretbrokerv1.ExpectedDeletes{SecretNames: []string{"OLD"}}})
 			return err
 		}},
 		{"SyncSecrets async", func(t *testing.T, h *harness) error {

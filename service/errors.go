@@ -16,6 +16,17 @@ import (
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
+// ErrorDomain is the domain of the google.rpc.ErrorInfo details the
+// broker sets.
+const ErrorDomain = "secretbroker"
+
+// ReasonGitHubConflict is the ErrorInfo reason of a FAILED_PRECONDITION
+// that is GitHub's own 409 Conflict (for example, managing the selected
+// repositories of a secret whose visibility is not "selected"), with
+// metadata github_status "409". The JSON gateway answers it 409, as GitHub
+// did; the broker's own FAILED_PRECONDITION answers are 400.
+const ReasonGitHubConflict = "GITHUB_CONFLICT"
+
 // maxUpstreamMessage bounds how much of GitHub's error message a caller sees.
 const maxUpstreamMessage = 200
 
@@ -177,7 +188,7 @@ func classify(err error) *status.Status {
 		// broker follows no redirect (upstream.noRedirects).
 		return status.New(codes.NotFound, "not found on GitHub under this name: GitHub redirected the request (a renamed or transferred repository is reached by its current name only)")
 	case ue.StatusCode == http.StatusConflict:
-		return status.New(codes.FailedPrecondition, "GitHub refused the change in the secret's current state: "+msg)
+		return withGitHubConflict(status.New(codes.FailedPrecondition, "GitHub refused the change in the secret's current state: "+msg))
 	case ue.StatusCode == http.StatusUnprocessableEntity:
 		return status.New(codes.InvalidArgument, "GitHub rejected the request: "+msg)
 	case ue.StatusCode == http.StatusUnauthorized:
@@ -256,6 +267,32 @@ func outcomeCode(err error) codes.Code {
 		return st.Code()
 	}
 	return statusOf(err).Code()
+}
+
+// withGitHubConflict adds the ErrorInfo that says st is GitHub's 409
+// (ReasonGitHubConflict).
+func withGitHubConflict(st *status.Status) *status.Status {
+	ds, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonGitHubConflict, Domain: ErrorDomain,
+		Metadata: map[string]string{"github_status": "409"}})
+	if err != nil {
+		return st
+	}
+	return ds
+}
+
+// IsGitHubConflict reports whether st is GitHub's own 409 Conflict, as
+// the service answers it (a FAILED_PRECONDITION with the ErrorInfo of
+// ReasonGitHubConflict), and not one of the broker's own refusals.
+func IsGitHubConflict(st *status.Status) bool {
+	if st.Code() != codes.FailedPrecondition {
+		return false
+	}
+	for _, d := range st.Details() {
+		if ei, ok := d.(*errdetails.ErrorInfo); ok && ei.GetReason() == ReasonGitHubConflict && ei.GetDomain() == ErrorDomain {
+			return true
+		}
+	}
+	return false
 }
 
 // WithRetryInfo adds a RetryInfo detail telling the caller to wait d,

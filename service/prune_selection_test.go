@@ -104,7 +104,8 @@ func TestPruneLeavesSelectionChangedAfterThePlan(t *testing.T) {
 				}
 				time.Sleep(time.Minute)
 				prune := &secretbrokerv1.SyncSecretsRequest{Parent: scope, Owner: "team-a", Visibility: "selected",
-					SelectedRepositoryIds: []int64{a}, Prune: true, Async: async}
+					SelectedRepositoryIds: []int64{a}, Prune: true, Async: async,
+					ExpectedDeletes: &secretbrokerv1.ExpectedDeletes{SecretNames: slices.Collect(maps.Keys(all))}}
 				done := syncInBackground(ctx, h, prune)
 				time.Sleep(100 * time.Millisecond) // planned, first delete in flight
 				if err := h.client.SetSelectedRepositories(ctx, mustScope(t, scope), "E", []int64{a, b}); err != nil {
@@ -156,7 +157,8 @@ func TestPruneLeavesSelectionItCannotRead(t *testing.T) {
 				// delete's.
 				h.emu.InjectFault(emulator.Fault{Route: emulator.RouteListSelectedRepos, Status: 404, Times: 100})
 				prune := &secretbrokerv1.SyncSecretsRequest{Parent: scope, Owner: "team-a", Visibility: "selected",
-					SelectedRepositoryIds: []int64{a}, Prune: true, Force: force}
+					SelectedRepositoryIds: []int64{a}, Prune: true, Force: force,
+					ExpectedDeletes: &secretbrokerv1.ExpectedDeletes{SecretNames: []string{"B"}}}
 				resp, err := h.broker.SyncSecrets(ctx, prune)
 				if err != nil {
 					t.Fatal(err)

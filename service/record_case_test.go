@@ -26,6 +26,7 @@ func TestSyncPruneAcrossSpellings(t *testing.T) {
 		}
 		prune := syncReq(repoScope, "team-a", nil)
 		prune.Prune = true
+		prune.ExpectedDeletes = &secretbrokerv1.ExpectedDeletes{SecretNames: []string{"PRUNED"}}
 		resp, err := h.broker.SyncSecrets(t.Context(), prune)
 		if err != nil {
 			t.Fatal(err)
@@ -141,6 +142,7 @@ func TestLegacyRecords(t *testing.T) {
 		}
 		prune := syncReq(repoScope, "team-a", nil)
 		prune.Prune = true
+		prune.ExpectedDeletes = &secretbrokerv1.ExpectedDeletes{SecretNames: []string{"OLD"}}
 		if resp, err = h.broker.SyncSecrets(ctx, prune); err != nil {
 			t.Fatal(err)
 		}

@@ -132,7 +132,8 @@ func TestPruneHoldsOtherReplicasWrite(t *testing.T) {
 
 		pruned := make(chan *secretbrokerv1.SyncSecretsResponse, 1)
 		go func() {
-			resp, err := a.broker.SyncSecrets(as(ctx, "token:old"), &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Prune: true})
+			resp, err := a.broker.SyncSecrets(as(ctx, "token:old"), &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Prune: true,
+				ExpectedDeletes: &secretbrokerv1.ExpectedDeletes{SecretNames: []string{"CONTESTED"}}})
 			if err != nil {
 				t.Errorf("the prune: %v", err)
 			}
@@ -198,7 +199,8 @@ func TestPruneNeedsLease(t *testing.T) {
 		if _, err := a.broker.PutSecret(as(ctx, "token:old"), plain(name, plantedSecret)); err != nil {
 			t.Fatalf("a put with the leases unreachable: %v", err)
 		}
-		resp, err := a.broker.SyncSecrets(as(ctx, "token:old"), &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Prune: true})
+		resp, err := a.broker.SyncSecrets(as(ctx, "token:old"), &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Prune: true,
+			ExpectedDeletes: &secretbrokerv1.ExpectedDeletes{SecretNames: []string{"KEPT"}}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -69,6 +69,7 @@ func TestPruneSparesSecretCreatedAfterRecord(t *testing.T) {
 		h.emu.ResetCounts()
 		prune := syncReq(repoScopeUpper, "team-a", nil)
 		prune.Prune = true
+		prune.ExpectedDeletes = &secretbrokerv1.ExpectedDeletes{} // confirmed: nothing
 		resp, err := h.broker.SyncSecrets(ctx, prune)
 		if err != nil {
 			t.Fatal(err)
@@ -248,6 +249,7 @@ func TestPruneDropsGoneLegacyRecord(t *testing.T) {
 		}
 		prune := syncReq(repoScopeUpper, "team-a", nil)
 		prune.Prune = true
+		prune.ExpectedDeletes = &secretbrokerv1.ExpectedDeletes{} // X is gone already
 		if _, err := h.broker.SyncSecrets(ctx, prune); err != nil {
 			t.Fatal(err)
 		}

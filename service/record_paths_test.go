@@ -209,7 +209,8 @@ func TestDeleteHoldsTheSecretsLock(t *testing.T) {
 			synctest.Wait()
 		}
 		dh.mu.Unlock()
-		if _, err := h.broker.SyncSecrets(ctx, &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Owner: "team-a", Prune: true}); err != nil {
+		if _, err := h.broker.SyncSecrets(ctx, &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Owner: "team-a", Prune: true,
+			ExpectedDeletes: &secretbrokerv1.ExpectedDeletes{SecretNames: []string{"OLD"}}}); err != nil {
 			t.Fatal(err)
 		}
 		if err := <-done; err != nil {

@@ -50,7 +50,11 @@ func TestSelectionChangeKeepsValueDrift(t *testing.T) {
 					t.Errorf("DetectDrift drifted = %v; want S listed: %v", dd.GetDrifted(), byHand)
 				}
 				prune := &secretbrokerv1.SyncSecretsRequest{Parent: scope, Owner: "team-a", Visibility: "selected",
-					SelectedRepositoryIds: []int64{a}, Prune: true}
+					SelectedRepositoryIds: []int64{a}, Prune: true,
+					ExpectedDeletes: &secretbrokerv1.ExpectedDeletes{}}
+				if !byHand { // drifted, S is refused by the plan, not deleted
+					prune.ExpectedDeletes.SecretNames = []string{"S"}
+				}
 				resp, err := h.broker.SyncSecrets(ctx, prune)
 				if err != nil {
 					t.Fatal(err)

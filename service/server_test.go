@@ -798,8 +798,31 @@ func TestUpstreamErrorsMap(t *testing.T) {
 				})
 				wantCode(t, err, tt.want)
 				noLeak(t, err)
+				// GitHub's 409 says so (the gateway answers it 409); no
+				// other answer does.
+				if got, want := IsGitHubConflict(status.Convert(err)), tt.fault.Status == http.StatusConflict; got != want {
+					t.Errorf("IsGitHubConflict = %v, want %v (%v)", got, want, err)
+				}
 			})
 		})
+	}
+}
+
+// TestOwnFailedPreconditionIsNotGitHubConflict: the broker's own
+// FAILED_PRECONDITION answers carry no GitHub-conflict ErrorInfo (the
+// gateway answers them 400).
+func TestOwnFailedPreconditionIsNotGitHubConflict(t *testing.T) {
+	for _, err := range []error{
+		&conflictError{resource: "repos/o/r/actions/secrets/S", owner: "other"},
+		&notOwnedError{resource: "repos/o/r/actions/secrets/S"},
+		&changedSinceError{resource: "repos/o/r/actions/secrets/S"},
+		&upstream.NotInstalledError{Account: "acme"},
+		&upstream.NotOfferedError{What: "Agents secrets", Where: "GitHub Enterprise Server"},
+	} {
+		st := statusOf(err)
+		if st.Code() != codes.FailedPrecondition || IsGitHubConflict(st) {
+			t.Errorf("%T: %v, IsGitHubConflict %v; want FAILED_PRECONDITION, not GitHub's conflict", err, st, IsGitHubConflict(st))
+		}
 	}
 }
 

@@ -317,6 +317,14 @@ func parseSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*sy
 			plan.expectDeletes[name] = true
 		}
 	}
+	// A pruning sync that lists nothing deletes every secret its owner
+	// wrote in the scope: most often an empty or unread manifest, not the
+	// caller's intent. It runs only when expected_deletes confirms what
+	// goes (the deletes of a dry run the caller saw); a dry run plans it.
+	if plan.prune && !req.GetDryRun() && len(req.GetSecrets()) == 0 && plan.expectDeletes == nil {
+		return nil, nil, invalidArg("secrets", "is empty, and with prune the sync would delete every secret its owner wrote in the scope; "+
+			"to confirm, run it with dry_run to see what it deletes, then send those names as expected_deletes")
+	}
 	vis, ids := req.GetVisibility(), req.GetSelectedRepositoryIds()
 	switch {
 	case !scope.IsOrg() && vis != "":

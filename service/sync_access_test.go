@@ -137,7 +137,8 @@ func TestSyncNamesConfinedToReadSet(t *testing.T) {
 			req:  &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Owner: "token:admin", Prune: true, DryRun: true},
 			want: map[string]string{"PAY_OLD": "DELETE PERMISSION_DENIED"}},
 		{name: "prune run under the writer's label", caller: "token:pay",
-			req:  &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Owner: "token:admin", Prune: true},
+			req: &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Owner: "token:admin", Prune: true,
+				ExpectedDeletes: &secretbrokerv1.ExpectedDeletes{}}, // PAY_OLD is refused, not deleted
 			want: map[string]string{"PAY_OLD": "DELETE PERMISSION_DENIED"}},
 		{name: "prune under another label", caller: "token:pay",
 			req:  &secretbrokerv1.SyncSecretsRequest{Parent: repoScope, Owner: "someone", Prune: true, DryRun: true},
@@ -232,7 +233,7 @@ func TestSyncPruneKeepsOthersRecords(t *testing.T) {
 				}
 				before := len(trail.String())
 				if _, err := h.broker.SyncSecrets(as(t.Context(), tt.caller), &secretbrokerv1.SyncSecretsRequest{
-					Parent: repoScope, Owner: "token:admin", Prune: true}); err != nil {
+					Parent: repoScope, Owner: "token:admin", Prune: true, ExpectedDeletes: &secretbrokerv1.ExpectedDeletes{}}); err != nil {
 					t.Fatal(err)
 				}
 				_, err = st.GetRecord(t.Context(), gone)

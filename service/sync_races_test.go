@@ -69,6 +69,7 @@ func TestPruneLeavesSecretTouchedAfterThePlan(t *testing.T) {
 					other := otherTool(t, h)
 					prune := syncReq(repoScope, "team-a", nil)
 					prune.Prune, prune.Async = true, async
+					prune.ExpectedDeletes = &secretbrokerv1.ExpectedDeletes{SecretNames: []string{"A", "B", "C", "D", "E"}}
 					done := syncInBackground(ctx, h, prune)
 					time.Sleep(100 * time.Millisecond) // planned, first delete in flight
 					if err := tt.touch(ctx, other); err != nil {

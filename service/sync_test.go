@@ -223,6 +223,7 @@ func testSyncOwnersConflict(t *testing.T, aScope string) {
 		}
 		prune := syncReq(aScope, "team-a", nil)
 		prune.Prune = true
+		prune.ExpectedDeletes = &secretbrokerv1.ExpectedDeletes{} // SHARED is team-b's now
 		resp, err = h.broker.SyncSecrets(ctx, prune)
 		if err != nil {
 			t.Fatal(err)

@@ -94,6 +94,16 @@ type rateLimitSeen struct {
 	reset     time.Time
 }
 
+// over reports whether the window l describes has ended at now: its reset
+// time has come. GitHub's next window starts full, but the broker cannot
+// tell how much of it others sharing the quota (another replica, another
+// client of the token or installation) have used since, so the gauges
+// report nothing for it, rather than the old window's figures or a guess,
+// until an answer tells. A window without a reset time is never over.
+func (l rateLimitSeen) over(now time.Time) bool {
+	return !l.reset.IsZero() && !now.Before(l.reset)
+}
+
 // newMetrics creates the client's instruments on mp (a no-op provider
 // when nil); watch registers the observable ones, which read the
 // pacers of the client's credentials. Each pacer reports its waits and
@@ -131,12 +141,14 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 func (m *metrics) watch(creds *credentials) error {
 	meter := m.meter
 	remaining, err := meter.Int64ObservableGauge("secretbroker_upstream_ratelimit_remaining",
-		metric.WithDescription("Requests left in GitHub's primary rate-limit window, as GitHub last reported it, by credential and resource."))
+		metric.WithDescription("Requests left in GitHub's primary rate-limit window, as GitHub last reported it, by credential and resource. "+
+			"Not reported once that window's reset time has passed: the new window's figures are unknown (others may share the quota) until GitHub's next answer."))
 	if err != nil {
 		return fmt.Errorf("upstream: metrics: %w", err)
 	}
 	reset, err := meter.Int64ObservableGauge("secretbroker_upstream_ratelimit_reset_timestamp_seconds",
-		metric.WithDescription("When GitHub's primary rate-limit window resets, in Unix seconds, as GitHub last reported it, by credential and resource."))
+		metric.WithDescription("When GitHub's primary rate-limit window resets, in Unix seconds, as GitHub last reported it, by credential and resource. "+
+			"Not reported once that time has passed, until GitHub's next answer."))
 	if err != nil {
 		return fmt.Errorf("upstream: metrics: %w", err)
 	}
@@ -152,11 +164,15 @@ func (m *metrics) watch(creds *credentials) error {
 			o.ObserveInt64(queue, int64(ps.Queued), cred)
 			o.ObserveInt64(m.pacer.pointsUsed, int64(ps.PointsUsed), cred)
 		}
+		now := time.Now()
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		for label, limits := range m.limits {
 			cred := attribute.String("credential", label)
 			for res, l := range limits {
+				if l.over(now) {
+					continue
+				}
 				attrs := metric.WithAttributes(cred, attribute.String("resource", res))
 				o.ObserveInt64(remaining, int64(l.remaining), attrs)
 				if !l.reset.IsZero() {

@@ -2,11 +2,14 @@ package upstream
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
@@ -88,35 +91,42 @@ func TestAttemptMetrics(t *testing.T) {
 }
 
 // TestRateLimitMetrics: the gauges keep the last rate limits GitHub
-// reported, per resource, with a bounded resource label.
+// reported, per resource, with a bounded resource label. In fake time,
+// with the window's reset ahead (TestRateLimitGaugesAfterReset: after it).
 func TestRateLimitMetrics(t *testing.T) {
-	resource := "core"
-	f := newFake(t, func(*http.Request) reply {
-		return reply{Status: http.StatusOK, Body: secretJSON, Header: map[string]string{
-			"X-Ratelimit-Remaining": "4321", "X-Ratelimit-Reset": "1700000000", "X-Ratelimit-Resource": resource}}
-	})
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	c := newClient(t, Config{BaseURL: f.URL, MeterProvider: mp})
-	if _, err := c.GetSecret(t.Context(), orgActions, "S"); err != nil {
-		t.Fatal(err)
-	}
-	resource = "Not a <label> " + strings.Repeat("x", 100)
-	if _, err := c.GetSecret(t.Context(), orgActions, "S"); err != nil {
-		t.Fatal(err)
-	}
-	got := metricstest.Read(t, reader)
-	for k, v := range map[string]float64{
-		"secretbroker_upstream_ratelimit_remaining{credential=token,resource=core}":                                 4321,
-		"secretbroker_upstream_ratelimit_reset_timestamp_seconds{credential=token,resource=core}":                   1700000000,
-		"secretbroker_upstream_ratelimit_remaining{credential=token,resource=other}":                                4321,
-		"secretbroker_upstream_ratelimit_reset_timestamp_seconds{credential=token,resource=other}":                  1700000000,
-		"secretbroker_upstream_requests_total{method=GET,route=/orgs/{org}/{app}/secrets/{secret_name},status=200}": 2,
-	} {
-		if got[k] != v {
-			t.Errorf("%s = %v, want %v (have %v)", k, got[k], v, got)
+	synctest.Test(t, func(t *testing.T) {
+		resource := "core"
+		resetAt := time.Now().Add(30 * time.Minute).Unix()
+		srv := newMemServer(func(_ int, _ arrival, w *memWriter, _ *http.Request) {
+			w.Header().Set("X-Ratelimit-Remaining", "4321")
+			w.Header().Set("X-Ratelimit-Reset", strconv.FormatInt(resetAt, 10))
+			w.Header().Set("X-Ratelimit-Resource", resource)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, secretJSON)
+		})
+		reader := sdkmetric.NewManualReader()
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+		c := memClientWith(t, srv, Config{MeterProvider: mp})
+		if _, err := c.GetSecret(t.Context(), orgActions, "S"); err != nil {
+			t.Fatal(err)
 		}
-	}
+		resource = "Not a <label> " + strings.Repeat("x", 100)
+		if _, err := c.GetSecret(t.Context(), orgActions, "S"); err != nil {
+			t.Fatal(err)
+		}
+		got := metricstest.Read(t, reader)
+		for k, v := range map[string]float64{
+			"secretbroker_upstream_ratelimit_remaining{credential=token,resource=core}":                                 4321,
+			"secretbroker_upstream_ratelimit_reset_timestamp_seconds{credential=token,resource=core}":                   float64(resetAt),
+			"secretbroker_upstream_ratelimit_remaining{credential=token,resource=other}":                                4321,
+			"secretbroker_upstream_ratelimit_reset_timestamp_seconds{credential=token,resource=other}":                  float64(resetAt),
+			"secretbroker_upstream_requests_total{method=GET,route=/orgs/{org}/{app}/secrets/{secret_name},status=200}": 2,
+		} {
+			if got[k] != v {
+				t.Errorf("%s = %v, want %v (have %v)", k, got[k], v, got)
+			}
+		}
+	})
 }
 
 func TestResourceLabel(t *testing.T) {
@@ -188,4 +198,81 @@ func TestPacerQueueDepthMetric(t *testing.T) {
 			t.Errorf("%s = %v once drained, want 0", queue, got)
 		}
 	})
+}
+
+// TestRateLimitGaugesAfterReset: once GitHub's reset time of a window has
+// passed, the remaining and reset gauges of that window are no longer
+// reported (the broker does not know the new window's figures until an
+// answer tells it), at collection, without a request; a window whose
+// reset is ahead, or unknown, is reported as GitHub last gave it. In fake
+// time.
+func TestRateLimitGaugesAfterReset(t *testing.T) {
+	const (
+		remaining = "secretbroker_upstream_ratelimit_remaining{credential=token,resource=core}"
+		reset     = "secretbroker_upstream_ratelimit_reset_timestamp_seconds{credential=token,resource=core}"
+	)
+	for _, tc := range []struct {
+		name      string
+		resetIn   time.Duration // 0: no x-ratelimit-reset
+		wait      time.Duration // after the answer, before the collection
+		wantShown bool
+	}{
+		{"window current", 30 * time.Second, 29 * time.Second, true},
+		{"reset passed", 30 * time.Second, 31 * time.Second, false},
+		{"reset reached", 30 * time.Second, 30 * time.Second, false},
+		{"used up, reset passed", 10 * time.Second, time.Minute, false},
+		{"no reset told", 0, 2 * time.Hour, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				// The bubble's clock starts on a whole second, as GitHub's
+				// reset is.
+				start := time.Now()
+				left := "4321"
+				if tc.name == "used up, reset passed" {
+					left = "0"
+				}
+				srv := newMemServer(func(_ int, _ arrival, w *memWriter, _ *http.Request) {
+					w.Header().Set("X-Ratelimit-Remaining", left)
+					w.Header().Set("X-Ratelimit-Resource", "core")
+					if tc.resetIn > 0 {
+						w.Header().Set("X-Ratelimit-Reset", strconv.FormatInt(start.Add(tc.resetIn).Unix(), 10))
+					}
+					w.Header().Set("Content-Type", "application/json")
+					_, _ = io.WriteString(w, secretJSON)
+				})
+				reader := sdkmetric.NewManualReader()
+				mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+				c := memClientWith(t, srv, Config{MeterProvider: mp})
+				if _, err := c.GetSecret(t.Context(), orgActions, "S"); err != nil {
+					t.Fatal(err)
+				}
+				wantLeft, _ := strconv.Atoi(left)
+				if got := metricstest.Read(t, reader); got[remaining] != float64(wantLeft) {
+					t.Fatalf("at the answer: %s = %v, want %d (have %v)", remaining, got[remaining], wantLeft, got)
+				}
+				time.Sleep(tc.wait)
+				got := metricstest.Read(t, reader)
+				_, shown := got[remaining]
+				_, resetShown := got[reset]
+				if shown != tc.wantShown || (tc.resetIn > 0 && resetShown != tc.wantShown) {
+					t.Errorf("%v after the answer: remaining shown %v (%v), reset shown %v (%v); want shown: %v",
+						tc.wait, shown, got[remaining], resetShown, got[reset], tc.wantShown)
+				}
+				if tc.wantShown && got[remaining] != float64(wantLeft) {
+					t.Errorf("%s = %v, want %d", remaining, got[remaining], wantLeft)
+				}
+				// The next answer reports its window again.
+				if !tc.wantShown {
+					start = time.Now()
+					if _, err := c.GetSecret(t.Context(), orgActions, "S"); err != nil {
+						t.Fatal(err)
+					}
+					if got := metricstest.Read(t, reader); got[remaining] != float64(wantLeft) || got[reset] != float64(start.Add(tc.resetIn).Unix()) {
+						t.Errorf("after the next answer: %s = %v, %s = %v; want %d and the new reset", remaining, got[remaining], reset, got[reset], wantLeft)
+					}
+				}
+			})
+		})
+	}
 }

@@ -34,6 +34,7 @@ import (
 
 	"github.com/secretbroker/secretbroker/gen/openapi"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service"
 )
 
 // maxRequestBytes bounds a JSON gateway request's body (and, set by run,
@@ -550,10 +551,19 @@ func reservedKey(k string) bool {
 
 // errorWithRetryAfter is runtime.DefaultHTTPErrorHandler that also sends
 // the standard Retry-After header, in whole seconds rounded up, when the
-// status carries a google.rpc.RetryInfo detail (429 and 503 answers).
+// status carries a google.rpc.RetryInfo detail (429 and 503 answers), and
+// answers GitHub's own 409 Conflict, which the service gives as
+// FAILED_PRECONDITION with an ErrorInfo saying so
+// (service.IsGitHubConflict), with 409 as GitHub did, not grpc-gateway's
+// 400 for FAILED_PRECONDITION.
 func errorWithRetryAfter(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	if d, ok := retryDelay(err); ok {
 		w.Header().Set("Retry-After", strconv.FormatInt(ceilSeconds(d), 10))
+	}
+	if _, ok := errors.AsType[*runtime.HTTPStatusError](err); !ok {
+		if st, ok := status.FromError(err); ok && service.IsGitHubConflict(st) {
+			err = httpError(http.StatusConflict, err)
+		}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }

@@ -127,7 +127,7 @@ func TestOpenAPIDocument(t *testing.T) {
 
 	t.Run("responses", func(t *testing.T) {
 		for _, o := range ops {
-			for _, code := range []int{400, 401, 403, 404, 429, 503} {
+			for _, code := range []int{400, 401, 403, 404, 409, 429, 503} {
 				r := o.op.Responses.Status(code)
 				if r == nil || r.Value == nil || r.Value.Content.Get("application/json") == nil ||
 					r.Value.Content.Get("application/json").Schema.Ref != "#/components/schemas/rpcStatus" {

@@ -725,7 +725,7 @@ func TestGatewayRoutes(t *testing.T) {
 		{http.MethodGet, org, "", http.StatusOK,
 			func(m map[string]any) bool { return m["visibility"] == "selected" && m["created_at"] != nil }},
 		{http.MethodPut, "/v1/orgs/octo-org/actions/secrets/EVERYONE", `{"value":"gw-route-value","visibility":"all"}`, http.StatusCreated, nil},
-		{http.MethodPut, "/v1/orgs/octo-org/actions/secrets/EVERYONE/repositories/1296271", "", http.StatusBadRequest, // FAILED_PRECONDITION
+		{http.MethodPut, "/v1/orgs/octo-org/actions/secrets/EVERYONE/repositories/1296271", "", http.StatusConflict, // GitHub's 409: FAILED_PRECONDITION
 			func(m map[string]any) bool { return m["code"] == 9.0 }},
 		{http.MethodDelete, org, "", http.StatusNoContent, nil},
 		{http.MethodGet, org, "", http.StatusNotFound, nil},

@@ -551,3 +551,28 @@ func TestSyncJSONOnEveryPath(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncPruneEmptyFile: an empty env file with --prune goes through the
+// broker's refusal of an unconfirmed pruning sync that lists nothing:
+// the plan (a dry run) shows every secret of the owner as a delete, and
+// the run, which sends those as expected_deletes, deletes them.
+func TestSyncPruneEmptyFile(t *testing.T) {
+	b := startBroker(t, brokerOpts{auth: true})
+	env := b.env()
+	both := writeFile(t, "both.env", []byte("ONE=one-value-1\nTWO=two-value-2\n"))
+	empty := writeFile(t, "empty.env", nil)
+	wantCode(t, ctl(t, env, "", "sync", "--from-env-file", both, "--owner", "team-a", repoScope), exitOK)
+
+	r := ctl(t, env, "", "sync", "--from-env-file", empty, "--owner", "team-a", "--prune", "--dry-run", repoScope)
+	wantCode(t, r, exitOK)
+	wantPlan(t, r.stdout, map[string]string{"ONE": "delete", "TWO": "delete"})
+
+	r = ctl(t, env, "", "sync", "--from-env-file", empty, "--owner", "team-a", "--prune", "--yes", repoScope)
+	wantCode(t, r, exitOK)
+	wantContains(t, "stdout", r.stdout, "0 written, 2 deleted, 0 unchanged, 0 failed")
+	for _, n := range []string{"ONE", "TWO"} {
+		if _, err := b.emu.Open(repoScope, n); err == nil {
+			t.Errorf("%s survived the prune", n)
+		}
+	}
+}
