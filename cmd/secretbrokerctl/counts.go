@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"strconv"
-	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/code"
 
@@ -45,7 +44,7 @@ func countItems(resp *secretbrokerv1.OperationResponse, sync bool) counts {
 	if sync {
 		for _, r := range resp.GetSyncResults() {
 			switch {
-			case notRun(r.GetCode(), r.GetMessage()):
+			case notRun(r.GetCode()):
 			case r.GetCode() != code.Code_OK:
 				k.failed++
 			case r.GetAction() == secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED:
@@ -61,7 +60,7 @@ func countItems(resp *secretbrokerv1.OperationResponse, sync bool) counts {
 	} else {
 		for _, r := range resp.GetBatchPutResults() {
 			switch {
-			case notRun(r.GetCode(), r.GetMessage()):
+			case notRun(r.GetCode()):
 			case r.GetCode() != code.Code_OK:
 				k.failed++
 			case r.GetUnchanged():
@@ -76,11 +75,12 @@ func countItems(resp *secretbrokerv1.OperationResponse, sync bool) counts {
 	return k
 }
 
-// notRun reports whether a result is that of an item its operation ended
-// without running (cancelled): CANCELLED, "not run: ...". A done operation
-// has one result per item, these included.
-func notRun(c code.Code, message string) bool {
-	return c == code.Code_CANCELLED && strings.HasPrefix(message, "not run:")
+// notRun reports whether an operation's item result is that of an item
+// the operation ended without running: CANCELLED, which no item that ran
+// is (the API says so). A done operation has one result per item, these
+// included.
+func notRun(c code.Code) bool {
+	return c == code.Code_CANCELLED
 }
 
 // countsOf counts op's items. The categories come from the items' results

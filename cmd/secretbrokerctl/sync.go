@@ -401,7 +401,7 @@ func (c *cli) reportFailed(cmd, what string, results []*secretbrokerv1.SyncSecre
 func ranResults(results []*secretbrokerv1.SyncSecretsResult) []*secretbrokerv1.SyncSecretsResult {
 	ran := make([]*secretbrokerv1.SyncSecretsResult, 0, len(results))
 	for _, r := range results {
-		if !notRun(r.GetCode(), r.GetMessage()) {
+		if !notRun(r.GetCode()) {
 			ran = append(ran, r)
 		}
 	}

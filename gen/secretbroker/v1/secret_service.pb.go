@@ -2250,7 +2250,7 @@ type Operation struct {
 	Error *status.Status `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
 	// The items' results: while running, those of the items finished so far;
 	// when done, one per item (an item it ended without running has a
-	// CANCELLED result whose message starts "not run").
+	// CANCELLED result, "not run: ..."; no item that ran is CANCELLED).
 	Response      *OperationResponse `protobuf:"bytes,5,opt,name=response,proto3" json:"response,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
