@@ -405,14 +405,14 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 	if !req.GetDryRun() {
 		// The call's own context is kept: the items record GitHub's
 		// answers in their own change records.
-		_, ch, err := s.begin(ctx, rpcSyncSecrets, nil, parent, nil)
-		if err != nil {
-			return nil, err
+		_, ch, berr := s.begin(ctx, rpcSyncSecrets, nil, parent, nil)
+		if berr != nil {
+			return nil, berr
 		}
 		plan.call = ch
 		defer ch.endOnPanic(ctx)
 		defer func() {
-			if err != nil {
+			if err != nil { // planSync's result: the caller's answer
 				ch.end(ctx, err)
 			}
 		}()
