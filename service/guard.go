@@ -159,7 +159,14 @@ func (c *change) end(ctx context.Context, err error) { c.endWith(ctx, err, verdi
 // endWith writes the outcome record of a write the broker judged v
 // (unchanged: not sent; drift: changed behind its back).
 func (c *change) endWith(ctx context.Context, err error, v verdict) {
-	c.endCode(ctx, outcomeCode(err), v)
+	code := outcomeCode(err)
+	if code == codes.Canceled && errors.Is(context.Cause(ctx), ErrDrained) {
+		// The shutdown's drain stopped the call, which it answers
+		// Stopped (UNAVAILABLE), not CANCELLED: its caller did not
+		// cancel it.
+		code = codes.Unavailable
+	}
+	c.endCode(ctx, code, v)
 }
 
 // endAnswered writes the outcome record of a batch's or a synchronous
