@@ -44,10 +44,21 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 	tally := batchTally{call: ctx}
 	events := newItemEvents(ctx)
 	results := make([]*secretbrokerv1.BatchPutSecretsResult, len(reqs))
-	fail := func(i int, err error) {
+	changes := make([]*change, len(reqs))
+	itemCtx := make([]context.Context, len(reqs))
+	// answered fills in item i's result: st, its answer for err.
+	answered := func(i int, err error, st *status.Status) {
 		r := results[i]
-		r.Code, r.Message, r.RetryAfter = tally.add(err)
+		r.Code, r.Message, r.RetryAfter = tally.count(err, st)
 		events.item(i, r.Name, r.Code)
+	}
+	fail := func(i int, err error) { answered(i, err, tally.answer(err)) }
+	// end ends item i's change, which ended with err, with the outcome
+	// record of its answer, and returns the answer.
+	end := func(i int, err error, v verdict) *status.Status {
+		st := tally.answer(err)
+		changes[i].endAnswered(itemCtx[i], st, v)
+		return st
 	}
 	plans := make([]*putPlan, len(reqs))
 	secrets := make([]string, len(reqs)) // each valid item's secret, to find repeats
@@ -67,8 +78,6 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 		plans[i] = nil
 		fail(i, errRepeated())
 	}
-	changes := make([]*change, len(reqs))
-	itemCtx := make([]context.Context, len(reqs))
 	for i, p := range plans {
 		if p == nil {
 			continue
@@ -85,9 +94,8 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 	}
 
 	for i, err := range s.resolveBatchNames(ctx, plans) {
-		changes[i].end(itemCtx[i], err)
 		plans[i] = nil
-		fail(i, err)
+		answered(i, err, end(i, err, verdict{}))
 	}
 	// Unchanged items are answered from the records and one listing of
 	// each scope that may hold one, before any key is fetched.
@@ -118,8 +126,7 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 			continue
 		}
 		if err := keys[p.scope.Path()].err; err != nil {
-			changes[i].endWith(itemCtx[i], err, judged[i].verdict)
-			fail(i, err)
+			answered(i, err, end(i, err, judged[i].verdict))
 			continue
 		}
 		runnable = append(runnable, i)
@@ -139,14 +146,13 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 			w, keyID, err = s.lockAndWrite(itemCtx[i], p, keys[p.scope.Path()].key, recordOf{prints: j.prints, havePrints: j.havePrints, owner: owner})
 			return err
 		})
-		changes[i].endWith(itemCtx[i], err, j.verdict)
-		r := results[i]
+		st := end(i, err, j.verdict)
 		if err == nil {
 			written.add(p.scope, p.name, j.prints.value)
+			r := results[i]
 			r.Name, r.Created, r.KeyId, r.Drift = secretResourceName(p.scope, p.name), w.Created, string(keyID), j.drift
 		}
-		r.Code, r.Message, r.RetryAfter = tally.add(err)
-		events.item(i, r.Name, r.Code)
+		answered(i, err, st)
 	})
 	written.readBack(ctx, s)
 	events.summary(len(reqs), &tally)
@@ -268,11 +274,13 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 	tally := batchTally{call: ctx}
 	events := newItemEvents(ctx)
 	results := make([]*secretbrokerv1.BatchDeleteSecretsResult, len(names))
-	fail := func(i int, err error) {
+	// answered fills in item i's result: st, its answer for err.
+	answered := func(i int, err error, st *status.Status) {
 		r := results[i]
-		r.Code, r.Message, r.RetryAfter = tally.add(err)
+		r.Code, r.Message, r.RetryAfter = tally.count(err, st)
 		events.item(i, r.Name, r.Code)
 	}
+	fail := func(i int, err error) { answered(i, err, tally.answer(err)) }
 	targets := make([]*target, len(names))
 	secrets := make([]string, len(names)) // each valid name's secret, to find repeats
 	for i, n := range names {
@@ -317,8 +325,9 @@ func (s *Server) BatchDeleteSecrets(ctx context.Context, req *secretbrokerv1.Bat
 		err := s.safely(ctx, op, func() error {
 			return s.deleteRecorded(t.ctx, t.scope, t.name, nil)
 		})
-		t.ch.end(t.ctx, err)
-		fail(i, err)
+		st := tally.answer(err)
+		t.ch.endAnswered(t.ctx, st, verdict{})
+		answered(i, err, st)
 	})
 	events.summary(len(names), &tally)
 	s.logBatch(ctx, op, len(names), &tally)
@@ -406,32 +415,48 @@ func notSentInTime() *status.Status {
 		"the call's deadline came before this item could be sent to GitHub; nothing was sent: try again later"), retryNotSent)
 }
 
-// add returns the code, the safe message and the retry delay a caller
-// would have had from the single call for err (nil for success); an item
-// the shutdown stopped before GitHub was sent it is UNAVAILABLE, as a
-// single call it stops (errDrained), and one it cut short after GitHub
-// was sent it is ABORTED (mayHaveApplied); an item the call's deadline
-// stopped before GitHub was sent it is RESOURCE_EXHAUSTED
-// (notSentInTime), one it cut short after, DEADLINE_EXCEEDED.
-func (t *batchTally) add(err error) (code.Code, string, *durationpb.Duration) {
+// answer returns the status a caller is answered for an item that ended
+// with err (nil for success): the status the single call would have had,
+// except that an item the shutdown stopped before GitHub was sent it is
+// UNAVAILABLE, as a single call it stops (errDrained), and one it cut
+// short after GitHub was sent it is ABORTED (mayHaveApplied); an item the
+// call's deadline stopped before GitHub was sent it is RESOURCE_EXHAUSTED
+// (notSentInTime), one it cut short after, DEADLINE_EXCEEDED. An item
+// with an outcome record is answered once, and its record holds that
+// answer's code (change.endAnswered): the call's deadline may pass
+// between two looks.
+func (t *batchTally) answer(err error) *status.Status {
 	st := statusOf(err)
 	drained := st.Code() == codes.Canceled
 	switch {
 	case drained && sentWhenStopped(err):
 		// The call's context ended while the item's write was on its way
-		// to GitHub (or its retry waited): GitHub may have applied it,
-		// and its outcome record says so too (outcomeCode).
-		st = mayHaveApplied("the broker is shutting down and stopped the call")
+		// to GitHub (or its retry waited): GitHub may have applied it.
+		return mayHaveApplied("the broker is shutting down and stopped the call")
 	case drained:
 		// The call's context ended while the item ran or waited, and the
 		// call still answers: its caller did not cancel it (a caller that
 		// did reads no answer), the shutdown's drain stopped it. The
 		// item, never sent, is to be sent again, as a single call
 		// stopped so is told.
-		st = Stopped("this item")
+		return Stopped("this item")
 	case st.Code() == codes.DeadlineExceeded && t.call != nil && t.call.Err() != nil && !sentWhenCut(err):
-		st = notSentInTime()
+		return notSentInTime()
 	}
+	return st
+}
+
+// add returns the result fields of an item that ended with err (nil for
+// success), answered as answer says, and counts its code.
+func (t *batchTally) add(err error) (code.Code, string, *durationpb.Duration) {
+	return t.count(err, t.answer(err))
+}
+
+// count returns the code, the safe message and the retry delay of st, the
+// answer (answer) of an item that ended with err, and counts its code
+// for the batch's summary.
+func (t *batchTally) count(err error, st *status.Status) (code.Code, string, *durationpb.Duration) {
+	drained := statusOf(err).Code() == codes.Canceled
 	retry := retryAfterOf(st)
 	t.mu.Lock()
 	defer t.mu.Unlock()

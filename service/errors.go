@@ -252,6 +252,13 @@ func mayHaveApplied(stopped string) *status.Status {
 	return status.New(codes.Aborted, stopped+" after GitHub was sent this item, whose outcome is unknown: GitHub may have applied it; read or send it again to be sure")
 }
 
+// ErrDrained is the cause with which the shutdown's drain ends the
+// context of a call in progress (cmd/secretbroker), which answers the
+// call Stopped (UNAVAILABLE) when it returns CANCELLED. It is a
+// context.Canceled, so that what reads a context's cause (a wait for an
+// operation) still finds a cancellation.
+var ErrDrained = fmt.Errorf("the broker is shutting down: %w", context.Canceled)
+
 // outcomeCode is the code of the outcome record of a change that ended
 // with err (nil: it succeeded): its status's, except for a write cut short
 // after GitHub was sent it (sentWhenStopped), which is ABORTED whoever

@@ -159,13 +159,34 @@ func (c *change) end(ctx context.Context, err error) { c.endWith(ctx, err, verdi
 // endWith writes the outcome record of a write the broker judged v
 // (unchanged: not sent; drift: changed behind its back).
 func (c *change) endWith(ctx context.Context, err error, v verdict) {
+	code := outcomeCode(err)
+	if code == codes.Canceled && errors.Is(context.Cause(ctx), ErrDrained) {
+		// The shutdown's drain stopped the call, which it answers
+		// Stopped (UNAVAILABLE), not CANCELLED: its caller did not
+		// cancel it.
+		code = codes.Unavailable
+	}
+	c.endCode(ctx, code, v)
+}
+
+// endAnswered writes the outcome record of a batch's or a synchronous
+// sync's item whose caller is answered st for it (batchTally.answer),
+// which is not always its error's status: an item the shutdown's drain
+// or the call's deadline kept from being sent is answered UNAVAILABLE or
+// RESOURCE_EXHAUSTED, and its record says so, not CANCELLED or
+// DEADLINE_EXCEEDED.
+func (c *change) endAnswered(ctx context.Context, st *status.Status, v verdict) {
+	c.endCode(ctx, st.Code(), v)
+}
+
+func (c *change) endCode(ctx context.Context, outcome codes.Code, v verdict) {
 	if c == nil || c.s.audit == nil || c.ended {
 		return
 	}
 	c.ended = true
 	c.s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: c.rpc, Item: c.item, Resource: c.resource,
-		Outcome: codeName(outcomeCode(err)), UpstreamStatus: c.status.Status(),
-		Unchanged: v.unchanged && err == nil, Drift: v.drift})
+		Outcome: codeName(outcome), UpstreamStatus: c.status.Status(),
+		Unchanged: v.unchanged && outcome == codes.OK, Drift: v.drift})
 }
 
 // endOnPanic, deferred right after begin, writes the outcome record

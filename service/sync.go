@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/audit"
@@ -196,6 +197,7 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 	defer plan.endCall(ctx, nil)
 	x := s.NewExecutor(state.KindSyncSecrets, plan.owner, plan.force)
 	x.seed(plan.scope, plan.listing) // the items judge against the plan's listing, not a second one
+	x.answer = tally.answer
 	run := func(i int) {
 		it := plan.items[i]
 		var out itemOutcome
@@ -203,6 +205,10 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 			out = x.execute(itemCtx[i], it.pending(plan.settings))
 			return out.err
 		})
+		st := out.answer // its outcome record's
+		if st == nil {
+			st = tally.answer(err)
+		}
 		r := results[i]
 		if a := SyncActionOf(out.action); a != secretbrokerv1.SyncAction_SYNC_ACTION_UNSPECIFIED {
 			r.Action = a
@@ -211,7 +217,7 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 		if out.recordedOwner != "" {
 			r.RecordedOwner = out.recordedOwner
 		}
-		r.Code, r.Message, r.RetryAfter = tally.add(err)
+		r.Code, r.Message, r.RetryAfter = tally.count(err, st)
 		events.item(i, r.Name, r.Code)
 	}
 	// The writes at once (they still go to GitHub one at a time, spaced);
@@ -407,14 +413,14 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 	if !req.GetDryRun() {
 		// The call's own context is kept: the items record GitHub's
 		// answers in their own change records.
-		_, ch, err := s.begin(ctx, rpcSyncSecrets, nil, parent, nil)
-		if err != nil {
-			return nil, err
+		_, ch, berr := s.begin(ctx, rpcSyncSecrets, nil, parent, nil)
+		if berr != nil {
+			return nil, berr
 		}
 		plan.call = ch
 		defer ch.endOnPanic(ctx)
 		defer func() {
-			if err != nil {
+			if err != nil { // planSync's result: the caller's answer
 				ch.end(ctx, err)
 			}
 		}()
@@ -653,6 +659,11 @@ type Executor struct {
 	// operation runner's executors (execItem), before their first item; a
 	// synchronous sync authorizes its items as it plans them.
 	reauthorize bool
+	// answer, when set, is what the caller is answered for an item that
+	// ended with an error (a synchronous sync's batchTally.answer): its
+	// outcome record holds that code (end). Unset (an operation's items),
+	// the record holds its error's (outcomeCode).
+	answer func(error) *status.Status
 
 	mu       sync.Mutex
 	listings map[string]*listing
@@ -722,7 +733,11 @@ func (x *Executor) Finish(ctx context.Context) { x.written.readBack(ctx, x.s) }
 
 // itemOutcome is what executing one item did.
 type itemOutcome struct {
-	err           error
+	err error
+	// answer is the item's answer (Executor.answer) its outcome record
+	// holds; nil when the executor has no answer, or the item ended
+	// without an outcome record.
+	answer        *status.Status
 	action        string
 	unchanged     bool
 	drift         bool
@@ -864,7 +879,7 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	}
 	if conflict && !x.force {
 		err := &conflictError{resource: res, owner: rec.Owner}
-		ch.endWith(itemCtx, err, verdict{})
+		out.answer = x.end(itemCtx, ch, err, verdict{})
 		out.action, out.err = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT], err
 		return out
 	}
@@ -879,7 +894,7 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	out.drift = v.drift
 	if v.unchanged && !conflict {
 		x.s.metrics.skipped(ctx, rpcShort(x.rpc))
-		ch.endWith(itemCtx, nil, v) // this run sent nothing
+		out.answer = x.end(itemCtx, ch, nil, v) // this run sent nothing
 		out.action, out.unchanged, out.keyID = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED], true, upstream.KeyID(rec.KeyID)
 		if ownWrite(ctx, rec) {
 			// This very item wrote the value, before a crash kept its
@@ -923,11 +938,11 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 		}
 	}
 	w, keyID, err := x.s.putRecorded(itemCtx, p, r)
-	ch.endWith(itemCtx, err, v)
+	out.answer = x.end(itemCtx, ch, err, v)
 	if _, denied := errors.AsType[*deniedError](err); denied {
 		// Refused when admitted (recheckAtAdmission): no action, as for
 		// an item refused before it ran (authorize).
-		return itemOutcome{err: err}
+		return itemOutcome{err: err, answer: out.answer}
 	}
 	if ce, ok := errors.AsType[*conflictError](err); ok {
 		out.action, out.recordedOwner, out.err = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT], ce.owner, err
@@ -1092,16 +1107,30 @@ func (x *Executor) delete(ctx context.Context, scope upstream.Scope, name string
 	if _, gone := errors.AsType[*goneAlreadyError](err); gone || isStatus(err, http.StatusNotFound) {
 		err = nil
 	}
-	ch.end(itemCtx, err)
+	answer := x.end(itemCtx, ch, err, verdict{})
 	if _, denied := errors.AsType[*deniedError](err); denied {
-		return itemOutcome{err: err} // refused when admitted: no action
+		return itemOutcome{err: err, answer: answer} // refused when admitted: no action
 	}
 	if _, ok := errors.AsType[*notOwnedError](err); ok {
-		out := itemOutcome{action: syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN], err: err}
+		out := itemOutcome{action: syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN], err: err, answer: answer}
 		if now != nil {
 			out.recordedOwner = now.Owner
 		}
 		return out
 	}
-	return itemOutcome{action: syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_DELETE], err: err, drift: drift}
+	return itemOutcome{action: syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_DELETE], err: err, drift: drift, answer: answer}
+}
+
+// end writes the outcome record of an item's change ch, which ended with
+// err (judged v), and returns the item's answer when the executor has
+// one (answer): the record holds its code. Without one the record holds
+// err's (outcomeCode) and end returns nil.
+func (x *Executor) end(ctx context.Context, ch *change, err error, v verdict) *status.Status {
+	if x.answer == nil {
+		ch.endWith(ctx, err, v)
+		return nil
+	}
+	st := x.answer(err)
+	ch.endAnswered(ctx, st, v)
+	return st
 }

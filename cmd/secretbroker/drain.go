@@ -48,14 +48,15 @@ func errDrained() error {
 }
 
 // unary ends a call's context when the drain starts (at once for a call
-// that starts after).
+// that starts after), with service.ErrDrained as its cause, so that the
+// service's outcome records say what the call is answered (UNAVAILABLE).
 func (d *callDrain) unary() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, cancel := context.WithCancel(ctx)
-		release := context.AfterFunc(d.ctx, cancel)
+		ctx, cancel := context.WithCancelCause(ctx)
+		release := context.AfterFunc(d.ctx, func() { cancel(service.ErrDrained) })
 		defer func() {
 			release()
-			cancel()
+			cancel(nil)
 		}()
 		resp, err := handler(ctx, req)
 		if err != nil && d.ctx.Err() != nil && status.Code(err) == codes.Canceled {
@@ -68,11 +69,11 @@ func (d *callDrain) unary() grpc.UnaryServerInterceptor {
 // stream is unary for streaming calls (health watches, reflection).
 func (d *callDrain) stream() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, cancel := context.WithCancel(ss.Context())
-		release := context.AfterFunc(d.ctx, cancel)
+		ctx, cancel := context.WithCancelCause(ss.Context())
+		release := context.AfterFunc(d.ctx, func() { cancel(service.ErrDrained) })
 		defer func() {
 			release()
-			cancel()
+			cancel(nil)
 		}()
 		err := handler(srv, drainedStream{ServerStream: ss, ctx: ctx})
 		if err != nil && d.ctx.Err() != nil && status.Code(err) == codes.Canceled {

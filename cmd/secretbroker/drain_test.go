@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service"
 )
 
 // Once a shutdown begins, the gRPC server takes no new call, even while
@@ -199,3 +201,47 @@ func TestDrainedCallHasRetryAfter(t *testing.T) {
 		t.Errorf("drained call: %d, Retry-After %q; want 503, 1", w.Code, w.Header().Get("Retry-After"))
 	}
 }
+
+// TestDrainEndsCallsWithErrDrained: the drain ends a call's context (a
+// unary call's and a stream's) with service.ErrDrained as its cause,
+// which the service's outcome records read to say UNAVAILABLE, the
+// drain's answer to a call that returns CANCELLED (service's
+// TestDrainedCallOutcomeIsItsAnswer); they said CANCELLED.
+func TestDrainEndsCallsWithErrDrained(t *testing.T) {
+	for _, kind := range []string{"unary", "stream"} {
+		t.Run(kind, func(t *testing.T) {
+			d := newCallDrain()
+			var cause error
+			handle := func(ctx context.Context) error {
+				d.stop()
+				<-ctx.Done()
+				cause = context.Cause(ctx)
+				return status.Error(codes.Canceled, "request canceled")
+			}
+			var err error
+			if kind == "unary" {
+				_, err = d.unary()(t.Context(), nil, &grpc.UnaryServerInfo{}, func(ctx context.Context, _ any) (any, error) {
+					return nil, handle(ctx)
+				})
+			} else {
+				err = d.stream()(nil, fakeServerStream{ctx: t.Context()}, &grpc.StreamServerInfo{}, func(_ any, ss grpc.ServerStream) error {
+					return handle(ss.Context())
+				})
+			}
+			if !errors.Is(cause, service.ErrDrained) {
+				t.Errorf("the call's context ended with cause %v, want service.ErrDrained", cause)
+			}
+			if status.Code(err) != codes.Unavailable {
+				t.Errorf("answered %v, want UNAVAILABLE", err)
+			}
+		})
+	}
+}
+
+// fakeServerStream is a ServerStream that has only a context.
+type fakeServerStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s fakeServerStream) Context() context.Context { return s.ctx }

@@ -33,6 +33,8 @@ type cli struct {
 	// plaintext: the connection made speaks plaintext gRPC (describe's
 	// hint when the broker answers it as a TLS server would).
 	plaintext bool
+	// addr is the broker's address the connection was made to (probeTLS).
+	addr string
 
 	// mu guards running, which the goroutine watching for a second
 	// interrupt reads (setRunning).

@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 )
@@ -152,7 +154,7 @@ func (c *cli) connect(o *common) (secretbrokerv1.SecretServiceClient, func(), er
 		return nil, nil, err
 	}
 	var opts []grpc.DialOption
-	c.plaintext = tr.plaintext
+	c.plaintext, c.addr = tr.plaintext, o.addr
 	if tr.plaintext {
 		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	} else {
@@ -244,4 +246,55 @@ func (c *alertConn) Write(b []byte) (int, error) {
 	case <-t.C:
 	}
 	return n, err
+}
+
+// tlsProbeTimeout bounds probeTLS.
+const tlsProbeTimeout = 5 * time.Second
+
+// errAnsweredTLS ends probeTLS's handshake at the server's certificate.
+var errAnsweredTLS = errors.New("the server answered a TLS handshake")
+
+// plaintextToTLS reports whether err, a call's failure, is a plaintext
+// connection to a broker that serves TLS, which no retry mends: the
+// connection was closed as it began, or answered with other than HTTP/2
+// (closedOnConnect), as a TLS server answers a plaintext client (crypto/tls,
+// as the broker outside --dev, closes it without a word; other TLS
+// servers send an alert or an HTTP/1.x 400), and the broker answers a TLS
+// handshake (probeTLS). A broker that is restarting, closing connections
+// before a byte or refusing them, answers none, and is retried.
+func (c *cli) plaintextToTLS(ctx context.Context, err error) bool {
+	st := status.Convert(err)
+	if !c.plaintext || st.Code() != codes.Unavailable || !closedOnConnect(st.Message()) {
+		return false
+	}
+	return c.probeTLS(ctx)
+}
+
+// probeTLS dials the broker again and starts a TLS handshake on that
+// connection, which it ends (with an alert) as soon as the server sends
+// its certificate: true when it did, as a TLS server does. Nothing else
+// goes on that connection: no token, no request.
+func (c *cli) probeTLS(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, tlsProbeTimeout)
+	defer cancel()
+	dial := c.dial
+	if dial == nil {
+		var d net.Dialer
+		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	}
+	conn, err := dial(ctx, c.addr)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	tc := tls.Client(conn, &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// The certificate is neither trusted nor checked: the handshake
+		// ends at it, whatever it is, and the connection is closed.
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func([][]byte, [][]*x509.Certificate) error {
+			return errAnsweredTLS
+		},
+	})
+	return errors.Is(tc.HandshakeContext(ctx), errAnsweredTLS)
 }

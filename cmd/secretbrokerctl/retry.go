@@ -23,9 +23,11 @@ import (
 // The bounds: retryMaxAttempts attempts, no single wait longer than
 // retryMaxWait (a broker that asks for more is not waited for), at most
 // retryMaxTotalWait of waiting in all, and never past the call's own
-// deadline (--timeout covers a call and its retries). A call not marked
-// is never retried (grpc-go's transparent retry of a request that never
-// left the client aside).
+// deadline (--timeout covers a call and its retries). An UNAVAILABLE no
+// retry mends is not retried: a TLS setup refused (connectionMisconfigured),
+// or a plaintext connection to a broker that serves TLS (plaintextToTLS).
+// A call not marked is never retried (grpc-go's transparent retry of a
+// request that never left the client aside).
 const (
 	retryMaxAttempts  = 5
 	retryMaxWait      = 30 * time.Second
@@ -119,7 +121,9 @@ func (c *cli) retryInterceptor(ctx context.Context, method string, req, reply an
 			rc.trace.codes = append(rc.trace.codes, status.Code(err))
 		}
 		delay, asked, ok := retryDelay(err, rc.kind, attempt)
-		if !ok || ctx.Err() != nil {
+		if !ok || ctx.Err() != nil || c.plaintextToTLS(ctx, err) {
+			// A plaintext connection to a TLS broker ends at once too:
+			// describe says to pass --tls or --tls-ca-file.
 			return err
 		}
 		deadline, hasDeadline := ctx.Deadline()

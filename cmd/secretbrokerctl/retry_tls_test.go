@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -201,6 +203,14 @@ func TestPlaintextToTLSBrokerHints(t *testing.T) {
 // before it reads the alert), or a plaintext client's bytes refused.
 func getAgainstTLS(t *testing.T, srvTLS *tls.Config, env map[string]string, args []string) result {
 	t.Helper()
+	return getAgainst(t, func(c net.Conn) { _ = tls.Server(c, srvTLS).Handshake() }, nil, env, args)
+}
+
+// getAgainst runs get, with env and args, in the caller's bubble against
+// an in-memory broker that runs handle on every connection and then
+// closes it; dialErr, when set, fails every dial instead.
+func getAgainst(t *testing.T, handle func(net.Conn), dialErr error, env map[string]string, args []string) result {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	t.Cleanup(func() { _ = lis.Close() })
 	go func() {
@@ -210,13 +220,86 @@ func getAgainstTLS(t *testing.T, srvTLS *tls.Config, env map[string]string, args
 				return
 			}
 			go func() {
-				_ = tls.Server(c, srvTLS).Handshake()
+				handle(c)
 				_ = c.Close()
 			}()
 		}
 	}()
 	r := &fakeRun{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	r.c = newCLI(strings.NewReader(""), r.stdout, r.stderr, func(k string) string { return env[k] }, noTerminal{})
-	r.c.dial = func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }
+	r.c.dial = func(ctx context.Context, _ string) (net.Conn, error) {
+		if dialErr != nil {
+			return nil, dialErr
+		}
+		return lis.DialContext(ctx)
+	}
 	return r.result(t, r.c.main(t.Context(), append([]string{"get"}, args...)))
 }
+
+// TestPlaintextToTLSBrokerNotRetried: a plaintext client against a broker
+// that serves TLS was retried five times, with backoffs, before it printed
+// the hint to pass --tls or --tls-ca-file, although no retry mends it.
+// Once the failure is told to be the broker's TLS (a TLS handshake the
+// ctl tries answered as a TLS server does), the call ends at once with the
+// hint; a broker that is restarting (its connections refused, or closed
+// before a byte) is still retried. Attempts are counted from the notices.
+func TestPlaintextToTLSBrokerNotRetried(t *testing.T) {
+	srvCert := newBubbleCert(t, nil, func(c *x509.Certificate) {
+		c.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	})
+	srvTLS := &tls.Config{Certificates: []tls.Certificate{*srvCert}, NextProtos: []string{"h2"}}
+	// tlsFront answers a TLS client with srvTLS's handshake and any other
+	// with answer (a TLS front other than crypto/tls: an alert, or an
+	// HTTP/1.x 400).
+	tlsFront := func(answer string) func(net.Conn) {
+		return func(c net.Conn) {
+			br := bufio.NewReader(c)
+			first, err := br.Peek(1)
+			if err != nil {
+				return
+			}
+			if first[0] == 0x16 { // a TLS handshake record
+				_ = tls.Server(peekedConn{Conn: c, r: br}, srvTLS).Handshake()
+				return
+			}
+			_, _ = c.Write([]byte(answer))
+		}
+	}
+	const hint = "the connection was plaintext: if the broker serves TLS, as it does outside --dev, pass --tls or --tls-ca-file"
+	for _, tc := range []struct {
+		name     string
+		handle   func(net.Conn)
+		dialErr  error
+		attempts int
+		hint     bool
+	}{
+		{name: "TLS broker, closes without a word (crypto/tls)", handle: func(c net.Conn) { _ = tls.Server(c, srvTLS).Handshake() }, attempts: 1, hint: true},
+		{name: "TLS front, answers with an alert", handle: tlsFront("\x15\x03\x03\x00\x02\x02\x46"), attempts: 1, hint: true},
+		{name: "TLS front, answers HTTP/1.1 400", handle: tlsFront("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"), attempts: 1, hint: true},
+		{name: "restarting, closes before a byte", handle: func(net.Conn) {}, attempts: retryMaxAttempts},
+		{name: "restarting, refuses connections", dialErr: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, attempts: retryMaxAttempts},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				env := map[string]string{"SECRETBROKER_ADDR": "127.0.0.1:9090", "SECRETBROKER_TOKEN": plantedToken}
+				res := getAgainst(t, tc.handle, tc.dialErr, env, []string{flakySecret})
+				wantCode(t, res, exitFail)
+				if got := strings.Count(res.stderr, "trying again") + 1; got != tc.attempts {
+					t.Errorf("%d attempts, want %d:\n%s", got, tc.attempts, res.stderr)
+				}
+				if tc.hint {
+					wantContains(t, "stderr", res.stderr, hint)
+				}
+			})
+		})
+	}
+}
+
+// peekedConn is a connection whose first bytes were read into r.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (p peekedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
