@@ -6,7 +6,11 @@ package upstream_test
 // requests in flight.
 
 import (
+	"context"
+	"errors"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -160,6 +164,118 @@ func TestReplicasKeepToGitHubsConcurrencyLimit(t *testing.T) {
 				}
 				if len(failed) > 0 {
 					t.Errorf("%d calls failed, first: %v", len(failed), failed[0])
+				}
+			})
+		})
+	}
+}
+
+// behindGitHub serves requests in memory with h (an emulator, on the
+// bubble's clock) as a GitHub whose clock is behind this machine's by
+// behind, whole seconds: its Date and x-ratelimit-reset are on its clock.
+// Each answer comes after latency(n), n counting the requests from 0.
+type behindGitHub struct {
+	h       http.Handler
+	behind  time.Duration
+	latency func(n int) time.Duration
+
+	mu sync.Mutex
+	n  int
+}
+
+func (g *behindGitHub) RoundTrip(r *http.Request) (*http.Response, error) {
+	if g.latency != nil {
+		g.mu.Lock()
+		d := g.latency(g.n)
+		g.n++
+		g.mu.Unlock()
+		time.Sleep(d)
+	}
+	rec := httptest.NewRecorder()
+	g.h.ServeHTTP(rec, r)
+	if r.Body != nil {
+		_ = r.Body.Close()
+	}
+	resp := rec.Result()
+	resp.Header.Set("Date", time.Now().Add(-g.behind).UTC().Format(http.TimeFormat))
+	if v := resp.Header.Get("X-Ratelimit-Reset"); v != "" {
+		secs, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, err
+		}
+		resp.Header.Set("X-Ratelimit-Reset", strconv.FormatInt(secs-int64(g.behind/time.Second), 10))
+	}
+	return resp, nil
+}
+
+// Two replicas sharing one credential's State, with GitHub's clock 5 s
+// behind theirs, use up the primary quota and GitHub refuses none of
+// their requests: read against the answers' Date, the resets of one
+// window come a second apart from answer to answer (Date counts whole
+// seconds), and the shared State takes them as one window, in memory and
+// through Redis alike. (Taken as two windows, the last answer's
+// "remaining 0" was lost when its reset came a second before an earlier
+// answer's, and the other replica sent on.)
+func TestReplicasShareThePrimaryQuotaOnGitHubsClock(t *testing.T) {
+	const quota = 40
+	tests := []struct {
+		name   string
+		redis  bool
+		shared func(t *testing.T) upstream.StateFunc
+	}{
+		{name: "memory", shared: func(*testing.T) upstream.StateFunc { return sharedMemoryStates() }},
+		{name: "redis", redis: true, shared: func(t *testing.T) upstream.StateFunc {
+			srv := redistest.Start(t)
+			return func(credential string, lim pace.StateLimits) (pace.State, error) {
+				rc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1,
+					DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+				t.Cleanup(func() { _ = rc.Close() })
+				return redisstate.New(redisstate.Options{Client: rc, Credential: "skewed-" + credential,
+					Limits: lim, ExpectedReplicas: 2})
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			shared := tt.shared(t)
+			synctest.Test(t, func(t *testing.T) {
+				emu := emulator.New(emulator.Options{Token: replicaToken, Limits: emulator.Limits{PrimaryPerHour: quota}})
+				emu.AddOrg("octo")
+				// Answers land on every tenth of a second.
+				gh := &behindGitHub{h: emu, behind: 5 * time.Second,
+					latency: func(n int) time.Duration { return time.Duration(n*137%1000) * time.Millisecond }}
+				pacing := upstream.DefaultPacing()
+				pacing.MaxAttempts = 1
+				clients := replicaClients(t, 2, gh, pacing, shared)
+				scope := upstream.Scope{App: upstream.Actions, Org: "octo"}
+				if tt.redis {
+					// One call each makes the shared states; past the new
+					// epoch's grace they decide from Redis.
+					for _, c := range clients {
+						if _, err := c.GetPublicKey(t.Context(), scope); err != nil {
+							t.Fatal(err)
+						}
+					}
+					time.Sleep(redisstate.DefaultSeedGrace + time.Second)
+				}
+				var wg sync.WaitGroup
+				for _, c := range clients {
+					for range 4 {
+						wg.Go(func() {
+							for range 8 {
+								ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+								_, err := c.GetPublicKey(ctx, scope)
+								cancel()
+								if _, throttled := errors.AsType[*upstream.ThrottledError](err); err != nil && !throttled {
+									t.Errorf("a call failed, not refused by the pacer: %v", err)
+								}
+							}
+						})
+					}
+				}
+				wg.Wait()
+				if st := emu.Stats(); st.PrimaryViolations != 0 || st.Points != quota {
+					t.Errorf("GitHub refused %d requests past the primary quota and answered %d of its %d (%+v)", st.PrimaryViolations, st.Points, quota, st)
 				}
 			})
 		})

@@ -115,9 +115,13 @@ func (b *Budget) PrimaryFull(now time.Time) (reset time.Time, full bool) {
 	return b.primaryReset, b.requests >= b.primaryRemaining
 }
 
-// sameReset is how far apart two answers' resets may be and still be of
-// one window of the primary quota (GitHub's windows are an hour apart).
-const sameReset = 2 * time.Second
+// SameReset is how far apart two answers' resets may be and still be of
+// one window of the primary quota (GitHub's windows are an hour apart): a
+// reset read against Date (ParseRateLimit, a clock more than
+// maxClockSkew off GitHub's) comes a second apart from answer to answer,
+// since Date counts whole seconds. Budget and every State take answers
+// this close as one window: the least remaining, the latest reset.
+const SameReset = 2 * time.Second
 
 // Done records a started request's completion at now, and what GitHub's
 // answer said of the limits (a zero RateLimit when there was no answer).
@@ -131,9 +135,9 @@ func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
 		switch {
 		case !rl.Reset.After(now):
 			// A window that is over says nothing of the current one.
-		case !b.primaryKnown || rl.Reset.After(b.primaryReset.Add(sameReset)):
+		case !b.primaryKnown || rl.Reset.After(b.primaryReset.Add(SameReset)):
 			b.primaryKnown, b.primaryRemaining, b.primaryReset = true, rl.Remaining, rl.Reset
-		case !rl.Reset.Before(b.primaryReset.Add(-sameReset)):
+		case !rl.Reset.Before(b.primaryReset.Add(-SameReset)):
 			// The same window (a clock read against Date may name its
 			// reset a second apart): the least left, the latest reset.
 			b.primaryRemaining = min(b.primaryRemaining, rl.Remaining)

@@ -31,17 +31,19 @@ type Holds struct {
 }
 
 // merge takes in o: the later pause, and of the primary windows the later
-// one, or the lower remaining of the same one.
+// one, or of the same one (resets SameReset apart or closer) the lower
+// remaining and the later reset.
 func (h *Holds) merge(o Holds) {
 	if o.PauseUntil.After(h.PauseUntil) {
 		h.PauseUntil, h.PauseReason = o.PauseUntil, o.PauseReason
 	}
 	switch {
 	case o.PrimaryReset.IsZero():
-	case h.PrimaryReset.IsZero() || o.PrimaryReset.After(h.PrimaryReset):
+	case h.PrimaryReset.IsZero() || o.PrimaryReset.After(h.PrimaryReset.Add(SameReset)):
 		h.PrimaryReset, h.PrimaryRemaining = o.PrimaryReset, o.PrimaryRemaining
-	case o.PrimaryReset.Equal(h.PrimaryReset):
+	case !o.PrimaryReset.Before(h.PrimaryReset.Add(-SameReset)):
 		h.PrimaryRemaining = min(h.PrimaryRemaining, o.PrimaryRemaining)
+		h.PrimaryReset = later(h.PrimaryReset, o.PrimaryReset)
 	}
 }
 
