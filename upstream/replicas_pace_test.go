@@ -9,8 +9,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -168,44 +166,6 @@ func TestReplicasKeepToGitHubsConcurrencyLimit(t *testing.T) {
 			})
 		})
 	}
-}
-
-// behindGitHub serves requests in memory with h (an emulator, on the
-// bubble's clock) as a GitHub whose clock is behind this machine's by
-// behind, whole seconds: its Date and x-ratelimit-reset are on its clock.
-// Each answer comes after latency(n), n counting the requests from 0.
-type behindGitHub struct {
-	h       http.Handler
-	behind  time.Duration
-	latency func(n int) time.Duration
-
-	mu sync.Mutex
-	n  int
-}
-
-func (g *behindGitHub) RoundTrip(r *http.Request) (*http.Response, error) {
-	if g.latency != nil {
-		g.mu.Lock()
-		d := g.latency(g.n)
-		g.n++
-		g.mu.Unlock()
-		time.Sleep(d)
-	}
-	rec := httptest.NewRecorder()
-	g.h.ServeHTTP(rec, r)
-	if r.Body != nil {
-		_ = r.Body.Close()
-	}
-	resp := rec.Result()
-	resp.Header.Set("Date", time.Now().Add(-g.behind).UTC().Format(http.TimeFormat))
-	if v := resp.Header.Get("X-Ratelimit-Reset"); v != "" {
-		secs, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return nil, err
-		}
-		resp.Header.Set("X-Ratelimit-Reset", strconv.FormatInt(secs-int64(g.behind/time.Second), 10))
-	}
-	return resp, nil
 }
 
 // Two replicas sharing one credential's State, with GitHub's clock 5 s

@@ -46,7 +46,8 @@ func Points(method string) int {
 //     rate r lets b + 60r through in some window; it would have to run
 //     below the budget.)
 //   - the primary quota: an answer with x-ratelimit-remaining 0 holds
-//     every request until x-ratelimit-reset. Answers may arrive out of
+//     every request until x-ratelimit-reset (RateLimit.Resume: plus
+//     ResetMargin for the clocks' difference). Answers may arrive out of
 //     order: within one window the lowest remaining wins, a later window
 //     replaces an earlier one.
 //   - pauses: a refusal (RateLimit.Refused) pauses the credential for
@@ -131,17 +132,19 @@ func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
 	if b.perMinute > 0 {
 		b.log.add(now, cost)
 	}
-	if rl.Remaining >= 0 && !rl.Reset.IsZero() {
+	// The window's reset, as far as this pacer goes: when it has surely
+	// reset by GitHub's clock too.
+	if reset := rl.Resume(); rl.Remaining >= 0 && !reset.IsZero() {
 		switch {
-		case !rl.Reset.After(now):
+		case !reset.After(now):
 			// A window that is over says nothing of the current one.
-		case !b.primaryKnown || rl.Reset.After(b.primaryReset.Add(SameReset)):
-			b.primaryKnown, b.primaryRemaining, b.primaryReset = true, rl.Remaining, rl.Reset
-		case !rl.Reset.Before(b.primaryReset.Add(-SameReset)):
+		case !b.primaryKnown || reset.After(b.primaryReset.Add(SameReset)):
+			b.primaryKnown, b.primaryRemaining, b.primaryReset = true, rl.Remaining, reset
+		case !reset.Before(b.primaryReset.Add(-SameReset)):
 			// The same window (a clock read against Date may name its
 			// reset a second apart): the least left, the latest reset.
 			b.primaryRemaining = min(b.primaryRemaining, rl.Remaining)
-			b.primaryReset = later(b.primaryReset, rl.Reset)
+			b.primaryReset = later(b.primaryReset, reset)
 		}
 	}
 	switch {

@@ -26,7 +26,7 @@ type Entry struct {
 type Holds struct {
 	PauseUntil       time.Time
 	PauseReason      Reason
-	PrimaryReset     time.Time // zero: not known
+	PrimaryReset     time.Time // RateLimit.Resume of the window; zero: not known
 	PrimaryRemaining int
 }
 
@@ -48,11 +48,12 @@ func (h *Holds) merge(o Holds) {
 }
 
 // FromAnswer returns the holds an answer at now tells: a pause after a
-// refusal (RateLimit.Pause with secondary), the primary window.
+// refusal (RateLimit.Pause with secondary), the primary window (until
+// RateLimit.Resume).
 func FromAnswer(now time.Time, rl RateLimit, secondary time.Duration) Holds {
 	var h Holds
-	if rl.Remaining >= 0 && rl.Reset.After(now) {
-		h.PrimaryReset, h.PrimaryRemaining = rl.Reset, rl.Remaining
+	if reset := rl.Resume(); rl.Remaining >= 0 && reset.After(now) {
+		h.PrimaryReset, h.PrimaryRemaining = reset, rl.Remaining
 	}
 	if rl.Refused {
 		d, why := rl.Pause(now, secondary)
