@@ -8,6 +8,7 @@ package upstream_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -23,23 +24,24 @@ import (
 // behindGitHub serves requests in memory with h (an emulator, on the
 // bubble's clock) as a GitHub whose clock is behind this machine's by
 // behind, whole seconds: its Date and x-ratelimit-reset are on its clock.
-// Each answer comes after latency(n), n counting the requests from 0.
+// Request n reaches it after latency(n), and its answer comes back
+// back(n) after GitHub dated it (nil: at once).
 type behindGitHub struct {
-	h       http.Handler
-	behind  time.Duration
-	latency func(n int) time.Duration
+	h             http.Handler
+	behind        time.Duration
+	latency, back func(n int) time.Duration
 
 	mu sync.Mutex
 	n  int
 }
 
 func (g *behindGitHub) RoundTrip(r *http.Request) (*http.Response, error) {
+	g.mu.Lock()
+	n := g.n
+	g.n++
+	g.mu.Unlock()
 	if g.latency != nil {
-		g.mu.Lock()
-		d := g.latency(g.n)
-		g.n++
-		g.mu.Unlock()
-		time.Sleep(d)
+		time.Sleep(g.latency(n))
 	}
 	rec := httptest.NewRecorder()
 	g.h.ServeHTTP(rec, r)
@@ -54,6 +56,9 @@ func (g *behindGitHub) RoundTrip(r *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		resp.Header.Set("X-Ratelimit-Reset", strconv.FormatInt(secs-int64(g.behind/time.Second), 10))
+	}
+	if g.back != nil {
+		time.Sleep(g.back(n))
 	}
 	return resp, nil
 }
@@ -116,6 +121,61 @@ func TestPrimaryQuotaResumesAfterGitHubsReset(t *testing.T) {
 				wg.Wait()
 				if st := emu.Stats(); st.PrimaryViolations != 0 {
 					t.Errorf("GitHub refused %d requests past the primary quota (%+v)", st.PrimaryViolations, st)
+				}
+			})
+		})
+	}
+}
+
+// Answers of one primary window name its reset seconds apart on this
+// clock once an answer's Date is more than two seconds old when it
+// arrives (a clock a little off GitHub's, an answer long on its way):
+// ParseRateLimit reads the reset against Date then. The pacer takes them
+// as one window all the same, and GitHub refuses none of its requests as
+// the quota runs out. (Taken for a later window, an answer with more
+// left replaced what was known, and the answers after it, a few seconds
+// earlier, were ignored, "remaining 0" among them.)
+func TestPrimaryQuotaOneWindowWhateverTheDelay(t *testing.T) {
+	const quota, callers = 40, 10
+	for _, tt := range []struct {
+		name   string
+		behind time.Duration
+		back   func(n int) time.Duration
+	}{
+		{"answers 0 to 4 s on their way", 0, func(n int) time.Duration { return time.Duration(n*1237%4000) * time.Millisecond }},
+		{"GitHub 1 s behind, answers 0 to 1.5 s on their way", time.Second, func(n int) time.Duration { return time.Duration(n*1237%1500) * time.Millisecond }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				emu := emulator.New(emulator.Options{Token: replicaToken, Limits: emulator.Limits{PrimaryPerHour: quota}})
+				emu.AddOrg("octo")
+				gh := &behindGitHub{h: emu, behind: tt.behind, back: tt.back}
+				pacing := upstream.DefaultPacing()
+				pacing.MaxAttempts = 1
+				c, err := upstream.New(upstream.Config{BaseURL: "https://github.example", Token: replicaToken,
+					HTTPClient: &http.Client{Transport: gh}, Pacing: &pacing})
+				if err != nil {
+					t.Fatal(err)
+				}
+				scope := upstream.Scope{App: upstream.Actions, Org: "octo"}
+				var wg sync.WaitGroup
+				for range callers {
+					wg.Go(func() {
+						for range quota/callers + 2 {
+							// The calls past the quota are refused by the
+							// pacer: the reset is an hour away.
+							ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+							_, err := c.GetPublicKey(ctx, scope)
+							cancel()
+							if _, throttled := errors.AsType[*upstream.ThrottledError](err); err != nil && !throttled {
+								t.Errorf("a call failed, not refused by the pacer: %v", err)
+							}
+						}
+					})
+				}
+				wg.Wait()
+				if st := emu.Stats(); st.PrimaryViolations != 0 || st.Points != quota {
+					t.Errorf("GitHub refused %d requests past the primary quota and answered %d of its %d (%+v)", st.PrimaryViolations, st.Points, quota, st)
 				}
 			})
 		})

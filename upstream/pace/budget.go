@@ -117,12 +117,15 @@ func (b *Budget) PrimaryFull(now time.Time) (reset time.Time, full bool) {
 }
 
 // SameReset is how far apart two answers' resets may be and still be of
-// one window of the primary quota (GitHub's windows are an hour apart): a
-// reset read against Date (ParseRateLimit, a clock more than
-// maxClockSkew off GitHub's) comes a second apart from answer to answer,
-// since Date counts whole seconds. Budget and every State take answers
+// one window of the primary quota. GitHub's windows are an hour apart (the
+// next begins with the first request after a reset), but one window's
+// reset, read on this clock, moves from answer to answer: read against
+// Date (ParseRateLimit, once an answer's Date is more than maxClockSkew
+// from this clock when it arrives) it moves with how long the answer was
+// on its way after GitHub dated it, up to the request's timeout, and by a
+// second for Date's whole seconds. Budget and every State take answers
 // this close as one window: the least remaining, the latest reset.
-const SameReset = 2 * time.Second
+const SameReset = 5 * time.Minute
 
 // Done records a started request's completion at now, and what GitHub's
 // answer said of the limits (a zero RateLimit when there was no answer).

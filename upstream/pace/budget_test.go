@@ -98,6 +98,9 @@ func TestBudgetHolds(t *testing.T) {
 		// window, its latest reset.
 		{"the same window a second later", []done{{0, primary(0, reset)}, {time.Second, primary(5, reset.Add(time.Second))}}, 0, time.Second, resume.Add(time.Second), ReasonPrimary},
 		{"the same window a second earlier", []done{{0, primary(0, reset)}, {time.Second, primary(5, reset.Add(-time.Second))}}, 0, time.Second, resume, ReasonPrimary},
+		// Read against Date, an answer long on its way names it later.
+		{"the same window 30 s later", []done{{0, primary(0, reset)}, {time.Second, primary(5, reset.Add(30*time.Second))}}, 0, time.Second, resume.Add(30 * time.Second), ReasonPrimary},
+		{"the same window 30 s earlier", []done{{0, primary(0, reset)}, {time.Second, primary(5, reset.Add(-30*time.Second))}}, 0, time.Second, resume, ReasonPrimary},
 		{"a window that is over says nothing", []done{{0, primary(0, reset)}, {time.Second, primary(5000, at(-time.Second))}}, 0, time.Second, resume, ReasonPrimary},
 		{"retry-after", []done{{time.Second, refusal(7 * time.Second)}}, 0, time.Second, at(8 * time.Second), ReasonPause},
 		{"a shorter pause keeps the longer", []done{{0, refusal(7 * time.Second)}, {time.Second, refusal(time.Second)}}, 0, time.Second, at(7 * time.Second), ReasonPause},
