@@ -8,7 +8,9 @@ package upstream_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -240,4 +242,84 @@ func TestReplicasShareThePrimaryQuotaOnGitHubsClock(t *testing.T) {
 			})
 		})
 	}
+}
+
+// limitedUntil is a GitHub (the emulator behind it) that refuses every
+// request with a secondary rate limit and no Retry-After until until,
+// and records when (after start) each request arrived, and from which
+// replica (replicaHeader).
+type limitedUntil struct {
+	next         http.RoundTripper
+	start, until time.Time
+
+	mu       sync.Mutex
+	arrivals []string
+}
+
+func (l *limitedUntil) RoundTrip(r *http.Request) (*http.Response, error) {
+	l.mu.Lock()
+	l.arrivals = append(l.arrivals, fmt.Sprintf("%s at +%v", r.Header.Get("X-Replica"), time.Since(l.start)))
+	l.mu.Unlock()
+	if time.Now().Before(l.until) {
+		rec := httptest.NewRecorder()
+		rec.Header().Set("Content-Type", "application/json")
+		rec.WriteHeader(http.StatusForbidden)
+		_, _ = rec.WriteString(secondaryLimitBody)
+		return rec.Result(), nil
+	}
+	return l.next.RoundTrip(r)
+}
+
+// replicaHeader names the replica in a header of its requests.
+type replicaHeader struct {
+	name string
+	next http.RoundTripper
+}
+
+func (h replicaHeader) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Replica", h.name)
+	return h.next.RoundTrip(r)
+}
+
+// A secondary limit without Retry-After that goes on pauses the credential
+// longer each time (GitHub: "an exponentially increasing amount of time"),
+// and every replica sharing its State keeps to that: after replica A's
+// second refusal in a row (a pause of 2 min), replica B's call waits for
+// A's pause, not for the 1 min pause of a refusal alone, and GitHub
+// refuses nothing more.
+func TestSharedPauseEscalates(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		emu := emulator.New(emulator.Options{Token: replicaToken})
+		emu.AddOrg("octo")
+		start := time.Now()
+		gh := &limitedUntil{next: &emuTransport{h: emu}, start: start, until: start.Add(150 * time.Second)}
+		pacing := upstream.DefaultPacing()
+		pacing.BackoffBase, pacing.BackoffMax = time.Millisecond, time.Millisecond
+		shared := sharedMemoryStates()
+		a := replicaClients(t, 1, replicaHeader{"A", gh}, pacing, shared)[0]
+		b := replicaClients(t, 1, replicaHeader{"B", gh}, pacing, shared)[0]
+		scope := upstream.Scope{App: upstream.Actions, Org: "octo"}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			// Refused at +0 (a 1 min pause) and at +1 min (2 min more):
+			// answered at +3 min.
+			if _, err := a.GetPublicKey(t.Context(), scope); err != nil {
+				t.Errorf("replica A: %v", err)
+			}
+		})
+		time.Sleep(61 * time.Second)
+		if _, err := b.GetPublicKey(t.Context(), scope); err != nil {
+			t.Errorf("replica B: %v", err)
+		}
+		if got, want := time.Since(start), 3*time.Minute; got != want {
+			t.Errorf("replica B's call was answered at +%v, want at the end of A's pause, +%v", got, want)
+		}
+		wg.Wait()
+		gh.mu.Lock()
+		defer gh.mu.Unlock()
+		if len(gh.arrivals) != 4 {
+			t.Errorf("GitHub saw %d requests, want A's two refused and one answered, and B's answered: %v", len(gh.arrivals), gh.arrivals)
+		}
+	})
 }

@@ -176,6 +176,18 @@ func (b *Budget) escalated() time.Duration {
 	return b.secondaryPause << min(max(b.refusals-1, 0), maxSecondaryDoublings)
 }
 
+// unhintedPause returns how long Done at now would pause the credential
+// for a refusal that says nothing of how long to wait: the escalated
+// pause, the refusal counting as a new incident unless a pause is
+// running.
+func (b *Budget) unhintedPause(now time.Time) time.Duration {
+	n := b.refusals
+	if !b.pauseUntil.After(now) {
+		n++
+	}
+	return b.secondaryPause << min(max(n-1, 0), maxSecondaryDoublings)
+}
+
 // Backoff holds the credential until until after failed requests; an
 // earlier until than a backoff in place changes nothing.
 func (b *Budget) Backoff(until time.Time) {
