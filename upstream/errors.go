@@ -41,7 +41,8 @@ type Error struct {
 	RateLimited bool
 	// RetryAfter is how long GitHub asks the client to wait: the
 	// Retry-After header, else, for a rate limit with
-	// x-ratelimit-remaining 0, the time until x-ratelimit-reset. For a
+	// x-ratelimit-remaining 0, the time until x-ratelimit-reset and
+	// pace.ResetMargin (for the clocks' difference). For a
 	// rate limit without either hint the Client sets it to how long its
 	// pacer still holds the credential after the answer (at least
 	// Pacing.SecondaryPause, unless that is 0); otherwise it is zero when
@@ -108,7 +109,7 @@ func newError(method, route string, resp *http.Response, body []byte, rl pace.Ra
 	case rl.HasRetryAfter:
 		e.RetryAfter = rl.RetryAfter
 	case rl.Refused && rl.Remaining == 0 && !rl.Reset.IsZero():
-		e.RetryAfter = max(rl.Reset.Sub(now), 0)
+		e.RetryAfter = max(rl.Resume().Sub(now), 0)
 	}
 	return e
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
 func TestErrors(t *testing.T) {
@@ -44,11 +46,11 @@ func TestErrors(t *testing.T) {
 	}, {
 		name:  "403 primary rate limit",
 		reply: reply{Status: 403, Body: `{"message":"API rate limit exceeded for installation ID 1."}`, Header: map[string]string{"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": resetHeader}},
-		want:  Error{StatusCode: 403, Message: "API rate limit exceeded for installation ID 1.", RateLimited: true, RetryAfter: 90 * time.Second, RateLimitReset: reset},
+		want:  Error{StatusCode: 403, Message: "API rate limit exceeded for installation ID 1.", RateLimited: true, RetryAfter: 90*time.Second + pace.ResetMargin, RateLimitReset: reset},
 	}, {
 		name:  "403 remaining 0 without message",
 		reply: reply{Status: 403, Header: map[string]string{"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": resetHeader}},
-		want:  Error{StatusCode: 403, Message: "Forbidden", RateLimited: true, RetryAfter: 90 * time.Second, RateLimitReset: reset},
+		want:  Error{StatusCode: 403, Message: "Forbidden", RateLimited: true, RetryAfter: 90*time.Second + pace.ResetMargin, RateLimitReset: reset},
 	}, {
 		name:  "403 secondary rate limit",
 		reply: reply{Status: 403, Body: `{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}`, Header: map[string]string{"Retry-After": "60", "X-Ratelimit-Remaining": "4000"}},

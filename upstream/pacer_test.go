@@ -285,8 +285,8 @@ func TestPacingReachesThePacer(t *testing.T) {
 
 // GitHub's primary quota reaches the pacer from an answer's headers: a
 // 2xx with x-ratelimit-remaining 0 holds every request until
-// x-ratelimit-reset; a caller whose deadline comes first is refused at
-// once, unsent.
+// x-ratelimit-reset and pace.ResetMargin; a caller whose deadline comes
+// first is refused at once, unsent.
 func TestPrimaryLimitWaitsForReset(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		t0 := time.Now()
@@ -310,8 +310,8 @@ func TestPrimaryLimitWaitsForReset(t *testing.T) {
 		defer cancel()
 		_, err := c.GetSecret(short, repActions, "B")
 		te, ok := errors.AsType[*ThrottledError](err)
-		if !ok || te.RetryAfter != 300*time.Second || te.Method != "GET" || te.Route != "/repos/{owner}/{repo}/{app}/secrets/{secret_name}" {
-			t.Fatalf("err = %v, want a *ThrottledError for GET with RetryAfter 300s", err)
+		if !ok || te.RetryAfter != 300*time.Second+pace.ResetMargin || te.Method != "GET" || te.Route != "/repos/{owner}/{repo}/{app}/secrets/{secret_name}" {
+			t.Fatalf("err = %v, want a *ThrottledError for GET with RetryAfter 300s and the margin", err)
 		}
 		if te.Reason != pace.ReasonPrimary.String() {
 			t.Errorf("reason %q, want %q", te.Reason, pace.ReasonPrimary.String())
@@ -323,8 +323,8 @@ func TestPrimaryLimitWaitsForReset(t *testing.T) {
 		if _, err := c.GetSecret(ctx, repActions, "C"); err != nil {
 			t.Fatal(err)
 		}
-		if got := s.Arrivals()[1].At; !got.Equal(reset) {
-			t.Errorf("the request after the quota ran out arrived %v after the start, want at the reset, %v", got.Sub(t0), reset.Sub(t0))
+		if got, want := s.Arrivals()[1].At, reset.Add(pace.ResetMargin); !got.Equal(want) {
+			t.Errorf("the request after the quota ran out arrived %v after the start, want ResetMargin after the reset, %v", got.Sub(t0), want.Sub(t0))
 		}
 		if st := c.PacerStats(); st.Throttled != 1 || st.Requests != 2 {
 			t.Errorf("stats %+v: want 1 throttled, 2 requests", st)
@@ -349,7 +349,7 @@ func TestResetFarAheadIgnored(t *testing.T) {
 	}{
 		{name: "403 used up until a year ahead pauses for the secondary pause", status: 403, first: "0", firstAt: year, then: "4999", thenAt: time.Hour, wantThird: time.Minute},
 		{name: "200 used up until a year ahead holds nothing", status: 200, first: "0", firstAt: year, then: "4999", thenAt: time.Hour},
-		{name: "a window a year long does not hide the real one", status: 200, first: "4000", firstAt: year, then: "0", thenAt: 10 * time.Minute, wantThird: 10 * time.Minute},
+		{name: "a window a year long does not hide the real one", status: 200, first: "4000", firstAt: year, then: "0", thenAt: 10 * time.Minute, wantThird: 10*time.Minute + pace.ResetMargin},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

@@ -6,7 +6,11 @@ package upstream_test
 // requests in flight.
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -164,4 +168,158 @@ func TestReplicasKeepToGitHubsConcurrencyLimit(t *testing.T) {
 			})
 		})
 	}
+}
+
+// Two replicas sharing one credential's State, with GitHub's clock 5 s
+// behind theirs, use up the primary quota and GitHub refuses none of
+// their requests: read against the answers' Date, the resets of one
+// window come a second apart from answer to answer (Date counts whole
+// seconds), and the shared State takes them as one window, in memory and
+// through Redis alike. (Taken as two windows, the last answer's
+// "remaining 0" was lost when its reset came a second before an earlier
+// answer's, and the other replica sent on.)
+func TestReplicasShareThePrimaryQuotaOnGitHubsClock(t *testing.T) {
+	const quota = 40
+	tests := []struct {
+		name   string
+		redis  bool
+		shared func(t *testing.T) upstream.StateFunc
+	}{
+		{name: "memory", shared: func(*testing.T) upstream.StateFunc { return sharedMemoryStates() }},
+		{name: "redis", redis: true, shared: func(t *testing.T) upstream.StateFunc {
+			srv := redistest.Start(t)
+			return func(credential string, lim pace.StateLimits) (pace.State, error) {
+				rc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1,
+					DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+				t.Cleanup(func() { _ = rc.Close() })
+				return redisstate.New(redisstate.Options{Client: rc, Credential: "skewed-" + credential,
+					Limits: lim, ExpectedReplicas: 2})
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			shared := tt.shared(t)
+			synctest.Test(t, func(t *testing.T) {
+				emu := emulator.New(emulator.Options{Token: replicaToken, Limits: emulator.Limits{PrimaryPerHour: quota}})
+				emu.AddOrg("octo")
+				// Answers land on every tenth of a second.
+				gh := &behindGitHub{h: emu, behind: 5 * time.Second,
+					latency: func(n int) time.Duration { return time.Duration(n*137%1000) * time.Millisecond }}
+				pacing := upstream.DefaultPacing()
+				pacing.MaxAttempts = 1
+				clients := replicaClients(t, 2, gh, pacing, shared)
+				scope := upstream.Scope{App: upstream.Actions, Org: "octo"}
+				if tt.redis {
+					// One call each makes the shared states; past the new
+					// epoch's grace they decide from Redis.
+					for _, c := range clients {
+						if _, err := c.GetPublicKey(t.Context(), scope); err != nil {
+							t.Fatal(err)
+						}
+					}
+					time.Sleep(redisstate.DefaultSeedGrace + time.Second)
+				}
+				var wg sync.WaitGroup
+				for _, c := range clients {
+					for range 4 {
+						wg.Go(func() {
+							for range 8 {
+								ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+								_, err := c.GetPublicKey(ctx, scope)
+								cancel()
+								if _, throttled := errors.AsType[*upstream.ThrottledError](err); err != nil && !throttled {
+									t.Errorf("a call failed, not refused by the pacer: %v", err)
+								}
+							}
+						})
+					}
+				}
+				wg.Wait()
+				if st := emu.Stats(); st.PrimaryViolations != 0 || st.Points != quota {
+					t.Errorf("GitHub refused %d requests past the primary quota and answered %d of its %d (%+v)", st.PrimaryViolations, st.Points, quota, st)
+				}
+			})
+		})
+	}
+}
+
+// limitedUntil is a GitHub (the emulator behind it) that refuses every
+// request with a secondary rate limit and no Retry-After until until,
+// and records when (after start) each request arrived, and from which
+// replica (replicaHeader).
+type limitedUntil struct {
+	next         http.RoundTripper
+	start, until time.Time
+
+	mu       sync.Mutex
+	arrivals []string
+}
+
+func (l *limitedUntil) RoundTrip(r *http.Request) (*http.Response, error) {
+	l.mu.Lock()
+	l.arrivals = append(l.arrivals, fmt.Sprintf("%s at +%v", r.Header.Get("X-Replica"), time.Since(l.start)))
+	l.mu.Unlock()
+	if time.Now().Before(l.until) {
+		rec := httptest.NewRecorder()
+		rec.Header().Set("Content-Type", "application/json")
+		rec.WriteHeader(http.StatusForbidden)
+		_, _ = rec.WriteString(secondaryLimitBody)
+		return rec.Result(), nil
+	}
+	return l.next.RoundTrip(r)
+}
+
+// replicaHeader names the replica in a header of its requests.
+type replicaHeader struct {
+	name string
+	next http.RoundTripper
+}
+
+func (h replicaHeader) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Replica", h.name)
+	return h.next.RoundTrip(r)
+}
+
+// A secondary limit without Retry-After that goes on pauses the credential
+// longer each time (GitHub: "an exponentially increasing amount of time"),
+// and every replica sharing its State keeps to that: after replica A's
+// second refusal in a row (a pause of 2 min), replica B's call waits for
+// A's pause, not for the 1 min pause of a refusal alone, and GitHub
+// refuses nothing more.
+func TestSharedPauseEscalates(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		emu := emulator.New(emulator.Options{Token: replicaToken})
+		emu.AddOrg("octo")
+		start := time.Now()
+		gh := &limitedUntil{next: &emuTransport{h: emu}, start: start, until: start.Add(150 * time.Second)}
+		pacing := upstream.DefaultPacing()
+		pacing.BackoffBase, pacing.BackoffMax = time.Millisecond, time.Millisecond
+		shared := sharedMemoryStates()
+		a := replicaClients(t, 1, replicaHeader{"A", gh}, pacing, shared)[0]
+		b := replicaClients(t, 1, replicaHeader{"B", gh}, pacing, shared)[0]
+		scope := upstream.Scope{App: upstream.Actions, Org: "octo"}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			// Refused at +0 (a 1 min pause) and at +1 min (2 min more):
+			// answered at +3 min.
+			if _, err := a.GetPublicKey(t.Context(), scope); err != nil {
+				t.Errorf("replica A: %v", err)
+			}
+		})
+		time.Sleep(61 * time.Second)
+		if _, err := b.GetPublicKey(t.Context(), scope); err != nil {
+			t.Errorf("replica B: %v", err)
+		}
+		if got, want := time.Since(start), 3*time.Minute; got != want {
+			t.Errorf("replica B's call was answered at +%v, want at the end of A's pause, +%v", got, want)
+		}
+		wg.Wait()
+		gh.mu.Lock()
+		defer gh.mu.Unlock()
+		if len(gh.arrivals) != 4 {
+			t.Errorf("GitHub saw %d requests, want A's two refused and one answered, and B's answered: %v", len(gh.arrivals), gh.arrivals)
+		}
+	})
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/secretbroker/secretbroker/upstream/credential"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
+	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
 const secondaryLimit = `{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}`
@@ -153,7 +154,7 @@ var rateLimitAnswers = []answer{
 	{name: "primary quota used up", status: 403, body: `{"message":"API rate limit exceeded for installation."}`,
 		header: func() http.Header {
 			return http.Header{"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {resetIn(90 * time.Second)}}
-		}, limited: true, wait: 90 * time.Second, held: 90 * time.Second},
+		}, limited: true, wait: 90*time.Second + pace.ResetMargin, held: 90*time.Second + pace.ResetMargin},
 	{name: "Retry-After before the reset", status: 403,
 		header: func() http.Header {
 			return http.Header{"Retry-After": {"20"}, "X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {resetIn(time.Hour)}}

@@ -46,7 +46,8 @@ func Points(method string) int {
 //     rate r lets b + 60r through in some window; it would have to run
 //     below the budget.)
 //   - the primary quota: an answer with x-ratelimit-remaining 0 holds
-//     every request until x-ratelimit-reset. Answers may arrive out of
+//     every request until x-ratelimit-reset (RateLimit.Resume: plus
+//     ResetMargin for the clocks' difference). Answers may arrive out of
 //     order: within one window the lowest remaining wins, a later window
 //     replaces an earlier one.
 //   - pauses: a refusal (RateLimit.Refused) pauses the credential for
@@ -115,9 +116,16 @@ func (b *Budget) PrimaryFull(now time.Time) (reset time.Time, full bool) {
 	return b.primaryReset, b.requests >= b.primaryRemaining
 }
 
-// sameReset is how far apart two answers' resets may be and still be of
-// one window of the primary quota (GitHub's windows are an hour apart).
-const sameReset = 2 * time.Second
+// SameReset is how far apart two answers' resets may be and still be of
+// one window of the primary quota. GitHub's windows are an hour apart (the
+// next begins with the first request after a reset), but one window's
+// reset, read on this clock, moves from answer to answer: read against
+// Date (ParseRateLimit, once an answer's Date is more than maxClockSkew
+// from this clock when it arrives) it moves with how long the answer was
+// on its way after GitHub dated it, up to the request's timeout, and by a
+// second for Date's whole seconds. Budget and every State take answers
+// this close as one window: the least remaining, the latest reset.
+const SameReset = 5 * time.Minute
 
 // Done records a started request's completion at now, and what GitHub's
 // answer said of the limits (a zero RateLimit when there was no answer).
@@ -127,17 +135,19 @@ func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
 	if b.perMinute > 0 {
 		b.log.add(now, cost)
 	}
-	if rl.Remaining >= 0 && !rl.Reset.IsZero() {
+	// The window's reset, as far as this pacer goes: when it has surely
+	// reset by GitHub's clock too.
+	if reset := rl.Resume(); rl.Remaining >= 0 && !reset.IsZero() {
 		switch {
-		case !rl.Reset.After(now):
+		case !reset.After(now):
 			// A window that is over says nothing of the current one.
-		case !b.primaryKnown || rl.Reset.After(b.primaryReset.Add(sameReset)):
-			b.primaryKnown, b.primaryRemaining, b.primaryReset = true, rl.Remaining, rl.Reset
-		case !rl.Reset.Before(b.primaryReset.Add(-sameReset)):
+		case !b.primaryKnown || reset.After(b.primaryReset.Add(SameReset)):
+			b.primaryKnown, b.primaryRemaining, b.primaryReset = true, rl.Remaining, reset
+		case !reset.Before(b.primaryReset.Add(-SameReset)):
 			// The same window (a clock read against Date may name its
 			// reset a second apart): the least left, the latest reset.
 			b.primaryRemaining = min(b.primaryRemaining, rl.Remaining)
-			b.primaryReset = later(b.primaryReset, rl.Reset)
+			b.primaryReset = later(b.primaryReset, reset)
 		}
 	}
 	switch {
@@ -164,6 +174,18 @@ func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
 // this one.
 func (b *Budget) escalated() time.Duration {
 	return b.secondaryPause << min(max(b.refusals-1, 0), maxSecondaryDoublings)
+}
+
+// unhintedPause returns how long Done at now would pause the credential
+// for a refusal that says nothing of how long to wait: the escalated
+// pause, the refusal counting as a new incident unless a pause is
+// running.
+func (b *Budget) unhintedPause(now time.Time) time.Duration {
+	n := b.refusals
+	if !b.pauseUntil.After(now) {
+		n++
+	}
+	return b.secondaryPause << min(max(n-1, 0), maxSecondaryDoublings)
 }
 
 // Backoff holds the credential until until after failed requests; an

@@ -67,6 +67,7 @@ func TestPointsBudgetUnsentAndOff(t *testing.T) {
 
 func TestBudgetHolds(t *testing.T) {
 	reset := at(300 * time.Second)
+	resume := reset.Add(ResetMargin) // the reset, surely by GitHub's clock too
 	primary := func(remaining int, r time.Time) RateLimit {
 		return RateLimit{Status: 200, Remaining: remaining, Used: -1, Reset: r}
 	}
@@ -87,20 +88,24 @@ func TestBudgetHolds(t *testing.T) {
 	}{
 		{"nothing", nil, 0, 0, time.Time{}, 0},
 		{"quota left", []done{{0, primary(10, reset)}}, 0, 0, time.Time{}, 0},
-		{"quota used up", []done{{0, primary(0, reset)}}, 0, 0, reset, ReasonPrimary},
-		{"reset passed", []done{{0, primary(0, reset)}}, 0, 300 * time.Second, time.Time{}, 0},
+		{"quota used up", []done{{0, primary(0, reset)}}, 0, 0, resume, ReasonPrimary},
+		{"reset passed, not its margin", []done{{0, primary(0, reset)}}, 0, 300 * time.Second, resume, ReasonPrimary},
+		{"reset passed", []done{{0, primary(0, reset)}}, 0, 300*time.Second + ResetMargin, time.Time{}, 0},
 		// Answers out of order: the lowest remaining of a window wins.
-		{"late answer of the same window", []done{{0, primary(0, reset)}, {time.Second, primary(5, reset)}}, 0, time.Second, reset, ReasonPrimary},
+		{"late answer of the same window", []done{{0, primary(0, reset)}, {time.Second, primary(5, reset)}}, 0, time.Second, resume, ReasonPrimary},
 		{"a later window replaces", []done{{0, primary(0, reset)}, {time.Second, primary(5000, reset.Add(time.Hour))}}, 0, time.Second, time.Time{}, 0},
 		// A reset read against Date may come a second apart: the same
 		// window, its latest reset.
-		{"the same window a second later", []done{{0, primary(0, reset)}, {time.Second, primary(5, reset.Add(time.Second))}}, 0, time.Second, reset.Add(time.Second), ReasonPrimary},
-		{"the same window a second earlier", []done{{0, primary(0, reset)}, {time.Second, primary(5, reset.Add(-time.Second))}}, 0, time.Second, reset, ReasonPrimary},
-		{"a window that is over says nothing", []done{{0, primary(0, reset)}, {time.Second, primary(5000, at(-time.Second))}}, 0, time.Second, reset, ReasonPrimary},
+		{"the same window a second later", []done{{0, primary(0, reset)}, {time.Second, primary(5, reset.Add(time.Second))}}, 0, time.Second, resume.Add(time.Second), ReasonPrimary},
+		{"the same window a second earlier", []done{{0, primary(0, reset)}, {time.Second, primary(5, reset.Add(-time.Second))}}, 0, time.Second, resume, ReasonPrimary},
+		// Read against Date, an answer long on its way names it later.
+		{"the same window 30 s later", []done{{0, primary(0, reset)}, {time.Second, primary(5, reset.Add(30*time.Second))}}, 0, time.Second, resume.Add(30 * time.Second), ReasonPrimary},
+		{"the same window 30 s earlier", []done{{0, primary(0, reset)}, {time.Second, primary(5, reset.Add(-30*time.Second))}}, 0, time.Second, resume, ReasonPrimary},
+		{"a window that is over says nothing", []done{{0, primary(0, reset)}, {time.Second, primary(5000, at(-time.Second))}}, 0, time.Second, resume, ReasonPrimary},
 		{"retry-after", []done{{time.Second, refusal(7 * time.Second)}}, 0, time.Second, at(8 * time.Second), ReasonPause},
 		{"a shorter pause keeps the longer", []done{{0, refusal(7 * time.Second)}, {time.Second, refusal(time.Second)}}, 0, time.Second, at(7 * time.Second), ReasonPause},
 		{"no hint: SecondaryPause", []done{{0, refusal(0)}}, 0, 0, at(time.Minute), ReasonPause},
-		{"refusal with remaining 0: the reset", []done{{0, RateLimit{Status: 403, Remaining: 0, Used: -1, Reset: reset, Refused: true}}}, 0, 0, reset, ReasonPrimary},
+		{"refusal with remaining 0: the reset", []done{{0, RateLimit{Status: 403, Remaining: 0, Used: -1, Reset: reset, Refused: true}}}, 0, 0, resume, ReasonPrimary},
 		{"pause over", []done{{0, refusal(7 * time.Second)}}, 0, 7 * time.Second, time.Time{}, 0},
 		{"backoff", nil, 3 * time.Second, 0, at(3 * time.Second), ReasonBackoff},
 		{"backoff within a longer pause", []done{{0, refusal(7 * time.Second)}}, 3 * time.Second, 0, at(7 * time.Second), ReasonPause},

@@ -17,7 +17,8 @@
 //   - Budget is what GitHub's limits allow: the sliding-window points log
 //     of the secondary limit (a request's points count from dispatch
 //     until a Window after it completed), the primary quota
-//     (x-ratelimit-remaining 0 holds everything until x-ratelimit-reset),
+//     (x-ratelimit-remaining 0 holds everything until x-ratelimit-reset
+//     and ResetMargin, for the clocks' difference),
 //     pauses after rate-limit refusals, and the backoff the retry loop
 //     asks for after failures.
 //   - ParseRateLimit is the one reader of GitHub's rate-limit headers;

@@ -26,31 +26,34 @@ type Entry struct {
 type Holds struct {
 	PauseUntil       time.Time
 	PauseReason      Reason
-	PrimaryReset     time.Time // zero: not known
+	PrimaryReset     time.Time // RateLimit.Resume of the window; zero: not known
 	PrimaryRemaining int
 }
 
 // merge takes in o: the later pause, and of the primary windows the later
-// one, or the lower remaining of the same one.
+// one, or of the same one (resets SameReset apart or closer) the lower
+// remaining and the later reset.
 func (h *Holds) merge(o Holds) {
 	if o.PauseUntil.After(h.PauseUntil) {
 		h.PauseUntil, h.PauseReason = o.PauseUntil, o.PauseReason
 	}
 	switch {
 	case o.PrimaryReset.IsZero():
-	case h.PrimaryReset.IsZero() || o.PrimaryReset.After(h.PrimaryReset):
+	case h.PrimaryReset.IsZero() || o.PrimaryReset.After(h.PrimaryReset.Add(SameReset)):
 		h.PrimaryReset, h.PrimaryRemaining = o.PrimaryReset, o.PrimaryRemaining
-	case o.PrimaryReset.Equal(h.PrimaryReset):
+	case !o.PrimaryReset.Before(h.PrimaryReset.Add(-SameReset)):
 		h.PrimaryRemaining = min(h.PrimaryRemaining, o.PrimaryRemaining)
+		h.PrimaryReset = later(h.PrimaryReset, o.PrimaryReset)
 	}
 }
 
 // FromAnswer returns the holds an answer at now tells: a pause after a
-// refusal (RateLimit.Pause with secondary), the primary window.
+// refusal (RateLimit.Pause with secondary), the primary window (until
+// RateLimit.Resume).
 func FromAnswer(now time.Time, rl RateLimit, secondary time.Duration) Holds {
 	var h Holds
-	if rl.Remaining >= 0 && rl.Reset.After(now) {
-		h.PrimaryReset, h.PrimaryRemaining = rl.Reset, rl.Remaining
+	if reset := rl.Resume(); rl.Remaining >= 0 && reset.After(now) {
+		h.PrimaryReset, h.PrimaryRemaining = reset, rl.Remaining
 	}
 	if rl.Refused {
 		d, why := rl.Pause(now, secondary)

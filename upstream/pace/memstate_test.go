@@ -58,7 +58,7 @@ func TestMemoryStateSharesPrimaryQuota(t *testing.T) {
 			t.Errorf("remaining %d, two replicas: %d granted at once, want %d", tt.remaining, granted, tt.granted)
 		}
 		if want := t0.Add(pace.SlotPoll); tt.untilEnd {
-			want = reset
+			want = reset.Add(pace.ResetMargin)
 			if last.OK || !last.At.Equal(want) || last.Why != pace.ReasonPrimary {
 				t.Errorf("remaining %d: the wait is %+v, want until the reset for the primary quota", tt.remaining, last)
 			}

@@ -119,7 +119,7 @@ func TestObserver(t *testing.T) {
 			p.Backoff(t0.Add(40 * time.Second))
 			p.Backoff(t0.Add(35 * time.Second)) // inside the backoff: nothing
 		}, []admission{{"A", 0, 0}, {"B", 39 * time.Second, ReasonPrimary}},
-			[]holdSeen{{ReasonPrimary, 30 * time.Second, true}, {ReasonBackoff, 40 * time.Second, true}}},
+			[]holdSeen{{ReasonPrimary, 30*time.Second + ResetMargin, true}, {ReasonBackoff, 40 * time.Second, true}}},
 		{"backoff alone", Config{MaxInFlight: 10}, func(t *testing.T, wg *sync.WaitGroup, p *Pacer, t0 time.Time) {
 			p.Backoff(t0.Add(5 * time.Second))
 			send(t, wg, p, "A", http.MethodPut, 0, ok, nil)

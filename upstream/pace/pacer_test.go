@@ -207,8 +207,9 @@ func TestPointsBudgetAdmits(t *testing.T) {
 }
 
 // A rate-limit answer holds every request: for Retry-After, else until
-// the reset when the quota is used up, else SecondaryPause; a 2xx with
-// the quota used up holds them until the reset.
+// the reset (and ResetMargin) when the quota is used up, else
+// SecondaryPause; a 2xx with the quota used up holds them until the reset
+// and ResetMargin.
 func TestHoldsRelease(t *testing.T) {
 	const answered = 100 * time.Millisecond // the first request's latency
 	for _, tc := range []struct {
@@ -221,12 +222,12 @@ func TestHoldsRelease(t *testing.T) {
 		{"retry-after 7s", 429, func(time.Time) http.Header { return header("Retry-After", "7") }, answered + 7*time.Second, ReasonPause},
 		{"secondary, remaining 0", 403, func(t0 time.Time) http.Header {
 			return header("X-Ratelimit-Remaining", "0", "X-Ratelimit-Reset", fmt.Sprint(t0.Add(30*time.Second).Unix()))
-		}, 30 * time.Second, ReasonPrimary},
+		}, 30*time.Second + ResetMargin, ReasonPrimary},
 		{"secondary without hints", 429, func(time.Time) http.Header { return nil }, answered + 45*time.Second, ReasonPause},
 		{"403 without hints is no refusal", 403, func(time.Time) http.Header { return nil }, answered, 0},
 		{"primary used up", 200, func(t0 time.Time) http.Header {
 			return header("X-Ratelimit-Remaining", "0", "X-Ratelimit-Reset", fmt.Sprint(t0.Add(300*time.Second).Unix()))
-		}, 300 * time.Second, ReasonPrimary},
+		}, 300*time.Second + ResetMargin, ReasonPrimary},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -393,7 +394,7 @@ func TestRefusedAtEnqueue(t *testing.T) {
 				answer(p, http.MethodGet, http.StatusOK, header("X-Ratelimit-Remaining", "0", "X-Ratelimit-Reset", fmt.Sprint(t0.Add(300*time.Second).Unix())), 0)
 			},
 			method: http.MethodGet, deadline: 100 * time.Second,
-			want: 300 * time.Second, why: ReasonPrimary, detail: ReasonPrimary.String(),
+			want: 300*time.Second + ResetMargin, why: ReasonPrimary, detail: ReasonPrimary.String(),
 		},
 		{
 			name: "pause",

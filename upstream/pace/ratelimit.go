@@ -62,6 +62,17 @@ type RateLimit struct {
 // against Date.
 const maxClockSkew = 2 * time.Second
 
+// ResetMargin is how long after Reset a credential whose primary quota is
+// used up waits before it sends again (RateLimit.Resume). Reset is
+// GitHub's reset on this clock only as well as the clocks are known to
+// agree: within maxClockSkew GitHub's times are taken as they are, so
+// GitHub's clock may be up to that much behind this one; read against
+// Date, a reset may come up to half a second early. A request that
+// reaches GitHub before its window has reset is refused (a violation of
+// the primary limit, which then pauses the credential for the secondary
+// pause, its reset being past on this clock).
+const ResetMargin = maxClockSkew
+
 // ParseRateLimit reads GitHub's rate-limit headers from an answer with
 // status; now is when the answer arrived (it turns an HTTP-date
 // Retry-After into a delay). h may be nil (no answer).
@@ -119,16 +130,27 @@ func (rl RateLimit) WithMessage(message string) RateLimit {
 	return rl
 }
 
+// Resume returns when, on this clock, GitHub's primary window that the
+// answer names has surely reset: Reset plus ResetMargin. It is the zero
+// Time when Reset is. A credential whose quota this answer says is used
+// up sends nothing before then.
+func (rl RateLimit) Resume() time.Time {
+	if rl.Reset.IsZero() {
+		return time.Time{}
+	}
+	return rl.Reset.Add(ResetMargin)
+}
+
 // Pause returns how long a refusal (Refused) pauses the credential,
 // following GitHub's guidance, and why: Retry-After when present; else,
 // when x-ratelimit-remaining is 0 and the reset is ahead, until the reset
-// (ReasonPrimary); else secondary (ReasonPause).
+// (ReasonPrimary, until Resume); else secondary (ReasonPause).
 func (rl RateLimit) Pause(now time.Time, secondary time.Duration) (time.Duration, Reason) {
 	switch {
 	case rl.HasRetryAfter:
 		return rl.RetryAfter, ReasonPause
 	case rl.primaryUsedUp(now):
-		return rl.Reset.Sub(now), ReasonPrimary
+		return rl.Resume().Sub(now), ReasonPrimary
 	}
 	return secondary, ReasonPause
 }
@@ -139,9 +161,9 @@ func (rl RateLimit) Pause(now time.Time, secondary time.Duration) (time.Duration
 func (rl RateLimit) Hinted(now time.Time) bool { return rl.HasRetryAfter || rl.primaryUsedUp(now) }
 
 // primaryUsedUp reports whether the answer says the primary quota is used
-// up until a reset still ahead.
+// up until a reset still ahead (Resume).
 func (rl RateLimit) primaryUsedUp(now time.Time) bool {
-	return rl.Remaining == 0 && rl.Reset.After(now)
+	return rl.Remaining == 0 && rl.Resume().After(now)
 }
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or,

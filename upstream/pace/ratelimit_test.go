@@ -141,8 +141,10 @@ func TestRateLimitPause(t *testing.T) {
 	}{
 		{"retry-after first", RateLimit{Remaining: 0, Reset: now.Add(time.Hour), RetryAfter: 7 * time.Second, HasRetryAfter: true}, 7 * time.Second, ReasonPause},
 		{"retry-after 0", RateLimit{Remaining: -1, HasRetryAfter: true}, 0, ReasonPause},
-		{"until the reset when remaining is 0", RateLimit{Remaining: 0, Reset: now.Add(90 * time.Second)}, 90 * time.Second, ReasonPrimary},
-		{"a reset in the past", RateLimit{Remaining: 0, Reset: now.Add(-time.Second)}, secondary, ReasonPause},
+		{"until the reset when remaining is 0", RateLimit{Remaining: 0, Reset: now.Add(90 * time.Second)}, 90*time.Second + ResetMargin, ReasonPrimary},
+		// GitHub's clock may not have reached a reset just past on this one.
+		{"a reset just past: until the margin ends", RateLimit{Remaining: 0, Reset: now.Add(-time.Second)}, ResetMargin - time.Second, ReasonPrimary},
+		{"a reset in the past", RateLimit{Remaining: 0, Reset: now.Add(-ResetMargin)}, secondary, ReasonPause},
 		{"remaining not 0", RateLimit{Remaining: 10, Reset: now.Add(90 * time.Second)}, secondary, ReasonPause},
 		{"no hint", RateLimit{Remaining: -1}, secondary, ReasonPause},
 	} {

@@ -148,10 +148,22 @@ func (p *Pacer) refuseShared(t *Permit, retry time.Duration, why Reason) *Thrott
 	return p.boundedLocked(t, &ThrottledError{Method: t.req.Method, Route: t.req.Route, RetryAfter: max(retry, time.Millisecond), Reason: why, Detail: detail})
 }
 
-// reportShared tells the State that t's request completed with rl.
+// reportShared tells the State that t's request completed with rl. A
+// refusal that says nothing of how long to wait reaches the State with
+// the pause this pacer takes for it (escalated after refusals in a row,
+// Budget) as its Retry-After: the State would pause every replica for
+// SecondaryPause alone, and the requests this pacer admitted and the
+// State holds, the other replicas' too, would go before this pacer's
+// own pause ends, into a secondary limit that still holds.
 func (p *Pacer) reportShared(t *Permit, rl RateLimit) {
 	if p.shared != nil && t.grant.granted.CompareAndSwap(true, false) {
-		p.shared.state.Done(context.Background(), time.Now(), t.grant.g, rl)
+		now := time.Now()
+		if rl.Refused && !rl.Hinted(now) {
+			p.mu.Lock()
+			rl.RetryAfter, rl.HasRetryAfter = p.budget.unhintedPause(now), true
+			p.mu.Unlock()
+		}
+		p.shared.state.Done(context.Background(), now, t.grant.g, rl)
 	}
 }
 

@@ -37,7 +37,7 @@ func TestSharedWaitIsIdleAndHoldsTheQueue(t *testing.T) {
 		{
 			name: "the primary quota used up", lim: StateLimits{}, method: http.MethodGet,
 			other: RateLimit{Status: 200, Remaining: 0, Used: 5000}, // Reset: set below
-			wait:  reset, why: ReasonPrimary, held: true,
+			wait:  reset + ResetMargin, why: ReasonPrimary, held: true,
 		},
 		{
 			name: "the content budget", lim: StateLimits{WritesPerMinute: 1}, method: http.MethodPut,

@@ -30,8 +30,10 @@ import (
 // Times are milliseconds passed in by the caller (ARGV[1]): the scripts
 // read no clock, so that every replica decides on its own clock and
 // tests drive time.
-// Lua shared by the scripts.
-const luaCommon = `
+// Lua shared by the scripts. merge_holds takes answers whose resets are
+// pace.SameReset apart or closer as one primary window, as pace.Budget and
+// pace.MemoryState do.
+var luaCommon = fmt.Sprintf(`
 local function epoch_ok(want)
   local ep = redis.call('GET', KEYS[5])
   if not ep then return 'empty' end
@@ -48,15 +50,17 @@ local function merge_holds(pause, reason, reset, remaining)
   end
   if reset > 0 then
     local cur = tonumber(redis.call('HGET', KEYS[4], 'reset') or '0')
-    if reset > cur then
+    if cur == 0 or reset > cur + %d then
       redis.call('HSET', KEYS[4], 'reset', reset, 'remaining', remaining)
-    elseif reset == cur then
+    elseif reset >= cur - %d then
+      -- the same window: the least remaining, the latest reset
       local rem = tonumber(redis.call('HGET', KEYS[4], 'remaining') or remaining)
       if remaining < rem then redis.call('HSET', KEYS[4], 'remaining', remaining) end
+      if reset > cur then redis.call('HSET', KEYS[4], 'reset', reset) end
     end
   end
 end
-`
+`, pace.SameReset.Milliseconds(), pace.SameReset.Milliseconds())
 
 // luaUsage is every replica's use at now, as startScript returns it
 // after a grant: points and writes in the minute, writes in the hour,

@@ -174,8 +174,39 @@ func Run(t *testing.T, newStates Factory) {
 		wantOK(t, st[0], T0, g)
 		reset := at(10 * time.Minute)
 		st[0].Done(ctx, T0, g, pace.RateLimit{Status: 200, Remaining: 0, Used: 5000, Reset: reset})
-		wantHold(t, st[1], T0, grant(true), reset, pace.ReasonPrimary)
-		wantOK(t, st[1], reset, grant(true))
+		// Until the reset has surely come by GitHub's clock too.
+		resume := reset.Add(pace.ResetMargin)
+		wantHold(t, st[1], T0, grant(true), resume, pace.ReasonPrimary)
+		wantHold(t, st[1], reset, grant(true), resume, pace.ReasonPrimary)
+		wantOK(t, st[1], resume, grant(true))
+	})
+	t.Run("answers whose resets are seconds apart are of one primary window", func(t *testing.T) {
+		// A reset read against Date (an answer's Date more than two
+		// seconds off this clock when it arrives: a clock off GitHub's,
+		// an answer long on its way) moves from answer to answer.
+		for _, apart := range []time.Duration{time.Second, 20 * time.Second} {
+			reset := at(10 * time.Minute)
+			resume := reset.Add(pace.ResetMargin)
+			// The last of the quota, its reset before an earlier
+			// answer's: held until the later reset.
+			st, _ := newStates(t, pace.StateLimits{}, 2)
+			quotaLeft(t, st[0], grant(false), T0, 3, reset.Add(apart))
+			quotaLeft(t, st[1], grant(false), T0, 0, reset)
+			wantHold(t, st[0], T0, grant(false), resume.Add(apart), pace.ReasonPrimary)
+			// A late answer with more left and a later reset does not
+			// free the quota.
+			st, _ = newStates(t, pace.StateLimits{}, 2)
+			late := grant(false)
+			wantOK(t, st[1], T0, late)
+			quotaLeft(t, st[0], grant(false), T0, 0, reset)
+			st[1].Done(ctx, at(time.Second), late, pace.RateLimit{Status: 200, Remaining: 3, Used: 4997, Reset: reset.Add(apart)})
+			wantHold(t, st[0], at(time.Second), grant(false), resume.Add(apart), pace.ReasonPrimary)
+			// The next window (an hour later) replaces it.
+			next := grant(false)
+			wantOK(t, st[1], resume.Add(apart), next)
+			st[1].Done(ctx, resume.Add(apart+time.Second), next, pace.RateLimit{Status: 200, Remaining: 4999, Used: 1, Reset: reset.Add(time.Hour)})
+			wantOK(t, st[0], resume.Add(apart+time.Second), grant(false))
+		}
 	})
 	t.Run("a verdict is held only when the hold is the latest wait", func(t *testing.T) {
 		st, _ := newStates(t, pace.StateLimits{PointsPerMinute: 9, SecondaryPause: time.Minute}, 2)
@@ -243,10 +274,12 @@ func Run(t *testing.T, newStates Factory) {
 	})
 	t.Run("a wait for the requests in flight ends at the quota's reset", func(t *testing.T) {
 		st, _ := newStates(t, pace.StateLimits{}, 1)
-		reset := at(pace.SlotPoll / 2)
-		quotaLeft(t, st[0], grant(false), T0, 1, reset)
+		// The window has surely reset (ResetMargin after it) within
+		// SlotPoll.
+		resume := at(pace.SlotPoll / 2)
+		quotaLeft(t, st[0], grant(false), T0, 1, resume.Add(-pace.ResetMargin))
 		wantOK(t, st[0], T0, grant(false))
-		wantWait(t, st[0], T0, grant(false), reset, pace.ReasonPrimary)
+		wantWait(t, st[0], T0, grant(false), resume, pace.ReasonPrimary)
 	})
 	t.Run("two replicas share one points budget", func(t *testing.T) {
 		st, _ := newStates(t, pace.StateLimits{PointsPerMinute: 100}, 2)
