@@ -115,6 +115,35 @@ func TestSealFixedVector(t *testing.T) {
 	}
 }
 
+// TestSealLibsodiumVector pins the format to bytes libsodium itself
+// produced, not box.SealAnonymous (TestSealFixedVector): crypto_box_seal
+// of libsodium 1.0.18 with its random source replaced by one that yields
+// the ephemeral secret key below, for the recipient of
+// crypto_box_seed_keypair(seed 00 01 .. 1f). The box opens with that
+// recipient's secret key (crypto_box_seal_open did; so does
+// box.OpenAnonymous). testdata/libsodium_vector.py prints it again.
+func TestSealLibsodiumVector(t *testing.T) {
+	recipient := must32(t, "4701d08488451f545a409fb58ae3e58581ca40ac3f7f114698cd71deac73ca01")
+	recipientSecret := must32(t, "3d94eea49c580aef816935762be049559d6d1440dede12e6a125f1841fff8e6f")
+	ephemeral := must32(t, "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f")
+	msg := []byte("hunter2 \u2713 sealed for GitHub")
+	const want = "NYBy1jZYgNGu6jKa35EhODhR7SGijjt16WXQ0s0WYlRLPv+ODhyMQg1OKPNOiIlbSrFybObzef5Q5R7cfhrTTQXUpR85Nt8CSlgc3zs="
+	got, err := Base64(recipient, msg, bytes.NewReader(ephemeral[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("Base64 = %s, libsodium's crypto_box_seal = %s", got, want)
+	}
+	raw, err := base64.StdEncoding.DecodeString(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opened, ok := box.OpenAnonymous(nil, raw, recipient, recipientSecret); !ok || !bytes.Equal(opened, msg) {
+		t.Fatalf("libsodium's box does not open with box.OpenAnonymous (ok=%v)", ok)
+	}
+}
+
 func must32(t *testing.T, h string) *[32]byte {
 	t.Helper()
 	b, err := hex.DecodeString(h)
