@@ -12,6 +12,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/secretbroker/secretbroker/service/sealedbox"
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -372,10 +373,16 @@ func decodeKey(pk upstream.PublicKey) (sealingKey, error) {
 		return sealingKey{}, fmt.Errorf("GitHub sent public key %q that is not 32 base64-encoded bytes", truncate(string(pk.KeyID), maxQuotedKeyID))
 	}
 	k := sealingKey{id: pk.KeyID, encoded: pk.Key, etag: pk.ETag}
+	copy(k.key[:], raw)
+	if sealedbox.LowOrder(&k.key) {
+		// Every box sealed to it opens for anyone. libsodium refuses to
+		// seal to it and so does the broker; handed to a caller, it might
+		// be sealed to with a library that does not check.
+		return sealingKey{}, fmt.Errorf("GitHub sent public key %q, a point of low order that no value may be sealed to", truncate(string(pk.KeyID), maxQuotedKeyID))
+	}
 	if len(k.etag) > maxETagLen {
 		k.etag = "" // revalidated with an unconditional request
 	}
-	copy(k.key[:], raw)
 	return k, nil
 }
 

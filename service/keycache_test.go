@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"strconv"
 	"strings"
@@ -174,9 +175,13 @@ func TestKeyCacheTTLAndRefresh(t *testing.T) {
 	})
 }
 
+// githubExampleKey is the public key of the C# example in GitHub's
+// reference (seeds/002): 32 bytes of a point that is not of low order.
+const githubExampleKey = "2Sg8iYjAxxmI2LvUXpJjkYrMxURPc8r+dB7TJyvvcCU="
+
 func TestDecodeKeyRejectsBadKeys(t *testing.T) {
-	valid := base64.StdEncoding.EncodeToString(make([]byte, 32))
-	for _, pk := range []upstream.PublicKey{
+	valid := githubExampleKey
+	bad := []upstream.PublicKey{
 		{KeyID: "", Key: valid},
 		{KeyID: "1", Key: "not base64"},
 		{KeyID: "1", Key: base64.StdEncoding.EncodeToString(make([]byte, 31))},
@@ -185,7 +190,12 @@ func TestDecodeKeyRejectsBadKeys(t *testing.T) {
 		{KeyID: "1", Key: valid[:10] + strings.Repeat("\r\n", 512<<10) + valid[10:]},
 		{KeyID: "1", Key: valid + "\n"},
 		{KeyID: upstream.KeyID(strings.Repeat("9", maxKeyIDLen+1)), Key: valid},
-	} {
+	}
+	for _, lo := range lowOrderKeys {
+		raw, _ := hex.DecodeString(lo.hex)
+		bad = append(bad, upstream.PublicKey{KeyID: "1", Key: base64.StdEncoding.EncodeToString(raw)})
+	}
+	for _, pk := range bad {
 		if k, err := decodeKey(pk); err == nil {
 			t.Errorf("decodeKey accepted a bad key: key_id of %d bytes, key of %d", len(k.id), len(k.encoded))
 		} else if len(err.Error()) > 200 {
@@ -197,7 +207,7 @@ func TestDecodeKeyRejectsBadKeys(t *testing.T) {
 // What decodeKey keeps of a good key: an ETag too long to be GitHub's is
 // dropped (the key is then revalidated unconditionally), not held.
 func TestDecodeKeyBounds(t *testing.T) {
-	valid := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	valid := githubExampleKey
 	for _, tc := range []struct {
 		name     string
 		pk       upstream.PublicKey

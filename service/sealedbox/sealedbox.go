@@ -51,6 +51,20 @@ const Overhead = 32 + secretbox.Overhead
 // secret with any scalar is all zeros.
 var ErrLowOrderKey = errors.New("sealedbox: recipient public key is a low-order point")
 
+// LowOrder reports whether key, a recipient public key in any of its
+// encodings, is a point of low order: one Seal refuses (ErrLowOrderKey),
+// and whose box anyone could open when sealed by a library that does not
+// check (box.SealAnonymous). It costs one X25519 ladder: the product with
+// a clamped scalar is zero exactly for the points of low order, since a
+// clamped scalar is a multiple of 8 and less than 8 times either curve's
+// or its twist's large prime factor.
+func LowOrder(key *[32]byte) bool {
+	scalar := [32]byte{0: 9} // any; clamped by the ladder
+	var u [32]byte
+	x25519(&u, &scalar, key)
+	return isZero(&u)
+}
+
 // stackBox is the largest sealed box (message plus Overhead) Base64 builds
 // on the stack; a larger one takes a heap buffer.
 const stackBox = 512

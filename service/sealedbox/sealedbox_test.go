@@ -371,6 +371,32 @@ func TestLowOrderKeyRefused(t *testing.T) {
 	}
 }
 
+// TestLowOrder: LowOrder holds for every encoding of a low-order point
+// and for no other key, as curve25519.X25519 (which refuses an all-zero
+// result) tells them apart: random keys (about half on the twist), with
+// the top bit set, and non-canonical p + small.
+func TestLowOrder(t *testing.T) {
+	keys := lowOrderPoints(t)
+	src := seeded(5)
+	for i := range 300 {
+		key := (*[32]byte)(randBytes(src, 32))
+		switch i % 3 {
+		case 1:
+			key[31] |= 0x80
+		case 2:
+			*key = *must32(t, "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")
+			key[0] += byte(i % 18)
+		}
+		keys = append(keys, key)
+	}
+	for _, key := range keys {
+		_, err := curve25519.X25519(bytes.Repeat([]byte{7}, 32), key[:])
+		if got, want := LowOrder(key), err != nil; got != want {
+			t.Errorf("LowOrder(%x) = %v, want %v", key, got, want)
+		}
+	}
+}
+
 type failingReader struct{ n int } // gives n bytes, then fails
 
 func (r *failingReader) Read(p []byte) (int, error) {
