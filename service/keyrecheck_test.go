@@ -1,9 +1,11 @@
 package service
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 
+	"github.com/secretbroker/secretbroker/upstream"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
 
@@ -324,6 +327,64 @@ func TestRotationsWithinOneTTL(t *testing.T) {
 			if err != nil || resp.GetKeyId() != newID {
 				t.Fatalf("a plaintext put after rotation %d within the TTL = %v, %v; want success with key %s", i, resp, err, newID)
 			}
+		}
+	})
+}
+
+// evictBeforeRetry is the emulator's GitHub whose second PUT first makes
+// the key cache drop recheckScope's key: it fetches another scope's key
+// into a cache bounded to one scope, as a busy broker's cache may while
+// the re-sealed write waits in the pacer's queue.
+type evictBeforeRetry struct {
+	Upstream
+	keys *keyCache
+	puts atomic.Int32
+}
+
+func (u *evictBeforeRetry) PutSecretFunc(ctx context.Context, s upstream.Scope, name string, body func() (upstream.PutSecretBody, error)) (upstream.Written, error) {
+	if u.puts.Add(1) == 2 {
+		if _, err := u.keys.get(ctx, upstream.Scope{App: upstream.Actions, Org: "octo-org"}); err != nil {
+			return upstream.Written{}, err
+		}
+	}
+	return u.Upstream.PutSecretFunc(ctx, s, name, body)
+}
+
+// After GitHub's 422 to a value sealed with the old key, the write is
+// re-sealed with the new key the re-check found, even when the cache no
+// longer holds it when the retry is admitted: never sent again sealed
+// with the old key.
+func TestRetryAfterRotationNeverUsesTheOldKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		emu := emulator.New(emulator.Options{Token: testToken})
+		emu.SeedDemo()
+		client, err := upstream.New(upstream.Config{
+			BaseURL:    emulatorURL,
+			Token:      upstream.Token(testToken),
+			HTTPClient: &http.Client{Transport: newEmulatorTransport(emu)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		up := &evictBeforeRetry{Upstream: client}
+		srv := New(up, Options{KeyTTL: 10 * time.Minute})
+		up.keys = srv.keys
+		srv.keys.max = 1
+		if _, err := srv.PutSecret(t.Context(), plainPut(recheckScope+"/secrets/ALICE", "first")); err != nil {
+			t.Fatal(err)
+		}
+		newID := emu.RotateKey(recheckScope)
+		up.puts.Store(0)
+		resp, err := srv.PutSecret(t.Context(), plainPut(recheckScope+"/secrets/ALICE", plantedSecret))
+		noLeak(t, err)
+		if err != nil || resp.GetKeyId() != newID {
+			t.Fatalf("put after a rotation = %+v, %v; want success with key %s", resp, err, newID)
+		}
+		if got, err := emu.Open(recheckScope, "ALICE"); err != nil || string(got) != plantedSecret {
+			t.Fatalf("the value does not open on GitHub: %v", err)
+		}
+		if n := up.puts.Load(); n != 2 {
+			t.Errorf("%d PUTs, want 2 (refused, re-sealed)", n)
 		}
 	})
 }

@@ -485,7 +485,10 @@ func (s *Server) putPlain(ctx context.Context, p putPlan, key sealingKey) (upstr
 	if fresh.id == v.keyID {
 		return upstream.Written{}, "", err
 	}
-	// body seals with the fresh key, now in the cache.
+	// body seals with the key the cache holds when the retry is admitted,
+	// else with the fresh one: never again with the key GitHub refused,
+	// which the cache's bound may have dropped it for meanwhile.
+	key = fresh
 	w, err = s.up.PutSecretFunc(ctx, p.scope, p.name, body)
 	return w, v.keyID, err
 }
