@@ -646,3 +646,59 @@ func TestKeyCacheAlternatingKeysKeepBudget(t *testing.T) {
 		}
 	})
 }
+
+// slowKeys is fakeKeys behind a GitHub that takes latency to answer.
+type slowKeys struct {
+	*fakeKeys
+	latency time.Duration
+	started atomic.Int32
+}
+
+func (f *slowKeys) GetPublicKey(ctx context.Context, s upstream.Scope) (upstream.PublicKey, error) {
+	f.started.Add(1)
+	select {
+	case <-time.After(f.latency):
+	case <-ctx.Done():
+		return upstream.PublicKey{}, ctx.Err()
+	}
+	return f.fakeKeys.GetPublicKey(ctx, s)
+}
+
+// A key fetch started by a caller with a short deadline and joined by
+// twenty with more time runs out of time with it: the twenty fetch once
+// more, together (it was a fetch each, 21 in all), and all get the key.
+func TestKeyCacheImpatientCallerLeavesOneRetry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &slowKeys{fakeKeys: newFakeKeys(t), latency: 5 * time.Second}
+		c := newKeyCache(f, time.Hour)
+		impatient, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if _, err := c.get(impatient, testScope); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("the impatient caller: err = %v, want context.DeadlineExceeded", err)
+			}
+		})
+		synctest.Wait()
+		start := time.Now()
+		for i := range 20 {
+			wg.Go(func() {
+				ctx, cancel := context.WithCancel(t.Context())
+				if i%2 == 1 {
+					ctx, cancel = context.WithTimeout(t.Context(), time.Duration(10+i)*time.Second)
+				}
+				defer cancel()
+				if _, err := c.get(ctx, testScope); err != nil {
+					t.Errorf("caller %d: %v", i, err)
+				}
+				if at := time.Since(start); at != 6*time.Second {
+					t.Errorf("caller %d got the key after %v, want 6s", i, at)
+				}
+			})
+		}
+		wg.Wait()
+		if got := f.started.Load(); got != 2 {
+			t.Errorf("%d key fetches, want 2 (the impatient caller's, one retry)", got)
+		}
+	})
+}

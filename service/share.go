@@ -31,38 +31,63 @@ const sharedCallTimeout = 30 * time.Second
 // running call while anyone still waits for it; once the last waiter has
 // left, the key is forgotten, so that the next caller starts afresh
 // instead of joining a call that may be stuck (the abandoned call runs on,
-// bounded by its own deadline). A waiter with more time than the shared
-// call had (no deadline, or a later one), whose call ran out of time and
-// was shared with others, tries once more on its own.
+// bounded by its own deadline). The waiters with more time than the
+// shared call had (no deadline, or a later one), whose call ran out of
+// time and was shared with others, try once more, together: one call
+// whose deadline is the latest any waiter of the first call had
+// (sharedCallTimeout when one had none), so that one impatient caller
+// neither fails the others nor turns their one call into one each.
 //
 // A panic in fn is recovered: every waiter gets a *sharedPanicError,
 // which maps to codes.Internal, and the key is free for the next caller.
 func share[T any](ctx context.Context, g *upstream.Group[any], key string, fn func(context.Context) (T, error)) (T, error) {
-	var zero T
 	r, err := g.Do(ctx, key, func(dctx context.Context) (any, error) {
 		// dctx is ctx without its cancellation or deadline.
 		deadline, ok := ctx.Deadline()
 		if !ok {
 			deadline = time.Now().Add(sharedCallTimeout)
 		}
-		sctx, cancel := context.WithDeadline(dctx, deadline)
-		defer cancel()
-		v, err := recovered(sctx, fn)
-		return sharedValue{val: v, deadline: deadline}, err
+		return runShared(dctx, deadline, fn)
 	})
 	if err != nil {
+		var zero T
 		return zero, fmt.Errorf("waiting for a shared GitHub call: %w", err)
 	}
 	sv, _ := r.Val.(sharedValue)
-	switch {
-	case r.Err == nil:
-		v, _ := sv.val.(T) // not ok only for a nil interface value
-		return v, nil
-	case r.Shared && outOfTime(r.Err) && ctx.Err() == nil && hasMoreTime(ctx, sv.deadline):
-		return recovered(ctx, fn)
-	default:
+	if r.Err != nil && r.Shared && outOfTime(r.Err) && ctx.Err() == nil && hasMoreTime(ctx, sv.deadline) {
+		latest := r.Latest
+		r, err = g.Do(ctx, key+"\x00retry of call "+strconv.FormatUint(r.Call, 10), func(dctx context.Context) (any, error) {
+			deadline := latest
+			if deadline.IsZero() {
+				deadline = time.Now().Add(sharedCallTimeout)
+			}
+			return runShared(dctx, deadline, fn)
+		})
+		if err != nil {
+			var zero T
+			return zero, fmt.Errorf("waiting for a shared GitHub call: %w", err)
+		}
+	}
+	return sharedResult[T](r)
+}
+
+// runShared runs fn for a shared call until deadline.
+func runShared[T any](ctx context.Context, deadline time.Time, fn func(context.Context) (T, error)) (any, error) {
+	sctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	v, err := recovered(sctx, fn)
+	return sharedValue{val: v, deadline: deadline}, err
+}
+
+// sharedResult is a shared call's result as one waiter gets it.
+func sharedResult[T any](r upstream.GroupResult[any]) (T, error) {
+	var zero T
+	if r.Err != nil {
 		return zero, r.Err
 	}
+	sv, _ := r.Val.(sharedValue)
+	v, _ := sv.val.(T) // not ok only for a nil interface value
+	return v, nil
 }
 
 // sharedValue is what a shared call hands its waiters: fn's value and

@@ -156,6 +156,40 @@ func TestShareWaiters(t *testing.T) {
 			wantCalls: 2,
 		},
 		{
+			// One impatient caller must not turn one call for many into
+			// one each: those with more time retry together, until the
+			// latest deadline among them (C's).
+			name: "the waiters with more time than the shared call try once more together",
+			arrivals: []shareArrival{
+				{at: 0, deadline: 1 * s, wantErr: context.DeadlineExceeded, wantAt: 1 * s},
+				{at: 0, deadline: 3 * s, wantErr: context.DeadlineExceeded, wantAt: 3 * s},
+				{at: 0, deadline: 10 * s, wantCall: 2, wantAt: 6 * s},
+				{at: 0, deadline: 8 * s, wantCall: 2, wantAt: 6 * s},
+			},
+			wantCalls: 2,
+		},
+		{
+			name: "and so do waiters without a deadline",
+			arrivals: []shareArrival{
+				{at: 0, deadline: 1 * s, wantErr: context.DeadlineExceeded, wantAt: 1 * s},
+				{at: 0, wantCall: 2, wantAt: 6 * s},
+				{at: 0, deadline: 20 * s, wantCall: 2, wantAt: 6 * s},
+				{at: 0, wantCall: 2, wantAt: 6 * s},
+			},
+			wantCalls: 2,
+		},
+		{
+			// The retry is bounded too: sharedCallTimeout when a waiter
+			// had no deadline, the latest deadline otherwise.
+			name: "a retry runs out of time at most once",
+			arrivals: []shareArrival{
+				{at: 0, deadline: 1 * s, wantErr: context.DeadlineExceeded, wantAt: 1 * s},
+				{at: 0, deadline: 2 * s, wantErr: context.DeadlineExceeded, wantAt: 2 * s},
+				{at: 0, deadline: 4 * s, wantErr: context.DeadlineExceeded, wantAt: 4 * s},
+			},
+			wantCalls: 2,
+		},
+		{
 			name: "a waiter with as much time as the shared call does not retry",
 			arrivals: []shareArrival{
 				{at: 0, deadline: 1 * s, wantErr: context.DeadlineExceeded, wantAt: 1 * s},

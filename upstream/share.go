@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // A Group coalesces calls: callers asking for the same key while a call
@@ -28,6 +29,7 @@ import (
 type Group[T any] struct {
 	mu    sync.Mutex
 	calls map[string]*groupCall[T]
+	seq   uint64 // calls started
 }
 
 // groupCall is one running or finished call of a Group. Every field but
@@ -35,9 +37,13 @@ type Group[T any] struct {
 // written before done is closed and read after.
 type groupCall[T any] struct {
 	done    chan struct{}
-	waiters int  // callers waiting now
-	joined  int  // callers that ever waited, the starter included
-	shared  bool // joined > 1 when the call finished
+	id      uint64
+	waiters int       // callers waiting now
+	joined  int       // callers that ever waited, the starter included
+	latest  time.Time // the latest deadline of those callers
+	endless bool      // one of those callers had no deadline
+	shared  bool      // joined > 1 when the call finished
+	last    time.Time // latest when the call finished; zero if endless
 	val     T
 	err     error
 }
@@ -49,6 +55,12 @@ type GroupResult[T any] struct {
 	// Shared reports whether more than one caller waited for this call,
 	// counting those that stopped waiting before it finished.
 	Shared bool
+	// Call identifies the call among the Group's calls.
+	Call uint64
+	// Latest is the latest deadline of the callers that waited for the
+	// call (those that stopped waiting too); zero when one of them had
+	// none.
+	Latest time.Time
 }
 
 // Do returns the result of fn for key: of a call already running for key,
@@ -69,17 +81,23 @@ func (g *Group[T]) Do(ctx context.Context, key string, fn func(context.Context) 
 		if g.calls == nil {
 			g.calls = make(map[string]*groupCall[T])
 		}
-		c = &groupCall[T]{done: make(chan struct{})}
+		g.seq++
+		c = &groupCall[T]{done: make(chan struct{}), id: g.seq}
 		g.calls[key] = c
 		go g.run(context.WithoutCancel(ctx), key, c, fn)
 	}
 	c.waiters++
 	c.joined++
+	if d, ok := ctx.Deadline(); !ok {
+		c.endless = true
+	} else if d.After(c.latest) {
+		c.latest = d
+	}
 	g.mu.Unlock()
 
 	select {
 	case <-c.done:
-		return GroupResult[T]{Val: c.val, Err: c.err, Shared: c.shared}, nil
+		return GroupResult[T]{Val: c.val, Err: c.err, Shared: c.shared, Call: c.id, Latest: c.last}, nil
 	case <-ctx.Done():
 		g.mu.Lock()
 		c.waiters--
@@ -104,6 +122,9 @@ func (g *Group[T]) run(ctx context.Context, key string, c *groupCall[T], fn func
 			delete(g.calls, key)
 		}
 		c.shared = c.joined > 1
+		if !c.endless {
+			c.last = c.latest
+		}
 		g.mu.Unlock()
 		close(c.done)
 	}()

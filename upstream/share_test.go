@@ -114,7 +114,7 @@ func TestGroupWaiters(t *testing.T) {
 							}
 							return
 						}
-						if want := (GroupResult[int32]{Val: a.wantCall, Shared: a.wantShared}); err != nil || res != want {
+						if want := (GroupResult[int32]{Val: a.wantCall, Shared: a.wantShared, Call: uint64(a.wantCall)}); err != nil || res != want {
 							t.Errorf("caller %d: Do = %+v, %v; want %+v", i, res, err, want)
 						}
 					})
@@ -124,6 +124,61 @@ func TestGroupWaiters(t *testing.T) {
 				if got := calls.Load(); got != tt.wantCalls {
 					t.Errorf("%d calls, want %d", got, tt.wantCalls)
 				}
+			})
+		})
+	}
+}
+
+// A call's result names the latest deadline of the callers that waited
+// for it, those that stopped waiting too, or none when one had none.
+func TestGroupLatestDeadline(t *testing.T) {
+	const s = time.Second
+	tests := []struct {
+		name      string
+		deadlines []time.Duration // each caller's, from the start; 0: none
+		leaver    int             // this caller stops waiting at 1 s; -1: none
+		want      time.Duration   // 0: no deadline
+	}{
+		{"one caller", []time.Duration{10 * s}, -1, 10 * s},
+		{"the latest of several", []time.Duration{10 * s, 30 * s, 20 * s}, -1, 30 * s},
+		{"a caller that left counts", []time.Duration{10 * s, 30 * s}, 1, 30 * s},
+		{"a caller without a deadline", []time.Duration{10 * s, 0, 20 * s}, -1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var g Group[int]
+				start := time.Now()
+				fn := func(context.Context) (int, error) {
+					time.Sleep(groupCallTime)
+					return 1, nil
+				}
+				var wg sync.WaitGroup
+				for i, d := range tt.deadlines {
+					ctx, cancel := context.WithCancel(t.Context())
+					if d > 0 {
+						ctx, cancel = context.WithDeadline(t.Context(), start.Add(d))
+					}
+					if i == tt.leaver {
+						time.AfterFunc(time.Second, cancel)
+					}
+					wg.Go(func() {
+						defer cancel()
+						res, err := g.Do(ctx, "k", fn)
+						if i == tt.leaver {
+							return
+						}
+						want := time.Time{}
+						if tt.want > 0 {
+							want = start.Add(tt.want)
+						}
+						if err != nil || !res.Latest.Equal(want) || res.Call != 1 {
+							t.Errorf("caller %d: Do = %+v, %v; want call 1 with Latest %v", i, res, err, want)
+						}
+					})
+					synctest.Wait()
+				}
+				wg.Wait()
 			})
 		})
 	}
