@@ -44,15 +44,17 @@ type syncSummary struct {
 	Failed    int `json:"failed"`
 }
 
-// syncJSON is sync's JSON output, one document at the end.
+// syncJSON is sync's JSON output, one document at the end. Every field is
+// present, as in the gateway's JSON: operation and error "", results []
+// and summary null until the sync runs.
 type syncJSON struct {
 	Parent    string       `json:"parent"`
 	DryRun    bool         `json:"dry_run"`
 	Plan      []protoJSON  `json:"plan"`
-	Operation string       `json:"operation,omitempty"`
-	Results   []protoJSON  `json:"results,omitempty"`
-	Summary   *syncSummary `json:"summary,omitempty"`
-	Error     string       `json:"error,omitempty"`
+	Operation string       `json:"operation"`
+	Results   []protoJSON  `json:"results"`
+	Summary   *syncSummary `json:"summary"`
+	Error     string       `json:"error"`
 }
 
 // runSync makes PARENT hold the values of an env file: it asks the broker
@@ -95,7 +97,7 @@ func runSync(ctx context.Context, c *cli, args []string) int {
 	}
 	// From here on every failure writes, with -o json, the one JSON
 	// document with its error.
-	out := syncJSON{Parent: parent, DryRun: so.dryRun, Plan: []protoJSON{}}
+	out := syncJSON{Parent: parent, DryRun: so.dryRun, Plan: []protoJSON{}, Results: []protoJSON{}}
 	entries, err := c.readEnvFile(ctx, so.envFile)
 	if err != nil {
 		if ctx.Err() != nil { // interrupted while reading: not a usage error

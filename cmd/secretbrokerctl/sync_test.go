@@ -576,3 +576,65 @@ func TestSyncPruneEmptyFile(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncJSONEveryField checks README's promise for sync -o json: one
+// document with every field present, {"parent", "dry_run", "plan",
+// "operation", "results", "summary", "error"}, for a dry run, a run and a
+// sync that fails before it runs (a declined prune), so that a script can
+// read .error or .results without first asking whether they are there.
+func TestSyncJSONEveryField(t *testing.T) {
+	b := startBroker(t, brokerOpts{auth: true})
+	env := b.env()
+	both := writeFile(t, "both.env", []byte("KEEP=keep-value-1\nDROP=drop-value-1\n"))
+	keepOnly := writeFile(t, "keep.env", []byte("KEEP=keep-value-1\n"))
+	wantCode(t, ctl(t, env, "", "sync", "--from-env-file", both, "--owner", "team-a", repoScope), exitOK)
+
+	fields := []string{"parent", "dry_run", "plan", "operation", "results", "summary", "error"}
+	for _, tc := range []struct {
+		name      string
+		term      terminal
+		stdin     string
+		args      []string
+		wantCode  int
+		wantError bool // error is a non-empty string, else ""
+		wantRun   bool // operation, results and summary are set
+	}{
+		{name: "dry run", term: noTerminal{},
+			args: []string{"--dry-run"}, wantCode: exitOK},
+		{name: "run", term: noTerminal{},
+			args: []string{}, wantCode: exitOK, wantRun: true},
+		{name: "declined prune", term: &fakeTerminal{}, stdin: "n\n",
+			args: []string{"--prune"}, wantCode: exitFail, wantError: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := slices.Concat([]string{"sync", "-o", "json", "--from-env-file", keepOnly, "--owner", "team-a"}, tc.args, []string{repoScope})
+			r := ctlWith(t, env, strings.NewReader(tc.stdin), tc.term, args...)
+			wantCode(t, r, tc.wantCode)
+			var doc map[string]json.RawMessage
+			if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+				t.Fatalf("no JSON document: %v\n%s", err, r.stdout)
+			}
+			for _, f := range fields {
+				if _, ok := doc[f]; !ok {
+					t.Errorf("field %q missing:\n%s", f, r.stdout)
+				}
+			}
+			if len(doc) != len(fields) {
+				t.Errorf("%d fields, want %d (%v):\n%s", len(doc), len(fields), fields, r.stdout)
+			}
+			var errMsg, op string
+			var results []json.RawMessage
+			_ = json.Unmarshal(doc["error"], &errMsg)
+			_ = json.Unmarshal(doc["operation"], &op)
+			if err := json.Unmarshal(doc["results"], &results); err != nil || results == nil {
+				t.Errorf("results is %s, want a list", doc["results"])
+			}
+			if (errMsg != "") != tc.wantError {
+				t.Errorf("error is %s, want it set: %v", doc["error"], tc.wantError)
+			}
+			if (op != "") != tc.wantRun || (string(doc["summary"]) != "null") != tc.wantRun || (len(results) > 0) != tc.wantRun {
+				t.Errorf("operation %s, summary %s, %d results; want a run's: %v", doc["operation"], doc["summary"], len(results), tc.wantRun)
+			}
+		})
+	}
+}
