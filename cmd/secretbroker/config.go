@@ -391,7 +391,7 @@ Flags:
 	fs.TextVar(&cfg.LogLevel, "log-level", defaultLogLevel,
 		"lowest `level` logged: debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", defaultLogFormat,
-		"log line `format`: json or text (default text with --dev)")
+		"log line `format`: json or text; text with --dev unless given")
 
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert-file", "",
 		"`file` with the listeners' TLS certificate (PEM); both listeners then serve TLS only")

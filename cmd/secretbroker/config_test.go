@@ -732,3 +732,46 @@ func TestUnknownEnvironmentVariablesWarned(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadConfigHelpDefaults checks the defaults --help shows against
+// README's configuration table: each flag's entry names its default once,
+// and a flag whose zero value is not its default (--dev-limits, on) still
+// shows it.
+func TestLoadConfigHelpDefaults(t *testing.T) {
+	var out bytes.Buffer
+	if _, err := loadConfig([]string{"-h"}, envMap(nil), &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("loadConfig -h: err = %v, want flag.ErrHelp", err)
+	}
+	// One entry per flag: "  -name ..." and its indented usage lines.
+	entries := map[string]string{}
+	name := ""
+	for line := range strings.Lines(out.String()) {
+		if rest, ok := strings.CutPrefix(line, "  -"); ok {
+			name, _, _ = strings.Cut(strings.TrimSpace(rest), " ")
+		}
+		if name != "" {
+			entries[name] += line
+		}
+	}
+	for _, tt := range []struct {
+		flag, want string
+	}{
+		{"dev-limits", "(default on)"},
+		{"log-format", `(default "json")`},
+		{"grpc-addr", `(default ":9090")`},
+		{"upstream-write-interval", "(default 1s)"},
+	} {
+		t.Run(tt.flag, func(t *testing.T) {
+			e, ok := entries[tt.flag]
+			if !ok {
+				t.Fatalf("no entry for -%s in:\n%s", tt.flag, out.String())
+			}
+			if !strings.Contains(e, tt.want) {
+				t.Errorf("-%s does not show %s:\n%s", tt.flag, tt.want, e)
+			}
+			if n := strings.Count(e, "(default"); n != 1 {
+				t.Errorf("-%s names a default %d times:\n%s", tt.flag, n, e)
+			}
+		})
+	}
+}

@@ -12,8 +12,14 @@ import (
 // is off, so that the zero Config has it on.
 type onOff struct{ off *bool }
 
+// String is "on" or "off"; "" for the zero onOff, which the flag package
+// makes to tell a default from a zero value, so that --help shows
+// "(default on)".
 func (f onOff) String() string {
-	if f.off != nil && *f.off {
+	switch {
+	case f.off == nil:
+		return ""
+	case *f.off:
 		return "off"
 	}
 	return "on"
