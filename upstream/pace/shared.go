@@ -37,6 +37,7 @@ func newShared(cfg Config) *shared {
 		WritesPerHour:   cfg.WritesPerHour,
 		SecondaryPause:  cfg.SecondaryPause,
 		MaxInFlight:     MaxConcurrent,
+		CPUPerMinute:    cfg.CPUPerMinute,
 	}
 	st := cfg.State
 	if st == nil {
@@ -63,7 +64,7 @@ func (p *Pacer) acquireShared(ctx context.Context, t *Permit, idle *idling) (Rea
 		return 0, nil
 	}
 	var why Reason
-	t.grant.g = Grant{ID: sh.prefix + strconv.FormatUint(sh.seq.Add(1), 36), Cost: t.cost, Write: t.write}
+	t.grant.g = Grant{ID: sh.prefix + strconv.FormatUint(sh.seq.Add(1), 36), Cost: t.cost, Write: t.write, CPU: t.cpuReserve}
 	deadline, hasDeadline := ctx.Deadline()
 	var timer *time.Timer
 	defer func() {
@@ -141,6 +142,8 @@ func (p *Pacer) refuseShared(t *Permit, retry time.Duration, why Reason) *Thrott
 		detail = "GitHub's primary rate limit is used up, or the requests in flight on the replicas may use up what is left of it"
 	case ReasonQueue:
 		detail = fmt.Sprintf("GitHub's limit of %d requests in flight at once, shared by the replicas, is reached", lim.MaxInFlight)
+	case ReasonCPU:
+		detail = fmt.Sprintf("the budget of %v of response time a minute (GitHub's limit on CPU time), shared by the replicas, is spent", lim.CPUPerMinute)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -148,16 +151,18 @@ func (p *Pacer) refuseShared(t *Permit, retry time.Duration, why Reason) *Thrott
 	return p.boundedLocked(t, &ThrottledError{Method: t.req.Method, Route: t.req.Route, RetryAfter: max(retry, time.Millisecond), Reason: why, Detail: detail})
 }
 
-// reportShared tells the State that t's request completed with rl. A
+// reportShared tells the State that t's request completed with rl after
+// latency (see tookOf). A
 // refusal that says nothing of how long to wait reaches the State with
 // the pause this pacer takes for it (escalated after refusals in a row,
 // Budget) as its Retry-After: the State would pause every replica for
 // SecondaryPause alone, and the requests this pacer admitted and the
 // State holds, the other replicas' too, would go before this pacer's
 // own pause ends, into a secondary limit that still holds.
-func (p *Pacer) reportShared(t *Permit, rl RateLimit) {
+func (p *Pacer) reportShared(t *Permit, rl RateLimit, latency time.Duration) {
 	if p.shared != nil && t.grant.granted.CompareAndSwap(true, false) {
 		now := time.Now()
+		t.grant.g.Took = tookOf(t.admittedAt, now, latency)
 		if rl.Refused && !rl.Hinted(now) {
 			p.mu.Lock()
 			rl.RetryAfter, rl.HasRetryAfter = p.budget.unhintedPause(now), true

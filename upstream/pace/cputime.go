@@ -1,0 +1,158 @@
+package pace
+
+import "time"
+
+// GitHub's limit on CPU time: "no more than 90 seconds of CPU time per 60
+// seconds of real time", which it says can be roughly estimated by the
+// total response time of the requests. The pacer bounds that estimate.
+const (
+	// GitHubCPUPerMinute is GitHub's limit: CPU time in 60 s of real time.
+	GitHubCPUPerMinute = 90 * time.Second
+	// DefaultCPUPerMinute is the pacer's budget of response time in any
+	// sliding Window: GitHub's limit less a margin for what response time
+	// does not tell of CPU time, and for requests that run longer than
+	// they were expected to (see cpuBudget).
+	DefaultCPUPerMinute = 80 * time.Second
+	// FirstReserve is how long a request is expected to take, for the
+	// CPU-time budget, before any answer of the credential said how long
+	// its requests take: with the default budget, 8 requests go at once
+	// before the first answer.
+	FirstReserve = 10 * time.Second
+)
+
+// cpuBudget bounds the response time of a credential's requests in any
+// sliding Window, the pacer's estimate of GitHub's CPU time:
+//
+//   - a request in flight counts the longer of its time so far (from its
+//     admission) and its reserve, what it is expected to take (the
+//     longest of the recent latencies, FirstReserve before any);
+//   - a completed request counts its response time until Window after
+//     its completion (as the points do: whatever the network delay, no
+//     window at GitHub sees more);
+//   - a request is admitted only if what counts now plus its own
+//     reserve fits the budget.
+//
+// So, between admissions, what counts only goes down as long as requests
+// take no longer than their reserve: no Window ever sees more than the
+// budget. A request that takes longer counts its time so far, which holds
+// back further admissions at once; what it took beyond its reserve is
+// what the margin below GitHub's limit is for.
+//
+// It reads no clock. The in-flight requests are kept in a slice (each
+// Permit knows its index), at most MaxInFlight; the completed ones in a
+// log in completion order. It is not safe for concurrent use.
+type cpuBudget struct {
+	limit  time.Duration // 0: off
+	flying []*Permit     // admitted and not done, in any order
+	log    cpuLog
+}
+
+// on reports whether the budget is on.
+func (b *cpuBudget) on() bool { return b.limit > 0 }
+
+// reserve returns what a request admitted now is expected to take, the
+// longest of the recent latencies (lat; FirstReserve before any), at
+// most the whole budget: a request alone always fits.
+func (b *cpuBudget) reserve(lat *latencyWindow) time.Duration {
+	r := FirstReserve
+	if lat.n > 0 {
+		r = lat.longest()
+	}
+	return min(r, b.limit)
+}
+
+// used returns what counts against the budget at now.
+func (b *cpuBudget) used(now time.Time) time.Duration {
+	b.log.prune(now)
+	used := b.log.sum
+	for _, t := range b.flying {
+		used += max(now.Sub(t.cpuStart), t.cpuReserve)
+	}
+	return used
+}
+
+// freeAt returns when a request of reserve r fits: now, or when completed
+// requests leave the window. ok is false when it fits only after requests
+// in flight complete.
+func (b *cpuBudget) freeAt(now time.Time, r time.Duration) (at time.Time, ok bool) {
+	over := b.used(now) + r - b.limit
+	if over <= 0 {
+		return now, true
+	}
+	for _, e := range b.log.live() {
+		if over -= e.took; over <= 0 {
+			return e.at.Add(Window), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// start counts t in flight from now with reserve r.
+func (b *cpuBudget) start(t *Permit, now time.Time, r time.Duration) {
+	t.cpuStart, t.cpuReserve, t.cpuIndex = now, r, len(b.flying)
+	b.flying = append(b.flying, t)
+}
+
+// stop takes t out of flight.
+func (b *cpuBudget) stop(t *Permit) {
+	i := t.cpuIndex
+	if i < 0 || i >= len(b.flying) || b.flying[i] != t {
+		return
+	}
+	last := len(b.flying) - 1
+	b.flying[i] = b.flying[last]
+	b.flying[i].cpuIndex = i
+	b.flying[last] = nil
+	b.flying = b.flying[:last]
+	t.cpuIndex = -1
+}
+
+// done records t's completion at now after took (see tookOf).
+func (b *cpuBudget) done(t *Permit, now time.Time, took time.Duration) {
+	b.stop(t)
+	b.log.add(now, took)
+}
+
+// tookOf returns the response time a request admitted at start and
+// reported at now counts: the latency reported, at most the time since
+// its admission; that time when none was reported.
+func tookOf(start, now time.Time, latency time.Duration) time.Duration {
+	since := max(now.Sub(start), 0)
+	if latency <= 0 || latency > since {
+		return since
+	}
+	return latency
+}
+
+// cpuLog is the response times of completed requests, in completion
+// order (time order: added under the pacer's lock).
+type cpuLog struct {
+	events []cpuEvent
+	head   int           // events[:head] have left the window
+	sum    time.Duration // of events[head:]
+}
+
+type cpuEvent struct {
+	at   time.Time
+	took time.Duration
+}
+
+func (l *cpuLog) add(at time.Time, took time.Duration) {
+	l.events = append(l.events, cpuEvent{at, took})
+	l.sum += took
+}
+
+// prune drops the events a Window or more before now.
+func (l *cpuLog) prune(now time.Time) {
+	for l.head < len(l.events) && now.Sub(l.events[l.head].at) >= Window {
+		l.sum -= l.events[l.head].took
+		l.head++
+	}
+	if l.head > 64 && l.head*2 > len(l.events) {
+		l.events = append(l.events[:0], l.events[l.head:]...)
+		l.head = 0
+	}
+}
+
+// live returns the events in the window, oldest first.
+func (l *cpuLog) live() []cpuEvent { return l.events[l.head:] }
