@@ -286,3 +286,33 @@ func TestCPUReserveIsTheLongestRecentLatency(t *testing.T) {
 		t.Errorf("reserve %v with a budget of 1s, want the budget: a request alone always fits", r)
 	}
 }
+
+// Two pacers (replicas) sharing one State share one CPU-time budget:
+// their slow answers together never put more than it in a 60 s window
+// (each alone would let its own budget's worth through).
+func TestCPUBudgetSharedByPacers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lim := StateLimits{CPUPerMinute: DefaultCPUPerMinute, MaxInFlight: MaxConcurrent}
+		st := NewMemoryState(lim)
+		cfg := Config{MaxInFlight: MaxConcurrent, CPUPerMinute: DefaultCPUPerMinute, State: st}
+		a, b := newPacer(t, cfg), newPacer(t, cfg)
+		var mu sync.Mutex
+		var spans []span
+		var wg sync.WaitGroup
+		for _, p := range []*Pacer{a, b} {
+			wg.Go(func() {
+				s := load(t, p, 50, 2*time.Second, 5*time.Minute, reads)
+				mu.Lock()
+				spans = append(spans, s...)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		overlap, completed := worstWindow(spans)
+		t.Logf("%d requests; the worst 60 s window saw %v within it, %v completed in it", len(spans), overlap, completed)
+		if overlap > DefaultCPUPerMinute || completed > DefaultCPUPerMinute {
+			t.Errorf("the worst 60 s window saw %v of response time within it, %v of requests completed in it; want at most %v",
+				overlap, completed, DefaultCPUPerMinute)
+		}
+	})
+}

@@ -33,9 +33,10 @@ type Entry struct {
 // it still counts at all: until Window after End): what it took, or in
 // flight the longer of its time so far, at most InFlightCounted (a dead
 // replica's request stops growing then), and its CPU. An entry that stands
-// for the others' use counts its CPU.
+// for the others' use, or one in flight past its InFlightLease (a dead
+// replica's), counts its CPU.
 func (e *Entry) Charge(now time.Time) time.Duration {
-	if !e.InFlight || e.Others {
+	if !e.growing(now) {
 		return e.CPU
 	}
 	since := now.Sub(e.End.Add(-InFlightLease))
@@ -188,6 +189,12 @@ func (s *MemoryState) Add(entries ...Entry) {
 			s.entries[e.ID] = &e
 		}
 	}
+}
+
+// growing reports whether e's charge grows with its time so far at now:
+// a request in flight within its InFlightLease.
+func (e *Entry) growing(now time.Time) bool {
+	return e.InFlight && !e.Others && e.End.After(now)
 }
 
 // Usage is what a record's entries count at a moment: points and writes
@@ -397,29 +404,29 @@ func (s *MemoryState) freeAt(now time.Time, window time.Duration, limit, need in
 }
 
 // cpuFreeAt returns when need more response time fits limit over a
-// sliding Window: now, or when enough completed entries leave it. When it
-// fits only once requests in flight complete (their charge, which grows
-// while they run, becomes what they took), it returns now plus SlotPoll:
-// ask again soon.
+// sliding Window: now, or when enough entries of a fixed charge (completed,
+// or standing for the others' use) leave it. When it fits only once
+// requests in flight complete (their charge, which grows while they run,
+// becomes what they took), it returns now plus SlotPoll: ask again soon.
 func (s *MemoryState) cpuFreeAt(now time.Time, limit, need time.Duration) time.Time {
 	used := time.Duration(0)
-	var done []*Entry
+	var fixed []*Entry
 	for _, e := range s.entries {
 		if !e.End.Add(Window).After(now) {
 			continue
 		}
 		c := e.Charge(now)
 		used += c
-		if !e.InFlight && c > 0 {
-			done = append(done, e)
+		if !e.growing(now) && c > 0 {
+			fixed = append(fixed, e)
 		}
 	}
 	over := used + need - limit
 	if over <= 0 {
 		return now
 	}
-	slices.SortFunc(done, func(a, b *Entry) int { return a.End.Compare(b.End) })
-	for _, e := range done {
+	slices.SortFunc(fixed, func(a, b *Entry) int { return a.End.Compare(b.End) })
+	for _, e := range fixed {
 		if over -= e.CPU; over <= 0 {
 			return e.End.Add(Window)
 		}
