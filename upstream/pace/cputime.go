@@ -24,8 +24,10 @@ const (
 // sliding Window, the pacer's estimate of GitHub's CPU time:
 //
 //   - a request in flight counts the longer of its time so far (from its
-//     admission) and its reserve, what it is expected to take (the
-//     longest of the recent latencies, FirstReserve before any);
+//     admission, or with a State from its grant: a request that waits
+//     for the other replicas is not at GitHub) and its reserve, what it
+//     is expected to take (the longest of the recent latencies,
+//     FirstReserve before any);
 //   - a completed request counts its response time until Window after
 //     its completion (as the points do: whatever the network delay, no
 //     window at GitHub sees more);
@@ -66,6 +68,10 @@ func (b *cpuBudget) used(now time.Time) time.Duration {
 	b.log.prune(now)
 	used := b.log.sum
 	for _, t := range b.flying {
+		if t.cpuStart.IsZero() { // not granted by the State yet
+			used += t.cpuReserve
+			continue
+		}
 		used += max(now.Sub(t.cpuStart), t.cpuReserve)
 	}
 	return used
@@ -87,10 +93,18 @@ func (b *cpuBudget) freeAt(now time.Time, r time.Duration) (at time.Time, ok boo
 	return time.Time{}, false
 }
 
-// start counts t in flight from now with reserve r.
-func (b *cpuBudget) start(t *Permit, now time.Time, r time.Duration) {
-	t.cpuStart, t.cpuReserve, t.cpuIndex = now, r, len(b.flying)
+// start counts t in flight with reserve r, from start on; a zero start
+// counts r alone until the State grants t (granted).
+func (b *cpuBudget) start(t *Permit, start time.Time, r time.Duration) {
+	t.cpuStart, t.cpuReserve, t.cpuIndex = start, r, len(b.flying)
 	b.flying = append(b.flying, t)
+}
+
+// granted counts t's time so far from now on: the State granted it.
+func (b *cpuBudget) granted(t *Permit, now time.Time) {
+	if t.cpuIndex >= 0 && t.cpuStart.IsZero() {
+		t.cpuStart = now
+	}
 }
 
 // stop takes t out of flight.
@@ -113,9 +127,10 @@ func (b *cpuBudget) done(t *Permit, now time.Time, took time.Duration) {
 	b.log.add(now, took)
 }
 
-// tookOf returns the response time a request admitted at start and
-// reported at now counts: the latency reported, at most the time since
-// its admission; that time when none was reported.
+// tookOf returns the response time a request that started counting at
+// start (its admission, or its grant by the State) and was reported at now
+// counts: the latency reported, at most the time since start; that time
+// when none was reported.
 func tookOf(start, now time.Time, latency time.Duration) time.Duration {
 	since := max(now.Sub(start), 0)
 	if latency <= 0 || latency > since {

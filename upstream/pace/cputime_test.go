@@ -316,3 +316,38 @@ func TestCPUBudgetSharedByPacers(t *testing.T) {
 		}
 	})
 }
+
+// With a State, a request counts its time so far from the State's grant:
+// a write the content budget holds for a minute after the pacer admitted
+// it is not at GitHub meanwhile, and counts only what it is expected to
+// take; it does not hold the reads back.
+func TestCPUBudgetCountsFromTheStatesGrant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lim := StateLimits{WritesPerMinute: 1, CPUPerMinute: 10 * time.Second}
+		p := newPacer(t, Config{MaxInFlight: 10, WritesPerMinute: 1, CPUPerMinute: 10 * time.Second, State: NewMemoryState(lim)})
+		t0 := time.Now()
+		ctx := context.Background()
+		w1 := mustPermit(t, acquire(ctx, p, t0, "a", http.MethodPut))
+		time.Sleep(time.Second)
+		w1.permit.Done(http.StatusNoContent, nil, time.Second)
+		w2 := acquire(ctx, p, t0, "a", http.MethodPut) // waits for the State until +61s
+		time.Sleep(30 * time.Second)
+		mustWait(t, w2)
+		if used := p.Stats().CPUUsed; used != 2*time.Second {
+			t.Errorf("CPUUsed %v while the write waits for the State, want 2s (1s done, 1s expected)", used)
+		}
+		r := mustPermit(t, acquire(ctx, p, t0, "b", http.MethodGet))
+		r.permit.Done(http.StatusOK, nil, 0)
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		g := mustPermit(t, w2)
+		if g.at != time.Second+Window {
+			t.Errorf("the second write went at +%v, want +%v", g.at, time.Second+Window)
+		}
+		time.Sleep(500 * time.Millisecond)
+		g.permit.Done(http.StatusNoContent, nil, 0) // no latency: its time since the grant
+		if used := p.Stats().CPUUsed; used != 500*time.Millisecond {
+			t.Errorf("CPUUsed %v after the second write, want 500ms (the first left the window)", used)
+		}
+	})
+}

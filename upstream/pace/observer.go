@@ -98,7 +98,9 @@ func (p *Pacer) admittedLocked(t *Permit, now time.Time) {
 func (p *Pacer) admitted(t *Permit, sharedWhy Reason) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if extra := time.Since(t.admittedAt); sharedWhy != 0 && extra > 0 {
+	now := time.Now()
+	p.cpu.granted(t, now)
+	if extra := now.Sub(t.admittedAt); sharedWhy != 0 && extra > 0 {
 		if extra > t.waited {
 			t.why = sharedWhy
 		}

@@ -586,7 +586,11 @@ func (p *Pacer) admitLocked(t *Permit, now time.Time) {
 	p.stats.PeakInFlight = max(p.stats.PeakInFlight, p.inFlight)
 	p.budget.Start(t.cost)
 	if p.cpu.on() {
-		p.cpu.start(t, now, p.cpu.reserve(&p.lat))
+		start := now
+		if p.shared != nil {
+			start = time.Time{} // from the State's grant (admitted)
+		}
+		p.cpu.start(t, start, p.cpu.reserve(&p.lat))
 	}
 	if t.write {
 		p.slot.Start(now)

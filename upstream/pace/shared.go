@@ -162,7 +162,11 @@ func (p *Pacer) refuseShared(t *Permit, retry time.Duration, why Reason) *Thrott
 func (p *Pacer) reportShared(t *Permit, rl RateLimit, latency time.Duration) {
 	if p.shared != nil && t.grant.granted.CompareAndSwap(true, false) {
 		now := time.Now()
-		t.grant.g.Took = tookOf(t.admittedAt, now, latency)
+		start := t.admittedAt
+		if p.cpu.on() {
+			start = t.cpuStart // the State's grant
+		}
+		t.grant.g.Took = tookOf(start, now, latency)
 		if rl.Refused && !rl.Hinted(now) {
 			p.mu.Lock()
 			rl.RetryAfter, rl.HasRetryAfter = p.budget.unhintedPause(now), true
