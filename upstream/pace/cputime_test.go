@@ -251,7 +251,7 @@ func TestCPUBudgetCounts(t *testing.T) {
 		if used := p.Stats().CPUUsed; used != time.Second+2500*time.Millisecond {
 			t.Errorf("CPUUsed %v after the answers, want 3.5s", used)
 		}
-		time.Sleep(t0.Add(time.Second + Window).Sub(time.Now()))
+		time.Sleep(time.Until(t0.Add(time.Second + Window)))
 		if used := p.Stats().CPUUsed; used != 2500*time.Millisecond {
 			t.Errorf("CPUUsed %v a Window after a's answer, want 2.5s", used)
 		}
