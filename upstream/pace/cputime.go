@@ -93,6 +93,29 @@ func (b *cpuBudget) freeAt(now time.Time, r time.Duration) (at time.Time, ok boo
 	return time.Time{}, false
 }
 
+// earliest returns a lower bound on when a request of reserve r fits,
+// for the estimate of its start (Pacer.estimateLocked): the requests in
+// flight may complete at once, counting their time so far rather than
+// their reserve, and then leave the window a Window later.
+func (b *cpuBudget) earliest(now time.Time, r time.Duration) time.Time {
+	b.log.prune(now)
+	over := b.log.sum + r - b.limit
+	for _, t := range b.flying {
+		if !t.cpuStart.IsZero() {
+			over += max(now.Sub(t.cpuStart), 0)
+		}
+	}
+	if over <= 0 {
+		return now
+	}
+	for _, e := range b.log.live() {
+		if over -= e.took; over <= 0 {
+			return e.at.Add(Window)
+		}
+	}
+	return now.Add(Window)
+}
+
 // start counts t in flight with reserve r, from start on; a zero start
 // counts r alone until the State grants t (granted).
 func (b *cpuBudget) start(t *Permit, start time.Time, r time.Duration) {

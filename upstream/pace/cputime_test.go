@@ -230,18 +230,6 @@ func TestCPUBudgetCounts(t *testing.T) {
 		d.permit.Unsent()
 		synctest.Wait()
 		eg := mustPermit(t, e)
-		// A request whose deadline comes before the budget frees is
-		// refused at once, for ReasonCPU: the budget frees when a's
-		// answer leaves the window, at +61s.
-		short, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		g, ok := ready(acquire(short, p, t0, "f", http.MethodGet))
-		if !ok || g.err == nil {
-			t.Fatalf("a read with a short deadline: ready %v, err %v; want a refusal", ok, g.err)
-		}
-		if te := throttled(t, g.err); te.Reason != ReasonCPU || te.RetryAfter != 55*time.Second {
-			t.Errorf("refusal %+v, want ReasonCPU for 55s", te)
-		}
 		// The answers count their latency, at most their time in flight.
 		time.Sleep(500 * time.Millisecond)
 		for _, h := range append(held, bg, eg) {
@@ -349,5 +337,55 @@ func TestCPUBudgetCountsFromTheStatesGrant(t *testing.T) {
 		if used := p.Stats().CPUUsed; used != 500*time.Millisecond {
 			t.Errorf("CPUUsed %v after the second write, want 500ms (the first left the window)", used)
 		}
+	})
+}
+
+// A request whose deadline comes before the CPU-time budget can free is
+// refused at once, for ReasonCPU, when completed requests fill the
+// budget: they leave it only a Window after their answers. When requests
+// in flight fill it, it waits: they may be answered at once, counting
+// less than they were expected to take (before the first answer, 8
+// requests expected to take FirstReserve fill the default budget).
+func TestCPUBudgetDeadlines(t *testing.T) {
+	short := func(t *testing.T) context.Context {
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		t.Cleanup(cancel)
+		return c
+	}
+	t.Run("in flight", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := newPacer(t, Config{MaxInFlight: 10, CPUPerMinute: DefaultCPUPerMinute})
+			t0 := time.Now()
+			var first []got
+			for range 8 {
+				first = append(first, mustPermit(t, acquire(context.Background(), p, t0, "a", http.MethodGet)))
+			}
+			ninth := acquire(short(t), p, t0, "b", http.MethodGet)
+			mustWait(t, ninth)
+			time.Sleep(200 * time.Millisecond)
+			first[0].permit.Done(http.StatusOK, nil, 200*time.Millisecond)
+			synctest.Wait()
+			g := mustPermit(t, ninth)
+			if wait, why := g.permit.Waited(); g.at != 200*time.Millisecond || wait != 200*time.Millisecond || why != ReasonCPU {
+				t.Errorf("the ninth went at +%v after %v for %v, want at the first answer, +200ms, for ReasonCPU", g.at, wait, why)
+			}
+		})
+	})
+	t.Run("completed", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := newPacer(t, Config{MaxInFlight: 10, CPUPerMinute: 10 * time.Second})
+			t0 := time.Now()
+			a := mustPermit(t, acquire(context.Background(), p, t0, "a", http.MethodGet))
+			time.Sleep(9 * time.Second)
+			a.permit.Done(http.StatusOK, nil, 9*time.Second)
+			// a's 9 s count until +69s; the next is expected to take 9 s.
+			g, ok := ready(acquire(short(t), p, t0, "b", http.MethodGet))
+			if !ok || g.err == nil {
+				t.Fatalf("a read with a short deadline: ready %v, err %v; want a refusal", ok, g.err)
+			}
+			if te := throttled(t, g.err); te.Reason != ReasonCPU || te.RetryAfter != Window {
+				t.Errorf("refusal %+v, want ReasonCPU for a Window", te)
+			}
+		})
 	})
 }

@@ -435,11 +435,7 @@ func (p *Pacer) Stats() Stats {
 func (p *Pacer) estimateLocked(now time.Time, t *Permit, ahead int) (time.Time, Reason) {
 	at, why := p.budget.Earliest(now, t.cost)
 	if p.cpu.on() {
-		cpuAt, ok := p.cpu.freeAt(now, p.cpu.reserve(&p.lat))
-		if !ok {
-			cpuAt = now.Add(Window) // requests in flight must complete first
-		}
-		if cpuAt.After(at) {
+		if cpuAt := p.cpu.earliest(now, p.cpu.reserve(&p.lat)); cpuAt.After(at) {
 			at, why = cpuAt, ReasonCPU
 		}
 	}
