@@ -45,8 +45,21 @@ const (
 // log in completion order. It is not safe for concurrent use.
 type cpuBudget struct {
 	limit  time.Duration // 0: off
+	epoch  time.Time     // the Permits' cpuStart count from it
 	flying []*Permit     // admitted and not done, in any order
 	log    cpuLog
+}
+
+// notGranted is a Permit's cpuStart until the State grants it.
+const notGranted = time.Duration(-1)
+
+// cpuStartOf returns when t started counting its time so far; zero before
+// the State granted it (which happens before Acquire returns t).
+func (p *Pacer) cpuStartOf(t *Permit) time.Time {
+	if t.cpuStart == notGranted {
+		return time.Time{}
+	}
+	return p.cpu.epoch.Add(t.cpuStart)
 }
 
 // on reports whether the budget is on.
@@ -67,12 +80,13 @@ func (b *cpuBudget) reserve(lat *latencyWindow) time.Duration {
 func (b *cpuBudget) used(now time.Time) time.Duration {
 	b.log.prune(now)
 	used := b.log.sum
+	since := now.Sub(b.epoch)
 	for _, t := range b.flying {
-		if t.cpuStart.IsZero() { // not granted by the State yet
+		if t.cpuStart == notGranted { // not granted by the State yet
 			used += t.cpuReserve
 			continue
 		}
-		used += max(now.Sub(t.cpuStart), t.cpuReserve)
+		used += max(since-t.cpuStart, t.cpuReserve)
 	}
 	return used
 }
@@ -100,9 +114,10 @@ func (b *cpuBudget) freeAt(now time.Time, r time.Duration) (at time.Time, ok boo
 func (b *cpuBudget) earliest(now time.Time, r time.Duration) time.Time {
 	b.log.prune(now)
 	over := b.log.sum + r - b.limit
+	since := now.Sub(b.epoch)
 	for _, t := range b.flying {
-		if !t.cpuStart.IsZero() {
-			over += max(now.Sub(t.cpuStart), 0)
+		if t.cpuStart != notGranted {
+			over += max(since-t.cpuStart, 0)
 		}
 	}
 	if over <= 0 {
@@ -116,29 +131,30 @@ func (b *cpuBudget) earliest(now time.Time, r time.Duration) time.Time {
 	return now.Add(Window)
 }
 
-// start counts t in flight with reserve r, from start on; a zero start
-// counts r alone until the State grants t (granted).
-func (b *cpuBudget) start(t *Permit, start time.Time, r time.Duration) {
-	t.cpuStart, t.cpuReserve, t.cpuIndex = start, r, len(b.flying)
+// start counts t in flight with reserve r, from start (after the epoch)
+// on; a start of notGranted counts r alone until the State grants t
+// (granted).
+func (b *cpuBudget) start(t *Permit, start, r time.Duration) {
+	t.cpuStart, t.cpuReserve, t.cpuIndex = start, r, int32(len(b.flying))
 	b.flying = append(b.flying, t)
 }
 
 // granted counts t's time so far from now on: the State granted it.
 func (b *cpuBudget) granted(t *Permit, now time.Time) {
-	if t.cpuIndex >= 0 && t.cpuStart.IsZero() {
-		t.cpuStart = now
+	if t.cpuIndex >= 0 && t.cpuStart == notGranted {
+		t.cpuStart = now.Sub(b.epoch)
 	}
 }
 
 // stop takes t out of flight.
 func (b *cpuBudget) stop(t *Permit) {
-	i := t.cpuIndex
+	i := int(t.cpuIndex)
 	if i < 0 || i >= len(b.flying) || b.flying[i] != t {
 		return
 	}
 	last := len(b.flying) - 1
 	b.flying[i] = b.flying[last]
-	b.flying[i].cpuIndex = i
+	b.flying[i].cpuIndex = int32(i)
 	b.flying[last] = nil
 	b.flying = b.flying[:last]
 	t.cpuIndex = -1

@@ -161,7 +161,7 @@ func New(cfg Config) (*Pacer, error) {
 	return &Pacer{
 		maxInFlight:  cfg.MaxInFlight,
 		budget:       NewBudget(cfg.PointsPerMinute, cfg.SecondaryPause),
-		cpu:          cpuBudget{limit: cfg.CPUPerMinute},
+		cpu:          cpuBudget{limit: cfg.CPUPerMinute, epoch: time.Now()},
 		slot:         NewWriteSlot(cfg.WriteInterval),
 		obs:          cfg.Observer,
 		shared:       newShared(cfg),
@@ -191,9 +191,12 @@ type Permit struct {
 	dindex   int // in p.deadlines while queued with a deadline
 	// waitBound is whether deadline is MaxQueueWait's, not the caller's.
 	waitBound bool
-	ready     chan struct{}
-	queuedAt  time.Time                 // when Acquire queued it
-	waitFrom  [numReasons]time.Duration // its lane's waitClock totals then
+	// cpuIndex is its index among the CPU-time budget's requests in
+	// flight (cputime.go); -1: none.
+	cpuIndex int32
+	ready    chan struct{}
+	queuedAt time.Time                 // when Acquire queued it
+	waitFrom [numReasons]time.Duration // its lane's waitClock totals then
 
 	// Guarded by p.mu.
 	state permitState
@@ -204,12 +207,11 @@ type Permit struct {
 	why        Reason
 	admittedAt time.Time // by the pacer's own state
 
-	// The CPU-time budget's (cputime.go): when it started counting, what
-	// it is expected to take, its index among the requests in flight (-1:
-	// none).
-	cpuStart   time.Time
+	// The CPU-time budget's (cputime.go): when it started counting (after
+	// the pacer's epoch; notGranted until the State grants it) and what it
+	// is expected to take.
+	cpuStart   time.Duration
 	cpuReserve time.Duration
-	cpuIndex   int
 
 	grant grantState // its claim on the shared State
 }
@@ -351,7 +353,7 @@ func (t *Permit) Report(rl RateLimit, latency time.Duration) {
 	before, beforeWhy := p.budget.Hold(now)
 	p.budget.Done(now, t.cost, rl)
 	if p.cpu.on() {
-		p.cpu.done(t, now, tookOf(t.cpuStart, now, latency))
+		p.cpu.done(t, now, tookOf(p.cpuStartOf(t), now, latency))
 	}
 	p.lat.add(latency)
 	p.stats.Requests++
@@ -582,9 +584,9 @@ func (p *Pacer) admitLocked(t *Permit, now time.Time) {
 	p.stats.PeakInFlight = max(p.stats.PeakInFlight, p.inFlight)
 	p.budget.Start(t.cost)
 	if p.cpu.on() {
-		start := now
+		start := now.Sub(p.cpu.epoch)
 		if p.shared != nil {
-			start = time.Time{} // from the State's grant (admitted)
+			start = notGranted // from the State's grant (admitted)
 		}
 		p.cpu.start(t, start, p.cpu.reserve(&p.lat))
 	}

@@ -23,8 +23,14 @@ type shared struct {
 }
 
 type grantState struct {
-	g       Grant
+	id      string      // "" before acquireShared
 	granted atomic.Bool // Start said OK, and neither Done nor Unsent was told
+}
+
+// grantOf returns t's Grant (the rest of it is t's own: its points,
+// whether it is a write, what it is expected to take).
+func grantOf(t *Permit) Grant {
+	return Grant{ID: t.grant.id, Cost: t.cost, Write: t.write, CPU: t.cpuReserve}
 }
 
 // newShared returns the shared side for cfg; nil when cfg has no State
@@ -64,7 +70,8 @@ func (p *Pacer) acquireShared(ctx context.Context, t *Permit, idle *idling) (Rea
 		return 0, nil
 	}
 	var why Reason
-	t.grant.g = Grant{ID: sh.prefix + strconv.FormatUint(sh.seq.Add(1), 36), Cost: t.cost, Write: t.write, CPU: t.cpuReserve}
+	t.grant.id = sh.prefix + strconv.FormatUint(sh.seq.Add(1), 36)
+	g := grantOf(t)
 	deadline, hasDeadline := ctx.Deadline()
 	var timer *time.Timer
 	defer func() {
@@ -74,7 +81,7 @@ func (p *Pacer) acquireShared(ctx context.Context, t *Permit, idle *idling) (Rea
 	}()
 	for {
 		now := time.Now()
-		v := sh.state.Start(ctx, now, t.grant.g)
+		v := sh.state.Start(ctx, now, g)
 		if v.OK {
 			t.grant.granted.Store(true)
 			return why, nil
@@ -162,23 +169,24 @@ func (p *Pacer) refuseShared(t *Permit, retry time.Duration, why Reason) *Thrott
 func (p *Pacer) reportShared(t *Permit, rl RateLimit, latency time.Duration) {
 	if p.shared != nil && t.grant.granted.CompareAndSwap(true, false) {
 		now := time.Now()
+		g := grantOf(t)
 		start := t.admittedAt
 		if p.cpu.on() {
-			start = t.cpuStart // the State's grant
+			start = p.cpuStartOf(t) // the State's grant
 		}
-		t.grant.g.Took = tookOf(start, now, latency)
+		g.Took = tookOf(start, now, latency)
 		if rl.Refused && !rl.Hinted(now) {
 			p.mu.Lock()
 			rl.RetryAfter, rl.HasRetryAfter = p.budget.unhintedPause(now), true
 			p.mu.Unlock()
 		}
-		p.shared.state.Done(context.Background(), now, t.grant.g, rl)
+		p.shared.state.Done(context.Background(), now, g, rl)
 	}
 }
 
 // unsentShared tells the State that t's request was never sent.
 func (p *Pacer) unsentShared(t *Permit) {
 	if p.shared != nil && t.grant.granted.CompareAndSwap(true, false) {
-		p.shared.state.Unsent(context.Background(), time.Now(), t.grant.g)
+		p.shared.state.Unsent(context.Background(), time.Now(), grantOf(t))
 	}
 }
