@@ -244,13 +244,14 @@ func TestPacingReachesThePacer(t *testing.T) {
 		wantPeak: 2,
 	}, {
 		// Before any answer a request is expected to take the whole
-		// budget; then 2 s, and each counts 2 s until a minute after
-		// its answer.
+		// budget (3 s); then 2 s, and each counts its 2 s until a minute
+		// after its answer: one at a time, each a minute after the
+		// answer before it.
 		name:     "CPUPerMinute",
-		pacing:   func(p *Pacing) { p.WriteInterval, p.PointsPerMinute, p.CPUPerMinute = 0, 0, 4*time.Second },
+		pacing:   func(p *Pacing) { p.WriteInterval, p.PointsPerMinute, p.CPUPerMinute = 0, 0, 3*time.Second },
 		delay:    2 * time.Second,
 		calls:    []string{get, get, get, get},
-		want:     []time.Duration{0, 2 * time.Second, 62 * time.Second, 64 * time.Second},
+		want:     []time.Duration{0, 62 * time.Second, 124 * time.Second, 186 * time.Second},
 		wantPeak: 1,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
