@@ -171,6 +171,9 @@ func (b *cpuBudget) done(t *Permit, now time.Time, took time.Duration) {
 // counts: the latency reported, at most the time since start; that time
 // when none was reported.
 func tookOf(start, now time.Time, latency time.Duration) time.Duration {
+	if start.IsZero() { // never granted: no time of its own to bound it
+		return max(latency, 0)
+	}
 	since := max(now.Sub(start), 0)
 	if latency <= 0 || latency > since {
 		return since
