@@ -163,6 +163,7 @@ func (m *metrics) watch(creds *credentials) error {
 			cred := metric.WithAttributes(attribute.String("credential", st.label))
 			o.ObserveInt64(queue, int64(ps.Queued), cred)
 			o.ObserveInt64(m.pacer.pointsUsed, int64(ps.PointsUsed), cred)
+			o.ObserveFloat64(m.pacer.cpuUsed, ps.CPUUsed.Seconds(), cred)
 		}
 		now := time.Now()
 		m.mu.Lock()
@@ -181,7 +182,7 @@ func (m *metrics) watch(creds *credentials) error {
 			}
 		}
 		return nil
-	}, remaining, reset, queue, m.pacer.pointsUsed); err != nil {
+	}, remaining, reset, queue, m.pacer.pointsUsed, m.pacer.cpuUsed); err != nil {
 		return fmt.Errorf("upstream: metrics: %w", err)
 	}
 	return nil

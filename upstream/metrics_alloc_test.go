@@ -91,10 +91,10 @@ func TestAdmittedLabels(t *testing.T) {
 	o := m.observer(Credential)
 	o.Admitted(pace.Request{}, 0, 0)
 	o.Admitted(pace.Request{}, time.Second, pace.ReasonSpacing)
-	o.Admitted(pace.Request{}, time.Second, pace.ReasonContent)
-	o.Admitted(pace.Request{}, time.Second, pace.ReasonContent+1)
+	o.Admitted(pace.Request{}, time.Second, pace.ReasonCPU)
+	o.Admitted(pace.Request{}, time.Second, pace.ReasonCPU+1)
 	got := metricstest.Read(t, reader)
-	for _, reason := range []string{"none", "spacing", "content"} {
+	for _, reason := range []string{"none", "spacing", "cpu_time"} {
 		series := "secretbroker_pacer_wait_seconds{credential=" + Credential + ",reason=" + reason + "}"
 		want := 1.0
 		if reason == "none" {

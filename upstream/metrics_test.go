@@ -34,6 +34,7 @@ func TestAttemptMetrics(t *testing.T) {
 	dur := "secretbroker_upstream_request_duration_seconds{method=PUT,route=" + route + "}"
 	queue := "secretbroker_pacer_queue_depth{credential=token}"
 	points := "secretbroker_pacer_points_used{credential=token}"
+	cpu := "secretbroker_pacer_cpu_time_used_seconds{credential=token}" // the in-memory server answers at once
 	wait := func(reason string) string {
 		return "secretbroker_pacer_wait_seconds{credential=token,reason=" + reason + "}"
 	}
@@ -45,16 +46,16 @@ func TestAttemptMetrics(t *testing.T) {
 		want  map[string]float64
 		waits float64 // samples of secretbroker_pacer_wait_seconds, all reasons
 	}{
-		{"success", []string{"201"}, map[string]float64{req("201"): 1, dur: 1, queue: 0, points: 5, wait("none"): 1}, 1},
+		{"success", []string{"201"}, map[string]float64{req("201"): 1, dur: 1, queue: 0, cpu: 0, points: 5, wait("none"): 1}, 1},
 		{"server errors", []string{"502", "503", "201"}, map[string]float64{
-			req("502"): 1, req("503"): 1, req("201"): 1, dur: 3, retry("server_error"): 2, queue: 0, points: 15}, 3},
+			req("502"): 1, req("503"): 1, req("201"): 1, dur: 3, retry("server_error"): 2, queue: 0, cpu: 0, points: 15}, 3},
 		{"secondary rate limit", []string{"429", "204"}, map[string]float64{
-			req("429"): 1, req("204"): 1, dur: 2, retry("rate_limit"): 1, queue: 0,
+			req("429"): 1, req("204"): 1, dur: 2, retry("rate_limit"): 1, queue: 0, cpu: 0,
 			points:       5, // the 429's points left the window during the 60 s pause
 			wait("none"): 1, wait("secondary_pause"): 1, pauses: 1}, 2},
 		{"dropped connection", []string{"drop", "201"}, map[string]float64{
-			req("transport_error"): 1, req("201"): 1, dur: 2, retry("transport"): 1, queue: 0, points: 10}, 2},
-		{"not retried", []string{"422"}, map[string]float64{req("422"): 1, dur: 1, queue: 0, points: 5, wait("none"): 1}, 1},
+			req("transport_error"): 1, req("201"): 1, dur: 2, retry("transport"): 1, queue: 0, cpu: 0, points: 10}, 2},
+		{"not retried", []string{"422"}, map[string]float64{req("422"): 1, dur: 1, queue: 0, cpu: 0, points: 5, wait("none"): 1}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -196,6 +197,44 @@ func TestPacerQueueDepthMetric(t *testing.T) {
 		noErrors(t, errs)
 		if got := metricstest.Read(t, reader)[queue]; got != 0 {
 			t.Errorf("%s = %v once drained, want 0", queue, got)
+		}
+	})
+}
+
+// TestCPUTimeUsedMetric: the response time counted against the CPU-time
+// budget: a request in flight counts at least what it is expected to
+// take (before any answer, the first reserve, 10 s), a completed one its
+// response time, until a minute after its answer.
+func TestCPUTimeUsedMetric(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		s := newMemServer(func(n int, a arrival, w *memWriter, r *http.Request) {
+			<-gate
+			defaultAnswer(w, r)
+		})
+		reader := sdkmetric.NewManualReader()
+		p := DefaultPacing()
+		c := memClientWith(t, s, Config{Pacing: &p, MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
+		const cpu = "secretbroker_pacer_cpu_time_used_seconds{credential=token}"
+		var wg sync.WaitGroup
+		var err error
+		wg.Go(func() { _, err = c.GetSecret(t.Context(), repActions, "S") })
+		synctest.Wait()
+		if got := metricstest.Read(t, reader)[cpu]; got != pace.FirstReserve.Seconds() {
+			t.Errorf("%s = %v with the first request in flight, want %v", cpu, got, pace.FirstReserve.Seconds())
+		}
+		time.Sleep(1500 * time.Millisecond)
+		close(gate)
+		wg.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := metricstest.Read(t, reader)[cpu]; got != 1.5 {
+			t.Errorf("%s = %v after a request of 1.5 s, want 1.5", cpu, got)
+		}
+		time.Sleep(time.Minute)
+		if got := metricstest.Read(t, reader)[cpu]; got != 0 {
+			t.Errorf("%s = %v a minute later, want 0", cpu, got)
 		}
 	})
 }

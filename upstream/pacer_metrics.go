@@ -33,11 +33,12 @@ func pauseKind(why pace.Reason) string {
 }
 
 // pacerInstruments are the pacer's series other than the queue depth:
-// the waits of admitted requests, the points used in the window, the
-// pauses.
+// the waits of admitted requests, the points and the response time used
+// in the window, the pauses.
 type pacerInstruments struct {
 	wait       metric.Float64Histogram
-	pointsUsed metric.Int64ObservableGauge // observed in watch
+	pointsUsed metric.Int64ObservableGauge   // observed in watch
+	cpuUsed    metric.Float64ObservableGauge // observed in watch
 	pauses     metric.Int64Counter
 }
 
@@ -49,13 +50,20 @@ func newPacerInstruments(meter metric.Meter) (pacerInstruments, error) {
 	if in.wait, err = meter.Float64Histogram("secretbroker_pacer_wait_seconds",
 		metric.WithUnit("s"),
 		metric.WithDescription("How long each admitted request waited in the pacer, by credential and the reason that held it back longest: "+
-			"in_flight, spacing, points, primary, secondary_pause, backoff, content; none (0 s) for a request admitted at once."),
+			"in_flight, spacing, points, primary, secondary_pause, backoff, content, cpu_time; none (0 s) for a request admitted at once."),
 		metric.WithExplicitBucketBoundaries(0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)); err != nil {
 		return in, fmt.Errorf("upstream: metrics: %w", err)
 	}
 	if in.pointsUsed, err = meter.Int64ObservableGauge("secretbroker_pacer_points_used",
 		metric.WithDescription("Points of GitHub's secondary rate limit counted against the budget now, by credential: "+
 			"requests in flight and those completed within the last 60 s (GET 1, PUT and DELETE 5); 0 with the budget off.")); err != nil {
+		return in, fmt.Errorf("upstream: metrics: %w", err)
+	}
+	if in.cpuUsed, err = meter.Float64ObservableGauge("secretbroker_pacer_cpu_time_used_seconds",
+		metric.WithUnit("s"),
+		metric.WithDescription("Response time counted against the CPU-time budget now, by credential (GitHub's limit of 90 s of CPU time a minute, "+
+			"estimated by response time): requests in flight (each its time so far, at least what it is expected to take) "+
+			"and the response times of those completed within the last 60 s; 0 with the budget off.")); err != nil {
 		return in, fmt.Errorf("upstream: metrics: %w", err)
 	}
 	if in.pauses, err = meter.Int64Counter("secretbroker_pacer_pauses_total",
@@ -80,7 +88,7 @@ type pacerObserver struct {
 // observer returns the pace.Observer of the credential labelled label.
 func (m *metrics) observer(label string) pace.Observer {
 	o := pacerObserver{m: m, cred: attribute.String("credential", label)}
-	for r := range pace.ReasonContent + 1 {
+	for r := range pace.ReasonCPU + 1 {
 		o.waitOpts = append(o.waitOpts, []metric.RecordOption{metric.WithAttributeSet(
 			attribute.NewSet(o.cred, attribute.String("reason", WaitReason(r))))})
 	}

@@ -76,6 +76,7 @@ func TestWaitReasonAndPauseKind(t *testing.T) {
 		{pace.ReasonPause, "secondary_pause", "secondary"},
 		{pace.ReasonBackoff, "backoff", "backoff"},
 		{pace.ReasonContent, "content", ""},
+		{pace.ReasonCPU, "cpu_time", ""},
 	} {
 		if got := WaitReason(tc.why); got != tc.reason {
 			t.Errorf("WaitReason(%d) = %q, want %q", tc.why, got, tc.reason)

@@ -185,7 +185,7 @@ var testPut = PutSecretBody{EncryptedValue: "c2VhbGVk", KeyID: "k1"}
 func TestDefaultPacing(t *testing.T) {
 	want := Pacing{MaxInFlight: 10, WriteInterval: time.Second, PointsPerMinute: 900, MaxAttempts: 5,
 		BackoffBase: time.Second, BackoffMax: 60 * time.Second, SecondaryPause: 60 * time.Second,
-		WritesPerMinute: 80, WritesPerHour: 500}
+		WritesPerMinute: 80, WritesPerHour: 500, CPUPerMinute: 80 * time.Second}
 	if got := DefaultPacing(); got != want {
 		t.Errorf("DefaultPacing() = %+v, want %+v", got, want)
 	}
@@ -200,7 +200,7 @@ func TestDefaultPacing(t *testing.T) {
 		t.Errorf("defaults: credentials %v, logger %v", c.Credentials(), c.log)
 	}
 	wantCfg := pace.Config{MaxInFlight: 10, WriteInterval: time.Second, PointsPerMinute: 900, SecondaryPause: time.Minute,
-		WritesPerMinute: 80, WritesPerHour: 500}
+		WritesPerMinute: 80, WritesPerHour: 500, CPUPerMinute: 80 * time.Second}
 	if got := want.config(); got != wantCfg || got != pace.DefaultConfig() {
 		t.Errorf("DefaultPacing().config() = %+v, want %+v, pace's default", got, wantCfg)
 	}
@@ -242,6 +242,17 @@ func TestPacingReachesThePacer(t *testing.T) {
 		calls:    []string{del, del, del},
 		want:     []time.Duration{0, 0, time.Minute + time.Second},
 		wantPeak: 2,
+	}, {
+		// Before any answer a request is expected to take the whole
+		// budget (3 s); then 2 s, and each counts its 2 s until a minute
+		// after its answer: one at a time, each a minute after the
+		// answer before it.
+		name:     "CPUPerMinute",
+		pacing:   func(p *Pacing) { p.WriteInterval, p.PointsPerMinute, p.CPUPerMinute = 0, 0, 3*time.Second },
+		delay:    2 * time.Second,
+		calls:    []string{get, get, get, get},
+		want:     []time.Duration{0, 62 * time.Second, 124 * time.Second, 186 * time.Second},
+		wantPeak: 1,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

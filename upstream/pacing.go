@@ -59,12 +59,22 @@ type Pacing struct {
 	// still waiting after it is refused then. 0 (DefaultPacing) is no
 	// bound. Neither bound applies to a context made by WithoutQueueLimit.
 	MaxQueueWait time.Duration
+	// CPUPerMinute is the budget of response time in any sliding 60 s
+	// window, for GitHub's secondary limit of 90 s of CPU time per 60 s,
+	// which GitHub says response time roughly estimates: a request in
+	// flight counts its time so far (at least the longest of the recent
+	// response times, 10 s before any), a completed one its response time
+	// until 60 s after it completed, and a request is sent only while
+	// what counts, its own expected time included, fits. 0 turns it off.
+	CPUPerMinute time.Duration
 }
 
 // DefaultPacing returns GitHub's guidance for one credential: 10 requests
 // in flight, writes one at a time and 1 s apart, 900 points a minute, 80
-// writes a minute and 500 an hour, 5 attempts with a backoff from 1 s to
-// 60 s, and a 60 s pause after a secondary rate limit without retry-after.
+// writes a minute and 500 an hour, 80 s of response time a minute
+// (GitHub's 90 s of CPU time, with a margin), 5 attempts with a backoff
+// from 1 s to 60 s, and a 60 s pause after a secondary rate limit without
+// retry-after.
 func DefaultPacing() Pacing {
 	return Pacing{
 		MaxInFlight:     10,
@@ -76,6 +86,7 @@ func DefaultPacing() Pacing {
 		SecondaryPause:  time.Minute,
 		WritesPerMinute: pace.DefaultWritesPerMinute,
 		WritesPerHour:   pace.DefaultWritesPerHour,
+		CPUPerMinute:    pace.DefaultCPUPerMinute,
 	}
 }
 
@@ -145,6 +156,8 @@ func (p Pacing) Validate() error {
 		return bad("MaxQueue", p.MaxQueue, "must be 0 (no bound) or positive")
 	case p.MaxQueueWait < 0:
 		return bad("MaxQueueWait", p.MaxQueueWait, "must be 0 (no bound) or positive")
+	case p.CPUPerMinute < 0:
+		return bad("CPUPerMinute", p.CPUPerMinute, "must be 0 (off) or positive")
 	}
 	return nil
 }
@@ -169,6 +182,7 @@ func (p Pacing) config() pace.Config {
 		WritesPerHour:   p.WritesPerHour,
 		MaxQueue:        p.MaxQueue,
 		MaxQueueWait:    p.MaxQueueWait,
+		CPUPerMinute:    p.CPUPerMinute,
 	}
 }
 

@@ -45,6 +45,8 @@ func TestPacingValidate(t *testing.T) {
 		{name: "queue bounds", p: mod(func(p *Pacing) { p.MaxQueue, p.MaxQueueWait = 1000, 30*time.Second })},
 		{name: "MaxQueue negative", p: mod(func(p *Pacing) { p.MaxQueue = -1 }), field: "MaxQueue", value: -1, ruleHas: "0 (no bound)"},
 		{name: "MaxQueueWait negative", p: mod(func(p *Pacing) { p.MaxQueueWait = -time.Second }), field: "MaxQueueWait", value: -time.Second, ruleHas: "0 (no bound)"},
+		{name: "CPU time off", p: mod(func(p *Pacing) { p.CPUPerMinute = 0 })},
+		{name: "CPU time negative", p: mod(func(p *Pacing) { p.CPUPerMinute = -time.Second }), field: "CPUPerMinute", value: -time.Second, ruleHas: "0 (off)"},
 		{name: "first field wins", p: Pacing{MaxInFlight: 101, WriteInterval: -1, MaxAttempts: 0}, field: "MaxInFlight", value: 101, ruleHas: "between 1 and 100"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

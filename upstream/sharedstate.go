@@ -24,6 +24,7 @@ func (p Pacing) StateLimits() pace.StateLimits {
 		WritesPerHour:   p.WritesPerHour,
 		SecondaryPause:  p.SecondaryPause,
 		MaxInFlight:     MaxInFlightLimit,
+		CPUPerMinute:    p.CPUPerMinute,
 	}
 }
 

@@ -34,8 +34,8 @@ const (
 
 // WaitReason is the label of a pacer wait's reason, on the pacer's span
 // (secretbroker.pacer.reason) and in the retry log lines: spacing,
-// points, primary, secondary_pause, in_flight, backoff; "none" for no
-// wait.
+// points, primary, secondary_pause, in_flight, backoff, content,
+// cpu_time; "none" for no wait.
 func WaitReason(r pace.Reason) string {
 	switch r {
 	case pace.ReasonSpacing:
@@ -52,6 +52,8 @@ func WaitReason(r pace.Reason) string {
 		return "backoff"
 	case pace.ReasonContent:
 		return "content"
+	case pace.ReasonCPU:
+		return "cpu_time"
 	}
 	return "none"
 }

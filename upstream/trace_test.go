@@ -29,7 +29,7 @@ func spanAttrs(s sdktrace.ReadOnlySpan) map[attribute.Key]string {
 func TestWaitReason(t *testing.T) {
 	for r, want := range map[pace.Reason]string{
 		pace.ReasonSpacing: "spacing", pace.ReasonBudget: "points", pace.ReasonPrimary: "primary",
-		pace.ReasonPause: "secondary_pause", pace.ReasonQueue: "in_flight", pace.ReasonBackoff: "backoff", pace.ReasonContent: "content", 0: "none",
+		pace.ReasonPause: "secondary_pause", pace.ReasonQueue: "in_flight", pace.ReasonBackoff: "backoff", pace.ReasonContent: "content", pace.ReasonCPU: "cpu_time", 0: "none",
 	} {
 		if got := WaitReason(r); got != want {
 			t.Errorf("WaitReason(%v) = %q, want %q", r, got, want)

@@ -37,8 +37,8 @@ const (
 
 func describeLimits() string {
 	l := emulator.GitHubLimits()
-	return fmt.Sprintf("%d points a minute, %d concurrent requests, %d requests an hour, %d writes a minute and %d an hour",
-		l.PointsPerMinute, l.MaxConcurrent, l.PrimaryPerHour, l.WritesPerMinute, l.WritesPerHour)
+	return fmt.Sprintf("%d points a minute, %d concurrent requests, %v of response time (CPU time) a minute, %d requests an hour, %d writes a minute and %d an hour",
+		l.PointsPerMinute, l.MaxConcurrent, l.CPUPerMinute, l.PrimaryPerHour, l.WritesPerMinute, l.WritesPerHour)
 }
 
 // result is what one run measured.

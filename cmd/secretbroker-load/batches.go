@@ -47,6 +47,7 @@ func pacingOffFlags() []string {
 	return []string{
 		"--upstream-write-interval=0",
 		"--upstream-points-per-minute=0",
+		"--upstream-cpu-time-per-minute=0",
 		"--upstream-writes-per-minute=0",
 		"--upstream-writes-per-hour=0",
 		"--upstream-max-in-flight=100",

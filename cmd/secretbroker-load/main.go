@@ -49,8 +49,9 @@
 // this process on a loopback port, and the broker runs without --dev
 // against it (--upstream-url, the token as GITHUB_TOKEN in its environment
 // only) with its pacing limits off (--upstream-write-interval=0
-// --upstream-points-per-minute=0 --upstream-writes-per-minute=0
-// --upstream-writes-per-hour=0 --upstream-max-in-flight=100) and its
+// --upstream-points-per-minute=0 --upstream-cpu-time-per-minute=0
+// --upstream-writes-per-minute=0 --upstream-writes-per-hour=0
+// --upstream-max-in-flight=100) and its
 // per-caller limits off (--caller-max-concurrent=0 --caller-rps=0) so that
 // the front door refuses none of the flooder's calls. --batches goroutines
 // (default 50), each over its own connection, send --batch-rounds

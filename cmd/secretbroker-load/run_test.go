@@ -767,7 +767,7 @@ func TestBatchesFlags(t *testing.T) {
 	want := []string{
 		"--upstream-url=http://127.0.0.1:4321", "--grpc-addr=127.0.0.1:1", "--http-addr=127.0.0.1:2",
 		"--callers-file=/tmp/c/callers.yaml", "--policy-file=/tmp/c/policy.yaml", "--shutdown-timeout=15s",
-		"--upstream-write-interval=0", "--upstream-points-per-minute=0", "--upstream-writes-per-minute=0", "--upstream-writes-per-hour=0",
+		"--upstream-write-interval=0", "--upstream-points-per-minute=0", "--upstream-cpu-time-per-minute=0", "--upstream-writes-per-minute=0", "--upstream-writes-per-hour=0",
 		"--upstream-max-in-flight=100",
 		"--caller-max-concurrent=0", "--caller-rps=0", "--max-working-calls=0",
 		"--log-level=warn", // the pass-through flags last, so that they override
@@ -814,7 +814,7 @@ func TestBatchesTable(t *testing.T) {
 		"### batches: 50 concurrent batches of 1000 values of 64 bytes, pacing limits off",
 		"Not part of --scenario all",
 		"--upstream-url=http://127.0.0.1:PORT --grpc-addr=127.0.0.1:PORT",
-		"--upstream-write-interval=0 --upstream-points-per-minute=0 --upstream-writes-per-minute=0 --upstream-writes-per-hour=0 --upstream-max-in-flight=100 --caller-max-concurrent=0 --caller-rps=0",
+		"--upstream-write-interval=0 --upstream-points-per-minute=0 --upstream-cpu-time-per-minute=0 --upstream-writes-per-minute=0 --upstream-writes-per-hour=0 --upstream-max-in-flight=100 --caller-max-concurrent=0 --caller-rps=0",
 		"front door refuses none of the flooder's calls",
 		"GetSecret of repos/octo-org/hello-world/actions/secrets/PROBE",
 		"| target: prober p99 < 50 ms, every probe OK | yes |",

@@ -125,6 +125,12 @@ type Config struct {
 	// Default 900, GitHub's limit; 0 turns the budget off.
 	UpstreamPointsPerMinute int
 
+	// UpstreamCPUTimePerMinute is the budget of response time in any 60 s
+	// window, for GitHub's secondary limit of 90 s of CPU time per 60 s
+	// (which GitHub says response time roughly estimates). Flag
+	// --upstream-cpu-time-per-minute. Default 80s; 0 turns it off.
+	UpstreamCPUTimePerMinute time.Duration
+
 	// SharedPacing holds the content-creation limits and the Redis the
 	// replicas share their pacing through (sharedpacing.go).
 	SharedPacing
@@ -374,6 +380,8 @@ Flags:
 	fs.IntVar(&cfg.UpstreamPointsPerMinute, "upstream-points-per-minute", pacing.PointsPerMinute,
 		fmt.Sprintf("GitHub's secondary rate limit budget in any 60 s window (GET 1 point, PUT/DELETE 5); 0 turns it off, else at least %d",
 			upstream.MinPointsPerMinute))
+	fs.DurationVar(&cfg.UpstreamCPUTimePerMinute, "upstream-cpu-time-per-minute", pacing.CPUPerMinute,
+		"budget of response time in any 60 s window, for GitHub's secondary limit of 90 s of CPU time a minute (a request in flight counts its time so far, at least the longest recent response time); 0 turns it off")
 	fs.IntVar(&cfg.UpstreamMaxAttempts, "upstream-max-attempts", pacing.MaxAttempts,
 		fmt.Sprintf("tries per GitHub request on a rate limit, a 5xx or a dropped connection (1 to %d)", upstream.MaxAttemptsLimit))
 	cfg.SharedPacing.register(fs, pacing)
@@ -383,7 +391,7 @@ Flags:
 	fs.BoolVar(&cfg.Dev, "dev", false,
 		"run against the embedded GitHub emulator with demo data; listen on loopback only")
 	fs.Var(onOff{&cfg.DevLimitsOff}, "dev-limits",
-		"with --dev, on or off: off lifts the emulator's GitHub rate limits and the broker's write spacing, points budget and in-flight cap toward it (unless those flags are given), for load tests")
+		"with --dev, on or off: off lifts the emulator's GitHub rate limits and the broker's write spacing, points and CPU-time budgets and in-flight cap toward it (unless those flags are given), for load tests")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout,
 		"how long a shutdown waits for in-flight calls before it cuts them")
 	fs.DurationVar(&cfg.GRPCMaxConnectionAge, "grpc-max-connection-age", defaultGRPCMaxConnectionAge,
@@ -680,6 +688,7 @@ func (c *Config) UpstreamPacing() upstream.Pacing {
 	p.MaxInFlight = c.UpstreamMaxInFlight
 	p.WriteInterval = c.UpstreamWriteInterval
 	p.PointsPerMinute = c.UpstreamPointsPerMinute
+	p.CPUPerMinute = c.UpstreamCPUTimePerMinute
 	p.MaxAttempts = c.UpstreamMaxAttempts
 	p.WritesPerMinute = c.UpstreamWritesPerMinute
 	p.WritesPerHour = c.UpstreamWritesPerHour
@@ -727,6 +736,8 @@ func pacingFlag(field string) string {
 		return "--upstream-max-queue"
 	case "MaxQueueWait":
 		return "--max-queue-wait"
+	case "CPUPerMinute":
+		return "--upstream-cpu-time-per-minute"
 	}
 	return ""
 }
@@ -872,6 +883,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("upstream_max_in_flight", c.UpstreamMaxInFlight),
 		slog.Duration("upstream_write_interval", c.UpstreamWriteInterval),
 		slog.Int("upstream_points_per_minute", c.UpstreamPointsPerMinute),
+		slog.Duration("upstream_cpu_time_per_minute", c.UpstreamCPUTimePerMinute),
 		slog.Int("upstream_max_attempts", c.UpstreamMaxAttempts),
 		slog.Int("upstream_writes_per_minute", c.UpstreamWritesPerMinute),
 		slog.Int("upstream_writes_per_hour", c.UpstreamWritesPerHour),

@@ -56,6 +56,7 @@ func TestLoadConfig(t *testing.T) {
 		UpstreamMaxInFlight:       10,
 		UpstreamWriteInterval:     time.Second,
 		UpstreamPointsPerMinute:   900,
+		UpstreamCPUTimePerMinute:  80 * time.Second,
 		UpstreamMaxAttempts:       5,
 		KeyTTL:                    10 * time.Minute,
 		ShutdownTimeout:           15 * time.Second,
@@ -109,6 +110,7 @@ func TestLoadConfig(t *testing.T) {
 				"SECRETBROKER_UPSTREAM_MAX_IN_FLIGHT":       "100",
 				"SECRETBROKER_UPSTREAM_WRITE_INTERVAL":      "0s",
 				"SECRETBROKER_UPSTREAM_POINTS_PER_MINUTE":   "0",
+				"SECRETBROKER_UPSTREAM_CPU_TIME_PER_MINUTE": "30s",
 				"SECRETBROKER_UPSTREAM_MAX_ATTEMPTS":        "1",
 				"SECRETBROKER_KEY_TTL":                      "1h",
 				"SECRETBROKER_SHUTDOWN_TIMEOUT":             "3s",
@@ -125,6 +127,7 @@ func TestLoadConfig(t *testing.T) {
 				c.UpstreamMaxInFlight = 100
 				c.UpstreamWriteInterval = 0
 				c.UpstreamPointsPerMinute = 0
+				c.UpstreamCPUTimePerMinute = 30 * time.Second
 				c.UpstreamMaxAttempts = 1
 				c.KeyTTL = time.Hour
 				c.ShutdownTimeout = 3 * time.Second
@@ -583,6 +586,7 @@ func TestPacingFlagErrors(t *testing.T) {
 		{"--upstream-write-interval=-2s", "--upstream-write-interval", func(p *upstream.Pacing) { p.WriteInterval = -2 * time.Second }, "-2s"},
 		{"--upstream-points-per-minute=4", "--upstream-points-per-minute", func(p *upstream.Pacing) { p.PointsPerMinute = 4 }, "4"},
 		{"--upstream-points-per-minute=-1", "--upstream-points-per-minute", func(p *upstream.Pacing) { p.PointsPerMinute = -1 }, "-1"},
+		{"--upstream-cpu-time-per-minute=-1s", "--upstream-cpu-time-per-minute", func(p *upstream.Pacing) { p.CPUPerMinute = -time.Second }, "-1s"},
 		{"--upstream-max-attempts=0", "--upstream-max-attempts", func(p *upstream.Pacing) { p.MaxAttempts = 0 }, "0"},
 		{"--upstream-max-attempts=21", "--upstream-max-attempts", func(p *upstream.Pacing) { p.MaxAttempts = 21 }, "21"},
 	} {

@@ -41,7 +41,7 @@ func (f onOff) Set(s string) error {
 // unless they are given.
 func devLimitsPacingFlags() []string {
 	return []string{"upstream-max-in-flight", "upstream-write-interval", "upstream-points-per-minute",
-		"upstream-writes-per-minute", "upstream-writes-per-hour"}
+		"upstream-cpu-time-per-minute", "upstream-writes-per-minute", "upstream-writes-per-hour"}
 }
 
 // applyDevLimits applies --dev-limits=off: the embedded emulator enforces
@@ -49,7 +49,8 @@ func devLimitsPacingFlags() []string {
 // pacing toward it is off too, as against GitHub Enterprise Server with
 // rate limits turned off: writes neither spaced nor serialized
 // (--upstream-write-interval=0), no points budget
-// (--upstream-points-per-minute=0), no content budgets
+// (--upstream-points-per-minute=0), no CPU-time budget
+// (--upstream-cpu-time-per-minute=0), no content budgets
 // (--upstream-writes-per-minute=0, --upstream-writes-per-hour=0) and
 // GitHub's most requests in flight (--upstream-max-in-flight=100), each
 // unless given as a flag or in the
@@ -78,6 +79,8 @@ func (c *Config) applyDevLimits(given map[string]bool, lookupEnv func(string) (s
 			c.UpstreamWriteInterval = 0
 		case "upstream-points-per-minute":
 			c.UpstreamPointsPerMinute = 0
+		case "upstream-cpu-time-per-minute":
+			c.UpstreamCPUTimePerMinute = 0
 		case "upstream-writes-per-minute":
 			c.UpstreamWritesPerMinute = 0
 		case "upstream-writes-per-hour":

@@ -20,6 +20,7 @@ func TestDevLimitsConfig(t *testing.T) {
 		maxInFlight int
 		interval    time.Duration
 		points      int
+		cpu         time.Duration
 		perMinute   int
 		perHour     int
 	}
@@ -31,16 +32,17 @@ func TestDevLimitsConfig(t *testing.T) {
 		wantErr string
 	}{
 		{name: "dev keeps the limits by default", args: []string{"--dev"},
-			want: pacing{false, def.MaxInFlight, def.WriteInterval, def.PointsPerMinute, def.WritesPerMinute, def.WritesPerHour}},
+			want: pacing{false, def.MaxInFlight, def.WriteInterval, def.PointsPerMinute, def.CPUPerMinute, def.WritesPerMinute, def.WritesPerHour}},
 		{name: "on", args: []string{"--dev", "--dev-limits=on"},
-			want: pacing{false, def.MaxInFlight, def.WriteInterval, def.PointsPerMinute, def.WritesPerMinute, def.WritesPerHour}},
+			want: pacing{false, def.MaxInFlight, def.WriteInterval, def.PointsPerMinute, def.CPUPerMinute, def.WritesPerMinute, def.WritesPerHour}},
 		{name: "off lifts the pacing", args: []string{"--dev", "--dev-limits=off"},
-			want: pacing{true, upstream.MaxInFlightLimit, 0, 0, 0, 0}},
+			want: pacing{true, upstream.MaxInFlightLimit, 0, 0, 0, 0, 0}},
 		{name: "off from the environment", env: map[string]string{"SECRETBROKER_DEV": "true", "SECRETBROKER_DEV_LIMITS": "off"},
-			want: pacing{true, upstream.MaxInFlightLimit, 0, 0, 0, 0}},
+			want: pacing{true, upstream.MaxInFlightLimit, 0, 0, 0, 0, 0}},
 		{name: "off keeps pacing flags given", args: []string{"--dev", "--dev-limits=off", "--upstream-write-interval=250ms", "--upstream-max-in-flight=7", "--upstream-writes-per-hour=900"},
-			env:  map[string]string{"SECRETBROKER_UPSTREAM_POINTS_PER_MINUTE": "600", "SECRETBROKER_UPSTREAM_WRITES_PER_MINUTE": "70"},
-			want: pacing{true, 7, 250 * time.Millisecond, 600, 70, 900}},
+			env: map[string]string{"SECRETBROKER_UPSTREAM_POINTS_PER_MINUTE": "600", "SECRETBROKER_UPSTREAM_WRITES_PER_MINUTE": "70",
+				"SECRETBROKER_UPSTREAM_CPU_TIME_PER_MINUTE": "45s"},
+			want: pacing{true, 7, 250 * time.Millisecond, 600, 45 * time.Second, 70, 900}},
 		{name: "off without dev", args: []string{"--dev-limits=off"}, env: map[string]string{"GITHUB_TOKEN": "ghp_x"},
 			wantErr: "--dev-limits=off applies to --dev only"},
 		{name: "neither on nor off", args: []string{"--dev", "--dev-limits=false"}, wantErr: "must be on or off"},
@@ -58,7 +60,7 @@ func TestDevLimitsConfig(t *testing.T) {
 				t.Fatalf("loadConfig: %v", err)
 			}
 			got := pacing{cfg.DevLimitsOff, cfg.UpstreamMaxInFlight, cfg.UpstreamWriteInterval, cfg.UpstreamPointsPerMinute,
-				cfg.UpstreamWritesPerMinute, cfg.UpstreamWritesPerHour}
+				cfg.UpstreamCPUTimePerMinute, cfg.UpstreamWritesPerMinute, cfg.UpstreamWritesPerHour}
 			if got != tt.want {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}

@@ -44,7 +44,9 @@
 // Options.Limits makes the server enforce GitHub's published rate limits
 // for the REST API (see Limits); the zero value enforces none. Secondary
 // limits: points per sliding minute (1 for GET, HEAD and OPTIONS, 5 for
-// POST, PATCH, PUT and DELETE) and requests in flight at once; a
+// POST, PATCH, PUT and DELETE), requests in flight at once, and CPU time
+// per sliding minute, taken to be the requests' response time
+// (Limits.CPUPerMinute, counted in Stats.CPUViolations too); a
 // violation gets 403 (or Limits.SecondaryStatus) with GitHub's "You have
 // exceeded a secondary rate limit" body and, unless omitted on purpose, a
 // Retry-After header, and starts a penalty during which every request is

@@ -1,10 +1,14 @@
 package emulator
 
+import "time"
+
 // GitHubLimits returns github.com's published rate limits for the REST API
 // with one user token, per "Rate limits for the REST API": a secondary
 // budget of 900 points a minute, at most 100 requests in flight at once,
-// a primary quota of 5,000 requests an hour, and the content-creation
-// limits of 80 content-generating requests a minute and 500 an hour. The other fields keep
+// no more than 90 s of CPU time (response time, as GitHub suggests
+// estimating it) per 60 s, a primary quota of 5,000 requests an hour, and
+// the content-creation limits of 80 content-generating requests a minute
+// and 500 an hour. The other fields keep
 // their zero values: secondary answers are 403 with Retry-After, and a
 // violation is followed by a 60 s penalty.
 //
@@ -14,5 +18,6 @@ package emulator
 // defaults (package upstream), so that a test against the emulator checks
 // the client against GitHub's numbers rather than against itself.
 func GitHubLimits() Limits {
-	return Limits{PointsPerMinute: 900, MaxConcurrent: 100, PrimaryPerHour: 5000, WritesPerMinute: 80, WritesPerHour: 500}
+	return Limits{PointsPerMinute: 900, MaxConcurrent: 100, PrimaryPerHour: 5000, WritesPerMinute: 80, WritesPerHour: 500,
+		CPUPerMinute: 90 * time.Second}
 }

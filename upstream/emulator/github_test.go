@@ -8,7 +8,8 @@ import (
 )
 
 func TestGitHubLimits(t *testing.T) {
-	want := emulator.Limits{PointsPerMinute: 900, MaxConcurrent: 100, PrimaryPerHour: 5000, WritesPerMinute: 80, WritesPerHour: 500}
+	want := emulator.Limits{PointsPerMinute: 900, MaxConcurrent: 100, PrimaryPerHour: 5000, WritesPerMinute: 80, WritesPerHour: 500,
+		CPUPerMinute: 90 * time.Second}
 	if got := emulator.GitHubLimits(); got != want {
 		t.Fatalf("GitHubLimits() = %+v, want github.com's %+v", got, want)
 	}

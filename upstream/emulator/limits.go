@@ -32,8 +32,8 @@ const (
 // authentication, so requests with a bad token use the quota too.
 //
 // A request is first checked against the secondary limits (a running
-// penalty, MaxConcurrent, PointsPerMinute, in that order) and then against
-// the primary quota. A request refused by any of them uses neither points
+// penalty, MaxConcurrent, PointsPerMinute, CPUPerMinute, the content
+// limits, in that order) and then against the primary quota. A request refused by any of them uses neither points
 // nor primary quota, and does not take an injected fault.
 type Limits struct {
 	// PointsPerMinute is the secondary limit on points in any sliding 60 s
@@ -94,6 +94,16 @@ type Limits struct {
 	// secondary answer without Retry-After: 0 means never, 1 always, 3 the
 	// third, sixth, ... since New or ResetLimits.
 	OmitRetryAfterEvery int
+	// CPUPerMinute is the secondary limit on CPU time ("no more than 90
+	// seconds of CPU time per 60 seconds of real time"), which GitHub says
+	// the total response time roughly estimates, and which the server
+	// takes it to be: a request accepted counts its time so far while in
+	// flight (from its arrival until its answer is written, injected
+	// latency included) and its whole response time until 60 s after its
+	// answer. A request arriving while the requests of the last 60 s count
+	// CPUPerMinute or more gets the secondary answer and counts as a CPU
+	// violation. github.com allows 90 s; 0 means no limit.
+	CPUPerMinute time.Duration
 }
 
 // Stats are the server's counters since New or ResetCounts.
@@ -110,6 +120,13 @@ type Stats struct {
 	// content-creation limit (WritesPerMinute, WritesPerHour) was spent;
 	// each is a secondary violation too.
 	ContentViolations int
+	// CPUViolations is how many requests were refused because
+	// CPUPerMinute was spent; each is a secondary violation too.
+	CPUViolations int
+	// PeakCPU is the most response time the requests of a 60 s window
+	// counted (as CPUPerMinute counts them) when a request arrived,
+	// counted whether or not CPUPerMinute is set.
+	PeakCPU time.Duration
 	// PrimaryViolations is how many requests were refused because the
 	// primary quota was used up.
 	PrimaryViolations int
@@ -142,6 +159,7 @@ func (s *Server) ResetLimits() {
 	defer s.mu.Unlock()
 	s.lim = limitState{}
 	s.limBy = nil
+	s.resets++
 }
 
 // limitState is where the rate limits stand. It lives under s.mu.
@@ -154,6 +172,7 @@ type limitState struct {
 	primaryUsed  int
 	secondarySeq int // secondary answers sent, for OmitRetryAfterEvery
 	content      contentLog
+	cpu          cpuLog
 }
 
 type pointsAt struct {
@@ -168,6 +187,8 @@ type admission struct {
 	primary bool      // the request used primary quota
 	window  time.Time // the start of the primary window it used
 	st      *limitState
+	arrived time.Time // when an accepted request arrived; zero when refused
+	resets  int       // Server.resets then
 }
 
 // cost is the points a request costs under the secondary limit.
@@ -210,6 +231,8 @@ func (s *Server) admit(now time.Time, method, key string) admission {
 		s.slidePoints(st, now)
 	}
 	points := cost(method)
+	cpuUsed := st.cpu.used(now)
+	s.stats.PeakCPU = max(s.stats.PeakCPU, cpuUsed)
 
 	penalty := l.SecondaryPenalty
 	if penalty == 0 {
@@ -228,6 +251,9 @@ func (s *Server) admit(now time.Time, method, key string) admission {
 		wait = time.Second
 	case l.PointsPerMinute > 0 && st.pointsSum+points > l.PointsPerMinute:
 		wait = s.pointsWait(st, now, points)
+	case l.CPUPerMinute > 0 && cpuUsed >= l.CPUPerMinute:
+		s.stats.CPUViolations++
+		wait = st.cpu.wait(now, l.CPUPerMinute)
 	default:
 		wait = s.contentWait(st, now, method)
 	}
@@ -248,6 +274,8 @@ func (s *Server) admit(now time.Time, method, key string) admission {
 	}
 
 	s.stats.Points += points
+	st.cpu.start(now)
+	a.arrived, a.resets = now, s.resets
 	s.contentAdd(st, now, method)
 	if l.PointsPerMinute > 0 {
 		st.points = append(st.points, pointsAt{at: now, points: points})
@@ -364,4 +392,82 @@ func ceilSecond(t time.Time) time.Time {
 // requestID makes a request id in the shape of GitHub's X-GitHub-Request-Id.
 func requestID(seq uint64, now time.Time) string {
 	return fmt.Sprintf("E4E4:%04X:%06X:%06X:%08X", seq>>48&0xFFFF, seq>>24&0xFFFFFF, seq&0xFFFFFF, uint32(now.Unix()))
+}
+
+// cpuLog is the response time of the accepted requests, GitHub's estimate
+// of their CPU time (Limits.CPUPerMinute): those in flight, by their
+// count and the sum of their arrivals (after base, the first arrival
+// since none was in flight), and those answered within the last minute,
+// oldest first.
+type cpuLog struct {
+	flying   int
+	base     time.Time
+	arrivals time.Duration
+	done     []cpuDone
+	doneSum  time.Duration
+}
+
+type cpuDone struct {
+	at  time.Time // when the answer was written
+	dur time.Duration
+}
+
+// start counts a request arriving at now in flight.
+func (l *cpuLog) start(now time.Time) {
+	if l.flying == 0 {
+		l.base, l.arrivals = now, 0
+	}
+	l.flying++
+	l.arrivals += now.Sub(l.base)
+}
+
+// finish takes a request that arrived at arrived out of flight, answered
+// at now.
+func (l *cpuLog) finish(arrived, now time.Time) {
+	l.flying--
+	l.arrivals -= arrived.Sub(l.base)
+	d := max(now.Sub(arrived), 0)
+	l.done = append(l.done, cpuDone{at: now, dur: d})
+	l.doneSum += d
+}
+
+// used returns what the requests count at now: the in-flight ones their
+// time so far, those answered within the last minute their response time.
+func (l *cpuLog) used(now time.Time) time.Duration {
+	cut := now.Add(-pointsWindow)
+	n := 0
+	for n < len(l.done) && !l.done[n].at.After(cut) {
+		l.doneSum -= l.done[n].dur
+		n++
+	}
+	if n > 0 {
+		l.done = append(l.done[:0], l.done[n:]...)
+	}
+	return l.doneSum + time.Duration(l.flying)*now.Sub(l.base) - l.arrivals
+}
+
+// wait is how long until what the answered requests count falls below
+// limit (as if the requests in flight were answered now), at least 1 s.
+func (l *cpuLog) wait(now time.Time, limit time.Duration) time.Duration {
+	over := l.used(now) - limit
+	for _, d := range l.done {
+		if over -= d.dur; over < 0 {
+			return max(d.at.Add(pointsWindow).Sub(now), time.Second)
+		}
+	}
+	return time.Second
+}
+
+// cpuFinish takes an accepted request out of flight once its answer is
+// written or its connection dropped.
+// A request that arrived before ResetLimits is forgotten.
+func (s *Server) cpuFinish(a admission) {
+	if a.arrived.IsZero() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a.resets == s.resets {
+		a.st.cpu.finish(a.arrived, time.Now())
+	}
 }

@@ -647,3 +647,40 @@ func TestStatsAndResets(t *testing.T) {
 		}
 	})
 }
+
+// CPUPerMinute counts the response time of the accepted requests: those
+// in flight their time so far, those answered their whole time until a
+// minute after their answer. A request arriving when the window counts the
+// limit or more gets the secondary answer, Retry-After until enough
+// answered requests leave it, and uses nothing.
+func TestCPUPerMinute(t *testing.T) {
+	inBubble(t, emulator.Options{Limits: emulator.Limits{CPUPerMinute: 10 * time.Second, SecondaryPenalty: -1}}, func(t *testing.T, e *env, t0 time.Time) {
+		// Three answered in 2 s each at t0+2s: 6 s.
+		e.emu.InjectFault(emulator.Fault{Route: emulator.RouteListOrgSecrets, Latency: 2 * time.Second, Times: 5})
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() { e.want(e.do("GET", listOrg, nil), 200) })
+		}
+		wg.Wait()
+		// Two more, in flight: at t0+3s they count 1 s each, 8 s in all.
+		for range 2 {
+			wg.Go(func() { e.want(e.do("GET", listOrg, nil), 200) })
+		}
+		sleepUntil(t, t0.Add(3*time.Second))
+		e.want(e.do("GET", "/"+repoActs+"/secrets", nil), 200)
+		// At t0+4s they are answered: 10 s, the limit.
+		wg.Wait()
+		if ra := e.wantSecondary(e.do("GET", "/"+repoActs+"/secrets", nil), 403); ra != 58 {
+			t.Errorf("Retry-After %d, want 58: the first three leave the window at t0+62s", ra)
+		}
+		st := e.emu.Stats()
+		if st.CPUViolations != 1 || st.SecondaryViolations != 1 || st.PeakCPU != 10*time.Second {
+			t.Errorf("stats %+v, want 1 CPU violation, a peak of 10s", st)
+		}
+		sleepUntil(t, t0.Add(62*time.Second))
+		e.want(e.do("GET", "/"+repoActs+"/secrets", nil), 200)
+		if st := e.emu.Stats(); st.PeakCPU != 10*time.Second || st.CPUViolations != 1 {
+			t.Errorf("stats %+v, want the peak and violations unchanged", st)
+		}
+	})
+}

@@ -79,6 +79,7 @@ type Server struct {
 	stats   Stats                  // Requests unused: total is the count
 	lim     limitState             // the rate limits' windows (of everything but installation tokens)
 	limBy   map[string]*limitState // the rate limits' windows per installation
+	resets  int                    // ResetLimits calls: requests from before are forgotten
 	app     appState
 	reqSeq  uint64 // last request id handed out
 
@@ -439,6 +440,7 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, apiPrefix st
 	}
 	s.mu.Unlock()
 	defer s.leave()
+	defer s.cpuFinish(adm) // also when a fault drops the connection
 	if fault != nil && fault.Arrived != nil {
 		select {
 		case fault.Arrived <- struct{}{}:

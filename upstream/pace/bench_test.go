@@ -19,9 +19,21 @@ import (
 // spaced, so only capacity holds the requests back: the figure is the
 // pacer's own cost per event with a long queue.
 func BenchmarkPacer10kQueued(b *testing.B) {
-	const callers, perCaller, maxInFlight = 100, 100, 10
+	benchPacer10kQueued(b, Config{MaxInFlight: 10})
+}
+
+// BenchmarkPacer10kQueuedCPUBudget is BenchmarkPacer10kQueued with the
+// CPU-time budget on (DefaultCPUPerMinute, which the answers of a
+// millisecond never fill): what it costs each admission and completion.
+func BenchmarkPacer10kQueuedCPUBudget(b *testing.B) {
+	benchPacer10kQueued(b, Config{MaxInFlight: 10, CPUPerMinute: DefaultCPUPerMinute})
+}
+
+func benchPacer10kQueued(b *testing.B, cfg Config) {
+	const callers, perCaller = 100, 100
 	const n = callers * perCaller
-	p, err := New(Config{MaxInFlight: maxInFlight})
+	maxInFlight := cfg.MaxInFlight
+	p, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -34,6 +46,13 @@ func BenchmarkPacer10kQueued(b *testing.B) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
+	// One answer first, so that the CPU-time budget (when on) expects a
+	// millisecond of each request, not FirstReserve.
+	warm, err := p.Acquire(ctx, Request{Caller: "warm", Method: http.MethodGet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	warm.Done(http.StatusOK, nil, time.Millisecond)
 	held := make([]*Permit, maxInFlight)
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)

@@ -21,14 +21,21 @@
 //     and ResetMargin, for the clocks' difference),
 //     pauses after rate-limit refusals, and the backoff the retry loop
 //     asks for after failures.
+//   - The CPU-time budget (Config.CPUPerMinute, cputime.go) bounds the
+//     response time of the requests in any sliding Window, GitHub's own
+//     estimate of its limit on CPU time: a request in flight counts its
+//     time so far, at least what it is expected to take (the longest
+//     recent latency), a completed one its latency until a Window after
+//     it completed, and a request goes only if its expected time fits.
 //   - ParseRateLimit is the one reader of GitHub's rate-limit headers;
 //     RateLimit.WithMessage adds the refusals GitHub tells only in its
 //     message.
 //   - WriteSlot serializes and spaces writes (one at a time, starts
 //     WriteInterval apart).
 //   - State is what the replicas of a broker share per credential: the
-//     points window, the write slot (a lease) and its spacing, GitHub's
-//     content-creation budgets (Config.WritesPerMinute, WritesPerHour),
+//     points window, the CPU-time window, the write slot (a lease) and
+//     its spacing, GitHub's content-creation budgets
+//     (Config.WritesPerMinute, WritesPerHour),
 //     the primary-limit state, the secondary pauses and GitHub's limit of
 //     MaxConcurrent requests in flight, every replica's together. A
 //     request the pacer admits by its own state must also be granted by
@@ -36,7 +43,8 @@
 //     meanwhile; a hold of the whole credential the State tells of (a
 //     pause, the primary quota used up) holds the pacer's own queue too;
 //     refusals for the content budgets carry ReasonContent, for the
-//     shared places in flight ReasonQueue. MemoryState keeps it in memory (the
+//     CPU-time budget ReasonCPU, for the shared places in flight
+//     ReasonQueue. MemoryState keeps it in memory (the
 //     default when a content budget is on); package redisstate keeps it
 //     in Redis; package statetest is the contract both keep.
 //   - Pacer composes them under one mutex, with at most MaxInFlight
@@ -48,8 +56,8 @@
 //     for the earliest moment a head may go by the clock.
 //
 // Deadlines. A request's refusal for its deadline is decided when it is
-// queued, from its estimated start (the holds, the points budget's next
-// free moment and, for a write, the write slot's next start plus
+// queued, from its estimated start (the holds, the points and CPU-time
+// budgets' next free moment and, for a write, the write slot's next start plus
 // WriteInterval for each write queued ahead of it in round-robin order)
 // plus a latency allowance, the 90th percentile of the last 64 latencies
 // reported (0 before any). Nothing re-estimates the queued requests
@@ -59,7 +67,7 @@
 // refused at once, from a heap ordered by deadline. A request whose
 // deadline passes while it waits its turn is refused as well. Refusals
 // are *ThrottledError; its Reason tells waits caused by GitHub's limits
-// (queue, spacing, budget, primary, pause) from waits caused by failures
+// (queue, spacing, budget, CPU time, primary, pause) from waits caused by failures
 // (ReasonBackoff, see Pacer.Backoff), which a caller reports as
 // unavailable rather than exhausted.
 //

@@ -30,6 +30,10 @@ const (
 	// ReasonContent: GitHub's content-creation limit (writes a minute or
 	// an hour, StateLimits.WritesPerMinute and WritesPerHour) is spent.
 	ReasonContent
+	// ReasonCPU: the budget of response time a Window
+	// (Config.CPUPerMinute), the pacer's estimate of GitHub's limit on
+	// CPU time, is spent.
+	ReasonCPU
 )
 
 // Failure reports whether the wait comes from failures (ReasonBackoff), not
@@ -53,6 +57,8 @@ func (r Reason) String() string {
 		return "the credential backs off after failed requests"
 	case ReasonContent:
 		return "GitHub's content-creation limit (writes a minute and an hour) is spent"
+	case ReasonCPU:
+		return "the budget of response time a minute, for GitHub's limit on CPU time, is spent"
 	}
 	return fmt.Sprintf("pace.Reason(%d)", int(r))
 }

@@ -20,6 +20,27 @@ type Entry struct {
 	// Others marks the other replicas' use as a snapshot said it (Redis
 	// unreachable): it counts against the budgets, but is no request.
 	Others bool
+	// CPU is its response time for the CPU-time budget: once done, what
+	// it took (Grant.Took); while in flight, what it is expected to take
+	// (Reserve), and it counts the longer of that and its time so far
+	// (Charge).
+	CPU time.Duration
+	// Reserve is what it was expected to take (Grant.CPU).
+	Reserve time.Duration
+}
+
+// Charge returns what e counts against the CPU-time budget at now (while
+// it still counts at all: until Window after End): what it took, or in
+// flight the longer of its time so far, at most InFlightCounted (a dead
+// replica's request stops growing then), and its CPU. An entry that stands
+// for the others' use, or one in flight past its InFlightLease (a dead
+// replica's), counts its CPU.
+func (e *Entry) Charge(now time.Time) time.Duration {
+	if !e.growing(now) {
+		return e.CPU
+	}
+	since := now.Sub(e.End.Add(-InFlightLease))
+	return max(min(since, InFlightCounted), e.CPU)
 }
 
 // Holds are a State's primary-limit state and secondary pause.
@@ -119,13 +140,16 @@ func (s *MemoryState) Done(_ context.Context, now time.Time, g Grant, rl RateLim
 	e := s.entries[g.ID]
 	if e == nil {
 		// Unknown (pruned, or granted elsewhere): it still counts.
-		e = &Entry{ID: g.ID, Points: g.Cost}
+		e = &Entry{ID: g.ID, Points: g.Cost, Reserve: g.CPU}
 		if g.Write {
 			e.Writes = 1
 		}
 		s.entries[g.ID] = e
 	}
 	e.End, e.InFlight = now, false
+	if s.lim.CPUPerMinute > 0 {
+		e.CPU = g.Took
+	}
 	if g.Write && s.holder == g.ID {
 		s.holder = ""
 	}
@@ -167,12 +191,20 @@ func (s *MemoryState) Add(entries ...Entry) {
 	}
 }
 
+// growing reports whether e's charge grows with its time so far at now:
+// a request in flight within its InFlightLease.
+func (e *Entry) growing(now time.Time) bool {
+	return e.InFlight && !e.Others && e.End.After(now)
+}
+
 // Usage is what a record's entries count at a moment: points and writes
-// in the minute, writes in the hour, and of each what is in flight.
+// in the minute, writes in the hour, response time in the minute
+// (Entry.Charge), and of each what is in flight.
 type Usage struct {
 	Points, PointsInFlight         int
 	WritesMinute, WritesMinuteLive int // live: in flight
 	WritesHour, WritesHourLive     int
+	CPU, CPUInFlight               time.Duration
 }
 
 // Usage returns what the record's entries count at now.
@@ -184,9 +216,12 @@ func (s *MemoryState) Usage(now time.Time) Usage {
 		if e.End.Add(Window).After(now) {
 			u.Points += e.Points
 			u.WritesMinute += e.Writes
+			c := e.Charge(now)
+			u.CPU += c
 			if e.InFlight {
 				u.PointsInFlight += e.Points
 				u.WritesMinuteLive += e.Writes
+				u.CPUInFlight += c
 			}
 		}
 		if e.End.Add(WritesHour).After(now) {
@@ -240,6 +275,9 @@ func (s *MemoryState) SetLastWrite(at time.Time) {
 
 func (s *MemoryState) recordLocked(now time.Time, g Grant) {
 	e := &Entry{ID: g.ID, Points: g.Cost, End: now.Add(InFlightLease), InFlight: true}
+	if s.lim.CPUPerMinute > 0 {
+		e.CPU, e.Reserve = g.CPU, g.CPU
+	}
 	if g.Write {
 		e.Writes = 1
 		if s.lim.WriteInterval > 0 {
@@ -294,6 +332,9 @@ func (s *MemoryState) checkLocked(now time.Time, g Grant) Verdict {
 	}
 	if lim := s.lim.PointsPerMinute; lim > 0 {
 		later(s.freeAt(now, Window, lim, g.Cost, func(e *Entry) int { return e.Points }), ReasonBudget)
+	}
+	if lim := s.lim.CPUPerMinute; lim > 0 {
+		later(s.cpuFreeAt(now, lim, min(g.CPU, lim)), ReasonCPU)
 	}
 	if g.Write {
 		if iv := s.lim.WriteInterval; iv > 0 {
@@ -360,6 +401,37 @@ func (s *MemoryState) freeAt(now time.Time, window time.Duration, limit, need in
 		}
 	}
 	return now.Add(window)
+}
+
+// cpuFreeAt returns when need more response time fits limit over a
+// sliding Window: now, or when enough entries of a fixed charge (completed,
+// or standing for the others' use) leave it. When it fits only once
+// requests in flight complete (their charge, which grows while they run,
+// becomes what they took), it returns now plus SlotPoll: ask again soon.
+func (s *MemoryState) cpuFreeAt(now time.Time, limit, need time.Duration) time.Time {
+	used := time.Duration(0)
+	var fixed []*Entry
+	for _, e := range s.entries {
+		if !e.End.Add(Window).After(now) {
+			continue
+		}
+		c := e.Charge(now)
+		used += c
+		if !e.growing(now) && c > 0 {
+			fixed = append(fixed, e)
+		}
+	}
+	over := used + need - limit
+	if over <= 0 {
+		return now
+	}
+	slices.SortFunc(fixed, func(a, b *Entry) int { return a.End.Compare(b.End) })
+	for _, e := range fixed {
+		if over -= e.CPU; over <= 0 {
+			return e.End.Add(Window)
+		}
+	}
+	return now.Add(SlotPoll)
 }
 
 // pruneLocked drops the entries that count in no window any more.

@@ -100,3 +100,32 @@ func TestMemoryStateSharesConcurrencyLimit(t *testing.T) {
 		}
 	}
 }
+
+// A replica on its own share of the limits keeps its part of the CPU-time
+// budget: CPUPerMinute/Replicas, at least a second.
+func TestMemoryStateSharesCPUBudget(t *testing.T) {
+	ctx := context.Background()
+	t0 := statetest.T0
+	tests := []struct {
+		replicas int
+		granted  int // requests expected to take 1 s
+	}{
+		{replicas: 1, granted: 80},
+		{replicas: 2, granted: 40},
+		{replicas: 3, granted: 26},
+		{replicas: 200, granted: 1},
+	}
+	for _, tt := range tests {
+		s := pace.NewMemoryState(pace.StateLimits{CPUPerMinute: pace.DefaultCPUPerMinute}.Share(tt.replicas))
+		granted := 0
+		for i := range 100 {
+			if !s.Start(ctx, t0, pace.Grant{ID: "g" + strconv.Itoa(i), Cost: pace.ReadPoints, CPU: time.Second}).OK {
+				break
+			}
+			granted++
+		}
+		if granted != tt.granted {
+			t.Errorf("%d replicas: %d granted at once, want %d", tt.replicas, granted, tt.granted)
+		}
+	}
+}

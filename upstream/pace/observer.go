@@ -10,7 +10,8 @@ type Observer interface {
 	// pacer, from its Acquire to its admission. why is what held its lane
 	// (reads or writes) back the longest while it waited: ReasonQueue for
 	// the MaxInFlight places, ReasonSpacing for the write slot (busy, or
-	// its interval), ReasonBudget for the points budget, ReasonPrimary,
+	// its interval), ReasonBudget for the points budget, ReasonCPU for the
+	// CPU-time budget, ReasonPrimary,
 	// ReasonPause or ReasonBackoff for a hold. why is 0 exactly when wait
 	// is 0: the request was admitted when it was queued.
 	Admitted(r Request, wait time.Duration, why Reason)
@@ -23,7 +24,7 @@ type Observer interface {
 }
 
 // numReasons sizes the arrays indexed by Reason (0 included).
-const numReasons = int(ReasonContent) + 1
+const numReasons = int(ReasonCPU) + 1
 
 // Lanes of a waitClock.
 const (
@@ -97,7 +98,9 @@ func (p *Pacer) admittedLocked(t *Permit, now time.Time) {
 func (p *Pacer) admitted(t *Permit, sharedWhy Reason) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if extra := time.Since(t.admittedAt); sharedWhy != 0 && extra > 0 {
+	now := time.Now()
+	p.cpu.granted(t, now)
+	if extra := now.Sub(t.admittedAt); sharedWhy != 0 && extra > 0 {
 		if extra > t.waited {
 			t.why = sharedWhy
 		}

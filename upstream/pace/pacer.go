@@ -54,15 +54,22 @@ type Config struct {
 	// after it is refused then (queuebound.go). 0: no bound. Neither
 	// bound applies to a context made by WithPatience.
 	MaxQueueWait time.Duration
+	// CPUPerMinute is the budget of response time in any sliding Window,
+	// the pacer's estimate of GitHub's limit on CPU time (cputime.go):
+	// requests in flight count their time so far, at least what they are
+	// expected to take, and completed ones their latency (Report) until
+	// Window after their completion. 0 turns it off.
+	CPUPerMinute time.Duration
 }
 
 // DefaultConfig returns GitHub's guidance for one credential: 10 requests
 // in flight, writes one at a time and 1 s apart, 900 points a minute, 80
-// writes a minute and 500 an hour, a 60 s pause after a secondary limit
-// without Retry-After.
+// writes a minute and 500 an hour, 80 s of response time a minute
+// (GitHub's 90 s of CPU time with a margin), a 60 s pause after a
+// secondary limit without Retry-After.
 func DefaultConfig() Config {
 	return Config{MaxInFlight: 10, WriteInterval: time.Second, PointsPerMinute: 900, SecondaryPause: time.Minute,
-		WritesPerMinute: DefaultWritesPerMinute, WritesPerHour: DefaultWritesPerHour}
+		WritesPerMinute: DefaultWritesPerMinute, WritesPerHour: DefaultWritesPerHour, CPUPerMinute: DefaultCPUPerMinute}
 }
 
 // latencySamples is how many recent latencies the allowance is drawn from.
@@ -99,6 +106,11 @@ type Stats struct {
 	// points of the requests in flight and of those completed within the
 	// last Window (0 when the budget is off).
 	PointsUsed int
+	// CPUUsed is what counts against the CPU-time budget now: the
+	// requests in flight (each its time so far, at least what it is
+	// expected to take) and the response times of those completed
+	// within the last Window (0 when the budget is off).
+	CPUUsed time.Duration
 }
 
 // Pacer admits one credential's requests within GitHub's limits. It is
@@ -109,6 +121,7 @@ type Pacer struct {
 	mu        sync.Mutex
 	queue     FairQueue[*Permit]
 	budget    *Budget
+	cpu       cpuBudget
 	slot      *WriteSlot
 	inFlight  int
 	deadlines deadlineHeap // queued permits with a deadline
@@ -142,10 +155,13 @@ func New(cfg Config) (*Pacer, error) {
 		return nil, fmt.Errorf("pace: WritesPerMinute %d or WritesPerHour %d is negative", cfg.WritesPerMinute, cfg.WritesPerHour)
 	case cfg.MaxQueue < 0 || cfg.MaxQueueWait < 0:
 		return nil, fmt.Errorf("pace: MaxQueue %d or MaxQueueWait %v is negative", cfg.MaxQueue, cfg.MaxQueueWait)
+	case cfg.CPUPerMinute < 0:
+		return nil, fmt.Errorf("pace: CPUPerMinute %v is negative", cfg.CPUPerMinute)
 	}
 	return &Pacer{
 		maxInFlight:  cfg.MaxInFlight,
 		budget:       NewBudget(cfg.PointsPerMinute, cfg.SecondaryPause),
+		cpu:          cpuBudget{limit: cfg.CPUPerMinute, epoch: time.Now()},
 		slot:         NewWriteSlot(cfg.WriteInterval),
 		obs:          cfg.Observer,
 		shared:       newShared(cfg),
@@ -175,9 +191,12 @@ type Permit struct {
 	dindex   int // in p.deadlines while queued with a deadline
 	// waitBound is whether deadline is MaxQueueWait's, not the caller's.
 	waitBound bool
-	ready     chan struct{}
-	queuedAt  time.Time                 // when Acquire queued it
-	waitFrom  [numReasons]time.Duration // its lane's waitClock totals then
+	// cpuIndex is its index among the CPU-time budget's requests in
+	// flight (cputime.go); -1: none.
+	cpuIndex int32
+	ready    chan struct{}
+	queuedAt time.Time                 // when Acquire queued it
+	waitFrom [numReasons]time.Duration // its lane's waitClock totals then
 
 	// Guarded by p.mu.
 	state permitState
@@ -188,14 +207,21 @@ type Permit struct {
 	why        Reason
 	admittedAt time.Time // by the pacer's own state
 
+	// The CPU-time budget's (cputime.go): when it started counting (after
+	// the pacer's epoch; notGranted until the State grants it) and what it
+	// is expected to take.
+	cpuStart   time.Duration
+	cpuReserve time.Duration
+
 	grant grantState // its claim on the shared State
 }
 
 // Waited returns how long the permit's request waited for admission and
 // what held its lane back the longest while it waited: the holds
 // (ReasonPrimary, ReasonPause, ReasonBackoff), the points budget
-// (ReasonBudget), the write slot (ReasonSpacing) or the places in flight
-// and its turn among other callers (ReasonQueue). The reason is 0 when it
+// (ReasonBudget), the CPU-time budget (ReasonCPU), the write slot
+// (ReasonSpacing) or the places in flight and its turn among other
+// callers (ReasonQueue). The reason is 0 when it
 // did not wait. The same figures go to the Config's Observer.
 func (t *Permit) Waited() (time.Duration, Reason) {
 	t.p.mu.Lock()
@@ -214,7 +240,7 @@ func (p *Pacer) Acquire(ctx context.Context, r Request) (*Permit, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("pace: %s %s: not sent: %w", r.Method, r.Route, err)
 	}
-	t := &Permit{p: p, req: r, write: IsWrite(r.Method), cost: Points(r.Method), dindex: -1, ready: make(chan struct{})}
+	t := &Permit{p: p, req: r, write: IsWrite(r.Method), cost: Points(r.Method), dindex: -1, cpuIndex: -1, ready: make(chan struct{})}
 	t.item = Item[*Permit]{Value: t, Caller: r.Caller, Write: t.write}
 	deadline, hasDeadline := ctx.Deadline()
 	patient := Patient(ctx)
@@ -316,7 +342,7 @@ func (t *Permit) Done(status int, header http.Header, latency time.Duration) {
 // Done, Report or Unsent of a permit counts.
 func (t *Permit) Report(rl RateLimit, latency time.Duration) {
 	p := t.p
-	p.reportShared(t, rl)
+	p.reportShared(t, rl, latency)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t.state != admitted {
@@ -326,6 +352,9 @@ func (t *Permit) Report(rl RateLimit, latency time.Duration) {
 	now := time.Now()
 	before, beforeWhy := p.budget.Hold(now)
 	p.budget.Done(now, t.cost, rl)
+	if p.cpu.on() {
+		p.cpu.done(t, now, tookOf(p.cpuStartOf(t), now, latency))
+	}
 	p.lat.add(latency)
 	p.stats.Requests++
 	p.stats.Points += t.cost
@@ -393,7 +422,11 @@ func (p *Pacer) Stats() Stats {
 	s := p.stats
 	s.Queued = p.queue.Len(false) + p.queue.Len(true)
 	s.InFlight = p.inFlight
-	s.PointsUsed = p.budget.Used(time.Now())
+	now := time.Now()
+	s.PointsUsed = p.budget.Used(now)
+	if p.cpu.on() {
+		s.CPUUsed = p.cpu.used(now)
+	}
 	return s
 }
 
@@ -403,6 +436,11 @@ func (p *Pacer) Stats() Stats {
 // then ahead write intervals. Capacity (MaxInFlight) is not counted.
 func (p *Pacer) estimateLocked(now time.Time, t *Permit, ahead int) (time.Time, Reason) {
 	at, why := p.budget.Earliest(now, t.cost)
+	if p.cpu.on() {
+		if cpuAt := p.cpu.earliest(now, p.cpu.reserve(&p.lat)); cpuAt.After(at) {
+			at, why = cpuAt, ReasonCPU
+		}
+	}
 	if t.write {
 		if w := p.slot.Estimate(at, ahead); w.After(at) {
 			at, why = w, ReasonSpacing
@@ -420,6 +458,8 @@ func (p *Pacer) throttledLocked(t *Permit, retryAfter time.Duration, why Reason,
 		detail = fmt.Sprintf("writes go one at a time, %v apart, and %d go before it", p.slot.Interval(), ahead)
 	case ReasonBudget:
 		detail = fmt.Sprintf("the budget of %d points a minute is spent", p.budget.PerMinute())
+	case ReasonCPU:
+		detail = fmt.Sprintf("the budget of %v of response time a minute (GitHub's limit on CPU time) is spent", p.cpu.limit)
 	}
 	return p.boundedLocked(t, &ThrottledError{Method: t.req.Method, Route: t.req.Route, RetryAfter: retryAfter, Reason: why, Detail: detail})
 }
@@ -453,6 +493,7 @@ func (p *Pacer) releaseLocked(t *Permit, now time.Time, done bool) {
 	p.inFlight--
 	if !done {
 		p.budget.Unsent(t.cost)
+		p.cpu.stop(t)
 	}
 	if t.write {
 		if done {
@@ -487,6 +528,13 @@ func (p *Pacer) pumpLocked(now time.Time) {
 		readOK, writeOK := false, false
 		var readAt, writeAt time.Time // when each may go by the clock; zero: unknown
 		reserve := 0
+		// The CPU-time budget holds both lanes alike.
+		cpuOK, cpuAt := true, now
+		if p.cpu.on() {
+			var fits bool
+			cpuAt, fits = p.cpu.freeAt(now, p.cpu.reserve(&p.lat))
+			cpuOK = fits && !cpuAt.After(now)
+		}
 		if p.queue.Len(true) > 0 {
 			slotAt, busy := p.slot.Next(now)
 			pointsAt, ok := p.budget.FreeAt(now, WritePoints)
@@ -504,6 +552,7 @@ func (p *Pacer) pumpLocked(now time.Time) {
 					writeWhy = ReasonSpacing
 				}
 			}
+			writeOK, writeAt, writeWhy = cpuGate(writeOK, writeAt, writeWhy, cpuOK, cpuAt)
 		}
 		if p.queue.Len(false) > 0 {
 			at, ok := p.budget.FreeAt(now, ReadPoints+reserve)
@@ -514,6 +563,7 @@ func (p *Pacer) pumpLocked(now time.Time) {
 			if !readOK {
 				readWhy = ReasonBudget
 			}
+			readOK, readAt, readWhy = cpuGate(readOK, readAt, readWhy, cpuOK, cpuAt)
 		}
 		it := p.queue.Pop(readOK, writeOK)
 		if it == nil {
@@ -533,6 +583,13 @@ func (p *Pacer) admitLocked(t *Permit, now time.Time) {
 	p.inFlight++
 	p.stats.PeakInFlight = max(p.stats.PeakInFlight, p.inFlight)
 	p.budget.Start(t.cost)
+	if p.cpu.on() {
+		start := now.Sub(p.cpu.epoch)
+		if p.shared != nil {
+			start = notGranted // from the State's grant (admitted)
+		}
+		p.cpu.start(t, start, p.cpu.reserve(&p.lat))
+	}
 	if t.write {
 		p.slot.Start(now)
 	}
@@ -563,6 +620,23 @@ func (p *Pacer) wake() {
 	p.pumpLocked(time.Now())
 }
 
+// cpuGate applies the CPU-time budget to a lane that the other limits
+// let go now (ok) or at at (zero: at an event) for why: cpuOK is whether
+// the budget lets a request go now, else it frees at cpuAt (zero: when
+// requests in flight complete). A lane the budget holds longer waits for
+// it, for ReasonCPU.
+func cpuGate(ok bool, at time.Time, why Reason, cpuOK bool, cpuAt time.Time) (bool, time.Time, Reason) {
+	switch {
+	case cpuOK:
+	case ok:
+		return false, cpuAt, ReasonCPU
+	case !at.IsZero() && (cpuAt.IsZero() || cpuAt.After(at)):
+		// The lane would go at by the clock: it waits for the budget.
+		return false, cpuAt, ReasonCPU
+	}
+	return ok, at, why
+}
+
 // later returns the later of two times.
 func later(a, b time.Time) time.Time {
 	if b.After(a) {
@@ -591,13 +665,35 @@ type latencyWindow struct {
 	n, next int
 	p90     time.Duration
 	stale   bool
+	// max is the longest sample, stale when longestStale.
+	max          time.Duration
+	longestStale bool
 }
 
 func (w *latencyWindow) add(d time.Duration) {
-	w.samples[w.next] = max(d, 0)
+	d = max(d, 0)
+	if old := w.samples[w.next]; w.n == latencySamples && old >= w.max {
+		w.longestStale = true // the longest leaves: find the next
+	}
+	w.samples[w.next] = d
 	w.next = (w.next + 1) % latencySamples
 	w.n = min(w.n+1, latencySamples)
 	w.stale = true
+	if !w.longestStale {
+		w.max = max(w.max, d)
+	}
+}
+
+// longest returns the longest of the recent latencies; 0 before any.
+func (w *latencyWindow) longest() time.Duration {
+	if w.longestStale {
+		w.max = 0
+		for _, d := range w.samples[:w.n] {
+			w.max = max(w.max, d)
+		}
+		w.longestStale = false
+	}
+	return w.max
 }
 
 // allowance returns the 90th percentile of the recent latencies; 0

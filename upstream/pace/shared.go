@@ -23,8 +23,14 @@ type shared struct {
 }
 
 type grantState struct {
-	g       Grant
+	id      string      // "" before acquireShared
 	granted atomic.Bool // Start said OK, and neither Done nor Unsent was told
+}
+
+// grantOf returns t's Grant (the rest of it is t's own: its points,
+// whether it is a write, what it is expected to take).
+func grantOf(t *Permit) Grant {
+	return Grant{ID: t.grant.id, Cost: t.cost, Write: t.write, CPU: t.cpuReserve}
 }
 
 // newShared returns the shared side for cfg; nil when cfg has no State
@@ -37,6 +43,7 @@ func newShared(cfg Config) *shared {
 		WritesPerHour:   cfg.WritesPerHour,
 		SecondaryPause:  cfg.SecondaryPause,
 		MaxInFlight:     MaxConcurrent,
+		CPUPerMinute:    cfg.CPUPerMinute,
 	}
 	st := cfg.State
 	if st == nil {
@@ -63,7 +70,8 @@ func (p *Pacer) acquireShared(ctx context.Context, t *Permit, idle *idling) (Rea
 		return 0, nil
 	}
 	var why Reason
-	t.grant.g = Grant{ID: sh.prefix + strconv.FormatUint(sh.seq.Add(1), 36), Cost: t.cost, Write: t.write}
+	t.grant.id = sh.prefix + strconv.FormatUint(sh.seq.Add(1), 36)
+	g := grantOf(t)
 	deadline, hasDeadline := ctx.Deadline()
 	var timer *time.Timer
 	defer func() {
@@ -73,7 +81,7 @@ func (p *Pacer) acquireShared(ctx context.Context, t *Permit, idle *idling) (Rea
 	}()
 	for {
 		now := time.Now()
-		v := sh.state.Start(ctx, now, t.grant.g)
+		v := sh.state.Start(ctx, now, g)
 		if v.OK {
 			t.grant.granted.Store(true)
 			return why, nil
@@ -141,6 +149,8 @@ func (p *Pacer) refuseShared(t *Permit, retry time.Duration, why Reason) *Thrott
 		detail = "GitHub's primary rate limit is used up, or the requests in flight on the replicas may use up what is left of it"
 	case ReasonQueue:
 		detail = fmt.Sprintf("GitHub's limit of %d requests in flight at once, shared by the replicas, is reached", lim.MaxInFlight)
+	case ReasonCPU:
+		detail = fmt.Sprintf("the budget of %v of response time a minute (GitHub's limit on CPU time), shared by the replicas, is spent", lim.CPUPerMinute)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -148,28 +158,35 @@ func (p *Pacer) refuseShared(t *Permit, retry time.Duration, why Reason) *Thrott
 	return p.boundedLocked(t, &ThrottledError{Method: t.req.Method, Route: t.req.Route, RetryAfter: max(retry, time.Millisecond), Reason: why, Detail: detail})
 }
 
-// reportShared tells the State that t's request completed with rl. A
+// reportShared tells the State that t's request completed with rl after
+// latency (see tookOf). A
 // refusal that says nothing of how long to wait reaches the State with
 // the pause this pacer takes for it (escalated after refusals in a row,
 // Budget) as its Retry-After: the State would pause every replica for
 // SecondaryPause alone, and the requests this pacer admitted and the
 // State holds, the other replicas' too, would go before this pacer's
 // own pause ends, into a secondary limit that still holds.
-func (p *Pacer) reportShared(t *Permit, rl RateLimit) {
+func (p *Pacer) reportShared(t *Permit, rl RateLimit, latency time.Duration) {
 	if p.shared != nil && t.grant.granted.CompareAndSwap(true, false) {
 		now := time.Now()
+		g := grantOf(t)
+		start := t.admittedAt
+		if p.cpu.on() {
+			start = p.cpuStartOf(t) // the State's grant
+		}
+		g.Took = tookOf(start, now, latency)
 		if rl.Refused && !rl.Hinted(now) {
 			p.mu.Lock()
 			rl.RetryAfter, rl.HasRetryAfter = p.budget.unhintedPause(now), true
 			p.mu.Unlock()
 		}
-		p.shared.state.Done(context.Background(), now, t.grant.g, rl)
+		p.shared.state.Done(context.Background(), now, g, rl)
 	}
 }
 
 // unsentShared tells the State that t's request was never sent.
 func (p *Pacer) unsentShared(t *Permit) {
 	if p.shared != nil && t.grant.granted.CompareAndSwap(true, false) {
-		p.shared.state.Unsent(context.Background(), time.Now(), t.grant.g)
+		p.shared.state.Unsent(context.Background(), time.Now(), grantOf(t))
 	}
 }

@@ -68,6 +68,13 @@ type StateLimits struct {
 	// while they do not share this State (a replica's local budget, Share):
 	// this one keeps at most remaining/Replicas requests in flight.
 	Replicas int
+	// CPUPerMinute is the budget of response time in any sliding Window
+	// (Config.CPUPerMinute): a request in flight counts the longer of its
+	// time so far (at most InFlightCounted: a dead replica's requests stop
+	// growing then) and what it was expected to take (Grant.CPU), and a
+	// completed one what it took (Grant.Took) until Window after its
+	// completion. 0 turns it off.
+	CPUPerMinute time.Duration
 }
 
 // Lease returns WriteLease, or its default.
@@ -95,12 +102,15 @@ func (l StateLimits) Validate() error {
 		return fmt.Errorf("pace: SecondaryPause %v is negative", l.SecondaryPause)
 	case l.MaxInFlight < 0:
 		return fmt.Errorf("pace: MaxInFlight %d is negative", l.MaxInFlight)
+	case l.CPUPerMinute < 0:
+		return fmt.Errorf("pace: CPUPerMinute %v is negative", l.CPUPerMinute)
 	}
 	return nil
 }
 
 // Share returns l as one of n replicas' conservative share of it: the
-// budgets divided by n (rounded down, at least one request's worth) and
+// budgets divided by n (rounded down, at least one request's worth; the
+// CPU-time budget at least a second) and
 // the write spacing multiplied by n, the requests in flight divided by n,
 // so that n replicas each within its
 // share stay within l together.
@@ -118,6 +128,9 @@ func (l StateLimits) Share(n int) StateLimits {
 	l.WritesPerMinute = div(l.WritesPerMinute, 1)
 	l.WritesPerHour = div(l.WritesPerHour, 1)
 	l.MaxInFlight = div(l.MaxInFlight, 1)
+	if l.CPUPerMinute > 0 {
+		l.CPUPerMinute = max(l.CPUPerMinute/time.Duration(n), time.Second)
+	}
 	l.WriteInterval *= time.Duration(n)
 	l.WriteLease *= time.Duration(n)
 	l.Replicas = n
@@ -125,11 +138,19 @@ func (l StateLimits) Share(n int) StateLimits {
 }
 
 // A Grant is one request's claim on a State: its id (unique among every
-// replica's grants), its points and whether it is a write.
+// replica's grants), its points and whether it is a write, and for the
+// CPU-time budget (StateLimits.CPUPerMinute) what it is expected to take
+// and, once done, what it took.
 type Grant struct {
 	ID    string
 	Cost  int
 	Write bool
+	// CPU is the response time the request is expected to take at most
+	// (the pacer's reserve): while in flight it counts at least that.
+	CPU time.Duration
+	// Took is, for Done, the response time it took: it counts that from
+	// its completion on.
+	Took time.Duration
 }
 
 // A Verdict is a State's answer to Start: OK, or the earliest time to ask

@@ -186,6 +186,42 @@ func TestReseedTakesLostCompletion(t *testing.T) {
 	}
 }
 
+// A request whose completion never reached Redis stops counting as in
+// flight against the CPU-time budget too once its replica re-seeds Redis:
+// it counts what it took, not its time so far.
+func TestReseedTakesLostResponseTime(t *testing.T) {
+	srv := redistest.Start(t)
+	t0 := statetest.T0
+	ctx := context.Background()
+	lim := pace.StateLimits{CPUPerMinute: 30 * time.Second}
+	a, b := seededPair(t, srv, "lost-took", lim, 100)
+	g1 := pace.Grant{ID: "g1", Cost: pace.ReadPoints, CPU: 2 * time.Second}
+	if !a.Start(ctx, t0, g1).OK {
+		t.Fatal("g1 refused")
+	}
+	pauser := newClient(t, srv)
+	if err := pauser.Do(ctx, "CLIENT", "PAUSE", 30000, "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	g1.Took = time.Second
+	a.Done(ctx, t0.Add(time.Second), g1, ok204)
+	if err := pauser.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if up, _ := a.Up(); up {
+		t.Fatal("A is up after its Done timed out; the test shows nothing")
+	}
+	a.Sync(ctx, t0.Add(2*time.Second)) // back: A re-seeds Redis
+	// At +50s g1 would count 40 s in flight; done, it counts its 1 s.
+	now := t0.Add(50 * time.Second)
+	if v := b.Start(ctx, now, pace.Grant{ID: "g2", Cost: pace.ReadPoints, CPU: 20 * time.Second}); !v.OK {
+		t.Fatalf("B's Start = %+v, want granted: g1 still counts as in flight", v)
+	}
+	if v := b.Start(ctx, now, pace.Grant{ID: "g3", Cost: pace.ReadPoints, CPU: 10 * time.Second}); v.OK || v.Why != pace.ReasonCPU {
+		t.Fatalf("B's Start = %+v, want a wait for ReasonCPU: 1 s + 20 s + 10 s is over 30 s", v)
+	}
+}
+
 // Redis unreachable: a replica keeps its part of the primary quota left
 // in flight (remaining / ExpectedReplicas), and the other replicas' use
 // from its last snapshot, which it counts against the budgets, is no

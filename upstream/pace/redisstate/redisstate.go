@@ -1,8 +1,8 @@
 // Package redisstate keeps the pacing state of one GitHub credential in
 // Redis, so that every replica of the broker paces within one budget: the
-// points window, the write slot (a lease) and its spacing, the content
-// budgets, the primary-limit state and the secondary pauses (see
-// pace.State). Each decision is one Lua script, an atomic check-and-spend
+// points window, the response-time window (GitHub's CPU time), the write
+// slot (a lease) and its spacing, the content budgets, the primary-limit
+// state and the secondary pauses (see pace.State). Each decision is one Lua script, an atomic check-and-spend
 // that takes the time from the caller.
 //
 // When Redis cannot be reached the State falls back to a conservative
@@ -174,7 +174,7 @@ func New(opts Options) (*State, error) {
 	_, _ = rand.Read(b[:])
 	return &State{
 		opts:   opts,
-		keys:   []string{base + "p", base + "w", base + "s", base + "h", base + "e"},
+		keys:   []string{base + "p", base + "w", base + "s", base + "h", base + "e", base + "c"},
 		lim:    opts.Limits,
 		mirror: pace.NewMemoryState(opts.Limits.Share(opts.ExpectedReplicas)),
 		id:     hex.EncodeToString(b[:]),
@@ -204,6 +204,21 @@ func (s *State) Status() string {
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
 func fromMS(v int64) time.Time { return time.UnixMilli(v) }
+
+// cpuMS is a response time in whole milliseconds, rounded up, as the
+// response-time log keeps it (its members are "ms:id").
+func cpuMS(d time.Duration) int64 {
+	return int64((max(d, 0) + time.Millisecond - 1) / time.Millisecond)
+}
+
+// cpuArg is what the scripts take for a grant's expected response time:
+// "" with the CPU-time budget off.
+func (s *State) cpuArg(d time.Duration) string {
+	if s.lim.CPUPerMinute <= 0 {
+		return ""
+	}
+	return strconv.FormatInt(cpuMS(d), 10)
+}
 
 func b01(b bool) string {
 	if b {
@@ -237,7 +252,8 @@ func (s *State) Start(ctx context.Context, now time.Time, g pace.Grant) pace.Ver
 		}
 		res, err := s.run(ctx, startScript, ms(now), g.ID, g.Cost, b01(g.Write), s.lim.PointsPerMinute,
 			s.lim.WriteInterval.Milliseconds(), s.lim.Lease().Milliseconds(), s.lim.WritesPerMinute, s.lim.WritesPerHour,
-			pace.InFlightLease.Milliseconds(), epoch, pace.SlotPoll.Milliseconds(), s.lim.MaxInFlight)
+			pace.InFlightLease.Milliseconds(), epoch, pace.SlotPoll.Milliseconds(), s.lim.MaxInFlight,
+			s.lim.CPUPerMinute.Milliseconds(), cpuMS(g.CPU))
 		if err != nil {
 			s.down(now, err)
 			return s.local(now, g)
@@ -312,7 +328,7 @@ func (s *State) lost(now time.Time) {
 
 // ints converts a script's integer replies.
 func ints(vals []any) []int {
-	out := make([]int, 6)
+	out := make([]int, 8)
 	for i, v := range vals {
 		if i >= len(out) {
 			break
@@ -330,7 +346,8 @@ func ints(vals []any) []int {
 func (s *State) setSnap(now time.Time, vals []any) {
 	n := ints(vals)
 	all := pace.Usage{Points: n[0], WritesMinute: n[1], WritesHour: n[2],
-		PointsInFlight: n[3], WritesMinuteLive: n[4], WritesHourLive: n[5]}
+		PointsInFlight: n[3], WritesMinuteLive: n[4], WritesHourLive: n[5],
+		CPU: time.Duration(n[6]) * time.Millisecond, CPUInFlight: time.Duration(n[7]) * time.Millisecond}
 	own := s.ownUsage(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -351,9 +368,12 @@ func (s *State) ownUsage(now time.Time) pace.Usage {
 		if e.End.Add(pace.Window).After(now) {
 			u.Points += e.Points
 			u.WritesMinute += e.Writes
+			c := e.Charge(now)
+			u.CPU += c
 			if e.InFlight {
 				u.PointsInFlight += e.Points
 				u.WritesMinuteLive += e.Writes
+				u.CPUInFlight += c
 			}
 		}
 		if e.End.Add(pace.WritesHour).After(now) {
@@ -418,7 +438,8 @@ func (s *State) Done(ctx context.Context, now time.Time, g pace.Grant, rl pace.R
 	if !h.PrimaryReset.IsZero() {
 		reset = ms(h.PrimaryReset)
 	}
-	res, err := s.run(ctx, doneScript, ms(now), g.ID, g.Cost, b01(g.Write), epoch, pause, int(h.PauseReason), reset, h.PrimaryRemaining)
+	res, err := s.run(ctx, doneScript, ms(now), g.ID, g.Cost, b01(g.Write), epoch, pause, int(h.PauseReason), reset, h.PrimaryRemaining,
+		s.cpuArg(g.CPU), cpuMS(g.Took))
 	switch {
 	case err != nil:
 		s.down(now, err)
@@ -442,7 +463,7 @@ func (s *State) Unsent(ctx context.Context, now time.Time, g pace.Grant) {
 	if !up || epoch == "" {
 		return
 	}
-	if _, err := s.run(ctx, unsentScript, g.ID, g.Cost, b01(g.Write), epoch); err != nil {
+	if _, err := s.run(ctx, unsentScript, g.ID, g.Cost, b01(g.Write), epoch, cpuMS(g.CPU)); err != nil {
 		s.down(now, err)
 	}
 }
@@ -498,7 +519,7 @@ func (s *State) seed(ctx context.Context, now time.Time) error {
 	s.mu.Unlock()
 	entries := s.mirror.Entries(now)
 	h := s.mirror.Holds()
-	args := []any{ms(now), s.id, 0, 0, 0, 0, 0, holding, s.lim.Lease().Milliseconds()}
+	args := []any{ms(now), s.id, 0, 0, 0, 0, 0, holding, s.lim.Lease().Milliseconds(), b01(s.lim.CPUPerMinute > 0)}
 	if last := s.mirror.LastWrite(); !last.IsZero() {
 		args[2] = ms(last)
 	}
@@ -512,7 +533,7 @@ func (s *State) seed(ctx context.Context, now time.Time) error {
 		if strings.HasPrefix(e.ID, othersPrefix) {
 			continue // what others used: theirs to seed
 		}
-		args = append(args, e.Points, e.ID, ms(e.End), b01(e.Writes > 0))
+		args = append(args, e.Points, e.ID, ms(e.End), b01(e.Writes > 0), cpuMS(e.CPU), cpuMS(e.Reserve))
 	}
 	res, err := s.run(ctx, seedScript, args...)
 	if err != nil {
@@ -598,7 +619,7 @@ func (s *State) addOthersLocked(now time.Time) bool {
 	var entries []pace.Entry
 	if s.snap.at.IsZero() || now.Sub(s.snap.at) > s.freshFor() {
 		entries = []pace.Entry{{ID: tag + ":u", InFlight: true, End: now.Add(pace.InFlightLease), Others: true,
-			Points: s.lim.PointsPerMinute, Writes: max(s.lim.WritesPerMinute, s.lim.WritesPerHour)}}
+			Points: s.lim.PointsPerMinute, Writes: max(s.lim.WritesPerMinute, s.lim.WritesPerHour), CPU: s.lim.CPUPerMinute}}
 	} else {
 		entries = snapEntries(tag, s.snap)
 	}
@@ -613,11 +634,16 @@ func (s *State) addOthersLocked(now time.Time) bool {
 // replica's use less this replica's own.
 func snapEntries(tag string, sn snapshot) []pace.Entry {
 	all, own := sn.all, sn.own
+	// The others' requests in flight count what they counted then (their
+	// time so far, or what they were expected to take): what they take
+	// beyond it is within the margin below GitHub's limit.
 	inFlight := pace.Entry{ID: tag + ":f", InFlight: true, End: sn.at.Add(pace.InFlightLease), Others: true,
-		Points: max(all.PointsInFlight-own.PointsInFlight, 0), Writes: max(all.WritesMinuteLive-own.WritesMinuteLive, 0)}
+		Points: max(all.PointsInFlight-own.PointsInFlight, 0), Writes: max(all.WritesMinuteLive-own.WritesMinuteLive, 0),
+		CPU: max(all.CPUInFlight-own.CPUInFlight, 0)}
 	doneMinute := pace.Entry{ID: tag + ":m", End: sn.at, Others: true,
 		Points: max((all.Points-all.PointsInFlight)-(own.Points-own.PointsInFlight), 0),
-		Writes: max((all.WritesMinute-all.WritesMinuteLive)-(own.WritesMinute-own.WritesMinuteLive), 0)}
+		Writes: max((all.WritesMinute-all.WritesMinuteLive)-(own.WritesMinute-own.WritesMinuteLive), 0),
+		CPU:    max((all.CPU-all.CPUInFlight)-(own.CPU-own.CPUInFlight), 0)}
 	// Writes of the hour before the minute: they ended a minute before
 	// the snapshot at the latest.
 	hourOnly := func(u pace.Usage) int {

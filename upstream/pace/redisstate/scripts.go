@@ -8,10 +8,10 @@ import (
 	"github.com/secretbroker/secretbroker/upstream/pace"
 )
 
-// The keys of one credential, in this order in every script (KEYS[1..5]):
-// the points log, the writes log, the write slot, the holds and the
-// epoch. All share the credential's hash tag, so they live on one Redis
-// Cluster slot.
+// The keys of one credential, in this order in every script (KEYS[1..6]):
+// the points log, the writes log, the write slot, the holds, the epoch
+// and the response-time log. All share the credential's hash tag, so they
+// live on one Redis Cluster slot.
 //
 //   - p, a sorted set: a request's points, member "cost:id", score the
 //     end (ms) of the request: its completion, or while in flight its
@@ -26,6 +26,11 @@ import (
 //   - e, a string: the epoch, "id:created" (ms). A Redis that lost its
 //     data has none: every script but seed then answers "empty" and the
 //     replica re-seeds it from its local record before spending.
+//   - c, a sorted set, with the CPU-time budget on: a request's response
+//     time (ms), member "ms:id", scored as p. In flight, ms is what it is
+//     expected to take (pace.Grant.CPU), and it counts the longer of that
+//     and its time so far (at most pace.InFlightCounted); once done, ms is
+//     what it took (pace.Grant.Took): Done replaces the member.
 //
 // Times are milliseconds passed in by the caller (ARGV[1]): the scripts
 // read no clock, so that every replica decides on its own clock and
@@ -41,7 +46,15 @@ local function epoch_ok(want)
   return nil
 end
 local function touch()
-  for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], 3 * 3600 * 1000) end
+  for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], 3 * 3600 * 1000) end
+end
+-- the response time a member of c counts at now (pace.Entry.Charge): in
+-- flight (its end ahead) the longer of its time so far, at most counted,
+-- and what it is expected to take; else what it took
+local function charge(member, e, now)
+  local c = tonumber(string.match(member, '^(%%d+):'))
+  if e > now then c = math.max(math.min(now - (e - %d), %d), c) end
+  return c
 end
 local function merge_holds(pause, reason, reset, remaining)
   if pause > 0 then
@@ -60,11 +73,12 @@ local function merge_holds(pause, reason, reset, remaining)
     end
   end
 end
-`, pace.SameReset.Milliseconds(), pace.SameReset.Milliseconds())
+`, pace.InFlightLease.Milliseconds(), pace.InFlightCounted.Milliseconds(), pace.SameReset.Milliseconds(), pace.SameReset.Milliseconds())
 
 // luaUsage is every replica's use at now, as startScript returns it
 // after a grant: points and writes in the minute, writes in the hour,
-// and of each what is in flight (an entry whose end is still ahead).
+// and of each what is in flight (an entry whose end is still ahead), then
+// the response time in the minute and of it what is in flight.
 var luaUsage = fmt.Sprintf(`
 local function usage(now)
   local minute, hour = %d, %d
@@ -78,30 +92,41 @@ local function usage(now)
   local wmin = redis.call('ZCOUNT', KEYS[2], '(' .. (now - minute), '+inf')
   local whour = redis.call('ZCOUNT', KEYS[2], '(' .. (now - hour), '+inf')
   local wflight = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
-  return {used, wmin, whour, usedFlight, wflight, wflight}
+  local cs = redis.call('ZRANGEBYSCORE', KEYS[6], '(' .. (now - minute), '+inf', 'WITHSCORES')
+  local cpu, cpuFlight = 0, 0
+  for i = 1, #cs, 2 do
+    local e = tonumber(cs[i+1])
+    local c = charge(cs[i], e, now)
+    cpu = cpu + c
+    if e > now then cpuFlight = cpuFlight + c end
+  end
+  return {used, wmin, whour, usedFlight, wflight, wflight, cpu, cpuFlight}
 end
 `, pace.Window.Milliseconds(), pace.WritesHour.Milliseconds())
 
 // startScript decides and, when allowed, grants one request.
 // ARGV: now, id, cost, write (0/1), pointsPerMinute, interval, lease,
 // writesPerMinute, writesPerHour, inFlightLease, epoch, poll (ms),
-// maxInFlight (0: off).
+// maxInFlight (0: off), cpuPerMinute (ms, 0: off), cpu (ms, what the
+// request is expected to take).
 // Returns {"ok", points, writesMinute, writesHour, pointsInFlight,
-// writesMinuteInFlight, writesHourInFlight} (every replica's use after the
-// grant, and of it what is in flight), {"wait", at, why, pause, reason,
-// reset, remaining}, or {"empty"} / {"epoch"}.
+// writesMinuteInFlight, writesHourInFlight, cpu, cpuInFlight} (every
+// replica's use after the grant, and of it what is in flight), {"wait",
+// at, why, pause, reason, reset, remaining}, or {"empty"} / {"epoch"}.
 var startScript = redis.NewScript(luaCommon + fmt.Sprintf(`
 local now = tonumber(ARGV[1])
 local id, cost, write = ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
 local ppm, interval, lease = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local wpm, wph, inflight = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local poll, maxfl = tonumber(ARGV[12]), tonumber(ARGV[13])
+local cpm, cpu = tonumber(ARGV[14]), tonumber(ARGV[15])
 local minute, hour = %d, %d
 local bad = epoch_ok(ARGV[11])
 if bad then return {bad} end
 
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - minute)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - hour)
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - minute)
 
 local at, why = now, 0
 local function later(t, r) if t > at then at, why = t, r end end
@@ -140,6 +165,31 @@ if ppm > 0 and used + cost > ppm then
   later(free, %d)
 end
 
+-- the response-time log: the completed entries leave it oldest first; a
+-- wait for those in flight asks again soon
+local cpuUsed, cpuFlight = 0, 0
+if cpm > 0 then
+  local cs = redis.call('ZRANGE', KEYS[6], 0, -1, 'WITHSCORES')
+  for i = 1, #cs, 2 do
+    local e = tonumber(cs[i+1])
+    local c = charge(cs[i], e, now)
+    cpuUsed = cpuUsed + c
+    if e > now then cpuFlight = cpuFlight + c end
+  end
+  local over = cpuUsed + math.min(cpu, cpm) - cpm
+  if over > 0 then
+    local free = now + poll
+    for i = 1, #cs, 2 do
+      local e = tonumber(cs[i+1])
+      if e <= now then
+        over = over - charge(cs[i], e, now)
+        if over <= 0 then free = e + minute break end
+      end
+    end
+    later(free, %d)
+  end
+end
+
 local wmin = redis.call('ZCOUNT', KEYS[2], '(' .. (now - minute), '+inf')
 local whour = redis.call('ZCARD', KEYS[2])
 local wminFlight = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
@@ -164,6 +214,10 @@ if at > now then return {'wait', at, why, pause, reason, reset, remaining} end
 
 redis.call('ZADD', KEYS[1], now + inflight, cost .. ':' .. id)
 used, usedFlight = used + cost, usedFlight + cost
+if cpm > 0 then
+  redis.call('ZADD', KEYS[6], now + inflight, cpu .. ':' .. id)
+  cpuUsed, cpuFlight = cpuUsed + cpu, cpuFlight + cpu
+end
 if write then
   redis.call('ZADD', KEYS[2], now + inflight, id)
   wmin, whour, wminFlight = wmin + 1, whour + 1, wminFlight + 1
@@ -173,19 +227,24 @@ if write then
   end
 end
 touch()
-return {'ok', used, wmin, whour, usedFlight, wminFlight, wminFlight}
+return {'ok', used, wmin, whour, usedFlight, wminFlight, wminFlight, cpuUsed, cpuFlight}
 `, pace.Window.Milliseconds(), pace.WritesHour.Milliseconds(),
-	int(pace.ReasonPrimary), pace.InFlightCounted.Milliseconds(), int(pace.ReasonPrimary), int(pace.ReasonQueue), int(pace.ReasonBudget), int(pace.ReasonSpacing), int(pace.ReasonSpacing),
+	int(pace.ReasonPrimary), pace.InFlightCounted.Milliseconds(), int(pace.ReasonPrimary), int(pace.ReasonQueue), int(pace.ReasonBudget), int(pace.ReasonCPU), int(pace.ReasonSpacing), int(pace.ReasonSpacing),
 	int(pace.ReasonContent), int(pace.ReasonContent)))
 
 // doneScript records a completion. ARGV: now, id, cost, write, epoch,
-// pause, reason, reset, remaining. Returns "ok", "empty" or "epoch".
+// pause, reason, reset, remaining, cpu (ms expected, "" with the CPU-time
+// budget off), took (ms). Returns "ok", "empty" or "epoch".
 var doneScript = redis.NewScript(luaCommon + `
 local now = tonumber(ARGV[1])
 local id, cost, write = ARGV[2], ARGV[3], ARGV[4] == '1'
 local bad = epoch_ok(ARGV[5])
 if bad then return bad end
 redis.call('ZADD', KEYS[1], now, cost .. ':' .. id)
+if ARGV[10] ~= '' then
+  if ARGV[10] ~= ARGV[11] then redis.call('ZREM', KEYS[6], ARGV[10] .. ':' .. id) end
+  redis.call('ZADD', KEYS[6], now, ARGV[11] .. ':' .. id)
+end
 if write then
   redis.call('ZADD', KEYS[2], now, id)
   if redis.call('HGET', KEYS[3], 'holder') == id then redis.call('HSET', KEYS[3], 'holder', '') end
@@ -195,12 +254,14 @@ touch()
 return 'ok'
 `)
 
-// unsentScript gives a grant back. ARGV: id, cost, write, epoch.
+// unsentScript gives a grant back. ARGV: id, cost, write, epoch, cpu (ms
+// expected).
 var unsentScript = redis.NewScript(luaCommon + `
 local id, cost, write = ARGV[1], ARGV[2], ARGV[3] == '1'
 local bad = epoch_ok(ARGV[4])
 if bad then return bad end
 redis.call('ZREM', KEYS[1], cost .. ':' .. id)
+redis.call('ZREM', KEYS[6], ARGV[5] .. ':' .. id)
 if write then
   redis.call('ZREM', KEYS[2], id)
   if redis.call('HGET', KEYS[3], 'holder') == id then
@@ -215,7 +276,8 @@ return 'ok'
 // holder and returns every replica's use, the heartbeat's snapshot to fall
 // back on. ARGV: now, id ("" for none), lease, epoch. Returns {"ok",
 // points, writesMinute, writesHour, pointsInFlight, writesMinuteInFlight,
-// writesHourInFlight} (as startScript), or "empty" / "epoch".
+// writesHourInFlight, cpu, cpuInFlight} (as startScript), or "empty" /
+// "epoch".
 var syncScript = redis.NewScript(luaCommon + luaUsage + `
 local now = tonumber(ARGV[1])
 local bad = epoch_ok(ARGV[4])
@@ -224,7 +286,7 @@ if ARGV[2] ~= '' and redis.call('HGET', KEYS[3], 'holder') == ARGV[2] then
   redis.call('HSET', KEYS[3], 'until', now + tonumber(ARGV[3]))
 end
 local u = usage(now)
-return {'ok', u[1], u[2], u[3], u[4], u[5], u[6]}
+return {'ok', u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8]}
 `)
 
 // seedScript joins the current epoch, creating one when Redis has none
@@ -236,9 +298,11 @@ return {'ok', u[1], u[2], u[3], u[4], u[5], u[6]}
 // holds it (Redis lost it, or the lease ran out while the caller could not
 // renew it: its write is still in flight). ARGV: now, new epoch id, last
 // write (ms, 0: none), pause, reason, reset, remaining, holding (the
-// caller's write grant in flight, "" none), lease, then per entry: cost,
-// id, end, write. Returns {epoch ("id:created"), then every replica's use
-// as syncScript}.
+// caller's write grant in flight, "" none), lease, cpu (1: the CPU-time
+// budget is on), then per entry: cost, id, end, write, cpu (ms: expected
+// in flight, taken once done), expected (ms). A completed entry replaces
+// the member Redis may hold for it in flight. Returns {epoch
+// ("id:created"), then every replica's use as syncScript}.
 var seedScript = redis.NewScript(luaCommon + luaUsage + `
 local now = tonumber(ARGV[1])
 local ep = redis.call('GET', KEYS[5])
@@ -262,14 +326,20 @@ if holding ~= '' then
     redis.call('HSET', KEYS[3], 'holder', holding, 'until', now + lease, 'prev', s[3] or '')
   end
 end
-for i = 10, #ARGV, 4 do
+local cpuOn = ARGV[10] == '1'
+for i = 11, #ARGV, 6 do
   local cost, id, e, w = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), ARGV[i+3] == '1'
   -- LT: a request Redis holds as in flight whose completion it never got
   -- (its Done was lost) takes the completion, an earlier end
   if tonumber(cost) > 0 then redis.call('ZADD', KEYS[1], 'LT', e, cost .. ':' .. id) end
   if w then redis.call('ZADD', KEYS[2], 'LT', e, id) end
+  if cpuOn then
+    local c, r = ARGV[i+4], ARGV[i+5]
+    if c ~= r then redis.call('ZREM', KEYS[6], r .. ':' .. id) end
+    redis.call('ZADD', KEYS[6], 'LT', e, c .. ':' .. id)
+  end
 end
 touch()
 local u = usage(now)
-return {ep, u[1], u[2], u[3], u[4], u[5], u[6]}
+return {ep, u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8]}
 `)

@@ -65,6 +65,21 @@ func write(t *testing.T, st pace.State, now time.Time, prefix string, most int) 
 	return most
 }
 
+// spendCPU starts and completes reads expected to take a second, and
+// taking it, at now until the State refuses one; it returns how many it
+// granted.
+func spendCPU(t *testing.T, st pace.State, now time.Time, prefix string, most int) int {
+	t.Helper()
+	for i := range most {
+		g := pace.Grant{ID: prefix + strconv.Itoa(i), Cost: pace.ReadPoints, CPU: time.Second, Took: time.Second}
+		if !st.Start(context.Background(), now, g).OK {
+			return i
+		}
+		st.Done(context.Background(), now, g, ok204)
+	}
+	return most
+}
+
 // The heartbeat keeps what every replica has used, so a replica that has
 // been idle while another spent the budget falls back on the budget as
 // spent, not as it was at its own last grant: the replicas together stay
@@ -89,6 +104,8 @@ func TestFallbackCountsTheHeartbeatsSnapshot(t *testing.T) {
 			5 * time.Second, 9 * time.Second, 10 * time.Second, 0},
 		{"writes an hour", pace.StateLimits{WritesPerHour: 500}, 500, write,
 			10 * time.Minute, 19 * time.Minute, 20 * time.Minute, 10 * time.Minute},
+		{"response time a minute", pace.StateLimits{CPUPerMinute: 100 * time.Second}, 100, spendCPU,
+			5 * time.Second, 9 * time.Second, 10 * time.Second, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cred := "snapshot-" + strconv.Itoa(i)

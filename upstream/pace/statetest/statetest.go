@@ -281,6 +281,82 @@ func Run(t *testing.T, newStates Factory) {
 		wantOK(t, st[0], T0, grant(false))
 		wantWait(t, st[0], T0, grant(false), resume, pace.ReasonPrimary)
 	})
+	// cpu returns a read grant expected to take d.
+	cpu := func(d time.Duration) pace.Grant {
+		g := grant(false)
+		g.CPU = d
+		return g
+	}
+	took := func(g pace.Grant, d time.Duration) pace.Grant {
+		g.Took = d
+		return g
+	}
+	t.Run("response time budget over a sliding minute from completion", func(t *testing.T) {
+		st, _ := newStates(t, pace.StateLimits{CPUPerMinute: 10 * time.Second}, 1)
+		s := st[0]
+		var gs []pace.Grant
+		for range 5 {
+			g := cpu(2 * time.Second)
+			wantOK(t, s, T0, g)
+			gs = append(gs, g)
+		}
+		// In flight, each counts what it is expected to take: ask again
+		// soon, when one may have completed.
+		wantWait(t, s, T0, cpu(2*time.Second), at(pace.SlotPoll), pace.ReasonCPU)
+		for i, g := range gs {
+			s.Done(ctx, at(time.Second+time.Duration(i)*time.Millisecond), took(g, time.Second), ok204)
+		}
+		// Done, each counts what it took until a minute after its
+		// completion: 5 s.
+		now := at(2 * time.Second)
+		a, b := cpu(2*time.Second), cpu(2*time.Second)
+		wantOK(t, s, now, a)
+		wantOK(t, s, now, b)
+		wantWait(t, s, now, cpu(2*time.Second), at(time.Second+pace.Window), pace.ReasonCPU)
+		wantWait(t, s, now, cpu(3*time.Second), at(time.Second+time.Millisecond+pace.Window), pace.ReasonCPU)
+		s.Done(ctx, at(4*time.Second), took(a, 2*time.Second), ok204)
+		s.Done(ctx, at(4*time.Second), took(b, 2*time.Second), ok204)
+		// The first answer left the window: 4 × 1 s + 2 × 2 s.
+		wantOK(t, s, at(time.Second+pace.Window), cpu(2*time.Second))
+		// A request expected to take more than the whole budget goes
+		// alone.
+		st, _ = newStates(t, pace.StateLimits{CPUPerMinute: 10 * time.Second}, 1)
+		wantOK(t, st[0], T0, cpu(30*time.Second))
+		wantWait(t, st[0], T0, cpu(time.Millisecond), at(pace.SlotPoll), pace.ReasonCPU)
+	})
+	t.Run("a request in flight counts its time so far, up to InFlightCounted", func(t *testing.T) {
+		st, kill := newStates(t, pace.StateLimits{CPUPerMinute: time.Minute}, 2)
+		wantOK(t, st[0], T0, cpu(time.Second))
+		kill[0]() // it never completes
+		now := at(10 * time.Second)
+		wantWait(t, st[1], now, cpu(51*time.Second), now.Add(pace.SlotPoll), pace.ReasonCPU)
+		now = at(100 * time.Second)
+		wantWait(t, st[1], now, cpu(21*time.Second), now.Add(pace.SlotPoll), pace.ReasonCPU)
+		wantOK(t, st[1], now, cpu(20*time.Second))
+	})
+	t.Run("unsent gives the response time back", func(t *testing.T) {
+		st, _ := newStates(t, pace.StateLimits{CPUPerMinute: 10 * time.Second}, 1)
+		s := st[0]
+		g := cpu(10 * time.Second)
+		wantOK(t, s, T0, g)
+		wantWait(t, s, T0, cpu(time.Second), at(pace.SlotPoll), pace.ReasonCPU)
+		s.Unsent(ctx, T0, g)
+		wantOK(t, s, T0, cpu(10*time.Second))
+	})
+	t.Run("two replicas share one response time budget", func(t *testing.T) {
+		st, _ := newStates(t, pace.StateLimits{CPUPerMinute: 100 * time.Second}, 2)
+		var granted time.Duration
+		for i := range 300 {
+			g := cpu(time.Second)
+			if st[i%2].Start(ctx, T0, g).OK {
+				granted += time.Second
+				st[i%2].Done(ctx, T0, took(g, time.Second), ok204)
+			}
+		}
+		if granted != 100*time.Second {
+			t.Fatalf("granted %v of response time within one minute by two replicas, want the budget, 100s", granted)
+		}
+	})
 	t.Run("two replicas share one points budget", func(t *testing.T) {
 		st, _ := newStates(t, pace.StateLimits{PointsPerMinute: 100}, 2)
 		granted := 0
