@@ -64,7 +64,7 @@ type Budget struct {
 
 	inFlight int // points of requests started and not done
 	requests int // requests started and not done
-	log      pointsLog
+	log      windowLog[int]
 
 	primaryKnown     bool
 	primaryRemaining int
@@ -239,12 +239,7 @@ func (b *Budget) FreeAt(now time.Time, cost int) (at time.Time, ok bool) {
 	if need <= 0 {
 		return now, true
 	}
-	for _, e := range b.log.live() {
-		if need -= e.points; need <= 0 {
-			return e.at.Add(Window), true
-		}
-	}
-	return time.Time{}, false
+	return b.log.freeAt(need)
 }
 
 // Earliest returns a lower bound on when a request of cost may start, as
@@ -268,40 +263,6 @@ func (b *Budget) Earliest(now time.Time, cost int) (time.Time, Reason) {
 
 // PerMinute returns the points budget; 0 when off.
 func (b *Budget) PerMinute() int { return b.perMinute }
-
-// pointsLog is the points of completed requests, in completion order
-// (time order: events are added with the time of one lock-holding
-// reading, which never goes backwards).
-type pointsLog struct {
-	events []pointsEvent
-	head   int // events[:head] have left the window
-	sum    int // points of events[head:]
-}
-
-type pointsEvent struct {
-	at     time.Time
-	points int
-}
-
-func (l *pointsLog) add(at time.Time, points int) {
-	l.events = append(l.events, pointsEvent{at, points})
-	l.sum += points
-}
-
-// prune drops the events a Window or more before now.
-func (l *pointsLog) prune(now time.Time) {
-	for l.head < len(l.events) && now.Sub(l.events[l.head].at) >= Window {
-		l.sum -= l.events[l.head].points
-		l.head++
-	}
-	if l.head > 64 && l.head*2 > len(l.events) {
-		l.events = append(l.events[:0], l.events[l.head:]...)
-		l.head = 0
-	}
-}
-
-// live returns the events in the window, oldest first.
-func (l *pointsLog) live() []pointsEvent { return l.events[l.head:] }
 
 // Used returns the points that count against the budget at now: those of
 // the requests in flight and of those completed within the last Window; 0

@@ -44,10 +44,10 @@ const (
 // Permit knows its index), at most MaxInFlight; the completed ones in a
 // log in completion order. It is not safe for concurrent use.
 type cpuBudget struct {
-	limit  time.Duration // 0: off
-	epoch  time.Time     // the Permits' cpuStart count from it
-	flying []*Permit     // admitted and not done, in any order
-	log    cpuLog
+	limit  time.Duration            // 0: off
+	epoch  time.Time                // the Permits' cpuStart count from it
+	flying []*Permit                // admitted and not done, in any order
+	log    windowLog[time.Duration] // the completed requests' response times
 }
 
 // notGranted is a Permit's cpuStart until the State grants it.
@@ -99,12 +99,7 @@ func (b *cpuBudget) freeAt(now time.Time, r time.Duration) (at time.Time, ok boo
 	if over <= 0 {
 		return now, true
 	}
-	for _, e := range b.log.live() {
-		if over -= e.took; over <= 0 {
-			return e.at.Add(Window), true
-		}
-	}
-	return time.Time{}, false
+	return b.log.freeAt(over)
 }
 
 // earliest returns a lower bound on when a request of reserve r fits,
@@ -123,10 +118,8 @@ func (b *cpuBudget) earliest(now time.Time, r time.Duration) time.Time {
 	if over <= 0 {
 		return now
 	}
-	for _, e := range b.log.live() {
-		if over -= e.took; over <= 0 {
-			return e.at.Add(Window)
-		}
+	if at, ok := b.log.freeAt(over); ok {
+		return at
 	}
 	return now.Add(Window)
 }
@@ -180,36 +173,3 @@ func tookOf(start, now time.Time, latency time.Duration) time.Duration {
 	}
 	return latency
 }
-
-// cpuLog is the response times of completed requests, in completion
-// order (time order: added under the pacer's lock).
-type cpuLog struct {
-	events []cpuEvent
-	head   int           // events[:head] have left the window
-	sum    time.Duration // of events[head:]
-}
-
-type cpuEvent struct {
-	at   time.Time
-	took time.Duration
-}
-
-func (l *cpuLog) add(at time.Time, took time.Duration) {
-	l.events = append(l.events, cpuEvent{at, took})
-	l.sum += took
-}
-
-// prune drops the events a Window or more before now.
-func (l *cpuLog) prune(now time.Time) {
-	for l.head < len(l.events) && now.Sub(l.events[l.head].at) >= Window {
-		l.sum -= l.events[l.head].took
-		l.head++
-	}
-	if l.head > 64 && l.head*2 > len(l.events) {
-		l.events = append(l.events[:0], l.events[l.head:]...)
-		l.head = 0
-	}
-}
-
-// live returns the events in the window, oldest first.
-func (l *cpuLog) live() []cpuEvent { return l.events[l.head:] }
