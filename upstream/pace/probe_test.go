@@ -21,7 +21,6 @@ func TestProbeAfterPauseWithoutHint(t *testing.T) {
 		lat   = 100 * time.Millisecond // every answer's latency
 		pause = time.Minute            // SecondaryPause
 	)
-	s := func(d time.Duration) time.Duration { return d } // readability
 	for _, tc := range []struct {
 		name   string
 		liftAt time.Duration // when GitHub's limit lifts, from the start
@@ -42,34 +41,34 @@ func TestProbeAfterPauseWithoutHint(t *testing.T) {
 		// +420.4 s, and the three others go then.
 		name:   "limit still holds: only the probe is refused",
 		liftAt: 200 * time.Second,
-		wantSent: []time.Duration{0, s(60*time.Second + lat), s(180*time.Second + 2*lat),
-			s(420*time.Second + 3*lat), s(420*time.Second + 4*lat), s(420*time.Second + 4*lat), s(420*time.Second + 4*lat)},
+		wantSent: []time.Duration{0, 60*time.Second + lat, 180*time.Second + 2*lat,
+			420*time.Second + 3*lat, 420*time.Second + 4*lat, 420*time.Second + 4*lat, 420*time.Second + 4*lat},
 		wantRefused: 3,
 	}, {
 		// GitHub said when: every request goes when the pause ends.
 		name:   "Retry-After: no probe",
 		liftAt: 30 * time.Second, retryAfter: "60",
-		wantSent: []time.Duration{0, s(60*time.Second + lat), s(60*time.Second + lat), s(60*time.Second + lat),
-			s(60*time.Second + lat)},
+		wantSent: []time.Duration{0, 60*time.Second + lat, 60*time.Second + lat, 60*time.Second + lat,
+			60*time.Second + lat},
 		wantRefused: 1,
 	}, {
 		name:        "limit lifted: the crowd goes right after the probe's answer",
 		liftAt:      30 * time.Second,
-		wantSent:    []time.Duration{0, s(60*time.Second + lat), s(60*time.Second + 2*lat), s(60*time.Second + 2*lat), s(60*time.Second + 2*lat)},
+		wantSent:    []time.Duration{0, 60*time.Second + lat, 60*time.Second + 2*lat, 60*time.Second + 2*lat, 60*time.Second + 2*lat},
 		wantRefused: 1,
 	}, {
 		name:   "probe without an answer: the next request probes",
 		liftAt: 30 * time.Second,
 		fail:   "noanswer", failAt: time.Minute,
-		wantSent: []time.Duration{0, s(60*time.Second + lat), s(60*time.Second + 2*lat),
-			s(60*time.Second + 3*lat), s(60*time.Second + 3*lat), s(60*time.Second + 3*lat)},
+		wantSent: []time.Duration{0, 60*time.Second + lat, 60*time.Second + 2*lat,
+			60*time.Second + 3*lat, 60*time.Second + 3*lat, 60*time.Second + 3*lat},
 		wantRefused: 1,
 	}, {
 		name:   "probe never sent: the next request probes",
 		liftAt: 30 * time.Second,
 		fail:   "unsent", failAt: time.Minute,
-		wantSent: []time.Duration{0, s(60*time.Second + lat), s(60*time.Second + 2*lat),
-			s(60*time.Second + 2*lat), s(60*time.Second + 2*lat)},
+		wantSent: []time.Duration{0, 60*time.Second + lat, 60*time.Second + 2*lat,
+			60*time.Second + 2*lat, 60*time.Second + 2*lat},
 		wantRefused: 1,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
