@@ -77,6 +77,13 @@ type Budget struct {
 	// (Take): another replica's pause, the primary quota used up.
 	takenUntil  time.Time
 	takenReason Reason
+	// probe is whether the pause that holds or held the credential is
+	// one GitHub said nothing of how long it lasts (a refusal without
+	// Retry-After, or a pause another replica heard: Take), and no probe's
+	// answer has said since that the limit is lifted (Lifted). Once such a
+	// pause is over the pacer sends one request, the probe, and holds the
+	// others until its answer (Probing).
+	probe bool
 	// refusals counts the refusals in a row that said nothing of how
 	// long to wait, one per incident (refusals while paused are the same
 	// one): each doubles the next such pause (escalated).
@@ -160,7 +167,10 @@ func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
 		}
 		d, why := rl.Pause(now, b.escalated())
 		if until := now.Add(d); until.After(b.pauseUntil) {
+			// The pause that ends last says whether to probe: GitHub
+			// said when a hinted one ends.
 			b.pauseUntil, b.pauseReason = until, why
+			b.probe = !rl.Hinted(now)
 		}
 	case rl.Status != 0 && !b.pauseUntil.After(now):
 		// An answer that is no refusal, once the pause is over: an answer
@@ -202,11 +212,43 @@ func (b *Budget) Backoff(until time.Time) {
 // queue waits for it too. An earlier until than a hold taken changes
 // nothing. Unlike an answer's pause, it does not count as a refusal of
 // this pacer's (the escalation of pauses without a hint).
+//
+// A pause taken that ends more than takenProbeMargin after this pacer's
+// own pause is one another replica heard: the State cannot tell whether
+// GitHub said how long it lasts (a refusal without Retry-After reaches it
+// as a Retry-After, reportShared), so the pacer probes after it
+// (Probing), as after a pause of its own without a hint.
 func (b *Budget) Take(until time.Time, why Reason) {
 	if until.After(b.takenUntil) {
 		b.takenUntil, b.takenReason = until, why
+		if why == ReasonPause && until.After(b.pauseUntil.Add(takenProbeMargin)) {
+			b.probe = true
+		}
 	}
 }
+
+// takenProbeMargin is how much later than this pacer's own pause a pause
+// taken from the State (Take) must end to be another replica's: the
+// State's copy of the pacer's own pause ends at most a clock reading and
+// a millisecond's rounding apart from it.
+const takenProbeMargin = time.Second
+
+// Probing reports whether, at now, the credential is out of a pause
+// GitHub gave no length for and no answer has yet shown the limit lifted:
+// one request at a time may go, the probe, whose answer decides (Lifted,
+// or a refusal's next pause). It is false while anything holds the
+// credential (Hold).
+func (b *Budget) Probing(now time.Time) bool {
+	if !b.probe {
+		return false
+	}
+	until, _ := b.Hold(now)
+	return !until.After(now)
+}
+
+// Lifted records that a probe's answer was no rate-limit refusal: the
+// limit is lifted, every request may go.
+func (b *Budget) Lifted() { b.probe = false }
 
 // Hold returns until when nothing may start, and why; a zero until (or
 // one not after now) when nothing holds the credential.

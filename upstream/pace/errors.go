@@ -22,7 +22,9 @@ const (
 	ReasonBudget
 	// ReasonPrimary: GitHub's primary quota is used up until its reset.
 	ReasonPrimary
-	// ReasonPause: a rate-limit answer from GitHub paused the credential.
+	// ReasonPause: a rate-limit answer from GitHub paused the credential,
+	// or, once a pause GitHub gave no length for is over, the answer to
+	// the one request sent first (the probe) is awaited.
 	ReasonPause
 	// ReasonBackoff: the credential backs off after failed requests (5xx
 	// answers, dropped connections); see Pacer.Backoff.

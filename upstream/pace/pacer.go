@@ -132,6 +132,9 @@ type Pacer struct {
 	obs       Observer  // nil: none
 	clock     waitClock // how long each lane was held back, by reason
 	shared    *shared   // nil: no State
+	// probe is the request admitted alone after a pause GitHub gave no
+	// length for (Budget.Probing), until its answer; nil: none in flight.
+	probe *Permit
 
 	maxQueue     int           // 0: no bound (queuebound.go)
 	maxQueueWait time.Duration // 0: no bound
@@ -361,6 +364,15 @@ func (t *Permit) Report(rl RateLimit, latency time.Duration) {
 	if rl.Refused {
 		p.stats.RateLimited++
 	}
+	if p.probe == t {
+		// The probe's answer: no refusal lifts the gate; a refusal
+		// paused the credential again (Budget.Done). Without an answer
+		// (status 0) the next request probes.
+		p.probe = nil
+		if !rl.Refused && rl.Status != 0 {
+			p.budget.Lifted()
+		}
+	}
 	if until, why := p.budget.Hold(now); until.After(now) && until.After(before) {
 		p.holdLocked(now, until, why)
 		p.heldLocked(now, before, beforeWhy, until, why)
@@ -491,6 +503,9 @@ func (p *Pacer) dequeueLocked(t *Permit) {
 // unsent, and admits what may go.
 func (p *Pacer) releaseLocked(t *Permit, now time.Time, done bool) {
 	p.inFlight--
+	if p.probe == t {
+		p.probe = nil // never sent: the next request probes
+	}
 	if !done {
 		p.budget.Unsent(t.cost)
 		p.cpu.stop(t)
@@ -523,6 +538,14 @@ func (p *Pacer) pumpLocked(now time.Time) {
 			// An answer to a request in flight pumps again; else the reset.
 			wake = reset
 			readWhy, writeWhy = ReasonPrimary, ReasonPrimary
+			break
+		}
+		probing := p.budget.Probing(now)
+		if probing && p.probe != nil {
+			// Out of a pause GitHub gave no length for: the probe's
+			// answer, not the clock, says whether the limit still holds.
+			// Its answer pumps again.
+			readWhy, writeWhy = ReasonPause, ReasonPause
 			break
 		}
 		readOK, writeOK := false, false
@@ -569,6 +592,9 @@ func (p *Pacer) pumpLocked(now time.Time) {
 		if it == nil {
 			wake = earliest(readAt, writeAt)
 			break
+		}
+		if probing {
+			p.probe = it.Value
 		}
 		p.admitLocked(it.Value, now)
 	}
