@@ -118,22 +118,21 @@ func TestItemOutcomeRecordIsItsAnswer(t *testing.T) {
 					arrived := make(chan struct{}, 1)
 					h.emu.InjectFault(emulator.Fault{Route: c.route, Latency: 20 * time.Second, Times: 100, Arrived: arrived})
 
-					var (
-						ctx    context.Context
-						cancel context.CancelFunc
-					)
-					if stop.drain {
-						ctx, cancel = context.WithCancel(t.Context())
-					} else {
-						ctx, cancel = context.WithTimeout(t.Context(), 30*time.Second)
+					// The drain cancels the call's context with ErrDrained
+					// (cmd/secretbroker's callDrain).
+					ctx, drain := context.WithCancelCause(t.Context())
+					defer drain(nil)
+					if !stop.drain {
+						var cancel context.CancelFunc
+						ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+						defer cancel()
 					}
-					defer cancel()
 					answered := make(chan []itemAnswer, 1)
 					go func() { answered <- c.call(ctx, t, h) }()
 					if stop.drain {
 						<-arrived
 						synctest.Wait() // the slow request in flight, the others waiting
-						cancel()
+						drain(ErrDrained)
 					}
 					got := <-answered
 					time.Sleep(time.Minute) // a key fetch the call left (shared, it goes on) ends

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -417,33 +418,44 @@ func notSentInTime() *status.Status {
 
 // answer returns the status a caller is answered for an item that ended
 // with err (nil for success): the status the single call would have had,
-// except that an item the shutdown stopped before GitHub was sent it is
-// UNAVAILABLE, as a single call it stops (errDrained), and one it cut
-// short after GitHub was sent it is ABORTED (mayHaveApplied); an item the
-// call's deadline stopped before GitHub was sent it is RESOURCE_EXHAUSTED
-// (notSentInTime), one it cut short after, DEADLINE_EXCEEDED. An item
-// with an outcome record is answered once, and its record holds that
-// answer's code (change.endAnswered): the call's deadline may pass
-// between two looks.
+// except that an item the shutdown's drain (the call's context cancelled
+// with ErrDrained) stopped before GitHub was sent it is UNAVAILABLE, as a
+// single call it stops (Stopped), and one a cancel (the drain's or the
+// caller's) cut short after GitHub was sent it is ABORTED
+// (mayHaveApplied); an item its caller's cancel stopped before GitHub was
+// sent it stays CANCELLED. An item the call's deadline stopped before
+// GitHub was sent it is RESOURCE_EXHAUSTED (notSentInTime), one it cut
+// short after, DEADLINE_EXCEEDED. An item with an outcome record is
+// answered once, and its record holds that answer's code
+// (change.endAnswered): the call's deadline may pass between two looks.
 func (t *batchTally) answer(err error) *status.Status {
 	st := statusOf(err)
-	drained := st.Code() == codes.Canceled
+	cancelled := st.Code() == codes.Canceled
 	switch {
-	case drained && sentWhenStopped(err):
+	case cancelled && sentWhenStopped(err):
 		// The call's context ended while the item's write was on its way
 		// to GitHub (or its retry waited): GitHub may have applied it.
-		return mayHaveApplied("the broker is shutting down and stopped the call")
-	case drained:
-		// The call's context ended while the item ran or waited, and the
-		// call still answers: its caller did not cancel it (a caller that
-		// did reads no answer), the shutdown's drain stopped it. The
-		// item, never sent, is to be sent again, as a single call
-		// stopped so is told.
+		if t.drained() {
+			return mayHaveApplied("the broker is shutting down and stopped the call")
+		}
+		return mayHaveApplied("the call was cancelled")
+	case cancelled && t.drained():
+		// The shutdown's drain stopped the call while the item ran or
+		// waited, and the call still answers. The item, never sent, is
+		// to be sent again, as a single call stopped so is told. (An
+		// item whose caller cancelled the call stays CANCELLED: its
+		// caller left.)
 		return Stopped("this item")
 	case st.Code() == codes.DeadlineExceeded && t.call != nil && t.call.Err() != nil && !sentWhenCut(err):
 		return notSentInTime()
 	}
 	return st
+}
+
+// drained reports whether the shutdown's drain ended the call's context
+// (its cause ErrDrained), not its caller.
+func (t *batchTally) drained() bool {
+	return t.call != nil && errors.Is(context.Cause(t.call), ErrDrained)
 }
 
 // add returns the result fields of an item that ended with err (nil for

@@ -156,15 +156,16 @@ func TestDrainedWriteSentIsAborted(t *testing.T) {
 				fault.Arrived = arrived
 				h.emu.InjectFault(fault)
 
-				// The drain: the call's context ends while the call goes
-				// on to answer (cmd/secretbroker's callDrain).
-				ctx, drain := context.WithCancel(t.Context())
-				defer drain()
+				// The drain: the call's context ends, with ErrDrained as
+				// its cause, while the call goes on to answer
+				// (cmd/secretbroker's callDrain).
+				ctx, drain := context.WithCancelCause(t.Context())
+				defer drain(nil)
 				answered := make(chan []itemAnswer, 1)
 				go func() { answered <- tt.call(ctx, t, h) }()
 				<-arrived
 				synctest.Wait() // the write in flight (or its retry waiting), the next waiting for the slot
-				drain()
+				drain(ErrDrained)
 				got := <-answered
 
 				var sent []string

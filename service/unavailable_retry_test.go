@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"syscall"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -47,16 +48,31 @@ func TestEveryUnavailableCarriesRetryInfo(t *testing.T) {
 }
 
 // TestDrainedBatchItemIsUnavailable: a batch item stopped because the
-// call's context ended (the shutdown's drain: a caller that cancelled
-// reads no answer) is UNAVAILABLE with a retry delay, as a single call the
-// drain stops, not CANCELLED as if its caller had cancelled it.
+// shutdown's drain ended the call's context (its cause ErrDrained) is
+// UNAVAILABLE with a retry delay, as a single call the drain stops, not
+// CANCELLED as if its caller had cancelled it; one whose caller cancelled
+// the call stays CANCELLED. Neither counts as the broker's fault.
 func TestDrainedBatchItemIsUnavailable(t *testing.T) {
-	var tally batchTally
-	c, msg, retry := tally.add(context.Canceled)
-	if codes.Code(c) != codes.Unavailable || retry.AsDuration() != RetryShutdown {
-		t.Errorf("a stopped item: %s %q, retry %v", codes.Code(c), msg, retry)
-	}
-	if tally.fault != nil {
-		t.Errorf("a stopped item counts as the broker's fault: %v", tally.fault)
+	for _, tc := range []struct {
+		name  string
+		cause error
+		want  codes.Code
+		retry time.Duration
+	}{
+		{"drain", ErrDrained, codes.Unavailable, RetryShutdown},
+		{"caller", context.Canceled, codes.Canceled, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			call, cancel := context.WithCancelCause(t.Context())
+			cancel(tc.cause)
+			tally := batchTally{call: call}
+			c, msg, retry := tally.add(context.Canceled)
+			if codes.Code(c) != tc.want || retry.AsDuration() != tc.retry {
+				t.Errorf("a stopped item: %s %q, retry %v; want %s, retry %s", codes.Code(c), msg, retry, tc.want, tc.retry)
+			}
+			if tally.fault != nil {
+				t.Errorf("a stopped item counts as the broker's fault: %v", tally.fault)
+			}
+		})
 	}
 }
