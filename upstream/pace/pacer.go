@@ -135,6 +135,9 @@ type Pacer struct {
 	// probe is the request admitted alone after a pause GitHub gave no
 	// length for (Budget.Probing), until its answer; nil: none in flight.
 	probe *Permit
+	// probeDone is closed when the probe's answer (or its Unsent) clears
+	// probe: requests the State holds wait for it (acquireShared).
+	probeDone chan struct{}
 
 	maxQueue     int           // 0: no bound (queuebound.go)
 	maxQueueWait time.Duration // 0: no bound
@@ -368,7 +371,7 @@ func (t *Permit) Report(rl RateLimit, latency time.Duration) {
 		// The probe's answer: no refusal lifts the gate; a refusal
 		// paused the credential again (Budget.Done). Without an answer
 		// (status 0) the next request probes.
-		p.probe = nil
+		p.clearProbeLocked()
 		if !rl.Refused && rl.Status != 0 {
 			p.budget.Lifted()
 		}
@@ -504,7 +507,7 @@ func (p *Pacer) dequeueLocked(t *Permit) {
 func (p *Pacer) releaseLocked(t *Permit, now time.Time, done bool) {
 	p.inFlight--
 	if p.probe == t {
-		p.probe = nil // never sent: the next request probes
+		p.clearProbeLocked() // never sent: the next request probes
 	}
 	if !done {
 		p.budget.Unsent(t.cost)
@@ -594,12 +597,24 @@ func (p *Pacer) pumpLocked(now time.Time) {
 			break
 		}
 		if probing {
-			p.probe = it.Value
+			p.setProbeLocked(it.Value)
 		}
 		p.admitLocked(it.Value, now)
 	}
 	p.blockedLocked(readWhy, writeWhy)
 	p.armLocked(now, wake)
+}
+
+// setProbeLocked makes t the probe (Budget.Probing).
+func (p *Pacer) setProbeLocked(t *Permit) {
+	p.probe, p.probeDone = t, make(chan struct{})
+}
+
+// clearProbeLocked records the probe's answer, or that it was never sent,
+// and wakes the requests that wait for it in acquireShared.
+func (p *Pacer) clearProbeLocked() {
+	close(p.probeDone)
+	p.probe, p.probeDone = nil, nil
 }
 
 func (p *Pacer) admitLocked(t *Permit, now time.Time) {
