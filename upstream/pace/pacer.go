@@ -138,6 +138,10 @@ type Pacer struct {
 	// probeDone is closed when the probe's answer (or its Unsent) clears
 	// probe: requests the State holds wait for it (acquireShared).
 	probeDone chan struct{}
+	// heldShared counts the admitted requests the State holds for a hold
+	// of the whole credential (acquireShared): out of the hold, one of
+	// them, not a queued request, is the probe.
+	heldShared int
 
 	maxQueue     int           // 0: no bound (queuebound.go)
 	maxQueueWait time.Duration // 0: no bound
@@ -220,6 +224,8 @@ type Permit struct {
 	cpuReserve time.Duration
 
 	grant grantState // its claim on the shared State
+	// heldShared is whether it is counted in the pacer's heldShared.
+	heldShared bool
 }
 
 // Waited returns how long the permit's request waited for admission and
@@ -506,6 +512,7 @@ func (p *Pacer) dequeueLocked(t *Permit) {
 // unsent, and admits what may go.
 func (p *Pacer) releaseLocked(t *Permit, now time.Time, done bool) {
 	p.inFlight--
+	p.unheldLocked(t)
 	if p.probe == t {
 		p.clearProbeLocked() // never sent: the next request probes
 	}
@@ -544,10 +551,11 @@ func (p *Pacer) pumpLocked(now time.Time) {
 			break
 		}
 		probing := p.budget.Probing(now)
-		if probing && p.probe != nil {
+		if probing && (p.probe != nil || p.heldShared > 0) {
 			// Out of a pause GitHub gave no length for: the probe's
 			// answer, not the clock, says whether the limit still holds.
-			// Its answer pumps again.
+			// Its answer pumps again. A request the State held is the
+			// probe when there is one (acquireShared).
 			readWhy, writeWhy = ReasonPause, ReasonPause
 			break
 		}

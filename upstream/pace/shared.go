@@ -107,7 +107,7 @@ func (p *Pacer) acquireShared(ctx context.Context, t *Permit, idle *idling) (Rea
 		}
 		why = v.Why
 		if v.Held {
-			p.takeHold(now, v.At, v.Why)
+			p.takeHold(now, t, v.At, v.Why)
 		}
 		wait := max(v.At.Sub(now), time.Millisecond)
 		if hasDeadline {
@@ -146,6 +146,7 @@ func (p *Pacer) acquireShared(ctx context.Context, t *Permit, idle *idling) (Rea
 func (p *Pacer) probeGate(t *Permit) <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.unheldLocked(t)
 	switch {
 	case p.probe == t || !p.budget.Probing(time.Now()):
 		return nil
@@ -156,13 +157,25 @@ func (p *Pacer) probeGate(t *Permit) <-chan struct{} {
 	return p.probeDone
 }
 
+// unheldLocked takes t out of the count of requests the State holds.
+func (p *Pacer) unheldLocked(t *Permit) {
+	if t.heldShared {
+		t.heldShared = false
+		p.heldShared--
+	}
+}
+
 // takeHold holds the pacer's own queue until until for why, a hold of the
-// whole credential the State told of at now: the queued requests wait for
-// it (or are refused now when it makes them miss their deadline), as for a
-// pause this pacer heard itself.
-func (p *Pacer) takeHold(now, until time.Time, why Reason) {
+// whole credential the State told of at now and holds t for: the queued
+// requests wait for it (or are refused now when it makes them miss their
+// deadline), as for a pause this pacer heard itself.
+func (p *Pacer) takeHold(now time.Time, t *Permit, until time.Time, why Reason) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !t.heldShared {
+		t.heldShared = true
+		p.heldShared++
+	}
 	before, beforeWhy := p.budget.Hold(now)
 	p.budget.Take(until, why)
 	if u, w := p.budget.Hold(now); u.After(now) && u.After(before) {
