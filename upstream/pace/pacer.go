@@ -135,6 +135,13 @@ type Pacer struct {
 	// probe is the request admitted alone after a pause GitHub gave no
 	// length for (Budget.Probing), until its answer; nil: none in flight.
 	probe *Permit
+	// probeDone is closed when the probe's answer (or its Unsent) clears
+	// probe: requests the State holds wait for it (acquireShared).
+	probeDone chan struct{}
+	// heldShared counts the admitted requests the State holds for a hold
+	// of the whole credential (acquireShared): out of the hold, one of
+	// them, not a queued request, is the probe.
+	heldShared int
 
 	maxQueue     int           // 0: no bound (queuebound.go)
 	maxQueueWait time.Duration // 0: no bound
@@ -217,6 +224,8 @@ type Permit struct {
 	cpuReserve time.Duration
 
 	grant grantState // its claim on the shared State
+	// heldShared is whether it is counted in the pacer's heldShared.
+	heldShared bool
 }
 
 // Waited returns how long the permit's request waited for admission and
@@ -368,7 +377,7 @@ func (t *Permit) Report(rl RateLimit, latency time.Duration) {
 		// The probe's answer: no refusal lifts the gate; a refusal
 		// paused the credential again (Budget.Done). Without an answer
 		// (status 0) the next request probes.
-		p.probe = nil
+		p.clearProbeLocked()
 		if !rl.Refused && rl.Status != 0 {
 			p.budget.Lifted()
 		}
@@ -503,8 +512,9 @@ func (p *Pacer) dequeueLocked(t *Permit) {
 // unsent, and admits what may go.
 func (p *Pacer) releaseLocked(t *Permit, now time.Time, done bool) {
 	p.inFlight--
+	p.unheldLocked(t)
 	if p.probe == t {
-		p.probe = nil // never sent: the next request probes
+		p.clearProbeLocked() // never sent: the next request probes
 	}
 	if !done {
 		p.budget.Unsent(t.cost)
@@ -541,10 +551,11 @@ func (p *Pacer) pumpLocked(now time.Time) {
 			break
 		}
 		probing := p.budget.Probing(now)
-		if probing && p.probe != nil {
+		if probing && (p.probe != nil || p.heldShared > 0) {
 			// Out of a pause GitHub gave no length for: the probe's
 			// answer, not the clock, says whether the limit still holds.
-			// Its answer pumps again.
+			// Its answer pumps again. A request the State held is the
+			// probe when there is one (acquireShared).
 			readWhy, writeWhy = ReasonPause, ReasonPause
 			break
 		}
@@ -594,12 +605,24 @@ func (p *Pacer) pumpLocked(now time.Time) {
 			break
 		}
 		if probing {
-			p.probe = it.Value
+			p.setProbeLocked(it.Value)
 		}
 		p.admitLocked(it.Value, now)
 	}
 	p.blockedLocked(readWhy, writeWhy)
 	p.armLocked(now, wake)
+}
+
+// setProbeLocked makes t the probe (Budget.Probing).
+func (p *Pacer) setProbeLocked(t *Permit) {
+	p.probe, p.probeDone = t, make(chan struct{})
+}
+
+// clearProbeLocked records the probe's answer, or that it was never sent,
+// and wakes the requests that wait for it in acquireShared.
+func (p *Pacer) clearProbeLocked() {
+	close(p.probeDone)
+	p.probe, p.probeDone = nil, nil
 }
 
 func (p *Pacer) admitLocked(t *Permit, now time.Time) {

@@ -63,7 +63,9 @@ func newShared(cfg Config) *shared {
 // last, 0 when it granted t at once. While it waits, t is idle (idle). A
 // hold of the whole credential the State tells of (Verdict.Held) holds the
 // pacer's own queue too: the requests after t wait for it there, not in
-// places in flight.
+// places in flight. Out of a pause GitHub gave no length for
+// (Budget.Probing), t waits for the probe's answer like the queued
+// requests, or becomes the probe when none is out (probeGate).
 func (p *Pacer) acquireShared(ctx context.Context, t *Permit, idle *idling) (Reason, error) {
 	sh := p.shared
 	if sh == nil {
@@ -80,6 +82,23 @@ func (p *Pacer) acquireShared(ctx context.Context, t *Permit, idle *idling) (Rea
 		}
 	}()
 	for {
+		for {
+			done := p.probeGate(t)
+			if done == nil {
+				break
+			}
+			why = ReasonPause
+			idle.wait()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				t.Unsent()
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					return 0, p.refuseShared(t, minRetryAfter, ReasonPause)
+				}
+				return 0, fmt.Errorf("pace: %s %s: not sent: waiting for the pacer: %w", t.req.Method, t.req.Route, ctx.Err())
+			}
+		}
 		now := time.Now()
 		v := sh.state.Start(ctx, now, g)
 		if v.OK {
@@ -88,7 +107,7 @@ func (p *Pacer) acquireShared(ctx context.Context, t *Permit, idle *idling) (Rea
 		}
 		why = v.Why
 		if v.Held {
-			p.takeHold(now, v.At, v.Why)
+			p.takeHold(now, t, v.At, v.Why)
 		}
 		wait := max(v.At.Sub(now), time.Millisecond)
 		if hasDeadline {
@@ -118,13 +137,45 @@ func (p *Pacer) acquireShared(ctx context.Context, t *Permit, idle *idling) (Rea
 	}
 }
 
-// takeHold holds the pacer's own queue until until for why, a hold of the
-// whole credential the State told of at now: the queued requests wait for
-// it (or are refused now when it makes them miss their deadline), as for a
-// pause this pacer heard itself.
-func (p *Pacer) takeHold(now, until time.Time, why Reason) {
+// probeGate returns what t, admitted and about to ask the State, must
+// wait for: nil when it may ask now, else a channel closed at the probe's
+// answer. Out of a pause GitHub gave no length for, t becomes the probe
+// when none is out, and otherwise waits: the pump admitted it before the
+// pacer learned of the pause, and the State, which ended the pause, would
+// let it go with the others into a limit that may still hold.
+func (p *Pacer) probeGate(t *Permit) <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.unheldLocked(t)
+	switch {
+	case p.probe == t || !p.budget.Probing(time.Now()):
+		return nil
+	case p.probe == nil:
+		p.setProbeLocked(t)
+		return nil
+	}
+	return p.probeDone
+}
+
+// unheldLocked takes t out of the count of requests the State holds.
+func (p *Pacer) unheldLocked(t *Permit) {
+	if t.heldShared {
+		t.heldShared = false
+		p.heldShared--
+	}
+}
+
+// takeHold holds the pacer's own queue until until for why, a hold of the
+// whole credential the State told of at now and holds t for: the queued
+// requests wait for it (or are refused now when it makes them miss their
+// deadline), as for a pause this pacer heard itself.
+func (p *Pacer) takeHold(now time.Time, t *Permit, until time.Time, why Reason) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !t.heldShared {
+		t.heldShared = true
+		p.heldShared++
+	}
 	before, beforeWhy := p.budget.Hold(now)
 	p.budget.Take(until, why)
 	if u, w := p.budget.Hold(now); u.After(now) && u.After(before) {
