@@ -24,64 +24,12 @@ import (
 // was in flight.
 func TestItemOutcomeRecordIsItsAnswer(t *testing.T) {
 	names := []string{"I0", "I1", "I2", "I3", "I4"}
-	batchPut := func(ctx context.Context, t *testing.T, h *harness) []itemAnswer {
-		req := &secretbrokerv1.BatchPutSecretsRequest{}
-		for _, n := range names {
-			req.Requests = append(req.Requests, plain(repoScope+"/secrets/"+n, plantedSecret+"-"+n))
-		}
-		resp, err := h.server.BatchPutSecrets(ctx, req)
-		if err != nil {
-			t.Fatalf("BatchPutSecrets: %v", err)
-		}
-		var out []itemAnswer
-		for _, r := range resp.GetResults() {
-			out = append(out, answerOf(r.GetName(), r.GetCode(), r.GetMessage(), r.GetRetryAfter()))
-		}
-		return out
-	}
-	batchDelete := func(ctx context.Context, t *testing.T, h *harness) []itemAnswer {
-		req := &secretbrokerv1.BatchDeleteSecretsRequest{}
-		for _, n := range names {
-			req.Names = append(req.Names, repoScope+"/secrets/"+n)
-		}
-		resp, err := h.server.BatchDeleteSecrets(ctx, req)
-		if err != nil {
-			t.Fatalf("BatchDeleteSecrets: %v", err)
-		}
-		var out []itemAnswer
-		for _, r := range resp.GetResults() {
-			out = append(out, answerOf(r.GetName(), r.GetCode(), r.GetMessage(), r.GetRetryAfter()))
-		}
-		return out
-	}
-	sync := func(prune bool) func(ctx context.Context, t *testing.T, h *harness) []itemAnswer {
-		return func(ctx context.Context, t *testing.T, h *harness) []itemAnswer {
-			secrets := map[string]string{}
-			if prune {
-				secrets["KEEP"] = plantedSecret + "-keep"
-			} else {
-				for _, n := range names {
-					secrets[n] = plantedSecret + "-" + n + "-new"
-				}
-			}
-			req := syncReq(repoScope, "team", secrets)
-			req.Prune = prune
-			resp, err := h.server.SyncSecrets(ctx, req)
-			if err != nil {
-				t.Fatalf("SyncSecrets: %v", err)
-			}
-			var out []itemAnswer
-			for _, r := range resp.GetResults() {
-				out = append(out, answerOf(r.GetName(), r.GetCode(), r.GetMessage(), r.GetRetryAfter()))
-			}
-			return out
-		}
-	}
+	batchPut, batchDelete, sync := itemCalls(names)
 	calls := []struct {
 		name   string
 		before bool   // the items exist first, written by a sync of "team"
 		route  string // the request that is slow
-		call   func(ctx context.Context, t *testing.T, h *harness) []itemAnswer
+		call   itemCall
 	}{
 		{"batch put, key fetch", false, emulator.RouteGetRepoPublicKey, batchPut},
 		{"batch put, write in flight", false, emulator.RoutePutRepoSecret, batchPut},
@@ -159,4 +107,68 @@ func TestItemOutcomeRecordIsItsAnswer(t *testing.T) {
 			})
 		}
 	}
+}
+
+// itemCall makes one batch or sync call through h's server and returns
+// its items' answers.
+type itemCall func(ctx context.Context, t *testing.T, h *harness) []itemAnswer
+
+// itemCalls returns the calls the item-answer tests stop: a batch put of
+// names, a batch delete of names, and a sync of "team" that writes names
+// anew (prune false) or keeps only KEEP and deletes the rest (prune true).
+func itemCalls(names []string) (batchPut, batchDelete itemCall, sync func(prune bool) itemCall) {
+	batchPut = func(ctx context.Context, t *testing.T, h *harness) []itemAnswer {
+		req := &secretbrokerv1.BatchPutSecretsRequest{}
+		for _, n := range names {
+			req.Requests = append(req.Requests, plain(repoScope+"/secrets/"+n, plantedSecret+"-"+n))
+		}
+		resp, err := h.server.BatchPutSecrets(ctx, req)
+		if err != nil {
+			t.Fatalf("BatchPutSecrets: %v", err)
+		}
+		var out []itemAnswer
+		for _, r := range resp.GetResults() {
+			out = append(out, answerOf(r.GetName(), r.GetCode(), r.GetMessage(), r.GetRetryAfter()))
+		}
+		return out
+	}
+	batchDelete = func(ctx context.Context, t *testing.T, h *harness) []itemAnswer {
+		req := &secretbrokerv1.BatchDeleteSecretsRequest{}
+		for _, n := range names {
+			req.Names = append(req.Names, repoScope+"/secrets/"+n)
+		}
+		resp, err := h.server.BatchDeleteSecrets(ctx, req)
+		if err != nil {
+			t.Fatalf("BatchDeleteSecrets: %v", err)
+		}
+		var out []itemAnswer
+		for _, r := range resp.GetResults() {
+			out = append(out, answerOf(r.GetName(), r.GetCode(), r.GetMessage(), r.GetRetryAfter()))
+		}
+		return out
+	}
+	sync = func(prune bool) itemCall {
+		return func(ctx context.Context, t *testing.T, h *harness) []itemAnswer {
+			secrets := map[string]string{}
+			if prune {
+				secrets["KEEP"] = plantedSecret + "-keep"
+			} else {
+				for _, n := range names {
+					secrets[n] = plantedSecret + "-" + n + "-new"
+				}
+			}
+			req := syncReq(repoScope, "team", secrets)
+			req.Prune = prune
+			resp, err := h.server.SyncSecrets(ctx, req)
+			if err != nil {
+				t.Fatalf("SyncSecrets: %v", err)
+			}
+			var out []itemAnswer
+			for _, r := range resp.GetResults() {
+				out = append(out, answerOf(r.GetName(), r.GetCode(), r.GetMessage(), r.GetRetryAfter()))
+			}
+			return out
+		}
+	}
+	return batchPut, batchDelete, sync
 }

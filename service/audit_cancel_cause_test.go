@@ -12,7 +12,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/audit"
 	"github.com/secretbroker/secretbroker/upstream"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
@@ -29,66 +28,13 @@ import (
 // is ABORTED whoever cancelled.
 func TestItemStoppedByCallerIsCancelled(t *testing.T) {
 	names := []string{"A", "B", "C"}
-	type call func(ctx context.Context, t *testing.T, h *harness) []itemAnswer
-	batchPut := func(ctx context.Context, t *testing.T, h *harness) []itemAnswer {
-		req := &secretbrokerv1.BatchPutSecretsRequest{}
-		for _, n := range names {
-			req.Requests = append(req.Requests, plain(repoScope+"/secrets/"+n, plantedSecret+"-"+n))
-		}
-		resp, err := h.server.BatchPutSecrets(ctx, req)
-		if err != nil {
-			t.Fatalf("BatchPutSecrets: %v", err)
-		}
-		var out []itemAnswer
-		for _, r := range resp.GetResults() {
-			out = append(out, answerOf(r.GetName(), r.GetCode(), r.GetMessage(), r.GetRetryAfter()))
-		}
-		return out
-	}
-	batchDelete := func(ctx context.Context, t *testing.T, h *harness) []itemAnswer {
-		req := &secretbrokerv1.BatchDeleteSecretsRequest{}
-		for _, n := range names {
-			req.Names = append(req.Names, repoScope+"/secrets/"+n)
-		}
-		resp, err := h.server.BatchDeleteSecrets(ctx, req)
-		if err != nil {
-			t.Fatalf("BatchDeleteSecrets: %v", err)
-		}
-		var out []itemAnswer
-		for _, r := range resp.GetResults() {
-			out = append(out, answerOf(r.GetName(), r.GetCode(), r.GetMessage(), r.GetRetryAfter()))
-		}
-		return out
-	}
-	sync := func(prune bool) call {
-		return func(ctx context.Context, t *testing.T, h *harness) []itemAnswer {
-			secrets := map[string]string{}
-			if prune {
-				secrets["KEEP"] = plantedSecret + "-keep"
-			} else {
-				for _, n := range names {
-					secrets[n] = plantedSecret + "-" + n + "-new"
-				}
-			}
-			req := syncReq(repoScope, "team", secrets)
-			req.Prune = prune
-			resp, err := h.server.SyncSecrets(ctx, req)
-			if err != nil {
-				t.Fatalf("SyncSecrets: %v", err)
-			}
-			var out []itemAnswer
-			for _, r := range resp.GetResults() {
-				out = append(out, answerOf(r.GetName(), r.GetCode(), r.GetMessage(), r.GetRetryAfter()))
-			}
-			return out
-		}
-	}
+	batchPut, batchDelete, sync := itemCalls(names)
 	calls := []struct {
 		name   string
 		before bool   // the items exist first, written by a sync of "team"
 		route  string // the request that is slow: the call is cancelled while GitHub has it
 		method string // the writes' method: one of them may have been sent
-		call   call
+		call   itemCall
 		ok     []string // items answered OK (a prune's kept secret)
 	}{
 		{name: "batch put, key fetch", route: emulator.RouteGetRepoPublicKey, method: http.MethodPut, call: batchPut},
