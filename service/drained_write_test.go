@@ -46,60 +46,7 @@ func answerOf(res string, c code.Code, msg string, retry *durationpb.Duration) i
 // cancel cuts short: GitHub may have applied it, in the answer and in the
 // audit trail. An item never sent is still UNAVAILABLE, to be sent again.
 func TestDrainedWriteSentIsAborted(t *testing.T) {
-	type call func(ctx context.Context, t *testing.T, h *harness) []itemAnswer
-	batchPut := func(names ...string) call {
-		return func(ctx context.Context, t *testing.T, h *harness) []itemAnswer {
-			req := &secretbrokerv1.BatchPutSecretsRequest{}
-			for _, n := range names {
-				req.Requests = append(req.Requests, plain(repoScope+"/secrets/"+n, plantedSecret+"-"+n))
-			}
-			resp, err := h.server.BatchPutSecrets(ctx, req)
-			if err != nil {
-				t.Fatalf("BatchPutSecrets: %v", err)
-			}
-			var out []itemAnswer
-			for _, r := range resp.GetResults() {
-				out = append(out, answerOf(r.GetName(), r.GetCode(), r.GetMessage(), r.GetRetryAfter()))
-			}
-			return out
-		}
-	}
-	batchDelete := func(names ...string) call {
-		return func(ctx context.Context, t *testing.T, h *harness) []itemAnswer {
-			req := &secretbrokerv1.BatchDeleteSecretsRequest{}
-			for _, n := range names {
-				req.Names = append(req.Names, repoScope+"/secrets/"+n)
-			}
-			resp, err := h.server.BatchDeleteSecrets(ctx, req)
-			if err != nil {
-				t.Fatalf("BatchDeleteSecrets: %v", err)
-			}
-			var out []itemAnswer
-			for _, r := range resp.GetResults() {
-				out = append(out, answerOf(r.GetName(), r.GetCode(), r.GetMessage(), r.GetRetryAfter()))
-			}
-			return out
-		}
-	}
-	sync := func(prune bool, names ...string) call {
-		return func(ctx context.Context, t *testing.T, h *harness) []itemAnswer {
-			secrets := map[string]string{}
-			for _, n := range names {
-				secrets[n] = plantedSecret + "-" + n + "-new"
-			}
-			req := syncReq(repoScope, "team", secrets)
-			req.Prune = prune
-			resp, err := h.server.SyncSecrets(ctx, req)
-			if err != nil {
-				t.Fatalf("SyncSecrets: %v", err)
-			}
-			var out []itemAnswer
-			for _, r := range resp.GetResults() {
-				out = append(out, answerOf(r.GetName(), r.GetCode(), r.GetMessage(), r.GetRetryAfter()))
-			}
-			return out
-		}
-	}
+	batchPut, batchDelete, sync := itemCalls([]string{"A", "B"})
 	tests := []struct {
 		name string
 		// before writes these secrets (through a sync by "team") before
@@ -109,7 +56,7 @@ func TestDrainedWriteSentIsAborted(t *testing.T) {
 		// is the test's).
 		fault  emulator.Fault
 		method string // the faulted request's method
-		call   call
+		call   itemCall
 		// ok are the items answered OK; of the others the one whose
 		// request reached GitHub is ABORTED, the rest UNAVAILABLE.
 		ok      []string
@@ -118,19 +65,19 @@ func TestDrainedWriteSentIsAborted(t *testing.T) {
 	}{
 		{name: "batch put in flight",
 			fault:  emulator.Fault{Route: emulator.RoutePutRepoSecret, Latency: time.Hour},
-			method: http.MethodPut, call: batchPut("A", "B"), items: []string{"A", "B"}},
+			method: http.MethodPut, call: batchPut, items: []string{"A", "B"}},
 		{name: "batch put answer lost, retry waiting",
 			fault:  emulator.Fault{Route: emulator.RoutePutRepoSecret, DropAfter: true},
-			method: http.MethodPut, call: batchPut("A", "B"), items: []string{"A", "B"}, applied: true},
+			method: http.MethodPut, call: batchPut, items: []string{"A", "B"}, applied: true},
 		{name: "batch delete in flight", before: []string{"A", "B"},
 			fault:  emulator.Fault{Route: emulator.RouteDeleteRepoSecret, Latency: time.Hour},
-			method: http.MethodDelete, call: batchDelete("A", "B"), items: []string{"A", "B"}},
+			method: http.MethodDelete, call: batchDelete, items: []string{"A", "B"}},
 		{name: "sync write in flight",
 			fault:  emulator.Fault{Route: emulator.RoutePutRepoSecret, Latency: time.Hour},
-			method: http.MethodPut, call: sync(false, "A", "B"), items: []string{"A", "B"}},
+			method: http.MethodPut, call: sync(false), items: []string{"A", "B"}},
 		{name: "sync prune delete in flight", before: []string{"OLD_1", "OLD_2"},
 			fault:  emulator.Fault{Route: emulator.RouteDeleteRepoSecret, Latency: time.Hour},
-			method: http.MethodDelete, call: sync(true, "KEEP"), ok: []string{"KEEP"}, items: []string{"OLD_1", "OLD_2"}},
+			method: http.MethodDelete, call: sync(true), ok: []string{"KEEP"}, items: []string{"OLD_1", "OLD_2"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
