@@ -45,6 +45,33 @@ func sharedMemoryStates() upstream.StateFunc {
 	}
 }
 
+// sharedStateCase is one way replicas share their pacing state: in
+// memory, or through a real redis-server (redistest; the case skips
+// without one).
+type sharedStateCase struct {
+	name   string
+	redis  bool
+	shared func(t *testing.T) upstream.StateFunc
+}
+
+// sharedStateCases returns the memory and Redis cases of a replicas test;
+// the Redis keys' credential starts with prefix.
+func sharedStateCases(prefix string) []sharedStateCase {
+	return []sharedStateCase{
+		{name: "memory", shared: func(*testing.T) upstream.StateFunc { return sharedMemoryStates() }},
+		{name: "redis", redis: true, shared: func(t *testing.T) upstream.StateFunc {
+			srv := redistest.Start(t)
+			return func(credential string, lim pace.StateLimits) (pace.State, error) {
+				rc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1,
+					DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+				t.Cleanup(func() { _ = rc.Close() })
+				return redisstate.New(redisstate.Options{Client: rc, Credential: prefix + "-" + credential,
+					Limits: lim, ExpectedReplicas: 2})
+			}
+		}},
+	}
+}
+
 // replicaClients returns n clients (replicas) of pacing whose pacers share
 // their state through shared.
 func replicaClients(t *testing.T, n int, tr http.RoundTripper, pacing upstream.Pacing, shared upstream.StateFunc) []*upstream.Client {
@@ -101,24 +128,7 @@ func TestSharedPauseWaitIsIdle(t *testing.T) {
 // once between them, in memory and through Redis alike.
 func TestReplicasKeepToGitHubsConcurrencyLimit(t *testing.T) {
 	const perReplica = 60
-	tests := []struct {
-		name   string
-		redis  bool
-		shared func(t *testing.T) upstream.StateFunc
-	}{
-		{name: "memory", shared: func(*testing.T) upstream.StateFunc { return sharedMemoryStates() }},
-		{name: "redis", redis: true, shared: func(t *testing.T) upstream.StateFunc {
-			srv := redistest.Start(t)
-			return func(credential string, lim pace.StateLimits) (pace.State, error) {
-				rc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1,
-					DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
-				t.Cleanup(func() { _ = rc.Close() })
-				return redisstate.New(redisstate.Options{Client: rc, Credential: "concurrency-" + credential,
-					Limits: lim, ExpectedReplicas: 2})
-			}
-		}},
-	}
-	for _, tt := range tests {
+	for _, tt := range sharedStateCases("concurrency") {
 		t.Run(tt.name, func(t *testing.T) {
 			shared := tt.shared(t)
 			synctest.Test(t, func(t *testing.T) {
@@ -180,24 +190,7 @@ func TestReplicasKeepToGitHubsConcurrencyLimit(t *testing.T) {
 // answer's, and the other replica sent on.)
 func TestReplicasShareThePrimaryQuotaOnGitHubsClock(t *testing.T) {
 	const quota = 40
-	tests := []struct {
-		name   string
-		redis  bool
-		shared func(t *testing.T) upstream.StateFunc
-	}{
-		{name: "memory", shared: func(*testing.T) upstream.StateFunc { return sharedMemoryStates() }},
-		{name: "redis", redis: true, shared: func(t *testing.T) upstream.StateFunc {
-			srv := redistest.Start(t)
-			return func(credential string, lim pace.StateLimits) (pace.State, error) {
-				rc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1,
-					DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
-				t.Cleanup(func() { _ = rc.Close() })
-				return redisstate.New(redisstate.Options{Client: rc, Credential: "skewed-" + credential,
-					Limits: lim, ExpectedReplicas: 2})
-			}
-		}},
-	}
-	for _, tt := range tests {
+	for _, tt := range sharedStateCases("skewed") {
 		t.Run(tt.name, func(t *testing.T) {
 			shared := tt.shared(t)
 			synctest.Test(t, func(t *testing.T) {
