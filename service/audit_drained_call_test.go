@@ -91,18 +91,9 @@ func TestDrainedCallOutcomeIsItsAnswer(t *testing.T) {
 			name := c.name + map[bool]string{true: ", drained", false: ", its caller gone"}[drained]
 			t.Run(name, func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
-					mem, err := state.NewMemory(state.Options{})
-					if err != nil {
-						t.Fatal(err)
-					}
 					// An operation that is not done, for the cancel: stored,
 					// never run (the runner does not resume it).
-					op := &state.Operation{ID: "op1", Kind: state.KindBatchPutSecrets, Owner: "x",
-						Pending: []state.PendingItem{{Name: repoScope + "/secrets/Q", Value: []byte(plantedSecret)}}}
-					op.Metadata.Total = 1
-					if err := mem.PutOperation(t.Context(), op); err != nil {
-						t.Fatal(err)
-					}
+					mem := storeWaitingOperation(t)
 					arrived := make(chan struct{}, 1)
 					store := &hungOpStore{Store: mem, arrived: arrived}
 					var trail syncBuffer
@@ -126,7 +117,7 @@ func TestDrainedCallOutcomeIsItsAnswer(t *testing.T) {
 					} else {
 						stop(context.Canceled)
 					}
-					err = <-answered
+					err := <-answered
 					store.hang.Store(false)
 					time.Sleep(2 * time.Hour) // what the call left (a shared key fetch) ends
 					if status.Code(err) != codes.Canceled {
@@ -153,16 +144,7 @@ func TestDrainedCallOutcomeIsItsAnswer(t *testing.T) {
 // ErrDrained, a context.Canceled).
 func TestDrainedWaitIsCancelled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		mem, err := state.NewMemory(state.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		op := &state.Operation{ID: "op1", Kind: state.KindBatchPutSecrets, Owner: "x",
-			Pending: []state.PendingItem{{Name: repoScope + "/secrets/Q", Value: []byte(plantedSecret)}}}
-		op.Metadata.Total = 1
-		if err := mem.PutOperation(t.Context(), op); err != nil {
-			t.Fatal(err)
-		}
+		mem := storeWaitingOperation(t)
 		h := newHarness(t, harnessOpts{state: mem})
 		closeOps(t, h.server)
 		ctx, stop := context.WithCancelCause(t.Context())
@@ -178,4 +160,21 @@ func TestDrainedWaitIsCancelled(t *testing.T) {
 			t.Errorf("answered %v, want CANCELLED", err)
 		}
 	})
+}
+
+// storeWaitingOperation returns a memory state store holding operation
+// op1 of owner "x": a batch put of one item (Q), not done and never run.
+func storeWaitingOperation(t *testing.T) *state.Memory {
+	t.Helper()
+	mem, err := state.NewMemory(state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := &state.Operation{ID: "op1", Kind: state.KindBatchPutSecrets, Owner: "x",
+		Pending: []state.PendingItem{{Name: repoScope + "/secrets/Q", Value: []byte(plantedSecret)}}}
+	op.Metadata.Total = 1
+	if err := mem.PutOperation(t.Context(), op); err != nil {
+		t.Fatal(err)
+	}
+	return mem
 }
