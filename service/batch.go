@@ -436,9 +436,9 @@ func (t *batchTally) answer(err error) *status.Status {
 		// The call's context ended while the item's write was on its way
 		// to GitHub (or its retry waited): GitHub may have applied it.
 		if t.drained() {
-			return mayHaveApplied("the broker is shutting down and stopped the call")
+			return mayHaveApplied("the broker is shutting down and stopped the call", "this item")
 		}
-		return mayHaveApplied("the call was cancelled")
+		return mayHaveApplied("the call was cancelled", "this item")
 	case cancelled && t.drained():
 		// The shutdown's drain stopped the call while the item ran or
 		// waited, and the call still answers. The item, never sent, is

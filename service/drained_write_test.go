@@ -164,51 +164,72 @@ func TestDrainedWriteSentIsAborted(t *testing.T) {
 	}
 }
 
-// TestStoppedSingleWriteSentIsAuditedAborted: a PutSecret or DeleteSecret
-// call whose context ends while GitHub has its request (the drain, or its
-// caller gone) has the outcome record ABORTED, not CANCELLED: GitHub may
-// have applied it. (The call's answer is unchanged: the drain tells its
-// caller UNAVAILABLE, to send it again; a caller gone reads none.)
-func TestStoppedSingleWriteSentIsAuditedAborted(t *testing.T) {
+// TestStoppedSingleWriteSentIsAborted: a single write (PutSecret,
+// DeleteSecret, a change of a secret's selected repositories) whose
+// context ends while GitHub has its request, with no answer yet, is
+// answered ABORTED, GitHub may have applied it, and its outcome record
+// says ABORTED, the answer. The drain (its context's cause ErrDrained)
+// made it answer CANCELLED, which cmd/secretbroker's callDrain turns into
+// UNAVAILABLE "send it again", as if nothing had been sent, while its
+// outcome record said ABORTED. A write the drain stops before anything
+// was sent is still UNAVAILABLE (TestDrainedCallOutcomeIsItsAnswer).
+func TestStoppedSingleWriteSentIsAborted(t *testing.T) {
+	const single = orgScope + "/secrets/SINGLE"
 	tests := []struct {
 		name  string
 		route string
 		call  func(ctx context.Context, h *harness) error
 	}{
-		{"put", emulator.RoutePutRepoSecret, func(ctx context.Context, h *harness) error {
-			_, err := h.server.PutSecret(ctx, plain(repoScope+"/secrets/SINGLE", plantedSecret))
+		{"put", emulator.RoutePutOrgSecret, func(ctx context.Context, h *harness) error {
+			_, err := h.server.PutSecret(ctx, orgPut(single, plantedSecret, "selected"))
 			return err
 		}},
-		{"delete", emulator.RouteDeleteRepoSecret, func(ctx context.Context, h *harness) error {
-			_, err := h.server.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: repoScope + "/secrets/SINGLE"})
+		{"delete", emulator.RouteDeleteOrgSecret, func(ctx context.Context, h *harness) error {
+			_, err := h.server.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: single})
+			return err
+		}},
+		{"add repository", emulator.RouteAddSelectedRepo, func(ctx context.Context, h *harness) error {
+			_, err := h.server.AddSelectedRepository(ctx, &secretbrokerv1.AddSelectedRepositoryRequest{Name: single, RepositoryId: h.repoID(t, "docs")})
 			return err
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				var trail syncBuffer
-				h := newHarness(t, harnessOpts{audit: audit.NewWriter(&trail, nil)})
-				if _, err := h.server.PutSecret(t.Context(), plain(repoScope+"/secrets/SINGLE", plantedSecret+"-before")); err != nil {
-					t.Fatal(err)
-				}
-				arrived := make(chan struct{}, 1)
-				h.emu.InjectFault(emulator.Fault{Route: tt.route, Latency: time.Hour, Arrived: arrived})
-				ctx, stop := context.WithCancel(t.Context())
-				defer stop()
-				answered := make(chan error, 1)
-				go func() { answered <- tt.call(ctx, h) }()
-				<-arrived
-				synctest.Wait()
-				stop()
-				if err := <-answered; status.Code(err) != codes.Canceled {
-					t.Fatalf("the call answered %v, want CANCELLED (the drain makes it UNAVAILABLE)", err)
-				}
-				if got := outcomesOf(t, &trail)["SINGLE"]; !slices.Equal(got, []string{"OK", "ABORTED"}) {
-					t.Errorf("SINGLE's audit outcomes %v, want [OK ABORTED]", got)
-				}
+		for _, drained := range []bool{true, false} {
+			name := tt.name + map[bool]string{true: ", drained", false: ", its caller gone"}[drained]
+			t.Run(name, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					var trail syncBuffer
+					h := newHarness(t, harnessOpts{audit: audit.NewWriter(&trail, nil)})
+					if _, err := h.server.PutSecret(t.Context(), orgPut(single, plantedSecret+"-before", "selected")); err != nil {
+						t.Fatal(err)
+					}
+					arrived := make(chan struct{}, 1)
+					h.emu.InjectFault(emulator.Fault{Route: tt.route, Latency: time.Hour, Arrived: arrived})
+					ctx, stop := context.WithCancelCause(t.Context())
+					defer stop(nil)
+					answered := make(chan error, 1)
+					go func() { answered <- tt.call(ctx, h) }()
+					<-arrived
+					synctest.Wait()
+					stopped := "the call was cancelled"
+					if drained {
+						stop(ErrDrained)
+						stopped = "the broker is shutting down and stopped the call"
+					} else {
+						stop(context.Canceled)
+					}
+					err := <-answered
+					st := status.Convert(err)
+					if st.Code() != codes.Aborted || !strings.HasPrefix(st.Message(), stopped+" after GitHub was sent") ||
+						!strings.Contains(st.Message(), "GitHub may have applied it") || retryAfterOf(st) != nil {
+						t.Errorf("the call answered %v (details %v), want ABORTED: %s, GitHub may have applied it, no retry delay", err, st.Details(), stopped)
+					}
+					if got := outcomesOf(t, &trail)["SINGLE"]; !slices.Equal(got, []string{"OK", "ABORTED"}) {
+						t.Errorf("SINGLE's audit outcomes %v, want [OK ABORTED]", got)
+					}
+				})
 			})
-		})
+		}
 	}
 }
 

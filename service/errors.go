@@ -40,6 +40,15 @@ func (s *Server) toStatus(ctx context.Context, op string, err error) error {
 		return nil
 	}
 	st := statusOf(err)
+	if sentWhenStopped(err) {
+		// A single write (PutSecret, DeleteSecret, a change of a
+		// selection) cut short after GitHub was sent it: ABORTED, GitHub
+		// may have applied it, as its outcome record says (outcomeCode)
+		// and as a batch's item is answered (batchTally.answer). Not
+		// CANCELLED, which the drain answers UNAVAILABLE "send it
+		// again" (cmd/secretbroker), as if nothing had been sent.
+		st = mayHaveApplied(stoppedBy(ctx), "the write")
+	}
 	level := slog.LevelWarn
 	switch {
 	case callerFault(err):
@@ -243,13 +252,23 @@ func sentWhenCut(err error) bool {
 	return ok
 }
 
-// mayHaveApplied is the answer for a batch's or an operation's item that
-// stopped (why: "the operation was cancelled", ...) cut short after GitHub
-// was sent it (sentWhenStopped): ABORTED, GitHub may have applied it. Not
-// Stopped's "send it again", which is for an item the stop kept from
+// mayHaveApplied is the answer for a write (what: "this item" of a
+// batch or an operation, "the write" of a single call) that stopped
+// (why: "the operation was cancelled", ...) cut short after GitHub was
+// sent it (sentWhenStopped): ABORTED, GitHub may have applied it. Not
+// Stopped's "send it again", which is for a write the stop kept from
 // being sent: what this one did is for the caller to find out.
-func mayHaveApplied(stopped string) *status.Status {
-	return status.New(codes.Aborted, stopped+" after GitHub was sent this item, whose outcome is unknown: GitHub may have applied it; read or send it again to be sure")
+func mayHaveApplied(stopped, what string) *status.Status {
+	return status.New(codes.Aborted, stopped+" after GitHub was sent "+what+", whose outcome is unknown: GitHub may have applied it; read or send it again to be sure")
+}
+
+// stoppedBy says who stopped a call whose context ctx was cancelled: the
+// shutdown's drain (its cause ErrDrained) or its caller.
+func stoppedBy(ctx context.Context) string {
+	if errors.Is(context.Cause(ctx), ErrDrained) {
+		return "the broker is shutting down and stopped the call"
+	}
+	return "the call was cancelled"
 }
 
 // ErrDrained is the cause with which the shutdown's drain ends the

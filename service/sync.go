@@ -720,7 +720,7 @@ func (x *Executor) Execute(ctx context.Context, item state.PendingItem) state.It
 		// Not "not run": the operation's cancel cut the item short after
 		// GitHub was sent it. (Stopped by the runner instead, it stays
 		// CANCELLED: interrupted, it runs again after the restart.)
-		st = mayHaveApplied("the operation was cancelled")
+		st = mayHaveApplied("the operation was cancelled", "this item")
 	}
 	return state.ItemResult{Name: item.Name, Code: st.Code(), Message: st.Message(), RetryAfter: retryAfterOf(st).AsDuration(),
 		Unchanged: out.unchanged, Drift: out.drift, Action: out.action, Created: out.created, KeyID: string(out.keyID),

@@ -42,14 +42,18 @@ func newCallDrain() *callDrain {
 
 // errDrained is a call's answer when the shutdown ended it and it returned
 // CANCELLED: the caller did not cancel, and may call again (another
-// replica, or this one restarted).
+// replica, or this one restarted). A write the drain stopped after GitHub
+// was sent it returns ABORTED instead (GitHub may have applied it), which
+// is passed on as it is.
 func errDrained() error {
 	return service.Stopped("it").Err()
 }
 
 // unary ends a call's context when the drain starts (at once for a call
 // that starts after), with service.ErrDrained as its cause, so that the
-// service's outcome records say what the call is answered (UNAVAILABLE).
+// service's outcome records say what the call is answered (UNAVAILABLE
+// for a call stopped before it sent anything, ABORTED for a write GitHub
+// was sent) and its answers say who stopped it.
 func (d *callDrain) unary() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		ctx, cancel := context.WithCancelCause(ctx)

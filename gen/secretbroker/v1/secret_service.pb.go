@@ -3013,7 +3013,7 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\fGetOperation\x12$.secretbroker.v1.GetOperationRequest\x1a\x1a.secretbroker.v1.Operation\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/{name=operations/*}\x12y\n" +
 	"\x0eListOperations\x12&.secretbroker.v1.ListOperationsRequest\x1a'.secretbroker.v1.ListOperationsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/operations\x12\x81\x01\n" +
 	"\x0fCancelOperation\x12'.secretbroker.v1.CancelOperationRequest\x1a\x1a.secretbroker.v1.Operation\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/{name=operations/*}:cancel\x12{\n" +
-	"\rWaitOperation\x12%.secretbroker.v1.WaitOperationRequest\x1a\x1a.secretbroker.v1.Operation\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/{name=operations/*}:waitB\xcc\f\x92A\xff\v\x12\xde\x01\n" +
+	"\rWaitOperation\x12%.secretbroker.v1.WaitOperationRequest\x1a\x1a.secretbroker.v1.Operation\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/{name=operations/*}:waitB\xe0\r\x92A\x93\r\x12\xde\x01\n" +
 	"\fsecretbroker\x12\xc9\x01Writes GitHub Actions and Agents secrets on behalf of callers that hold neither GitHub credentials nor libsodium. Resource names are the paths below without /v1/; field names are snake_case, as served.2\x02v12\x10application/json:\x10application/jsonR\xf4\x01\n" +
 	"\x03400\x12\xec\x01\n" +
 	"\xd1\x01INVALID_ARGUMENT or FAILED_PRECONDITION: the request is malformed (or GitHub's 422 rejected it), or the broker refuses it in the current state (for example, an organization its GitHub App is not installed on).\x12\x16\n" +
@@ -3026,9 +3026,9 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\x14\x1a\x12.google.rpc.StatusR\x8b\x01\n" +
 	"\x03404\x12\x83\x01\n" +
 	"iNOT_FOUND: the secret, scope or repository does not exist (or is not visible to the broker's credential).\x12\x16\n" +
-	"\x14\x1a\x12.google.rpc.StatusR\xda\x02\n" +
-	"\x03409\x12\xd2\x02\n" +
-	"\xb7\x02FAILED_PRECONDITION that is GitHub's own 409 Conflict (for example, managing the selected repositories of a secret whose visibility is not \"selected\"), with a google.rpc.ErrorInfo of reason GITHUB_CONFLICT in details; or ABORTED: a pruning sync whose plan would delete other secrets than expected_deletes names.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusR\xee\x03\n" +
+	"\x03409\x12\xe6\x03\n" +
+	"\xcb\x03FAILED_PRECONDITION that is GitHub's own 409 Conflict (for example, managing the selected repositories of a secret whose visibility is not \"selected\"), with a google.rpc.ErrorInfo of reason GITHUB_CONFLICT in details; or ABORTED: a pruning sync whose plan would delete other secrets than expected_deletes names, or a write the broker's shutdown stopped after GitHub was sent it (GitHub may have applied it: read the secret or send the write again to be sure).\x12\x16\n" +
 	"\x14\x1a\x12.google.rpc.StatusRq\n" +
 	"\x03429\x12j\n" +
 	"PRESOURCE_EXHAUSTED: a rate limit; the Retry-After header says when to try again.\x12\x16\n" +
