@@ -82,8 +82,9 @@ func (s *Server) batchAsync(ctx context.Context, req *secretbrokerv1.BatchPutSec
 	for i, err := range refused {
 		if err != nil {
 			st := statusOf(err)
+			retry, retryAt := retryOf(st)
 			o.Results = append(o.Results, state.ItemResult{Name: reqs[i].GetName(), Code: st.Code(), Message: st.Message(),
-				RetryAfter: retryAfterOf(st).AsDuration()})
+				RetryAfter: retry, RetryAt: retryAt})
 		}
 	}
 	for i, p := range plans {

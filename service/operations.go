@@ -489,6 +489,7 @@ func (s *Server) opsClosed() bool {
 // A batch's result names its secret as stored when written (or
 // unchanged), as sent otherwise, as a batch answered at once does.
 func toOperation(op *state.Operation) *secretbrokerv1.Operation {
+	now := time.Now() // a result's retry_after is the wait left from now
 	m := op.Metadata
 	out := &secretbrokerv1.Operation{
 		Name: operationPrefix + op.ID,
@@ -523,7 +524,7 @@ func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 		for _, r := range op.Results {
 			resp.SyncResults = append(resp.SyncResults, &secretbrokerv1.SyncSecretsResult{
 				Name: r.Name, Action: SyncActionOf(r.Action), Code: code.Code(r.Code), Message: r.Message, Drift: r.Drift,
-				KeyId: r.KeyID, RecordedOwner: r.RecordedOwner, RetryAfter: retryAfter(r.RetryAfter),
+				KeyId: r.KeyID, RecordedOwner: r.RecordedOwner, RetryAfter: retryAfter(r, now),
 			})
 		}
 		slices.SortStableFunc(resp.SyncResults, func(a, b *secretbrokerv1.SyncSecretsResult) int {
@@ -537,7 +538,7 @@ func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 			}
 			resp.BatchPutResults = append(resp.BatchPutResults, &secretbrokerv1.BatchPutSecretsResult{
 				Name: name, Code: code.Code(r.Code), Message: r.Message, Unchanged: r.Unchanged, Drift: r.Drift, KeyId: r.KeyID,
-				RetryAfter: retryAfter(r.RetryAfter),
+				RetryAfter: retryAfter(r, now),
 				// A result stored before Created was kept has only its
 				// action (create only when it was one).
 				Created: r.Code == codes.OK && (r.Created || r.Action == syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CREATE]),
@@ -548,13 +549,31 @@ func toOperation(op *state.Operation) *secretbrokerv1.Operation {
 	return out
 }
 
-// retryAfter is a stored result's retry delay as its retry_after: nil
-// when it has none.
-func retryAfter(d time.Duration) *durationpb.Duration {
+// retryAfter is a stored result's retry_after as a reader is shown it at
+// now: the time still to wait until its RetryAt, nil once that has
+// passed (never negative) and when it has none. A result without a
+// RetryAt (stored, before it was kept, in an operation without times)
+// shows its RetryAfter, the delay as it was answered.
+func retryAfter(r state.ItemResult, now time.Time) *durationpb.Duration {
+	d := r.RetryAfter
+	if !r.RetryAt.IsZero() {
+		d = r.RetryAt.Sub(now)
+	}
 	if d <= 0 {
 		return nil
 	}
 	return durationpb.New(d)
+}
+
+// retryOf is an item's retry delay as an operation's result keeps it:
+// st's (retryAfterOf) and the instant it ends, counted from now, when
+// the item failed; zero without one.
+func retryOf(st *status.Status) (time.Duration, time.Time) {
+	d := retryAfterOf(st).AsDuration()
+	if d <= 0 {
+		return 0, time.Time{}
+	}
+	return d, time.Now().Add(d)
 }
 
 // itemResultOf is a sync item decided when the sync was accepted (not
@@ -562,8 +581,9 @@ func retryAfter(d time.Duration) *durationpb.Duration {
 // in the operation's metadata: nothing is done with them.
 func itemResultOf(it *syncItem) state.ItemResult {
 	st := statusOf(it.err)
+	retry, retryAt := retryOf(st)
 	return state.ItemResult{
-		Name: it.res, Code: st.Code(), Message: st.Message(), RetryAfter: retryAfterOf(st).AsDuration(),
+		Name: it.res, Code: st.Code(), Message: st.Message(), RetryAfter: retry, RetryAt: retryAt,
 		Drift: it.drift, Action: syncActionName[it.action],
 		RecordedOwner: it.recordedOwner,
 		Unchanged: it.err == nil && (it.action == secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED ||

@@ -178,6 +178,99 @@ func TestAsyncResultRetryAfter(t *testing.T) {
 	}
 }
 
+// TestAsyncResultRetryAfterCountsDown: an operation's item result's
+// retry_after is the time still to wait when the operation is read, by
+// GetOperation or ListOperations, and is left out once that time has
+// passed. It was the delay measured from when the item failed, so that a
+// caller reading the operation a minute later was told to wait a minute
+// that had already passed.
+func TestAsyncResultRetryAfterCountsDown(t *testing.T) {
+	const secret = "RETRY_A"
+	for _, tc := range []struct {
+		name  string
+		route string // the route GitHub answers 401 on
+		start func(t *testing.T, h *harness) string
+	}{
+		{"batch item", emulator.RoutePutRepoSecret, func(t *testing.T, h *harness) string {
+			resp, err := h.broker.BatchPutSecrets(t.Context(), &secretbrokerv1.BatchPutSecretsRequest{Async: true,
+				Requests: []*secretbrokerv1.PutSecretRequest{plain(repoScope+"/secrets/"+secret, plantedSecret)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.GetOperation().GetName()
+		}},
+		{"batch item refused when accepted", emulator.RouteGetRepo, func(t *testing.T, h *harness) string {
+			item := orgPut(orgScope+"/secrets/"+secret, plantedSecret, "selected")
+			item.SelectedRepositories = []string{"hello-world"} // its ID is looked up as the batch is accepted
+			resp, err := h.broker.BatchPutSecrets(t.Context(), &secretbrokerv1.BatchPutSecretsRequest{Async: true,
+				Requests: []*secretbrokerv1.PutSecretRequest{item}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.GetOperation().GetName()
+		}},
+		{"sync item", emulator.RoutePutRepoSecret, func(t *testing.T, h *harness) string {
+			req := syncReq(repoScope, "ops", map[string]string{secret: plantedSecret})
+			req.Async = true
+			resp, err := h.broker.SyncSecrets(t.Context(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.GetOperation().GetName()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, harnessOpts{})
+				closeOps(t, h.server)
+				h.emu.InjectFault(emulator.Fault{Route: tc.route, Status: 401, Times: 100})
+				name := tc.start(t, h)
+				waitOp(t.Context(), t, h.broker, name, 0)
+				// read returns the item's retry_after as GetOperation and
+				// ListOperations show it now, which must agree.
+				read := func() (time.Duration, bool) {
+					t.Helper()
+					op, err := h.broker.GetOperation(t.Context(), &secretbrokerv1.GetOperationRequest{Name: name})
+					if err != nil {
+						t.Fatal(err)
+					}
+					list, err := h.broker.ListOperations(t.Context(), &secretbrokerv1.ListOperationsRequest{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(list.GetOperations()) != 1 {
+						t.Fatalf("ListOperations: %d operations, want 1", len(list.GetOperations()))
+					}
+					got, listed := opResultsOf(op), opResultsOf(list.GetOperations()[0])
+					if len(got) != 1 || got[0].code != code.Code_UNAVAILABLE || len(listed) != 1 || listed[0] != got[0] {
+						t.Fatalf("results %+v, listed %+v; want one UNAVAILABLE, the same in both", got, listed)
+					}
+					var has bool
+					for _, r := range op.GetResponse().GetBatchPutResults() {
+						has = r.GetRetryAfter() != nil
+					}
+					for _, r := range op.GetResponse().GetSyncResults() {
+						has = r.GetRetryAfter() != nil
+					}
+					return got[0].retry, has
+				}
+				first, ok := read()
+				if !ok || first <= 40*time.Second || first > retryCredentials {
+					t.Fatalf("retry_after %v (set: %v) once done, want more than 40s and at most %v", first, ok, retryCredentials)
+				}
+				time.Sleep(40 * time.Second)
+				if got, ok := read(); !ok || got != first-40*time.Second {
+					t.Errorf("retry_after %v (set: %v) 40s later, want %v", got, ok, first-40*time.Second)
+				}
+				time.Sleep(first - 40*time.Second)
+				if got, ok := read(); ok {
+					t.Errorf("retry_after %v once it has passed, want none", got)
+				}
+			})
+		})
+	}
+}
+
 // TestAsyncBatchNamesItemsAsSync: an async batch names its items as the
 // synchronous batch does: a written item as stored (upper-cased), a failed
 // one as sent. Its failed items carried the name as stored.

@@ -706,7 +706,8 @@ func (s *Server) NewExecutor(kind state.OperationKind, owner string, force bool)
 }
 
 // Execute carries out one item and returns its result: its Code, Message
-// and RetryAfter as the single call would have answered, Unchanged, Drift,
+// and RetryAfter as the single call would have answered (and RetryAt, when
+// that wait ends), Unchanged, Drift,
 // Action (create, update, unchanged, drifted, conflict, delete, foreign;
 // see SyncActionOf), Created and KeyID.
 func (x *Executor) Execute(ctx context.Context, item state.PendingItem) state.ItemResult {
@@ -722,7 +723,8 @@ func (x *Executor) Execute(ctx context.Context, item state.PendingItem) state.It
 		// CANCELLED: interrupted, it runs again after the restart.)
 		st = mayHaveApplied("the operation was cancelled", "this item")
 	}
-	return state.ItemResult{Name: item.Name, Code: st.Code(), Message: st.Message(), RetryAfter: retryAfterOf(st).AsDuration(),
+	retry, retryAt := retryOf(st)
+	return state.ItemResult{Name: item.Name, Code: st.Code(), Message: st.Message(), RetryAfter: retry, RetryAt: retryAt,
 		Unchanged: out.unchanged, Drift: out.drift, Action: out.action, Created: out.created, KeyID: string(out.keyID),
 		RecordedOwner: out.recordedOwner}
 }

@@ -50,7 +50,10 @@ import (
 // are left out when empty, so an operation without a lease encodes as it
 // did before they were added. A result's "created", "key_id" and
 // "recorded_owner" were added later too: a result stored without them
-// decodes with false and "".
+// decodes with false and "". A result's "retry_after" (nanoseconds, the
+// delay as answered when the item failed) came with "retry_at" (when
+// that delay ends) later still; one stored with retry_after only
+// decodes with a retry_at of the operation's update_time plus it.
 //
 // A value never appears in the encoding: "value" is the sealed value.
 const formatVersion = 1
@@ -100,6 +103,11 @@ type resultJSON struct {
 	// RetryAfter (nanoseconds) came later still: a result stored without
 	// it decodes with 0.
 	RetryAfter time.Duration `json:"retry_after,omitempty"`
+	// RetryAt came last (after NotRun and Sent): a result stored without
+	// it, with a retry_after, decodes with its operation's update_time
+	// (its create_time without one) plus retry_after (see
+	// ItemResult.RetryAt).
+	RetryAt time.Time `json:"retry_at,omitzero"`
 	// NotRun came later still: a result stored without it decodes with
 	// false (an operation stored then has no result for an item it never
 	// ran).
@@ -274,7 +282,9 @@ func encodeOperation(s *sealer, op *Operation) ([]byte, error) {
 		j.Error = &statusJSON{Code: op.Error.Code, Message: op.Error.Message}
 	}
 	for _, r := range op.Results {
-		j.Results = append(j.Results, resultJSON(r))
+		rj := resultJSON(r)
+		rj.RetryAt = utc(r.RetryAt)
+		j.Results = append(j.Results, rj)
 	}
 	for _, p := range op.Pending {
 		pj := pendingJSON{
@@ -339,8 +349,24 @@ func decodeOperation(s *sealer, b []byte) (*Operation, error) {
 	if j.Error != nil {
 		op.Error = &Status{Code: j.Error.Code, Message: j.Error.Message}
 	}
-	for _, r := range j.Results {
-		op.Results = append(op.Results, ItemResult(r))
+	for _, rj := range j.Results {
+		r := ItemResult(rj)
+		r.RetryAt = utc(r.RetryAt)
+		if err := checkTimes(r.RetryAt); err != nil {
+			return nil, fmt.Errorf("state: decode operation %s: result %s: %w", j.ID, r.Name, err)
+		}
+		if r.RetryAt.IsZero() && r.RetryAfter > 0 {
+			// Stored before retry_at: the item failed at or before the
+			// operation's last update.
+			from := op.UpdateTime
+			if from.IsZero() {
+				from = op.CreateTime
+			}
+			if at := from.Add(r.RetryAfter); !from.IsZero() && checkTimes(at) == nil {
+				r.RetryAt = at
+			}
+		}
+		op.Results = append(op.Results, r)
 	}
 	for i, pj := range j.Pending {
 		p := PendingItem{

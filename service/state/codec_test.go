@@ -157,7 +157,8 @@ func TestOperationLeaseFormat(t *testing.T) {
 
 // TestOperationResultFormat pins the encoding of an item result with
 // its key_id (kept since async results carry it), its recorded owner,
-// retry_after, not_run and sent, and decodes a result stored before:
+// retry_after and retry_at, not_run and sent, and decodes a result stored
+// before (TestOperationResultRetryAtFromOlder for retry_at):
 // without created, key_id, recorded_owner, retry_after, not_run or sent,
 // it decodes with false, "" and 0.
 func TestOperationResultFormat(t *testing.T) {
@@ -178,9 +179,10 @@ func TestOperationResultFormat(t *testing.T) {
 		{"with recorded_owner", []ItemResult{{Name: written.Name, Code: codes.FailedPrecondition, Message: "theirs", Action: "conflict", RecordedOwner: "team-a"}},
 			head + `,"results":[` +
 				`{"name":"orgs/acme/actions/secrets/A","code":9,"message":"theirs","action":"conflict","recorded_owner":"team-a"}]}`},
-		{"with retry_after", []ItemResult{{Name: written.Name, Code: codes.Unavailable, Message: "later", RetryAfter: time.Minute}},
+		{"with retry_after", []ItemResult{{Name: written.Name, Code: codes.Unavailable, Message: "later", RetryAfter: time.Minute,
+			RetryAt: time.Date(2026, 11, 27, 19, 1, 0, 500, time.UTC)}},
 			head + `,"results":[` +
-				`{"name":"orgs/acme/actions/secrets/A","code":14,"message":"later","retry_after":60000000000}]}`},
+				`{"name":"orgs/acme/actions/secrets/A","code":14,"message":"later","retry_after":60000000000,"retry_at":"2026-11-27T19:01:00.0000005Z"}]}`},
 		{"not run", []ItemResult{{Name: written.Name, Code: codes.Canceled, Message: "not run", NotRun: true}},
 			head + `,"results":[` +
 				`{"name":"orgs/acme/actions/secrets/A","code":1,"message":"not run","not_run":true}]}`},
@@ -205,6 +207,59 @@ func TestOperationResultFormat(t *testing.T) {
 				t.Fatalf("encoding:\n got %s\nwant %s", b, tt.stored)
 			}
 		})
+	}
+}
+
+// TestOperationResultRetryAtFromOlder: a result stored before retry_at,
+// with a retry_after, decodes with a RetryAt of its operation's
+// update_time (its create_time without one) plus retry_after, never
+// before the wait it was answered ends, and encodes with it; one in an
+// operation without times keeps its retry_after alone. A retry_at out of
+// range is refused.
+func TestOperationResultRetryAtFromOlder(t *testing.T) {
+	s, _ := newSealer(sealTestKey)
+	const (
+		created = "2026-11-27T19:00:00Z"
+		updated = "2026-11-27T19:00:30Z"
+		result  = `"results":[{"name":"orgs/acme/actions/secrets/A","code":14,"message":"later","retry_after":60000000000`
+	)
+	op := func(times, retryAt string) string {
+		return `{"v":1,"id":"op1","kind":"BatchPutSecrets"` + times + `,"metadata":{"total":1,"written":0,"unchanged":0,"failed":1,"remaining":0},` +
+			result + retryAt + `}]}`
+	}
+	tests := []struct {
+		name, times string
+		want        time.Time // zero: none
+	}{
+		{"updated", `,"create_time":"` + created + `","update_time":"` + updated + `"`, time.Date(2026, 11, 27, 19, 1, 30, 0, time.UTC)},
+		{"created only", `,"create_time":"` + created + `"`, time.Date(2026, 11, 27, 19, 1, 0, 0, time.UTC)},
+		{"without times", ``, time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decodeOperation(s, []byte(op(tt.times, "")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := got.Results[0]
+			if r.RetryAfter != time.Minute || !r.RetryAt.Equal(tt.want) {
+				t.Fatalf("decoded retry after %v at %v, want 1m0s at %v", r.RetryAfter, r.RetryAt, tt.want)
+			}
+			b, err := encodeOperation(s, got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := op(tt.times, "")
+			if !tt.want.IsZero() {
+				want = op(tt.times, `,"retry_at":"`+tt.want.Format(time.RFC3339Nano)+`"`)
+			}
+			if string(b) != want {
+				t.Fatalf("encoding:\n got %s\nwant %s", b, want)
+			}
+		})
+	}
+	if _, err := decodeOperation(s, []byte(op("", `,"retry_at":"0000-01-01T00:00:00+01:00"`))); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a retry_at out of range: %v, want ErrCorrupt", err)
 	}
 }
 

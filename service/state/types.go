@@ -190,9 +190,17 @@ type ItemResult struct {
 	RecordedOwner string
 	// RetryAfter is, for an item that failed with codes.ResourceExhausted
 	// or codes.Unavailable, how long its caller should wait before
-	// sending it again (the status's RetryInfo); zero otherwise, and for
-	// a result stored before the field was kept.
+	// sending it again (the status's RetryInfo), measured from when it
+	// failed; zero otherwise, and for a result stored before the field
+	// was kept. RetryAt says when that wait ends, which is what a reader
+	// shows; RetryAfter is kept for the versions that read only it.
 	RetryAfter time.Duration
+	// RetryAt is when RetryAfter's wait ends: the instant the item failed
+	// plus RetryAfter; zero without a RetryAfter. A result stored before
+	// the field was kept decodes with its operation's update time plus
+	// RetryAfter (it failed at or before that update), so that the wait
+	// a reader is told is never shorter than the one left.
+	RetryAt time.Time
 	// NotRun: the operation ended (cancelled) before it ran the item; Code
 	// (codes.Canceled) and Message say so. Such an item counts as
 	// remaining, not failed.

@@ -921,7 +921,9 @@ type BatchPutSecretsResult struct {
 	// The key_id of the key the value was sealed with.
 	KeyId string `protobuf:"bytes,5,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	// With RESOURCE_EXHAUSTED or UNAVAILABLE: how long to wait before trying
-	// this item again.
+	// this item again. In an operation's results, the time still to wait
+	// when the operation is read (GetOperation, ListOperations, ...), absent
+	// once it has passed.
 	RetryAfter *durationpb.Duration `protobuf:"bytes,6,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
 	// True when nothing was written (see PutSecretResponse.unchanged).
 	Unchanged bool `protobuf:"varint,7,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
@@ -2077,7 +2079,9 @@ type SyncSecretsResult struct {
 	// broker; empty when the broker never wrote it.
 	RecordedOwner string `protobuf:"bytes,7,opt,name=recorded_owner,json=recordedOwner,proto3" json:"recorded_owner,omitempty"`
 	// With RESOURCE_EXHAUSTED or UNAVAILABLE: how long to wait before trying
-	// this item again.
+	// this item again. In an operation's results, the time still to wait
+	// when the operation is read (GetOperation, ListOperations, ...), absent
+	// once it has passed.
 	RetryAfter    *durationpb.Duration `protobuf:"bytes,8,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
