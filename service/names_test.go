@@ -88,6 +88,14 @@ func TestParseParent(t *testing.T) {
 		{in: "repos/o/r/environments/pr%E2%81%A0od", wantErr: "it holds U+2060"},
 		{in: "repos/o/r/environments/%EF%BB%BFprod", wantErr: "it holds U+FEFF"},
 		{in: "repos/o/r/environments/%E2%81%A6prod", wantErr: "it holds U+2066"},
+		// Emoji are names; a sequence joined by U+200D (ZWJ) is refused at
+		// its joiner, named: the seeds say nothing of either, and a ZWJ
+		// is refused wherever it stands (README).
+		{in: "repos/o/r/environments/%F0%9F%9A%80", want: upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r", Environment: "🚀"}},
+		{in: "repos/o/r/environments/%E2%9D%A4%EF%B8%8F", want: upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r", Environment: "❤️"}},
+		{in: "repos/o/r/environments/%F0%9F%91%8D%F0%9F%8F%BD", want: upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r", Environment: "👍🏽"}},
+		{in: "repos/o/r/environments/%F0%9F%91%A9%E2%80%8D%F0%9F%92%BB", wantErr: "it holds U+200D"},
+		{in: "repos/o/r/environments/👩‍💻", wantErr: "it holds U+200D"},
 		// Lengths.
 		{in: "repos/o/r/environments/" + strings.Repeat("e", 255), want: upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r", Environment: strings.Repeat("e", 255)}},
 		{in: "repos/o/r/environments/" + strings.Repeat("e", 256), wantErr: "environment name must be 1 to 255"},

@@ -424,7 +424,7 @@ Flags:
 	fs.StringVar(&cfg.PolicyFile, "policy-file", "",
 		"`file` (YAML) with the authorization rules; reloaded on SIGHUP and when it changes")
 	fs.StringVar(&cfg.AuditLog, "audit-log", "",
-		"audit trail `file` (JSON lines), or - for standard error")
+		"audit trail `file` (JSON lines, kept 0600), or - for standard error")
 	fs.StringVar(&cfg.AuditHMACKeyFile, "audit-hmac-key-file", "",
 		"`file` with the key (at least 32 bytes) plaintext values are HMAC'd under in audit records")
 	fs.BoolVar(&cfg.AuditReads, "audit-reads", false,

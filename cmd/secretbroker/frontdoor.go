@@ -378,7 +378,9 @@ func newFrontDoor(ctx context.Context, cfg Config, logger *slog.Logger) (*frontD
 
 // openAudit opens the audit trail of --audit-log, if any. A trail that
 // cannot be written does not stop the broker: it serves reads and refuses
-// every change until the trail works.
+// every change until the trail works. An existing file open to others
+// than its owner that cannot be made 0600 (an *audit.ModeError) does: it
+// will not come right by itself, as a missing directory or mount may.
 func openAudit(cfg Config, logger *slog.Logger) (*audit.Log, error) {
 	if cfg.AuditLog == "" {
 		return nil, nil
@@ -392,6 +394,10 @@ func openAudit(cfg Config, logger *slog.Logger) (*audit.Log, error) {
 	}
 	trail := audit.Open(cfg.AuditLog, key)
 	if err := trail.Err(); err != nil {
+		if _, ok := errors.AsType[*audit.ModeError](err); ok {
+			_ = trail.Close()
+			return nil, fmt.Errorf("--audit-log: %w", err)
+		}
 		logger.Error("the audit log cannot be written: changes are refused until it can; reads are served", slog.Any("error", err))
 	}
 	return trail, nil

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +27,11 @@ type cli struct {
 	now func() time.Time
 	// dial, when set, makes the connections (tests: an in-memory listener).
 	dial func(ctx context.Context, addr string) (net.Conn, error)
+	// proxy names the HTTP CONNECT proxy to the broker, or none, as
+	// grpc-go picks it when it dials itself (no dial): its
+	// http.ProxyFromEnvironment (HTTPS_PROXY, NO_PROXY). probeTLS goes
+	// the same way.
+	proxy func(*http.Request) (*url.URL, error)
 	// maxAttempts bounds the attempts of a retried call (retry.go):
 	// retryMaxAttempts; 1 in the tests that run on the wall clock.
 	maxAttempts int
@@ -43,7 +50,7 @@ type cli struct {
 }
 
 func newCLI(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string, term terminal) *cli {
-	return &cli{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, term: term, now: time.Now, maxAttempts: retryMaxAttempts}
+	return &cli{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, term: term, now: time.Now, proxy: http.ProxyFromEnvironment, maxAttempts: retryMaxAttempts}
 }
 
 // errorf writes "secretbrokerctl: MESSAGE" to standard error, scrubbed.

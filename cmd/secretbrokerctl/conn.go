@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -270,19 +274,15 @@ func (c *cli) plaintextToTLS(ctx context.Context, err error) bool {
 	return c.probeTLS(ctx)
 }
 
-// probeTLS dials the broker again and starts a TLS handshake on that
-// connection, which it ends (with an alert) as soon as the server sends
-// its certificate: true when it did, as a TLS server does. Nothing else
-// goes on that connection: no token, no request.
+// probeTLS dials the broker again, the way the call's connection went
+// (probeDial), and starts a TLS handshake on that connection, which it
+// ends (with an alert) as soon as the server sends its certificate: true
+// when it did, as a TLS server does. Nothing else goes on that
+// connection: no token, no request.
 func (c *cli) probeTLS(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, tlsProbeTimeout)
 	defer cancel()
-	dial := c.dial
-	if dial == nil {
-		var d net.Dialer
-		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
-	}
-	conn, err := dial(ctx, c.addr)
+	conn, err := c.probeDial(ctx)
 	if err != nil {
 		return false
 	}
@@ -298,3 +298,85 @@ func (c *cli) probeTLS(ctx context.Context) bool {
 	})
 	return errors.Is(tc.HandshakeContext(ctx), errAnsweredTLS)
 }
+
+// probeDial connects to the broker as grpc-go connected the call: with
+// c.dial when set (grpc-go then uses no proxy); else through the HTTP
+// CONNECT proxy that c.proxy, grpc-go's choice (http.ProxyFromEnvironment
+// asked for https://ADDR), names for the broker's address; else
+// directly. Dialed directly, a broker behind a proxy is not found, or
+// something else is.
+func (c *cli) probeDial(ctx context.Context) (net.Conn, error) {
+	if c.dial != nil {
+		return c.dial(ctx, c.addr)
+	}
+	proxy, err := c.proxy(&http.Request{URL: &url.URL{Scheme: "https", Host: c.addr}})
+	if err != nil {
+		return nil, fmt.Errorf("choosing the proxy: %w", err)
+	}
+	var d net.Dialer
+	if proxy == nil {
+		return d.DialContext(ctx, "tcp", c.addr)
+	}
+	return dialConnect(ctx, &d, proxy, c.addr)
+}
+
+// dialConnect opens a tunnel to addr through the HTTP proxy at proxy, as
+// grpc-go does: a plain TCP connection to the proxy's host (port 443 when
+// it names none, as grpc-go's resolver of the proxy's name adds), then
+// CONNECT addr, with Proxy-Authorization Basic when proxy holds a user.
+// Errors never hold proxy's user information.
+func dialConnect(ctx context.Context, d *net.Dialer, proxy *url.URL, addr string) (_ net.Conn, err error) {
+	host := proxy.Host
+	if proxy.Port() == "" {
+		host = net.JoinHostPort(proxy.Hostname(), "443")
+	}
+	conn, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = conn.Close()
+		}
+	}()
+	// The exchange ends with ctx: a proxy that does not answer is cut.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	req := &http.Request{
+		Method: http.MethodConnect,
+		URL:    &url.URL{Host: addr},
+		Host:   addr,
+		Header: http.Header{},
+	}
+	if u := proxy.User; u != nil {
+		pass, _ := u.Password()
+		req.Header.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(u.Username()+":"+pass)))
+	}
+	if err := req.Write(conn); err != nil {
+		stop()
+		return nil, fmt.Errorf("proxy %s: sending CONNECT: %w", host, err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, req)
+	if !stop() {
+		return nil, fmt.Errorf("proxy %s: %w", host, context.Cause(ctx))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("proxy %s: reading the answer to CONNECT: %w", host, err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("proxy %s: CONNECT %s answered %s", host, addr, resp.Status)
+	}
+	if br.Buffered() > 0 {
+		return &bufferedConn{Conn: conn, r: br}, nil
+	}
+	return conn, nil
+}
+
+// bufferedConn is a connection some of whose bytes were read into r.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }

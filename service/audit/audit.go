@@ -92,11 +92,12 @@ type Log struct {
 }
 
 // Open returns a trail appending to the file at path ("-" is standard
-// error), created 0600. A file that cannot be opened does not stop the
-// broker: Open still returns a Log, every Write tries to open the file
-// again and fails until it can, and Err reports why. A file removed or
-// renamed away (a log rotation) is created again at path by the next
-// Write.
+// error), created 0600; an existing regular file open to others is made
+// 0600 (makePrivate). Open returns a Log even when the file cannot be
+// opened, or made 0600: every Write tries to open the file again and
+// fails until it can, and Err reports why (a *ModeError for a file that
+// could not be made 0600). A file removed or renamed away (a log
+// rotation) is created again at path by the next Write.
 func Open(path string, hmacKey []byte) *Log {
 	if path == "-" {
 		return NewWriter(os.Stderr, hmacKey)
@@ -142,10 +143,54 @@ func (l *Log) openLocked() {
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		fi = nil // not checked for a move (reopenIfMovedLocked)
+		_ = f.Close()
+		l.openErr = fmt.Errorf("checking the audit log's mode: %w", err)
+		return
+	}
+	if err := makePrivate(l.path, f, fi); err != nil {
+		_ = f.Close()
+		l.openErr = err
+		return
 	}
 	l.w, l.f, l.fi, l.openErr, l.torn = f, f, fi, nil, false
 }
+
+// makePrivate makes f, the trail's file, 0600 when it is a regular file
+// that others than its owner may read or write: a file that was there
+// before the broker (or that a log rotation created anew) with a wider
+// mode would show every record to them, or let them forge some. HashiCorp
+// Vault's file audit device sets its mode on an existing file too; here it
+// is set on the file opened (fchmod), not by path, which could name
+// another file by then, and only on a regular file, where Vault spares
+// /dev/null alone: a FIFO or a device (/dev/stdout, /dev/null) keeps its
+// mode, as it holds no records for later readers and its mode decides
+// which process may open the other end, the operator's to choose. A file
+// whose mode cannot be changed (another user's, an append-only one) is a
+// *ModeError: the trail does not write to it.
+func makePrivate(path string, f *os.File, fi os.FileInfo) error {
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	if err := f.Chmod(0o600); err != nil {
+		return &ModeError{Path: path, Mode: fi.Mode().Perm(), Err: withoutPath(err)}
+	}
+	return nil
+}
+
+// ModeError is why the trail does not write to its file: the file is
+// open to others than its owner (Mode) and could not be made 0600 (Err).
+type ModeError struct {
+	Path string
+	Mode fs.FileMode
+	Err  error
+}
+
+func (e *ModeError) Error() string {
+	return fmt.Sprintf("the audit log %s has mode %04o, open to others than its owner, and cannot be made 0600: %v (another user's file, or an append-only one? make it 0600)",
+		e.Path, uint32(e.Mode), e.Err)
+}
+
+func (e *ModeError) Unwrap() error { return e.Err }
 
 // reopenIfMovedLocked opens the file at path again when path no longer
 // names the file the trail writes to: removed, or renamed away by a log
