@@ -29,11 +29,12 @@ const sharedCallTimeout = 30 * time.Second
 // still tell when a wait would outlast it. Each waiter keeps its own
 // deadline: one whose context ends stops waiting. Later callers join the
 // running call while anyone still waits for it; once the last waiter has
-// left, the key is forgotten, so that the next caller starts afresh
-// instead of joining a call that may be stuck (the abandoned call runs on,
-// bounded by its own deadline). The waiters with more time than the
-// shared call had (no deadline, or a later one), whose call ran out of
-// time and was shared with others, try once more, together: one call
+// left, the call is cancelled (context.Cause upstream.ErrCallAbandoned),
+// so that it stops holding a pacer slot and GitHub's quota for nobody,
+// and the key is forgotten, so that the next caller starts afresh. The
+// waiters with more time than the shared call had (no deadline, or a
+// later one), whose call ran out of time and was shared with others, try
+// once more, together: one call
 // whose deadline is the latest any waiter of the first call had
 // (sharedCallTimeout when one had none), so that one impatient caller
 // neither fails the others nor turns their one call into one each.
@@ -42,7 +43,8 @@ const sharedCallTimeout = 30 * time.Second
 // which maps to codes.Internal, and the key is free for the next caller.
 func share[T any](ctx context.Context, g *upstream.Group[any], key string, fn func(context.Context) (T, error)) (T, error) {
 	r, err := g.Do(ctx, key, func(dctx context.Context) (any, error) {
-		// dctx is ctx without its cancellation or deadline.
+		// dctx is ctx without its cancellation or deadline; the Group
+		// cancels it once every waiter has left.
 		deadline, ok := ctx.Deadline()
 		if !ok {
 			deadline = time.Now().Add(sharedCallTimeout)

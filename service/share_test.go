@@ -261,21 +261,26 @@ func TestShareWaiters(t *testing.T) {
 
 type shareTraceKey struct{}
 
-// A call every waiter has left runs on, with the first caller's values,
-// bounded by that caller's deadline, or by sharedCallTimeout when it had
-// none; never by a cancellation.
-func TestShareAbandonedCallBounded(t *testing.T) {
+// A shared call keeps the first caller's values and runs on while anyone
+// waits for it, bounded by that caller's deadline, or by sharedCallTimeout
+// when it had none; it is cancelled when its last waiter leaves, and not
+// before (it ran on to its deadline when everybody had left).
+func TestShareAbandonedCallCancelled(t *testing.T) {
 	const s = time.Second
 	tests := []struct {
-		name        string
-		deadline    time.Duration // the first caller's; 0: none
-		joinerLeave time.Duration // when a second waiter leaves; 0: no second waiter
-		wantEnd     time.Duration
+		name      string
+		deadline  time.Duration   // the first caller's; 0: none
+		leaves    []time.Duration // when each waiter leaves, the first caller first; 0: it waits on
+		wantEnd   time.Duration
+		wantCause error
 	}{
-		{"no deadline", 0, 0, sharedCallTimeout},
-		{"no deadline, a second waiter left too", 0, 2 * s, sharedCallTimeout},
-		{"a deadline", 10 * s, 0, 10 * s},
-		{"a deadline, a second waiter left too", 10 * s, 3 * s, 10 * s},
+		{"the first caller leaves, no deadline", 0, []time.Duration{1 * s}, 1 * s, upstream.ErrCallAbandoned},
+		{"the first caller leaves, a deadline", 10 * s, []time.Duration{1 * s}, 1 * s, upstream.ErrCallAbandoned},
+		{"the last of two waiters leaves", 0, []time.Duration{1 * s, 2 * s}, 2 * s, upstream.ErrCallAbandoned},
+		{"the last of two waiters leaves, a deadline", 10 * s, []time.Duration{1 * s, 3 * s}, 3 * s, upstream.ErrCallAbandoned},
+		{"the first of two waiters leaves last", 10 * s, []time.Duration{3 * s, 1 * s}, 3 * s, upstream.ErrCallAbandoned},
+		{"a waiter waits on, no deadline", 0, []time.Duration{1 * s, 0}, sharedCallTimeout, context.DeadlineExceeded},
+		{"a waiter waits on, a deadline", 10 * s, []time.Duration{1 * s, 0}, 10 * s, context.DeadlineExceeded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -283,44 +288,46 @@ func TestShareAbandonedCallBounded(t *testing.T) {
 				var g upstream.Group[any]
 				type end struct {
 					at    time.Duration
-					err   error
+					cause error
 					trace any
 				}
-				ended := make(chan end, 1)
+				ended := make(chan end, 2) // a waiter that waits on retries once
 				start := time.Now()
 				fn := func(ctx context.Context) (int, error) {
 					<-ctx.Done() // a stuck upstream
-					ended <- end{time.Since(start), ctx.Err(), ctx.Value(shareTraceKey{})}
+					ended <- end{time.Since(start), context.Cause(ctx), ctx.Value(shareTraceKey{})}
 					return 0, ctx.Err()
 				}
 				var wg sync.WaitGroup
-				leave := func(ctx context.Context, cancel context.CancelFunc, at time.Duration) {
-					time.AfterFunc(at, cancel)
+				for i, leave := range tt.leaves {
+					ctx := context.WithValue(t.Context(), shareTraceKey{}, "joiner")
+					if i == 0 {
+						ctx = context.WithValue(t.Context(), shareTraceKey{}, "first")
+						if tt.deadline > 0 {
+							var cancel context.CancelFunc
+							ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+							defer cancel()
+						}
+					}
+					ctx, cancel := context.WithCancel(ctx)
+					want := context.DeadlineExceeded
+					if leave > 0 {
+						time.AfterFunc(leave, cancel)
+						want = context.Canceled
+					}
 					wg.Go(func() {
 						defer cancel()
-						if _, err := share(ctx, &g, "k", fn); !errors.Is(err, context.Canceled) {
-							t.Errorf("a waiter: err = %v, want context.Canceled", err)
+						if _, err := share(ctx, &g, "k", fn); !errors.Is(err, want) {
+							t.Errorf("waiter %d: err = %v, want %v", i, err, want)
 						}
 					})
 					synctest.Wait()
 				}
-				first := context.WithValue(t.Context(), shareTraceKey{}, "first")
-				if tt.deadline > 0 {
-					var cancel context.CancelFunc
-					first, cancel = context.WithTimeout(first, tt.deadline)
-					defer cancel()
-				}
-				ctx, cancel := context.WithCancel(first)
-				leave(ctx, cancel, 1*s)
-				if tt.joinerLeave > 0 {
-					ctx, cancel := context.WithCancel(context.WithValue(t.Context(), shareTraceKey{}, "joiner"))
-					leave(ctx, cancel, tt.joinerLeave)
+				got := <-ended
+				if got.at != tt.wantEnd || got.cause != tt.wantCause || got.trace != "first" {
+					t.Errorf("the call ended at %v with cause %v, trace %v; want %v at %v, trace first", got.at, got.cause, got.trace, tt.wantCause, tt.wantEnd)
 				}
 				wg.Wait()
-				got := <-ended
-				if got.at != tt.wantEnd || !errors.Is(got.err, context.DeadlineExceeded) || got.trace != "first" {
-					t.Errorf("the abandoned call ended at %v with %v, trace %v; want context.DeadlineExceeded at %v, trace first", got.at, got.err, got.trace, tt.wantEnd)
-				}
 			})
 		})
 	}

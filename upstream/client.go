@@ -42,7 +42,7 @@ const (
 	// maxBody bounds how much of a response body the client reads.
 	maxBody = 1 << 20
 	// lookupTimeout bounds one repository id lookup for legacy routes,
-	// which outlives the callers waiting for it.
+	// which may outlive the caller that started it.
 	lookupTimeout = 30 * time.Second
 )
 
@@ -709,10 +709,11 @@ func pageQuery(p Page) (url.Values, error) {
 // So every call asks GitHub (checkRepositoryID), conditionally on the
 // cached answer's ETag, and the id is used only once GitHub has confirmed
 // it. Concurrent callers for one repository share one request (a Group).
-// A waiter whose context ends stops waiting; the request itself runs on,
-// bounded by lookupTimeout, and keeps the first caller's trace. Later
-// callers join it while anyone still waits for it; once it has finished,
-// or the last waiter has left, the next caller starts a new one.
+// A waiter whose context ends stops waiting; the request itself runs on
+// for the others, bounded by lookupTimeout, and keeps the first caller's
+// trace. Later callers join it while anyone still waits for it; once the
+// last waiter has left, it is cancelled. Once it has finished or been
+// left, the next caller starts a new one.
 func (c *Client) repositoryID(ctx context.Context, owner, repo string) (int64, error) {
 	key := strings.ToLower(owner + "/" + repo)
 	res, err := c.lookups.Do(ctx, key, func(ctx context.Context) (int64, error) {

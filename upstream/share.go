@@ -14,15 +14,18 @@ import (
 // counts the callers still waiting for each call, so that a caller who
 // stops waiting does not un-coalesce the call for the others.
 //
-// A call runs in its own goroutine, detached from its callers: it
-// outlives the caller that started it, and it keeps running when every
-// caller has stopped waiting. Once the last waiting caller has left, the
-// key is forgotten and the next caller starts a new call, as net.Resolver
-// does when the lookup it started is not shared (the abandoned call may be
-// stuck; its result is dropped). This is what net's lookupIPAddr does
-// with ForgetUnshared, except that a Group counts the waiters still there
-// rather than whether anyone ever joined: a call that several callers
-// joined and all left is forgotten too.
+// A call runs in its own goroutine, with a context of its own: it
+// outlives the caller that started it, and later callers join it, for as
+// long as anyone waits for it. Once the last waiting caller has left, the
+// key is forgotten, so that the next caller starts a new call, and the
+// call's context is cancelled (its cause ErrCallAbandoned), so that a call
+// nobody waits for stops holding what it holds (a pacer slot, a request
+// to GitHub); its result is dropped. This is what net's lookupIPAddr does
+// with ForgetUnshared and the cancel of its lookup group's context, except
+// that a Group counts the waiters still there rather than whether anyone
+// ever joined: a call that several callers joined and all left is
+// forgotten and cancelled too, and one that any caller still waits for
+// runs on.
 //
 // The zero value is ready for use. A Group must not be copied after first
 // use.
@@ -37,6 +40,7 @@ type Group[T any] struct {
 // written before done is closed and read after.
 type groupCall[T any] struct {
 	done    chan struct{}
+	cancel  context.CancelCauseFunc // cancels fn's context; set once, safe without mu
 	id      uint64
 	waiters int       // callers waiting now
 	joined  int       // callers that ever waited, the starter included
@@ -66,14 +70,18 @@ type GroupResult[T any] struct {
 // Do returns the result of fn for key: of a call already running for key,
 // or else of a new call of fn that it starts. It waits for the call to
 // finish or for ctx to end, whichever comes first; in the second case it
-// returns ctx.Err() and the call runs on without this caller. The error
-// Do returns is ctx's only: fn's error is the result's Err.
+// returns ctx.Err(), and the call runs on for the callers still waiting
+// for it, or is cancelled when there are none. The error Do returns is
+// ctx's only: fn's error is the result's Err.
 //
 // fn runs in a goroutine of its own, with a context that carries the
 // starting caller's values (its trace, for one) but neither its
-// cancellation nor its deadline: fn must bound itself, typically with
-// context.WithTimeout. A panic in fn is recovered and becomes a
-// *PanicError for every waiter, and the key is free for the next caller.
+// cancellation nor its deadline: it is cancelled only when the call's
+// last waiter leaves (context.Cause is then ErrCallAbandoned), and after
+// fn returns. fn must bound itself, typically with context.WithTimeout,
+// for a waiter without a deadline may wait for ever. A panic in fn is
+// recovered and becomes a *PanicError for every waiter, and the key is
+// free for the next caller.
 func (g *Group[T]) Do(ctx context.Context, key string, fn func(context.Context) (T, error)) (GroupResult[T], error) {
 	g.mu.Lock()
 	c, ok := g.calls[key]
@@ -82,9 +90,10 @@ func (g *Group[T]) Do(ctx context.Context, key string, fn func(context.Context) 
 			g.calls = make(map[string]*groupCall[T])
 		}
 		g.seq++
-		c = &groupCall[T]{done: make(chan struct{}), id: g.seq}
+		cctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+		c = &groupCall[T]{done: make(chan struct{}), cancel: cancel, id: g.seq}
 		g.calls[key] = c
-		go g.run(context.WithoutCancel(ctx), key, c, fn)
+		go g.run(cctx, key, c, fn)
 	}
 	c.waiters++
 	c.joined++
@@ -101,8 +110,14 @@ func (g *Group[T]) Do(ctx context.Context, key string, fn func(context.Context) 
 	case <-ctx.Done():
 		g.mu.Lock()
 		c.waiters--
-		if c.waiters == 0 && g.calls[key] == c {
-			delete(g.calls, key)
+		if c.waiters == 0 {
+			// Nobody waits for the call any more: a later caller starts
+			// afresh, and the call stops (cancelling a call that has
+			// finished does nothing).
+			if g.calls[key] == c {
+				delete(g.calls, key)
+			}
+			c.cancel(ErrCallAbandoned)
 		}
 		g.mu.Unlock()
 		return GroupResult[T]{}, ctx.Err()
@@ -114,6 +129,7 @@ func (g *Group[T]) Do(ctx context.Context, key string, fn func(context.Context) 
 func (g *Group[T]) run(ctx context.Context, key string, c *groupCall[T], fn func(context.Context) (T, error)) {
 	returned := false
 	defer func() {
+		c.cancel(nil) // releases the context; a no-op once abandoned
 		if !returned {
 			c.err = errGoexit
 		}
@@ -131,6 +147,10 @@ func (g *Group[T]) run(ctx context.Context, key string, c *groupCall[T], fn func
 	c.val, c.err = recoverCall(ctx, fn)
 	returned = true
 }
+
+// ErrCallAbandoned is the cause (context.Cause) of the cancellation of a
+// Group's call whose every waiter has left.
+var ErrCallAbandoned = errors.New("upstream: every caller waiting for the shared call has left")
 
 // errGoexit is the error of a call whose fn called runtime.Goexit.
 var errGoexit = errors.New("upstream: shared call ended by runtime.Goexit")

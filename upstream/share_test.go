@@ -30,11 +30,18 @@ type groupArrival struct {
 	wantAt     time.Duration // when Do returns
 }
 
+// A Group coalesces callers for as long as anyone waits, later arrivals
+// included, and cancels a call's context when, and only when, its last
+// waiter leaves.
+
 func TestGroupWaiters(t *testing.T) {
 	tests := []struct {
 		name      string
 		arrivals  []groupArrival
 		wantCalls int32
+		// wantCancelled is when each call's context was cancelled, call 1
+		// first; 0 for a call that finished uncancelled.
+		wantCancelled []time.Duration
 	}{
 		{
 			name: "a waiter leaving early does not un-coalesce the call",
@@ -43,7 +50,7 @@ func TestGroupWaiters(t *testing.T) {
 				{at: 0, leaveAt: time.Second, wantAt: time.Second},
 				{at: 2 * time.Second, wantCall: 1, wantShared: true, wantAt: 5 * time.Second},
 			},
-			wantCalls: 1,
+			wantCalls: 1, wantCancelled: []time.Duration{0},
 		},
 		{
 			name: "nor does the caller that started it",
@@ -52,18 +59,18 @@ func TestGroupWaiters(t *testing.T) {
 				{at: 0, wantCall: 1, wantShared: true, wantAt: 5 * time.Second},
 				{at: 2 * time.Second, wantCall: 1, wantShared: true, wantAt: 5 * time.Second},
 			},
-			wantCalls: 1,
+			wantCalls: 1, wantCancelled: []time.Duration{0},
 		},
 		{
-			// net's ForgetUnshared would not forget here: two callers
-			// joined. The Group counts who is still waiting.
-			name: "once every waiter has left the next caller starts a new call",
+			// net's ForgetUnshared would not forget here, nor cancel: two
+			// callers joined. The Group counts who is still waiting.
+			name: "once every waiter has left the call is cancelled and the next caller starts a new one",
 			arrivals: []groupArrival{
 				{at: 0, leaveAt: time.Second, wantAt: time.Second},
 				{at: 0, leaveAt: 2 * time.Second, wantAt: 2 * time.Second},
 				{at: 3 * time.Second, wantCall: 2, wantAt: 8 * time.Second},
 			},
-			wantCalls: 2,
+			wantCalls: 2, wantCancelled: []time.Duration{2 * time.Second, 0},
 		},
 		{
 			name: "a lone caller that left",
@@ -71,7 +78,18 @@ func TestGroupWaiters(t *testing.T) {
 				{at: 0, leaveAt: time.Second, wantAt: time.Second},
 				{at: 2 * time.Second, wantCall: 2, wantAt: 7 * time.Second},
 			},
-			wantCalls: 2,
+			wantCalls: 2, wantCancelled: []time.Duration{time.Second, 0},
+		},
+		{
+			// The starter leaves at 3 s, after a later caller joined: the
+			// call is cancelled when that one leaves too, at 4 s.
+			name: "a caller arriving later joins the call and keeps it running",
+			arrivals: []groupArrival{
+				{at: 0, leaveAt: 3 * time.Second, wantAt: 3 * time.Second},
+				{at: 2 * time.Second, leaveAt: 4 * time.Second, wantAt: 4 * time.Second},
+				{at: 4*time.Second + time.Millisecond, wantCall: 2, wantAt: 9*time.Second + time.Millisecond},
+			},
+			wantCalls: 2, wantCancelled: []time.Duration{4 * time.Second, 0},
 		},
 		{
 			name: "a caller after the call finished starts a new one",
@@ -79,22 +97,34 @@ func TestGroupWaiters(t *testing.T) {
 				{at: 0, wantCall: 1, wantAt: 5 * time.Second},
 				{at: 6 * time.Second, wantCall: 2, wantAt: 11 * time.Second},
 			},
-			wantCalls: 2,
+			wantCalls: 2, wantCancelled: []time.Duration{0, 0},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var (
-					g     Group[int32]
-					calls atomic.Int32
+					g         Group[int32]
+					calls     atomic.Int32
+					mu        sync.Mutex
+					cancelled = map[int32]time.Duration{} // by call
 				)
-				fn := func(context.Context) (int32, error) {
-					n := calls.Add(1)
-					time.Sleep(groupCallTime)
-					return n, nil
-				}
 				start := time.Now()
+				fn := func(ctx context.Context) (int32, error) {
+					n := calls.Add(1)
+					select {
+					case <-time.After(groupCallTime):
+						return n, nil
+					case <-ctx.Done():
+						if cause := context.Cause(ctx); cause != ErrCallAbandoned {
+							t.Errorf("call %d: context cancelled with cause %v, want ErrCallAbandoned", n, cause)
+						}
+						mu.Lock()
+						cancelled[n] = time.Since(start)
+						mu.Unlock()
+						return 0, ctx.Err()
+					}
+				}
 				var wg sync.WaitGroup
 				for i, a := range tt.arrivals {
 					time.Sleep(a.at - time.Since(start))
@@ -123,6 +153,11 @@ func TestGroupWaiters(t *testing.T) {
 				wg.Wait()
 				if got := calls.Load(); got != tt.wantCalls {
 					t.Errorf("%d calls, want %d", got, tt.wantCalls)
+				}
+				for i, want := range tt.wantCancelled {
+					if got := cancelled[int32(i+1)]; got != want {
+						t.Errorf("call %d: context cancelled at %v, want %v (0: never)", i+1, got, want)
+					}
 				}
 			})
 		})
@@ -315,7 +350,8 @@ func TestGroupPanic(t *testing.T) {
 }
 
 // slowRepoLookups is a transport that answers GET /repos/acme/api with id
-// 9 after delay, or with the request's context error if that ends first.
+// 9 after delay, or with the request's context error if that ends first
+// (sending its cause to ended).
 func slowRepoLookups(delay time.Duration, lookups *atomic.Int32, ended chan<- error) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if !strings.EqualFold(r.URL.Path, "/repos/acme/api") {
@@ -332,7 +368,7 @@ func slowRepoLookups(delay time.Duration, lookups *atomic.Int32, ended chan<- er
 			}, nil
 		case <-r.Context().Done():
 			if ended != nil {
-				ended <- r.Context().Err()
+				ended <- context.Cause(r.Context())
 			}
 			return nil, r.Context().Err()
 		}
@@ -396,32 +432,65 @@ func TestRepositoryIDWaiters(t *testing.T) {
 	}
 }
 
-// A lookup every waiter has left runs on, bounded by lookupTimeout.
-func TestRepositoryIDAbandonedLookupBounded(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var lookups atomic.Int32
-		ended := make(chan error, 1)
-		c, err := New(Config{
-			Token:        testToken,
-			LegacyRoutes: true,
-			Pacing:       &Pacing{MaxAttempts: 1},
-			HTTPClient:   &http.Client{Transport: slowRepoLookups(time.Hour, &lookups, ended)},
+// A lookup is cancelled when its last waiter leaves, and not before; one
+// that a waiter without a deadline waits for runs on, bounded by
+// lookupTimeout.
+func TestRepositoryIDAbandonedLookupCancelled(t *testing.T) {
+	const s = time.Second
+	tests := []struct {
+		name          string
+		leaves        []time.Duration // when each waiter leaves; 0: it waits on
+		wantErr       error           // the cause of the lookup's end
+		wantEnd       time.Duration
+		wantWaitingOn error // what a waiter that waits on gets, wrapped
+	}{
+		{"a lone waiter leaves", []time.Duration{1 * s}, ErrCallAbandoned, 1 * s, nil},
+		{"the last of two waiters leaves", []time.Duration{1 * s, 3 * s}, ErrCallAbandoned, 3 * s, nil},
+		{"a waiter waits on", []time.Duration{1 * s, 0}, context.DeadlineExceeded, lookupTimeout, context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var lookups atomic.Int32
+				ended := make(chan error, 1)
+				c, err := New(Config{
+					Token:        testToken,
+					LegacyRoutes: true,
+					Pacing:       &Pacing{MaxAttempts: 1},
+					HTTPClient:   &http.Client{Transport: slowRepoLookups(time.Hour, &lookups, ended)},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				var wg sync.WaitGroup
+				for i, leave := range tt.leaves {
+					ctx, cancel := context.WithCancel(t.Context())
+					if leave > 0 {
+						time.AfterFunc(leave, cancel)
+					}
+					wg.Go(func() {
+						defer cancel()
+						_, err := c.repositoryID(ctx, "acme", "api")
+						want := tt.wantWaitingOn
+						if leave > 0 {
+							want = context.Canceled
+						}
+						if !errors.Is(err, want) {
+							t.Errorf("waiter %d: err = %v, want %v", i, err, want)
+						}
+					})
+					synctest.Wait()
+				}
+				err = <-ended
+				if at := time.Since(start); !errors.Is(err, tt.wantErr) || at != tt.wantEnd {
+					t.Errorf("the lookup ended with %v at %v, want %v at %v", err, at, tt.wantErr, tt.wantEnd)
+				}
+				wg.Wait()
+				if n := lookups.Load(); n != 1 {
+					t.Errorf("%d lookups, want 1", n)
+				}
+			})
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		ctx, cancel := context.WithCancel(t.Context())
-		time.AfterFunc(time.Second, cancel)
-		if _, err := c.repositoryID(ctx, "acme", "api"); !errors.Is(err, context.Canceled) {
-			t.Fatalf("err = %v, want context.Canceled", err)
-		}
-		err = <-ended
-		if at := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || at != lookupTimeout {
-			t.Errorf("the abandoned lookup ended with %v at %v, want context.DeadlineExceeded at %v", err, at, lookupTimeout)
-		}
-		if n := lookups.Load(); n != 1 {
-			t.Errorf("%d lookups, want 1", n)
-		}
-	})
+	}
 }
