@@ -348,30 +348,18 @@ func secretKey(scope upstream.Scope, name string) string {
 	return recordScope(scope) + "/secrets/" + strings.ToUpper(name)
 }
 
-// recordScope is the key under which the broker keeps per-scope state that
-// is GitHub's and not the caller's: the prefix of the secretKeys of scope's
-// secrets (records, write locks), the scope's public key in the key cache,
-// the generation of its cached reads. It is the scope's path with the
-// organization, owner, repository and environment names in lower case,
-// since GitHub treats those names case insensitively (the seeds say so of
-// organization, owner and repository names; of environments, GitHub's docs
-// do: "Environment names are not case sensitive", "Managing environments
-// for deployment"), so that the case variants of one scope share one
-// entry. Two spellings of one environment must share their secrets'
-// records and write locks, or a sync by one owner under "Staging" would
-// overwrite another's under "staging" without a conflict; they share one
-// public key and one fetch of it too. Only ASCII letters are folded
-// (valid organization, owner and repository names hold no others; an
-// environment's other letters are kept as spelled, so such variants are
-// kept apart). The app is already lower case. Resource names handed to
-// callers and the names that policy checks see keep the caller's
-// spelling: recordScope is never shown.
+// recordScope is foldedScope with the environment's name folded too, as
+// GitHub matches environment names without case ("Environment names are
+// not case sensitive", GitHub's docs, "Managing environments for
+// deployment"): the prefix of the secretKeys of scope's secrets. Two spellings of one
+// environment must share their secrets' records and write locks, or a
+// sync by one owner under "Staging" would overwrite another's under
+// "staging" without a conflict. The key cache keeps foldedScope, which
+// leaves environments as spelled: there a spelling too many costs one
+// more key fetch, never a wrong answer.
 func recordScope(s upstream.Scope) string {
-	s.Org = lowerASCII(s.Org)
-	s.Owner = lowerASCII(s.Owner)
-	s.Repo = lowerASCII(s.Repo)
 	s.Environment = lowerASCII(s.Environment)
-	return s.Path()
+	return foldedScope(s)
 }
 
 // repeats returns the indexes of the keys that stand more than once in

@@ -66,10 +66,10 @@ type sealingKey struct {
 // caller's stale key_id never leaves another caller's plaintext put
 // without its re-check after a rotation.
 //
-// Entries are keyed by recordScope, which folds the case of the
-// organization, owner, repository and environment names (GitHub's names
-// are not case sensitive, and a scope's key is the same however a caller
-// spells it): case variants of one scope share one entry and one fetch. The cache holds at most
+// Entries are keyed by foldedScope, which folds the case of the organization,
+// owner and repository names (GitHub's names are not case sensitive, and a
+// scope's key is the same however a caller spells it): case variants of
+// one scope share one entry and one fetch. The cache holds at most
 // maxKeyScopes scopes, dropping the least recently used.
 //
 // The cache reads the time with time.Now; its tests run in synctest
@@ -81,8 +81,8 @@ type keyCache struct {
 
 	group  upstream.Group[any]
 	mu     sync.RWMutex
-	keys   map[string]sealingKey // by recordScope
-	forced map[string]time.Time  // by recordScope: when the last forced revalidation on callerBudget was sent; only for scopes in keys (store drops both)
+	keys   map[string]sealingKey // by foldedScope
+	forced map[string]time.Time  // by foldedScope: when the last forced revalidation on callerBudget was sent; only for scopes in keys (store drops both)
 	own    map[string]time.Time  // the same for brokerBudget
 	order  lruOrder              // of keys' keys, least recently used first
 
@@ -167,7 +167,7 @@ func (c *keyCache) forcedInterval() time.Duration {
 // cached returns the scope's cached key, however old, without calling
 // GitHub. A key found counts as used.
 func (c *keyCache) cached(s upstream.Scope) (sealingKey, bool) {
-	key := recordScope(s)
+	key := foldedScope(s)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k, ok := c.keys[key]
@@ -177,7 +177,7 @@ func (c *keyCache) cached(s upstream.Scope) (sealingKey, bool) {
 	return k, ok
 }
 
-// store caches k as the key of the scope whose recordScope is key, then drops
+// store caches k as the key of the scope whose foldedScope is key, then drops
 // the least recently used scopes (with their forced budgets) while more
 // than max are held. c.mu must be held.
 func (c *keyCache) store(key string, k sealingKey) {
@@ -236,7 +236,7 @@ func (c *keyCache) revalidateKey(ctx context.Context, s upstream.Scope, stale up
 		c.lookedUp(ctx, keyHit)
 		return k, nil
 	}
-	path := recordScope(s)
+	path := foldedScope(s)
 	// One shared call per budget: a revalidation on one budget must not
 	// wait for, and share the answer of, one the other budget refused.
 	return share(ctx, &c.group, "forced "+strconv.Itoa(int(b))+" "+path, func(ctx context.Context) (sealingKey, error) {
@@ -287,7 +287,7 @@ func (c *keyCache) revalidateKey(ctx context.Context, s upstream.Scope, stale up
 // load fetches the scope's key, or revalidates the cached one, once for
 // every concurrent caller.
 func (c *keyCache) load(ctx context.Context, s upstream.Scope) (sealingKey, error) {
-	return share(ctx, &c.group, recordScope(s), func(ctx context.Context) (sealingKey, error) {
+	return share(ctx, &c.group, foldedScope(s), func(ctx context.Context) (sealingKey, error) {
 		// A load that finished between our miss and this call has already
 		// stored a fresh key.
 		old, had := c.cached(s)
@@ -337,7 +337,7 @@ func (c *keyCache) check(ctx context.Context, s upstream.Scope, old sealingKey, 
 		c.lookedUp(ctx, keyRefreshed)
 	}
 	k.checked = time.Now()
-	path := recordScope(s)
+	path := foldedScope(s)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// A forced revalidation and a TTL one may run at once: a "not

@@ -200,8 +200,8 @@ func TestKeyCacheDropsForcedBudgetWithKey(t *testing.T) {
 		budgets := func() (callers, own bool) {
 			c.mu.RLock()
 			defer c.mu.RUnlock()
-			_, callers = c.forced[recordScope(a)]
-			_, own = c.own[recordScope(a)]
+			_, callers = c.forced[foldedScope(a)]
+			_, own = c.own[foldedScope(a)]
 			return callers, own
 		}
 		if callers, own := budgets(); !callers || !own || f.callsFor(a) != 3 {
@@ -315,7 +315,7 @@ func TestSharedReadsGenerationsBound(t *testing.T) {
 				}
 				r.mu.Lock()
 				n, ordered := len(r.gens), r.order.len()
-				_, kept := r.gens[recordScope(repo)]
+				_, kept := r.gens[foldedScope(repo)]
 				r.mu.Unlock()
 				if n > bound || ordered != n {
 					t.Fatalf("%d generations kept (%d ordered), bound %d", n, ordered, bound)

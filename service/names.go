@@ -167,6 +167,25 @@ func parseRepoParent(field, s string) (upstream.Scope, error) {
 // parseParent). It is the scope's REST path prefix.
 func scopeName(s upstream.Scope) string { return s.Path() }
 
+// foldedScope is the key under which the broker keeps per-scope state that is
+// GitHub's and not the caller's (the scope's public key, the generation of
+// its cached reads): the scope's path with the organization, owner and
+// repository names in lower case, since GitHub treats those names case
+// insensitively, so that the case variants of one scope share one entry.
+// Only ASCII letters are folded (valid names hold no others). The app and
+// the environment are kept as they are: the app is already lower case,
+// and environments, though GitHub matches their names case insensitively
+// too, are left alone to be conservative (records and write locks fold
+// them: recordScope). Resource names handed to
+// callers and the names that policy checks see keep the caller's spelling:
+// foldedScope is never shown.
+func foldedScope(s upstream.Scope) string {
+	s.Org = lowerASCII(s.Org)
+	s.Owner = lowerASCII(s.Owner)
+	s.Repo = lowerASCII(s.Repo)
+	return s.Path()
+}
+
 // lowerASCII maps the ASCII letters A-Z in s to a-z and leaves every other
 // byte alone (strings.ToLower would also fold non-ASCII letters, such as
 // the Kelvin sign to "k").

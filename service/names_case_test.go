@@ -15,7 +15,7 @@ import (
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
 
-func TestRecordScope(t *testing.T) {
+func TestFoldedScope(t *testing.T) {
 	tests := []struct {
 		name  string
 		scope upstream.Scope
@@ -25,14 +25,13 @@ func TestRecordScope(t *testing.T) {
 		{"org, agents", upstream.Scope{App: upstream.Agents, Org: "ACME"}, "orgs/acme/agents"},
 		{"repo", upstream.Scope{App: upstream.Actions, Owner: "Octo-Org", Repo: "Hello_World.Go"}, "repos/octo-org/hello_world.go/actions"},
 		{"already lower", upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r"}, "repos/o/r/actions"},
-		{"environment", upstream.Scope{App: upstream.Actions, Owner: "O", Repo: "R", Environment: "Prod/EU"}, "repos/o/r/environments/prod%2Feu"},
+		{"environment kept as spelled", upstream.Scope{App: upstream.Actions, Owner: "O", Repo: "R", Environment: "Prod/EU"}, "repos/o/r/environments/Prod%2FEU"},
 		{"only ASCII folded", upstream.Scope{App: upstream.Actions, Org: "\u212aelvin"}, "orgs/" + "%E2%84%AAelvin" + "/actions"},
-		{"only ASCII folded in an environment", upstream.Scope{App: upstream.Actions, Owner: "o", Repo: "r", Environment: "\u00c9TAPE"}, "repos/o/r/environments/%C3%89tape"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := recordScope(tt.scope); got != tt.want {
-				t.Fatalf("recordScope = %q, want %q", got, tt.want)
+			if got := foldedScope(tt.scope); got != tt.want {
+				t.Fatalf("foldedScope = %q, want %q", got, tt.want)
 			}
 		})
 	}
@@ -63,9 +62,9 @@ func caseVariants(prefix, s, suffix string, n int) []string {
 }
 
 // Case variants of one scope share one key cache entry and one key fetch
-// from GitHub (the audit's 200 variants cost 200 entries and 200 fetches),
-// environment names' variants too (GitHub's docs: environment names are not
-// case sensitive), and every variant is handed the same key.
+// from GitHub (the audit's 200 variants cost 200 entries and 200 fetches);
+// spellings that differ in the environment name only are kept apart, and
+// every variant is handed the same key.
 func TestCaseVariantsShareOneKeyFetch(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -94,23 +93,13 @@ func TestCaseVariantsShareOneKeyFetch(t *testing.T) {
 			route: emulator.RouteGetEnvPublicKey, fetches: 1, entries: 1,
 		},
 		{
-			name: "environment name variants",
+			name: "environment name variants are not folded",
 			parents: []string{
 				"repos/octo-org/hello-world/environments/staging",
 				"repos/octo-org/hello-world/environments/Staging",
-				"repos/Octo-Org/hello-world/environments/STAGING",
-				"repos/octo-org/hello-world/environments/sTaGiNg",
+				"repos/Octo-Org/hello-world/environments/Staging",
 			},
-			route: emulator.RouteGetEnvPublicKey, fetches: 1, entries: 1,
-		},
-		{
-			name: "environment name variants with an escaped slash",
-			parents: []string{
-				"repos/octo-org/hello-world/environments/prod%2Feu",
-				"repos/octo-org/hello-world/environments/Prod%2FEU",
-				"repos/OCTO-ORG/Hello-World/environments/PROD%2Feu",
-			},
-			route: emulator.RouteGetEnvPublicKey, fetches: 1, entries: 1,
+			route: emulator.RouteGetEnvPublicKey, fetches: 2, entries: 2,
 		},
 	}
 	for _, tt := range tests {
@@ -142,67 +131,27 @@ func TestCaseVariantsShareOneKeyFetch(t *testing.T) {
 
 // Concurrent misses for case variants of one scope are one fetch.
 func TestCaseVariantsConcurrentMissesShareOneFetch(t *testing.T) {
-	tests := []struct {
-		name   string
-		scopes []upstream.Scope
-	}{
-		{"owner", func() (out []upstream.Scope) {
-			for _, owner := range caseVariants("", "octo-org", "", 16) {
-				out = append(out, upstream.Scope{App: upstream.Actions, Owner: owner, Repo: "Hello-World"})
-			}
-			return out
-		}()},
-		{"environment", func() (out []upstream.Scope) {
-			for _, env := range caseVariants("", "prod/eu", "", 16) {
-				out = append(out, upstream.Scope{App: upstream.Actions, Owner: "octo-org", Repo: "hello-world", Environment: env})
-			}
-			return out
-		}()},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				f := newFakeKeys(t)
-				f.gate = make(chan struct{})
-				c := newKeyCache(f, time.Hour)
-				var wg sync.WaitGroup
-				for _, s := range tt.scopes {
-					wg.Go(func() {
-						if _, err := c.get(t.Context(), s); err != nil {
-							t.Error(err)
-						}
-					})
-				}
-				synctest.Wait()
-				close(f.gate)
-				wg.Wait()
-				if got := f.calls.Load(); got != 1 {
-					t.Fatalf("%d concurrent spellings of one scope made %d fetches, want 1", len(tt.scopes), got)
-				}
-				if got := c.len(); got != 1 {
-					t.Fatalf("%d key cache entries, want 1", got)
-				}
-			})
-		})
-	}
-}
-
-// An environment's spellings share its forced-revalidation budget: a
-// stale key_id sent under each spelling in turn costs one conditional
-// revalidation, not one per spelling.
-func TestCaseVariantsShareForcedRevalidationBudget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeKeys(t)
+		f.gate = make(chan struct{})
 		c := newKeyCache(f, time.Hour)
-		spellings := caseVariants("", "staging", "", 8)
-		for _, env := range spellings {
-			s := upstream.Scope{App: upstream.Actions, Owner: "octo-org", Repo: "hello-world", Environment: env}
-			if k, err := c.revalidate(t.Context(), s, "1"); err != nil || k.id != "1" {
-				t.Fatalf("%s: revalidate = %+v, %v", env, k, err)
-			}
+		var wg sync.WaitGroup
+		for _, owner := range caseVariants("", "octo-org", "", 16) {
+			s := upstream.Scope{App: upstream.Actions, Owner: owner, Repo: "Hello-World"}
+			wg.Go(func() {
+				if _, err := c.get(t.Context(), s); err != nil {
+					t.Error(err)
+				}
+			})
 		}
-		if got, cond := f.calls.Load(), f.conditional.Load(); got != 2 || cond != 1 {
-			t.Fatalf("%d spellings: %d key requests, %d conditional; want 2 (the first fetch, one revalidation), 1", len(spellings), got, cond)
+		synctest.Wait()
+		close(f.gate)
+		wg.Wait()
+		if got := f.calls.Load(); got != 1 {
+			t.Fatalf("16 concurrent spellings of one scope made %d fetches, want 1", got)
+		}
+		if got := c.len(); got != 1 {
+			t.Fatalf("%d key cache entries, want 1", got)
 		}
 	})
 }
