@@ -22,7 +22,12 @@ import (
 //     (its lease's end), last (the last write's start), prev (last before
 //     the holder's write).
 //   - h, a hash: pause, reason (a pause and why), reset, remaining (the
-//     primary window).
+//     primary window); probe ("1": the pause needs a probe, pace.Holds),
+//     told (the pause that probe was written for: a pause written by an
+//     earlier version, which wrote no probe, is taken to need one when it
+//     is a secondary pause), prober and prober_until (the grant that is
+//     the probe, pace.Verdict.Probe, and its lease's end), refusals (the
+//     refusals in a row without a hint, pace.Holds).
 //   - e, a string: the epoch, "id:created" (ms). A Redis that lost its
 //     data has none: every script but seed then answers "empty" and the
 //     replica re-seeds it from its local record before spending.
@@ -56,10 +61,18 @@ local function charge(member, e, now)
   if e > now then c = math.max(math.min(now - (e - %d), %d), c) end
   return c
 end
-local function merge_holds(pause, reason, reset, remaining)
+-- whether the pause (ms, its reason, the hash's probe and told) needs a
+-- probe once over: as told for it, or, for a pause an earlier version
+-- wrote without telling, when it is a secondary pause
+local function needs_probe(pause, reason, probe, told)
+  if pause <= 0 then return false end
+  if tonumber(told or '0') == pause then return probe == '1' end
+  return reason == %d
+end
+local function merge_holds(pause, reason, reset, remaining, probe)
   if pause > 0 then
     local cur = tonumber(redis.call('HGET', KEYS[4], 'pause') or '0')
-    if pause > cur then redis.call('HSET', KEYS[4], 'pause', pause, 'reason', reason) end
+    if pause > cur then redis.call('HSET', KEYS[4], 'pause', pause, 'reason', reason, 'probe', probe, 'told', pause) end
   end
   if reset > 0 then
     local cur = tonumber(redis.call('HGET', KEYS[4], 'reset') or '0')
@@ -73,7 +86,8 @@ local function merge_holds(pause, reason, reset, remaining)
     end
   end
 end
-`, pace.InFlightLease.Milliseconds(), pace.InFlightCounted.Milliseconds(), pace.SameReset.Milliseconds(), pace.SameReset.Milliseconds())
+`, pace.InFlightLease.Milliseconds(), pace.InFlightCounted.Milliseconds(), int(pace.ReasonPause),
+	pace.SameReset.Milliseconds(), pace.SameReset.Milliseconds())
 
 // luaUsage is every replica's use at now, as startScript returns it
 // after a grant: points and writes in the minute, writes in the hour,
@@ -108,11 +122,13 @@ end
 // ARGV: now, id, cost, write (0/1), pointsPerMinute, interval, lease,
 // writesPerMinute, writesPerHour, inFlightLease, epoch, poll (ms),
 // maxInFlight (0: off), cpuPerMinute (ms, 0: off), cpu (ms, what the
-// request is expected to take).
+// request is expected to take), probeLease (ms).
 // Returns {"ok", points, writesMinute, writesHour, pointsInFlight,
-// writesMinuteInFlight, writesHourInFlight, cpu, cpuInFlight} (every
-// replica's use after the grant, and of it what is in flight), {"wait",
-// at, why, pause, reason, reset, remaining}, or {"empty"} / {"epoch"}.
+// writesMinuteInFlight, writesHourInFlight, cpu, cpuInFlight, probe}
+// (every replica's use after the grant, and of it what is in flight; probe
+// 1 when the grant is the probe), {"wait", at, why, pause, reason, reset,
+// remaining, probe (1: the pause needs a probe), probing (1: the wait is
+// for another grant's probe)}, or {"empty"} / {"epoch"}.
 var startScript = redis.NewScript(luaCommon + fmt.Sprintf(`
 local now = tonumber(ARGV[1])
 local id, cost, write = ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
@@ -120,6 +136,7 @@ local ppm, interval, lease = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV
 local wpm, wph, inflight = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local poll, maxfl = tonumber(ARGV[12]), tonumber(ARGV[13])
 local cpm, cpu = tonumber(ARGV[14]), tonumber(ARGV[15])
+local probeLease = tonumber(ARGV[16])
 local minute, hour = %d, %d
 local bad = epoch_ok(ARGV[11])
 if bad then return {bad} end
@@ -131,11 +148,22 @@ redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - minute)
 local at, why = now, 0
 local function later(t, r) if t > at then at, why = t, r end end
 
-local h = redis.call('HMGET', KEYS[4], 'pause', 'reason', 'reset', 'remaining')
+local h = redis.call('HMGET', KEYS[4], 'pause', 'reason', 'reset', 'remaining', 'probe', 'told', 'prober', 'prober_until')
 local pause, reason = tonumber(h[1] or '0'), tonumber(h[2] or '0')
 local reset, remaining = tonumber(h[3] or '0'), tonumber(h[4] or '1')
 if pause > now then later(pause, reason) end
 if reset > now and remaining <= 0 then later(reset, %d) end
+-- out of a pause that needs a probe, one grant at a time, across the
+-- replicas: another's probe makes this one wait, at the latest until its
+-- lease ends
+local needProbe = needs_probe(pause, reason, h[5], h[6])
+local probing = needProbe and pause <= now
+local prober, proberUntil = h[7] or '', tonumber(h[8] or '0')
+local waitProbe = 0
+if probing and prober ~= '' and prober ~= id and proberUntil > now then
+  later(math.min(proberUntil, now + poll), %d)
+  waitProbe = 1
+end
 -- the requests in flight on every replica may not use up what is left of
 -- the primary quota: their answers, not yet in, will say what is left
 -- (those started within InFlightCounted: a dead replica's stop counting)
@@ -210,7 +238,11 @@ if write then
     later(tonumber(r[2]) + hour, %d)
   end
 end
-if at > now then return {'wait', at, why, pause, reason, reset, remaining} end
+if at > now then
+  local np = 0
+  if needProbe then np = 1 end
+  return {'wait', at, why, pause, reason, reset, remaining, np, waitProbe}
+end
 
 redis.call('ZADD', KEYS[1], now + inflight, cost .. ':' .. id)
 used, usedFlight = used + cost, usedFlight + cost
@@ -226,16 +258,28 @@ if write then
     redis.call('HSET', KEYS[3], 'holder', id, 'until', now + lease, 'prev', last, 'last', now)
   end
 end
+local isProbe = 0
+if probing then
+  -- no other probe's lease runs (else it waited): this grant is the probe
+  redis.call('HSET', KEYS[4], 'prober', id, 'prober_until', now + probeLease)
+  isProbe = 1
+end
 touch()
-return {'ok', used, wmin, whour, usedFlight, wminFlight, wminFlight, cpuUsed, cpuFlight}
+return {'ok', used, wmin, whour, usedFlight, wminFlight, wminFlight, cpuUsed, cpuFlight, isProbe}
 `, pace.Window.Milliseconds(), pace.WritesHour.Milliseconds(),
-	int(pace.ReasonPrimary), pace.InFlightCounted.Milliseconds(), int(pace.ReasonPrimary), int(pace.ReasonQueue), int(pace.ReasonBudget), int(pace.ReasonCPU), int(pace.ReasonSpacing), int(pace.ReasonSpacing),
+	int(pace.ReasonPrimary), int(pace.ReasonPause), pace.InFlightCounted.Milliseconds(), int(pace.ReasonPrimary), int(pace.ReasonQueue), int(pace.ReasonBudget), int(pace.ReasonCPU), int(pace.ReasonSpacing), int(pace.ReasonSpacing),
 	int(pace.ReasonContent), int(pace.ReasonContent)))
 
 // doneScript records a completion. ARGV: now, id, cost, write, epoch,
 // pause, reason, reset, remaining, cpu (ms expected, "" with the CPU-time
-// budget off), took (ms). Returns "ok", "empty" or "epoch".
-var doneScript = redis.NewScript(luaCommon + `
+// budget off), took (ms), probe (1: a refusal that said nothing of how
+// long to wait, whose pause needs a probe), answered (1: an answer that is
+// no refusal, which lifts the limit when it answers the probe), secondary
+// (ms, the State's SecondaryPause). A refusal of probe 1, the first of its
+// incident (no pause running), counts one more in h's refusals, and pauses
+// at least for their escalation (pace.EscalatedPause); an answered 1 once
+// the pause is over ends the run. Returns "ok", "empty" or "epoch".
+var doneScript = redis.NewScript(luaCommon + fmt.Sprintf(`
 local now = tonumber(ARGV[1])
 local id, cost, write = ARGV[2], ARGV[3], ARGV[4] == '1'
 local bad = epoch_ok(ARGV[5])
@@ -249,10 +293,30 @@ if write then
   redis.call('ZADD', KEYS[2], now, id)
   if redis.call('HGET', KEYS[3], 'holder') == id then redis.call('HSET', KEYS[3], 'holder', '') end
 end
-merge_holds(tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]))
+if redis.call('HGET', KEYS[4], 'prober') == id then
+  -- the probe's answer: no refusal lifts the limit; a refusal pauses
+  -- again (merge_holds); either way the role is free
+  redis.call('HSET', KEYS[4], 'prober', '')
+  if ARGV[13] == '1' then
+    redis.call('HSET', KEYS[4], 'probe', '0', 'told', redis.call('HGET', KEYS[4], 'pause') or '0')
+  end
+end
+local pause = tonumber(ARGV[6])
+local cur = tonumber(redis.call('HGET', KEYS[4], 'pause') or '0')
+if ARGV[12] == '1' then
+  local n = tonumber(redis.call('HGET', KEYS[4], 'refusals') or '0')
+  if cur <= now then
+    n = n + 1
+    redis.call('HSET', KEYS[4], 'refusals', n)
+  end
+  pause = math.max(pause, now + tonumber(ARGV[14]) * 2 ^ math.min(math.max(n - 1, 0), %d))
+elseif ARGV[13] == '1' and cur <= now then
+  redis.call('HSET', KEYS[4], 'refusals', 0)
+end
+merge_holds(pause, tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[12])
 touch()
 return 'ok'
-`)
+`, pace.MaxSecondaryDoublings))
 
 // unsentScript gives a grant back. ARGV: id, cost, write, epoch, cpu (ms
 // expected).
@@ -269,6 +333,7 @@ if write then
     redis.call('HSET', KEYS[3], 'holder', '', 'last', prev)
   end
 end
+if redis.call('HGET', KEYS[4], 'prober') == id then redis.call('HSET', KEYS[4], 'prober', '') end
 return 'ok'
 `)
 
@@ -299,7 +364,8 @@ return {'ok', u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8]}
 // renew it: its write is still in flight). ARGV: now, new epoch id, last
 // write (ms, 0: none), pause, reason, reset, remaining, holding (the
 // caller's write grant in flight, "" none), lease, cpu (1: the CPU-time
-// budget is on), then per entry: cost, id, end, write, cpu (ms: expected
+// budget is on), probe (1: the pause needs a probe), refusals (in a row,
+// pace.Holds: Redis keeps the more), then per entry: cost, id, end, write, cpu (ms: expected
 // in flight, taken once done), expected (ms). A completed entry replaces
 // the member Redis may hold for it in flight. Returns {epoch
 // ("id:created"), then every replica's use as syncScript}.
@@ -315,7 +381,10 @@ if last > 0 then
   local cur = tonumber(redis.call('HGET', KEYS[3], 'last') or '0') or 0
   if last > cur then redis.call('HSET', KEYS[3], 'last', last) end
 end
-merge_holds(tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+merge_holds(tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[11])
+if tonumber(ARGV[12]) > tonumber(redis.call('HGET', KEYS[4], 'refusals') or '0') then
+  redis.call('HSET', KEYS[4], 'refusals', ARGV[12])
+end
 local holding, lease = ARGV[8], tonumber(ARGV[9])
 if holding ~= '' then
   local s = redis.call('HMGET', KEYS[3], 'holder', 'until', 'last')
@@ -327,7 +396,7 @@ if holding ~= '' then
   end
 end
 local cpuOn = ARGV[10] == '1'
-for i = 11, #ARGV, 6 do
+for i = 13, #ARGV, 6 do
   local cost, id, e, w = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), ARGV[i+3] == '1'
   -- LT: a request Redis holds as in flight whose completion it never got
   -- (its Done was lost) takes the completion, an earlier end
