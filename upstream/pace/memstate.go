@@ -249,11 +249,22 @@ type Usage struct {
 }
 
 // Usage returns what the record's entries count at now.
-func (s *MemoryState) Usage(now time.Time) Usage {
+func (s *MemoryState) Usage(now time.Time) Usage { return s.usage(now, true) }
+
+// OwnUsage returns what the record's requests count at now: Usage without
+// the entries that stand for the others' use (Entry.Others). It drops the
+// entries that count in no window any more, in one pass over the record.
+func (s *MemoryState) OwnUsage(now time.Time) Usage { return s.usage(now, false) }
+
+func (s *MemoryState) usage(now time.Time, others bool) Usage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.pruneLocked(now)
 	var u Usage
 	for _, e := range s.entries {
+		if e.Others && !others {
+			continue
+		}
 		if e.End.Add(Window).After(now) {
 			u.Points += e.Points
 			u.WritesMinute += e.Writes

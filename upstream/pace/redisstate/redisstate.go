@@ -175,7 +175,7 @@ func New(opts Options) (*State, error) {
 	_, _ = rand.Read(b[:])
 	return &State{
 		opts:   opts,
-		keys:   []string{base + "p", base + "w", base + "s", base + "h", base + "e", base + "c"},
+		keys:   []string{base + "p", base + "w", base + "s", base + "h", base + "e", base + "c", base + "k"},
 		lim:    opts.Limits,
 		mirror: pace.NewMemoryState(opts.Limits.Share(opts.ExpectedReplicas)),
 		id:     hex.EncodeToString(b[:]),
@@ -361,32 +361,7 @@ func (s *State) setSnap(now time.Time, vals []any) {
 
 // ownUsage is what this replica's own requests count at now: the local
 // record without the entries that stand for the others' use.
-func (s *State) ownUsage(now time.Time) pace.Usage {
-	var u pace.Usage
-	for _, e := range s.mirror.Entries(now) {
-		if strings.HasPrefix(e.ID, othersPrefix) {
-			continue
-		}
-		if e.End.Add(pace.Window).After(now) {
-			u.Points += e.Points
-			u.WritesMinute += e.Writes
-			c := e.Charge(now)
-			u.CPU += c
-			if e.InFlight {
-				u.PointsInFlight += e.Points
-				u.WritesMinuteLive += e.Writes
-				u.CPUInFlight += c
-			}
-		}
-		if e.End.Add(pace.WritesHour).After(now) {
-			u.WritesHour += e.Writes
-			if e.InFlight {
-				u.WritesHourLive += e.Writes
-			}
-		}
-	}
-	return u
-}
+func (s *State) ownUsage(now time.Time) pace.Usage { return s.mirror.OwnUsage(now) }
 
 // local decides from the local budget.
 func (s *State) local(now time.Time, g pace.Grant) pace.Verdict {
@@ -465,7 +440,7 @@ func (s *State) Unsent(ctx context.Context, now time.Time, g pace.Grant) {
 	if !up || epoch == "" {
 		return
 	}
-	if _, err := s.run(ctx, unsentScript, g.ID, g.Cost, b01(g.Write), epoch, cpuMS(g.CPU)); err != nil {
+	if _, err := s.run(ctx, unsentScript, g.ID, g.Cost, b01(g.Write), epoch, cpuMS(g.CPU), ms(now)); err != nil {
 		s.down(now, err)
 	}
 }
