@@ -280,7 +280,8 @@ func (h replicaHeader) RoundTrip(r *http.Request) (*http.Response, error) {
 // and every replica sharing its State keeps to that: after replica A's
 // second refusal in a row (a pause of 2 min), replica B's call waits for
 // A's pause, not for the 1 min pause of a refusal alone, and GitHub
-// refuses nothing more.
+// refuses nothing more (the probe after the pause, A's or B's, is
+// answered).
 func TestSharedPauseEscalates(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		emu := emulator.New(emulator.Options{Token: replicaToken})
@@ -305,8 +306,10 @@ func TestSharedPauseEscalates(t *testing.T) {
 		if _, err := b.GetPublicKey(t.Context(), scope); err != nil {
 			t.Errorf("replica B: %v", err)
 		}
-		if got, want := time.Since(start), 3*time.Minute; got != want {
-			t.Errorf("replica B's call was answered at +%v, want at the end of A's pause, +%v", got, want)
+		// At the pause's end one request probes, A's or B's: B's call is
+		// answered then, or, after A's probe, when it asks again.
+		if got, end := time.Since(start), 3*time.Minute; got != end && got != end+pace.SlotPoll {
+			t.Errorf("replica B's call was answered at +%v, want at the end of A's pause, +%v, or SlotPoll after", got, end)
 		}
 		wg.Wait()
 		gh.mu.Lock()
@@ -315,4 +318,147 @@ func TestSharedPauseEscalates(t *testing.T) {
 			t.Errorf("GitHub saw %d requests, want A's two refused and one answered, and B's answered: %v", len(gh.arrivals), gh.arrivals)
 		}
 	})
+}
+
+// probeWatch is a GitHub (the emulator behind it) that refuses every
+// request with a secondary rate limit and no Retry-After until until,
+// answers each request lat after it arrived, and records every request
+// that arrived while another was at GitHub after a refusal and before any
+// answer that was no refusal: out of a pause GitHub gave no length for,
+// one request (the probe) goes alone, whichever replica sends it.
+type probeWatch struct {
+	next  http.RoundTripper
+	lat   time.Duration
+	start time.Time
+
+	mu       sync.Mutex
+	until    time.Time // refuses before
+	arrivals []string
+	refused  int
+	inFlight int
+	probing  bool // a refusal was answered, and no success since
+	overlaps []string
+}
+
+// limit refuses every request from now until d from now.
+func (w *probeWatch) limit(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.start, w.until, w.arrivals = time.Now(), time.Now().Add(d), nil
+}
+
+func (w *probeWatch) RoundTrip(r *http.Request) (*http.Response, error) {
+	w.mu.Lock()
+	at := fmt.Sprintf("%s at +%v", r.Header.Get("X-Replica"), time.Since(w.start))
+	w.arrivals = append(w.arrivals, at)
+	if w.probing && w.inFlight > 0 {
+		w.overlaps = append(w.overlaps, fmt.Sprintf("%s with %d at GitHub", at, w.inFlight))
+	}
+	w.inFlight++
+	refuse := time.Now().Before(w.until)
+	if refuse {
+		w.refused++
+	}
+	w.mu.Unlock()
+	time.Sleep(w.lat)
+	var resp *http.Response
+	if refuse {
+		rec := httptest.NewRecorder()
+		rec.Header().Set("Content-Type", "application/json")
+		rec.WriteHeader(http.StatusForbidden)
+		_, _ = rec.WriteString(secondaryLimitBody)
+		resp = rec.Result()
+	} else {
+		var err error
+		if resp, err = w.next.RoundTrip(r); err != nil {
+			return nil, err
+		}
+	}
+	w.mu.Lock()
+	w.inFlight--
+	w.probing = refuse
+	w.mu.Unlock()
+	return resp, nil
+}
+
+// Replicas sharing one credential's State send one probe between them,
+// not one each, when a pause GitHub gave no length for ends: the probe
+// goes alone, and every replica's requests go once it is answered; when
+// it is refused, every replica pauses again, and one probe goes after
+// that pause. In memory and through Redis alike.
+func TestReplicasSendOneProbe(t *testing.T) {
+	const (
+		replicas = 3
+		calls    = 3 // per replica, after the first refusal
+		lat      = 120 * time.Millisecond
+	)
+	tests := []struct {
+		name        string
+		limitFor    time.Duration // GitHub refuses every request for that long
+		wantRefused int
+	}{
+		// Replica A's call is refused at +0: a 1 min pause. The probe
+		// after it is answered.
+		{"limit lifted after the pause", 30 * time.Second, 1},
+		// The first probe is refused too (a 2 min pause, the second
+		// refusal in a row); the second is answered.
+		{"limit outlasts the first probe", 90 * time.Second, 2},
+	}
+	for _, tt := range sharedStateCases("probe") {
+		for _, tc := range tests {
+			t.Run(tt.name+"/"+tc.name, func(t *testing.T) {
+				shared := tt.shared(t)
+				synctest.Test(t, func(t *testing.T) {
+					emu := emulator.New(emulator.Options{Token: replicaToken})
+					emu.AddOrg("octo")
+					gh := &probeWatch{next: &emuTransport{h: emu}, lat: lat}
+					pacing := upstream.DefaultPacing()
+					pacing.BackoffBase, pacing.BackoffMax = time.Millisecond, time.Millisecond
+					var clients []*upstream.Client
+					for i := range replicas {
+						name := string(rune('A' + i))
+						clients = append(clients, replicaClients(t, 1, replicaHeader{name, gh}, pacing, shared)[0])
+					}
+					scope := upstream.Scope{App: upstream.Actions, Org: "octo"}
+					if tt.redis {
+						// One call each makes the shared states; past the
+						// new epoch's grace they decide from Redis.
+						for _, c := range clients {
+							if _, err := c.GetPublicKey(t.Context(), scope); err != nil {
+								t.Fatal(err)
+							}
+						}
+						time.Sleep(redisstate.DefaultSeedGrace + time.Second)
+					}
+					gh.limit(tc.limitFor)
+					var wg sync.WaitGroup
+					call := func(c *upstream.Client) {
+						if _, err := c.GetPublicKey(t.Context(), scope); err != nil {
+							t.Errorf("a call failed: %v", err)
+						}
+					}
+					wg.Go(func() { call(clients[0]) })
+					time.Sleep(lat)
+					synctest.Wait() // refused: the credential is paused
+					for _, c := range clients {
+						for range calls {
+							wg.Go(func() { call(c) })
+						}
+					}
+					wg.Wait()
+					gh.mu.Lock()
+					defer gh.mu.Unlock()
+					if len(gh.overlaps) > 0 {
+						t.Errorf("requests went while a probe was at GitHub: %v", gh.overlaps)
+					}
+					if gh.refused != tc.wantRefused {
+						t.Errorf("GitHub refused %d requests, want %d: %v", gh.refused, tc.wantRefused, gh.arrivals)
+					}
+					if want := 1 + replicas*calls + tc.wantRefused; len(gh.arrivals) != want {
+						t.Errorf("GitHub saw %d requests, want %d: %v", len(gh.arrivals), want, gh.arrivals)
+					}
+				})
+			})
+		}
+	}
 }

@@ -90,10 +90,17 @@ type Budget struct {
 	refusals int
 }
 
-// maxSecondaryDoublings bounds how far refusals in a row double the
+// MaxSecondaryDoublings bounds how far refusals in a row double the
 // secondary pause: with GitHub's suggested minute, 1, 2, 4, 8 and at most
 // 16 minutes.
-const maxSecondaryDoublings = 4
+const MaxSecondaryDoublings = 4
+
+// EscalatedPause is the pause after the refusals-th refusal in a row that
+// says nothing of how long to wait (one per incident): secondary, doubled
+// for each such incident before it, at most MaxSecondaryDoublings times.
+func EscalatedPause(secondary time.Duration, refusals int) time.Duration {
+	return secondary << min(max(refusals-1, 0), MaxSecondaryDoublings)
+}
 
 // NewBudget returns a Budget of pointsPerMinute (0: no points budget) that
 // pauses for secondaryPause after a refusal without a hint, twice as long
@@ -183,7 +190,7 @@ func (b *Budget) Done(now time.Time, cost int, rl RateLimit) {
 // wait: secondaryPause, doubled for each such incident in a row before
 // this one.
 func (b *Budget) escalated() time.Duration {
-	return b.secondaryPause << min(max(b.refusals-1, 0), maxSecondaryDoublings)
+	return EscalatedPause(b.secondaryPause, b.refusals)
 }
 
 // unhintedPause returns how long Done at now would pause the credential
@@ -195,7 +202,7 @@ func (b *Budget) unhintedPause(now time.Time) time.Duration {
 	if !b.pauseUntil.After(now) {
 		n++
 	}
-	return b.secondaryPause << min(max(n-1, 0), maxSecondaryDoublings)
+	return EscalatedPause(b.secondaryPause, n)
 }
 
 // Backoff holds the credential until until after failed requests; an
@@ -214,10 +221,12 @@ func (b *Budget) Backoff(until time.Time) {
 // this pacer's (the escalation of pauses without a hint).
 //
 // A pause taken that ends more than takenProbeMargin after this pacer's
-// own pause is one another replica heard: the State cannot tell whether
-// GitHub said how long it lasts (a refusal without Retry-After reaches it
-// as a Retry-After, reportShared), so the pacer probes after it
-// (Probing), as after a pause of its own without a hint.
+// own pause is one another replica heard: the pacer probes after it
+// (Probing), as after a pause of its own without a hint, so that one of
+// its requests asks the State first; the State's answer to that request
+// says whether the pause needs a probe (Verdict.Probe: the request goes
+// as the one probe of every replica, or waits for another's), or not (the
+// others go at once: AwaitProbe, Lifted).
 func (b *Budget) Take(until time.Time, why Reason) {
 	if until.After(b.takenUntil) {
 		b.takenUntil, b.takenReason = until, why
@@ -245,6 +254,12 @@ func (b *Budget) Probing(now time.Time) bool {
 	until, _ := b.Hold(now)
 	return !until.After(now)
 }
+
+// AwaitProbe records that the credential is out of a pause GitHub gave no
+// length for, or will be once the holds end, and that no probe's answer
+// has shown the limit lifted, as the shared State tells (Verdict.Probe):
+// Probing until Lifted.
+func (b *Budget) AwaitProbe() { b.probe = true }
 
 // Lifted records that a probe's answer was no rate-limit refusal: the
 // limit is lifted, every request may go.

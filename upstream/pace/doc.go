@@ -36,7 +36,9 @@
 //     points window, the CPU-time window, the write slot (a lease) and
 //     its spacing, GitHub's content-creation budgets
 //     (Config.WritesPerMinute, WritesPerHour),
-//     the primary-limit state, the secondary pauses and GitHub's limit of
+//     the primary-limit state, the secondary pauses (and, out of one
+//     GitHub gave no length for, the one probe of every replica:
+//     Verdict.Probe) and GitHub's limit of
 //     MaxConcurrent requests in flight, every replica's together. A
 //     request the pacer admits by its own state must also be granted by
 //     the State before Acquire returns (shared.go), waiting idle (Idler)

@@ -45,19 +45,30 @@ func (e *Entry) Charge(now time.Time) time.Duration {
 
 // Holds are a State's primary-limit state and secondary pause.
 type Holds struct {
-	PauseUntil       time.Time
-	PauseReason      Reason
+	PauseUntil  time.Time
+	PauseReason Reason
+	// Probe is whether PauseUntil ends a pause GitHub gave no length for
+	// and no probe's answer has shown the limit lifted since: once it is
+	// over, one request at a time goes (Verdict.Probe).
+	Probe bool
+	// Refusals counts the refusals in a row that said nothing of how long
+	// to wait, one per incident, every replica's: the next such pause is
+	// at least EscalatedPause of it, whichever replica is refused (the
+	// probe).
+	Refusals         int
 	PrimaryReset     time.Time // RateLimit.Resume of the window; zero: not known
 	PrimaryRemaining int
 }
 
-// merge takes in o: the later pause, and of the primary windows the later
-// one, or of the same one (resets SameReset apart or closer) the lower
-// remaining and the later reset.
+// merge takes in o: the later pause (and whether it needs a probe: the
+// pause that ends last says, as in Budget), the more refusals in a row,
+// and of the primary windows the later one, or of the same one (resets
+// SameReset apart or closer) the lower remaining and the later reset.
 func (h *Holds) merge(o Holds) {
 	if o.PauseUntil.After(h.PauseUntil) {
-		h.PauseUntil, h.PauseReason = o.PauseUntil, o.PauseReason
+		h.PauseUntil, h.PauseReason, h.Probe = o.PauseUntil, o.PauseReason, o.Probe
 	}
+	h.Refusals = max(h.Refusals, o.Refusals)
 	switch {
 	case o.PrimaryReset.IsZero():
 	case h.PrimaryReset.IsZero() || o.PrimaryReset.After(h.PrimaryReset.Add(SameReset)):
@@ -69,7 +80,8 @@ func (h *Holds) merge(o Holds) {
 }
 
 // FromAnswer returns the holds an answer at now tells: a pause after a
-// refusal (RateLimit.Pause with secondary), the primary window (until
+// refusal (RateLimit.Pause with secondary), which needs a probe when the
+// answer said nothing of how long it lasts, and the primary window (until
 // RateLimit.Resume).
 func FromAnswer(now time.Time, rl RateLimit, secondary time.Duration) Holds {
 	var h Holds
@@ -78,7 +90,7 @@ func FromAnswer(now time.Time, rl RateLimit, secondary time.Duration) Holds {
 	}
 	if rl.Refused {
 		d, why := rl.Pause(now, secondary)
-		h.PauseUntil, h.PauseReason = now.Add(d), why
+		h.PauseUntil, h.PauseReason, h.Probe = now.Add(d), why, !rl.Hinted(now)
 	}
 	return h
 }
@@ -97,6 +109,10 @@ type MemoryState struct {
 	until   time.Time // the holder's lease
 	last    time.Time // when the last write started
 	prev    time.Time // last, before the holder's write started
+	// prober is the grant that is the probe (Holds.Probe), until its
+	// lease ends at proberUntil; "" when none.
+	prober      string
+	proberUntil time.Time
 }
 
 // NewMemoryState returns an empty MemoryState enforcing lim.
@@ -114,8 +130,7 @@ func (s *MemoryState) Start(_ context.Context, now time.Time, g Grant) Verdict {
 	if v := s.checkLocked(now, g); !v.OK {
 		return v
 	}
-	s.recordLocked(now, g)
-	return Verdict{OK: true, At: now}
+	return Verdict{OK: true, At: now, Probe: s.recordLocked(now, g)}
 }
 
 // Check returns what Start would answer, spending nothing.
@@ -126,7 +141,9 @@ func (s *MemoryState) Check(now time.Time, g Grant) Verdict {
 }
 
 // Record records g as granted at now whatever the limits say: a grant
-// made by a shared store, kept as the local record.
+// made by a shared store, kept as the local record. Out of a pause that
+// needs a probe, g becomes the record's probe when none is out, so that
+// its answer lifts the record's pause as it lifts the store's.
 func (s *MemoryState) Record(now time.Time, g Grant) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -153,7 +170,28 @@ func (s *MemoryState) Done(_ context.Context, now time.Time, g Grant, rl RateLim
 	if g.Write && s.holder == g.ID {
 		s.holder = ""
 	}
-	s.holds.merge(FromAnswer(now, rl, s.lim.SecondaryPause))
+	if s.prober == g.ID {
+		// The probe's answer: no refusal lifts the limit; a refusal
+		// pauses again (below), and without an answer (status 0) the
+		// next request probes.
+		s.prober = ""
+		if !rl.Refused && rl.Status != 0 {
+			s.holds.Probe = false
+		}
+	}
+	a := FromAnswer(now, rl, g.PauseOr(s.lim.SecondaryPause))
+	switch {
+	case a.Probe: // a refusal that said nothing of how long to wait
+		if !s.holds.PauseUntil.After(now) {
+			s.holds.Refusals++ // the first of its incident
+		}
+		a.PauseUntil = later(a.PauseUntil, now.Add(EscalatedPause(s.lim.SecondaryPause, s.holds.Refusals)))
+	case !rl.Refused && rl.Status != 0 && !s.holds.PauseUntil.After(now):
+		// An answer that is no refusal, once the pause is over: an
+		// answer to a request sent before it is no sign it has passed.
+		s.holds.Refusals = 0
+	}
+	s.holds.merge(a)
 }
 
 // Unsent implements State.
@@ -163,6 +201,9 @@ func (s *MemoryState) Unsent(_ context.Context, _ time.Time, g Grant) {
 	delete(s.entries, g.ID)
 	if g.Write && s.holder == g.ID {
 		s.holder, s.last = "", s.prev
+	}
+	if s.prober == g.ID {
+		s.prober = "" // never sent: the next request probes
 	}
 }
 
@@ -208,11 +249,22 @@ type Usage struct {
 }
 
 // Usage returns what the record's entries count at now.
-func (s *MemoryState) Usage(now time.Time) Usage {
+func (s *MemoryState) Usage(now time.Time) Usage { return s.usage(now, true) }
+
+// OwnUsage returns what the record's requests count at now: Usage without
+// the entries that stand for the others' use (Entry.Others). It drops the
+// entries that count in no window any more, in one pass over the record.
+func (s *MemoryState) OwnUsage(now time.Time) Usage { return s.usage(now, false) }
+
+func (s *MemoryState) usage(now time.Time, others bool) Usage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.pruneLocked(now)
 	var u Usage
 	for _, e := range s.entries {
+		if e.Others && !others {
+			continue
+		}
 		if e.End.Add(Window).After(now) {
 			u.Points += e.Points
 			u.WritesMinute += e.Writes
@@ -273,7 +325,10 @@ func (s *MemoryState) SetLastWrite(at time.Time) {
 	}
 }
 
-func (s *MemoryState) recordLocked(now time.Time, g Grant) {
+// recordLocked records g as granted at now, and reports whether it is the
+// probe: out of a pause that needs one, with no other probe's lease
+// running, it takes the role for ProbeLease.
+func (s *MemoryState) recordLocked(now time.Time, g Grant) bool {
 	e := &Entry{ID: g.ID, Points: g.Cost, End: now.Add(InFlightLease), InFlight: true}
 	if s.lim.CPUPerMinute > 0 {
 		e.CPU, e.Reserve = g.CPU, g.CPU
@@ -286,6 +341,19 @@ func (s *MemoryState) recordLocked(now time.Time, g Grant) {
 		}
 	}
 	s.entries[g.ID] = e
+	if !s.probingLocked(now) {
+		return false
+	}
+	if s.prober == "" || s.prober == g.ID || !s.proberUntil.After(now) {
+		s.prober, s.proberUntil = g.ID, now.Add(ProbeLease)
+	}
+	return s.prober == g.ID
+}
+
+// probingLocked reports whether, at now, the credential is out of a pause
+// that needs a probe, and no probe's answer has lifted it.
+func (s *MemoryState) probingLocked(now time.Time) bool {
+	return s.holds.Probe && !s.holds.PauseUntil.IsZero() && !s.holds.PauseUntil.After(now)
 }
 
 // checkLocked decides g at now: the latest of what holds it back.
@@ -307,6 +375,12 @@ func (s *MemoryState) checkLocked(now time.Time, g Grant) Verdict {
 	}
 	if !s.holds.PrimaryReset.IsZero() && s.holds.PrimaryRemaining <= 0 && later(s.holds.PrimaryReset, ReasonPrimary) {
 		v.Held = true
+	}
+	if s.probingLocked(now) && s.prober != "" && s.prober != g.ID && s.proberUntil.After(now) {
+		// Another grant is the probe: ask again soon, at the latest
+		// when its lease ends.
+		later(earliest(s.proberUntil, now.Add(SlotPoll)), ReasonPause)
+		v.Probe = true
 	}
 	if reset, left := s.holds.PrimaryReset, s.holds.PrimaryRemaining; reset.After(now) && left > 0 {
 		// The requests in flight on every replica may not use up what is

@@ -32,12 +32,13 @@ func TestProbeHoldsRequestsWaitingOnTheState(t *testing.T) {
 		wantRefused int
 	}{{
 		// The other replica's request is refused at +0.1 s: the State
-		// pauses until +60.1 s. The probe is refused (+60.2 s: paused
-		// until +120.2 s); the next probe is answered at +120.3 s and the
-		// two others go then.
+		// pauses until +60.1 s. The probe is refused (+60.2 s), the second
+		// refusal in a row of the credential's, if the first of this
+		// pacer's: paused 2 min, until +180.2 s; the next probe is
+		// answered at +180.3 s and the two others go then.
 		name:        "limit still holds: only the probe is refused",
 		liftAt:      90 * time.Second,
-		wantSent:    []time.Duration{0, 60*time.Second + lat, 120*time.Second + 2*lat, 120*time.Second + 3*lat, 120*time.Second + 3*lat},
+		wantSent:    []time.Duration{0, 60*time.Second + lat, 180*time.Second + 2*lat, 180*time.Second + 3*lat, 180*time.Second + 3*lat},
 		wantRefused: 2,
 	}, {
 		name:        "limit lifted: the others go right after the probe's answer",

@@ -65,7 +65,8 @@ func newShared(cfg Config) *shared {
 // pacer's own queue too: the requests after t wait for it there, not in
 // places in flight. Out of a pause GitHub gave no length for
 // (Budget.Probing), t waits for the probe's answer like the queued
-// requests, or becomes the probe when none is out (probeGate).
+// requests, or becomes the probe when none is out (probeGate); the State
+// then has the last word, one probe across the replicas (sharedProbe).
 func (p *Pacer) acquireShared(ctx context.Context, t *Permit, idle *idling) (Reason, error) {
 	sh := p.shared
 	if sh == nil {
@@ -103,6 +104,9 @@ func (p *Pacer) acquireShared(ctx context.Context, t *Permit, idle *idling) (Rea
 		v := sh.state.Start(ctx, now, g)
 		if v.OK {
 			t.grant.granted.Store(true)
+		}
+		p.sharedProbe(t, v)
+		if v.OK {
 			return why, nil
 		}
 		why = v.Why
@@ -155,6 +159,39 @@ func (p *Pacer) probeGate(t *Permit) <-chan struct{} {
 		return nil
 	}
 	return p.probeDone
+}
+
+// sharedProbe takes in what the State's verdict v on t says of the probe
+// (Verdict.Probe), so that the replicas sharing the State send one probe
+// between them. A probe of the State's, t's own (granted) or another
+// grant's (t waits), makes this pacer probe too: t becomes its probe, and
+// the requests this pacer admits after it wait for t's answer (probeGate)
+// rather than ask the State each. A grant without a probe says that none
+// is needed (another replica's probe was answered, or GitHub said how
+// long the pause lasts): this pacer's own probing ends, and the requests
+// that waited for its probe go.
+func (p *Pacer) sharedProbe(t *Permit, v Verdict) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case v.Probe:
+		p.budget.AwaitProbe()
+		if p.probe == t || (!v.OK && p.probe != nil) {
+			return
+		}
+		if p.probe != nil {
+			// t, not this pacer's probe, got the State's role: the
+			// requests that wait for the other go to wait for t.
+			p.clearProbeLocked()
+		}
+		p.setProbeLocked(t)
+	case v.OK && p.budget.probe:
+		p.budget.Lifted()
+		if p.probe != nil {
+			p.clearProbeLocked() // t too goes as any request
+		}
+		p.pumpLocked(time.Now())
+	}
 }
 
 // unheldLocked takes t out of the count of requests the State holds.
@@ -213,7 +250,7 @@ func (p *Pacer) refuseShared(t *Permit, retry time.Duration, why Reason) *Thrott
 // latency (see tookOf). A
 // refusal that says nothing of how long to wait reaches the State with
 // the pause this pacer takes for it (escalated after refusals in a row,
-// Budget) as its Retry-After: the State would pause every replica for
+// Budget) as Grant.Pause: the State would pause every replica for
 // SecondaryPause alone, and the requests this pacer admitted and the
 // State holds, the other replicas' too, would go before this pacer's
 // own pause ends, into a secondary limit that still holds.
@@ -228,7 +265,7 @@ func (p *Pacer) reportShared(t *Permit, rl RateLimit, latency time.Duration) {
 		g.Took = tookOf(start, now, latency)
 		if rl.Refused && !rl.Hinted(now) {
 			p.mu.Lock()
-			rl.RetryAfter, rl.HasRetryAfter = p.budget.unhintedPause(now), true
+			g.Pause = p.budget.unhintedPause(now)
 			p.mu.Unlock()
 		}
 		p.shared.state.Done(context.Background(), now, g, rl)

@@ -35,6 +35,15 @@ const InFlightLease = 2 * time.Minute
 // unless its clock is InFlightLease - InFlightCounted ahead.
 const InFlightCounted = 40 * time.Second
 
+// ProbeLease is how long a State keeps the probe's role (Verdict.Probe)
+// for the grant it gave it, when neither its answer nor its Unsent comes:
+// the upstream client's 30 s timeout and a margin, as InFlightCounted. A
+// live replica's probe is answered, or times out and is reported, within
+// it, so no second probe goes while the first may still reach GitHub; a
+// replica that died mid-probe holds the other replicas' requests at most
+// this long after its probe started.
+const ProbeLease = InFlightCounted
+
 // StateLimits are the limits a State enforces for one credential, shared
 // by every replica that uses it.
 type StateLimits struct {
@@ -151,6 +160,20 @@ type Grant struct {
 	// Took is, for Done, the response time it took: it counts that from
 	// its completion on.
 	Took time.Duration
+	// Pause is, for Done of a refusal that says nothing of how long to
+	// wait, the pause the pacer takes for it (SecondaryPause, doubled for
+	// refusals in a row: Budget), which the State takes for every replica;
+	// 0: the State's SecondaryPause.
+	Pause time.Duration
+}
+
+// PauseOr returns g.Pause, or secondary when g has none: the pause a
+// refusal of g that says nothing of how long to wait takes (State.Done).
+func (g Grant) PauseOr(secondary time.Duration) time.Duration {
+	if g.Pause > 0 {
+		return g.Pause
+	}
+	return secondary
 }
 
 // A Verdict is a State's answer to Start: OK, or the earliest time to ask
@@ -167,13 +190,25 @@ type Verdict struct {
 	// the request or on the requests in flight (the budgets, the write
 	// slot, the bounds on requests in flight).
 	Held bool
+	// Probe is whether the credential is out of a pause GitHub gave no
+	// length for and no probe's answer has yet shown the limit lifted:
+	// one request at a time goes, across the replicas that share the
+	// State. With OK, the request is that probe: its answer decides for
+	// every replica (Done: an answer that is no refusal lifts the limit, a
+	// refusal pauses again; no answer, or Unsent, hands the role on). Not
+	// OK, another grant is the probe out, and At is its answer's earliest
+	// moment to ask again (SlotPoll), at the latest the end of its
+	// ProbeLease. A grant without Probe tells that no probe is needed: a
+	// pacer that held its requests for a probe of its own lets them go.
+	Probe bool
 }
 
 // State is the part of one credential's pacing that the replicas of a
 // broker share: the points window, the write slot (a lease) and its
 // spacing, the content budgets, the primary-limit state (with the bound
 // that keeps the requests in flight on every replica within the quota
-// left) and the secondary pauses. MemoryState keeps it in memory (one replica);
+// left), the secondary pauses and, out of a pause GitHub gave no length
+// for, the one probe (Verdict.Probe, a lease of ProbeLease). MemoryState keeps it in memory (one replica);
 // package redisstate keeps it in Redis. The pacer asks Start for each
 // admitted request and reports the outcome with Done or Unsent.
 //
@@ -188,8 +223,11 @@ type State interface {
 	Start(ctx context.Context, now time.Time, g Grant) Verdict
 	// Done records the completion at now of a granted g, frees the write
 	// slot, and takes in what GitHub's answer said of the limits (a pause
-	// after a refusal, the primary quota).
+	// after a refusal, for g.Pause when it said nothing of how long; the
+	// primary quota). For the probe (Verdict.Probe), an answer that is no
+	// refusal lifts the limit, and any answer hands the role on.
 	Done(ctx context.Context, now time.Time, g Grant, rl RateLimit)
-	// Unsent gives back everything a granted g took: it was never sent.
+	// Unsent gives back everything a granted g took (the probe's role
+	// too): it was never sent.
 	Unsent(ctx context.Context, now time.Time, g Grant)
 }

@@ -2,7 +2,8 @@
 // Redis, so that every replica of the broker paces within one budget: the
 // points window, the response-time window (GitHub's CPU time), the write
 // slot (a lease) and its spacing, the content budgets, the primary-limit
-// state and the secondary pauses (see pace.State). Each decision is one Lua script, an atomic check-and-spend
+// state, the secondary pauses and the probe after one (a lease; see
+// pace.State). Each decision is one Lua script, an atomic check-and-spend
 // that takes the time from the caller.
 //
 // When Redis cannot be reached the State falls back to a conservative
@@ -174,7 +175,7 @@ func New(opts Options) (*State, error) {
 	_, _ = rand.Read(b[:])
 	return &State{
 		opts:   opts,
-		keys:   []string{base + "p", base + "w", base + "s", base + "h", base + "e", base + "c"},
+		keys:   []string{base + "p", base + "w", base + "s", base + "h", base + "e", base + "c", base + "k"},
 		lim:    opts.Limits,
 		mirror: pace.NewMemoryState(opts.Limits.Share(opts.ExpectedReplicas)),
 		id:     hex.EncodeToString(b[:]),
@@ -253,7 +254,7 @@ func (s *State) Start(ctx context.Context, now time.Time, g pace.Grant) pace.Ver
 		res, err := s.run(ctx, startScript, ms(now), g.ID, g.Cost, b01(g.Write), s.lim.PointsPerMinute,
 			s.lim.WriteInterval.Milliseconds(), s.lim.Lease().Milliseconds(), s.lim.WritesPerMinute, s.lim.WritesPerHour,
 			pace.InFlightLease.Milliseconds(), epoch, pace.SlotPoll.Milliseconds(), s.lim.MaxInFlight,
-			s.lim.CPUPerMinute.Milliseconds(), cpuMS(g.CPU))
+			s.lim.CPUPerMinute.Milliseconds(), cpuMS(g.CPU), pace.ProbeLease.Milliseconds())
 		if err != nil {
 			s.down(now, err)
 			return s.local(now, g)
@@ -272,18 +273,19 @@ func (s *State) Start(ctx context.Context, now time.Time, g pace.Grant) pace.Ver
 				s.holding = g.ID
 				s.mu.Unlock()
 			}
-			return pace.Verdict{OK: true, At: now}
+			probe := len(vals) > 9 && vals[9] == int64(1)
+			return pace.Verdict{OK: true, At: now, Probe: probe}
 		case "wait":
 			n := ints(vals[1:])
 			var h pace.Holds
 			if n[2] > 0 {
-				h.PauseUntil, h.PauseReason = fromMS(int64(n[2])), pace.Reason(n[3])
+				h.PauseUntil, h.PauseReason, h.Probe = fromMS(int64(n[2])), pace.Reason(n[3]), n[6] == 1
 			}
 			if n[4] > 0 {
 				h.PrimaryReset, h.PrimaryRemaining = fromMS(int64(n[4])), n[5]
 			}
 			s.mirror.MergeHolds(h)
-			v := pace.Verdict{At: fromMS(int64(n[0])), Why: pace.Reason(n[1])}
+			v := pace.Verdict{At: fromMS(int64(n[0])), Why: pace.Reason(n[1]), Probe: n[7] == 1}
 			v.Held = held(v, h)
 			return v
 		default: // "empty", "epoch": re-seed and ask again
@@ -359,32 +361,7 @@ func (s *State) setSnap(now time.Time, vals []any) {
 
 // ownUsage is what this replica's own requests count at now: the local
 // record without the entries that stand for the others' use.
-func (s *State) ownUsage(now time.Time) pace.Usage {
-	var u pace.Usage
-	for _, e := range s.mirror.Entries(now) {
-		if strings.HasPrefix(e.ID, othersPrefix) {
-			continue
-		}
-		if e.End.Add(pace.Window).After(now) {
-			u.Points += e.Points
-			u.WritesMinute += e.Writes
-			c := e.Charge(now)
-			u.CPU += c
-			if e.InFlight {
-				u.PointsInFlight += e.Points
-				u.WritesMinuteLive += e.Writes
-				u.CPUInFlight += c
-			}
-		}
-		if e.End.Add(pace.WritesHour).After(now) {
-			u.WritesHour += e.Writes
-			if e.InFlight {
-				u.WritesHourLive += e.Writes
-			}
-		}
-	}
-	return u
-}
+func (s *State) ownUsage(now time.Time) pace.Usage { return s.mirror.OwnUsage(now) }
 
 // local decides from the local budget.
 func (s *State) local(now time.Time, g pace.Grant) pace.Verdict {
@@ -421,7 +398,7 @@ func (s *State) catchUp(ctx context.Context, now time.Time) bool {
 // Done implements pace.State.
 func (s *State) Done(ctx context.Context, now time.Time, g pace.Grant, rl pace.RateLimit) {
 	s.mirror.Done(ctx, now, g, rl)
-	h := pace.FromAnswer(now, rl, s.lim.SecondaryPause)
+	h := pace.FromAnswer(now, rl, g.PauseOr(s.lim.SecondaryPause))
 	s.mu.Lock()
 	if s.holding == g.ID {
 		s.holding = ""
@@ -439,7 +416,7 @@ func (s *State) Done(ctx context.Context, now time.Time, g pace.Grant, rl pace.R
 		reset = ms(h.PrimaryReset)
 	}
 	res, err := s.run(ctx, doneScript, ms(now), g.ID, g.Cost, b01(g.Write), epoch, pause, int(h.PauseReason), reset, h.PrimaryRemaining,
-		s.cpuArg(g.CPU), cpuMS(g.Took))
+		s.cpuArg(g.CPU), cpuMS(g.Took), b01(h.Probe), b01(!rl.Refused && rl.Status != 0), s.lim.SecondaryPause.Milliseconds())
 	switch {
 	case err != nil:
 		s.down(now, err)
@@ -463,7 +440,7 @@ func (s *State) Unsent(ctx context.Context, now time.Time, g pace.Grant) {
 	if !up || epoch == "" {
 		return
 	}
-	if _, err := s.run(ctx, unsentScript, g.ID, g.Cost, b01(g.Write), epoch, cpuMS(g.CPU)); err != nil {
+	if _, err := s.run(ctx, unsentScript, g.ID, g.Cost, b01(g.Write), epoch, cpuMS(g.CPU), ms(now)); err != nil {
 		s.down(now, err)
 	}
 }
@@ -519,7 +496,7 @@ func (s *State) seed(ctx context.Context, now time.Time) error {
 	s.mu.Unlock()
 	entries := s.mirror.Entries(now)
 	h := s.mirror.Holds()
-	args := []any{ms(now), s.id, 0, 0, 0, 0, 0, holding, s.lim.Lease().Milliseconds(), b01(s.lim.CPUPerMinute > 0)}
+	args := []any{ms(now), s.id, 0, 0, 0, 0, 0, holding, s.lim.Lease().Milliseconds(), b01(s.lim.CPUPerMinute > 0), b01(h.Probe), h.Refusals}
 	if last := s.mirror.LastWrite(); !last.IsZero() {
 		args[2] = ms(last)
 	}

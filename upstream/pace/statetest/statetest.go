@@ -41,8 +41,26 @@ func at(d time.Duration) time.Time { return T0.Add(d) }
 
 func wantOK(t *testing.T, st pace.State, now time.Time, g pace.Grant) {
 	t.Helper()
-	if v := st.Start(context.Background(), now, g); !v.OK {
-		t.Fatalf("Start(%s at +%v) = %+v, want granted", g.ID, now.Sub(T0), v)
+	wantGrant(t, st, now, g, false)
+}
+
+// wantGrant wants st to grant g at now, as the probe (Verdict.Probe) or
+// not.
+func wantGrant(t *testing.T, st pace.State, now time.Time, g pace.Grant, probe bool) {
+	t.Helper()
+	if v := st.Start(context.Background(), now, g); !v.OK || v.Probe != probe {
+		t.Fatalf("Start(%s at +%v) = %+v, want granted, Probe %v", g.ID, now.Sub(T0), v, probe)
+	}
+}
+
+// wantProbeWait wants st to refuse g at now until until because another
+// grant is the probe (Verdict.Probe, ReasonPause, not Held).
+func wantProbeWait(t *testing.T, st pace.State, now time.Time, g pace.Grant, until time.Time) {
+	t.Helper()
+	v := st.Start(context.Background(), now, g)
+	if v.OK || !v.At.Equal(until) || v.Why != pace.ReasonPause || v.Held || !v.Probe {
+		t.Fatalf("Start(%s at +%v) = {OK %v At +%v Why %v Held %v Probe %v}, want a wait for the probe until +%v",
+			g.ID, now.Sub(T0), v.OK, v.At.Sub(T0), v.Why, v.Held, v.Probe, until.Sub(T0))
 	}
 }
 
@@ -63,9 +81,9 @@ func wantHold(t *testing.T, st pace.State, now time.Time, g pace.Grant, until ti
 func wantVerdict(t *testing.T, st pace.State, now time.Time, g pace.Grant, until time.Time, why pace.Reason, held bool) {
 	t.Helper()
 	v := st.Start(context.Background(), now, g)
-	if v.OK || !v.At.Equal(until) || v.Why != why || v.Held != held {
-		t.Fatalf("Start(%s at +%v) = {OK %v At +%v Why %v Held %v}, want a wait until +%v for %v, Held %v",
-			g.ID, now.Sub(T0), v.OK, v.At.Sub(T0), v.Why, v.Held, until.Sub(T0), why, held)
+	if v.OK || !v.At.Equal(until) || v.Why != why || v.Held != held || v.Probe {
+		t.Fatalf("Start(%s at +%v) = {OK %v At +%v Why %v Held %v Probe %v}, want a wait until +%v for %v, Held %v",
+			g.ID, now.Sub(T0), v.OK, v.At.Sub(T0), v.Why, v.Held, v.Probe, until.Sub(T0), why, held)
 	}
 }
 
@@ -167,6 +185,112 @@ func Run(t *testing.T, newStates Factory) {
 		st[0].Done(ctx, T0, g, pace.RateLimit{Status: 403, Remaining: -1, Used: -1, Refused: true, RetryAfter: 30 * time.Second, HasRetryAfter: true})
 		wantHold(t, st[1], T0, grant(false), at(30*time.Second), pace.ReasonPause)
 		wantOK(t, st[1], at(30*time.Second), grant(false))
+	})
+	// unhinted is a secondary limit's refusal that says nothing of how
+	// long to wait; pause is the pause its pacer takes for it (0: the
+	// State's SecondaryPause).
+	unhinted := func(g pace.Grant, pause time.Duration) (pace.Grant, pace.RateLimit) {
+		g.Pause = pause
+		return g, pace.RateLimit{Status: 403, Remaining: -1, Used: -1, Refused: true}
+	}
+	ok200 := pace.RateLimit{Status: 200, Remaining: -1, Used: -1}
+	// pausedWithoutHint returns n replicas' States whose credential was
+	// refused without a hint at T0: paused for a minute, then probing.
+	pausedWithoutHint := func(t *testing.T, n int) ([]pace.State, []func()) {
+		t.Helper()
+		st, kill := newStates(t, pace.StateLimits{SecondaryPause: time.Minute}, n)
+		g := grant(false)
+		wantOK(t, st[0], T0, g)
+		g, rl := unhinted(g, 0)
+		st[0].Done(ctx, T0, g, rl)
+		wantHold(t, st[n-1], at(time.Second), grant(false), at(time.Minute), pace.ReasonPause)
+		return st, kill
+	}
+	t.Run("after a pause without a hint one request probes for every replica", func(t *testing.T) {
+		st, _ := pausedWithoutHint(t, 3)
+		now := at(time.Minute)
+		probe := grant(false)
+		wantGrant(t, st[1], now, probe, true)
+		// Every other request waits for its answer, on every replica,
+		// reads and writes alike, asking again soon.
+		wantProbeWait(t, st[0], now, grant(false), now.Add(pace.SlotPoll))
+		wantProbeWait(t, st[1], now, grant(false), now.Add(pace.SlotPoll))
+		now = at(time.Minute + time.Second)
+		wantProbeWait(t, st[2], now, grant(true), now.Add(pace.SlotPoll))
+		// An answer that is no refusal lifts the limit: every replica
+		// goes, without probing.
+		st[1].Done(ctx, now, probe, ok200)
+		wantGrant(t, st[0], now, grant(false), false)
+		wantGrant(t, st[2], now, grant(true), false)
+		wantGrant(t, st[2], now, grant(false), false)
+	})
+	t.Run("a refused probe pauses every replica again, longer each time in a row", func(t *testing.T) {
+		st, _ := pausedWithoutHint(t, 2)
+		// Each probe is refused, by the replica that was not refused
+		// before: its pacer's own pause is a minute (Grant.Pause), the
+		// State's the escalation of every replica's refusals in a row.
+		// A pacer's longer pause wins.
+		now := at(time.Minute)
+		for i, tc := range []struct {
+			pacer, want time.Duration
+		}{{time.Minute, 2 * time.Minute}, {time.Minute, 4 * time.Minute}, {20 * time.Minute, 20 * time.Minute}} {
+			probe := grant(false)
+			wantGrant(t, st[(i+1)%2], now, probe, true)
+			wantProbeWait(t, st[i%2], now, grant(false), now.Add(pace.SlotPoll))
+			now = now.Add(time.Second)
+			g, rl := unhinted(probe, tc.pacer)
+			st[(i+1)%2].Done(ctx, now, g, rl)
+			end := now.Add(tc.want)
+			wantHold(t, st[0], now, grant(false), end, pace.ReasonPause)
+			wantHold(t, st[1], now, grant(true), end, pace.ReasonPause)
+			now = end
+		}
+		// A success once the pause is over ends the run: the next
+		// refusal pauses for the State's SecondaryPause.
+		probe := grant(false)
+		wantGrant(t, st[0], now, probe, true)
+		st[0].Done(ctx, now, probe, ok200)
+		g := grant(false)
+		wantGrant(t, st[1], now, g, false)
+		g, rl := unhinted(g, 0)
+		st[1].Done(ctx, now, g, rl)
+		wantHold(t, st[0], now, grant(false), now.Add(time.Minute), pace.ReasonPause)
+	})
+	t.Run("a probe without an answer, or never sent, hands the role on at once", func(t *testing.T) {
+		st, _ := pausedWithoutHint(t, 3)
+		now := at(time.Minute)
+		first := grant(false)
+		wantGrant(t, st[0], now, first, true)
+		wantProbeWait(t, st[1], now, grant(false), now.Add(pace.SlotPoll))
+		st[0].Done(ctx, now, first, pace.RateLimit{Remaining: -1, Used: -1}) // a dropped connection
+		second := grant(true)
+		wantGrant(t, st[1], now, second, true)
+		wantProbeWait(t, st[2], now, grant(false), now.Add(pace.SlotPoll))
+		st[1].Unsent(ctx, now, second)
+		third := grant(false)
+		wantGrant(t, st[2], now, third, true)
+		wantProbeWait(t, st[0], now, grant(false), now.Add(pace.SlotPoll))
+		st[2].Done(ctx, now.Add(time.Second), third, ok200)
+		wantGrant(t, st[0], now.Add(time.Second), grant(false), false)
+	})
+	t.Run("a killed replica's probe hands the role on when its lease ends", func(t *testing.T) {
+		st, kill := pausedWithoutHint(t, 2)
+		start := at(time.Minute)
+		wantGrant(t, st[0], start, grant(false), true)
+		kill[0]() // it never answers
+		end := start.Add(pace.ProbeLease)
+		now := end.Add(-pace.SlotPoll / 2)
+		wantProbeWait(t, st[1], now, grant(false), end)
+		wantGrant(t, st[1], end, grant(false), true)
+	})
+	t.Run("a pause GitHub said the length of needs no probe", func(t *testing.T) {
+		st, _ := newStates(t, pace.StateLimits{SecondaryPause: time.Minute}, 2)
+		g := grant(false)
+		wantOK(t, st[0], T0, g)
+		st[0].Done(ctx, T0, g, pace.RateLimit{Status: 429, Remaining: -1, Used: -1, Refused: true, RetryAfter: 30 * time.Second, HasRetryAfter: true})
+		wantHold(t, st[1], T0, grant(false), at(30*time.Second), pace.ReasonPause)
+		wantGrant(t, st[1], at(30*time.Second), grant(false), false)
+		wantGrant(t, st[0], at(30*time.Second), grant(false), false)
 	})
 	t.Run("a used-up primary quota holds every replica until its reset", func(t *testing.T) {
 		st, _ := newStates(t, pace.StateLimits{}, 2)
