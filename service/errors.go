@@ -221,6 +221,10 @@ const (
 	RetryShutdown    = time.Second
 	RetryOutage      = 5 * time.Second
 	retryCredentials = time.Minute
+	// retryOperations is the retry delay of an async call refused
+	// because its caller has as many unfinished operations as it may
+	// (operation.ErrTooMany): an item takes a second or more.
+	retryOperations = time.Minute
 )
 
 // Stopped is the answer for a call, or a batch's item (what names which),

@@ -234,6 +234,10 @@ func (s *Server) opError(ctx context.Context, op string, err error) error {
 		st = status.New(codes.InvalidArgument, "name: not an operation name (operations/{id})")
 	case errors.Is(err, operation.ErrClosed):
 		st = WithRetryInfo(status.New(codes.Unavailable, "the broker is shutting down; try again"), RetryShutdown)
+	case errors.Is(err, operation.ErrTooMany):
+		st = WithRetryInfo(status.New(codes.ResourceExhausted, fmt.Sprintf(
+			"the caller has %d unfinished operations, the most the broker keeps for one caller; wait for one to end (WaitOperation) or cancel one, then try again",
+			operation.DefaultMaxPerCaller)), retryOperations)
 	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		st = classify(err)
 	case errors.Is(err, state.ErrCorrupt):

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,13 +26,15 @@ type NotInstalledError = credential.NotInstalledError
 // app's JWT, each installation) has its own budget, pauses and metrics
 // label.
 type credState struct {
-	label string
-	pacer *pace.Pacer
+	label  string
+	pacer  *pace.Pacer
+	shared pace.State // the pacer's shared state; nil: its own
 }
 
 // credentials are the Client's credential states, by label. There are as
-// many as the source has credentials: one for a token, and the app plus
-// one per installation for a GitHub App.
+// many as the source has credentials in use: one for a token, and the app
+// plus one per installation for a GitHub App, less the installations
+// GitHub reported gone (drop).
 type credentials struct {
 	src         credential.Source
 	pacing      Pacing
@@ -60,10 +63,39 @@ func (cs *credentials) state(cred credential.Credential) (*credState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream: pacing: %w", err)
 	}
-	st := &credState{label: label, pacer: p}
+	st := &credState{label: label, pacer: p, shared: pc.State}
 	cs.states[label] = st
 	cs.order = append(cs.order, st)
 	return st, nil
+}
+
+// drop forgets st, the state of an installation GitHub reports gone (the
+// app was uninstalled from its account: its mint answered 404; GitHub
+// never gives its id again, an app installed again is a new
+// installation): its pacer, its metrics series, and its shared state,
+// whose Close (when it has one, as the broker's Redis states do) ends
+// the state's background work. Requests that hold st end on it; should
+// the installation be used again, its next request makes a new state.
+func (cs *credentials) drop(st *credState) {
+	cs.mu.Lock()
+	if cs.states[st.label] != st {
+		cs.mu.Unlock()
+		return // dropped already
+	}
+	delete(cs.states, st.label)
+	cs.order = slices.DeleteFunc(cs.order, func(o *credState) bool { return o == st })
+	cs.mu.Unlock()
+	cs.metrics.forget(st.label)
+	if c, ok := st.shared.(interface{ Close() }); ok {
+		c.Close()
+	}
+}
+
+// dropIfGone drops st when err says its installation is gone.
+func (cs *credentials) dropIfGone(st *credState, err error) {
+	if _, gone := errors.AsType[*credential.UninstalledError](err); gone {
+		cs.drop(st)
+	}
 }
 
 // all returns every credential state, in creation order.
@@ -218,14 +250,16 @@ func newCredentials(cfg Config, pacing Pacing, m *metrics) (*credentials, error)
 // credential.
 //
 // A renewal that finds the installation gone (its mint answered 404) is
-// the owner's *NotInstalledError, returned instead of the 401.
-func (c *Client) renewAfter401(ctx context.Context, r request, cred credential.Credential, ge *Error, renewed *bool) (bool, error) {
+// the owner's *NotInstalledError, returned instead of the 401, and drops
+// cst, the installation's state.
+func (c *Client) renewAfter401(ctx context.Context, r request, cred credential.Credential, cst *credState, ge *Error, renewed *bool) (bool, error) {
 	if ge == nil || ge.StatusCode != 401 || *renewed || ctx.Err() != nil {
 		return false, nil
 	}
 	*renewed = true
 	if err := cred.Renew(ctx, r.auth); err != nil {
 		if _, gone := errors.AsType[*credential.UninstalledError](err); gone {
+			c.creds.drop(cst)
 			return false, c.tokenError(r, err)
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {

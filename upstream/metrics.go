@@ -245,6 +245,14 @@ func (m *metrics) rateLimit(cred string, rl pace.RateLimit) {
 	limits[res] = rateLimitSeen{remaining: rl.Remaining, reset: rl.Reset}
 }
 
+// forget drops what m keeps of the credential labelled cred, which the
+// client dropped (credentials.drop).
+func (m *metrics) forget(cred string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.limits, cred)
+}
+
 // resourceLabel is GitHub's x-ratelimit-resource as a label: "unknown"
 // when absent, "other" when it is not a short lower-case identifier (the
 // header is GitHub's, but a label must stay bounded).

@@ -107,6 +107,7 @@ func (c *Client) do(ctx context.Context, r request) (_ response, err error) {
 		}
 		if r.auth, err = cred.Token(ctx); err != nil {
 			permit.Unsent()
+			c.creds.dropIfGone(cst, err)
 			if err := c.credentialRetry(ctx, r, attempt, fail("getting the credential's token", c.tokenError(r, err))); err != nil {
 				return response{}, err
 			}
@@ -148,7 +149,7 @@ func (c *Client) do(ctx context.Context, r request) (_ response, err error) {
 			// GitHub gave no hint; the pause the pacer imposed is one.
 			ge.RetryAfter = holdLeft(cst.pacer)
 		}
-		retry, gone := c.renewAfter401(ctx, r, cred, ge, &renewed)
+		retry, gone := c.renewAfter401(ctx, r, cred, cst, ge, &renewed)
 		if gone != nil {
 			return response{}, fail("renewing the credential", gone)
 		}

@@ -9,7 +9,9 @@ import (
 // StateFunc returns the pacing state a credential shares with the other
 // replicas of the broker (for example a redisstate.State), for the limits
 // lim taken from Pacing. credential names the credential (Credential
-// for Config.Token); it is never the token itself.
+// for Config.Token); it is never the token itself. A state with a
+// Close() method is closed when the client drops its credential: a GitHub
+// App installation GitHub reports gone (uninstalled).
 type StateFunc func(credential string, lim pace.StateLimits) (pace.State, error)
 
 // StateLimits returns the limits of p that replicas share, and GitHub's

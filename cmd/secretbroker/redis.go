@@ -74,7 +74,8 @@ func newSharedStates(ctx context.Context, cfg Config, logger *slog.Logger) (*sha
 }
 
 // stateFunc is upstream.Config.SharedState: a State per credential, its
-// background loop started.
+// background loop started, until the broker stops or the client closes it
+// (closingState).
 func (s *sharedStates) stateFunc() upstream.StateFunc {
 	return func(credential string, lim pace.StateLimits) (pace.State, error) {
 		st, err := redisstate.New(redisstate.Options{Client: s.client, Credential: credential, Limits: lim,
@@ -86,10 +87,32 @@ func (s *sharedStates) stateFunc() upstream.StateFunc {
 		s.states[credential] = st
 		s.mu.Unlock()
 		st.Sync(s.ctx, time.Now()) // joins Redis now, or starts degraded
-		s.loops.Go(func() { st.Run(s.ctx) })
-		return st, nil
+		ctx, stop := context.WithCancel(s.ctx)
+		s.loops.Go(func() { st.Run(ctx) })
+		return closingState{State: st, close: sync.OnceFunc(func() {
+			stop()
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.states[credential] == st {
+				delete(s.states, credential)
+			}
+		})}, nil
 	}
 }
+
+// closingState is a credential's State as the upstream client holds it:
+// the client closes it when it drops the credential (a GitHub App
+// installation GitHub reports gone), which ends its heartbeat and takes it
+// out of /readyz and secretbroker_pacer_shared_state_up. Its keys in Redis
+// expire on their own.
+type closingState struct {
+	*redisstate.State
+	close func()
+}
+
+// Close ends the state's background loop and forgets it; more calls do
+// nothing.
+func (c closingState) Close() { c.close() }
 
 // detail is /readyz's detail: "" when every credential paces from Redis,
 // else why not, one line.

@@ -6,9 +6,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/secretbroker/secretbroker/upstream"
 	"github.com/secretbroker/secretbroker/upstream/pace/redistest"
 )
 
@@ -191,4 +193,53 @@ func TestRedisURLShownWithoutItsQuery(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A credential's shared state that the upstream client closes (a GitHub
+// App installation GitHub reports gone) ends its heartbeat and leaves
+// /readyz's detail and secretbroker_pacer_shared_state_up; the other
+// credentials' states go on.
+func TestSharedStateClosed(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := devConfig(t)
+	cfg.RedisURL = "redis://" + srv.Addr
+	if err := cfg.SharedPacing.resolve(envMap(nil)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := newSharedStates(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.close) // after t.Context() ends
+	newState := s.stateFunc()
+	lim := upstream.DefaultPacing().StateLimits()
+	closers := map[string]interface{ Close() }{}
+	for _, cred := range []string{"app", "installation:1", "installation:2"} {
+		st, err := newState(cred, lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, ok := st.(interface{ Close() })
+		if !ok {
+			t.Fatalf("the shared state of %s (%T) cannot be closed: its heartbeat runs until the broker stops", cred, st)
+		}
+		closers[cred] = c
+	}
+	closers["installation:1"].Close()
+	closers["installation:1"].Close() // twice does no harm
+	s.mu.Lock()
+	var kept []string
+	for cred := range s.states {
+		kept = append(kept, cred)
+	}
+	s.mu.Unlock()
+	slices.Sort(kept)
+	if want := []string{"app", "installation:2"}; !slices.Equal(kept, want) {
+		t.Errorf("shared states %v after closing installation:1's, want %v", kept, want)
+	}
+	// Every loop ends once its state is closed, before the broker's
+	// context does.
+	closers["app"].Close()
+	closers["installation:2"].Close()
+	s.loops.Wait()
 }

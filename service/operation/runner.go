@@ -63,6 +63,13 @@ const (
 	DefaultFlushEvery    = 10
 	DefaultFlushInterval = time.Second
 	DefaultMaxWait       = time.Minute
+	// DefaultMaxPerCaller bounds the unfinished operations of one caller
+	// in a runner (Options.MaxPerCaller): each holds a goroutine, and
+	// its items' values in the store, until it ends, and with GitHub's
+	// 500 writes an hour a caller starting operations in a loop would
+	// add them far faster than they end. 100 operations of up to 1,000
+	// items are days of GitHub's content budget.
+	DefaultMaxPerCaller = 100
 )
 
 // LostValueMessage is the message of an item whose value could not be
@@ -77,6 +84,9 @@ var (
 	ErrClosed = errors.New("operation runner is closed")
 	// ErrAlreadyExists: Start was given the ID of a stored operation.
 	ErrAlreadyExists = errors.New("operation already exists")
+	// ErrTooMany: Start was given an operation whose caller has
+	// Options.MaxPerCaller unfinished operations in the runner already.
+	ErrTooMany = errors.New("the caller has too many unfinished operations")
 )
 
 // ErrCancelRequested is the cause with which an operation's context ends
@@ -117,6 +127,11 @@ type Options struct {
 	// MaxWait bounds Wait's timeout, which defaults to it; zero means
 	// DefaultMaxWait.
 	MaxWait time.Duration
+	// MaxPerCaller bounds how many unfinished operations one caller
+	// (state.Operation.Caller) may have that this runner runs or queues:
+	// Start refuses more with ErrTooMany. Operations Resume takes up
+	// count, and are never refused. Zero means DefaultMaxPerCaller.
+	MaxPerCaller int
 	// Lease is how long an operation stays this runner's after its last
 	// renewal: runners sharing a store (replicas on one Redis) do not run
 	// an operation another runner holds, and take one over when its
@@ -160,10 +175,13 @@ type Runner struct {
 	corruptMu sync.Mutex
 	corrupt   map[string]bool
 
-	mu      sync.Mutex
-	closed  bool
-	running map[string]context.CancelCauseFunc // operations this process runs or queues
-	watches map[string]*watch                  // Wait's notifications
+	mu           sync.Mutex
+	closed       bool
+	running      map[string]context.CancelCauseFunc // operations this process runs or queues
+	callers      map[string]string                  // the caller of each of running, by ID
+	byCaller     map[string]int                     // running's operations by caller; none at 0
+	maxPerCaller int
+	watches      map[string]*watch // Wait's notifications
 	// unstarted holds the operations whose Start failed but which the
 	// store may hold all the same (see withdraw), by ID, with their
 	// CreateTime: Resume withdraws them instead of running them.
@@ -177,7 +195,7 @@ func New(opts Options) (*Runner, error) {
 	if opts.Store == nil || opts.Exec == nil {
 		return nil, fmt.Errorf("operation: new runner: %w: Store and Exec are required", state.ErrInvalid)
 	}
-	if opts.MaxRunning < 0 || opts.FlushEvery < 0 || opts.FlushInterval < 0 || opts.MaxWait < 0 || opts.Lease < 0 {
+	if opts.MaxRunning < 0 || opts.FlushEvery < 0 || opts.FlushInterval < 0 || opts.MaxWait < 0 || opts.Lease < 0 || opts.MaxPerCaller < 0 {
 		return nil, fmt.Errorf("operation: new runner: %w: negative option", state.ErrInvalid)
 	}
 	r := &Runner{
@@ -196,6 +214,9 @@ func New(opts Options) (*Runner, error) {
 		lease:         orDefault(opts.Lease, DefaultLease),
 		closing:       make(chan struct{}),
 		running:       map[string]context.CancelCauseFunc{},
+		callers:       map[string]string{},
+		byCaller:      map[string]int{},
+		maxPerCaller:  orDefault(opts.MaxPerCaller, DefaultMaxPerCaller),
 		corrupt:       map[string]bool{},
 		watches:       map[string]*watch{},
 		unstarted:     map[string]time.Time{},
@@ -252,7 +273,7 @@ func (r *Runner) Start(ctx context.Context, op *state.Operation) (*state.Operati
 	o.Runner, o.LeaseUntil = r.id, now.Add(r.lease)
 	r.progress(&o, now)
 
-	opCtx, err := r.track(o.ID)
+	opCtx, err := r.track(o.ID, o.Caller, true)
 	if err != nil {
 		return nil, fmt.Errorf("operation: start %s: %w", o.ID, err)
 	}
@@ -314,7 +335,7 @@ func (r *Runner) Resume(ctx context.Context) (int, error) {
 					"runner", op.Runner, "lease_until", op.LeaseUntil)
 				continue
 			}
-			opCtx, err := r.track(op.ID)
+			opCtx, err := r.track(op.ID, op.Caller, false)
 			if err != nil {
 				return n, fmt.Errorf("operation: resume %s: %w", op.ID, err)
 			}
@@ -383,9 +404,11 @@ func (r *Runner) Close(ctx context.Context) error {
 	}
 }
 
-// track registers an operation this process runs and returns its
-// context, which Cancel ends with ErrCancelRequested.
-func (r *Runner) track(id string) (context.Context, error) {
+// track registers an operation of caller's that this process runs and
+// returns its context, which Cancel ends with ErrCancelRequested. With
+// bounded, it refuses an operation of a caller that has maxPerCaller
+// already (ErrTooMany).
+func (r *Runner) track(id, caller string, bounded bool) (context.Context, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -394,8 +417,13 @@ func (r *Runner) track(id string) (context.Context, error) {
 	if _, ok := r.running[id]; ok {
 		return nil, fmt.Errorf("%w: already running", ErrAlreadyExists)
 	}
+	if bounded && r.byCaller[caller] >= r.maxPerCaller {
+		return nil, fmt.Errorf("%w: %d, at most %d", ErrTooMany, r.byCaller[caller], r.maxPerCaller)
+	}
 	ctx, cancel := context.WithCancelCause(r.ctx)
 	r.running[id] = cancel
+	r.callers[id] = caller
+	r.byCaller[caller]++
 	r.wg.Add(1)
 	return ctx, nil
 }
@@ -408,6 +436,11 @@ func (r *Runner) untrack(id string) {
 	if cancel, ok := r.running[id]; ok {
 		cancel(nil)
 		delete(r.running, id)
+		caller := r.callers[id]
+		delete(r.callers, id)
+		if r.byCaller[caller]--; r.byCaller[caller] <= 0 {
+			delete(r.byCaller, caller)
+		}
 		r.wg.Done()
 		if w := r.watches[id]; w != nil {
 			close(w.ch)

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -102,13 +103,15 @@ type AppStats struct {
 // appState is the app host's state. It lives under s.mu.
 type appState struct {
 	installs []Installation        // Options.App's, then Install's
+	lastID   int64                 // the highest id of an installation removed or given by Install
 	tokens   map[string]*instToken // by token
 	stats    AppStats
 }
 
 // Install installs the app (Options.App) on account and returns the
-// installation, a new one with the next free id unless account has one
-// already. It returns false when the server has no app.
+// installation, a new one with an id never given before (as GitHub's: an
+// app installed again after Uninstall is another installation) unless
+// account has one already. It returns false when the server has no app.
 func (s *Server) Install(account string) (Installation, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -118,13 +121,35 @@ func (s *Server) Install(account string) (Installation, bool) {
 	if in, ok := s.app.installationFor(account); ok {
 		return in, true
 	}
-	id := int64(1)
+	id := s.app.lastID + 1
 	for _, in := range s.app.installs {
 		id = max(id, in.ID+1)
 	}
+	s.app.lastID = id
 	in := Installation{ID: id, Account: account}
 	s.app.installs = append(s.app.installs, in)
 	return in, true
+}
+
+// Uninstall removes the app's installation from account, as GitHub does
+// when an owner uninstalls the app: its tokens are refused from then on
+// (401), minting one is 404, and looking the account's installation up is
+// 404 until Install. It reports whether account had one.
+func (s *Server) Uninstall(account string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.app.installationFor(account)
+	if !ok {
+		return false
+	}
+	s.app.lastID = max(s.app.lastID, in.ID)
+	s.app.installs = slices.DeleteFunc(s.app.installs, func(i Installation) bool { return i.ID == in.ID })
+	for tok, t := range s.app.tokens {
+		if t.inst.ID == in.ID {
+			delete(s.app.tokens, tok)
+		}
+	}
+	return true
 }
 
 type instToken struct {
