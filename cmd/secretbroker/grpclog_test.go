@@ -80,7 +80,7 @@ func TestJSONLogHoldsOnlyJSON(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET public-key: %s", resp.Status)
 	}
-	b.kill(t) // the log is read whole once the process is gone
+	b.stop(t) // the log is read whole once the process is gone; SIGKILL would lose its pending lines
 	found := false
 	for _, line := range strings.Split(b.log.text(), "\n") {
 		if grpcPlainLine.MatchString(line) {

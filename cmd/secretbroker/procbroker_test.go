@@ -180,6 +180,26 @@ func startProcBroker(t *testing.T, name, bin string, args ...string) *procBroker
 	return b
 }
 
+// stop sends SIGTERM unless the process has exited, and waits for it to
+// end: its shutdown writes the log lines still pending in its batcher,
+// which a SIGKILL would lose.
+func (b *procBroker) stop(t *testing.T) {
+	t.Helper()
+	select {
+	case <-b.done:
+		return
+	default:
+	}
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Errorf("%s: SIGTERM: %v", b.name, err)
+	}
+	select {
+	case <-b.done:
+	case <-time.After(procExitTimeout):
+		t.Errorf("%s: still running %v after SIGTERM", b.name, procExitTimeout)
+	}
+}
+
 // kill sends SIGKILL unless the process has exited, and waits for it.
 func (b *procBroker) kill(t *testing.T) {
 	t.Helper()
