@@ -54,6 +54,8 @@ type fetchCaller struct {
 	wantAt   time.Duration // when its call returns
 }
 
+func (c fetchCaller) timing() arrival { return arrival{c.at, c.deadline, c.leaveAt, c.wantAt} }
+
 // A shared key fetch that every caller waiting for it has left, cancelled
 // or timed out, is cancelled at once, down to its request to GitHub (it
 // ran on to the first caller's deadline, or for sharedCallTimeout, holding
@@ -137,35 +139,18 @@ func TestKeyCacheAbandonedFetchCancelled(t *testing.T) {
 					t.Fatal(err)
 				}
 				srv := New(client, Options{Logger: logger, KeyTTL: time.Hour})
-				var wg sync.WaitGroup
-				for i, c := range tt.callers {
-					time.Sleep(c.at - time.Since(start))
-					ctx, cancel := context.WithCancel(t.Context())
-					if c.deadline > 0 {
-						ctx, cancel = context.WithDeadline(t.Context(), start.Add(c.deadline))
+				arriveInTurn(t, start, tt.callers, func(ctx context.Context, i int, c fetchCaller) {
+					pk, err := srv.GetPublicKey(ctx, &secretbrokerv1.GetPublicKeyRequest{Parent: "orgs/octo-org/actions"})
+					if c.wantCode == codes.OK {
+						if err != nil || pk.GetKeyId() == "" {
+							t.Errorf("caller %d: GetPublicKey = %v, %v; want the key", i, pk, err)
+						}
+						return
 					}
-					if c.leaveAt > 0 {
-						time.AfterFunc(c.leaveAt-c.at, cancel)
+					if got := status.Code(err); got != c.wantCode {
+						t.Errorf("caller %d: code = %v (%v), want %v", i, got, err, c.wantCode)
 					}
-					wg.Go(func() {
-						defer cancel()
-						pk, err := srv.GetPublicKey(ctx, &secretbrokerv1.GetPublicKeyRequest{Parent: "orgs/octo-org/actions"})
-						if at := time.Since(start); at != c.wantAt {
-							t.Errorf("caller %d: GetPublicKey returned at %v, want %v", i, at, c.wantAt)
-						}
-						if c.wantCode == codes.OK {
-							if err != nil || pk.GetKeyId() == "" {
-								t.Errorf("caller %d: GetPublicKey = %v, %v; want the key", i, pk, err)
-							}
-							return
-						}
-						if got := status.Code(err); got != c.wantCode {
-							t.Errorf("caller %d: code = %v (%v), want %v", i, got, err, c.wantCode)
-						}
-					})
-					synctest.Wait() // it has joined or started the fetch
-				}
-				wg.Wait()
+				})
 				// Any request still in flight ends by then.
 				time.Sleep(time.Until(start.Add(2 * latency)))
 				if got := emu.Count(emulator.RouteGetOrgPublicKey); got != 1 {

@@ -100,6 +100,49 @@ type shareArrival struct {
 	wantAt   time.Duration // when share returns
 }
 
+func (a shareArrival) timing() arrival { return arrival{a.at, a.deadline, a.leaveAt, a.wantAt} }
+
+// arrival is when one caller of a scenario run by arriveInTurn comes,
+// leaves, and is answered. Times are fake (inside a synctest bubble), from
+// the scenario's start.
+type arrival struct {
+	at       time.Duration // when it calls, after the caller before it has joined
+	deadline time.Duration // its context's deadline, from the start; 0: none
+	leaveAt  time.Duration // when its context is cancelled; 0: never
+	wantAt   time.Duration // when its call returns
+}
+
+// arriveInTurn runs call for each caller in turn, inside a synctest bubble:
+// at its time from start, with a context that has its deadline and is
+// cancelled at its leaveAt, the next one only once it has joined or
+// started the work (synctest.Wait). It reports a call that returns at
+// another time than its wantAt, and returns once every call has.
+func arriveInTurn[A interface{ timing() arrival }](t *testing.T, start time.Time, callers []A, call func(ctx context.Context, i int, c A)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i, c := range callers {
+		a := c.timing()
+		time.Sleep(a.at - time.Since(start))
+		ctx, cancel := context.WithCancel(t.Context())
+		if a.deadline > 0 {
+			cancel()
+			ctx, cancel = context.WithDeadline(t.Context(), start.Add(a.deadline))
+		}
+		if a.leaveAt > 0 {
+			time.AfterFunc(a.leaveAt-a.at, cancel)
+		}
+		wg.Go(func() {
+			defer cancel()
+			call(ctx, i, c)
+			if at := time.Since(start); at != a.wantAt {
+				t.Errorf("caller %d: returned at %v, want %v", i, at, a.wantAt)
+			}
+		})
+		synctest.Wait() // it has joined or started the work
+	}
+	wg.Wait()
+}
+
 // share coalesces callers for as long as anyone waits: one waiter leaving
 // does not un-coalesce the call for later arrivals, as it did when share
 // forgot the key whenever any waiter left.
@@ -221,36 +264,18 @@ func TestShareWaiters(t *testing.T) {
 						return 0, fmt.Errorf("upstream call %d: %w", n, ctx.Err())
 					}
 				}
-				start := time.Now()
-				var wg sync.WaitGroup
-				for i, a := range tt.arrivals {
-					time.Sleep(a.at - time.Since(start))
-					ctx, cancel := context.WithCancel(t.Context())
-					if a.deadline > 0 {
-						ctx, cancel = context.WithDeadline(t.Context(), start.Add(a.deadline))
+				arriveInTurn(t, time.Now(), tt.arrivals, func(ctx context.Context, i int, a shareArrival) {
+					v, err := share(ctx, &g, "k", fn)
+					if a.wantCall == 0 {
+						if !errors.Is(err, a.wantErr) {
+							t.Errorf("caller %d: share = %d, %v; want %v", i, v, err, a.wantErr)
+						}
+						return
 					}
-					if a.leaveAt > 0 {
-						time.AfterFunc(a.leaveAt-a.at, cancel)
+					if err != nil || v != a.wantCall {
+						t.Errorf("caller %d: share = %d, %v; want the result of call %d", i, v, err, a.wantCall)
 					}
-					wg.Go(func() {
-						defer cancel()
-						v, err := share(ctx, &g, "k", fn)
-						if at := time.Since(start); at != a.wantAt {
-							t.Errorf("caller %d: share returned at %v, want %v", i, at, a.wantAt)
-						}
-						if a.wantCall == 0 {
-							if !errors.Is(err, a.wantErr) {
-								t.Errorf("caller %d: share = %d, %v; want %v", i, v, err, a.wantErr)
-							}
-							return
-						}
-						if err != nil || v != a.wantCall {
-							t.Errorf("caller %d: share = %d, %v; want the result of call %d", i, v, err, a.wantCall)
-						}
-					})
-					synctest.Wait() // it has joined or started a call
-				}
-				wg.Wait()
+				})
 				if got := calls.Load(); got != tt.wantCalls {
 					t.Errorf("%d upstream calls, want %d", got, tt.wantCalls)
 				}
