@@ -141,15 +141,7 @@ func TestReplicasKeepToGitHubsConcurrencyLimit(t *testing.T) {
 				clients := replicaClients(t, 2, &emuTransport{h: emu}, pacing, shared)
 				scope := upstream.Scope{App: upstream.Actions, Org: "octo"}
 				if tt.redis {
-					// One call each makes the shared states; past the new
-					// epoch's grace they decide from Redis, not from their
-					// local shares.
-					for _, c := range clients {
-						if _, err := c.GetPublicKey(t.Context(), scope); err != nil {
-							t.Fatal(err)
-						}
-					}
-					time.Sleep(redisstate.DefaultSeedGrace + time.Second)
+					seedSharedStates(t, scope, clients...)
 				}
 				emu.InjectFault(emulator.Fault{Route: emulator.RouteGetOrgPublicKey, Latency: 5 * time.Second, Times: 2 * perReplica})
 				var mu sync.Mutex
@@ -204,14 +196,7 @@ func TestReplicasShareThePrimaryQuotaOnGitHubsClock(t *testing.T) {
 				clients := replicaClients(t, 2, gh, pacing, shared)
 				scope := upstream.Scope{App: upstream.Actions, Org: "octo"}
 				if tt.redis {
-					// One call each makes the shared states; past the new
-					// epoch's grace they decide from Redis.
-					for _, c := range clients {
-						if _, err := c.GetPublicKey(t.Context(), scope); err != nil {
-							t.Fatal(err)
-						}
-					}
-					time.Sleep(redisstate.DefaultSeedGrace + time.Second)
+					seedSharedStates(t, scope, clients...)
 				}
 				var wg sync.WaitGroup
 				for _, c := range clients {
@@ -421,14 +406,7 @@ func TestReplicasSendOneProbe(t *testing.T) {
 					}
 					scope := upstream.Scope{App: upstream.Actions, Org: "octo"}
 					if tt.redis {
-						// One call each makes the shared states; past the
-						// new epoch's grace they decide from Redis.
-						for _, c := range clients {
-							if _, err := c.GetPublicKey(t.Context(), scope); err != nil {
-								t.Fatal(err)
-							}
-						}
-						time.Sleep(redisstate.DefaultSeedGrace + time.Second)
+						seedSharedStates(t, scope, clients...)
 					}
 					gh.limit(tc.limitFor)
 					var wg sync.WaitGroup

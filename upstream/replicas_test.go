@@ -340,15 +340,7 @@ func TestReplicasShareThePrimaryQuota(t *testing.T) {
 		tr := &emuTransport{h: emu}
 		reps := []*replica{newReplica(t, srv.Addr, "primary", tr), newReplica(t, srv.Addr, "primary", tr)}
 		scope := upstream.Scope{App: upstream.Actions, Owner: "octo", Repo: "app"}
-		// One call each makes the replicas' shared states; past the new
-		// epoch's grace (5 s), they decide from Redis, not from their local
-		// shares.
-		for _, r := range reps {
-			if _, err := r.client.GetPublicKey(t.Context(), scope); err != nil {
-				t.Fatal(err)
-			}
-		}
-		time.Sleep(redisstate.DefaultSeedGrace + time.Second)
+		seedSharedStates(t, scope, reps[0].client, reps[1].client)
 		var mu sync.Mutex
 		sent, refused := 2, 0
 		var others []error
@@ -391,4 +383,17 @@ func TestReplicasShareThePrimaryQuota(t *testing.T) {
 		}
 		t.Logf("%d answered, %d refused by the pacers", sent, refused)
 	})
+}
+
+// seedSharedStates makes each client's shared state with one call on
+// scope, then waits (in fake time) past the new epoch's grace, after which
+// the states decide from Redis, not from their local shares.
+func seedSharedStates(t *testing.T, scope upstream.Scope, clients ...*upstream.Client) {
+	t.Helper()
+	for _, c := range clients {
+		if _, err := c.GetPublicKey(t.Context(), scope); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(redisstate.DefaultSeedGrace + time.Second)
 }
