@@ -24,7 +24,7 @@ import (
 // for a host it does not know, 407 without the Proxy-Authorization auth
 // names (when set).
 type connectProxy struct {
-	lis    net.Listener
+	addr   string // where it listens
 	routes map[string]string
 	auth   string // "user:password", or "" for none
 
@@ -34,26 +34,12 @@ type connectProxy struct {
 
 func startConnectProxy(t *testing.T, routes map[string]string, auth string) *connectProxy {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &connectProxy{lis: lis, routes: routes, auth: auth}
-	t.Cleanup(func() { _ = lis.Close() })
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
+	p := &connectProxy{routes: routes, auth: auth}
+	p.addr = startLoopbackServer(t, p.serve)
 	return p
 }
 
 func (p *connectProxy) serve(c net.Conn) {
-	defer c.Close()
 	br := bufio.NewReader(c)
 	req, err := http.ReadRequest(br)
 	if err != nil || req.Method != http.MethodConnect {
@@ -88,9 +74,9 @@ func (p *connectProxy) serve(c net.Conn) {
 
 func (p *connectProxy) url(user string) string {
 	if user != "" {
-		return "http://" + user + "@" + p.lis.Addr().String()
+		return "http://" + user + "@" + p.addr
 	}
-	return "http://" + p.lis.Addr().String()
+	return "http://" + p.addr
 }
 
 func (p *connectProxy) asked() []string {
@@ -100,13 +86,20 @@ func (p *connectProxy) asked() []string {
 }
 
 // startLoopbackServer serves handle on every connection to a loopback
-// port, closing it after, and returns the port's address.
+// port (serveConns) and returns the port's address.
 func startLoopbackServer(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveConns(t, lis, handle)
+	return lis.Addr().String()
+}
+
+// serveConns runs handle on every connection lis accepts, each in its own
+// goroutine, and closes the connection after; lis is closed at t's cleanup.
+func serveConns(t *testing.T, lis net.Listener, handle func(net.Conn)) {
 	t.Cleanup(func() { _ = lis.Close() })
 	go func() {
 		for {
@@ -120,7 +113,6 @@ func startLoopbackServer(t *testing.T, handle func(net.Conn)) string {
 			}()
 		}
 	}()
-	return lis.Addr().String()
 }
 
 // tlsBrokerHandler answers as the broker does outside --dev: a TLS

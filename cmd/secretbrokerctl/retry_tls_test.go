@@ -212,19 +212,7 @@ func getAgainstTLS(t *testing.T, srvTLS *tls.Config, env map[string]string, args
 func getAgainst(t *testing.T, handle func(net.Conn), dialErr error, env map[string]string, args []string) result {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
-	t.Cleanup(func() { _ = lis.Close() })
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				handle(c)
-				_ = c.Close()
-			}()
-		}
-	}()
+	serveConns(t, lis, handle)
 	r := &fakeRun{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	r.c = newCLI(strings.NewReader(""), r.stdout, r.stderr, func(k string) string { return env[k] }, noTerminal{})
 	r.c.dial = func(ctx context.Context, _ string) (net.Conn, error) {
