@@ -185,41 +185,33 @@ func startProcBroker(t *testing.T, name, bin string, args ...string) *procBroker
 // which a SIGKILL would lose.
 func (b *procBroker) stop(t *testing.T) {
 	t.Helper()
-	select {
-	case <-b.done:
-		return
-	default:
-	}
-	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Errorf("%s: SIGTERM: %v", b.name, err)
-	}
-	select {
-	case <-b.done:
-	case <-time.After(procExitTimeout):
-		t.Errorf("%s: still running %v after SIGTERM", b.name, procExitTimeout)
-	}
+	b.end(t, syscall.SIGTERM)
 }
 
 // kill sends SIGKILL unless the process has exited, and waits for it.
 func (b *procBroker) kill(t *testing.T) {
+	t.Helper()
+	b.end(t, syscall.SIGKILL)
+}
+
+// end sends sig unless the process has exited, and waits for it to exit.
+func (b *procBroker) end(t *testing.T, sig syscall.Signal) {
 	t.Helper()
 	select {
 	case <-b.done:
 		return
 	default:
 	}
-	if err := b.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Errorf("%s: SIGKILL: %v", b.name, err)
+	if err := b.cmd.Process.Signal(sig); err != nil {
+		t.Errorf("%s: %v: %v", b.name, sig, err)
 	}
 	select {
 	case <-b.done:
 	case <-time.After(procExitTimeout):
-		t.Errorf("%s: still running %v after SIGKILL", b.name, procExitTimeout)
+		t.Errorf("%s: still running %v after %v", b.name, procExitTimeout, sig)
 	}
 }
 
-// readyz is one GET /readyz on the admin listener: its status and body
-// (0 and the error when the request failed).
 func (b *procBroker) readyz(ctx context.Context) (int, string) {
 	ctx, cancel := context.WithTimeout(ctx, procHTTPTimeout)
 	defer cancel()
