@@ -31,6 +31,12 @@ import (
 // forgotten and cancelled too, and one that any caller still waits for
 // runs on.
 //
+// A call may hold itself (Hold) from the moment its work would be worth
+// keeping for the next caller: a request that creates something at
+// GitHub, once it may have reached GitHub. A held call is neither
+// forgotten nor cancelled when its last waiter leaves; later callers join
+// it, and it runs to its end.
+//
 // The zero value is ready for use. A Group must not be copied after first
 // use.
 type Group[T any] struct {
@@ -47,6 +53,8 @@ type groupCall[T any] struct {
 	cancel  context.CancelCauseFunc // cancels fn's context; set once, safe without mu
 	id      uint64
 	waiters int       // callers waiting now
+	holds   int       // Holds not released yet
+	gone    bool      // abandoned: forgotten and cancelled
 	joined  int       // callers that ever waited, the starter included
 	latest  time.Time // the latest deadline of those callers
 	endless bool      // one of those callers had no deadline
@@ -75,14 +83,15 @@ type GroupResult[T any] struct {
 // or else of a new call of fn that it starts. It waits for the call to
 // finish or for ctx to end, whichever comes first; in the second case it
 // returns ctx.Err(), and the call runs on for the callers still waiting
-// for it, or is cancelled when there are none. The error Do returns is
-// ctx's only: fn's error is the result's Err.
+// for it, or is cancelled when there are none and it does not hold
+// itself (Hold). The error Do returns is ctx's only: fn's error is the
+// result's Err.
 //
 // fn runs in a goroutine of its own, with a context that carries the
 // starting caller's values (its trace, for one) but neither its
 // cancellation nor its deadline: it is cancelled only when the call's
-// last waiter leaves (context.Cause is then ErrCallAbandoned), and after
-// fn returns. fn must bound itself, typically with context.WithTimeout,
+// last waiter leaves while fn does not hold it (see Hold; context.Cause
+// is then ErrCallAbandoned), and after fn returns. fn must bound itself, typically with context.WithTimeout,
 // for a waiter without a deadline may wait for ever. A panic in fn is
 // recovered and becomes a *PanicError for every waiter, and the key is
 // free for the next caller.
@@ -97,6 +106,7 @@ func (g *Group[T]) Do(ctx context.Context, key string, fn func(context.Context) 
 		cctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 		c = &groupCall[T]{done: make(chan struct{}), cancel: cancel, id: g.seq}
 		g.calls[key] = c
+		cctx = context.WithValue(cctx, callKey{}, holdable(callRef[T]{g, key, c}))
 		go g.run(cctx, key, c, fn)
 	}
 	c.waiters++
@@ -114,18 +124,80 @@ func (g *Group[T]) Do(ctx context.Context, key string, fn func(context.Context) 
 	case <-ctx.Done():
 		g.mu.Lock()
 		c.waiters--
-		if c.waiters == 0 {
-			// Nobody waits for the call any more: a later caller starts
-			// afresh, and the call stops (cancelling a call that has
-			// finished does nothing).
-			if g.calls[key] == c {
-				delete(g.calls, key)
-			}
-			c.cancel(ErrCallAbandoned)
-		}
+		g.abandonIdleLocked(key, c)
 		g.mu.Unlock()
 		return GroupResult[T]{}, ctx.Err()
 	}
+}
+
+// abandonIdleLocked forgets and cancels c when nobody waits for it and it
+// does not hold itself: a later caller starts afresh, and the call stops
+// (cancelling a call that has finished does nothing). The caller holds
+// g.mu.
+func (g *Group[T]) abandonIdleLocked(key string, c *groupCall[T]) {
+	if c.waiters > 0 || c.holds > 0 || c.gone {
+		return
+	}
+	c.gone = true
+	if g.calls[key] == c {
+		delete(g.calls, key)
+	}
+	c.cancel(ErrCallAbandoned)
+}
+
+// callKey is the context key of the call a context belongs to.
+type callKey struct{}
+
+// holdable is a call of a Group of any type, as Hold finds it.
+type holdable interface {
+	hold() bool
+	release()
+}
+
+// callRef is one call of g, for Hold.
+type callRef[T any] struct {
+	g   *Group[T]
+	key string
+	c   *groupCall[T]
+}
+
+func (r callRef[T]) hold() bool {
+	r.g.mu.Lock()
+	defer r.g.mu.Unlock()
+	if r.c.gone {
+		return false
+	}
+	r.c.holds++
+	return true
+}
+
+func (r callRef[T]) release() {
+	r.g.mu.Lock()
+	defer r.g.mu.Unlock()
+	r.c.holds--
+	r.g.abandonIdleLocked(r.key, r.c)
+}
+
+// Hold keeps the call that ctx belongs to (the context a Group handed its
+// fn, or one made from it) from being abandoned until release is called:
+// meanwhile the call stays its key's, which later callers join, and it is
+// not cancelled when its last waiter leaves. Release lets go (once; later
+// calls do nothing): the call is then forgotten and cancelled at once
+// when nobody waits for it any more. Hold reports false, and holds
+// nothing, when the call was abandoned already (ctx is then cancelled,
+// its cause ErrCallAbandoned) or when ctx belongs to no call.
+//
+// A call holds itself from the moment its work would be worth keeping
+// for the next caller, which would otherwise do it again: a request that
+// creates something at GitHub, once the request may have reached GitHub.
+// It still bounds itself (see Do).
+func Hold(ctx context.Context) (release func(), ok bool) {
+	h, found := ctx.Value(callKey{}).(holdable)
+	if !found || !h.hold() {
+		return func() {}, false
+	}
+	var once sync.Once
+	return func() { once.Do(h.release) }, true
 }
 
 // run calls fn for c and hands its result to c's waiters, even when fn

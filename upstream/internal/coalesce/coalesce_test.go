@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -345,4 +346,170 @@ func TestGroupPanic(t *testing.T) {
 			})
 		})
 	}
+}
+
+// hold is one Hold a call makes: at, after the call started, and
+// released at release (0: never), twice, since a second release must do
+// nothing.
+type hold struct{ at, release time.Duration }
+
+// A call that holds itself is neither forgotten nor cancelled when its
+// last waiter leaves: a later caller joins it. Once released with nobody
+// waiting, it is cancelled at once; a Hold after the last waiter left
+// holds nothing.
+func TestGroupHold(t *testing.T) {
+	const s = time.Second
+	tests := []struct {
+		name     string
+		holds    []hold // each call's
+		arrivals []groupArrival
+		// wantHeld is what each of call 1's Holds reported.
+		wantHeld      []bool
+		wantCalls     int32
+		wantCancelled []time.Duration
+	}{
+		{
+			name:  "a held call outlives its last waiter, and a later caller joins it",
+			holds: []hold{{at: 1 * s}},
+			arrivals: []groupArrival{
+				{at: 0, leaveAt: 2 * s, wantAt: 2 * s},
+				{at: 3 * s, wantCall: 1, wantShared: true, wantAt: 5 * s},
+			},
+			wantHeld: []bool{true}, wantCalls: 1, wantCancelled: []time.Duration{0},
+		},
+		{
+			name:  "a caller that joins a held call and leaves does not cancel it",
+			holds: []hold{{at: 1 * s}},
+			arrivals: []groupArrival{
+				{at: 0, leaveAt: 2 * s, wantAt: 2 * s},
+				{at: 3 * s, leaveAt: 4 * s, wantAt: 4 * s},
+				{at: 4*s + 500*time.Millisecond, wantCall: 1, wantShared: true, wantAt: 5 * s},
+			},
+			wantHeld: []bool{true}, wantCalls: 1, wantCancelled: []time.Duration{0},
+		},
+		{
+			name:  "a call abandoned before it holds is cancelled, and its Hold holds nothing",
+			holds: []hold{{at: 2 * s}},
+			arrivals: []groupArrival{
+				{at: 0, leaveAt: 1 * s, wantAt: 1 * s},
+				{at: 3 * s, wantCall: 2, wantAt: 8 * s},
+			},
+			wantHeld: []bool{false}, wantCalls: 2, wantCancelled: []time.Duration{1 * s, 0},
+		},
+		{
+			name:  "released after the last waiter left, it is cancelled at the release",
+			holds: []hold{{at: 1 * s, release: 3 * s}},
+			arrivals: []groupArrival{
+				{at: 0, leaveAt: 2 * s, wantAt: 2 * s},
+				{at: 4 * s, wantCall: 2, wantAt: 9 * s},
+			},
+			wantHeld: []bool{true}, wantCalls: 2, wantCancelled: []time.Duration{3 * s, 0},
+		},
+		{
+			name:  "released while a caller waits, it is cancelled when that caller leaves",
+			holds: []hold{{at: 1 * s, release: 2 * s}},
+			arrivals: []groupArrival{
+				{at: 0, leaveAt: 3 * s, wantAt: 3 * s},
+			},
+			wantHeld: []bool{true}, wantCalls: 1, wantCancelled: []time.Duration{3 * s},
+		},
+		{
+			name:  "a second Hold keeps the call when the first is released twice",
+			holds: []hold{{at: 1 * s, release: 2 * s}, {at: 1 * s}},
+			arrivals: []groupArrival{
+				{at: 0, leaveAt: 3 * s, wantAt: 3 * s},
+				{at: 4 * s, wantCall: 1, wantShared: true, wantAt: 5 * s},
+			},
+			wantHeld: []bool{true, true}, wantCalls: 1, wantCancelled: []time.Duration{0},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var (
+					g         Group[int32]
+					calls     atomic.Int32
+					mu        sync.Mutex
+					cancelled = map[int32]time.Duration{} // by call
+					held      = map[int32][]bool{}        // by call
+				)
+				start := time.Now()
+				fn := func(ctx context.Context) (int32, error) {
+					n := calls.Add(1)
+					for _, h := range tt.holds {
+						time.AfterFunc(h.at, func() {
+							release, ok := Hold(ctx)
+							mu.Lock()
+							held[n] = append(held[n], ok)
+							mu.Unlock()
+							if h.release > 0 {
+								time.AfterFunc(h.release-h.at, func() { release(); release() })
+							}
+						})
+					}
+					select {
+					case <-time.After(groupCallTime):
+						return n, nil
+					case <-ctx.Done():
+						if cause := context.Cause(ctx); cause != ErrCallAbandoned {
+							t.Errorf("call %d: context cancelled with cause %v, want ErrCallAbandoned", n, cause)
+						}
+						mu.Lock()
+						cancelled[n] = time.Since(start)
+						mu.Unlock()
+						return 0, ctx.Err()
+					}
+				}
+				var wg sync.WaitGroup
+				for i, a := range tt.arrivals {
+					time.Sleep(a.at - time.Since(start))
+					ctx, cancel := context.WithCancel(t.Context())
+					if a.leaveAt > 0 {
+						time.AfterFunc(a.leaveAt-a.at, cancel)
+					}
+					wg.Go(func() {
+						defer cancel()
+						res, err := g.Do(ctx, "k", fn)
+						if at := time.Since(start); at != a.wantAt {
+							t.Errorf("caller %d: Do returned at %v, want %v", i, at, a.wantAt)
+						}
+						if a.wantCall == 0 {
+							if !errors.Is(err, context.Canceled) {
+								t.Errorf("caller %d: Do = %+v, %v; want context.Canceled", i, res, err)
+							}
+							return
+						}
+						if want := (GroupResult[int32]{Val: a.wantCall, Shared: a.wantShared, Call: uint64(a.wantCall)}); err != nil || res != want {
+							t.Errorf("caller %d: Do = %+v, %v; want %+v", i, res, err, want)
+						}
+					})
+					synctest.Wait()
+				}
+				wg.Wait()
+				time.Sleep(time.Minute) // every call and timer has ended
+				mu.Lock()
+				defer mu.Unlock()
+				if got := calls.Load(); got != tt.wantCalls {
+					t.Errorf("%d calls, want %d", got, tt.wantCalls)
+				}
+				for i, want := range tt.wantCancelled {
+					if got := cancelled[int32(i+1)]; got != want {
+						t.Errorf("call %d: context cancelled at %v, want %v (0: never)", i+1, got, want)
+					}
+				}
+				if got := held[1]; !slices.Equal(got, tt.wantHeld) {
+					t.Errorf("call 1's Holds reported %v, want %v", got, tt.wantHeld)
+				}
+			})
+		})
+	}
+}
+
+// Hold holds nothing outside a Group's call.
+func TestHoldOutsideACall(t *testing.T) {
+	release, ok := Hold(t.Context())
+	if ok {
+		t.Error("Hold outside a call reported true")
+	}
+	release()
 }
