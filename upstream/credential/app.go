@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -16,8 +17,8 @@ import (
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	jwt "github.com/golang-jwt/jwt/v4"
-	"golang.org/x/sync/singleflight"
 
+	"github.com/secretbroker/secretbroker/upstream/internal/coalesce"
 	"github.com/secretbroker/secretbroker/upstream/netfail"
 	"github.com/secretbroker/secretbroker/upstream/pace"
 )
@@ -25,8 +26,9 @@ import (
 // DefaultBaseURL is GitHub's REST API root.
 const DefaultBaseURL = "https://api.github.com"
 
-// lookupTimeout bounds one installation lookup, which outlives the callers
-// waiting for it.
+// lookupTimeout bounds one installation lookup, which runs on for as long
+// as any caller waits for it (one without a deadline may wait for ever),
+// however many of them come and go.
 const lookupTimeout = 30 * time.Second
 
 // notInstalledFor is how long an owner GitHub said the app is not
@@ -87,10 +89,14 @@ type App struct {
 	jwtCred   appCredential
 	fixed     *installation
 
-	mu       sync.Mutex
-	byID     map[int64]*installation
-	byOwner  map[string]*installation // lower-cased owner
-	inflight map[string]*lookup       // lower-cased owner
+	// lookups runs one installation lookup per lower-cased owner for
+	// all the callers that want it at once, and cancels it when the last
+	// of them has left.
+	lookups coalesce.Group[*installation]
+
+	mu      sync.Mutex
+	byID    map[int64]*installation
+	byOwner map[string]*installation // lower-cased owner
 	// missing holds, by lower-cased owner, until when an owner without
 	// an installation is answered so without a lookup (notInstalledFor).
 	missing map[string]time.Time
@@ -146,7 +152,6 @@ func NewApp(cfg AppConfig) (*App, error) {
 		hc:        &http.Client{Transport: apps, Timeout: lookupTimeout, CheckRedirect: sameOrigin},
 		byID:      map[int64]*installation{},
 		byOwner:   map[string]*installation{},
-		inflight:  map[string]*lookup{},
 		missing:   map[string]time.Time{},
 	}
 	a.jwtCred = appCredential{a}
@@ -245,7 +250,10 @@ func (a *App) Probe() (Credential, string) { return a.jwtCred, ProbeApp }
 // AppConfig.InstallationID was set, else the one GitHub names for the
 // organization (repo "") or for the repository, falling back to the
 // owner's (see findInstallation), cached per owner.
-// Concurrent callers for one owner share one lookup. An owner without an
+// Concurrent callers for one owner share one lookup, which a caller
+// arriving while it runs joins, and which is cancelled once every caller
+// waiting for it has left (the next caller looks up again: a lookup is a
+// GET, which changes nothing at GitHub). An owner without an
 // installation is a *NotInstalledError, remembered for notInstalledFor
 // only, so that installing the app later takes effect. A lookup or a mint
 // GitHub refused for a rate limit is an *HTTPError with RateLimited set,
@@ -259,61 +267,65 @@ func (a *App) For(ctx context.Context, owner, repo string) (Credential, error) {
 		return nil, errors.New("credential: no owner to find the GitHub App's installation for")
 	}
 	key := strings.ToLower(owner)
+	if in, ok, err := a.known(key, owner); ok {
+		return in, err
+	}
+	res, err := a.lookups.Do(ctx, key, func(ctx context.Context) (*installation, error) {
+		// A lookup that ended between known and Do answers here.
+		if in, ok, err := a.known(key, owner); ok {
+			return in, err
+		}
+		return a.runLookup(ctx, key, owner, repo)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("credential: waiting for the GitHub App's installation for %q: %w", owner, err)
+	}
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	return res.Val, nil
+}
+
+// known answers For for owner key without a lookup when it can (ok): its
+// installation cached, an installation missing not long ago, or a
+// rate-limit refusal holding the app's JWT requests.
+func (a *App) known(key, owner string) (in *installation, ok bool, err error) {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	if in, ok := a.byOwner[key]; ok {
-		a.mu.Unlock()
-		return in, nil
+		return in, true, nil
 	}
 	if until, ok := a.missing[key]; ok {
 		if time.Now().Before(until) {
-			a.mu.Unlock()
-			return nil, &NotInstalledError{Account: owner}
+			return nil, true, &NotInstalledError{Account: owner}
 		}
 		delete(a.missing, key)
 	}
 	if he := a.heldLocked(time.Now()); he != nil {
-		a.mu.Unlock()
-		return nil, he
+		return nil, true, he
 	}
-	l, ok := a.inflight[key]
-	if !ok {
-		l = &lookup{done: make(chan struct{})}
-		a.inflight[key] = l
-		go a.runLookup(context.WithoutCancel(ctx), key, owner, repo, l)
-	}
-	a.mu.Unlock()
-	select {
-	case <-l.done:
-		return l.in, l.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("credential: waiting for the GitHub App's installation for %q: %w", owner, ctx.Err())
-	}
+	return nil, false, nil
 }
 
-// A lookup is one installation lookup in flight, shared by its waiters.
-type lookup struct {
-	done chan struct{}
-	in   *installation
-	err  error
-}
-
-func (a *App) runLookup(ctx context.Context, key, owner, repo string, l *lookup) {
+// runLookup looks owner's installation up and remembers what GitHub said
+// (see For), under ctx, a.lookups' context for the call, which is
+// cancelled when the last caller waiting for it leaves.
+func (a *App) runLookup(ctx context.Context, key, owner, repo string) (*installation, error) {
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
 	id, err := a.findInstallation(ctx, owner, repo)
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	var in *installation
 	if err == nil {
-		l.in = a.installationLocked(id)
-		a.byOwner[key] = l.in
+		in = a.installationLocked(id)
+		a.byOwner[key] = in
 	}
 	if _, ok := errors.AsType[*NotInstalledError](err); ok {
 		a.rememberMissing(key)
 	}
 	a.holdLocked(err)
-	l.err = err
-	delete(a.inflight, key)
-	close(l.done)
+	return in, err
 }
 
 // heldLocked returns the rate-limit refusal that holds the app's JWT
@@ -514,7 +526,7 @@ func (a *App) installationLocked(id int64) *installation {
 	if in, ok := a.byID[id]; ok {
 		return in
 	}
-	in := &installation{app: a, id: id, label: "installation:" + strconv.FormatInt(id, 10), renewing: make(chan struct{}, 1)}
+	in := &installation{app: a, id: id, label: "installation:" + strconv.FormatInt(id, 10), renewing: make(chan struct{}, 1), minting: make(chan struct{}, 1)}
 	in.tr = in.newTransport()
 	a.byID[id] = in
 	return in
@@ -546,9 +558,14 @@ type installation struct {
 	// time, and one waiting for its turn stops when its context ends.
 	renewing chan struct{}
 
-	mu      sync.Mutex
-	tr      *ghinstallation.Transport
-	gen     int    // which tr: Renew replaces it
+	mu  sync.Mutex
+	tr  *ghinstallation.Transport
+	gen int // which tr: Renew replaces it
+	// minting is tr's: it holds a token while a mint of Token's uses tr
+	// (tr.Token, then tr.Expiry, which ghinstallation does not lock), so
+	// that a mint abandoned and still ending and the next one do not
+	// overlap. Renew replaces it with tr.
+	minting chan struct{}
 	renewed string // the refused token the last Renew replaced
 	failed  *mintFailure
 	// token is the token of the last mint that succeeded, and refreshAt
@@ -560,8 +577,8 @@ type installation struct {
 	refreshAt time.Time
 
 	// mints runs tr.Token once for all the calls that want a token at
-	// once (keyed by gen).
-	mints singleflight.Group
+	// once (keyed by gen); see Token for when it cancels a mint.
+	mints coalesce.Group[string]
 }
 
 // minTokenUse is the least time a minted token is used before the next
@@ -583,8 +600,10 @@ const minTokenUse = time.Minute
 // still share one mint).
 const mintRetry = 5 * time.Second
 
-// mintTimeout bounds one token mint, which outlives the calls waiting for
-// it: the app's transport bounds only the wait for the answer's headers.
+// mintTimeout bounds one token mint, which, once its request may have
+// reached GitHub, runs on after every call waiting for it has left (see
+// Token): the app's transport bounds only the wait for the answer's
+// headers.
 const mintTimeout = 30 * time.Second
 
 // mintFailure is the last mint that failed.
@@ -676,8 +695,13 @@ func (in *installation) GoString() string { return in.String() }
 // Token returns the installation's token, minting one when there is none
 // or when the one it has expires within a minute (but not within
 // minTokenUse of the last mint, whatever its expiry). Concurrent callers
-// share one mint, which none of them cancels (mintTimeout bounds it); each
-// stops waiting when its context ends. After a failed mint, Token answers
+// share one mint, which a caller arriving while it runs joins; each stops
+// waiting when its context ends. Once every caller waiting for it has
+// left, the mint is cancelled while its request cannot have reached
+// GitHub yet (see holdOnceSent); once it may have, the mint runs on,
+// bounded by mintTimeout, later callers join it, and the token it gets is
+// kept: GitHub may have made that token already, and cancelling would only
+// make the next caller mint another. After a failed mint, Token answers
 // that mint's error without minting for mintRetry (unless the private key
 // file changed), or, when GitHub refused it for a rate limit, until the
 // refusal's RetryAt if that is later; a transient failure is not
@@ -685,7 +709,7 @@ func (in *installation) GoString() string { return in.String() }
 // app's JWT requests holds them (App.held), it answers without minting.
 func (in *installation) Token(ctx context.Context) (string, error) {
 	in.mu.Lock()
-	tr, gen, failed, token, refreshAt := in.tr, in.gen, in.failed, in.token, in.refreshAt
+	tr, minting, gen, failed, token, refreshAt := in.tr, in.minting, in.gen, in.failed, in.token, in.refreshAt
 	in.mu.Unlock()
 	if failed.current(time.Now(), in.app.signer) {
 		return "", failed.err
@@ -698,38 +722,90 @@ func (in *installation) Token(ctx context.Context) (string, error) {
 	if he := in.app.jwtHeld(time.Now()); he != nil {
 		return "", in.held(he)
 	}
-	ch := in.mints.DoChan(strconv.Itoa(gen), func() (any, error) {
-		keyGen := in.app.signer.generation()
-		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mintTimeout)
-		defer cancel()
-		tok, err := in.mint(mctx, tr)
-		var refresh time.Time
-		if err != nil {
-			err = in.mintFailed(err)
-			in.app.holdJWT(err)
-		} else {
-			_, refresh, _ = tr.Expiry() // tr.Token runs here only: no race
-			refresh = later(refresh, time.Now().Add(minTokenUse))
-		}
-		in.mu.Lock()
-		defer in.mu.Unlock()
-		if in.gen == gen {
-			in.failed, in.token, in.refreshAt = nil, tok, refresh
-			if err != nil {
-				in.failed = newMintFailure(err, time.Now(), keyGen)
-			}
-		}
-		return tok, err
+	res, err := in.mints.Do(ctx, strconv.Itoa(gen), func(ctx context.Context) (string, error) {
+		return in.sharedMint(ctx, tr, minting, gen)
 	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return "", r.Err
-		}
-		return r.Val.(string), nil
-	case <-ctx.Done():
-		return "", fmt.Errorf("credential: waiting for a token of GitHub App installation %d: %w", in.id, ctx.Err())
+	if err != nil {
+		return "", fmt.Errorf("credential: waiting for a token of GitHub App installation %d: %w", in.id, err)
 	}
+	if res.Err != nil {
+		return "", res.Err
+	}
+	return res.Val, nil
+}
+
+// sharedMint is Token's mint with tr, the transport of generation gen
+// (minting is its), under ctx, in.mints' context for the call: cancelled
+// when the last caller waiting for it leaves, unless holdOnceSent holds
+// it. It remembers what GitHub answered (see Token), but not a mint
+// cancelled so, which says nothing of GitHub.
+func (in *installation) sharedMint(ctx context.Context, tr *ghinstallation.Transport, minting chan struct{}, gen int) (string, error) {
+	select {
+	case minting <- struct{}{}:
+		defer func() { <-minting }()
+	case <-ctx.Done():
+		return "", fmt.Errorf("credential: minting a token for GitHub App installation %d: %w", in.id, context.Cause(ctx))
+	}
+	keyGen := in.app.signer.generation()
+	mctx, cancel := context.WithTimeout(ctx, mintTimeout)
+	defer cancel()
+	mctx, release := holdOnceSent(mctx)
+	defer release()
+	tok, err := in.mint(mctx, tr)
+	if err != nil && ctx.Err() != nil {
+		return "", fmt.Errorf("credential: minting a token for GitHub App installation %d: %w", in.id, context.Cause(ctx))
+	}
+	var refresh time.Time
+	if err != nil {
+		err = in.mintFailed(err)
+		in.app.holdJWT(err)
+	} else {
+		_, refresh, _ = tr.Expiry() // under minting: no other mint of tr runs
+		refresh = later(refresh, time.Now().Add(minTokenUse))
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.gen == gen {
+		in.failed, in.token, in.refreshAt = nil, tok, refresh
+		if err != nil {
+			in.failed = newMintFailure(err, time.Now(), keyGen)
+		}
+	}
+	return tok, err
+}
+
+// holdOnceSent returns ctx, a shared mint's (see Token), for the mint's
+// request, and the release of what it holds: the mint's call
+// (coalesce.Hold), from now on, but for the time the app's transport
+// reports, through httptrace as net/http's does, that it is getting a
+// connection for the request (GetConn, until GotConn), when none of it can
+// have reached GitHub. Abandoned then, the mint is cancelled; at any
+// other time it runs on, since GitHub may be making a token that the next
+// caller would otherwise have to mint again. (A transport that reports
+// nothing holds the mint all along; a mint abandoned just as its
+// connection comes may still go out, as it could before.)
+func holdOnceSent(ctx context.Context) (context.Context, func()) {
+	var mu sync.Mutex
+	release, held := coalesce.Hold(ctx)
+	let := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if held {
+			release()
+			held = false
+		}
+	}
+	trace := &httptrace.ClientTrace{
+		GetConn: func(string) { let() },
+		GotConn: func(httptrace.GotConnInfo) {
+			mu.Lock()
+			defer mu.Unlock()
+			if !held {
+				release, held = coalesce.Hold(ctx)
+			}
+		},
+	}
+	return httptrace.WithClientTrace(ctx, trace), let
 }
 
 // held is the error of a mint not sent while he holds the app's JWT
@@ -841,7 +917,7 @@ func (in *installation) Renew(ctx context.Context, refused string) error {
 	refresh = later(refresh, time.Now().Add(minTokenUse))
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.tr, in.renewed, in.failed, in.token, in.refreshAt = tr, refused, nil, tok, refresh
+	in.tr, in.minting, in.renewed, in.failed, in.token, in.refreshAt = tr, make(chan struct{}, 1), refused, nil, tok, refresh
 	in.gen++
 	return nil
 }
