@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -526,7 +525,7 @@ func (a *App) installationLocked(id int64) *installation {
 	if in, ok := a.byID[id]; ok {
 		return in
 	}
-	in := &installation{app: a, id: id, label: "installation:" + strconv.FormatInt(id, 10), renewing: make(chan struct{}, 1), minting: make(chan struct{}, 1)}
+	in := &installation{app: a, id: id, label: "installation:" + strconv.FormatInt(id, 10), renewing: make(chan struct{}, 1)}
 	in.tr = in.newTransport()
 	a.byID[id] = in
 	return in
@@ -558,14 +557,9 @@ type installation struct {
 	// time, and one waiting for its turn stops when its context ends.
 	renewing chan struct{}
 
-	mu  sync.Mutex
-	tr  *ghinstallation.Transport
-	gen int // which tr: Renew replaces it
-	// minting is tr's: it holds a token while a mint of Token's uses tr
-	// (tr.Token, then tr.Expiry, which ghinstallation does not lock), so
-	// that a mint abandoned and still ending and the next one do not
-	// overlap. Renew replaces it with tr.
-	minting chan struct{}
+	mu      sync.Mutex
+	tr      *ghinstallation.Transport
+	gen     int    // which tr: Renew replaces it
 	renewed string // the refused token the last Renew replaced
 	failed  *mintFailure
 	// token is the token of the last mint that succeeded, and refreshAt
@@ -600,10 +594,9 @@ const minTokenUse = time.Minute
 // still share one mint).
 const mintRetry = 5 * time.Second
 
-// mintTimeout bounds one token mint, which, once its request may have
-// reached GitHub, runs on after every call waiting for it has left (see
-// Token): the app's transport bounds only the wait for the answer's
-// headers.
+// mintTimeout bounds one token mint, which runs on after every call
+// waiting for it has left (see sharedMint): the app's transport bounds
+// only the wait for the answer's headers.
 const mintTimeout = 30 * time.Second
 
 // mintFailure is the last mint that failed.
@@ -696,12 +689,8 @@ func (in *installation) GoString() string { return in.String() }
 // or when the one it has expires within a minute (but not within
 // minTokenUse of the last mint, whatever its expiry). Concurrent callers
 // share one mint, which a caller arriving while it runs joins; each stops
-// waiting when its context ends. Once every caller waiting for it has
-// left, the mint is cancelled while its request cannot have reached
-// GitHub yet (see holdOnceSent); once it may have, the mint runs on,
-// bounded by mintTimeout, later callers join it, and the token it gets is
-// kept: GitHub may have made that token already, and cancelling would only
-// make the next caller mint another. After a failed mint, Token answers
+// waiting when its context ends. A mint every caller has left runs on
+// (sharedMint), bounded by mintTimeout. After a failed mint, Token answers
 // that mint's error without minting for mintRetry (unless the private key
 // file changed), or, when GitHub refused it for a rate limit, until the
 // refusal's RetryAt if that is later; a transient failure is not
@@ -709,7 +698,7 @@ func (in *installation) GoString() string { return in.String() }
 // app's JWT requests holds them (App.held), it answers without minting.
 func (in *installation) Token(ctx context.Context) (string, error) {
 	in.mu.Lock()
-	tr, minting, gen, failed, token, refreshAt := in.tr, in.minting, in.gen, in.failed, in.token, in.refreshAt
+	tr, gen, failed, token, refreshAt := in.tr, in.gen, in.failed, in.token, in.refreshAt
 	in.mu.Unlock()
 	if failed.current(time.Now(), in.app.signer) {
 		return "", failed.err
@@ -723,7 +712,7 @@ func (in *installation) Token(ctx context.Context) (string, error) {
 		return "", in.held(he)
 	}
 	res, err := in.mints.Do(ctx, strconv.Itoa(gen), func(ctx context.Context) (string, error) {
-		return in.sharedMint(ctx, tr, minting, gen)
+		return in.sharedMint(ctx, tr, gen)
 	})
 	if err != nil {
 		return "", fmt.Errorf("credential: waiting for a token of GitHub App installation %d: %w", in.id, err)
@@ -734,33 +723,27 @@ func (in *installation) Token(ctx context.Context) (string, error) {
 	return res.Val, nil
 }
 
-// sharedMint is Token's mint with tr, the transport of generation gen
-// (minting is its), under ctx, in.mints' context for the call: cancelled
-// when the last caller waiting for it leaves, unless holdOnceSent holds
-// it. It remembers what GitHub answered (see Token), but not a mint
-// cancelled so, which says nothing of GitHub.
-func (in *installation) sharedMint(ctx context.Context, tr *ghinstallation.Transport, minting chan struct{}, gen int) (string, error) {
-	select {
-	case minting <- struct{}{}:
-		defer func() { <-minting }()
-	case <-ctx.Done():
-		return "", fmt.Errorf("credential: minting a token for GitHub App installation %d: %w", in.id, context.Cause(ctx))
+// sharedMint is Token's mint with tr, the transport of generation gen,
+// under ctx, in.mints' context for the call. The mint holds its call
+// (coalesce.Hold) for its whole run: a mint is a POST that makes a token
+// at GitHub, so one every caller has left runs on to its answer (bounded
+// by mintTimeout), later callers join it, and its token is kept, rather
+// than the next caller minting another. It remembers what GitHub answered
+// (see Token).
+func (in *installation) sharedMint(ctx context.Context, tr *ghinstallation.Transport, gen int) (string, error) {
+	if release, ok := coalesce.Hold(ctx); ok {
+		defer release()
 	}
 	keyGen := in.app.signer.generation()
 	mctx, cancel := context.WithTimeout(ctx, mintTimeout)
 	defer cancel()
-	mctx, release := holdOnceSent(mctx)
-	defer release()
 	tok, err := in.mint(mctx, tr)
-	if err != nil && ctx.Err() != nil {
-		return "", fmt.Errorf("credential: minting a token for GitHub App installation %d: %w", in.id, context.Cause(ctx))
-	}
 	var refresh time.Time
 	if err != nil {
 		err = in.mintFailed(err)
 		in.app.holdJWT(err)
 	} else {
-		_, refresh, _ = tr.Expiry() // under minting: no other mint of tr runs
+		_, refresh, _ = tr.Expiry() // tr.Token runs here only: no race
 		refresh = later(refresh, time.Now().Add(minTokenUse))
 	}
 	in.mu.Lock()
@@ -772,40 +755,6 @@ func (in *installation) sharedMint(ctx context.Context, tr *ghinstallation.Trans
 		}
 	}
 	return tok, err
-}
-
-// holdOnceSent returns ctx, a shared mint's (see Token), for the mint's
-// request, and the release of what it holds: the mint's call
-// (coalesce.Hold), from now on, but for the time the app's transport
-// reports, through httptrace as net/http's does, that it is getting a
-// connection for the request (GetConn, until GotConn), when none of it can
-// have reached GitHub. Abandoned then, the mint is cancelled; at any
-// other time it runs on, since GitHub may be making a token that the next
-// caller would otherwise have to mint again. (A transport that reports
-// nothing holds the mint all along; a mint abandoned just as its
-// connection comes may still go out, as it could before.)
-func holdOnceSent(ctx context.Context) (context.Context, func()) {
-	var mu sync.Mutex
-	release, held := coalesce.Hold(ctx)
-	let := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if held {
-			release()
-			held = false
-		}
-	}
-	trace := &httptrace.ClientTrace{
-		GetConn: func(string) { let() },
-		GotConn: func(httptrace.GotConnInfo) {
-			mu.Lock()
-			defer mu.Unlock()
-			if !held {
-				release, held = coalesce.Hold(ctx)
-			}
-		},
-	}
-	return httptrace.WithClientTrace(ctx, trace), let
 }
 
 // held is the error of a mint not sent while he holds the app's JWT
@@ -917,7 +866,7 @@ func (in *installation) Renew(ctx context.Context, refused string) error {
 	refresh = later(refresh, time.Now().Add(minTokenUse))
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.tr, in.minting, in.renewed, in.failed, in.token, in.refreshAt = tr, make(chan struct{}, 1), refused, nil, tok, refresh
+	in.tr, in.renewed, in.failed, in.token, in.refreshAt = tr, refused, nil, tok, refresh
 	in.gen++
 	return nil
 }
