@@ -27,8 +27,9 @@ import (
 //     told (the pause that probe was written for: a pause written by an
 //     earlier version, which wrote no probe, is taken to need one when it
 //     is a secondary pause), prober and prober_until (the grant that is
-//     the probe, pace.Verdict.Probe, and its lease's end), refusals (the
-//     refusals in a row without a hint, pace.Holds).
+//     the probe, pace.Verdict.Probe, and its lease's end; the replica
+//     that holds it re-seeds them into a Redis that lost them), refusals
+//     (the refusals in a row without a hint, pace.Holds).
 //   - e, a string: the epoch, "id:created" (ms). A Redis that lost its
 //     data has none: every script but seed then answers "empty" and the
 //     replica re-seeds it from its local record before spending.
@@ -76,6 +77,15 @@ local function needs_probe(pause, reason, probe, told)
   if pause <= 0 then return false end
   if tonumber(told or '0') == pause then return probe == '1' end
   return reason == %d
+end
+-- the holds as the scripts answer them (pace.Holds): pause, reason,
+-- reset, remaining, probe (1: the pause needs a probe)
+local function holds_reply()
+  local h = redis.call('HMGET', KEYS[4], 'pause', 'reason', 'reset', 'remaining', 'probe', 'told')
+  local pause, reason = tonumber(h[1] or '0'), tonumber(h[2] or '0')
+  local np = 0
+  if needs_probe(pause, reason, h[5], h[6]) then np = 1 end
+  return {pause, reason, tonumber(h[3] or '0'), tonumber(h[4] or '0'), np}
 end
 local function merge_holds(pause, reason, reset, remaining, probe)
   if pause > 0 then
@@ -252,9 +262,10 @@ end
 // maxInFlight (0: off), cpuPerMinute (ms, 0: off), cpu (ms, what the
 // request is expected to take), probeLease (ms).
 // Returns {"ok", points, writesMinute, writesHour, pointsInFlight,
-// writesMinuteInFlight, writesHourInFlight, cpu, cpuInFlight, probe}
-// (every replica's use after the grant, and of it what is in flight; probe
-// 1 when the grant is the probe), {"wait", at, why, pause, reason, reset,
+// writesMinuteInFlight, writesHourInFlight, cpu, cpuInFlight, probe,
+// holds...} (every replica's use after the grant, and of it what is in
+// flight; probe 1 when the grant is the probe; the holds after it, as
+// holds_reply), {"wait", at, why, pause, reason, reset,
 // remaining, probe (1: the pause needs a probe), probing (1: the wait is
 // for another grant's probe)}, or {"empty"} / {"epoch"}.
 var startScript = redis.NewScript(luaCommon + luaTally + fmt.Sprintf(`
@@ -364,7 +375,9 @@ if probing then
 end
 tally_close(T)
 touch()
-return {'ok', used, wmin, whour, usedFlight, wminFlight, wminFlight, cpuUsed, cpuFlight, isProbe}
+local hr = holds_reply()
+return {'ok', used, wmin, whour, usedFlight, wminFlight, wminFlight, cpuUsed, cpuFlight, isProbe,
+  hr[1], hr[2], hr[3], hr[4], hr[5]}
 `, pace.Window.Milliseconds(), pace.WritesHour.Milliseconds(),
 	int(pace.ReasonPrimary), int(pace.ReasonPause), pace.InFlightCounted.Milliseconds(), int(pace.ReasonPrimary), int(pace.ReasonQueue), int(pace.ReasonBudget), int(pace.ReasonCPU), int(pace.ReasonSpacing), int(pace.ReasonSpacing),
 	int(pace.ReasonContent), int(pace.ReasonContent)))
@@ -444,10 +457,10 @@ return 'ok'
 
 // syncScript checks the epoch, extends the write slot's lease of its
 // holder and returns every replica's use, the heartbeat's snapshot to fall
-// back on. ARGV: now, id ("" for none), lease, epoch. Returns {"ok",
-// points, writesMinute, writesHour, pointsInFlight, writesMinuteInFlight,
-// writesHourInFlight, cpu, cpuInFlight} (as startScript), or "empty" /
-// "epoch".
+// back on, and the holds. ARGV: now, id ("" for none), lease, epoch.
+// Returns {"ok", points, writesMinute, writesHour, pointsInFlight,
+// writesMinuteInFlight, writesHourInFlight, cpu, cpuInFlight, holds...}
+// (as startScript after a grant, without probe), or "empty" / "epoch".
 var syncScript = redis.NewScript(luaCommon + luaTally + `
 local now = tonumber(ARGV[1])
 local bad = epoch_ok(ARGV[4])
@@ -458,7 +471,8 @@ end
 local T = tally_open(now)
 local u = usage(account(T, now), now)
 tally_close(T)
-return {'ok', u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8]}
+local hr = holds_reply()
+return {'ok', u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], hr[1], hr[2], hr[3], hr[4], hr[5]}
 `)
 
 // seedScript joins the current epoch, creating one when Redis has none
@@ -471,11 +485,16 @@ return {'ok', u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8]}
 // renew it: its write is still in flight). ARGV: now, new epoch id, last
 // write (ms, 0: none), pause, reason, reset, remaining, holding (the
 // caller's write grant in flight, "" none), lease, cpu (1: the CPU-time
-// budget is on), probe (1: the pause needs a probe), refusals (in a row,
-// pace.Holds: Redis keeps the more), then per entry: cost, id, end, write, cpu (ms: expected
+// budget is on), probe (1: the pause needs a probe; 0 for the pause
+// Redis has, the same end, lifts it: a probe's answer the caller had and
+// Redis did not), refusals (in a row, pace.Holds: Redis keeps the more),
+// prober and prober_until (the caller's grant that is the probe, still
+// out, and its lease's end; "" none: Redis takes it when it has no probe
+// whose lease runs, so that no second probe goes while it may still reach
+// GitHub), then per entry: cost, id, end, write, cpu (ms: expected
 // in flight, taken once done), expected (ms). A completed entry replaces
 // the member Redis may hold for it in flight. Returns {epoch
-// ("id:created"), then every replica's use as syncScript}.
+// ("id:created"), then every replica's use and the holds as syncScript}.
 var seedScript = redis.NewScript(luaCommon + luaTally + `
 local now = tonumber(ARGV[1])
 local ep = redis.call('GET', KEYS[5])
@@ -488,9 +507,20 @@ if last > 0 then
   local cur = tonumber(redis.call('HGET', KEYS[3], 'last') or '0') or 0
   if last > cur then redis.call('HSET', KEYS[3], 'last', last) end
 end
-merge_holds(tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[11])
+local pause = tonumber(ARGV[4])
+if pause > 0 and ARGV[11] ~= '1' and tonumber(redis.call('HGET', KEYS[4], 'pause') or '0') == pause then
+  redis.call('HSET', KEYS[4], 'probe', '0', 'told', pause)
+end
+merge_holds(pause, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[11])
 if tonumber(ARGV[12]) > tonumber(redis.call('HGET', KEYS[4], 'refusals') or '0') then
   redis.call('HSET', KEYS[4], 'refusals', ARGV[12])
+end
+local prober, proberUntil = ARGV[13], tonumber(ARGV[14])
+if prober ~= '' and proberUntil > now then
+  local p = redis.call('HMGET', KEYS[4], 'prober', 'prober_until')
+  if not p[1] or p[1] == '' or p[1] == prober or tonumber(p[2] or '0') <= now then
+    redis.call('HSET', KEYS[4], 'prober', prober, 'prober_until', proberUntil)
+  end
 end
 local holding, lease = ARGV[8], tonumber(ARGV[9])
 if holding ~= '' then
@@ -504,7 +534,7 @@ if holding ~= '' then
 end
 local cpuOn = ARGV[10] == '1'
 local T = tally_open(now)
-for i = 13, #ARGV, 6 do
+for i = 15, #ARGV, 6 do
   local cost, id, e, w = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), ARGV[i+3] == '1'
   -- LT: a request Redis holds as in flight whose completion it never got
   -- (its Done was lost) takes the completion, an earlier end
@@ -521,5 +551,6 @@ end
 local u = usage(account(T, now), now)
 tally_close(T)
 touch()
-return {ep, u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8]}
+local hr = holds_reply()
+return {ep, u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], hr[1], hr[2], hr[3], hr[4], hr[5]}
 `)
