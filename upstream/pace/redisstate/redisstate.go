@@ -42,8 +42,19 @@
 // can (it is then on its local share, and adds them): the replicas that
 // reach Redis keep the whole shared budget meanwhile, so a partition that
 // cuts off some replicas only lets them all spend up to one more share per
-// replica cut off. The replicas' clocks
-// must agree (NTP): each decides on its own time.
+// replica cut off.
+//
+// The replicas' clocks must agree (NTP): each decides on its own time,
+// and stamps its requests with it. A completion counts what it took
+// against the response-time budget whatever the clocks (its member in the
+// log is marked done), as in a MemoryState given the same times. A clock
+// d apart still moves, for the others, the end of each window of the
+// requests it stamps by d (a clock behind lets them leave the window d
+// early: what it completed in the last d may be spent again), and the time
+// so far of its requests in flight by d; and a completion stamped more
+// than InFlightLease - InFlightCounted (80 s) ahead counts against the
+// bound on requests in flight (MaxInFlight, the primary quota left) until
+// the others' clocks come within that of it.
 //
 // A GCRA limiter (github.com/go-redis/redis_rate) does not fit: GitHub's
 // windows count a request from its dispatch until a window after its
@@ -574,7 +585,7 @@ func (s *State) seed(ctx context.Context, now time.Time) error {
 		if strings.HasPrefix(e.ID, othersPrefix) {
 			continue // what others used: theirs to seed
 		}
-		args = append(args, e.Points, e.ID, ms(e.End), b01(e.Writes > 0), cpuMS(e.CPU), cpuMS(e.Reserve))
+		args = append(args, e.Points, e.ID, ms(e.End), b01(e.Writes > 0), cpuMS(e.CPU), cpuMS(e.Reserve), b01(!e.InFlight))
 	}
 	res, err := s.run(ctx, seedScript, args...)
 	if err != nil {

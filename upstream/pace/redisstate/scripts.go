@@ -37,8 +37,12 @@ import (
 //     time (ms), member "ms:~id" ("ms:id" from an earlier version), scored
 //     as p. In flight, ms is what it is expected to take (pace.Grant.CPU),
 //     and it counts the longer of that and its time so far (at most
-//     pace.InFlightCounted); once done, ms is what it took
-//     (pace.Grant.Took): Done replaces the member.
+//     pace.InFlightCounted) while its end is ahead; once done, Done
+//     replaces the member by "ms::~id", ms what it took (pace.Grant.Took),
+//     which counts that whatever the clocks: a completion stamped by a
+//     replica whose clock runs ahead is no request in flight for the
+//     others until their clocks pass its stamp (a completion an earlier
+//     version wrote, "ms:~id", still is).
 //   - k, a hash, the tally of p and c, so that a decision reads neither
 //     log whole: p and c (the sum of the points and of the response times
 //     their members hold), pn and cn (their sizes, as this version's last
@@ -62,12 +66,18 @@ end
 local function touch()
   for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], 3 * 3600 * 1000) end
 end
+-- whether a member of c is a completion ("took::~id"): it counts what it
+-- took, whatever the clock that stamped it
+local function completed(m) return string.match(m, '^%%d+::~') ~= nil end
+-- whether a member of c, of end e, is in flight at now: its end (its
+-- start plus InFlightLease) ahead, and no completion
+local function flying_at(m, e, now) return e > now and not completed(m) end
 -- the response time a member of c counts at now (pace.Entry.Charge): in
--- flight (its end ahead) the longer of its time so far, at most counted,
--- and what it is expected to take; else what it took
+-- flight the longer of its time so far, at most counted, and what it is
+-- expected to take; else what it took
 local function charge(member, e, now)
   local c = tonumber(string.match(member, '^(%%d+):'))
-  if e > now then c = math.max(math.min(now - (e - %d), %d), c) end
+  if flying_at(member, e, now) then c = math.max(math.min(now - (e - %d), %d), c) end
   return c
 end
 -- whether the pause (ms, its reason, the hash's probe and told) needs a
@@ -126,6 +136,8 @@ end
 // the keys of an earlier version only).
 var luaTally = fmt.Sprintf(`
 local function member(value, id) return value .. ':~' .. id end
+-- a completion's member of c: what it took, marked (completed)
+local function done_member(value, id) return value .. '::~' .. id end
 local function val(m) return tonumber(string.match(m, '^(%%d+):')) end
 local function ours(m) return string.find(m, ':~', 1, true) ~= nil end
 -- the tally at now; legacy when the logs' sizes are not what this
@@ -184,7 +196,7 @@ local function account(T, now)
     a.cpu = T.c
     for i = 1, #rc, 2 do
       local e = tonumber(rc[i+1])
-      if e > now then
+      if flying_at(rc[i], e, now) then
         local c = charge(rc[i], e, now)
         a.cpu = a.cpu - val(rc[i]) + c
         a.cpuFlight = a.cpuFlight + c
@@ -206,7 +218,7 @@ local function account(T, now)
     local c = charge(cs[i], e, now)
     a.cpu = a.cpu + c
     held = held + val(cs[i])
-    if e > now then a.cpuFlight = a.cpuFlight + c end
+    if flying_at(cs[i], e, now) then a.cpuFlight = a.cpuFlight + c end
   end
   T.p, T.c = a.used, held
   return a
@@ -226,8 +238,9 @@ local function free_points(now, over)
     i = i + 16
   end
 end
--- when over more response time fits: the completed members leave the
--- window oldest first; a wait for those in flight asks again at poll
+-- when over more response time fits: the members of a fixed charge
+-- (completed, or in flight past their lease) leave the window oldest end
+-- first; a wait for those in flight asks again at poll
 local function free_cpu(now, over, poll)
   local minute, i = %d, 0
   while true do
@@ -235,9 +248,10 @@ local function free_cpu(now, over, poll)
     if #chunk == 0 then return poll end
     for j = 1, #chunk, 2 do
       local e = tonumber(chunk[j+1])
-      if e > now then return poll end
-      over = over - val(chunk[j])
-      if over <= 0 then return e + minute end
+      if not flying_at(chunk[j], e, now) then
+        over = over - val(chunk[j])
+        if over <= 0 then return e + minute end
+      end
     end
     i = i + 64
   end
@@ -399,10 +413,10 @@ if bad then return bad end
 local T = tally_open(now)
 tally_add(T, 'p', tonumber(cost) * redis.call('ZADD', KEYS[1], now, member(cost, id)))
 if ARGV[10] ~= '' then
-  if ARGV[10] ~= ARGV[11] then
-    tally_add(T, 'c', -tonumber(ARGV[10]) * redis.call('ZREM', KEYS[6], member(ARGV[10], id)))
-  end
-  tally_add(T, 'c', tonumber(ARGV[11]) * redis.call('ZADD', KEYS[6], now, member(ARGV[11], id)))
+  -- the member in flight gives way to the completion's, which counts
+  -- what it took whatever the other replicas' clocks say of now
+  tally_add(T, 'c', -tonumber(ARGV[10]) * redis.call('ZREM', KEYS[6], member(ARGV[10], id)))
+  tally_add(T, 'c', tonumber(ARGV[11]) * redis.call('ZADD', KEYS[6], now, done_member(ARGV[11], id)))
 end
 if write then
   redis.call('ZADD', KEYS[2], now, id)
@@ -492,8 +506,8 @@ return {'ok', u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], hr[1], hr[2], hr[3
 // out, and its lease's end; "" none: Redis takes it when it has no probe
 // whose lease runs, so that no second probe goes while it may still reach
 // GitHub), then per entry: cost, id, end, write, cpu (ms: expected
-// in flight, taken once done), expected (ms). A completed entry replaces
-// the member Redis may hold for it in flight. Returns {epoch
+// in flight, taken once done), expected (ms), done (1: completed). A
+// completed entry replaces the member Redis may hold for it in flight. Returns {epoch
 // ("id:created"), then every replica's use and the holds as syncScript}.
 var seedScript = redis.NewScript(luaCommon + luaTally + `
 local now = tonumber(ARGV[1])
@@ -534,7 +548,7 @@ if holding ~= '' then
 end
 local cpuOn = ARGV[10] == '1'
 local T = tally_open(now)
-for i = 15, #ARGV, 6 do
+for i = 15, #ARGV, 7 do
   local cost, id, e, w = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), ARGV[i+3] == '1'
   -- LT: a request Redis holds as in flight whose completion it never got
   -- (its Done was lost) takes the completion, an earlier end
@@ -544,8 +558,12 @@ for i = 15, #ARGV, 6 do
   if w then redis.call('ZADD', KEYS[2], 'LT', e, id) end
   if cpuOn then
     local c, r = ARGV[i+4], ARGV[i+5]
-    if c ~= r then tally_add(T, 'c', -tonumber(r) * redis.call('ZREM', KEYS[6], member(r, id))) end
-    tally_add(T, 'c', tonumber(c) * redis.call('ZADD', KEYS[6], 'LT', e, member(c, id)))
+    if ARGV[i+6] == '1' then
+      tally_add(T, 'c', -tonumber(r) * redis.call('ZREM', KEYS[6], member(r, id)))
+      tally_add(T, 'c', tonumber(c) * redis.call('ZADD', KEYS[6], 'LT', e, done_member(c, id)))
+    else
+      tally_add(T, 'c', tonumber(c) * redis.call('ZADD', KEYS[6], 'LT', e, member(c, id)))
+    end
   end
 end
 local u = usage(account(T, now), now)
