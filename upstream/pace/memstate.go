@@ -302,11 +302,53 @@ func (s *MemoryState) Holds() Holds {
 	return s.holds
 }
 
-// MergeHolds takes in h (the later pause; the later primary window).
+// MergeHolds takes in a shared store's word on the holds, h: the later
+// pause, the later primary window. Of the pause the record has already
+// (the same end), it needs a probe only while h says so too: the store
+// lifts it when a probe's answer, on any replica, was no refusal, and
+// never asks for a probe again for the same pause.
 func (s *MemoryState) MergeHolds(h Holds) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.mergeSharedLocked(h)
+}
+
+func (s *MemoryState) mergeSharedLocked(h Holds) {
+	same := !h.PauseUntil.IsZero() && h.PauseUntil.Equal(s.holds.PauseUntil)
 	s.holds.merge(h)
+	if same && !h.Probe {
+		s.holds.Probe = false
+	}
+}
+
+// RecordProbe records g as granted at now as the probe a shared store made
+// it (Verdict.Probe), out of the pause h tells: the record takes in h
+// (MergeHolds), the pause as needing a probe, and g as its probe for
+// ProbeLease, or until its answer. A fallback on the record then sends no
+// second probe while g is out, and a re-seeding of the store from it gives
+// the role back to g (Prober).
+func (s *MemoryState) RecordProbe(now time.Time, g Grant, h Holds) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mergeSharedLocked(h)
+	if !h.PauseUntil.IsZero() && h.PauseUntil.Equal(s.holds.PauseUntil) {
+		s.holds.Probe = true
+	}
+	s.recordLocked(now, g)
+	s.prober, s.proberUntil = g.ID, now.Add(ProbeLease)
+}
+
+// Prober returns the grant that is the record's probe at now and the end of
+// its lease: one of this record's grants (Record, RecordProbe), not yet
+// answered nor unsent, whose lease runs. It returns "" when there is none,
+// or when the record needs no probe at now.
+func (s *MemoryState) Prober(now time.Time) (id string, until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.prober == "" || !s.proberUntil.After(now) || !s.probingLocked(now) {
+		return "", time.Time{}
+	}
+	return s.prober, s.proberUntil
 }
 
 // LastWrite returns when the last write started; zero when none did.

@@ -129,3 +129,52 @@ func TestMemoryStateSharesCPUBudget(t *testing.T) {
 		}
 	}
 }
+
+// A shared store's word on the holds and its probe, kept in a replica's
+// record (MergeHolds, RecordProbe, Prober): the probe the store granted is
+// the record's until its answer or the end of its lease, and the record
+// makes no second one meanwhile; the store lifting the pause (the same
+// end, no probe) lifts the record's.
+func TestMemoryStateKeepsTheStoresProbe(t *testing.T) {
+	ctx, t0 := context.Background(), statetest.T0
+	end := t0.Add(time.Minute)
+	paused := pace.Holds{PauseUntil: end, PauseReason: pace.ReasonPause, Probe: true}
+	read := func(id string) pace.Grant { return pace.Grant{ID: id, Cost: pace.ReadPoints} }
+	tests := []struct {
+		name   string
+		then   func(s *pace.MemoryState, probe pace.Grant) // after the probe's grant
+		at     time.Time                                   // when the record is asked
+		prober string                                      // Prober at then
+		ok     bool                                        // whether a second request goes
+		probe  bool                                        // its Verdict.Probe (a wait: for a probe)
+	}{
+		{"probe out", func(*pace.MemoryState, pace.Grant) {}, end.Add(time.Second), "p", false, true},
+		{"probe's lease over", func(*pace.MemoryState, pace.Grant) {}, end.Add(pace.ProbeLease), "", true, true},
+		{"probe answered", func(s *pace.MemoryState, p pace.Grant) {
+			s.Done(ctx, end.Add(time.Second), p, pace.RateLimit{Status: 200, Remaining: -1, Used: -1})
+		}, end.Add(time.Second), "", true, false},
+		{"probe without an answer", func(s *pace.MemoryState, p pace.Grant) {
+			s.Done(ctx, end.Add(time.Second), p, pace.RateLimit{Remaining: -1, Used: -1})
+		}, end.Add(time.Second), "", true, true},
+		{"the store lifted the pause", func(s *pace.MemoryState, _ pace.Grant) {
+			s.MergeHolds(pace.Holds{PauseUntil: end, PauseReason: pace.ReasonPause})
+		}, end.Add(time.Second), "", true, false},
+		{"a later pause the store tells", func(s *pace.MemoryState, _ pace.Grant) {
+			s.MergeHolds(pace.Holds{PauseUntil: end.Add(time.Minute), PauseReason: pace.ReasonPause})
+		}, end.Add(time.Second), "", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := pace.NewMemoryState(pace.StateLimits{SecondaryPause: time.Minute})
+			probe := read("p")
+			s.RecordProbe(end, probe, paused)
+			tt.then(s, probe)
+			if id, _ := s.Prober(tt.at); id != tt.prober {
+				t.Errorf("Prober = %q, want %q", id, tt.prober)
+			}
+			if v := s.Start(ctx, tt.at, read("second")); v.OK != tt.ok || v.Probe != tt.probe {
+				t.Errorf("a second request = %+v, want OK %v, Probe %v", v, tt.ok, tt.probe)
+			}
+		})
+	}
+}

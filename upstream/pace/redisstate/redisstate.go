@@ -21,7 +21,14 @@
 // heartbeat) before this one decides from Redis again. Re-seeding renews the write slot's lease of this replica's
 // write in flight, or takes the slot back when Redis lost it, so a failed
 // heartbeat or a Redis restarted empty does not hand the slot to another
-// replica mid-write. A Redis that comes back
+// replica mid-write. Likewise, out of a pause GitHub gave no length for,
+// re-seeding gives the probe's role back to this replica's probe still
+// out (a Redis that has no probe whose lease runs takes it), and a probe's
+// answer Redis missed lifts the pause it has; every answer (the heartbeat
+// too) tells each replica the pause, so that none decides locally as if
+// there were none; and no replica probes on its local budget within a new
+// epoch's grace (it waits for the grace's end): its record does not know
+// of another replica's probe. A Redis that comes back
 // empty gets a new epoch: each replica re-seeds it from its local record
 // on its next contact, and none spends from it before SeedGrace has
 // passed since it was created (until then, local budgets, counting what
@@ -35,8 +42,19 @@
 // can (it is then on its local share, and adds them): the replicas that
 // reach Redis keep the whole shared budget meanwhile, so a partition that
 // cuts off some replicas only lets them all spend up to one more share per
-// replica cut off. The replicas' clocks
-// must agree (NTP): each decides on its own time.
+// replica cut off.
+//
+// The replicas' clocks must agree (NTP): each decides on its own time,
+// and stamps its requests with it. A completion counts what it took
+// against the response-time budget whatever the clocks (its member in the
+// log is marked done), as in a MemoryState given the same times. A clock
+// d apart still moves, for the others, the end of each window of the
+// requests it stamps by d (a clock behind lets them leave the window d
+// early: what it completed in the last d may be spent again), and the time
+// so far of its requests in flight by d; and a completion stamped more
+// than InFlightLease - InFlightCounted (80 s) ahead counts against the
+// bound on requests in flight (MaxInFlight, the primary quota left) until
+// the others' clocks come within that of it.
 //
 // A GCRA limiter (github.com/go-redis/redis_rate) does not fit: GitHub's
 // windows count a request from its dispatch until a window after its
@@ -266,14 +284,26 @@ func (s *State) Start(ctx context.Context, now time.Time, g pace.Grant) pace.Ver
 		}
 		switch vals[0] {
 		case "ok":
-			s.mirror.Record(now, g)
+			// The record takes in the holds, and the probe's role when
+			// this grant has it: a fallback on the record, or a
+			// re-seeding of a Redis that lost its data, keeps it.
+			probe := len(vals) > 9 && vals[9] == int64(1)
+			var h pace.Holds
+			if len(vals) > 10 {
+				h = holdsOf(vals[10:])
+			}
+			if probe {
+				s.mirror.RecordProbe(now, g, h)
+			} else {
+				s.mirror.MergeHolds(h)
+				s.mirror.Record(now, g)
+			}
 			s.setSnap(now, vals[1:])
 			if g.Write && s.lim.WriteInterval > 0 {
 				s.mu.Lock()
 				s.holding = g.ID
 				s.mu.Unlock()
 			}
-			probe := len(vals) > 9 && vals[9] == int64(1)
 			return pace.Verdict{OK: true, At: now, Probe: probe}
 		case "wait":
 			n := ints(vals[1:])
@@ -328,6 +358,20 @@ func (s *State) lost(now time.Time) {
 	}
 }
 
+// holdsOf converts the holds a script answers (holds_reply: pause,
+// reason, reset, remaining, probe).
+func holdsOf(vals []any) pace.Holds {
+	n := ints(vals)
+	var h pace.Holds
+	if n[0] > 0 {
+		h.PauseUntil, h.PauseReason, h.Probe = fromMS(int64(n[0])), pace.Reason(n[1]), n[4] == 1
+	}
+	if n[2] > 0 {
+		h.PrimaryReset, h.PrimaryRemaining = fromMS(int64(n[2])), n[3]
+	}
+	return h
+}
+
 // ints converts a script's integer replies.
 func ints(vals []any) []int {
 	out := make([]int, 8)
@@ -363,15 +407,37 @@ func (s *State) setSnap(now time.Time, vals []any) {
 // record without the entries that stand for the others' use.
 func (s *State) ownUsage(now time.Time) pace.Usage { return s.mirror.OwnUsage(now) }
 
-// local decides from the local budget.
+// local decides from the local budget. Within a new epoch's grace it
+// makes no probe: a request the record would make the probe waits for the
+// grace's end, when Redis decides, with the probe a replica still has out
+// re-seeded meanwhile (seed). A replica's record does not know of the
+// other replicas' probes, and a second probe would go while the first may
+// still reach GitHub.
 func (s *State) local(now time.Time, g pace.Grant) pace.Verdict {
 	v := s.mirror.Start(context.Background(), now, g)
+	if v.OK && v.Probe {
+		if end := s.graceEnd(now); !end.IsZero() {
+			s.mirror.Unsent(context.Background(), now, g)
+			return pace.Verdict{At: end, Why: pace.ReasonPause, Probe: true}
+		}
+	}
 	if v.OK {
 		s.mu.Lock()
 		s.localSeq++
 		s.mu.Unlock()
 	}
 	return v
+}
+
+// graceEnd returns the end of the epoch's grace when Redis answers and
+// now is within it; zero otherwise.
+func (s *State) graceEnd(now time.Time) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.up || !now.Before(s.graceUntil) {
+		return time.Time{}
+	}
+	return s.graceUntil
 }
 
 // catchUp readies a replica to decide from Redis: it adds what it granted
@@ -462,6 +528,9 @@ func (s *State) Sync(ctx context.Context, now time.Time) {
 		}
 		if vals, ok := res.([]any); ok && len(vals) > 0 && vals[0] == "ok" {
 			s.setSnap(now, vals[1:])
+			if len(vals) > 9 {
+				s.mirror.MergeHolds(holdsOf(vals[9:]))
+			}
 			return
 		}
 		s.lost(now)
@@ -496,7 +565,13 @@ func (s *State) seed(ctx context.Context, now time.Time) error {
 	s.mu.Unlock()
 	entries := s.mirror.Entries(now)
 	h := s.mirror.Holds()
-	args := []any{ms(now), s.id, 0, 0, 0, 0, 0, holding, s.lim.Lease().Milliseconds(), b01(s.lim.CPUPerMinute > 0), b01(h.Probe), h.Refusals}
+	prober, proberUntil := s.mirror.Prober(now)
+	var until int64
+	if prober != "" {
+		until = ms(proberUntil)
+	}
+	args := []any{ms(now), s.id, 0, 0, 0, 0, 0, holding, s.lim.Lease().Milliseconds(), b01(s.lim.CPUPerMinute > 0), b01(h.Probe), h.Refusals,
+		prober, until}
 	if last := s.mirror.LastWrite(); !last.IsZero() {
 		args[2] = ms(last)
 	}
@@ -510,7 +585,7 @@ func (s *State) seed(ctx context.Context, now time.Time) error {
 		if strings.HasPrefix(e.ID, othersPrefix) {
 			continue // what others used: theirs to seed
 		}
-		args = append(args, e.Points, e.ID, ms(e.End), b01(e.Writes > 0), cpuMS(e.CPU), cpuMS(e.Reserve))
+		args = append(args, e.Points, e.ID, ms(e.End), b01(e.Writes > 0), cpuMS(e.CPU), cpuMS(e.Reserve), b01(!e.InFlight))
 	}
 	res, err := s.run(ctx, seedScript, args...)
 	if err != nil {
@@ -522,6 +597,9 @@ func (s *State) seed(ctx context.Context, now time.Time) error {
 	}
 	ep, _ := vals[0].(string)
 	s.setSnap(now, vals[1:])
+	if len(vals) > 9 {
+		s.mirror.MergeHolds(holdsOf(vals[9:]))
+	}
 	created := now
 	if i := strings.LastIndexByte(ep, ':'); i >= 0 {
 		if v, err := strconv.ParseInt(ep[i+1:], 10, 64); err == nil {

@@ -27,8 +27,9 @@ import (
 //     told (the pause that probe was written for: a pause written by an
 //     earlier version, which wrote no probe, is taken to need one when it
 //     is a secondary pause), prober and prober_until (the grant that is
-//     the probe, pace.Verdict.Probe, and its lease's end), refusals (the
-//     refusals in a row without a hint, pace.Holds).
+//     the probe, pace.Verdict.Probe, and its lease's end; the replica
+//     that holds it re-seeds them into a Redis that lost them), refusals
+//     (the refusals in a row without a hint, pace.Holds).
 //   - e, a string: the epoch, "id:created" (ms). A Redis that lost its
 //     data has none: every script but seed then answers "empty" and the
 //     replica re-seeds it from its local record before spending.
@@ -36,8 +37,12 @@ import (
 //     time (ms), member "ms:~id" ("ms:id" from an earlier version), scored
 //     as p. In flight, ms is what it is expected to take (pace.Grant.CPU),
 //     and it counts the longer of that and its time so far (at most
-//     pace.InFlightCounted); once done, ms is what it took
-//     (pace.Grant.Took): Done replaces the member.
+//     pace.InFlightCounted) while its end is ahead; once done, Done
+//     replaces the member by "ms::~id", ms what it took (pace.Grant.Took),
+//     which counts that whatever the clocks: a completion stamped by a
+//     replica whose clock runs ahead is no request in flight for the
+//     others until their clocks pass its stamp (a completion an earlier
+//     version wrote, "ms:~id", still is).
 //   - k, a hash, the tally of p and c, so that a decision reads neither
 //     log whole: p and c (the sum of the points and of the response times
 //     their members hold), pn and cn (their sizes, as this version's last
@@ -61,12 +66,18 @@ end
 local function touch()
   for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], 3 * 3600 * 1000) end
 end
+-- whether a member of c is a completion ("took::~id"): it counts what it
+-- took, whatever the clock that stamped it
+local function completed(m) return string.match(m, '^%%d+::~') ~= nil end
+-- whether a member of c, of end e, is in flight at now: its end (its
+-- start plus InFlightLease) ahead, and no completion
+local function flying_at(m, e, now) return e > now and not completed(m) end
 -- the response time a member of c counts at now (pace.Entry.Charge): in
--- flight (its end ahead) the longer of its time so far, at most counted,
--- and what it is expected to take; else what it took
+-- flight the longer of its time so far, at most counted, and what it is
+-- expected to take; else what it took
 local function charge(member, e, now)
   local c = tonumber(string.match(member, '^(%%d+):'))
-  if e > now then c = math.max(math.min(now - (e - %d), %d), c) end
+  if flying_at(member, e, now) then c = math.max(math.min(now - (e - %d), %d), c) end
   return c
 end
 -- whether the pause (ms, its reason, the hash's probe and told) needs a
@@ -76,6 +87,15 @@ local function needs_probe(pause, reason, probe, told)
   if pause <= 0 then return false end
   if tonumber(told or '0') == pause then return probe == '1' end
   return reason == %d
+end
+-- the holds as the scripts answer them (pace.Holds): pause, reason,
+-- reset, remaining, probe (1: the pause needs a probe)
+local function holds_reply()
+  local h = redis.call('HMGET', KEYS[4], 'pause', 'reason', 'reset', 'remaining', 'probe', 'told')
+  local pause, reason = tonumber(h[1] or '0'), tonumber(h[2] or '0')
+  local np = 0
+  if needs_probe(pause, reason, h[5], h[6]) then np = 1 end
+  return {pause, reason, tonumber(h[3] or '0'), tonumber(h[4] or '0'), np}
 end
 local function merge_holds(pause, reason, reset, remaining, probe)
   if pause > 0 then
@@ -116,6 +136,8 @@ end
 // the keys of an earlier version only).
 var luaTally = fmt.Sprintf(`
 local function member(value, id) return value .. ':~' .. id end
+-- a completion's member of c: what it took, marked (completed)
+local function done_member(value, id) return value .. '::~' .. id end
 local function val(m) return tonumber(string.match(m, '^(%%d+):')) end
 local function ours(m) return string.find(m, ':~', 1, true) ~= nil end
 -- the tally at now; legacy when the logs' sizes are not what this
@@ -174,7 +196,7 @@ local function account(T, now)
     a.cpu = T.c
     for i = 1, #rc, 2 do
       local e = tonumber(rc[i+1])
-      if e > now then
+      if flying_at(rc[i], e, now) then
         local c = charge(rc[i], e, now)
         a.cpu = a.cpu - val(rc[i]) + c
         a.cpuFlight = a.cpuFlight + c
@@ -196,7 +218,7 @@ local function account(T, now)
     local c = charge(cs[i], e, now)
     a.cpu = a.cpu + c
     held = held + val(cs[i])
-    if e > now then a.cpuFlight = a.cpuFlight + c end
+    if flying_at(cs[i], e, now) then a.cpuFlight = a.cpuFlight + c end
   end
   T.p, T.c = a.used, held
   return a
@@ -216,8 +238,9 @@ local function free_points(now, over)
     i = i + 16
   end
 end
--- when over more response time fits: the completed members leave the
--- window oldest first; a wait for those in flight asks again at poll
+-- when over more response time fits: the members of a fixed charge
+-- (completed, or in flight past their lease) leave the window oldest end
+-- first; a wait for those in flight asks again at poll
 local function free_cpu(now, over, poll)
   local minute, i = %d, 0
   while true do
@@ -225,9 +248,10 @@ local function free_cpu(now, over, poll)
     if #chunk == 0 then return poll end
     for j = 1, #chunk, 2 do
       local e = tonumber(chunk[j+1])
-      if e > now then return poll end
-      over = over - val(chunk[j])
-      if over <= 0 then return e + minute end
+      if not flying_at(chunk[j], e, now) then
+        over = over - val(chunk[j])
+        if over <= 0 then return e + minute end
+      end
     end
     i = i + 64
   end
@@ -252,9 +276,10 @@ end
 // maxInFlight (0: off), cpuPerMinute (ms, 0: off), cpu (ms, what the
 // request is expected to take), probeLease (ms).
 // Returns {"ok", points, writesMinute, writesHour, pointsInFlight,
-// writesMinuteInFlight, writesHourInFlight, cpu, cpuInFlight, probe}
-// (every replica's use after the grant, and of it what is in flight; probe
-// 1 when the grant is the probe), {"wait", at, why, pause, reason, reset,
+// writesMinuteInFlight, writesHourInFlight, cpu, cpuInFlight, probe,
+// holds...} (every replica's use after the grant, and of it what is in
+// flight; probe 1 when the grant is the probe; the holds after it, as
+// holds_reply), {"wait", at, why, pause, reason, reset,
 // remaining, probe (1: the pause needs a probe), probing (1: the wait is
 // for another grant's probe)}, or {"empty"} / {"epoch"}.
 var startScript = redis.NewScript(luaCommon + luaTally + fmt.Sprintf(`
@@ -364,7 +389,9 @@ if probing then
 end
 tally_close(T)
 touch()
-return {'ok', used, wmin, whour, usedFlight, wminFlight, wminFlight, cpuUsed, cpuFlight, isProbe}
+local hr = holds_reply()
+return {'ok', used, wmin, whour, usedFlight, wminFlight, wminFlight, cpuUsed, cpuFlight, isProbe,
+  hr[1], hr[2], hr[3], hr[4], hr[5]}
 `, pace.Window.Milliseconds(), pace.WritesHour.Milliseconds(),
 	int(pace.ReasonPrimary), int(pace.ReasonPause), pace.InFlightCounted.Milliseconds(), int(pace.ReasonPrimary), int(pace.ReasonQueue), int(pace.ReasonBudget), int(pace.ReasonCPU), int(pace.ReasonSpacing), int(pace.ReasonSpacing),
 	int(pace.ReasonContent), int(pace.ReasonContent)))
@@ -386,10 +413,10 @@ if bad then return bad end
 local T = tally_open(now)
 tally_add(T, 'p', tonumber(cost) * redis.call('ZADD', KEYS[1], now, member(cost, id)))
 if ARGV[10] ~= '' then
-  if ARGV[10] ~= ARGV[11] then
-    tally_add(T, 'c', -tonumber(ARGV[10]) * redis.call('ZREM', KEYS[6], member(ARGV[10], id)))
-  end
-  tally_add(T, 'c', tonumber(ARGV[11]) * redis.call('ZADD', KEYS[6], now, member(ARGV[11], id)))
+  -- the member in flight gives way to the completion's, which counts
+  -- what it took whatever the other replicas' clocks say of now
+  tally_add(T, 'c', -tonumber(ARGV[10]) * redis.call('ZREM', KEYS[6], member(ARGV[10], id)))
+  tally_add(T, 'c', tonumber(ARGV[11]) * redis.call('ZADD', KEYS[6], now, done_member(ARGV[11], id)))
 end
 if write then
   redis.call('ZADD', KEYS[2], now, id)
@@ -444,10 +471,10 @@ return 'ok'
 
 // syncScript checks the epoch, extends the write slot's lease of its
 // holder and returns every replica's use, the heartbeat's snapshot to fall
-// back on. ARGV: now, id ("" for none), lease, epoch. Returns {"ok",
-// points, writesMinute, writesHour, pointsInFlight, writesMinuteInFlight,
-// writesHourInFlight, cpu, cpuInFlight} (as startScript), or "empty" /
-// "epoch".
+// back on, and the holds. ARGV: now, id ("" for none), lease, epoch.
+// Returns {"ok", points, writesMinute, writesHour, pointsInFlight,
+// writesMinuteInFlight, writesHourInFlight, cpu, cpuInFlight, holds...}
+// (as startScript after a grant, without probe), or "empty" / "epoch".
 var syncScript = redis.NewScript(luaCommon + luaTally + `
 local now = tonumber(ARGV[1])
 local bad = epoch_ok(ARGV[4])
@@ -458,7 +485,8 @@ end
 local T = tally_open(now)
 local u = usage(account(T, now), now)
 tally_close(T)
-return {'ok', u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8]}
+local hr = holds_reply()
+return {'ok', u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], hr[1], hr[2], hr[3], hr[4], hr[5]}
 `)
 
 // seedScript joins the current epoch, creating one when Redis has none
@@ -471,11 +499,16 @@ return {'ok', u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8]}
 // renew it: its write is still in flight). ARGV: now, new epoch id, last
 // write (ms, 0: none), pause, reason, reset, remaining, holding (the
 // caller's write grant in flight, "" none), lease, cpu (1: the CPU-time
-// budget is on), probe (1: the pause needs a probe), refusals (in a row,
-// pace.Holds: Redis keeps the more), then per entry: cost, id, end, write, cpu (ms: expected
-// in flight, taken once done), expected (ms). A completed entry replaces
-// the member Redis may hold for it in flight. Returns {epoch
-// ("id:created"), then every replica's use as syncScript}.
+// budget is on), probe (1: the pause needs a probe; 0 for the pause
+// Redis has, the same end, lifts it: a probe's answer the caller had and
+// Redis did not), refusals (in a row, pace.Holds: Redis keeps the more),
+// prober and prober_until (the caller's grant that is the probe, still
+// out, and its lease's end; "" none: Redis takes it when it has no probe
+// whose lease runs, so that no second probe goes while it may still reach
+// GitHub), then per entry: cost, id, end, write, cpu (ms: expected
+// in flight, taken once done), expected (ms), done (1: completed). A
+// completed entry replaces the member Redis may hold for it in flight. Returns {epoch
+// ("id:created"), then every replica's use and the holds as syncScript}.
 var seedScript = redis.NewScript(luaCommon + luaTally + `
 local now = tonumber(ARGV[1])
 local ep = redis.call('GET', KEYS[5])
@@ -488,9 +521,20 @@ if last > 0 then
   local cur = tonumber(redis.call('HGET', KEYS[3], 'last') or '0') or 0
   if last > cur then redis.call('HSET', KEYS[3], 'last', last) end
 end
-merge_holds(tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[11])
+local pause = tonumber(ARGV[4])
+if pause > 0 and ARGV[11] ~= '1' and tonumber(redis.call('HGET', KEYS[4], 'pause') or '0') == pause then
+  redis.call('HSET', KEYS[4], 'probe', '0', 'told', pause)
+end
+merge_holds(pause, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[11])
 if tonumber(ARGV[12]) > tonumber(redis.call('HGET', KEYS[4], 'refusals') or '0') then
   redis.call('HSET', KEYS[4], 'refusals', ARGV[12])
+end
+local prober, proberUntil = ARGV[13], tonumber(ARGV[14])
+if prober ~= '' and proberUntil > now then
+  local p = redis.call('HMGET', KEYS[4], 'prober', 'prober_until')
+  if not p[1] or p[1] == '' or p[1] == prober or tonumber(p[2] or '0') <= now then
+    redis.call('HSET', KEYS[4], 'prober', prober, 'prober_until', proberUntil)
+  end
 end
 local holding, lease = ARGV[8], tonumber(ARGV[9])
 if holding ~= '' then
@@ -504,7 +548,7 @@ if holding ~= '' then
 end
 local cpuOn = ARGV[10] == '1'
 local T = tally_open(now)
-for i = 13, #ARGV, 6 do
+for i = 15, #ARGV, 7 do
   local cost, id, e, w = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), ARGV[i+3] == '1'
   -- LT: a request Redis holds as in flight whose completion it never got
   -- (its Done was lost) takes the completion, an earlier end
@@ -514,12 +558,17 @@ for i = 13, #ARGV, 6 do
   if w then redis.call('ZADD', KEYS[2], 'LT', e, id) end
   if cpuOn then
     local c, r = ARGV[i+4], ARGV[i+5]
-    if c ~= r then tally_add(T, 'c', -tonumber(r) * redis.call('ZREM', KEYS[6], member(r, id))) end
-    tally_add(T, 'c', tonumber(c) * redis.call('ZADD', KEYS[6], 'LT', e, member(c, id)))
+    if ARGV[i+6] == '1' then
+      tally_add(T, 'c', -tonumber(r) * redis.call('ZREM', KEYS[6], member(r, id)))
+      tally_add(T, 'c', tonumber(c) * redis.call('ZADD', KEYS[6], 'LT', e, done_member(c, id)))
+    else
+      tally_add(T, 'c', tonumber(c) * redis.call('ZADD', KEYS[6], 'LT', e, member(c, id)))
+    end
   end
 end
 local u = usage(account(T, now), now)
 tally_close(T)
 touch()
-return {ep, u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8]}
+local hr = holds_reply()
+return {ep, u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], hr[1], hr[2], hr[3], hr[4], hr[5]}
 `)
