@@ -737,10 +737,10 @@ func TestUnknownEnvironmentVariablesWarned(t *testing.T) {
 	}
 }
 
-// TestLoadConfigHelpDefaults checks the defaults --help shows against
-// README's configuration table: each flag's entry names its default once,
-// and a flag whose zero value is not its default (--dev-limits, on) still
-// shows it.
+// TestLoadConfigHelpDefaults checks the defaults --help shows: each
+// flag's entry names its default once, and a flag whose zero value is not
+// its default (--dev-limits, on) still shows it. README's table is checked
+// against the flags by TestREADMEConfigurationTable.
 func TestLoadConfigHelpDefaults(t *testing.T) {
 	var out bytes.Buffer
 	if _, err := loadConfig([]string{"-h"}, envMap(nil), &out); !errors.Is(err, flag.ErrHelp) {
