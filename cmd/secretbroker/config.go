@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -781,6 +782,11 @@ func (c *Config) validateFrontDoor() error {
 	}
 	if c.AuditHMACKeyFile != "" && c.AuditLog == "" {
 		return errors.New("--audit-hmac-key-file needs --audit-log")
+	}
+	if math.IsNaN(c.CallerRPS) || math.IsInf(c.CallerRPS, 0) {
+		// NaN is neither above nor below 0: it would turn the limit off
+		// unasked, as 0 does.
+		return fmt.Errorf("--caller-rps must be a number of calls a second (0 turns the limit off), got %v", c.CallerRPS)
 	}
 	if c.CallerRPS < 0 || c.CallerBurst < 0 || c.CallerMaxConcurrent < 0 || c.MaxConcurrentCalls < 0 {
 		return errors.New("--caller-rps, --caller-burst, --caller-max-concurrent and --max-concurrent-calls must not be negative")

@@ -519,6 +519,8 @@ func TestLoadConfigErrors(t *testing.T) {
 			env:  withToken,
 			want: []string{"--audit-hmac-key-file needs --audit-log"},
 		},
+		{name: "caller rate NaN", args: []string{"--caller-rps=NaN", "--allow-unauthenticated"}, env: withToken, want: []string{"--caller-rps", "NaN"}},
+		{name: "caller rate infinite", env: map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_CALLER_RPS": "+Inf", "SECRETBROKER_ALLOW_UNAUTHENTICATED": "true"}, want: []string{"--caller-rps", "0 turns the limit off"}},
 		{
 			name: "in-flight bytes below one request",
 			args: []string{"--max-inflight-bytes=1024", "--allow-unauthenticated"},
