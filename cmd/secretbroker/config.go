@@ -234,8 +234,8 @@ type Config struct {
 	// --audit-hmac-key-file. Default: none, no value_hmac.
 	AuditHMACKeyFile string
 
-	// AuditReads records successful reads too. Flag --audit-reads. Default
-	// false.
+	// AuditReads records successful reads too. Flag --audit-reads; needs
+	// AuditLog. Default false.
 	AuditReads bool
 
 	// CallerRPS and CallerBurst are each caller's inbound rate limit, in
@@ -429,7 +429,7 @@ Flags:
 	fs.StringVar(&cfg.AuditHMACKeyFile, "audit-hmac-key-file", "",
 		"`file` with the key (at least 32 bytes) plaintext values are HMAC'd under in audit records")
 	fs.BoolVar(&cfg.AuditReads, "audit-reads", false,
-		"record successful reads in the audit trail too")
+		"record successful reads in the audit trail too (needs --audit-log)")
 	fs.Float64Var(&cfg.CallerRPS, "caller-rps", defaultCallerRPS,
 		"each caller's calls per second; 0 turns the limit off (off with --dev unless given)")
 	fs.IntVar(&cfg.CallerBurst, "caller-burst", defaultCallerBurst,
@@ -782,6 +782,9 @@ func (c *Config) validateFrontDoor() error {
 	}
 	if c.AuditHMACKeyFile != "" && c.AuditLog == "" {
 		return errors.New("--audit-hmac-key-file needs --audit-log")
+	}
+	if c.AuditReads && c.AuditLog == "" {
+		return errors.New("--audit-reads needs --audit-log: without a trail no read is recorded")
 	}
 	if math.IsNaN(c.CallerRPS) || math.IsInf(c.CallerRPS, 0) {
 		// NaN is neither above nor below 0: it would turn the limit off

@@ -522,6 +522,11 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "caller rate NaN", args: []string{"--caller-rps=NaN", "--allow-unauthenticated"}, env: withToken, want: []string{"--caller-rps", "NaN"}},
 		{name: "caller rate infinite", env: map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_CALLER_RPS": "+Inf", "SECRETBROKER_ALLOW_UNAUTHENTICATED": "true"}, want: []string{"--caller-rps", "0 turns the limit off"}},
 		{
+			name: "audit reads without audit log",
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_AUDIT_READS": "true", "SECRETBROKER_ALLOW_UNAUTHENTICATED": "true"},
+			want: []string{"--audit-reads needs --audit-log"},
+		},
+		{
 			name: "in-flight bytes below one request",
 			args: []string{"--max-inflight-bytes=1024", "--allow-unauthenticated"},
 			env:  withToken,
