@@ -594,7 +594,15 @@ func (c *Config) readToken(lookupEnv func(string) (string, bool)) error {
 		return nil
 	}
 	if v, ok := lookupEnv(envGitHubToken); ok {
-		c.UpstreamToken = upstream.Token(strings.TrimSpace(v))
+		tok := strings.TrimSpace(v)
+		if strings.ContainsAny(tok, " \t\r\n") && !c.Dev && !c.GitHubApp.Dev {
+			// A header cannot carry it: every request would fail, and
+			// the broker would retry the credential check for ever.
+			// (--dev does not use it: a shell's stray GITHUB_TOKEN
+			// does not stop it.)
+			return fmt.Errorf("%s holds more than one word; it must hold the token alone", envGitHubToken)
+		}
+		c.UpstreamToken = upstream.Token(tok)
 	}
 	return nil
 }

@@ -222,6 +222,21 @@ func TestLoadConfig(t *testing.T) {
 			}),
 		},
 		{
+			// --dev does not use it: a shell's stray one is no error.
+			name: "dev takes a GITHUB_TOKEN of two words",
+			args: []string{"--dev"},
+			env:  map[string]string{"GITHUB_TOKEN": "ghp_one ghp_two"},
+			want: with(func(c *Config) {
+				c.Dev = true
+				c.LogFormat = "text"
+				c.AdminAddr = "127.0.0.1:9091"
+				c.CallerRPS = 0
+				c.UpstreamToken = "ghp_one ghp_two"
+				c.GRPCAddr = "127.0.0.1:9090"
+				c.HTTPAddr = "127.0.0.1:8080"
+			}),
+		},
+		{
 			name: "dev from the environment keeps explicit loopback hosts",
 			env: map[string]string{
 				"SECRETBROKER_DEV":       "1",
@@ -364,6 +379,16 @@ func TestLoadConfigErrors(t *testing.T) {
 			args: []string{"--upstream-token-file=" + twoWords},
 			env:  withToken,
 			want: []string{"more than one word"},
+		},
+		{
+			name: "GITHUB_TOKEN with two tokens",
+			env:  map[string]string{"GITHUB_TOKEN": testToken + "\n" + testToken},
+			want: []string{"GITHUB_TOKEN holds more than one word"},
+		},
+		{
+			name: "GITHUB_TOKEN with a space inside",
+			env:  map[string]string{"GITHUB_TOKEN": " token " + testToken + "\n"},
+			want: []string{"GITHUB_TOKEN holds more than one word"},
 		},
 		{
 			name: "dev refuses a public address",
