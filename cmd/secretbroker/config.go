@@ -474,7 +474,10 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 			return
 		}
 		if err := f.Value.Set(v); err != nil {
-			envErrs = append(envErrs, fmt.Errorf("environment variable %s: %w%s", name, err, wantedForm(f)))
+			// Not err, which may quote v (slog.Level's and onOff's do):
+			// the value of a variable meant for a file's path or a
+			// setting may be a secret put there by mistake.
+			envErrs = append(envErrs, fmt.Errorf("environment variable %s: not a valid value for --%s%s", name, f.Name, wantedForm(f)))
 		}
 	})
 	if err := errors.Join(envErrs...); err != nil {
@@ -519,11 +522,16 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 // value that is not of it: flag's own errors ("parse error") do not say,
 // and the value itself is not repeated (it may be sensitive).
 func wantedForm(f *flag.Flag) string {
+	if _, ok := f.Value.(onOff); ok {
+		return ": want on or off"
+	}
 	g, ok := f.Value.(flag.Getter)
 	if !ok {
 		return ""
 	}
 	switch g.Get().(type) {
+	case *slog.Level: // flag.TextVar's Get
+		return ": want debug, info, warn or error"
 	case time.Duration:
 		return ": want a duration such as 15s, 1m30s or 2h"
 	case int, int64, uint, uint64:
@@ -638,7 +646,9 @@ func (c *Config) validate() error {
 		return errors.New("--upstream-api-version-agents must not be empty")
 	}
 	if c.LogFormat != logFormatJSON && c.LogFormat != logFormatText {
-		return fmt.Errorf("--log-format must be %s or %s, got %q", logFormatJSON, logFormatText, c.LogFormat)
+		// Not the value, which may have come from the environment
+		// (wantedForm).
+		return fmt.Errorf("--log-format (%sLOG_FORMAT) must be %s or %s", envPrefix, logFormatJSON, logFormatText)
 	}
 	if c.Dev && !c.logFormatGiven {
 		c.LogFormat = logFormatText // people read dev logs

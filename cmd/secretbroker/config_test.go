@@ -444,6 +444,23 @@ func TestLoadConfigErrors(t *testing.T) {
 			env:  withToken,
 			want: []string{"log-level"},
 		},
+		// A variable's value is never repeated: it may be a secret put
+		// in the wrong variable (the loop checks testToken is absent).
+		{
+			name: "log level variable",
+			env:  map[string]string{"GITHUB_TOKEN": "ghp_x", "SECRETBROKER_LOG_LEVEL": testToken},
+			want: []string{"SECRETBROKER_LOG_LEVEL", "--log-level", "want debug, info, warn or error"},
+		},
+		{
+			name: "dev limits variable",
+			env:  map[string]string{"GITHUB_TOKEN": "ghp_x", "SECRETBROKER_DEV_LIMITS": testToken},
+			want: []string{"SECRETBROKER_DEV_LIMITS", "--dev-limits", "want on or off"},
+		},
+		{
+			name: "log format variable",
+			env:  map[string]string{"GITHUB_TOKEN": "ghp_x", "SECRETBROKER_LOG_FORMAT": testToken},
+			want: []string{"--log-format", "SECRETBROKER_LOG_FORMAT", "json or text"},
+		},
 		{
 			name: "bad bool in the environment",
 			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_DEV": "yes please"},
