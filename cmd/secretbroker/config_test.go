@@ -673,6 +673,49 @@ func TestLoadConfigHelp(t *testing.T) {
 	}
 }
 
+// TestStartLineShowsEveryFlag: the configuration the start-up line logs
+// (LogValue) has every flag's setting, under the flag's name with
+// underscores or, for the few shown otherwise, the key below; a flag added
+// without its entry fails here.
+func TestStartLineShowsEveryFlag(t *testing.T) {
+	shownAs := map[string]string{
+		"audit-hmac-key-file":         "audit_hmac", // whether there is a key
+		"state-hmac-key-file":         "state_hmac_key",
+		"redis-url":                   "redis", // the URL in use, masked
+		"redis-url-file":              "redis",
+		"github-app-id":               "github_app.id",
+		"github-app-private-key-file": "github_app.private_key_file",
+		"github-app-installation-id":  "github_app.installation_id",
+		"dev-github-app":              "github_app.dev",
+	}
+	cfg, err := loadConfig([]string{"--allow-unauthenticated"}, envMap(map[string]string{"GITHUB_TOKEN": testToken}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	var walk func(prefix string, attrs []slog.Attr)
+	walk = func(prefix string, attrs []slog.Attr) {
+		for _, a := range attrs {
+			v := a.Value.Resolve()
+			if v.Kind() == slog.KindGroup {
+				walk(prefix+a.Key+".", v.Group())
+				continue
+			}
+			keys[prefix+a.Key] = true
+		}
+	}
+	walk("", cfg.LogValue().Group())
+	newFlagSet(&Config{}, io.Discard).VisitAll(func(f *flag.Flag) {
+		key, ok := shownAs[f.Name]
+		if !ok {
+			key = strings.ReplaceAll(f.Name, "-", "_")
+		}
+		if !keys[key] {
+			t.Errorf("the start-up line does not show --%s (no %q)", f.Name, key)
+		}
+	})
+}
+
 // TestConfigNeverShowsToken formats a configuration every way a log line or
 // an error might, and looks for the token.
 func TestConfigNeverShowsToken(t *testing.T) {
