@@ -68,7 +68,8 @@ type Config struct {
 
 	// UpstreamURL is GitHub's REST API. Flag --upstream-url. Default
 	// upstream.DefaultBaseURL, "https://api.github.com"; GitHub Enterprise
-	// Server is "https://HOST/api/v3". Ignored in dev mode.
+	// Server is "https://HOST/api/v3". https, or http on a loopback host
+	// only. Ignored in dev mode.
 	UpstreamURL string
 
 	// UpstreamTokenFile is the file that holds the GitHub token. Flag
@@ -361,7 +362,7 @@ Flags:
 	fs.BoolVar(&cfg.MetricsCallerLabel, "metrics-caller-label", false,
 		"label secretbroker_authz_decisions_total and secretbroker_batch_items_total with the caller's identity (unbounded: one set of series per caller)")
 	fs.StringVar(&cfg.UpstreamURL, "upstream-url", defaultUpstreamURL,
-		"GitHub's REST API `URL`; https://HOST/api/v3 for GitHub Enterprise Server")
+		"GitHub's REST API `URL`, https (http on a loopback host only); https://HOST/api/v3 for GitHub Enterprise Server")
 	fs.StringVar(&cfg.UpstreamTokenFile, "upstream-token-file", "",
 		"`file` holding the GitHub token (default: the "+envGitHubToken+" environment variable)")
 	registerGitHubAppFlags(fs, cfg)
@@ -826,9 +827,12 @@ func (c *Config) validateFrontDoor() error {
 // trusted to be loopback.
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil || host == "" {
-		return false
-	}
+	return err == nil && isLoopbackHost(host)
+}
+
+// isLoopbackHost reports whether host is localhost or a loopback IP
+// address; other names are not resolved.
+func isLoopbackHost(host string) bool {
 	if host == "localhost" {
 		return true
 	}
@@ -836,8 +840,9 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// checkUpstreamURL accepts an absolute http or https URL without
-// credentials. Its errors do not repeat the URL, which might hold some.
+// checkUpstreamURL accepts an absolute https URL without credentials, or
+// an http one on a loopback host (an emulator, a test). Its errors do not
+// repeat the URL, which might hold some.
 func checkUpstreamURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -848,6 +853,12 @@ func checkUpstreamURL(raw string) error {
 	}
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("--upstream-url must be an absolute http or https URL, got %q", redactURL(raw))
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		// Over plain HTTP anyone on the path reads the token and can
+		// answer with a public key of their own, and so read every value
+		// sealed with it.
+		return fmt.Errorf("--upstream-url must be https (http only on a loopback host), got %q", redactURL(raw))
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("--upstream-url must not have a query or fragment, got %q", redactURL(raw))

@@ -161,7 +161,7 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "flags",
 			args: []string{
-				"--grpc-addr=:1", "--http-addr", ":2", "--upstream-url=http://gh.internal",
+				"--grpc-addr=:1", "--http-addr", ":2", "--upstream-url=https://gh.internal",
 				"--upstream-api-version-actions=a", "--upstream-api-version-agents=b",
 				"--upstream-legacy-routes", "--shutdown-timeout=1m", "--log-level=WARN", "--grpc-max-connection-age=5m",
 			},
@@ -169,13 +169,22 @@ func TestLoadConfig(t *testing.T) {
 			want: with(func(c *Config) {
 				c.GRPCAddr = ":1"
 				c.HTTPAddr = ":2"
-				c.UpstreamURL = "http://gh.internal"
+				c.UpstreamURL = "https://gh.internal"
 				c.UpstreamAPIVersionActions = "a"
 				c.UpstreamAPIVersionAgents = "b"
 				c.UpstreamLegacyRoutes = true
 				c.ShutdownTimeout = time.Minute
 				c.LogLevel = slog.LevelWarn
 				c.GRPCMaxConnectionAge = 5 * time.Minute
+			}),
+		},
+		{
+			name: "plain HTTP to an emulator on loopback",
+			args: []string{"--upstream-url=http://[::1]:8081/api/v3"},
+			env:  map[string]string{"GITHUB_TOKEN": testToken},
+			want: with(func(c *Config) {
+				c.UpstreamURL = "http://[::1]:8081/api/v3"
+				c.UpstreamAPIVersionActions = "2026-03-10"
 			}),
 		},
 		{
@@ -483,6 +492,17 @@ func TestLoadConfigErrors(t *testing.T) {
 			args: []string{"--upstream-url=https://ghe.example/api/v3#" + testToken},
 			env:  withToken,
 			want: []string{"--upstream-url must not have a query or fragment", "#redacted"},
+		},
+		{
+			name: "upstream URL over plain HTTP",
+			args: []string{"--upstream-url=http://ghes.example.com/api/v3"},
+			env:  withToken,
+			want: []string{"--upstream-url must be https (http only on a loopback host)", "http://ghes.example.com/api/v3"},
+		},
+		{
+			name: "upstream URL over plain HTTP to a host name that may be loopback",
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_UPSTREAM_URL": "http://localhost.example:8080"},
+			want: []string{"--upstream-url must be https"},
 		},
 		{
 			name: "upstream URL not absolute",
