@@ -489,6 +489,9 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 	_, cfg.gogcSet = lookupEnv("GOGC")
 	_, formatFromEnv := lookupEnv(envName("log-format"))
 	cfg.logFormatGiven = given["log-format"] || formatFromEnv
+	// --dev-github-app is --dev for everything that depends on it, from
+	// here on (validateGitHubApp checks it further).
+	cfg.Dev = cfg.Dev || cfg.GitHubApp.Dev
 	if err := cfg.applyDevLimits(given, lookupEnv); err != nil {
 		return Config{}, err
 	}
@@ -604,7 +607,7 @@ func (c *Config) readToken(lookupEnv func(string) (string, bool)) error {
 	}
 	if v, ok := lookupEnv(envGitHubToken); ok {
 		tok := strings.TrimSpace(v)
-		if strings.ContainsAny(tok, " \t\r\n") && !c.Dev && !c.GitHubApp.Dev {
+		if strings.ContainsAny(tok, " \t\r\n") && !c.Dev {
 			// A header cannot carry it: every request would fail, and
 			// the broker would retry the credential check for ever.
 			// (--dev does not use it: a shell's stray GITHUB_TOKEN
