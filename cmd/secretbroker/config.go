@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -67,7 +68,8 @@ type Config struct {
 
 	// UpstreamURL is GitHub's REST API. Flag --upstream-url. Default
 	// upstream.DefaultBaseURL, "https://api.github.com"; GitHub Enterprise
-	// Server is "https://HOST/api/v3". Ignored in dev mode.
+	// Server is "https://HOST/api/v3". https, or http on a loopback host
+	// only. Ignored in dev mode.
 	UpstreamURL string
 
 	// UpstreamTokenFile is the file that holds the GitHub token. Flag
@@ -233,8 +235,8 @@ type Config struct {
 	// --audit-hmac-key-file. Default: none, no value_hmac.
 	AuditHMACKeyFile string
 
-	// AuditReads records successful reads too. Flag --audit-reads. Default
-	// false.
+	// AuditReads records successful reads too. Flag --audit-reads; needs
+	// AuditLog. Default false.
 	AuditReads bool
 
 	// CallerRPS and CallerBurst are each caller's inbound rate limit, in
@@ -360,7 +362,7 @@ Flags:
 	fs.BoolVar(&cfg.MetricsCallerLabel, "metrics-caller-label", false,
 		"label secretbroker_authz_decisions_total and secretbroker_batch_items_total with the caller's identity (unbounded: one set of series per caller)")
 	fs.StringVar(&cfg.UpstreamURL, "upstream-url", defaultUpstreamURL,
-		"GitHub's REST API `URL`; https://HOST/api/v3 for GitHub Enterprise Server")
+		"GitHub's REST API `URL`, https (http on a loopback host only); https://HOST/api/v3 for GitHub Enterprise Server")
 	fs.StringVar(&cfg.UpstreamTokenFile, "upstream-token-file", "",
 		"`file` holding the GitHub token (default: the "+envGitHubToken+" environment variable)")
 	registerGitHubAppFlags(fs, cfg)
@@ -428,7 +430,7 @@ Flags:
 	fs.StringVar(&cfg.AuditHMACKeyFile, "audit-hmac-key-file", "",
 		"`file` with the key (at least 32 bytes) plaintext values are HMAC'd under in audit records")
 	fs.BoolVar(&cfg.AuditReads, "audit-reads", false,
-		"record successful reads in the audit trail too")
+		"record successful reads in the audit trail too (needs --audit-log)")
 	fs.Float64Var(&cfg.CallerRPS, "caller-rps", defaultCallerRPS,
 		"each caller's calls per second; 0 turns the limit off (off with --dev unless given)")
 	fs.IntVar(&cfg.CallerBurst, "caller-burst", defaultCallerBurst,
@@ -473,7 +475,10 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 			return
 		}
 		if err := f.Value.Set(v); err != nil {
-			envErrs = append(envErrs, fmt.Errorf("environment variable %s: %w%s", name, err, wantedForm(f)))
+			// Not err, which may quote v (slog.Level's and onOff's do):
+			// the value of a variable meant for a file's path or a
+			// setting may be a secret put there by mistake.
+			envErrs = append(envErrs, fmt.Errorf("environment variable %s: not a valid value for --%s%s", name, f.Name, wantedForm(f)))
 		}
 	})
 	if err := errors.Join(envErrs...); err != nil {
@@ -484,6 +489,9 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 	_, cfg.gogcSet = lookupEnv("GOGC")
 	_, formatFromEnv := lookupEnv(envName("log-format"))
 	cfg.logFormatGiven = given["log-format"] || formatFromEnv
+	// --dev-github-app is --dev for everything that depends on it, from
+	// here on (validateGitHubApp checks it further).
+	cfg.Dev = cfg.Dev || cfg.GitHubApp.Dev
 	if err := cfg.applyDevLimits(given, lookupEnv); err != nil {
 		return Config{}, err
 	}
@@ -518,11 +526,16 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 // value that is not of it: flag's own errors ("parse error") do not say,
 // and the value itself is not repeated (it may be sensitive).
 func wantedForm(f *flag.Flag) string {
+	if _, ok := f.Value.(onOff); ok {
+		return ": want on or off"
+	}
 	g, ok := f.Value.(flag.Getter)
 	if !ok {
 		return ""
 	}
 	switch g.Get().(type) {
+	case *slog.Level: // flag.TextVar's Get
+		return ": want debug, info, warn or error"
 	case time.Duration:
 		return ": want a duration such as 15s, 1m30s or 2h"
 	case int, int64, uint, uint64:
@@ -593,7 +606,15 @@ func (c *Config) readToken(lookupEnv func(string) (string, bool)) error {
 		return nil
 	}
 	if v, ok := lookupEnv(envGitHubToken); ok {
-		c.UpstreamToken = upstream.Token(strings.TrimSpace(v))
+		tok := strings.TrimSpace(v)
+		if strings.ContainsAny(tok, " \t\r\n") && !c.Dev {
+			// A header cannot carry it: every request would fail, and
+			// the broker would retry the credential check for ever.
+			// (--dev does not use it: a shell's stray GITHUB_TOKEN
+			// does not stop it.)
+			return fmt.Errorf("%s holds more than one word; it must hold the token alone", envGitHubToken)
+		}
+		c.UpstreamToken = upstream.Token(tok)
 	}
 	return nil
 }
@@ -629,7 +650,9 @@ func (c *Config) validate() error {
 		return errors.New("--upstream-api-version-agents must not be empty")
 	}
 	if c.LogFormat != logFormatJSON && c.LogFormat != logFormatText {
-		return fmt.Errorf("--log-format must be %s or %s, got %q", logFormatJSON, logFormatText, c.LogFormat)
+		// Not the value, which may have come from the environment
+		// (wantedForm).
+		return fmt.Errorf("--log-format (%sLOG_FORMAT) must be %s or %s", envPrefix, logFormatJSON, logFormatText)
 	}
 	if c.Dev && !c.logFormatGiven {
 		c.LogFormat = logFormatText // people read dev logs
@@ -782,6 +805,14 @@ func (c *Config) validateFrontDoor() error {
 	if c.AuditHMACKeyFile != "" && c.AuditLog == "" {
 		return errors.New("--audit-hmac-key-file needs --audit-log")
 	}
+	if c.AuditReads && c.AuditLog == "" {
+		return errors.New("--audit-reads needs --audit-log: without a trail no read is recorded")
+	}
+	if math.IsNaN(c.CallerRPS) || math.IsInf(c.CallerRPS, 0) {
+		// NaN is neither above nor below 0: it would turn the limit off
+		// unasked, as 0 does.
+		return fmt.Errorf("--caller-rps must be a number of calls a second (0 turns the limit off), got %v", c.CallerRPS)
+	}
 	if c.CallerRPS < 0 || c.CallerBurst < 0 || c.CallerMaxConcurrent < 0 || c.MaxConcurrentCalls < 0 {
 		return errors.New("--caller-rps, --caller-burst, --caller-max-concurrent and --max-concurrent-calls must not be negative")
 	}
@@ -799,9 +830,12 @@ func (c *Config) validateFrontDoor() error {
 // trusted to be loopback.
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil || host == "" {
-		return false
-	}
+	return err == nil && isLoopbackHost(host)
+}
+
+// isLoopbackHost reports whether host is localhost or a loopback IP
+// address; other names are not resolved.
+func isLoopbackHost(host string) bool {
 	if host == "localhost" {
 		return true
 	}
@@ -809,8 +843,9 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// checkUpstreamURL accepts an absolute http or https URL without
-// credentials. Its errors do not repeat the URL, which might hold some.
+// checkUpstreamURL accepts an absolute https URL without credentials, or
+// an http one on a loopback host (an emulator, a test). Its errors do not
+// repeat the URL, which might hold some.
 func checkUpstreamURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -821,6 +856,12 @@ func checkUpstreamURL(raw string) error {
 	}
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("--upstream-url must be an absolute http or https URL, got %q", redactURL(raw))
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		// Over plain HTTP anyone on the path reads the token and can
+		// answer with a public key of their own, and so read every value
+		// sealed with it.
+		return fmt.Errorf("--upstream-url must be https (http only on a loopback host), got %q", redactURL(raw))
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("--upstream-url must not have a query or fragment, got %q", redactURL(raw))
@@ -873,6 +914,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("admin_addr", c.AdminAddr),
 		slog.Bool("admin_pprof", c.AdminPprof),
+		slog.Bool("metrics_caller_label", c.MetricsCallerLabel),
 		slog.String("upstream_url", upstreamURL),
 		slog.String("upstream_token_file", c.UpstreamTokenFile),
 		slog.String("upstream_token", tok),
@@ -891,6 +933,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("expected_replicas", c.ExpectedReplicas),
 		slog.Duration("key_ttl", c.KeyTTL),
 		slog.Bool("dev", c.Dev),
+		slog.String("dev_limits", onOff{&c.DevLimitsOff}.String()),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Duration("grpc_max_connection_age", c.GRPCMaxConnectionAge),
 		slog.String("log_level", c.LogLevel.String()),
@@ -899,6 +942,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("traces_sampler", c.tracesSamplerString()),
 		slog.String("metrics_exporter", c.MetricsExporter),
 		slog.String("tls_cert_file", c.TLSCertFile),
+		slog.String("tls_key_file", c.TLSKeyFile),
 		slog.String("tls_client_ca_file", c.TLSClientCAFile),
 		slog.String("callers_file", c.CallersFile),
 		slog.String("jwt_issuer", c.JWTIssuer),

@@ -161,7 +161,7 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "flags",
 			args: []string{
-				"--grpc-addr=:1", "--http-addr", ":2", "--upstream-url=http://gh.internal",
+				"--grpc-addr=:1", "--http-addr", ":2", "--upstream-url=https://gh.internal",
 				"--upstream-api-version-actions=a", "--upstream-api-version-agents=b",
 				"--upstream-legacy-routes", "--shutdown-timeout=1m", "--log-level=WARN", "--grpc-max-connection-age=5m",
 			},
@@ -169,13 +169,22 @@ func TestLoadConfig(t *testing.T) {
 			want: with(func(c *Config) {
 				c.GRPCAddr = ":1"
 				c.HTTPAddr = ":2"
-				c.UpstreamURL = "http://gh.internal"
+				c.UpstreamURL = "https://gh.internal"
 				c.UpstreamAPIVersionActions = "a"
 				c.UpstreamAPIVersionAgents = "b"
 				c.UpstreamLegacyRoutes = true
 				c.ShutdownTimeout = time.Minute
 				c.LogLevel = slog.LevelWarn
 				c.GRPCMaxConnectionAge = 5 * time.Minute
+			}),
+		},
+		{
+			name: "plain HTTP to an emulator on loopback",
+			args: []string{"--upstream-url=http://[::1]:8081/api/v3"},
+			env:  map[string]string{"GITHUB_TOKEN": testToken},
+			want: with(func(c *Config) {
+				c.UpstreamURL = "http://[::1]:8081/api/v3"
+				c.UpstreamAPIVersionActions = "2026-03-10"
 			}),
 		},
 		{
@@ -217,6 +226,21 @@ func TestLoadConfig(t *testing.T) {
 				c.AdminAddr = "127.0.0.1:9091"
 				c.CallerRPS = 0
 				c.UpstreamToken = ""
+				c.GRPCAddr = "127.0.0.1:9090"
+				c.HTTPAddr = "127.0.0.1:8080"
+			}),
+		},
+		{
+			// --dev does not use it: a shell's stray one is no error.
+			name: "dev takes a GITHUB_TOKEN of two words",
+			args: []string{"--dev"},
+			env:  map[string]string{"GITHUB_TOKEN": "ghp_one ghp_two"},
+			want: with(func(c *Config) {
+				c.Dev = true
+				c.LogFormat = "text"
+				c.AdminAddr = "127.0.0.1:9091"
+				c.CallerRPS = 0
+				c.UpstreamToken = "ghp_one ghp_two"
 				c.GRPCAddr = "127.0.0.1:9090"
 				c.HTTPAddr = "127.0.0.1:8080"
 			}),
@@ -366,6 +390,16 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: []string{"more than one word"},
 		},
 		{
+			name: "GITHUB_TOKEN with two tokens",
+			env:  map[string]string{"GITHUB_TOKEN": testToken + "\n" + testToken},
+			want: []string{"GITHUB_TOKEN holds more than one word"},
+		},
+		{
+			name: "GITHUB_TOKEN with a space inside",
+			env:  map[string]string{"GITHUB_TOKEN": " token " + testToken + "\n"},
+			want: []string{"GITHUB_TOKEN holds more than one word"},
+		},
+		{
 			name: "dev refuses a public address",
 			args: []string{"--dev", "--grpc-addr=0.0.0.0:9090"},
 			want: []string{"--grpc-addr", "loopback"},
@@ -419,6 +453,23 @@ func TestLoadConfigErrors(t *testing.T) {
 			env:  withToken,
 			want: []string{"log-level"},
 		},
+		// A variable's value is never repeated: it may be a secret put
+		// in the wrong variable (the loop checks testToken is absent).
+		{
+			name: "log level variable",
+			env:  map[string]string{"GITHUB_TOKEN": "ghp_x", "SECRETBROKER_LOG_LEVEL": testToken},
+			want: []string{"SECRETBROKER_LOG_LEVEL", "--log-level", "want debug, info, warn or error"},
+		},
+		{
+			name: "dev limits variable",
+			env:  map[string]string{"GITHUB_TOKEN": "ghp_x", "SECRETBROKER_DEV_LIMITS": testToken},
+			want: []string{"SECRETBROKER_DEV_LIMITS", "--dev-limits", "want on or off"},
+		},
+		{
+			name: "log format variable",
+			env:  map[string]string{"GITHUB_TOKEN": "ghp_x", "SECRETBROKER_LOG_FORMAT": testToken},
+			want: []string{"--log-format", "SECRETBROKER_LOG_FORMAT", "json or text"},
+		},
 		{
 			name: "bad bool in the environment",
 			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_DEV": "yes please"},
@@ -441,6 +492,17 @@ func TestLoadConfigErrors(t *testing.T) {
 			args: []string{"--upstream-url=https://ghe.example/api/v3#" + testToken},
 			env:  withToken,
 			want: []string{"--upstream-url must not have a query or fragment", "#redacted"},
+		},
+		{
+			name: "upstream URL over plain HTTP",
+			args: []string{"--upstream-url=http://ghes.example.com/api/v3"},
+			env:  withToken,
+			want: []string{"--upstream-url must be https (http only on a loopback host)", "http://ghes.example.com/api/v3"},
+		},
+		{
+			name: "upstream URL over plain HTTP to a host name that may be loopback",
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_UPSTREAM_URL": "http://localhost.example:8080"},
+			want: []string{"--upstream-url must be https"},
 		},
 		{
 			name: "upstream URL not absolute",
@@ -518,6 +580,13 @@ func TestLoadConfigErrors(t *testing.T) {
 			args: []string{"--audit-hmac-key-file=/k", "--allow-unauthenticated"},
 			env:  withToken,
 			want: []string{"--audit-hmac-key-file needs --audit-log"},
+		},
+		{name: "caller rate NaN", args: []string{"--caller-rps=NaN", "--allow-unauthenticated"}, env: withToken, want: []string{"--caller-rps", "NaN"}},
+		{name: "caller rate infinite", env: map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_CALLER_RPS": "+Inf", "SECRETBROKER_ALLOW_UNAUTHENTICATED": "true"}, want: []string{"--caller-rps", "0 turns the limit off"}},
+		{
+			name: "audit reads without audit log",
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_AUDIT_READS": "true", "SECRETBROKER_ALLOW_UNAUTHENTICATED": "true"},
+			want: []string{"--audit-reads needs --audit-log"},
 		},
 		{
 			name: "in-flight bytes below one request",
@@ -622,6 +691,49 @@ func TestLoadConfigHelp(t *testing.T) {
 			t.Errorf("usage does not mention %q:\n%s", w, out.String())
 		}
 	}
+}
+
+// TestStartLineShowsEveryFlag: the configuration the start-up line logs
+// (LogValue) has every flag's setting, under the flag's name with
+// underscores or, for the few shown otherwise, the key below; a flag added
+// without its entry fails here.
+func TestStartLineShowsEveryFlag(t *testing.T) {
+	shownAs := map[string]string{
+		"audit-hmac-key-file":         "audit_hmac", // whether there is a key
+		"state-hmac-key-file":         "state_hmac_key",
+		"redis-url":                   "redis", // the URL in use, masked
+		"redis-url-file":              "redis",
+		"github-app-id":               "github_app.id",
+		"github-app-private-key-file": "github_app.private_key_file",
+		"github-app-installation-id":  "github_app.installation_id",
+		"dev-github-app":              "github_app.dev",
+	}
+	cfg, err := loadConfig([]string{"--allow-unauthenticated"}, envMap(map[string]string{"GITHUB_TOKEN": testToken}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	var walk func(prefix string, attrs []slog.Attr)
+	walk = func(prefix string, attrs []slog.Attr) {
+		for _, a := range attrs {
+			v := a.Value.Resolve()
+			if v.Kind() == slog.KindGroup {
+				walk(prefix+a.Key+".", v.Group())
+				continue
+			}
+			keys[prefix+a.Key] = true
+		}
+	}
+	walk("", cfg.LogValue().Group())
+	newFlagSet(&Config{}, io.Discard).VisitAll(func(f *flag.Flag) {
+		key, ok := shownAs[f.Name]
+		if !ok {
+			key = strings.ReplaceAll(f.Name, "-", "_")
+		}
+		if !keys[key] {
+			t.Errorf("the start-up line does not show --%s (no %q)", f.Name, key)
+		}
+	})
 }
 
 // TestConfigNeverShowsToken formats a configuration every way a log line or
@@ -737,10 +849,10 @@ func TestUnknownEnvironmentVariablesWarned(t *testing.T) {
 	}
 }
 
-// TestLoadConfigHelpDefaults checks the defaults --help shows against
-// README's configuration table: each flag's entry names its default once,
-// and a flag whose zero value is not its default (--dev-limits, on) still
-// shows it.
+// TestLoadConfigHelpDefaults checks the defaults --help shows: each
+// flag's entry names its default once, and a flag whose zero value is not
+// its default (--dev-limits, on) still shows it. README's table is checked
+// against the flags by TestREADMEConfigurationTable.
 func TestLoadConfigHelpDefaults(t *testing.T) {
 	var out bytes.Buffer
 	if _, err := loadConfig([]string{"-h"}, envMap(nil), &out); !errors.Is(err, flag.ErrHelp) {

@@ -43,6 +43,8 @@ func TestDevLimitsConfig(t *testing.T) {
 			env: map[string]string{"SECRETBROKER_UPSTREAM_POINTS_PER_MINUTE": "600", "SECRETBROKER_UPSTREAM_WRITES_PER_MINUTE": "70",
 				"SECRETBROKER_UPSTREAM_CPU_TIME_PER_MINUTE": "45s"},
 			want: pacing{true, 7, 250 * time.Millisecond, 600, 45 * time.Second, 70, 900}},
+		{name: "off with --dev-github-app, which is --dev", args: []string{"--dev-github-app", "--dev-limits=off"},
+			want: pacing{true, upstream.MaxInFlightLimit, 0, 0, 0, 0, 0}},
 		{name: "off without dev", args: []string{"--dev-limits=off"}, env: map[string]string{"GITHUB_TOKEN": "ghp_x"},
 			wantErr: "--dev-limits=off applies to --dev only"},
 		{name: "neither on nor off", args: []string{"--dev", "--dev-limits=false"}, wantErr: "must be on or off"},

@@ -63,6 +63,9 @@ type frontDoor struct {
 	grpcBytes *byteBudget
 	refusals  *refusalCounter // nil: not counted
 	log       *slog.Logger
+	// loops are the goroutines newFrontDoor started (the policy file's
+	// watcher and SIGHUP's), which end with its ctx.
+	loops sync.WaitGroup
 }
 
 // errCredentials is the one answer to a call without valid credentials; it
@@ -313,7 +316,7 @@ func (f *frontDoor) streamGuard() grpc.StreamServerInterceptor {
 // authenticators, the inbound limits and, when callers authenticate, the
 // policy that authorizes them (nil when they do not: every call is then
 // allowed). The policy file is watched until ctx is done and reloaded on
-// SIGHUP.
+// SIGHUP; f.loops ends once ctx is done.
 func newFrontDoor(ctx context.Context, cfg Config, logger *slog.Logger) (*frontDoor, service.Authorizer, error) {
 	keys, err := newCallerKeys()
 	if err != nil {
@@ -359,10 +362,10 @@ func newFrontDoor(ctx context.Context, cfg Config, logger *slog.Logger) (*frontD
 		return nil, nil, fmt.Errorf("--policy-file: %w", err)
 	}
 	logger.Info("policy loaded", slog.String("file", cfg.PolicyFile), slog.Int("rules", w.Policy().Rules()))
-	go w.Run(ctx, policyPollInterval)
+	f.loops.Go(func() { w.Run(ctx, policyPollInterval) })
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
+	f.loops.Go(func() {
 		defer signal.Stop(hup)
 		for {
 			select {
@@ -372,7 +375,7 @@ func newFrontDoor(ctx context.Context, cfg Config, logger *slog.Logger) (*frontD
 				_ = w.Reload() // logs its own outcome
 			}
 		}
-	}()
+	})
 	return f, w, nil
 }
 

@@ -63,7 +63,8 @@ func registerGitHubAppFlags(fs *flag.FlagSet, cfg *Config) {
 }
 
 // validateGitHubApp checks the app's settings: both an id and a key file,
-// and no token besides. --dev-github-app turns --dev on.
+// no token besides, and no --dev (whose emulator the app would not reach).
+// --dev-github-app turns --dev on.
 func (c *Config) validateGitHubApp() error {
 	g := c.GitHubApp
 	if g.Dev {
@@ -75,6 +76,11 @@ func (c *Config) validateGitHubApp() error {
 	}
 	if !g.enabled() {
 		return nil
+	}
+	if c.Dev {
+		// --dev talks to the embedded emulator only: the app would be
+		// ignored, and the broker would authenticate with a token.
+		return errors.New("--dev runs against the embedded emulator and uses no GitHub App: give no --github-app-id, --github-app-private-key-file or --github-app-installation-id with it (--dev-github-app runs --dev as a GitHub App)")
 	}
 	switch {
 	case c.UpstreamToken != "" || c.UpstreamTokenFile != "":

@@ -54,6 +54,8 @@ func TestGitHubAppConfig(t *testing.T) {
 		{"installation without app", []string{"--github-app-installation-id=3"}, nil, "--github-app-id must be"},
 		{"dev app", []string{"--dev-github-app"}, nil, ""},
 		{"dev app with an id", []string{"--dev-github-app", "--github-app-id=3"}, nil, "--dev-github-app makes its own app"},
+		{"dev with an app", []string{"--dev", "--github-app-id=12", "--github-app-private-key-file=/k.pem"}, nil, "--dev runs against the embedded emulator and uses no GitHub App"},
+		{"dev with an app from the environment", nil, map[string]string{"SECRETBROKER_DEV": "true", "SECRETBROKER_GITHUB_APP_INSTALLATION_ID": "7"}, "--dev-github-app runs --dev as a GitHub App"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer

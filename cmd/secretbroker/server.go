@@ -87,8 +87,9 @@ const (
 
 // run serves the broker until ctx is done, then shuts down gracefully
 // within cfg.ShutdownTimeout and returns nil. It binds the gRPC, gateway
-// and admin listeners before serving and then calls ready, if not nil,
-// with their addresses (so port 0 works). Unless in dev mode it verifies
+// and admin listeners first, before it resumes operations or starts a
+// background loop (a failed start does neither), and once serving calls
+// ready, if not nil, with their addresses (so port 0 works). Unless in dev mode it verifies
 // the GitHub credential in the background; /readyz on the admin listener
 // says when the broker is ready (admin.go), and the gRPC health service
 // says the same (healthFollows). In dev mode it first starts
@@ -178,10 +179,46 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		return fmt.Errorf("upstream client: %w", err)
 	}
 
-	door, authz, err := newFrontDoor(ctx, cfg, logger)
+	// The TLS material is loaded and the listeners bound before anything
+	// acts: a port in use or an unreadable certificate stops the start
+	// before an operation left unfinished is resumed (which sends its
+	// writes to GitHub) or a background loop is started.
+	var tlsCfg *tls.Config
+	if cfg.TLSCertFile != "" {
+		if tlsCfg, err = serverTLSConfig(logger.With(slog.String("component", "tls")), cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile); err != nil {
+			return err
+		}
+	}
+
+	var lc net.ListenConfig
+	grpcLn, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("gRPC listener: %w", err)
+	}
+	defer grpcLn.Close() // after Serve, closing again is harmless
+	httpLn, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("HTTP listener: %w", err)
+	}
+	defer httpLn.Close()
+	adminLn, err := lc.Listen(ctx, "tcp", cfg.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	defer adminLn.Close()
+
+	// The front door's loops (the policy file's watcher, SIGHUP's, a JWKS
+	// URL's first load) end when run returns, a failed start included.
+	doorCtx, stopDoor := context.WithCancel(ctx)
+	defer stopDoor()
+	door, authz, err := newFrontDoor(doorCtx, cfg, logger)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		stopDoor()
+		door.loops.Wait()
+	}()
 	if door.refusals, err = newRefusalCounter(mp); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
@@ -242,29 +279,6 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		}
 	}()
 
-	var tlsCfg *tls.Config
-	if cfg.TLSCertFile != "" {
-		if tlsCfg, err = serverTLSConfig(logger.With(slog.String("component", "tls")), cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile); err != nil {
-			return err
-		}
-	}
-
-	var lc net.ListenConfig
-	grpcLn, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("gRPC listener: %w", err)
-	}
-	defer grpcLn.Close() // after Serve, closing again is harmless
-	httpLn, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("HTTP listener: %w", err)
-	}
-	defer httpLn.Close()
-	adminLn, err := lc.Listen(ctx, "tcp", cfg.AdminAddr)
-	if err != nil {
-		return fmt.Errorf("admin listener: %w", err)
-	}
-	defer adminLn.Close()
 	// The admin listener serves until run returns: /readyz answers 503
 	// for the whole shutdown.
 	readyState := newReadiness(!cfg.Dev)

@@ -37,7 +37,7 @@ type SharedPacing struct {
 	RedisURLFile string
 	// ExpectedReplicas is how many replicas share the budget: while Redis
 	// is unreachable each paces within 1/ExpectedReplicas of it. Flag
-	// --expected-replicas. Default 1.
+	// --expected-replicas. Default 1; above 1 needs a Redis URL.
 	ExpectedReplicas int
 
 	// redis is the URL in use, password included: never logged.
@@ -55,7 +55,7 @@ func (s *SharedPacing) register(fs *flag.FlagSet, p upstream.Pacing) {
 	fs.StringVar(&s.RedisURLFile, "redis-url-file", "",
 		"`file` holding the Redis URL, password allowed (instead of --redis-url)")
 	fs.IntVar(&s.ExpectedReplicas, "expected-replicas", defaultExpectedReplicas,
-		"replicas sharing the GitHub budget; while Redis is unreachable each keeps within 1/N of it")
+		"replicas sharing the GitHub budget through --redis-url; while Redis is unreachable each keeps within 1/N of it")
 }
 
 // resolve checks the settings and reads the Redis URL (from the file, or
@@ -84,6 +84,11 @@ func (s *SharedPacing) resolve(lookupEnv func(string) (string, bool)) error {
 			return fmt.Errorf("%s is empty", from)
 		}
 	case raw == "":
+		if s.ExpectedReplicas > 1 {
+			// Without Redis each replica paces alone with the whole
+			// budget: the setting would divide nothing.
+			return fmt.Errorf("--expected-replicas %d needs --redis-url or --redis-url-file: without a shared Redis each replica spends GitHub's whole budget, whatever it is set to", s.ExpectedReplicas)
+		}
 		return nil
 	}
 	u, err := url.Parse(raw)

@@ -43,6 +43,9 @@ func TestRedisURLSettings(t *testing.T) {
 		{name: "both", args: []string{"--redis-url=redis://h", "--redis-url-file=" + file}, wantErr: "exclusive"},
 		{name: "scheme", args: []string{"--redis-url=http://h"}, wantErr: "scheme must be redis or rediss"},
 		{name: "replicas", args: []string{"--expected-replicas=0"}, wantErr: "--expected-replicas must be at least 1"},
+		{name: "replicas without Redis", env: map[string]string{"SECRETBROKER_EXPECTED_REPLICAS": "2"}, wantErr: "--expected-replicas 2 needs --redis-url"},
+		{name: "replicas with Redis", args: []string{"--expected-replicas=3", "--redis-url-file=" + file},
+			wantURL: "rediss://app:" + password + "@redis.internal:6380/2"},
 		{name: "writes per minute", args: []string{"--upstream-writes-per-minute=-1"}, wantErr: "--upstream-writes-per-minute"},
 		{name: "writes per hour off", args: []string{"--upstream-writes-per-hour=0"}},
 	}
