@@ -99,6 +99,12 @@ type Config struct {
 	// upstream.DefaultAPIVersionAgents, "2026-03-10".
 	UpstreamAPIVersionAgents string
 
+	// UpstreamAllowHTTP lets UpstreamURL be plain http to a host that is
+	// not loopback: the token then crosses the network in clear, and
+	// anyone on the way can answer with a public key of their own. Flag
+	// --upstream-allow-http. Default false.
+	UpstreamAllowHTTP bool
+
 	// UpstreamLegacyRoutes selects older GitHub Enterprise Server routes
 	// for environment secrets. Flag --upstream-legacy-routes. Default
 	// false.
@@ -373,6 +379,8 @@ Flags:
 			upstream.DefaultAPIVersionActions+")")
 	fs.StringVar(&cfg.UpstreamAPIVersionAgents, "upstream-api-version-agents", defaultUpstreamAPIVersionAgents,
 		"X-GitHub-Api-Version for Agents secrets")
+	fs.BoolVar(&cfg.UpstreamAllowHTTP, "upstream-allow-http", false,
+		"let --upstream-url be plain http to a host that is not loopback (the token crosses the network in clear)")
 	fs.BoolVar(&cfg.UpstreamLegacyRoutes, "upstream-legacy-routes", false,
 		"older GitHub Enterprise Server: environment secrets under /repositories/{id}/environments/...")
 	fs.IntVar(&cfg.UpstreamMaxInFlight, "upstream-max-in-flight", pacing.MaxInFlight,
@@ -684,7 +692,7 @@ func (c *Config) validate() error {
 	if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
 		return fmt.Errorf("--admin-addr: %w", err)
 	}
-	if err := checkUpstreamURL(c.UpstreamURL); err != nil {
+	if err := checkUpstreamURL(c.UpstreamURL, c.UpstreamAllowHTTP); err != nil {
 		return err
 	}
 	if c.UpstreamToken == "" && !c.GitHubApp.enabled() {
@@ -844,9 +852,9 @@ func isLoopbackHost(host string) bool {
 }
 
 // checkUpstreamURL accepts an absolute https URL without credentials, or
-// an http one on a loopback host (an emulator, a test). Its errors do not
-// repeat the URL, which might hold some.
-func checkUpstreamURL(raw string) error {
+// an http one on a loopback host (an emulator, a test), or on any host
+// with allowHTTP. Its errors do not repeat the URL, which might hold some.
+func checkUpstreamURL(raw string, allowHTTP bool) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return errors.New("--upstream-url is not a valid URL")
@@ -857,11 +865,11 @@ func checkUpstreamURL(raw string) error {
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("--upstream-url must be an absolute http or https URL, got %q", redactURL(raw))
 	}
-	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+	if u.Scheme == "http" && !allowHTTP && !isLoopbackHost(u.Hostname()) {
 		// Over plain HTTP anyone on the path reads the token and can
 		// answer with a public key of their own, and so read every value
 		// sealed with it.
-		return fmt.Errorf("--upstream-url must be https (http only on a loopback host), got %q", redactURL(raw))
+		return fmt.Errorf("--upstream-url must be https (http only on a loopback host, or with --upstream-allow-http), got %q", redactURL(raw))
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("--upstream-url must not have a query or fragment, got %q", redactURL(raw))
@@ -921,6 +929,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("github_app", c.GitHubApp),
 		slog.String("upstream_api_version_actions", c.UpstreamAPIVersionActions),
 		slog.String("upstream_api_version_agents", c.UpstreamAPIVersionAgents),
+		slog.Bool("upstream_allow_http", c.UpstreamAllowHTTP),
 		slog.Bool("upstream_legacy_routes", c.UpstreamLegacyRoutes),
 		slog.Int("upstream_max_in_flight", c.UpstreamMaxInFlight),
 		slog.Duration("upstream_write_interval", c.UpstreamWriteInterval),

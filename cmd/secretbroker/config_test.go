@@ -159,6 +159,16 @@ func TestLoadConfig(t *testing.T) {
 			}),
 		},
 		{
+			name: "upstream URL over plain HTTP to another host, allowed",
+			args: []string{"--upstream-url=http://ghes.example.com/api/v3", "--upstream-allow-http"},
+			env:  map[string]string{"GITHUB_TOKEN": testToken},
+			want: with(func(c *Config) {
+				c.UpstreamURL = "http://ghes.example.com/api/v3"
+				c.UpstreamAllowHTTP = true
+				c.UpstreamAPIVersionActions = "2026-03-10"
+			}),
+		},
+		{
 			name: "flags",
 			args: []string{
 				"--grpc-addr=:1", "--http-addr", ":2", "--upstream-url=https://gh.internal",
@@ -497,7 +507,7 @@ func TestLoadConfigErrors(t *testing.T) {
 			name: "upstream URL over plain HTTP",
 			args: []string{"--upstream-url=http://ghes.example.com/api/v3"},
 			env:  withToken,
-			want: []string{"--upstream-url must be https (http only on a loopback host)", "http://ghes.example.com/api/v3"},
+			want: []string{"--upstream-url must be https (http only on a loopback host, or with --upstream-allow-http)", "http://ghes.example.com/api/v3"},
 		},
 		{
 			name: "upstream URL over plain HTTP to a host name that may be loopback",
