@@ -176,7 +176,8 @@ type Config struct {
 	// (give or take a tenth, grpc-go's jitter) before the broker asks the
 	// client to open another (GOAWAY), so that long-lived clients spread
 	// over replicas added since; the calls in progress on it go on for up
-	// to grpcMaxConnectionAgeGrace. Zero: for ever. Flag
+	// to grpcMaxConnectionAgeGrace. Zero: for ever; else at least a
+	// minute (minGRPCMaxConnectionAge). Flag
 	// --grpc-max-connection-age. Default 30m.
 	GRPCMaxConnectionAge time.Duration
 
@@ -326,15 +327,18 @@ const (
 	defaultUpstreamAPIVersionAgents = upstream.DefaultAPIVersionAgents
 	defaultShutdownTimeout          = 15 * time.Second
 	defaultGRPCMaxConnectionAge     = 30 * time.Minute
-	defaultKeyTTL                   = service.DefaultKeyTTL
-	defaultLogLevel                 = slog.LevelInfo
-	defaultLogFormat                = logFormatJSON
-	defaultCallerRPS                = 50
-	defaultCallerBurst              = 100
-	defaultCallerMaxConcurrent      = 32
-	defaultMaxConcurrentCalls       = 512
-	defaultMaxInflightBytes         = 32 << 20
-	defaultGCHeapFloor              = 64 << 20
+	// minGRPCMaxConnectionAge is --grpc-max-connection-age's least value
+	// but 0.
+	minGRPCMaxConnectionAge    = time.Minute
+	defaultKeyTTL              = service.DefaultKeyTTL
+	defaultLogLevel            = slog.LevelInfo
+	defaultLogFormat           = logFormatJSON
+	defaultCallerRPS           = 50
+	defaultCallerBurst         = 100
+	defaultCallerMaxConcurrent = 32
+	defaultMaxConcurrentCalls  = 512
+	defaultMaxInflightBytes    = 32 << 20
+	defaultGCHeapFloor         = 64 << 20
 )
 
 // newFlagSet defines the broker's flags, each setting its field of cfg,
@@ -405,7 +409,7 @@ Flags:
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout,
 		"how long a shutdown waits for in-flight calls before it cuts them")
 	fs.DurationVar(&cfg.GRPCMaxConnectionAge, "grpc-max-connection-age", defaultGRPCMaxConnectionAge,
-		"how long a client's gRPC connection lives before the broker asks the client to reconnect (so that clients spread over new replicas; calls in progress finish); 0 for ever")
+		"how long a client's gRPC connection lives before the broker asks the client to reconnect (so that clients spread over new replicas; calls in progress finish), at least 1m; 0 for ever")
 	fs.TextVar(&cfg.LogLevel, "log-level", defaultLogLevel,
 		"lowest `level` logged: debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", defaultLogFormat,
@@ -636,8 +640,9 @@ func (c *Config) validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
 	}
-	if c.GRPCMaxConnectionAge < 0 {
-		return fmt.Errorf("--grpc-max-connection-age must not be negative, got %s", c.GRPCMaxConnectionAge)
+	if c.GRPCMaxConnectionAge != 0 && c.GRPCMaxConnectionAge < minGRPCMaxConnectionAge {
+		// Shorter, clients reconnect in a loop (each GOAWAY at once).
+		return fmt.Errorf("--grpc-max-connection-age must be 0 (for ever) or at least %s, got %s", minGRPCMaxConnectionAge, c.GRPCMaxConnectionAge)
 	}
 	if err := c.validatePacing(); err != nil {
 		return err

@@ -442,6 +442,7 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: []string{"SECRETBROKER_SHUTDOWN_TIMEOUT"},
 		},
 		{name: "negative connection age", args: []string{"--grpc-max-connection-age=-1s"}, env: withToken, want: []string{"--grpc-max-connection-age"}},
+		{name: "connection age that reconnects in a loop", args: []string{"--grpc-max-connection-age=1ns"}, env: withToken, want: []string{"--grpc-max-connection-age must be 0 (for ever) or at least 1m0s"}},
 		{
 			name: "zero shutdown timeout",
 			args: []string{"--shutdown-timeout=0s"},

@@ -17,6 +17,10 @@ const envRedisPassword = "REDIS_PASSWORD"
 // defaultExpectedReplicas is --expected-replicas' default.
 const defaultExpectedReplicas = 1
 
+// maxExpectedReplicas is --expected-replicas' greatest value: GitHub's 100
+// concurrent requests are divided among the replicas, at least one each.
+const maxExpectedReplicas = 100
+
 // SharedPacing is the part of Config for GitHub's content-creation limits
 // and for the pacing state the broker's replicas share through Redis.
 type SharedPacing struct {
@@ -37,7 +41,8 @@ type SharedPacing struct {
 	RedisURLFile string
 	// ExpectedReplicas is how many replicas share the budget: while Redis
 	// is unreachable each paces within 1/ExpectedReplicas of it. Flag
-	// --expected-replicas. Default 1; above 1 needs a Redis URL.
+	// --expected-replicas. Default 1, at most 100 (maxExpectedReplicas);
+	// above 1 needs a Redis URL.
 	ExpectedReplicas int
 
 	// redis is the URL in use, password included: never logged.
@@ -55,14 +60,14 @@ func (s *SharedPacing) register(fs *flag.FlagSet, p upstream.Pacing) {
 	fs.StringVar(&s.RedisURLFile, "redis-url-file", "",
 		"`file` holding the Redis URL, password allowed (instead of --redis-url)")
 	fs.IntVar(&s.ExpectedReplicas, "expected-replicas", defaultExpectedReplicas,
-		"replicas sharing the GitHub budget through --redis-url; while Redis is unreachable each keeps within 1/N of it")
+		"replicas sharing the GitHub budget through --redis-url, 1 to 100; while Redis is unreachable each keeps within 1/N of it")
 }
 
 // resolve checks the settings and reads the Redis URL (from the file, or
 // the flag with REDIS_PASSWORD). Its errors never hold a password.
 func (s *SharedPacing) resolve(lookupEnv func(string) (string, bool)) error {
-	if s.ExpectedReplicas < 1 {
-		return fmt.Errorf("--expected-replicas must be at least 1, got %d", s.ExpectedReplicas)
+	if s.ExpectedReplicas < 1 || s.ExpectedReplicas > maxExpectedReplicas {
+		return fmt.Errorf("--expected-replicas must be 1 to %d, got %d", maxExpectedReplicas, s.ExpectedReplicas)
 	}
 	if s.UpstreamWritesPerMinute < 0 {
 		return fmt.Errorf("--upstream-writes-per-minute must be 0 (off) or positive, got %d", s.UpstreamWritesPerMinute)
