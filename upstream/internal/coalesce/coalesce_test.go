@@ -101,64 +101,7 @@ func TestGroupWaiters(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				var (
-					g         Group[int32]
-					calls     atomic.Int32
-					mu        sync.Mutex
-					cancelled = map[int32]time.Duration{} // by call
-				)
-				start := time.Now()
-				fn := func(ctx context.Context) (int32, error) {
-					n := calls.Add(1)
-					select {
-					case <-time.After(groupCallTime):
-						return n, nil
-					case <-ctx.Done():
-						if cause := context.Cause(ctx); cause != ErrCallAbandoned {
-							t.Errorf("call %d: context cancelled with cause %v, want ErrCallAbandoned", n, cause)
-						}
-						mu.Lock()
-						cancelled[n] = time.Since(start)
-						mu.Unlock()
-						return 0, ctx.Err()
-					}
-				}
-				var wg sync.WaitGroup
-				for i, a := range tt.arrivals {
-					time.Sleep(a.at - time.Since(start))
-					ctx, cancel := context.WithCancel(t.Context())
-					if a.leaveAt > 0 {
-						time.AfterFunc(a.leaveAt-a.at, cancel)
-					}
-					wg.Go(func() {
-						defer cancel()
-						res, err := g.Do(ctx, "k", fn)
-						if at := time.Since(start); at != a.wantAt {
-							t.Errorf("caller %d: Do returned at %v, want %v", i, at, a.wantAt)
-						}
-						if a.wantCall == 0 {
-							if !errors.Is(err, context.Canceled) || res != (GroupResult[int32]{}) {
-								t.Errorf("caller %d: Do = %+v, %v; want context.Canceled and no result", i, res, err)
-							}
-							return
-						}
-						if want := (GroupResult[int32]{Val: a.wantCall, Shared: a.wantShared, Call: uint64(a.wantCall)}); err != nil || res != want {
-							t.Errorf("caller %d: Do = %+v, %v; want %+v", i, res, err, want)
-						}
-					})
-					synctest.Wait() // it has joined or started a call
-				}
-				wg.Wait()
-				if got := calls.Load(); got != tt.wantCalls {
-					t.Errorf("%d calls, want %d", got, tt.wantCalls)
-				}
-				for i, want := range tt.wantCancelled {
-					if got := cancelled[int32(i+1)]; got != want {
-						t.Errorf("call %d: context cancelled at %v, want %v (0: never)", i+1, got, want)
-					}
-				}
-			})
+			runGroupScenario(t, groupScenario{arrivals: tt.arrivals, wantCalls: tt.wantCalls, wantCancelled: tt.wantCancelled})
 		})
 	}
 }
@@ -425,84 +368,104 @@ func TestGroupHold(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				var (
-					g         Group[int32]
-					calls     atomic.Int32
-					mu        sync.Mutex
-					cancelled = map[int32]time.Duration{} // by call
-					held      = map[int32][]bool{}        // by call
-				)
-				start := time.Now()
-				fn := func(ctx context.Context) (int32, error) {
-					n := calls.Add(1)
-					for _, h := range tt.holds {
-						time.AfterFunc(h.at, func() {
-							release, ok := Hold(ctx)
-							mu.Lock()
-							held[n] = append(held[n], ok)
-							mu.Unlock()
-							if h.release > 0 {
-								time.AfterFunc(h.release-h.at, func() { release(); release() })
-							}
-						})
-					}
-					select {
-					case <-time.After(groupCallTime):
-						return n, nil
-					case <-ctx.Done():
-						if cause := context.Cause(ctx); cause != ErrCallAbandoned {
-							t.Errorf("call %d: context cancelled with cause %v, want ErrCallAbandoned", n, cause)
-						}
-						mu.Lock()
-						cancelled[n] = time.Since(start)
-						mu.Unlock()
-						return 0, ctx.Err()
-					}
-				}
-				var wg sync.WaitGroup
-				for i, a := range tt.arrivals {
-					time.Sleep(a.at - time.Since(start))
-					ctx, cancel := context.WithCancel(t.Context())
-					if a.leaveAt > 0 {
-						time.AfterFunc(a.leaveAt-a.at, cancel)
-					}
-					wg.Go(func() {
-						defer cancel()
-						res, err := g.Do(ctx, "k", fn)
-						if at := time.Since(start); at != a.wantAt {
-							t.Errorf("caller %d: Do returned at %v, want %v", i, at, a.wantAt)
-						}
-						if a.wantCall == 0 {
-							if !errors.Is(err, context.Canceled) {
-								t.Errorf("caller %d: Do = %+v, %v; want context.Canceled", i, res, err)
-							}
-							return
-						}
-						if want := (GroupResult[int32]{Val: a.wantCall, Shared: a.wantShared, Call: uint64(a.wantCall)}); err != nil || res != want {
-							t.Errorf("caller %d: Do = %+v, %v; want %+v", i, res, err, want)
-						}
-					})
-					synctest.Wait()
-				}
-				wg.Wait()
-				time.Sleep(time.Minute) // every call and timer has ended
-				mu.Lock()
-				defer mu.Unlock()
-				if got := calls.Load(); got != tt.wantCalls {
-					t.Errorf("%d calls, want %d", got, tt.wantCalls)
-				}
-				for i, want := range tt.wantCancelled {
-					if got := cancelled[int32(i+1)]; got != want {
-						t.Errorf("call %d: context cancelled at %v, want %v (0: never)", i+1, got, want)
-					}
-				}
-				if got := held[1]; !slices.Equal(got, tt.wantHeld) {
-					t.Errorf("call 1's Holds reported %v, want %v", got, tt.wantHeld)
-				}
-			})
+			runGroupScenario(t, groupScenario{holds: tt.holds, arrivals: tt.arrivals,
+				wantHeld: tt.wantHeld, wantCalls: tt.wantCalls, wantCancelled: tt.wantCancelled})
 		})
 	}
+}
+
+// groupScenario is callers arriving at one Group's key, each call
+// (groupCallTime long unless cancelled) holding itself as holds say.
+type groupScenario struct {
+	holds    []hold // each call's
+	arrivals []groupArrival
+	// wantHeld is what each of call 1's Holds reported.
+	wantHeld  []bool
+	wantCalls int32
+	// wantCancelled is when each call's context was cancelled, call 1
+	// first; 0 for a call that finished uncancelled.
+	wantCancelled []time.Duration
+}
+
+// runGroupScenario runs sc in a synctest bubble: each caller in turn at
+// its time, once the one before it has joined or started a call.
+func runGroupScenario(t *testing.T, sc groupScenario) {
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			g         Group[int32]
+			calls     atomic.Int32
+			mu        sync.Mutex
+			cancelled = map[int32]time.Duration{} // by call
+			held      = map[int32][]bool{}        // by call
+		)
+		start := time.Now()
+		fn := func(ctx context.Context) (int32, error) {
+			n := calls.Add(1)
+			for _, h := range sc.holds {
+				time.AfterFunc(h.at, func() {
+					release, ok := Hold(ctx)
+					mu.Lock()
+					held[n] = append(held[n], ok)
+					mu.Unlock()
+					if h.release > 0 {
+						time.AfterFunc(h.release-h.at, func() { release(); release() })
+					}
+				})
+			}
+			select {
+			case <-time.After(groupCallTime):
+				return n, nil
+			case <-ctx.Done():
+				if cause := context.Cause(ctx); cause != ErrCallAbandoned {
+					t.Errorf("call %d: context cancelled with cause %v, want ErrCallAbandoned", n, cause)
+				}
+				mu.Lock()
+				cancelled[n] = time.Since(start)
+				mu.Unlock()
+				return 0, ctx.Err()
+			}
+		}
+		var wg sync.WaitGroup
+		for i, a := range sc.arrivals {
+			time.Sleep(a.at - time.Since(start))
+			ctx, cancel := context.WithCancel(t.Context())
+			if a.leaveAt > 0 {
+				time.AfterFunc(a.leaveAt-a.at, cancel)
+			}
+			wg.Go(func() {
+				defer cancel()
+				res, err := g.Do(ctx, "k", fn)
+				if at := time.Since(start); at != a.wantAt {
+					t.Errorf("caller %d: Do returned at %v, want %v", i, at, a.wantAt)
+				}
+				if a.wantCall == 0 {
+					if !errors.Is(err, context.Canceled) || res != (GroupResult[int32]{}) {
+						t.Errorf("caller %d: Do = %+v, %v; want context.Canceled and no result", i, res, err)
+					}
+					return
+				}
+				if want := (GroupResult[int32]{Val: a.wantCall, Shared: a.wantShared, Call: uint64(a.wantCall)}); err != nil || res != want {
+					t.Errorf("caller %d: Do = %+v, %v; want %+v", i, res, err, want)
+				}
+			})
+			synctest.Wait() // it has joined or started a call
+		}
+		wg.Wait()
+		time.Sleep(time.Minute) // every call and timer has ended
+		mu.Lock()
+		defer mu.Unlock()
+		if got := calls.Load(); got != sc.wantCalls {
+			t.Errorf("%d calls, want %d", got, sc.wantCalls)
+		}
+		for i, want := range sc.wantCancelled {
+			if got := cancelled[int32(i+1)]; got != want {
+				t.Errorf("call %d: context cancelled at %v, want %v (0: never)", i+1, got, want)
+			}
+		}
+		if got := held[1]; !slices.Equal(got, sc.wantHeld) {
+			t.Errorf("call 1's Holds reported %v, want %v", got, sc.wantHeld)
+		}
+	})
 }
 
 // Hold holds nothing outside a Group's call.
