@@ -23,12 +23,8 @@ func TestEmptiedRedisIsNoFreshBudget(t *testing.T) {
 		name  string
 		empty func(t *testing.T, srv *redistest.Server)
 	}{
-		{"flushall", func(t *testing.T, srv *redistest.Server) {
-			if err := newClient(t, srv).FlushAll(context.Background()).Err(); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"restart between calls", func(t *testing.T, srv *redistest.Server) { srv.Restart() }},
+		{"flushall", flushAll},
+		{"restart between calls", restartRedis},
 		{"epoch key evicted", func(t *testing.T, srv *redistest.Server) {
 			c := newClient(t, srv)
 			keys, err := c.Keys(context.Background(), redisstate.DefaultPrefix+"*").Result()
@@ -74,3 +70,14 @@ func TestEmptiedRedisIsNoFreshBudget(t *testing.T) {
 		})
 	}
 }
+
+// flushAll empties srv's Redis (FLUSHALL), as an operator or a failover
+// might, without a restart.
+func flushAll(t *testing.T, srv *redistest.Server) {
+	if err := newClient(t, srv).FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// restartRedis restarts srv's Redis empty.
+func restartRedis(_ *testing.T, srv *redistest.Server) { srv.Restart() }

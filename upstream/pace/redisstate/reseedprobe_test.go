@@ -31,12 +31,8 @@ func TestReseedKeepsTheProbe(t *testing.T) {
 		name string
 		lose func(t *testing.T, srv *redistest.Server)
 	}{
-		{"flushall", func(t *testing.T, srv *redistest.Server) {
-			if err := newClient(t, srv).FlushAll(context.Background()).Err(); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"restart", func(t *testing.T, srv *redistest.Server) { srv.Restart() }},
+		{"flushall", flushAll},
+		{"restart", restartRedis},
 	}
 	grace := redisstate.DefaultSeedGrace
 	for _, loss := range losses {
