@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -306,4 +307,33 @@ func TestAppAbandonedLookupOrMint(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A mint whose only caller left before it could hold itself (Hold) is
+// not a failure to remember: the next caller mints, rather than being
+// answered the abandoned mint's context.Canceled for mintRetry. With one P
+// the starting caller leaves before the call's goroutine runs.
+func TestAppMintAbandonedBeforeHoldNotRemembered(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	synctest.Test(t, func(t *testing.T) {
+		app, emu, _ := newPipeApp(t, 5, time.Second, emulator.RouteCreateInstallationToken, time.Second)
+		cred, err := app.For(t.Context(), "acme", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone, cancel := context.WithCancel(t.Context())
+		cancel()
+		if _, err := cred.Token(gone); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Token with an ended context: %v, want context.Canceled", err)
+		}
+		synctest.Wait()
+		time.Sleep(time.Second)
+		tok, err := cred.Token(t.Context())
+		if err != nil || tok == "" {
+			t.Errorf("Token after an abandoned mint: %q, %v; want a token", tok, err)
+		}
+		if got := emu.Count(emulator.RouteCreateInstallationToken); got != 1 {
+			t.Errorf("%d mints reached GitHub, want 1", got)
+		}
+	})
 }

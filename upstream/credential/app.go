@@ -731,9 +731,14 @@ func (in *installation) Token(ctx context.Context) (string, error) {
 // than the next caller minting another. It remembers what GitHub answered
 // (see Token).
 func (in *installation) sharedMint(ctx context.Context, tr *ghinstallation.Transport, gen int) (string, error) {
-	if release, ok := coalesce.Hold(ctx); ok {
-		defer release()
+	release, ok := coalesce.Hold(ctx)
+	if !ok {
+		// Every caller left before the mint began: nothing was sent,
+		// and nothing is remembered (a context's end is no mint
+		// failure), so the next caller mints.
+		return "", fmt.Errorf("credential: mint for GitHub App installation %d not sent: %w", in.id, context.Cause(ctx))
 	}
+	defer release()
 	keyGen := in.app.signer.generation()
 	mctx, cancel := context.WithTimeout(ctx, mintTimeout)
 	defer cancel()
