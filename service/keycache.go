@@ -264,9 +264,10 @@ func (c *keyCache) revalidateKey(ctx context.Context, s upstream.Scope, stale up
 
 		k, err := c.check(ctx, s, old, true)
 		var te *upstream.ThrottledError
-		if errors.As(err, &te) || (err == nil && k.id != old.id && k.id != old.replaced) {
-			// The pacer sent nothing, or the check found a rotation: give
-			// the budget back. The budget bounds checks that find nothing;
+		if errors.As(err, &te) || (err != nil && ctx.Err() != nil) || (err == nil && k.id != old.id && k.id != old.replaced) {
+			// The pacer sent nothing, the call ended before GitHub
+			// answered (every caller left: it checked nothing), or the
+			// check found a rotation: give the budget back. The budget bounds checks that find nothing;
 			// one that found a new key was called for, and the next
 			// rotation, however soon, must find its key too (refunds are
 			// bounded by GitHub's rotations, which no caller causes). A

@@ -170,3 +170,29 @@ func TestKeyCacheAbandonedFetchCancelled(t *testing.T) {
 		})
 	}
 }
+
+// A forced revalidation every caller left before GitHub answered it
+// checked nothing: it gives its budget back, so that the next caller's
+// evidence against the key is checked (here it finds the rotation)
+// rather than answered the cached key for a TTL.
+func TestKeyCacheAbandonedRevalidationRefunds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeKeys(t)
+		c := newKeyCache(f, time.Minute)
+		if _, err := c.get(t.Context(), testScope); err != nil {
+			t.Fatal(err)
+		}
+		f.id.Store(2)
+		f.gate = make(chan struct{}) // GitHub does not answer
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		if _, err := c.revalidate(ctx, testScope, "1"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("revalidate with a caller leaving = %v, want DeadlineExceeded", err)
+		}
+		synctest.Wait() // the abandoned call has ended
+		f.gate = nil
+		if k, err := c.revalidate(t.Context(), testScope, "1"); err != nil || k.id != "2" {
+			t.Errorf("revalidate after an abandoned one = %+v, %v; want key 2", k, err)
+		}
+	})
+}
