@@ -74,12 +74,10 @@ func TestProbeAfterPauseWithoutHint(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				p := newPacer(t, Config{MaxInFlight: 10, SecondaryPause: pause})
-				t0 := time.Now()
+				gh := &limitedGitHub{t0: time.Now(), liftAt: tc.liftAt}
 				var (
-					mu      sync.Mutex
-					sent    []time.Duration
-					refused int
-					failed  bool
+					mu     sync.Mutex
+					failed bool
 				)
 				// call sends one caller's request until GitHub accepts it.
 				call := func(caller string) {
@@ -89,21 +87,15 @@ func TestProbeAfterPauseWithoutHint(t *testing.T) {
 							t.Error(err)
 							return
 						}
-						at := time.Since(t0)
 						mu.Lock()
-						fail := tc.fail != "" && !failed && at >= tc.failAt
+						fail := tc.fail != "" && !failed && time.Since(gh.t0) >= tc.failAt
 						failed = failed || fail
+						mu.Unlock()
 						if fail && tc.fail == "unsent" {
-							mu.Unlock()
 							pm.Unsent()
 							continue
 						}
-						sent = append(sent, at)
-						refuse := at < tc.liftAt
-						if refuse && !fail {
-							refused++
-						}
-						mu.Unlock()
+						refuse := gh.send(!fail) // a request without an answer is no refusal
 						time.Sleep(lat)
 						switch {
 						case fail:
@@ -128,14 +120,49 @@ func TestProbeAfterPauseWithoutHint(t *testing.T) {
 					wg.Go(func() { call(c) })
 				}
 				wg.Wait()
-				slices.Sort(sent)
-				if !slices.Equal(sent, tc.wantSent) {
-					t.Errorf("sent at %v,\nwant      %v", sent, tc.wantSent)
-				}
-				if refused != tc.wantRefused {
-					t.Errorf("%d refused, want %d", refused, tc.wantRefused)
-				}
+				gh.check(t, tc.wantSent, tc.wantRefused)
 			})
 		})
+	}
+}
+
+// limitedGitHub is the probe tests' fake GitHub: its secondary limit holds
+// until liftAt from t0, refusing what arrives before then. It notes when
+// each request was sent and how many it refused.
+type limitedGitHub struct {
+	t0     time.Time
+	liftAt time.Duration
+
+	mu      sync.Mutex
+	sent    []time.Duration
+	refused int
+}
+
+// send notes a request sent now and says whether the limit refuses it,
+// counting the refusal when counted.
+func (g *limitedGitHub) send(counted bool) (refuse bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	at := time.Since(g.t0)
+	g.sent = append(g.sent, at)
+	refuse = at < g.liftAt
+	if refuse && counted {
+		g.refused++
+	}
+	return refuse
+}
+
+// check reports sending times (in any order) or a count of refusals other
+// than wanted.
+func (g *limitedGitHub) check(t *testing.T, wantSent []time.Duration, wantRefused int) {
+	t.Helper()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	sent := slices.Sorted(slices.Values(g.sent))
+	if !slices.Equal(sent, wantSent) {
+		t.Errorf("sent at %v,\nwant      %v", sent, wantSent)
+	}
+	if g.refused != wantRefused {
+		t.Errorf("%d refused, want %d", g.refused, wantRefused)
 	}
 }

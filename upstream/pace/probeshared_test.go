@@ -2,7 +2,6 @@ package pace
 
 import (
 	"net/http"
-	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -51,12 +50,7 @@ func TestProbeHoldsRequestsWaitingOnTheState(t *testing.T) {
 				st := NewMemoryState(StateLimits{SecondaryPause: pause, MaxInFlight: MaxConcurrent})
 				cfg := Config{MaxInFlight: 10, SecondaryPause: pause, State: st}
 				other, p := newPacer(t, cfg), newPacer(t, cfg)
-				t0 := time.Now()
-				var (
-					mu      sync.Mutex
-					sent    []time.Duration
-					refused int
-				)
+				gh := &limitedGitHub{t0: time.Now(), liftAt: tc.liftAt}
 				// call sends one caller's request through pacer until
 				// GitHub accepts it (once only for the other replica's).
 				call := func(pacer *Pacer, caller string) {
@@ -66,14 +60,7 @@ func TestProbeHoldsRequestsWaitingOnTheState(t *testing.T) {
 							t.Error(err)
 							return
 						}
-						at := time.Since(t0)
-						mu.Lock()
-						sent = append(sent, at)
-						refuse := at < tc.liftAt
-						if refuse {
-							refused++
-						}
-						mu.Unlock()
+						refuse := gh.send(true)
 						time.Sleep(lat)
 						if !refuse {
 							pm.Done(http.StatusOK, nil, lat)
@@ -86,7 +73,7 @@ func TestProbeHoldsRequestsWaitingOnTheState(t *testing.T) {
 					}
 				}
 				var wg sync.WaitGroup
-				p.Backoff(t0.Add(time.Second)) // B, C and D queue until +1 s
+				p.Backoff(gh.t0.Add(time.Second)) // B, C and D queue until +1 s
 				wg.Go(func() { call(other, "A") })
 				time.Sleep(lat)
 				synctest.Wait() // A is refused: the State pauses every replica
@@ -99,13 +86,7 @@ func TestProbeHoldsRequestsWaitingOnTheState(t *testing.T) {
 					t.Errorf("%d in flight on this pacer, want 3 admitted and held by the State", s.InFlight)
 				}
 				wg.Wait()
-				slices.Sort(sent)
-				if !slices.Equal(sent, tc.wantSent) {
-					t.Errorf("sent at %v,\nwant      %v", sent, tc.wantSent)
-				}
-				if refused != tc.wantRefused {
-					t.Errorf("%d refused, want %d", refused, tc.wantRefused)
-				}
+				gh.check(t, tc.wantSent, tc.wantRefused)
 			})
 		})
 	}
