@@ -2,8 +2,6 @@ package service
 
 import (
 	"context"
-	"fmt"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -16,34 +14,6 @@ import (
 	"github.com/secretbroker/secretbroker/service/state"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
-
-// hungOpStore is a state store whose operation writes, once hang is set,
-// wait for their context to end (a Redis that does not answer).
-type hungOpStore struct {
-	state.Store
-	hang    atomic.Bool
-	arrived chan struct{}
-}
-
-func (h *hungOpStore) wait(ctx context.Context, what string) error {
-	h.arrived <- struct{}{}
-	<-ctx.Done()
-	return fmt.Errorf("state: %s: %w", what, ctx.Err())
-}
-
-func (h *hungOpStore) PutOperation(ctx context.Context, op *state.Operation) error {
-	if h.hang.Load() {
-		return h.wait(ctx, "put operation")
-	}
-	return h.Store.PutOperation(ctx, op)
-}
-
-func (h *hungOpStore) UpdateOperation(ctx context.Context, id string, fn func(*state.Operation) error) (*state.Operation, error) {
-	if h.hang.Load() {
-		return nil, h.wait(ctx, "update operation")
-	}
-	return h.Store.UpdateOperation(ctx, id, fn)
-}
 
 // TestDrainedCallOutcomeIsItsAnswer: a mutating call the shutdown's drain
 // stops before anything was sent returns CANCELLED, which the drain
@@ -95,14 +65,14 @@ func TestDrainedCallOutcomeIsItsAnswer(t *testing.T) {
 					// never run (the runner does not resume it).
 					mem := storeWaitingOperation(t)
 					arrived := make(chan struct{}, 1)
-					store := &hungOpStore{Store: mem, arrived: arrived}
+					store := &faultyOpStore{Store: mem, fault: hangOps(arrived)}
 					var trail syncBuffer
 					h := newHarness(t, harnessOpts{audit: audit.NewWriter(&trail, nil), state: store})
 					closeOps(t, h.server)
 					if c.slow != "" {
 						h.emu.InjectFault(emulator.Fault{Route: c.slow, Latency: time.Hour, Arrived: arrived})
 					} else {
-						store.hang.Store(true)
+						store.on.Store(true)
 					}
 					ctx, stop := context.WithCancelCause(t.Context())
 					defer stop(nil)
@@ -118,7 +88,7 @@ func TestDrainedCallOutcomeIsItsAnswer(t *testing.T) {
 						stop(context.Canceled)
 					}
 					err := <-answered
-					store.hang.Store(false)
+					store.on.Store(false)
 					time.Sleep(2 * time.Hour) // what the call left (a shared key fetch) ends
 					if status.Code(err) != codes.Canceled {
 						t.Fatalf("answered %v, want CANCELLED (the drain answers UNAVAILABLE)", err)

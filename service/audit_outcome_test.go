@@ -16,25 +16,41 @@ import (
 	"github.com/secretbroker/secretbroker/service/state"
 )
 
-// failingOpStore is a state store whose operation writes fail once fail
-// is set: Redis unreachable.
-type failingOpStore struct {
+// faultyOpStore is a state store whose operation writes, once on is set,
+// are not stored but fail with fault's error: at once (failOps, Redis
+// unreachable) or once the write's context ends (hangOps, a Redis that
+// does not answer).
+type faultyOpStore struct {
 	state.Store
-	fail atomic.Bool
+	on    atomic.Bool
+	fault func(ctx context.Context) error
 }
 
 var errStoreDown = errors.New("redis: connection refused")
 
-func (f *failingOpStore) PutOperation(ctx context.Context, op *state.Operation) error {
-	if f.fail.Load() {
-		return fmt.Errorf("state: put operation: %w", errStoreDown)
+// failOps is a faultyOpStore's fault for a store that refuses at once.
+func failOps(context.Context) error { return errStoreDown }
+
+// hangOps is a faultyOpStore's fault for a store that does not answer: it
+// tells arrived, then waits for the write's context to end.
+func hangOps(arrived chan<- struct{}) func(context.Context) error {
+	return func(ctx context.Context) error {
+		arrived <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+}
+
+func (f *faultyOpStore) PutOperation(ctx context.Context, op *state.Operation) error {
+	if f.on.Load() {
+		return fmt.Errorf("state: put operation: %w", f.fault(ctx))
 	}
 	return f.Store.PutOperation(ctx, op)
 }
 
-func (f *failingOpStore) UpdateOperation(ctx context.Context, id string, fn func(*state.Operation) error) (*state.Operation, error) {
-	if f.fail.Load() {
-		return nil, fmt.Errorf("state: update operation: %w", errStoreDown)
+func (f *faultyOpStore) UpdateOperation(ctx context.Context, id string, fn func(*state.Operation) error) (*state.Operation, error) {
+	if f.on.Load() {
+		return nil, fmt.Errorf("state: update operation: %w", f.fault(ctx))
 	}
 	return f.Store.UpdateOperation(ctx, id, fn)
 }
@@ -82,11 +98,11 @@ func TestOutcomeRecordSaysWhatTheCallerWasAnswered(t *testing.T) {
 				if err := mem.PutOperation(t.Context(), op); err != nil {
 					t.Fatal(err)
 				}
-				store := &failingOpStore{Store: mem}
+				store := &faultyOpStore{Store: mem, fault: failOps}
 				var trail syncBuffer
 				h := newHarness(t, harnessOpts{audit: audit.NewWriter(&trail, nil), state: store})
 				closeOps(t, h.server)
-				store.fail.Store(true)
+				store.on.Store(true)
 				err = c.do(t.Context(), h)
 				answered := status.Code(err)
 				if answered != codes.Unavailable {
