@@ -69,7 +69,7 @@ type Config struct {
 	// UpstreamURL is GitHub's REST API. Flag --upstream-url. Default
 	// upstream.DefaultBaseURL, "https://api.github.com"; GitHub Enterprise
 	// Server is "https://HOST/api/v3". https, or http on a loopback host
-	// only. Ignored in dev mode.
+	// only. An error with Dev (refuseDevIgnored).
 	UpstreamURL string
 
 	// UpstreamTokenFile is the file that holds the GitHub token. Flag
@@ -504,6 +504,9 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 	// --dev-github-app is --dev for everything that depends on it, from
 	// here on (validateGitHubApp checks it further).
 	cfg.Dev = cfg.Dev || cfg.GitHubApp.Dev
+	if err := cfg.refuseDevIgnored(given, lookupEnv); err != nil {
+		return Config{}, err
+	}
 	if err := cfg.applyDevLimits(given, lookupEnv); err != nil {
 		return Config{}, err
 	}
@@ -532,6 +535,42 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// devIgnoredFlags are the flags --dev would ignore: it talks to the
+// embedded emulator at its own URL with its own token, so a GitHub to
+// reach (--upstream-url), a token for it (--upstream-token-file) and plain
+// http to it (--upstream-allow-http) mean nothing to it. An operator who
+// gives one with --dev most likely meant a real GitHub, and is told so
+// rather than served by the emulator.
+//
+// The other flags --dev changes are deliberate and stay allowed:
+// GITHUB_TOKEN is an environment variable a developer's shell often holds
+// for other tools, and not a flag (readToken; run logs that it is not
+// used); the listen addresses are kept when on loopback and refused
+// otherwise (devAddr); --caller-rps and --log-format only change their
+// defaults; --allow-unauthenticated changes nothing on the loopback
+// addresses --dev binds, as without --dev; the API versions, the legacy
+// routes and the pacing flags are used toward the emulator, which honours
+// them; the GitHub App flags are refused by validateGitHubApp.
+func devIgnoredFlags() []string {
+	return []string{"upstream-url", "upstream-token-file", "upstream-allow-http"}
+}
+
+// refuseDevIgnored returns an error naming --dev and the first of
+// devIgnoredFlags given as a flag or in the environment, when in dev
+// mode. given holds the flags given on the command line.
+func (c *Config) refuseDevIgnored(given map[string]bool, lookupEnv func(string) (string, bool)) error {
+	if !c.Dev {
+		return nil
+	}
+	for _, name := range devIgnoredFlags() {
+		_, fromEnv := lookupEnv(envName(name))
+		if given[name] || fromEnv {
+			return fmt.Errorf("--dev runs against the embedded emulator, with its own URL and token: give no --%s (%s) with it", name, envName(name))
+		}
+	}
+	return nil
 }
 
 // wantedForm says what form flag f's value takes, for an error about a
