@@ -311,6 +311,11 @@ type Config struct {
 	// state's fingerprints. Flag --state-hmac-key-file. Default: none, a
 	// random key is generated and kept in the state store.
 	StateHMACKeyFile string
+	// StateLockTimeout is how long a start waits for the lock on the state
+	// file when another process holds it (a broker on the same --state-dir
+	// still stopping). Flag --state-lock-timeout. Default: 2s
+	// (state.DefaultLockTimeout). A signal ends the wait at once.
+	StateLockTimeout time.Duration
 
 	// spanExporter, when set (tests only), receives the spans instead of
 	// the exporter TracesExporter names.
@@ -676,6 +681,9 @@ func (c *Config) validate() error {
 	if err := c.validateGitHubApp(); err != nil {
 		return err
 	}
+	if c.StateLockTimeout <= 0 {
+		return fmt.Errorf("--state-lock-timeout must be positive, got %s", c.StateLockTimeout)
+	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
 	}
@@ -1020,6 +1028,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("max_queue_wait", c.MaxQueueWait),
 		slog.Int("upstream_max_queue", c.UpstreamMaxQueue),
 		slog.String("state_dir", c.StateDir),
+		slog.Duration("state_lock_timeout", c.StateLockTimeout),
 		slog.Bool("state_hmac_key", c.StateHMACKeyFile != ""),
 	)
 }

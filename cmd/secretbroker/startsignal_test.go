@@ -18,7 +18,7 @@ import (
 // lockWaitMsg is the start of the line the broker logs once it waits for
 // its state file's lock, which another process holds: a step of its start
 // that a test can hold it in for as long as the lock wait lasts
-// (state.DefaultLockTimeout), by holding the lock.
+// (--state-lock-timeout), by holding the lock.
 const lockWaitMsg = "state store: waiting for the lock on its file"
 
 // heldStateDir returns a --state-dir whose file's lock the test holds
@@ -80,7 +80,13 @@ func TestStopDuringStart(t *testing.T) {
 			args := []string{"--upstream-url=http://127.0.0.1:1",
 				"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0"}
 			if tc.held {
-				args = append(args, "--state-dir="+heldStateDir(t))
+				// Past the wait only if no signal ends it: the signal
+				// has no deadline to beat.
+				wait := "--state-lock-timeout=10m"
+				if !tc.signal {
+					wait = "--state-lock-timeout=50ms"
+				}
+				args = append(args, "--state-dir="+heldStateDir(t), wait)
 			}
 			cfg, err := loadConfig(args, envMap(map[string]string{"GITHUB_TOKEN": testToken}), io.Discard)
 			if err != nil {
@@ -122,15 +128,16 @@ func TestSignalDuringStartExitsZero(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		signal   bool
+		wait     string // --state-lock-timeout: the signal has no deadline to beat
 		wantCode int
 		wantLog  string
 	}{
-		{name: "SIGTERM while the lock is held", signal: true, wantCode: 0, wantLog: "stopped before serving"},
-		{name: "lock held past the wait", wantCode: 1, wantLog: "locked by another process"},
+		{name: "SIGTERM while the lock is held", signal: true, wait: "10m", wantCode: 0, wantLog: "stopped before serving"},
+		{name: "lock held past the wait", wait: "50ms", wantCode: 1, wantLog: "locked by another process"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			log := newProcLog()
-			cmd := exec.Command(bin, "--dev", "--state-dir="+heldStateDir(t), "--log-format=json",
+			cmd := exec.Command(bin, "--dev", "--state-dir="+heldStateDir(t), "--state-lock-timeout="+tc.wait, "--log-format=json",
 				"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0")
 			cmd.Env = procEnv()
 			cmd.Stdout, cmd.Stderr = log, log

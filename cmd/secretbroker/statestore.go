@@ -24,6 +24,8 @@ func registerStateFlags(fs *flag.FlagSet, cfg *Config) {
 		"`directory` of the broker's state file ("+state.BoltFileName+"): what it wrote, to skip unchanged writes, detect drift and prune only what an owner wrote; one replica: it wins over --redis-url for this state (default: in Redis with --redis-url, shared by the replicas, else in memory, lost on exit)")
 	fs.StringVar(&cfg.StateHMACKeyFile, "state-hmac-key-file", "",
 		"`file` with the key (raw bytes, at least 32) the state's fingerprints are made under (default: a random key kept in the state store)")
+	fs.DurationVar(&cfg.StateLockTimeout, "state-lock-timeout", state.DefaultLockTimeout,
+		"how long a start waits for the lock on the --state-dir file while another process holds it (a broker on the same directory still stopping); a signal ends the wait")
 }
 
 // openState opens the state store the configuration asks for, with the
@@ -55,7 +57,7 @@ func openState(ctx context.Context, cfg Config, logger *slog.Logger, rc redis.Un
 	}
 	switch {
 	case cfg.StateDir != "":
-		st, err := openBolt(ctx, cfg.StateDir, opts, logger)
+		st, err := openBolt(ctx, cfg.StateDir, cfg.StateLockTimeout, opts, logger)
 		if err != nil {
 			return nil, fmt.Errorf("state store --state-dir %s: %w", cfg.StateDir, err)
 		}
@@ -88,12 +90,12 @@ func openState(ctx context.Context, cfg Config, logger *slog.Logger, rc redis.Un
 const boltLockStep = 100 * time.Millisecond
 
 // openBolt opens the file store under dir as state.OpenBolt does, waiting
-// up to state.DefaultLockTimeout in all for the lock another process
+// up to wait in all for the lock another process
 // holds on the file (a broker still stopping, or a second one on the same
 // --state-dir), and saying so once it waits; it stops waiting when ctx is
 // done (a signal during the start), with an error wrapping ctx's.
-func openBolt(ctx context.Context, dir string, opts state.Options, logger *slog.Logger) (*state.Bolt, error) {
-	deadline := time.Now().Add(state.DefaultLockTimeout)
+func openBolt(ctx context.Context, dir string, wait time.Duration, opts state.Options, logger *slog.Logger) (*state.Bolt, error) {
+	deadline := time.Now().Add(wait)
 	for waited := false; ; waited = true {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("stopped waiting for the state file's lock: %w", err)
@@ -103,13 +105,13 @@ func openBolt(ctx context.Context, dir string, opts state.Options, logger *slog.
 		st, err := state.OpenBolt(dir, opts)
 		if err == nil || !errors.Is(err, state.ErrLocked) || !time.Now().Before(deadline) {
 			if err != nil && waited && errors.Is(err, state.ErrLocked) {
-				return nil, fmt.Errorf("%w (waited %v in all)", err, state.DefaultLockTimeout)
+				return nil, fmt.Errorf("%w (waited %v in all, --state-lock-timeout)", err, wait)
 			}
 			return st, err
 		}
 		if !waited {
 			logger.Info("state store: waiting for the lock on its file, which another process holds (another broker on this --state-dir, or one still stopping)",
-				slog.String("dir", dir), slog.Duration("at_most", state.DefaultLockTimeout))
+				slog.String("dir", dir), slog.Duration("at_most", wait))
 		}
 	}
 }
