@@ -69,7 +69,7 @@ type Config struct {
 	// UpstreamURL is GitHub's REST API. Flag --upstream-url. Default
 	// upstream.DefaultBaseURL, "https://api.github.com"; GitHub Enterprise
 	// Server is "https://HOST/api/v3". https, or http on a loopback host
-	// only. Ignored in dev mode.
+	// only. An error with Dev (refuseDevIgnored).
 	UpstreamURL string
 
 	// UpstreamTokenFile is the file that holds the GitHub token. Flag
@@ -311,6 +311,11 @@ type Config struct {
 	// state's fingerprints. Flag --state-hmac-key-file. Default: none, a
 	// random key is generated and kept in the state store.
 	StateHMACKeyFile string
+	// StateLockTimeout is how long a start waits for the lock on the state
+	// file when another process holds it (a broker on the same --state-dir
+	// still stopping). Flag --state-lock-timeout. Default: 2s
+	// (state.DefaultLockTimeout). A signal ends the wait at once.
+	StateLockTimeout time.Duration
 
 	// spanExporter, when set (tests only), receives the spans instead of
 	// the exporter TracesExporter names.
@@ -504,6 +509,9 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 	// --dev-github-app is --dev for everything that depends on it, from
 	// here on (validateGitHubApp checks it further).
 	cfg.Dev = cfg.Dev || cfg.GitHubApp.Dev
+	if err := cfg.refuseDevIgnored(given, lookupEnv); err != nil {
+		return Config{}, err
+	}
 	if err := cfg.applyDevLimits(given, lookupEnv); err != nil {
 		return Config{}, err
 	}
@@ -532,6 +540,42 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// devIgnoredFlags are the flags --dev would ignore: it talks to the
+// embedded emulator at its own URL with its own token, so a GitHub to
+// reach (--upstream-url), a token for it (--upstream-token-file) and plain
+// http to it (--upstream-allow-http) mean nothing to it. An operator who
+// gives one with --dev most likely meant a real GitHub, and is told so
+// rather than served by the emulator.
+//
+// The other flags --dev changes are deliberate and stay allowed:
+// GITHUB_TOKEN is an environment variable a developer's shell often holds
+// for other tools, and not a flag (readToken; run logs that it is not
+// used); the listen addresses are kept when on loopback and refused
+// otherwise (devAddr); --caller-rps and --log-format only change their
+// defaults; --allow-unauthenticated changes nothing on the loopback
+// addresses --dev binds, as without --dev; the API versions, the legacy
+// routes and the pacing flags are used toward the emulator, which honours
+// them; the GitHub App flags are refused by validateGitHubApp.
+func devIgnoredFlags() []string {
+	return []string{"upstream-url", "upstream-token-file", "upstream-allow-http"}
+}
+
+// refuseDevIgnored returns an error naming --dev and the first of
+// devIgnoredFlags given as a flag or in the environment, when in dev
+// mode. given holds the flags given on the command line.
+func (c *Config) refuseDevIgnored(given map[string]bool, lookupEnv func(string) (string, bool)) error {
+	if !c.Dev {
+		return nil
+	}
+	for _, name := range devIgnoredFlags() {
+		_, fromEnv := lookupEnv(envName(name))
+		if given[name] || fromEnv {
+			return fmt.Errorf("--dev runs against the embedded emulator, with its own URL and token: give no --%s (%s) with it", name, envName(name))
+		}
+	}
+	return nil
 }
 
 // wantedForm says what form flag f's value takes, for an error about a
@@ -636,6 +680,9 @@ func (c *Config) readToken(lookupEnv func(string) (string, bool)) error {
 func (c *Config) validate() error {
 	if err := c.validateGitHubApp(); err != nil {
 		return err
+	}
+	if c.StateLockTimeout <= 0 {
+		return fmt.Errorf("--state-lock-timeout must be positive, got %s", c.StateLockTimeout)
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
@@ -981,6 +1028,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("max_queue_wait", c.MaxQueueWait),
 		slog.Int("upstream_max_queue", c.UpstreamMaxQueue),
 		slog.String("state_dir", c.StateDir),
+		slog.Duration("state_lock_timeout", c.StateLockTimeout),
 		slog.Bool("state_hmac_key", c.StateHMACKeyFile != ""),
 	)
 }

@@ -60,6 +60,7 @@ func TestLoadConfig(t *testing.T) {
 		UpstreamMaxAttempts:       5,
 		KeyTTL:                    10 * time.Minute,
 		ShutdownTimeout:           15 * time.Second,
+		StateLockTimeout:          2 * time.Second,
 		GRPCMaxConnectionAge:      30 * time.Minute,
 		LogLevel:                  slog.LevelInfo,
 		LogFormat:                 "json",
@@ -420,6 +421,38 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: []string{"--http-addr", "loopback"},
 		},
 		{
+			// --dev talks to the emulator only: the GitHub the operator
+			// named would be ignored without a word.
+			name: "dev with an upstream URL",
+			args: []string{"--dev", "--upstream-url=https://ghes.example.com/api/v3"},
+			want: []string{"--dev", "--upstream-url"},
+		},
+		{
+			name: "dev with an upstream URL from the environment",
+			env:  map[string]string{"SECRETBROKER_DEV": "true", "SECRETBROKER_UPSTREAM_URL": "https://api.github.com"},
+			want: []string{"--dev", "--upstream-url", "SECRETBROKER_UPSTREAM_URL"},
+		},
+		{
+			name: "dev app with an upstream URL",
+			args: []string{"--dev-github-app", "--upstream-url=https://api.github.com"},
+			want: []string{"--dev", "--upstream-url"},
+		},
+		{
+			name: "dev with a token file",
+			args: []string{"--dev", "--upstream-token-file=" + twoWords},
+			want: []string{"--dev", "--upstream-token-file"},
+		},
+		{
+			name: "dev with a token file from the environment",
+			env:  map[string]string{"SECRETBROKER_DEV": "true", "SECRETBROKER_UPSTREAM_TOKEN_FILE": "/nonexistent/token"},
+			want: []string{"--dev", "--upstream-token-file", "SECRETBROKER_UPSTREAM_TOKEN_FILE"},
+		},
+		{
+			name: "dev with plain http upstream allowed",
+			args: []string{"--dev", "--upstream-allow-http"},
+			want: []string{"--dev", "--upstream-allow-http"},
+		},
+		{
 			name: "unknown log format",
 			args: []string{"--log-format=xml"},
 			env:  withToken,
@@ -449,6 +482,7 @@ func TestLoadConfigErrors(t *testing.T) {
 			env:  withToken,
 			want: []string{"--shutdown-timeout"},
 		},
+		{name: "zero state lock timeout", args: []string{"--state-lock-timeout=0s"}, env: withToken, want: []string{"--state-lock-timeout must be positive"}},
 		{name: "no request in flight", args: []string{"--upstream-max-in-flight=0"}, env: withToken, want: []string{"--upstream-max-in-flight", "100", "got 0"}},
 		{name: "more in flight than GitHub allows", args: []string{"--upstream-max-in-flight=101"}, env: withToken, want: []string{"--upstream-max-in-flight"}},
 		{name: "negative write interval", args: []string{"--upstream-write-interval=-1s"}, env: withToken, want: []string{"--upstream-write-interval"}},

@@ -19,9 +19,15 @@ import (
 // error.
 func runLabelled(t *testing.T, cfg Config) (left string, err error) {
 	t.Helper()
+	return runLabelledWith(t, t.Context(), cfg, slog.New(slog.DiscardHandler))
+}
+
+// runLabelledWith is runLabelled with run's context and logger.
+func runLabelledWith(t *testing.T, ctx context.Context, cfg Config, logger *slog.Logger) (left string, err error) {
+	t.Helper()
 	label := "failed-start:" + t.Name()
-	pprof.Do(t.Context(), pprof.Labels("test", label), func(ctx context.Context) {
-		err = run(ctx, cfg, slog.New(slog.DiscardHandler), io.Discard, nil)
+	pprof.Do(ctx, pprof.Labels("test", label), func(ctx context.Context) {
+		err = run(ctx, cfg, logger, io.Discard, nil)
 	})
 	var prof bytes.Buffer
 	if perr := pprof.Lookup("goroutine").WriteTo(&prof, 1); perr != nil {

@@ -24,7 +24,9 @@
 //
 // SIGINT or SIGTERM starts a graceful shutdown: /readyz turns 503 and
 // health checks NOT_SERVING, in-flight calls drain for up to
-// --shutdown-timeout, and the process exits 0. A second signal kills it at
+// --shutdown-timeout, and the process exits 0. One before the broker
+// serves stops the start where it is and exits 0 too ("stopped before
+// serving"); a start that fails exits 1. A second signal kills it at
 // once. SIGHUP reads --policy-file again, and never ends the process.
 //
 // "secretbroker --version" prints the version, from the binary's build

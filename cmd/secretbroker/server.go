@@ -94,8 +94,31 @@ const (
 // says when the broker is ready (admin.go), and the gRPC health service
 // says the same (healthFollows). In dev mode it first starts
 // the embedded GitHub emulator and writes a banner with copy-paste
-// commands to banner.
+// commands to banner. When ctx is done before it serves (a signal during
+// the start), it undoes the start and returns nil.
 func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer, ready func(grpcAddr, httpAddr, adminAddr string)) (err error) {
+	// A signal before the broker serves (a pod deleted while it starts)
+	// ends the start where it is: what was set up is undone (the defers
+	// below, which run first) and run returns nil, as after a graceful
+	// shutdown, so that the process exits 0 rather than as failed. A
+	// start that fails for another reason, signal or not, still returns
+	// its error.
+	serving := false
+	defer func() {
+		if err != nil && !serving && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			logger.Info("stopped before serving: asked to stop during the start", slog.Any("cause", context.Cause(ctx)))
+			err = nil
+		}
+	}()
+	// starting returns an error once ctx is done, at the steps after
+	// which the start would act: open the state store, resume the
+	// operations it holds (which write to GitHub), serve.
+	starting := func() error {
+		if ctx.Err() != nil {
+			return fmt.Errorf("start: %w", ctx.Err())
+		}
+		return nil
+	}
 	tr, err := setupTracing(ctx, cfg, logger, cfg.spanExporter)
 	if err != nil {
 		return err
@@ -230,7 +253,10 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	if err := registerBrokerMetrics(mp, trail); err != nil {
 		return err
 	}
-	st, err := openState(cfg, logger, shared.redisClient())
+	if err := starting(); err != nil {
+		return err
+	}
+	st, err := openState(ctx, cfg, logger, shared.redisClient())
 	if err != nil {
 		return err
 	}
@@ -266,6 +292,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	// shutdown closes the runner (with the servers, within
 	// --shutdown-timeout), this defer on an early return; both before the
 	// state store closes.
+	if err := starting(); err != nil {
+		return err
+	}
 	stopResume, err := resumeOperations(ctx, svc, st, logger)
 	if err != nil {
 		return err
@@ -405,6 +434,10 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		ErrorLog:          httpErrorLog(logger),
 	}
 
+	if err := starting(); err != nil {
+		return err
+	}
+	serving = true
 	serveErr := make(chan error, 4)
 	go func() {
 		if err := grpcSrv.Serve(grpcLn); err != nil {

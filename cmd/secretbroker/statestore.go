@@ -24,6 +24,8 @@ func registerStateFlags(fs *flag.FlagSet, cfg *Config) {
 		"`directory` of the broker's state file ("+state.BoltFileName+"): what it wrote, to skip unchanged writes, detect drift and prune only what an owner wrote; one replica: it wins over --redis-url for this state (default: in Redis with --redis-url, shared by the replicas, else in memory, lost on exit)")
 	fs.StringVar(&cfg.StateHMACKeyFile, "state-hmac-key-file", "",
 		"`file` with the key (raw bytes, at least 32) the state's fingerprints are made under (default: a random key kept in the state store)")
+	fs.DurationVar(&cfg.StateLockTimeout, "state-lock-timeout", state.DefaultLockTimeout,
+		"how long a start waits for the lock on the --state-dir file while another process holds it (a broker on the same directory still stopping); a signal ends the wait")
 }
 
 // openState opens the state store the configuration asks for, with the
@@ -37,8 +39,9 @@ func registerStateFlags(fs *flag.FlagSet, cfg *Config) {
 //   - else a memory store, lost on exit.
 //
 // rc is nil when no Redis is configured. The caller closes the store
-// (the Redis store leaves rc open: its owner closes it).
-func openState(cfg Config, logger *slog.Logger, rc redis.UniversalClient) (state.Store, error) {
+// (the Redis store leaves rc open: its owner closes it). Waiting for the
+// file's lock ends when ctx does (openBolt).
+func openState(ctx context.Context, cfg Config, logger *slog.Logger, rc redis.UniversalClient) (state.Store, error) {
 	var opts state.Options
 	if cfg.StateHMACKeyFile != "" {
 		key, err := state.ReadKeyFile(cfg.StateHMACKeyFile)
@@ -54,7 +57,7 @@ func openState(cfg Config, logger *slog.Logger, rc redis.UniversalClient) (state
 	}
 	switch {
 	case cfg.StateDir != "":
-		st, err := state.OpenBolt(cfg.StateDir, opts)
+		st, err := openBolt(ctx, cfg.StateDir, cfg.StateLockTimeout, opts, logger)
 		if err != nil {
 			return nil, fmt.Errorf("state store --state-dir %s: %w", cfg.StateDir, err)
 		}
@@ -80,6 +83,37 @@ func openState(cfg Config, logger *slog.Logger, rc redis.UniversalClient) (state
 		logger.Warn("state store in memory: a restart loses the async operations in progress and the records that skip unchanged writes; give --state-dir or --redis-url to keep them")
 	}
 	return st, nil
+}
+
+// boltLockStep is how long one try of openBolt waits for the file's lock
+// before it looks at its context again.
+const boltLockStep = 100 * time.Millisecond
+
+// openBolt opens the file store under dir as state.OpenBolt does, waiting
+// up to wait in all for the lock another process
+// holds on the file (a broker still stopping, or a second one on the same
+// --state-dir), and saying so once it waits; it stops waiting when ctx is
+// done (a signal during the start), with an error wrapping ctx's.
+func openBolt(ctx context.Context, dir string, wait time.Duration, opts state.Options, logger *slog.Logger) (*state.Bolt, error) {
+	deadline := time.Now().Add(wait)
+	for waited := false; ; waited = true {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("stopped waiting for the state file's lock: %w", err)
+		}
+		// At least a millisecond: 0 is the default timeout.
+		opts.LockTimeout = max(min(boltLockStep, time.Until(deadline)), time.Millisecond)
+		st, err := state.OpenBolt(dir, opts)
+		if err == nil || !errors.Is(err, state.ErrLocked) || !time.Now().Before(deadline) {
+			if err != nil && waited && errors.Is(err, state.ErrLocked) {
+				return nil, fmt.Errorf("%w (waited %v in all, --state-lock-timeout)", err, wait)
+			}
+			return st, err
+		}
+		if !waited {
+			logger.Info("state store: waiting for the lock on its file, which another process holds (another broker on this --state-dir, or one still stopping)",
+				slog.String("dir", dir), slog.Duration("at_most", wait))
+		}
+	}
 }
 
 // resumeRetry is how often the broker tries again to resume operations
@@ -119,6 +153,10 @@ func resumeOperations(ctx context.Context, svc resumer, st state.Store, logger *
 		return err
 	}
 	err = resume(ctx)
+	if err != nil && ctx.Err() != nil {
+		// Stopped during the start (a signal): not a store that fails.
+		return func() {}, err
+	}
 	_, inRedis := st.(*state.Redis)
 	switch st.(type) {
 	case *state.Redis:

@@ -42,7 +42,7 @@ func TestOpenStateWithRedis(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs bytes.Buffer
 			logger := slog.New(slog.NewTextHandler(&logs, nil))
-			st, err := openState(Config{StateDir: tt.dir}, logger, tt.rc)
+			st, err := openState(t.Context(), Config{StateDir: tt.dir}, logger, tt.rc)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -135,7 +135,7 @@ func TestOpenState(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, err := openState(Config{StateDir: tt.dir, StateHMACKeyFile: tt.key}, logger, nil)
+			st, err := openState(t.Context(), Config{StateDir: tt.dir, StateHMACKeyFile: tt.key}, logger, nil)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("openState: %v, want %v", err, tt.wantErr)
 			}
@@ -253,7 +253,7 @@ func TestDevWithAStateStoreWarns(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs syncBuffer
-			st, err := openState(Config{Dev: true, StateDir: tc.dir}, slog.New(slog.NewTextHandler(&logs, nil)), nil)
+			st, err := openState(t.Context(), Config{Dev: true, StateDir: tc.dir}, slog.New(slog.NewTextHandler(&logs, nil)), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
