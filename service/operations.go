@@ -86,6 +86,12 @@ type OperationOptions struct {
 	// --state-dir or --redis-url): an operation that shutdown cuts is
 	// lost, not resumed after a restart, and the runner's log says so.
 	Volatile bool
+	// Sole says no other process uses the state store while this one
+	// does (--state-dir: the file is locked by its one process): the
+	// operations a killed process left leased to its runner are taken
+	// over by the first resume, without waiting for their lease to end
+	// (operation.Options.Sole). Never with a store replicas share.
+	Sole bool
 }
 
 // operations is the Server's runner and the executors of the operations
@@ -117,6 +123,7 @@ func newOperations(s *Server, up Upstream, store state.Store, o OperationOptions
 		FlushEvery: max(o.FlushEvery, 0),
 		MaxWait:    max(o.MaxWait, 0),
 		Volatile:   o.Volatile,
+		Sole:       o.Sole,
 	})
 	if err != nil {
 		// Only a nil store or exec, or a negative option, fails: none here.

@@ -9,8 +9,10 @@ package main
 // the kill. The rig is replicas_process_test.go's, without Redis: the
 // emulator in the test process as upstream, putHold holding the PUT.
 //
-// Nothing here asserts a duration: how long the new process took to
-// resume the operation is logged.
+// The new process holds the file's lock, so it takes the operation over
+// at its start (it resumes before it serves) instead of waiting for the
+// dead process's lease to end. Nothing here asserts a duration: how long
+// the new process took to resume the operation is logged.
 
 import (
 	"context"
@@ -142,6 +144,20 @@ func waitDone(ctx context.Context, t *testing.T, c secretbrokerv1.SecretServiceC
 	}
 }
 
+// resumedBeforeServing reports whether a broker's log (JSON lines) says
+// it resumed operations before "secretbroker serving".
+func resumedBeforeServing(log string) bool {
+	for line := range strings.Lines(log) {
+		switch {
+		case strings.Contains(line, `"msg":"operations resumed"`):
+			return true
+		case strings.Contains(line, `"msg":"secretbroker serving"`):
+			return false
+		}
+	}
+	return false
+}
+
 // TestCrashResume: SIGKILL a broker on a --state-dir during an async
 // batch, restart it on the same directory, and check that the operation
 // it acknowledged completes without losing or repeating a write.
@@ -187,6 +203,12 @@ func TestCrashResume(t *testing.T) {
 
 	second, c := rig.start(t, "broker1")
 	ready := time.Now()
+	// This process holds the file's lock, so the runner that leased the
+	// operation is dead: the start-up resume, before it serves, takes it
+	// over rather than waiting for that lease to end.
+	if !resumedBeforeServing(second.log.text()) {
+		t.Errorf("%s did not resume the operation before serving (at start-up):\n%s", second.name, second.log.tail())
+	}
 	op := waitDone(ctx, t, c, opName)
 	finished := time.Now()
 

@@ -261,6 +261,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		return err
 	}
 	_, volatile := st.(*state.Memory)
+	_, sole := st.(*state.Bolt)
 	opsCut := "operations cut at the shutdown timeout; they resume after a restart"
 	if volatile {
 		opsCut = "operations cut at the shutdown timeout, and lost: the state store is in memory (no --state-dir or --redis-url)"
@@ -285,8 +286,11 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 
 		// Without --state-dir or --redis-url operations live in this
 		// process's memory: a restart loses them, and the logs say so
-		// (openState at start, the runner at shutdown).
-		Operations: service.OperationOptions{Volatile: volatile},
+		// (openState at start, the runner at shutdown). With --state-dir
+		// this process holds the file's lock: the runner that leased an
+		// unfinished operation in it was a dead process's, and the first
+		// resume takes it over (never with Redis, shared by replicas).
+		Operations: service.OperationOptions{Volatile: volatile, Sole: sole},
 	})
 	// Operations a previous process left unfinished run again from here;
 	// shutdown closes the runner (with the servers, within

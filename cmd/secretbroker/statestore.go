@@ -121,20 +121,22 @@ func openBolt(ctx context.Context, dir string, wait time.Duration, opts state.Op
 const resumeRetry = 5 * time.Second
 
 // resumeEvery is how often a broker with the state in Redis or a file
-// looks for operations to take over: one whose runner died keeps that
-// runner's lease for at most operation.DefaultLease (the service's runner
-// uses the default), so it is taken over within about two leases.
+// looks for operations to take over: in Redis, one whose runner died
+// keeps that runner's lease for at most operation.DefaultLease (the
+// service's runner uses the default), so it is taken over within about
+// two leases (with a file, the start-up resume takes them at once).
 const resumeEvery = operation.DefaultLease
 
 // resumeOperations resumes the operations a previous process left
 // unfinished.
 //
 // With a memory store nothing outlives the process: the resume runs
-// once, here. With a file (--state-dir), one process owns the store, but
-// a process that died (killed, out of memory) left its operations leased
-// to its runner for up to a lease, and a restart within that time must
-// not leave them unfinished: the resume runs here, its error is returned,
-// and it runs again in the background every resumeEvery. With the state
+// once, here. With a file (--state-dir), one process owns the store: a
+// process that died (killed, out of memory) left its operations leased to
+// its runner for up to a lease, and this process, holding the file's
+// lock, knows that runner is dead, so the resume here takes them over at
+// once (service.OperationOptions.Sole); its error is returned, and it
+// runs again in the background every resumeEvery. With the state
 // in Redis, the replicas share the operations, each held by a lease its
 // runner renews: the resume runs here, then again in the background for
 // the process's lifetime, every resumeEvery, to take over the operations

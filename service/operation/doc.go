@@ -55,6 +55,9 @@
 // Lease, it takes over the operations of a runner that died within about
 // two leases. Close releases the leases of the operations it pauses
 // (LeaseUntil zero), so another runner's next Resume takes them at once.
+// A runner on a store no other process uses (Options.Sole: a file its
+// process holds locked) takes over another runner's lease at once, since
+// that runner's process is dead.
 // A CancelOperation answered by a replica that does not run the
 // operation marks it, and its runner stops it at its next renewal.
 // Leases compare the replicas' clocks: they should agree to well within

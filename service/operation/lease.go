@@ -37,9 +37,10 @@ func newRunnerID() string {
 func (r *Runner) ID() string { return r.id }
 
 // heldByOther reports whether another runner holds a lease on op that has
-// not ended at now.
+// not ended at now. A sole runner (Options.Sole) has no live other: a
+// lease it did not take is a dead process's.
 func (r *Runner) heldByOther(op *state.Operation, now time.Time) bool {
-	return op.Runner != "" && op.Runner != r.id && now.Before(op.LeaseUntil)
+	return !r.sole && op.Runner != "" && op.Runner != r.id && now.Before(op.LeaseUntil)
 }
 
 // take gives r the lease on o, unless o is done or another runner's lease

@@ -462,3 +462,55 @@ func TestLeaseCancelFromOtherRunner(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaseSoleRunnerTakesOverAtOnce: a process killed while it ran an
+// operation left it leased to its runner for up to a lease. A runner on a
+// store only it uses (Options.Sole: a file one process holds) knows that
+// runner is dead, and its first Resume takes the operation over at once;
+// a runner sharing the store (Redis) leaves it until the lease ends.
+func TestLeaseSoleRunnerTakesOverAtOnce(t *testing.T) {
+	tests := []struct {
+		name        string
+		sole        bool
+		wantResumed int
+	}{
+		{name: "sole: taken over at once", sole: true, wantResumed: 1},
+		{name: "shared: left to the lease's end", sole: false, wantResumed: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const n = 3
+				mem := newMemory(t)
+				in := newOp("alice", n, "v")
+				in.ID, in.Metadata.Total = "op1", n
+				in.Runner, in.LeaseUntil = "deadbeefdeadbeef", time.Now().Add(DefaultLease)
+				if err := mem.PutOperation(t.Context(), in); err != nil {
+					t.Fatal(err)
+				}
+				fe := &fakeExec{}
+				r, _ := newRunner(t, mem, fe.exec, Options{Sole: tt.sole})
+				defer closeBounded(t, r)
+				start := time.Now()
+				if got, err := r.Resume(t.Context()); got != tt.wantResumed || err != nil {
+					t.Fatalf("Resume = %d, %v; want %d", got, err, tt.wantResumed)
+				}
+				synctest.Wait()
+				s := stored(t, mem, "op1")
+				if tt.wantResumed == 0 {
+					if s.Done || fe.total() != 0 || s.Runner != in.Runner {
+						t.Errorf("a shared store's operation leased to another runner was run: done %v, %d items, runner %q", s.Done, fe.total(), s.Runner)
+					}
+					return
+				}
+				done := waitDone(t, r, "op1")
+				if took := time.Since(start); took >= DefaultLease {
+					t.Errorf("taken over %v after the start, want before the dead runner's lease ended (%v)", took, DefaultLease)
+				}
+				if done.Error != nil || done.Metadata.Written != n || fe.total() != n {
+					t.Errorf("done: %v %+v, %d items run; want %d written", done.Error, done.Metadata, fe.total(), n)
+				}
+			})
+		})
+	}
+}

@@ -142,6 +142,14 @@ type Options struct {
 	// Close cuts is lost, not resumed after a restart, and the log says
 	// so (at WARN).
 	Volatile bool
+	// Sole says no other live runner uses Store while this one does: a
+	// file that one process holds locked (state.Bolt). An operation
+	// another runner holds the lease on is then a dead process's (killed
+	// before it could release it), and Resume and a run take it over at
+	// once instead of waiting for the lease to end. Never set it for a
+	// store that other processes share (Redis): their runners may be
+	// alive.
+	Sole bool
 }
 
 // Runner runs long-running operations. Its methods are safe for
@@ -161,6 +169,7 @@ type Runner struct {
 	id            string        // this runner's ID (state.Operation.Runner)
 	lease         time.Duration // Options.Lease
 	volatile      bool          // Options.Volatile
+	sole          bool          // Options.Sole
 
 	// ctx is the runner's lifetime: every operation runs under it, and
 	// Close cancels it when its own context ends first.
@@ -206,6 +215,7 @@ func New(opts Options) (*Runner, error) {
 		onRecorded:    opts.Recorded,
 		log:           opts.Logger,
 		volatile:      opts.Volatile,
+		sole:          opts.Sole,
 		slots:         make(chan struct{}, orDefault(opts.MaxRunning, DefaultMaxRunning)),
 		flushEvery:    orDefault(opts.FlushEvery, DefaultFlushEvery),
 		flushInterval: orDefault(opts.FlushInterval, DefaultFlushInterval),
