@@ -1,13 +1,15 @@
 package main
 
 // One broker process with its state in a file (--state-dir) is killed
-// (SIGKILL) during an async BatchPutSecrets, while the emulator holds one
-// item's PUT, and a new process is started on the same directory. The
-// operation was acknowledged (its start), so the new process must carry
-// it to the end: every item's value at the emulator, one result per item
-// agreeing with it, and no item written twice but the one in flight at
-// the kill. The rig is replicas_process_test.go's, without Redis: the
-// emulator in the test process as upstream, putHold holding the PUT.
+// (SIGKILL) during an async BatchPutSecrets and an async SyncSecrets,
+// while the emulator holds one item's PUT (before GitHub has it, or after
+// GitHub accepted it, its answer lost), and a new process is started on
+// the same directory. The operations were acknowledged (their start), so
+// the new process must carry them to the end: every item's value at the
+// emulator, one result per item agreeing with it, and no item written
+// twice but one in flight at the kill. The rig is
+// replicas_process_test.go's, without Redis: the emulator in the test
+// process as upstream, putHold holding the PUT.
 //
 // The new process holds the file's lock, so it takes the operation over
 // at its start (it resumes before it serves) instead of waiting for the
@@ -18,6 +20,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"iter"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -102,7 +105,8 @@ func (rig *crashRig) start(t *testing.T, name string) (*procBroker, secretbroker
 }
 
 // waitWritten asks for operation name every procPollInterval until it
-// has recorded written items, and fails t when ctx ends first.
+// has recorded written items (or is done), and fails t when ctx ends
+// first.
 func waitWritten(ctx context.Context, t *testing.T, c secretbrokerv1.SecretServiceClient, name string, written int) {
 	t.Helper()
 	tick := time.NewTicker(procPollInterval)
@@ -110,7 +114,7 @@ func waitWritten(ctx context.Context, t *testing.T, c secretbrokerv1.SecretServi
 	var last string
 	for {
 		op, err := c.GetOperation(ctx, &secretbrokerv1.GetOperationRequest{Name: name})
-		if err == nil && int(op.GetMetadata().GetWritten()) >= written {
+		if err == nil && (op.GetDone() || int(op.GetMetadata().GetWritten()) >= written) {
 			return
 		}
 		last = fmt.Sprintf("%v %v", op.GetMetadata(), err)
@@ -158,113 +162,212 @@ func resumedBeforeServing(log string) bool {
 	return false
 }
 
+// crashItems returns n items named prefix_0 ... prefix_<n-1> (upper
+// case, as stored) with fresh random values.
+func crashItems(prefix string, n int) map[string]string {
+	out := map[string]string{}
+	for i := range n {
+		out[fmt.Sprintf("%s_%d", prefix, i)] = "value-" + rand.Text()
+	}
+	return out
+}
+
+// crashResult is one item's result, whatever the operation's kind.
+type crashResult struct {
+	name, what string
+	code       rpccode.Code
+}
+
 // TestCrashResume: SIGKILL a broker on a --state-dir during an async
-// batch, restart it on the same directory, and check that the operation
-// it acknowledged completes without losing or repeating a write.
+// batch and an async sync, restart it on the same directory, and check
+// that the operations it acknowledged complete without losing or
+// repeating a write.
 func TestCrashResume(t *testing.T) {
 	bin := buildBrokerBinary(t)
-	ctx, cancel := context.WithTimeout(t.Context(), crashScenarioTimeout)
-	defer cancel()
 	const (
-		items  = 8
-		killAt = 4 // the 4th item's PUT is held, and the broker killed while it is
+		batchItems = 8
+		syncItems  = 8
+		killAt     = 4 // the held PUT is the 4th of its operation's
 	)
-	scope := replicaScopes()[0]
-	hold := &putHold{path: scope, at: killAt, held: make(chan struct{}), release: make(chan struct{})}
-	rig := newCrashRig(t, bin, hold)
+	batchScope, syncScope := replicaScopes()[0], replicaScopes()[1]
+	tests := []struct {
+		name     string
+		scope    string // the held PUT's operation's
+		accepted bool   // the held PUT is at GitHub, its answer lost
+	}{
+		{name: "batch item in flight", scope: batchScope},
+		{name: "batch item written, answer lost", scope: batchScope, accepted: true},
+		{name: "sync item in flight", scope: syncScope},
+		{name: "sync item written, answer lost", scope: syncScope, accepted: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), crashScenarioTimeout)
+			defer cancel()
+			hold := &putHold{path: tt.scope, at: killAt, accepted: tt.accepted, held: make(chan struct{}), release: make(chan struct{})}
+			rig := newCrashRig(t, bin, hold)
+			first, c := rig.start(t, "broker0")
 
-	first, c := rig.start(t, "broker0")
-	req := &secretbrokerv1.BatchPutSecretsRequest{Async: true}
-	values := map[string]string{} // by upper-case name
-	for i := range items {
-		name := fmt.Sprintf("CRASH_%d", i)
-		values[name] = "value-" + rand.Text()
-		req.Requests = append(req.Requests, &secretbrokerv1.PutSecretRequest{
-			Name:    scope + "/secrets/" + name,
-			Payload: &secretbrokerv1.PutSecretRequest_Value{Value: values[name]},
+			batchValues, syncValues := crashItems("CRASH_B", batchItems), crashItems("CRASH_S", syncItems)
+			req := &secretbrokerv1.BatchPutSecretsRequest{Async: true}
+			for i := range batchItems {
+				name := fmt.Sprintf("CRASH_B_%d", i)
+				req.Requests = append(req.Requests, &secretbrokerv1.PutSecretRequest{
+					Name:    batchScope + "/secrets/" + name,
+					Payload: &secretbrokerv1.PutSecretRequest_Value{Value: batchValues[name]},
+				})
+			}
+			bresp, err := c.BatchPutSecrets(ctx, req)
+			if err != nil || !strings.HasPrefix(bresp.GetOperation().GetName(), "operations/") {
+				t.Fatalf("async BatchPutSecrets: %v %v, want an operation", bresp, err)
+			}
+			sresp, err := c.SyncSecrets(ctx, &secretbrokerv1.SyncSecretsRequest{Parent: syncScope, Secrets: syncValues, Async: true})
+			if err != nil || !strings.HasPrefix(sresp.GetOperation().GetName(), "operations/") {
+				t.Fatalf("async SyncSecrets: %v %v, want an operation", sresp, err)
+			}
+			batchOp, syncOp := bresp.GetOperation().GetName(), sresp.GetOperation().GetName()
+			held, other := batchOp, syncOp
+			if tt.scope == syncScope {
+				held, other = syncOp, batchOp
+			}
+			select {
+			case <-hold.held:
+			case <-ctx.Done():
+				t.Fatalf("PUT %d of %s never arrived", killAt, tt.scope)
+			}
+			// The held operation's items before the held one are
+			// recorded (within a FlushInterval), and the other operation
+			// is under way.
+			waitWritten(ctx, t, c, held, killAt-1)
+			waitWritten(ctx, t, c, other, 2)
+			first.kill(t)
+			killed := time.Now()
+			hold.free()
+
+			restarted := time.Now()
+			second, c := rig.start(t, "broker1")
+			ready := time.Now()
+			// This process holds the file's lock, so the runner that
+			// leased the operations is dead: the start-up resume, before
+			// it serves, takes them over rather than waiting for that
+			// lease to end.
+			if !resumedBeforeServing(second.log.text()) {
+				t.Errorf("%s did not resume the operations before serving (at start-up):\n%s", second.name, second.log.tail())
+			}
+			bdone := waitDone(ctx, t, c, batchOp)
+			sdone := waitDone(ctx, t, c, syncOp)
+			finished := time.Now()
+
+			var bres, sres []crashResult
+			for _, r := range bdone.GetResponse().GetBatchPutResults() {
+				bres = append(bres, crashResult{name: r.GetName(), code: r.GetCode(), what: r.GetMessage()})
+			}
+			for _, r := range sdone.GetResponse().GetSyncResults() {
+				what := r.GetAction().String()
+				if r.GetAction() != secretbrokerv1.SyncAction_SYNC_ACTION_CREATE && r.GetAction() != secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE {
+					what += ", want CREATE or UPDATE"
+				}
+				sres = append(sres, crashResult{name: r.GetName(), code: r.GetCode(), what: what + " " + r.GetMessage()})
+			}
+			rig.checkOperation(t, "batch", bdone, bres, batchScope, batchValues)
+			rig.checkOperation(t, "sync", sdone, sres, syncScope, syncValues)
+			if st := rig.emu.Stats(); st.SecondaryViolations != 0 || st.ContentViolations != 0 || st.PrimaryViolations != 0 {
+				t.Errorf("the emulator counted violations: secondary %d, content %d, primary %d",
+					st.SecondaryViolations, st.ContentViolations, st.PrimaryViolations)
+			}
+
+			// One accepted PUT per item, but for an item in flight at the
+			// kill: the held one when GitHub had accepted it (its answer
+			// lost, the new broker may write it again), and one of the
+			// other operation's, whose PUT GitHub may have answered just
+			// before the kill.
+			perItem := map[string]int{}
+			var firstAfter time.Time
+			for _, p := range rig.rec.accepted() {
+				perItem[p.path[strings.LastIndexByte(p.path, '/')+1:]]++
+				if firstAfter.IsZero() && p.at.After(killed) {
+					firstAfter = p.at
+				}
+			}
+			heldPrefix, heldItem := "CRASH_B_", fmt.Sprintf("CRASH_B_%d", killAt-1)
+			if tt.scope == syncScope {
+				heldPrefix, heldItem = "CRASH_S_", fmt.Sprintf("CRASH_S_%d", killAt-1)
+			}
+			var twice []string
+			for name := range mapsAll(batchValues, syncValues) {
+				switch n := perItem[name]; {
+				case n == 1:
+				case n == 2 && name == heldItem && tt.accepted:
+					t.Logf("%s, in flight at the kill and already at GitHub, was written again", name)
+				case n == 2 && !strings.HasPrefix(name, heldPrefix):
+					twice = append(twice, name)
+				default:
+					t.Errorf("the emulator accepted %d PUTs of %s, want 1", n, name)
+				}
+			}
+			if len(twice) > 1 {
+				t.Errorf("the emulator accepted 2 PUTs of each of %v, want 1 (at most one in flight at the kill)", twice)
+			} else if len(twice) == 1 {
+				t.Logf("%s, whose PUT GitHub answered about when the broker was killed, was written again", twice[0])
+			}
+			for _, b := range []*procBroker{first, second} {
+				text := b.log.text()
+				for name, v := range mapsAll(batchValues, syncValues) {
+					if strings.Contains(text, v) {
+						t.Errorf("%s's log holds the value of %s", b.name, name)
+					}
+				}
+			}
+			if firstAfter.IsZero() {
+				t.Fatal("no PUT was accepted after the kill")
+			}
+			t.Logf("killed at PUT %d of the %s; the new broker, started %v after the kill, wrote its first item %v after its start (%v after the kill), served %v after its start, and finished both operations %v after its start",
+				killAt, tt.scope, restarted.Sub(killed).Round(time.Millisecond), firstAfter.Sub(restarted).Round(time.Millisecond),
+				firstAfter.Sub(killed).Round(time.Millisecond), ready.Sub(restarted).Round(time.Millisecond), finished.Sub(restarted).Round(time.Millisecond))
 		})
 	}
-	resp, err := c.BatchPutSecrets(ctx, req)
-	if err != nil || !strings.HasPrefix(resp.GetOperation().GetName(), "operations/") {
-		t.Fatalf("async BatchPutSecrets: %v %v, want an operation", resp, err)
-	}
-	opName := resp.GetOperation().GetName()
-	select {
-	case <-hold.held:
-	case <-ctx.Done():
-		t.Fatalf("PUT %d never arrived", killAt)
-	}
-	// The items before the held one are recorded (within a
-	// FlushInterval): the kill must not repeat them.
-	waitWritten(ctx, t, c, opName, killAt-1)
-	first.kill(t)
-	killed := time.Now()
-	hold.free()
+}
 
-	second, c := rig.start(t, "broker1")
-	ready := time.Now()
-	// This process holds the file's lock, so the runner that leased the
-	// operation is dead: the start-up resume, before it serves, takes it
-	// over rather than waiting for that lease to end.
-	if !resumedBeforeServing(second.log.text()) {
-		t.Errorf("%s did not resume the operation before serving (at start-up):\n%s", second.name, second.log.tail())
-	}
-	op := waitDone(ctx, t, c, opName)
-	finished := time.Now()
-
-	if op.GetError() != nil {
-		t.Errorf("the operation ended with an error: %v", op.GetError())
-	}
-	results := op.GetResponse().GetBatchPutResults()
-	if len(results) != items {
-		t.Fatalf("the operation has %d results, want %d", len(results), items)
-	}
-	for i, res := range results {
-		name := fmt.Sprintf("CRASH_%d", i)
-		got, oerr := rig.emu.Open(scope, name)
-		switch {
-		case res.GetName() != name && !strings.HasSuffix(res.GetName(), "/"+name):
-			t.Errorf("result %d names %q, want %s", i, res.GetName(), name)
-		case res.GetCode() != rpccode.Code_OK:
-			t.Errorf("result %d (%s): %v %s, want OK", i, name, res.GetCode(), res.GetMessage())
-		case oerr != nil:
-			t.Errorf("%s is OK in the results but not at the emulator: %v", name, oerr)
-		case string(got) != values[name]:
-			t.Errorf("%s is OK in the results but the emulator holds another value", name)
-		}
-	}
-	if st := rig.emu.Stats(); st.SecondaryViolations != 0 || st.ContentViolations != 0 || st.PrimaryViolations != 0 {
-		t.Errorf("the emulator counted violations: secondary %d, content %d, primary %d",
-			st.SecondaryViolations, st.ContentViolations, st.PrimaryViolations)
-	}
-
-	// One accepted PUT per item: the held one was never passed to the
-	// emulator, so the item in flight at the kill counts once too.
-	perItem := map[string]int{}
-	var firstAfter time.Time
-	for _, p := range rig.rec.accepted() {
-		perItem[p.path[strings.LastIndexByte(p.path, '/')+1:]]++
-		if firstAfter.IsZero() && p.at.After(killed) {
-			firstAfter = p.at
-		}
-	}
-	for name := range values {
-		if perItem[name] != 1 {
-			t.Errorf("the emulator accepted %d PUTs of %s, want 1", perItem[name], name)
-		}
-	}
-	for _, b := range []*procBroker{first, second} {
-		text := b.log.text()
-		for name, v := range values {
-			if strings.Contains(text, v) {
-				t.Errorf("%s's log holds the value of %s", b.name, name)
+// mapsAll yields the entries of every map in ms.
+func mapsAll(ms ...map[string]string) iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		for _, m := range ms {
+			for k, v := range m {
+				if !yield(k, v) {
+					return
+				}
 			}
 		}
 	}
-	if firstAfter.IsZero() {
-		t.Fatal("no PUT was accepted after the kill")
+}
+
+// checkOperation fails t unless op (of kind what) ended without an error
+// with one OK result per item of values, each at the emulator with its
+// value.
+func (rig *crashRig) checkOperation(t *testing.T, what string, op *secretbrokerv1.Operation, results []crashResult, scope string, values map[string]string) {
+	t.Helper()
+	if op.GetError() != nil {
+		t.Errorf("the %s ended with an error: %v", what, op.GetError())
 	}
-	t.Logf("killed at PUT %d of %d; the new broker was ready %v after the kill, wrote its first item %v after it was ready (%v after the kill), and finished the operation %v after it was ready",
-		killAt, items, ready.Sub(killed).Round(time.Millisecond), firstAfter.Sub(ready).Round(time.Millisecond),
-		firstAfter.Sub(killed).Round(time.Millisecond), finished.Sub(ready).Round(time.Millisecond))
+	if len(results) != len(values) {
+		t.Errorf("the %s has %d results, want %d", what, len(results), len(values))
+	}
+	seen := map[string]bool{}
+	for _, res := range results {
+		name := res.name[strings.LastIndexByte(res.name, '/')+1:]
+		if _, ok := values[name]; !ok || seen[name] {
+			t.Errorf("the %s has a result for %q: not one of its items, or twice", what, res.name)
+			continue
+		}
+		seen[name] = true
+		got, oerr := rig.emu.Open(scope, name)
+		switch {
+		case res.code != rpccode.Code_OK || strings.Contains(res.what, "want"):
+			t.Errorf("the %s's result for %s: %v %s, want OK", what, name, res.code, res.what)
+		case oerr != nil:
+			t.Errorf("%s is OK in the %s's results but not at the emulator: %v", name, what, oerr)
+		case string(got) != values[name]:
+			t.Errorf("%s is OK in the %s's results but the emulator holds another value", name, what)
+		}
+	}
 }

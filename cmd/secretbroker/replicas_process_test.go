@@ -91,13 +91,17 @@ type putArrival struct {
 
 // putHold holds the at-th PUT whose path contains path until release is
 // closed or its client goes away, then answers 502 without passing it to
-// the emulator: the broker sending it dies with it in flight.
+// the emulator: the broker sending it dies with it in flight. With
+// accepted, the emulator gets and accepts the PUT first, and only its
+// answer is held (and lost): the write is at GitHub, unknown to the
+// broker.
 type putHold struct {
-	path    string
-	at      int
-	held    chan struct{} // closed when the PUT is held
-	release chan struct{}
-	once    sync.Once
+	path     string
+	at       int
+	accepted bool
+	held     chan struct{} // closed when the PUT is held
+	release  chan struct{}
+	once     sync.Once
 
 	seen int // guarded by putRecorder.mu
 }
@@ -152,6 +156,13 @@ func (p *putRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hold := h.seen == h.at
 		p.mu.Unlock()
 		if hold {
+			if h.accepted {
+				rr := httptest.NewRecorder()
+				p.next.ServeHTTP(rr, r)
+				if rr.Code/100 == 2 {
+					p.record(at, r.URL.Path)
+				}
+			}
 			close(h.held)
 			select {
 			case <-h.release:
@@ -166,8 +177,13 @@ func (p *putRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sw.code/100 != 2 {
 		return
 	}
+	p.record(at, r.URL.Path)
+}
+
+// record adds an accepted PUT of path that arrived at at.
+func (p *putRecorder) record(at time.Time, path string) {
 	p.mu.Lock()
-	p.puts = append(p.puts, putArrival{at: at, path: r.URL.Path})
+	p.puts = append(p.puts, putArrival{at: at, path: path})
 	close(p.changed)
 	p.changed = make(chan struct{})
 	p.mu.Unlock()
