@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -38,7 +41,19 @@ func TestStopDuringResumeClosesTheRunner(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := loadConfig([]string{"--upstream-url=http://127.0.0.1:1", "--state-dir=" + dir, "--shutdown-timeout=1ms",
+	// GitHub holds every request until the test ends: an item started
+	// stays in flight until it is cut.
+	release := make(chan struct{})
+	github := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		http.Error(w, "held by the test", http.StatusBadGateway)
+	}))
+	t.Cleanup(github.Close)
+	t.Cleanup(func() { close(release) }) // before github.Close, which waits for the held requests
+	cfg, err := loadConfig([]string{"--upstream-url=" + github.URL, "--state-dir=" + dir, "--shutdown-timeout=1ms",
 		"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0"},
 		envMap(map[string]string{"GITHUB_TOKEN": testToken}), io.Discard)
 	if err != nil {
@@ -61,24 +76,23 @@ func TestStopDuringResumeClosesTheRunner(t *testing.T) {
 }
 
 // stillRunning returns the records of goroutine profile left (as
-// runLabelledWith returns it) that are not runs of operations the
-// runner's Close has let go: a run that Close no longer waits for may
-// still be returning (in untrack, after telling Close, or in its last
-// frame) when run has returned, and is not left running.
+// runLabelledWith returns it) that run an operation's item, or wait for
+// one: those with a frame of the broker's code but for the last frames
+// of a run or of an item's goroutine, which Close no longer waits for
+// once they have said they are done (they may still be returning when
+// run has returned). The HTTP client's own goroutines are not counted.
 func stillRunning(left string) string {
+	returning := []string{"operation.(*Runner).run+", "operation.(*Runner).untrack+", "operation.(*Runner).runItemFlushing.func1+"}
 	var recs []string
 	for rec := range strings.SplitSeq(left, "\n\n") {
-		returning := true
+		running := false
 		for line := range strings.SplitSeq(rec, "\n") {
-			if !strings.HasPrefix(line, "#\t") {
-				continue // the count and addresses, the labels
-			}
-			if !strings.Contains(line, "operation.(*Runner).run+") && !strings.Contains(line, "operation.(*Runner).untrack+") &&
-				!strings.Contains(line, "\tsync.") && !strings.Contains(line, "\truntime.") && !strings.Contains(line, "\tinternal/") {
-				returning = false
+			if strings.HasPrefix(line, "#\t") && strings.Contains(line, "github.com/secretbroker/secretbroker/") &&
+				!slices.ContainsFunc(returning, func(f string) bool { return strings.Contains(line, f) }) {
+				running = true
 			}
 		}
-		if !returning {
+		if running {
 			recs = append(recs, rec)
 		}
 	}
