@@ -264,13 +264,44 @@ func TestAdversarialOperations(t *testing.T) {
 		t.Errorf("JSON stranger list: %d %s", code, got)
 	}
 	done, err := svc.WaitOperation(dep, &secretbrokerv1.WaitOperationRequest{Name: name})
+	if err != nil || !done.GetDone() {
+		t.Fatalf("wait: %v %v", done, err)
+	}
+	prodDenied := false
+	for _, r := range done.GetResponse().GetBatchPutResults() {
+		if r.GetName() == prodSecret {
+			prodDenied = r.GetCode().String() == "PERMISSION_DENIED"
+		}
+	}
+	if !prodDenied {
+		t.Errorf("the prod item is not PERMISSION_DENIED in the results: %v", done.GetResponse().GetBatchPutResults())
+	}
+
+	// The admin's batch of PAY_A, which the deployer may read, not write:
+	// the deployer sees the operation but may not cancel it (the check
+	// comes before the operation's state is looked at, so it holds
+	// whether or not the batch is done by then).
+	admin := withBearer(t.Context(), adminToken)
+	const payA = "repos/octo-org/hello-world/actions/secrets/PAY_A"
+	aresp, err := svc.BatchPutSecrets(admin, &secretbrokerv1.BatchPutSecretsRequest{Async: true, Requests: []*secretbrokerv1.PutSecretRequest{
+		{Name: payA, Payload: value},
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range done.GetResponse().GetBatchPutResults() {
-		if r.GetName() == prodSecret && r.GetCode().String() != "PERMISSION_DENIED" {
-			t.Errorf("the prod item: %s", r.GetCode())
-		}
+	aname := aresp.GetOperation().GetName()
+	if _, err := svc.GetOperation(dep, &secretbrokerv1.GetOperationRequest{Name: aname}); err != nil {
+		t.Errorf("deployer GetOperation of a batch of PAY_A it may read: %v, want it", err)
+	}
+	if _, err := svc.CancelOperation(dep, &secretbrokerv1.CancelOperationRequest{Name: aname}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("deployer CancelOperation of a batch of PAY_A it may only read: %v, want PermissionDenied", err)
+	}
+	if code, got := httpDo(t, b.http, http.MethodPost, v1+aname+":cancel", deployerToken, "{}"); code != http.StatusForbidden {
+		t.Errorf("JSON deployer cancel of a batch of PAY_A it may only read: %d %s, want 403", code, got)
+	}
+	adone, err := svc.WaitOperation(admin, &secretbrokerv1.WaitOperationRequest{Name: aname})
+	if err != nil || !adone.GetDone() || adone.GetError() != nil {
+		t.Errorf("the admin's batch: %v %v, want done, not cancelled", adone, err)
 	}
 }
 

@@ -295,7 +295,16 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	// Operations a previous process left unfinished run again from here;
 	// shutdown closes the runner (with the servers, within
 	// --shutdown-timeout), this defer on an early return; both before the
-	// state store closes.
+	// state store closes. It is deferred before the resume: a resume that
+	// fails or is stopped (a signal) part way has started operations,
+	// which must not run on once run has returned.
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := svc.CloseOperations(cctx); err != nil {
+			logger.Warn(opsCut, slog.Any("error", err))
+		}
+	}()
 	if err := starting(); err != nil {
 		return err
 	}
@@ -304,13 +313,6 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		return err
 	}
 	defer stopResume()
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-		defer cancel()
-		if err := svc.CloseOperations(cctx); err != nil {
-			logger.Warn(opsCut, slog.Any("error", err))
-		}
-	}()
 
 	// The admin listener serves until run returns: /readyz answers 503
 	// for the whole shutdown.
