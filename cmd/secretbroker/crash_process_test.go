@@ -24,7 +24,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -75,19 +74,7 @@ func newCrashRig(t *testing.T, bin string, hold *putHold) *crashRig {
 	if err := os.Mkdir(stateDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	lim := emulator.GitHubLimits()
-	rig.args = []string{
-		"--upstream-url=" + srv.URL,
-		"--upstream-token-file=" + tokenFile,
-		"--state-dir=" + stateDir,
-		"--state-hmac-key-file=" + keyFile,
-		"--allow-unauthenticated",
-		"--upstream-write-interval=" + replicaWriteInterval.String(),
-		"--upstream-points-per-minute=" + strconv.Itoa(lim.PointsPerMinute),
-		"--upstream-writes-per-minute=" + strconv.Itoa(lim.WritesPerMinute),
-		"--upstream-writes-per-hour=" + strconv.Itoa(lim.WritesPerHour),
-		"--shutdown-timeout=2s",
-	}
+	rig.args = append(pacedProcArgs(srv.URL, tokenFile), "--state-dir="+stateDir, "--state-hmac-key-file="+keyFile)
 	return rig
 }
 

@@ -264,20 +264,11 @@ func newReplicaRig(ctx context.Context, t *testing.T, bin string, hold *putHold)
 	if err := os.WriteFile(tokenFile, []byte(rig.token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	lim := emulator.GitHubLimits()
 	for i := range 2 {
-		b := startProcBroker(t, "broker"+strconv.Itoa(i), bin,
-			"--upstream-url="+srv.URL,
-			"--upstream-token-file="+tokenFile,
+		b := startProcBroker(t, "broker"+strconv.Itoa(i), bin, append(pacedProcArgs(srv.URL, tokenFile),
 			"--redis-url=redis://"+rig.redis.Addr,
 			"--expected-replicas=2",
-			"--allow-unauthenticated",
-			"--upstream-write-interval="+replicaWriteInterval.String(),
-			"--upstream-points-per-minute="+strconv.Itoa(lim.PointsPerMinute),
-			"--upstream-writes-per-minute="+strconv.Itoa(lim.WritesPerMinute),
-			"--upstream-writes-per-hour="+strconv.Itoa(lim.WritesPerHour),
-			"--shutdown-timeout=2s",
-		)
+		)...)
 		conn, err := grpc.NewClient("passthrough:///"+b.addrs.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
@@ -434,6 +425,24 @@ func merged(outs ...batchOutcome) map[string]string {
 		}
 	}
 	return m
+}
+
+// pacedProcArgs are the flags of a broker process that writes to the
+// GitHub at url (its token in tokenFile) paced by GitHub's limits as the
+// emulator enforces them, one write per replicaWriteInterval, and serves
+// unauthenticated calls.
+func pacedProcArgs(url, tokenFile string) []string {
+	lim := emulator.GitHubLimits()
+	return []string{
+		"--upstream-url=" + url,
+		"--upstream-token-file=" + tokenFile,
+		"--allow-unauthenticated",
+		"--upstream-write-interval=" + replicaWriteInterval.String(),
+		"--upstream-points-per-minute=" + strconv.Itoa(lim.PointsPerMinute),
+		"--upstream-writes-per-minute=" + strconv.Itoa(lim.WritesPerMinute),
+		"--upstream-writes-per-hour=" + strconv.Itoa(lim.WritesPerHour),
+		"--shutdown-timeout=2s",
+	}
 }
 
 // TestReplicaProcesses runs the scenarios against the broker binary.
