@@ -21,9 +21,9 @@
 // second interrupt stops it at once (interrupt.go): the first one stops it
 // gracefully, cancelling sync's operation.
 //
-// A call the broker sheds (RESOURCE_EXHAUSTED with a RetryInfo) or cannot
-// serve now (UNAVAILABLE) is sent again, a few times, where that is safe
-// (retry.go).
+// A call the broker sheds (RESOURCE_EXHAUSTED with a RetryInfo), cannot
+// serve now (UNAVAILABLE) or cut while shutting down (ABORTED) is sent
+// again, a few times, where that is safe (retry.go).
 //
 // sync prints the plan (a dry run), then runs the sync as a long-running
 // operation and follows it (follow.go) with a progress bar redrawn in

@@ -16,7 +16,9 @@ import (
 // answers it RESOURCE_EXHAUSTED with a RetryInfo (it shed the call, or
 // the caller's rate is exceeded: nothing was done) and, for a call safe to
 // run twice (retryRepeatable), UNAVAILABLE (the broker is shutting down or
-// restarting, or cannot be reached). A RetryInfo's delay is waited (with
+// restarting, or cannot be reached) and ABORTED (a shutting-down broker
+// cut the write after GitHub was sent it: GitHub may have applied it, and
+// sending it again ends as the first would have). A RetryInfo's delay is waited (with
 // up to a fifth more, so that callers shed together do not come back
 // together); UNAVAILABLE without one waits an exponential backoff with
 // jitter. Every wait is said on standard error; Ctrl-C ends it at once.
@@ -48,9 +50,10 @@ const (
 	// out twice: one that starts an operation, or a sync, whose second run
 	// after a first one cut off would be refused or misreported.
 	retryRefused retryKind = iota + 1
-	// retryRepeatable: UNAVAILABLE too, which may come after the call was
-	// carried out (the answer lost): for reads, a put of the same value, a
-	// delete, a cancel.
+	// retryRepeatable: UNAVAILABLE and ABORTED too, which may come after
+	// the call was carried out (the answer lost, or a write cut after
+	// GitHub was sent it): for reads, a put of the same value, a delete, a
+	// cancel.
 	retryRepeatable
 )
 
@@ -161,7 +164,7 @@ func (c *cli) retryInterceptor(ctx context.Context, method string, req, reply an
 // err, its attempt-th attempt's failure, the delay err's RetryInfo asks
 // for (0 without one), and whether to send it again at all:
 // RESOURCE_EXHAUSTED with a RetryInfo, and for retryRepeatable calls
-// UNAVAILABLE, are retried; nothing else is.
+// UNAVAILABLE and ABORTED, are retried; nothing else is.
 func retryDelay(err error, kind retryKind, attempt int) (wait, asked time.Duration, ok bool) {
 	st := status.Convert(err)
 	asked = retryInfoDelay(st)
@@ -172,7 +175,7 @@ func retryDelay(err error, kind retryKind, attempt int) (wait, asked time.Durati
 		if asked <= 0 {
 			return 0, 0, false
 		}
-	case codes.Unavailable:
+	case codes.Unavailable, codes.Aborted:
 		if kind != retryRepeatable || connectionMisconfigured(st) {
 			return 0, 0, false
 		}

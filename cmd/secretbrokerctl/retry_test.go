@@ -37,6 +37,9 @@ func shed(d time.Duration) failure { return failure{code: codes.ResourceExhauste
 
 var (
 	unavailable = failure{code: codes.Unavailable}
+	// aborted is a write a shutting-down broker cut after GitHub was sent
+	// it.
+	aborted = failure{code: codes.Aborted}
 	// exhaustedBare is RESOURCE_EXHAUSTED without a RetryInfo (a message
 	// over a size limit).
 	exhaustedBare = failure{code: codes.ResourceExhausted}
@@ -506,6 +509,31 @@ func TestRetry(t *testing.T) {
 			},
 		},
 		{
+			name:   "put: ABORTED (cut after GitHub was sent it), the same value sent again",
+			args:   []string{"put", flakySecret},
+			stdin:  plantedValue,
+			script: map[string][]failure{"PutSecret": {aborted}},
+			code:   exitOK,
+			calls:  map[string]int{"PutSecret": 2},
+			stderr: []string{"PutSecret: ABORTED", "trying again in"},
+			check: func(t *testing.T, f *flaky, r result) {
+				for _, c := range f.callsOf("PutSecret") {
+					if v := c.req.(*secretbrokerv1.PutSecretRequest).GetValue(); v != plantedValue {
+						t.Errorf("attempt sent another value (%d bytes)", len(v))
+					}
+				}
+				wantContains(t, "stdout", r.stdout, "created "+flakySecret)
+			},
+		},
+		{
+			name:   "rm: ABORTED, then NOT_FOUND: the first may have deleted it",
+			args:   []string{"rm", flakySecret},
+			script: map[string][]failure{"DeleteSecret": {aborted, {code: codes.NotFound}}},
+			code:   exitFail,
+			calls:  map[string]int{"DeleteSecret": 2},
+			stderr: []string{"rm " + flakySecret + ": NOT_FOUND", "an earlier attempt ended ABORTED and may have deleted it"},
+		},
+		{
 			name:   "rm: shed, then deleted",
 			args:   []string{"rm", flakySecret},
 			script: map[string][]failure{"DeleteSecret": {shed(2 * time.Second)}},
@@ -761,7 +789,9 @@ func TestRetryDelay(t *testing.T) {
 		{"UNAVAILABLE, 1st", status.Error(codes.Unavailable, "x"), retryRepeatable, 1, true, 500 * time.Millisecond, time.Second},
 		{"UNAVAILABLE, 4th", status.Error(codes.Unavailable, "x"), retryRepeatable, 4, true, 4 * time.Second, 8 * time.Second},
 		{"UNAVAILABLE, 9th: capped", status.Error(codes.Unavailable, "x"), retryRepeatable, 9, true, 4 * time.Second, 8 * time.Second},
-		{"ABORTED", status.Error(codes.Aborted, "x"), retryRepeatable, 1, false, 0, 0},
+		{"ABORTED, not repeatable", status.Error(codes.Aborted, "x"), retryRefused, 1, false, 0, 0},
+		{"ABORTED, 1st", status.Error(codes.Aborted, "x"), retryRepeatable, 1, true, 500 * time.Millisecond, time.Second},
+		{"FAILED_PRECONDITION", status.Error(codes.FailedPrecondition, "x"), retryRepeatable, 1, false, 0, 0},
 		{"not a status", errors.New("x"), retryRepeatable, 1, false, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -44,13 +44,19 @@ func runRm(ctx context.Context, c *cli, args []string) int {
 	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()
 	// A delete sent again ends as the first would have; but when an
-	// attempt cut off (UNAVAILABLE) may have deleted the secret, the next
-	// one's NOT_FOUND may be its doing, and rm says so.
+	// attempt cut off (UNAVAILABLE, or ABORTED: cut after GitHub was sent
+	// it) may have deleted the secret, the next one's NOT_FOUND may be its
+	// doing, and rm says so.
 	var trace retryTrace
 	if _, err := client.DeleteSecret(cctx, &secretbrokerv1.DeleteSecretRequest{Name: name}, retryTraced(retryRepeatable, &trace)); err != nil {
 		code := c.callFailed("rm", name, err)
-		if status.Code(err) == codes.NotFound && trace.sawCode(codes.Unavailable) {
-			c.errorf("rm %s: an earlier attempt ended UNAVAILABLE and may have deleted it", name)
+		if status.Code(err) == codes.NotFound {
+			for _, cut := range []codes.Code{codes.Unavailable, codes.Aborted} {
+				if trace.sawCode(cut) {
+					c.errorf("rm %s: an earlier attempt ended %s and may have deleted it", name, codeName(cut))
+					break
+				}
+			}
 		}
 		return code
 	}
