@@ -1,7 +1,8 @@
-// Command openapifix owns the one correction .ci/generate makes to the
+// Command openapifix owns the corrections .ci/generate makes to the
 // OpenAPI document protoc-gen-openapiv2 writes: the names of the path
 // parameters that expand_slashed_path_patterns=true gives to a resource
-// name's segments.
+// name's segments, the query parameters a path's own segment replaces, and
+// the fields the gateway may answer null.
 //
 // The generator names each "*" of {name=orgs/*/actions/secrets/*} after the
 // literal before it, without its plural "s" ({org}, {secret}), which fails
@@ -13,6 +14,21 @@
 // know, on a path parameter the template does not hold or a template
 // variable without its parameter.
 //
+// A query parameter that a path segment stands for is dropped
+// (pathReplaces): the gateway refuses both together, so the document must
+// not offer it where the path always holds the segment.
+//
+// The gateway writes every field (protojson's EmitUnpopulated), so an unset
+// message field (an operation's error, a result's retry_after, a secret's
+// updated_at) is answered as null, which the generated schemas, a $ref or
+// a string, do not allow: a client generated from them, or a validator,
+// refuses the answer. Each such property is marked "x-nullable": true (a
+// $ref wrapped in allOf, since a $ref's siblings are ignored), found from
+// the API's descriptors: a definition's property is a message field,
+// neither repeated, a map nor in a oneof (protojson leaves out an unset
+// oneof member), of every message whose fields hold the definition's
+// properties.
+//
 // Usage: go run ./cmd/openapifix FILE (rewrites FILE in place).
 package main
 
@@ -23,7 +39,14 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	// The API's messages, registered in protoregistry.GlobalFiles.
+	_ "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 )
 
 func main() {
@@ -70,6 +93,14 @@ var paramDescriptions = map[string]string{
 	"operation":   "The operation's ID, the last segment of its name \"operations/{id}\".",
 }
 
+// pathReplaces names, by path parameter, the query parameters that the
+// parameter stands for: {repository} (a name or an id) is
+// AddSelectedRepository's repository_id, which the gateway refuses with
+// it ("give repository or repository_id, not both").
+var pathReplaces = map[string][]any{
+	"repository": {"repository_id"},
+}
+
 // doubled matches "/LITERAL/{a}/{{a}}" in a generated path.
 var doubled = regexp.MustCompile(`/([A-Za-z0-9_.-]+)/\{([A-Za-z0-9_]+)\}/\{\{([A-Za-z0-9_]+)\}\}`)
 
@@ -110,6 +141,11 @@ func fix(doc []byte) ([]byte, error) {
 		fixed[newPath] = item
 	}
 	root["paths"] = fixed
+	if defs, ok := root["definitions"].(map[string]any); ok {
+		if err := markNullable(defs, apiMessages()); err != nil {
+			return nil, err
+		}
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -159,6 +195,12 @@ func fixOperation(path, method string, op any, renames map[string]string) error 
 		want = append(want, m[1])
 	}
 	params, _ := o["parameters"].([]any)
+	params = slices.DeleteFunc(params, func(p any) bool {
+		pm, _ := p.(map[string]any)
+		return pm["in"] == "query" && slices.ContainsFunc(want, func(v string) bool {
+			return slices.Contains(pathReplaces[v], pm["name"])
+		})
+	})
 	byName := map[string]any{}
 	var rest []any
 	for _, p := range params {
@@ -198,4 +240,79 @@ func fixOperation(path, method string, op any, renames map[string]string) error 
 		o["parameters"] = append(ordered, rest...)
 	}
 	return nil
+}
+
+// apiMessages returns every message of the API's files and the files they
+// import (google.rpc.Status, the well-known types), nested ones included.
+func apiMessages() []protoreflect.MessageDescriptor {
+	var out []protoreflect.MessageDescriptor
+	var add func(protoreflect.MessageDescriptors)
+	add = func(ms protoreflect.MessageDescriptors) {
+		for i := range ms.Len() {
+			out = append(out, ms.Get(i))
+			add(ms.Get(i).Messages())
+		}
+	}
+	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+		add(fd.Messages())
+		return true
+	})
+	return out
+}
+
+// markNullable marks each property of defs that the gateway may answer
+// null (see the package comment). A definition with properties no message
+// holds fails: the document would say nothing true of it.
+func markNullable(defs map[string]any, msgs []protoreflect.MessageDescriptor) error {
+	for name, d := range defs {
+		dm, _ := d.(map[string]any)
+		props, _ := dm["properties"].(map[string]any)
+		var keys []string
+		for k := range props {
+			if !strings.HasPrefix(k, "@") { // protobufAny's @type
+				keys = append(keys, k)
+			}
+		}
+		if len(keys) == 0 {
+			continue
+		}
+		var holders []protoreflect.MessageDescriptor
+		for _, m := range msgs {
+			if !slices.ContainsFunc(keys, func(k string) bool { return m.Fields().ByName(protoreflect.Name(k)) == nil }) {
+				holders = append(holders, m)
+			}
+		}
+		if len(holders) == 0 {
+			return fmt.Errorf("definition %s: no message has the fields %v", name, keys)
+		}
+		for _, k := range keys {
+			nullable := nullableField(holders[0].Fields().ByName(protoreflect.Name(k)))
+			for _, m := range holders[1:] {
+				if nullableField(m.Fields().ByName(protoreflect.Name(k))) != nullable {
+					return fmt.Errorf("definition %s: messages %s and %s disagree on whether %s may be null",
+						name, holders[0].FullName(), m.FullName(), k)
+				}
+			}
+			if !nullable {
+				continue
+			}
+			p, ok := props[k].(map[string]any)
+			if !ok {
+				return fmt.Errorf("definition %s: property %s is not an object", name, k)
+			}
+			if ref, ok := p["$ref"]; ok {
+				delete(p, "$ref")
+				p["allOf"] = []any{map[string]any{"$ref": ref}}
+			}
+			p["x-nullable"] = true
+		}
+	}
+	return nil
+}
+
+// nullableField reports whether protojson, emitting unpopulated fields,
+// writes fd as null when it is unset: a singular message field outside a
+// oneof.
+func nullableField(fd protoreflect.FieldDescriptor) bool {
+	return fd.Message() != nil && !fd.IsList() && !fd.IsMap() && fd.ContainingOneof() == nil
 }

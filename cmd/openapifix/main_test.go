@@ -80,6 +80,20 @@ func TestFix(t *testing.T) {
 			wantErr: `path parameter "name_1" is not in the path`,
 		},
 		{
+			name: "a {repository} path drops the repository_id it stands for",
+			doc: `{"paths":{"/v1/orgs/{org}/actions/secrets/{secret}/repositories/{repository}":{"put":{"parameters":[
+				{"name":"org","in":"path"},{"name":"secret","in":"path"},{"name":"repository","in":"path"},{"name":"repository_id","in":"query"}]}}}}`,
+			path: "/v1/orgs/{org}/actions/secrets/{secret}/repositories/{repository}", method: "put",
+			wantParams: "org@path,secret@path,repository@path",
+		},
+		{
+			name: "repository_id stays where no {repository} stands for it",
+			doc: `{"paths":{"/v1/orgs/{org}":{"get":{"parameters":[
+				{"name":"org","in":"path"},{"name":"repository_id","in":"query"}]}}}}`,
+			path: "/v1/orgs/{org}", method: "get",
+			wantParams: "org@path,repository_id@query",
+		},
+		{
 			name:    "no paths",
 			doc:     `{"swagger":"2.0"}`,
 			wantErr: "no paths object",
@@ -143,5 +157,60 @@ func TestFixFile(t *testing.T) {
 	}
 	if err := fixFile(filepath.Join(t.TempDir(), "missing.json")); err == nil {
 		t.Error("fixFile of a missing file succeeded")
+	}
+}
+
+// TestFixNullable checks that the properties the gateway answers null
+// when unset (singular message fields outside a oneof: a $ref, a
+// Timestamp, a Duration) are marked x-nullable, a $ref wrapped in allOf
+// with its description kept, and that no other property is.
+func TestFixNullable(t *testing.T) {
+	doc := `{"paths":{},"definitions":{
+		"secretbrokerV1Operation":{"type":"object","properties":{"name":{"type":"string"},
+			"error":{"$ref":"#/definitions/rpcStatus","description":"why"},"done":{"type":"boolean"}}},
+		"v1Secret":{"type":"object","properties":{"name":{"type":"string"},"updated_at":{"type":"string","format":"date-time"}}},
+		"v1BatchPutSecretsResult":{"type":"object","properties":{"retry_after":{"type":"string"},"code":{"$ref":"#/definitions/rpcCode"}}},
+		"v1PutSecretRequest":{"type":"object","properties":{"value":{"type":"string"},"selected_repository_ids":{"type":"array"}}},
+		"rpcStatus":{"type":"object","properties":{"code":{"type":"integer"},"details":{"type":"array"}}},
+		"protobufAny":{"type":"object","properties":{"@type":{"type":"string"}}},
+		"rpcCode":{"type":"string","enum":["OK"]}}}`
+	out, err := fix([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Definitions map[string]struct {
+			Properties map[string]map[string]any
+		}
+	}
+	if err := json.Unmarshal(out, &d); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{
+		"secretbrokerV1Operation.error": true, "v1Secret.updated_at": true, "v1BatchPutSecretsResult.retry_after": true,
+	}
+	for dn, def := range d.Definitions {
+		for pn, p := range def.Properties {
+			key := dn + "." + pn
+			if got := p["x-nullable"] == true; got != want[key] {
+				t.Errorf("%s: x-nullable %v, want %v", key, got, want[key])
+			}
+		}
+	}
+	errProp := d.Definitions["secretbrokerV1Operation"].Properties["error"]
+	if _, ok := errProp["$ref"]; ok || errProp["description"] != "why" {
+		t.Errorf("error: %v, want its $ref in allOf and its description kept", errProp)
+	}
+	if allOf, _ := errProp["allOf"].([]any); len(allOf) != 1 || allOf[0].(map[string]any)["$ref"] != "#/definitions/rpcStatus" {
+		t.Errorf("error's allOf: %v", errProp["allOf"])
+	}
+	again, err := fix(out)
+	if err != nil || string(again) != string(out) {
+		t.Errorf("fix is not idempotent: %v", err)
+	}
+
+	if _, err := fix([]byte(`{"paths":{},"definitions":{"x":{"properties":{"no_such_field_anywhere":{"type":"string"}}}}}`)); err == nil ||
+		!strings.Contains(err.Error(), "no message has the fields") {
+		t.Errorf("a definition no message holds: %v, want an error", err)
 	}
 }

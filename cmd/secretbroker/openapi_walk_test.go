@@ -1,0 +1,136 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+)
+
+// walkOrder is when TestOpenAPIEveryRouteOnTheBroker sends an operation:
+// the secrets are created first and deleted last, so that every call in
+// between finds them.
+func walkOrder(o openAPIOperation) int {
+	rpc := strings.TrimRight(strings.TrimPrefix(o.op.OperationID, "SecretService_"), "0123456789")
+	switch rpc {
+	case "PutSecret", "BatchPutSecrets":
+		return 0
+	case "DeleteSecret", "BatchDeleteSecrets":
+		return 3
+	case "RemoveSelectedRepository":
+		return 2
+	}
+	return 1
+}
+
+// walkBodies are the JSON bodies TestOpenAPIEveryRouteOnTheBroker sends,
+// by RPC, each one a JSON user would send to succeed; a path's own fields
+// are never in its body.
+var walkBodies = map[string]string{
+	"PutSecret":               `{"value":"openapi-plain"}`,
+	"PutSecret/orgs":          `{"value":"openapi-plain","visibility":"selected","selected_repository_ids":[]}`,
+	"SyncSecrets/orgs":        `{"secrets":{"OPENAPI_TOKEN":"openapi-plain"},"dry_run":true,"visibility":"selected"}`,
+	"SetSelectedRepositories": `{"selected_repository_ids":["1296269"]}`,
+	"SyncSecrets":             `{"secrets":{"OPENAPI_TOKEN":"openapi-plain"},"dry_run":true}`,
+	"BatchPutSecrets":         `{"requests":[{"name":"orgs/octo-org/actions/secrets/OPENAPI_BATCH","value":"openapi-plain","visibility":"private"}],"async":true}`,
+	"BatchDeleteSecrets":      `{"names":["orgs/octo-org/actions/secrets/OPENAPI_BATCH"]}`,
+	"CancelOperation":         `{}`,
+	"WaitOperation":           `{"timeout":"5s"}`,
+}
+
+// walkQuery are the values TestOpenAPIEveryRouteOnTheBroker gives the
+// document's query parameters: every one the document offers is sent, and
+// must be taken.
+var walkQuery = map[string]string{
+	"page_size":     "10",
+	"page_token":    "",
+	"not_done":      "false",
+	"repository_id": "1296269",
+}
+
+// TestOpenAPIEveryRouteOnTheBroker sends every operation of the served
+// document, with every query parameter it documents, its path built from the document as a generated client builds
+// it, its body a JSON user's, to the dev broker (the real service against
+// the emulator), and checks that each succeeds with a status the document
+// names for success and an answer its schema accepts: the whole API as a
+// JSON user reads it from /openapi.json, and not only its errors.
+func TestOpenAPIEveryRouteOnTheBroker(t *testing.T) {
+	b := startBroker(t, devConfig(t))
+	_, doc3 := fetchOpenAPI(t, b.httpAddr)
+	ops := openAPIOperations(doc3)
+	slices.SortStableFunc(ops, func(x, y openAPIOperation) int { return walkOrder(x) - walkOrder(y) })
+	operation := "" // the batch's operation, once BatchPutSecrets made it
+	for _, o := range ops {
+		rpc := strings.TrimRight(strings.TrimPrefix(o.op.OperationID, "SecretService_"), "0123456789")
+		t.Run(o.method+" "+o.path, func(t *testing.T) {
+			req, params := openAPIRequest(t, b.httpAddr, o)
+			q := req.URL.Query()
+			for _, p := range o.op.Parameters {
+				if p.Value.In != openapi3.ParameterInQuery {
+					continue
+				}
+				v, ok := walkQuery[p.Value.Name]
+				if !ok {
+					t.Fatalf("query parameter %q has no test value", p.Value.Name)
+				}
+				q.Set(p.Value.Name, v)
+			}
+			req.URL.RawQuery = q.Encode()
+			if _, ok := params["operation"]; ok {
+				if operation == "" {
+					t.Fatal("no operation: BatchPutSecrets did not run first")
+				}
+				params["operation"] = operation
+				req.URL.Path = strings.Replace(req.URL.Path, openAPIParamValues["operation"], operation, 1)
+				req.URL.RawPath = ""
+			}
+			send, ok := walkBodies[rpc]
+			if b, orgs := walkBodies[rpc+"/orgs"]; orgs && strings.HasPrefix(o.path, "/v1/orgs/") {
+				send = b
+			}
+			if ok && o.op.RequestBody != nil {
+				req.Body = io.NopCloser(strings.NewReader(send))
+				req.ContentLength = int64(len(send))
+			}
+			resp, err := b.http.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode/100 != 2 {
+				t.Fatalf("%s %s = %d %s", req.Method, req.URL.EscapedPath(), resp.StatusCode, body)
+			}
+			if strings.Contains(string(body), "openapi-plain") {
+				t.Fatalf("the answer holds the secret's value: %s", body)
+			}
+			if rpc == "BatchPutSecrets" {
+				var m struct{ Operation struct{ Name string } }
+				if err := json.Unmarshal(body, &m); err != nil || !strings.HasPrefix(m.Operation.Name, "operations/") {
+					t.Fatalf("BatchPutSecrets answered no operation: %s (%v)", body, err)
+				}
+				operation, _ = url.PathUnescape(strings.TrimPrefix(m.Operation.Name, "operations/"))
+			}
+			route := &routers.Route{Spec: doc3, Path: o.path, PathItem: o.item, Method: o.method, Operation: o.op}
+			in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+				Options: &openapi3filter.Options{ExcludeRequestBody: true, AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+			noBody := resp.StatusCode == http.StatusNoContent
+			rin := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode,
+				Header: resp.Header, Options: &openapi3filter.Options{IncludeResponseStatus: true, ExcludeResponseBody: noBody}}
+			rin.SetBodyBytes(body)
+			if err := openapi3filter.ValidateResponse(t.Context(), rin); err != nil {
+				t.Errorf("the answer does not match the document: %v\n%d %s", err, resp.StatusCode, body)
+			}
+		})
+	}
+}
