@@ -29,6 +29,10 @@
 // oneof member), of every message whose fields hold the definition's
 // properties.
 //
+// Every operation's 401, 429 and 503 answers get the headers the gateway
+// sends with them (responseHeaders): protoc-gen-openapiv2 drops the headers
+// of the responses the proto's file-wide options give every operation.
+//
 // Usage: go run ./cmd/openapifix FILE (rewrites FILE in place).
 package main
 
@@ -99,6 +103,23 @@ var paramDescriptions = map[string]string{
 // it ("give repository or repository_id, not both").
 var pathReplaces = map[string][]any{
 	"repository": {"repository_id"},
+}
+
+// responseHeaders are the headers the gateway answers with a status code,
+// added to every operation's response of that code.
+var responseHeaders = map[string]map[string]any{
+	"401": {"WWW-Authenticate": map[string]any{
+		"type":        "string",
+		"description": `The scheme the broker wants: Bearer realm="secretbroker".`,
+	}},
+	"429": {"Retry-After": map[string]any{
+		"type":        "integer",
+		"description": "Seconds to wait before trying again, a whole number rounded up.",
+	}},
+	"503": {"Retry-After": map[string]any{
+		"type":        "integer",
+		"description": "When present: seconds to wait before trying again, a whole number rounded up.",
+	}},
 }
 
 // doubled matches "/LITERAL/{a}/{{a}}" in a generated path.
@@ -193,6 +214,24 @@ func fixOperation(path, method string, op any, renames map[string]string) error 
 	var want []string
 	for _, m := range templateVar.FindAllStringSubmatch(path, -1) {
 		want = append(want, m[1])
+	}
+	if resps, ok := o["responses"].(map[string]any); ok {
+		for code, hs := range responseHeaders {
+			r, ok := resps[code].(map[string]any)
+			if !ok {
+				continue
+			}
+			headers, _ := r["headers"].(map[string]any)
+			if headers == nil {
+				headers = map[string]any{}
+				r["headers"] = headers
+			}
+			for name, h := range hs {
+				if _, ok := headers[name]; !ok {
+					headers[name] = h
+				}
+			}
+		}
 	}
 	params, _ := o["parameters"].([]any)
 	params = slices.DeleteFunc(params, func(p any) bool {

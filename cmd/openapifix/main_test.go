@@ -214,3 +214,37 @@ func TestFixNullable(t *testing.T) {
 		t.Errorf("a definition no message holds: %v, want an error", err)
 	}
 }
+
+// TestFixResponseHeaders checks that every operation's 401, 429 and 503
+// get the headers the gateway sends with them, that a header the
+// generator wrote is kept, and that other answers get none.
+func TestFixResponseHeaders(t *testing.T) {
+	doc := `{"paths":{"/v1/operations":{"get":{"responses":{"200":{},"401":{},"429":{"headers":{"X-Mine":{"type":"string"}}},"503":{}}}}}}`
+	out, err := fix([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]struct{ Headers map[string]map[string]any }
+		}
+	}
+	if err := json.Unmarshal(out, &d); err != nil {
+		t.Fatal(err)
+	}
+	resps := d.Paths["/v1/operations"]["get"].Responses
+	for code, want := range map[string]string{"200": "", "401": "WWW-Authenticate", "429": "X-Mine,Retry-After", "503": "Retry-After"} {
+		var got []string
+		for _, name := range []string{"WWW-Authenticate", "X-Mine", "Retry-After"} {
+			if resps[code].Headers[name] != nil {
+				got = append(got, name)
+			}
+		}
+		if strings.Join(got, ",") != want || len(resps[code].Headers) != len(got) {
+			t.Errorf("%s: headers %v, want %s", code, resps[code].Headers, want)
+		}
+	}
+	if typ := resps["429"].Headers["Retry-After"]["type"]; typ != "integer" {
+		t.Errorf("Retry-After's type %v, want integer", typ)
+	}
+}

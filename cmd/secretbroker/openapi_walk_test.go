@@ -134,3 +134,70 @@ func TestOpenAPIEveryRouteOnTheBroker(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenAPIAuth checks what the document says of authentication against
+// a broker that requires it: the document's one security scheme, required
+// of every operation, is the Authorization header with "Bearer TOKEN";
+// every route answers 401 without it, with the document's WWW-Authenticate
+// header and error shape, and takes the token the scheme describes.
+func TestOpenAPIAuth(t *testing.T) {
+	callers := writeFile(t, "callers.yaml", "callers:\n  - name: admin\n    token_sha256: "+sha256Hex(adminToken)+"\n")
+	b := startBroker(t, securedConfig(t, "--callers-file="+callers))
+	doc2, doc3 := fetchOpenAPI(t, b.httpAddr)
+	scheme, ok := doc2.SecurityDefinitions["bearer"]
+	if len(doc2.SecurityDefinitions) != 1 || !ok || scheme.Type != "apiKey" || scheme.In != "header" || scheme.Name != "Authorization" ||
+		!strings.Contains(scheme.Description, "Bearer TOKEN") {
+		t.Fatalf("security definitions %+v, want one: bearer, the Authorization header with Bearer TOKEN", doc2.SecurityDefinitions)
+	}
+	if len(doc2.Security) != 1 || len(doc2.Security[0]) != 1 || doc2.Security[0]["bearer"] == nil {
+		t.Fatalf("security %v, want bearer required", doc2.Security)
+	}
+	for _, o := range openAPIOperations(doc3) {
+		t.Run(o.method+" "+o.path, func(t *testing.T) {
+			if o.op.Security != nil {
+				t.Errorf("the operation overrides the document's security: %v", *o.op.Security)
+			}
+			if h := o.op.Responses.Status(http.StatusUnauthorized).Value.Headers["WWW-Authenticate"]; h == nil {
+				t.Error("401 documents no WWW-Authenticate header")
+			}
+			for _, code := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+				if h := o.op.Responses.Status(code).Value.Headers["Retry-After"]; h == nil || !h.Value.Schema.Value.Type.Is("integer") {
+					t.Errorf("%d documents no integer Retry-After header", code)
+				}
+			}
+			for _, tok := range []string{"", adminToken} {
+				req, params := openAPIRequest(t, b.httpAddr, o)
+				if tok != "" {
+					req.Header.Set(scheme.Name, "Bearer "+tok)
+				}
+				resp, err := b.http.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if (resp.StatusCode == http.StatusUnauthorized) != (tok == "") {
+					t.Fatalf("token %v: %d %s", tok != "", resp.StatusCode, body)
+				}
+				if tok != "" {
+					continue
+				}
+				if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer realm="secretbroker"` {
+					t.Errorf("WWW-Authenticate %q", got)
+				}
+				route := &routers.Route{Spec: doc3, Path: o.path, PathItem: o.item, Method: o.method, Operation: o.op}
+				in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+					Options: &openapi3filter.Options{ExcludeRequestBody: true, AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+				rin := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode,
+					Header: resp.Header, Options: &openapi3filter.Options{IncludeResponseStatus: true}}
+				rin.SetBodyBytes(body)
+				if err := openapi3filter.ValidateResponse(t.Context(), rin); err != nil {
+					t.Errorf("the 401 does not match the document: %v\n%s", err, body)
+				}
+			}
+		})
+	}
+}

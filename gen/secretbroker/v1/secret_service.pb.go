@@ -3017,7 +3017,7 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\fGetOperation\x12$.secretbroker.v1.GetOperationRequest\x1a\x1a.secretbroker.v1.Operation\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/{name=operations/*}\x12y\n" +
 	"\x0eListOperations\x12&.secretbroker.v1.ListOperationsRequest\x1a'.secretbroker.v1.ListOperationsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/operations\x12\x81\x01\n" +
 	"\x0fCancelOperation\x12'.secretbroker.v1.CancelOperationRequest\x1a\x1a.secretbroker.v1.Operation\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/{name=operations/*}:cancel\x12{\n" +
-	"\rWaitOperation\x12%.secretbroker.v1.WaitOperationRequest\x1a\x1a.secretbroker.v1.Operation\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/{name=operations/*}:waitB\xe0\r\x92A\x93\r\x12\xde\x01\n" +
+	"\rWaitOperation\x12%.secretbroker.v1.WaitOperationRequest\x1a\x1a.secretbroker.v1.Operation\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/{name=operations/*}:waitB\xfa\x0f\x92A\xad\x0f\x12\xde\x01\n" +
 	"\fsecretbroker\x12\xc9\x01Writes GitHub Actions and Agents secrets on behalf of callers that hold neither GitHub credentials nor libsodium. Resource names are the paths below without /v1/; field names are snake_case, as served.2\x02v12\x10application/json:\x10application/jsonR\xf4\x01\n" +
 	"\x03400\x12\xec\x01\n" +
 	"\xd1\x01INVALID_ARGUMENT or FAILED_PRECONDITION: the request is malformed (or GitHub's 422 rejected it), or the broker refuses it in the current state (for example, an organization its GitHub App is not installed on).\x12\x16\n" +
@@ -3039,7 +3039,12 @@ const file_secretbroker_v1_secret_service_proto_rawDesc = "" +
 	"\x14\x1a\x12.google.rpc.StatusR\xdc\x01\n" +
 	"\x03503\x12\xd4\x01\n" +
 	"\xb9\x01UNAVAILABLE: GitHub or the broker cannot answer now, or GitHub refused the broker's credential (an operator must renew it); the Retry-After header, when present, says when to try again.\x12\x16\n" +
-	"\x14\x1a\x12.google.rpc.StatusZGgithub.com/secretbroker/secretbroker/gen/secretbroker/v1;secretbrokerv1b\x06proto3"
+	"\x14\x1a\x12.google.rpc.StatusZ\x89\x02\n" +
+	"\x86\x02\n" +
+	"\x06bearer\x12\xfb\x01\b\x02\x12\xe5\x01\"Bearer TOKEN\": a static token the broker's callers file names, or a JWT from the issuer it trusts. A caller with a client certificate the broker verifies needs none; a broker without authentication configured (--dev) ignores it.\x1a\rAuthorization \x02b\f\n" +
+	"\n" +
+	"\n" +
+	"\x06bearer\x12\x00ZGgithub.com/secretbroker/secretbroker/gen/secretbroker/v1;secretbrokerv1b\x06proto3"
 
 var (
 	file_secretbroker_v1_secret_service_proto_rawDescOnce sync.Once
