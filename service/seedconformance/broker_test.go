@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,17 +27,21 @@ const (
 	planted = "PLANTED-seed-plaintext-Quokka-2718"
 )
 
-// transport serves the fake in memory, in the caller's goroutine and so in
-// its synctest bubble. The request goes through its wire form (Write, then
-// ReadRequest) so the fake sees what a server would: the request line's
-// escaping, the headers, the body. Unlike a net/http server it adds no
-// Date header (the fake adds its own unless noDate).
+// transport serves an upstream (the fake or the emulator) in memory, in the
+// caller's goroutine and so in its synctest bubble. The request goes
+// through its wire form (Write, then ReadRequest) so the upstream sees what
+// a server would: the request line's escaping, the headers, the body.
+// Unlike a net/http server it adds no Date header.
 //
-// It holds the fake to the package's premise: an answer carries no header
-// but Content-Type and Date (no ETag, x-ratelimit-*, Link, Retry-After).
+// It holds the upstream to the package's premise: an answer carries no
+// header but Content-Type and Date (no ETag, x-ratelimit-*, Link,
+// Retry-After), except those the upstream adds on purpose (extra: the
+// emulator's, see upstreams).
 type transport struct {
-	t    *testing.T
-	fake http.Handler
+	t     *testing.T
+	name  string
+	extra []string
+	gh    http.Handler
 }
 
 func (tr transport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -49,11 +54,11 @@ func (tr transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	rec := httptest.NewRecorder()
-	tr.fake.ServeHTTP(rec, served)
+	tr.gh.ServeHTTP(rec, served)
 	res := rec.Result()
 	for h := range res.Header {
-		if h != "Content-Type" && h != "Date" {
-			tr.t.Errorf("the seeds-only fake answered with a %s header", h)
+		if h != "Content-Type" && h != "Date" && !slices.Contains(tr.extra, h) {
+			tr.t.Errorf("the %s answered with a %s header", tr.name, h)
 		}
 	}
 	res.Request = r
@@ -82,14 +87,68 @@ func (b *lockedBuffer) String() string {
 type setup struct {
 	ghes   bool // served under /api/v3, as GHES 3.21
 	legacy bool // the client's LegacyRoutes (environments by repository id)
-	noDate bool // the fake answers without a Date header
+	noDate bool // GitHub answers without a Date header
+}
+
+// hub is a GitHub a test runs against, in memory, with the test hooks the
+// tests read it through. Keys name scopes as the fake keys them (repoScope,
+// envScope, orgScope).
+type hub interface {
+	http.Handler
+	// secret returns the secret name of the scope key, if any.
+	secret(key, name string) (secret, bool)
+	// names returns the names of the scope key's secrets, in listing order.
+	names(key string) []string
+	// scopeKeys returns the keys of the scopes requests have named, sorted.
+	scopeKeys() []string
+	// changeBehindBack sets an existing secret's value as a person would
+	// at GitHub: updated_at moves to now.
+	changeBehindBack(key, name, value string)
+	// requests returns the requests received since the n-th (0 for all).
+	requests(n int) []request
+	// mark returns how many requests GitHub has received.
+	mark() int
+}
+
+// upstreamCase is a GitHub the seedconformance scenarios run against. The
+// seeds-only fake is the reference; the embedded emulator (what --dev
+// users test against) must answer as it does, but for what it adds on
+// purpose: extra are those headers, and emulator cases say where else it
+// differs.
+type upstreamCase struct {
+	name  string
+	extra []string // headers it adds on purpose, beyond Content-Type and Date
+	new   func(t *testing.T, o setup) hub
+}
+
+// The upstreams every scenario runs against.
+func upstreams() []upstreamCase {
+	return []upstreamCase{
+		{name: "fake", new: func(t *testing.T, o setup) hub {
+			gh := &github{t: t, noDate: o.noDate, token: token, scopes: map[string]*scope{}}
+			if o.ghes {
+				gh.prefix = "/api/v3"
+			}
+			return gh
+		}},
+		// The emulator adds GitHub's request id to every answer, a weak
+		// ETag and Cache-Control to public keys (conditional requests),
+		// and Link to pages of a list: GitHub's own headers, which the
+		// seeds do not show.
+		{name: emulatorName, extra: []string{"X-Github-Request-Id", "Etag", "Cache-Control", "Link"}, new: newEmuHub},
+	}
 }
 
 type env struct {
-	gh   *github
-	srv  *service.Server
-	logs *lockedBuffer
+	up     upstreamCase
+	gh     hub
+	prefix string // "" (github.com) or "/api/v3" (GHES)
+	srv    *service.Server
+	logs   *lockedBuffer
 }
+
+// emulator reports whether e's GitHub is the emulator.
+func (e *env) emulator() bool { return e.up.name == emulatorName }
 
 // inBubble fails t unless it runs inside a synctest bubble: an env's
 // sleeps (GitHub's one-second updated_at, for one) must be fake time.
@@ -104,22 +163,23 @@ func inBubble(t *testing.T) {
 }
 
 // newEnv builds, inside t's synctest bubble, the service on an upstream
-// client whose HTTP client reaches a new fake through transport. At
+// client whose HTTP client reaches a new up through transport. At
 // cleanup it fails t if a planted value reached the logs.
-func newEnv(t *testing.T, o setup) *env {
+func newEnv(t *testing.T, up upstreamCase, o setup) *env {
 	t.Helper()
 	inBubble(t)
-	gh := &github{t: t, noDate: o.noDate, token: token, scopes: map[string]*scope{}}
+	prefix := ""
 	if o.ghes {
-		gh.prefix = "/api/v3"
+		prefix = "/api/v3"
 	}
+	gh := up.new(t, o)
 	logs := &lockedBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	client, err := upstream.New(upstream.Config{
-		BaseURL:      "https://github.example" + gh.prefix,
+		BaseURL:      "https://github.example" + prefix,
 		Token:        upstream.Token(token),
 		LegacyRoutes: o.legacy,
-		HTTPClient:   &http.Client{Transport: transport{t: t, fake: gh}},
+		HTTPClient:   &http.Client{Transport: transport{t: t, name: up.name, extra: up.extra, gh: gh}},
 		Logger:       logger,
 	})
 	if err != nil {
@@ -132,13 +192,18 @@ func newEnv(t *testing.T, o setup) *env {
 			}
 		}
 	})
-	return &env{gh: gh, srv: service.New(client, service.Options{Logger: logger}), logs: logs}
+	return &env{up: up, gh: gh, prefix: prefix, srv: service.New(client, service.Options{Logger: logger}), logs: logs}
 }
 
-// run runs f in a synctest bubble with a new env.
+// run runs f against every upstream, each in a synctest bubble with a new
+// env.
 func run(t *testing.T, o setup, f func(t *testing.T, e *env)) {
 	t.Helper()
-	synctest.Test(t, func(t *testing.T) { f(t, newEnv(t, o)) })
+	for _, up := range upstreams() {
+		t.Run(up.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { f(t, newEnv(t, up, o)) })
+		})
+	}
 }
 
 func putReq(name, value, visibility string, ids ...int64) *secretbrokerv1.PutSecretRequest {

@@ -24,11 +24,16 @@ func escapeAll(s string) string {
 	return b.String()
 }
 
+// envNames are environment names that need escaping.
+func envNames() []string {
+	return []string{"a b", "ü", "100%", "x+y", "semi;colon", "a:b@c", "q?x", "h#x", "tilde~", "comma,x", "amp&eq=", "prod/eu"}
+}
+
 // TestEnvironmentNames puts, gets, lists and deletes a secret of
 // environments whose names need escaping ("The name must be URL encoded"):
 // GitHub sees exactly that environment, and no other.
 func TestEnvironmentNames(t *testing.T) {
-	for _, envName := range []string{"a b", "ü", "100%", "x+y", "semi;colon", "a:b@c", "q?x", "h#x", "tilde~", "comma,x", "amp&eq=", "prod/eu"} {
+	for _, envName := range envNames() {
 		t.Run(envName, func(t *testing.T) {
 			run(t, setup{}, func(t *testing.T, e *env) {
 				ctx := context.Background()

@@ -192,23 +192,9 @@ func match(pattern string, segs []string) (params, bool) {
 // scopeOf returns the scope a route's parameters name, nil when there is
 // none (an unknown organization or repository, an app GHES lacks).
 func (f *github) scopeOf(p params) *scope {
-	app, ok := p["app"] // environment routes have none: they are Actions'
-	if ok && (app != "actions" && app != "agents" || app == "agents" && f.prefix != "") {
+	key, ok := seedScopeKey(f.prefix, p)
+	if !ok {
 		return nil
-	}
-	var key string
-	switch {
-	case p["org"] != "":
-		if !strings.EqualFold(p["org"], org) {
-			return nil
-		}
-		key = orgScope(app)
-	case !strings.EqualFold(p["owner"], org) || !found(named(p["repo"])):
-		return nil
-	case p["env"] != "":
-		key = envScope(p["repo"], p["env"])
-	default:
-		key = repoScope(p["repo"], app)
 	}
 	if f.scopes[key] == nil {
 		pub, priv, err := box.GenerateKey(rand.Reader)
@@ -219,6 +205,54 @@ func (f *github) scopeOf(p params) *scope {
 		f.scopes[key] = &scope{org: p["org"] != "", keyID: strconv.Itoa(100 + len(f.scopes)), pub: pub, priv: priv, secrets: map[string]*secret{}}
 	}
 	return f.scopes[key]
+}
+
+// seedScopeKey returns the key of the scope a route's parameters name
+// under prefix, false when there is none (an unknown organization or
+// repository, an app GHES lacks).
+func seedScopeKey(prefix string, p params) (string, bool) {
+	app, ok := p["app"] // environment routes have none: they are Actions'
+	if ok && (app != "actions" && app != "agents" || app == "agents" && prefix != "") {
+		return "", false
+	}
+	switch {
+	case p["org"] != "":
+		if !strings.EqualFold(p["org"], org) {
+			return "", false
+		}
+		return orgScope(app), true
+	case !strings.EqualFold(p["owner"], org) || !found(named(p["repo"])):
+		return "", false
+	case p["env"] != "":
+		return envScope(p["repo"], p["env"]), true
+	default:
+		return repoScope(p["repo"], app), true
+	}
+}
+
+// scopeKeyOfPath returns the key of the scope a request's escaped path
+// names on a GitHub of the seeds under prefix, false when it names none.
+func scopeKeyOfPath(prefix, method, path string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, prefix+"/")
+	if !ok {
+		return "", false
+	}
+	segs := strings.Split(rest, "/")
+	for i, s := range segs {
+		u, err := url.PathUnescape(s)
+		if err != nil {
+			return "", false
+		}
+		segs[i] = u
+	}
+	for _, rt := range (&github{}).routes() {
+		if p, ok := match(rt.pattern, segs); ok && rt.method == method {
+			if key, ok := seedScopeKey(prefix, p); ok {
+				return key, true
+			}
+		}
+	}
+	return "", false
 }
 
 func found(is func(repo) bool) bool { _, ok := findRepo(is); return ok }

@@ -45,8 +45,8 @@ func TestAPIVersions(t *testing.T) {
 					t.Fatalf("requests: %v", reqs)
 				}
 				for _, r := range reqs {
-					if !strings.HasPrefix(r.path, e.gh.prefix+"/"+c.parent) || r.version != c.version {
-						t.Errorf("%v, want under %s/%s with version %s", r, e.gh.prefix, c.parent, c.version)
+					if !strings.HasPrefix(r.path, e.prefix+"/"+c.parent) || r.version != c.version {
+						t.Errorf("%v, want under %s/%s with version %s", r, e.prefix, c.parent, c.version)
 					}
 				}
 			})
