@@ -77,7 +77,10 @@ func TestEnvironmentSpellingOwner(t *testing.T) {
 		if w := writes(e.gh.requests(n)); len(w) != 0 {
 			t.Errorf("the refused sync wrote %v", w)
 		}
-		if _, ok := e.gh.secret(envScope("hello-world", "stage"), "K"); ok {
+		// The emulator folds the case of environment names on purpose, as
+		// GitHub's docs (not the seeds) say GitHub does: its "stage" is
+		// "Stage", which holds team-a's K.
+		if _, ok := e.gh.secret(envScope("hello-world", "stage"), "K"); ok && !e.emulator() {
 			t.Error("GitHub holds K in stage")
 		}
 		e.holds(t, envScope("hello-world", "Stage"), "K", "a", "")

@@ -19,6 +19,11 @@ import (
 // against a GitHub built from the seeds alone these calls cannot succeed:
 // each must fail with a clear status after that one GET, and write
 // nothing.
+//
+// The emulator serves GET /repos/{owner}/{repo} on purpose (--dev users
+// select repositories by name and reach the legacy routes): against it the
+// same calls succeed after the same lookup, and emulator says what GitHub
+// then holds.
 func TestNonSeedRoutes(t *testing.T) {
 	const sel = "orgs/octo-org/actions/secrets/SEL"
 	for _, c := range []struct {
@@ -27,7 +32,9 @@ func TestNonSeedRoutes(t *testing.T) {
 		call    func(ctx context.Context, e *env) error
 		code    codes.Code
 		message string
-		lookup  string // the one request sent after setup
+		lookup  string // the one request sent after setup (the first, with the emulator)
+		// emulator checks what the emulator holds after the call succeeded.
+		emulator func(t *testing.T, e *env)
 	}{
 		{
 			name:   "legacy environment put",
@@ -42,6 +49,9 @@ func TestNonSeedRoutes(t *testing.T) {
 			// Legacy routes are the older GHES, whose reference predates
 			// API versions: the broker sends 2022-11-28 (README).
 			lookup: "GET /api/v3/repos/octo-org/hello-world? v=2022-11-28",
+			emulator: func(t *testing.T, e *env) {
+				e.holds(t, envScope("hello-world", "prod"), "X", planted, "")
+			},
 		},
 		{
 			name: "add a repository by name",
@@ -49,9 +59,10 @@ func TestNonSeedRoutes(t *testing.T) {
 				_, err := e.srv.AddSelectedRepository(ctx, &secretbrokerv1.AddSelectedRepositoryRequest{Name: sel, Repository: "other"})
 				return err
 			},
-			code:    codes.InvalidArgument,
-			message: `repository: repository "other" was not found in organization "octo-org"`,
-			lookup:  "GET /api/v3/repos/octo-org/other? v=2026-03-10",
+			code:     codes.InvalidArgument,
+			message:  `repository: repository "other" was not found in organization "octo-org"`,
+			lookup:   "GET /api/v3/repos/octo-org/other? v=2026-03-10",
+			emulator: selects(helloWorldID, otherID),
 		},
 		{
 			name: "set repositories by name",
@@ -59,9 +70,10 @@ func TestNonSeedRoutes(t *testing.T) {
 				_, err := e.srv.SetSelectedRepositories(ctx, &secretbrokerv1.SetSelectedRepositoriesRequest{Name: sel, SelectedRepositories: []string{"other"}})
 				return err
 			},
-			code:    codes.InvalidArgument,
-			message: `selected_repositories: repository "other" was not found in organization "octo-org"`,
-			lookup:  "GET /api/v3/repos/octo-org/other? v=2026-03-10",
+			code:     codes.InvalidArgument,
+			message:  `selected_repositories: repository "other" was not found in organization "octo-org"`,
+			lookup:   "GET /api/v3/repos/octo-org/other? v=2026-03-10",
+			emulator: selects(otherID),
 		},
 		{
 			name: "put with repositories by name",
@@ -74,6 +86,10 @@ func TestNonSeedRoutes(t *testing.T) {
 			code:    codes.InvalidArgument,
 			message: `selected_repositories: repository "other" was not found in organization "octo-org"`,
 			lookup:  "GET /api/v3/repos/octo-org/other? v=2026-03-10",
+			emulator: func(t *testing.T, e *env) {
+				e.holds(t, orgScope("actions"), "SEL", planted, "selected")
+				selects(otherID)(t, e)
+			},
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -81,6 +97,14 @@ func TestNonSeedRoutes(t *testing.T) {
 				e.put(t, sel, "v", "selected", helloWorldID)
 				n := e.gh.mark()
 				err := c.call(context.Background(), e)
+				if e.emulator() {
+					wantCode(t, err, codes.OK)
+					if got := e.gh.requests(n); len(got) == 0 || got[0].String() != c.lookup {
+						t.Errorf("requests %q, want %q first", got, c.lookup)
+					}
+					c.emulator(t, e)
+					return
+				}
 				wantCode(t, err, c.code)
 				if got := status.Convert(err).Message(); got != c.message {
 					t.Errorf("message %q, want %q", got, c.message)
@@ -98,5 +122,15 @@ func TestNonSeedRoutes(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// selects checks GitHub selects exactly ids for actions' SEL.
+func selects(ids ...int64) func(t *testing.T, e *env) {
+	return func(t *testing.T, e *env) {
+		t.Helper()
+		if s := e.selection(orgScope("actions"), "SEL"); !slices.Equal(s, ids) {
+			t.Errorf("GitHub selects %v, want %v", s, ids)
+		}
 	}
 }
