@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -42,6 +43,30 @@ type transport struct {
 	name  string
 	extra []string
 	gh    http.Handler
+	trace *trace
+}
+
+// trace is the answers an upstream gave, one "METHOD path status" each;
+// a 304 is written as the 200 it stands for (only the emulator sends
+// ETag, and so only it is sent conditional requests).
+type trace struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (tr *trace) add(method, path string, status int) {
+	if status == http.StatusNotModified {
+		status = http.StatusOK
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.lines = append(tr.lines, fmt.Sprintf("%s %s %d", method, path, status))
+}
+
+func (tr *trace) get() []string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return slices.Clone(tr.lines)
 }
 
 func (tr transport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -61,6 +86,7 @@ func (tr transport) RoundTrip(r *http.Request) (*http.Response, error) {
 			tr.t.Errorf("the %s answered with a %s header", tr.name, h)
 		}
 	}
+	tr.trace.add(r.Method, r.URL.EscapedPath(), res.StatusCode)
 	res.Request = r
 	return res, nil
 }
@@ -88,6 +114,9 @@ type setup struct {
 	ghes   bool // served under /api/v3, as GHES 3.21
 	legacy bool // the client's LegacyRoutes (environments by repository id)
 	noDate bool // GitHub answers without a Date header
+	// differs says why the emulator's answers differ from the fake's on
+	// purpose; "" when they must be the same (run compares them).
+	differs string
 }
 
 // hub is a GitHub a test runs against, in memory, with the test hooks the
@@ -140,6 +169,7 @@ func upstreams() []upstreamCase {
 }
 
 type env struct {
+	trace  *trace
 	up     upstreamCase
 	gh     hub
 	prefix string // "" (github.com) or "/api/v3" (GHES)
@@ -173,13 +203,14 @@ func newEnv(t *testing.T, up upstreamCase, o setup) *env {
 		prefix = "/api/v3"
 	}
 	gh := up.new(t, o)
+	tr := &trace{}
 	logs := &lockedBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	client, err := upstream.New(upstream.Config{
 		BaseURL:      "https://github.example" + prefix,
 		Token:        upstream.Token(token),
 		LegacyRoutes: o.legacy,
-		HTTPClient:   &http.Client{Transport: transport{t: t, name: up.name, extra: up.extra, gh: gh}},
+		HTTPClient:   &http.Client{Transport: transport{t: t, name: up.name, extra: up.extra, gh: gh, trace: tr}},
 		Logger:       logger,
 	})
 	if err != nil {
@@ -192,18 +223,58 @@ func newEnv(t *testing.T, up upstreamCase, o setup) *env {
 			}
 		}
 	})
-	return &env{up: up, gh: gh, prefix: prefix, srv: service.New(client, service.Options{Logger: logger}), logs: logs}
+	return &env{trace: tr, up: up, gh: gh, prefix: prefix, srv: service.New(client, service.Options{Logger: logger}), logs: logs}
 }
 
 // run runs f against every upstream, each in a synctest bubble with a new
-// env.
+// env. Unless o.differs, every upstream must then have given the fake's
+// answers: the same statuses to the same requests.
 func run(t *testing.T, o setup, f func(t *testing.T, e *env)) {
 	t.Helper()
+	var traces [][]string
 	for _, up := range upstreams() {
 		t.Run(up.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) { f(t, newEnv(t, up, o)) })
+			synctest.Test(t, func(t *testing.T) {
+				e := newEnv(t, up, o)
+				f(t, e)
+				traces = append(traces, e.trace.get())
+			})
 		})
 	}
+	if o.differs != "" || t.Failed() {
+		return
+	}
+	for i, up := range upstreams()[1:] {
+		if only, fake := unmatched(traces[i+1], traces[0]); len(only)+len(fake) != 0 {
+			t.Errorf("answers of the %s only:\n%s\nof the fake only:\n%s", up.name, strings.Join(only, "\n"), strings.Join(fake, "\n"))
+		}
+	}
+}
+
+// unmatched returns the lines of a that b lacks and those of b that a
+// lacks, as multisets: the order of requests may differ (a sync writes in
+// no set order).
+func unmatched(a, b []string) (onlyA, onlyB []string) {
+	n := map[string]int{}
+	for _, l := range a {
+		n[l]++
+	}
+	for _, l := range b {
+		n[l]--
+	}
+	for _, l := range a {
+		if n[l] > 0 {
+			onlyA = append(onlyA, l)
+			n[l]--
+		}
+	}
+	for _, l := range b {
+		if n[l] < 0 {
+			onlyB = append(onlyB, l)
+			n[l]++
+		}
+	}
+	return onlyA, onlyB
 }
 
 func putReq(name, value, visibility string, ids ...int64) *secretbrokerv1.PutSecretRequest {

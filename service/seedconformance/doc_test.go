@@ -7,6 +7,12 @@
 // (ETag, x-ratelimit-* headers, Link, conditional requests, a Date it may
 // leave out): the service must not rely on any of it.
 //
+// Every scenario also runs with that embedded emulator as GitHub (run's
+// upstreams), which --dev users test their scripts against: the emulator
+// must answer as the fake does (the same statuses to the same requests),
+// but for what it adds on purpose, which the cases say: its headers, GET
+// /repos/{owner}/{repo}, environment names without case.
+//
 // Every test runs inside a testing/synctest bubble, with the fake served in
 // memory through an http.RoundTripper and clocked by the bubble's time, so
 // waits (the pacer's write spacing) are exact and cost no wall time.

@@ -93,7 +93,7 @@ func TestNonSeedRoutes(t *testing.T) {
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			run(t, setup{ghes: true, legacy: c.legacy}, func(t *testing.T, e *env) {
+			run(t, setup{ghes: true, legacy: c.legacy, differs: "the emulator serves GET /repos/{owner}/{repo}"}, func(t *testing.T, e *env) {
 				e.put(t, sel, "v", "selected", helloWorldID)
 				n := e.gh.mark()
 				err := c.call(context.Background(), e)
