@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 )
 
@@ -56,4 +58,23 @@ func TestEnvironmentNames(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestUnknownEnvironment lists the secrets of an environment the
+// repository does not have. The seeds document no 404 for it (nor for any
+// route); the fake serves every environment of a known repository, the
+// emulator only those it holds (AddEnvironment), answering 404 for another
+// on purpose, as GitHub does: the broker's NOT_FOUND.
+func TestUnknownEnvironment(t *testing.T) {
+	run(t, setup{differs: "the emulator has no environment \"nonexistent\""}, func(t *testing.T, e *env) {
+		l, err := e.srv.ListSecrets(context.Background(),
+			&secretbrokerv1.ListSecretsRequest{Parent: "repos/octo-org/hello-world/environments/nonexistent"})
+		if e.emulator() {
+			wantCode(t, err, codes.NotFound)
+			return
+		}
+		if err != nil || l.GetTotalCount() != 0 {
+			t.Errorf("ListSecrets = %v, %v", l, err)
+		}
+	})
 }

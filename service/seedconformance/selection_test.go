@@ -149,3 +149,25 @@ func TestRepositoryOrganizationSecrets(t *testing.T) {
 		})
 	}
 }
+
+// TestSetSelectionNotSelected sets the selected repositories of a secret
+// whose visibility is "all". The seeds list only 204 for Set (003:415)
+// while its body parameter says "You can only provide a list of repository
+// ids when the visibility is set to selected" (003:410): the fake answers
+// 204, the emulator, on purpose, the 409 the seeds give Add and Remove
+// (003:473), which the broker reports as FAILED_PRECONDITION. Either way
+// the secret keeps visibility "all".
+func TestSetSelectionNotSelected(t *testing.T) {
+	run(t, setup{differs: "the emulator answers Set on a secret not \"selected\" 409, the fake 204"}, func(t *testing.T, e *env) {
+		name := "orgs/octo-org/actions/secrets/ALL"
+		e.put(t, name, "v", "all")
+		_, err := e.srv.SetSelectedRepositories(context.Background(),
+			&secretbrokerv1.SetSelectedRepositoriesRequest{Name: name, SelectedRepositoryIds: []int64{otherID}})
+		want := codes.OK
+		if e.emulator() {
+			want = codes.FailedPrecondition
+		}
+		wantCode(t, err, want)
+		e.holds(t, orgScope("actions"), "ALL", "v", "all")
+	})
+}
