@@ -7,6 +7,7 @@ package redistest
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +24,15 @@ const Package = "redis-server"
 
 // startTimeout bounds how long a redis-server may take to start.
 const startTimeout = 10 * time.Second
+
+// startAttempts bounds how many ports Start tries: a port free when it
+// was picked can be taken by another process before redis-server binds
+// it.
+const startAttempts = 5
+
+// errPortTaken is a redis-server that could not bind its port because
+// another process holds it.
+var errPortTaken = errors.New("port taken by another process")
 
 // Server is one redis-server process of a test. Stop and Restart
 // simulate a crash and a restart without persistence (empty). They may be
@@ -58,25 +68,50 @@ func Start(tb testing.TB) *Server {
 		}
 		tb.Skip(msg)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("redistest: finding a free port: %v", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		tb.Fatalf("redistest: %v", err)
-	}
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), tb: tb, path: path, port: port,
-		reqs: make(chan bool), replies: make(chan error)}
+	return start(tb, path, freePort)
+}
+
+// start is Start with the port picker given: pick returns a loopback port
+// that was free a moment ago. Where redis-server finds it taken, another
+// port is picked, up to startAttempts times.
+func start(tb testing.TB, path string, pick func() (int, error)) *Server {
+	tb.Helper()
+	s := &Server{tb: tb, path: path, reqs: make(chan bool), replies: make(chan error)}
 	go s.manage()
 	tb.Cleanup(func() {
 		s.Stop()
 		close(s.reqs)
 	})
-	if err := s.call(true); err != nil {
-		tb.Fatal(err)
+	var err error
+	for range startAttempts {
+		port, perr := pick()
+		if perr != nil {
+			tb.Fatalf("redistest: finding a free port: %v", perr)
+		}
+		// Set before the request: the manager reads them after it.
+		s.port, s.Addr = port, net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if err = s.call(true); err == nil {
+			return s
+		}
+		if !errors.Is(err, errPortTaken) {
+			tb.Fatal(err)
+		}
 	}
-	return s
+	tb.Fatalf("redistest: %d ports in a row were taken before redis-server could bind them: %v", startAttempts, err)
+	return nil
+}
+
+// freePort is a loopback port free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		return 0, err
+	}
+	return port, nil
 }
 
 // manage runs the requests: the process is started and stopped here.
@@ -104,11 +139,17 @@ func (s *Server) call(start bool) error {
 // stopped server does nothing.
 func (s *Server) Stop() { _ = s.call(false) }
 
-// Restart starts the stopped server again on the same port, empty.
+// Restart starts the stopped server again on the same port, empty. It
+// cannot move to another port (its clients know the address): where
+// another process took the port while the server was stopped, the test
+// fails saying so.
 func (s *Server) Restart() {
 	s.tb.Helper()
 	s.Stop()
 	if err := s.call(true); err != nil {
+		if errors.Is(err, errPortTaken) {
+			s.tb.Fatalf("redistest: Restart keeps port %d, and another process took it while the server was stopped: %v", s.port, err)
+		}
 		s.tb.Fatal(err)
 	}
 }
@@ -147,7 +188,7 @@ func (s *Server) start() error {
 		_, _ = io.Copy(io.Discard, out)
 		err := cmd.Wait()
 		if !signalled {
-			ready <- fmt.Errorf("redistest: redis-server exited before it was ready (%v): %s", err, strings.Join(tail, " | "))
+			ready <- exitedEarly(s.port, err, tail)
 		}
 	}()
 	timer := time.NewTimer(startTimeout)
@@ -171,6 +212,16 @@ func (s *Server) start() error {
 		return err
 	}
 	return nil
+}
+
+// exitedEarly is the error of a redis-server that exited before it was
+// ready, with its output; errPortTaken where it could not bind its port.
+func exitedEarly(port int, exit error, tail []string) error {
+	out := strings.Join(tail, " | ")
+	if strings.Contains(out, "Address already in use") {
+		return fmt.Errorf("redistest: redis-server could not bind 127.0.0.1:%d: %w (%v): %s", port, errPortTaken, exit, out)
+	}
+	return fmt.Errorf("redistest: redis-server exited before it was ready (%v): %s", exit, out)
 }
 
 // ping sends PING and expects +PONG.
