@@ -74,33 +74,38 @@ func TestRedisStartScript(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "etc", "password"), []byte(tc.password), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			port := freePort(t)
-			local := script
-			for _, r := range [][2]string{
-				{redisPasswordDir, filepath.Join(dir, "etc")},
-				{redisDataFlag, "--dir " + filepath.Join(dir, "data")},
-				{redisPortFlag, "--port " + strconv.Itoa(port) + " --bind 127.0.0.1"},
-			} {
-				if n := strings.Count(local, r[0]); n != 1 {
-					t.Fatalf("the start script names %q %d times, want once", r[0], n)
+			wrapper, seen := filepath.Join(dir, "redis-server"), filepath.Join(dir, "started-with")
+			// The script as rendered, with the test's directories and a
+			// loopback port.
+			render := func(port int) string {
+				local := script
+				for _, r := range [][2]string{
+					{redisPasswordDir, filepath.Join(dir, "etc")},
+					{redisDataFlag, "--dir " + filepath.Join(dir, "data")},
+					{redisPortFlag, "--port " + strconv.Itoa(port) + " --bind 127.0.0.1"},
+				} {
+					if n := strings.Count(local, r[0]); n != 1 {
+						t.Fatalf("the start script names %q %d times, want once", r[0], n)
+					}
+					local = strings.Replace(local, r[0], r[1], 1)
 				}
-				local = strings.Replace(local, r[0], r[1], 1)
+				if n := strings.Count(local, "exec redis-server "); n != 1 {
+					t.Fatalf("the start script execs redis-server %d times, want once", n)
+				}
+				return strings.Replace(local, "exec redis-server ", "exec "+wrapper+" ", 1)
 			}
 			// redis-server through a wrapper that writes down the
 			// arguments and the environment it is started with: Redis
 			// rewrites its own command line in /proc once it runs.
-			wrapper, seen := filepath.Join(dir, "redis-server"), filepath.Join(dir, "started-with")
 			wrap := "#!/bin/sh\n{ printf '%s\\n' \"$@\"; env; } > " + seen + "\nexec " + serverPath + " \"$@\"\n"
 			if err := os.WriteFile(wrapper, []byte(wrap), 0o700); err != nil {
 				t.Fatal(err)
 			}
-			if n := strings.Count(local, "exec redis-server "); n != 1 {
-				t.Fatalf("the start script execs redis-server %d times, want once", n)
-			}
-			local = strings.Replace(local, "exec redis-server ", "exec "+wrapper+" ", 1)
 
-			srv := startScript(t, local)
 			if tc.refusal != "" {
+				// The script is to end before it runs redis-server: the
+				// port is bound only where it fails to.
+				srv := startScript(t, render(freePort(t)))
 				out, err := srv.wait()
 				var exit *exec.ExitError
 				if !errors.As(err, &exit) || exit.ExitCode() == 0 {
@@ -114,7 +119,7 @@ func TestRedisStartScript(t *testing.T) {
 				}
 				return
 			}
-			srv.ready(t)
+			srv, port := startRedis(t, freePort, render)
 			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 			ctx := t.Context()
 			anon := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
@@ -156,6 +161,40 @@ func TestRedisStartScript(t *testing.T) {
 	}
 }
 
+// A port taken between its pick and redis-server's bind: startRedis runs
+// the script again on another port, where the server answers.
+func TestStartRedisPortTaken(t *testing.T) {
+	serverPath, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server is not in PATH")
+	}
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	taken := held.Addr().(*net.TCPAddr).Port
+	picks := 0
+	pick := func(t *testing.T) int {
+		picks++
+		if picks == 1 {
+			return taken
+		}
+		return freePort(t)
+	}
+	_, port := startRedis(t, pick, func(port int) string {
+		return "exec " + serverPath + " --port " + strconv.Itoa(port) + " --bind 127.0.0.1 --save '' --appendonly no"
+	})
+	if picks != 2 || port == taken {
+		t.Fatalf("%d ports picked, the server on %d (taken: %d); want 2, another port", picks, port, taken)
+	}
+	c := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), MaxRetries: -1})
+	defer c.Close()
+	if err := c.Ping(t.Context()).Err(); err != nil {
+		t.Errorf("PING: %v", err)
+	}
+}
+
 // redisStartScript renders the overlay with the in-cluster Redis and
 // returns the redis container's start script, its mount paths and the
 // names of its environment variables.
@@ -191,6 +230,30 @@ func redisStartScript(t *testing.T) (script string, mounts map[string]bool, env 
 	}
 	t.Fatalf("StatefulSet %s has no container redis", redisWorkload)
 	return "", nil, nil
+}
+
+// redisStartAttempts bounds how many ports startRedis tries.
+const redisStartAttempts = 5
+
+// startRedis runs script(port) for a port from pick and waits until its
+// redis-server is ready. A port free when picked can be taken by another
+// process before redis-server binds it: where redis-server says so
+// (Address already in use), it runs the script again on another port, up
+// to redisStartAttempts times.
+func startRedis(t *testing.T, pick func(*testing.T) int, script func(port int) string) (*scriptRun, int) {
+	t.Helper()
+	var out string
+	for range redisStartAttempts {
+		port := pick(t)
+		srv := startScript(t, script(port))
+		taken := srv.readyOrTaken(t)
+		if !taken {
+			return srv, port
+		}
+		out = srv.out.String()
+	}
+	t.Fatalf("%d ports in a row were taken before redis-server could bind them; the last run:\n%s", redisStartAttempts, out)
+	return nil, 0
 }
 
 // freePort is a loopback port free a moment ago.
@@ -247,8 +310,9 @@ func startScript(t *testing.T, script string) *scriptRun {
 	return s
 }
 
-// ready waits for redis-server to accept connections.
-func (s *scriptRun) ready(t *testing.T) {
+// readyOrTaken waits for redis-server to accept connections (false), or
+// for the script to end because redis-server found its port taken (true).
+func (s *scriptRun) readyOrTaken(t *testing.T) (taken bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), redisStartTimeout)
 	defer cancel()
@@ -256,11 +320,14 @@ func (s *scriptRun) ready(t *testing.T) {
 		select {
 		case line, ok := <-s.lines:
 			if !ok {
+				if strings.Contains(s.out.String(), "Address already in use") {
+					return true
+				}
 				t.Fatalf("the script ended before redis-server was ready:\n%s", s.out.String())
 			}
 			s.out.WriteString(line + "\n")
 			if strings.Contains(line, "Ready to accept connections") {
-				return
+				return false
 			}
 		case <-ctx.Done():
 			t.Fatalf("redis-server not ready within %s:\n%s", redisStartTimeout, s.out.String())
