@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -712,13 +711,8 @@ func TestNewJWTVerifierConfig(t *testing.T) {
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(issuer.JWKS()) }))
 	t.Cleanup(tlsSrv.Close)
 	file := issuer.WriteJWKSFile(t)
-	// A port nothing listens on: the connection is refused.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := "http://jwks:" + plantedURLSecret + "@" + ln.Addr().String() + "/jwks?token=" + plantedURLSecret
-	_ = ln.Close()
+	// A port the test holds and never listens on: the connection is refused.
+	refused := "http://jwks:" + plantedURLSecret + "@" + refusingAddr(t) + "/jwks?token=" + plantedURLSecret
 	// A redirect the client refuses, to a URL holding credentials.
 	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://jwks.example/keys?token="+plantedURLSecret, http.StatusFound)
