@@ -382,34 +382,19 @@ func TestOpenAPIResponses(t *testing.T) {
 				req.Body = io.NopCloser(strings.NewReader(tt.body))
 				req.ContentLength = int64(len(tt.body))
 			}
-			resp, err := b.http.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp, body := sendRead(t, b.http, req)
 			if resp.StatusCode != tt.wantStatus {
 				t.Fatalf("%s %s = %d %s, want %d", req.Method, req.URL.EscapedPath(), resp.StatusCode, body, tt.wantStatus)
 			}
 			if strings.Contains(string(body), "openapi-plain") {
 				t.Fatalf("the answer holds the secret's value: %s", body)
 			}
-			route := &routers.Route{Spec: doc3, Path: o.path, PathItem: o.item, Method: o.method, Operation: o.op}
-			in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
-				Options: &openapi3filter.Options{ExcludeRequestBody: true, AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
 			// A 204 has no body, nor a Content-Type (which the document's
 			// "schema": {} would have it carry: see TestOpenAPIDocument).
-			noBody := resp.StatusCode == http.StatusNoContent
-			if noBody && (len(body) != 0 || resp.Header.Get("Content-Type") != "") {
+			if resp.StatusCode == http.StatusNoContent && (len(body) != 0 || resp.Header.Get("Content-Type") != "") {
 				t.Errorf("204 with a body %q or a Content-Type %q", body, resp.Header.Get("Content-Type"))
 			}
-			rin := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode,
-				Header: resp.Header, Options: &openapi3filter.Options{IncludeResponseStatus: true, ExcludeResponseBody: noBody}}
-			rin.SetBodyBytes(body)
-			if err := openapi3filter.ValidateResponse(t.Context(), rin); err != nil {
+			if err := validateAnswer(t.Context(), doc3, o, req, params, resp, body); err != nil {
 				t.Errorf("the answer %d %s does not match the document: %v", resp.StatusCode, body, err)
 			}
 			if tt.wantVisibility != nil {
@@ -420,4 +405,33 @@ func TestOpenAPIResponses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sendRead sends req with c and returns its answer, the body read whole
+// and closed.
+func sendRead(t *testing.T, c *http.Client, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+// validateAnswer checks resp, with body, the answer to req (built for o
+// with path parameters params), against the document's response for its
+// status; a 204's body is not validated (it has none).
+func validateAnswer(ctx context.Context, doc3 *openapi3.T, o openAPIOperation, req *http.Request, params map[string]string, resp *http.Response, body []byte) error {
+	route := &routers.Route{Spec: doc3, Path: o.path, PathItem: o.item, Method: o.method, Operation: o.op}
+	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{ExcludeRequestBody: true, AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+	rin := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header,
+		Options: &openapi3filter.Options{IncludeResponseStatus: true, ExcludeResponseBody: resp.StatusCode == http.StatusNoContent}}
+	rin.SetBodyBytes(body)
+	return openapi3filter.ValidateResponse(ctx, rin)
 }
