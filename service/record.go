@@ -270,20 +270,26 @@ type prints struct {
 	// (state.Fingerprinter.KeyTag): a record whose fingerprints were made
 	// under another does not judge it (state.Record.FingerprintKey).
 	key string
+	// blind: the caller may not read the secret, so the write is judged
+	// against nothing (judge): see mayCompare.
+	blind bool
 }
 
 // printsOf fingerprints a plan's value and settings. A caller-sealed value
-// cannot be fingerprinted (sealing is randomized): ok is false.
+// cannot be fingerprinted (sealing is randomized): ok is false. Either
+// way the prints say whether the caller may have the write compared with
+// the record (mayCompare).
 func (s *Server) printsOf(ctx context.Context, p *putPlan) (prints, bool) {
+	blind := !s.mayCompare(ctx, p.scope, p.name)
 	if p.plaintext == nil {
-		return prints{}, false
+		return prints{blind: blind}, false
 	}
 	fp, err := s.state.fingerprinter(ctx)
 	if err != nil {
 		s.log.WarnContext(ctx, "state: no fingerprints; writing", "err", err)
-		return prints{}, false
+		return prints{blind: blind}, false
 	}
-	out := prints{value: fp.Value(p.plaintext), comparable: true, environment: p.scope.Environment, key: fp.KeyTag()}
+	out := prints{value: fp.Value(p.plaintext), comparable: true, environment: p.scope.Environment, key: fp.KeyTag(), blind: blind}
 	if p.scope.IsOrg() {
 		switch {
 		case p.visibility == "":
@@ -328,9 +334,27 @@ type verdict struct {
 	drift bool
 }
 
-// judge compares a write with its record and what GitHub reports.
+// mayCompare reports whether the caller's write of secret name of scope
+// may be compared with the broker's record of the secret: only when the
+// caller may read the secret. A caller that may write a secret but not
+// read it could otherwise confirm a guessed value: a write found
+// unchanged is skipped and answered so (unchanged, SYNC_ACTION_UNCHANGED,
+// an operation's counters, the time a skip takes), and drift tells that
+// the secret was written behind the broker's back. Such a caller's write
+// is judged against nothing (prints.blind, judge): it goes to GitHub as if
+// there were no record, and is recorded as any write is. The policy is in
+// memory: the check costs no upstream call, and it is not counted as a
+// call's access decision.
+func (s *Server) mayCompare(ctx context.Context, scope upstream.Scope, name string) bool {
+	res := secretResourceName(scope, name)
+	return s.decide(ctx, verbRead, false, func(c string) bool { return s.authz.Allow(c, verbRead, res) })
+}
+
+// judge compares a write with its record and what GitHub reports. A write
+// whose caller may not read the secret (pr.blind) is compared with
+// nothing: neither unchanged nor drift.
 func judge(rec *state.Record, pr prints, havePrints, force bool, now seen) verdict {
-	if rec == nil || !rec.UpdatedKnown() || !now.known || !now.exists {
+	if pr.blind || rec == nil || !rec.UpdatedKnown() || !now.known || !now.exists {
 		return verdict{}
 	}
 	if !rec.UpdatedMatches(now.updatedAt) {

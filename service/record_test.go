@@ -506,6 +506,8 @@ func TestJudge(t *testing.T) {
 		{"not comparable", rec, prints{value: v, comparable: false}, false, at(t0), verdict{}},
 		{"drift", rec, prints{value: v, settings: set, comparable: true}, false, at(t0.Add(time.Second)), verdict{drift: true}},
 		{"drift with force", rec, prints{value: v, settings: set, comparable: true}, true, at(t0.Add(time.Second)), verdict{drift: true}},
+		{"blind", rec, prints{value: v, settings: set, comparable: true, blind: true}, false, at(t0), verdict{}},
+		{"blind drift", rec, prints{value: v, settings: set, comparable: true, blind: true}, false, at(t0.Add(time.Second)), verdict{}},
 		{"gone", rec, prints{value: v, settings: set, comparable: true}, false, seen{known: true}, verdict{}},
 		{"unknown", rec, prints{value: v, settings: set, comparable: true}, false, seen{}, verdict{}},
 		{"no record", nil, prints{value: v, comparable: true}, false, at(t0), verdict{}},

@@ -388,6 +388,9 @@ func parseSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRequest) (*sy
 //     alone, when the caller may read the secret (what GetSecret would tell
 //     it), and SYNC_ACTION_UNSPECIFIED when it may not, whether or not the
 //     secret exists.
+//   - A listed name the caller may write but not read is compared with
+//     nothing (mayCompare): CREATE or UPDATE, never UNCHANGED or DRIFTED,
+//     and written.
 //   - A secret the sync does not list appears (DELETE with prune, or
 //     FOREIGN) only when the caller may read it.
 //   - With prune (not a dry run), a record of the owner's secret gone from
@@ -565,16 +568,9 @@ func (s *Server) planWrite(ctx context.Context, plan *syncPlan, name string, val
 	}
 	it := &syncItem{res: res, name: name, value: value, run: true}
 	p := &putPlan{scope: scope, name: name, plaintext: value, visibility: plan.settings.Visibility, repoIDs: plan.settings.SelectedRepositoryIDs}
+	// A value its caller may not read is compared with nothing
+	// (mayCompare): planned CREATE or UPDATE, never UNCHANGED or DRIFTED.
 	pr, havePrints := s.printsOf(ctx, p)
-	if (plan.call == nil || plan.async) && !s.may(ctx, verbRead, res) {
-		// A dry run (nothing written, nothing audited) does not compare
-		// a value its caller may not read: its plan would confirm a
-		// guess. Nor does an async sync's plan, which its caller sees at
-		// once and may cancel before a wrong guess is written: the
-		// operation judges the item when it runs. A run writes a wrong
-		// guess, under the caller's name.
-		havePrints = false
-	}
 	rec := bySecret[name]
 	v := s.judgeAt(ctx, p, rec, pr, havePrints, plan.force, now)
 	it.drift = v.drift
