@@ -77,6 +77,13 @@ type OperationOptions struct {
 	// MaxWait bounds one wait of WaitOperation's (it waits again until its
 	// timeout or deadline); zero means operation.DefaultMaxWait.
 	MaxWait time.Duration
+	// MaxPerCaller bounds how many unfinished operations one caller may
+	// have in this Server's runner (operation.Options.MaxPerCaller): one
+	// more is RESOURCE_EXHAUSTED. The caller is the identity in the
+	// call's context (identity.CallerFrom), "" for every unauthenticated
+	// call; the count is this runner's, not the state store's. Zero (or
+	// negative) means operation.DefaultMaxPerCaller.
+	MaxPerCaller int
 	// Estimate returns how long an operation's remaining items take, for
 	// its estimated completion time. Default: the upstream client's
 	// pacing (upstream.Pacing.WritesDuration) when the Upstream has a
@@ -98,6 +105,9 @@ type OperationOptions struct {
 // it runs.
 type operations struct {
 	runner *operation.Runner
+	// maxPerCaller is the runner's bound on one caller's unfinished
+	// operations, for the answer that refuses one more.
+	maxPerCaller int
 
 	mu     sync.Mutex
 	execs  map[string]*Executor
@@ -106,7 +116,10 @@ type operations struct {
 
 // newOperations returns the runner of s's operations on store.
 func newOperations(s *Server, up Upstream, store state.Store, o OperationOptions) *operations {
-	ops := &operations{execs: map[string]*Executor{}}
+	ops := &operations{execs: map[string]*Executor{}, maxPerCaller: operation.DefaultMaxPerCaller}
+	if o.MaxPerCaller > 0 {
+		ops.maxPerCaller = o.MaxPerCaller
+	}
 	est := o.Estimate
 	if p, ok := up.(interface{ Pacing() upstream.Pacing }); ok && est == nil {
 		pacing := p.Pacing()
@@ -124,6 +137,8 @@ func newOperations(s *Server, up Upstream, store state.Store, o OperationOptions
 		MaxWait:    max(o.MaxWait, 0),
 		Volatile:   o.Volatile,
 		Sole:       o.Sole,
+
+		MaxPerCaller: ops.maxPerCaller,
 	})
 	if err != nil {
 		// Only a nil store or exec, or a negative option, fails: none here.
@@ -244,7 +259,7 @@ func (s *Server) opError(ctx context.Context, op string, err error) error {
 	case errors.Is(err, operation.ErrTooMany):
 		st = WithRetryInfo(status.New(codes.ResourceExhausted, fmt.Sprintf(
 			"the caller has %d unfinished operations, the most the broker keeps for one caller; wait for one to end (WaitOperation) or cancel one, then try again",
-			operation.DefaultMaxPerCaller)), retryOperations)
+			s.ops.maxPerCaller)), retryOperations)
 	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		st = classify(err)
 	case errors.Is(err, state.ErrCorrupt):

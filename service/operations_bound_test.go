@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -101,6 +102,39 @@ func TestUnfinishedOperationsPerCallerBounded(t *testing.T) {
 		}
 		if err := batch("token:flood", tries); err != nil {
 			t.Errorf("an async batch once the caller's operations ended: %v", err)
+		}
+	})
+}
+
+// OperationOptions.MaxPerCaller replaces the default bound: with 2, a
+// caller's third unfinished operation is RESOURCE_EXHAUSTED, its message
+// naming 2, while another caller's is accepted.
+func TestUnfinishedOperationsPerCallerConfigured(t *testing.T) {
+	const limit = 2
+	synctest.Test(t, func(t *testing.T) {
+		held := &heldPuts{release: make(chan struct{})}
+		h := newHarness(t, harnessOpts{wrap: func(up Upstream) Upstream { held.Upstream = up; return held },
+			ops: OperationOptions{MaxPerCaller: limit}})
+		closeOps(t, h.server)
+		defer close(held.release)
+		ctx := t.Context()
+		batch := func(caller string, i int) error {
+			_, err := h.broker.BatchPutSecrets(as(ctx, caller), &secretbrokerv1.BatchPutSecretsRequest{Async: true,
+				Requests: []*secretbrokerv1.PutSecretRequest{plain(fmt.Sprintf("repos/octo-org/hello-world/actions/secrets/S_%s_%d", caller[len("token:"):], i), plantedSecret)}})
+			return err
+		}
+		for i := range limit {
+			if err := batch("token:flood", i); err != nil {
+				t.Fatalf("async batch %d of %d: %v", i+1, limit, err)
+			}
+		}
+		err := batch("token:flood", limit)
+		if st, _ := status.FromError(err); st.Code() != codes.ResourceExhausted || retryAfterOf(st) == nil ||
+			!strings.Contains(st.Message(), fmt.Sprintf("has %d unfinished operations", limit)) {
+			t.Errorf("async batch over the bound of %d: %v, want RESOURCE_EXHAUSTED with a RetryInfo naming %d", limit, err, limit)
+		}
+		if err := batch("token:other", 0); err != nil {
+			t.Errorf("another caller's async batch: %v", err)
 		}
 	})
 }

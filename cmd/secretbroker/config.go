@@ -19,6 +19,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/secretbroker/secretbroker/service"
+	"github.com/secretbroker/secretbroker/service/operation"
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -259,6 +260,18 @@ type Config struct {
 	// at once. Flag --caller-max-concurrent. Default 32; 0 turns it off.
 	CallerMaxConcurrent int
 
+	// CallerMaxOperations is the most unfinished long-running operations
+	// (async batches and syncs) one caller may have on this replica:
+	// one more is refused with RESOURCE_EXHAUSTED
+	// (operation.Options.MaxPerCaller). Without authentication every
+	// call has the same, empty, caller, so all of them share one bound.
+	// Each replica counts the operations its own runner runs or queues
+	// (those it resumed or took over from a replica that died included),
+	// not the shared state in Redis: with N replicas a caller may have up
+	// to N times the bound. Flag --caller-max-operations. Default 100
+	// (operation.DefaultMaxPerCaller); 0 turns the bound off.
+	CallerMaxOperations int
+
 	// MaxConcurrentCalls is the most calls in progress at once across all
 	// callers. Flag --max-concurrent-calls. Default 512; 0 turns it off.
 	MaxConcurrentCalls int
@@ -341,6 +354,7 @@ const (
 	defaultCallerRPS           = 50
 	defaultCallerBurst         = 100
 	defaultCallerMaxConcurrent = 32
+	defaultCallerMaxOperations = operation.DefaultMaxPerCaller
 	defaultMaxConcurrentCalls  = 512
 	defaultMaxInflightBytes    = 32 << 20
 	defaultGCHeapFloor         = 64 << 20
@@ -454,6 +468,10 @@ Flags:
 		"each caller's burst of calls above --caller-rps")
 	fs.IntVar(&cfg.CallerMaxConcurrent, "caller-max-concurrent", defaultCallerMaxConcurrent,
 		"most calls one caller may have in progress; 0 turns the limit off")
+	fs.IntVar(&cfg.CallerMaxOperations, "caller-max-operations", defaultCallerMaxOperations,
+		"most unfinished async operations (async batches and syncs) one caller may have on this replica; one more is refused with RESOURCE_EXHAUSTED. "+
+			"Without authentication (--dev, or no caller credentials configured) every caller is the same one and all share the bound. "+
+			"Each replica counts the operations it runs, also with Redis: with N replicas a caller may have N times the bound. 0 turns the bound off")
 	fs.IntVar(&cfg.MaxConcurrentCalls, "max-concurrent-calls", defaultMaxConcurrentCalls,
 		"most calls in progress across all callers; 0 turns the limit off")
 	fs.Int64Var(&cfg.MaxInflightBytes, "max-inflight-bytes", defaultMaxInflightBytes,
@@ -825,6 +843,16 @@ func pacingFlag(field string) string {
 	return ""
 }
 
+// OperationsPerCaller is the bound on one caller's unfinished operations
+// the service's runner takes (service.OperationOptions.MaxPerCaller):
+// CallerMaxOperations, or no bound (the largest int) for 0.
+func (c *Config) OperationsPerCaller() int {
+	if c.CallerMaxOperations == 0 {
+		return math.MaxInt
+	}
+	return c.CallerMaxOperations
+}
+
 // Authenticates reports whether callers must prove who they are: mTLS
 // client certificates, static bearer tokens or JWTs are configured. TLS
 // without a client CA is encryption, not authentication.
@@ -875,6 +903,9 @@ func (c *Config) validateFrontDoor() error {
 	}
 	if c.CallerRPS < 0 || c.CallerBurst < 0 || c.CallerMaxConcurrent < 0 || c.MaxConcurrentCalls < 0 {
 		return errors.New("--caller-rps, --caller-burst, --caller-max-concurrent and --max-concurrent-calls must not be negative")
+	}
+	if c.CallerMaxOperations < 0 {
+		return errors.New("--caller-max-operations must not be negative (0 turns the bound off)")
 	}
 	if c.CallerRPS > 0 && c.CallerBurst < 1 {
 		return errors.New("--caller-burst must be at least 1 when --caller-rps is set")
@@ -1019,6 +1050,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Float64("caller_rps", c.CallerRPS),
 		slog.Int("caller_burst", c.CallerBurst),
 		slog.Int("caller_max_concurrent", c.CallerMaxConcurrent),
+		slog.Int("caller_max_operations", c.CallerMaxOperations),
 		slog.Int("max_concurrent_calls", c.MaxConcurrentCalls),
 		slog.Int64("max_inflight_bytes", c.MaxInflightBytes),
 		slog.Int64("gc_heap_floor", c.GCHeapFloor),

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/secretbroker/secretbroker/service"
+	"github.com/secretbroker/secretbroker/service/operation"
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -70,6 +72,7 @@ func TestLoadConfig(t *testing.T) {
 		CallerRPS:                 50,
 		CallerBurst:               100,
 		CallerMaxConcurrent:       32,
+		CallerMaxOperations:       100,
 		MaxConcurrentCalls:        512,
 		MaxInflightBytes:          32 << 20,
 		GCHeapFloor:               64 << 20,
@@ -312,6 +315,29 @@ func TestLoadConfig(t *testing.T) {
 			}),
 		},
 		{
+			name: "caller max operations flag",
+			args: []string{"--caller-max-operations=2"},
+			env:  map[string]string{"GITHUB_TOKEN": testToken},
+			want: with(func(c *Config) { c.CallerMaxOperations = 2 }),
+		},
+		{
+			name: "caller max operations from the environment",
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_CALLER_MAX_OPERATIONS": "7"},
+			want: with(func(c *Config) { c.CallerMaxOperations = 7 }),
+		},
+		{
+			name: "caller max operations flag wins over the environment",
+			args: []string{"--caller-max-operations=3"},
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_CALLER_MAX_OPERATIONS": "7"},
+			want: with(func(c *Config) { c.CallerMaxOperations = 3 }),
+		},
+		{
+			name: "caller max operations 0 turns the bound off",
+			args: []string{"--caller-max-operations=0"},
+			env:  map[string]string{"GITHUB_TOKEN": testToken},
+			want: with(func(c *Config) { c.CallerMaxOperations = 0 }),
+		},
+		{
 			name: "none exports nothing, even with an endpoint",
 			env:  map[string]string{"GITHUB_TOKEN": testToken, "OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"},
 			want: with(func(c *Config) { c.TracesExporter = "none" }),
@@ -374,6 +400,22 @@ func TestLoadConfigErrors(t *testing.T) {
 			name: "integer variable",
 			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_CALLER_BURST": "1.5"},
 			want: []string{"SECRETBROKER_CALLER_BURST", "want a whole number"},
+		},
+		{
+			name: "negative caller max operations",
+			args: []string{"--caller-max-operations=-1"},
+			env:  withToken,
+			want: []string{"--caller-max-operations must not be negative", "0 turns the bound off"},
+		},
+		{
+			name: "negative caller max operations from the environment",
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_CALLER_MAX_OPERATIONS": "-5"},
+			want: []string{"--caller-max-operations must not be negative"},
+		},
+		{
+			name: "caller max operations variable not a number",
+			env:  map[string]string{"GITHUB_TOKEN": testToken, "SECRETBROKER_CALLER_MAX_OPERATIONS": "ten"},
+			want: []string{"SECRETBROKER_CALLER_MAX_OPERATIONS", "want a whole number"},
 		},
 		{
 			name: "boolean variable",
@@ -932,6 +974,30 @@ func TestLoadConfigHelpDefaults(t *testing.T) {
 			}
 			if n := strings.Count(e, "(default"); n != 1 {
 				t.Errorf("-%s names a default %d times:\n%s", tt.flag, n, e)
+			}
+		})
+	}
+}
+
+// TestOperationsPerCaller: --caller-max-operations reaches the runner as
+// it is, its default is the runner's own, and 0 (off) is no bound at all.
+func TestOperationsPerCaller(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"default", nil, operation.DefaultMaxPerCaller},
+		{"flag", []string{"--caller-max-operations=2"}, 2},
+		{"off", []string{"--caller-max-operations=0"}, math.MaxInt},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := loadConfig(append([]string{"--allow-unauthenticated"}, tt.args...), envMap(map[string]string{"GITHUB_TOKEN": testToken}), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.OperationsPerCaller(); got != tt.want {
+				t.Errorf("OperationsPerCaller() = %d, want %d", got, tt.want)
 			}
 		})
 	}

@@ -290,7 +290,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		// this process holds the file's lock: the runner that leased an
 		// unfinished operation in it was a dead process's, and the first
 		// resume takes it over (never with Redis, shared by replicas).
-		Operations: service.OperationOptions{Volatile: volatile, Sole: sole},
+		// --caller-max-operations bounds each caller's unfinished
+		// operations in this process's runner (0: no bound).
+		Operations: service.OperationOptions{Volatile: volatile, Sole: sole, MaxPerCaller: cfg.OperationsPerCaller()},
 	})
 	// Operations a previous process left unfinished run again from here;
 	// shutdown closes the runner (with the servers, within
