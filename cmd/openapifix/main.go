@@ -33,6 +33,15 @@
 // sends with them (responseHeaders): protoc-gen-openapiv2 drops the headers
 // of the responses the proto's file-wide options give every operation.
 //
+// The gateway refuses some requests before a route's handler runs, and the
+// proto cannot say so: 415 to a POST, PUT or PATCH whose Content-Type is
+// not JSON's, 413 to a body over its limit on a route that takes one
+// (gatewayRefusals). Each operation those apply to gets that answer.
+//
+// The gateway's GET /healthz (grpc-gateway's WithHealthzEndpoint: the gRPC
+// health Check) is no RPC of the API, so the generator does not write it:
+// it is added from extraPaths, with its answer's definition.
+//
 // Usage: go run ./cmd/openapifix FILE (rewrites FILE in place).
 package main
 
@@ -41,11 +50,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 
+	// grpc.health.v1, whose HealthCheckResponse GET /healthz answers
+	// (markNullable finds its fields).
+	_ "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
@@ -122,6 +136,58 @@ var responseHeaders = map[string]map[string]any{
 	}},
 }
 
+// statusSchema is the gateway's error shape, google.rpc.Status, which every
+// error answer has.
+var statusSchema = map[string]any{"$ref": "#/definitions/rpcStatus"}
+
+// gatewayRefusals are the answers the gateway (gateway.ServeHTTP and its
+// bodies middleware) gives before the mux calls a route's RPC, each with
+// the operations it applies to: by the operation's method, and whether the
+// route takes a body (a "body" parameter).
+var gatewayRefusals = []struct {
+	code        string
+	methods     []string // lower case, as the document's keys
+	bodyOnly    bool     // only to an operation that takes a body
+	description string
+}{
+	{"413", []string{"post", "put", "patch"}, true,
+		"INVALID_ARGUMENT: the request body is larger than the gateway's limit (the message says it), by its Content-Length or as it arrives; nothing of it was decoded."},
+	{"415", []string{"post", "put", "patch"}, false,
+		"INVALID_ARGUMENT: the request has a body, or a Content-Type, and its Content-Type is not application/json (one header; any parameter, a charset, is accepted)."},
+}
+
+// extraPaths are the gateway's paths that are no RPC of the API, as
+// document paths, and extraDefinitions the definitions they name.
+var extraPaths = map[string]any{
+	"/healthz": map[string]any{"get": map[string]any{
+		"summary":     "The broker's health: the gRPC health service's Check, over JSON.",
+		"description": "Open to every caller (no credentials). The broker serves while it answers 200.",
+		"operationId": "Health_Check",
+		"tags":        []any{"Health"},
+		"security":    []any{},
+		"parameters": []any{map[string]any{
+			"name": "service", "in": "query", "required": false, "type": "string",
+			"description": "The service to check: none (the whole server) or secretbroker.v1.SecretService.",
+		}},
+		"responses": map[string]any{
+			"200": map[string]any{"description": "SERVING.", "schema": map[string]any{"$ref": "#/definitions/v1HealthCheckResponse"}},
+			"400": map[string]any{"description": "INVALID_ARGUMENT: the query is malformed or not UTF-8.", "schema": statusSchema},
+			"404": map[string]any{"description": "NOT_FOUND: the service is not one the broker knows.", "schema": statusSchema},
+			"503": map[string]any{"description": "UNAVAILABLE: NOT_SERVING (starting, its credential or keys not yet checked, or stopping).", "schema": statusSchema},
+		},
+	}},
+}
+
+var extraDefinitions = map[string]any{
+	"v1HealthCheckResponse": map[string]any{
+		"type": "object",
+		"properties": map[string]any{"status": map[string]any{
+			"type": "string", "enum": []any{"UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"},
+		}},
+		"description": "grpc.health.v1.HealthCheckResponse.",
+	},
+}
+
 // doubled matches "/LITERAL/{a}/{{a}}" in a generated path.
 var doubled = regexp.MustCompile(`/([A-Za-z0-9_.-]+)/\{([A-Za-z0-9_]+)\}/\{\{([A-Za-z0-9_]+)\}\}`)
 
@@ -143,6 +209,12 @@ func fix(doc []byte) ([]byte, error) {
 	}
 	fixed := make(map[string]any, len(paths))
 	for path, item := range paths {
+		if extra, ok := extraPaths[path]; ok {
+			if !reflect.DeepEqual(item, extra) { // the same: a document fixed before
+				return nil, fmt.Errorf("path %s: generated already", path)
+			}
+			continue // added below
+		}
 		newPath, renames, err := fixPath(path)
 		if err != nil {
 			return nil, err
@@ -161,8 +233,18 @@ func fix(doc []byte) ([]byte, error) {
 		}
 		fixed[newPath] = item
 	}
+	maps.Copy(fixed, extraPaths)
 	root["paths"] = fixed
+	if len(extraDefinitions) > 0 && root["definitions"] == nil {
+		root["definitions"] = map[string]any{}
+	}
 	if defs, ok := root["definitions"].(map[string]any); ok {
+		for name, d := range extraDefinitions {
+			if old, dup := defs[name]; dup && !reflect.DeepEqual(old, d) {
+				return nil, fmt.Errorf("definition %s: generated already", name)
+			}
+			defs[name] = d
+		}
 		if err := markNullable(defs, apiMessages()); err != nil {
 			return nil, err
 		}
@@ -216,6 +298,12 @@ func fixOperation(path, method string, op any, renames map[string]string) error 
 		want = append(want, m[1])
 	}
 	if resps, ok := o["responses"].(map[string]any); ok {
+		for _, g := range gatewayRefusals {
+			if _, ok := resps[g.code]; ok || !slices.Contains(g.methods, method) || (g.bodyOnly && !takesBody(o)) {
+				continue
+			}
+			resps[g.code] = map[string]any{"description": g.description, "schema": statusSchema}
+		}
 		for code, hs := range responseHeaders {
 			r, ok := resps[code].(map[string]any)
 			if !ok {
@@ -279,6 +367,15 @@ func fixOperation(path, method string, op any, renames map[string]string) error 
 		o["parameters"] = append(ordered, rest...)
 	}
 	return nil
+}
+
+// takesBody reports whether operation o has a body parameter.
+func takesBody(o map[string]any) bool {
+	params, _ := o["parameters"].([]any)
+	return slices.ContainsFunc(params, func(p any) bool {
+		pm, _ := p.(map[string]any)
+		return pm["in"] == "body"
+	})
 }
 
 // apiMessages returns every message of the API's files and the files they

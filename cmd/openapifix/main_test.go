@@ -248,3 +248,99 @@ func TestFixResponseHeaders(t *testing.T) {
 		t.Errorf("Retry-After's type %v, want integer", typ)
 	}
 }
+
+// TestFixGatewayRefusals checks that 415 goes to every POST, PUT and PATCH
+// and 413 only to those that take a body, both as google.rpc.Status, that
+// a response the generator wrote is kept, and that no other operation gets
+// either.
+func TestFixGatewayRefusals(t *testing.T) {
+	body := `{"name":"body","in":"body"}`
+	doc := `{"paths":{
+		"/v1/a":{"put":{"parameters":[` + body + `],"responses":{"200":{}}},"get":{"responses":{"200":{}}},"delete":{"responses":{"200":{}}}},
+		"/v1/b":{"put":{"responses":{"200":{}}},"post":{"parameters":[` + body + `],"responses":{"415":{"description":"mine"}}}},
+		"/v1/c":{"patch":{"parameters":[` + body + `],"responses":{}}}}}`
+	out, err := fix([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]struct {
+				Description string
+				Schema      map[string]any
+			}
+		}
+	}
+	if err := json.Unmarshal(out, &d); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		path, method string
+		want         string // the refusals documented, comma separated
+	}{
+		{"/v1/a", "put", "413,415"},
+		{"/v1/a", "get", ""},
+		{"/v1/a", "delete", ""},
+		{"/v1/b", "put", "415"},
+		{"/v1/b", "post", "413,415"},
+		{"/v1/c", "patch", "413,415"},
+	} {
+		resps := d.Paths[tt.path][tt.method].Responses
+		var got []string
+		for _, code := range []string{"413", "415"} {
+			r, ok := resps[code]
+			if !ok {
+				continue
+			}
+			got = append(got, code)
+			if r.Description != "mine" && (r.Schema["$ref"] != "#/definitions/rpcStatus" || r.Description == "") {
+				t.Errorf("%s %s %s: %+v, want a described google.rpc.Status", tt.method, tt.path, code, r)
+			}
+		}
+		if strings.Join(got, ",") != tt.want {
+			t.Errorf("%s %s: refusals %v, want %s", tt.method, tt.path, got, tt.want)
+		}
+	}
+	if got := d.Paths["/v1/b"]["post"].Responses["415"].Description; got != "mine" {
+		t.Errorf("the generated 415 became %q", got)
+	}
+}
+
+// TestFixExtraPaths checks that GET /healthz and its answer's definition
+// are added, open to every caller, idempotently, and that a generated
+// path or definition of the same name that differs fails.
+func TestFixExtraPaths(t *testing.T) {
+	out, err := fix([]byte(`{"paths":{}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Paths map[string]map[string]struct {
+			Security  []any
+			Responses map[string]struct{ Schema map[string]any }
+		}
+		Definitions map[string]any
+	}
+	if err := json.Unmarshal(out, &d); err != nil {
+		t.Fatal(err)
+	}
+	get, ok := d.Paths["/healthz"]["get"]
+	if !ok || get.Security == nil || len(get.Security) != 0 {
+		t.Fatalf("GET /healthz: %+v, want it with an empty security list", d.Paths["/healthz"])
+	}
+	if ref := get.Responses["200"].Schema["$ref"]; ref != "#/definitions/v1HealthCheckResponse" || d.Definitions["v1HealthCheckResponse"] == nil {
+		t.Errorf("200 answers %v; definitions %v", ref, d.Definitions)
+	}
+	again, err := fix(out)
+	if err != nil || string(again) != string(out) {
+		t.Errorf("fix is not idempotent: %v", err)
+	}
+	for _, doc := range []string{
+		`{"paths":{"/healthz":{"get":{}}}}`,
+		`{"paths":{},"definitions":{"v1HealthCheckResponse":{"type":"object"}}}`,
+	} {
+		if _, err := fix([]byte(doc)); err == nil || !strings.Contains(err.Error(), "generated already") {
+			t.Errorf("%s: %v, want an error", doc, err)
+		}
+	}
+}

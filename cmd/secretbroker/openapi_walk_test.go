@@ -1,15 +1,21 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/secretbroker/secretbroker/service/identity/identitytest"
 )
 
 // walkOrder is when TestOpenAPIEveryRouteOnTheBroker sends an operation:
@@ -51,6 +57,7 @@ var walkQuery = map[string]string{
 	"page_token":    "",
 	"not_done":      "false",
 	"repository_id": "1296269",
+	"service":       "secretbroker.v1.SecretService", // GET /healthz
 }
 
 // TestOpenAPIEveryRouteOnTheBroker sends every operation of the served
@@ -116,6 +123,108 @@ func TestOpenAPIEveryRouteOnTheBroker(t *testing.T) {
 			}
 		})
 	}
+
+	// The gateway's refusals before any RPC runs, of every operation they
+	// apply to (gateway.ServeHTTP, readBody): 415 to a POST, PUT or PATCH
+	// whose body is not JSON, 413 to a body over the limit on a route
+	// that takes one.
+	for _, o := range ops {
+		if o.method != http.MethodPost && o.method != http.MethodPut && o.method != http.MethodPatch {
+			continue
+		}
+		t.Run("refused "+o.method+" "+o.path, func(t *testing.T) {
+			req, params := openAPIRequest(t, b.httpAddr, o)
+			req.Body, req.ContentLength = io.NopCloser(strings.NewReader("{}")), 2
+			req.Header.Set("Content-Type", "text/plain")
+			resp, body := sendRead(t, b.http, req)
+			if resp.StatusCode != http.StatusUnsupportedMediaType {
+				t.Errorf("a text/plain body: %d %s, want 415", resp.StatusCode, body)
+			} else if err := validateAnswer(t.Context(), doc3, o, req, params, resp, body); err != nil {
+				t.Errorf("the 415 does not match the document: %v\n%s", err, body)
+			}
+
+			if o.op.RequestBody == nil {
+				return
+			}
+			req, params = openAPIRequest(t, b.httpAddr, o)
+			resp, body = sendTooLarge(t, b.httpAddr, req)
+			if resp.StatusCode != http.StatusRequestEntityTooLarge {
+				t.Errorf("a body over the limit: %d %s, want 413", resp.StatusCode, body)
+			} else if err := validateAnswer(t.Context(), doc3, o, req, params, resp, body); err != nil {
+				t.Errorf("the 413 does not match the document: %v\n%s", err, body)
+			}
+		})
+	}
+
+	// GET /healthz's errors: a service the broker does not know (404), a
+	// query that is not UTF-8 (400).
+	for _, query := range []string{"service=no.such.Service", "service=%ff"} {
+		t.Run("GET /healthz?"+query, func(t *testing.T) {
+			i := slices.IndexFunc(ops, func(o openAPIOperation) bool { return o.method == http.MethodGet && o.path == "/healthz" })
+			if i < 0 {
+				t.Fatal("the document has no GET /healthz")
+			}
+			req, params := openAPIRequest(t, b.httpAddr, ops[i])
+			req.URL.RawQuery = query
+			resp, body := sendRead(t, b.http, req)
+			if resp.StatusCode/100 != 4 {
+				t.Fatalf("%d %s, want a 4xx", resp.StatusCode, body)
+			}
+			if err := validateAnswer(t.Context(), doc3, ops[i], req, params, resp, body); err != nil {
+				t.Errorf("the %d does not match the document: %v\n%s", resp.StatusCode, err, body)
+			}
+		})
+	}
+
+	// Over the caller's rate, every route under /v1/ answers 429 with
+	// Retry-After (the front door, admitHTTP); /healthz is not limited.
+	t.Run("429 over the caller's rate", func(t *testing.T) {
+		cfg := devConfig(t)
+		cfg.CallerRPS, cfg.CallerBurst = 0.001, 1 // one call, then one per 1,000 s
+		limited := startBroker(t, cfg)
+		spent := false // the burst
+		for _, o := range ops {
+			limitedRoute := strings.HasPrefix(o.path, "/v1/")
+			if limitedRoute && !spent {
+				req, _ := openAPIRequest(t, limited.httpAddr, o)
+				sendRead(t, limited.http, req)
+				spent = true
+			}
+			req, params := openAPIRequest(t, limited.httpAddr, o)
+			resp, body := sendRead(t, limited.http, req)
+			if limitedRoute != (resp.StatusCode == http.StatusTooManyRequests) {
+				t.Errorf("%s %s = %d %s; rate-limited: %v", o.method, o.path, resp.StatusCode, body, limitedRoute)
+				continue
+			}
+			if err := validateAnswer(t.Context(), doc3, o, req, params, resp, body); err != nil {
+				t.Errorf("%s %s: the %d does not match the document: %v\n%s", o.method, o.path, resp.StatusCode, err, body)
+			}
+		}
+	})
+}
+
+// sendTooLarge sends req's head to the gateway at addr with a
+// Content-Length one byte over maxRequestBytes and none of the body, and
+// returns the answer the gateway gives by the length alone.
+func sendTooLarge(t *testing.T, addr string, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	conn := dialGateway(t, addr)
+	defer conn.Close()
+	head := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n",
+		req.Method, req.URL.RequestURI(), addr, maxRequestBytes+1)
+	if _, err := io.WriteString(conn, head); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
 }
 
 // TestOpenAPIAuth checks what the document says of authentication against
@@ -123,9 +232,32 @@ func TestOpenAPIEveryRouteOnTheBroker(t *testing.T) {
 // of every operation, is the Authorization header with "Bearer TOKEN";
 // every route answers 401 without it, with the document's WWW-Authenticate
 // header and error shape, and takes the token the scheme describes.
+//
+// The broker also trusts JWTs from an issuer whose keys it cannot fetch:
+// a JWT is refused with 503 and Retry-After on every route that requires
+// the scheme, and the broker's health is NOT_SERVING, which the open
+// GET /healthz answers with 503.
 func TestOpenAPIAuth(t *testing.T) {
 	callers := writeFile(t, "callers.yaml", "callers:\n  - name: admin\n    token_sha256: "+sha256Hex(adminToken)+"\n")
-	b := startBroker(t, securedConfig(t, "--callers-file="+callers))
+	fetched := make(chan struct{}, 1)
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case fetched <- struct{}{}:
+		default:
+		}
+		http.Error(w, "keys unavailable", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(jwks.Close)
+	b := startBroker(t, securedConfig(t, "--callers-file="+callers, "--jwt-issuer=https://kubernetes.default.svc",
+		"--jwt-audience=secretbroker", "--jwt-jwks-url="+jwks.URL+"/openid/v1/jwks"))
+	select {
+	case <-fetched:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the broker never fetched the JWKS")
+	}
+	now := time.Now()
+	jwt := identitytest.NewIssuer(t, "k1").Token(t, map[string]any{"iss": "https://kubernetes.default.svc", "aud": []string{"secretbroker"},
+		"sub": "system:serviceaccount:ci:deployer", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()})
 	doc2, doc3 := fetchOpenAPI(t, b.httpAddr)
 	scheme, ok := doc2.SecurityDefinitions["bearer"]
 	if len(doc2.SecurityDefinitions) != 1 || !ok || scheme.Type != "apiKey" || scheme.In != "header" || scheme.Name != "Authorization" ||
@@ -137,15 +269,20 @@ func TestOpenAPIAuth(t *testing.T) {
 	}
 	for _, o := range openAPIOperations(doc3) {
 		t.Run(o.method+" "+o.path, func(t *testing.T) {
-			if o.op.Security != nil {
+			// An operation open to all says so with an empty security
+			// list; any other keeps the document's.
+			open := o.op.Security != nil && len(*o.op.Security) == 0
+			if o.op.Security != nil && !open {
 				t.Errorf("the operation overrides the document's security: %v", *o.op.Security)
 			}
-			if h := o.op.Responses.Status(http.StatusUnauthorized).Value.Headers["WWW-Authenticate"]; h == nil {
-				t.Error("401 documents no WWW-Authenticate header")
-			}
-			for _, code := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
-				if h := o.op.Responses.Status(code).Value.Headers["Retry-After"]; h == nil || !h.Value.Schema.Value.Type.Is("integer") {
-					t.Errorf("%d documents no integer Retry-After header", code)
+			if !open {
+				if h := o.op.Responses.Status(http.StatusUnauthorized).Value.Headers["WWW-Authenticate"]; h == nil {
+					t.Error("401 documents no WWW-Authenticate header")
+				}
+				for _, code := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+					if h := o.op.Responses.Status(code).Value.Headers["Retry-After"]; h == nil || !h.Value.Schema.Value.Type.Is("integer") {
+						t.Errorf("%d documents no integer Retry-After header", code)
+					}
 				}
 			}
 			for _, tok := range []string{"", adminToken} {
@@ -154,10 +291,10 @@ func TestOpenAPIAuth(t *testing.T) {
 					req.Header.Set(scheme.Name, "Bearer "+tok)
 				}
 				resp, body := sendRead(t, b.http, req)
-				if (resp.StatusCode == http.StatusUnauthorized) != (tok == "") {
-					t.Fatalf("token %v: %d %s", tok != "", resp.StatusCode, body)
+				if (resp.StatusCode == http.StatusUnauthorized) != (tok == "" && !open) {
+					t.Fatalf("token %v (operation open: %v): %d %s", tok != "", open, resp.StatusCode, body)
 				}
-				if tok != "" {
+				if tok != "" || open {
 					continue
 				}
 				if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer realm="secretbroker"` {
@@ -166,6 +303,18 @@ func TestOpenAPIAuth(t *testing.T) {
 				if err := validateAnswer(t.Context(), doc3, o, req, params, resp, body); err != nil {
 					t.Errorf("the 401 does not match the document: %v\n%s", err, body)
 				}
+			}
+			// A JWT while the issuer's keys cannot be fetched: 503 with
+			// Retry-After from the front door; /healthz, which takes no
+			// credentials, answers 503 for the health it reports.
+			req, params := openAPIRequest(t, b.httpAddr, o)
+			req.Header.Set(scheme.Name, "Bearer "+jwt)
+			resp, body := sendRead(t, b.http, req)
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("a JWT before the keys load: %d %s, want 503", resp.StatusCode, body)
+			}
+			if err := validateAnswer(t.Context(), doc3, o, req, params, resp, body); err != nil {
+				t.Errorf("the 503 does not match the document: %v\n%s", err, body)
 			}
 		})
 	}
