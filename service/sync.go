@@ -882,12 +882,23 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 		return out
 	}
 	now := seenIn(list, name)
+	// A record of this very item's write (ownWrite) is of the value it
+	// sends: compared with it, a caller that may not read the secret
+	// learns nothing it did not send (mayCompare), and the item reports
+	// its write rather than writing again. Drift is still not told it.
+	own := pr.blind && ownWrite(ctx, rec)
+	if own {
+		pr.blind = false
+	}
 	v := judge(rec, pr, havePrints, x.force, now)
 	if v.unchanged {
 		if time.Since(read) > listingFresh {
 			now = x.s.seenByGet(ctx, scope, name)
 		}
 		v = x.s.judgeAt(ctx, p, rec, pr, havePrints, x.force, now)
+	}
+	if own && !v.unchanged {
+		v, pr.blind = verdict{}, true
 	}
 	out.drift = v.drift
 	if v.unchanged && !conflict {
