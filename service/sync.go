@@ -963,11 +963,18 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	}
 	x.written.add(scope, name, pr.value)
 	out.keyID, out.created = keyID, w.Created
+	if own {
+		// Written again (the secret changed behind the broker's back
+		// since this item's earlier write): reported as that write was,
+		// as when it is not written again, so that the answer does not
+		// tell a caller that may not read the secret that it changed.
+		out.created = rec.Created
+	}
 	// Whether it was a create is GitHub's answer (201 or 204), not the
 	// listing's: the listing may be old, or not read at all.
 	if a := SyncActionOf(out.action); a == secretbrokerv1.SyncAction_SYNC_ACTION_CREATE || a == secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE {
 		out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE]
-		if w.Created {
+		if out.created {
 			out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CREATE]
 		}
 	}
