@@ -882,12 +882,23 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 		return out
 	}
 	now := seenIn(list, name)
+	// A record of this very item's write (ownWrite) is of the value it
+	// sends: compared with it, a caller that may not read the secret
+	// learns nothing it did not send (mayCompare), and the item reports
+	// its write rather than writing again. Drift is still not told it.
+	own := pr.blind && ownWrite(ctx, rec)
+	if own {
+		pr.blind = false
+	}
 	v := judge(rec, pr, havePrints, x.force, now)
 	if v.unchanged {
 		if time.Since(read) > listingFresh {
 			now = x.s.seenByGet(ctx, scope, name)
 		}
 		v = x.s.judgeAt(ctx, p, rec, pr, havePrints, x.force, now)
+	}
+	if own && !v.unchanged {
+		v, pr.blind = verdict{}, true
 	}
 	out.drift = v.drift
 	if v.unchanged && !conflict {
@@ -952,11 +963,18 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	}
 	x.written.add(scope, name, pr.value)
 	out.keyID, out.created = keyID, w.Created
+	if own {
+		// Written again (the secret changed behind the broker's back
+		// since this item's earlier write): reported as that write was,
+		// as when it is not written again, so that the answer does not
+		// tell a caller that may not read the secret that it changed.
+		out.created = rec.Created
+	}
 	// Whether it was a create is GitHub's answer (201 or 204), not the
 	// listing's: the listing may be old, or not read at all.
 	if a := SyncActionOf(out.action); a == secretbrokerv1.SyncAction_SYNC_ACTION_CREATE || a == secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE {
 		out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE]
-		if w.Created {
+		if out.created {
 			out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CREATE]
 		}
 	}

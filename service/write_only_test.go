@@ -3,12 +3,17 @@ package service
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/code"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/identity"
+	"github.com/secretbroker/secretbroker/service/operation"
+	"github.com/secretbroker/secretbroker/service/state"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
 )
 
@@ -181,5 +186,111 @@ func TestWriteOnlyCallerLearnsNoComparison(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestWriteOnlyItemRepeatedAfterCrash: an operation item of a caller that
+// may write a secret but not read it, which GitHub wrote before a crash
+// kept its result from being stored, reports its own write after the
+// resume (created), and is not written again: its record is the item's
+// own write of the value it sends (ownWrite), so comparing it tells the
+// caller nothing. The secret written behind the broker's back meanwhile
+// is written again, answered neither drift nor otherwise than when it was
+// not (created, as the item's write was): the answer does not tell the
+// caller the secret changed.
+func TestWriteOnlyItemRepeatedAfterCrash(t *testing.T) {
+	const value = "hunter2-" + plantedSecret
+	secret := repoScope + "/secrets/DB_PASSWORD"
+	batch := func(ctx context.Context, t *testing.T, h *harness) string {
+		resp, err := h.broker.BatchPutSecrets(ctx, &secretbrokerv1.BatchPutSecretsRequest{Async: true,
+			Requests: []*secretbrokerv1.PutSecretRequest{plain(secret, value)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetOperation().GetName()
+	}
+	sync := func(ctx context.Context, t *testing.T, h *harness) string {
+		req := syncReq(repoScope, "token:admin", map[string]string{"DB_PASSWORD": value})
+		req.Async = true
+		resp, err := h.broker.SyncSecrets(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetOperation().GetName()
+	}
+	tests := []struct {
+		name     string
+		start    func(ctx context.Context, t *testing.T, h *harness) string
+		drifted  bool // written behind the broker's back between the crash and the resume
+		want     string
+		wantPuts int
+	}{
+		{"batch", batch, false, "DB_PASSWORD OK created", 1},
+		{"sync", sync, false, "DB_PASSWORD CREATE OK", 1},
+		{"batch, drifted meanwhile", batch, true, "DB_PASSWORD OK created", 2},
+		{"sync, drifted meanwhile", sync, true, "DB_PASSWORD CREATE OK", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				inner, err := state.NewMemory(state.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				crashing := &crashingStore{Store: inner, crashOn: "/secrets/DB_PASSWORD"}
+				policy := mustPolicy(t)
+				h := newHarness(t, harnessOpts{state: crashing, authz: policy, ops: OperationOptions{FlushEvery: 1}})
+				closeOps(t, h.server)
+				ctx := as(t.Context(), "token:rotator")
+				name := tt.start(ctx, t, h)
+				time.Sleep(5 * time.Second)
+				synctest.Wait()
+				if !crashing.crashed.Load() {
+					t.Fatal("DB_PASSWORD did not run")
+				}
+				if tt.drifted {
+					behindBack(t, h, secret)
+				}
+				time.Sleep(operation.DefaultLease + time.Second)
+				s2 := New(h.client, Options{State: inner, Authorizer: policy, Logger: newTestLogger(h.logs)})
+				t.Cleanup(func() { _ = s2.CloseOperations(context.Background()) })
+				if n, err := s2.ResumeOperations(t.Context()); err != nil || n != 1 {
+					t.Fatalf("ResumeOperations = %d, %v; want 1", n, err)
+				}
+				// s2 is called directly, not through the harness's gRPC
+				// interceptor: the caller goes in the context.
+				done, err := s2.WaitOperation(identity.WithCaller(t.Context(), "token:rotator"), &secretbrokerv1.WaitOperationRequest{Name: name})
+				if err != nil || !done.GetDone() {
+					t.Fatalf("resumed: %v %v; want done", done, err)
+				}
+				got := batchResultsOf(t, done)
+				if sr := done.GetResponse().GetSyncResults(); len(sr) > 0 {
+					got = nil
+					for n, r := range syncResultsOf(t, done) {
+						got = append(got, n+" "+r)
+					}
+				}
+				if !slices.Equal(got, []string{tt.want}) {
+					t.Errorf("results after the resume %v, want [%s]", got, tt.want)
+				}
+				if m := done.GetMetadata(); m.GetWritten() != 1 || m.GetUnchanged() != 0 {
+					t.Errorf("metadata %v, want written 1, unchanged 0", m)
+				}
+				for _, r := range done.GetResponse().GetBatchPutResults() {
+					if r.GetDrift() {
+						t.Error("a write-only caller's item answered drift")
+					}
+				}
+				for _, r := range done.GetResponse().GetSyncResults() {
+					if r.GetDrift() {
+						t.Error("a write-only caller's item answered drift")
+					}
+				}
+				if n := puts(h); n != tt.wantPuts {
+					t.Errorf("%d PUTs, want %d", n, tt.wantPuts)
+				}
+				wantStored(t, h, secret, value)
+			})
+		})
 	}
 }
