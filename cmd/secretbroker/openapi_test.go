@@ -423,12 +423,18 @@ func sendRead(t *testing.T, c *http.Client, req *http.Request) (*http.Response, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resp, bodyOf(t, resp)
+}
+
+// bodyOf reads resp's body whole and closes it.
+func bodyOf(t *testing.T, resp *http.Response) []byte {
+	t.Helper()
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp, body
+	return body
 }
 
 // validateAnswer checks resp, with body, the answer to req (built for o

@@ -219,12 +219,7 @@ func sendTooLarge(t *testing.T, addr string, req *http.Request) (*http.Response,
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, body
+	return resp, bodyOf(t, resp)
 }
 
 // TestOpenAPIAuth checks what the document says of authentication against
