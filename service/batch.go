@@ -116,7 +116,7 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 			plans[i] = nil
 			continue
 		}
-		if j.drift {
+		if j.driftSeen {
 			s.noteDrift(ctx, rpcBatchPut, secretResourceName(plans[i].scope, plans[i].name))
 		}
 	}

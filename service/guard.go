@@ -157,7 +157,8 @@ func (s *Server) begin(ctx context.Context, rpc string, item *int, resource stri
 func (c *change) end(ctx context.Context, err error) { c.endWith(ctx, err, verdict{}) }
 
 // endWith writes the outcome record of a write the broker judged v
-// (unchanged: not sent; drift: changed behind its back).
+// (unchanged: not sent; driftSeen: changed behind its back, whether or
+// not its caller is told).
 func (c *change) endWith(ctx context.Context, err error, v verdict) {
 	code := outcomeCode(err)
 	if code == codes.Canceled && errors.Is(context.Cause(ctx), ErrDrained) {
@@ -186,7 +187,7 @@ func (c *change) endCode(ctx context.Context, outcome codes.Code, v verdict) {
 	c.ended = true
 	c.s.record(ctx, audit.Record{Phase: audit.PhaseOutcome, RPC: c.rpc, Item: c.item, Resource: c.resource,
 		Outcome: codeName(outcome), UpstreamStatus: c.status.Status(),
-		Unchanged: v.unchanged && outcome == codes.OK, Drift: v.drift})
+		Unchanged: v.unchanged && outcome == codes.OK, Drift: v.driftSeen})
 }
 
 // endOnPanic, deferred right after begin, writes the outcome record

@@ -167,7 +167,7 @@ func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner st
 			s.pinUpdatedAt(ctx, secretKey(p.scope, p.name), rec, now.updatedAt)
 			return putOutcome{keyID: upstream.KeyID(rec.KeyID), verdict: v}, nil
 		}
-		if v.drift {
+		if v.driftSeen {
 			s.noteDrift(ctx, rpcPutSecret, res)
 		}
 	}

@@ -271,7 +271,8 @@ type prints struct {
 	// under another does not judge it (state.Record.FingerprintKey).
 	key string
 	// blind: the caller may not read the secret, so the write is judged
-	// against nothing (judge): see mayCompare.
+	// against nothing as far as its caller can tell (judge): see
+	// mayCompare.
 	blind bool
 }
 
@@ -330,8 +331,23 @@ type verdict struct {
 	// unchanged: nothing needs to be written.
 	unchanged bool
 	// drift: GitHub reports another updated_at than the broker's last
-	// write left.
+	// write left, and the caller is told so (its answer's drift, a sync's
+	// SYNC_ACTION_DRIFTED, an operation's results).
 	drift bool
+	// driftSeen: drift as the operators are told it (the drift metric,
+	// the outcome record's drift, the log line: noteDrift), whether or
+	// not the caller is: a blind write's drift is seen but never told
+	// to its caller (drifted). Caller-facing code reads drift only.
+	driftSeen bool
+}
+
+// drifted is the verdict of a write whose secret GitHub reports changed
+// behind the broker's back: drift told to the operators, and to the
+// caller unless the write is blind (mayCompare). It costs nothing more
+// than the judgement it ends: the drift is seen in what the path already
+// holds (a listing, a GET it made), never asked for.
+func drifted(blind bool) verdict {
+	return verdict{drift: !blind, driftSeen: true}
 }
 
 // mayCompare reports whether the caller's write of secret name of scope
@@ -342,9 +358,13 @@ type verdict struct {
 // an operation's counters, the time a skip takes), and drift tells that
 // the secret was written behind the broker's back. Such a caller's write
 // is judged against nothing (prints.blind, judge): it goes to GitHub as if
-// there were no record, and is recorded as any write is. The policy is in
-// memory: the check costs no upstream call, and it is not counted as a
-// call's access decision.
+// there were no record (the same requests, at the same times), and is
+// recorded as any write is. Drift the updated_at already at hand shows (a
+// sync's or an operation's listing of the scope, a batch's when another
+// of its items made it list the scope; a PutSecret has none) is still
+// told to the operators (verdict.driftSeen: the metric, the audit
+// record, the log line), never to the caller. The policy is in memory: the check costs no upstream
+// call, and it is not counted as a call's access decision.
 func (s *Server) mayCompare(ctx context.Context, scope upstream.Scope, name string) bool {
 	res := secretResourceName(scope, name)
 	return s.decide(ctx, verbRead, false, func(c string) bool { return s.authz.Allow(c, verbRead, res) })
@@ -352,15 +372,17 @@ func (s *Server) mayCompare(ctx context.Context, scope upstream.Scope, name stri
 
 // judge compares a write with its record and what GitHub reports. A write
 // whose caller may not read the secret (pr.blind) is compared with
-// nothing: neither unchanged nor drift.
+// nothing as far as its caller can tell: never unchanged, and drift (the
+// updated_at now at hand is not the recorded one) is told to the
+// operators only (drifted).
 func judge(rec *state.Record, pr prints, havePrints, force bool, now seen) verdict {
-	if pr.blind || rec == nil || !rec.UpdatedKnown() || !now.known || !now.exists {
+	if rec == nil || !rec.UpdatedKnown() || !now.known || !now.exists {
 		return verdict{}
 	}
 	if !rec.UpdatedMatches(now.updatedAt) {
-		return verdict{drift: true}
+		return drifted(pr.blind)
 	}
-	if force || !havePrints || !pr.comparable || pr.environment != rec.Environment || !sameKey(rec, pr.key) {
+	if pr.blind || force || !havePrints || !pr.comparable || pr.environment != rec.Environment || !sameKey(rec, pr.key) {
 		return verdict{}
 	}
 	same := pr.value.Equal(rec.ValueFingerprint)
@@ -393,7 +415,7 @@ func (s *Server) judgeAt(ctx context.Context, p *putPlan, rec *state.Record, pr 
 	case !ok:
 		return verdict{}
 	case !held:
-		return verdict{drift: true}
+		return drifted(pr.blind)
 	}
 	return v
 }

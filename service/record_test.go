@@ -504,10 +504,10 @@ func TestJudge(t *testing.T) {
 		{"other settings", rec, prints{value: v, settings: fp.Settings(state.Settings{Visibility: "all"}), comparable: true}, false, at(t0), verdict{}},
 		{"force", rec, prints{value: v, settings: set, comparable: true}, true, at(t0), verdict{}},
 		{"not comparable", rec, prints{value: v, comparable: false}, false, at(t0), verdict{}},
-		{"drift", rec, prints{value: v, settings: set, comparable: true}, false, at(t0.Add(time.Second)), verdict{drift: true}},
-		{"drift with force", rec, prints{value: v, settings: set, comparable: true}, true, at(t0.Add(time.Second)), verdict{drift: true}},
+		{"drift", rec, prints{value: v, settings: set, comparable: true}, false, at(t0.Add(time.Second)), verdict{drift: true, driftSeen: true}},
+		{"drift with force", rec, prints{value: v, settings: set, comparable: true}, true, at(t0.Add(time.Second)), verdict{drift: true, driftSeen: true}},
 		{"blind", rec, prints{value: v, settings: set, comparable: true, blind: true}, false, at(t0), verdict{}},
-		{"blind drift", rec, prints{value: v, settings: set, comparable: true, blind: true}, false, at(t0.Add(time.Second)), verdict{}},
+		{"blind drift", rec, prints{value: v, settings: set, comparable: true, blind: true}, false, at(t0.Add(time.Second)), verdict{driftSeen: true}}, // told to the operators only
 		{"gone", rec, prints{value: v, settings: set, comparable: true}, false, seen{known: true}, verdict{}},
 		{"unknown", rec, prints{value: v, settings: set, comparable: true}, false, seen{}, verdict{}},
 		{"no record", nil, prints{value: v, comparable: true}, false, at(t0), verdict{}},

@@ -20,6 +20,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/crypto/nacl/box"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -91,6 +92,8 @@ type harnessOpts struct {
 	state state.Store
 	// ops is the service's Options.Operations.
 	ops OperationOptions
+	// meters is the service's Options.MeterProvider.
+	meters metric.MeterProvider
 }
 
 // emulatorURL is the base URL the upstream client is given; requests never
@@ -127,7 +130,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if o.wrap != nil {
 		up = o.wrap(client)
 	}
-	h := newHarnessWith(t, up, logs, Options{Logger: logger, KeyTTL: o.keyTTL, Authorizer: o.authz, Audit: o.audit, State: o.state, Operations: o.ops})
+	h := newHarnessWith(t, up, logs, Options{Logger: logger, KeyTTL: o.keyTTL, Authorizer: o.authz, Audit: o.audit, State: o.state, Operations: o.ops, MeterProvider: o.meters})
 	h.emu, h.demo, h.upstream, h.client = emu, demo, tr, client
 	return h
 }

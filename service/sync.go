@@ -885,7 +885,8 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	// A record of this very item's write (ownWrite) is of the value it
 	// sends: compared with it, a caller that may not read the secret
 	// learns nothing it did not send (mayCompare), and the item reports
-	// its write rather than writing again. Drift is still not told it.
+	// its write rather than writing again. Drift is still not told it
+	// (only the operators are: judged blind again).
 	own := pr.blind && ownWrite(ctx, rec)
 	if own {
 		pr.blind = false
@@ -898,7 +899,11 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 		v = x.s.judgeAt(ctx, p, rec, pr, havePrints, x.force, now)
 	}
 	if own && !v.unchanged {
+		seen := v.driftSeen
 		v, pr.blind = verdict{}, true
+		if seen {
+			v = drifted(true)
+		}
 	}
 	out.drift = v.drift
 	if v.unchanged && !conflict {
@@ -917,12 +922,15 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 		}
 		return out
 	}
+	if v.driftSeen && !conflict {
+		// Told to the operators even when the caller is not (blind).
+		x.s.noteDrift(ctx, x.rpc, res)
+	}
 	switch {
 	case conflict:
 		out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT]
 	case v.drift:
 		out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_DRIFTED]
-		x.s.noteDrift(ctx, x.rpc, res)
 	case now.known && !now.exists:
 		out.action = syncActionName[secretbrokerv1.SyncAction_SYNC_ACTION_CREATE]
 	default:

@@ -2,19 +2,24 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"google.golang.org/genproto/googleapis/rpc/code"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/audit"
 	"github.com/secretbroker/secretbroker/service/identity"
 	"github.com/secretbroker/secretbroker/service/operation"
 	"github.com/secretbroker/secretbroker/service/state"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
+	"github.com/secretbroker/secretbroker/upstream/metricstest"
 )
 
 // writeAnswer is what a write's answer tells its caller of the broker's
@@ -37,7 +42,12 @@ func (a writeAnswer) String() string {
 // recorded), is never answered unchanged nor drift, by any call, and its
 // write goes to GitHub (a dry run's plan says UPDATE); a caller that may
 // read it is answered unchanged (or drifted) and, unchanged, nothing is
-// written.
+// written. The secret changed behind the broker's back, the write-only
+// caller's write sends exactly the requests it sends otherwise, at the
+// same times, and the operators are told the drift (the metric, the
+// outcome record's drift, the log line) when the call's path holds the
+// scope's listing anyway (a sync, an operation): the broker never asks
+// GitHub for it on such a caller's behalf.
 func TestWriteOnlyCallerLearnsNoComparison(t *testing.T) {
 	const right = "hunter2-" + plantedSecret
 	secret := repoScope + "/secrets/DB_PASSWORD"
@@ -78,16 +88,20 @@ func TestWriteOnlyCallerLearnsNoComparison(t *testing.T) {
 		name  string
 		write bool // not a dry run: a write that is not skipped is sent
 		op    bool // answered with an operation
-		call  func(ctx context.Context, t *testing.T, h *harness) writeAnswer
+		// listed: the call lists the scope before it writes, whoever its
+		// caller (a sync's plan, an operation's executor); a put, or a
+		// batch without an item that may be unchanged, does not.
+		listed bool
+		call   func(ctx context.Context, t *testing.T, h *harness) writeAnswer
 	}{
-		{"PutSecret", true, false, func(ctx context.Context, t *testing.T, h *harness) writeAnswer {
+		{"PutSecret", true, false, false, func(ctx context.Context, t *testing.T, h *harness) writeAnswer {
 			resp, err := h.broker.PutSecret(ctx, plain(secret, right))
 			if err != nil {
 				t.Fatal(err)
 			}
 			return writeAnswer{unchanged: resp.GetUnchanged(), drift: resp.GetDrift()}
 		}},
-		{"BatchPutSecrets", true, false, func(ctx context.Context, t *testing.T, h *harness) writeAnswer {
+		{"BatchPutSecrets", true, false, false, func(ctx context.Context, t *testing.T, h *harness) writeAnswer {
 			resp, err := h.broker.BatchPutSecrets(ctx, &secretbrokerv1.BatchPutSecretsRequest{
 				Requests: []*secretbrokerv1.PutSecretRequest{plain(secret, right)}})
 			if err != nil {
@@ -99,7 +113,7 @@ func TestWriteOnlyCallerLearnsNoComparison(t *testing.T) {
 			}
 			return writeAnswer{unchanged: r.GetUnchanged(), drift: r.GetDrift()}
 		}},
-		{"BatchPutSecrets async", true, true, func(ctx context.Context, t *testing.T, h *harness) writeAnswer {
+		{"BatchPutSecrets async", true, true, true, func(ctx context.Context, t *testing.T, h *harness) writeAnswer {
 			resp, err := h.broker.BatchPutSecrets(ctx, &secretbrokerv1.BatchPutSecretsRequest{Async: true,
 				Requests: []*secretbrokerv1.PutSecretRequest{plain(secret, right)}})
 			if err != nil {
@@ -107,21 +121,21 @@ func TestWriteOnlyCallerLearnsNoComparison(t *testing.T) {
 			}
 			return opAnswer(ctx, t, h, resp.GetOperation())
 		}},
-		{"SyncSecrets", true, false, func(ctx context.Context, t *testing.T, h *harness) writeAnswer {
+		{"SyncSecrets", true, false, true, func(ctx context.Context, t *testing.T, h *harness) writeAnswer {
 			resp, err := h.broker.SyncSecrets(ctx, syncOf(false, false))
 			if err != nil {
 				t.Fatal(err)
 			}
 			return syncAnswer(t, resp)
 		}},
-		{"SyncSecrets dry run", false, false, func(ctx context.Context, t *testing.T, h *harness) writeAnswer {
+		{"SyncSecrets dry run", false, false, true, func(ctx context.Context, t *testing.T, h *harness) writeAnswer {
 			resp, err := h.broker.SyncSecrets(ctx, syncOf(true, false))
 			if err != nil {
 				t.Fatal(err)
 			}
 			return syncAnswer(t, resp)
 		}},
-		{"SyncSecrets async", true, true, func(ctx context.Context, t *testing.T, h *harness) writeAnswer {
+		{"SyncSecrets async", true, true, true, func(ctx context.Context, t *testing.T, h *harness) writeAnswer {
 			resp, err := h.broker.SyncSecrets(ctx, syncOf(false, true))
 			if err != nil {
 				t.Fatal(err)
@@ -138,10 +152,16 @@ func TestWriteOnlyCallerLearnsNoComparison(t *testing.T) {
 	}
 	for _, c := range calls {
 		for _, who := range callers {
+			// sent is what the call sent GitHub, the secret not drifted
+			// (the drifted=false case runs first).
+			var sent []upstreamCall
 			for _, drifted := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%s/%s/drifted=%t", c.name, who.caller, drifted), func(t *testing.T) {
 					synctest.Test(t, func(t *testing.T) {
-						h := newHarness(t, harnessOpts{authz: mustPolicy(t)})
+						var trail syncBuffer
+						reader := sdkmetric.NewManualReader()
+						h := newHarness(t, harnessOpts{authz: mustPolicy(t), audit: audit.NewWriter(&trail, nil),
+							meters: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
 						closeOps(t, h.server)
 						if _, err := h.broker.PutSecret(as(t.Context(), "token:admin"), plain(secret, right)); err != nil {
 							t.Fatal(err)
@@ -150,7 +170,9 @@ func TestWriteOnlyCallerLearnsNoComparison(t *testing.T) {
 							behindBack(t, h, secret)
 						}
 						h.emu.ResetCounts()
+						before := len(h.upstream.calls(""))
 						got := c.call(as(t.Context(), who.caller), t, h)
+						calls := h.upstream.calls("")[before:]
 						// What the caller may be told, and what goes to GitHub.
 						want, wantPuts := writeAnswer{}, 0
 						switch {
@@ -181,12 +203,67 @@ func TestWriteOnlyCallerLearnsNoComparison(t *testing.T) {
 							// of the secret first.
 							t.Errorf("%d GETs of the secret before a write-only caller's PUT", h.emu.Count(emulator.RouteGetRepoSecret))
 						}
+						// What the operators are told: the drift, when
+						// seen without asking for it.
+						wantDrifts := 0
+						if drifted && c.write && (who.read || c.listed) {
+							wantDrifts = 1
+						}
+						if n := driftsCounted(t, reader); n != wantDrifts {
+							t.Errorf("secretbroker_drift_detected_total %d, want %d", n, wantDrifts)
+						}
+						if n := driftRecords(t, trail.String()); n != wantDrifts {
+							t.Errorf("%d outcome records with drift, want %d:\n%s", n, wantDrifts, trail.String())
+						}
+						if logged := strings.Contains(h.logs.String(), "behind the broker's back"); logged != (wantDrifts == 1) {
+							t.Errorf("drift logged %t, want %t", logged, wantDrifts == 1)
+						}
+						// What GitHub is sent, and when: the same, drift
+						// or not, for a caller that may not read.
+						switch {
+						case !drifted:
+							sent = calls
+						case who.read:
+						case sent == nil:
+							t.Log("the drifted=false case did not run: the requests are not compared")
+						case !slices.Equal(calls, sent):
+							t.Errorf("requests with drift %v, want those without %v", calls, sent)
+						}
 						wantStored(t, h, secret, right)
 					})
 				})
 			}
 		}
 	}
+}
+
+// driftsCounted is the sum of secretbroker_drift_detected_total's series.
+func driftsCounted(t *testing.T, reader *sdkmetric.ManualReader) int {
+	t.Helper()
+	n := 0.0
+	for k, v := range metricstest.Read(t, reader) {
+		if strings.HasPrefix(k, "secretbroker_drift_detected_total{") {
+			n += v
+		}
+	}
+	return int(n)
+}
+
+// driftRecords is how many records of the audit trail trail (JSON lines)
+// say drift.
+func driftRecords(t *testing.T, trail string) int {
+	t.Helper()
+	n := 0
+	for line := range strings.Lines(strings.TrimSpace(trail)) {
+		var r audit.Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Drift {
+			n++
+		}
+	}
+	return n
 }
 
 // TestWriteOnlyItemRepeatedAfterCrash: an operation item of a caller that
@@ -197,7 +274,7 @@ func TestWriteOnlyCallerLearnsNoComparison(t *testing.T) {
 // caller nothing. The secret written behind the broker's back meanwhile
 // is written again, answered neither drift nor otherwise than when it was
 // not (created, as the item's write was): the answer does not tell the
-// caller the secret changed.
+// caller the secret changed; the operators are (the drift log line).
 func TestWriteOnlyItemRepeatedAfterCrash(t *testing.T) {
 	const value = "hunter2-" + plantedSecret
 	secret := repoScope + "/secrets/DB_PASSWORD"
@@ -288,6 +365,10 @@ func TestWriteOnlyItemRepeatedAfterCrash(t *testing.T) {
 				}
 				if n := puts(h); n != tt.wantPuts {
 					t.Errorf("%d PUTs, want %d", n, tt.wantPuts)
+				}
+				// The operators are told the drift the caller is not.
+				if logged := strings.Contains(h.logs.String(), "behind the broker's back"); logged != tt.drifted {
+					t.Errorf("drift logged %t, want %t", logged, tt.drifted)
 				}
 				wantStored(t, h, secret, value)
 			})
