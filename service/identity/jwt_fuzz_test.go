@@ -66,7 +66,7 @@ var authenticateErrors = []error{
 	errTokenSubject,
 }
 
-// fuzzVerifiers returns verifiers of fi's two JWKS files; call it in a
+// verifiers returns verifiers of fi's two JWKS files; call it in a
 // synctest bubble, where the clock stands at t0.
 func (fi *fuzzIssuer) verifiers(t *testing.T) map[string]*JWTVerifier {
 	t.Helper()
@@ -104,7 +104,9 @@ func checkAuthenticate(t *testing.T, v *JWTVerifier, keys []jose.JSONWebKey, tok
 		if !known {
 			t.Errorf("Authenticate error %q is not one of the fixed errors", err)
 		}
-		if len(token) >= 8 && strings.Contains(err.Error(), token) {
+		// A fixed text cannot show the token; a JWT-shaped one (the fixed
+		// texts have no ".") makes that plain.
+		if strings.Contains(token, ".") && strings.Contains(err.Error(), token) {
 			t.Errorf("Authenticate error %q contains the token", err)
 		}
 		return
@@ -393,11 +395,12 @@ func FuzzParseJWKS(f *testing.F) {
 		if len(keys) == 0 {
 			t.Fatal("parseJWKS returned no key and no error")
 		}
-		var doc struct {
-			Keys []json.RawMessage `json:"keys"`
-		}
-		if err := json.Unmarshal(data, &doc); err == nil && len(keys) > len(doc.Keys) {
-			t.Errorf("parseJWKS returned %d keys from a document of %d", len(keys), len(doc.Keys))
+		// (A map, not a struct: encoding/json matches struct fields
+		// regardless of case, go-jose's parser does not.)
+		var doc map[string]json.RawMessage
+		var docKeys []json.RawMessage
+		if json.Unmarshal(data, &doc) == nil && json.Unmarshal(doc["keys"], &docKeys) == nil && len(keys) > len(docKeys) {
+			t.Errorf("parseJWKS returned %d keys from a document of %d", len(keys), len(docKeys))
 		}
 		for i, k := range keys {
 			if !k.IsPublic() {
