@@ -70,7 +70,7 @@ func patternProblem(pat string, resource bool) string {
 		if resource && seg == "" {
 			return "an empty segment"
 		}
-		if resource && i == len(segs)-1 && i > 0 && segs[i-1] == "secrets" && strings.IndexAny(seg, "abcdefghijklmnopqrstuvwxyz") >= 0 {
+		if resource && i == len(segs)-1 && i > 0 && segs[i-1] == "secrets" && strings.ContainsAny(seg, "abcdefghijklmnopqrstuvwxyz") {
 			return "a secret name with a lower-case ASCII letter"
 		}
 	}
