@@ -618,12 +618,14 @@ func parseJWKS(data []byte) ([]jose.JSONWebKey, error) {
 }
 
 // usableKey reports whether k is a public key for signatures with an
-// allowed algorithm.
+// allowed algorithm. A key whose alg is one its type cannot verify (an EC
+// key for RS256, a P-256 key for ES384) is not usable: it would verify no
+// token.
 func usableKey(k jose.JSONWebKey) bool {
 	if k.Use != "" && k.Use != "sig" {
 		return false
 	}
-	if k.Algorithm != "" && !isAllowedAlgorithm(k.Algorithm) {
+	if k.Algorithm != "" && (!isAllowedAlgorithm(k.Algorithm) || !keyFits(k, k.Algorithm)) {
 		return false
 	}
 	switch key := k.Key.(type) {

@@ -615,6 +615,13 @@ func TestJWTVerifierFileRotation(t *testing.T) {
 		{name: "broken file", do: write([]byte(`{"keys": [`)), advance: time.Minute, oldErr: errTokenUnknownKey, checkNew: true},
 		{name: "file removed", do: func(t *testing.T) { _ = os.Remove(path) }, advance: time.Minute, oldErr: errTokenUnknownKey, checkNew: true},
 		{name: "rolled back", do: write(old.JWKS()), advance: time.Minute, oldErr: nil, checkNew: true, newErr: errTokenUnknownKey},
+		// A file whose only key has an alg its type cannot verify holds
+		// no usable key: the cached keys stay.
+		{name: "EC key for RS256 under the old kid", do: write(jwksOf(t, func() jose.JSONWebKey {
+			k := newECKey(t, "k1").jwk()
+			k.Algorithm = string(jose.RS256)
+			return k
+		}())), advance: time.Minute, oldErr: nil},
 	}
 	inBubble(t, func(t *testing.T) {
 		v := newVerifier(t, JWTConfig{JWKSFile: path}) // default MinRefreshInterval
