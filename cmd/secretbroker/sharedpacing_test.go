@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -129,13 +130,17 @@ func TestRunWithRedis(t *testing.T) {
 	}
 }
 
+// redisDBPath is a Redis URL's path as the Redis client takes it.
+var redisDBPath = regexp.MustCompile(`^(?:/[0-9]{0,9})?$`)
+
 // FuzzRedisURL: whatever --redis-url holds, resolve neither panics nor
 // repeats a password in its error, and accepts a URL only with a redis or
-// rediss scheme, a host and no password.
+// rediss scheme, a host, no password and a database number for a path.
 func FuzzRedisURL(f *testing.F) {
 	for _, seed := range []string{
 		"redis://h:6379", "rediss://user@h:6380/1", "redis://:pw-secret@h", "redis://u:pw-secret@h",
 		"http://h", "redis://", "redis:///x", "%zz", "redis://u:pw%zzsecret@h", "rediss://[::1]:6379",
+		"redis://h:6379/0", "redis://h/", "redis://h/01", "redis://h/0/", "redis://h/%30", "redis://u/:x@h", "redis://h:6379/-1",
 	} {
 		f.Add(seed)
 	}
@@ -159,6 +164,9 @@ func FuzzRedisURL(f *testing.F) {
 		}
 		if _, has := u.User.Password(); has {
 			t.Fatalf("accepted a password in the flag: %q", raw)
+		}
+		if !redisDBPath.MatchString(u.EscapedPath()) {
+			t.Fatalf("accepted %q with path %q, not a database number", raw, u.EscapedPath())
 		}
 	})
 }
