@@ -2,6 +2,7 @@ package service
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode"
@@ -206,6 +207,13 @@ func TestParseSecretName(t *testing.T) {
 	}
 }
 
+// GitHub's rules for names, as FuzzParseSecretName checks them.
+var (
+	fuzzSecretName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]{0,254}$`)
+	fuzzLogin      = regexp.MustCompile(`^[A-Za-z0-9_-]{1,39}$`)
+	fuzzRepo       = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
+)
+
 func FuzzParseSecretName(f *testing.F) {
 	for _, s := range []string{
 		"orgs/acme/actions/secrets/TOKEN",
@@ -224,6 +232,17 @@ func FuzzParseSecretName(f *testing.F) {
 		"repos/o/r/environments/%C3%A9t%C3%A9/secrets/X",
 		"repos/o/r/environments/a b!/secrets/X",
 		"orgs/acme/actions/secrets/" + strings.Repeat("S", 256),
+		"orgs/acme/actions/secrets/github_token",
+		"orgs/acme/actions/secrets/1A",
+		"orgs/ac_me/actions/secrets/A",
+		"repos/o_1/r.git/actions/secrets/A",
+		"repos/o/r.GIT/agents/secrets/A",
+		"repos/o/.../actions/secrets/A",
+		"repos/o/r/environments/prod/agents/secrets/A",
+		"repos/o/r/environments/prod%2F..%2Feu/secrets/A",
+		"repos/" + strings.Repeat("o", 40) + "/r/actions/secrets/A",
+		"orgs/acme/actions/secrets/A%5F",
+		"orgs/acme/actions/secrets/K",
 		"repos/" + strings.Repeat("o", 39) + "/" + strings.Repeat("r", 100) + "/environments/" + strings.Repeat("!", 201) + "/secrets/" + strings.Repeat("S", 255),
 	} {
 		f.Add(s)
@@ -248,6 +267,24 @@ func FuzzParseSecretName(f *testing.F) {
 		}
 		if name != strings.ToUpper(name) || len(name) > maxSecretNameLen {
 			t.Fatalf("name %q is not upper-cased or is too long", name)
+		}
+		// GitHub's rules, written apart from the parser: the name, the
+		// logins and the repository; and one of the three shapes.
+		if !fuzzSecretName.MatchString(name) || strings.HasPrefix(name, "GITHUB_") {
+			t.Fatalf("%q: accepted secret name %q", in, name)
+		}
+		switch {
+		case scope.Org != "":
+			if !fuzzLogin.MatchString(scope.Org) || strings.Contains(scope.Org, "_") || scope.Owner+scope.Repo+scope.Environment != "" ||
+				(scope.App != upstream.Actions && scope.App != upstream.Agents) {
+				t.Fatalf("%q: accepted organization scope %+v", in, scope)
+			}
+		case !fuzzLogin.MatchString(scope.Owner) || !fuzzRepo.MatchString(scope.Repo) || scope.Repo == "." || scope.Repo == ".." ||
+			strings.HasSuffix(strings.ToLower(scope.Repo), ".git"):
+			t.Fatalf("%q: accepted repository %q/%q", in, scope.Owner, scope.Repo)
+		case scope.Environment != "" && scope.App != upstream.Actions,
+			scope.Environment == "" && scope.App != upstream.Actions && scope.App != upstream.Agents:
+			t.Fatalf("%q: accepted scope %+v", in, scope)
 		}
 		if len(in) > maxResourceNameLen || len(formatted) > maxResourceNameLen {
 			t.Fatalf("accepted a name of %d bytes formatting to %d", len(in), len(formatted))

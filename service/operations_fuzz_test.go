@@ -16,10 +16,20 @@ func FuzzOperationToken(f *testing.F) {
 	f.Add("not-a-token", 30, false)
 	f.Add("bzE6Oi4uOjMwOmZhbHNl", 30, false) // "o1::..:30:false"
 	f.Add("operations/abc", 1, false)
+	for _, raw := range []string{"o1:abc:030:false", "o1:abc:101:false", "o1:abc:0:true", "o1:abc:+1:true", "o1:a/b:1:true",
+		"o1:abc:1:TRUE", "o1:abc:1:1", "o1:abc:1:true:", "o1::1:true", "o2:abc:1:true", "o1:abc:100:true"} {
+		f.Add(encodeToken(raw), 1, true)
+	}
+	f.Add("operations/"+strings.Repeat("a", 129), 1, false)
+	f.Add("operations/a.b", 1, false)
+	f.Add("operations/abc/", 1, false)
 	f.Fuzz(func(t *testing.T, token string, size int, notDone bool) {
 		if after, issued, ok := decodeOperationToken(token, notDone); ok {
 			if !validOperationID(after) {
 				t.Fatalf("decoded an invalid ID %q", after)
+			}
+			if issued < 1 || issued > maxPageSize {
+				t.Fatalf("decoded a page size of %d", issued)
 			}
 			if operationToken(after, issued, notDone) != token {
 				t.Fatalf("token %q is not the one issued for %q", token, after)

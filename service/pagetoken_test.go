@@ -2,7 +2,9 @@ package service
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -220,6 +222,9 @@ func seq(lo, hi int) []int {
 	return out
 }
 
+// pageTokenRaw is the raw form of every page token the broker accepts.
+var pageTokenRaw = regexp.MustCompile(`^(?:p2:[1-9][0-9]{0,8}|p1:[1-9][0-9]{0,6}:[1-9][0-9]{0,2}):(?:0|[1-9a-z][0-9a-z]{0,6})$`)
+
 func FuzzDecodePageToken(f *testing.F) {
 	issued := nextPageToken("orgs/a/actions", window{offset: 300, size: 100}, true)
 	f.Add(issued)
@@ -229,7 +234,30 @@ func FuzzDecodePageToken(f *testing.F) {
 	f.Add(encodeToken("p2:-5:abc"))
 	f.Add(encodeToken("p1:2:0:abc"))
 	f.Add(issued[:4] + "\n" + issued[4:]) // base64 decoders skip newlines
+	sum := strconv.FormatUint(uint64(collectionHash("orgs/a/actions")), 36)
+	for _, raw := range []string{
+		"p2:0400:" + sum, "p2:+400:" + sum, "p2:400:" + strings.ToUpper(sum), "p2:400:0" + sum, "p2:400:" + sum + ":",
+		"p2:104857601:" + sum, "p2:104857600:" + sum, "p1:2:100:" + sum, "p1:1048577:100:" + sum, "p1:2:101:" + sum,
+		"p2: 400:" + sum, "P2:400:" + sum, "p3:400:" + sum, "p2:400:-" + sum,
+	} {
+		f.Add(encodeToken(raw))
+	}
+	f.Add(base64.StdEncoding.EncodeToString([]byte("p2:400:" + sum)))
+	f.Add(base64.URLEncoding.EncodeToString([]byte("p2:300:" + sum)))
+	f.Add(issued + "=")
 	f.Fuzz(func(t *testing.T, tok string) {
+		// Any one bit of an issued token flipped: refused, or a token for
+		// another page or list, never the same one.
+		if tok == issued {
+			want, _ := decodePageToken(issued)
+			for i := range len(tok) * 8 {
+				b := []byte(tok)
+				b[i/8] ^= 1 << (i % 8)
+				if got, ok := decodePageToken(string(b)); ok && got.offset == want.offset && got.sum == want.sum {
+					t.Fatalf("%q, one bit off %q, decodes as the same token", b, tok)
+				}
+			}
+		}
 		pt, ok := decodePageToken(tok)
 		if !ok {
 			return
@@ -243,6 +271,21 @@ func FuzzDecodePageToken(f *testing.F) {
 		// One token per page: what decodes is what the broker issues.
 		if encodeToken(pt.raw()) != tok {
 			t.Fatalf("accepted %q, which the broker never issues", tok)
+		}
+		// Written apart from the decoder: the token is unpadded URL-safe
+		// base64 of one of the two raw forms, numbers without sign or
+		// leading zero, the hash in lower-case base 36.
+		raw, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || !pageTokenRaw.Match(raw) || strings.ContainsAny(tok, "=+/\r\n") {
+			t.Fatalf("accepted %q (raw %q, %v)", tok, raw, err)
+		}
+		// The token opens only the list it was issued for (any spelling
+		// of that list's name: GitHub's names are case-insensitive).
+		for _, c := range []string{"orgs/a/actions", "orgs/A/actions", "orgs/b/actions", "repos/a/r/actions"} {
+			_, err := pageFor(c, 10, tok)
+			if want := collectionHash(c) == pt.sum; (err == nil) != want {
+				t.Fatalf("token %q for list %q: %v", tok, c, err)
+			}
 		}
 	})
 }

@@ -33,23 +33,75 @@ func TestOwnerOf(t *testing.T) {
 	}
 }
 
-// FuzzOwnerOf: any path gives an answer without panicking, and an
-// organization path gives back the organization it was built from.
+// FuzzOwnerOf: any path gives an answer without panicking; every path
+// the client builds for a scope (scopePath, secretPath, the repository
+// lookup) names the scope's owner and repository, whatever bytes the names
+// hold, so the credential that serves it is the owner's; an /orgs/ path
+// never names a repository; and a path of no known shape names no owner.
 func FuzzOwnerOf(f *testing.F) {
-	for _, s := range []string{"octo-org", "a/b", "%", "", "..", "repos", "ünï"} {
-		f.Add(s)
+	for _, s := range []struct {
+		a, b, env, name string
+		org             bool
+	}{
+		{"octo-org", "", "", "TOKEN", true},
+		{"octocat", "hello-world", "", "X", false},
+		{"octocat", "hello-world", "prod/eu", "X", false},
+		{"a/b", "c%2Fd", "..", "..", false},
+		{"%", "%zz", "%2F", "/", true},
+		{"..", ".", "?x=1", "#f", false},
+		{"repos", "orgs", "environments", "secrets", false},
+		{"ünï", "\xff\x00", " ", "+", false},
+		{"", "r", "", "", false},
+	} {
+		f.Add(s.a, s.b, s.env, s.name, s.org)
 	}
 	c := &Client{}
-	f.Fuzz(func(t *testing.T, s string) {
-		_, _ = c.ownerOf(s)
-		_, _ = c.ownerOf("/repos/" + s)
-		_, _ = c.ownerOf("/repositories/" + s)
-		if s == "" || strings.Contains(s, "/") {
+	c.repoOwners.Store(int64(42), [2]string{"Octo-Org", "hello.world"})
+	f.Fuzz(func(t *testing.T, a, b, env, name string, org bool) {
+		for _, p := range []string{a, b, env, name, "/" + a, "/" + a + "/" + b} {
+			owner, repo := c.ownerOf(p)
+			segs := strings.Split(strings.TrimPrefix(p, "/"), "/")
+			known := len(segs) >= 2 && (segs[0] == "orgs" || segs[0] == "repos" || segs[0] == "repositories")
+			if !known && (owner != "" || repo != "") {
+				t.Fatalf("ownerOf(%q) = %q, %q for a path of no known shape", p, owner, repo)
+			}
+			if segs[0] == "orgs" && repo != "" {
+				t.Fatalf("ownerOf(%q) names repository %q", p, repo)
+			}
+		}
+		s := Scope{App: Actions, Owner: a, Repo: b, Environment: env}
+		if org {
+			s = Scope{App: Agents, Org: a}
+		}
+		if validateScope(s) != nil || validSegment("secret name", name) != nil {
 			return
 		}
-		owner, repo := c.ownerOf("/orgs/" + url.PathEscape(s) + "/actions/secrets")
-		if owner != s || repo != "" {
-			t.Errorf("ownerOf(/orgs/%s/...) = %q, %q", url.PathEscape(s), owner, repo)
+		wantOwner, wantRepo := s.Owner, s.Repo
+		if org {
+			wantOwner = s.Org
+		}
+		paths := []string{
+			"/" + s.Path(),
+			"/" + s.Path() + "/secrets/public-key",
+			"/" + s.Path() + "/secrets/" + url.PathEscape(name),
+		}
+		if org {
+			paths = append(paths, "/"+s.Path()+"/secrets/"+url.PathEscape(name)+"/repositories/1")
+		} else {
+			paths = append(paths, "/repos/"+url.PathEscape(s.Owner)+"/"+url.PathEscape(s.Repo))
+		}
+		for _, p := range paths {
+			if owner, repo := c.ownerOf(p); owner != wantOwner || repo != wantRepo {
+				t.Fatalf("ownerOf(%q) = %q, %q; want %q, %q", p, owner, repo, wantOwner, wantRepo)
+			}
+		}
+		// A legacy environment path names the owner the client resolved
+		// the id to, whatever the environment.
+		if !org && s.IsEnvironment() {
+			p := "/repositories/42/environments/" + url.PathEscape(env) + "/secrets/" + url.PathEscape(name)
+			if owner, repo := c.ownerOf(p); owner != "Octo-Org" || repo != "hello.world" {
+				t.Fatalf("ownerOf(%q) = %q, %q", p, owner, repo)
+			}
 		}
 	})
 }

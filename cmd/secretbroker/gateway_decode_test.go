@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -81,8 +82,23 @@ func TestJSONDecoderPaths(t *testing.T) {
 	}
 }
 
+// decodeErrorShape is every error the gateway's decoder gives for a body
+// (decodeError and the decoder's own): a position and a field's name (a
+// JSON key of the body's at most, of name characters), or a fixed phrase,
+// or encoding/json's syntax error, which quotes one character. Nothing
+// else of the body: a value never shows.
+var decodeErrorShape = regexp.MustCompile(`^(?:EOF` +
+	`|request body holds more than one JSON value` +
+	`|request body ends inside its JSON value` +
+	`|request body is not a valid JSON request` +
+	`|request body is not valid JSON: (?:unexpected end of JSON input|invalid character '(?:\\'|\\\\|\\x[0-9a-f]{2}|\\u[0-9a-f]{4}|\\[a-z]|[^'\\])' [a-z :\\()'-]+)` +
+	`|request body, line [0-9]+ column [0-9]+: (?:unknown field "[A-Za-z0-9_]*"|duplicate field "[A-Za-z0-9_]*"|invalid value for [a-z0-9]+ field [a-z0-9_]+` +
+	`|(?:[a-z0-9_]+|a field|a duration|a timestamp): (?:want [a-z A-Z0-9"().:-]+|is not valid UTF-8)|a string is not valid UTF-8` +
+	`|[a-z0-9_, ]+ and [a-z0-9_]+: set only one|two fields of one oneof are set: set only one))$`)
+
 // FuzzJSONDecoderPaths: for any body, parsing in place and JSONPb's
-// stream decoder agree on the message or on the error.
+// stream decoder agree on the message or on the error, and the error is
+// of decodeErrorShape: it quotes no value of the body's.
 func FuzzJSONDecoderPaths(f *testing.F) {
 	for _, s := range []string{
 		`{"requests":[{"name":"repos/o/r/actions/secrets/A","value":"v"}]}`,
@@ -93,6 +109,17 @@ func FuzzJSONDecoderPaths(f *testing.F) {
 		"",
 		"null",
 		`{"x":`,
+		`{"name":"orgs/o/actions/secrets/A","value":PLANTED-s3cr3t}`,
+		`{"name":"orgs/o/actions/secrets/A","value":["PLANTED-s3cr3t"]}`,
+		`{"requests":["PLANTED-s3cr3t"]}`,
+		`{"requests":[{"value":"PLANTED-s3cr3t" "name":"x"}]}`,
+		`{"requests":[{"selected_repository_ids":["PLANTED-s3cr3t"]}]}`,
+		`{"value":"PLANTED-s3cr3t","encrypted_value":"AAAA"}`,
+		`{"value":"PLANTED-s3cr3t","value":"x"}`,
+		"{\"value\":\"PLANTED\xffs3cr3t\"}",
+		`{"value":"PLANTED-s3cr3t\u00"}`,
+		`{"value":tPLANTED}`,
+		`{"PLANTED-s3cr3t":1}`,
 	} {
 		f.Add(s)
 	}
@@ -100,8 +127,15 @@ func FuzzJSONDecoderPaths(f *testing.F) {
 		if strings.Count(body, "[") > 64 {
 			return // deep nesting only costs time
 		}
-		sameDecoding(t, []byte(body), &secretbrokerv1.BatchPutSecretsRequest{})
-		sameDecoding(t, []byte(body), &secretbrokerv1.PutSecretRequest{})
+		for _, msg := range []proto.Message{&secretbrokerv1.BatchPutSecretsRequest{}, &secretbrokerv1.PutSecretRequest{}} {
+			sameDecoding(t, []byte(body), msg)
+			_, _, inPlaceErr, streamErr := decodeBoth(t, []byte(body), msg)
+			for _, err := range []error{inPlaceErr, streamErr} {
+				if err != nil && !decodeErrorShape.MatchString(err.Error()) {
+					t.Errorf("%q: error %q is not of the known shapes", body, err)
+				}
+			}
+		}
 	})
 }
 

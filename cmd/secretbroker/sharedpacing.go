@@ -106,6 +106,13 @@ func (s *SharedPacing) resolve(lookupEnv func(string) (string, bool)) error {
 	if u.Host == "" {
 		return fmt.Errorf("%s: no host", from)
 	}
+	// The path is the database number, if any. Anything else is most
+	// likely user info with an unescaped "/" (a password such as
+	// "4/Kx...") that url.Parse took for the host and a path: the path,
+	// which redisShown keeps, would hold the password.
+	if !validRedisDBPath(u.EscapedPath()) {
+		return fmt.Errorf("%s: the path must be a database number such as /0 (a \"/\" in a user name or password is escaped as %%2F)", from)
+	}
 	_, hasPassword := u.User.Password()
 	hasPassword = hasPassword || u.Query().Has("password")
 	if hasPassword && s.RedisURLFile == "" {
@@ -120,6 +127,24 @@ func (s *SharedPacing) resolve(lookupEnv func(string) (string, bool)) error {
 	}
 	s.redis = u
 	return nil
+}
+
+// validRedisDBPath reports whether path (escaped) is a Redis URL's path
+// as the Redis client takes it: none, "/", or "/" and a database number.
+func validRedisDBPath(path string) bool {
+	db, ok := strings.CutPrefix(path, "/")
+	if path == "" || db == "" {
+		return true
+	}
+	if !ok || len(db) > 9 {
+		return false
+	}
+	for _, c := range db {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // RedisURLInUse returns the Redis URL in use, password included, or nil.

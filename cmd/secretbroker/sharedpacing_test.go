@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -129,13 +130,17 @@ func TestRunWithRedis(t *testing.T) {
 	}
 }
 
+// redisDBPath is a Redis URL's path as the Redis client takes it.
+var redisDBPath = regexp.MustCompile(`^(?:/[0-9]{0,9})?$`)
+
 // FuzzRedisURL: whatever --redis-url holds, resolve neither panics nor
 // repeats a password in its error, and accepts a URL only with a redis or
-// rediss scheme, a host and no password.
+// rediss scheme, a host, no password and a database number for a path.
 func FuzzRedisURL(f *testing.F) {
 	for _, seed := range []string{
 		"redis://h:6379", "rediss://user@h:6380/1", "redis://:pw-secret@h", "redis://u:pw-secret@h",
 		"http://h", "redis://", "redis:///x", "%zz", "redis://u:pw%zzsecret@h", "rediss://[::1]:6379",
+		"redis://h:6379/0", "redis://h/", "redis://h/01", "redis://h/0/", "redis://h/%30", "redis://u/:x@h", "redis://h:6379/-1",
 	} {
 		f.Add(seed)
 	}
@@ -160,7 +165,93 @@ func FuzzRedisURL(f *testing.F) {
 		if _, has := u.User.Password(); has {
 			t.Fatalf("accepted a password in the flag: %q", raw)
 		}
+		if !redisDBPath.MatchString(u.EscapedPath()) {
+			t.Fatalf("accepted %q with path %q, not a database number", raw, u.EscapedPath())
+		}
 	})
+}
+
+// FuzzRedisURLPassword: a Redis URL read from --redis-url-file, written as
+// an operator writes it (the password as it is, unescaped, anywhere a
+// password goes), is refused or shown without its password: neither the
+// error nor the URL as logs show it (redisShown) holds the password.
+func FuzzRedisURLPassword(f *testing.F) {
+	for _, seed := range []struct{ user, pw, host, rest string }{
+		{"default", "pw-secret-1", "redis:6379", "/0"},
+		{"", "pw-secret-1", "redis", ""},
+		{"u", "pw?secret=1", "h", ""},
+		{"u", "pw#secret", "h", ""},
+		{"default", "4/Kx9pw-secret", "redis:6379", ""},
+		{"", "123/pw-secret", "redis", "/0"},
+		{"u", "p@ss:w%rd", "h:1", "?db=0"},
+		{"u", "pw-secret", "[::1]:6379", "/1?password=pw-secret"},
+	} {
+		f.Add(seed.user, seed.pw, seed.host, seed.rest)
+	}
+	file := filepath.Join(f.TempDir(), "redis-url")
+	f.Fuzz(func(t *testing.T, user, pw, host, rest string) {
+		// The password stands out: not a piece of the URL's other text,
+		// nor of the fixed texts around it.
+		if len(pw) < 6 || strings.ContainsAny(pw, "\r\n\t ") || strings.Contains(user+host+rest+"redis://redacted(none)", pw) {
+			return
+		}
+		raw := "redis://" + user + ":" + pw + "@" + host + rest
+		if err := os.WriteFile(file, []byte(raw), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s := SharedPacing{RedisURLFile: file, ExpectedReplicas: 1}
+		if err := s.resolve(envMap(nil)); err != nil {
+			if strings.Contains(err.Error(), pw) {
+				t.Fatalf("the error shows the password: %v", err)
+			}
+			return
+		}
+		if shown := s.redisShown(); strings.Contains(shown, pw) {
+			t.Fatalf("%q is shown as %q", raw, shown)
+		}
+	})
+}
+
+// A password with an unescaped "/" (base64 holds them) ends the
+// authority early: url.Parse reads "redis://default:4/Kx...@redis:6379"
+// as host "default", port 4 and a path holding the password. Such a URL
+// is refused without quoting it, as is any path that is not a database
+// number; a database number, or the password escaped, is taken.
+func TestRedisURLPathIsADatabase(t *testing.T) {
+	const planted = "Kx9-planted-pw"
+	file := filepath.Join(t.TempDir(), "redis-url") // a path without planted in it
+	for _, tt := range []struct {
+		raw string
+		ok  bool
+	}{
+		{"redis://default:4/" + planted + "@redis:6379", false},
+		{"redis://:123/" + planted + "@redis/0", false},
+		{"redis://user/:" + planted + "@redis:6379", false},
+		{"redis://redis:6379/" + planted, false},
+		{"redis://redis:6379/0/1", false},
+		{"redis://redis:6379/-1", false},
+		{"redis://default:4%2F" + planted + "@redis:6379", true},
+		{"redis://default:" + planted + "@redis:6379/15", true},
+		{"redis://redis:6379/", true},
+		{"redis://redis:6379", true},
+	} {
+		t.Run(tt.raw, func(t *testing.T) {
+			if err := os.WriteFile(file, []byte(tt.raw), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s := SharedPacing{RedisURLFile: file, ExpectedReplicas: 1}
+			err := s.resolve(envMap(nil))
+			if (err == nil) != tt.ok {
+				t.Fatalf("resolve(%q) = %v, want ok %v", tt.raw, err, tt.ok)
+			}
+			if err != nil && (strings.Contains(err.Error(), planted) || !strings.Contains(err.Error(), "database number")) {
+				t.Fatalf("error %q", err)
+			}
+			if shown := s.redisShown(); strings.Contains(shown, planted) {
+				t.Fatalf("shown as %q", shown)
+			}
+		})
+	}
 }
 
 // A Redis URL may carry its password where the user info does not show

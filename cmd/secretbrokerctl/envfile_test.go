@@ -147,6 +147,8 @@ func FuzzParseEnvFile(f *testing.F) {
 		"", "A=1", "A=1\nB=2\n", "export A=\"x y\"\r\n", "# c\n\nA='q'\n", "A=\n", "=1", "A=\"x", "a=1\nA=2",
 		"A=b=c", "\xff=1", "A=\"\"", "export=1", "  A = ' spaced ' \n",
 		"\ufeffA=1\n", "A=1\rB=2\r", "A=1\r\r\nB=\"x\ry\"", "\ufeff\ufeffA=1",
+		"export  A=1", "export\tA=1", "exportA=1", "A='x\"", "A=\"x'", "A=\" \"", "A=\"\"\"", "A = \t'q' \t",
+		"A==", "A=\"=\"", "A=a=", "#A=1\nA=2", " # c\nB=1", "A=1 # c", "A=1\na=2", "A_1=x\r\nA_1=y",
 	} {
 		f.Add([]byte(s))
 	}
@@ -179,6 +181,19 @@ func FuzzParseEnvFile(f *testing.F) {
 			}
 			seen[strings.ToUpper(e.key)] = true
 			last = e.line
+			// The entry is its line's, read apart from the parser: KEY
+			// (after any "export ") and VALUE around the first "=",
+			// blanks trimmed, VALUE maybe wholly quoted.
+			line := string(envLines(data)[e.line-1]) // envLines drops the one BOM
+			k, v, _ := strings.Cut(line, "=")
+			k = strings.Trim(k, " \t")
+			if rest, ok := strings.CutPrefix(k, "export"); ok && rest != strings.TrimLeft(rest, " \t") {
+				k = strings.TrimLeft(rest, " \t")
+			}
+			v = strings.Trim(v, " \t")
+			if k != e.key || (v != e.value && v != `"`+e.value+`"` && v != `'`+e.value+`'`) {
+				t.Fatalf("entry %+v is not line %d's %q", e, e.line, line)
+			}
 			q := `"`
 			if strings.Contains(e.value, `"`) {
 				q = "'"

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -354,6 +355,15 @@ func seedOperations(f *testing.F, s *sealer) {
 			return op
 		}(),
 		func() *Operation {
+			op := operation("op5", "token:ci")
+			op.Pending = []PendingItem{
+				{Name: "orgs/a/actions/secrets/A", Value: []byte("planted-value-7f3a")},
+				{Name: "orgs/a/actions/secrets/B", Value: []byte{}},
+				{Name: "orgs/a/actions/secrets/C", Delete: true},
+			}
+			return op
+		}(),
+		func() *Operation {
 			op := operation("op4", "token:ci")
 			op.Runner, op.LeaseUntil = "9f86d081884c7d65", time.Date(2026, 11, 27, 20, 0, 30, 0, time.UTC)
 			return op
@@ -398,7 +408,68 @@ func FuzzDecodeOperation(f *testing.F) {
 		if !reflect.DeepEqual(op, again) {
 			t.Fatalf("round trip changed the operation:\n%s\n%s", fmtOp(op), fmtOp(again))
 		}
+		checkSealedValues(t, s, op, b)
 	})
+}
+
+// checkSealedValues checks what the encoding b of op promises of its
+// pending values: no value shows in b (unless it is text b holds
+// anyway), and a sealed value opens only where it was sealed: moved to
+// another operation or item, or with one bit flipped, the item decodes
+// with its value lost (or the operation is refused as corrupt), never
+// with another value.
+func checkSealedValues(t *testing.T, s *sealer, op *Operation, b []byte) {
+	t.Helper()
+	lost := *op
+	lost.Pending = slices.Clone(op.Pending)
+	for i := range lost.Pending {
+		if !lost.Pending[i].Delete {
+			lost.Pending[i].Value, lost.Pending[i].ValueLost = nil, true
+		}
+	}
+	without, err := encodeOperation(s, &lost)
+	if err != nil {
+		t.Fatalf("the operation with its values lost does not encode: %v", err)
+	}
+	for _, p := range op.Pending {
+		if len(p.Value) >= 8 && !bytes.Contains(without, p.Value) &&
+			(bytes.Contains(b, p.Value) || bytes.Contains(b, []byte(base64.StdEncoding.EncodeToString(p.Value)))) {
+			t.Fatalf("the encoding shows item %s's value: %s", p.Name, b)
+		}
+	}
+	var j operationJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		t.Fatal(err)
+	}
+	for i, pj := range j.Pending {
+		if pj.Value == nil {
+			continue
+		}
+		for _, alter := range []func(*operationJSON){
+			func(j *operationJSON) { j.ID += "x" },
+			func(j *operationJSON) { j.Pending[i].Name += "X" },
+			func(j *operationJSON) { v := bytes.Clone(pj.Value); v[len(v)-1] ^= 1; j.Pending[i].Value = v },
+			func(j *operationJSON) { v := bytes.Clone(pj.Value); v[1] ^= 0x80; j.Pending[i].Value = v },
+		} {
+			altered := j
+			altered.Pending = slices.Clone(j.Pending)
+			alter(&altered)
+			ab, err := json.Marshal(altered)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := decodeOperation(s, ab)
+			if err != nil {
+				if !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("an altered sealed value: an error that is not ErrCorrupt: %v", err)
+				}
+				continue
+			}
+			if p := got.Pending[i]; !p.ValueLost || p.Value != nil {
+				t.Fatalf("item %d opened, altered, to %q (lost %v)", i, p.Value, p.ValueLost)
+			}
+		}
+	}
 }
 
 // FuzzDecodeRecord: the decoder never panics, and what it accepts encodes

@@ -213,6 +213,13 @@ func FuzzParseScope(f *testing.F) {
 		"repos/o/r/environments/%C4%B0",
 		"repos/o/r/environments/%zz",
 		"orgs//actions",
+		"orgs/%4F/actions",
+		"repos/o/r/environments/a%2Fb%2F..",
+		"repos/o/r/environments",
+		"repos/o/r/environments/e/x",
+		"orgs/o/actions/",
+		"repos/%E2%84%AA/r/agents",
+		"repos/o/r/Actions",
 	} {
 		f.Add(seed)
 	}
@@ -224,6 +231,39 @@ func FuzzParseScope(f *testing.F) {
 		again, ok := parseScope(key)
 		if !ok || again != key {
 			t.Fatalf("%q -> %q -> %q, %v", scope, key, again, ok)
+		}
+		// The key, read apart from parseScope: one of the three shapes,
+		// each name one escaped, non-empty, lower-case segment; and a
+		// name's case never makes another scope (GitHub's names, ASCII,
+		// are case-insensitive).
+		segs := strings.Split(key, "/")
+		shape := len(segs) == 3 && segs[0] == "orgs" && (segs[2] == "actions" || segs[2] == "agents") ||
+			len(segs) == 4 && segs[0] == "repos" && (segs[3] == "actions" || segs[3] == "agents") ||
+			len(segs) == 5 && segs[0] == "repos" && segs[3] == "environments"
+		if !shape {
+			t.Fatalf("%q -> key %q of no known shape", scope, key)
+		}
+		names := []int{1, 2, 4}
+		if segs[0] == "orgs" {
+			names = []int{1}
+		} else if len(segs) == 4 {
+			names = []int{1, 2}
+		}
+		upper := slices.Clone(segs)
+		for _, i := range names {
+			u, err := url.PathUnescape(segs[i])
+			if err != nil || u == "" || url.PathEscape(u) != segs[i] || strings.ToLower(u) != u {
+				t.Fatalf("%q -> key %q: segment %q", scope, key, segs[i])
+			}
+			upper[i] = url.PathEscape(strings.Map(func(r rune) rune {
+				if 'a' <= r && r <= 'z' {
+					return r - 'a' + 'A'
+				}
+				return r
+			}, u))
+		}
+		if k, ok := parseScope(strings.Join(upper, "/")); !ok || k != key {
+			t.Fatalf("%q -> key %q, upper-cased %q -> %q, %v", scope, key, strings.Join(upper, "/"), k, ok)
 		}
 	})
 }

@@ -3,8 +3,11 @@ package pace
 import (
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func header(kv ...string) http.Header {
@@ -162,6 +165,10 @@ func FuzzParseRateLimit(f *testing.F) {
 	f.Add(403, "", " 0 ", "1700000090", "", "", "API rate limit exceeded")
 	f.Add(403, "Wed, 21 Oct 2015 07:28:00 GMT", "12", "-1", "x", "search", "You have exceeded a secondary rate limit")
 	f.Add(200, "-5", "abc", "99999999999999999999", "7", "\xff\xfe", "")
+	f.Add(403, "+7", "+0", "1700003690", "007", strings.Repeat("é", 40), "Rate Limit exceeded")
+	f.Add(403, "86401", "1", "1700003661", "-0", " core ", "You have triggered an ABUSE DETECTION mechanism")
+	f.Add(429, "0x10", "0 0", "0", "1e3", "graphql", "")
+	f.Add(403, "Wed, 21 Oct 2015 07:28:00 UTC", "٣", "1700000000", "", "", "ratelimit")
 	f.Fuzz(func(t *testing.T, status int, retryAfter, remaining, reset, used, resource, msg string) {
 		now := time.Unix(1_700_000_000, 0)
 		h := header("Retry-After", retryAfter, "X-Ratelimit-Remaining", remaining, "X-Ratelimit-Reset", reset,
@@ -183,8 +190,43 @@ func FuzzParseRateLimit(f *testing.F) {
 		case !rl.Reset.IsZero() && (rl.Reset.Unix() <= 0 || rl.Reset.Sub(now) > maxResetAhead):
 			t.Errorf("Reset %v", rl.Reset)
 		}
-		if d, _ := rl.Pause(now, time.Minute); d < 0 {
+		if d, _ := rl.Pause(now, time.Minute); d < 0 || d > max(maxRetryAfter, maxResetAhead+ResetMargin) {
 			t.Errorf("Pause %v", d)
+		}
+		// Written apart from the parser, from GitHub's documentation: a
+		// 429 is a refusal; a 403 is one when the remaining quota is 0
+		// or the message says rate limit (or abuse detection); no other
+		// answer is.
+		lower := strings.ToLower(msg)
+		wantRefused := status == 429 || status == 403 &&
+			(rl.Remaining == 0 || strings.Contains(lower, "rate limit") || strings.Contains(lower, "abuse detection"))
+		if rl.Refused != wantRefused {
+			t.Errorf("status %d, remaining %q, message %q: Refused %v", status, remaining, msg, rl.Refused)
+		}
+		// A header that is a number is read as that number; what is read
+		// as a number is one.
+		for _, c := range []struct {
+			name, v string
+			got     int
+		}{{"Remaining", remaining, rl.Remaining}, {"Used", used, rl.Used}} {
+			digits := strings.TrimSpace(c.v)
+			if digits != "" && (digits[0] == '+' || digits[0] == '-') {
+				digits = digits[1:] // "-0" is 0
+			}
+			if n, err := strconv.ParseUint(c.v, 10, 31); err == nil && c.got != int(n) {
+				t.Errorf("%s %q read as %d", c.name, c.v, c.got)
+			}
+			if c.got >= 0 && (digits == "" || strings.Trim(digits, "0123456789") != "") {
+				t.Errorf("%s %q read as %d", c.name, c.v, c.got)
+			}
+		}
+		if n, err := strconv.ParseUint(retryAfter, 10, 31); err == nil &&
+			(!rl.HasRetryAfter || rl.RetryAfter != min(time.Duration(n)*time.Second, maxRetryAfter)) {
+			t.Errorf("Retry-After %q read as %v (has %v)", retryAfter, rl.RetryAfter, rl.HasRetryAfter)
+		}
+		if r := strings.TrimSpace(resource); !strings.HasPrefix(r, rl.Resource) || utf8.ValidString(r) && !utf8.ValidString(rl.Resource) ||
+			len(r) <= maxResource && rl.Resource != r {
+			t.Errorf("Resource %q read as %q", resource, rl.Resource)
 		}
 	})
 }
