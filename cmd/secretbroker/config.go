@@ -942,7 +942,9 @@ func checkUpstreamURL(raw string, allowHTTP bool) error {
 	if err != nil {
 		return errors.New("--upstream-url is not a valid URL")
 	}
-	if u.User != nil {
+	if u.User != nil || strings.Contains(raw, "@") {
+		// An "@" outside the user information is most likely a password
+		// with an unescaped "/", "?" or "#", which ended the host early.
 		return errors.New("--upstream-url must not hold credentials; give the token with --upstream-token-file or " + envGitHubToken)
 	}
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -1083,11 +1085,17 @@ func (c Config) String() string {
 func (c Config) GoString() string { return c.String() }
 
 // redactURL hides a URL's user information, query and fragment, if it has
-// any: each may hold a credential.
+// any: each may hold a credential. A URL with an "@" but no user
+// information is hidden whole: a password with an unescaped "/", "?" or
+// "#" ends the host early, and url.Parse then reads the password's start
+// as the host's port and its rest as the path, query or fragment.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(invalid URL)"
+	}
+	if u.User == nil && strings.Contains(raw, "@") {
+		return hiddenURL
 	}
 	if u.User != nil {
 		u.User = url.User("redacted")
@@ -1100,6 +1108,10 @@ func redactURL(raw string) string {
 	}
 	return u.String()
 }
+
+// hiddenURL stands for a URL whose credentials cannot be told apart from
+// the rest of it.
+const hiddenURL = `(a URL with an "@" outside its user information, hidden: escape "/", "?" and "#" in a user name or password)`
 
 // withoutPath is err without the path an *fs.PathError names ("open: no
 // such file or directory"): the path given for a secret's file may be

@@ -569,6 +569,26 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: []string{"--upstream-url", "credentials"},
 		},
 		{
+			// The password's unescaped "/", "?" or "#" ends the host:
+			// url.Parse sees no user information.
+			name: "upstream URL with credentials misread as a path",
+			args: []string{"--upstream-url=https://x-access-token:1234/" + testToken + "@github.example.com"},
+			env:  withToken,
+			want: []string{"--upstream-url", "credentials"},
+		},
+		{
+			name: "upstream URL with credentials misread as a query",
+			args: []string{"--upstream-url=https://x-access-token:1234?" + testToken + "@github.example.com"},
+			env:  withToken,
+			want: []string{"--upstream-url", "credentials"},
+		},
+		{
+			name: "upstream URL with credentials misread as a fragment",
+			args: []string{"--upstream-url=https://x-access-token:1234#" + testToken + "@github.example.com"},
+			env:  withToken,
+			want: []string{"--upstream-url", "credentials"},
+		},
+		{
 			name: "upstream URL with a token in its query",
 			args: []string{"--upstream-url=https://ghe.example/api/v3?access_token=" + testToken},
 			env:  withToken,
@@ -1000,5 +1020,27 @@ func TestOperationsPerCaller(t *testing.T) {
 				t.Errorf("OperationsPerCaller() = %d, want %d", got, tt.want)
 			}
 		})
+	}
+}
+
+// redactURL shows a URL without what may be a credential: its user
+// information, query and fragment, or nothing of it when an "@" outside
+// the user information says a password's "/", "?" or "#" was not escaped
+// (url.Parse then reads the password's start as the port).
+func TestRedactURL(t *testing.T) {
+	const planted = "PLANTED-url-pw"
+	for _, tt := range []struct{ raw, want string }{
+		{"https://jwks.example/keys", "https://jwks.example/keys"},
+		{"https://u:" + planted + "@jwks.example/keys", "https://redacted@jwks.example/keys"},
+		{"https://jwks.example/keys?token=" + planted, "https://jwks.example/keys?redacted"},
+		{"https://jwks.example/keys#" + planted, "https://jwks.example/keys#redacted"},
+		{"https://u:4321/" + planted + "@jwks.example/keys", hiddenURL},
+		{"https://u:4321?" + planted + "@jwks.example/keys", hiddenURL},
+		{"https://u:4321#" + planted + "@jwks.example/keys", hiddenURL},
+		{"https://u:%zz" + planted + "@jwks.example/keys", "(invalid URL)"},
+	} {
+		if got := redactURL(tt.raw); got != tt.want {
+			t.Errorf("redactURL(%q) = %q, want %q", tt.raw, got, tt.want)
+		}
 	}
 }

@@ -219,21 +219,26 @@ func FuzzRedisURLPassword(f *testing.F) {
 // number; a database number, or the password escaped, is taken.
 func TestRedisURLPathIsADatabase(t *testing.T) {
 	const planted = "Kx9-planted-pw"
+	const misread = `an "@" outside the user information`
 	file := filepath.Join(t.TempDir(), "redis-url") // a path without planted in it
 	for _, tt := range []struct {
-		raw string
-		ok  bool
+		raw  string
+		want string // in the error; "" for none
 	}{
-		{"redis://default:4/" + planted + "@redis:6379", false},
-		{"redis://:123/" + planted + "@redis/0", false},
-		{"redis://user/:" + planted + "@redis:6379", false},
-		{"redis://redis:6379/" + planted, false},
-		{"redis://redis:6379/0/1", false},
-		{"redis://redis:6379/-1", false},
-		{"redis://default:4%2F" + planted + "@redis:6379", true},
-		{"redis://default:" + planted + "@redis:6379/15", true},
-		{"redis://redis:6379/", true},
-		{"redis://redis:6379", true},
+		// A "/", "?" or "#" in the password, unescaped, ends the host early.
+		{"redis://default:4/" + planted + "@redis:6379", misread},
+		{"redis://:123/" + planted + "@redis/0", misread},
+		{"redis://user/:" + planted + "@redis:6379", misread},
+		{"redis://default:12?" + planted + "@redis:6379", misread},
+		{"redis://default:12#" + planted + "@redis:6379", misread},
+		{"redis://redis:6379/" + planted, "database number"},
+		{"redis://redis:6379/0/1", "database number"},
+		{"redis://redis:6379/-1", "database number"},
+		{"redis://default:4%2F" + planted + "@redis:6379", ""},
+		{"redis://default:12%3F" + planted + "%23@redis:6379", ""},
+		{"redis://default:" + planted + "@redis:6379/15", ""},
+		{"redis://redis:6379/", ""},
+		{"redis://redis:6379", ""},
 	} {
 		t.Run(tt.raw, func(t *testing.T) {
 			if err := os.WriteFile(file, []byte(tt.raw), 0o600); err != nil {
@@ -241,11 +246,11 @@ func TestRedisURLPathIsADatabase(t *testing.T) {
 			}
 			s := SharedPacing{RedisURLFile: file, ExpectedReplicas: 1}
 			err := s.resolve(envMap(nil))
-			if (err == nil) != tt.ok {
-				t.Fatalf("resolve(%q) = %v, want ok %v", tt.raw, err, tt.ok)
+			if (err == nil) != (tt.want == "") {
+				t.Fatalf("resolve(%q) = %v, want an error %q", tt.raw, err, tt.want)
 			}
-			if err != nil && (strings.Contains(err.Error(), planted) || !strings.Contains(err.Error(), "database number")) {
-				t.Fatalf("error %q", err)
+			if err != nil && (strings.Contains(err.Error(), planted) || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("error %q, want one with %q and without the password", err, tt.want)
 			}
 			if shown := s.redisShown(); strings.Contains(shown, planted) {
 				t.Fatalf("shown as %q", shown)

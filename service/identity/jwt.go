@@ -342,6 +342,12 @@ func newJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 			// url.Parse's error quotes the URL, which may hold a password.
 			return nil, errors.New("jwt config: JWKS URL is not a valid URL")
 		}
+		if u.User == nil && strings.Contains(cfg.JWKSURL, "@") {
+			// A password with an unescaped "/", "?" or "#" ended the
+			// host early: its start would be dialled as the port, and
+			// an error could show it.
+			return nil, errors.New(`jwt config: JWKS URL has an "@" outside its user information: escape "/", "?" and "#" in a user name or password`)
+		}
 		if err := checkJWKSURL(u); err != nil {
 			return nil, fmt.Errorf("jwt config: %w", err)
 		}
@@ -702,7 +708,8 @@ func defaultJWKSClient() *http.Client {
 }
 
 // shownURL is rawURL as an error may show it: without its user
-// information or query, which may hold credentials.
+// information or query, which may hold credentials. (newJWTVerifier
+// refuses a URL whose password, not escaped, url.Parse would misread.)
 func shownURL(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {

@@ -750,6 +750,12 @@ func TestNewJWTVerifierConfig(t *testing.T) {
 			wantErr: "connection refused"},
 		{name: "redirect refused, credentials in its URL", cfg: JWTConfig{Issuer: "i", Audience: "a",
 			JWKSURL: redirector.URL + "/jwks?token=" + plantedURLSecret}, wantErr: "must be https"},
+		// A password's unescaped "/", "?" or "#" ends the host: its
+		// start would be dialled as the port.
+		{name: "password misread as a path", cfg: JWTConfig{Issuer: "i", Audience: "a",
+			JWKSURL: "http://jwks:4321/" + plantedURLSecret + "@127.0.0.1/jwks"}, wantErr: `"@" outside its user information`},
+		{name: "password misread as a query", cfg: JWTConfig{Issuer: "i", Audience: "a",
+			JWKSURL: "http://jwks:4321?" + plantedURLSecret + "@127.0.0.1/jwks"}, wantErr: `"@" outside its user information`},
 		{name: "invalid URL with a password", cfg: JWTConfig{Issuer: "i", Audience: "a",
 			JWKSURL: "http://jwks:" + plantedURLSecret + "%zz@127.0.0.1/jwks"}, wantErr: "not a valid URL"},
 		{name: "RSA 1024 only", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: weak}, wantErr: "no usable signing key"},
