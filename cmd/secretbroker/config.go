@@ -489,11 +489,24 @@ Flags:
 func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.Writer) (Config, error) {
 	var cfg Config
 	fs := newFlagSet(&cfg, output)
-	if err := fs.Parse(args); err != nil {
+	// flag's own errors quote the value (and print it with the usage):
+	// parsed without output, they are told again without it.
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(output)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			err = flagError(fs, err)
+			fmt.Fprintln(output, err)
+		}
+		fs.Usage()
 		return Config{}, err
 	}
 	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected arguments %q: secretbroker takes flags only", fs.Args())
+		// Not the arguments: one may be a secret given by mistake (a
+		// token after a boolean flag, which takes no value).
+		return Config{}, fmt.Errorf("unexpected arguments (%d, from the %s argument on; not shown, as one may be a secret): secretbroker takes flags only",
+			fs.NArg(), ordinal(len(args)-fs.NArg()+1))
 	}
 
 	// The environment fills in each flag that was not given.
@@ -534,7 +547,6 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 		return Config{}, err
 	}
 
-	var err error
 	if cfg.TracesExporter, err = tracesExporterFromEnv(lookupEnv); err != nil {
 		return Config{}, err
 	}
@@ -594,6 +606,53 @@ func (c *Config) refuseDevIgnored(given map[string]bool, lookupEnv func(string) 
 		}
 	}
 	return nil
+}
+
+// flagError is err, an error of fs.Parse, without the value it quotes:
+// the value given to a flag meant for a setting may be a secret put there
+// by mistake. It names the flag and the form its value takes.
+func flagError(fs *flag.FlagSet, err error) error {
+	msg := err.Error()
+	if strings.HasPrefix(msg, "bad flag syntax: ") {
+		return errors.New("bad flag syntax: an argument is neither -flag, -flag=value nor a flag's value (not shown, as it may be a secret)")
+	}
+	rest, ok := strings.CutPrefix(msg, "invalid value ")
+	if !ok {
+		rest, ok = strings.CutPrefix(msg, "invalid boolean value ")
+	}
+	if !ok {
+		return err // "flag provided but not defined: -name", "flag needs an argument: -name"
+	}
+	// rest is `"VALUE" for flag -NAME: ERROR` (`for -NAME` for a boolean):
+	// the value is quoted with %q, which QuotedPrefix reads whole.
+	notShown := errors.New("a flag's value is not valid (not shown, as it may be a secret); secretbroker --help lists the flags")
+	quoted, qerr := strconv.QuotedPrefix(rest)
+	if qerr != nil {
+		return notShown
+	}
+	rest = strings.TrimPrefix(rest[len(quoted):], " for flag -")
+	rest = strings.TrimPrefix(rest, " for -")
+	name, _, _ := strings.Cut(rest, ":")
+	f := fs.Lookup(name)
+	if f == nil {
+		return notShown
+	}
+	return fmt.Errorf("--%s: not a valid value (not shown, as it may be a secret)%s", f.Name, wantedForm(f))
+}
+
+// ordinal is n as "1st", "2nd", "3rd", "4th" and so on.
+func ordinal(n int) string {
+	suffix := "th"
+	switch {
+	case n%100 >= 11 && n%100 <= 13:
+	case n%10 == 1:
+		suffix = "st"
+	case n%10 == 2:
+		suffix = "nd"
+	case n%10 == 3:
+		suffix = "rd"
+	}
+	return strconv.Itoa(n) + suffix
 }
 
 // wantedForm says what form flag f's value takes, for an error about a
@@ -752,15 +811,15 @@ func (c *Config) validate() error {
 		return nil
 	}
 	if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
-		return fmt.Errorf("--grpc-addr: %w", err)
+		return notHostPort("--grpc-addr")
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		return fmt.Errorf("--http-addr: %w", err)
+		return notHostPort("--http-addr")
 	}
 	// The admin listener serves no secret data: it may be on any address
 	// without caller authentication, unlike the two above.
 	if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
-		return fmt.Errorf("--admin-addr: %w", err)
+		return notHostPort("--admin-addr")
 	}
 	if err := checkUpstreamURL(c.UpstreamURL, c.UpstreamAllowHTTP); err != nil {
 		return err
@@ -962,12 +1021,19 @@ func checkUpstreamURL(raw string, allowHTTP bool) error {
 	return nil
 }
 
+// notHostPort is the error of a listen address that is not host:port.
+// Not net's, which quotes the address: the value of the variable meant
+// for it may be a secret put there by mistake.
+func notHostPort(flagName string) error {
+	return fmt.Errorf("%s must be host:port, such as 127.0.0.1:9090 or :9090 (the value is not shown, as it may be a secret)", flagName)
+}
+
 // devAddr moves a listen address to loopback for dev mode: an empty host
 // becomes 127.0.0.1, a loopback host is kept, any other host is an error.
 func devAddr(flagName, addr string) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", flagName, err)
+		return "", notHostPort(flagName)
 	}
 	switch {
 	case host == "":

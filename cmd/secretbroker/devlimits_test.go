@@ -47,7 +47,7 @@ func TestDevLimitsConfig(t *testing.T) {
 			want: pacing{true, upstream.MaxInFlightLimit, 0, 0, 0, 0, 0}},
 		{name: "off without dev", args: []string{"--dev-limits=off"}, env: map[string]string{"GITHUB_TOKEN": "ghp_x"},
 			wantErr: "--dev-limits=off applies to --dev only"},
-		{name: "neither on nor off", args: []string{"--dev", "--dev-limits=false"}, wantErr: "must be on or off"},
+		{name: "neither on nor off", args: []string{"--dev", "--dev-limits=false"}, wantErr: "--dev-limits: not a valid value (not shown, as it may be a secret): want on or off"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -96,7 +96,9 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 	// OpenTelemetry's internal messages (warnings at V(1), info at V(4))
 	// go through the broker's logger at levels below info, never as the
 	// default text lines on standard error.
-	otel.SetLogger(logr.FromSlogHandler(logger.With(slog.String("component", "otel")).Handler()))
+	// Its lines about an OTEL_* variable it cannot parse lose the value
+	// (otelLogHandler).
+	otel.SetLogger(logr.FromSlogHandler(otelLogHandler{logger.With(slog.String("component", "otel")).Handler()}))
 	health := newExportHealth(logger.With(slog.String("component", "tracing")), time.Now, traceErrorRepeat)
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(
 		newErrorHealth(logger.With(slog.String("component", "otel")), time.Now, traceErrorRepeat).failed))

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"regexp"
 
@@ -44,12 +45,22 @@ var (
 	// hexRun finds long hexadecimal runs in a YAML parser's message, which
 	// could be a hash value; they are redacted.
 	hexRun = regexp.MustCompile(`[0-9A-Fa-f]{16,}`)
+	// yamlAnchor finds the alias name the YAML parser quotes ("unknown
+	// anchor 'NAME' referenced", "anchor 'NAME' value contains itself"),
+	// the only text of the file its syntax errors repeat.
+	yamlAnchor = regexp.MustCompile(`anchor '[^']*'`)
 )
 
 // LoadTokens reads and parses the callers file at path (see ParseTokens).
 func LoadTokens(path string) (*Tokens, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
+		// Not the path an *fs.PathError names: the path given may be
+		// the secret itself, by mistake (a Kubernetes secretKeyRef
+		// filling the variable meant for the mounted file's path).
+		if pe, ok := errors.AsType[*fs.PathError](err); ok {
+			err = fmt.Errorf("%s: %w", pe.Op, pe.Err)
+		}
 		return nil, fmt.Errorf("read callers file: %w", err)
 	}
 	t, err := ParseTokens(data)
@@ -208,10 +219,12 @@ func scalarString(n *yaml.Node) (string, bool) {
 	return "", false
 }
 
-// redactYAMLError returns a YAML syntax error's message with long hex runs
-// (possible hash values) replaced.
+// redactYAMLError returns a YAML syntax error's message with the alias
+// name it quotes (which may be a token written with a stray "*") and long
+// hex runs (possible hash values) replaced.
 func redactYAMLError(err error) string {
-	return hexRun.ReplaceAllString(err.Error(), "[redacted]")
+	msg := yamlAnchor.ReplaceAllString(err.Error(), "anchor '[redacted]'")
+	return hexRun.ReplaceAllString(msg, "[redacted]")
 }
 
 // Len returns the number of callers.

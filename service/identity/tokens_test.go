@@ -76,6 +76,11 @@ func TestParseTokens(t *testing.T) {
 		{name: "duplicate names", yaml: "callers:\n  - name: d\n    token_sha256: " + h1 + "\n  - name: d\n    token_sha256: " + h2 + "\n", wantErr: "callers[1] (line 4): name duplicates callers[0]"},
 		{name: "duplicate hashes", yaml: "callers:\n  - name: a\n    token_sha256: " + h1 + "\n  - name: b\n    token_sha256: " + h1 + "\n", wantErr: "callers[1] (line 4): token_sha256 duplicates callers[0]"},
 		{name: "duplicate hashes in different case", yaml: "callers:\n  - name: a\n    token_sha256: " + h1 + "\n  - name: b\n    token_sha256: " + strings.ToUpper(h1) + "\n", wantErr: "token_sha256 duplicates callers[0]"},
+		// A YAML parser's message quotes an alias's name: the token
+		// written as an alias (a stray "*") or an anchor is not repeated.
+		{name: "the token as an unknown alias", yaml: "callers:\n  - name: d\n    token_sha256: *" + plantedToken + "\n", wantErr: "callers file: yaml: unknown anchor"},
+		{name: "the token as an unknown alias in flow style", yaml: "{callers: [{name: d, token_sha256: *" + plantedToken + "}]}", wantErr: "unknown anchor"},
+		{name: "the token as an anchor that contains itself", yaml: "callers: &" + plantedToken + " [*" + plantedToken + "]\n", wantErr: "must be a mapping"},
 		{name: "duplicate field in entry", yaml: "callers:\n  - name: a\n    name: b\n    token_sha256: " + h1 + "\n", wantErr: `line 3: duplicate field "name"`},
 	}
 	for _, tt := range tests {
@@ -190,6 +195,24 @@ func TestLoadTokens(t *testing.T) {
 	_, err = LoadTokens(filepath.Join(dir, "missing.yaml"))
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("LoadTokens(missing) error = %v, want fs.ErrNotExist", err)
+	}
+
+	// The path given is the secret itself, by mistake (a Kubernetes
+	// secretKeyRef filling the variable meant for the mounted file's
+	// path): a token, or the callers file's text with its hashes. Reading
+	// fails, and the error says why without the path.
+	for _, path := range []string{plantedToken, "callers:\n  - name: deployer\n    token_sha256: " + sha256Hex(plantedToken) + "\n", dir} {
+		_, err = LoadTokens(path)
+		if err == nil {
+			t.Fatalf("LoadTokens(%.20q...) succeeded", path)
+		}
+		if !strings.Contains(err.Error(), "read callers file") {
+			t.Errorf("LoadTokens(%.20q...) error = %v, want one saying the callers file could not be read", path, err)
+		}
+		assertNoSecret(t, err.Error())
+		if strings.Contains(err.Error(), dir) {
+			t.Errorf("LoadTokens(%.20q...) error %q holds the path", path, err)
+		}
 	}
 }
 
