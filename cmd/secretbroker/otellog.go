@@ -15,19 +15,25 @@ import (
 // which setting is wrong.
 type otelLogHandler struct{ slog.Handler }
 
-// otelInputKeys are the keys under which OpenTelemetry's internal logger
-// repeats what it was given.
-var otelInputKeys = map[string]bool{"input": true, "value": true, "key": true}
+// otelInputKey reports whether k is a key under which OpenTelemetry's
+// internal logger repeats what it was given.
+func otelInputKey(k string) bool {
+	switch k {
+	case "input", "value", "key":
+		return true
+	}
+	return false
+}
 
 // hiddenOTelValue stands for a value otelLogHandler hides.
 const hiddenOTelValue = "(not shown: an OTEL_* variable's value, which may hold a credential)"
 
-// Handle hides the values under otelInputKeys and, in the same line, the
+// Handle hides the values under otelInputKey and, in the same line, the
 // error (logr's "err"), which may quote them.
 func (h otelLogHandler) Handle(ctx context.Context, r slog.Record) error {
 	repeats := false
 	r.Attrs(func(a slog.Attr) bool {
-		repeats = otelInputKeys[a.Key]
+		repeats = otelInputKey(a.Key)
 		return !repeats
 	})
 	if !repeats {
@@ -35,7 +41,7 @@ func (h otelLogHandler) Handle(ctx context.Context, r slog.Record) error {
 	}
 	hidden := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
 	r.Attrs(func(a slog.Attr) bool {
-		if otelInputKeys[a.Key] || a.Key == "err" {
+		if otelInputKey(a.Key) || a.Key == "err" {
 			a = slog.String(a.Key, hiddenOTelValue)
 		}
 		hidden.AddAttrs(a)
@@ -44,11 +50,11 @@ func (h otelLogHandler) Handle(ctx context.Context, r slog.Record) error {
 	return h.Handler.Handle(ctx, hidden)
 }
 
-// WithAttrs hides the values under otelInputKeys (logr's WithValues).
+// WithAttrs hides the values under otelInputKey (logr's WithValues).
 func (h otelLogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	shown := make([]slog.Attr, len(attrs))
 	for i, a := range attrs {
-		if otelInputKeys[a.Key] {
+		if otelInputKey(a.Key) {
 			a = slog.String(a.Key, hiddenOTelValue)
 		}
 		shown[i] = a
