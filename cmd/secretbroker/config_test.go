@@ -704,23 +704,33 @@ func TestLoadConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var out bytes.Buffer
-			_, err := loadConfig(tt.args, envMap(tt.env), &out)
-			if err == nil {
-				t.Fatal("loadConfig: no error")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
-			if strings.Contains(err.Error(), testToken) {
-				t.Errorf("error holds the token: %q", err)
-			}
-			if strings.Contains(out.String(), testToken) {
-				t.Errorf("usage output holds the token: %q", out.String())
-			}
+			wantConfigError(t, tt.args, tt.env, tt.want, testToken)
 		})
+	}
+}
+
+// wantConfigError checks that loadConfig refuses args with env, with an
+// error that mentions each of want, and that neither the error nor the
+// usage written to the output holds any of planted.
+func wantConfigError(t *testing.T, args []string, env map[string]string, want []string, planted ...string) {
+	t.Helper()
+	var out bytes.Buffer
+	_, err := loadConfig(args, envMap(env), &out)
+	if err == nil {
+		t.Fatal("loadConfig: no error")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+	for _, p := range planted {
+		if strings.Contains(err.Error(), p) {
+			t.Errorf("the error holds %q: %q", p, err)
+		}
+		if strings.Contains(out.String(), p) {
+			t.Errorf("the output holds %q: %.300q", p, out.String())
+		}
 	}
 }
 
