@@ -718,6 +718,10 @@ func TestNewJWTVerifierConfig(t *testing.T) {
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(issuer.JWKS()) }))
 	t.Cleanup(tlsSrv.Close)
 	file := issuer.WriteJWKSFile(t)
+	plantedDir := filepath.Join(t.TempDir(), plantedURLSecret)
+	if err := os.Mkdir(plantedDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	// A port the test holds and never listens on: the connection is refused.
 	refused := "http://jwks:" + plantedURLSecret + "@" + refusingAddr(t) + "/jwks?token=" + plantedURLSecret
 	// A redirect the client refuses, to a URL holding credentials.
@@ -742,6 +746,10 @@ func TestNewJWTVerifierConfig(t *testing.T) {
 		{name: "negative leeway", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSFile: file, Leeway: -time.Second}, wantErr: "must not be negative"},
 		{name: "http on a remote host", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: "http://kubernetes.example/openid/v1/jwks"}, wantErr: "must be https"},
 		{name: "missing file", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSFile: filepath.Join(t.TempDir(), "none.json")}, wantErr: "read JWKS file"},
+		// The path given is a secret, by mistake (a secretKeyRef filling
+		// the variable meant for the mounted file's path): not shown.
+		{name: "the path is a secret", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSFile: plantedURLSecret}, wantErr: "read JWKS file"},
+		{name: "the path is a directory named by a secret", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSFile: plantedDir}, wantErr: "JWKS file: read: is a directory"},
 		{name: "HTTP 404", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: missing}, wantErr: "HTTP status 404"},
 		// Credentials in the URL never reach an error.
 		{name: "HTTP 404, credentials in the URL", cfg: JWTConfig{Issuer: "i", Audience: "a",

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"regexp"
 
@@ -55,13 +54,7 @@ var (
 func LoadTokens(path string) (*Tokens, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		// Not the path an *fs.PathError names: the path given may be
-		// the secret itself, by mistake (a Kubernetes secretKeyRef
-		// filling the variable meant for the mounted file's path).
-		if pe, ok := errors.AsType[*fs.PathError](err); ok {
-			err = fmt.Errorf("%s: %w", pe.Op, pe.Err)
-		}
-		return nil, fmt.Errorf("read callers file: %w", err)
+		return nil, fmt.Errorf("read callers file: %w", withoutPath(err))
 	}
 	t, err := ParseTokens(data)
 	if err != nil {
