@@ -240,7 +240,8 @@ func oneLine(s string) string {
 // newAdminHandler returns the admin listener's handler:
 //
 //   - GET /healthz: 200 "ok" while the process serves (liveness).
-//   - GET /readyz: 200 "ok" when ready, else 503 with the reason, one line.
+//   - GET /readyz: 200 "ok" when ready, else 503 with the reason, one line;
+//     what degrades the broker (readiness.detailLine) follows either.
 //   - GET /metrics: the broker's metrics in Prometheus' text format, when
 //     metrics is not nil.
 //   - /debug/pprof/...: Go's profiler, only with pprof; registered on this
@@ -255,6 +256,14 @@ func newAdminHandler(ready *readiness, pprofOn bool, metrics http.Handler) http.
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if reason := ready.state(); reason != "" {
+			if d := ready.detailLine(); d != "" {
+				// What degrades the broker may be why it is not ready:
+				// started while its Redis is unreachable, it takes the
+				// budget as spent by the other replicas and cannot verify
+				// its credential for up to 3 minutes, and the check's
+				// error names only the budget.
+				reason += "; " + d
+			}
 			writeText(w, http.StatusServiceUnavailable, reason)
 			return
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/secretbroker/secretbroker/service"
 	"github.com/secretbroker/secretbroker/service/operation"
@@ -732,22 +733,41 @@ func (c *Config) readToken(lookupEnv func(string) (string, bool)) error {
 		if tok == "" {
 			return fmt.Errorf("--upstream-token-file %s is empty", c.UpstreamTokenFile)
 		}
-		if strings.ContainsAny(tok, " \t\r\n") {
-			return fmt.Errorf("--upstream-token-file %s holds more than one word; it must hold the token alone", c.UpstreamTokenFile)
+		if err := checkTokenWord(tok, "--upstream-token-file "+c.UpstreamTokenFile); err != nil {
+			return err
 		}
 		c.UpstreamToken = upstream.Token(tok)
 		return nil
 	}
 	if v, ok := lookupEnv(envGitHubToken); ok {
 		tok := strings.TrimSpace(v)
-		if strings.ContainsAny(tok, " \t\r\n") && !c.Dev {
-			// A header cannot carry it: every request would fail, and
-			// the broker would retry the credential check for ever.
-			// (--dev does not use it: a shell's stray GITHUB_TOKEN
-			// does not stop it.)
-			return fmt.Errorf("%s holds more than one word; it must hold the token alone", envGitHubToken)
+		// --dev does not use it: a shell's stray GITHUB_TOKEN does not
+		// stop it.
+		if !c.Dev {
+			if err := checkTokenWord(tok, envGitHubToken); err != nil {
+				return err
+			}
 		}
 		c.UpstreamToken = upstream.Token(tok)
+	}
+	return nil
+}
+
+// checkTokenWord refuses a token that an Authorization header cannot
+// carry: net/http would refuse every request ("invalid header field
+// value"), and the broker would retry the credential check for ever
+// without becoming ready. source names where the token came from (the
+// variable, or the flag and its file); the errors never hold the token,
+// nor the offending byte.
+func checkTokenWord(tok, source string) error {
+	if strings.ContainsAny(tok, " \t\r\n") {
+		return fmt.Errorf("%s holds more than one word; it must hold the token alone", source)
+	}
+	// net/http's own rule for a header value (HTTP/1 and HTTP/2): no
+	// control character (NUL, DEL, ...) but horizontal tab and space,
+	// which the check above has already refused.
+	if !httpguts.ValidHeaderFieldValue(tok) {
+		return fmt.Errorf("%s holds a control character; an HTTP header cannot carry the token", source)
 	}
 	return nil
 }

@@ -117,6 +117,11 @@ func TestTokenFileBadUpdateKeepsToken(t *testing.T) {
 	if got := mustToken(t, f); got != tokenA {
 		t.Errorf("two words: Token = %q, want the token it had", got)
 	}
+	// A header cannot carry it: every call would fail.
+	writeFile(t, path, tokenB+"\x00")
+	if got := mustToken(t, f); got != tokenA {
+		t.Errorf("NUL: Token = %q, want the token it had", got)
+	}
 }
 
 func TestNewTokenFileErrors(t *testing.T) {
@@ -124,6 +129,9 @@ func TestNewTokenFileErrors(t *testing.T) {
 	for _, tc := range []struct{ name, content, want string }{
 		{"empty", " \n", "is empty"},
 		{"two words", tokenA + " " + tokenB, "more than one word"},
+		{"NUL", tokenA[:12] + "\x00" + tokenA[12:], "holds a control character"},
+		{"ESC", tokenA[:12] + "\x1b" + tokenA[12:] + "\n", "holds a control character"},
+		{"DEL", tokenA + "\x7f", "holds a control character"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_"))

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // watchedFile is a small file read again when it changes. A cheap stat on
@@ -105,6 +107,10 @@ func parseToken(path string, b []byte) (string, error) {
 		return "", fmt.Errorf("credential: token file %s is empty", path)
 	case len(strings.Fields(tok)) != 1:
 		return "", fmt.Errorf("credential: token file %s holds more than one word; it must hold the token alone", path)
+	case !httpguts.ValidHeaderFieldValue(tok):
+		// net/http would refuse every request that sends it ("invalid
+		// header field value"): a NUL, another control character, DEL.
+		return "", fmt.Errorf("credential: token file %s holds a control character; an HTTP header cannot carry the token", path)
 	}
 	return tok, nil
 }
