@@ -94,6 +94,9 @@ func TestAsyncItemsCountInBatchMetrics(t *testing.T) {
 				t.Fatalf("%s: %v, %v", op.GetName(), done, err)
 			}
 		}
+		// The runner counts the last results after it stored the
+		// operation done, which is what WaitOperation sees: let it.
+		synctest.Wait()
 		got := metricstest.Read(t, reader)
 		for k, v := range map[string]float64{
 			"secretbroker_batch_items_total{code=OK,rpc=BatchPutSecrets}":        1,
