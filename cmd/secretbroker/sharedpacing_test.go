@@ -110,14 +110,8 @@ func TestRunWithRedis(t *testing.T) {
 				t.Fatal(err)
 			}
 			b := startBroker(t, cfg)
-			resp, err := b.http.Get("http://" + b.adminAddr + "/readyz")
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || !strings.HasPrefix(string(body), tc.readyz) {
-				t.Errorf("/readyz %d %q, want 200 %q", resp.StatusCode, body, tc.readyz)
+			if code, body := b.adminGet(t, "/readyz"); code != 200 || !strings.HasPrefix(body, tc.readyz) {
+				t.Errorf("/readyz %d %q, want 200 %q", code, body, tc.readyz)
 			}
 			fams, _ := b.scrape(t)
 			if v, ok := metricValue(fams, "secretbroker_pacer_shared_state_up", map[string]string{"credential": "token"}); !ok || v != tc.up {
