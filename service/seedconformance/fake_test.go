@@ -351,7 +351,14 @@ func (f *github) put(w http.ResponseWriter, r *http.Request, sc *scope, p params
 		answer(w, http.StatusBadRequest, map[string]string{"message": "Problems parsing JSON"})
 		return
 	}
-	if body.EncryptedValue == nil || body.KeyID == nil {
+	// encrypted_value and key_id are Required on every page but
+	// github.com's (003) for Actions organization and repository secrets,
+	// where a PUT without both updates an existing secret's other settings
+	// and keeps its value (valueOptional). One without the other, or
+	// neither for a secret that does not exist, the seeds leave open: 422.
+	noValue := body.EncryptedValue == nil && body.KeyID == nil
+	if (body.EncryptedValue == nil || body.KeyID == nil) &&
+		(!noValue || !f.valueOptional(p) || sc.secrets[p["name"]] == nil) {
 		unprocessable(w, "encrypted_value and key_id are required")
 		return
 	}
@@ -363,12 +370,16 @@ func (f *github) put(w http.ResponseWriter, r *http.Request, sc *scope, p params
 		unprocessable(w, "selected_repository_ids only with visibility selected")
 		return
 	}
-	sealed, err := base64.StdEncoding.DecodeString(*body.EncryptedValue)
-	plain, opened := box.OpenAnonymous(nil, sealed, sc.pub, sc.priv)
-	if err != nil || !opened || *body.KeyID != sc.keyID {
-		f.t.Errorf("fake: PUT %s: a value not sealed with key %s (key_id %q)", r.URL.EscapedPath(), sc.keyID, *body.KeyID)
-		unprocessable(w, "bad encrypted_value")
-		return
+	var plain []byte
+	if !noValue {
+		sealed, err := base64.StdEncoding.DecodeString(*body.EncryptedValue)
+		var opened bool
+		plain, opened = box.OpenAnonymous(nil, sealed, sc.pub, sc.priv)
+		if err != nil || !opened || *body.KeyID != sc.keyID {
+			f.t.Errorf("fake: PUT %s: a value not sealed with key %s (key_id %q)", r.URL.EscapedPath(), sc.keyID, *body.KeyID)
+			unprocessable(w, "bad encrypted_value")
+			return
+		}
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	s := sc.secrets[p["name"]]
@@ -378,7 +389,10 @@ func (f *github) put(w http.ResponseWriter, r *http.Request, sc *scope, p params
 		sc.secrets[s.name] = s
 		sc.order = append(sc.order, s.name)
 	}
-	s.value, s.updated = string(plain), now
+	if !noValue {
+		s.value = string(plain)
+	}
+	s.updated = now
 	if sc.org {
 		s.visibility, s.selected = body.Visibility, f.knownIDs(body.Selected)
 	}
@@ -387,6 +401,16 @@ func (f *github) put(w http.ResponseWriter, r *http.Request, sc *scope, p params
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// valueOptional reports whether a PUT of a secret the route's parameters
+// name may leave out encrypted_value and key_id: only github.com's
+// (prefix "") Actions organization and repository secrets (003:215/219,
+// 003:830/834); environment secrets (003:1147/1151), Agents secrets
+// (001:215/219, 001:852/856) and GHES 3.21 (000:218/222, 000:835/839)
+// mark them Required.
+func (f *github) valueOptional(p params) bool {
+	return f.prefix == "" && p["app"] == "actions" && p["env"] == ""
 }
 
 // knownIDs returns ids, failing the test for an id of no repository: the
