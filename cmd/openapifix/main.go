@@ -219,20 +219,22 @@ var extraDefinitions = map[string]any{
 // at the document's root ("responses", which the specification says makes
 // no response of any operation), named by a note appended to the info's
 // description (methodNotAllowedNote). The gateway's routingError answers
-// it, with an Allow header, to a path some route matches.
+// it, with an Allow header, to a URL some route matches for other methods
+// only.
 var methodNotAllowed = map[string]any{
 	"description": "UNIMPLEMENTED: the path does not take the request's method. Answered to any method a path does not list.",
 	"schema":      statusSchema,
 	"headers": map[string]any{"Allow": map[string]any{
 		"type":        "string",
-		"description": `The methods the path lists, upper case, comma-separated, sorted: "DELETE, GET, PUT".`,
+		"description": `The methods the paths that match the request's URL list, upper case, comma-separated, sorted: "DELETE, GET, PUT".`,
 	}},
 }
 
 const (
 	methodNotAllowedName = "MethodNotAllowed"
-	methodNotAllowedNote = " A path answers a method it does not list with 405 Method Not Allowed, an Allow header " +
-		"naming the methods it lists, and a google.rpc.Status (#/responses/" + methodNotAllowedName + ")."
+	methodNotAllowedNote = " A request whose URL a path matches, with a method that no path matching it lists, is answered " +
+		"405 Method Not Allowed, with an Allow header naming the methods those paths list (a URL may match several: " +
+		".../secrets/public-key is also .../secrets/{secret}), and a google.rpc.Status (#/responses/" + methodNotAllowedName + ")."
 )
 
 // doubled matches "/LITERAL/{a}/{{a}}" in a generated path.
