@@ -39,8 +39,14 @@
 // (gatewayRefusals). Each operation those apply to gets that answer.
 //
 // The gateway's GET /healthz (grpc-gateway's WithHealthzEndpoint: the gRPC
-// health Check) is no RPC of the API, so the generator does not write it:
-// it is added from extraPaths, with its answer's definition.
+// health Check) and GET /openapi.json (this document) are no RPCs of the
+// API, so the generator does not write them: they are added from
+// extraPaths, with their answers' definitions.
+//
+// The gateway answers a method a path does not list with 405 and an Allow
+// header, which Swagger 2.0 cannot attach to an operation that does not
+// exist: that answer is a root response definition, MethodNotAllowed,
+// named by a note in the info's description (addMethodNotAllowed).
 //
 // Usage: go run ./cmd/openapifix FILE (rewrites FILE in place).
 package main
@@ -159,6 +165,25 @@ var gatewayRefusals = []struct {
 // extraPaths are the gateway's paths that are no RPC of the API, as
 // document paths, and extraDefinitions the definitions they name.
 var extraPaths = map[string]any{
+	"/openapi.json": map[string]any{"get": map[string]any{
+		"summary":     "This document: the JSON gateway's OpenAPI description (Swagger 2.0).",
+		"description": "Open to every caller (no credentials), and served whether or not the broker is ready. A query is ignored.",
+		"operationId": "OpenAPI_Get",
+		"tags":        []any{"OpenAPI"},
+		"security":    []any{},
+		"responses": map[string]any{
+			"200": map[string]any{"description": "The document.", "schema": map[string]any{
+				"type":     "object",
+				"required": []any{"swagger", "info", "paths"},
+				"properties": map[string]any{
+					"swagger": map[string]any{"type": "string", "enum": []any{"2.0"}},
+					"info":    map[string]any{"type": "object"},
+					"paths":   map[string]any{"type": "object"},
+				},
+			}},
+			"400": map[string]any{"description": "INVALID_ARGUMENT: the query is malformed or not UTF-8.", "schema": statusSchema},
+		},
+	}},
 	"/healthz": map[string]any{"get": map[string]any{
 		"summary":     "The broker's health: the gRPC health service's Check, over JSON.",
 		"description": "Open to every caller (no credentials). The broker serves while it answers 200.",
@@ -187,6 +212,30 @@ var extraDefinitions = map[string]any{
 		"description": "grpc.health.v1.HealthCheckResponse.",
 	},
 }
+
+// methodNotAllowed is the answer to a method a path does not list, which
+// Swagger 2.0 has no place for: a path item lists only the operations it
+// has, and a response belongs to one of them. It is a response definition
+// at the document's root ("responses", which the specification says makes
+// no response of any operation), named by a note appended to the info's
+// description (methodNotAllowedNote). The gateway's routingError answers
+// it, with an Allow header, to a URL some route matches for other methods
+// only.
+var methodNotAllowed = map[string]any{
+	"description": "UNIMPLEMENTED: the path does not take the request's method. Answered to any method a path does not list.",
+	"schema":      statusSchema,
+	"headers": map[string]any{"Allow": map[string]any{
+		"type":        "string",
+		"description": `The methods the paths that match the request's URL list, upper case, comma-separated, sorted: "DELETE, GET, PUT".`,
+	}},
+}
+
+const (
+	methodNotAllowedName = "MethodNotAllowed"
+	methodNotAllowedNote = " A request whose URL a path matches, with a method that no path matching it lists, is answered " +
+		"405 Method Not Allowed, with an Allow header naming the methods those paths list (a URL may match several: " +
+		".../secrets/public-key is also .../secrets/{secret}), and a google.rpc.Status (#/responses/" + methodNotAllowedName + ")."
+)
 
 // doubled matches "/LITERAL/{a}/{{a}}" in a generated path.
 var doubled = regexp.MustCompile(`/([A-Za-z0-9_.-]+)/\{([A-Za-z0-9_]+)\}/\{\{([A-Za-z0-9_]+)\}\}`)
@@ -249,6 +298,9 @@ func fix(doc []byte) ([]byte, error) {
 			return nil, err
 		}
 	}
+	if err := addMethodNotAllowed(root); err != nil {
+		return nil, err
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -257,6 +309,33 @@ func fix(doc []byte) ([]byte, error) {
 		return nil, fmt.Errorf("encoding the document: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// addMethodNotAllowed adds methodNotAllowed to root's response definitions
+// and its note to the end of the info's description, each unless there
+// already (a document fixed before).
+func addMethodNotAllowed(root map[string]any) error {
+	info, ok := root["info"].(map[string]any)
+	if !ok {
+		info = map[string]any{}
+		root["info"] = info
+	}
+	desc, _ := info["description"].(string)
+	if !strings.HasSuffix(desc, strings.TrimPrefix(methodNotAllowedNote, " ")) {
+		info["description"] = strings.TrimPrefix(desc+methodNotAllowedNote, " ")
+	}
+	if root["responses"] == nil {
+		root["responses"] = map[string]any{}
+	}
+	resps, ok := root["responses"].(map[string]any)
+	if !ok {
+		return errors.New("the document's responses is not an object")
+	}
+	if old, dup := resps[methodNotAllowedName]; dup && !reflect.DeepEqual(old, methodNotAllowed) {
+		return fmt.Errorf("response %s: generated already", methodNotAllowedName)
+	}
+	resps[methodNotAllowedName] = methodNotAllowed
+	return nil
 }
 
 // fixPath returns path with each doubled name replaced from pairNames, and

@@ -331,16 +331,75 @@ func TestFixExtraPaths(t *testing.T) {
 	if ref := get.Responses["200"].Schema["$ref"]; ref != "#/definitions/v1HealthCheckResponse" || d.Definitions["v1HealthCheckResponse"] == nil {
 		t.Errorf("200 answers %v; definitions %v", ref, d.Definitions)
 	}
+	doc, ok := d.Paths["/openapi.json"]["get"]
+	if !ok || doc.Security == nil || len(doc.Security) != 0 {
+		t.Fatalf("GET /openapi.json: %+v, want it with an empty security list", d.Paths["/openapi.json"])
+	}
+	if typ := doc.Responses["200"].Schema["type"]; typ != "object" {
+		t.Errorf("GET /openapi.json's 200 answers %v, want an object", doc.Responses["200"].Schema)
+	}
 	again, err := fix(out)
 	if err != nil || string(again) != string(out) {
 		t.Errorf("fix is not idempotent: %v", err)
 	}
 	for _, doc := range []string{
 		`{"paths":{"/healthz":{"get":{}}}}`,
+		`{"paths":{"/openapi.json":{"get":{}}}}`,
 		`{"paths":{},"definitions":{"v1HealthCheckResponse":{"type":"object"}}}`,
 	} {
 		if _, err := fix([]byte(doc)); err == nil || !strings.Contains(err.Error(), "generated already") {
 			t.Errorf("%s: %v, want an error", doc, err)
 		}
+	}
+}
+
+// TestFixMethodNotAllowed checks that the 405 a path answers to a method it
+// does not list is a root response definition with the Allow header, named
+// once at the end of the info's description, added idempotently, and that
+// a generated response of that name that differs fails.
+func TestFixMethodNotAllowed(t *testing.T) {
+	for _, tt := range []struct{ name, doc, wantDesc string }{
+		{"no description", `{"paths":{}}`, strings.TrimPrefix(methodNotAllowedNote, " ")},
+		{"a description", `{"info":{"description":"The API."},"paths":{}}`, "The API." + methodNotAllowedNote},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := fix([]byte(tt.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var d struct {
+				Info      struct{ Description string }
+				Paths     map[string]map[string]struct{ Responses map[string]any }
+				Responses map[string]struct {
+					Schema  map[string]any
+					Headers map[string]struct{ Type string }
+				}
+			}
+			if err := json.Unmarshal(out, &d); err != nil {
+				t.Fatal(err)
+			}
+			if d.Info.Description != tt.wantDesc {
+				t.Errorf("description %q, want %q", d.Info.Description, tt.wantDesc)
+			}
+			r, ok := d.Responses[methodNotAllowedName]
+			if !ok || r.Schema["$ref"] != "#/definitions/rpcStatus" || r.Headers["Allow"].Type != "string" {
+				t.Errorf("responses %+v, want %s: a google.rpc.Status with an Allow header", d.Responses, methodNotAllowedName)
+			}
+			for path, ops := range d.Paths {
+				for method, op := range ops {
+					if _, ok := op.Responses["405"]; ok {
+						t.Errorf("%s %s documents a 405: an operation never answers it for its own method", method, path)
+					}
+				}
+			}
+			again, err := fix(out)
+			if err != nil || string(again) != string(out) {
+				t.Errorf("fix is not idempotent: %v", err)
+			}
+		})
+	}
+	if _, err := fix([]byte(`{"paths":{},"responses":{"MethodNotAllowed":{"description":"x"}}}`)); err == nil ||
+		!strings.Contains(err.Error(), "generated already") {
+		t.Errorf("a generated MethodNotAllowed that differs: %v, want an error", err)
 	}
 }

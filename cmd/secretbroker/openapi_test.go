@@ -113,8 +113,8 @@ func TestOpenAPIDocument(t *testing.T) {
 	ops := openAPIOperations(doc3)
 	t.Run("one path per route", func(t *testing.T) {
 		var want, got []string
-		// The RPCs' routes, and the gateway's health check.
-		for _, rt := range append(serviceRoutes(), route{http.MethodGet, "/healthz"}) {
+		// The RPCs' routes, the gateway's health check and this document.
+		for _, rt := range append(serviceRoutes(), route{http.MethodGet, "/healthz"}, route{http.MethodGet, "/openapi.json"}) {
 			want = append(want, rt.method+" "+routeShape(rt.path))
 		}
 		for _, o := range ops {
@@ -130,7 +130,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	t.Run("responses", func(t *testing.T) {
 		for _, o := range ops {
 			if !strings.HasPrefix(o.path, "/v1/") {
-				continue // /healthz: no RPC of the API (TestOpenAPIEveryRouteOnTheBroker, TestOpenAPIAuth)
+				continue // /healthz, /openapi.json: no RPC of the API (TestOpenAPIEveryRouteOnTheBroker, TestOpenAPIAuth)
 			}
 			for _, code := range []int{400, 401, 403, 404, 409, 429, 503} {
 				r := o.op.Responses.Status(code)
@@ -197,7 +197,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	client := &http.Client{Timeout: 30 * time.Second}
 	for _, o := range ops {
 		if !strings.HasPrefix(o.path, "/v1/") {
-			continue // /healthz reaches no RPC of the API
+			continue // /healthz, /openapi.json reach no RPC of the API
 		}
 		t.Run(o.method+" "+o.path, func(t *testing.T) {
 			req, params := openAPIRequest(t, f.addr, o)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -156,25 +157,115 @@ func TestOpenAPIEveryRouteOnTheBroker(t *testing.T) {
 		})
 	}
 
-	// GET /healthz's errors: a service the broker does not know (404), a
-	// query that is not UTF-8 (400).
-	for query, want := range map[string]int{"service=no.such.Service": http.StatusNotFound, "service=%ff": http.StatusBadRequest} {
-		t.Run("GET /healthz?"+query, func(t *testing.T) {
-			i := slices.IndexFunc(ops, func(o openAPIOperation) bool { return o.method == http.MethodGet && o.path == "/healthz" })
+	// The gateway's own paths, which must be in the document: GET
+	// /healthz's errors, a service the broker does not know (404) and a
+	// query that is not UTF-8 (400); GET /openapi.json itself (200, its
+	// query ignored) and a query that is not UTF-8 (400).
+	for _, tt := range []struct {
+		path, query string
+		want        int
+	}{
+		{"/healthz", "service=no.such.Service", http.StatusNotFound},
+		{"/healthz", "service=%ff", http.StatusBadRequest},
+		{"/openapi.json", "", http.StatusOK},
+		{"/openapi.json", "format=yaml", http.StatusOK},
+		{"/openapi.json", "format=%ff", http.StatusBadRequest},
+	} {
+		t.Run("GET "+tt.path+"?"+tt.query, func(t *testing.T) {
+			i := slices.IndexFunc(ops, func(o openAPIOperation) bool { return o.method == http.MethodGet && o.path == tt.path })
 			if i < 0 {
-				t.Fatal("the document has no GET /healthz")
+				t.Fatalf("the document has no GET %s", tt.path)
 			}
 			req, params := openAPIRequest(t, b.httpAddr, ops[i])
-			req.URL.RawQuery = query
+			req.URL.RawQuery = tt.query
 			resp, body := sendRead(t, b.http, req)
-			if resp.StatusCode != want {
-				t.Fatalf("%d %s, want %d", resp.StatusCode, body, want)
+			if resp.StatusCode != tt.want {
+				t.Fatalf("%d %s, want %d", resp.StatusCode, body, tt.want)
 			}
 			if err := validateAnswer(t.Context(), doc3, ops[i], req, params, resp, body); err != nil {
 				t.Errorf("the %d does not match the document: %v\n%s", resp.StatusCode, err, body)
 			}
 		})
 	}
+
+	// A request to each path of the document, with each method that no
+	// path its URL matches lists, is answered the document's
+	// MethodNotAllowed (a note in the info's description names it): 405,
+	// an Allow header naming exactly the methods the matching paths list
+	// (a URL may match several: .../secrets/public-key is also
+	// .../secrets/{secret}), and a google.rpc.Status.
+	t.Run("405", func(t *testing.T) {
+		const ref = "#/responses/MethodNotAllowed"
+		if !strings.Contains(doc3.Info.Description, "405") || !strings.Contains(doc3.Info.Description, ref) {
+			t.Errorf("the info's description does not say that a method a path does not list is answered %s: %q", ref, doc3.Info.Description)
+		}
+		documented := doc3.Components.Responses["MethodNotAllowed"]
+		if documented == nil || documented.Value == nil || documented.Value.Content.Get("application/json") == nil ||
+			documented.Value.Content.Get("application/json").Schema == nil || documented.Value.Content.Get("application/json").Schema.Value == nil {
+			t.Fatalf("the document has no MethodNotAllowed response with a body schema: %v", doc3.Components.Responses)
+		}
+		schema := documented.Value.Content.Get("application/json").Schema
+		if schema.Ref != "#/components/schemas/rpcStatus" {
+			t.Errorf("MethodNotAllowed's body is %q, want google.rpc.Status", schema.Ref)
+		}
+		methods := []string{http.MethodDelete, http.MethodGet, http.MethodPatch, http.MethodPost, http.MethodPut}
+		templates := map[string]*regexp.Regexp{} // by document path: what its URLs look like, escaped
+		for path := range doc3.Paths.Map() {
+			templates[path] = regexp.MustCompile("^" + regexp.MustCompile(`\\\{[^{}]*\\\}`).ReplaceAllString(regexp.QuoteMeta(path), "[^/]+") + "$")
+		}
+		sent := 0
+		for path, item := range doc3.Paths.Map() {
+			var first string
+			for m := range item.Operations() {
+				first = m
+			}
+			o := openAPIOperation{path: path, method: first, op: item.GetOperation(first), item: item}
+			built, _ := openAPIRequest(t, b.httpAddr, o)
+			var listed []string // by every path the URL matches
+			for other, re := range templates {
+				if !re.MatchString(built.URL.EscapedPath()) {
+					continue
+				}
+				for m := range doc3.Paths.Value(other).Operations() {
+					if !slices.Contains(listed, m) {
+						listed = append(listed, m)
+					}
+				}
+			}
+			slices.Sort(listed)
+			for _, method := range methods {
+				if slices.Contains(listed, method) {
+					continue
+				}
+				req, _ := openAPIRequest(t, b.httpAddr, o)
+				req.Method, req.Body, req.ContentLength = method, nil, 0
+				req.Header.Del("Content-Type")
+				resp, body := sendRead(t, b.http, req)
+				sent++
+				if resp.StatusCode != http.StatusMethodNotAllowed {
+					t.Errorf("%s %s = %d %s, want 405", method, path, resp.StatusCode, body)
+					continue
+				}
+				for name := range documented.Value.Headers {
+					if len(resp.Header.Values(name)) == 0 {
+						t.Errorf("%s %s: the 405 has no %s header, which the document lists", method, path, name)
+					}
+				}
+				if got, want := resp.Header.Get("Allow"), strings.Join(listed, ", "); got != want {
+					t.Errorf("%s %s: Allow %q, want the methods the document lists, %q", method, path, got, want)
+				}
+				var v any
+				if err := json.Unmarshal(body, &v); err != nil {
+					t.Errorf("%s %s: the 405's body is not JSON: %v\n%s", method, path, err, body)
+				} else if err := schema.Value.VisitJSON(v); err != nil {
+					t.Errorf("%s %s: the 405 does not match the document's MethodNotAllowed: %v\n%s", method, path, err, body)
+				}
+			}
+		}
+		if sent == 0 {
+			t.Error("no path of the document leaves a method out")
+		}
+	})
 
 	// Over the caller's rate, every route under /v1/ answers 429 with
 	// Retry-After (the front door, admitHTTP); /healthz is not limited.
@@ -301,15 +392,20 @@ func TestOpenAPIAuth(t *testing.T) {
 			}
 			// A JWT while the issuer's keys cannot be fetched: 503 with
 			// Retry-After from the front door; /healthz, which takes no
-			// credentials, answers 503 for the health it reports.
+			// credentials, answers 503 for the health it reports;
+			// /openapi.json is served all the same.
 			req, params := openAPIRequest(t, b.httpAddr, o)
 			req.Header.Set(scheme.Name, "Bearer "+jwt)
 			resp, body := sendRead(t, b.http, req)
-			if resp.StatusCode != http.StatusServiceUnavailable {
-				t.Fatalf("a JWT before the keys load: %d %s, want 503", resp.StatusCode, body)
+			want := http.StatusServiceUnavailable
+			if o.path == "/openapi.json" {
+				want = http.StatusOK
+			}
+			if resp.StatusCode != want {
+				t.Fatalf("a JWT before the keys load: %d %s, want %d", resp.StatusCode, body, want)
 			}
 			if err := validateAnswer(t.Context(), doc3, o, req, params, resp, body); err != nil {
-				t.Errorf("the 503 does not match the document: %v\n%s", err, body)
+				t.Errorf("the %d does not match the document: %v\n%s", resp.StatusCode, err, body)
 			}
 		})
 	}
