@@ -62,7 +62,8 @@ func (s *Server) batchAsync(ctx context.Context, req *secretbrokerv1.BatchPutSec
 	if err != nil {
 		return nil, s.toStatus(ctx, op, err)
 	}
-	o := &state.Operation{Kind: state.KindBatchPutSecrets, Caller: callerOf(ctx), Owner: ownerOf(ctx, "")}
+	o := &state.Operation{Kind: state.KindBatchPutSecrets, Caller: callerOf(ctx), ClientAddr: anonymousAddrOf(ctx),
+		Owner: ownerOf(ctx, "")}
 	if len(reqs) > 0 {
 		o.Force = reqs[0].GetForce()
 	}

@@ -80,9 +80,11 @@ type OperationOptions struct {
 	// MaxPerCaller bounds how many unfinished operations one caller may
 	// have in this Server's runner (operation.Options.MaxPerCaller): one
 	// more is RESOURCE_EXHAUSTED. The caller is the identity in the
-	// call's context (identity.CallerFrom), "" for every unauthenticated
-	// call; the count is this runner's, not the state store's. Zero (or
-	// negative) means operation.DefaultMaxPerCaller.
+	// call's context (identity.CallerFrom); an unauthenticated call's
+	// operations are counted by its client address (WithClientAddr),
+	// apart from any identity's, and all of those with none as one. The
+	// count is this runner's, not the state store's. Zero (or negative)
+	// means operation.DefaultMaxPerCaller.
 	MaxPerCaller int
 	// Estimate returns how long an operation's remaining items take, for
 	// its estimated completion time. Default: the upstream client's

@@ -251,8 +251,8 @@ func (s *Server) syncAsync(ctx context.Context, req *secretbrokerv1.SyncSecretsR
 	if err != nil {
 		return nil, s.toStatus(ctx, op, err)
 	}
-	o := &state.Operation{Kind: state.KindSyncSecrets, Caller: callerOf(ctx), Parent: scopeName(plan.scope),
-		Owner: plan.owner, Force: plan.force, Prune: plan.prune}
+	o := &state.Operation{Kind: state.KindSyncSecrets, Caller: callerOf(ctx), ClientAddr: anonymousAddrOf(ctx),
+		Parent: scopeName(plan.scope), Owner: plan.owner, Force: plan.force, Prune: plan.prune}
 	// The runner runs the pending items in order: the writes first, then
 	// the prune's deletes (each group in name order), as the synchronous
 	// sync does, so that an operation cancelled, failing or cut between a

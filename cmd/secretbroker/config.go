@@ -264,8 +264,9 @@ type Config struct {
 	// CallerMaxOperations is the most unfinished long-running operations
 	// (async batches and syncs) one caller may have on this replica:
 	// one more is refused with RESOURCE_EXHAUSTED
-	// (operation.Options.MaxPerCaller). Without authentication every
-	// call has the same, empty, caller, so all of them share one bound.
+	// (operation.Options.MaxPerCaller). Without authentication a caller
+	// is counted by its IP address, as --caller-max-concurrent and
+	// --caller-rps count it (through the gateway, the HTTP client's).
 	// Each replica counts the operations its own runner runs or queues
 	// (those it resumed or took over from a replica that died included),
 	// not the shared state in Redis: with N replicas a caller may have up
@@ -471,7 +472,7 @@ Flags:
 		"most calls one caller may have in progress; 0 turns the limit off")
 	fs.IntVar(&cfg.CallerMaxOperations, "caller-max-operations", defaultCallerMaxOperations,
 		"most unfinished async operations (async batches and syncs) one caller may have on this replica; one more is refused with RESOURCE_EXHAUSTED. "+
-			"Without authentication (--dev, or no caller credentials configured) every caller is the same one and all share the bound. "+
+			"Without authentication (--dev, or no caller credentials configured) a caller is counted by its IP address, as for --caller-max-concurrent. "+
 			"Each replica counts the operations it runs, also with Redis: with N replicas a caller may have N times the bound. 0 turns the bound off")
 	fs.IntVar(&cfg.MaxConcurrentCalls, "max-concurrent-calls", defaultMaxConcurrentCalls,
 		"most calls in progress across all callers; 0 turns the limit off")

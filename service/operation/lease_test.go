@@ -159,7 +159,7 @@ func TestLeaseClaimRace(t *testing.T) {
 		}
 		synctest.Wait()
 		// B's run of the listed operation finds A's claim.
-		ctx, err := b.track("op1", "", false)
+		ctx, err := b.track("op1", boundKey{}, false)
 		if err != nil {
 			t.Fatal(err)
 		}

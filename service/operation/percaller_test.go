@@ -76,3 +76,70 @@ func TestMaxPerCaller(t *testing.T) {
 		}
 	})
 }
+
+// Options.MaxPerCaller counts an unauthenticated caller's operations
+// (Caller empty) by the address they came from (ClientAddr): another
+// address has a bound of its own, the same address shares it, and an
+// address never counts with an authenticated caller named like it,
+// which is counted by its name only, whatever its address. After a
+// restart the operations Resume takes up count under the same address.
+func TestMaxPerCallerByAddress(t *testing.T) {
+	const limit = 2
+	type who struct{ caller, addr string }
+	tests := []struct {
+		name    string
+		full    who  // has limit unfinished operations
+		restart bool // a restart between full's operations and next's
+		next    who
+		refused bool
+	}{
+		{"same address", who{"", "192.0.2.1"}, false, who{"", "192.0.2.1"}, true},
+		{"another address", who{"", "192.0.2.1"}, false, who{"", "192.0.2.2"}, false},
+		{"no address, an address", who{"", ""}, false, who{"", "192.0.2.1"}, false},
+		{"a caller named like the address", who{"", "192.0.2.1"}, false, who{"192.0.2.1", ""}, false},
+		{"an address like a caller's name", who{"192.0.2.1", ""}, false, who{"", "192.0.2.1"}, false},
+		{"an authenticated caller from the address", who{"", "192.0.2.1"}, false, who{"token:ci", "192.0.2.1"}, false},
+		{"an authenticated caller from another address", who{"token:ci", "192.0.2.1"}, false, who{"token:ci", "192.0.2.2"}, true},
+		{"same address after a restart", who{"", "192.0.2.1"}, true, who{"", "192.0.2.1"}, true},
+		{"another address after a restart", who{"", "192.0.2.1"}, true, who{"", "192.0.2.2"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := newMemory(t)
+				held := func(ctx context.Context, _ *state.Operation, _ state.PendingItem) state.ItemResult {
+					return blockUntilDone(ctx)
+				}
+				op := func(w who) *state.Operation {
+					o := newOp(w.caller, 1, "v")
+					o.ClientAddr = w.addr
+					return o
+				}
+				r, _ := newRunner(t, store, held, Options{MaxPerCaller: limit})
+				for i := range limit {
+					if _, err := r.Start(t.Context(), op(tt.full)); err != nil {
+						t.Fatalf("%+v's operation %d: %v", tt.full, i, err)
+					}
+				}
+				if tt.restart {
+					synctest.Wait()
+					stopped, stop := context.WithCancel(context.Background())
+					stop() // a hard stop: the items in flight are cut, to run again
+					_ = r.Close(stopped)
+					r, _ = newRunner(t, store, held, Options{MaxPerCaller: limit})
+					if n, err := r.Resume(t.Context()); n != limit || err != nil {
+						t.Fatalf("Resume = %d, %v; want %d", n, err, limit)
+					}
+				}
+				_, err := r.Start(t.Context(), op(tt.next))
+				if got := errors.Is(err, ErrTooMany); got != tt.refused || (!tt.refused && err != nil) {
+					t.Errorf("%+v's operation while %+v has %d: %v; refused (ErrTooMany) %v, want %v", tt.next, tt.full, limit, err, got, tt.refused)
+				}
+				synctest.Wait()
+				stopped, stop := context.WithCancel(context.Background())
+				stop()
+				_ = r.Close(stopped)
+			})
+		})
+	}
+}

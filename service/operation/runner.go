@@ -129,8 +129,12 @@ type Options struct {
 	MaxWait time.Duration
 	// MaxPerCaller bounds how many unfinished operations one caller
 	// (state.Operation.Caller) may have that this runner runs or queues:
-	// Start refuses more with ErrTooMany. Operations Resume takes up
-	// count, and are never refused. Zero means DefaultMaxPerCaller.
+	// Start refuses more with ErrTooMany. The operations of
+	// unauthenticated callers (Caller empty) are counted by the address
+	// they came from (state.Operation.ClientAddr), never together with
+	// an authenticated caller's, whatever its name. Operations Resume
+	// takes up count, and are never refused. Zero means
+	// DefaultMaxPerCaller.
 	MaxPerCaller int
 	// Lease is how long an operation stays this runner's after its last
 	// renewal: runners sharing a store (replicas on one Redis) do not run
@@ -187,8 +191,8 @@ type Runner struct {
 	mu           sync.Mutex
 	closed       bool
 	running      map[string]context.CancelCauseFunc // operations this process runs or queues
-	callers      map[string]string                  // the caller of each of running, by ID
-	byCaller     map[string]int                     // running's operations by caller; none at 0
+	callers      map[string]boundKey                // the bound's key of each of running, by ID
+	byCaller     map[boundKey]int                   // running's operations by the bound's key; none at 0
 	maxPerCaller int
 	watches      map[string]*watch // Wait's notifications
 	// unstarted holds the operations whose Start failed but which the
@@ -224,8 +228,8 @@ func New(opts Options) (*Runner, error) {
 		lease:         orDefault(opts.Lease, DefaultLease),
 		closing:       make(chan struct{}),
 		running:       map[string]context.CancelCauseFunc{},
-		callers:       map[string]string{},
-		byCaller:      map[string]int{},
+		callers:       map[string]boundKey{},
+		byCaller:      map[boundKey]int{},
 		maxPerCaller:  orDefault(opts.MaxPerCaller, DefaultMaxPerCaller),
 		corrupt:       map[string]bool{},
 		watches:       map[string]*watch{},
@@ -283,7 +287,7 @@ func (r *Runner) Start(ctx context.Context, op *state.Operation) (*state.Operati
 	o.Runner, o.LeaseUntil = r.id, now.Add(r.lease)
 	r.progress(&o, now)
 
-	opCtx, err := r.track(o.ID, o.Caller, true)
+	opCtx, err := r.track(o.ID, boundKeyOf(&o), true)
 	if err != nil {
 		return nil, fmt.Errorf("operation: start %s: %w", o.ID, err)
 	}
@@ -345,7 +349,7 @@ func (r *Runner) Resume(ctx context.Context) (int, error) {
 					"runner", op.Runner, "lease_until", op.LeaseUntil)
 				continue
 			}
-			opCtx, err := r.track(op.ID, op.Caller, false)
+			opCtx, err := r.track(op.ID, boundKeyOf(op), false)
 			if err != nil {
 				return n, fmt.Errorf("operation: resume %s: %w", op.ID, err)
 			}
@@ -414,11 +418,33 @@ func (r *Runner) Close(ctx context.Context) error {
 	}
 }
 
-// track registers an operation of caller's that this process runs and
+// boundKey is what the bound on one caller's unfinished operations
+// (Options.MaxPerCaller) counts an operation under: its caller, or, for
+// an unauthenticated caller's (Caller empty), the address its call came
+// from. The two never mix: an address is never counted with a caller
+// named like it.
+type boundKey struct {
+	caller string // the authenticated caller; "" for an unauthenticated one
+	addr   string // an unauthenticated caller's address; "" otherwise
+}
+
+// boundKeyOf returns the key op counts under in the bound on one
+// caller's unfinished operations. An operation stored before
+// ClientAddr was kept counts with the other unauthenticated ones of no
+// known address.
+func boundKeyOf(op *state.Operation) boundKey {
+	if op.Caller != "" {
+		return boundKey{caller: op.Caller}
+	}
+	return boundKey{addr: op.ClientAddr}
+}
+
+// track registers an operation that this process runs, counted under
+// caller in the bound on one caller's unfinished operations, and
 // returns its context, which Cancel ends with ErrCancelRequested. With
-// bounded, it refuses an operation of a caller that has maxPerCaller
-// already (ErrTooMany).
-func (r *Runner) track(id, caller string, bounded bool) (context.Context, error) {
+// bounded, it refuses an operation when caller has maxPerCaller already
+// (ErrTooMany).
+func (r *Runner) track(id string, caller boundKey, bounded bool) (context.Context, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {

@@ -129,9 +129,12 @@ type pendingJSON struct {
 }
 
 type operationJSON struct {
-	V               int           `json:"v"`
-	ID              string        `json:"id"`
-	Caller          string        `json:"caller,omitempty"`
+	V      int    `json:"v"`
+	ID     string `json:"id"`
+	Caller string `json:"caller,omitempty"`
+	// ClientAddr came later: an operation stored without it decodes
+	// with "".
+	ClientAddr      string        `json:"client_addr,omitempty"`
 	Kind            OperationKind `json:"kind"`
 	Parent          string        `json:"parent,omitempty"`
 	Owner           string        `json:"owner,omitempty"`
@@ -258,6 +261,7 @@ func encodeOperation(s *sealer, op *Operation) ([]byte, error) {
 		V:               formatVersion,
 		ID:              op.ID,
 		Caller:          op.Caller,
+		ClientAddr:      op.ClientAddr,
 		Kind:            op.Kind,
 		Parent:          op.Parent,
 		Owner:           op.Owner,
@@ -323,6 +327,7 @@ func decodeOperation(s *sealer, b []byte) (*Operation, error) {
 	op := &Operation{
 		ID:              j.ID,
 		Caller:          j.Caller,
+		ClientAddr:      j.ClientAddr,
 		Kind:            j.Kind,
 		Parent:          j.Parent,
 		Owner:           j.Owner,

@@ -117,6 +117,36 @@ func TestPendingSentFormat(t *testing.T) {
 	}
 }
 
+// TestOperationClientAddrFormat pins the encoding of an unauthenticated
+// caller's address (added after the format above, which an operation
+// without one keeps) and its round trip: the runner's bound counts a
+// resumed operation by it.
+func TestOperationClientAddrFormat(t *testing.T) {
+	s, _ := newSealer(sealTestKey)
+	op := &Operation{ID: "op1", ClientAddr: "192.0.2.1", Kind: KindBatchPutSecrets, Metadata: Progress{Total: 1, Remaining: 1},
+		Pending: []PendingItem{{Name: "orgs/acme/actions/secrets/A", Delete: true}}}
+	b, err := encodeOperation(s, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"v":1,"id":"op1","client_addr":"192.0.2.1","kind":"BatchPutSecrets","metadata":{"total":1,"written":0,"unchanged":0,"failed":0,"remaining":1},` +
+		`"pending":[{"name":"orgs/acme/actions/secrets/A","delete":true}]}`
+	if string(b) != want {
+		t.Fatalf("encoding:\n got %s\nwant %s", b, want)
+	}
+	got, err := decodeOperation(s, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ClientAddr != op.ClientAddr || got.Caller != "" {
+		t.Fatalf("decoded caller %q, address %q; want none, %q", got.Caller, got.ClientAddr, op.ClientAddr)
+	}
+	op.ClientAddr = "192.0.2.1\n"
+	if _, err := encodeOperation(s, op); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("an address with a control character: %v, want ErrInvalid", err)
+	}
+}
+
 // TestOperationLeaseFormat pins the encoding of an operation's lease
 // (added after the format above, which an operation without a lease keeps)
 // and its round trip; a released lease (zero LeaseUntil) keeps the runner

@@ -99,6 +99,15 @@ type Operation struct {
 	// Caller is the identity that started it: only it (and callers the
 	// policy lets read it) may see it.
 	Caller string
+	// ClientAddr is, for an operation an unauthenticated caller started
+	// (Caller empty: no authentication is configured), the IP address
+	// its call came from: the runner's bound on one caller's unfinished
+	// operations counts such operations by it, as the front door counts
+	// the caller's calls (operation.Options.MaxPerCaller). It is not an
+	// identity: it decides neither who sees nor who may cancel the
+	// operation. Empty for an authenticated caller's operation, and for
+	// one stored before the field was kept.
+	ClientAddr string
 	// Kind is what it does.
 	Kind OperationKind
 	// Parent is the scope a sync makes hold its values; empty for a
@@ -334,6 +343,9 @@ func checkOperation(op *Operation) error {
 		return fmt.Errorf("state: operation %s: %w: no kind", op.ID, ErrInvalid)
 	}
 	if err := checkText("caller", op.Caller); err != nil {
+		return fmt.Errorf("operation %s: %w", op.ID, err)
+	}
+	if err := checkText("client address", op.ClientAddr); err != nil {
 		return fmt.Errorf("operation %s: %w", op.ID, err)
 	}
 	if err := checkText("runner", op.Runner); err != nil {
