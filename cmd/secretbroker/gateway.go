@@ -464,7 +464,8 @@ func tooLarge(limit int64) error {
 }
 
 // incomingHeader forwards a caller's Grpc-Metadata-* headers as metadata
-// (runtime.DefaultHeaderMatcher's rule), except the metadata the gateway
+// (runtime.LegacyHeaderMatcher's rule, grpc-gateway's default before
+// v2.33.0, whose default forwards none of them), except the metadata the gateway
 // sets itself: a caller's Grpc-Metadata-X-Secretbroker-Caller header
 // would otherwise reach the gRPC server beside the gateway's own. The
 // Authorization header reaches it as "authorization" (grpc-gateway passes
@@ -475,13 +476,13 @@ func tooLarge(limit int64) error {
 // would be a second copy of the caller's bearer token. Nor is trace
 // context (traceKey).
 func incomingHeader(key string) (string, bool) {
-	// The default matcher is asked about Grpc-Metadata-* headers only: for
+	// The legacy matcher is asked about Grpc-Metadata-* headers only: for
 	// each standard header it would build a "grpcgateway-" key, on every
 	// request, to be refused below.
 	if !strings.HasPrefix(textproto.CanonicalMIMEHeaderKey(key), runtime.MetadataHeaderPrefix) {
 		return "", false
 	}
-	md, ok := runtime.DefaultHeaderMatcher(key)
+	md, ok := runtime.LegacyHeaderMatcher(key)
 	if !ok || strings.HasPrefix(md, runtime.MetadataPrefix) || reservedKey(md) || traceKey(md) {
 		return "", false
 	}

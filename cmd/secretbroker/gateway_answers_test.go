@@ -49,6 +49,18 @@ func TestGatewayNoRoute(t *testing.T) {
 			http.StatusNotFound, []string{"Not Found"}, []string{"no route matches"}, ""},
 		{"a method the path does not take", http.MethodDelete, "/v1/secrets:batchPut", "",
 			http.StatusMethodNotAllowed, []string{"allowed: POST"}, nil, "POST"},
+		// A last segment that is only a verb (":cancel", ":detectDrift")
+		// is routed as any other segment (grpc-gateway v2.33.0; v2.32.0
+		// answered 404 for the methods that have such a verb, and the
+		// route's own answer for the others): an operation id or a secret
+		// name, refused as one, and a method its routes do not take is a
+		// 405 like any other.
+		{"a bare verb as an operation id", http.MethodPost, "/v1/operations/:cancel", "{}",
+			http.StatusMethodNotAllowed, []string{"allowed: GET"}, []string{"no route matches"}, "GET"},
+		{"a bare verb as a secret name", http.MethodGet, "/v1/repos/octo-org/hello-world/actions/secrets/:detectDrift", "",
+			http.StatusBadRequest, []string{"secret name", "may hold only letters"}, []string{"no route matches"}, ""},
+		{"a bare verb as a secret name, another method", http.MethodPost, "/v1/orgs/octo-org/actions/secrets/:sync", "{}",
+			http.StatusMethodNotAllowed, []string{"allowed: DELETE, GET, PUT"}, []string{"no route matches"}, "DELETE, GET, PUT"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			req, err := http.NewRequest(tt.method, "http://"+b.httpAddr+tt.path, strings.NewReader(tt.body))
