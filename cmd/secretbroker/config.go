@@ -472,7 +472,7 @@ Flags:
 		"most calls one caller may have in progress; 0 turns the limit off")
 	fs.IntVar(&cfg.CallerMaxOperations, "caller-max-operations", defaultCallerMaxOperations,
 		"most unfinished async operations (async batches and syncs) one caller may have on this replica; one more is refused with RESOURCE_EXHAUSTED. "+
-			"Without authentication (--dev, or no caller credentials configured) a caller is counted by its IP address, as for --caller-max-concurrent. "+
+			"Without authentication (plain --dev, or no caller credentials configured) a caller is counted by its IP address, as for --caller-max-concurrent. "+
 			"Each replica counts the operations it runs, also with Redis: with N replicas a caller may have N times the bound. 0 turns the bound off")
 	fs.IntVar(&cfg.MaxConcurrentCalls, "max-concurrent-calls", defaultMaxConcurrentCalls,
 		"most calls in progress across all callers; 0 turns the limit off")
