@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"math"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"github.com/secretbroker/secretbroker/service"
 	"github.com/secretbroker/secretbroker/service/operation"
 	"github.com/secretbroker/secretbroker/upstream"
+	"github.com/secretbroker/secretbroker/upstream/credential"
 )
 
 // envPrefix is the prefix of the environment variable that matches each
@@ -728,7 +728,7 @@ func (c *Config) readToken(lookupEnv func(string) (string, bool)) error {
 	if c.UpstreamTokenFile != "" {
 		b, err := os.ReadFile(c.UpstreamTokenFile)
 		if err != nil {
-			return fmt.Errorf("reading --upstream-token-file: %w", withoutPath(err))
+			return fmt.Errorf("reading --upstream-token-file: %w", credential.WithoutPath(err))
 		}
 		tok := strings.TrimSpace(string(b))
 		if tok == "" {
@@ -1199,15 +1199,3 @@ func redactURL(raw string) string {
 // hiddenURL stands for a URL whose credentials cannot be told apart from
 // the rest of it.
 const hiddenURL = `(a URL with an "@" outside its user information, hidden: escape "/", "?" and "#" in a user name or password)`
-
-// withoutPath is err without the path an *fs.PathError names ("open: no
-// such file or directory"): the path given for a secret's file may be
-// the secret itself, given by mistake (a Kubernetes secretKeyRef filling
-// the variable meant for the mounted file's path), and an error must not
-// print it.
-func withoutPath(err error) error {
-	if pe, ok := errors.AsType[*fs.PathError](err); ok {
-		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
-	}
-	return err
-}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/secretbroker/secretbroker/upstream"
+	"github.com/secretbroker/secretbroker/upstream/credential"
 )
 
 // envRedisPassword holds the Redis password when the URL has none.
@@ -82,7 +83,7 @@ func (s *SharedPacing) resolve(lookupEnv func(string) (string, bool)) error {
 	case s.RedisURLFile != "":
 		b, err := os.ReadFile(s.RedisURLFile)
 		if err != nil {
-			return fmt.Errorf("reading --redis-url-file: %w", withoutPath(err))
+			return fmt.Errorf("reading --redis-url-file: %w", credential.WithoutPath(err))
 		}
 		raw, from = strings.TrimSpace(string(b)), "--redis-url-file "+s.RedisURLFile
 		if raw == "" {

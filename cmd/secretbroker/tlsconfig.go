@@ -10,6 +10,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/secretbroker/secretbroker/upstream/credential"
 )
 
 // tlsCertCheckInterval is how often, at most, a handshake checks the
@@ -132,7 +134,7 @@ func (r *tlsFileReloader[T]) read() ([][]byte, [sha256.Size]byte, error) {
 	for i, f := range r.files {
 		b, err := os.ReadFile(f.path)
 		if err != nil {
-			return nil, digest, fmt.Errorf("%s: %w", f.what, withoutPath(err))
+			return nil, digest, fmt.Errorf("%s: %w", f.what, credential.WithoutPath(err))
 		}
 		data[i] = b
 		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))

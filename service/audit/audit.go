@@ -23,6 +23,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/secretbroker/secretbroker/upstream/credential"
 )
 
 // Phases of a record.
@@ -172,7 +174,7 @@ func makePrivate(path string, f *os.File, fi os.FileInfo) error {
 		return nil
 	}
 	if err := f.Chmod(0o600); err != nil {
-		return &ModeError{Path: path, Mode: fi.Mode().Perm(), Err: withoutPath(err)}
+		return &ModeError{Path: path, Mode: fi.Mode().Perm(), Err: credential.WithoutPath(err)}
 	}
 	return nil
 }
@@ -321,22 +323,10 @@ func (l *Log) Close() error {
 func ReadKey(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading the audit HMAC key: %w", withoutPath(err))
+		return nil, fmt.Errorf("reading the audit HMAC key: %w", credential.WithoutPath(err))
 	}
 	if len(b) < MinKeyBytes {
 		return nil, fmt.Errorf("audit HMAC key file %s holds %d bytes; it needs at least %d", path, len(b), MinKeyBytes)
 	}
 	return b, nil
-}
-
-// withoutPath is err without the path an *fs.PathError names ("open: no
-// such file or directory"): the path given for a secret's file may be
-// the secret itself, given by mistake (a Kubernetes secretKeyRef filling
-// the variable meant for the mounted file's path), and an error must not
-// print it.
-func withoutPath(err error) error {
-	if pe, ok := errors.AsType[*fs.PathError](err); ok {
-		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
-	}
-	return err
 }

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,6 +24,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	josejson "github.com/go-jose/go-jose/v4/json"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/secretbroker/secretbroker/upstream/credential"
 )
 
 const (
@@ -748,25 +749,14 @@ func fetchJWKS(ctx context.Context, client *http.Client, rawURL string) ([]byte,
 func readJWKSFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("read JWKS file: %w", withoutPath(err))
+		return nil, fmt.Errorf("read JWKS file: %w", credential.WithoutPath(err))
 	}
 	defer func() { _ = f.Close() }()
 	data, err := readJWKS(f)
 	if err != nil {
-		return nil, fmt.Errorf("JWKS file: %w", withoutPath(err))
+		return nil, fmt.Errorf("JWKS file: %w", credential.WithoutPath(err))
 	}
 	return data, nil
-}
-
-// withoutPath is err without the path an *fs.PathError names: a path
-// given for a file may be the secret itself, given by mistake (a
-// Kubernetes secretKeyRef filling the variable meant for the mounted
-// file's path).
-func withoutPath(err error) error {
-	if pe, ok := errors.AsType[*fs.PathError](err); ok {
-		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
-	}
-	return err
 }
 
 // readJWKS reads a JWKS document of at most maxJWKSBytes.

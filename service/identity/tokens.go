@@ -12,6 +12,8 @@ import (
 	"regexp"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/secretbroker/secretbroker/upstream/credential"
 )
 
 // maxNameLen bounds a caller name in the callers file.
@@ -54,7 +56,7 @@ var (
 func LoadTokens(path string) (*Tokens, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read callers file: %w", withoutPath(err))
+		return nil, fmt.Errorf("read callers file: %w", credential.WithoutPath(err))
 	}
 	t, err := ParseTokens(data)
 	if err != nil {

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"time"
+
+	"github.com/secretbroker/secretbroker/upstream/credential"
 )
 
 // Store is the broker's state: records of what it wrote, its long-running
@@ -183,7 +184,7 @@ var (
 func ReadKeyFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("state: --state-hmac-key-file: %w: %w", ErrBadKey, withoutPath(err))
+		return nil, fmt.Errorf("state: --state-hmac-key-file: %w: %w", ErrBadKey, credential.WithoutPath(err))
 	}
 	defer f.Close()
 	key, err := io.ReadAll(io.LimitReader(f, maxKeyFileLen+1))
@@ -213,16 +214,4 @@ func ctxErr(ctx context.Context, op string) error {
 		return fmt.Errorf("state: %s: %w", op, err)
 	}
 	return nil
-}
-
-// withoutPath is err without the path an *fs.PathError names ("open: no
-// such file or directory"): the path given for a secret's file may be
-// the secret itself, given by mistake (a Kubernetes secretKeyRef filling
-// the variable meant for the mounted file's path), and an error must not
-// print it.
-func withoutPath(err error) error {
-	if pe, ok := errors.AsType[*fs.PathError](err); ok {
-		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
-	}
-	return err
 }

@@ -450,12 +450,24 @@ func TestAppLookupWaitEnds(t *testing.T) {
 	}
 }
 
-// Neither %v nor %#v of a Source shows a token.
+// Neither %v nor %#v of a Source shows a token, nor the path of a token
+// file, which may be a token given by mistake.
 func TestSourcesDoNotPrint(t *testing.T) {
-	s := credential.Static(tokenA)
-	for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
-		if out := fmt.Sprintf(f, s); strings.Contains(out, tokenA) {
-			t.Errorf("%s of Static shows the token: %s", f, out)
+	// The file's name is a token: a secretKeyRef filling the variable
+	// meant for the mounted file's path.
+	path := filepath.Join(t.TempDir(), tokenB)
+	if err := os.WriteFile(path, []byte(tokenA+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file, err := credential.NewTokenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]any{"Static": credential.Static(tokenA), "TokenFile": file} {
+		for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
+			if out := fmt.Sprintf(f, s); strings.Contains(out, tokenA) || strings.Contains(out, tokenB) {
+				t.Errorf("%s of %s shows a token: %s", f, name, out)
+			}
 		}
 	}
 }

@@ -35,14 +35,14 @@ func (w *watchedFile) changed(force bool) ([]byte, bool, error) {
 	defer w.mu.Unlock()
 	fi, err := os.Stat(w.path)
 	if err != nil {
-		return nil, false, withoutPath(err)
+		return nil, false, WithoutPath(err)
 	}
 	if !force && w.info != nil && os.SameFile(w.info, fi) && fi.Size() == w.info.Size() && fi.ModTime().Equal(w.info.ModTime()) {
 		return nil, false, nil
 	}
 	b, err := os.ReadFile(w.path)
 	if err != nil {
-		return nil, false, withoutPath(err)
+		return nil, false, WithoutPath(err)
 	}
 	sum := sha256.Sum256(b)
 	first := w.info == nil
@@ -152,18 +152,20 @@ func (f *TokenFile) For(context.Context, string, string) (Credential, error) { r
 // Probe returns f and ProbeRateLimit.
 func (f *TokenFile) Probe() (Credential, string) { return f, ProbeRateLimit }
 
-// String hides the token from %v.
-func (f *TokenFile) String() string { return "credential.TokenFile(" + f.file.path + ")" }
+// String hides the token from %v, and the file's path, which may be the
+// token itself given by mistake (WithoutPath).
+func (f *TokenFile) String() string { return "credential.TokenFile" }
 
 // GoString hides the token from %#v.
 func (f *TokenFile) GoString() string { return f.String() }
 
-// withoutPath is err without the path an *fs.PathError names ("open: no
-// such file or directory"): the path given for a secret's file may be
-// the secret itself, given by mistake (a Kubernetes secretKeyRef filling
-// the variable meant for the mounted file's path), and an error must not
-// print it.
-func withoutPath(err error) error {
+// WithoutPath is err without the path an *fs.PathError names ("open: no
+// such file or directory"): the path given for a file that holds a
+// credential (a token, a key, the callers file, a JWKS) may be the
+// secret itself, given by mistake (a Kubernetes secretKeyRef filling the
+// variable meant for the mounted file's path), and an error must not
+// print it. Every reader of such a file passes its errors through it.
+func WithoutPath(err error) error {
 	if pe, ok := errors.AsType[*fs.PathError](err); ok {
 		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
 	}
