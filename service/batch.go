@@ -65,7 +65,7 @@ func (s *Server) BatchPutSecrets(ctx context.Context, req *secretbrokerv1.BatchP
 	secrets := make([]string, len(reqs)) // each valid item's secret, to find repeats
 	for i, r := range reqs {
 		results[i] = &secretbrokerv1.BatchPutSecretsResult{Name: r.GetName()}
-		p, err := parsePut(r)
+		p, err := parsePut(r, nil)
 		if err != nil {
 			s.rejected(ctx, rpcBatchPut, indexOf(i), r.GetName(), err)
 			fail(i, err)
@@ -171,6 +171,9 @@ func (s *Server) batchPut(ctx context.Context, p *putPlan, key sealingKey) (upst
 		if err := s.completeOrgAccess(ctx, p); err != nil {
 			return upstream.Written{}, "", err
 		}
+	}
+	if p.settingsOnly {
+		return s.putSettings(ctx, *p)
 	}
 	if p.plaintext == nil {
 		return s.putSealed(ctx, *p, key)

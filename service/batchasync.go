@@ -35,7 +35,7 @@ func (s *Server) batchAsync(ctx context.Context, req *secretbrokerv1.BatchPutSec
 	plans := make([]*putPlan, len(reqs))
 	secrets := make([]string, len(reqs))
 	for i, r := range reqs {
-		p, err := parsePut(r)
+		p, err := parsePut(r, nil)
 		if err == nil && p.plaintext == nil {
 			err = errSealedAsync
 		}

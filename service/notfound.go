@@ -32,6 +32,9 @@ const (
 	// notFoundSelectionRepo: one repository of an organization secret's
 	// selection.
 	notFoundSelectionRepo
+	// notFoundNoValue: an organization secret a put without a value
+	// would change (seenExisting).
+	notFoundNoValue
 )
 
 // notFoundAt is GitHub's 404 to a call for the resource named resource (a
@@ -61,6 +64,9 @@ func (e *notFoundAt) message() string {
 		return "the scope " + e.resource + " was not found on GitHub, " + cannotSee
 	case notFoundSelection:
 		return "the organization secret " + e.resource + " (whose selected repositories were asked for) was not found on GitHub (nor perhaps its organization), " + cannotSee
+	case notFoundNoValue:
+		return "the organization secret " + e.resource + " was not found on GitHub (nor perhaps its organization), " + cannotSee +
+			": a put without value or encrypted_value only changes an existing secret's visibility and selection, and creates nothing; send a value to create it"
 	case notFoundSelectionRepo:
 		return fmt.Sprintf("the organization secret %s, or repository %d, was not found on GitHub (nor perhaps its organization), %s", e.resource, e.repo, cannotSee)
 	default:

@@ -32,11 +32,27 @@ type putPlan struct {
 	// completeOrgAccess filled in for a put that named none, not ids the
 	// caller chose.
 	selectionKept bool
+	// settingsOnly: a PutSecret without value or encrypted_value, which
+	// changes an existing organization secret's visibility and selection
+	// and keeps its value (putSettings): plaintext and sealed are empty.
+	settingsOnly bool
+	// keptKeyID is, for a settingsOnly put whose record's value print it
+	// keeps (keepValuePrint), the key_id the record gives the value: the
+	// record of the write keeps it.
+	keptKeyID upstream.KeyID
 }
 
+// errValueRequired refuses a put without value or encrypted_value where
+// one is needed; it says where one may be left out.
+var errValueRequired = invalidArg("value", "one of value or encrypted_value is required; only PutSecret may leave both out, "+
+	"to change an existing organization secret's visibility and selection and keep its value, where the broker's GitHub takes that "+
+	"(Actions organization secrets on github.com at API version 2022-11-28, or on GitHub Enterprise Server with --upstream-legacy-routes); "+
+	"never for repository, environment or Agents secrets, nor on GitHub Enterprise Server 3.21")
+
 // parsePut checks a PutSecret request against every rule that needs no
-// upstream call.
-func parsePut(req *secretbrokerv1.PutSecretRequest) (putPlan, error) {
+// upstream call. valueOptional says for which scopes the request may leave
+// the value out (a settingsOnly put); nil: for none (a batch's items).
+func parsePut(req *secretbrokerv1.PutSecretRequest, valueOptional func(upstream.Scope) bool) (putPlan, error) {
 	scope, name, err := parseSecretName("name", req.GetName())
 	if err != nil {
 		return putPlan{}, err
@@ -64,7 +80,16 @@ func parsePut(req *secretbrokerv1.PutSecretRequest) (putPlan, error) {
 		}
 		p.sealed, p.keyID = v.EncryptedValue, upstream.KeyID(req.GetKeyId())
 	default:
-		return putPlan{}, invalidArg("value", "one of value or encrypted_value is required")
+		if valueOptional == nil || !scope.IsOrg() || !valueOptional(scope) {
+			return putPlan{}, errValueRequired
+		}
+		if req.GetKeyId() != "" {
+			return putPlan{}, invalidArg("key_id", "goes with encrypted_value only")
+		}
+		if p.visibility == "" {
+			return putPlan{}, invalidArg("visibility", "is required in a put without a value, which changes the organization secret's visibility and selection only: \"all\", \"private\" or \"selected\"")
+		}
+		p.settingsOnly = true
 	}
 	if !scope.IsOrg() {
 		if p.visibility != "" {
@@ -102,7 +127,7 @@ func parsePut(req *secretbrokerv1.PutSecretRequest) (putPlan, error) {
 // manage_repositories as well when it changes an existing organization
 // secret's visibility or selection.
 func (s *Server) PutSecret(ctx context.Context, req *secretbrokerv1.PutSecretRequest) (*secretbrokerv1.PutSecretResponse, error) {
-	p, err := parsePut(req)
+	p, err := parsePut(req, s.valueOptional)
 	if err != nil {
 		s.rejected(ctx, rpcPutSecret, nil, req.GetName(), err)
 		return nil, s.toStatus(ctx, "PutSecret", err)
@@ -159,27 +184,96 @@ func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner st
 	ctx = held
 	rec := cur.rec
 	var v verdict
+	var now seen
+	if p.settingsOnly {
+		// The secret must exist (nothing is created without a value),
+		// and its record vouches for the value it keeps only while
+		// GitHub reports the recorded updated_at.
+		if now, err = s.seenExisting(ctx, p); err != nil {
+			return putOutcome{}, err
+		}
+		havePrints = keepValuePrint(p, rec, &pr, now)
+	}
 	if candidate(rec, pr, havePrints, force) {
-		now := s.seenByGet(ctx, p.scope, p.name)
+		if !now.known {
+			now = s.seenByGet(ctx, p.scope, p.name)
+		}
 		v = s.judgeAt(ctx, p, rec, pr, havePrints, force, now)
 		if v.unchanged {
 			s.metrics.skipped(ctx, rpcShort(rpcPutSecret))
 			s.pinUpdatedAt(ctx, secretKey(p.scope, p.name), rec, now.updatedAt)
-			return putOutcome{keyID: upstream.KeyID(rec.KeyID), verdict: v}, nil
+			keyID := upstream.KeyID(rec.KeyID)
+			if p.settingsOnly {
+				keyID = "" // nothing sealed
+			}
+			return putOutcome{keyID: keyID, verdict: v}, nil
 		}
 		if v.driftSeen {
 			s.noteDrift(ctx, rpcPutSecret, res)
 		}
 	}
-	key, err := s.keys.get(ctx, p.scope)
-	if err != nil {
-		return putOutcome{verdict: v}, err
+	var key sealingKey
+	if !p.settingsOnly { // nothing to seal: no key
+		if key, err = s.keys.get(ctx, p.scope); err != nil {
+			return putOutcome{verdict: v}, err
+		}
 	}
 	w, keyID, err := s.writeLocked(ctx, p, key, cur, pr, havePrints, owner, true)
 	if err != nil {
 		return putOutcome{verdict: v}, err
 	}
+	if p.settingsOnly {
+		keyID = "" // nothing sealed; the record keeps the value's (keptKeyID)
+	}
 	return putOutcome{created: w.Created, keyID: keyID, verdict: v}, nil
+}
+
+// seenExisting asks GitHub (one GET of its own, s.fresh) for the secret a
+// settingsOnly put changes. A secret GitHub does not have is NOT_FOUND
+// (notFoundNoValue): a put without a value creates nothing.
+func (s *Server) seenExisting(ctx context.Context, p *putPlan) (seen, error) {
+	sec, err := s.fresh.GetSecret(ctx, p.scope, p.name)
+	switch {
+	case isStatus(err, http.StatusNotFound):
+		return seen{}, &notFoundAt{kind: notFoundNoValue, resource: secretResourceName(p.scope, p.name), err: err}
+	case err != nil:
+		return seen{}, err
+	}
+	return seen{known: true, exists: true, updatedAt: sec.UpdatedAt, visibility: sec.Visibility}, nil
+}
+
+// keepValuePrint gives a settingsOnly put p the value print of the
+// secret's record rec, and reports whether it did, when the record vouches
+// for the value GitHub holds: trusted, with a value print made under the
+// key of the put's prints, and GitHub reporting (now) the recorded
+// updated_at, so that nobody wrote the secret since. The put is then
+// judged as any put (unchanged when its settings are the recorded ones),
+// and its record keeps the value's print and key_id (p.keptKeyID), so
+// that a later put of the same value may still be unchanged. Otherwise
+// the record of the write has no value print: the next put of a value
+// goes to GitHub.
+func keepValuePrint(p *putPlan, rec *state.Record, pr *prints, now seen) bool {
+	switch {
+	case !trusted(rec), rec.ValueFingerprint.IsZero(), pr.key == "", !sameKey(rec, pr.key), pr.environment != rec.Environment:
+		return false
+	case !rec.UpdatedKnown(), !now.exists, !rec.UpdatedMatches(now.updatedAt):
+		return false
+	}
+	pr.value = rec.ValueFingerprint
+	p.keptKeyID = upstream.KeyID(rec.KeyID)
+	return true
+}
+
+// putSettings writes a settingsOnly put: one PUT with visibility and
+// selected_repository_ids and no encrypted_value or key_id, which GitHub
+// applies to the existing secret, keeping its value. Nothing is sealed, so
+// no key is fetched or revalidated; GitHub's 422 (the secret deleted since
+// seenExisting, an unknown repository id) is returned as it is. The key_id
+// returned is the one the record keeps (p.keptKeyID).
+func (s *Server) putSettings(ctx context.Context, p putPlan) (upstream.Written, upstream.KeyID, error) {
+	body := upstream.PutSecretBody{Visibility: p.visibility, SelectedRepositoryIDs: p.repoIDs}
+	w, err := s.up.PutSecretFunc(ctx, p.scope, p.name, func() (upstream.PutSecretBody, error) { return body, nil })
+	return w, p.keptKeyID, err
 }
 
 // lockedRecord is a secret's record as read with its write lock held.

@@ -282,7 +282,7 @@ type prints struct {
 // the record (mayCompare).
 func (s *Server) printsOf(ctx context.Context, p *putPlan) (prints, bool) {
 	blind := !s.mayCompare(ctx, p.scope, p.name)
-	if p.plaintext == nil {
+	if p.plaintext == nil && !p.settingsOnly {
 		return prints{blind: blind}, false
 	}
 	fp, err := s.state.fingerprinter(ctx)
@@ -290,7 +290,18 @@ func (s *Server) printsOf(ctx context.Context, p *putPlan) (prints, bool) {
 		s.log.WarnContext(ctx, "state: no fingerprints; writing", "err", err)
 		return prints{blind: blind}, false
 	}
-	out := prints{value: fp.Value(p.plaintext), comparable: true, environment: p.scope.Environment, key: fp.KeyTag(), blind: blind}
+	out := prints{comparable: true, environment: p.scope.Environment, key: fp.KeyTag(), blind: blind}
+	if p.settingsOnly {
+		// No value: its print is the record's, when the record vouches
+		// for the value GitHub holds (keepValuePrint, with the secret's
+		// lock held); until then there are prints of the settings only.
+		out.settings = fp.Settings(settingsOf(p))
+		if p.visibility == visibilitySelected && len(p.repoIDs) == 0 && len(p.repoNames) == 0 {
+			out.comparable = false
+		}
+		return out, false
+	}
+	out.value = fp.Value(p.plaintext)
 	if p.scope.IsOrg() {
 		switch {
 		case p.visibility == "":

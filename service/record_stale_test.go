@@ -368,7 +368,7 @@ func batchA(ctx context.Context, h *harness, value string) error {
 }
 
 func putRecordedA(ctx context.Context, h *harness, value string) error {
-	p, err := parsePut(plain(repoScope+"/secrets/RACE", value))
+	p, err := parsePut(plain(repoScope+"/secrets/RACE", value), nil)
 	if err != nil {
 		return err
 	}

@@ -121,6 +121,26 @@ type Server struct {
 	state *stateOf
 	// ops runs long-running operations (operations.go).
 	ops *operations
+	// valueOptional reports whether the upstream's GitHub takes a PUT of
+	// a secret of the scope without encrypted_value and key_id
+	// (upstream.Client.PutValueOptional); false for an Upstream that
+	// does not say.
+	valueOptional func(upstream.Scope) bool
+}
+
+// valueOptionalUpstream is an Upstream that says where a PUT may leave the
+// value out (upstream.Client.PutValueOptional).
+type valueOptionalUpstream interface {
+	PutValueOptional(s upstream.Scope) bool
+}
+
+// valueOptionalOf returns up's PutValueOptional, or a function that says
+// false when up does not have one.
+func valueOptionalOf(up Upstream) func(upstream.Scope) bool {
+	if vo, ok := up.(valueOptionalUpstream); ok {
+		return vo.PutValueOptional
+	}
+	return func(upstream.Scope) bool { return false }
 }
 
 // sealSlots is how many values the broker seals at once: one core fewer
@@ -172,6 +192,8 @@ func New(up Upstream, opts Options) *Server {
 		auditReads: opts.AuditReads,
 		sealers:    make(chan struct{}, sealSlots()),
 		repos:      newRepoNames(up, opts.RepoNameTTL),
+
+		valueOptional: valueOptionalOf(up),
 	}
 	s.ops = newOperations(s, up, opts.State, opts.Operations)
 	return s

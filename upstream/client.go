@@ -590,6 +590,27 @@ func (c *Client) version(s Scope) string {
 	return c.vActions
 }
 
+// PutValueOptional reports whether a PUT of a secret of scope s may leave
+// out encrypted_value and key_id, updating an existing secret's other
+// settings and keeping its value, as the reference of the GitHub and API
+// version the client talks to gives it: for Actions organization and
+// repository secrets on github.com at API version 2022-11-28 (003:215/219,
+// 003:830/834) and on the older GitHub Enterprise Server, LegacyRoutes
+// (004:233/237, 004:737/741; 002's organization PUT). Everywhere else they
+// are Required: environment secrets (003:1147/1151, 004:1042/1046), Agents
+// secrets (001:215/219, 001:852/856) and GitHub Enterprise Server 3.21
+// (000:218/222, 000:835/839); so is any other API version, which no
+// reference the client follows documents.
+func (c *Client) PutValueOptional(s Scope) bool {
+	if s.App != Actions || s.IsEnvironment() {
+		return false
+	}
+	if c.legacy {
+		return true
+	}
+	return !c.ghes && c.vActions == DefaultAPIVersionActions
+}
+
 // A routePath is a route template and the matching escaped path, both
 // relative to the base URL and starting with "/".
 type routePath struct {

@@ -181,8 +181,12 @@ type Page struct {
 
 // PutSecretBody is the body of a create-or-update request.
 type PutSecretBody struct {
-	EncryptedValue string `json:"encrypted_value"`
-	KeyID          KeyID  `json:"key_id"`
+	// EncryptedValue and KeyID are left out of the request when both are
+	// empty: a PUT that updates an existing organization secret's
+	// visibility and selection only, keeping its value, where GitHub's
+	// reference leaves them optional (Client.PutValueOptional).
+	EncryptedValue string `json:"encrypted_value,omitempty"`
+	KeyID          KeyID  `json:"key_id,omitempty"`
 	// Visibility and SelectedRepositoryIDs apply to organization secrets
 	// only; they are left out of the request when empty.
 	Visibility            string  `json:"visibility,omitempty"`

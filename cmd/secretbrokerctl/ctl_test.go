@@ -283,6 +283,44 @@ func TestPutOrgSelection(t *testing.T) {
 	wantContains(t, "stderr", r.stderr, "INVALID_ARGUMENT", "visibility")
 }
 
+// TestPutKeepValue: put --keep-value reads no value and changes an
+// existing organization secret's visibility and selection only; GitHub
+// keeps the value.
+func TestPutKeepValue(t *testing.T) {
+	b := startBroker(t, brokerOpts{auth: true})
+	env := b.env()
+	name := orgScope + "/secrets/KEPT"
+	wantCode(t, ctl(t, env, plantedValue, "put", name, "--visibility", "private"), exitOK)
+
+	// Standard input holds something else: it is not read.
+	r := ctl(t, env, "not-the-value", "put", name, "--keep-value", "--repos", "docs")
+	wantCode(t, r, exitOK)
+	wantContains(t, "stdout", r.stdout, "updated "+name)
+	ids, err := b.emu.SelectedRepositoryIDs(orgScope, "KEPT")
+	if err != nil || !slices.Equal(ids, []int64{b.repoID(t, "docs")}) {
+		t.Errorf("selected %v (%v), want docs", ids, err)
+	}
+	if v, err := b.emu.Open(orgScope, "KEPT"); err != nil || string(v) != plantedValue {
+		t.Errorf("the value changed (%v)", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"no visibility", []string{name, "--keep-value"}, exitUsage, "--keep-value needs --visibility or --repos"},
+		{"from-file", []string{name, "--keep-value", "--visibility", "all", "--from-file", "-"}, exitUsage, "leave out --from-file"},
+		{"does not exist", []string{orgScope + "/secrets/NEVER", "--keep-value", "--visibility", "all"}, exitFail, "NOT_FOUND"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := ctl(t, env, "", append([]string{"put"}, tc.args...)...)
+			wantCode(t, r, tc.code)
+			wantContains(t, "stderr", r.stderr, tc.stderr)
+		})
+	}
+}
+
 // TestListAllPages follows every page: 150 secrets are two pages of 100.
 func TestListAllPages(t *testing.T) {
 	b := startBroker(t, brokerOpts{auth: true})

@@ -88,18 +88,22 @@ func putCommand() command {
 // runPut writes one secret. The value is read from --from-file, or from
 // standard input: without echo after a prompt when it is a terminal,
 // otherwise all of it (less one trailing line ending unless
-// --trim-newline=false), never with a prompt.
+// --trim-newline=false), never with a prompt. With --keep-value no value
+// is read: the put changes an existing organization secret's visibility
+// and selection only.
 func runPut(ctx context.Context, c *cli, args []string) int {
 	var (
-		opts common
-		src  valueSource
-		org  orgFlags
+		opts      common
+		src       valueSource
+		org       orgFlags
+		keepValue bool
 	)
 	fs := c.flags("put", &opts, defaultTimeout)
 	fs.StringVar(&src.fromFile, "from-file", "", "read the value from this file, byte for byte (\"-\": standard input)")
 	fs.BoolVar(&src.trimNewline, "trim-newline", true, "strip one trailing newline (\\n or \\r\\n) from a value piped on standard input")
 	fs.StringVar(&org.visibility, "visibility", "", "organization secrets: all, private or selected (required when creating one)")
 	fs.StringVar(&org.repos, "repos", "", "organization secrets: repositories that may use it, names or ids, comma separated (implies --visibility selected)")
+	fs.BoolVar(&keepValue, "keep-value", false, "organization secrets: change only --visibility and --repos of an existing secret, keeping its value (no value is read; where GitHub allows it)")
 	pos, exit := c.parseOrExit(fs, &opts, args, "NAME (the value comes from standard input or --from-file, never an argument)", 1)
 	if exit >= 0 {
 		return exit
@@ -109,20 +113,28 @@ func runPut(ctx context.Context, c *cli, args []string) int {
 	if err := org.apply(req); err != nil {
 		return c.usageErr("put", err)
 	}
+	switch {
+	case keepValue && src.fromFile != "":
+		return c.usageErr("put", fmt.Errorf("--keep-value reads no value: leave out --from-file"))
+	case keepValue && req.GetVisibility() == "":
+		return c.usageErr("put", fmt.Errorf("--keep-value needs --visibility or --repos: there is nothing else to change"))
+	}
 	client, closeConn, err := c.connect(&opts)
 	if err != nil {
 		return c.usageErr("put", err)
 	}
 	defer closeConn()
-	v, err := c.readValue(ctx, name, src)
-	if err != nil {
-		if ctx.Err() != nil { // interrupted while reading
-			c.errorf("put %s: %v", name, err)
-			return exitFail
+	if !keepValue {
+		v, err := c.readValue(ctx, name, src)
+		if err != nil {
+			if ctx.Err() != nil { // interrupted while reading
+				c.errorf("put %s: %v", name, err)
+				return exitFail
+			}
+			return c.usageErr("put", err)
 		}
-		return c.usageErr("put", err)
+		req.Payload = &secretbrokerv1.PutSecretRequest_Value{Value: v}
 	}
-	req.Payload = &secretbrokerv1.PutSecretRequest_Value{Value: v}
 
 	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()

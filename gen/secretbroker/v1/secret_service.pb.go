@@ -559,7 +559,18 @@ type PutSecretRequest struct {
 	// names hold letters, digits and "_", do not start with a digit or with
 	// "GITHUB_", and are stored upper-case.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// The secret's value.
+	// The secret's value. Required, but in one case: an existing
+	// organization secret whose GitHub leaves the value optional (Actions
+	// secrets on github.com at API version 2022-11-28, or on GitHub Enterprise
+	// Server with --upstream-legacy-routes) may be put without one, with
+	// visibility (required then) and, for "selected", the repositories as
+	// usual. One PUT without encrypted_value and key_id changes the secret's
+	// visibility and selection and GitHub keeps its value; the answer has
+	// created false and no key_id. A secret that does not exist is NOT_FOUND
+	// (nothing is created); repository, environment and Agents secrets, and
+	// GitHub Enterprise Server 3.21, whose references mark the value
+	// Required, are INVALID_ARGUMENT. BatchPutSecrets items always need a
+	// value.
 	//
 	// Types that are valid to be assigned to Payload:
 	//
@@ -714,6 +725,7 @@ type PutSecretResponse struct {
 	Created bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
 	// The key_id of the key the value was sealed with (for an unchanged
 	// secret, the key_id the broker sealed it with when it last wrote it).
+	// Empty for a put without a value: nothing was sealed.
 	KeyId string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	// True when nothing was written: the broker last wrote this same value
 	// (and, for an organization secret, the same visibility and selection),
@@ -796,7 +808,8 @@ func (x *PutSecretResponse) GetDrift() bool {
 type BatchPutSecretsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The secrets to write, at most 1,000, each as a PutSecret request. No two
-	// may name the same secret.
+	// may name the same secret. Each needs a value (value or encrypted_value):
+	// a put without one is a PutSecret of its own.
 	Requests []*PutSecretRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
 	// Return at once with an operation (in operation) that writes the items
 	// in the background, instead of writing them during the call.

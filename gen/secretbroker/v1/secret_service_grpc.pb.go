@@ -70,7 +70,9 @@ type SecretServiceClient interface {
 	GetPublicKey(ctx context.Context, in *GetPublicKeyRequest, opts ...grpc.CallOption) (*PublicKey, error)
 	// Creates or updates a secret. The broker seals a plaintext value with the
 	// scope's public key; a value the caller sealed itself is checked and passed
-	// through.
+	// through. Without a value it changes an existing organization secret's
+	// visibility and selection only, where GitHub allows it (see
+	// PutSecretRequest.payload).
 	PutSecret(ctx context.Context, in *PutSecretRequest, opts ...grpc.CallOption) (*PutSecretResponse, error)
 	// Creates or updates up to 1,000 secrets across any scopes in one call.
 	// Each request gets its own result, in the order sent: one failing item
@@ -357,7 +359,9 @@ type SecretServiceServer interface {
 	GetPublicKey(context.Context, *GetPublicKeyRequest) (*PublicKey, error)
 	// Creates or updates a secret. The broker seals a plaintext value with the
 	// scope's public key; a value the caller sealed itself is checked and passed
-	// through.
+	// through. Without a value it changes an existing organization secret's
+	// visibility and selection only, where GitHub allows it (see
+	// PutSecretRequest.payload).
 	PutSecret(context.Context, *PutSecretRequest) (*PutSecretResponse, error)
 	// Creates or updates up to 1,000 secrets across any scopes in one call.
 	// Each request gets its own result, in the order sent: one failing item
