@@ -37,6 +37,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/secretbroker/secretbroker/cmd/internal/flagerr"
 	"github.com/secretbroker/secretbroker/cmd/internal/heapfloor"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 )
@@ -162,11 +163,15 @@ Flags:
 	fs.StringVar(&o.paths, "paths", "", "compare scenario: the paths measured, comma-separated (seal, health, http, direct, grpc-put, gateway-put, grpc-key, gateway-key; default all); grpc-put always is, and ratios that need a path left out say so")
 	fs.IntVar(&o.overloadRate, "overload-rate", 0, "compare scenario: calls per second of the overload phase (default 0: twice the broker's gRPC PutSecret throughput at saturation)")
 	fs.StringVar(&o.brokerBin, "broker-bin", "", "broker `binary` to run (default: go build ./cmd/secretbroker into a temporary directory)")
-	if err := fs.Parse(own); err != nil {
+	// flagerr's errors name a flag only when it is one of ours, any other
+	// argument by its position: it may be a secret pasted by mistake.
+	if err := flagerr.Parse(fs, own, 1, nil); err != nil {
+		fs.Usage()
 		return options{}, err
 	}
 	if fs.NArg() > 0 {
-		return options{}, fmt.Errorf("unexpected arguments %q: broker flags go after --", fs.Args())
+		return options{}, fmt.Errorf("unexpected arguments (%d, from the %s argument on; not shown, as one may be a secret): broker flags go after --",
+			fs.NArg(), flagerr.Ordinal(len(own)-fs.NArg()+1))
 	}
 	switch {
 	case *scenario == "all":
@@ -174,7 +179,7 @@ Flags:
 	case slices.Contains(scenarioNames(), *scenario):
 		o.scenarios = []string{*scenario}
 	default:
-		return options{}, fmt.Errorf("--scenario must be one of %s or all, got %q", strings.Join(scenarioNames(), ", "), *scenario)
+		return options{}, fmt.Errorf("--scenario must be one of %s or all (the value is not shown, as it may be a secret)", strings.Join(scenarioNames(), ", "))
 	}
 	switch {
 	case o.duration <= 0:

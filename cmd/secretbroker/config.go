@@ -18,6 +18,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/secretbroker/secretbroker/cmd/internal/flagerr"
 	"github.com/secretbroker/secretbroker/service"
 	"github.com/secretbroker/secretbroker/service/operation"
 	"github.com/secretbroker/secretbroker/upstream"
@@ -491,14 +492,10 @@ Flags:
 func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.Writer) (Config, error) {
 	var cfg Config
 	fs := newFlagSet(&cfg, output)
-	// flag's own errors quote the value (and print it with the usage):
-	// parsed without output, they are told again without it.
-	fs.SetOutput(io.Discard)
-	err := fs.Parse(args)
-	fs.SetOutput(output)
-	if err != nil {
+	// flag's own errors quote the argument they refuse, which may be a
+	// secret given by mistake: flagerr tells them again without it.
+	if err := flagerr.Parse(fs, args, 1, wantedForm); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			err = flagError(fs, err)
 			fmt.Fprintln(output, err)
 		}
 		fs.Usage()
@@ -508,7 +505,7 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 		// Not the arguments: one may be a secret given by mistake (a
 		// token after a boolean flag, which takes no value).
 		return Config{}, fmt.Errorf("unexpected arguments (%d, from the %s argument on; not shown, as one may be a secret): secretbroker takes flags only",
-			fs.NArg(), ordinal(len(args)-fs.NArg()+1))
+			fs.NArg(), flagerr.Ordinal(len(args)-fs.NArg()+1))
 	}
 
 	// The environment fills in each flag that was not given.
@@ -534,6 +531,9 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 	if err := errors.Join(envErrs...); err != nil {
 		return Config{}, err
 	}
+	if err := cfg.refuseCredentials(); err != nil {
+		return Config{}, err
+	}
 	_, rpsFromEnv := lookupEnv(envName("caller-rps"))
 	cfg.callerRPSGiven = given["caller-rps"] || rpsFromEnv
 	_, cfg.gogcSet = lookupEnv("GOGC")
@@ -549,6 +549,7 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), output io.
 		return Config{}, err
 	}
 
+	var err error
 	if cfg.TracesExporter, err = tracesExporterFromEnv(lookupEnv); err != nil {
 		return Config{}, err
 	}
@@ -608,53 +609,6 @@ func (c *Config) refuseDevIgnored(given map[string]bool, lookupEnv func(string) 
 		}
 	}
 	return nil
-}
-
-// flagError is err, an error of fs.Parse, without the value it quotes:
-// the value given to a flag meant for a setting may be a secret put there
-// by mistake. It names the flag and the form its value takes.
-func flagError(fs *flag.FlagSet, err error) error {
-	msg := err.Error()
-	if strings.HasPrefix(msg, "bad flag syntax: ") {
-		return errors.New("bad flag syntax: an argument is neither -flag, -flag=value nor a flag's value (not shown, as it may be a secret)")
-	}
-	rest, ok := strings.CutPrefix(msg, "invalid value ")
-	if !ok {
-		rest, ok = strings.CutPrefix(msg, "invalid boolean value ")
-	}
-	if !ok {
-		return err // "flag provided but not defined: -name", "flag needs an argument: -name"
-	}
-	// rest is `"VALUE" for flag -NAME: ERROR` (`for -NAME` for a boolean):
-	// the value is quoted with %q, which QuotedPrefix reads whole.
-	notShown := errors.New("a flag's value is not valid (not shown, as it may be a secret); secretbroker --help lists the flags")
-	quoted, qerr := strconv.QuotedPrefix(rest)
-	if qerr != nil {
-		return notShown
-	}
-	rest = strings.TrimPrefix(rest[len(quoted):], " for flag -")
-	rest = strings.TrimPrefix(rest, " for -")
-	name, _, _ := strings.Cut(rest, ":")
-	f := fs.Lookup(name)
-	if f == nil {
-		return notShown
-	}
-	return fmt.Errorf("--%s: not a valid value (not shown, as it may be a secret)%s", f.Name, wantedForm(f))
-}
-
-// ordinal is n as "1st", "2nd", "3rd", "4th" and so on.
-func ordinal(n int) string {
-	suffix := "th"
-	switch {
-	case n%100 >= 11 && n%100 <= 13:
-	case n%10 == 1:
-		suffix = "st"
-	case n%10 == 2:
-		suffix = "nd"
-	case n%10 == 3:
-		suffix = "rd"
-	}
-	return strconv.Itoa(n) + suffix
 }
 
 // wantedForm says what form flag f's value takes, for an error about a
@@ -801,11 +755,18 @@ func (c *Config) validate() error {
 	if err := c.validateFrontDoor(); err != nil {
 		return err
 	}
-	if c.UpstreamAPIVersionActions == "" {
-		return errors.New("--upstream-api-version-actions must not be empty")
+	if err := checkAPIVersion("--upstream-api-version-actions", c.UpstreamAPIVersionActions); err != nil {
+		return err
 	}
-	if c.UpstreamAPIVersionAgents == "" {
-		return errors.New("--upstream-api-version-agents must not be empty")
+	if err := checkAPIVersion("--upstream-api-version-agents", c.UpstreamAPIVersionAgents); err != nil {
+		return err
+	}
+	// The listen addresses are printed at start and in the errors below:
+	// of their closed form only.
+	for _, l := range []struct{ flag, addr string }{{"--grpc-addr", c.GRPCAddr}, {"--http-addr", c.HTTPAddr}, {"--admin-addr", c.AdminAddr}} {
+		if err := checkListenAddr(l.flag, l.addr); err != nil {
+			return err
+		}
 	}
 	if c.LogFormat != logFormatJSON && c.LogFormat != logFormatText {
 		// Not the value, which may have come from the environment
@@ -831,17 +792,6 @@ func (c *Config) validate() error {
 		}
 		return nil
 	}
-	if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
-		return notHostPort("--grpc-addr")
-	}
-	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		return notHostPort("--http-addr")
-	}
-	// The admin listener serves no secret data: it may be on any address
-	// without caller authentication, unlike the two above.
-	if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
-		return notHostPort("--admin-addr")
-	}
 	if err := checkUpstreamURL(c.UpstreamURL, c.UpstreamAllowHTTP); err != nil {
 		return err
 	}
@@ -849,6 +799,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("no GitHub token: set %s or --upstream-token-file (%sUPSTREAM_TOKEN_FILE) to a file that holds it, authenticate as a GitHub App (--github-app-id and --github-app-private-key-file), or run with --dev",
 			envGitHubToken, envPrefix)
 	}
+	// The admin listener serves no secret data: it may be on any address
+	// without caller authentication, unlike these two.
 	if !c.Authenticates() && !c.AllowUnauthenticated {
 		for _, l := range []struct{ flag, addr string }{{"--grpc-addr", c.GRPCAddr}, {"--http-addr", c.HTTPAddr}} {
 			if !isLoopback(l.addr) {

@@ -50,7 +50,7 @@ func TestSecretFileFlagGivenTheSecret(t *testing.T) {
 				return err
 			}
 			return run(t.Context(), cfg, slog.New(slog.DiscardHandler), io.Discard, nil)
-		}, "private key file"},
+		}, "--github-app-private-key-file"}, // a PEM block: refused at load (refuseCredentials)
 		{"TLS key", string(appPEM), func(t *testing.T) error {
 			_, err := serverTLSConfig(slog.New(slog.DiscardHandler), certFile, string(appPEM), "")
 			return err

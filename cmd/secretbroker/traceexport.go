@@ -67,11 +67,11 @@ func tracesSamplerFromEnv(lookupEnv func(string) (string, bool)) (string, float6
 		}
 		ratio, err := strconv.ParseFloat(arg, 64)
 		if err != nil || !(ratio >= 0 && ratio <= 1) {
-			return "", 0, fmt.Errorf("%s=%q: want a ratio from 0 to 1 for %s", envTracesSamplerArg, arg, name)
+			return "", 0, fmt.Errorf("%s: want a ratio from 0 to 1 for %s (the value is not shown, as it may be a secret)", envTracesSamplerArg, name)
 		}
 		return name, ratio, nil
 	}
-	return "", 0, fmt.Errorf("%s=%q: want %s, %s, %s, %s, %s or %s", envTracesSampler, v,
+	return "", 0, fmt.Errorf("%s: want %s, %s, %s, %s, %s or %s (the value is not shown, as it may be a secret)", envTracesSampler,
 		samplerParentBasedAlwaysOn, samplerParentBasedAlwaysOff, samplerParentBasedTraceIDRatio,
 		samplerAlwaysOn, samplerAlwaysOff, samplerTraceIDRatio)
 }
@@ -97,8 +97,8 @@ func metricsExporterFromEnv(lookupEnv func(string) (string, bool)) (string, erro
 	case metricsExporterOTLP, metricsExporterConsole:
 		return v, nil
 	}
-	return "", fmt.Errorf("%s=%q: want %s, %s or %s (Prometheus is served at /metrics on the admin listener)",
-		envMetricsExporter, v, metricsExporterOTLP, metricsExporterConsole, metricsExporterNone)
+	return "", fmt.Errorf("%s: want %s, %s or %s (Prometheus is served at /metrics on the admin listener) (the value is not shown, as it may be a secret)",
+		envMetricsExporter, metricsExporterOTLP, metricsExporterConsole, metricsExporterNone)
 }
 
 // tracesExporterFromEnv returns the span exporter the environment asks
@@ -112,7 +112,7 @@ func tracesExporterFromEnv(lookupEnv func(string) (string, bool)) (string, error
 		case tracesExporterOTLP, tracesExporterConsole, tracesExporterNone:
 			return v, nil
 		}
-		return "", fmt.Errorf("%s=%q: want %s, %s or %s", envTracesExporter, v, tracesExporterOTLP, tracesExporterConsole, tracesExporterNone)
+		return "", fmt.Errorf("%s: want %s, %s or %s (the value is not shown, as it may be a secret)", envTracesExporter, tracesExporterOTLP, tracesExporterConsole, tracesExporterNone)
 	}
 	for _, name := range []string{envOTLPEndpoint, envOTLPTracesEndpoint} {
 		if v, ok := lookupEnv(name); ok && v != "" {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/secretbroker/secretbroker/cmd/internal/flagerr"
 )
 
 // cli is one run of the command: its standard streams, environment and
@@ -184,8 +186,16 @@ func (c *cli) flags(name string, opts *common, timeout time.Duration) *flag.Flag
 // exactly nargs positional arguments, named by argNames for the error.
 func parse(fs *flag.FlagSet, opts *common, args []string, argNames string, nargs int) ([]string, error) {
 	var pos []string
+	// first is the position of args[0] on the command line, after the
+	// program's name and the subcommand's: flagerr names an argument that
+	// is not a known flag by its position, never by itself.
+	first := 2
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := flagerr.Parse(fs, args, first, nil); err != nil {
+			if !errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintln(fs.Output(), err)
+			}
+			fs.Usage()
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
@@ -200,6 +210,7 @@ func parse(fs *flag.FlagSet, opts *common, args []string, argNames string, nargs
 			break
 		}
 		pos = append(pos, rest[0])
+		first += len(args) - len(rest) + 1
 		args = rest[1:]
 	}
 	if opts.output != outputTable && opts.output != outputJSON {
@@ -236,7 +247,7 @@ func (c *cli) parseOrExit(fs *flag.FlagSet, opts *common, args []string, argName
 	return pos, -1
 }
 
-// flagError marks errors the flag package has printed already.
+// flagError marks errors parse has printed already, with the usage.
 type flagError struct{ error }
 
 func isFlagError(err error) bool {

@@ -529,7 +529,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "help", args: []string{"help"}, code: exitOK, stdout: "put-many"},
 		{name: "--help", args: []string{"--help"}, code: exitOK, stdout: "usage:"},
 		{name: "command -h", args: []string{"get", "-h"}, code: exitOK, stderr: "-addr"},
-		{name: "unknown command", args: []string{"frobnicate"}, code: exitUsage, stderr: `unknown command "frobnicate"`},
+		{name: "unknown command", args: []string{"frobnicate"}, code: exitUsage, stderr: "unknown command (the 1st argument, not shown"},
 		{name: "unknown flag", args: []string{"get", "--nope", name}, code: exitUsage, stderr: "flag provided but not defined"},
 		{name: "missing name", args: []string{"get"}, code: exitUsage, stderr: "want NAME, got 0"},
 		{name: "two names", args: []string{"rm", name, name}, code: exitUsage, stderr: "want NAME, got 2"},

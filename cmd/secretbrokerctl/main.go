@@ -115,7 +115,9 @@ func (c *cli) main(ctx context.Context, args []string) int {
 			return cmd.run(ctx, c, args[1:])
 		}
 	}
-	c.errorf("unknown command %q (run %s help)", args[0], progName)
+	// Not the argument: a secret pasted where the command should be would
+	// be printed (flagerr's rule, for commands).
+	c.errorf("unknown command (the 1st argument, not shown, as it may be a secret; run %s help for the commands)", progName)
 	return exitUsage
 }
 
