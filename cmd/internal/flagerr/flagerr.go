@@ -26,9 +26,10 @@ import (
 // Parse is fs.Parse(args) with the flag package's own messages (and the
 // usage it prints with them, and for -h) silenced: nothing is printed,
 // and the caller prints the usage if it likes. An error other than
-// flag.ErrHelp is told again by the rule above, for the caller to print. first is the position of args[0] on the command
-// line (1 for the first argument), for the errors that name an
-// argument's position. form, if not nil, says what form a flag's value
+// flag.ErrHelp is told again by the rule above, for the caller to print.
+//
+// first is the position of args[0] on the command line (1 for the first
+// argument), for the errors that name an argument's position. form, if not nil, says what form a flag's value
 // takes (such as ": want a duration"), appended to the error about a
 // value that is not valid.
 func Parse(fs *flag.FlagSet, args []string, first int, form func(*flag.Flag) string) error {
