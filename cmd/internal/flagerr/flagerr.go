@@ -24,22 +24,58 @@ import (
 )
 
 // Parse is fs.Parse(args) with the flag package's own messages (and the
-// usage it prints with them, and for -h) silenced: nothing is printed,
-// and the caller prints the usage if it likes. An error other than
+// usage it prints with them, and for -h) silenced: nothing is printed
+// and fs.Usage is not called, and the caller prints the usage if it
+// likes. An error other than
 // flag.ErrHelp is told again by the rule above, for the caller to print.
 //
 // first is the position of args[0] on the command line (1 for the first
-// argument), for the errors that name an argument's position. form, if not nil, says what form a flag's value
-// takes (such as ": want a duration"), appended to the error about a
-// value that is not valid.
+// argument), for the errors that name an argument's position. form, if
+// not nil, says what form a flag's value takes (such as ": want a
+// duration"), appended to the error about a value that is not valid.
+//
+// fs is meant to be flag.ContinueOnError. With flag.PanicOnError, Parse
+// panics with the error it would return (the flag package's own, which
+// quotes the argument, is not let through); with flag.ExitOnError the
+// flag package exits, and nothing is printed.
 func Parse(fs *flag.FlagSet, args []string, first int, form func(*flag.Flag) string) error {
-	out := fs.Output()
-	fs.SetOutput(io.Discard)
-	err := fs.Parse(args)
-	fs.SetOutput(out)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return err
+	err := parseQuietly(fs, args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		err = tell(fs, args, first, form, err)
 	}
+	if err != nil && fs.ErrorHandling() == flag.PanicOnError {
+		panic(err)
+	}
+	return err
+}
+
+// parseQuietly is fs.Parse(args) with fs's output discarded and fs.Usage
+// not called (both restored after). It returns the error a
+// flag.PanicOnError flag set panics with.
+func parseQuietly(fs *flag.FlagSet, args []string) (err error) {
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	defer func() {
+		fs.SetOutput(out)
+		fs.Usage = usage
+		if fs.ErrorHandling() != flag.PanicOnError {
+			return
+		}
+		if r := recover(); r != nil {
+			e, ok := r.(error)
+			if !ok {
+				panic(r)
+			}
+			err = e
+		}
+	}()
+	return fs.Parse(args)
+}
+
+// tell returns err, an error of fs.Parse(args) other than flag.ErrHelp,
+// told again by the rule.
+func tell(fs *flag.FlagSet, args []string, first int, form func(*flag.Flag) string, err error) error {
 	// The flag package stops at the first error, having consumed the
 	// arguments up to the one it refuses: that one, except for a bad
 	// syntax, which it refuses before consuming it.

@@ -204,3 +204,59 @@ func TestOrdinal(t *testing.T) {
 		}
 	}
 }
+
+// TestParseCallsNoUsage: Parse prints nothing, even through a Usage that
+// writes elsewhere than fs.Output() (a writer it captured); the caller
+// prints the usage if it likes. fs.Usage is left as it was.
+func TestParseCallsNoUsage(t *testing.T) {
+	for _, args := range [][]string{{"-x"}, {"---x"}, {"-n"}, {"-n", planted}, {"-h"}} {
+		var out, elsewhere bytes.Buffer
+		fs, _ := newFlagSet(&out)
+		fs.Usage = func() { fmt.Fprintln(&elsewhere, "Usage: prog [flags]") }
+		if err := Parse(fs, args, 1, nil); err == nil {
+			t.Fatalf("Parse(%q) = nil, want an error", args)
+		}
+		if out.Len()+elsewhere.Len() != 0 {
+			t.Errorf("Parse(%q) printed %q to fs.Output() and %q through fs.Usage", args, out.String(), elsewhere.String())
+		}
+		fs.Usage()
+		if elsewhere.Len() == 0 {
+			t.Errorf("Parse(%q) did not restore fs.Usage", args)
+		}
+	}
+}
+
+// TestParsePanicOnError: with a flag.PanicOnError flag set, the flag
+// package panics with its own error, which quotes the argument; Parse
+// panics with its own error instead (flag.ErrHelp as it is).
+func TestParsePanicOnError(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-v", "-" + planted}, fmt.Sprintf(unknownFmt, "2nd")},
+		{[]string{"---" + planted}, fmt.Sprintf(syntaxFmt, "1st")},
+		{[]string{"-n", planted}, fmt.Sprintf(invalidFmt, "n")},
+		{[]string{"-h"}, flag.ErrHelp.Error()},
+	}
+	for _, tt := range tests {
+		var out bytes.Buffer
+		fs := flag.NewFlagSet("prog", flag.PanicOnError)
+		fs.SetOutput(&out)
+		fs.Bool("v", false, "verbose")
+		fs.Int("n", 0, "a number")
+		got := func() (r any) {
+			defer func() { r = recover() }()
+			err := Parse(fs, tt.args, 1, nil)
+			t.Errorf("Parse(%q) returned %v, want a panic", tt.args, err)
+			return nil
+		}()
+		err, ok := got.(error)
+		if !ok || err.Error() != tt.want {
+			t.Errorf("Parse(%q) panicked with %v, want\n%s", tt.args, got, tt.want)
+		}
+		if out.Len() != 0 {
+			t.Errorf("Parse(%q) wrote to fs.Output(): %q", tt.args, out.String())
+		}
+	}
+}
