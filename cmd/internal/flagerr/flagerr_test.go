@@ -42,7 +42,12 @@ func (r *refusing) Set(v string) error {
 //	-strict a bool func flag that takes only "yes" and "no" (so -strict alone is refused),
 //	-each a func flag that refuses "".
 func newFlagSet(out *bytes.Buffer) (*flag.FlagSet, *[]string) {
-	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+	return newFlagSetHandling(out, flag.ContinueOnError)
+}
+
+// newFlagSetHandling is newFlagSet with the flag set's ErrorHandling h.
+func newFlagSetHandling(out *bytes.Buffer, h flag.ErrorHandling) (*flag.FlagSet, *[]string) {
+	fs := flag.NewFlagSet("prog", h)
 	fs.SetOutput(out)
 	fs.Usage = func() { fmt.Fprintln(fs.Output(), "Usage: prog [flags]") }
 	var log []string

@@ -62,6 +62,8 @@ var ordinalRE = regexp.MustCompile(`the ([0-9]+)(st|nd|rd|th) argument`)
 //   - flag.ErrHelp only when an argument is -h, -help, --h or --help
 //     (with or without "=value") before any "--".
 //   - Nothing is written to fs.Output().
+//   - With flag.PanicOnError, Parse panics with the error it returns
+//     with flag.ContinueOnError.
 func FuzzParse(f *testing.F) {
 	seeds := [][]string{
 		{},
@@ -117,6 +119,20 @@ func FuzzParse(f *testing.F) {
 
 		if out.Len() != 0 {
 			t.Errorf("Parse wrote to fs.Output(): %q", out.String())
+		}
+		// The same with flag.PanicOnError: a panic with the same error.
+		var panicOut bytes.Buffer
+		pfs, _ := newFlagSetHandling(&panicOut, flag.PanicOnError)
+		panicked := func() (r any) {
+			defer func() { r = recover() }()
+			_ = Parse(pfs, args, first, func(*flag.Flag) string { return fuzzForm })
+			return nil
+		}()
+		if pe, ok := panicked.(error); (panicked == nil) != (err == nil) || panicked != nil && (!ok || pe.Error() != err.Error()) {
+			t.Errorf("Parse(%q) = %v, with flag.PanicOnError panics with %v", args, err, panicked)
+		}
+		if panicOut.Len() != 0 {
+			t.Errorf("Parse wrote to fs.Output() (flag.PanicOnError): %q", panicOut.String())
 		}
 		if (err == nil) != (refErr == nil) {
 			t.Fatalf("Parse(%q) = %v, flag.FlagSet.Parse = %v", args, err, refErr)
