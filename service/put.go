@@ -37,8 +37,7 @@ type putPlan struct {
 	// and keeps its value (putSettings): plaintext and sealed are empty.
 	settingsOnly bool
 	// keptKeyID is, for a settingsOnly put whose record's value print it
-	// keeps (keepValuePrint), the key_id the record gives the value: the
-	// record of the write keeps it.
+	// judges with (keepValuePrint), the key_id the record gives the value.
 	keptKeyID upstream.KeyID
 }
 
@@ -218,6 +217,15 @@ func (s *Server) putJudged(ctx context.Context, p *putPlan, force bool, owner st
 			return putOutcome{verdict: v}, err
 		}
 	}
+	if p.settingsOnly {
+		// The value print kept from the record judged the put only. The
+		// write itself says nothing of the value GitHub keeps: one written
+		// behind the broker's back after seenExisting read the secret and
+		// before this PUT went out (while it waited for the pacer) is
+		// kept, under the updated_at of this write. Its record has no
+		// value print: the next put of a value goes to GitHub.
+		havePrints = false
+	}
 	w, keyID, err := s.writeLocked(ctx, p, key, cur, pr, havePrints, owner, true)
 	if err != nil {
 		return putOutcome{verdict: v}, err
@@ -247,11 +255,10 @@ func (s *Server) seenExisting(ctx context.Context, p *putPlan) (seen, error) {
 // for the value GitHub holds: trusted, with a value print made under the
 // key of the put's prints, and GitHub reporting (now) the recorded
 // updated_at, so that nobody wrote the secret since. The put is then
-// judged as any put (unchanged when its settings are the recorded ones),
-// and its record keeps the value's print and key_id (p.keptKeyID), so
-// that a later put of the same value may still be unchanged. Otherwise
-// the record of the write has no value print: the next put of a value
-// goes to GitHub.
+// judged as any put (unchanged when its settings are the recorded ones).
+// The record of a write it makes never has a value print (putJudged): a
+// value written behind the broker's back before the PUT went out is the
+// one GitHub keeps.
 func keepValuePrint(p *putPlan, rec *state.Record, pr *prints, now seen) bool {
 	switch {
 	case !trusted(rec), rec.ValueFingerprint.IsZero(), pr.key == "", !sameKey(rec, pr.key), pr.environment != rec.Environment:

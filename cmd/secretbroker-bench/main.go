@@ -49,6 +49,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/secretbroker/secretbroker/cmd/internal/flagerr"
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -100,14 +101,18 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.resyncSecrets, "resync-secrets", 1000, "secrets of the re-sync workload (10 to 10000)")
 	fs.IntVar(&c.resyncScopes, "resync-scopes", 10, "repository scopes the re-sync workload's secrets are spread over (1 to 100, at most one per secret; a scope holds at most 1000)")
 	fs.DurationVar(&c.resyncGap, "resync-gap", time.Hour, "pause between the re-sync workload's phases (0 to 24h)")
-	if err := fs.Parse(args); err != nil {
+	// flagerr's errors name a flag only when it is one of ours, any other
+	// argument by its position: it may be a secret pasted by mistake.
+	if err := flagerr.Parse(fs, args, 1, nil); err != nil {
+		fs.Usage() // flagerr prints nothing, for -h neither
 		return config{}, err
 	}
 	if c.replicas < 1 || c.replicas > 8 {
 		return config{}, fmt.Errorf("--replicas must be between 1 and 8, got %d", c.replicas)
 	}
 	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return config{}, fmt.Errorf("unexpected arguments (%d, from the %s argument on; not shown, as one may be a secret): secretbroker-bench takes flags only",
+			fs.NArg(), flagerr.Ordinal(len(args)-fs.NArg()+1))
 	}
 	var err error
 	if c.writes, err = intList(*writes, 1, 1000); err != nil {
@@ -133,7 +138,8 @@ func intList(s string, lo, hi int) ([]int, error) {
 	for f := range strings.SplitSeq(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < lo || n > hi {
-			return nil, fmt.Errorf("%q is not a number from %d to %d", f, lo, hi)
+			// Not the entry: it may be a secret given by mistake.
+			return nil, fmt.Errorf("want comma-separated numbers from %d to %d (the value is not shown, as it may be a secret)", lo, hi)
 		}
 		out = append(out, n)
 	}

@@ -214,7 +214,7 @@ func parse(fs *flag.FlagSet, opts *common, args []string, argNames string, nargs
 		args = rest[1:]
 	}
 	if opts.output != outputTable && opts.output != outputJSON {
-		return nil, fmt.Errorf("--output is %q; want table or json", opts.output)
+		return nil, errors.New("--output: want table or json (the value is not shown, as it may be a secret)")
 	}
 	if opts.timeout <= 0 {
 		return nil, errors.New("--timeout must be positive")

@@ -51,7 +51,7 @@ func chooseTransport(o *common) (transport, error) {
 	}
 	host, _, err := net.SplitHostPort(o.addr)
 	if err != nil {
-		return transport{}, fmt.Errorf("--addr %q: want host:port: %w", o.addr, err)
+		return transport{}, errors.New("--addr: want host:port (the value is not shown, as it may be a secret)")
 	}
 	if o.insecure || (!tlsFlags && isLoopback(host)) {
 		return transport{plaintext: true}, nil
@@ -181,7 +181,8 @@ func (c *cli) connect(o *common) (secretbrokerv1.SecretServiceClient, func(), er
 	}
 	conn, err := grpc.NewClient(o.addr, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--addr %q: %w", o.addr, err)
+		// Not err: url.Parse's errors quote the address.
+		return nil, nil, errors.New("--addr: not a valid gRPC target (the value is not shown, as it may be a secret)")
 	}
 	return secretbrokerv1.NewSecretServiceClient(conn), func() { _ = conn.Close() }, nil
 }

@@ -267,7 +267,7 @@ func TestPutOrgSelection(t *testing.T) {
 		stderr string
 	}{
 		{name: "repos with another visibility", args: []string{"--visibility", "all", "--repos", "docs"}, code: exitUsage, stderr: "--repos needs --visibility selected"},
-		{name: "unknown visibility", args: []string{"--visibility", "public"}, code: exitUsage, stderr: `--visibility is "public"`},
+		{name: "unknown visibility", args: []string{"--visibility", "public"}, code: exitUsage, stderr: `--visibility: want all, private or selected`},
 		{name: "empty repo entry", args: []string{"--repos", "docs,,x"}, code: exitUsage, stderr: "empty entry"},
 		{name: "unknown repository name", args: []string{"--repos", "no-such-repo"}, code: exitFail, stderr: "INVALID_ARGUMENT"},
 		{name: "org flags on a repository secret", args: []string{"--visibility", "all", repoScope + "/secrets/X"}, code: exitUsage, stderr: "want NAME (the value comes from standard input or --from-file, never an argument), got 2"},
@@ -534,7 +534,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "missing name", args: []string{"get"}, code: exitUsage, stderr: "want NAME, got 0"},
 		{name: "two names", args: []string{"rm", name, name}, code: exitUsage, stderr: "want NAME, got 2"},
 		{name: "empty name", args: []string{"get", " "}, code: exitUsage, stderr: "argument 1 is empty"},
-		{name: "bad output", args: []string{"get", name, "-o", "yaml"}, code: exitUsage, stderr: `--output is "yaml"`},
+		{name: "bad output", args: []string{"get", name, "-o", "yaml"}, code: exitUsage, stderr: `--output: want table or json`},
 		{name: "zero timeout", args: []string{"get", name, "--timeout", "0s"}, code: exitUsage, stderr: "--timeout must be positive"},
 		{name: "bad address", args: []string{"get", name, "--addr", "nohostport"}, code: exitUsage, stderr: "want host:port"},
 		{name: "insecure with TLS", args: []string{"get", name, "--insecure", "--tls-ca-file", "ca.pem"}, code: exitUsage, stderr: "--insecure is plaintext"},

@@ -26,6 +26,12 @@ func TestFlagErrorsNeverEchoTheArgument(t *testing.T) {
 		{name: "a secret as a boolean flag's value", args: []string{"get", name, "--tls=" + secret}, want: []string{"--tls", "not a valid value"}},
 		{name: "a known flag without its value", args: []string{"get", name, "--addr"}, want: []string{"needs an argument", "--addr"}},
 		{name: "a secret as the command", args: []string{secret, name}, want: []string{"unknown command", "1st argument"}},
+		// A flag's value refused after parsing is not shown either.
+		{name: "a secret as --addr", args: []string{"get", name, "--addr", secret}, want: []string{"--addr", "host:port"}},
+		{name: "a secret as --addr with a port", args: []string{"get", name, "--addr", "%" + secret + ":1"}, want: []string{"--addr"}},
+		{name: "a secret as --output", args: []string{"ls", "-o", secret, "repos/octo-org/hello-world"}, want: []string{"--output", "table or json"}},
+		{name: "a secret as --visibility", args: []string{"put", "--visibility", secret, "orgs/octo-org/actions/secrets/X"}, want: []string{"--visibility"}},
+		{name: "a secret in --repos", args: []string{"put", "--repos", secret + ",,1", "orgs/octo-org/actions/secrets/X"}, want: []string{"--repos has an empty entry"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -22,7 +22,7 @@ func (o orgFlags) apply(req *secretbrokerv1.PutSecretRequest) error {
 	switch o.visibility {
 	case "", "all", "private", "selected":
 	default:
-		return fmt.Errorf("--visibility is %q; want all, private or selected", o.visibility)
+		return errors.New("--visibility: want all, private or selected (the value is not shown, as it may be a secret)")
 	}
 	req.Visibility = o.visibility
 	if strings.TrimSpace(o.repos) == "" {
@@ -34,7 +34,7 @@ func (o orgFlags) apply(req *secretbrokerv1.PutSecretRequest) error {
 	if o.visibility == "" {
 		req.Visibility = "selected"
 	} else if o.visibility != "selected" {
-		return fmt.Errorf("--repos needs --visibility selected, not %q", o.visibility)
+		return fmt.Errorf("--repos needs --visibility selected, not %s", o.visibility)
 	}
 	ids, names, err := splitRepos(o.repos)
 	if err != nil {
@@ -50,7 +50,7 @@ func splitRepos(list string) (ids []int64, names []string, err error) {
 	for _, r := range strings.Split(list, ",") {
 		r = strings.TrimSpace(r)
 		if r == "" {
-			return nil, nil, fmt.Errorf("--repos %q has an empty entry", list)
+			return nil, nil, errors.New("--repos has an empty entry")
 		}
 		if id, ok := repoID(r); ok {
 			ids = append(ids, id)
