@@ -26,8 +26,8 @@ func seal(key *[32]byte, plaintext []byte) (string, error) {
 }
 
 // checkSealed checks a caller-sealed value: standard base64 (GitHub's
-// pattern), and long enough to be a sealed box yet no longer than a sealed
-// 48 KB value.
+// pattern), and the size of a sealed box of 1 byte to 48 KB: a value is
+// never empty, sealed by the caller or by the broker.
 func checkSealed(field, encoded string) error {
 	// Go's decoder skips CR and LF even in strict mode; GitHub's pattern
 	// for encrypted_value does not.
@@ -37,6 +37,9 @@ func checkSealed(field, encoded string) error {
 	}
 	if len(raw) < box.AnonymousOverhead {
 		return invalidArg(field, "is %d bytes, shorter than a sealed box (%d bytes of overhead)", len(raw), box.AnonymousOverhead)
+	}
+	if len(raw) == box.AnonymousOverhead {
+		return invalidArg(field, "is a sealed box of an empty value; a value is 1 byte to %d bytes (48 KB)", maxValueBytes)
 	}
 	if len(raw) > maxValueBytes+box.AnonymousOverhead {
 		return invalidArg(field, "seals more than %d bytes, GitHub's limit on a secret value", maxValueBytes)

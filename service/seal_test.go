@@ -58,6 +58,8 @@ func TestCheckSealed(t *testing.T) {
 	}{
 		{in: valid},
 		{in: "c2VjcmV0", wantErr: "shorter than a sealed box"},
+		{in: base64.StdEncoding.EncodeToString(make([]byte, box.AnonymousOverhead)), wantErr: "sealed box of an empty value"},
+		{in: base64.StdEncoding.EncodeToString(make([]byte, box.AnonymousOverhead+1))},
 		{in: "not base64!", wantErr: "must be standard base64"},
 		{in: strings.TrimRight(valid, "="), wantErr: "must be standard base64"},
 		{in: valid[:40] + "\n" + valid[40:], wantErr: "must be standard base64"},
