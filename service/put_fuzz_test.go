@@ -314,6 +314,7 @@ func FuzzParsePut(f *testing.F) {
 		{2, "!!" + planted, 0, "k"},
 		{2, "QUJD" + strings.Repeat("A", 60) + "B=", 0, "k"},
 		{2, "QUJDRA", 0, "k"},
+		{2, strings.TrimSuffix(sealed(oracleBoxOverhead+1), "A==") + "B==", 0, "k"}, // nonzero padding bits
 		{3, planted + strings.Repeat("-", 30), 0, "k"},
 		{3, planted, oracleMaxValue + oracleBoxOverhead - uint16(len(planted)), "k"},
 		{3, planted, oracleMaxValue + oracleBoxOverhead - uint16(len(planted)) + 1, "k"},
@@ -424,4 +425,66 @@ func checkPutError(t *testing.T, c putCase, err error) {
 			}
 		}
 	}
+}
+
+// FuzzBatchRepeats: two valid items of a batch (BatchPutSecrets, and
+// BatchDeleteSecrets' names) are refused as repeats (repeats of their
+// secretKeys) exactly when they name the same secret: README.md
+// ("BatchPutSecrets answers"): "organization, owner and repository names
+// compared without case, as GitHub does"; the secret name is stored
+// upper-case ([readme] rules); environment names are matched without case
+// by GitHub ("Environment names are not case sensitive", GitHub's docs,
+// "Managing environments for deployment"). b is a with the case of the
+// letters flip selects flipped, or other when other is set.
+func FuzzBatchRepeats(f *testing.F) {
+	f.Add("orgs/acme/actions/secrets/A", uint64(0), "", false)
+	f.Add("orgs/Acme/actions/secrets/a", uint64(0b1011), "", false)
+	f.Add("orgs/acme/actions/secrets/A", uint64(0), "orgs/acme/agents/secrets/A", true)
+	f.Add("repos/Octo/Hello.World/actions/secrets/tok", uint64(0xffff_ffff), "", false)
+	f.Add("repos/o/r/environments/Prod%2Feu/secrets/A", uint64(1<<23), "", false)
+	f.Add("repos/o/r/environments/prod%2feu/secrets/A", uint64(0), "repos/o/r/environments/prod%2Feu/secrets/A", true)
+	f.Add("repos/o/r/environments/\u212a/secrets/A", uint64(0), "repos/o/r/environments/k/secrets/A", true)
+	f.Add("repos/o/r/actions/secrets/A", uint64(0), "repos/o/r/environments/actions/secrets/A", true)
+	f.Fuzz(func(t *testing.T, a string, flip uint64, other string, useOther bool) {
+		b := other
+		if !useOther {
+			bs := []byte(a)
+			for i := range min(len(bs), 64) {
+				if flip&(1<<i) != 0 && ('a' <= bs[i] && bs[i] <= 'z' || 'A' <= bs[i] && bs[i] <= 'Z') {
+					bs[i] ^= 0x20
+				}
+			}
+			b = string(bs)
+		}
+		sa, na, oka := oracleSecretName(a)
+		sb, nb, okb := oracleSecretName(b)
+		if !oka || !okb {
+			return
+		}
+		pa, errA := parsePut(&secretbrokerv1.PutSecretRequest{Name: a, Payload: &secretbrokerv1.PutSecretRequest_Value{Value: "v"}}, nil)
+		pb, errB := parsePut(&secretbrokerv1.PutSecretRequest{Name: b, Payload: &secretbrokerv1.PutSecretRequest_Value{Value: "v"}}, nil)
+		if errA != nil || errB != nil {
+			t.Fatalf("valid names refused: %v, %v", errA, errB)
+		}
+		envA, envB := sa.Environment, sb.Environment
+		asciiFold := func(s string) string {
+			return strings.Map(func(r rune) rune {
+				if 'A' <= r && r <= 'Z' {
+					return r + 'a' - 'A'
+				}
+				return r
+			}, s)
+		}
+		if strings.EqualFold(envA, envB) != (asciiFold(envA) == asciiFold(envB)) {
+			// Whether GitHub folds a non-ASCII case pair (the Kelvin
+			// sign, "Ä") is not documented: no property.
+			return
+		}
+		same := sa.App == sb.App && strings.EqualFold(sa.Org, sb.Org) && strings.EqualFold(sa.Owner, sb.Owner) &&
+			strings.EqualFold(sa.Repo, sb.Repo) && strings.EqualFold(envA, envB) && na == nb
+		got := repeats([]string{secretKey(pa.scope, pa.name), secretKey(pb.scope, pb.name)})
+		if same != (len(got) == 2) || len(got) == 1 {
+			t.Fatalf("%q and %q: repeats %v, same secret %v", a, b, got, same)
+		}
+	})
 }
