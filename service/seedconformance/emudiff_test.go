@@ -86,8 +86,8 @@ var (
 // diffOp is one request of a sequence, as indices into the choices.
 type diffOp struct {
 	method, tmpl, org, owner, repo, app, name, env, id, extra, page, perPage uint8
-	body, ev, kid, vis, sel, unknown, version, accept, auth                uint8
-	nameRaw, bodyRaw                                                        string
+	body, ev, kid, vis, sel, unknown, version, accept, auth                  uint8
+	nameRaw, bodyRaw                                                         string
 }
 
 // diffSeq is what one fuzz input decodes to.
@@ -159,17 +159,17 @@ func pick[T any](s []T, i uint8) T { return s[int(i)%len(s)] }
 // diffReq is an op made concrete: the request's path (escaped, below the
 // prefix), the scope prefix it names and what it is.
 type diffReq struct {
-	op       diffOp
-	method   string
-	path     string // escaped, with query
-	scope    string // escaped scope prefix: "/orgs/o/actions", "/repos/o/r/environments/e"
-	kind     int
-	app      string // "actions" for environments
-	rest     string // the template's rest
-	name     string // the secret name, unescaped ("" when none)
-	env      string // the environment name, unescaped
-	version  string
-	accept   string
+	op      diffOp
+	method  string
+	path    string // escaped, with query
+	scope   string // escaped scope prefix: "/orgs/o/actions", "/repos/o/r/environments/e"
+	kind    int
+	app     string // "actions" for environments
+	rest    string // the template's rest
+	name    string // the secret name, unescaped ("" when none)
+	env     string // the environment name, unescaped
+	version string
+	accept  string
 }
 
 func makeDiffReq(seq diffSeq, o diffOp) (diffReq, bool) {
@@ -194,8 +194,11 @@ func makeDiffReq(seq diffSeq, o diffOp) (diffReq, bool) {
 		name = diffNames[int(o.name)%(len(diffNames)+1)]
 	}
 	p := req.scope + strings.ReplaceAll(strings.ReplaceAll(t.rest, "{name}", name), "{id}", pick(diffIDs, o.id)) + pick(diffExtras, o.extra)
-	if strings.Contains(t.rest, "{name}") {
+	switch {
+	case strings.Contains(t.rest, "{name}"):
 		req.name, _ = url.PathUnescape(name)
+	case t.rest == "/secrets/public-key" && req.method != http.MethodGet:
+		req.name = "public-key" // the secret route's {name}
 	}
 	q := url.Values{}
 	if v := pick(diffPages, o.page); v != "" {
@@ -469,7 +472,7 @@ func onPurpose(seq diffSeq, req diffReq, fake, emu int) string {
 		return "the emulator applies GitHub's secret name rules (README: names hold letters, digits and _, ...)"
 	case req.name != "" && !upperName(req.name):
 		return "the emulator stores secret names upper-case (README: names \"are stored upper-case\")"
-	case req.version != "" && req.version != pageVersion(seq.ghes, req.app) && emu == http.StatusBadRequest:
+	case req.version != pageVersion(seq.ghes, req.app) && emu == http.StatusBadRequest:
 		return "the emulator refuses an API version the route's page does not give (README: Agents \"only under this version\", GHES 3.21 \"gives only that version\")"
 	case req.method == http.MethodPut && req.rest == "/secrets/{name}/repositories" && fake == http.StatusNoContent && emu == http.StatusConflict:
 		return "the emulator answers Set on a secret not \"selected\" 409, the fake 204 (TestSetSelectionNotSelected)"

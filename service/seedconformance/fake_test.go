@@ -175,7 +175,10 @@ func (f *github) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	notFound(w)
 }
 
-// match matches path segments (unescaped) against a pattern's.
+// match matches path segments (unescaped) against a pattern's. An empty
+// segment is no parameter: the seeds mark every path parameter Required
+// ("secret_name string Required", 003:156; org, owner, repo,
+// environment_name and repository_id alike).
 func match(pattern string, segs []string) (params, bool) {
 	pat := strings.Split(pattern, "/")
 	if len(pat) != len(segs) {
@@ -184,6 +187,8 @@ func match(pattern string, segs []string) (params, bool) {
 	p := params{}
 	for i, s := range pat {
 		switch {
+		case strings.HasPrefix(s, "{") && segs[i] == "":
+			return nil, false
 		case strings.HasPrefix(s, "{"):
 			p[strings.Trim(s, "{}")] = segs[i]
 		case s != segs[i]:
