@@ -336,8 +336,8 @@ func publicKey(h http.Handler, prefix string, req diffReq, ghes bool) *diffKey {
 	return &diffKey{id: pk.KeyID, pub: (*[32]byte)(raw)}
 }
 
-// send sends req to h and returns the answer.
-func (req diffReq) send(h http.Handler, prefix string, ghes bool) *httptest.ResponseRecorder {
+// send sends req to h and returns the answer and the body sent.
+func (req diffReq) send(h http.Handler, prefix string, ghes bool) (*httptest.ResponseRecorder, string) {
 	var pk *diffKey
 	if int(req.op.body)%bodyKinds == bodyJSON || int(req.op.body)%bodyKinds == bodyTrailing {
 		pk = publicKey(h, prefix, req, ghes)
@@ -369,7 +369,7 @@ func (req diffReq) send(h http.Handler, prefix string, ghes bool) *httptest.Resp
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, r)
-	return rec
+	return rec, body
 }
 
 // shape is what the seeds document of a 200 answer, compared between the
@@ -480,6 +480,29 @@ func onPurpose(seq diffSeq, req diffReq, fake, emu int) string {
 	return ""
 }
 
+// undecided says why the emulator's answer emu may differ from the
+// fake's answer fake to a request with body sent where neither the seeds
+// (which document no error status but 409) nor the README say what GitHub
+// answers: these differences are reported, not settled, and the fuzz test
+// skips the input. "" when none applies.
+func undecided(req diffReq, sent string, fake, emu int) string {
+	var obj map[string]any
+	_ = json.Unmarshal([]byte(sent), &obj)
+	orgOnly := obj["visibility"] != nil || obj["selected_repository_ids"] != nil
+	switch {
+	case req.kind != 0 && req.method == http.MethodPut && emu == http.StatusUnprocessableEntity && orgOnly:
+		return "undecided: visibility or selected_repository_ids in the body of a repository or environment secret, which the seeds do not list there (003:830/834, 003:1147/1151): the fake ignores them as any field it does not know, the emulator 422 (it ignores other unknown fields)"
+	}
+	obj = nil
+	switch {
+	case fake == http.StatusBadRequest && emu == http.StatusUnprocessableEntity && json.Unmarshal([]byte(sent), &obj) == nil && obj != nil:
+		return "undecided: a body field of another JSON type than the seeds give (a number for a string, strings or fractions for ids): the fake 400 (its JSON decoder fails), the emulator 422"
+	case emu == http.StatusBadRequest && fake != http.StatusBadRequest && (json.Unmarshal([]byte(sent), &obj) != nil || obj == nil):
+		return "undecided: a body that is not one JSON object (null, an object followed by more): the fake reads null as {} and stops after the first value, the emulator 400"
+	}
+	return ""
+}
+
 // FuzzEmulatorAgainstFake sends a short sequence of raw REST requests,
 // built from the seeds' route templates with fuzzed segments, queries,
 // headers and bodies, to a new fake and a new emulator holding the same
@@ -501,17 +524,26 @@ func FuzzEmulatorAgainstFake(f *testing.F) {
 		}
 		fake := &github{t: t, noDate: true, token: token, scopes: map[string]*scope{}, prefix: prefix, lenient: true}
 		emu := newEmuHub(t, setup{ghes: seq.ghes})
+		// The fake has every environment of every repository: give the
+		// emulator other's too.
+		for _, name := range testEnvironments() {
+			emu.(*emuHub).srv.AddEnvironment(org, "other", name)
+		}
 		var trail []string
 		for _, o := range seq.ops {
 			req, ok := makeDiffReq(seq, o)
 			if !ok {
 				continue
 			}
-			fr, er := req.send(fake, prefix, seq.ghes), req.send(emu, prefix, seq.ghes)
-			trail = append(trail, fmt.Sprintf("%s %s%s (version %q): fake %d, emulator %d", req.method, prefix, req.path, req.version, fr.Code, er.Code))
+			fr, sent := req.send(fake, prefix, seq.ghes)
+			er, _ := req.send(emu, prefix, seq.ghes)
+			trail = append(trail, fmt.Sprintf("%s %s%s (version %q, body %.80q): fake %d, emulator %d", req.method, prefix, req.path, req.version, sent, fr.Code, er.Code))
 			if fr.Code != er.Code {
 				if why := onPurpose(seq, req, fr.Code, er.Code); why != "" {
 					return
+				}
+				if why := undecided(req, sent, fr.Code, er.Code); why != "" {
+					t.Skipf("%s\n%s", strings.Join(trail, "\n"), why)
 				}
 				t.Fatalf("statuses differ:\n%s\nfake: %s\nemulator: %s", strings.Join(trail, "\n"), fr.Body, er.Body)
 			}
