@@ -12,6 +12,8 @@
 // must answer as the fake does (the same statuses to the same requests),
 // but for what it adds on purpose, which the cases say: its headers, GET
 // /repos/{owner}/{repo}, environment names without case.
+// FuzzEmulatorAgainstFake holds the two to the same on arbitrary sequences
+// of raw requests, with the same differences allowed.
 //
 // Every test runs inside a testing/synctest bubble, with the fake served in
 // memory through an http.RoundTripper and clocked by the bubble's time, so

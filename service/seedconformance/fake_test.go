@@ -84,6 +84,10 @@ type github struct {
 	prefix string // "" (github.com) or "/api/v3" (GHES)
 	noDate bool
 	token  string
+	// lenient answers 422, without failing the test, the values and
+	// repository ids that are otherwise a broker bug (FuzzEmulatorAgainstFake
+	// sends them on purpose).
+	lenient bool
 
 	mu     sync.Mutex
 	scopes map[string]*scope // by scopeKey
@@ -171,7 +175,10 @@ func (f *github) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	notFound(w)
 }
 
-// match matches path segments (unescaped) against a pattern's.
+// match matches path segments (unescaped) against a pattern's. An empty
+// segment is no parameter: the seeds mark every path parameter Required
+// ("secret_name string Required", 003:156; org, owner, repo,
+// environment_name and repository_id alike).
 func match(pattern string, segs []string) (params, bool) {
 	pat := strings.Split(pattern, "/")
 	if len(pat) != len(segs) {
@@ -180,6 +187,8 @@ func match(pattern string, segs []string) (params, bool) {
 	p := params{}
 	for i, s := range pat {
 		switch {
+		case strings.HasPrefix(s, "{") && segs[i] == "":
+			return nil, false
 		case strings.HasPrefix(s, "{"):
 			p[strings.Trim(s, "{}")] = segs[i]
 		case s != segs[i]:
@@ -376,10 +385,18 @@ func (f *github) put(w http.ResponseWriter, r *http.Request, sc *scope, p params
 		var opened bool
 		plain, opened = box.OpenAnonymous(nil, sealed, sc.pub, sc.priv)
 		if err != nil || !opened || *body.KeyID != sc.keyID {
+			if f.lenient {
+				unprocessable(w, "bad encrypted_value")
+				return
+			}
 			f.t.Errorf("fake: PUT %s: a value not sealed with key %s (key_id %q)", r.URL.EscapedPath(), sc.keyID, *body.KeyID)
 			unprocessable(w, "bad encrypted_value")
 			return
 		}
+	}
+	if sc.org && f.lenient && !f.allKnown(body.Selected) {
+		unprocessable(w, "unknown repository id")
+		return
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	s := sc.secrets[p["name"]]
@@ -424,6 +441,11 @@ func (f *github) knownIDs(ids []int64) []int64 {
 	return slices.Clone(ids)
 }
 
+// allKnown reports whether every id is a repository's.
+func (f *github) allKnown(ids []int64) bool {
+	return !slices.ContainsFunc(ids, func(id int64) bool { return !found(withID(id)) })
+}
+
 func (f *github) delete(w http.ResponseWriter, _ *http.Request, sc *scope, p params) {
 	if sc.secrets[p["name"]] == nil {
 		notFound(w)
@@ -463,6 +485,10 @@ func (f *github) setSelected(w http.ResponseWriter, r *http.Request, sc *scope, 
 		unprocessable(w, "selected_repository_ids is required")
 		return
 	}
+	if f.lenient && !f.allKnown(body.IDs) {
+		unprocessable(w, "unknown repository id")
+		return
+	}
 	s.selected = f.knownIDs(body.IDs)
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -478,6 +504,10 @@ func (f *github) changeSelected(w http.ResponseWriter, r *http.Request, sc *scop
 	}
 	if s.visibility != "selected" {
 		answer(w, http.StatusConflict, map[string]string{"message": "Conflict when visibility type is not set to selected"})
+		return
+	}
+	if r.Method == http.MethodPut && f.lenient && !f.allKnown([]int64{id}) {
+		unprocessable(w, "unknown repository id")
 		return
 	}
 	s.selected = slices.DeleteFunc(s.selected, func(x int64) bool { return x == id })
