@@ -279,6 +279,10 @@ func (in diffInput) build(op string) diffRequest {
 	return d
 }
 
+// refusedURL is routedTo's answer for a URL the gateway refuses before
+// routing (checkRequestURL).
+const refusedURL = "(refused URL)"
+
 // diffBroker is one side's broker and its operation.
 type diffBroker struct {
 	b  *broker
@@ -472,14 +476,15 @@ func sendJSON(t *testing.T, b diffBroker, d diffRequest) gwOutcome {
 }
 
 // routedTo returns the RPC whose route the gateway matches for d's
-// method and path, or "" when none does (the gateway's 404 or 405).
+// method and path, or "" when none does (the gateway's 404 or 405), or
+// refusedURL when the gateway refuses the URL before routing it.
 func routedTo(t *testing.T, probe *routeProbe, d diffRequest) (string, bool) {
 	u, err := url.ParseRequestURI("/v1/" + d.path)
 	if err != nil {
-		return "", false
+		t.Fatalf("%q is no request URI: %v", d.path, err)
 	}
 	if checkRequestURL(u) != nil {
-		return "", false
+		return refusedURL, true
 	}
 	req := (&http.Request{Method: d.method, URL: u, Header: http.Header{}}).WithContext(t.Context())
 	res := probe.match(req, d.method)
@@ -544,6 +549,23 @@ func FuzzGatewayAgainstGRPC(f *testing.F) {
 		{idx("ListOperations"), 0, "", "", "", "", "", "", "", "", 5, diffNotDone},
 		{idx("CancelOperation"), 0, "", "", "", "", "", "", "", "", 0, diffOp},
 		{idx("WaitOperation"), 0, "", "", "", "no-such-op", "", "", "", "", 1, 0},
+		// Escapes, case, ids and names, settings-only puts.
+		{idx("GetSecret"), 4, "octo-org", "hello-world", "prod%252Feu", "env_token", "", "", "", "", 0, 0},
+		{idx("GetSecret"), 4, "Octo-Org", "Hello-World", "STAGING", "staging_token", "", "", "", "", 0, 0},
+		{idx("PutSecret"), 4, "octo-org", "hello-world", "caf%C3%A9", "X", "fuzz-value", "", "", "", 0, 0},
+		{idx("PutSecret"), 0, "octo-org", "", "", "ORG_ALL", "", "private", "", "", 0, 0},
+		{idx("PutSecret"), 0, "octo-org", "", "", "ORG_SELECTED", "bm90IGEgYm94", "selected", "hello-world,1296271", "123", 0, diffEncrypted | diffForce},
+		{idx("PutSecret"), 2, "octo-org", "hello-world", "", "REPO_TOKEN", "fuzz-value", "all", "1296269", "", 0, 0},
+		{idx("AddSelectedRepository"), 1, "octo-org", "", "", "AGENT_PRIVATE", "", "", "1296271", "", 0, 0},
+		{idx("AddSelectedRepository"), 0, "octo-org", "", "", "ORG_SELECTED", "", "", "a/b c", "", 0, 0},
+		{idx("RemoveSelectedRepository"), 0, "octo-org", "", "", "ORG_ALL", "", "", "docs", "", 0, 0},
+		{idx("SetSelectedRepositories"), 0, "octo-org", "", "", "ORG_SELECTED", "", "", "", "", 0, 0},
+		{idx("ListSecrets"), 4, "octo-org", "hello-world", "prod%2Feu", "", "", "", "", "garbage", -1, 0},
+		{idx("ListOperations"), 0, "", "", "", "", "", "", "", "", 1000, 0},
+		{idx("SyncSecrets"), 0, "octo-org", "", "NEXT", "ORG_ALL", "fuzz-value", "selected", "1296269", "", 0, diffPrune | diffTwo},
+		{idx("BatchDeleteSecrets"), 0, "octo-org", "", "", "ORG_ALL", "", "", "", "", 0, diffTwo},
+		{idx("WaitOperation"), 0, "", "", "", "", "", "", "", "", 3, diffOp},
+		{idx("DetectDrift"), 5, "repos/octo-org/hello-world/environments/prod%2Feu", "", "", "", "", "", "", "", 0, 0},
 	} {
 		f.Add(s.rpc, s.scope, s.owner, s.repo, s.env, s.sec, s.value, s.vis, s.repos, s.tok, s.page, s.flags)
 	}
@@ -569,6 +591,15 @@ func FuzzGatewayAgainstGRPC(f *testing.F) {
 		}
 
 		routed, matched := routedTo(t, probe, dj)
+		if routed == refusedURL {
+			// A path that does not decode to UTF-8 is the gateway's 400
+			// before any route ("a malformed request is INVALID_ARGUMENT
+			// (400"); gRPC refuses the name too, for its own reason.
+			if gotSt.Code() != codes.InvalidArgument || gw.status != http.StatusBadRequest {
+				t.Fatalf("the gateway refuses the URL (400), gRPC: %s", desc)
+			}
+			return
+		}
 		if routed != dj.rpc {
 			// Documented gateway rules: no route (404/405), or another
 			// RPC's route. gRPC must refuse the name.
