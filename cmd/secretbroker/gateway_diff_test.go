@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -446,9 +447,16 @@ func sendJSON(t *testing.T, b diffBroker, d diffRequest) gwOutcome {
 			// route takes it.
 			opts.EmitUnpopulated = true
 		}
-		raw, err := opts.Marshal(d.body)
+		msg := proto.Clone(d.body)
+		invalid := placeInvalid(msg.ProtoReflect())
+		raw, err := opts.Marshal(msg)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// A string that is not UTF-8 goes as its bytes, as a JSON client
+		// that does not check may send it.
+		for i, v := range invalid {
+			raw = bytes.Replace(raw, []byte(strconv.Quote(invalidPlaceholder(i))), rawJSONString(v), 1)
 		}
 		body = bytes.NewReader(raw)
 	}
@@ -473,6 +481,101 @@ func sendJSON(t *testing.T, b diffBroker, d diffRequest) gwOutcome {
 		t.Fatal(err)
 	}
 	return gwOutcome{status: resp.StatusCode, body: raw}
+}
+
+// invalidPlaceholder is the text placeInvalid puts for the i-th string
+// that is not UTF-8.
+func invalidPlaceholder(i int) string { return fmt.Sprintf("@INVALID_UTF8_%d@", i) }
+
+// placeInvalid replaces, in m, each string (map keys included) that is
+// not UTF-8 by a placeholder, and returns them in order.
+func placeInvalid(m protoreflect.Message) []string {
+	var out []string
+	repl := func(v string) string {
+		if utf8.ValidString(v) {
+			return v
+		}
+		out = append(out, v)
+		return invalidPlaceholder(len(out) - 1)
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsMap():
+			old := v.Map()
+			n := m.NewField(fd).Map()
+			old.Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
+				key := protoreflect.ValueOfString(repl(k.String())).MapKey()
+				if fd.MapValue().Kind() == protoreflect.StringKind {
+					v = protoreflect.ValueOfString(repl(v.String()))
+				}
+				n.Set(key, v)
+				return true
+			})
+			m.Set(fd, protoreflect.ValueOfMap(n))
+		case fd.IsList():
+			l := v.List()
+			for i := range l.Len() {
+				switch {
+				case fd.Kind() == protoreflect.StringKind:
+					l.Set(i, protoreflect.ValueOfString(repl(l.Get(i).String())))
+				case fd.Message() != nil:
+					out = append(out, placeInvalidFrom(l.Get(i).Message(), len(out))...)
+				}
+			}
+		case fd.Kind() == protoreflect.StringKind:
+			m.Set(fd, protoreflect.ValueOfString(repl(v.String())))
+		case fd.Message() != nil:
+			out = append(out, placeInvalidFrom(v.Message(), len(out))...)
+		}
+		return true
+	})
+	return out
+}
+
+// placeInvalidFrom is placeInvalid for a nested message, numbering its
+// placeholders from n.
+func placeInvalidFrom(m protoreflect.Message, n int) []string {
+	got := placeInvalid(m)
+	// Renumber: placeInvalid numbered them from 0.
+	for i := len(got) - 1; i >= 0; i-- {
+		renumber(m, invalidPlaceholder(i), invalidPlaceholder(n+i))
+	}
+	return got
+}
+
+// renumber replaces the placeholder from by to in m's strings.
+func renumber(m protoreflect.Message, from, to string) {
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Kind() == protoreflect.StringKind:
+			l := v.List()
+			for i := range l.Len() {
+				if l.Get(i).String() == from {
+					l.Set(i, protoreflect.ValueOfString(to))
+				}
+			}
+		case !fd.IsList() && !fd.IsMap() && fd.Kind() == protoreflect.StringKind && v.String() == from:
+			m.Set(fd, protoreflect.ValueOfString(to))
+		}
+		return true
+	})
+}
+
+// rawJSONString is s as a JSON string with its bytes as they are: only
+// '"', '\\' and control characters are escaped.
+func rawJSONString(s string) []byte {
+	b := []byte{'"'}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = fmt.Appendf(b, "\\u%04x", c)
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 // routedTo returns the RPC whose route the gateway matches for d's
