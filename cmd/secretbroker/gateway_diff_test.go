@@ -129,7 +129,8 @@ func (in diffInput) put(name string) *secretbrokerv1.PutSecretRequest {
 	case in.flags&diffEncrypted != 0:
 		r.Payload = &secretbrokerv1.PutSecretRequest_EncryptedValue{EncryptedValue: in.value}
 		r.KeyId = in.tok
-	case in.value != "":
+	case in.value != "" || in.flags&diffNotDone != 0:
+		// diffNotDone (else ListOperations') sets an empty value.
 		r.Payload = &secretbrokerv1.PutSecretRequest_Value{Value: in.value}
 	}
 	return r
@@ -669,6 +670,17 @@ func FuzzGatewayAgainstGRPC(f *testing.F) {
 		{idx("BatchDeleteSecrets"), 0, "octo-org", "", "", "ORG_ALL", "", "", "", "", 0, diffTwo},
 		{idx("WaitOperation"), 0, "", "", "", "", "", "", "", "", 3, diffOp},
 		{idx("DetectDrift"), 5, "repos/octo-org/hello-world/environments/prod%2Feu", "", "", "", "", "", "", "", 0, 0},
+		// Dot segments, empty segments, an empty value set.
+		{idx("AddSelectedRepository"), 0, "octo-org", "", "", "ORG_SELECTED", "", "", "..", "", 0, 0},
+		{idx("RemoveSelectedRepository"), 0, "octo-org", "", "", "ORG_SELECTED", "", "", ".", "", 0, 0},
+		{idx("GetSecret"), 4, "octo-org", "hello-world", "..", "X", "", "", "", "", 0, 0},
+		{idx("GetSecret"), 4, "octo-org", "hello-world", "%2E%2E", "X", "", "", "", "", 0, 0},
+		{idx("GetSecret"), 2, "octo-org", "..", "", "X", "", "", "", "", 0, 0},
+		{idx("ListSecrets"), 4, "octo-org", "hello-world", "", "", "", "", "", "", 0, 0},
+		{idx("PutSecret"), 2, "octo-org", "hello-world", "", "REPO_TOKEN", "", "", "", "", 0, diffNotDone},
+		{idx("PutSecret"), 2, "octo-org", "hello-world", "", "REPO_TOKEN", "", "", "", "", 0, diffNotDone | diffEncrypted},
+		{idx("GetOperation"), 0, "", "", "", "..", "", "", "", "", 0, 0},
+		{idx("CancelOperation"), 0, "", "", "", "a:b", "", "", "", "", 0, 0},
 	} {
 		f.Add(s.rpc, s.scope, s.owner, s.repo, s.env, s.sec, s.value, s.vis, s.repos, s.tok, s.page, s.flags)
 	}
