@@ -393,7 +393,8 @@ func errorShape(st *spb.Status) string {
 }
 
 // natural clears what differs between two brokers by nature: each
-// emulator has its own random keys (key_id, key), each broker its own
+// emulator has its own random keys (key_id, key) and address (the host of
+// selected_repositories_url), each broker its own
 // operation ids, page-token key and clock (timestamps); a next page token
 // is compared for being there only.
 func natural(m proto.Message) {
@@ -403,6 +404,11 @@ func natural(m proto.Message) {
 			switch {
 			case fd.Name() == "key_id" || fd.Name() == "key":
 				m.Set(fd, protoreflect.ValueOfString("K"))
+			case fd.Name() == "selected_repositories_url":
+				// GitHub's URL: each emulator has its own address.
+				if u, err := url.Parse(v.String()); err == nil {
+					m.Set(fd, protoreflect.ValueOfString(u.Path))
+				}
 			case fd.Name() == "next_page_token":
 				m.Set(fd, protoreflect.ValueOfString("T"))
 			case fd.Message() != nil && fd.Message().FullName() == "google.protobuf.Timestamp":
