@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -86,10 +87,11 @@ func isHex(c byte) bool {
 }
 
 // parent is the input's scope, in one of the README's forms (or, form 5,
-// the owner field as a whole parent), each segment made path-safe.
+// the owner field as a whole parent), each segment made path-safe; the
+// scope byte's two high bits are flags (pathInBody, idsAsNumbers).
 func (in diffInput) parent() string {
 	o, r, e := pathSafe(in.owner), pathSafe(in.repo), pathSafe(in.env)
-	switch in.scope % 6 {
+	switch (in.scope & 0x3f) % 6 {
 	case 0:
 		return "orgs/" + o + "/actions"
 	case 1:
@@ -143,8 +145,15 @@ func (in diffInput) opName(op string) string {
 	return "operations/" + pathSafe(in.secret)
 }
 
-// pathInBody, in diffInput.scope, has the body set its path's field.
-const pathInBody = 0x80
+// pathInBody, in diffInput.scope, has the body set its path's field;
+// idsAsNumbers has it give repository ids as JSON numbers.
+const (
+	pathInBody   = 0x80
+	idsAsNumbers = 0x40
+)
+
+// idList matches a JSON body's list of repository ids.
+var idList = regexp.MustCompile(`"selected_repository_ids":\s*\[[^\]]*\]`)
 
 // diffRequest is one request as gRPC takes it and as the README's JSON
 // route for it.
@@ -159,6 +168,8 @@ type diffRequest struct {
 	// pathInBody: the body sets the field the path gives, which the
 	// gateway refuses whatever its value.
 	pathInBody bool
+	// idsAsNumbers: the body's repository ids are JSON numbers.
+	idsAsNumbers bool
 }
 
 // build returns the input's request; op is the broker's operation name
@@ -175,7 +186,7 @@ func (in diffInput) build(op string) diffRequest {
 		}
 		return q
 	}
-	d := diffRequest{rpc: rpc, query: url.Values{}}
+	d := diffRequest{rpc: rpc, query: url.Values{}, idsAsNumbers: in.scope&idsAsNumbers != 0}
 	withoutPath := func(m proto.Message, field protoreflect.Name) proto.Message {
 		c := proto.Clone(m)
 		if in.scope&pathInBody != 0 && c.ProtoReflect().Get(c.ProtoReflect().Descriptor().Fields().ByName(field)).String() != "" {
@@ -475,6 +486,13 @@ func sendJSON(t *testing.T, b diffBroker, d diffRequest) gwOutcome {
 		for i, v := range invalid {
 			raw = bytes.Replace(raw, []byte(strconv.Quote(invalidPlaceholder(i))), rawJSONString(v), 1)
 		}
+		if d.idsAsNumbers {
+			// int64s are "accepted as numbers or strings".
+			raw = idList.ReplaceAllFunc(raw, func(l []byte) []byte {
+				i := bytes.IndexByte(l, '[')
+				return append(l[:i:i], bytes.ReplaceAll(l[i:], []byte(`"`), nil)...)
+			})
+		}
 		body = bytes.NewReader(raw)
 	}
 	target := "/v1/" + d.path
@@ -713,6 +731,10 @@ func FuzzGatewayAgainstGRPC(f *testing.F) {
 		{idx("PutSecret"), 2 | pathInBody, "octo-org", "hello-world", "", "REPO_TOKEN", "fuzz-value", "", "", "", 0, 0},
 		{idx("SyncSecrets"), 2 | pathInBody, "octo-org", "hello-world", "", "X", "fuzz-value", "", "", "", 0, diffDryRun},
 		{idx("WaitOperation"), pathInBody, "", "", "", "", "", "", "", "", 0, diffOp},
+		// Repository ids as JSON numbers.
+		{idx("SetSelectedRepositories"), idsAsNumbers, "octo-org", "", "", "ORG_SELECTED", "", "", "1296271,1296270", "", 0, 0},
+		{idx("PutSecret"), idsAsNumbers, "octo-org", "", "", "NUMBERED", "fuzz-value", "selected", "1296271,-1,docs", "", 0, 0},
+		{idx("BatchPutSecrets"), idsAsNumbers, "octo-org", "", "", "NUMBERED", "fuzz-value", "selected", "1296271,9223372036854775807", "", 0, diffTwo},
 	} {
 		f.Add(s.rpc, s.scope, s.owner, s.repo, s.env, s.sec, s.value, s.vis, s.repos, s.tok, s.page, s.flags)
 	}
