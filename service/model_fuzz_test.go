@@ -123,6 +123,10 @@ type modelRun struct {
 	broker secretbrokerv1.SecretServiceClient
 	repos  []int64
 	model  [modelSecrets]modelState
+	// external is whether someone other than the broker changed the
+	// secret (or its updated_at) since the broker's last write of it:
+	// only then may an answer report drift.
+	external [modelSecrets]bool
 	log    []string // what was done, for failure messages
 }
 
@@ -213,6 +217,15 @@ func (r *modelRun) check(after string) {
 	}
 }
 
+// drift checks a drift answer for secret i: it claims a change behind the
+// broker's back since its last write.
+func (r *modelRun) drift(i int, drift bool, what string) {
+	r.t.Helper()
+	if drift && !r.external[i] {
+		r.fail("%s answered drift: nothing changed the secret behind the broker's back", what)
+	}
+}
+
 // refusal: a refused call must be one of the documented codes; check then
 // proves GitHub unchanged.
 func (r *modelRun) refusal(what string, err error) {
@@ -264,6 +277,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 			return
 		}
 		r.log = append(r.log, fmt.Sprintf("  -> created=%v unchanged=%v drift=%v", resp.GetCreated(), resp.GetUnchanged(), resp.GetDrift()))
+		r.drift(i, resp.GetDrift(), "PutSecret")
 		r.written(i, before, value, s, resp.GetCreated(), resp.GetUnchanged(), req.Force)
 	case 2: // PutSecret without a value: settings only, org scope
 		i := in.pick(2)
@@ -281,6 +295,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 			return
 		}
 		r.log = append(r.log, fmt.Sprintf("  -> created=%v unchanged=%v drift=%v", resp.GetCreated(), resp.GetUnchanged(), resp.GetDrift()))
+		r.drift(i, resp.GetDrift(), "settings-only PutSecret")
 		if !before.exists {
 			r.fail("settings-only put of a secret GitHub does not hold answered OK")
 		}
@@ -295,6 +310,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		}
 		m := &r.model[i]
 		m.visibility, m.selected = s.apply(before)
+		r.external[i] = false
 	case 3: // BatchPutSecrets
 		n := 1 + in.pick(3)
 		req := &secretbrokerv1.BatchPutSecretsRequest{}
@@ -340,6 +356,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 				r.fail("batch: two items of one secret answered OK")
 			}
 			done[it.i] = true
+			r.drift(it.i, res.GetDrift(), "batch item")
 			r.written(it.i, before[it.i], it.value, it.s, res.GetCreated(), res.GetUnchanged(), false)
 		}
 	case 4: // SyncSecrets
@@ -392,6 +409,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 			seen[name] = true
 			i := sc*2 + j
 			m := before[i]
+			r.drift(i, res.GetDrift(), "sync item")
 			value, listed := req.Secrets[name]
 			switch c := res.GetCode(); {
 			case c == code.Code_OK:
@@ -412,7 +430,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 					r.fail("sync: %s DELETE, listed %v, at GitHub %v", name, listed, m.exists)
 				}
 				if !req.DryRun {
-					r.model[i] = modelState{}
+					r.model[i], r.external[i] = modelState{}, false
 				}
 				continue
 			}
@@ -442,6 +460,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 			}
 			if !req.DryRun {
 				r.model[i].exists, r.model[i].value = true, value
+				r.external[i] = false
 				if sc == 0 {
 					r.model[i].visibility, r.model[i].selected = s.apply(m)
 				}
@@ -463,7 +482,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 			}
 			return
 		}
-		r.model[i] = modelState{}
+		r.model[i], r.external[i] = modelState{}, false
 	case 6: // an external PUT of a value
 		i := in.pick(modelSecrets)
 		scope, name := modelSecret(i)
@@ -511,6 +530,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		if scope == orgScope {
 			m.visibility, m.selected = settings{vis: s.vis, ids: s.ids}.apply(modelState{})
 		}
+		r.external[i] = true
 	case 7: // an external DELETE
 		i := in.pick(modelSecrets)
 		scope, name := modelSecret(i)
@@ -520,7 +540,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		if code != http.StatusNoContent && code != http.StatusNotFound {
 			r.t.Fatalf("external DELETE: %d", code)
 		}
-		r.model[i] = modelState{}
+		r.model[i], r.external[i] = modelState{}, true
 	case 8: // an external settings change of an org secret
 		i := in.pick(2)
 		scope, name := modelSecret(i)
@@ -534,6 +554,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 			code, _ := r.rest(http.MethodPut, scope+"/secrets/"+name+"/repositories", map[string]any{"selected_repository_ids": append([]int64{}, s.ids...)})
 			if code == http.StatusNoContent {
 				_, m.selected = settings{vis: "selected", ids: s.ids}.apply(modelState{})
+				r.external[i] = true
 			}
 			return
 		}
@@ -548,6 +569,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		code, _ := r.rest(http.MethodPut, scope+"/secrets/"+name, put)
 		if code == http.StatusNoContent {
 			m.visibility, m.selected = settings{vis: s.vis, ids: s.ids}.apply(modelState{})
+			r.external[i] = true
 		}
 	case 9: // key rotation, or Touch
 		if in.next()&1 == 0 {
@@ -560,7 +582,9 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		scope, name := modelSecret(i)
 		behind()
 		r.log = append(r.log, fmt.Sprintf("touch %s/%s", scope, name))
-		_ = r.emu.Touch(scope, name, time.Now())
+		if r.emu.Touch(scope, name, time.Now()) == nil {
+			r.external[i] = true
+		}
 	case 10: // restart on the same state store
 		r.log = append(r.log, "restart")
 		r.start()
@@ -590,6 +614,7 @@ func (r *modelRun) written(i int, before modelState, value string, s settings, c
 	if org {
 		m.visibility, m.selected = s.apply(before)
 	}
+	r.external[i] = false
 }
 
 func FuzzBrokerModel(f *testing.F) {
