@@ -127,7 +127,7 @@ type modelRun struct {
 	// secret (or its updated_at) since the broker's last write of it:
 	// only then may an answer report drift.
 	external [modelSecrets]bool
-	log    []string // what was done, for failure messages
+	log      []string // what was done, for failure messages
 }
 
 func (r *modelRun) fail(format string, args ...any) {
