@@ -127,6 +127,10 @@ type modelRun struct {
 	// secret (or its updated_at) since the broker's last write of it:
 	// only then may an answer report drift.
 	external [modelSecrets]bool
+	// owner is the owner the broker's record gives the secret's prune
+	// rights to: the last writer through the broker; "" when it has no
+	// record, or GitHub created the secret again behind its back.
+	owner [modelSecrets]string
 	log      []string // what was done, for failure messages
 }
 
@@ -311,6 +315,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		m := &r.model[i]
 		m.visibility, m.selected = s.apply(before)
 		r.external[i] = false
+		r.owner[i] = anonymousOwner
 	case 3: // BatchPutSecrets
 		n := 1 + in.pick(3)
 		req := &secretbrokerv1.BatchPutSecretsRequest{}
@@ -389,6 +394,10 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 			req.Visibility, req.SelectedRepositoryIds = s.vis, s.ids
 		}
 		r.log = append(r.log, fmt.Sprintf("sync %s %v prune=%v dry=%v force=%v owner=%q vis=%q ids=%v", req.Parent, req.Secrets, req.Prune, req.DryRun, req.Force, req.Owner, s.vis, s.ids))
+		syncOwner := req.Owner
+		if syncOwner == "" {
+			syncOwner = anonymousOwner
+		}
 		before := r.model
 		resp, err := r.broker.SyncSecrets(ctx, req)
 		if err != nil {
@@ -426,11 +435,14 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 				}
 				continue
 			case secretbrokerv1.SyncAction_SYNC_ACTION_DELETE:
-				if listed || !m.exists {
-					r.fail("sync: %s DELETE, listed %v, at GitHub %v", name, listed, m.exists)
+				if listed || !m.exists || !req.Prune {
+					r.fail("sync: %s DELETE, listed %v, at GitHub %v, prune %v", name, listed, m.exists, req.Prune)
+				}
+				if r.owner[i] != syncOwner {
+					r.fail("sync of owner %q: DELETE of %s, whose broker-recorded owner is %q", syncOwner, name, r.owner[i])
 				}
 				if !req.DryRun {
-					r.model[i], r.external[i] = modelState{}, false
+					r.model[i], r.external[i], r.owner[i] = modelState{}, false, ""
 				}
 				continue
 			}
@@ -460,7 +472,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 			}
 			if !req.DryRun {
 				r.model[i].exists, r.model[i].value = true, value
-				r.external[i] = false
+				r.external[i], r.owner[i] = false, syncOwner
 				if sc == 0 {
 					r.model[i].visibility, r.model[i].selected = s.apply(m)
 				}
@@ -482,7 +494,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 			}
 			return
 		}
-		r.model[i], r.external[i] = modelState{}, false
+		r.model[i], r.external[i], r.owner[i] = modelState{}, false, ""
 	case 6: // an external PUT of a value
 		i := in.pick(modelSecrets)
 		scope, name := modelSecret(i)
@@ -526,6 +538,9 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 			r.t.Fatalf("external PUT: %d %s", code, body)
 		}
 		m := &r.model[i]
+		if !m.exists {
+			r.owner[i] = "" // created again behind the broker's back
+		}
 		m.exists, m.value = true, value
 		if scope == orgScope {
 			m.visibility, m.selected = settings{vis: s.vis, ids: s.ids}.apply(modelState{})
@@ -614,7 +629,7 @@ func (r *modelRun) written(i int, before modelState, value string, s settings, c
 	if org {
 		m.visibility, m.selected = s.apply(before)
 	}
-	r.external[i] = false
+	r.external[i], r.owner[i] = false, anonymousOwner
 }
 
 func FuzzBrokerModel(f *testing.F) {
@@ -632,6 +647,9 @@ func FuzzBrokerModel(f *testing.F) {
 		{0, 3, 0, 0, 10, 0, 3, 0, 0, 0, 3, 0, 0},
 		// sync, external delete, prune sync, touch, batch, delete
 		{4, 1, 0, 0, 1, 7, 2, 4, 1, 1, 1, 3, 9, 1, 3, 3, 2, 3, 1, 4, 0, 5, 4, 5, 3},
+		// two owners: team-b's prune leaves anonymous's secret (foreign),
+		// anonymous's sync conflicts on team-b's and prunes its own
+		{0, 2, 0, 0, 4, 1, 9, 3, 1, 4, 1, 1, 3, 0},
 		// org sync selected, external selection change, repeat
 		{4, 0, 0, 0, 0, 3, 1, 8, 0, 1, 3, 2, 0, 0, 0, 0, 3, 1},
 	} {
