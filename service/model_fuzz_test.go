@@ -131,7 +131,7 @@ type modelRun struct {
 	// rights to: the last writer through the broker; "" when it has no
 	// record, or GitHub created the secret again behind its back.
 	owner [modelSecrets]string
-	log      []string // what was done, for failure messages
+	log   []string // what was done, for failure messages
 }
 
 func (r *modelRun) fail(format string, args ...any) {
