@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -177,46 +178,54 @@ func (r *modelRun) rest(method, path string, body any) (int, []byte) {
 	return rec.Code, rec.Body.Bytes()
 }
 
+// held reads what GitHub holds for secret i.
+func (r *modelRun) held(i int) modelState {
+	r.t.Helper()
+	scope, name := modelSecret(i)
+	code, body := r.rest(http.MethodGet, scope+"/secrets/"+name, nil)
+	switch code {
+	case http.StatusNotFound:
+		return modelState{}
+	case http.StatusOK:
+	default:
+		r.fail("GET %s/%s: %d", scope, name, code)
+	}
+	got, err := r.emu.Open(scope, name)
+	if err != nil {
+		r.fail("Open %s/%s: %v", scope, name, err)
+	}
+	m := modelState{exists: true, value: string(got)}
+	if scope != orgScope {
+		return m
+	}
+	var sec struct {
+		Visibility string `json:"visibility"`
+	}
+	if err := json.Unmarshal(body, &sec); err != nil {
+		r.t.Fatal(err)
+	}
+	ids, err := r.emu.SelectedRepositoryIDs(scope, name)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if len(ids) > 0 {
+		m.selected = ids
+	}
+	m.visibility = sec.Visibility
+	return m
+}
+
+func (m modelState) equal(o modelState) bool {
+	return m.exists == o.exists && m.value == o.value && m.visibility == o.visibility && slices.Equal(m.selected, o.selected)
+}
+
 // check compares every secret at the emulator with the model.
 func (r *modelRun) check(after string) {
 	r.t.Helper()
 	for i := range modelSecrets {
-		scope, name := modelSecret(i)
-		m := r.model[i]
-		code, body := r.rest(http.MethodGet, scope+"/secrets/"+name, nil)
-		switch {
-		case !m.exists && code == http.StatusNotFound:
-			continue
-		case !m.exists:
-			r.fail("after %s: %s/%s exists at GitHub (%d), the model says it is gone", after, scope, name, code)
-		case code != http.StatusOK:
-			r.fail("after %s: %s/%s: GET %d, the model holds %q", after, scope, name, code, m.value)
-		}
-		got, err := r.emu.Open(scope, name)
-		if err != nil {
-			r.fail("after %s: Open %s/%s: %v", after, scope, name, err)
-		}
-		if string(got) != m.value {
-			r.fail("after %s: %s/%s holds %q, the model %q", after, scope, name, got, m.value)
-		}
-		if scope != orgScope {
-			continue
-		}
-		var sec struct {
-			Visibility string `json:"visibility"`
-		}
-		if err := json.Unmarshal(body, &sec); err != nil {
-			r.t.Fatal(err)
-		}
-		ids, err := r.emu.SelectedRepositoryIDs(scope, name)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		if len(ids) == 0 {
-			ids = nil
-		}
-		if sec.Visibility != m.visibility || !slices.Equal(ids, m.selected) {
-			r.fail("after %s: %s/%s visibility %q selected %v, the model %q %v", after, scope, name, sec.Visibility, ids, m.visibility, m.selected)
+		if got := r.held(i); !got.equal(r.model[i]) {
+			scope, name := modelSecret(i)
+			r.fail("after %s: %s/%s at GitHub %+v, the model %+v", after, scope, name, got, r.model[i])
 		}
 	}
 }
@@ -259,7 +268,7 @@ func (r *modelRun) settingsFrom(in *fuzzBytes) settings {
 func behind() { time.Sleep(time.Minute) }
 
 func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
-	op := in.pick(11)
+	op := in.pick(12)
 	switch op {
 	case 0, 1: // PutSecret with a value
 		i := in.pick(modelSecrets)
@@ -603,6 +612,100 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 	case 10: // restart on the same state store
 		r.log = append(r.log, "restart")
 		r.start()
+	case 11: // two calls on one secret at once
+		r.concurrent(ctx, in)
+	}
+}
+
+// concurrentCall is one of two calls concurrent sends: a put of value
+// with s, or (del) a delete.
+type concurrentCall struct {
+	del   bool
+	value string
+	s     settings
+	// The answer.
+	err                       error
+	created, unchanged, drift bool
+}
+
+// after returns what GitHub holds after c, done on m.
+func (c *concurrentCall) after(m modelState, org bool) modelState {
+	switch {
+	case c.err != nil || c.unchanged:
+		return m
+	case c.del:
+		return modelState{}
+	}
+	n := modelState{exists: true, value: c.value}
+	if org {
+		n.visibility, n.selected = c.s.apply(m)
+	}
+	return n
+}
+
+// concurrent sends two calls on one secret at once. GitHub must then
+// hold what one of the two orders of the calls answered OK leaves, and
+// an unchanged answer must be true before the other call or after it.
+// The model takes what GitHub holds: later steps check that the broker's
+// record agrees (an unchanged answer it gives must be true).
+func (r *modelRun) concurrent(ctx context.Context, in *fuzzBytes) {
+	i := in.pick(modelSecrets)
+	scope, name := modelSecret(i)
+	org := scope == orgScope
+	var calls [2]*concurrentCall
+	for k := range calls {
+		c := &concurrentCall{del: in.pick(4) == 0, value: modelValues[in.pick(len(modelValues))]}
+		if org && !c.del {
+			c.s = r.settingsFrom(in)
+		}
+		calls[k] = c
+		if c.del {
+			r.log = append(r.log, fmt.Sprintf("CONCURRENT delete %s/%s", scope, name))
+		} else {
+			r.log = append(r.log, fmt.Sprintf("CONCURRENT put %s/%s=%s vis=%q ids=%v", scope, name, c.value, c.s.vis, c.s.ids))
+		}
+	}
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		wg.Go(func() {
+			if c.del {
+				_, c.err = r.broker.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: scope + "/secrets/" + name})
+				return
+			}
+			req := plain(scope+"/secrets/"+name, c.value)
+			req.Visibility, req.SelectedRepositoryIds = c.s.vis, c.s.ids
+			resp, err := r.broker.PutSecret(ctx, req)
+			c.err, c.created, c.unchanged, c.drift = err, resp.GetCreated(), resp.GetUnchanged(), resp.GetDrift()
+		})
+	}
+	wg.Wait()
+	before := r.model[i]
+	for k, c := range calls {
+		r.log = append(r.log, fmt.Sprintf("  -> call %d: err=%v created=%v unchanged=%v drift=%v", k, status.Code(c.err), c.created, c.unchanged, c.drift))
+		if c.err != nil {
+			r.refusal("concurrent call", c.err)
+			continue
+		}
+		r.drift(i, c.drift, "concurrent put")
+		if c.unchanged {
+			other := calls[1-k].after(before, org)
+			if !c.s.holds(before, &c.value, org) && !c.s.holds(other, &c.value, org) {
+				r.fail("concurrent put answered unchanged: GitHub held %+v before the other call, %+v after it", before, other)
+			}
+		}
+	}
+	ab := calls[1].after(calls[0].after(before, org), org)
+	ba := calls[0].after(calls[1].after(before, org), org)
+	got := r.held(i)
+	if !got.equal(ab) && !got.equal(ba) {
+		r.fail("after concurrent calls GitHub holds %+v, neither order's %+v nor %+v", got, ab, ba)
+	}
+	if calls[0].err == nil && !calls[0].unchanged || calls[1].err == nil && !calls[1].unchanged {
+		r.model[i], r.external[i] = got, false
+		r.owner[i] = anonymousOwner
+		if !got.exists {
+			r.owner[i] = ""
+		}
 	}
 }
 
@@ -650,6 +753,8 @@ func FuzzBrokerModel(f *testing.F) {
 		// two owners: team-b's prune leaves anonymous's secret (foreign),
 		// anonymous's sync conflicts on team-b's and prunes its own
 		{0, 2, 0, 0, 4, 1, 9, 3, 1, 4, 1, 1, 3, 0},
+		// two puts at once, then each value again
+		{0, 2, 0, 0, 11, 2, 1, 0, 1, 1, 0, 2, 0, 0, 0, 2, 1, 0, 0, 2, 1, 0},
 		// org sync selected, external selection change, repeat
 		{4, 0, 0, 0, 0, 3, 1, 8, 0, 1, 3, 2, 0, 0, 0, 0, 3, 1},
 	} {
