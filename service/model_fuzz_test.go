@@ -617,10 +617,9 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 	}
 }
 
-// concurrentCall is one of two calls concurrent sends: a put of value
-// with s, or (del) a delete.
+// concurrentCall is one of two calls concurrent sends on one secret.
 type concurrentCall struct {
-	del   bool
+	kind  int // callPut, callSettings, callSync, callDelete
 	value string
 	s     settings
 	// The answer.
@@ -628,77 +627,140 @@ type concurrentCall struct {
 	created, unchanged, drift bool
 }
 
-// after returns what GitHub holds after c, done on m.
-func (c *concurrentCall) after(m modelState, org bool) modelState {
+const (
+	callPut = iota
+	callSettings
+	callSync
+	callDelete
+	callKinds
+)
+
+// after returns what GitHub holds after c, done on m, and false when c
+// could not have answered OK after m (a settings-only put of a secret
+// GitHub does not hold).
+func (c *concurrentCall) after(m modelState, org bool) (modelState, bool) {
 	switch {
 	case c.err != nil || c.unchanged:
-		return m
-	case c.del:
-		return modelState{}
+		return m, true
+	case c.kind == callDelete:
+		return modelState{}, true
+	case c.kind == callSettings:
+		if !m.exists {
+			return m, false
+		}
+		m.visibility, m.selected = c.s.apply(m)
+		return m, true
 	}
 	n := modelState{exists: true, value: c.value}
 	if org {
 		n.visibility, n.selected = c.s.apply(m)
 	}
-	return n
+	return n, true
 }
 
-// concurrent sends two calls on one secret at once. GitHub must then
-// hold what one of the two orders of the calls answered OK leaves, and
-// an unchanged answer must be true before the other call or after it.
-// The model takes what GitHub holds: later steps check that the broker's
-// record agrees (an unchanged answer it gives must be true).
+// claim reports whether c's unchanged answer is true of m.
+func (c *concurrentCall) claim(m modelState, org bool) bool {
+	if c.kind == callSettings {
+		return c.s.holds(m, nil, org)
+	}
+	return c.s.holds(m, &c.value, org)
+}
+
+func (r *modelRun) send(ctx context.Context, c *concurrentCall, scope, name string) {
+	switch c.kind {
+	case callDelete:
+		_, c.err = r.broker.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: scope + "/secrets/" + name})
+	case callSync:
+		resp, err := r.broker.SyncSecrets(ctx, &secretbrokerv1.SyncSecretsRequest{
+			Parent: scope, Secrets: map[string]string{name: c.value},
+			Visibility: c.s.vis, SelectedRepositoryIds: c.s.ids,
+		})
+		if c.err = err; err != nil {
+			return
+		}
+		for _, res := range resp.GetResults() {
+			if res.GetName() != scope+"/secrets/"+name {
+				continue // another secret of the scope: foreign
+			}
+			if res.GetCode() != code.Code_OK {
+				c.err = status.Error(codes.Code(res.GetCode()), res.GetMessage())
+			}
+			c.drift = res.GetDrift()
+			c.unchanged = res.GetAction() == secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED
+			c.created = res.GetAction() == secretbrokerv1.SyncAction_SYNC_ACTION_CREATE
+			return
+		}
+		c.err = status.Error(codes.Internal, "the sync has no result for its secret")
+	default:
+		req := plain(scope+"/secrets/"+name, c.value)
+		if c.kind == callSettings {
+			req.Payload = nil
+		}
+		req.Visibility, req.SelectedRepositoryIds = c.s.vis, c.s.ids
+		resp, err := r.broker.PutSecret(ctx, req)
+		c.err, c.created, c.unchanged, c.drift = err, resp.GetCreated(), resp.GetUnchanged(), resp.GetDrift()
+	}
+}
+
+// concurrent sends two calls on one secret at once: puts, settings-only
+// puts, syncs of the secret's scope listing only it, deletes. GitHub must
+// then hold what one of the two orders of the calls answered OK leaves,
+// and an unchanged answer must be true before the other call or after
+// it. The model takes what GitHub holds: later steps check that the
+// broker's record agrees (an unchanged answer it gives must be true).
 func (r *modelRun) concurrent(ctx context.Context, in *fuzzBytes) {
 	i := in.pick(modelSecrets)
 	scope, name := modelSecret(i)
 	org := scope == orgScope
 	var calls [2]*concurrentCall
 	for k := range calls {
-		c := &concurrentCall{del: in.pick(4) == 0, value: modelValues[in.pick(len(modelValues))]}
-		if org && !c.del {
+		c := &concurrentCall{kind: in.pick(callKinds), value: modelValues[in.pick(len(modelValues))]}
+		if c.kind == callSettings && !org {
+			c.kind = callPut
+		}
+		if org && c.kind != callDelete {
 			c.s = r.settingsFrom(in)
+			if c.s.vis == "" && c.kind != callPut {
+				c.s.vis = "private"
+			}
+			if c.kind == callSync && c.s.vis == "selected" && len(c.s.ids) == 0 {
+				c.s.ids = r.repos[:1]
+			}
 		}
 		calls[k] = c
-		if c.del {
-			r.log = append(r.log, fmt.Sprintf("CONCURRENT delete %s/%s", scope, name))
-		} else {
-			r.log = append(r.log, fmt.Sprintf("CONCURRENT put %s/%s=%s vis=%q ids=%v", scope, name, c.value, c.s.vis, c.s.ids))
-		}
+		r.log = append(r.log, fmt.Sprintf("CONCURRENT %s %s/%s=%s vis=%q ids=%v", [...]string{"put", "settings", "sync", "delete"}[c.kind], scope, name, c.value, c.s.vis, c.s.ids))
 	}
 	var wg sync.WaitGroup
 	for _, c := range calls {
-		wg.Go(func() {
-			if c.del {
-				_, c.err = r.broker.DeleteSecret(ctx, &secretbrokerv1.DeleteSecretRequest{Name: scope + "/secrets/" + name})
-				return
-			}
-			req := plain(scope+"/secrets/"+name, c.value)
-			req.Visibility, req.SelectedRepositoryIds = c.s.vis, c.s.ids
-			resp, err := r.broker.PutSecret(ctx, req)
-			c.err, c.created, c.unchanged, c.drift = err, resp.GetCreated(), resp.GetUnchanged(), resp.GetDrift()
-		})
+		wg.Go(func() { r.send(ctx, c, scope, name) })
 	}
 	wg.Wait()
 	before := r.model[i]
 	for k, c := range calls {
-		r.log = append(r.log, fmt.Sprintf("  -> call %d: err=%v created=%v unchanged=%v drift=%v", k, status.Code(c.err), c.created, c.unchanged, c.drift))
+		r.log = append(r.log, fmt.Sprintf("  -> call %d: err=%v created=%v unchanged=%v drift=%v", k, c.err, c.created, c.unchanged, c.drift))
 		if c.err != nil {
 			r.refusal("concurrent call", c.err)
 			continue
 		}
-		r.drift(i, c.drift, "concurrent put")
+		r.drift(i, c.drift, "concurrent call")
 		if c.unchanged {
-			other := calls[1-k].after(before, org)
-			if !c.s.holds(before, &c.value, org) && !c.s.holds(other, &c.value, org) {
-				r.fail("concurrent put answered unchanged: GitHub held %+v before the other call, %+v after it", before, other)
+			other, ok := calls[1-k].after(before, org)
+			if !c.claim(before, org) && !(ok && c.claim(other, org)) {
+				r.fail("concurrent call answered unchanged: GitHub held %+v before the other call, %+v after it", before, other)
 			}
 		}
 	}
-	ab := calls[1].after(calls[0].after(before, org), org)
-	ba := calls[0].after(calls[1].after(before, org), org)
 	got := r.held(i)
-	if !got.equal(ab) && !got.equal(ba) {
-		r.fail("after concurrent calls GitHub holds %+v, neither order's %+v nor %+v", got, ab, ba)
+	var orders []modelState
+	for _, o := range [][2]int{{0, 1}, {1, 0}} {
+		m, ok1 := calls[o[0]].after(before, org)
+		m, ok2 := calls[o[1]].after(m, org)
+		if ok1 && ok2 {
+			orders = append(orders, m)
+		}
+	}
+	if !slices.ContainsFunc(orders, got.equal) {
+		r.fail("after concurrent calls GitHub holds %+v, no order of them leaves that: %+v", got, orders)
 	}
 	if calls[0].err == nil && !calls[0].unchanged || calls[1].err == nil && !calls[1].unchanged {
 		r.model[i], r.external[i] = got, false
