@@ -817,6 +817,14 @@ func FuzzBrokerModel(f *testing.F) {
 		{0, 2, 0, 0, 4, 1, 9, 3, 1, 4, 1, 1, 3, 0},
 		// two puts at once, then each value again
 		{0, 2, 0, 0, 11, 2, 1, 0, 1, 1, 0, 2, 0, 0, 0, 2, 1, 0, 0, 2, 1, 0},
+		// an org secret's settings-only put and a put at once, then each again
+		{0, 0, 0, 0, 2, 11, 0, 1, 0, 3, 3, 0, 1, 0, 0, 0, 1, 0, 0, 2, 0, 3, 3},
+		// an org sync and a put at once, then each again
+		{0, 0, 0, 0, 2, 11, 0, 2, 1, 1, 0, 2, 1, 0, 0, 1, 0, 1, 0, 0, 2, 0, 1},
+		// a delete and a put at once, then a delete
+		{0, 2, 0, 0, 11, 2, 3, 0, 0, 1, 0, 2, 1, 0, 5, 2},
+		// sync, external put, sync again: drifted
+		{4, 1, 0, 0, 0, 6, 2, 1, 4, 1, 0, 0, 0},
 		// org sync selected, external selection change, repeat
 		{4, 0, 0, 0, 0, 3, 1, 8, 0, 1, 3, 2, 0, 0, 0, 0, 3, 1},
 	} {
