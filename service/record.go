@@ -779,6 +779,17 @@ func (s *Server) judgeBatch(ctx context.Context, plans []*putPlan, force func(i 
 		}
 		j := &out[i]
 		j.verdict = s.judgeAt(ctx, p, j.rec, j.prints, j.havePrints, force(i), seenIn(listings[p.scope.Path()], p.name))
+		if !j.driftSeen {
+			continue
+		}
+		// Drift may be the broker's own write of the secret (another
+		// call's, at once) made since its record was read: the listing
+		// may show it. A record written since is judged again, against
+		// GitHub asked again (the listing may predate that write too).
+		if rec := s.getRecord(ctx, secretKey(p.scope, p.name)); rec != nil && !rec.WrittenAt.Equal(j.rec.WrittenAt) {
+			j.rec = rec
+			j.verdict = s.judgeAt(ctx, p, rec, j.prints, j.havePrints, force(i), s.seenByGet(ctx, p.scope, p.name))
+		}
 	}
 	return out
 }

@@ -131,6 +131,7 @@ type syncPlan struct {
 	settings      state.Settings
 	items         []*syncItem                // sorted by name
 	listing       map[string]upstream.Secret // the scope as planned, by upper-cased name
+	listedAt      time.Time                  // when listing was asked for
 	// call is the audited change of the whole call (not of a dry run):
 	// its intent record is written before anything goes upstream, its
 	// outcome when the call answers (see endCall).
@@ -196,7 +197,7 @@ func (s *Server) SyncSecrets(ctx context.Context, req *secretbrokerv1.SyncSecret
 	}
 	defer plan.endCall(ctx, nil)
 	x := s.NewExecutor(state.KindSyncSecrets, plan.owner, plan.force)
-	x.seed(plan.scope, plan.listing) // the items judge against the plan's listing, not a second one
+	x.seed(plan.scope, plan.listing, plan.listedAt) // the items judge against the plan's listing, not a second one
 	x.answer = tally.answer
 	run := func(i int) {
 		it := plan.items[i]
@@ -428,11 +429,12 @@ func (s *Server) planSync(ctx context.Context, req *secretbrokerv1.SyncSecretsRe
 			}
 		}()
 	}
+	listedAt := time.Now()
 	list, err := s.listScope(ctx, scope)
 	if err != nil {
 		return nil, err
 	}
-	plan.listing = list
+	plan.listing, plan.listedAt = list, listedAt
 	recs, err := s.listRecords(ctx, scope)
 	if err != nil {
 		// Without the records prune could not tell what the owner wrote.
@@ -672,7 +674,7 @@ type Executor struct {
 type listing struct {
 	done    chan struct{}              // closed once secrets is set
 	secrets map[string]upstream.Secret // nil when it could not be read
-	read    time.Time                  // when it was read
+	read    time.Time                  // when it was asked for: it shows no later write
 }
 
 // listingFresh is how old a scope's listing may be for an item judged
@@ -758,11 +760,12 @@ func (x *Executor) scopeListing(ctx context.Context, scope upstream.Scope) (map[
 	}
 	x.mu.Unlock()
 	if first {
+		asked := time.Now()
 		list, err := x.s.listScope(ctx, scope)
 		if err != nil {
 			x.s.log.DebugContext(ctx, "scope listing failed; its items are written", "scope", scope.Path(), "err", err)
 		} else {
-			l.secrets, l.read = list, time.Now()
+			l.secrets, l.read = list, asked
 		}
 		close(l.done)
 		return l.secrets, l.read
@@ -813,13 +816,13 @@ func (x *Executor) listed(scope upstream.Scope) bool {
 	}
 }
 
-// seed gives the executor scope's listing, read already (by a sync's
-// plan), so that its items do not read it again.
-func (x *Executor) seed(scope upstream.Scope, list map[string]upstream.Secret) {
+// seed gives the executor scope's listing, asked for at asked and read
+// already (by a sync's plan), so that its items do not read it again.
+func (x *Executor) seed(scope upstream.Scope, list map[string]upstream.Secret, asked time.Time) {
 	if list == nil {
 		return
 	}
-	l := &listing{done: make(chan struct{}), secrets: list, read: time.Now()}
+	l := &listing{done: make(chan struct{}), secrets: list, read: asked}
 	close(l.done)
 	x.mu.Lock()
 	x.listings[scope.Path()] = l
@@ -882,6 +885,13 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 		return out
 	}
 	now := seenIn(list, name)
+	if rec != nil && list != nil && !rec.WrittenAt.Before(read) {
+		// The record is of a write made since the listing was asked for
+		// (another call's, of this secret, at once): the listing may
+		// predate it, and its updated_at judges nothing (compared, the
+		// broker's own write would be drift). GitHub is asked again.
+		now = x.s.seenByGet(ctx, scope, name)
+	}
 	// A record of this very item's write (ownWrite) is of the value it
 	// sends: compared with it, a caller that may not read the secret
 	// learns nothing it did not send (mayCompare), and the item reports
