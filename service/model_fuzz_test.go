@@ -264,7 +264,9 @@ func (r *modelRun) settingsFrom(in *fuzzBytes) settings {
 	return s
 }
 
-// behind lets a minute pass: see the type's comment.
+// behind lets a minute pass: see the type's comment. It is called only
+// by a run's steps, which FuzzBrokerModel runs inside a synctest bubble:
+// the minute is fake time, and no wall clock passes.
 func behind() { time.Sleep(time.Minute) }
 
 func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
