@@ -59,31 +59,20 @@ func callerOf(ctx context.Context) string {
 	return c
 }
 
-// clientAddrKey is the context key of an unauthenticated call's client
-// address (WithClientAddr).
-type clientAddrKey struct{}
-
-// WithClientAddr returns ctx for a call of an unauthenticated caller
-// (no identity.WithCaller: no authentication is configured) from IP
-// address addr, as the front door derives it for its own per-caller
-// bounds (for a call through the JSON gateway, the HTTP client's). The
-// bound on one caller's unfinished operations
-// (OperationOptions.MaxPerCaller) counts such a caller's operations by
-// it. It is not an identity: it decides neither what the call may do nor
-// who sees or cancels its operations, and an authenticated call ignores
-// it.
-func WithClientAddr(ctx context.Context, addr string) context.Context {
-	return context.WithValue(ctx, clientAddrKey{}, addr)
-}
-
 // anonymousAddrOf returns the client address of ctx's call when its
-// caller is unauthenticated (WithClientAddr), else "".
+// caller is unauthenticated (no identity.WithCaller: no authentication is
+// configured), else "": the pacer's fairness key the front door gave the
+// call (upstream.WithCaller), which for such a call is its IP address (for
+// a call through the JSON gateway, the HTTP client's). The bound on one
+// caller's unfinished operations (OperationOptions.MaxPerCaller) counts
+// such a caller's operations by it, as the front door's own per-caller
+// bounds count its calls. It is not an identity: it decides neither what
+// the call may do nor who sees or cancels its operations.
 func anonymousAddrOf(ctx context.Context) string {
 	if callerOf(ctx) != "" {
 		return ""
 	}
-	addr, _ := ctx.Value(clientAddrKey{}).(string)
-	return addr
+	return upstream.CallerOf(ctx)
 }
 
 // may reports whether the caller may apply verb to resource. Without an

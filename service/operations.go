@@ -81,7 +81,7 @@ type OperationOptions struct {
 	// have in this Server's runner (operation.Options.MaxPerCaller): one
 	// more is RESOURCE_EXHAUSTED. The caller is the identity in the
 	// call's context (identity.CallerFrom); an unauthenticated call's
-	// operations are counted by its client address (WithClientAddr),
+	// operations are counted by its client address (the front door's fairness key, upstream.WithCaller),
 	// apart from any identity's, and all of those with none as one. The
 	// count is this runner's, not the state store's. Zero (or negative)
 	// means operation.DefaultMaxPerCaller.

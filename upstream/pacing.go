@@ -282,3 +282,8 @@ func callerOf(ctx context.Context) string {
 	s, _ := ctx.Value(callerKey{}).(string)
 	return s
 }
+
+// CallerOf returns the caller WithCaller gave ctx ("" for none): the
+// pacer's fairness key, which for an unauthenticated call the front door
+// makes its client's address.
+func CallerOf(ctx context.Context) string { return callerOf(ctx) }

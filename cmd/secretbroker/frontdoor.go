@@ -231,13 +231,11 @@ func (f *frontDoor) admit(ctx context.Context, method string) (_ context.Context
 	}
 	if caller != "" {
 		ctx = identity.WithCaller(ctx, caller)
-	} else {
-		// Without credentials the fairness key is the client's address
-		// (identify; the HTTP client's through the gateway): the bound on
-		// one caller's unfinished operations counts the call's by it too,
-		// as the limits above count its calls.
-		ctx = service.WithClientAddr(ctx, fairness)
 	}
+	// Without credentials the fairness key is the client's address
+	// (identify; the HTTP client's through the gateway): the bound on one
+	// caller's unfinished operations counts the call's by it too, as the
+	// limits above count its calls.
 	return upstream.WithCaller(ctx, fairness), listener, fairness, release, nil
 }
 
