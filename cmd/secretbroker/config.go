@@ -1124,16 +1124,14 @@ func (c Config) String() string {
 func (c Config) GoString() string { return c.String() }
 
 // redactURL hides a URL's user information, query and fragment, if it has
-// any: each may hold a credential. A URL with an "@" but no user
-// information is hidden whole: a password with an unescaped "/", "?" or
-// "#" ends the host early, and url.Parse then reads the password's start
-// as the host's port and its rest as the path, query or fragment.
+// any: each may hold a credential. A URL with an "@" outside its user
+// information is hidden whole (misreadUserInfo).
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(invalid URL)"
 	}
-	if u.User == nil && strings.Contains(raw, "@") {
+	if misreadUserInfo(raw, u) {
 		return hiddenURL
 	}
 	if u.User != nil {
@@ -1148,6 +1146,20 @@ func redactURL(raw string) string {
 	return u.String()
 }
 
+// misreadUserInfo reports whether raw, parsed as u, has an "@" outside
+// its user information: a user name or password with an unescaped "/",
+// "?" or "#" ends the host early, and url.Parse then reads the password's
+// start as the host's port and its rest as the path, query or fragment,
+// where the "@" that should have ended the user information lands. With
+// no user information left (u.User is nil) or an "@" before the password
+// (a user name such as "@" or "me@corp", whose "@" url.Parse takes as the
+// end of the user information), raw holds more "@" than a URL whose user
+// information is read as written: exactly one, or none without any.
+func misreadUserInfo(raw string, u *url.URL) bool {
+	n := strings.Count(raw, "@")
+	return n > 1 || (n == 1 && u.User == nil)
+}
+
 // hiddenURL stands for a URL whose credentials cannot be told apart from
 // the rest of it.
-const hiddenURL = `(a URL with an "@" outside its user information, hidden: escape "/", "?" and "#" in a user name or password)`
+const hiddenURL = `(a URL with an "@" outside its user information, hidden: escape "@", "/", "?" and "#" in a user name or password)`

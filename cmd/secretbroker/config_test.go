@@ -1047,6 +1047,12 @@ func TestRedactURL(t *testing.T) {
 		{"https://u:4321/" + planted + "@jwks.example/keys", hiddenURL},
 		{"https://u:4321?" + planted + "@jwks.example/keys", hiddenURL},
 		{"https://u:4321#" + planted + "@jwks.example/keys", hiddenURL},
+		// An "@" in the user name: url.Parse ends the user information
+		// there, and the password's start becomes the port.
+		{"https://@:4321#" + planted + "@jwks.example/keys", hiddenURL},
+		{"https://me@corp:4321#" + planted + "@jwks.example/keys", hiddenURL},
+		{"https://me@corp:" + planted + "@jwks.example/keys", hiddenURL},
+		{"https://u:4321@jwks.example/keys#@" + planted, hiddenURL},
 		{"https://u:%zz" + planted + "@jwks.example/keys", "(invalid URL)"},
 	} {
 		if got := redactURL(tt.raw); got != tt.want {

@@ -107,11 +107,11 @@ func (s *SharedPacing) resolve(lookupEnv func(string) (string, bool)) error {
 	if u.Host == "" {
 		return fmt.Errorf("%s: no host", from)
 	}
-	if u.User == nil && strings.Contains(raw, "@") {
+	if misreadUserInfo(raw, u) {
 		// A password with an unescaped "/", "?" or "#" ended the host
 		// early: its start became the port, the rest a path, query or
 		// fragment, and any of them may be shown.
-		return fmt.Errorf("%s: an \"@\" outside the user information (escape \"/\", \"?\" and \"#\" in a user name or password as %%2F, %%3F and %%23)", from)
+		return fmt.Errorf("%s: an \"@\" outside the user information (escape \"@\", \"/\", \"?\" and \"#\" in a user name or password as %%40, %%2F, %%3F and %%23)", from)
 	}
 	// The path is the database number, if any. Anything else is most
 	// likely user info with an unescaped "/" (a password such as

@@ -181,6 +181,7 @@ func FuzzRedisURLPassword(f *testing.F) {
 		{"u", "p@ss:w%rd", "h:1", "?db=0"},
 		{"u", "pw-secret", "[::1]:6379", "/1?password=pw-secret"},
 		{"0", "000000", "\x8000000", ""}, // the host prints as "%8000000"
+		{"@", "00000#", "00", ""},        // the user's "@" ends the user information
 	} {
 		f.Add(seed.user, seed.pw, seed.host, seed.rest)
 	}
@@ -234,6 +235,11 @@ func TestRedisURLPathIsADatabase(t *testing.T) {
 		{"redis://user/:" + planted + "@redis:6379", misread},
 		{"redis://default:12?" + planted + "@redis:6379", misread},
 		{"redis://default:12#" + planted + "@redis:6379", misread},
+		// An "@" in the user name ends the user information there.
+		{"redis://@:12#" + planted + "@redis:6379", misread},
+		{"redis://me@corp:12#" + planted + "@redis:6379", misread},
+		{"redis://me@corp:" + planted + "@redis:6379", misread},
+		{"redis://me%40corp:" + planted + "@redis:6379", ""},
 		{"redis://redis:6379/" + planted, "database number"},
 		{"redis://redis:6379/0/1", "database number"},
 		{"redis://redis:6379/-1", "database number"},
