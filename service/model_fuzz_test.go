@@ -20,6 +20,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/state"
@@ -39,15 +40,31 @@ import (
 // has a resolution of a second and a PutSecret's answer bounds it to a
 // few seconds, within which the README says a change goes unnoticed.
 
-// The model's secrets: index = scope*2 + name.
+// The Agents scopes of the model: GitHub Agents secrets, served at API
+// version 2026-03-10 only. Their organization secrets take the same
+// visibilities as Actions' (all, private, selected), but a PUT must always
+// carry a value: a settings-only put is refused.
+const (
+	agentsOrgScope  = "orgs/octo-org/agents"
+	agentsRepoScope = "repos/octo-org/hello-world/agents"
+)
+
+// The model's secrets: index = scope*2 + name. Scopes past the first
+// three were added later: an input's bytes below the old bounds of its
+// picks keep their meaning.
 var (
-	modelScopes  = []string{orgScope, repoScope, stagingEnv}
+	modelScopes  = []string{orgScope, repoScope, stagingEnv, agentsOrgScope, agentsRepoScope}
 	modelNames   = []string{"MA", "MB"}
 	modelValues  = []string{"val-one", "val-two", "val-three"}
 	modelVisible = []string{"", "all", "private", "selected"}
+	// modelOrgSecrets are the organization secrets' indexes.
+	modelOrgSecrets = []int{0, 1, 6, 7}
 )
 
-const modelSecrets = 6
+const modelSecrets = 10
+
+// isOrgScope reports whether scope is an organization's (Actions or Agents).
+func isOrgScope(scope string) bool { return strings.HasPrefix(scope, "orgs/") }
 
 func modelSecret(i int) (scope, name string) { return modelScopes[i/2], modelNames[i%2] }
 
@@ -122,8 +139,11 @@ type modelRun struct {
 	st     state.Store
 	logs   *syncBuffer
 	broker secretbrokerv1.SecretServiceClient
+	server *Server
 	repos  []int64
-	model  [modelSecrets]modelState
+	// keys are the public keys the caller of sealed puts holds, by scope.
+	keys  map[string]callerKey
+	model [modelSecrets]modelState
 	// external is whether someone other than the broker changed the
 	// secret (or its updated_at) since the broker's last write of it:
 	// only then may an answer report drift.
@@ -154,7 +174,8 @@ func (r *modelRun) start() {
 		r.t.Fatal(err)
 	}
 	h := newHarnessWith(r.t, client, r.logs, Options{Logger: logger, State: r.st})
-	r.broker = h.broker
+	r.t.Cleanup(func() { _ = h.server.CloseOperations(context.Background()) })
+	r.broker, r.server = h.broker, h.server
 }
 
 // rest sends a request straight to the emulator, as someone other than
@@ -172,7 +193,11 @@ func (r *modelRun) rest(method, path string, body any) (int, []byte) {
 	}
 	req := httptest.NewRequest(method, emulatorURL+"/"+path, rd)
 	req.Header.Set("Authorization", "Bearer "+testToken)
-	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
+	version := "2022-11-28"
+	if strings.Contains(path, "/agents/") {
+		version = upstream.DefaultAPIVersionAgents
+	}
+	req.Header.Set("X-GitHub-Api-Version", version)
 	rec := httptest.NewRecorder()
 	r.emu.ServeHTTP(rec, req)
 	return rec.Code, rec.Body.Bytes()
@@ -195,7 +220,7 @@ func (r *modelRun) held(i int) modelState {
 		r.fail("Open %s/%s: %v", scope, name, err)
 	}
 	m := modelState{exists: true, value: string(got)}
-	if scope != orgScope {
+	if !isOrgScope(scope) {
 		return m
 	}
 	var sec struct {
@@ -270,7 +295,7 @@ func (r *modelRun) settingsFrom(in *fuzzBytes) settings {
 func behind() { time.Sleep(time.Minute) }
 
 func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
-	op := in.pick(12)
+	op := in.pick(16)
 	switch op {
 	case 0, 1: // PutSecret with a value
 		i := in.pick(modelSecrets)
@@ -280,7 +305,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		req := plain(scope+"/secrets/"+name, value)
 		req.Force = flags&1 != 0
 		var s settings
-		if scope == orgScope {
+		if isOrgScope(scope) {
 			s = r.settingsFrom(in)
 			req.Visibility, req.SelectedRepositoryIds = s.vis, s.ids
 		}
@@ -295,7 +320,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		r.drift(i, resp.GetDrift(), "PutSecret")
 		r.written(i, before, value, s, resp.GetCreated(), resp.GetUnchanged(), req.Force)
 	case 2: // PutSecret without a value: settings only, org scope
-		i := in.pick(2)
+		i := modelOrgSecrets[in.pick(len(modelOrgSecrets))]
 		scope, name := modelSecret(i)
 		s := r.settingsFrom(in)
 		if s.vis == "" {
@@ -305,6 +330,9 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		r.log = append(r.log, fmt.Sprintf("settings %s/%s vis=%q ids=%v", scope, name, s.vis, s.ids))
 		before := r.model[i]
 		resp, err := r.broker.PutSecret(ctx, req)
+		if scope == agentsOrgScope && status.Code(err) != codes.InvalidArgument {
+			r.fail("settings-only put of an Agents secret: %v, want INVALID_ARGUMENT (an Agents PUT needs a value)", err)
+		}
 		if err != nil {
 			r.refusal("settings-only PutSecret", err)
 			return
@@ -328,172 +356,23 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		r.external[i] = false
 		r.owner[i] = anonymousOwner
 	case 3: // BatchPutSecrets
-		n := 1 + in.pick(3)
-		req := &secretbrokerv1.BatchPutSecretsRequest{}
-		type item struct {
-			i     int
-			value string
-			s     settings
-		}
-		var items []item
-		for range n {
-			it := item{i: in.pick(modelSecrets), value: modelValues[in.pick(len(modelValues))]}
-			scope, name := modelSecret(it.i)
-			p := plain(scope+"/secrets/"+name, it.value)
-			if scope == orgScope {
-				it.s = r.settingsFrom(in)
-				p.Visibility, p.SelectedRepositoryIds = it.s.vis, it.s.ids
-			}
-			items = append(items, it)
-			req.Requests = append(req.Requests, p)
-			r.log = append(r.log, fmt.Sprintf("batch item %s/%s=%s vis=%q ids=%v", scope, name, it.value, it.s.vis, it.s.ids))
-		}
+		req, items := r.batchFrom(in, false)
 		before := r.model
 		resp, err := r.broker.BatchPutSecrets(ctx, req)
 		if err != nil {
 			r.refusal("BatchPutSecrets", err)
 			return
 		}
-		if len(resp.GetResults()) != len(items) {
-			r.fail("batch: %d results for %d items", len(resp.GetResults()), len(items))
-		}
-		done := map[int]bool{}
-		for k, res := range resp.GetResults() {
-			it := items[k]
-			r.log = append(r.log, fmt.Sprintf("  -> item %d: %v created=%v unchanged=%v drift=%v %s", k, res.GetCode(), res.GetCreated(), res.GetUnchanged(), res.GetDrift(), res.GetMessage()))
-			switch res.GetCode() {
-			case code.Code_OK:
-			case code.Code_INVALID_ARGUMENT, code.Code_NOT_FOUND, code.Code_FAILED_PRECONDITION:
-				continue
-			default:
-				r.fail("batch item %d: %v %s", k, res.GetCode(), res.GetMessage())
-			}
-			if done[it.i] {
-				r.fail("batch: two items of one secret answered OK")
-			}
-			done[it.i] = true
-			r.drift(it.i, res.GetDrift(), "batch item")
-			r.written(it.i, before[it.i], it.value, it.s, res.GetCreated(), res.GetUnchanged(), false)
-		}
+		r.batched(items, before, resp.GetResults(), false)
 	case 4: // SyncSecrets
-		sc := in.pick(len(modelScopes))
-		flags := in.next()
-		req := &secretbrokerv1.SyncSecretsRequest{
-			Parent:  modelScopes[sc],
-			Secrets: map[string]string{},
-			Prune:   flags&1 != 0,
-			DryRun:  flags&2 != 0,
-			Force:   flags&4 != 0,
-		}
-		if flags&8 != 0 {
-			req.Owner = "team-b"
-		}
-		for j := range modelNames {
-			if v := in.pick(len(modelValues) + 1); v < len(modelValues) {
-				req.Secrets[modelNames[j]] = modelValues[v]
-			}
-		}
-		var s settings
-		if sc == 0 {
-			s = r.settingsFrom(in)
-			if s.vis == "" {
-				s.vis = "all"
-			}
-			if s.vis == "selected" && len(s.ids) == 0 {
-				s.ids = r.repos[:1]
-			}
-			req.Visibility, req.SelectedRepositoryIds = s.vis, s.ids
-		}
-		r.log = append(r.log, fmt.Sprintf("sync %s %v prune=%v dry=%v force=%v owner=%q vis=%q ids=%v", req.Parent, req.Secrets, req.Prune, req.DryRun, req.Force, req.Owner, s.vis, s.ids))
-		syncOwner := req.Owner
-		if syncOwner == "" {
-			syncOwner = anonymousOwner
-		}
+		req, sc, s := r.syncFrom(in)
 		before := r.model
 		resp, err := r.broker.SyncSecrets(ctx, req)
 		if err != nil {
 			r.refusal("SyncSecrets", err)
 			return
 		}
-		seen := map[string]bool{}
-		for _, res := range resp.GetResults() {
-			r.log = append(r.log, fmt.Sprintf("  -> %s %v %v drift=%v %s", res.GetName(), res.GetAction(), res.GetCode(), res.GetDrift(), res.GetMessage()))
-			scope, name, ok := strings.Cut(res.GetName(), "/secrets/")
-			j := slices.Index(modelNames, name)
-			if !ok || scope != req.Parent || j < 0 {
-				r.fail("sync result for %q", res.GetName())
-			}
-			if seen[name] {
-				r.fail("sync: two results for %s", name)
-			}
-			seen[name] = true
-			i := sc*2 + j
-			m := before[i]
-			r.drift(i, res.GetDrift(), "sync item")
-			value, listed := req.Secrets[name]
-			switch c := res.GetCode(); {
-			case c == code.Code_OK:
-			case c == code.Code_INVALID_ARGUMENT || c == code.Code_NOT_FOUND || c == code.Code_FAILED_PRECONDITION:
-				continue
-			default:
-				r.fail("sync item %s: %v %s", name, c, res.GetMessage())
-			}
-			act := res.GetAction()
-			switch act {
-			case secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN:
-				if listed || !m.exists {
-					r.fail("sync: %s FOREIGN, listed %v, at GitHub %v", name, listed, m.exists)
-				}
-				continue
-			case secretbrokerv1.SyncAction_SYNC_ACTION_DELETE:
-				if listed || !m.exists || !req.Prune {
-					r.fail("sync: %s DELETE, listed %v, at GitHub %v, prune %v", name, listed, m.exists, req.Prune)
-				}
-				if r.owner[i] != syncOwner {
-					r.fail("sync of owner %q: DELETE of %s, whose broker-recorded owner is %q", syncOwner, name, r.owner[i])
-				}
-				if !req.DryRun {
-					r.model[i], r.external[i], r.owner[i] = modelState{}, false, ""
-				}
-				continue
-			}
-			if !listed {
-				r.fail("sync: %s %v but not listed", name, act)
-			}
-			switch act {
-			case secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED:
-				if !s.holds(m, &value, sc == 0) {
-					r.fail("sync: %s UNCHANGED, GitHub held %+v", name, m)
-				}
-				continue
-			case secretbrokerv1.SyncAction_SYNC_ACTION_CREATE:
-				if m.exists {
-					r.fail("sync: %s CREATE of a secret GitHub holds", name)
-				}
-			case secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE, secretbrokerv1.SyncAction_SYNC_ACTION_DRIFTED:
-				if !m.exists {
-					r.fail("sync: %s %v of a secret GitHub does not hold", name, act)
-				}
-			case secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT:
-				if !req.Force && !req.DryRun {
-					r.fail("sync: %s CONFLICT OK without force", name)
-				}
-			default:
-				r.fail("sync: %s action %v", name, act)
-			}
-			if !req.DryRun {
-				r.model[i].exists, r.model[i].value = true, value
-				r.external[i], r.owner[i] = false, syncOwner
-				if sc == 0 {
-					r.model[i].visibility, r.model[i].selected = s.apply(m)
-				}
-			}
-		}
-		for name := range req.Secrets {
-			if !seen[name] {
-				r.fail("sync: no result for listed %s", name)
-			}
-		}
+		r.synced(req, sc, s, before, resp.GetResults())
 	case 5: // DeleteSecret
 		i := in.pick(modelSecrets)
 		scope, name := modelSecret(i)
@@ -511,34 +390,16 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		scope, name := modelSecret(i)
 		value := modelValues[in.pick(len(modelValues))]
 		var s settings
-		if scope == orgScope {
+		if isOrgScope(scope) {
 			s = r.settingsFrom(in)
 			if s.vis == "" {
 				s.vis = "private"
 			}
 		}
 		behind()
-		code, body := r.rest(http.MethodGet, scope+"/secrets/public-key", nil)
-		if code != http.StatusOK {
-			r.t.Fatalf("public key: %d %s", code, body)
-		}
-		var pk struct {
-			KeyID string `json:"key_id"`
-			Key   string `json:"key"`
-		}
-		if err := json.Unmarshal(body, &pk); err != nil {
-			r.t.Fatal(err)
-		}
-		raw, err := base64.StdEncoding.DecodeString(pk.Key)
-		if err != nil || len(raw) != 32 {
-			r.t.Fatalf("public key %q: %v", pk.Key, err)
-		}
-		sealed, err := box.SealAnonymous(nil, []byte(value), (*[32]byte)(raw), rand.Reader)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		put := map[string]any{"encrypted_value": base64.StdEncoding.EncodeToString(sealed), "key_id": pk.KeyID}
-		if scope == orgScope {
+		pk := r.githubKey(scope)
+		put := map[string]any{"encrypted_value": r.seal(pk, value), "key_id": pk.id}
+		if isOrgScope(scope) {
 			put["visibility"] = s.vis
 			if s.vis == "selected" {
 				put["selected_repository_ids"] = append([]int64{}, s.ids...)
@@ -553,7 +414,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 			r.owner[i] = "" // created again behind the broker's back
 		}
 		m.exists, m.value = true, value
-		if scope == orgScope {
+		if isOrgScope(scope) {
 			m.visibility, m.selected = settings{vis: s.vis, ids: s.ids}.apply(modelState{})
 		}
 		r.external[i] = true
@@ -568,7 +429,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		}
 		r.model[i], r.external[i] = modelState{}, true
 	case 8: // an external settings change of an org secret
-		i := in.pick(2)
+		i := modelOrgSecrets[in.pick(len(modelOrgSecrets))]
 		scope, name := modelSecret(i)
 		viaSelection := in.next()&1 != 0
 		s := r.settingsFrom(in)
@@ -613,9 +474,427 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		}
 	case 10: // restart on the same state store
 		r.log = append(r.log, "restart")
-		r.start()
+		r.restart(ctx)
 	case 11: // two calls on one secret at once
 		r.concurrent(ctx, in)
+	case 12: // BatchDeleteSecrets
+		r.batchDelete(ctx, in)
+	case 13: // PutSecret with a caller-sealed value
+		r.sealedPut(ctx, in)
+	case 14: // BatchPutSecrets with async
+		restart := in.next()&1 != 0
+		force := in.next()&1 != 0
+		req, items := r.batchFrom(in, force)
+		req.Async = true
+		r.log = append(r.log, fmt.Sprintf("  (async batch, force=%v, restart=%v)", force, restart))
+		before := r.model
+		resp, err := r.broker.BatchPutSecrets(ctx, req)
+		if err != nil {
+			r.refusal("async BatchPutSecrets", err)
+			if status.Code(err) != codes.InvalidArgument {
+				r.fail("async BatchPutSecrets refused %v: only a malformed request is refused", status.Code(err))
+			}
+			return
+		}
+		op := r.await(ctx, resp.GetOperation().GetName(), restart)
+		r.batched(items, before, op.GetResponse().GetBatchPutResults(), force)
+	case 15: // SyncSecrets with async
+		restart := in.next()&1 != 0
+		req, sc, s := r.syncFrom(in)
+		req.Async = true
+		r.log = append(r.log, fmt.Sprintf("  (async, restart=%v)", restart))
+		before := r.model
+		resp, err := r.broker.SyncSecrets(ctx, req)
+		if err != nil {
+			r.refusal("async SyncSecrets", err)
+			return
+		}
+		results := resp.GetResults()
+		switch {
+		case req.DryRun && resp.GetOperation() != nil:
+			r.fail("an async dry run started an operation")
+		case !req.DryRun && resp.GetOperation() == nil:
+			r.fail("an async sync answered at once")
+		case resp.GetOperation() != nil:
+			results = r.await(ctx, resp.GetOperation().GetName(), restart).GetResponse().GetSyncResults()
+		}
+		r.synced(req, sc, s, before, results)
+	}
+}
+
+// restart stops the broker's operation runner (its items in flight finish
+// and are recorded) and starts a new broker on the same state store, which
+// resumes the operations left unfinished.
+func (r *modelRun) restart(ctx context.Context) {
+	r.t.Helper()
+	if err := r.server.CloseOperations(ctx); err != nil {
+		r.fail("CloseOperations: %v", err)
+	}
+	r.start()
+	if _, err := r.server.ResumeOperations(ctx); err != nil {
+		r.fail("ResumeOperations: %v", err)
+	}
+}
+
+// await waits for operation name to end, after a restart of the broker
+// when restart is set (the operation is then most likely not done: its
+// items wait for GitHub's write slots in the bubble's time, which does not
+// pass before the restart), and returns it done without an error.
+func (r *modelRun) await(ctx context.Context, name string, restart bool) *secretbrokerv1.Operation {
+	r.t.Helper()
+	if restart {
+		mid, err := r.broker.GetOperation(ctx, &secretbrokerv1.GetOperationRequest{Name: name})
+		if err != nil {
+			r.fail("GetOperation(%s): %v", name, err)
+		}
+		r.log = append(r.log, fmt.Sprintf("  restart with %s done=%v remaining=%d", name, mid.GetDone(), mid.GetMetadata().GetRemaining()))
+		r.restart(ctx)
+	}
+	op, err := r.broker.WaitOperation(ctx, &secretbrokerv1.WaitOperationRequest{Name: name, Timeout: durationpb.New(time.Hour)})
+	if err != nil {
+		r.fail("WaitOperation(%s): %v", name, err)
+	}
+	r.log = append(r.log, fmt.Sprintf("  -> %s done=%v error=%v metadata=%v", name, op.GetDone(), op.GetError(), op.GetMetadata()))
+	if !op.GetDone() || op.GetError() != nil {
+		r.fail("operation %s: done %v, error %v; want done without error", name, op.GetDone(), op.GetError())
+	}
+	return op
+}
+
+// batchItem is one item of a batch the model sent.
+type batchItem struct {
+	i     int
+	value string
+	s     settings
+}
+
+// batchFrom reads a BatchPutSecrets request of one to three items, each
+// with force.
+func (r *modelRun) batchFrom(in *fuzzBytes, force bool) (*secretbrokerv1.BatchPutSecretsRequest, []batchItem) {
+	n := 1 + in.pick(3)
+	req := &secretbrokerv1.BatchPutSecretsRequest{}
+	var items []batchItem
+	for range n {
+		it := batchItem{i: in.pick(modelSecrets), value: modelValues[in.pick(len(modelValues))]}
+		scope, name := modelSecret(it.i)
+		p := plain(scope+"/secrets/"+name, it.value)
+		p.Force = force
+		if isOrgScope(scope) {
+			it.s = r.settingsFrom(in)
+			p.Visibility, p.SelectedRepositoryIds = it.s.vis, it.s.ids
+		}
+		items = append(items, it)
+		req.Requests = append(req.Requests, p)
+		r.log = append(r.log, fmt.Sprintf("batch item %s/%s=%s vis=%q ids=%v", scope, name, it.value, it.s.vis, it.s.ids))
+	}
+	return req, items
+}
+
+// batched checks a batch's results (one per item, in the order sent)
+// against before, what GitHub held when it began, and records what GitHub
+// must hold now.
+func (r *modelRun) batched(items []batchItem, before [modelSecrets]modelState, results []*secretbrokerv1.BatchPutSecretsResult, force bool) {
+	r.t.Helper()
+	if len(results) != len(items) {
+		r.fail("batch: %d results for %d items", len(results), len(items))
+	}
+	done := map[int]bool{}
+	for k, res := range results {
+		it := items[k]
+		r.log = append(r.log, fmt.Sprintf("  -> item %d: %s %v created=%v unchanged=%v drift=%v %s", k, res.GetName(), res.GetCode(), res.GetCreated(), res.GetUnchanged(), res.GetDrift(), res.GetMessage()))
+		scope, name := modelSecret(it.i)
+		if res.GetName() != scope+"/secrets/"+name {
+			r.fail("batch item %d: result for %s", k, res.GetName())
+		}
+		switch res.GetCode() {
+		case code.Code_OK:
+		case code.Code_INVALID_ARGUMENT, code.Code_NOT_FOUND, code.Code_FAILED_PRECONDITION:
+			continue
+		default:
+			r.fail("batch item %d: %v %s", k, res.GetCode(), res.GetMessage())
+		}
+		if done[it.i] {
+			r.fail("batch: two items of one secret answered OK")
+		}
+		done[it.i] = true
+		r.drift(it.i, res.GetDrift(), "batch item")
+		r.written(it.i, before[it.i], it.value, it.s, res.GetCreated(), res.GetUnchanged(), force)
+	}
+}
+
+// batchDelete sends a BatchDeleteSecrets of one to three names. Each
+// item's result is the code DeleteSecret gives the name alone: OK for a
+// secret GitHub held (now gone), NOT_FOUND for one it did not hold; a name
+// another item repeats is INVALID_ARGUMENT, and not deleted.
+func (r *modelRun) batchDelete(ctx context.Context, in *fuzzBytes) {
+	r.t.Helper()
+	n := 1 + in.pick(3)
+	req := &secretbrokerv1.BatchDeleteSecretsRequest{}
+	var idx []int
+	count := map[int]int{}
+	for range n {
+		i := in.pick(modelSecrets)
+		scope, name := modelSecret(i)
+		idx = append(idx, i)
+		count[i]++
+		req.Names = append(req.Names, scope+"/secrets/"+name)
+	}
+	r.log = append(r.log, fmt.Sprintf("batch delete %v", req.Names))
+	before := r.model
+	resp, err := r.broker.BatchDeleteSecrets(ctx, req)
+	if err != nil {
+		r.fail("BatchDeleteSecrets: %v", err)
+	}
+	if len(resp.GetResults()) != n {
+		r.fail("batch delete: %d results for %d names", len(resp.GetResults()), n)
+	}
+	for k, res := range resp.GetResults() {
+		i := idx[k]
+		r.log = append(r.log, fmt.Sprintf("  -> %s %v %s", res.GetName(), res.GetCode(), res.GetMessage()))
+		if res.GetName() != req.Names[k] {
+			r.fail("batch delete item %d: result for %s", k, res.GetName())
+		}
+		want := code.Code_NOT_FOUND
+		switch {
+		case count[i] > 1:
+			want = code.Code_INVALID_ARGUMENT
+		case before[i].exists:
+			want = code.Code_OK
+		}
+		if res.GetCode() != want {
+			r.fail("batch delete of %s: %v, want %v (GitHub held it: %v; repeated: %v)", res.GetName(), res.GetCode(), want, before[i].exists, count[i] > 1)
+		}
+		if want == code.Code_OK {
+			r.model[i], r.external[i], r.owner[i] = modelState{}, false, ""
+		}
+	}
+}
+
+// callerKey is a scope's public key as a caller holds it.
+type callerKey struct {
+	id, key   string
+	viaBroker bool // from the broker's GetPublicKey, not from GitHub
+}
+
+// githubKey reads scope's current public key from GitHub.
+func (r *modelRun) githubKey(scope string) callerKey {
+	r.t.Helper()
+	code, body := r.rest(http.MethodGet, scope+"/secrets/public-key", nil)
+	if code != http.StatusOK {
+		r.t.Fatalf("public key: %d %s", code, body)
+	}
+	var pk struct {
+		KeyID string `json:"key_id"`
+		Key   string `json:"key"`
+	}
+	if err := json.Unmarshal(body, &pk); err != nil {
+		r.t.Fatal(err)
+	}
+	return callerKey{id: pk.KeyID, key: pk.Key}
+}
+
+// seal seals value with k, as a caller does.
+func (r *modelRun) seal(k callerKey, value string) string {
+	r.t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(k.key)
+	if err != nil || len(raw) != 32 {
+		r.t.Fatalf("public key %q: %v", k.key, err)
+	}
+	sealed, err := box.SealAnonymous(nil, []byte(value), (*[32]byte)(raw), rand.Reader)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(sealed)
+}
+
+// sealedPut sends a PutSecret with a value the caller sealed, with the key
+// it holds for the scope (fetched again, from the broker or from GitHub,
+// when the input asks or it holds none): a key a rotation made stale
+// since. put.go: a key_id that is not the scope's current key is refused
+// (INVALID_ARGUMENT), never written; with the current key the value is
+// written (a caller-sealed value is never judged unchanged: it cannot be
+// compared), unless the request is refused for another reason, as a
+// plaintext one would be. Only a current key from GitHub that the broker's key cache
+// has not seen yet may be refused too: the cache revalidates at most once
+// per TTL (keyCache.revalidate).
+func (r *modelRun) sealedPut(ctx context.Context, in *fuzzBytes) {
+	r.t.Helper()
+	i := in.pick(modelSecrets)
+	scope, name := modelSecret(i)
+	value := modelValues[in.pick(len(modelValues))]
+	flags := in.next()
+	var s settings
+	if isOrgScope(scope) {
+		s = r.settingsFrom(in)
+	}
+	k, ok := r.keys[scope]
+	if !ok || flags&1 != 0 {
+		if flags&4 != 0 {
+			k = r.githubKey(scope)
+		} else {
+			pk, err := r.broker.GetPublicKey(ctx, &secretbrokerv1.GetPublicKeyRequest{Parent: scope})
+			if err != nil {
+				r.fail("GetPublicKey(%s): %v", scope, err)
+			}
+			k = callerKey{id: pk.GetKeyId(), key: pk.GetKey(), viaBroker: true}
+		}
+		r.keys[scope] = k
+	}
+	current := r.githubKey(scope).id
+	req := &secretbrokerv1.PutSecretRequest{
+		Name:                  scope + "/secrets/" + name,
+		Payload:               &secretbrokerv1.PutSecretRequest_EncryptedValue{EncryptedValue: r.seal(k, value)},
+		KeyId:                 k.id,
+		Force:                 flags&2 != 0,
+		Visibility:            s.vis,
+		SelectedRepositoryIds: s.ids,
+	}
+	r.log = append(r.log, fmt.Sprintf("sealed put %s/%s=%s key=%s (broker's %v, current %s) force=%v vis=%q ids=%v", scope, name, value, k.id, k.viaBroker, current, req.Force, s.vis, s.ids))
+	before := r.model[i]
+	resp, err := r.broker.PutSecret(ctx, req)
+	if err != nil {
+		r.refusal("sealed PutSecret", err)
+		switch {
+		case k.id != current && status.Code(err) != codes.InvalidArgument:
+			r.fail("sealed put with a stale key_id: %v, want INVALID_ARGUMENT", status.Code(err))
+		case k.id == current && k.viaBroker && strings.HasPrefix(status.Convert(err).Message(), "key_id"):
+			// Refused for another reason (an organization secret
+			// created without visibility) is as a plaintext put is.
+			r.fail("sealed put with the current key GetPublicKey gave: %v", err)
+		}
+		return
+	}
+	r.log = append(r.log, fmt.Sprintf("  -> created=%v unchanged=%v drift=%v key=%s", resp.GetCreated(), resp.GetUnchanged(), resp.GetDrift(), resp.GetKeyId()))
+	if k.id != current {
+		r.fail("sealed put with the stale key_id %s answered OK (current %s)", k.id, current)
+	}
+	if resp.GetKeyId() != k.id || resp.GetUnchanged() {
+		r.fail("sealed put: key_id %q unchanged %v; want %q, written", resp.GetKeyId(), resp.GetUnchanged(), k.id)
+	}
+	r.drift(i, resp.GetDrift(), "sealed PutSecret")
+	r.written(i, before, value, s, resp.GetCreated(), false, req.Force)
+}
+
+// syncFrom reads a SyncSecrets request of one of the model's scopes (sc)
+// with the settings s it asks for.
+func (r *modelRun) syncFrom(in *fuzzBytes) (_ *secretbrokerv1.SyncSecretsRequest, sc int, s settings) {
+	sc = in.pick(len(modelScopes))
+	flags := in.next()
+	req := &secretbrokerv1.SyncSecretsRequest{
+		Parent:  modelScopes[sc],
+		Secrets: map[string]string{},
+		Prune:   flags&1 != 0,
+		DryRun:  flags&2 != 0,
+		Force:   flags&4 != 0,
+	}
+	if flags&8 != 0 {
+		req.Owner = "team-b"
+	}
+	for j := range modelNames {
+		if v := in.pick(len(modelValues) + 1); v < len(modelValues) {
+			req.Secrets[modelNames[j]] = modelValues[v]
+		}
+	}
+	if isOrgScope(modelScopes[sc]) {
+		s = r.settingsFrom(in)
+		if s.vis == "" {
+			s.vis = "all"
+		}
+		if s.vis == "selected" && len(s.ids) == 0 {
+			s.ids = r.repos[:1]
+		}
+		req.Visibility, req.SelectedRepositoryIds = s.vis, s.ids
+	}
+	r.log = append(r.log, fmt.Sprintf("sync %s %v prune=%v dry=%v force=%v owner=%q vis=%q ids=%v", req.Parent, req.Secrets, req.Prune, req.DryRun, req.Force, req.Owner, s.vis, s.ids))
+	return req, sc, s
+}
+
+// synced checks a sync's results against before, what GitHub held when it
+// began, and records what GitHub must hold now.
+func (r *modelRun) synced(req *secretbrokerv1.SyncSecretsRequest, sc int, s settings, before [modelSecrets]modelState, results []*secretbrokerv1.SyncSecretsResult) {
+	r.t.Helper()
+	syncOwner := req.Owner
+	if syncOwner == "" {
+		syncOwner = anonymousOwner
+	}
+	seen := map[string]bool{}
+	for _, res := range results {
+		r.log = append(r.log, fmt.Sprintf("  -> %s %v %v drift=%v %s", res.GetName(), res.GetAction(), res.GetCode(), res.GetDrift(), res.GetMessage()))
+		scope, name, ok := strings.Cut(res.GetName(), "/secrets/")
+		j := slices.Index(modelNames, name)
+		if !ok || scope != req.Parent || j < 0 {
+			r.fail("sync result for %q", res.GetName())
+		}
+		if seen[name] {
+			r.fail("sync: two results for %s", name)
+		}
+		seen[name] = true
+		i := sc*2 + j
+		m := before[i]
+		r.drift(i, res.GetDrift(), "sync item")
+		value, listed := req.Secrets[name]
+		switch c := res.GetCode(); {
+		case c == code.Code_OK:
+		case c == code.Code_INVALID_ARGUMENT || c == code.Code_NOT_FOUND || c == code.Code_FAILED_PRECONDITION:
+			continue
+		default:
+			r.fail("sync item %s: %v %s", name, c, res.GetMessage())
+		}
+		act := res.GetAction()
+		switch act {
+		case secretbrokerv1.SyncAction_SYNC_ACTION_FOREIGN:
+			if listed || !m.exists {
+				r.fail("sync: %s FOREIGN, listed %v, at GitHub %v", name, listed, m.exists)
+			}
+			continue
+		case secretbrokerv1.SyncAction_SYNC_ACTION_DELETE:
+			if listed || !m.exists || !req.Prune {
+				r.fail("sync: %s DELETE, listed %v, at GitHub %v, prune %v", name, listed, m.exists, req.Prune)
+			}
+			if r.owner[i] != syncOwner {
+				r.fail("sync of owner %q: DELETE of %s, whose broker-recorded owner is %q", syncOwner, name, r.owner[i])
+			}
+			if !req.DryRun {
+				r.model[i], r.external[i], r.owner[i] = modelState{}, false, ""
+			}
+			continue
+		}
+		if !listed {
+			r.fail("sync: %s %v but not listed", name, act)
+		}
+		switch act {
+		case secretbrokerv1.SyncAction_SYNC_ACTION_UNCHANGED:
+			if !s.holds(m, &value, isOrgScope(modelScopes[sc])) {
+				r.fail("sync: %s UNCHANGED, GitHub held %+v", name, m)
+			}
+			continue
+		case secretbrokerv1.SyncAction_SYNC_ACTION_CREATE:
+			if m.exists {
+				r.fail("sync: %s CREATE of a secret GitHub holds", name)
+			}
+		case secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE, secretbrokerv1.SyncAction_SYNC_ACTION_DRIFTED:
+			if !m.exists {
+				r.fail("sync: %s %v of a secret GitHub does not hold", name, act)
+			}
+		case secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT:
+			if !req.Force && !req.DryRun {
+				r.fail("sync: %s CONFLICT OK without force", name)
+			}
+		default:
+			r.fail("sync: %s action %v", name, act)
+		}
+		if !req.DryRun {
+			r.model[i].exists, r.model[i].value = true, value
+			r.external[i], r.owner[i] = false, syncOwner
+			if isOrgScope(modelScopes[sc]) {
+				r.model[i].visibility, r.model[i].selected = s.apply(m)
+			}
+		}
+	}
+	for name := range req.Secrets {
+		if !seen[name] {
+			r.fail("sync: no result for listed %s", name)
+		}
 	}
 }
 
@@ -713,7 +992,7 @@ func (r *modelRun) send(ctx context.Context, c *concurrentCall, scope, name stri
 func (r *modelRun) concurrent(ctx context.Context, in *fuzzBytes) {
 	i := in.pick(modelSecrets)
 	scope, name := modelSecret(i)
-	org := scope == orgScope
+	org := isOrgScope(scope)
 	var calls [2]*concurrentCall
 	for k := range calls {
 		c := &concurrentCall{kind: in.pick(callKinds), value: modelValues[in.pick(len(modelValues))]}
@@ -778,7 +1057,7 @@ func (r *modelRun) concurrent(ctx context.Context, in *fuzzBytes) {
 func (r *modelRun) written(i int, before modelState, value string, s settings, created, unchanged, force bool) {
 	r.t.Helper()
 	scope, _ := modelSecret(i)
-	org := scope == orgScope
+	org := isOrgScope(scope)
 	if unchanged {
 		if force {
 			r.fail("a forced put answered unchanged")
@@ -829,6 +1108,22 @@ func FuzzBrokerModel(f *testing.F) {
 		{4, 1, 0, 0, 0, 6, 2, 1, 4, 1, 0, 0, 0},
 		// org sync selected, external selection change, repeat
 		{4, 0, 0, 0, 0, 3, 1, 8, 0, 1, 3, 2, 0, 0, 0, 0, 3, 1},
+		// the false DRIFTED of testdata's ac4579ef969962b6 (a concurrent
+		// sync and put after a restart), spelled with small bytes, whose
+		// meaning the later ops and scopes did not change
+		{0, 2, 0, 0, 10, 11, 2, 2, 2, 2, 2, 3, 0, 5, 1, 10, 8, 1, 0, 2, 11, 2, 2, 1, 0, 0},
+		// Agents: org put and repeat, a settings-only put (refused), repo
+		// put and repeat, an external put, an org sync
+		{0, 6, 0, 0, 2, 0, 6, 0, 0, 2, 2, 2, 1, 0, 8, 1, 0, 0, 8, 1, 0, 6, 9, 2, 4, 3, 0, 0, 0, 1},
+		// batch delete: a repeated name and a missing one, then one held
+		{0, 2, 0, 0, 12, 2, 2, 3, 2, 12, 0, 2},
+		// sealed puts: the broker's key, again, rotation (stale), the
+		// broker's key again, GitHub's key; an org secret selected
+		{13, 2, 0, 0, 13, 2, 1, 0, 9, 0, 1, 13, 2, 2, 0, 13, 2, 2, 1, 13, 2, 2, 5, 13, 0, 0, 0, 3, 0xff},
+		// async batches, the second with a restart while pending
+		{14, 0, 0, 1, 2, 0, 6, 1, 1, 14, 1, 0, 2, 3, 0, 8, 1, 0, 2, 2},
+		// async syncs: with a restart while pending; an Agents org prune
+		{15, 1, 1, 0, 0, 1, 15, 0, 3, 1, 2, 3, 3, 1, 15, 1, 3, 1, 0, 3, 1},
 	} {
 		f.Add(seed)
 	}
@@ -841,7 +1136,7 @@ func FuzzBrokerModel(f *testing.F) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := &modelRun{t: t, emu: emu, tr: newEmulatorTransport(emu), st: st, logs: logs}
+			r := &modelRun{t: t, emu: emu, tr: newEmulatorTransport(emu), st: st, logs: logs, keys: map[string]callerKey{}}
 			for _, repo := range demo.Repos {
 				r.repos = append(r.repos, repo.ID)
 			}
