@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestJWKSURLCredentialsWhileTheIssuerFails: the JWKS URL holds a user,
@@ -47,8 +48,12 @@ func TestJWKSURLCredentialsWhileTheIssuerFails(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := startBroker(t, securedConfig(t, "--jwt-issuer=https://kubernetes.default.svc",
 				"--jwt-audience=secretbroker", "--jwt-jwks-url="+tc.url))
-			// The first fetch is made during the start: its failure is
-			// in the log and the reason already.
+			// The first fetch runs in the background
+			// (identity.StartJWTVerifier): its failure is the reason
+			// from the moment it is logged, which comes after.
+			if !b.logs.waitFor("JWT issuer's keys not loaded", 1, 30*time.Second) {
+				t.Fatalf("no failed fetch logged:\n%s", b.logs)
+			}
 			code, body := b.adminGet(t, "/readyz")
 			if code != http.StatusServiceUnavailable || !strings.HasPrefix(body, reasonJWTKeys) || !strings.Contains(body, tc.reason) {
 				t.Errorf("GET /readyz = %d %q, want 503 %q with %q", code, body, reasonJWTKeys, tc.reason)
