@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -58,7 +59,10 @@ const (
 	diffNotDone
 	diffRepoID // Add/RemoveSelectedRepository: repository_id, not repository
 	diffTwo    // batches and syncs: a second item
-	diffOp     // operation RPCs: the broker's own operation, not the fuzzed id
+	// diffOp: operation RPCs: the broker's own operation, not the fuzzed
+	// id; batches of puts and syncs: async, then (asyncFollowUp) an
+	// operation RPC on the operation each side got.
+	diffOp
 )
 
 // pathSafe is s as a URL path may hold it: a byte a path cannot hold
@@ -253,7 +257,8 @@ func (in diffInput) build(op string) diffRequest {
 		if in.flags&diffTwo != 0 {
 			items = append(items, in.put("orgs/octo-org/actions/secrets/"+pathSafe(in.env)))
 		}
-		d.msg, d.out = &secretbrokerv1.BatchPutSecretsRequest{Requests: items}, &secretbrokerv1.BatchPutSecretsResponse{}
+		d.msg = &secretbrokerv1.BatchPutSecretsRequest{Requests: items, Async: in.flags&diffOp != 0}
+		d.out = &secretbrokerv1.BatchPutSecretsResponse{}
 		d.method, d.path, d.body = http.MethodPost, "secrets:batchPut", d.msg
 	case "BatchDeleteSecrets":
 		names := []string{in.name()}
@@ -269,7 +274,7 @@ func (in diffInput) build(op string) diffRequest {
 		ids, _ := in.selection()
 		r := &secretbrokerv1.SyncSecretsRequest{Parent: in.parent(), Secrets: map[string]string{in.secret: in.value},
 			Prune: in.flags&diffPrune != 0, DryRun: in.flags&diffDryRun != 0, Force: in.flags&diffForce != 0,
-			Owner: in.tok, Visibility: in.visibility, SelectedRepositoryIds: ids}
+			Owner: in.tok, Visibility: in.visibility, SelectedRepositoryIds: ids, Async: in.flags&diffOp != 0}
 		if in.flags&diffTwo != 0 {
 			r.Secrets[in.env] = in.value
 		}
@@ -454,6 +459,7 @@ func natural(m proto.Message) {
 type gwOutcome struct {
 	status int
 	body   []byte
+	header http.Header
 }
 
 // sendGRPC sends d over gRPC.
@@ -463,12 +469,57 @@ func sendGRPC(ctx context.Context, b diffBroker, d diffRequest) (proto.Message, 
 	return out, status.Convert(err)
 }
 
-// sendJSON sends d as the README's JSON route to b's gateway. The
-// operation's name in the path is b's own (the gRPC side sends its own
-// too: see FuzzGatewayAgainstGRPC).
-func sendJSON(t *testing.T, b diffBroker, d diffRequest) gwOutcome {
-	var body io.Reader
-	if d.body != nil {
+// bodyMode is how sendJSON sends a request's body: as it is, or in one
+// of the ways the gateway refuses before gRPC sees the call (or, on a
+// route that takes no body, ignores). It is the fuzz input's rpc byte
+// over len(diffRPCs), so the seeds (rpc < len(diffRPCs)) send bodies as
+// they are.
+type bodyMode uint8
+
+const (
+	bodyAsIs bodyMode = iota
+	// bodyTooLarge declares a Content-Length over maxRequestBytes and
+	// sends only the JSON: the gateway refuses it by the length (413).
+	bodyTooLarge
+	// bodyTextPlain, bodyForm, bodyNoType, bodyTwoTypes and bodyJSONLike
+	// send the JSON with a Content-Type that is not JSON's (415).
+	bodyTextPlain
+	bodyForm
+	bodyNoType
+	bodyTwoTypes
+	bodyJSONLike
+	// bodyTruncated cuts the JSON short; bodyTrailing sends a second
+	// value after it; bodyUnknownField adds a field the request does not
+	// have, first (400).
+	bodyTruncated
+	bodyTrailing
+	bodyUnknownField
+	bodyModes
+)
+
+// unknownField is the field bodyUnknownField adds: no request has it.
+const unknownField = "zz_not_a_field"
+
+// mode is the input's bodyMode.
+func (in diffInput) mode() bodyMode {
+	if m := bodyMode(int(in.rpc) / len(diffRPCs)); m < bodyModes {
+		return m
+	}
+	return bodyAsIs
+}
+
+// wrongType reports whether m sends a Content-Type that is not JSON's.
+func (m bodyMode) wrongType() bool { return bodyTextPlain <= m && m <= bodyJSONLike }
+
+// sendJSON sends d as the README's JSON route to b's gateway, its body as
+// mode says; a request without a body gets one, the value as a JSON
+// object, in a mode other than bodyAsIs. The operation's name in the
+// path is b's own (the gRPC side sends its own too: see
+// FuzzGatewayAgainstGRPC).
+func sendJSON(t *testing.T, b diffBroker, d diffRequest, mode bodyMode, value string) gwOutcome {
+	var raw []byte
+	switch {
+	case d.body != nil:
 		opts := protojson.MarshalOptions{UseProtoNames: true}
 		if d.rpc == "SetSelectedRepositories" {
 			// An empty selection is sent as [] (clear), as the README's
@@ -477,7 +528,8 @@ func sendJSON(t *testing.T, b diffBroker, d diffRequest) gwOutcome {
 		}
 		msg := proto.Clone(d.body)
 		invalid := placeInvalid(msg.ProtoReflect())
-		raw, err := opts.Marshal(msg)
+		var err error
+		raw, err = opts.Marshal(msg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -493,29 +545,69 @@ func sendJSON(t *testing.T, b diffBroker, d diffRequest) gwOutcome {
 				return append(l[:i:i], bytes.ReplaceAll(l[i:], []byte(`"`), nil)...)
 			})
 		}
-		body = bytes.NewReader(raw)
+	case mode != bodyAsIs:
+		raw = append(append([]byte(`{"value":`), rawJSONString(value)...), '}')
+	}
+	header := http.Header{}
+	if raw != nil {
+		header.Set("Content-Type", "application/json")
+	}
+	switch mode {
+	case bodyTextPlain:
+		header.Set("Content-Type", "text/plain")
+	case bodyForm:
+		header.Set("Content-Type", "application/x-www-form-urlencoded")
+	case bodyNoType:
+		header.Del("Content-Type")
+	case bodyTwoTypes:
+		header.Add("Content-Type", "application/json")
+	case bodyJSONLike:
+		header.Set("Content-Type", "application/json-patch+json")
+	case bodyTruncated:
+		// Any strict prefix of a JSON object but the empty one (no body).
+		raw = raw[:1+len(value)%(len(raw)-1)]
+	case bodyTrailing:
+		raw = append(raw, ` {}`...)
+	case bodyUnknownField:
+		raw = append(append(append([]byte(`{"`+unknownField+`":`), rawJSONString(value)...), ','), bytes.TrimPrefix(bytes.TrimSpace(raw), []byte("{"))...)
+		if bytes.HasSuffix(raw, []byte(",}")) { // the body was {}
+			raw = append(raw[:len(raw)-2], '}')
+		}
 	}
 	target := "/v1/" + d.path
+	if q := d.query.Encode(); q != "" {
+		target += "?" + q
+	}
+	if mode == bodyTooLarge {
+		// The JSON, then nothing: the gateway must answer by the
+		// Content-Length alone, before it reads a byte.
+		head := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d",
+			d.method, target, b.b.httpAddr, maxRequestBytes+1)
+		a := sendRaw(t, b.b.httpAddr, head, bytes.NewReader(raw))
+		return gwOutcome{status: a.code, body: []byte(a.raw), header: a.header}
+	}
+	var body io.Reader
+	if raw != nil {
+		body = bytes.NewReader(raw)
+	}
 	req, err := http.NewRequestWithContext(t.Context(), d.method, "http://"+b.b.httpAddr, body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The request line carries the path exactly as written.
-	req.URL.Opaque = target
+	req.URL.Opaque = "/v1/" + d.path
 	req.URL.RawQuery = d.query.Encode()
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	req.Header = header
 	resp, err := b.b.http.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", d.method, target, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	got, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return gwOutcome{status: resp.StatusCode, body: raw}
+	return gwOutcome{status: resp.StatusCode, body: got, header: resp.Header}
 }
 
 // invalidPlaceholder is the text placeInvalid puts for the i-th string
@@ -668,9 +760,15 @@ func routedTo(t *testing.T, probe *routeProbe, d diffRequest) (string, bool) {
 //   - a path that does not decode to UTF-8 is the gateway's 400 before
 //     any route (checkRequestURL), where gRPC refuses the name itself.
 //
-// Not sent: bodies over 16 MiB (413) and bodies that are not JSON (415),
-// which the gateway tests cover; async batches and syncs, whose answers
-// depend on when the operation runs.
+// Async batches and syncs (diffOp) are compared but for what depends on
+// how far the operation ran (unsettled); followOperation then compares the
+// two operations once done and one more operation RPC on them.
+//
+// Bodies the gateway refuses before gRPC sees them (bodyMode: 413 by
+// Content-Length, 415, malformed JSON, an unknown field) have no gRPC
+// twin: bodyRefusal gives the documented status and message, and
+// checkRefusal the JSON error shape, without the value. A body on a route
+// that takes none is ignored, and the call compared as any other.
 func FuzzGatewayAgainstGRPC(f *testing.F) {
 	type seed struct {
 		rpc, scope                   uint8
@@ -680,6 +778,7 @@ func FuzzGatewayAgainstGRPC(f *testing.F) {
 		flags                        uint8
 	}
 	idx := func(rpc string) uint8 { return uint8(slices.Index(diffRPCs, rpc)) }
+	diffN := uint8(len(diffRPCs))
 	for _, s := range []seed{
 		{idx("GetPublicKey"), 4, "octo-org", "hello-world", "prod%2Feu", "", "", "", "", "", 0, 0},
 		{idx("ListSecrets"), 0, "octo-org", "", "", "", "", "", "", "", 1, 0},
@@ -735,6 +834,28 @@ func FuzzGatewayAgainstGRPC(f *testing.F) {
 		{idx("SetSelectedRepositories"), idsAsNumbers, "octo-org", "", "", "ORG_SELECTED", "", "", "1296271,1296270", "", 0, 0},
 		{idx("PutSecret"), idsAsNumbers, "octo-org", "", "", "NUMBERED", "fuzz-value", "selected", "1296271,-1,docs", "", 0, 0},
 		{idx("BatchPutSecrets"), idsAsNumbers, "octo-org", "", "", "NUMBERED", "fuzz-value", "selected", "1296271,9223372036854775807", "", 0, diffTwo},
+		// Async batches and syncs, then an operation RPC on the operation
+		// (asyncFollowUps by the page size).
+		{idx("BatchPutSecrets"), 2, "octo-org", "hello-world", "", "ASYNC_ONE", "fuzz-value", "", "", "", 0, diffOp},
+		{idx("BatchPutSecrets"), 0, "octo-org", "", "NEXT", "ASYNC_TWO", "fuzz-value", "all", "", "", 1, diffOp | diffTwo},
+		{idx("BatchPutSecrets"), 0, "octo-org", "", "", "ORG_ALL", "", "", "", "", 2, diffOp | diffNotDone},
+		{idx("SyncSecrets"), 2, "octo-org", "hello-world", "OTHER", "SYNCED", "fuzz-value", "", "", "", 3, diffOp | diffPrune | diffTwo},
+		{idx("SyncSecrets"), 0, "octo-org", "", "", "ORG_ALL", "fuzz-value", "all", "", "", 0, diffOp | diffDryRun},
+		// Bodies the gateway refuses before gRPC sees them, and bodies on
+		// routes that take none (ignored).
+		{idx("PutSecret") + uint8(bodyTooLarge)*diffN, 2, "octo-org", "hello-world", "", "BIG", "fuzz-value", "", "", "", 0, 0},
+		{idx("GetSecret") + uint8(bodyTooLarge)*diffN, 2, "octo-org", "hello-world", "", "REPO_TOKEN", "fuzz-value", "", "", "", 0, 0},
+		{idx("PutSecret") + uint8(bodyTextPlain)*diffN, 2, "octo-org", "hello-world", "", "PLAIN", "fuzz-value", "", "", "", 0, 0},
+		{idx("BatchPutSecrets") + uint8(bodyForm)*diffN, 2, "octo-org", "hello-world", "", "FORM", "fuzz-value", "", "", "", 0, 0},
+		{idx("CancelOperation") + uint8(bodyNoType)*diffN, 0, "", "", "", "", "", "", "", "", 0, diffOp},
+		{idx("SyncSecrets") + uint8(bodyTwoTypes)*diffN, 2, "octo-org", "hello-world", "", "TWO", "fuzz-value", "", "", "", 0, diffDryRun},
+		{idx("AddSelectedRepository") + uint8(bodyJSONLike)*diffN, 0, "octo-org", "", "", "ORG_SELECTED", "fuzz-value", "", "docs", "", 0, 0},
+		{idx("DeleteSecret") + uint8(bodyForm)*diffN, 2, "octo-org", "hello-world", "", "REPO_TOKEN", "fuzz-value", "", "", "", 0, 0},
+		{idx("PutSecret") + uint8(bodyTruncated)*diffN, 2, "octo-org", "hello-world", "", "CUT", "fuzz-value", "", "", "", 0, 0},
+		{idx("WaitOperation") + uint8(bodyTrailing)*diffN, 0, "", "", "", "", "", "", "", "", 1, diffOp},
+		{idx("SetSelectedRepositories") + uint8(bodyUnknownField)*diffN, 0, "octo-org", "", "", "ORG_SELECTED", "fuzz-value", "", "1296271", "", 0, 0},
+		{idx("CancelOperation") + uint8(bodyUnknownField)*diffN, 0, "", "", "", "", "fuzz-value", "", "", "", 0, diffOp},
+		{idx("ListSecrets") + uint8(bodyUnknownField)*diffN, 0, "octo-org", "", "", "", "fuzz-value", "", "", "", 2, 0},
 	} {
 		f.Add(s.rpc, s.scope, s.owner, s.repo, s.env, s.sec, s.value, s.vis, s.repos, s.tok, s.page, s.flags)
 	}
@@ -742,27 +863,38 @@ func FuzzGatewayAgainstGRPC(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	bodyRoutes := map[string]bool{}
+	for _, rt := range serviceBodyRoutes() {
+		bodyRoutes[routeKey(rt.method, rt.path)] = true
+	}
 	f.Fuzz(func(t *testing.T, rpc, scope uint8, owner, repo, env, sec, value, vis, repos, tok string, page int32, flags uint8) {
 		in := diffInput{rpc: rpc, scope: scope, owner: owner, repo: repo, env: env, secret: sec, value: value,
 			visibility: vis, repos: repos, tok: tok, pageSize: page, flags: flags}
 		gb, jb := startDiffBroker(t), startDiffBroker(t)
 		dg, dj := in.build(gb.op), in.build(jb.op)
+		mode := in.mode()
 		ctx := t.Context()
 		if _, err := proto.Marshal(dg.msg); err != nil {
 			// Not valid UTF-8: no gRPC client sends it (proto3 strings
 			// are UTF-8), and the gateway refuses it with a 400 ("a
 			// malformed request is INVALID_ARGUMENT (400"; "value: is not
 			// valid UTF-8"; a path or query that does not decode to
-			// UTF-8), or a 404 when no route takes the path.
-			gw := sendJSON(t, jb, dj)
+			// UTF-8), or a 404 when no route takes the path, or first
+			// refuses its body (bodyRefusal).
+			gw := sendJSON(t, jb, dj, mode, value)
+			desc := fmt.Sprintf("%s %s (body %d): gRPC cannot send it (%v), the gateway answered %d %s", dj.method, dj.path, mode, err, gw.status, gw.body)
+			if want, msg, ok := bodyRefusal(t, probe, bodyRoutes, dj, mode); ok {
+				checkRefusal(t, gw, want, msg, value, desc)
+				return
+			}
 			if gw.status != http.StatusBadRequest && gw.status != http.StatusNotFound && gw.status != http.StatusMethodNotAllowed {
-				t.Fatalf("%s %s: gRPC cannot send it (%v), the gateway answered %d %s", dj.method, dj.path, err, gw.status, gw.body)
+				t.Fatal(desc)
 			}
 			return
 		}
 		gotMsg, gotSt := sendGRPC(ctx, gb, dg)
-		gw := sendJSON(t, jb, dj)
-		desc := fmt.Sprintf("%s: gRPC %v; JSON %s /v1/%s?%s = %d %s", dg.rpc, gotSt.Err(), dj.method, dj.path, dj.query.Encode(), gw.status, gw.body)
+		gw := sendJSON(t, jb, dj, mode, value)
+		desc := fmt.Sprintf("%s: gRPC %v; JSON %s /v1/%s?%s (body %d) = %d %s", dg.rpc, gotSt.Err(), dj.method, dj.path, dj.query.Encode(), mode, gw.status, gw.body)
 
 		// No value in either message.
 		if len(value) >= 6 && !strings.Contains(dg.path, value) && !strings.Contains(in.repos+in.tok+in.visibility+in.secret+in.env, value) {
@@ -779,6 +911,11 @@ func FuzzGatewayAgainstGRPC(f *testing.F) {
 			if gotSt.Code() != codes.InvalidArgument || gw.status != http.StatusBadRequest {
 				t.Fatalf("the gateway refuses the URL (400), gRPC: %s", desc)
 			}
+			return
+		}
+		if want, msg, ok := bodyRefusal(t, probe, bodyRoutes, dj, mode); ok {
+			// Refused before gRPC sees it: no gRPC twin.
+			checkRefusal(t, gw, want, msg, value, desc)
 			return
 		}
 		if routed != dj.rpc {
@@ -803,42 +940,237 @@ func FuzzGatewayAgainstGRPC(f *testing.F) {
 			}
 			return
 		}
-		want := readmeStatus(gotSt)
-		if gotSt.Code() == codes.OK {
-			switch m := gotMsg.(type) {
-			case *emptypb.Empty:
-				want = http.StatusNoContent
-			case *secretbrokerv1.PutSecretResponse:
-				if m.GetCreated() {
-					want = http.StatusCreated
-				}
-			}
-		}
-		if gw.status != want {
-			t.Fatalf("HTTP %d, want %d: %s", gw.status, want, desc)
-		}
-		if gotSt.Code() != codes.OK {
-			var st spb.Status
-			if err := protojson.Unmarshal(gw.body, &st); err != nil {
-				t.Fatalf("error body does not decode: %v: %s", err, desc)
-			}
-			if g, j := errorShape(gotSt.Proto()), errorShape(&st); g != j {
-				t.Fatalf("error gRPC %s, JSON %s: %s", g, j, desc)
-			}
+		// From here on the gateway called gRPC (a body on a route that
+		// takes none is ignored: gateway.go's gateway, DESIGN.md "any
+		// other route ... leaves a body unread").
+		jsonMsg := compareAnswers(t, dg, gotMsg, gotSt, gw, desc)
+		if jsonMsg == nil || in.flags&diffOp == 0 || (dg.rpc != "BatchPutSecrets" && dg.rpc != "SyncSecrets") {
 			return
 		}
-		jsonMsg := dj.out.ProtoReflect().New().Interface()
-		if want != http.StatusNoContent {
-			if err := newJSONMarshaler().Unmarshal(gw.body, jsonMsg); err != nil {
-				t.Fatalf("answer does not decode: %v: %s", err, desc)
-			}
-		} else if len(gw.body) != 0 {
-			t.Fatalf("204 with a body: %s", desc)
-		}
-		natural(gotMsg)
-		natural(jsonMsg)
-		if !proto.Equal(gotMsg, jsonMsg) {
-			t.Fatalf("answers differ:\ngRPC %v\nJSON %v\n%s", prototext.Format(gotMsg), prototext.Format(jsonMsg), desc)
-		}
+		followOperation(t, in, gb, jb, gotMsg, jsonMsg, value)
 	})
+}
+
+// compareAnswers checks the gateway's answer gw against gRPC's (gotMsg,
+// gotSt) to the same call d: the README's status, the error's shape, or
+// the same answer but for what differs by nature. It returns the JSON
+// answer when both succeeded (as the gateway gave it), else nil.
+func compareAnswers(t *testing.T, d diffRequest, gotMsg proto.Message, gotSt *status.Status, gw gwOutcome, desc string) proto.Message {
+	t.Helper()
+	want := readmeStatus(gotSt)
+	if gotSt.Code() == codes.OK {
+		switch m := gotMsg.(type) {
+		case *emptypb.Empty:
+			want = http.StatusNoContent
+		case *secretbrokerv1.PutSecretResponse:
+			if m.GetCreated() {
+				want = http.StatusCreated
+			}
+		}
+	}
+	if gw.status != want {
+		t.Fatalf("HTTP %d, want %d: %s", gw.status, want, desc)
+	}
+	if gotSt.Code() != codes.OK {
+		var st spb.Status
+		if err := protojson.Unmarshal(gw.body, &st); err != nil {
+			t.Fatalf("error body does not decode: %v: %s", err, desc)
+		}
+		if g, j := errorShape(gotSt.Proto()), errorShape(&st); g != j {
+			t.Fatalf("error gRPC %s, JSON %s: %s", g, j, desc)
+		}
+		return nil
+	}
+	jsonMsg := d.out.ProtoReflect().New().Interface()
+	if want != http.StatusNoContent {
+		if err := newJSONMarshaler().Unmarshal(gw.body, jsonMsg); err != nil {
+			t.Fatalf("answer does not decode: %v: %s", err, desc)
+		}
+	} else if len(gw.body) != 0 {
+		t.Fatalf("204 with a body: %s", desc)
+	}
+	g, j := proto.Clone(gotMsg), proto.Clone(jsonMsg)
+	natural(g)
+	natural(j)
+	unsettled(g)
+	unsettled(j)
+	if !proto.Equal(g, j) {
+		t.Fatalf("answers differ:\ngRPC %v\nJSON %v\n%s", prototext.Format(g), prototext.Format(j), desc)
+	}
+	return jsonMsg
+}
+
+// unsettled clears, in an async batch's or sync's answer, what depends on
+// how far its operation ran when the answer was sent: all but the kind
+// and the total of its items.
+func unsettled(m proto.Message) {
+	var op *secretbrokerv1.Operation
+	switch r := m.(type) {
+	case *secretbrokerv1.BatchPutSecretsResponse:
+		op = r.GetOperation()
+	case *secretbrokerv1.SyncSecretsResponse:
+		op = r.GetOperation()
+	}
+	if op == nil {
+		return
+	}
+	md := op.GetMetadata()
+	op.Reset()
+	if md != nil {
+		op.Metadata = &secretbrokerv1.OperationMetadata{Kind: md.GetKind(), Total: md.GetTotal()}
+	}
+}
+
+// asyncFollowUps are the operation RPCs followOperation sends, by the
+// input's page size.
+var asyncFollowUps = []string{"GetOperation", "WaitOperation", "ListOperations", "CancelOperation"}
+
+// followOperation waits for the operation each side's async call
+// started (gRPC's over gRPC, the gateway's over JSON) and compares the
+// two once done: done, error, metadata counts, per-item results (ids and
+// times differ by nature). Then it sends one more operation RPC on it,
+// by in's page size, and compares the answers as any call's.
+func followOperation(t *testing.T, in diffInput, gb, jb diffBroker, gotMsg, jsonMsg proto.Message, value string) {
+	t.Helper()
+	opOf := func(m proto.Message) string {
+		switch r := m.(type) {
+		case *secretbrokerv1.BatchPutSecretsResponse:
+			return r.GetOperation().GetName()
+		case *secretbrokerv1.SyncSecretsResponse:
+			return r.GetOperation().GetName()
+		}
+		return ""
+	}
+	gop, jop := opOf(gotMsg), opOf(jsonMsg)
+	if gop == "" || jop == "" {
+		if gop != jop {
+			t.Fatalf("an operation on one side only: gRPC %q, JSON %q", gop, jop)
+		}
+		return // a dry run: no operation
+	}
+	ctx := t.Context()
+	svc := secretbrokerv1.NewSecretServiceClient(gb.b.conn)
+	var gDone *secretbrokerv1.Operation
+	for range 30 {
+		o, err := svc.WaitOperation(ctx, &secretbrokerv1.WaitOperationRequest{Name: gop, Timeout: durationpb.New(10 * time.Second)})
+		if err != nil {
+			t.Fatalf("gRPC WaitOperation(%s): %v", gop, err)
+		}
+		if gDone = o; o.GetDone() {
+			break
+		}
+	}
+	var jDone *secretbrokerv1.Operation
+	wait := diffRequest{rpc: "WaitOperation", method: http.MethodPost, path: jop + ":wait",
+		body: &secretbrokerv1.WaitOperationRequest{Timeout: durationpb.New(10 * time.Second)}}
+	for range 30 {
+		gw := sendJSON(t, jb, wait, bodyAsIs, "")
+		jDone = &secretbrokerv1.Operation{}
+		if gw.status != http.StatusOK {
+			t.Fatalf("POST /v1/%s = %d %s", wait.path, gw.status, gw.body)
+		}
+		if err := newJSONMarshaler().Unmarshal(gw.body, jDone); err != nil {
+			t.Fatalf("POST /v1/%s: %v: %s", wait.path, err, gw.body)
+		}
+		if jDone.GetDone() {
+			break
+		}
+	}
+	if !gDone.GetDone() || !jDone.GetDone() {
+		t.Fatalf("not done after 30 waits: gRPC %v, JSON %v", gDone, jDone)
+	}
+	g, j := proto.Clone(gDone), proto.Clone(jDone)
+	natural(g)
+	natural(j)
+	if !proto.Equal(g, j) {
+		t.Fatalf("operations differ once done:\ngRPC %v\nJSON %v", prototext.Format(g), prototext.Format(j))
+	}
+	if len(value) >= 6 && (strings.Contains(prototext.Format(gDone), value) || strings.Contains(prototext.Format(jDone), value)) {
+		t.Fatalf("an operation holds the value: gRPC %v, JSON %v", gDone, jDone)
+	}
+
+	next := diffInput{rpc: uint8(slices.Index(diffRPCs, asyncFollowUps[int(uint32(in.pageSize)%uint32(len(asyncFollowUps)))])), flags: diffOp}
+	dg, dj := next.build(gop), next.build(jop)
+	gotMsg2, gotSt := sendGRPC(ctx, gb, dg)
+	gw := sendJSON(t, jb, dj, bodyAsIs, "")
+	compareAnswers(t, dg, gotMsg2, gotSt, gw,
+		fmt.Sprintf("after the operation: %s: gRPC %v; JSON %s /v1/%s?%s = %d %s", dg.rpc, gotSt.Err(), dj.method, dj.path, dj.query.Encode(), gw.status, gw.body))
+}
+
+// bodyRefusal is the gateway's answer, by the README and DESIGN.md, to d
+// with its body sent in mode m, when the gateway refuses the body before
+// gRPC sees the call: the HTTP status and the message (exactly for 413
+// and 415, a part of it for 400). ok is false when the call goes on as
+// any other: mode bodyAsIs; a URL the gateway refuses first (400) or no
+// route (404, 405); a route that takes no body, which ignores it
+// (gateway.go's gateway: "answered as if it had no body").
+func bodyRefusal(t *testing.T, probe *routeProbe, bodyRoutes map[string]bool, d diffRequest, m bodyMode) (int, string, bool) {
+	if m == bodyAsIs {
+		return 0, "", false
+	}
+	u, err := url.ParseRequestURI("/v1/" + d.path)
+	if err != nil {
+		t.Fatalf("%q is no request URI: %v", d.path, err)
+	}
+	if checkRequestURL(u) != nil {
+		return 0, "", false
+	}
+	// README: "A request body must be sent as Content-Type:
+	// application/json ...; any other type is 415"; DESIGN.md: before
+	// the mux, whatever the route.
+	if m.wrongType() && (d.method == http.MethodPost || d.method == http.MethodPut) {
+		return http.StatusUnsupportedMediaType, "the request body must be JSON, sent with Content-Type: application/json", true
+	}
+	req := (&http.Request{Method: d.method, URL: u, Header: http.Header{}}).WithContext(t.Context())
+	res := probe.match(req, d.method)
+	if !res.matched || !bodyRoutes[d.method+" "+res.pat.String()] {
+		return 0, "", false
+	}
+	switch m {
+	case bodyTooLarge:
+		// README: "A larger request is INVALID_ARGUMENT (HTTP 413)
+		// naming the limit".
+		return http.StatusRequestEntityTooLarge, "request body is larger than the 16 MiB limit", true
+	case bodyTruncated, bodyTrailing:
+		// README: "A body that does not decode is a 400".
+		return http.StatusBadRequest, "request body", true
+	case bodyUnknownField:
+		return http.StatusBadRequest, `unknown field "` + unknownField + `"`, true
+	}
+	// A right Content-Type but no right method: a GET or DELETE, whose
+	// routes take no body.
+	return 0, "", false
+}
+
+// checkRefusal checks the gateway's refusal gw of a body: the status,
+// the JSON error shape (code INVALID_ARGUMENT, message, details), and
+// that nothing of the value is in it.
+func checkRefusal(t *testing.T, gw gwOutcome, want int, msg, value, desc string) {
+	t.Helper()
+	if gw.status != want {
+		t.Fatalf("HTTP %d, want %d: %s", gw.status, want, desc)
+	}
+	if ct := gw.header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type %q, want application/json: %s", ct, desc)
+	}
+	var shape struct {
+		Code    *int              `json:"code"`
+		Message *string           `json:"message"`
+		Details []json.RawMessage `json:"details"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(gw.body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&shape); err != nil || shape.Code == nil || shape.Message == nil || shape.Details == nil {
+		t.Fatalf("not the JSON error shape (%v): %s", err, desc)
+	}
+	if codes.Code(*shape.Code) != codes.InvalidArgument {
+		t.Fatalf("code %d, want INVALID_ARGUMENT: %s", *shape.Code, desc)
+	}
+	exact := want != http.StatusBadRequest
+	if exact && *shape.Message != msg || !exact && !strings.Contains(*shape.Message, msg) {
+		t.Fatalf("message %q, want %q: %s", *shape.Message, msg, desc)
+	}
+	if len(value) >= 6 && bytes.Contains(gw.body, []byte(value)) && !strings.Contains(msg, value) {
+		t.Fatalf("the refusal holds the value: %s", desc)
+	}
 }
