@@ -458,7 +458,10 @@ const (
 // manage its repositories. Creating a secret with any visibility and
 // selection needs write only. It reads the secret from GitHub only for a
 // caller without manage_repositories whose put names a visibility or
-// repositories.
+// repositories. A caller that may not read the secret either is refused
+// any put of an existing secret that names them, even the settings it
+// holds: were a right guess written and a wrong one refused, the answer
+// would tell it the settings, which read guards (mayCompare).
 func (s *Server) checkAccessChange(ctx context.Context, p putPlan) error {
 	if p.visibility == "" && len(p.repoIDs) == 0 {
 		return nil // the current visibility and selection are kept
@@ -474,7 +477,7 @@ func (s *Server) checkAccessChange(ctx context.Context, p putPlan) error {
 	case err != nil:
 		return err
 	}
-	if p.visibility != cur.Visibility {
+	if p.visibility != cur.Visibility || !s.mayCompare(ctx, p.scope, p.name) {
 		return &deniedError{verb: verbManage, resource: res}
 	}
 	if p.visibility != visibilitySelected || len(p.repoIDs) == 0 {
