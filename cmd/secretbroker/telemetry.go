@@ -222,7 +222,7 @@ func callDurationBuckets() []float64 {
 
 // callDurationViews give otelgrpc's and otelhttp's call duration
 // histograms (and the gateway's own recording of otelhttp's:
-// httpmetrics.go) the buckets of callDurationBuckets.
+// internal/httpmetrics) the buckets of callDurationBuckets.
 func callDurationViews() []sdkmetric.View {
 	var views []sdkmetric.View
 	for _, name := range []string{"rpc.server.call.duration", "http.server.request.duration"} {
