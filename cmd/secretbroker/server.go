@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/servertls"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service"
 	"github.com/secretbroker/secretbroker/service/state"
@@ -208,7 +209,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	// writes to GitHub) or a background loop is started.
 	var tlsCfg *tls.Config
 	if cfg.TLSCertFile != "" {
-		if tlsCfg, err = serverTLSConfig(logger.With(slog.String("component", "tls")), cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile); err != nil {
+		if tlsCfg, err = servertls.Config(logger.With(slog.String("component", "tls")), cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile); err != nil {
 			return err
 		}
 	}
