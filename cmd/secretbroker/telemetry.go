@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/spanexport"
 	"github.com/secretbroker/secretbroker/service/audit"
 )
 
@@ -88,8 +89,8 @@ func (t *tracing) shutdown(ctx context.Context, logger *slog.Logger) {
 // through a
 // batch span processor, so a slow or unreachable collector never holds a
 // call: a full queue drops spans instead. Export failures are logged once
-// per outage (exportHealth); OpenTelemetry's other errors (a metric push's)
-// as what they are, once per run of them (newErrorHealth).
+// per outage (spanexport.Health); OpenTelemetry's other errors (a metric
+// push's) as what they are, once per run of them (spanexport.NewErrorHealth).
 func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sdktrace.SpanExporter) (*tracing, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(
 		propagation.TraceContext{}, propagation.Baggage{}))
@@ -99,9 +100,8 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 	// Its lines about an OTEL_* variable it cannot parse lose the value
 	// (otelLogHandler).
 	otel.SetLogger(logr.FromSlogHandler(otelLogHandler{logger.With(slog.String("component", "otel")).Handler()}))
-	health := newExportHealth(logger.With(slog.String("component", "tracing")), time.Now, traceErrorRepeat)
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(
-		newErrorHealth(logger.With(slog.String("component", "otel")), time.Now, traceErrorRepeat).failed))
+	health := spanexport.NewHealth(logger.With(slog.String("component", "tracing")), time.Now, traceErrorRepeat)
+	otel.SetErrorHandler(spanexport.NewErrorHealth(logger.With(slog.String("component", "otel")), time.Now, traceErrorRepeat))
 
 	res, err := newResource(ctx)
 	if err != nil {
@@ -125,7 +125,7 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(samplerFor(len(exporters), cfg))}
 	t := &tracing{recording: len(exporters) > 0}
 	for _, exp := range exporters {
-		opts = append(opts, sdktrace.WithBatcher(&watchedExporter{SpanExporter: exp, health: health}))
+		opts = append(opts, sdktrace.WithBatcher(spanexport.Watch(exp, health)))
 	}
 	t.tp = sdktrace.NewTracerProvider(opts...)
 	otel.SetTracerProvider(t.tp)

@@ -134,43 +134,6 @@ func TestTracesExporterFromEnv(t *testing.T) {
 	}
 }
 
-// An outage is logged once when it begins, once more per repeat interval
-// while it lasts (with how many failures were not logged), and once when
-// it ends; every line is JSON.
-func TestExportHealthOncePerOutage(t *testing.T) {
-	var buf bytes.Buffer
-	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	h := newExportHealth(slog.New(slog.NewJSONHandler(&buf, nil)), func() time.Time { return now }, time.Hour)
-	refused := errors.New("connection refused")
-
-	h.succeeded() // no outage: nothing to say
-	for range 500 {
-		h.failed(refused)
-		now = now.Add(time.Second)
-	}
-	h.failed(&reportedError{err: refused}) // already counted: ignored
-	lines := jsonLines(t, buf.String())
-	if len(lines) != 1 || lines[0]["level"] != "WARN" || lines[0]["error"] != "connection refused" {
-		t.Fatalf("500 failures in 500 s: %v, want one WARN line", lines)
-	}
-	now = now.Add(time.Hour)
-	h.failed(refused)
-	lines = jsonLines(t, buf.String())
-	if len(lines) != 2 || lines[1]["msg"] != "trace export still failing" || lines[1]["failures_not_logged"] != 499.0 {
-		t.Fatalf("after an hour: %v, want a second line counting 499 failures not logged", lines)
-	}
-	h.succeeded()
-	h.succeeded()
-	lines = jsonLines(t, buf.String())
-	if len(lines) != 3 || lines[2]["level"] != "INFO" || lines[2]["failures"] != 501.0 {
-		t.Fatalf("recovery: %v, want one INFO line counting 501 failures", lines)
-	}
-	h.failed(refused) // a new outage
-	if lines = jsonLines(t, buf.String()); len(lines) != 4 || !strings.HasPrefix(lines[3]["msg"].(string), "trace export failing") {
-		t.Fatalf("a new outage: %v, want its first line", lines)
-	}
-}
-
 // blockingExporter holds every export until released, whatever its
 // context says: the worst collector.
 type blockingExporter struct {
@@ -333,27 +296,5 @@ func TestOTelErrorsAreNotTraceExportFailures(t *testing.T) {
 	lines = withMessage(jsonLines(t, spanLogs.String()), "trace export failing")
 	if n := len(jsonLines(t, spanLogs.String())); len(lines) != 1 || n != 1 {
 		t.Errorf("2 failed span exports: %d lines, %d of them trace export failing, want 1:\n%s", n, len(lines), spanLogs.String())
-	}
-}
-
-// OpenTelemetry's other errors have no success to end their run: an error
-// after repeat without any begins a new one, logged as such; one within
-// repeat of the last line is counted.
-func TestErrorHealthRuns(t *testing.T) {
-	var buf bytes.Buffer
-	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	h := newErrorHealth(slog.New(slog.NewJSONHandler(&buf, nil)), func() time.Time { return now }, time.Hour)
-	err := errors.New("push failed")
-	h.failed(err)
-	now = now.Add(time.Minute)
-	h.failed(err) // counted
-	now = now.Add(time.Hour)
-	h.failed(err) // repeat after the first line: one more, counting one
-	now = now.Add(3 * time.Hour)
-	h.failed(err) // none for 3 hours: a new run
-	lines := jsonLines(t, buf.String())
-	if len(lines) != 3 || lines[1]["msg"] != "OpenTelemetry errors go on" || lines[1]["failures_not_logged"] != 1.0 ||
-		!strings.HasPrefix(lines[2]["msg"].(string), "OpenTelemetry error (") {
-		t.Errorf("lines %v", lines)
 	}
 }
