@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/otellog"
 	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/spanexport"
 	"github.com/secretbroker/secretbroker/service/audit"
 )
@@ -98,8 +99,8 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 	// go through the broker's logger at levels below info, never as the
 	// default text lines on standard error.
 	// Its lines about an OTEL_* variable it cannot parse lose the value
-	// (otelLogHandler).
-	otel.SetLogger(logr.FromSlogHandler(otelLogHandler{logger.With(slog.String("component", "otel")).Handler()}))
+	// (otellog).
+	otel.SetLogger(logr.FromSlogHandler(otellog.New(logger.With(slog.String("component", "otel")).Handler())))
 	health := spanexport.NewHealth(logger.With(slog.String("component", "tracing")), time.Now, traceErrorRepeat)
 	otel.SetErrorHandler(spanexport.NewErrorHealth(logger.With(slog.String("component", "otel")), time.Now, traceErrorRepeat))
 
