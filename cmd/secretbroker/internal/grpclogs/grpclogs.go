@@ -1,4 +1,7 @@
-package main
+// Package grpclogs owns grpc-go's and grpc-gateway's logger: their lines
+// written through the broker's slog logger, at DEBUG with their severity,
+// instead of plain text on standard error.
+package grpclogs
 
 import (
 	"context"
@@ -18,9 +21,9 @@ import (
 // written), and a flood must not flood the log.
 type grpcLogger struct{ l *slog.Logger }
 
-// routeGRPCLogs makes logger grpc's logger. grpclog's logger is the
+// Route makes logger grpc's logger. grpclog's logger is the
 // process's: call it once, before any gRPC function (realMain does).
-func routeGRPCLogs(logger *slog.Logger) {
+func Route(logger *slog.Logger) {
 	grpclog.SetLoggerV2(grpcLogger{l: logger.With(slog.String("component", "grpc"))})
 }
 
