@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/apireflect"
 	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/servertls"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service"
@@ -378,7 +379,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		srv := grpc.NewServer(opts...)
 		srv.RegisterService(serviceDesc, svc)
 		healthpb.RegisterHealthServer(srv, healthSrv)
-		registerReflection(srv)
+		apireflect.Register(srv)
 		return srv
 	}
 	// The gRPC listener's connections are renewed every
