@@ -45,7 +45,7 @@ import (
 	"syscall"
 
 	"github.com/secretbroker/secretbroker/cmd/internal/heapfloor"
-	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/grpclogs"
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/liblog"
 	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/logbatch"
 )
 
@@ -95,7 +95,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logs := logbatch.New(stderr)
 	defer logs.Close()
 	logger := newLogger(cfg, logs)
-	grpclogs.Route(logger)
+	liblog.RouteGRPC(logger)
 	warnUnknownEnv(logger, os.Environ())
 	// The process's collector is tuned here, not in run, which tests
 	// start many times in one process.

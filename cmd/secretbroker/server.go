@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/apireflect"
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/liblog"
 	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/servertls"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service"
@@ -441,7 +442,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		TLSConfig:         tlsCfg,
-		ErrorLog:          httpErrorLog(logger),
+		ErrorLog:          liblog.HTTPErrorLog(logger),
 	}
 
 	if err := starting(); err != nil {

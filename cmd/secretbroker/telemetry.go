@@ -22,7 +22,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
-	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/otellog"
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/liblog"
 	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/spanexport"
 	"github.com/secretbroker/secretbroker/service/audit"
 )
@@ -99,8 +99,8 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 	// go through the broker's logger at levels below info, never as the
 	// default text lines on standard error.
 	// Its lines about an OTEL_* variable it cannot parse lose the value
-	// (otellog).
-	otel.SetLogger(logr.FromSlogHandler(otellog.New(logger.With(slog.String("component", "otel")).Handler())))
+	// (liblog.OTelHandler).
+	otel.SetLogger(logr.FromSlogHandler(liblog.OTelHandler(logger.With(slog.String("component", "otel")).Handler())))
 	health := spanexport.NewHealth(logger.With(slog.String("component", "tracing")), time.Now, traceErrorRepeat)
 	otel.SetErrorHandler(spanexport.NewErrorHealth(logger.With(slog.String("component", "otel")), time.Now, traceErrorRepeat))
 

@@ -1,4 +1,4 @@
-package otellog
+package liblog
 
 import (
 	"bytes"
@@ -32,7 +32,7 @@ func TestHandlerHidesInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			tc.log(slog.New(New(slog.NewTextHandler(&buf, nil))))
+			tc.log(slog.New(OTelHandler(slog.NewTextHandler(&buf, nil))))
 			out := buf.String()
 			if holds := strings.Contains(out, planted); holds == tc.hidden {
 				t.Errorf("line %q: holds the value %v, want %v", out, holds, !tc.hidden)

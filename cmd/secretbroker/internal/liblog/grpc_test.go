@@ -1,4 +1,4 @@
-package grpclogs
+package liblog
 
 import (
 	"bytes"

@@ -1,16 +1,13 @@
-// Package otellog owns the handler of OpenTelemetry's internal logger:
-// its lines passed on to the broker's handler with the values they repeat
-// of an OTEL_* variable hidden.
-package otellog
+package liblog
 
 import (
 	"context"
 	"log/slog"
 )
 
-// New returns the handler of OpenTelemetry's internal logger, which
-// passes its lines on to h (see otelLogHandler).
-func New(h slog.Handler) slog.Handler { return otelLogHandler{h} }
+// OTelHandler returns the handler of OpenTelemetry's internal logger,
+// which passes its lines on to h (see otelLogHandler).
+func OTelHandler(h slog.Handler) slog.Handler { return otelLogHandler{h} }
 
 // otelLogHandler is the handler of OpenTelemetry's internal logger: it
 // passes the lines on with the values they repeat of an OTEL_* variable

@@ -1,7 +1,4 @@
-// Package grpclogs owns grpc-go's and grpc-gateway's logger: their lines
-// written through the broker's slog logger, at DEBUG with their severity,
-// instead of plain text on standard error.
-package grpclogs
+package liblog
 
 import (
 	"context"
@@ -21,9 +18,9 @@ import (
 // written), and a flood must not flood the log.
 type grpcLogger struct{ l *slog.Logger }
 
-// Route makes logger grpc's logger. grpclog's logger is the
+// RouteGRPC makes logger grpc's logger. grpclog's logger is the
 // process's: call it once, before any gRPC function (realMain does).
-func Route(logger *slog.Logger) {
+func RouteGRPC(logger *slog.Logger) {
 	grpclog.SetLoggerV2(grpcLogger{l: logger.With(slog.String("component", "grpc"))})
 }
 
