@@ -68,7 +68,7 @@ func logPanic(ctx context.Context, logger *slog.Logger, method string, r any) {
 
 // logUnary logs one line per call: method, resource (the request's name
 // or parent, when it has one), caller, status code and duration; the
-// logger's handler (traceHandler) adds the trace and span ids. Health
+// logger's handler (tracelog.NewHandler) adds the trace and span ids. Health
 // checks, which probes make every few seconds, are logged at debug level.
 func logUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -136,7 +136,7 @@ func logCall(ctx context.Context, logger *slog.Logger, method, resource string, 
 	if c, ok := identity.CallerFrom(ctx); ok {
 		attrs = append(attrs, slog.String("caller", c))
 	}
-	// trace_id and span_id: traceHandler adds them from ctx.
+	// trace_id and span_id: tracelog.NewHandler's handler adds them from ctx.
 	logger.LogAttrs(ctx, level, "gRPC call", attrs...)
 }
 

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/tracelog"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/identity"
 )
@@ -97,7 +98,7 @@ func TestRecoverStream(t *testing.T) {
 
 func TestLogUnary(t *testing.T) {
 	var logs bytes.Buffer
-	logger := slog.New(newTraceHandler(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	logger := slog.New(tracelog.NewHandler(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	const resource = "repos/octo-org/hello-world/actions/secrets/DB_PASSWORD"
 	req := &secretbrokerv1.PutSecretRequest{Name: resource, Payload: &secretbrokerv1.PutSecretRequest_Value{Value: interceptorSecret}}
 	resp := &secretbrokerv1.PutSecretResponse{Name: interceptorSecret}

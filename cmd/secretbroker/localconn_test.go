@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/tracelog"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/identity"
 )
@@ -250,7 +251,7 @@ func startGatewayPair(t *testing.T) *gatewayPair {
 		t.Fatal(err)
 	}
 	p := &gatewayPair{svc: &scriptedService{}, wireStats: newStatsRecorder(), localStats: newStatsRecorder(), logs: &syncBuffer{}}
-	logger := slog.New(newTraceHandler(slog.NewJSONHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	logger := slog.New(tracelog.NewHandler(slog.NewJSONHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	door, _, err := newFrontDoor(t.Context(), cfg, logger)
 	if err != nil {
 		t.Fatal(err)

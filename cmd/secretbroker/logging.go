@@ -1,10 +1,10 @@
 package main
 
 import (
-	"context"
+	"io"
 	"log/slog"
 
-	"go.opentelemetry.io/otel/trace"
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/tracelog"
 )
 
 // Log formats, the values of --log-format.
@@ -13,40 +13,15 @@ const (
 	logFormatText = "text"
 )
 
-// traceHandler is a slog.Handler that adds trace_id and span_id to every
-// record logged with a context that carries a valid span context: every
-// line logged inside a call (the service and the upstream client log with
-// the *Context variants, or Log/LogAttrs with the call's context) names
-// the trace and the span it belongs to. Other records pass through as
-// they are.
-type traceHandler struct {
-	inner slog.Handler
-}
-
-// newTraceHandler wraps h.
-func newTraceHandler(h slog.Handler) slog.Handler {
-	return &traceHandler{inner: h}
-}
-
-func (h *traceHandler) Enabled(ctx context.Context, level slog.Level) bool {
-	return h.inner.Enabled(ctx, level)
-}
-
-func (h *traceHandler) Handle(ctx context.Context, r slog.Record) error {
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		r = r.Clone()
-		r.AddAttrs(
-			slog.String("trace_id", sc.TraceID().String()),
-			slog.String("span_id", sc.SpanID().String()),
-		)
+// newLogger returns the process logger: JSON lines on w, or text with
+// --log-format text (the default in dev mode), at cfg.LogLevel. Every
+// record logged with a context inside a traced call carries trace_id and
+// span_id (tracelog).
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
+	if cfg.LogFormat == logFormatText {
+		h = slog.NewTextHandler(w, opts)
 	}
-	return h.inner.Handle(ctx, r)
-}
-
-func (h *traceHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &traceHandler{inner: h.inner.WithAttrs(attrs)}
-}
-
-func (h *traceHandler) WithGroup(name string) slog.Handler {
-	return &traceHandler{inner: h.inner.WithGroup(name)}
+	return slog.New(tracelog.NewHandler(h))
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -41,19 +40,6 @@ const (
 	// many failures were not).
 	traceErrorRepeat = 15 * time.Minute
 )
-
-// newLogger returns the process logger: JSON lines on w, or text with
-// --log-format text (the default in dev mode), at cfg.LogLevel. Every
-// record logged with a context inside a traced call carries trace_id and
-// span_id (traceHandler).
-func newLogger(cfg Config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
-	var h slog.Handler = slog.NewJSONHandler(w, opts)
-	if cfg.LogFormat == logFormatText {
-		h = slog.NewTextHandler(w, opts)
-	}
-	return slog.New(newTraceHandler(h))
-}
 
 // tracing is the broker's trace pipeline: the tracer provider every
 // package's spans are started on (given to each through its Config or
