@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/calllog"
 	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/tracelog"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/identity"
@@ -257,7 +258,7 @@ func startGatewayPair(t *testing.T) *gatewayPair {
 		t.Fatal(err)
 	}
 	desc := door.wrap(&secretbrokerv1.SecretService_ServiceDesc)
-	interceptors := []grpc.UnaryServerInterceptor{logUnary(logger), recoverUnary(logger)}
+	interceptors := []grpc.UnaryServerInterceptor{calllog.LogUnary(logger), calllog.RecoverUnary(logger)}
 
 	srv := grpc.NewServer(grpc.StatsHandler(p.wireStats), grpc.ChainUnaryInterceptor(interceptors...),
 		grpc.MaxHeaderListSize(maxHeaderBytes), grpc.MaxConcurrentStreams(maxConcurrentStreams))

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/apireflect"
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/calllog"
 	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/liblog"
 	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/servertls"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
@@ -356,7 +357,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	// interceptors and (one per server) the stats handler.
 	serviceDesc := door.wrap(&secretbrokerv1.SecretService_ServiceDesc)
 	drain := newCallDrain()
-	unaryInterceptors := []grpc.UnaryServerInterceptor{logUnary(logger), recoverUnary(logger), drain.unary()}
+	unaryInterceptors := []grpc.UnaryServerInterceptor{calllog.LogUnary(logger), calllog.RecoverUnary(logger), drain.unary()}
 	newServerStats := func() stats.Handler {
 		return otelgrpc.NewServerHandler(
 			otelgrpc.WithMeterProvider(mp),
@@ -367,7 +368,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		opts := append([]grpc.ServerOption{
 			grpc.StatsHandler(sh),
 			grpc.ChainUnaryInterceptor(unaryInterceptors...),
-			grpc.ChainStreamInterceptor(logStream(logger), recoverStream(logger), drain.stream(), door.streamGuard()),
+			grpc.ChainStreamInterceptor(calllog.LogStream(logger), calllog.RecoverStream(logger), drain.stream(), door.streamGuard()),
 			streamWorkerOption(),
 			grpc.MaxRecvMsgSize(maxTransportBytes),
 			grpc.MaxHeaderListSize(maxHeaderBytes),

@@ -1,4 +1,4 @@
-package main
+package calllog
 
 import (
 	"bytes"
@@ -50,7 +50,7 @@ func TestRecoverUnary(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			logs.Reset()
-			resp, err := recoverUnary(logger)(context.Background(), req, info, func(_ context.Context, req any) (any, error) {
+			resp, err := RecoverUnary(logger)(context.Background(), req, info, func(_ context.Context, req any) (any, error) {
 				tt.panicWith(req)
 				return "unreachable", nil
 			})
@@ -83,7 +83,7 @@ func (s fakeStream) Context() context.Context { return s.ctx }
 func TestRecoverStream(t *testing.T) {
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
-	err := recoverStream(logger)(nil, fakeStream{ctx: context.Background()}, &grpc.StreamServerInfo{FullMethod: "/x.Y/Z"},
+	err := RecoverStream(logger)(nil, fakeStream{ctx: context.Background()}, &grpc.StreamServerInfo{FullMethod: "/x.Y/Z"},
 		func(any, grpc.ServerStream) error { panic(interceptorSecret) })
 	out := logs.String()
 	if status.Code(err) != codes.Internal || strings.Contains(out, interceptorSecret) || strings.Contains(err.Error(), interceptorSecret) {
@@ -118,7 +118,7 @@ func TestLogUnary(t *testing.T) {
 		{"/grpc.health.v1.Health/Check", nil, nil},
 	}
 	for _, tt := range tests {
-		_, _ = logUnary(logger)(ctx, req, &grpc.UnaryServerInfo{FullMethod: tt.method},
+		_, _ = LogUnary(logger)(ctx, req, &grpc.UnaryServerInfo{FullMethod: tt.method},
 			func(context.Context, any) (any, error) { return tt.resp, tt.err })
 	}
 
@@ -176,7 +176,7 @@ func TestLogStream(t *testing.T) {
 	}
 	for _, tt := range tests {
 		logs.Reset()
-		err := logStream(logger)(nil, recvStream{fakeStream{ctx: context.Background()}}, &grpc.StreamServerInfo{FullMethod: tt.method},
+		err := LogStream(logger)(nil, recvStream{fakeStream{ctx: context.Background()}}, &grpc.StreamServerInfo{FullMethod: tt.method},
 			func(_ any, ss grpc.ServerStream) error {
 				var req secretbrokerv1.PutSecretRequest
 				_ = ss.RecvMsg(&req)
