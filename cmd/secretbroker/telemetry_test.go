@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -15,22 +14,9 @@ import (
 
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-)
 
-// jsonLines decodes every line of a JSON log; a line that is not JSON
-// fails the test (a stray text line).
-func jsonLines(t *testing.T, out string) []map[string]any {
-	t.Helper()
-	var lines []map[string]any
-	for line := range strings.Lines(out) {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("not a JSON line: %q", line)
-		}
-		lines = append(lines, m)
-	}
-	return lines
-}
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/logtest"
+)
 
 // withMessage returns the lines whose msg starts with prefix.
 func withMessage(lines []map[string]any, prefix string) []map[string]any {
@@ -180,7 +166,7 @@ func TestUnreachableCollectorLogsOnce(t *testing.T) {
 	}
 	tr.shutdown(t.Context(), logger)
 
-	lines := jsonLines(t, logs.String())
+	lines := logtest.JSONLines(t, logs.String())
 	if failing := withMessage(lines, "trace export failing"); len(failing) != 1 || failing[0]["component"] != "tracing" {
 		t.Errorf("%d 'trace export failing' lines for %d failed exports, want 1:\n%s", len(failing), rounds, logs.String())
 	}
@@ -223,7 +209,7 @@ func TestOTelErrorsAreNotTraceExportFailures(t *testing.T) {
 		otel.Handle(pushFailed)
 	}
 	tr.shutdown(t.Context(), logger)
-	lines := jsonLines(t, logs.String())
+	lines := logtest.JSONLines(t, logs.String())
 	if len(lines) != 1 || !strings.HasPrefix(lines[0]["msg"].(string), "OpenTelemetry error") || lines[0]["error"] != pushFailed.Error() {
 		t.Errorf("3 failed metric pushes: %v, want one line saying what failed", lines)
 	}
@@ -240,8 +226,8 @@ func TestOTelErrorsAreNotTraceExportFailures(t *testing.T) {
 		_ = tr.tp.ForceFlush(t.Context())
 	}
 	tr.shutdown(t.Context(), logger)
-	lines = withMessage(jsonLines(t, spanLogs.String()), "trace export failing")
-	if n := len(jsonLines(t, spanLogs.String())); len(lines) != 1 || n != 1 {
+	lines = withMessage(logtest.JSONLines(t, spanLogs.String()), "trace export failing")
+	if n := len(logtest.JSONLines(t, spanLogs.String())); len(lines) != 1 || n != 1 {
 		t.Errorf("2 failed span exports: %d lines, %d of them trace export failing, want 1:\n%s", n, len(lines), spanLogs.String())
 	}
 }

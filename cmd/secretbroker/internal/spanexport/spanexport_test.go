@@ -2,7 +2,6 @@ package spanexport
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,22 +14,9 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-)
 
-// jsonLines decodes every line of a JSON log; a line that is not JSON
-// fails the test.
-func jsonLines(t *testing.T, out string) []map[string]any {
-	t.Helper()
-	var lines []map[string]any
-	for line := range strings.Lines(out) {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("not a JSON line: %q", line)
-		}
-		lines = append(lines, m)
-	}
-	return lines
-}
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/logtest"
+)
 
 // An outage is logged once when it begins, once more per repeat interval
 // while it lasts (with how many failures were not logged), and once when
@@ -47,24 +33,24 @@ func TestExportHealthOncePerOutage(t *testing.T) {
 		now = now.Add(time.Second)
 	}
 	h.failed(&reportedError{err: refused}) // already counted: ignored
-	lines := jsonLines(t, buf.String())
+	lines := logtest.JSONLines(t, buf.String())
 	if len(lines) != 1 || lines[0]["level"] != "WARN" || lines[0]["error"] != "connection refused" {
 		t.Fatalf("500 failures in 500 s: %v, want one WARN line", lines)
 	}
 	now = now.Add(time.Hour)
 	h.failed(refused)
-	lines = jsonLines(t, buf.String())
+	lines = logtest.JSONLines(t, buf.String())
 	if len(lines) != 2 || lines[1]["msg"] != "trace export still failing" || lines[1]["failures_not_logged"] != 499.0 {
 		t.Fatalf("after an hour: %v, want a second line counting 499 failures not logged", lines)
 	}
 	h.succeeded()
 	h.succeeded()
-	lines = jsonLines(t, buf.String())
+	lines = logtest.JSONLines(t, buf.String())
 	if len(lines) != 3 || lines[2]["level"] != "INFO" || lines[2]["failures"] != 501.0 {
 		t.Fatalf("recovery: %v, want one INFO line counting 501 failures", lines)
 	}
 	h.failed(refused) // a new outage
-	if lines = jsonLines(t, buf.String()); len(lines) != 4 || !strings.HasPrefix(lines[3]["msg"].(string), "trace export failing") {
+	if lines = logtest.JSONLines(t, buf.String()); len(lines) != 4 || !strings.HasPrefix(lines[3]["msg"].(string), "trace export failing") {
 		t.Fatalf("a new outage: %v, want its first line", lines)
 	}
 }
@@ -84,7 +70,7 @@ func TestErrorHealthRuns(t *testing.T) {
 	h.failed(err) // repeat after the first line: one more, counting one
 	now = now.Add(3 * time.Hour)
 	h.failed(err) // none for 3 hours: a new run
-	lines := jsonLines(t, buf.String())
+	lines := logtest.JSONLines(t, buf.String())
 	if len(lines) != 3 || lines[1]["msg"] != "OpenTelemetry errors go on" || lines[1]["failures_not_logged"] != 1.0 ||
 		!strings.HasPrefix(lines[2]["msg"].(string), "OpenTelemetry error (") {
 		t.Errorf("lines %v", lines)
