@@ -21,6 +21,7 @@ import (
 
 	"google.golang.org/grpc/credentials"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/logtest"
 	"github.com/secretbroker/secretbroker/service/identity"
 	"github.com/secretbroker/secretbroker/service/identity/identitytest"
 )
@@ -298,7 +299,7 @@ func TestConfigReload(t *testing.T) {
 		{name: "files back", do: both(0), advance: time.Minute, want: pairs[0][0], warns: 4},
 	}
 	var cfg *tls.Config
-	var logs logBuffer
+	var logs logtest.Buffer
 	synctest.Test(t, func(t *testing.T) {
 		var err error
 		cfg, err = Config(slog.New(slog.NewTextHandler(&logs, nil)), certFile, keyFile, "")
@@ -345,25 +346,6 @@ func TestConfigReload(t *testing.T) {
 	if !state.PeerCertificates[0].Equal(leafOf(t, pairs[0][0])) {
 		t.Error("handshake served another certificate than GetCertificate")
 	}
-}
-
-// logBuffer holds what a logger wrote, safe to read while handshakes
-// write.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func mustRead(t *testing.T, path string) []byte {
@@ -573,7 +555,7 @@ func TestConfigClientCAReload(t *testing.T) {
 				caFile := cas["old"].WriteCertFile(t)
 				roots := x509.NewCertPool()
 				roots.AppendCertsFromPEM(cas["old"].CertPEM())
-				var logs logBuffer
+				var logs logtest.Buffer
 				cfg, err := Config(slog.New(slog.NewTextHandler(&logs, nil)), certFile, keyFile, caFile)
 				if err != nil {
 					t.Fatalf("Config: %v", err)
