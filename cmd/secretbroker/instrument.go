@@ -21,8 +21,8 @@ import (
 // request, for a span nothing reads, about a tenth of a cached call's cost
 // on the gateway (docs/BENCHMARKS.md). Then the gateway gets
 // httpmetrics.New instead: the same histograms, under the same names,
-// scope, buckets and attributes (TestHTTPMetricsAsOtelhttp holds it to
-// that), and the caller's trace context extracted from the request's
+// scope, buckets and attributes (its TestHTTPMetricsAsOtelhttp holds it
+// to that), and the caller's trace context extracted from the request's
 // headers as otelhttp's propagation does, so a call's log lines and its
 // requests to GitHub still carry the caller's trace id.
 func instrumentGateway(next http.Handler, recording bool, opts gatewayInstrumentation) http.Handler {
