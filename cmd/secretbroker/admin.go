@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/liblog"
 	"github.com/secretbroker/secretbroker/upstream"
 )
 
@@ -307,7 +308,7 @@ func newAdminServer(ready *readiness, pprofOn bool, metrics http.Handler, logger
 		ReadTimeout:       readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          httpErrorLog(logger),
+		ErrorLog:          liblog.HTTPErrorLog(logger),
 	}
 	if !pprofOn {
 		srv.WriteTimeout = readHeaderTimeout

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/tracelog"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 )
 
@@ -61,7 +62,7 @@ func startBenchBroker(tb testing.TB, logs io.Writer) *benchBroker {
 	if logs == nil {
 		logs = io.Discard
 	}
-	logger := slog.New(newTraceHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	logger := slog.New(tracelog.NewHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	ready := make(chan [2]string, 1)

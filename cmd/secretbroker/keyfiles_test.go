@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/servertls"
 	"github.com/secretbroker/secretbroker/service/identity/identitytest"
 )
 
@@ -37,7 +38,10 @@ func TestKeyFilesNotKeysNeverShown(t *testing.T) {
 	rsaDER, _ := pem.Decode(rsaPEM)
 	ca := identitytest.NewCA(t)
 	certFile, _ := ca.ServerCert(t)
-	certPEM := mustRead(t, certFile)
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A key under a passphrase: what the DER holds is ciphertext.
 	encrypted := make([]byte, 1200)
 	if _, err := rand.Read(encrypted); err != nil {
@@ -72,7 +76,7 @@ func TestKeyFilesNotKeysNeverShown(t *testing.T) {
 				return err
 			}, "private key file " + path},
 			{"TLS", func() error {
-				_, err := serverTLSConfig(slog.New(slog.DiscardHandler), certFile, path, "")
+				_, err := servertls.Config(slog.New(slog.DiscardHandler), certFile, path, "")
 				return err
 			}, "key " + path},
 		} {

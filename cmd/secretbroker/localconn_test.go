@@ -29,6 +29,8 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/calllog"
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/tracelog"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/identity"
 )
@@ -250,13 +252,13 @@ func startGatewayPair(t *testing.T) *gatewayPair {
 		t.Fatal(err)
 	}
 	p := &gatewayPair{svc: &scriptedService{}, wireStats: newStatsRecorder(), localStats: newStatsRecorder(), logs: &syncBuffer{}}
-	logger := slog.New(newTraceHandler(slog.NewJSONHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	logger := slog.New(tracelog.NewHandler(slog.NewJSONHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	door, _, err := newFrontDoor(t.Context(), cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
 	desc := door.wrap(&secretbrokerv1.SecretService_ServiceDesc)
-	interceptors := []grpc.UnaryServerInterceptor{logUnary(logger), recoverUnary(logger)}
+	interceptors := []grpc.UnaryServerInterceptor{calllog.LogUnary(logger), calllog.RecoverUnary(logger)}
 
 	srv := grpc.NewServer(grpc.StatsHandler(p.wireStats), grpc.ChainUnaryInterceptor(interceptors...),
 		grpc.MaxHeaderListSize(maxHeaderBytes), grpc.MaxConcurrentStreams(maxConcurrentStreams))

@@ -45,6 +45,8 @@ import (
 	"syscall"
 
 	"github.com/secretbroker/secretbroker/cmd/internal/heapfloor"
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/liblog"
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/logbatch"
 )
 
 func main() {
@@ -74,7 +76,7 @@ func main() {
 // realMain prints the version if args ask for it; otherwise it reads the
 // configuration from args and the environment and serves until ctx is
 // done, logging (and writing the --dev banner) to stderr through a
-// lineBatcher, whose pending lines are written before it returns (a crash
+// logbatch.Writer, whose pending lines are written before it returns (a crash
 // of the process loses the lines of the last few microseconds).
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if wantsVersion(args) {
@@ -90,10 +92,10 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	logs := newLineBatcher(stderr)
+	logs := logbatch.New(stderr)
 	defer logs.Close()
 	logger := newLogger(cfg, logs)
-	routeGRPCLogs(logger)
+	liblog.RouteGRPC(logger)
 	warnUnknownEnv(logger, os.Environ())
 	// The process's collector is tuned here, not in run, which tests
 	// start many times in one process.

@@ -25,6 +25,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/tracelog"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 )
 
@@ -93,7 +94,7 @@ func startBroker(t *testing.T, cfg Config) *broker {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &broker{logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1), http: &http.Client{Timeout: 30 * time.Second}}
-	logger := slog.New(newTraceHandler(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	logger := slog.New(tracelog.NewHandler(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	var banner bytes.Buffer
 	ready := make(chan [3]string, 1)
 	go func() {

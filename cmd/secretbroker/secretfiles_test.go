@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/servertls"
 	"github.com/secretbroker/secretbroker/service/audit"
 	"github.com/secretbroker/secretbroker/service/state"
 )
@@ -52,7 +53,7 @@ func TestSecretFileFlagGivenTheSecret(t *testing.T) {
 			return run(t.Context(), cfg, slog.New(slog.DiscardHandler), io.Discard, nil)
 		}, "--github-app-private-key-file"}, // a PEM block: refused at load (refuseCredentials)
 		{"TLS key", string(appPEM), func(t *testing.T) error {
-			_, err := serverTLSConfig(slog.New(slog.DiscardHandler), certFile, string(appPEM), "")
+			_, err := servertls.Config(slog.New(slog.DiscardHandler), certFile, string(appPEM), "")
 			return err
 		}, "TLS key"},
 		{"audit HMAC key", hmacKey, func(t *testing.T) error {

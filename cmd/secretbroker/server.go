@@ -24,6 +24,10 @@ import (
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/apireflect"
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/calllog"
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/liblog"
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/servertls"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service"
 	"github.com/secretbroker/secretbroker/service/state"
@@ -208,7 +212,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	// writes to GitHub) or a background loop is started.
 	var tlsCfg *tls.Config
 	if cfg.TLSCertFile != "" {
-		if tlsCfg, err = serverTLSConfig(logger.With(slog.String("component", "tls")), cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile); err != nil {
+		if tlsCfg, err = servertls.Config(logger.With(slog.String("component", "tls")), cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile); err != nil {
 			return err
 		}
 	}
@@ -353,7 +357,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 	// interceptors and (one per server) the stats handler.
 	serviceDesc := door.wrap(&secretbrokerv1.SecretService_ServiceDesc)
 	drain := newCallDrain()
-	unaryInterceptors := []grpc.UnaryServerInterceptor{logUnary(logger), recoverUnary(logger), drain.unary()}
+	unaryInterceptors := []grpc.UnaryServerInterceptor{calllog.LogUnary(logger), calllog.RecoverUnary(logger), drain.unary()}
 	newServerStats := func() stats.Handler {
 		return otelgrpc.NewServerHandler(
 			otelgrpc.WithMeterProvider(mp),
@@ -364,7 +368,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		opts := append([]grpc.ServerOption{
 			grpc.StatsHandler(sh),
 			grpc.ChainUnaryInterceptor(unaryInterceptors...),
-			grpc.ChainStreamInterceptor(logStream(logger), recoverStream(logger), drain.stream(), door.streamGuard()),
+			grpc.ChainStreamInterceptor(calllog.LogStream(logger), calllog.RecoverStream(logger), drain.stream(), door.streamGuard()),
 			streamWorkerOption(),
 			grpc.MaxRecvMsgSize(maxTransportBytes),
 			grpc.MaxHeaderListSize(maxHeaderBytes),
@@ -377,7 +381,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		srv := grpc.NewServer(opts...)
 		srv.RegisterService(serviceDesc, svc)
 		healthpb.RegisterHealthServer(srv, healthSrv)
-		registerReflection(srv)
+		apireflect.Register(srv)
 		return srv
 	}
 	// The gRPC listener's connections are renewed every
@@ -439,7 +443,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, banner io.Writer,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		TLSConfig:         tlsCfg,
-		ErrorLog:          httpErrorLog(logger),
+		ErrorLog:          liblog.HTTPErrorLog(logger),
 	}
 
 	if err := starting(); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -22,6 +21,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/liblog"
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/spanexport"
 	"github.com/secretbroker/secretbroker/service/audit"
 )
 
@@ -39,19 +40,6 @@ const (
 	// many failures were not).
 	traceErrorRepeat = 15 * time.Minute
 )
-
-// newLogger returns the process logger: JSON lines on w, or text with
-// --log-format text (the default in dev mode), at cfg.LogLevel. Every
-// record logged with a context inside a traced call carries trace_id and
-// span_id (traceHandler).
-func newLogger(cfg Config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
-	var h slog.Handler = slog.NewJSONHandler(w, opts)
-	if cfg.LogFormat == logFormatText {
-		h = slog.NewTextHandler(w, opts)
-	}
-	return slog.New(newTraceHandler(h))
-}
 
 // tracing is the broker's trace pipeline: the tracer provider every
 // package's spans are started on (given to each through its Config or
@@ -88,8 +76,8 @@ func (t *tracing) shutdown(ctx context.Context, logger *slog.Logger) {
 // through a
 // batch span processor, so a slow or unreachable collector never holds a
 // call: a full queue drops spans instead. Export failures are logged once
-// per outage (exportHealth); OpenTelemetry's other errors (a metric push's)
-// as what they are, once per run of them (newErrorHealth).
+// per outage (spanexport.Health); OpenTelemetry's other errors (a metric
+// push's) as what they are, once per run of them (spanexport.NewErrorHealth).
 func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sdktrace.SpanExporter) (*tracing, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(
 		propagation.TraceContext{}, propagation.Baggage{}))
@@ -97,11 +85,10 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 	// go through the broker's logger at levels below info, never as the
 	// default text lines on standard error.
 	// Its lines about an OTEL_* variable it cannot parse lose the value
-	// (otelLogHandler).
-	otel.SetLogger(logr.FromSlogHandler(otelLogHandler{logger.With(slog.String("component", "otel")).Handler()}))
-	health := newExportHealth(logger.With(slog.String("component", "tracing")), time.Now, traceErrorRepeat)
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(
-		newErrorHealth(logger.With(slog.String("component", "otel")), time.Now, traceErrorRepeat).failed))
+	// (liblog.OTelHandler).
+	otel.SetLogger(logr.FromSlogHandler(liblog.OTelHandler(logger.With(slog.String("component", "otel")).Handler())))
+	health := spanexport.NewHealth(logger.With(slog.String("component", "tracing")), time.Now, traceErrorRepeat)
+	otel.SetErrorHandler(spanexport.NewErrorHealth(logger.With(slog.String("component", "otel")), time.Now, traceErrorRepeat))
 
 	res, err := newResource(ctx)
 	if err != nil {
@@ -125,7 +112,7 @@ func setupTracing(ctx context.Context, cfg Config, logger *slog.Logger, extra sd
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(samplerFor(len(exporters), cfg))}
 	t := &tracing{recording: len(exporters) > 0}
 	for _, exp := range exporters {
-		opts = append(opts, sdktrace.WithBatcher(&watchedExporter{SpanExporter: exp, health: health}))
+		opts = append(opts, sdktrace.WithBatcher(spanexport.Watch(exp, health)))
 	}
 	t.tp = sdktrace.NewTracerProvider(opts...)
 	otel.SetTracerProvider(t.tp)
@@ -222,7 +209,7 @@ func callDurationBuckets() []float64 {
 
 // callDurationViews give otelgrpc's and otelhttp's call duration
 // histograms (and the gateway's own recording of otelhttp's:
-// httpmetrics.go) the buckets of callDurationBuckets.
+// internal/httpmetrics) the buckets of callDurationBuckets.
 func callDurationViews() []sdkmetric.View {
 	var views []sdkmetric.View
 	for _, name := range []string{"rpc.server.call.duration", "http.server.request.duration"} {

@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -16,23 +14,9 @@ import (
 
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
-)
 
-// jsonLines decodes every line of a JSON log; a line that is not JSON
-// fails the test (a stray text line).
-func jsonLines(t *testing.T, out string) []map[string]any {
-	t.Helper()
-	var lines []map[string]any
-	for line := range strings.Lines(out) {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("not a JSON line: %q", line)
-		}
-		lines = append(lines, m)
-	}
-	return lines
-}
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/logtest"
+)
 
 // withMessage returns the lines whose msg starts with prefix.
 func withMessage(lines []map[string]any, prefix string) []map[string]any {
@@ -43,57 +27,6 @@ func withMessage(lines []map[string]any, prefix string) []map[string]any {
 		}
 	}
 	return out
-}
-
-func TestTraceHandler(t *testing.T) {
-	traceID := trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
-	spanID := trace.SpanID{0, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}
-	inCall := trace.ContextWithSpanContext(context.Background(),
-		trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID, TraceFlags: trace.FlagsSampled}))
-	onlyTrace := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID}))
-
-	for _, tc := range []struct {
-		name      string
-		ctx       context.Context
-		log       func(l *slog.Logger, ctx context.Context)
-		wantIDs   bool
-		wantAttrs map[string]any
-	}{
-		{"inside a call", inCall, func(l *slog.Logger, ctx context.Context) { l.InfoContext(ctx, "m", "k", "v") }, true, map[string]any{"k": "v"}},
-		{"LogAttrs", inCall, func(l *slog.Logger, ctx context.Context) { l.LogAttrs(ctx, slog.LevelWarn, "m", slog.Int("n", 1)) }, true, map[string]any{"n": 1.0}},
-		{"With keeps the ids", inCall, func(l *slog.Logger, ctx context.Context) { l.With("component", "x").DebugContext(ctx, "m") }, true, map[string]any{"component": "x"}},
-		{"no context", context.Background(), func(l *slog.Logger, ctx context.Context) { l.InfoContext(ctx, "m") }, false, nil},
-		{"no span id", onlyTrace, func(l *slog.Logger, ctx context.Context) { l.InfoContext(ctx, "m") }, false, nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var buf bytes.Buffer
-			l := slog.New(newTraceHandler(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
-			tc.log(l, tc.ctx)
-			lines := jsonLines(t, buf.String())
-			if len(lines) != 1 {
-				t.Fatalf("%d lines, want 1", len(lines))
-			}
-			got := lines[0]
-			if tc.wantIDs {
-				if got["trace_id"] != traceID.String() || got["span_id"] != spanID.String() {
-					t.Errorf("trace_id %v span_id %v, want %s and %s", got["trace_id"], got["span_id"], traceID, spanID)
-				}
-			} else if _, ok := got["trace_id"]; ok {
-				t.Errorf("a line outside a call has trace_id: %v", got)
-			}
-			for k, v := range tc.wantAttrs {
-				if got[k] != v {
-					t.Errorf("%s = %v, want %v", k, got[k], v)
-				}
-			}
-		})
-	}
-
-	// A disabled level stays disabled through the wrapper.
-	l := slog.New(newTraceHandler(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if l.Enabled(inCall, slog.LevelInfo) {
-		t.Error("info enabled under a warn handler")
-	}
 }
 
 func TestNewLoggerFormat(t *testing.T) {
@@ -131,43 +64,6 @@ func TestTracesExporterFromEnv(t *testing.T) {
 				t.Errorf("= %q, %v; want %q, error %t", got, err, tc.want, tc.wantErr)
 			}
 		})
-	}
-}
-
-// An outage is logged once when it begins, once more per repeat interval
-// while it lasts (with how many failures were not logged), and once when
-// it ends; every line is JSON.
-func TestExportHealthOncePerOutage(t *testing.T) {
-	var buf bytes.Buffer
-	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	h := newExportHealth(slog.New(slog.NewJSONHandler(&buf, nil)), func() time.Time { return now }, time.Hour)
-	refused := errors.New("connection refused")
-
-	h.succeeded() // no outage: nothing to say
-	for range 500 {
-		h.failed(refused)
-		now = now.Add(time.Second)
-	}
-	h.failed(&reportedError{err: refused}) // already counted: ignored
-	lines := jsonLines(t, buf.String())
-	if len(lines) != 1 || lines[0]["level"] != "WARN" || lines[0]["error"] != "connection refused" {
-		t.Fatalf("500 failures in 500 s: %v, want one WARN line", lines)
-	}
-	now = now.Add(time.Hour)
-	h.failed(refused)
-	lines = jsonLines(t, buf.String())
-	if len(lines) != 2 || lines[1]["msg"] != "trace export still failing" || lines[1]["failures_not_logged"] != 499.0 {
-		t.Fatalf("after an hour: %v, want a second line counting 499 failures not logged", lines)
-	}
-	h.succeeded()
-	h.succeeded()
-	lines = jsonLines(t, buf.String())
-	if len(lines) != 3 || lines[2]["level"] != "INFO" || lines[2]["failures"] != 501.0 {
-		t.Fatalf("recovery: %v, want one INFO line counting 501 failures", lines)
-	}
-	h.failed(refused) // a new outage
-	if lines = jsonLines(t, buf.String()); len(lines) != 4 || !strings.HasPrefix(lines[3]["msg"].(string), "trace export failing") {
-		t.Fatalf("a new outage: %v, want its first line", lines)
 	}
 }
 
@@ -270,7 +166,7 @@ func TestUnreachableCollectorLogsOnce(t *testing.T) {
 	}
 	tr.shutdown(t.Context(), logger)
 
-	lines := jsonLines(t, logs.String())
+	lines := logtest.JSONLines(t, logs.String())
 	if failing := withMessage(lines, "trace export failing"); len(failing) != 1 || failing[0]["component"] != "tracing" {
 		t.Errorf("%d 'trace export failing' lines for %d failed exports, want 1:\n%s", len(failing), rounds, logs.String())
 	}
@@ -313,7 +209,7 @@ func TestOTelErrorsAreNotTraceExportFailures(t *testing.T) {
 		otel.Handle(pushFailed)
 	}
 	tr.shutdown(t.Context(), logger)
-	lines := jsonLines(t, logs.String())
+	lines := logtest.JSONLines(t, logs.String())
 	if len(lines) != 1 || !strings.HasPrefix(lines[0]["msg"].(string), "OpenTelemetry error") || lines[0]["error"] != pushFailed.Error() {
 		t.Errorf("3 failed metric pushes: %v, want one line saying what failed", lines)
 	}
@@ -330,30 +226,8 @@ func TestOTelErrorsAreNotTraceExportFailures(t *testing.T) {
 		_ = tr.tp.ForceFlush(t.Context())
 	}
 	tr.shutdown(t.Context(), logger)
-	lines = withMessage(jsonLines(t, spanLogs.String()), "trace export failing")
-	if n := len(jsonLines(t, spanLogs.String())); len(lines) != 1 || n != 1 {
+	lines = withMessage(logtest.JSONLines(t, spanLogs.String()), "trace export failing")
+	if n := len(logtest.JSONLines(t, spanLogs.String())); len(lines) != 1 || n != 1 {
 		t.Errorf("2 failed span exports: %d lines, %d of them trace export failing, want 1:\n%s", n, len(lines), spanLogs.String())
-	}
-}
-
-// OpenTelemetry's other errors have no success to end their run: an error
-// after repeat without any begins a new one, logged as such; one within
-// repeat of the last line is counted.
-func TestErrorHealthRuns(t *testing.T) {
-	var buf bytes.Buffer
-	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	h := newErrorHealth(slog.New(slog.NewJSONHandler(&buf, nil)), func() time.Time { return now }, time.Hour)
-	err := errors.New("push failed")
-	h.failed(err)
-	now = now.Add(time.Minute)
-	h.failed(err) // counted
-	now = now.Add(time.Hour)
-	h.failed(err) // repeat after the first line: one more, counting one
-	now = now.Add(3 * time.Hour)
-	h.failed(err) // none for 3 hours: a new run
-	lines := jsonLines(t, buf.String())
-	if len(lines) != 3 || lines[1]["msg"] != "OpenTelemetry errors go on" || lines[1]["failures_not_logged"] != 1.0 ||
-		!strings.HasPrefix(lines[2]["msg"].(string), "OpenTelemetry error (") {
-		t.Errorf("lines %v", lines)
 	}
 }

@@ -7,12 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
-
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
 
 // rawGet sends a GET with the raw request target and User-Agent given,
@@ -89,44 +83,5 @@ func TestHostileStringsKeepTraceExport(t *testing.T) {
 	}
 	if strings.Contains(b.logs.String(), "trace export failing") {
 		t.Errorf("an export failed:\n%s", b.logs)
-	}
-}
-
-// TestValidSpans: every string an export carries comes out valid UTF-8;
-// a batch of valid spans is passed on as it is.
-func TestValidSpans(t *testing.T) {
-	const bad = "bad-\xc3"
-	stub := tracetest.SpanStub{
-		Name:       bad,
-		Status:     sdktrace.Status{Code: codes.Error, Description: bad},
-		Attributes: []attribute.KeyValue{attribute.String(bad, bad), attribute.StringSlice("list", []string{"ok", bad}), attribute.Int("n", 7)},
-		Events:     []sdktrace.Event{{Name: bad, Attributes: []attribute.KeyValue{attribute.String("e", bad)}}},
-		Links:      []sdktrace.Link{{Attributes: []attribute.KeyValue{attribute.String("l", bad)}}},
-	}
-	good := tracetest.SpanStub{Name: "good", Attributes: []attribute.KeyValue{attribute.String("a", "é")}}.Snapshot()
-
-	valid := []sdktrace.ReadOnlySpan{good, good}
-	if got := validSpans(valid); &got[0] != &valid[0] {
-		t.Error("valid spans were copied")
-	}
-	got := validSpans([]sdktrace.ReadOnlySpan{good, stub.Snapshot(), good})
-	if len(got) != 3 || got[0].Name() != "good" || got[2].Name() != "good" {
-		t.Fatalf("validSpans = %v", got)
-	}
-	s := got[1]
-	if !spanValid(s) {
-		t.Errorf("span still invalid: %s", spanText([]sdktrace.ReadOnlySpan{s}))
-	}
-	if s.Name() != "bad-\ufffd" || s.Status().Description != "bad-\ufffd" || s.Status().Code != codes.Error {
-		t.Errorf("name %q, status %v", s.Name(), s.Status())
-	}
-	if n := s.Attributes()[2]; n.Key != "n" || n.Value.AsInt64() != 7 {
-		t.Errorf("attribute n = %v", n)
-	}
-	if str := spanText([]sdktrace.ReadOnlySpan{s}); !utf8.ValidString(str) {
-		t.Errorf("not UTF-8: %q", str)
-	}
-	if s.SpanKind() != stub.SpanKind || !s.StartTime().Equal(stub.StartTime) {
-		t.Error("the span's other fields changed")
 	}
 }

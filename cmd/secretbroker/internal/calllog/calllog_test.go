@@ -1,4 +1,4 @@
-package main
+package calllog
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/tracelog"
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
 	"github.com/secretbroker/secretbroker/service/identity"
 )
@@ -49,7 +50,7 @@ func TestRecoverUnary(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			logs.Reset()
-			resp, err := recoverUnary(logger)(context.Background(), req, info, func(_ context.Context, req any) (any, error) {
+			resp, err := RecoverUnary(logger)(context.Background(), req, info, func(_ context.Context, req any) (any, error) {
 				tt.panicWith(req)
 				return "unreachable", nil
 			})
@@ -82,7 +83,7 @@ func (s fakeStream) Context() context.Context { return s.ctx }
 func TestRecoverStream(t *testing.T) {
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
-	err := recoverStream(logger)(nil, fakeStream{ctx: context.Background()}, &grpc.StreamServerInfo{FullMethod: "/x.Y/Z"},
+	err := RecoverStream(logger)(nil, fakeStream{ctx: context.Background()}, &grpc.StreamServerInfo{FullMethod: "/x.Y/Z"},
 		func(any, grpc.ServerStream) error { panic(interceptorSecret) })
 	out := logs.String()
 	if status.Code(err) != codes.Internal || strings.Contains(out, interceptorSecret) || strings.Contains(err.Error(), interceptorSecret) {
@@ -97,7 +98,7 @@ func TestRecoverStream(t *testing.T) {
 
 func TestLogUnary(t *testing.T) {
 	var logs bytes.Buffer
-	logger := slog.New(newTraceHandler(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	logger := slog.New(tracelog.NewHandler(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	const resource = "repos/octo-org/hello-world/actions/secrets/DB_PASSWORD"
 	req := &secretbrokerv1.PutSecretRequest{Name: resource, Payload: &secretbrokerv1.PutSecretRequest_Value{Value: interceptorSecret}}
 	resp := &secretbrokerv1.PutSecretResponse{Name: interceptorSecret}
@@ -117,7 +118,7 @@ func TestLogUnary(t *testing.T) {
 		{"/grpc.health.v1.Health/Check", nil, nil},
 	}
 	for _, tt := range tests {
-		_, _ = logUnary(logger)(ctx, req, &grpc.UnaryServerInfo{FullMethod: tt.method},
+		_, _ = LogUnary(logger)(ctx, req, &grpc.UnaryServerInfo{FullMethod: tt.method},
 			func(context.Context, any) (any, error) { return tt.resp, tt.err })
 	}
 
@@ -175,7 +176,7 @@ func TestLogStream(t *testing.T) {
 	}
 	for _, tt := range tests {
 		logs.Reset()
-		err := logStream(logger)(nil, recvStream{fakeStream{ctx: context.Background()}}, &grpc.StreamServerInfo{FullMethod: tt.method},
+		err := LogStream(logger)(nil, recvStream{fakeStream{ctx: context.Background()}}, &grpc.StreamServerInfo{FullMethod: tt.method},
 			func(_ any, ss grpc.ServerStream) error {
 				var req secretbrokerv1.PutSecretRequest
 				_ = ss.RecvMsg(&req)

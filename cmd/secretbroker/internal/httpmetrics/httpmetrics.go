@@ -1,4 +1,9 @@
-package main
+// Package httpmetrics owns the gateway's HTTP server metrics without a
+// span: otelhttp's three http.server.* histograms, under the same names,
+// scope, buckets and attributes, each series' attribute set built once,
+// and the caller's trace context extracted from the request's headers
+// into its context as otelhttp's propagation does.
+package httpmetrics
 
 import (
 	"io"
@@ -17,53 +22,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/semconv/v1.43.0/httpconv"
-	"go.opentelemetry.io/otel/trace"
 )
-
-// instrumentGateway wraps the JSON gateway's handler in its HTTP
-// instrumentation.
-//
-// When spans are recorded (an exporter is configured), that is otelhttp:
-// the HTTP server span with its attributes, and its three http.server.*
-// histograms. When none is, otelhttp would still build the span's
-// attributes for every request, wrap the ResponseWriter twice and copy the
-// request, for a span nothing reads, about a tenth of a cached call's cost
-// on the gateway (docs/BENCHMARKS.md). Then the gateway gets
-// httpServerMetrics instead: the same histograms, under the same names,
-// scope, buckets and attributes (TestHTTPMetricsAsOtelhttp holds it to
-// that), and the caller's trace context extracted from the request's
-// headers as otelhttp's propagation does, so a call's log lines and its
-// requests to GitHub still carry the caller's trace id.
-func instrumentGateway(next http.Handler, recording bool, opts gatewayInstrumentation) http.Handler {
-	if recording {
-		return otelhttp.NewHandler(next, "gateway",
-			otelhttp.WithTracerProvider(opts.tracerProvider),
-			otelhttp.WithMeterProvider(opts.meterProvider),
-			otelhttp.WithPropagators(opts.propagator),
-			// server.address and server.port name the listener, not
-			// the caller's Host header: otelhttp puts both on every
-			// http_server_* series, so a header any caller chooses
-			// would add series until the SDK's cardinality limit,
-			// after which every new series, legitimate ones included,
-			// is folded into one overflow series.
-			otelhttp.WithServerName(opts.serverName),
-			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-				return gatewaySpanName(r.Method)
-			}))
-	}
-	return newHTTPServerMetrics(next, opts)
-}
-
-// gatewayInstrumentation is what the gateway's HTTP instrumentation
-// records with.
-type gatewayInstrumentation struct {
-	tracerProvider trace.TracerProvider
-	meterProvider  metric.MeterProvider
-	propagator     propagation.TextMapPropagator
-	// serverName is the listener's address: server.address and
-	// server.port of every series.
-	serverName string
-}
 
 // httpSeriesCap bounds the attribute sets httpServerMetrics keeps built.
 // The attributes a request can vary are its method (nine, or _OTHER), the
@@ -98,11 +57,20 @@ type httpSeries struct {
 	proto  string // as the request has it: HTTP/1.1
 }
 
-func newHTTPServerMetrics(next http.Handler, opts gatewayInstrumentation) *httpServerMetrics {
+// New returns next with otelhttp's server histograms recorded on
+// meterProvider for each request, and the request's trace context
+// extracted with propagator into its context, without a span.
+// serverName is the listener's address: server.address and server.port of
+// every series.
+func New(next http.Handler, meterProvider metric.MeterProvider, propagator propagation.TextMapPropagator, serverName string) http.Handler {
+	return newHTTPServerMetrics(next, meterProvider, propagator, serverName)
+}
+
+func newHTTPServerMetrics(next http.Handler, meterProvider metric.MeterProvider, propagator propagation.TextMapPropagator, serverName string) *httpServerMetrics {
 	// The instruments otelhttp creates, on a meter of its scope, so that
 	// the exported series are the same whichever of the two records them.
-	meter := opts.meterProvider.Meter(otelhttp.ScopeName, metric.WithInstrumentationVersion(otelhttp.Version))
-	m := &httpServerMetrics{next: next, propagator: opts.propagator}
+	meter := meterProvider.Meter(otelhttp.ScopeName, metric.WithInstrumentationVersion(otelhttp.Version))
+	m := &httpServerMetrics{next: next, propagator: propagator}
 	var err error
 	if m.reqBody, err = httpconv.NewServerRequestBodySize(meter); err != nil {
 		otel.Handle(err)
@@ -115,7 +83,7 @@ func newHTTPServerMetrics(next http.Handler, opts gatewayInstrumentation) *httpS
 	if m.duration, err = httpconv.NewServerRequestDuration(meter); err != nil {
 		otel.Handle(err)
 	}
-	m.host, m.port = splitServerName(opts.serverName)
+	m.host, m.port = splitServerName(serverName)
 	return m
 }
 

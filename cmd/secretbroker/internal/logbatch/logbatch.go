@@ -1,19 +1,23 @@
-package main
+// Package logbatch owns the process log's writer: lines written one at a
+// time (by slog's handler, under its own lock) gathered in a buffer and
+// written by one goroutine, many lines to a write(2), with backpressure
+// instead of dropped lines.
+package logbatch
 
 import (
 	"io"
 	"sync"
 )
 
-// lineBatcher is the process log's writer. slog's handler writes one
-// line at a time, under its own lock; lineBatcher appends the line to a
+// Writer is the process log's writer. slog's handler writes one
+// line at a time, under its own lock; Writer appends the line to a
 // buffer and returns, and one goroutine writes whatever has gathered, so
 // that under load many lines go out in one write(2) instead of a system
 // call each (one per RPC at INFO), and no call waits for another's write.
-// When the writer falls behind by maxPendingLog bytes, Write waits for it:
+// When the writer falls behind by maxPendingBytes, Write waits for it:
 // no line is dropped. Close writes what is pending; Writes after it go
 // straight through.
-type lineBatcher struct {
+type Writer struct {
 	w          io.Writer
 	maxPending int
 
@@ -27,12 +31,12 @@ type lineBatcher struct {
 	done chan struct{} // closed when the writing goroutine has ended
 }
 
-// maxPendingLog bounds the bytes a lineBatcher holds before Write waits.
-const maxPendingLog = 1 << 20
+// maxPendingBytes bounds the bytes a Writer holds before Write waits.
+const maxPendingBytes = 1 << 20
 
-// newLineBatcher starts the goroutine that writes to w; Close ends it.
-func newLineBatcher(w io.Writer) *lineBatcher {
-	b := &lineBatcher{w: w, maxPending: maxPendingLog,
+// New starts the goroutine that writes to w; Close ends it.
+func New(w io.Writer) *Writer {
+	b := &Writer{w: w, maxPending: maxPendingBytes,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	b.space = sync.NewCond(&b.mu)
 	go b.run()
@@ -41,7 +45,7 @@ func newLineBatcher(w io.Writer) *lineBatcher {
 
 // Write queues p for the writing goroutine; it never fails (a failed
 // write of the log has nowhere to be reported).
-func (b *lineBatcher) Write(p []byte) (int, error) {
+func (b *Writer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	for len(b.buf) >= b.maxPending && !b.closed {
 		b.space.Wait()
@@ -60,7 +64,7 @@ func (b *lineBatcher) Write(p []byte) (int, error) {
 }
 
 // run writes the pending bytes each time a Write leaves some, until Close.
-func (b *lineBatcher) run() {
+func (b *Writer) run() {
 	defer close(b.done)
 	var out []byte
 	for {
@@ -89,7 +93,7 @@ func (b *lineBatcher) run() {
 
 // Close writes what is pending and ends the writing goroutine; it is
 // called once.
-func (b *lineBatcher) Close() {
+func (b *Writer) Close() {
 	close(b.stop)
 	<-b.done
 }

@@ -1,6 +1,5 @@
-package main
-
-// Server reflection from descriptors that keep their source info.
+// Package apireflect owns the gRPC server reflection of the broker's API
+// from descriptors that keep their source info.
 //
 // The descriptors that protoc-gen-go compiles into the binary carry no
 // comments, so reflection served from protoregistry.GlobalFiles shows
@@ -8,6 +7,7 @@ package main
 // files are served instead from gen/descriptor, a FileDescriptorSet that buf
 // builds with source info; everything else (their imports, health,
 // reflection itself) still comes from the binary's registry.
+package apireflect
 
 import (
 	"fmt"
@@ -24,12 +24,12 @@ import (
 	"github.com/secretbroker/secretbroker/gen/descriptor"
 )
 
-// registerReflection registers the v1 and v1alpha server reflection
+// Register registers the v1 and v1alpha server reflection
 // services on srv, as reflection.Register does, but resolving descriptors
 // with documentedFiles so that the broker's files keep their comments. The
 // embedded descriptors are part of the build, so a failure to load them is
 // a build defect and panics, like a malformed generated descriptor does.
-func registerReflection(srv reflection.GRPCServer) {
+func Register(srv reflection.GRPCServer) {
 	files, err := documentedFiles(descriptor.FileDescriptorSet(), protoregistry.GlobalFiles)
 	if err != nil {
 		panic(fmt.Sprintf("secretbroker: embedded API descriptors: %v", err))

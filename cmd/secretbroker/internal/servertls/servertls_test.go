@@ -1,4 +1,4 @@
-package main
+package servertls
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 
 	"google.golang.org/grpc/credentials"
 
+	"github.com/secretbroker/secretbroker/cmd/secretbroker/internal/logtest"
 	"github.com/secretbroker/secretbroker/service/identity"
 	"github.com/secretbroker/secretbroker/service/identity/identitytest"
 )
@@ -84,7 +85,7 @@ func dialTLS(addr string, cfg *tls.Config) (tls.ConnectionState, error) {
 	return conn.ConnectionState(), nil
 }
 
-func TestServerTLSConfigHandshake(t *testing.T) {
+func TestConfigHandshake(t *testing.T) {
 	ca := identitytest.NewCA(t)
 	otherCA := identitytest.NewCA(t)
 	certFile, keyFile := ca.ServerCert(t)
@@ -116,9 +117,9 @@ func TestServerTLSConfigHandshake(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := serverTLSConfig(slog.New(slog.DiscardHandler), certFile, keyFile, tt.clientCAFile)
+			cfg, err := Config(slog.New(slog.DiscardHandler), certFile, keyFile, tt.clientCAFile)
 			if err != nil {
-				t.Fatalf("serverTLSConfig: %v", err)
+				t.Fatalf("Config: %v", err)
 			}
 			addr, result := serveTLSOnce(t, cfg)
 			state, dialErr := dialTLS(addr, &tls.Config{
@@ -149,12 +150,12 @@ func TestServerTLSConfigHandshake(t *testing.T) {
 	}
 }
 
-func TestServerTLSConfigSettings(t *testing.T) {
+func TestConfigSettings(t *testing.T) {
 	ca := identitytest.NewCA(t)
 	certFile, keyFile := ca.ServerCert(t)
-	cfg, err := serverTLSConfig(slog.New(slog.DiscardHandler), certFile, keyFile, ca.WriteCertFile(t))
+	cfg, err := Config(slog.New(slog.DiscardHandler), certFile, keyFile, ca.WriteCertFile(t))
 	if err != nil {
-		t.Fatalf("serverTLSConfig: %v", err)
+		t.Fatalf("Config: %v", err)
 	}
 	if cfg.MinVersion != tls.VersionTLS12 {
 		t.Errorf("MinVersion %x, want TLS 1.2", cfg.MinVersion)
@@ -179,16 +180,16 @@ func TestServerTLSConfigSettings(t *testing.T) {
 		t.Errorf("handshake config: MinVersion %x, NextProtos %q, ClientAuth %v, ClientCAs set %v, GetCertificate set %v, GetConfigForClient set %v",
 			hs.MinVersion, hs.NextProtos, hs.ClientAuth, hs.ClientCAs != nil, hs.GetCertificate != nil, hs.GetConfigForClient != nil)
 	}
-	cfg, err = serverTLSConfig(slog.New(slog.DiscardHandler), certFile, keyFile, "")
+	cfg, err = Config(slog.New(slog.DiscardHandler), certFile, keyFile, "")
 	if err != nil {
-		t.Fatalf("serverTLSConfig: %v", err)
+		t.Fatalf("Config: %v", err)
 	}
 	if cfg.ClientAuth != tls.NoClientCert || cfg.ClientCAs != nil || cfg.GetConfigForClient != nil {
 		t.Errorf("without a client CA: ClientAuth %v, GetConfigForClient set %v", cfg.ClientAuth, cfg.GetConfigForClient != nil)
 	}
 }
 
-func TestServerTLSConfigErrors(t *testing.T) {
+func TestConfigErrors(t *testing.T) {
 	ca := identitytest.NewCA(t)
 	certFile, keyFile := ca.ServerCert(t)
 	otherCert, otherKey := ca.ServerCert(t)
@@ -215,9 +216,9 @@ func TestServerTLSConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := serverTLSConfig(slog.New(slog.DiscardHandler), tt.certFile, tt.keyFile, tt.ca)
+			_, err := Config(slog.New(slog.DiscardHandler), tt.certFile, tt.keyFile, tt.ca)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("serverTLSConfig error = %v, want one containing %q", err, tt.wantErr)
+				t.Fatalf("Config error = %v, want one containing %q", err, tt.wantErr)
 			}
 			if bytes.Contains([]byte(err.Error()), bytes.TrimSpace(keyBytes)) || strings.Contains(err.Error(), "PRIVATE KEY-----") {
 				t.Errorf("error %q contains key material", err)
@@ -226,12 +227,12 @@ func TestServerTLSConfigErrors(t *testing.T) {
 	}
 }
 
-// TestServerTLSConfigReload: new files are served exactly when the 10 s
+// TestConfigReload: new files are served exactly when the 10 s
 // check is due (in a synctest bubble, calling GetCertificate directly); a
 // half-written pair or missing files keep the current certificate, logged
 // at WARN once per change of the files and without their content; a real
 // handshake afterwards serves the reloaded certificate.
-func TestServerTLSConfigReload(t *testing.T) {
+func TestConfigReload(t *testing.T) {
 	// The certificates are made outside the bubble: they must be valid at
 	// the real time of the handshake at the end.
 	ca := identitytest.NewCA(t)
@@ -298,12 +299,12 @@ func TestServerTLSConfigReload(t *testing.T) {
 		{name: "files back", do: both(0), advance: time.Minute, want: pairs[0][0], warns: 4},
 	}
 	var cfg *tls.Config
-	var logs syncBuffer
+	var logs logtest.Buffer
 	synctest.Test(t, func(t *testing.T) {
 		var err error
-		cfg, err = serverTLSConfig(slog.New(slog.NewTextHandler(&logs, nil)), certFile, keyFile, "")
+		cfg, err = Config(slog.New(slog.NewTextHandler(&logs, nil)), certFile, keyFile, "")
 		if err != nil {
-			t.Fatalf("serverTLSConfig: %v", err)
+			t.Fatalf("Config: %v", err)
 		}
 		for _, s := range steps {
 			if s.do != nil {
@@ -369,7 +370,7 @@ func leafOf(t *testing.T, certPEM []byte) *x509.Certificate {
 	return cert
 }
 
-// pipeListener serves TLS handshakes over in-memory connections with serverTLSConfig's
+// pipeListener serves TLS handshakes over in-memory connections with Config's
 // configuration set up as run sets up the named listener: "gateway" serves
 // one clone of it with crypto/tls (as http.Server.ServeTLS does), "gRPC"
 // through credentials.NewTLS of one clone (as grpc.Creds does, ALPN "h2"
@@ -512,14 +513,14 @@ func (l *pipeListener) handshake(ctx context.Context, clientCfg *tls.Config) (re
 	return resumed, clientErr, <-served
 }
 
-// TestServerTLSConfigClientCAReload: the client CA file is read again like
+// TestConfigClientCAReload: the client CA file is read again like
 // the certificate (checked at most every 10 s, on handshake), on both
 // listeners: a client certificate from a CA added to the file is refused
 // until the check and accepted after it, one from a CA removed is refused
 // after it, also when it resumes a session it had before; a file that
 // cannot be used keeps the current CAs and is logged at WARN once per
 // change, without its content.
-func TestServerTLSConfigClientCAReload(t *testing.T) {
+func TestConfigClientCAReload(t *testing.T) {
 	const spiffe = "spiffe://example.org/ns/ci/sa/deployer"
 	const garbage = "PLANTED-not-a-certificate"
 	steps := []struct {
@@ -554,10 +555,10 @@ func TestServerTLSConfigClientCAReload(t *testing.T) {
 				caFile := cas["old"].WriteCertFile(t)
 				roots := x509.NewCertPool()
 				roots.AppendCertsFromPEM(cas["old"].CertPEM())
-				var logs syncBuffer
-				cfg, err := serverTLSConfig(slog.New(slog.NewTextHandler(&logs, nil)), certFile, keyFile, caFile)
+				var logs logtest.Buffer
+				cfg, err := Config(slog.New(slog.NewTextHandler(&logs, nil)), certFile, keyFile, caFile)
 				if err != nil {
-					t.Fatalf("serverTLSConfig: %v", err)
+					t.Fatalf("Config: %v", err)
 				}
 				l := newPipeListener(listener, cfg)
 				// Each client keeps its certificate and its sessions across

@@ -1,4 +1,9 @@
-package main
+// Package calllog owns the gRPC server's interceptors around each call:
+// one log line per call (method, resource, caller, status code, duration;
+// health checks and reflection at DEBUG, the broker's or GitHub's faults at
+// WARN), and a handler's panic logged with its stack and answered
+// INTERNAL. They never log a message's content.
+package calllog
 
 import (
 	"context"
@@ -23,9 +28,9 @@ import (
 // errInternal is what a caller gets when a handler panics.
 func errInternal() error { return status.Error(codes.Internal, "internal error") }
 
-// recoverUnary turns a handler's panic into codes.Internal "internal
+// RecoverUnary turns a handler's panic into codes.Internal "internal
 // error" and logs it without the request.
-func recoverUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
+func RecoverUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -37,8 +42,8 @@ func recoverUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
 	}
 }
 
-// recoverStream is recoverUnary for streaming handlers.
-func recoverStream(logger *slog.Logger) grpc.StreamServerInterceptor {
+// RecoverStream is RecoverUnary for streaming handlers.
+func RecoverStream(logger *slog.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -66,11 +71,11 @@ func logPanic(ctx context.Context, logger *slog.Logger, method string, r any) {
 	)
 }
 
-// logUnary logs one line per call: method, resource (the request's name
+// LogUnary logs one line per call: method, resource (the request's name
 // or parent, when it has one), caller, status code and duration; the
-// logger's handler (traceHandler) adds the trace and span ids. Health
+// logger's handler (tracelog.NewHandler) adds the trace and span ids. Health
 // checks, which probes make every few seconds, are logged at debug level.
-func logUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
+func LogUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)
@@ -102,8 +107,8 @@ func resourceOf(req any) string {
 	return res
 }
 
-// logStream is logUnary for streaming calls, logged when the stream ends.
-func logStream(logger *slog.Logger) grpc.StreamServerInterceptor {
+// LogStream is LogUnary for streaming calls, logged when the stream ends.
+func LogStream(logger *slog.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		start := time.Now()
 		err := handler(srv, ss)
@@ -136,7 +141,7 @@ func logCall(ctx context.Context, logger *slog.Logger, method, resource string, 
 	if c, ok := identity.CallerFrom(ctx); ok {
 		attrs = append(attrs, slog.String("caller", c))
 	}
-	// trace_id and span_id: traceHandler adds them from ctx.
+	// trace_id and span_id: tracelog.NewHandler's handler adds them from ctx.
 	logger.LogAttrs(ctx, level, "gRPC call", attrs...)
 }
 

@@ -1,9 +1,13 @@
-package main
+package liblog
 
 import (
 	"context"
 	"log/slog"
 )
+
+// OTelHandler returns the handler of OpenTelemetry's internal logger,
+// which passes its lines on to h (see otelLogHandler).
+func OTelHandler(h slog.Handler) slog.Handler { return otelLogHandler{h} }
 
 // otelLogHandler is the handler of OpenTelemetry's internal logger: it
 // passes the lines on with the values they repeat of an OTEL_* variable

@@ -1,10 +1,9 @@
-package main
+package httpmetrics
 
 import (
 	"context"
 	"crypto/tls"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -17,8 +16,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
@@ -31,8 +28,8 @@ type httpMetricsRequest struct {
 	answer func(w http.ResponseWriter)
 }
 
-// The gateway's HTTP metrics without otelhttp (no span is recorded) are
-// otelhttp's: for the same requests, the same instruments (name, unit,
+// The HTTP metrics without otelhttp (the gateway's when no span is
+// recorded) are otelhttp's: for the same requests, the same instruments (name, unit,
 // description, scope, buckets) with the same data points, attributes,
 // counts and body sizes. Only the durations differ.
 func TestHTTPMetricsAsOtelhttp(t *testing.T) {
@@ -96,9 +93,7 @@ func TestHTTPMetricsAsOtelhttp(t *testing.T) {
 					otelhttp.WithTracerProvider(tracenoop.NewTracerProvider()), otelhttp.WithServerName(server)))
 			})
 			got := collectHTTPMetrics(t, func(mp *sdkmetric.MeterProvider) {
-				serve(instrumentGateway(handler, false, gatewayInstrumentation{
-					tracerProvider: tracenoop.NewTracerProvider(), meterProvider: mp,
-					propagator: propagation.TraceContext{}, serverName: server}))
+				serve(New(handler, mp, propagation.TraceContext{}, server))
 			})
 			if len(want.ScopeMetrics) != 1 || len(got.ScopeMetrics) != 1 {
 				t.Fatalf("scopes: otelhttp %d, ours %d; want 1 each", len(want.ScopeMetrics), len(got.ScopeMetrics))
@@ -122,9 +117,7 @@ func TestHTTPMetricsAsOtelhttp(t *testing.T) {
 // the caller's choosing.
 func TestHTTPMetricsPortlessServerName(t *testing.T) {
 	rm := collectHTTPMetrics(t, func(mp *sdkmetric.MeterProvider) {
-		h := instrumentGateway(http.NotFoundHandler(), false, gatewayInstrumentation{
-			tracerProvider: tracenoop.NewTracerProvider(), meterProvider: mp,
-			propagator: propagation.TraceContext{}, serverName: "gateway"})
+		h := New(http.NotFoundHandler(), mp, propagation.TraceContext{}, "gateway")
 		r := httptest.NewRequest(http.MethodGet, "http://example.com:8443/v1/x", nil)
 		h.ServeHTTP(httptest.NewRecorder(), r)
 	})
@@ -223,86 +216,10 @@ func compareHistograms(t *testing.T, want, got metricdata.Metrics) {
 	}
 }
 
-// The gateway's instrumentation carries a caller's trace into the call in
-// both modes. Without an exporter there is no HTTP span: the call's
-// context holds the caller's span context itself, and nothing is
-// recorded. With one, otelhttp records the HTTP span as the caller's
-// child, and the call's context holds it.
-func TestGatewayInstrumentation(t *testing.T) {
-	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
-	const parentID = "00f067aa0ba902b7"
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	for _, tc := range []struct {
-		name     string
-		exporter bool
-	}{
-		{"no exporter", false},
-		{"an exporter", true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var extra *tracetest.InMemoryExporter
-			if tc.exporter {
-				extra = tracetest.NewInMemoryExporter()
-			}
-			var tr *tracing
-			var err error
-			if extra != nil {
-				tr, err = setupTracing(t.Context(), Config{}, logger, extra)
-			} else {
-				tr, err = setupTracing(t.Context(), Config{}, logger, nil)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tr.shutdown(t.Context(), logger)
-			var seen trace.Span
-			var recording bool
-			h := instrumentGateway(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				seen = trace.SpanFromContext(r.Context())
-				recording = seen.IsRecording() // until the span ends
-				// The writer still reaches net/http's own through the wrapper.
-				if err := http.NewResponseController(w).Flush(); err != nil {
-					t.Errorf("Flush through the instrumentation: %v", err)
-				}
-			}), tr.recording, gatewayInstrumentation{
-				tracerProvider: tr.tp, meterProvider: sdkmetric.NewMeterProvider(),
-				propagator: propagation.TraceContext{}, serverName: "127.0.0.1:8080",
-			})
-			r := httptest.NewRequest(http.MethodGet, "/v1/x", nil)
-			r.Header.Set("Traceparent", "00-"+traceID+"-"+parentID+"-01")
-			h.ServeHTTP(httptest.NewRecorder(), r)
-			if seen == nil {
-				t.Fatal("the handler did not run")
-			}
-			sc := seen.SpanContext()
-			if sc.TraceID().String() != traceID {
-				t.Errorf("trace id %s, want the caller's %s", sc.TraceID(), traceID)
-			}
-			if recording != tc.exporter {
-				t.Errorf("IsRecording = %v, want %v", recording, tc.exporter)
-			}
-			// Without a span the caller's own context; with one, a
-			// child with an id of its own.
-			if own := sc.SpanID().String() != parentID; own != tc.exporter {
-				t.Errorf("span id %s (the caller's is %s): own id = %v, want %v", sc.SpanID(), parentID, own, tc.exporter)
-			}
-			if extra != nil {
-				if err := tr.tp.ForceFlush(t.Context()); err != nil {
-					t.Fatal(err)
-				}
-				if n := len(extra.GetSpans()); n != 1 {
-					t.Errorf("%d spans exported, want 1", n)
-				}
-			}
-		})
-	}
-}
-
 // Past httpSeriesCap a series' attribute set is built for its request and
 // not kept; below it, it is built once.
 func TestHTTPMetricsSeriesCap(t *testing.T) {
-	m := newHTTPServerMetrics(http.NotFoundHandler(), gatewayInstrumentation{
-		meterProvider: sdkmetric.NewMeterProvider(), propagator: propagation.TraceContext{}, serverName: "127.0.0.1:8080"})
+	m := newHTTPServerMetrics(http.NotFoundHandler(), sdkmetric.NewMeterProvider(), propagation.TraceContext{}, "127.0.0.1:8080")
 	kept := httpSeries{method: "GET", status: 200, proto: "HTTP/1.1"}
 	first := m.recordOptions(kept)
 	if again := m.recordOptions(kept); &again[0] != &first[0] {

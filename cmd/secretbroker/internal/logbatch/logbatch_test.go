@@ -1,4 +1,4 @@
-package main
+package logbatch
 
 import (
 	"bytes"
@@ -30,12 +30,12 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// TestLineBatcher: lines written from many goroutines all arrive whole, in
+// TestWriter: lines written from many goroutines all arrive whole, in
 // fewer writes than lines once they gather, and Close writes what is
 // pending; a Write after Close goes straight through.
-func TestLineBatcher(t *testing.T) {
+func TestWriter(t *testing.T) {
 	var out lockedBuffer
-	b := newLineBatcher(&out)
+	b := New(&out)
 	const writers, each = 8, 500
 	var mu sync.Mutex // as slog's handler holds its own lock around Write
 	var wg sync.WaitGroup
@@ -84,13 +84,13 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 	return w.lockedBuffer.Write(p)
 }
 
-// TestLineBatcherBackpressure: while the log's writer is stuck, Write
+// TestWriterBackpressure: while the log's writer is stuck, Write
 // returns until maxPending bytes are pending, then waits; nothing is
 // dropped.
-func TestLineBatcherBackpressure(t *testing.T) {
+func TestWriterBackpressure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		out := &blockingWriter{release: make(chan struct{})}
-		b := newLineBatcher(out)
+		b := New(out)
 		b.maxPending = 10
 		line := []byte("0123456789\n") // 11 bytes: one line fills the bound
 		b.Write(line)                  // taken by the writer, which is stuck

@@ -1,4 +1,8 @@
-package main
+// Package servertls owns the listeners' TLS configuration: the server
+// certificate and the client CA pool read from files and read again when
+// the files change, so that a rotated certificate or CA needs no restart,
+// with files that cannot be used kept out of service and logged once.
+package servertls
 
 import (
 	"crypto/sha256"
@@ -18,7 +22,7 @@ import (
 // certificate, key and client CA files for changes.
 const tlsCertCheckInterval = 10 * time.Second
 
-// serverTLSConfig returns the listeners' TLS configuration: the certificate
+// Config returns the listeners' TLS configuration: the certificate
 // from certFile/keyFile, re-read when either file changes (checked at most
 // every 10 s on handshake, so a Kubernetes Secret update needs no restart);
 // with clientCAFile, client certificates are required and verified against
@@ -29,7 +33,7 @@ const tlsCertCheckInterval = 10 * time.Second
 // New files that cannot be used (unreadable, not PEM, a certificate without
 // its key yet) keep the current certificate or pool in service; the logger
 // says so at WARN once per change of the files' content, never quoting it.
-func serverTLSConfig(logger *slog.Logger, certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+func Config(logger *slog.Logger, certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 	certs, err := newTLSFileReloader(logger, "TLS certificate and key", "the previous certificate stays in service",
 		[]tlsFile{{"TLS certificate", certFile}, {"TLS key", keyFile}},
 		func(data [][]byte) (*tls.Certificate, error) {

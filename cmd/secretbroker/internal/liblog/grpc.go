@@ -1,4 +1,4 @@
-package main
+package liblog
 
 import (
 	"context"
@@ -18,9 +18,9 @@ import (
 // written), and a flood must not flood the log.
 type grpcLogger struct{ l *slog.Logger }
 
-// routeGRPCLogs makes logger grpc's logger. grpclog's logger is the
+// RouteGRPC makes logger grpc's logger. grpclog's logger is the
 // process's: call it once, before any gRPC function (realMain does).
-func routeGRPCLogs(logger *slog.Logger) {
+func RouteGRPC(logger *slog.Logger) {
 	grpclog.SetLoggerV2(grpcLogger{l: logger.With(slog.String("component", "grpc"))})
 }
 
