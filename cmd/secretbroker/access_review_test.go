@@ -91,7 +91,7 @@ func listServicesV1alpha(ctx context.Context, conn *grpc.ClientConn) error {
 	if err != nil {
 		return err
 	}
-	//lint:ignore SA1019 the broker still serves v1alpha (registerReflection); this checks its guard
+	//lint:ignore SA1019 the broker still serves v1alpha (apireflect.Register); this checks its guard
 	if err := stream.Send(&reflectionv1alpha.ServerReflectionRequest{MessageRequest: &reflectionv1alpha.ServerReflectionRequest_ListServices{}}); err != nil && err != io.EOF {
 		return err
 	}
