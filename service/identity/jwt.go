@@ -344,11 +344,15 @@ func newJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 			// url.Parse's error quotes the URL, which may hold a password.
 			return nil, errors.New("jwt config: JWKS URL is not a valid URL")
 		}
-		if u.User == nil && strings.Contains(cfg.JWKSURL, "@") {
+		if n := strings.Count(cfg.JWKSURL, "@"); n > 1 || (n == 1 && u.User == nil) {
 			// A password with an unescaped "/", "?" or "#" ended the
 			// host early: its start would be dialled as the port, and
-			// an error could show it.
-			return nil, errors.New(`jwt config: JWKS URL has an "@" outside its user information: escape "/", "?" and "#" in a user name or password`)
+			// an error could show it. With an "@" in the user name
+			// ("me@corp:4321/pw@host"), url.Parse ends the user
+			// information there and u.User is set: a URL read as
+			// written holds one "@", or none without user information.
+			// (cmd/secretbroker's misreadUserInfo is the same rule.)
+			return nil, errors.New(`jwt config: JWKS URL has an "@" outside its user information: escape "@", "/", "?" and "#" in a user name or password`)
 		}
 		if err := checkJWKSURL(u); err != nil {
 			return nil, fmt.Errorf("jwt config: %w", err)

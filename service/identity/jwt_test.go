@@ -764,6 +764,13 @@ func TestNewJWTVerifierConfig(t *testing.T) {
 			JWKSURL: "http://jwks:4321/" + plantedURLSecret + "@127.0.0.1/jwks"}, wantErr: `"@" outside its user information`},
 		{name: "password misread as a query", cfg: JWTConfig{Issuer: "i", Audience: "a",
 			JWKSURL: "http://jwks:4321?" + plantedURLSecret + "@127.0.0.1/jwks"}, wantErr: `"@" outside its user information`},
+		// An "@" in the user name ("me@127.0.0.1", password "<port>/...")
+		// ends the user information there: the password's start is read
+		// as the port and its rest as the path, which an error shows.
+		{name: "user name with an @, password misread as a path", cfg: JWTConfig{Issuer: "i", Audience: "a",
+			JWKSURL: strings.Replace(missing, "http://", "http://me@", 1) + "/" + plantedURLSecret + "@127.0.0.1/jwks"}, wantErr: `"@" outside its user information`},
+		{name: "user name with an @, password misread as a query", cfg: JWTConfig{Issuer: "i", Audience: "a",
+			JWKSURL: strings.Replace(missing, "http://", "http://me@", 1) + "?" + plantedURLSecret + "@127.0.0.1/jwks"}, wantErr: `"@" outside its user information`},
 		{name: "invalid URL with a password", cfg: JWTConfig{Issuer: "i", Audience: "a",
 			JWKSURL: "http://jwks:" + plantedURLSecret + "%zz@127.0.0.1/jwks"}, wantErr: "not a valid URL"},
 		{name: "RSA 1024 only", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: weak}, wantErr: "no usable signing key"},
