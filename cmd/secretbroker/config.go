@@ -1150,14 +1150,23 @@ func redactURL(raw string) string {
 // its user information: a user name or password with an unescaped "/",
 // "?" or "#" ends the host early, and url.Parse then reads the password's
 // start as the host's port and its rest as the path, query or fragment,
-// where the "@" that should have ended the user information lands. With
-// no user information left (u.User is nil) or an "@" before the password
-// (a user name such as "@" or "me@corp", whose "@" url.Parse takes as the
-// end of the user information), raw holds more "@" than a URL whose user
-// information is read as written: exactly one, or none without any.
+// where the "@" that should have ended the user information lands. That
+// "@" follows the authority, which url.Parse ends at the first "/", "?"
+// or "#" after "//". Within the authority url.Parse ends the user
+// information at the last "@", so one in a user name or password
+// ("me@corp:pw@host", "u:p@ss@host") is read as written. A URL with no
+// user information and an "@" (in its path, say) is misread too: it
+// cannot be told apart from one whose user information became its path.
+// service/identity refuses a JWKS URL by the same rule.
 func misreadUserInfo(raw string, u *url.URL) bool {
-	n := strings.Count(raw, "@")
-	return n > 1 || (n == 1 && u.User == nil)
+	if u.User == nil {
+		return strings.Contains(raw, "@")
+	}
+	_, rest, _ := strings.Cut(raw, "//") // the scheme holds no "/": the authority's start
+	if end := strings.IndexAny(rest, "/?#"); end >= 0 {
+		return strings.Contains(rest[end:], "@")
+	}
+	return false
 }
 
 // hiddenURL stands for a URL whose credentials cannot be told apart from

@@ -1047,11 +1047,15 @@ func TestRedactURL(t *testing.T) {
 		{"https://u:4321/" + planted + "@jwks.example/keys", hiddenURL},
 		{"https://u:4321?" + planted + "@jwks.example/keys", hiddenURL},
 		{"https://u:4321#" + planted + "@jwks.example/keys", hiddenURL},
-		// An "@" in the user name: url.Parse ends the user information
-		// there, and the password's start becomes the port.
+		// An "@" in the user name and a "/", "?" or "#" in the password:
+		// url.Parse ends the user information at the user name's "@", and
+		// the password's start becomes the port. Without the "/", "?" or
+		// "#", the last "@" ends it, as written.
 		{"https://@:4321#" + planted + "@jwks.example/keys", hiddenURL},
 		{"https://me@corp:4321#" + planted + "@jwks.example/keys", hiddenURL},
-		{"https://me@corp:" + planted + "@jwks.example/keys", hiddenURL},
+		{"https://me@corp:" + planted + "@jwks.example/keys", "https://redacted@jwks.example/keys"},
+		{"https://u:p@ss" + planted + "@jwks.example/keys", "https://redacted@jwks.example/keys"},
+		{"https://u:p@ss/" + planted + "@jwks.example/keys", hiddenURL},
 		{"https://u:4321@jwks.example/keys#@" + planted, hiddenURL},
 		{"https://u:%zz" + planted + "@jwks.example/keys", "(invalid URL)"},
 	} {

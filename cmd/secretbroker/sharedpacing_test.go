@@ -235,10 +235,16 @@ func TestRedisURLPathIsADatabase(t *testing.T) {
 		{"redis://user/:" + planted + "@redis:6379", misread},
 		{"redis://default:12?" + planted + "@redis:6379", misread},
 		{"redis://default:12#" + planted + "@redis:6379", misread},
-		// An "@" in the user name ends the user information there.
+		// An "@" in the user name, with a "/", "?" or "#" after it in the
+		// password: the user information ends at that "@".
 		{"redis://@:12#" + planted + "@redis:6379", misread},
 		{"redis://me@corp:12#" + planted + "@redis:6379", misread},
-		{"redis://me@corp:" + planted + "@redis:6379", misread},
+		{"redis://me@corp:12/" + planted + "@redis:6379", misread},
+		{"redis://u:p@ss/" + planted + "@redis:6379", misread},
+		// Without one, url.Parse ends the user information at the last
+		// "@" before the host: read as written, taken.
+		{"redis://me@corp:" + planted + "@redis:6379", ""},
+		{"redis://default:p@ss" + planted + "@redis:6379/0", ""},
 		{"redis://me%40corp:" + planted + "@redis:6379", ""},
 		{"redis://redis:6379/" + planted, "database number"},
 		{"redis://redis:6379/0/1", "database number"},

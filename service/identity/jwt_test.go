@@ -771,6 +771,10 @@ func TestNewJWTVerifierConfig(t *testing.T) {
 			JWKSURL: strings.Replace(missing, "http://", "http://me@", 1) + "/" + plantedURLSecret + "@127.0.0.1/jwks"}, wantErr: `"@" outside its user information`},
 		{name: "user name with an @, password misread as a query", cfg: JWTConfig{Issuer: "i", Audience: "a",
 			JWKSURL: strings.Replace(missing, "http://", "http://me@", 1) + "?" + plantedURLSecret + "@127.0.0.1/jwks"}, wantErr: `"@" outside its user information`},
+		// One in the user name or password, before the host: read as
+		// written.
+		{name: "user name and password with an @, HTTP 404", cfg: JWTConfig{Issuer: "i", Audience: "a",
+			JWKSURL: strings.Replace(missing, "http://", "http://me@corp:p@ss"+plantedURLSecret+"@", 1)}, wantErr: "HTTP status 404"},
 		{name: "invalid URL with a password", cfg: JWTConfig{Issuer: "i", Audience: "a",
 			JWKSURL: "http://jwks:" + plantedURLSecret + "%zz@127.0.0.1/jwks"}, wantErr: "not a valid URL"},
 		{name: "RSA 1024 only", cfg: JWTConfig{Issuer: "i", Audience: "a", JWKSURL: weak}, wantErr: "no usable signing key"},
