@@ -1125,13 +1125,13 @@ func (c Config) GoString() string { return c.String() }
 
 // redactURL hides a URL's user information, query and fragment, if it has
 // any: each may hold a credential. A URL with an "@" outside its user
-// information is hidden whole (misreadUserInfo).
+// information is hidden whole (credential.MisreadUserInfo).
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(invalid URL)"
 	}
-	if misreadUserInfo(raw, u) {
+	if credential.MisreadUserInfo(raw, u) {
 		return hiddenURL
 	}
 	if u.User != nil {
@@ -1144,29 +1144,6 @@ func redactURL(raw string) string {
 		u.Fragment, u.RawFragment = "redacted", ""
 	}
 	return u.String()
-}
-
-// misreadUserInfo reports whether raw, parsed as u, has an "@" outside
-// its user information: a user name or password with an unescaped "/",
-// "?" or "#" ends the host early, and url.Parse then reads the password's
-// start as the host's port and its rest as the path, query or fragment,
-// where the "@" that should have ended the user information lands. That
-// "@" follows the authority, which url.Parse ends at the first "/", "?"
-// or "#" after "//". Within the authority url.Parse ends the user
-// information at the last "@", so one in a user name or password
-// ("me@corp:pw@host", "u:p@ss@host") is read as written. A URL with no
-// user information and an "@" (in its path, say) is misread too: it
-// cannot be told apart from one whose user information became its path.
-// service/identity refuses a JWKS URL by the same rule.
-func misreadUserInfo(raw string, u *url.URL) bool {
-	if u.User == nil {
-		return strings.Contains(raw, "@")
-	}
-	_, rest, _ := strings.Cut(raw, "//") // the scheme holds no "/": the authority's start
-	if end := strings.IndexAny(rest, "/?#"); end >= 0 {
-		return strings.Contains(rest[end:], "@")
-	}
-	return false
 }
 
 // hiddenURL stands for a URL whose credentials cannot be told apart from

@@ -107,7 +107,7 @@ func (s *SharedPacing) resolve(lookupEnv func(string) (string, bool)) error {
 	if u.Host == "" {
 		return fmt.Errorf("%s: no host", from)
 	}
-	if misreadUserInfo(raw, u) {
+	if credential.MisreadUserInfo(raw, u) {
 		// A password with an unescaped "/", "?" or "#" ended the host
 		// early: its start became the port, the rest a path, query or
 		// fragment, and any of them may be shown.

@@ -344,7 +344,7 @@ func newJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 			// url.Parse's error quotes the URL, which may hold a password.
 			return nil, errors.New("jwt config: JWKS URL is not a valid URL")
 		}
-		if misreadUserInfo(cfg.JWKSURL, u) {
+		if credential.MisreadUserInfo(cfg.JWKSURL, u) {
 			// A password with an unescaped "/", "?" or "#" ended the
 			// host early: its start would be dialled as the port, and
 			// an error could show it.
@@ -707,25 +707,6 @@ func defaultJWKSClient() *http.Client {
 			return checkJWKSURL(req.URL)
 		},
 	}
-}
-
-// misreadUserInfo reports whether rawURL, parsed as u, has an "@" after
-// its authority (url.Parse ends it at the first "/", "?" or "#" after
-// "//"): a user name or password with an unescaped "/", "?" or "#" ended
-// the host early, and the "@" that should have ended the user information
-// landed in the path, query or fragment. Within the authority the last
-// "@" ends the user information, so one in a user name or password
-// ("me@corp:pw@host") is read as written. Without user information any
-// "@" counts. (cmd/secretbroker's misreadUserInfo is the same rule.)
-func misreadUserInfo(rawURL string, u *url.URL) bool {
-	if u.User == nil {
-		return strings.Contains(rawURL, "@")
-	}
-	_, rest, _ := strings.Cut(rawURL, "//") // the scheme holds no "/": the authority's start
-	if end := strings.IndexAny(rest, "/?#"); end >= 0 {
-		return strings.Contains(rest[end:], "@")
-	}
-	return false
 }
 
 // shownURL is rawURL as an error may show it: without its user

@@ -12,6 +12,10 @@
 // know it by: "token", "app" (the app's own JWT) or "installation:<id>",
 // so there are as many labels as installations. No error, log line or
 // String of this package holds a token, a JWT or the private key.
+//
+// Two helpers keep credentials given in settings out of what others print:
+// WithoutPath drops the path from a file's error, and MisreadUserInfo
+// tells a URL whose password url.Parse would read as its host or path.
 package credential
 
 import (
