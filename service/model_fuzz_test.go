@@ -20,9 +20,11 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	secretbrokerv1 "github.com/secretbroker/secretbroker/gen/secretbroker/v1"
+	"github.com/secretbroker/secretbroker/service/operation"
 	"github.com/secretbroker/secretbroker/service/state"
 	"github.com/secretbroker/secretbroker/upstream"
 	"github.com/secretbroker/secretbroker/upstream/emulator"
@@ -135,8 +137,6 @@ func (f *fuzzBytes) pick(n int) int { return f.next() % n }
 type modelRun struct {
 	t      *testing.T
 	emu    *emulator.Server
-	tr     *emulatorTransport
-	st     state.Store
 	logs   *syncBuffer
 	broker secretbrokerv1.SecretServiceClient
 	server *Server
@@ -152,8 +152,43 @@ type modelRun struct {
 	// rights to: the last writer through the broker; "" when it has no
 	// record, or GitHub created the secret again behind its back.
 	owner [modelSecrets]string
-	log   []string // what was done, for failure messages
+	// mayOwner is another owner the broker's record may give the
+	// secret's prune rights to: the writer of a write whose outcome the
+	// broker does not know (ABORTED, see unsure); "" for none.
+	mayOwner [modelSecrets]string
+	// gate (the transport to the emulator) and store (the state store
+	// of the brokers in turn) cut an async operation short (opEnd).
+	gate  *modelGate
+	store *modelStore
+	// lost is the secret whose write GitHub applied and whose answer a
+	// crash lost (opCrashLanded), in the operation the model ends; -1
+	// for none.
+	lost int
+	log  []string // what was done, for failure messages
 }
+
+// lostCreate reports whether a write of secret i may report an update
+// of a secret GitHub did not hold: its first write's answer was lost
+// (r.lost), and its repeat after the restart created nothing. README: "A
+// PUT whose first answer was lost and whose retry GitHub answers 204
+// reports an update, even when the lost attempt created the secret:
+// GitHub's answer is all the broker has."
+func (r *modelRun) lostCreate(i int) bool { return r.lost == i }
+
+// secretAt returns the model's secret whose GitHub path is path.
+func (r *modelRun) secretAt(path string) int {
+	r.t.Helper()
+	for i := range modelSecrets {
+		if scope, name := modelSecret(i); strings.HasSuffix(path, "/"+scope+"/secrets/"+name) {
+			return i
+		}
+	}
+	r.fail("a write of %s: not one of the model's secrets", path)
+	return -1
+}
+
+// setOwner records o as the owner the broker's record gives secret i.
+func (r *modelRun) setOwner(i int, o string) { r.owner[i], r.mayOwner[i] = o, "" }
 
 func (r *modelRun) fail(format string, args ...any) {
 	r.t.Helper()
@@ -167,13 +202,13 @@ func (r *modelRun) start() {
 	client, err := upstream.New(upstream.Config{
 		BaseURL:    emulatorURL,
 		Token:      upstream.Token(testToken),
-		HTTPClient: &http.Client{Transport: r.tr},
+		HTTPClient: &http.Client{Transport: r.gate},
 		Logger:     logger,
 	})
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	h := newHarnessWith(r.t, client, r.logs, Options{Logger: logger, State: r.st})
+	h := newHarnessWith(r.t, client, r.logs, Options{Logger: logger, State: r.store})
 	r.t.Cleanup(func() { _ = h.server.CloseOperations(context.Background()) })
 	r.broker, r.server = h.broker, h.server
 }
@@ -295,6 +330,7 @@ func (r *modelRun) settingsFrom(in *fuzzBytes) settings {
 func behind() { time.Sleep(time.Minute) }
 
 func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
+	r.lost = -1
 	op := in.pick(16)
 	switch op {
 	case 0, 1: // PutSecret with a value
@@ -354,7 +390,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		m := &r.model[i]
 		m.visibility, m.selected = s.apply(before)
 		r.external[i] = false
-		r.owner[i] = anonymousOwner
+		r.setOwner(i, anonymousOwner)
 	case 3: // BatchPutSecrets
 		req, items := r.batchFrom(in, false)
 		before := r.model
@@ -363,7 +399,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 			r.refusal("BatchPutSecrets", err)
 			return
 		}
-		r.batched(items, before, resp.GetResults(), false)
+		r.batched(items, before, resp.GetResults(), false, false)
 	case 4: // SyncSecrets
 		req, sc, s := r.syncFrom(in)
 		before := r.model
@@ -372,7 +408,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 			r.refusal("SyncSecrets", err)
 			return
 		}
-		r.synced(req, sc, s, before, resp.GetResults())
+		r.synced(req, sc, s, before, resp.GetResults(), false)
 	case 5: // DeleteSecret
 		i := in.pick(modelSecrets)
 		scope, name := modelSecret(i)
@@ -384,7 +420,8 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 			}
 			return
 		}
-		r.model[i], r.external[i], r.owner[i] = modelState{}, false, ""
+		r.model[i], r.external[i] = modelState{}, false
+		r.setOwner(i, "")
 	case 6: // an external PUT of a value
 		i := in.pick(modelSecrets)
 		scope, name := modelSecret(i)
@@ -411,7 +448,7 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		}
 		m := &r.model[i]
 		if !m.exists {
-			r.owner[i] = "" // created again behind the broker's back
+			r.setOwner(i, "") // created again behind the broker's back
 		}
 		m.exists, m.value = true, value
 		if isOrgScope(scope) {
@@ -482,29 +519,35 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 	case 13: // PutSecret with a caller-sealed value
 		r.sealedPut(ctx, in)
 	case 14: // BatchPutSecrets with async
-		restart := in.next()&1 != 0
+		end := opEndFrom(in.next())
 		force := in.next()&1 != 0
 		req, items := r.batchFrom(in, force)
 		req.Async = true
-		r.log = append(r.log, fmt.Sprintf("  (async batch, force=%v, restart=%v)", force, restart))
+		r.log = append(r.log, fmt.Sprintf("  (async batch, force=%v, %v)", force, end))
 		before := r.model
+		r.armFor(end)
 		resp, err := r.broker.BatchPutSecrets(ctx, req)
 		if err != nil {
+			r.disarm()
 			r.refusal("async BatchPutSecrets", err)
 			if status.Code(err) != codes.InvalidArgument {
 				r.fail("async BatchPutSecrets refused %v: only a malformed request is refused", status.Code(err))
 			}
 			return
 		}
-		op := r.await(ctx, resp.GetOperation().GetName(), restart)
-		r.batched(items, before, op.GetResponse().GetBatchPutResults(), force)
+		op := r.end(ctx, resp.GetOperation().GetName(), end)
+		r.batched(items, before, op.GetResponse().GetBatchPutResults(), force, end.cuts())
 	case 15: // SyncSecrets with async
-		restart := in.next()&1 != 0
+		end := opEndFrom(in.next())
 		req, sc, s := r.syncFrom(in)
 		req.Async = true
-		r.log = append(r.log, fmt.Sprintf("  (async, restart=%v)", restart))
+		r.log = append(r.log, fmt.Sprintf("  (async, %v)", end))
 		before := r.model
+		r.armFor(end)
 		resp, err := r.broker.SyncSecrets(ctx, req)
+		if err != nil || resp.GetOperation() == nil {
+			r.disarm()
+		}
 		if err != nil {
 			r.refusal("async SyncSecrets", err)
 			return
@@ -516,9 +559,9 @@ func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 		case !req.DryRun && resp.GetOperation() == nil:
 			r.fail("an async sync answered at once")
 		case resp.GetOperation() != nil:
-			results = r.await(ctx, resp.GetOperation().GetName(), restart).GetResponse().GetSyncResults()
+			results = r.end(ctx, resp.GetOperation().GetName(), end).GetResponse().GetSyncResults()
 		}
-		r.synced(req, sc, s, before, results)
+		r.synced(req, sc, s, before, results, end.cuts())
 	}
 }
 
@@ -561,6 +604,365 @@ func (r *modelRun) await(ctx context.Context, name string, restart bool) *secret
 	return op
 }
 
+// opEnd is how the model ends an async operation, read from the first
+// byte of an async batch or sync: bit 0 restarts the broker while the
+// operation is pending (what the byte alone meant before the other bits
+// had a meaning, so that an input's bytes 0 and 1 keep theirs), bits 1 to
+// 3 the way (opWay), and bits 4 and 5 how many of the operation's writes
+// GitHub answers before the one a gated way holds.
+type opEnd struct {
+	restart bool
+	way     opWay
+	skip    int
+}
+
+// opWay: see opEnd. The gated ways (opCancelHeld to opCrashLanded) hold
+// one write (a PUT or a DELETE of a secret) in flight, at the transport:
+// either before GitHub has it, or after GitHub applied it and before its
+// answer comes back. A crash is a hard stop of the broker's runner
+// (CloseOperations out of time, which cuts the items in flight) and a
+// new broker on the same state store, which resumes the operation; or
+// (opCrashUnrecorded) a process that dies after GitHub answered a write
+// and before its result was recorded: the state store fails that record
+// (as crashingStore does), the runner stops, and a new broker resumes the
+// operation once the dead runner's lease has ended.
+type opWay int
+
+const (
+	opAwait           opWay = iota // wait for the end
+	opCancelAtOnce                 // cancel when the runner first blocks (its first write may wait for a write slot)
+	opCancelDone                   // wait for the end, then cancel the done operation
+	opCancelHeld                   // cancel with a write held before GitHub has it
+	opCancelLanded                 // cancel with a write GitHub applied, its answer held
+	opCrashHeld                    // crash with a write held before GitHub has it
+	opCrashLanded                  // crash with a write GitHub applied, its answer held
+	opCrashUnrecorded              // crash after GitHub answered a write, before its result is recorded
+)
+
+func opEndFrom(b int) opEnd {
+	return opEnd{restart: b&1 != 0, way: opWay(b>>1) & 7, skip: (b >> 4) & 3}
+}
+
+func (e opEnd) String() string {
+	return fmt.Sprintf("restart=%v %s skip=%d", e.restart,
+		[...]string{"await", "cancel-at-once", "cancel-done", "cancel-held", "cancel-landed", "crash-held", "crash-landed", "crash-unrecorded"}[e.way], e.skip)
+}
+
+// cuts reports whether the operation may end cancelled: items not run
+// (CANCELLED), or cut short after GitHub was sent them (ABORTED).
+func (e opEnd) cuts() bool {
+	return e.way == opCancelAtOnce || e.way == opCancelHeld || e.way == opCancelLanded
+}
+
+// gated reports whether e holds a write in flight.
+func (e opEnd) gated() bool { return e.way >= opCancelHeld && e.way <= opCrashLanded }
+
+// armFor arms the gate or the store for e, before the operation starts.
+func (r *modelRun) armFor(e opEnd) {
+	switch {
+	case e.gated():
+		r.gate.arm(e.skip, e.way == opCancelLanded || e.way == opCrashLanded)
+	case e.way == opCrashUnrecorded:
+		r.store.arm()
+	}
+}
+
+// disarm disarms the gate and the store.
+func (r *modelRun) disarm() {
+	r.gate.disarm()
+	r.store.disarm()
+}
+
+// end ends operation name as e says and returns it done: with an error
+// only when it was cancelled (CANCELLED, and then with items not run).
+func (r *modelRun) end(ctx context.Context, name string, e opEnd) *secretbrokerv1.Operation {
+	r.t.Helper()
+	defer r.disarm()
+	switch e.way {
+	case opAwait:
+		return r.await(ctx, name, e.restart)
+	case opCancelAtOnce:
+		synctest.Wait()
+		r.cancel(ctx, name)
+		return r.awaitCut(ctx, name, e.restart)
+	case opCancelDone:
+		done := r.await(ctx, name, e.restart)
+		got := r.cancel(ctx, name)
+		// CancelOperation's rule (operation.Runner.Cancel): "Cancelling
+		// a done operation changes nothing and returns it."
+		if !proto.Equal(got, done) {
+			r.fail("CancelOperation of the done %s answered %v; want it unchanged: %v", name, got, done)
+		}
+		if again := r.await(ctx, name, false); !proto.Equal(again, done) {
+			r.fail("after CancelOperation of the done %s it is %v; want it unchanged: %v", name, again, done)
+		}
+		return done
+	}
+	// The ways that cut the operation short: wait (in a goroutine of the
+	// bubble, on the broker of the moment) until the gate holds a write,
+	// the store failed a record, or the operation ended first.
+	waited := make(chan struct{})
+	broker := r.broker
+	go func() {
+		defer close(waited)
+		_, _ = broker.WaitOperation(ctx, &secretbrokerv1.WaitOperationRequest{Name: name, Timeout: durationpb.New(time.Hour)})
+	}()
+	var hit <-chan struct{}
+	if e.gated() {
+		hit = r.gate.hit
+	} else {
+		hit = r.store.hit
+	}
+	select {
+	case <-hit:
+	case <-waited:
+		r.log = append(r.log, "  (the operation ended before it was cut)")
+		if e.cuts() {
+			r.cancel(ctx, name) // of a done operation: nothing changes
+		}
+		return r.await(ctx, name, false)
+	}
+	switch e.way {
+	case opCancelHeld, opCancelLanded:
+		r.log = append(r.log, fmt.Sprintf("  (a write of %s held in flight: cancel)", r.gate.held))
+		r.cancel(ctx, name)
+		<-waited
+		return r.awaitCut(ctx, name, false)
+	case opCrashHeld, opCrashLanded:
+		r.log = append(r.log, fmt.Sprintf("  (a write of %s held in flight: crash)", r.gate.held))
+		if e.way == opCrashLanded {
+			r.lost = r.secretAt(r.gate.held)
+		}
+		r.crash(ctx, false)
+	default:
+		r.log = append(r.log, "  (a write answered, its record failed: crash)")
+		r.crash(ctx, true)
+	}
+	<-waited
+	return r.await(ctx, name, false)
+}
+
+// cancel sends CancelOperation of name and returns its answer.
+func (r *modelRun) cancel(ctx context.Context, name string) *secretbrokerv1.Operation {
+	r.t.Helper()
+	op, err := r.broker.CancelOperation(ctx, &secretbrokerv1.CancelOperationRequest{Name: name})
+	if err != nil {
+		r.fail("CancelOperation(%s): %v", name, err)
+	}
+	r.log = append(r.log, fmt.Sprintf("  cancel %s -> done=%v error=%v", name, op.GetDone(), op.GetError()))
+	return op
+}
+
+// awaitCut waits for the cancelled operation name to end, after a
+// restart of the broker when restart is set, and checks how it ended
+// (the proto's Operation and CancelOperation): done, with a CANCELLED
+// error when and only when an item did not run; each item not run has a
+// CANCELLED result (counted as remaining, not as failed); an item that
+// ran is never CANCELLED.
+func (r *modelRun) awaitCut(ctx context.Context, name string, restart bool) *secretbrokerv1.Operation {
+	r.t.Helper()
+	if restart {
+		r.log = append(r.log, "  restart")
+		r.restart(ctx)
+	}
+	op, err := r.broker.WaitOperation(ctx, &secretbrokerv1.WaitOperationRequest{Name: name, Timeout: durationpb.New(time.Hour)})
+	if err != nil {
+		r.fail("WaitOperation(%s): %v", name, err)
+	}
+	r.log = append(r.log, fmt.Sprintf("  -> %s done=%v error=%v metadata=%v", name, op.GetDone(), op.GetError(), op.GetMetadata()))
+	if !op.GetDone() {
+		r.fail("cancelled operation %s not done", name)
+	}
+	notRun := 0
+	for _, res := range op.GetResponse().GetSyncResults() {
+		if res.GetCode() == code.Code_CANCELLED {
+			notRun++
+		}
+	}
+	for _, res := range op.GetResponse().GetBatchPutResults() {
+		if res.GetCode() == code.Code_CANCELLED {
+			notRun++
+		}
+	}
+	m := op.GetMetadata()
+	switch {
+	case notRun > 0 && codes.Code(op.GetError().GetCode()) != codes.Canceled:
+		r.fail("operation %s: %d items not run, error %v; want CANCELLED", name, notRun, op.GetError())
+	case notRun == 0 && op.GetError() != nil:
+		r.fail("operation %s: every item ran, error %v; want none", name, op.GetError())
+	case int(m.GetRemaining()) != notRun || m.GetWritten()+m.GetUnchanged()+m.GetFailed()+m.GetRemaining() != m.GetTotal():
+		r.fail("operation %s: %d items not run, metadata %v", name, notRun, m)
+	}
+	return op
+}
+
+// notRun checks the message of an item an operation ended without
+// running.
+func (r *modelRun) notRun(msg string) {
+	r.t.Helper()
+	if !strings.HasPrefix(msg, "not run") {
+		r.fail("a CANCELLED item's message %q: want \"not run: ...\"", msg)
+	}
+}
+
+// unsure records secret i after a write of owner's whose outcome the
+// broker does not know (ABORTED: the operation's cancel cut it short
+// after GitHub was sent it): GitHub must hold what it held before (m) or
+// what the write leaves (after); the model takes what it holds. The
+// broker cannot know which, so a later drift answer for the secret is
+// not false (external), and its record may give the prune rights to
+// owner or to the owner it gave them before.
+func (r *modelRun) unsure(i int, m, after modelState, owner string) {
+	r.t.Helper()
+	got := r.held(i)
+	if !got.equal(m) && !got.equal(after) {
+		scope, name := modelSecret(i)
+		r.fail("%s/%s ABORTED: GitHub holds %+v, neither what it held (%+v) nor what the write leaves (%+v)", scope, name, got, m, after)
+	}
+	r.model[i], r.external[i] = got, true
+	if r.owner[i] != owner {
+		r.mayOwner[i] = owner
+	}
+}
+
+// crash stops the broker as a crash does and starts a new one on the same
+// state store, which resumes the operations left unfinished. Held: the
+// runner is stopped out of time (its items in flight are cut, and run
+// again after the restart). unrecorded: the runner already stopped
+// running the operation whose record the store failed; the operation
+// stays leased to it, and resumes once the lease has ended.
+func (r *modelRun) crash(ctx context.Context, unrecorded bool) {
+	r.t.Helper()
+	if unrecorded {
+		if err := r.server.CloseOperations(ctx); err != nil {
+			r.fail("CloseOperations: %v", err)
+		}
+		time.Sleep(operation.DefaultLease + time.Second)
+	} else {
+		cut, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := r.server.CloseOperations(cut); err == nil {
+			r.fail("CloseOperations with a write in flight and its context ended: no error; want the write cut")
+		}
+	}
+	r.start()
+	if _, err := r.server.ResumeOperations(ctx); err != nil {
+		r.fail("ResumeOperations: %v", err)
+	}
+}
+
+// modelGate is the broker's transport to the emulator; armed, it holds
+// one write in flight (see opWay) until the request's context ends, and
+// then answers with its error, as a connection cut short does.
+type modelGate struct {
+	next http.RoundTripper
+
+	mu     sync.Mutex
+	armed  bool
+	skip   int  // writes to let through first
+	landed bool // GitHub applies the write it holds
+	hit    chan struct{}
+	held   string // the path of the write held, once hit is closed
+}
+
+func (g *modelGate) arm(skip int, landed bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.armed, g.skip, g.landed, g.hit = true, skip, landed, make(chan struct{})
+}
+
+func (g *modelGate) disarm() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.armed = false
+}
+
+// holds reports whether req is the write to hold, and whether GitHub
+// applies it.
+func (g *modelGate) holds(req *http.Request) (held, landed bool) {
+	if req.Method != http.MethodPut && req.Method != http.MethodDelete {
+		return false, false
+	}
+	_, name, ok := strings.Cut(req.URL.Path, "/secrets/")
+	if !ok || strings.Contains(name, "/") || name == "public-key" {
+		return false, false // a selection, or not a secret
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.armed {
+		return false, false
+	}
+	if g.skip > 0 {
+		g.skip--
+		return false, false
+	}
+	g.armed, g.held = false, req.URL.Path
+	return true, g.landed
+}
+
+func (g *modelGate) RoundTrip(req *http.Request) (*http.Response, error) {
+	held, landed := g.holds(req)
+	if !held {
+		return g.next.RoundTrip(req)
+	}
+	if landed {
+		resp, err := g.next.RoundTrip(req)
+		if err == nil {
+			_ = resp.Body.Close()
+		}
+	} else if req.Body != nil {
+		_ = req.Body.Close()
+	}
+	g.mu.Lock()
+	close(g.hit)
+	g.mu.Unlock()
+	<-req.Context().Done()
+	return nil, req.Context().Err()
+}
+
+// modelStore is the brokers' state store; armed, it fails the first
+// operation update that records a finished item, as a process that dies
+// before it stored the result does (crashingStore).
+type modelStore struct {
+	state.Store
+
+	mu    sync.Mutex
+	armed bool
+	hit   chan struct{}
+}
+
+func (m *modelStore) arm() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.armed, m.hit = true, make(chan struct{})
+}
+
+func (m *modelStore) disarm() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.armed = false
+}
+
+func (m *modelStore) UpdateOperation(ctx context.Context, id string, fn func(*state.Operation) error) (*state.Operation, error) {
+	return m.Store.UpdateOperation(ctx, id, func(o *state.Operation) error {
+		before := len(o.Results)
+		if err := fn(o); err != nil {
+			return err
+		}
+		if len(o.Results) == before {
+			return nil
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if !m.armed {
+			return nil
+		}
+		m.armed = false
+		close(m.hit)
+		return errCrash
+	})
+}
+
 // batchItem is one item of a batch the model sent.
 type batchItem struct {
 	i     int
@@ -592,8 +994,11 @@ func (r *modelRun) batchFrom(in *fuzzBytes, force bool) (*secretbrokerv1.BatchPu
 
 // batched checks a batch's results (one per item, in the order sent)
 // against before, what GitHub held when it began, and records what GitHub
-// must hold now.
-func (r *modelRun) batched(items []batchItem, before [modelSecrets]modelState, results []*secretbrokerv1.BatchPutSecretsResult, force bool) {
+// must hold now. cut says the batch was an operation cancelled, so that
+// an item may have ended without running (CANCELLED, "not run": GitHub
+// must hold what it held before) or with its write cut short (ABORTED:
+// see unsure).
+func (r *modelRun) batched(items []batchItem, before [modelSecrets]modelState, results []*secretbrokerv1.BatchPutSecretsResult, force, cut bool) {
 	r.t.Helper()
 	if len(results) != len(items) {
 		r.fail("batch: %d results for %d items", len(results), len(items))
@@ -609,6 +1014,21 @@ func (r *modelRun) batched(items []batchItem, before [modelSecrets]modelState, r
 		switch res.GetCode() {
 		case code.Code_OK:
 		case code.Code_INVALID_ARGUMENT, code.Code_NOT_FOUND, code.Code_FAILED_PRECONDITION:
+			continue
+		case code.Code_CANCELLED, code.Code_ABORTED:
+			if !cut {
+				r.fail("batch item %d: %v of an operation not cancelled", k, res.GetCode())
+			}
+			if res.GetCode() == code.Code_CANCELLED {
+				r.notRun(res.GetMessage())
+				continue
+			}
+			r.drift(it.i, res.GetDrift(), "batch item")
+			after := modelState{exists: true, value: it.value}
+			if isOrgScope(scope) {
+				after.visibility, after.selected = it.s.apply(before[it.i])
+			}
+			r.unsure(it.i, before[it.i], after, anonymousOwner)
 			continue
 		default:
 			r.fail("batch item %d: %v %s", k, res.GetCode(), res.GetMessage())
@@ -665,7 +1085,8 @@ func (r *modelRun) batchDelete(ctx context.Context, in *fuzzBytes) {
 			r.fail("batch delete of %s: %v, want %v (GitHub held it: %v; repeated: %v)", res.GetName(), res.GetCode(), want, before[i].exists, count[i] > 1)
 		}
 		if want == code.Code_OK {
-			r.model[i], r.external[i], r.owner[i] = modelState{}, false, ""
+			r.model[i], r.external[i] = modelState{}, false
+			r.setOwner(i, "")
 		}
 	}
 }
@@ -810,8 +1231,8 @@ func (r *modelRun) syncFrom(in *fuzzBytes) (_ *secretbrokerv1.SyncSecretsRequest
 }
 
 // synced checks a sync's results against before, what GitHub held when it
-// began, and records what GitHub must hold now.
-func (r *modelRun) synced(req *secretbrokerv1.SyncSecretsRequest, sc int, s settings, before [modelSecrets]modelState, results []*secretbrokerv1.SyncSecretsResult) {
+// began, and records what GitHub must hold now. cut: as batched's.
+func (r *modelRun) synced(req *secretbrokerv1.SyncSecretsRequest, sc int, s settings, before [modelSecrets]modelState, results []*secretbrokerv1.SyncSecretsResult, cut bool) {
 	r.t.Helper()
 	syncOwner := req.Owner
 	if syncOwner == "" {
@@ -837,6 +1258,32 @@ func (r *modelRun) synced(req *secretbrokerv1.SyncSecretsRequest, sc int, s sett
 		case c == code.Code_OK:
 		case c == code.Code_INVALID_ARGUMENT || c == code.Code_NOT_FOUND || c == code.Code_FAILED_PRECONDITION:
 			continue
+		case (c == code.Code_CANCELLED || c == code.Code_ABORTED) && !cut:
+			r.fail("sync item %s: %v of an operation not cancelled", name, c)
+		case c == code.Code_CANCELLED:
+			if res.GetAction() != secretbrokerv1.SyncAction_SYNC_ACTION_UNSPECIFIED {
+				r.fail("sync item %s: CANCELLED with the action %v", name, res.GetAction())
+			}
+			r.notRun(res.GetMessage())
+			continue
+		case c == code.Code_ABORTED:
+			var after modelState // a DELETE's
+			switch res.GetAction() {
+			case secretbrokerv1.SyncAction_SYNC_ACTION_DELETE:
+			case secretbrokerv1.SyncAction_SYNC_ACTION_CREATE, secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE,
+				secretbrokerv1.SyncAction_SYNC_ACTION_DRIFTED, secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT:
+				if !listed {
+					r.fail("sync: %s %v ABORTED but not listed", name, res.GetAction())
+				}
+				after = modelState{exists: true, value: value}
+				if isOrgScope(modelScopes[sc]) {
+					after.visibility, after.selected = s.apply(m)
+				}
+			default:
+				r.fail("sync item %s: ABORTED with the action %v: no write to cut short", name, res.GetAction())
+			}
+			r.unsure(i, m, after, syncOwner)
+			continue
 		default:
 			r.fail("sync item %s: %v %s", name, c, res.GetMessage())
 		}
@@ -851,11 +1298,12 @@ func (r *modelRun) synced(req *secretbrokerv1.SyncSecretsRequest, sc int, s sett
 			if listed || !m.exists || !req.Prune {
 				r.fail("sync: %s DELETE, listed %v, at GitHub %v, prune %v", name, listed, m.exists, req.Prune)
 			}
-			if r.owner[i] != syncOwner {
-				r.fail("sync of owner %q: DELETE of %s, whose broker-recorded owner is %q", syncOwner, name, r.owner[i])
+			if r.owner[i] != syncOwner && r.mayOwner[i] != syncOwner {
+				r.fail("sync of owner %q: DELETE of %s, whose broker-recorded owner is %q (or %q)", syncOwner, name, r.owner[i], r.mayOwner[i])
 			}
 			if !req.DryRun {
-				r.model[i], r.external[i], r.owner[i] = modelState{}, false, ""
+				r.model[i], r.external[i] = modelState{}, false
+				r.setOwner(i, "")
 			}
 			continue
 		}
@@ -873,7 +1321,7 @@ func (r *modelRun) synced(req *secretbrokerv1.SyncSecretsRequest, sc int, s sett
 				r.fail("sync: %s CREATE of a secret GitHub holds", name)
 			}
 		case secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE, secretbrokerv1.SyncAction_SYNC_ACTION_DRIFTED:
-			if !m.exists {
+			if !m.exists && !(act == secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE && r.lostCreate(i)) {
 				r.fail("sync: %s %v of a secret GitHub does not hold", name, act)
 			}
 		case secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT:
@@ -885,7 +1333,8 @@ func (r *modelRun) synced(req *secretbrokerv1.SyncSecretsRequest, sc int, s sett
 		}
 		if !req.DryRun {
 			r.model[i].exists, r.model[i].value = true, value
-			r.external[i], r.owner[i] = false, syncOwner
+			r.external[i] = false
+			r.setOwner(i, syncOwner)
 			if isOrgScope(modelScopes[sc]) {
 				r.model[i].visibility, r.model[i].selected = s.apply(m)
 			}
@@ -1045,9 +1494,9 @@ func (r *modelRun) concurrent(ctx context.Context, in *fuzzBytes) {
 	}
 	if calls[0].err == nil && !calls[0].unchanged || calls[1].err == nil && !calls[1].unchanged {
 		r.model[i], r.external[i] = got, false
-		r.owner[i] = anonymousOwner
+		r.setOwner(i, anonymousOwner)
 		if !got.exists {
-			r.owner[i] = ""
+			r.setOwner(i, "")
 		}
 	}
 }
@@ -1067,7 +1516,7 @@ func (r *modelRun) written(i int, before modelState, value string, s settings, c
 		}
 		return
 	}
-	if created == before.exists {
+	if created == before.exists && !(r.lostCreate(i) && !created) {
 		r.fail("put answered created %v, GitHub held the secret: %v", created, before.exists)
 	}
 	m := &r.model[i]
@@ -1075,7 +1524,8 @@ func (r *modelRun) written(i int, before modelState, value string, s settings, c
 	if org {
 		m.visibility, m.selected = s.apply(before)
 	}
-	r.external[i], r.owner[i] = false, anonymousOwner
+	r.external[i] = false
+	r.setOwner(i, anonymousOwner)
 }
 
 func FuzzBrokerModel(f *testing.F) {
@@ -1124,6 +1574,25 @@ func FuzzBrokerModel(f *testing.F) {
 		{14, 0, 0, 1, 2, 0, 6, 1, 1, 14, 1, 0, 2, 3, 0, 8, 1, 0, 2, 2},
 		// async syncs: with a restart while pending; an Agents org prune
 		{15, 1, 1, 0, 0, 1, 15, 0, 3, 1, 2, 3, 3, 1, 15, 1, 3, 1, 0, 3, 1},
+		// async batches ended each way (opEnd), then a put of a value
+		// each wrote: cancelled when the runner first blocks, cancelled
+		// with the second write applied and its answer held, with the
+		// first held before GitHub has it, cancelled once done
+		{14, 2, 0, 2, 2, 0, 3, 1, 4, 2, 0, 3, 1, 0},
+		{14, 8 + 16, 0, 2, 2, 0, 3, 1, 4, 2, 0, 3, 1, 0, 0, 4, 2, 0},
+		{14, 6, 0, 1, 2, 0, 3, 1, 0, 2, 0, 0},
+		{14, 4, 0, 0, 2, 1, 0, 2, 1, 0},
+		// crashes: a write in flight not applied, applied with its answer
+		// held, answered but not recorded
+		{14, 10, 0, 1, 2, 0, 3, 1, 0, 2, 0, 0},
+		{14, 12, 0, 1, 2, 0, 3, 1, 0, 2, 0, 0, 0, 3, 1, 0},
+		{14, 14, 0, 2, 2, 0, 3, 1, 4, 2, 0, 4, 2, 0},
+		// an async pruning sync whose DELETE (after its write) GitHub
+		// applies, its answer held: a crash, then a cancel
+		{4, 1, 0, 0, 1, 15, 12 + 16, 1, 1, 2, 3, 4, 1, 1, 2, 3},
+		{4, 1, 0, 0, 1, 15, 8 + 16, 1, 1, 2, 3, 4, 1, 1, 2, 3},
+		// an org sync cancelled with its first write held
+		{15, 6, 0, 0, 0, 1, 1, 4, 0, 0, 0, 1, 1},
 	} {
 		f.Add(seed)
 	}
@@ -1136,7 +1605,7 @@ func FuzzBrokerModel(f *testing.F) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := &modelRun{t: t, emu: emu, tr: newEmulatorTransport(emu), st: st, logs: logs, keys: map[string]callerKey{}}
+			r := &modelRun{t: t, emu: emu, gate: &modelGate{next: newEmulatorTransport(emu)}, store: &modelStore{Store: st}, lost: -1, logs: logs, keys: map[string]callerKey{}}
 			for _, repo := range demo.Repos {
 				r.repos = append(r.repos, repo.ID)
 			}
