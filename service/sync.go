@@ -981,11 +981,14 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	}
 	x.written.add(scope, name, pr.value)
 	out.keyID, out.created = keyID, w.Created
-	if own {
-		// Written again (the secret changed behind the broker's back
-		// since this item's earlier write): reported as that write was,
-		// as when it is not written again, so that the answer does not
-		// tell a caller that may not read the secret that it changed.
+	if ownWrite(ctx, rec) {
+		// Written again (force, or the secret changed behind the
+		// broker's back since this item's earlier write, which a crash
+		// kept from being stored): reported as that write was, as when
+		// it is not written again. GitHub answers the second write 204
+		// when the first created the secret, which the item did; and a
+		// caller that may not read the secret is not told that it
+		// changed.
 		out.created = rec.Created
 	}
 	// Whether it was a create is GitHub's answer (201 or 204), not the

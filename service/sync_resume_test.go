@@ -239,25 +239,34 @@ func TestPruneDeleteRepeatedAfterCrash(t *testing.T) {
 // DELETE. An item that had not run before the crash, whose value another
 // call wrote meanwhile, is still unchanged.
 func TestWriteRepeatedAfterCrashIsWritten(t *testing.T) {
-	batch := func(ctx context.Context, t *testing.T, h *harness) string {
-		resp, err := h.broker.BatchPutSecrets(ctx, &secretbrokerv1.BatchPutSecretsRequest{Async: true, Requests: []*secretbrokerv1.PutSecretRequest{
-			plain(repoScope+"/secrets/FIRST", plantedSecret+"-1"),
-			plain(repoScope+"/secrets/SECOND", plantedSecret+"-2"),
-		}})
-		if err != nil {
-			t.Fatal(err)
+	batchWith := func(force bool) func(ctx context.Context, t *testing.T, h *harness) string {
+		return func(ctx context.Context, t *testing.T, h *harness) string {
+			req := &secretbrokerv1.BatchPutSecretsRequest{Async: true, Requests: []*secretbrokerv1.PutSecretRequest{
+				plain(repoScope+"/secrets/FIRST", plantedSecret+"-1"),
+				plain(repoScope+"/secrets/SECOND", plantedSecret+"-2"),
+			}}
+			for _, p := range req.Requests {
+				p.Force = force
+			}
+			resp, err := h.broker.BatchPutSecrets(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.GetOperation().GetName()
 		}
-		return resp.GetOperation().GetName()
 	}
-	sync := func(ctx context.Context, t *testing.T, h *harness) string {
-		req := syncReq(repoScope, "team", map[string]string{"FIRST": plantedSecret + "-1", "SECOND": plantedSecret + "-2"})
-		req.Async = true
-		resp, err := h.broker.SyncSecrets(ctx, req)
-		if err != nil {
-			t.Fatal(err)
+	syncWith := func(force bool) func(ctx context.Context, t *testing.T, h *harness) string {
+		return func(ctx context.Context, t *testing.T, h *harness) string {
+			req := syncReq(repoScope, "team", map[string]string{"FIRST": plantedSecret + "-1", "SECOND": plantedSecret + "-2"})
+			req.Async, req.Force = true, force
+			resp, err := h.broker.SyncSecrets(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.GetOperation().GetName()
 		}
-		return resp.GetOperation().GetName()
 	}
+	batch, sync := batchWith(false), syncWith(false)
 	put := func(name, value string) func(ctx context.Context, t *testing.T, h *harness) {
 		return func(ctx context.Context, t *testing.T, h *harness) {
 			if _, err := h.broker.PutSecret(ctx, plain(repoScope+"/secrets/"+name, value)); err != nil {
@@ -293,6 +302,14 @@ func TestWriteRepeatedAfterCrashIsWritten(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, sync, []string{"FIRST CREATE OK", "SECOND UNCHANGED OK"}, 2},
+		// With force the item is written again (force judges nothing
+		// unchanged), and GitHub answers that second write 204: it still
+		// reports the write that created the secret, as the caller's
+		// request did (found by FuzzBrokerModel: it reported an update).
+		{"batch with force, a create repeated", nothing, nothing, batchWith(true),
+			[]string{"FIRST OK created", "SECOND OK created"}, 3},
+		{"sync with force, a create repeated", nothing, nothing, syncWith(true),
+			[]string{"FIRST CREATE OK", "SECOND CREATE OK"}, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
