@@ -41,6 +41,15 @@ import (
 // Touch) first let a minute of the bubble's time pass: GitHub's updated_at
 // has a resolution of a second and a PutSecret's answer bounds it to a
 // few seconds, within which the README says a change goes unnoticed.
+// Async batches and syncs end as opEnd says: awaited (after a restart or
+// not), cancelled (CancelOperation) while they run or once done, or cut
+// by a crash while a write is in flight or before its result is
+// recorded. A cancelled operation's items are applied to the model as
+// their results say: written (OK), not run (CANCELLED: GitHub still holds
+// what it held) or cut short after GitHub was sent them (ABORTED: it
+// holds either). After a crash and the resume every item's result must
+// still be the truth of what the operation did (but for the README's
+// write whose answer was lost: lostCreate).
 
 // The Agents scopes of the model: GitHub Agents secrets, served at API
 // version 2026-03-10 only. Their organization secrets take the same
