@@ -421,3 +421,83 @@ func crashingHarness(t *testing.T, crashOn string) (*crashingStore, *harness) {
 	closeOps(t, h.server)
 	return crashing, h
 }
+
+// TestWriteRepeatedAfterTwoCrashesIsCreated: an item whose write created
+// the secret, written again after a crash kept its result from being
+// stored (force, or drift: the secret changed behind the broker's back
+// before the resume), reports the create (GitHub answers the second
+// write 204). When a second crash keeps that run's result from being
+// stored too, the item finds the record of its second write: it must
+// still report the create, not the 204 its second write was answered.
+func TestWriteRepeatedAfterTwoCrashesIsCreated(t *testing.T) {
+	touch := func(t *testing.T, h *harness) { behindBack(t, h, repoScope+"/secrets/FIRST") }
+	tests := []struct {
+		name      string
+		force     bool
+		sync      bool
+		meanwhile func(t *testing.T, h *harness) // before each resume
+		want      string
+	}{
+		{"batch with force", true, false, func(*testing.T, *harness) {}, "FIRST OK created"},
+		{"sync with force", true, true, func(*testing.T, *harness) {}, "FIRST CREATE OK"},
+		{"batch, drift before each resume", false, false, touch, "FIRST OK created"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				crashing, h := crashingHarness(t, "/secrets/FIRST")
+				ctx := t.Context()
+				var name string
+				if tt.sync {
+					req := syncReq(repoScope, "team", map[string]string{"FIRST": plantedSecret + "-1"})
+					req.Async, req.Force = true, tt.force
+					resp, err := h.broker.SyncSecrets(ctx, req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					name = resp.GetOperation().GetName()
+				} else {
+					p := plain(repoScope+"/secrets/FIRST", plantedSecret+"-1")
+					p.Force = tt.force
+					resp, err := h.broker.BatchPutSecrets(ctx, &secretbrokerv1.BatchPutSecretsRequest{Async: true, Requests: []*secretbrokerv1.PutSecretRequest{p}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					name = resp.GetOperation().GetName()
+				}
+				time.Sleep(5 * time.Second)
+				synctest.Wait()
+				if !crashing.crashed.Load() {
+					t.Fatal("FIRST did not run")
+				}
+				tt.meanwhile(t, h)
+				// The second run crashes as the first did.
+				time.Sleep(operation.DefaultLease + time.Second)
+				again := &crashingStore{Store: crashing.Store, crashOn: "/secrets/FIRST"}
+				s2 := New(h.client, Options{State: again, Logger: newTestLogger(h.logs)})
+				t.Cleanup(func() { _ = s2.CloseOperations(context.Background()) })
+				if n, err := s2.ResumeOperations(ctx); err != nil || n != 1 {
+					t.Fatalf("ResumeOperations = %d, %v; want 1", n, err)
+				}
+				time.Sleep(5 * time.Second)
+				synctest.Wait()
+				if !again.crashed.Load() {
+					t.Fatal("FIRST did not run again")
+				}
+				tt.meanwhile(t, h)
+				done := resumeAfterCrash(t, h, crashing.Store, name)
+				var got []string
+				if tt.sync {
+					for n, r := range syncResultsOf(t, done) {
+						got = append(got, n+" "+r)
+					}
+				} else {
+					got = batchResultsOf(t, done)
+				}
+				if !slices.Equal(got, []string{tt.want}) {
+					t.Errorf("results after the second resume %v, want [%s]", got, tt.want)
+				}
+			})
+		})
+	}
+}
