@@ -314,7 +314,15 @@ func (s *Server) writeLocked(ctx context.Context, p *putPlan, key sealingKey, cu
 	if !tw.alone {
 		return w, keyID, nil // the record stays distrusted
 	}
-	rec := s.recordWrite(ctx, p, pr, havePrints, keyID, owner, w)
+	recorded := w
+	if ownWrite(ctx, cur.rec) {
+		// An operation's item written again after a crash kept its
+		// result from being stored: it reports its first write (execute),
+		// and a record of this write must say so too, or an item repeated
+		// after one more crash would report GitHub's 204 to the repeat.
+		recorded.Created = cur.rec.Created
+	}
+	rec := s.recordWrite(ctx, p, pr, havePrints, keyID, owner, recorded)
 	if !tw.end(ctx) && rec != nil {
 		// Another replica began writing the secret before this write
 		// ended: which value GitHub applied last is unknown.
