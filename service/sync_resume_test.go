@@ -9,6 +9,7 @@ import (
 	"errors"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -275,6 +276,18 @@ func TestWriteRepeatedAfterCrashIsWritten(t *testing.T) {
 		}
 	}
 	nothing := func(context.Context, *testing.T, *harness) {}
+	deleteBehind := func(name string) func(ctx context.Context, t *testing.T, h *harness) {
+		return func(ctx context.Context, t *testing.T, h *harness) {
+			req := httptest.NewRequestWithContext(ctx, http.MethodDelete, emulatorURL+"/"+repoScope+"/secrets/"+name, nil)
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
+			rec := httptest.NewRecorder()
+			h.emu.ServeHTTP(rec, req)
+			if rec.Code != http.StatusNoContent {
+				t.Fatalf("DELETE behind the broker's back: %d", rec.Code)
+			}
+		}
+	}
 	tests := []struct {
 		name string
 		// before runs before the operation starts, meanwhile between the
@@ -302,6 +315,17 @@ func TestWriteRepeatedAfterCrashIsWritten(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, sync, []string{"FIRST CREATE OK", "SECOND UNCHANGED OK"}, 2},
+		// The secret the item updated was deleted behind the broker's
+		// back before the resume: written again, GitHub answers 201, and
+		// the item reports the create, as a write after such a delete
+		// does without a crash (it reported an update: its first write).
+		{"batch, an update repeated, deleted meanwhile", put("FIRST", plantedSecret+"-0"), deleteBehind("FIRST"), batch,
+			[]string{"FIRST OK created", "SECOND OK created"}, 4},
+		{"sync, an update repeated, deleted meanwhile", func(ctx context.Context, t *testing.T, h *harness) {
+			if _, err := h.broker.SyncSecrets(ctx, syncReq(repoScope, "team", map[string]string{"FIRST": plantedSecret + "-0"})); err != nil {
+				t.Fatal(err)
+			}
+		}, deleteBehind("FIRST"), sync, []string{"FIRST CREATE OK", "SECOND CREATE OK"}, 4},
 		// With force the item is written again (force judges nothing
 		// unchanged), and GitHub answers that second write 204: it still
 		// reports the write that created the secret, as the caller's
