@@ -317,10 +317,11 @@ func (s *Server) writeLocked(ctx context.Context, p *putPlan, key sealingKey, cu
 	recorded := w
 	if ownWrite(ctx, cur.rec) {
 		// An operation's item written again after a crash kept its
-		// result from being stored: it reports its first write (execute),
-		// and a record of this write must say so too, or an item repeated
-		// after one more crash would report GitHub's 204 to the repeat.
-		recorded.Created = cur.rec.Created
+		// result from being stored is created when either of its writes
+		// created the secret (execute), and the record of this write
+		// must say so too, or an item repeated after one more crash
+		// would report GitHub's 204 to the repeat.
+		recorded.Created = cur.rec.Created || w.Created
 	}
 	rec := s.recordWrite(ctx, p, pr, havePrints, keyID, owner, recorded)
 	if !tw.end(ctx) && rec != nil {

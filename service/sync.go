@@ -984,12 +984,14 @@ func (x *Executor) execute(ctx context.Context, item state.PendingItem) itemOutc
 	if ownWrite(ctx, rec) {
 		// Written again (force, or the secret changed behind the
 		// broker's back since this item's earlier write, which a crash
-		// kept from being stored): reported as that write was, as when
-		// it is not written again. GitHub answers the second write 204
-		// when the first created the secret, which the item did; and a
-		// caller that may not read the secret is not told that it
-		// changed.
-		out.created = rec.Created
+		// kept from being stored): created when either write created
+		// the secret. GitHub answers the second write 204 when the first
+		// created the secret, which the item did, and a caller that may
+		// not read the secret is not told that it changed (drift, which
+		// never makes a write a create); it answers 201 when the secret
+		// was deleted since, as to a write without a crash. The record
+		// says the same (writeLocked).
+		out.created = rec.Created || w.Created
 	}
 	// Whether it was a create is GitHub's answer (201 or 204), not the
 	// listing's: the listing may be old, or not read at all.
