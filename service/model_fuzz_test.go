@@ -333,10 +333,13 @@ func (r *modelRun) settingsFrom(in *fuzzBytes) settings {
 	return s
 }
 
-// behind lets a minute pass: see the type's comment. It is called only
-// by a run's steps, which FuzzBrokerModel runs inside a synctest bubble:
-// the minute is fake time, and no wall clock passes.
-func behind() { time.Sleep(time.Minute) }
+// behind lets a minute pass: see the type's comment.
+func behind() { lapse(time.Minute) }
+
+// lapse lets d pass. It is called only by a run's steps, which
+// FuzzBrokerModel runs inside a synctest bubble: d is fake time, and no
+// wall clock passes.
+func lapse(d time.Duration) { time.Sleep(d) }
 
 func (r *modelRun) step(ctx context.Context, in *fuzzBytes) {
 	r.lost = -1
@@ -848,7 +851,7 @@ func (r *modelRun) crash(ctx context.Context, unrecorded bool) {
 		if err := r.server.CloseOperations(ctx); err != nil {
 			r.fail("CloseOperations: %v", err)
 		}
-		time.Sleep(operation.DefaultLease + time.Second)
+		lapse(operation.DefaultLease + time.Second)
 	} else {
 		cut, cancel := context.WithCancel(ctx)
 		cancel()
