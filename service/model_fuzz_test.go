@@ -1546,9 +1546,19 @@ func (r *modelRun) synced(req *secretbrokerv1.SyncSecretsRequest, sc int, s sett
 			if !jd.mayCreate {
 				r.fail("sync: %s CREATE of a secret GitHub holds (%+v)", name, jd)
 			}
-		case secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE, secretbrokerv1.SyncAction_SYNC_ACTION_DRIFTED:
+		case secretbrokerv1.SyncAction_SYNC_ACTION_UPDATE:
 			if jd.create {
-				r.fail("sync: %s %v of a secret a write of the item created (%+v)", name, act, jd)
+				r.fail("sync: %s UPDATE of a secret a write of the item created (%+v)", name, jd)
+			}
+		case secretbrokerv1.SyncAction_SYNC_ACTION_DRIFTED:
+			// A write for drift: of a secret GitHub held when the item
+			// was last judged. A sync's result has one action: an item
+			// whose earlier write (cut by a crash) created the secret,
+			// changed behind the broker's back since, is DRIFTED, not
+			// CREATE (sync.go execute: only a CREATE or UPDATE action
+			// follows created).
+			if !m.exists {
+				r.fail("sync: %s DRIFTED of a secret GitHub did not hold (%+v)", name, jd)
 			}
 		case secretbrokerv1.SyncAction_SYNC_ACTION_CONFLICT:
 			if !req.Force && !req.DryRun {
