@@ -191,6 +191,9 @@ type modelRun struct {
 type opStage struct {
 	pre, post [modelSecrets]modelState
 	lost      int
+	// deleted: the secret was deleted behind the broker's back between
+	// the crash before this run and its resume (meanwhile).
+	deleted [modelSecrets]bool
 }
 
 // itemJudge is what an item's OK result for a secret is checked against.
@@ -237,10 +240,25 @@ func (r *modelRun) judgeOf(i int, before [modelSecrets]modelState) itemJudge {
 		}
 		if !pre.exists && st.post[i].exists {
 			j.mayCreate = true
-			j.create = j.create || st.lost != i
+			j.create = j.create || st.lost != i && !r.deletedAfter(k, i)
 		}
 	}
 	return j
+}
+
+// deletedAfter reports whether secret i was deleted behind the broker's
+// back after run k. The README's "created when either of its writes
+// created the secret" then need not hold of a write before: the item's
+// repeat found a secret someone else made again (GitHub answers it 204,
+// as it does a write without a crash, which is an update); when the
+// secret stayed gone, the repeat is a create anyway (the last run's).
+func (r *modelRun) deletedAfter(k, i int) bool {
+	for _, st := range r.stages[k+1:] {
+		if st.deleted[i] {
+			return true
+		}
+	}
+	return false
 }
 
 // secretAt returns the model's secret whose GitHub path is path.
@@ -872,15 +890,16 @@ func (r *modelRun) end(ctx context.Context, in *fuzzBytes, name string, e opEnd,
 			// say what they did, once the operation is done.
 			r.model[i] = r.stages[len(r.stages)-1].post[i]
 		}
+		var deleted [modelSecrets]bool
 		if e.meanwhile {
-			r.meanwhile(in, pending)
+			deleted = r.meanwhile(in, pending)
 		}
 		next := opEnd{}
 		if e.again && !e.cuts() && crashes < 3 {
 			next = opEndFrom(in.next())
 			r.log = append(r.log, fmt.Sprintf("  (then %v)", next))
 		}
-		r.stages = append(r.stages, opStage{pre: r.heldAll(), lost: -1})
+		r.stages = append(r.stages, opStage{pre: r.heldAll(), lost: -1, deleted: deleted})
 		r.disarm()
 		r.armFor(next)
 		r.start()
@@ -929,12 +948,12 @@ func (r *modelRun) pendingOf(ctx context.Context, name string) []int {
 // meanwhile changes one or two secrets of pending (the items a crash kept
 // from being recorded) behind the broker's back, before the resume: puts
 // a value, deletes it, changes its settings (an org secret; else puts) or
-// touches it. An item recorded before the crash is left alone: its result
+// touches it; it returns the secrets it deleted. An item recorded before the crash is left alone: its result
 // is what GitHub held then, and the model would not know which came last.
-func (r *modelRun) meanwhile(in *fuzzBytes, pending []int) {
+func (r *modelRun) meanwhile(in *fuzzBytes, pending []int) (deleted [modelSecrets]bool) {
 	r.t.Helper()
 	if len(pending) == 0 {
-		return
+		return deleted
 	}
 	for range 1 + in.pick(2) {
 		i := pending[in.pick(len(pending))]
@@ -944,6 +963,7 @@ func (r *modelRun) meanwhile(in *fuzzBytes, pending []int) {
 			r.externalPut(i, in)
 		case 1:
 			r.externalDelete(i)
+			deleted[i] = true
 		case 2:
 			if isOrgScope(scope) {
 				r.externalSettings(i, in)
@@ -954,6 +974,7 @@ func (r *modelRun) meanwhile(in *fuzzBytes, pending []int) {
 			r.touch(i)
 		}
 	}
+	return deleted
 }
 
 // cancel sends CancelOperation of name and returns its answer.
