@@ -1035,7 +1035,7 @@ func (r *modelRun) awaitCut(ctx context.Context, name string, restart bool) *sec
 // message, and that no run of it wrote before a crash (README: an item
 // "the cancel cut short after GitHub was sent it ... is a result ABORTED:
 // GitHub may have applied it").
-func (r *modelRun) notRun(msg string, j itemJudge) {
+func (r *modelRun) notRun(msg string, i int, j itemJudge) {
 	r.t.Helper()
 	if !strings.HasPrefix(msg, "not run") {
 		r.fail("a CANCELLED item's message %q: want \"not run: ...\"", msg)
@@ -1047,8 +1047,10 @@ func (r *modelRun) notRun(msg string, j itemJudge) {
 		// before the resume, is reported not run, although GitHub holds
 		// what it wrote. Nothing records that an item was sent
 		// (ownWrite), so the resumed runner cannot tell it from an item
-		// never run. The model takes what GitHub holds (its judge's m).
+		// never run (also when a cancel ends the operation whose runner
+		// died). The model takes what GitHub holds (its judge's m).
 		r.log = append(r.log, "  (known defect: a CANCELLED item wrote before a crash)")
+		r.model[i] = j.m
 	}
 }
 
@@ -1266,7 +1268,7 @@ func (r *modelRun) batched(items []batchItem, before [modelSecrets]modelState, r
 			}
 			j := r.judgeOf(it.i, before)
 			if res.GetCode() == code.Code_CANCELLED {
-				r.notRun(res.GetMessage(), j)
+				r.notRun(res.GetMessage(), it.i, j)
 				continue
 			}
 			r.drift(it.i, res.GetDrift(), "batch item")
@@ -1511,7 +1513,7 @@ func (r *modelRun) synced(req *secretbrokerv1.SyncSecretsRequest, sc int, s sett
 			if res.GetAction() != secretbrokerv1.SyncAction_SYNC_ACTION_UNSPECIFIED {
 				r.fail("sync item %s: CANCELLED with the action %v", name, res.GetAction())
 			}
-			r.notRun(res.GetMessage(), jd)
+			r.notRun(res.GetMessage(), i, jd)
 			continue
 		case c == code.Code_ABORTED:
 			var after modelState // a DELETE's
