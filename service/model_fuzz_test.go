@@ -81,6 +81,16 @@ const modelSecrets = 10
 // isOrgScope reports whether scope is an organization's (Actions or Agents).
 func isOrgScope(scope string) bool { return strings.HasPrefix(scope, "orgs/") }
 
+// closed reports whether c is closed.
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
 func modelSecret(i int) (scope, name string) { return modelScopes[i/2], modelNames[i%2] }
 
 // modelState is what GitHub must hold for one secret.
@@ -845,6 +855,8 @@ func (r *modelRun) end(ctx context.Context, in *fuzzBytes, name string, e opEnd,
 		select {
 		case <-hit:
 		case <-waited:
+		}
+		if !closed(hit) {
 			r.log = append(r.log, "  (the operation ended before it was cut)")
 			if e.cuts() {
 				r.cancel(ctx, name) // of a done operation: nothing changes
@@ -867,6 +879,10 @@ func (r *modelRun) end(ctx context.Context, in *fuzzBytes, name string, e opEnd,
 			select {
 			case <-r.store.hit:
 			case <-waited:
+			}
+			// Both may be ready: the cancel ends an operation whose
+			// runner the failed record stopped. The failure comes first.
+			if !closed(r.store.hit) {
 				r.store.disarm()
 				r.log = append(r.log, "  (the cancelled operation ended before a crash)")
 				return r.awaitCut(ctx, name, false), true
