@@ -235,7 +235,10 @@ func (s *Server) distrustSettings(ctx context.Context, key string, rec *state.Re
 // record read with the secret's write lock held; readOK false when it
 // could not be read) is stored again without its fingerprints and
 // updated_at, keeping its owner, key_id and written_at (sync ownership
-// needs the owner). Whatever then goes wrong (an answer lost after GitHub
+// needs the owner), and the operation whose item wrote it with whether
+// that write created the secret: an item written again after a crash,
+// whose repeat a second crash cuts after GitHub applied it, still finds
+// its first write, and reports its create (ownWrite). Whatever then goes wrong (an answer lost after GitHub
 // applied the write, a failure to record the write, a crash) leaves a
 // record that makes the next write of the secret go to GitHub. When rec
 // cannot be rewritten, or could not be read, the record is removed. A
@@ -246,7 +249,8 @@ func (s *Server) distrustRecord(ctx context.Context, key string, rec *state.Reco
 	case readOK && !trusted(rec):
 		return
 	case readOK:
-		r := state.Record{Name: rec.Name, KeyID: rec.KeyID, Owner: rec.Owner, WrittenAt: rec.WrittenAt, Environment: rec.Environment}
+		r := state.Record{Name: rec.Name, KeyID: rec.KeyID, Owner: rec.Owner, WrittenAt: rec.WrittenAt, Environment: rec.Environment,
+			Operation: rec.Operation, Created: rec.Created}
 		if s.putRecord(ctx, r) == nil {
 			return
 		}
