@@ -964,8 +964,9 @@ func (r *modelRun) pendingOf(ctx context.Context, name string) []int {
 // meanwhile changes one or two secrets of pending (the items a crash kept
 // from being recorded) behind the broker's back, before the resume: puts
 // a value, deletes it, changes its settings (an org secret; else puts) or
-// touches it; it returns the secrets it deleted. An item recorded before the crash is left alone: its result
-// is what GitHub held then, and the model would not know which came last.
+// touches it; it returns the secrets it deleted. An item recorded before
+// the crash is left alone: its result is what GitHub held then, and the
+// model would not know which came last.
 func (r *modelRun) meanwhile(in *fuzzBytes, pending []int) (deleted [modelSecrets]bool) {
 	r.t.Helper()
 	if len(pending) == 0 {
