@@ -1058,8 +1058,8 @@ func (r *modelRun) notRun(msg string, i int, j itemJudge) {
 		r.fail("a CANCELLED item's message %q: want \"not run: ...\"", msg)
 	}
 	if j.wrote {
-		// A known broker defect, not fixed yet (see the report of the
-		// session that added this): an item a crash cut after GitHub
+		// A known broker defect, not fixed yet (listed as left in issue
+		// 12's notes of 2026-11-29): an item a crash cut after GitHub
 		// applied its write, in an operation whose cancel was requested
 		// before the resume, is reported not run, although GitHub holds
 		// what it wrote. Nothing records that an item was sent
