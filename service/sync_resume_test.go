@@ -63,15 +63,8 @@ func (c *crashingStore) UpdateOperation(ctx context.Context, id string, fn func(
 // caller's synctest bubble.
 func resumeAfterCrash(t *testing.T, h *harness, inner state.Store, name string) *secretbrokerv1.Operation {
 	t.Helper()
-	mustBeInBubble(t)
-	ctx := t.Context()
-	time.Sleep(operation.DefaultLease + time.Second)
-	s2 := New(h.client, Options{State: inner, Logger: newTestLogger(h.logs)})
-	t.Cleanup(func() { _ = s2.CloseOperations(context.Background()) })
-	if n, err := s2.ResumeOperations(ctx); err != nil || n != 1 {
-		t.Fatalf("ResumeOperations = %d, %v; want 1", n, err)
-	}
-	done, err := s2.WaitOperation(ctx, &secretbrokerv1.WaitOperationRequest{Name: name})
+	s2 := resumeOn(t, h, inner)
+	done, err := s2.WaitOperation(t.Context(), &secretbrokerv1.WaitOperationRequest{Name: name})
 	if err != nil || !done.GetDone() {
 		t.Fatalf("resumed: %v %v; want done", done, err)
 	}
@@ -193,11 +186,7 @@ func TestPruneDeleteRepeatedAfterCrash(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				time.Sleep(10 * time.Second)
-				synctest.Wait()
-				if !crashing.crashed.Load() {
-					t.Fatal("the delete of OLD did not run")
-				}
+				untilCrashed(t, crashing, "the delete of OLD did not run")
 				if n := deletesOf(h, "OLD"); n != 1 {
 					t.Fatalf("%d DELETEs of OLD before the crash, want 1", n)
 				}
@@ -342,11 +331,7 @@ func TestWriteRepeatedAfterCrashIsWritten(t *testing.T) {
 				ctx := t.Context()
 				tt.before(ctx, t, h)
 				name := tt.start(ctx, t, h)
-				time.Sleep(5 * time.Second)
-				synctest.Wait()
-				if !crashing.crashed.Load() {
-					t.Fatal("FIRST did not run")
-				}
+				untilCrashed(t, crashing, "FIRST did not run")
 				tt.meanwhile(ctx, t, h)
 				done := resumeAfterCrash(t, h, crashing.Store, name)
 				got := batchResultsOf(t, done)
@@ -431,6 +416,35 @@ func TestCancelAfterUnknownWriteIsAborted(t *testing.T) {
 	})
 }
 
+// resumeOn starts a second broker on store (the one a crashed broker
+// used) once the dead runner's lease has run out, and resumes the one
+// unfinished operation. It runs in the caller's synctest bubble: the
+// lease runs out in fake time.
+func resumeOn(t *testing.T, h *harness, store state.Store) *Server {
+	t.Helper()
+	mustBeInBubble(t)
+	time.Sleep(operation.DefaultLease + time.Second)
+	s2 := New(h.client, Options{State: store, Logger: newTestLogger(h.logs)})
+	t.Cleanup(func() { _ = s2.CloseOperations(context.Background()) })
+	if n, err := s2.ResumeOperations(t.Context()); err != nil || n != 1 {
+		t.Fatalf("ResumeOperations = %d, %v; want 1", n, err)
+	}
+	return s2
+}
+
+// untilCrashed lets the operations run, in the caller's synctest bubble
+// (fake time), until every goroutine waits, and fails the test with
+// failure unless store crashed on the item it is armed for.
+func untilCrashed(t *testing.T, store *crashingStore, failure string) {
+	t.Helper()
+	mustBeInBubble(t)
+	time.Sleep(10 * time.Second)
+	synctest.Wait()
+	if !store.crashed.Load() {
+		t.Fatal(failure)
+	}
+}
+
 // crashingHarness is a harness over a crashingStore, armed for items
 // whose names contain crashOn, on a memory store, with its operations
 // closed when the test ends.
@@ -489,25 +503,12 @@ func TestWriteRepeatedAfterTwoCrashesIsCreated(t *testing.T) {
 					}
 					name = resp.GetOperation().GetName()
 				}
-				time.Sleep(5 * time.Second)
-				synctest.Wait()
-				if !crashing.crashed.Load() {
-					t.Fatal("FIRST did not run")
-				}
+				untilCrashed(t, crashing, "FIRST did not run")
 				tt.meanwhile(t, h)
 				// The second run crashes as the first did.
-				time.Sleep(operation.DefaultLease + time.Second)
 				again := &crashingStore{Store: crashing.Store, crashOn: "/secrets/FIRST"}
-				s2 := New(h.client, Options{State: again, Logger: newTestLogger(h.logs)})
-				t.Cleanup(func() { _ = s2.CloseOperations(context.Background()) })
-				if n, err := s2.ResumeOperations(ctx); err != nil || n != 1 {
-					t.Fatalf("ResumeOperations = %d, %v; want 1", n, err)
-				}
-				time.Sleep(5 * time.Second)
-				synctest.Wait()
-				if !again.crashed.Load() {
-					t.Fatal("FIRST did not run again")
-				}
+				resumeOn(t, h, again)
+				untilCrashed(t, again, "FIRST did not run again")
 				tt.meanwhile(t, h)
 				done := resumeAfterCrash(t, h, crashing.Store, name)
 				var got []string
